@@ -1,0 +1,104 @@
+r"""``torchebm.core``: modules, energy models, schedulers and the base classes of every piece.
+
+Install alone with ``pip install torchebm-core``; ``torchebm`` is a PEP 420 namespace, so
+``import torchebm.samplers`` works only when ``torchebm-samplers`` is installed too.
+"""
+
+from importlib.metadata import version as _version
+
+from torchebm.core import errors
+from torchebm.core._base_coupling import (
+    BaseCostCoupling,
+    BaseCoupling,
+    BaseModelCoupling,
+    CouplingResult,
+)
+from torchebm.core._base_integrator import (
+    BaseIntegrator,
+    BaseRungeKuttaIntegrator,
+    BaseSDERungeKuttaIntegrator,
+    BaseSymplecticIntegrator,
+)
+from torchebm.core._base_interpolant import BaseInterpolant, expand_t_like_x
+from torchebm.core._base_loss import BaseContrastiveDivergence, BaseLoss, BaseScoreMatching
+from torchebm.core._base_model import (
+    AckleyModel,
+    BaseModel,
+    DoubleWellModel,
+    GaussianModel,
+    HarmonicModel,
+    RastriginModel,
+    RosenbrockModel,
+)
+from torchebm.core._base_sampler import BaseSampler
+from torchebm.core._deprecated import (
+    AckleyEnergy,
+    BaseEnergyFunction,
+    DeviceMixin,
+    DoubleWellEnergy,
+    GaussianEnergy,
+    HarmonicEnergy,
+    RastriginEnergy,
+    RosenbrockEnergy,
+)
+from torchebm.core._module import TorchEBMModule, warn_once
+from torchebm.core._schedulable import Schedulable
+from torchebm.core._schedulers import (
+    BaseScheduler,
+    ConstantScheduler,
+    CosineScheduler,
+    ExponentialDecayScheduler,
+    LinearScheduler,
+    MultiStepScheduler,
+    TemperatureScheduler,
+    WarmupScheduler,
+)
+from torchebm.core._versions import versions
+
+__version__ = _version("torchebm-core")
+
+__all__ = [
+    "TorchEBMModule",
+    "warn_once",
+    "errors",
+    "versions",
+    "BaseModel",
+    "DoubleWellModel",
+    "GaussianModel",
+    "HarmonicModel",
+    "RastriginModel",
+    "AckleyModel",
+    "RosenbrockModel",
+    "BaseSampler",
+    "BaseLoss",
+    "BaseScoreMatching",
+    "BaseContrastiveDivergence",
+    "BaseIntegrator",
+    "BaseRungeKuttaIntegrator",
+    "BaseSDERungeKuttaIntegrator",
+    "BaseSymplecticIntegrator",
+    "BaseInterpolant",
+    "BaseCoupling",
+    "BaseCostCoupling",
+    "BaseModelCoupling",
+    "CouplingResult",
+    "expand_t_like_x",
+    "BaseScheduler",
+    "ConstantScheduler",
+    "ExponentialDecayScheduler",
+    "LinearScheduler",
+    "CosineScheduler",
+    "MultiStepScheduler",
+    "WarmupScheduler",
+    "TemperatureScheduler",
+    "Schedulable",
+    # deprecated aliases (one DeprecationWarning each)
+    "BaseEnergyFunction",
+    "DeviceMixin",
+    "GaussianEnergy",
+    "DoubleWellEnergy",
+    "HarmonicEnergy",
+    "RastriginEnergy",
+    "AckleyEnergy",
+    "RosenbrockEnergy",
+]

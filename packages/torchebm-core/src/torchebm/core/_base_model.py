@@ -1,0 +1,295 @@
+r"""Energy models: the ``BaseModel`` contract and the analytic energies with closed-form gradients."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+from torchebm.core._module import TorchEBMModule
+from torchebm.core.errors import ShapeError, check_positive
+
+__all__ = [
+    "BaseModel",
+    "GaussianModel",
+    "DoubleWellModel",
+    "HarmonicModel",
+    "RastriginModel",
+    "AckleyModel",
+    "RosenbrockModel",
+]
+
+
+class BaseModel(TorchEBMModule, ABC):
+    r"""Base class of energy models :math:`E_\theta(x)` (unnormalised :math:`-\log p`).
+
+    Subclasses implement :meth:`forward` mapping ``x`` of shape ``(B, *event_shape)`` to
+    energies of shape ``(B,)``. :meth:`gradient` returns :math:`\nabla_x E(x)` with the
+    same shape as ``x``; analytic models override it with a closed form.
+
+    Args:
+        dtype: Dtype of buffers/parameters created by the model (default ``float32``).
+        device: Device of buffers/parameters created by the model (default CPU).
+
+    Example:
+        >>> class Quadratic(BaseModel):
+        ...     def forward(self, x):
+        ...         return 0.5 * (x ** 2).sum(-1)
+        >>> Quadratic().gradient(torch.ones(3, 2)).shape
+        torch.Size([3, 2])
+    """
+
+    #: compute the autograd gradient in float32 even for half-precision inputs
+    force_fp32_gradient: bool = False
+
+    def __init__(self, dtype: torch.dtype = torch.float32, *args, **kwargs):
+        super().__init__(*args, dtype=dtype, **kwargs)
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """Energy of each sample: ``(B, *event_shape) -> (B,)``."""
+
+    def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        r""":math:`\nabla_x E(x)` by one autograd call, detached, with the shape and dtype of ``x``.
+
+        Args:
+            x: Input of shape ``(B, *event_shape)`` (a 1-D ``(d,)`` input is treated as one sample).
+            model_kwargs: Conditioning forwarded as ``forward(x, **model_kwargs)``.
+
+        Raises:
+            ShapeError: ``forward`` does not return shape ``(B,)``.
+            RuntimeError: the energy does not depend differentiably on ``x``.
+        """
+        in_dtype = x.dtype
+        if x.device != self.device and _has_tensors(self):
+            x = x.to(self.device)
+        squeeze = x.ndim == 1
+        if squeeze:
+            x = x.unsqueeze(0)
+        work_dtype = torch.float32 if (self.force_fp32_gradient and in_dtype in (torch.float16, torch.bfloat16)) else in_dtype
+        with torch.enable_grad():
+            xg = x.detach().to(work_dtype).requires_grad_(True)
+            with self.autocast_context():
+                energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
+            if energy.shape != (xg.shape[0],):
+                raise ShapeError(
+                    f"{type(self).__name__}.forward must return energies of shape (B,) = "
+                    f"({xg.shape[0]},), but got {tuple(energy.shape)}"
+                )
+            if energy.grad_fn is None:
+                raise RuntimeError(
+                    f"{type(self).__name__}.forward does not depend differentiably on x "
+                    "(the energy has no grad_fn); cannot compute its gradient"
+                )
+            (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=False)
+        grad = grad.detach().to(in_dtype)
+        return grad.squeeze(0) if squeeze else grad
+
+
+def _has_tensors(module: torch.nn.Module) -> bool:
+    for _ in module.parameters():
+        return True
+    for name, b in module.named_buffers():
+        if not name.endswith("_torchebm_probe"):
+            return True
+    return False
+
+
+def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim == 0:
+        raise ShapeError("x must have at least 1 dimension (d,) or (B, d), got a scalar")
+    if x.ndim == 1:
+        return x.unsqueeze(0), True
+    return x, False
+
+
+class _AnalyticModel(BaseModel):
+    """Elementwise analytic energy: subclasses give ``_energy`` and ``_grad`` on ``(B, ..., d)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xb, _ = _as_batch(x)
+        return self._energy(xb)
+
+    def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        """Closed-form :math:`\\nabla_x E(x)` (no autograd), same shape and dtype as ``x``."""
+        if model_kwargs:
+            raise TypeError(f"{type(self).__name__} takes no conditioning (model_kwargs)")
+        xb, squeeze = _as_batch(x)
+        g = self._grad(xb)
+        return g.squeeze(0) if squeeze else g
+
+    def _energy(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _grad(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _sum_event(v: torch.Tensor) -> torch.Tensor:
+    return v.reshape(v.shape[0], -1).sum(dim=1)
+
+
+class GaussianModel(_AnalyticModel):
+    r"""Multivariate Gaussian energy :math:`E(x) = \tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)`.
+
+    Args:
+        mean: Mean :math:`\mu`, shape ``(d,)``.
+        cov: Covariance :math:`\Sigma`, shape ``(d, d)``, symmetric positive definite.
+        dtype: Dtype of the buffers (inputs are cast to it). Default ``float32``.
+        device: Device of the buffers.
+
+    Example:
+        >>> m = GaussianModel(torch.zeros(2), torch.eye(2))
+        >>> m(torch.tensor([[1.0, 1.0]]))
+        tensor([1.])
+    """
+
+    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
+        mean = torch.as_tensor(mean)
+        cov = torch.as_tensor(cov)
+        if mean.ndim != 1:
+            raise ShapeError(f"mean must be a 1-D tensor, got shape {tuple(mean.shape)}")
+        if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+            raise ShapeError(f"cov must be a square 2-D tensor, got shape {tuple(cov.shape)}")
+        if cov.shape[0] != mean.shape[0]:
+            raise ShapeError(
+                f"mean and cov dimensions differ: mean has {mean.shape[0]}, cov is {tuple(cov.shape)}"
+            )
+        cov64 = cov.detach().to("cpu", torch.float64)
+        if not torch.isfinite(cov64).all() or not torch.allclose(cov64, cov64.T, atol=1e-6, rtol=1e-5):
+            raise ValueError("cov must be a finite symmetric matrix")
+        chol, info = torch.linalg.cholesky_ex(cov64)
+        if int(info) != 0:
+            raise ValueError("cov must be positive definite (Cholesky failed): it is singular or indefinite")
+        cov_inv = torch.cholesky_inverse(chol)
+        dev = self._torchebm_probe.device
+        self.register_buffer("mean", mean.detach().to(device=dev, dtype=dtype))
+        self.register_buffer("cov", cov.detach().to(device=dev, dtype=dtype))
+        self.register_buffer("cov_inv", cov_inv.to(device=dev, dtype=dtype))
+
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[-1] != self.mean.shape[0]:
+            raise ShapeError(
+                f"GaussianModel expects x of shape (B, {self.mean.shape[0]}), got {tuple(x.shape)}"
+            )
+        return x.to(self.cov_inv.dtype)
+
+    def _energy(self, x: torch.Tensor) -> torch.Tensor:
+        d = self._check(x) - self.mean
+        return 0.5 * ((d @ self.cov_inv) * d).sum(-1)
+
+    def _grad(self, x: torch.Tensor) -> torch.Tensor:
+        in_dtype = x.dtype
+        d = self._check(x) - self.mean
+        return (d @ self.cov_inv).to(in_dtype)
+
+
+class DoubleWellModel(_AnalyticModel):
+    r"""Double-well energy :math:`E(x) = h \sum_i (x_i^2 - b^2)^2` (minima at :math:`\pm b`).
+
+    Args:
+        barrier_height: :math:`h`, the height of the barrier between the wells (at x = 0).
+        b: Position of the minima.
+    """
+
+    def __init__(self, barrier_height: float = 2.0, b: float = 1.0, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
+        self.barrier_height = check_positive("barrier_height", barrier_height)
+        self.b = float(b)
+
+    def _energy(self, x):
+        return self.barrier_height * _sum_event((x**2 - self.b**2) ** 2)
+
+    def _grad(self, x):
+        return 4.0 * self.barrier_height * x * (x**2 - self.b**2)
+
+
+class HarmonicModel(_AnalyticModel):
+    r"""Harmonic (isotropic quadratic) energy :math:`E(x) = \tfrac{k}{2} \sum_i x_i^2`.
+
+    Args:
+        k: Spring constant (> 0); the stationary density is :math:`N(0, I/k)`.
+    """
+
+    def __init__(self, k: float = 1.0, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
+        self.k = check_positive("k", k)
+
+    def _energy(self, x):
+        return 0.5 * self.k * _sum_event(x**2)
+
+    def _grad(self, x):
+        return self.k * x
+
+
+class RastriginModel(_AnalyticModel):
+    r"""Rastrigin energy :math:`E(x) = a n + \sum_i (x_i^2 - a \cos 2\pi x_i)`."""
+
+    def __init__(self, a: float = 10.0, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
+        self.a = float(a)
+
+    def _energy(self, x):
+        n = x[0].numel()
+        return self.a * n + _sum_event(x**2 - self.a * torch.cos(2 * math.pi * x))
+
+    def _grad(self, x):
+        return 2 * x + 2 * math.pi * self.a * torch.sin(2 * math.pi * x)
+
+
+class AckleyModel(_AnalyticModel):
+    r"""Ackley energy :math:`-a e^{-b\sqrt{\overline{x^2}}} - e^{\overline{\cos c x}} + a + e`.
+
+    Means run over the last dimension.
+    """
+
+    def __init__(self, a: float = 20.0, b: float = 0.2, c: float = 2 * math.pi, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
+        self.a, self.b, self.c = float(a), float(b), float(c)
+
+    def _energy(self, x):
+        x = x.reshape(x.shape[0], -1)
+        r = torch.sqrt((x**2).mean(-1))
+        return -self.a * torch.exp(-self.b * r) - torch.exp(torch.cos(self.c * x).mean(-1)) + self.a + math.e
+
+    def _grad(self, x):
+        shape = x.shape
+        x = x.reshape(x.shape[0], -1)
+        n = x.shape[1]
+        r = torch.sqrt((x**2).mean(-1, keepdim=True))
+        # d/dx of -a exp(-b r): a b exp(-b r) * x / (n r); the limit at r = 0 is 0.
+        safe_r = torch.where(r > 0, r, torch.ones_like(r))
+        g1 = torch.where(r > 0, self.a * self.b * torch.exp(-self.b * r) * x / (n * safe_r), torch.zeros_like(x))
+        g2 = torch.exp(torch.cos(self.c * x).mean(-1, keepdim=True)) * self.c * torch.sin(self.c * x) / n
+        return (g1 + g2).reshape(shape)
+
+
+class RosenbrockModel(_AnalyticModel):
+    r"""Rosenbrock energy :math:`\sum_{i<n} (a - x_i)^2 + b (x_{i+1} - x_i^2)^2` over the last dim."""
+
+    def __init__(self, a: float = 1.0, b: float = 100.0, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
+        self.a, self.b = float(a), float(b)
+
+    def _check(self, x):
+        if x.shape[-1] < 2:
+            raise ShapeError(f"RosenbrockModel needs at least 2 dimensions in the last axis, got {tuple(x.shape)}")
+
+    def _energy(self, x):
+        self._check(x)
+        xi, xn = x[..., :-1], x[..., 1:]
+        return _sum_event((self.a - xi) ** 2 + self.b * (xn - xi**2) ** 2)
+
+    def _grad(self, x):
+        self._check(x)
+        xi, xn = x[..., :-1], x[..., 1:]
+        inner = xn - xi**2
+        g = torch.zeros_like(x)
+        g[..., :-1] = -2 * (self.a - xi) - 4 * self.b * xi * inner
+        g[..., 1:] += 2 * self.b * inner
+        return g

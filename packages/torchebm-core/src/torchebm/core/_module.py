@@ -1,0 +1,150 @@
+r"""``TorchEBMModule``: the ``nn.Module`` base of everything in TorchEBM that holds tensors."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["TorchEBMModule", "warn_once"]
+
+_WARNED: set[str] = set()
+
+
+def warn_once(
+    key: str,
+    message: str,
+    category: type[Warning] = DeprecationWarning,
+    stacklevel: int = 3,
+) -> None:
+    """Emit ``warnings.warn(message, category)`` at most once per process for ``key``.
+
+    Used for every deprecation path, so that hot loops do not flood the log.
+    """
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    warnings.warn(message, category, stacklevel=stacklevel)
+
+
+def _normalise_device(device: Any) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and device.index == 0:
+        return torch.device("cuda")
+    return device
+
+
+class TorchEBMModule(nn.Module):
+    r"""Base ``nn.Module`` with device/dtype resolution, autocast and conditioning helpers.
+
+    ``device`` and ``dtype`` are read-only properties that follow the first parameter of
+    the module tree (so a sampler holding a neural model reports the model's placement),
+    falling back to a zero-element probe buffer created with the constructor's
+    ``device``/``dtype``. ``.to()``, ``.cuda()``, ``.double()`` update both.
+
+    Args:
+        device: Initial device of the probe (default: CPU, torch's default device).
+        dtype: Initial dtype of the probe (default: ``torch.get_default_dtype()``).
+
+    Example:
+        >>> m = TorchEBMModule(dtype=torch.float64)
+        >>> m.dtype
+        torch.float64
+    """
+
+    def __init__(self, device: Any = None, dtype: torch.dtype | None = None, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if dtype is not None and not isinstance(dtype, torch.dtype):
+            raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
+        dtype = dtype if dtype is not None else torch.get_default_dtype()
+        try:
+            dev = torch.device(device) if device is not None else None
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must be a torch.device or device string, got {device!r}") from exc
+        self.register_buffer(
+            "_torchebm_probe", torch.empty(0, device=dev, dtype=dtype), persistent=False
+        )
+        self.use_mixed_precision = False
+        self.autocast_available = False
+        self._amp_dtype = torch.float16
+        self._placement_cache: tuple[torch.device, torch.dtype] | None = None
+
+    # ------------------------------------------------------------------ placement
+    def _resolve_placement(self) -> tuple[torch.device, torch.dtype]:
+        cache = self.__dict__.get("_placement_cache")
+        if cache is not None:
+            return cache
+        ref = None
+        for p in self.parameters():
+            ref = p
+            break
+        if ref is None:
+            ref = self._torchebm_probe
+        placement = (_normalise_device(ref.device), ref.dtype)
+        self._placement_cache = placement
+        return placement
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the first parameter in the tree, else of the probe buffer."""
+        return self._resolve_placement()[0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the first parameter in the tree, else of the probe buffer."""
+        return self._resolve_placement()[1]
+
+    def _apply(self, fn, *args, **kwargs):  # type: ignore[override]
+        out = super()._apply(fn, *args, **kwargs)
+        for m in self.modules():
+            if isinstance(m, TorchEBMModule):
+                m._placement_cache = None
+        return out
+
+    def add_module(self, name: str, module: nn.Module | None) -> None:  # type: ignore[override]
+        super().add_module(name, module)
+        self._placement_cache = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if isinstance(value, (nn.Module, nn.Parameter)):
+            self.__dict__["_placement_cache"] = None
+
+    # ------------------------------------------------------------------ precision
+    def setup_mixed_precision(
+        self, use_mixed_precision: bool, amp_dtype: torch.dtype = torch.float16
+    ) -> None:
+        """Enable autocast for this module's hot loops (CUDA only; warns and disables on CPU)."""
+        if use_mixed_precision and self.device.type != "cuda":
+            warnings.warn(
+                "Mixed precision requires CUDA, falling back to full precision on "
+                f"{self.device.type}",
+                UserWarning,
+                stacklevel=2,
+            )
+            use_mixed_precision = False
+        self.use_mixed_precision = bool(use_mixed_precision)
+        self.autocast_available = self.use_mixed_precision
+        self._amp_dtype = amp_dtype
+
+    def autocast_context(self) -> contextlib.AbstractContextManager:
+        """``torch.amp.autocast`` when mixed precision is enabled, else a null context."""
+        if self.use_mixed_precision and self.autocast_available:
+            return torch.amp.autocast(device_type=self.device.type, dtype=self._amp_dtype)
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ conditioning
+    def _prepare_model_kwargs(self, model_kwargs: dict | None) -> dict:
+        """Normalise conditioning: ``None`` -> ``{}``; tensors moved (not cast) to ``self.device``."""
+        if model_kwargs is None:
+            return {}
+        if not isinstance(model_kwargs, dict):
+            raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+        device = self.device
+        return {
+            k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in model_kwargs.items()
+        }

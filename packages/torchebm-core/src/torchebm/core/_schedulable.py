@@ -1,0 +1,125 @@
+r"""``Schedulable``: the mixin that gives samplers, losses and models scheduled hyper-parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
+from torchebm.core.errors import check_non_negative, check_positive
+
+__all__ = ["Schedulable"]
+
+
+class Schedulable:
+    r"""Mixin holding named :class:`BaseScheduler` objects (``self.schedulers``).
+
+    Put it before the ``nn.Module`` base in the MRO. Hyper-parameters are typically
+    exposed as properties whose getter returns ``get_scheduled_value(name)`` and whose
+    setter calls ``_register_param(name, value)``: assigning a float installs a
+    :class:`ConstantScheduler`, assigning a scheduler installs it.
+
+    Scheduler state (step counters, current values) is saved in the module's
+    ``state_dict`` through ``nn.Module``'s extra-state hook, as plain Python values, so
+    ``torch.load(..., weights_only=True)`` restores it.
+    """
+
+    def _schedulers_dict(self) -> dict[str, BaseScheduler]:
+        d = self.__dict__.get("schedulers")
+        if d is None:
+            d = {}
+            self.__dict__["schedulers"] = d
+        return d
+
+    def register_scheduler(self, name: str, scheduler: BaseScheduler) -> None:
+        """Store (or replace) the scheduler called ``name``."""
+        if not isinstance(scheduler, BaseScheduler):
+            raise TypeError(f"scheduler for {name!r} must be a BaseScheduler, got {type(scheduler).__name__}")
+        self._schedulers_dict()[name] = scheduler
+
+    def _register_param(
+        self, name: str, value: Any, *, positive: bool = False, non_negative: bool = False
+    ) -> None:
+        """Install ``value`` (a scheduler, or a number wrapped in a ``ConstantScheduler``)."""
+        if isinstance(value, BaseScheduler):
+            self.register_scheduler(name, value)
+            return
+        if positive:
+            v = check_positive(name, value)
+        elif non_negative:
+            v = check_non_negative(name, value)
+        else:
+            v = _as_float(name, value)
+        self.register_scheduler(name, ConstantScheduler(v))
+
+    def get_schedulers(self) -> dict[str, BaseScheduler]:
+        """The ``name -> scheduler`` dict."""
+        return self._schedulers_dict()
+
+    def get_scheduled_value(self, name: str) -> float:
+        """Current value of scheduler ``name`` (``KeyError`` if unknown)."""
+        try:
+            return self._schedulers_dict()[name].get_value()
+        except KeyError:
+            raise KeyError(
+                f"no scheduler named {name!r}; registered: {sorted(self._schedulers_dict())}"
+            ) from None
+
+    def _local_step(self) -> None:
+        for s in self._schedulers_dict().values():
+            s.step()
+
+    def _local_reset(self) -> None:
+        for s in self._schedulers_dict().values():
+            s.reset()
+
+    def step_schedulers(self) -> None:
+        """Step every scheduler of every ``Schedulable`` in the module subtree once."""
+        for m in _schedulable_subtree(self):
+            m._local_step()
+
+    def reset_schedulers(self) -> None:
+        """Reset every scheduler of every ``Schedulable`` in the module subtree."""
+        for m in _schedulable_subtree(self):
+            m._local_reset()
+
+    # nn.Module extra-state hooks: scheduler state travels with state_dict().
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            "schedulers": {
+                name: {"type": type(s).__name__, "state": s.state_dict()}
+                for name, s in self._schedulers_dict().items()
+            }
+        }
+
+    def set_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            return
+        for name, entry in state.get("schedulers", {}).items():
+            current = self._schedulers_dict().get(name)
+            if current is not None and type(current).__name__ == entry.get("type"):
+                current.load_state_dict(entry["state"])
+
+
+def _as_float(name: str, value: Any) -> float:
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number or a BaseScheduler, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def _schedulable_subtree(root: Any):
+    if isinstance(root, nn.Module):
+        seen = set()
+        for m in root.modules():
+            if isinstance(m, Schedulable) and id(m) not in seen:
+                seen.add(id(m))
+                yield m
+    else:
+        yield root

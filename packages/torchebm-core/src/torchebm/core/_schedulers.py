@@ -1,0 +1,328 @@
+r"""Parameter schedules: plain Python objects whose value changes with a step counter.
+
+Samplers read the current value at the start of each step and call ``step()`` after it;
+losses expose their schedulable hyper-parameters the same way. The exact value
+sequences are pinned by tests (e.g. ``LinearScheduler(1, 0, 4)``: 1, .75, .5, .25, 0, 0).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from abc import ABC, abstractmethod
+from typing import Any
+
+from torchebm.core._module import warn_once
+from torchebm.core.errors import ConfigurationError, check_int
+
+__all__ = [
+    "BaseScheduler",
+    "ConstantScheduler",
+    "ExponentialDecayScheduler",
+    "LinearScheduler",
+    "CosineScheduler",
+    "MultiStepScheduler",
+    "WarmupScheduler",
+    "TemperatureScheduler",
+]
+
+
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be an int or float, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ConfigurationError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+class BaseScheduler(ABC):
+    r"""Base class of parameter schedules.
+
+    State: ``start_value``, ``current_value`` (starts at ``start_value``) and
+    ``step_count`` (starts at 0). ``step()`` increments the counter and returns the new
+    value, ``get_value()`` reads it without side effects, ``reset()`` rewinds.
+
+    Args:
+        start_value: Value before the first ``step()``.
+    """
+
+    def __init__(self, start_value: float):
+        self.start_value = _check_number("start_value", start_value)
+        self.current_value = self.start_value
+        self.step_count = 0
+
+    @abstractmethod
+    def _compute_value(self) -> float:
+        """Value after ``self.step_count`` steps."""
+
+    def step(self) -> float:
+        """Advance by one step and return the new value."""
+        self.step_count += 1
+        self.current_value = float(self._compute_value())
+        return self.current_value
+
+    def reset(self) -> None:
+        """Return to ``start_value`` and step 0."""
+        self.current_value = self.start_value
+        self.step_count = 0
+
+    def get_value(self) -> float:
+        """Current value (no side effect)."""
+        return self.current_value
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-Python state (ints, floats, lists, nested dicts): safe for ``weights_only`` loads."""
+        return {k: (v.state_dict() if isinstance(v, BaseScheduler) else v) for k, v in self.__dict__.items()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state produced by :meth:`state_dict`."""
+        for k, v in state_dict.items():
+            cur = self.__dict__.get(k)
+            if isinstance(cur, BaseScheduler) and isinstance(v, dict):
+                cur.load_state_dict(v)
+            else:
+                self.__dict__[k] = v
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(start_value={self.start_value}, step_count={self.step_count})"
+
+
+class ConstantScheduler(BaseScheduler):
+    """Constant value: ``start_value`` forever."""
+
+    def _compute_value(self) -> float:
+        return self.start_value
+
+
+class ExponentialDecayScheduler(BaseScheduler):
+    r"""``max(min_value, start_value * decay_rate**k)`` after ``k`` steps.
+
+    Args:
+        start_value: Initial value.
+        decay_rate: Multiplicative decay per step, in ``(0, 1]``.
+        min_value: Floor, ``>= 0``.
+    """
+
+    def __init__(self, start_value: float, decay_rate: float, min_value: float = 0.0):
+        super().__init__(start_value)
+        decay_rate = _check_number("decay_rate", decay_rate)
+        min_value = _check_number("min_value", min_value)
+        if not 0.0 < decay_rate <= 1.0:
+            raise ConfigurationError(f"decay_rate must be in (0, 1], got {decay_rate}")
+        if min_value < 0:
+            raise ConfigurationError(f"min_value must be >= 0, got {min_value}")
+        self.decay_rate = decay_rate
+        self.min_value = min_value
+
+    def _compute_value(self) -> float:
+        return max(self.min_value, self.start_value * self.decay_rate**self.step_count)
+
+
+class LinearScheduler(BaseScheduler):
+    r"""Linear interpolation from ``start_value`` to ``end_value`` over ``n_steps`` steps.
+
+    ``start + k (end - start) / n_steps`` for ``k < n_steps``, then ``end_value``.
+    The seed's keyword names ``initial_value``, ``final_value``, ``total_steps`` are
+    accepted with a ``DeprecationWarning``.
+
+    Example:
+        >>> s = LinearScheduler(1.0, 0.0, 4)
+        >>> [s.step() for _ in range(5)]
+        [0.75, 0.5, 0.25, 0.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        start_value: float | None = None,
+        end_value: float | None = None,
+        n_steps: int | None = None,
+        *,
+        initial_value: float | None = None,
+        final_value: float | None = None,
+        total_steps: int | None = None,
+    ):
+        start_value, end_value, n_steps = _legacy_linear_args(
+            type(self).__name__, start_value, end_value, n_steps, initial_value, final_value, total_steps
+        )
+        super().__init__(start_value)
+        self.end_value = _check_number("end_value", end_value)
+        self.n_steps = check_int("n_steps", n_steps, minimum=1)
+
+    def _compute_value(self) -> float:
+        if self.step_count >= self.n_steps:
+            return self.end_value
+        return self.start_value + self.step_count * (self.end_value - self.start_value) / self.n_steps
+
+
+def _legacy_linear_args(owner, start, end, n, initial, final, total):
+    legacy = {"initial_value": initial, "final_value": final, "total_steps": total}
+    if any(v is not None for v in legacy.values()):
+        warn_once(
+            f"{owner}.legacy_kwargs",
+            f"{owner}(initial_value=, final_value=, total_steps=) is deprecated; use "
+            f"{owner}(start_value=, end_value=, n_steps=)",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        if initial is not None:
+            if start is not None:
+                raise TypeError(f"{owner}: pass start_value or initial_value, not both")
+            start = initial
+        if final is not None:
+            if end is not None:
+                raise TypeError(f"{owner}: pass end_value or final_value, not both")
+            end = final
+        if total is not None:
+            if n is not None:
+                raise TypeError(f"{owner}: pass n_steps or total_steps, not both")
+            n = total
+    missing = [k for k, v in (("start_value", start), ("end_value", end), ("n_steps", n)) if v is None]
+    if missing:
+        raise TypeError(f"{owner} missing required argument(s): {', '.join(missing)}")
+    return start, end, n
+
+
+class CosineScheduler(BaseScheduler):
+    r"""Cosine annealing: ``end + (start - end) * (1 + cos(pi k / n)) / 2``, then ``end_value``.
+
+    Example:
+        >>> s = CosineScheduler(1.0, 0.0, 4)
+        >>> round(s.step(), 4)
+        0.8536
+    """
+
+    def __init__(
+        self,
+        start_value: float | None = None,
+        end_value: float | None = None,
+        n_steps: int | None = None,
+        *,
+        initial_value: float | None = None,
+        final_value: float | None = None,
+        total_steps: int | None = None,
+    ):
+        start_value, end_value, n_steps = _legacy_linear_args(
+            type(self).__name__, start_value, end_value, n_steps, initial_value, final_value, total_steps
+        )
+        super().__init__(start_value)
+        self.end_value = _check_number("end_value", end_value)
+        self.n_steps = check_int("n_steps", n_steps, minimum=1)
+
+    def _compute_value(self) -> float:
+        if self.step_count >= self.n_steps:
+            return self.end_value
+        cos = 0.5 * (1.0 + math.cos(math.pi * self.step_count / self.n_steps))
+        return self.end_value + (self.start_value - self.end_value) * cos
+
+
+class MultiStepScheduler(BaseScheduler):
+    r"""``start_value * gamma**m`` where ``m`` counts the milestones already reached.
+
+    Args:
+        start_value: Initial value.
+        milestones: Strictly increasing positive step indices.
+        gamma: Factor applied at each milestone.
+    """
+
+    def __init__(self, start_value: float, milestones: list[int], gamma: float = 0.1):
+        super().__init__(start_value)
+        milestones = list(milestones)
+        for m in milestones:
+            check_int("milestones[i]", m, minimum=1)
+        if any(b <= a for a, b in zip(milestones, milestones[1:])):
+            raise ConfigurationError(f"milestones must be strictly increasing, got {milestones}")
+        self.milestones = milestones
+        self.gamma = _check_number("gamma", gamma)
+
+    def _compute_value(self) -> float:
+        passed = sum(1 for m in self.milestones if self.step_count >= m)
+        return self.start_value * self.gamma**passed
+
+
+class WarmupScheduler(BaseScheduler):
+    r"""Linear warm-up from ``main.start_value * warmup_init_factor`` to ``main.start_value``.
+
+    After ``warmup_steps`` steps every ``step()`` also steps ``main_scheduler`` and returns
+    its value. Sequence for ``Warmup(Linear(1, 0, 4), 2, 0.1)``: .1, .55, 1, .75, .5, .25, 0.
+
+    Args:
+        main_scheduler: Schedule that takes over after warm-up.
+        warmup_steps: Number of warm-up steps (0 goes straight to ``main_scheduler``).
+        warmup_init_factor: Fraction of the main start value to begin at.
+    """
+
+    def __init__(self, main_scheduler: BaseScheduler, warmup_steps: int, warmup_init_factor: float = 0.01):
+        if not isinstance(main_scheduler, BaseScheduler):
+            raise TypeError(
+                f"main_scheduler must be a BaseScheduler, got {type(main_scheduler).__name__}"
+            )
+        self.main_scheduler = main_scheduler
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        self.warmup_init_factor = _check_number("warmup_init_factor", warmup_init_factor)
+        main_scheduler.reset()
+        super().__init__(main_scheduler.start_value * self.warmup_init_factor)
+
+    def _compute_value(self) -> float:
+        target = self.main_scheduler.start_value
+        if self.step_count <= self.warmup_steps:
+            frac = self.step_count / self.warmup_steps
+            return self.start_value + frac * (target - self.start_value)
+        return self.main_scheduler.step()
+
+    def reset(self) -> None:
+        super().reset()
+        self.main_scheduler.reset()
+
+
+class TemperatureScheduler(BaseScheduler):
+    r"""Energy-Matching temperature ramp for Langevin ``noise_scale``.
+
+    Virtual time :math:`t = t_s + (t_e - t_s)\min(k, n)/n`;
+    :math:`\epsilon(t) = 0` for :math:`t < \tau^*`,
+    :math:`\epsilon_{max}(t - \tau^*)/(1 - \tau^*)` for :math:`\tau^* \le t < 1`,
+    :math:`\epsilon_{max}` for :math:`t \ge 1`. Returns :math:`\sqrt{\epsilon}` when
+    ``sqrt`` (a noise scale), else :math:`\epsilon`.
+
+    References:
+        Balcerak et al., "Energy Matching", 2025.
+    """
+
+    def __init__(
+        self,
+        epsilon_max: float,
+        tau_star: float = 0.8,
+        n_steps: int = 200,
+        t_start: float = 0.0,
+        t_end: float = 1.0,
+        sqrt: bool = True,
+    ):
+        self.epsilon_max = _check_number("epsilon_max", epsilon_max)
+        self.tau_star = _check_number("tau_star", tau_star)
+        self.n_steps = check_int("n_steps", n_steps, minimum=1)
+        self.t_start = _check_number("t_start", t_start)
+        self.t_end = _check_number("t_end", t_end)
+        self.sqrt = bool(sqrt)
+        if self.epsilon_max < 0:
+            raise ConfigurationError(f"epsilon_max must be >= 0, got {epsilon_max}")
+        if not 0.0 <= self.tau_star < 1.0:
+            raise ConfigurationError(f"tau_star must be in [0, 1), got {tau_star}")
+        if self.t_end < self.t_start:
+            raise ConfigurationError(f"t_end must be >= t_start, got t_start={t_start}, t_end={t_end}")
+        super().__init__(self._value_at_step(0))
+
+    def epsilon_at(self, t: float) -> float:
+        """Temperature :math:`\\epsilon(t)` at virtual time ``t`` (never square-rooted)."""
+        if t < self.tau_star:
+            return 0.0
+        if t < 1.0:
+            return self.epsilon_max * (t - self.tau_star) / (1.0 - self.tau_star)
+        return self.epsilon_max
+
+    def _value_at_step(self, k: int) -> float:
+        t = self.t_start + (self.t_end - self.t_start) * min(k, self.n_steps) / self.n_steps
+        eps = self.epsilon_at(t)
+        return math.sqrt(eps) if self.sqrt else eps
+
+    def _compute_value(self) -> float:
+        return self._value_at_step(self.step_count)

@@ -1,0 +1,30 @@
+"""``versions()``: every installed TorchEBM distribution, for bug reports."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+__all__ = ["versions"]
+
+
+def versions() -> dict[str, str]:
+    """Return ``{distribution name: version}`` for every installed ``torchebm*`` distribution.
+
+    Also reports ``torch`` (and ``triton`` when present), which every piece depends on.
+
+    Example:
+        >>> "torchebm-core" in versions()
+        True
+    """
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").strip()
+        norm = name.lower().replace("_", "-")
+        if norm == "torchebm" or norm.startswith("torchebm-"):
+            found[norm] = dist.version
+    for extra in ("torch", "triton"):
+        try:
+            found[extra] = metadata.version(extra)
+        except metadata.PackageNotFoundError:
+            pass
+    return dict(sorted(found.items()))

@@ -1,0 +1,5 @@
+"""``python -m torchebm.cli``."""
+
+from torchebm.cli import main
+
+raise SystemExit(main())
