@@ -50,7 +50,9 @@ THREADS = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
 def _sync(session: nox.Session, *args: str) -> None:
     """``uv sync`` into the session's venv (exact: only what the arguments ask for)."""
     env = {"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}
-    session.run_install("uv", "sync", "--locked", "--no-default-groups", *args, env=env, silent=True)
+    session.run_install(
+        "uv", "sync", "--locked", "--no-default-groups", *args, env=env, silent=True
+    )
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:
@@ -59,11 +61,13 @@ def _pytest(session: nox.Session, *paths: str) -> None:
     if not existing:
         session.log(f"no tests under {paths}")
         return
-    session.run("python", "-m", "pytest", "-q", *existing, *extra, env=THREADS, success_codes=[0, 5])
+    session.run(
+        "python", "-m", "pytest", "-q", *existing, *extra, env=THREADS, success_codes=[0, 5]
+    )
 
 
 @nox.session(python=PYTHON)
-@nox.parametrize("piece", list(PIECES))
+@nox.parametrize("piece", list(PIECES), ids=list(PIECES))
 def tests(session: nox.Session, piece: str) -> None:
     """Install ``piece`` and its declared dependencies only, then run its tests."""
     _sync(session, "--package", piece, "--group", "test")
@@ -85,7 +89,9 @@ def wheels(session: nox.Session) -> None:
     if dist.exists():
         for f in dist.iterdir():
             f.unlink()
-    session.run("uv", "build", "--all-packages", "--no-sources", "-o", str(dist), silent=True, external=True)
+    session.run(
+        "uv", "build", "--all-packages", "--no-sources", "-o", str(dist), silent=True, external=True
+    )
     session.install("packaging")
     session.run("python", "tools/check_wheels.py", str(dist), env=THREADS)
 
@@ -98,17 +104,30 @@ def pins(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
-@nox.parametrize("piece", list(PIECES))
+@nox.parametrize("piece", list(PIECES), ids=list(PIECES))
 def lowest(session: nox.Session, piece: str) -> None:
     """``piece`` with its direct dependencies at their declared floors."""
     session.install("packaging", "tomli")
     torch_floor = "--torch-floor" in session.posargs
     reqs = session.run(
-        "python", "tools/lowest_requirements.py", piece, *(["--torch-floor"] if torch_floor else []),
+        "python",
+        "tools/lowest_requirements.py",
+        piece,
+        *(["--torch-floor"] if torch_floor else []),
         silent=True,
     )
     lines = [line for line in str(reqs).splitlines() if line.strip()]
-    session.run_install("uv", "pip", "install", "--resolution", "lowest-direct", *lines, "pytest>=8.0", "hypothesis>=6.100", silent=True)
+    session.run_install(
+        "uv",
+        "pip",
+        "install",
+        "--resolution",
+        "lowest-direct",
+        *lines,
+        "pytest>=8.0",
+        "hypothesis>=6.100",
+        silent=True,
+    )
     session.run("python", "tools/check_isolation.py", piece, env=THREADS)
     _pytest(session, *test_dirs_of(piece))
 
@@ -136,7 +155,12 @@ def typecheck(session: nox.Session) -> None:
 def examples(session: nox.Session) -> None:
     """Run every python block of the user documentation and every examples/ script."""
     _sync(session, "--all-packages", "--group", "test")
-    session.run("python", "tools/run_doc_examples.py", *session.posargs, env={**THREADS, "MPLBACKEND": "Agg", "TORCHEBM_SMOKE": "1"})
+    session.run(
+        "python",
+        "tools/run_doc_examples.py",
+        *session.posargs,
+        env={**THREADS, "MPLBACKEND": "Agg", "TORCHEBM_SMOKE": "1"},
+    )
 
 
 @nox.session(python=PYTHON)
@@ -150,4 +174,9 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmark suite: every hot path beside its hand-written floor."""
     _sync(session, "--all-packages", "--group", "test")
-    session.run("python", "benchmarks/run.py", *session.posargs, env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
+    session.run(
+        "python",
+        "benchmarks/run.py",
+        *session.posargs,
+        env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
+    )

@@ -32,4 +32,6 @@ for p in PIECES:
             except ModuleNotFoundError:
                 print(f"absent  {name:28s} (not a dependency of {piece})")
             else:
-                sys.exit(f"{name} is importable in the venv of {piece}, which does not depend on {p}")
+                sys.exit(
+                    f"{name} is importable in the venv of {piece}, which does not depend on {p}"
+                )

@@ -74,7 +74,9 @@ for piece in PIECES:
         env = {**os.environ, "VIRTUAL_ENV": str(venv)}
         subprocess.run([uv, "pip", "install", "-q", "-p", str(py), *files], check=True, env=env)
         portions = [f"torchebm.{p}" for q in closure(piece) for p in portions_of(q)]
-        others = [f"torchebm.{p}" for q in PIECES if q not in closure(piece) for p in portions_of(q)]
+        others = [
+            f"torchebm.{p}" for q in PIECES if q not in closure(piece) for p in portions_of(q)
+        ]
         code = (
             "import importlib, sys\n"
             f"for m in {portions!r}: importlib.import_module(m)\n"
@@ -90,5 +92,6 @@ for piece in PIECES:
         out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=env)
         if out.returncode != 0:
             sys.exit(f"{piece} from its wheel failed to import:\n{out.stdout}\n{out.stderr}")
-        print(f"{piece:20s} installs alone from wheels: {re.sub(r'\s+', ' ', out.stdout.strip())}")
+        summary = re.sub(r"\s+", " ", out.stdout.strip())
+        print(f"{piece:20s} installs alone from wheels: {summary}")
 print("wheels OK")

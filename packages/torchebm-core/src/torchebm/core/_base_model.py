@@ -7,7 +7,6 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
-
 from torchebm.core._module import TorchEBMModule
 from torchebm.core.errors import ShapeError, check_positive
 
@@ -68,7 +67,11 @@ class BaseModel(TorchEBMModule, ABC):
         squeeze = x.ndim == 1
         if squeeze:
             x = x.unsqueeze(0)
-        work_dtype = torch.float32 if (self.force_fp32_gradient and in_dtype in (torch.float16, torch.bfloat16)) else in_dtype
+        work_dtype = (
+            torch.float32
+            if (self.force_fp32_gradient and in_dtype in (torch.float16, torch.bfloat16))
+            else in_dtype
+        )
         with torch.enable_grad():
             xg = x.detach().to(work_dtype).requires_grad_(True)
             with self.autocast_context():
@@ -91,7 +94,7 @@ class BaseModel(TorchEBMModule, ABC):
 def _has_tensors(module: torch.nn.Module) -> bool:
     for _ in module.parameters():
         return True
-    for name, b in module.named_buffers():
+    for name, _b in module.named_buffers():
         if not name.endswith("_torchebm_probe"):
             return True
     return False
@@ -148,7 +151,13 @@ class GaussianModel(_AnalyticModel):
         tensor([1.])
     """
 
-    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, dtype: torch.dtype = torch.float32, device: Any = None):
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        cov: torch.Tensor,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
         super().__init__(dtype=dtype, device=device)
         mean = torch.as_tensor(mean)
         cov = torch.as_tensor(cov)
@@ -161,11 +170,15 @@ class GaussianModel(_AnalyticModel):
                 f"mean and cov dimensions differ: mean has {mean.shape[0]}, cov is {tuple(cov.shape)}"
             )
         cov64 = cov.detach().to("cpu", torch.float64)
-        if not torch.isfinite(cov64).all() or not torch.allclose(cov64, cov64.T, atol=1e-6, rtol=1e-5):
+        if not torch.isfinite(cov64).all() or not torch.allclose(
+            cov64, cov64.T, atol=1e-6, rtol=1e-5
+        ):
             raise ValueError("cov must be a finite symmetric matrix")
         chol, info = torch.linalg.cholesky_ex(cov64)
         if int(info) != 0:
-            raise ValueError("cov must be positive definite (Cholesky failed): it is singular or indefinite")
+            raise ValueError(
+                "cov must be positive definite (Cholesky failed): it is singular or indefinite"
+            )
         cov_inv = torch.cholesky_inverse(chol)
         dev = self._torchebm_probe.device
         self.register_buffer("mean", mean.detach().to(device=dev, dtype=dtype))
@@ -197,7 +210,13 @@ class DoubleWellModel(_AnalyticModel):
         b: Position of the minima.
     """
 
-    def __init__(self, barrier_height: float = 2.0, b: float = 1.0, dtype: torch.dtype = torch.float32, device: Any = None):
+    def __init__(
+        self,
+        barrier_height: float = 2.0,
+        b: float = 1.0,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
         super().__init__(dtype=dtype, device=device)
         self.barrier_height = check_positive("barrier_height", barrier_height)
         self.b = float(b)
@@ -248,14 +267,26 @@ class AckleyModel(_AnalyticModel):
     Means run over the last dimension.
     """
 
-    def __init__(self, a: float = 20.0, b: float = 0.2, c: float = 2 * math.pi, dtype: torch.dtype = torch.float32, device: Any = None):
+    def __init__(
+        self,
+        a: float = 20.0,
+        b: float = 0.2,
+        c: float = 2 * math.pi,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
         super().__init__(dtype=dtype, device=device)
         self.a, self.b, self.c = float(a), float(b), float(c)
 
     def _energy(self, x):
         x = x.reshape(x.shape[0], -1)
         r = torch.sqrt((x**2).mean(-1))
-        return -self.a * torch.exp(-self.b * r) - torch.exp(torch.cos(self.c * x).mean(-1)) + self.a + math.e
+        return (
+            -self.a * torch.exp(-self.b * r)
+            - torch.exp(torch.cos(self.c * x).mean(-1))
+            + self.a
+            + math.e
+        )
 
     def _grad(self, x):
         shape = x.shape
@@ -264,21 +295,36 @@ class AckleyModel(_AnalyticModel):
         r = torch.sqrt((x**2).mean(-1, keepdim=True))
         # d/dx of -a exp(-b r): a b exp(-b r) * x / (n r); the limit at r = 0 is 0.
         safe_r = torch.where(r > 0, r, torch.ones_like(r))
-        g1 = torch.where(r > 0, self.a * self.b * torch.exp(-self.b * r) * x / (n * safe_r), torch.zeros_like(x))
-        g2 = torch.exp(torch.cos(self.c * x).mean(-1, keepdim=True)) * self.c * torch.sin(self.c * x) / n
+        g1 = torch.where(
+            r > 0, self.a * self.b * torch.exp(-self.b * r) * x / (n * safe_r), torch.zeros_like(x)
+        )
+        g2 = (
+            torch.exp(torch.cos(self.c * x).mean(-1, keepdim=True))
+            * self.c
+            * torch.sin(self.c * x)
+            / n
+        )
         return (g1 + g2).reshape(shape)
 
 
 class RosenbrockModel(_AnalyticModel):
     r"""Rosenbrock energy :math:`\sum_{i<n} (a - x_i)^2 + b (x_{i+1} - x_i^2)^2` over the last dim."""
 
-    def __init__(self, a: float = 1.0, b: float = 100.0, dtype: torch.dtype = torch.float32, device: Any = None):
+    def __init__(
+        self,
+        a: float = 1.0,
+        b: float = 100.0,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
         super().__init__(dtype=dtype, device=device)
         self.a, self.b = float(a), float(b)
 
     def _check(self, x):
         if x.shape[-1] < 2:
-            raise ShapeError(f"RosenbrockModel needs at least 2 dimensions in the last axis, got {tuple(x.shape)}")
+            raise ShapeError(
+                f"RosenbrockModel needs at least 2 dimensions in the last axis, got {tuple(x.shape)}"
+            )
 
     def _energy(self, x):
         self._check(x)

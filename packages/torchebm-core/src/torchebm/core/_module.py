@@ -63,7 +63,9 @@ class TorchEBMModule(nn.Module):
         try:
             dev = torch.device(device) if device is not None else None
         except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device must be a torch.device or device string, got {device!r}") from exc
+            raise ValueError(
+                f"device must be a torch.device or device string, got {device!r}"
+            ) from exc
         self.register_buffer(
             "_torchebm_probe", torch.empty(0, device=dev, dtype=dtype), persistent=False
         )

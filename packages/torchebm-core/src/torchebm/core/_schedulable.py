@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
-
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
 from torchebm.core.errors import check_non_negative, check_positive
 
@@ -35,7 +34,9 @@ class Schedulable:
     def register_scheduler(self, name: str, scheduler: BaseScheduler) -> None:
         """Store (or replace) the scheduler called ``name``."""
         if not isinstance(scheduler, BaseScheduler):
-            raise TypeError(f"scheduler for {name!r} must be a BaseScheduler, got {type(scheduler).__name__}")
+            raise TypeError(
+                f"scheduler for {name!r} must be a BaseScheduler, got {type(scheduler).__name__}"
+            )
         self._schedulers_dict()[name] = scheduler
 
     def _register_param(

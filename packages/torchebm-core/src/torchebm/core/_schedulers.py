@@ -73,7 +73,10 @@ class BaseScheduler(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Plain-Python state (ints, floats, lists, nested dicts): safe for ``weights_only`` loads."""
-        return {k: (v.state_dict() if isinstance(v, BaseScheduler) else v) for k, v in self.__dict__.items()}
+        return {
+            k: (v.state_dict() if isinstance(v, BaseScheduler) else v)
+            for k, v in self.__dict__.items()
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a state produced by :meth:`state_dict`."""
@@ -85,7 +88,9 @@ class BaseScheduler(ABC):
                 self.__dict__[k] = v
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(start_value={self.start_value}, step_count={self.step_count})"
+        return (
+            f"{type(self).__name__}(start_value={self.start_value}, step_count={self.step_count})"
+        )
 
 
 class ConstantScheduler(BaseScheduler):
@@ -143,7 +148,13 @@ class LinearScheduler(BaseScheduler):
         total_steps: int | None = None,
     ):
         start_value, end_value, n_steps = _legacy_linear_args(
-            type(self).__name__, start_value, end_value, n_steps, initial_value, final_value, total_steps
+            type(self).__name__,
+            start_value,
+            end_value,
+            n_steps,
+            initial_value,
+            final_value,
+            total_steps,
         )
         super().__init__(start_value)
         self.end_value = _check_number("end_value", end_value)
@@ -152,7 +163,9 @@ class LinearScheduler(BaseScheduler):
     def _compute_value(self) -> float:
         if self.step_count >= self.n_steps:
             return self.end_value
-        return self.start_value + self.step_count * (self.end_value - self.start_value) / self.n_steps
+        return (
+            self.start_value + self.step_count * (self.end_value - self.start_value) / self.n_steps
+        )
 
 
 def _legacy_linear_args(owner, start, end, n, initial, final, total):
@@ -177,7 +190,9 @@ def _legacy_linear_args(owner, start, end, n, initial, final, total):
             if n is not None:
                 raise TypeError(f"{owner}: pass n_steps or total_steps, not both")
             n = total
-    missing = [k for k, v in (("start_value", start), ("end_value", end), ("n_steps", n)) if v is None]
+    missing = [
+        k for k, v in (("start_value", start), ("end_value", end), ("n_steps", n)) if v is None
+    ]
     if missing:
         raise TypeError(f"{owner} missing required argument(s): {', '.join(missing)}")
     return start, end, n
@@ -203,7 +218,13 @@ class CosineScheduler(BaseScheduler):
         total_steps: int | None = None,
     ):
         start_value, end_value, n_steps = _legacy_linear_args(
-            type(self).__name__, start_value, end_value, n_steps, initial_value, final_value, total_steps
+            type(self).__name__,
+            start_value,
+            end_value,
+            n_steps,
+            initial_value,
+            final_value,
+            total_steps,
         )
         super().__init__(start_value)
         self.end_value = _check_number("end_value", end_value)
@@ -252,7 +273,9 @@ class WarmupScheduler(BaseScheduler):
         warmup_init_factor: Fraction of the main start value to begin at.
     """
 
-    def __init__(self, main_scheduler: BaseScheduler, warmup_steps: int, warmup_init_factor: float = 0.01):
+    def __init__(
+        self, main_scheduler: BaseScheduler, warmup_steps: int, warmup_init_factor: float = 0.01
+    ):
         if not isinstance(main_scheduler, BaseScheduler):
             raise TypeError(
                 f"main_scheduler must be a BaseScheduler, got {type(main_scheduler).__name__}"
@@ -308,7 +331,9 @@ class TemperatureScheduler(BaseScheduler):
         if not 0.0 <= self.tau_star < 1.0:
             raise ConfigurationError(f"tau_star must be in [0, 1), got {tau_star}")
         if self.t_end < self.t_start:
-            raise ConfigurationError(f"t_end must be >= t_start, got t_start={t_start}, t_end={t_end}")
+            raise ConfigurationError(
+                f"t_end must be >= t_start, got t_start={t_start}, t_end={t_end}"
+            )
         super().__init__(self._value_at_step(0))
 
     def epsilon_at(self, t: float) -> float:

@@ -1,0 +1,139 @@
+"""Analytic energies: closed forms, closed-form gradients equal autograd, 1-D inputs, errors."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torchebm.core import (
+    AckleyModel,
+    BaseModel,
+    DoubleWellModel,
+    GaussianModel,
+    HarmonicModel,
+    RastriginModel,
+    RosenbrockModel,
+)
+from torchebm.core.errors import ShapeError
+
+torch.manual_seed(0)
+
+COV = torch.tensor([[2.0, 0.6], [0.6, 1.0]], dtype=torch.float64)
+MODELS = [
+    lambda: GaussianModel(torch.tensor([0.5, -1.0]), COV, dtype=torch.float64),
+    lambda: DoubleWellModel(barrier_height=3.0, b=1.5, dtype=torch.float64),
+    lambda: HarmonicModel(k=2.5, dtype=torch.float64),
+    lambda: RastriginModel(a=7.0, dtype=torch.float64),
+    lambda: AckleyModel(dtype=torch.float64),
+    lambda: RosenbrockModel(a=1.0, b=5.0, dtype=torch.float64),
+]
+
+
+def autograd_grad(model, x):
+    x = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model(x).sum(), x)
+    return g
+
+
+@pytest.mark.parametrize("make", MODELS)
+def test_closed_form_gradient_equals_autograd(make):
+    model = make()
+    x = torch.randn(16, 2, dtype=torch.float64) * 1.5
+    g = model.gradient(x)
+    assert g.shape == x.shape and g.dtype == x.dtype
+    torch.testing.assert_close(g, autograd_grad(model, x), rtol=1e-9, atol=1e-9)
+    # BaseModel's generic autograd path gives the same answer
+    torch.testing.assert_close(BaseModel.gradient(model, x), g, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("make", MODELS)
+def test_one_dimensional_input_is_one_sample(make):
+    model = make()
+    x = torch.tensor([0.3, -0.7], dtype=torch.float64)
+    e = model(x)
+    assert e.shape == (1,)
+    g = model.gradient(x)
+    assert g.shape == (2,)
+    torch.testing.assert_close(g, model.gradient(x.unsqueeze(0))[0])
+
+
+def test_energy_values_closed_form():
+    x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    g = GaussianModel(torch.zeros(2), COV, dtype=torch.float64)
+    expected = 0.5 * x[0] @ torch.linalg.inv(COV) @ x[0]
+    assert g(x).item() == pytest.approx(expected.item(), rel=1e-12)
+    assert DoubleWellModel(2.0, 1.0)(torch.tensor([[0.0, 1.0]])).item() == pytest.approx(2.0)
+    assert HarmonicModel(2.0)(torch.tensor([[1.0, 2.0]])).item() == pytest.approx(5.0)
+    assert RastriginModel()(torch.zeros(1, 3)).item() == pytest.approx(0.0, abs=1e-6)
+    assert AckleyModel()(torch.zeros(1, 2)).item() == pytest.approx(0.0, abs=1e-5)
+    assert RosenbrockModel()(torch.ones(1, 4)).item() == pytest.approx(0.0)
+    assert RosenbrockModel(a=1.0, b=100.0)(torch.tensor([[0.0, 1.0]])).item() == pytest.approx(
+        101.0
+    )
+    # Ackley's gradient at its minimum is defined (0), not NaN
+    assert torch.equal(AckleyModel().gradient(torch.zeros(2, 3)), torch.zeros(2, 3))
+
+
+def test_gaussian_validation():
+    with pytest.raises(ValueError, match="mean"):
+        GaussianModel(torch.zeros(2, 1), torch.eye(2))
+    with pytest.raises(ValueError, match="cov"):
+        GaussianModel(torch.zeros(2), torch.eye(3)[:2])
+    with pytest.raises(ValueError, match="differ"):
+        GaussianModel(torch.zeros(3), torch.eye(2))
+    with pytest.raises(ValueError, match="positive definite"):
+        GaussianModel(torch.zeros(2), torch.tensor([[1.0, 1.0], [1.0, 1.0]]))
+    with pytest.raises(ShapeError, match=r"\(B, 2\)"):
+        GaussianModel(torch.zeros(2), torch.eye(2))(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="last axis"):
+        RosenbrockModel()(torch.zeros(3, 1))
+    with pytest.raises(ValueError, match="barrier_height"):
+        DoubleWellModel(barrier_height=-1.0)
+
+
+def test_gaussian_follows_module_to():
+    g = GaussianModel(torch.zeros(2), torch.eye(2)).to(torch.float64)
+    assert g.mean.dtype == torch.float64 and g.dtype == torch.float64
+
+
+class MLP(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def forward(self, x, scale=1.0):
+        return scale * self.net(x).squeeze(-1)
+
+
+def test_base_gradient_autograd_conditioning_and_no_param_grad():
+    m = MLP()
+    x = torch.randn(5, 2)
+    g = m.gradient(x)
+    torch.testing.assert_close(g, autograd_grad(m, x))
+    torch.testing.assert_close(m.gradient(x, model_kwargs={"scale": 2.0}), 2 * g)
+    assert all(p.grad is None for p in m.parameters())
+    assert not g.requires_grad
+
+
+def test_base_gradient_errors():
+    class WrongShape(BaseModel):
+        def forward(self, x):
+            return x
+
+    class Constant(BaseModel):
+        def forward(self, x):
+            return torch.zeros(x.shape[0])
+
+    with pytest.raises(ShapeError, match=r"shape \(B,\)"):
+        WrongShape().gradient(torch.zeros(3, 2))
+    with pytest.raises(RuntimeError, match="differentiabl"):
+        Constant().gradient(torch.zeros(3, 2))
+    with pytest.raises(TypeError):
+        BaseModel()
+
+
+def test_double_well_minima_and_barrier():
+    m = DoubleWellModel(barrier_height=2.0, b=1.0)
+    assert m(torch.tensor([[1.0], [-1.0]])).tolist() == [0.0, 0.0]
+    assert m(torch.tensor([[0.0]])).item() == pytest.approx(2.0)
+    assert math.isclose(m.gradient(torch.tensor([[1.0]])).item(), 0.0)

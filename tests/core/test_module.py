@@ -1,0 +1,177 @@
+"""TorchEBMModule placement, autocast, conditioning; Schedulable; errors; versions; aliases."""
+
+import warnings
+
+import pytest
+import torch
+import torchebm.core as core
+from torch import nn
+from torchebm.core import (
+    BaseModel,
+    ConstantScheduler,
+    LinearScheduler,
+    Schedulable,
+    TorchEBMModule,
+    warn_once,
+)
+from torchebm.core.errors import (
+    ConfigurationError,
+    NonFiniteError,
+    check_finite_tensor,
+    check_int,
+    check_positive,
+)
+
+
+class Holder(Schedulable, TorchEBMModule):
+    def __init__(self, inner=None, **kw):
+        super().__init__(**kw)
+        self.inner = inner
+        self._register_param("step_size", 0.1, positive=True)
+
+
+def test_probe_defaults_and_to():
+    m = TorchEBMModule()
+    assert m.device == torch.device("cpu")
+    assert m.dtype == torch.get_default_dtype()
+    m = m.to(torch.float64)
+    assert m.dtype == torch.float64
+    assert TorchEBMModule(dtype=torch.float16).dtype == torch.float16
+
+
+def test_placement_follows_first_parameter():
+    h = Holder(inner=nn.Linear(2, 2).double(), dtype=torch.float32)
+    assert h.dtype == torch.float64
+    h.float()
+    assert h.dtype == torch.float32
+
+
+def test_bad_dtype_and_device():
+    with pytest.raises(TypeError, match="dtype"):
+        TorchEBMModule(dtype="float32")
+    with pytest.raises(ValueError, match="device"):
+        TorchEBMModule(device="not-a-device")
+
+
+def test_prepare_model_kwargs():
+    m = TorchEBMModule()
+    labels = torch.tensor([1, 2])
+    out = m._prepare_model_kwargs({"y": labels, "w": 3})
+    assert out["y"].dtype == torch.long and out["w"] == 3
+    assert m._prepare_model_kwargs(None) == {}
+    with pytest.raises(TypeError, match="model_kwargs must be a dict"):
+        m._prepare_model_kwargs([1])
+
+
+def test_mixed_precision_on_cpu_warns_and_disables():
+    m = TorchEBMModule()
+    with pytest.warns(UserWarning, match="requires CUDA"):
+        m.setup_mixed_precision(True)
+    assert not m.use_mixed_precision
+    with m.autocast_context():
+        pass
+
+
+def test_warn_once():
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            warn_once("test-key-xyz", "hello", UserWarning)
+    assert len(rec) == 1
+
+
+def test_schedulable_params_and_subtree_stepping():
+    inner = Holder()
+    inner.register_scheduler("noise", LinearScheduler(1.0, 0.0, 2))
+    outer = Holder(inner=inner)
+    outer.register_scheduler("step_size", LinearScheduler(1.0, 3.0, 2))
+    outer.step_schedulers()
+    assert outer.get_scheduled_value("step_size") == pytest.approx(2.0)
+    assert inner.get_scheduled_value("noise") == pytest.approx(0.5)
+    outer.reset_schedulers()
+    assert inner.get_scheduled_value("noise") == pytest.approx(1.0)
+    with pytest.raises(KeyError):
+        outer.get_scheduled_value("missing")
+    with pytest.raises(ValueError, match="step_size must be positive"):
+        outer._register_param("step_size", -0.01, positive=True)
+    with pytest.raises(TypeError):
+        outer._register_param("step_size", "big", positive=True)
+    with pytest.raises(TypeError):
+        outer.register_scheduler("x", 0.3)
+
+
+def test_scheduler_state_travels_in_state_dict(tmp_path):
+    h = Holder()
+    h.register_scheduler("step_size", LinearScheduler(1.0, 0.0, 10))
+    for _ in range(3):
+        h.step_schedulers()
+    path = tmp_path / "h.pt"
+    torch.save(h.state_dict(), path)
+    fresh = Holder()
+    fresh.register_scheduler("step_size", LinearScheduler(1.0, 0.0, 10))
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    assert fresh.get_scheduled_value("step_size") == pytest.approx(0.7)
+    assert fresh.get_schedulers()["step_size"].step_count == 3
+
+
+def test_validators():
+    assert check_positive("step_size", 2) == 2.0
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigurationError, match="step_size"):
+            check_positive("step_size", bad)
+    with pytest.raises(TypeError, match="step_size"):
+        check_positive("step_size", True)
+    with pytest.raises(ValueError, match="n_steps must be >= 1, got 0"):
+        check_int("n_steps", 0, minimum=1)
+    x = torch.zeros(4, 2)
+    x[2, 1] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"\[2\]") as info:
+        check_finite_tensor("x", x)
+    assert info.value.indices == [2]
+    assert isinstance(info.value, FloatingPointError)
+
+
+def test_versions_reports_core():
+    v = core.versions()
+    assert v["torchebm-core"] == core.__version__
+    assert "torch" in v
+
+
+def test_deprecated_aliases_warn_and_subclass():
+    from torchebm.core import _module
+
+    for key in list(_module._WARNED):
+        if key.startswith("torchebm.core."):
+            _module._WARNED.discard(key)
+    with pytest.warns(DeprecationWarning, match="GaussianModel"):
+        e = core.GaussianEnergy(mean=torch.zeros(2), cov=torch.eye(2))
+    assert isinstance(e, core.GaussianModel)
+    assert e(torch.tensor([[1.0, 1.0]])).item() == pytest.approx(1.0)
+    with pytest.warns(DeprecationWarning, match="BaseModel"):
+
+        class Neural(core.BaseEnergyFunction):
+            def __init__(self):
+                super().__init__()
+                self.net = nn.Linear(2, 1)
+
+            def forward(self, x):
+                return self.net(x).squeeze(-1)
+
+    assert isinstance(Neural(), BaseModel)
+    with pytest.warns(DeprecationWarning, match="TorchEBMModule"):
+        core.DeviceMixin()
+    for name in (
+        "DoubleWellEnergy",
+        "HarmonicEnergy",
+        "RastriginEnergy",
+        "AckleyEnergy",
+        "RosenbrockEnergy",
+    ):
+        with pytest.warns(DeprecationWarning):
+            getattr(core, name)()
+
+
+def test_all_names_exist():
+    for name in core.__all__:
+        assert hasattr(core, name), name
+    assert isinstance(ConstantScheduler(1.0), core.BaseScheduler)

@@ -1,0 +1,102 @@
+"""Scheduler value sequences pinned against API.md section 2.3 and their state round trip."""
+
+import math
+
+import pytest
+import torch
+from torchebm.core import (
+    ConstantScheduler,
+    CosineScheduler,
+    ExponentialDecayScheduler,
+    LinearScheduler,
+    MultiStepScheduler,
+    TemperatureScheduler,
+    WarmupScheduler,
+)
+
+
+def seq(s, n):
+    return [s.get_value()] + [s.step() for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: LinearScheduler(1.0, 0.0, 4), [1, 0.75, 0.5, 0.25, 0, 0]),
+        (lambda: CosineScheduler(1.0, 0.0, 4), [1, 0.853553, 0.5, 0.146447, 0, 0]),
+        (lambda: ExponentialDecayScheduler(1.0, 0.5, min_value=0.1), [1, 0.5, 0.25, 0.125, 0.1]),
+        (lambda: MultiStepScheduler(1.0, [2, 4], 0.1), [1, 1, 0.1, 0.1, 0.01, 0.01]),
+        (
+            lambda: WarmupScheduler(LinearScheduler(1.0, 0.0, 4), 2, 0.1),
+            [0.1, 0.55, 1.0, 0.75, 0.5, 0.25, 0.0],
+        ),
+        (
+            lambda: TemperatureScheduler(0.16, tau_star=0.5, n_steps=4),
+            [0, 0, 0, math.sqrt(0.08), 0.4, 0.4],
+        ),
+        (lambda: ConstantScheduler(0.3), [0.3, 0.3, 0.3]),
+    ],
+)
+def test_sequences_match_reference(make, expected):
+    got = seq(make(), len(expected) - 1)
+    assert got == pytest.approx(expected, abs=1e-6)
+
+
+def test_reset_restarts_sequence():
+    s = WarmupScheduler(CosineScheduler(1.0, 0.0, 3), 1, 0.5)
+    first = seq(s, 5)
+    s.reset()
+    assert seq(s, 5) == pytest.approx(first)
+
+
+def test_temperature_unsquared_and_tail():
+    s = TemperatureScheduler(0.2, tau_star=0.0, n_steps=2, t_end=2.0, sqrt=False)
+    assert seq(s, 3) == pytest.approx([0.0, 0.2, 0.2, 0.2])
+    assert s.epsilon_at(0.5) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "make, exc, word",
+    [
+        (lambda: LinearScheduler(1.0, 0.0, 0), ValueError, "n_steps"),
+        (lambda: CosineScheduler(1.0, 0.0, -3), ValueError, "n_steps"),
+        (lambda: ExponentialDecayScheduler(1.0, 1.5), ValueError, "decay_rate"),
+        (lambda: ExponentialDecayScheduler(1.0, 0.5, min_value=-1), ValueError, "min_value"),
+        (lambda: MultiStepScheduler(1.0, [3, 2]), ValueError, "milestones"),
+        (lambda: MultiStepScheduler(1.0, [0, 2]), ValueError, "milestones"),
+        (lambda: TemperatureScheduler(-1.0), ValueError, "epsilon_max"),
+        (lambda: TemperatureScheduler(1.0, tau_star=1.0), ValueError, "tau_star"),
+        (lambda: TemperatureScheduler(1.0, t_start=1.0, t_end=0.5), ValueError, "t_end"),
+        (lambda: ConstantScheduler("0.1"), TypeError, "start_value"),
+        (lambda: ConstantScheduler(float("nan")), ValueError, "start_value"),
+        (lambda: WarmupScheduler(0.1, 3), TypeError, "main_scheduler"),
+        (lambda: LinearScheduler(1.0, 0.0, 2.5), TypeError, "n_steps"),
+    ],
+)
+def test_bad_arguments_name_the_argument(make, exc, word):
+    with pytest.raises(exc, match=word):
+        make()
+
+
+def test_seed_legacy_keywords_warn_once_and_work():
+    from torchebm.core import _module
+
+    _module._WARNED.discard("LinearScheduler.legacy_kwargs")
+    with pytest.warns(DeprecationWarning, match="start_value"):
+        s = LinearScheduler(initial_value=0.05, final_value=0.03, total_steps=100)
+    assert s.step() == pytest.approx(0.05 - 0.02 / 100)
+    with pytest.raises(TypeError, match="not both"):
+        LinearScheduler(1.0, initial_value=2.0, end_value=0.0, n_steps=3)
+    with pytest.raises(TypeError, match="missing"):
+        LinearScheduler(1.0)
+
+
+def test_state_dict_round_trip_through_torch_save(tmp_path):
+    s = WarmupScheduler(LinearScheduler(1.0, 0.0, 4), 2, 0.1)
+    for _ in range(4):
+        s.step()
+    path = tmp_path / "s.pt"
+    torch.save(s.state_dict(), path)
+    fresh = WarmupScheduler(LinearScheduler(1.0, 0.0, 4), 2, 0.1)
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    assert [fresh.step() for _ in range(3)] == pytest.approx([s.step() for _ in range(3)])
