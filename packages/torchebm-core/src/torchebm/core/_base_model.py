@@ -43,8 +43,9 @@ class BaseModel(TorchEBMModule, ABC):
     #: compute the autograd gradient in float32 even for half-precision inputs
     force_fp32_gradient: bool = False
 
-    def __init__(self, dtype: torch.dtype = torch.float32, *args, **kwargs):
-        super().__init__(*args, dtype=dtype, **kwargs)
+    def __init__(self, dtype: torch.dtype = torch.float32, *args: Any, **kwargs: Any):
+        kwargs["dtype"] = dtype
+        super().__init__(*args, **kwargs)
 
     @abstractmethod
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
@@ -151,6 +152,10 @@ class GaussianModel(_AnalyticModel):
         tensor([1.])
     """
 
+    mean: torch.Tensor
+    cov: torch.Tensor
+    cov_inv: torch.Tensor
+
     def __init__(
         self,
         mean: torch.Tensor,
@@ -180,7 +185,7 @@ class GaussianModel(_AnalyticModel):
                 "cov must be positive definite (Cholesky failed): it is singular or indefinite"
             )
         cov_inv = torch.cholesky_inverse(chol)
-        dev = self._torchebm_probe.device
+        dev: torch.device = self._torchebm_probe.device  # type: ignore[assignment]
         self.register_buffer("mean", mean.detach().to(device=dev, dtype=dtype))
         self.register_buffer("cov", cov.detach().to(device=dev, dtype=dtype))
         self.register_buffer("cov_inv", cov_inv.to(device=dev, dtype=dtype))

@@ -79,12 +79,10 @@ class TorchEBMModule(nn.Module):
         cache = self.__dict__.get("_placement_cache")
         if cache is not None:
             return cache
-        ref = None
+        ref: torch.Tensor = self._torchebm_probe  # type: ignore[assignment]
         for p in self.parameters():
             ref = p
             break
-        if ref is None:
-            ref = self._torchebm_probe
         placement = (_normalise_device(ref.device), ref.dtype)
         self._placement_cache = placement
         return placement
