@@ -1,0 +1,490 @@
+r"""Functional synthetic 2-D generators: ``make_<name>(n_samples, ..., generator, device, dtype)``.
+
+Every function draws from ``generator`` (on the generator's device) when one is given and
+never touches the global RNG then; with ``generator=None`` it draws from the global RNG,
+like ``torch.randn``. Maths is done in float64 and cast at the end, so the same generator
+state gives the same points (up to rounding) in every dtype and on every device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torchebm.core.errors import check_int, check_non_negative, check_positive
+
+__all__ = [
+    "make_gaussian_mixture",
+    "make_eight_gaussians",
+    "make_two_moons",
+    "make_swiss_roll",
+    "make_circle",
+    "make_checkerboard",
+    "make_pinwheel",
+    "make_grid",
+    "make_two_spirals",
+]
+
+_F64 = torch.float64
+
+
+def _check_generator(generator: Any) -> torch.Generator | None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+    return generator
+
+
+def _check_dtype(dtype: Any) -> torch.dtype:
+    if dtype is None:
+        return torch.get_default_dtype()
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def _check_device(device: Any) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be a torch.device or device string, got {device!r}") from exc
+
+
+class _Rng:
+    """Float64 draws from ``generator`` on its device (the global RNG on CPU when None)."""
+
+    def __init__(self, generator: torch.Generator | None):
+        self.g = generator
+        self.device = generator.device if generator is not None else torch.device("cpu")
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.g, device=self.device, dtype=_F64)
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.g, device=self.device, dtype=_F64)
+
+    def randperm(self, n: int) -> torch.Tensor:
+        return torch.randperm(n, generator=self.g, device=self.device)
+
+
+def _finish(points: torch.Tensor, device: Any, dtype: Any) -> torch.Tensor:
+    return points.to(device=_check_device(device), dtype=_check_dtype(dtype))
+
+
+def _balanced_labels(n: int, k: int, device: torch.device) -> torch.Tensor:
+    """``n`` labels in ``0..k-1``, as even as possible (the first ``n mod k`` get one more)."""
+    counts = torch.full((k,), n // k, dtype=torch.long)
+    counts[: n % k] += 1
+    return torch.repeat_interleave(torch.arange(k), counts).to(device)
+
+
+def _mixture(n: int, centres: torch.Tensor, std: float, rng: _Rng) -> torch.Tensor:
+    labels = _balanced_labels(n, centres.shape[0], rng.device)
+    points = centres.to(rng.device)[labels] + std * rng.randn(n, 2)
+    return points[rng.randperm(n)]
+
+
+def make_gaussian_mixture(
+    n_samples: int = 2000,
+    n_components: int = 8,
+    std: float = 0.05,
+    radius: float = 1.0,
+    *,
+    generator: torch.Generator | None = None,
+    device: Any = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    r"""Isotropic Gaussians with centres evenly spaced on a circle.
+
+    Centre ``k`` is :math:`r(\cos 2\pi k/K, \sin 2\pi k/K)`; samples are split as evenly as
+    possible (the first ``n mod K`` components get one more), ``centre + std * xi``, shuffled.
+
+    Args:
+        n_samples: Number of points (>= 1).
+        n_components: Number of components ``K`` (>= 1).
+        std: Standard deviation of each component (>= 0).
+        radius: Radius ``r`` of the circle of centres (>= 0).
+        generator: Source of randomness (global RNG when ``None``).
+        device: Device of the result (default CPU, or the generator's device).
+        dtype: Floating dtype (default ``torch.get_default_dtype()``).
+
+    Returns:
+        Points ``(n_samples, 2)``.
+
+    Example:
+        >>> make_gaussian_mixture(100, n_components=4, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([100, 2])
+    """
+    n = check_int("n_samples", n_samples, minimum=1)
+    k = check_int("n_components", n_components, minimum=1)
+    std = check_non_negative("std", std)
+    radius = check_non_negative("radius", radius)
+    rng = _Rng(_check_generator(generator))
+    angles = 2 * math.pi * torch.arange(k, dtype=_F64) / k
+    centres = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+    return _finish(_mixture(n, centres, std, rng), device, dtype)
+
+
+def make_eight_gaussians(
+    n_samples: int = 2000,
+    std: float = 0.02,
+    scale: float = 2.0,
+    *,
+    generator: torch.Generator | None = None,
+    device: Any = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    r"""Eight Gaussians at :math:`s\cdot\{(\pm1, 0), (0, \pm1), (\pm\tfrac{1}{\sqrt2}, \pm\tfrac{1}{\sqrt2})\}`.
+
+    Samples are split evenly over the centres, ``centre + std * xi``, shuffled.
+
+    Args:
+        n_samples: Number of points (>= 1).
+        std: Standard deviation of each component (>= 0).
+        scale: Distance ``s`` of the centres from the origin (>= 0).
+        generator: Source of randomness (global RNG when ``None``).
+        device: Device of the result.
+        dtype: Floating dtype (default ``torch.get_default_dtype()``).
+
+    Returns:
+        Points ``(n_samples, 2)``.
+
+    Example:
+        >>> make_eight_gaussians(64, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([64, 2])
+
+    References:
+        Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable Reversible
+        Generative Models", ICLR 2019 (toy data).
+    """
+    n = check_int("n_samples", n_samples, minimum=1)
+    std = check_non_negative("std", std)
+    scale = check_non_negative("scale", scale)
+    rng = _Rng(_check_generator(generator))
+    h = 1.0 / math.sqrt(2.0)
+    centres = scale * torch.tensor(
+        [(1, 0), (-1, 0), (0, 1), (0, -1), (h, h), (h, -h), (-h, h), (-h, -h)], dtype=_F64
+    )
+    return _finish(_mixture(n, centres, std, rng), device, dtype)
+
+
+def make_two_moons(
+    n_samples: int = 2000,
+    noise: float = 0.05,
+    *,
+    shuffle: bool = True,
+    generator: torch.Generator | None = None,
+    device: Any = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    r"""Two interleaving half circles.
+
+    The outer moon has ``n // 2`` points :math:`(\cos\theta, \sin\theta)`, the inner moon the
+    rest :math:`(1 - \cos\theta, \tfrac12 - \sin\theta)`, :math:`\theta` evenly spaced on
+    :math:`[0, \pi]`; then ``+ noise * xi`` and (by default) a random permutation.
+
+    Args:
+        n_samples: Number of points (>= 1).
+        noise: Standard deviation of the Gaussian noise (>= 0).
+        shuffle: Shuffle the points (the reference kept the outer moon first).
+        generator: Source of randomness (global RNG when ``None``).
+        device: Device of the result.
+        dtype: Floating dtype (default ``torch.get_default_dtype()``).
+
+    Returns:
+        Points ``(n_samples, 2)``.
+
+    Example:
+        >>> make_two_moons(100, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([100, 2])
+    """
+    n = check_int("n_samples", n_samples, minimum=1)
+    noise = check_non_negative("noise", noise)
+    rng = _Rng(_check_generator(generator))
+    n_out = n // 2
+    n_in = n - n_out
+    a_out = torch.linspace(0, math.pi, n_out, dtype=_F64)
+    a_in = torch.linspace(0, math.pi, n_in, dtype=_F64)
+    outer = torch.stack([torch.cos(a_out), torch.sin(a_out)], dim=1)
+    inner = torch.stack([1 - torch.cos(a_in), 1 - torch.sin(a_in) - 0.5], dim=1)
+    points = torch.cat([outer, inner]).to(rng.device) + noise * rng.randn(n, 2)
+    if shuffle:
+        points = points[rng.randperm(n)]
+    return _finish(points, device, dtype)
+
+
+def make_swiss_roll(
+    n_samples: int = 2000,
+    noise: float = 0.05,
+    arclength: float = 3.0,
+    *,
+    generator: torch.Generator | None = None,
+    device: Any = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    r"""2-D Swiss roll (an Archimedean spiral), centred and scaled to unit-ish size.
+
+    :math:`u \sim U(0, 1)`, :math:`t = a\pi(1 + 2u)`, point :math:`(t\cos t, t\sin t) + \text{noise}\,\xi`;
+    the set is then centred and divided by twice the mean per-axis standard deviation (so
+    each axis has a standard deviation of about 1/2). ``noise`` is in the units of the raw
+    spiral (radius between :math:`a\pi` and :math:`3a\pi`).
+
+    Args:
+        n_samples: Number of points (>= 1).
+        noise: Standard deviation of the Gaussian noise (>= 0).
+        arclength: ``a``; the spiral makes ``a`` turns.
+        generator: Source of randomness (global RNG when ``None``).
+        device: Device of the result.
+        dtype: Floating dtype (default ``torch.get_default_dtype()``).
+
+    Returns:
+        Points ``(n_samples, 2)``.
+
+    Example:
+        >>> make_swiss_roll(100, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([100, 2])
+    """
+    n = check_int("n_samples", n_samples, minimum=1)
+    noise = check_non_negative("noise", noise)
+    arclength = check_positive("arclength", arclength)
+    rng = _Rng(_check_generator(generator))
+    t = arclength * math.pi * (1 + 2 * rng.rand(n))
+    points = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) + noise * rng.randn(n, 2)
+    points = points - points.mean(dim=0)
+    if n > 1:
+        points = points / (2 * points.std(dim=0).mean())
+    return _finish(points, device, dtype)
+
+
+def make_circle(
+    n_samples: int = 2000,
+    noise: float = 0.05,
+    radius: float = 1.0,
+    *,
+    generator: torch.Generator | None = None,
+    device: Any = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    r"""Points on a circle: :math:`r(\cos\theta, \sin\theta) + \text{noise}\,\xi`, :math:`\theta \sim U(0, 2\pi)`.
+
+    Args:
+        n_samples: Number of points (>= 1).
+        noise: Standard deviation of the Gaussian noise (>= 0).
+        radius: Radius ``r`` (>= 0).
+        generator: Source of randomness (global RNG when ``None``).
+        device: Device of the result.
+        dtype: Floating dtype (default ``torch.get_default_dtype()``).
+
+    Returns:
+        Points ``(n_samples, 2)``.
+
+    Example:
+        >>> make_circle(100, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([100, 2])
+    """
+    n = check_int("n_samples", n_samples, minimum=1)
+    noise = check_non_negative("noise", noise)
+    radius = check_non_negative("radius", radius)
+    rng = _Rng(_check_generator(generator))
+    theta = 2 * math.pi * rng.rand(n)
+    points = radius * torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)
+    return _finish(points + noise * rng.randn(n, 2), device, dtype)
+
+
+def make_checkerboard(
+    n_samples: int = 2000,
+    range_limit: float = 4.0,
+    noise: float = 0.01,
+    *,
+    generator: torch.Generator | None = None,
+    device: Any = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    r"""Uniform points on the "black" unit cells of a checkerboard on :math:`[-L, L]^2`.
+
+    Rejection sampling: uniform points in the square are kept when
+    :math:`\lfloor x\rfloor + \lfloor y\rfloor` is odd (proposals in batches of
+    ``max(1000, 2.5 n)``), then ``+ noise * xi``.
+
+    Args:
+        n_samples: Number of points (>= 1).
+        range_limit: Half side ``L`` of the square (> 0).
+        noise: Standard deviation of the Gaussian noise (>= 0).
+        generator: Source of randomness (global RNG when ``None``).
+        device: Device of the result.
+        dtype: Floating dtype (default ``torch.get_default_dtype()``).
+
+    Returns:
+        Points ``(n_samples, 2)``.
+
+    Example:
+        >>> make_checkerboard(100, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([100, 2])
+    """
+    n = check_int("n_samples", n_samples, minimum=1)
+    limit = check_positive("range_limit", range_limit)
+    noise = check_non_negative("noise", noise)
+    rng = _Rng(_check_generator(generator))
+    batch = max(1000, int(2.5 * n))
+    kept: list[torch.Tensor] = []
+    total = 0
+    while total < n:
+        p = (2 * rng.rand(batch, 2) - 1) * limit
+        black = torch.remainder(torch.floor(p[:, 0]) + torch.floor(p[:, 1]), 2) == 1
+        p = p[black]
+        kept.append(p)
+        total += p.shape[0]
+    points = torch.cat(kept)[:n]
+    return _finish(points + noise * rng.randn(n, 2), device, dtype)
+
+
+def make_pinwheel(
+    n_samples: int = 2000,
+    n_classes: int = 5,
+    noise: float = 0.05,
+    radial_scale: float = 2.0,
+    angular_scale: float = 0.1,
+    spiral_scale: float = 5.0,
+    *,
+    generator: torch.Generator | None = None,
+    device: Any = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    r"""Pinwheel: ``K`` curved arms.
+
+    For arm ``k``: :math:`t = \sqrt{u}`, :math:`u \sim U(0,1)`, radius :math:`t\,r_s`, angle
+    :math:`2\pi k/K + s_s t + a_s \xi`; arms are split as evenly as possible, shuffled, then
+    ``+ noise * xi`` when ``noise > 0``.
+
+    Args:
+        n_samples: Number of points (>= 1).
+        n_classes: Number of arms ``K`` (>= 1).
+        noise: Standard deviation of the isotropic Gaussian noise (>= 0).
+        radial_scale: Arm length :math:`r_s` (> 0).
+        angular_scale: Angular spread :math:`a_s` (>= 0).
+        spiral_scale: Twist :math:`s_s` (radians over an arm).
+        generator: Source of randomness (global RNG when ``None``).
+        device: Device of the result.
+        dtype: Floating dtype (default ``torch.get_default_dtype()``).
+
+    Returns:
+        Points ``(n_samples, 2)``.
+
+    Example:
+        >>> make_pinwheel(100, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([100, 2])
+
+    References:
+        Johnson et al., "Composing graphical models with neural networks for structured
+        representations and fast inference", NeurIPS 2016 (pinwheel data).
+    """
+    n = check_int("n_samples", n_samples, minimum=1)
+    k = check_int("n_classes", n_classes, minimum=1)
+    noise = check_non_negative("noise", noise)
+    radial_scale = check_positive("radial_scale", radial_scale)
+    angular_scale = check_non_negative("angular_scale", angular_scale)
+    if not math.isfinite(float(spiral_scale)):
+        raise ValueError(f"spiral_scale must be finite, got {spiral_scale!r}")
+    spiral_scale = float(spiral_scale)
+    rng = _Rng(_check_generator(generator))
+    labels = _balanced_labels(n, k, rng.device).to(_F64)
+    t = torch.sqrt(rng.rand(n))
+    angle = 2 * math.pi * labels / k + spiral_scale * t + angular_scale * rng.randn(n)
+    points = (radial_scale * t)[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+    points = points[rng.randperm(n)]
+    if noise > 0:
+        points = points + noise * rng.randn(n, 2)
+    return _finish(points, device, dtype)
+
+
+def make_grid(
+    n_samples_per_dim: int = 10,
+    range_limit: float = 1.0,
+    noise: float = 0.01,
+    *,
+    generator: torch.Generator | None = None,
+    device: Any = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    r"""Regular ``n x n`` grid on :math:`[-L, L]^2` (``ij`` order), plus ``noise * xi`` if ``noise > 0``.
+
+    Args:
+        n_samples_per_dim: Points per axis ``n`` (>= 1); the result has ``n**2`` points.
+        range_limit: Half side ``L`` (>= 0).
+        noise: Standard deviation of the Gaussian jitter (>= 0).
+        generator: Source of randomness (global RNG when ``None``).
+        device: Device of the result.
+        dtype: Floating dtype (default ``torch.get_default_dtype()``).
+
+    Returns:
+        Points ``(n**2, 2)``.
+
+    Example:
+        >>> make_grid(3, noise=0.0)[:2]
+        tensor([[-1., -1.],
+                [-1.,  0.]])
+    """
+    m = check_int("n_samples_per_dim", n_samples_per_dim, minimum=1)
+    limit = check_non_negative("range_limit", range_limit)
+    noise = check_non_negative("noise", noise)
+    rng = _Rng(_check_generator(generator))
+    lin = torch.linspace(-limit, limit, m, dtype=_F64)
+    xx, yy = torch.meshgrid(lin, lin, indexing="ij")
+    points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1).to(rng.device)
+    if noise > 0:
+        points = points + noise * rng.randn(m * m, 2)
+    return _finish(points, device, dtype)
+
+
+def make_two_spirals(
+    n_samples: int = 2000,
+    noise: float = 0.1,
+    n_turns: float = 1.5,
+    radius: float = 3.0,
+    *,
+    generator: torch.Generator | None = None,
+    device: Any = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    r"""Two interleaved Archimedean spirals, point-symmetric about the origin.
+
+    With :math:`s = \sqrt{u}`, :math:`u \sim U(0,1)` (uniform density along the area the arms
+    sweep), :math:`\theta = 2\pi T s` and radius :math:`R s`, the first ``ceil(n/2)`` points
+    are :math:`R s(\cos\theta, \sin\theta)` and the rest their mirror image
+    :math:`-R s(\cos\theta, \sin\theta)`; shuffled, then ``+ noise * xi``.
+
+    Args:
+        n_samples: Number of points (>= 1).
+        noise: Standard deviation of the Gaussian noise (>= 0).
+        n_turns: Turns ``T`` of each arm (> 0).
+        radius: Outer radius ``R`` (> 0).
+        generator: Source of randomness (global RNG when ``None``).
+        device: Device of the result.
+        dtype: Floating dtype (default ``torch.get_default_dtype()``).
+
+    Returns:
+        Points ``(n_samples, 2)``.
+
+    Example:
+        >>> make_two_spirals(100, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([100, 2])
+
+    References:
+        Lang & Witbrock, "Learning to Tell Two Spirals Apart", 1988.
+    """
+    n = check_int("n_samples", n_samples, minimum=1)
+    noise = check_non_negative("noise", noise)
+    n_turns = check_positive("n_turns", n_turns)
+    radius = check_positive("radius", radius)
+    rng = _Rng(_check_generator(generator))
+    s = torch.sqrt(rng.rand(n))
+    theta = 2 * math.pi * n_turns * s
+    points = (radius * s)[:, None] * torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)
+    sign = torch.ones(n, 1, dtype=_F64, device=rng.device)
+    sign[(n + 1) // 2 :] = -1
+    points = (points * sign)[rng.randperm(n)]
+    return _finish(points + noise * rng.randn(n, 2), device, dtype)

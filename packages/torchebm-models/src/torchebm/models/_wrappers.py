@@ -1,0 +1,279 @@
+r"""Model wrappers: classifier-free guidance, EqM fields as energies, batch-interaction energies."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import torch
+from torch import nn
+from torchebm.core import BaseModel, Schedulable, TorchEBMModule
+from torchebm.core.errors import ShapeError, check_in, check_int, check_positive
+
+__all__ = ["LabelClassifierFreeGuidance", "EqMEnergy", "InteractionModel"]
+
+
+def _first(out: Any) -> torch.Tensor:
+    """Unwrap ``(field, activations)`` tuples returned by models that expose activations."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+class LabelClassifierFreeGuidance(TorchEBMModule):
+    r"""Classifier-free guidance for a label-conditioned field ``base(x, t, y=y)``.
+
+    For ``cfg_scale = s > 1`` the wrapped field is
+
+    .. math::
+        f_s(x, t, y) = f(x, t, \varnothing) + s\,\big(f(x, t, y) - f(x, t, \varnothing)\big)
+
+    on the first ``min(guide_channels, C)`` channels; the remaining channels (e.g. learned
+    variances) are taken from the unconditional output. The conditional and unconditional
+    evaluations run as **one** base call on a doubled batch (``[y, null]``); tensors in
+    ``t`` and in ``**kwargs`` whose leading dimension is the batch are doubled too. For
+    ``s <= 1`` it returns ``base(x, t, y=y)`` exactly (one call, no guidance).
+
+    Args:
+        base: Field called as ``base(x, t, y=labels, **kwargs)``; its output is batch first
+            with channels on dimension 1.
+        null_label_id: Label id of the unconditional ("null") class.
+        cfg_scale: Guidance scale ``s``.
+        guide_channels: Number of leading channels to guide (``None``: all channels).
+
+    Example:
+        >>> from torchebm.models import ConditionalTransformer2D
+        >>> net = ConditionalTransformer2D(in_channels=1, out_channels=1, input_size=8,
+        ...     patch_size=2, embed_dim=32, depth=1, num_heads=4, num_classes=10,
+        ...     class_dropout_prob=0.1)
+        >>> cfg = LabelClassifierFreeGuidance(net, null_label_id=10, cfg_scale=4.0)
+        >>> cfg(torch.randn(2, 1, 8, 8), torch.rand(2), y=torch.tensor([3, 7])).shape
+        torch.Size([2, 1, 8, 8])
+
+    References:
+        Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        *,
+        null_label_id: int,
+        cfg_scale: float = 1.0,
+        guide_channels: int | None = 3,
+    ):
+        super().__init__()
+        if not callable(base):
+            raise TypeError(f"base must be a callable field, got {type(base).__name__}")
+        self.base = base
+        self.null_label_id = check_int("null_label_id", null_label_id, minimum=0)
+        if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, numbers.Real):
+            raise TypeError(f"cfg_scale must be a number, got {cfg_scale!r}")
+        self.cfg_scale = float(cfg_scale)
+        self.guide_channels = (
+            None
+            if guide_channels is None
+            else check_int("guide_channels", guide_channels, minimum=1)
+        )
+
+    def forward(self, x: torch.Tensor, t: Any, *, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Guided field at ``(x, t)`` for labels ``y`` ``(B,)``; shaped like ``base``'s output."""
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y must be an integer tensor of labels, got {type(y).__name__}")
+        if self.cfg_scale <= 1.0:
+            return self.base(x, t, y=y, **kwargs)
+        b = x.shape[0]
+        if y.shape[0] != b:
+            raise ShapeError(f"y must have shape ({b},), got {tuple(y.shape)}")
+
+        def double(v: Any) -> Any:
+            if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == b:
+                return torch.cat([v, v], dim=0)
+            return v
+
+        y2 = torch.cat([y, torch.full_like(y, self.null_label_id)], dim=0)
+        out = _first(
+            self.base(
+                torch.cat([x, x], dim=0),
+                double(t),
+                y=y2,
+                **{k: double(v) for k, v in kwargs.items()},
+            )
+        )
+        cond, uncond = out[:b], out[b:]
+        if out.ndim < 2:
+            return uncond + self.cfg_scale * (cond - uncond)
+        c = out.shape[1] if self.guide_channels is None else min(self.guide_channels, out.shape[1])
+        guided = uncond[:, :c] + self.cfg_scale * (cond[:, :c] - uncond[:, :c])
+        return torch.cat([guided, uncond[:, c:]], dim=1)
+
+
+_EQM_TYPES = ("dot", "mean", "l2", "implicit")
+
+
+class EqMEnergy(BaseModel):
+    r"""Scalar energy view of an Equilibrium-Matching field, for gradient-based samplers.
+
+    The field ``f(x, t)`` is evaluated at ``t = 0`` (EqM fields are time invariant; tuple
+    outputs ``(field, activations)`` are unwrapped) and turned into an energy:
+
+    * ``"dot"`` / ``"mean"`` (identical): :math:`E(x) = \sum x \cdot f(x)`;
+    * ``"l2"``: :math:`E(x) = -\tfrac12 \lVert f(x) \rVert^2`;
+    * ``"implicit"``: the field *is* the gradient, :math:`\nabla E := f(x)` (no energy value;
+      :meth:`forward` reports :math:`\sum x \cdot f(x)` for monitoring only).
+
+    The EqM target :math:`-\dot x_t\, c(t)` points from data to noise, so
+    :class:`~torchebm.samplers.GradientDescentSampler` (``x <- x - eta * grad E``) moves
+    towards the data.
+
+    Args:
+        field: Vector field called as ``field(x, t, **model_kwargs)``, output shaped like x.
+        energy_type: ``"dot"``, ``"mean"``, ``"l2"`` or ``"implicit"``.
+
+    Raises:
+        ValueError: unknown ``energy_type``.
+
+    Example:
+        >>> from torchebm.models import MLPVelocity
+        >>> f = MLPVelocity(2)
+        >>> energy = EqMEnergy(f, "implicit")
+        >>> energy.gradient(torch.randn(5, 2)).shape
+        torch.Size([5, 2])
+
+    References:
+        Wang & Du, "Equilibrium Matching: Generative Modeling with Implicit Energy-Based
+        Models", 2025.
+    """
+
+    def __init__(self, field: nn.Module, energy_type: str = "dot"):
+        super().__init__()
+        if not callable(field):
+            raise TypeError(f"field must be a callable f(x, t), got {type(field).__name__}")
+        self.field = field
+        self.energy_type = check_in("energy_type", energy_type, _EQM_TYPES)
+
+    @classmethod
+    def from_loss(cls, loss: Any) -> EqMEnergy:
+        """Wrap the model of an ``EquilibriumMatchingLoss`` with its energy type.
+
+        Duck-typed: reads ``loss.model`` and ``loss.energy_type`` (``"none"``, implicit EqM,
+        maps to ``"implicit"``).
+        """
+        if not hasattr(loss, "model") or not hasattr(loss, "energy_type"):
+            raise TypeError(
+                "from_loss expects an EquilibriumMatchingLoss-like object with `model` and "
+                f"`energy_type` attributes, got {type(loss).__name__}"
+            )
+        energy_type = "implicit" if loss.energy_type == "none" else loss.energy_type
+        return cls(loss.model, energy_type)
+
+    def _field(self, x: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
+        t = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        f = _first(self.field(x, t, **model_kwargs))
+        if f.shape != x.shape:
+            raise ShapeError(
+                f"the field must return a tensor shaped like x {tuple(x.shape)}, got {tuple(f.shape)}"
+            )
+        return f
+
+    def forward(self, x: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
+        """Energy ``(B,)`` of ``x`` ``(B, *event_shape)``."""
+        f = self._field(x, **model_kwargs)
+        if self.energy_type == "l2":
+            return -0.5 * f.pow(2).reshape(x.shape[0], -1).sum(dim=1)
+        return (x * f).reshape(x.shape[0], -1).sum(dim=1)
+
+    def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        """:math:`\\nabla_x E`: the field itself for ``"implicit"``, autograd otherwise."""
+        if self.energy_type != "implicit":
+            return super().gradient(x, model_kwargs=model_kwargs)
+        in_dtype = x.dtype
+        if x.device != self.device and any(True for _ in self.parameters()):
+            x = x.to(self.device)
+        with torch.no_grad(), self.autocast_context():
+            f = self._field(x, **(model_kwargs or {}))
+        return f.detach().to(in_dtype)
+
+
+class InteractionModel(Schedulable, BaseModel):
+    r"""Energy with a batch-coupled repulsion between samples (Energy Matching generation).
+
+    .. math::
+        E_i(x) = V(x_i) - \frac{s}{2\sigma_w^2} \sum_{j=1}^{B} \lVert x_i - x_j \rVert^2,
+
+    computed exactly in :math:`O(BD)` as
+    :math:`B\lVert x_i\rVert^2 + \sum_j \lVert x_j\rVert^2 - 2 x_i \cdot \sum_j x_j`.
+    The gradient of the summed batch energy is
+
+    .. math::
+        \nabla_{x_i} \sum_k E_k = \nabla V(x_i) - \frac{2 s B}{\sigma_w^2} (x_i - \bar x),
+
+    which :meth:`gradient` uses in closed form (``V.gradient`` when ``V`` is a
+    :class:`BaseModel`), so Langevin samples repel each other. ``strength`` ``s`` is a
+    schedulable hyper-parameter (a number or a scheduler such as
+    ``TemperatureScheduler(..., sqrt=False)``); it is stepped with the sampler's schedulers
+    because the model lives in the sampler's module tree.
+
+    Args:
+        model: Scalar potential ``V`` (``(B, ...) -> (B,)``).
+        sigma_w: Interaction length scale :math:`\sigma_w > 0`.
+        strength: Interaction strength ``s`` (number or scheduler).
+
+    Raises:
+        ValueError: ``sigma_w <= 0``.
+
+    Example:
+        >>> from torchebm.core import HarmonicModel
+        >>> m = InteractionModel(HarmonicModel(), sigma_w=1.0, strength=0.1)
+        >>> m(torch.randn(4, 2)).shape
+        torch.Size([4])
+
+    References:
+        Balcerak et al., "Energy Matching: Unifying Flow Matching and Energy-Based Models for
+        Generative Modeling", 2025.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sigma_w: float,
+        strength: Any = 1.0,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        super().__init__(dtype=dtype, device=device)
+        if not callable(model):
+            raise TypeError(f"model must be a callable energy V(x), got {type(model).__name__}")
+        self.model = model
+        self.sigma_w = check_positive("sigma_w", sigma_w)
+        self.strength = strength
+
+    @property
+    def strength(self) -> float:
+        """Current interaction strength ``s``."""
+        return self.get_scheduled_value("strength")
+
+    @strength.setter
+    def strength(self, value: Any) -> None:
+        self._register_param("strength", value)
+
+    def _coef(self) -> float:
+        return self.strength / self.sigma_w**2
+
+    def forward(self, x: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
+        """Per-sample energies ``(B,)`` (each depends on the whole batch)."""
+        v = self.model(x, **model_kwargs)
+        flat = x.reshape(x.shape[0], -1)
+        sq = flat.pow(2).sum(dim=1)
+        pair = flat.shape[0] * sq + sq.sum() - 2.0 * flat @ flat.sum(dim=0)
+        return v - 0.5 * self._coef() * pair
+
+    def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        """Gradient of the summed batch energy, closed-form interaction term."""
+        if not isinstance(self.model, BaseModel):
+            return super().gradient(x, model_kwargs=model_kwargs)
+        grad_v = (
+            self.model.gradient(x, model_kwargs=model_kwargs)
+            if model_kwargs
+            else self.model.gradient(x)
+        )
+        centred = x - x.mean(dim=0, keepdim=True)
+        return grad_v - (2.0 * self._coef() * x.shape[0]) * centred.to(grad_v.dtype)

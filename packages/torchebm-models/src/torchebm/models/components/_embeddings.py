@@ -1,0 +1,256 @@
+r"""Conditioning embeddings: sinusoidal timestep embedder, label embedder, 2-D sin-cos positions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
+
+__all__ = [
+    "MLPTimestepEmbedder",
+    "LabelEmbedder",
+    "build_2d_sincos_pos_embed",
+    "sinusoidal_embedding",
+]
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    r"""Sinusoidal features of scalar times, ``[cos(t f_k), sin(t f_k)]``.
+
+    .. math::
+        f_k = \exp\!\left(-\ln(\text{max\_period}) \, \frac{k}{\lfloor d/2 \rfloor}\right),
+        \qquad k = 0, \dots, \lfloor d/2 \rfloor - 1,
+
+    the cosines fill the first half of the channels and the sines the second; an odd ``dim``
+    gets one trailing zero channel.
+
+    Args:
+        t: Times of any shape with ``B`` elements (flattened to ``(B,)``).
+        dim: Number of output channels (>= 1).
+        max_period: Longest period of the features.
+
+    Returns:
+        Tensor of shape ``(B, dim)`` in float32 (float64 for float64 ``t``).
+
+    Example:
+        >>> sinusoidal_embedding(torch.zeros(3), 4)
+        tensor([[1., 1., 0., 0.],
+                [1., 1., 0., 0.],
+                [1., 1., 0., 0.]])
+
+    References:
+        Vaswani et al., "Attention Is All You Need", NeurIPS 2017 (sec. 3.5).
+    """
+    dim = check_int("dim", dim, minimum=1)
+    max_period = check_positive("max_period", max_period)
+    t = torch.as_tensor(t)
+    work = torch.float64 if t.dtype == torch.float64 else torch.float32
+    t = t.reshape(-1).to(work)
+    half = dim // 2
+    k = torch.arange(half, device=t.device, dtype=work)
+    freqs = torch.exp(-math.log(max_period) * k / max(half, 1))
+    args = t[:, None] * freqs[None, :]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class MLPTimestepEmbedder(nn.Module):
+    r"""Embed scalar times into ``(B, out_dim)`` vectors: sinusoidal features, then an MLP.
+
+    ``Linear(frequency_embedding_size, out_dim) -> SiLU -> Linear(out_dim, out_dim)``, weights
+    drawn from :math:`N(0, 0.02^2)` as in DiT.
+
+    Args:
+        out_dim: Output (conditioning) dimension.
+        frequency_embedding_size: Number of sinusoidal features fed to the MLP.
+
+    Example:
+        >>> emb = MLPTimestepEmbedder(32)
+        >>> emb(torch.rand(5)).shape
+        torch.Size([5, 32])
+
+    References:
+        Peebles & Xie, "Scalable Diffusion Models with Transformers" (DiT), ICCV 2023.
+    """
+
+    def __init__(self, out_dim: int, frequency_embedding_size: int = 256):
+        super().__init__()
+        self.out_dim = check_int("out_dim", out_dim, minimum=1)
+        self.frequency_embedding_size = check_int(
+            "frequency_embedding_size", frequency_embedding_size, minimum=1
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(self.frequency_embedding_size, self.out_dim),
+            nn.SiLU(),
+            nn.Linear(self.out_dim, self.out_dim),
+        )
+        nn.init.normal_(self.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.mlp[2].weight, std=0.02)
+        nn.init.zeros_(self.mlp[0].bias)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    @staticmethod
+    def sinusoidal_embedding(
+        t: torch.Tensor, dim: int, max_period: float = 10000.0
+    ) -> torch.Tensor:
+        """See :func:`sinusoidal_embedding`: ``(B,) -> (B, dim)``."""
+        return sinusoidal_embedding(t, dim, max_period)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """Embed times ``t`` (any shape, flattened to ``(B,)``) into ``(B, out_dim)``."""
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"t must be a torch.Tensor, got {type(t).__name__}")
+        w = self.mlp[0].weight
+        freq = sinusoidal_embedding(t.to(w.device), self.frequency_embedding_size)
+        return self.mlp(freq.to(w.dtype))
+
+
+class LabelEmbedder(nn.Module):
+    r"""Embed integer class labels into ``(B, out_dim)`` vectors, with label dropout for CFG.
+
+    With ``dropout_prob > 0`` the table has an extra *null* class with id ``num_classes``;
+    during training each label is replaced by the null id with probability ``dropout_prob``
+    (classifier-free guidance training). Weights drawn from :math:`N(0, 0.02^2)`.
+
+    Args:
+        num_classes: Number of real classes.
+        out_dim: Embedding dimension.
+        dropout_prob: Probability of dropping a label to the null class while training.
+
+    Example:
+        >>> emb = LabelEmbedder(10, 32, dropout_prob=0.1)
+        >>> emb(torch.tensor([1, 2]), training=False).shape
+        torch.Size([2, 32])
+
+    References:
+        Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
+    """
+
+    def __init__(self, num_classes: int, out_dim: int, dropout_prob: float = 0.0):
+        super().__init__()
+        self.num_classes = check_int("num_classes", num_classes, minimum=1)
+        self.out_dim = check_int("out_dim", out_dim, minimum=1)
+        self.dropout_prob = check_probability("dropout_prob", dropout_prob)
+        use_null = self.dropout_prob > 0
+        self.embedding_table = nn.Embedding(self.num_classes + int(use_null), self.out_dim)
+        nn.init.normal_(self.embedding_table.weight, std=0.02)
+
+    @property
+    def null_label_id(self) -> int | None:
+        """Id of the null class (``num_classes``), or ``None`` when there is none."""
+        return self.num_classes if self.dropout_prob > 0 else None
+
+    def maybe_drop_labels(
+        self,
+        labels: torch.Tensor,
+        *,
+        force_drop_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Replace labels by the null id: where ``force_drop_mask`` is true, else at random.
+
+        Args:
+            labels: Integer labels ``(B,)``.
+            force_drop_mask: Boolean ``(B,)``; when given, exactly these labels are dropped.
+            generator: Source of the random drops (global RNG when ``None``).
+
+        Raises:
+            RuntimeError: there is no null class (``dropout_prob == 0``).
+        """
+        if self.null_label_id is None:
+            raise RuntimeError(
+                "LabelEmbedder has no null class to drop labels to: construct it with "
+                f"dropout_prob > 0 (got {self.dropout_prob})"
+            )
+        if force_drop_mask is None:
+            u = torch.rand(
+                labels.shape,
+                generator=generator,
+                device=generator.device if generator is not None else labels.device,
+            )
+            drop = u.to(labels.device) < self.dropout_prob
+        else:
+            if force_drop_mask.shape != labels.shape:
+                raise ShapeError(
+                    f"force_drop_mask must have the shape of labels {tuple(labels.shape)}, "
+                    f"got {tuple(force_drop_mask.shape)}"
+                )
+            drop = force_drop_mask.to(device=labels.device, dtype=torch.bool)
+        return torch.where(drop, torch.full_like(labels, self.null_label_id), labels)
+
+    def forward(
+        self,
+        labels: torch.Tensor,
+        *,
+        training: bool,
+        force_drop_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Embed ``labels`` ``(B,)`` -> ``(B, out_dim)``, dropping some when training or forced."""
+        if not isinstance(labels, torch.Tensor):
+            raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+        labels = labels.reshape(-1).to(self.embedding_table.weight.device)
+        if (training and self.dropout_prob > 0) or force_drop_mask is not None:
+            labels = self.maybe_drop_labels(
+                labels, force_drop_mask=force_drop_mask, generator=generator
+            )
+        return self.embedding_table(labels)
+
+
+def build_2d_sincos_pos_embed(
+    embed_dim: int,
+    grid_size: int,
+    *,
+    device: Any = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    r"""Fixed 2-D sin-cos position embedding of a ``grid_size x grid_size`` token grid.
+
+    Token ``n = i * grid_size + j`` (row ``i``, column ``j``, the order of
+    :func:`patchify2d`). The first ``embed_dim/2`` channels encode the column ``j`` and the
+    last ``embed_dim/2`` the row ``i``, each as ``[sin(p w_k), cos(p w_k)]`` with
+    :math:`w_k = 10000^{-k/(D/4)}`, :math:`k = 0, \dots, D/4 - 1`.
+
+    Args:
+        embed_dim: Channels ``D``; must be divisible by 4.
+        grid_size: Tokens per side.
+        device: Device of the result.
+        dtype: Dtype of the result.
+
+    Returns:
+        Tensor of shape ``(grid_size**2, embed_dim)``.
+
+    Raises:
+        ValueError: ``embed_dim`` is not a positive multiple of 4, or ``grid_size < 1``.
+
+    Example:
+        >>> build_2d_sincos_pos_embed(8, 4).shape
+        torch.Size([16, 8])
+
+    References:
+        He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022.
+    """
+    embed_dim = check_int("embed_dim", embed_dim, minimum=4)
+    grid_size = check_int("grid_size", grid_size, minimum=1)
+    if embed_dim % 4 != 0:
+        raise ValueError(
+            f"embed_dim must be divisible by 4 (sin and cos for each of 2 axes), got {embed_dim}"
+        )
+    quarter = embed_dim // 4
+    omega = 1.0 / 10000.0 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    pos = torch.arange(grid_size, dtype=torch.float64)
+    rows, cols = torch.meshgrid(pos, pos, indexing="ij")
+
+    def axis(p: torch.Tensor) -> torch.Tensor:
+        a = p.reshape(-1, 1) * omega[None, :]
+        return torch.cat([torch.sin(a), torch.cos(a)], dim=1)
+
+    emb = torch.cat([axis(cols), axis(rows)], dim=1)
+    return emb.to(device=device, dtype=dtype)

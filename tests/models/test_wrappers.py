@@ -1,0 +1,229 @@
+"""LabelClassifierFreeGuidance, EqMEnergy and InteractionModel against closed forms."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torchebm.core import BaseModel, HarmonicModel, LinearScheduler
+from torchebm.models import (
+    ConditionalTransformer2D,
+    EqMEnergy,
+    InteractionModel,
+    LabelClassifierFreeGuidance,
+    MLPEnergy,
+    MLPVelocity,
+)
+
+F64 = torch.float64
+
+
+# ---------------------------------------------------------------------------- CFG
+class ToyLabelField(nn.Module):
+    """out[:, c] = x[:, c] * (c + 1) + t + 10 * y; records the batches it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, *, y, scale=1.0):
+        self.calls.append(x.shape[0])
+        ch = torch.arange(1, x.shape[1] + 1, dtype=x.dtype).view(1, -1, 1, 1)
+        shape = (-1, 1, 1, 1)
+        return scale * (
+            x * ch
+            + torch.as_tensor(t, dtype=x.dtype).reshape(-1).view(shape)
+            + 10.0 * y.to(x.dtype).view(shape)
+        )
+
+
+def test_cfg_arithmetic_on_guided_channels_only():
+    base = ToyLabelField()
+    cfg = LabelClassifierFreeGuidance(base, null_label_id=9, cfg_scale=3.0, guide_channels=2)
+    x = torch.randn(4, 3, 2, 2, dtype=F64)
+    t = torch.rand(4, dtype=F64)
+    y = torch.tensor([0, 1, 2, 3])
+    out = cfg(x, t, y=y)
+    cond = ToyLabelField()(x, t, y=y)
+    uncond = ToyLabelField()(x, t, y=torch.full_like(y, 9))
+    expected = torch.cat([uncond[:, :2] + 3.0 * (cond[:, :2] - uncond[:, :2]), uncond[:, 2:]], 1)
+    torch.testing.assert_close(out, expected)
+    assert base.calls == [8]  # one call on the doubled batch
+    # closed form: guided channels get 10 * (null + s (y - null))
+    torch.testing.assert_close(
+        out[:, 0] - (x[:, 0] + t.view(-1, 1, 1)),
+        (10.0 * (9 + 3.0 * (y - 9))).to(F64).view(-1, 1, 1).expand(4, 2, 2),
+    )
+    # kwargs whose leading dim is the batch are doubled; others pass through
+    scale = torch.full((4, 1, 1, 1), 2.0, dtype=F64)
+    torch.testing.assert_close(cfg(x, t, y=y, scale=scale), 2.0 * out)
+    torch.testing.assert_close(cfg(x, 0.5, y=y, scale=2.0), 2.0 * cfg(x, 0.5, y=y))
+    # guide_channels=None guides every channel
+    all_ch = LabelClassifierFreeGuidance(
+        ToyLabelField(), null_label_id=9, cfg_scale=3.0, guide_channels=None
+    )
+    torch.testing.assert_close(all_ch(x, t, y=y), uncond + 3.0 * (cond - uncond))
+
+
+def test_cfg_scale_at_most_one_is_the_base():
+    base = ToyLabelField()
+    x, t, y = torch.randn(2, 3, 2, 2), torch.rand(2), torch.tensor([1, 2])
+    for s in (1.0, 0.5):
+        cfg = LabelClassifierFreeGuidance(base, null_label_id=9, cfg_scale=s)
+        torch.testing.assert_close(cfg(x, t, y=y), base(x, t, y=y))
+    with pytest.raises(TypeError):
+        LabelClassifierFreeGuidance(base, null_label_id=9, cfg_scale="3")
+    with pytest.raises(ValueError):
+        LabelClassifierFreeGuidance(base, null_label_id=-1)
+
+
+def test_cfg_with_transformer():
+    torch.manual_seed(0)
+    net = ConditionalTransformer2D(
+        in_channels=1,
+        out_channels=2,
+        input_size=4,
+        patch_size=2,
+        embed_dim=16,
+        depth=1,
+        num_heads=2,
+        num_classes=3,
+        class_dropout_prob=0.1,
+    ).eval()
+    with torch.no_grad():
+        net.final_layer.linear.weight.normal_(std=0.1)
+    cfg = LabelClassifierFreeGuidance(
+        net, null_label_id=net.null_label_id, cfg_scale=2.5, guide_channels=1
+    )
+    x, t, y = torch.randn(3, 1, 4, 4), torch.rand(3), torch.tensor([0, 2, 1])
+    cond, uncond = net(x, t, y=y), net(x, t, y=torch.full_like(y, 3))
+    out = cfg(x, t, y=y)
+    torch.testing.assert_close(
+        out[:, :1], uncond[:, :1] + 2.5 * (cond[:, :1] - uncond[:, :1]), atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(out[:, 1:], uncond[:, 1:], atol=1e-6, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- EqMEnergy
+class LinearField(nn.Module):
+    """f(x, t) = x A^T (+ records t); optionally returns (f, activations)."""
+
+    def __init__(self, a, as_tuple=False):
+        super().__init__()
+        self.a = nn.Parameter(a)
+        self.as_tuple = as_tuple
+        self.last_t = None
+
+    def forward(self, x, t, shift=0.0):
+        self.last_t = t
+        f = x @ self.a.T + shift
+        return (f, [x]) if self.as_tuple else f
+
+
+@pytest.mark.parametrize("as_tuple", [False, True])
+def test_eqm_energy_closed_forms(as_tuple):
+    torch.manual_seed(0)
+    a = torch.randn(3, 3, dtype=F64)
+    field = LinearField(a, as_tuple=as_tuple)
+    x = torch.randn(5, 3, dtype=F64)
+    dot = EqMEnergy(field, "dot")
+    torch.testing.assert_close(dot(x), ((x @ a.T) * x).sum(1))  # E = x^T A x
+    torch.testing.assert_close(dot.gradient(x), x @ (a + a.T).T)
+    assert torch.equal(field.last_t, torch.zeros(5, dtype=F64))  # evaluated at t = 0
+    mean = EqMEnergy(field, "mean")
+    torch.testing.assert_close(mean.gradient(x), dot.gradient(x))
+    l2 = EqMEnergy(field, "l2")
+    torch.testing.assert_close(l2(x), -0.5 * (x @ a.T).pow(2).sum(1))
+    torch.testing.assert_close(l2.gradient(x), -(x @ a.T) @ a)  # -A^T A x
+    imp = EqMEnergy(field, "implicit")
+    torch.testing.assert_close(imp.gradient(x), x @ a.T)
+    assert not imp.gradient(x).requires_grad
+    # conditioning reaches the field
+    torch.testing.assert_close(imp.gradient(x, model_kwargs={"shift": 1.0}), x @ a.T + 1.0)
+
+
+def test_eqm_energy_from_loss_and_errors():
+    field = MLPVelocity(2)
+    e = EqMEnergy.from_loss(SimpleNamespace(model=field, energy_type="none"))
+    assert e.energy_type == "implicit" and e.field is field
+    assert EqMEnergy.from_loss(SimpleNamespace(model=field, energy_type="l2")).energy_type == "l2"
+    with pytest.raises(TypeError, match="energy_type"):
+        EqMEnergy.from_loss(SimpleNamespace(model=field))
+    with pytest.raises(ValueError, match="energy_type"):
+        EqMEnergy(field, "banana")
+    assert isinstance(e, BaseModel)
+    x = torch.randn(4, 2)
+    assert e.gradient(x).shape == (4, 2)
+    assert EqMEnergy(field, "dot").gradient(x).shape == (4, 2)
+
+
+def test_eqm_energy_gradient_descent_reaches_field_zero():
+    """Implicit EqM gradient descent x <- x - eta f(x) converges to the zero of a linear field."""
+    field = LinearField(torch.eye(2, dtype=F64))  # f(x) = x: equilibrium at the origin
+    energy = EqMEnergy(field, "implicit")
+    x = torch.randn(6, 2, dtype=F64)
+    for _ in range(60):
+        x = x - 0.1 * energy.gradient(x)
+    assert x.abs().max() < 0.9**60 * 10
+
+
+# ---------------------------------------------------------------------------- Interaction
+def brute_interaction(v, x, s, sigma):
+    d2 = torch.cdist(x, x).pow(2)
+    return v(x) - 0.5 * s / sigma**2 * d2.sum(1)
+
+
+def test_interaction_energy_and_gradient_closed_form():
+    torch.manual_seed(0)
+    x = torch.randn(7, 3, dtype=F64)
+    s, sigma = 0.3, 0.7
+    harmonic = HarmonicModel(k=2.0, dtype=F64)
+    m = InteractionModel(harmonic, sigma_w=sigma, strength=s)
+    torch.testing.assert_close(m(x), brute_interaction(harmonic, x, s, sigma))
+    expected = 2.0 * x - 2 * s * 7 / sigma**2 * (x - x.mean(0))
+    torch.testing.assert_close(m.gradient(x), expected)  # closed form (BaseModel inner)
+    # autograd of the summed batch energy agrees
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(m(xg).sum(), xg)
+    torch.testing.assert_close(g, expected)
+
+
+def test_interaction_with_callable_and_neural_inner():
+    torch.manual_seed(0)
+    x = torch.randn(5, 2)
+    mlp = MLPEnergy(2)
+    m = InteractionModel(mlp, sigma_w=1.0, strength=0.5)
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(m(xg).sum(), xg)
+    torch.testing.assert_close(m.gradient(x), g, atol=1e-5, rtol=1e-4)
+
+    def v(z):
+        return (z**2).sum(1)
+
+    m2 = InteractionModel(v, sigma_w=2.0, strength=1.0)
+    xg = x.clone().requires_grad_(True)
+    (g2,) = torch.autograd.grad(m2(xg).sum(), xg)
+    torch.testing.assert_close(m2.gradient(x), g2)
+
+
+def test_interaction_strength_schedulable_and_validation():
+    m = InteractionModel(HarmonicModel(), sigma_w=1.0, strength=LinearScheduler(0.0, 1.0, 4))
+    x = torch.randn(4, 2)
+    torch.testing.assert_close(m.gradient(x), x)  # strength 0 at step 0
+    m.step_schedulers()
+    m.step_schedulers()
+    assert m.strength == pytest.approx(0.5)
+    torch.testing.assert_close(m.gradient(x), x - 2 * 0.5 * 4 * (x - x.mean(0)))
+    state = m.state_dict()
+    m2 = InteractionModel(HarmonicModel(), sigma_w=1.0, strength=LinearScheduler(0.0, 1.0, 4))
+    m2.load_state_dict(state)
+    assert m2.strength == pytest.approx(0.5)
+    m.strength = 0.2
+    assert m.strength == pytest.approx(0.2)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="sigma_w"):
+            InteractionModel(HarmonicModel(), sigma_w=bad)
+    with pytest.raises(TypeError):
+        InteractionModel(HarmonicModel(), sigma_w=1.0, strength="big")
