@@ -1,7 +1,57 @@
-"""``torchebm.losses``: part of the ``torchebm-losses`` distribution."""
+r"""``torchebm.losses``: every training objective of TorchEBM.
+
+* Contrastive divergence: :class:`ContrastiveDivergence` (CD-k, or persistent with a
+  replay buffer), :class:`PersistentContrastiveDivergence`, :class:`ParallelTemperingCD`.
+* Score matching: :class:`ScoreMatching` (exact / Hutchinson / finite-difference trace),
+  :class:`SlicedScoreMatching`, :class:`DenoisingScoreMatching`.
+* Flow-based energy objectives, implemented in ``torchebm.flows`` and re-exported here:
+  ``EquilibriumMatchingLoss``, ``EnergyMatchingLoss`` and their utilities.
+
+Every loss is an ``nn.Module`` called as ``loss_fn(x, model_kwargs=..., generator=...)``.
+
+Example:
+    >>> from torchebm.losses import DenoisingScoreMatching  # doctest: +SKIP
+    >>> loss = DenoisingScoreMatching(model, noise_scale=0.1)(batch)  # doctest: +SKIP
+"""
 
 from importlib.metadata import version as _version
 
+from torchebm.flows import (
+    EnergyMatchingLoss,
+    EquilibriumMatchingLoss,
+    compute_eqm_ct,
+    compute_flow_weight,
+    dispersive_loss,
+    get_interpolant,
+    mean_flat,
+    trimmed_mean,
+)
+from torchebm.losses._contrastive_divergence import (
+    ContrastiveDivergence,
+    ParallelTemperingCD,
+    PersistentContrastiveDivergence,
+)
+from torchebm.losses._score_matching import (
+    DenoisingScoreMatching,
+    ScoreMatching,
+    SlicedScoreMatching,
+)
+
 __version__ = _version("torchebm-losses")
 
-__all__: list[str] = []
+__all__ = [
+    "ContrastiveDivergence",
+    "PersistentContrastiveDivergence",
+    "ParallelTemperingCD",
+    "ScoreMatching",
+    "DenoisingScoreMatching",
+    "SlicedScoreMatching",
+    "EquilibriumMatchingLoss",
+    "EnergyMatchingLoss",
+    "mean_flat",
+    "get_interpolant",
+    "trimmed_mean",
+    "compute_flow_weight",
+    "compute_eqm_ct",
+    "dispersive_loss",
+]

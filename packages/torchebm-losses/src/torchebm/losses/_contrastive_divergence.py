@@ -1,0 +1,462 @@
+r"""Contrastive divergence: CD-k, persistent CD (replay buffer) and parallel-tempering CD."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from torchebm.core import BaseContrastiveDivergence, BaseModel
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_int,
+    check_non_negative,
+    check_positive,
+)
+
+__all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence", "ParallelTemperingCD"]
+
+
+class ContrastiveDivergence(BaseContrastiveDivergence):
+    r"""Contrastive divergence (CD-k, or persistent CD with ``persistent=True``).
+
+    With :math:`x^+` the data batch (optionally jittered by ``noise_scale``) and
+    :math:`x^-` the detached negatives of :meth:`negative_phase`,
+
+    .. math::
+
+        \mathcal L = \overline{E_\theta(x^+)} - \overline{E_\theta(x^-)}
+        + \alpha\,\bigl(\overline{E_\theta(x^+)^2} + \overline{E_\theta(x^-)^2}\bigr),
+
+    bars denoting batch means and :math:`\alpha` = ``energy_reg_weight``. Its gradient is
+    the CD estimate of the negative log-likelihood gradient: minimising pushes data
+    energies down and negative energies up (:math:`E = -\log p + \text{const}`). The
+    squared-energy term (Du & Mordatch 2019) keeps energies near zero.
+
+    Call forms:
+
+    * ``loss, negatives = loss_fn(x)``;
+    * ``loss = loss_fn(x, model)`` (the seed documentation's form; deprecated, warns
+      once, returns the loss only).
+
+    Args:
+        model: Energy model ``(B, *event) -> (B,)``; ``None`` takes ``sampler.model``.
+        sampler: Sampler of the negatives (e.g. ``LangevinDynamics``), duck-typed.
+        k_steps: Sampler steps per call (``None``: the sampler's ``n_steps``, else 10).
+        persistent: Use a replay buffer of persistent chains (PCD).
+        buffer_size: Chains in the replay buffer.
+        init_steps: Burn-in steps run on the fresh buffer.
+        new_sample_ratio: Probability that a persistent chain restarts from fresh noise.
+        energy_reg_weight: :math:`\alpha >= 0`.
+        add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
+        noise_scale: Standard deviation of that jitter.
+        init_noise_scale: Standard deviation of the (re-)initialisation noise.
+        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    Example:
+        >>> loss_fn = ContrastiveDivergence(model, sampler, k_steps=10)  # doctest: +SKIP
+        >>> loss, negatives = loss_fn(batch)  # doctest: +SKIP
+        >>> loss.backward()  # doctest: +SKIP
+
+    References:
+        - Hinton, "Training products of experts by minimizing contrastive divergence",
+          Neural Computation 2002.
+        - Tieleman, "Training restricted Boltzmann machines using approximations to the
+          likelihood gradient", ICML 2008.
+        - Du & Mordatch, "Implicit generation and modeling with energy-based models",
+          NeurIPS 2019.
+    """
+
+    _call_options = ("energy_reg_weight", "add_noise_to_real", "noise_scale")
+
+    def __init__(
+        self,
+        model: Any = None,
+        sampler: Any = None,
+        k_steps: int | None = None,
+        persistent: bool = False,
+        buffer_size: int = 10000,
+        init_steps: int = 100,
+        new_sample_ratio: float = 0.05,
+        energy_reg_weight: float = 0.001,
+        add_noise_to_real: bool = False,
+        noise_scale: float = 1e-4,
+        init_noise_scale: float = 1.0,
+        *,
+        nan_policy: str = "raise",
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        super().__init__(
+            model=model,
+            sampler=sampler,
+            k_steps=k_steps,
+            persistent=persistent,
+            buffer_size=buffer_size,
+            new_sample_ratio=new_sample_ratio,
+            init_steps=init_steps,
+            init_noise_scale=init_noise_scale,
+            nan_policy=nan_policy,
+            dtype=dtype,
+            device=device,
+        )
+        self.energy_reg_weight = check_non_negative("energy_reg_weight", energy_reg_weight)
+        if not isinstance(add_noise_to_real, bool):
+            raise TypeError(f"add_noise_to_real must be a bool, got {add_noise_to_real!r}")
+        self.add_noise_to_real = add_noise_to_real
+        self.noise_scale = check_non_negative("noise_scale", noise_scale)
+
+    def compute_loss(
+        self,
+        x: torch.Tensor,
+        negatives: torch.Tensor,
+        *,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        r"""CD objective from data ``x`` ``(B, *event)`` and negatives ``(N, *event)``.
+
+        ``options`` may override ``energy_reg_weight``, ``add_noise_to_real`` and
+        ``noise_scale`` for this call (the deprecated per-call form).
+        """
+        mk = model_kwargs or {}
+        reg = options.get("energy_reg_weight", self.energy_reg_weight)
+        jitter = options.get("add_noise_to_real", self.add_noise_to_real)
+        scale = options.get("noise_scale", self.noise_scale)
+        x_pos = x
+        if jitter and scale > 0:
+            x_pos = x + scale * torch.randn(
+                x.shape, generator=generator, device=x.device, dtype=x.dtype
+            )
+        e_pos = self._energy(x_pos, mk)
+        e_neg = self._energy(negatives.to(dtype=x.dtype), mk)
+        loss = e_pos.mean() - e_neg.mean()
+        if reg > 0:
+            loss = loss + reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+        return loss
+
+
+class PersistentContrastiveDivergence(ContrastiveDivergence):
+    r"""Persistent contrastive divergence: :class:`ContrastiveDivergence` with ``persistent=True``.
+
+    Chains live in a replay buffer of ``buffer_size`` states that survives across calls
+    (and in ``state_dict``); each call continues ``k_steps`` from stratified buffer rows,
+    restarting each from fresh noise with probability ``new_sample_ratio`` (the IGEBM/JEM
+    recipe: a 10 000-chain buffer, 5 % fresh noise). With ``buffer_size`` equal to the
+    batch size this is Tieleman's PCD exactly.
+
+    Args:
+        model: Energy model; ``None`` takes ``sampler.model``.
+        sampler: Sampler of the negatives, duck-typed.
+        k_steps: Sampler steps per call (``None``: the sampler's ``n_steps``, else 10).
+        buffer_size: Chains in the replay buffer.
+        init_steps: Burn-in steps on the fresh buffer (default 0: fresh noise, as in
+            IGEBM/JEM).
+        new_sample_ratio: Probability that a chain restarts from fresh noise.
+        energy_reg_weight: Weight of the squared-energy regulariser.
+        add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
+        noise_scale: Standard deviation of that jitter.
+        init_noise_scale: Standard deviation of the (re-)initialisation noise.
+        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    Example:
+        >>> pcd = PersistentContrastiveDivergence(model, sampler, buffer_size=10000)  # doctest: +SKIP
+        >>> loss, negatives = pcd(batch)  # doctest: +SKIP
+
+    References:
+        - Tieleman, "Training restricted Boltzmann machines using approximations to the
+          likelihood gradient", ICML 2008.
+        - Grathwohl et al., "Your classifier is secretly an energy based model and you
+          should treat it like one", ICLR 2020.
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        sampler: Any = None,
+        k_steps: int | None = None,
+        buffer_size: int = 10000,
+        init_steps: int = 0,
+        new_sample_ratio: float = 0.05,
+        energy_reg_weight: float = 0.001,
+        add_noise_to_real: bool = False,
+        noise_scale: float = 1e-4,
+        init_noise_scale: float = 1.0,
+        *,
+        nan_policy: str = "raise",
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        super().__init__(
+            model=model,
+            sampler=sampler,
+            k_steps=k_steps,
+            persistent=True,
+            buffer_size=buffer_size,
+            init_steps=init_steps,
+            new_sample_ratio=new_sample_ratio,
+            energy_reg_weight=energy_reg_weight,
+            add_noise_to_real=add_noise_to_real,
+            noise_scale=noise_scale,
+            init_noise_scale=init_noise_scale,
+            nan_policy=nan_policy,
+            dtype=dtype,
+            device=device,
+        )
+
+
+class _TemperedModel(BaseModel):
+    r"""Energy :math:`\beta_b E(x_b)` with a per-row inverse temperature (internal to PT-CD)."""
+
+    model: Any
+
+    def __init__(self, model: Any):
+        super().__init__()
+        self.model = model
+        self.beta: torch.Tensor | None = None
+
+    def _beta_like(self, t: torch.Tensor) -> torch.Tensor:
+        beta = self.beta
+        if beta is None or beta.shape[0] != t.shape[0]:
+            raise ShapeError(
+                "ParallelTemperingCD: the sampler called the tempered model on a batch of "
+                f"{t.shape[0]} rows, expected {None if beta is None else beta.shape[0]}"
+            )
+        return beta.to(device=t.device, dtype=t.dtype).reshape(t.shape[0], *([1] * (t.ndim - 1)))
+
+    def forward(self, x: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
+        e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
+        return e * self._beta_like(e)
+
+    def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        inner = getattr(self.model, "gradient", None)
+        if callable(inner):
+            g = inner(x, model_kwargs=model_kwargs) if model_kwargs else inner(x)
+            return g * self._beta_like(g)
+        return super().gradient(x, model_kwargs)
+
+
+class ParallelTemperingCD(ContrastiveDivergence):
+    r"""Contrastive divergence with negatives from persistent parallel-tempering chains.
+
+    ``len(temperatures)`` replicas of ``n_chains`` persistent chains target
+    :math:`p_r(x) \propto \exp(-E_\theta(x)/(T_r\,T_0))` with :math:`T_0` the
+    ``base_temperature`` the sampler itself targets for an energy :math:`E` (1 for HMC and
+    for Langevin with ``noise_scale=1``; :math:`\sigma^2` for Langevin with
+    ``noise_scale=σ``). All replicas are advanced together by one sampler call on a batch
+    of ``R·n_chains`` rows through a tempered copy of the model (energy
+    :math:`E/T_r` per row); after every ``swap_every`` steps, neighbouring replicas
+    :math:`(r, r+1)` (even pairs and odd pairs alternately) exchange states chain-wise with
+    the Metropolis probability
+
+    .. math:: \min\Bigl(1, \exp\bigl[(\beta_r - \beta_{r+1})(E(x_r) - E(x_{r+1}))\bigr]\Bigr),
+              \qquad \beta_r = 1/(T_r T_0),
+
+    which leaves the product of the replica targets invariant. The :math:`T = 1` replica
+    gives the negatives; the hot replicas cross energy barriers and feed it states from
+    other modes. The chains (shape ``(R, n_chains, *event)``) are a buffer of the module
+    (``state_dict``); the swap acceptance rate of the last call per neighbouring pair is
+    ``swap_acceptance`` (``(R-1,)``).
+
+    Args:
+        model: Energy model; ``None`` takes ``sampler.model``.
+        sampler: Sampler with a ``model`` attribute (it is temporarily pointed at the
+            tempered model during the negative phase).
+        temperatures: Increasing ladder starting at 1.0, e.g. ``(1.0, 2.0, 4.0, 8.0)``.
+        k_steps: Sampler steps per call (``None``: the sampler's ``n_steps``, else 10).
+        swap_every: Sampler steps between swap attempts.
+        n_chains: Chains per replica (``None``: the first batch size).
+        base_temperature: :math:`T_0`, the temperature the sampler targets.
+        energy_reg_weight: Weight of the squared-energy regulariser.
+        add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
+        noise_scale: Standard deviation of that jitter.
+        init_noise_scale: Standard deviation of the noise the chains start from.
+        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    Raises:
+        ValueError: bad temperature ladder or counts.
+        TypeError: the sampler has no ``model`` attribute.
+        NotImplementedError: conditioning (``model_kwargs``) is passed.
+
+    Example:
+        >>> ptcd = ParallelTemperingCD(model, sampler, temperatures=(1.0, 3.0, 9.0))  # doctest: +SKIP
+        >>> loss, negatives = ptcd(batch)  # doctest: +SKIP
+
+    References:
+        - Swendsen & Wang, "Replica Monte Carlo simulation of spin glasses", PRL 1986.
+        - Desjardins, Courville, Bengio, Vincent & Delalleau, "Tempered Markov chain Monte
+          Carlo for training of restricted Boltzmann machines", AISTATS 2010.
+    """
+
+    tempered_chains: torch.Tensor | None
+    swap_acceptance: torch.Tensor
+    _tempered: _TemperedModel
+
+    def __init__(
+        self,
+        model: Any = None,
+        sampler: Any = None,
+        temperatures: Sequence[float] = (1.0, 2.0, 4.0, 8.0),
+        k_steps: int | None = None,
+        swap_every: int = 1,
+        n_chains: int | None = None,
+        base_temperature: float = 1.0,
+        energy_reg_weight: float = 0.001,
+        add_noise_to_real: bool = False,
+        noise_scale: float = 1e-4,
+        init_noise_scale: float = 1.0,
+        *,
+        nan_policy: str = "raise",
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        super().__init__(
+            model=model,
+            sampler=sampler,
+            k_steps=k_steps,
+            persistent=False,
+            buffer_size=1,
+            init_steps=0,
+            new_sample_ratio=0.0,
+            energy_reg_weight=energy_reg_weight,
+            add_noise_to_real=add_noise_to_real,
+            noise_scale=noise_scale,
+            init_noise_scale=init_noise_scale,
+            nan_policy=nan_policy,
+            dtype=dtype,
+            device=device,
+        )
+        if not hasattr(self.sampler, "model"):
+            raise TypeError(
+                "ParallelTemperingCD needs a sampler with a 'model' attribute (it runs the "
+                f"replicas through a tempered model), got {type(self.sampler).__name__}"
+            )
+        if isinstance(temperatures, (str, bytes)) or not isinstance(temperatures, Sequence):
+            raise TypeError(f"temperatures must be a sequence of numbers, got {temperatures!r}")
+        temps = [check_positive(f"temperatures[{i}]", t) for i, t in enumerate(temperatures)]
+        if len(temps) < 2:
+            raise ConfigurationError(
+                f"temperatures must hold at least two values (1.0 first), got {list(temperatures)}"
+            )
+        if temps[0] != 1.0:
+            raise ConfigurationError(
+                f"temperatures must start at 1.0 (the target), got {list(temperatures)}"
+            )
+        if any(b <= a for a, b in zip(temps, temps[1:])):
+            raise ConfigurationError(
+                f"temperatures must be strictly increasing, got {list(temperatures)}"
+            )
+        self.temperatures = tuple(temps)
+        self.swap_every = check_int("swap_every", swap_every, minimum=1)
+        self.n_chains = None if n_chains is None else check_int("n_chains", n_chains, minimum=1)
+        self.base_temperature = check_positive("base_temperature", base_temperature)
+        self.register_buffer("tempered_chains", None)
+        self.register_buffer("swap_acceptance", torch.zeros(len(temps) - 1), persistent=False)
+        self.__dict__["_tempered"] = _TemperedModel(self.model)
+        self._swap_parity = 0
+
+    @property
+    def inverse_temperatures(self) -> torch.Tensor:
+        r""":math:`\beta_r = 1/(T_r T_0)`, shape ``(R,)`` (float64 on CPU)."""
+        return torch.tensor([1.0 / (t * self.base_temperature) for t in self.temperatures])
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
+        key = prefix + "tempered_chains"
+        if key in state_dict and self.tempered_chains is None:
+            shape = state_dict[key].shape
+            self.tempered_chains = torch.empty(shape, dtype=self.dtype, device=self.device)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def _init_chains(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        n = self.n_chains if self.n_chains is not None else x.shape[0]
+        shape = (len(self.temperatures), n, *x.shape[1:])
+        chains = self._noise(shape, x, generator, self.init_noise_scale)
+        self.tempered_chains = chains
+        return chains
+
+    def _energies(self, flat: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), self.autocast_context():
+            e = self.model(flat)
+        if e.shape != (flat.shape[0],):
+            raise ShapeError(
+                f"the model must return energies of shape (B,) = ({flat.shape[0]},), got "
+                f"{tuple(e.shape)}"
+            )
+        return e
+
+    def _swap(self, chains: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """One round of Metropolis swaps between neighbouring replicas (even or odd pairs)."""
+        n_rep, n = chains.shape[0], chains.shape[1]
+        energies = self._energies(chains.reshape(n_rep * n, *chains.shape[2:])).reshape(n_rep, n)
+        beta = self.inverse_temperatures.to(device=chains.device, dtype=energies.dtype)
+        lo = torch.arange(self._swap_parity, n_rep - 1, 2, device=chains.device)
+        self._swap_parity ^= 1
+        if lo.numel() == 0:
+            return chains
+        hi = lo + 1
+        log_acc = (beta[lo] - beta[hi]).unsqueeze(1) * (energies[lo] - energies[hi])
+        u = torch.rand(log_acc.shape, generator=generator, device=chains.device)
+        accept = torch.log(u.to(log_acc.dtype)) < log_acc  # (pairs, n); NaN energies never swap
+        view = accept.reshape(*accept.shape, *([1] * (chains.ndim - 2)))
+        a, b = chains[lo], chains[hi]
+        new = chains.clone()
+        new[lo] = torch.where(view, b, a)
+        new[hi] = torch.where(view, a, b)
+        self.swap_acceptance[lo] = accept.to(self.swap_acceptance.dtype).mean(dim=1)
+        return new
+
+    def negative_phase(
+        self,
+        x: torch.Tensor,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Advance all replicas ``k_steps`` with swaps; return the ``T = 1`` replica's chains.
+
+        Returns:
+            Detached negatives, shape ``(n_chains, *event)``.
+        """
+        if model_kwargs:
+            raise NotImplementedError(
+                "ParallelTemperingCD does not support conditioning (model_kwargs)"
+            )
+        chains = self.tempered_chains
+        if chains is None:
+            chains = self._init_chains(x, generator)
+        elif tuple(chains.shape[2:]) != tuple(x.shape[1:]):
+            raise ShapeError(
+                f"x has event shape {tuple(x.shape[1:])} but the tempered chains have shape "
+                f"{tuple(chains.shape[2:])}"
+            )
+        n_rep, n = chains.shape[0], chains.shape[1]
+        tempered = self._tempered
+        beta = self.inverse_temperatures * self.base_temperature  # 1 / T_r
+        tempered.beta = beta.to(device=chains.device, dtype=chains.dtype).repeat_interleave(n)
+        flat = chains.reshape(n_rep * n, *chains.shape[2:])
+        original = self.sampler.model
+        done = 0
+        try:
+            self.sampler.model = tempered
+            while done < self.k_steps:
+                steps = min(self.swap_every, self.k_steps - done)
+                flat = self._run_sampler(flat, steps, {}, generator)
+                done += steps
+                chains = self._swap(flat.reshape(chains.shape), generator)
+                flat = chains.reshape(flat.shape)
+        finally:
+            self.sampler.model = original
+        self.tempered_chains = chains.detach()
+        return chains[0].clone()

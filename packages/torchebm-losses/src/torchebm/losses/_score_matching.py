@@ -1,0 +1,401 @@
+r"""Score matching: exact / Hutchinson / finite-difference (Hyvärinen), sliced, denoising."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchebm.core import BaseScoreMatching, warn_once
+from torchebm.core.errors import ConfigurationError, check_in, check_positive
+
+__all__ = ["ScoreMatching", "SlicedScoreMatching", "DenoisingScoreMatching"]
+
+_PROJECTIONS = ("rademacher", "gaussian", "sphere")
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def _probes(
+    kind: str, shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    r"""Random probe vectors :math:`v` with :math:`\mathbb E[v v^\top] = I` over the flattened event.
+
+    ``shape`` is ``(n, *event)``; ``"rademacher"``: entries :math:`\pm 1`; ``"gaussian"``:
+    :math:`\mathcal N(0, I)`; ``"sphere"``: uniform on the sphere of radius :math:`\sqrt D`.
+    """
+    if kind == "rademacher":
+        r = torch.randint(0, 2, shape, generator=generator, device=like.device)
+        return r.to(like.dtype).mul_(2).sub_(1)
+    v = torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+    if kind == "sphere":
+        flat = _flat(v)
+        v = (flat * (flat.shape[1] ** 0.5) / flat.norm(dim=1, keepdim=True)).reshape(shape)
+    return v
+
+
+def _grad_or_zeros(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``d out.sum() / dx`` with the graph kept; zeros when ``out`` does not depend on ``x``."""
+    if not out.requires_grad:
+        return torch.zeros_like(x)
+    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True, allow_unused=True)
+    return torch.zeros_like(x) if g is None else g
+
+
+class ScoreMatching(BaseScoreMatching):
+    r"""Hyvärinen score matching with an exact or stochastic Hessian trace.
+
+    With the model score :math:`s_\theta = -\nabla_x E_\theta`, the (implicit) score
+    matching objective is
+
+    .. math::
+
+        J(\theta) = \mathbb E_{x\sim p}\Bigl[\tfrac12\lVert\nabla_x E_\theta(x)\rVert^2
+        - \operatorname{tr}\nabla_x^2 E_\theta(x)\Bigr],
+
+    equal (up to a constant) to :math:`\tfrac12\mathbb E\lVert s_\theta - \nabla\log p\rVert^2`.
+    The trace is computed by ``hessian_method``:
+
+    * ``"exact"``: :math:`D` second-order backward passes (:math:`D` = flattened event
+      size); exact, for small :math:`D`;
+    * ``"hutchinson"``: :math:`\frac1M\sum_m v_m^\top \nabla_x^2 E\, v_m` with
+      ``hutchinson_samples`` :math:`M` Rademacher probes (Hessian-vector products by
+      double backward); unbiased;
+    * ``"approx"``: the same probes with central finite differences of the gradient,
+      :math:`v^\top(\nabla E(x+\epsilon v) - \nabla E(x-\epsilon v))/(2\epsilon)`
+      (``fd_epsilon``); no double backward in :math:`x`, bias :math:`O(\epsilon^2)`.
+
+    Args:
+        model: Energy model ``(B, *event) -> (B,)``.
+        hessian_method: ``"exact"``, ``"hutchinson"`` or ``"approx"``.
+        hutchinson_samples: Probes :math:`M` per sample for the stochastic methods.
+        fd_epsilon: Finite-difference step of ``"approx"``.
+        regularization_strength: Weight :math:`\lambda` of the regulariser (float or
+            scheduler).
+        custom_regularization: Callable ``(x, model) -> scalar`` replacing the default
+            squared-gradient regulariser.
+        use_autograd: ``False`` computes :math:`\nabla_x E` with ``torch.func``.
+        functional_model: Module used by the ``torch.func`` path instead of ``model``.
+        noise_scale: Noise standard deviation kept for :meth:`perturb_data`.
+        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    Raises:
+        ValueError: unknown ``hessian_method`` or non-positive counts/steps.
+
+    Example:
+        >>> sm = ScoreMatching(model, hessian_method="hutchinson", hutchinson_samples=5)  # doctest: +SKIP
+        >>> loss = sm(batch); loss.backward()  # doctest: +SKIP
+
+    References:
+        - Hyvärinen, "Estimation of non-normalized statistical models by score matching",
+          JMLR 2005.
+        - Hutchinson, "A stochastic estimator of the trace of the influence matrix for
+          Laplacian smoothing splines", 1989.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        hessian_method: str = "exact",
+        hutchinson_samples: int = 1,
+        fd_epsilon: float = 1e-3,
+        regularization_strength: Any = 0.0,
+        custom_regularization: Callable | None = None,
+        use_autograd: bool = True,
+        functional_model: nn.Module | None = None,
+        noise_scale: Any = 0.01,
+        *,
+        nan_policy: str = "raise",
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        super().__init__(
+            model=model,
+            noise_scale=noise_scale,
+            regularization_strength=regularization_strength,
+            use_autograd=use_autograd,
+            hutchinson_samples=hutchinson_samples,
+            custom_regularization=custom_regularization,
+            functional_model=functional_model,
+            nan_policy=nan_policy,
+            dtype=dtype,
+            device=device,
+        )
+        self.hessian_method = check_in(
+            "hessian_method", hessian_method, ("exact", "hutchinson", "approx")
+        )
+        self.fd_epsilon = check_positive("fd_epsilon", fd_epsilon)
+
+    def hessian_trace(
+        self,
+        x: torch.Tensor,
+        grad: torch.Tensor,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        r""":math:`\operatorname{tr}\nabla_x^2 E(x)` per sample, ``(B,)``, by ``hessian_method``.
+
+        Args:
+            x: Leaf input with ``requires_grad`` ``(B, *event)``.
+            grad: :math:`\nabla_x E(x)` computed from ``x`` with ``create_graph=True``.
+        """
+        b = x.shape[0]
+        if self.hessian_method == "exact":
+            g = _flat(grad)
+            trace = x.new_zeros(b)
+            for d in range(g.shape[1]):
+                trace = trace + _flat(_grad_or_zeros(g[:, d], x))[:, d]
+            return trace
+        m = self.hutchinson_samples
+        if self.hessian_method == "hutchinson":
+            trace = x.new_zeros(b)
+            for _ in range(m):
+                v = _probes("rademacher", tuple(x.shape), x, generator)
+                hv = _grad_or_zeros((grad * v), x)
+                trace = trace + _flat(v * hv).sum(1)
+            return trace / m
+        # "approx": central differences of the gradient along Rademacher probes
+        eps = self.fd_epsilon
+        v = _probes("rademacher", (m * b, *x.shape[1:]), x, generator)
+        xr = x.detach().repeat(m, *([1] * (x.ndim - 1)))
+        both = torch.cat([xr + eps * v, xr - eps * v]).requires_grad_(True)
+        mk = _repeat_kwargs(model_kwargs, b, 2 * m)
+        g = self.energy_gradient(both, mk)
+        gp, gm = g[: m * b], g[m * b :]
+        quad = _flat(v * (gp - gm)).sum(1) / (2 * eps)
+        return quad.reshape(m, b).mean(0)
+
+    def compute_loss(
+        self,
+        x: torch.Tensor,
+        *,
+        model_kwargs: dict,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Mean over the batch of :math:`\\tfrac12\\lVert\\nabla E\\rVert^2 - \\operatorname{tr}\\nabla^2 E`."""
+        xg = x.detach().requires_grad_(True)
+        grad = self.energy_gradient(xg, model_kwargs)
+        trace = self.hessian_trace(xg, grad, model_kwargs, generator)
+        return (0.5 * _flat(grad).pow(2).sum(1) - trace).mean()
+
+
+def _repeat_kwargs(model_kwargs: dict | None, batch: int, times: int) -> dict:
+    """Tile per-sample conditioning tensors (leading dim ``batch``) ``times`` times."""
+    if not model_kwargs:
+        return {}
+    out = {}
+    for k, v in model_kwargs.items():
+        if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == batch:
+            out[k] = v.repeat(times, *([1] * (v.ndim - 1)))
+        else:
+            out[k] = v
+    return out
+
+
+class SlicedScoreMatching(BaseScoreMatching):
+    r"""Sliced score matching: score matching with random one-dimensional projections.
+
+    With probes :math:`v` satisfying :math:`\mathbb E[vv^\top] = I` (over the flattened
+    event) and the model score :math:`s_\theta = -\nabla_x E_\theta`,
+
+    .. math::
+
+        J(\theta) = \mathbb E_{x,v}\Bigl[\tfrac12 (v^\top\nabla_x E_\theta(x))^2
+        - v^\top \nabla_x^2 E_\theta(x)\, v\Bigr],
+
+    an unbiased estimate of Hyvärinen's objective needing one Hessian-vector product per
+    projection (computed for all ``n_projections`` at once on a tiled batch). With
+    ``variance_reduction=True`` the first term is replaced by its expectation
+    :math:`\tfrac12\lVert\nabla_x E_\theta\rVert^2` (SSM-VR).
+
+    Args:
+        model: Energy model ``(B, *event) -> (B,)``.
+        n_projections: Probes per sample.
+        projection_type: ``"rademacher"``, ``"gaussian"`` or ``"sphere"`` (uniform on the
+            sphere of radius :math:`\sqrt D`).
+        variance_reduction: Use the SSM-VR form of the first term.
+        regularization_strength: Weight :math:`\lambda` of the regulariser (float or
+            scheduler).
+        custom_regularization: Callable ``(x, model) -> scalar`` replacing the default
+            squared-gradient regulariser.
+        use_autograd: ``False`` computes :math:`\nabla_x E` with ``torch.func``.
+        functional_model: Module used by the ``torch.func`` path instead of ``model``.
+        noise_scale: Noise standard deviation kept for :meth:`perturb_data`.
+        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    Raises:
+        ValueError: unknown ``projection_type`` or ``n_projections < 1``.
+
+    Example:
+        >>> ssm = SlicedScoreMatching(model, n_projections=5)  # doctest: +SKIP
+        >>> loss = ssm(batch); loss.backward()  # doctest: +SKIP
+
+    References:
+        - Song, Garg, Shi & Ermon, "Sliced score matching: a scalable approach to density
+          and score estimation", UAI 2019.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        n_projections: int = 5,
+        projection_type: str = "rademacher",
+        variance_reduction: bool = False,
+        regularization_strength: Any = 0.0,
+        custom_regularization: Callable | None = None,
+        use_autograd: bool = True,
+        functional_model: nn.Module | None = None,
+        noise_scale: Any = 0.01,
+        *,
+        nan_policy: str = "raise",
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        super().__init__(
+            model=model,
+            noise_scale=noise_scale,
+            regularization_strength=regularization_strength,
+            use_autograd=use_autograd,
+            hutchinson_samples=1,
+            custom_regularization=custom_regularization,
+            functional_model=functional_model,
+            nan_policy=nan_policy,
+            dtype=dtype,
+            device=device,
+        )
+        if isinstance(n_projections, bool) or not isinstance(n_projections, int):
+            raise TypeError(f"n_projections must be an int, got {n_projections!r}")
+        if n_projections < 1:
+            raise ConfigurationError(f"n_projections must be >= 1, got {n_projections}")
+        self.n_projections = n_projections
+        self.projection_type = check_in("projection_type", projection_type, _PROJECTIONS)
+        if not isinstance(variance_reduction, bool):
+            raise TypeError(f"variance_reduction must be a bool, got {variance_reduction!r}")
+        self.variance_reduction = variance_reduction
+
+    def compute_loss(
+        self,
+        x: torch.Tensor,
+        *,
+        model_kwargs: dict,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Sliced objective averaged over the batch and the projections."""
+        b, m = x.shape[0], self.n_projections
+        xr = x.detach().repeat(m, *([1] * (x.ndim - 1))).requires_grad_(True)
+        mk = _repeat_kwargs(model_kwargs, b, m)
+        v = _probes(self.projection_type, tuple(xr.shape), xr, generator)
+        g = self.energy_gradient(xr, mk)
+        vg = _flat(v * g).sum(1)
+        hv = _grad_or_zeros(vg, xr)
+        vhv = _flat(v * hv).sum(1)
+        first = 0.5 * _flat(g).pow(2).sum(1) if self.variance_reduction else 0.5 * vg.pow(2)
+        return (first - vhv).mean()
+
+
+class DenoisingScoreMatching(BaseScoreMatching):
+    r"""Denoising score matching with Gaussian corruption.
+
+    With :math:`\tilde x = x + \sigma\xi`, :math:`\xi\sim\mathcal N(0, I)`, the model score
+    :math:`s_\theta = -\nabla_x E_\theta` is regressed on the score of the corruption
+    kernel, :math:`\nabla_{\tilde x}\log q(\tilde x\mid x) = -(\tilde x - x)/\sigma^2`:
+
+    .. math::
+
+        J(\theta) = \tfrac12\,\mathbb E\,\bigl\lVert \nabla_x E_\theta(\tilde x)
+        - (\tilde x - x)/\sigma^2 \bigr\rVert^2,
+
+    minimised by :math:`s_\theta = \nabla\log p_\sigma`, the score of the data convolved
+    with :math:`\mathcal N(0,\sigma^2 I)` (for :math:`\mathcal N(0, s^2)` data and a
+    quadratic energy :math:`\tfrac w2 x^2`: :math:`w = 1/(s^2+\sigma^2)`). This is the
+    correct sign: the reference implementation regressed onto :math:`-(\tilde x - x)/\sigma^2`
+    and trained :math:`E \approx +\log p`.
+
+    Args:
+        model: Energy model ``(B, *event) -> (B,)``.
+        noise_scale: :math:`\sigma` (float or scheduler).
+        sigma: Deprecated alias of ``noise_scale`` (the seed documentation's name).
+        regularization_strength: Weight :math:`\lambda` of the regulariser (float or
+            scheduler).
+        custom_regularization: Callable ``(x, model) -> scalar`` replacing the default
+            squared-gradient regulariser.
+        use_autograd: ``False`` computes :math:`\nabla_x E` with ``torch.func``.
+        functional_model: Module used by the ``torch.func`` path instead of ``model``.
+        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    Example:
+        >>> dsm = DenoisingScoreMatching(model, noise_scale=0.1)  # doctest: +SKIP
+        >>> loss = dsm(batch); loss.backward()  # doctest: +SKIP
+
+    References:
+        - Vincent, "A connection between score matching and denoising autoencoders",
+          Neural Computation 2011.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        noise_scale: Any = 0.01,
+        regularization_strength: Any = 0.0,
+        custom_regularization: Callable | None = None,
+        use_autograd: bool = True,
+        functional_model: nn.Module | None = None,
+        *,
+        sigma: Any = None,
+        nan_policy: str = "raise",
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        if sigma is not None:
+            if noise_scale != 0.01:
+                raise ConfigurationError(
+                    "pass either noise_scale or its deprecated alias sigma, not both"
+                )
+            warn_once(
+                "DenoisingScoreMatching.sigma",
+                "DenoisingScoreMatching(sigma=...) is deprecated; use noise_scale=...",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            noise_scale = sigma
+        super().__init__(
+            model=model,
+            noise_scale=noise_scale,
+            regularization_strength=regularization_strength,
+            use_autograd=use_autograd,
+            hutchinson_samples=1,
+            custom_regularization=custom_regularization,
+            functional_model=functional_model,
+            nan_policy=nan_policy,
+            dtype=dtype,
+            device=device,
+        )
+
+    @property
+    def sigma(self) -> float:
+        """Deprecated alias of :attr:`noise_scale`."""
+        return self.noise_scale
+
+    def compute_loss(
+        self,
+        x: torch.Tensor,
+        *,
+        model_kwargs: dict,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Mean over the batch of :math:`\\tfrac12\\lVert\\nabla E(\\tilde x) - (\\tilde x - x)/\\sigma^2\\rVert^2`."""
+        sigma = self.noise_scale
+        x_noisy, noise = self.perturb_data(x, generator)
+        grad = self.energy_gradient(x_noisy.detach().requires_grad_(True), model_kwargs)
+        target = noise / (sigma * sigma)
+        return 0.5 * _flat(grad - target).pow(2).sum(1).mean()
