@@ -1,14 +1,502 @@
-"""BaseSampler (owned by the samplers work; placeholder until it lands)."""
+r"""``BaseSampler``: the shared sampling loop every TorchEBM sampler plugs one step into.
+
+Kernel vs driver (as in pyro's MCMC kernels or torchdiffeq's solvers): the base class
+owns :meth:`BaseSampler.sample` (argument validation, the initial state, schedulers,
+the step loop, thinning, the preallocated trajectory, diagnostics, the NaN policy,
+``torch.no_grad()``, autocast and the optional ``torch.compile`` path) and a subclass
+implements one transition in :meth:`BaseSampler.step` (plus, when it carries more than
+the position, :meth:`BaseSampler.init_state`).
+"""
 
 from __future__ import annotations
 
-from abc import ABC
+import numbers
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
 
 from torchebm.core._module import TorchEBMModule
 from torchebm.core._schedulable import Schedulable
+from torchebm.core.errors import (
+    ConfigurationError,
+    NonFiniteError,
+    ShapeError,
+    check_finite_tensor,
+    check_in,
+    check_int,
+    check_tensor,
+)
 
-__all__ = ["BaseSampler"]
+__all__ = ["BaseSampler", "SamplerContext", "NAN_POLICIES"]
+
+#: Accepted values of ``nan_policy``.
+NAN_POLICIES = ("raise", "warn", "resample")
+
+State = dict[str, torch.Tensor]
 
 
-class BaseSampler(Schedulable, TorchEBMModule, ABC):
-    """Placeholder: replaced by the samplers work."""
+@dataclass
+class SamplerContext:
+    r"""Per-call information handed to :meth:`BaseSampler.step` (one object per ``sample()``).
+
+    Attributes:
+        model_kwargs: Normalised conditioning, forwarded to the model (``{}`` = none).
+        generator: The call's random generator (``None`` = global RNG).
+        n_steps: Total number of steps of this call.
+        thin: Thinning factor of this call.
+        event_shape: Shape of one sample (``x.shape[1:]``).
+        i: Number of steps completed before the current :meth:`~BaseSampler.step` call.
+        n: Number of steps the current call advances (1 for MCMC samplers; larger only for
+            samplers whose :meth:`~BaseSampler._stride` groups steps, e.g. adaptive ODE
+            solves between recorded times).
+        extra: Free-form per-call values a sampler resolves in
+            :meth:`~BaseSampler.init_state` (e.g. a dispatch backend or a time grid).
+    """
+
+    model_kwargs: dict[str, Any]
+    generator: torch.Generator | None
+    n_steps: int
+    thin: int
+    event_shape: tuple[int, ...]
+    i: int = 0
+    n: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _event_shape(dim: Any) -> tuple[int, ...]:
+    if isinstance(dim, numbers.Integral) and not isinstance(dim, bool):
+        dims: tuple[Any, ...] = (dim,)
+    elif isinstance(dim, (tuple, list, torch.Size)):
+        dims = tuple(dim)
+    else:
+        raise TypeError(f"dim must be an int or a tuple of ints, got {dim!r}")
+    if not dims:
+        raise ConfigurationError("dim must not be empty, got ()")
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
+            raise ConfigurationError(f"dim must hold positive ints, got {dim!r}")
+    return tuple(int(d) for d in dims)
+
+
+def _nonfinite_rows(x: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: rows of ``x`` holding a NaN or an infinity (no host sync)."""
+    return ~torch.isfinite(x).reshape(x.shape[0], -1).all(dim=1)
+
+
+def _batch_view(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return mask.reshape(mask.shape[0], *([1] * (x.ndim - 1)))
+
+
+class BaseSampler(Schedulable, TorchEBMModule):
+    r"""Base class of samplers: owns the sampling loop, a subclass implements one step.
+
+    A subclass implements :meth:`step` (``state -> state``, where ``state`` is a dict of
+    tensors holding at least the chains ``"x"`` of shape ``(B, *event_shape)``) and, when
+    it carries more than the position (momenta, masks, cached energies), :meth:`init_state`.
+    It declares its diagnostics in ``diagnostic_keys`` and computes the non-standard ones
+    in :meth:`compute_diagnostics`. Hyper-parameters that may follow a schedule are
+    registered with :meth:`register_scheduler` / ``_register_param``; the loop steps every
+    scheduler of the module tree once per step and resets them at the start of
+    ``sample()``.
+
+    Subclasses that override :meth:`sample` themselves (the seed documentation's custom
+    sampler pattern) keep working: only a class that implements neither :meth:`step` nor
+    :meth:`sample` is abstract.
+
+    **NaN policy.** Chains are checked for NaN/inf after every step on the device (a
+    ``(B,)`` first-bad-step tensor, no host sync). At the end of ``sample()`` (one sync):
+    ``"raise"`` (default) raises :class:`~torchebm.core.errors.NonFiniteError` whose
+    ``indices`` are the bad chains and ``step`` the first step (1-based) at which one went
+    non-finite (``steps`` holds each chain's step); ``"warn"`` emits a ``RuntimeWarning``
+    with the same facts and returns the non-finite chains as they are; ``"resample"``
+    restarts every chain that went non-finite from its own starting point (then keeps
+    going, with fresh noise for stochastic samplers) and warns at the end which chains
+    were restarted. A non-finite starting ``x`` is rejected at entry.
+
+    Args:
+        model: The energy model (or, for flow samplers, the vector field). Registered as a
+            submodule when it is an ``nn.Module``, so ``sampler.to()`` moves it.
+        dtype: Dtype of the chains when the model has no parameters (otherwise the
+            model's parameter dtype wins, see :class:`TorchEBMModule`).
+        device: Device of the chains when the model has no parameters.
+        n_steps: Default number of steps for ``sample(n_steps=None)`` (keyword-only);
+            ``None`` uses the class default ``default_n_steps``.
+        nan_policy: ``"raise"`` (default), ``"warn"`` or ``"resample"`` (keyword-only;
+            ``sample(nan_policy=...)`` overrides it per call).
+
+    Example:
+        >>> class GradientFlow(BaseSampler):
+        ...     def step(self, state, ctx):
+        ...         x = state["x"]
+        ...         state["x"] = x - 0.1 * self._model_gradient(x, ctx.model_kwargs)
+        ...         return state
+        >>> from torchebm.core import HarmonicModel
+        >>> GradientFlow(HarmonicModel()).sample(dim=2, n_samples=4, n_steps=10).shape
+        torch.Size([4, 2])
+    """
+
+    #: Number of steps of ``sample(n_steps=None)`` when the constructor got none.
+    default_n_steps: ClassVar[int] = 100
+    #: Diagnostics recorded by ``sample(return_diagnostics=True)``. Standard keys:
+    #: ``"mean"``/``"var"`` ``(n_kept, *event_shape)``, ``"energy"`` ``(n_kept,)``.
+    diagnostic_keys: ClassVar[tuple[str, ...]] = ("mean", "var", "energy")
+    #: How often (in steps) :meth:`converged` is polled; each poll is one host sync.
+    convergence_check_every: ClassVar[int] = 16
+
+    def __init__(
+        self,
+        model: Any,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+        *,
+        n_steps: int | None = None,
+        nan_policy: str = "raise",
+    ):
+        cls = type(self)
+        if cls.step is BaseSampler.step and cls.sample is BaseSampler.sample:
+            raise TypeError(
+                f"Can't instantiate {cls.__name__}: a sampler must implement step() "
+                "(or override sample())"
+            )
+        super().__init__(device=device, dtype=dtype)
+        if model is None:
+            raise TypeError(f"{cls.__name__} requires a model, got None")
+        self.model = model
+        self.n_steps = None if n_steps is None else check_int("n_steps", n_steps, minimum=1)
+        self.nan_policy = check_in("nan_policy", nan_policy, NAN_POLICIES)
+
+    # ------------------------------------------------------------------ subclass API
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
+        """Build the loop state from the validated starting chains ``x`` ``(B, *event_shape)``.
+
+        The default state is ``{"x": x}``. ``x`` may be the caller's tensor: never modify it
+        in place.
+        """
+        return {"x": x}
+
+    def step(self, state: State, ctx: SamplerContext) -> State:
+        """Advance every chain by ``ctx.n`` steps (one, for MCMC samplers) and return the state.
+
+        Runs under ``torch.no_grad()``; read scheduled hyper-parameters here with
+        :meth:`get_scheduled_value` (the loop steps the schedulers afterwards). It must not
+        synchronise with the device (no ``.item()``, ``bool(tensor)``, printing).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement step()")
+
+    def compute_diagnostics(self, state: State, ctx: SamplerContext) -> dict[str, torch.Tensor]:
+        """Per-kept-step diagnostics (batch statistics) of ``state``; keys from ``diagnostic_keys``.
+
+        The base computes ``"mean"``/``"var"`` (population variance clamped to
+        ``[1e-10, 1e10]``; zeros for a single chain) and ``"energy"`` (batch mean, reusing a
+        cached ``state["energy"]`` when the sampler keeps one). Subclasses add their own
+        keys and call ``super()``.
+        """
+        keys = self.diagnostic_keys
+        x = state["x"]
+        out: dict[str, torch.Tensor] = {}
+        if "mean" in keys:
+            out["mean"] = x.mean(dim=0)
+        if "var" in keys:
+            if x.shape[0] > 1:
+                out["var"] = x.var(dim=0, unbiased=False).clamp_(1e-10, 1e10)
+            else:
+                out["var"] = torch.zeros_like(x[0])
+        if "energy" in keys:
+            e = state.get("energy")
+            if e is None:
+                e = self._model_energy(x, ctx.model_kwargs)
+            out["energy"] = e.mean()
+        return out
+
+    def converged(self, state: State) -> torch.Tensor | None:
+        """Optional early stop: a 0-d bool tensor, ``True`` once no chain needs more steps.
+
+        Polled every ``convergence_check_every`` steps (one host sync per poll); ``None``
+        (the default) never stops early. When it fires, remaining trajectory and diagnostic
+        rows repeat the final (frozen) state.
+        """
+        return None
+
+    def _restart_chains(
+        self, state: State, mask: torch.Tensor, x0: torch.Tensor, ctx: SamplerContext
+    ) -> State:
+        """``nan_policy="resample"``: put chains ``mask`` ``(B,)`` back at their start ``x0``.
+
+        Subclasses holding more per-chain state (velocities, cached energies) extend it.
+        """
+        x = state["x"]
+        state["x"] = torch.where(_batch_view(mask, x), x0, x)
+        return state
+
+    def _stride(self, n_steps: int, thin: int, recording: bool) -> int:
+        """Steps advanced by one :meth:`step` call (1; samplers with macro steps override)."""
+        return 1
+
+    def _infer_dim(self) -> Any:
+        """Event shape to use when ``sample()`` gets neither ``x`` nor ``dim`` (``None``: none)."""
+        return None
+
+    # ------------------------------------------------------------------ model helpers
+    def _model_gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        r""":math:`\nabla_x E(x)`: the model's ``gradient`` (closed form for analytic models,
+        one autograd call otherwise), same shape as ``x``."""
+        model = self.model
+        grad_fn = getattr(model, "gradient", None)
+        if grad_fn is not None:
+            g = grad_fn(x, model_kwargs=model_kwargs) if model_kwargs else grad_fn(x)
+        else:
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                e = model(xg, **model_kwargs) if model_kwargs else model(xg)
+                (g,) = torch.autograd.grad(e.sum(), xg)
+        if g.shape != x.shape:
+            raise ShapeError(
+                f"the gradient of {type(model).__name__} has shape {tuple(g.shape)}, "
+                f"but the chains have shape {tuple(x.shape)}"
+            )
+        return g
+
+    def _model_energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        """Energies ``(B,)`` of ``x`` under the model."""
+        return self.model(x, **model_kwargs) if model_kwargs else self.model(x)
+
+    # ------------------------------------------------------------------ validation
+    def _resolve_n_steps(self, n_steps: Any) -> int:
+        if n_steps is None:
+            n_steps = self.n_steps if self.n_steps is not None else self.default_n_steps
+        return check_int("n_steps", n_steps, minimum=1)
+
+    def _check_generator(self, generator: Any) -> None:
+        if generator is None:
+            return
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+            )
+        if generator.device.type != self.device.type:
+            raise ConfigurationError(
+                f"generator must live on the sampler's device ({self.device}), got a "
+                f"{generator.device.type} generator"
+            )
+
+    def _initial_x(
+        self, x: Any, dim: Any, n_samples: Any, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """The validated starting chains ``(B, *event_shape)`` on the sampler's device/dtype."""
+        if x is None:
+            if dim is None:
+                dim = self._infer_dim()
+                if dim is None:
+                    raise ConfigurationError("dim must be provided when x is None")
+            shape = _event_shape(dim)
+            n = check_int("n_samples", n_samples, minimum=1)
+            return torch.randn(
+                (n, *shape), generator=generator, device=self.device, dtype=self.dtype
+            )
+        check_tensor("x", x, min_ndim=2)
+        if dim is not None and _event_shape(dim) != tuple(x.shape[1:]):
+            raise ShapeError(
+                f"dim={dim!r} does not match x of shape {tuple(x.shape)} "
+                f"(event shape {tuple(x.shape[1:])})"
+            )
+        n = check_int("n_samples", n_samples, minimum=1)
+        if n not in (1, x.shape[0]):
+            raise ShapeError(f"n_samples={n} does not match x with batch size {x.shape[0]}")
+        x = x.detach().to(device=self.device, dtype=self.dtype)
+        return check_finite_tensor("x", x)
+
+    # ------------------------------------------------------------------ the loop
+    def _step_fn(self, compile: bool) -> Callable[[State, SamplerContext], State]:
+        if not compile:
+            return self.step
+        fn = self.__dict__.get("_compiled_step")
+        if fn is None:
+            fn = torch.compile(self.step)
+            self.__dict__["_compiled_step"] = fn
+        return fn
+
+    def sample(
+        self,
+        x: torch.Tensor | None = None,
+        dim: int | tuple[int, ...] | None = None,
+        n_steps: int | None = None,
+        n_samples: int = 1,
+        thin: int = 1,
+        return_trajectory: bool = False,
+        return_diagnostics: bool = False,
+        reset_schedulers: bool = True,
+        *,
+        model_kwargs: dict[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+        nan_policy: str | None = None,
+        compile: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        r"""Run the chains for ``n_steps`` steps.
+
+        Args:
+            x: Starting chains ``(B, *event_shape)`` (cast to the sampler's device/dtype;
+                never modified). ``None`` draws ``randn(n_samples, *dim)`` with ``generator``.
+            dim: Event shape (int or tuple) used when ``x`` is ``None``; if given with ``x``
+                it must match ``x.shape[1:]``.
+            n_steps: Number of steps (default: the constructor's ``n_steps``, else
+                ``default_n_steps``). Must be ``>= 1``.
+            n_samples: Number of chains when ``x`` is ``None``.
+            thin: Record every ``thin``-th state (``1 <= thin <= n_steps``).
+            return_trajectory: Return the recorded states ``(B, n_steps // thin,
+                *event_shape)`` (state after steps ``i`` with ``(i + 1) % thin == 0``)
+                instead of the final state.
+            return_diagnostics: Also return a dict of per-kept-step batch statistics,
+                each with leading dimension ``n_steps // thin`` (see ``diagnostic_keys``).
+            reset_schedulers: Reset every scheduler of the module tree first (default), so
+                schedules restart at step 0 on every call.
+            model_kwargs: Conditioning forwarded to the model (tensors moved to the
+                sampler's device, not cast).
+            generator: The only source of randomness of this call when given (must live
+                on the sampler's device); ``None`` uses the global RNG.
+            nan_policy: Overrides the constructor's policy for this call.
+            compile: Run :meth:`step` through ``torch.compile`` (compiled once per sampler
+                instance; the first call pays the compilation).
+
+        Returns:
+            The final chains ``(B, *event_shape)`` or the trajectory; with
+            ``return_diagnostics`` a tuple ``(output, diagnostics)``.
+
+        Raises:
+            ConfigurationError: a bad ``n_steps``, ``thin``, ``n_samples``, ``dim`` or
+                ``nan_policy``, or neither ``x`` nor ``dim``.
+            ShapeError: ``x`` is not ``(B, *event_shape)`` or disagrees with ``dim`` /
+                ``n_samples``.
+            NonFiniteError: ``x`` holds NaN/inf, or (``nan_policy="raise"``) chains went
+                non-finite.
+        """
+        n_steps = self._resolve_n_steps(n_steps)
+        thin = check_int("thin", thin, minimum=1)
+        if thin > n_steps:
+            raise ConfigurationError(f"thin must be <= n_steps ({n_steps}), got {thin}")
+        policy = check_in(
+            "nan_policy", self.nan_policy if nan_policy is None else nan_policy, NAN_POLICIES
+        )
+        mk = self._prepare_model_kwargs(model_kwargs)
+        self._check_generator(generator)
+        x = self._initial_x(x, dim, n_samples, generator)
+        if reset_schedulers:
+            self.reset_schedulers()
+        ctx = SamplerContext(
+            model_kwargs=mk,
+            generator=generator,
+            n_steps=n_steps,
+            thin=thin,
+            event_shape=tuple(x.shape[1:]),
+        )
+        with torch.no_grad(), self.autocast_context():
+            out, traj, diag, first_bad = self._run(
+                x, ctx, return_trajectory, return_diagnostics, policy, compile
+            )
+        self._report_nonfinite(first_bad, policy, n_steps)
+        result = traj if traj is not None else out
+        return (result, diag) if return_diagnostics else result
+
+    def _run(
+        self,
+        x0: torch.Tensor,
+        ctx: SamplerContext,
+        want_traj: bool,
+        want_diag: bool,
+        policy: str,
+        compile: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor], torch.Tensor]:
+        n_steps, thin = ctx.n_steps, ctx.thin
+        n_kept = n_steps // thin
+        recording = want_traj or want_diag
+        step_fn = self._step_fn(compile)
+        state = self.init_state(x0, ctx)
+        b = x0.shape[0]
+        traj = (
+            torch.empty((b, n_kept, *ctx.event_shape), dtype=x0.dtype, device=x0.device)
+            if want_traj
+            else None
+        )
+        diag: dict[str, torch.Tensor] = {}
+        first_bad = torch.full((b,), -1, dtype=torch.long, device=x0.device)
+        stride = max(1, int(self._stride(n_steps, thin, recording)))
+        check_every = self.convergence_check_every
+        kept = calls = i = 0
+        while i < n_steps:
+            ctx.i, ctx.n = i, min(stride, n_steps - i)
+            state = step_fn(state, ctx)
+            for _ in range(ctx.n):
+                self.step_schedulers()
+            i += ctx.n
+            calls += 1
+            bad = _nonfinite_rows(state["x"])
+            first_bad.masked_fill_(bad & (first_bad < 0), i)
+            if policy == "resample":
+                state = self._restart_chains(state, bad, x0, ctx)
+            if recording and i % thin == 0 and kept < n_kept:
+                self._record(state, ctx, traj, diag, kept, n_kept)
+                kept += 1
+            if i < n_steps and check_every > 0 and calls % check_every == 0:
+                done = self.converged(state)
+                if done is not None and bool(done):
+                    break
+        if recording and kept < n_kept:
+            # early stop: every chain is frozen, so the remaining rows repeat the final state
+            self._record(state, ctx, traj, diag, kept, n_kept, fill=True)
+        return state["x"], traj, diag, first_bad
+
+    def _record(
+        self,
+        state: State,
+        ctx: SamplerContext,
+        traj: torch.Tensor | None,
+        diag: dict[str, torch.Tensor],
+        k: int,
+        n_kept: int,
+        fill: bool = False,
+    ) -> None:
+        rows = slice(k, n_kept) if fill else k
+        x = state["x"]
+        if traj is not None:
+            traj[:, rows] = x.unsqueeze(1) if fill else x
+        for key, value in self.compute_diagnostics(state, ctx).items():
+            buf = diag.get(key)
+            if buf is None:
+                buf = torch.empty((n_kept, *value.shape), dtype=value.dtype, device=value.device)
+                diag[key] = buf
+            buf[rows] = value
+
+    def _report_nonfinite(self, first_bad: torch.Tensor, policy: str, n_steps: int) -> None:
+        bad = torch.nonzero(first_bad >= 0).flatten()  # the one host sync of sample()
+        if bad.numel() == 0:
+            return
+        idx = bad.tolist()
+        steps = first_bad[bad].tolist()
+        first = min(steps)
+        shown = ", ".join(f"{i} (step {s})" for i, s in list(zip(idx, steps))[:10])
+        more = "" if len(idx) <= 10 else f" and {len(idx) - 10} more"
+        name = type(self).__name__
+        where = f"{len(idx)} of {first_bad.shape[0]} chains"
+        if policy == "raise":
+            err = NonFiniteError(
+                f"{name} produced NaN/inf in {where} (chain index (first non-finite step of "
+                f"{n_steps})): {shown}{more}. Reduce step_size, check the model, or pass "
+                "nan_policy='warn' / 'resample'",
+                indices=idx,
+                step=first,
+            )
+            err.steps = steps  # type: ignore[attr-defined]
+            raise err
+        if policy == "warn":
+            msg = f"{name} produced NaN/inf in {where} (chain index (first step)): {shown}{more}"
+        else:
+            msg = (
+                f"{name} restarted {where} from their starting points after they went "
+                f"NaN/inf (chain index (first step)): {shown}{more}"
+            )
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+    def extra_repr(self) -> str:
+        return f"n_steps={self.n_steps}, nan_policy={self.nan_policy!r}"

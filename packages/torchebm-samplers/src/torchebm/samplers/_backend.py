@@ -1,0 +1,68 @@
+r"""Dispatch to the optional fused kernels of ``torchebm-cuda`` (never a hard dependency).
+
+``torchebm.cuda`` is probed with :func:`importlib.util.find_spec` and imported lazily, only
+when a sampler actually wants a fused kernel. ``backend="auto"`` uses a kernel only when the
+package is installed, provides it, and the chains live on a CUDA device; ``"eager"`` never
+does; ``"fused"`` always does and raises :class:`~torchebm.core.errors.MissingDependencyError`
+when the package is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from torchebm.core.errors import MissingDependencyError, check_in
+
+__all__ = ["BACKENDS", "check_backend", "resolve_fused"]
+
+BACKENDS = ("auto", "eager", "fused")
+_INSTALL = "pip install torchebm-cuda"
+
+
+def check_backend(backend: Any) -> str:
+    """Validate a ``backend`` constructor argument."""
+    return check_in("backend", backend, BACKENDS)
+
+
+def _cuda_module():
+    try:
+        spec = importlib.util.find_spec("torchebm.cuda")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return None
+    return importlib.import_module("torchebm.cuda")
+
+
+def resolve_fused(
+    backend: str, kernel: str, x: torch.Tensor, *, owner: str
+) -> Callable[..., Any] | None:
+    """The fused kernel ``torchebm.cuda.<kernel>`` to use for chains ``x``, or ``None`` (eager).
+
+    Raises:
+        MissingDependencyError: ``backend="fused"`` and ``torchebm-cuda`` is not installed.
+        NotImplementedError: ``backend="fused"`` and the installed ``torchebm-cuda`` has no
+            ``kernel``.
+    """
+    if backend == "eager":
+        return None
+    if backend == "auto" and (x.device.type != "cuda" or x.dtype != torch.float32):
+        return None
+    mod = _cuda_module()
+    if mod is None:
+        if backend == "fused":
+            raise MissingDependencyError(f"{owner}(backend='fused')", _INSTALL)
+        return None
+    fn = getattr(mod, kernel, None)
+    if fn is None and backend == "fused":
+        raise NotImplementedError(
+            f"{owner}(backend='fused') needs torchebm.cuda.{kernel}, which the installed "
+            f"torchebm-cuda does not provide; upgrade it ({_INSTALL} --upgrade) or use "
+            "backend='eager'"
+        )
+    return fn

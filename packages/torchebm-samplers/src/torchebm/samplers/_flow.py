@@ -1,0 +1,483 @@
+r"""``FlowSampler``: ODE/SDE sampling of flow-matching, diffusion and EqM vector fields."""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import torch
+
+from torchebm.core import (
+    BaseRungeKuttaIntegrator,
+    BaseSampler,
+    BaseSDERungeKuttaIntegrator,
+    warn_once,
+)
+from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_non_negative
+from torchebm.integrators import resolve_integrator
+from torchebm.interpolants import (
+    CosineInterpolant,
+    LinearInterpolant,
+    VariancePreservingInterpolant,
+    resolve_interpolant,
+)
+
+if TYPE_CHECKING:
+    from torchebm.core._base_sampler import SamplerContext
+
+State = dict[str, torch.Tensor]
+
+__all__ = ["FlowSampler", "PredictionType"]
+
+
+class PredictionType(enum.Enum):
+    """What the model predicts: the noise :math:`x_0`, the score, or the velocity."""
+
+    NOISE = enum.auto()
+    SCORE = enum.auto()
+    VELOCITY = enum.auto()
+
+
+_PREDICTIONS = {
+    "velocity": PredictionType.VELOCITY,
+    "score": PredictionType.SCORE,
+    "noise": PredictionType.NOISE,
+}
+_LAST_STEPS = ("Mean", "Euler", "Tweedie", None)
+_UNSET: Any = object()
+
+_INTEGRATOR_HINT = "choose the integrator in the constructor: FlowSampler(..., integrator='dopri5')"
+_REMOVED_SAMPLE_KWARGS = {
+    "mode": "pass mode='ode' or mode='sde' to the FlowSampler constructor",
+    "shape": "use n_samples=<batch> and dim=<event shape tuple>",
+    "ode_method": _INTEGRATOR_HINT,
+    "sde_method": _INTEGRATOR_HINT,
+    "method": _INTEGRATOR_HINT,
+    "atol": "set tolerances on the integrator: integrator=Dopri5Integrator(atol=..., rtol=...)",
+    "rtol": "set tolerances on the integrator: integrator=Dopri5Integrator(atol=..., rtol=...)",
+    "reverse": "pass reverse=True to the FlowSampler constructor",
+    "diffusion_form": "pass diffusion_form= to the FlowSampler constructor (mode='sde')",
+    "diffusion_norm": "pass diffusion_norm= to the FlowSampler constructor (mode='sde')",
+    "last_step": "pass last_step= to the FlowSampler constructor (mode='sde')",
+    "last_step_size": "pass last_step_size= to the FlowSampler constructor (mode='sde')",
+    "num_steps": "use n_steps=",
+    "z": "pass the starting noise as x=",
+}
+
+
+def _parse_prediction(prediction: Any) -> PredictionType:
+    if isinstance(prediction, PredictionType):
+        return prediction
+    return _PREDICTIONS[check_in("prediction", prediction, tuple(_PREDICTIONS))]
+
+
+class FlowSampler(BaseSampler):
+    r"""Generate samples by integrating a learned vector field from noise (t = 0) to data (t = 1).
+
+    The model is any module ``model(x, t, **model_kwargs)`` (``t`` of shape ``(B,)``)
+    returning a tensor shaped like ``x``: a velocity, a score or a noise prediction
+    (``prediction``). With :math:`(A, B_v)` = ``interpolant.compute_drift(x, t)`` the
+    probability-flow velocity is
+
+    * velocity: :math:`v = f(x, t)` (negated when ``negate_velocity``, e.g. for EqM fields
+      that point from data to noise);
+    * score: :math:`v = -A + B_v\,s(x, t)`;
+    * noise: :math:`s = \hat x_0 / (-\sigma_t + 10^{-8})`, then as for the score.
+
+    **ODE mode** integrates :math:`dx/dt = v(x, t)` over the grid
+    ``linspace(t0, t1, n_steps + 1)`` with any Runge-Kutta integrator: fixed-step ones take
+    one step per grid interval; adaptive ones (default ``dopri5``) integrate adaptively
+    between recorded grid times (between ``t0`` and ``t1`` at once when nothing is
+    recorded), so ``return_trajectory``/``thin``/diagnostics work with them too.
+    ``reverse=True`` maps data to noise by integrating the same ODE backwards, over the
+    decreasing grid ``t1 -> t0``, evaluating the field at the current (decreasing) time.
+
+    **SDE mode** integrates
+    :math:`dx = [v + D(t)\,s]\,dt + \sqrt{2D(t)}\,dW` with
+    :math:`D` = ``interpolant.compute_diffusion(x, t, diffusion_form, diffusion_norm)`` and a
+    fixed-step SDE integrator (default Euler-Maruyama), then applies ``last_step`` at
+    ``t1``: ``"Mean"`` :math:`x + (v + D s)\Delta`, ``"Euler"`` :math:`x + v\Delta`,
+    ``"Tweedie"`` :math:`(x + \sigma^2 s)/\alpha`, ``None`` nothing; with
+    :math:`\Delta` = ``last_step_size``.
+
+    Time interval ``(t0, t1)``: ``(0, 1)`` except: VP interpolant
+    :math:`t_1 = 1 - \text{sample\_eps}` (ODE, or SDE with ``last_step_size == 0``) else
+    :math:`1 - \text{last\_step\_size}`; linear/cosine with a score/noise prediction or in
+    SDE mode: :math:`t_0` = ``sample_eps`` when (SDE with ``"SBDM"``) or the prediction is
+    not a velocity, and :math:`t_1` as for VP.
+
+    Args:
+        model: The vector field ``model(x, t, **model_kwargs)``.
+        mode: ``"ode"`` or ``"sde"``.
+        interpolant: Name (``"linear"``, ``"cosine"``, ``"vp"``, ...) or instance.
+        prediction: ``"velocity"``, ``"score"``, ``"noise"`` or a :class:`PredictionType`.
+        train_eps: Stored for symmetry with the training losses (unused by sampling).
+        sample_eps: Distance kept from singular time ends (float >= 0 or scheduler).
+        negate_velocity: Negate a velocity prediction.
+        reverse: ODE only: integrate data -> noise.
+        diffusion_form: SDE only (default ``"SBDM"``); one of the interpolant's forms.
+        diffusion_norm: SDE only (default 1.0).
+        last_step: SDE only: ``"Mean"`` (default), ``"Euler"``, ``"Tweedie"`` or ``None``.
+        last_step_size: SDE only (default 0.04; forced to 0 with ``last_step=None``).
+        dtype: Chain dtype when the model has no parameters.
+        device: Chain device when the model has no parameters.
+        integrator: ODE: any Runge-Kutta integrator (default ``"dopri5"``); SDE: a
+            fixed-step SDE integrator (default ``"euler_maruyama"``).
+        n_steps: Default number of grid steps (class default 50 for ODE, 250 for SDE).
+        nan_policy: ``"raise"``, ``"warn"`` or ``"resample"`` (see :class:`BaseSampler`).
+
+    Diagnostics: ``"mean"``, ``"var"`` ``(n_kept, *event_shape)`` and ``"t"``
+    ``(n_kept,)`` (the interpolant time of each kept state; ``t1 + last_step_size`` for a
+    final SDE state after its last-step correction).
+
+    Example:
+        >>> field = lambda x, t: -x  # any callable (x, t) -> tensor shaped like x
+        >>> fs = FlowSampler(field, integrator="rk4")
+        >>> fs.sample(x=torch.ones(3, 2), n_steps=20).shape
+        torch.Size([3, 2])
+
+    References:
+        Lipman, Y. et al. (2023). Flow Matching for Generative Modeling. ICLR.
+        Song, Y. et al. (2021). Score-Based Generative Modeling through Stochastic
+        Differential Equations. ICLR.
+        Ma, N. et al. (2024). SiT: Exploring Flow and Diffusion-based Generative Models with
+        Scalable Interpolant Transformers. ECCV.
+    """
+
+    default_n_steps = 50
+    #: Default number of grid steps in ``mode="sde"``.
+    default_sde_n_steps: ClassVar[int] = 250
+    diagnostic_keys = ("mean", "var", "t")
+
+    def __init__(
+        self,
+        model: Any,
+        mode: str = "ode",
+        interpolant: Any = "linear",
+        prediction: Any = "velocity",
+        train_eps: Any = 0.0,
+        sample_eps: Any = 0.0,
+        negate_velocity: bool = False,
+        reverse: bool = False,
+        diffusion_form: str | None = None,
+        diffusion_norm: float | None = None,
+        last_step: str | None = _UNSET,
+        last_step_size: float | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+        integrator: Any = None,
+        *,
+        n_steps: int | None = None,
+        nan_policy: str = "raise",
+    ):
+        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        if not callable(model):
+            raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
+        self.mode = check_in("mode", mode, ("ode", "sde"))
+        self.interpolant = resolve_interpolant(interpolant, default="linear", owner="FlowSampler")
+        self.prediction = _parse_prediction(prediction)
+        self._register_param("train_eps", train_eps, non_negative=True)
+        self._register_param("sample_eps", sample_eps, non_negative=True)
+        for name, flag in (("negate_velocity", negate_velocity), ("reverse", reverse)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        self.negate_velocity = negate_velocity
+        self.reverse = reverse
+        given = [
+            name
+            for name, value in (
+                ("diffusion_form", diffusion_form),
+                ("diffusion_norm", diffusion_norm),
+                ("last_step", None if last_step is _UNSET else "given"),
+                ("last_step_size", last_step_size),
+            )
+            if value is not None
+        ]
+        sde = self.mode == "sde"
+        if not sde:
+            if given:
+                raise ConfigurationError(f"{', '.join(given)} only apply to mode='sde'")
+            self.diffusion_form, self.diffusion_norm = None, None
+            self.last_step, self.last_step_size = None, 0.0
+        else:
+            if reverse:
+                raise ConfigurationError("reverse=True is only supported with mode='ode'")
+            self.diffusion_form = "SBDM" if diffusion_form is None else diffusion_form
+            self.diffusion_norm = _non_negative("diffusion_norm", diffusion_norm, 1.0)
+            self.last_step = "Mean" if last_step is _UNSET else last_step
+            check_in("last_step", self.last_step, _LAST_STEPS)
+            self.last_step_size = (
+                0.0
+                if self.last_step is None
+                else _non_negative("last_step_size", last_step_size, 0.04)
+            )
+            # unknown forms raise here, at construction, rather than at sample time
+            probe = torch.zeros(1, 1)
+            self.interpolant.compute_diffusion(
+                probe, torch.full((1,), 0.5), self.diffusion_form, self.diffusion_norm
+            )
+        self.integrator = resolve_integrator(
+            integrator,
+            default="euler_maruyama" if sde else "dopri5",
+            family=BaseSDERungeKuttaIntegrator if sde else BaseRungeKuttaIntegrator,
+            owner="FlowSampler" if not sde else "FlowSampler(mode='sde')",
+            device=self.device,
+            dtype=self.dtype,
+        )
+        if sde and self._adaptive:
+            raise ConfigurationError(
+                f"mode='sde' needs a fixed-step integrator, got the adaptive "
+                f"{type(self.integrator).__name__}"
+            )
+
+    def _resolve_n_steps(self, n_steps: Any) -> int:
+        if n_steps is None and self.n_steps is None:
+            n_steps = self.default_sde_n_steps if self.mode == "sde" else self.default_n_steps
+        return super()._resolve_n_steps(n_steps)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def train_eps(self) -> float:
+        """Current ``train_eps`` (unused by sampling)."""
+        return self.get_scheduled_value("train_eps")
+
+    @train_eps.setter
+    def train_eps(self, value: Any) -> None:
+        self._register_param("train_eps", value, non_negative=True)
+
+    @property
+    def sample_eps(self) -> float:
+        """Current ``sample_eps``."""
+        return self.get_scheduled_value("sample_eps")
+
+    @sample_eps.setter
+    def sample_eps(self, value: Any) -> None:
+        self._register_param("sample_eps", value, non_negative=True)
+
+    @property
+    def _adaptive(self) -> bool:
+        return getattr(self.integrator, "error_weights", None) is not None
+
+    # ------------------------------------------------------------------ fields
+    def _check_interval(self) -> tuple[float, float]:
+        """The integration interval ``(t0, t1)`` (see the class docstring)."""
+        interp, sde, eps = self.interpolant, self.mode == "sde", self.sample_eps
+        t1_eps = eps if (not sde or self.last_step_size == 0) else self.last_step_size
+        if isinstance(interp, VariancePreservingInterpolant):
+            return 0.0, 1.0 - t1_eps
+        if isinstance(interp, (LinearInterpolant, CosineInterpolant)) and (
+            self.prediction is not PredictionType.VELOCITY or sde
+        ):
+            sbdm = sde and self.diffusion_form == "SBDM"
+            t0 = eps if (sbdm or self.prediction is not PredictionType.VELOCITY) else 0.0
+            return t0, 1.0 - t1_eps
+        return 0.0, 1.0
+
+    def _model_out(self, x: torch.Tensor, t: torch.Tensor, mk: dict) -> torch.Tensor:
+        out = self.model(x, t, **mk) if mk else self.model(x, t)
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ShapeError(
+                f"model(x, t) must return a tensor of shape {tuple(x.shape)}, got {got}"
+            )
+        return out
+
+    def _sigma(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.interpolant.compute_sigma_t(t.reshape(t.shape[0], *([1] * (x.ndim - 1))))[0]
+
+    def _velocity_or_score(
+        self, x: torch.Tensor, t: torch.Tensor, mk: dict
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(velocity, score)`` from one model call: the velocity of a velocity prediction
+        (score ``None``) or the score of a score/noise prediction (velocity ``None``)."""
+        out = self._model_out(x, t, mk)
+        if self.prediction is PredictionType.VELOCITY:
+            return (-out if self.negate_velocity else out), None
+        if self.prediction is PredictionType.SCORE:
+            return None, out
+        return None, out / (1e-8 - self._sigma(x, t))
+
+    def _velocity(self, x: torch.Tensor, t: torch.Tensor, mk: dict) -> torch.Tensor:
+        """Probability-flow velocity (one model call)."""
+        v, score = self._velocity_or_score(x, t, mk)
+        if v is not None:
+            return v
+        return self.interpolant.score_to_velocity(cast(torch.Tensor, score), x, t)
+
+    def _velocity_and_score(
+        self, x: torch.Tensor, t: torch.Tensor, mk: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probability-flow velocity and score (one model call)."""
+        v, score = self._velocity_or_score(x, t, mk)
+        if v is not None:
+            return v, self.interpolant.velocity_to_score(v, x, t)
+        score = cast(torch.Tensor, score)
+        return self.interpolant.score_to_velocity(score, x, t), score
+
+    def _ode_drift(self, mk: dict):
+        def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self._velocity(x, t, mk)
+
+        return drift
+
+    def _diffusion(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.interpolant.compute_diffusion(
+            x, t, cast(str, self.diffusion_form), cast(float, self.diffusion_norm)
+        )
+
+    def _sde_drift(self, mk: dict):
+        def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            v, score = self._velocity_and_score(x, t, mk)
+            return torch.addcmul(v, self._diffusion(x, t), score)
+
+        return drift
+
+    # ------------------------------------------------------------------ loop hooks
+    def _stride(self, n_steps: int, thin: int, recording: bool) -> int:
+        if not self._adaptive:
+            return 1
+        return thin if recording else n_steps
+
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
+        t0, t1 = self._check_interval()
+        n = ctx.n_steps
+        times = [t0 + (t1 - t0) * k / n for k in range(n)] + [t1]
+        if self.reverse:
+            times.reverse()
+        ctx.extra["times"] = times
+        ctx.extra["grid"] = torch.tensor(times, device=x.device, dtype=x.dtype)
+        mk = ctx.model_kwargs
+        ctx.extra["drift"] = self._sde_drift(mk) if self.mode == "sde" else self._ode_drift(mk)
+        return {"x": x, "t": ctx.extra["grid"][0]}
+
+    def step(self, state: State, ctx: SamplerContext) -> State:
+        x, i, n = state["x"], ctx.i, ctx.n
+        times, grid, drift = ctx.extra["times"], ctx.extra["grid"], ctx.extra["drift"]
+        if self._adaptive:
+            x = self.integrator.integrate(
+                {"x": x}, abs(times[i + 1] - times[i]), n, drift=drift, t=grid[i : i + n + 1]
+            )["x"]
+        elif self.mode == "sde":
+            x = self.integrator.step(
+                {"x": x},
+                times[i + 1] - times[i],
+                drift=drift,
+                diffusion=self._diffusion,
+                t=grid[i].expand(x.shape[0]),
+                generator=ctx.generator,
+            )["x"]
+        else:
+            x = self.integrator.step(
+                {"x": x}, times[i + 1] - times[i], drift=drift, t=grid[i].expand(x.shape[0])
+            )["x"]
+        state["t"] = grid[i + n]
+        if i + n == ctx.n_steps and self.mode == "sde" and self.last_step is not None:
+            x = self._apply_last_step(x, ctx)
+            state["t"] = grid[-1] + self.last_step_size
+        state["x"] = x
+        return state
+
+    def _apply_last_step(self, x: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+        t = ctx.extra["grid"][-1].expand(x.shape[0])
+        mk, delta = ctx.model_kwargs, self.last_step_size
+        if self.last_step == "Mean":
+            return torch.add(x, ctx.extra["drift"](x, t), alpha=delta)
+        if self.last_step == "Euler":
+            return torch.add(x, self._ode_drift(mk)(x, t), alpha=delta)
+        _, score = self._velocity_and_score(x, t, mk)
+        tb = t.reshape(t.shape[0], *([1] * (x.ndim - 1)))
+        alpha = self.interpolant.compute_alpha_t(tb)[0]
+        sigma = self.interpolant.compute_sigma_t(tb)[0]
+        return (x + sigma.square() * score) / alpha
+
+    def compute_diagnostics(self, state: State, ctx: SamplerContext) -> dict[str, torch.Tensor]:
+        out = super().compute_diagnostics(state, ctx)
+        out["t"] = state["t"]
+        return out
+
+    # ------------------------------------------------------------------ public API
+    def sample(
+        self,
+        x: torch.Tensor | None = None,
+        dim: int | tuple[int, ...] | None = None,
+        n_steps: int | None = None,
+        n_samples: int = 1,
+        thin: int = 1,
+        return_trajectory: bool = False,
+        return_diagnostics: bool = False,
+        reset_schedulers: bool = True,
+        *,
+        model_kwargs: dict[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+        nan_policy: str | None = None,
+        compile: bool = False,
+        **legacy_model_kwargs: Any,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        r"""Integrate from ``x`` (default: standard normal noise ``(n_samples, *dim)``).
+
+        Same contract as :meth:`BaseSampler.sample`. Bare keyword arguments are deprecated
+        conditioning (merged into ``model_kwargs``, which wins on a clash; one
+        ``DeprecationWarning``); keywords of the removed API (``mode``, ``shape``,
+        ``method``, ``atol``, ``num_steps``, ``z``, ...) raise ``TypeError`` with the
+        replacement.
+        """
+        if legacy_model_kwargs:
+            removed = sorted(k for k in legacy_model_kwargs if k in _REMOVED_SAMPLE_KWARGS)
+            if removed:
+                hints = "; ".join(f"{k}: {_REMOVED_SAMPLE_KWARGS[k]}" for k in removed)
+                raise TypeError(
+                    f"FlowSampler.sample() got removed keyword argument(s) {removed} ({hints})"
+                )
+            warn_once(
+                "FlowSampler.sample.legacy_model_kwargs",
+                "passing conditioning to FlowSampler.sample() as bare keyword arguments "
+                f"({sorted(legacy_model_kwargs)}) is deprecated; use model_kwargs={{...}}",
+                DeprecationWarning,
+            )
+            merged = dict(legacy_model_kwargs)
+            if model_kwargs is not None:
+                if not isinstance(model_kwargs, dict):
+                    raise TypeError(
+                        f"model_kwargs must be a dict, got {type(model_kwargs).__name__}"
+                    )
+                merged.update(model_kwargs)
+            model_kwargs = merged
+        return super().sample(
+            x,
+            dim,
+            n_steps,
+            n_samples,
+            thin,
+            return_trajectory,
+            return_diagnostics,
+            reset_schedulers,
+            model_kwargs=model_kwargs,
+            generator=generator,
+            nan_policy=nan_policy,
+            compile=compile,
+        )
+
+    @staticmethod
+    def prior_logp(z: torch.Tensor) -> torch.Tensor:
+        r"""Standard-normal log density per sample, :math:`-\tfrac N2\log 2\pi - \tfrac12\|z\|^2`.
+
+        Args:
+            z: ``(B, *event_shape)``.
+
+        Returns:
+            ``(B,)``.
+        """
+        n = z[0].numel()
+        return -0.5 * n * math.log(2 * math.pi) - 0.5 * z.reshape(z.shape[0], -1).square().sum(1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"mode={self.mode!r}, interpolant={self.interpolant!r}, "
+            f"prediction={self.prediction.name.lower()!r}, reverse={self.reverse}, "
+            f"{super().extra_repr()}"
+        )
+
+
+def _non_negative(name: str, value: Any, default: float) -> float:
+    return default if value is None else check_non_negative(name, value)

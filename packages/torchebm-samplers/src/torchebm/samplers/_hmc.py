@@ -1,0 +1,502 @@
+r"""Hamiltonian Monte Carlo: Euclidean (``HamiltonianMonteCarlo``) and Riemannian (``RiemannianManifoldHMC``)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from torchebm.core import BaseModel, BaseSampler, BaseSymplecticIntegrator, warn_once
+from torchebm.core.errors import ConfigurationError, ShapeError, check_int
+from torchebm.integrators import GeneralisedLeapfrogIntegrator, resolve_integrator
+from torchebm.samplers._backend import check_backend, resolve_fused
+from torchebm.samplers._compat import resolve_model
+
+if TYPE_CHECKING:
+    from torchebm.core._base_sampler import SamplerContext
+
+State = dict[str, torch.Tensor]
+
+__all__ = ["HamiltonianMonteCarlo", "RiemannianManifoldHMC"]
+
+_ENERGY_CLAMP = 1e10
+_DH_CLAMP = 50.0
+
+
+def _nonfinite_rows(x: torch.Tensor) -> torch.Tensor:
+    return ~torch.isfinite(x).reshape(x.shape[0], -1).all(dim=1)
+
+
+def _flat_sum(v: torch.Tensor) -> torch.Tensor:
+    return v.reshape(v.shape[0], -1).sum(dim=1)
+
+
+def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.reshape(mask.shape[0], *([1] * (like.ndim - 1)))
+
+
+class _HMCBase(BaseSampler):
+    """Shared parts of the HMC family: ``step_size``, the energy and the Metropolis test."""
+
+    diagnostic_keys = ("mean", "var", "energy", "acceptance_rate")
+
+    @property
+    def step_size(self) -> float:
+        r"""Current leapfrog step size :math:`\epsilon` (assign a float or a scheduler)."""
+        return self.get_scheduled_value("step_size")
+
+    @step_size.setter
+    def step_size(self, value: Any) -> None:
+        self._register_param("step_size", value, positive=True)
+
+    def _infer_dim(self) -> Any:
+        mean = getattr(self.model, "mean", None)
+        if isinstance(mean, torch.Tensor) and mean.ndim >= 1:
+            return tuple(mean.shape)
+        return None
+
+    def _initial_x(self, x, dim, n_samples, generator):
+        if x is None and dim is None and self._infer_dim() is None:
+            raise ConfigurationError(
+                "dim must be provided when x is None and cannot be inferred from model"
+            )
+        return super()._initial_x(x, dim, n_samples, generator)
+
+    def _energy(self, x: torch.Tensor, mk: dict) -> torch.Tensor:
+        e = self._model_energy(x, mk)
+        if e.shape != (x.shape[0],):
+            raise ShapeError(
+                f"{type(self.model).__name__} must return energies of shape (B,) = "
+                f"({x.shape[0]},), got {tuple(e.shape)}"
+            )
+        return e.clamp(-_ENERGY_CLAMP, _ENERGY_CLAMP)
+
+    def _metropolis(
+        self,
+        state: State,
+        h_cur: torch.Tensor,
+        h_prop: torch.Tensor,
+        x_prop: torch.Tensor,
+        u_prop: torch.Tensor,
+        ctx: SamplerContext,
+    ) -> State:
+        r"""Accept ``x_prop`` per chain with probability :math:`\min(1, e^{H - H'})`.
+
+        Proposals that are non-finite (position or Hamiltonian) are rejected.
+        """
+        x = state["x"]
+        log_ratio = (h_cur - h_prop).clamp_(-_DH_CLAMP, _DH_CLAMP)
+        u = torch.rand(x.shape[0], generator=ctx.generator, device=x.device, dtype=x.dtype)
+        accept = (u.log_() < log_ratio) & ~_nonfinite_rows(x_prop)
+        state["x"] = torch.where(_rows(accept, x), x_prop, x)
+        state["energy"] = torch.where(accept, u_prop, state["energy"])
+        state["accepted"] = accept
+        return state
+
+    def compute_diagnostics(self, state: State, ctx: SamplerContext) -> dict[str, torch.Tensor]:
+        out = super().compute_diagnostics(state, ctx)
+        out["acceptance_rate"] = state["accepted"].to(state["x"].dtype).mean()
+        return out
+
+    def _restart_chains(self, state, mask, x0, ctx):
+        state = super()._restart_chains(state, mask, x0, ctx)
+        state["energy"] = self._energy(state["x"], ctx.model_kwargs)
+        return state
+
+
+class HamiltonianMonteCarlo(_HMCBase):
+    r"""Hamiltonian Monte Carlo with a leapfrog integrator and a Metropolis correction.
+
+    Each step draws :math:`p \sim \mathcal N(0, M)`, integrates Hamilton's equations of
+    :math:`H(x, p) = E(x) + \tfrac12 p^\top M^{-1} p` for ``n_leapfrog_steps`` leapfrog
+    steps of size :math:`\epsilon`, and accepts the end point with probability
+    :math:`\min(1, \exp(H(x, p) - H(x', p')))` (per chain; ``H`` difference clamped to
+    :math:`\pm 50`, energies to :math:`\pm 10^{10}`). Proposals that turn non-finite are
+    rejected (the integrator runs without its NaN-zeroing "safe" mode, so a divergent
+    trajectory can never be accepted as a sanitised point). Works for any event shape.
+
+    Args:
+        model: Energy model. ``energy_function=`` is a deprecated alias.
+        step_size: Leapfrog step :math:`\epsilon > 0`, float or scheduler.
+        n_leapfrog_steps: Leapfrog steps per proposal (>= 1).
+        mass: Diagonal mass :math:`M`: ``None`` (identity), a positive number (int or
+            float) or a positive tensor broadcastable to the event shape (e.g. ``(d,)``).
+            Cast to the chains' device and dtype.
+        dtype: Chain dtype when the model has no parameters.
+        device: Chain device when the model has no parameters.
+        integrator: ``None`` (leapfrog), a registry name or an instance of a *separable*
+            symplectic integrator.
+        n_steps: Default number of steps of ``sample()`` (class default 100).
+        backend: ``"auto"`` (the fused leapfrog of ``torchebm-cuda`` when installed and the
+            chains are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"``
+            (``torchebm.cuda.fused_leapfrog_step``; requires ``torchebm-cuda``). The fused
+            path reuses the end-point gradient of the previous trajectory (one gradient
+            evaluation fewer per iteration).
+        nan_policy: ``"raise"``, ``"warn"`` or ``"resample"`` (see :class:`BaseSampler`).
+        energy_function: Deprecated alias of ``model``.
+
+    Diagnostics: ``"mean"``, ``"var"``, ``"energy"`` and ``"acceptance_rate"`` (fraction
+    of chains whose proposal was accepted at that step), each with leading dim ``n_kept``.
+
+    Example:
+        >>> from torchebm.core import GaussianModel
+        >>> hmc = HamiltonianMonteCarlo(GaussianModel(torch.zeros(2), torch.eye(2)),
+        ...                             step_size=0.2, n_leapfrog_steps=5)
+        >>> hmc.sample(n_samples=16, n_steps=20).shape  # dim inferred from the model's mean
+        torch.Size([16, 2])
+
+    References:
+        Duane, S., Kennedy, A. D., Pendleton, B. J. & Roweth, D. (1987). Hybrid Monte Carlo.
+        Physics Letters B 195(2).
+        Neal, R. M. (2011). MCMC using Hamiltonian dynamics. Handbook of MCMC, ch. 5.
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        step_size: Any = 1e-3,
+        n_leapfrog_steps: int = 10,
+        mass: float | torch.Tensor | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+        integrator: Any = None,
+        *,
+        n_steps: int | None = None,
+        backend: str = "auto",
+        nan_policy: str = "raise",
+        energy_function: Any = None,
+    ):
+        model = resolve_model(type(self).__name__, model, energy_function)
+        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        self.step_size = step_size
+        self.n_leapfrog_steps = check_int("n_leapfrog_steps", n_leapfrog_steps, minimum=1)
+        self._set_mass(mass)
+        self.integrator = resolve_integrator(
+            integrator,
+            default="leapfrog",
+            family=BaseSymplecticIntegrator,
+            owner=type(self).__name__,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        if not self.integrator.separable:
+            raise TypeError(
+                f"{type(self).__name__} requires a separable symplectic integrator (e.g. "
+                f"'leapfrog'), got {type(self.integrator).__name__}; use RiemannianManifoldHMC "
+                "for non-separable Hamiltonians"
+            )
+        self.backend = check_backend(backend)
+
+    def _set_mass(self, mass: Any) -> None:
+        self._mass_scalar: float | None = None
+        self.register_buffer("_mass", None, persistent=False)
+        if mass is None:
+            return
+        if isinstance(mass, numbers.Real) and not isinstance(mass, bool):
+            m = float(mass)
+            if not (math.isfinite(m) and m > 0):
+                raise ConfigurationError(f"mass must be positive and finite, got {mass!r}")
+            self._mass_scalar = m
+            return
+        if not isinstance(mass, torch.Tensor):
+            raise TypeError(
+                f"mass must be None, a positive number or a tensor, got {type(mass).__name__}"
+            )
+        if mass.numel() == 0 or not bool(torch.isfinite(mass).all()) or not bool((mass > 0).all()):
+            raise ConfigurationError(
+                f"mass must hold positive finite values, got {mass.detach().cpu()}"
+            )
+        self._mass = mass.detach().clone()
+
+    @property
+    def mass(self) -> float | torch.Tensor | None:
+        """The diagonal mass: ``None`` (identity), a float, or a tensor."""
+        return self._mass if self._mass is not None else self._mass_scalar
+
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
+        mass: Any = self._mass_scalar
+        if self._mass is not None:
+            mass = self._mass.to(device=x.device, dtype=x.dtype)
+            try:
+                ok = torch.broadcast_shapes(mass.shape, x.shape[1:]) == x.shape[1:]
+            except RuntimeError:
+                ok = False
+            if not ok:
+                raise ShapeError(
+                    f"mass of shape {tuple(mass.shape)} does not broadcast to the event shape "
+                    f"{tuple(x.shape[1:])}"
+                )
+        ctx.extra["mass"] = mass
+        ctx.extra["sqrt_mass"] = (
+            None if mass is None else (math.sqrt(mass) if isinstance(mass, float) else mass.sqrt())
+        )
+        # the leapfrog integrator accepts per-dimension masses over the last dim or the full
+        # event shape only: hand it a (stride-0) view expanded to the event shape
+        ctx.extra["integrator_mass"] = (
+            mass.expand(x.shape[1:]) if isinstance(mass, torch.Tensor) and mass.ndim else mass
+        )
+        fused = resolve_fused(self.backend, "fused_leapfrog_step", x, owner=type(self).__name__)
+        ctx.extra["fused"] = fused
+        state = {
+            "x": x,
+            "energy": self._energy(x, ctx.model_kwargs),
+            "p": torch.empty_like(x),
+            "accepted": torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
+        }
+        if fused is not None:
+            # the fused trajectory returns the gradient at its end point: keeping the
+            # gradient of the current state saves one evaluation per iteration
+            state["grad"] = self._model_gradient(x, ctx.model_kwargs)
+        return state
+
+    def _kinetic(self, p: torch.Tensor, mass: Any) -> torch.Tensor:
+        if mass is None:
+            k = _flat_sum(p.square())
+        elif isinstance(mass, float):
+            k = _flat_sum(p.square()) / mass
+        else:
+            k = _flat_sum(p.square() / mass)
+        return k.mul_(0.5).clamp_(0.0, _ENERGY_CLAMP)
+
+    def step(self, state: State, ctx: SamplerContext) -> State:
+        x, mk = state["x"], ctx.model_kwargs
+        eps = self.get_scheduled_value("step_size")
+        mass, sqrt_mass = ctx.extra["mass"], ctx.extra["sqrt_mass"]
+        p = state["p"].normal_(generator=ctx.generator)  # buffer reused; integrators copy
+        if sqrt_mass is not None:
+            p.mul_(sqrt_mass)
+        h_cur = state["energy"] + self._kinetic(p, mass)
+        fused = ctx.extra["fused"]
+        if fused is not None:
+            # a plain analytic model is passed as is: torchebm.cuda then runs the whole
+            # trajectory in one kernel with the closed-form gradient
+            grad_fn = (
+                self.model
+                if not mk and isinstance(self.model, BaseModel)
+                else (lambda z: self._model_gradient(z, mk))
+            )
+            x_prop, p_prop, g_prop = fused(
+                x, p, grad_fn, eps, self.n_leapfrog_steps, mass=mass, grad=state["grad"]
+            )
+        else:
+
+            def drift(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                g = self._model_gradient(z, mk)
+                return g.neg_() if g is not z else -g
+
+            out = self.integrator.integrate(
+                {"x": x, "p": p},
+                eps,
+                self.n_leapfrog_steps,
+                ctx.extra["integrator_mass"],
+                drift=drift,
+                safe=False,
+            )
+            x_prop, p_prop = out["x"], out["p"]
+        u_prop = self._energy(x_prop, mk)
+        h_prop = u_prop + self._kinetic(p_prop, mass)
+        state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
+        if fused is not None:
+            state["grad"] = torch.where(_rows(state["accepted"], x), g_prop, state["grad"])
+        return state
+
+    def _restart_chains(self, state, mask, x0, ctx):
+        state = super()._restart_chains(state, mask, x0, ctx)
+        if "grad" in state:
+            state["grad"] = self._model_gradient(state["x"], ctx.model_kwargs)
+        return state
+
+    def extra_repr(self) -> str:
+        return (
+            f"step_size={self.step_size}, n_leapfrog_steps={self.n_leapfrog_steps}, "
+            f"backend={self.backend!r}, {super().extra_repr()}"
+        )
+
+
+class RiemannianManifoldHMC(_HMCBase):
+    r"""Riemannian-manifold HMC with a position-dependent metric :math:`G(x)`.
+
+    Hamiltonian :math:`H(x, p) = E(x) + \tfrac12 p^\top G(x)^{-1} p + \tfrac12\log|G(x)|`
+    (the normalising term makes :math:`e^{-H}` marginalise to :math:`e^{-E}`), momenta
+    :math:`p \sim \mathcal N(0, G(x))`, integrated by the generalised (implicit) leapfrog
+    and corrected by a Metropolis test. :math:`G` is handled through its Cholesky factor;
+    chains whose metric is not positive definite or whose proposal is non-finite reject.
+    States of any event shape are flattened to ``D = prod(event_shape)`` for the metric.
+
+    Args:
+        model: Energy model (its ``forward`` must be differentiable in ``x``).
+        metric_fn: ``metric_fn(x) -> G`` of shape ``(B, D, D)``, symmetric positive
+            definite and differentiable in ``x``.
+        step_size: :math:`\epsilon > 0`, float or scheduler.
+        n_leapfrog_steps: Generalised-leapfrog steps per proposal (>= 1).
+        solver_max_iter: Deprecated; configure a ``GeneralisedLeapfrogIntegrator``.
+        solver_tol: Deprecated; as above.
+        solver_check_every: Deprecated; as above.
+        dtype: Chain dtype when the model has no parameters.
+        device: Chain device when the model has no parameters.
+        integrator: ``None`` (generalised leapfrog), a name or an instance of a
+            non-separable symplectic integrator.
+        n_steps: Default number of steps of ``sample()`` (class default 100).
+        nan_policy: ``"raise"``, ``"warn"`` or ``"resample"``.
+
+    Diagnostics: as :class:`HamiltonianMonteCarlo`.
+
+    Example:
+        >>> from torchebm.core import GaussianModel
+        >>> model = GaussianModel(torch.zeros(2), torch.eye(2))
+        >>> metric = lambda x: torch.eye(2).expand(x.shape[0], 2, 2) * (1 + x.square().sum(-1))[:, None, None]
+        >>> rm = RiemannianManifoldHMC(model, metric, step_size=0.2, n_leapfrog_steps=3)
+        >>> rm.sample(n_samples=4, n_steps=5).shape
+        torch.Size([4, 2])
+
+    References:
+        Girolami, M. & Calderhead, B. (2011). Riemann manifold Langevin and Hamiltonian
+        Monte Carlo methods. JRSS B 73(2).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        metric_fn: Any,
+        step_size: Any = 1e-3,
+        n_leapfrog_steps: int = 10,
+        solver_max_iter: int | None = None,
+        solver_tol: float | None = None,
+        solver_check_every: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+        integrator: Any = None,
+        *,
+        n_steps: int | None = None,
+        nan_policy: str = "raise",
+    ):
+        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        if not callable(metric_fn):
+            raise TypeError(f"metric_fn must be callable, got {type(metric_fn).__name__}")
+        self.metric_fn = metric_fn
+        self.step_size = step_size
+        self.n_leapfrog_steps = check_int("n_leapfrog_steps", n_leapfrog_steps, minimum=1)
+        legacy = [
+            name
+            for name, value in (
+                ("solver_max_iter", solver_max_iter),
+                ("solver_tol", solver_tol),
+                ("solver_check_every", solver_check_every),
+            )
+            if value is not None
+        ]
+        if legacy:
+            if integrator is not None:
+                raise ConfigurationError(
+                    f"{sorted(legacy)} cannot be combined with integrator=; configure the "
+                    "GeneralisedLeapfrogIntegrator you pass instead"
+                )
+            warn_once(
+                "RiemannianManifoldHMC.solver_kwargs",
+                "RiemannianManifoldHMC(solver_max_iter=, solver_tol=, solver_check_every=) is "
+                "deprecated; pass integrator=GeneralisedLeapfrogIntegrator(solver_max_iter=..., "
+                "solver_tol=..., solver_check_every=...) instead",
+                DeprecationWarning,
+            )
+            integrator = GeneralisedLeapfrogIntegrator(
+                device=self.device,
+                dtype=self.dtype,
+                solver_max_iter=8 if solver_max_iter is None else solver_max_iter,
+                solver_tol=1e-6 if solver_tol is None else solver_tol,
+                solver_check_every=0 if solver_check_every is None else solver_check_every,
+            )
+        self.integrator = resolve_integrator(
+            integrator,
+            default="generalised_leapfrog",
+            family=BaseSymplecticIntegrator,
+            owner=type(self).__name__,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        if self.integrator.separable:
+            raise TypeError(
+                f"{type(self).__name__} requires a non-separable symplectic integrator "
+                f"(e.g. 'generalised_leapfrog'), got {type(self.integrator).__name__}"
+            )
+
+    # ------------------------------------------------------------------ metric
+    def _cholesky(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L, ok)``: Cholesky factors ``(B, D, D)`` of ``G(x)`` and a ``(B,)`` success mask."""
+        b, d = x.shape[0], x[0].numel()
+        g = self.metric_fn(x)
+        if g.shape != (b, d, d):
+            raise ShapeError(
+                f"metric_fn must return shape (B, D, D) = ({b}, {d}, {d}), got {tuple(g.shape)}"
+            )
+        chol, info = torch.linalg.cholesky_ex(g)
+        return chol, info == 0
+
+    def _cached_cholesky(self, x: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+        key = (id(x), x._version)
+        cache = ctx.extra.get("chol_cache")
+        if cache is not None and cache[0] == key and cache[1] is x:
+            return cache[2]
+        with torch.no_grad():
+            chol, _ = self._cholesky(x)
+        ctx.extra["chol_cache"] = (key, x, chol)
+        return chol
+
+    def _hamiltonian_terms(self, x, p, mk):
+        """``(U, K + ½ log|G|, ok)`` per chain; differentiable in ``x``."""
+        b = x.shape[0]
+        chol, ok = self._cholesky(x)
+        pf = p.reshape(b, -1, 1)
+        sol = torch.cholesky_solve(pf, chol)
+        kin = 0.5 * (pf * sol).sum(dim=(1, 2))
+        half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        return self._model_energy(x, mk), kin + half_logdet, ok
+
+    def _force(self, x: torch.Tensor, p: torch.Tensor, mk: dict) -> torch.Tensor:
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            u, rest, _ = self._hamiltonian_terms(xg, p.detach(), mk)
+            (g,) = torch.autograd.grad((u + rest).sum(), xg)
+        return g.neg_()
+
+    def _velocity(self, x: torch.Tensor, p: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+        chol = self._cached_cholesky(x, ctx)
+        return torch.cholesky_solve(p.reshape(x.shape[0], -1, 1), chol).reshape(x.shape)
+
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
+        return {
+            "x": x,
+            "energy": self._energy(x, ctx.model_kwargs),
+            "accepted": torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
+        }
+
+    def step(self, state: State, ctx: SamplerContext) -> State:
+        x, mk = state["x"], ctx.model_kwargs
+        eps = self.get_scheduled_value("step_size")
+        b = x.shape[0]
+        chol, ok = self._cholesky(x)
+        xi = torch.randn(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype)
+        p = torch.bmm(chol, xi.reshape(b, -1, 1)).reshape(x.shape)
+        _, rest, _ = self._hamiltonian_terms(x, p, mk)
+        h_cur = state["energy"] + rest
+        ctx.extra.pop("chol_cache", None)
+        out = self.integrator.integrate(
+            {"x": x, "p": p},
+            eps,
+            self.n_leapfrog_steps,
+            force=lambda z, q, t: self._force(z, q, mk),
+            velocity=lambda z, q, t: self._velocity(z, q, ctx),
+            safe=False,
+        )
+        x_prop = out["x"]
+        u_prop = self._energy(x_prop, mk)
+        _, rest_prop, ok_prop = self._hamiltonian_terms(x_prop, out["p"], mk)
+        h_prop = torch.where(ok & ok_prop, u_prop + rest_prop, torch.full_like(u_prop, math.inf))
+        return self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
+
+    def extra_repr(self) -> str:
+        return (
+            f"step_size={self.step_size}, n_leapfrog_steps={self.n_leapfrog_steps}, "
+            f"{super().extra_repr()}"
+        )

@@ -1,0 +1,189 @@
+r"""Overdamped Langevin dynamics (unadjusted Langevin algorithm)."""
+
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+
+from torchebm.core import BaseSampler, BaseSDERungeKuttaIntegrator
+from torchebm.core.errors import ConfigurationError
+from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
+from torchebm.samplers._backend import check_backend, resolve_fused
+from torchebm.samplers._compat import resolve_model
+
+if TYPE_CHECKING:
+    from torchebm.core._base_sampler import SamplerContext
+
+State = dict[str, torch.Tensor]
+
+__all__ = ["LangevinDynamics"]
+
+
+def _check_clamp(clamp: Any) -> tuple[float, float] | None:
+    if clamp is None:
+        return None
+    if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
+        raise TypeError(f"clamp must be None or a (low, high) pair, got {clamp!r}")
+    lo, hi = clamp
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"clamp must hold two numbers, got {clamp!r}")
+    if not float(lo) < float(hi):
+        raise ConfigurationError(f"clamp must satisfy low < high, got {clamp!r}")
+    return float(lo), float(hi)
+
+
+class LangevinDynamics(BaseSampler):
+    r"""Langevin dynamics for :math:`p(x) \propto e^{-E(x)}`.
+
+    With the default Euler-Maruyama integrator each step is
+
+    .. math::
+        x_{k+1} = x_k - \eta_k \nabla E(x_k) + \sigma_k \sqrt{2\eta_k}\,\xi_k,
+        \qquad \xi_k \sim \mathcal N(0, I),
+
+    so ``noise_scale`` :math:`\sigma = 1` samples :math:`e^{-E}` (up to the
+    :math:`O(\eta)` discretisation bias) and :math:`\sigma \ne 1` samples
+    :math:`e^{-E/\sigma^2}`. ``step_size`` and ``noise_scale`` may be schedulers (e.g. a
+    :class:`~torchebm.core.TemperatureScheduler` for Energy-Matching generation).
+
+    Args:
+        model: Energy model (closed-form gradients for analytic models, one autograd call
+            per step otherwise). ``energy_function=`` is a deprecated alias.
+        step_size: :math:`\eta > 0`, float or scheduler.
+        noise_scale: :math:`\sigma > 0`, float or scheduler.
+        decay: Kept for signature compatibility; only ``0.0`` is accepted (never had an
+            effect upstream).
+        clamp: Optional ``(low, high)``: chains are clamped after every step.
+        dtype: Chain dtype when the model has no parameters.
+        device: Chain device when the model has no parameters.
+        integrator: ``None`` (Euler-Maruyama), a registry name or an instance of the SDE
+            Runge-Kutta family (``"heun"``, ``"backward_euler_maruyama"``, ...).
+        n_steps: Default number of steps of ``sample()`` (class default 100).
+        backend: ``"auto"`` (fused kernel of ``torchebm-cuda`` when installed and the chains
+            are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"`` (requires
+            ``torchebm-cuda``; Euler-Maruyama only).
+        nan_policy: ``"raise"``, ``"warn"`` or ``"resample"`` (see :class:`BaseSampler`).
+        energy_function: Deprecated alias of ``model``.
+
+    Diagnostics: ``"mean"``, ``"var"`` ``(n_kept, *event_shape)``, ``"energy"`` ``(n_kept,)``.
+
+    Example:
+        >>> from torchebm.core import GaussianModel
+        >>> model = GaussianModel(torch.zeros(2), torch.eye(2))
+        >>> sampler = LangevinDynamics(model, step_size=0.05)
+        >>> sampler.sample(dim=2, n_samples=8, n_steps=50).shape
+        torch.Size([8, 2])
+
+    References:
+        Roberts, G. O. & Tweedie, R. L. (1996). Exponential convergence of Langevin
+        distributions and their discrete approximations. Bernoulli 2(4).
+        Welling, M. & Teh, Y. W. (2011). Bayesian learning via stochastic gradient Langevin
+        dynamics. ICML.
+    """
+
+    integrator: BaseSDERungeKuttaIntegrator
+    clamp: tuple[float, float] | None
+    backend: str
+
+    def __init__(
+        self,
+        model: Any = None,
+        step_size: Any = 1e-3,
+        noise_scale: Any = 1.0,
+        decay: float = 0.0,
+        clamp: tuple[float, float] | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+        integrator: Any = None,
+        *,
+        n_steps: int | None = None,
+        backend: str = "auto",
+        nan_policy: str = "raise",
+        energy_function: Any = None,
+    ):
+        model = resolve_model(type(self).__name__, model, energy_function)
+        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        self.step_size = step_size
+        self.noise_scale = noise_scale
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or float(decay) != 0.0:
+            raise ConfigurationError(
+                f"decay is not supported (only 0.0 is accepted), got {decay!r}; "
+                "add a quadratic term to the energy instead"
+            )
+        self.decay = 0.0
+        self.clamp = _check_clamp(clamp)
+        self.integrator = cast(
+            BaseSDERungeKuttaIntegrator,
+            resolve_integrator(
+                integrator,
+                default="euler_maruyama",
+                family=BaseSDERungeKuttaIntegrator,
+                owner=type(self).__name__,
+                device=self.device,
+                dtype=self.dtype,
+            ),
+        )
+        self.backend = check_backend(backend)
+        if self.backend == "fused" and not isinstance(self.integrator, EulerMaruyamaIntegrator):
+            raise ConfigurationError(
+                "backend='fused' implements the Euler-Maruyama update only, got integrator "
+                f"{type(self.integrator).__name__}"
+            )
+
+    @property
+    def step_size(self) -> float:
+        r"""Current step size :math:`\eta` (assign a float or a scheduler)."""
+        return self.get_scheduled_value("step_size")
+
+    @step_size.setter
+    def step_size(self, value: Any) -> None:
+        self._register_param("step_size", value, positive=True)
+
+    @property
+    def noise_scale(self) -> float:
+        r"""Current noise scale :math:`\sigma` (assign a float or a scheduler)."""
+        return self.get_scheduled_value("noise_scale")
+
+    @noise_scale.setter
+    def noise_scale(self, value: Any) -> None:
+        self._register_param("noise_scale", value, positive=True)
+
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
+        fused = None
+        if isinstance(self.integrator, EulerMaruyamaIntegrator):
+            fused = resolve_fused(self.backend, "fused_langevin_step", x, owner=type(self).__name__)
+        ctx.extra["fused"] = fused
+        return {"x": x}
+
+    def step(self, state: State, ctx: SamplerContext) -> State:
+        x = state["x"]
+        eta = self.get_scheduled_value("step_size")
+        sigma = self.get_scheduled_value("noise_scale")
+        mk = ctx.model_kwargs
+        fused = ctx.extra.get("fused")
+        if fused is not None:
+            g = self._model_gradient(x, mk)
+            state["x"] = fused(x, g, eta, sigma, clamp=self.clamp, generator=ctx.generator)
+            return state
+
+        def drift(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            g = self._model_gradient(z, mk)
+            return g.neg_() if g is not z else -g
+
+        new = self.integrator.step(
+            {"x": x}, eta, drift=drift, noise_scale=sigma, generator=ctx.generator
+        )["x"]
+        if self.clamp is not None:
+            lo, hi = self.clamp
+            new = new.clamp_(lo, hi) if new is not x else new.clamp(lo, hi)
+        state["x"] = new
+        return state
+
+    def extra_repr(self) -> str:
+        return (
+            f"step_size={self.step_size}, noise_scale={self.noise_scale}, clamp={self.clamp}, "
+            f"backend={self.backend!r}, {super().extra_repr()}"
+        )

@@ -1,0 +1,206 @@
+"""The shared loop of ``BaseSampler``: subclassing, schedulers, NaN policy, host syncs, compile."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Optional, Union
+
+import pytest
+import torch
+from samplers_helpers import FACTORIES, analytic_model
+
+from torchebm.core import (
+    BaseModel,
+    BaseSampler,
+    ConstantScheduler,
+    DoubleWellModel,
+    HarmonicModel,
+    LinearScheduler,
+)
+from torchebm.core.errors import NonFiniteError
+from torchebm.samplers import GradientDescentSampler, LangevinDynamics
+
+
+class LinearEnergy(BaseModel):
+    """E(x) = sum(x): constant gradient 1, so x_n = x_0 - sum of the step sizes used."""
+
+    def forward(self, x):
+        return x.sum(-1)
+
+
+def test_base_sampler_is_abstract_but_a_step_subclass_is_not():
+    with pytest.raises(TypeError, match="step"):
+        BaseSampler(HarmonicModel())
+
+    class Flow(BaseSampler):
+        def step(self, state, ctx):
+            state["x"] = state["x"] - 0.5 * self._model_gradient(state["x"], ctx.model_kwargs)
+            return state
+
+    out = Flow(HarmonicModel()).sample(x=torch.ones(2, 3), n_steps=3)
+    torch.testing.assert_close(out, torch.full((2, 3), 0.125))
+
+
+def test_seed_custom_sampler_that_overrides_sample_still_works():
+    # verbatim pattern of the seed documentation ("Example: Simplified Langevin Dynamics")
+    class SimpleLangevin(BaseSampler):
+        def __init__(
+            self,
+            model: BaseModel,
+            step_size: float = 0.01,
+            noise_scale: float = 1.0,
+            dtype: torch.dtype = torch.float32,
+            device: Optional[Union[str, torch.device]] = None,
+        ):
+            super().__init__(model=model, dtype=dtype, device=device)
+            self.register_scheduler("step_size", ConstantScheduler(step_size))
+            self.register_scheduler("noise_scale", ConstantScheduler(noise_scale))
+
+        def langevin_step(self, x):
+            step_size = self.get_scheduled_value("step_size")
+            noise_scale = self.get_scheduled_value("noise_scale")
+            gradient = self.model.gradient(x)
+            noise = torch.randn_like(x)
+            return (
+                x
+                - step_size * gradient
+                + torch.sqrt(torch.tensor(2.0 * step_size)) * noise_scale * noise
+            )
+
+        @torch.no_grad()
+        def sample(self, x=None, dim=10, n_steps=100, n_samples=1, thin=1,
+                   return_trajectory=False, return_diagnostics=False):  # fmt: skip
+            self.reset_schedulers()
+            if x is None:
+                x = torch.randn(n_samples, dim, dtype=self.dtype, device=self.device)
+            for _ in range(n_steps):
+                self.step_schedulers()
+                x = self.langevin_step(x)
+            return x
+
+    sampler = SimpleLangevin(HarmonicModel(), step_size=0.1)
+    assert sampler.sample(n_samples=7, n_steps=5).shape == (7, 10)
+
+
+def test_scheduler_values_are_used_in_order_and_reset_per_call():
+    # values before steps 1, 2, 3 are 1, 2, 3 (the start value is used by the first step)
+    sampler = GradientDescentSampler(LinearEnergy(), step_size=LinearScheduler(1.0, 3.0, 2))
+    x0 = torch.zeros(2, 1)
+    traj = sampler.sample(x=x0, n_steps=3, return_trajectory=True)
+    torch.testing.assert_close(traj[0, :, 0], torch.tensor([-1.0, -3.0, -6.0]))
+    # reset_schedulers=True (default): the schedule restarts
+    torch.testing.assert_close(sampler.sample(x=x0, n_steps=3), torch.full((2, 1), -6.0))
+    # reset_schedulers=False: the schedule continues at its end value 3
+    out = sampler.sample(x=x0, n_steps=3, reset_schedulers=False)
+    torch.testing.assert_close(out, torch.full((2, 1), -9.0))
+
+
+def _diverging_setup():
+    # gradient descent on a double well with a huge step: chains starting at |x| = 3
+    # overflow to inf and then NaN, chains starting in the well at 0.9 converge
+    x0 = torch.tensor([[0.9], [3.0], [-0.9], [-3.0]])
+    model = DoubleWellModel(barrier_height=1.0)
+    eta = 0.2
+    x, first = x0.clone(), torch.full((4,), -1)
+    for k in range(1, 31):  # the expected first non-finite step of each chain
+        x = x - eta * model.gradient(x)
+        bad = ~torch.isfinite(x).all(1)
+        first[bad & (first < 0)] = k
+    return model, x0, eta, first
+
+
+def test_nan_policy_raise_reports_chains_and_first_step():
+    model, x0, eta, first = _diverging_setup()
+    assert first.tolist()[0] == -1 and first.tolist()[1] > 0  # the fixture diverges as intended
+    sampler = GradientDescentSampler(model, step_size=eta)
+    with pytest.raises(NonFiniteError) as info:
+        sampler.sample(x=x0, n_steps=30)
+    err = info.value
+    assert err.indices == [1, 3]
+    assert err.steps == [int(first[1]), int(first[3])]
+    assert err.step == int(first[first > 0].min())
+    assert "1 (step" in str(err) and "nan_policy" in str(err)
+
+
+def test_nan_policy_warn_returns_the_non_finite_chains():
+    model, x0, eta, _ = _diverging_setup()
+    sampler = GradientDescentSampler(model, step_size=eta, nan_policy="warn")
+    with pytest.warns(RuntimeWarning, match=r"2 of 4 chains"):
+        out = sampler.sample(x=x0, n_steps=30)
+    finite = torch.isfinite(out).all(1)
+    assert finite.tolist() == [True, False, True, False]  # reported, never masked
+
+
+def test_nan_policy_resample_restarts_chains_from_their_start():
+    model, x0, eta, _ = _diverging_setup()
+    sampler = GradientDescentSampler(model, step_size=eta)
+    with pytest.warns(RuntimeWarning, match=r"restarted 2 of 4 chains"):
+        traj = sampler.sample(x=x0, n_steps=30, nan_policy="resample", return_trajectory=True)
+    assert torch.isfinite(traj).all()
+    assert (traj[[0, 2], -1].abs() - 1).abs().max() < 1e-4  # healthy chains unaffected
+    # a restarted chain is back at its start right after it went bad
+    assert (traj[[1, 3]] == x0[[1, 3]].unsqueeze(1)).any(dim=1).all()
+
+
+def test_nan_policy_is_validated_at_construction():
+    with pytest.raises(ValueError, match="nan_policy"):
+        LangevinDynamics(HarmonicModel(), nan_policy="ignore")
+
+
+@pytest.mark.parametrize(
+    "name", ["langevin", "langevin_heun", "hmc", "rmhmc", "gd", "nesterov", "flow_ode", "flow_sde"]
+)
+def test_the_loop_has_no_per_step_host_sync(name, monkeypatch):
+    """Count tensor -> Python conversions: they must not grow with n_steps."""
+    factory, kind = FACTORIES[name]
+    sampler = factory(analytic_model(kind))
+    calls = {"n": 0}
+    for attr in ("__bool__", "item", "tolist", "__float__", "__int__", "__index__"):
+        original = getattr(torch.Tensor, attr)
+
+        def counting(self, *a, _original=original, **k):
+            calls["n"] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, attr, counting)
+
+    def run(n):
+        calls["n"] = 0
+        sampler.sample(x=torch.ones(8, 2), n_steps=n, return_diagnostics=True)
+        return calls["n"]
+
+    assert run(40) == run(10)
+
+
+def test_convergence_stops_early_and_fills_the_remaining_rows():
+    sampler = GradientDescentSampler(HarmonicModel(), step_size=0.5, grad_tol=1e-3)
+    x0 = torch.tensor([[1.0], [4.0]])
+    traj, diag = sampler.sample(x=x0, n_steps=200, return_trajectory=True, return_diagnostics=True)
+    # |x_k| = 0.5^k |x_0| and the gradient is x: chain b stops after the first k with
+    # 0.5^k |x_0| < 1e-3, i.e. k = 10 and 12 updates
+    assert diag["steps_used"][-1].tolist() == [10, 12]
+    torch.testing.assert_close(traj[:, -1], x0 * 0.5 ** torch.tensor([[10.0], [12.0]]))
+    assert torch.equal(traj[:, 50], traj[:, -1]) and torch.equal(
+        diag["energy"][50], diag["energy"][-1]
+    )
+
+
+@pytest.mark.slow  # torch.compile takes 15-40 s on a 2-core CPU
+def test_compiled_and_eager_runs_agree():
+    sampler = LangevinDynamics(HarmonicModel(), step_size=0.05)
+    x0 = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    eager = sampler.sample(x=x0, n_steps=5, generator=torch.Generator().manual_seed(1))
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = sampler.sample(
+            x=x0, n_steps=5, generator=torch.Generator().manual_seed(1), compile=True
+        )
+    elapsed = time.perf_counter() - start
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    again = sampler.sample(
+        x=x0, n_steps=5, generator=torch.Generator().manual_seed(1), compile=True
+    )
+    torch.testing.assert_close(again, compiled)
+    print(f"first compiled sample(): {elapsed:.1f} s")

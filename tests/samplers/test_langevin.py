@@ -1,0 +1,239 @@
+"""LangevinDynamics: exact moments of the discrete chain, noise semantics, options, seed forms."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import pytest
+import torch
+from samplers_helpers import gaussian_tolerance
+
+import torchebm.samplers._backend as backend_mod
+from torchebm.core import (
+    BaseModel,
+    CosineScheduler,
+    DoubleWellModel,
+    GaussianModel,
+    HarmonicModel,
+)
+from torchebm.core._module import _WARNED
+from torchebm.core.errors import MissingDependencyError
+from torchebm.integrators import EulerMaruyamaIntegrator
+from torchebm.samplers import LangevinDynamics
+
+MU = torch.tensor([1.0, -2.0], dtype=torch.float64)
+COV = torch.tensor([[1.0, 0.8], [0.8, 1.0]], dtype=torch.float64)
+
+
+def ula_moments(eta, sigma, n, m0, c0):
+    r"""Exact mean/covariance after n steps of x <- x - eta P (x - mu) + sigma sqrt(2 eta) xi."""
+    eye = torch.eye(2, dtype=torch.float64)
+    a = eye - eta * torch.linalg.inv(COV)
+    stat = 2 * eta * sigma**2 * torch.linalg.inv(eye - a @ a)
+    an = torch.linalg.matrix_power(a, n)
+    mean = MU + an @ (m0 - MU)
+    cov = an @ c0 @ an.T + stat - an @ stat @ an.T
+    return mean, cov
+
+
+def assert_moments(x, mean, cov, z=5.0):
+    x = x.double()
+    n = x.shape[0]
+    se_mean = (torch.diagonal(cov) / n).sqrt()
+    assert ((x.mean(0) - mean).abs() <= z * se_mean).all(), (x.mean(0), mean)
+    d = torch.diagonal(cov)
+    se_cov = ((d[:, None] * d[None, :] + cov.square()) / n).sqrt()
+    emp = torch.cov(x.T, correction=0)
+    assert ((emp - cov).abs() <= z * se_cov).all(), (emp, cov)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 0.6])
+def test_moments_match_the_exact_discrete_chain(sigma):
+    # the ULA chain on a Gaussian stays Gaussian with closed-form moments: this pins the
+    # update x - eta grad E + sigma sqrt(2 eta) xi exactly (including noise_scale), with a
+    # tolerance of 5 standard errors for 20000 independent chains
+    eta, n = 0.1, 20
+    model = GaussianModel(MU.float(), COV.float())
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.zeros(20000, 2)
+    out = LangevinDynamics(model, step_size=eta, noise_scale=sigma).sample(
+        x=x0, n_steps=n, generator=g
+    )
+    zero = torch.zeros(2, dtype=torch.float64)
+    mean, cov = ula_moments(eta, sigma, n, zero, torch.zeros(2, 2, dtype=torch.float64))
+    assert_moments(out, mean, cov)
+    # the test can fail: the target moments (and the moments at twice the steps) are outside
+    with pytest.raises(AssertionError):
+        assert_moments(out, MU, COV * sigma**2)
+    with pytest.raises(AssertionError):
+        assert_moments(out, *ula_moments(eta, sigma, 2 * n, zero, torch.zeros_like(COV)))
+
+
+def test_recovers_the_target_gaussian_at_small_step():
+    eta, n, chains = 0.02, 400, 4000
+    model = GaussianModel(MU.float(), COV.float())
+    g = torch.Generator().manual_seed(1)
+    x0 = MU.float() + torch.randn(chains, 2, generator=g)
+    out = LangevinDynamics(model, step_size=eta).sample(x=x0, n_steps=n, generator=g).double()
+    tol_mean, tol_var = gaussian_tolerance(chains)
+    assert (out.mean(0) - MU).abs().max() < tol_mean * 1.0 + 0.01
+    emp = torch.cov(out.T, correction=0)
+    # discretisation bias of the covariance is about eta/2 here; sampling error on top
+    assert (emp - COV).abs().max() < tol_var * COV.abs().max() + eta
+    print(f"Langevin eta={eta}: mean {out.mean(0).tolist()} cov {emp.flatten().tolist()}")
+
+
+class ConstantGradient(BaseModel):
+    def forward(self, x):
+        return 3.0 * x.sum(-1)
+
+
+def test_one_step_distribution_is_x_minus_eta_grad_plus_sigma_sqrt_2eta_noise():
+    eta, sigma, n = 0.04, 0.5, 20000
+    sampler = LangevinDynamics(ConstantGradient(), step_size=eta, noise_scale=sigma)
+    out = sampler.sample(x=torch.zeros(n, 1), n_steps=1, generator=torch.Generator().manual_seed(2))
+    tol_mean, tol_var = gaussian_tolerance(n)
+    std = sigma * math.sqrt(2 * eta)
+    assert abs(out.mean().item() + 3.0 * eta) < tol_mean * std
+    assert abs(out.var().item() / std**2 - 1) < tol_var
+
+
+def test_schedulers_drive_step_size_and_noise_scale():
+    step = CosineScheduler(start_value=3e-2, end_value=5e-3, n_steps=100)
+    noise = CosineScheduler(start_value=3e-1, end_value=1e-2, n_steps=100)
+    sampler = LangevinDynamics(HarmonicModel(), step_size=step, noise_scale=noise)
+    assert sampler.step_size == pytest.approx(3e-2)
+    sampler.sample(dim=2, n_samples=2, n_steps=100, reset_schedulers=False)
+    assert sampler.step_size == pytest.approx(5e-3) and sampler.noise_scale == pytest.approx(1e-2)
+    sampler.step_size = 0.2  # a float installs a constant schedule
+    assert sampler.step_size == 0.2
+    with pytest.raises(ValueError, match="noise_scale"):
+        sampler.noise_scale = 0.0
+
+
+def test_clamp_bounds_the_chains():
+    sampler = LangevinDynamics(DoubleWellModel(), step_size=0.05, clamp=(-0.5, 0.25))
+    traj = sampler.sample(dim=3, n_samples=50, n_steps=20, return_trajectory=True)
+    assert traj.min() >= -0.5 and traj.max() <= 0.25
+    for bad in [(1.0, 1.0), (2.0, -1.0)]:
+        with pytest.raises(ValueError, match="clamp"):
+            LangevinDynamics(HarmonicModel(), clamp=bad)
+    with pytest.raises(TypeError, match="clamp"):
+        LangevinDynamics(HarmonicModel(), clamp=1.0)
+
+
+def test_integrator_choice():
+    assert isinstance(LangevinDynamics(HarmonicModel()).integrator, EulerMaruyamaIntegrator)
+    heun = LangevinDynamics(HarmonicModel(), step_size=0.1, integrator="heun")
+    assert type(heun.integrator).__name__ == "HeunIntegrator"
+    out = heun.sample(dim=2, n_samples=4, n_steps=3)
+    assert torch.isfinite(out).all()
+    with pytest.raises(TypeError, match="LangevinDynamics"):
+        LangevinDynamics(HarmonicModel(), integrator="rk4")
+    with pytest.raises(ValueError, match="Unknown integrator"):
+        LangevinDynamics(HarmonicModel(), integrator="nope")
+    with pytest.raises(ValueError, match="dtype"):
+        LangevinDynamics(HarmonicModel(), integrator=EulerMaruyamaIntegrator(dtype=torch.float64))
+
+
+def test_decay_other_than_zero_is_rejected():
+    LangevinDynamics(HarmonicModel(), decay=0.0)
+    with pytest.raises(ValueError, match="decay"):
+        LangevinDynamics(HarmonicModel(), decay=0.1)
+
+
+def test_seed_forms_keep_working():
+    model = GaussianModel(mean=torch.zeros(2), cov=torch.eye(2))
+    sampler = LangevinDynamics(model=model, step_size=0.01, device="cpu")
+    assert sampler.sample(x=torch.randn(500, 2), n_steps=100).shape == (500, 2)
+    assert sampler.sample(dim=2, n_samples=1000, n_steps=100).shape == (1000, 2)
+    # the getting-started page: a tanh MLP energy, step_size=10, n_steps=60 for CD
+    neural = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+    class NeuralEnergy(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.network = neural
+
+        def forward(self, x):
+            return self.network(x).squeeze(-1)
+
+    energy = NeuralEnergy()
+    key = "LangevinDynamics.energy_function"
+    _WARNED.discard(key)
+    with pytest.warns(DeprecationWarning, match="model="):
+        old = LangevinDynamics(energy_function=energy, step_size=10.0, noise_scale=0.1, n_steps=60)
+    assert old.model is energy and old.n_steps == 60
+    assert old.sample(x=torch.zeros(3, 2), return_trajectory=True).shape == (3, 60, 2)
+    with pytest.raises(TypeError, match="both"):
+        LangevinDynamics(model, energy_function=model)
+    with pytest.raises(TypeError, match="requires a model"):
+        LangevinDynamics(step_size=0.1)
+
+
+def test_backend_validation_and_missing_package(monkeypatch):
+    with pytest.raises(ValueError, match="backend"):
+        LangevinDynamics(HarmonicModel(), backend="triton")
+    with pytest.raises(ValueError, match="Euler-Maruyama"):
+        LangevinDynamics(HarmonicModel(), integrator="heun", backend="fused")
+    monkeypatch.setattr(backend_mod.importlib.util, "find_spec", lambda name: None)
+    sampler = LangevinDynamics(HarmonicModel(), backend="fused")
+    with pytest.raises(MissingDependencyError, match="pip install torchebm-cuda"):
+        sampler.sample(dim=2, n_samples=2, n_steps=1)
+    # auto never needs the package on CPU
+    LangevinDynamics(HarmonicModel()).sample(dim=2, n_samples=2, n_steps=1)
+
+
+def _fake_cuda(calls):
+    def fused_langevin_step(
+        x, grad, step_size, noise_scale, clamp=None, noise=None, generator=None
+    ):
+        calls.append((step_size, noise_scale, clamp))
+        if noise is None:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        out = x - step_size * grad + noise_scale * math.sqrt(2 * step_size) * noise
+        return out if clamp is None else out.clamp(*clamp)
+
+    return types.SimpleNamespace(fused_langevin_step=fused_langevin_step)
+
+
+def test_fused_backend_dispatches_the_update(monkeypatch):
+    calls = []
+    monkeypatch.setattr(backend_mod, "_cuda_module", lambda: _fake_cuda(calls))
+    x0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    kw = dict(step_size=0.1, noise_scale=0.7, clamp=(-1.0, 1.0))
+    fused = LangevinDynamics(HarmonicModel(), backend="fused", **kw).sample(
+        x=x0, n_steps=4, generator=torch.Generator().manual_seed(1)
+    )
+    assert calls == [(0.1, 0.7, (-1.0, 1.0))] * 4
+    eager = LangevinDynamics(HarmonicModel(), backend="eager", **kw).sample(
+        x=x0, n_steps=4, generator=torch.Generator().manual_seed(1)
+    )
+    torch.testing.assert_close(fused, eager)
+    calls.clear()
+    LangevinDynamics(HarmonicModel(), **kw).sample(x=x0, n_steps=2)  # auto on CPU: eager
+    assert calls == []
+
+
+def test_real_torchebm_cuda_fallback_matches_eager():
+    pytest.importorskip("torchebm.cuda")  # optional: not a dependency of torchebm-samplers
+    x0 = torch.randn(32, 3, generator=torch.Generator().manual_seed(0))
+    kw = dict(step_size=0.05, noise_scale=0.8, clamp=(-2.0, 2.0))
+    out = {}
+    for backend in ("fused", "eager"):
+        sampler = LangevinDynamics(DoubleWellModel(), backend=backend, **kw)
+        out[backend] = sampler.sample(x=x0, n_steps=30, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out["fused"], out["eager"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_backend_on_cuda_matches_eager_statistics():
+    model = HarmonicModel(device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = LangevinDynamics(model, step_size=0.05, device="cuda").sample(
+        dim=2, n_samples=20000, n_steps=200, generator=g
+    )
+    stat = 1 / (1 - 0.05 / 2)  # exact ULA stationary variance for k = 1
+    assert x.is_cuda and abs(x.var().item() / stat - 1) < 0.05
