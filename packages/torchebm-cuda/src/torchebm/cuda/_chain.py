@@ -1,0 +1,191 @@
+r"""A whole Langevin chain of an elementwise analytic energy in one kernel."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from torchebm.core.errors import (
+    ConfigurationError,
+    check_finite_tensor,
+    check_int,
+)
+from torchebm.cuda._analytic import AnalyticSpec, analytic_spec, eager_grad
+from torchebm.cuda._backend import kernels, resolve_backend
+from torchebm.cuda._langevin import device_guard, randn_like_state
+from torchebm.cuda._validate import (
+    check_clamp,
+    check_generator,
+    check_like,
+    check_out,
+    check_scalar,
+    check_seed,
+    check_state,
+    compute_dtype,
+    draw_seed,
+    eager_generator,
+)
+
+__all__ = ["langevin_chain"]
+
+
+def _eager_chain(
+    x: torch.Tensor,
+    spec: AnalyticSpec,
+    n_steps: int,
+    h: float,
+    noise_coef: float,
+    bounds: tuple[float, float] | None,
+    noise: torch.Tensor | None,
+    generator: torch.Generator | None,
+    out: torch.Tensor | None,
+) -> torch.Tensor:
+    cd = compute_dtype(x.dtype)
+    # the working state stays in the compute dtype for the whole chain, like the kernel's
+    # registers; it is rounded to x's dtype once at the end
+    xc = x.to(cd, copy=True)
+    for i in range(n_steps):
+        g = eager_grad(spec, xc).mul_(h)
+        if noise is None:
+            e = randn_like_state(x, cd, generator)
+            e.mul_(noise_coef)
+        else:
+            e = torch.mul(noise[i].to(cd), noise_coef)
+        xc.sub_(g).add_(e)
+        if bounds is not None:
+            xc.clamp_(bounds[0], bounds[1])
+    if out is not None:
+        return out.copy_(xc)
+    return xc.to(x.dtype)
+
+
+@torch.no_grad()
+def langevin_chain(
+    x: torch.Tensor,
+    energy: torch.nn.Module,
+    n_steps: int,
+    step_size: float,
+    noise_scale: float = 1.0,
+    clamp: tuple[float | None, float | None] | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    noise: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+    *,
+    force: str | None = None,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    r"""Run ``n_steps`` Langevin updates of an elementwise analytic energy in one kernel.
+
+    Each step is :func:`~torchebm.cuda.fused_langevin_step` with the closed-form gradient,
+
+    .. math::
+
+        x_{k+1} = \operatorname{clamp}\bigl(x_k - \eta\,\nabla E(x_k)
+        + \sigma\sqrt{2\eta}\,\varepsilon_k\bigr),
+
+    but on CUDA the state stays in registers for the whole chain: one read and one write of
+    ``x`` in total, and four steps' noise per Philox call. Supported energies:
+    :class:`~torchebm.core.DoubleWellModel`, :class:`~torchebm.core.HarmonicModel` and
+    :class:`~torchebm.core.GaussianModel` with a diagonal covariance (see
+    :func:`~torchebm.cuda.supports_energy`). For any other energy, loop over
+    :func:`~torchebm.cuda.fused_langevin_step` or use ``torchebm.samplers.LangevinDynamics``.
+    The step size is constant (schedulers belong to the samplers).
+
+    The eager fallback runs the same maths step by step with ``torch.randn`` noise from
+    ``generator``: a fixed generator reproduces each path exactly, and the two paths agree in
+    distribution (and to float32 tolerance with supplied ``noise``). Both keep the working state
+    in float32 for half-precision inputs and round once at the end.
+
+    Args:
+        x: Initial states ``(B, *event_shape)`` (``(B, d)`` for a Gaussian); not modified
+            unless passed as ``out``.
+        energy: A supported analytic model; its parameters are read at call time.
+        n_steps: Number of steps (>= 1).
+        step_size: :math:`\eta > 0`.
+        noise_scale: :math:`\sigma \ge 0`.
+        clamp: ``None`` or ``(lo, hi)``, applied after every step.
+        generator: Randomness source on ``x``'s device; the kernel path draws one ``int64``
+            Philox key from it per call, the eager path ``n_steps`` normal tensors.
+        seed: Alternative to ``generator`` (int in ``[0, 2^{63}-1)``).
+        noise: Optional noise of shape ``(n_steps, *x.shape)``; nothing is drawn when given.
+        out: Optional contiguous output like ``x`` (may be ``x``: in-place chain).
+        force: ``None``/``"auto"``, ``"eager"`` or ``"triton"`` (see
+            :func:`~torchebm.cuda.fused_langevin_step`).
+        check_finite: Raise :class:`~torchebm.core.errors.NonFiniteError` naming the chains
+            that ended with NaN/inf (one host sync at the end; pass ``False`` to skip).
+
+    Returns:
+        Final states, shape and dtype of ``x``.
+
+    Raises:
+        ValueError: unsupported ``energy`` (the message lists the supported ones), bad
+            arguments or shapes, see :func:`~torchebm.cuda.fused_langevin_step`.
+        TypeError: unsupported dtype or argument types.
+        torchebm.core.errors.NonFiniteError: a chain diverged (with ``check_finite``).
+
+    Example:
+        >>> from torchebm.core import HarmonicModel
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = langevin_chain(torch.zeros(512, 2), HarmonicModel(k=4.0), 200, 0.01, generator=g)
+        >>> bool(abs(x.var() - 0.25) < 0.05)
+        True
+
+    References:
+        - Roberts, G. O. and Tweedie, R. L. (1996). Exponential convergence of Langevin
+          distributions and their discrete approximations. Bernoulli 2(4).
+    """
+    x = check_state("x", x)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    compiling = torch.compiler.is_compiling()
+    h = check_scalar("step_size", step_size, positive=True, compiling=compiling)
+    s = check_scalar("noise_scale", noise_scale, positive=False, compiling=compiling)
+    bounds = check_clamp(clamp)
+    generator = check_generator(generator, x.device)
+    seed = check_seed(seed, generator)
+    if noise is not None:
+        check_like("noise", noise, x, same_dtype=False, shape=(n_steps, *x.shape))
+        if seed is not None:
+            raise ConfigurationError("pass either noise or seed, not both")
+    out = check_out(out, x)
+    cd = compute_dtype(x.dtype)
+    spec = analytic_spec(energy, x, cd)
+    noise_coef = s * math.sqrt(2.0 * h)
+
+    if resolve_backend(force, x, compiling) == "triton":
+        xk = x.contiguous()
+        res = out if out is not None else torch.empty_like(xk)
+        seed_t = draw_seed(generator, x.device) if (noise is None and seed is None) else None
+        with device_guard(x):
+            kernels().langevin_chain(
+                xk,
+                res,
+                noise.contiguous() if noise is not None else None,
+                seed_t,
+                seed,
+                spec.kind,
+                spec.a,
+                spec.b2,
+                spec.mu,
+                spec.prec,
+                n_steps,
+                h,
+                noise_coef,
+                bounds,
+            )
+    else:
+        res = _eager_chain(
+            x,
+            spec,
+            n_steps,
+            h,
+            noise_coef,
+            bounds,
+            noise,
+            eager_generator(generator, seed, x.device),
+            out,
+        )
+    if check_finite:
+        check_finite_tensor("langevin_chain result", res)
+    return res

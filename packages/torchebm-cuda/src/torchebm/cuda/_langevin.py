@@ -1,0 +1,196 @@
+r"""One fused overdamped-Langevin (Euler-Maruyama) update, with its eager fallback."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+
+from torchebm.core.errors import ConfigurationError
+from torchebm.cuda._backend import kernels, resolve_backend
+from torchebm.cuda._validate import (
+    as_dtype,
+    check_clamp,
+    check_generator,
+    check_like,
+    check_out,
+    check_scalar,
+    check_seed,
+    check_state,
+    compute_dtype,
+    draw_seed,
+    eager_generator,
+)
+
+__all__ = ["fused_langevin_step", "device_guard", "randn_like_state"]
+
+
+def device_guard(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Make ``x``'s CUDA device current while a kernel is launched (Triton uses the current one)."""
+    if x.device.type == "cuda":
+        return torch.cuda.device(x.device)
+    return contextlib.nullcontext()
+
+
+def randn_like_state(
+    x: torch.Tensor, dtype: torch.dtype, generator: torch.Generator | None
+) -> torch.Tensor:
+    """``torch.randn`` of ``x``'s shape (no ``generator=None`` keyword: under torch.compile with
+    dynamic shapes that overload rejects symbolic sizes)."""
+    if generator is None:
+        return torch.randn(x.shape, device=x.device, dtype=dtype)
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=dtype)
+
+
+def _eager_step(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    step_size: float,
+    noise_coef: float,
+    bounds: tuple[float, float] | None,
+    noise: torch.Tensor | None,
+    generator: torch.Generator | None,
+    out: torch.Tensor | None,
+) -> torch.Tensor:
+    # The reference maths, one rounding per operation in this order:
+    #   y = (x - step_size * grad) + noise_coef * eps,  then clamp.
+    # Every input is read before ``out`` is written, so ``out`` may alias any of them.
+    cd = compute_dtype(x.dtype)
+    t = torch.mul(as_dtype(grad, cd), step_size)
+    if noise is None:
+        e = randn_like_state(x, cd, generator)
+        e.mul_(noise_coef)
+    else:
+        e = torch.mul(as_dtype(noise, cd), noise_coef)
+    target = out if (out is not None and out.dtype == cd) else t
+    torch.sub(as_dtype(x, cd), t, out=target)
+    target.add_(e)
+    if bounds is not None:
+        target.clamp_(bounds[0], bounds[1])
+    if out is None:
+        return as_dtype(target, x.dtype)
+    return out if target is out else out.copy_(target)
+
+
+def _triton_step(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    step_size: float,
+    noise_coef: float,
+    bounds: tuple[float, float] | None,
+    noise: torch.Tensor | None,
+    generator: torch.Generator | None,
+    seed: int | None,
+    out: torch.Tensor | None,
+) -> torch.Tensor:
+    xk = x.contiguous()
+    res = out if out is not None else torch.empty_like(xk)
+    seed_t = draw_seed(generator, x.device) if (noise is None and seed is None) else None
+    with device_guard(x):
+        kernels().langevin_step(
+            xk,
+            grad.contiguous(),
+            noise.contiguous() if noise is not None else None,
+            res,
+            seed_t,
+            seed,
+            step_size,
+            noise_coef,
+            bounds,
+        )
+    return res
+
+
+@torch.no_grad()
+def fused_langevin_step(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    step_size: float,
+    noise_scale: float = 1.0,
+    clamp: tuple[float | None, float | None] | None = None,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    out: torch.Tensor | None = None,
+    *,
+    force: str | None = None,
+) -> torch.Tensor:
+    r"""One overdamped Langevin update, fused into a single kernel on CUDA.
+
+    .. math::
+
+        x' = \operatorname{clamp}\bigl(x - \eta\,\nabla E(x) + \sigma\sqrt{2\eta}\,\varepsilon,
+        \ \mathrm{lo},\ \mathrm{hi}\bigr), \qquad \varepsilon \sim \mathcal N(0, I),
+
+    i.e. the Euler-Maruyama step of :math:`dX = -\nabla E\,dt + \sigma\sqrt2\,dW` that
+    ``LangevinDynamics`` takes (:math:`\sigma = 1` samples :math:`p \propto e^{-E}`).
+
+    On a CUDA tensor (with Triton importable) one kernel reads ``x`` and ``grad``, draws
+    :math:`\varepsilon` in registers with counter-based Philox, applies the update and the clamp
+    and writes the result: 12 bytes of memory traffic per float32 element, against about 50
+    for the six eager kernels. The
+    Philox key is one ``int64`` drawn from ``generator`` per call (``torch.randint``, on the
+    device, no host sync), so the generator advances deterministically and a fixed generator
+    seed gives the same chain on the same GPU. Elsewhere the eager fallback computes the same
+    expression with ``torch.randn(..., generator=generator)`` noise; with supplied ``noise`` both
+    paths compute the same value (float32 tolerance on GPU, identical in the CPU fallback).
+
+    Half-precision inputs (``float16``, ``bfloat16``) are computed in float32 and rounded once.
+    The call is not differentiable (it runs under ``torch.no_grad()``).
+
+    Args:
+        x: State, shape ``(B, *event_shape)``; float32, float64, float16 or bfloat16.
+        grad: :math:`\nabla E(x)`, same shape, dtype and device as ``x``.
+        step_size: :math:`\eta > 0`.
+        noise_scale: :math:`\sigma \ge 0` multiplying the :math:`\sqrt{2\eta}` noise.
+        clamp: ``None`` or ``(lo, hi)`` with ``lo < hi``; a bound may be ``None`` (one-sided).
+        noise: Optional :math:`\varepsilon` of the shape of ``x`` (any supported float dtype);
+            when given nothing is drawn and ``generator`` is not advanced.
+        generator: Source of randomness (on ``x``'s device). ``None`` uses the global RNG.
+        seed: Alternative to ``generator``: an int in ``[0, 2^{63}-1)`` used directly as the
+            Philox key (eager path: seeds a fresh ``torch.Generator``).
+        out: Optional contiguous output like ``x``; may be ``x`` itself for an in-place update.
+        force: ``None``/``"auto"`` (kernel on CUDA, eager elsewhere), ``"eager"`` or ``"triton"``.
+
+    Returns:
+        The updated state, shape and dtype of ``x`` (``out`` when given).
+
+    Raises:
+        TypeError: a tensor has an unsupported dtype, or an argument has the wrong type.
+        ValueError: shapes or devices differ, bad ``step_size``/``noise_scale``/``clamp``,
+            ``seed`` together with ``generator`` or ``noise``, non-contiguous ``out``,
+            ``force="triton"`` without CUDA.
+        ImportError: ``force="triton"`` without Triton (the message gives the install command).
+
+    Example:
+        >>> x = torch.zeros(4, 2)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> fused_langevin_step(x, x.clone(), step_size=0.01, generator=g).shape
+        torch.Size([4, 2])
+
+    References:
+        - Roberts, G. O. and Tweedie, R. L. (1996). Exponential convergence of Langevin
+          distributions and their discrete approximations. Bernoulli 2(4).
+        - Salmon, J. K. et al. (2011). Parallel random numbers: as easy as 1, 2, 3. SC'11
+          (the Philox generator).
+    """
+    x = check_state("x", x)
+    grad = check_like("grad", grad, x)
+    compiling = torch.compiler.is_compiling()
+    h = check_scalar("step_size", step_size, positive=True, compiling=compiling)
+    s = check_scalar("noise_scale", noise_scale, positive=False, compiling=compiling)
+    bounds = check_clamp(clamp)
+    generator = check_generator(generator, x.device)
+    seed = check_seed(seed, generator)
+    if noise is not None:
+        check_like("noise", noise, x, same_dtype=False)
+        if seed is not None:
+            raise ConfigurationError("pass either noise or seed, not both")
+    out = check_out(out, x)
+    noise_coef = s * math.sqrt(2.0 * h)
+    if resolve_backend(force, x, compiling) == "triton":
+        return _triton_step(x, grad, h, noise_coef, bounds, noise, generator, seed, out)
+    return _eager_step(
+        x, grad, h, noise_coef, bounds, noise, eager_generator(generator, seed, x.device), out
+    )

@@ -1,0 +1,197 @@
+r"""Input validation shared by every public function of :mod:`torchebm.cuda`.
+
+Both paths (Triton kernel and eager fallback) run the same checks, so code that works on CPU
+does not start failing when it meets a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_tensor,
+)
+
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "compute_dtype",
+    "as_dtype",
+    "check_state",
+    "check_like",
+    "check_out",
+    "check_clamp",
+    "check_generator",
+    "check_seed",
+    "draw_seed",
+    "eager_generator",
+    "check_scalar",
+]
+
+#: dtypes every kernel and fallback accepts; half types are computed in float32
+SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_DTYPE_NAMES = "float32, float64, float16 or bfloat16"
+#: seeds are drawn in [0, SEED_HIGH) and fed to Philox as 64-bit keys
+SEED_HIGH = 2**63 - 1
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Arithmetic dtype of the kernels and fallbacks: float64 stays, everything else is float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)`` without the dispatcher round trip when it is already ``dtype``."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _check_dtype(name: str, t: torch.Tensor) -> None:
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{name} must have dtype {_DTYPE_NAMES}, got {t.dtype}")
+
+
+def check_state(name: str, x: Any) -> torch.Tensor:
+    """A batch-first floating tensor ``(B, *event_shape)`` of a supported dtype."""
+    check_tensor(name, x, min_ndim=1)
+    _check_dtype(name, x)
+    return x
+
+
+def check_like(
+    name: str, t: Any, x: torch.Tensor, *, same_dtype: bool = True, shape: tuple | None = None
+) -> torch.Tensor:
+    """``t`` is a tensor on ``x``'s device, with ``x``'s shape (or ``shape``) and dtype."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    _check_dtype(name, t)
+    if same_dtype and t.dtype != x.dtype:
+        raise TypeError(f"{name} must have the dtype of x ({x.dtype}), got {t.dtype}")
+    if t.device != x.device:
+        raise ConfigurationError(f"{name} must be on the device of x ({x.device}), got {t.device}")
+    want = tuple(x.shape) if shape is None else tuple(shape)
+    if tuple(t.shape) != want:
+        raise ShapeError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+    return t
+
+
+def check_out(out: Any, x: torch.Tensor) -> torch.Tensor | None:
+    """``out`` is ``None`` or a contiguous tensor like ``x`` (it may alias ``x``)."""
+    if out is None:
+        return None
+    check_like("out", out, x)
+    if not out.is_contiguous():
+        raise ConfigurationError(
+            f"out must be contiguous (the kernels write it in place), got strides {out.stride()}"
+        )
+    return out
+
+
+def check_scalar(name: str, value: Any, *, positive: bool, compiling: bool = False) -> Any:
+    """``check_positive``/``check_non_negative``, except while ``torch.compile`` traces the call.
+
+    Under ``torch.compile(dynamic=True)`` Python floats arrive as symbolic ``SymFloat`` values,
+    whose comparisons would break the graph; they are validated by the eager call instead.
+    Pass ``compiling=torch.compiler.is_compiling()`` (asked once per call by the caller).
+    """
+    if compiling:
+        return value
+    return check_positive(name, value) if positive else check_non_negative(name, value)
+
+
+def _real_or_none(name: str, v: Any) -> float | None:
+    if v is None:
+        return None
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        raise TypeError(f"{name} must be a real number or None, got {v!r} ({type(v).__name__})")
+    f = float(v)
+    if math.isnan(f):
+        raise ConfigurationError(f"{name} must not be NaN, got {v!r}")
+    return f
+
+
+def check_clamp(clamp: Any) -> tuple[float, float] | None:
+    """``None`` or ``(lo, hi)`` with ``lo < hi``; either bound may be ``None`` (one-sided).
+
+    Returns ``None`` for no clamping, else ``(lo, hi)`` with missing bounds as ``-inf``/``inf``.
+    """
+    if clamp is None:
+        return None
+    if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
+        raise TypeError(f"clamp must be None or a pair (lo, hi), got {clamp!r}")
+    lo = _real_or_none("clamp[0]", clamp[0])
+    hi = _real_or_none("clamp[1]", clamp[1])
+    if lo is None and hi is None:
+        return None
+    if lo is not None and hi is not None and not lo < hi:
+        raise ConfigurationError(f"clamp must satisfy lo < hi, got {tuple(clamp)!r}")
+    return (-math.inf if lo is None else lo, math.inf if hi is None else hi)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a.type != b.type:
+        return False
+    ia = (
+        a.index if a.index is not None else (torch.cuda.current_device() if a.type == "cuda" else 0)
+    )
+    ib = (
+        b.index if b.index is not None else (torch.cuda.current_device() if b.type == "cuda" else 0)
+    )
+    return ia == ib
+
+
+def check_generator(generator: Any, device: torch.device) -> torch.Generator | None:
+    """``None`` or a ``torch.Generator`` on ``device`` (the device of the state)."""
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+    if not _same_device(generator.device, device):
+        raise ConfigurationError(
+            f"generator must be on the device of x ({device}), got a generator on "
+            f"{generator.device}"
+        )
+    return generator
+
+
+def check_seed(seed: Any, generator: torch.Generator | None) -> int | None:
+    """``None`` or an int in ``[0, 2**63 - 1)``; passing it together with a generator is an error."""
+    if seed is None:
+        return None
+    seed = check_int("seed", seed, minimum=0)
+    if seed >= SEED_HIGH:
+        raise ConfigurationError(f"seed must be < 2**63 - 1, got {seed}")
+    if generator is not None:
+        raise ConfigurationError(
+            "pass either seed or generator, not both (the kernel seed is drawn from the generator)"
+        )
+    return seed
+
+
+def draw_seed(generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """One ``int64`` draw from ``generator`` (or the global RNG), kept on ``device``.
+
+    The kernel reads the seed from device memory, so no host synchronisation is needed and
+    the draw is captured correctly inside a CUDA graph.
+    """
+    return torch.randint(0, SEED_HIGH, (1,), generator=generator, device=device, dtype=torch.int64)
+
+
+def eager_generator(
+    generator: torch.Generator | None, seed: int | None, device: torch.device
+) -> torch.Generator | None:
+    """The generator the eager path draws from: ``generator``, a fresh one seeded by ``seed``, or None."""
+    if seed is None:
+        return generator
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g

@@ -1,0 +1,53 @@
+r"""Compatibility module for the upstream proof of concept ``torchebm.cuda.fused_langevin``.
+
+New code imports from :mod:`torchebm.cuda`: ``fused_langevin_step`` is the same function, and
+``doublewell_langevin_chain`` is :func:`torchebm.cuda.langevin_chain` with a
+:class:`~torchebm.core.DoubleWellModel` (kept with one ``DeprecationWarning``).
+``python -m torchebm.cuda.fused_langevin`` runs the self-check of ``python -m torchebm.cuda``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from torchebm.core import DoubleWellModel, warn_once
+from torchebm.cuda._chain import langevin_chain
+from torchebm.cuda._langevin import fused_langevin_step
+
+__all__ = ["fused_langevin_step", "doublewell_langevin_chain"]
+
+
+def doublewell_langevin_chain(
+    x: torch.Tensor,
+    n_steps: int,
+    step_size: float,
+    noise_scale: float = 1.0,
+    barrier_height: float = 2.0,
+    b: float = 1.0,
+    seed: int | None = None,
+) -> torch.Tensor:
+    r"""Deprecated: ``langevin_chain(x, DoubleWellModel(barrier_height, b), ..., out=x)``.
+
+    Runs ``n_steps`` Langevin steps of :math:`E(x) = h\sum_i (x_i^2 - b^2)^2` in place on ``x``
+    (which must be contiguous) and returns it, as upstream did.
+
+    Example:
+        >>> x = torch.zeros(4, 2)
+        >>> doublewell_langevin_chain(x, 10, 0.01, seed=0) is x  # doctest: +SKIP
+        True
+    """
+    warn_once(
+        "torchebm.cuda.fused_langevin.doublewell_langevin_chain",
+        "doublewell_langevin_chain is deprecated; use torchebm.cuda.langevin_chain(x, "
+        "DoubleWellModel(barrier_height, b), n_steps, step_size, noise_scale, seed=seed, out=x)",
+    )
+    model = DoubleWellModel(barrier_height=barrier_height, b=b)
+    return langevin_chain(x, model, n_steps, step_size, noise_scale, seed=seed, out=x)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from torchebm.cuda._selfcheck import main
+
+    sys.exit(main())

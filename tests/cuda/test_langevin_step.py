@@ -1,0 +1,155 @@
+"""fused_langevin_step: the eager fallback is the reference maths bit-for-bit; RNG; errors."""
+
+import math
+
+import pytest
+import torch
+
+import torchebm.cuda as tc
+from torchebm.core.errors import ConfigurationError, ShapeError
+
+H, S = 0.013, 0.7
+
+
+def _reference(x, g, eps, h=H, s=S, clamp=None):
+    """The documented maths, computed in float32 for half types and rounded once."""
+    cd = torch.float64 if x.dtype == torch.float64 else torch.float32
+    y = x.to(cd) - h * g.to(cd) + (s * math.sqrt(2 * h)) * eps.to(cd)
+    if clamp is not None:
+        y = y.clamp(*clamp)
+    return y.to(x.dtype)
+
+
+def _data(dtype=torch.float32, shape=(33, 7), seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x, g, e = (torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype) for _ in range(3))
+    return x, g, e
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("clamp", [None, (-0.4, 0.5), (None, 0.3), (-0.2, None)])
+def test_fallback_equals_reference_bit_for_bit(dtype, clamp):
+    x, g, e = _data(dtype)
+    ref = _reference(x, g, e, clamp=None if clamp is None else tuple(
+        v if v is not None else (math.inf if i else -math.inf) for i, v in enumerate(clamp)
+    ))  # fmt: skip
+    out = tc.fused_langevin_step(x, g, H, S, clamp=clamp, noise=e, force="eager")
+    assert out.dtype == dtype and out.shape == x.shape
+    assert torch.equal(out, ref)
+    # auto on CPU is the eager path
+    assert torch.equal(tc.fused_langevin_step(x, g, H, S, clamp=clamp, noise=e), ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_out_may_alias_any_input(dtype):
+    x, g, e = _data(dtype)
+    ref = _reference(x, g, e)
+    for alias in ("x", "g", "e"):
+        xx, gg, ee = x.clone(), g.clone(), e.clone()
+        target = {"x": xx, "g": gg, "e": ee}[alias]
+        res = tc.fused_langevin_step(xx, gg, H, S, noise=ee, out=target)
+        assert res is target
+        assert torch.equal(target, ref), alias
+    o = torch.empty_like(x)
+    assert tc.fused_langevin_step(x, g, H, S, noise=e, out=o) is o and torch.equal(o, ref)
+
+
+def test_noise_with_other_dtype_is_cast_to_compute_dtype():
+    x, g, e = _data(torch.float16)
+    e32 = e.float() + 1e-3  # not representable in half: must be used at float32 precision
+    ref = (x.float() - H * g.float() + (S * math.sqrt(2 * H)) * e32).half()
+    assert torch.equal(tc.fused_langevin_step(x, g, H, S, noise=e32), ref)
+
+
+def test_generator_drives_exactly_one_randn_draw_and_leaves_global_rng_alone():
+    x, g, _ = _data()
+    gen = torch.Generator().manual_seed(123)
+    twin = torch.Generator().manual_seed(123)
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    out = tc.fused_langevin_step(x, g, H, S, generator=gen)
+    assert torch.equal(torch.get_rng_state(), before)
+    eps = torch.randn(x.shape, generator=twin)
+    assert torch.equal(out, _reference(x, g, eps))
+    assert torch.equal(gen.get_state(), twin.get_state())
+
+
+def test_seed_is_reproducible_and_equals_a_seeded_generator():
+    x, g, _ = _data()
+    a = tc.fused_langevin_step(x, g, H, S, seed=99)
+    b = tc.fused_langevin_step(x, g, H, S, seed=99)
+    c = tc.fused_langevin_step(x, g, H, S, generator=torch.Generator().manual_seed(99))
+    assert torch.equal(a, b) and torch.equal(a, c)
+    assert not torch.equal(a, tc.fused_langevin_step(x, g, H, S, seed=100))
+
+
+def test_global_rng_is_used_without_generator():
+    x, g, _ = _data()
+    torch.manual_seed(5)
+    a = tc.fused_langevin_step(x, g, H, S)
+    torch.manual_seed(5)
+    eps = torch.randn(x.shape)
+    assert torch.equal(a, _reference(x, g, eps))
+
+
+def test_one_step_noise_has_the_langevin_variance():
+    # x = 0, grad = 0: the update is pure noise with variance 2 * h * s**2
+    n = 40_000
+    z = torch.zeros(n, 1)
+    y = tc.fused_langevin_step(z, z, 0.125, 2.0, generator=torch.Generator().manual_seed(1))
+    var = 2 * 0.125 * 4.0
+    assert abs(y.mean().item()) < 4 * math.sqrt(var / n)
+    assert abs(y.var().item() / var - 1) < 4 * math.sqrt(2 / n)
+
+
+def test_state_of_any_event_shape_and_non_contiguous_inputs():
+    x, g, e = _data(shape=(4, 3, 5))
+    xt, gt, et = x.transpose(1, 2), g.transpose(1, 2), e.transpose(1, 2)
+    out = tc.fused_langevin_step(xt, gt, H, S, noise=et)
+    assert torch.equal(out, _reference(xt, gt, et))
+
+
+def test_not_differentiable_and_no_grad_leak():
+    x, g, e = _data()
+    x.requires_grad_(True)
+    out = tc.fused_langevin_step(x, g, H, S, noise=e)
+    assert not out.requires_grad
+
+
+# --------------------------------------------------------------------------- errors
+def test_errors_name_the_argument():
+    x, g, e = _data()
+    cases = [
+        (dict(x=x.long()), TypeError, "x must have dtype"),
+        (dict(x=x.to(torch.complex64), grad=g.to(torch.complex64)), TypeError, "x must have dtype"),
+        (dict(grad=g.double()), TypeError, "grad must have the dtype"),
+        (dict(grad=g[:-1]), ShapeError, "grad must have shape"),
+        (dict(grad=g.to("meta")), ConfigurationError, "grad must be on the device"),
+        (dict(x=torch.zeros(0, 3), grad=torch.zeros(0, 3)), ShapeError, "non-empty batch"),
+        (dict(x=torch.tensor(1.0), grad=torch.tensor(1.0)), ShapeError, "at least 1"),
+        (dict(grad=[1.0]), TypeError, "grad must be a torch.Tensor"),
+        (dict(step_size=0.0), ValueError, "step_size must be positive"),
+        (dict(step_size=-0.1), ValueError, "step_size must be positive"),
+        (dict(step_size=torch.tensor(0.1)), TypeError, "step_size"),
+        (dict(noise_scale=-1.0), ValueError, "noise_scale must be non-negative"),
+        (dict(clamp=(1.0, 1.0)), ValueError, "lo < hi"),
+        (dict(clamp=(2.0, 1.0)), ValueError, "lo < hi"),
+        (dict(clamp=(0.0, math.nan)), ValueError, "NaN"),
+        (dict(clamp=1.0), TypeError, "clamp must be None or a pair"),
+        (dict(clamp=("a", 1.0)), TypeError, "clamp\\[0\\]"),
+        (dict(noise=e[:, :3]), ShapeError, "noise must have shape"),
+        (dict(noise=e.int()), TypeError, "noise must have dtype"),
+        (dict(noise=e, seed=1), ValueError, "either noise or seed"),
+        (dict(seed=1, generator=torch.Generator()), ValueError, "either seed or generator"),
+        (dict(seed=-1), ValueError, "seed must be >= 0"),
+        (dict(seed=2**63), ValueError, "seed must be <"),
+        (dict(seed=1.5), TypeError, "seed must be an int"),
+        (dict(generator=1), TypeError, "generator must be a torch.Generator"),
+        (dict(out=torch.empty(7, 33).t()), ValueError, "out must be contiguous"),
+        (dict(out=torch.empty(33, 7, dtype=torch.float64)), TypeError, "out must have the dtype"),
+        (dict(force="cuda"), ValueError, "force must be one of"),
+    ]
+    for over, err, msg in cases:
+        kwargs = dict(x=x, grad=g, step_size=H, noise_scale=S) | over
+        with pytest.raises(err, match=msg):
+            tc.fused_langevin_step(**kwargs)
