@@ -1,23 +1,206 @@
-"""Coupling bases (owned by the flows work; placeholder until it lands)."""
+r"""Coupling bases: how noise samples :math:`x_0` are paired with data samples :math:`x_1`.
+
+A coupling turns two batches into pairs ``(x0, x1[idx])`` (cost-based solvers: optimal
+transport, Sinkhorn, greedy) or generates ``x1`` from ``x0`` (model-based: reflow). Couplings
+are plain Python objects (not modules); they run under ``torch.no_grad()`` on the tensors'
+device and return tensors without autograd history.
+"""
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from torchebm.core.errors import ConfigurationError
 
 __all__ = ["BaseCoupling", "BaseCostCoupling", "BaseModelCoupling", "CouplingResult"]
 
 
+@dataclass(frozen=True)
 class CouplingResult:
-    """Placeholder."""
+    r"""Result of a coupling: the paired batches and optional per-pair weights.
+
+    Iterating yields only ``(x0, x1)``, so ``x0, x1 = coupling(x0, x1)`` works.
+
+    Attributes:
+        x0: Source (noise) samples ``(B, *event_shape)``.
+        x1: Paired target (data) samples ``(B, *event_shape)``.
+        weights: Optional ``(B,)`` importance weights of the pairs (``None`` = uniform).
+
+    Example:
+        >>> r = CouplingResult(torch.zeros(2, 1), torch.ones(2, 1))
+        >>> x0, x1 = r
+        >>> r.weights is None
+        True
+    """
+
+    x0: torch.Tensor
+    x1: torch.Tensor
+    weights: torch.Tensor | None = None
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield self.x0
+        yield self.x1
 
 
 class BaseCoupling(ABC):
-    """Placeholder."""
+    r"""Abstract coupling: ``couple(x0, x1=None, *, generator=None, **kwargs) -> CouplingResult``.
+
+    ``**kwargs`` is the conditioning channel (``model_kwargs`` of the caller); unconditional
+    couplings ignore it. ``__call__`` forwards to :meth:`couple`.
+    """
+
+    @abstractmethod
+    def couple(
+        self,
+        x0: torch.Tensor,
+        x1: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> CouplingResult:
+        """Pair ``x0`` with (a reordering of, or samples generated in place of) ``x1``."""
+
+    def __call__(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
+        return self.couple(x0, x1, generator=generator, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    @staticmethod
+    def _check_batch(x0: torch.Tensor, x1: torch.Tensor) -> None:
+        if not isinstance(x0, torch.Tensor) or not isinstance(x1, torch.Tensor):
+            raise TypeError(
+                f"x0 and x1 must be tensors, got {type(x0).__name__} and {type(x1).__name__}"
+            )
+        if x0.ndim == 0 or x1.ndim == 0 or x0.shape[0] != x1.shape[0]:
+            raise ConfigurationError(
+                "Coupling requires equal batch sizes, got x0 of shape "
+                f"{tuple(x0.shape)} and x1 of shape {tuple(x1.shape)}"
+            )
+
+    @staticmethod
+    def _require_x1(x1: torch.Tensor | None, owner: str = "this coupling") -> torch.Tensor:
+        if x1 is None:
+            raise ConfigurationError(f"{owner}: x1 must not be None")
+        return x1
+
+
+def _squared_euclidean_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """Pairwise squared Euclidean distances of the flattened samples, divided by their max."""
+    a = x0.reshape(x0.shape[0], -1)
+    b = x1.reshape(x1.shape[0], -1).to(a.dtype)
+    cost = torch.cdist(a, b).square_().clamp_(min=0.0)
+    return cost / cost.max().clamp(min=1e-12)
 
 
 class BaseCostCoupling(BaseCoupling):
-    """Placeholder."""
+    r"""Template for couplings that reorder ``x1`` by solving an assignment on a cost matrix.
+
+    ``couple`` (under ``no_grad``): require ``x1``, check batch sizes, ``B == 1`` passes
+    through, ``cost = compute_cost(x0, x1, **kwargs)``, ``idx = _solve(cost, generator)`` and
+    return ``(x0, x1[idx])`` (the order of ``x0`` never changes). The default cost is the
+    squared Euclidean distance of the flattened samples divided by its maximum (floored at
+    1e-12).
+
+    With ``process_group`` (a ``torch.distributed`` group) the coupling is global: both
+    batches are all-gathered (equal per-rank batch sizes), the pooled problem is solved
+    (on every rank, indices broadcast from rank 0) and each rank keeps its own rows.
+    Subclasses that support it set ``_supports_process_group = True``.
+
+    Args:
+        process_group: Optional process group for global-batch coupling.
+    """
+
+    _supports_process_group: bool = False
+
+    def __init__(self, process_group: Any = None):
+        if process_group is not None and not self._supports_process_group:
+            raise ConfigurationError(
+                f"{type(self).__name__} does not support process_group (global-batch coupling); "
+                f"got {process_group!r}"
+            )
+        self.process_group = process_group
+
+    def compute_cost(self, x0: torch.Tensor, x1: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """``(B, B)`` cost matrix (default: normalised squared Euclidean distance)."""
+        return _squared_euclidean_cost(x0, x1)
+
+    @abstractmethod
+    def _solve(self, cost: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Return ``idx`` of shape ``(B,)``: row ``i`` of ``x0`` is paired with ``x1[idx[i]]``."""
+
+    @torch.no_grad()
+    def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
+        x1 = self._require_x1(x1, type(self).__name__)
+        self._check_batch(x0, x1)
+        if self.process_group is not None:
+            return self._couple_global(x0, x1, generator, **kwargs)
+        if x0.shape[0] == 1:
+            return CouplingResult(x0, x1)
+        cost = self.compute_cost(x0, x1, **kwargs)
+        idx = self._solve(cost, generator)
+        return CouplingResult(x0, x1[idx])
+
+    def _couple_global(self, x0, x1, generator, **kwargs) -> CouplingResult:
+        import torch.distributed as dist
+
+        if kwargs:
+            raise NotImplementedError(
+                f"{type(self).__name__}: conditioning kwargs are not supported with a "
+                f"process_group (global coupling); got {sorted(kwargs)}"
+            )
+        group = self.process_group
+        world = dist.get_world_size(group)
+        rank = dist.get_rank(group)
+        if world == 1:
+            cost = self.compute_cost(x0, x1)
+            return CouplingResult(x0, x1[self._solve(cost, generator)])
+        b = x0.shape[0]
+        g0 = [torch.empty_like(x0) for _ in range(world)]
+        g1 = [torch.empty_like(x1) for _ in range(world)]
+        dist.all_gather(g0, x0.contiguous(), group=group)
+        dist.all_gather(g1, x1.contiguous(), group=group)
+        all0, all1 = torch.cat(g0), torch.cat(g1)
+        idx = self._solve(self.compute_cost(all0, all1), generator).to(torch.long)
+        dist.broadcast(
+            idx, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group
+        )
+        mine = idx[rank * b : (rank + 1) * b]
+        return CouplingResult(x0, all1[mine])
 
 
 class BaseModelCoupling(BaseCoupling):
-    """Placeholder."""
+    r"""Template for couplings that *generate* ``x1`` from ``x0`` with a model (e.g. reflow).
+
+    ``couple`` (under ``no_grad``) returns ``(x0, _generate(x0, generator, **kwargs))``; an
+    incoming ``x1`` is ignored.
+
+    Args:
+        model: The generator (a flow sampler, a callable, ...).
+    """
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    @abstractmethod
+    def _generate(
+        self, x0: torch.Tensor, generator: torch.Generator | None, **kwargs: Any
+    ) -> torch.Tensor:
+        """Map ``x0`` to generated targets of the same batch size."""
+
+    @torch.no_grad()
+    def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
+        if not isinstance(x0, torch.Tensor):
+            raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
+        out = self._generate(x0, generator, **kwargs)
+        if not isinstance(out, torch.Tensor) or out.shape[0] != x0.shape[0]:
+            raise ConfigurationError(
+                f"{type(self).__name__}: the model must return a tensor with batch size "
+                f"{x0.shape[0]}, got {getattr(out, 'shape', type(out).__name__)}"
+            )
+        return CouplingResult(x0, out.detach())

@@ -1,18 +1,227 @@
-"""Interpolant base (owned by the flows work; placeholder until it lands)."""
+r"""``BaseInterpolant``: probability paths :math:`x_t = \alpha(t)\,x_1 + \sigma(t)\,x_0`.
+
+Time convention of the whole library: **t = 0 is noise** (:math:`x_0`), **t = 1 is data**
+(:math:`x_1`). An interpolant is a stateless plain Python object (not an ``nn.Module``); every
+operation follows the dtype and device of its input tensors.
+"""
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 
+from torchebm.core.errors import ConfigurationError
+
 __all__ = ["BaseInterpolant", "expand_t_like_x"]
+
+_DIFFUSION_FORMS = ("constant", "SBDM", "sigma", "linear", "decreasing", "increasing-decreasing")
 
 
 def expand_t_like_x(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape ``t`` of shape ``(B,)`` to ``(B, 1, ..., 1)`` with ``x.ndim`` dims."""
+    """Reshape ``t`` of shape ``(B,)`` to ``(B, 1, ..., 1)`` with ``x.ndim`` dims.
+
+    Example:
+        >>> expand_t_like_x(torch.zeros(4), torch.zeros(4, 3, 8, 8)).shape
+        torch.Size([4, 1, 1, 1])
+    """
     return t.reshape(t.shape[0], *([1] * (x.ndim - 1)))
 
 
+def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
+    """Times as a tensor broadcastable against ``x``: numbers and 0-d tensors stay scalars,
+    ``(B,)`` becomes ``(B, 1, ..., 1)``; anything already of rank ``x.ndim`` passes through."""
+    if not isinstance(t, torch.Tensor):
+        return torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if not t.is_floating_point():
+        t = t.to(x.dtype)
+    if t.ndim == 1 and x.ndim > 1:
+        if t.shape[0] != x.shape[0]:
+            raise ConfigurationError(
+                f"t must have shape (B,) with B={x.shape[0]} (or be a scalar), got {tuple(t.shape)}"
+            )
+        return expand_t_like_x(t, x)
+    return t
+
+
 class BaseInterpolant(ABC):
-    """Placeholder."""
+    r"""Abstract interpolant :math:`x_t = \alpha(t) x_1 + \sigma(t) x_0` (x0 noise, x1 data).
+
+    Subclasses implement :meth:`compute_alpha_t` and :meth:`compute_sigma_t`, returning the
+    schedule and its time derivative for ``t`` already broadcast against the data. Everything
+    else (interpolation, probability-flow drift, diffusion forms, conversions between
+    velocity, score and noise predictions) is derived here; subclasses may override
+    :meth:`compute_d_alpha_alpha_ratio_t` with a closed form.
+
+    With :math:`\rho = \dot\alpha/\alpha`, the marginal velocity and score are related by
+
+    .. math::
+        v(x, t) = \rho\,x + \big(\rho\,\sigma^2 - \sigma\dot\sigma\big)\,\nabla\log p_t(x),
+        \qquad \nabla\log p_t(x) = -\,\mathbb E[x_0 \mid x_t = x] / \sigma.
+
+    Example:
+        >>> class Linear(BaseInterpolant):
+        ...     def compute_alpha_t(self, t):
+        ...         return t, torch.ones_like(t)
+        ...     def compute_sigma_t(self, t):
+        ...         return 1 - t, -torch.ones_like(t)
+        >>> xt, ut = Linear().interpolate(torch.zeros(2, 3), torch.ones(2, 3), torch.rand(2))
+
+    References:
+        Albergo, Boffi & Vanden-Eijnden, "Stochastic Interpolants: A Unifying Framework for
+        Flows and Diffusions", 2023.
+        Ma et al., "SiT: Exploring Flow and Diffusion-based Generative Models with Scalable
+        Interpolant Transformers", ECCV 2024.
+    """
+
+    @abstractmethod
+    def compute_alpha_t(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Return :math:`(\alpha(t), \dot\alpha(t))` (shapes of ``t``)."""
+
+    @abstractmethod
+    def compute_sigma_t(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Return :math:`(\sigma(t), \dot\sigma(t))` (shapes of ``t``)."""
+
+    def compute_d_alpha_alpha_ratio_t(self, t: torch.Tensor) -> torch.Tensor:
+        r""":math:`\dot\alpha/\alpha` (default: :math:`\dot\alpha / \max(\alpha, 10^{-8})`)."""
+        alpha, d_alpha = self.compute_alpha_t(t)
+        return d_alpha / alpha.clamp(min=1e-8)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # ------------------------------------------------------------------ paths
+    def interpolate(
+        self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Sample the path and its conditional velocity.
+
+        Args:
+            x0: Noise, shape ``(B, *event_shape)``.
+            x1: Data, same shape.
+            t: Times, shape ``(B,)`` (or a scalar).
+
+        Returns:
+            ``(x_t, u_t)`` with :math:`x_t = \alpha x_1 + \sigma x_0` and
+            :math:`u_t = \dot\alpha x_1 + \dot\sigma x_0`, both shaped like ``x0``.
+        """
+        tb = _broadcast_t(t, x1)
+        alpha, d_alpha = self.compute_alpha_t(tb)
+        sigma, d_sigma = self.compute_sigma_t(tb)
+        xt = alpha * x1 + sigma * x0
+        ut = d_alpha * x1 + d_sigma * x0
+        return xt, ut
+
+    def compute_drift(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Probability-flow drift coefficients ``(A, Bv)`` with velocity :math:`= -A + B_v\,s`.
+
+        :math:`A = -(\dot\alpha/\alpha)\,x`, :math:`B_v = (\dot\alpha/\alpha)\sigma^2 - \sigma\dot\sigma`.
+
+        Args:
+            x: State ``(B, *event_shape)``.
+            t: Times ``(B,)``.
+
+        Returns:
+            ``A`` shaped like ``x`` and ``Bv`` of shape ``(B, 1, ..., 1)``.
+        """
+        tb = _broadcast_t(t, x)
+        ratio = self.compute_d_alpha_alpha_ratio_t(tb)
+        sigma, d_sigma = self.compute_sigma_t(tb)
+        return -ratio * x, ratio * sigma.square() - sigma * d_sigma
+
+    def compute_diffusion(
+        self, x: torch.Tensor, t: torch.Tensor, form: str = "SBDM", norm: float = 1.0
+    ) -> torch.Tensor:
+        r"""Diffusion coefficient :math:`D(t)` of the SDE sampler, shape ``(B, 1, ..., 1)``.
+
+        Forms: ``"constant"`` (``norm``), ``"SBDM"`` (:math:`\text{norm}\cdot B_v/(\sigma+10^{-8})`),
+        ``"sigma"`` (:math:`\text{norm}\,\sigma`), ``"linear"`` (:math:`\text{norm}(1-t)`),
+        ``"decreasing"`` (:math:`\text{norm}(1-t)^2`), ``"increasing-decreasing"``
+        (:math:`\text{norm}\cdot 4t(1-t)`).
+
+        Raises:
+            ValueError: unknown ``form``.
+        """
+        tb = _broadcast_t(t, x)
+        if tb.ndim == 0:
+            tb = tb.expand(x.shape[0]).reshape(x.shape[0], *([1] * (x.ndim - 1)))
+        if form == "constant":
+            return torch.full_like(tb, float(norm))
+        if form == "SBDM":
+            _, bv = self.compute_drift(x, t)
+            sigma, _ = self.compute_sigma_t(tb)
+            return norm * bv / (sigma + 1e-8)
+        if form == "sigma":
+            return norm * self.compute_sigma_t(tb)[0]
+        if form == "linear":
+            return norm * (1 - tb)
+        if form == "decreasing":
+            return norm * (1 - tb).square()
+        if form == "increasing-decreasing":
+            return norm * 4 * tb * (1 - tb)
+        raise ConfigurationError(
+            f"diffusion form must be one of {list(_DIFFUSION_FORMS)}, got {form!r}"
+        )
+
+    # ------------------------------------------------------------------ conversions
+    def velocity_to_score(
+        self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Score :math:`\nabla\log p_t(x)` from a velocity prediction.
+
+        With :math:`r = \alpha/\dot\alpha`:
+        :math:`s = (r v - x) / \max(\sigma^2 - r\dot\sigma\sigma, 10^{-12})`.
+        """
+        tb = _broadcast_t(t, x)
+        alpha, d_alpha = self.compute_alpha_t(tb)
+        sigma, d_sigma = self.compute_sigma_t(tb)
+        r = alpha.clamp(min=1e-8) / _nonzero(d_alpha, 1e-8)
+        return (r * velocity - x) / (sigma.square() - r * d_sigma * sigma).clamp(min=1e-12)
+
+    def velocity_to_noise(
+        self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Noise :math:`\hat x_0` from a velocity prediction: :math:`(x - r v)/(\sigma - r\dot\sigma)`."""
+        tb = _broadcast_t(t, x)
+        alpha, d_alpha = self.compute_alpha_t(tb)
+        sigma, d_sigma = self.compute_sigma_t(tb)
+        r = alpha / _nonzero(d_alpha, 1e-8)
+        return (x - r * velocity) / _nonzero(sigma - r * d_sigma, 1e-12)
+
+    def score_to_velocity(
+        self, score: torch.Tensor, x: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Velocity :math:`B_v s - A` from a score."""
+        a, bv = self.compute_drift(x, t)
+        return bv * score - a
+
+    def score_to_noise(self, score: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        r"""Noise :math:`\hat x_0 = -\sigma s`."""
+        sigma, _ = self.compute_sigma_t(_broadcast_t(t, x))
+        return -sigma * score
+
+    def noise_to_score(self, noise: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        r"""Score :math:`s = -\hat x_0 / \sigma` (:math:`\sigma` floored at :math:`10^{-8}`)."""
+        sigma, _ = self.compute_sigma_t(_broadcast_t(t, x))
+        return -noise / sigma.clamp(min=1e-8)
+
+    def noise_to_velocity(
+        self, noise: torch.Tensor, x: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Velocity from a noise prediction (via the score)."""
+        return self.score_to_velocity(self.noise_to_score(noise, x, t), x, t)
+
+    def velocity_to_data(
+        self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Data estimate :math:`\hat x_1 = (x - \sigma\hat x_0)/\alpha` from a velocity."""
+        tb = _broadcast_t(t, x)
+        alpha, _ = self.compute_alpha_t(tb)
+        sigma, _ = self.compute_sigma_t(tb)
+        return (x - sigma * self.velocity_to_noise(velocity, x, t)) / alpha.clamp(min=1e-8)
+
+
+def _nonzero(z: torch.Tensor, floor: float) -> torch.Tensor:
+    """Push entries with ``|z| < floor`` to ``±floor`` (sign kept, 0 -> +floor)."""
+    return torch.where(z.abs() < floor, torch.where(z < 0, -floor, floor), z)

@@ -1,7 +1,41 @@
-"""``torchebm.flows``: part of the ``torchebm-flows`` distribution."""
+r"""``torchebm.flows``: Equilibrium Matching and Energy Matching (part of ``torchebm-flows``).
+
+The public home of the two losses is ``torchebm.losses``, which re-exports them from here.
+
+Example:
+    >>> import torch, torch.nn as nn
+    >>> from torchebm.flows import EquilibriumMatchingLoss
+    >>> class Field(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.net = nn.Linear(2, 2)
+    ...     def forward(self, x, t):
+    ...         return self.net(x)
+    >>> loss = EquilibriumMatchingLoss(Field(), coupling="ot")(torch.randn(32, 2))
+"""
 
 from importlib.metadata import version as _version
 
+from torchebm.flows._energy_matching import EnergyMatchingLoss
+from torchebm.flows._equilibrium_matching import EquilibriumMatchingLoss
+from torchebm.flows._utils import (
+    compute_eqm_ct,
+    compute_flow_weight,
+    dispersive_loss,
+    mean_flat,
+    trimmed_mean,
+)
+from torchebm.interpolants import get_interpolant
+
 __version__ = _version("torchebm-flows")
 
-__all__: list[str] = []
+__all__ = [
+    "EquilibriumMatchingLoss",
+    "EnergyMatchingLoss",
+    "mean_flat",
+    "trimmed_mean",
+    "compute_flow_weight",
+    "compute_eqm_ct",
+    "dispersive_loss",
+    "get_interpolant",
+]

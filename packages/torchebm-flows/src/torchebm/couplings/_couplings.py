@@ -1,0 +1,383 @@
+r"""Couplings between noise and data batches: independent, exact OT (auction), entropic and
+unbalanced Sinkhorn, greedy matching and reflow."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from torchebm.core import BaseCostCoupling, BaseCoupling, BaseModelCoupling, CouplingResult
+from torchebm.core._module import warn_once
+from torchebm.core.errors import check_int, check_positive
+
+__all__ = [
+    "IndependentCoupling",
+    "ExactOTCoupling",
+    "SinkhornCoupling",
+    "UnbalancedSinkhornCoupling",
+    "GreedyCoupling",
+    "ReflowCoupling",
+    "auction_assignment",
+]
+
+
+class IndependentCoupling(BaseCoupling):
+    r"""Identity pairing :math:`(x_0^i, x_1^i)`: the independent coupling :math:`p_0 \otimes p_1`.
+
+    Requires ``x1`` and equal batch sizes; conditioning and ``generator`` are ignored.
+
+    Example:
+        >>> x0, x1 = IndependentCoupling()(torch.zeros(4, 2), torch.ones(4, 2))
+    """
+
+    def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
+        x1 = self._require_x1(x1, "IndependentCoupling")
+        self._check_batch(x0, x1)
+        return CouplingResult(x0, x1)
+
+
+# ----------------------------------------------------------------------------- auction
+def auction_assignment(
+    cost: torch.Tensor, tol: float = 1e-4, max_rounds: int | None = None
+) -> torch.Tensor:
+    r"""Min-cost perfect assignment by Bertsekas' forward auction with :math:`\epsilon`-scaling.
+
+    Pure torch on the tensor's device (float64 benefits :math:`a_{ij} = -C_{ij}`). Every
+    unassigned row bids at once for its best column :math:`j^*` the amount
+    :math:`p_{j^*} + (v_1 - v_2) + \epsilon` (best minus second-best value plus
+    :math:`\epsilon`); each column goes to its highest bidder (ties: lowest row), evicting
+    the previous owner. :math:`\epsilon` starts at a quarter of the benefit range and is
+    divided by 8 per phase down to ``tol / n``; prices persist across phases. On exit the
+    assignment is :math:`\epsilon`-complementary-slack, so its cost exceeds the optimum by
+    at most :math:`n\epsilon = \text{tol}` (exact whenever the optimal assignment beats every
+    other by more than ``tol``, in the units of ``cost``).
+
+    On CPU only unassigned rows are processed (one host sync per round); on accelerators
+    all rows are processed masked and termination is checked every 8 rounds, so there is no
+    per-round synchronisation.
+
+    Args:
+        cost: Square cost matrix ``(n, n)``.
+        tol: Bound on the total suboptimality.
+        max_rounds: Cap on bidding rounds (default ``max(200, 100 n)``); rows still
+            unassigned then are paired arbitrarily with a warning.
+
+    Returns:
+        ``idx`` of shape ``(n,)`` (long): row ``i`` is assigned column ``idx[i]``.
+
+    Example:
+        >>> auction_assignment(torch.tensor([[1.0, 0.0], [0.0, 1.0]])).tolist()
+        [1, 0]
+
+    References:
+        Bertsekas, "The auction algorithm: a distributed relaxation method for the
+        assignment problem", Annals of Operations Research 14, 1988.
+        Bertsekas & Castanon, "Parallel synchronous and asynchronous implementations of the
+        auction algorithm", Parallel Computing 17, 1991.
+    """
+    if cost.ndim != 2 or cost.shape[0] != cost.shape[1]:
+        raise ValueError(f"cost must be a square matrix, got shape {tuple(cost.shape)}")
+    n = cost.shape[0]
+    device = cost.device
+    if n == 1:
+        return torch.zeros(1, dtype=torch.long, device=device)
+    dense = device.type != "cpu"
+    benefit = -cost.to(torch.float64)
+    lo, hi = (float(v) for v in torch.aminmax(benefit))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("cost must be finite (got NaN or inf entries)")
+    final_eps = tol / n
+    eps = max((hi - lo) / 4.0, final_eps)
+    cap = max_rounds if max_rounds is not None else max(200, 100 * n)
+    prices = torch.zeros(n, dtype=torch.float64, device=device)
+    cols = torch.arange(n, device=device)
+    sentinel = torch.full((n,), n, dtype=torch.long, device=device)
+    neg_inf = torch.full((n,), -math.inf, dtype=torch.float64, device=device)
+    rounds = 0
+    while True:
+        r2c = torch.full((n + 1,), -1, dtype=torch.long, device=device)  # slot n: scratch
+        c2r = torch.full((n,), -1, dtype=torch.long, device=device)
+        while rounds < cap:
+            if dense:
+                if rounds % 8 == 0 and not bool((r2c[:n] < 0).any()):
+                    break
+                rows = cols
+                vals = benefit - prices
+                active = r2c[:n] < 0
+            else:
+                rows = torch.nonzero(r2c[:n] < 0).squeeze(1)
+                if rows.numel() == 0:
+                    break
+                vals = benefit.index_select(0, rows) - prices
+                active = None
+            rounds += 1
+            top = vals.topk(2, dim=1)
+            best = top.indices[:, 0]
+            bid = prices[best] + (top.values[:, 0] - top.values[:, 1]) + eps
+            if active is not None:
+                bid = torch.where(active, bid, -math.inf)
+            col_bid = neg_inf.scatter_reduce(0, best, bid, "amax", include_self=True)
+            is_top = bid == col_bid[best]
+            if active is not None:
+                is_top &= active
+            win = sentinel.scatter_reduce(
+                0, best, torch.where(is_top, rows, n), "amin", include_self=True
+            )
+            received = win < n
+            r2c.scatter_(0, torch.where(received & (c2r >= 0), c2r, n), -1)
+            r2c.scatter_(0, torch.where(received, win, n), cols)
+            c2r = torch.where(received, win, c2r)
+            prices = torch.where(received, col_bid, prices)
+        if rounds >= cap or eps <= final_eps:
+            break
+        eps = max(eps / 8.0, final_eps)
+    idx = r2c[:n]
+    free_rows = torch.nonzero(idx < 0).squeeze(1)
+    if free_rows.numel():
+        warn_once(
+            "torchebm.couplings.auction_cap",
+            f"auction_assignment reached max_rounds={cap}; {free_rows.numel()} rows were paired "
+            "arbitrarily (the coupling is not optimal); raise max_rounds or tol",
+            RuntimeWarning,
+        )
+        idx = idx.clone()
+        idx[free_rows] = torch.nonzero(c2r < 0).squeeze(1)
+    return idx
+
+
+class ExactOTCoupling(BaseCostCoupling):
+    r"""Exact minibatch optimal transport: the permutation of ``x1`` minimising
+    :math:`\sum_i \|x_0^i - x_1^{\pi(i)}\|^2`.
+
+    Solved on the tensors' device by :func:`auction_assignment` on the normalised squared
+    Euclidean cost (deterministic; total suboptimality at most ``tol`` relative to the
+    largest pairwise cost). Measured on 2 CPU threads: about 0.1 s at B = 256 and 0.5-1 s at
+    B = 1024 for 2-D data.
+
+    Args:
+        tol: Suboptimality bound of the auction (relative to the maximum cost).
+        process_group: Not supported (``ValueError``); use :class:`SinkhornCoupling` for
+            global-batch coupling.
+
+    Example:
+        >>> ot = ExactOTCoupling()
+        >>> x0, x1 = ot(torch.randn(64, 2), torch.randn(64, 2))
+
+    References:
+        Pooladian et al., "Multisample Flow Matching: Straightening Flows with Minibatch
+        Couplings", ICML 2023.
+        Tong et al., "Improving and generalizing flow-based generative models with
+        minibatch optimal transport", TMLR 2024.
+    """
+
+    def __init__(self, tol: float = 1e-4, process_group: Any = None):
+        super().__init__(process_group)
+        self.tol = check_positive("tol", tol)
+
+    def __repr__(self) -> str:
+        return f"ExactOTCoupling(tol={self.tol})"
+
+    def _solve(self, cost, generator):
+        return auction_assignment(cost, tol=self.tol)
+
+
+def _sinkhorn_potentials(cost, reg, n_iters, damping):
+    """Log-domain (optionally KL-damped) Sinkhorn; returns ``log_plan`` ``(n, m)``."""
+    n, m = cost.shape
+    M = -cost.to(torch.float64 if cost.dtype == torch.float64 else torch.float32) / reg
+    log_a = -math.log(n)
+    log_b = -math.log(m)
+    f = torch.zeros(n, dtype=M.dtype, device=M.device)
+    g = torch.zeros(m, dtype=M.dtype, device=M.device)
+    for _ in range(n_iters):
+        f = damping * (log_a - torch.logsumexp(M + g[None, :], dim=1))
+        g = damping * (log_b - torch.logsumexp(M + f[:, None], dim=0))
+    return M + f[:, None] + g[None, :]
+
+
+class SinkhornCoupling(BaseCostCoupling):
+    r"""Entropic OT coupling: log-domain Sinkhorn plan, then one target per source row.
+
+    Plan :math:`\pi = \exp(M + f \oplus g)` with :math:`M = -C/\text{reg}` and uniform
+    marginals; each row ``i`` draws ``x1[j]`` with probability :math:`\propto \pi_{ij}`
+    (``multinomial`` with ``generator``; targets may repeat). Small ``reg`` approaches exact
+    OT, large ``reg`` the independent coupling. Supports ``process_group``.
+
+    Args:
+        reg: Entropic regularisation (relative to the normalised cost; > 0).
+        n_iters: Sinkhorn iterations (> 0).
+        process_group: Optional process group for global-batch coupling.
+
+    Example:
+        >>> x0, x1 = SinkhornCoupling(reg=0.05)(torch.randn(32, 2), torch.randn(32, 2))
+
+    References:
+        Cuturi, "Sinkhorn Distances: Lightspeed Computation of Optimal Transport", NeurIPS 2013.
+    """
+
+    _supports_process_group = True
+
+    def __init__(self, reg: float = 0.05, n_iters: int = 100, process_group: Any = None):
+        super().__init__(process_group)
+        self.reg = check_positive("reg", reg)
+        self.n_iters = check_int("n_iters", n_iters, minimum=1)
+
+    def __repr__(self) -> str:
+        return f"SinkhornCoupling(reg={self.reg}, n_iters={self.n_iters})"
+
+    def _plan(self, cost):
+        return _sinkhorn_potentials(cost, self.reg, self.n_iters, 1.0).exp()
+
+    def _solve(self, cost, generator):
+        plan = self._plan(cost).clamp_(min=0.0)
+        return torch.multinomial(plan, 1, generator=generator).squeeze(1)
+
+
+class UnbalancedSinkhornCoupling(BaseCostCoupling):
+    r"""Unbalanced (KL-relaxed marginals) Sinkhorn coupling with per-pair weights.
+
+    Potential updates are damped by :math:`\varphi = \rho/(\rho + \text{reg})` with
+    :math:`\rho` = ``reg_marginal``. The row masses of the plan, normalised to mean 1, are
+    returned as ``CouplingResult.weights`` (outlier sources get small weight); one target
+    per row is drawn from the plan row. Large ``reg_marginal`` recovers balanced Sinkhorn
+    with uniform weights.
+
+    Args:
+        reg: Entropic regularisation (> 0).
+        reg_marginal: Marginal relaxation strength :math:`\rho` (> 0).
+        n_iters: Iterations (> 0).
+        process_group: Not supported (``ValueError``).
+
+    Example:
+        >>> res = UnbalancedSinkhornCoupling()(torch.randn(32, 2), torch.randn(32, 2))
+        >>> res.weights.shape
+        torch.Size([32])
+
+    References:
+        Chizat, Peyre, Schmitzer & Vialard, "Scaling algorithms for unbalanced optimal
+        transport problems", Math. Comp. 87, 2018.
+        Sejourne et al., "Sinkhorn Divergences for Unbalanced Optimal Transport", 2019.
+    """
+
+    def __init__(
+        self,
+        reg: float = 0.05,
+        reg_marginal: float = 1.0,
+        n_iters: int = 100,
+        process_group: Any = None,
+    ):
+        super().__init__(process_group)
+        self.reg = check_positive("reg", reg)
+        self.reg_marginal = check_positive("reg_marginal", reg_marginal)
+        self.n_iters = check_int("n_iters", n_iters, minimum=1)
+
+    def __repr__(self) -> str:
+        return (
+            f"UnbalancedSinkhornCoupling(reg={self.reg}, reg_marginal={self.reg_marginal}, "
+            f"n_iters={self.n_iters})"
+        )
+
+    def _solve(self, cost, generator):
+        raise NotImplementedError("UnbalancedSinkhornCoupling overrides couple()")
+
+    @torch.no_grad()
+    def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
+        x1 = self._require_x1(x1, "UnbalancedSinkhornCoupling")
+        self._check_batch(x0, x1)
+        if x0.shape[0] == 1:
+            return CouplingResult(x0, x1)
+        cost = self.compute_cost(x0, x1, **kwargs)
+        phi = self.reg_marginal / (self.reg_marginal + self.reg)
+        plan = _sinkhorn_potentials(cost, self.reg, self.n_iters, phi).exp()
+        mass = plan.sum(dim=1)
+        weights = (mass / mass.mean().clamp(min=1e-30)).to(x0.dtype)
+        idx = torch.multinomial(plan.clamp(min=1e-30), 1, generator=generator).squeeze(1)
+        return CouplingResult(x0, x1[idx], weights)
+
+
+class GreedyCoupling(BaseCostCoupling):
+    r"""Greedy matching: repeatedly commit the cheapest pair whose row and column are free.
+
+    Computed on device by rounds of *locally dominant* pairs (row ``i`` and column ``j``
+    each other's cheapest free partner, ties broken by index), which yields exactly the
+    sequential greedy matching in :math:`O(B^2)` work per round and typically
+    :math:`O(\log B)` rounds. Deterministic; at most twice the optimal cost in the worst
+    case, usually much closer.
+
+    Example:
+        >>> x0, x1 = GreedyCoupling()(torch.randn(16, 2), torch.randn(16, 2))
+
+    References:
+        Preis, "Linear time 1/2-approximation algorithm for maximum weighted matching in
+        general graphs", STACS 1999.
+    """
+
+    def __init__(self, process_group: Any = None):
+        super().__init__(process_group)
+
+    def _solve(self, cost, generator):
+        n = cost.shape[0]
+        c = cost.clone()
+        idx = torch.full((n,), -1, dtype=torch.long, device=c.device)
+        rows = torch.arange(n, device=c.device)
+        inf = math.inf
+        while True:
+            row_best = c.argmin(dim=1)  # lowest column on ties
+            col_best = c.argmin(dim=0)  # lowest row on ties
+            free = idx < 0
+            mutual = free & (col_best[row_best] == rows) & torch.isfinite(c[rows, row_best])
+            idx = torch.where(mutual, row_best, idx)
+            taken_cols = torch.zeros(n, dtype=torch.bool, device=c.device)
+            taken_cols[row_best[mutual]] = True
+            c[mutual] = inf
+            c[:, taken_cols] = inf
+            if not bool((idx < 0).any()):
+                return idx
+
+
+class ReflowCoupling(BaseModelCoupling):
+    r"""Reflow (rectified flow) coupling: :math:`x_1 = \Phi(x_0)` from a trained flow.
+
+    ``flow`` is any object with a ``sample(...)`` method (e.g. a ``FlowSampler``), called as
+    ``flow.sample(x=x0, n_steps=n_steps, generator=generator, model_kwargs=kwargs)``
+    (``model_kwargs`` omitted when empty), or any callable, called as ``flow(x0, **kwargs)``.
+    The incoming ``x1`` is ignored.
+
+    Args:
+        flow: Sampler-like object or callable mapping noise to data.
+        n_steps: Integration steps passed to ``flow.sample`` (> 0).
+
+    Example:
+        >>> reflow = ReflowCoupling(lambda x0: 2 * x0)
+        >>> x0, x1 = reflow(torch.ones(4, 2))
+        >>> x1[0].tolist()
+        [2.0, 2.0]
+
+    References:
+        Liu, Gong & Liu, "Flow Straight and Fast: Learning to Generate and Transfer Data
+        with Rectified Flow", ICLR 2023.
+    """
+
+    def __init__(self, flow: Any, n_steps: int = 50):
+        if not (hasattr(flow, "sample") or callable(flow)):
+            raise TypeError(
+                f"flow must have a sample(...) method or be callable, got {type(flow).__name__}"
+            )
+        super().__init__(flow)
+        self.n_steps = check_int("n_steps", n_steps, minimum=1)
+
+    def __repr__(self) -> str:
+        return f"ReflowCoupling(flow={type(self.model).__name__}, n_steps={self.n_steps})"
+
+    def _generate(self, x0, generator, **kwargs):
+        flow = self.model
+        sample: Callable | None = getattr(flow, "sample", None)
+        if sample is not None:
+            call: dict[str, Any] = {"x": x0, "n_steps": self.n_steps, "generator": generator}
+            if kwargs:
+                call["model_kwargs"] = kwargs
+            return sample(**call)
+        return flow(x0, **kwargs)

@@ -1,0 +1,352 @@
+r"""Energy Matching: a scalar potential trained by a flow term plus contrastive divergence."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from torchebm.core import BaseLoss, BaseScheduler, ConstantScheduler, TemperatureScheduler
+from torchebm.core.errors import (
+    ConfigurationError,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_probability,
+)
+from torchebm.couplings import resolve_coupling
+from torchebm.flows._utils import (
+    _has_dtensor_params,
+    compute_flow_weight,
+    energy_gradient,
+    mean_flat,
+    trimmed_mean,
+)
+from torchebm.integrators import EulerMaruyamaIntegrator
+from torchebm.interpolants import resolve_interpolant
+
+__all__ = ["EnergyMatchingLoss"]
+
+
+def _rows(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.reshape(v.shape[0], *([1] * (like.ndim - 1)))
+
+
+class EnergyMatchingLoss(BaseLoss):
+    r"""Energy Matching loss (Balcerak et al., 2025) for a scalar potential :math:`V_\theta(x)`.
+
+    **Flow term** (optimal-transport phase): pair noise and data with ``coupling``
+    (exact minibatch OT by default), draw :math:`t\sim U(0,1)`, form
+    :math:`x_t = \alpha x_1 + \sigma x_0 + \sigma_{\text{noise}}\xi` and regress the negative
+    potential gradient onto the conditional velocity, gated near the data:
+
+    .. math::
+        \mathcal L_{\text{flow}} = \mathbb E\big[w(t)\,\|{-\nabla_x V(x_t)} - u_t\|^2\big],
+        \qquad w(t) = \mathrm{clip}\big((1-t)/(1-t_c), 0, 1\big).
+
+    **Contrastive term** (equilibrium phase, only when ``lambda_cd > 0``): a fraction
+    ``noise_fraction`` of negatives start from noise and run ``n_langevin_steps`` of
+    Langevin dynamics :math:`x \leftarrow x - h\nabla V + \sqrt{\epsilon_k}\sqrt{2h}\,\xi`
+    with the temperature ramp :math:`\epsilon_k` of :class:`~torchebm.core.TemperatureScheduler`
+    (deterministic transport until :math:`\tau^*`, then up to :math:`\epsilon_{max}`); the
+    others start from data rows with constant temperature :math:`\epsilon_{max}`. Then
+
+    .. math::
+        \mathcal L_{\text{CD}} = \max\Big(\lambda_{CD}\big(\overline{V(x_1)} -
+        \mathrm{trimmed\_mean}(V(x^-))\big),\; -c\Big).
+
+    Without a ``sampler`` the chains are run by this loss with
+    :class:`~torchebm.integrators.EulerMaruyamaIntegrator` (flows never imports samplers).
+    A user ``sampler`` is duck-typed: ``sampler.sample(x=..., n_steps=..., model_kwargs=...,
+    generator=...)``; if it has a ``noise_scale`` scheduler, it is temporarily replaced by the
+    temperature schedule for each pass and restored afterwards.
+
+    Args:
+        model: Scalar potential ``model(x, **model_kwargs) -> (B,)``.
+        sampler: Optional sampler for the negatives (see above).
+        coupling: Name or coupling instance (default ``"ot"``).
+        interpolant: Name or interpolant instance (default ``"linear"``).
+        sigma: Noise added to :math:`x_t` in the flow term (float or scheduler, >= 0).
+        flow_weight_cutoff: :math:`t_c` of the gate (>= 1 disables gating).
+        lambda_cd: Weight of the contrastive term (float or scheduler, >= 0; 0 = warm-up).
+        epsilon_max: Maximum Langevin temperature.
+        tau_star: Temperature ramp start :math:`\tau^*\in[0,1)`.
+        n_langevin_steps: Langevin steps per negative-phase pass.
+        langevin_dt: Langevin step size :math:`h` (> 0).
+        noise_fraction: Fraction of negatives started from noise, in ``[0, 1]``.
+        cd_trim_fraction: Fraction of the highest negative energies dropped, in ``[0, 1)``.
+        cd_clamp: Floor ``-cd_clamp`` of the contrastive loss (>= 0, or ``None``).
+        nan_policy: See :class:`~torchebm.core.BaseLoss`.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> class Potential(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.net = nn.Sequential(nn.Linear(2, 32), nn.SiLU(), nn.Linear(32, 1))
+        ...     def forward(self, x):
+        ...         return self.net(x).squeeze(-1)
+        >>> em = EnergyMatchingLoss(Potential(), lambda_cd=0.0)
+        >>> em(torch.randn(64, 2)).backward()
+
+    References:
+        Balcerak et al., "Energy Matching: Unifying Flow Matching and Energy-Based Models
+        for Generative Modeling", 2025.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        sampler: Any = None,
+        coupling: Any = "ot",
+        interpolant: Any = "linear",
+        sigma: float | BaseScheduler = 0.1,
+        flow_weight_cutoff: float = 0.8,
+        lambda_cd: float | BaseScheduler = 2.0,
+        epsilon_max: float = 0.15,
+        tau_star: float = 0.8,
+        n_langevin_steps: int = 200,
+        langevin_dt: float = 0.01,
+        noise_fraction: float = 0.5,
+        cd_trim_fraction: float = 0.1,
+        cd_clamp: float | None = 0.02,
+        *,
+        nan_policy: str = "raise",
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        super().__init__(dtype=dtype, device=device, nan_policy=nan_policy)
+        if not callable(model):
+            raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+        if sampler is not None and not callable(getattr(sampler, "sample", None)):
+            raise TypeError(f"sampler must have a sample(...) method, got {type(sampler).__name__}")
+        self.model = model
+        self.sampler = sampler
+        self.coupling = resolve_coupling(coupling, default="ot", owner="EnergyMatchingLoss")
+        self.interpolant = resolve_interpolant(
+            interpolant, default="linear", owner="EnergyMatchingLoss"
+        )
+        self.sigma = sigma
+        self.lambda_cd = lambda_cd
+        self.flow_weight_cutoff = float(flow_weight_cutoff)
+        self.epsilon_max = check_non_negative("epsilon_max", epsilon_max)
+        self.tau_star = float(tau_star)
+        if not 0.0 <= self.tau_star < 1.0:
+            raise ConfigurationError(f"tau_star must be in [0, 1), got {tau_star!r}")
+        self.n_langevin_steps = check_int("n_langevin_steps", n_langevin_steps, minimum=1)
+        self.langevin_dt = check_positive("langevin_dt", langevin_dt)
+        self.noise_fraction = check_probability("noise_fraction", noise_fraction)
+        self.cd_trim_fraction = check_probability(
+            "cd_trim_fraction", cd_trim_fraction, closed_right=False
+        )
+        self.cd_clamp = None if cd_clamp is None else check_non_negative("cd_clamp", cd_clamp)
+        self._integrator = EulerMaruyamaIntegrator()
+
+    # ------------------------------------------------------------------ schedulable
+    @property
+    def sigma(self) -> float:
+        """Noise level added to :math:`x_t` in the flow term."""
+        return self.get_scheduled_value("sigma")
+
+    @sigma.setter
+    def sigma(self, value: Any) -> None:
+        self._register_param("sigma", value, non_negative=True)
+
+    @property
+    def lambda_cd(self) -> float:
+        """Weight of the contrastive-divergence term (0 disables it)."""
+        return self.get_scheduled_value("lambda_cd")
+
+    @lambda_cd.setter
+    def lambda_cd(self, value: Any) -> None:
+        self._register_param("lambda_cd", value, non_negative=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"EnergyMatchingLoss(coupling={self.coupling!r}, interpolant={self.interpolant!r}, "
+            f"sigma={self.sigma}, lambda_cd={self.lambda_cd})"
+        )
+
+    # ------------------------------------------------------------------ flow term
+    def _flow_terms(self, x1, x0, mk, generator):
+        pair = self.coupling(x0, x1, generator=generator, **mk)
+        x0, x1c, weights = pair.x0, pair.x1, pair.weights
+        b = x1c.shape[0]
+        t = torch.rand(b, generator=generator, device=x1c.device, dtype=x1c.dtype)
+        xt, ut = self.interpolant.interpolate(x0, x1c, t)
+        sigma = self.sigma
+        if sigma > 0:
+            xt = xt + sigma * torch.randn(
+                xt.shape, generator=generator, device=xt.device, dtype=xt.dtype
+            )
+        xg = xt.detach().requires_grad_(True)
+        with torch.enable_grad(), self.autocast_context():
+            _, grad = energy_gradient(
+                self.model, xg, mk, create_graph=self.training and torch.is_grad_enabled()
+            )
+        per = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((-grad - ut).square())
+        if weights is None:
+            return per.mean()
+        weights = weights.to(per.dtype)
+        return (weights * per).sum() / weights.sum().clamp(min=1e-12)
+
+    # ------------------------------------------------------------------ negatives
+    def _langevin(self, x, noise_rows: torch.Tensor, mk, generator):
+        """Run the EM chains: temperature ramp on ``noise_rows`` chains, eps_max on the rest."""
+        sched = TemperatureScheduler(self.epsilon_max, self.tau_star, self.n_langevin_steps)
+        const = math.sqrt(self.epsilon_max)
+        model = self.model
+        has_gradient = callable(getattr(model, "gradient", None))
+
+        def drift(z, t):
+            if has_gradient:
+                g = model.gradient(z, model_kwargs=mk) if mk else model.gradient(z)
+            else:
+                with torch.enable_grad():
+                    zg = z.detach().requires_grad_(True)
+                    g = energy_gradient(model, zg, mk, create_graph=False)[1]
+            return -g.detach()
+
+        step = self._integrator.step
+        dt = self.langevin_dt
+        is_noise = _rows(noise_rows, x)
+        with torch.no_grad():
+            for _ in range(self.n_langevin_steps):
+                ns = torch.where(is_noise, sched.get_value(), const)
+                x = step({"x": x}, dt, drift=drift, noise_scale=ns, generator=generator)["x"]
+                sched.step()
+        return x
+
+    def _sample_with(self, sampler, x, scheduler, mk, generator):
+        schedulers = getattr(sampler, "get_schedulers", None)
+        old = schedulers().get("noise_scale") if callable(schedulers) else None
+        if old is not None:
+            sampler.register_scheduler("noise_scale", scheduler)
+        try:
+            kw: dict[str, Any] = {"x": x, "n_steps": self.n_langevin_steps, "generator": generator}
+            if mk:
+                kw["model_kwargs"] = mk
+            with torch.no_grad():
+                return sampler.sample(**kw)
+        finally:
+            if old is not None:
+                sampler.register_scheduler("noise_scale", old)
+
+    def negative_samples(self, x1, x0, mk, generator):
+        """Negatives ``(B, ...)``, their conditioning and the noise-started-row mask."""
+        b = x1.shape[0]
+        n_noise = int(round(b * self.noise_fraction))
+        dev = x1.device
+        perm = torch.randperm(b, generator=generator, device=dev)
+        noise_idx = perm[:n_noise]
+        data_idx = torch.randint(0, b, (b - n_noise,), generator=generator, device=dev)
+        if x0 is not None:
+            start_noise = x0[noise_idx]
+        else:
+            start_noise = torch.randn(
+                (n_noise, *x1.shape[1:]), generator=generator, device=dev, dtype=x1.dtype
+            )
+        start = torch.cat([start_noise, x1[data_idx]]).detach()
+        neg_mk = {
+            k: (
+                torch.cat([v[noise_idx], v[data_idx]])
+                if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == b
+                else v
+            )
+            for k, v in mk.items()
+        }
+        noise_rows = torch.arange(b, device=dev) < n_noise
+        if self.sampler is None:
+            neg = self._langevin(start, noise_rows, neg_mk, generator)
+        else:
+            parts = []
+            ramp = TemperatureScheduler(self.epsilon_max, self.tau_star, self.n_langevin_steps)
+            const = ConstantScheduler(math.sqrt(self.epsilon_max))
+            for rows, sched in ((noise_rows, ramp), (~noise_rows, const)):
+                if not bool(rows.any()):
+                    continue
+                sub_mk = {
+                    k: (
+                        v[rows]
+                        if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == b
+                        else v
+                    )
+                    for k, v in neg_mk.items()
+                }
+                parts.append(self._sample_with(self.sampler, start[rows], sched, sub_mk, generator))
+            neg = torch.cat(parts)
+        return neg.detach(), neg_mk
+
+    # ------------------------------------------------------------------ API
+    def training_losses(
+        self,
+        x1: torch.Tensor,
+        model_kwargs: dict | None = None,
+        x0: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Any]:
+        """Flow, contrastive and total loss terms (scalars) for the data batch ``x1``.
+
+        Returns:
+            Dict with ``flow_loss``, ``cd_loss``, ``loss`` and, when the contrastive term is
+            active, ``cd_value`` (before weighting/clamping) and ``negatives``.
+        """
+        mk = model_kwargs or {}
+        if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):
+            raise RuntimeError(
+                "EnergyMatchingLoss trains through grad_x V (second-order autograd), which is "
+                "unsupported with FSDP/DTensor parameters"
+            )
+        if x0 is not None:
+            if not isinstance(x0, torch.Tensor) or x0.shape != x1.shape:
+                raise ConfigurationError(
+                    f"x0 must have the shape of x {tuple(x1.shape)}, got "
+                    f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}"
+                )
+            x0 = x0.to(device=x1.device, dtype=x1.dtype)
+            noise = x0
+        else:
+            noise = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+        flow_loss = self._flow_terms(x1, noise, mk, generator)
+        terms: dict[str, Any] = {"flow_loss": flow_loss}
+        lam = self.lambda_cd
+        if lam > 0:
+            neg, neg_mk = self.negative_samples(x1, x0, mk, generator)
+            with self.autocast_context():
+                e_pos = self.model(x1, **mk) if mk else self.model(x1)
+                e_neg = self.model(neg, **neg_mk) if neg_mk else self.model(neg)
+            cd_value = e_pos.mean() - trimmed_mean(e_neg, self.cd_trim_fraction)
+            cd_loss = lam * cd_value
+            if self.cd_clamp is not None:
+                cd_loss = cd_loss.clamp(min=-self.cd_clamp)
+            terms.update(cd_value=cd_value.detach(), negatives=neg)
+        else:
+            cd_loss = torch.zeros((), device=x1.device, dtype=flow_loss.dtype)
+        terms["cd_loss"] = cd_loss
+        terms["loss"] = flow_loss + cd_loss
+        return terms
+
+    def compute_loss(self, x, x0=None, model_kwargs=None, generator=None) -> torch.Tensor:
+        """Total scalar loss ``flow_loss + cd_loss``."""
+        return self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)[
+            "loss"
+        ]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        x0: torch.Tensor | None = None,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+        **legacy_model_kwargs: Any,
+    ) -> torch.Tensor:
+        """Energy Matching loss of the data batch ``x``; a scalar."""
+        x = self._prepare_input(x)
+        mk = self._resolve_model_kwargs(
+            model_kwargs, legacy_model_kwargs, warn_key="EnergyMatchingLoss.bare_kwargs"
+        )
+        return self._check_finite(self.compute_loss(x, x0=x0, model_kwargs=mk, generator=generator))

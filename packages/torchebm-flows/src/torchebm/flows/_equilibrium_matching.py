@@ -1,0 +1,289 @@
+r"""Equilibrium Matching (EqM): learn a time-invariant equilibrium gradient field."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from torchebm.core import BaseLoss, BaseScheduler
+from torchebm.core.errors import ConfigurationError, check_in, check_non_negative
+from torchebm.couplings import resolve_coupling
+from torchebm.flows._utils import (
+    _has_dtensor_params,
+    compute_eqm_ct,
+    dispersive_loss,
+    mean_flat,
+    split_model_output,
+)
+from torchebm.interpolants import resolve_interpolant
+
+__all__ = ["EquilibriumMatchingLoss"]
+
+_PREDICTIONS = ("velocity", "score", "noise")
+_ENERGY_TYPES = ("none", "dot", "mean", "l2")
+_LOSS_WEIGHTS = (None, "velocity", "likelihood")
+
+
+class EquilibriumMatchingLoss(BaseLoss):
+    r"""Equilibrium Matching loss (Wang & Du, 2025).
+
+    For data :math:`x_1`, noise :math:`x_0` (optionally re-paired by ``coupling``),
+    :math:`t \sim U[\epsilon, 1-\epsilon]` and the interpolant
+    :math:`(x_t, u_t)` (:math:`u_t = \dot\alpha x_1 + \dot\sigma x_0`), the model learns the
+    *time-invariant* field
+
+    .. math::
+        f(x_t) \approx -\,c(t)\,u_t, \qquad c(t) = \lambda\min\big(1, (1-t)/(1-a)\big)
+
+    (``compute_eqm_ct``), which points from data to noise and vanishes at the data manifold
+    (so data points are equilibria of the gradient descent :math:`x \leftarrow x - \eta f(x)`).
+
+    ``prediction="velocity"`` with
+
+    * ``energy_type="none"`` (implicit EqM): :math:`\ell = \|f(x_t) - \text{target}\|^2`
+      (mean over features);
+    * ``"dot"`` / ``"mean"`` (identical): explicit energy :math:`g(x) = \sum x\cdot f(x)`;
+      ``"l2"``: :math:`g = -\tfrac12\|f(x)\|^2`; the field is :math:`\nabla_x g` (autograd,
+      differentiable in training) and :math:`\ell = \|\nabla g - \text{target}\|^2`; the
+      energy is returned as ``terms["energy"]``.
+
+    ``prediction="noise"``: :math:`\ell = w\|f - x_0\|^2`; ``"score"``:
+    :math:`\ell = w\|\sigma_t f + x_0\|^2` with :math:`w = (B_v/\sigma)^2`
+    (``loss_weight="velocity"``), :math:`B_v/\sigma^2` (``"likelihood"``) or 1. These
+    diffusion-style objectives need the time, so use ``time_invariant=False`` with them.
+
+    ``model(x_t, t, **model_kwargs)`` returns the field (shaped like ``x``) or a tuple
+    ``(field, activations)``; with ``apply_dispersion`` the dispersive loss of the last
+    activation is added with weight ``dispersion_weight``. With ``time_invariant`` (default)
+    the model receives ``t = 0``.
+
+    Args:
+        model: Field network ``model(x, t, **model_kwargs)``.
+        prediction: ``"velocity"`` (EqM), ``"score"`` or ``"noise"``.
+        energy_type: ``"none"``, ``"dot"``, ``"mean"`` or ``"l2"`` (velocity prediction only).
+        interpolant: Name or :class:`~torchebm.core.BaseInterpolant` (default linear).
+        coupling: Name or :class:`~torchebm.core.BaseCoupling` (default independent); its
+            ``weights`` (if any) weight the batch mean.
+        loss_weight: ``None``, ``"velocity"`` or ``"likelihood"`` (score/noise predictions).
+        train_eps: Time margin :math:`\epsilon` (float or scheduler, ``[0, 0.5)``).
+        ct_threshold: :math:`a` of :math:`c(t)`.
+        ct_multiplier: :math:`\lambda` of :math:`c(t)`.
+        apply_dispersion: Add the dispersive regulariser on the model's activations.
+        dispersion_weight: Its weight.
+        time_invariant: Feed ``t = 0`` to the model (EqM); ``False`` feeds the true ``t``.
+        nan_policy: See :class:`~torchebm.core.BaseLoss`.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> class Field(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.net = nn.Linear(2, 2)
+        ...     def forward(self, x, t):
+        ...         return self.net(x)
+        >>> eqm = EquilibriumMatchingLoss(Field())
+        >>> loss = eqm(torch.randn(64, 2))
+        >>> loss.backward()
+
+    References:
+        Wang & Du, "Equilibrium Matching: Generative Modeling with Implicit Energy-Based
+        Models", 2025.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        prediction: str = "velocity",
+        energy_type: str = "none",
+        interpolant: Any = "linear",
+        coupling: Any = None,
+        loss_weight: str | None = None,
+        train_eps: float | BaseScheduler = 0.0,
+        ct_threshold: float = 0.8,
+        ct_multiplier: float = 4.0,
+        apply_dispersion: bool = False,
+        dispersion_weight: float = 0.5,
+        time_invariant: bool = True,
+        *,
+        nan_policy: str = "raise",
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        super().__init__(dtype=dtype, device=device, nan_policy=nan_policy)
+        if not callable(model):
+            raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+        self.model = model
+        self.prediction = check_in("prediction", prediction, _PREDICTIONS)
+        self.energy_type = check_in("energy_type", energy_type, _ENERGY_TYPES)
+        self.loss_weight = check_in("loss_weight", loss_weight, _LOSS_WEIGHTS)
+        self.interpolant = resolve_interpolant(
+            interpolant, default="linear", owner="EquilibriumMatchingLoss"
+        )
+        self.coupling = resolve_coupling(
+            coupling, default="independent", owner="EquilibriumMatchingLoss"
+        )
+        self.train_eps = train_eps
+        self.ct_threshold = float(ct_threshold)
+        self.ct_multiplier = check_non_negative("ct_multiplier", ct_multiplier)
+        self.apply_dispersion = bool(apply_dispersion)
+        self.dispersion_weight = check_non_negative("dispersion_weight", dispersion_weight)
+        self.time_invariant = bool(time_invariant)
+        if prediction != "velocity" and self.time_invariant:
+            warnings.warn(
+                f"prediction={prediction!r} regresses a time-dependent target but "
+                "time_invariant=True feeds t=0 to the model; pass time_invariant=False",
+                UserWarning,
+                stacklevel=2,
+            )
+        if prediction != "velocity" and energy_type != "none":
+            raise ConfigurationError(
+                f"energy_type={energy_type!r} requires prediction='velocity', got {prediction!r}"
+            )
+
+    # ------------------------------------------------------------------ schedulable
+    @property
+    def train_eps(self) -> float:
+        """Time margin: :math:`t \\sim U[\\epsilon, 1 - \\epsilon]`."""
+        return self.get_scheduled_value("train_eps")
+
+    @train_eps.setter
+    def train_eps(self, value: Any) -> None:
+        if not isinstance(value, BaseScheduler):
+            v = check_non_negative("train_eps", value)
+            if v >= 0.5:
+                raise ConfigurationError(f"train_eps must be in [0, 0.5), got {value!r}")
+        self._register_param("train_eps", value)
+
+    def __repr__(self) -> str:
+        return (
+            f"EquilibriumMatchingLoss(prediction={self.prediction!r}, energy_type="
+            f"{self.energy_type!r}, interpolant={self.interpolant!r}, coupling={self.coupling!r})"
+        )
+
+    # ------------------------------------------------------------------ core
+    def _call_model(self, x, t, mk):
+        with self.autocast_context():
+            out = self.model(x, t, **mk) if mk else self.model(x, t)
+        return split_model_output(out)
+
+    def training_losses(
+        self,
+        x1: torch.Tensor,
+        model_kwargs: dict | None = None,
+        x0: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Any]:
+        """Per-sample EqM terms.
+
+        Args:
+            x1: Data ``(B, *event_shape)`` (already on the loss's device/dtype).
+            model_kwargs: Normalised conditioning.
+            x0: Optional noise of the same shape (default: ``randn`` from ``generator``).
+            generator: Source of the noise, the times and the coupling's randomness.
+
+        Returns:
+            Dict with ``loss`` ``(B,)``, ``pred``, ``target``, ``t``, ``weights``
+            (coupling weights or ``None``) and, for explicit energies, ``energy`` ``(B,)``.
+        """
+        mk = model_kwargs or {}
+        if x0 is None:
+            x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+        else:
+            if not isinstance(x0, torch.Tensor) or x0.shape != x1.shape:
+                raise ConfigurationError(
+                    f"x0 must have the shape of x {tuple(x1.shape)}, got "
+                    f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}"
+                )
+            x0 = x0.to(device=x1.device, dtype=x1.dtype)
+        pair = self.coupling(x0, x1, generator=generator, **mk)
+        x0, x1, weights = pair.x0, pair.x1, pair.weights
+        b = x1.shape[0]
+        eps = self.train_eps
+        t = torch.rand(b, generator=generator, device=x1.device, dtype=x1.dtype)
+        t = t.mul_(1.0 - 2.0 * eps).add_(eps)
+        xt, ut = self.interpolant.interpolate(x0, x1, t)
+        t_model = torch.zeros_like(t) if self.time_invariant else t
+        terms: dict[str, Any] = {"t": t, "weights": weights}
+
+        if self.prediction == "velocity":
+            ct = compute_eqm_ct(t, self.ct_threshold, self.ct_multiplier)
+            target = -ut * ct.reshape(b, *([1] * (x1.ndim - 1)))
+            if self.energy_type == "none":
+                pred, act = self._call_model(xt, t_model, mk)
+            else:
+                pred, act, energy = self._explicit_field(xt, t_model, mk)
+                terms["energy"] = energy
+            loss = mean_flat((pred - target).square())
+        else:
+            pred, act = self._call_model(xt, t_model, mk)
+            tb = t.reshape(b, *([1] * (x1.ndim - 1)))
+            sigma, _ = self.interpolant.compute_sigma_t(tb)
+            if self.loss_weight is None:
+                w = 1.0
+            else:
+                _, bv = self.interpolant.compute_drift(xt, t)
+                w = (bv / sigma).square() if self.loss_weight == "velocity" else bv / sigma.square()
+            if self.prediction == "noise":
+                loss = mean_flat(w * (pred - x0).square())
+                target = x0
+            else:
+                loss = mean_flat(w * (pred * sigma + x0).square())
+                target = -x0 / sigma
+        if self.apply_dispersion and act is not None:
+            rep = act[-1] if isinstance(act, (list, tuple)) else act
+            loss = loss + self.dispersion_weight * dispersive_loss(rep)
+        terms.update(loss=loss, pred=pred, target=target)
+        return terms
+
+    def _explicit_field(self, xt, t_model, mk):
+        if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):
+            raise RuntimeError(
+                "EquilibriumMatchingLoss: explicit energies need second-order autograd, which "
+                "is unsupported with FSDP/DTensor parameters; use energy_type='none'"
+            )
+        if not torch.is_grad_enabled():
+            pred, act = self._call_model(xt, t_model, mk)
+            return pred, act, self._energy(xt, pred)
+        xg = xt.detach().requires_grad_(True)
+        f, act = self._call_model(xg, t_model, mk)
+        energy = self._energy(xg, f)
+        (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=self.training)
+        return grad, act, energy
+
+    def _energy(self, x, f):
+        if self.energy_type == "l2":
+            return -0.5 * f.reshape(f.shape[0], -1).square().sum(1)
+        return (x * f).reshape(x.shape[0], -1).sum(1)
+
+    def compute_loss(self, x, x0=None, model_kwargs=None, generator=None) -> torch.Tensor:
+        """Batch loss: coupling-weighted mean :math:`\\sum w\\ell / \\max(\\sum w, 10^{-12})` or mean."""
+        terms = self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)
+        loss, w = terms["loss"], terms["weights"]
+        if w is None:
+            return loss.mean()
+        w = w.to(loss.dtype)
+        return (w * loss).sum() / w.sum().clamp(min=1e-12)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        x0: torch.Tensor | None = None,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+        **legacy_model_kwargs: Any,
+    ) -> torch.Tensor:
+        """EqM loss of the batch ``x`` (data, ``(B, *event_shape)``); a scalar.
+
+        Bare keyword conditioning is deprecated (one ``DeprecationWarning``); use
+        ``model_kwargs={...}``.
+        """
+        x = self._prepare_input(x)
+        mk = self._resolve_model_kwargs(
+            model_kwargs, legacy_model_kwargs, warn_key="EquilibriumMatchingLoss.bare_kwargs"
+        )
+        return self._check_finite(self.compute_loss(x, x0=x0, model_kwargs=mk, generator=generator))

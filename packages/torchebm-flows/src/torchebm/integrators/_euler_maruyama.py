@@ -1,0 +1,56 @@
+r"""Euler-Maruyama (explicit and drift-implicit) integrators."""
+
+from __future__ import annotations
+
+from torchebm.core import BaseSDERungeKuttaIntegrator
+
+__all__ = ["EulerMaruyamaIntegrator", "BackwardEulerMaruyamaIntegrator"]
+
+
+class EulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
+    r"""Euler-Maruyama: :math:`x' = x + h f(x, t) + \sqrt{2D h}\,\xi`.
+
+    Tableau ``a = [[]]``, ``b = [1]``, ``c = [0]``. Order 1 for ODEs, strong order 1/2
+    for SDEs. With ``drift = -grad U`` and ``noise_scale = sigma`` one step is the
+    (unadjusted) Langevin update :math:`x - h\nabla U + \sigma\sqrt{2h}\,\xi`.
+
+    Example:
+        >>> import torch
+        >>> em = EulerMaruyamaIntegrator()
+        >>> x = torch.zeros(128, 2)
+        >>> out = em.step({"x": x}, 0.01, drift=lambda x, t: -x, noise_scale=1.0)
+        >>> out["x"].shape
+        torch.Size([128, 2])
+
+    References:
+        Maruyama, "Continuous Markov processes and stochastic equations", 1955.
+        Kloeden & Platen, "Numerical Solution of Stochastic Differential Equations", 1992.
+    """
+
+    tableau_a = ((),)
+    tableau_b = (1.0,)
+    tableau_c = (0.0,)
+
+
+class BackwardEulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
+    r"""Drift-implicit Euler-Maruyama: :math:`x' = x + h f(x', t + h) + \sqrt{2D h}\,\xi`.
+
+    Tableau ``a = [[1]]``, ``b = [1]``, ``c = [1]``. The implicit equation is solved by
+    Picard iteration with ``solver_max_iter`` drift evaluations in total (default 8; early
+    exit every ``solver_check_every`` iterations once the RMS change is below
+    ``solver_tol``); it converges when :math:`h\,\mathrm{Lip}(f) < 1`. The noise is explicit,
+    with :math:`D` evaluated at :math:`(x_n, t_n)`.
+
+    Example:
+        >>> import torch
+        >>> bem = BackwardEulerMaruyamaIntegrator(solver_max_iter=20)
+        >>> out = bem.integrate({"x": torch.ones(4, 1)}, 0.1, 10, drift=lambda x, t: -x)
+
+    References:
+        Kloeden & Platen, "Numerical Solution of Stochastic Differential Equations", 1992
+        (drift-implicit Euler scheme, Sec. 12.2).
+    """
+
+    tableau_a = ((1.0,),)
+    tableau_b = (1.0,)
+    tableau_c = (1.0,)

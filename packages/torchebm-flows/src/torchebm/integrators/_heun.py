@@ -1,0 +1,49 @@
+r"""Heun's method (explicit trapezoid) and its adaptive Heun-Euler pair."""
+
+from __future__ import annotations
+
+from torchebm.core import BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator
+
+__all__ = ["HeunIntegrator", "AdaptiveHeunIntegrator"]
+
+
+class HeunIntegrator(BaseSDERungeKuttaIntegrator):
+    r"""Heun's method: :math:`k_1 = f(x,t)`, :math:`k_2 = f(x + hk_1, t+h)`,
+    :math:`x' = x + \tfrac h2(k_1 + k_2)` (plus Euler-Maruyama noise for SDEs).
+
+    Tableau ``a = [[], [1]]``, ``b = [1/2, 1/2]``, ``c = [0, 1]``; order 2 for ODEs.
+
+    Example:
+        >>> import torch
+        >>> out = HeunIntegrator().integrate({"x": torch.ones(3, 2)}, 0.1, 10,
+        ...                                  drift=lambda x, t: -x)
+
+    References:
+        Heun, "Neue Methoden zur approximativen Integration der Differentialgleichungen
+        einer unabhaengigen Veraenderlichen", 1900.
+    """
+
+    tableau_a = ((), (1.0,))
+    tableau_b = (0.5, 0.5)
+    tableau_c = (0.0, 1.0)
+
+
+class AdaptiveHeunIntegrator(BaseRungeKuttaIntegrator):
+    r"""Adaptive Heun-Euler 2(1) pair: Heun's tableau with embedded Euler.
+
+    Error weights :math:`e = (1/2, -1/2)` (no FSAL); step-size exponent :math:`-1/2`.
+
+    Example:
+        >>> import torch
+        >>> ah = AdaptiveHeunIntegrator(atol=1e-6, rtol=1e-6)
+        >>> out = ah.integrate({"x": torch.ones(3, 2)}, 0.1, 10, drift=lambda x, t: -x)
+
+    References:
+        Hairer, Norsett, Wanner, "Solving Ordinary Differential Equations I", 1993 (II.4).
+    """
+
+    tableau_a = ((), (1.0,))
+    tableau_b = (0.5, 0.5)
+    tableau_c = (0.0, 1.0)
+    error_weights = (0.5, -0.5)
+    order = 2

@@ -1,0 +1,203 @@
+"""Couplings: exact OT vs brute force, greedy vs sequential greedy, Sinkhorn plans, reflow."""
+
+import itertools
+
+import pytest
+import torch
+
+from torchebm.core import BaseCostCoupling, BaseCoupling, CouplingResult
+from torchebm.couplings import (
+    COUPLING_NAMES,
+    ExactOTCoupling,
+    GreedyCoupling,
+    IndependentCoupling,
+    ReflowCoupling,
+    SinkhornCoupling,
+    UnbalancedSinkhornCoupling,
+    auction_assignment,
+    get_coupling,
+    resolve_coupling,
+)
+
+
+def brute_force(cost):
+    n = cost.shape[0]
+    best = min(
+        itertools.permutations(range(n)), key=lambda p: sum(cost[i, p[i]].item() for i in range(n))
+    )
+    return list(best)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_exact_ot_equals_brute_force(dim):
+    g = torch.Generator().manual_seed(dim)
+    ot = ExactOTCoupling()
+    for _ in range(40):
+        n = int(torch.randint(2, 8, (1,), generator=g))
+        x0, x1 = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g) + 0.5
+        res = ot(x0, x1)
+        cost = ot.compute_cost(x0, x1).double()
+        perm = brute_force(cost)
+        assert torch.equal(res.x1, x1[perm])
+        assert torch.equal(res.x0, x0)  # x0 order never changes
+
+
+def test_auction_on_integer_costs_and_ties():
+    # all-equal costs: any permutation is optimal; result must be a permutation
+    idx = auction_assignment(torch.ones(6, 6))
+    assert sorted(idx.tolist()) == list(range(6))
+    c = torch.tensor([[4.0, 1.0, 3.0], [2.0, 0.0, 5.0], [3.0, 2.0, 2.0]])
+    idx = auction_assignment(c)
+    assert idx.tolist() == brute_force(c)
+    with pytest.raises(ValueError, match="square"):
+        auction_assignment(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="finite"):
+        auction_assignment(torch.tensor([[0.0, float("nan")], [1.0, 0.0]]))
+
+
+def test_exact_ot_is_near_optimal_and_permutation_at_b256():
+    g = torch.Generator().manual_seed(3)
+    x0, x1 = torch.randn(256, 2, generator=g), torch.randn(256, 2, generator=g)
+    ot = ExactOTCoupling(tol=1e-4)
+    cost = ot.compute_cost(x0, x1).double()
+    idx = ot._solve(cost, None)
+    assert sorted(idx.tolist()) == list(range(256))
+    tight = auction_assignment(cost, tol=1e-9)
+    c_ot, c_tight = cost[torch.arange(256), idx].sum(), cost[torch.arange(256), tight].sum()
+    assert c_ot - c_tight <= 1e-4 + 1e-12
+    # OT never worse than identity or greedy
+    greedy = GreedyCoupling()._solve(cost, None)
+    assert c_ot <= cost.diagonal().sum() and c_ot <= cost[torch.arange(256), greedy].sum()
+    # deterministic
+    assert torch.equal(ot(x0, x1).x1, ot(x0, x1).x1)
+
+
+def test_greedy_matches_sequential_greedy():
+    g = torch.Generator().manual_seed(4)
+    for _ in range(10):
+        n = 25
+        c = torch.rand(n, n, generator=g)
+        order = c.flatten().argsort().tolist()
+        used_r, used_c, seq = set(), set(), [-1] * n
+        for f in order:
+            i, j = divmod(f, n)
+            if i not in used_r and j not in used_c:
+                seq[i] = j
+                used_r.add(i)
+                used_c.add(j)
+        assert GreedyCoupling()._solve(c, None).tolist() == seq
+
+
+def test_sinkhorn_plan_marginals_and_limit():
+    g = torch.Generator().manual_seed(5)
+    x0, x1 = torch.randn(32, 2, generator=g), torch.randn(32, 2, generator=g)
+    sk = SinkhornCoupling(reg=0.05, n_iters=500)
+    cost = sk.compute_cost(x0, x1)
+    plan = sk._plan(cost)
+    assert torch.allclose(plan.sum(0), torch.full((32,), 1 / 32), atol=1e-6)
+    assert torch.allclose(plan.sum(1), torch.full((32,), 1 / 32), atol=1e-4)
+    # small regularisation concentrates the plan on the exact OT permutation
+    sharp = SinkhornCoupling(reg=1e-3, n_iters=2000)._plan(cost)
+    perm = ExactOTCoupling()._solve(cost, None)
+    assert (sharp.argmax(dim=1) == perm).float().mean() > 0.9
+
+
+def test_stochastic_couplings_use_generator_only():
+    x0, x1 = torch.randn(64, 2), torch.randn(64, 2)
+    for c in (SinkhornCoupling(), UnbalancedSinkhornCoupling()):
+        state = torch.get_rng_state()
+        a = c(x0, x1, generator=torch.Generator().manual_seed(0))
+        b = c(x0, x1, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(a.x1, b.x1)
+        assert torch.equal(state, torch.get_rng_state())
+
+
+def test_unbalanced_weights():
+    g = torch.Generator().manual_seed(6)
+    x0, x1 = torch.randn(64, 2, generator=g), torch.randn(64, 2, generator=g)
+    balanced = UnbalancedSinkhornCoupling(reg=0.05, reg_marginal=1e4, n_iters=300)(
+        x0, x1, generator=g
+    )
+    assert torch.allclose(balanced.weights, torch.ones(64), atol=0.05)
+    x0o = x0.clone()
+    x0o[0] = torch.tensor([12.0, 12.0])  # outlier source
+    res = UnbalancedSinkhornCoupling(reg=0.05, reg_marginal=0.05, n_iters=300)(x0o, x1, generator=g)
+    assert res.weights[0] < 0.5 * res.weights[1:].median()
+    assert abs(res.weights.mean().item() - 1.0) < 1e-5
+
+
+def test_reflow_with_callable_and_duck_typed_sampler():
+    r = ReflowCoupling(lambda x0, scale=1.0: scale * 2 * x0)
+    x0, x1 = r(torch.ones(3, 2), scale=3.0)
+    assert torch.equal(x1, torch.full((3, 2), 6.0))
+
+    class FakeSampler:
+        def __init__(self):
+            self.calls = []
+
+        def sample(self, x=None, n_steps=None, generator=None, model_kwargs=None):
+            self.calls.append((n_steps, generator, model_kwargs))
+            return x + 1
+
+    s = FakeSampler()
+    g = torch.Generator()
+    res = ReflowCoupling(s, n_steps=7)(
+        torch.zeros(2, 2), torch.zeros(2, 2), generator=g, y=torch.ones(2)
+    )
+    assert torch.equal(res.x1, torch.ones(2, 2))
+    assert s.calls[0][0] == 7 and s.calls[0][1] is g and "y" in s.calls[0][2]
+    with pytest.raises(ValueError, match="n_steps"):
+        ReflowCoupling(s, n_steps=0)
+    with pytest.raises(TypeError):
+        ReflowCoupling(3)
+
+
+def test_result_and_validation():
+    res = CouplingResult(torch.zeros(2, 1), torch.ones(2, 1))
+    x0, x1 = res
+    assert res.weights is None and torch.equal(x1, torch.ones(2, 1))
+    with pytest.raises(ValueError, match="Coupling requires equal batch sizes"):
+        ExactOTCoupling()(torch.zeros(3, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="x1 must not be None"):
+        IndependentCoupling()(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="process_group"):
+        ExactOTCoupling(process_group=object())
+    with pytest.raises(ValueError, match="reg"):
+        SinkhornCoupling(reg=0.0)
+    with pytest.raises(ValueError, match="n_iters"):
+        SinkhornCoupling(n_iters=0)
+    one = ExactOTCoupling()(torch.zeros(1, 2), torch.ones(1, 2))
+    assert torch.equal(one.x1, torch.ones(1, 2))
+    # coupled tensors carry no graph
+    a = torch.randn(8, 2, requires_grad=True)
+    assert not ExactOTCoupling()(a, torch.randn(8, 2)).x1.requires_grad
+
+
+def test_registry():
+    for name in COUPLING_NAMES:
+        assert isinstance(get_coupling(name), BaseCoupling)
+    assert isinstance(get_coupling("ot"), ExactOTCoupling)
+    with pytest.raises(ValueError, match="Unknown coupling 'nope'. Valid names"):
+        get_coupling("nope")
+    with pytest.raises(TypeError, match="EqM requires a BaseCostCoupling; got IndependentCoupling"):
+        resolve_coupling("independent", default="ot", owner="EqM", family=BaseCostCoupling)
+    assert isinstance(resolve_coupling(None, default="greedy", owner="X"), GreedyCoupling)
+
+
+def test_images_and_conditioning_kwargs_are_accepted():
+    x0, x1 = torch.randn(6, 3, 4, 4), torch.randn(6, 3, 4, 4)
+    for name in COUPLING_NAMES:
+        res = get_coupling(name)(
+            x0, x1, generator=torch.Generator().manual_seed(0), y=torch.arange(6)
+        )
+        assert res.x1.shape == x1.shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
+def test_exact_ot_on_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(7)
+    x0, x1 = torch.randn(128, 2, generator=g), torch.randn(128, 2, generator=g)
+    cpu = ExactOTCoupling()(x0, x1).x1
+    gpu = ExactOTCoupling()(x0.cuda(), x1.cuda()).x1
+    assert gpu.device.type == "cuda" and torch.allclose(gpu.cpu(), cpu)

@@ -1,0 +1,55 @@
+"""Loss utilities of torchebm.flows against closed forms."""
+
+import math
+
+import pytest
+import torch
+
+from torchebm.flows import (
+    compute_eqm_ct,
+    compute_flow_weight,
+    dispersive_loss,
+    get_interpolant,
+    mean_flat,
+    trimmed_mean,
+)
+from torchebm.interpolants import LinearInterpolant
+
+
+def test_mean_flat():
+    x = torch.arange(24.0).reshape(2, 3, 4)
+    assert torch.equal(mean_flat(x), torch.tensor([5.5, 17.5]))
+
+
+def test_trimmed_mean_drops_largest():
+    v = torch.tensor([5.0, 1.0, 100.0, 2.0, 3.0, 4.0, 50.0, 0.0, 6.0, 7.0])
+    assert trimmed_mean(v, 0.0).item() == pytest.approx(v.mean().item())
+    assert trimmed_mean(v, 0.2).item() == pytest.approx(3.5)  # drops 100 and 50
+    assert trimmed_mean(v, 0.05).item() == pytest.approx(v.mean().item())  # int(0.5) = 0
+    for bad in (1.0, -0.1, 2):
+        with pytest.raises(ValueError, match="trim_fraction"):
+            trimmed_mean(v, bad)
+
+
+def test_flow_weight_and_ct():
+    t = torch.tensor([0.0, 0.5, 0.8, 0.9, 1.0])
+    assert torch.allclose(compute_flow_weight(t, 0.8), torch.tensor([1.0, 1.0, 1.0, 0.5, 0.0]))
+    assert torch.equal(compute_flow_weight(t, 1.0), torch.ones(5))
+    assert torch.allclose(compute_eqm_ct(t), torch.tensor([4.0, 4.0, 4.0, 2.0, 0.0]))
+    assert torch.allclose(compute_eqm_ct(t, 0.5, 2.0), torch.tensor([2.0, 2.0, 0.8, 0.4, 0.0]))
+
+
+def test_dispersive_loss_closed_form():
+    a = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    d = 2.0 / 2  # squared distance / feature dim
+    expected = math.log((2 + 2 * math.exp(-d)) / 4)
+    assert dispersive_loss(a).item() == pytest.approx(expected, rel=1e-6)
+    assert dispersive_loss(torch.zeros(5, 3, 2)).item() == pytest.approx(0.0, abs=1e-7)
+    spread = torch.randn(100, 8, generator=torch.Generator().manual_seed(0)) * 3
+    big = torch.cat([spread, spread])  # 200 rows takes the cdist branch
+    assert dispersive_loss(spread).item() < dispersive_loss(spread * 0.1).item()
+    assert torch.isfinite(dispersive_loss(big))
+
+
+def test_get_interpolant_reexport():
+    assert isinstance(get_interpolant("linear"), LinearInterpolant)

@@ -1,0 +1,175 @@
+"""Interpolants: boundary conditions, derivatives, drift/diffusion and conversions."""
+
+import math
+
+import pytest
+import torch
+
+from torchebm.core import BaseInterpolant, expand_t_like_x
+from torchebm.interpolants import (
+    INTERPOLANT_NAMES,
+    CosineInterpolant,
+    LinearInterpolant,
+    VarianceExplodingInterpolant,
+    VariancePreservingInterpolant,
+    get_interpolant,
+    resolve_interpolant,
+)
+
+F64 = torch.float64
+ALL = [
+    LinearInterpolant(),
+    CosineInterpolant(),
+    VariancePreservingInterpolant(),
+    VarianceExplodingInterpolant(),
+    VarianceExplodingInterpolant(schedule="edm"),
+]
+IDS = ["linear", "cosine", "vp", "ve", "edm"]
+
+
+def test_boundary_conditions():
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    for interp in ALL[:2]:
+        a, _ = interp.compute_alpha_t(t)
+        s, _ = interp.compute_sigma_t(t)
+        assert torch.allclose(a, torch.tensor([0.0, 1.0], dtype=F64), atol=1e-15)
+        assert torch.allclose(s, torch.tensor([1.0, 0.0], dtype=F64), atol=1e-15)
+    vp = VariancePreservingInterpolant()
+    a, _ = vp.compute_alpha_t(t)
+    s, _ = vp.compute_sigma_t(t)
+    assert abs(a[0].item() - math.exp(-0.25 * 19.9 - 0.05)) < 1e-15  # e^{-5.025}
+    assert a[1].item() == 1.0 and s[1].item() < 1e-5
+    assert abs(s[0].item() - math.sqrt(1 - math.exp(-2 * 5.025))) < 1e-12
+    for ve in ALL[3:]:
+        a, da = ve.compute_alpha_t(t)
+        s, _ = ve.compute_sigma_t(t)
+        assert torch.equal(a, torch.ones_like(a)) and torch.equal(da, torch.zeros_like(da))
+        assert torch.allclose(s, torch.tensor([ve.sigma_max, ve.sigma_min], dtype=F64), rtol=1e-12)
+
+
+@pytest.mark.parametrize("interp", ALL, ids=IDS)
+def test_derivatives_match_finite_differences(interp):
+    t = torch.linspace(0.05, 0.95, 19, dtype=F64)
+    h = 1e-6
+    for fn in (interp.compute_alpha_t, interp.compute_sigma_t):
+        v, dv = fn(t)
+        fd = (fn(t + h)[0] - fn(t - h)[0]) / (2 * h)
+        assert torch.allclose(dv, fd, rtol=1e-6, atol=1e-6 * max(1.0, v.abs().max().item()))
+
+
+@pytest.mark.parametrize("interp", ALL, ids=IDS)
+def test_closed_form_ratio_matches_generic(interp):
+    t = torch.linspace(0.05, 0.95, 10, dtype=F64)
+    a, da = interp.compute_alpha_t(t)
+    assert torch.allclose(interp.compute_d_alpha_alpha_ratio_t(t), da / a, rtol=1e-10)
+
+
+def test_variance_preserving_paths():
+    t = torch.rand(100, dtype=F64)
+    for interp in (CosineInterpolant(), VariancePreservingInterpolant()):
+        a, _ = interp.compute_alpha_t(t)
+        s, _ = interp.compute_sigma_t(t)
+        assert torch.allclose(a**2 + s**2, torch.ones_like(t), atol=1e-10)
+
+
+@pytest.mark.parametrize("interp", ALL, ids=IDS)
+def test_interpolate_and_conditional_velocity(interp):
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = (
+        torch.randn(6, 3, 2, dtype=F64, generator=g),
+        torch.randn(6, 3, 2, dtype=F64, generator=g),
+    )
+    t = torch.rand(6, dtype=F64, generator=g) * 0.9 + 0.05
+    xt, ut = interp.interpolate(x0, x1, t)
+    h = 1e-6
+    xp, _ = interp.interpolate(x0, x1, t + h)
+    xm, _ = interp.interpolate(x0, x1, t - h)
+    assert torch.allclose(ut, (xp - xm) / (2 * h), rtol=1e-5, atol=1e-5)
+    assert xt.shape == x0.shape and xt.dtype == F64
+
+
+@pytest.mark.parametrize("interp", ALL, ids=IDS)
+def test_conversions_are_consistent(interp):
+    """With s = -x0/sigma (conditional score), v = u_t and noise = x0 exactly."""
+    g = torch.Generator().manual_seed(1)
+    x0, x1 = torch.randn(8, 4, dtype=F64, generator=g), torch.randn(8, 4, dtype=F64, generator=g)
+    t = torch.rand(8, dtype=F64, generator=g) * 0.8 + 0.1
+    xt, ut = interp.interpolate(x0, x1, t)
+    sigma, _ = interp.compute_sigma_t(expand_t_like_x(t, xt))
+    score = -x0 / sigma
+    tol = dict(rtol=1e-8, atol=1e-8)
+    assert torch.allclose(interp.velocity_to_score(ut, xt, t), score, **tol)
+    assert torch.allclose(interp.velocity_to_noise(ut, xt, t), x0, **tol)
+    assert torch.allclose(interp.score_to_velocity(score, xt, t), ut, **tol)
+    assert torch.allclose(interp.score_to_noise(score, xt, t), x0, **tol)
+    assert torch.allclose(interp.noise_to_score(x0, xt, t), score, **tol)
+    assert torch.allclose(interp.noise_to_velocity(x0, xt, t), ut, **tol)
+    assert torch.allclose(interp.velocity_to_data(ut, xt, t), x1, rtol=1e-7, atol=1e-7)
+    a, bv = interp.compute_drift(xt, t)
+    assert torch.allclose(-a + bv * score, ut, **tol)
+
+
+def test_marginal_velocity_of_gaussian_data():
+    """For x1 ~ N(m, s^2), the exact marginal velocity E[u|x_t] equals score_to_velocity(score)."""
+    lin = LinearInterpolant()
+    m, s = 1.5, 0.5
+    t = torch.full((5,), 0.3, dtype=F64)
+    x = torch.linspace(-2, 2, 5, dtype=F64).reshape(5, 1)
+    var = 0.3**2 * s**2 + 0.7**2
+    score = -(x - 0.3 * m) / var
+    # E[x1 - x0 | x_t] by Gaussian conditioning: cov(x1 - x0, x_t) = t s^2 - (1-t)
+    v_true = m + (0.3 * s**2 - 0.7) / var * (x - 0.3 * m)
+    assert torch.allclose(lin.score_to_velocity(score, x, t), v_true, atol=1e-12)
+
+
+def test_vp_drift_override_equals_generic():
+    vp = VariancePreservingInterpolant(sigma_min=0.2, sigma_max=10.0)
+    x = torch.randn(7, 3, dtype=F64)
+    t = torch.rand(7, dtype=F64) * 0.98 + 0.01
+    a, bv = vp.compute_drift(x, t)
+    a_gen, bv_gen = BaseInterpolant.compute_drift(vp, x, t)
+    assert torch.allclose(a, a_gen, rtol=1e-9) and torch.allclose(bv, bv_gen, rtol=1e-7)
+
+
+def test_diffusion_forms():
+    lin = LinearInterpolant()
+    x = torch.zeros(4, 3, 2, dtype=F64)
+    t = torch.tensor([0.1, 0.4, 0.6, 0.9], dtype=F64)
+    tb = t.reshape(4, 1, 1)
+    assert torch.equal(
+        lin.compute_diffusion(x, t, "constant", 2.0), torch.full((4, 1, 1), 2.0, dtype=F64)
+    )
+    assert torch.allclose(lin.compute_diffusion(x, t, "sigma"), 1 - tb)
+    assert torch.allclose(lin.compute_diffusion(x, t, "linear", 0.5), 0.5 * (1 - tb))
+    assert torch.allclose(lin.compute_diffusion(x, t, "decreasing"), (1 - tb) ** 2)
+    assert torch.allclose(lin.compute_diffusion(x, t, "increasing-decreasing"), 4 * tb * (1 - tb))
+    _, bv = lin.compute_drift(x, t)
+    assert torch.allclose(lin.compute_diffusion(x, t, "SBDM"), bv / (1 - tb + 1e-8))
+    with pytest.raises(ValueError, match="diffusion form must be one of"):
+        lin.compute_diffusion(x, t, "bogus")
+
+
+def test_registry_and_resolver():
+    assert set(INTERPOLANT_NAMES) >= {"linear", "cosine", "vp"}
+    assert isinstance(get_interpolant("vp"), VariancePreservingInterpolant)
+    assert get_interpolant("edm").schedule == "edm"
+    with pytest.raises(ValueError, match="Unknown interpolant: foo. Choose from"):
+        get_interpolant("foo")
+    lin = LinearInterpolant()
+    assert resolve_interpolant(lin, default="vp", owner="X") is lin
+    assert isinstance(resolve_interpolant(None, default="cosine", owner="X"), CosineInterpolant)
+    with pytest.raises(TypeError, match="FlowSampler requires a BaseInterpolant; got int"):
+        resolve_interpolant(3, default="linear", owner="FlowSampler")
+    with pytest.raises(TypeError):
+        BaseInterpolant()
+    with pytest.raises(ValueError, match="sigma_max"):
+        VariancePreservingInterpolant(sigma_min=5.0, sigma_max=1.0)
+    with pytest.raises(ValueError, match="schedule"):
+        VarianceExplodingInterpolant(schedule="cosine")
+
+
+def test_expand_and_scalar_time():
+    x = torch.zeros(4, 3, 8, 8)
+    assert expand_t_like_x(torch.zeros(4), x).shape == (4, 1, 1, 1)
+    xt, _ = LinearInterpolant().interpolate(torch.zeros(4, 2), torch.ones(4, 2), 0.25)
+    assert torch.allclose(xt, torch.full((4, 2), 0.25))
