@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from torch import nn
+
 from torchebm.core import (
     AckleyModel,
     BaseModel,

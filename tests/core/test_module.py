@@ -4,8 +4,9 @@ import warnings
 
 import pytest
 import torch
-import torchebm.core as core
 from torch import nn
+
+import torchebm.core as core
 from torchebm.core import (
     BaseModel,
     ConstantScheduler,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchebm.datasets as D
 from torch.utils.data import DataLoader
+
+import torchebm.datasets as D
 from torchebm.datasets import (
     BaseSyntheticDataset,
     CheckerboardDataset,

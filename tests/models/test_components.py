@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 import torchebm.models as M
 from torchebm.models.components import (
     AdaLNZeroBlock,

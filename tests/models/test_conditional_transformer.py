@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from torchebm.models import ConditionalTransformer2D
 
 

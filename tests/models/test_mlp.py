@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from torch import nn
+
 from torchebm.core import BaseModel
 from torchebm.models import MLPEnergy, MLPVelocity, fourier_time_features
 

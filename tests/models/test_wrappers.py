@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch import nn
+
 from torchebm.core import BaseModel, HarmonicModel, LinearScheduler
 from torchebm.models import (
     ConditionalTransformer2D,

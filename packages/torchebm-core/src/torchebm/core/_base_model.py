@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
+
 from torchebm.core._module import TorchEBMModule
 from torchebm.core.errors import ShapeError, check_positive
 

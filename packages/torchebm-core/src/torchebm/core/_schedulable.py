@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
+
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
 from torchebm.core.errors import check_non_negative, check_positive
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
 from torchebm.core.errors import check_int
 from torchebm.datasets._functional import _check_device, _check_dtype, _check_generator
 

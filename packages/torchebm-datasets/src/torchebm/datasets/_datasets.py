@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
+
 from torchebm.core.errors import check_int
 from torchebm.datasets._base import BaseSyntheticDataset
 from torchebm.datasets._functional import (

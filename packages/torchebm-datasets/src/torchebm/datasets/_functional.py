@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import torch
+
 from torchebm.core.errors import check_int, check_non_negative, check_positive
 
 __all__ = [

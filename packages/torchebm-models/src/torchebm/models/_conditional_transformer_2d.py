@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+
 from torchebm.core import TorchEBMModule
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
 from torchebm.models.components import (

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+
 from torchebm.core import BaseModel, TorchEBMModule
 from torchebm.core.errors import ShapeError, check_int
 

@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import nn
+
 from torchebm.core.errors import ShapeError, check_int, check_tensor
 
 __all__ = ["patchify2d", "unpatchify2d", "ConvPatchEmbed2d"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
 from torchebm.models.components._patch import unpatchify2d
 
