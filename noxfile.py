@@ -55,8 +55,8 @@ def _sync(session: nox.Session, *args: str) -> None:
     )
 
 
-def _pytest(session: nox.Session, *paths: str) -> None:
-    extra = session.posargs or []
+def _pytest(session: nox.Session, *paths: str, args: tuple[str, ...] = ()) -> None:
+    extra = [*args, *(session.posargs or [])]
     existing = [p for p in paths if Path(p).exists()]
     if not existing:
         session.log(f"no tests under {paths}")
@@ -129,7 +129,8 @@ def lowest(session: nox.Session, piece: str) -> None:
         silent=True,
     )
     session.run("python", "tools/check_isolation.py", piece, env=THREADS)
-    _pytest(session, *test_dirs_of(piece))
+    # the floors are what is under test: the slow statistical tests ran in tests(piece)
+    _pytest(session, *test_dirs_of(piece), args=("-m", "not slow"))
 
 
 @nox.session(python=PYTHON)
