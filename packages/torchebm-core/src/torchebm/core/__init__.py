@@ -6,7 +6,7 @@ Install alone with ``pip install torchebm-core``; ``torchebm`` is a PEP 420 name
 
 from importlib.metadata import version as _version
 
-from torchebm.core import errors
+from torchebm.core import distributed, errors
 from torchebm.core._base_coupling import (
     BaseCostCoupling,
     BaseCoupling,
@@ -30,7 +30,8 @@ from torchebm.core._base_model import (
     RastriginModel,
     RosenbrockModel,
 )
-from torchebm.core._base_sampler import BaseSampler
+from torchebm.core._base_sampler import NAN_POLICIES, BaseSampler, SamplerContext
+from torchebm.core._base_trainer import BaseTrainer, TrainerCallback
 from torchebm.core._deprecated import (
     AckleyEnergy,
     BaseEnergyFunction,
@@ -53,6 +54,7 @@ from torchebm.core._schedulers import (
     TemperatureScheduler,
     WarmupScheduler,
 )
+from torchebm.core._training import load_checkpoint, requires_grad, save_checkpoint, update_ema
 from torchebm.core._versions import versions
 
 __version__ = _version("torchebm-core")
@@ -70,6 +72,8 @@ __all__ = [
     "AckleyModel",
     "RosenbrockModel",
     "BaseSampler",
+    "SamplerContext",
+    "NAN_POLICIES",
     "BaseLoss",
     "BaseScoreMatching",
     "BaseContrastiveDivergence",
@@ -92,6 +96,13 @@ __all__ = [
     "WarmupScheduler",
     "TemperatureScheduler",
     "Schedulable",
+    "distributed",
+    "BaseTrainer",
+    "TrainerCallback",
+    "update_ema",
+    "requires_grad",
+    "save_checkpoint",
+    "load_checkpoint",
     # deprecated aliases (one DeprecationWarning each)
     "BaseEnergyFunction",
     "DeviceMixin",

@@ -36,10 +36,12 @@ from torchebm.losses._score_matching import (
     ScoreMatching,
     SlicedScoreMatching,
 )
+from torchebm.losses._trainers import ContrastiveDivergenceTrainer
 
 __version__ = _version("torchebm-losses")
 
 __all__ = [
+    "ContrastiveDivergenceTrainer",
     "ContrastiveDivergence",
     "PersistentContrastiveDivergence",
     "ParallelTemperingCD",

@@ -1,0 +1,801 @@
+r"""``BaseTrainer``: the training loop shared by every TorchEBM objective.
+
+The trainer owns the loop (batch splitting, device moves, gradient accumulation, mixed
+precision, gradient synchronisation, optimizer/LR/hyper-parameter scheduler steps,
+callbacks, checkpoints); a subclass customises one step by overriding
+:meth:`BaseTrainer.compute_loss`. It never imports a concrete loss: any callable
+``loss_fn(x, [model_kwargs=...], [generator=...])`` returning a scalar tensor, a
+``(loss, ...)`` tuple or a dict with a ``"loss"`` entry works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import numbers
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from torchebm.core import distributed as _d
+from torchebm.core.errors import ConfigurationError, NonFiniteError, check_in, check_int
+
+__all__ = ["BaseTrainer", "TrainerCallback"]
+
+_FORMAT = "torchebm.trainer/1"
+_NAN_POLICIES = ("raise", "skip", "ignore")
+_HOOKS = (
+    "on_train_start",
+    "on_epoch_start",
+    "on_batch_start",
+    "on_batch_end",
+    "on_epoch_end",
+    "on_train_end",
+)
+
+
+class TrainerCallback:
+    """No-op base for trainer callbacks; override the hooks you need.
+
+    Any object with some of these methods works as a callback (duck typing); the hooks
+    are called in list order with the trainer as first argument.
+    """
+
+    def on_train_start(self, trainer: BaseTrainer) -> None:
+        """Before the first epoch of :meth:`BaseTrainer.train`."""
+
+    def on_epoch_start(self, trainer: BaseTrainer, epoch: int) -> None:
+        """Before the first batch of ``epoch`` (0-based)."""
+
+    def on_batch_start(self, trainer: BaseTrainer, batch_idx: int) -> None:
+        """Before :meth:`BaseTrainer.train_step` of batch ``batch_idx`` of the epoch."""
+
+    def on_batch_end(self, trainer: BaseTrainer, batch_idx: int, metrics: dict) -> None:
+        """After the step; ``metrics`` holds detached tensors (no host sync was made)."""
+
+    def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict) -> None:
+        """After the epoch; ``metrics`` holds float means (global means when distributed)."""
+
+    def on_train_end(self, trainer: BaseTrainer, history: dict) -> None:
+        """After the last epoch."""
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return False
+    return name in params
+
+
+class BaseTrainer:
+    r"""Training loop with gradient accumulation, DDP/FSDP2 support and exact resume.
+
+    One :meth:`train_step` = one micro-batch: ``zero_grad`` at the start of an
+    accumulation window, ``loss / grad_accum_steps`` back-propagated, and at the end of
+    the window an optimizer step, an LR-scheduler step and a step of the loss's
+    hyper-parameter schedulers (``loss_fn.step_schedulers()``). :attr:`step` counts
+    optimizer steps.
+
+    Distributed training (launch with ``torchrun``; see ``docs/distributed.md``):
+
+    * **DDP**: wrap the model in ``DistributedDataParallel`` and build the loss with the
+      *wrapped* model (so that energies go through DDP's forward), the sampler with the
+      bare ``model.module``. Gradients are averaged by DDP; accumulation windows use
+      ``no_sync()``. DDP does not support losses that back-propagate through
+      ``torch.autograd.grad`` (score matching, explicit-energy EqM, Energy Matching's flow
+      term): use the plain mode below for those (score-matching losses are refused).
+    * **FSDP2** (``fully_shard``): pass the sharded model; accumulation windows use
+      ``set_requires_gradient_sync(False)``; checkpoints hold the full (gathered) state.
+    * **plain model under an initialised process group** (``sync_gradients=None`` or
+      ``True``): parameters are broadcast from rank 0 at construction and the trainer
+      averages gradients with one all-reduce per optimizer step. This is the simplest
+      mode for energy models that the sampler calls in many ways.
+
+    Reproducibility: pass ``seed`` (a :func:`~torchebm.core.distributed.rank_generator`
+    is built, a different stream per rank) or ``generator``; it is forwarded to every
+    ``loss_fn`` call that takes ``generator``. The global RNG is never used by the
+    trainer. :meth:`state_dict` holds model, optimizer, grad scaler, LR scheduler, the
+    loss's own state (replay buffers, scheduler states; per rank), the generator state
+    (per rank), the counters and the history, so that a run resumed with
+    :meth:`load_checkpoint` continues bit-identically (on the same hardware).
+
+    Args:
+        model: The trained module (plain, ``DistributedDataParallel`` or FSDP2-sharded).
+        optimizer: Optimizer over ``model``'s parameters.
+        loss_fn: Callable returning the loss (usually an ``nn.Module`` holding ``model``).
+        device: Move ``model`` and ``loss_fn`` there (default: leave them where they are;
+            batches go to the model's device).
+        dtype: Cast ``model`` and ``loss_fn`` to this floating dtype (default: leave).
+        use_mixed_precision: Autocast + ``GradScaler`` (CUDA only; warns and disables
+            elsewhere).
+        grad_accum_steps: Micro-batches per optimizer step (int ``>= 1``).
+        callbacks: List of :class:`TrainerCallback`-like objects.
+        generator: Generator for the loss's random draws.
+        seed: Build ``rank_generator(seed, device)`` instead (exclusive with ``generator``).
+        amp_dtype: ``torch.float16`` (default, with loss scaling) or ``torch.bfloat16``.
+        max_grad_norm: Clip the global gradient norm to this value before each step.
+        lr_scheduler: A ``torch.optim.lr_scheduler`` stepped after every optimizer step.
+        step_loss_schedulers: Call ``loss_fn.step_schedulers()`` after every optimizer
+            step (default ``True``).
+        sync_gradients: ``None`` (auto: average gradients by all-reduce when a process
+            group with several ranks is initialised and the model is neither DDP nor
+            FSDP), ``True`` (force) or ``False`` (never; e.g. independent per-rank runs).
+        nan_policy: What to do when a window's loss or gradients are NaN/inf, checked once
+            per optimizer step (one host read of one boolean, agreed across ranks):
+            ``"raise"`` (default) raises :class:`~torchebm.core.errors.NonFiniteError`
+            naming the step and the parameters with non-finite gradients; ``"skip"``
+            drops the window's gradients, warns and counts :attr:`skipped_steps` (the
+            optimizer and schedulers do not step); ``"ignore"`` checks nothing (no host
+            synchronisation at all). With fp16 loss scaling the gradient check is left to
+            the ``GradScaler``, which skips overflowing steps itself.
+        unshard_during_step: FSDP2 only: run each micro-batch's forward and backward inside
+            :func:`~torchebm.core.distributed.unsharded` (weights gathered once per step
+            instead of once per model call; required by losses that back-propagate through
+            ``torch.autograd.grad``). ``None`` (default): on for score-matching losses.
+
+    Raises:
+        TypeError: wrong argument types.
+        ValueError: ``grad_accum_steps < 1``, ``max_grad_norm <= 0``, both ``seed`` and
+            ``generator``, or a DDP model whose loss holds the unwrapped module.
+
+    Example:
+        >>> trainer = BaseTrainer(model, torch.optim.Adam(model.parameters()), loss_fn, seed=0)
+        >>> history = trainer.train(loader, num_epochs=10)
+        >>> trainer.save_checkpoint("ckpt.pt")
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[..., Any],
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        use_mixed_precision: bool = False,
+        grad_accum_steps: int = 1,
+        callbacks: Sequence[Any] | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        amp_dtype: torch.dtype = torch.float16,
+        max_grad_norm: float | None = None,
+        lr_scheduler: Any = None,
+        step_loss_schedulers: bool = True,
+        sync_gradients: bool | None = None,
+        nan_policy: str = "raise",
+        unshard_during_step: bool | None = None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        self.grad_accum_steps = check_int("grad_accum_steps", grad_accum_steps, minimum=1)
+        if dtype is not None and (
+            not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
+        ):
+            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+        if amp_dtype not in (torch.float16, torch.bfloat16):
+            raise ConfigurationError(
+                f"amp_dtype must be torch.float16 or torch.bfloat16, got {amp_dtype!r}"
+            )
+        if max_grad_norm is not None:
+            if isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, numbers.Real):
+                raise TypeError(f"max_grad_norm must be a positive number, got {max_grad_norm!r}")
+            if not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
+                raise ConfigurationError(
+                    f"max_grad_norm must be positive and finite, got {max_grad_norm!r}"
+                )
+        if callbacks is None:
+            callbacks = []
+        if not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list, got {type(callbacks).__name__}")
+        if generator is not None and seed is not None:
+            raise ConfigurationError("pass either generator or seed, not both")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if lr_scheduler is not None and not hasattr(lr_scheduler, "step"):
+            raise TypeError(
+                f"lr_scheduler must be a torch.optim.lr_scheduler, got {type(lr_scheduler).__name__}"
+            )
+        if unshard_during_step is not None and not isinstance(unshard_during_step, bool):
+            raise TypeError(
+                f"unshard_during_step must be a bool or None, got {unshard_during_step!r}"
+            )
+        if sync_gradients is not None and not isinstance(sync_gradients, bool):
+            raise TypeError(f"sync_gradients must be a bool or None, got {sync_gradients!r}")
+
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.callbacks = list(callbacks)
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        self.lr_scheduler = lr_scheduler
+        self.step_loss_schedulers = bool(step_loss_schedulers)
+        self.nan_policy = check_in("nan_policy", nan_policy, _NAN_POLICIES)
+
+        if device is not None or dtype is not None:
+            kw = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+            cast(Any, model).to(**kw)
+            if isinstance(loss_fn, nn.Module):
+                cast(Any, loss_fn).to(**kw)
+        self.device = self._resolve_device(device)
+
+        self._is_ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+        self._is_fsdp = bool(_d._fsdp_modules(_d.unwrap_model(model), recurse=False))
+        self._check_wrapping()
+        world = _d.get_world_size()
+        if sync_gradients is None:
+            sync_gradients = world > 1 and not (self._is_ddp or self._is_fsdp)
+        if sync_gradients and (self._is_ddp or self._is_fsdp):
+            raise ConfigurationError(
+                "sync_gradients=True is for plain models; DDP and FSDP models already "
+                "synchronise gradients"
+            )
+        self.sync_gradients = bool(sync_gradients) and world > 1
+        if unshard_during_step is None:
+            from torchebm.core._base_loss import BaseScoreMatching
+
+            unshard_during_step = isinstance(loss_fn, BaseScoreMatching)
+        self.unshard_during_step = bool(unshard_during_step) and self._is_fsdp
+        if self.sync_gradients:
+            with torch.no_grad():
+                for t in list(model.parameters()) + list(model.buffers()):
+                    _d.broadcast_tensor(t, src=0)
+
+        if seed is not None:
+            generator = _d.rank_generator(seed, self.device)
+        self.generator = generator
+
+        self.use_mixed_precision = bool(use_mixed_precision)
+        self.amp_dtype = amp_dtype
+        if self.use_mixed_precision and self.device.type != "cuda":
+            warnings.warn(
+                "use_mixed_precision requires CUDA; falling back to full precision on "
+                f"{self.device.type}",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.use_mixed_precision = False
+        self.scaler = (
+            torch.amp.GradScaler("cuda")
+            if self.use_mixed_precision and amp_dtype == torch.float16
+            else None
+        )
+
+        fwd = loss_fn.forward if isinstance(loss_fn, nn.Module) else loss_fn
+        self._loss_takes_generator = _accepts(fwd, "generator")
+        self._loss_takes_model_kwargs = _accepts(fwd, "model_kwargs")
+
+        self.step = 0
+        self.epoch = 0
+        self.skipped_steps = 0
+        self._micro = 0
+        self._window_ok: torch.Tensor | None = None
+        self._batch_in_epoch = 0
+        self.history: dict[str, list] = {"train": [], "val": []}
+
+    # ------------------------------------------------------------------ setup helpers
+    def _resolve_device(self, device: Any) -> torch.device:
+        if device is not None:
+            return torch.device(device)
+        for p in self.model.parameters():
+            if _d._is_dtensor(p):
+                return cast(Any, p).to_local().device
+            return p.device
+        return torch.device("cpu")
+
+    def _check_wrapping(self) -> None:
+        if not self._is_ddp or not isinstance(self.loss_fn, nn.Module):
+            return
+        from torchebm.core._base_loss import BaseScoreMatching
+
+        if isinstance(self.loss_fn, BaseScoreMatching):
+            raise ConfigurationError(
+                f"{type(self.loss_fn).__name__} differentiates through torch.autograd.grad, "
+                "which DistributedDataParallel does not support (gradients are silently not "
+                "averaged); pass the bare model and let BaseTrainer all-reduce the gradients "
+                "(sync_gradients), or shard it with FSDP2"
+            )
+        ids = {id(m) for m in self.loss_fn.modules()}
+        if id(self.model.module) in ids and id(self.model) not in ids:
+            raise ConfigurationError(
+                "loss_fn holds the unwrapped module of the DistributedDataParallel model, so "
+                "its gradients would not be synchronised; build the loss with the DDP-wrapped "
+                "model (and the sampler with model.module)"
+            )
+
+    # ------------------------------------------------------------------ batches
+    def _split_batch(self, batch: Any) -> tuple[torch.Tensor, dict]:
+        """``(x, model_kwargs)`` from a tensor, a dict or a ``(data[, cond])`` tuple/list."""
+        if isinstance(batch, torch.Tensor):
+            x, kw = batch, {}
+        elif isinstance(batch, dict):
+            key = "x" if "x" in batch else "data" if "data" in batch else None
+            if key is None:
+                raise ValueError(
+                    f"batch dict must have an 'x' or 'data' entry, got keys {sorted(batch)}"
+                )
+            x = batch[key]
+            kw = {k: v for k, v in batch.items() if k != key}
+        elif isinstance(batch, (tuple, list)):
+            if len(batch) not in (1, 2):
+                raise ValueError(
+                    f"batch tuple/list must be (data,) or (data, cond), got length {len(batch)}"
+                )
+            x = batch[0]
+            if len(batch) == 1 or batch[1] is None:
+                kw = {}
+            elif isinstance(batch[1], dict):
+                kw = dict(batch[1])
+            else:
+                kw = {"y": batch[1]}
+        else:
+            raise TypeError(
+                f"batch must be a Tensor, a dict or a (data, cond) tuple, got {type(batch).__name__}"
+            )
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"batch data must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise ValueError(f"batch data must have a non-empty batch, got shape {tuple(x.shape)}")
+        return x, kw
+
+    def _to_device(self, x: torch.Tensor, kw: dict) -> tuple[torch.Tensor, dict]:
+        x = x.to(self.device, non_blocking=True)
+        kw = {
+            k: (v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in kw.items()
+        }
+        return x, kw
+
+    # ------------------------------------------------------------------ one step
+    def compute_loss(self, x: torch.Tensor, model_kwargs: dict) -> Any:
+        """Call ``loss_fn`` on one micro-batch; override to customise a step.
+
+        Returns:
+            A scalar tensor, a tuple whose first entry is the scalar loss (e.g. contrastive
+            divergence's ``(loss, negatives)``), or a dict with a scalar ``"loss"`` (other
+            scalar tensor entries are reported as metrics).
+        """
+        kwargs: dict[str, Any] = {}
+        if model_kwargs:
+            kwargs["model_kwargs"] = model_kwargs
+        if self.generator is not None and self._loss_takes_generator:
+            kwargs["generator"] = self.generator
+        return self.loss_fn(x, **kwargs)
+
+    @staticmethod
+    def _unpack(out: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        metrics: dict[str, torch.Tensor] = {}
+        if isinstance(out, dict):
+            if "loss" not in out:
+                raise ValueError(f"loss_fn returned a dict without 'loss' (keys {sorted(out)})")
+            loss = out["loss"]
+            for k, v in out.items():
+                if k != "loss" and isinstance(v, torch.Tensor) and v.numel() == 1:
+                    metrics[k] = v.detach().reshape(())
+        elif isinstance(out, (tuple, list)) and out:
+            loss = out[0]
+        else:
+            loss = out
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(
+                "loss_fn must return a scalar tensor (or a tuple/dict holding one), got "
+                f"{type(loss).__name__}"
+                + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else "")
+            )
+        if not loss.requires_grad:
+            raise ValueError(
+                "the loss does not require grad: loss_fn must depend differentiably on the "
+                "model's parameters"
+            )
+        return loss.reshape(()), {"loss": loss.detach().reshape(()), **metrics}
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.use_mixed_precision:
+            return torch.amp.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _grad_sync(self, enabled: bool):
+        if enabled or not (self._is_ddp or self._is_fsdp):
+            yield
+            return
+        if self._is_ddp:
+            with cast(Any, self.model).no_sync():
+                yield
+            return
+        inner = cast(Any, _d.unwrap_model(self.model))
+        inner.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            inner.set_requires_gradient_sync(True)
+
+    def train_step(self, batch: Any, model_kwargs: dict | None = None) -> dict[str, torch.Tensor]:
+        """Forward + backward of one micro-batch; an optimizer step at the end of a window.
+
+        Args:
+            batch: A tensor ``(B, ...)``, a dict with ``"x"``/``"data"`` (other entries are
+                conditioning), or a ``(data, cond)`` tuple (a non-dict ``cond`` becomes
+                ``{"y": cond}``).
+            model_kwargs: Extra conditioning (wins over entries taken from ``batch``).
+
+        Returns:
+            ``{"loss": detached scalar, ...}`` (no host synchronisation).
+        """
+        x, kw = self._split_batch(batch)
+        if model_kwargs is not None:
+            if not isinstance(model_kwargs, dict):
+                raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+            kw.update(model_kwargs)
+        x, kw = self._to_device(x, kw)
+        if self._micro == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        last = self._micro == self.grad_accum_steps - 1
+        unshard = _d.unsharded(self.model) if self.unshard_during_step else contextlib.nullcontext()
+        with self._grad_sync(last), unshard:
+            with self._autocast():
+                out = self.compute_loss(x, kw)
+            loss, metrics = self._unpack(out)
+            scaled = loss / self.grad_accum_steps if self.grad_accum_steps > 1 else loss
+            if self.scaler is not None:
+                self.scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
+        if self.nan_policy != "ignore":
+            ok = torch.isfinite(metrics["loss"])
+            prev = self._window_ok
+            self._window_ok = ok if self._micro == 0 or prev is None else prev & ok
+        self._micro += 1
+        if last:
+            self._micro = 0
+            if self._optimizer_step():
+                self.step += 1
+        return metrics
+
+    def _nonfinite_parameters(self) -> list[str]:
+        names = []
+        for name, p in _d.unwrap_model(self.model).named_parameters():
+            g = p.grad
+            if g is None:
+                continue
+            g = cast(Any, g).to_local() if _d._is_dtensor(g) else g
+            if not bool(torch.isfinite(g).all()):
+                names.append(name)
+        return names
+
+    def _window_is_finite(self) -> bool:
+        """One host read: the window's losses and (without loss scaling) gradients are finite."""
+        ok = self._window_ok if self._window_ok is not None else torch.tensor(True)
+        if self.scaler is None:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if grads:
+                local = [cast(Any, g).to_local() if _d._is_dtensor(g) else g for g in grads]
+                ok = (
+                    ok.to(local[0].device)
+                    & torch.stack([torch.isfinite(g).all() for g in local]).all()
+                )
+        if _d.get_world_size() > 1:
+            ok = _d.all_reduce_mean(ok.float()) == 1.0
+        return bool(ok)
+
+    def _all_reduce_gradients(self) -> None:
+        """Average gradients over ranks with one flat all-reduce (DDP semantics).
+
+        A parameter without a gradient on some rank counts as a zero gradient there; one
+        without a gradient on every rank keeps ``grad = None`` (as in a single process, so
+        optimizers skip it). Ranks therefore never disagree on the buffer layout.
+        """
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            return
+        ref = params[0]
+        parts = [
+            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
+        ]
+        present = torch.tensor(
+            [p.grad is not None for p in params], dtype=ref.dtype, device=ref.device
+        )
+        flat = _d.all_reduce_mean(torch.cat([*(t.to(ref.dtype) for t in parts), present]))
+        offset = 0
+        for p, seen in zip(params, flat[-len(params) :].tolist()):
+            n = p.numel()
+            if seen > 0:
+                avg = flat[offset : offset + n].view_as(p).to(p.dtype)
+                if p.grad is None:
+                    p.grad = avg.clone()
+                else:
+                    p.grad.copy_(avg)
+            offset += n
+
+    def _optimizer_step(self) -> bool:
+        """Synchronise, check, clip and step; ``False`` if ``nan_policy="skip"`` dropped it."""
+        if self.sync_gradients:
+            self._all_reduce_gradients()
+        if self.nan_policy != "ignore" and not self._window_is_finite():
+            bad = self._nonfinite_parameters()
+            loss_ok = self._window_ok is None or bool(self._window_ok)
+            parts = ([] if loss_ok else ["loss"]) + ([f"gradients of {bad}"] if bad else [])
+            what = " and ".join(parts) or "loss or gradients on another rank"
+            msg = (
+                f"non-finite {what} at optimizer step {self.step} "
+                f"(epoch {self.epoch}); lower the learning rate or the sampler step size, "
+                "clip gradients (max_grad_norm), or regularise the energy"
+            )
+            if self.nan_policy == "raise":
+                raise NonFiniteError(msg, indices=bad, step=self.step)
+            warnings.warn(msg + "; skipping this step (nan_policy='skip')", RuntimeWarning)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            return False
+        if self.scaler is not None:
+            if self.max_grad_norm is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            if self.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            self.optimizer.step()
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()
+        if self.step_loss_schedulers and hasattr(self.loss_fn, "step_schedulers"):
+            self.loss_fn.step_schedulers()
+        return True
+
+    # ------------------------------------------------------------------ loops
+    def _callback(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(self, *args)
+
+    def train_epoch(self, loader: Iterable[Any]) -> dict[str, float]:
+        """One pass over ``loader``; returns the mean of each metric (global when distributed).
+
+        After :meth:`load_checkpoint` of a mid-epoch checkpoint the batches already
+        trained in this epoch are skipped, so the run continues where it stopped.
+        """
+        sums: dict[str, torch.Tensor] = {}
+        count = 0
+        skip = self._batch_in_epoch
+        for i, batch in enumerate(loader):
+            if i < skip:
+                continue
+            self._callback("on_batch_start", i)
+            metrics = self.train_step(batch)
+            self._batch_in_epoch = i + 1
+            self._callback("on_batch_end", i, metrics)
+            for k, v in metrics.items():
+                sums[k] = sums[k] + v.float() if k in sums else v.float().clone()
+            count += 1
+        self._batch_in_epoch = 0
+        out = {}
+        for k in sorted(sums):
+            out[k] = float(_d.all_reduce_mean(sums[k] / max(count, 1)).item())
+        return out
+
+    def train(
+        self,
+        loader: Iterable[Any],
+        num_epochs: int,
+        validate_fn: Callable[[BaseTrainer], dict] | None = None,
+    ) -> dict[str, list]:
+        """Train until :attr:`epoch` reaches ``num_epochs`` (a total, so resuming continues).
+
+        Calls ``loader.sampler.set_epoch(epoch)`` when available (``DistributedSampler``),
+        so shuffling depends only on the epoch and a resumed run sees the same batches.
+
+        Args:
+            loader: Iterable of batches (usually a ``DataLoader``).
+            num_epochs: Total number of epochs (int ``>= 0``).
+            validate_fn: Optional ``fn(trainer) -> dict`` run after each epoch.
+
+        Returns:
+            ``{"train": [per-epoch metric dicts], "val": [...]}``.
+        """
+        num_epochs = check_int("num_epochs", num_epochs, minimum=0)
+        if validate_fn is not None and not callable(validate_fn):
+            raise TypeError(f"validate_fn must be callable, got {type(validate_fn).__name__}")
+        self._callback("on_train_start")
+        while self.epoch < num_epochs:
+            sampler = getattr(loader, "sampler", None)
+            if sampler is not None and hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(self.epoch)
+            self._callback("on_epoch_start", self.epoch)
+            metrics = self.train_epoch(loader)
+            self.history["train"].append(metrics)
+            if validate_fn is not None:
+                self.history["val"].append(dict(validate_fn(self)))
+            self._callback("on_epoch_end", self.epoch, metrics)
+            self.epoch += 1
+        self._callback("on_train_end", self.history)
+        return self.history
+
+    # ------------------------------------------------------------------ state
+    def _model_prefixes(self) -> tuple[str, ...]:
+        if not isinstance(self.loss_fn, nn.Module):
+            return ()
+        targets = {id(self.model), id(_d.unwrap_model(self.model))}
+        return tuple(
+            name + "."
+            for name, m in self.loss_fn.named_modules(remove_duplicate=False)
+            if name and id(m) in targets
+        )
+
+    def _loss_state(self) -> dict[str, Any]:
+        if not hasattr(self.loss_fn, "state_dict"):
+            return {}
+        prefixes = self._model_prefixes()
+        state = self.loss_fn.state_dict()
+        return {k: v for k, v in state.items() if not (prefixes and k.startswith(prefixes))}
+
+    def _load_loss_state(self, state: dict[str, Any]) -> None:
+        if not hasattr(self.loss_fn, "load_state_dict"):
+            return
+        if isinstance(self.loss_fn, nn.Module):
+            _materialise_none_buffers(self.loss_fn, state)
+        prefixes = self._model_prefixes()
+        if not isinstance(self.loss_fn, nn.Module):
+            self.loss_fn.load_state_dict(state)
+            return
+        result = self.loss_fn.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not (prefixes and k.startswith(prefixes))]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                "checkpoint loss state does not match loss_fn: missing keys "
+                f"{missing}, unexpected keys {list(result.unexpected_keys)}"
+            )
+
+    def _rank_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"loss": self._loss_state()}
+        state["generator"] = self.generator.get_state() if self.generator is not None else None
+        if self._micro != 0:
+            if _d.is_sharded(self.model):
+                raise NotImplementedError(
+                    "checkpointing an FSDP model in the middle of a gradient-accumulation "
+                    "window is not supported; save after an optimizer step"
+                )
+            state["grads"] = [
+                None if p.grad is None else p.grad.detach().cpu() for p in self.model.parameters()
+            ]
+            state["window_ok"] = None if self._window_ok is None else self._window_ok.cpu()
+        return state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume; loadable with ``torch.load(weights_only=True)``.
+
+        In a distributed run this is a **collective** (every rank must call it): FSDP2
+        weights are gathered and every rank's own state (loss buffers, generator) is
+        gathered to rank 0, so the returned dict is complete on rank 0 only.
+        """
+        return {
+            "format": _FORMAT,
+            "model": _d.model_state_dict(self.model),
+            "optimizer": _d.optimizer_state_dict(self.model, self.optimizer),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "lr_scheduler": (
+                self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None
+            ),
+            "counters": {
+                "step": self.step,
+                "epoch": self.epoch,
+                "skipped_steps": self.skipped_steps,
+                "micro": self._micro,
+                "batch_in_epoch": self._batch_in_epoch,
+            },
+            "history": {k: [dict(m) for m in v] for k, v in self.history.items()},
+            "world_size": _d.get_world_size(),
+            "ranks": _d._rank_list(self._rank_state()),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (every rank passes the full dict).
+
+        Raises:
+            ValueError: not a trainer state, or saved with a different world size.
+        """
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            raise ValueError(
+                f"state must be a BaseTrainer state_dict (format {_FORMAT!r}), got "
+                f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r}"
+            )
+        ranks = state["ranks"]
+        world, rank = _d.get_world_size(), _d.get_rank()
+        if not isinstance(ranks, list) or len(ranks) != world:
+            n = len(ranks) if isinstance(ranks, list) else "?"
+            raise ValueError(
+                f"checkpoint holds per-rank state for world_size={n}, this run has "
+                f"world_size={world}; resume with the same number of processes"
+            )
+        _d.load_model_state_dict(self.model, state["model"])
+        _d.load_optimizer_state_dict(self.model, self.optimizer, state["optimizer"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        c = state["counters"]
+        self.step, self.epoch = int(c["step"]), int(c["epoch"])
+        self.skipped_steps = int(c.get("skipped_steps", 0))
+        self._micro, self._batch_in_epoch = int(c["micro"]), int(c["batch_in_epoch"])
+        self.history = {k: [dict(m) for m in v] for k, v in state["history"].items()}
+        mine = ranks[rank]
+        self._load_loss_state(mine["loss"])
+        gen_state = mine.get("generator")
+        if gen_state is not None:
+            if self.generator is None:
+                raise ValueError(
+                    "checkpoint holds a generator state but this trainer has no generator; "
+                    "construct it with seed= or generator="
+                )
+            self.generator.set_state(gen_state)
+        grads = mine.get("grads")
+        if grads is not None:
+            params = list(self.model.parameters())
+            if len(grads) != len(params):
+                raise ValueError(
+                    f"checkpoint holds {len(grads)} pending gradients, model has {len(params)} "
+                    "parameters"
+                )
+            for p, g in zip(params, grads):
+                p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
+        window_ok = mine.get("window_ok")
+        self._window_ok = None if window_ok is None else window_ok.to(self.device)
+
+    def save_checkpoint(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`state_dict` to ``path`` (rank 0 only, atomically); collective.
+
+        Every rank returns after the file exists (barrier).
+        """
+        path = Path(path)
+        state = self.state_dict()
+        if _d.is_main_process():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        _d.barrier()
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = "cpu") -> None:
+        """Read ``path`` with ``torch.load(weights_only=True)`` and :meth:`load_state_dict` it.
+
+        Every rank reads the same file (use a file system all nodes can read).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint path {str(path)!r} does not exist")
+        self.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+
+
+def _materialise_none_buffers(module: nn.Module, state: dict[str, Any]) -> None:
+    """Give lazily registered ``None`` buffers (e.g. a PCD replay buffer) a tensor to load into."""
+    for name, sub in module.named_modules():
+        prefix = f"{name}." if name else ""
+        for bname, buf in list(sub._buffers.items()):
+            key = prefix + bname
+            if buf is None and key in state and isinstance(state[key], torch.Tensor):
+                if bname in sub._non_persistent_buffers_set:
+                    continue
+                sub._buffers[bname] = torch.empty_like(state[key], device=_module_device(sub))
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    for b in module.buffers():
+        if b is not None:
+            return b.device
+    return torch.device("cpu")

@@ -1,0 +1,185 @@
+r"""Small training utilities: EMA weights, ``requires_grad`` toggling, functional checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchebm.core.distributed import (
+    is_main_process,
+    load_model_state_dict,
+    load_optimizer_state_dict,
+    model_state_dict,
+    optimizer_state_dict,
+    unwrap_model,
+)
+from torchebm.core.errors import ConfigurationError, check_int
+
+__all__ = ["update_ema", "requires_grad", "save_checkpoint", "load_checkpoint"]
+
+
+def _check_module(name: str, value: Any) -> nn.Module:
+    if not isinstance(value, nn.Module):
+        raise TypeError(f"{name} must be an nn.Module, got {type(value).__name__}")
+    return value
+
+
+@torch.no_grad()
+def update_ema(ema_model: nn.Module, model: nn.Module, decay: float = 0.9999) -> None:
+    r"""Exponential moving average of parameters, matched by name.
+
+    For every parameter ``p`` of ``model`` (DDP/compile wrappers are stripped on both
+    sides): :math:`\bar p \leftarrow d\,\bar p + (1 - d)\,p`. The EMA copy is moved to the
+    live parameter's device if needed. Buffers are not averaged.
+
+    Args:
+        ema_model: The averaged copy (e.g. ``copy.deepcopy(model)`` with
+            ``requires_grad(ema_model, False)``).
+        model: The model being trained.
+        decay: :math:`d \in [0, 1]`; ``0`` copies the weights, ``1`` freezes the EMA.
+
+    Raises:
+        TypeError: a model is not an ``nn.Module`` or ``decay`` is not a number.
+        ValueError: ``decay`` is outside ``[0, 1]``, or a parameter of ``model`` has no
+            counterpart of the same name and shape in ``ema_model``.
+
+    Example:
+        >>> ema = copy.deepcopy(model); requires_grad(ema, False)
+        >>> update_ema(ema, model, decay=0.999)  # after each optimizer step
+    """
+    ema = unwrap_model(_check_module("ema_model", ema_model))
+    live = unwrap_model(_check_module("model", model))
+    if isinstance(decay, bool) or not isinstance(decay, numbers.Real):
+        raise TypeError(f"decay must be a number in [0, 1], got {decay!r}")
+    d = float(decay)
+    if not (math.isfinite(d) and 0.0 <= d <= 1.0):
+        raise ConfigurationError(f"decay must be in [0, 1], got {decay!r}")
+    ema_params = dict(ema.named_parameters())
+    for name, p in live.named_parameters():
+        e = ema_params.get(name)
+        if e is None:
+            raise ConfigurationError(
+                f"ema_model has no parameter named {name!r} (model and ema_model must match)"
+            )
+        if e.shape != p.shape:
+            raise ConfigurationError(
+                f"ema_model parameter {name!r} has shape {tuple(e.shape)}, model has "
+                f"{tuple(p.shape)}"
+            )
+        if e.device != p.device:
+            e.data = e.data.to(p.device)
+        e.mul_(d).add_(p.detach().to(e.dtype), alpha=1.0 - d)
+
+
+def requires_grad(model: nn.Module, flag: bool = True) -> None:
+    """Set ``requires_grad = flag`` on every parameter of ``model``."""
+    _check_module("model", model)
+    if not isinstance(flag, bool):
+        raise TypeError(f"flag must be a bool, got {flag!r}")
+    for p in model.parameters():
+        p.requires_grad_(flag)
+
+
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _plain(name: str, value: Any) -> Any:
+    """Check that ``value`` is made of types ``torch.load(weights_only=True)`` accepts."""
+    if isinstance(value, argparse.Namespace):
+        value = vars(value)
+    if isinstance(value, _PLAIN) or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(name, v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(name, v) for k, v in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(
+        f"{name} must hold only None/bool/int/float/str/tensors/lists/dicts (so that "
+        f"torch.load(weights_only=True) can read it), got {type(value).__name__}"
+    )
+
+
+def save_checkpoint(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    step: int,
+    checkpoint_dir: str | os.PathLike,
+    ema_model: nn.Module | None = None,
+    args: Any = None,
+) -> Path:
+    r"""Save ``{"model", "opt", "step"[, "ema", "args"]}`` to ``<checkpoint_dir>/<step:07d>.pt``.
+
+    Wrappers (DDP, ``torch.compile``) are stripped so that the keys are those of the bare
+    model; an FSDP2 model is gathered to a full state dict (a collective: call it on every
+    rank). Only rank 0 writes. ``args`` may be an ``argparse.Namespace`` or a dict of plain
+    values. The file loads with ``torch.load(weights_only=True)``.
+
+    Returns:
+        The checkpoint path (on every rank).
+    """
+    _check_module("model", model)
+    step = check_int("step", step, minimum=0)
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    state: dict[str, Any] = {"model": model_state_dict(model), "step": step}
+    if optimizer is not None:
+        state["opt"] = optimizer_state_dict(model, optimizer)
+    if ema_model is not None:
+        state["ema"] = model_state_dict(_check_module("ema_model", ema_model))
+    if args is not None:
+        state["args"] = _plain("args", args)
+    path = Path(checkpoint_dir) / f"{step:07d}.pt"
+    if is_main_process():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(
+    checkpoint_path: str | os.PathLike,
+    model: nn.Module,
+    ema_model: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    device: Any = None,
+) -> dict[str, Any]:
+    """Load a :func:`save_checkpoint` file (``weights_only=True``) into whichever objects are given.
+
+    Args:
+        checkpoint_path: The ``.pt`` file.
+        model: Receives ``"model"``.
+        ema_model: Receives ``"ema"`` if given and present.
+        optimizer: Receives ``"opt"`` if given and present.
+        device: ``map_location`` for ``torch.load`` (default: CPU tensors, then copied into
+            the models' own devices by ``load_state_dict``).
+
+    Returns:
+        The loaded dict (so ``ckpt["step"]`` and ``ckpt.get("args")`` are available).
+    """
+    _check_module("model", model)
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint_path {str(path)!r} does not exist")
+    state = torch.load(
+        path, map_location=device if device is not None else "cpu", weights_only=True
+    )
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"checkpoint_path {str(path)!r} is not a torchebm checkpoint (no 'model')")
+    load_model_state_dict(model, state["model"])
+    if ema_model is not None and "ema" in state:
+        load_model_state_dict(_check_module("ema_model", ema_model), state["ema"])
+    if optimizer is not None and "opt" in state:
+        load_optimizer_state_dict(model, optimizer, state["opt"])
+    return state

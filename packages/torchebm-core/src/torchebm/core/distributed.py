@@ -1,0 +1,503 @@
+r"""``torchebm.core.distributed``: a thin shim over ``torch.distributed`` for training utilities.
+
+Every function works unchanged in a single process: when ``torch.distributed`` is not
+available or no process group is initialised, ranks are ``0``, the world size is ``1``,
+gathers return their input and broadcasts are no-ops. Losses, couplings and trainers use
+these helpers so that the same code runs on a laptop, under ``torchrun`` with DDP, and
+under FSDP2 (``torch.distributed.fsdp.fully_shard``).
+
+Collectives (``all_gather_cat``, ``broadcast_*``, ``all_reduce_mean``,
+:func:`model_state_dict` of a sharded model) must be called by **every** rank of the
+group in the same order. With the NCCL backend, CPU tensors are moved to the current
+CUDA device for the collective and the result is moved back.
+
+Example:
+    >>> import torch
+    >>> from torchebm.core.distributed import all_gather_cat, get_rank, rank_generator
+    >>> g = rank_generator(seed=0)  # different stream on every rank
+    >>> x = torch.randn(4, 2, generator=g)
+    >>> all_gather_cat(x).shape  # (4 * world_size, 2)
+    torch.Size([4, 2])
+
+References:
+    Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel Training",
+    VLDB 2020 (DDP). Zhao et al., "PyTorch FSDP: Experiences on Scaling Fully Sharded Data
+    Parallel", VLDB 2023 (FSDP). Steele, Lea and Flood, "Fast Splittable Pseudorandom
+    Number Generators", OOPSLA 2014 (SplitMix64, used by :func:`rank_seed`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchebm.core.errors import check_int
+
+__all__ = [
+    "is_distributed",
+    "get_rank",
+    "get_world_size",
+    "is_main_process",
+    "barrier",
+    "gather_sizes",
+    "all_gather_cat",
+    "all_reduce_mean",
+    "broadcast_object",
+    "broadcast_tensor",
+    "rank_seed",
+    "rank_generator",
+    "unwrap_model",
+    "is_sharded",
+    "unsharded",
+    "model_state_dict",
+    "load_model_state_dict",
+    "optimizer_state_dict",
+    "load_optimizer_state_dict",
+]
+
+_MASK64 = (1 << 64) - 1
+
+
+# ---------------------------------------------------------------------------- topology
+def _dist():
+    """``torch.distributed`` if it is available and initialised, else ``None``."""
+    if not torch.distributed.is_available():
+        return None
+    import torch.distributed as dist
+
+    return dist if dist.is_initialized() else None
+
+
+def is_distributed() -> bool:
+    """``True`` when ``torch.distributed`` is available and a process group is initialised."""
+    return _dist() is not None
+
+
+def get_rank(group: Any = None) -> int:
+    """Rank of this process in ``group`` (the default group if ``None``); ``0`` if not distributed."""
+    dist = _dist()
+    return 0 if dist is None else dist.get_rank(group)
+
+
+def get_world_size(group: Any = None) -> int:
+    """Number of processes in ``group``; ``1`` if not distributed."""
+    dist = _dist()
+    return 1 if dist is None else dist.get_world_size(group)
+
+
+def is_main_process(group: Any = None) -> bool:
+    """``True`` on rank 0 of ``group`` (always ``True`` in a single process)."""
+    return get_rank(group) == 0
+
+
+def barrier(group: Any = None) -> None:
+    """Synchronise all ranks of ``group`` (no-op when not distributed)."""
+    dist = _dist()
+    if dist is not None:
+        dist.barrier(group=group)
+
+
+def _comm_device(tensor: torch.Tensor, group: Any) -> torch.device:
+    """Device on which ``tensor`` must live for a collective of ``group``'s backend."""
+    dist = _dist()
+    assert dist is not None  # internal: only called on the distributed path
+    backend = str(dist.get_backend(group)).lower()
+    if "nccl" in backend and tensor.device.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return tensor.device
+
+
+# ---------------------------------------------------------------------------- gathers
+def gather_sizes(n: int, group: Any = None) -> list[int]:
+    """All-gather one integer per rank (e.g. local batch sizes) -> list indexed by rank.
+
+    Collective. In a single process returns ``[n]``.
+    """
+    n = check_int("n", n, minimum=0)
+    dist = _dist()
+    if dist is None or dist.get_world_size(group) == 1:
+        return [n]
+    probe = torch.empty(0)
+    if "nccl" in str(dist.get_backend(group)).lower():
+        probe = torch.empty(0, device=torch.device("cuda", torch.cuda.current_device()))
+    local = torch.tensor([n], dtype=torch.long, device=probe.device)
+    out = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(out, local, group=group)
+    return [int(t.item()) for t in out]
+
+
+def _gather_padded(x: torch.Tensor, group: Any, dim: int) -> tuple[torch.Tensor, list[int]]:
+    dist = _dist()
+    assert dist is not None
+    world = dist.get_world_size(group)
+    xt = x.detach().movedim(dim, 0).contiguous()
+    sizes = gather_sizes(xt.shape[0], group)
+    m = max(sizes)
+    if m == 0:
+        return x.detach().clone(), sizes
+    home = xt.device
+    xt = xt.to(_comm_device(xt, group))
+    if xt.shape[0] < m:
+        xt = torch.cat([xt, xt.new_zeros((m - xt.shape[0], *xt.shape[1:]))])
+    out = [torch.empty_like(xt) for _ in range(world)]
+    dist.all_gather(out, xt, group=group)
+    full = torch.cat([o[:s] for o, s in zip(out, sizes)]).to(home)
+    return full.movedim(0, dim), sizes
+
+
+class _AllGatherCat(torch.autograd.Function):
+    """All-gather + concat whose backward sums the incoming gradients over ranks."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, group: Any, dim: int) -> torch.Tensor:  # type: ignore[override]
+        full, sizes = _gather_padded(x, group, dim)
+        rank = get_rank(group)
+        ctx.group, ctx.dim = group, dim
+        ctx.start, ctx.length = sum(sizes[:rank]), sizes[rank]
+        return full
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        dist = _dist()
+        assert dist is not None
+        g = grad.contiguous().clone()
+        home = g.device
+        g = g.to(_comm_device(g, ctx.group))
+        dist.all_reduce(g, op=dist.ReduceOp.SUM, group=ctx.group)
+        g = g.to(home)
+        return g.narrow(ctx.dim, ctx.start, ctx.length), None, None
+
+
+def all_gather_cat(
+    x: torch.Tensor, group: Any = None, dim: int = 0, *, differentiable: bool = False
+) -> torch.Tensor:
+    r"""Concatenate ``x`` from every rank along ``dim`` (rank order); sizes may differ.
+
+    Collective. Local sizes along ``dim`` are exchanged first, so ranks may hold
+    different batch sizes (e.g. the last, smaller batch of an epoch).
+
+    Args:
+        x: Local tensor ``(B_r, ...)`` (for ``dim=0``).
+        group: Process group (default: the world).
+        dim: Dimension to concatenate along.
+        differentiable: If ``False`` (default) the result is detached. If ``True`` the
+            result carries autograd: the backward all-reduces (sums) the gradient of the
+            gathered tensor over ranks and returns this rank's slice, which is the
+            gradient of the sum of every rank's loss with respect to the local ``x``;
+            DDP/FSDP then average parameter gradients as usual.
+
+    Returns:
+        ``(sum_r B_r, ...)``. In a single process: ``x`` (detached unless
+        ``differentiable``).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim == 0:
+        raise ValueError(f"x must have at least 1 dimension, got shape {tuple(x.shape)}")
+    dim = check_int("dim", dim)
+    if not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"dim must be in [{-x.ndim}, {x.ndim - 1}], got {dim}")
+    dim = dim % x.ndim
+    dist = _dist()
+    if dist is None or dist.get_world_size(group) == 1:
+        return x if differentiable else x.detach()
+    if differentiable:
+        return _AllGatherCat.apply(x, group, dim)
+    return _gather_padded(x, group, dim)[0]
+
+
+def all_reduce_mean(x: torch.Tensor, group: Any = None) -> torch.Tensor:
+    """Mean of ``x`` over ranks (a new detached tensor; ``x`` itself is not modified).
+
+    Collective; used to log a global loss. In a single process returns ``x.detach()``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    dist = _dist()
+    if dist is None or dist.get_world_size(group) == 1:
+        return x.detach()
+    home = x.device
+    y = x.detach().clone().to(_comm_device(x, group))
+    dist.all_reduce(y, op=dist.ReduceOp.SUM, group=group)
+    return (y / dist.get_world_size(group)).to(home)
+
+
+def broadcast_object(obj: Any, src: int = 0, group: Any = None) -> Any:
+    """Return ``src``'s picklable ``obj`` on every rank (``src`` is a global rank).
+
+    Collective. In a single process returns ``obj`` unchanged.
+    """
+    dist = _dist()
+    if dist is None or dist.get_world_size(group) == 1:
+        return obj
+    box = [obj if dist.get_rank() == src else None]
+    dist.broadcast_object_list(box, src=src, group=group)
+    return box[0]
+
+
+def broadcast_tensor(tensor: torch.Tensor, src: int = 0, group: Any = None) -> torch.Tensor:
+    """Overwrite ``tensor`` in place with rank ``src``'s values and return it.
+
+    Every rank must pass a tensor of the same shape and dtype. Collective; a no-op in a
+    single process. With NCCL a CPU tensor travels through the current CUDA device.
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    dist = _dist()
+    if dist is None or dist.get_world_size(group) == 1:
+        return tensor
+    comm = _comm_device(tensor, group)
+    if comm == tensor.device and tensor.is_contiguous():
+        dist.broadcast(tensor, src=src, group=group)
+        return tensor
+    buf = tensor.detach().contiguous().to(comm)
+    dist.broadcast(buf, src=src, group=group)
+    with torch.no_grad():
+        tensor.copy_(buf.to(tensor.device))
+    return tensor
+
+
+# ---------------------------------------------------------------------------- randomness
+def _splitmix64(z: int) -> int:
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def rank_seed(seed: int, rank: int | None = None, group: Any = None) -> int:
+    r"""A 63-bit seed for ``rank`` derived from ``seed`` by SplitMix64 mixing.
+
+    ``seed`` and ``rank`` go through two rounds of SplitMix64, so neighbouring ranks (and
+    neighbouring seeds) get unrelated Philox/Mersenne-Twister streams, and the mapping is
+    a pure function: the same ``(seed, rank)`` gives the same seed on any machine.
+
+    Args:
+        seed: Base seed, an int ``>= 0``.
+        rank: Rank to derive for (default: this process's rank in ``group``).
+        group: Process group used when ``rank`` is ``None``.
+    """
+    seed = check_int("seed", seed, minimum=0)
+    rank = get_rank(group) if rank is None else check_int("rank", rank, minimum=0)
+    return _splitmix64(_splitmix64(seed & _MASK64) ^ rank) >> 1
+
+
+def rank_generator(
+    seed: int, device: Any = None, *, rank: int | None = None, group: Any = None
+) -> torch.Generator:
+    r"""A ``torch.Generator`` on ``device`` seeded with :func:`rank_seed` ``(seed, rank)``.
+
+    Give every stochastic TorchEBM call (``sample``, loss ``forward``, ``couple``) the
+    generator of its rank: chains, Langevin noise and flow times then differ across
+    ranks (no duplicated work) while the run stays reproducible from one ``seed``. Pass
+    ``rank=r`` to reproduce rank ``r``'s stream in a single process.
+
+    Args:
+        seed: Base seed shared by all ranks (int ``>= 0``).
+        device: Device of the generator (default CPU); must match the tensors it fills.
+        rank: Override the rank (default: this process's rank in ``group``).
+        group: Process group used when ``rank`` is ``None``.
+
+    Example:
+        >>> g0 = rank_generator(7, rank=0)
+        >>> g1 = rank_generator(7, rank=1)
+        >>> bool((torch.rand(3, generator=g0) != torch.rand(3, generator=g1)).all())
+        True
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    g = torch.Generator(device=dev)
+    g.manual_seed(rank_seed(seed, rank=rank, group=group))
+    return g
+
+
+# ---------------------------------------------------------------------------- wrappers
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Strip ``DistributedDataParallel``/``DataParallel`` (and ``torch.compile``) wrappers.
+
+    FSDP2 modules are not wrappers (``fully_shard`` changes the module's class in place)
+    and are returned as they are.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    seen = 0
+    while seen < 16:
+        seen += 1
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            break
+    return model
+
+
+def _is_dtensor(t: Any) -> bool:
+    # A DTensor needs a device mesh, i.e. torch.distributed.tensor already imported: looking
+    # it up in sys.modules avoids importing the (slow to import) module for plain models.
+    mod = sys.modules.get("torch.distributed.tensor")
+    cls = getattr(mod, "DTensor", None) if mod is not None else None
+    return cls is not None and isinstance(t, cls)
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """``True`` if any parameter of ``module`` is a ``DTensor`` (FSDP2 / tensor parallel)."""
+    return any(_is_dtensor(p) for p in unwrap_model(module).parameters())
+
+
+def _fsdp_modules(module: nn.Module, recurse: bool) -> list[Any]:
+    mod = sys.modules.get("torch.distributed.fsdp")  # fully_shard imported it if in use
+    FSDPModule = getattr(mod, "FSDPModule", None) if mod is not None else None
+    if FSDPModule is None:
+        return []
+    mods = list(module.modules()) if recurse else [module]
+    return [m for m in mods if isinstance(m, FSDPModule)]
+
+
+@contextlib.contextmanager
+def unsharded(module: nn.Module, recurse: bool = True) -> Iterator[nn.Module]:
+    r"""Keep an FSDP2 model's parameters gathered inside the block.
+
+    An MCMC sampler calls the energy model ``k`` times per training step; under FSDP2
+    each call would all-gather and free the parameters again. Inside this context,
+    every ``FSDPModule`` in ``module`` (all of them if ``recurse``) is unsharded once and
+    its ``reshard_after_forward`` and ``reshard_after_backward`` are disabled, so the
+    ``k`` forward/gradient calls reuse the gathered weights; on exit the previous settings
+    are restored and the parameters are resharded. Plain and DDP-wrapped modules pass
+    through unchanged. Collective on entry for sharded modules (every rank must enter).
+
+    It is also what makes losses that back-propagate through ``torch.autograd.grad``
+    (score matching: the loss is built from :math:`\nabla_x E`) work under FSDP2: run the
+    forward **and** the backward inside the block, so the inner gradient pass does not
+    free the weights the outer backward still needs. Gradients are reduce-scattered as
+    usual.
+
+    Example:
+        >>> with unsharded(model):
+        ...     negatives = sampler.sample(x=start, n_steps=k)
+        >>> with unsharded(model):
+        ...     dsm(x).backward()
+    """
+    mods = _fsdp_modules(unwrap_model(module), recurse)
+    if not mods:
+        yield module
+        return
+    saved = []
+    for m in mods:
+        state = m._get_fsdp_state()
+        groups = state._fsdp_param_groups
+        saved.append(
+            (
+                m,
+                getattr(state, "_auto_reshard_after_forward", None),
+                [g.post_forward_mesh_info for g in groups],
+                [g.reshard_after_backward for g in groups],
+            )
+        )
+        m.set_reshard_after_forward(False, recurse=False)
+        m.set_reshard_after_backward(False, recurse=False)
+        m.unshard()
+    try:
+        yield module
+    finally:
+        for m, auto, infos, after_backward in saved:
+            state = m._get_fsdp_state()
+            if auto is not None:
+                state._auto_reshard_after_forward = auto
+            for g, info, rab in zip(state._fsdp_param_groups, infos, after_backward):
+                g.post_forward_mesh_info = info
+                g.reshard_after_backward = rab
+            m.reshard()
+
+
+# ---------------------------------------------------------------------------- state dicts
+def _dcp_options(**kw: Any):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(**kw)
+
+
+def model_state_dict(model: nn.Module) -> dict[str, Any]:
+    r"""A full (unsharded, unwrapped) state dict of ``model``, portable across launch modes.
+
+    DDP/``torch.compile`` wrappers are stripped, so keys are those of the bare module. A
+    sharded (FSDP2) model is gathered with ``torch.distributed.checkpoint``'s
+    ``get_model_state_dict(full_state_dict=True, cpu_offload=True)``: this is a
+    **collective**, and only rank 0 receives the tensors (other ranks get ``{}``), which is
+    what rank 0 then writes to disk.
+    """
+    inner = unwrap_model(model)
+    if is_sharded(inner):
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        return get_model_state_dict(
+            inner, options=_dcp_options(full_state_dict=True, cpu_offload=True)
+        )
+    return inner.state_dict()
+
+
+def load_model_state_dict(model: nn.Module, state: dict[str, Any], strict: bool = True) -> None:
+    """Load a full state dict made by :func:`model_state_dict` into a plain, DDP or FSDP2 model.
+
+    For a sharded model every rank passes the full dict (e.g. each rank reads the same
+    checkpoint file) and keeps its own shard.
+    """
+    inner = unwrap_model(model)
+    if is_sharded(inner):
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+        set_model_state_dict(
+            inner, state, options=_dcp_options(full_state_dict=True, strict=strict)
+        )
+        return
+    inner.load_state_dict(state, strict=strict)
+
+
+def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``optimizer.state_dict()``, or for a sharded model the full FQN-keyed optimizer state.
+
+    The sharded path is a collective (``get_optimizer_state_dict(full_state_dict=True,
+    cpu_offload=True)``); only rank 0 receives the tensors.
+    """
+    inner = unwrap_model(model)
+    if is_sharded(inner):
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        return get_optimizer_state_dict(
+            inner, optimizer, options=_dcp_options(full_state_dict=True, cpu_offload=True)
+        )
+    return optimizer.state_dict()
+
+
+def load_optimizer_state_dict(
+    model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    """Inverse of :func:`optimizer_state_dict` (every rank passes the full dict when sharded)."""
+    inner = unwrap_model(model)
+    if is_sharded(inner):
+        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+        set_optimizer_state_dict(
+            inner, optimizer, state, options=_dcp_options(full_state_dict=True)
+        )
+        return
+    optimizer.load_state_dict(state)
+
+
+def _rank_list(obj: Any, group: Any = None) -> list[Any]:
+    """Gather one picklable object per rank onto rank 0 (``[obj]`` in a single process).
+
+    Non-zero ranks receive ``None``. Collective.
+    """
+    dist = _dist()
+    if dist is None or dist.get_world_size(group) == 1:
+        return [obj]
+    world = dist.get_world_size(group)
+    out: list[Any] | None = [None] * world if dist.get_rank(group) == 0 else None
+    dst = 0 if group is None else dist.get_global_rank(group, 0)
+    dist.gather_object(obj, out, dst=dst, group=group)
+    return out  # type: ignore[return-value]

@@ -1,0 +1,113 @@
+r"""``ContrastiveDivergenceTrainer``: :class:`~torchebm.core.BaseTrainer` preset for CD / PCD."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchebm.core import BaseTrainer
+from torchebm.core.distributed import unwrap_model
+from torchebm.core.errors import check_positive
+from torchebm.losses._contrastive_divergence import ContrastiveDivergence
+
+__all__ = ["ContrastiveDivergenceTrainer"]
+
+
+class ContrastiveDivergenceTrainer(BaseTrainer):
+    r"""Train an energy model by contrastive divergence with a ready-made loop.
+
+    Builds ``Adam(model.parameters(), lr=learning_rate)`` (unless an optimizer is given)
+    and ``ContrastiveDivergence(model, sampler, k_steps, persistent, buffer_size,
+    **loss_kwargs)``, then runs :class:`~torchebm.core.BaseTrainer`'s loop. Each step
+    reports ``loss``, ``pos_energy`` (mean :math:`E_\theta` of the data batch) and
+    ``neg_energy`` (mean :math:`E_\theta` of the negatives), the two extra energies being
+    evaluated without gradient on the bare model.
+
+    Under DDP pass the wrapped model as ``model`` and build ``sampler`` on
+    ``model.module`` (see ``docs/distributed.md``).
+
+    Args:
+        model: Energy model ``(B, *event) -> (B,)`` (plain, DDP or FSDP2).
+        sampler: Sampler of the negatives (e.g. ``LangevinDynamics(model, ...)``).
+        optimizer: Optimizer (default: Adam with ``learning_rate``).
+        learning_rate: Adam learning rate when ``optimizer`` is ``None`` (``> 0``).
+        k_steps: Sampler steps per training step.
+        persistent: Persistent CD (replay buffer).
+        buffer_size: Chains in the replay buffer.
+        device: See :class:`~torchebm.core.BaseTrainer`.
+        dtype: See :class:`~torchebm.core.BaseTrainer`.
+        use_mixed_precision: See :class:`~torchebm.core.BaseTrainer` (handled by the
+            trainer, not passed to the loss).
+        grad_accum_steps: Micro-batches per optimizer step.
+        callbacks: Trainer callbacks.
+        loss_kwargs: Extra ``ContrastiveDivergence`` arguments (``init_steps``,
+            ``energy_reg_weight``, ``new_sample_ratio``, ``nan_policy``, ...).
+        **trainer_kwargs: Keyword arguments of :class:`~torchebm.core.BaseTrainer`
+            (``seed``, ``generator``, ``max_grad_norm``, ``lr_scheduler``, ``nan_policy``,
+            ...).
+
+    Example:
+        >>> trainer = ContrastiveDivergenceTrainer(model, LangevinDynamics(model, 0.01), seed=0)  # doctest: +SKIP
+        >>> history = trainer.train(loader, num_epochs=20)  # doctest: +SKIP
+
+    References:
+        - Hinton, "Training products of experts by minimizing contrastive divergence",
+          Neural Computation 2002.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sampler: Any,
+        optimizer: torch.optim.Optimizer | None = None,
+        learning_rate: float = 0.01,
+        k_steps: int = 10,
+        persistent: bool = False,
+        buffer_size: int = 1000,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        use_mixed_precision: bool = False,
+        grad_accum_steps: int = 1,
+        callbacks: Sequence[Any] | None = None,
+        *,
+        loss_kwargs: dict[str, Any] | None = None,
+        **trainer_kwargs: Any,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if optimizer is None:
+            lr = check_positive("learning_rate", learning_rate)
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        if loss_kwargs is not None and not isinstance(loss_kwargs, dict):
+            raise TypeError(f"loss_kwargs must be a dict, got {type(loss_kwargs).__name__}")
+        loss_fn = ContrastiveDivergence(
+            model,
+            sampler,
+            k_steps=k_steps,
+            persistent=persistent,
+            buffer_size=buffer_size,
+            **(loss_kwargs or {}),
+        )
+        super().__init__(
+            model,
+            optimizer,
+            loss_fn,
+            device=device,
+            dtype=dtype,
+            use_mixed_precision=use_mixed_precision,
+            grad_accum_steps=grad_accum_steps,
+            callbacks=callbacks,
+            **trainer_kwargs,
+        )
+
+    def compute_loss(self, x: torch.Tensor, model_kwargs: dict) -> dict[str, torch.Tensor]:
+        """The CD loss plus the mean energies of the data and of the negatives."""
+        loss, negatives = super().compute_loss(x, model_kwargs)
+        bare = unwrap_model(self.model)
+        with torch.no_grad():
+            pos = bare(x, **model_kwargs) if model_kwargs else bare(x)
+            neg = bare(negatives, **model_kwargs) if model_kwargs else bare(negatives)
+        return {"loss": loss, "pos_energy": pos.mean(), "neg_energy": neg.mean()}

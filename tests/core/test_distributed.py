@@ -1,0 +1,277 @@
+"""``torchebm.core.distributed``: the single-process shim, and 2-process gloo runs on CPU.
+
+The multi-process part launches ``_dist_worker.py`` on 2 ranks once (module fixture) and
+compares every rank's results with single-process references computed here: DDP
+gradients vs. the concatenated batch, BaseTrainer (DDP / plain + all-reduce / FSDP2)
+parameters vs. an independent single-process loop, and checkpoint resume identity.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from torchebm.core import distributed as D
+
+HERE = Path(__file__).resolve().parent
+WORLD = 2
+
+
+def _load_worker():
+    spec = importlib.util.spec_from_file_location("_torchebm_dist_worker", HERE / "_dist_worker.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+W = _load_worker()
+
+
+# ---------------------------------------------------------------------------- single process
+def test_single_process_topology():
+    assert not D.is_distributed()
+    assert D.get_rank() == 0 and D.get_world_size() == 1 and D.is_main_process()
+    D.barrier()  # no-op
+    assert D.gather_sizes(5) == [5]
+
+
+def test_single_process_collectives_are_identities():
+    x = torch.randn(3, 2, requires_grad=True)
+    g = D.all_gather_cat(x)
+    assert torch.equal(g, x) and not g.requires_grad
+    assert D.all_gather_cat(x, differentiable=True) is x
+    assert torch.equal(D.all_gather_cat(x, dim=1), x)
+    m = D.all_reduce_mean(x)
+    assert torch.equal(m, x) and not m.requires_grad
+    t = torch.arange(3.0)
+    assert D.broadcast_tensor(t) is t and torch.equal(t, torch.arange(3.0))
+    obj = {"a": [1, 2]}
+    assert D.broadcast_object(obj) is obj
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda: D.all_gather_cat([1, 2]), TypeError, ["x", "list"]),
+        (lambda: D.all_gather_cat(torch.tensor(1.0)), ValueError, ["x", "()"]),
+        (lambda: D.all_gather_cat(torch.ones(2, 3), dim=2), ValueError, ["dim", "2"]),
+        (lambda: D.all_gather_cat(torch.ones(2, 3), dim=0.5), TypeError, ["dim", "0.5"]),
+        (lambda: D.all_reduce_mean(3.0), TypeError, ["x", "float"]),
+        (lambda: D.broadcast_tensor("t"), TypeError, ["tensor", "str"]),
+        (lambda: D.gather_sizes(-1), ValueError, ["n", "-1"]),
+        (lambda: D.rank_seed(-3), ValueError, ["seed", "-3"]),
+        (lambda: D.rank_seed(1.5), TypeError, ["seed", "1.5"]),
+        (lambda: D.rank_seed(1, rank=-1), ValueError, ["rank", "-1"]),
+        (lambda: D.rank_generator(True), TypeError, ["seed", "True"]),
+        (lambda: D.unwrap_model("m"), TypeError, ["model", "str"]),
+    ],
+)
+def test_validation(call, exc, words):
+    with pytest.raises(exc) as info:
+        call()
+    for w in words:
+        assert w in str(info.value)
+
+
+def test_rank_seed_is_pure_and_decorrelates_ranks():
+    seeds = [D.rank_seed(0, rank=r) for r in range(2000)]
+    assert len(set(seeds)) == 2000 and all(0 <= s < 2**63 for s in seeds)
+    assert seeds[:4] == [D.rank_seed(0, rank=r) for r in range(4)]  # pure function
+    assert D.rank_seed(0) == D.rank_seed(0, rank=0)  # rank defaults to this process's
+    assert D.rank_seed(1, rank=0) != D.rank_seed(0, rank=1)  # no (seed, rank) aliasing
+    # neighbouring ranks give uncorrelated streams: |corr| < 4 / sqrt(n) (4 sigma)
+    n = 20_000
+    a = torch.randn(n, generator=D.rank_generator(0, rank=0))
+    b = torch.randn(n, generator=D.rank_generator(0, rank=1))
+    corr = torch.corrcoef(torch.stack([a, b]))[0, 1].abs().item()
+    assert corr < 4 / n**0.5
+    again = torch.randn(n, generator=D.rank_generator(0, rank=0))
+    assert torch.equal(a, again)
+
+
+def test_rank_generator_leaves_global_rng_alone():
+    before = torch.get_rng_state()
+    g = D.rank_generator(3, "cpu")
+    torch.rand(4, generator=g)
+    assert torch.equal(before, torch.get_rng_state())
+    assert g.device == torch.device("cpu")
+
+
+def test_unwrap_and_unsharded_pass_through_plain_modules():
+    m = nn.Linear(2, 2)
+    assert D.unwrap_model(m) is m and not D.is_sharded(m)
+    with D.unsharded(m) as inner:
+        assert inner is m
+    sd = D.model_state_dict(m)
+    assert set(sd) == {"weight", "bias"}
+    m2 = nn.Linear(2, 2)
+    D.load_model_state_dict(m2, sd)
+    assert torch.equal(m2.weight, m.weight)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    m(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    opt2 = torch.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9)
+    D.load_optimizer_state_dict(m2, opt2, D.optimizer_state_dict(m, opt))
+    assert torch.equal(
+        opt2.state_dict()["state"][0]["momentum_buffer"],
+        opt.state_dict()["state"][0]["momentum_buffer"],
+    )
+
+
+# ---------------------------------------------------------------------------- two processes
+def launch(worker: Path, out: Path, world: int = WORLD, timeout: float = 120.0) -> list[dict]:
+    """Start ``world`` gloo ranks of ``worker`` (file:// rendezvous) and load their results."""
+    init = f"file://{out / 'rendezvous'}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCHEBM_TEST_INIT": init}
+    env["WORLD_SIZE"] = str(world)
+    procs = []
+    for r in range(world):
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(worker), str(out)],
+                env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    deadline = time.monotonic() + timeout
+    logs = []
+    for p in procs:
+        try:
+            logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+    for r, p in enumerate(procs):
+        assert p.returncode == 0, f"rank {r} failed:\n{logs[r][-4000:]}"
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
+
+
+@pytest.fixture(scope="module")
+def ranks():
+    with tempfile.TemporaryDirectory() as d:
+        yield launch(HERE / "_dist_worker.py", Path(d))
+
+
+def _maxdiff(a: dict, b: dict) -> float:
+    assert set(a) == set(b)
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+@pytest.mark.distributed
+def test_shim_topology_and_gathers(ranks):
+    for r, res in enumerate(ranks):
+        s = res["shim"]
+        assert (s["rank"], s["world"], s["dist"]) == (r, WORLD, True)
+        # uneven batches: rank 0 holds 2 rows (0..5), rank 1 holds 3 rows (100..108)
+        want = torch.cat(
+            [
+                torch.arange(6.0).reshape(2, 3),
+                torch.arange(9.0).reshape(3, 3) + 100,
+            ]
+        )
+        assert torch.equal(s["gather_uneven"], want)
+        assert s["sizes"] == [2, 3]
+        assert torch.equal(s["gather_dim1"], torch.tensor([[0.0, 1.0, 1.0]] * 2))
+        assert s["bcast_obj"] == {"from": 1, "items": [1, 2]}
+        assert torch.equal(s["bcast_tensor"], torch.ones(3))
+        assert torch.allclose(s["mean"], torch.tensor([0.5, 1.0]))
+
+
+@pytest.mark.distributed
+def test_differentiable_gather_sums_gradients_over_ranks(ranks):
+    # rank r's loss is sum(full * w * (r+1)); d/dx_local sums (r+1) over ranks = 3
+    for r, res in enumerate(ranks):
+        s = res["shim"]
+        w = torch.arange(s["diff_full"].numel(), dtype=torch.float32).reshape(s["diff_full"].shape)
+        assert torch.equal(s["diff_grad"], 3 * w[3 * r : 3 * r + 3])
+        # the gathered tensor is rank 0's rows then rank 1's rows, identical on both ranks
+        assert torch.equal(s["diff_full"], ranks[0]["shim"]["diff_full"])
+    local = [torch.randn(3, 2, generator=D.rank_generator(1, rank=r)) for r in range(WORLD)]
+    assert torch.equal(ranks[0]["shim"]["diff_full"], torch.cat(local))
+
+
+@pytest.mark.distributed
+def test_rank_generators_differ_across_ranks_and_replay_in_one_process(ranks):
+    d0, d1 = ranks[0]["shim"]["draw"], ranks[1]["shim"]["draw"]
+    assert not torch.equal(d0, d1)
+    for r in range(WORLD):
+        g = D.rank_generator(123, rank=r)
+        assert torch.equal(ranks[r]["shim"]["draw"], torch.randn(5, generator=g))
+
+
+@pytest.mark.distributed
+def test_ddp_gradients_match_single_process_concatenated_batch(ranks):
+    model = W.init_model()
+    loss = W.ToyCD(model, model)
+    negs = [
+        loss.negatives(W.local_batch(0, r, WORLD), D.rank_generator(W.SEED, rank=r))
+        for r in range(WORLD)
+    ]
+    loss.compute(W.global_batch(0), torch.cat(negs)).backward()
+    ref = {n: p.grad for n, p in model.named_parameters()}
+    for res in ranks:
+        diff = _maxdiff(res["ddp_grads"], ref)
+        assert diff < 1e-6, diff
+    # and the two ranks hold the same averaged gradient
+    assert _maxdiff(ranks[0]["ddp_grads"], ranks[1]["ddp_grads"]) == 0.0
+
+
+@pytest.mark.distributed
+def test_trainer_refuses_ddp_model_whose_loss_holds_the_bare_module(ranks):
+    for res in ranks:
+        assert "unwrapped module" in res["wrong_wrapping"]
+
+
+@pytest.fixture(scope="module")
+def reference_params():
+    return {n: W.reference_train(n, WORLD) for n in (W.N_MICRO, 2 * W.N_MICRO)}
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("kind", ["ddp", "plain", "fsdp"])
+def test_trainer_matches_single_process_and_resumes_identically(ranks, reference_params, kind):
+    res0 = ranks[0][f"trainer_{kind}"]
+    assert res0["step"] == W.N_MICRO // W.ACCUM
+    assert res0["sync"] == (kind == "plain")
+    # 2 optimizer steps (grad accumulation 2, Adam) on 2 ranks == single process on the
+    # concatenated batches, up to float32 reduction order
+    assert _maxdiff(res0["after"], reference_params[W.N_MICRO]) < 1e-6
+    assert _maxdiff(res0["unbroken"], reference_params[2 * W.N_MICRO]) < 1e-6
+    # resume from the checkpoint: bit-identical to the unbroken run, on every rank
+    for res in ranks:
+        t = res[f"trainer_{kind}"]
+        assert t["resumed_step"] == 2 * W.N_MICRO // W.ACCUM
+        assert torch.equal(t["replay_unbroken"], t["replay_resumed"])  # per-rank buffer
+        if t["unbroken"]:  # FSDP full state lives on rank 0 only
+            assert all(torch.equal(t["unbroken"][k], t["resumed"][k]) for k in t["unbroken"])
+    # each rank had its own replay buffer (rank-decorrelated chains)
+    r0, r1 = (ranks[r][f"trainer_{kind}"]["replay_unbroken"] for r in range(WORLD))
+    assert not torch.equal(r0, r1)
+
+
+@pytest.mark.distributed
+def test_unsharded_gathers_fsdp2_parameters_inside_the_block(ranks):
+    for res in ranks:
+        u = res["unsharded"]
+        assert u["sharded"]
+        assert u["inside"] == ["Parameter"] * 4  # gathered (unsharded) inside
+        assert u["after"] == ["DTensor"] * 4  # resharded on exit
+        assert u["grad_diff"] == 0.0 and u["grad_repeat"] == 0.0
+
+
+@pytest.mark.distributed
+def test_no_scenario_touched_the_global_rng(ranks):
+    for res in ranks:
+        assert all(res["global_rng_untouched"].values()), res["global_rng_untouched"]

@@ -1,0 +1,493 @@
+"""BaseTrainer and the training helpers (single process; distributed runs: test_distributed.py)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from torchebm.core import (
+    BaseTrainer,
+    ExponentialDecayScheduler,
+    Schedulable,
+    TorchEBMModule,
+    TrainerCallback,
+    load_checkpoint,
+    requires_grad,
+    save_checkpoint,
+    update_ema,
+)
+from torchebm.core.errors import NonFiniteError
+
+
+class Quadratic(nn.Module):
+    """``E(x) = sum_i w_i x_i^2 / 2`` with a scalar offset ``b`` (parameters w, b)."""
+
+    def __init__(self, dim: int = 2):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(dim))
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, y=None):
+        e = 0.5 * (self.w * x**2).sum(-1) + self.b
+        return e if y is None else e + y.to(e.dtype)
+
+
+class ToyLoss(Schedulable, TorchEBMModule):
+    """CD-flavoured toy loss: ``mean E(x) - mean E(x + s xi) + mean E(x)^2 / 10``.
+
+    ``s`` is a scheduled noise scale (ExponentialDecay 0.5 * 0.9^k); ``xi`` comes from
+    ``generator``; a lazily registered replay buffer stores the last negatives and feeds
+    the next start points, so resume identity needs the buffer restored.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.register_buffer("replay", None)
+        self._register_param("noise", ExponentialDecayScheduler(0.5, 0.9), positive=True)
+        self.seen_generators: list = []
+        self.seen_kwargs: list = []
+
+    def forward(self, x, model_kwargs=None, generator=None):
+        self.seen_generators.append(generator)
+        self.seen_kwargs.append(model_kwargs)
+        mk = model_kwargs or {}
+        start = x if self.replay is None else 0.5 * (x + self.replay[: x.shape[0]])
+        xi = torch.randn(x.shape, generator=generator)
+        neg = (start + self.get_scheduled_value("noise") * xi).detach()
+        self.replay = neg.clone()
+        e_pos = self.model(x, **mk)
+        return (e_pos.mean() - self.model(neg, **mk).mean() + 0.1 * (e_pos**2).mean(), neg)
+
+
+def data(n: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
+
+
+def make(seed=0, accum=1, lr=0.05, **kw):
+    model = Quadratic()
+    loss = ToyLoss(model)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    return BaseTrainer(model, opt, loss, grad_accum_steps=accum, seed=seed, **kw)
+
+
+def params(trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        ({"model": "m"}, TypeError, ["model", "str"]),
+        ({"optimizer": None}, TypeError, ["optimizer", "NoneType"]),
+        ({"loss_fn": 3}, TypeError, ["loss_fn", "int"]),
+        ({"grad_accum_steps": 0}, ValueError, ["grad_accum_steps", ">= 1", "0"]),
+        ({"grad_accum_steps": 1.5}, TypeError, ["grad_accum_steps", "1.5"]),
+        ({"dtype": torch.int64}, TypeError, ["dtype", "int64"]),
+        ({"amp_dtype": torch.float32}, ValueError, ["amp_dtype", "float32"]),
+        ({"max_grad_norm": -1.0}, ValueError, ["max_grad_norm", "-1.0"]),
+        ({"max_grad_norm": float("nan")}, ValueError, ["max_grad_norm", "nan"]),
+        ({"max_grad_norm": "1"}, TypeError, ["max_grad_norm", "'1'"]),
+        ({"callbacks": TrainerCallback()}, TypeError, ["callbacks", "TrainerCallback"]),
+        ({"seed": 1, "generator": torch.Generator()}, ValueError, ["seed", "generator"]),
+        ({"generator": 3}, TypeError, ["generator", "int"]),
+        ({"seed": -1}, ValueError, ["seed", "-1"]),
+        ({"lr_scheduler": 5}, TypeError, ["lr_scheduler", "int"]),
+        ({"sync_gradients": "yes"}, TypeError, ["sync_gradients", "yes"]),
+        ({"nan_policy": "mask"}, ValueError, ["nan_policy", "mask", "raise"]),
+    ],
+)
+def test_constructor_validation(kwargs, exc, words):
+    model = Quadratic()
+    base = {
+        "model": model,
+        "optimizer": torch.optim.SGD(model.parameters(), lr=0.1),
+        "loss_fn": ToyLoss(model),
+    }
+    base.update(kwargs)
+    with pytest.raises(exc) as info:
+        BaseTrainer(**base)
+    for w in words:
+        assert w in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "batch, exc, words",
+    [
+        ([1, 2, 3], ValueError, ["length 3"]),
+        ("x", TypeError, ["batch", "str"]),
+        ({"inputs": torch.ones(2, 2)}, ValueError, ["'x'", "'data'", "inputs"]),
+        ((torch.ones(0, 2),), ValueError, ["non-empty", "(0, 2)"]),
+        (torch.tensor(1.0), ValueError, ["non-empty", "()"]),
+        (([1.0, 2.0],), TypeError, ["torch.Tensor", "list"]),
+    ],
+)
+def test_train_step_rejects_bad_batches(batch, exc, words):
+    with pytest.raises(exc) as info:
+        make().train_step(batch)
+    for w in words:
+        assert w in str(info.value), str(info.value)
+
+
+def test_split_batch_forms_and_conditioning_reach_the_loss():
+    t = make()
+    x, y = data(4), torch.arange(4.0)
+    t.train_step(x)
+    t.train_step((x, y))
+    t.train_step({"x": x, "y": y})
+    t.train_step({"data": x, "y": y})
+    t.train_step([x])
+    t.train_step((x, {"y": y}), model_kwargs={"y": 2 * y})  # explicit wins
+    seen = t.loss_fn.seen_kwargs
+    assert seen[0] is None and seen[4] is None
+    for k in (1, 2, 3):
+        assert set(seen[k]) == {"y"} and torch.equal(seen[k]["y"], y)
+    assert torch.equal(seen[5]["y"], 2 * y)
+    assert all(g is t.generator for g in t.loss_fn.seen_generators)
+    with pytest.raises(TypeError, match="model_kwargs must be a dict"):
+        t.train_step(x, model_kwargs=[1])
+
+
+# ---------------------------------------------------------------------------- maths of a step
+class MSE(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return ((self.model(x) - 1.0) ** 2).mean()
+
+
+def test_sgd_step_equals_closed_form_and_accumulation_equals_full_batch():
+    x = data(8)
+    # closed form: E = 0.5 sum w x^2 + b; L = mean (E - 1)^2; dL/dw_i = mean 2(E-1) x_i^2 / 2
+    m = Quadratic()
+    t = BaseTrainer(m, torch.optim.SGD(m.parameters(), lr=0.1), MSE(m))
+    e = 0.5 * (x**2).sum(-1)
+    gw = (2 * (e - 1)[:, None] * 0.5 * x**2).mean(0)
+    gb = (2 * (e - 1)).mean()
+    t.train_step(x)
+    assert torch.allclose(m.w.detach(), 1 - 0.1 * gw, atol=1e-6)
+    assert torch.allclose(m.b.detach(), -0.1 * gb, atol=1e-6)
+    assert t.step == 1
+
+    m2 = Quadratic()
+    t2 = BaseTrainer(m2, torch.optim.SGD(m2.parameters(), lr=0.1), MSE(m2), grad_accum_steps=2)
+    t2.train_step(x[:4])
+    assert torch.equal(m2.w.detach(), torch.ones(2)) and t2.step == 0  # no step mid-window
+    t2.train_step(x[4:])
+    assert t2.step == 1
+    assert torch.allclose(m2.w.detach(), m.w.detach(), atol=1e-6)
+    assert torch.allclose(m2.b.detach(), m.b.detach(), atol=1e-6)
+
+
+def test_gradient_clipping_bounds_the_update():
+    x = 10 * data(8)
+    m = Quadratic()
+    t = BaseTrainer(m, torch.optim.SGD(m.parameters(), lr=1.0), MSE(m), max_grad_norm=0.5)
+    t.train_step(x)
+    delta = torch.cat([(m.w.detach() - 1).reshape(-1), m.b.detach().reshape(-1)])
+    assert delta.norm().item() == pytest.approx(0.5, rel=1e-5)
+
+
+def test_schedulers_and_lr_scheduler_step_once_per_optimizer_step():
+    model = Quadratic()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    lr_sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    t = BaseTrainer(model, opt, ToyLoss(model), grad_accum_steps=2, seed=0, lr_scheduler=lr_sched)
+    for _ in range(6):
+        t.train_step(data(4))
+    assert t.step == 3
+    assert t.loss_fn.get_scheduled_value("noise") == pytest.approx(0.5 * 0.9**3)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
+
+
+def test_loss_output_forms_and_errors():
+    m = Quadratic()
+
+    def dict_loss(x):
+        e = m(x)
+        return {"loss": e.mean(), "pos": e.mean(), "vec": e}
+
+    t = BaseTrainer(m, torch.optim.SGD(m.parameters(), lr=0.1), dict_loss)
+    out = t.train_step(data(4))
+    assert set(out) == {"loss", "pos"} and not out["loss"].requires_grad
+    bad = {
+        "non-scalar": (lambda x: m(x), "scalar"),
+        "no grad": (lambda x: m(x).mean().detach(), "does not require grad"),
+        "dict without loss": (lambda x: {"l": m(x).mean()}, "without 'loss'"),
+    }
+    for fn, words in bad.values():
+        with pytest.raises(ValueError, match=words):
+            BaseTrainer(m, torch.optim.SGD(m.parameters(), lr=0.1), fn).train_step(data(4))
+
+
+# ---------------------------------------------------------------------------- randomness
+def test_same_seed_is_bit_identical_and_global_rng_is_untouched():
+    before = torch.get_rng_state()
+    a, b, c = make(seed=3), make(seed=3), make(seed=4)
+    for k in range(5):
+        for t in (a, b, c):
+            t.train_step(data(8, seed=k))
+    assert same(params(a), params(b))
+    assert not same(params(a), params(c))
+    assert torch.equal(before, torch.get_rng_state())
+
+
+# ---------------------------------------------------------------------------- non-finite
+class NaNAfter(nn.Module):
+    """Loss that becomes NaN (``nan_at="loss"``) or has NaN gradients after ``k`` calls."""
+
+    def __init__(self, model, k, where):
+        super().__init__()
+        self.model, self.k, self.where, self.calls = model, k, where, 0
+
+    def forward(self, x):
+        self.calls += 1
+        e = self.model(x).mean()
+        if self.calls > self.k:
+            if self.where == "loss":
+                return e * float("nan")
+            return e + (self.model.w * 0).sqrt().sum() * 0  # finite loss, NaN gradient
+        return e
+
+
+@pytest.mark.parametrize("where", ["loss", "grad"])
+def test_nan_policy_raise_names_step_and_parameters(where):
+    m = Quadratic()
+    t = BaseTrainer(m, torch.optim.SGD(m.parameters(), lr=0.1), NaNAfter(m, 2, where))
+    t.train_step(data(4))
+    t.train_step(data(4))
+    before = params(t)
+    with pytest.raises(NonFiniteError) as info:
+        t.train_step(data(4))
+    msg = str(info.value)
+    assert "optimizer step 2" in msg and info.value.step == 2
+    if where == "grad":
+        assert "['w']" in msg and info.value.indices == ["w"]
+    else:
+        assert "loss" in msg
+    assert same(before, params(t))  # the poisoned step was not applied
+
+
+def test_nan_policy_skip_drops_the_window_and_counts():
+    m = Quadratic()
+    t = BaseTrainer(
+        m, torch.optim.SGD(m.parameters(), lr=0.1), NaNAfter(m, 1, "loss"), nan_policy="skip"
+    )
+    t.train_step(data(4))
+    before = params(t)
+    with pytest.warns(RuntimeWarning, match="skipping"):
+        t.train_step(data(4))
+    assert t.step == 1 and t.skipped_steps == 1 and same(before, params(t))
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_nan_policy_ignore_applies_the_step():
+    m = Quadratic()
+    t = BaseTrainer(
+        m, torch.optim.SGD(m.parameters(), lr=0.1), NaNAfter(m, 0, "loss"), nan_policy="ignore"
+    )
+    t.train_step(data(4))
+    assert torch.isnan(m.w).all()
+
+
+# ---------------------------------------------------------------------------- callbacks, loops
+class Recorder(TrainerCallback):
+    def __init__(self):
+        self.events = []
+
+    def on_train_start(self, trainer):
+        self.events.append("train_start")
+
+    def on_epoch_start(self, trainer, epoch):
+        self.events.append(f"epoch_start{epoch}")
+
+    def on_batch_end(self, trainer, batch_idx, metrics):
+        self.events.append(f"batch{batch_idx}")
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        self.events.append(f"epoch_end{epoch}:{sorted(metrics)}")
+
+    def on_train_end(self, trainer, history):
+        self.events.append("train_end")
+
+
+class Loader(list):
+    """A list of batches with a DistributedSampler-like ``set_epoch``."""
+
+    class _Sampler:
+        def __init__(self):
+            self.epochs = []
+
+        def set_epoch(self, e):
+            self.epochs.append(e)
+
+    def __init__(self, batches):
+        super().__init__(batches)
+        self.sampler = self._Sampler()
+
+
+def test_train_calls_hooks_in_order_and_reports_epoch_means():
+    rec = Recorder()
+    t = make(callbacks=[rec])
+    loader = Loader([data(4, seed=k) for k in range(3)])
+    val = []
+    hist = t.train(loader, 2, validate_fn=lambda tr: val.append(tr.epoch) or {"v": 1.0})
+    assert rec.events == [
+        "train_start",
+        "epoch_start0",
+        "batch0",
+        "batch1",
+        "batch2",
+        "epoch_end0:['loss']",
+        "epoch_start1",
+        "batch0",
+        "batch1",
+        "batch2",
+        "epoch_end1:['loss']",
+        "train_end",
+    ]
+    assert loader.sampler.epochs == [0, 1] and val == [0, 1]
+    assert len(hist["train"]) == 2 and hist["val"] == [{"v": 1.0}, {"v": 1.0}]
+    assert math.isfinite(hist["train"][0]["loss"])
+    assert t.train(loader, 2) is t.history and len(t.history["train"]) == 2  # already done
+    with pytest.raises(ValueError, match="num_epochs"):
+        t.train(loader, -1)
+
+
+def test_mixed_precision_on_cpu_warns_and_disables():
+    with pytest.warns(UserWarning, match="requires CUDA"):
+        t = make(use_mixed_precision=True)
+    assert not t.use_mixed_precision and t.scaler is None
+
+
+def test_device_and_dtype_moves():
+    t = make(dtype=torch.float64)
+    assert t.model.w.dtype == torch.float64 and t.device == torch.device("cpu")
+    t.train_step(data(4).double())
+    assert t.model.w.dtype == torch.float64
+
+
+# ---------------------------------------------------------------------------- checkpoints
+class SaveAt(TrainerCallback):
+    def __init__(self, epoch, batch, path):
+        self.at, self.path = (epoch, batch), path
+
+    def on_batch_end(self, trainer, batch_idx, metrics):
+        if (trainer.epoch, batch_idx) == self.at:
+            trainer.save_checkpoint(self.path)
+
+
+@pytest.mark.parametrize("at_batch", [3, 2])  # 3: window boundary; 2: mid accumulation window
+def test_mid_epoch_resume_is_bit_identical(tmp_path, at_batch):
+    loader = Loader([data(4, seed=k) for k in range(6)])
+    ckpt = tmp_path / "ckpt.pt"
+    unbroken = make(seed=11, accum=2, callbacks=[SaveAt(1, at_batch, ckpt)])
+    unbroken.train(loader, 3)
+    assert ckpt.exists()
+
+    resumed = make(seed=11, accum=2)
+    resumed.model.w.data.fill_(5.0)  # a different starting point, overwritten by the load
+    resumed.load_checkpoint(ckpt)
+    assert resumed.epoch == 1 and resumed._batch_in_epoch == at_batch + 1
+    resumed.train(loader, 3)
+    assert same(params(unbroken), params(resumed))
+    assert torch.equal(unbroken.loss_fn.replay, resumed.loss_fn.replay)
+    assert unbroken.step == resumed.step == 9
+    # epoch 1's mean covers only the batches after the checkpoint in the resumed run
+    h0, h1 = unbroken.history["train"], resumed.history["train"]
+    assert len(h1) == 3 and h0[0] == h1[0] and h0[2] == h1[2]
+    assert unbroken.generator.get_state().equal(resumed.generator.get_state())
+    assert unbroken.loss_fn.get_scheduled_value("noise") == resumed.loss_fn.get_scheduled_value(
+        "noise"
+    )
+
+
+def test_checkpoint_is_weights_only_and_excludes_duplicate_model_weights(tmp_path):
+    t = make(seed=1)
+    t.train_step(data(4))
+    path = t.save_checkpoint(tmp_path / "sub" / "c.pt")
+    state = torch.load(path, weights_only=True)
+    assert state["format"] == "torchebm.trainer/1" and state["world_size"] == 1
+    assert set(state["model"]) == {"w", "b"}
+    loss_keys = set(state["ranks"][0]["loss"])
+    assert "replay" in loss_keys and not any(k.startswith("model.") for k in loss_keys)
+    assert state["counters"]["step"] == 1
+
+
+def test_load_state_dict_errors(tmp_path):
+    t = make(seed=1)
+    t.train_step(data(4))
+    state = t.state_dict()
+    with pytest.raises(ValueError, match="format"):
+        make().load_state_dict({"model": {}})
+    two = dict(state, ranks=state["ranks"] * 2)
+    with pytest.raises(ValueError, match="world_size=2"):
+        make(seed=1).load_state_dict(two)
+    m = Quadratic()
+    no_gen = BaseTrainer(m, torch.optim.Adam(m.parameters()), ToyLoss(m))
+    with pytest.raises(ValueError, match="generator"):
+        no_gen.load_state_dict(state)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        make().load_checkpoint(tmp_path / "missing.pt")
+
+
+# ---------------------------------------------------------------------------- helpers
+def test_update_ema_closed_form_and_validation():
+    model = Quadratic()
+    ema = copy.deepcopy(model)
+    requires_grad(ema, False)
+    assert not any(p.requires_grad for p in ema.parameters())
+    with torch.no_grad():
+        model.w.fill_(3.0)
+        model.b.fill_(-1.0)
+    update_ema(ema, model, decay=0.9)
+    assert torch.allclose(ema.w, torch.full((2,), 0.9 * 1 + 0.1 * 3))
+    assert torch.allclose(ema.b, torch.tensor(0.1 * -1.0))
+    update_ema(ema, model, decay=0.0)
+    assert torch.equal(ema.w, model.w.detach())
+    for bad, exc in [(1.5, ValueError), (-0.1, ValueError), ("a", TypeError), (True, TypeError)]:
+        with pytest.raises(exc, match="decay"):
+            update_ema(ema, model, decay=bad)
+    with pytest.raises(ValueError, match="no parameter named 'w'"):
+        update_ema(nn.Linear(2, 2), model)
+    with pytest.raises(TypeError, match="ema_model"):
+        update_ema("ema", model)
+    with pytest.raises(TypeError, match="flag"):
+        requires_grad(model, 1)
+
+
+def test_functional_checkpoint_round_trip(tmp_path):
+    model = Quadratic()
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(data(4)).mean().backward()
+    opt.step()
+    ema = copy.deepcopy(model)
+    args = argparse.Namespace(lr=0.1, name="run", dims=[1, 2])
+    path = save_checkpoint(model, opt, 12, tmp_path / "ck", ema_model=ema, args=args)
+    assert path.name == "0000012.pt"
+    m2, e2 = Quadratic(), Quadratic()
+    o2 = torch.optim.Adam(m2.parameters(), lr=0.1)
+    ck = load_checkpoint(path, m2, ema_model=e2, optimizer=o2)
+    assert ck["step"] == 12 and ck["args"] == {"lr": 0.1, "name": "run", "dims": [1, 2]}
+    assert torch.equal(m2.w, model.w) and torch.equal(e2.w, ema.w)
+    assert torch.equal(
+        o2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]
+    )
+    with pytest.raises(TypeError, match="args"):
+        save_checkpoint(model, opt, 1, tmp_path, args={"f": object()})
+    with pytest.raises(ValueError, match="step"):
+        save_checkpoint(model, opt, -1, tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "nope.pt", model)

@@ -1,0 +1,273 @@
+"""Worker of tests/integration/test_distributed_losses.py (2 gloo ranks on CPU).
+
+Launched with ``torchrun --standalone --nproc-per-node=2 _dist_losses_worker.py OUT_DIR``
+(the documented launch path). Every rank runs every scenario in one process group and
+saves ``OUT_DIR/rank<r>.pt``; the parent compares with single-process references built
+from the helpers below (same model init, data and per-rank generator streams).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import torchebm.couplings as C
+import torchebm.losses as L
+import torchebm.samplers as S
+from torchebm.core import BaseTrainer
+from torchebm.core import distributed as D
+from torchebm.models import MLPEnergy
+
+DIM = 2
+GLOBAL_BATCH = 8
+SEED = 11
+
+
+def init_model() -> MLPEnergy:
+    m = MLPEnergy(DIM, (8, 8))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(0.4 * torch.randn(p.shape, generator=g))
+    return m
+
+
+def global_batch(k: int = 0, n: int = GLOBAL_BATCH) -> torch.Tensor:
+    return torch.randn(n, DIM, generator=torch.Generator().manual_seed(200 + k)) * 0.6 + 0.3
+
+
+def local_batch(k: int, rank: int, world: int) -> torch.Tensor:
+    return global_batch(k).chunk(world)[rank]
+
+
+class Field(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor([[0.5, 0.1], [-0.2, 0.4]]))
+        self.b = nn.Parameter(torch.tensor([0.1, -0.3]))
+
+    def forward(self, x, t, **kw):
+        return x @ self.a + self.b * t.reshape(-1, 1)
+
+
+def make_loss(kind: str, model: nn.Module, sampler_model: nn.Module):
+    if kind == "cd":
+        return L.ContrastiveDivergence(
+            model, S.LangevinDynamics(sampler_model, step_size=0.05), k_steps=3
+        )
+    if kind == "pcd":
+        return L.PersistentContrastiveDivergence(
+            model,
+            S.LangevinDynamics(sampler_model, step_size=0.05),
+            k_steps=2,
+            buffer_size=16,
+            new_sample_ratio=0.25,
+        )
+    if kind == "dsm":
+        return L.DenoisingScoreMatching(model, noise_scale=0.2)
+    if kind == "ssm":
+        return L.SlicedScoreMatching(model, n_projections=2)
+    if kind == "eqm":
+        return L.EquilibriumMatchingLoss(model)
+    raise ValueError(kind)
+
+
+def _grads(module: nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for n, p in D.unwrap_model(module).named_parameters():
+        g = p.grad
+        if g is None:  # e.g. an output bias does not change grad_x E (score matching)
+            out[n] = None
+            continue
+        out[n] = (g.full_tensor() if D._is_dtensor(g) else g).detach().clone()
+    return out
+
+
+def ddp_loss_scenario(kind: str, rank: int, world: int) -> dict:
+    model = Field() if kind == "eqm" else init_model()
+    ddp = nn.parallel.DistributedDataParallel(model)
+    loss = make_loss(kind, ddp, model)
+    x = local_batch(0, rank, world)
+    out = loss(x, generator=D.rank_generator(SEED))
+    value, negatives = out if isinstance(out, tuple) else (out, None)
+    value.backward()
+    res = {"loss": value.detach(), "grads": _grads(model)}
+    if negatives is not None:
+        res["negatives"] = negatives
+    if kind == "pcd":
+        res["buffer"] = loss.replay_buffer.clone()
+    return res
+
+
+def plain_sync_scenario(kind: str, rank: int, world: int) -> dict:
+    """Score matching differentiates through torch.autograd.grad, which DDP does not
+    support: a bare model with BaseTrainer's gradient all-reduce (one step, lr = 0)."""
+    model = init_model()
+    loss = make_loss(kind, model, model)
+    t = BaseTrainer(model, torch.optim.SGD(model.parameters(), lr=0.0), loss, seed=SEED)
+    out = t.train_step(local_batch(0, rank, world))
+    refused = ""
+    try:
+        ddp = nn.parallel.DistributedDataParallel(init_model())
+        BaseTrainer(ddp, torch.optim.SGD(ddp.parameters(), lr=0.1), make_loss(kind, ddp, ddp))
+    except ValueError as exc:
+        refused = str(exc)
+    return {
+        "loss": out["loss"],
+        "grads": _grads(model),
+        "sync": t.sync_gradients,
+        "refused": refused,
+    }
+
+
+def fsdp_score_matching_scenario(kind: str, rank: int, world: int) -> dict:
+    """Score matching under FSDP2: forward and backward inside ``unsharded`` (what
+    BaseTrainer does by default for score-matching losses); and without it."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    model = init_model()
+    fully_shard(model, mesh=init_device_mesh("cpu", (world,)))
+    loss = make_loss(kind, model, model)
+    with D.unsharded(model):
+        value = loss(local_batch(0, rank, world), generator=D.rank_generator(SEED))
+        value.backward()
+    res = {"loss": value.detach(), "grads": _grads(model)}
+    trainer = BaseTrainer(model, torch.optim.SGD(model.parameters(), lr=0.0), loss, seed=SEED)
+    out = trainer.train_step(local_batch(0, rank, world))
+    res["trainer_unshards"] = trainer.unshard_during_step
+    res["trainer_loss"] = out["loss"]
+    res["trainer_grads"] = _grads(model)
+    bare = make_loss(kind, model, model)
+    try:  # without unsharded: the inner autograd.grad frees the weights the backward needs
+        bare(local_batch(0, rank, world), generator=D.rank_generator(SEED)).backward()
+        res["bare"] = "ok"
+    except Exception as exc:
+        res["bare"] = f"{type(exc).__name__}: {exc}"
+    return res
+
+
+def fsdp_cd_scenario(rank: int, world: int, use_unsharded: bool) -> dict:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    model = init_model()
+    mesh = init_device_mesh("cpu", (world,))
+    fully_shard(model, mesh=mesh)
+    loss = make_loss("cd", model, model)
+    x = local_batch(0, rank, world)
+    if use_unsharded:
+        with D.unsharded(model):
+            value, negatives = loss(x, generator=D.rank_generator(SEED))
+    else:
+        value, negatives = loss(x, generator=D.rank_generator(SEED))
+    value.backward()
+    return {"loss": value.detach(), "negatives": negatives, "grads": _grads(model)}
+
+
+def coupling_scenario(rank: int, world: int) -> dict:
+    x0 = local_batch(1, rank, world)
+    x1 = local_batch(2, rank, world) + 1.5
+    res: dict = {}
+    sk = C.SinkhornCoupling(reg=0.05, process_group=torch.distributed.group.WORLD)
+    res["sinkhorn"] = tuple(sk(x0, x1, generator=D.rank_generator(SEED)))
+    # global exact OT with the core shim: gather, solve the pooled problem, keep own rows
+    all0, all1 = D.all_gather_cat(x0), D.all_gather_cat(x1)
+    _, paired = C.ExactOTCoupling()(all0, all1)
+    start = sum(D.gather_sizes(x0.shape[0])[:rank])
+    res["exact_via_gather"] = (x0, paired[start : start + x0.shape[0]])
+    try:
+        ot = C.ExactOTCoupling(process_group=torch.distributed.group.WORLD)
+        res["exact_pg"] = tuple(ot(x0, x1))
+    except Exception as exc:  # reported by the parent
+        res["exact_pg_error"] = f"{type(exc).__name__}: {exc}"
+    # NOTE: unequal per-rank batch sizes are not exercised here: BaseCostCoupling's global
+    # path all-gathers with equal-size buffers and gloo aborts the process (SIGABRT).
+    return res
+
+
+def eqm_global_coupling_scenario(rank: int, world: int) -> dict:
+    """EqM whose coupling is global (Sinkhorn over the world): DDP gradients."""
+    model = Field()
+    ddp = nn.parallel.DistributedDataParallel(model)
+    sk = C.SinkhornCoupling(reg=0.05, process_group=torch.distributed.group.WORLD)
+    loss = L.EquilibriumMatchingLoss(ddp, coupling=sk)
+    x = local_batch(0, rank, world)
+    x0 = local_batch(3, rank, world)
+    value = loss(x, x0=x0, generator=D.rank_generator(SEED))
+    value.backward()
+    return {"loss": value.detach(), "grads": _grads(model)}
+
+
+def fsdp_pcd_trainer_scenario(rank: int, world: int, tmp: Path) -> dict:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    def build():
+        model = init_model()
+        fully_shard(model, mesh=init_device_mesh("cpu", (world,)))
+        loss = make_loss("pcd", model, model)
+        opt = torch.optim.Adam(model.parameters(), lr=0.02)
+        return BaseTrainer(model, opt, loss, seed=SEED), model
+
+    def full(model):
+        return {k: v.clone() for k, v in D.model_state_dict(model).items()}
+
+    t, model = build()
+    for k in range(2):
+        t.train_step(local_batch(k, rank, world))
+    t.save_checkpoint(tmp / "fsdp_pcd.pt")
+    for k in range(2, 4):
+        t.train_step(local_batch(k, rank, world))
+    res = {"unbroken": full(model), "buffer_unbroken": t.loss_fn.replay_buffer.clone()}
+    t2, model2 = build()
+    t2.load_checkpoint(tmp / "fsdp_pcd.pt")
+    for k in range(2, 4):
+        t2.train_step(local_batch(k, rank, world))
+    res["resumed"] = full(model2)
+    res["buffer_resumed"] = t2.loss_fn.replay_buffer.clone()
+    return res
+
+
+def main() -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    out = Path(sys.argv[1])
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    res: dict = {"timings": {}, "errors": {}}
+
+    def run(name, fn, *args):
+        t0 = time.perf_counter()
+        try:
+            res[name] = fn(*args)
+        except Exception:  # keep going: the parent reports which scenario failed
+            import traceback
+
+            res["errors"][name] = traceback.format_exc()[-3000:]
+            dist.barrier()
+        res["timings"][name] = round(time.perf_counter() - t0, 2)
+
+    for kind in ("cd", "pcd", "eqm"):
+        run(f"ddp_{kind}", ddp_loss_scenario, kind, rank, world)
+    for kind in ("dsm", "ssm"):
+        run(f"plain_{kind}", plain_sync_scenario, kind, rank, world)
+    for kind in ("dsm", "ssm"):
+        run(f"fsdp_{kind}", fsdp_score_matching_scenario, kind, rank, world)
+    run("fsdp_cd", fsdp_cd_scenario, rank, world, False)
+    run("fsdp_cd_unsharded", fsdp_cd_scenario, rank, world, True)
+    run("couplings", coupling_scenario, rank, world)
+    run("eqm_global", eqm_global_coupling_scenario, rank, world)
+    run("fsdp_pcd_trainer", fsdp_pcd_trainer_scenario, rank, world, out)
+    torch.save(res, out / f"rank{rank}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

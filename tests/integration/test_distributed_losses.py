@@ -1,0 +1,248 @@
+"""The library's losses and couplings under DDP and FSDP2: 2 gloo ranks on CPU via torchrun.
+
+One ``torchrun --standalone --nproc-per-node=2`` launch runs every scenario of
+``_dist_losses_worker.py``; each test compares the ranks' results with a single-process
+reference on the concatenated batch, replaying each rank's generator stream with
+``rank_generator(seed, rank=r)``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+import torchebm.couplings as C
+import torchebm.losses as L
+from torchebm.core import distributed as D
+
+HERE = Path(__file__).resolve().parent
+WORLD = 2
+GRAD_TOL = 1e-6  # float32, reduction order of DDP's average vs the single-process mean
+
+
+def _load_worker():
+    spec = importlib.util.spec_from_file_location(
+        "_torchebm_losses_worker", HERE / "_dist_losses_worker.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+W = _load_worker()
+pytestmark = pytest.mark.distributed
+
+
+@pytest.fixture(scope="module")
+def ranks():
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={WORLD}",
+            str(HERE / "_dist_losses_worker.py"),
+            d,
+        ]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+        res = [torch.load(Path(d) / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    for r in res:
+        assert not r["errors"], "\n".join(f"{k}:\n{v}" for k, v in r["errors"].items())
+    return res
+
+
+def _gen(r: int) -> torch.Generator:
+    return D.rank_generator(W.SEED, rank=r)
+
+
+def _maxdiff(a: dict, b: dict) -> float:
+    assert set(a) == set(b)
+    worst = 0.0
+    for k in a:
+        if a[k] is None or b[k] is None:
+            assert a[k] is None and b[k] is None, k
+            continue
+        worst = max(worst, (a[k] - b[k]).abs().max().item())
+    return worst
+
+
+def reference(kind: str):
+    """Single process: one loss object per rank (own PCD buffer), same model; the mean of
+    the per-rank losses equals the loss on the concatenated batch (equal batch sizes)."""
+    model = W.Field() if kind == "eqm" else W.init_model()
+    losses = [W.make_loss(kind, model, model) for _ in range(WORLD)]
+    outs = [losses[r](W.local_batch(0, r, WORLD), generator=_gen(r)) for r in range(WORLD)]
+    values = [o[0] if isinstance(o, tuple) else o for o in outs]
+    (sum(values) / WORLD).backward()
+    return model, losses, outs, W._grads(model)
+
+
+@pytest.mark.parametrize("kind", ["cd", "pcd", "eqm"])
+def test_ddp_gradients_equal_single_process_on_the_concatenated_batch(ranks, kind):
+    model, losses, outs, ref = reference(kind)
+    for r, res in enumerate(ranks):
+        d = res[f"ddp_{kind}"]
+        diff = _maxdiff(d["grads"], ref)
+        assert diff < GRAD_TOL, f"{kind} rank {r}: max |grad diff| = {diff:.2e}"
+        local = outs[r][0] if isinstance(outs[r], tuple) else outs[r]
+        assert torch.allclose(d["loss"], local.detach(), atol=1e-6)
+        if kind in ("cd", "pcd"):
+            assert torch.equal(d["negatives"], outs[r][1])  # rank stream replayed exactly
+    assert _maxdiff(ranks[0][f"ddp_{kind}"]["grads"], ranks[1][f"ddp_{kind}"]["grads"]) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["dsm", "ssm"])
+def test_score_matching_with_trainer_all_reduce_equals_single_process(ranks, kind):
+    """DDP cannot average gradients of losses built on torch.autograd.grad; BaseTrainer's
+    plain mode (bare model, one flat all-reduce) does, and the trainer refuses DDP here."""
+    _, _, outs, ref = reference(kind)
+    for r, res in enumerate(ranks):
+        d = res[f"plain_{kind}"]
+        assert d["sync"] is True
+        diff = _maxdiff(d["grads"], ref)
+        assert diff < GRAD_TOL, f"{kind} rank {r}: {diff:.2e}"
+        assert torch.allclose(d["loss"], outs[r].detach(), atol=1e-6)
+        assert "autograd.grad" in d["refused"]
+
+
+@pytest.mark.parametrize("kind", ["dsm", "ssm"])
+def test_fsdp2_score_matching_inside_unsharded_equals_single_process(ranks, kind):
+    _, _, outs, ref = reference(kind)
+    for r, res in enumerate(ranks):
+        d = res[f"fsdp_{kind}"]
+        for grads, loss in ((d["grads"], d["loss"]), (d["trainer_grads"], d["trainer_loss"])):
+            diff = _maxdiff(grads, ref)
+            assert diff < GRAD_TOL, f"{kind} rank {r}: {diff:.2e}"
+            assert torch.allclose(loss, outs[r].detach(), atol=1e-6)
+        assert d["trainer_unshards"] is True
+
+
+SM_FSDP_BUG = (
+    "losses/score matching (core/_base_loss.py BaseScoreMatching): under FSDP2 both "
+    "use_autograd=True and False crash in backward with an internal 'setStorage ... storage "
+    "of size 0' RuntimeError (the inner autograd.grad reshards the weights). API.md 2.9 asks "
+    "for a clear RuntimeError on the autograd path and DTensor support on the functional "
+    "path; the working recipe is forward+backward inside torchebm.core.distributed.unsharded."
+)
+
+
+@pytest.mark.xfail(strict=True, reason=SM_FSDP_BUG)
+@pytest.mark.parametrize("kind", ["dsm", "ssm"])
+def test_score_matching_under_fsdp2_without_unsharded_works_or_says_why(ranks, kind):
+    msg = ranks[0][f"fsdp_{kind}"]["bare"]
+    assert msg == "ok" or ("unsharded" in msg or "use_autograd" in msg), msg
+
+
+def test_cd_gradient_is_the_concatenated_batch_gradient(ranks):
+    """Literally: CD's compute_loss on the concatenated data and negatives of both ranks."""
+    model = W.init_model()
+    loss = W.make_loss("cd", model, model)
+    x = W.global_batch(0)
+    neg = torch.cat([ranks[r]["ddp_cd"]["negatives"] for r in range(WORLD)])
+    loss.compute_loss(x, neg, model_kwargs={}).backward()
+    diff = _maxdiff(ranks[0]["ddp_cd"]["grads"], W._grads(model))
+    assert diff < GRAD_TOL, diff
+
+
+def test_pcd_keeps_one_decorrelated_buffer_per_rank(ranks):
+    _, losses, _, _ = reference("pcd")
+    b0, b1 = (ranks[r]["ddp_pcd"]["buffer"] for r in range(WORLD))
+    assert b0.shape == b1.shape == (16, W.DIM)
+    assert not torch.equal(b0, b1)
+    for r in range(WORLD):
+        assert torch.equal(ranks[r]["ddp_pcd"]["buffer"], losses[r].replay_buffer)
+
+
+@pytest.mark.parametrize("variant", ["fsdp_cd", "fsdp_cd_unsharded"])
+def test_fsdp2_cd_gradients_equal_single_process(ranks, variant):
+    _, _, outs, ref = reference("cd")
+    for r, res in enumerate(ranks):
+        d = res[variant]
+        diff = _maxdiff(d["grads"], ref)  # full_tensor() of the sharded gradients
+        assert diff < GRAD_TOL, f"{variant} rank {r}: {diff:.2e}"
+        assert torch.allclose(d["negatives"], outs[r][1], atol=1e-6)
+
+
+def test_global_sinkhorn_coupling_equals_single_process_coupling(ranks):
+    x0 = torch.cat([ranks[r]["couplings"]["sinkhorn"][0] for r in range(WORLD)])
+    x1 = torch.cat([ranks[r]["couplings"]["sinkhorn"][1] for r in range(WORLD)])
+    a0, a1 = W.global_batch(1), W.global_batch(2) + 1.5
+    assert torch.equal(x0, a0)  # x0 order is never changed
+    # rank 0's draw is broadcast: the single-process coupling with rank 0's stream
+    ref = C.SinkhornCoupling(reg=0.05)(a0, a1, generator=_gen(0)).x1
+    assert torch.equal(x1, ref)
+
+
+def test_global_exact_ot_via_all_gather_equals_single_process(ranks):
+    x0 = torch.cat([ranks[r]["couplings"]["exact_via_gather"][0] for r in range(WORLD)])
+    x1 = torch.cat([ranks[r]["couplings"]["exact_via_gather"][1] for r in range(WORLD)])
+    a0, a1 = W.global_batch(1), W.global_batch(2) + 1.5
+    ref = C.ExactOTCoupling()(a0, a1).x1
+    assert torch.equal(x0, a0) and torch.equal(x1, ref)
+    # global pairing is a permutation of the pooled targets and beats per-rank pairing
+    assert sorted(x1[:, 0].tolist()) == sorted(a1[:, 0].tolist())
+    local = torch.cat(
+        [C.ExactOTCoupling()(a0.chunk(2)[r], a1.chunk(2)[r]).x1 for r in range(WORLD)]
+    )
+    assert ((x0 - x1) ** 2).sum() <= ((x0 - local) ** 2).sum() + 1e-6
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "flows/couplings: ExactOTCoupling(process_group=...) raises ConfigurationError "
+        "(API.md 7 keeps upstream's refusal); the task asks for global-batch exact OT. The "
+        "auction is deterministic, so setting _supports_process_group = True gives every "
+        "rank the same pooled assignment (see the all-gather recipe test above)."
+    ),
+)
+def test_exact_ot_coupling_accepts_a_process_group(ranks):
+    res = ranks[0]["couplings"]
+    assert "exact_pg" in res, res.get("exact_pg_error")
+
+
+def test_eqm_with_global_coupling_under_ddp(ranks):
+    """EqM with a world-wide Sinkhorn coupling: DDP gradients equal the single-process
+    gradient with the pooled pairing and each rank's own flow times."""
+    model = W.Field()
+    loss = L.EquilibriumMatchingLoss(model, coupling="independent")
+    xs = [W.local_batch(0, r, WORLD) for r in range(WORLD)]
+    x0s = [W.local_batch(3, r, WORLD) for r in range(WORLD)]
+    all0, all1 = torch.cat(x0s), torch.cat(xs)
+    sk = C.SinkhornCoupling(reg=0.05)
+    cost = sk.compute_cost(all0, all1)
+    gens = [_gen(r) for r in range(WORLD)]
+    idx = [sk._solve(cost, g) for g in gens]  # every rank draws; rank 0's indices are used
+    paired = all1[idx[0]]
+    b = xs[0].shape[0]
+    total = sum(
+        loss(paired[r * b : (r + 1) * b], x0=x0s[r], generator=gens[r]) for r in range(WORLD)
+    )
+    (total / WORLD).backward()
+    ref = W._grads(model)
+    for res in ranks:
+        diff = _maxdiff(res["eqm_global"]["grads"], ref)
+        assert diff < GRAD_TOL, diff
+
+
+def test_fsdp2_pcd_trainer_resume_is_bit_identical(ranks):
+    t0 = ranks[0]["fsdp_pcd_trainer"]
+    assert t0["unbroken"] and set(t0["unbroken"]) == set(t0["resumed"])
+    assert all(torch.equal(t0["unbroken"][k], t0["resumed"][k]) for k in t0["unbroken"])
+    for res in ranks:  # each rank got its own replay buffer back
+        t = res["fsdp_pcd_trainer"]
+        assert torch.equal(t["buffer_unbroken"], t["buffer_resumed"])
+    assert not torch.equal(
+        ranks[0]["fsdp_pcd_trainer"]["buffer_unbroken"],
+        ranks[1]["fsdp_pcd_trainer"]["buffer_unbroken"],
+    )
