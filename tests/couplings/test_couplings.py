@@ -160,7 +160,7 @@ def test_result_and_validation():
         ExactOTCoupling()(torch.zeros(3, 2), torch.zeros(4, 2))
     with pytest.raises(ValueError, match="x1 must not be None"):
         IndependentCoupling()(torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="process_group"):
+    with pytest.raises(TypeError, match="process_group"):
         ExactOTCoupling(process_group=object())
     with pytest.raises(ValueError, match="reg"):
         SinkhornCoupling(reg=0.0)

@@ -183,10 +183,15 @@ def coupling_scenario(rank: int, world: int) -> dict:
     try:
         ot = C.ExactOTCoupling(process_group=torch.distributed.group.WORLD)
         res["exact_pg"] = tuple(ot(x0, x1))
+        # unequal per-rank batches (rank r keeps 3 + r rows): padded gather, own rows back
+        u0, u1 = x0[: 3 + rank], x1[: 3 + rank]
+        res["exact_pg_uneven"] = tuple(ot(u0, u1))
+        g0, g1 = D.all_gather_cat(u0), D.all_gather_cat(u1)
+        _, ref = C.ExactOTCoupling()(g0, g1)
+        start = sum(D.gather_sizes(u0.shape[0])[:rank])
+        res["exact_uneven_ref"] = (u0, ref[start : start + u0.shape[0]])
     except Exception as exc:  # reported by the parent
         res["exact_pg_error"] = f"{type(exc).__name__}: {exc}"
-    # NOTE: unequal per-rank batch sizes are not exercised here: BaseCostCoupling's global
-    # path all-gathers with equal-size buffers and gloo aborts the process (SIGABRT).
     return res
 
 

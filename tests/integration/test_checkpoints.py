@@ -153,19 +153,12 @@ def _cd(kind: str):
     raise ValueError(kind)
 
 
-PTCD_PARITY_BUG = (
-    "losses/_contrastive_divergence.py: ParallelTemperingCD._swap_parity (which neighbour "
-    "pairs swap next) is a plain attribute, not in state_dict; after an odd number of swap "
-    "rounds a loaded PT-CD swaps the other pairs and its negatives differ from the unbroken run"
-)
-
-
 def _chain_cases():
+    # ptcd-odd: 3 swap rounds per call, so after an odd number of calls the even/odd
+    # neighbour parity has flipped and must be restored from the checkpoint
     for kind in ["pcd", "cd-persistent", "ptcd", "ptcd-odd"]:
         for calls in (1, 2):
-            bug = kind == "ptcd-odd" and calls % 2 == 1
-            marks = [pytest.mark.xfail(strict=True, reason=PTCD_PARITY_BUG)] if bug else []
-            yield pytest.param(kind, calls, id=f"{kind}-{calls}", marks=marks)
+            yield pytest.param(kind, calls, id=f"{kind}-{calls}")
 
 
 @pytest.mark.parametrize("kind, calls_before", list(_chain_cases()))

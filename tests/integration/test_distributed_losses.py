@@ -197,18 +197,18 @@ def test_global_exact_ot_via_all_gather_equals_single_process(ranks):
     assert ((x0 - x1) ** 2).sum() <= ((x0 - local) ** 2).sum() + 1e-6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "flows/couplings: ExactOTCoupling(process_group=...) raises ConfigurationError "
-        "(API.md 7 keeps upstream's refusal); the task asks for global-batch exact OT. The "
-        "auction is deterministic, so setting _supports_process_group = True gives every "
-        "rank the same pooled assignment (see the all-gather recipe test above)."
-    ),
-)
-def test_exact_ot_coupling_accepts_a_process_group(ranks):
-    res = ranks[0]["couplings"]
-    assert "exact_pg" in res, res.get("exact_pg_error")
+def test_exact_ot_coupling_with_a_process_group_equals_pooled_coupling(ranks):
+    """ExactOTCoupling(process_group=WORLD) pairs each rank's rows exactly as the
+    single-process coupling of the concatenated batch does, also for unequal batches."""
+    for r in range(WORLD):
+        res = ranks[r]["couplings"]
+        assert "exact_pg" in res, res.get("exact_pg_error")
+        via_gather = res["exact_via_gather"]
+        assert torch.equal(res["exact_pg"][0], via_gather[0])
+        assert torch.equal(res["exact_pg"][1], via_gather[1])
+        assert torch.equal(res["exact_pg_uneven"][0], res["exact_uneven_ref"][0])
+        assert torch.equal(res["exact_pg_uneven"][1], res["exact_uneven_ref"][1])
+        assert res["exact_pg_uneven"][0].shape[0] == 3 + r
 
 
 def test_eqm_with_global_coupling_under_ddp(ranks):

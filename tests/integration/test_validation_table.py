@@ -353,6 +353,18 @@ def _ctor_cases() -> list[Case]:
             ("optimizer", "NoneType"),
         ),
         Case(
+            "ContrastiveDivergenceTrainer(model=str)",
+            lambda: L.ContrastiveDivergenceTrainer("net", None),
+            TypeError,
+            ("model", "str"),
+        ),
+        Case(
+            "ContrastiveDivergenceTrainer(learning_rate=-1)",
+            lambda: L.ContrastiveDivergenceTrainer(m, None, learning_rate=-1.0),
+            ValueError,
+            ("learning_rate", "-1"),
+        ),
+        Case(
             "BaseTrainer(max_grad_norm=0)",
             lambda: BaseTrainer(m, opt(), lambda x: x, max_grad_norm=0.0),
             ValueError,
@@ -1239,10 +1251,6 @@ BUGS: dict[str, str] = {
     "LeapfrogIntegrator.step(mass=-1)": (
         "flows/integrators: LeapfrogIntegrator clamps a negative mass to 1e-10 (huge "
         "velocities) instead of raising ValueError naming mass"
-    ),
-    "LinearInterpolant.interpolate(shape mismatch)": (
-        "flows/interpolants: interpolate(x0 (4, 2), x1 (4, 3), t) fails inside torch "
-        "broadcasting with a RuntimeError that does not name x0/x1"
     ),
 }
 

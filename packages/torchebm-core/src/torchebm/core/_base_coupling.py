@@ -124,6 +124,11 @@ class BaseCostCoupling(BaseCoupling):
                 f"{type(self).__name__} does not support process_group (global-batch coupling); "
                 f"got {process_group!r}"
             )
+        if process_group is not None and not _is_process_group(process_group):
+            raise TypeError(
+                "process_group must be a torch.distributed ProcessGroup (e.g. "
+                f"torch.distributed.group.WORLD), got {type(process_group).__name__}"
+            )
         self.process_group = process_group
 
     def compute_cost(self, x0: torch.Tensor, x1: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -161,17 +166,35 @@ class BaseCostCoupling(BaseCoupling):
             cost = self.compute_cost(x0, x1)
             return CouplingResult(x0, x1[self._solve(cost, generator)])
         b = x0.shape[0]
-        g0 = [torch.empty_like(x0) for _ in range(world)]
-        g1 = [torch.empty_like(x1) for _ in range(world)]
-        dist.all_gather(g0, x0.contiguous(), group=group)
-        dist.all_gather(g1, x1.contiguous(), group=group)
-        all0, all1 = torch.cat(g0), torch.cat(g1)
+        # Per-rank batch sizes may differ: gather them, pad to the largest, strip after.
+        sizes_t = torch.tensor([b], device=x0.device, dtype=torch.long)
+        all_sizes = [torch.empty_like(sizes_t) for _ in range(world)]
+        dist.all_gather(all_sizes, sizes_t, group=group)
+        sizes = [int(t.item()) for t in all_sizes]
+        width = max(sizes)
+
+        def gather(x: torch.Tensor) -> torch.Tensor:
+            padded = x.new_zeros((width, *x.shape[1:]))
+            padded[:b] = x
+            parts = [torch.empty_like(padded) for _ in range(world)]
+            dist.all_gather(parts, padded.contiguous(), group=group)
+            return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+        all0, all1 = gather(x0), gather(x1)
         idx = self._solve(self.compute_cost(all0, all1), generator).to(torch.long)
         dist.broadcast(
             idx, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group
         )
-        mine = idx[rank * b : (rank + 1) * b]
+        start = sum(sizes[:rank])
+        mine = idx[start : start + b]
         return CouplingResult(x0, all1[mine])
+
+
+def _is_process_group(group: Any) -> bool:
+    import torch.distributed as dist
+
+    pg_type = getattr(dist, "ProcessGroup", None) if dist.is_available() else None
+    return pg_type is not None and isinstance(group, pg_type)
 
 
 class BaseModelCoupling(BaseCoupling):

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core.errors import ConfigurationError
+from torchebm.core.errors import ConfigurationError, ShapeError
 
 __all__ = ["BaseInterpolant", "expand_t_like_x"]
 
@@ -106,6 +106,11 @@ class BaseInterpolant(ABC):
             ``(x_t, u_t)`` with :math:`x_t = \alpha x_1 + \sigma x_0` and
             :math:`u_t = \dot\alpha x_1 + \dot\sigma x_0`, both shaped like ``x0``.
         """
+        if x0.shape != x1.shape:
+            raise ShapeError(
+                f"x0 and x1 must have the same shape, got x0 {tuple(x0.shape)} and "
+                f"x1 {tuple(x1.shape)}"
+            )
         tb = _broadcast_t(t, x1)
         alpha, d_alpha = self.compute_alpha_t(tb)
         sigma, d_sigma = self.compute_sigma_t(tb)

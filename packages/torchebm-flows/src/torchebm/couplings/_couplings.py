@@ -159,8 +159,11 @@ class ExactOTCoupling(BaseCostCoupling):
 
     Args:
         tol: Suboptimality bound of the auction (relative to the maximum cost).
-        process_group: Not supported (``ValueError``); use :class:`SinkhornCoupling` for
-            global-batch coupling.
+        process_group: Optional ``torch.distributed`` group: the batches of every rank are
+            all-gathered, the pooled assignment is solved (identically on each rank, the
+            auction being deterministic; rank 0's result is broadcast) and each rank keeps
+            its own rows, so the coupling equals the single-process coupling of the
+            concatenated batch.
 
     Example:
         >>> ot = ExactOTCoupling()
@@ -172,6 +175,8 @@ class ExactOTCoupling(BaseCostCoupling):
         Tong et al., "Improving and generalizing flow-based generative models with
         minibatch optimal transport", TMLR 2024.
     """
+
+    _supports_process_group = True
 
     def __init__(self, tol: float = 1e-4, process_group: Any = None):
         super().__init__(process_group)

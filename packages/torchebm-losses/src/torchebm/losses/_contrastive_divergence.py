@@ -380,6 +380,17 @@ class ParallelTemperingCD(ContrastiveDivergence):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
 
+    def get_extra_state(self) -> dict:
+        # which neighbour pairs swap next is chain state too: a resumed run must match
+        state = super().get_extra_state()
+        state["swap_parity"] = int(self._swap_parity)
+        return state
+
+    def set_extra_state(self, state: Any) -> None:
+        super().set_extra_state(state)
+        if isinstance(state, dict) and "swap_parity" in state:
+            self._swap_parity = int(state["swap_parity"])
+
     def _init_chains(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n = self.n_chains if self.n_chains is not None else x.shape[0]
         shape = (len(self.temperatures), n, *x.shape[1:])
