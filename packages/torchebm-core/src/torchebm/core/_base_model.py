@@ -186,7 +186,7 @@ class GaussianModel(_AnalyticModel):
                 "cov must be positive definite (Cholesky failed): it is singular or indefinite"
             )
         cov_inv = torch.cholesky_inverse(chol)
-        dev: torch.device = self._torchebm_probe.device  # type: ignore[assignment]
+        dev: torch.device = self._torchebm_probe.device
         self.register_buffer("mean", mean.detach().to(device=dev, dtype=dtype))
         self.register_buffer("cov", cov.detach().to(device=dev, dtype=dtype))
         self.register_buffer("cov_inv", cov_inv.to(device=dev, dtype=dtype))

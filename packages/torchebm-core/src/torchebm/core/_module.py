@@ -55,6 +55,9 @@ class TorchEBMModule(nn.Module):
         torch.float64
     """
 
+    # registered buffer (zero elements): placement fallback when the tree has no parameter
+    _torchebm_probe: torch.Tensor
+
     def __init__(self, device: Any = None, dtype: torch.dtype | None = None, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if dtype is not None and not isinstance(dtype, torch.dtype):
@@ -79,7 +82,7 @@ class TorchEBMModule(nn.Module):
         cache = self.__dict__.get("_placement_cache")
         if cache is not None:
             return cache
-        ref: torch.Tensor = self._torchebm_probe  # type: ignore[assignment]
+        ref: torch.Tensor = self._torchebm_probe
         for p in self.parameters():
             ref = p
             break

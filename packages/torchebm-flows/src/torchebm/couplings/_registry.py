@@ -40,7 +40,7 @@ def resolve_coupling(
     *,
     default: str = "independent",
     owner: str = "this component",
-    family: type | tuple[type, ...] = BaseCoupling,
+    family: type[BaseCoupling] | tuple[type[BaseCoupling], ...] = BaseCoupling,
 ) -> BaseCoupling:
     """``None`` -> ``get_coupling(default)``; name -> registry; instance -> itself.
 

@@ -222,6 +222,7 @@ class EquilibriumMatchingLoss(BaseLoss):
             pred, act = self._call_model(xt, t_model, mk)
             tb = t.reshape(b, *([1] * (x1.ndim - 1)))
             sigma, _ = self.interpolant.compute_sigma_t(tb)
+            w: float | torch.Tensor
             if self.loss_weight is None:
                 w = 1.0
             else:

@@ -64,15 +64,14 @@ def _same_device(a: torch.device, b: Any) -> bool:
     a, b = torch.device(a), torch.device(b)
     if a.type != b.type:
         return False
-    norm = {None: 0}
-    return norm.get(a.index, a.index) == norm.get(b.index, b.index)
+    return (a.index or 0) == (b.index or 0)  # an unindexed device compares as index 0
 
 
 def resolve_integrator(
     integrator: Any,
     *,
     default: str,
-    family: type | tuple[type, ...] = BaseIntegrator,
+    family: type[BaseIntegrator] | tuple[type[BaseIntegrator], ...] = BaseIntegrator,
     owner: str,
     device: Any = None,
     dtype: torch.dtype | None = None,

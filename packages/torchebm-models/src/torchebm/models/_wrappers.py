@@ -66,9 +66,12 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
             raise TypeError(f"base must be a callable field, got {type(base).__name__}")
         self.base = base
         self.null_label_id = check_int("null_label_id", null_label_id, minimum=0)
-        if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, numbers.Real):
+        # typed as object: typeshed's float is not a numbers.Real, which would make the
+        # assignment below unreachable for mypy
+        scale: object = cfg_scale
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
             raise TypeError(f"cfg_scale must be a number, got {cfg_scale!r}")
-        self.cfg_scale = float(cfg_scale)
+        self.cfg_scale = float(scale)
         self.guide_channels = (
             None
             if guide_channels is None

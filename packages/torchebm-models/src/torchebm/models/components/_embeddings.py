@@ -3,7 +3,7 @@ r"""Conditioning embeddings: sinusoidal timestep embedder, label embedder, 2-D s
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -85,15 +85,13 @@ class MLPTimestepEmbedder(nn.Module):
         self.frequency_embedding_size = check_int(
             "frequency_embedding_size", frequency_embedding_size, minimum=1
         )
-        self.mlp = nn.Sequential(
-            nn.Linear(self.frequency_embedding_size, self.out_dim),
-            nn.SiLU(),
-            nn.Linear(self.out_dim, self.out_dim),
-        )
-        nn.init.normal_(self.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.mlp[2].weight, std=0.02)
-        nn.init.zeros_(self.mlp[0].bias)
-        nn.init.zeros_(self.mlp[2].bias)
+        fc1 = nn.Linear(self.frequency_embedding_size, self.out_dim)
+        fc2 = nn.Linear(self.out_dim, self.out_dim)
+        self.mlp = nn.Sequential(fc1, nn.SiLU(), fc2)
+        nn.init.normal_(fc1.weight, std=0.02)
+        nn.init.normal_(fc2.weight, std=0.02)
+        nn.init.zeros_(fc1.bias)
+        nn.init.zeros_(fc2.bias)
 
     @staticmethod
     def sinusoidal_embedding(
@@ -106,7 +104,7 @@ class MLPTimestepEmbedder(nn.Module):
         """Embed times ``t`` (any shape, flattened to ``(B,)``) into ``(B, out_dim)``."""
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"t must be a torch.Tensor, got {type(t).__name__}")
-        w = self.mlp[0].weight
+        w = cast(nn.Linear, self.mlp[0]).weight
         freq = sinusoidal_embedding(t.to(w.device), self.frequency_embedding_size)
         return self.mlp(freq.to(w.dtype))
 

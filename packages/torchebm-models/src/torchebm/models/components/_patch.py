@@ -107,7 +107,8 @@ class ConvPatchEmbed2d(nn.Module):
         )
         w = self.proj.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.proj.bias)
+        if self.proj.bias is not None:  # always true (Conv2d with bias); narrows the type
+            nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed images ``(B, C, H, W)`` (``H``, ``W`` divisible by ``p``) into ``(B, N, D)``."""

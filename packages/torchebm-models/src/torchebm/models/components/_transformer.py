@@ -179,11 +179,10 @@ class AdaLNZeroBlock(nn.Module):
         self.attn = attn if attn is not None else MultiheadSelfAttention(self.embed_dim, num_heads)
         self.norm2 = nn.LayerNorm(self.embed_dim, elementwise_affine=False, eps=eps)
         self.mlp = mlp if mlp is not None else FeedForward(self.embed_dim, mlp_ratio)
-        self.adaLN_modulation = nn.Sequential(
-            nn.SiLU(), nn.Linear(self.cond_dim, 6 * self.embed_dim)
-        )
-        nn.init.zeros_(self.adaLN_modulation[-1].weight)
-        nn.init.zeros_(self.adaLN_modulation[-1].bias)
+        modulation = nn.Linear(self.cond_dim, 6 * self.embed_dim)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), modulation)
+        nn.init.zeros_(modulation.weight)
+        nn.init.zeros_(modulation.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Tokens ``(B, N, D)`` and conditioning ``(B, cond_dim)`` -> tokens ``(B, N, D)``."""
@@ -237,10 +236,9 @@ class AdaLNZeroPatchHead(nn.Module):
             self.embed_dim, elementwise_affine=False, eps=check_positive("eps", eps)
         )
         self.linear = nn.Linear(self.embed_dim, self.patch_size**2 * self.out_channels)
-        self.adaLN_modulation = nn.Sequential(
-            nn.SiLU(), nn.Linear(self.cond_dim, 2 * self.embed_dim)
-        )
-        for layer in (self.linear, self.adaLN_modulation[-1]):
+        modulation = nn.Linear(self.cond_dim, 2 * self.embed_dim)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), modulation)
+        for layer in (self.linear, modulation):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
