@@ -802,6 +802,16 @@ class BaseScoreMatching(BaseLoss):
         """
         if not x.requires_grad:
             x = x.detach().requires_grad_(True)
+        if create_graph and self.training:
+            from torchebm.core.distributed import needs_unsharded
+
+            if needs_unsharded(self.model):
+                raise RuntimeError(
+                    f"{type(self).__name__} back-propagates through the energy gradient, which "
+                    "FSDP2 frees between passes: run the loss forward and backward inside "
+                    "`with torchebm.core.distributed.unsharded(model): ...` (BaseTrainer does "
+                    "this automatically for score-matching losses)"
+                )
         if self.use_autograd:
             with torch.enable_grad():
                 e = self.energy(x, model_kwargs)

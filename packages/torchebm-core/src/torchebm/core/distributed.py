@@ -51,6 +51,7 @@ __all__ = [
     "broadcast_tensor",
     "rank_seed",
     "rank_generator",
+    "needs_unsharded",
     "unwrap_model",
     "is_sharded",
     "unsharded",
@@ -358,6 +359,16 @@ def _fsdp_modules(module: nn.Module, recurse: bool) -> list[Any]:
     return [m for m in mods if isinstance(m, FSDPModule)]
 
 
+def needs_unsharded(module: nn.Module) -> bool:
+    """``True`` if ``module`` holds FSDP2 modules that are not inside :func:`unsharded`.
+
+    Losses that back-propagate through ``torch.autograd.grad`` (score matching) check it
+    to fail with a clear message instead of an opaque storage error in backward.
+    """
+    mods = _fsdp_modules(unwrap_model(module), recurse=True)
+    return any(m.__dict__.get("_torchebm_unsharded", 0) <= 0 for m in mods)
+
+
 @contextlib.contextmanager
 def unsharded(module: nn.Module, recurse: bool = True) -> Iterator[nn.Module]:
     r"""Keep an FSDP2 model's parameters gathered inside the block.
@@ -401,10 +412,12 @@ def unsharded(module: nn.Module, recurse: bool = True) -> Iterator[nn.Module]:
         m.set_reshard_after_forward(False, recurse=False)
         m.set_reshard_after_backward(False, recurse=False)
         m.unshard()
+        m.__dict__["_torchebm_unsharded"] = m.__dict__.get("_torchebm_unsharded", 0) + 1
     try:
         yield module
     finally:
         for m, auto, infos, after_backward in saved:
+            m.__dict__["_torchebm_unsharded"] -= 1
             state = m._get_fsdp_state()
             if auto is not None:
                 state._auto_reshard_after_forward = auto
