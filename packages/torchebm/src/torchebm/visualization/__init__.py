@@ -1,7 +1,46 @@
-"""``torchebm.visualization``: part of the ``torchebm`` meta distribution."""
+r"""``torchebm.visualization``: plots of 2-D energies, samples, trajectories and training.
+
+Part of the ``torchebm`` meta distribution (``pip install torchebm``). Matplotlib only,
+object-oriented API: every function returns a :class:`matplotlib.figure.Figure` built
+without ``pyplot`` (safe on headless machines, the ``Agg`` canvas writes PNG/PDF/SVG) and
+accepts ``ax=`` to draw into an existing axes instead.
+
+Example:
+    >>> import torch
+    >>> from torchebm.core import DoubleWellModel
+    >>> from torchebm.visualization import plot_energy_landscape, plot_samples
+    >>> fig = plot_energy_landscape(DoubleWellModel(), (-2, 2), kind="density")
+    >>> fig = plot_samples(torch.randn(200, 2), model=DoubleWellModel(), xlim=(-2, 2))
+    >>> fig.savefig("samples.png")  # doctest: +SKIP
+"""
 
 from importlib.metadata import version as _version
 
+from torchebm.visualization._grid import energy_grid, vector_field_grid
+from torchebm.visualization._plots import (
+    LANDSCAPE_KINDS,
+    landscape_values,
+    plot_energy_landscape,
+    plot_interpolant_paths,
+    plot_interpolant_schedules,
+    plot_samples,
+    plot_training_curves,
+    plot_trajectories,
+    plot_vector_field,
+)
+
 __version__ = _version("torchebm")
 
-__all__: list[str] = []
+__all__ = [
+    "LANDSCAPE_KINDS",
+    "energy_grid",
+    "vector_field_grid",
+    "landscape_values",
+    "plot_energy_landscape",
+    "plot_samples",
+    "plot_trajectories",
+    "plot_vector_field",
+    "plot_training_curves",
+    "plot_interpolant_paths",
+    "plot_interpolant_schedules",
+]

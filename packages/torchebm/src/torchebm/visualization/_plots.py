@@ -1,0 +1,617 @@
+r"""Matplotlib plots of energies, samples, trajectories, vector fields, curves and interpolants.
+
+Every function draws with the object-oriented matplotlib API only: without ``ax`` it builds
+a :class:`matplotlib.figure.Figure` directly (no ``pyplot``, no GUI backend, nothing kept in
+pyplot's figure registry), so it is safe on headless machines and in loops. With ``ax`` it
+draws into that axes. Either way it returns the figure (``fig.savefig(path)`` writes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_in,
+    check_int,
+    check_positive,
+)
+from torchebm.visualization._grid import (
+    check_limits,
+    energy_grid,
+    to_numpy_2d,
+    vector_field_grid,
+)
+
+__all__ = [
+    "LANDSCAPE_KINDS",
+    "landscape_values",
+    "plot_energy_landscape",
+    "plot_samples",
+    "plot_trajectories",
+    "plot_vector_field",
+    "plot_training_curves",
+    "plot_interpolant_paths",
+    "plot_interpolant_schedules",
+]
+
+#: Accepted ``kind`` values of :func:`plot_energy_landscape`.
+LANDSCAPE_KINDS = ("energy", "density", "log_density")
+
+_DATA_STYLE: dict[str, Any] = {"c": "white", "edgecolors": "black", "linewidths": 0.3}
+_SAMPLE_STYLE: dict[str, Any] = {"c": "tab:red", "edgecolors": "darkred", "linewidths": 0.3}
+
+
+def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is None:
+        new = Figure(figsize=figsize, layout="constrained")
+        return new, new.add_subplot()
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+    owner: Any = ax.figure
+    for _ in range(8):  # an axes of a SubFigure: walk up to the root Figure
+        if isinstance(owner, Figure):
+            return owner, ax
+        owner = getattr(owner, "figure", None)
+    raise TypeError("ax must belong to a matplotlib Figure")
+
+
+def landscape_values(
+    E: np.ndarray, X: np.ndarray, Y: np.ndarray, kind: str, clip: float | None = None
+) -> np.ndarray:
+    r"""Turn an energy grid into what :func:`plot_energy_landscape` shows.
+
+    ``"energy"`` returns ``E``; ``"density"`` the normalised density
+    :math:`p = e^{-E} / Z` with :math:`Z` the Riemann sum of :math:`e^{-E}` over the grid
+    (so ``p`` integrates to 1 over the plotted window); ``"log_density"`` :math:`\log p`.
+    Computed stably by subtracting ``E.min()`` first.
+
+    Learned energies often grow by hundreds of units away from the data, which flattens
+    every colour scale; ``clip`` keeps only the interesting range: energies above
+    ``E.min() + clip`` (for ``"energy"``) or log densities below ``max - clip`` (for
+    ``"log_density"``) are set to that bound. It does not apply to ``"density"``.
+
+    Args:
+        E: Energies ``(ny, nx)``.
+        X: Grid x coordinates ``(ny, nx)`` (``"xy"`` meshgrid).
+        Y: Grid y coordinates ``(ny, nx)``.
+        kind: One of :data:`LANDSCAPE_KINDS`.
+        clip: Range of energy (or log density) shown, ``> 0``; ``None`` shows everything.
+
+    Returns:
+        Array of the same shape as ``E``.
+    """
+    check_in("kind", kind, LANDSCAPE_KINDS)
+    if not np.isfinite(E).all():
+        bad = int((~np.isfinite(E)).sum())
+        raise ConfigurationError(
+            f"the model returned {bad} non-finite energies on the grid; cannot plot them"
+        )
+    if clip is not None:
+        clip = check_positive("clip", clip)
+    if kind == "energy":
+        return E if clip is None else np.minimum(E, E.min() + clip)
+    dx = (X[0, -1] - X[0, 0]) / (X.shape[1] - 1)
+    dy = (Y[-1, 0] - Y[0, 0]) / (Y.shape[0] - 1)
+    shifted = -(E - E.min())
+    log_z = np.log(np.exp(shifted).sum() * dx * dy)
+    log_p = shifted - log_z
+    if kind == "log_density":
+        return log_p if clip is None else np.maximum(log_p, log_p.max() - clip)
+    return np.exp(log_p)
+
+
+_KIND_LABEL = {
+    "energy": "energy $E(x)$",
+    "density": r"density $e^{-E(x)}/Z$",
+    "log_density": r"$\log p(x) = -E(x) - \log Z$",
+}
+
+
+def plot_energy_landscape(
+    model: Callable[..., torch.Tensor],
+    xlim: Sequence[float] = (-3.0, 3.0),
+    ylim: Sequence[float] | None = None,
+    grid_size: int = 100,
+    *,
+    kind: str = "energy",
+    clip: float | None = None,
+    ax: Axes | None = None,
+    levels: int = 50,
+    cmap: str = "viridis",
+    colorbar: bool = True,
+    title: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> Figure:
+    r"""Filled contour plot of a 2-D energy :math:`E(x)` or of its density :math:`e^{-E}/Z`.
+
+    Args:
+        model: Energy model ``(B, 2) -> (B,)``.
+        xlim: Range of the first coordinate.
+        ylim: Range of the second coordinate (default: ``xlim``).
+        grid_size: Grid points per axis.
+        kind: ``"energy"``, ``"density"`` (normalised over the window) or ``"log_density"``.
+        clip: Show only this range of energy / log density (see :func:`landscape_values`).
+        ax: Axes to draw into (default: a new figure).
+        levels: Number of contour levels.
+        cmap: Matplotlib colormap name.
+        colorbar: Add a colorbar labelled with what is shown.
+        title: Axes title.
+        model_kwargs: Conditioning forwarded to the model.
+
+    Returns:
+        The figure holding the plot.
+
+    Example:
+        >>> from torchebm.core import DoubleWellModel
+        >>> fig = plot_energy_landscape(DoubleWellModel(), (-2, 2), kind="density")
+        >>> fig.savefig("double_well.png")  # doctest: +SKIP
+    """
+    kind = check_in("kind", kind, LANDSCAPE_KINDS)
+    levels = check_int("levels", levels, minimum=2)
+    X, Y, E = energy_grid(model, xlim, ylim, grid_size, model_kwargs=model_kwargs)
+    Z = landscape_values(E, X, Y, kind, clip)
+    fig, ax = _figure_and_axes(ax, (6.0, 5.0))
+    cs = ax.contourf(X, Y, Z, levels=levels, cmap=cmap)
+    if colorbar:
+        fig.colorbar(cs, ax=ax, label=_KIND_LABEL[kind])
+    ax.set_xlim(X[0, 0], X[0, -1])
+    ax.set_ylim(Y[0, 0], Y[-1, 0])
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def _auto_limits(
+    *arrays: np.ndarray | None, margin: float = 0.1
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    pts = np.concatenate([a for a in arrays if a is not None and len(a)], axis=0)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    span = np.maximum(hi - lo, 1e-6)
+    lo, hi = lo - margin * span, hi + margin * span
+    # one common range keeps the aspect ratio honest
+    c, half = (lo + hi) / 2, (hi - lo).max() / 2
+    return (float(c[0] - half), float(c[0] + half)), (float(c[1] - half), float(c[1] + half))
+
+
+def plot_samples(
+    samples: Any,
+    data: Any = None,
+    *,
+    model: Callable[..., torch.Tensor] | None = None,
+    ax: Axes | None = None,
+    xlim: Sequence[float] | None = None,
+    ylim: Sequence[float] | None = None,
+    kind: str = "density",
+    clip: float | None = None,
+    grid_size: int = 100,
+    sample_label: str = "model samples",
+    data_label: str = "data",
+    s: float = 6.0,
+    alpha: float = 0.6,
+    title: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> Figure:
+    r"""Scatter of 2-D samples, optionally over data points and the model's landscape.
+
+    Data are drawn as white dots with a black edge, samples as red dots, both above the
+    landscape when ``model`` is given.
+
+    Args:
+        samples: Points ``(N, 2)`` (tensor or array).
+        data: Reference points ``(M, 2)`` drawn underneath (optional).
+        model: Energy model whose landscape is drawn first (optional).
+        ax: Axes to draw into (default: a new figure).
+        xlim: Plot range of the first coordinate (default: fitted to the points).
+        ylim: Plot range of the second coordinate (default: fitted to the points, or
+            ``xlim`` when only that is given).
+        kind: Landscape kind (see :func:`plot_energy_landscape`).
+        clip: Landscape range shown (see :func:`landscape_values`).
+        grid_size: Landscape grid points per axis.
+        sample_label: Legend label of the samples.
+        data_label: Legend label of the data.
+        s: Marker size.
+        alpha: Marker opacity.
+        title: Axes title.
+        model_kwargs: Conditioning forwarded to the model.
+
+    Returns:
+        The figure holding the plot.
+
+    Example:
+        >>> import torch
+        >>> fig = plot_samples(torch.randn(100, 2), data=torch.randn(100, 2) + 1)
+    """
+    pts = to_numpy_2d("samples", samples)
+    ref = to_numpy_2d("data", data) if data is not None else None
+    if xlim is None:
+        auto_x, auto_y = _auto_limits(pts, ref)
+        xlim_ = auto_x
+        ylim_ = check_limits("ylim", ylim) if ylim is not None else auto_y
+    else:
+        xlim_ = check_limits("xlim", xlim)
+        ylim_ = check_limits("ylim", ylim) if ylim is not None else xlim_
+    fig, ax = _figure_and_axes(ax, (6.0, 5.0) if model is not None else (5.0, 5.0))
+    if model is not None:
+        plot_energy_landscape(
+            model,
+            xlim_,
+            ylim_,
+            grid_size,
+            kind=kind,
+            clip=clip,
+            ax=ax,
+            model_kwargs=model_kwargs,
+        )
+    if ref is not None:
+        ax.scatter(ref[:, 0], ref[:, 1], s=s, alpha=alpha, label=data_label, **_DATA_STYLE)
+    ax.scatter(pts[:, 0], pts[:, 1], s=s, alpha=alpha, label=sample_label, **_SAMPLE_STYLE)
+    ax.set_xlim(*xlim_)
+    ax.set_ylim(*ylim_)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.legend(loc="upper right", fontsize="small", markerscale=2.0)
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def plot_trajectories(
+    trajectory: Any,
+    model: Callable[..., torch.Tensor] | None = None,
+    *,
+    ax: Axes | None = None,
+    max_chains: int = 20,
+    xlim: Sequence[float] | None = None,
+    ylim: Sequence[float] | None = None,
+    kind: str = "energy",
+    clip: float | None = None,
+    grid_size: int = 100,
+    linewidth: float = 1.0,
+    title: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> Figure:
+    r"""Sampler trajectories (chains through time), optionally over the energy landscape.
+
+    Each chain is a line from its start (black circle) to its end (white star).
+
+    Args:
+        trajectory: ``(B, T, 2)`` as returned by ``sampler.sample(...,
+            return_trajectory=True)``, or a single chain ``(T, 2)``.
+        model: Energy model whose landscape is drawn underneath (optional).
+        ax: Axes to draw into (default: a new figure).
+        max_chains: Draw at most this many chains (the first ones).
+        xlim: Plot range of the first coordinate (default: fitted to the chains).
+        ylim: Plot range of the second coordinate.
+        kind: Landscape kind (see :func:`plot_energy_landscape`).
+        clip: Landscape range shown (see :func:`landscape_values`).
+        grid_size: Landscape grid points per axis.
+        linewidth: Line width of the chains.
+        title: Axes title.
+        model_kwargs: Conditioning forwarded to the model.
+
+    Returns:
+        The figure holding the plot.
+
+    Example:
+        >>> import torch
+        >>> walk = torch.randn(4, 50, 2).cumsum(dim=1) * 0.1
+        >>> fig = plot_trajectories(walk)
+    """
+    if isinstance(trajectory, torch.Tensor):
+        traj = trajectory.detach().to("cpu", torch.float64).numpy()
+    else:
+        traj = np.asarray(trajectory, dtype=np.float64)
+    if traj.ndim == 2:
+        traj = traj[None]
+    if traj.ndim != 3 or traj.shape[-1] != 2 or traj.shape[1] < 1:
+        raise ShapeError(f"trajectory must have shape (B, T, 2) or (T, 2), got {traj.shape}")
+    max_chains = check_int("max_chains", max_chains, minimum=1)
+    traj = traj[:max_chains]
+    flat = traj.reshape(-1, 2)
+    if xlim is None:
+        xlim_, ylim_auto = _auto_limits(flat)
+        ylim_ = check_limits("ylim", ylim) if ylim is not None else ylim_auto
+    else:
+        xlim_ = check_limits("xlim", xlim)
+        ylim_ = check_limits("ylim", ylim) if ylim is not None else xlim_
+    fig, ax = _figure_and_axes(ax, (6.0, 5.0) if model is not None else (5.0, 5.0))
+    if model is not None:
+        plot_energy_landscape(
+            model,
+            xlim_,
+            ylim_,
+            grid_size,
+            kind=kind,
+            clip=clip,
+            ax=ax,
+            model_kwargs=model_kwargs,
+        )
+    colors = [f"C{i % 10}" for i in range(traj.shape[0])]
+    lines = LineCollection(list(traj), colors=colors, linewidths=linewidth, alpha=0.9)
+    ax.add_collection(lines)
+    ax.scatter(traj[:, 0, 0], traj[:, 0, 1], c="black", s=25, marker="o", label="start", zorder=3)
+    ax.scatter(
+        traj[:, -1, 0],
+        traj[:, -1, 1],
+        c="white",
+        edgecolors="black",
+        s=80,
+        marker="*",
+        label="end",
+        zorder=3,
+    )
+    ax.set_xlim(*xlim_)
+    ax.set_ylim(*ylim_)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.legend(loc="upper right", fontsize="small")
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def plot_vector_field(
+    field: Callable[..., torch.Tensor],
+    xlim: Sequence[float] = (-3.0, 3.0),
+    ylim: Sequence[float] | None = None,
+    grid_size: int = 20,
+    *,
+    t: float | None = None,
+    ax: Axes | None = None,
+    kind: str = "quiver",
+    cmap: str = "magma",
+    title: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> Figure:
+    r"""Arrows (``"quiver"``) or streamlines (``"stream"``) of a 2-D vector field.
+
+    Useful for flow/EqM velocity fields ``f(x, t)``; arrows are coloured by the field's
+    norm (and normalised to unit length for ``"quiver"``, so directions stay readable).
+
+    Args:
+        field: ``field(x)`` or ``field(x, t)`` returning ``(B, 2)``; see
+            :func:`~torchebm.visualization.vector_field_grid`.
+        xlim: Range of the first coordinate.
+        ylim: Range of the second coordinate (default: ``xlim``).
+        grid_size: Grid points per axis.
+        t: Time passed to the field (``None``: called without time).
+        ax: Axes to draw into (default: a new figure).
+        kind: ``"quiver"`` or ``"stream"``.
+        cmap: Colormap of the field norm.
+        title: Axes title.
+        model_kwargs: Conditioning forwarded to the field.
+
+    Returns:
+        The figure holding the plot.
+
+    Example:
+        >>> fig = plot_vector_field(lambda x: -x, (-2, 2), grid_size=9)
+    """
+    kind = check_in("kind", kind, ("quiver", "stream"))
+    X, Y, U, V = vector_field_grid(field, xlim, ylim, grid_size, t=t, model_kwargs=model_kwargs)
+    norm = np.hypot(U, V)
+    fig, ax = _figure_and_axes(ax, (6.0, 5.0))
+    if kind == "quiver":
+        safe = np.where(norm > 0, norm, 1.0)
+        q = ax.quiver(X, Y, U / safe, V / safe, norm, cmap=cmap, pivot="mid")
+        fig.colorbar(q, ax=ax, label="$\\|f(x)\\|$")
+    else:
+        sp = ax.streamplot(X, Y, U, V, color=norm, cmap=cmap, density=1.2)
+        fig.colorbar(sp.lines, ax=ax, label="$\\|f(x)\\|$")
+    ax.set_xlim(X[0, 0], X[0, -1])
+    ax.set_ylim(Y[0, 0], Y[-1, 0])
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def _ema(values: np.ndarray, weight: float) -> np.ndarray:
+    out = np.empty_like(values)
+    acc = values[0]
+    for i, v in enumerate(values):
+        acc = weight * acc + (1.0 - weight) * v
+        out[i] = acc
+    return out
+
+
+def plot_training_curves(
+    history: Sequence[float] | Mapping[str, Sequence[float]],
+    *,
+    ax: Axes | None = None,
+    smoothing: float = 0.0,
+    logy: bool = False,
+    xlabel: str = "step",
+    ylabel: str = "loss",
+    title: str | None = None,
+) -> Figure:
+    r"""Line plot of one or several training curves (loss, metrics) against the step.
+
+    Args:
+        history: A sequence of numbers (one curve labelled ``ylabel``) or a mapping
+            ``name -> sequence`` (one curve per entry; sequences may differ in length).
+        ax: Axes to draw into (default: a new figure).
+        smoothing: Exponential moving-average weight in ``[0, 1)``; when ``> 0`` the raw
+            curve is drawn faintly and the smoothed one on top.
+        logy: Logarithmic y axis (all values must then be positive).
+        xlabel: Label of the x axis.
+        ylabel: Label of the y axis.
+        title: Axes title.
+
+    Returns:
+        The figure holding the plot.
+
+    Example:
+        >>> fig = plot_training_curves({"loss": [3.0, 2.0, 1.5, 1.2]}, smoothing=0.5)
+    """
+    if isinstance(history, Mapping):
+        curves = {str(k): v for k, v in history.items()}
+    else:
+        curves = {ylabel: history}
+    if not curves:
+        raise ConfigurationError("history must hold at least one curve, got an empty mapping")
+    if not (0.0 <= float(smoothing) < 1.0):
+        raise ConfigurationError(f"smoothing must be in [0, 1), got {smoothing!r}")
+    fig, ax = _figure_and_axes(ax, (6.0, 4.0))
+    for i, (name, values) in enumerate(curves.items()):
+        y = np.asarray(
+            [float(v.item()) if isinstance(v, torch.Tensor) else float(v) for v in values],
+            dtype=np.float64,
+        )
+        if y.ndim != 1 or y.size == 0:
+            raise ShapeError(f"history[{name!r}] must be a non-empty 1-D sequence of numbers")
+        if logy and (y <= 0).any():
+            raise ConfigurationError(f"logy=True needs positive values, history[{name!r}] has <= 0")
+        steps = np.arange(1, y.size + 1)
+        color = f"C{i % 10}"
+        if smoothing > 0:
+            ax.plot(steps, y, color=color, alpha=0.3, linewidth=0.8)
+            ax.plot(steps, _ema(y, float(smoothing)), color=color, label=name)
+        else:
+            ax.plot(steps, y, color=color, label=name)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def _interpolate(interpolant: Any, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor):
+    out = interpolant.interpolate(x0, x1, t)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+@torch.no_grad()
+def plot_interpolant_paths(
+    interpolant: Any,
+    x0: Any,
+    x1: Any,
+    *,
+    n_times: int = 50,
+    max_paths: int = 64,
+    ax: Axes | None = None,
+    cmap: str = "coolwarm",
+    title: str | None = None,
+) -> Figure:
+    r"""Paths :math:`t \mapsto x_t = \alpha(t) x_1 + \sigma(t) x_0` from noise to data.
+
+    Each pair ``(x0[i], x1[i])`` gives one path, coloured by :math:`t` (0 = noise, 1 =
+    data, the convention of :mod:`torchebm.interpolants`).
+
+    Args:
+        interpolant: Any object with ``interpolate(x0, x1, t) -> (x_t, u_t)`` (every
+            :class:`~torchebm.core.BaseInterpolant`).
+        x0: Noise endpoints ``(B, 2)``.
+        x1: Data endpoints ``(B, 2)``.
+        n_times: Number of times in ``[0, 1]`` per path.
+        max_paths: Draw at most this many paths.
+        ax: Axes to draw into (default: a new figure).
+        cmap: Colormap of ``t``.
+        title: Axes title.
+
+    Returns:
+        The figure holding the plot.
+
+    Example:
+        >>> import torch
+        >>> class Linear:
+        ...     def interpolate(self, x0, x1, t):
+        ...         t = t[:, None]
+        ...         return t * x1 + (1 - t) * x0, x1 - x0
+        >>> fig = plot_interpolant_paths(Linear(), torch.randn(8, 2), torch.ones(8, 2))
+    """
+    a = torch.as_tensor(to_numpy_2d("x0", x0), dtype=torch.float64)
+    b = torch.as_tensor(to_numpy_2d("x1", x1), dtype=torch.float64)
+    if a.shape != b.shape:
+        raise ShapeError(
+            f"x0 and x1 must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    n_times = check_int("n_times", n_times, minimum=2)
+    max_paths = check_int("max_paths", max_paths, minimum=1)
+    a, b = a[:max_paths], b[:max_paths]
+    ts = torch.linspace(0.0, 1.0, n_times, dtype=torch.float64)
+    pts = np.stack(
+        [_interpolate(interpolant, a, b, t.expand(a.shape[0])).numpy() for t in ts], axis=1
+    )  # (B, T, 2)
+    segs = np.stack([pts[:, :-1], pts[:, 1:]], axis=2).reshape(-1, 2, 2)
+    seg_t = np.tile(0.5 * (ts[:-1] + ts[1:]).numpy(), pts.shape[0])
+    fig, ax = _figure_and_axes(ax, (6.0, 5.0))
+    lc = LineCollection(list(segs), cmap=cmap, linewidths=1.0, alpha=0.8)
+    lc.set_array(seg_t)
+    lc.set_clim(0.0, 1.0)
+    ax.add_collection(lc)
+    fig.colorbar(lc, ax=ax, label="$t$ (0 = noise, 1 = data)")
+    ax.scatter(pts[:, 0, 0], pts[:, 0, 1], s=12, c="tab:blue", label="$x_0$ (noise)", zorder=3)
+    ax.scatter(pts[:, -1, 0], pts[:, -1, 1], s=12, c="tab:red", label="$x_1$ (data)", zorder=3)
+    xlim_, ylim_ = _auto_limits(pts.reshape(-1, 2))
+    ax.set_xlim(*xlim_)
+    ax.set_ylim(*ylim_)
+    ax.set_aspect("equal", adjustable="box")
+    ax.legend(loc="upper right", fontsize="small")
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+@torch.no_grad()
+def plot_interpolant_schedules(
+    interpolant: Any,
+    *,
+    n_times: int = 201,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
+    r"""The schedules :math:`\alpha(t)`, :math:`\sigma(t)` of an interpolant and their derivatives.
+
+    Args:
+        interpolant: Object with ``compute_alpha_t(t) -> (alpha, d_alpha)`` and
+            ``compute_sigma_t(t) -> (sigma, d_sigma)`` (every
+            :class:`~torchebm.core.BaseInterpolant`).
+        n_times: Number of times in ``[0, 1]``.
+        ax: Axes to draw into (default: a new figure).
+        title: Axes title (default: the interpolant's class name).
+
+    Returns:
+        The figure holding the plot.
+    """
+    n_times = check_int("n_times", n_times, minimum=2)
+    t = torch.linspace(0.0, 1.0, n_times, dtype=torch.float64)
+    alpha, d_alpha = interpolant.compute_alpha_t(t)
+    sigma, d_sigma = interpolant.compute_sigma_t(t)
+    fig, ax = _figure_and_axes(ax, (6.0, 4.0))
+    tn = t.numpy()
+
+    def arr(v: Any) -> np.ndarray:
+        v = torch.as_tensor(v, dtype=torch.float64)
+        return np.broadcast_to(v.reshape(-1).numpy(), tn.shape)
+
+    ax.plot(tn, arr(alpha), color="tab:red", label=r"$\alpha(t)$ (data weight)")
+    ax.plot(tn, arr(sigma), color="tab:blue", label=r"$\sigma(t)$ (noise weight)")
+    ax.plot(tn, arr(d_alpha), color="tab:red", linestyle="--", label=r"$\dot\alpha(t)$")
+    ax.plot(tn, arr(d_sigma), color="tab:blue", linestyle="--", label=r"$\dot\sigma(t)$")
+    ax.axhline(0.0, color="gray", linewidth=0.5)
+    ax.set_xlabel("$t$ (0 = noise, 1 = data)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(title if title is not None else type(interpolant).__name__)
+    return fig

@@ -1,0 +1,106 @@
+"""The torchebm command: arguments, errors, and every demo end to end (briefly)."""
+
+import io
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from torchebm.cli import build_parser, main
+from torchebm.cli._demos import DATASETS, DEMOS, resolve_dataset, run_demo
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("torchebm ")
+    assert main([]) == 0
+    assert "demo" in capsys.readouterr().out
+
+
+def test_demo_defaults_to_eqm():
+    args = build_parser().parse_args(["demo"])
+    assert (args.name, args.device, args.seed, args.samples) == ("eqm", "cpu", 0, 2000)
+    assert set(DEMOS) == {"eqm", "cd", "hmc", "flow"}
+
+
+def test_unknown_demo_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "gan"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'gan'" in capsys.readouterr().err
+
+
+def test_bad_dataset_and_steps_exit_2_with_the_accepted_values(capsys):
+    assert main(["demo", "--dataset", "mnist", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--dataset must be one of" in err and "two_moons" in err and "'mnist'" in err
+    assert main(["demo", "--steps", "0", "--quiet"]) == 2
+    assert "--steps must be an int >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(capsys):
+    assert main(["demo", "--device", "cuda", "--quiet"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("two_moons", "two_moons"),
+        ("TwoMoonsDataset", "two_moons"),
+        ("moons", "two_moons"),
+        ("8gaussians", "eight_gaussians"),
+        ("Swiss-Roll", "swiss_roll"),
+    ],
+)
+def test_dataset_names_are_normalised(name, expected):
+    assert resolve_dataset(name) == expected
+
+
+def test_every_dataset_name_exists_in_torchebm_datasets():
+    import torchebm.datasets as D
+
+    for name in DATASETS:
+        assert callable(getattr(D, f"make_{name}"))
+
+
+def test_info_lists_the_installed_pieces(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "torchebm-core" in out and "torchebm " in out and "cuda available" in out
+
+
+def test_module_entry_point_runs():
+    done = subprocess.run(
+        [sys.executable, "-m", "torchebm.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("torchebm ")
+
+
+@pytest.mark.parametrize("name", sorted(DEMOS))
+def test_each_demo_runs_end_to_end(name, tmp_path):
+    out = io.StringIO()
+    png = tmp_path / f"{name}.png"
+    res = run_demo(name, steps=15, n_samples=200, out=str(png), quiet=True, stream=out, seed=3)
+    text = out.getvalue()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert res["png"] == str(png)
+    for key in ("energy_distance", "mmd", "energy_distance_init", "energy_distance_data"):
+        assert torch.isfinite(torch.tensor(res[key]))
+    for row in ("model samples", "initial noise", "Gaussian fit", "data vs. data", str(png)):
+        assert row in text
+
+
+@pytest.mark.slow
+def test_default_eqm_demo_beats_noise_and_the_best_gaussian(tmp_path):
+    res = run_demo("eqm", out=str(tmp_path / "eqm.png"), quiet=True, stream=io.StringIO())
+    assert res["energy_distance"] < 0.25 * res["energy_distance_gaussian"]
+    assert res["energy_distance"] < 0.05 * res["energy_distance_init"]
+    assert res["mmd"] < 0.25 * res["mmd_init"]

@@ -1,0 +1,170 @@
+"""The documentation runner (tools/run_doc_examples.py): parsing, the epoch cut, end to end."""
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location(
+    "run_doc_examples", ROOT / "tools" / "run_doc_examples.py"
+)
+rde = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = rde  # dataclasses resolve annotations through sys.modules
+_spec.loader.exec_module(rde)
+
+DOC = textwrap.dedent(
+    """\
+    # Page one
+
+    Text with `inline` code.
+
+    ## First
+
+    ```python
+    x = 1
+    ```
+
+    ```bash
+    echo not python
+    ```
+
+    ## Second
+
+    ```python
+    # Not a heading: a comment inside a fence
+    y = x + 1
+    ```
+
+    1. A list item with an excerpt:
+
+       ```python
+       z = y * 2
+       ```
+
+    # Page two
+
+    ```python
+    def helper():
+        return 3
+    ```
+    """
+)
+
+
+def test_blocks_are_grouped_by_page_with_their_nearest_heading():
+    blocks = rde.parse_blocks(DOC)
+    assert [(b.page, b.section) for b in blocks] == [
+        ("Page one", "First"),
+        ("Page one", "Second"),
+        ("Page one", "Second"),
+        ("Page two", "Page two"),
+    ]
+    assert blocks[1].code.startswith("# Not a heading")
+    assert blocks[2].code == "z = y * 2\n" and blocks[2].indented
+    assert [b.hoist for b in blocks] == [False, False, False, True]
+
+
+def test_definition_only_blocks():
+    assert rde.is_definition_only("import os\n\ndef f():\n    return os\n")
+    assert rde.is_definition_only('"""doc"""\nclass A:\n    pass\n')
+    assert not rde.is_definition_only("import os\n")
+    assert not rde.is_definition_only("def f():\n    pass\nf()\n")
+
+
+def test_epoch_loops_are_cut_and_nothing_else():
+    code = textwrap.dedent(
+        """\
+        for epoch in range(EPOCHS):
+            for i in range(100):
+                pass
+        for step in range(500):
+            pass
+            for Epoch_idx in range(10):  # inner
+                pass
+        """
+    )
+    out, n = rde.cut_epochs(code, 2)
+    assert n == 2
+    assert "for epoch in range(min(EPOCHS, 2)):" in out
+    assert "for Epoch_idx in range(min(10, 2)):  # inner" in out
+    assert "for i in range(100):" in out and "for step in range(500):" in out
+    assert rde.cut_epochs(code, None) == (code, 0)
+
+
+def test_savefig_directories():
+    code = (
+        "plt.savefig('docs/a/b.png')\nfig.savefig(f\"out/{epoch}.png\")\nplt.savefig('flat.png')\n"
+    )
+    assert rde.output_dirs(code) == ["docs/a", "out"]
+
+
+def test_the_user_docs_parse_with_their_context_entries():
+    try:
+        spec = rde.find_spec(None)
+    except SystemExit:
+        pytest.skip("the user documentation (../shared/spec) is not available here")
+    blocks = rde.parse_blocks(spec.read_text(encoding="utf-8"))
+    assert len(blocks) >= 31
+    with_context = [b for b in blocks if b.context]
+    assert len(with_context) == len(rde.CONTEXT)  # every entry matches exactly one block
+    assert sum(bool(b.requires) for b in blocks) == len(rde.REQUIRES)
+
+
+def _run(tmp_path, text, *args):
+    doc = tmp_path / "doc.md"
+    doc.write_text(textwrap.dedent(text))
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "run_doc_examples.py"),
+            "--spec",
+            str(doc),
+            "--no-scripts",
+            "--no-site",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_runner_end_to_end_carries_names_along_a_page_and_reports(tmp_path):
+    done = _run(
+        tmp_path,
+        """\
+        # A
+        ```python
+        value = 41
+        ```
+        ```python
+        for epoch in range(10**9):
+            value += 1
+        plt_dir = "out"
+        ```
+        ```python
+        import matplotlib.pyplot as plt
+        plt.plot([value]); plt.savefig("out/deep/fig.png")
+        assert value == 43
+        ```
+        # B
+        ```python
+        assert "value" not in globals()
+        ```
+        """,
+        "--epochs",
+        "2",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "4 passed, 0 failed"
+
+
+def test_runner_fails_loudly(tmp_path):
+    done = _run(tmp_path, "# A\n```python\nraise ValueError('boom')\n```\n")
+    assert done.returncode == 1
+    assert "ValueError: boom" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "0 passed, 1 failed"
