@@ -95,9 +95,32 @@ def _combine(x: torch.Tensor, h, coeffs: Sequence[float], ks: Sequence[torch.Ten
     return torch.addcmul(x, acc, h)
 
 
+def _fits(shape: Sequence[int], target: Sequence[int]) -> bool:
+    """Whether ``shape`` broadcasts against ``target`` without enlarging it.
+
+    Plain Python on the sizes: ``torch.broadcast_shapes`` costs tens of microseconds per
+    call (it runs through the symbolic-shape machinery), far more than the update it guards.
+    """
+    if len(shape) > len(target):
+        return False
+    return all(a == b or a == 1 for a, b in zip(reversed(shape), reversed(target)))
+
+
+def _stage_time(t: torch.Tensor, dt) -> torch.Tensor:
+    """``t + dt``; computed once and expanded when ``t`` is a batch-uniform (expanded) time."""
+    if (
+        t.ndim == 1
+        and t.shape[0] > 0
+        and t.stride(0) == 0
+        and not (isinstance(dt, torch.Tensor) and dt.ndim > 0)
+    ):
+        return (t[:1] + dt).expand(t.shape[0])
+    return t + dt
+
+
 def _iadd(dst: torch.Tensor, src: torch.Tensor, alpha: float) -> torch.Tensor:
     """``dst + alpha * src``, in place when ``dst`` is a fresh tensor outside autograd."""
-    if dst.requires_grad or dst.shape != torch.broadcast_shapes(dst.shape, src.shape):
+    if dst.requires_grad or not _fits(src.shape, dst.shape):
         return torch.add(dst, src, alpha=alpha)
     return dst.add_(src, alpha=alpha)
 
@@ -395,7 +418,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 ks.append(k0)
                 continue
             base = _combine(x, h, row[:i], ks)
-            ti = t if ci == 0.0 else t + ci * h_t
+            ti = t if ci == 0.0 else _stage_time(t, ci * h_t)
             diag = row[i] if len(row) > i else 0.0
             if diag == 0.0:
                 k = drift(base, ti)
@@ -564,8 +587,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         order = float(self.order)
         batch = x.shape[0]
 
-        def tvec(s: float) -> torch.Tensor:
-            return torch.full((batch,), s, device=x.device, dtype=x.dtype)
+        def tvec(s: float) -> torch.Tensor:  # batch-uniform time: one value, expanded
+            return torch.full((1,), s, device=x.device, dtype=x.dtype).expand(batch)
 
         k0 = None
         if step_size is None:
@@ -695,7 +718,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         fresh = y is not x and not y.requires_grad
         if isinstance(amp, float):
             return y.add_(noise, alpha=amp) if fresh else y.add(noise, alpha=amp)
-        if fresh and y.shape == torch.broadcast_shapes(y.shape, amp.shape):
+        if fresh and _fits(amp.shape, y.shape):
             return y.addcmul_(noise, amp)
         return torch.addcmul(y, noise, amp)
 
@@ -897,7 +920,7 @@ class BaseSymplecticIntegrator(BaseIntegrator):
     @staticmethod
     def _axpy_(y: torch.Tensor, a, x: torch.Tensor) -> torch.Tensor:
         """``y + a * x`` in place on ``y`` (a fresh tensor) when autograd allows it."""
-        if y.requires_grad or y.shape != torch.broadcast_shapes(y.shape, x.shape):
+        if y.requires_grad or not _fits(x.shape, y.shape):
             return BaseSymplecticIntegrator._axpy(y, a, x)
         if isinstance(a, float):
             return y.add_(x, alpha=a)

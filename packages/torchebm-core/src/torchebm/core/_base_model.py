@@ -75,7 +75,10 @@ class BaseModel(TorchEBMModule, ABC):
             else in_dtype
         )
         with torch.enable_grad():
-            xg = x.detach().to(work_dtype).requires_grad_(True)
+            xg = x.detach()
+            if xg.dtype != work_dtype:  # no .to() dispatch on the common same-dtype path
+                xg = xg.to(work_dtype)
+            xg.requires_grad_(True)
             with self.autocast_context():
                 energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
             if energy.shape != (xg.shape[0],):
@@ -89,7 +92,10 @@ class BaseModel(TorchEBMModule, ABC):
                     "(the energy has no grad_fn); cannot compute its gradient"
                 )
             (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=False)
-        grad = grad.detach().to(in_dtype)
+        if grad.requires_grad:  # never with create_graph=False; kept as a safeguard
+            grad = grad.detach()
+        if grad.dtype != in_dtype:
+            grad = grad.to(in_dtype)
         return grad.squeeze(0) if squeeze else grad
 
 
@@ -196,7 +202,8 @@ class GaussianModel(_AnalyticModel):
             raise ShapeError(
                 f"GaussianModel expects x of shape (B, {self.mean.shape[0]}), got {tuple(x.shape)}"
             )
-        return x.to(self.cov_inv.dtype)
+        dtype = self.cov_inv.dtype
+        return x if x.dtype == dtype else x.to(dtype)
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
         d = self._check(x) - self.mean
@@ -204,8 +211,8 @@ class GaussianModel(_AnalyticModel):
 
     def _grad(self, x: torch.Tensor) -> torch.Tensor:
         in_dtype = x.dtype
-        d = self._check(x) - self.mean
-        return (d @ self.cov_inv).to(in_dtype)
+        g = (self._check(x) - self.mean) @ self.cov_inv
+        return g if g.dtype == in_dtype else g.to(in_dtype)
 
 
 class DoubleWellModel(_AnalyticModel):

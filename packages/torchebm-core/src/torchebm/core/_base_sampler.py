@@ -10,6 +10,7 @@ the position, :meth:`BaseSampler.init_state`).
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from torchebm.core._module import TorchEBMModule
-from torchebm.core._schedulable import Schedulable
+from torchebm.core._schedulable import Schedulable, _schedulable_subtree
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -81,9 +82,20 @@ def _event_shape(dim: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
+def _finite_rows(x: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: rows of ``x`` holding only finite values (no host sync).
+
+    ``max |x|`` per row is NaN or inf exactly for rows holding a NaN or an infinity
+    (``amax`` propagates NaN): three kernels instead of ``isfinite(x).all(dim=1)``'s six,
+    2-8x cheaper per step.
+    """
+    flat = x if x.ndim == 2 else x.reshape(x.shape[0], -1)
+    return flat.abs().amax(dim=1) < math.inf
+
+
 def _nonfinite_rows(x: torch.Tensor) -> torch.Tensor:
     """``(B,)`` bool: rows of ``x`` holding a NaN or an infinity (no host sync)."""
-    return ~torch.isfinite(x).reshape(x.shape[0], -1).all(dim=1)
+    return ~_finite_rows(x)
 
 
 def _batch_view(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -419,22 +431,31 @@ class BaseSampler(Schedulable, TorchEBMModule):
             if want_traj
             else None
         )
-        diag: dict[str, torch.Tensor] = {}
-        first_bad = torch.full((b,), -1, dtype=torch.long, device=x0.device)
+        # diagnostics are computed only when asked for (a trajectory alone needs none)
+        diag: dict[str, torch.Tensor] | None = {} if want_diag else None
+        # NaN bookkeeping, two cheap updates per step: ``alive`` (finite after every call so
+        # far) and ``n_alive`` (calls completed while alive); the first non-finite step of a
+        # chain is then ``ends[n_alive]`` (``ends``: the step count after each call)
+        alive = torch.ones(b, dtype=torch.bool, device=x0.device)
+        n_alive = torch.zeros(b, dtype=torch.long, device=x0.device)
+        ends: list[int] = []
         stride = max(1, int(self._stride(n_steps, thin, recording)))
         check_every = self.convergence_check_every
+        step_schedulers = self._scheduler_stepper()
         kept = calls = i = 0
         while i < n_steps:
             ctx.i, ctx.n = i, min(stride, n_steps - i)
             state = step_fn(state, ctx)
             for _ in range(ctx.n):
-                self.step_schedulers()
+                step_schedulers()
             i += ctx.n
             calls += 1
-            bad = _nonfinite_rows(state["x"])
-            first_bad.masked_fill_(bad & (first_bad < 0), i)
+            ends.append(i)
+            finite = _finite_rows(state["x"])
+            alive.logical_and_(finite)
+            n_alive.add_(alive)
             if policy == "resample":
-                state = self._restart_chains(state, bad, x0, ctx)
+                state = self._restart_chains(state, ~finite, x0, ctx)
             if recording and i % thin == 0 and kept < n_kept:
                 self._record(state, ctx, traj, diag, kept, n_kept)
                 kept += 1
@@ -445,14 +466,34 @@ class BaseSampler(Schedulable, TorchEBMModule):
         if recording and kept < n_kept:
             # early stop: every chain is frozen, so the remaining rows repeat the final state
             self._record(state, ctx, traj, diag, kept, n_kept, fill=True)
-        return state["x"], traj, diag, first_bad
+        steps = torch.tensor(ends, dtype=torch.long, device=x0.device)
+        first_bad = torch.where(alive, -1, steps[n_alive.clamp_(max=len(ends) - 1)])
+        return state["x"], traj, diag if diag is not None else {}, first_bad
+
+    def _scheduler_stepper(self) -> Callable[[], None]:
+        """Per-step scheduler update for one ``sample()`` call.
+
+        Steps every scheduler of the module tree once, as :meth:`step_schedulers` does, from a
+        list collected once per call instead of walking the module tree at every step (the
+        set of schedulers is fixed while a call runs). A subclass overriding
+        :meth:`step_schedulers` keeps its own method.
+        """
+        if type(self).step_schedulers is not Schedulable.step_schedulers:
+            return self.step_schedulers
+        schedulers = [s for m in _schedulable_subtree(self) for s in m.get_schedulers().values()]
+
+        def step_all() -> None:
+            for s in schedulers:
+                s.step()
+
+        return step_all
 
     def _record(
         self,
         state: State,
         ctx: SamplerContext,
         traj: torch.Tensor | None,
-        diag: dict[str, torch.Tensor],
+        diag: dict[str, torch.Tensor] | None,
         k: int,
         n_kept: int,
         fill: bool = False,
@@ -461,6 +502,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
         x = state["x"]
         if traj is not None:
             traj[:, rows] = x.unsqueeze(1) if fill else x
+        if diag is None:
+            return
         for key, value in self.compute_diagnostics(state, ctx).items():
             buf = diag.get(key)
             if buf is None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseSymplecticIntegrator
-from torchebm.core.errors import check_int, check_non_negative
+from torchebm.core.errors import ConfigurationError, check_int, check_non_negative
 
 __all__ = ["LeapfrogIntegrator", "GeneralisedLeapfrogIntegrator"]
 
@@ -93,7 +93,50 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         drift = self._require_callable("drift", drift, "drift(x, t) = -grad U(x)")
         n = self._validate_n_steps(n_steps)
         x = self._unpack_state(state)[0]
+        if n > 1 and not safe and not torch.is_grad_enabled():
+            return self._run_merged(state, step_size, n, drift, _prep_mass(mass, x))
         return self._run(state, step_size, n, (drift, _prep_mass(mass, x)), safe)
+
+    def _run_merged(self, state: dict, step_size: Any, n: int, drift, m) -> dict:
+        """``n`` steps with the two half kicks between consecutive steps merged into one.
+
+        The same kick-drift-kick trajectory (up to rounding) with one momentum update per
+        force instead of two, updating fresh copies of ``x`` and ``p`` in place. Used by
+        :meth:`integrate` outside autograd (no grad mode, ``safe=False``), e.g. inside HMC.
+        """
+        x, p, t = self._unpack_state(state)
+        if step_size is None:
+            raise ConfigurationError("step_size must be given, got None")
+        h, _ = self._prep_step(step_size, x)
+        half = 0.5 * h
+        force = drift(x, t)
+        p = self._axpy(p, half, force)  # a fresh tensor: the input p is never mutated
+        self.__dict__["nfe"] = n + 1
+        if isinstance(h, float) and (m is None or isinstance(m, float)):
+            hx = h if m is None else h / m
+            x = torch.add(x, p, alpha=hx)  # a fresh tensor: the input x is never mutated
+            for i in range(n):
+                if i:
+                    x.add_(p, alpha=hx)
+                p.add_(drift(x, t), alpha=h if i < n - 1 else half)
+            return {"x": x, "p": p}
+        for i in range(n):
+            if i == 0:  # a fresh tensor: the input x is never mutated
+                x = self._drift_position(x, h, p, m, in_place=False)
+            else:
+                self._drift_position(x, h, p, m, in_place=True)
+            force = drift(x, t)
+            self._axpy_(p, h if i < n - 1 else half, force)
+        return {"x": x, "p": p}
+
+    def _drift_position(self, x, h, p, m, *, in_place: bool):
+        """``x + h M^{-1} p`` (in place on ``x`` when asked)."""
+        if m is None or isinstance(m, float):
+            a = h if m is None else h / m
+            return self._axpy_(x, a, p) if in_place else self._axpy(x, a, p)
+        if isinstance(h, float):
+            return x.addcdiv_(p, m, value=h) if in_place else torch.addcdiv(x, p, m, value=h)
+        return x.add_(h * p / m) if in_place else x + h * p / m
 
     def _step_impl(self, x, p, t, h, ctx, cache, safe):
         drift, m = ctx

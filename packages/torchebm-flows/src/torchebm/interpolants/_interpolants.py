@@ -45,6 +45,17 @@ class LinearInterpolant(BaseInterpolant):
     def compute_d_alpha_alpha_ratio_t(self, t):
         return 1 / t.clamp(min=1e-8)
 
+    def interpolate(self, x0, x1, t):
+        r"""As :meth:`BaseInterpolant.interpolate`, with :math:`u_t = x_1 - x_0` directly.
+
+        Bit-for-bit the generic result (:math:`1 \cdot x_1 + (-1) \cdot x_0 = x_1 - x_0`)
+        without the two unit-derivative tensors and their products.
+        """
+        tb = _broadcast_t(t, x1) if isinstance(t, torch.Tensor) else None
+        if tb is None or x0.shape != x1.shape or not (tb.dtype == x1.dtype == x0.dtype):
+            return super().interpolate(x0, x1, t)
+        return tb * x1 + (1 - tb) * x0, x1 - x0
+
 
 class CosineInterpolant(BaseInterpolant):
     r"""Trigonometric (GVP) path :math:`\alpha = \sin(\pi t/2)`, :math:`\sigma = \cos(\pi t/2)`.

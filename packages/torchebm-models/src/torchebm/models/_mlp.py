@@ -74,12 +74,16 @@ def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: Any) ->
 def _flatten_input(x: torch.Tensor, input_dim: int, owner: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim < 2 or x[0].numel() != input_dim:
+    if x.ndim < 2 or math.prod(x.shape[1:]) != input_dim:
         raise ShapeError(
             f"{owner} expects x of shape (B, {input_dim}) (or (B, ...) with {input_dim} "
             f"features per sample), got {tuple(x.shape)}"
         )
-    return x.reshape(x.shape[0], input_dim)
+    return x if x.ndim == 2 else x.reshape(x.shape[0], input_dim)
+
+
+def _frequencies(n: int, like: torch.Tensor) -> torch.Tensor:
+    return math.pi * 2.0 ** torch.arange(n, device=like.device, dtype=like.dtype)
 
 
 def fourier_time_features(t: torch.Tensor, n_frequencies: int) -> torch.Tensor:
@@ -91,8 +95,7 @@ def fourier_time_features(t: torch.Tensor, n_frequencies: int) -> torch.Tensor:
     t = t.reshape(-1, 1)
     if n_frequencies == 0:
         return t
-    freqs = math.pi * 2.0 ** torch.arange(n_frequencies, device=t.device, dtype=t.dtype)
-    a = t * freqs
+    a = t * _frequencies(n_frequencies, t)
     return torch.cat([t, torch.sin(a), torch.cos(a)], dim=1)
 
 
@@ -202,10 +205,12 @@ class MLPVelocity(TorchEBMModule):
             return torch.full((b,), float(t), device=x.device, dtype=x.dtype)
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"t must be a number or a tensor, got {type(t).__name__}")
+        if t.device != x.device or t.dtype != x.dtype:
+            t = t.to(device=x.device, dtype=x.dtype)
         if t.numel() == 1 and t.ndim <= 2:
-            return t.reshape(1).to(device=x.device, dtype=x.dtype).expand(b)
+            return t.reshape(1).expand(b)
         if (t.ndim == 1 and t.shape[0] == b) or (t.ndim == 2 and t.shape == (b, 1)):
-            return t.reshape(b).to(device=x.device, dtype=x.dtype)
+            return t.reshape(b)
         raise ShapeError(f"t must be a number, 0-d, ({b},) or ({b}, 1), got shape {tuple(t.shape)}")
 
     def forward(self, x: torch.Tensor, t: Any = None) -> torch.Tensor:
@@ -217,6 +222,25 @@ class MLPVelocity(TorchEBMModule):
                     "MLPVelocity is time conditioned and needs t (construct it with "
                     "time_conditioned=False for a time-invariant field)"
                 )
-            feats = fourier_time_features(self._times(t, flat), self.n_time_frequencies)
-            flat = torch.cat([flat, feats], dim=1)
-        return self.net(flat).reshape(x.shape)
+            # the features of fourier_time_features, concatenated to x in one cat, with the
+            # frequencies cached per device/dtype (sampling calls this once per step)
+            tc = self._times(t, flat).reshape(-1, 1)
+            if self.n_time_frequencies == 0:
+                flat = torch.cat([flat, tc], dim=1)
+            else:
+                a = tc * self._frequencies(tc)
+                flat = torch.cat([flat, tc, torch.sin(a), torch.cos(a)], dim=1)
+        out = self.net(flat)
+        return out if out.shape == x.shape else out.reshape(x.shape)
+
+    def _frequencies(self, like: torch.Tensor) -> torch.Tensor:
+        freqs = self.__dict__.get("_freqs")
+        if (
+            freqs is None
+            or freqs.device != like.device
+            or freqs.dtype != like.dtype
+            or (freqs.is_inference() and not torch.is_inference_mode_enabled())
+        ):
+            freqs = _frequencies(self.n_time_frequencies, like)
+            self.__dict__["_freqs"] = freqs
+        return freqs

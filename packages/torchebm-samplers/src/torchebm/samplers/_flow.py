@@ -72,6 +72,17 @@ def _parse_prediction(prediction: Any) -> PredictionType:
     return _PREDICTIONS[check_in("prediction", prediction, tuple(_PREDICTIONS))]
 
 
+def _uniform_time(t: torch.Tensor) -> torch.Tensor:
+    """The 0-d time of a batch-uniform ``t`` (a scalar expanded to ``(B,)``), else ``t``.
+
+    The sampler's grid times are uniform over the batch: interpolant coefficients are then
+    computed once per step (0-d) instead of once per sample, with the same values.
+    """
+    if isinstance(t, torch.Tensor) and t.ndim == 1 and t.shape[0] > 0 and t.stride(0) == 0:
+        return t[0]
+    return t
+
+
 class FlowSampler(BaseSampler):
     r"""Generate samples by integrating a learned vector field from noise (t = 0) to data (t = 1).
 
@@ -284,6 +295,9 @@ class FlowSampler(BaseSampler):
         return out
 
     def _sigma(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = _uniform_time(t)
+        if t.ndim == 0:
+            return self.interpolant.compute_sigma_t(t)[0]
         return self.interpolant.compute_sigma_t(t.reshape(t.shape[0], *([1] * (x.ndim - 1))))[0]
 
     def _velocity_or_score(
@@ -303,17 +317,18 @@ class FlowSampler(BaseSampler):
         v, score = self._velocity_or_score(x, t, mk)
         if v is not None:
             return v
-        return self.interpolant.score_to_velocity(cast(torch.Tensor, score), x, t)
+        return self.interpolant.score_to_velocity(cast(torch.Tensor, score), x, _uniform_time(t))
 
     def _velocity_and_score(
         self, x: torch.Tensor, t: torch.Tensor, mk: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Probability-flow velocity and score (one model call)."""
         v, score = self._velocity_or_score(x, t, mk)
+        tc = _uniform_time(t)
         if v is not None:
-            return v, self.interpolant.velocity_to_score(v, x, t)
+            return v, self.interpolant.velocity_to_score(v, x, tc)
         score = cast(torch.Tensor, score)
-        return self.interpolant.score_to_velocity(score, x, t), score
+        return self.interpolant.score_to_velocity(score, x, tc), score
 
     def _ode_drift(self, mk: dict):
         def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -323,7 +338,7 @@ class FlowSampler(BaseSampler):
 
     def _diffusion(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.interpolant.compute_diffusion(
-            x, t, cast(str, self.diffusion_form), cast(float, self.diffusion_norm)
+            x, _uniform_time(t), cast(str, self.diffusion_form), cast(float, self.diffusion_norm)
         )
 
     def _sde_drift(self, mk: dict):
