@@ -1237,17 +1237,7 @@ def _ctor_cases() -> list[Case]:
 
 CASES = _ctor_cases()
 # Known defects of other pieces (xfail strict: the row starts passing when they are fixed).
-_INTEGRATOR_FINITE = (
-    "flows/integrators: step() accepts a non-finite step_size and returns NaN states "
-    "instead of raising ValueError naming step_size"
-)
 BUGS: dict[str, str] = {
-    "EulerMaruyamaIntegrator.step(step_size=nan)": _INTEGRATOR_FINITE,
-    "RK4Integrator.step(step_size=inf)": _INTEGRATOR_FINITE,
-    "EulerMaruyamaIntegrator.step(noise_scale=-1)": (
-        "flows/integrators: BaseSDERungeKuttaIntegrator.step squares noise_scale, so -1 is "
-        "silently used as +1 instead of raising ValueError"
-    ),
     "LeapfrogIntegrator.step(mass=-1)": (
         "flows/integrators: LeapfrogIntegrator clamps a negative mass to 1e-10 (huge "
         "velocities) instead of raising ValueError naming mass"

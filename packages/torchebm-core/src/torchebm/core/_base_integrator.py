@@ -51,7 +51,7 @@ def _expand_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v
 
 
-def _prep_step(step_size: Any, x: torch.Tensor, name: str = "step_size"):
+def _prep_step(step_size: Any, x: torch.Tensor, name: str = "step_size") -> tuple[Any, Any]:
     """Return ``(h_x, h_t)``: the step broadcastable against ``x`` and against a ``(B,)`` time.
 
     Python numbers stay Python floats (no tensor allocation on the hot path); a one-element
@@ -60,15 +60,17 @@ def _prep_step(step_size: Any, x: torch.Tensor, name: str = "step_size"):
     if isinstance(step_size, bool):
         raise TypeError(f"{name} must be a number or a tensor, got {step_size!r}")
     if isinstance(step_size, (int, float)):
-        h = float(step_size)
-        return h, h
+        hf = float(step_size)
+        if not math.isfinite(hf):
+            raise ConfigurationError(f"{name} must be finite, got {step_size!r}")
+        return hf, hf
     if isinstance(step_size, torch.Tensor):
         if step_size.numel() == 1:
-            h = step_size.reshape(()).to(device=x.device, dtype=x.dtype)
-            return h, h
+            h0 = step_size.reshape(()).to(device=x.device, dtype=x.dtype)
+            return h0, h0
         if step_size.ndim == 1 and x.ndim >= 1 and step_size.shape[0] == x.shape[0]:
-            h = step_size.to(device=x.device, dtype=x.dtype)
-            return _expand_like(h, x), h
+            hb = step_size.to(device=x.device, dtype=x.dtype)
+            return _expand_like(hb, x), hb
         raise ConfigurationError(
             f"{name} must be a scalar or a (B,) tensor with B={x.shape[0]}, "
             f"got shape {tuple(step_size.shape)}"
@@ -145,7 +147,7 @@ def _check_grid(t: Any, x: torch.Tensor) -> torch.Tensor:
 def _run_grid(
     x: torch.Tensor,
     times: torch.Tensor,
-    dts: Sequence[Any],
+    dts: Sequence[Any] | torch.Tensor,
     step_fn: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
 ) -> torch.Tensor:
     """The one fixed-step loop: ``x = step_fn(x, times[i].expand(B), dts[i])``."""
@@ -557,8 +559,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                     "integrate needs a scalar step_size (or a time grid t), got shape "
                     f"{tuple(step_size.shape)}"
                 )
-            h = step_size.reshape(()).to(device=x.device, dtype=x.dtype)
-            times = torch.arange(n_steps + 1, device=x.device, dtype=x.dtype) * h
+            ht = step_size.reshape(()).to(device=x.device, dtype=x.dtype)
+            times = torch.arange(n_steps + 1, device=x.device, dtype=x.dtype) * ht
             return times, times.diff()
         if isinstance(step_size, bool) or not isinstance(step_size, (int, float)):
             raise TypeError(f"step_size must be a number or a tensor, got {step_size!r}")
@@ -584,6 +586,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         direction = 1.0 if t1 > t0 else -1.0
         norm = self.norm or _rms_norm
         e = self.error_weights
+        if e is None or self.order is None:
+            raise ConfigurationError(f"{type(self).__name__} has no error estimate: adaptive=False")
         order = float(self.order)
         batch = x.shape[0]
 
@@ -668,7 +672,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         if max(d1, d2) <= 1e-15:
             h1 = max(1e-6, h0 * 1e-3)
         else:
-            h1 = (0.01 / max(d1, d2)) ** (1.0 / float(self.order))
+            h1 = (0.01 / max(d1, d2)) ** (1.0 / float(self.order or 1))
         return min(100 * h0, h1)
 
 
@@ -692,6 +696,10 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             if isinstance(noise_scale, torch.Tensor):
                 d = noise_scale.square()
             elif isinstance(noise_scale, (int, float)) and not isinstance(noise_scale, bool):
+                if not (math.isfinite(noise_scale) and noise_scale >= 0):
+                    raise ConfigurationError(
+                        f"noise_scale must be non-negative and finite, got {noise_scale!r}"
+                    )
                 d = float(noise_scale) ** 2
             else:
                 raise TypeError(f"noise_scale must be a number or a tensor, got {noise_scale!r}")
