@@ -1237,12 +1237,7 @@ def _ctor_cases() -> list[Case]:
 
 CASES = _ctor_cases()
 # Known defects of other pieces (xfail strict: the row starts passing when they are fixed).
-BUGS: dict[str, str] = {
-    "LeapfrogIntegrator.step(mass=-1)": (
-        "flows/integrators: LeapfrogIntegrator clamps a negative mass to 1e-10 (huge "
-        "velocities) instead of raising ValueError naming mass"
-    ),
-}
+BUGS: dict[str, str] = {}
 
 
 def _param(case: Case):

@@ -8,29 +8,76 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseSymplecticIntegrator
-from torchebm.core.errors import ConfigurationError, check_int, check_non_negative
+from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_non_negative
 
 __all__ = ["LeapfrogIntegrator", "GeneralisedLeapfrogIntegrator"]
 
 _MASS_FLOOR = 1e-10
 
 
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether ``shape`` broadcasts against ``target`` without enlarging it (plain Python)."""
+    if len(shape) > len(target):
+        return False
+    return all(a == b or a == 1 for a, b in zip(reversed(shape), reversed(target)))
+
+
 def _prep_mass(mass: Any, x: torch.Tensor):
-    """``None`` -> unit mass; number -> float >= 1e-10; tensor -> per-dimension masses."""
+    """``None`` -> unit mass; number -> float >= 1e-10; tensor -> masses broadcast against x.
+
+    A tensor mass may have any shape that broadcasts to ``x.shape`` without enlarging it:
+    the event shape ``x.shape[1:]`` or a trailing part of it (``(D,)`` for ``(B, D)``,
+    ``(C, 1, 1)`` per channel for images ``(B, C, H, W)``), or ``x.shape`` itself.
+    """
     if mass is None:
         return None
     if isinstance(mass, numbers.Real) and not isinstance(mass, bool):
-        return max(float(mass), _MASS_FLOOR)
+        m = float(mass)
+        if not (m > 0 and m < float("inf")):
+            raise ConfigurationError(f"mass must be positive and finite, got {mass!r}")
+        return max(m, _MASS_FLOOR)
     if isinstance(mass, torch.Tensor):
         if mass.numel() == 1:
             return mass.reshape(()).to(device=x.device, dtype=x.dtype).clamp(min=_MASS_FLOOR)
-        if mass.shape[-1] != x.shape[-1] and mass.shape != x.shape:
-            raise ValueError(
-                f"mass must be a number or a tensor broadcastable over the last dim "
-                f"({x.shape[-1]}) of x, got shape {tuple(mass.shape)}"
+        if not _broadcasts_to(mass.shape, x.shape):
+            raise ShapeError(
+                f"mass must be a number or a tensor broadcastable to the shape of x "
+                f"{tuple(x.shape)} (e.g. the event shape {tuple(x.shape[1:])}), "
+                f"got shape {tuple(mass.shape)}"
             )
         return mass.to(device=x.device, dtype=x.dtype).clamp(min=_MASS_FLOOR)
     raise TypeError(f"mass must be None, a number or a tensor, got {type(mass).__name__}")
+
+
+def _prep_force(initial_force: Any, x: torch.Tensor) -> torch.Tensor | None:
+    """Validate ``initial_force``: ``None`` or a tensor shaped like ``x``."""
+    if initial_force is None:
+        return None
+    if not isinstance(initial_force, torch.Tensor):
+        raise TypeError(
+            f"initial_force must be None or a tensor, got {type(initial_force).__name__}"
+        )
+    if initial_force.shape != x.shape:
+        raise ShapeError(
+            f"initial_force must have the shape of x {tuple(x.shape)}, "
+            f"got {tuple(initial_force.shape)}"
+        )
+    return initial_force
+
+
+class _Kick:
+    """Per-call context of the leapfrog step: the drift, the mass and the carried force.
+
+    ``force`` enters as the caller's ``initial_force`` (or ``None``) and leaves as the force
+    at the final position, which :meth:`LeapfrogIntegrator.integrate` returns.
+    """
+
+    __slots__ = ("drift", "mass", "force")
+
+    def __init__(self, drift, mass, force: torch.Tensor | None):
+        self.drift = drift
+        self.mass = mass
+        self.force = force
 
 
 class LeapfrogIntegrator(BaseSymplecticIntegrator):
@@ -43,16 +90,26 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         p' = p_{1/2} + \tfrac h2 F(x').
 
     Second order, symplectic and time-reversible. ``integrate`` reuses the force at the end
-    of one step for the next, so ``n_steps`` steps cost ``n_steps + 1`` drift evaluations.
-    ``mass``: ``None`` (identity), a number, or a tensor of per-dimension masses broadcast
-    over the last dim (all floored at 1e-10).
+    of one step for the next, so ``n_steps`` steps cost ``n_steps + 1`` drift evaluations,
+    or ``n_steps`` when the force at the starting point is passed as ``initial_force``.
+    The returned state carries the force at the final position as ``"force"``, so a caller
+    that continues from there (HMC after an accepted proposal) passes it back instead of
+    evaluating it again.
+
+    ``mass`` (diagonal :math:`M`): ``None`` (identity), a number, or a tensor broadcastable
+    to the shape of ``x`` without enlarging it, e.g. per-dimension ``(D,)`` for ``(B, D)``
+    or per-channel ``(C, 1, 1)`` for images ``(B, C, H, W)`` (all floored at 1e-10).
 
     Example:
         >>> lf = LeapfrogIntegrator()
+        >>> drift = lambda x, t: -x
         >>> out = lf.integrate({"x": torch.ones(8, 2), "p": torch.zeros(8, 2)}, 0.1, 20,
-        ...                    drift=lambda x, t: -x)
+        ...                    drift=drift)
         >>> sorted(out)
-        ['p', 'x']
+        ['force', 'p', 'x']
+        >>> nxt = lf.integrate(out, 0.1, 20, drift=drift, initial_force=out["force"])
+        >>> lf.nfe  # the force at the starting point was not evaluated again
+        20
 
     References:
         Verlet, "Computer experiments on classical fluids", Phys. Rev. 159, 1967.
@@ -69,11 +126,13 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         *,
         drift=None,
         safe: bool = False,
+        initial_force: torch.Tensor | None = None,
     ) -> dict:
-        """One leapfrog step on ``{"x", "p"}`` (see the class docstring)."""
-        drift = self._require_callable("drift", drift, "drift(x, t) = -grad U(x)")
-        x = self._unpack_state(state)[0]
-        return self._run(state, step_size, 1, (drift, _prep_mass(mass, x)), safe)
+        """One leapfrog step on ``{"x", "p"}``; returns ``{"x", "p", "force"}`` as
+        :meth:`integrate` does (``initial_force``: see there)."""
+        return self.integrate(
+            state, step_size, 1, mass, drift=drift, safe=safe, initial_force=initial_force
+        )
 
     def integrate(  # type: ignore[override]
         self,
@@ -85,19 +144,50 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         drift=None,
         safe: bool = False,
         inference_mode: bool = False,
+        initial_force: torch.Tensor | None = None,
     ) -> dict:
-        """``n_steps`` leapfrog steps on ``{"x", "p"}``; returns the final ``{"x", "p"}``."""
+        r"""``n_steps`` leapfrog steps on ``{"x", "p"}`` (tensors of the same shape).
+
+        Args:
+            state: ``{"x": x, "p": p}``; other keys (e.g. a previous ``"force"``) are ignored.
+            step_size: Step :math:`h` (a number or a tensor broadcastable against ``x``).
+            n_steps: Number of steps (>= 1).
+            mass: Diagonal mass (see the class docstring).
+            drift: ``drift(x, t)`` :math:`= -\nabla U(x)`, shaped like ``x``.
+            safe: Clamp forces and positions and zero NaNs (see
+                :class:`~torchebm.core.BaseSymplecticIntegrator`).
+            inference_mode: Run under ``torch.inference_mode()``.
+            initial_force: ``drift(x, 0)`` at the starting ``x`` if the caller already has
+                it (shaped like ``x``): used for the first half kick instead of evaluating
+                the drift, which saves one evaluation. It must be the force at
+                ``state["x"]``; the result is then identical to a call without it.
+
+        Returns:
+            ``{"x", "p", "force"}``: the final position and momentum, and the force
+            ``drift(x, 0)`` at the final position (reusable as the next ``initial_force``).
+        """
         if inference_mode:
             with torch.inference_mode():
-                return self.integrate(state, step_size, n_steps, mass, drift=drift, safe=safe)
+                return self.integrate(
+                    state,
+                    step_size,
+                    n_steps,
+                    mass,
+                    drift=drift,
+                    safe=safe,
+                    initial_force=initial_force,
+                )
         drift = self._require_callable("drift", drift, "drift(x, t) = -grad U(x)")
         n = self._validate_n_steps(n_steps)
         x = self._unpack_state(state)[0]
+        kick = _Kick(drift, _prep_mass(mass, x), _prep_force(initial_force, x))
         if n > 1 and not safe and not torch.is_grad_enabled():
-            return self._run_merged(state, step_size, n, drift, _prep_mass(mass, x))
-        return self._run(state, step_size, n, (drift, _prep_mass(mass, x)), safe)
+            return self._run_merged(state, step_size, n, kick)
+        out = self._run(state, step_size, n, kick, safe)
+        out["force"] = kick.force
+        return out
 
-    def _run_merged(self, state: dict, step_size: Any, n: int, drift, m) -> dict:
+    def _run_merged(self, state: dict, step_size: Any, n: int, kick: _Kick) -> dict:
         """``n`` steps with the two half kicks between consecutive steps merged into one.
 
         The same kick-drift-kick trajectory (up to rounding) with one momentum update per
@@ -109,17 +199,19 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
             raise ConfigurationError("step_size must be given, got None")
         h, _ = self._prep_step(step_size, x)
         half = 0.5 * h
-        force = drift(x, t)
+        drift, m = kick.drift, kick.mass
+        force = drift(x, t) if kick.force is None else kick.force
         p = self._axpy(p, half, force)  # a fresh tensor: the input p is never mutated
-        self.__dict__["nfe"] = n + 1
+        self.__dict__["nfe"] = n + (kick.force is None)
         if isinstance(h, float) and (m is None or isinstance(m, float)):
             hx = h if m is None else h / m
             x = torch.add(x, p, alpha=hx)  # a fresh tensor: the input x is never mutated
             for i in range(n):
                 if i:
                     x.add_(p, alpha=hx)
-                p.add_(drift(x, t), alpha=h if i < n - 1 else half)
-            return {"x": x, "p": p}
+                force = drift(x, t)
+                p.add_(force, alpha=h if i < n - 1 else half)
+            return {"x": x, "p": p, "force": force}
         for i in range(n):
             if i == 0:  # a fresh tensor: the input x is never mutated
                 x = self._drift_position(x, h, p, m, in_place=False)
@@ -127,7 +219,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
                 self._drift_position(x, h, p, m, in_place=True)
             force = drift(x, t)
             self._axpy_(p, h if i < n - 1 else half, force)
-        return {"x": x, "p": p}
+        return {"x": x, "p": p, "force": force}
 
     def _drift_position(self, x, h, p, m, *, in_place: bool):
         """``x + h M^{-1} p`` (in place on ``x`` when asked)."""
@@ -139,10 +231,13 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         return x.add_(h * p / m) if in_place else x + h * p / m
 
     def _step_impl(self, x, p, t, h, ctx, cache, safe):
-        drift, m = ctx
-        if cache is None:
-            cache = self._guard_force(drift(x, t), safe)
-            self.__dict__["nfe"] += 1
+        drift, m = ctx.drift, ctx.mass
+        if cache is None:  # first step: the caller's force at x, else one evaluation
+            if ctx.force is None:
+                cache = self._guard_force(drift(x, t), safe)
+                self.__dict__["nfe"] += 1
+            else:
+                cache = self._guard_force(ctx.force, safe)
         half = 0.5 * h
         p_half = self._axpy(p, half, cache)
         if m is None:
@@ -157,6 +252,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         force = self._guard_force(drift(x_new, t), safe)
         self.__dict__["nfe"] += 1
         p_new = self._guard_state(self._axpy_(p_half, half, force), safe)
+        ctx.force = force
         return x_new, p_new, force
 
 

@@ -10,7 +10,11 @@ import torch
 
 from torchebm.core import BaseModel, BaseSampler, BaseSymplecticIntegrator, warn_once
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int
-from torchebm.integrators import GeneralisedLeapfrogIntegrator, resolve_integrator
+from torchebm.integrators import (
+    GeneralisedLeapfrogIntegrator,
+    LeapfrogIntegrator,
+    resolve_integrator,
+)
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import resolve_model
 
@@ -136,14 +140,18 @@ class HamiltonianMonteCarlo(_HMCBase):
         n_steps: Default number of steps of ``sample()`` (class default 100).
         backend: ``"auto"`` (the fused leapfrog of ``torchebm-cuda`` when installed and the
             chains are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"``
-            (``torchebm.cuda.fused_leapfrog_step``; requires ``torchebm-cuda``). The fused
-            path reuses the end-point gradient of the previous trajectory (one gradient
-            evaluation fewer per iteration).
+            (``torchebm.cuda.fused_leapfrog_step``; requires ``torchebm-cuda``).
         nan_policy: ``"raise"``, ``"warn"`` or ``"resample"`` (see :class:`BaseSampler`).
         energy_function: Deprecated alias of ``model``.
 
     Diagnostics: ``"mean"``, ``"var"``, ``"energy"`` and ``"acceptance_rate"`` (fraction
     of chains whose proposal was accepted at that step), each with leading dim ``n_kept``.
+
+    Gradient evaluations: ``n_leapfrog_steps`` per iteration (plus one when sampling
+    starts). The gradient at the end point of each trajectory is kept for the next one (that
+    of the current state when the proposal is rejected), both on the fused path and with
+    the default :class:`~torchebm.integrators.LeapfrogIntegrator` (``initial_force``);
+    another separable integrator costs ``n_leapfrog_steps + 1``.
 
     Example:
         >>> from torchebm.core import GaussianModel
@@ -237,11 +245,6 @@ class HamiltonianMonteCarlo(_HMCBase):
         ctx.extra["sqrt_mass"] = (
             None if mass is None else (math.sqrt(mass) if isinstance(mass, float) else mass.sqrt())
         )
-        # the leapfrog integrator accepts per-dimension masses over the last dim or the full
-        # event shape only: hand it a (stride-0) view expanded to the event shape
-        ctx.extra["integrator_mass"] = (
-            mass.expand(x.shape[1:]) if isinstance(mass, torch.Tensor) and mass.ndim else mass
-        )
         fused = resolve_fused(self.backend, "fused_leapfrog_step", x, owner=type(self).__name__)
         ctx.extra["fused"] = fused
         state = {
@@ -250,11 +253,19 @@ class HamiltonianMonteCarlo(_HMCBase):
             "p": torch.empty_like(x),
             "accepted": torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
         }
+        # the trajectory returns the gradient (force) at its end point: keeping the one of
+        # the current state saves one evaluation per iteration
         if fused is not None:
-            # the fused trajectory returns the gradient at its end point: keeping the
-            # gradient of the current state saves one evaluation per iteration
             state["grad"] = self._model_gradient(x, ctx.model_kwargs)
+        elif isinstance(self.integrator, LeapfrogIntegrator):
+            state["force"] = self._drift(x, ctx.model_kwargs)
+            ctx.extra["force0"] = state["force"]  # never modified in place: restarts reuse it
         return state
+
+    def _drift(self, x: torch.Tensor, mk: dict) -> torch.Tensor:
+        r"""The leapfrog force :math:`-\nabla E(x)` (shaped like ``x``)."""
+        g = self._model_gradient(x, mk)
+        return g.neg_() if g is not x else -g
 
     def _kinetic(self, p: torch.Tensor, mass: Any) -> torch.Tensor:
         if mass is None:
@@ -286,31 +297,34 @@ class HamiltonianMonteCarlo(_HMCBase):
                 x, p, grad_fn, eps, self.n_leapfrog_steps, mass=mass, grad=state["grad"]
             )
         else:
-
-            def drift(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                g = self._model_gradient(z, mk)
-                return g.neg_() if g is not z else -g
-
+            reuse = {"initial_force": state["force"]} if "force" in state else {}
             out = self.integrator.integrate(
                 {"x": x, "p": p},
                 eps,
                 self.n_leapfrog_steps,
-                ctx.extra["integrator_mass"],
-                drift=drift,
+                mass,
+                drift=lambda z, t: self._drift(z, mk),
                 safe=False,
+                **reuse,
             )
             x_prop, p_prop = out["x"], out["p"]
         u_prop = self._energy(x_prop, mk)
         h_prop = u_prop + self._kinetic(p_prop, mass)
         state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
+        accepted = _rows(state["accepted"], x)
         if fused is not None:
-            state["grad"] = torch.where(_rows(state["accepted"], x), g_prop, state["grad"])
+            state["grad"] = torch.where(accepted, g_prop, state["grad"])
+        elif "force" in state:
+            state["force"] = torch.where(accepted, out["force"], state["force"])
         return state
 
     def _restart_chains(self, state, mask, x0, ctx):
         state = super()._restart_chains(state, mask, x0, ctx)
         if "grad" in state:
             state["grad"] = self._model_gradient(state["x"], ctx.model_kwargs)
+        if "force" in state:  # restarted chains are back at x0, where the force is known
+            rows = _rows(mask, state["x"])
+            state["force"] = torch.where(rows, ctx.extra["force0"], state["force"])
         return state
 
     def extra_repr(self) -> str:
