@@ -236,9 +236,32 @@ def broadcast_object(obj: Any, src: int = 0, group: Any = None) -> Any:
     dist = _dist()
     if dist is None or dist.get_world_size(group) == 1:
         return obj
-    box = [obj if dist.get_rank() == src else None]
-    dist.broadcast_object_list(box, src=src, group=group)
-    return box[0]
+    # pickled bytes in a uint8 tensor: torch's *_object_list collectives go through numpy,
+    # which torch (and so torchebm-core) does not depend on
+    probe = torch.empty(0)
+    dev = _comm_device(probe, group)
+    if dist.get_rank() == src:
+        payload = _to_bytes_tensor(obj).to(dev)
+        size = torch.tensor([payload.numel()], dtype=torch.long, device=dev)
+    else:
+        size = torch.zeros(1, dtype=torch.long, device=dev)
+    dist.broadcast(size, src=src, group=group)
+    if dist.get_rank() != src:
+        payload = torch.empty(int(size.item()), dtype=torch.uint8, device=dev)
+    dist.broadcast(payload, src=src, group=group)
+    return _from_bytes_tensor(payload)
+
+
+def _to_bytes_tensor(obj: Any) -> torch.Tensor:
+    import pickle
+
+    return torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8)
+
+
+def _from_bytes_tensor(t: torch.Tensor) -> Any:
+    import pickle
+
+    return pickle.loads(bytes(t.cpu().tolist()))
 
 
 def broadcast_tensor(tensor: torch.Tensor, src: int = 0, group: Any = None) -> torch.Tensor:
@@ -510,7 +533,17 @@ def _rank_list(obj: Any, group: Any = None) -> list[Any]:
     if dist is None or dist.get_world_size(group) == 1:
         return [obj]
     world = dist.get_world_size(group)
-    out: list[Any] | None = [None] * world if dist.get_rank(group) == 0 else None
-    dst = 0 if group is None else dist.get_global_rank(group, 0)
-    dist.gather_object(obj, out, dst=dst, group=group)
-    return out  # type: ignore[return-value]
+    dev = _comm_device(torch.empty(0), group)
+    payload = _to_bytes_tensor(obj).to(dev)
+    sizes = [torch.zeros(1, dtype=torch.long, device=dev) for _ in range(world)]
+    dist.all_gather(
+        sizes, torch.tensor([payload.numel()], dtype=torch.long, device=dev), group=group
+    )
+    width = max(int(n.item()) for n in sizes)
+    padded = torch.zeros(width, dtype=torch.uint8, device=dev)
+    padded[: payload.numel()] = payload
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded, group=group)  # numpy-free (gather_object needs numpy)
+    if dist.get_rank(group) != 0:
+        return None  # type: ignore[return-value]
+    return [_from_bytes_tensor(part[: int(n.item())]) for part, n in zip(parts, sizes)]
