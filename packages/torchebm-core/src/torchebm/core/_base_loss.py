@@ -97,35 +97,6 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         check_tensor(name, x, min_ndim=min_ndim, floating=True)
         return x.to(device=self.device, dtype=self.dtype)
 
-    def _resolve_model_kwargs(
-        self,
-        model_kwargs: dict | None,
-        legacy_kwargs: dict | None = None,
-        *,
-        warn_key: str | None = None,
-    ) -> dict:
-        """Merge deprecated bare keyword conditioning into ``model_kwargs`` and normalise it.
-
-        Bare keywords (``loss(x, y=labels)``) emit one ``DeprecationWarning``; on a key
-        clash the explicit ``model_kwargs`` entry wins. Tensors are moved (not cast) to
-        the loss's device.
-        """
-        if model_kwargs is not None and not isinstance(model_kwargs, dict):
-            raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
-        if legacy_kwargs:
-            key = warn_key or f"{type(self).__name__}.bare_model_kwargs"
-            warn_once(
-                key,
-                f"passing conditioning as bare keyword arguments ({sorted(legacy_kwargs)}) to "
-                f"{type(self).__name__} is deprecated; pass model_kwargs={{...}} instead",
-                DeprecationWarning,
-                stacklevel=6,
-            )
-            merged = dict(legacy_kwargs)
-            merged.update(model_kwargs or {})
-            model_kwargs = merged
-        return self._prepare_model_kwargs(model_kwargs)
-
     # ------------------------------------------------------------------ non-finite policy
     def _check_finite(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
         """Apply ``nan_policy`` to a loss tensor (usually a scalar) and return it unchanged.

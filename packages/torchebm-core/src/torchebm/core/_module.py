@@ -151,3 +151,32 @@ class TorchEBMModule(nn.Module):
             k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
             for k, v in model_kwargs.items()
         }
+
+    def _resolve_model_kwargs(
+        self,
+        model_kwargs: dict | None,
+        legacy_kwargs: dict | None = None,
+        *,
+        warn_key: str | None = None,
+    ) -> dict:
+        """Merge deprecated bare keyword conditioning into ``model_kwargs`` and normalise it.
+
+        Bare keywords (``loss(x, y=labels)``, ``sampler.sample(..., y=labels)``) emit one
+        ``DeprecationWarning``; on a key clash the explicit ``model_kwargs`` entry wins.
+        Tensors are moved (not cast) to this module's device.
+        """
+        if model_kwargs is not None and not isinstance(model_kwargs, dict):
+            raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+        if legacy_kwargs:
+            key = warn_key or f"{type(self).__name__}.bare_model_kwargs"
+            warn_once(
+                key,
+                f"passing conditioning as bare keyword arguments ({sorted(legacy_kwargs)}) to "
+                f"{type(self).__name__} is deprecated; pass model_kwargs={{...}} instead",
+                DeprecationWarning,
+                stacklevel=6,
+            )
+            merged = dict(legacy_kwargs)
+            merged.update(model_kwargs or {})
+            model_kwargs = merged
+        return self._prepare_model_kwargs(model_kwargs)

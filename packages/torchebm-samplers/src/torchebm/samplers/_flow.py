@@ -12,7 +12,6 @@ from torchebm.core import (
     BaseRungeKuttaIntegrator,
     BaseSampler,
     BaseSDERungeKuttaIntegrator,
-    warn_once,
 )
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_non_negative
 from torchebm.integrators import resolve_integrator
@@ -444,20 +443,9 @@ class FlowSampler(BaseSampler):
                 raise TypeError(
                     f"FlowSampler.sample() got removed keyword argument(s) {removed} ({hints})"
                 )
-            warn_once(
-                "FlowSampler.sample.legacy_model_kwargs",
-                "passing conditioning to FlowSampler.sample() as bare keyword arguments "
-                f"({sorted(legacy_model_kwargs)}) is deprecated; use model_kwargs={{...}}",
-                DeprecationWarning,
+            model_kwargs = self._resolve_model_kwargs(
+                model_kwargs, legacy_model_kwargs, warn_key="FlowSampler.sample.legacy_model_kwargs"
             )
-            merged = dict(legacy_model_kwargs)
-            if model_kwargs is not None:
-                if not isinstance(model_kwargs, dict):
-                    raise TypeError(
-                        f"model_kwargs must be a dict, got {type(model_kwargs).__name__}"
-                    )
-                merged.update(model_kwargs)
-            model_kwargs = merged
         return super().sample(
             x,
             dim,
