@@ -36,10 +36,15 @@ SAMPLERS = {
 @pytest.mark.parametrize("name", list(SAMPLERS))
 def test_raise_names_the_chains_and_the_first_step(name):
     with pytest.raises(NonFiniteError) as info:
-        SAMPLERS[name]().sample(x=X0, n_steps=4, generator=torch.Generator().manual_seed(0))
+        SAMPLERS[name]().sample(
+            x=X0, n_steps=4, nan_check_every=1, generator=torch.Generator().manual_seed(0)
+        )
     err = info.value
     assert sorted(err.indices) == BAD and err.step == 1
     assert "1 (step 1)" in str(err) and "3 (step 1)" in str(err)
+    with pytest.raises(NonFiniteError) as info:  # default: checked at step 4 (the last)
+        SAMPLERS[name]().sample(x=X0, n_steps=4, generator=torch.Generator().manual_seed(0))
+    assert info.value.windows == [(1, 4), (1, 4)] and "1 (steps 1-4)" in str(info.value)
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))

@@ -138,3 +138,42 @@ def test_initial_force_validation():
         lf.integrate(state, 0.1, 3, drift=CountingDrift(), initial_force=torch.zeros(4))
     with pytest.raises(TypeError, match="initial_force must be None or a tensor, got list"):
         lf.integrate(state, 0.1, 3, drift=CountingDrift(), initial_force=[0.0])
+
+
+# ------------------------------------------------------------------------------ gradient form
+@pytest.mark.parametrize("mass", [None, 2.0, torch.tensor([1.0, 3.0], dtype=F64)])
+@pytest.mark.parametrize("grad", [True, False], ids=["autograd", "no_grad"])
+@pytest.mark.parametrize("safe", [False, True])
+def test_gradient_form_equals_the_force_form(mass, grad, safe):
+    """``gradient=grad U`` kicks with ``-h`` instead of negating: bit-identical trajectories."""
+    lf = LeapfrogIntegrator()
+    state = _state((6, 2))
+    drift = CountingDrift()
+    with torch.set_grad_enabled(grad):
+        ref = lf.integrate(state, 0.05, 7, mass, drift=drift, safe=safe)
+        calls = {"n": 0}
+
+        def gradient(x, t):
+            calls["n"] += 1
+            return x**3 - x
+
+        out = lf.integrate(state, 0.05, 7, mass, gradient=gradient, safe=safe)
+    assert torch.equal(out["x"], ref["x"]) and torch.equal(out["p"], ref["p"])
+    assert torch.equal(out["gradient"], -ref["force"]) and "force" not in out
+    assert calls["n"] == drift.calls == 8
+    with torch.set_grad_enabled(grad):  # the end-point gradient restarts the next trajectory
+        nxt = lf.integrate(out, 0.05, 7, mass, gradient=gradient, initial_gradient=out["gradient"])
+    assert calls["n"] == 15
+    assert torch.isfinite(nxt["x"]).all()
+    assert torch.equal(state["x"], _state((6, 2))["x"])  # inputs never mutated
+
+
+def test_gradient_form_validation():
+    lf = LeapfrogIntegrator()
+    state = _state((3, 2))
+    with pytest.raises(ValueError, match="not both"):
+        lf.integrate(state, 0.1, 2, drift=lambda x, t: -x, gradient=lambda x, t: x)
+    with pytest.raises(ValueError, match="initial_gradient needs gradient"):
+        lf.integrate(state, 0.1, 2, drift=lambda x, t: -x, initial_gradient=state["x"])
+    with pytest.raises(ShapeError, match="initial_gradient"):
+        lf.integrate(state, 0.1, 2, gradient=lambda x, t: x, initial_gradient=torch.ones(2))

@@ -123,3 +123,29 @@ def test_mlp_velocity_learns_constant_flow():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 1e-2 * losses[0]
+
+
+def test_direct_layer_calls_equal_the_module_call_and_hooks_still_fire():
+    torch.manual_seed(0)
+    energy, field = MLPEnergy(2), MLPVelocity(2)
+    x, t = torch.randn(9, 2), torch.rand(9)
+    # the fast path computes exactly what nn.Sequential computes
+    torch.testing.assert_close(energy(x), energy.net(x).squeeze(-1), rtol=0, atol=0)
+    ref = field(x, t)
+    seen = []
+    handle = field.net[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    torch.testing.assert_close(field(x, t), ref, rtol=0, atol=0)
+    assert seen == [torch.Size([9, 64])]  # a module hook takes the ordinary path and fires
+    handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: seen.append(type(m).__name__)
+    )
+    try:
+        energy(x)
+    finally:
+        handle.remove()
+    assert "Linear" in seen and "SiLU" in seen  # global hooks too
+    grads = []
+    energy.net[0].register_full_backward_hook(lambda m, gi, go: grads.append(go[0].shape))
+    energy(x.requires_grad_(True)).sum().backward()
+    assert grads == [torch.Size([9, 64])]

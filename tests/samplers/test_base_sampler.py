@@ -115,12 +115,49 @@ def test_nan_policy_raise_reports_chains_and_first_step():
     assert first.tolist()[0] == -1 and first.tolist()[1] > 0  # the fixture diverges as intended
     sampler = GradientDescentSampler(model, step_size=eta)
     with pytest.raises(NonFiniteError) as info:
-        sampler.sample(x=x0, n_steps=30)
+        sampler.sample(x=x0, n_steps=30, nan_check_every=1)
     err = info.value
     assert err.indices == [1, 3]
     assert err.steps == [int(first[1]), int(first[3])]
     assert err.step == int(first[first > 0].min())
+    assert err.windows == [(int(first[1]),) * 2, (int(first[3]),) * 2]
     assert "1 (step" in str(err) and "nan_policy" in str(err)
+    assert "nan_check_every=1" not in str(err)  # exact: no hint
+
+
+@pytest.mark.parametrize("every", [4, 7, 10, 30])
+def test_sparse_nan_checks_bracket_the_first_step(every):
+    model, x0, eta, first = _diverging_setup()
+    sampler = GradientDescentSampler(model, step_size=eta)
+    sampler.nan_check_every = every
+    with pytest.raises(NonFiniteError) as info:
+        sampler.sample(x=x0, n_steps=30)
+    err = info.value
+    assert err.indices == [1, 3]
+    checks = [*range(every, 30, every), 30]  # every k-th step and the last
+    for (lo, hi), true in zip(err.windows, first[[1, 3]].tolist()):
+        assert lo <= true <= hi and hi in checks  # the check that saw it
+        assert lo - 1 in [0, *checks]  # ... and the check before it
+    assert "nan_check_every=1" in str(err)
+
+
+def test_a_recorded_trajectory_gives_the_exact_first_step():
+    model, x0, eta, first = _diverging_setup()
+    sampler = GradientDescentSampler(model, step_size=eta)
+    with pytest.raises(NonFiniteError) as info:
+        sampler.sample(x=x0, n_steps=30, return_trajectory=True, nan_check_every=30)
+    assert info.value.steps == [int(first[1]), int(first[3])]
+    with pytest.raises(NonFiniteError) as info:  # thinned: narrowed to the thinning window
+        sampler.sample(x=x0, n_steps=30, return_trajectory=True, thin=3, nan_check_every=30)
+    for (lo, hi), true in zip(info.value.windows, first[[1, 3]].tolist()):
+        assert lo <= true <= hi and hi - lo == 2 and hi % 3 == 0
+
+
+def test_nan_check_every_is_validated():
+    with pytest.raises(ValueError, match="nan_check_every"):
+        GradientDescentSampler(HarmonicModel(), step_size=0.1).sample(
+            dim=1, n_steps=3, nan_check_every=0
+        )
 
 
 def test_nan_policy_warn_returns_the_non_finite_chains():

@@ -198,11 +198,11 @@ class GaussianModel(_AnalyticModel):
         self.register_buffer("cov_inv", cov_inv.to(device=dev, dtype=dtype))
 
     def _check(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 2 or x.shape[-1] != self.mean.shape[0]:
-            raise ShapeError(
-                f"GaussianModel expects x of shape (B, {self.mean.shape[0]}), got {tuple(x.shape)}"
-            )
-        dtype = self.cov_inv.dtype
+        buffers = self._buffers
+        d = buffers["mean"].shape[0]
+        if x.ndim != 2 or x.shape[-1] != d:
+            raise ShapeError(f"GaussianModel expects x of shape (B, {d}), got {tuple(x.shape)}")
+        dtype = buffers["cov_inv"].dtype
         return x if x.dtype == dtype else x.to(dtype)
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
@@ -211,7 +211,9 @@ class GaussianModel(_AnalyticModel):
 
     def _grad(self, x: torch.Tensor) -> torch.Tensor:
         in_dtype = x.dtype
-        g = (self._check(x) - self.mean) @ self.cov_inv
+        buffers = self._buffers  # one dict read instead of two nn.Module.__getattr__ calls
+        d = self._check(x) - buffers["mean"]
+        g = torch.mm(d, buffers["cov_inv"])  # d is (B, D): mm skips matmul's dispatch
         return g if g.dtype == in_dtype else g.to(in_dtype)
 
 

@@ -15,12 +15,15 @@ import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
 
+from torchebm.core._base_model import BaseModel, _AnalyticModel
 from torchebm.core._module import TorchEBMModule
 from torchebm.core._schedulable import Schedulable, _schedulable_subtree
+from torchebm.core._schedulers import ConstantScheduler
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -32,6 +35,9 @@ from torchebm.core.errors import (
 )
 
 __all__ = ["BaseSampler", "SamplerContext", "NAN_POLICIES"]
+
+#: ``gradient`` methods that return the shape of ``x`` by construction (no re-check needed).
+_SHAPE_SAFE_GRADIENTS = (BaseModel.gradient, _AnalyticModel.gradient)
 
 #: Accepted values of ``nan_policy``.
 NAN_POLICIES = ("raise", "warn", "resample")
@@ -118,15 +124,23 @@ class BaseSampler(Schedulable, TorchEBMModule):
     sampler pattern) keep working: only a class that implements neither :meth:`step` nor
     :meth:`sample` is abstract.
 
-    **NaN policy.** Chains are checked for NaN/inf after every step on the device (a
-    ``(B,)`` first-bad-step tensor, no host sync). At the end of ``sample()`` (one sync):
+    **NaN policy.** Chains are checked for NaN/inf on the device every
+    ``nan_check_every`` steps (default 10) and after the last step: a ``(B,)`` record of
+    the first check that saw each chain non-finite, no host sync. Every sampler of the
+    library updates ``x`` additively, so a chain that went NaN/inf stays so and a sparse
+    check misses nothing; it only brackets the step: chain ``i`` went bad in the window
+    ``(previous check, check]`` (exact with ``nan_check_every=1``, or from a recorded
+    trajectory). Checking costs about as much as a step of a closed-form energy on a large
+    batch, hence not every step by default. At the end of ``sample()`` (one sync):
     ``"raise"`` (default) raises :class:`~torchebm.core.errors.NonFiniteError` whose
-    ``indices`` are the bad chains and ``step`` the first step (1-based) at which one went
-    non-finite (``steps`` holds each chain's step); ``"warn"`` emits a ``RuntimeWarning``
-    with the same facts and returns the non-finite chains as they are; ``"resample"``
-    restarts every chain that went non-finite from its own starting point (then keeps
-    going, with fresh noise for stochastic samplers) and warns at the end which chains
-    were restarted. A non-finite starting ``x`` is rejected at entry.
+    ``indices`` are the bad chains, ``steps`` each chain's last step of its window and
+    ``step`` the smallest of them (``windows`` holds the ``(first, last)`` step pairs);
+    ``"warn"`` emits a ``RuntimeWarning`` with the same facts and returns the non-finite
+    chains as they are; ``"resample"`` checks after every step whatever
+    ``nan_check_every`` says, restarts every chain that went non-finite from its own
+    starting point (then keeps going, with fresh noise for stochastic samplers) and warns
+    at the end which chains were restarted. A non-finite starting
+    ``x`` is rejected at entry.
 
     Args:
         model: The energy model (or, for flow samplers, the vector field). Registered as a
@@ -157,6 +171,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
     diagnostic_keys: ClassVar[tuple[str, ...]] = ("mean", "var", "energy")
     #: How often (in steps) :meth:`converged` is polled; each poll is one host sync.
     convergence_check_every: ClassVar[int] = 16
+    #: How often (in steps) chains are checked for NaN/inf (on the device, no sync); the
+    #: last step is always checked. Assign on an instance or pass ``sample(nan_check_every=)``.
+    nan_check_every: int = 10
 
     def __init__(
         self,
@@ -271,6 +288,28 @@ class BaseSampler(Schedulable, TorchEBMModule):
             )
         return g
 
+    def _gradient_fn(self, ctx: SamplerContext) -> Callable[[torch.Tensor], torch.Tensor]:
+        r"""``x -> \nabla_x E(x)`` for this call, resolved once (kept in ``ctx.extra``).
+
+        The model's own ``gradient`` when it is one of the library's (shaped like ``x`` by
+        construction) and there is no conditioning; otherwise :meth:`_model_gradient`, which
+        also checks the shape of what a custom ``gradient`` returns.
+        """
+        fn = ctx.extra.get("gradient")
+        if fn is None:
+            model, mk = self.model, ctx.model_kwargs
+            if (
+                not mk
+                and isinstance(model, BaseModel)
+                and type(model).gradient in _SHAPE_SAFE_GRADIENTS
+                and "gradient" not in model.__dict__
+            ):
+                fn = model.gradient
+            else:
+                fn = partial(self._model_gradient, model_kwargs=mk)
+            ctx.extra["gradient"] = fn
+        return fn
+
     def _model_energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """Energies ``(B,)`` of ``x`` under the model."""
         return self.model(x, **model_kwargs) if model_kwargs else self.model(x)
@@ -344,6 +383,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         model_kwargs: dict[str, Any] | None = None,
         generator: torch.Generator | None = None,
         nan_policy: str | None = None,
+        nan_check_every: int | None = None,
         compile: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         r"""Run the chains for ``n_steps`` steps.
@@ -369,6 +409,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
             generator: The only source of randomness of this call when given (must live
                 on the sampler's device); ``None`` uses the global RNG.
             nan_policy: Overrides the constructor's policy for this call.
+            nan_check_every: Check the chains for NaN/inf every this many steps (and after
+                the last); ``None`` uses the attribute ``nan_check_every`` (default 10).
+                ``1`` reports the exact first non-finite step of each chain.
             compile: Run :meth:`step` through ``torch.compile`` (compiled once per sampler
                 instance; the first call pays the compilation).
 
@@ -377,8 +420,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
             ``return_diagnostics`` a tuple ``(output, diagnostics)``.
 
         Raises:
-            ConfigurationError: a bad ``n_steps``, ``thin``, ``n_samples``, ``dim`` or
-                ``nan_policy``, or neither ``x`` nor ``dim``.
+            ConfigurationError: a bad ``n_steps``, ``thin``, ``n_samples``, ``dim``,
+                ``nan_policy`` or ``nan_check_every``, or neither ``x`` nor ``dim``.
             ShapeError: ``x`` is not ``(B, *event_shape)`` or disagrees with ``dim`` /
                 ``n_samples``.
             NonFiniteError: ``x`` holds NaN/inf, or (``nan_policy="raise"``) chains went
@@ -391,23 +434,34 @@ class BaseSampler(Schedulable, TorchEBMModule):
         policy = check_in(
             "nan_policy", self.nan_policy if nan_policy is None else nan_policy, NAN_POLICIES
         )
+        check_nan = check_int(
+            "nan_check_every",
+            self.nan_check_every if nan_check_every is None else nan_check_every,
+            minimum=1,
+        )
         mk = self._prepare_model_kwargs(model_kwargs)
         self._check_generator(generator)
         x = self._initial_x(x, dim, n_samples, generator)
+        scheds = [s for m in _schedulable_subtree(self) for s in m.get_schedulers().values()]
         if reset_schedulers:
-            self.reset_schedulers()
+            if type(self).reset_schedulers is Schedulable.reset_schedulers:
+                for sched in scheds:
+                    sched.reset()
+            else:
+                self.reset_schedulers()
         ctx = SamplerContext(
             model_kwargs=mk,
             generator=generator,
             n_steps=n_steps,
             thin=thin,
             event_shape=tuple(x.shape[1:]),
+            extra={"schedulers": scheds},
         )
         with torch.no_grad(), self.autocast_context():
-            out, traj, diag, first_bad = self._run(
-                x, ctx, return_trajectory, return_diagnostics, policy, compile
+            out, traj, diag, windows = self._run(
+                x, ctx, return_trajectory, return_diagnostics, policy, compile, check_nan
             )
-        self._report_nonfinite(first_bad, policy, n_steps)
+        self._report_nonfinite(windows, policy, n_steps, check_nan, traj, thin)
         result = traj if traj is not None else out
         return (result, diag) if return_diagnostics else result
 
@@ -419,7 +473,18 @@ class BaseSampler(Schedulable, TorchEBMModule):
         want_diag: bool,
         policy: str,
         compile: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor], torch.Tensor]:
+        nan_check_every: int = 1,
+    ) -> tuple[
+        torch.Tensor,
+        torch.Tensor | None,
+        dict[str, torch.Tensor],
+        tuple[torch.Tensor, torch.Tensor, list[int]],
+    ]:
+        """The loop; returns ``(x, trajectory, diagnostics, (alive, n_alive, ends))``.
+
+        ``alive`` ``(B,)`` bool: finite at every check; ``n_alive`` ``(B,)``: checks passed
+        while alive; ``ends``: the step count at each check (see :meth:`_report_nonfinite`).
+        """
         n_steps, thin = ctx.n_steps, ctx.thin
         n_kept = n_steps // thin
         recording = want_traj or want_diag
@@ -433,29 +498,37 @@ class BaseSampler(Schedulable, TorchEBMModule):
         )
         # diagnostics are computed only when asked for (a trajectory alone needs none)
         diag: dict[str, torch.Tensor] | None = {} if want_diag else None
-        # NaN bookkeeping, two cheap updates per step: ``alive`` (finite after every call so
-        # far) and ``n_alive`` (calls completed while alive); the first non-finite step of a
-        # chain is then ``ends[n_alive]`` (``ends``: the step count after each call)
+        # NaN bookkeeping at each check, two cheap updates: ``alive`` (finite at every check
+        # so far) and ``n_alive`` (checks passed while alive); a chain's first non-finite
+        # check is then ``ends[n_alive]`` (``ends``: the step count at each check)
         alive = torch.ones(b, dtype=torch.bool, device=x0.device)
         n_alive = torch.zeros(b, dtype=torch.long, device=x0.device)
         ends: list[int] = []
-        stride = max(1, int(self._stride(n_steps, thin, recording)))
-        check_every = self.convergence_check_every
-        step_schedulers = self._scheduler_stepper()
-        kept = calls = i = 0
-        while i < n_steps:
-            ctx.i, ctx.n = i, min(stride, n_steps - i)
-            state = step_fn(state, ctx)
-            for _ in range(ctx.n):
-                step_schedulers()
-            i += ctx.n
-            calls += 1
+        resample = policy == "resample"
+        if resample:  # restart at once: no non-finite state reaches a trajectory or a step
+            nan_check_every = 1
+
+        def check(state: State) -> State:
             ends.append(i)
             finite = _finite_rows(state["x"])
             alive.logical_and_(finite)
             n_alive.add_(alive)
-            if policy == "resample":
-                state = self._restart_chains(state, ~finite, x0, ctx)
+            return self._restart_chains(state, ~finite, x0, ctx) if resample else state
+
+        stride = max(1, int(self._stride(n_steps, thin, recording)))
+        check_every = self.convergence_check_every
+        step_schedulers, constants = self._scheduler_stepper(ctx)
+        kept = calls = i = 0
+        while i < n_steps:
+            ctx.i, ctx.n = i, min(stride, n_steps - i)
+            state = step_fn(state, ctx)
+            if step_schedulers is not None:
+                for _ in range(ctx.n):
+                    step_schedulers()
+            i += ctx.n
+            calls += 1
+            if calls % nan_check_every == 0 or i >= n_steps:
+                state = check(state)
             if recording and i % thin == 0 and kept < n_kept:
                 self._record(state, ctx, traj, diag, kept, n_kept)
                 kept += 1
@@ -463,30 +536,44 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 done = self.converged(state)
                 if done is not None and bool(done):
                     break
+        if not ends or ends[-1] != i:  # early stop between checks
+            state = check(state)
         if recording and kept < n_kept:
             # early stop: every chain is frozen, so the remaining rows repeat the final state
             self._record(state, ctx, traj, diag, kept, n_kept, fill=True)
-        steps = torch.tensor(ends, dtype=torch.long, device=x0.device)
-        first_bad = torch.where(alive, -1, steps[n_alive.clamp_(max=len(ends) - 1)])
-        return state["x"], traj, diag if diag is not None else {}, first_bad
+        for sched in constants:  # as if stepped i times (the value cannot change)
+            sched.step_count += i
+            sched.current_value = float(sched._compute_value())
+        return state["x"], traj, diag if diag is not None else {}, (alive, n_alive, ends)
 
-    def _scheduler_stepper(self) -> Callable[[], None]:
-        """Per-step scheduler update for one ``sample()`` call.
+    def _scheduler_stepper(
+        self, ctx: SamplerContext
+    ) -> tuple[Callable[[], None] | None, list[ConstantScheduler]]:
+        """Per-step scheduler update of one ``sample()`` call, and the schedulers it skips.
 
-        Steps every scheduler of the module tree once, as :meth:`step_schedulers` does, from a
-        list collected once per call instead of walking the module tree at every step (the
-        set of schedulers is fixed while a call runs). A subclass overriding
-        :meth:`step_schedulers` keeps its own method.
+        Steps every scheduler of the module tree once, as :meth:`step_schedulers` does, from
+        the list ``sample()`` collected once (``ctx.extra["schedulers"]``; the set is fixed
+        while a call runs) instead of walking the module tree at every step. Plain
+        :class:`ConstantScheduler` s are not stepped in the loop (their value cannot change):
+        they are returned, and the loop adds the number of steps to their counters at the
+        end. ``None``: nothing to step. A subclass overriding :meth:`step_schedulers` keeps
+        its own method.
         """
         if type(self).step_schedulers is not Schedulable.step_schedulers:
-            return self.step_schedulers
-        schedulers = [s for m in _schedulable_subtree(self) for s in m.get_schedulers().values()]
+            return self.step_schedulers, []
+        scheds = ctx.extra.get("schedulers")
+        if scheds is None:
+            scheds = [s for m in _schedulable_subtree(self) for s in m.get_schedulers().values()]
+        constants = [s for s in scheds if type(s) is ConstantScheduler]
+        moving = [s for s in scheds if type(s) is not ConstantScheduler]
+        if not moving:
+            return None, constants
 
         def step_all() -> None:
-            for s in schedulers:
+            for s in moving:
                 s.step()
 
-        return step_all
+        return step_all, constants
 
     def _record(
         self,
@@ -511,33 +598,68 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 diag[key] = buf
             buf[rows] = value
 
-    def _report_nonfinite(self, first_bad: torch.Tensor, policy: str, n_steps: int) -> None:
-        bad = torch.nonzero(first_bad >= 0).flatten()  # the one host sync of sample()
-        if bad.numel() == 0:
+    def _report_nonfinite(
+        self,
+        windows: tuple[torch.Tensor, torch.Tensor, list[int]],
+        policy: str,
+        n_steps: int,
+        nan_check_every: int = 1,
+        traj: torch.Tensor | None = None,
+        thin: int = 1,
+    ) -> None:
+        alive, n_alive, ends = windows
+        if bool(alive.all()):  # the one host sync of sample() when every chain stayed finite
             return
+        bad = torch.nonzero(~alive).flatten()
         idx = bad.tolist()
-        steps = first_bad[bad].tolist()
-        first = min(steps)
-        shown = ", ".join(f"{i} (step {s})" for i, s in list(zip(idx, steps))[:10])
+        bounds = [0, *ends]  # a chain's first failed check is ends[n_alive]
+        passed = n_alive[bad].tolist()
+        firsts = [bounds[k] + 1 for k in passed]
+        lasts = [bounds[k + 1] for k in passed]
+        if traj is not None and policy != "resample" and nan_check_every > 1:
+            # narrow each window with the recorded states (rows after steps thin, 2 thin, ...)
+            finite = _finite_rows(traj[bad].flatten(0, 1)).reshape(len(idx), -1)
+            n_ok = finite.long().cumprod(1).sum(1).tolist()  # kept rows finite from the start
+            for j, ok in enumerate(n_ok):
+                if ok < finite.shape[1]:
+                    firsts[j] = max(firsts[j], ok * thin + 1)
+                    lasts[j] = min(lasts[j], (ok + 1) * thin)
+        first = min(lasts)
+
+        def where(lo: int, hi: int) -> str:
+            return f"step {hi}" if lo == hi else f"steps {lo}-{hi}"
+
+        pairs = list(zip(idx, firsts, lasts))
+        shown = ", ".join(f"{i} ({where(lo, hi)})" for i, lo, hi in pairs[:10])
         more = "" if len(idx) <= 10 else f" and {len(idx) - 10} more"
+        hint = (
+            ""
+            if all(lo == hi for _, lo, hi in pairs)
+            else f"; checked every {nan_check_every} steps, pass nan_check_every=1 for the "
+            "exact step"
+        )
         name = type(self).__name__
-        where = f"{len(idx)} of {first_bad.shape[0]} chains"
+        where_ = f"{len(idx)} of {alive.shape[0]} chains"
         if policy == "raise":
             err = NonFiniteError(
-                f"{name} produced NaN/inf in {where} (chain index (first non-finite step of "
-                f"{n_steps})): {shown}{more}. Reduce step_size, check the model, or pass "
+                f"{name} produced NaN/inf in {where_} (chain index (first non-finite step of "
+                f"{n_steps})): {shown}{more}{hint}. Reduce step_size, check the model, or pass "
                 "nan_policy='warn' / 'resample'",
                 indices=idx,
                 step=first,
             )
-            err.steps = steps  # type: ignore[attr-defined]
+            err.steps = lasts  # type: ignore[attr-defined]
+            err.windows = [(lo, hi) for _, lo, hi in pairs]  # type: ignore[attr-defined]
             raise err
         if policy == "warn":
-            msg = f"{name} produced NaN/inf in {where} (chain index (first step)): {shown}{more}"
+            msg = (
+                f"{name} produced NaN/inf in {where_} (chain index (first step)): "
+                f"{shown}{more}{hint}"
+            )
         else:
             msg = (
-                f"{name} restarted {where} from their starting points after they went "
-                f"NaN/inf (chain index (first step)): {shown}{more}"
+                f"{name} restarted {where_} from their starting points after they went "
+                f"NaN/inf (chain index (first step)): {shown}{more}{hint}"
             )
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
 

@@ -49,18 +49,17 @@ def _prep_mass(mass: Any, x: torch.Tensor):
     raise TypeError(f"mass must be None, a number or a tensor, got {type(mass).__name__}")
 
 
-def _prep_force(initial_force: Any, x: torch.Tensor) -> torch.Tensor | None:
-    """Validate ``initial_force``: ``None`` or a tensor shaped like ``x``."""
+def _prep_force(
+    initial_force: Any, x: torch.Tensor, name: str = "initial_force"
+) -> torch.Tensor | None:
+    """Validate ``initial_force`` (or ``initial_gradient``): ``None`` or shaped like ``x``."""
     if initial_force is None:
         return None
     if not isinstance(initial_force, torch.Tensor):
-        raise TypeError(
-            f"initial_force must be None or a tensor, got {type(initial_force).__name__}"
-        )
+        raise TypeError(f"{name} must be None or a tensor, got {type(initial_force).__name__}")
     if initial_force.shape != x.shape:
         raise ShapeError(
-            f"initial_force must have the shape of x {tuple(x.shape)}, "
-            f"got {tuple(initial_force.shape)}"
+            f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(initial_force.shape)}"
         )
     return initial_force
 
@@ -72,12 +71,13 @@ class _Kick:
     at the final position, which :meth:`LeapfrogIntegrator.integrate` returns.
     """
 
-    __slots__ = ("drift", "mass", "force")
+    __slots__ = ("drift", "mass", "force", "sign")
 
-    def __init__(self, drift, mass, force: torch.Tensor | None):
+    def __init__(self, drift, mass, force: torch.Tensor | None, sign: float = 1.0):
         self.drift = drift
         self.mass = mass
         self.force = force
+        self.sign = sign  # -1: ``drift`` returns the potential's gradient (minus the force)
 
 
 class LeapfrogIntegrator(BaseSymplecticIntegrator):
@@ -145,6 +145,8 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         safe: bool = False,
         inference_mode: bool = False,
         initial_force: torch.Tensor | None = None,
+        gradient=None,
+        initial_gradient: torch.Tensor | None = None,
     ) -> dict:
         r"""``n_steps`` leapfrog steps on ``{"x", "p"}`` (tensors of the same shape).
 
@@ -161,10 +163,17 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
                 it (shaped like ``x``): used for the first half kick instead of evaluating
                 the drift, which saves one evaluation. It must be the force at
                 ``state["x"]``; the result is then identical to a call without it.
+            gradient: ``gradient(x, t)`` :math:`= \nabla U(x)`, instead of ``drift`` (one
+                of the two): the kicks subtract it, which saves negating every evaluation
+                (HMC passes the energy gradient this way).
+            initial_gradient: With ``gradient``: :math:`\nabla U` at the starting ``x``
+                (the counterpart of ``initial_force``).
 
         Returns:
             ``{"x", "p", "force"}``: the final position and momentum, and the force
-            ``drift(x, 0)`` at the final position (reusable as the next ``initial_force``).
+            ``drift(x, 0)`` at the final position (reusable as the next ``initial_force``);
+            with ``gradient``: ``{"x", "p", "gradient"}`` (the gradient at the final
+            position, reusable as the next ``initial_gradient``).
         """
         if inference_mode:
             with torch.inference_mode():
@@ -176,7 +185,33 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
                     drift=drift,
                     safe=safe,
                     initial_force=initial_force,
+                    gradient=gradient,
+                    initial_gradient=initial_gradient,
                 )
+        if gradient is not None:
+            if drift is not None or initial_force is not None:
+                raise ConfigurationError(
+                    "pass either drift (and initial_force) or gradient (and initial_gradient), "
+                    "not both"
+                )
+            grad_fn = self._require_callable("gradient", gradient, "gradient(x, t) = grad U(x)")
+            n = self._validate_n_steps(n_steps)
+            x = self._unpack_state(state)[0]
+            g0 = _prep_force(initial_gradient, x, "initial_gradient")
+            kick = _Kick(grad_fn, _prep_mass(mass, x), g0, sign=-1.0)
+            if n > 1 and not safe and not torch.is_grad_enabled():
+                out = self._run_merged(state, step_size, n, kick)
+                out["gradient"] = out.pop("force")
+                return out
+            # the general path works on forces: negate once per evaluation
+            kick = _Kick(
+                lambda z, t: -grad_fn(z, t), kick.mass, None if g0 is None else -g0
+            )
+            out = self._run(state, step_size, n, kick, safe)
+            out["gradient"] = -kick.force if kick.force is not None else None
+            return out
+        if initial_gradient is not None:
+            raise ConfigurationError("initial_gradient needs gradient=")
         drift = self._require_callable("drift", drift, "drift(x, t) = -grad U(x)")
         n = self._validate_n_steps(n_steps)
         x = self._unpack_state(state)[0]
@@ -198,7 +233,10 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         if step_size is None:
             raise ConfigurationError("step_size must be given, got None")
         h, _ = self._prep_step(step_size, x)
-        half = 0.5 * h
+        # ``force`` is the drift's output: the force, or the gradient when sign = -1
+        sign = kick.sign
+        hk = h if sign == 1.0 else -h  # kick step: p += hk * drift(x)
+        half = 0.5 * hk
         drift, m = kick.drift, kick.mass
         force = drift(x, t) if kick.force is None else kick.force
         p = self._axpy(p, half, force)  # a fresh tensor: the input p is never mutated
@@ -210,7 +248,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
                 if i:
                     x.add_(p, alpha=hx)
                 force = drift(x, t)
-                p.add_(force, alpha=h if i < n - 1 else half)
+                p.add_(force, alpha=hk if i < n - 1 else half)
             return {"x": x, "p": p, "force": force}
         for i in range(n):
             if i == 0:  # a fresh tensor: the input x is never mutated
@@ -218,7 +256,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
             else:
                 self._drift_position(x, h, p, m, in_place=True)
             force = drift(x, t)
-            self._axpy_(p, h if i < n - 1 else half, force)
+            self._axpy_(p, hk if i < n - 1 else half, force)
         return {"x": x, "p": p, "force": force}
 
     def _drift_position(self, x, h, p, m, *, in_place: bool):

@@ -71,6 +71,33 @@ def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: Any) ->
     return nn.Sequential(*layers)
 
 
+def _has_hooks(m: nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
+
+
+def _run_sequential(net: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
+    """``net(h)``, calling each layer's ``forward`` directly when no hook is registered.
+
+    ``nn.Module.__call__`` costs a few microseconds per layer (hook bookkeeping), as much
+    as a small layer on a small batch; with no module or global hook anywhere the direct
+    calls compute the same thing. Any hook (``register_forward_hook``, full backward
+    hooks, global hooks) takes the ordinary path so that it fires.
+    """
+    layers = net._modules.values()
+    if (
+        _has_hooks(net)
+        or any(_has_hooks(m) for m in layers)  # type: ignore[arg-type]
+        or nn.modules.module._global_forward_hooks
+        or nn.modules.module._global_forward_pre_hooks
+        or nn.modules.module._global_backward_hooks
+        or nn.modules.module._global_backward_pre_hooks
+    ):
+        return net(h)
+    for m in layers:
+        h = m.forward(h)  # type: ignore[union-attr]
+    return h
+
+
 def _flatten_input(x: torch.Tensor, input_dim: int, owner: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -142,7 +169,8 @@ class MLPEnergy(BaseModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Energies ``(B,)`` of ``x`` ``(B, input_dim)``."""
-        return self.net(_flatten_input(x, self.input_dim, type(self).__name__)).squeeze(-1)
+        flat = _flatten_input(x, self.input_dim, type(self).__name__)
+        return _run_sequential(self.net, flat).squeeze(-1)
 
 
 class MLPVelocity(TorchEBMModule):
@@ -230,7 +258,7 @@ class MLPVelocity(TorchEBMModule):
             else:
                 a = tc * self._frequencies(tc)
                 flat = torch.cat([flat, tc, torch.sin(a), torch.cos(a)], dim=1)
-        out = self.net(flat)
+        out = _run_sequential(self.net, flat)
         return out if out.shape == x.shape else out.reshape(x.shape)
 
     def _frequencies(self, like: torch.Tensor) -> torch.Tensor:

@@ -425,6 +425,7 @@ class FlowSampler(BaseSampler):
         model_kwargs: dict[str, Any] | None = None,
         generator: torch.Generator | None = None,
         nan_policy: str | None = None,
+        nan_check_every: int | None = None,
         compile: bool = False,
         **legacy_model_kwargs: Any,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -458,6 +459,7 @@ class FlowSampler(BaseSampler):
             model_kwargs=model_kwargs,
             generator=generator,
             nan_policy=nan_policy,
+            nan_check_every=nan_check_every,
             compile=compile,
         )
 

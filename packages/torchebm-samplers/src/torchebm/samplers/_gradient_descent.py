@@ -129,7 +129,7 @@ class GradientDescentSampler(_DescentBase):
     def step(self, state: State, ctx: SamplerContext) -> State:
         x = state["x"]
         eta = self.get_scheduled_value("step_size")
-        g = self._model_gradient(x, ctx.model_kwargs)
+        g = self._gradient_fn(ctx)(x)
         if self.grad_tol is None:
             state["x"] = torch.add(x, g, alpha=-eta)
         else:
@@ -206,7 +206,7 @@ class NesterovSampler(_DescentBase):
         x, v = state["x"], state["v"]
         eta, mu = self.get_scheduled_value("step_size"), self.momentum
         look = torch.add(x, v, alpha=mu)
-        g = self._model_gradient(look, ctx.model_kwargs)
+        g = self._gradient_fn(ctx)(look)
         v.mul_(mu).add_(g, alpha=-eta)
         if self.grad_tol is None:
             state["x"] = x + v

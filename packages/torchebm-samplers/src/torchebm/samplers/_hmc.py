@@ -115,6 +115,15 @@ class _HMCBase(BaseSampler):
         return state
 
 
+def _ignore_time(gradient):
+    """``gradient(x)`` as the ``gradient(x, t)`` callback of an integrator (H is autonomous)."""
+
+    def callback(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return gradient(x)
+
+    return callback
+
+
 class HamiltonianMonteCarlo(_HMCBase):
     r"""Hamiltonian Monte Carlo with a leapfrog integrator and a Metropolis correction.
 
@@ -150,7 +159,7 @@ class HamiltonianMonteCarlo(_HMCBase):
     Gradient evaluations: ``n_leapfrog_steps`` per iteration (plus one when sampling
     starts). The gradient at the end point of each trajectory is kept for the next one (that
     of the current state when the proposal is rejected), both on the fused path and with
-    the default :class:`~torchebm.integrators.LeapfrogIntegrator` (``initial_force``);
+    the default :class:`~torchebm.integrators.LeapfrogIntegrator` (``initial_gradient``);
     another separable integrator costs ``n_leapfrog_steps + 1``.
 
     Example:
@@ -253,13 +262,11 @@ class HamiltonianMonteCarlo(_HMCBase):
             "p": torch.empty_like(x),
             "accepted": torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
         }
-        # the trajectory returns the gradient (force) at its end point: keeping the one of
+        # the trajectory returns the energy gradient at its end point: keeping the one of
         # the current state saves one evaluation per iteration
-        if fused is not None:
+        if fused is not None or isinstance(self.integrator, LeapfrogIntegrator):
             state["grad"] = self._model_gradient(x, ctx.model_kwargs)
-        elif isinstance(self.integrator, LeapfrogIntegrator):
-            state["force"] = self._drift(x, ctx.model_kwargs)
-            ctx.extra["force0"] = state["force"]  # never modified in place: restarts reuse it
+            ctx.extra["grad0"] = state["grad"]  # never modified in place: restarts reuse it
         return state
 
     def _drift(self, x: torch.Tensor, mk: dict) -> torch.Tensor:
@@ -296,8 +303,18 @@ class HamiltonianMonteCarlo(_HMCBase):
             x_prop, p_prop, g_prop = fused(
                 x, p, grad_fn, eps, self.n_leapfrog_steps, mass=mass, grad=state["grad"]
             )
-        else:
-            reuse = {"initial_force": state["force"]} if "force" in state else {}
+        elif "grad" in state:  # leapfrog, kicked with the energy gradient (no negation)
+            out = self.integrator.integrate(
+                {"x": x, "p": p},
+                eps,
+                self.n_leapfrog_steps,
+                mass,
+                gradient=_ignore_time(self._gradient_fn(ctx)),
+                safe=False,
+                initial_gradient=state["grad"],
+            )
+            x_prop, p_prop, g_prop = out["x"], out["p"], out["gradient"]
+        else:  # another separable symplectic integrator: the force form
             out = self.integrator.integrate(
                 {"x": x, "p": p},
                 eps,
@@ -305,26 +322,20 @@ class HamiltonianMonteCarlo(_HMCBase):
                 mass,
                 drift=lambda z, t: self._drift(z, mk),
                 safe=False,
-                **reuse,
             )
             x_prop, p_prop = out["x"], out["p"]
         u_prop = self._energy(x_prop, mk)
         h_prop = u_prop + self._kinetic(p_prop, mass)
         state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
-        accepted = _rows(state["accepted"], x)
-        if fused is not None:
-            state["grad"] = torch.where(accepted, g_prop, state["grad"])
-        elif "force" in state:
-            state["force"] = torch.where(accepted, out["force"], state["force"])
+        if "grad" in state:
+            state["grad"] = torch.where(_rows(state["accepted"], x), g_prop, state["grad"])
         return state
 
     def _restart_chains(self, state, mask, x0, ctx):
         state = super()._restart_chains(state, mask, x0, ctx)
-        if "grad" in state:
-            state["grad"] = self._model_gradient(state["x"], ctx.model_kwargs)
-        if "force" in state:  # restarted chains are back at x0, where the force is known
+        if "grad" in state:  # restarted chains are back at x0, where the gradient is known
             rows = _rows(mask, state["x"])
-            state["force"] = torch.where(rows, ctx.extra["force0"], state["force"])
+            state["grad"] = torch.where(rows, ctx.extra["grad0"], state["grad"])
         return state
 
     def extra_repr(self) -> str:

@@ -166,12 +166,12 @@ class LangevinDynamics(BaseSampler):
         mk = ctx.model_kwargs
         fused = ctx.extra.get("fused")
         if fused is not None:
-            g = self._model_gradient(x, mk)
+            g = self._gradient_fn(ctx)(x)
             state["x"] = fused(x, g, eta, sigma, clamp=self.clamp, generator=ctx.generator)
             return state
 
         if type(self.integrator) is EulerMaruyamaIntegrator:
-            new = self._euler_maruyama(x, eta, sigma, mk, ctx.generator)
+            new = self._euler_maruyama(x, eta, sigma, self._gradient_fn(ctx), ctx.generator)
         else:
 
             def drift(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -187,14 +187,14 @@ class LangevinDynamics(BaseSampler):
         state["x"] = new
         return state
 
-    def _euler_maruyama(self, x, eta, sigma, mk, generator) -> torch.Tensor:
+    def _euler_maruyama(self, x, eta, sigma, gradient, generator) -> torch.Tensor:
         """``x - eta grad E(x) + sigma sqrt(2 eta) xi``: the update of the default integrator.
 
         Bit-for-bit what ``EulerMaruyamaIntegrator.step`` computes with ``drift = -grad E``
         and ``noise_scale = sigma`` (same operations, same random draws), without its
         per-call argument handling, which costs as much as the update on small batches.
         """
-        g = self._model_gradient(x, mk)
+        g = gradient(x)
         new = torch.add(x, g, alpha=-float(eta))
         amp = math.sqrt(2.0 * float(sigma) ** 2 * abs(float(eta)))
         if amp == 0.0:  # no noise: no draw (the integrator skips it too)
