@@ -204,9 +204,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
                 out["gradient"] = out.pop("force")
                 return out
             # the general path works on forces: negate once per evaluation
-            kick = _Kick(
-                lambda z, t: -grad_fn(z, t), kick.mass, None if g0 is None else -g0
-            )
+            kick = _Kick(lambda z, t: -grad_fn(z, t), kick.mass, None if g0 is None else -g0)
             out = self._run(state, step_size, n, kick, safe)
             out["gradient"] = -kick.force if kick.force is not None else None
             return out

@@ -72,7 +72,9 @@ def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: Any) ->
 
 
 def _has_hooks(m: nn.Module) -> bool:
-    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
+    return bool(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+    )
 
 
 def _run_sequential(net: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
