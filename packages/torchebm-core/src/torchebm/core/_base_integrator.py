@@ -411,8 +411,13 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         h_t,
         drift: Drift,
         k0: torch.Tensor | None = None,
+        stage_t: Sequence[torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One RK step from ``(x, t)`` with step ``h``; returns ``(y, stages)``."""
+        """One RK step from ``(x, t)`` with step ``h``; returns ``(y, stages)``.
+
+        ``stage_t``: the stage times ``t + c_i h`` when the caller has them (the fixed-step
+        loop computes them for the whole grid at once); ``None`` computes them here.
+        """
         ks: list[torch.Tensor] = []
         nfe = 0
         for i, (row, ci) in enumerate(zip(self.tableau_a, self.tableau_c)):
@@ -420,7 +425,12 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 ks.append(k0)
                 continue
             base = _combine(x, h, row[:i], ks)
-            ti = t if ci == 0.0 else _stage_time(t, ci * h_t)
+            if ci == 0.0:
+                ti = t
+            elif stage_t is not None and stage_t[i] is not None:
+                ti = stage_t[i]
+            else:
+                ti = _stage_time(t, ci * h_t)
             diag = row[i] if len(row) > i else 0.0
             if diag == 0.0:
                 k = drift(base, ti)
@@ -449,9 +459,9 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 k = k_new
         return k, used
 
-    def _advance(self, x, t, h, h_t, drift, extra) -> torch.Tensor:
+    def _advance(self, x, t, h, h_t, drift, extra, stage_t=None) -> torch.Tensor:
         """One fixed step (the SDE subclass adds noise here)."""
-        return self._rk(x, t, h, h_t, drift)[0]
+        return self._rk(x, t, h, h_t, drift, stage_t=stage_t)[0]
 
     # ------------------------------------------------------------------ public API
     def step(
@@ -571,12 +581,22 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         return times, [h] * n_steps
 
     def _fixed(self, x, times, dts, drift, extra) -> torch.Tensor:
+        """One step per grid interval; the stage times of the whole grid are computed first
+        (one vector operation per distinct ``c_i``, instead of one per stage per step)."""
         advance = self._advance
-
-        def step_fn(x, ti, dt):
-            return advance(x, ti, dt, dt, drift, extra)
-
-        return _run_grid(x, times, dts, step_fn)
+        n, batch = len(dts), x.shape[0]
+        if n == 0:
+            return x
+        starts = times[:-1]
+        if isinstance(dts, torch.Tensor):
+            grids = [None if c == 0.0 else starts + c * dts for c in self.tableau_c]
+        else:  # a uniform grid: dts is [h] * n
+            grids = [None if c == 0.0 else starts + c * dts[0] for c in self.tableau_c]
+        for i in range(n):
+            stage_t = [None if g is None else g[i].expand(batch) for g in grids]
+            dt = dts[i]
+            x = advance(x, times[i].expand(batch), dt, dt, drift, extra, stage_t)
+        return x
 
     def _adaptive(self, x: torch.Tensor, times: torch.Tensor, step_size: Any, drift: Drift):
         t0, t1 = (float(v) for v in times[[0, -1]].tolist())
@@ -730,12 +750,12 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             return y.addcmul_(noise, amp)
         return torch.addcmul(y, noise, amp)
 
-    def _advance(self, x, t, h, h_t, drift, extra) -> torch.Tensor:
+    def _advance(self, x, t, h, h_t, drift, extra, stage_t=None) -> torch.Tensor:
         if extra is None:
-            return self._rk(x, t, h, h_t, drift)[0]
+            return self._rk(x, t, h, h_t, drift, stage_t=stage_t)[0]
         diffusion, noise_scale, noise, generator = extra
         d = self._diffusion_value(diffusion, noise_scale, x, t)
-        y = self._rk(x, t, h, h_t, drift)[0]
+        y = self._rk(x, t, h, h_t, drift, stage_t=stage_t)[0]
         if d is None:
             return y
         return self._add_noise(y, x, d, h, noise, generator)

@@ -149,22 +149,27 @@ class BaseInterpolant(ABC):
             ValueError: unknown ``form``.
         """
         tb = _broadcast_t(t, x)
-        if tb.ndim == 0:
-            tb = tb.expand(x.shape[0]).reshape(x.shape[0], *([1] * (x.ndim - 1)))
+        out_shape = (x.shape[0], *([1] * (x.ndim - 1)))
         if form == "constant":
-            return torch.full_like(tb, float(norm))
-        if form == "SBDM":
-            _, bv = self.compute_drift(x, t)
+            d = torch.full_like(tb, float(norm))
+        elif form == "SBDM":
+            # B_v does not depend on x: one row of x keeps compute_drift's A part small
+            _, bv = self.compute_drift(x[:1] if tb.ndim == 0 else x, t)
             sigma, _ = self.compute_sigma_t(tb)
-            return norm * bv / (sigma + 1e-8)
-        if form == "sigma":
-            return norm * self.compute_sigma_t(tb)[0]
-        if form == "linear":
-            return norm * (1 - tb)
-        if form == "decreasing":
-            return norm * (1 - tb).square()
-        if form == "increasing-decreasing":
-            return norm * 4 * tb * (1 - tb)
+            d = norm * bv / (sigma + 1e-8)
+        elif form == "sigma":
+            d = norm * self.compute_sigma_t(tb)[0]
+        elif form == "linear":
+            d = norm * (1 - tb)
+        elif form == "decreasing":
+            d = norm * (1 - tb).square()
+        elif form == "increasing-decreasing":
+            d = norm * 4 * tb * (1 - tb)
+        else:
+            d = None
+        if d is not None:
+            # a batch-uniform time is computed once, then viewed as (B, 1, ..., 1)
+            return d.reshape(()).expand(out_shape) if tb.ndim == 0 else d
         raise ConfigurationError(
             f"diffusion form must be one of {list(_DIFFUSION_FORMS)}, got {form!r}"
         )
