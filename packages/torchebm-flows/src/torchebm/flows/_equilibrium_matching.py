@@ -204,14 +204,15 @@ class EquilibriumMatchingLoss(BaseLoss):
         b = x1.shape[0]
         eps = self.train_eps
         t = torch.rand(b, generator=generator, device=x1.device, dtype=x1.dtype)
-        t = t.mul_(1.0 - 2.0 * eps).add_(eps)
+        if eps != 0.0:
+            t = t.mul_(1.0 - 2.0 * eps).add_(eps)
         xt, ut = self.interpolant.interpolate(x0, x1, t)
         t_model = torch.zeros_like(t) if self.time_invariant else t
         terms: dict[str, Any] = {"t": t, "weights": weights}
 
         if self.prediction == "velocity":
             ct = compute_eqm_ct(t, self.ct_threshold, self.ct_multiplier)
-            target = -ut * ct.reshape(b, *([1] * (x1.ndim - 1)))
+            target = ut * ct.neg_().reshape(b, *([1] * (x1.ndim - 1)))  # -c(t) u_t
             if self.energy_type == "none":
                 pred, act = self._call_model(xt, t_model, mk)
             else:

@@ -98,7 +98,7 @@ def compute_eqm_ct(
     """
     if threshold >= 1.0:
         return torch.full_like(t, float(multiplier))
-    return multiplier * torch.minimum(torch.ones_like(t), (1 - t) / (1 - threshold))
+    return torch.rsub(t, 1.0).div_(1.0 - threshold).clamp_(max=1.0).mul_(multiplier)
 
 
 def dispersive_loss(z: torch.Tensor) -> torch.Tensor:
