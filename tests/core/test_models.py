@@ -138,3 +138,29 @@ def test_double_well_minima_and_barrier():
     assert m(torch.tensor([[1.0], [-1.0]])).tolist() == [0.0, 0.0]
     assert m(torch.tensor([[0.0]])).item() == pytest.approx(2.0)
     assert math.isclose(m.gradient(torch.tensor([[1.0]])).item(), 0.0)
+
+
+def test_gradient_runs_hooks_and_compiled_calls_when_set():
+    """gradient() calls forward directly only when nothing is registered on the module."""
+
+    class Quad(BaseModel):
+        def forward(self, x):
+            return (x**2).sum(-1)
+
+    m = Quad()
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(m.gradient(x), 2 * x)
+    seen = []
+    handle = m.register_forward_hook(lambda mod, i, o: seen.append(o.shape))
+    torch.testing.assert_close(m.gradient(x), 2 * x)
+    assert seen == [torch.Size([5])]
+    handle.remove()
+    calls = []
+
+    def compiled(*args, **kwargs):  # what nn.Module.compile() installs
+        calls.append(1)
+        return m.forward(*args, **kwargs)
+
+    m._compiled_call_impl = compiled
+    torch.testing.assert_close(m.gradient(x), 2 * x)
+    assert calls == [1]

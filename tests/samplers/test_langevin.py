@@ -237,3 +237,29 @@ def test_auto_backend_on_cuda_matches_eager_statistics():
     )
     stat = 1 / (1 - 0.05 / 2)  # exact ULA stationary variance for k = 1
     assert x.is_cuda and abs(x.var().item() / stat - 1) < 0.05
+
+
+@pytest.mark.parametrize("clamp", [None, (-1.5, 1.5)])
+def test_in_place_updates_never_touch_the_callers_chains(clamp):
+    """From the second step on the chains are updated in place: the result must equal the
+    plain Euler-Maruyama integrator bit for bit, and the caller's ``x`` must stay as it was."""
+    from torchebm.core import GaussianModel
+
+    model = GaussianModel(torch.tensor([1.0, -1.0]), torch.tensor([[1.0, 0.3], [0.3, 0.5]]))
+    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(1))
+    keep = x0.clone()
+
+    class PlainEM(EulerMaruyamaIntegrator):  # not the exact default type: generic path
+        pass
+
+    fast = LangevinDynamics(model, step_size=0.05, noise_scale=0.7, clamp=clamp)
+    slow = LangevinDynamics(
+        model, step_size=0.05, noise_scale=0.7, clamp=clamp, integrator=PlainEM()
+    )
+    kw = {"x": x0, "n_steps": 7, "return_trajectory": True}
+    a = fast.sample(**kw, generator=torch.Generator().manual_seed(3))
+    b = slow.sample(**kw, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a[:, 0], a[:, 1])
+    assert torch.equal(x0, keep)
+    final = fast.sample(x=x0, n_steps=7, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(final, a[:, -1]) and torch.equal(x0, keep)

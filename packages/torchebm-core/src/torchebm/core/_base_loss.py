@@ -8,6 +8,7 @@ mean over the local batch.
 
 from __future__ import annotations
 
+import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -113,6 +114,9 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
             self.check_finite()
             self._pending_finite = (self._calls, torch.isfinite(loss.detach()).all())
             return loss
+        if loss.numel() == 1:  # the usual scalar loss: one read of its value, one sync
+            if math.isfinite(loss.detach().item()):
+                return loss
         finite = torch.isfinite(loss.detach())
         if not bool(finite.all()):
             value = (

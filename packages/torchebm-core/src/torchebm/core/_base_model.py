@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core._module import TorchEBMModule
+from torchebm.core._module import TorchEBMModule, _plain_call
 from torchebm.core.errors import ShapeError, check_positive
 
 __all__ = [
@@ -79,8 +79,12 @@ class BaseModel(TorchEBMModule, ABC):
             if xg.dtype != work_dtype:  # no .to() dispatch on the common same-dtype path
                 xg = xg.to(work_dtype)
             xg.requires_grad_(True)
-            with self.autocast_context():
-                energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
+            call = self.forward if _plain_call(self) else self
+            if self.use_mixed_precision:
+                with self.autocast_context():
+                    energy = call(xg, **model_kwargs) if model_kwargs else call(xg)
+            else:
+                energy = call(xg, **model_kwargs) if model_kwargs else call(xg)
             if energy.shape != (xg.shape[0],):
                 raise ShapeError(
                     f"{type(self).__name__}.forward must return energies of shape (B,) = "

@@ -30,6 +30,35 @@ def warn_once(
     warnings.warn(message, category, stacklevel=stacklevel)
 
 
+def _plain_call(module: nn.Module) -> bool:
+    """Whether ``module(...)`` would do nothing but ``module.forward(...)``.
+
+    ``nn.Module.__call__`` runs hooks (the module's own and the global ones) and a
+    compiled call set by ``module.compile()``; with none of them, calling ``forward``
+    directly computes the same thing and skips a few microseconds of bookkeeping, which
+    is as much as a small layer costs on a small batch. Hot loops use it for the modules
+    they call many times; anything registered takes the ordinary path.
+    """
+    return not (
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+        or getattr(module, "_compiled_call_impl", None) is not None
+        or _global_hooks_set()
+    )
+
+
+def _global_hooks_set() -> bool:
+    m = nn.modules.module
+    return bool(
+        m._global_forward_hooks
+        or m._global_forward_pre_hooks
+        or m._global_backward_hooks
+        or m._global_backward_pre_hooks
+    )
+
+
 def _normalise_device(device: Any) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and device.index == 0:

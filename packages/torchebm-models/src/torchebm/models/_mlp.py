@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseModel, TorchEBMModule
+from torchebm.core._module import _plain_call
 from torchebm.core.errors import ShapeError, check_int
 
 __all__ = ["MLPEnergy", "MLPVelocity", "fourier_time_features"]
@@ -71,29 +72,16 @@ def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: Any) ->
     return nn.Sequential(*layers)
 
 
-def _has_hooks(m: nn.Module) -> bool:
-    return bool(
-        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-    )
-
-
 def _run_sequential(net: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
-    """``net(h)``, calling each layer's ``forward`` directly when no hook is registered.
+    """``net(h)``, calling each layer's ``forward`` directly when nothing is registered.
 
     ``nn.Module.__call__`` costs a few microseconds per layer (hook bookkeeping), as much
-    as a small layer on a small batch; with no module or global hook anywhere the direct
-    calls compute the same thing. Any hook (``register_forward_hook``, full backward
-    hooks, global hooks) takes the ordinary path so that it fires.
+    as a small layer on a small batch; with no hook (module or global) and no
+    ``module.compile()`` anywhere the direct calls compute the same thing. Anything
+    registered takes the ordinary path so that it runs.
     """
     layers = net._modules.values()
-    if (
-        _has_hooks(net)
-        or any(_has_hooks(m) for m in layers)  # type: ignore[arg-type]
-        or nn.modules.module._global_forward_hooks
-        or nn.modules.module._global_forward_pre_hooks
-        or nn.modules.module._global_backward_hooks
-        or nn.modules.module._global_backward_pre_hooks
-    ):
+    if not (_plain_call(net) and all(_plain_call(m) for m in layers)):  # type: ignore[arg-type]
         return net(h)
     for m in layers:
         h = m.forward(h)  # type: ignore[union-attr]
