@@ -425,10 +425,11 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 ks.append(k0)
                 continue
             base = _combine(x, h, row[:i], ks)
+            given = stage_t[i] if stage_t is not None else None
             if ci == 0.0:
                 ti = t
-            elif stage_t is not None and stage_t[i] is not None:
-                ti = stage_t[i]
+            elif given is not None:
+                ti = given
             else:
                 ti = _stage_time(t, ci * h_t)
             diag = row[i] if len(row) > i else 0.0

@@ -202,7 +202,7 @@ class GaussianModel(_AnalyticModel):
         self.register_buffer("cov_inv", cov_inv.to(device=dev, dtype=dtype))
 
     def _check(self, x: torch.Tensor) -> torch.Tensor:
-        buffers = self._buffers
+        buffers: dict[str, torch.Tensor] = self._buffers  # type: ignore[assignment]
         d = buffers["mean"].shape[0]
         if x.ndim != 2 or x.shape[-1] != d:
             raise ShapeError(f"GaussianModel expects x of shape (B, {d}), got {tuple(x.shape)}")
@@ -215,7 +215,8 @@ class GaussianModel(_AnalyticModel):
 
     def _grad(self, x: torch.Tensor) -> torch.Tensor:
         in_dtype = x.dtype
-        buffers = self._buffers  # one dict read instead of two nn.Module.__getattr__ calls
+        # one dict read instead of two nn.Module.__getattr__ calls
+        buffers: dict[str, torch.Tensor] = self._buffers  # type: ignore[assignment]
         d = self._check(x) - buffers["mean"]
         g = torch.mm(d, buffers["cov_inv"])  # d is (B, D): mm skips matmul's dispatch
         return g if g.dtype == in_dtype else g.to(in_dtype)

@@ -189,7 +189,9 @@ class LangevinDynamics(BaseSampler):
         state["x"] = new
         return state
 
-    def _euler_maruyama(self, x, eta, sigma, gradient, ctx: SamplerContext) -> torch.Tensor:
+    def _euler_maruyama(
+        self, x: torch.Tensor, eta: float, sigma: float, gradient: Any, ctx: SamplerContext
+    ) -> torch.Tensor:
         """``x - eta grad E(x) + sigma sqrt(2 eta) xi``: the update of the default integrator.
 
         Bit-for-bit what ``EulerMaruyamaIntegrator.step`` computes with ``drift = -grad E``
