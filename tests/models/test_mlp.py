@@ -149,3 +149,55 @@ def test_direct_layer_calls_equal_the_module_call_and_hooks_still_fire():
     energy.net[0].register_full_backward_hook(lambda m, gi, go: grads.append(go[0].shape))
     energy(x.requires_grad_(True)).sum().backward()
     assert grads == [torch.Size([9, 64])]
+
+
+@pytest.mark.parametrize(
+    "act",
+    ["silu", "relu", "leaky_relu", "gelu", "elu", "selu", "softplus", "tanh", "sigmoid"],
+)
+@pytest.mark.parametrize("hidden", [(16,), (16, 8, 5)])
+def test_explicit_gradient_equals_autograd(act, hidden):
+    torch.manual_seed(0)
+    m = MLPEnergy(3, hidden, act, dtype=torch.float64)
+    x = torch.randn(11, 3, dtype=torch.float64)
+    assert m._explicit_layers(x, None) is not None  # the explicit pass is taken
+    g = m.gradient(x)
+    ref = BaseModel.gradient(m, x)  # one autograd call
+    torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
+    assert not g.requires_grad and g.dtype == x.dtype
+
+
+def test_explicit_gradient_shapes_and_float32():
+    torch.manual_seed(1)
+    m = MLPEnergy(12)
+    x = torch.randn(4, 3, 2, 2)  # 12 features per sample, any event shape
+    g = m.gradient(x)
+    assert g.shape == x.shape
+    torch.testing.assert_close(g, BaseModel.gradient(m, x), rtol=1e-5, atol=1e-6)
+    one = torch.randn(12)  # a 1-D input is one sample
+    torch.testing.assert_close(m.gradient(one), m.gradient(one[None])[0])
+    with pytest.raises(Exception, match="MLPEnergy expects"):
+        m.gradient(torch.randn(4, 5))
+
+
+def test_explicit_gradient_falls_back_where_it_does_not_apply():
+    torch.manual_seed(2)
+    x = torch.randn(6, 2)
+    # an activation the explicit pass does not know, or one that works in place
+    odd = MLPEnergy(2, (8,), nn.Hardswish)
+    inplace = MLPEnergy(2, (8,), nn.ReLU(inplace=True))
+    for m in (odd, inplace):
+        assert m._explicit_layers(x, None) is None
+        torch.testing.assert_close(m.gradient(x), BaseModel.gradient(m, x))
+    m = MLPEnergy(2)
+    assert m._explicit_layers(x.double(), None) is None  # dtype mismatch: autograd path
+    assert m._explicit_layers(x.half(), None) is None
+    seen = []
+    handle = m.net[2].register_forward_hook(lambda mod, i, o: seen.append(1))
+    assert m._explicit_layers(x, None) is None
+    torch.testing.assert_close(m.gradient(x), BaseModel.gradient(m, x))
+    assert seen  # the hook ran
+    handle.remove()
+    assert m._explicit_layers(x, None) is not None
+    with pytest.raises(TypeError):  # MLPEnergy takes no conditioning, as before
+        m.gradient(x, model_kwargs={"y": torch.zeros(6)})

@@ -359,3 +359,9 @@ class RosenbrockModel(_AnalyticModel):
         g[..., :-1] = -2 * (self.a - xi) - 4 * self.b * xi * inner
         g[..., 1:] += 2 * self.b * inner
         return g
+
+
+# ``gradient`` implementations that return the shape of ``x`` by construction: samplers call
+# them without re-checking the shape (a subclass overriding ``gradient`` is checked again)
+BaseModel.gradient._returns_input_shape = True  # type: ignore[attr-defined]
+_AnalyticModel.gradient._returns_input_shape = True  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from torchebm.core._base_model import BaseModel, _AnalyticModel
+from torchebm.core._base_model import BaseModel
 from torchebm.core._module import TorchEBMModule
 from torchebm.core._schedulable import Schedulable, _schedulable_subtree
 from torchebm.core._schedulers import ConstantScheduler
@@ -35,9 +35,6 @@ from torchebm.core.errors import (
 )
 
 __all__ = ["BaseSampler", "SamplerContext", "NAN_POLICIES"]
-
-#: ``gradient`` methods that return the shape of ``x`` by construction (no re-check needed).
-_SHAPE_SAFE_GRADIENTS = (BaseModel.gradient, _AnalyticModel.gradient)
 
 #: Accepted values of ``nan_policy``.
 NAN_POLICIES = ("raise", "warn", "resample")
@@ -291,8 +288,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
     def _gradient_fn(self, ctx: SamplerContext) -> Callable[[torch.Tensor], torch.Tensor]:
         r"""``x -> \nabla_x E(x)`` for this call, resolved once (kept in ``ctx.extra``).
 
-        The model's own ``gradient`` when it is one of the library's (shaped like ``x`` by
-        construction) and there is no conditioning; otherwise :meth:`_model_gradient`, which
+        The model's own ``gradient`` when it is one of the library's (marked
+        ``_returns_input_shape``: shaped like ``x`` by construction) and there is no
+        conditioning; otherwise :meth:`_model_gradient`, which
         also checks the shape of what a custom ``gradient`` returns.
         """
         fn = ctx.extra.get("gradient")
@@ -301,7 +299,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             if (
                 not mk
                 and isinstance(model, BaseModel)
-                and type(model).gradient in _SHAPE_SAFE_GRADIENTS
+                and getattr(type(model).gradient, "_returns_input_shape", False)
                 and "gradient" not in model.__dict__
             ):
                 fn = model.gradient

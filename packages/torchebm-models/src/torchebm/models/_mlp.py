@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -88,6 +88,42 @@ def _run_sequential(net: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
     return h
 
 
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _activation_backward(m: nn.Module) -> Callable[..., torch.Tensor] | None:
+    """``(grad, h, a) -> grad * act'(h)`` for the known activation modules (``None``: unknown).
+
+    ``h`` is the pre-activation, ``a = act(h)``; each is one fused ATen backward kernel.
+    """
+    aten = torch.ops.aten
+    kind = type(m)
+    if kind is nn.SiLU:
+        return lambda g, h, a: aten.silu_backward(g, h)
+    if kind is nn.ReLU:
+        return lambda g, h, a: aten.threshold_backward(g, h, 0)
+    if kind is nn.LeakyReLU:
+        slope = float(m.negative_slope)
+        return lambda g, h, a: aten.leaky_relu_backward(g, h, slope, False)
+    if kind is nn.GELU:
+        approx = m.approximate
+        return lambda g, h, a: aten.gelu_backward(g, h, approximate=approx)
+    if kind is nn.ELU:
+        alpha = float(m.alpha)
+        return lambda g, h, a: aten.elu_backward(g, alpha, 1.0, 1.0, False, h)
+    if kind is nn.SELU:
+        return lambda g, h, a: aten.elu_backward(g, _SELU_ALPHA, _SELU_SCALE, 1.0, False, h)
+    if kind is nn.Softplus:
+        beta, threshold = float(m.beta), float(m.threshold)
+        return lambda g, h, a: aten.softplus_backward(g, h, beta, threshold)
+    if kind is nn.Tanh:
+        return lambda g, h, a: aten.tanh_backward(g, a)
+    if kind is nn.Sigmoid:
+        return lambda g, h, a: aten.sigmoid_backward(g, a)
+    return None
+
+
 def _flatten_input(x: torch.Tensor, input_dim: int, owner: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -161,6 +197,76 @@ class MLPEnergy(BaseModel):
         """Energies ``(B,)`` of ``x`` ``(B, input_dim)``."""
         flat = _flatten_input(x, self.input_dim, type(self).__name__)
         return _run_sequential(self.net, flat).squeeze(-1)
+
+    def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        r""":math:`\nabla_x E(x)` by an explicit backward pass through the layers.
+
+        Same result and contract as :meth:`BaseModel.gradient` (shape and dtype of ``x``,
+        detached; a 1-D input is one sample), without building an autograd graph: a
+        forward sweep keeps each hidden pre-activation, then
+        :math:`g \leftarrow (g \odot \sigma'(h_\ell)) W_\ell` runs from the last layer
+        to the input, each activation derivative one fused ATen kernel. For a 2-64-64-1
+        SiLU network that is 7 kernels instead of autograd's forward, graph and engine.
+        Anything the explicit pass does not cover takes :meth:`BaseModel.gradient`:
+        conditioning, an activation outside the built-in list or in place, hooks or a
+        compiled call, mixed precision, half-precision inputs, inputs on another device.
+        """
+        layers = self._explicit_layers(x, model_kwargs)
+        if layers is None:
+            return super().gradient(x, model_kwargs)
+        squeeze = x.ndim == 1
+        flat = _flatten_input(x.unsqueeze(0) if squeeze else x, self.input_dim, "MLPEnergy")
+        with torch.no_grad():
+            h = flat
+            saved: list[tuple[torch.Tensor, torch.Tensor, Callable[..., torch.Tensor]]] = []
+            *hidden, (last, _) = layers
+            for lin, (act, back) in hidden:
+                pre = torch.nn.functional.linear(h, lin.weight, lin.bias)
+                h = act.forward(pre)
+                saved.append((pre, h, back))
+            g = last.weight.expand(flat.shape[0], -1)  # dE/d(last hidden) = w_L, per row
+            for (lin, _), (pre, post, back) in zip(reversed(hidden), reversed(saved)):
+                g = back(g, pre, post).mm(lin.weight)
+        return g.reshape(x.shape)
+
+    def _explicit_layers(self, x: Any, model_kwargs: dict | None):
+        """``[(Linear, (activation, backward)), ..., (last Linear, None)]`` when the explicit
+        gradient applies to this call, else ``None``."""
+        if model_kwargs or not isinstance(x, torch.Tensor) or self.use_mixed_precision:
+            return None
+        mods = list(self.net._modules.values())
+        if len(mods) < 3 or len(mods) % 2 == 0:
+            return None
+        w = mods[0].weight if isinstance(mods[0], nn.Linear) else None
+        if (
+            w is None
+            or x.dtype != w.dtype
+            or x.dtype not in (torch.float32, torch.float64)
+            or x.device != w.device
+            or x.ndim == 0
+            or not (_plain_call(self) and _plain_call(self.net))
+        ):
+            return None
+        layers: list[Any] = []
+        for i in range(0, len(mods) - 1, 2):
+            lin, act = mods[i], mods[i + 1]
+            back = _activation_backward(act)  # type: ignore[arg-type]
+            if (
+                type(lin) is not nn.Linear
+                or back is None
+                or getattr(act, "inplace", False)
+                or not (_plain_call(lin) and _plain_call(act))  # type: ignore[arg-type]
+            ):
+                return None
+            layers.append((lin, (act, back)))
+        last = mods[-1]
+        if type(last) is not nn.Linear or last.out_features != 1 or not _plain_call(last):
+            return None
+        layers.append((last, None))
+        return layers
+
+
+MLPEnergy.gradient._returns_input_shape = True  # type: ignore[attr-defined]
 
 
 class MLPVelocity(TorchEBMModule):
