@@ -132,7 +132,9 @@ def _cd_case(cfg: Config, persistent: bool) -> Case:
         (model.parameters(), hand.params),
         floor_loss,
         batch,
-        notes=f"batch {batch}, k={k}" + (", buffer 10000" if persistent else ""),
+        notes=f"batch {batch}, k={k}"
+        + (", buffer 10000" if persistent else "")
+        + "; sampler grad: explicit backward, floor: autograd",
     )
 
 
@@ -266,7 +268,8 @@ def _em_case(cfg: Config) -> Case:
         (model.parameters(), hand.params),
         floor_loss,
         batch,
-        notes=f"batch {batch}, exact OT, {n_lang} Langevin steps",
+        notes=f"batch {batch}, exact OT, {n_lang} Langevin steps"
+        + "; sampler grad: explicit backward, floor: autograd",
     )
 
 

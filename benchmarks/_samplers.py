@@ -16,6 +16,9 @@ from _nets import HandMLP, HandVelocity, agree, make_generator
 __all__ = ["WORKLOADS"]
 
 ETA = 0.01  # Langevin / descent step size
+#: MLP energies: the floor takes the gradient with one autograd call (what a hand-written
+#: loop does); MLPEnergy.gradient runs an explicit backward pass without a graph
+_EXPLICIT = "; lib grad: explicit backward, floor: autograd"
 
 
 def _mlp_energy(cfg: Config):
@@ -86,7 +89,9 @@ def _langevin_case(cfg: Config, kind: str, trajectory: bool = False) -> Case:
         library,
         floor,
         check=lambda a, b: agree(a, b, atol=tol, rtol=tol),
-        notes=f"{n} chains x {steps} steps" + (", trajectory" if trajectory else ""),
+        notes=f"{n} chains x {steps} steps"
+        + (", trajectory" if trajectory else "")
+        + (_EXPLICIT if kind == "mlp" else ""),
     )
 
 
@@ -179,7 +184,7 @@ def _descent_case(cfg: Config, nesterov: bool) -> Case:
         library,
         floor,
         check=lambda a, b: agree(a, b, atol=1e-3, rtol=1e-3),
-        notes=f"{n} chains x {steps} steps",
+        notes=f"{n} chains x {steps} steps" + _EXPLICIT,
     )
 
 

@@ -39,13 +39,17 @@ def _plain_call(module: nn.Module) -> bool:
     is as much as a small layer costs on a small batch. Hot loops use it for the modules
     they call many times; anything registered takes the ordinary path.
     """
+    return _no_local_hooks(module) and not _global_hooks_set()
+
+
+def _no_local_hooks(module: nn.Module) -> bool:
+    """No hook and no compiled call on ``module`` itself (global hooks not looked at)."""
     return not (
         module._forward_hooks
         or module._forward_pre_hooks
         or module._backward_hooks
         or module._backward_pre_hooks
         or getattr(module, "_compiled_call_impl", None) is not None
-        or _global_hooks_set()
     )
 
 

@@ -31,7 +31,8 @@ def mean_flat(t: torch.Tensor) -> torch.Tensor:
     """
     if t.ndim <= 1:
         return t
-    return t.reshape(t.shape[0], -1).mean(dim=1)
+    # a reduction over the trailing dims directly: no reshape (and no view node in autograd)
+    return t.mean(dim=1) if t.ndim == 2 else t.mean(dim=tuple(range(1, t.ndim)))
 
 
 def trimmed_mean(values: torch.Tensor, trim_fraction: float) -> torch.Tensor:

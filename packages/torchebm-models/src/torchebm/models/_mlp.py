@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseModel, TorchEBMModule
-from torchebm.core._module import _plain_call
+from torchebm.core._module import _global_hooks_set, _no_local_hooks, _plain_call
 from torchebm.core.errors import ShapeError, check_int
 
 __all__ = ["MLPEnergy", "MLPVelocity", "fourier_time_features"]
@@ -81,8 +81,11 @@ def _run_sequential(net: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
     registered takes the ordinary path so that it runs.
     """
     layers = net._modules.values()
-    if not (_plain_call(net) and all(_plain_call(m) for m in layers)):  # type: ignore[arg-type]
+    if _global_hooks_set() or not _no_local_hooks(net):
         return net(h)
+    for m in layers:
+        if not _no_local_hooks(m):  # type: ignore[arg-type]
+            return net(h)
     for m in layers:
         h = m.forward(h)  # type: ignore[union-attr]
     return h
