@@ -129,33 +129,46 @@ def test_unwrap_and_unsharded_pass_through_plain_modules():
 
 # ---------------------------------------------------------------------------- two processes
 def launch(worker: Path, out: Path, world: int = WORLD, timeout: float = 120.0) -> list[dict]:
-    """Start ``world`` gloo ranks of ``worker`` (file:// rendezvous) and load their results."""
-    init = f"file://{out / 'rendezvous'}"
+    """Start ``world`` gloo ranks of ``worker`` (file:// rendezvous) and load their results.
+
+    A rank killed by a signal (a crash inside gloo's C++ threads, not a Python failure of
+    the worker) is retried once in a fresh directory; any other failure fails at once.
+    """
+    for attempt in range(2):
+        run_dir = out / f"attempt{attempt}"
+        run_dir.mkdir()
+        procs, logs = _start_ranks(worker, run_dir, world), []
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            try:
+                logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+            except subprocess.TimeoutExpired:
+                for q in procs:
+                    q.kill()
+                raise
+        codes = [p.returncode for p in procs]
+        if attempt == 0 and any(c < 0 for c in codes) and not any(c > 0 for c in codes):
+            continue
+        for r, c in enumerate(codes):
+            assert c == 0, f"rank {r} failed:\n{logs[r][-4000:]}"
+        return [torch.load(run_dir / f"rank{r}.pt", weights_only=False) for r in range(world)]
+    raise AssertionError("unreachable")
+
+
+def _start_ranks(worker: Path, run_dir: Path, world: int) -> list[subprocess.Popen]:
+    init = f"file://{run_dir / 'rendezvous'}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCHEBM_TEST_INIT": init}
     env["WORLD_SIZE"] = str(world)
-    procs = []
-    for r in range(world):
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(worker), str(out)],
-                env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+    return [
+        subprocess.Popen(
+            [sys.executable, str(worker), str(run_dir)],
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
-    deadline = time.monotonic() + timeout
-    logs = []
-    for p in procs:
-        try:
-            logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            raise
-    for r, p in enumerate(procs):
-        assert p.returncode == 0, f"rank {r} failed:\n{logs[r][-4000:]}"
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
+        for r in range(world)
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -102,23 +102,24 @@ def _activation_backward(m: nn.Module) -> Callable[..., torch.Tensor] | None:
     """
     aten = torch.ops.aten
     kind = type(m)
+    act: Any = m  # the activation's own attributes (slope, alpha, beta, ...) are plain values
     if kind is nn.SiLU:
         return lambda g, h, a: aten.silu_backward(g, h)
     if kind is nn.ReLU:
         return lambda g, h, a: aten.threshold_backward(g, h, 0)
     if kind is nn.LeakyReLU:
-        slope = float(m.negative_slope)
+        slope = float(act.negative_slope)
         return lambda g, h, a: aten.leaky_relu_backward(g, h, slope, False)
     if kind is nn.GELU:
-        approx = m.approximate
+        approx = act.approximate
         return lambda g, h, a: aten.gelu_backward(g, h, approximate=approx)
     if kind is nn.ELU:
-        alpha = float(m.alpha)
+        alpha = float(act.alpha)
         return lambda g, h, a: aten.elu_backward(g, alpha, 1.0, 1.0, False, h)
     if kind is nn.SELU:
         return lambda g, h, a: aten.elu_backward(g, _SELU_ALPHA, _SELU_SCALE, 1.0, False, h)
     if kind is nn.Softplus:
-        beta, threshold = float(m.beta), float(m.threshold)
+        beta, threshold = float(act.beta), float(act.threshold)
         return lambda g, h, a: aten.softplus_backward(g, h, beta, threshold)
     if kind is nn.Tanh:
         return lambda g, h, a: aten.tanh_backward(g, a)
