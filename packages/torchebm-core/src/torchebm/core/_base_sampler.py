@@ -125,7 +125,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
     ``nan_check_every`` steps (default 10) and after the last step: a ``(B,)`` record of
     the first check that saw each chain non-finite, no host sync. Every sampler of the
     library updates ``x`` additively, so a chain that went NaN/inf stays so and a sparse
-    check misses nothing; it only brackets the step: chain ``i`` went bad in the window
+    check misses nothing (HMC rejects non-finite proposals; only a ``clamp`` can turn an
+    infinity between two checks back into a bound, use ``nan_check_every=1`` there to see
+    it); a sparse check only brackets the step: chain ``i`` went bad in the window
     ``(previous check, check]`` (exact with ``nan_check_every=1``, or from a recorded
     trajectory). Checking costs about as much as a step of a closed-form energy on a large
     batch, hence not every step by default. At the end of ``sample()`` (one sync):
@@ -136,8 +138,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
     chains as they are; ``"resample"`` checks after every step whatever
     ``nan_check_every`` says, restarts every chain that went non-finite from its own
     starting point (then keeps going, with fresh noise for stochastic samplers) and warns
-    at the end which chains were restarted. A non-finite starting
-    ``x`` is rejected at entry.
+    at the end which chains were restarted. A non-finite starting ``x`` is rejected at
+    entry.
 
     Args:
         model: The energy model (or, for flow samplers, the vector field). Registered as a
