@@ -19,9 +19,10 @@ from functools import partial
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
-from torchebm.core._base_model import BaseModel
-from torchebm.core._module import TorchEBMModule
+from torchebm.core._base_model import BaseModel, _AnalyticModel
+from torchebm.core._module import TorchEBMModule, _plain_call
 from torchebm.core._schedulable import Schedulable, _schedulable_subtree
 from torchebm.core._schedulers import ConstantScheduler
 from torchebm.core.errors import (
@@ -304,7 +305,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 and getattr(type(model).gradient, "_returns_input_shape", False)
                 and "gradient" not in model.__dict__
             ):
-                fn = model.gradient
+                # chains are always batched: an analytic model's closed form directly
+                analytic = isinstance(model, _AnalyticModel) and "_grad" not in model.__dict__
+                fn = model._grad if analytic else model.gradient
             else:
                 fn = partial(self._model_gradient, model_kwargs=mk)
             ctx.extra["gradient"] = fn
@@ -312,7 +315,10 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     def _model_energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """Energies ``(B,)`` of ``x`` under the model."""
-        return self.model(x, **model_kwargs) if model_kwargs else self.model(x)
+        model = self.model
+        if isinstance(model, nn.Module) and _plain_call(model):
+            model = model.forward  # nothing registered: skip nn.Module.__call__
+        return model(x, **model_kwargs) if model_kwargs else model(x)
 
     # ------------------------------------------------------------------ validation
     def _resolve_n_steps(self, n_steps: Any) -> int:
