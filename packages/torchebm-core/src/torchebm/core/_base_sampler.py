@@ -296,7 +296,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         conditioning; otherwise :meth:`_model_gradient`, which
         also checks the shape of what a custom ``gradient`` returns.
         """
-        fn = ctx.extra.get("gradient")
+        fn: Callable[[torch.Tensor], torch.Tensor] | None = ctx.extra.get("gradient")
         if fn is None:
             model, mk = self.model, ctx.model_kwargs
             if (
@@ -306,8 +306,10 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 and "gradient" not in model.__dict__
             ):
                 # chains are always batched: an analytic model's closed form directly
-                analytic = isinstance(model, _AnalyticModel) and "_grad" not in model.__dict__
-                fn = model._grad if analytic else model.gradient
+                if isinstance(model, _AnalyticModel) and "_grad" not in model.__dict__:
+                    fn = model._grad
+                else:
+                    fn = model.gradient
             else:
                 fn = partial(self._model_gradient, model_kwargs=mk)
             ctx.extra["gradient"] = fn
