@@ -84,3 +84,25 @@ def test_force_reuse_saves_one_gradient_per_step_with_identical_samples(
     assert calls["plain"] == n_steps * (n_leapfrog + 1)
     assert calls["reuse"] == 1 + n_steps * n_leapfrog
     assert torch.equal(out["reuse"], out["plain"])
+
+
+def test_resample_policy_reuses_the_starting_energies():
+    """``nan_policy="resample"`` checks after every step; restarting no chain must not cost an
+    energy evaluation, and the samples equal those of ``"raise"``."""
+    model = GaussianModel(torch.tensor([1.0, -2.0]), torch.tensor([[1.0, 0.8], [0.8, 1.0]]))
+    calls = [0]
+    forward = model.forward
+
+    def counted(x):
+        calls[0] += 1
+        return forward(x)
+
+    model.forward = counted
+    hmc = HamiltonianMonteCarlo(model, step_size=0.2, n_leapfrog_steps=3)
+    x0 = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    kw = {"x": x0, "n_steps": 12}
+    a = hmc.sample(**kw, generator=torch.Generator().manual_seed(1))
+    n_raise, calls[0] = calls[0], 0
+    b = hmc.sample(**kw, generator=torch.Generator().manual_seed(1), nan_policy="resample")
+    assert torch.equal(a, b)
+    assert calls[0] == n_raise == 1 + 12  # the start, then one proposal per step

@@ -111,7 +111,13 @@ class _HMCBase(BaseSampler):
 
     def _restart_chains(self, state, mask, x0, ctx):
         state = super()._restart_chains(state, mask, x0, ctx)
-        state["energy"] = self._energy(state["x"], ctx.model_kwargs)
+        # restarted chains are back at x0, whose energies init_state computed (no new
+        # evaluation: "resample" calls this after every step, usually with no chain to move)
+        e0 = ctx.extra.get("energy0")
+        if e0 is None:
+            state["energy"] = self._energy(state["x"], ctx.model_kwargs)
+        else:
+            state["energy"] = torch.where(mask, e0, state["energy"])
         return state
 
 
@@ -262,6 +268,7 @@ class HamiltonianMonteCarlo(_HMCBase):
             "p": torch.empty_like(x),
             "accepted": torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
         }
+        ctx.extra["energy0"] = state["energy"]  # never modified in place: restarts reuse it
         # the trajectory returns the energy gradient at its end point: keeping the one of
         # the current state saves one evaluation per iteration
         if fused is not None or isinstance(self.integrator, LeapfrogIntegrator):
@@ -495,9 +502,11 @@ class RiemannianManifoldHMC(_HMCBase):
         return torch.cholesky_solve(p.reshape(x.shape[0], -1, 1), chol).reshape(x.shape)
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
+        energy = self._energy(x, ctx.model_kwargs)
+        ctx.extra["energy0"] = energy  # never modified in place: restarts reuse it
         return {
             "x": x,
-            "energy": self._energy(x, ctx.model_kwargs),
+            "energy": energy,
             "accepted": torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
         }
 
