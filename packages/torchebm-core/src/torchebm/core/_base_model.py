@@ -210,8 +210,9 @@ class GaussianModel(_AnalyticModel):
         return x if x.dtype == dtype else x.to(dtype)
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
-        d = self._check(x) - self.mean
-        return 0.5 * ((d @ self.cov_inv) * d).sum(-1)
+        buffers: dict[str, torch.Tensor] = self._buffers  # type: ignore[assignment]
+        d = self._check(x) - buffers["mean"]
+        return 0.5 * (torch.mm(d, buffers["cov_inv"]) * d).sum(-1)
 
     def _grad(self, x: torch.Tensor) -> torch.Tensor:
         in_dtype = x.dtype
