@@ -215,12 +215,14 @@ class GaussianModel(_AnalyticModel):
         return 0.5 * (torch.mm(d, buffers["cov_inv"]) * d).sum(-1)
 
     def _grad(self, x: torch.Tensor) -> torch.Tensor:
-        in_dtype = x.dtype
-        # one dict read instead of two nn.Module.__getattr__ calls
+        # one dict read instead of two nn.Module.__getattr__ calls (samplers call this in
+        # their innermost loop); anything but a (B, D) input of the model's dtype: _check
         buffers: dict[str, torch.Tensor] = self._buffers  # type: ignore[assignment]
-        d = self._check(x) - buffers["mean"]
-        g = torch.mm(d, buffers["cov_inv"])  # d is (B, D): mm skips matmul's dispatch
-        return g if g.dtype == in_dtype else g.to(in_dtype)
+        mean, prec = buffers["mean"], buffers["cov_inv"]
+        if x.ndim == 2 and x.dtype == prec.dtype and x.shape[1] == mean.shape[0]:
+            return torch.mm(x - mean, prec)  # x is (B, D): mm skips matmul's dispatch
+        g = torch.mm(self._check(x) - mean, prec)
+        return g if g.dtype == x.dtype else g.to(x.dtype)
 
 
 class DoubleWellModel(_AnalyticModel):

@@ -281,14 +281,16 @@ class HamiltonianMonteCarlo(_HMCBase):
         g = self._model_gradient(x, mk)
         return g.neg_() if g is not x else -g
 
-    def _kinetic(self, p: torch.Tensor, mass: Any) -> torch.Tensor:
+    def _kinetic(self, p: torch.Tensor, mass: Any, clamp: bool = True) -> torch.Tensor:
+        """:math:`\tfrac12 p^\top M^{-1} p` per chain, clamped to ``[0, 1e10]`` (``clamp``)."""
         if mass is None:
             k = _flat_sum(p.square())
         elif isinstance(mass, float):
             k = _flat_sum(p.square()) / mass
         else:
             k = _flat_sum(p.square() / mass)
-        return k.mul_(0.5).clamp_(0.0, _ENERGY_CLAMP)
+        k.mul_(0.5)
+        return k.clamp_(0.0, _ENERGY_CLAMP) if clamp else k
 
     def step(self, state: State, ctx: SamplerContext) -> State:
         x, mk = state["x"], ctx.model_kwargs
@@ -297,7 +299,9 @@ class HamiltonianMonteCarlo(_HMCBase):
         p = state["p"].normal_(generator=ctx.generator)  # buffer reused; integrators copy
         if sqrt_mass is not None:
             p.mul_(sqrt_mass)
-        h_cur = state["energy"] + self._kinetic(p, mass)
+        # fresh momenta: K = |z|^2 / 2 with z ~ N(0, I), about half the event size, so the
+        # 1e10 clamp (kept for the proposal's K) cannot act here and is skipped
+        h_cur = state["energy"] + self._kinetic(p, mass, clamp=False)
         fused = ctx.extra["fused"]
         if fused is not None:
             # a plain analytic model is passed as is: torchebm.cuda then runs the whole
