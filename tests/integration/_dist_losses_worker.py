@@ -8,6 +8,7 @@ from the helpers below (same model init, data and per-rank generator streams).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -272,6 +273,10 @@ def main() -> None:
     torch.save(res, out / f"rank{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()
+    # leave without interpreter teardown: gloo's C++ threads can abort (std::terminate) while
+    # static objects are destroyed, after the results are safely written
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
