@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core._module import TorchEBMModule, _plain_call
+from torchebm.core._module import TorchEBMModule, _direct
 from torchebm.core.errors import ShapeError, check_positive
 
 __all__ = [
@@ -79,7 +79,7 @@ class BaseModel(TorchEBMModule, ABC):
             if xg.dtype != work_dtype:  # no .to() dispatch on the common same-dtype path
                 xg = xg.to(work_dtype)
             xg.requires_grad_(True)
-            call = self.forward if _plain_call(self) else self
+            call = _direct(self)
             if self.use_mixed_precision:
                 with self.autocast_context():
                     energy = call(xg, **model_kwargs) if model_kwargs else call(xg)

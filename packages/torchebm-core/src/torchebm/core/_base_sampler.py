@@ -19,10 +19,9 @@ from functools import partial
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
 from torchebm.core._base_model import BaseModel, _AnalyticModel
-from torchebm.core._module import TorchEBMModule, _plain_call
+from torchebm.core._module import TorchEBMModule, _direct
 from torchebm.core._schedulable import Schedulable, _schedulable_subtree
 from torchebm.core._schedulers import ConstantScheduler
 from torchebm.core.errors import (
@@ -317,9 +316,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     def _model_energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """Energies ``(B,)`` of ``x`` under the model."""
-        model = self.model
-        if isinstance(model, nn.Module) and _plain_call(model):
-            model = model.forward  # nothing registered: skip nn.Module.__call__
+        model = _direct(self.model)  # nothing registered: skip nn.Module.__call__
         return model(x, **model_kwargs) if model_kwargs else model(x)
 
     # ------------------------------------------------------------------ validation

@@ -42,6 +42,14 @@ def _plain_call(module: nn.Module) -> bool:
     return _no_local_hooks(module) and not _global_hooks_set()
 
 
+def _direct(fn: Any) -> Any:
+    """``fn.forward`` when ``fn`` is a module whose call would do nothing more (see
+    :func:`_plain_call`), else ``fn`` itself: the callable a hot loop should call."""
+    if isinstance(fn, nn.Module) and _plain_call(fn):
+        return fn.forward
+    return fn
+
+
 def _no_local_hooks(module: nn.Module) -> bool:
     """No hook and no compiled call on ``module`` itself (global hooks not looked at)."""
     return not (

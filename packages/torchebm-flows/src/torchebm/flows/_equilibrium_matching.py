@@ -6,10 +6,9 @@ import warnings
 from typing import Any
 
 import torch
-from torch import nn
 
 from torchebm.core import BaseLoss, BaseScheduler
-from torchebm.core._module import _plain_call
+from torchebm.core._module import _direct
 from torchebm.core.errors import ConfigurationError, check_in, check_non_negative
 from torchebm.couplings import resolve_coupling
 from torchebm.flows._utils import (
@@ -168,9 +167,7 @@ class EquilibriumMatchingLoss(BaseLoss):
 
     # ------------------------------------------------------------------ core
     def _call_model(self, x, t, mk):
-        model = self.model
-        if isinstance(model, nn.Module) and _plain_call(model):
-            model = model.forward  # nothing registered on it: skip nn.Module.__call__
+        model = _direct(self.model)  # nothing registered on it: skip nn.Module.__call__
         if self.use_mixed_precision:
             with self.autocast_context():
                 out = model(x, t, **mk) if mk else model(x, t)
