@@ -164,21 +164,6 @@ def test_fused_backend(monkeypatch):
     torch.testing.assert_close(fused, eager)
 
 
-def test_real_torchebm_cuda_fallback_matches_eager():
-    pytest.importorskip("torchebm.cuda")  # optional: not a dependency of torchebm-samplers
-    model = GaussianModel(MU, COV)
-    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
-    kw = dict(step_size=0.25, n_leapfrog_steps=5, mass=torch.tensor([2.0, 0.5]))
-    out = {}
-    for backend in ("fused", "eager"):
-        hmc = HamiltonianMonteCarlo(model, backend=backend, **kw)
-        out[backend], diag = hmc.sample(
-            x=x0, n_steps=20, generator=torch.Generator().manual_seed(1), return_diagnostics=True
-        )
-        assert diag["acceptance_rate"].mean() > 0.6
-    torch.testing.assert_close(out["fused"], out["eager"], atol=1e-4, rtol=1e-4)
-
-
 # ----------------------------------------------------------------------------- RMHMC
 def test_rmhmc_with_a_constant_metric_samples_the_target():
     model = GaussianModel(MU, COV)

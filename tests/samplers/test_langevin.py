@@ -216,17 +216,6 @@ def test_fused_backend_dispatches_the_update(monkeypatch):
     assert calls == []
 
 
-def test_real_torchebm_cuda_fallback_matches_eager():
-    pytest.importorskip("torchebm.cuda")  # optional: not a dependency of torchebm-samplers
-    x0 = torch.randn(32, 3, generator=torch.Generator().manual_seed(0))
-    kw = dict(step_size=0.05, noise_scale=0.8, clamp=(-2.0, 2.0))
-    out = {}
-    for backend in ("fused", "eager"):
-        sampler = LangevinDynamics(DoubleWellModel(), backend=backend, **kw)
-        out[backend] = sampler.sample(x=x0, n_steps=30, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(out["fused"], out["eager"], atol=1e-5, rtol=1e-5)
-
-
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_auto_backend_on_cuda_matches_eager_statistics():
