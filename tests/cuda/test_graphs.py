@@ -80,3 +80,30 @@ def test_compiled_eager_step_agrees_with_eager_for_supplied_noise():
         a, b = step(x, eps), compiled(x, eps)
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
         x = a
+
+
+def test_which_generator_is_registered_with_the_graph(monkeypatch):
+    # decided before any CUDA work, so it can be checked without a GPU
+    from torchebm.cuda import _graphs
+
+    class Gen:  # stands in for a torch.Generator on a CUDA device
+        def __init__(self, index):
+            self.device = torch.device("cuda", index) if index is not None else torch.device("cuda")
+
+    default0, default1 = Gen(0), Gen(1)
+    monkeypatch.setattr(torch.cuda, "default_generators", (default0, default1))
+    dev1 = torch.device("cuda", 1)
+    assert _graphs._generator_to_register(None, dev1) is None
+    assert _graphs._generator_to_register(torch.Generator(), dev1) is None  # CPU generator
+    assert _graphs._generator_to_register(default1, dev1) is None  # graph-safe already
+    mine = Gen(1)
+    assert _graphs._generator_to_register(mine, dev1) is mine
+    assert _graphs._generator_to_register(Gen(None), dev1) is not None  # index from the state
+
+    class OldGraph:  # torch < 2.5 has no register_generator_state
+        pass
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", OldGraph)
+    with pytest.raises(ConfigurationError, match="torch >= 2.5"):
+        _graphs._generator_to_register(mine, dev1)
+    assert _graphs._generator_to_register(default1, dev1) is None

@@ -47,6 +47,26 @@ def _call(step_fn: Callable, cur: tuple[torch.Tensor, ...], is_tuple: bool, ref)
     return out
 
 
+def _generator_to_register(
+    generator: torch.Generator | None, device: torch.device
+) -> torch.Generator | None:
+    """The generator to register with the graph: a CUDA generator other than the default one."""
+    if generator is None or generator.device.type != "cuda":
+        return None
+    index = generator.device.index
+    default = torch.cuda.default_generators[device.index if index is None else index]
+    if generator is default:
+        return None  # captured draws from the default generator are graph-safe already
+    if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):  # torch < 2.5
+        raise ConfigurationError(
+            "graphed_loop(generator=...) with a non-default CUDA generator needs torch >= 2.5 "
+            f"(CUDAGraph.register_generator_state); torch {torch.__version__} replays only "
+            "draws from the default CUDA generator: pass generator=None and seed with "
+            "torch.cuda.manual_seed"
+        )
+    return generator
+
+
 def graphed_loop(
     step_fn: Callable[[State], State],
     state: State,
@@ -119,6 +139,7 @@ def graphed_loop(
         return pack(cur)
 
     device = tensors[0].device
+    register = _generator_to_register(generator, device)
     side = torch.cuda.Stream(device=device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
@@ -131,10 +152,8 @@ def graphed_loop(
     # graph inputs live outside the graph's private memory pool, so they survive the graph
     static = tuple(t.clone() for t in cur)
     graph = torch.cuda.CUDAGraph()
-    if generator is not None and generator.device.type == "cuda":
-        default = torch.cuda.default_generators[generator.device.index or 0]
-        if generator is not default:
-            graph.register_generator_state(generator)
+    if register is not None:
+        graph.register_generator_state(register)
     with torch.cuda.graph(graph):
         res = static
         for _ in range(k):
