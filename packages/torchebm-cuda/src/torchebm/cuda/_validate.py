@@ -136,6 +136,8 @@ def check_clamp(clamp: Any) -> tuple[float, float] | None:
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a == b:  # the common case, without resolving a missing CUDA index
+        return True
     if a.type != b.type:
         return False
     ia = (
