@@ -73,39 +73,38 @@ def _recording(monkeypatch, name: str) -> list:
     return calls
 
 
-def test_langevin_takes_the_fused_step_on_cuda(monkeypatch, fake_mode):
-    calls = _recording(monkeypatch, "fused_langevin_step")
+SAMPLERS = {
+    "langevin": (
+        "fused_langevin_step",
+        lambda m, b: LangevinDynamics(m, 0.05, clamp=(-3, 3), backend=b),
+    ),
+    "hmc": ("fused_leapfrog_step", lambda m, b: HamiltonianMonteCarlo(m, 0.1, 3, backend=b)),
+}
+
+
+@pytest.mark.parametrize("which", list(SAMPLERS))
+def test_samplers_take_the_fused_kernel_on_cuda(monkeypatch, fake_mode, which):
+    kernel, make = SAMPLERS[which]
+    calls = _recording(monkeypatch, kernel)
     model = HarmonicModel(device="cuda")
     x = torch.randn(16, 4, device="cuda")
     for backend, expect in (("auto", 2), ("eager", 0)):
         calls.clear()
-        sampler = LangevinDynamics(model, step_size=0.05, clamp=(-3.0, 3.0), backend=backend)
-        ctx = _ctx(x)
+        sampler, ctx = make(model, backend), _ctx(x)
         state = sampler.init_state(x, ctx)
         for _ in range(2):
             state = sampler.step(state, ctx)
         assert calls == [("cuda", torch.float32, (16, 4))] * expect, backend
         assert state["x"].device.type == "cuda" and state["x"].shape == (16, 4)
-    # a non-Euler-Maruyama integrator never takes the Langevin kernel
-    heun = LangevinDynamics(model, step_size=0.05, integrator="heun")
-    calls.clear()
-    heun.step(heun.init_state(x, _ctx(x)), _ctx(x))
-    assert calls == []
 
 
-def test_hmc_takes_the_fused_leapfrog_on_cuda(monkeypatch, fake_mode):
-    calls = _recording(monkeypatch, "fused_leapfrog_step")
-    model = HarmonicModel(device="cuda")
+def test_langevin_with_another_integrator_never_takes_the_kernel(monkeypatch, fake_mode):
+    calls = _recording(monkeypatch, "fused_langevin_step")
     x = torch.randn(16, 4, device="cuda")
-    for backend, expect in (("auto", 2), ("eager", 0)):
-        calls.clear()
-        hmc = HamiltonianMonteCarlo(model, step_size=0.1, n_leapfrog_steps=3, backend=backend)
-        ctx = _ctx(x)
-        state = hmc.init_state(x, ctx)
-        for _ in range(2):
-            state = hmc.step(state, ctx)
-        assert calls == [("cuda", torch.float32, (16, 4))] * expect, backend
-        assert state["x"].device.type == "cuda"
+    heun = LangevinDynamics(HarmonicModel(device="cuda"), step_size=0.05, integrator="heun")
+    ctx = _ctx(x)
+    heun.step(heun.init_state(x, ctx), ctx)
+    assert calls == []
 
 
 def test_cpu_chains_stay_eager_with_the_real_piece_installed(monkeypatch):
