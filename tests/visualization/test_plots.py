@@ -97,6 +97,19 @@ def test_plot_trajectories_draws_each_chain():
         plot_trajectories(torch.zeros(3, 4, 5, 2))
 
 
+def test_plot_trajectories_limits():
+    traj = torch.randn(3, 30, 2, generator=torch.Generator().manual_seed(2)).cumsum(1)
+    ax = plot_trajectories(traj).axes[0]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    pts = traj.reshape(-1, 2)
+    assert x0 < pts[:, 0].min() and pts[:, 0].max() < x1
+    assert y0 < pts[:, 1].min() and pts[:, 1].max() < y1
+    ax = plot_trajectories(traj, xlim=(-3, 3)).axes[0]  # ylim follows xlim
+    assert ax.get_xlim() == pytest.approx((-3, 3)) and ax.get_ylim() == pytest.approx((-3, 3))
+    ax = plot_trajectories(traj, ylim=(-1, 2)).axes[0]  # fitted x, given y
+    assert ax.get_ylim() == pytest.approx((-1, 2)) and ax.get_xlim()[0] < pts[:, 0].min()
+
+
 def test_quiver_shows_unit_directions_of_the_field():
     fig = plot_vector_field(lambda x: 3.0 * x, (-1, 1), grid_size=5)
     q = fig.axes[0].collections[0]

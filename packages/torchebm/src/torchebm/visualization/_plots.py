@@ -185,6 +185,32 @@ def _auto_limits(
     return (float(c[0] - half), float(c[0] + half)), (float(c[1] - half), float(c[1] + half))
 
 
+def _points_canvas(
+    points: tuple[np.ndarray | None, ...],
+    xlim: Sequence[float] | None,
+    ylim: Sequence[float] | None,
+    ax: Axes | None,
+    model: Callable[..., torch.Tensor] | None,
+    landscape: dict[str, Any],
+) -> tuple[Figure, Axes, tuple[float, float], tuple[float, float]]:
+    """Figure, axes and plot ranges for 2D points, with ``model``'s landscape underneath.
+
+    Ranges: ``xlim`` given -> ``ylim`` defaults to it; else both fitted to ``points``
+    (``ylim`` still wins when given). ``landscape`` holds the keywords of
+    :func:`plot_energy_landscape` (``grid_size``, ``kind``, ``clip``, ``model_kwargs``).
+    """
+    if xlim is None:
+        xlim_, auto_y = _auto_limits(*points)
+        ylim_ = check_limits("ylim", ylim) if ylim is not None else auto_y
+    else:
+        xlim_ = check_limits("xlim", xlim)
+        ylim_ = check_limits("ylim", ylim) if ylim is not None else xlim_
+    fig, ax = _figure_and_axes(ax, (6.0, 5.0) if model is not None else (5.0, 5.0))
+    if model is not None:
+        plot_energy_landscape(model, xlim_, ylim_, ax=ax, **landscape)
+    return fig, ax, xlim_, ylim_
+
+
 def plot_samples(
     samples: Any,
     data: Any = None,
@@ -235,25 +261,8 @@ def plot_samples(
     """
     pts = to_numpy_2d("samples", samples)
     ref = to_numpy_2d("data", data) if data is not None else None
-    if xlim is None:
-        auto_x, auto_y = _auto_limits(pts, ref)
-        xlim_ = auto_x
-        ylim_ = check_limits("ylim", ylim) if ylim is not None else auto_y
-    else:
-        xlim_ = check_limits("xlim", xlim)
-        ylim_ = check_limits("ylim", ylim) if ylim is not None else xlim_
-    fig, ax = _figure_and_axes(ax, (6.0, 5.0) if model is not None else (5.0, 5.0))
-    if model is not None:
-        plot_energy_landscape(
-            model,
-            xlim_,
-            ylim_,
-            grid_size,
-            kind=kind,
-            clip=clip,
-            ax=ax,
-            model_kwargs=model_kwargs,
-        )
+    landscape = dict(grid_size=grid_size, kind=kind, clip=clip, model_kwargs=model_kwargs)
+    fig, ax, xlim_, ylim_ = _points_canvas((pts, ref), xlim, ylim, ax, model, landscape)
     if ref is not None:
         ax.scatter(ref[:, 0], ref[:, 1], s=s, alpha=alpha, label=data_label, **_DATA_STYLE)
     ax.scatter(pts[:, 0], pts[:, 1], s=s, alpha=alpha, label=sample_label, **_SAMPLE_STYLE)
@@ -321,24 +330,8 @@ def plot_trajectories(
     max_chains = check_int("max_chains", max_chains, minimum=1)
     traj = traj[:max_chains]
     flat = traj.reshape(-1, 2)
-    if xlim is None:
-        xlim_, ylim_auto = _auto_limits(flat)
-        ylim_ = check_limits("ylim", ylim) if ylim is not None else ylim_auto
-    else:
-        xlim_ = check_limits("xlim", xlim)
-        ylim_ = check_limits("ylim", ylim) if ylim is not None else xlim_
-    fig, ax = _figure_and_axes(ax, (6.0, 5.0) if model is not None else (5.0, 5.0))
-    if model is not None:
-        plot_energy_landscape(
-            model,
-            xlim_,
-            ylim_,
-            grid_size,
-            kind=kind,
-            clip=clip,
-            ax=ax,
-            model_kwargs=model_kwargs,
-        )
+    landscape = dict(grid_size=grid_size, kind=kind, clip=clip, model_kwargs=model_kwargs)
+    fig, ax, xlim_, ylim_ = _points_canvas((flat,), xlim, ylim, ax, model, landscape)
     colors = [f"C{i % 10}" for i in range(traj.shape[0])]
     lines = LineCollection(list(traj), colors=colors, linewidths=linewidth, alpha=0.9)
     ax.add_collection(lines)
