@@ -113,8 +113,37 @@ class DemoSpec:
 
 
 # --------------------------------------------------------------------------- helpers
-def _adam(params: Any, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr)
+def _train(
+    ctx: DemoContext,
+    module: torch.nn.Module,
+    loss_fn: Callable[[], torch.Tensor],
+    lr: float,
+    *,
+    cosine: bool = False,
+    clip: float | None = None,
+) -> list[float]:
+    """``ctx.steps`` Adam updates of ``module`` on ``loss_fn()`` (a fresh batch per call).
+
+    ``cosine`` anneals the learning rate to 0 over the run; ``clip`` bounds the gradient norm.
+    Returns the loss of every step.
+    """
+    params = list(module.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, ctx.steps) if cosine else None
+    losses: list[float] = []
+    with ctx.progress(ctx.steps, "train") as bar:
+        for _ in range(ctx.steps):
+            loss = loss_fn()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            losses.append(loss.item())
+            bar.update(loss=losses[-1])
+    return losses
 
 
 def _mcmc_in_chunks(
@@ -164,19 +193,14 @@ def demo_eqm(ctx: DemoContext) -> DemoOutput:
 
     field_net = MLPVelocity(2, (128, 128), time_conditioned=False).to(ctx.device)
     loss_fn = EquilibriumMatchingLoss(field_net, energy_type="dot")
-    opt = _adam(field_net.parameters(), 2e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, ctx.steps)
-    losses: list[float] = []
-    with ctx.progress(ctx.steps, "train") as bar:
-        for _ in range(ctx.steps):
-            # the EqM target holds the noise draw: large batches keep the gradient quiet
-            loss = loss_fn(ctx.batch(1024), generator=ctx.generator)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            bar.update(loss=losses[-1])
+    # the EqM target holds the noise draw: large batches keep the gradient quiet
+    losses = _train(
+        ctx,
+        field_net,
+        lambda: loss_fn(ctx.batch(1024), generator=ctx.generator),
+        2e-3,
+        cosine=True,
+    )
     energy = EqMEnergy(field_net, "dot")
     sampler = GradientDescentSampler(energy, step_size=0.01)
     x0 = ctx.noise(ctx.n_samples)
@@ -234,17 +258,13 @@ def demo_cd(ctx: DemoContext) -> DemoOutput:
         init_noise_scale=cfg["restart_scale"] * radius,
         energy_reg_weight=cfg["energy_reg_weight"],
     )
-    opt = _adam(model.parameters(), cfg["lr"])
-    losses: list[float] = []
-    with ctx.progress(ctx.steps, "train") as bar:
-        for _ in range(ctx.steps):
-            loss, _neg = loss_fn(ctx.batch(256), generator=ctx.generator)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(loss.item())
-            bar.update(loss=losses[-1])
+    losses = _train(
+        ctx,
+        model,
+        lambda: loss_fn(ctx.batch(256), generator=ctx.generator)[0],
+        cfg["lr"],
+        clip=1.0,
+    )
     scale = float(ctx.train.std())
     x0 = ctx.noise(ctx.n_samples, scale)
     samples, _, _ = _mcmc_in_chunks(ctx, sampler, x0, 1000, "sample")
@@ -272,16 +292,7 @@ def demo_hmc(ctx: DemoContext) -> DemoOutput:
 
     model = MLPEnergy(2, (64, 64)).to(ctx.device)
     loss_fn = DenoisingScoreMatching(model, noise_scale=0.1)
-    opt = _adam(model.parameters(), 2e-3)
-    losses: list[float] = []
-    with ctx.progress(ctx.steps, "train") as bar:
-        for _ in range(ctx.steps):
-            loss = loss_fn(ctx.batch(256), generator=ctx.generator)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.update(loss=losses[-1])
+    losses = _train(ctx, model, lambda: loss_fn(ctx.batch(256), generator=ctx.generator), 2e-3)
     sampler = HamiltonianMonteCarlo(model, step_size=0.05, n_leapfrog_steps=10)
     scale = float(ctx.train.std())
     x0 = ctx.noise(ctx.n_samples, 2 * scale)
@@ -311,22 +322,15 @@ def demo_flow(ctx: DemoContext) -> DemoOutput:
 
     field_net = MLPVelocity(2, (128, 128)).to(ctx.device)
     interpolant = LinearInterpolant()
-    opt = _adam(field_net.parameters(), 5e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, ctx.steps)
-    losses: list[float] = []
-    with ctx.progress(ctx.steps, "train") as bar:
-        for _ in range(ctx.steps):
-            x1 = ctx.batch(256)
-            x0 = torch.randn(x1.shape, generator=ctx.generator, device=x1.device, dtype=x1.dtype)
-            t = torch.rand(x1.shape[0], generator=ctx.generator, device=x1.device, dtype=x1.dtype)
-            xt, ut = interpolant.interpolate(x0, x1, t)
-            loss = (field_net(xt, t) - ut).pow(2).sum(-1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            bar.update(loss=losses[-1])
+
+    def flow_matching_loss() -> torch.Tensor:
+        x1 = ctx.batch(256)
+        x0 = torch.randn(x1.shape, generator=ctx.generator, device=x1.device, dtype=x1.dtype)
+        t = torch.rand(x1.shape[0], generator=ctx.generator, device=x1.device, dtype=x1.dtype)
+        xt, ut = interpolant.interpolate(x0, x1, t)
+        return (field_net(xt, t) - ut).pow(2).sum(-1).mean()
+
+    losses = _train(ctx, field_net, flow_matching_loss, 5e-3, cosine=True)
     sampler = FlowSampler(field_net, interpolant=interpolant, integrator="heun")
     x0 = ctx.noise(ctx.n_samples)
     with ctx.progress(2, "sample") as bar:
