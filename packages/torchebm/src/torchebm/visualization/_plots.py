@@ -64,6 +64,25 @@ def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Fig
     raise TypeError("ax must belong to a matplotlib Figure")
 
 
+def _finish_plane(
+    ax: Axes,
+    xlim: Sequence[float],
+    ylim: Sequence[float],
+    title: str | None,
+    *,
+    labels: bool = True,
+) -> None:
+    """Ranges, equal aspect, axis labels ``x_1``/``x_2`` (``labels``) and title of a 2D plot."""
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect("equal", adjustable="box")
+    if labels:
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+    if title is not None:
+        ax.set_title(title)
+
+
 def landscape_values(
     E: np.ndarray, X: np.ndarray, Y: np.ndarray, kind: str, clip: float | None = None
 ) -> np.ndarray:
@@ -163,13 +182,7 @@ def plot_energy_landscape(
     cs = ax.contourf(X, Y, Z, levels=levels, cmap=cmap)
     if colorbar:
         fig.colorbar(cs, ax=ax, label=_KIND_LABEL[kind])
-    ax.set_xlim(X[0, 0], X[0, -1])
-    ax.set_ylim(Y[0, 0], Y[-1, 0])
-    ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
-    if title is not None:
-        ax.set_title(title)
+    _finish_plane(ax, (X[0, 0], X[0, -1]), (Y[0, 0], Y[-1, 0]), title)
     return fig
 
 
@@ -266,14 +279,8 @@ def plot_samples(
     if ref is not None:
         ax.scatter(ref[:, 0], ref[:, 1], s=s, alpha=alpha, label=data_label, **_DATA_STYLE)
     ax.scatter(pts[:, 0], pts[:, 1], s=s, alpha=alpha, label=sample_label, **_SAMPLE_STYLE)
-    ax.set_xlim(*xlim_)
-    ax.set_ylim(*ylim_)
-    ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
     ax.legend(loc="upper right", fontsize="small", markerscale=2.0)
-    if title is not None:
-        ax.set_title(title)
+    _finish_plane(ax, xlim_, ylim_, title)
     return fig
 
 
@@ -346,14 +353,8 @@ def plot_trajectories(
         label="end",
         zorder=3,
     )
-    ax.set_xlim(*xlim_)
-    ax.set_ylim(*ylim_)
-    ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
     ax.legend(loc="upper right", fontsize="small")
-    if title is not None:
-        ax.set_title(title)
+    _finish_plane(ax, xlim_, ylim_, title)
     return fig
 
 
@@ -405,13 +406,7 @@ def plot_vector_field(
     else:
         sp = ax.streamplot(X, Y, U, V, color=norm, cmap=cmap, density=1.2)
         fig.colorbar(sp.lines, ax=ax, label="$\\|f(x)\\|$")
-    ax.set_xlim(X[0, 0], X[0, -1])
-    ax.set_ylim(Y[0, 0], Y[-1, 0])
-    ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
-    if title is not None:
-        ax.set_title(title)
+    _finish_plane(ax, (X[0, 0], X[0, -1]), (Y[0, 0], Y[-1, 0]), title)
     return fig
 
 
@@ -556,13 +551,8 @@ def plot_interpolant_paths(
     fig.colorbar(lc, ax=ax, label="$t$ (0 = noise, 1 = data)")
     ax.scatter(pts[:, 0, 0], pts[:, 0, 1], s=12, c="tab:blue", label="$x_0$ (noise)", zorder=3)
     ax.scatter(pts[:, -1, 0], pts[:, -1, 1], s=12, c="tab:red", label="$x_1$ (data)", zorder=3)
-    xlim_, ylim_ = _auto_limits(pts.reshape(-1, 2))
-    ax.set_xlim(*xlim_)
-    ax.set_ylim(*ylim_)
-    ax.set_aspect("equal", adjustable="box")
     ax.legend(loc="upper right", fontsize="small")
-    if title is not None:
-        ax.set_title(title)
+    _finish_plane(ax, *_auto_limits(pts.reshape(-1, 2)), title, labels=False)
     return fig
 
 
