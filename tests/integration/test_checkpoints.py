@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 import torch
-from torch import nn
+from integration_helpers import D2, Field, Potential, gauss, gen
 
 import torchebm.losses as L
 import torchebm.samplers as S
@@ -18,19 +18,12 @@ from torchebm.core import (
     ConstantScheduler,
     CosineScheduler,
     ExponentialDecayScheduler,
-    GaussianModel,
     LinearScheduler,
     MultiStepScheduler,
     TemperatureScheduler,
     WarmupScheduler,
 )
 from torchebm.losses._trainers import ContrastiveDivergenceTrainer
-
-D2 = 2
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def X(k: int = 0, n: int = 8) -> torch.Tensor:
@@ -43,30 +36,6 @@ def roundtrip(state: Any) -> Any:
     torch.save(state, buf)
     buf.seek(0)
     return torch.load(buf, weights_only=True)
-
-
-class Potential(nn.Module):
-    def __init__(self, seed: int = 123):
-        super().__init__()
-        g = gen(seed)
-        self.w = nn.Parameter(torch.randn(D2, 8, generator=g) * 0.5)
-        self.v = nn.Parameter(torch.randn(8, generator=g) * 0.5)
-
-    def forward(self, x, **kw):
-        return torch.tanh(x @ self.w) @ self.v + 0.5 * (x**2).sum(-1)
-
-
-class Field(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Parameter(torch.tensor([[0.5, 0.1], [-0.2, 0.4]]))
-
-    def forward(self, x, t, **kw):
-        return x @ self.a + t.reshape(-1, 1)
-
-
-def gauss():
-    return GaussianModel(torch.zeros(D2), torch.eye(D2))
 
 
 # ---------------------------------------------------------------------------- schedulers

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pytest
 import torch
-from torch import nn
+from integration_helpers import D2, DATASETS, Field, Potential, gauss, gen
 
 import torchebm.couplings as C
 import torchebm.datasets as DS
@@ -21,39 +21,10 @@ import torchebm.integrators as I
 import torchebm.losses as L
 import torchebm.models as M
 import torchebm.samplers as S
-from torchebm.core import BaseTrainer, GaussianModel, HarmonicModel
+from torchebm.core import BaseTrainer, HarmonicModel
 
-D2 = 2
 X = torch.randn(8, D2, generator=torch.Generator().manual_seed(0))
 X1 = torch.randn(8, D2, generator=torch.Generator().manual_seed(1)) + 2.0
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-class Potential(nn.Module):
-    def __init__(self):
-        super().__init__()
-        g = gen(123)
-        self.w = nn.Parameter(torch.randn(D2, 8, generator=g) * 0.5)
-        self.v = nn.Parameter(torch.randn(8, generator=g) * 0.5)
-
-    def forward(self, x, **kw):
-        return torch.tanh(x @ self.w) @ self.v + 0.5 * (x**2).sum(-1)
-
-
-class Field(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Parameter(torch.tensor([[0.5, 0.1], [-0.2, 0.4]]))
-
-    def forward(self, x, t, **kw):
-        return x @ self.a + t.reshape(-1, 1)
-
-
-def gauss():
-    return GaussianModel(torch.zeros(D2), torch.eye(D2))
 
 
 def langevin(model=None, **kw):
@@ -235,16 +206,7 @@ def _integrators() -> dict[str, Callable[[], Callable[[torch.Generator], Any]]]:
 
 def _data_and_models() -> dict[str, Callable[[], Callable[[torch.Generator], Any]]]:
     out: dict[str, Callable[[], Callable[[torch.Generator], Any]]] = {}
-    for cls in [
-        DS.GaussianMixtureDataset,
-        DS.EightGaussiansDataset,
-        DS.TwoMoonsDataset,
-        DS.SwissRollDataset,
-        DS.CircleDataset,
-        DS.CheckerboardDataset,
-        DS.PinwheelDataset,
-        DS.TwoSpiralsDataset,
-    ]:
+    for cls in DATASETS:
         out[f"{cls.__name__}(generator)"] = lambda cls=cls: (
             lambda g: cls(n_samples=64, generator=g).get_data()
         )

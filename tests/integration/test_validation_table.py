@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import pytest
 import torch
+from integration_helpers import DATASETS
 from torch import nn
 
 import torchebm.couplings as C
@@ -1166,16 +1167,7 @@ def _ctor_cases() -> list[Case]:
         ),
     ]
     # ------------------------------------------------------------------ datasets
-    for cls in [
-        DS.GaussianMixtureDataset,
-        DS.EightGaussiansDataset,
-        DS.TwoMoonsDataset,
-        DS.SwissRollDataset,
-        DS.CircleDataset,
-        DS.CheckerboardDataset,
-        DS.PinwheelDataset,
-        DS.TwoSpiralsDataset,
-    ]:
+    for cls in DATASETS:
         name = cls.__name__
         c.append(
             Case(

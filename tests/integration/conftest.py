@@ -1,0 +1,6 @@
+"""tests/integration configuration: make ``integration_helpers`` importable."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
