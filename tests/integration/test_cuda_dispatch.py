@@ -16,7 +16,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
 import torchebm.cuda as tc
-from torchebm.core import GaussianModel, HarmonicModel
+from torchebm.core import BaseModel, GaussianModel, HarmonicModel, LinearScheduler
 from torchebm.core._base_sampler import SamplerContext
 from torchebm.samplers import HamiltonianMonteCarlo, LangevinDynamics
 from torchebm.samplers._backend import resolve_fused
@@ -25,9 +25,14 @@ MU = torch.tensor([1.0, -2.0], dtype=torch.float64)
 COV = torch.tensor([[1.0, 0.8], [0.8, 1.0]], dtype=torch.float64)
 
 
-def _ctx(x: torch.Tensor) -> SamplerContext:
+def _ctx(x: torch.Tensor, n_steps: int = 1, nan_check_every: int = 1) -> SamplerContext:
     return SamplerContext(
-        model_kwargs={}, generator=None, n_steps=1, thin=1, event_shape=tuple(x.shape[1:])
+        model_kwargs={},
+        generator=None,
+        n_steps=n_steps,
+        thin=1,
+        event_shape=tuple(x.shape[1:]),
+        nan_check_every=nan_check_every,
     )
 
 
@@ -60,61 +65,114 @@ def test_auto_resolves_the_installed_kernel_for_float32_cuda_chains(fake_mode, k
     assert resolve_fused("fused", kernel, torch.empty(8, 3), owner=owner) is real
 
 
-def _recording(monkeypatch, name: str) -> list:
-    """Replace ``torchebm.cuda.<name>`` by its eager fallback, recording the calls' devices."""
-    real = getattr(tc, name)
+KERNELS = ("fused_langevin_step", "langevin_chain", "fused_leapfrog_step")
+
+
+def _recording(monkeypatch) -> list:
+    """Replace the kernel functions by their eager fallbacks, recording (kernel, device, n)."""
     calls: list = []
+    for name in KERNELS:
+        real = getattr(tc, name)
 
-    def kernel(*args, **kwargs):
-        calls.append((args[0].device.type, args[0].dtype, tuple(args[0].shape)))
-        return real(*args, **kwargs, force="eager")
+        def kernel(*args, _name=name, _real=real, **kwargs):
+            n = args[2] if _name == "langevin_chain" else 1
+            calls.append((_name, args[0].device.type, n))
+            return _real(*args, **kwargs, force="eager")
 
-    monkeypatch.setattr(tc, name, kernel)
+        monkeypatch.setattr(tc, name, kernel)
     return calls
 
 
-SAMPLERS = {
-    "langevin": (
-        "fused_langevin_step",
-        lambda m, b: LangevinDynamics(m, 0.05, clamp=(-3, 3), backend=b),
+class Quartic(BaseModel):
+    """An energy the kernels do not know (its gradient is given: autograd needs a real GPU
+    under fake tensors)."""
+
+    def forward(self, x):
+        return (x**4).sum(-1) / 4
+
+    def gradient(self, x, **kwargs):
+        return x**3
+
+
+def _loop(sampler, x, n_steps=30, nan_check_every=10):
+    """The sampler's step calls as ``sample()`` makes them (the NaN checks left out)."""
+    ctx = _ctx(x, n_steps, nan_check_every)
+    state = sampler.init_state(x, ctx)
+    stride = sampler._stride(n_steps, 1, False, ctx)
+    i = 0
+    while i < n_steps:
+        ctx.i, ctx.n = i, min(stride, n_steps - i)
+        state = sampler.step(state, ctx)
+        i += ctx.n
+    assert state["x"].device.type == "cuda" and state["x"].shape == x.shape
+    return stride
+
+
+def _langevin(model, **kw):
+    return LangevinDynamics(model, step_size=0.05, clamp=(-3, 3), **kw)
+
+
+CASES = {
+    # analytic elementwise energy: the whole-chain kernel, one call per NaN check
+    "langevin-analytic": (
+        lambda: _langevin(HarmonicModel(device="cuda")),
+        [("langevin_chain", "cuda", 10)] * 3,
     ),
-    "hmc": ("fused_leapfrog_step", lambda m, b: HamiltonianMonteCarlo(m, 0.1, 3, backend=b)),
+    # any other energy: the fused update after the model's own gradient, every step
+    "langevin-generic": (lambda: _langevin(Quartic()), [("fused_langevin_step", "cuda", 1)] * 30),
+    # a scheduled step size cannot be held constant inside one kernel: step by step
+    "langevin-scheduled": (
+        lambda: _langevin(HarmonicModel(device="cuda"), noise_scale=LinearScheduler(1.0, 0.5, 30)),
+        [("fused_langevin_step", "cuda", 1)] * 30,
+    ),
+    "langevin-eager": (lambda: _langevin(HarmonicModel(device="cuda"), backend="eager"), []),
+    "langevin-heun": (lambda: _langevin(HarmonicModel(device="cuda"), integrator="heun"), []),
+    "hmc": (
+        lambda: HamiltonianMonteCarlo(HarmonicModel(device="cuda"), 0.1, 3),
+        [("fused_leapfrog_step", "cuda", 1)] * 30,
+    ),
+    "hmc-eager": (
+        lambda: HamiltonianMonteCarlo(HarmonicModel(device="cuda"), 0.1, 3, backend="eager"),
+        [],
+    ),
 }
 
 
-@pytest.mark.parametrize("which", list(SAMPLERS))
-def test_samplers_take_the_fused_kernel_on_cuda(monkeypatch, fake_mode, which):
-    kernel, make = SAMPLERS[which]
-    calls = _recording(monkeypatch, kernel)
-    model = HarmonicModel(device="cuda")
-    x = torch.randn(16, 4, device="cuda")
-    for backend, expect in (("auto", 2), ("eager", 0)):
-        calls.clear()
-        sampler, ctx = make(model, backend), _ctx(x)
-        state = sampler.init_state(x, ctx)
-        for _ in range(2):
-            state = sampler.step(state, ctx)
-        assert calls == [("cuda", torch.float32, (16, 4))] * expect, backend
-        assert state["x"].device.type == "cuda" and state["x"].shape == (16, 4)
+@pytest.mark.parametrize("case", list(CASES))
+def test_samplers_take_the_fused_kernels_on_cuda(monkeypatch, fake_mode, case):
+    make, expected = CASES[case]
+    calls = _recording(monkeypatch)
+    _loop(make(), torch.randn(16, 4, device="cuda"))
+    assert calls == expected
 
 
-def test_langevin_with_another_integrator_never_takes_the_kernel(monkeypatch, fake_mode):
-    calls = _recording(monkeypatch, "fused_langevin_step")
+def test_the_chain_kernel_stride_follows_checks_and_records(monkeypatch, fake_mode):
+    _recording(monkeypatch)
+    sampler = _langevin(HarmonicModel(device="cuda"))
     x = torch.randn(16, 4, device="cuda")
-    heun = LangevinDynamics(HarmonicModel(device="cuda"), step_size=0.05, integrator="heun")
-    ctx = _ctx(x)
-    heun.step(heun.init_state(x, ctx), ctx)
-    assert calls == []
+    ctx = _ctx(x, 30, 10)
+    sampler.init_state(x, ctx)
+    assert sampler._stride(30, 1, False, ctx) == 10
+    assert sampler._stride(30, 4, True, ctx) == 2  # a divisor of thin and of the check period
+    ctx = _ctx(x, 30, 1)
+    sampler.init_state(x, ctx)
+    assert sampler._stride(30, 1, False, ctx) == 1  # exact NaN steps: one step per call
 
 
 def test_cpu_chains_stay_eager_with_the_real_piece_installed(monkeypatch):
-    calls = _recording(monkeypatch, "fused_langevin_step")
+    calls = _recording(monkeypatch)
     LangevinDynamics(HarmonicModel(), step_size=0.05).sample(dim=2, n_samples=4, n_steps=3)
     assert calls == []
+    # backend="fused" calls the kernel functions, which run their eager fallbacks on CPU
     LangevinDynamics(HarmonicModel(), step_size=0.05, backend="fused").sample(
         dim=2, n_samples=4, n_steps=3
     )
-    assert len(calls) == 3
+    assert calls == [("langevin_chain", "cpu", 3)]
+    calls.clear()
+    LangevinDynamics(Quartic(), step_size=0.05, backend="fused").sample(
+        dim=2, n_samples=4, n_steps=3
+    )
+    assert calls == [("fused_langevin_step", "cpu", 1)] * 3
 
 
 def test_langevin_fused_backend_on_cpu_equals_eager():

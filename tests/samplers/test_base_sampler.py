@@ -153,6 +153,29 @@ def test_a_recorded_trajectory_gives_the_exact_first_step():
         assert lo <= true <= hi and hi - lo == 2 and hi % 3 == 0
 
 
+def test_nan_checks_follow_steps_when_a_call_advances_several():
+    """A sampler whose step() advances ctx.n steps (a macro step) is checked after the first
+    call that reaches each multiple of nan_check_every, and its windows are in steps."""
+
+    class Jumps(BaseSampler):
+        def _stride(self, n_steps, thin, recording, ctx):
+            return 3
+
+        def step(self, state, ctx):
+            # step k (1-based) of chain 1 is NaN from k = 7 on
+            done = ctx.i + ctx.n
+            x = state["x"].clone()
+            if done >= 7:
+                x[1] = float("nan")
+            state["x"] = x
+            return state
+
+    with pytest.raises(NonFiniteError) as info:
+        Jumps(HarmonicModel()).sample(x=torch.zeros(3, 2), n_steps=20, nan_check_every=4)
+    # calls end at steps 3, 6, 9, ...; checks at 6 (>= 4) and 9 (>= 8): NaN seen at 9
+    assert info.value.indices == [1] and info.value.windows == [(7, 9)]
+
+
 def test_nan_check_every_is_validated():
     with pytest.raises(ValueError, match="nan_check_every"):
         GradientDescentSampler(HarmonicModel(), step_size=0.1).sample(

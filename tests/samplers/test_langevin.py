@@ -16,9 +16,10 @@ from torchebm.core import (
     DoubleWellModel,
     GaussianModel,
     HarmonicModel,
+    LinearScheduler,
 )
 from torchebm.core._module import _WARNED
-from torchebm.core.errors import MissingDependencyError
+from torchebm.core.errors import MissingDependencyError, NonFiniteError
 from torchebm.integrators import EulerMaruyamaIntegrator
 from torchebm.samplers import LangevinDynamics
 
@@ -214,6 +215,91 @@ def test_fused_backend_dispatches_the_update(monkeypatch):
     calls.clear()
     LangevinDynamics(HarmonicModel(), **kw).sample(x=x0, n_steps=2)  # auto on CPU: eager
     assert calls == []
+
+
+def _fake_cuda_with_chain(calls):
+    """A torchebm.cuda stand-in with the whole-chain kernel for analytic energies."""
+    step = _fake_cuda(calls).fused_langevin_step
+
+    def langevin_chain(
+        x, energy, n_steps, step_size, noise_scale=1.0, clamp=None, generator=None,
+        check_finite=True,
+    ):  # fmt: skip
+        calls.append(("chain", n_steps))
+        assert check_finite is False  # the sampler runs its own NaN checks
+        for _ in range(n_steps):
+            x = step(x, energy.gradient(x), step_size, noise_scale, clamp, generator=generator)
+            calls.pop()
+        return x
+
+    def supports_energy(model):
+        return type(model) in (HarmonicModel, DoubleWellModel)
+
+    return types.SimpleNamespace(
+        fused_langevin_step=step, langevin_chain=langevin_chain, supports_energy=supports_energy
+    )
+
+
+def test_whole_chain_kernel_runs_up_to_each_nan_check(monkeypatch):
+    calls = []
+    monkeypatch.setattr(backend_mod, "_cuda_module", lambda: _fake_cuda_with_chain(calls))
+    x0 = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    kw = dict(step_size=0.1, noise_scale=0.7, clamp=(-1.0, 1.0))
+
+    def run(backend, **skw):
+        sampler = LangevinDynamics(HarmonicModel(), backend=backend, **kw)
+        return sampler.sample(x=x0, generator=torch.Generator().manual_seed(1), **skw)
+
+    eager = run("eager", n_steps=25)
+    assert calls == []
+    torch.testing.assert_close(run("fused", n_steps=25), eager)
+    assert calls == [("chain", 10), ("chain", 10), ("chain", 5)]
+    calls.clear()
+    torch.testing.assert_close(run("fused", n_steps=25, nan_check_every=1), eager)
+    assert calls == [("chain", 1)] * 25
+    calls.clear()
+    # recorded rows every thin = 4 steps and checks every 10: calls of gcd(4, 10) = 2 steps
+    traj = run("fused", n_steps=24, thin=4, return_trajectory=True)
+    torch.testing.assert_close(traj, run("eager", n_steps=24, thin=4, return_trajectory=True))
+    assert calls == [("chain", 2)] * 12
+    calls.clear()
+    # per-step restarts, schedules and energies without a kernel: the per-step update
+    run("fused", n_steps=5, nan_policy="resample")
+    assert calls == [(0.1, 0.7, (-1.0, 1.0))] * 5
+    calls.clear()
+    sampler = LangevinDynamics(
+        HarmonicModel(), backend="fused", step_size=LinearScheduler(0.1, 0.05, 5)
+    )
+    sampler.sample(x=x0, n_steps=5)
+    assert len(calls) == 5 and all(c[0] != "chain" for c in calls)
+    calls.clear()
+    LangevinDynamics(GaussianModel(MU, COV), backend="fused").sample(x=x0.double(), n_steps=3)
+    assert len(calls) == 3 and all(c[0] != "chain" for c in calls)
+
+
+def test_whole_chain_kernel_reports_the_same_nan_windows(monkeypatch):
+    calls = []
+    monkeypatch.setattr(backend_mod, "_cuda_module", lambda: _fake_cuda_with_chain(calls))
+    # step 0.5 is unstable for the double well (x - 1 grows 7-fold per step near its minimum):
+    # chains from 3 overflow at step 4, the chain from 1 + 1e-6 a few steps later
+    x0 = torch.full((4, 2), 3.0)
+    x0[2] = 1.0 + 1e-6
+    errs = {}
+    for backend in ("fused", "eager"):
+        for every in (10, 1):
+            sampler = LangevinDynamics(DoubleWellModel(), step_size=0.5, backend=backend)
+            with pytest.raises(NonFiniteError) as info:
+                sampler.sample(
+                    x=x0, n_steps=60, nan_check_every=every,
+                    generator=torch.Generator().manual_seed(0),
+                )  # fmt: skip
+            errs[backend, every] = (info.value.indices, info.value.windows)
+    assert any(c[0] == "chain" for c in calls)
+    assert errs["fused", 10] == errs["eager", 10]
+    assert errs["fused", 1] == errs["eager", 1]
+    indices, windows = errs["eager", 1]
+    assert indices == [0, 1, 2, 3] and all(lo == hi for lo, hi in windows)  # exact steps
+    assert windows[0] == (4, 4) and windows[2][0] > 4
 
 
 @pytest.mark.cuda

@@ -58,6 +58,8 @@ class SamplerContext:
             solves between recorded times).
         extra: Free-form per-call values a sampler resolves in
             :meth:`~BaseSampler.init_state` (e.g. a dispatch backend or a time grid).
+        nan_policy: This call's NaN policy (``"raise"``, ``"warn"`` or ``"resample"``).
+        nan_check_every: Steps between this call's NaN checks (1 under ``"resample"``).
     """
 
     model_kwargs: dict[str, Any]
@@ -68,6 +70,8 @@ class SamplerContext:
     i: int = 0
     n: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    nan_policy: str = "raise"
+    nan_check_every: int = 1
 
 
 def _event_shape(dim: Any) -> tuple[int, ...]:
@@ -259,8 +263,12 @@ class BaseSampler(Schedulable, TorchEBMModule):
         state["x"] = torch.where(_batch_view(mask, x), x0, x)
         return state
 
-    def _stride(self, n_steps: int, thin: int, recording: bool) -> int:
-        """Steps advanced by one :meth:`step` call (1; samplers with macro steps override)."""
+    def _stride(self, n_steps: int, thin: int, recording: bool, ctx: SamplerContext) -> int:
+        """Steps advanced by one :meth:`step` call (1; samplers with macro steps override).
+
+        Called after :meth:`init_state`. A stride that does not divide ``thin`` skips
+        recorded rows, so a sampler that records returns ``thin`` (or a divisor of it).
+        """
         return 1
 
     def _infer_dim(self) -> Any:
@@ -461,6 +469,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
             thin=thin,
             event_shape=tuple(x.shape[1:]),
             extra={"schedulers": scheds},
+            nan_policy=policy,
+            nan_check_every=1 if policy == "resample" else check_nan,
         )
         with torch.no_grad(), self.autocast_context():
             out, traj, diag, windows = self._run(
@@ -520,10 +530,11 @@ class BaseSampler(Schedulable, TorchEBMModule):
             n_alive.add_(alive)
             return self._restart_chains(state, ~finite, x0, ctx) if resample else state
 
-        stride = max(1, int(self._stride(n_steps, thin, recording)))
+        stride = max(1, int(self._stride(n_steps, thin, recording, ctx)))
         check_every = self.convergence_check_every
         step_schedulers, constants = self._scheduler_stepper(ctx)
         kept = calls = i = 0
+        next_check = nan_check_every  # checks after every nan_check_every steps
         while i < n_steps:
             ctx.i, ctx.n = i, min(stride, n_steps - i)
             state = step_fn(state, ctx)
@@ -532,8 +543,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
                     step_schedulers()
             i += ctx.n
             calls += 1
-            if calls % nan_check_every == 0 or i >= n_steps:
+            if i >= next_check or i >= n_steps:
                 state = check(state)
+                next_check = (i // nan_check_every + 1) * nan_check_every
             if recording and i % thin == 0 and kept < n_kept:
                 self._record(state, ctx, traj, diag, kept, n_kept)
                 kept += 1

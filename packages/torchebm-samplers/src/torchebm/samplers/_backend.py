@@ -18,7 +18,7 @@ import torch
 
 from torchebm.core.errors import MissingDependencyError, check_in
 
-__all__ = ["BACKENDS", "check_backend", "resolve_fused"]
+__all__ = ["BACKENDS", "check_backend", "optional_kernel", "resolve_fused"]
 
 BACKENDS = ("auto", "eager", "fused")
 _INSTALL = "pip install torchebm-cuda"
@@ -66,3 +66,12 @@ def resolve_fused(
             "backend='eager'"
         )
     return fn
+
+
+def optional_kernel(name: str) -> Callable[..., Any] | None:
+    """``torchebm.cuda.<name>`` when the piece is installed and provides it, else ``None``.
+
+    For kernels a sampler uses only opportunistically (never an error when missing).
+    """
+    mod = _cuda_module()
+    return None if mod is None else getattr(mod, name, None)

@@ -389,7 +389,7 @@ class FlowSampler(BaseSampler):
         return a.to(dtype), b.to(dtype), d.to(dtype)
 
     # ------------------------------------------------------------------ loop hooks
-    def _stride(self, n_steps: int, thin: int, recording: bool) -> int:
+    def _stride(self, n_steps: int, thin: int, recording: bool, ctx: SamplerContext) -> int:
         if not self._adaptive:
             return 1
         return thin if recording else n_steps

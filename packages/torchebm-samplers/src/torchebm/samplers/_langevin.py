@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from torchebm.core import BaseSampler, BaseSDERungeKuttaIntegrator
+from torchebm.core import BaseSampler, BaseSDERungeKuttaIntegrator, ConstantScheduler
 from torchebm.core.errors import ConfigurationError
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
-from torchebm.samplers._backend import check_backend, resolve_fused
+from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
 from torchebm.samplers._compat import resolve_model
 
 if TYPE_CHECKING:
@@ -63,9 +63,13 @@ class LangevinDynamics(BaseSampler):
         integrator: ``None`` (Euler-Maruyama), a registry name or an instance of the SDE
             Runge-Kutta family (``"heun"``, ``"backward_euler_maruyama"``, ...).
         n_steps: Default number of steps of ``sample()`` (class default 100).
-        backend: ``"auto"`` (fused kernel of ``torchebm-cuda`` when installed and the chains
-            are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"`` (requires
-            ``torchebm-cuda``; Euler-Maruyama only).
+        backend: ``"auto"`` (fused kernels of ``torchebm-cuda`` when installed and the
+            chains are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"`` (requires
+            ``torchebm-cuda``; Euler-Maruyama only). On the fused path a double-well,
+            harmonic or diagonal-Gaussian model with constant ``step_size`` and
+            ``noise_scale``, no conditioning and no ``"resample"`` policy runs whole stretches
+            of the chain in one kernel (``torchebm.cuda.langevin_chain``, up to each NaN check
+            and recorded row); other models take one fused update per step.
         nan_policy: ``"raise"``, ``"warn"`` or ``"resample"`` (see :class:`BaseSampler`).
         energy_function: Deprecated alias of ``model``.
 
@@ -153,17 +157,55 @@ class LangevinDynamics(BaseSampler):
         self._register_param("noise_scale", value, positive=True)
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
-        fused = None
+        fused = chain = None
         if isinstance(self.integrator, EulerMaruyamaIntegrator):
             fused = resolve_fused(self.backend, "fused_langevin_step", x, owner=type(self).__name__)
+            if fused is not None:
+                chain = self._chain_kernel(ctx)
         ctx.extra["fused"] = fused
+        ctx.extra["chain"] = chain
         return {"x": x}
+
+    def _chain_kernel(self, ctx: SamplerContext) -> Any:
+        """``torchebm.cuda.langevin_chain`` when it can run several steps of this call in one
+        kernel, else ``None``.
+
+        It can when the model has a closed-form elementwise gradient the kernel knows
+        (``supports_energy``: double well, harmonic, diagonal Gaussian), nothing conditions
+        it, ``step_size`` and ``noise_scale`` are constant during the call (the kernel takes
+        one value of each) and chains are not restarted step by step
+        (``nan_policy="resample"``).
+        """
+        if ctx.model_kwargs or ctx.nan_policy == "resample":
+            return None
+        if any(type(s) is not ConstantScheduler for s in self.get_schedulers().values()):
+            return None
+        chain = optional_kernel("langevin_chain")
+        supports = optional_kernel("supports_energy")
+        if chain is None or supports is None or not supports(self.model):
+            return None
+        return chain
+
+    def _stride(self, n_steps: int, thin: int, recording: bool, ctx: SamplerContext) -> int:
+        # whole-chain kernel: run up to the next NaN check (and the next recorded row) in one
+        # call; the checks then happen after the same steps as step by step
+        if ctx.extra.get("chain") is None:
+            return 1
+        k = ctx.nan_check_every
+        return math.gcd(thin, k) if recording else k
 
     def step(self, state: State, ctx: SamplerContext) -> State:
         x = state["x"]
         eta = self.get_scheduled_value("step_size")
         sigma = self.get_scheduled_value("noise_scale")
         mk = ctx.model_kwargs
+        chain = ctx.extra.get("chain")
+        if chain is not None:  # ctx.n steps in one kernel, NaN checks left to the loop
+            state["x"] = chain(
+                x, self.model, ctx.n, eta, sigma, clamp=self.clamp, generator=ctx.generator,
+                check_finite=False,
+            )  # fmt: skip
+            return state
         fused = ctx.extra.get("fused")
         if fused is not None:
             g = self._gradient_fn(ctx)(x)
