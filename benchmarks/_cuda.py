@@ -25,7 +25,7 @@ def cuda_results(config: Config, explicit: bool) -> list[Result]:
 
     gpu = config.device.type == "cuda"
     n_steps = config.size(500, 50) if gpu else config.size(50, 10)
-    methods = cuda_langevin.METHODS if gpu else ("baseline", "eager")
+    methods = cuda_langevin.METHODS if gpu else ("baseline", "eager", "sampler")
     rows = cuda_langevin.run(
         cuda_langevin.DEFAULT_SIZES,
         n_steps,

@@ -18,6 +18,9 @@ Methods (those that need a GPU are skipped on CPU):
 * ``fused`` (GPU): the fused Triton step kernel per step.
 * ``fused_graph`` (GPU): the fused step replayed by ``graphed_loop``.
 * ``fused_chain`` (GPU): ``langevin_chain``, the whole chain in one kernel.
+* ``sampler``: ``LangevinDynamics(model, step_size).sample(x, n_steps)`` with the default
+  ``backend="auto"``: the eager loop on CPU; on a GPU with Triton the whole-chain kernel,
+  one call per ``nan_check_every`` (10) steps, plus the sampler's NaN checks.
 
 Run ``python benchmarks/cuda_langevin.py [--device cpu|cuda] [--n-steps 50]``; import
 ``run(sizes, n_steps, device)`` to get the rows as dicts.
@@ -35,11 +38,21 @@ import torch
 
 import torchebm.cuda as tc
 from torchebm.core import DoubleWellModel
+from torchebm.samplers import LangevinDynamics
 
 __all__ = ["run", "to_markdown", "METHODS", "DEFAULT_SIZES"]
 
 DEFAULT_SIZES = ((64, 8), (256, 32), (1024, 128))
-METHODS = ("baseline", "eager", "compiled", "cuda_graph", "fused", "fused_graph", "fused_chain")
+METHODS = (
+    "baseline",
+    "eager",
+    "compiled",
+    "cuda_graph",
+    "fused",
+    "fused_graph",
+    "fused_chain",
+    "sampler",
+)
 GPU_ONLY = {"cuda_graph", "fused", "fused_graph", "fused_chain"}
 
 STEP_SIZE = 1e-3
@@ -116,7 +129,17 @@ def _workloads(x0: torch.Tensor, n_steps: int) -> dict[str, Callable[[], torch.T
             x = step(x)
         return x
 
-    work = {"baseline": baseline, "eager": loop(eager_step), "compiled": compiled}
+    sampler = LangevinDynamics(model, step_size=h)
+
+    def sample():
+        return sampler.sample(x=x0, n_steps=n_steps, generator=gen)
+
+    work = {
+        "baseline": baseline,
+        "eager": loop(eager_step),
+        "compiled": compiled,
+        "sampler": sample,
+    }
     if device.type == "cuda":
         work["cuda_graph"] = lambda: tc.graphed_loop(eager_step, x0, n_steps, generator=gen)
         if tc.is_available():
