@@ -114,6 +114,35 @@ def test_not_differentiable_and_no_grad_leak():
     x.requires_grad_(True)
     out = tc.fused_langevin_step(x, g, H, S, noise=e)
     assert not out.requires_grad
+    g.requires_grad_(True)
+    gen = torch.Generator().manual_seed(0)
+    out = tc.fused_langevin_step(x, g, H, S, generator=gen)  # the common call's fast path
+    assert not out.requires_grad and torch.is_grad_enabled()
+
+
+def test_fast_path_agrees_with_the_detailed_checks():
+    from torchebm.cuda._validate import plain_step_args
+
+    x, g, _ = _data()
+    gen = torch.Generator()
+    assert plain_step_args(x, g, H, S, None) and plain_step_args(x, g, H, 0.0, gen)
+    rejected = [
+        (x, g, 1, S, None),  # int step size: the detailed checks decide
+        (x, g, H, 1, None),
+        (x, g.double(), H, S, None),
+        (x, g[:-1], H, S, None),
+        (x.long(), g.long(), H, S, None),
+        (torch.zeros(0, 7), torch.zeros(0, 7), H, S, None),
+        (x, g, H, S, 1),
+        (x.to("meta"), g.to("meta"), H, S, gen),
+        (torch.nn.Parameter(x), g, H, S, None),  # subclasses too
+    ]
+    for args in rejected:
+        assert not plain_step_args(*args)
+    # an int step size is still valid: the slow path accepts it and gives the same result
+    a = tc.fused_langevin_step(x, g, 1, S, generator=torch.Generator().manual_seed(0))
+    b = tc.fused_langevin_step(x, g, 1.0, S, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
 
 
 # --------------------------------------------------------------------------- errors
@@ -148,6 +177,17 @@ def test_errors_name_the_argument():
         (dict(out=torch.empty(7, 33).t()), ValueError, "out must be contiguous"),
         (dict(out=torch.empty(33, 7, dtype=torch.float64)), TypeError, "out must have the dtype"),
         (dict(force="cuda"), ValueError, "force must be one of"),
+        # values the fast path for common calls must hand to the detailed checks
+        (dict(step_size=math.nan), ValueError, "step_size"),
+        (dict(step_size=math.inf), ValueError, "step_size"),
+        (dict(step_size=True), TypeError, "step_size"),
+        (dict(noise_scale=math.inf), ValueError, "noise_scale"),
+        (dict(noise_scale=math.nan), ValueError, "noise_scale"),
+        (
+            dict(x=x.to("meta"), grad=g.to("meta"), generator=torch.Generator()),
+            ValueError,
+            "generator must be on the device",
+        ),
     ]
     for over, err, msg in cases:
         kwargs = dict(x=x, grad=g, step_size=H, noise_scale=S) | over

@@ -21,6 +21,7 @@ from torchebm.cuda._validate import (
     compute_dtype,
     draw_seed,
     eager_generator,
+    plain_step_args,
 )
 
 __all__ = ["fused_langevin_step", "device_guard", "randn_like_state"]
@@ -102,7 +103,6 @@ def _triton_step(
     return res
 
 
-@torch.no_grad()
 def fused_langevin_step(
     x: torch.Tensor,
     grad: torch.Tensor,
@@ -175,22 +175,32 @@ def fused_langevin_step(
         - Salmon, J. K. et al. (2011). Parallel random numbers: as easy as 1, 2, 3. SC'11
           (the Philox generator).
     """
-    x = check_state("x", x)
-    grad = check_like("grad", grad, x)
     compiling = torch.compiler.is_compiling()
-    h = check_scalar("step_size", step_size, positive=True, compiling=compiling)
-    s = check_scalar("noise_scale", noise_scale, positive=False, compiling=compiling)
+    if (
+        noise is None
+        and seed is None
+        and out is None
+        and plain_step_args(x, grad, step_size, noise_scale, generator)
+    ):  # the samplers' call: every check below holds, the clamp is still parsed
+        h, s = step_size, noise_scale
+    else:
+        x = check_state("x", x)
+        grad = check_like("grad", grad, x)
+        h = check_scalar("step_size", step_size, positive=True, compiling=compiling)
+        s = check_scalar("noise_scale", noise_scale, positive=False, compiling=compiling)
+        generator = check_generator(generator, x.device)
+        seed = check_seed(seed, generator)
+        if noise is not None:
+            check_like("noise", noise, x, same_dtype=False)
+            if seed is not None:
+                raise ConfigurationError("pass either noise or seed, not both")
+        out = check_out(out, x)
     bounds = check_clamp(clamp)
-    generator = check_generator(generator, x.device)
-    seed = check_seed(seed, generator)
-    if noise is not None:
-        check_like("noise", noise, x, same_dtype=False)
-        if seed is not None:
-            raise ConfigurationError("pass either noise or seed, not both")
-    out = check_out(out, x)
     noise_coef = s * math.sqrt(2.0 * h)
-    if resolve_backend(force, x, compiling) == "triton":
-        return _triton_step(x, grad, h, noise_coef, bounds, noise, generator, seed, out)
-    return _eager_step(
-        x, grad, h, noise_coef, bounds, noise, eager_generator(generator, seed, x.device), out
-    )
+    # not differentiable: no graph is recorded (samplers call it with grad mode off already)
+    with torch.no_grad() if torch.is_grad_enabled() else contextlib.nullcontext():
+        if resolve_backend(force, x, compiling) == "triton":
+            return _triton_step(x, grad, h, noise_coef, bounds, noise, generator, seed, out)
+        return _eager_step(
+            x, grad, h, noise_coef, bounds, noise, eager_generator(generator, seed, x.device), out
+        )

@@ -34,6 +34,7 @@ __all__ = [
     "draw_seed",
     "eager_generator",
     "check_scalar",
+    "plain_step_args",
 ]
 
 #: dtypes every kernel and fallback accepts; half types are computed in float32
@@ -197,3 +198,35 @@ def eager_generator(
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
+
+
+_SUPPORTED = frozenset(SUPPORTED_DTYPES)
+
+
+def plain_step_args(x: Any, grad: Any, step_size: Any, noise_scale: Any, generator: Any) -> bool:
+    """Whether a step call's tensors and scalars are the common, valid kind, so the detailed
+    checks (which name the offending argument) can be skipped.
+
+    ``True`` only when every one of those checks would pass: plain tensors of a supported
+    dtype, ``grad`` like ``x``, a non-empty batch, a finite float ``step_size > 0``, a finite
+    float ``noise_scale >= 0`` and no generator or one on ``x``'s device. Anything else,
+    valid or not, goes through the detailed checks.
+    """
+    return (
+        type(x) is torch.Tensor
+        and type(grad) is torch.Tensor
+        and x.dtype in _SUPPORTED
+        and grad.dtype == x.dtype
+        and x.ndim >= 1
+        and x.shape[0] > 0
+        and grad.shape == x.shape
+        and grad.device == x.device
+        and type(step_size) is float
+        and 0.0 < step_size < math.inf
+        and type(noise_scale) is float
+        and 0.0 <= noise_scale < math.inf
+        and (
+            generator is None
+            or (type(generator) is torch.Generator and generator.device == x.device)
+        )
+    )
