@@ -1,0 +1,95 @@
+"""The docstring convention: Markdown and `$...$` maths, never Sphinx/RST markup.
+
+mkdocstrings renders docstrings as Markdown, so a Sphinx role (``:math:`x```,
+``:class:`Foo```) or a ``.. math::`` directive would show raw in the API reference.
+``tools/convert_docstrings.py`` converts them; this test keeps them out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ROOT / "packages"
+TOOL = ROOT / "tools" / "convert_docstrings.py"
+
+ROLE = re.compile(r"(?<![\w`]):(?:py:)?[a-z]+:`[^`\s][^`]*`")
+DIRECTIVE = re.compile(r"^\s*\.\. math::")
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("convert_docstrings", TOOL)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look the module up by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_no_sphinx_markup_in_packages():
+    files = sorted(PACKAGES.rglob("*.py"))
+    assert len(files) > 50, f"expected the workspace's sources under {PACKAGES}"
+    bad = [
+        f"{f.relative_to(ROOT)}:{n}: {line.strip()}"
+        for f in files
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+        if ROLE.search(line) or DIRECTIVE.search(line)
+    ]
+    assert not bad, (
+        "Sphinx/RST markup in packages/ (write $x$, $$ ... $$ and [`Foo`][torchebm.x.Foo] or "
+        "`Foo`; `python tools/convert_docstrings.py` converts it):\n" + "\n".join(bad)
+    )
+
+
+def test_the_lint_pattern_catches_what_it_should():
+    for text in (":math:`x`", ":class:`~torchebm.core.Foo`", ":py:func:`f`", ":meth:`a.b`"):
+        assert ROLE.search(f"    Uses {text} here.")
+    for text in ("`x`", "$x$", "[`Foo`][torchebm.core.Foo]", "a: `b`", "``x``"):
+        assert not ROLE.search(text)
+    assert DIRECTIVE.search("    .. math::")
+
+
+SAMPLE = r'''"""Module docstring with :math:`x^2` and :mod:`torchebm.core`."""
+
+LABEL = ":math:`not a docstring`"
+
+
+class Thing:
+    r"""Uses :class:`~torchebm.core.GaussianModel` and :func:`nowhere`.
+
+    .. math::
+
+        a &= b \\
+        c &= d
+
+    Tail :math:` y `.
+    """
+'''
+
+
+def test_converter_converts_docstrings_only_and_is_idempotent():
+    pytest.importorskip("torchebm.core")
+    tool = _tool()
+    resolver = tool.Resolver()
+    stats: dict = {}
+    from collections import Counter
+
+    stats = Counter()
+    out = tool.convert_source(SAMPLE, "torchebm.core._sample", resolver.resolve, stats)
+    assert '"""Module docstring with $x^2$ and `torchebm.core`."""' in out
+    assert 'LABEL = ":math:`not a docstring`"' in out  # code is left alone
+    assert "[`GaussianModel`][torchebm.core.GaussianModel]" in out
+    assert "`nowhere`" in out and "[`nowhere`]" not in out
+    assert (
+        "    $$\n    \\begin{aligned}\n    a &= b \\\\\n    c &= d\n    \\end{aligned}\n    $$\n"
+        in out
+    )
+    assert "Tail $y$." in out
+    assert stats == {"math": 2, "math block": 1, "link": 1, "code": 2}
+    again = tool.convert_source(out, "torchebm.core._sample", resolver.resolve, Counter())
+    assert again == out
