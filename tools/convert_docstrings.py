@@ -8,6 +8,7 @@ printed raw. The house convention is Markdown with MathJax/KaTeX-style maths:
 * ``:math:`x``` becomes ``$x$`` (rendered by ``pymdownx.arithmatex``);
 * a ``.. math::`` block becomes a ``$$`` ... ``$$`` display block (wrapped in
   ``\begin{aligned}`` when it holds ``&`` or ``\\``, as Sphinx does for multi-line maths);
+* RST's escaped space after inline markup (````Foo``\ s``) is dropped;
 * ``:class:``, ``:meth:``, ``:func:``, ``:attr:``, ``:exc:``, ``:obj:``, ``:data:``,
   ``:const:``, ``:mod:`` become a mkdocstrings cross-reference
   ``[`Foo`][torchebm.core.Foo]`` when the target is rendered in the API reference (a
@@ -51,6 +52,8 @@ ROLE = re.compile(r":(?:py:)?(math|class|meth|func|attr|exc|obj|data|const|mod):
 DIRECTIVE = re.compile(r"(?m)^\s*\.\. math::")
 #: What ``--check`` (and the lint test) reject: every role name, not only the converted ones.
 ANY_ROLE = re.compile(r"(?<![\w`]):(?:py:)?[a-z]+:`[^`\s][^`]*`")
+#: RST's escaped space after inline markup (````Foo``\ s``), which Markdown prints raw.
+ESCAPED_SPACE = re.compile(r"(?<=`)\\ ")
 
 
 # --------------------------------------------------------------------------- docstrings
@@ -275,11 +278,13 @@ def convert_source(
     pieces, last = [], 0
     for doc in docstrings(source, module):
         text = source[doc.start : doc.end]
-        if ROLE.search(text) or DIRECTIVE.search(text):
+        if ROLE.search(text) or DIRECTIVE.search(text) or ESCAPED_SPACE.search(text):
             if DIRECTIVE.search(text):
                 stats["math block"] += len(re.findall(r"(?m)^\s*\.\. math::", text))
                 text = convert_math_blocks(text)
             text = convert_roles(text, doc, resolve, stats)
+            stats["escaped space"] += len(ESCAPED_SPACE.findall(text))
+            text = ESCAPED_SPACE.sub("", text)
         pieces += [source[last : doc.start], text]
         last = doc.end
     pieces.append(source[last:])
@@ -301,7 +306,7 @@ def leftovers(source: str) -> list[tuple[int, str]]:
     return [
         (n, line.strip())
         for n, line in enumerate(source.splitlines(), 1)
-        if ANY_ROLE.search(line) or DIRECTIVE.search(line)
+        if ANY_ROLE.search(line) or DIRECTIVE.search(line) or ESCAPED_SPACE.search(line)
     ]
 
 
@@ -343,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"convert_docstrings: {changed} files {'would change' if args.diff else 'changed'}; "
         f"{stats['math']} :math: roles, {stats['math block']} math blocks, "
-        f"{stats['link']} cross-references, {stats['code']} plain-code references"
+        f"{stats['link']} cross-references, {stats['code']} plain-code references, "
+        f"{stats['escaped space']} escaped spaces"
     )
     return 0
 
