@@ -15,8 +15,10 @@ printed raw. The house convention is Markdown with MathJax/KaTeX-style maths:
   public name of a portion listed in ``docs/reference/*.md``, with a docstring of its
   own), else plain code: ```` `Foo` ````.
 
-Only string-literal statements are touched (module, class, function and attribute
-docstrings); code, comments and other strings are left alone. The conversion is
+Only docstrings are touched: string-literal statements (module, class, function and
+attribute docstrings), strings assigned to ``doc``/``__doc__`` (docstrings made at run
+time) and ``#:`` attribute comments (plain code there); other code, comments and strings
+are left alone. The conversion is
 idempotent: a converted file has no role left, so a second run changes nothing.
 
 Usage::
@@ -105,15 +107,39 @@ def docstrings(source: str, module: str) -> list[Docstring]:
                         owner,
                     )
                 )
+            elif isinstance(node, ast.Assign) and _is_doc_target(node.targets):
+                v = node.value
+                if isinstance(v, ast.JoinedStr) or (
+                    isinstance(v, ast.Constant) and isinstance(v.value, str)
+                ):
+                    assert v.end_lineno is not None and v.end_col_offset is not None
+                    found.append(
+                        Docstring(
+                            offset(v.lineno, v.col_offset),
+                            offset(v.end_lineno, v.end_col_offset),
+                            module,
+                            owner,
+                        )
+                    )
             elif isinstance(node, ast.ClassDef):
                 visit(node.body, f"{owner}.{node.name}" if owner else node.name)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 visit(node.body, owner)
-            elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
                 visit(node.body, owner)
+                visit(getattr(node, "orelse", []), owner)
 
     visit(tree.body, None)
     return found
+
+
+def _is_doc_target(targets: list[ast.expr]) -> bool:
+    """``doc = ...``, ``__doc__ = ...`` or ``obj.__doc__ = ...``: a docstring made at run time."""
+    return any(
+        (isinstance(t, ast.Name) and t.id in ("doc", "__doc__"))
+        or (isinstance(t, ast.Attribute) and t.attr == "__doc__")
+        for t in targets
+    )
 
 
 # --------------------------------------------------------------------------- maths
@@ -288,7 +314,14 @@ def convert_source(
         pieces += [source[last : doc.start], text]
         last = doc.end
     pieces.append(source[last:])
-    return "".join(pieces)
+    out = "".join(pieces)
+    # ``#:`` attribute comments document attributes too; they are not rendered: plain code.
+    doc = Docstring(0, 0, module, None)
+    return re.sub(
+        r"(?m)^([ \t]*#:.*)$",
+        lambda m: convert_roles(m.group(1), doc, lambda *_: None, stats),
+        out,
+    )
 
 
 def python_files(paths: list[Path]) -> Iterator[Path]:

@@ -59,6 +59,12 @@ def test_the_lint_pattern_catches_what_it_should():
 SAMPLE = r'''"""Module docstring with :math:`x^2` and :mod:`torchebm.core`."""
 
 LABEL = ":math:`not a docstring`"
+#: Attribute comment naming :func:`nowhere`.
+
+
+def alias():
+    doc = f"Alias of :class:`{LABEL}`."
+    return doc
 
 
 class Thing:
@@ -87,11 +93,13 @@ def test_converter_converts_docstrings_only_and_is_idempotent():
     assert 'LABEL = ":math:`not a docstring`"' in out  # code is left alone
     assert "[`GaussianModel`][torchebm.core.GaussianModel]" in out
     assert "`nowhere`" in out and "[`nowhere`]" not in out
+    assert "#: Attribute comment naming `nowhere`." in out
+    assert 'doc = f"Alias of `{LABEL}`."' in out
     assert (
         "    $$\n    \\begin{aligned}\n    a &= b \\\\\n    c &= d\n    \\end{aligned}\n    $$\n"
         in out
     )
     assert "Tail $y$, ``Thing``s." in out
-    assert stats == {"math": 2, "math block": 1, "link": 1, "code": 2, "escaped space": 1}
+    assert stats == {"math": 2, "math block": 1, "link": 1, "code": 4, "escaped space": 1}
     again = tool.convert_source(out, "torchebm.core._sample", resolver.resolve, Counter())
     assert again == out
