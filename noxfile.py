@@ -294,7 +294,11 @@ def affected(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def examples(session: nox.Session) -> None:
-    """Run every python block of the user documentation and every examples/ script."""
+    """Every python block of docs/**/*.md and every examples/ script.
+
+    The seed-documentation corpus runs too when ``$TORCHEBM_SEED_DOCS`` (or
+    ``-- --seed-docs FILE``) names it; otherwise the runner prints one line saying so.
+    """
     _sync(session, "--all-packages", "--group", "test")
     session.run(
         "python",
