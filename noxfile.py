@@ -270,21 +270,25 @@ def api(session: nox.Session) -> None:
     session.run("python", "tools/api_snapshot.py", "--check", *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def affected(session: nox.Session) -> None:
     """``nox -s affected -- <base-ref>``: only what a change touches, plus integration.
 
     Queues tests(piece) and lowest(piece) for every piece changed since the merge base
     with <base-ref> and every piece depending on it (tools/affected.py), then integration.
+    ``-- <base-ref> --list`` only prints the affected pieces.
     """
-    if len(session.posargs) != 1:
-        session.error("usage: nox -s affected -- <base-ref>   (e.g. origin/main)")
-    base = session.posargs[0]
+    args = [a for a in session.posargs if a != "--list"]
+    if len(args) != 1:
+        session.error("usage: nox -s affected -- <base-ref> [--list]   (e.g. origin/main)")
+    base = args[0]
     files = affected_tool.changed_files(base)
     pieces = affected_tool.affected_pieces(
         files, affected_tool.dependency_graph(), affected_tool.portion_owners(), PIECES
     )
     session.log(f"{len(files)} files changed since {base}; affected pieces: {pieces or 'none'}")
+    if "--list" in session.posargs:  # say what would run, run nothing
+        return
     for piece in pieces:
         session.notify(f"tests({piece})", posargs=[])
     for piece in pieces:
