@@ -2,22 +2,36 @@
 
 Sessions
 --------
-tests(piece)   a venv holding only that piece and its declared dependencies, then its tests
-integration    everything together, tests/integration
-wheels         build every distribution with --no-sources, inspect, install each alone
-pins           every sibling range admits the sibling's workspace version
-lowest         a piece at the floors it declares (torch kept at the locked version;
-               ``nox -s lowest -- --torch-floor`` lowers torch too, a multi-GB download)
-lint           ruff check + ruff format --check
-typecheck      mypy over every portion
-examples       every python block of the user docs and every examples/ script
-docs           mkdocs build --strict
-bench          the benchmark suite (not part of the default run)
+tests(piece)      a venv holding only that piece and its declared dependencies, then its tests
+integration       everything together: tests/integration and tests/benchmarks_smoke
+integration_py(v) tests/integration on the oldest and newest supported Python (skipped,
+                  with one line saying so, where that interpreter is not installed)
+wheels            build every distribution with --no-sources, inspect, install each alone
+readme_install    README's from-a-clone install commands, run verbatim in clean venvs
+pins              every sibling range admits the sibling's workspace version
+lowest(piece)     a piece at the floors it declares (torch kept at the locked version;
+                  ``nox -s lowest -- --torch-floor`` lowers torch too, a multi-GB download)
+torch_floor       torchebm-core, -flows and -samplers tests on the declared torch floor
+api               each piece's public API against its committed snapshot (api/<piece>.json)
+tools             unit tests of the CI tools (tests/tools)
+lint              ruff check + ruff format --check
+typecheck         mypy over every portion
+examples          docs/**/*.md python blocks and examples/ scripts (plus the seed-documentation
+                  corpus when $TORCHEBM_SEED_DOCS names it)
+docs              mkdocs build --strict
+affected          ``nox -s affected -- <base-ref>``: tests/lowest of the changed pieces and their
+                  dependents, plus integration (not part of the default run)
+bench             the benchmark suite (not part of the default run)
+
+No session downloads a Python interpreter (``UV_PYTHON_DOWNLOADS=never``): a session that
+needs one that is not installed is skipped with a one-line reason.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,13 +40,20 @@ import nox
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = False
+nox.options.download_python = "never"
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")  # uv sync/venv must not fetch Python
 nox.options.sessions = [
     "lint",
     "pins",
+    "tools",
+    "api",
     "tests",
     "integration",
+    "integration_py",
     "wheels",
+    "readme_install",
     "lowest",
+    "torch_floor",
     "typecheck",
     "examples",
     "docs",
@@ -41,6 +62,7 @@ nox.options.sessions = [
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT / "tools"))
 
+import affected as affected_tool  # noqa: E402  (tools/affected.py)
 from workspace import PIECES, portions_of, test_dirs_of  # noqa: E402
 
 PYTHON = None  # the interpreter nox runs on: asking uv for another one would download it
@@ -55,15 +77,15 @@ def _sync(session: nox.Session, *args: str) -> None:
     )
 
 
-def _pytest(session: nox.Session, *paths: str, args: tuple[str, ...] = ()) -> None:
+def _pytest(
+    session: nox.Session, *paths: str, args: tuple[str, ...] = (), python: str = "python"
+) -> None:
+    """pytest over ``paths``; every path must exist, and collecting no test fails (exit 5)."""
+    missing = [p for p in paths if not (ROOT / p).exists()]
+    if missing:
+        session.error(f"test folders missing: {', '.join(missing)}")
     extra = [*args, *(session.posargs or [])]
-    existing = [p for p in paths if Path(p).exists()]
-    if not existing:
-        session.log(f"no tests under {paths}")
-        return
-    session.run(
-        "python", "-m", "pytest", "-q", *existing, *extra, env=THREADS, success_codes=[0, 5]
-    )
+    session.run(python, "-m", "pytest", "-q", *paths, *extra, env=THREADS)
 
 
 @nox.session(python=PYTHON)
@@ -79,7 +101,56 @@ def tests(session: nox.Session, piece: str) -> None:
 def integration(session: nox.Session) -> None:
     """Everything installed together: namespace integrity, the meta, end-to-end training."""
     _sync(session, "--all-packages", "--group", "test")
-    _pytest(session, "tests/integration")
+    # benchmarks_smoke: each benchmark floor computes what the library computes
+    _pytest(session, "tests/integration", "tests/benchmarks_smoke")
+
+
+#: The oldest and newest Python the pieces support (``requires-python >=3.10``); the
+#: other sessions run on nox's own interpreter.
+EXTRA_PYTHONS = ("3.10", "3.13")
+
+
+def _find_python(version: str) -> str | None:
+    """An installed CPython ``version`` (PATH, pyenv, uv's own), never a download."""
+    candidates = [shutil.which(f"python{version}")]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates += sorted(str(p) for p in pyenv.glob(f"{version}.*/bin/python{version}"))
+    found = subprocess.run(
+        ["uv", "python", "find", "--no-python-downloads", "--no-project", version],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    candidates.append(found.stdout.strip() if found.returncode == 0 else None)
+    for exe in filter(None, candidates):
+        probe = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return exe
+    return None
+
+
+@nox.session(venv_backend="none")
+@nox.parametrize("version", list(EXTRA_PYTHONS), ids=list(EXTRA_PYTHONS))
+def integration_py(session: nox.Session, version: str) -> None:
+    """tests/integration on another Python (skipped when that Python is not installed)."""
+    exe = _find_python(version)
+    if exe is None:
+        session.skip(f"Python {version} is not installed here (PATH, pyenv, uv); not downloading")
+    venv = ROOT / ".nox" / f"integration_py-{version}"
+    env = {"UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON_DOWNLOADS": "never"}
+    session.run(
+        "uv", "sync", "--locked", "--no-default-groups", "--python", exe,
+        "--all-packages", "--group", "test", env=env, silent=True,
+    )  # fmt: skip
+    # the one slow test (samplers on the Triton interpreter) ran in `integration`
+    _pytest(
+        session, "tests/integration", args=("-m", "not slow"), python=str(venv / "bin" / "python")
+    )
 
 
 @nox.session(python=PYTHON)
@@ -97,18 +168,22 @@ def wheels(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def readme_install(session: nox.Session) -> None:
+    """README's install-from-a-clone commands, run verbatim in clean venvs, then imported."""
+    session.install("packaging", "tomli")
+    session.run("python", "tools/readme_install.py", *session.posargs, env=THREADS)
+
+
+@nox.session(python=PYTHON)
 def pins(session: nox.Session) -> None:
     """Sibling ranges admit the workspace versions; no bare sibling names."""
     session.install("packaging", "tomli")
     session.run("python", "tools/check_pins.py")
 
 
-@nox.session(python=PYTHON)
-@nox.parametrize("piece", list(PIECES), ids=list(PIECES))
-def lowest(session: nox.Session, piece: str) -> None:
-    """``piece`` with its direct dependencies at their declared floors."""
+def _install_floors(session: nox.Session, piece: str, *, torch_floor: bool) -> None:
+    """Install ``piece`` (and its siblings, editable) with its direct dependencies at floors."""
     session.install("packaging", "tomli")
-    torch_floor = "--torch-floor" in session.posargs
     reqs = session.run(
         "python",
         "tools/lowest_requirements.py",
@@ -129,8 +204,40 @@ def lowest(session: nox.Session, piece: str) -> None:
         silent=True,
     )
     session.run("python", "tools/check_isolation.py", piece, env=THREADS)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("piece", list(PIECES), ids=list(PIECES))
+def lowest(session: nox.Session, piece: str) -> None:
+    """``piece`` with its direct dependencies at their declared floors (torch: the lock's)."""
+    torch_floor = "--torch-floor" in session.posargs
+    session.posargs = [a for a in session.posargs if a != "--torch-floor"]
+    _install_floors(session, piece, torch_floor=torch_floor)
     # the floors are what is under test: the slow statistical tests ran in tests(piece)
     _pytest(session, *test_dirs_of(piece), args=("-m", "not slow"))
+
+
+#: The declared torch floor (``torch>=2.4`` in every piece) and the newest Python it has
+#: wheels for.
+TORCH_FLOOR_PYTHON_MAX = (3, 12)
+
+
+@nox.session(python=PYTHON)
+def torch_floor(session: nox.Session) -> None:
+    """torchebm-samplers (with core and flows) on the declared torch floor: their fast tests.
+
+    The floor install is the PyPI build of torch 2.4 (a few GB the first time, from the uv
+    cache afterwards); the statistical tests ran on the locked torch in tests(piece).
+    """
+    if sys.version_info[:2] > TORCH_FLOOR_PYTHON_MAX:
+        session.skip(
+            f"the torch floor has no wheel for Python {sys.version_info[0]}.{sys.version_info[1]}"
+        )
+    piece = "torchebm-samplers"
+    _install_floors(session, piece, torch_floor=True)
+    session.run("python", "-c", "import torch; print('torch', torch.__version__)")
+    dirs = [d for p in ("torchebm-core", "torchebm-flows", piece) for d in test_dirs_of(p)]
+    _pytest(session, *dirs, args=("-m", "not slow"))
 
 
 @nox.session(python=PYTHON)
@@ -153,8 +260,52 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def tools(session: nox.Session) -> None:
+    """Unit tests of the CI tools: the affected-pieces graph, the public-API comparison."""
+    _sync(session, "--group", "api", "--group", "test")
+    _pytest(session, "tests/tools")
+
+
+@nox.session(python=PYTHON)
+def api(session: nox.Session) -> None:
+    """Each piece's public API against its snapshot api/<piece>.json (tools/api_snapshot.py)."""
+    _sync(session, "--only-group", "api")
+    session.run("python", "tools/api_snapshot.py", "--check", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
+def affected(session: nox.Session) -> None:
+    """``nox -s affected -- <base-ref>``: only what a change touches, plus integration.
+
+    Queues tests(piece) and lowest(piece) for every piece changed since the merge base
+    with <base-ref> and every piece depending on it (tools/affected.py), then integration.
+    ``-- <base-ref> --list`` only prints the affected pieces.
+    """
+    args = [a for a in session.posargs if a != "--list"]
+    if len(args) != 1:
+        session.error("usage: nox -s affected -- <base-ref> [--list]   (e.g. origin/main)")
+    base = args[0]
+    files = affected_tool.changed_files(base)
+    pieces = affected_tool.affected_pieces(
+        files, affected_tool.dependency_graph(), affected_tool.portion_owners(), PIECES
+    )
+    session.log(f"{len(files)} files changed since {base}; affected pieces: {pieces or 'none'}")
+    if "--list" in session.posargs:  # say what would run, run nothing
+        return
+    for piece in pieces:
+        session.notify(f"tests({piece})", posargs=[])
+    for piece in pieces:
+        session.notify(f"lowest({piece})", posargs=[])
+    session.notify("integration", posargs=[])
+
+
+@nox.session(python=PYTHON)
 def examples(session: nox.Session) -> None:
-    """Run every python block of the user documentation and every examples/ script."""
+    """Every python block of docs/**/*.md and every examples/ script.
+
+    The seed-documentation corpus runs too when ``$TORCHEBM_SEED_DOCS`` (or
+    ``-- --seed-docs FILE``) names it; otherwise the runner prints one line saying so.
+    """
     _sync(session, "--all-packages", "--group", "test")
     session.run(
         "python",

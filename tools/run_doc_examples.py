@@ -1,61 +1,60 @@
 #!/usr/bin/env python
-"""Run every ```python block of the user documentation, then every examples/ script.
+"""Run every ```python block of the project's documentation, then every examples/ script.
 
 Called by ``nox -s examples`` (which sets ``MPLBACKEND=Agg`` and ``TORCHEBM_SMOKE=1``).
 Prints one line per block and per script and ends with ``N passed, M failed``
-(``, K skipped`` when some were skipped); exits 1 when anything failed.
+(``, K skipped`` when some were skipped); exits 1 when anything failed or nothing ran.
 
 Usage::
 
-    python tools/run_doc_examples.py [--spec PATH] [--only TEXT] [--epochs N]
+    python tools/run_doc_examples.py [--seed-docs PATH] [--only TEXT] [--epochs N]
                                      [--timeout S] [--seed S] [--repeat N] [--list]
                                      [--no-docs] [--no-site] [--no-scripts] [-v]
 
-The user documentation is ``../shared/spec/000_505ba2d56a7be597.txt`` (the ``shared/``
-folder beside the checkout; ``shared/`` inside it and ``$TORCHEBM_DOC_SPEC`` are tried
-too). The python blocks of this repository's own site pages listed in ``SITE_PAGES``
-(``docs/getting-started.md``, ``docs/pieces/*.md``) run as well, one page per file, so
-that the site's examples cannot rot.
+What runs:
+
+* always: the python blocks of this repository's own pages, ``docs/**/*.md`` (each file
+  is one page), and every ``examples/**/*.py`` whose name does not start with ``_``;
+* in addition, only when its path is given: the seed-documentation corpus (the user's
+  original documentation, one text file), by ``--seed-docs PATH`` or the environment
+  variable ``TORCHEBM_SEED_DOCS=PATH``. Without either, the runner prints one line saying
+  the corpus was skipped; a path that is given but does not exist is an error.
 
 How the blocks are run (the rules; the block text itself is never edited):
 
 1. **Pages.** A page is everything under one level-1 heading (``# Title``, outside code
-   fences). Each page runs in a fresh Python subprocess, in a fresh temporary working
-   directory, and its blocks run in document order in ONE namespace: a block may use
-   names defined by the blocks before it on the same page (the docs rely on this, e.g.
-   ``MLPModel`` defined under "Defining a Model" and used under "Training with
-   Score Matching"). Nothing is carried from one page to the next.
+   fences) of the corpus, or one file of ``docs/``. Each page runs in a fresh Python
+   subprocess, in a fresh temporary working directory, and its blocks run in document
+   order in ONE namespace: a block may use names defined by the blocks before it on the
+   same page. Nothing is carried from one page to the next.
 2. **Helpers shown after their first use.** A block made only of imports and
    ``def``/``class`` statements (it defines helpers and does nothing else) is also run
    once at the start of its page, so that a helper the docs show after its first use is
-   defined when it is called (``plot_energy_and_samples`` under "Visualization During
-   Training" is called by the training loop of the section before). It still runs, and
-   is counted, in its own place. An error in this early run is ignored; the in-place run
-   decides.
+   defined when it is called. It still runs, and is counted, in its own place. An error
+   in this early run is ignored; the in-place run decides.
 3. **Epochs only.** With ``TORCHEBM_SMOKE=1`` (or ``--epochs N``), training loops are cut
    short by their number of epochs and by nothing else: a loop header
    ``for <name containing "epoch"> in range(<expr>):`` runs ``range(min(<expr>, N))``
    (N = 2 by default under ``TORCHEBM_SMOKE``). Sampling lengths, batch sizes, datasets
    and models are as written.
 4. **Files.** Relative directories that a block's ``savefig("dir/.../file.png")`` string
-   literal writes into are created in the page's temporary directory first (the docs
-   assume their own repository layout, e.g. ``docs/assets/images/training/``).
-5. **Context the docs leave out.** A few blocks use names that no earlier block of their
-   page defines. For exactly those, ``CONTEXT`` below holds a short snippet that runs just
-   before the block, in the page namespace, and the runner prints it. Each entry says why.
-6. **Requirements.** ``REQUIRES`` lists blocks that need hardware (CUDA); without it they
-   are reported as skipped, not passed.
-7. **Reproducibility.** The docs draw from the global RNGs without seeding them; each page
-   starts with ``random``, ``numpy`` and ``torch`` seeded with ``--seed`` (default 0) so
-   that a run is repeatable. ``--seed`` with other values (or ``--repeat``) shows how
-   robust a page is to its random draws. ``PAGE_SEED_OFFSET`` shifts the seed of a page
-   whose example is numerically unstable for some draws, with the measured failure rate:
-   the check stays honest (``--seed``/``--repeat`` still expose it) while the default run
-   is the documented example working as written.
+   literal writes into are created in the page's temporary directory first.
+5. **Context the docs leave out.** A few blocks of the corpus use names that no earlier
+   block of their page defines. For exactly those, ``CONTEXT`` below holds a short
+   snippet that runs just before the block, in the page namespace, and the runner prints
+   it. Each entry says why.
+6. **Requirements and launchers.** ``REQUIRES`` lists blocks that need hardware (CUDA);
+   without it they are reported as skipped, not passed. ``SKIP_PAGES`` lists the
+   ``docs/`` pages whose snippets only run under a multi-process launcher, with the test
+   that runs the same code; a block preceded by ``<!-- doc-examples: skip REASON -->``
+   is skipped likewise. Skips are printed and counted, never passed.
+7. **Randomness.** The docs draw from the global RNGs without seeding them, and no seed
+   is picked for them: every page starts with ``random``, ``numpy`` and ``torch`` seeded
+   from fresh OS entropy, a different draw on every run. A failing page prints its seed,
+   so that ``--seed S --only PAGE`` replays it; ``--repeat N`` runs the pages N times.
 
-Scripts: every ``examples/**/*.py`` whose name does not start with ``_`` runs in its own
-subprocess and temporary directory with ``TORCHEBM_SMOKE=1`` (scripts shorten themselves
-when it is set).
+Scripts run in their own subprocess and temporary directory with ``TORCHEBM_SMOKE=1``
+(scripts shorten themselves when it is set).
 """
 
 from __future__ import annotations
@@ -67,6 +66,7 @@ import io
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -76,10 +76,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC_NAME = "000_505ba2d56a7be597.txt"
-#: Pages of this repository's docs/ site whose python blocks are run too (each file is
-#: one page). Pages with launcher-only snippets (torchrun, multi-GPU) are not listed.
-SITE_PAGES = ("getting-started.md", "pieces/*.md")
+#: Environment variable naming the seed-documentation corpus (see the docstring).
+SEED_DOCS_ENV = "TORCHEBM_SEED_DOCS"
+#: ``docs/`` pages whose python blocks only run under a launcher (rule 6), with the reason.
+SKIP_PAGES: dict[str, str] = {
+    "docs/distributed.md": "runs under torchrun (several processes); "
+    "tests/core/test_distributed.py runs the same code on 2 gloo processes",
+}
+_SKIP_MARK = re.compile(r"^\s*<!--\s*doc-examples:\s*skip\b\s*(.*?)\s*-->\s*$")
 SMOKE_EPOCHS = 2
 
 # (section heading, text the block contains) -> (why, code run just before the block)
@@ -125,6 +129,7 @@ class Block:
     context: str = ""
     context_why: str = ""
     requires: str = ""
+    skip: str = ""
 
     @property
     def label(self) -> str:
@@ -171,8 +176,17 @@ def parse_blocks(text: str) -> list[Block]:
             if lang == "python":
                 n = len(indent)
                 code = "\n".join(b[n:] if b[:n].strip() == "" else b for b in body)
+                prev = next((ln for ln in reversed(lines[:i]) if ln.strip()), "")
+                mark = _SKIP_MARK.match(prev)
                 blocks.append(
-                    Block(page=page, section=section, line=i + 1, code=code + "\n", indented=n > 0)
+                    Block(
+                        page=page,
+                        section=section,
+                        line=i + 1,
+                        code=code + "\n",
+                        indented=n > 0,
+                        skip=(mark.group(1) or "marked skip") if mark else "",
+                    )
                 )
             i = j + 1
             continue
@@ -247,15 +261,6 @@ def _exec(code: str, ns: dict, filename: str) -> None:
     exec(compile(code, filename, "exec"), ns)
 
 
-#: Per-page seed offsets (see rule 7). "Sampling Algorithms": its "Sampler Visualizations"
-#: block runs Langevin on DoubleWellModel(barrier_height=5) with a step size warmed up to
-#: 0.05, where step x curvature reaches 2 at the wells (the edge of stability of the
-#: update): measured over 100 seeds, 31 chains diverge, which LangevinDynamics reports with
-#: NonFiniteError (nan_policy="raise", the default; upstream returned NaN silently). With
-#: seed 0 the page's draws hit such a divergence; seed 2 does not.
-PAGE_SEED_OFFSET: dict[str, int] = {"Sampling Algorithms": 2}
-
-
 def _seed_everything(seed: int) -> None:
     import random
 
@@ -301,7 +306,9 @@ def run_page_child(job_file: str) -> int:
                     pass
     for b in job["blocks"]:
         label = b["label"]
-        if b["requires"] and not has(b["requires"]):
+        if b["skip"]:
+            rec = Result(label, "skipped", detail=b["skip"])
+        elif b["requires"] and not has(b["requires"]):
             rec = Result(label, "skipped", detail=f"needs {b['requires']}")
         else:
             buf = io.StringIO()
@@ -333,24 +340,31 @@ def run_page_child(job_file: str) -> int:
 
 
 # --------------------------------------------------------------------------- parent side
-def find_spec(explicit: str | None) -> Path:
-    candidates = []
-    if explicit:
-        candidates.append(Path(explicit))
-    if os.environ.get("TORCHEBM_DOC_SPEC"):
-        candidates.append(Path(os.environ["TORCHEBM_DOC_SPEC"]))
-    candidates += [
-        ROOT.parent / "shared" / "spec" / SPEC_NAME,
-        ROOT / "shared" / "spec" / SPEC_NAME,
-    ]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise SystemExit(
-        "run_doc_examples: documentation not found; tried "
-        + ", ".join(str(c) for c in candidates)
-        + " (pass --spec PATH)"
-    )
+def find_seed_docs(explicit: str | None) -> Path | None:
+    """The seed-documentation corpus: ``--seed-docs PATH``, else ``$TORCHEBM_SEED_DOCS``.
+
+    Returns None when neither is given; raises SystemExit when a given path is no file.
+    """
+    given = explicit or os.environ.get(SEED_DOCS_ENV) or None
+    if given is None:
+        return None
+    path = Path(given)
+    if not path.is_file():
+        raise SystemExit(f"run_doc_examples: seed-documentation corpus {given!r} is not a file")
+    return path
+
+
+def site_blocks() -> list[Block]:
+    """The python blocks of ``docs/**/*.md``, one page per file, with ``SKIP_PAGES`` applied."""
+    blocks: list[Block] = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        rel = page.relative_to(ROOT).as_posix()
+        for b in parse_blocks(page.read_text(encoding="utf-8")):
+            b.page = rel
+            if rel in SKIP_PAGES and not b.skip:
+                b.skip = SKIP_PAGES[rel]
+            blocks.append(b)
+    return blocks
 
 
 def _child_env() -> dict[str, str]:
@@ -361,7 +375,7 @@ def _child_env() -> dict[str, str]:
 
 
 def run_page(
-    page: str, blocks: list[Block], timeout: float, verbose: bool, seed: int = 0
+    page: str, blocks: list[Block], timeout: float, verbose: bool, seed: int
 ) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="torchebm-doc-") as tmp:
         for b in blocks:
@@ -394,6 +408,8 @@ def run_page(
             done.append(Result(b.label, "failed", detail=why, output=tail if crash else ""))
         for b, r in zip(blocks, done):
             r.context = b.context_why
+            if r.status == "failed":
+                r.detail += f"; page seed {seed}: replay with --seed {seed} --only {page!r}"
         return done
 
 
@@ -438,15 +454,24 @@ def _print_result(r: Result, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--spec", help="path of the documentation file")
+    p.add_argument(
+        "--seed-docs",
+        "--spec",
+        dest="spec",
+        help=f"the seed-documentation corpus to run as well (default: ${SEED_DOCS_ENV})",
+    )
     p.add_argument("--only", help="run only the pages/scripts with a label containing this text")
     p.add_argument(
         "--epochs", type=int, help="cut epoch loops to N (default: 2 under TORCHEBM_SMOKE)"
     )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per page/script")
-    p.add_argument("--seed", type=int, default=0, help="seed of the global RNGs at each page start")
     p.add_argument(
-        "--repeat", type=int, default=1, help="run the documentation pages N times (seeds S..S+N-1)"
+        "--seed",
+        type=int,
+        help="seed of the global RNGs at each page start (default: fresh OS entropy per page)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=1, help="run the documentation pages N times (fresh seeds)"
     )
     p.add_argument("--list", action="store_true", help="list the blocks and scripts, run nothing")
     p.add_argument("--no-scripts", action="store_true", help="skip examples/ scripts")
@@ -464,18 +489,19 @@ def main(argv: list[str] | None = None) -> int:
 
     blocks: list[Block] = []
     if not args.no_docs:
-        spec = find_spec(args.spec)
-        blocks = parse_blocks(spec.read_text(encoding="utf-8"))
-        print(f"documentation: {spec} ({len(blocks)} python blocks)")
+        spec = find_seed_docs(args.spec)
+        if spec is None:
+            print(
+                "seed-documentation corpus: skipped (not given; set "
+                f"{SEED_DOCS_ENV}=<file> or pass --seed-docs <file> to run it too)"
+            )
+        else:
+            blocks = parse_blocks(spec.read_text(encoding="utf-8"))
+            print(f"seed-documentation corpus: {spec} ({len(blocks)} python blocks)")
         if not args.no_site:
-            site = [p for pat in SITE_PAGES for p in sorted((ROOT / "docs").glob(pat))]
-            n0 = len(blocks)
-            for page in site:
-                rel = f"docs/{page.relative_to(ROOT / 'docs')}"
-                for b in parse_blocks(page.read_text(encoding="utf-8")):
-                    b.page = rel
-                    blocks.append(b)
-            print(f"site pages: {len(site)} files ({len(blocks) - n0} python blocks)")
+            site = site_blocks()
+            blocks += site
+            print(f"docs/ pages: {len({b.page for b in site})} files ({len(site)} python blocks)")
         for b in blocks:
             b.code, n = cut_epochs(b.code, epochs)
         if epochs is not None:
@@ -498,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
                     ("context", bool(b.context)),
                     ("excerpt", b.indented),
                     (f"needs {b.requires}", bool(b.requires)),
+                    (f"skipped: {b.skip}", bool(b.skip)),
                 )
                 if on
             ]
@@ -512,12 +539,11 @@ def main(argv: list[str] | None = None) -> int:
         pages.setdefault(b.page, []).append(b)
     t_start = time.perf_counter()
     for rep in range(max(1, args.repeat)):
-        seed = args.seed + rep
         if args.repeat > 1:
-            print(f"--- seed {seed}")
+            print(f"--- run {rep + 1} of {args.repeat}")
         for page, page_blocks in pages.items():
-            page_seed = seed + PAGE_SEED_OFFSET.get(page, 0)
-            for r in run_page(page, page_blocks, args.timeout, args.verbose, page_seed):
+            seed = args.seed if args.seed is not None else secrets.randbits(31)
+            for r in run_page(page, page_blocks, args.timeout, args.verbose, seed):
                 _print_result(r, args.verbose)
                 results.append(r)
     for s in scripts:
@@ -538,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     if n_skip:
         summary += f", {n_skip} skipped"
     print(summary)
+    if not results:
+        print("run_doc_examples: nothing ran")
+        return 1
     return 1 if n_fail else 0
 
 

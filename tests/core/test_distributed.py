@@ -34,6 +34,10 @@ def _load_worker():
 
 
 W = _load_worker()
+needs_fsdp2 = pytest.mark.skipif(
+    not W.HAS_FSDP2,
+    reason=f"FSDP2 (torch.distributed.fsdp.fully_shard) needs torch >= 2.6; torch {torch.__version__}",
+)
 
 
 # ---------------------------------------------------------------------------- single process
@@ -253,7 +257,7 @@ def reference_params():
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("kind", ["ddp", "plain", "fsdp"])
+@pytest.mark.parametrize("kind", ["ddp", "plain", pytest.param("fsdp", marks=needs_fsdp2)])
 def test_trainer_matches_single_process_and_resumes_identically(ranks, reference_params, kind):
     res0 = ranks[0][f"trainer_{kind}"]
     assert res0["step"] == W.N_MICRO // W.ACCUM
@@ -275,6 +279,7 @@ def test_trainer_matches_single_process_and_resumes_identically(ranks, reference
 
 
 @pytest.mark.distributed
+@needs_fsdp2
 def test_unsharded_gathers_fsdp2_parameters_inside_the_block(ranks):
     for res in ranks:
         u = res["unsharded"]

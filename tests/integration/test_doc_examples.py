@@ -1,6 +1,7 @@
 """The documentation runner (tools/run_doc_examples.py): parsing, the epoch cut, end to end."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -102,16 +103,58 @@ def test_savefig_directories():
     assert rde.output_dirs(code) == ["docs/a", "out"]
 
 
-def test_the_user_docs_parse_with_their_context_entries():
-    try:
-        spec = rde.find_spec(None)
-    except SystemExit:
-        pytest.skip("the user documentation (../shared/spec) is not available here")
+def test_the_seed_docs_parse_with_their_context_entries():
+    spec = rde.find_seed_docs(None)
+    if spec is None:
+        pytest.skip(
+            f"seed-documentation corpus not given: set {rde.SEED_DOCS_ENV}=<file> to check "
+            "that its blocks parse and that every CONTEXT/REQUIRES entry matches one block"
+        )
     blocks = rde.parse_blocks(spec.read_text(encoding="utf-8"))
     assert len(blocks) >= 31
     with_context = [b for b in blocks if b.context]
     assert len(with_context) == len(rde.CONTEXT)  # every entry matches exactly one block
     assert sum(bool(b.requires) for b in blocks) == len(rde.REQUIRES)
+
+
+def test_the_docs_pages_are_found_and_skips_are_explicit():
+    blocks = rde.site_blocks()
+    pages = {b.page for b in blocks}
+    assert "docs/getting-started.md" in pages
+    assert all(p.startswith("docs/") and p.endswith(".md") for p in pages)
+    assert set(rde.SKIP_PAGES) <= pages  # a skip entry names a page that exists
+    assert sum(not b.skip for b in blocks) >= 10  # the runnable blocks outnumber the skips
+
+
+def test_a_skip_mark_skips_the_next_block_with_its_reason():
+    text = "# P\n<!-- doc-examples: skip needs two GPUs -->\n\n```python\nx = 1\n```\n"
+    text += "```python\ny = 2\n```\n"
+    blocks = rde.parse_blocks(text)
+    assert [b.skip for b in blocks] == ["needs two GPUs", ""]
+
+
+def test_without_the_corpus_one_line_says_it_was_skipped(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != rde.SEED_DOCS_ENV}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "run_doc_examples.py"), "--list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [ln for ln in done.stdout.splitlines() if "seed-documentation corpus" in ln]
+    assert len(lines) == 1 and "skipped" in lines[0] and rde.SEED_DOCS_ENV in lines[0]
+    assert "docs/getting-started.md" in done.stdout and "examples/" in done.stdout
+    env[rde.SEED_DOCS_ENV] = str(tmp_path / "missing.txt")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "run_doc_examples.py"), "--list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode != 0 and "is not a file" in done.stderr
 
 
 def _run(tmp_path, text, *args):
@@ -121,7 +164,7 @@ def _run(tmp_path, text, *args):
         [
             sys.executable,
             str(ROOT / "tools" / "run_doc_examples.py"),
-            "--spec",
+            "--seed-docs",
             str(doc),
             "--no-scripts",
             "--no-site",
@@ -168,3 +211,21 @@ def test_runner_fails_loudly(tmp_path):
     assert done.returncode == 1
     assert "ValueError: boom" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "0 passed, 1 failed"
+
+
+def _draws(stdout):
+    return [ln.split("|", 1)[1].strip() for ln in stdout.splitlines() if "| draw" in ln]
+
+
+def test_pages_draw_fresh_seeds_and_a_failure_names_the_seed_that_replays_it(tmp_path):
+    doc = "# A\n```python\nimport torch\nprint('draw', torch.rand(1).item())\n```\n"
+    doc = doc + doc.replace("# A", "# B")
+    fresh = _run(tmp_path, doc, "-v")
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    a, b = _draws(fresh.stdout)
+    assert a != b  # no fixed seed: each page starts from fresh entropy
+    doc += "# C\n```python\nraise ValueError('boom')\n```\n"
+    fixed = _run(tmp_path, doc, "-v", "--seed", "7")
+    a, b = _draws(fixed.stdout)
+    assert a == b  # --seed replays one draw on every page
+    assert "page seed 7: replay with --seed 7 --only 'C'" in fixed.stdout

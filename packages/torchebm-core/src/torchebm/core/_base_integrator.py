@@ -736,6 +736,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
 
     @staticmethod
     def _add_noise(y, x, d, h, noise, generator):
+        amp: float | torch.Tensor
         if isinstance(d, float) and isinstance(h, float):
             amp = math.sqrt(2.0 * d * abs(h))
             if amp == 0.0:

@@ -2,6 +2,8 @@ r"""Older names from the seed documentation, kept working with one ``Deprecation
 
 from __future__ import annotations
 
+from typing import Any
+
 from torchebm.core._base_model import (
     AckleyModel,
     BaseModel,
@@ -61,7 +63,8 @@ class DeviceMixin(TorchEBMModule):
 def _alias(old: str, new_cls: type) -> type:
     def __init__(self, *args, **kwargs):
         _warn(old, new_cls.__name__)
-        new_cls.__init__(self, *args, **kwargs)
+        base: Any = new_cls  # the class itself (mypy reads new_cls.__init__ as an instance's)
+        base.__init__(self, *args, **kwargs)
 
     doc = f"Deprecated alias of :class:`{new_cls.__name__}` (warns once)."
     return type(old, (new_cls,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})

@@ -1,0 +1,178 @@
+"""tools/api_snapshot.py: the public-API comparison on small synthetic APIs, and griffe reading."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+
+import api_snapshot as api  # noqa: E402
+
+F = "pkg.f"
+
+
+def fn(*params):
+    return {"kind": "function", "params": [list(p) for p in params]}
+
+
+def diff(old, new):
+    return api.compare(old, new)
+
+
+def test_identical_apis_have_nothing_to_report():
+    a = {"pkg": {"kind": "module"}, F: fn(("x", "pos", True))}
+    assert diff(a, a) == ([], [])
+
+
+def test_removed_name_is_breaking_and_reported_once_for_a_removed_class():
+    old = {
+        "pkg.A": {"kind": "class", "params": []},
+        "pkg.A.run": fn(),
+        "pkg.A.size": {"kind": "attribute"},
+        F: fn(),
+    }
+    breaks, adds = diff(old, {F: fn()})
+    assert breaks == ["pkg.A: removed"] and adds == []
+
+
+def test_removed_method_of_a_kept_class_is_breaking():
+    old = {"pkg.A": {"kind": "class", "params": []}, "pkg.A.run": fn()}
+    breaks, _ = diff(old, {"pkg.A": {"kind": "class", "params": []}})
+    assert breaks == ["pkg.A.run: removed"]
+
+
+def test_kind_change_is_breaking():
+    breaks, _ = diff({F: fn()}, {F: {"kind": "attribute"}})
+    assert breaks == ["pkg.f: function became attribute"]
+
+
+@pytest.mark.parametrize(
+    "new, expected",
+    [
+        ([("y", "pos", False)], "parameter 'x' removed or renamed"),
+        ([("x", "pos", False), ("y", "pos", True)], "new required parameter 'y'"),
+        ([("x", "kwonly", False)], "parameter 'x' changed from pos to kwonly"),
+        ([("x", "pos", True)], "parameter 'x' made required (its default was removed)"),
+    ],
+)
+def test_parameter_breaks(new, expected):
+    breaks, _ = diff({F: fn(("x", "pos", False))}, {F: fn(*new)})
+    assert breaks == [f"pkg.f: {expected}"]
+
+
+def test_reordered_positional_parameters_are_breaking():
+    old = fn(("a", "pos", True), ("b", "pos", True))
+    new = fn(("b", "pos", True), ("a", "pos", True))
+    breaks, _ = diff({F: old}, {F: new})
+    assert "pkg.f: parameter 'a' moved from position 0 to 1" in breaks
+    assert len(breaks) == 2
+
+
+def test_removed_kwargs_is_breaking():
+    breaks, _ = diff({F: fn(("kw", "**kwargs", False))}, {F: fn()})
+    assert breaks == ["pkg.f: **kwargs parameter 'kw' removed"]
+
+
+def test_additions_are_not_breaking():
+    old = {F: fn(("x", "pos", True))}
+    new = {
+        F: fn(("x", "pos", True), ("y", "pos", False), ("z", "kwonly", False)),
+        "pkg.g": fn(("a", "pos", True)),
+        "pkg.K": {"kind": "attribute"},
+    }
+    breaks, adds = diff(old, new)
+    assert breaks == []
+    assert adds == [
+        "pkg.f: new optional parameter 'y'",
+        "pkg.f: new optional parameter 'z'",
+        "pkg.g: new function",
+        "pkg.K: new attribute",
+    ]
+    # a keyword-only parameter moved among keyword-only ones, or made optional: fine
+    old = {F: fn(("a", "kwonly", True), ("b", "kwonly", False))}
+    new = {F: fn(("b", "kwonly", False), ("a", "kwonly", False))}
+    assert diff(old, new) == ([], [])
+
+
+@pytest.mark.parametrize(
+    "old, new, ok",
+    [
+        ("0.1.0", "0.2.0", True),
+        ("0.1.3", "0.2.0rc1", True),
+        ("0.1.0", "0.1.1", False),
+        ("0.1.0", "0.1.0", False),
+        ("0.9.0", "1.0.0", True),
+        ("1.2.0", "1.3.0", False),
+        ("1.2.0", "2.0.0", True),
+    ],
+)
+def test_breaking_bump_follows_the_release_rules(old, new, ok):
+    assert api.breaking_bump(old, new) is ok
+
+
+def test_check_piece_fails_without_the_bump_and_names_the_break():
+    snap = {"version": "0.1.0", "api": {F: fn(("x", "pos", False))}}
+    now = {F: fn()}
+    ok, lines = api.check_piece("torchebm-x", snap, now, "0.1.1")
+    assert not ok
+    assert "needs a new minor (0.x)" in lines[0]
+    assert lines[1] == "  BREAKING pkg.f: parameter 'x' removed or renamed"
+    ok, lines = api.check_piece("torchebm-x", snap, now, "0.2.0")
+    assert ok and "allowed by the version bump 0.1.0 -> 0.2.0" in lines[0]
+
+
+def test_check_piece_passes_additions_and_says_how_to_refresh():
+    snap = {"version": "0.1.0", "api": {F: fn()}}
+    ok, lines = api.check_piece("torchebm-x", snap, {F: fn(), "pkg.g": fn()}, "0.1.0")
+    assert ok and api.REFRESH in lines[0] and lines[1] == "  added pkg.g: new function"
+
+
+def test_griffe_reading_of_a_small_package():
+    griffe = pytest.importorskip("griffe")
+    code = """
+__all__ = ["Sampler", "run", "LIMIT"]
+LIMIT = 3
+
+class Base:
+    def reset(self, hard=False): ...
+
+class Sampler(Base):
+    def __init__(self, model, step=0.1, *, seed=None): ...
+    def sample(self, x, /, n, *args, **kwargs): ...
+    @property
+    def size(self): ...
+    @staticmethod
+    def make(cfg): ...
+    def _private(self): ...
+
+def run(a, b=1): ...
+def hidden(): ...
+"""
+    with griffe.temporary_visited_package("torchebm_demo", {"__init__.py": code}) as pkg:
+        out = {}
+        api._walk_module("torchebm_demo", pkg, out)
+    assert out == {
+        "torchebm_demo": {"kind": "module"},
+        "torchebm_demo.LIMIT": {"kind": "attribute"},
+        "torchebm_demo.Sampler": {
+            "kind": "class",
+            "params": [["model", "pos", True], ["step", "pos", False], ["seed", "kwonly", False]],
+        },
+        "torchebm_demo.Sampler.sample": {
+            "kind": "function",
+            "params": [
+                ["x", "posonly", True],
+                ["n", "pos", True],
+                ["args", "*args", False],
+                ["kwargs", "**kwargs", False],
+            ],
+        },
+        "torchebm_demo.Sampler.size": {"kind": "attribute"},
+        "torchebm_demo.Sampler.make": {"kind": "function", "params": [["cfg", "pos", True]]},
+        "torchebm_demo.Sampler.reset": {"kind": "function", "params": [["hard", "pos", False]]},
+        "torchebm_demo.run": {
+            "kind": "function",
+            "params": [["a", "pos", True], ["b", "pos", False]],
+        },
+    }
