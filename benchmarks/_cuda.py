@@ -1,8 +1,9 @@
 """The CUDA engineer's Langevin kernels (``benchmarks/cuda_langevin.py``) as suite rows.
 
 ``cuda_langevin.run(sizes, n_steps, device, methods=..., repeats=...)`` times each method
-beside its own hand-written ``baseline`` loop and returns one dict per (size, method); each
-non-baseline row becomes a result whose ratio is ``method / baseline``. It runs with
+beside its own hand-written in-place ``baseline`` loop (rotating rounds, best of N, every
+output checked against the baseline, generators reseeded) and returns one dict per (size,
+method); each non-baseline row becomes a result whose ratio is ``method / baseline``. It runs with
 ``--device cuda`` (every method), or on CPU when selected explicitly with
 ``--only cuda_langevin`` (eager method only: the GPU kernels and torch.compile are skipped).
 """
@@ -32,6 +33,7 @@ def cuda_results(config: Config, explicit: bool) -> list[Result]:
         config.device,
         methods=methods,
         repeats=config.repeats,
+        min_time=config.min_time,
     )
     base = {(r["chains"], r["dims"]): r for r in rows if r["method"] == "baseline"}
     out = []
@@ -49,7 +51,8 @@ def cuda_results(config: Config, explicit: bool) -> list[Result]:
         res.floor_s = None if b is None else b["ms_per_step"] * n_steps / 1e3
         res.ratio = None if b is None else r["ms_per_step"] / b["ms_per_step"]
         res.repeats = config.repeats
-        res.notes = f"{n_steps} steps, median of {config.repeats}" + (
+        res.check = r.get("check", "")
+        res.notes = f"{n_steps} steps, best of {config.repeats}" + (
             f", compile {r['compile_s']} s once" if "compile_s" in r else ""
         )
         if res.ratio is None:

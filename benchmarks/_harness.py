@@ -79,6 +79,9 @@ class Case:
         timer: Optional ``timer(which) -> seconds`` replacing in-process timing (used by
             workloads that time a subprocess); ``which`` is ``"library"`` or ``"floor"``.
         memory: Optional ``memory(which) -> bytes`` replacing the in-process measurement.
+        alt: Optional other floors ``{label: callable}`` (e.g. the same loop with an
+            autograd gradient), timed in the same interleaved rounds; the report gives
+            ``library / alt`` in the notes. The ratio always uses ``floor``.
     """
 
     library: Callable[[], Any]
@@ -88,6 +91,7 @@ class Case:
     info: Callable[[], str] | None = None
     timer: Callable[[str], float] | None = None
     memory: Callable[[str], int | None] | None = None
+    alt: dict[str, Callable[[], Any]] | None = None
 
 
 @dataclass
@@ -122,6 +126,7 @@ class Result:
     repeats: int = 0
     library_samples: list[float] = field(default_factory=list)
     floor_samples: list[float] = field(default_factory=list)
+    alt_s: dict[str, float] = field(default_factory=dict)  # best time of each Case.alt floor
     check: str = ""
     notes: str = ""
     wall_s: float = 0.0
@@ -341,14 +346,18 @@ def _run_case(case: Case, config: Config, res: Result, memory: bool) -> None:
         # requested repeats (short ones, whose best-of-N is the noisiest)
         affordable = int(config.budget / max((t_lib + t_floor) * number, 1e-9))
         repeats = max(min(3, config.repeats), min(3 * config.repeats, affordable))
-        lib_s, floor_s = [], []
-        for r in range(repeats):
-            if r % 2 == 0:
-                lib_s.append(_time_block(case.library, number, config))
-                floor_s.append(_time_block(case.floor, number, config))
-            else:
-                floor_s.append(_time_block(case.floor, number, config))
-                lib_s.append(_time_block(case.library, number, config))
+        alts = dict(case.alt or {})
+        for fn in alts.values():  # warm-up of the other floors
+            fn()
+        sides: dict[str, Callable[[], Any]] = {"library": case.library, "floor": case.floor}
+        sides.update({f"alt:{k}": v for k, v in alts.items()})
+        samples: dict[str, list[float]] = {k: [] for k in sides}
+        order = list(sides)
+        for r in range(repeats):  # rotate the order so that load changes hit every side
+            for k in order[r % len(order) :] + order[: r % len(order)]:
+                samples[k].append(_time_block(sides[k], number, config))
+        lib_s, floor_s = samples["library"], samples["floor"]
+        res.alt_s = {k[4:]: min(v) for k, v in samples.items() if k.startswith("alt:")}
         res.number = number
     res.repeats = len(lib_s)
     res.library_samples, res.floor_samples = lib_s, floor_s
@@ -361,6 +370,9 @@ def _run_case(case: Case, config: Config, res: Result, memory: bool) -> None:
         else:
             res.library_peak_bytes = peak_memory(case.library, dev)
             res.floor_peak_bytes = peak_memory(case.floor, dev)
+    if res.alt_s:
+        extra = ", ".join(f"lib / {k} {res.library_s / t:.2f}x" for k, t in res.alt_s.items())
+        res.notes = f"{res.notes}; {extra}" if res.notes else extra
     if case.info is not None:
         extra = case.info()
         if extra:

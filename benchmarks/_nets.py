@@ -55,6 +55,33 @@ class HandMLP:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).squeeze(-1)
 
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        """``dE/dx`` ``(B, D)`` by an explicit backward pass (no autograd graph).
+
+        Forward keeping each hidden pre-activation ``h_l``, then from the top
+        ``g <- silu'(h_l) * g @ W_l``: one fused ``silu_backward`` and one ``mm`` per hidden
+        layer, the best a hand-written loop can do for this network. The last hidden SiLU
+        is never evaluated: the gradient needs only its pre-activation.
+        """
+        *hidden, (w_out, _) = self.layers
+        with torch.no_grad():
+            pres, h = [], x
+            for i, (w, b) in enumerate(hidden):
+                pres.append(F.linear(h, w, b))
+                if i < len(hidden) - 1:
+                    h = F.silu(pres[-1])
+            g = w_out.expand(x.shape[0], -1)
+            for (w, _), pre in zip(reversed(hidden), reversed(pres)):
+                g = torch.ops.aten.silu_backward(g, pre).mm(w)
+        return g
+
+    def autograd_grad(self, x: torch.Tensor) -> torch.Tensor:
+        """``dE/dx`` by one autograd call (the extra ``autograd floor`` column)."""
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self(xg).sum(), xg)
+        return g
+
 
 class HandVelocity(HandMLP):
     """Time-conditioned field ``f(x, t)``: ``MLP([x, t, sin(2^k pi t), cos(2^k pi t)])``."""

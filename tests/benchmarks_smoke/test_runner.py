@@ -88,12 +88,72 @@ def test_compare_prints_the_ratio_change(tmp_path):
     assert "| c | - | 1.00 |" in text
 
 
-@pytest.mark.parametrize(
-    "name", ["leapfrog_integrate", "euler_maruyama_integrate", "dsm_step", "exact_ot_256"]
-)
-def test_floor_matches_library(name):
+_CHECKED = [w.name for w in all_workloads() if w.build is not None]
+
+
+def _build(name):
     torch.set_num_threads(1)
     workload = next(w for w in all_workloads() if w.name == name)
-    case = workload.build(Config(device=torch.device("cpu"), quick=True))
+    return workload.build(Config(device=torch.device("cpu"), quick=True))
+
+
+@pytest.mark.parametrize("name", _CHECKED)
+def test_floor_computes_what_the_library_computes(name):
+    """Every floor's first output equals the library's (the check the suite runs)."""
+    case = _build(name)
+    if case.timer is not None:  # a subprocess workload (import time): nothing to compare
+        assert case.check is None
+        return
+    assert case.check is not None, f"{name} has no library/floor check"
     note = case.check(case.library(), case.floor())  # raises AssertionError on disagreement
-    assert "max|d|" in note
+    assert "max|d|" in note or "chains equal" in note
+
+
+def _perturbed(out):
+    if isinstance(out, tuple):  # training steps: (loss, [param grads])
+        loss, grads = out
+        return loss, [g if i else g * 1.01 for i, g in enumerate(grads)]
+    return out * 1.01 + 0.01
+
+
+@pytest.mark.parametrize("name", ["langevin_mlp", "nesterov_mlp", "cd_step", "eqm_step"])
+def test_checks_catch_a_one_percent_error(name):
+    """The checks are tight: a 1% error in the floor's state or first gradient fails."""
+    case = _build(name)
+    lib = case.library()
+    with pytest.raises(AssertionError, match="disagree"):
+        case.check(lib, _perturbed(case.floor()))
+
+
+def test_hmc_floor_evaluates_one_gradient_per_leapfrog_step():
+    """The HMC floor reuses the gradient of the accepted end point: L per trajectory."""
+    from _samplers import _hmc_case
+
+    calls = []
+    case = _hmc_case(Config(device=torch.device("cpu"), quick=True))
+    orig = torch.mm
+
+    def counting_mm(*args, **kwargs):
+        calls.append(1)
+        return orig(*args, **kwargs)
+
+    torch.mm = counting_mm
+    try:
+        case.floor()
+    finally:
+        torch.mm = orig
+    steps, n_lf = 10, 10
+    assert len(calls) == steps * n_lf + 1  # one gradient at the start, then L per trajectory
+
+
+def test_cuda_langevin_methods_match_their_in_place_floor():
+    """Every method of cuda_langevin.py (those that run on CPU) equals the baseline."""
+    import cuda_langevin
+
+    rows = cuda_langevin.run(
+        ((16, 4),), 5, "cpu", methods=("baseline", "eager", "sampler"), repeats=1, min_time=0.0
+    )
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"baseline", "eager", "sampler"}
+    for name in ("eager", "sampler"):
+        assert "drift max|d|" in by[name]["check"] and "noisy max|d|" in by[name]["check"]

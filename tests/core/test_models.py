@@ -15,7 +15,7 @@ from torchebm.core import (
     RastriginModel,
     RosenbrockModel,
 )
-from torchebm.core.errors import ShapeError
+from torchebm.core.errors import ConfigurationError, ShapeError
 
 torch.manual_seed(0)
 
@@ -90,6 +90,85 @@ def test_gaussian_validation():
         RosenbrockModel()(torch.zeros(3, 1))
     with pytest.raises(ValueError, match="barrier_height"):
         DoubleWellModel(barrier_height=-1.0)
+
+
+NAN, INF = float("nan"), float("inf")
+EYE = torch.eye(2)
+#: (id, constructor, error type, words the message must contain)
+BAD_PARAMETERS = [
+    ("gaussian mean nan", lambda: GaussianModel(torch.tensor([NAN, 0.0]), EYE), "mean", "nan"),
+    ("gaussian mean inf", lambda: GaussianModel(torch.tensor([0.0, -INF]), EYE), "mean", "inf"),
+    (
+        "gaussian cov nan",
+        lambda: GaussianModel(torch.zeros(2), torch.tensor([[1.0, NAN], [NAN, 1.0]])),
+        "cov",
+        "nan",
+    ),
+    (
+        "gaussian cov not symmetric",
+        lambda: GaussianModel(torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]])),
+        "cov must be symmetric",
+        "0.5",
+    ),
+    (
+        "gaussian cov indefinite",
+        lambda: GaussianModel(torch.zeros(2), torch.tensor([[1.0, 2.0], [2.0, 1.0]])),
+        "cov must be positive definite",
+        "2.",
+    ),
+    (
+        "gaussian cov negative",
+        lambda: GaussianModel(torch.zeros(2), -EYE),
+        "cov must be positive definite",
+        "-1.",
+    ),
+    ("double well height 0", lambda: DoubleWellModel(barrier_height=0.0), "barrier_height", "0"),
+    ("double well b nan", lambda: DoubleWellModel(b=NAN), "b must be finite", "nan"),
+    ("harmonic k -1", lambda: HarmonicModel(k=-1.0), "k must be positive", "-1"),
+    ("harmonic k inf", lambda: HarmonicModel(k=INF), "k must be positive", "inf"),
+    ("rastrigin a 0", lambda: RastriginModel(a=0.0), "a must be positive", "0"),
+    ("rastrigin a nan", lambda: RastriginModel(a=NAN), "a must be positive", "nan"),
+    ("ackley a -1", lambda: AckleyModel(a=-1.0), "a must be positive", "-1"),
+    ("ackley b 0", lambda: AckleyModel(b=0.0), "b must be positive", "0"),
+    ("ackley c inf", lambda: AckleyModel(c=INF), "c must be positive", "inf"),
+    ("rosenbrock a nan", lambda: RosenbrockModel(a=NAN), "a must be finite", "nan"),
+    ("rosenbrock b -1", lambda: RosenbrockModel(b=-1.0), "b must be positive", "-1"),
+]
+
+
+@pytest.mark.parametrize("make,words", [pytest.param(m, w, id=i) for i, m, *w in BAD_PARAMETERS])
+def test_analytic_models_reject_bad_parameters(make, words):
+    """NaN/inf values, non-positive scales and non-PD covariances fail at construction."""
+    with pytest.raises(ConfigurationError) as info:
+        make()
+    assert isinstance(info.value, ValueError)
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, f"{w!r} not in {msg!r}"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RastriginModel(a="x"),
+        lambda: AckleyModel(b="x"),
+        lambda: RosenbrockModel(a="x"),
+        lambda: DoubleWellModel(b=True),
+        lambda: HarmonicModel(k=None),
+    ],
+)
+def test_analytic_models_reject_non_numbers(make):
+    with pytest.raises(TypeError, match="must be a"):
+        make()
+
+
+def test_valid_edge_parameters_are_accepted():
+    """Signs that are not scales stay free: a minimum at negative b or a."""
+    assert DoubleWellModel(b=-1.0)(torch.tensor([[-1.0]])).item() == 0.0
+    assert DoubleWellModel(b=0.0)(torch.tensor([[1.0]])).item() == pytest.approx(2.0)
+    assert RosenbrockModel(a=-2.0)(torch.tensor([[-2.0, 4.0]])).item() == 0.0
+    g = GaussianModel(torch.tensor([1, 2]), torch.tensor([[2, 0], [0, 2]]))  # integer inputs
+    assert g(torch.tensor([[1.0, 2.0]])).item() == 0.0
 
 
 def test_gaussian_follows_module_to():

@@ -2,6 +2,7 @@
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,19 +56,81 @@ def test_auction_on_integer_costs_and_ties():
         auction_assignment(torch.tensor([[0.0, float("nan")], [1.0, 0.0]]))
 
 
-def test_exact_ot_is_near_optimal_and_permutation_at_b256():
-    g = torch.Generator().manual_seed(3)
-    x0, x1 = torch.randn(256, 2, generator=g), torch.randn(256, 2, generator=g)
+def hungarian(cost):
+    """Exact min-cost assignment and its dual by shortest augmenting paths (Kuhn-Munkres).
+
+    An independent solver (numpy, float64): returns ``(idx, u, v)`` with row ``i`` assigned
+    column ``idx[i]`` and potentials such that ``u_i + v_j <= C_ij`` for every pair, with
+    equality on the assignment, so ``sum(u) + sum(v)`` is a lower bound on every
+    assignment's cost that this one attains.
+    """
+    a = cost.detach().to(torch.float64).numpy()
+    n = a.shape[0]
+    u, v = np.zeros(n + 1), np.zeros(n + 1)
+    p = np.zeros(n + 1, dtype=np.int64)  # p[j]: row (1-based) matched to column j; 0: free
+    way = np.zeros(n + 1, dtype=np.int64)
+    for i in range(1, n + 1):
+        p[0], j0 = i, 0
+        minv = np.full(n + 1, np.inf)
+        used = np.zeros(n + 1, dtype=bool)
+        while True:
+            used[j0] = True
+            i0 = p[j0]
+            free = ~used[1:]
+            cur = a[i0 - 1] - u[i0] - v[1:]
+            better = free & (cur < minv[1:])
+            minv[1:][better] = cur[better]
+            way[1:][better] = j0
+            masked = np.where(free, minv[1:], np.inf)
+            j1 = int(masked.argmin()) + 1
+            delta = masked[j1 - 1]
+            u[p[used]] += delta
+            v[used] -= delta
+            minv[~used] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+    idx = np.empty(n, dtype=np.int64)
+    idx[p[1:] - 1] = np.arange(n)
+    return torch.from_numpy(idx), torch.from_numpy(u[1:]), torch.from_numpy(v[1:])
+
+
+def test_hungarian_helper_equals_brute_force():
+    g = torch.Generator().manual_seed(7)
+    for n in (1, 2, 5, 7):
+        c = torch.rand(n, n, generator=g, dtype=torch.float64)
+        idx, u, v = hungarian(c)
+        assert idx.tolist() == brute_force(c)
+        assert float((u[:, None] + v[None, :] - c).max()) <= 1e-12  # dual feasible
+
+
+@pytest.mark.parametrize("seed,n", [(3, 256), (5, 100)])
+def test_exact_ot_is_within_tol_of_an_independent_optimum(seed, n):
+    """Exact OT against Kuhn-Munkres and its dual certificate (a lower bound on any plan)."""
+    g = torch.Generator().manual_seed(seed)
+    x0, x1 = torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g)
     ot = ExactOTCoupling(tol=1e-4)
     cost = ot.compute_cost(x0, x1).double()
     idx = ot._solve(cost, None)
-    assert sorted(idx.tolist()) == list(range(256))
+    assert sorted(idx.tolist()) == list(range(n))
+    ref, u, v = hungarian(cost)
+    rows = torch.arange(n)
+    assert float((u[:, None] + v[None, :] - cost).max()) <= 1e-12  # the certificate holds
+    bound = float(u.sum() + v.sum())
+    c_ot, c_ref = float(cost[rows, idx].sum()), float(cost[rows, ref].sum())
+    assert abs(c_ref - bound) <= 1e-9  # the independent solver attains the bound
+    print(f"n={n}: auction {c_ot:.9f}, optimum {c_ref:.9f}, gap {c_ot - c_ref:.2e} (tol 1e-4)")
+    assert bound - 1e-9 <= c_ot <= bound + 1e-4 + 1e-9  # within tol of the optimum
+    # a tighter tolerance reaches the optimum's cost
     tight = auction_assignment(cost, tol=1e-9)
-    c_ot, c_tight = cost[torch.arange(256), idx].sum(), cost[torch.arange(256), tight].sum()
-    assert c_ot - c_tight <= 1e-4 + 1e-12
+    assert float(cost[rows, tight].sum()) <= bound + 1e-8
     # OT never worse than identity or greedy
     greedy = GreedyCoupling()._solve(cost, None)
-    assert c_ot <= cost.diagonal().sum() and c_ot <= cost[torch.arange(256), greedy].sum()
+    assert c_ot <= cost.diagonal().sum() and c_ot <= cost[rows, greedy].sum()
     # deterministic
     assert torch.equal(ot(x0, x1).x1, ot(x0, x1).x1)
 

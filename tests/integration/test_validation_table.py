@@ -8,7 +8,6 @@ that expose a defect of a piece are marked ``xfail(strict=True)`` with the bug n
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -25,15 +24,18 @@ import torchebm.losses as L
 import torchebm.models as M
 import torchebm.samplers as S
 from torchebm.core import (
+    AckleyModel,
     BaseModel,
     BaseTrainer,
     ConstantScheduler,
     CosineScheduler,
+    DoubleWellModel,
     ExponentialDecayScheduler,
     GaussianModel,
     HarmonicModel,
     LinearScheduler,
     MultiStepScheduler,
+    RastriginModel,
     RosenbrockModel,
     TemperatureScheduler,
     TorchEBMModule,
@@ -227,6 +229,23 @@ def _ctor_cases() -> list[Case]:
             ValueError,
             ("cov",),
         ),
+        Case(
+            "GaussianModel(mean nan)",
+            lambda: GaussianModel(torch.tensor([NAN, 0.0]), torch.eye(2)),
+            ValueError,
+            ("mean", "nan"),
+        ),
+        Case(
+            "GaussianModel(cov indefinite)",
+            lambda: GaussianModel(torch.zeros(2), torch.tensor([[1.0, 2.0], [2.0, 1.0]])),
+            ValueError,
+            ("cov", "positive definite", "2."),
+        ),
+        Case("HarmonicModel(k=0)", lambda: HarmonicModel(k=0.0), ValueError, ("k", "0")),
+        Case("DoubleWellModel(b=nan)", lambda: DoubleWellModel(b=NAN), ValueError, ("b", "nan")),
+        Case("RastriginModel(a=-1)", lambda: RastriginModel(a=-1.0), ValueError, ("a", "-1")),
+        Case("AckleyModel(b=0)", lambda: AckleyModel(b=0.0), ValueError, ("b", "0")),
+        Case("RosenbrockModel(b=inf)", lambda: RosenbrockModel(b=INF), ValueError, ("b", "inf")),
         Case(
             "GaussianModel.forward(3-D)",
             lambda: GaussianModel(torch.zeros(2), torch.eye(2))(torch.zeros(1, 2, 2)),
@@ -572,8 +591,8 @@ def _ctor_cases() -> list[Case]:
         Case(
             "LangevinDynamics.sample(model without gradient)",
             lambda: S.LangevinDynamics(NoGrad(), step_size=0.01).sample(x=X, n_steps=2),
-            (RuntimeError, ValueError, TypeError),
-            ("differentiabl",),
+            RuntimeError,  # BaseModel.gradient: a defect of the model, not of an argument
+            ("NoGrad", "differentiabl"),
         ),
     ]
     # ------------------------------------------------------------------ integrators
@@ -1274,4 +1293,32 @@ def test_table_covers_every_public_constructor():
             if isinstance(obj, type) and name not in covered_elsewhere and name not in ids:
                 missing.append(f"{mod.__name__}.{name}")
     assert not missing, f"no validation row for {missing}"
-    assert math.isfinite(len(CASES)) and len(CASES) > 150
+    assert len(CASES) > 150
+
+
+def test_table_rows_are_well_formed():
+    """Unique ids, one specific expected error per row, and words that name the input."""
+    ids = [c.id for c in CASES]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    assert not dupes, f"duplicate row ids {dupes}"
+    # no catch-all (Exception) and at most two kinds per row
+    accepted = (ValueError, TypeError, LookupError, NonFiniteError, RuntimeError)
+    for c in CASES:
+        excs = c.exc if isinstance(c.exc, tuple) else (c.exc,)
+        assert excs and all(issubclass(e, accepted) for e in excs), c.id
+        assert len(excs) <= 2, f"{c.id} accepts {excs}"
+        assert c.words and all(isinstance(w, str) and w for w in c.words), c.id
+
+
+def test_every_analytic_model_rejects_bad_parameters():
+    """Each analytic energy of core has at least one bad-parameter row."""
+    ids = " ".join(c.id for c in CASES)
+    for name in (
+        "GaussianModel(mean nan)",
+        "HarmonicModel(",
+        "DoubleWellModel(",
+        "RastriginModel(",
+        "AckleyModel(",
+        "RosenbrockModel(b=",
+    ):
+        assert name in ids, f"no bad-parameter row for {name}"

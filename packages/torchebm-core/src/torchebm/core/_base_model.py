@@ -3,13 +3,14 @@ r"""Energy models: the ``BaseModel`` contract and the analytic energies with clo
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
 
 from torchebm.core._module import TorchEBMModule, _direct
-from torchebm.core.errors import ShapeError, check_positive
+from torchebm.core.errors import ConfigurationError, ShapeError, check_positive
 
 __all__ = [
     "BaseModel",
@@ -148,12 +149,50 @@ def _sum_event(v: torch.Tensor) -> torch.Tensor:
     return v.reshape(v.shape[0], -1).sum(dim=1)
 
 
+def _finite(name: str, value: Any) -> float:
+    """``float(value)`` for a finite real number (any sign), else raise.
+
+    Raises:
+        TypeError: ``value`` is not a real number.
+        ConfigurationError: ``value`` is NaN or infinite.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if not (isinstance(value, torch.Tensor) and value.numel() == 1):
+            raise TypeError(
+                f"{name} must be a finite number, got {value!r} ({type(value).__name__})"
+            )
+    v = float(value)
+    if not math.isfinite(v):
+        raise ConfigurationError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def _show(t: torch.Tensor) -> str:
+    """The tensor's repr on one line (torch summarises large tensors)."""
+    return " ".join(str(t).split())
+
+
+def _finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
+    """``value`` as float64 on the CPU if every entry is finite, else ``ConfigurationError``."""
+    if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
+    v64 = value.detach().to("cpu", torch.float64)
+    if not bool(torch.isfinite(v64).all()):
+        raise ConfigurationError(f"{name} must be finite, got {_show(value)}")
+    return v64
+
+
 class GaussianModel(_AnalyticModel):
     r"""Multivariate Gaussian energy :math:`E(x) = \tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)`.
 
     Args:
-        mean: Mean :math:`\mu`, shape ``(d,)``.
-        cov: Covariance :math:`\Sigma`, shape ``(d, d)``, symmetric positive definite.
+        mean: Mean :math:`\mu`, shape ``(d,)``, finite.
+        cov: Covariance :math:`\Sigma`, shape ``(d, d)``, finite, symmetric positive definite.
+
+    Raises:
+        ShapeError: ``mean`` is not 1-D, ``cov`` not square, or their sizes differ.
+        ConfigurationError: ``mean`` or ``cov`` holds NaN/inf, ``cov`` is not symmetric or
+            not positive definite.
         dtype: Dtype of the buffers (inputs are cast to it). Default ``float32``.
         device: Device of the buffers.
 
@@ -185,15 +224,15 @@ class GaussianModel(_AnalyticModel):
             raise ShapeError(
                 f"mean and cov dimensions differ: mean has {mean.shape[0]}, cov is {tuple(cov.shape)}"
             )
-        cov64 = cov.detach().to("cpu", torch.float64)
-        if not torch.isfinite(cov64).all() or not torch.allclose(
-            cov64, cov64.T, atol=1e-6, rtol=1e-5
-        ):
-            raise ValueError("cov must be a finite symmetric matrix")
+        _finite_tensor("mean", mean)
+        cov64 = _finite_tensor("cov", cov)
+        if not torch.allclose(cov64, cov64.T, atol=1e-6, rtol=1e-5):
+            raise ConfigurationError(f"cov must be symmetric, got {_show(cov)}")
         chol, info = torch.linalg.cholesky_ex(cov64)
         if int(info) != 0:
-            raise ValueError(
-                "cov must be positive definite (Cholesky failed): it is singular or indefinite"
+            raise ConfigurationError(
+                f"cov must be positive definite, got {_show(cov)} (Cholesky failed: it is singular or "
+                "indefinite)"
             )
         cov_inv = torch.cholesky_inverse(chol)
         dev: torch.device = self._torchebm_probe.device
@@ -230,7 +269,7 @@ class DoubleWellModel(_AnalyticModel):
 
     Args:
         barrier_height: :math:`h`, the height of the barrier between the wells (at x = 0).
-        b: Position of the minima.
+        b: Position of the minima (finite).
     """
 
     def __init__(
@@ -242,7 +281,7 @@ class DoubleWellModel(_AnalyticModel):
     ):
         super().__init__(dtype=dtype, device=device)
         self.barrier_height = check_positive("barrier_height", barrier_height)
-        self.b = float(b)
+        self.b = _finite("b", b)
 
     def _energy(self, x):
         return self.barrier_height * _sum_event((x**2 - self.b**2) ** 2)
@@ -270,11 +309,15 @@ class HarmonicModel(_AnalyticModel):
 
 
 class RastriginModel(_AnalyticModel):
-    r"""Rastrigin energy :math:`E(x) = a n + \sum_i (x_i^2 - a \cos 2\pi x_i)`."""
+    r"""Rastrigin energy :math:`E(x) = a n + \sum_i (x_i^2 - a \cos 2\pi x_i)`.
+
+    Args:
+        a: Amplitude of the cosine term (> 0).
+    """
 
     def __init__(self, a: float = 10.0, dtype: torch.dtype = torch.float32, device: Any = None):
         super().__init__(dtype=dtype, device=device)
-        self.a = float(a)
+        self.a = check_positive("a", a)
 
     def _energy(self, x):
         n = x[0].numel()
@@ -288,6 +331,11 @@ class AckleyModel(_AnalyticModel):
     r"""Ackley energy :math:`-a e^{-b\sqrt{\overline{x^2}}} - e^{\overline{\cos c x}} + a + e`.
 
     Means run over the last dimension.
+
+    Args:
+        a: Depth of the exponential well (> 0).
+        b: Radial decay rate (> 0).
+        c: Angular frequency of the cosine term (> 0).
     """
 
     def __init__(
@@ -299,7 +347,8 @@ class AckleyModel(_AnalyticModel):
         device: Any = None,
     ):
         super().__init__(dtype=dtype, device=device)
-        self.a, self.b, self.c = float(a), float(b), float(c)
+        self.a, self.b = check_positive("a", a), check_positive("b", b)
+        self.c = check_positive("c", c)
 
     def _energy(self, x):
         x = x.reshape(x.shape[0], -1)
@@ -331,7 +380,12 @@ class AckleyModel(_AnalyticModel):
 
 
 class RosenbrockModel(_AnalyticModel):
-    r"""Rosenbrock energy :math:`\sum_{i<n} (a - x_i)^2 + b (x_{i+1} - x_i^2)^2` over the last dim."""
+    r"""Rosenbrock energy :math:`\sum_{i<n} (a - x_i)^2 + b (x_{i+1} - x_i^2)^2` over the last dim.
+
+    Args:
+        a: Position of the minimum, $(a, a^2, \dots)$ (finite).
+        b: Curvature of the valley (> 0).
+    """
 
     def __init__(
         self,
@@ -341,7 +395,7 @@ class RosenbrockModel(_AnalyticModel):
         device: Any = None,
     ):
         super().__init__(dtype=dtype, device=device)
-        self.a, self.b = float(a), float(b)
+        self.a, self.b = _finite("a", a), check_positive("b", b)
 
     def _check(self, x):
         if x.shape[-1] < 2:

@@ -95,6 +95,11 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
+#: activations whose backward above reads the activation's output ``a`` (the others read
+#: the pre-activation ``h`` only)
+_BACKWARD_READS_OUTPUT = (nn.Tanh, nn.Sigmoid)
+
+
 def _activation_backward(m: nn.Module) -> Callable[..., torch.Tensor] | None:
     """``(grad, h, a) -> grad * act'(h)`` for the known activation modules (``None``: unknown).
 
@@ -224,9 +229,12 @@ class MLPEnergy(BaseModel):
             h = flat
             saved: list[tuple[torch.Tensor, torch.Tensor, Callable[..., torch.Tensor]]] = []
             *hidden, (last, _) = layers
-            for lin, (act, back) in hidden:
+            for k, (lin, (act, back)) in enumerate(hidden):
                 pre = torch.nn.functional.linear(h, lin.weight, lin.bias)
-                h = act.forward(pre)
+                # the last activation feeds only the output layer, whose input gradient is
+                # its weight: its value is needed only by backwards that read the output
+                needed = k + 1 < len(hidden) or type(act) in _BACKWARD_READS_OUTPUT
+                h = act.forward(pre) if needed else pre
                 saved.append((pre, h, back))
             g = last.weight.expand(flat.shape[0], -1)  # dE/d(last hidden) = w_L, per row
             for (lin, _), (pre, post, back) in zip(reversed(hidden), reversed(saved)):

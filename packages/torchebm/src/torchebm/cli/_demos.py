@@ -489,8 +489,8 @@ def run_demo(
 
     Returns:
         ``{"energy_distance", "mmd"}`` of the model samples, the same for the initial
-        noise (``*_init``), ``"energy_distance_gaussian"`` (a Gaussian fitted to data),
-        ``"energy_distance_data"`` (a second data sample), ``"png"`` and ``"seconds"``.
+        noise (``*_init``), of a Gaussian fitted to data (``*_gaussian``) and of a second
+        data sample (``*_data``), ``"png"`` and ``"seconds"``.
     """
     stream = stream if stream is not None else sys.stdout
     if name not in DEMOS:
@@ -565,7 +565,9 @@ def run_demo(
         "energy_distance_init": ed0,
         "mmd_init": mmd0,
         "energy_distance_gaussian": scores["Gaussian fit"][0],
+        "mmd_gaussian": scores["Gaussian fit"][1],
         "energy_distance_data": scores["data vs. data"][0],
+        "mmd_data": scores["data vs. data"][1],
         "png": path,
         "seconds": seconds,
     }
