@@ -1,6 +1,7 @@
 """The torchebm command: arguments, errors, and every demo end to end (briefly)."""
 
 import io
+import math
 import subprocess
 import sys
 
@@ -96,6 +97,10 @@ def test_each_demo_runs_end_to_end(name, tmp_path):
         assert torch.isfinite(torch.tensor(res[key]))
     for row in ("model samples", "initial noise", "Gaussian fit", "data vs. data", str(png)):
         assert row in text
+    if name == "flow":  # no energy: no likelihood line
+        assert res["nll"] is None and "held-out NLL" not in text
+    else:
+        assert math.isfinite(res["nll"]) and "held-out NLL" in text
 
 
 @pytest.mark.slow
