@@ -225,10 +225,12 @@ class AnnealedImportanceSampling:
     # ------------------------------------------------------------------ helpers
     def _base_mean(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.as_tensor(self.base_mean, dtype=x.dtype, device=x.device)
-        try:
-            ok = torch.broadcast_shapes(mean.shape, x.shape[1:]) == x.shape[1:]
-        except RuntimeError:
-            ok = False
+        event = tuple(x.shape[1:])
+        # broadcasts to the event shape (torch.broadcast_shapes would import sympy)
+        ms = tuple(mean.shape)
+        ok = len(ms) <= len(event) and all(
+            a in (1, b) for a, b in zip(ms[::-1], event[::-1], strict=False)
+        )
         if not ok:
             raise ShapeError(
                 f"base_mean of shape {tuple(mean.shape)} does not broadcast to the event shape "
