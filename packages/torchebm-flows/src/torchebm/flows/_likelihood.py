@@ -279,7 +279,7 @@ def probability_flow_log_likelihood(
     check_in("probe", probe, _PROBES)
     t0, t1 = _check_window(t_noise, t_data)
     interp = resolve_interpolant(interpolant, owner="probability_flow_log_likelihood")
-    solver = _resolve_solver(integrator, x, atol, rtol, n_steps)
+    solver = _resolve_solver(integrator, atol, rtol, n_steps)
     field = _to_velocity(model, interp, prediction, dict(model_kwargs or {}))
     eps = _probe(x, probe, generator) if divergence == "hutchinson" else None
     z, ell, nfe = _solve(solver, field, x.detach(), eps, t0, t1, n_steps)
@@ -302,8 +302,8 @@ def _check_window(t_noise: Any, t_data: Any) -> tuple[float, float]:
     return float(t_noise), float(t_data)
 
 
-def _resolve_solver(integrator: Any, x: torch.Tensor, atol, rtol, n_steps) -> Any:
-    solver = resolve_integrator(
+def _resolve_solver(integrator: Any, atol, rtol, n_steps) -> Any:
+    solver: Any = resolve_integrator(
         integrator,
         default="dopri5",
         family=BaseRungeKuttaIntegrator,

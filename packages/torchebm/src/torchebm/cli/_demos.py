@@ -409,7 +409,7 @@ def _scores(x: torch.Tensor, test: torch.Tensor) -> tuple[float, float]:
 def _held_out_nll(
     energy: Callable[[torch.Tensor], torch.Tensor],
     test: torch.Tensor,
-    gauss_nll: float,
+    ref: torch.Tensor,
     half: float,
 ) -> tuple[str, float | None]:
     """The table line with the grid NLL of the held-out data under the learned energy.
@@ -417,7 +417,11 @@ def _held_out_nll(
     The density is ``exp(-E) / Z`` on the square ``[-half, half]^2`` (where the demos train
     and sample; a learned energy need not be normalisable on the whole plane), ``log Z`` by
     the trapezoidal rule on 257^2 points (`torchebm.core.metrics.grid_log_partition`).
+    ``ref`` (a second data sample) gives the Gaussian fit printed beside it.
     """
+    ref64 = ref.double()
+    fit = torch.distributions.MultivariateNormal(ref64.mean(0), torch.cov(ref64.T))
+    gauss_nll = float(-fit.log_prob(test.detach().to("cpu", torch.float64)).mean())
     box = ((-half, half), (-half, half))
     try:
         lz = grid_log_partition(energy, extent=box, n_points=257)
@@ -596,10 +600,7 @@ def run_demo(
         log(f"  {label:<16}{e:>16.4f}{m:>10.4f}   {why}".rstrip())
     nll = None
     if result.energy is not None:
-        fit = torch.distributions.MultivariateNormal(mean.double(), torch.cov(ref.T.double()))
-        gauss_nll = float(-fit.log_prob(test.double()).mean())
-        half = 1.5 * float(train.abs().max())
-        line, nll = _held_out_nll(result.energy, test.to(dev), gauss_nll, half)
+        line, nll = _held_out_nll(result.energy, test.to(dev), ref, 1.5 * float(train.abs().max()))
         log(line)
     ed, mmd = scores["model samples"]
     ed0, mmd0 = scores["initial noise"]
