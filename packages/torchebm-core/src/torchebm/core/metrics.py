@@ -135,7 +135,7 @@ def median_bandwidth(
     Args:
         x: Samples ``(N, *event_shape)``.
         y: Samples ``(M, *event_shape)``.
-        generator: Randomness of the subset (only used above 2048 points).
+        generator: Randomness of the subset (only used above 2048 points; a CPU generator).
 
     Returns:
         The bandwidth, a 0-d tensor (1 if every pooled point coincides).
@@ -234,7 +234,8 @@ def mmd2(
         bandwidth: ``"median"`` (the median pairwise distance of the pooled sample, see
             `median_bandwidth`), a positive number, or a sequence / 1-D tensor of them.
         estimator: ``"unbiased"`` (U-statistic) or ``"biased"`` (V-statistic).
-        generator: Randomness of the median heuristic's subset (above 2048 points).
+        generator: Randomness of the median heuristic's subset (above 2048 points; a CPU
+            generator).
 
     Returns:
         $\widehat{\mathrm{MMD}}^2$, a 0-d tensor on ``x``'s device.
