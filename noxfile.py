@@ -325,7 +325,7 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """The benchmark suite: every hot path beside its hand-written floor."""
-    _sync(session, "--all-packages", "--group", "test")
+    _sync(session, "--all-packages", "--group", "test", "--group", "bench")
     session.run(
         "python",
         "benchmarks/run.py",

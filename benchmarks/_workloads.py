@@ -9,6 +9,7 @@ __all__ = ["all_workloads"]
 
 def all_workloads() -> list[Workload]:
     import _cuda
+    import _evaluation
     import _flows
     import _imports
     import _losses
@@ -24,6 +25,7 @@ def all_workloads() -> list[Workload]:
         *_samplers.WORKLOADS,
         *_losses.WORKLOADS,
         *_flows.WORKLOADS,
+        *_evaluation.WORKLOADS,
         *_imports.WORKLOADS,
         cuda,
     ]

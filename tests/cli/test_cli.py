@@ -1,6 +1,7 @@
 """The torchebm command: arguments, errors, and every demo end to end (briefly)."""
 
 import io
+import math
 import subprocess
 import sys
 
@@ -117,6 +118,10 @@ def test_each_demo_beats_its_gaussian_fit(name, tmp_path):
     assert res["energy_distance"] < res["energy_distance_gaussian"]
     assert res["mmd"] < res["mmd_gaussian"]
     assert res["energy_distance"] < 0.25 * res["energy_distance_init"]
+    if name == "flow":  # no energy: no likelihood line
+        assert res["nll"] is None and "held-out NLL" not in text
+    else:
+        assert math.isfinite(res["nll"]) and "held-out NLL" in text
 
 
 @pytest.mark.slow

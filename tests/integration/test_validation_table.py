@@ -1243,6 +1243,26 @@ def _ctor_cases() -> list[Case]:
         ),
         Case("CircleDataset[-10]", lambda: DS.CircleDataset(n_samples=5)[10], IndexError, ("10",)),
     ]
+    c += [  # evaluation (torchebm.samplers AIS)
+        Case(
+            "AnnealedImportanceSampling(n_intermediate=0)",
+            lambda: S.AnnealedImportanceSampling(H(), n_intermediate=0),
+            ValueError,
+            ("n_intermediate", "0"),
+        ),
+        Case(
+            "AnnealedImportanceSampling(step_size=-1)",
+            lambda: S.AnnealedImportanceSampling(H(), step_size=-1.0),
+            ValueError,
+            ("step_size", "-1"),
+        ),
+        Case(
+            "AnnealedImportanceSampling.estimate(n_chains=0)",
+            lambda: S.AnnealedImportanceSampling(H()).estimate(0, 2),
+            ValueError,
+            ("n_chains", "0"),
+        ),
+    ]
     return c
 
 
@@ -1276,6 +1296,7 @@ def test_table_covers_every_public_constructor():
         "BaseSyntheticDataset",
         "PredictionType",
         "CouplingResult",
+        "AISResult",
         "CosineInterpolant",
         "VarianceExplodingInterpolant",
         "MidpointIntegrator",

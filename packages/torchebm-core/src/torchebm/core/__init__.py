@@ -6,7 +6,7 @@ Install alone with ``pip install torchebm-core``; ``torchebm`` is a PEP 420 name
 
 from importlib.metadata import version as _version
 
-from torchebm.core import distributed, errors
+from torchebm.core import distributed, errors, metrics
 from torchebm.core._base_coupling import (
     BaseCostCoupling,
     BaseCoupling,
@@ -63,6 +63,7 @@ __all__ = [
     "TorchEBMModule",
     "warn_once",
     "errors",
+    "metrics",
     "versions",
     "BaseModel",
     "DoubleWellModel",

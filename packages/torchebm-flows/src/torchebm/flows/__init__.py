@@ -18,6 +18,11 @@ from importlib.metadata import version as _version
 
 from torchebm.flows._energy_matching import EnergyMatchingLoss
 from torchebm.flows._equilibrium_matching import EquilibriumMatchingLoss
+from torchebm.flows._likelihood import (
+    ODELikelihood,
+    bits_per_dim,
+    probability_flow_log_likelihood,
+)
 from torchebm.flows._utils import (
     compute_eqm_ct,
     compute_flow_weight,
@@ -38,4 +43,7 @@ __all__ = [
     "compute_eqm_ct",
     "dispersive_loss",
     "get_interpolant",
+    "probability_flow_log_likelihood",
+    "ODELikelihood",
+    "bits_per_dim",
 ]

@@ -18,6 +18,11 @@ Example:
 
 from importlib.metadata import version as _version
 
+from torchebm.samplers._ais import (
+    AISResult,
+    AnnealedImportanceSampling,
+    annealed_importance_sampling,
+)
 from torchebm.samplers._flow import FlowSampler, PredictionType
 from torchebm.samplers._gradient_descent import GradientDescentSampler, NesterovSampler
 from torchebm.samplers._hmc import HamiltonianMonteCarlo, RiemannianManifoldHMC
@@ -33,4 +38,7 @@ __all__ = [
     "NesterovSampler",
     "FlowSampler",
     "PredictionType",
+    "AnnealedImportanceSampling",
+    "AISResult",
+    "annealed_importance_sampling",
 ]

@@ -1,0 +1,145 @@
+"""Probability-flow ODE log-likelihood against the exact density of an affine Gaussian flow."""
+
+import math
+
+import pytest
+import torch
+
+from torchebm.core.errors import ConfigurationError, NonFiniteError
+from torchebm.flows import bits_per_dim, probability_flow_log_likelihood
+from torchebm.interpolants import get_interpolant
+
+F64 = torch.float64
+MEAN = torch.tensor([1.0, -0.5, 0.3], dtype=F64)
+CHOL = torch.tensor([[1.0, 0.0, 0.0], [0.4, 0.7, 0.0], [-0.2, 0.3, 0.5]], dtype=F64)
+COV = CHOL @ CHOL.T
+EYE = torch.eye(3, dtype=F64)
+
+
+def _coeffs(interp, t):
+    a, da = interp.compute_alpha_t(t)
+    s, ds = interp.compute_sigma_t(t)
+    return a, da, s, ds
+
+
+def _field(interp, kind):
+    """Exact velocity / score / noise of x_t = a x1 + s x0, x1 ~ N(MEAN, COV), x0 ~ N(0, I)."""
+
+    def f(x, t):
+        a, da, s, ds = _coeffs(interp, t)
+        c = a[:, None, None] ** 2 * COV + (s**2)[:, None, None] * EYE
+        r = torch.linalg.solve(c, (x - a[:, None] * MEAN).unsqueeze(-1)).squeeze(-1)
+        if kind == "score":
+            return -r
+        if kind == "noise":  # E[x0 | x_t] = -s * score
+            return s[:, None] * r
+        m = (a * da)[:, None, None] * COV + (s * ds)[:, None, None] * EYE
+        return da[:, None] * MEAN + (m @ r.unsqueeze(-1)).squeeze(-1)
+
+    return f
+
+
+def _exact_logp(interp, t, x):
+    a, _, s, _ = _coeffs(interp, torch.tensor([t], dtype=F64))
+    dist = torch.distributions.MultivariateNormal(a[0] * MEAN, a[0] ** 2 * COV + s[0] ** 2 * EYE)
+    return dist.log_prob(x)
+
+
+def _data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return MEAN + torch.randn(n, 3, generator=g, dtype=F64) @ CHOL.T
+
+
+CASES = [(i, k) for i in ("linear", "cosine", "vp", "ve") for k in ("velocity", "score", "noise")]
+
+
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        pytest.param(i, k, marks=[pytest.mark.slow] if (i == "ve" or k != "velocity") else [])
+        for i, k in CASES
+    ],
+)
+def test_exact_divergence_matches_the_gaussian_density(name, kind):
+    interp = get_interpolant(name)
+    t0, t1 = (0.0, 1.0) if kind == "velocity" else (1e-3, 1 - 1e-3)
+    x = _data(16, 0)
+    r = probability_flow_log_likelihood(
+        _field(interp, kind), x, interpolant=interp, prediction=kind, t_noise=t0, t_data=t1,
+        prior=lambda z: _exact_logp(interp, t0, z), atol=1e-8, rtol=1e-8,
+    )  # fmt: skip
+    exact = _exact_logp(interp, t1, x)
+    assert torch.allclose(r.log_likelihood, exact, atol=1e-4, rtol=0), (
+        (r.log_likelihood - exact).abs().max()
+    )
+    assert r.nfe > 0 and r.noise.shape == x.shape
+    assert torch.allclose(r.prior_log_prob + r.delta_log_det, r.log_likelihood)
+
+
+def test_default_prior_is_exact_for_the_linear_path_and_fixed_steps_converge():
+    interp = get_interpolant("linear")
+    x = _data(8, 1)
+    exact = _exact_logp(interp, 1.0, x)
+    r = probability_flow_log_likelihood(_field(interp, "velocity"), x)  # dopri5, N(0, I)
+    assert torch.allclose(r.log_likelihood, exact, atol=1e-4, rtol=0)
+    errs = []
+    for n in (10, 20):
+        r = probability_flow_log_likelihood(
+            _field(interp, "velocity"), x, integrator="rk4", n_steps=n
+        )
+        errs.append(float((r.log_likelihood - exact).abs().max()))
+        assert r.nfe == 4 * n
+    assert errs[1] < 1e-4 and errs[0] / errs[1] > 8  # fourth order (16x per halving)
+
+
+@pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
+def test_hutchinson_is_unbiased_within_3_se(probe):
+    interp = get_interpolant("cosine")
+    x = _data(1, 2).expand(2000, 3).contiguous()
+    exact = float(_exact_logp(interp, 1.0, x[:1]))
+    r = probability_flow_log_likelihood(
+        _field(interp, "velocity"), x, interpolant=interp, divergence="hutchinson", probe=probe,
+        prior=lambda z: _exact_logp(interp, 0.0, z), atol=1e-6, rtol=1e-6,
+        generator=torch.Generator().manual_seed(3),
+    )  # fmt: skip
+    est = r.log_likelihood
+    se = float(est.std() / math.sqrt(est.shape[0]))
+    assert 0 < 3 * se < 0.05 * abs(exact)
+    assert abs(float(est.mean()) - exact) < 3 * se, (float(est.mean()), exact, se)
+
+
+def test_bits_per_dim_and_image_shaped_input():
+    x = torch.zeros(2, 1, 2, 2, dtype=F64)
+    r = probability_flow_log_likelihood(lambda z, t: torch.zeros_like(z), x)
+    logp = -0.5 * 4 * math.log(2 * math.pi)  # v = 0: p_1 = N(0, I)
+    assert torch.allclose(r.log_likelihood, torch.full((2,), logp, dtype=F64))
+    # 256 levels on [-1, 1]: offset log2(256 / 2) = 7
+    expected = torch.full((2,), -logp / (4 * math.log(2)) + 7, dtype=F64)
+    assert torch.allclose(r.bits_per_dim, expected)
+    assert float(bits_per_dim(torch.tensor(0.0), 3, n_bins=256, data_range=(0, 1))) == 8.0
+    assert float(bits_per_dim(torch.tensor(-math.log(2) * 3), 3)) == pytest.approx(1.0)
+
+
+def test_hutchinson_is_reproducible_and_input_is_validated():
+    field = _field(get_interpolant("linear"), "velocity")
+    x = _data(4, 4)
+
+    def run():
+        return probability_flow_log_likelihood(
+            field, x, divergence="hutchinson", integrator="heun", n_steps=4,
+            generator=torch.Generator().manual_seed(0),
+        ).log_likelihood  # fmt: skip
+
+    assert torch.equal(run(), run())
+    with pytest.raises(ConfigurationError, match="prediction"):
+        probability_flow_log_likelihood(field, x, prediction="x0")
+    with pytest.raises(ConfigurationError, match="t_noise"):
+        probability_flow_log_likelihood(field, x, t_noise=0.5, t_data=0.5)
+    with pytest.raises(ConfigurationError, match="n_steps"):
+        probability_flow_log_likelihood(field, x, integrator="rk4")
+    with pytest.raises(ConfigurationError, match="shape"):
+        probability_flow_log_likelihood(lambda z, t: z[:, :1], x)
+    with pytest.raises(NonFiniteError):
+        probability_flow_log_likelihood(field, torch.full((2, 3), float("nan")))
+    with pytest.raises(TypeError, match="Runge-Kutta|BaseRungeKutta"):
+        probability_flow_log_likelihood(field, x, integrator="leapfrog")
