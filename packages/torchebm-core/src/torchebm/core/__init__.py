@@ -43,6 +43,7 @@ from torchebm.core._deprecated import (
     RosenbrockEnergy,
 )
 from torchebm.core._module import TorchEBMModule, warn_once
+from torchebm.core._renamed import renamed_kwargs
 from torchebm.core._schedulable import Schedulable
 from torchebm.core._schedulers import (
     BaseScheduler,
@@ -54,6 +55,7 @@ from torchebm.core._schedulers import (
     TemperatureScheduler,
     WarmupScheduler,
 )
+from torchebm.core._test_functions import BoothModel, HimmelblauModel, StyblinskiTangModel
 from torchebm.core._training import load_checkpoint, requires_grad, save_checkpoint, update_ema
 from torchebm.core._versions import versions
 
@@ -71,6 +73,10 @@ __all__ = [
     "RastriginModel",
     "AckleyModel",
     "RosenbrockModel",
+    "BoothModel",
+    "HimmelblauModel",
+    "StyblinskiTangModel",
+    "renamed_kwargs",
     "BaseSampler",
     "SamplerContext",
     "NAN_POLICIES",
