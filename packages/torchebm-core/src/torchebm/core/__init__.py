@@ -32,6 +32,7 @@ from torchebm.core._base_model import (
 )
 from torchebm.core._base_sampler import NAN_POLICIES, BaseSampler, SamplerContext
 from torchebm.core._base_trainer import BaseTrainer, TrainerCallback
+from torchebm.core._conditioning import Conditioning, substitute_condition
 from torchebm.core._deprecated import (
     AckleyEnergy,
     BaseEnergyFunction,
@@ -77,6 +78,8 @@ __all__ = [
     "HimmelblauModel",
     "StyblinskiTangModel",
     "renamed_kwargs",
+    "Conditioning",
+    "substitute_condition",
     "BaseSampler",
     "SamplerContext",
     "NAN_POLICIES",

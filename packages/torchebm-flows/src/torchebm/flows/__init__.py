@@ -18,6 +18,7 @@ from importlib.metadata import version as _version
 
 from torchebm.flows._energy_matching import EnergyMatchingLoss
 from torchebm.flows._equilibrium_matching import EquilibriumMatchingLoss
+from torchebm.flows._time_sampling import TimeSampler
 from torchebm.flows._utils import (
     compute_eqm_ct,
     compute_flow_weight,
@@ -32,6 +33,7 @@ __version__ = _version("torchebm-flows")
 __all__ = [
     "EquilibriumMatchingLoss",
     "EnergyMatchingLoss",
+    "TimeSampler",
     "mean_flat",
     "trimmed_mean",
     "compute_flow_weight",

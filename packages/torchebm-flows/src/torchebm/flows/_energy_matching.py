@@ -16,6 +16,7 @@ from torchebm.core.errors import (
     check_probability,
 )
 from torchebm.couplings import resolve_coupling
+from torchebm.flows._time_sampling import TimeSampler, TSampler, check_loss_weight_fn
 from torchebm.flows._utils import (
     _has_dtensor_params,
     compute_flow_weight,
@@ -77,6 +78,11 @@ class EnergyMatchingLoss(BaseLoss):
         noise_fraction: Fraction of negatives started from noise, in ``[0, 1]``.
         cd_trim_fraction: Fraction of the highest negative energies dropped, in ``[0, 1)``.
         cd_clamp: Floor ``-cd_clamp`` of the contrastive loss (>= 0, or ``None``).
+        t_sampler: Law of the flow term's times: ``"uniform"`` (default), ``"lognormal"``
+            or a callable (see `torchebm.flows.TimeSampler`).
+        t_p_mean: Log-normal $\mu$. Default -1.2.
+        t_p_std: Log-normal $s$. Default 1.2.
+        loss_weight_fn: Optional ``t -> w(t)`` multiplying each sample's flow term.
         nan_policy: See :class:`~torchebm.core.BaseLoss`.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
@@ -113,6 +119,10 @@ class EnergyMatchingLoss(BaseLoss):
         noise_fraction: float = 0.5,
         cd_trim_fraction: float = 0.1,
         cd_clamp: float | None = 0.02,
+        t_sampler: TSampler = "uniform",
+        t_p_mean: float = -1.2,
+        t_p_std: float = 1.2,
+        loss_weight_fn: Any = None,
         *,
         nan_policy: str = "raise",
         dtype: torch.dtype = torch.float32,
@@ -129,6 +139,8 @@ class EnergyMatchingLoss(BaseLoss):
         self.interpolant = resolve_interpolant(
             interpolant, default="linear", owner="EnergyMatchingLoss"
         )
+        self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
+        self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         self.sigma = sigma
         self.lambda_cd = lambda_cd
         self.flow_weight_cutoff = float(flow_weight_cutoff)
@@ -175,7 +187,7 @@ class EnergyMatchingLoss(BaseLoss):
         pair = self.coupling(x0, x1, generator=generator, **mk)
         x0, x1c, weights = pair.x0, pair.x1, pair.weights
         b = x1c.shape[0]
-        t = torch.rand(b, generator=generator, device=x1c.device, dtype=x1c.dtype)
+        t = self.time_sampler(b, 0.0, device=x1c.device, dtype=x1c.dtype, generator=generator)
         xt, ut = self.interpolant.interpolate(x0, x1c, t)
         sigma = self.sigma
         if sigma > 0:
@@ -188,6 +200,8 @@ class EnergyMatchingLoss(BaseLoss):
                 self.model, xg, mk, create_graph=self.training and torch.is_grad_enabled()
             )
         per = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((-grad - ut).square())
+        if self.loss_weight_fn is not None:
+            per = per * self.loss_weight_fn(t)
         if weights is None:
             return per.mean()
         weights = weights.to(per.dtype)

@@ -11,6 +11,7 @@ from torchebm.core import BaseLoss, BaseScheduler
 from torchebm.core._module import _direct
 from torchebm.core.errors import ConfigurationError, check_in, check_non_negative
 from torchebm.couplings import resolve_coupling
+from torchebm.flows._time_sampling import TimeSampler, TSampler, check_loss_weight_fn
 from torchebm.flows._utils import (
     _has_dtensor_params,
     compute_eqm_ct,
@@ -74,6 +75,11 @@ class EquilibriumMatchingLoss(BaseLoss):
         apply_dispersion: Add the dispersive regulariser on the model's activations.
         dispersion_weight: Its weight.
         time_invariant: Feed ``t = 0`` to the model (EqM); ``False`` feeds the true ``t``.
+        t_sampler: Law of the training times: ``"uniform"`` (default), ``"lognormal"`` or a
+            callable (see `torchebm.flows.TimeSampler`).
+        t_p_mean: Log-normal $\mu$. Default -1.2.
+        t_p_std: Log-normal $s$. Default 1.2.
+        loss_weight_fn: Optional ``t -> w(t)`` multiplying each sample's loss.
         nan_policy: See :class:`~torchebm.core.BaseLoss`.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
@@ -110,6 +116,10 @@ class EquilibriumMatchingLoss(BaseLoss):
         dispersion_weight: float = 0.5,
         time_invariant: bool = True,
         *,
+        t_sampler: TSampler = "uniform",
+        t_p_mean: float = -1.2,
+        t_p_std: float = 1.2,
+        loss_weight_fn: Any = None,
         nan_policy: str = "raise",
         dtype: torch.dtype = torch.float32,
         device: Any = None,
@@ -133,6 +143,8 @@ class EquilibriumMatchingLoss(BaseLoss):
         self.apply_dispersion = bool(apply_dispersion)
         self.dispersion_weight = check_non_negative("dispersion_weight", dispersion_weight)
         self.time_invariant = bool(time_invariant)
+        self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
+        self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         if prediction != "velocity" and self.time_invariant:
             warnings.warn(
                 f"prediction={prediction!r} regresses a time-dependent target but "
@@ -207,10 +219,9 @@ class EquilibriumMatchingLoss(BaseLoss):
         pair = self.coupling(x0, x1, generator=generator, **mk)
         x0, x1, weights = pair.x0, pair.x1, pair.weights
         b = x1.shape[0]
-        eps = self.train_eps
-        t = torch.rand(b, generator=generator, device=x1.device, dtype=x1.dtype)
-        if eps != 0.0:
-            t = t.mul_(1.0 - 2.0 * eps).add_(eps)
+        t = self.time_sampler(
+            b, self.train_eps, device=x1.device, dtype=x1.dtype, generator=generator
+        )
         xt, ut = self.interpolant.interpolate(x0, x1, t)
         t_model = torch.zeros_like(t) if self.time_invariant else t
         terms: dict[str, Any] = {"t": t, "weights": weights}
@@ -243,6 +254,8 @@ class EquilibriumMatchingLoss(BaseLoss):
         if self.apply_dispersion and act is not None:
             rep = act[-1] if isinstance(act, (list, tuple)) else act
             loss = loss + self.dispersion_weight * dispersive_loss(rep)
+        if self.loss_weight_fn is not None:
+            loss = loss * self.loss_weight_fn(t)
         terms.update(loss=loss, pred=pred, target=target)
         return terms
 

@@ -4,4 +4,10 @@ A supported import path for code written against torchebm 0.8.x; it holds no cod
 its own. New code imports from ``torchebm.losses``.
 """
 
-__all__ = []
+from torchebm.losses import (
+    FlowMatchingLoss,
+)
+
+__all__ = [
+    "FlowMatchingLoss",
+]
