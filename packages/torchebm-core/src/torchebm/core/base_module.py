@@ -6,8 +6,10 @@ its own. New code imports from ``torchebm.core``.
 
 from torchebm.core import (
     TorchEBMModule,
+    substitute_condition,
 )
 
 __all__ = [
     "TorchEBMModule",
+    "substitute_condition",
 ]

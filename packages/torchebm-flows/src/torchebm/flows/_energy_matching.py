@@ -83,6 +83,9 @@ class EnergyMatchingLoss(BaseLoss):
         t_p_mean: Log-normal $\mu$. Default -1.2.
         t_p_std: Log-normal $s$. Default 1.2.
         loss_weight_fn: Optional ``t -> w(t)`` multiplying each sample's flow term.
+        cfg_dropout: Label dropout of ``y`` while training (classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         nan_policy: See :class:`~torchebm.core.BaseLoss`.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
@@ -124,11 +127,21 @@ class EnergyMatchingLoss(BaseLoss):
         t_p_std: float = 1.2,
         loss_weight_fn: Any = None,
         *,
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         nan_policy: str = "raise",
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
-        super().__init__(dtype=dtype, device=device, nan_policy=nan_policy)
+        super().__init__(
+            dtype=dtype,
+            device=device,
+            nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
+        )
         if not callable(model):
             raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
         if sampler is not None and not callable(getattr(sampler, "sample", None)):
@@ -353,6 +366,7 @@ class EnergyMatchingLoss(BaseLoss):
         self,
         x: torch.Tensor,
         *,
+        y: torch.Tensor | None = None,
         x0: torch.Tensor | None = None,
         model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
@@ -360,7 +374,10 @@ class EnergyMatchingLoss(BaseLoss):
     ) -> torch.Tensor:
         """Energy Matching loss of the data batch ``x``; a scalar."""
         x = self._prepare_input(x)
+        if y is not None:  # the 0.8.9 shorthand for model_kwargs={"y": y}
+            model_kwargs = {**(model_kwargs or {}), "y": y}
         mk = self._resolve_model_kwargs(
             model_kwargs, legacy_model_kwargs, warn_key="EnergyMatchingLoss.bare_kwargs"
         )
+        mk = self.apply_conditioning(mk, lambda m: self.model(x[:1], **m), generator)
         return self._check_finite(self.compute_loss(x, x0=x0, model_kwargs=mk, generator=generator))

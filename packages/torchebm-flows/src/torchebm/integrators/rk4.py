@@ -5,8 +5,8 @@ its own. New code imports from ``torchebm.integrators``.
 """
 
 from torchebm.integrators import (
-    RK438Integrator,
     RK4Integrator,
+    RK438Integrator,
 )
 
 __all__ = [

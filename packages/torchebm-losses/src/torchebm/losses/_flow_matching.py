@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import torch
 
-from torchebm.core import BaseLoss, BaseScheduler, Conditioning
+from torchebm.core import BaseLoss, BaseScheduler
 from torchebm.core.errors import ConfigurationError, check_non_negative
 from torchebm.couplings import resolve_coupling
 from torchebm.flows import TimeSampler, mean_flat
@@ -90,7 +90,14 @@ class FlowMatchingLoss(BaseLoss):
         check_conditioning: bool = True,
         nan_policy: str = "raise",
     ):
-        super().__init__(dtype=dtype, device=device, nan_policy=nan_policy)
+        super().__init__(
+            dtype=dtype,
+            device=device,
+            nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
+        )
         if not callable(model):
             raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
         self.model = model
@@ -102,7 +109,6 @@ class FlowMatchingLoss(BaseLoss):
         self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
         self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         self.negate_velocity = bool(negate_velocity)
-        self.conditioning = Conditioning(cfg_dropout, null_condition, check_conditioning)
 
     @property
     def train_eps(self) -> float:
@@ -187,10 +193,8 @@ class FlowMatchingLoss(BaseLoss):
                 raise ConfigurationError("pass y either as y= or in model_kwargs, not both")
             mk["y"] = y
         mk = self._resolve_model_kwargs(mk)
-        if self.conditioning.pending and "y" in mk:
-            t_half = torch.full((1,), 0.5, device=x.device, dtype=x.dtype)
-            self.conditioning.check(lambda m: self._velocity(x[:1], t_half, m), mk, self)
-        mk = self.conditioning.drop(mk, training=self.training, generator=generator)
+        t_half = torch.full((1,), 0.5, device=x.device, dtype=x.dtype)
+        mk = self.apply_conditioning(mk, lambda m: self._velocity(x[:1], t_half, m), generator)
         terms = self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)
         loss, w = terms["loss"], terms["weights"]
         if w is None:

@@ -4,4 +4,34 @@ A supported import path for code written against torchebm 0.8.x; it holds no cod
 its own. New code imports from ``torchebm.models``.
 """
 
-__all__ = []
+from torchebm.models import (
+    DiT,
+    dit_b_2,
+    dit_b_4,
+    dit_b_8,
+    dit_l_2,
+    dit_l_4,
+    dit_l_8,
+    dit_s_2,
+    dit_s_4,
+    dit_s_8,
+    dit_xl_2,
+    dit_xl_4,
+    dit_xl_8,
+)
+
+__all__ = [
+    "DiT",
+    "dit_b_2",
+    "dit_b_4",
+    "dit_b_8",
+    "dit_l_2",
+    "dit_l_4",
+    "dit_l_8",
+    "dit_s_2",
+    "dit_s_4",
+    "dit_s_8",
+    "dit_xl_2",
+    "dit_xl_4",
+    "dit_xl_8",
+]

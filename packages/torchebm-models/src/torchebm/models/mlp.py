@@ -4,4 +4,10 @@ A supported import path for code written against torchebm 0.8.x; it holds no cod
 its own. New code imports from ``torchebm.models``.
 """
 
-__all__ = []
+from torchebm.models import (
+    TimeConditionedMLP,
+)
+
+__all__ = [
+    "TimeConditionedMLP",
+]

@@ -5,11 +5,13 @@ its own. New code imports from ``torchebm.models``.
 """
 
 from torchebm.models import (
+    ClassifierFreeGuidance,
     EqMEnergy,
     InteractionModel,
 )
 
 __all__ = [
+    "ClassifierFreeGuidance",
     "EqMEnergy",
     "InteractionModel",
 ]

@@ -5,9 +5,11 @@ its own. New code imports from ``torchebm.models.components``.
 """
 
 from torchebm.models.components import (
+    AdaLNZeroLinearHead,
     AdaLNZeroPatchHead,
 )
 
 __all__ = [
+    "AdaLNZeroLinearHead",
     "AdaLNZeroPatchHead",
 ]

@@ -6,6 +6,7 @@ its own. New code imports from ``torchebm.models.components``.
 
 from torchebm.models.components import (
     AdaLNZeroBlock,
+    AdaLNZeroMLPBlock,
     FeedForward,
     MultiheadSelfAttention,
     modulate,
@@ -13,6 +14,7 @@ from torchebm.models.components import (
 
 __all__ = [
     "AdaLNZeroBlock",
+    "AdaLNZeroMLPBlock",
     "FeedForward",
     "MultiheadSelfAttention",
     "modulate",
