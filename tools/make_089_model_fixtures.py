@@ -6,7 +6,9 @@ with seeded noise (0.8.9 zero-initialises its heads, which would make every outp
 and saves, per case: the class name, constructor keywords, ``state_dict``, inputs and the
 0.8.9 output (eval mode). ``tests/models/test_checkpoints_089.py`` loads each
 ``state_dict`` into this project's class of the same name with a strict
-``load_state_dict`` and compares outputs. Run once, commit the small output file::
+``load_state_dict`` and compares outputs. It also saves the state dicts of a 0.8.9
+scheduler, sampler, contrastive-divergence loss (with its replay buffer) and EqM loss,
+which load here with ``strict=False``. Run once, commit the small output file::
 
     python tools/make_089_model_fixtures.py /path/to/torchebm-0.8.9 \
         -o tests/models/fixtures/models_089.pt
@@ -123,6 +125,35 @@ def _call(model, inputs: dict) -> torch.Tensor:
     return model(*args)
 
 
+def _states() -> dict:
+    """State dicts of a 0.8.9 scheduler, sampler and losses (loaded here with strict=False)."""
+    core = importlib.import_module("torchebm.core")
+    samplers = importlib.import_module("torchebm.samplers")
+    losses = importlib.import_module("torchebm.losses")
+    sched_kwargs = {"start_value": 1.0, "end_value": 0.1, "n_steps": 10}
+    sched = core.CosineScheduler(**sched_kwargs)
+    for _ in range(3):
+        sched.step()
+    torch.manual_seed(SEED)
+    model = core.DoubleWellModel()
+    sampler = samplers.LangevinDynamics(model, step_size=0.01)
+    cd = losses.ContrastiveDivergence(model, sampler, k_steps=2, persistent=True, buffer_size=16)
+    cd.initialize_buffer((2,), generator=torch.Generator().manual_seed(SEED))
+    cd.buffer_ptr.fill_(5)
+    field = torch.nn.Linear(2, 2)
+    eqm = losses.EquilibriumMatchingLoss(field)
+    return {
+        "scheduler": {
+            "cls": "CosineScheduler",
+            "kwargs": sched_kwargs,
+            "state": sched.state_dict(),
+        },
+        "sampler": {"state": {k: v.clone() for k, v in sampler.state_dict().items()}},
+        "cd_loss": {"state": {k: v.clone() for k, v in cd.state_dict().items()}},
+        "eqm_loss": {"state": {k: v.clone() for k, v in eqm.state_dict().items()}},
+    }
+
+
 def build(wheel_root: Path) -> dict:
     """Every case, computed with the torchebm 0.8.9 found under ``wheel_root``."""
     sys.path.insert(0, str(wheel_root))
@@ -148,6 +179,7 @@ def build(wheel_root: Path) -> dict:
             "inputs": inputs,
             "output": output,
         }
+    out["states"] = _states()
     return out
 
 
