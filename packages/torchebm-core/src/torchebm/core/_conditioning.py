@@ -89,13 +89,14 @@ class Conditioning:
         self, model_kwargs: dict, *, training: bool, generator: torch.Generator | None = None
     ) -> dict:
         """``model_kwargs`` with ``y`` nulled on a ``cfg_dropout`` fraction (training only)."""
-        if self.cfg_dropout == 0.0 or not training or "y" not in model_kwargs:
+        null = self.null_condition
+        if self.cfg_dropout == 0.0 or not training or "y" not in model_kwargs or null is None:
             return model_kwargs
         y = model_kwargs["y"]
         u = torch.rand(y.shape[0], generator=generator, device=y.device)
         return {
             **model_kwargs,
-            "y": substitute_condition(y, u < self.cfg_dropout, self.null_condition),
+            "y": substitute_condition(y, u < self.cfg_dropout, null),
         }
 
     def check(self, probe: Callable[[dict], torch.Tensor], model_kwargs: dict, owner: Any) -> None:

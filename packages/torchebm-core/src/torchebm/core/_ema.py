@@ -22,11 +22,12 @@ _SCHEDULES = ("constant", "warmup")
 def _check_decay(name: str, value: Any, *, closed_right: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
-    ok = 0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0
+    v = float(value)
+    ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
     if not ok:
         accepted = "[0, 1]" if closed_right else "[0, 1)"
         raise ConfigurationError(f"{name} must be in {accepted}, got {value!r}")
-    return float(value)
+    return v
 
 
 class EMA(nn.Module):

@@ -7,6 +7,8 @@ cond=None)``: the conditioning vector is the sum of whichever of ``t_embedder(t)
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -58,9 +60,9 @@ def condition_vector(
     name = type(module).__name__
     c = None
     if t is not None:
-        c = module.t_embedder(t)
+        c = cast(nn.Module, module.t_embedder)(t)
     if y is not None:
-        emb = module.y_embedder
+        emb = cast("nn.Module | None", module.y_embedder)
         if emb is None:
             raise ConfigurationError(
                 f"y was given but this {name} has no label embedder; construct it with "

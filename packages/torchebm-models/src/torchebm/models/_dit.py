@@ -93,6 +93,8 @@ class DiT(nn.Module):
         Peebles & Xie, "Scalable Diffusion Models with Transformers", ICCV 2023.
     """
 
+    pos_embed: torch.Tensor | None
+
     def __init__(
         self,
         *,

@@ -49,6 +49,11 @@ class ClassifierFreeGuidance(TorchEBMModule):
         Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
     """
 
+    model: nn.Module
+    guidance_scale: float
+    null_condition: Any
+    guide_channels: int | None
+
     def __init__(
         self,
         model: nn.Module,

@@ -248,7 +248,9 @@ class AdaLNZeroPatchHead(nn.Module):
         )
         self.patch_size = check_int("patch_size", patch_size, minimum=1)
         self.out_channels = check_int("out_channels", out_channels, minimum=1)
-        self.grid_size = None if grid_size is None else tuple(int(g) for g in grid_size)
+        self.grid_size: tuple[int, int] | None = (
+            None if grid_size is None else (int(grid_size[0]), int(grid_size[1]))
+        )
         self.norm_final = nn.LayerNorm(
             self.embed_dim, elementwise_affine=False, eps=check_positive("eps", eps)
         )
