@@ -204,8 +204,10 @@ def test_conditioning_and_validation():
     eqm = EquilibriumMatchingLoss(Cond())
     x = torch.randn(8, 2)
     assert torch.isfinite(eqm(x, model_kwargs={"y": torch.ones(8)}))
-    with pytest.warns(DeprecationWarning):
-        eqm(x, y=torch.ones(8))
+    # y= is torchebm 0.8.9's shorthand for model_kwargs={"y": y}: no deprecation
+    a = eqm(x, y=torch.ones(8), generator=torch.Generator().manual_seed(0))
+    b = eqm(x, model_kwargs={"y": torch.ones(8)}, generator=torch.Generator().manual_seed(0))
+    assert a.item() == b.item()
     with pytest.raises(ValueError, match="x0"):
         eqm(x, x0=torch.randn(4, 2), model_kwargs={"y": torch.ones(8)})
     with pytest.raises(ValueError, match="prediction"):

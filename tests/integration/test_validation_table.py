@@ -1184,6 +1184,42 @@ def _ctor_cases() -> list[Case]:
             ValueError,
             ("patch_size", "0"),
         ),
+        Case(
+            "DiT(patch_size=0)",
+            lambda: M.DiT(input_size=8, in_channels=1, patch_size=0),
+            ValueError,
+            ("patch_size", "0"),
+        ),
+        Case(
+            "TimeConditionedMLP(depth=0)",
+            lambda: M.TimeConditionedMLP(in_dim=2, depth=0),
+            ValueError,
+            ("depth", "0"),
+        ),
+        Case(
+            "AdaLNZeroMLPBlock(embed_dim=0)",
+            lambda: M.AdaLNZeroMLPBlock(embed_dim=0),
+            ValueError,
+            ("embed_dim", "0"),
+        ),
+        Case(
+            "AdaLNZeroLinearHead(out_dim=0)",
+            lambda: M.AdaLNZeroLinearHead(embed_dim=4, out_dim=0),
+            ValueError,
+            ("out_dim", "0"),
+        ),
+        Case(
+            "ClassifierFreeGuidance(null_condition=None)",
+            lambda: M.ClassifierFreeGuidance(nn.Linear(2, 2), 2.0, None),
+            ValueError,
+            ("null_condition",),
+        ),
+        Case(
+            "FlowMatchingLoss(t_sampler='beta')",
+            lambda: L.FlowMatchingLoss(nn.Linear(2, 2), t_sampler="beta"),
+            ValueError,
+            ("t_sampler", "'beta'"),
+        ),
     ]
     # ------------------------------------------------------------------ datasets
     for cls in DATASETS:

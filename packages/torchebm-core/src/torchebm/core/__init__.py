@@ -32,6 +32,7 @@ from torchebm.core._base_model import (
 )
 from torchebm.core._base_sampler import NAN_POLICIES, BaseSampler, SamplerContext
 from torchebm.core._base_trainer import BaseTrainer, TrainerCallback
+from torchebm.core._conditioning import Conditioning, substitute_condition
 from torchebm.core._deprecated import (
     AckleyEnergy,
     BaseEnergyFunction,
@@ -43,6 +44,7 @@ from torchebm.core._deprecated import (
     RosenbrockEnergy,
 )
 from torchebm.core._module import TorchEBMModule, warn_once
+from torchebm.core._renamed import renamed_kwargs
 from torchebm.core._schedulable import Schedulable
 from torchebm.core._schedulers import (
     BaseScheduler,
@@ -54,6 +56,7 @@ from torchebm.core._schedulers import (
     TemperatureScheduler,
     WarmupScheduler,
 )
+from torchebm.core._test_functions import BoothModel, HimmelblauModel, StyblinskiTangModel
 from torchebm.core._training import load_checkpoint, requires_grad, save_checkpoint, update_ema
 from torchebm.core._versions import versions
 
@@ -72,6 +75,12 @@ __all__ = [
     "RastriginModel",
     "AckleyModel",
     "RosenbrockModel",
+    "BoothModel",
+    "HimmelblauModel",
+    "StyblinskiTangModel",
+    "renamed_kwargs",
+    "Conditioning",
+    "substitute_condition",
     "BaseSampler",
     "SamplerContext",
     "NAN_POLICIES",

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchebm.core._conditioning import Conditioning
 from torchebm.core._module import TorchEBMModule, warn_once
 from torchebm.core._schedulable import Schedulable
 from torchebm.core.errors import (
@@ -59,6 +60,10 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
             parameters decides the effective dtype.
         device: Device of the loss's own tensors (default CPU).
         nan_policy: One of ``"raise"``, ``"warn"``, ``"deferred"``, ``"ignore"``.
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample while
+            training (classifier-free guidance), in losses that apply it.
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
 
     Example:
         >>> class L2(BaseLoss):
@@ -74,11 +79,34 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         device: Any = None,
         *,
         nan_policy: str = "raise",
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
     ):
         super().__init__(device=device, dtype=dtype)
         self.nan_policy = check_in("nan_policy", nan_policy, _NAN_POLICIES)
+        self.conditioning = Conditioning(cfg_dropout, null_condition, check_conditioning)
         self._calls = 0
         self._pending_finite: tuple[int, torch.Tensor] | None = None
+
+    def apply_conditioning(
+        self,
+        model_kwargs: dict,
+        probe: Callable[[dict], torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict:
+        """Apply ``cfg_dropout``/``check_conditioning`` to a call's normalised ``model_kwargs``.
+
+        Args:
+            model_kwargs: The call's conditioning.
+            probe: ``mk -> output`` of the model on one fixed input, for the one-time check
+                that the model reads ``y`` (see `torchebm.core.Conditioning`).
+            generator: RNG of the label dropout.
+        """
+        cond = self.conditioning
+        if probe is not None and cond.pending and "y" in model_kwargs:
+            cond.check(probe, model_kwargs, self)
+        return cond.drop(model_kwargs, training=self.training, generator=generator)
 
     @abstractmethod
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:

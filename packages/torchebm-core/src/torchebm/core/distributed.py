@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchebm.core._renamed import renamed_kwargs
 from torchebm.core.errors import check_int
 
 __all__ = [
@@ -264,6 +265,7 @@ def _from_bytes_tensor(t: torch.Tensor) -> Any:
     return pickle.loads(bytes(t.cpu().tolist()))
 
 
+@renamed_kwargs(t="tensor")
 def broadcast_tensor(tensor: torch.Tensor, src: int = 0, group: Any = None) -> torch.Tensor:
     """Overwrite ``tensor`` in place with rank ``src``'s values and return it.
 

@@ -23,6 +23,7 @@ from torchebm.flows._likelihood import (
     bits_per_dim,
     probability_flow_log_likelihood,
 )
+from torchebm.flows._time_sampling import TimeSampler
 from torchebm.flows._utils import (
     compute_eqm_ct,
     compute_flow_weight,
@@ -37,6 +38,7 @@ __version__ = _version("torchebm-flows")
 __all__ = [
     "EquilibriumMatchingLoss",
     "EnergyMatchingLoss",
+    "TimeSampler",
     "mean_flat",
     "trimmed_mean",
     "compute_flow_weight",

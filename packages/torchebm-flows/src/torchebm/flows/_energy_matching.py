@@ -16,6 +16,7 @@ from torchebm.core.errors import (
     check_probability,
 )
 from torchebm.couplings import resolve_coupling
+from torchebm.flows._time_sampling import TimeSampler, TSampler, check_loss_weight_fn
 from torchebm.flows._utils import (
     _has_dtensor_params,
     compute_flow_weight,
@@ -77,6 +78,14 @@ class EnergyMatchingLoss(BaseLoss):
         noise_fraction: Fraction of negatives started from noise, in ``[0, 1]``.
         cd_trim_fraction: Fraction of the highest negative energies dropped, in ``[0, 1)``.
         cd_clamp: Floor ``-cd_clamp`` of the contrastive loss (>= 0, or ``None``).
+        t_sampler: Law of the flow term's times: ``"uniform"`` (default), ``"lognormal"``
+            or a callable (see `torchebm.flows.TimeSampler`).
+        t_p_mean: Log-normal $\mu$. Default -1.2.
+        t_p_std: Log-normal $s$. Default 1.2.
+        loss_weight_fn: Optional ``t -> w(t)`` multiplying each sample's flow term.
+        cfg_dropout: Label dropout of ``y`` while training (classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         nan_policy: See :class:`~torchebm.core.BaseLoss`.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
@@ -113,12 +122,26 @@ class EnergyMatchingLoss(BaseLoss):
         noise_fraction: float = 0.5,
         cd_trim_fraction: float = 0.1,
         cd_clamp: float | None = 0.02,
+        t_sampler: TSampler = "uniform",
+        t_p_mean: float = -1.2,
+        t_p_std: float = 1.2,
+        loss_weight_fn: Any = None,
         *,
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         nan_policy: str = "raise",
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
-        super().__init__(dtype=dtype, device=device, nan_policy=nan_policy)
+        super().__init__(
+            dtype=dtype,
+            device=device,
+            nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
+        )
         if not callable(model):
             raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
         if sampler is not None and not callable(getattr(sampler, "sample", None)):
@@ -129,6 +152,8 @@ class EnergyMatchingLoss(BaseLoss):
         self.interpolant = resolve_interpolant(
             interpolant, default="linear", owner="EnergyMatchingLoss"
         )
+        self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
+        self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         self.sigma = sigma
         self.lambda_cd = lambda_cd
         self.flow_weight_cutoff = float(flow_weight_cutoff)
@@ -175,7 +200,7 @@ class EnergyMatchingLoss(BaseLoss):
         pair = self.coupling(x0, x1, generator=generator, **mk)
         x0, x1c, weights = pair.x0, pair.x1, pair.weights
         b = x1c.shape[0]
-        t = torch.rand(b, generator=generator, device=x1c.device, dtype=x1c.dtype)
+        t = self.time_sampler(b, 0.0, device=x1c.device, dtype=x1c.dtype, generator=generator)
         xt, ut = self.interpolant.interpolate(x0, x1c, t)
         sigma = self.sigma
         if sigma > 0:
@@ -188,6 +213,8 @@ class EnergyMatchingLoss(BaseLoss):
                 self.model, xg, mk, create_graph=self.training and torch.is_grad_enabled()
             )
         per = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((-grad - ut).square())
+        if self.loss_weight_fn is not None:
+            per = per * self.loss_weight_fn(t)
         if weights is None:
             return per.mean()
         weights = weights.to(per.dtype)
@@ -339,6 +366,7 @@ class EnergyMatchingLoss(BaseLoss):
         self,
         x: torch.Tensor,
         *,
+        y: torch.Tensor | None = None,
         x0: torch.Tensor | None = None,
         model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
@@ -346,7 +374,10 @@ class EnergyMatchingLoss(BaseLoss):
     ) -> torch.Tensor:
         """Energy Matching loss of the data batch ``x``; a scalar."""
         x = self._prepare_input(x)
+        if y is not None:  # the 0.8.9 shorthand for model_kwargs={"y": y}
+            model_kwargs = {**(model_kwargs or {}), "y": y}
         mk = self._resolve_model_kwargs(
             model_kwargs, legacy_model_kwargs, warn_key="EnergyMatchingLoss.bare_kwargs"
         )
+        mk = self.apply_conditioning(mk, lambda m: self.model(x[:1], **m), generator)
         return self._check_finite(self.compute_loss(x, x0=x0, model_kwargs=mk, generator=generator))

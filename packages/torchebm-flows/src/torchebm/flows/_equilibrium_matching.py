@@ -7,10 +7,11 @@ from typing import Any
 
 import torch
 
-from torchebm.core import BaseLoss, BaseScheduler
+from torchebm.core import BaseLoss, BaseScheduler, warn_once
 from torchebm.core._module import _direct
 from torchebm.core.errors import ConfigurationError, check_in, check_non_negative
 from torchebm.couplings import resolve_coupling
+from torchebm.flows._time_sampling import TimeSampler, TSampler, check_loss_weight_fn
 from torchebm.flows._utils import (
     _has_dtensor_params,
     compute_eqm_ct,
@@ -25,6 +26,20 @@ __all__ = ["EquilibriumMatchingLoss"]
 _PREDICTIONS = ("velocity", "score", "noise")
 _ENERGY_TYPES = ("none", "dot", "mean", "l2")
 _LOSS_WEIGHTS = (None, "velocity", "likelihood")
+_CT_FAMILIES = ("truncated", "linear", "constant")
+
+
+def _model_time_089(model_time: str) -> bool:
+    """torchebm 0.8.x ``model_time`` ("zero"/"true") as ``time_invariant``, with one warning."""
+    check_in("model_time", model_time, ("zero", "true"))
+    warn_once(
+        "EquilibriumMatchingLoss.model_time",
+        "EquilibriumMatchingLoss(model_time=...) is deprecated; pass time_invariant=True "
+        "('zero') or time_invariant=False ('true')",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    return model_time == "zero"
 
 
 class EquilibriumMatchingLoss(BaseLoss):
@@ -74,6 +89,18 @@ class EquilibriumMatchingLoss(BaseLoss):
         apply_dispersion: Add the dispersive regulariser on the model's activations.
         dispersion_weight: Its weight.
         time_invariant: Feed ``t = 0`` to the model (EqM); ``False`` feeds the true ``t``.
+        t_sampler: Law of the training times: ``"uniform"`` (default), ``"lognormal"`` or a
+            callable (see `torchebm.flows.TimeSampler`).
+        t_p_mean: Log-normal $\mu$. Default -1.2.
+        t_p_std: Log-normal $s$. Default 1.2.
+        loss_weight_fn: Optional ``t -> w(t)`` multiplying each sample's loss.
+        ct: Family of $c(t)$ (times ``ct_multiplier``): ``"truncated"`` (default,
+            $\min(1, (1-t)/(1-a))$), ``"linear"`` ($1 - t$), ``"constant"`` ($1$) or a
+            callable ``t -> c(t)``.
+        model_time: Deprecated 0.8.x spelling of ``time_invariant`` (``"zero"`` / ``"true"``).
+        cfg_dropout: Label dropout of ``y`` while training (classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         nan_policy: See :class:`~torchebm.core.BaseLoss`.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
@@ -110,11 +137,27 @@ class EquilibriumMatchingLoss(BaseLoss):
         dispersion_weight: float = 0.5,
         time_invariant: bool = True,
         *,
+        t_sampler: TSampler = "uniform",
+        t_p_mean: float = -1.2,
+        t_p_std: float = 1.2,
+        loss_weight_fn: Any = None,
+        ct: Any = "truncated",
+        model_time: str | None = None,
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         nan_policy: str = "raise",
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
-        super().__init__(dtype=dtype, device=device, nan_policy=nan_policy)
+        super().__init__(
+            dtype=dtype,
+            device=device,
+            nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
+        )
         if not callable(model):
             raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
         self.model = model
@@ -133,6 +176,13 @@ class EquilibriumMatchingLoss(BaseLoss):
         self.apply_dispersion = bool(apply_dispersion)
         self.dispersion_weight = check_non_negative("dispersion_weight", dispersion_weight)
         self.time_invariant = bool(time_invariant)
+        self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
+        if not callable(ct):
+            check_in("ct", ct, _CT_FAMILIES)
+        self.ct = ct
+        if model_time is not None:
+            self.time_invariant = _model_time_089(model_time)
+        self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         if prediction != "velocity" and self.time_invariant:
             warnings.warn(
                 f"prediction={prediction!r} regresses a time-dependent target but "
@@ -207,16 +257,15 @@ class EquilibriumMatchingLoss(BaseLoss):
         pair = self.coupling(x0, x1, generator=generator, **mk)
         x0, x1, weights = pair.x0, pair.x1, pair.weights
         b = x1.shape[0]
-        eps = self.train_eps
-        t = torch.rand(b, generator=generator, device=x1.device, dtype=x1.dtype)
-        if eps != 0.0:
-            t = t.mul_(1.0 - 2.0 * eps).add_(eps)
+        t = self.time_sampler(
+            b, self.train_eps, device=x1.device, dtype=x1.dtype, generator=generator
+        )
         xt, ut = self.interpolant.interpolate(x0, x1, t)
         t_model = torch.zeros_like(t) if self.time_invariant else t
         terms: dict[str, Any] = {"t": t, "weights": weights}
 
         if self.prediction == "velocity":
-            ct = compute_eqm_ct(t, self.ct_threshold, self.ct_multiplier)
+            ct = self._ct(t)
             target = ut * ct.neg_().reshape(b, *([1] * (x1.ndim - 1)))  # -c(t) u_t
             if self.energy_type == "none":
                 pred, act = self._call_model(xt, t_model, mk)
@@ -243,8 +292,20 @@ class EquilibriumMatchingLoss(BaseLoss):
         if self.apply_dispersion and act is not None:
             rep = act[-1] if isinstance(act, (list, tuple)) else act
             loss = loss + self.dispersion_weight * dispersive_loss(rep)
+        if self.loss_weight_fn is not None:
+            loss = loss * self.loss_weight_fn(t)
         terms.update(loss=loss, pred=pred, target=target)
         return terms
+
+    def _ct(self, t: torch.Tensor) -> torch.Tensor:
+        """$c(t)$ of the chosen family, times ``ct_multiplier``."""
+        if self.ct == "truncated":
+            return compute_eqm_ct(t, self.ct_threshold, self.ct_multiplier)
+        if self.ct == "linear":
+            return (1.0 - t) * self.ct_multiplier
+        if self.ct == "constant":
+            return torch.full_like(t, self.ct_multiplier)
+        return self.ct(t) * self.ct_multiplier
 
     def _explicit_field(self, xt, t_model, mk):
         if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):
@@ -279,6 +340,7 @@ class EquilibriumMatchingLoss(BaseLoss):
         self,
         x: torch.Tensor,
         *,
+        y: torch.Tensor | None = None,
         x0: torch.Tensor | None = None,
         model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
@@ -290,7 +352,14 @@ class EquilibriumMatchingLoss(BaseLoss):
         ``model_kwargs={...}``.
         """
         x = self._prepare_input(x)
+        if y is not None:  # the 0.8.9 shorthand for model_kwargs={"y": y}
+            model_kwargs = {**(model_kwargs or {}), "y": y}
         mk = self._resolve_model_kwargs(
             model_kwargs, legacy_model_kwargs, warn_key="EquilibriumMatchingLoss.bare_kwargs"
+        )
+        mk = self.apply_conditioning(
+            mk,
+            lambda m: self._call_model(x[:1], torch.zeros(1, device=x.device, dtype=x.dtype), m)[0],
+            generator,
         )
         return self._check_finite(self.compute_loss(x, x0=x0, model_kwargs=mk, generator=generator))

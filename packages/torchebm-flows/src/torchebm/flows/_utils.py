@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchebm.core import renamed_kwargs
 from torchebm.core.errors import ConfigurationError
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 
+@renamed_kwargs(tensor="t")
 def mean_flat(t: torch.Tensor) -> torch.Tensor:
     """Mean over every non-batch dimension: ``(B, ...) -> (B,)``.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from torchebm.core import BaseInterpolant
+from torchebm.core import BaseInterpolant, renamed_kwargs
 
 __all__ = ["get_interpolant", "resolve_interpolant", "INTERPOLANT_NAMES"]
 
@@ -19,6 +19,7 @@ INTERPOLANT_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+@renamed_kwargs(interpolant_type="name")
 def get_interpolant(name: str) -> BaseInterpolant:
     """Construct the interpolant registered as ``name`` with its defaults.
 

@@ -31,6 +31,7 @@ from torchebm.losses._contrastive_divergence import (
     ParallelTemperingCD,
     PersistentContrastiveDivergence,
 )
+from torchebm.losses._flow_matching import FlowMatchingLoss
 from torchebm.losses._score_matching import (
     DenoisingScoreMatching,
     ScoreMatching,
@@ -50,6 +51,7 @@ __all__ = [
     "SlicedScoreMatching",
     "EquilibriumMatchingLoss",
     "EnergyMatchingLoss",
+    "FlowMatchingLoss",
     "mean_flat",
     "get_interpolant",
     "trimmed_mean",

@@ -15,6 +15,7 @@ from torchebm.core.errors import (
     check_non_negative,
     check_positive,
 )
+from torchebm.losses._positional_089 import split_dtype
 
 __all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence", "ParallelTemperingCD"]
 
@@ -91,6 +92,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
+        init_noise_scale, dtype = split_dtype(type(self).__name__, init_noise_scale, dtype)
         super().__init__(
             model=model,
             sampler=sampler,
@@ -194,6 +196,7 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
+        init_noise_scale, dtype = split_dtype(type(self).__name__, init_noise_scale, dtype)
         super().__init__(
             model=model,
             sampler=sampler,
@@ -319,6 +322,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
+        init_noise_scale, dtype = split_dtype(type(self).__name__, init_noise_scale, dtype)
         super().__init__(
             model=model,
             sampler=sampler,

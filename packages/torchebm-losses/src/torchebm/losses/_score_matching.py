@@ -10,6 +10,7 @@ from torch import nn
 
 from torchebm.core import BaseScoreMatching, warn_once
 from torchebm.core.errors import ConfigurationError, check_in, check_positive
+from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction
 
 __all__ = ["ScoreMatching", "SlicedScoreMatching", "DenoisingScoreMatching"]
 
@@ -115,6 +116,7 @@ class ScoreMatching(BaseScoreMatching):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
+        check_hutchinson_samples(hutchinson_samples)
         super().__init__(
             model=model,
             noise_scale=noise_scale,
@@ -259,6 +261,7 @@ class SlicedScoreMatching(BaseScoreMatching):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
+        check_variance_reduction(variance_reduction)
         super().__init__(
             model=model,
             noise_scale=noise_scale,

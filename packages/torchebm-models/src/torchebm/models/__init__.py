@@ -1,8 +1,10 @@
 r"""``torchebm.models``: neural backbones and wrappers for energies and vector fields.
 
+* `DiT` (``forward(x, t, y, *, cond)``) with the paper presets ``dit_s_2`` ... ``dit_xl_8``,
+  and `TimeConditionedMLP` for low-dimensional flows (the torchebm 0.8.9 backbones).
 * :class:`ConditionalTransformer2D`: DiT/SiT-style patch transformer for image-shaped
   fields, conditioned on times (raw ``(B,)`` times are embedded), vectors and labels.
-* Wrappers: :class:`LabelClassifierFreeGuidance`, :class:`EqMEnergy` (EqM field as an
+* Wrappers: `ClassifierFreeGuidance` (any conditioning), :class:`LabelClassifierFreeGuidance`, :class:`EqMEnergy` (EqM field as an
   energy for gradient samplers), :class:`InteractionModel` (batch repulsion).
 * Small MLP backbones for 2-D work: :class:`MLPEnergy` (``(B, d) -> (B,)``) and
   :class:`MLPVelocity` (``f(x, t)`` shaped like ``x``).
@@ -15,10 +17,29 @@ from importlib.metadata import version as _version
 
 from torchebm.models import components
 from torchebm.models._conditional_transformer_2d import ConditionalTransformer2D
+from torchebm.models._dit import (
+    DiT,
+    dit_b_2,
+    dit_b_4,
+    dit_b_8,
+    dit_l_2,
+    dit_l_4,
+    dit_l_8,
+    dit_s_2,
+    dit_s_4,
+    dit_s_8,
+    dit_xl_2,
+    dit_xl_4,
+    dit_xl_8,
+)
+from torchebm.models._guidance import ClassifierFreeGuidance
 from torchebm.models._mlp import MLPEnergy, MLPVelocity, fourier_time_features
+from torchebm.models._time_mlp import TimeConditionedMLP
 from torchebm.models._wrappers import EqMEnergy, InteractionModel, LabelClassifierFreeGuidance
 from torchebm.models.components import (
     AdaLNZeroBlock,
+    AdaLNZeroLinearHead,
+    AdaLNZeroMLPBlock,
     AdaLNZeroPatchHead,
     ConvPatchEmbed2d,
     FeedForward,
@@ -37,6 +58,21 @@ __version__ = _version("torchebm-models")
 __all__ = [
     "components",
     "ConditionalTransformer2D",
+    "DiT",
+    "dit_s_2",
+    "dit_s_4",
+    "dit_s_8",
+    "dit_b_2",
+    "dit_b_4",
+    "dit_b_8",
+    "dit_l_2",
+    "dit_l_4",
+    "dit_l_8",
+    "dit_xl_2",
+    "dit_xl_4",
+    "dit_xl_8",
+    "TimeConditionedMLP",
+    "ClassifierFreeGuidance",
     "LabelClassifierFreeGuidance",
     "InteractionModel",
     "EqMEnergy",
@@ -55,5 +91,7 @@ __all__ = [
     "MultiheadSelfAttention",
     "AdaLNZeroBlock",
     "AdaLNZeroPatchHead",
+    "AdaLNZeroMLPBlock",
+    "AdaLNZeroLinearHead",
     "modulate",
 ]

@@ -18,6 +18,7 @@ from torchebm.models.components import (
     MLPTimestepEmbedder,
     build_2d_sincos_pos_embed,
 )
+from torchebm.models.components._compat_089 import accept_089_keys
 
 __all__ = ["ConditionalTransformer2D"]
 
@@ -160,6 +161,8 @@ class ConditionalTransformer2D(TorchEBMModule):
             patch_size=self.patch_size,
             out_channels=self.out_channels,
         )
+        # checkpoints of torchebm 0.8.9's ConditionalTransformer2D (DiT key names)
+        accept_089_keys(self, {"patch_embed.": "x_embedder.", "head.": "final_layer."})
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
 

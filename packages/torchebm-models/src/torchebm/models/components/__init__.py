@@ -4,6 +4,7 @@ Patch tokenisation, fixed and learned conditioning embeddings, attention and Ada
 transformer blocks. Every name here is also re-exported from :mod:`torchebm.models`.
 """
 
+from torchebm.models.components._adaln_mlp import AdaLNZeroLinearHead, AdaLNZeroMLPBlock
 from torchebm.models.components._embeddings import (
     LabelEmbedder,
     MLPTimestepEmbedder,
@@ -31,5 +32,7 @@ __all__ = [
     "MultiheadSelfAttention",
     "AdaLNZeroBlock",
     "AdaLNZeroPatchHead",
+    "AdaLNZeroMLPBlock",
+    "AdaLNZeroLinearHead",
     "modulate",
 ]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
+from torchebm.models.components._compat_089 import accept_089_keys
 
 __all__ = [
     "MLPTimestepEmbedder",
@@ -120,6 +121,8 @@ class LabelEmbedder(nn.Module):
         num_classes: Number of real classes.
         out_dim: Embedding dimension.
         dropout_prob: Probability of dropping a label to the null class while training.
+        null_token: Give the table the null class; default ``dropout_prob > 0`` (``True``
+            also lets a model with no training dropout run classifier-free guidance).
 
     Example:
         >>> emb = LabelEmbedder(10, 32, dropout_prob=0.1)
@@ -130,19 +133,33 @@ class LabelEmbedder(nn.Module):
         Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
     """
 
-    def __init__(self, num_classes: int, out_dim: int, dropout_prob: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int,
+        out_dim: int,
+        dropout_prob: float = 0.0,
+        *,
+        null_token: bool | None = None,
+    ):
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=1)
         self.out_dim = check_int("out_dim", out_dim, minimum=1)
         self.dropout_prob = check_probability("dropout_prob", dropout_prob)
-        use_null = self.dropout_prob > 0
+        use_null = self.dropout_prob > 0 if null_token is None else bool(null_token)
+        if self.dropout_prob > 0 and not use_null:
+            raise ValueError(
+                f"dropout_prob={dropout_prob} drops labels to the null class: null_token=False "
+                "is not accepted with it"
+            )
+        self.null_token = use_null
         self.embedding_table = nn.Embedding(self.num_classes + int(use_null), self.out_dim)
         nn.init.normal_(self.embedding_table.weight, std=0.02)
+        accept_089_keys(self, {"embedding.": "embedding_table."})
 
     @property
     def null_label_id(self) -> int | None:
         """Id of the null class (``num_classes``), or ``None`` when there is none."""
-        return self.num_classes if self.dropout_prob > 0 else None
+        return self.num_classes if self.null_token else None
 
     def maybe_drop_labels(
         self,
@@ -205,7 +222,7 @@ class LabelEmbedder(nn.Module):
 
 def build_2d_sincos_pos_embed(
     embed_dim: int,
-    grid_size: int,
+    grid_size: int | tuple[int, int],
     *,
     device: Any = None,
     dtype: torch.dtype = torch.float32,
@@ -219,7 +236,7 @@ def build_2d_sincos_pos_embed(
 
     Args:
         embed_dim: Channels ``D``; must be divisible by 4.
-        grid_size: Tokens per side.
+        grid_size: Tokens per side, or ``(gh, gw)`` for a rectangular grid (row-major).
         device: Device of the result.
         dtype: Dtype of the result.
 
@@ -237,15 +254,19 @@ def build_2d_sincos_pos_embed(
         He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022.
     """
     embed_dim = check_int("embed_dim", embed_dim, minimum=4)
-    grid_size = check_int("grid_size", grid_size, minimum=1)
+    if isinstance(grid_size, (tuple, list)):
+        gh, gw = (check_int("grid_size", g, minimum=1) for g in grid_size)
+    else:
+        gh = gw = check_int("grid_size", grid_size, minimum=1)
     if embed_dim % 4 != 0:
         raise ValueError(
             f"embed_dim must be divisible by 4 (sin and cos for each of 2 axes), got {embed_dim}"
         )
     quarter = embed_dim // 4
     omega = 1.0 / 10000.0 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    pos = torch.arange(grid_size, dtype=torch.float64)
-    rows, cols = torch.meshgrid(pos, pos, indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(gh, dtype=torch.float64), torch.arange(gw, dtype=torch.float64), indexing="ij"
+    )
 
     def axis(p: torch.Tensor) -> torch.Tensor:
         a = p.reshape(-1, 1) * omega[None, :]

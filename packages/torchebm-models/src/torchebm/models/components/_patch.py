@@ -43,16 +43,24 @@ def patchify2d(x: torch.Tensor, patch_size: int) -> torch.Tensor:
     return x.reshape(b, (h // p) * (w // p), p * p * c)
 
 
-def unpatchify2d(tokens: torch.Tensor, patch_size: int, *, out_channels: int) -> torch.Tensor:
+def unpatchify2d(
+    tokens: torch.Tensor,
+    patch_size: int,
+    *,
+    out_channels: int,
+    grid_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
     r"""Inverse of :func:`patchify2d` for a square patch grid.
 
     Args:
         tokens: ``(B, N, p*p*C)`` with ``N`` a perfect square.
         patch_size: Patch side ``p``.
         out_channels: Channels ``C`` of the image.
+        grid_size: Token grid ``(gh, gw)`` with ``gh * gw = N`` (rectangular images);
+            ``None`` means a square grid.
 
     Returns:
-        Images ``(B, C, sqrt(N) p, sqrt(N) p)``.
+        Images ``(B, C, gh p, gw p)``.
 
     Raises:
         ValueError: the token dimension is not ``p*p*C`` or ``N`` is not a square.
@@ -70,12 +78,20 @@ def unpatchify2d(tokens: torch.Tensor, patch_size: int, *, out_channels: int) ->
         raise ShapeError(
             f"token dimension must be patch_size**2 * out_channels = {p * p * c}, got {d}"
         )
-    g = math.isqrt(n)
-    if g * g != n:
-        raise ShapeError(f"number of tokens must be a perfect square, got {n}")
-    x = tokens.reshape(b, g, g, p, p, c)
+    if grid_size is None:
+        gh = gw = math.isqrt(n)
+        if gh * gw != n:
+            raise ShapeError(
+                f"number of tokens must be a perfect square, got {n}; pass grid_size for "
+                "rectangular grids"
+            )
+    else:
+        gh, gw = (int(g) for g in grid_size)
+        if gh * gw != n:
+            raise ShapeError(f"grid_size {(gh, gw)} does not match {n} tokens")
+    x = tokens.reshape(b, gh, gw, p, p, c)
     x = x.permute(0, 5, 1, 3, 2, 4)  # (B, C, h, p, w, q)
-    return x.reshape(b, c, g * p, g * p)
+    return x.reshape(b, c, gh * p, gw * p)
 
 
 class ConvPatchEmbed2d(nn.Module):

@@ -2,11 +2,15 @@ r"""Transformer blocks with adaptive layer norm (AdaLN-Zero) conditioning, as in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchebm.core import renamed_kwargs
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
+from torchebm.models.components._compat_089 import accept_089_keys
 from torchebm.models.components._patch import unpatchify2d
 
 __all__ = [
@@ -54,20 +58,28 @@ class FeedForward(nn.Module):
         embed_dim: Token dimension ``D``.
         mlp_ratio: Hidden width ratio ``r`` (hidden width ``int(D * r)``).
         dropout: Dropout probability after the activation.
+        act_layer: Factory of the activation module (default ``GELU(approximate="tanh")``).
 
     Example:
         >>> FeedForward(16)(torch.zeros(2, 5, 16)).shape
         torch.Size([2, 5, 16])
     """
 
-    def __init__(self, embed_dim: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+    def __init__(
+        self,
+        embed_dim: int,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        act_layer: Callable[[], nn.Module] | None = None,
+    ):
         super().__init__()
         embed_dim = check_int("embed_dim", embed_dim, minimum=1)
         hidden = max(1, int(embed_dim * check_positive("mlp_ratio", mlp_ratio)))
         self.fc1 = _xavier_linear(nn.Linear(embed_dim, hidden))
-        self.act = nn.GELU(approximate="tanh")
+        self.act = act_layer() if act_layer is not None else nn.GELU(approximate="tanh")
         self.drop = nn.Dropout(check_probability("dropout", dropout))
         self.fc2 = _xavier_linear(nn.Linear(hidden, embed_dim))
+        accept_089_keys(self, {"net.0.": "fc1.", "net.3.": "fc2."})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., D) -> (..., D)``."""
@@ -112,6 +124,7 @@ class MultiheadSelfAttention(nn.Module):
         self.dropout = check_probability("dropout", dropout)
         self.qkv = _xavier_linear(nn.Linear(self.embed_dim, 3 * self.embed_dim))
         self.proj = _xavier_linear(nn.Linear(self.embed_dim, self.embed_dim))
+        accept_089_keys(self, {"out_proj.": "proj."})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, N, D) -> (B, N, D)``."""
@@ -183,6 +196,7 @@ class AdaLNZeroBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), modulation)
         nn.init.zeros_(modulation.weight)
         nn.init.zeros_(modulation.bias)
+        accept_089_keys(self, {"modulation.": "adaLN_modulation."})
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Tokens ``(B, N, D)`` and conditioning ``(B, cond_dim)`` -> tokens ``(B, N, D)``."""
@@ -205,6 +219,7 @@ class AdaLNZeroPatchHead(nn.Module):
         cond_dim: Conditioning dimension (default ``embed_dim``).
         patch_size: Patch side ``p``.
         out_channels: Output image channels ``C``.
+        grid_size: Token grid ``(gh, gw)`` for rectangular images; ``None`` means square.
         eps: LayerNorm epsilon.
 
     Example:
@@ -223,6 +238,7 @@ class AdaLNZeroPatchHead(nn.Module):
         cond_dim: int | None = None,
         patch_size: int,
         out_channels: int,
+        grid_size: tuple[int, int] | None = None,
         eps: float = 1e-6,
     ):
         super().__init__()
@@ -232,6 +248,9 @@ class AdaLNZeroPatchHead(nn.Module):
         )
         self.patch_size = check_int("patch_size", patch_size, minimum=1)
         self.out_channels = check_int("out_channels", out_channels, minimum=1)
+        self.grid_size: tuple[int, int] | None = (
+            None if grid_size is None else (int(grid_size[0]), int(grid_size[1]))
+        )
         self.norm_final = nn.LayerNorm(
             self.embed_dim, elementwise_affine=False, eps=check_positive("eps", eps)
         )
@@ -241,11 +260,19 @@ class AdaLNZeroPatchHead(nn.Module):
         for layer in (self.linear, modulation):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        accept_089_keys(self, {"modulation.": "adaLN_modulation.", "proj.": "linear."})
 
+    @renamed_kwargs(tokens="x")
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Tokens ``(B, N, D)`` and ``(B, cond_dim)`` -> images ``(B, C, sqrt(N) p, sqrt(N) p)``."""
+        """Tokens ``(B, N, D)`` and ``(B, cond_dim)`` -> images ``(B, C, gh p, gw p)``.
+
+        The token grid is ``grid_size`` when given, else square (``gh = gw = sqrt(N)``).
+        ``tokens=`` is the torchebm 0.8.9 spelling of ``x`` (one ``DeprecationWarning``).
+        """
         if cond.ndim != 2 or cond.shape[-1] != self.cond_dim:
             raise ShapeError(f"cond must have shape (B, {self.cond_dim}), got {tuple(cond.shape)}")
         shift, scale = self.adaLN_modulation(cond).chunk(2, dim=-1)
         tokens = self.linear(modulate(self.norm_final(x), shift, scale))
-        return unpatchify2d(tokens, self.patch_size, out_channels=self.out_channels)
+        return unpatchify2d(
+            tokens, self.patch_size, out_channels=self.out_channels, grid_size=self.grid_size
+        )

@@ -1,0 +1,157 @@
+r"""Conditioning options shared by every loss: classifier-free-guidance label dropout and a
+one-time check that the model reads its conditioning."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Union
+
+import torch
+
+from torchebm.core.errors import ConfigurationError, check_probability
+
+__all__ = ["substitute_condition", "Conditioning", "NullCondition"]
+
+NullCondition = Union[
+    int, float, torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+]
+
+_MAX_UNDECIDED = 8
+
+
+def substitute_condition(y: torch.Tensor, mask: torch.Tensor, null: NullCondition) -> torch.Tensor:
+    r"""Replace the rows of ``y`` selected by ``mask`` with the null condition.
+
+    Args:
+        y: Conditioning, shape `(B, ...)`.
+        mask: Bool, shape `(B,)`; `True` rows become null.
+        null: A number filled in ``y``'s dtype (e.g. the label ``num_classes``), a tensor
+            broadcast over ``y``'s non-batch dims (a null embedding), or a callable
+            ``(y, mask) -> y``.
+
+    Returns:
+        Tensor shaped like ``y``.
+
+    Example:
+        >>> substitute_condition(torch.tensor([3, 1, 2]), torch.tensor([True, False, True]), 10)
+        tensor([10,  1, 10])
+    """
+    if callable(null):
+        return null(y, mask)
+    m = mask.reshape(-1, *([1] * (y.ndim - 1)))
+    if isinstance(null, torch.Tensor):
+        return torch.where(m, null.to(device=y.device, dtype=y.dtype), y)
+    return torch.where(m, torch.full_like(y, null), y)
+
+
+class Conditioning:
+    r"""The conditioning options of a loss: ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``.
+
+    * `drop` replaces ``model_kwargs["y"]`` by ``null_condition`` on a random fraction
+      ``cfg_dropout`` of the batch while training (classifier-free guidance training).
+    * `check` runs once, on the first call that passes ``y``: the model is probed on one
+      input under two distinct labels of the batch; identical non-zero outputs mean the
+      model ignores ``y`` and raise. All-zero outputs (an AdaLN-Zero model before any
+      step) leave the check armed for a few more calls, then warn.
+
+    Args:
+        cfg_dropout: Probability in $[0, 1]$ of dropping a sample's ``y``.
+        null_condition: What a dropped ``y`` becomes (see `substitute_condition`);
+            required when ``cfg_dropout > 0``.
+        check_conditioning: Run the one-time check.
+
+    Example:
+        >>> cond = Conditioning(cfg_dropout=0.1, null_condition=10)
+        >>> mk = cond.drop({"y": labels}, training=True, generator=g)
+
+    References:
+        Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
+    """
+
+    def __init__(
+        self,
+        cfg_dropout: float = 0.0,
+        null_condition: NullCondition | None = None,
+        check_conditioning: bool = True,
+    ):
+        self.cfg_dropout = check_probability("cfg_dropout", cfg_dropout)
+        if self.cfg_dropout > 0 and null_condition is None:
+            raise ConfigurationError(
+                f"cfg_dropout={cfg_dropout} needs null_condition (the label or embedding a "
+                "dropped y becomes), got None"
+            )
+        self.null_condition = null_condition
+        self.pending = bool(check_conditioning)
+        self._undecided = 0
+
+    def drop(
+        self, model_kwargs: dict, *, training: bool, generator: torch.Generator | None = None
+    ) -> dict:
+        """``model_kwargs`` with ``y`` nulled on a ``cfg_dropout`` fraction (training only)."""
+        null = self.null_condition
+        if self.cfg_dropout == 0.0 or not training or "y" not in model_kwargs or null is None:
+            return model_kwargs
+        y = model_kwargs["y"]
+        u = torch.rand(y.shape[0], generator=generator, device=y.device)
+        return {
+            **model_kwargs,
+            "y": substitute_condition(y, u < self.cfg_dropout, null),
+        }
+
+    def check(self, probe: Callable[[dict], torch.Tensor], model_kwargs: dict, owner: Any) -> None:
+        """One-time probe that the model reads ``y`` (see the class docs).
+
+        Args:
+            probe: ``mk -> output`` for one fixed input with conditioning ``mk``.
+            model_kwargs: The call's conditioning (with a batch of ``y``).
+            owner: The loss (named in messages; its model is put in eval mode for the probe).
+
+        Raises:
+            ConfigurationError: the model's output does not depend on ``y``.
+        """
+        if not self.pending or "y" not in model_kwargs:
+            return
+        y = model_kwargs["y"]
+        other = (y != y[:1]).reshape(y.shape[0], -1).any(dim=1).nonzero()
+        if other.numel() == 0:
+            self.pending = False
+            warnings.warn(
+                f"{type(owner).__name__}: the first conditional batch has a single y value, "
+                "so the check that the model reads y was skipped",
+                UserWarning,
+                stacklevel=4,
+            )
+            return
+        j = int(other[0])
+        pick = {k: (v[:1] if isinstance(v, torch.Tensor) else v) for k, v in model_kwargs.items()}
+        alt = {**pick, "y": y[j : j + 1]}
+        model = getattr(owner, "model", None)
+        was_training = getattr(model, "training", False)
+        try:
+            if model is not None:
+                model.eval()
+            with torch.no_grad():
+                a, b = probe(pick), probe(alt)
+        finally:
+            if model is not None and was_training:
+                model.train()
+        if not torch.equal(a, b):
+            self.pending = False
+            return
+        if bool((a == 0).all()):
+            self._undecided += 1
+            if self._undecided >= _MAX_UNDECIDED:
+                self.pending = False
+                warnings.warn(
+                    f"{type(owner).__name__}: the model's output stayed zero for distinct y in "
+                    f"{_MAX_UNDECIDED} probes; could not verify that it reads y",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            return
+        raise ConfigurationError(
+            f"{type(owner).__name__}: the model gives the same output for two distinct y values, "
+            "so it ignores its conditioning; pass y into its forward, or pass "
+            "check_conditioning=False"
+        )

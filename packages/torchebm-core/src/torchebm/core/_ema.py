@@ -1,0 +1,144 @@
+r"""`EMA`: an exponential moving average of a model's weights, as a module."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Literal, Union
+
+import torch
+from torch import nn
+
+from torchebm.core._training import requires_grad
+from torchebm.core.errors import ConfigurationError
+
+__all__ = ["EMA"]
+
+DecaySchedule = Union[Literal["constant", "warmup"], Callable[[int], float]]
+_SCHEDULES = ("constant", "warmup")
+
+
+def _check_decay(name: str, value: Any, *, closed_right: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
+    v = float(value)
+    ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
+    if not ok:
+        accepted = "[0, 1]" if closed_right else "[0, 1)"
+        raise ConfigurationError(f"{name} must be in {accepted}, got {value!r}")
+    return v
+
+
+class EMA(nn.Module):
+    r"""Exponential moving average of a model's weights.
+
+    Holds a frozen, eval-mode deep copy of ``model`` (`ema.module`) and moves it toward
+    the live weights on every `update`:
+
+    $$ \bar\theta \leftarrow d_s\,\bar\theta + (1 - d_s)\,\theta, $$
+
+    where $s$ is the number of updates so far. Parameters are averaged, buffers (e.g.
+    running statistics) are copied. Calling the `EMA` runs the averaged model. The update
+    count is part of ``state_dict`` (extra state), so a resumed run continues the
+    schedule.
+
+    Args:
+        model: The module to average; deep-copied at construction.
+        decay: $d \in [0, 1)$, the decay (the cap under ``"warmup"``). Default 0.9999.
+        decay_schedule: ``"constant"`` ($d_s = d$), ``"warmup"``
+            ($d_s = \min(d, (1 + s)/(10 + s))$) or a callable ``step -> decay`` whose
+            value must lie in $[0, 1]$.
+
+    Example:
+        >>> ema = EMA(model, decay=0.999)
+        >>> for batch in loader:
+        ...     train_step(model, batch)
+        ...     ema.update(model)
+        >>> samples = ema(x)  # forward through the averaged weights
+
+    References:
+        Polyak & Juditsky, "Acceleration of stochastic approximation by averaging", 1992.
+        Peebles & Xie, "Scalable Diffusion Models with Transformers" (DiT), 2023.
+    """
+
+    def __init__(
+        self, model: nn.Module, decay: float = 0.9999, decay_schedule: DecaySchedule = "constant"
+    ):
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        self.decay = _check_decay("decay", decay, closed_right=False)
+        if not (callable(decay_schedule) or decay_schedule in _SCHEDULES):
+            raise ConfigurationError(
+                f"decay_schedule must be one of {_SCHEDULES} or a callable step -> decay, "
+                f"got {decay_schedule!r}"
+            )
+        self.decay_schedule = decay_schedule
+        self.step = 0
+        self.module = copy.deepcopy(model)
+        self.module.eval()
+        requires_grad(self.module, False)
+
+    def current_decay(self) -> float:
+        """The decay $d_s$ the next `update` uses."""
+        if self.decay_schedule == "constant":
+            return self.decay
+        if self.decay_schedule == "warmup":
+            return min(self.decay, (1 + self.step) / (10 + self.step))
+        return _check_decay(
+            "decay_schedule(step)", self.decay_schedule(self.step), closed_right=True
+        )
+
+    def _pairs(self, model: nn.Module):
+        ema_p, live_p = list(self.module.parameters()), list(model.parameters())
+        ema_b, live_b = list(self.module.buffers()), list(model.buffers())
+        if len(ema_p) != len(live_p) or len(ema_b) != len(live_b):
+            raise ConfigurationError(
+                f"model has {len(live_p)} parameters and {len(live_b)} buffers, the EMA copy "
+                f"{len(ema_p)} and {len(ema_b)}: pass the module the EMA was built from"
+            )
+        return zip(ema_p, live_p), zip(ema_b, live_b)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average toward ``model``'s parameters and copy its buffers."""
+        d = self.current_decay()
+        params, buffers = self._pairs(model)
+        for e, p in params:
+            e.lerp_(p.detach().to(e.dtype), 1.0 - d)
+        for e, b in buffers:
+            e.copy_(b)
+        self.step += 1
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Write the averaged parameters and buffers into ``model`` (same structure)."""
+        params, buffers = self._pairs(model)
+        for e, p in list(params) + list(buffers):
+            p.copy_(e)
+
+    @contextmanager
+    def average_parameters(self, model: nn.Module) -> Iterator[nn.Module]:
+        """Run ``model`` under the averaged weights inside the block; restore them on exit."""
+        saved = [t.detach().clone() for t in list(model.parameters()) + list(model.buffers())]
+        self.copy_to(model)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for t, s in zip(list(model.parameters()) + list(model.buffers()), saved):
+                    t.copy_(s)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the averaged module."""
+        return self.module(*args, **kwargs)
+
+    def get_extra_state(self) -> dict:
+        return {"step": self.step}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.step = int(state["step"])
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay}, decay_schedule={self.decay_schedule!r}, step={self.step}"

@@ -1,0 +1,19 @@
+"""Alias of ``torchebm.core`` at the torchebm 0.8.9 module path ``torchebm.core.base_integrator``.
+
+A supported import path for code written against torchebm 0.8.x; it holds no code of
+its own. New code imports from ``torchebm.core``.
+"""
+
+from torchebm.core import (
+    BaseIntegrator,
+    BaseRungeKuttaIntegrator,
+    BaseSDERungeKuttaIntegrator,
+    BaseSymplecticIntegrator,
+)
+
+__all__ = [
+    "BaseIntegrator",
+    "BaseRungeKuttaIntegrator",
+    "BaseSDERungeKuttaIntegrator",
+    "BaseSymplecticIntegrator",
+]

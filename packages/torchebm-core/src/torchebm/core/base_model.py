@@ -1,0 +1,31 @@
+"""Alias of ``torchebm.core`` at the torchebm 0.8.9 module path ``torchebm.core.base_model``.
+
+A supported import path for code written against torchebm 0.8.x; it holds no code of
+its own. New code imports from ``torchebm.core``.
+"""
+
+from torchebm.core import (
+    AckleyModel,
+    BaseModel,
+    BoothModel,
+    DoubleWellModel,
+    GaussianModel,
+    HarmonicModel,
+    HimmelblauModel,
+    RastriginModel,
+    RosenbrockModel,
+    StyblinskiTangModel,
+)
+
+__all__ = [
+    "AckleyModel",
+    "BaseModel",
+    "BoothModel",
+    "DoubleWellModel",
+    "GaussianModel",
+    "HarmonicModel",
+    "HimmelblauModel",
+    "RastriginModel",
+    "RosenbrockModel",
+    "StyblinskiTangModel",
+]

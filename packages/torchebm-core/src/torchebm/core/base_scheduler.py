@@ -1,0 +1,27 @@
+"""Alias of ``torchebm.core`` at the torchebm 0.8.9 module path ``torchebm.core.base_scheduler``.
+
+A supported import path for code written against torchebm 0.8.x; it holds no code of
+its own. New code imports from ``torchebm.core``.
+"""
+
+from torchebm.core import (
+    BaseScheduler,
+    ConstantScheduler,
+    CosineScheduler,
+    ExponentialDecayScheduler,
+    LinearScheduler,
+    MultiStepScheduler,
+    TemperatureScheduler,
+    WarmupScheduler,
+)
+
+__all__ = [
+    "BaseScheduler",
+    "ConstantScheduler",
+    "CosineScheduler",
+    "ExponentialDecayScheduler",
+    "LinearScheduler",
+    "MultiStepScheduler",
+    "TemperatureScheduler",
+    "WarmupScheduler",
+]

@@ -1,0 +1,203 @@
+r"""Flow Matching: regress the velocity of an interpolant between noise and data."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from torchebm.core import BaseLoss, BaseScheduler
+from torchebm.core.errors import ConfigurationError, check_non_negative
+from torchebm.couplings import resolve_coupling
+from torchebm.flows import TimeSampler, mean_flat
+from torchebm.flows._time_sampling import TSampler, check_loss_weight_fn
+from torchebm.interpolants import resolve_interpolant
+
+__all__ = ["FlowMatchingLoss"]
+
+
+class FlowMatchingLoss(BaseLoss):
+    r"""Conditional Flow Matching loss (Lipman et al. 2023; Liu et al. 2023; Tong et al. 2024).
+
+    For data $x_1$ (shape `(B, *event)`), a source $x_0$ (standard normal unless ``x0=``
+    is passed), optionally re-paired by ``coupling``, and times $t$ from ``t_sampler``,
+    the interpolant gives $(x_t, u_t)$ with $u_t = \dot\alpha_t x_1 + \dot\sigma_t x_0$.
+    The model ``model(x_t, t, **model_kwargs)`` regresses the velocity:
+
+    $$ \ell = \mathbb E\, w(t)\,\big\| v_\theta(x_t, t) - s\,u_t \big\|^2 $$
+
+    (mean over features), $s = -1$ with ``negate_velocity`` and $+1$ otherwise,
+    $w$ = ``loss_weight_fn`` (or 1), batch mean weighted by the coupling's weights when it
+    gives any. Integrating $\dot x = v_\theta(x, t)$ from $t = 0$ (noise) to $1$ samples the
+    data (e.g. with `torchebm.samplers.FlowSampler`).
+
+    Args:
+        model: Velocity network ``model(x, t, **model_kwargs)`` returning the shape of
+            ``x`` (or a tuple whose first entry is that).
+        interpolant: Name (``"linear"``, ``"cosine"``, ``"vp"``, ...) or a
+            `BaseInterpolant`. Default ``"linear"``.
+        coupling: Name (``"independent"``, ``"ot"``, ...), a `BaseCoupling` or ``None``
+            (independent).
+        train_eps: Margin $\epsilon \in [0, 0.5)$: times lie in $[\epsilon, 1-\epsilon]$
+            (float or scheduler).
+        t_sampler: ``"uniform"``, ``"lognormal"`` or a callable (see `TimeSampler`).
+        t_p_mean: Log-normal $\mu$ (``logit t`` has mean $-\mu$). Default -1.2.
+        t_p_std: Log-normal $s > 0$ (``logit t`` has std $s$). Default 1.2.
+        loss_weight_fn: Optional ``t -> w(t)``, shape `(B,) -> (B,)`.
+        negate_velocity: Regress $-u_t$ (models that point from data to noise).
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample while
+            training (classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (int label, tensor or callable).
+        check_conditioning: Check once that the model reads ``y`` (see `Conditioning`).
+        nan_policy: See `BaseLoss`.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    Example:
+        >>> class Velocity(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.net = torch.nn.Linear(3, 2)
+        ...     def forward(self, x, t):
+        ...         return self.net(torch.cat([x, t[:, None]], dim=1))
+        >>> fm = FlowMatchingLoss(Velocity(), t_sampler="lognormal")
+        >>> fm(torch.randn(64, 2)).backward()
+
+    References:
+        Lipman et al., "Flow Matching for Generative Modeling", ICLR 2023.
+        Liu et al., "Flow Straight and Fast: Learning to Generate and Transfer Data with
+        Rectified Flow", ICLR 2023.
+        Tong et al., "Improving and generalizing flow-based generative models with
+        minibatch optimal transport", TMLR 2024.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        interpolant: Any = "linear",
+        coupling: Any = None,
+        train_eps: float | BaseScheduler = 0.0,
+        t_sampler: TSampler = "uniform",
+        t_p_mean: float = -1.2,
+        t_p_std: float = 1.2,
+        loss_weight_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        negate_velocity: bool = False,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+        *,
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
+        nan_policy: str = "raise",
+    ):
+        super().__init__(
+            dtype=dtype,
+            device=device,
+            nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
+        )
+        if not callable(model):
+            raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+        self.model = model
+        self.interpolant = resolve_interpolant(
+            interpolant, default="linear", owner="FlowMatchingLoss"
+        )
+        self.coupling = resolve_coupling(coupling, default="independent", owner="FlowMatchingLoss")
+        self.train_eps = train_eps
+        self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
+        self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
+        self.negate_velocity = bool(negate_velocity)
+
+    @property
+    def train_eps(self) -> float:
+        r"""Time margin $\epsilon$: training times lie in $[\epsilon, 1 - \epsilon]$."""
+        return self.get_scheduled_value("train_eps")
+
+    @train_eps.setter
+    def train_eps(self, value: Any) -> None:
+        if not isinstance(value, BaseScheduler):
+            if check_non_negative("train_eps", value) >= 0.5:
+                raise ConfigurationError(f"train_eps must be in [0, 0.5), got {value!r}")
+        self._register_param("train_eps", value)
+
+    def __repr__(self) -> str:
+        return (
+            f"FlowMatchingLoss(interpolant={self.interpolant!r}, coupling={self.coupling!r}, "
+            f"t_sampler={self.time_sampler!r}, negate_velocity={self.negate_velocity})"
+        )
+
+    def _velocity(self, x: torch.Tensor, t: torch.Tensor, mk: dict) -> torch.Tensor:
+        with self.autocast_context():
+            out = self.model(x, t, **mk)
+        return out[0] if isinstance(out, tuple) else out
+
+    def training_losses(
+        self,
+        x1: torch.Tensor,
+        model_kwargs: dict | None = None,
+        x0: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Any]:
+        """Per-sample terms: ``loss`` `(B,)`, ``pred``, ``target``, ``t`` `(B,)`, ``weights``.
+
+        Args:
+            x1: Data `(B, *event)` on the loss's device and dtype.
+            model_kwargs: Conditioning for the model (after label dropout).
+            x0: Source samples shaped like ``x1``; standard normal when ``None``.
+            generator: RNG of the source, the coupling and the times.
+        """
+        mk = model_kwargs or {}
+        if x0 is None:
+            x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+        elif not isinstance(x0, torch.Tensor) or x0.shape != x1.shape:
+            got = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
+            raise ConfigurationError(f"x0 must have the shape of x {tuple(x1.shape)}, got {got}")
+        else:
+            x0 = x0.to(device=x1.device, dtype=x1.dtype)
+        pair = self.coupling(x0, x1, generator=generator, **mk)
+        t = self.time_sampler(
+            x1.shape[0], self.train_eps, device=x1.device, dtype=x1.dtype, generator=generator
+        )
+        xt, ut = self.interpolant.interpolate(pair.x0, pair.x1, t)
+        target = -ut if self.negate_velocity else ut
+        pred = self._velocity(xt, t, mk)
+        loss = mean_flat((pred - target).square())
+        if self.loss_weight_fn is not None:
+            loss = loss * self.loss_weight_fn(t)
+        return {"loss": loss, "pred": pred, "target": target, "t": t, "weights": pair.weights}
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        y: torch.Tensor | None = None,
+        x0: torch.Tensor | None = None,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Flow Matching loss of the data batch ``x`` `(B, *event)`; a scalar.
+
+        Args:
+            x: Data batch.
+            y: Conditioning, shorthand for ``model_kwargs={"y": y}``.
+            x0: Source samples shaped like ``x`` (default standard normal).
+            model_kwargs: Conditioning forwarded as ``model(x_t, t, **model_kwargs)``.
+            generator: RNG of the label dropout, source, coupling and times.
+        """
+        x = self._prepare_input(x)
+        mk = dict(model_kwargs or {})
+        if y is not None:
+            if "y" in mk:
+                raise ConfigurationError("pass y either as y= or in model_kwargs, not both")
+            mk["y"] = y
+        mk = self._resolve_model_kwargs(mk)
+        t_half = torch.full((1,), 0.5, device=x.device, dtype=x.dtype)
+        mk = self.apply_conditioning(mk, lambda m: self._velocity(x[:1], t_half, m), generator)
+        terms = self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)
+        loss, w = terms["loss"], terms["weights"]
+        if w is None:
+            return self._check_finite(loss.mean())
+        w = w.to(loss.dtype)
+        return self._check_finite((w * loss).sum() / w.sum().clamp(min=1e-12))

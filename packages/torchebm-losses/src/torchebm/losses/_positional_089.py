@@ -1,0 +1,63 @@
+r"""Positional calls written for torchebm 0.8.9 whose arguments now land on another parameter.
+
+0.8.9 placed ``regularization_strength`` third in `ScoreMatching` and fourth in
+`SlicedScoreMatching`, and ``dtype`` eleventh in `ContrastiveDivergence`; this version put
+``hutchinson_samples``, ``variance_reduction`` and ``init_noise_scale`` there. A value that
+can only be the 0.8.9 meaning is either reported with what changed or, for ``dtype``,
+accepted with one `DeprecationWarning`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import torch
+
+from torchebm.core import warn_once
+from torchebm.core.errors import ConfigurationError
+
+__all__ = ["check_hutchinson_samples", "check_variance_reduction", "split_dtype"]
+
+
+def check_hutchinson_samples(value: Any) -> None:
+    """Report a ``hutchinson_samples`` that looks like a 0.8.9 ``regularization_strength``.
+
+    Raises:
+        TypeError: not an int.
+        ValueError: an int below 1.
+    """
+    hint = (
+        "In torchebm 0.8.9 the third positional argument was regularization_strength; pass "
+        f"regularization_strength={value!r} by keyword"
+    )
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"ScoreMatching: hutchinson_samples must be an int, got {value!r}. {hint}")
+    if value < 1:
+        raise ConfigurationError(
+            f"ScoreMatching: hutchinson_samples must be >= 1, got {value!r}. {hint}"
+        )
+
+
+def check_variance_reduction(value: Any) -> None:
+    """`TypeError` for a ``variance_reduction`` that is a 0.8.9 ``regularization_strength``."""
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"SlicedScoreMatching: variance_reduction must be a bool, got {value!r}. In torchebm "
+            "0.8.9 the fourth positional argument was regularization_strength; pass "
+            f"regularization_strength={value!r} by keyword"
+        )
+
+
+def split_dtype(owner: str, init_noise_scale: Any, dtype: torch.dtype) -> tuple[Any, torch.dtype]:
+    """``(init_noise_scale, dtype)``: a dtype passed in 0.8.9's position becomes ``dtype``."""
+    if not isinstance(init_noise_scale, torch.dtype):
+        return init_noise_scale, dtype
+    warn_once(
+        f"{owner}.positional_dtype",
+        f"{owner}: passing dtype as the eleventh positional argument (torchebm 0.8.9) is "
+        "deprecated; that position is now init_noise_scale, pass dtype= by keyword",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    return 1.0, init_noise_scale

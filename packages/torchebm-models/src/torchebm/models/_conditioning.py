@@ -1,0 +1,81 @@
+r"""Embedders and the conditioning vector shared by `DiT` and `TimeConditionedMLP`.
+
+Both follow the torchebm 0.8.9 backbone contract ``forward(x, t=None, y=None, *,
+cond=None)``: the conditioning vector is the sum of whichever of ``t_embedder(t)``,
+``y_embedder(y)`` and a precomputed ``cond`` `(B, cond_dim)` are given.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+from torch import nn
+
+from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_probability
+from torchebm.models.components import LabelEmbedder, MLPTimestepEmbedder
+
+__all__ = ["build_embedders", "condition_vector"]
+
+
+def build_embedders(
+    cond_dim: int,
+    num_classes: int | None,
+    class_dropout_prob: float,
+    t_embedder: nn.Module | None,
+    y_embedder: nn.Module | None,
+) -> tuple[nn.Module, nn.Module | None]:
+    """``(t_embedder, y_embedder)``: the given modules or the default MLP/label embedders.
+
+    The default label embedder always has the null class (id ``num_classes``), so a model
+    trained without label dropout can still be guided.
+    """
+    check_probability("class_dropout_prob", class_dropout_prob)
+    if y_embedder is not None and (num_classes is not None or class_dropout_prob > 0):
+        raise ConfigurationError(
+            "pass either y_embedder or num_classes/class_dropout_prob, not both"
+        )
+    if class_dropout_prob > 0 and num_classes is None:
+        raise ConfigurationError(
+            f"class_dropout_prob={class_dropout_prob} needs num_classes (got None)"
+        )
+    t_emb = t_embedder if t_embedder is not None else MLPTimestepEmbedder(cond_dim)
+    if y_embedder is None and num_classes is not None:
+        n = check_int("num_classes", num_classes, minimum=1)
+        y_embedder = LabelEmbedder(n, cond_dim, class_dropout_prob, null_token=True)
+    return t_emb, y_embedder
+
+
+def condition_vector(
+    module: nn.Module,
+    t: torch.Tensor | None,
+    y: torch.Tensor | None,
+    cond: torch.Tensor | None,
+) -> torch.Tensor:
+    """Sum of the given conditionings, shape `(B, cond_dim)`.
+
+    Raises:
+        ValueError: none given, ``y`` without a label embedder, or ``cond`` of the wrong width.
+    """
+    name = type(module).__name__
+    c = None
+    if t is not None:
+        c = cast(nn.Module, module.t_embedder)(t)
+    if y is not None:
+        emb = cast("nn.Module | None", module.y_embedder)
+        if emb is None:
+            raise ConfigurationError(
+                f"y was given but this {name} has no label embedder; construct it with "
+                "num_classes= or y_embedder="
+            )
+        e = emb(y, training=module.training) if isinstance(emb, LabelEmbedder) else emb(y)
+        c = e if c is None else c + e
+    if cond is not None:
+        if cond.shape[-1] != module.cond_dim:
+            raise ShapeError(
+                f"cond has width {cond.shape[-1]}, expected cond_dim={module.cond_dim}"
+            )
+        c = cond if c is None else c + cond
+    if c is None:
+        raise ConfigurationError(f"{name}.forward needs at least one of t, y or cond")
+    return c

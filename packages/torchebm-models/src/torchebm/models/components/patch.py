@@ -1,0 +1,17 @@
+"""Alias of ``torchebm.models.components`` at the torchebm 0.8.9 module path ``torchebm.models.components.patch``.
+
+A supported import path for code written against torchebm 0.8.x; it holds no code of
+its own. New code imports from ``torchebm.models.components``.
+"""
+
+from torchebm.models.components import (
+    ConvPatchEmbed2d,
+    patchify2d,
+    unpatchify2d,
+)
+
+__all__ = [
+    "ConvPatchEmbed2d",
+    "patchify2d",
+    "unpatchify2d",
+]

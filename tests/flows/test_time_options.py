@@ -1,0 +1,160 @@
+"""``t_sampler``/``loss_weight_fn`` on EquilibriumMatchingLoss and EnergyMatchingLoss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from torchebm.flows import EnergyMatchingLoss, EquilibriumMatchingLoss
+
+
+class Field(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(2, 2)
+
+    def forward(self, x, t):
+        return self.net(x)
+
+
+class Potential(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 16), nn.SiLU(), nn.Linear(16, 1))
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+
+def test_eqm_lognormal_times_have_the_requested_logit_moments():
+    torch.manual_seed(0)
+    n, mu, s = 20_000, 0.5, 0.8
+    eqm = EquilibriumMatchingLoss(Field(), t_sampler="lognormal", t_p_mean=mu, t_p_std=s)
+    t = eqm.training_losses(torch.randn(n, 2), generator=torch.Generator().manual_seed(1))["t"]
+    logit = torch.log(t / (1 - t)).double()
+    assert abs(logit.mean().item() + mu) < 5 * s / math.sqrt(n)
+    assert abs(logit.std().item() - s) < 5 * s / math.sqrt(2 * (n - 1))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: EquilibriumMatchingLoss(Field(), **kw),
+        lambda **kw: EnergyMatchingLoss(Potential(), lambda_cd=0.0, sigma=0.0, **kw),
+    ],
+)
+def test_loss_weight_fn_and_callable_sampler(make):
+    torch.manual_seed(0)
+    x = torch.randn(64, 2)
+
+    def at(value):
+        return lambda b, *, device, dtype, generator: torch.full((b,), value, dtype=dtype)
+
+    plain = make(t_sampler=at(0.3))
+    weighted = make(t_sampler=at(0.3), loss_weight_fn=lambda t: 1.0 + t)
+    weighted.load_state_dict(plain.state_dict())
+    a = plain(x, generator=torch.Generator().manual_seed(2))
+    b = weighted(x, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(b, 1.3 * a)
+    with pytest.raises(ValueError, match="t_sampler"):
+        make(t_sampler="beta")
+    with pytest.raises(TypeError, match="loss_weight_fn"):
+        make(loss_weight_fn=3)
+
+
+@pytest.mark.parametrize(
+    ("ct", "want"),
+    [
+        ("truncated", lambda t: torch.clamp((1 - t) / (1 - 0.8), max=1.0)),
+        ("linear", lambda t: 1 - t),
+        ("constant", lambda t: torch.ones_like(t)),
+        (lambda t: t**2, lambda t: t**2),
+    ],
+)
+def test_eqm_ct_families_scale_the_target(ct, want):
+    torch.manual_seed(0)
+    eqm = EquilibriumMatchingLoss(Field(), ct=ct, ct_multiplier=2.0, t_sampler="lognormal")
+    x1 = torch.randn(32, 2)
+    terms = eqm.training_losses(x1, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    x0 = torch.randn(x1.shape, generator=g)  # the same noise draw as inside
+    ut = x1 - x0  # linear interpolant velocity
+    expected = -2.0 * want(terms["t"])[:, None] * ut
+    torch.testing.assert_close(terms["target"], expected)
+
+
+def test_eqm_model_time_is_the_deprecated_time_invariant():
+    with pytest.warns(DeprecationWarning, match="model_time"):
+        assert EquilibriumMatchingLoss(Field(), model_time="true").time_invariant is False
+    assert EquilibriumMatchingLoss(Field(), model_time="zero").time_invariant is True
+    with pytest.raises(ValueError, match="model_time"):
+        EquilibriumMatchingLoss(Field(), model_time="half")
+    with pytest.raises(ValueError, match="ct"):
+        EquilibriumMatchingLoss(Field(), ct="cosine")
+
+
+class LabelField(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(5, 2)
+        self.seen = []
+
+    def forward(self, x, t, y=None):
+        self.seen.append(y.clone())
+        return x + self.emb(y)
+
+
+class LabelPotential(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(5, 2)
+
+    def forward(self, x, y=None):
+        return ((x - self.emb(y)) ** 2).sum(-1)
+
+
+def test_eqm_y_keyword_and_label_dropout():
+    import warnings
+
+    n, p = 4000, 0.3
+    field = LabelField()
+    eqm = EquilibriumMatchingLoss(field, cfg_dropout=p, null_condition=4)
+    y = torch.randint(0, 4, (n,), generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # y= is not a bare kwarg
+        eqm(torch.randn(n, 2), y=y, generator=torch.Generator().manual_seed(1))
+    frac = (field.seen[-1] == 4).double().mean().item()
+    assert abs(frac - p) < 5 * math.sqrt(p * (1 - p) / n)
+
+
+def test_check_conditioning_on_eqm_and_energy_matching():
+    from torchebm.core.errors import ConfigurationError
+
+    class Ignores(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+        def forward(self, x, t, y=None):
+            return self.lin(x)
+
+    y = torch.tensor([0, 1, 2, 3])
+    with pytest.raises(ConfigurationError, match="ignores its conditioning"):
+        EquilibriumMatchingLoss(Ignores())(torch.randn(4, 2), y=y)
+
+    class IgnoresE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 1)
+
+        def forward(self, x, y=None):
+            return self.lin(x).squeeze(-1)
+
+    with pytest.raises(ConfigurationError, match="ignores its conditioning"):
+        EnergyMatchingLoss(IgnoresE(), lambda_cd=0.0)(torch.randn(4, 2), y=y)
+    EnergyMatchingLoss(LabelPotential(), lambda_cd=0.0, coupling="independent")(
+        torch.randn(4, 2), y=y
+    )

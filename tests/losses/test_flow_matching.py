@@ -1,0 +1,206 @@
+"""FlowMatchingLoss: closed-form loss values, the time samplers' laws, label dropout, and a
+small 2-D flow that must beat a Gaussian fit on energy distance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from torchebm.core.errors import ConfigurationError, NonFiniteError, ShapeError
+from torchebm.flows import TimeSampler
+from torchebm.losses import FlowMatchingLoss
+
+
+class Velocity(nn.Module):
+    def __init__(self, dim=2, hidden=64, num_classes=None):
+        super().__init__()
+        self.emb = nn.Embedding(num_classes, 8) if num_classes else None
+        extra = 8 if num_classes else 0
+        self.net = nn.Sequential(
+            nn.Linear(dim + 1 + extra, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, dim),
+        )
+
+    def forward(self, x, t, y=None):
+        h = [x, t[:, None].to(x.dtype)]
+        if self.emb is not None:
+            h.append(self.emb(y))
+        return self.net(torch.cat(h, dim=1))
+
+
+class Zero(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, **kw):
+        return torch.zeros_like(x) + 0 * self.p
+
+
+def _const_t(value):
+    def sampler(batch, *, device, dtype, generator):
+        return torch.full((batch,), value, device=device, dtype=dtype)
+
+    return sampler
+
+
+def test_loss_is_the_closed_form_for_a_zero_model():
+    g = torch.Generator().manual_seed(0)
+    x1, x0 = torch.randn(128, 3, generator=g), torch.randn(128, 3, generator=g)
+    # linear interpolant: u_t = x1 - x0 for every t, so the loss is mean |x1 - x0|^2 / d
+    want = ((x1 - x0) ** 2).mean()
+    fm = FlowMatchingLoss(Zero(), t_sampler=_const_t(0.3))
+    torch.testing.assert_close(fm(x1, x0=x0), want)
+    # the weight w(t) = 1 + t multiplies every sample
+    fm_w = FlowMatchingLoss(Zero(), t_sampler=_const_t(0.3), loss_weight_fn=lambda t: 1 + t)
+    torch.testing.assert_close(fm_w(x1, x0=x0), 1.3 * want)
+
+
+def test_negate_velocity_flips_the_target():
+    g = torch.Generator().manual_seed(1)
+    x1, x0 = torch.randn(64, 2, generator=g), torch.randn(64, 2, generator=g)
+
+    class Exact(nn.Module):  # returns -u_t exactly (x0 and x1 fixed by the test)
+        def forward(self, x, t):
+            return x0 - x1
+
+    assert FlowMatchingLoss(Exact(), negate_velocity=True)(x1, x0=x0).item() == 0.0
+    torch.testing.assert_close(FlowMatchingLoss(Exact())(x1, x0=x0), (4 * (x1 - x0) ** 2).mean())
+
+
+def test_generator_makes_the_loss_reproducible():
+    model, x = Velocity(), torch.randn(32, 2)
+    fm = FlowMatchingLoss(model, t_sampler="lognormal")
+    a = fm(x, generator=torch.Generator().manual_seed(5))
+    b = fm(x, generator=torch.Generator().manual_seed(5))
+    c = fm(x, generator=torch.Generator().manual_seed(6))
+    assert a.item() == b.item() != c.item()
+
+
+def test_lognormal_times_have_the_requested_logit_moments():
+    n, mu, s = 40_000, -0.8, 0.7
+    t = TimeSampler("lognormal", t_p_mean=mu, t_p_std=s)(
+        n, 0.0, device="cpu", dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
+    logit = torch.log(t / (1 - t))
+    # logit t = -(mu + s z): mean -mu, std s; 5 standard errors
+    assert abs(logit.mean().item() - (-mu)) < 5 * s / math.sqrt(n)
+    assert abs(logit.std().item() - s) < 5 * s / math.sqrt(2 * (n - 1))
+
+
+def test_uniform_times_respect_train_eps_and_have_uniform_moments():
+    n, eps = 40_000, 0.1
+    t = TimeSampler("uniform")(
+        n, eps, device="cpu", dtype=torch.float64, generator=torch.Generator().manual_seed(3)
+    )
+    assert t.min() >= eps and t.max() <= 1 - eps
+    var = (1 - 2 * eps) ** 2 / 12
+    assert abs(t.mean().item() - 0.5) < 5 * math.sqrt(var / n)
+    assert abs(t.var().item() - var) < 0.05 * var
+
+
+def test_bad_options_are_reported():
+    with pytest.raises(ValueError, match="t_sampler"):
+        FlowMatchingLoss(Zero(), t_sampler="beta")
+    with pytest.raises(ValueError, match="t_p_std"):
+        FlowMatchingLoss(Zero(), t_p_std=0.0)
+    with pytest.raises(TypeError, match="loss_weight_fn"):
+        FlowMatchingLoss(Zero(), loss_weight_fn=2.0)
+    with pytest.raises(ValueError, match="train_eps"):
+        FlowMatchingLoss(Zero(), train_eps=0.5)
+    with pytest.raises(ValueError, match="null_condition"):
+        FlowMatchingLoss(Zero(), cfg_dropout=0.1)
+    with pytest.raises(ShapeError, match="shape"):
+        FlowMatchingLoss(Zero(), t_sampler=lambda b, **kw: torch.zeros(b + 1))(torch.randn(4, 2))
+    with pytest.raises(ValueError, match="x0"):
+        FlowMatchingLoss(Zero())(torch.randn(4, 2), x0=torch.randn(4, 3))
+
+
+def test_nan_is_reported_not_masked():
+    class Nan(nn.Module):
+        def forward(self, x, t):
+            return torch.full_like(x, float("nan"))
+
+    with pytest.raises(NonFiniteError, match="non-finite"):
+        FlowMatchingLoss(Nan())(torch.randn(8, 2))
+
+
+def test_cfg_dropout_nulls_the_requested_fraction():
+    seen = []
+
+    class Spy(Velocity):
+        def forward(self, x, t, y=None):
+            seen.append(y.clone())
+            return super().forward(x, t, y)
+
+    n, p, null = 20_000, 0.25, 3
+    fm = FlowMatchingLoss(
+        Spy(num_classes=4), cfg_dropout=p, null_condition=null, check_conditioning=False
+    )
+    y = torch.randint(0, 3, (n,), generator=torch.Generator().manual_seed(0))
+    fm(torch.randn(n, 2), y=y, generator=torch.Generator().manual_seed(1))
+    frac = (seen[-1] == null).double().mean().item()
+    assert abs(frac - p) < 5 * math.sqrt(p * (1 - p) / n)
+    kept = seen[-1] != null
+    assert torch.equal(seen[-1][kept], y[kept])
+    fm.eval()  # no dropout outside training
+    fm(torch.randn(n, 2), y=y)
+    assert torch.equal(seen[-1], y)
+
+
+def test_check_conditioning_catches_a_model_that_ignores_y():
+    class Ignores(Velocity):
+        def forward(self, x, t, y=None):
+            return super().forward(x, t)
+
+    y = torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ConfigurationError, match="ignores its conditioning"):
+        FlowMatchingLoss(Ignores())(torch.randn(4, 2), y=y)
+    FlowMatchingLoss(Ignores(), check_conditioning=False)(torch.randn(4, 2), y=y)
+    FlowMatchingLoss(Velocity(num_classes=3))(torch.randn(4, 2), y=y)
+
+
+def _energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Szekely's energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| (V-statistics)."""
+    return (
+        2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean()
+    ).item()
+
+
+def _two_moons_like(n, generator):
+    """Two separated Gaussian blobs on a circle arc: far from a single Gaussian."""
+    k = torch.randint(0, 2, (n,), generator=generator)
+    centers = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
+    return centers[k] + 0.35 * torch.randn(n, 2, generator=generator)
+
+
+def test_trained_flow_beats_the_gaussian_fit_on_energy_distance():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = Velocity(hidden=64)
+    fm = FlowMatchingLoss(model)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(600):
+        loss = fm(_two_moons_like(256, g), generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    n = 1500
+    test = _two_moons_like(n, g)
+    with torch.no_grad():
+        x = torch.randn(n, 2, generator=g)
+        steps = 100
+        for i in range(steps):  # Euler from noise (t=0) to data (t=1)
+            t = torch.full((n,), i / steps)
+            x = x + model(x, t) / steps
+    train = _two_moons_like(4000, g)
+    mean, cov = train.mean(0), torch.cov(train.T)
+    gauss = torch.distributions.MultivariateNormal(mean, cov).sample((n,))
+    ed_flow, ed_gauss = _energy_distance(x, test), _energy_distance(gauss, test)
+    assert ed_flow < 0.5 * ed_gauss, (ed_flow, ed_gauss)

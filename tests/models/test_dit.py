@@ -1,0 +1,157 @@
+"""DiT (forward(x, t, y, *, cond)), its paper presets, TimeConditionedMLP, the AdaLN-Zero
+vector blocks, ClassifierFreeGuidance and the 0.8.9 component options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import torchebm.models as M
+from torchebm.core.errors import ShapeError
+
+PAPER = {  # Peebles & Xie 2023, Table 1
+    "s": (384, 12, 6),
+    "b": (768, 12, 12),
+    "l": (1024, 24, 16),
+    "xl": (1152, 28, 16),
+}
+
+
+@pytest.mark.parametrize("size", sorted(PAPER))
+@pytest.mark.parametrize("patch", [2, 4, 8])
+def test_presets_have_the_paper_sizes(size, patch, monkeypatch):
+    seen = {}
+
+    def fake_init(self, **kw):  # record the configuration without building XL weights
+        seen.update(kw)
+        nn.Module.__init__(self)
+
+    monkeypatch.setattr(M.DiT, "__init__", fake_init)
+    getattr(M, f"dit_{size}_{patch}")(input_size=32, in_channels=4)
+    d, depth, heads = PAPER[size]
+    assert (seen["embed_dim"], seen["depth"], seen["num_heads"], seen["patch_size"]) == (
+        d,
+        depth,
+        heads,
+        patch,
+    )
+
+
+def test_small_preset_builds_and_keyword_overrides_win():
+    net = M.dit_s_8(input_size=16, in_channels=1, depth=1)
+    assert (net.embed_dim, net.depth, net.num_heads, net.patch_size) == (384, 1, 6, 8)
+    assert net(torch.randn(2, 1, 16, 16), torch.rand(2)).shape == (2, 1, 16, 16)
+
+
+def _tiny(**kw):
+    torch.manual_seed(0)
+    net = M.DiT(input_size=8, in_channels=2, patch_size=2, embed_dim=16, depth=2, num_heads=2, **kw)
+    with torch.no_grad():  # leave the zero init so the output depends on the inputs
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return net.eval()
+
+
+def test_dit_conditioning_is_the_sum_of_t_y_and_cond():
+    net = _tiny(num_classes=3)
+    x, t, y = torch.randn(2, 2, 8, 8), torch.rand(2), torch.tensor([0, 2])
+    c = net.t_embedder(t) + net.y_embedder(y, training=False)
+    torch.testing.assert_close(net(x, t, y), net(x, cond=c))
+    torch.testing.assert_close(net(x, t, cond=net.y_embedder(y, training=False)), net(x, t, y))
+    assert net.null_label_id == 3  # the null class exists even without label dropout
+    with pytest.raises(ValueError, match="at least one of t, y or cond"):
+        net(x)
+    with pytest.raises(ShapeError, match="cond_dim"):
+        net(x, cond=torch.randn(2, 5))
+    with pytest.raises(ValueError, match="no label embedder"):
+        _tiny()(x, t, y)
+    with pytest.raises(ShapeError, match="spatial size"):
+        net(torch.randn(2, 2, 4, 4), t)
+
+
+def test_dit_rectangular_inputs_and_zero_init():
+    net = M.DiT(input_size=(8, 4), in_channels=1, patch_size=2, embed_dim=8, depth=1, num_heads=2)
+    x = torch.randn(3, 1, 8, 4)
+    out = net(x, torch.rand(3))
+    assert out.shape == (3, 1, 8, 4) and out.abs().max() == 0  # AdaLN-Zero: zero field at init
+    with pytest.raises(ValueError, match="divisible"):
+        M.DiT(input_size=(8, 5), in_channels=1, patch_size=2, embed_dim=8, depth=1, num_heads=2)
+
+
+def test_unpatchify_and_pos_embed_rectangular_grids():
+    x = torch.randn(2, 3, 4, 6)
+    tokens = M.patchify2d(x, 2)
+    assert torch.equal(M.unpatchify2d(tokens, 2, out_channels=3, grid_size=(2, 3)), x)
+    pe = M.build_2d_sincos_pos_embed(8, (2, 3))
+    square = M.build_2d_sincos_pos_embed(8, 3)
+    assert pe.shape == (6, 8)
+    # row-major tokens: token (i, j) of the 2x3 grid equals token (i, j) of the 3x3 grid
+    for i in range(2):
+        for j in range(3):
+            torch.testing.assert_close(pe[i * 3 + j], square[i * 3 + j])
+
+
+def test_time_conditioned_mlp_both_conditionings():
+    torch.manual_seed(0)
+    for kind in ("adaln_zero", "concat"):
+        net = M.TimeConditionedMLP(
+            in_dim=3, hidden_dim=16, depth=2, conditioning=kind, num_classes=4
+        )
+        out = net(torch.randn(5, 3), torch.rand(5), torch.tensor([0, 1, 2, 3, 0]))
+        assert out.shape == (5, 3)
+    zero = M.TimeConditionedMLP(in_dim=2, hidden_dim=8)(torch.randn(4, 2), torch.rand(4))
+    assert zero.abs().max() == 0  # adaln_zero head starts at zero
+    with pytest.raises(ValueError, match="mlp_ratio"):
+        M.TimeConditionedMLP(in_dim=2, conditioning="concat", mlp_ratio=2.0)
+
+
+def test_adaln_mlp_block_is_the_identity_at_init_and_head_the_zero_map():
+    blk = M.AdaLNZeroMLPBlock(embed_dim=8, cond_dim=4, act_layer=nn.SiLU)
+    x = torch.randn(3, 8)
+    assert torch.equal(blk(x, torch.randn(3, 4)), x)
+    assert isinstance(blk.mlp.act, nn.SiLU)
+    head = M.AdaLNZeroLinearHead(embed_dim=8, out_dim=2)
+    assert head(x, torch.randn(3, 8)).abs().max() == 0
+
+
+def test_label_embedder_null_token_and_feed_forward_act_layer():
+    emb = M.LabelEmbedder(5, 4, null_token=True)
+    assert emb.null_label_id == 5 and emb.embedding_table.num_embeddings == 6
+    assert M.LabelEmbedder(5, 4).null_label_id is None
+    with pytest.raises(ValueError, match="null_token"):
+        M.LabelEmbedder(5, 4, dropout_prob=0.1, null_token=False)
+    assert isinstance(M.FeedForward(8, act_layer=nn.ReLU).act, nn.ReLU)
+
+
+class _Linear(nn.Module):
+    """f(x, t, y) = x * (1 + y) + t: guidance has a closed form."""
+
+    def forward(self, x, t, y):
+        return x * (1 + y.float()[:, None]) + t[:, None]
+
+
+def test_classifier_free_guidance_closed_form():
+    x, t, y = torch.randn(4, 3), torch.rand(4), torch.tensor([1, 2, 3, 4])
+    null = 0
+    for w in (0.0, 1.0, 2.5):
+        g = M.ClassifierFreeGuidance(_Linear(), guidance_scale=w, null_condition=null)
+        cond, uncond = x * (1 + y[:, None]) + t[:, None], x + t[:, None]
+        torch.testing.assert_close(g(x, t, y), uncond + w * (cond - uncond))
+    g2 = M.ClassifierFreeGuidance(
+        _Linear(), guidance_scale=3.0, null_condition=null, guide_channels=2
+    )
+    out = g2(x, t, y)
+    torch.testing.assert_close(out[:, 2], x[:, 2] + t)  # unguided channel from the null output
+    with pytest.raises(ValueError, match="null_condition"):
+        M.ClassifierFreeGuidance(_Linear(), guidance_scale=2.0, null_condition=None)
+
+
+def test_classifier_free_guidance_with_a_null_embedding_tensor():
+    class Emb(nn.Module):
+        def forward(self, x, t, y):
+            return x + y
+
+    x, y = torch.randn(2, 3), torch.randn(2, 3)
+    g = M.ClassifierFreeGuidance(Emb(), guidance_scale=2.0, null_condition=torch.zeros(3))
+    torch.testing.assert_close(g(x, torch.zeros(2), y), x + 2 * y)
