@@ -246,6 +246,8 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # one docstring convention (Markdown maths and cross-references, no Sphinx roles)
+    session.run("python", "tools/convert_docstrings.py", "--check")
 
 
 @nox.session(python=PYTHON)
@@ -318,8 +320,19 @@ def examples(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
     """Build the documentation site with --strict."""
+    katex_cached = any(
+        Path(os.environ.get("TORCHEBM_DOCS_CACHE") or Path.home() / ".cache" / "torchebm-docs")
+        .glob("katex-*")
+    )
+    if not (shutil.which("npm") or os.environ.get("TORCHEBM_KATEX_TGZ") or katex_cached):
+        session.skip(
+            "the site bundles a pinned KaTeX fetched with `npm pack`: npm is not installed "
+            "(install Node.js, or set TORCHEBM_KATEX_TGZ; see tools/mkdocs_katex.py)"
+        )
     _sync(session, "--all-packages", "--group", "docs")
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+    # no raw Sphinx roles, no unrendered maths, no script from another host
+    session.run("python", "tools/check_site_html.py", str(ROOT / "site"))
 
 
 @nox.session(python=PYTHON, default=False)
