@@ -321,8 +321,9 @@ def examples(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site with --strict."""
     katex_cached = any(
-        Path(os.environ.get("TORCHEBM_DOCS_CACHE") or Path.home() / ".cache" / "torchebm-docs")
-        .glob("katex-*")
+        Path(
+            os.environ.get("TORCHEBM_DOCS_CACHE") or Path.home() / ".cache" / "torchebm-docs"
+        ).glob("katex-*")
     )
     if not (shutil.which("npm") or os.environ.get("TORCHEBM_KATEX_TGZ") or katex_cached):
         session.skip(
