@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from torchebm.core import BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator
+from torchebm.integrators import BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator
 from torchebm.integrators import (
     AdaptiveHeunIntegrator,
     BackwardEulerMaruyamaIntegrator,

@@ -13,14 +13,9 @@ from torchebm.core._base_coupling import (
     BaseModelCoupling,
     CouplingResult,
 )
-from torchebm.core._base_integrator import (
-    BaseIntegrator,
-    BaseRungeKuttaIntegrator,
-    BaseSDERungeKuttaIntegrator,
-    BaseSymplecticIntegrator,
-)
+from torchebm.core._base_integrator import BaseIntegrator, BaseSymplecticIntegrator
 from torchebm.core._base_interpolant import BaseInterpolant, expand_t_like_x
-from torchebm.core._base_loss import BaseContrastiveDivergence, BaseLoss, BaseScoreMatching
+from torchebm.core._base_loss import BaseLoss
 from torchebm.core._base_model import (
     AckleyModel,
     BaseModel,
@@ -31,7 +26,6 @@ from torchebm.core._base_model import (
     RosenbrockModel,
 )
 from torchebm.core._base_sampler import NAN_POLICIES, BaseSampler, SamplerContext
-from torchebm.core._base_trainer import BaseTrainer, TrainerCallback
 from torchebm.core._deprecated import (
     AckleyEnergy,
     BaseEnergyFunction,
@@ -43,6 +37,8 @@ from torchebm.core._deprecated import (
     RosenbrockEnergy,
 )
 from torchebm.core._module import TorchEBMModule, warn_once
+from torchebm.core._moved import MOVED as _MOVED
+from torchebm.core._moved import resolve_moved as _resolve_moved
 from torchebm.core._schedulable import Schedulable
 from torchebm.core._schedulers import (
     BaseScheduler,
@@ -75,11 +71,7 @@ __all__ = [
     "SamplerContext",
     "NAN_POLICIES",
     "BaseLoss",
-    "BaseScoreMatching",
-    "BaseContrastiveDivergence",
     "BaseIntegrator",
-    "BaseRungeKuttaIntegrator",
-    "BaseSDERungeKuttaIntegrator",
     "BaseSymplecticIntegrator",
     "BaseInterpolant",
     "BaseCoupling",
@@ -97,8 +89,6 @@ __all__ = [
     "TemperatureScheduler",
     "Schedulable",
     "distributed",
-    "BaseTrainer",
-    "TrainerCallback",
     "update_ema",
     "requires_grad",
     "save_checkpoint",
@@ -113,3 +103,12 @@ __all__ = [
     "AckleyEnergy",
     "RosenbrockEnergy",
 ]
+
+
+def __getattr__(name: str):
+    """Names that moved into a sibling piece (see `torchebm.core._moved`), imported lazily."""
+    return _resolve_moved(name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MOVED})

@@ -26,6 +26,9 @@ from torchebm.flows import (
     mean_flat,
     trimmed_mean,
 )
+from torchebm.losses._base_contrastive_divergence import BaseContrastiveDivergence
+from torchebm.losses._base_score_matching import BaseScoreMatching
+from torchebm.losses._base_trainer import BaseTrainer, TrainerCallback
 from torchebm.losses._contrastive_divergence import (
     ContrastiveDivergence,
     ParallelTemperingCD,
@@ -41,6 +44,10 @@ from torchebm.losses._trainers import ContrastiveDivergenceTrainer
 __version__ = _version("torchebm-losses")
 
 __all__ = [
+    "BaseTrainer",
+    "TrainerCallback",
+    "BaseContrastiveDivergence",
+    "BaseScoreMatching",
     "ContrastiveDivergenceTrainer",
     "ContrastiveDivergence",
     "PersistentContrastiveDivergence",

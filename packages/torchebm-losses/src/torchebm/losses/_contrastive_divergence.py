@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from torchebm.core import BaseContrastiveDivergence, BaseModel
+from torchebm.core import BaseModel
+from torchebm.losses._base_contrastive_divergence import BaseContrastiveDivergence
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core import BaseScoreMatching, warn_once
+from torchebm.core import warn_once
+from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.core.errors import ConfigurationError, check_in, check_positive
 
 __all__ = ["ScoreMatching", "SlicedScoreMatching", "DenoisingScoreMatching"]

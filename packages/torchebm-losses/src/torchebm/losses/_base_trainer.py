@@ -6,6 +6,10 @@ callbacks, checkpoints); a subclass customises one step by overriding
 :meth:`BaseTrainer.compute_loss`. It never imports a concrete loss: any callable
 ``loss_fn(x, [model_kwargs=...], [generator=...])`` returning a scalar tensor, a
 ``(loss, ...)`` tuple or a dict with a ``"loss"`` entry works.
+
+It lives in ``torchebm-losses`` (the public home of every training objective; only the
+losses subclass it) and is exported as ``torchebm.losses.BaseTrainer``;
+``from torchebm.core import BaseTrainer`` keeps working through core's lazy export.
 """
 
 from __future__ import annotations
@@ -244,7 +248,7 @@ class BaseTrainer:
             )
         self.sync_gradients = bool(sync_gradients) and world > 1
         if unshard_during_step is None:
-            from torchebm.core._base_loss import BaseScoreMatching
+            from torchebm.losses._base_score_matching import BaseScoreMatching
 
             unshard_during_step = isinstance(loss_fn, BaseScoreMatching)
         self.unshard_during_step = bool(unshard_during_step) and self._is_fsdp
@@ -298,7 +302,7 @@ class BaseTrainer:
     def _check_wrapping(self) -> None:
         if not self._is_ddp or not isinstance(self.loss_fn, nn.Module):
             return
-        from torchebm.core._base_loss import BaseScoreMatching
+        from torchebm.losses._base_score_matching import BaseScoreMatching
 
         if isinstance(self.loss_fn, BaseScoreMatching):
             raise ConfigurationError(
