@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
-from torchebm.integrators import BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator
 from torchebm.integrators import (
     AdaptiveHeunIntegrator,
     BackwardEulerMaruyamaIntegrator,
+    BaseRungeKuttaIntegrator,
+    BaseSDERungeKuttaIntegrator,
     Bosh3Integrator,
     Dopri5Integrator,
     Dopri8Integrator,

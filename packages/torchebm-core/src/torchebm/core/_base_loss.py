@@ -1,4 +1,4 @@
-r"""Loss bases: :class:`BaseLoss`, :class:`BaseContrastiveDivergence`, :class:`BaseScoreMatching`.
+r"""The loss contract: `BaseLoss` (the CD and score-matching bases live in `torchebm.losses`).
 
 Every training objective of TorchEBM is an ``nn.Module`` deriving from :class:`BaseLoss`:
 moving the loss (``.to()``) moves the model and sampler it holds, schedulable
@@ -11,25 +11,19 @@ from __future__ import annotations
 import math
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
-from torchebm.core._module import TorchEBMModule, warn_once
+from torchebm.core._module import TorchEBMModule
 from torchebm.core._schedulable import Schedulable
 from torchebm.core.errors import (
     NonFiniteError,
-    ShapeError,
     check_in,
-    check_int,
-    check_positive,
-    check_probability,
     check_tensor,
 )
 
-__all__ = ["BaseLoss", "BaseScoreMatching", "BaseContrastiveDivergence"]
+__all__ = ["BaseLoss"]
 
 _NAN_POLICIES = ("raise", "warn", "deferred", "ignore")
 

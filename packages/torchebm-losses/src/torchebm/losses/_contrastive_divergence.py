@@ -8,7 +8,6 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseModel
-from torchebm.losses._base_contrastive_divergence import BaseContrastiveDivergence
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -16,6 +15,7 @@ from torchebm.core.errors import (
     check_non_negative,
     check_positive,
 )
+from torchebm.losses._base_contrastive_divergence import BaseContrastiveDivergence
 
 __all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence", "ParallelTemperingCD"]
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from torchebm.core import warn_once
-from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.core.errors import ConfigurationError, check_in, check_positive
+from torchebm.losses._base_score_matching import BaseScoreMatching
 
 __all__ = ["ScoreMatching", "SlicedScoreMatching", "DenoisingScoreMatching"]
 
