@@ -60,13 +60,13 @@ def test_exact_ot_is_near_optimal_and_permutation_at_b256():
     x0, x1 = torch.randn(256, 2, generator=g), torch.randn(256, 2, generator=g)
     ot = ExactOTCoupling(tol=1e-4)
     cost = ot.compute_cost(x0, x1).double()
-    idx = ot._solve(cost, None)
+    idx = ot.solve(cost, None)
     assert sorted(idx.tolist()) == list(range(256))
     tight = auction_assignment(cost, tol=1e-9)
     c_ot, c_tight = cost[torch.arange(256), idx].sum(), cost[torch.arange(256), tight].sum()
     assert c_ot - c_tight <= 1e-4 + 1e-12
     # OT never worse than identity or greedy
-    greedy = GreedyCoupling()._solve(cost, None)
+    greedy = GreedyCoupling().solve(cost, None)
     assert c_ot <= cost.diagonal().sum() and c_ot <= cost[torch.arange(256), greedy].sum()
     # deterministic
     assert torch.equal(ot(x0, x1).x1, ot(x0, x1).x1)
@@ -85,7 +85,7 @@ def test_greedy_matches_sequential_greedy():
                 seq[i] = j
                 used_r.add(i)
                 used_c.add(j)
-        assert GreedyCoupling()._solve(c, None).tolist() == seq
+        assert GreedyCoupling().solve(c, None).tolist() == seq
 
 
 def test_sinkhorn_plan_marginals_and_limit():
@@ -98,7 +98,7 @@ def test_sinkhorn_plan_marginals_and_limit():
     assert torch.allclose(plan.sum(1), torch.full((32,), 1 / 32), atol=1e-4)
     # small regularisation concentrates the plan on the exact OT permutation
     sharp = SinkhornCoupling(reg=1e-3, n_iters=2000)._plan(cost)
-    perm = ExactOTCoupling()._solve(cost, None)
+    perm = ExactOTCoupling().solve(cost, None)
     assert (sharp.argmax(dim=1) == perm).float().mean() > 0.9
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from torchebm.core._base_interpolant import expand_t_like_x
 from torchebm.core._module import TorchEBMModule
 from torchebm.core.errors import ConfigurationError
 
@@ -33,7 +34,7 @@ StepSize = "float | torch.Tensor"
 def _expand_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``(B,)`` -> ``(B, 1, ..., 1)`` with ``x.ndim`` dims (0-d tensors pass through)."""
     if v.ndim == 1 and x.ndim > 1:
-        return v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
+        return expand_t_like_x(v, x)
     return v
 
 

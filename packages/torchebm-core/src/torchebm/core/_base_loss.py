@@ -100,14 +100,13 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
             NonFiniteError: the loss is NaN/inf and the policy is ``"raise"`` (or
                 ``"deferred"``, for the previous call).
         """
-        # plain ints and tuples: write the instance dict, skipping nn.Module.__setattr__
-        self.__dict__["_calls"] = self._calls + 1
+        self._calls = self._calls + 1
         policy = self.nan_policy
         if policy == "ignore":
             return loss
         if policy == "deferred":
             self.check_finite()
-            self.__dict__["_pending_finite"] = (self._calls, torch.isfinite(loss.detach()).all())
+            self._pending_finite = (self._calls, torch.isfinite(loss.detach()).all())
             return loss
         if loss.numel() == 1:  # the usual scalar loss: one read of its value, one sync
             if math.isfinite(loss.detach().item()):

@@ -85,7 +85,7 @@ class BaseScheduler(ABC):
             if isinstance(cur, BaseScheduler) and isinstance(v, dict):
                 cur.load_state_dict(v)
             else:
-                self.__dict__[k] = v
+                setattr(self, k, v)
 
     def __repr__(self) -> str:
         return (

@@ -14,15 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core import BaseLoss, warn_once
+from torchebm.core import BaseLoss, expand_t_like_x, warn_once
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
 
 __all__ = ["BaseContrastiveDivergence"]
-
-
-def _rows_view(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape a ``(B,)`` tensor to ``(B, 1, ..., 1)`` so it broadcasts against ``like``."""
-    return mask.reshape(mask.shape[0], *([1] * (like.ndim - 1)))
 
 
 class BaseContrastiveDivergence(BaseLoss):
@@ -247,7 +242,7 @@ class BaseContrastiveDivergence(BaseLoss):
         if self.new_sample_ratio > 0:
             fresh = torch.rand(n, generator=generator, device=buf.device) < self.new_sample_ratio
             noise = self._noise(start.shape, start, generator, self.init_noise_scale)
-            start = torch.where(_rows_view(fresh, start), noise, start)
+            start = torch.where(expand_t_like_x(fresh, start), noise, start)
             age = torch.where(fresh, torch.zeros_like(age), age)
         return start, age
 
@@ -487,9 +482,11 @@ class BaseContrastiveDivergence(BaseLoss):
                 stacklevel=5,
             )
         x = self._prepare_input(x)
-        mk = self._resolve_model_kwargs(model_kwargs, kwargs)
-        negatives = self.negative_phase(x, mk, generator)
-        loss = self.compute_loss(x, negatives, model_kwargs=mk, generator=generator, **options)
+        conditioning = self._resolve_model_kwargs(model_kwargs, kwargs)
+        negatives = self.negative_phase(x, conditioning, generator)
+        loss = self.compute_loss(
+            x, negatives, model_kwargs=conditioning, generator=generator, **options
+        )
         loss = self._check_finite(loss)
         if seed_form:
             return loss

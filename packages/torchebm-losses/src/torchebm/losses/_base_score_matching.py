@@ -60,7 +60,6 @@ class BaseScoreMatching(BaseLoss):
     """
 
     model: Any
-    functional_model: nn.Module | None
 
     def __init__(
         self,
@@ -100,12 +99,19 @@ class BaseScoreMatching(BaseLoss):
                 f"functional_model must be an nn.Module, got {type(functional_model).__name__}"
             )
         # not registered as a submodule: it usually shares parameters with ``model``
-        self.__dict__["functional_model"] = functional_model
+        # held, not registered: the functional copy must not add its parameters to this
+        # loss's parameters() or state_dict()
+        self._functional_model = (functional_model,)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__})"
 
     # schedulable hyper-parameters ------------------------------------------------------------
+    @property
+    def functional_model(self) -> nn.Module | None:
+        """The module the `torch.func` path evaluates instead of `model` (not registered)."""
+        return self._functional_model[0]
+
     @property
     def noise_scale(self) -> float:
         """Current noise standard deviation :math:`\\sigma`."""
@@ -177,11 +183,11 @@ class BaseScoreMatching(BaseLoss):
 
         fm = self.functional_model if self.functional_model is not None else self.model
         state = {**dict(fm.named_parameters()), **dict(fm.named_buffers())}
-        mk = model_kwargs or {}
+        conditioning = model_kwargs or {}
 
         def total_energy(xx: torch.Tensor) -> torch.Tensor:
             with self.autocast_context():
-                e = functional_call(fm, state, (xx,), mk)
+                e = functional_call(fm, state, (xx,), conditioning)
             return self._check_energy(e, xx).sum()
 
         with torch.enable_grad():
@@ -269,7 +275,7 @@ class BaseScoreMatching(BaseLoss):
             NonFiniteError: the loss is NaN/inf (``nan_policy="raise"``).
         """
         x = self._prepare_input(x)
-        mk = self._resolve_model_kwargs(model_kwargs, kwargs)
-        loss = self.compute_loss(x, model_kwargs=mk, generator=generator)
-        loss = self.add_regularization(loss, x, model_kwargs=mk)
+        conditioning = self._resolve_model_kwargs(model_kwargs, kwargs)
+        loss = self.compute_loss(x, model_kwargs=conditioning, generator=generator)
+        loss = self.add_regularization(loss, x, model_kwargs=conditioning)
         return self._check_finite(loss)

@@ -166,8 +166,8 @@ class ScoreMatching(BaseScoreMatching):
         v = _probes("rademacher", (m * b, *x.shape[1:]), x, generator)
         xr = x.detach().repeat(m, *([1] * (x.ndim - 1)))
         both = torch.cat([xr + eps * v, xr - eps * v]).requires_grad_(True)
-        mk = _repeat_kwargs(model_kwargs, b, 2 * m)
-        g = self.energy_gradient(both, mk)
+        conditioning = _repeat_kwargs(model_kwargs, b, 2 * m)
+        g = self.energy_gradient(both, conditioning)
         gp, gm = g[: m * b], g[m * b :]
         quad = _flat(v * (gp - gm)).sum(1) / (2 * eps)
         return quad.reshape(m, b).mean(0)
@@ -292,9 +292,9 @@ class SlicedScoreMatching(BaseScoreMatching):
         """Sliced objective averaged over the batch and the projections."""
         b, m = x.shape[0], self.n_projections
         xr = x.detach().repeat(m, *([1] * (x.ndim - 1))).requires_grad_(True)
-        mk = _repeat_kwargs(model_kwargs, b, m)
+        conditioning = _repeat_kwargs(model_kwargs, b, m)
         v = _probes(self.projection_type, tuple(xr.shape), xr, generator)
-        g = self.energy_gradient(xr, mk)
+        g = self.energy_gradient(xr, conditioning)
         vg = _flat(v * g).sum(1)
         hv = _grad_or_zeros(vg, xr)
         vhv = _flat(v * hv).sum(1)
