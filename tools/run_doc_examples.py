@@ -79,7 +79,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC_NAME = "000_505ba2d56a7be597.txt"
 #: Pages of this repository's docs/ site whose python blocks are run too (each file is
 #: one page). Pages with launcher-only snippets (torchrun, multi-GPU) are not listed.
-SITE_PAGES = ("getting-started.md", "pieces/*.md")
+SITE_PAGES = ("getting-started.md", "contributing.md", "pieces/*.md")
 SMOKE_EPOCHS = 2
 
 # (section heading, text the block contains) -> (why, code run just before the block)

@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 from _support.examples import load_example
-from losses_helpers import TinyLangevin
+from _support.losses import TinyLangevin
 from torch import nn
 
 import torchebm.losses as losses

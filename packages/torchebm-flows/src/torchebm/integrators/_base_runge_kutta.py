@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +38,14 @@ from torchebm.core.errors import ConfigurationError, check_int, check_positive
 __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrate_time_grid"]
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class _Evaluations:
+    """Vector-field evaluations of the current call: a plain counter object, so that the
+    hot loop increments an int instead of going through ``nn.Module.__setattr__``."""
+
+    count: int = 0
 
 
 def _combine(x: torch.Tensor, h, coeffs: Sequence[float], ks: Sequence[torch.Tensor]):
@@ -212,6 +221,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         solver_tol: float = 1e-6,
         solver_check_every: int = 0,
     ):
+        self._evaluations = _Evaluations()
         super().__init__(device=device, dtype=dtype)
         self.atol = _check_non_negative_float("atol", atol)
         self.rtol = _check_non_negative_float("rtol", rtol)
@@ -269,6 +279,15 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     def n_stages(self) -> int:
         return len(self.tableau_b)
 
+    @property
+    def nfe(self) -> int:  # type: ignore[override]
+        """Drift evaluations made by the last `step` or `integrate` call."""
+        return self._evaluations.count
+
+    @nfe.setter
+    def nfe(self, value: int) -> None:
+        self._evaluations.count = int(value)
+
     # ------------------------------------------------------------------ core step
     def _rk(
         self,
@@ -307,7 +326,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 k, used = self._picard(base, ti, h, diag, drift)
                 nfe += used
             ks.append(k)
-        self.nfe += nfe
+        self._evaluations.count += nfe
         return _combine(x, h, self.tableau_b, ks), ks
 
     def _picard(self, base, ti, h, diag, drift):
@@ -355,7 +374,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         drift = _require_callable("drift", drift, "drift(x, t)")
         h, h_t = _prep_step(step_size, x)
         tv = self._time_vector(t, x)
-        self.nfe = 0
+        self._evaluations.count = 0
         return {"x": self._advance(x, tv, h, h_t, drift, None)}
 
     def integrate(
@@ -400,7 +419,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         x = _get_x(state)
         drift = _require_callable("drift", drift, "drift(x, t)")
         use_adaptive = self._resolve_adaptive(adaptive)
-        self.nfe = 0
+        self._evaluations.count = 0
         times, dts = self._grid(x, step_size, n_steps, t, need_step=not use_adaptive)
         if use_adaptive:
             return {"x": self._adaptive(x, times, step_size, drift)}
@@ -485,7 +504,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         k0 = None
         if step_size is None:
             k0 = drift(x, tvec(t0))
-            self.nfe += 1
+            self._evaluations.count += 1
             h = self._initial_step(x, t0, direction, k0, drift, norm, tvec)
         else:
             h = abs(float(step_size))
@@ -520,7 +539,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             k_new = None
             if self.fsal or len(e) > len(ks):
                 k_new = drift(y, tvec(t1 if last else t + hs))
-                self.nfe += 1
+                self._evaluations.count += 1
                 ks = [*ks, k_new]
             err = _combine(torch.zeros_like(x), hs, e, ks)
             scale = torch.maximum(x.abs(), y.abs()).mul_(self.rtol).add_(self.atol)
@@ -555,7 +574,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
         x1 = x + direction * h0 * f0
         f1 = drift(x1, tvec(t0 + direction * h0))
-        self.nfe += 1
+        self._evaluations.count += 1
         d2 = float(norm((f1 - f0) / scale)) / h0
         if max(d1, d2) <= 1e-15:
             h1 = max(1e-6, h0 * 1e-3)
@@ -664,7 +683,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         drift = _require_callable("drift", drift, "drift(x, t)")
         h, h_t = _prep_step(step_size, x)
         tv = self._time_vector(t, x)
-        self.nfe = 0
+        self._evaluations.count = 0
         extra = None
         if diffusion is not None or noise_scale is not None:
             extra = (diffusion, noise_scale, noise, generator)
@@ -734,7 +753,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
                 )
         x = _get_x(state)
         drift = _require_callable("drift", drift, "drift(x, t)")
-        self.nfe = 0
+        self._evaluations.count = 0
         times, dts = self._grid(x, step_size, n_steps, t, need_step=True)
         return {"x": self._fixed(x, times, dts, drift, (diffusion, noise_scale, None, generator))}
 
