@@ -125,7 +125,7 @@ class TorchEBMModule(nn.Module):
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if isinstance(value, (nn.Module, nn.Parameter)):
-            super().__setattr__("_placement_cache", None)
+            self._placement_cache = None  # None is not a module: one more pass, no loop
 
     # ------------------------------------------------------------------ precision
     def setup_mixed_precision(

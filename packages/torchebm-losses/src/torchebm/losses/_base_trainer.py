@@ -111,7 +111,7 @@ def _check_arguments(
     if max_grad_norm is not None:
         if isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, numbers.Real):
             raise TypeError(f"max_grad_norm must be a positive number, got {max_grad_norm!r}")
-        if not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
+        if not (math.isfinite(max_grad_norm) and float(max_grad_norm) > 0):
             raise ConfigurationError(
                 f"max_grad_norm must be positive and finite, got {max_grad_norm!r}"
             )
