@@ -73,6 +73,8 @@ class _Gaussian(BaseModel):
 
 
 if __name__ == "__main__":
+    from _common import steps
+
     from torchebm.samplers import LangevinDynamics
 
     g = torch.Generator().manual_seed(0)
@@ -80,7 +82,7 @@ if __name__ == "__main__":
     sampler = LangevinDynamics(model, step_size=0.05)
     loss_fn = LogisticContrastiveDivergence(model, sampler, k_steps=20)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(200):
+    for _ in range(steps(200, 60)):
         batch = 2.0 + torch.randn(256, 1, generator=g)
         loss, _ = loss_fn(batch, generator=g)
         opt.zero_grad()
