@@ -4,6 +4,8 @@ r"""``torchebm.losses``: every training objective of TorchEBM.
   replay buffer), :class:`PersistentContrastiveDivergence`, :class:`ParallelTemperingCD`.
 * Score matching: :class:`ScoreMatching` (exact / Hutchinson / finite-difference trace),
   :class:`SlicedScoreMatching`, :class:`DenoisingScoreMatching`.
+* Extension bases and the loop: ``BaseContrastiveDivergence``, ``BaseScoreMatching``,
+  ``BaseTrainer`` (with ``TrainerCallback``) and the preset ``ContrastiveDivergenceTrainer``.
 * Flow-based energy objectives, implemented in ``torchebm.flows`` and re-exported here:
   ``EquilibriumMatchingLoss``, ``EnergyMatchingLoss`` and their utilities.
 
