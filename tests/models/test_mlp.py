@@ -207,3 +207,20 @@ def test_explicit_gradient_falls_back_where_it_does_not_apply():
     assert m._explicit_layers(x, None) is not None
     with pytest.raises(TypeError):  # MLPEnergy takes no conditioning, as before
         m.gradient(x, model_kwargs={"y": torch.zeros(6)})
+
+
+def test_tensor_subclass_weights_take_the_module_call():
+    """FSDP2 shards weights into DTensor (a tensor subclass): the explicit pass must not read
+    them, the autograd path through the module call (where FSDP unshards) runs instead."""
+
+    class Wrapped(torch.Tensor):
+        pass
+
+    torch.manual_seed(3)
+    m = MLPEnergy(2, (8,), dtype=torch.float64)
+    x = torch.randn(5, 2, dtype=torch.float64)
+    explicit = m.gradient(x)
+    m.net[0].weight = nn.Parameter(m.net[0].weight.detach().as_subclass(Wrapped))
+    assert type(m.net[0].weight) is Wrapped
+    assert m._explicit_layers(x, None) is None
+    torch.testing.assert_close(m.gradient(x), explicit, rtol=1e-12, atol=1e-12)

@@ -71,6 +71,17 @@ def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: Any) ->
     return nn.Sequential(*layers)
 
 
+def _plain_linear(m: Any) -> bool:
+    """An ``nn.Linear`` whose weight and bias are plain tensors.
+
+    A tensor subclass (FSDP2's sharded ``DTensor``, a quantised weight, ...) is read through
+    the module call instead: its forward hooks (FSDP's unshard) run on the autograd path.
+    """
+    if type(m) is not nn.Linear:
+        return False
+    return all(type(p) in (torch.Tensor, nn.Parameter) for p in (m.weight, m.bias) if p is not None)
+
+
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
@@ -246,11 +257,11 @@ class MLPEnergy(BaseModel):
         for i in range(0, len(mods) - 1, 2):
             lin, act = mods[i], mods[i + 1]
             back = _activation_backward(act)  # type: ignore[arg-type]
-            if type(lin) is not nn.Linear or back is None or getattr(act, "inplace", False):
+            if not _plain_linear(lin) or back is None or getattr(act, "inplace", False):
                 return None
             layers.append((lin, (act, back)))
         last = mods[-1]
-        if type(last) is not nn.Linear or last.out_features != 1:
+        if not _plain_linear(last) or last.out_features != 1:  # type: ignore[union-attr]
             return None
         layers.append((last, None))
         return layers
