@@ -2,40 +2,26 @@
 
 The multi-process part launches ``_dist_worker.py`` on 2 ranks once (module fixture) and
 compares every rank's results with single-process references computed here: DDP
-gradients vs. the concatenated batch, BaseTrainer (DDP / plain + all-reduce / FSDP2)
-parameters vs. an independent single-process loop, and checkpoint resume identity.
+gradients vs. the concatenated batch, and FSDP2 unsharding. The distributed trainer runs
+are in tests/losses/test_trainer_distributed.py (``BaseTrainer`` lives in torchebm-losses).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed.fsdp
+from _support import dist_toys as W
+from _support.launch import WORLD, launch
 from torch import nn
 
 from torchebm.core import distributed as D
 
-HERE = Path(__file__).resolve().parent
-WORLD = 2
-
-
-def _load_worker():
-    spec = importlib.util.spec_from_file_location("_torchebm_dist_worker", HERE / "_dist_worker.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-W = _load_worker()
 needs_fsdp2 = pytest.mark.skipif(
-    not W.HAS_FSDP2,
+    not hasattr(torch.distributed.fsdp, "fully_shard"),
     reason=f"FSDP2 (torch.distributed.fsdp.fully_shard) needs torch >= 2.6; torch {torch.__version__}",
 )
 
@@ -132,47 +118,7 @@ def test_unwrap_and_unsharded_pass_through_plain_modules():
 
 
 # ---------------------------------------------------------------------------- two processes
-def launch(worker: Path, out: Path, world: int = WORLD, timeout: float = 120.0) -> list[dict]:
-    """Start ``world`` gloo ranks of ``worker`` (file:// rendezvous) and load their results.
-
-    A rank killed by a signal (a crash inside gloo's C++ threads, not a Python failure of
-    the worker) is retried once in a fresh directory; any other failure fails at once.
-    """
-    for attempt in range(2):
-        run_dir = out / f"attempt{attempt}"
-        run_dir.mkdir()
-        procs, logs = _start_ranks(worker, run_dir, world), []
-        deadline = time.monotonic() + timeout
-        for p in procs:
-            try:
-                logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
-            except subprocess.TimeoutExpired:
-                for q in procs:
-                    q.kill()
-                raise
-        codes = [p.returncode for p in procs]
-        if attempt == 0 and any(c < 0 for c in codes) and not any(c > 0 for c in codes):
-            continue
-        for r, c in enumerate(codes):
-            assert c == 0, f"rank {r} failed:\n{logs[r][-4000:]}"
-        return [torch.load(run_dir / f"rank{r}.pt", weights_only=False) for r in range(world)]
-    raise AssertionError("unreachable")
-
-
-def _start_ranks(worker: Path, run_dir: Path, world: int) -> list[subprocess.Popen]:
-    init = f"file://{run_dir / 'rendezvous'}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCHEBM_TEST_INIT": init}
-    env["WORLD_SIZE"] = str(world)
-    return [
-        subprocess.Popen(
-            [sys.executable, str(worker), str(run_dir)],
-            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for r in range(world)
-    ]
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -243,39 +189,6 @@ def test_ddp_gradients_match_single_process_concatenated_batch(ranks):
         assert diff < 1e-6, diff
     # and the two ranks hold the same averaged gradient
     assert _maxdiff(ranks[0]["ddp_grads"], ranks[1]["ddp_grads"]) == 0.0
-
-
-@pytest.mark.distributed
-def test_trainer_refuses_ddp_model_whose_loss_holds_the_bare_module(ranks):
-    for res in ranks:
-        assert "unwrapped module" in res["wrong_wrapping"]
-
-
-@pytest.fixture(scope="module")
-def reference_params():
-    return {n: W.reference_train(n, WORLD) for n in (W.N_MICRO, 2 * W.N_MICRO)}
-
-
-@pytest.mark.distributed
-@pytest.mark.parametrize("kind", ["ddp", "plain", pytest.param("fsdp", marks=needs_fsdp2)])
-def test_trainer_matches_single_process_and_resumes_identically(ranks, reference_params, kind):
-    res0 = ranks[0][f"trainer_{kind}"]
-    assert res0["step"] == W.N_MICRO // W.ACCUM
-    assert res0["sync"] == (kind == "plain")
-    # 2 optimizer steps (grad accumulation 2, Adam) on 2 ranks == single process on the
-    # concatenated batches, up to float32 reduction order
-    assert _maxdiff(res0["after"], reference_params[W.N_MICRO]) < 1e-6
-    assert _maxdiff(res0["unbroken"], reference_params[2 * W.N_MICRO]) < 1e-6
-    # resume from the checkpoint: bit-identical to the unbroken run, on every rank
-    for res in ranks:
-        t = res[f"trainer_{kind}"]
-        assert t["resumed_step"] == 2 * W.N_MICRO // W.ACCUM
-        assert torch.equal(t["replay_unbroken"], t["replay_resumed"])  # per-rank buffer
-        if t["unbroken"]:  # FSDP full state lives on rank 0 only
-            assert all(torch.equal(t["unbroken"][k], t["resumed"][k]) for k in t["unbroken"])
-    # each rank had its own replay buffer (rank-decorrelated chains)
-    r0, r1 = (ranks[r][f"trainer_{kind}"]["replay_unbroken"] for r in range(WORLD))
-    assert not torch.equal(r0, r1)
 
 
 @pytest.mark.distributed

@@ -115,7 +115,7 @@ def test_exact_ot_is_within_tol_of_an_independent_optimum(seed, n):
     x0, x1 = torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g)
     ot = ExactOTCoupling(tol=1e-4)
     cost = ot.compute_cost(x0, x1).double()
-    idx = ot._solve(cost, None)
+    idx = ot.solve(cost, None)
     assert sorted(idx.tolist()) == list(range(n))
     ref, u, v = hungarian(cost)
     rows = torch.arange(n)
@@ -129,7 +129,7 @@ def test_exact_ot_is_within_tol_of_an_independent_optimum(seed, n):
     tight = auction_assignment(cost, tol=1e-9)
     assert float(cost[rows, tight].sum()) <= bound + 1e-8
     # OT never worse than identity or greedy
-    greedy = GreedyCoupling()._solve(cost, None)
+    greedy = GreedyCoupling().solve(cost, None)
     assert c_ot <= cost.diagonal().sum() and c_ot <= cost[rows, greedy].sum()
     # deterministic
     assert torch.equal(ot(x0, x1).x1, ot(x0, x1).x1)
@@ -148,7 +148,7 @@ def test_greedy_matches_sequential_greedy():
                 seq[i] = j
                 used_r.add(i)
                 used_c.add(j)
-        assert GreedyCoupling()._solve(c, None).tolist() == seq
+        assert GreedyCoupling().solve(c, None).tolist() == seq
 
 
 def test_sinkhorn_plan_marginals_and_limit():
@@ -161,7 +161,7 @@ def test_sinkhorn_plan_marginals_and_limit():
     assert torch.allclose(plan.sum(1), torch.full((32,), 1 / 32), atol=1e-4)
     # small regularisation concentrates the plan on the exact OT permutation
     sharp = SinkhornCoupling(reg=1e-3, n_iters=2000)._plan(cost)
-    perm = ExactOTCoupling()._solve(cost, None)
+    perm = ExactOTCoupling().solve(cost, None)
     assert (sharp.argmax(dim=1) == perm).float().mean() > 0.9
 
 

@@ -227,7 +227,7 @@ def test_eqm_with_global_coupling_under_ddp(ranks):
     sk = C.SinkhornCoupling(reg=0.05)
     cost = sk.compute_cost(all0, all1)
     gens = [_gen(r) for r in range(WORLD)]
-    idx = [sk._solve(cost, g) for g in gens]  # every rank draws; rank 0's indices are used
+    idx = [sk.solve(cost, g) for g in gens]  # every rank draws; rank 0's indices are used
     paired = all1[idx[0]]
     b = xs[0].shape[0]
     total = sum(

@@ -4,11 +4,13 @@ import math
 
 import pytest
 import torch
+from _support.examples import load_example
 
-from torchebm.core import BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator
 from torchebm.integrators import (
     AdaptiveHeunIntegrator,
     BackwardEulerMaruyamaIntegrator,
+    BaseRungeKuttaIntegrator,
+    BaseSDERungeKuttaIntegrator,
     Bosh3Integrator,
     Dopri5Integrator,
     Dopri8Integrator,
@@ -20,7 +22,10 @@ from torchebm.integrators import (
 )
 
 F64 = torch.float64
+# the worked example of docs/contributing.md ("Adding an integrator") runs the same contract
+RalstonIntegrator = load_example("40_custom_integrator.py").RalstonIntegrator
 ALL_RK = [
+    RalstonIntegrator,
     EulerMaruyamaIntegrator,
     BackwardEulerMaruyamaIntegrator,
     HeunIntegrator,
@@ -83,6 +88,7 @@ def _order(cls, ns, **kw):
         (EulerMaruyamaIntegrator, 1, (20, 40, 80)),
         (BackwardEulerMaruyamaIntegrator, 1, (20, 40, 80)),
         (HeunIntegrator, 2, (20, 40, 80)),
+        (RalstonIntegrator, 2, (20, 40, 80)),
         (MidpointIntegrator, 2, (20, 40, 80)),
         (AdaptiveHeunIntegrator, 2, (20, 40, 80)),
         (Bosh3Integrator, 3, (10, 20, 40)),

@@ -1,10 +1,13 @@
-"""Worker of test_distributed.py: one rank of a 2-process gloo group mixing PCD buffers."""
+"""Worker of test_distributed.py: one rank of a 2-process gloo group mixing PCD buffers.
 
-import os
+Launched by ``_support.launch.launch``; writes ``<out>/rank<r>.pt``.
+"""
+
 import sys
+from pathlib import Path
 
 import torch
-import torch.distributed as dist
+from _support.launch import finish, init_process_group
 from torch import nn
 
 from torchebm.losses import PersistentContrastiveDivergence
@@ -19,8 +22,9 @@ class Sampler(nn.Module):
         return x
 
 
-def main(rank: int, world: int, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+def main() -> None:
+    out = Path(sys.argv[1])
+    rank, _ = init_process_group()
     model = nn.Linear(2, 1)
     pcd = PersistentContrastiveDivergence(model, Sampler(model), buffer_size=6)
     pcd.initialize_buffer((2,))
@@ -30,15 +34,9 @@ def main(rank: int, world: int, init_file: str, out: str) -> None:
     pcd._set_ptr(4)
     g = torch.Generator().manual_seed(1234 + rank)  # only rank 0's draw matters
     pcd.mix_buffer_across_ranks(generator=g)
-    torch.save(
-        {"buffer": pcd.replay_buffer.clone(), "age": pcd.buffer_age.clone(), "ptr": pcd._ptr}, out
-    )
-    dist.barrier()
-    dist.destroy_process_group()
-    # skip interpreter teardown, where gloo's C++ threads can abort after the results exist
-    sys.stdout.flush()
-    os._exit(0)
+    res = {"buffer": pcd.replay_buffer.clone(), "age": pcd.buffer_age.clone(), "ptr": pcd._ptr}
+    finish(res, out, rank)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    main()

@@ -1,12 +1,7 @@
-"""tests/losses configuration: make ``losses_helpers`` importable, one thread per test."""
-
-import sys
-from pathlib import Path
+"""tests/losses configuration: one thread per test (helpers live in ``tests/_support``)."""
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,8 @@ import io
 
 import pytest
 import torch
-from losses_helpers import TinyLangevin
+from _support.examples import load_example
+from _support.losses import TinyLangevin
 from torch import nn
 
 import torchebm.losses as losses
@@ -38,6 +39,8 @@ FACTORIES = {
     "cd-persistent": _cd(losses.ContrastiveDivergence, persistent=True, buffer_size=64),
     "pcd": _cd(losses.PersistentContrastiveDivergence, buffer_size=64),
     "ptcd": _cd(losses.ParallelTemperingCD, temperatures=(1.0, 2.0)),
+    # the worked example of docs/contributing.md ("Adding a loss") runs the same contract
+    "logistic-cd": _cd(load_example("41_custom_loss.py").LogisticContrastiveDivergence),
     "sm-exact": lambda m: losses.ScoreMatching(m),
     "sm-hutchinson": lambda m: losses.ScoreMatching(m, hessian_method="hutchinson"),
     "sm-approx": lambda m: losses.ScoreMatching(m, hessian_method="approx"),

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from losses_helpers import MLPEnergy, Quadratic, TinyLangevin, mixture_2d, mmd_rbf
+from _support.losses import MLPEnergy, Quadratic, TinyLangevin, mixture_2d, mmd_rbf
 from torch import nn
 
 from torchebm.core import BaseModel, GaussianModel

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from losses_helpers import MLPEnergy
+from _support.losses import MLPEnergy
 from torch import nn
 
 from torchebm.core import BaseModel, DoubleWellModel, GaussianModel, LinearScheduler

@@ -125,17 +125,17 @@ def test_mlp_velocity_learns_constant_flow():
     assert losses[-1] < 1e-2 * losses[0]
 
 
-def test_direct_layer_calls_equal_the_module_call_and_hooks_still_fire():
+def test_forward_is_the_sequential_call_and_hooks_fire():
     torch.manual_seed(0)
     energy, field = MLPEnergy(2), MLPVelocity(2)
     x, t = torch.randn(9, 2), torch.rand(9)
-    # the fast path computes exactly what nn.Sequential computes
+    # forward computes exactly what nn.Sequential computes
     torch.testing.assert_close(energy(x), energy.net(x).squeeze(-1), rtol=0, atol=0)
     ref = field(x, t)
     seen = []
     handle = field.net[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
     torch.testing.assert_close(field(x, t), ref, rtol=0, atol=0)
-    assert seen == [torch.Size([9, 64])]  # a module hook takes the ordinary path and fires
+    assert seen == [torch.Size([9, 64])]  # a layer hook fires
     handle.remove()
     handle = torch.nn.modules.module.register_module_forward_hook(
         lambda m, i, o: seen.append(type(m).__name__)
@@ -192,12 +192,35 @@ def test_explicit_gradient_falls_back_where_it_does_not_apply():
     m = MLPEnergy(2)
     assert m._explicit_layers(x.double(), None) is None  # dtype mismatch: autograd path
     assert m._explicit_layers(x.half(), None) is None
+    # the public opt-out: the explicit pass does not call forward, so a hook runs only
+    # when the model differentiates through its forward
     seen = []
     handle = m.net[2].register_forward_hook(lambda mod, i, o: seen.append(1))
+    explicit = m.gradient(x)
+    assert not seen  # the closed form reads the weights
+    m.explicit_gradient = False
     assert m._explicit_layers(x, None) is None
-    torch.testing.assert_close(m.gradient(x), BaseModel.gradient(m, x))
+    torch.testing.assert_close(m.gradient(x), explicit, rtol=1e-5, atol=1e-6)
     assert seen  # the hook ran
     handle.remove()
+    m.explicit_gradient = True
     assert m._explicit_layers(x, None) is not None
     with pytest.raises(TypeError):  # MLPEnergy takes no conditioning, as before
         m.gradient(x, model_kwargs={"y": torch.zeros(6)})
+
+
+def test_tensor_subclass_weights_take_the_module_call():
+    """FSDP2 shards weights into DTensor (a tensor subclass): the explicit pass must not read
+    them, the autograd path through the module call (where FSDP unshards) runs instead."""
+
+    class Wrapped(torch.Tensor):
+        pass
+
+    torch.manual_seed(3)
+    m = MLPEnergy(2, (8,), dtype=torch.float64)
+    x = torch.randn(5, 2, dtype=torch.float64)
+    explicit = m.gradient(x)
+    m.net[0].weight = nn.Parameter(m.net[0].weight.detach().as_subclass(Wrapped))
+    assert type(m.net[0].weight) is Wrapped
+    assert m._explicit_layers(x, None) is None
+    torch.testing.assert_close(m.gradient(x), explicit, rtol=1e-12, atol=1e-12)

@@ -2,6 +2,11 @@ r"""``torchebm.core``: modules, energy models, schedulers and the base classes o
 
 Install alone with ``pip install torchebm-core``; ``torchebm`` is a PEP 420 namespace, so
 ``import torchebm.samplers`` works only when ``torchebm-samplers`` is installed too.
+
+Machinery that a single piece uses lives in that piece; its old names here
+(``BaseRungeKuttaIntegrator``, ``BaseSDERungeKuttaIntegrator`` from ``torchebm-flows``;
+``BaseContrastiveDivergence``, ``BaseScoreMatching``, ``BaseTrainer``, ``TrainerCallback``
+from ``torchebm-losses``) are imported lazily on first access (see ``_moved.py``).
 """
 
 from importlib.metadata import version as _version
@@ -13,14 +18,9 @@ from torchebm.core._base_coupling import (
     BaseModelCoupling,
     CouplingResult,
 )
-from torchebm.core._base_integrator import (
-    BaseIntegrator,
-    BaseRungeKuttaIntegrator,
-    BaseSDERungeKuttaIntegrator,
-    BaseSymplecticIntegrator,
-)
+from torchebm.core._base_integrator import BaseIntegrator, BaseSymplecticIntegrator
 from torchebm.core._base_interpolant import BaseInterpolant, expand_t_like_x
-from torchebm.core._base_loss import BaseContrastiveDivergence, BaseLoss, BaseScoreMatching
+from torchebm.core._base_loss import BaseLoss
 from torchebm.core._base_model import (
     AckleyModel,
     BaseModel,
@@ -31,7 +31,6 @@ from torchebm.core._base_model import (
     RosenbrockModel,
 )
 from torchebm.core._base_sampler import NAN_POLICIES, BaseSampler, SamplerContext
-from torchebm.core._base_trainer import BaseTrainer, TrainerCallback
 from torchebm.core._conditioning import Conditioning, substitute_condition
 from torchebm.core._deprecated import (
     AckleyEnergy,
@@ -44,6 +43,8 @@ from torchebm.core._deprecated import (
     RosenbrockEnergy,
 )
 from torchebm.core._module import TorchEBMModule, warn_once
+from torchebm.core._moved import MOVED as _MOVED
+from torchebm.core._moved import resolve_moved as _resolve_moved
 from torchebm.core._renamed import renamed_kwargs
 from torchebm.core._schedulable import Schedulable
 from torchebm.core._schedulers import (
@@ -85,11 +86,7 @@ __all__ = [
     "SamplerContext",
     "NAN_POLICIES",
     "BaseLoss",
-    "BaseScoreMatching",
-    "BaseContrastiveDivergence",
     "BaseIntegrator",
-    "BaseRungeKuttaIntegrator",
-    "BaseSDERungeKuttaIntegrator",
     "BaseSymplecticIntegrator",
     "BaseInterpolant",
     "BaseCoupling",
@@ -107,8 +104,6 @@ __all__ = [
     "TemperatureScheduler",
     "Schedulable",
     "distributed",
-    "BaseTrainer",
-    "TrainerCallback",
     "update_ema",
     "requires_grad",
     "save_checkpoint",
@@ -123,3 +118,12 @@ __all__ = [
     "AckleyEnergy",
     "RosenbrockEnergy",
 ]
+
+
+def __getattr__(name: str):
+    """Names that moved into a sibling piece (see `torchebm.core._moved`), imported lazily."""
+    return _resolve_moved(name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MOVED})

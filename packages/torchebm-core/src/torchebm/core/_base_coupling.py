@@ -102,7 +102,7 @@ class BaseCostCoupling(BaseCoupling):
     r"""Template for couplings that reorder ``x1`` by solving an assignment on a cost matrix.
 
     ``couple`` (under ``no_grad``): require ``x1``, check batch sizes, ``B == 1`` passes
-    through, ``cost = compute_cost(x0, x1, **kwargs)``, ``idx = _solve(cost, generator)`` and
+    through, ``cost = compute_cost(x0, x1, **kwargs)``, ``idx = solve(cost, generator)`` and
     return ``(x0, x1[idx])`` (the order of ``x0`` never changes). The default cost is the
     squared Euclidean distance of the flattened samples divided by its maximum (floored at
     1e-12).
@@ -136,7 +136,7 @@ class BaseCostCoupling(BaseCoupling):
         return _squared_euclidean_cost(x0, x1)
 
     @abstractmethod
-    def _solve(self, cost: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def solve(self, cost: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Return ``idx`` of shape ``(B,)``: row ``i`` of ``x0`` is paired with ``x1[idx[i]]``."""
 
     @torch.no_grad()
@@ -148,7 +148,7 @@ class BaseCostCoupling(BaseCoupling):
         if x0.shape[0] == 1:
             return CouplingResult(x0, x1)
         cost = self.compute_cost(x0, x1, **kwargs)
-        idx = self._solve(cost, generator)
+        idx = self.solve(cost, generator)
         return CouplingResult(x0, x1[idx])
 
     def _couple_global(self, x0, x1, generator, **kwargs) -> CouplingResult:
@@ -164,7 +164,7 @@ class BaseCostCoupling(BaseCoupling):
         rank = dist.get_rank(group)
         if world == 1:
             cost = self.compute_cost(x0, x1)
-            return CouplingResult(x0, x1[self._solve(cost, generator)])
+            return CouplingResult(x0, x1[self.solve(cost, generator)])
         b = x0.shape[0]
         # Per-rank batch sizes may differ: gather them, pad to the largest, strip after.
         sizes_t = torch.tensor([b], device=x0.device, dtype=torch.long)
@@ -181,7 +181,7 @@ class BaseCostCoupling(BaseCoupling):
             return torch.cat([part[:n] for part, n in zip(parts, sizes)])
 
         all0, all1 = gather(x0), gather(x1)
-        idx = self._solve(self.compute_cost(all0, all1), generator).to(torch.long)
+        idx = self.solve(self.compute_cost(all0, all1), generator).to(torch.long)
         dist.broadcast(
             idx, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group
         )
@@ -200,7 +200,7 @@ def _is_process_group(group: Any) -> bool:
 class BaseModelCoupling(BaseCoupling):
     r"""Template for couplings that *generate* ``x1`` from ``x0`` with a model (e.g. reflow).
 
-    ``couple`` (under ``no_grad``) returns ``(x0, _generate(x0, generator, **kwargs))``; an
+    ``couple`` (under ``no_grad``) returns ``(x0, generate(x0, generator, **kwargs))``; an
     incoming ``x1`` is ignored.
 
     Args:
@@ -211,7 +211,7 @@ class BaseModelCoupling(BaseCoupling):
         self.model = model
 
     @abstractmethod
-    def _generate(
+    def generate(
         self, x0: torch.Tensor, generator: torch.Generator | None, **kwargs: Any
     ) -> torch.Tensor:
         """Map ``x0`` to generated targets of the same batch size."""
@@ -220,7 +220,7 @@ class BaseModelCoupling(BaseCoupling):
     def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
         if not isinstance(x0, torch.Tensor):
             raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
-        out = self._generate(x0, generator, **kwargs)
+        out = self.generate(x0, generator, **kwargs)
         if not isinstance(out, torch.Tensor) or out.shape[0] != x0.shape[0]:
             raise ConfigurationError(
                 f"{type(self).__name__}: the model must return a tensor with batch size "

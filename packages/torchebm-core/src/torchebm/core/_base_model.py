@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core._module import TorchEBMModule, _direct
+from torchebm.core._module import TorchEBMModule
 from torchebm.core.errors import ConfigurationError, ShapeError, check_positive
 
 __all__ = [
@@ -56,6 +56,14 @@ class BaseModel(TorchEBMModule, ABC):
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         r""":math:`\nabla_x E(x)` by one autograd call, detached, with the shape and dtype of ``x``.
 
+        This is the one path every sampler, integrator callback and loss of TorchEBM uses
+        for the energy gradient. The default calls the model (``self(x)``, so hooks,
+        ``module.compile()`` and FSDP run) under ``torch.enable_grad()`` and differentiates
+        once. A model that knows its gradient in closed form overrides this method (the
+        analytic models here, `MLPEnergy` in `torchebm.models`): that is the documented
+        fast path, with the same contract (shape, dtype, detached, a 1-D input is one
+        sample).
+
         Args:
             x: Input of shape ``(B, *event_shape)`` (a 1-D ``(d,)`` input is treated as one sample).
             model_kwargs: Conditioning forwarded as ``forward(x, **model_kwargs)``.
@@ -80,12 +88,11 @@ class BaseModel(TorchEBMModule, ABC):
             if xg.dtype != work_dtype:  # no .to() dispatch on the common same-dtype path
                 xg = xg.to(work_dtype)
             xg.requires_grad_(True)
-            call = _direct(self)
             if self.use_mixed_precision:
                 with self.autocast_context():
-                    energy = call(xg, **model_kwargs) if model_kwargs else call(xg)
+                    energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
             else:
-                energy = call(xg, **model_kwargs) if model_kwargs else call(xg)
+                energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
             if energy.shape != (xg.shape[0],):
                 raise ShapeError(
                     f"{type(self).__name__}.forward must return energies of shape (B,) = "

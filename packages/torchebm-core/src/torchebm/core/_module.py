@@ -30,45 +30,15 @@ def warn_once(
     warnings.warn(message, category, stacklevel=stacklevel)
 
 
-def _plain_call(module: nn.Module) -> bool:
-    """Whether ``module(...)`` would do nothing but ``module.forward(...)``.
-
-    ``nn.Module.__call__`` runs hooks (the module's own and the global ones) and a
-    compiled call set by ``module.compile()``; with none of them, calling ``forward``
-    directly computes the same thing and skips a few microseconds of bookkeeping, which
-    is as much as a small layer costs on a small batch. Hot loops use it for the modules
-    they call many times; anything registered takes the ordinary path.
-    """
-    return _no_local_hooks(module) and not _global_hooks_set()
-
-
 def _direct(fn: Any) -> Any:
-    """``fn.forward`` when ``fn`` is a module whose call would do nothing more (see
-    :func:`_plain_call`), else ``fn`` itself: the callable a hot loop should call."""
-    if isinstance(fn, nn.Module) and _plain_call(fn):
-        return fn.forward
+    """The callable a hot loop calls for ``fn``: ``fn`` itself.
+
+    Models are always called through ``nn.Module.__call__`` (hooks, ``module.compile()``
+    and FSDP run); no decision reads PyTorch's private hook registries. Speed comes from a
+    gradient the model provides itself (`BaseModel.gradient`). Kept as the one name the
+    sampler base still imports; new code calls the module directly.
+    """
     return fn
-
-
-def _no_local_hooks(module: nn.Module) -> bool:
-    """No hook and no compiled call on ``module`` itself (global hooks not looked at)."""
-    return not (
-        module._forward_hooks
-        or module._forward_pre_hooks
-        or module._backward_hooks
-        or module._backward_pre_hooks
-        or getattr(module, "_compiled_call_impl", None) is not None
-    )
-
-
-def _global_hooks_set() -> bool:
-    m = nn.modules.module
-    return bool(
-        m._global_forward_hooks
-        or m._global_forward_pre_hooks
-        or m._global_backward_hooks
-        or m._global_backward_pre_hooks
-    )
 
 
 def _normalise_device(device: Any) -> torch.device:
@@ -155,7 +125,7 @@ class TorchEBMModule(nn.Module):
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if isinstance(value, (nn.Module, nn.Parameter)):
-            self.__dict__["_placement_cache"] = None
+            self._placement_cache = None  # None is not a module: one more pass, no loop
 
     # ------------------------------------------------------------------ precision
     def setup_mixed_precision(

@@ -29,7 +29,7 @@ class Schedulable:
         d = self.__dict__.get("schedulers")
         if d is None:
             d = {}
-            self.__dict__["schedulers"] = d
+            self.schedulers = d
         return d
 
     def register_scheduler(self, name: str, scheduler: BaseScheduler) -> None:

@@ -85,7 +85,7 @@ class BaseScheduler(ABC):
             if isinstance(cur, BaseScheduler) and isinstance(v, dict):
                 cur.load_state_dict(v)
             else:
-                self.__dict__[k] = v
+                setattr(self, k, v)
 
     def __repr__(self) -> str:
         return (
@@ -124,18 +124,9 @@ class ExponentialDecayScheduler(BaseScheduler):
         return max(self.min_value, self.start_value * self.decay_rate**self.step_count)
 
 
-class LinearScheduler(BaseScheduler):
-    r"""Linear interpolation from ``start_value`` to ``end_value`` over ``n_steps`` steps.
-
-    ``start + k (end - start) / n_steps`` for ``k < n_steps``, then ``end_value``.
-    The seed's keyword names ``initial_value``, ``final_value``, ``total_steps`` are
-    accepted with a ``DeprecationWarning``.
-
-    Example:
-        >>> s = LinearScheduler(1.0, 0.0, 4)
-        >>> [s.step() for _ in range(5)]
-        [0.75, 0.5, 0.25, 0.0, 0.0]
-    """
+class _AnnealingScheduler(BaseScheduler):
+    """From ``start_value`` to ``end_value`` in ``n_steps`` steps along ``_weight(k / n)``
+    (0 at the start, 1 at the end), then ``end_value``; shared by linear and cosine."""
 
     def __init__(
         self,
@@ -163,9 +154,28 @@ class LinearScheduler(BaseScheduler):
     def _compute_value(self) -> float:
         if self.step_count >= self.n_steps:
             return self.end_value
-        return (
-            self.start_value + self.step_count * (self.end_value - self.start_value) / self.n_steps
-        )
+        w = self._weight(self.step_count / self.n_steps)
+        return self.start_value + w * (self.end_value - self.start_value)
+
+    def _weight(self, fraction: float) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class LinearScheduler(_AnnealingScheduler):
+    r"""Linear interpolation from ``start_value`` to ``end_value`` over ``n_steps`` steps.
+
+    ``start + k (end - start) / n_steps`` for ``k < n_steps``, then ``end_value``.
+    The seed's keyword names ``initial_value``, ``final_value``, ``total_steps`` are
+    accepted with a ``DeprecationWarning``.
+
+    Example:
+        >>> s = LinearScheduler(1.0, 0.0, 4)
+        >>> [s.step() for _ in range(5)]
+        [0.75, 0.5, 0.25, 0.0, 0.0]
+    """
+
+    def _weight(self, fraction: float) -> float:
+        return fraction
 
 
 def _legacy_linear_args(owner, start, end, n, initial, final, total):
@@ -198,7 +208,7 @@ def _legacy_linear_args(owner, start, end, n, initial, final, total):
     return start, end, n
 
 
-class CosineScheduler(BaseScheduler):
+class CosineScheduler(_AnnealingScheduler):
     r"""Cosine annealing: ``end + (start - end) * (1 + cos(pi k / n)) / 2``, then ``end_value``.
 
     Example:
@@ -207,34 +217,8 @@ class CosineScheduler(BaseScheduler):
         0.8536
     """
 
-    def __init__(
-        self,
-        start_value: float | None = None,
-        end_value: float | None = None,
-        n_steps: int | None = None,
-        *,
-        initial_value: float | None = None,
-        final_value: float | None = None,
-        total_steps: int | None = None,
-    ):
-        start_value, end_value, n_steps = _legacy_linear_args(
-            type(self).__name__,
-            start_value,
-            end_value,
-            n_steps,
-            initial_value,
-            final_value,
-            total_steps,
-        )
-        super().__init__(start_value)
-        self.end_value = _check_number("end_value", end_value)
-        self.n_steps = check_int("n_steps", n_steps, minimum=1)
-
-    def _compute_value(self) -> float:
-        if self.step_count >= self.n_steps:
-            return self.end_value
-        cos = 0.5 * (1.0 + math.cos(math.pi * self.step_count / self.n_steps))
-        return self.end_value + (self.start_value - self.end_value) * cos
+    def _weight(self, fraction: float) -> float:
+        return 0.5 * (1.0 - math.cos(math.pi * fraction))
 
 
 class MultiStepScheduler(BaseScheduler):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,6 +64,9 @@ __all__ = [
 ]
 
 _MASK64 = (1 << 64) - 1
+
+#: FSDP modules inside an open `unsharded(...)` block -> nesting depth (no attribute on them)
+_UNSHARDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 # ---------------------------------------------------------------------------- topology
@@ -391,7 +395,7 @@ def needs_unsharded(module: nn.Module) -> bool:
     to fail with a clear message instead of an opaque storage error in backward.
     """
     mods = _fsdp_modules(unwrap_model(module), recurse=True)
-    return any(m.__dict__.get("_torchebm_unsharded", 0) <= 0 for m in mods)
+    return any(_UNSHARDED.get(m, 0) <= 0 for m in mods)
 
 
 @contextlib.contextmanager
@@ -437,12 +441,12 @@ def unsharded(module: nn.Module, recurse: bool = True) -> Iterator[nn.Module]:
         m.set_reshard_after_forward(False, recurse=False)
         m.set_reshard_after_backward(False, recurse=False)
         m.unshard()
-        m.__dict__["_torchebm_unsharded"] = m.__dict__.get("_torchebm_unsharded", 0) + 1
+        _UNSHARDED[m] = _UNSHARDED.get(m, 0) + 1
     try:
         yield module
     finally:
         for m, auto, infos, after_backward in saved:
-            m.__dict__["_torchebm_unsharded"] -= 1
+            _UNSHARDED[m] -= 1
             state = m._get_fsdp_state()
             if auto is not None:
                 state._auto_reshard_after_forward = auto

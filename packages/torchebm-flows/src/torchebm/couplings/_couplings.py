@@ -185,7 +185,7 @@ class ExactOTCoupling(BaseCostCoupling):
     def __repr__(self) -> str:
         return f"ExactOTCoupling(tol={self.tol})"
 
-    def _solve(self, cost, generator):
+    def solve(self, cost, generator):
         return auction_assignment(cost, tol=self.tol)
 
 
@@ -236,7 +236,7 @@ class SinkhornCoupling(BaseCostCoupling):
     def _plan(self, cost):
         return _sinkhorn_potentials(cost, self.reg, self.n_iters, 1.0).exp()
 
-    def _solve(self, cost, generator):
+    def solve(self, cost, generator):
         plan = self._plan(cost).clamp_(min=0.0)
         return torch.multinomial(plan, 1, generator=generator).squeeze(1)
 
@@ -285,7 +285,7 @@ class UnbalancedSinkhornCoupling(BaseCostCoupling):
             f"n_iters={self.n_iters})"
         )
 
-    def _solve(self, cost, generator):
+    def solve(self, cost, generator):
         raise NotImplementedError("UnbalancedSinkhornCoupling overrides couple()")
 
     @torch.no_grad()
@@ -323,7 +323,7 @@ class GreedyCoupling(BaseCostCoupling):
     def __init__(self, process_group: Any = None):
         super().__init__(process_group)
 
-    def _solve(self, cost, generator):
+    def solve(self, cost, generator):
         n = cost.shape[0]
         c = cost.clone()
         idx = torch.full((n,), -1, dtype=torch.long, device=c.device)
@@ -377,7 +377,7 @@ class ReflowCoupling(BaseModelCoupling):
     def __repr__(self) -> str:
         return f"ReflowCoupling(flow={type(self.model).__name__}, n_steps={self.n_steps})"
 
-    def _generate(self, x0, generator, **kwargs):
+    def generate(self, x0, generator, **kwargs):
         flow = self.model
         sample: Callable | None = getattr(flow, "sample", None)
         if sample is not None:

@@ -7,7 +7,13 @@ from typing import Any
 
 import torch
 
-from torchebm.core import BaseLoss, BaseScheduler, ConstantScheduler, TemperatureScheduler
+from torchebm.core import (
+    BaseLoss,
+    BaseScheduler,
+    ConstantScheduler,
+    TemperatureScheduler,
+    expand_t_like_x,
+)
 from torchebm.core.errors import (
     ConfigurationError,
     check_int,
@@ -28,10 +34,6 @@ from torchebm.integrators import EulerMaruyamaIntegrator
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = ["EnergyMatchingLoss"]
-
-
-def _rows(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.reshape(v.shape[0], *([1] * (like.ndim - 1)))
 
 
 class EnergyMatchingLoss(BaseLoss):
@@ -196,8 +198,8 @@ class EnergyMatchingLoss(BaseLoss):
         )
 
     # ------------------------------------------------------------------ flow term
-    def _flow_terms(self, x1, x0, mk, generator):
-        pair = self.coupling(x0, x1, generator=generator, **mk)
+    def _flow_terms(self, x1, x0, conditioning, generator):
+        pair = self.coupling(x0, x1, generator=generator, **conditioning)
         x0, x1c, weights = pair.x0, pair.x1, pair.weights
         b = x1c.shape[0]
         t = self.time_sampler(b, 0.0, device=x1c.device, dtype=x1c.dtype, generator=generator)
@@ -210,7 +212,7 @@ class EnergyMatchingLoss(BaseLoss):
         xg = xt.detach().requires_grad_(True)
         with torch.enable_grad(), self.autocast_context():
             _, grad = energy_gradient(
-                self.model, xg, mk, create_graph=self.training and torch.is_grad_enabled()
+                self.model, xg, conditioning, create_graph=self.training and torch.is_grad_enabled()
             )
         per = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((-grad - ut).square())
         if self.loss_weight_fn is not None:
@@ -221,7 +223,7 @@ class EnergyMatchingLoss(BaseLoss):
         return (weights * per).sum() / weights.sum().clamp(min=1e-12)
 
     # ------------------------------------------------------------------ negatives
-    def _langevin(self, x, noise_rows: torch.Tensor, mk, generator):
+    def _langevin(self, x, noise_rows: torch.Tensor, conditioning, generator):
         """Run the EM chains: temperature ramp on ``noise_rows`` chains, eps_max on the rest."""
         sched = TemperatureScheduler(self.epsilon_max, self.tau_star, self.n_langevin_steps)
         const = math.sqrt(self.epsilon_max)
@@ -230,16 +232,20 @@ class EnergyMatchingLoss(BaseLoss):
 
         def drift(z, t):
             if has_gradient:
-                g = model.gradient(z, model_kwargs=mk) if mk else model.gradient(z)
+                g = (
+                    model.gradient(z, model_kwargs=conditioning)
+                    if conditioning
+                    else model.gradient(z)
+                )
             else:
                 with torch.enable_grad():
                     zg = z.detach().requires_grad_(True)
-                    g = energy_gradient(model, zg, mk, create_graph=False)[1]
+                    g = energy_gradient(model, zg, conditioning, create_graph=False)[1]
             return -g.detach()
 
         step = self._integrator.step
         dt = self.langevin_dt
-        is_noise = _rows(noise_rows, x)
+        is_noise = expand_t_like_x(noise_rows, x)
         with torch.no_grad():
             for _ in range(self.n_langevin_steps):
                 ns = torch.where(is_noise, sched.get_value(), const)
@@ -247,22 +253,22 @@ class EnergyMatchingLoss(BaseLoss):
                 sched.step()
         return x
 
-    def _sample_with(self, sampler, x, scheduler, mk, generator):
+    def _sample_with(self, sampler, x, scheduler, conditioning, generator):
         schedulers = getattr(sampler, "get_schedulers", None)
         old = schedulers().get("noise_scale") if callable(schedulers) else None
         if old is not None:
             sampler.register_scheduler("noise_scale", scheduler)
         try:
             kw: dict[str, Any] = {"x": x, "n_steps": self.n_langevin_steps, "generator": generator}
-            if mk:
-                kw["model_kwargs"] = mk
+            if conditioning:
+                kw["model_kwargs"] = conditioning
             with torch.no_grad():
                 return sampler.sample(**kw)
         finally:
             if old is not None:
                 sampler.register_scheduler("noise_scale", old)
 
-    def negative_samples(self, x1, x0, mk, generator):
+    def negative_samples(self, x1, x0, conditioning, generator):
         """Negatives ``(B, ...)``, their conditioning and the noise-started-row mask."""
         b = x1.shape[0]
         n_noise = int(round(b * self.noise_fraction))
@@ -283,7 +289,7 @@ class EnergyMatchingLoss(BaseLoss):
                 if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == b
                 else v
             )
-            for k, v in mk.items()
+            for k, v in conditioning.items()
         }
         noise_rows = torch.arange(b, device=dev) < n_noise
         if self.sampler is None:
@@ -321,7 +327,7 @@ class EnergyMatchingLoss(BaseLoss):
             Dict with ``flow_loss``, ``cd_loss``, ``loss`` and, when the contrastive term is
             active, ``cd_value`` (before weighting/clamping) and ``negatives``.
         """
-        mk = model_kwargs or {}
+        conditioning = model_kwargs or {}
         if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):
             raise RuntimeError(
                 "EnergyMatchingLoss trains through grad_x V (second-order autograd), which is "
@@ -337,13 +343,13 @@ class EnergyMatchingLoss(BaseLoss):
             noise = x0
         else:
             noise = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
-        flow_loss = self._flow_terms(x1, noise, mk, generator)
+        flow_loss = self._flow_terms(x1, noise, conditioning, generator)
         terms: dict[str, Any] = {"flow_loss": flow_loss}
         lam = self.lambda_cd
         if lam > 0:
-            neg, neg_mk = self.negative_samples(x1, x0, mk, generator)
+            neg, neg_mk = self.negative_samples(x1, x0, conditioning, generator)
             with self.autocast_context():
-                e_pos = self.model(x1, **mk) if mk else self.model(x1)
+                e_pos = self.model(x1, **conditioning) if conditioning else self.model(x1)
                 e_neg = self.model(neg, **neg_mk) if neg_mk else self.model(neg)
             cd_value = e_pos.mean() - trimmed_mean(e_neg, self.cd_trim_fraction)
             cd_loss = lam * cd_value
@@ -376,8 +382,12 @@ class EnergyMatchingLoss(BaseLoss):
         x = self._prepare_input(x)
         if y is not None:  # the 0.8.9 shorthand for model_kwargs={"y": y}
             model_kwargs = {**(model_kwargs or {}), "y": y}
-        mk = self._resolve_model_kwargs(
+        conditioning = self._resolve_model_kwargs(
             model_kwargs, legacy_model_kwargs, warn_key="EnergyMatchingLoss.bare_kwargs"
         )
-        mk = self.apply_conditioning(mk, lambda m: self.model(x[:1], **m), generator)
-        return self._check_finite(self.compute_loss(x, x0=x0, model_kwargs=mk, generator=generator))
+        conditioning = self.apply_conditioning(
+            conditioning, lambda m: self.model(x[:1], **m), generator
+        )
+        return self._check_finite(
+            self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator)
+        )

@@ -7,8 +7,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core import BaseLoss, BaseScheduler, warn_once
-from torchebm.core._module import _direct
+from torchebm.core import BaseLoss, BaseScheduler, expand_t_like_x, warn_once
 from torchebm.core.errors import ConfigurationError, check_in, check_non_negative
 from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import TimeSampler, TSampler, check_loss_weight_fn
@@ -216,13 +215,13 @@ class EquilibriumMatchingLoss(BaseLoss):
         )
 
     # ------------------------------------------------------------------ core
-    def _call_model(self, x, t, mk):
-        model = _direct(self.model)  # nothing registered on it: skip nn.Module.__call__
+    def _call_model(self, x, t, conditioning):
+        model = self.model
         if self.use_mixed_precision:
             with self.autocast_context():
-                out = model(x, t, **mk) if mk else model(x, t)
+                out = model(x, t, **conditioning) if conditioning else model(x, t)
         else:
-            out = model(x, t, **mk) if mk else model(x, t)
+            out = model(x, t, **conditioning) if conditioning else model(x, t)
         return split_model_output(out)
 
     def training_losses(
@@ -244,7 +243,7 @@ class EquilibriumMatchingLoss(BaseLoss):
             Dict with ``loss`` ``(B,)``, ``pred``, ``target``, ``t``, ``weights``
             (coupling weights or ``None``) and, for explicit energies, ``energy`` ``(B,)``.
         """
-        mk = model_kwargs or {}
+        conditioning = model_kwargs or {}
         if x0 is None:
             x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
         else:
@@ -254,7 +253,7 @@ class EquilibriumMatchingLoss(BaseLoss):
                     f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}"
                 )
             x0 = x0.to(device=x1.device, dtype=x1.dtype)
-        pair = self.coupling(x0, x1, generator=generator, **mk)
+        pair = self.coupling(x0, x1, generator=generator, **conditioning)
         x0, x1, weights = pair.x0, pair.x1, pair.weights
         b = x1.shape[0]
         t = self.time_sampler(
@@ -266,16 +265,16 @@ class EquilibriumMatchingLoss(BaseLoss):
 
         if self.prediction == "velocity":
             ct = self._ct(t)
-            target = ut * ct.neg_().reshape(b, *([1] * (x1.ndim - 1)))  # -c(t) u_t
+            target = ut * expand_t_like_x(ct.neg_(), x1)  # -c(t) u_t
             if self.energy_type == "none":
-                pred, act = self._call_model(xt, t_model, mk)
+                pred, act = self._call_model(xt, t_model, conditioning)
             else:
-                pred, act, energy = self._explicit_field(xt, t_model, mk)
+                pred, act, energy = self._explicit_field(xt, t_model, conditioning)
                 terms["energy"] = energy
             loss = mean_flat((pred - target).square())
         else:
-            pred, act = self._call_model(xt, t_model, mk)
-            tb = t.reshape(b, *([1] * (x1.ndim - 1)))
+            pred, act = self._call_model(xt, t_model, conditioning)
+            tb = expand_t_like_x(t, x1)
             sigma, _ = self.interpolant.compute_sigma_t(tb)
             w: float | torch.Tensor
             if self.loss_weight is None:
@@ -307,17 +306,17 @@ class EquilibriumMatchingLoss(BaseLoss):
             return torch.full_like(t, self.ct_multiplier)
         return self.ct(t) * self.ct_multiplier
 
-    def _explicit_field(self, xt, t_model, mk):
+    def _explicit_field(self, xt, t_model, conditioning):
         if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):
             raise RuntimeError(
                 "EquilibriumMatchingLoss: explicit energies need second-order autograd, which "
                 "is unsupported with FSDP/DTensor parameters; use energy_type='none'"
             )
         if not torch.is_grad_enabled():
-            pred, act = self._call_model(xt, t_model, mk)
+            pred, act = self._call_model(xt, t_model, conditioning)
             return pred, act, self._energy(xt, pred)
         xg = xt.detach().requires_grad_(True)
-        f, act = self._call_model(xg, t_model, mk)
+        f, act = self._call_model(xg, t_model, conditioning)
         energy = self._energy(xg, f)
         (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=self.training)
         return grad, act, energy
@@ -354,12 +353,14 @@ class EquilibriumMatchingLoss(BaseLoss):
         x = self._prepare_input(x)
         if y is not None:  # the 0.8.9 shorthand for model_kwargs={"y": y}
             model_kwargs = {**(model_kwargs or {}), "y": y}
-        mk = self._resolve_model_kwargs(
+        conditioning = self._resolve_model_kwargs(
             model_kwargs, legacy_model_kwargs, warn_key="EquilibriumMatchingLoss.bare_kwargs"
         )
-        mk = self.apply_conditioning(
-            mk,
+        conditioning = self.apply_conditioning(
+            conditioning,
             lambda m: self._call_model(x[:1], torch.zeros(1, device=x.device, dtype=x.dtype), m)[0],
             generator,
         )
-        return self._check_finite(self.compute_loss(x, x0=x0, model_kwargs=mk, generator=generator))
+        return self._check_finite(
+            self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator)
+        )

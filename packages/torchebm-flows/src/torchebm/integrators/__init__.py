@@ -3,7 +3,7 @@ r"""``torchebm.integrators``: ODE, SDE and symplectic integrators (part of ``tor
 Every integrator operates on a state dict (``{"x"}`` or ``{"x", "p"}``) and takes its vector
 field as a callable ``drift(x, t)`` (``force``/``velocity`` for the generalised leapfrog).
 Runge-Kutta methods are Butcher tableaux run by
-:class:`torchebm.core.BaseRungeKuttaIntegrator`; adaptive ones (``dopri5``, ``dopri8``,
+``BaseRungeKuttaIntegrator`` (exported here and, lazily, from ``torchebm.core``); adaptive ones (``dopri5``, ``dopri8``,
 ``bosh3``, ``adaptive_heun``) control the step with ``atol``/``rtol``. Time grids may
 decrease (backward integration).
 
@@ -16,7 +16,11 @@ Example:
 
 from importlib.metadata import version as _version
 
-from torchebm.core._base_integrator import _integrate_time_grid
+from torchebm.integrators._base_runge_kutta import (
+    BaseRungeKuttaIntegrator,
+    BaseSDERungeKuttaIntegrator,
+    _integrate_time_grid,
+)
 from torchebm.integrators._euler_maruyama import (
     BackwardEulerMaruyamaIntegrator,
     EulerMaruyamaIntegrator,
@@ -36,6 +40,8 @@ from torchebm.integrators._runge_kutta import (
 __version__ = _version("torchebm-flows")
 
 __all__ = [
+    "BaseRungeKuttaIntegrator",
+    "BaseSDERungeKuttaIntegrator",
     "get_integrator",
     "resolve_integrator",
     "INTEGRATOR_NAMES",

@@ -2,7 +2,7 @@ r"""Euler-Maruyama (explicit and drift-implicit) integrators."""
 
 from __future__ import annotations
 
-from torchebm.core import BaseSDERungeKuttaIntegrator
+from torchebm.integrators._base_runge_kutta import BaseSDERungeKuttaIntegrator
 
 __all__ = ["EulerMaruyamaIntegrator", "BackwardEulerMaruyamaIntegrator"]
 

@@ -2,7 +2,10 @@ r"""Heun's method (explicit trapezoid) and its adaptive Heun-Euler pair."""
 
 from __future__ import annotations
 
-from torchebm.core import BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator
+from torchebm.integrators._base_runge_kutta import (
+    BaseRungeKuttaIntegrator,
+    BaseSDERungeKuttaIntegrator,
+)
 
 __all__ = ["HeunIntegrator", "AdaptiveHeunIntegrator"]
 

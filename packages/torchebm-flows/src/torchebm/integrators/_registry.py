@@ -95,7 +95,7 @@ def resolve_integrator(
         TypeError: the integrator is not of ``family`` (or not an integrator at all).
 
     Example:
-        >>> from torchebm.core import BaseSDERungeKuttaIntegrator
+        >>> from torchebm.integrators import BaseSDERungeKuttaIntegrator
         >>> resolve_integrator(None, default="euler", family=BaseSDERungeKuttaIntegrator,
         ...                    owner="LangevinDynamics").__class__.__name__
         'EulerMaruyamaIntegrator'

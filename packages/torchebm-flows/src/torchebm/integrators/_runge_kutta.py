@@ -3,7 +3,7 @@ embedded pairs (Bogacki-Shampine 3(2), Dormand-Prince 5(4) and 8(7))."""
 
 from __future__ import annotations
 
-from torchebm.core import BaseRungeKuttaIntegrator
+from torchebm.integrators._base_runge_kutta import BaseRungeKuttaIntegrator
 
 __all__ = [
     "MidpointIntegrator",

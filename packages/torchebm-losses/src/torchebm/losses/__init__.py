@@ -4,6 +4,8 @@ r"""``torchebm.losses``: every training objective of TorchEBM.
   replay buffer), :class:`PersistentContrastiveDivergence`, :class:`ParallelTemperingCD`.
 * Score matching: :class:`ScoreMatching` (exact / Hutchinson / finite-difference trace),
   :class:`SlicedScoreMatching`, :class:`DenoisingScoreMatching`.
+* Extension bases and the loop: ``BaseContrastiveDivergence``, ``BaseScoreMatching``,
+  ``BaseTrainer`` (with ``TrainerCallback``) and the preset ``ContrastiveDivergenceTrainer``.
 * Flow-based energy objectives, implemented in ``torchebm.flows`` and re-exported here:
   ``EquilibriumMatchingLoss``, ``EnergyMatchingLoss`` and their utilities.
 
@@ -26,6 +28,9 @@ from torchebm.flows import (
     mean_flat,
     trimmed_mean,
 )
+from torchebm.losses._base_contrastive_divergence import BaseContrastiveDivergence
+from torchebm.losses._base_score_matching import BaseScoreMatching
+from torchebm.losses._base_trainer import BaseTrainer, TrainerCallback
 from torchebm.losses._contrastive_divergence import (
     ContrastiveDivergence,
     ParallelTemperingCD,
@@ -42,6 +47,10 @@ from torchebm.losses._trainers import ContrastiveDivergenceTrainer
 __version__ = _version("torchebm-losses")
 
 __all__ = [
+    "BaseTrainer",
+    "TrainerCallback",
+    "BaseContrastiveDivergence",
+    "BaseScoreMatching",
     "ContrastiveDivergenceTrainer",
     "ContrastiveDivergence",
     "PersistentContrastiveDivergence",

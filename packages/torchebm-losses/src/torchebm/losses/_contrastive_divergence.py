@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core import BaseContrastiveDivergence, BaseModel
+from torchebm.core import BaseModel, expand_t_like_x
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -15,6 +15,7 @@ from torchebm.core.errors import (
     check_non_negative,
     check_positive,
 )
+from torchebm.losses._base_contrastive_divergence import BaseContrastiveDivergence
 from torchebm.losses._positional_089 import split_dtype
 
 __all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence", "ParallelTemperingCD"]
@@ -126,7 +127,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         ``options`` may override ``energy_reg_weight``, ``add_noise_to_real`` and
         ``noise_scale`` for this call (the deprecated per-call form).
         """
-        mk = model_kwargs or {}
+        conditioning = model_kwargs or {}
         reg = options.get("energy_reg_weight", self.energy_reg_weight)
         jitter = options.get("add_noise_to_real", self.add_noise_to_real)
         scale = options.get("noise_scale", self.noise_scale)
@@ -135,8 +136,8 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
             x_pos = x + scale * torch.randn(
                 x.shape, generator=generator, device=x.device, dtype=x.dtype
             )
-        e_pos = self._energy(x_pos, mk)
-        e_neg = self._energy(negatives.to(dtype=x.dtype), mk)
+        e_pos = self._energy(x_pos, conditioning)
+        e_neg = self._energy(negatives.to(dtype=x.dtype), conditioning)
         loss = e_pos.mean() - e_neg.mean()
         if reg > 0:
             loss = loss + reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
@@ -232,7 +233,7 @@ class _TemperedModel(BaseModel):
                 "ParallelTemperingCD: the sampler called the tempered model on a batch of "
                 f"{t.shape[0]} rows, expected {None if beta is None else beta.shape[0]}"
             )
-        return beta.to(device=t.device, dtype=t.dtype).reshape(t.shape[0], *([1] * (t.ndim - 1)))
+        return expand_t_like_x(beta.to(device=t.device, dtype=t.dtype), t)
 
     def forward(self, x: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
         e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
@@ -302,7 +303,6 @@ class ParallelTemperingCD(ContrastiveDivergence):
 
     tempered_chains: torch.Tensor | None
     swap_acceptance: torch.Tensor
-    _tempered: _TemperedModel
 
     def __init__(
         self,
@@ -365,7 +365,8 @@ class ParallelTemperingCD(ContrastiveDivergence):
         self.base_temperature = check_positive("base_temperature", base_temperature)
         self.register_buffer("tempered_chains", None)
         self.register_buffer("swap_acceptance", torch.zeros(len(temps) - 1), persistent=False)
-        self.__dict__["_tempered"] = _TemperedModel(self.model)
+        # held, not registered: it wraps self.model, which is registered already
+        self._tempered_holder = (_TemperedModel(self.model),)
         self._swap_parity = 0
 
     @property
@@ -457,7 +458,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
                 f"{tuple(chains.shape[2:])}"
             )
         n_rep, n = chains.shape[0], chains.shape[1]
-        tempered = self._tempered
+        tempered = self._tempered_holder[0]
         beta = self.inverse_temperatures * self.base_temperature  # 1 / T_r
         tempered.beta = beta.to(device=chains.device, dtype=chains.dtype).repeat_interleave(n)
         flat = chains.reshape(n_rep * n, *chains.shape[2:])

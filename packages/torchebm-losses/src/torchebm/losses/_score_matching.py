@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core import BaseScoreMatching, warn_once
+from torchebm.core import warn_once
 from torchebm.core.errors import ConfigurationError, check_in, check_positive
+from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction
 
 __all__ = ["ScoreMatching", "SlicedScoreMatching", "DenoisingScoreMatching"]
@@ -167,8 +168,8 @@ class ScoreMatching(BaseScoreMatching):
         v = _probes("rademacher", (m * b, *x.shape[1:]), x, generator)
         xr = x.detach().repeat(m, *([1] * (x.ndim - 1)))
         both = torch.cat([xr + eps * v, xr - eps * v]).requires_grad_(True)
-        mk = _repeat_kwargs(model_kwargs, b, 2 * m)
-        g = self.energy_gradient(both, mk)
+        conditioning = _repeat_kwargs(model_kwargs, b, 2 * m)
+        g = self.energy_gradient(both, conditioning)
         gp, gm = g[: m * b], g[m * b :]
         quad = _flat(v * (gp - gm)).sum(1) / (2 * eps)
         return quad.reshape(m, b).mean(0)
@@ -294,9 +295,9 @@ class SlicedScoreMatching(BaseScoreMatching):
         """Sliced objective averaged over the batch and the projections."""
         b, m = x.shape[0], self.n_projections
         xr = x.detach().repeat(m, *([1] * (x.ndim - 1))).requires_grad_(True)
-        mk = _repeat_kwargs(model_kwargs, b, m)
+        conditioning = _repeat_kwargs(model_kwargs, b, m)
         v = _probes(self.projection_type, tuple(xr.shape), xr, generator)
-        g = self.energy_gradient(xr, mk)
+        g = self.energy_gradient(xr, conditioning)
         vg = _flat(v * g).sum(1)
         hv = _grad_or_zeros(vg, xr)
         vhv = _flat(v * hv).sum(1)

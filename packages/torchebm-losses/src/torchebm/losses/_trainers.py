@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core import BaseTrainer
 from torchebm.core.distributed import unwrap_model
 from torchebm.core.errors import check_positive
+from torchebm.losses._base_trainer import BaseTrainer
 from torchebm.losses._contrastive_divergence import ContrastiveDivergence
 
 __all__ = ["ContrastiveDivergenceTrainer"]

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseModel, TorchEBMModule
-from torchebm.core._module import _global_hooks_set, _no_local_hooks, _plain_call
 from torchebm.core.errors import ShapeError, check_int
 
 __all__ = ["MLPEnergy", "MLPVelocity", "fourier_time_features"]
@@ -72,23 +71,15 @@ def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: Any) ->
     return nn.Sequential(*layers)
 
 
-def _run_sequential(net: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
-    """``net(h)``, calling each layer's ``forward`` directly when nothing is registered.
+def _plain_linear(m: Any) -> bool:
+    """An ``nn.Linear`` whose weight and bias are plain tensors.
 
-    ``nn.Module.__call__`` costs a few microseconds per layer (hook bookkeeping), as much
-    as a small layer on a small batch; with no hook (module or global) and no
-    ``module.compile()`` anywhere the direct calls compute the same thing. Anything
-    registered takes the ordinary path so that it runs.
+    A tensor subclass (FSDP2's sharded ``DTensor``, a quantised weight, ...) is read through
+    the module call instead: its forward hooks (FSDP's unshard) run on the autograd path.
     """
-    layers = net._modules.values()
-    if _global_hooks_set() or not _no_local_hooks(net):
-        return net(h)
-    for m in layers:
-        if not _no_local_hooks(m):  # type: ignore[arg-type]
-            return net(h)
-    for m in layers:
-        h = m.forward(h)  # type: ignore[union-attr]
-    return h
+    if type(m) is not nn.Linear:
+        return False
+    return all(type(p) in (torch.Tensor, nn.Parameter) for p in (m.weight, m.bias) if p is not None)
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -187,6 +178,9 @@ class MLPEnergy(BaseModel):
         torch.Size([16, 2])
     """
 
+    #: `gradient` uses the explicit backward pass (closed form, no autograd) when it applies
+    explicit_gradient: bool = True
+
     def __init__(
         self,
         input_dim: int = 2,
@@ -205,7 +199,7 @@ class MLPEnergy(BaseModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Energies ``(B,)`` of ``x`` ``(B, input_dim)``."""
         flat = _flatten_input(x, self.input_dim, type(self).__name__)
-        return _run_sequential(self.net, flat).squeeze(-1)
+        return self.net(flat).squeeze(-1)
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         r""":math:`\nabla_x E(x)` by an explicit backward pass through the layers.
@@ -217,8 +211,12 @@ class MLPEnergy(BaseModel):
         to the input, each activation derivative one fused ATen kernel. For a 2-64-64-1
         SiLU network that is 7 kernels instead of autograd's forward, graph and engine.
         Anything the explicit pass does not cover takes :meth:`BaseModel.gradient`:
-        conditioning, an activation outside the built-in list or in place, hooks or a
-        compiled call, mixed precision, half-precision inputs, inputs on another device.
+        conditioning, an activation outside the built-in list or in place, mixed
+        precision, half-precision inputs, inputs on another device, or
+        ``explicit_gradient = False``. The explicit pass reads the weights and does not
+        call ``forward``, so forward hooks and ``compile()`` of the model or its layers do
+        not run in it; set ``model.explicit_gradient = False`` to differentiate through
+        the (hooked or compiled) forward instead.
         """
         layers = self._explicit_layers(x, model_kwargs)
         if layers is None:
@@ -244,7 +242,12 @@ class MLPEnergy(BaseModel):
     def _explicit_layers(self, x: Any, model_kwargs: dict | None):
         """``[(Linear, (activation, backward)), ..., (last Linear, None)]`` when the explicit
         gradient applies to this call, else ``None``."""
-        if model_kwargs or not isinstance(x, torch.Tensor) or self.use_mixed_precision:
+        if (
+            not self.explicit_gradient
+            or model_kwargs
+            or not isinstance(x, torch.Tensor)
+            or self.use_mixed_precision
+        ):
             return None
         mods = list(self.net._modules.values())
         if len(mods) < 3 or len(mods) % 2 == 0:
@@ -256,23 +259,17 @@ class MLPEnergy(BaseModel):
             or x.dtype not in (torch.float32, torch.float64)
             or x.device != w.device
             or x.ndim == 0
-            or not (_plain_call(self) and _plain_call(self.net))
         ):
             return None
         layers: list[Any] = []
         for i in range(0, len(mods) - 1, 2):
             lin, act = mods[i], mods[i + 1]
             back = _activation_backward(act)  # type: ignore[arg-type]
-            if (
-                type(lin) is not nn.Linear
-                or back is None
-                or getattr(act, "inplace", False)
-                or not (_plain_call(lin) and _plain_call(act))  # type: ignore[arg-type]
-            ):
+            if not _plain_linear(lin) or back is None or getattr(act, "inplace", False):
                 return None
             layers.append((lin, (act, back)))
         last = mods[-1]
-        if type(last) is not nn.Linear or last.out_features != 1 or not _plain_call(last):
+        if not _plain_linear(last) or last.out_features != 1:  # type: ignore[union-attr]
             return None
         layers.append((last, None))
         return layers
@@ -334,6 +331,7 @@ class MLPVelocity(TorchEBMModule):
         t_dim = 1 + 2 * self.n_time_frequencies if self.time_conditioned else 0
         self.net = _mlp(self.input_dim + t_dim, self.hidden_dims, self.input_dim, activation)
         self.net.to(device=self._torchebm_probe.device, dtype=dtype)
+        self._freqs: torch.Tensor | None = None
 
     def _times(self, t: Any, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
@@ -366,11 +364,11 @@ class MLPVelocity(TorchEBMModule):
             else:
                 a = tc * self._frequencies(tc)
                 flat = torch.cat([flat, tc, torch.sin(a), torch.cos(a)], dim=1)
-        out = _run_sequential(self.net, flat)
+        out = self.net(flat)
         return out if out.shape == x.shape else out.reshape(x.shape)
 
     def _frequencies(self, like: torch.Tensor) -> torch.Tensor:
-        freqs = self.__dict__.get("_freqs")
+        freqs = self._freqs
         if (
             freqs is None
             or freqs.device != like.device
@@ -378,5 +376,5 @@ class MLPVelocity(TorchEBMModule):
             or (freqs.is_inference() and not torch.is_inference_mode_enabled())
         ):
             freqs = _frequencies(self.n_time_frequencies, like)
-            self.__dict__["_freqs"] = freqs
+            self._freqs = freqs  # a plain tensor attribute: a cache, not a buffer
         return freqs

@@ -116,7 +116,7 @@ class DemoSpec:
 
 # --------------------------------------------------------------------------- helpers
 def _train(
-    ctx: DemoContext,
+    demo: DemoContext,
     module: torch.nn.Module,
     loss_fn: Callable[[], torch.Tensor],
     lr: float,
@@ -124,17 +124,17 @@ def _train(
     cosine: bool = False,
     clip: float | None = None,
 ) -> list[float]:
-    """``ctx.steps`` Adam updates of ``module`` on ``loss_fn()`` (a fresh batch per call).
+    """``demo.steps`` Adam updates of ``module`` on ``loss_fn()`` (a fresh batch per call).
 
     ``cosine`` anneals the learning rate to 0 over the run; ``clip`` bounds the gradient norm.
     Returns the loss of every step.
     """
     params = list(module.parameters())
     opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, ctx.steps) if cosine else None
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, demo.steps) if cosine else None
     losses: list[float] = []
-    with ctx.progress(ctx.steps, "train") as bar:
-        for _ in range(ctx.steps):
+    with demo.progress(demo.steps, "train") as bar:
+        for _ in range(demo.steps):
             loss = loss_fn()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -149,7 +149,7 @@ def _train(
 
 
 def _mcmc_in_chunks(
-    ctx: DemoContext, sampler: Any, x: torch.Tensor, n_steps: int, desc: str, **kw: Any
+    demo: DemoContext, sampler: Any, x: torch.Tensor, n_steps: int, desc: str, **kw: Any
 ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, list[torch.Tensor]]]:
     """Run a Markov chain sampler in ~20 chunks to show progress.
 
@@ -159,7 +159,7 @@ def _mcmc_in_chunks(
     chunk = max(1, math.ceil(n_steps / 20))
     traj: list[torch.Tensor] = []
     diags: dict[str, list[torch.Tensor]] = {}
-    with ctx.progress(n_steps, desc) as bar:
+    with demo.progress(n_steps, desc) as bar:
         done = 0
         while done < n_steps:
             n = min(chunk, n_steps - done)
@@ -169,7 +169,7 @@ def _mcmc_in_chunks(
                 return_trajectory=True,
                 return_diagnostics=True,
                 reset_schedulers=done == 0,
-                generator=ctx.generator,
+                generator=demo.generator,
                 **kw,
             )
             traj.append(out[:, :: max(1, n // 5)])
@@ -182,7 +182,7 @@ def _mcmc_in_chunks(
 
 
 # --------------------------------------------------------------------------- demos
-def demo_eqm(ctx: DemoContext) -> DemoOutput:
+def demo_eqm(demo: DemoContext) -> DemoOutput:
     """Equilibrium Matching: learn an energy whose gradient points from data to noise.
 
     A time-invariant MLP field :math:`f(x)` is trained with ``EquilibriumMatchingLoss``
@@ -193,20 +193,20 @@ def demo_eqm(ctx: DemoContext) -> DemoOutput:
     from torchebm.models import EqMEnergy, MLPVelocity
     from torchebm.samplers import GradientDescentSampler
 
-    field_net = MLPVelocity(2, (128, 128), time_conditioned=False).to(ctx.device)
+    field_net = MLPVelocity(2, (128, 128), time_conditioned=False).to(demo.device)
     loss_fn = EquilibriumMatchingLoss(field_net, energy_type="dot")
     # the EqM target holds the noise draw: large batches keep the gradient quiet
     losses = _train(
-        ctx,
+        demo,
         field_net,
-        lambda: loss_fn(ctx.batch(1024), generator=ctx.generator),
+        lambda: loss_fn(demo.batch(1024), generator=demo.generator),
         2e-3,
         cosine=True,
     )
     energy = EqMEnergy(field_net, "dot")
     sampler = GradientDescentSampler(energy, step_size=0.01)
-    x0 = ctx.noise(ctx.n_samples)
-    samples, traj, _ = _mcmc_in_chunks(ctx, sampler, x0, 300, "sample")
+    x0 = demo.noise(demo.n_samples)
+    samples, traj, _ = _mcmc_in_chunks(demo, sampler, x0, 300, "sample")
     return DemoOutput(
         samples=samples,
         init=x0,
@@ -235,16 +235,16 @@ CD_SETTINGS: dict[str, Any] = {
 }
 
 
-def demo_cd(ctx: DemoContext) -> DemoOutput:
+def demo_cd(demo: DemoContext) -> DemoOutput:
     """Persistent contrastive divergence with Langevin negatives on an MLP energy."""
     from torchebm.losses import ContrastiveDivergence
     from torchebm.models import MLPEnergy
     from torchebm.samplers import LangevinDynamics
 
     cfg = CD_SETTINGS
-    radius = float(ctx.train.abs().max())
+    radius = float(demo.train.abs().max())
     box = cfg["clamp_scale"] * radius
-    model = MLPEnergy(2, (64, 64)).to(ctx.device)
+    model = MLPEnergy(2, (64, 64)).to(demo.device)
     # chains are kept in a box around the data; restarts from wide noise explore it all
     sampler = LangevinDynamics(
         model, step_size=cfg["step_size"], noise_scale=1.0, clamp=(-box, box)
@@ -261,15 +261,15 @@ def demo_cd(ctx: DemoContext) -> DemoOutput:
         energy_reg_weight=cfg["energy_reg_weight"],
     )
     losses = _train(
-        ctx,
+        demo,
         model,
-        lambda: loss_fn(ctx.batch(256), generator=ctx.generator)[0],
+        lambda: loss_fn(demo.batch(256), generator=demo.generator)[0],
         cfg["lr"],
         clip=1.0,
     )
-    scale = float(ctx.train.std())
-    x0 = ctx.noise(ctx.n_samples, scale)
-    samples, _, _ = _mcmc_in_chunks(ctx, sampler, x0, 1000, "sample")
+    scale = float(demo.train.std())
+    x0 = demo.noise(demo.n_samples, scale)
+    samples, _, _ = _mcmc_in_chunks(demo, sampler, x0, 1000, "sample")
     return DemoOutput(
         samples=samples,
         init=x0,
@@ -286,19 +286,19 @@ def demo_cd(ctx: DemoContext) -> DemoOutput:
     )
 
 
-def demo_hmc(ctx: DemoContext) -> DemoOutput:
+def demo_hmc(demo: DemoContext) -> DemoOutput:
     """Denoising score matching trains an MLP energy; Hamiltonian Monte Carlo samples it."""
     from torchebm.losses import DenoisingScoreMatching
     from torchebm.models import MLPEnergy
     from torchebm.samplers import HamiltonianMonteCarlo
 
-    model = MLPEnergy(2, (64, 64)).to(ctx.device)
+    model = MLPEnergy(2, (64, 64)).to(demo.device)
     loss_fn = DenoisingScoreMatching(model, noise_scale=0.1)
-    losses = _train(ctx, model, lambda: loss_fn(ctx.batch(256), generator=ctx.generator), 2e-3)
+    losses = _train(demo, model, lambda: loss_fn(demo.batch(256), generator=demo.generator), 2e-3)
     sampler = HamiltonianMonteCarlo(model, step_size=0.05, n_leapfrog_steps=10)
-    scale = float(ctx.train.std())
-    x0 = ctx.noise(ctx.n_samples, 2 * scale)
-    samples, traj, diags = _mcmc_in_chunks(ctx, sampler, x0, 200, "sample")
+    scale = float(demo.train.std())
+    x0 = demo.noise(demo.n_samples, 2 * scale)
+    samples, traj, diags = _mcmc_in_chunks(demo, sampler, x0, 200, "sample")
     acc = float(torch.cat(diags["acceptance_rate"]).mean())
     return DemoOutput(
         samples=samples,
@@ -316,33 +316,33 @@ def demo_hmc(ctx: DemoContext) -> DemoOutput:
     )
 
 
-def demo_flow(ctx: DemoContext) -> DemoOutput:
+def demo_flow(demo: DemoContext) -> DemoOutput:
     """Conditional flow matching (linear interpolant), sampled with ``FlowSampler`` (ODE)."""
     from torchebm.interpolants import LinearInterpolant
     from torchebm.models import MLPVelocity
     from torchebm.samplers import FlowSampler
 
-    field_net = MLPVelocity(2, (128, 128)).to(ctx.device)
+    field_net = MLPVelocity(2, (128, 128)).to(demo.device)
     interpolant = LinearInterpolant()
 
     def flow_matching_loss() -> torch.Tensor:
-        x1 = ctx.batch(256)
-        x0 = torch.randn(x1.shape, generator=ctx.generator, device=x1.device, dtype=x1.dtype)
-        t = torch.rand(x1.shape[0], generator=ctx.generator, device=x1.device, dtype=x1.dtype)
+        x1 = demo.batch(256)
+        x0 = torch.randn(x1.shape, generator=demo.generator, device=x1.device, dtype=x1.dtype)
+        t = torch.rand(x1.shape[0], generator=demo.generator, device=x1.device, dtype=x1.dtype)
         xt, ut = interpolant.interpolate(x0, x1, t)
         return (field_net(xt, t) - ut).pow(2).sum(-1).mean()
 
-    losses = _train(ctx, field_net, flow_matching_loss, 5e-3, cosine=True)
+    losses = _train(demo, field_net, flow_matching_loss, 5e-3, cosine=True)
     sampler = FlowSampler(field_net, interpolant=interpolant, integrator="heun")
-    x0 = ctx.noise(ctx.n_samples)
-    with ctx.progress(2, "sample") as bar:
+    x0 = demo.noise(demo.n_samples)
+    with demo.progress(2, "sample") as bar:
         traj = cast(
             torch.Tensor,
-            sampler.sample(x=x0, n_steps=50, return_trajectory=True, generator=ctx.generator),
+            sampler.sample(x=x0, n_steps=50, return_trajectory=True, generator=demo.generator),
         )
         bar.update()
         many = cast(
-            torch.Tensor, sampler.sample(x=ctx.noise(20000), n_steps=50, generator=ctx.generator)
+            torch.Tensor, sampler.sample(x=demo.noise(20000), n_steps=50, generator=demo.generator)
         )
         bar.update()
     samples = traj[:, -1]
@@ -573,8 +573,8 @@ def run_demo(
     train = _make_data(dataset, 20000, data_gen).to(dev)
     test = _make_data(dataset, n_samples, data_gen)
     ref = _make_data(dataset, n_samples, data_gen)
-    ctx = DemoContext(train, test.to(dev), steps, n_samples, dev, gen, progress, log)
-    result = spec.run(ctx)
+    demo = DemoContext(train, test.to(dev), steps, n_samples, dev, gen, progress, log)
+    result = spec.run(demo)
     samples = result.samples.detach().to("cpu", torch.float32)
     n_bad = int((~torch.isfinite(samples)).any(dim=1).sum())
     if n_bad:

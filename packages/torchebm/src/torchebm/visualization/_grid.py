@@ -115,11 +115,11 @@ def energy_grid(
     X, Y = np.meshgrid(xs, ys)
     device, dtype = model_placement(model)
     pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], axis=1), dtype=dtype, device=device)
-    mk = model_kwargs or {}
+    conditioning = model_kwargs or {}
     chunks = []
     for start in range(0, pts.shape[0], batch_size):
         chunk = pts[start : start + batch_size]
-        e = model(chunk, **mk)
+        e = model(chunk, **conditioning)
         if not isinstance(e, torch.Tensor) or e.shape != (chunk.shape[0],):
             shape = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
             raise ShapeError(
@@ -166,12 +166,12 @@ def vector_field_grid(
     X, Y = np.meshgrid(xs, ys)
     device, dtype = model_placement(field)
     pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], axis=1), dtype=dtype, device=device)
-    mk = model_kwargs or {}
+    conditioning = model_kwargs or {}
     if t is None:
-        out = field(pts, **mk)
+        out = field(pts, **conditioning)
     else:
         tt = torch.full((pts.shape[0],), float(t), dtype=dtype, device=device)
-        out = field(pts, tt, **mk)
+        out = field(pts, tt, **conditioning)
     if isinstance(out, (tuple, list)):
         out = out[0]
     if not isinstance(out, torch.Tensor) or out.shape != pts.shape:

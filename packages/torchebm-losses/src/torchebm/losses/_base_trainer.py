@@ -6,6 +6,10 @@ callbacks, checkpoints); a subclass customises one step by overriding
 :meth:`BaseTrainer.compute_loss`. It never imports a concrete loss: any callable
 ``loss_fn(x, [model_kwargs=...], [generator=...])`` returning a scalar tensor, a
 ``(loss, ...)`` tuple or a dict with a ``"loss"`` entry works.
+
+It lives in ``torchebm-losses`` (the public home of every training objective; only the
+losses subclass it) and is exported as ``torchebm.losses.BaseTrainer``;
+``from torchebm.core import BaseTrainer`` keeps working through core's lazy export.
 """
 
 from __future__ import annotations
@@ -72,6 +76,59 @@ def _accepts(fn: Callable, name: str) -> bool:
     except (TypeError, ValueError):  # pragma: no cover - builtins
         return False
     return name in params
+
+
+def _check_arguments(
+    model: Any,
+    optimizer: Any,
+    loss_fn: Any,
+    *,
+    dtype: Any,
+    amp_dtype: Any,
+    max_grad_norm: Any,
+    callbacks: Any,
+    generator: Any,
+    seed: Any,
+    lr_scheduler: Any,
+    unshard_during_step: Any,
+    sync_gradients: Any,
+) -> None:
+    """The type and range checks of `BaseTrainer.__init__` (errors name the argument)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+    if amp_dtype not in (torch.float16, torch.bfloat16):
+        raise ConfigurationError(
+            f"amp_dtype must be torch.float16 or torch.bfloat16, got {amp_dtype!r}"
+        )
+    if max_grad_norm is not None:
+        if isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, numbers.Real):
+            raise TypeError(f"max_grad_norm must be a positive number, got {max_grad_norm!r}")
+        if not (math.isfinite(max_grad_norm) and float(max_grad_norm) > 0):
+            raise ConfigurationError(
+                f"max_grad_norm must be positive and finite, got {max_grad_norm!r}"
+            )
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list, got {type(callbacks).__name__}")
+    if generator is not None and seed is not None:
+        raise ConfigurationError("pass either generator or seed, not both")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if lr_scheduler is not None and not hasattr(lr_scheduler, "step"):
+        raise TypeError(
+            f"lr_scheduler must be a torch.optim.lr_scheduler, got {type(lr_scheduler).__name__}"
+        )
+    if unshard_during_step is not None and not isinstance(unshard_during_step, bool):
+        raise TypeError(f"unshard_during_step must be a bool or None, got {unshard_during_step!r}")
+    if sync_gradients is not None and not isinstance(sync_gradients, bool):
+        raise TypeError(f"sync_gradients must be a bool or None, got {sync_gradients!r}")
 
 
 class BaseTrainer:
@@ -172,48 +229,22 @@ class BaseTrainer:
         nan_policy: str = "raise",
         unshard_during_step: bool | None = None,
     ):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-            )
-        if not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        _check_arguments(
+            model,
+            optimizer,
+            loss_fn,
+            dtype=dtype,
+            amp_dtype=amp_dtype,
+            max_grad_norm=max_grad_norm,
+            callbacks=callbacks,
+            generator=generator,
+            seed=seed,
+            lr_scheduler=lr_scheduler,
+            unshard_during_step=unshard_during_step,
+            sync_gradients=sync_gradients,
+        )
         self.grad_accum_steps = check_int("grad_accum_steps", grad_accum_steps, minimum=1)
-        if dtype is not None and (
-            not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
-        ):
-            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
-        if amp_dtype not in (torch.float16, torch.bfloat16):
-            raise ConfigurationError(
-                f"amp_dtype must be torch.float16 or torch.bfloat16, got {amp_dtype!r}"
-            )
-        if max_grad_norm is not None:
-            if isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, numbers.Real):
-                raise TypeError(f"max_grad_norm must be a positive number, got {max_grad_norm!r}")
-            if not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
-                raise ConfigurationError(
-                    f"max_grad_norm must be positive and finite, got {max_grad_norm!r}"
-                )
-        if callbacks is None:
-            callbacks = []
-        if not isinstance(callbacks, (list, tuple)):
-            raise TypeError(f"callbacks must be a list, got {type(callbacks).__name__}")
-        if generator is not None and seed is not None:
-            raise ConfigurationError("pass either generator or seed, not both")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        if lr_scheduler is not None and not hasattr(lr_scheduler, "step"):
-            raise TypeError(
-                f"lr_scheduler must be a torch.optim.lr_scheduler, got {type(lr_scheduler).__name__}"
-            )
-        if unshard_during_step is not None and not isinstance(unshard_during_step, bool):
-            raise TypeError(
-                f"unshard_during_step must be a bool or None, got {unshard_during_step!r}"
-            )
-        if sync_gradients is not None and not isinstance(sync_gradients, bool):
-            raise TypeError(f"sync_gradients must be a bool or None, got {sync_gradients!r}")
+        callbacks = [] if callbacks is None else callbacks
 
         self.model = model
         self.optimizer = optimizer
@@ -231,27 +262,7 @@ class BaseTrainer:
                 cast(Any, loss_fn).to(**kw)
         self.device = self._resolve_device(device)
 
-        self._is_ddp = isinstance(model, nn.parallel.DistributedDataParallel)
-        self._is_fsdp = bool(_d._fsdp_modules(_d.unwrap_model(model), recurse=False))
-        self._check_wrapping()
-        world = _d.get_world_size()
-        if sync_gradients is None:
-            sync_gradients = world > 1 and not (self._is_ddp or self._is_fsdp)
-        if sync_gradients and (self._is_ddp or self._is_fsdp):
-            raise ConfigurationError(
-                "sync_gradients=True is for plain models; DDP and FSDP models already "
-                "synchronise gradients"
-            )
-        self.sync_gradients = bool(sync_gradients) and world > 1
-        if unshard_during_step is None:
-            from torchebm.core._base_loss import BaseScoreMatching
-
-            unshard_during_step = isinstance(loss_fn, BaseScoreMatching)
-        self.unshard_during_step = bool(unshard_during_step) and self._is_fsdp
-        if self.sync_gradients:
-            with torch.no_grad():
-                for t in list(model.parameters()) + list(model.buffers()):
-                    _d.broadcast_tensor(t, src=0)
+        self._setup_distribution(model, loss_fn, sync_gradients, unshard_during_step)
 
         if seed is not None:
             generator = _d.rank_generator(seed, self.device)
@@ -286,6 +297,32 @@ class BaseTrainer:
         self.history: dict[str, list] = {"train": [], "val": []}
 
     # ------------------------------------------------------------------ setup helpers
+    def _setup_distribution(
+        self, model: nn.Module, loss_fn: Any, sync_gradients: Any, unshard_during_step: Any
+    ) -> None:
+        """Detect DDP/FSDP, decide gradient all-reduce and unsharding, broadcast rank 0's weights."""
+        self._is_ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+        self._is_fsdp = bool(_d._fsdp_modules(_d.unwrap_model(model), recurse=False))
+        self._check_wrapping()
+        world = _d.get_world_size()
+        if sync_gradients is None:
+            sync_gradients = world > 1 and not (self._is_ddp or self._is_fsdp)
+        if sync_gradients and (self._is_ddp or self._is_fsdp):
+            raise ConfigurationError(
+                "sync_gradients=True is for plain models; DDP and FSDP models already "
+                "synchronise gradients"
+            )
+        self.sync_gradients = bool(sync_gradients) and world > 1
+        if unshard_during_step is None:
+            from torchebm.losses._base_score_matching import BaseScoreMatching
+
+            unshard_during_step = isinstance(loss_fn, BaseScoreMatching)
+        self.unshard_during_step = bool(unshard_during_step) and self._is_fsdp
+        if self.sync_gradients:
+            with torch.no_grad():
+                for t in list(model.parameters()) + list(model.buffers()):
+                    _d.broadcast_tensor(t, src=0)
+
     def _resolve_device(self, device: Any) -> torch.device:
         if device is not None:
             return torch.device(device)
@@ -298,7 +335,7 @@ class BaseTrainer:
     def _check_wrapping(self) -> None:
         if not self._is_ddp or not isinstance(self.loss_fn, nn.Module):
             return
-        from torchebm.core._base_loss import BaseScoreMatching
+        from torchebm.losses._base_score_matching import BaseScoreMatching
 
         if isinstance(self.loss_fn, BaseScoreMatching):
             raise ConfigurationError(

@@ -1,0 +1,768 @@
+r"""The Runge-Kutta driver: any Butcher tableau, fixed-grid or adaptive, ODE or Ito SDE.
+
+* `BaseRungeKuttaIntegrator` runs any explicit or diagonally implicit Runge-Kutta
+  method given by a Butcher tableau (class-level tuples `tableau_a`, `tableau_b`,
+  `tableau_c`; optional embedded `error_weights` for adaptive step control).
+* `BaseSDERungeKuttaIntegrator` adds Ito noise $\sqrt{2D\,|h|}\,\xi$ after the
+  deterministic step (strong order 1/2 whatever the tableau).
+
+Time runs in either direction: a decreasing time grid (`t[0] > t[-1]`) integrates
+backwards with negative steps, evaluating the field at the correct (decreasing) times, for
+the fixed-step and the adaptive paths alike.
+
+This machinery moved here from `torchebm.core._base_integrator` (only the flows
+integrators and the samplers built on them use it); `from torchebm.core import
+BaseRungeKuttaIntegrator` keeps working through core's lazy export.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from torchebm.core import BaseIntegrator
+from torchebm.core._base_integrator import (
+    _expand_like,
+    _fits,
+    _get_x,
+    _prep_step,
+    _require_callable,
+    _rms_norm,
+)
+from torchebm.core.errors import ConfigurationError, check_int, check_positive
+
+__all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrate_time_grid"]
+
+Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class _Evaluations:
+    """Vector-field evaluations of the current call: a plain counter object, so that the
+    hot loop increments an int instead of going through ``nn.Module.__setattr__``."""
+
+    count: int = 0
+
+
+def _combine(x: torch.Tensor, h, coeffs: Sequence[float], ks: Sequence[torch.Tensor]):
+    r"""``x + h * sum_j coeffs[j] * ks[j]`` skipping zero coefficients (``x`` itself if none)."""
+    terms = [(c, k) for c, k in zip(coeffs, ks) if c != 0.0]
+    if not terms:
+        return x
+    c0, k0 = terms[0]
+    if isinstance(h, float):
+        out = torch.add(x, k0, alpha=h * c0)
+        for c, k in terms[1:]:
+            out = _iadd(out, k, h * c)
+        return out
+    if len(terms) == 1:
+        return torch.addcmul(x, k0, h, value=c0)
+    acc = k0 * c0
+    for c, k in terms[1:]:
+        acc.add_(k, alpha=c)
+    return torch.addcmul(x, acc, h)
+
+
+def _stage_time(t: torch.Tensor, dt) -> torch.Tensor:
+    """``t + dt``; computed once and expanded when ``t`` is a batch-uniform (expanded) time."""
+    if (
+        t.ndim == 1
+        and t.shape[0] > 0
+        and t.stride(0) == 0
+        and not (isinstance(dt, torch.Tensor) and dt.ndim > 0)
+    ):
+        return (t[:1] + dt).expand(t.shape[0])
+    return t + dt
+
+
+def _iadd(dst: torch.Tensor, src: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``dst + alpha * src``, in place when ``dst`` is a fresh tensor outside autograd."""
+    if dst.requires_grad or not _fits(src.shape, dst.shape):
+        return torch.add(dst, src, alpha=alpha)
+    return dst.add_(src, alpha=alpha)
+
+
+def _check_grid(t: Any, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        try:
+            t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"t must be a 1D tensor of times, got {type(t).__name__}") from exc
+    if t.ndim != 1 or t.shape[0] < 2:
+        raise ConfigurationError(
+            f"t must be a 1D tensor with length >= 2, got shape {tuple(t.shape)}"
+        )
+    return t.to(device=x.device, dtype=x.dtype)
+
+
+def _run_grid(
+    x: torch.Tensor,
+    times: torch.Tensor,
+    dts: Sequence[Any] | torch.Tensor,
+    step_fn: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
+) -> torch.Tensor:
+    """The one fixed-step loop: ``x = step_fn(x, times[i].expand(B), dts[i])``."""
+    batch = x.shape[0]
+    for i in range(len(dts)):
+        x = step_fn(x, times[i].expand(batch), dts[i])
+    return x
+
+
+def _integrate_time_grid(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    step_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    r"""Loop ``x = step_fn(x, t_i, dt_i)`` over a 1-D time grid.
+
+    ``t_i`` is ``t[i]`` expanded to ``(B,)`` and ``dt_i = t[i+1] - t[i]`` a 0-d tensor
+    (negative on a decreasing grid). No host synchronisation happens in the loop.
+
+    Args:
+        x: State of shape ``(B, *event_shape)``.
+        t: Time grid of shape ``(N,)``, ``N >= 2``, increasing or decreasing.
+        step_fn: One step ``(x, t_i, dt_i) -> x``.
+
+    Returns:
+        The state after ``N - 1`` steps.
+
+    Raises:
+        ValueError: ``t`` is not 1-D or has fewer than two points.
+
+    Example:
+        >>> x = _integrate_time_grid(torch.ones(2, 1), torch.linspace(0, 1, 11),
+        ...                          lambda x, t, dt: x + dt * x)
+    """
+    if not isinstance(t, torch.Tensor) or t.ndim != 1:
+        raise ConfigurationError(
+            f"t must be a 1D tensor, got {tuple(t.shape) if isinstance(t, torch.Tensor) else t!r}"
+        )
+    if t.shape[0] < 2:
+        raise ConfigurationError(f"t must have length >= 2, got {t.shape[0]}")
+    t = t.to(device=x.device, dtype=x.dtype)
+    return _run_grid(x, t, t.diff(), step_fn)
+
+
+class BaseRungeKuttaIntegrator(BaseIntegrator):
+    r"""Generic Runge-Kutta integrator driven by a Butcher tableau.
+
+    A subclass sets class attributes ``tableau_a`` (row ``i`` lists
+    :math:`a_{i0}, \dots, a_{i,i-1}` and optionally a diagonal :math:`a_{ii}`, which makes
+    that stage implicit), ``tableau_b``, ``tableau_c``, and, for adaptive methods,
+    ``error_weights`` :math:`e = b - \hat b` (one extra entry multiplies the FSAL stage
+    :math:`f(y_{n+1}, t+h)`), ``order`` (the step-size control exponent is
+    :math:`-1/\text{order}`) and ``fsal``.
+
+    Stage :math:`i`: :math:`k_i = f(x + h\sum_{j<i} a_{ij}k_j,\; t + c_i h)`; an implicit
+    stage solves :math:`k_i = f(\text{base} + h a_{ii} k_i, t_i)` by Picard iteration
+    (``solver_max_iter`` evaluations; early exit every ``solver_check_every`` iterations once
+    the RMS change of the stage state is below ``solver_tol``). Update
+    :math:`x_{n+1} = x_n + h\sum_i b_i k_i`.
+
+    Adaptive path (when ``error_weights`` is defined): embedded error
+    :math:`\mathrm{err} = h\sum_i e_i k_i`, scale :math:`\mathrm{atol} + \mathrm{rtol}\max(|x|,|y|)`,
+    ``ratio = norm(err / scale)`` (default RMS over every element of the batch: one step
+    size for the batch, one host sync per attempted step); accept if ``ratio <= 1``;
+    new :math:`|h| = \min(|h|\,\mathrm{clip}(\mathrm{safety}\cdot\mathrm{ratio}^{-1/\mathrm{order}},
+    \mathrm{min\_factor}, \mathrm{max\_factor}), \mathrm{max\_step\_size})`.
+    ``max_steps`` bounds the number of *attempted* steps (accepted plus rejected).
+
+    Args:
+        device: Probe device.
+        dtype: Probe dtype.
+        atol: Absolute tolerance of the adaptive path.
+        rtol: Relative tolerance of the adaptive path.
+        max_steps: Maximum number of attempted adaptive steps; exceeding raises ``RuntimeError``.
+        safety: Safety factor of the step-size controller.
+        min_factor: Smallest step shrink factor.
+        max_factor: Largest step growth factor.
+        max_step_size: Upper bound on ``|h|`` in the adaptive path.
+        norm: Error norm ``norm(z) -> scalar`` (default: RMS over all elements).
+        solver_max_iter: Picard evaluations per implicit stage (>= 1).
+        solver_tol: Early-exit tolerance of the Picard iteration.
+        solver_check_every: Check convergence every this many iterations (0 = never).
+
+    Example:
+        >>> class Ralston(BaseRungeKuttaIntegrator):
+        ...     tableau_a = ((), (2 / 3,))
+        ...     tableau_b = (1 / 4, 3 / 4)
+        ...     tableau_c = (0.0, 2 / 3)
+        >>> out = Ralston().integrate({"x": torch.ones(4, 2)}, 0.1, 10, drift=lambda x, t: -x)
+
+    References:
+        Hairer, Norsett, Wanner, "Solving Ordinary Differential Equations I", 1993 (II.4).
+    """
+
+    tableau_a: tuple[tuple[float, ...], ...] = ()
+    tableau_b: tuple[float, ...] = ()
+    tableau_c: tuple[float, ...] = ()
+    error_weights: tuple[float, ...] | None = None
+    order: int | None = None
+    fsal: bool = False
+
+    def __init__(
+        self,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        *,
+        atol: float = 1e-6,
+        rtol: float = 1e-3,
+        max_steps: int = 10_000,
+        safety: float = 0.9,
+        min_factor: float = 0.2,
+        max_factor: float = 10.0,
+        max_step_size: float = math.inf,
+        norm: Callable[[torch.Tensor], Any] | None = None,
+        solver_max_iter: int = 8,
+        solver_tol: float = 1e-6,
+        solver_check_every: int = 0,
+    ):
+        self._evaluations = _Evaluations()
+        super().__init__(device=device, dtype=dtype)
+        self.atol = _check_non_negative_float("atol", atol)
+        self.rtol = _check_non_negative_float("rtol", rtol)
+        if self.atol == 0.0 and self.rtol == 0.0:
+            raise ConfigurationError("atol and rtol must not both be 0")
+        self.max_steps = check_int("max_steps", max_steps, minimum=1)
+        self.safety = check_positive("safety", safety)
+        self.min_factor = check_positive("min_factor", min_factor)
+        self.max_factor = check_positive("max_factor", max_factor)
+        if self.min_factor > 1.0 or self.max_factor < 1.0:
+            raise ConfigurationError(
+                f"min_factor must be <= 1 <= max_factor, got min_factor={min_factor}, "
+                f"max_factor={max_factor}"
+            )
+        if isinstance(max_step_size, bool) or not isinstance(max_step_size, (int, float)):
+            raise TypeError(f"max_step_size must be a number, got {max_step_size!r}")
+        if not max_step_size > 0:
+            raise ConfigurationError(f"max_step_size must be positive, got {max_step_size}")
+        self.max_step_size = float(max_step_size)
+        if norm is not None and not callable(norm):
+            raise TypeError(f"norm must be callable, got {type(norm).__name__}")
+        self.norm = norm
+        self.solver_max_iter = check_int("solver_max_iter", solver_max_iter, minimum=1)
+        self.solver_tol = _check_non_negative_float("solver_tol", solver_tol)
+        self.solver_check_every = check_int("solver_check_every", solver_check_every, minimum=0)
+        self._validate_tableau()
+
+    # ------------------------------------------------------------------ tableau
+    @classmethod
+    def _validate_tableau(cls) -> None:
+        a, b, c = cls.tableau_a, cls.tableau_b, cls.tableau_c
+        s = len(b)
+        if s == 0 or len(a) != s or len(c) != s:
+            raise TypeError(
+                f"{cls.__name__} must define tableau_a/tableau_b/tableau_c with one entry per "
+                f"stage, got {len(a)}/{s}/{len(c)}"
+            )
+        for i, row in enumerate(a):
+            if len(row) not in (i, i + 1):
+                raise TypeError(
+                    f"{cls.__name__}.tableau_a row {i} must have {i} or {i + 1} entries"
+                )
+        e = cls.error_weights
+        if e is not None and len(e) not in (s, s + 1):
+            raise TypeError(f"{cls.__name__}.error_weights must have {s} or {s + 1} entries")
+        if e is not None and cls.order is None:
+            raise TypeError(f"{cls.__name__} defines error_weights but no order")
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the tableau has an embedded error estimate."""
+        return self.error_weights is not None
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.tableau_b)
+
+    @property
+    def nfe(self) -> int:  # type: ignore[override]
+        """Drift evaluations made by the last `step` or `integrate` call."""
+        return self._evaluations.count
+
+    @nfe.setter
+    def nfe(self, value: int) -> None:
+        self._evaluations.count = int(value)
+
+    # ------------------------------------------------------------------ core step
+    def _rk(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        h,
+        h_t,
+        drift: Drift,
+        k0: torch.Tensor | None = None,
+        stage_t: Sequence[torch.Tensor | None] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One RK step from ``(x, t)`` with step ``h``; returns ``(y, stages)``.
+
+        ``stage_t``: the stage times ``t + c_i h`` when the caller has them (the fixed-step
+        loop computes them for the whole grid at once); ``None`` computes them here.
+        """
+        ks: list[torch.Tensor] = []
+        nfe = 0
+        for i, (row, ci) in enumerate(zip(self.tableau_a, self.tableau_c)):
+            if i == 0 and k0 is not None:
+                ks.append(k0)
+                continue
+            base = _combine(x, h, row[:i], ks)
+            given = stage_t[i] if stage_t is not None else None
+            if ci == 0.0:
+                ti = t
+            elif given is not None:
+                ti = given
+            else:
+                ti = _stage_time(t, ci * h_t)
+            diag = row[i] if len(row) > i else 0.0
+            if diag == 0.0:
+                k = drift(base, ti)
+                nfe += 1
+            else:
+                k, used = self._picard(base, ti, h, diag, drift)
+                nfe += used
+            ks.append(k)
+        self._evaluations.count += nfe
+        return _combine(x, h, self.tableau_b, ks), ks
+
+    def _picard(self, base, ti, h, diag, drift):
+        """Solve ``k = f(base + h*diag*k, ti)`` by fixed-point iteration; returns ``(k, nfe)``."""
+        k = drift(base, ti)
+        used = 1
+        check = self.solver_check_every
+        for it in range(1, self.solver_max_iter):
+            k_new = drift(_combine(base, h, (diag,), (k,)), ti)
+            used += 1
+            if check > 0 and it % check == 0:
+                change = float(_rms_norm((k_new - k) * (h * diag)))
+                k = k_new
+                if change <= self.solver_tol:
+                    break
+            else:
+                k = k_new
+        return k, used
+
+    def _advance(self, x, t, h, h_t, drift, extra, stage_t=None) -> torch.Tensor:
+        """One fixed step (the SDE subclass adds noise here)."""
+        return self._rk(x, t, h, h_t, drift, stage_t=stage_t)[0]
+
+    # ------------------------------------------------------------------ public API
+    def step(
+        self,
+        state: dict,
+        step_size: Any,
+        *,
+        drift: Drift,
+        t: Any = None,
+    ) -> dict:
+        r"""One fixed RK step (also for adaptive methods).
+
+        Args:
+            state: ``{"x": Tensor (B, *event_shape)}``.
+            step_size: Python float (kept as float), 0-d tensor, or ``(B,)`` per-sample steps.
+            drift: ``drift(x, t) -> Tensor`` shaped like ``x``; ``t`` is ``(B,)``.
+            t: Current time: ``None`` (zeros), a number, or a ``(B,)`` tensor.
+
+        Returns:
+            ``{"x": Tensor}`` after the step.
+        """
+        x = _get_x(state)
+        drift = _require_callable("drift", drift, "drift(x, t)")
+        h, h_t = _prep_step(step_size, x)
+        tv = self._time_vector(t, x)
+        self._evaluations.count = 0
+        return {"x": self._advance(x, tv, h, h_t, drift, None)}
+
+    def integrate(
+        self,
+        state: dict,
+        step_size: Any = None,
+        n_steps: int | None = None,
+        *,
+        drift: Drift,
+        t: Any = None,
+        adaptive: bool | None = None,
+        inference_mode: bool = False,
+    ) -> dict:
+        r"""Integrate ``dx/dt = drift(x, t)`` over a time grid or ``n_steps`` steps.
+
+        Args:
+            state: ``{"x": Tensor (B, *event_shape)}``.
+            step_size: Step of the fixed path without a grid; initial step of the adaptive
+                path (``None`` with a grid: a step is chosen automatically).
+            n_steps: Number of fixed steps (without ``t``); with ``t`` it is only validated.
+            drift: Vector field ``drift(x, t)``.
+            t: 1-D time grid (length >= 2), increasing or decreasing. The fixed path takes one
+                step per interval; the adaptive path integrates from ``t[0]`` to ``t[-1]``.
+                Without it the grid is ``arange(n_steps + 1) * step_size``.
+            adaptive: ``None`` = adaptive iff the method has ``error_weights``.
+            inference_mode: Run under ``torch.inference_mode()``.
+
+        Returns:
+            ``{"x": Tensor}``: the state at the end of the interval.
+
+        Raises:
+            ValueError: missing drift, ``n_steps <= 0``, malformed ``t``, ``adaptive=True``
+                for a method without error estimate.
+            RuntimeError: the adaptive step budget ``max_steps`` is exhausted or the step
+                size underflows (e.g. non-finite drift).
+        """
+        if inference_mode:
+            with torch.inference_mode():
+                return self.integrate(
+                    state, step_size, n_steps, drift=drift, t=t, adaptive=adaptive
+                )
+        x = _get_x(state)
+        drift = _require_callable("drift", drift, "drift(x, t)")
+        use_adaptive = self._resolve_adaptive(adaptive)
+        self._evaluations.count = 0
+        times, dts = self._grid(x, step_size, n_steps, t, need_step=not use_adaptive)
+        if use_adaptive:
+            return {"x": self._adaptive(x, times, step_size, drift)}
+        return {"x": self._fixed(x, times, dts, drift, None)}
+
+    # ------------------------------------------------------------------ loops
+    def _resolve_adaptive(self, adaptive: bool | None) -> bool:
+        if adaptive is None:
+            return self.error_weights is not None
+        if adaptive and self.error_weights is None:
+            raise ConfigurationError(
+                f"adaptive=True requires an embedded error estimate; {type(self).__name__} has "
+                "no error_weights (use dopri5, dopri8, bosh3 or adaptive_heun)"
+            )
+        return bool(adaptive)
+
+    def _grid(self, x, step_size, n_steps, t, *, need_step: bool):
+        """Return ``(times, dts)``; ``dts`` is a list of floats when the grid is uniform."""
+        if n_steps is not None or t is None:
+            if n_steps is None:
+                raise ConfigurationError(
+                    "n_steps must be positive, got None (or pass a time grid t)"
+                )
+            if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps <= 0:
+                raise ConfigurationError(f"n_steps must be positive, got {n_steps!r}")
+        if t is not None:
+            times = _check_grid(t, x)
+            return times, times.diff()
+        if step_size is None:
+            raise ConfigurationError("step_size must be given when no time grid t is passed")
+        if isinstance(step_size, torch.Tensor):
+            if step_size.numel() != 1:
+                raise ConfigurationError(
+                    "integrate needs a scalar step_size (or a time grid t), got shape "
+                    f"{tuple(step_size.shape)}"
+                )
+            ht = step_size.reshape(()).to(device=x.device, dtype=x.dtype)
+            times = torch.arange(n_steps + 1, device=x.device, dtype=x.dtype) * ht
+            return times, times.diff()
+        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)):
+            raise TypeError(f"step_size must be a number or a tensor, got {step_size!r}")
+        h = float(step_size)
+        if h == 0.0 or not math.isfinite(h):
+            raise ConfigurationError(f"step_size must be non-zero and finite, got {step_size!r}")
+        times = torch.arange(n_steps + 1, device=x.device, dtype=x.dtype) * h
+        return times, [h] * n_steps
+
+    def _fixed(self, x, times, dts, drift, extra) -> torch.Tensor:
+        """One step per grid interval; the stage times of the whole grid are computed first
+        (one vector operation per distinct ``c_i``, instead of one per stage per step)."""
+        advance = self._advance
+        n, batch = len(dts), x.shape[0]
+        if n == 0:
+            return x
+        starts = times[:-1]
+        if isinstance(dts, torch.Tensor):
+            grids = [None if c == 0.0 else starts + c * dts for c in self.tableau_c]
+        else:  # a uniform grid: dts is [h] * n
+            grids = [None if c == 0.0 else starts + c * dts[0] for c in self.tableau_c]
+        for i in range(n):
+            stage_t = [None if g is None else g[i].expand(batch) for g in grids]
+            dt = dts[i]
+            x = advance(x, times[i].expand(batch), dt, dt, drift, extra, stage_t)
+        return x
+
+    def _adaptive(self, x: torch.Tensor, times: torch.Tensor, step_size: Any, drift: Drift):
+        t0, t1 = (float(v) for v in times[[0, -1]].tolist())
+        span = abs(t1 - t0)
+        if span == 0.0:
+            return x
+        direction = 1.0 if t1 > t0 else -1.0
+        norm = self.norm or _rms_norm
+        e = self.error_weights
+        if e is None or self.order is None:
+            raise ConfigurationError(f"{type(self).__name__} has no error estimate: adaptive=False")
+        order = float(self.order)
+        batch = x.shape[0]
+
+        def tvec(s: float) -> torch.Tensor:  # batch-uniform time: one value, expanded
+            return torch.full((1,), s, device=x.device, dtype=x.dtype).expand(batch)
+
+        k0 = None
+        if step_size is None:
+            k0 = drift(x, tvec(t0))
+            self._evaluations.count += 1
+            h = self._initial_step(x, t0, direction, k0, drift, norm, tvec)
+        else:
+            h = abs(float(step_size))
+            if h == 0.0 or not math.isfinite(h):
+                raise ConfigurationError(
+                    f"step_size must be non-zero and finite, got {step_size!r}"
+                )
+        h = min(h, span, self.max_step_size)
+        # f(x_n, t_n) is the first stage of every explicit tableau: reuse it after a
+        # rejection (x unchanged) and, for FSAL methods, after an acceptance.
+        reuse_first = self.tableau_c[0] == 0.0 and len(self.tableau_a[0]) == 0
+        if not reuse_first:
+            k0 = None
+        t = t0
+        stop_tol = 1e-12 * max(abs(t1), 1.0)
+        attempts = 0
+        while direction * (t1 - t) > stop_tol:
+            if attempts >= self.max_steps:
+                raise RuntimeError(
+                    f"{type(self).__name__}: maximum number of steps (max_steps={self.max_steps}, "
+                    f"accepted + rejected) exceeded at t={t:.6g} before reaching t={t1:.6g}; "
+                    "raise max_steps or loosen atol/rtol"
+                )
+            attempts += 1
+            remaining = abs(t1 - t)
+            last = h >= remaining
+            if last:
+                h = remaining
+            hs = direction * h
+            tv = tvec(t)
+            y, ks = self._rk(x, tv, hs, hs, drift, k0)
+            k_new = None
+            if self.fsal or len(e) > len(ks):
+                k_new = drift(y, tvec(t1 if last else t + hs))
+                self._evaluations.count += 1
+                ks = [*ks, k_new]
+            err = _combine(torch.zeros_like(x), hs, e, ks)
+            scale = torch.maximum(x.abs(), y.abs()).mul_(self.rtol).add_(self.atol)
+            ratio = float(norm(err / scale))
+            if ratio <= 1.0:
+                x = y
+                t = t1 if last else t + hs
+                k0 = k_new if self.fsal else None
+            elif reuse_first:
+                k0 = ks[0]
+            if ratio == 0.0:
+                factor = self.max_factor
+            elif math.isfinite(ratio):
+                factor = min(
+                    self.max_factor, max(self.min_factor, self.safety * ratio ** (-1.0 / order))
+                )
+            else:
+                factor = self.min_factor
+            h = min(h * factor, self.max_step_size)
+            if h < 1e-14 * max(span, abs(t)):
+                raise RuntimeError(
+                    f"{type(self).__name__}: step size underflow at t={t:.6g} (error ratio "
+                    f"{ratio}); the drift is probably non-finite or too stiff"
+                )
+        return x
+
+    def _initial_step(self, x, t0, direction, f0, drift, norm, tvec) -> float:
+        """Hairer-Norsett-Wanner starting step (II.4), two drift evaluations in total."""
+        scale = x.abs().mul(self.rtol).add_(self.atol)
+        d0 = float(norm(x / scale))
+        d1 = float(norm(f0 / scale))
+        h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+        x1 = x + direction * h0 * f0
+        f1 = drift(x1, tvec(t0 + direction * h0))
+        self._evaluations.count += 1
+        d2 = float(norm((f1 - f0) / scale)) / h0
+        if max(d1, d2) <= 1e-15:
+            h1 = max(1e-6, h0 * 1e-3)
+        else:
+            h1 = (0.01 / max(d1, d2)) ** (1.0 / float(self.order or 1))
+        return min(100 * h0, h1)
+
+
+class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
+    r"""Runge-Kutta drift plus Ito noise for :math:`dx = f(x,t)\,dt + \sqrt{2D}\,dW`.
+
+    After the deterministic RK step the noise :math:`\sqrt{2D\,|h|}\,\xi` is added, with
+    :math:`D` evaluated at :math:`(x_n, t_n)` (strong order 1/2 whatever the tableau).
+    :math:`D` is ``diffusion`` if given (a number, a tensor broadcastable against ``x`` or a
+    ``(B,)`` tensor, or a callable ``diffusion(x, t)``), else ``noise_scale**2``, else no noise.
+    Langevin dynamics with this integrator and ``drift = -grad U`` is
+    :math:`x' = x - h\nabla U(x) + \text{noise\_scale}\sqrt{2h}\,\xi`.
+    """
+
+    # ------------------------------------------------------------------ noise
+    @staticmethod
+    def _diffusion_value(diffusion, noise_scale, x, t):
+        if diffusion is not None:
+            d = diffusion(x, t) if callable(diffusion) else diffusion
+        elif noise_scale is not None:
+            if isinstance(noise_scale, torch.Tensor):
+                d = noise_scale.square()
+            elif isinstance(noise_scale, (int, float)) and not isinstance(noise_scale, bool):
+                if not (math.isfinite(noise_scale) and noise_scale >= 0):
+                    raise ConfigurationError(
+                        f"noise_scale must be non-negative and finite, got {noise_scale!r}"
+                    )
+                d = float(noise_scale) ** 2
+            else:
+                raise TypeError(f"noise_scale must be a number or a tensor, got {noise_scale!r}")
+        else:
+            return None
+        if isinstance(d, torch.Tensor):
+            return _expand_like(d.to(device=x.device, dtype=x.dtype), x)
+        if isinstance(d, (int, float)) and not isinstance(d, bool):
+            return float(d)
+        raise TypeError(
+            f"diffusion must be a number, a tensor or a callable, got {type(d).__name__}"
+        )
+
+    @staticmethod
+    def _add_noise(y, x, d, h, noise, generator):
+        amp: float | torch.Tensor
+        if isinstance(d, float) and isinstance(h, float):
+            amp = math.sqrt(2.0 * d * abs(h))
+            if amp == 0.0:
+                return y
+        else:
+            amp = torch.sqrt((2.0 * abs(h)) * torch.as_tensor(d, device=x.device, dtype=x.dtype))
+        if noise is None:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        fresh = y is not x and not y.requires_grad
+        if isinstance(amp, float):
+            return y.add_(noise, alpha=amp) if fresh else y.add(noise, alpha=amp)
+        if fresh and _fits(amp.shape, y.shape):
+            return y.addcmul_(noise, amp)
+        return torch.addcmul(y, noise, amp)
+
+    def _advance(self, x, t, h, h_t, drift, extra, stage_t=None) -> torch.Tensor:
+        if extra is None:
+            return self._rk(x, t, h, h_t, drift, stage_t=stage_t)[0]
+        diffusion, noise_scale, noise, generator = extra
+        d = self._diffusion_value(diffusion, noise_scale, x, t)
+        y = self._rk(x, t, h, h_t, drift, stage_t=stage_t)[0]
+        if d is None:
+            return y
+        return self._add_noise(y, x, d, h, noise, generator)
+
+    # ------------------------------------------------------------------ public API
+    def step(  # type: ignore[override]
+        self,
+        state: dict,
+        step_size: Any,
+        *,
+        drift: Drift,
+        diffusion: Any = None,
+        noise: torch.Tensor | None = None,
+        noise_scale: Any = None,
+        t: Any = None,
+        generator: torch.Generator | None = None,
+    ) -> dict:
+        r"""One step :math:`x' = \mathrm{RK}(x) + \sqrt{2D|h|}\,\xi`.
+
+        Args:
+            state: ``{"x": Tensor (B, *event_shape)}``.
+            step_size: Python float (kept as float), 0-d tensor or ``(B,)`` tensor.
+            drift: ``drift(x, t) -> Tensor`` shaped like ``x``.
+            diffusion: :math:`D`: number, tensor, or callable ``diffusion(x, t)``.
+            noise: Pre-drawn :math:`\xi` shaped like ``x`` (then no random draw happens).
+            noise_scale: :math:`\sigma` with :math:`D = \sigma^2` (used when ``diffusion`` is None).
+            t: Current time: ``None`` (zeros), a number or a ``(B,)`` tensor.
+            generator: Source of :math:`\xi` (the global RNG is untouched when given).
+
+        Returns:
+            ``{"x": Tensor}``.
+
+        Example:
+            >>> em = EulerMaruyamaIntegrator()  # doctest: +SKIP
+            >>> em.step({"x": x}, 0.01, drift=lambda x, t: -x, noise_scale=1.0)  # doctest: +SKIP
+        """
+        x = _get_x(state)
+        drift = _require_callable("drift", drift, "drift(x, t)")
+        h, h_t = _prep_step(step_size, x)
+        tv = self._time_vector(t, x)
+        self._evaluations.count = 0
+        extra = None
+        if diffusion is not None or noise_scale is not None:
+            extra = (diffusion, noise_scale, noise, generator)
+        return {"x": self._advance(x, tv, h, h_t, drift, extra)}
+
+    def integrate(  # type: ignore[override]
+        self,
+        state: dict,
+        step_size: Any = None,
+        n_steps: int | None = None,
+        *,
+        drift: Drift,
+        diffusion: Any = None,
+        noise_scale: Any = None,
+        t: Any = None,
+        adaptive: bool | None = None,
+        inference_mode: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> dict:
+        r"""Integrate the SDE on a grid (fixed steps) or the ODE (``diffusion=noise_scale=None``).
+
+        On a decreasing grid the noise uses :math:`|dt|`. Adaptive stepping is ODE-only.
+
+        Args:
+            state: ``{"x": Tensor}``.
+            step_size: Step size (without ``t``).
+            n_steps: Number of steps (without ``t``).
+            drift: ``drift(x, t)``.
+            diffusion: :math:`D` as a number, tensor, or callable ``diffusion(x, t)``.
+            noise_scale: :math:`\sigma`, :math:`D = \sigma^2`.
+            t: Time grid.
+            adaptive: See :meth:`BaseRungeKuttaIntegrator.integrate`.
+            inference_mode: Run under ``torch.inference_mode()``.
+            generator: Source of the Gaussian increments.
+
+        Raises:
+            ValueError: adaptive stepping requested together with noise.
+        """
+        noisy = diffusion is not None or noise_scale is not None
+        if noisy and adaptive:
+            raise ConfigurationError(
+                "Adaptive stepping is only supported for ODEs; got diffusion/noise_scale "
+                "together with adaptive=True"
+            )
+        if not noisy:
+            return super().integrate(
+                state,
+                step_size,
+                n_steps,
+                drift=drift,
+                t=t,
+                adaptive=adaptive,
+                inference_mode=inference_mode,
+            )
+        if inference_mode:
+            with torch.inference_mode():
+                return self.integrate(
+                    state,
+                    step_size,
+                    n_steps,
+                    drift=drift,
+                    diffusion=diffusion,
+                    noise_scale=noise_scale,
+                    t=t,
+                    adaptive=False,
+                    generator=generator,
+                )
+        x = _get_x(state)
+        drift = _require_callable("drift", drift, "drift(x, t)")
+        self._evaluations.count = 0
+        times, dts = self._grid(x, step_size, n_steps, t, need_step=True)
+        return {"x": self._fixed(x, times, dts, drift, (diffusion, noise_scale, None, generator))}
+
+
+def _check_non_negative_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a non-negative number, got {value!r}")
+    v = float(value)
+    if not v >= 0 or not math.isfinite(v):
+        raise ConfigurationError(f"{name} must be non-negative and finite, got {value!r}")
+    return v

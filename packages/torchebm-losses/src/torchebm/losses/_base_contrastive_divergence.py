@@ -1,0 +1,493 @@
+r"""`BaseContrastiveDivergence`: the negative phase, the replay buffer and the CD loop.
+
+Moved here from `torchebm.core._base_loss` (only the contrastive-divergence losses use
+it); `from torchebm.core import BaseContrastiveDivergence` keeps working through core's
+lazy export when `torchebm-losses` is installed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import abstractmethod
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchebm.core import BaseLoss, expand_t_like_x, warn_once
+from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
+
+__all__ = ["BaseContrastiveDivergence"]
+
+
+class BaseContrastiveDivergence(BaseLoss):
+    r"""Base of the contrastive-divergence family: owns the negative phase and the loop.
+
+    A call ``loss_fn(x)`` runs
+
+    1. :meth:`negative_phase`: start points (the data for CD-k, the replay buffer for
+       persistent CD, see :meth:`get_start_points`), ``k_steps`` of the sampler from them
+       under ``torch.no_grad()``, and the FIFO replay-buffer update when persistent;
+    2. :meth:`compute_loss` (the one method a subclass implements) on the data and the
+       detached negatives;
+    3. the non-finite policy of :class:`BaseLoss`;
+
+    and returns ``(loss, negatives)``.
+
+    The sampler is duck-typed: any object with
+    ``sample(x=start, n_steps=k, model_kwargs=..., generator=...)`` returning a tensor
+    shaped like ``start`` (``model_kwargs``/``generator`` are passed only when given).
+
+    Persistent mode keeps a replay buffer of ``buffer_size`` chains (IGEBM, Du & Mordatch
+    2019; JEM, Grathwohl et al. 2020): a batch draws stratified random rows of the
+    buffer, each of which is re-initialised from fresh noise
+    :math:`\mathcal N(0, \texttt{init\_noise\_scale}^2 I)` with probability
+    ``new_sample_ratio`` (5 % in the IGEBM/JEM recipe), runs ``k_steps`` sampler steps, and
+    the results are written back FIFO at the buffer pointer. With
+    ``buffer_size == batch size`` this is exactly Tieleman's persistent CD. The buffer,
+    its pointer and the per-chain age (MCMC steps since the chain was fresh noise) are
+    buffers of the module: they are in ``state_dict``, move with ``.to()``, and load into a
+    fresh loss without a prior :meth:`initialize_buffer` call.
+
+    Args:
+        model: Energy model :math:`E_\theta` mapping ``(B, *event)`` to ``(B,)``. ``None``
+            takes ``sampler.model``.
+        sampler: Sampler producing the negatives (e.g. ``LangevinDynamics``).
+        k_steps: Sampler steps per call. ``None`` takes the sampler's ``n_steps``
+            attribute when it has an int one, else 10.
+        persistent: Keep a replay buffer of chains across calls (PCD).
+        buffer_size: Number of chains in the replay buffer.
+        new_sample_ratio: Probability that a persistent start point is replaced by fresh
+            noise before sampling.
+        init_steps: Sampler steps run on the fresh-noise buffer when it is created.
+        init_noise_scale: Standard deviation of the noise that initialises and
+            re-initialises chains.
+        nan_policy: See :class:`BaseLoss`.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    Raises:
+        TypeError: neither ``model`` nor ``sampler.model`` is given, or ``sampler`` has no
+            ``sample`` method.
+        ValueError: a hyper-parameter is out of range.
+
+    References:
+        - Hinton, "Training products of experts by minimizing contrastive divergence",
+          Neural Computation 2002.
+        - Tieleman, "Training restricted Boltzmann machines using approximations to the
+          likelihood gradient", ICML 2008.
+        - Du & Mordatch, "Implicit generation and modeling with energy-based models",
+          NeurIPS 2019.
+    """
+
+    model: Any
+    sampler: Any
+    # None until the first persistent call, initialize_buffer() or a state_dict load
+    replay_buffer: torch.Tensor
+    buffer_age: torch.Tensor
+    buffer_ptr: torch.Tensor
+
+    def __init__(
+        self,
+        model: Any = None,
+        sampler: Any = None,
+        k_steps: int | None = None,
+        persistent: bool = False,
+        buffer_size: int = 100,
+        new_sample_ratio: float = 0.0,
+        init_steps: int = 0,
+        init_noise_scale: float = 1.0,
+        *,
+        nan_policy: str = "raise",
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        super().__init__(dtype=dtype, device=device, nan_policy=nan_policy)
+        if sampler is None:
+            raise TypeError(
+                f"{type(self).__name__} requires a sampler (e.g. "
+                "torchebm.samplers.LangevinDynamics(model, ...)), got None"
+            )
+        if not callable(getattr(sampler, "sample", None)):
+            raise TypeError(
+                f"sampler must have a sample(x=..., n_steps=...) method, got {type(sampler).__name__}"
+            )
+        if model is None:
+            model = getattr(sampler, "model", None)
+            if model is None:
+                raise TypeError(
+                    f"{type(self).__name__} needs a model: pass model=... or a sampler with a "
+                    "'model' attribute"
+                )
+        if not callable(model):
+            raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+        self.model = model
+        self.sampler = sampler
+        if k_steps is None:
+            n = getattr(sampler, "n_steps", None)
+            k_steps = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 10
+        self.k_steps = check_int("k_steps", k_steps, minimum=1)
+        if not isinstance(persistent, bool):
+            raise TypeError(f"persistent must be a bool, got {persistent!r}")
+        self.persistent = persistent
+        self.buffer_size = check_int("buffer_size", buffer_size, minimum=1)
+        self.new_sample_ratio = check_probability("new_sample_ratio", new_sample_ratio)
+        self.init_steps = check_int("init_steps", init_steps, minimum=0)
+        self.init_noise_scale = check_positive("init_noise_scale", init_noise_scale)
+        # Lazily shaped persistent state: None until the first persistent call (or a load).
+        self.register_buffer("replay_buffer", None)
+        self.register_buffer("buffer_age", None)
+        self.register_buffer("buffer_ptr", torch.zeros((), dtype=torch.long))
+        self._ptr = 0  # host copy of buffer_ptr: no device read in the hot path
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={type(self.model).__name__}, "
+            f"sampler={type(self.sampler).__name__}, k_steps={self.k_steps}, "
+            f"persistent={self.persistent})"
+        )
+
+    # ------------------------------------------------------------------ replay buffer
+    @property
+    def buffer_initialized(self) -> bool:
+        """Whether the replay buffer exists (created by a persistent call or loaded)."""
+        return self.replay_buffer is not None
+
+    def _noise(self, shape, like: torch.Tensor, generator, scale: float) -> torch.Tensor:
+        return scale * torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+
+    def initialize_buffer(
+        self,
+        data_shape_no_batch: tuple[int, ...] | torch.Size,
+        buffer_chunk_size: int = 1024,
+        init_noise_scale: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor | None:
+        r"""Create the replay buffer: ``buffer_size`` chains of fresh noise, optionally burnt in.
+
+        A no-op (returning the current buffer) unless the loss is persistent and the buffer
+        does not exist yet. With ``init_steps > 0`` the sampler is run for ``init_steps``
+        steps on chunks of at most ``buffer_chunk_size`` chains.
+
+        Args:
+            data_shape_no_batch: Event shape of one sample, e.g. ``(2,)`` or ``(3, 32, 32)``.
+            buffer_chunk_size: Chains per sampler call during the burn-in.
+            init_noise_scale: Noise standard deviation (default: the constructor's).
+            generator: Source of randomness for the noise and the burn-in.
+
+        Returns:
+            The buffer, shape ``(buffer_size, *data_shape_no_batch)``, or ``None`` when
+            the loss is not persistent.
+        """
+        if not self.persistent:
+            return None
+        if self.replay_buffer is not None:
+            return self.replay_buffer
+        chunk = check_int("buffer_chunk_size", buffer_chunk_size, minimum=1)
+        scale = (
+            self.init_noise_scale
+            if init_noise_scale is None
+            else check_positive("init_noise_scale", init_noise_scale)
+        )
+        shape = tuple(int(s) for s in data_shape_no_batch)
+        probe = torch.empty(0, device=self.device, dtype=self.dtype)
+        buf = self._noise((self.buffer_size, *shape), probe, generator, scale)
+        if self.init_steps > 0:
+            for lo in range(0, self.buffer_size, chunk):
+                part = buf[lo : lo + chunk]
+                buf[lo : lo + chunk] = self._run_sampler(part, self.init_steps, {}, generator)
+        self.replay_buffer = buf
+        self.buffer_age = torch.full(
+            (self.buffer_size,), self.init_steps, dtype=torch.long, device=buf.device
+        )
+        self._set_ptr(0)
+        return buf
+
+    def _set_ptr(self, ptr: int) -> None:
+        self._ptr = int(ptr)
+        self.buffer_ptr.fill_(self._ptr)
+
+    def _check_buffer_shape(self, x: torch.Tensor) -> None:
+        if tuple(self.replay_buffer.shape[1:]) != tuple(x.shape[1:]):
+            raise ShapeError(
+                f"x has event shape {tuple(x.shape[1:])} but the replay buffer holds chains of "
+                f"shape {tuple(self.replay_buffer.shape[1:])}"
+            )
+
+    def _draw_start(
+        self, x: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Start points for a batch and, when persistent, their ages (``(B,)`` long)."""
+        if not self.persistent:
+            return x.detach().clone(), None
+        if self.replay_buffer is None:
+            self.initialize_buffer(x.shape[1:], generator=generator)
+        self._check_buffer_shape(x)
+        buf, n, size = self.replay_buffer, x.shape[0], self.buffer_size
+        if size < n:
+            warnings.warn(
+                f"{type(self).__name__}: buffer_size ({size}) is smaller than the batch ({n}); "
+                "drawing buffer rows with replacement",
+                UserWarning,
+                stacklevel=6,
+            )
+            idx = torch.randint(0, size, (n,), generator=generator, device=buf.device)
+        else:
+            stride = size // n
+            idx = torch.arange(n, device=buf.device) * stride + torch.randint(
+                0, stride, (n,), generator=generator, device=buf.device
+            )
+        start = buf[idx].to(dtype=x.dtype)
+        age = self.buffer_age[idx]
+        if self.new_sample_ratio > 0:
+            fresh = torch.rand(n, generator=generator, device=buf.device) < self.new_sample_ratio
+            noise = self._noise(start.shape, start, generator, self.init_noise_scale)
+            start = torch.where(expand_t_like_x(fresh, start), noise, start)
+            age = torch.where(fresh, torch.zeros_like(age), age)
+        return start, age
+
+    def get_start_points(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Chain start points for the batch ``x`` (``(B, *event)``).
+
+        Non-persistent (CD-k): a detached copy of the data. Persistent: stratified random
+        rows of the replay buffer (created on first use), each replaced by fresh noise with
+        probability ``new_sample_ratio``.
+        """
+        return self._draw_start(x, generator)[0]
+
+    def update_buffer(self, samples: torch.Tensor, ages: torch.Tensor | None = None) -> None:
+        """Write ``samples`` into the replay buffer FIFO at the pointer (wrapping around).
+
+        A batch at least as large as the buffer replaces it with its last ``buffer_size``
+        rows. No-op when the loss is not persistent or the buffer does not exist.
+
+        Args:
+            samples: New chain states, shape ``(n, *event)``.
+            ages: MCMC steps each sample has run since it was fresh noise, ``(n,)``
+                (default ``k_steps``).
+        """
+        if not self.persistent or self.replay_buffer is None:
+            return
+        buf, size = self.replay_buffer, self.buffer_size
+        samples = samples.detach().to(device=buf.device, dtype=buf.dtype)
+        n = samples.shape[0]
+        if ages is None:
+            ages = torch.full((n,), self.k_steps, dtype=torch.long, device=buf.device)
+        ages = ages.to(device=buf.device, dtype=torch.long)
+        if n >= size:
+            buf.copy_(samples[n - size :])
+            self.buffer_age.copy_(ages[n - size :])
+            self._set_ptr(0)
+            return
+        idx = (self._ptr + torch.arange(n, device=buf.device)) % size
+        buf[idx] = samples
+        self.buffer_age[idx] = ages
+        self._set_ptr((self._ptr + n) % size)
+
+    def mix_buffer_across_ranks(
+        self, process_group: Any = None, generator: torch.Generator | None = None
+    ) -> None:
+        """Shuffle the replay buffers of all ranks together (a collective call).
+
+        Every rank all-gathers the buffers, rank 0 of the group draws one permutation of
+        the pooled chains (broadcast to all), and each rank keeps its own slice; the
+        pointer is untouched. A no-op without an initialised process group or with one
+        rank.
+
+        Raises:
+            RuntimeError: the loss is not persistent, or its buffer does not exist yet.
+        """
+        if not self.persistent:
+            raise RuntimeError("mix_buffer_across_ranks requires persistent=True")
+        if self.replay_buffer is None:
+            raise RuntimeError(
+                "mix_buffer_across_ranks requires an initialised replay buffer; call the loss "
+                "or initialize_buffer() first"
+            )
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        world = dist.get_world_size(process_group)
+        if world == 1:
+            return
+        rank = dist.get_rank(process_group)
+        buf, age = self.replay_buffer, self.buffer_age
+        bufs = [torch.empty_like(buf) for _ in range(world)]
+        ages = [torch.empty_like(age) for _ in range(world)]
+        dist.all_gather(bufs, buf.contiguous(), group=process_group)
+        dist.all_gather(ages, age.contiguous(), group=process_group)
+        total = world * self.buffer_size
+        if rank == 0:
+            perm = torch.randperm(total, generator=generator, device="cpu").to(buf.device)
+        else:
+            perm = torch.empty(total, dtype=torch.long, device=buf.device)
+        src = dist.get_global_rank(process_group, 0) if process_group is not None else 0
+        dist.broadcast(perm, src=src, group=process_group)
+        mine = perm[rank * self.buffer_size : (rank + 1) * self.buffer_size]
+        buf.copy_(torch.cat(bufs)[mine])
+        age.copy_(torch.cat(ages)[mine])
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
+        for name in ("replay_buffer", "buffer_age"):
+            key = prefix + name
+            if key in state_dict and getattr(self, name) is None:
+                src = state_dict[key]
+                dtype = self.dtype if name == "replay_buffer" else torch.long
+                setattr(self, name, torch.empty(src.shape, dtype=dtype, device=self.device))
+        key = prefix + "replay_buffer"
+        if key in state_dict and state_dict[key].shape[0] != self.buffer_size:
+            error_msgs.append(
+                f"replay_buffer in the checkpoint has {state_dict[key].shape[0]} chains but this "
+                f"loss has buffer_size={self.buffer_size}"
+            )
+            return
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        self._ptr = int(self.buffer_ptr)
+
+    # ------------------------------------------------------------------ negative phase
+    def _run_sampler(
+        self,
+        start: torch.Tensor,
+        n_steps: int,
+        model_kwargs: dict,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """``sampler.sample(x=start, n_steps=n_steps, ...)`` under no-grad, detached."""
+        kw: dict[str, Any] = {}
+        if model_kwargs:
+            kw["model_kwargs"] = model_kwargs
+        if generator is not None:
+            kw["generator"] = generator
+        with torch.no_grad():
+            out = self.sampler.sample(x=start, n_steps=n_steps, **kw)
+        if isinstance(out, tuple):  # (samples, diagnostics) from a sampler configured so
+            out = out[0]
+        if not isinstance(out, torch.Tensor) or out.shape != start.shape:
+            raise ShapeError(
+                f"sampler.sample returned {getattr(out, 'shape', type(out).__name__)}, expected "
+                f"a tensor of the start points' shape {tuple(start.shape)}"
+            )
+        return out.detach()
+
+    def negative_phase(
+        self,
+        x: torch.Tensor,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw start points, run ``k_steps`` of the sampler, update the buffer.
+
+        Args:
+            x: Data batch ``(B, *event)`` (already on the loss's device/dtype).
+            model_kwargs: Conditioning for the sampler's model.
+            generator: Source of randomness.
+
+        Returns:
+            Detached negatives, shape ``(B, *event)``.
+        """
+        start, age = self._draw_start(x, generator)
+        negatives = self._run_sampler(start, self.k_steps, model_kwargs or {}, generator)
+        if self.persistent:
+            self.update_buffer(negatives, None if age is None else age + self.k_steps)
+        return negatives
+
+    def _energy(self, x: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
+        """``model(x, **model_kwargs)`` with a shape check (``(B,)``)."""
+        with self.autocast_context():
+            e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
+        if not isinstance(e, torch.Tensor) or e.shape != (x.shape[0],):
+            raise ShapeError(
+                f"the model must return energies of shape (B,) = ({x.shape[0]},), got "
+                f"{tuple(getattr(e, 'shape', ()))}"
+            )
+        return e
+
+    @abstractmethod
+    def compute_loss(
+        self,
+        x: torch.Tensor,
+        negatives: torch.Tensor,
+        *,
+        model_kwargs: dict,
+        generator: torch.Generator | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        """Scalar loss from the data batch and the detached negatives."""
+
+    #: per-call option names still accepted by ``forward`` (deprecated; one warning)
+    _call_options: tuple[str, ...] = ()
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *args: Any,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ):
+        r"""Contrastive-divergence loss on the batch ``x``.
+
+        Args:
+            x: Data batch, shape ``(B, *event)``; cast to the loss's device/dtype.
+            model_kwargs: Conditioning forwarded to the model and the sampler.
+            generator: Source of every random draw of the call.
+
+        Returns:
+            ``(loss, negatives)``: the scalar loss and the detached negatives
+            ``(B, *event)``. The seed form ``loss_fn(x, model)`` (deprecated) returns the
+            loss only.
+
+        Raises:
+            TypeError: unexpected positional arguments or a non-tensor ``x``.
+            ShapeError: ``x`` is not batched, or the model's energies are not ``(B,)``.
+            NonFiniteError: the loss is NaN/inf (``nan_policy="raise"``).
+        """
+        seed_form = False
+        if args:
+            other = args[0]
+            known = (self.model, getattr(self.sampler, "model", None))
+            if len(args) == 1 and isinstance(other, nn.Module):
+                if not any(other is m for m in known):
+                    raise ValueError(
+                        f"{type(self).__name__}(x, model): the model passed positionally is not "
+                        "the model this loss was built with; build the loss with that model"
+                    )
+                warn_once(
+                    f"{type(self).__name__}.forward(x, model)",
+                    f"{type(self).__name__}(x, model) is deprecated: the model is taken from "
+                    "the loss; call loss, negatives = loss_fn(x)",
+                    DeprecationWarning,
+                    stacklevel=5,
+                )
+                seed_form = True
+            else:
+                raise TypeError(
+                    f"{type(self).__name__}.forward takes one positional argument (x), got "
+                    f"{1 + len(args)}"
+                )
+        options = {k: kwargs.pop(k) for k in self._call_options if k in kwargs}
+        if options:
+            warn_once(
+                f"{type(self).__name__}.forward options",
+                f"passing {sorted(options)} to {type(self).__name__}.forward is deprecated; "
+                "set them in the constructor",
+                DeprecationWarning,
+                stacklevel=5,
+            )
+        x = self._prepare_input(x)
+        conditioning = self._resolve_model_kwargs(model_kwargs, kwargs)
+        negatives = self.negative_phase(x, conditioning, generator)
+        loss = self.compute_loss(
+            x, negatives, model_kwargs=conditioning, generator=generator, **options
+        )
+        loss = self._check_finite(loss)
+        if seed_form:
+            return loss
+        return loss, negatives

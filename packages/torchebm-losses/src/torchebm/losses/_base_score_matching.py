@@ -1,0 +1,281 @@
+r"""`BaseScoreMatching`: energies, their gradients and the regulariser of score matching.
+
+Moved here from `torchebm.core._base_loss` (only the score-matching losses use it);
+`from torchebm.core import BaseScoreMatching` keeps working through core's lazy export
+when `torchebm-losses` is installed.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchebm.core import BaseLoss
+from torchebm.core.errors import ShapeError, check_int
+
+__all__ = ["BaseScoreMatching"]
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+class BaseScoreMatching(BaseLoss):
+    r"""Base of the score-matching family (exact, Hutchinson, sliced, denoising).
+
+    The model is an energy :math:`E_\theta(x)`; its score is
+    :math:`s_\theta(x) = -\nabla_x E_\theta(x)`. ``forward`` validates and casts the batch,
+    resolves the conditioning, calls :meth:`compute_loss` (the one method a subclass
+    implements), adds the regulariser and applies the non-finite policy.
+
+    Regularisation: with ``regularization_strength`` :math:`\lambda > 0` the loss gains
+    :math:`\lambda\, R(x)` where :math:`R` is ``custom_regularization(x, model)`` when
+    given, else the mean squared energy-gradient norm
+    :math:`\frac1B\sum_b \lVert\nabla_x E_\theta(x_b)\rVert^2` on the clean batch.
+
+    Args:
+        model: Energy model mapping ``(B, *event)`` to ``(B,)``.
+        noise_scale: Noise standard deviation :math:`\sigma` (float or scheduler; used by
+            the denoising variant and by :meth:`perturb_data`).
+        regularization_strength: :math:`\lambda` (float or scheduler), ``>= 0``.
+        use_autograd: ``True``: :math:`\nabla_x E` by ``torch.autograd.grad``. ``False``:
+            by ``torch.func.grad`` over ``torch.func.functional_call`` of
+            ``functional_model`` (or the model) with its current parameters; both give the
+            same values and parameter gradients.
+        hutchinson_samples: Number of random probes for stochastic trace estimators.
+        custom_regularization: Callable ``(x, model) -> scalar`` replacing the default
+            regulariser.
+        functional_model: Module used by the functional path instead of ``model``.
+        nan_policy: See :class:`BaseLoss`.
+        dtype: Dtype of the loss's own tensors.
+        device: Device of the loss's own tensors.
+
+    References:
+        - Hyvärinen, "Estimation of non-normalized statistical models by score matching",
+          JMLR 2005.
+    """
+
+    model: Any
+
+    def __init__(
+        self,
+        model: Any,
+        noise_scale: Any = 0.01,
+        regularization_strength: Any = 0.0,
+        use_autograd: bool = True,
+        hutchinson_samples: int = 1,
+        custom_regularization: Callable | None = None,
+        functional_model: nn.Module | None = None,
+        *,
+        nan_policy: str = "raise",
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+    ):
+        super().__init__(dtype=dtype, device=device, nan_policy=nan_policy)
+        if model is None or not callable(model):
+            raise TypeError(
+                f"{type(self).__name__} requires an energy model (an nn.Module mapping (B, ...) "
+                f"to (B,)), got {type(model).__name__}"
+            )
+        self.model = model
+        self._register_param("noise_scale", noise_scale, positive=True)
+        self._register_param("regularization_strength", regularization_strength, non_negative=True)
+        if not isinstance(use_autograd, bool):
+            raise TypeError(f"use_autograd must be a bool, got {use_autograd!r}")
+        self.use_autograd = use_autograd
+        self.hutchinson_samples = check_int("hutchinson_samples", hutchinson_samples, minimum=1)
+        if custom_regularization is not None and not callable(custom_regularization):
+            raise TypeError(
+                "custom_regularization must be a callable (x, model) -> scalar, got "
+                f"{type(custom_regularization).__name__}"
+            )
+        self.custom_regularization = custom_regularization
+        if functional_model is not None and not isinstance(functional_model, nn.Module):
+            raise TypeError(
+                f"functional_model must be an nn.Module, got {type(functional_model).__name__}"
+            )
+        # not registered as a submodule: it usually shares parameters with ``model``
+        # held, not registered: the functional copy must not add its parameters to this
+        # loss's parameters() or state_dict()
+        self._functional_model = (functional_model,)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={type(self.model).__name__})"
+
+    # schedulable hyper-parameters ------------------------------------------------------------
+    @property
+    def functional_model(self) -> nn.Module | None:
+        """The module the `torch.func` path evaluates instead of `model` (not registered)."""
+        return self._functional_model[0]
+
+    @property
+    def noise_scale(self) -> float:
+        """Current noise standard deviation :math:`\\sigma`."""
+        return self.get_scheduled_value("noise_scale")
+
+    @noise_scale.setter
+    def noise_scale(self, value: Any) -> None:
+        self._register_param("noise_scale", value, positive=True)
+
+    @property
+    def regularization_strength(self) -> float:
+        """Current regularisation weight :math:`\\lambda`."""
+        return self.get_scheduled_value("regularization_strength")
+
+    @regularization_strength.setter
+    def regularization_strength(self, value: Any) -> None:
+        self._register_param("regularization_strength", value, non_negative=True)
+
+    # energies and gradients ------------------------------------------------------------------
+    def _check_energy(self, e: Any, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(e, torch.Tensor) or e.shape != (x.shape[0],):
+            raise ShapeError(
+                f"the model must return energies of shape (B,) = ({x.shape[0]},), got "
+                f"{tuple(getattr(e, 'shape', ()))}"
+            )
+        return e
+
+    def energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        """``model(x, **model_kwargs)`` under autocast, checked to be ``(B,)``."""
+        with self.autocast_context():
+            e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
+        return self._check_energy(e, x)
+
+    def energy_gradient(
+        self,
+        x: torch.Tensor,
+        model_kwargs: dict | None = None,
+        create_graph: bool = True,
+    ) -> torch.Tensor:
+        r""":math:`\nabla_x E_\theta(x)`, differentiable w.r.t. :math:`\theta` and ``x``.
+
+        Args:
+            x: Input ``(B, *event)``; it must require grad for second derivatives in
+                ``x`` to be available (the losses pass a leaf with ``requires_grad``).
+            model_kwargs: Conditioning.
+            create_graph: Keep the graph (needed to train through the gradient).
+
+        Returns:
+            Tensor shaped like ``x``.
+        """
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        if create_graph and self.training:
+            from torchebm.core.distributed import needs_unsharded
+
+            if needs_unsharded(self.model):
+                raise RuntimeError(
+                    f"{type(self).__name__} back-propagates through the energy gradient, which "
+                    "FSDP2 frees between passes: run the loss forward and backward inside "
+                    "`with torchebm.core.distributed.unsharded(model): ...` (BaseTrainer does "
+                    "this automatically for score-matching losses)"
+                )
+        if self.use_autograd:
+            with torch.enable_grad():
+                e = self.energy(x, model_kwargs)
+                (g,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+            return g
+        from torch.func import functional_call, grad
+
+        fm = self.functional_model if self.functional_model is not None else self.model
+        state = {**dict(fm.named_parameters()), **dict(fm.named_buffers())}
+        conditioning = model_kwargs or {}
+
+        def total_energy(xx: torch.Tensor) -> torch.Tensor:
+            with self.autocast_context():
+                e = functional_call(fm, state, (xx,), conditioning)
+            return self._check_energy(e, xx).sum()
+
+        with torch.enable_grad():
+            g = grad(total_energy)(x)
+        return g if create_graph else g.detach()
+
+    def compute_score(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        model_kwargs: dict | None = None,
+    ) -> torch.Tensor:
+        r"""The model score :math:`s_\theta(\tilde x) = -\nabla_x E_\theta(\tilde x)`,
+        :math:`\tilde x = x + \text{noise}` (differentiable, ``create_graph=True``)."""
+        xt = x if noise is None else x + noise
+        return -self.energy_gradient(xt.detach().requires_grad_(True), model_kwargs)
+
+    def perturb_data(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""``(x + σξ, σξ)`` with :math:`\xi \sim \mathcal N(0, I)` and σ the current ``noise_scale``."""
+        noise = self.noise_scale * torch.randn(
+            x.shape, generator=generator, device=x.device, dtype=x.dtype
+        )
+        return x + noise, noise
+
+    def add_regularization(
+        self,
+        loss: torch.Tensor,
+        x: torch.Tensor,
+        custom_reg_fn: Callable | None = None,
+        reg_strength: float | None = None,
+        model_kwargs: dict | None = None,
+    ) -> torch.Tensor:
+        r"""``loss + λ R(x)``; unchanged when λ (``reg_strength`` or the scheduled value) is 0."""
+        strength = self.regularization_strength if reg_strength is None else reg_strength
+        if strength <= 0:
+            return loss
+        fn = custom_reg_fn if custom_reg_fn is not None else self.custom_regularization
+        if fn is not None:
+            reg = fn(x, self.model)
+            if not isinstance(reg, torch.Tensor) or reg.numel() != 1:
+                raise ShapeError(
+                    "custom_regularization must return a scalar tensor, got "
+                    f"{getattr(reg, 'shape', type(reg).__name__)}"
+                )
+            reg = reg.reshape(())
+        else:
+            g = self.energy_gradient(x.detach().requires_grad_(True), model_kwargs)
+            reg = _flat(g).pow(2).sum(1).mean()
+        return loss + strength * reg
+
+    # the loop ----------------------------------------------------------------------------------
+    @abstractmethod
+    def compute_loss(
+        self,
+        x: torch.Tensor,
+        *,
+        model_kwargs: dict,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Scalar objective (mean over the batch) before regularisation."""
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """Score-matching loss of the batch ``x``.
+
+        Args:
+            x: Data batch ``(B, *event)`` (cast to the loss's device/dtype).
+            model_kwargs: Conditioning forwarded as ``model(x, **model_kwargs)``.
+            generator: Source of every random draw of the call.
+
+        Returns:
+            Scalar loss.
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor.
+            ShapeError: ``x`` is not batched, or the energies are not ``(B,)``.
+            NonFiniteError: the loss is NaN/inf (``nan_policy="raise"``).
+        """
+        x = self._prepare_input(x)
+        conditioning = self._resolve_model_kwargs(model_kwargs, kwargs)
+        loss = self.compute_loss(x, model_kwargs=conditioning, generator=generator)
+        loss = self.add_regularization(loss, x, model_kwargs=conditioning)
+        return self._check_finite(loss)

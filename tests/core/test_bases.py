@@ -1,0 +1,201 @@
+"""The extension points of torchebm.core, each through a minimal subclass written here:
+`BaseIntegrator`, `BaseLoss`, `BaseInterpolant`, `BaseCostCoupling`/`BaseModelCoupling`,
+plus `errors`, `versions` and the deprecated aliases."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+import torchebm.core as core
+from torchebm.core import (
+    BaseCostCoupling,
+    BaseIntegrator,
+    BaseInterpolant,
+    BaseLoss,
+    BaseModelCoupling,
+    CouplingResult,
+    expand_t_like_x,
+)
+from torchebm.core.errors import (
+    ConfigurationError,
+    NonFiniteError,
+    ShapeError,
+    check_in,
+    check_int,
+    check_positive,
+    check_probability,
+)
+
+F64 = torch.float64
+
+
+# ---------------------------------------------------------------------------- integrator
+class ForwardEuler(BaseIntegrator):
+    """x' = x + h f(x, t): the smallest integrator honouring the contract."""
+
+    def step(self, state, step_size, *, drift, t=None):
+        x = state["x"]
+        h, _ = self._prep_step(step_size, x)
+        self.nfe = 1
+        return {"x": x + h * drift(x, self._time_vector(t, x))}
+
+    def integrate(self, state, step_size, n_steps, *, drift):
+        x, t = state["x"], 0.0
+        for _ in range(n_steps):
+            x = self.step({"x": x}, step_size, drift=drift, t=t)["x"]
+            t += step_size
+        self.nfe = n_steps
+        return {"x": x}
+
+
+def test_integrator_contract_closed_form_and_validation():
+    euler = ForwardEuler(dtype=F64)
+    x0 = torch.ones(3, 2, dtype=F64)
+    out = euler.integrate({"x": x0}, 0.1, 10, drift=lambda x, t: -x)["x"]
+    torch.testing.assert_close(out, torch.full((3, 2), 0.9**10, dtype=F64))  # (1-h)^n exactly
+    assert euler.nfe == 10 and out is not x0
+    per_sample = euler.step(
+        {"x": x0}, torch.tensor([0.1, 0.2, 0.3], dtype=F64), drift=lambda x, t: -x
+    )
+    torch.testing.assert_close(per_sample["x"][:, 0], torch.tensor([0.9, 0.8, 0.7], dtype=F64))
+    seen = []
+    euler.step({"x": x0}, 0.1, drift=lambda x, t: seen.append(t) or x, t=0.5)
+    assert seen[0].shape == (3,) and torch.all(seen[0] == 0.5)
+    with pytest.raises(TypeError, match="step_size"):
+        euler.step({"x": x0}, True, drift=lambda x, t: x)
+    with pytest.raises(ConfigurationError, match="step_size must be finite"):
+        euler.step({"x": x0}, math.nan, drift=lambda x, t: x)
+    with pytest.raises(ConfigurationError, match="B=3"):
+        euler.step({"x": x0}, torch.ones(2), drift=lambda x, t: x)
+    with pytest.raises(ConfigurationError, match="t must be a scalar or a \\(B,\\) tensor"):
+        euler.step({"x": x0}, 0.1, drift=lambda x, t: x, t=torch.zeros(2))
+    with pytest.raises(TypeError):
+        BaseIntegrator()  # abstract
+
+
+# ---------------------------------------------------------------------------- loss
+class MeanEnergy(BaseLoss):
+    """mean E(x) of a quadratic energy with a learnable scale."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x, model_kwargs=None, generator=None):
+        x = self._prepare_input(x)
+        return self._check_finite(0.5 * self.scale * x.square().sum(-1).mean())
+
+
+def test_loss_contract_value_gradient_and_nan_policies():
+    loss_fn = MeanEnergy()
+    x = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    loss = loss_fn(x)
+    assert loss.item() == pytest.approx(0.5 * (5 + 9) / 2)
+    loss.backward()
+    assert loss_fn.scale.grad.item() == pytest.approx(3.5)
+    with pytest.raises(TypeError, match="x"):
+        loss_fn(torch.ones(2, 2, dtype=torch.int64))
+    with pytest.raises(ShapeError):
+        loss_fn(torch.ones(3))
+    bad = torch.tensor([[math.inf, 0.0]])
+    with pytest.raises(NonFiniteError, match="non-finite loss"):
+        loss_fn(bad)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        MeanEnergy(nan_policy="warn")(bad)
+    assert math.isinf(MeanEnergy(nan_policy="ignore")(bad).item())
+    deferred = MeanEnergy(nan_policy="deferred")
+    deferred(bad)  # no sync, no error yet
+    with pytest.raises(NonFiniteError):
+        deferred.check_finite()
+    with pytest.raises(ValueError, match="nan_policy"):
+        MeanEnergy(nan_policy="sometimes")
+
+
+# ---------------------------------------------------------------------------- interpolant
+class Linear(BaseInterpolant):
+    """x_t = t x1 + (1 - t) x0."""
+
+    def compute_alpha_t(self, t):
+        return t, torch.ones_like(t)
+
+    def compute_sigma_t(self, t):
+        return 1 - t, -torch.ones_like(t)
+
+
+def test_interpolant_contract_path_velocity_and_conversions():
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = (
+        torch.randn(4, 3, 2, generator=g, dtype=F64),
+        torch.randn(4, 3, 2, generator=g, dtype=F64),
+    )
+    t = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=F64)
+    xt, ut = Linear().interpolate(x0, x1, t)
+    tb = expand_t_like_x(t, x0)
+    assert tb.shape == (4, 1, 1)
+    torch.testing.assert_close(xt, tb * x1 + (1 - tb) * x0)
+    torch.testing.assert_close(ut, x1 - x0)
+    # score of the Gaussian path with x0 ~ N(0, I): for the linear path E[x0 | x_t] maps back
+    it = Linear()
+    v = it.score_to_velocity(it.velocity_to_score(ut, xt, t[1:2].expand(4)), xt, t[1:2].expand(4))
+    torch.testing.assert_close(v, ut)
+    with pytest.raises(ShapeError, match="same shape"):
+        it.interpolate(x0, x1[:, :1], t)
+
+
+# ---------------------------------------------------------------------------- couplings
+class Reverse(BaseCostCoupling):
+    """Pairs row i with the row of largest cost (a deterministic, checkable rule)."""
+
+    def solve(self, cost, generator):
+        return cost.argmax(dim=1)
+
+
+class Shift(BaseModelCoupling):
+    def generate(self, x0, generator, **kwargs):
+        return self.model(x0)
+
+
+def test_coupling_contracts():
+    x0 = torch.tensor([[0.0], [1.0], [2.0]])
+    x1 = torch.tensor([[0.0], [1.0], [3.0]])  # squared costs: rows [0,1,9], [1,0,4], [4,1,1]
+    res = Reverse()(x0, x1)
+    assert isinstance(res, CouplingResult) and res.weights is None
+    torch.testing.assert_close(res.x1, torch.tensor([[3.0], [3.0], [0.0]]))
+    a, b = res
+    assert a is x0 and torch.equal(b, res.x1)
+    torch.testing.assert_close(Shift(lambda z: z + 1)(x0).x1, x0 + 1)
+    with pytest.raises(ConfigurationError, match="equal batch sizes"):
+        Reverse()(x0, x1[:2])
+
+
+# ---------------------------------------------------------------------------- errors, versions
+def test_validators_name_the_argument_and_value():
+    assert check_positive("step_size", 0.5) == 0.5
+    with pytest.raises(ConfigurationError, match="step_size.*-0.01"):
+        check_positive("step_size", -0.01)
+    with pytest.raises(TypeError, match="n_steps"):
+        check_int("n_steps", 2.5)
+    assert check_int("n_steps", 3, minimum=1) == 3
+    with pytest.raises(ConfigurationError, match="p"):
+        check_probability("p", 1.5)
+    with pytest.raises(ConfigurationError, match="mode.*'c'"):
+        check_in("mode", "c", ("a", "b"))
+    assert issubclass(ConfigurationError, ValueError) and issubclass(ShapeError, ValueError)
+
+
+def test_versions_reports_core_and_torch():
+    v = core.versions()
+    assert v["torchebm-core"] == core.__version__ and "torch" in v
+
+
+def test_deprecated_energy_alias_warns_once_and_matches_the_model():
+    x = torch.tensor([[1.0, -1.0]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = core.GaussianEnergy(torch.zeros(2), torch.eye(2))
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+    torch.testing.assert_close(old(x), core.GaussianModel(torch.zeros(2), torch.eye(2))(x))

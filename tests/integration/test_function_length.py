@@ -1,0 +1,41 @@
+"""No function in packages/ is longer than 80 lines of code (tools/check_function_length.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        "check_function_length", ROOT / "tools" / "check_function_length.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+T = _tool()
+
+
+def _function(n_code: int) -> str:
+    body = "\n".join(f"    x{i} = {i}  # code" for i in range(n_code))
+    return f'def f():\n    """Doc\n\n    lines.\n    """\n    # a comment\n\n{body}\n'
+
+
+def test_counts_code_lines_only():
+    assert list(T.long_functions(_function(80))) == []
+    assert list(T.long_functions(_function(81))) == [(1, "f", 81)]
+    src = "class A:\n" + textwrap.indent(_function(81), "    ")
+    assert [name for _, name, _ in T.long_functions(src)] == ["A.f"]
+    multi = "def g():\n    y = (\n        1,\n        2,\n    )\n"
+    assert list(T.long_functions(multi, limit=3)) == [(1, "g", 4)]
+
+
+def test_no_long_function_in_packages(capsys):
+    code = T.main([str(ROOT / "packages")])
+    out = capsys.readouterr().out
+    assert code == 0, out
