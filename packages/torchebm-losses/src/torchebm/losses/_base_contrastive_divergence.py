@@ -63,6 +63,10 @@ class BaseContrastiveDivergence(BaseLoss):
         init_noise_scale: Standard deviation of the noise that initialises and
             re-initialises chains.
         nan_policy: See :class:`BaseLoss`.
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
+            while training (label dropout for classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
 
@@ -99,10 +103,20 @@ class BaseContrastiveDivergence(BaseLoss):
         init_noise_scale: float = 1.0,
         *,
         nan_policy: str = "raise",
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
-        super().__init__(dtype=dtype, device=device, nan_policy=nan_policy)
+        super().__init__(
+            dtype=dtype,
+            device=device,
+            nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
+        )
         if sampler is None:
             raise TypeError(
                 f"{type(self).__name__} requires a sampler (e.g. "
@@ -483,6 +497,9 @@ class BaseContrastiveDivergence(BaseLoss):
             )
         x = self._prepare_input(x)
         conditioning = self._resolve_model_kwargs(model_kwargs, kwargs)
+        conditioning = self.apply_conditioning(
+            conditioning, lambda c: self.model(x[:1], **c), generator
+        )
         negatives = self.negative_phase(x, conditioning, generator)
         loss = self.compute_loss(
             x, negatives, model_kwargs=conditioning, generator=generator, **options

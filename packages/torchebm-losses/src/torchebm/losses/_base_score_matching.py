@@ -51,6 +51,10 @@ class BaseScoreMatching(BaseLoss):
             regulariser.
         functional_model: Module used by the functional path instead of ``model``.
         nan_policy: See :class:`BaseLoss`.
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
+            while training (label dropout for classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
 
@@ -72,10 +76,20 @@ class BaseScoreMatching(BaseLoss):
         functional_model: nn.Module | None = None,
         *,
         nan_policy: str = "raise",
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
-        super().__init__(dtype=dtype, device=device, nan_policy=nan_policy)
+        super().__init__(
+            dtype=dtype,
+            device=device,
+            nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
+        )
         if model is None or not callable(model):
             raise TypeError(
                 f"{type(self).__name__} requires an energy model (an nn.Module mapping (B, ...) "
@@ -276,6 +290,9 @@ class BaseScoreMatching(BaseLoss):
         """
         x = self._prepare_input(x)
         conditioning = self._resolve_model_kwargs(model_kwargs, kwargs)
+        conditioning = self.apply_conditioning(
+            conditioning, lambda c: self.model(x[:1], **c), generator
+        )
         loss = self.compute_loss(x, model_kwargs=conditioning, generator=generator)
         loss = self.add_regularization(loss, x, model_kwargs=conditioning)
         return self._check_finite(loss)

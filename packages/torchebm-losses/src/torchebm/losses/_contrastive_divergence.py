@@ -56,6 +56,10 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         noise_scale: Standard deviation of that jitter.
         init_noise_scale: Standard deviation of the (re-)initialisation noise.
         nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
+            while training (label dropout for classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
 
@@ -90,6 +94,9 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         init_noise_scale: float = 1.0,
         *,
         nan_policy: str = "raise",
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
@@ -104,6 +111,9 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
             init_steps=init_steps,
             init_noise_scale=init_noise_scale,
             nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
             dtype=dtype,
             device=device,
         )
@@ -166,6 +176,10 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
         noise_scale: Standard deviation of that jitter.
         init_noise_scale: Standard deviation of the (re-)initialisation noise.
         nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
+            while training (label dropout for classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
 
@@ -194,6 +208,9 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
         init_noise_scale: float = 1.0,
         *,
         nan_policy: str = "raise",
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
@@ -211,6 +228,9 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
             noise_scale=noise_scale,
             init_noise_scale=init_noise_scale,
             nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
             dtype=dtype,
             device=device,
         )
@@ -283,6 +303,10 @@ class ParallelTemperingCD(ContrastiveDivergence):
         noise_scale: Standard deviation of that jitter.
         init_noise_scale: Standard deviation of the noise the chains start from.
         nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
+            while training (label dropout for classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
 
@@ -319,6 +343,9 @@ class ParallelTemperingCD(ContrastiveDivergence):
         init_noise_scale: float = 1.0,
         *,
         nan_policy: str = "raise",
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
@@ -336,6 +363,9 @@ class ParallelTemperingCD(ContrastiveDivergence):
             noise_scale=noise_scale,
             init_noise_scale=init_noise_scale,
             nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
             dtype=dtype,
             device=device,
         )

@@ -84,6 +84,10 @@ class ScoreMatching(BaseScoreMatching):
         functional_model: Module used by the ``torch.func`` path instead of ``model``.
         noise_scale: Noise standard deviation kept for :meth:`perturb_data`.
         nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
+            while training (label dropout for classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
 
@@ -114,6 +118,9 @@ class ScoreMatching(BaseScoreMatching):
         noise_scale: Any = 0.01,
         *,
         nan_policy: str = "raise",
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
@@ -127,6 +134,9 @@ class ScoreMatching(BaseScoreMatching):
             custom_regularization=custom_regularization,
             functional_model=functional_model,
             nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
             dtype=dtype,
             device=device,
         )
@@ -231,6 +241,10 @@ class SlicedScoreMatching(BaseScoreMatching):
         functional_model: Module used by the ``torch.func`` path instead of ``model``.
         noise_scale: Noise standard deviation kept for :meth:`perturb_data`.
         nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
+            while training (label dropout for classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
 
@@ -259,6 +273,9 @@ class SlicedScoreMatching(BaseScoreMatching):
         noise_scale: Any = 0.01,
         *,
         nan_policy: str = "raise",
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
@@ -272,6 +289,9 @@ class SlicedScoreMatching(BaseScoreMatching):
             custom_regularization=custom_regularization,
             functional_model=functional_model,
             nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
             dtype=dtype,
             device=device,
         )
@@ -334,6 +354,10 @@ class DenoisingScoreMatching(BaseScoreMatching):
         use_autograd: ``False`` computes :math:`\nabla_x E` with ``torch.func``.
         functional_model: Module used by the ``torch.func`` path instead of ``model``.
         nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
+            while training (label dropout for classifier-free guidance).
+        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
+        check_conditioning: Check once that the model reads ``y``.
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
 
@@ -357,6 +381,9 @@ class DenoisingScoreMatching(BaseScoreMatching):
         *,
         sigma: Any = None,
         nan_policy: str = "raise",
+        cfg_dropout: float = 0.0,
+        null_condition: Any = None,
+        check_conditioning: bool = True,
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
@@ -381,6 +408,9 @@ class DenoisingScoreMatching(BaseScoreMatching):
             custom_regularization=custom_regularization,
             functional_model=functional_model,
             nan_policy=nan_policy,
+            cfg_dropout=cfg_dropout,
+            null_condition=null_condition,
+            check_conditioning=check_conditioning,
             dtype=dtype,
             device=device,
         )

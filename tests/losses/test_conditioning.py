@@ -1,0 +1,95 @@
+"""Classifier-free-guidance options (``cfg_dropout``, ``null_condition``,
+``check_conditioning``) on the contrastive-divergence and score-matching losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from torchebm.core import BaseModel
+from torchebm.core.errors import ConfigurationError
+from torchebm.losses import (
+    ContrastiveDivergence,
+    DenoisingScoreMatching,
+    ScoreMatching,
+    SlicedScoreMatching,
+)
+from torchebm.samplers import LangevinDynamics
+
+
+class LabelEnergy(BaseModel):
+    """``E(x | y) = |x - mu_y|^2 / 2`` with one learnable centre per label; records ``y``."""
+
+    def __init__(self, n_labels: int = 5):
+        super().__init__()
+        self.centres = nn.Parameter(torch.randn(n_labels, 2))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x, y=None):
+        if y is None:
+            y = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        self.seen.append(y.detach().clone())
+        return 0.5 * (x - self.centres[y.expand(x.shape[0])]).square().sum(-1)
+
+
+class IgnoresLabel(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, x, y=None):
+        return self.lin(x).squeeze(-1)
+
+
+def _losses(model, **options):
+    sampler = LangevinDynamics(model, step_size=0.01)
+    return {
+        "cd": ContrastiveDivergence(model, sampler, k_steps=1, **options),
+        "sm": ScoreMatching(model, **options),
+        "ssm": SlicedScoreMatching(model, **options),
+        "dsm": DenoisingScoreMatching(model, noise_scale=0.1, **options),
+    }
+
+
+@pytest.mark.parametrize("name", ["cd", "sm", "ssm", "dsm"])
+def test_label_dropout_fraction(name):
+    n, p, null = 4000, 0.3, 4
+    model = LabelEnergy()
+    loss_fn = _losses(model, cfg_dropout=p, null_condition=null)[name]
+    y = torch.randint(0, 4, (n,), generator=torch.Generator().manual_seed(0))
+    loss_fn(torch.randn(n, 2), model_kwargs={"y": y}, generator=torch.Generator().manual_seed(1))
+    # sliced score matching repeats the batch once per projection: (k * n,) labels
+    batch_calls = [s for s in model.seen if s.numel() >= n and s.numel() % n == 0]
+    assert batch_calls, "the model never saw the batch's labels"
+    seen = batch_calls[-1].reshape(-1, n)
+    dropped = seen[0] == null
+    frac = dropped.double().mean().item()
+    assert abs(frac - p) < 5 * math.sqrt(p * (1 - p) / n)
+    # every copy agrees, and labels that are not dropped are the caller's labels
+    assert all(torch.equal(row, seen[0]) for row in seen)
+    assert torch.equal(seen[0][~dropped], y[~dropped])
+
+
+@pytest.mark.parametrize("name", ["cd", "sm", "ssm", "dsm"])
+def test_no_dropout_in_eval_mode(name):
+    n = 256
+    model = LabelEnergy()
+    loss_fn = _losses(model, cfg_dropout=0.5, null_condition=4)[name].eval()
+    y = torch.randint(0, 4, (n,), generator=torch.Generator().manual_seed(0))
+    loss_fn(torch.randn(n, 2), model_kwargs={"y": y}, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(s, y) for s in model.seen if s.shape == (n,))
+
+
+@pytest.mark.parametrize("name", ["cd", "sm", "ssm", "dsm"])
+def test_check_conditioning_rejects_a_model_that_ignores_y(name):
+    loss_fn = _losses(IgnoresLabel())[name]
+    with pytest.raises(ConfigurationError, match="ignores its conditioning"):
+        loss_fn(torch.randn(8, 2), model_kwargs={"y": torch.arange(8) % 3})
+    # and the check can be switched off
+    loss_fn = _losses(IgnoresLabel(), check_conditioning=False)[name]
+    out = loss_fn(torch.randn(8, 2), model_kwargs={"y": torch.arange(8) % 3})
+    loss = out[0] if isinstance(out, tuple) else out
+    assert torch.isfinite(loss)
