@@ -25,7 +25,13 @@ from torchebm.core._base_model import (
     RastriginModel,
     RosenbrockModel,
 )
-from torchebm.core._base_sampler import NAN_POLICIES, BaseSampler, SamplerContext
+from torchebm.core._base_sampler import (
+    NAN_POLICIES,
+    BaseSampler,
+    SamplerContext,
+    SamplerState,
+    shared_field,
+)
 from torchebm.core._deprecated import (
     AckleyEnergy,
     BaseEnergyFunction,
@@ -69,6 +75,8 @@ __all__ = [
     "RosenbrockModel",
     "BaseSampler",
     "SamplerContext",
+    "SamplerState",
+    "shared_field",
     "NAN_POLICIES",
     "BaseLoss",
     "BaseIntegrator",
