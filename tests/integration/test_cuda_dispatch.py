@@ -25,14 +25,17 @@ MU = torch.tensor([1.0, -2.0], dtype=torch.float64)
 COV = torch.tensor([[1.0, 0.8], [0.8, 1.0]], dtype=torch.float64)
 
 
-def _ctx(x: torch.Tensor, n_steps: int = 1, nan_check_every: int = 1) -> SamplerContext:
+def _ctx(
+    x: torch.Tensor, n_steps: int = 1, nan_check_every: int = 1, thin: int = 1, recording=False
+) -> SamplerContext:
     return SamplerContext(
         model_kwargs={},
         generator=None,
         n_steps=n_steps,
-        thin=1,
+        thin=thin,
         event_shape=tuple(x.shape[1:]),
         nan_check_every=nan_check_every,
+        recording=recording,
     )
 
 
@@ -98,7 +101,7 @@ def _loop(sampler, x, n_steps=30, nan_check_every=10):
     """The sampler's step calls as ``sample()`` makes them (the NaN checks left out)."""
     ctx = _ctx(x, n_steps, nan_check_every)
     state = sampler.init_state(x, ctx)
-    stride = sampler._stride(n_steps, 1, False, ctx)
+    stride = sampler.steps_per_call(state, ctx)
     i = 0
     while i < n_steps:
         ctx.i, ctx.n = i, min(stride, n_steps - i)
@@ -151,12 +154,13 @@ def test_the_chain_kernel_stride_follows_checks_and_records(monkeypatch, fake_mo
     sampler = _langevin(HarmonicModel(device="cuda"))
     x = torch.randn(16, 4, device="cuda")
     ctx = _ctx(x, 30, 10)
-    sampler.init_state(x, ctx)
-    assert sampler._stride(30, 1, False, ctx) == 10
-    assert sampler._stride(30, 4, True, ctx) == 2  # a divisor of thin and of the check period
+    state = sampler.init_state(x, ctx)
+    assert sampler.steps_per_call(state, ctx) == 10
+    # a divisor of thin and of the check period
+    assert sampler.steps_per_call(state, _ctx(x, 30, 10, thin=4, recording=True)) == 2
     ctx = _ctx(x, 30, 1)
-    sampler.init_state(x, ctx)
-    assert sampler._stride(30, 1, False, ctx) == 1  # exact NaN steps: one step per call
+    state = sampler.init_state(x, ctx)
+    assert sampler.steps_per_call(state, ctx) == 1  # exact NaN steps: one step per call
 
 
 def test_cpu_chains_stay_eager_with_the_real_piece_installed(monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from _support.examples import load_example
 from torch import nn
 
 from torchebm.core import BaseModel, HarmonicModel
@@ -75,9 +76,16 @@ FACTORIES = {
     "flow_ode": (lambda m, **kw: FlowSampler(m, **{"integrator": "heun", **kw}), "flow"),
     "flow_ode_adaptive": (lambda m, **kw: FlowSampler(m, **kw), "flow"),
     "flow_sde": (lambda m, **kw: FlowSampler(m, **{"mode": "sde", **kw}), "flow"),
+    # the worked example of docs/contributing.md ("Adding a sampler")
+    "rwm": (
+        lambda m, **kw: load_example("50_custom_sampler.py").RandomWalkMetropolis(
+            m, **{"step_size": 0.5, **kw}
+        ),
+        "energy",
+    ),
 }
 
-STOCHASTIC = {"langevin", "langevin_heun", "hmc", "rmhmc", "flow_sde"}
+STOCHASTIC = {"langevin", "langevin_heun", "hmc", "rmhmc", "flow_sde", "rwm"}
 
 
 def analytic_model(kind: str, **kw):

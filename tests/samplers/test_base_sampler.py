@@ -113,7 +113,7 @@ def _diverging_setup():
 def test_nan_policy_raise_reports_chains_and_first_step():
     model, x0, eta, first = _diverging_setup()
     assert first.tolist()[0] == -1 and first.tolist()[1] > 0  # the fixture diverges as intended
-    sampler = GradientDescentSampler(model, step_size=eta)
+    sampler = GradientDescentSampler(model, step_size=eta, nan_policy="raise")
     with pytest.raises(NonFiniteError) as info:
         sampler.sample(x=x0, n_steps=30, nan_check_every=1)
     err = info.value
@@ -128,7 +128,7 @@ def test_nan_policy_raise_reports_chains_and_first_step():
 @pytest.mark.parametrize("every", [4, 7, 10, 30])
 def test_sparse_nan_checks_bracket_the_first_step(every):
     model, x0, eta, first = _diverging_setup()
-    sampler = GradientDescentSampler(model, step_size=eta)
+    sampler = GradientDescentSampler(model, step_size=eta, nan_policy="raise")
     sampler.nan_check_every = every
     with pytest.raises(NonFiniteError) as info:
         sampler.sample(x=x0, n_steps=30)
@@ -143,7 +143,7 @@ def test_sparse_nan_checks_bracket_the_first_step(every):
 
 def test_a_recorded_trajectory_gives_the_exact_first_step():
     model, x0, eta, first = _diverging_setup()
-    sampler = GradientDescentSampler(model, step_size=eta)
+    sampler = GradientDescentSampler(model, step_size=eta, nan_policy="raise")
     with pytest.raises(NonFiniteError) as info:
         sampler.sample(x=x0, n_steps=30, return_trajectory=True, nan_check_every=30)
     assert info.value.steps == [int(first[1]), int(first[3])]
@@ -158,7 +158,7 @@ def test_nan_checks_follow_steps_when_a_call_advances_several():
     call that reaches each multiple of nan_check_every, and its windows are in steps."""
 
     class Jumps(BaseSampler):
-        def _stride(self, n_steps, thin, recording, ctx):
+        def steps_per_call(self, state, ctx):
             return 3
 
         def step(self, state, ctx):
@@ -171,7 +171,9 @@ def test_nan_checks_follow_steps_when_a_call_advances_several():
             return state
 
     with pytest.raises(NonFiniteError) as info:
-        Jumps(HarmonicModel()).sample(x=torch.zeros(3, 2), n_steps=20, nan_check_every=4)
+        Jumps(HarmonicModel(), nan_policy="raise").sample(
+            x=torch.zeros(3, 2), n_steps=20, nan_check_every=4
+        )
     # calls end at steps 3, 6, 9, ...; checks at 6 (>= 4) and 9 (>= 8): NaN seen at 9
     assert info.value.indices == [1] and info.value.windows == [(7, 9)]
 

@@ -188,13 +188,14 @@ def test_backend_validation_and_missing_package(monkeypatch):
 
 def _fake_cuda(calls):
     def fused_langevin_step(
-        x, grad, step_size, noise_scale, clamp=None, noise=None, generator=None
+        x, grad, step_size, noise_scale, clamp=None, noise=None, generator=None, out=None
     ):
         calls.append((step_size, noise_scale, clamp))
         if noise is None:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        out = x - step_size * grad + noise_scale * math.sqrt(2 * step_size) * noise
-        return out if clamp is None else out.clamp(*clamp)
+        new = x - step_size * grad + noise_scale * math.sqrt(2 * step_size) * noise
+        new = new if clamp is None else new.clamp(*clamp)
+        return new if out is None else out.copy_(new)
 
     return types.SimpleNamespace(fused_langevin_step=fused_langevin_step)
 
@@ -287,7 +288,9 @@ def test_whole_chain_kernel_reports_the_same_nan_windows(monkeypatch):
     errs = {}
     for backend in ("fused", "eager"):
         for every in (10, 1):
-            sampler = LangevinDynamics(DoubleWellModel(), step_size=0.5, backend=backend)
+            sampler = LangevinDynamics(
+                DoubleWellModel(), step_size=0.5, backend=backend, nan_policy="raise"
+            )
             with pytest.raises(NonFiniteError) as info:
                 sampler.sample(
                     x=x0, n_steps=60, nan_check_every=every,

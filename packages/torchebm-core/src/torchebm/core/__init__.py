@@ -30,7 +30,13 @@ from torchebm.core._base_model import (
     RastriginModel,
     RosenbrockModel,
 )
-from torchebm.core._base_sampler import NAN_POLICIES, BaseSampler, SamplerContext
+from torchebm.core._base_sampler import (
+    NAN_POLICIES,
+    BaseSampler,
+    SamplerContext,
+    SamplerState,
+    shared_field,
+)
 from torchebm.core._conditioning import Conditioning, substitute_condition
 from torchebm.core._deprecated import (
     AckleyEnergy,
@@ -84,6 +90,8 @@ __all__ = [
     "substitute_condition",
     "BaseSampler",
     "SamplerContext",
+    "SamplerState",
+    "shared_field",
     "NAN_POLICIES",
     "BaseLoss",
     "BaseIntegrator",

@@ -265,7 +265,7 @@ class BaseSymplecticIntegrator(BaseIntegrator):
         if step_size is None:
             raise ConfigurationError("step_size must be given, got None")
         h, _ = _prep_step(step_size, x)
-        self.__dict__["nfe"] = 0
+        self.nfe = 0
         cache = None
         for _ in range(n_steps):
             x, p, cache = self._step_impl(x, p, t, h, ctx, cache, safe)

@@ -1,19 +1,22 @@
-r"""``BaseSampler``: the shared sampling loop every TorchEBM sampler plugs one step into.
+r"""`BaseSampler`: the shared sampling loop every TorchEBM sampler plugs one step into.
 
 Kernel vs driver (as in pyro's MCMC kernels or torchdiffeq's solvers): the base class
-owns :meth:`BaseSampler.sample` (argument validation, the initial state, schedulers,
-the step loop, thinning, the preallocated trajectory, diagnostics, the NaN policy,
-``torch.no_grad()``, autocast and the optional ``torch.compile`` path) and a subclass
-implements one transition in :meth:`BaseSampler.step` (plus, when it carries more than
-the position, :meth:`BaseSampler.init_state`).
+owns `BaseSampler.sample` (argument validation, the initial state, schedulers, the step
+loop, thinning, the preallocated trajectory, diagnostics, the NaN policy,
+`torch.no_grad()`, autocast and the optional `torch.compile` path) and a subclass
+implements one transition in the public hook `step` (plus, when it carries more than the
+position, `init_state` returning a typed `SamplerState`). Every hook a subclass may
+implement is public and documented on `BaseSampler`: `init_state`, `step`,
+`compute_diagnostics`, `converged`, `steps_per_call`, `infer_dim`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar
@@ -21,9 +24,9 @@ from typing import Any, ClassVar
 import torch
 
 from torchebm.core._base_model import BaseModel, _AnalyticModel
-from torchebm.core._module import TorchEBMModule, _direct
+from torchebm.core._module import TorchEBMModule
 from torchebm.core._schedulable import Schedulable, _schedulable_subtree
-from torchebm.core._schedulers import ConstantScheduler
+from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -34,32 +37,95 @@ from torchebm.core.errors import (
     check_tensor,
 )
 
-__all__ = ["BaseSampler", "SamplerContext", "NAN_POLICIES"]
+__all__ = ["BaseSampler", "SamplerContext", "SamplerState", "NAN_POLICIES", "shared_field"]
 
-#: Accepted values of ``nan_policy``.
+#: Accepted values of `nan_policy`.
 NAN_POLICIES = ("raise", "warn", "resample")
 
-State = dict[str, torch.Tensor]
+#: Options handed to `torch.compile` for `sample(compile=True)`: one graph per batch size
+#: (no symbolic batch dimension), and without Inductor's FX pattern rewrites. Those rewrite
+#: `add(x, mm(a, b), alpha=c)` into `addmm(x, a, b)` and drop `alpha` in torch 2.4
+#: (pytorch/pytorch#167313 and #196577 track the same class of silent rewrites): every
+#: update `x - eta * grad` whose gradient ends in a matrix product (Gaussian, MLP) then
+#: computed `x + grad`. The rewrites only fuse kernels, so results are unchanged by turning
+#: them off.
+COMPILE_OPTIONS: dict[str, Any] = {"dynamic": False, "options": {"pattern_matcher": False}}
+
+
+def shared_field(default: Any = None) -> Any:
+    """A `SamplerState` field that is not per chain (a constant of the call, a time, a buffer
+    shared by every chain): a restart under `nan_policy="resample"` leaves it alone."""
+    return field(default=default, metadata={"per_chain": False})
+
+
+@dataclass
+class SamplerState:
+    r"""Typed loop state of a sampler: the chains `x` `(B, *event_shape)` plus, in a
+    subclass, whatever else one step carries (momenta, cached energies, masks).
+
+    Every tensor field whose leading dimension is the batch is *per chain* unless declared
+    with `shared_field()`. Under `nan_policy="resample"` the loop restarts a chain that went
+    non-finite by putting every per-chain field back to its value in the state returned by
+    `init_state`, so cached energies and gradients stay consistent without any code in the
+    sampler.
+
+    Item access (`state["x"]`, `state["x"] = ...`, `"x" in state`, `state.get("energy")`)
+    reads and writes the fields, so steps written for the dict states of earlier versions
+    keep working; a dict returned by `init_state` is still accepted.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class MomentumState(SamplerState):
+        ...     v: torch.Tensor | None = None
+        >>> s = MomentumState(x=torch.zeros(4, 2), v=torch.ones(4, 2))
+        >>> s["v"].shape
+        torch.Size([4, 2])
+    """
+
+    x: torch.Tensor
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self, key, value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and getattr(self, key, None) is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = getattr(self, key, None)
+        return default if value is None else value
+
+
+State = Any  # SamplerState (or, from user code of earlier versions, a dict of tensors)
 
 
 @dataclass
 class SamplerContext:
-    r"""Per-call information handed to :meth:`BaseSampler.step` (one object per ``sample()``).
+    r"""Per-call information handed to `BaseSampler.step` (one object per `sample()`).
 
     Attributes:
-        model_kwargs: Normalised conditioning, forwarded to the model (``{}`` = none).
-        generator: The call's random generator (``None`` = global RNG).
+        model_kwargs: Normalised conditioning, forwarded to the model (`{}` = none).
+        generator: The call's random generator (`None` = global RNG).
         n_steps: Total number of steps of this call.
         thin: Thinning factor of this call.
-        event_shape: Shape of one sample (``x.shape[1:]``).
-        i: Number of steps completed before the current :meth:`~BaseSampler.step` call.
-        n: Number of steps the current call advances (1 for MCMC samplers; larger only for
-            samplers whose :meth:`~BaseSampler._stride` groups steps, e.g. adaptive ODE
-            solves between recorded times).
-        extra: Free-form per-call values a sampler resolves in
-            :meth:`~BaseSampler.init_state` (e.g. a dispatch backend or a time grid).
-        nan_policy: This call's NaN policy (``"raise"``, ``"warn"`` or ``"resample"``).
-        nan_check_every: Steps between this call's NaN checks (1 under ``"resample"``).
+        event_shape: Shape of one sample (`x.shape[1:]`).
+        i: Number of steps completed before the current `step` call.
+        n: Number of steps the current call advances (1 unless `steps_per_call` groups
+            steps, e.g. adaptive ODE solves between recorded times).
+        nan_policy: This call's NaN policy (`"raise"`, `"warn"` or `"resample"`).
+        nan_check_every: Steps between this call's NaN checks (1 under `"resample"`).
+        recording: Whether this call records a trajectory or diagnostics.
+        schedulers: Every scheduler of the sampler's module tree, collected once.
+        gradient: The call's resolved energy gradient `x -> grad E(x)` (see
+            `BaseSampler.gradient_fn`), `None` until first asked for.
+        extra: Free-form per-call values of user samplers (the library's samplers keep
+            theirs in typed states).
     """
 
     model_kwargs: dict[str, Any]
@@ -69,9 +135,12 @@ class SamplerContext:
     event_shape: tuple[int, ...]
     i: int = 0
     n: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
-    nan_policy: str = "raise"
+    nan_policy: str = "warn"
     nan_check_every: int = 1
+    recording: bool = False
+    schedulers: list[BaseScheduler] = field(default_factory=list)
+    gradient: Callable[[torch.Tensor], torch.Tensor] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _event_shape(dim: Any) -> tuple[int, ...]:
@@ -90,10 +159,10 @@ def _event_shape(dim: Any) -> tuple[int, ...]:
 
 
 def _finite_rows(x: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` bool: rows of ``x`` holding only finite values (no host sync).
+    """`(B,)` bool: rows of `x` holding only finite values (no host sync).
 
-    ``max |x|`` per row is NaN or inf exactly for rows holding a NaN or an infinity
-    (``amax`` propagates NaN): three kernels instead of ``isfinite(x).all(dim=1)``'s six,
+    `max |x|` per row is NaN or inf exactly for rows holding a NaN or an infinity
+    (`amax` propagates NaN): three kernels instead of `isfinite(x).all(dim=1)`'s six,
     2-8x cheaper per step.
     """
     flat = x if x.ndim == 2 else x.reshape(x.shape[0], -1)
@@ -101,7 +170,7 @@ def _finite_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def _nonfinite_rows(x: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` bool: rows of ``x`` holding a NaN or an infinity (no host sync)."""
+    """`(B,)` bool: rows of `x` holding a NaN or an infinity (no host sync)."""
     return ~_finite_rows(x)
 
 
@@ -109,74 +178,116 @@ def _batch_view(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return mask.reshape(mask.shape[0], *([1] * (x.ndim - 1)))
 
 
+def _per_chain_items(state: State, b: int) -> Iterator[tuple[str, torch.Tensor]]:
+    """`(name, tensor)` of every per-chain tensor of `state` (leading dimension `b`)."""
+    if isinstance(state, SamplerState):
+        for f in dataclasses.fields(state):
+            value = getattr(state, f.name)
+            if f.metadata.get("per_chain", True) and _is_per_chain(value, b):
+                yield f.name, value
+    else:
+        for key, value in state.items():
+            if _is_per_chain(value, b):
+                yield key, value
+
+
+def _is_per_chain(value: Any, b: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == b
+
+
+def _snapshot(state: State, b: int) -> dict[str, torch.Tensor]:
+    """Copies of the per-chain tensors of the initial state (steps may update them in place)."""
+    return {k: v.clone() for k, v in _per_chain_items(state, b)}
+
+
+def restart_chains(state: State, mask: torch.Tensor, start: dict[str, torch.Tensor]) -> State:
+    """Put chains `mask` `(B,)` of every per-chain field back to their `start` values."""
+    for key, value in list(_per_chain_items(state, mask.shape[0])):
+        first = start.get(key)
+        if first is not None and first.shape == value.shape:
+            state[key] = torch.where(_batch_view(mask, value), first, value)
+    return state
+
+
 class BaseSampler(Schedulable, TorchEBMModule):
     r"""Base class of samplers: owns the sampling loop, a subclass implements one step.
 
-    A subclass implements :meth:`step` (``state -> state``, where ``state`` is a dict of
-    tensors holding at least the chains ``"x"`` of shape ``(B, *event_shape)``) and, when
-    it carries more than the position (momenta, masks, cached energies), :meth:`init_state`.
-    It declares its diagnostics in ``diagnostic_keys`` and computes the non-standard ones
-    in :meth:`compute_diagnostics`. Hyper-parameters that may follow a schedule are
-    registered with :meth:`register_scheduler` / ``_register_param``; the loop steps every
-    scheduler of the module tree once per step and resets them at the start of
-    ``sample()``.
+    A subclass implements the public hook `step` (`state -> state`, where `state` is a
+    `SamplerState` holding at least the chains `x` of shape `(B, *event_shape)`) and, when
+    it carries more than the position (momenta, masks, cached energies), `init_state`
+    returning a `SamplerState` subclass. It declares its diagnostics in `diagnostic_keys`
+    and computes the non-standard ones in `compute_diagnostics`; `converged`,
+    `steps_per_call` and `infer_dim` are optional. Hyper-parameters that may follow a
+    schedule are registered with `register_scheduler` / `_register_param`; the loop steps
+    every scheduler of the module tree once per step and resets them at the start of
+    `sample()`. Nothing else needs overriding: restarts under `nan_policy="resample"`,
+    thinning, trajectories, diagnostics and compilation work for every sampler that
+    follows this contract.
 
-    Subclasses that override :meth:`sample` themselves (the seed documentation's custom
-    sampler pattern) keep working: only a class that implements neither :meth:`step` nor
-    :meth:`sample` is abstract.
+    Subclasses that override `sample` themselves (the seed documentation's custom
+    sampler pattern) keep working: only a class that implements neither `step` nor
+    `sample` is abstract.
 
-    **NaN policy.** Chains are checked for NaN/inf on the device every
-    ``nan_check_every`` steps (default 10) and after the last step: a ``(B,)`` record of
-    the first check that saw each chain non-finite, no host sync. Every sampler of the
-    library updates ``x`` additively, so a chain that went NaN/inf stays so and a sparse
-    check misses nothing (HMC rejects non-finite proposals; only a ``clamp`` can turn an
-    infinity between two checks back into a bound, use ``nan_check_every=1`` there to see
-    it); a sparse check only brackets the step: chain ``i`` went bad in the window
-    ``(previous check, check]`` (exact with ``nan_check_every=1``, or from a recorded
-    trajectory). Checking costs about as much as a step of a closed-form energy on a large
-    batch, hence not every step by default. At the end of ``sample()`` (one sync):
-    ``"raise"`` (default) raises :class:`~torchebm.core.errors.NonFiniteError` whose
-    ``indices`` are the bad chains, ``steps`` each chain's last step of its window and
-    ``step`` the smallest of them (``windows`` holds the ``(first, last)`` step pairs);
-    ``"warn"`` emits a ``RuntimeWarning`` with the same facts and returns the non-finite
-    chains as they are; ``"resample"`` checks after every step whatever
-    ``nan_check_every`` says, restarts every chain that went non-finite from its own
-    starting point (then keeps going, with fresh noise for stochastic samplers) and warns
-    at the end which chains were restarted. A non-finite starting ``x`` is rejected at
-    entry.
+    **Divergent chains.** Chains are checked for NaN/inf on the device every
+    `nan_check_every` steps (default 10) and after the last step: a `(B,)` record of the
+    first check that saw each chain non-finite, no host sync. Every sampler of the library
+    updates `x` additively, so a chain that went NaN/inf stays so and a sparse check misses
+    nothing (HMC rejects non-finite proposals); a sparse check only brackets the step:
+    chain `i` went bad in the window `(previous check, check]` (exact with
+    `nan_check_every=1`, or from a recorded trajectory). At the end of `sample()` (one
+    sync) the chains that diverged are recorded in the attribute `divergent_chains` (a
+    `(B,)` bool tensor, also set when none did) and the policy decides:
+
+    * `"warn"` (default): one `RuntimeWarning` per call giving how many chains of how many
+      diverged, which ones and in which steps; the divergent chains are returned as they
+      are (NaN/inf, never masked). This is what Stan, PyMC, Pyro and NumPyro do with
+      divergent transitions: report them loudly and keep the run.
+    * `"raise"`: `NonFiniteError` whose `indices` are the bad chains, `steps` each chain's
+      last step of its window, `step` the smallest and `windows` the `(first, last)` pairs.
+    * `"resample"`: checks after every step whatever `nan_check_every` says, restarts every
+      chain that went non-finite from its own starting state (then keeps going, with fresh
+      noise for stochastic samplers) and warns at the end which chains were restarted.
+
+    A non-finite starting `x` is always rejected at entry (`NonFiniteError`).
 
     Args:
         model: The energy model (or, for flow samplers, the vector field). Registered as a
-            submodule when it is an ``nn.Module``, so ``sampler.to()`` moves it.
+            submodule when it is an `nn.Module`, so `sampler.to()` moves it.
         dtype: Dtype of the chains when the model has no parameters (otherwise the
-            model's parameter dtype wins, see :class:`TorchEBMModule`).
+            model's parameter dtype wins, see `TorchEBMModule`).
         device: Device of the chains when the model has no parameters.
-        n_steps: Default number of steps for ``sample(n_steps=None)`` (keyword-only);
-            ``None`` uses the class default ``default_n_steps``.
-        nan_policy: ``"raise"`` (default), ``"warn"`` or ``"resample"`` (keyword-only;
-            ``sample(nan_policy=...)`` overrides it per call).
+        n_steps: Default number of steps for `sample(n_steps=None)` (keyword-only);
+            `None` uses `default_n_steps`.
+        nan_policy: `"warn"` (default), `"raise"` or `"resample"` (keyword-only;
+            `sample(nan_policy=...)` overrides it per call).
 
     Example:
         >>> class GradientFlow(BaseSampler):
         ...     def step(self, state, ctx):
-        ...         x = state["x"]
-        ...         state["x"] = x - 0.1 * self._model_gradient(x, ctx.model_kwargs)
+        ...         state.x = state.x - 0.1 * self.gradient_fn(ctx)(state.x)
         ...         return state
         >>> from torchebm.core import HarmonicModel
         >>> GradientFlow(HarmonicModel()).sample(dim=2, n_samples=4, n_steps=10).shape
         torch.Size([4, 2])
+
+    References:
+        Betancourt, M. (2017). A Conceptual Introduction to Hamiltonian Monte Carlo
+        (divergences). arXiv:1701.02434.
     """
 
-    #: Number of steps of ``sample(n_steps=None)`` when the constructor got none.
+    #: Number of steps of `sample(n_steps=None)` when the constructor got none.
     default_n_steps: ClassVar[int] = 100
-    #: Diagnostics recorded by ``sample(return_diagnostics=True)``. Standard keys:
-    #: ``"mean"``/``"var"`` ``(n_kept, *event_shape)``, ``"energy"`` ``(n_kept,)``.
+    #: Diagnostics recorded by `sample(return_diagnostics=True)`. Standard keys:
+    #: `"mean"`/`"var"` `(n_kept, *event_shape)`, `"energy"` `(n_kept,)`.
     diagnostic_keys: ClassVar[tuple[str, ...]] = ("mean", "var", "energy")
-    #: How often (in steps) :meth:`converged` is polled; each poll is one host sync.
+    #: How often (in steps) `converged` is polled; each poll is one host sync.
     convergence_check_every: ClassVar[int] = 16
     #: How often (in steps) chains are checked for NaN/inf (on the device, no sync); the
-    #: last step is always checked. Assign on an instance or pass ``sample(nan_check_every=)``.
+    #: last step is always checked. Assign on an instance or pass `sample(nan_check_every=)`.
     nan_check_every: int = 10
+    #: `(B,)` bool: the chains that went non-finite during the last `sample()` call
+    #: (restarted ones under `"resample"`); `None` before the first call.
+    divergent_chains: torch.Tensor | None = None
 
     def __init__(
         self,
@@ -185,7 +296,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         device: Any = None,
         *,
         n_steps: int | None = None,
-        nan_policy: str = "raise",
+        nan_policy: str = "warn",
     ):
         cls = type(self)
         if cls.step is BaseSampler.step and cls.sample is BaseSampler.sample:
@@ -199,32 +310,33 @@ class BaseSampler(Schedulable, TorchEBMModule):
         self.model = model
         self.n_steps = None if n_steps is None else check_int("n_steps", n_steps, minimum=1)
         self.nan_policy = check_in("nan_policy", nan_policy, NAN_POLICIES)
+        self._compiled_step: Callable[..., Any] | None = None
 
     # ------------------------------------------------------------------ subclass API
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
-        """Build the loop state from the validated starting chains ``x`` ``(B, *event_shape)``.
+        """Build the loop state from the validated starting chains `x` `(B, *event_shape)`.
 
-        The default state is ``{"x": x}``. ``x`` may be the caller's tensor: never modify it
-        in place.
+        The default state is `SamplerState(x=x)`; a sampler carrying more returns its own
+        `SamplerState` subclass. `x` may be the caller's tensor: never modify it in place.
         """
-        return {"x": x}
+        return SamplerState(x=x)
 
     def step(self, state: State, ctx: SamplerContext) -> State:
-        """Advance every chain by ``ctx.n`` steps (one, for MCMC samplers) and return the state.
+        """Advance every chain by `ctx.n` steps (one, for MCMC samplers) and return the state.
 
-        Runs under ``torch.no_grad()``; read scheduled hyper-parameters here with
-        :meth:`get_scheduled_value` (the loop steps the schedulers afterwards). It must not
-        synchronise with the device (no ``.item()``, ``bool(tensor)``, printing).
+        Runs under `torch.no_grad()`; read scheduled hyper-parameters here with
+        `get_scheduled_value` (the loop steps the schedulers afterwards). It must not
+        synchronise with the device (no `.item()`, `bool(tensor)`, printing).
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement step()")
 
     def compute_diagnostics(self, state: State, ctx: SamplerContext) -> dict[str, torch.Tensor]:
-        """Per-kept-step diagnostics (batch statistics) of ``state``; keys from ``diagnostic_keys``.
+        """Per-kept-step diagnostics (batch statistics) of `state`; keys from `diagnostic_keys`.
 
-        The base computes ``"mean"``/``"var"`` (population variance clamped to
-        ``[1e-10, 1e10]``; zeros for a single chain) and ``"energy"`` (batch mean, reusing a
-        cached ``state["energy"]`` when the sampler keeps one). Subclasses add their own
-        keys and call ``super()``.
+        The base computes `"mean"`/`"var"` (population variance clamped to `[1e-10, 1e10]`;
+        zeros for a single chain) and `"energy"` (batch mean, reusing a cached
+        `state.energy` when the sampler keeps one). Subclasses add their own keys and call
+        `super()`.
         """
         keys = self.diagnostic_keys
         x = state["x"]
@@ -239,46 +351,36 @@ class BaseSampler(Schedulable, TorchEBMModule):
         if "energy" in keys:
             e = state.get("energy")
             if e is None:
-                e = self._model_energy(x, ctx.model_kwargs)
+                e = self.model_energy(x, ctx.model_kwargs)
             out["energy"] = e.mean()
         return out
 
     def converged(self, state: State) -> torch.Tensor | None:
-        """Optional early stop: a 0-d bool tensor, ``True`` once no chain needs more steps.
+        """Optional early stop: a 0-d bool tensor, `True` once no chain needs more steps.
 
-        Polled every ``convergence_check_every`` steps (one host sync per poll); ``None``
+        Polled every `convergence_check_every` steps (one host sync per poll); `None`
         (the default) never stops early. When it fires, remaining trajectory and diagnostic
         rows repeat the final (frozen) state.
         """
         return None
 
-    def _restart_chains(
-        self, state: State, mask: torch.Tensor, x0: torch.Tensor, ctx: SamplerContext
-    ) -> State:
-        """``nan_policy="resample"``: put chains ``mask`` ``(B,)`` back at their start ``x0``.
+    def steps_per_call(self, state: State, ctx: SamplerContext) -> int:
+        """Steps advanced by one `step` call (default 1; samplers with macro steps override).
 
-        Subclasses holding more per-chain state (velocities, cached energies) extend it.
-        """
-        x = state["x"]
-        state["x"] = torch.where(_batch_view(mask, x), x0, x)
-        return state
-
-    def _stride(self, n_steps: int, thin: int, recording: bool, ctx: SamplerContext) -> int:
-        """Steps advanced by one :meth:`step` call (1; samplers with macro steps override).
-
-        Called after :meth:`init_state`. A stride that does not divide ``thin`` skips
-        recorded rows, so a sampler that records returns ``thin`` (or a divisor of it).
+        Called once per `sample()` with the state `init_state` returned. A value that does not divide
+        `ctx.thin` skips recorded rows, so a sampler that records (`ctx.recording`) returns
+        `ctx.thin` or a divisor of it.
         """
         return 1
 
-    def _infer_dim(self) -> Any:
-        """Event shape to use when ``sample()`` gets neither ``x`` nor ``dim`` (``None``: none)."""
+    def infer_dim(self) -> Any:
+        """Event shape to use when `sample()` gets neither `x` nor `dim` (`None`: none)."""
         return None
 
     # ------------------------------------------------------------------ model helpers
-    def _model_gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        r""":math:`\nabla_x E(x)`: the model's ``gradient`` (closed form for analytic models,
-        one autograd call otherwise), same shape as ``x``."""
+    def model_gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        r"""$\nabla_x E(x)$, same shape as `x`: the model's `gradient` (closed form for
+        analytic models), else one autograd call."""
         model = self.model
         grad_fn = getattr(model, "gradient", None)
         if grad_fn is not None:
@@ -295,37 +397,41 @@ class BaseSampler(Schedulable, TorchEBMModule):
             )
         return g
 
-    def _gradient_fn(self, ctx: SamplerContext) -> Callable[[torch.Tensor], torch.Tensor]:
-        r"""``x -> \nabla_x E(x)`` for this call, resolved once (kept in ``ctx.extra``).
+    def gradient_fn(self, ctx: SamplerContext) -> Callable[[torch.Tensor], torch.Tensor]:
+        r"""`x -> grad E(x)` for this call, resolved once (kept in `ctx.gradient`).
 
-        The model's own ``gradient`` when it is one of the library's (marked
-        ``_returns_input_shape``: shaped like ``x`` by construction) and there is no
-        conditioning; otherwise :meth:`_model_gradient`, which
-        also checks the shape of what a custom ``gradient`` returns.
+        The model's own `gradient` when it is one of the library's (shaped like `x` by
+        construction) and there is no conditioning; otherwise `model_gradient`, which also
+        checks the shape of what a custom `gradient` returns.
         """
-        fn: Callable[[torch.Tensor], torch.Tensor] | None = ctx.extra.get("gradient")
+        fn = ctx.gradient
         if fn is None:
-            model, mk = self.model, ctx.model_kwargs
+            model, conditioning = self.model, ctx.model_kwargs
             if (
-                not mk
+                not conditioning
                 and isinstance(model, BaseModel)
                 and getattr(type(model).gradient, "_returns_input_shape", False)
-                and "gradient" not in model.__dict__
+                and "gradient" not in vars(model)
             ):
                 # chains are always batched: an analytic model's closed form directly
-                if isinstance(model, _AnalyticModel) and "_grad" not in model.__dict__:
+                if isinstance(model, _AnalyticModel) and "_grad" not in vars(model):
                     fn = model._grad
                 else:
                     fn = model.gradient
             else:
-                fn = partial(self._model_gradient, model_kwargs=mk)
-            ctx.extra["gradient"] = fn
+                fn = partial(self.model_gradient, model_kwargs=conditioning)
+            ctx.gradient = fn
         return fn
 
-    def _model_energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        """Energies ``(B,)`` of ``x`` under the model."""
-        model = _direct(self.model)  # nothing registered: skip nn.Module.__call__
+    def model_energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        """Energies `(B,)` of `x` under the model."""
+        model = self.model
         return model(x, **model_kwargs) if model_kwargs else model(x)
+
+    # names of earlier versions (user samplers call them)
+    _model_gradient = model_gradient
+    _model_energy = model_energy
+    _gradient_fn = gradient_fn
 
     # ------------------------------------------------------------------ validation
     def _resolve_n_steps(self, n_steps: Any) -> int:
@@ -349,12 +455,14 @@ class BaseSampler(Schedulable, TorchEBMModule):
     def _initial_x(
         self, x: Any, dim: Any, n_samples: Any, generator: torch.Generator | None
     ) -> torch.Tensor:
-        """The validated starting chains ``(B, *event_shape)`` on the sampler's device/dtype."""
+        """The validated starting chains `(B, *event_shape)` on the sampler's device/dtype."""
         if x is None:
             if dim is None:
-                dim = self._infer_dim()
+                dim = self.infer_dim()
                 if dim is None:
-                    raise ConfigurationError("dim must be provided when x is None")
+                    raise ConfigurationError(
+                        "dim must be provided when x is None and cannot be inferred from model"
+                    )
             shape = _event_shape(dim)
             n = check_int("n_samples", n_samples, minimum=1)
             return torch.randn(
@@ -374,13 +482,12 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     # ------------------------------------------------------------------ the loop
     def _step_fn(self, compile: bool) -> Callable[[State, SamplerContext], State]:
+        """`step`, or its `torch.compile`d drop-in (compiled once per instance)."""
         if not compile:
             return self.step
-        fn = self.__dict__.get("_compiled_step")
-        if fn is None:
-            fn = torch.compile(self.step)
-            self.__dict__["_compiled_step"] = fn
-        return fn
+        if self._compiled_step is None:
+            self._compiled_step = torch.compile(self.step, **COMPILE_OPTIONS)
+        return self._compiled_step
 
     def sample(
         self,
@@ -399,45 +506,47 @@ class BaseSampler(Schedulable, TorchEBMModule):
         nan_check_every: int | None = None,
         compile: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        r"""Run the chains for ``n_steps`` steps.
+        r"""Run the chains for `n_steps` steps.
 
         Args:
-            x: Starting chains ``(B, *event_shape)`` (cast to the sampler's device/dtype;
-                never modified). ``None`` draws ``randn(n_samples, *dim)`` with ``generator``.
-            dim: Event shape (int or tuple) used when ``x`` is ``None``; if given with ``x``
-                it must match ``x.shape[1:]``.
-            n_steps: Number of steps (default: the constructor's ``n_steps``, else
-                ``default_n_steps``). Must be ``>= 1``.
-            n_samples: Number of chains when ``x`` is ``None``.
-            thin: Record every ``thin``-th state (``1 <= thin <= n_steps``).
-            return_trajectory: Return the recorded states ``(B, n_steps // thin,
-                *event_shape)`` (state after steps ``i`` with ``(i + 1) % thin == 0``)
+            x: Starting chains `(B, *event_shape)` (cast to the sampler's device/dtype;
+                never modified). `None` draws `randn(n_samples, *dim)` with `generator`.
+            dim: Event shape (int or tuple) used when `x` is `None`; if given with `x`
+                it must match `x.shape[1:]`.
+            n_steps: Number of steps (default: the constructor's `n_steps`, else
+                `default_n_steps`). Must be `>= 1`.
+            n_samples: Number of chains when `x` is `None`.
+            thin: Record every `thin`-th state (`1 <= thin <= n_steps`).
+            return_trajectory: Return the recorded states `(B, n_steps // thin,
+                *event_shape)` (state after steps `i` with `(i + 1) % thin == 0`)
                 instead of the final state.
             return_diagnostics: Also return a dict of per-kept-step batch statistics,
-                each with leading dimension ``n_steps // thin`` (see ``diagnostic_keys``).
+                each with leading dimension `n_steps // thin` (see `diagnostic_keys`).
             reset_schedulers: Reset every scheduler of the module tree first (default), so
                 schedules restart at step 0 on every call.
             model_kwargs: Conditioning forwarded to the model (tensors moved to the
                 sampler's device, not cast).
             generator: The only source of randomness of this call when given (must live
-                on the sampler's device); ``None`` uses the global RNG.
+                on the sampler's device); `None` uses the global RNG.
             nan_policy: Overrides the constructor's policy for this call.
             nan_check_every: Check the chains for NaN/inf every this many steps (and after
-                the last); ``None`` uses the attribute ``nan_check_every`` (default 10).
-                ``1`` reports the exact first non-finite step of each chain.
-            compile: Run :meth:`step` through ``torch.compile`` (compiled once per sampler
-                instance; the first call pays the compilation).
+                the last); `None` uses the attribute `nan_check_every` (default 10).
+                `1` reports the exact first non-finite step of each chain.
+            compile: Run `step` through `torch.compile` (compiled once per sampler
+                instance and batch size; the first call pays the compilation). The
+                compiled step is a drop-in for the eager one: same maths, same results up
+                to floating-point rounding (random draws differ).
 
         Returns:
-            The final chains ``(B, *event_shape)`` or the trajectory; with
-            ``return_diagnostics`` a tuple ``(output, diagnostics)``.
+            The final chains `(B, *event_shape)` or the trajectory; with
+            `return_diagnostics` a tuple `(output, diagnostics)`.
 
         Raises:
-            ConfigurationError: a bad ``n_steps``, ``thin``, ``n_samples``, ``dim``,
-                ``nan_policy`` or ``nan_check_every``, or neither ``x`` nor ``dim``.
-            ShapeError: ``x`` is not ``(B, *event_shape)`` or disagrees with ``dim`` /
-                ``n_samples``.
-            NonFiniteError: ``x`` holds NaN/inf, or (``nan_policy="raise"``) chains went
+            ConfigurationError: a bad `n_steps`, `thin`, `n_samples`, `dim`,
+                `nan_policy` or `nan_check_every`, or neither `x` nor `dim`.
+            ShapeError: `x` is not `(B, *event_shape)` or disagrees with `dim` /
+                `n_samples`.
+            NonFiniteError: `x` holds NaN/inf, or (`nan_policy="raise"`) chains went
                 non-finite.
         """
         n_steps = self._resolve_n_steps(n_steps)
@@ -452,7 +561,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             self.nan_check_every if nan_check_every is None else nan_check_every,
             minimum=1,
         )
-        mk = self._prepare_model_kwargs(model_kwargs)
+        conditioning = self._prepare_model_kwargs(model_kwargs)
         self._check_generator(generator)
         x = self._initial_x(x, dim, n_samples, generator)
         scheds = [s for m in _schedulable_subtree(self) for s in m.get_schedulers().values()]
@@ -463,19 +572,21 @@ class BaseSampler(Schedulable, TorchEBMModule):
             else:
                 self.reset_schedulers()
         ctx = SamplerContext(
-            model_kwargs=mk,
+            model_kwargs=conditioning,
             generator=generator,
             n_steps=n_steps,
             thin=thin,
             event_shape=tuple(x.shape[1:]),
-            extra={"schedulers": scheds},
             nan_policy=policy,
             nan_check_every=1 if policy == "resample" else check_nan,
+            recording=return_trajectory or return_diagnostics,
+            schedulers=scheds,
         )
         with torch.no_grad(), self.autocast_context():
             out, traj, diag, windows = self._run(
-                x, ctx, return_trajectory, return_diagnostics, policy, compile, check_nan
+                x, ctx, return_trajectory, return_diagnostics, compile
             )
+        self.divergent_chains = ~windows[0]
         self._report_nonfinite(windows, policy, n_steps, check_nan, traj, thin)
         result = traj if traj is not None else out
         return (result, diag) if return_diagnostics else result
@@ -486,55 +597,35 @@ class BaseSampler(Schedulable, TorchEBMModule):
         ctx: SamplerContext,
         want_traj: bool,
         want_diag: bool,
-        policy: str,
         compile: bool,
-        nan_check_every: int = 1,
     ) -> tuple[
         torch.Tensor,
         torch.Tensor | None,
         dict[str, torch.Tensor],
         tuple[torch.Tensor, torch.Tensor, list[int]],
     ]:
-        """The loop; returns ``(x, trajectory, diagnostics, (alive, n_alive, ends))``.
+        """The loop; returns `(x, trajectory, diagnostics, (alive, n_alive, ends))`.
 
-        ``alive`` ``(B,)`` bool: finite at every check; ``n_alive`` ``(B,)``: checks passed
-        while alive; ``ends``: the step count at each check (see :meth:`_report_nonfinite`).
+        `alive` `(B,)` bool: finite at every check; `n_alive` `(B,)`: checks passed while
+        alive; `ends`: the step count at each check (see `_report_nonfinite`).
         """
-        n_steps, thin = ctx.n_steps, ctx.thin
+        n_steps, thin, every = ctx.n_steps, ctx.thin, ctx.nan_check_every
         n_kept = n_steps // thin
-        recording = want_traj or want_diag
         step_fn = self._step_fn(compile)
         state = self.init_state(x0, ctx)
-        b = x0.shape[0]
         traj = (
-            torch.empty((b, n_kept, *ctx.event_shape), dtype=x0.dtype, device=x0.device)
+            torch.empty((x0.shape[0], n_kept, *ctx.event_shape), dtype=x0.dtype, device=x0.device)
             if want_traj
             else None
         )
         # diagnostics are computed only when asked for (a trajectory alone needs none)
         diag: dict[str, torch.Tensor] | None = {} if want_diag else None
-        # NaN bookkeeping at each check, two cheap updates: ``alive`` (finite at every check
-        # so far) and ``n_alive`` (checks passed while alive); a chain's first non-finite
-        # check is then ``ends[n_alive]`` (``ends``: the step count at each check)
-        alive = torch.ones(b, dtype=torch.bool, device=x0.device)
-        n_alive = torch.zeros(b, dtype=torch.long, device=x0.device)
-        ends: list[int] = []
-        resample = policy == "resample"
-        if resample:  # restart at once: no non-finite state reaches a trajectory or a step
-            nan_check_every = 1
-
-        def check(state: State) -> State:
-            ends.append(i)
-            finite = _finite_rows(state["x"])
-            alive.logical_and_(finite)
-            n_alive.add_(alive)
-            return self._restart_chains(state, ~finite, x0, ctx) if resample else state
-
-        stride = max(1, int(self._stride(n_steps, thin, recording, ctx)))
+        checker = _NanChecks(x0.shape[0], x0.device, state, ctx.nan_policy == "resample")
+        stride = max(1, int(self.steps_per_call(state, ctx)))
         check_every = self.convergence_check_every
         step_schedulers, constants = self._scheduler_stepper(ctx)
         kept = calls = i = 0
-        next_check = nan_check_every  # checks after every nan_check_every steps
+        next_check = every  # checks after every nan_check_every steps
         while i < n_steps:
             ctx.i, ctx.n = i, min(stride, n_steps - i)
             state = step_fn(state, ctx)
@@ -544,24 +635,25 @@ class BaseSampler(Schedulable, TorchEBMModule):
             i += ctx.n
             calls += 1
             if i >= next_check or i >= n_steps:
-                state = check(state)
-                next_check = (i // nan_check_every + 1) * nan_check_every
-            if recording and i % thin == 0 and kept < n_kept:
+                state = checker(state, i)
+                next_check = (i // every + 1) * every
+            if ctx.recording and i % thin == 0 and kept < n_kept:
                 self._record(state, ctx, traj, diag, kept, n_kept)
                 kept += 1
             if i < n_steps and check_every > 0 and calls % check_every == 0:
                 done = self.converged(state)
                 if done is not None and bool(done):
                     break
-        if not ends or ends[-1] != i:  # early stop between checks
-            state = check(state)
-        if recording and kept < n_kept:
+        if not checker.ends or checker.ends[-1] != i:  # early stop between checks
+            state = checker(state, i)
+        if ctx.recording and kept < n_kept:
             # early stop: every chain is frozen, so the remaining rows repeat the final state
             self._record(state, ctx, traj, diag, kept, n_kept, fill=True)
         for sched in constants:  # as if stepped i times (the value cannot change)
             sched.step_count += i
             sched.current_value = float(sched._compute_value())
-        return state["x"], traj, diag if diag is not None else {}, (alive, n_alive, ends)
+        windows = (checker.alive, checker.n_alive, checker.ends)
+        return state["x"], traj, diag if diag is not None else {}, windows
 
     def _scheduler_stepper(
         self, ctx: SamplerContext
@@ -569,7 +661,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         """Per-step scheduler update of one ``sample()`` call, and the schedulers it skips.
 
         Steps every scheduler of the module tree once, as :meth:`step_schedulers` does, from
-        the list ``sample()`` collected once (``ctx.extra["schedulers"]``; the set is fixed
+        the list ``sample()`` collected once (``ctx.schedulers``; the set is fixed
         while a call runs) instead of walking the module tree at every step. Plain
         :class:`ConstantScheduler` s are not stepped in the loop (their value cannot change):
         they are returned, and the loop adds the number of steps to their counters at the
@@ -578,9 +670,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         """
         if type(self).step_schedulers is not Schedulable.step_schedulers:
             return self.step_schedulers, []
-        scheds = ctx.extra.get("schedulers")
-        if scheds is None:
-            scheds = [s for m in _schedulable_subtree(self) for s in m.get_schedulers().values()]
+        scheds = ctx.schedulers
         constants = [s for s in scheds if type(s) is ConstantScheduler]
         moving = [s for s in scheds if type(s) is not ConstantScheduler]
         if not moving:
@@ -661,7 +751,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             err = NonFiniteError(
                 f"{name} produced NaN/inf in {where_} (chain index (first non-finite step of "
                 f"{n_steps})): {shown}{more}{hint}. Reduce step_size, check the model, or pass "
-                "nan_policy='warn' / 'resample'",
+                "nan_policy='warn' (the default) / 'resample'",
                 indices=idx,
                 step=first,
             )
@@ -670,8 +760,10 @@ class BaseSampler(Schedulable, TorchEBMModule):
             raise err
         if policy == "warn":
             msg = (
-                f"{name} produced NaN/inf in {where_} (chain index (first step)): "
-                f"{shown}{more}{hint}"
+                f"{name}: {where_} diverged (produced NaN/inf; chain index (first step)): "
+                f"{shown}{more}{hint}. They are returned as they are and recorded in "
+                f"{name}.divergent_chains; reduce step_size, or pass nan_policy='raise' to stop "
+                "at a divergence or 'resample' to restart divergent chains"
             )
         else:
             msg = (
@@ -682,3 +774,28 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     def extra_repr(self) -> str:
         return f"n_steps={self.n_steps}, nan_policy={self.nan_policy!r}"
+
+
+class _NanChecks:
+    """NaN bookkeeping of one `sample()` call, two cheap device updates per check.
+
+    `alive` (finite at every check so far) and `n_alive` (checks passed while alive); a
+    chain's first non-finite check is then `ends[n_alive]` (`ends`: the step count at each
+    check). Under `"resample"` it restarts the non-finite chains from the initial state.
+    """
+
+    def __init__(self, b: int, device: torch.device, state: State, resample: bool):
+        self.alive = torch.ones(b, dtype=torch.bool, device=device)
+        self.n_alive = torch.zeros(b, dtype=torch.long, device=device)
+        self.ends: list[int] = []
+        # restart at once: no non-finite state reaches a trajectory or a step
+        self.start = _snapshot(state, b) if resample else None
+
+    def __call__(self, state: State, i: int) -> State:
+        self.ends.append(i)
+        finite = _finite_rows(state["x"])
+        self.alive.logical_and_(finite)
+        self.n_alive.add_(self.alive)
+        if self.start is None:
+            return state
+        return restart_chains(state, ~finite, self.start)

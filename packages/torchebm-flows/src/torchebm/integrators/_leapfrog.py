@@ -238,7 +238,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         drift, m = kick.drift, kick.mass
         force = drift(x, t) if kick.force is None else kick.force
         p = self._axpy(p, half, force)  # a fresh tensor: the input p is never mutated
-        self.__dict__["nfe"] = n + (kick.force is None)
+        self.nfe = n + (kick.force is None)
         if isinstance(h, float) and (m is None or isinstance(m, float)):
             hx = h if m is None else h / m
             x = torch.add(x, p, alpha=hx)  # a fresh tensor: the input x is never mutated
@@ -271,7 +271,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         if cache is None:  # first step: the caller's force at x, else one evaluation
             if ctx.force is None:
                 cache = self._guard_force(drift(x, t), safe)
-                self.__dict__["nfe"] += 1
+                self.nfe += 1
             else:
                 cache = self._guard_force(ctx.force, safe)
         half = 0.5 * h
@@ -286,7 +286,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
             x_new = x + h * p_half / m
         x_new = self._guard_state(x_new, safe)
         force = self._guard_force(drift(x_new, t), safe)
-        self.__dict__["nfe"] += 1
+        self.nfe += 1
         p_new = self._guard_state(self._axpy_(p_half, half, force), safe)
         ctx.force = force
         return x_new, p_new, force
@@ -396,5 +396,5 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         x_new = self._guard_state(x_new, safe)
         p_new = self._axpy(p_half, half, guard_f(force(x_new, p_half, t), safe))
         p_new = self._guard_state(p_new, safe)
-        self.__dict__["nfe"] += used_p + used_x + 2
+        self.nfe += used_p + used_x + 2
         return x_new, p_new, None

@@ -23,7 +23,7 @@ from torchebm.interpolants import (
 )
 
 if TYPE_CHECKING:
-    from torchebm.core._base_sampler import SamplerContext
+    from torchebm.core import SamplerContext
 
 State = dict[str, torch.Tensor]
 
@@ -135,7 +135,8 @@ class FlowSampler(BaseSampler):
         integrator: ODE: any Runge-Kutta integrator (default ``"dopri5"``); SDE: a
             fixed-step SDE integrator (default ``"euler_maruyama"``).
         n_steps: Default number of grid steps (class default 50 for ODE, 250 for SDE).
-        nan_policy: ``"raise"``, ``"warn"`` or ``"resample"`` (see :class:`BaseSampler`).
+        nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
+            ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
 
     Diagnostics: ``"mean"``, ``"var"`` ``(n_kept, *event_shape)`` and ``"t"``
     ``(n_kept,)`` (the interpolant time of each kept state; ``t1 + last_step_size`` for a
@@ -155,7 +156,6 @@ class FlowSampler(BaseSampler):
         Scalable Interpolant Transformers. ECCV.
     """
 
-    default_n_steps = 50
     #: Default number of grid steps in ``mode="sde"``.
     default_sde_n_steps: ClassVar[int] = 250
     diagnostic_keys = ("mean", "var", "t")
@@ -179,7 +179,7 @@ class FlowSampler(BaseSampler):
         integrator: Any = None,
         *,
         n_steps: int | None = None,
-        nan_policy: str = "raise",
+        nan_policy: str = "warn",
     ):
         super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
         if not callable(model):
@@ -241,10 +241,10 @@ class FlowSampler(BaseSampler):
                 f"{type(self.integrator).__name__}"
             )
 
-    def _resolve_n_steps(self, n_steps: Any) -> int:
-        if n_steps is None and self.n_steps is None:
-            n_steps = self.default_sde_n_steps if self.mode == "sde" else self.default_n_steps
-        return super()._resolve_n_steps(n_steps)
+    @property
+    def default_n_steps(self) -> int:  # type: ignore[override]
+        """Grid steps of `sample(n_steps=None)`: 50 in ODE mode, `default_sde_n_steps` in SDE."""
+        return self.default_sde_n_steps if self.mode == "sde" else 50
 
     # ------------------------------------------------------------------ properties
     @property
@@ -389,10 +389,11 @@ class FlowSampler(BaseSampler):
         return a.to(dtype), b.to(dtype), d.to(dtype)
 
     # ------------------------------------------------------------------ loop hooks
-    def _stride(self, n_steps: int, thin: int, recording: bool, ctx: SamplerContext) -> int:
+    def steps_per_call(self, state: Any, ctx: SamplerContext) -> int:
+        """1 for fixed-step integrators; an adaptive one integrates between recorded times."""
         if not self._adaptive:
             return 1
-        return thin if recording else n_steps
+        return ctx.thin if ctx.recording else ctx.n_steps
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
         t0, t1 = self._check_interval()

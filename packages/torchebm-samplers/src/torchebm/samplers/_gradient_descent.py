@@ -7,19 +7,31 @@ chain once its gradient norm falls under a threshold.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 
-from torchebm.core import BaseSampler
+from torchebm.core import BaseSampler, SamplerContext, SamplerState
 from torchebm.core.errors import check_positive, check_probability
 
-if TYPE_CHECKING:
-    from torchebm.core._base_sampler import SamplerContext
+__all__ = ["GradientDescentSampler", "NesterovSampler", "DescentState"]
 
-State = dict[str, torch.Tensor]
 
-__all__ = ["GradientDescentSampler", "NesterovSampler"]
+@dataclass
+class DescentState(SamplerState):
+    """Loop state of the descent samplers (every field per chain).
+
+    Attributes:
+        x: Chains `(B, *event_shape)`.
+        v: Nesterov's velocity like `x` (`None` for plain gradient descent).
+        active: With `grad_tol`: `(B,)` bool, chains still moving.
+        steps_used: With `grad_tol`: `(B,)` long, updates each chain used.
+    """
+
+    v: torch.Tensor | None = None
+    active: torch.Tensor | None = None
+    steps_used: torch.Tensor | None = None
 
 
 def _grad_norm(g: torch.Tensor) -> torch.Tensor:
@@ -42,7 +54,7 @@ class _DescentBase(BaseSampler):
         *,
         grad_tol: float | None = None,
         n_steps: int | None = None,
-        nan_policy: str = "raise",
+        nan_policy: str = "warn",
     ):
         super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
         self.step_size = step_size
@@ -57,37 +69,33 @@ class _DescentBase(BaseSampler):
     def step_size(self, value: Any) -> None:
         self._register_param("step_size", value, positive=True)
 
-    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
-        state: State = {"x": x}
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> DescentState:
+        state = DescentState(x=x)
         if self.grad_tol is not None:
             b = x.shape[0]
-            state["active"] = torch.ones(b, dtype=torch.bool, device=x.device)
-            state["steps_used"] = torch.zeros(b, dtype=torch.long, device=x.device)
+            state.active = torch.ones(b, dtype=torch.bool, device=x.device)
+            state.steps_used = torch.zeros(b, dtype=torch.long, device=x.device)
         return state
 
-    def _update_active(self, state: State, g: torch.Tensor) -> torch.Tensor:
+    def _update_active(self, state: DescentState, g: torch.Tensor) -> torch.Tensor:
         """Freeze chains whose gradient norm is under ``grad_tol``; count the others' steps."""
-        active = state["active"]
+        active = cast(torch.Tensor, state.active)
         active &= _grad_norm(g) >= cast(float, self.grad_tol)
-        state["steps_used"] += active
+        state.steps_used += active
         return active
 
-    def converged(self, state: State) -> torch.Tensor | None:
-        if self.grad_tol is None:
+    def converged(self, state: DescentState) -> torch.Tensor | None:
+        if state.active is None:
             return None
-        return ~state["active"].any()
+        return ~state.active.any()
 
-    def compute_diagnostics(self, state: State, ctx: SamplerContext) -> dict[str, torch.Tensor]:
+    def compute_diagnostics(
+        self, state: DescentState, ctx: SamplerContext
+    ) -> dict[str, torch.Tensor]:
         out = super().compute_diagnostics(state, ctx)
-        if self.grad_tol is not None:
-            out["steps_used"] = state["steps_used"].clone()
+        if state.steps_used is not None:
+            out["steps_used"] = state.steps_used.clone()
         return out
-
-    def _restart_chains(self, state, mask, x0, ctx):
-        state = super()._restart_chains(state, mask, x0, ctx)
-        if self.grad_tol is not None:
-            state["active"] |= mask
-        return state
 
     def extra_repr(self) -> str:
         return f"step_size={self.step_size}, grad_tol={self.grad_tol}, {super().extra_repr()}"
@@ -110,7 +118,8 @@ class GradientDescentSampler(_DescentBase):
         device: Chain device when the model has no parameters.
         grad_tol: Optional gradient-norm threshold of the adaptive stop rule (> 0).
         n_steps: Default number of steps of ``sample()`` (class default 100).
-        nan_policy: ``"raise"``, ``"warn"`` or ``"resample"`` (see :class:`BaseSampler`).
+        nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
+            ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
 
     Diagnostics: ``"mean"``, ``"var"``, ``"energy"``; with ``grad_tol`` also ``"steps_used"``
     ``(n_kept, B)`` (updates used by each chain so far).
@@ -126,15 +135,15 @@ class GradientDescentSampler(_DescentBase):
         Energy-Based Models. arXiv:2510.02300.
     """
 
-    def step(self, state: State, ctx: SamplerContext) -> State:
-        x = state["x"]
+    def step(self, state: DescentState, ctx: SamplerContext) -> DescentState:
+        x = state.x
         eta = self.get_scheduled_value("step_size")
-        g = self._gradient_fn(ctx)(x)
+        g = self.gradient_fn(ctx)(x)
         if self.grad_tol is None:
-            state["x"] = torch.add(x, g, alpha=-eta)
+            state.x = torch.add(x, g, alpha=-eta)
         else:
             active = self._update_active(state, g)
-            state["x"] = torch.addcmul(x, g, _rows(active, g).to(g.dtype), value=-eta)
+            state.x = torch.addcmul(x, g, _rows(active, g).to(g.dtype), value=-eta)
         return state
 
 
@@ -157,7 +166,7 @@ class NesterovSampler(_DescentBase):
         device: Chain device when the model has no parameters.
         grad_tol: Optional gradient-norm threshold of the adaptive stop rule (> 0).
         n_steps: Default number of steps of ``sample()`` (class default 100).
-        nan_policy: ``"raise"``, ``"warn"`` or ``"resample"``.
+        nan_policy: ``"warn"`` (default), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
 
     Diagnostics: ``"mean"``, ``"var"``, ``"energy"``; with ``grad_tol`` also ``"steps_used"``
     ``(n_kept, B)`` (updates used by each chain so far).
@@ -184,7 +193,7 @@ class NesterovSampler(_DescentBase):
         *,
         grad_tol: float | None = None,
         n_steps: int | None = None,
-        nan_policy: str = "raise",
+        nan_policy: str = "warn",
     ):
         super().__init__(
             model,
@@ -197,29 +206,24 @@ class NesterovSampler(_DescentBase):
         )
         self.momentum = check_probability("momentum", momentum, closed_right=False)
 
-    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> DescentState:
         state = super().init_state(x, ctx)
-        state["v"] = torch.zeros_like(x)
+        state.v = torch.zeros_like(x)
         return state
 
-    def step(self, state: State, ctx: SamplerContext) -> State:
-        x, v = state["x"], state["v"]
+    def step(self, state: DescentState, ctx: SamplerContext) -> DescentState:
+        x, v = state.x, cast(torch.Tensor, state.v)
         eta, mu = self.get_scheduled_value("step_size"), self.momentum
         look = torch.add(x, v, alpha=mu)
-        g = self._gradient_fn(ctx)(look)
+        g = self.gradient_fn(ctx)(look)
         v.mul_(mu).add_(g, alpha=-eta)
         if self.grad_tol is None:
-            state["x"] = x + v
+            state.x = x + v
             return state
         active = _rows(self._update_active(state, g), v)
         v.mul_(active)
         # a chain that stops stays at the look-ahead point, where its gradient was measured
-        state["x"] = torch.where(active, x + v, look)
-        return state
-
-    def _restart_chains(self, state, mask, x0, ctx):
-        state = super()._restart_chains(state, mask, x0, ctx)
-        state["v"].masked_fill_(_rows(mask, state["v"]), 0.0)
+        state.x = torch.where(active, x + v, look)
         return state
 
     def extra_repr(self) -> str:

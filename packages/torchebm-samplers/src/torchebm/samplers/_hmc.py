@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from torchebm.core import BaseModel, BaseSampler, BaseSymplecticIntegrator, warn_once
+from torchebm.core import (
+    BaseModel,
+    BaseSampler,
+    BaseSymplecticIntegrator,
+    SamplerContext,
+    SamplerState,
+    shared_field,
+    warn_once,
+)
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int
 from torchebm.integrators import (
     GeneralisedLeapfrogIntegrator,
@@ -18,12 +28,7 @@ from torchebm.integrators import (
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import resolve_model
 
-if TYPE_CHECKING:
-    from torchebm.core._base_sampler import SamplerContext
-
-State = dict[str, torch.Tensor]
-
-__all__ = ["HamiltonianMonteCarlo", "RiemannianManifoldHMC"]
+__all__ = ["HamiltonianMonteCarlo", "RiemannianManifoldHMC", "HMCState"]
 
 _ENERGY_CLAMP = 1e10
 _DH_CLAMP = 50.0
@@ -46,6 +51,34 @@ def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.reshape(mask.shape[0], *([1] * (like.ndim - 1)))
 
 
+@dataclass
+class HMCState(SamplerState):
+    """Loop state of the HMC samplers (per chain unless noted).
+
+    Attributes:
+        x: Chains `(B, *event_shape)`.
+        energy: $E(x)$ `(B,)`, kept from the last accepted point (never evaluated twice).
+        grad: $\nabla E(x)$ like `x` when the trajectory returns its end-point gradient
+            (default leapfrog, fused kernel), else `None`.
+        accepted: `(B,)` bool, whether each chain's last proposal was accepted.
+        p: Momentum buffer like `x`, redrawn every step (shared: not restarted).
+        mass: The call's diagonal mass (`None`, a float or a tensor; shared).
+        sqrt_mass: Its square root (shared).
+        fused: `torchebm.cuda.fused_leapfrog_step` when the call runs the fused trajectory.
+        cholesky: RMHMC: `(x, L)`, the Cholesky factor of the metric at the tensor `x`
+            (shared: a cache of the current trajectory).
+    """
+
+    energy: torch.Tensor | None = None
+    grad: torch.Tensor | None = None
+    accepted: torch.Tensor | None = None
+    p: torch.Tensor | None = shared_field()
+    mass: Any = shared_field()
+    sqrt_mass: Any = shared_field()
+    fused: Callable[..., Any] | None = shared_field()
+    cholesky: tuple[torch.Tensor, torch.Tensor] | None = shared_field()
+
+
 class _HMCBase(BaseSampler):
     """Shared parts of the HMC family: ``step_size``, the energy and the Metropolis test."""
 
@@ -60,21 +93,15 @@ class _HMCBase(BaseSampler):
     def step_size(self, value: Any) -> None:
         self._register_param("step_size", value, positive=True)
 
-    def _infer_dim(self) -> Any:
+    def infer_dim(self) -> Any:
+        """The event shape of the model's `mean` when it has one (Gaussian models)."""
         mean = getattr(self.model, "mean", None)
         if isinstance(mean, torch.Tensor) and mean.ndim >= 1:
             return tuple(mean.shape)
         return None
 
-    def _initial_x(self, x, dim, n_samples, generator):
-        if x is None and dim is None and self._infer_dim() is None:
-            raise ConfigurationError(
-                "dim must be provided when x is None and cannot be inferred from model"
-            )
-        return super()._initial_x(x, dim, n_samples, generator)
-
-    def _energy(self, x: torch.Tensor, mk: dict) -> torch.Tensor:
-        e = self._model_energy(x, mk)
+    def _energy(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
+        e = self.model_energy(x, conditioning)
         if e.shape != (x.shape[0],):
             raise ShapeError(
                 f"{type(self.model).__name__} must return energies of shape (B,) = "
@@ -84,41 +111,32 @@ class _HMCBase(BaseSampler):
 
     def _metropolis(
         self,
-        state: State,
+        state: HMCState,
         h_cur: torch.Tensor,
         h_prop: torch.Tensor,
         x_prop: torch.Tensor,
         u_prop: torch.Tensor,
         ctx: SamplerContext,
-    ) -> State:
+    ) -> HMCState:
         r"""Accept ``x_prop`` per chain with probability :math:`\min(1, e^{H - H'})`.
 
         Proposals that are non-finite (position or Hamiltonian) are rejected.
         """
-        x = state["x"]
+        x = state.x
         log_ratio = (h_cur - h_prop).clamp_(-_DH_CLAMP, _DH_CLAMP)
-        u = torch.rand(x.shape[0], generator=ctx.generator, device=x.device, dtype=x.dtype)
+        # uniform_ on a buffer shaped like the energies: no Python int size, so a compiled
+        # step works for any batch size
+        u = torch.empty_like(log_ratio).uniform_(generator=ctx.generator)
         accept = (u.log_() < log_ratio) & _finite_rows(x_prop)
-        state["x"] = torch.where(_rows(accept, x), x_prop, x)
-        state["energy"] = torch.where(accept, u_prop, state["energy"])
-        state["accepted"] = accept
+        state.x = torch.where(_rows(accept, x), x_prop, x)
+        state.energy = torch.where(accept, u_prop, state.energy)
+        state.accepted = accept
         return state
 
-    def compute_diagnostics(self, state: State, ctx: SamplerContext) -> dict[str, torch.Tensor]:
+    def compute_diagnostics(self, state: HMCState, ctx: SamplerContext) -> dict[str, torch.Tensor]:
         out = super().compute_diagnostics(state, ctx)
-        out["acceptance_rate"] = state["accepted"].to(state["x"].dtype).mean()
+        out["acceptance_rate"] = state.accepted.to(state.x.dtype).mean()
         return out
-
-    def _restart_chains(self, state, mask, x0, ctx):
-        state = super()._restart_chains(state, mask, x0, ctx)
-        # restarted chains are back at x0, whose energies init_state computed (no new
-        # evaluation: "resample" calls this after every step, usually with no chain to move)
-        e0 = ctx.extra.get("energy0")
-        if e0 is None:
-            state["energy"] = self._energy(state["x"], ctx.model_kwargs)
-        else:
-            state["energy"] = torch.where(mask, e0, state["energy"])
-        return state
 
 
 def _ignore_time(gradient):
@@ -156,7 +174,8 @@ class HamiltonianMonteCarlo(_HMCBase):
         backend: ``"auto"`` (the fused leapfrog of ``torchebm-cuda`` when installed and the
             chains are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"``
             (``torchebm.cuda.fused_leapfrog_step``; requires ``torchebm-cuda``).
-        nan_policy: ``"raise"``, ``"warn"`` or ``"resample"`` (see :class:`BaseSampler`).
+        nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
+            ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
         energy_function: Deprecated alias of ``model``.
 
     Diagnostics: ``"mean"``, ``"var"``, ``"energy"`` and ``"acceptance_rate"`` (fraction
@@ -193,7 +212,7 @@ class HamiltonianMonteCarlo(_HMCBase):
         *,
         n_steps: int | None = None,
         backend: str = "auto",
-        nan_policy: str = "raise",
+        nan_policy: str = "warn",
         energy_function: Any = None,
     ):
         model = resolve_model(type(self).__name__, model, energy_function)
@@ -243,7 +262,7 @@ class HamiltonianMonteCarlo(_HMCBase):
         """The diagonal mass: ``None`` (identity), a float, or a tensor."""
         return self._mass if self._mass is not None else self._mass_scalar
 
-    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
         mass: Any = self._mass_scalar
         if self._mass is not None:
             mass = self._mass.to(device=x.device, dtype=x.dtype)
@@ -256,29 +275,29 @@ class HamiltonianMonteCarlo(_HMCBase):
                     f"mass of shape {tuple(mass.shape)} does not broadcast to the event shape "
                     f"{tuple(x.shape[1:])}"
                 )
-        ctx.extra["mass"] = mass
-        ctx.extra["sqrt_mass"] = (
-            None if mass is None else (math.sqrt(mass) if isinstance(mass, float) else mass.sqrt())
-        )
         fused = resolve_fused(self.backend, "fused_leapfrog_step", x, owner=type(self).__name__)
-        ctx.extra["fused"] = fused
-        state = {
-            "x": x,
-            "energy": self._energy(x, ctx.model_kwargs),
-            "p": torch.empty_like(x),
-            "accepted": torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
-        }
-        ctx.extra["energy0"] = state["energy"]  # never modified in place: restarts reuse it
+        state = HMCState(
+            x=x,
+            energy=self._energy(x, ctx.model_kwargs),
+            accepted=torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
+            p=torch.empty_like(x),
+            mass=mass,
+            sqrt_mass=(
+                None
+                if mass is None
+                else (math.sqrt(mass) if isinstance(mass, float) else mass.sqrt())
+            ),
+            fused=fused,
+        )
         # the trajectory returns the energy gradient at its end point: keeping the one of
         # the current state saves one evaluation per iteration
         if fused is not None or isinstance(self.integrator, LeapfrogIntegrator):
-            state["grad"] = self._model_gradient(x, ctx.model_kwargs)
-            ctx.extra["grad0"] = state["grad"]  # never modified in place: restarts reuse it
+            state.grad = self.model_gradient(x, ctx.model_kwargs)
         return state
 
-    def _drift(self, x: torch.Tensor, mk: dict) -> torch.Tensor:
+    def _drift(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
         r"""The leapfrog force :math:`-\nabla E(x)` (shaped like ``x``)."""
-        g = self._model_gradient(x, mk)
+        g = self.model_gradient(x, conditioning)
         return g.neg_() if g is not x else -g
 
     def _kinetic(self, p: torch.Tensor, mass: Any, clamp: bool = True) -> torch.Tensor:
@@ -292,62 +311,61 @@ class HamiltonianMonteCarlo(_HMCBase):
         k.mul_(0.5)
         return k.clamp_(0.0, _ENERGY_CLAMP) if clamp else k
 
-    def step(self, state: State, ctx: SamplerContext) -> State:
-        x, mk = state["x"], ctx.model_kwargs
+    def step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
+        x = state.x
         eps = self.get_scheduled_value("step_size")
-        mass, sqrt_mass = ctx.extra["mass"], ctx.extra["sqrt_mass"]
-        p = state["p"].normal_(generator=ctx.generator)  # buffer reused; integrators copy
-        if sqrt_mass is not None:
-            p.mul_(sqrt_mass)
+        p = state.p.normal_(generator=ctx.generator)  # buffer reused; integrators copy
+        if state.sqrt_mass is not None:
+            p.mul_(state.sqrt_mass)
         # fresh momenta: K = |z|^2 / 2 with z ~ N(0, I), about half the event size, so the
         # 1e10 clamp (kept for the proposal's K) cannot act here and is skipped
-        h_cur = state["energy"] + self._kinetic(p, mass, clamp=False)
-        fused = ctx.extra["fused"]
-        if fused is not None:
+        h_cur = state.energy + self._kinetic(p, state.mass, clamp=False)
+        x_prop, p_prop, g_prop = self._trajectory(state, p, eps, ctx)
+        u_prop = self._energy(x_prop, ctx.model_kwargs)
+        h_prop = u_prop + self._kinetic(p_prop, state.mass)
+        state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
+        if state.grad is not None:
+            state.grad = torch.where(_rows(state.accepted, x), g_prop, state.grad)
+        return state
+
+    def _trajectory(
+        self, state: HMCState, p: torch.Tensor, eps: float, ctx: SamplerContext
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`(x', p', grad E(x'))` at the end of one trajectory (gradient `None` when the
+        integrator does not return it)."""
+        x, conditioning, mass = state.x, ctx.model_kwargs, state.mass
+        if state.fused is not None:
             # a plain analytic model is passed as is: torchebm.cuda then runs the whole
             # trajectory in one kernel with the closed-form gradient
             grad_fn = (
                 self.model
-                if not mk and isinstance(self.model, BaseModel)
-                else (lambda z: self._model_gradient(z, mk))
+                if not conditioning and isinstance(self.model, BaseModel)
+                else (lambda z: self.model_gradient(z, conditioning))
             )
-            x_prop, p_prop, g_prop = fused(
-                x, p, grad_fn, eps, self.n_leapfrog_steps, mass=mass, grad=state["grad"]
+            return state.fused(
+                x, p, grad_fn, eps, self.n_leapfrog_steps, mass=mass, grad=state.grad
             )
-        elif "grad" in state:  # leapfrog, kicked with the energy gradient (no negation)
+        if state.grad is not None:  # leapfrog, kicked with the energy gradient (no negation)
             out = self.integrator.integrate(
                 {"x": x, "p": p},
                 eps,
                 self.n_leapfrog_steps,
                 mass,
-                gradient=_ignore_time(self._gradient_fn(ctx)),
+                gradient=_ignore_time(self.gradient_fn(ctx)),
                 safe=False,
-                initial_gradient=state["grad"],
+                initial_gradient=state.grad,
             )
-            x_prop, p_prop, g_prop = out["x"], out["p"], out["gradient"]
-        else:  # another separable symplectic integrator: the force form
-            out = self.integrator.integrate(
-                {"x": x, "p": p},
-                eps,
-                self.n_leapfrog_steps,
-                mass,
-                drift=lambda z, t: self._drift(z, mk),
-                safe=False,
-            )
-            x_prop, p_prop = out["x"], out["p"]
-        u_prop = self._energy(x_prop, mk)
-        h_prop = u_prop + self._kinetic(p_prop, mass)
-        state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
-        if "grad" in state:
-            state["grad"] = torch.where(_rows(state["accepted"], x), g_prop, state["grad"])
-        return state
-
-    def _restart_chains(self, state, mask, x0, ctx):
-        state = super()._restart_chains(state, mask, x0, ctx)
-        if "grad" in state:  # restarted chains are back at x0, where the gradient is known
-            rows = _rows(mask, state["x"])
-            state["grad"] = torch.where(rows, ctx.extra["grad0"], state["grad"])
-        return state
+            return out["x"], out["p"], out["gradient"]
+        # another separable symplectic integrator: the force form
+        out = self.integrator.integrate(
+            {"x": x, "p": p},
+            eps,
+            self.n_leapfrog_steps,
+            mass,
+            drift=lambda z, t: self._drift(z, conditioning),
+            safe=False,
+        )
+        return out["x"], out["p"], None
 
     def extra_repr(self) -> str:
         return (
@@ -380,7 +398,7 @@ class RiemannianManifoldHMC(_HMCBase):
         integrator: ``None`` (generalised leapfrog), a name or an instance of a
             non-separable symplectic integrator.
         n_steps: Default number of steps of ``sample()`` (class default 100).
-        nan_policy: ``"raise"``, ``"warn"`` or ``"resample"``.
+        nan_policy: ``"warn"`` (default), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
 
     Diagnostics: as :class:`HamiltonianMonteCarlo`.
 
@@ -411,7 +429,7 @@ class RiemannianManifoldHMC(_HMCBase):
         integrator: Any = None,
         *,
         n_steps: int | None = None,
-        nan_policy: str = "raise",
+        nan_policy: str = "warn",
     ):
         super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
         if not callable(metric_fn):
@@ -474,14 +492,15 @@ class RiemannianManifoldHMC(_HMCBase):
         chol, info = torch.linalg.cholesky_ex(g)
         return chol, info == 0
 
-    def _cached_cholesky(self, x: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
-        key = (id(x), x._version)
-        cache = ctx.extra.get("chol_cache")
-        if cache is not None and cache[0] == key and cache[1] is x:
-            return cache[2]
+    def _cached_cholesky(self, x: torch.Tensor, state: HMCState) -> torch.Tensor:
+        """Cholesky factor of `G(x)`, reused while the integrator asks at the same `x`
+        (its fixed-point iterations; the integrator never updates its tensors in place)."""
+        cache = state.cholesky
+        if cache is not None and cache[0] is x:
+            return cache[1]
         with torch.no_grad():
             chol, _ = self._cholesky(x)
-        ctx.extra["chol_cache"] = (key, x, chol)
+        state.cholesky = (x, chol)
         return chol
 
     def _hamiltonian_terms(self, x, p, mk):
@@ -492,7 +511,7 @@ class RiemannianManifoldHMC(_HMCBase):
         sol = torch.cholesky_solve(pf, chol)
         kin = 0.5 * (pf * sol).sum(dim=(1, 2))
         half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-        return self._model_energy(x, mk), kin + half_logdet, ok
+        return self.model_energy(x, mk), kin + half_logdet, ok
 
     def _force(self, x: torch.Tensor, p: torch.Tensor, mk: dict) -> torch.Tensor:
         with torch.enable_grad():
@@ -501,40 +520,39 @@ class RiemannianManifoldHMC(_HMCBase):
             (g,) = torch.autograd.grad((u + rest).sum(), xg)
         return g.neg_()
 
-    def _velocity(self, x: torch.Tensor, p: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
-        chol = self._cached_cholesky(x, ctx)
+    def _velocity(self, x: torch.Tensor, p: torch.Tensor, state: HMCState) -> torch.Tensor:
+        chol = self._cached_cholesky(x, state)
         return torch.cholesky_solve(p.reshape(x.shape[0], -1, 1), chol).reshape(x.shape)
 
-    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
-        energy = self._energy(x, ctx.model_kwargs)
-        ctx.extra["energy0"] = energy  # never modified in place: restarts reuse it
-        return {
-            "x": x,
-            "energy": energy,
-            "accepted": torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
-        }
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
+        return HMCState(
+            x=x,
+            energy=self._energy(x, ctx.model_kwargs),
+            accepted=torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
+        )
 
-    def step(self, state: State, ctx: SamplerContext) -> State:
-        x, mk = state["x"], ctx.model_kwargs
+    def step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
+        x, conditioning = state.x, ctx.model_kwargs
         eps = self.get_scheduled_value("step_size")
         b = x.shape[0]
         chol, ok = self._cholesky(x)
         xi = torch.randn(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype)
         p = torch.bmm(chol, xi.reshape(b, -1, 1)).reshape(x.shape)
-        _, rest, _ = self._hamiltonian_terms(x, p, mk)
-        h_cur = state["energy"] + rest
-        ctx.extra.pop("chol_cache", None)
+        _, rest, _ = self._hamiltonian_terms(x, p, conditioning)
+        h_cur = state.energy + rest
+        state.cholesky = None
         out = self.integrator.integrate(
             {"x": x, "p": p},
             eps,
             self.n_leapfrog_steps,
-            force=lambda z, q, t: self._force(z, q, mk),
-            velocity=lambda z, q, t: self._velocity(z, q, ctx),
+            force=lambda z, q, t: self._force(z, q, conditioning),
+            velocity=lambda z, q, t: self._velocity(z, q, state),
             safe=False,
         )
+        state.cholesky = None
         x_prop = out["x"]
-        u_prop = self._energy(x_prop, mk)
-        _, rest_prop, ok_prop = self._hamiltonian_terms(x_prop, out["p"], mk)
+        u_prop = self._energy(x_prop, conditioning)
+        _, rest_prop, ok_prop = self._hamiltonian_terms(x_prop, out["p"], conditioning)
         h_prop = torch.where(ok & ok_prop, u_prop + rest_prop, torch.full_like(u_prop, math.inf))
         return self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
 

@@ -4,22 +4,108 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, cast
 
 import torch
 
-from torchebm.core import BaseSampler, BaseSDERungeKuttaIntegrator, ConstantScheduler
+from torchebm.core import (
+    BaseSampler,
+    BaseSDERungeKuttaIntegrator,
+    ConstantScheduler,
+    SamplerContext,
+    SamplerState,
+    shared_field,
+)
 from torchebm.core.errors import ConfigurationError
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
 from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
 from torchebm.samplers._compat import resolve_model
 
-if TYPE_CHECKING:
-    from torchebm.core._base_sampler import SamplerContext
+__all__ = ["LangevinDynamics", "LangevinState", "langevin_update"]
 
-State = dict[str, torch.Tensor]
 
-__all__ = ["LangevinDynamics"]
+def langevin_update(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    step_size: float,
+    noise_scale: float = 1.0,
+    clamp: tuple[float, float] | None = None,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
+    *,
+    noise_buffer: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""One Euler-Maruyama Langevin update, the only implementation of `LangevinDynamics`' step.
+
+    $$ x' = \operatorname{clamp}\bigl(x - \eta\,\nabla E(x) + \sigma\sqrt{2\eta}\,\xi\bigr),
+    \qquad \xi \sim \mathcal N(0, I). $$
+
+    Bit-for-bit what `EulerMaruyamaIntegrator.step` computes with drift $-\nabla E$ and
+    `noise_scale` $\sigma$ (same operations, same random draws). `torchebm.cuda.
+    fused_langevin_step` has the same signature and is its drop-in on CUDA; under
+    `sample(compile=True)` this function is what gets compiled.
+
+    Args:
+        x: Chains `(B, *event_shape)`.
+        grad: $\nabla E(x)$, shaped like `x`.
+        step_size: $\eta > 0$.
+        noise_scale: $\sigma \ge 0$ (no draw at all when the noise amplitude is 0).
+        clamp: Optional `(low, high)` applied after the update.
+        noise: Optional standard-normal draws $\xi$ shaped like `x` (default: drawn).
+        generator: Source of the noise (`None`: the global RNG).
+        out: `x` itself to update in place (the sampler's own chains), else `None`.
+        noise_buffer: Optional tensor like `x` the noise is drawn into (saves an allocation).
+
+    Returns:
+        The updated chains, shaped like `x` (`out` when given).
+
+    Example:
+        >>> x = torch.ones(3, 2)
+        >>> langevin_update(x, x, 0.1, 0.0)
+        tensor([[0.9000, 0.9000],
+                [0.9000, 0.9000],
+                [0.9000, 0.9000]])
+
+    References:
+        Roberts, G. O. & Tweedie, R. L. (1996). Exponential convergence of Langevin
+        distributions and their discrete approximations. Bernoulli 2(4).
+    """
+    if out is x and not x.requires_grad:
+        new = x.add_(grad, alpha=-float(step_size))
+    else:
+        new = torch.add(x, grad, alpha=-float(step_size))
+    amp = math.sqrt(2.0 * float(noise_scale) ** 2 * abs(float(step_size)))
+    if amp != 0.0 and noise is None:  # no noise: no draw (the integrator skips it too)
+        buf = torch.empty_like(new) if noise_buffer is None else noise_buffer
+        noise = buf.normal_(generator=generator)
+    if amp != 0.0:
+        new.add_(noise, alpha=amp)
+    if clamp is not None:
+        new.clamp_(clamp[0], clamp[1])
+    return new
+
+
+@dataclass
+class LangevinState(SamplerState):
+    """Loop state of `LangevinDynamics`: the chains and what the call resolved once.
+
+    Attributes:
+        x: Chains `(B, *event_shape)`.
+        update: The update of this call: `langevin_update`, or its fused drop-in
+            `torchebm.cuda.fused_langevin_step` (same signature), `None` for another
+            integrator.
+        chain: `torchebm.cuda.langevin_chain` when whole stretches of the chain run in one
+            kernel, else `None`.
+        owned: Whether `x` is the loop's own tensor (then updated in place).
+    """
+
+    update: Callable[..., torch.Tensor] | None = shared_field()
+    chain: Callable[..., torch.Tensor] | None = shared_field()
+    owned: bool = shared_field(False)
 
 
 def _check_clamp(clamp: Any) -> tuple[float, float] | None:
@@ -70,7 +156,8 @@ class LangevinDynamics(BaseSampler):
             ``noise_scale``, no conditioning and no ``"resample"`` policy runs whole stretches
             of the chain in one kernel (``torchebm.cuda.langevin_chain``, up to each NaN check
             and recorded row); other models take one fused update per step.
-        nan_policy: ``"raise"``, ``"warn"`` or ``"resample"`` (see :class:`BaseSampler`).
+        nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
+            ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
         energy_function: Deprecated alias of ``model``.
 
     Diagnostics: ``"mean"``, ``"var"`` ``(n_kept, *event_shape)``, ``"energy"`` ``(n_kept,)``.
@@ -106,7 +193,7 @@ class LangevinDynamics(BaseSampler):
         *,
         n_steps: int | None = None,
         backend: str = "auto",
-        nan_policy: str = "raise",
+        nan_policy: str = "warn",
         energy_function: Any = None,
     ):
         model = resolve_model(type(self).__name__, model, energy_function)
@@ -156,25 +243,26 @@ class LangevinDynamics(BaseSampler):
     def noise_scale(self, value: Any) -> None:
         self._register_param("noise_scale", value, positive=True)
 
-    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
-        fused = chain = None
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> LangevinState:
+        """Choose, once for the call, the update (eager, fused kernel or whole-chain kernel)."""
+        state = LangevinState(x=x)
         if isinstance(self.integrator, EulerMaruyamaIntegrator):
             fused = resolve_fused(self.backend, "fused_langevin_step", x, owner=type(self).__name__)
             if fused is not None:
-                chain = self._chain_kernel(ctx)
-        ctx.extra["fused"] = fused
-        ctx.extra["chain"] = chain
-        return {"x": x}
+                state.update, state.chain = fused, self._chain_kernel(ctx)
+            elif type(self.integrator) is EulerMaruyamaIntegrator:
+                state.update = partial(langevin_update, noise_buffer=torch.empty_like(x))
+        return state
 
     def _chain_kernel(self, ctx: SamplerContext) -> Any:
-        """``torchebm.cuda.langevin_chain`` when it can run several steps of this call in one
-        kernel, else ``None``.
+        """`torchebm.cuda.langevin_chain` when it can run several steps of this call in one
+        kernel, else `None`.
 
         It can when the model has a closed-form elementwise gradient the kernel knows
-        (``supports_energy``: double well, harmonic, diagonal Gaussian), nothing conditions
-        it, ``step_size`` and ``noise_scale`` are constant during the call (the kernel takes
+        (`supports_energy`: double well, harmonic, diagonal Gaussian), nothing conditions
+        it, `step_size` and `noise_scale` are constant during the call (the kernel takes
         one value of each) and chains are not restarted step by step
-        (``nan_policy="resample"``).
+        (`nan_policy="resample"`).
         """
         if ctx.model_kwargs or ctx.nan_policy == "resample":
             return None
@@ -186,77 +274,48 @@ class LangevinDynamics(BaseSampler):
             return None
         return chain
 
-    def _stride(self, n_steps: int, thin: int, recording: bool, ctx: SamplerContext) -> int:
-        # whole-chain kernel: run up to the next NaN check (and the next recorded row) in one
-        # call; the checks then happen after the same steps as step by step
-        if ctx.extra.get("chain") is None:
+    def steps_per_call(self, state: LangevinState, ctx: SamplerContext) -> int:
+        """1, or with the whole-chain kernel every step up to the next NaN check (and the
+        next recorded row): the checks then happen after the same steps as step by step."""
+        if state.chain is None:
             return 1
         k = ctx.nan_check_every
-        return math.gcd(thin, k) if recording else k
+        return math.gcd(ctx.thin, k) if ctx.recording else k
 
-    def step(self, state: State, ctx: SamplerContext) -> State:
-        x = state["x"]
+    def step(self, state: LangevinState, ctx: SamplerContext) -> LangevinState:
+        x = state.x
         eta = self.get_scheduled_value("step_size")
         sigma = self.get_scheduled_value("noise_scale")
-        mk = ctx.model_kwargs
-        chain = ctx.extra.get("chain")
-        if chain is not None:  # ctx.n steps in one kernel, NaN checks left to the loop
-            state["x"] = chain(
+        if state.chain is not None:  # ctx.n steps of the same update in one kernel
+            state.x = state.chain(
                 x, self.model, ctx.n, eta, sigma, clamp=self.clamp, generator=ctx.generator,
                 check_finite=False,
             )  # fmt: skip
-            return state
-        fused = ctx.extra.get("fused")
-        if fused is not None:
-            g = self._gradient_fn(ctx)(x)
-            state["x"] = fused(x, g, eta, sigma, clamp=self.clamp, generator=ctx.generator)
-            return state
-
-        if type(self.integrator) is EulerMaruyamaIntegrator:
-            new = self._euler_maruyama(x, eta, sigma, self._gradient_fn(ctx), ctx)
-        else:
-
-            def drift(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                g = self._model_gradient(z, mk)
-                return g.neg_() if g is not z else -g
-
-            new = self.integrator.step(
-                {"x": x}, eta, drift=drift, noise_scale=sigma, generator=ctx.generator
-            )["x"]
-        if self.clamp is not None:
-            lo, hi = self.clamp
-            # in place unless new is the caller's tensor (the loop's own may be updated)
-            mine = new is not x or new is ctx.extra.get("owned")
-            new = new.clamp_(lo, hi) if mine else new.clamp(lo, hi)
-        state["x"] = new
+        elif state.update is not None:  # langevin_update or its fused drop-in
+            state.x = state.update(
+                x, self.gradient_fn(ctx)(x), eta, sigma, clamp=self.clamp,
+                generator=ctx.generator, out=x if state.owned else None,
+            )  # fmt: skip
+            state.owned = True  # from now on the loop's own tensor: updated in place
+        else:  # another SDE integrator (Heun, ...): a different scheme, its own step
+            state.x = self._integrator_step(x, eta, sigma, ctx)
         return state
 
-    def _euler_maruyama(
-        self, x: torch.Tensor, eta: float, sigma: float, gradient: Any, ctx: SamplerContext
+    def _integrator_step(
+        self, x: torch.Tensor, eta: float, sigma: float, ctx: SamplerContext
     ) -> torch.Tensor:
-        """``x - eta grad E(x) + sigma sqrt(2 eta) xi``: the update of the default integrator.
+        conditioning = ctx.model_kwargs
 
-        Bit-for-bit what ``EulerMaruyamaIntegrator.step`` computes with ``drift = -grad E``
-        and ``noise_scale = sigma`` (same operations, same random draws), without its
-        per-call argument handling, which costs as much as the update on small batches.
-        After the first step the chains are the loop's own tensor (the caller's ``x`` is
-        never touched), so they are updated in place and the noise is drawn into one
-        buffer per call: two allocations fewer per step.
-        """
-        g = gradient(x)
-        extra = ctx.extra
-        if extra.get("owned") is x and not x.requires_grad:
-            new = x.add_(g, alpha=-float(eta))
-        else:
-            new = torch.add(x, g, alpha=-float(eta))
-        extra["owned"] = new
-        amp = math.sqrt(2.0 * float(sigma) ** 2 * abs(float(eta)))
-        if amp == 0.0:  # no noise: no draw (the integrator skips it too)
-            return new
-        noise = extra.get("noise")
-        if noise is None:
-            noise = extra["noise"] = torch.empty_like(new)
-        return new.add_(noise.normal_(generator=ctx.generator), alpha=amp)
+        def drift(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            g = self.model_gradient(z, conditioning)
+            return g.neg_() if g is not z else -g
+
+        new = self.integrator.step(
+            {"x": x}, eta, drift=drift, noise_scale=sigma, generator=ctx.generator
+        )["x"]
+        if self.clamp is not None:
+            new = new.clamp_(*self.clamp) if new is not x else new.clamp(*self.clamp)
+        return new
 
     def extra_repr(self) -> str:
         return (
