@@ -7,7 +7,7 @@ gradient) matched, and it was the only model tested. Every family is tested here
 (the Gaussian's gradient is a matrix product), the library's `MLPEnergy` (explicit
 backward), a user-defined `BaseModel` (autograd). Noise-free runs must agree to rounding;
 stochastic runs must agree in law (acceptance, moments against the closed form). One
-compilation per sampler and model (about 5-15 s each on a 2-core CPU): marked slow.
+compilation per sampler and model (about 1-20 s each on a 2-core CPU): most cases are slow.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from torchebm.samplers import (
     NesterovSampler,
 )
 
-pytestmark = pytest.mark.slow
+#: Compiling costs 1-20 s per case on CPU: the cases that reproduce the Inductor bug (the
+#: Gaussian under Langevin and HMC) are not marked slow, so the torch-floor session, where
+#: the bug lives (torch 2.4), runs them too; the rest run in tests(torchebm-samplers).
+slow = pytest.mark.slow
 
 
 def _library_mlp():
@@ -58,7 +61,9 @@ def _both(sampler, **kw):
     return eager, compiled
 
 
-@pytest.mark.parametrize("family", list(MODELS))
+@pytest.mark.parametrize(
+    "family", ["gaussian", pytest.param("mlp", marks=slow), pytest.param("user", marks=slow)]
+)
 def test_noise_free_langevin_compiled_equals_eager(family):
     model = MODELS[family]()
     sampler = LangevinDynamics(model, step_size=0.05, noise_scale=1e-12)
@@ -72,6 +77,7 @@ def test_noise_free_langevin_compiled_equals_eager(family):
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
 
 
+@slow
 @pytest.mark.parametrize("family", ["gaussian", "user"])
 @pytest.mark.parametrize("make", [GradientDescentSampler, NesterovSampler], ids=["gd", "nag"])
 def test_descent_compiled_equals_eager(family, make):
@@ -81,6 +87,7 @@ def test_descent_compiled_equals_eager(family, make):
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
 
 
+@slow
 def test_flow_ode_compiled_equals_eager():
     field = UserEnergy()  # any module; used as the field x -> net(x) + t
 
@@ -102,6 +109,7 @@ def _moments_ok(x, cov, n):
     assert ((x.var(0) - var).abs() < 5 * se_var).all(), (x.var(0), var)
 
 
+@slow
 def test_stochastic_langevin_compiled_has_the_eager_law():
     # exact law of the discrete chain on N(0, C): stationary covariance solves
     # S = A S A + 2 eta I with A = I - eta P, P = C^-1 (eta small: close to C)
@@ -131,6 +139,7 @@ def test_hmc_compiled_accepts_and_samples_like_eager():
         _moments_ok(out.double(), model.cov.double(), n)
 
 
+@slow
 @pytest.mark.parametrize("family", ["mlp", "user"])
 def test_hmc_compiled_on_neural_energies_accepts_like_eager(family):
     hmc = HamiltonianMonteCarlo(MODELS[family](), step_size=0.1, n_leapfrog_steps=3)

@@ -30,17 +30,6 @@ def warn_once(
     warnings.warn(message, category, stacklevel=stacklevel)
 
 
-def _direct(fn: Any) -> Any:
-    """The callable a hot loop calls for ``fn``: ``fn`` itself.
-
-    Models are always called through ``nn.Module.__call__`` (hooks, ``module.compile()``
-    and FSDP run); no decision reads PyTorch's private hook registries. Speed comes from a
-    gradient the model provides itself (`BaseModel.gradient`). Kept as the one name the
-    sampler base still imports; new code calls the module directly.
-    """
-    return fn
-
-
 def _normalise_device(device: Any) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and device.index == 0:
