@@ -1,4 +1,4 @@
-r"""Coupling bases: how noise samples :math:`x_0` are paired with data samples :math:`x_1`.
+r"""Coupling bases: how noise samples $x_0$ are paired with data samples $x_1$.
 
 A coupling turns two batches into pairs ``(x0, x1[idx])`` (cost-based solvers: optimal
 transport, Sinkhorn, greedy) or generates ``x1`` from ``x0`` (model-based: reflow). Couplings
@@ -51,7 +51,7 @@ class BaseCoupling(ABC):
     r"""Abstract coupling: ``couple(x0, x1=None, *, generator=None, **kwargs) -> CouplingResult``.
 
     ``**kwargs`` is the conditioning channel (``model_kwargs`` of the caller); unconditional
-    couplings ignore it. ``__call__`` forwards to :meth:`couple`.
+    couplings ignore it. ``__call__`` forwards to [`couple`][torchebm.core.BaseCoupling.couple].
     """
 
     @abstractmethod

@@ -166,13 +166,13 @@ class BaseSymplecticIntegrator(BaseIntegrator):
     ``_step_impl(x, p, h, ctx, cache, safe) -> (x, p, cache)`` where ``cache`` carries a
     force evaluation from one step to the next (leapfrog needs one force per step).
 
-    Class attribute ``separable``: ``True`` for :math:`H = U(x) + \tfrac12 p^\top M^{-1}p`
+    Class attribute ``separable``: ``True`` for $H = U(x) + \tfrac12 p^\top M^{-1}p$
     (callbacks ``drift(x, t) = -\nabla U`` and ``mass``), ``False`` for general
-    :math:`H(x, p)` (callbacks ``force(x, p, t) = -\partial H/\partial x`` and
+    $H(x, p)$ (callbacks ``force(x, p, t) = -\partial H/\partial x`` and
     ``velocity(x, p, t) = \partial H/\partial p``). Hamiltonians are autonomous: callbacks
     receive ``t = zeros(B)``.
 
-    ``safe=True`` clamps forces and positions to :math:`\pm 10^6` and replaces NaNs in the
+    ``safe=True`` clamps forces and positions to $\pm 10^6$ and replaces NaNs in the
     new ``(x, p)`` by 0 (no host sync); HMC samplers use it and reject such proposals.
     """
 

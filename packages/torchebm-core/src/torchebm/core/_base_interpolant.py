@@ -1,7 +1,7 @@
-r"""``BaseInterpolant``: probability paths :math:`x_t = \alpha(t)\,x_1 + \sigma(t)\,x_0`.
+r"""``BaseInterpolant``: probability paths $x_t = \alpha(t)\,x_1 + \sigma(t)\,x_0$.
 
-Time convention of the whole library: **t = 0 is noise** (:math:`x_0`), **t = 1 is data**
-(:math:`x_1`). An interpolant is a stateless plain Python object (not an ``nn.Module``); every
+Time convention of the whole library: **t = 0 is noise** ($x_0$), **t = 1 is data**
+($x_1$). An interpolant is a stateless plain Python object (not an ``nn.Module``); every
 operation follows the dtype and device of its input tensors.
 """
 
@@ -46,19 +46,20 @@ def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 class BaseInterpolant(ABC):
-    r"""Abstract interpolant :math:`x_t = \alpha(t) x_1 + \sigma(t) x_0` (x0 noise, x1 data).
+    r"""Abstract interpolant $x_t = \alpha(t) x_1 + \sigma(t) x_0$ (x0 noise, x1 data).
 
-    Subclasses implement :meth:`compute_alpha_t` and :meth:`compute_sigma_t`, returning the
+    Subclasses implement [`compute_alpha_t`][torchebm.core.BaseInterpolant.compute_alpha_t] and [`compute_sigma_t`][torchebm.core.BaseInterpolant.compute_sigma_t], returning the
     schedule and its time derivative for ``t`` already broadcast against the data. Everything
     else (interpolation, probability-flow drift, diffusion forms, conversions between
     velocity, score and noise predictions) is derived here; subclasses may override
-    :meth:`compute_d_alpha_alpha_ratio_t` with a closed form.
+    [`compute_d_alpha_alpha_ratio_t`][torchebm.core.BaseInterpolant.compute_d_alpha_alpha_ratio_t] with a closed form.
 
-    With :math:`\rho = \dot\alpha/\alpha`, the marginal velocity and score are related by
+    With $\rho = \dot\alpha/\alpha$, the marginal velocity and score are related by
 
-    .. math::
-        v(x, t) = \rho\,x + \big(\rho\,\sigma^2 - \sigma\dot\sigma\big)\,\nabla\log p_t(x),
-        \qquad \nabla\log p_t(x) = -\,\mathbb E[x_0 \mid x_t = x] / \sigma.
+    $$
+    v(x, t) = \rho\,x + \big(\rho\,\sigma^2 - \sigma\dot\sigma\big)\,\nabla\log p_t(x),
+    \qquad \nabla\log p_t(x) = -\,\mathbb E[x_0 \mid x_t = x] / \sigma.
+    $$
 
     Example:
         >>> class Linear(BaseInterpolant):
@@ -77,14 +78,14 @@ class BaseInterpolant(ABC):
 
     @abstractmethod
     def compute_alpha_t(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Return :math:`(\alpha(t), \dot\alpha(t))` (shapes of ``t``)."""
+        r"""Return $(\alpha(t), \dot\alpha(t))$ (shapes of ``t``)."""
 
     @abstractmethod
     def compute_sigma_t(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Return :math:`(\sigma(t), \dot\sigma(t))` (shapes of ``t``)."""
+        r"""Return $(\sigma(t), \dot\sigma(t))$ (shapes of ``t``)."""
 
     def compute_d_alpha_alpha_ratio_t(self, t: torch.Tensor) -> torch.Tensor:
-        r""":math:`\dot\alpha/\alpha` (default: :math:`\dot\alpha / \max(\alpha, 10^{-8})`)."""
+        r"""$\dot\alpha/\alpha$ (default: $\dot\alpha / \max(\alpha, 10^{-8})$)."""
         alpha, d_alpha = self.compute_alpha_t(t)
         return d_alpha / alpha.clamp(min=1e-8)
 
@@ -103,8 +104,8 @@ class BaseInterpolant(ABC):
             t: Times, shape ``(B,)`` (or a scalar).
 
         Returns:
-            ``(x_t, u_t)`` with :math:`x_t = \alpha x_1 + \sigma x_0` and
-            :math:`u_t = \dot\alpha x_1 + \dot\sigma x_0`, both shaped like ``x0``.
+            ``(x_t, u_t)`` with $x_t = \alpha x_1 + \sigma x_0$ and
+            $u_t = \dot\alpha x_1 + \dot\sigma x_0$, both shaped like ``x0``.
         """
         if x0.shape != x1.shape:
             raise ShapeError(
@@ -119,9 +120,9 @@ class BaseInterpolant(ABC):
         return xt, ut
 
     def compute_drift(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Probability-flow drift coefficients ``(A, Bv)`` with velocity :math:`= -A + B_v\,s`.
+        r"""Probability-flow drift coefficients ``(A, Bv)`` with velocity $= -A + B_v\,s$.
 
-        :math:`A = -(\dot\alpha/\alpha)\,x`, :math:`B_v = (\dot\alpha/\alpha)\sigma^2 - \sigma\dot\sigma`.
+        $A = -(\dot\alpha/\alpha)\,x$, $B_v = (\dot\alpha/\alpha)\sigma^2 - \sigma\dot\sigma$.
 
         Args:
             x: State ``(B, *event_shape)``.
@@ -138,12 +139,12 @@ class BaseInterpolant(ABC):
     def compute_diffusion(
         self, x: torch.Tensor, t: torch.Tensor, form: str = "SBDM", norm: float = 1.0
     ) -> torch.Tensor:
-        r"""Diffusion coefficient :math:`D(t)` of the SDE sampler, shape ``(B, 1, ..., 1)``.
+        r"""Diffusion coefficient $D(t)$ of the SDE sampler, shape ``(B, 1, ..., 1)``.
 
-        Forms: ``"constant"`` (``norm``), ``"SBDM"`` (:math:`\text{norm}\cdot B_v/(\sigma+10^{-8})`),
-        ``"sigma"`` (:math:`\text{norm}\,\sigma`), ``"linear"`` (:math:`\text{norm}(1-t)`),
-        ``"decreasing"`` (:math:`\text{norm}(1-t)^2`), ``"increasing-decreasing"``
-        (:math:`\text{norm}\cdot 4t(1-t)`).
+        Forms: ``"constant"`` (``norm``), ``"SBDM"`` ($\text{norm}\cdot B_v/(\sigma+10^{-8})$),
+        ``"sigma"`` ($\text{norm}\,\sigma$), ``"linear"`` ($\text{norm}(1-t)$),
+        ``"decreasing"`` ($\text{norm}(1-t)^2$), ``"increasing-decreasing"``
+        ($\text{norm}\cdot 4t(1-t)$).
 
         Raises:
             ValueError: unknown ``form``.
@@ -178,10 +179,10 @@ class BaseInterpolant(ABC):
     def velocity_to_score(
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        r"""Score :math:`\nabla\log p_t(x)` from a velocity prediction.
+        r"""Score $\nabla\log p_t(x)$ from a velocity prediction.
 
-        With :math:`r = \alpha/\dot\alpha`:
-        :math:`s = (r v - x) / \max(\sigma^2 - r\dot\sigma\sigma, 10^{-12})`.
+        With $r = \alpha/\dot\alpha$:
+        $s = (r v - x) / \max(\sigma^2 - r\dot\sigma\sigma, 10^{-12})$.
         """
         tb = _broadcast_t(t, x)
         alpha, d_alpha = self.compute_alpha_t(tb)
@@ -192,7 +193,7 @@ class BaseInterpolant(ABC):
     def velocity_to_noise(
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        r"""Noise :math:`\hat x_0` from a velocity prediction: :math:`(x - r v)/(\sigma - r\dot\sigma)`."""
+        r"""Noise $\hat x_0$ from a velocity prediction: $(x - r v)/(\sigma - r\dot\sigma)$."""
         tb = _broadcast_t(t, x)
         alpha, d_alpha = self.compute_alpha_t(tb)
         sigma, d_sigma = self.compute_sigma_t(tb)
@@ -202,17 +203,17 @@ class BaseInterpolant(ABC):
     def score_to_velocity(
         self, score: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        r"""Velocity :math:`B_v s - A` from a score."""
+        r"""Velocity $B_v s - A$ from a score."""
         a, bv = self.compute_drift(x, t)
         return bv * score - a
 
     def score_to_noise(self, score: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        r"""Noise :math:`\hat x_0 = -\sigma s`."""
+        r"""Noise $\hat x_0 = -\sigma s$."""
         sigma, _ = self.compute_sigma_t(_broadcast_t(t, x))
         return -sigma * score
 
     def noise_to_score(self, noise: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        r"""Score :math:`s = -\hat x_0 / \sigma` (:math:`\sigma` floored at :math:`10^{-8}`)."""
+        r"""Score $s = -\hat x_0 / \sigma$ ($\sigma$ floored at $10^{-8}$)."""
         sigma, _ = self.compute_sigma_t(_broadcast_t(t, x))
         return -noise / sigma.clamp(min=1e-8)
 
@@ -225,7 +226,7 @@ class BaseInterpolant(ABC):
     def velocity_to_data(
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        r"""Data estimate :math:`\hat x_1 = (x - \sigma\hat x_0)/\alpha` from a velocity."""
+        r"""Data estimate $\hat x_1 = (x - \sigma\hat x_0)/\alpha$ from a velocity."""
         tb = _broadcast_t(t, x)
         alpha, _ = self.compute_alpha_t(tb)
         sigma, _ = self.compute_sigma_t(tb)

@@ -1,6 +1,6 @@
 r"""The loss contract: `BaseLoss` (the CD and score-matching bases live in `torchebm.losses`).
 
-Every training objective of TorchEBM is an ``nn.Module`` deriving from :class:`BaseLoss`:
+Every training objective of TorchEBM is an ``nn.Module`` deriving from [`BaseLoss`][torchebm.core.BaseLoss]:
 moving the loss (``.to()``) moves the model and sampler it holds, schedulable
 hyper-parameters travel in ``state_dict``, and ``forward`` returns a scalar that is the
 mean over the local batch.
@@ -33,21 +33,21 @@ _NAN_POLICIES = ("raise", "warn", "deferred", "ignore")
 class BaseLoss(Schedulable, TorchEBMModule, ABC):
     r"""Base class of every TorchEBM training objective.
 
-    A loss is a :class:`TorchEBMModule` (its ``device``/``dtype`` follow the first
-    parameter of the model it holds) and a :class:`Schedulable` (hyper-parameters can be
-    driven by schedulers that the training loop steps with :meth:`step_schedulers`).
-    Subclasses implement :meth:`forward`; reductions are means over the local batch (under
+    A loss is a [`TorchEBMModule`][torchebm.core.TorchEBMModule] (its ``device``/``dtype`` follow the first
+    parameter of the model it holds) and a [`Schedulable`][torchebm.core.Schedulable] (hyper-parameters can be
+    driven by schedulers that the training loop steps with [`step_schedulers`][torchebm.core.Schedulable.step_schedulers]).
+    Subclasses implement [`forward`][torchebm.core.BaseLoss.forward]; reductions are means over the local batch (under
     DDP/FSDP the averaged gradient equals the global mean only for equal per-rank batches).
 
     Non-finite losses are never replaced by a constant. ``nan_policy`` decides what
     happens when the scalar loss is NaN or infinite:
 
-    * ``"raise"`` (default): raise :class:`~torchebm.core.errors.NonFiniteError` at once
+    * ``"raise"`` (default): raise [`NonFiniteError`][torchebm.core.errors.NonFiniteError] at once
       (one host read of a single boolean per call);
     * ``"warn"``: emit a ``RuntimeWarning`` and return the non-finite loss unchanged;
     * ``"deferred"``: no host synchronisation in the call; the finiteness flag of a call
-      is read at the start of the next call (or by :meth:`check_finite`), which raises
-      :class:`NonFiniteError` naming the call that failed;
+      is read at the start of the next call (or by [`check_finite`][torchebm.core.BaseLoss.check_finite]), which raises
+      [`NonFiniteError`][torchebm.core.errors.NonFiniteError] naming the call that failed;
     * ``"ignore"``: no check.
 
     Args:

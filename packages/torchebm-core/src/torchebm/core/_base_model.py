@@ -24,10 +24,10 @@ __all__ = [
 
 
 class BaseModel(TorchEBMModule, ABC):
-    r"""Base class of energy models :math:`E_\theta(x)` (unnormalised :math:`-\log p`).
+    r"""Base class of energy models $E_\theta(x)$ (unnormalised $-\log p$).
 
-    Subclasses implement :meth:`forward` mapping ``x`` of shape ``(B, *event_shape)`` to
-    energies of shape ``(B,)``. :meth:`gradient` returns :math:`\nabla_x E(x)` with the
+    Subclasses implement [`forward`][torchebm.core.BaseModel.forward] mapping ``x`` of shape ``(B, *event_shape)`` to
+    energies of shape ``(B,)``. [`gradient`][torchebm.core.BaseModel.gradient] returns $\nabla_x E(x)$ with the
     same shape as ``x``; analytic models override it with a closed form.
 
     Args:
@@ -54,7 +54,7 @@ class BaseModel(TorchEBMModule, ABC):
         """Energy of each sample: ``(B, *event_shape) -> (B,)``."""
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        r""":math:`\nabla_x E(x)` by one autograd call, detached, with the shape and dtype of ``x``.
+        r"""$\nabla_x E(x)$ by one autograd call, detached, with the shape and dtype of ``x``.
 
         This is the one path every sampler, integrator callback and loss of TorchEBM uses
         for the energy gradient. The default calls the model (``self(x)``, so hooks,
@@ -138,7 +138,7 @@ class _AnalyticModel(BaseModel):
         return self._energy(xb)
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        """Closed-form :math:`\\nabla_x E(x)` (no autograd), same shape and dtype as ``x``."""
+        """Closed-form $\\nabla_x E(x)$ (no autograd), same shape and dtype as ``x``."""
         if model_kwargs:
             raise TypeError(f"{type(self).__name__} takes no conditioning (model_kwargs)")
         xb, squeeze = _as_batch(x)
@@ -190,11 +190,11 @@ def _finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
 
 
 class GaussianModel(_AnalyticModel):
-    r"""Multivariate Gaussian energy :math:`E(x) = \tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)`.
+    r"""Multivariate Gaussian energy $E(x) = \tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)$.
 
     Args:
-        mean: Mean :math:`\mu`, shape ``(d,)``, finite.
-        cov: Covariance :math:`\Sigma`, shape ``(d, d)``, finite, symmetric positive definite.
+        mean: Mean $\mu$, shape ``(d,)``, finite.
+        cov: Covariance $\Sigma$, shape ``(d, d)``, finite, symmetric positive definite.
 
     Raises:
         ShapeError: ``mean`` is not 1-D, ``cov`` not square, or their sizes differ.
@@ -272,10 +272,10 @@ class GaussianModel(_AnalyticModel):
 
 
 class DoubleWellModel(_AnalyticModel):
-    r"""Double-well energy :math:`E(x) = h \sum_i (x_i^2 - b^2)^2` (minima at :math:`\pm b`).
+    r"""Double-well energy $E(x) = h \sum_i (x_i^2 - b^2)^2$ (minima at $\pm b$).
 
     Args:
-        barrier_height: :math:`h`, the height of the barrier between the wells (at x = 0).
+        barrier_height: $h$, the height of the barrier between the wells (at x = 0).
         b: Position of the minima (finite).
     """
 
@@ -298,10 +298,10 @@ class DoubleWellModel(_AnalyticModel):
 
 
 class HarmonicModel(_AnalyticModel):
-    r"""Harmonic (isotropic quadratic) energy :math:`E(x) = \tfrac{k}{2} \sum_i x_i^2`.
+    r"""Harmonic (isotropic quadratic) energy $E(x) = \tfrac{k}{2} \sum_i x_i^2$.
 
     Args:
-        k: Spring constant (> 0); the stationary density is :math:`N(0, I/k)`.
+        k: Spring constant (> 0); the stationary density is $N(0, I/k)$.
     """
 
     def __init__(self, k: float = 1.0, dtype: torch.dtype = torch.float32, device: Any = None):
@@ -316,7 +316,7 @@ class HarmonicModel(_AnalyticModel):
 
 
 class RastriginModel(_AnalyticModel):
-    r"""Rastrigin energy :math:`E(x) = a n + \sum_i (x_i^2 - a \cos 2\pi x_i)`.
+    r"""Rastrigin energy $E(x) = a n + \sum_i (x_i^2 - a \cos 2\pi x_i)$.
 
     Args:
         a: Amplitude of the cosine term (> 0).
@@ -335,7 +335,7 @@ class RastriginModel(_AnalyticModel):
 
 
 class AckleyModel(_AnalyticModel):
-    r"""Ackley energy :math:`-a e^{-b\sqrt{\overline{x^2}}} - e^{\overline{\cos c x}} + a + e`.
+    r"""Ackley energy $-a e^{-b\sqrt{\overline{x^2}}} - e^{\overline{\cos c x}} + a + e$.
 
     Means run over the last dimension.
 
@@ -387,7 +387,7 @@ class AckleyModel(_AnalyticModel):
 
 
 class RosenbrockModel(_AnalyticModel):
-    r"""Rosenbrock energy :math:`\sum_{i<n} (a - x_i)^2 + b (x_{i+1} - x_i^2)^2` over the last dim.
+    r"""Rosenbrock energy $\sum_{i<n} (a - x_i)^2 + b (x_{i+1} - x_i^2)^2$ over the last dim.
 
     Args:
         a: Position of the minimum, $(a, a^2, \dots)$ (finite).

@@ -660,12 +660,12 @@ class BaseSampler(Schedulable, TorchEBMModule):
     ) -> tuple[Callable[[], None] | None, list[ConstantScheduler]]:
         """Per-step scheduler update of one ``sample()`` call, and the schedulers it skips.
 
-        Steps every scheduler of the module tree once, as :meth:`step_schedulers` does, from
+        Steps every scheduler of the module tree once, as [`step_schedulers`][torchebm.core.Schedulable.step_schedulers] does, from
         the list ``sample()`` collected once (``ctx.schedulers``; the set is fixed
         while a call runs) instead of walking the module tree at every step. Plain
-        :class:`ConstantScheduler` s are not stepped in the loop (their value cannot change):
+        [`ConstantScheduler`][torchebm.core.ConstantScheduler] s are not stepped in the loop (their value cannot change):
         they are returned, and the loop adds the number of steps to their counters at the
-        end. ``None``: nothing to step. A subclass overriding :meth:`step_schedulers` keeps
+        end. ``None``: nothing to step. A subclass overriding [`step_schedulers`][torchebm.core.Schedulable.step_schedulers] keeps
         its own method.
         """
         if type(self).step_schedulers is not Schedulable.step_schedulers:

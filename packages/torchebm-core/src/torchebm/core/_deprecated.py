@@ -37,7 +37,7 @@ def _warn(old: str, new: str) -> None:
 
 
 class BaseEnergyFunction(BaseModel):
-    """Deprecated alias of :class:`BaseModel` (warns once when subclassed or instantiated)."""
+    """Deprecated alias of [`BaseModel`][torchebm.core.BaseModel] (warns once when subclassed or instantiated)."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -49,7 +49,7 @@ class BaseEnergyFunction(BaseModel):
 
 
 class DeviceMixin(TorchEBMModule):
-    """Deprecated alias of :class:`TorchEBMModule`."""
+    """Deprecated alias of [`TorchEBMModule`][torchebm.core.TorchEBMModule]."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -66,7 +66,7 @@ def _alias(old: str, new_cls: type) -> type:
         base: Any = new_cls  # the class itself (mypy reads new_cls.__init__ as an instance's)
         base.__init__(self, *args, **kwargs)
 
-    doc = f"Deprecated alias of :class:`{new_cls.__name__}` (warns once)."
+    doc = f"Deprecated alias of `{new_cls.__name__}` (warns once)."
     return type(old, (new_cls,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
 
 

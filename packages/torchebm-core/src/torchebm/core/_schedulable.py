@@ -13,12 +13,12 @@ __all__ = ["Schedulable"]
 
 
 class Schedulable:
-    r"""Mixin holding named :class:`BaseScheduler` objects (``self.schedulers``).
+    r"""Mixin holding named [`BaseScheduler`][torchebm.core.BaseScheduler] objects (``self.schedulers``).
 
     Put it before the ``nn.Module`` base in the MRO. Hyper-parameters are typically
     exposed as properties whose getter returns ``get_scheduled_value(name)`` and whose
     setter calls ``_register_param(name, value)``: assigning a float installs a
-    :class:`ConstantScheduler`, assigning a scheduler installs it.
+    [`ConstantScheduler`][torchebm.core.ConstantScheduler], assigning a scheduler installs it.
 
     Scheduler state (step counters, current values) is saved in the module's
     ``state_dict`` through ``nn.Module``'s extra-state hook, as plain Python values, so

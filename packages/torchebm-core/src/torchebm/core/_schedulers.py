@@ -79,7 +79,7 @@ class BaseScheduler(ABC):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a state produced by :meth:`state_dict`."""
+        """Restore a state produced by [`state_dict`][torchebm.core.BaseScheduler.state_dict]."""
         for k, v in state_dict.items():
             cur = self.__dict__.get(k)
             if isinstance(cur, BaseScheduler) and isinstance(v, dict):
@@ -285,11 +285,11 @@ class WarmupScheduler(BaseScheduler):
 class TemperatureScheduler(BaseScheduler):
     r"""Energy-Matching temperature ramp for Langevin ``noise_scale``.
 
-    Virtual time :math:`t = t_s + (t_e - t_s)\min(k, n)/n`;
-    :math:`\epsilon(t) = 0` for :math:`t < \tau^*`,
-    :math:`\epsilon_{max}(t - \tau^*)/(1 - \tau^*)` for :math:`\tau^* \le t < 1`,
-    :math:`\epsilon_{max}` for :math:`t \ge 1`. Returns :math:`\sqrt{\epsilon}` when
-    ``sqrt`` (a noise scale), else :math:`\epsilon`.
+    Virtual time $t = t_s + (t_e - t_s)\min(k, n)/n$;
+    $\epsilon(t) = 0$ for $t < \tau^*$,
+    $\epsilon_{max}(t - \tau^*)/(1 - \tau^*)$ for $\tau^* \le t < 1$,
+    $\epsilon_{max}$ for $t \ge 1$. Returns $\sqrt{\epsilon}$ when
+    ``sqrt`` (a noise scale), else $\epsilon$.
 
     References:
         Balcerak et al., "Energy Matching", 2025.
@@ -321,7 +321,7 @@ class TemperatureScheduler(BaseScheduler):
         super().__init__(self._value_at_step(0))
 
     def epsilon_at(self, t: float) -> float:
-        """Temperature :math:`\\epsilon(t)` at virtual time ``t`` (never square-rooted)."""
+        """Temperature $\\epsilon(t)$ at virtual time ``t`` (never square-rooted)."""
         if t < self.tau_star:
             return 0.0
         if t < 1.0:

@@ -36,14 +36,14 @@ def update_ema(ema_model: nn.Module, model: nn.Module, decay: float = 0.9999) ->
     r"""Exponential moving average of parameters, matched by name.
 
     For every parameter ``p`` of ``model`` (DDP/compile wrappers are stripped on both
-    sides): :math:`\bar p \leftarrow d\,\bar p + (1 - d)\,p`. The EMA copy is moved to the
+    sides): $\bar p \leftarrow d\,\bar p + (1 - d)\,p$. The EMA copy is moved to the
     live parameter's device if needed. Buffers are not averaged.
 
     Args:
         ema_model: The averaged copy (e.g. ``copy.deepcopy(model)`` with
             ``requires_grad(ema_model, False)``).
         model: The model being trained.
-        decay: :math:`d \in [0, 1]`; ``0`` copies the weights, ``1`` freezes the EMA.
+        decay: $d \in [0, 1]$; ``0`` copies the weights, ``1`` freezes the EMA.
 
     Raises:
         TypeError: a model is not an ``nn.Module`` or ``decay`` is not a number.
@@ -155,7 +155,7 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     device: Any = None,
 ) -> dict[str, Any]:
-    """Load a :func:`save_checkpoint` file (``weights_only=True``) into whichever objects are given.
+    """Load a [`save_checkpoint`][torchebm.core.save_checkpoint] file (``weights_only=True``) into whichever objects are given.
 
     Args:
         checkpoint_path: The ``.pt`` file.

@@ -7,7 +7,7 @@ these helpers so that the same code runs on a laptop, under ``torchrun`` with DD
 under FSDP2 (``torch.distributed.fsdp.fully_shard``).
 
 Collectives (``all_gather_cat``, ``broadcast_*``, ``all_reduce_mean``,
-:func:`model_state_dict` of a sharded model) must be called by **every** rank of the
+[`model_state_dict`][torchebm.core.distributed.model_state_dict] of a sharded model) must be called by **every** rank of the
 group in the same order. With the NCCL backend, CPU tensors are moved to the current
 CUDA device for the collective and the result is moved back.
 
@@ -23,7 +23,7 @@ References:
     Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel Training",
     VLDB 2020 (DDP). Zhao et al., "PyTorch FSDP: Experiences on Scaling Fully Sharded Data
     Parallel", VLDB 2023 (FSDP). Steele, Lea and Flood, "Fast Splittable Pseudorandom
-    Number Generators", OOPSLA 2014 (SplitMix64, used by :func:`rank_seed`).
+    Number Generators", OOPSLA 2014 (SplitMix64, used by [`rank_seed`][torchebm.core.distributed.rank_seed]).
 """
 
 from __future__ import annotations
@@ -320,7 +320,7 @@ def rank_seed(seed: int, rank: int | None = None, group: Any = None) -> int:
 def rank_generator(
     seed: int, device: Any = None, *, rank: int | None = None, group: Any = None
 ) -> torch.Generator:
-    r"""A ``torch.Generator`` on ``device`` seeded with :func:`rank_seed` ``(seed, rank)``.
+    r"""A ``torch.Generator`` on ``device`` seeded with [`rank_seed`][torchebm.core.distributed.rank_seed] ``(seed, rank)``.
 
     Give every stochastic TorchEBM call (``sample``, loss ``forward``, ``couple``) the
     generator of its rank: chains, Langevin noise and flow times then differ across
@@ -389,7 +389,7 @@ def _fsdp_modules(module: nn.Module, recurse: bool) -> list[Any]:
 
 
 def needs_unsharded(module: nn.Module) -> bool:
-    """``True`` if ``module`` holds FSDP2 modules that are not inside :func:`unsharded`.
+    """``True`` if ``module`` holds FSDP2 modules that are not inside [`unsharded`][torchebm.core.distributed.unsharded].
 
     Losses that back-propagate through ``torch.autograd.grad`` (score matching) check it
     to fail with a clear message instead of an opaque storage error in backward.
@@ -411,7 +411,7 @@ def unsharded(module: nn.Module, recurse: bool = True) -> Iterator[nn.Module]:
     through unchanged. Collective on entry for sharded modules (every rank must enter).
 
     It is also what makes losses that back-propagate through ``torch.autograd.grad``
-    (score matching: the loss is built from :math:`\nabla_x E`) work under FSDP2: run the
+    (score matching: the loss is built from $\nabla_x E$) work under FSDP2: run the
     forward **and** the backward inside the block, so the inner gradient pass does not
     free the weights the outer backward still needs. Gradients are reduce-scattered as
     usual.
@@ -483,7 +483,7 @@ def model_state_dict(model: nn.Module) -> dict[str, Any]:
 
 
 def load_model_state_dict(model: nn.Module, state: dict[str, Any], strict: bool = True) -> None:
-    """Load a full state dict made by :func:`model_state_dict` into a plain, DDP or FSDP2 model.
+    """Load a full state dict made by [`model_state_dict`][torchebm.core.distributed.model_state_dict] into a plain, DDP or FSDP2 model.
 
     For a sharded model every rank passes the full dict (e.g. each rank reads the same
     checkpoint file) and keeps its own shard.
@@ -518,7 +518,7 @@ def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> 
 def load_optimizer_state_dict(
     model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
-    """Inverse of :func:`optimizer_state_dict` (every rank passes the full dict when sharded)."""
+    """Inverse of [`optimizer_state_dict`][torchebm.core.distributed.optimizer_state_dict] (every rank passes the full dict when sharded)."""
     inner = unwrap_model(model)
     if is_sharded(inner):
         from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict

@@ -158,7 +158,7 @@ def check_tensor(
 
 
 def check_finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
-    """Raise :class:`NonFiniteError` naming the offending batch rows if ``value`` has NaN/inf.
+    """Raise [`NonFiniteError`][torchebm.core.errors.NonFiniteError] naming the offending batch rows if ``value`` has NaN/inf.
 
     This synchronises with the device; call it at entry points, not inside hot loops.
     """

@@ -5,12 +5,12 @@ works (and is tested) on any machine; the kernels run when the state is on a CUD
 Triton is importable (it ships with torch on Linux). Choose the path per call with
 ``force="auto" | "eager" | "triton"``.
 
-* :func:`is_available`: can the fused kernels run here?
-* :func:`fused_langevin_step`: one Langevin update (noise, update and clamp in one kernel).
-* :func:`langevin_chain`: a whole Langevin chain of an elementwise analytic energy
-  (double well, harmonic, diagonal Gaussian) in one kernel; :func:`supports_energy` probes.
-* :func:`fused_leapfrog_step`: the leapfrog trajectory of one HMC iteration.
-* :func:`graphed_loop`: replay a captured CUDA graph of a step loop (plain loop on CPU).
+* [`is_available`][torchebm.cuda.is_available]: can the fused kernels run here?
+* [`fused_langevin_step`][torchebm.cuda.fused_langevin_step]: one Langevin update (noise, update and clamp in one kernel).
+* [`langevin_chain`][torchebm.cuda.langevin_chain]: a whole Langevin chain of an elementwise analytic energy
+  (double well, harmonic, diagonal Gaussian) in one kernel; [`supports_energy`][torchebm.cuda.supports_energy] probes.
+* [`fused_leapfrog_step`][torchebm.cuda.fused_leapfrog_step]: the leapfrog trajectory of one HMC iteration.
+* [`graphed_loop`][torchebm.cuda.graphed_loop]: replay a captured CUDA graph of a step loop (plain loop on CPU).
 
 Samplers probe this piece with ``importlib.util.find_spec("torchebm.cuda")`` and never
 import it unconditionally. ``python -m torchebm.cuda`` prints a self-check.

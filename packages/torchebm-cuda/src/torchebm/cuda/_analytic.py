@@ -3,10 +3,10 @@ r"""Recognise the elementwise analytic energies of core and evaluate their gradi
 The whole-chain and whole-trajectory kernels keep the state in registers for every step, so
 they need an energy whose gradient at coordinate ``i`` depends on ``x_i`` alone:
 
-* :class:`~torchebm.core.HarmonicModel`: :math:`\nabla E = k x`;
-* :class:`~torchebm.core.DoubleWellModel`: :math:`\nabla E = 4h\,x\,(x^2 - b^2)`;
-* :class:`~torchebm.core.GaussianModel` with a diagonal covariance:
-  :math:`\nabla E = (x - \mu) \odot \Sigma^{-1}_{ii}`.
+* [`HarmonicModel`][torchebm.core.HarmonicModel]: $\nabla E = k x$;
+* [`DoubleWellModel`][torchebm.core.DoubleWellModel]: $\nabla E = 4h\,x\,(x^2 - b^2)$;
+* [`GaussianModel`][torchebm.core.GaussianModel] with a diagonal covariance:
+  $\nabla E = (x - \mu) \odot \Sigma^{-1}_{ii}$.
 
 The eager fallbacks evaluate the same expressions, with the same operation order as the
 models' own ``gradient``.
@@ -74,10 +74,10 @@ def _diagonal_precision(energy: GaussianModel) -> torch.Tensor | None:
 
 
 def supports_energy(energy: Any) -> bool:
-    r"""Whether ``energy`` has a whole-chain kernel (see :func:`~torchebm.cuda.langevin_chain`).
+    r"""Whether ``energy`` has a whole-chain kernel (see [`langevin_chain`][torchebm.cuda.langevin_chain]).
 
-    ``True`` for :class:`~torchebm.core.DoubleWellModel`, :class:`~torchebm.core.HarmonicModel`
-    and :class:`~torchebm.core.GaussianModel` with a diagonal covariance (checked on the
+    ``True`` for [`DoubleWellModel`][torchebm.core.DoubleWellModel], [`HarmonicModel`][torchebm.core.HarmonicModel]
+    and [`GaussianModel`][torchebm.core.GaussianModel] with a diagonal covariance (checked on the
     model's precision matrix; this synchronises once with the model's device).
 
     Example:
@@ -95,7 +95,7 @@ def supports_energy(energy: Any) -> bool:
 
 
 def maybe_analytic_spec(energy: Any, x: torch.Tensor, cd: torch.dtype) -> AnalyticSpec | None:
-    """Like :func:`analytic_spec`, but ``None`` instead of an error for unsupported energies."""
+    """Like `analytic_spec`, but ``None`` instead of an error for unsupported energies."""
     try:
         return analytic_spec(energy, x, cd)
     except _Unsupported:
@@ -103,7 +103,7 @@ def maybe_analytic_spec(energy: Any, x: torch.Tensor, cd: torch.dtype) -> Analyt
 
 
 def analytic_spec(energy: Any, x: torch.Tensor, cd: torch.dtype) -> AnalyticSpec:
-    """The :class:`AnalyticSpec` of ``energy`` for states like ``x`` computed in dtype ``cd``.
+    """The `AnalyticSpec` of ``energy`` for states like ``x`` computed in dtype ``cd``.
 
     Raises:
         ConfigurationError: ``energy`` is not one of the supported energies (including a

@@ -59,7 +59,7 @@ def interpreter_enabled() -> bool:
 def is_available() -> bool:
     r"""Whether the fused Triton kernels can run here: ``triton`` importable and a CUDA device.
 
-    When this is ``False`` every function of :mod:`torchebm.cuda` still works through its eager
+    When this is ``False`` every function of `torchebm.cuda` still works through its eager
     PyTorch fallback, with the same signature and the same maths.
 
     Example:

@@ -78,19 +78,19 @@ def langevin_chain(
 ) -> torch.Tensor:
     r"""Run ``n_steps`` Langevin updates of an elementwise analytic energy in one kernel.
 
-    Each step is :func:`~torchebm.cuda.fused_langevin_step` with the closed-form gradient,
+    Each step is [`fused_langevin_step`][torchebm.cuda.fused_langevin_step] with the closed-form gradient,
 
-    .. math::
-
-        x_{k+1} = \operatorname{clamp}\bigl(x_k - \eta\,\nabla E(x_k)
-        + \sigma\sqrt{2\eta}\,\varepsilon_k\bigr),
+    $$
+    x_{k+1} = \operatorname{clamp}\bigl(x_k - \eta\,\nabla E(x_k)
+    + \sigma\sqrt{2\eta}\,\varepsilon_k\bigr),
+    $$
 
     but on CUDA the state stays in registers for the whole chain: one read and one write of
     ``x`` in total, and four steps' noise per Philox call. Supported energies:
-    :class:`~torchebm.core.DoubleWellModel`, :class:`~torchebm.core.HarmonicModel` and
-    :class:`~torchebm.core.GaussianModel` with a diagonal covariance (see
-    :func:`~torchebm.cuda.supports_energy`). For any other energy, loop over
-    :func:`~torchebm.cuda.fused_langevin_step` or use ``torchebm.samplers.LangevinDynamics``.
+    [`DoubleWellModel`][torchebm.core.DoubleWellModel], [`HarmonicModel`][torchebm.core.HarmonicModel] and
+    [`GaussianModel`][torchebm.core.GaussianModel] with a diagonal covariance (see
+    [`supports_energy`][torchebm.cuda.supports_energy]). For any other energy, loop over
+    [`fused_langevin_step`][torchebm.cuda.fused_langevin_step] or use ``torchebm.samplers.LangevinDynamics``.
     The step size is constant (schedulers belong to the samplers).
 
     The eager fallback runs the same maths step by step with ``torch.randn`` noise from
@@ -103,8 +103,8 @@ def langevin_chain(
             unless passed as ``out``.
         energy: A supported analytic model; its parameters are read at call time.
         n_steps: Number of steps (>= 1).
-        step_size: :math:`\eta > 0`.
-        noise_scale: :math:`\sigma \ge 0`.
+        step_size: $\eta > 0$.
+        noise_scale: $\sigma \ge 0$.
         clamp: ``None`` or ``(lo, hi)``, applied after every step.
         generator: Randomness source on ``x``'s device; the kernel path draws one ``int64``
             Philox key from it per call, the eager path ``n_steps`` normal tensors.
@@ -112,8 +112,8 @@ def langevin_chain(
         noise: Optional noise of shape ``(n_steps, *x.shape)``; nothing is drawn when given.
         out: Optional contiguous output like ``x`` (may be ``x``: in-place chain).
         force: ``None``/``"auto"``, ``"eager"`` or ``"triton"`` (see
-            :func:`~torchebm.cuda.fused_langevin_step`).
-        check_finite: Raise :class:`~torchebm.core.errors.NonFiniteError` naming the chains
+            [`fused_langevin_step`][torchebm.cuda.fused_langevin_step]).
+        check_finite: Raise [`NonFiniteError`][torchebm.core.errors.NonFiniteError] naming the chains
             that ended with NaN/inf (one host sync at the end; pass ``False`` to skip).
 
     Returns:
@@ -121,7 +121,7 @@ def langevin_chain(
 
     Raises:
         ValueError: unsupported ``energy`` (the message lists the supported ones), bad
-            arguments or shapes, see :func:`~torchebm.cuda.fused_langevin_step`.
+            arguments or shapes, see [`fused_langevin_step`][torchebm.cuda.fused_langevin_step].
         TypeError: unsupported dtype or argument types.
         torchebm.core.errors.NonFiniteError: a chain diverged (with ``check_finite``).
 

@@ -1,4 +1,4 @@
-r"""The ``@triton.jit`` kernels of :mod:`torchebm.cuda` and their launchers.
+r"""The ``@triton.jit`` kernels of `torchebm.cuda` and their launchers.
 
 Imported lazily (it imports ``triton``). Launchers take validated, contiguous tensors and plain
 Python scalars; the public functions in the sibling modules do the checking.

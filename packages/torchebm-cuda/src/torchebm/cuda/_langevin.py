@@ -118,16 +118,16 @@ def fused_langevin_step(
 ) -> torch.Tensor:
     r"""One overdamped Langevin update, fused into a single kernel on CUDA.
 
-    .. math::
+    $$
+    x' = \operatorname{clamp}\bigl(x - \eta\,\nabla E(x) + \sigma\sqrt{2\eta}\,\varepsilon,
+    \ \mathrm{lo},\ \mathrm{hi}\bigr), \qquad \varepsilon \sim \mathcal N(0, I),
+    $$
 
-        x' = \operatorname{clamp}\bigl(x - \eta\,\nabla E(x) + \sigma\sqrt{2\eta}\,\varepsilon,
-        \ \mathrm{lo},\ \mathrm{hi}\bigr), \qquad \varepsilon \sim \mathcal N(0, I),
-
-    i.e. the Euler-Maruyama step of :math:`dX = -\nabla E\,dt + \sigma\sqrt2\,dW` that
-    ``LangevinDynamics`` takes (:math:`\sigma = 1` samples :math:`p \propto e^{-E}`).
+    i.e. the Euler-Maruyama step of $dX = -\nabla E\,dt + \sigma\sqrt2\,dW$ that
+    ``LangevinDynamics`` takes ($\sigma = 1$ samples $p \propto e^{-E}$).
 
     On a CUDA tensor (with Triton importable) one kernel reads ``x`` and ``grad``, draws
-    :math:`\varepsilon` in registers with counter-based Philox, applies the update and the clamp
+    $\varepsilon$ in registers with counter-based Philox, applies the update and the clamp
     and writes the result: 12 bytes of memory traffic per float32 element, against about 50
     for the six eager kernels. The
     Philox key is one ``int64`` drawn from ``generator`` per call (``torch.randint``, on the
@@ -141,11 +141,11 @@ def fused_langevin_step(
 
     Args:
         x: State, shape ``(B, *event_shape)``; float32, float64, float16 or bfloat16.
-        grad: :math:`\nabla E(x)`, same shape, dtype and device as ``x``.
-        step_size: :math:`\eta > 0`.
-        noise_scale: :math:`\sigma \ge 0` multiplying the :math:`\sqrt{2\eta}` noise.
+        grad: $\nabla E(x)$, same shape, dtype and device as ``x``.
+        step_size: $\eta > 0$.
+        noise_scale: $\sigma \ge 0$ multiplying the $\sqrt{2\eta}$ noise.
         clamp: ``None`` or ``(lo, hi)`` with ``lo < hi``; a bound may be ``None`` (one-sided).
-        noise: Optional :math:`\varepsilon` of the shape of ``x`` (any supported float dtype);
+        noise: Optional $\varepsilon$ of the shape of ``x`` (any supported float dtype);
             when given nothing is drawn and ``generator`` is not advanced.
         generator: Source of randomness (on ``x``'s device). ``None`` uses the global RNG.
         seed: Alternative to ``generator``: an int in ``[0, 2^{63}-1)`` used directly as the

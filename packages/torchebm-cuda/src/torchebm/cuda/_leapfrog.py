@@ -150,13 +150,15 @@ def fused_leapfrog_step(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""A leapfrog trajectory of ``n_steps`` steps (the proposal of one HMC iteration).
 
-    With :math:`H(x, p) = E(x) + \tfrac12 p^\top M^{-1} p` and diagonal mass :math:`M`:
+    With $H(x, p) = E(x) + \tfrac12 p^\top M^{-1} p$ and diagonal mass $M$:
 
-    .. math::
-
-        p &\leftarrow p - \tfrac{\eta}{2}\nabla E(x) \\
-        \text{repeat } L \text{ times:}\quad x &\leftarrow x + \eta\,(M^{-1} p),\quad
-        p \leftarrow p - \eta\,\nabla E(x) \quad(\text{the last kick is } \tfrac{\eta}{2})
+    $$
+    \begin{aligned}
+    p &\leftarrow p - \tfrac{\eta}{2}\nabla E(x) \\
+    \text{repeat } L \text{ times:}\quad x &\leftarrow x + \eta\,(M^{-1} p),\quad
+    p \leftarrow p - \eta\,\nabla E(x) \quad(\text{the last kick is } \tfrac{\eta}{2})
+    \end{aligned}
+    $$
 
     (velocity Verlet with consecutive half kicks merged: ``L`` gradient evaluations, plus one
     at the start unless ``grad`` is given). The accept/reject test is the caller's: it needs
@@ -167,7 +169,7 @@ def fused_leapfrog_step(
     * a callable ``x -> grad`` (e.g. ``model.gradient``) or any ``BaseModel`` (its
       ``gradient`` is used): on CUDA the kick and the drift of each step are one fused kernel
       (instead of five eager ones) around the user's gradient call; or
-    * a supported elementwise analytic model (:func:`~torchebm.cuda.supports_energy`): on CUDA
+    * a supported elementwise analytic model ([`supports_energy`][torchebm.cuda.supports_energy]): on CUDA
       the whole trajectory runs in one kernel with the state in registers.
 
     The eager fallback computes the same expressions in the same order (``M^{-1}`` is
@@ -180,19 +182,19 @@ def fused_leapfrog_step(
         p: Momenta, same shape, dtype and device.
         grad_fn: Gradient of the potential energy, see above. It is called in the caller's
             grad mode (``BaseModel.gradient`` enables autograd itself).
-        step_size: :math:`\eta > 0`.
-        n_steps: Number of leapfrog steps :math:`L \ge 1`.
+        step_size: $\eta > 0$.
+        n_steps: Number of leapfrog steps $L \ge 1$.
         mass: Diagonal mass: ``None`` (identity), a positive float, or a tensor broadcastable
             to the event shape (one mass per coordinate) or to ``x``'s shape. Tensor values
             must be positive (not checked, to avoid a host sync per call).
-        grad: Optional :math:`\nabla E(x)` at the initial ``x`` (e.g. the ``grad`` returned by
+        grad: Optional $\nabla E(x)$ at the initial ``x`` (e.g. the ``grad`` returned by
             the previous call), saving one gradient evaluation.
         force: ``None``/``"auto"``, ``"eager"`` or ``"triton"`` (see
-            :func:`~torchebm.cuda.fused_langevin_step`).
+            [`fused_langevin_step`][torchebm.cuda.fused_langevin_step]).
 
     Returns:
         ``(x_new, p_new, grad_new)``: final positions, final momenta and
-        :math:`\nabla E(x_{\text{new}})`, each with the shape and dtype of ``x``.
+        $\nabla E(x_{\text{new}})$, each with the shape and dtype of ``x``.
 
     Raises:
         TypeError: unsupported dtypes, ``grad_fn`` not callable, bad ``mass`` type.

@@ -1,4 +1,4 @@
-r"""Input validation shared by every public function of :mod:`torchebm.cuda`.
+r"""Input validation shared by every public function of `torchebm.cuda`.
 
 Both paths (Triton kernel and eager fallback) run the same checks, so code that works on CPU
 does not start failing when it meets a GPU.

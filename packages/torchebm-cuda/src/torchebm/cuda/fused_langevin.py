@@ -1,8 +1,8 @@
 r"""Compatibility module for the upstream proof of concept ``torchebm.cuda.fused_langevin``.
 
-New code imports from :mod:`torchebm.cuda`: ``fused_langevin_step`` is the same function, and
-``doublewell_langevin_chain`` is :func:`torchebm.cuda.langevin_chain` with a
-:class:`~torchebm.core.DoubleWellModel` (kept with one ``DeprecationWarning``).
+New code imports from `torchebm.cuda`: ``fused_langevin_step`` is the same function, and
+``doublewell_langevin_chain`` is [`torchebm.cuda.langevin_chain`][torchebm.cuda.langevin_chain] with a
+[`DoubleWellModel`][torchebm.core.DoubleWellModel] (kept with one ``DeprecationWarning``).
 ``python -m torchebm.cuda.fused_langevin`` runs the self-check of ``python -m torchebm.cuda``.
 """
 
@@ -30,7 +30,7 @@ def doublewell_langevin_chain(
 ) -> torch.Tensor:
     r"""Deprecated: ``langevin_chain(x, DoubleWellModel(barrier_height, b), ..., out=x)``.
 
-    Runs ``n_steps`` Langevin steps of :math:`E(x) = h\sum_i (x_i^2 - b^2)^2` in place on ``x``
+    Runs ``n_steps`` Langevin steps of $E(x) = h\sum_i (x_i^2 - b^2)^2$ in place on ``x``
     (which must be contiguous) and returns it, as upstream did.
 
     Example:

@@ -20,7 +20,7 @@ __all__ = ["BaseSyntheticDataset"]
 class BaseSyntheticDataset(Dataset, ABC):
     r"""Base class of the synthetic datasets: points generated once, held as one tensor.
 
-    The data are drawn in ``__init__`` by :meth:`_generate_data` and kept on ``device`` in
+    The data are drawn in ``__init__`` by `_generate_data` and kept on ``device`` in
     ``dtype`` (a ``DataLoader`` then yields tensors already on that device).
 
     Randomness: with ``seed`` the points come from a private ``torch.Generator`` seeded with

@@ -53,7 +53,7 @@ class _MakerDataset(BaseSyntheticDataset):
 class GaussianMixtureDataset(_MakerDataset):
     r"""Mixture of ``n_components`` isotropic Gaussians with centres on a circle.
 
-    See :func:`make_gaussian_mixture`. Centre ``k`` at angle :math:`2\pi k/K` on a circle of
+    See [`make_gaussian_mixture`][torchebm.datasets.make_gaussian_mixture]. Centre ``k`` at angle $2\pi k/K$ on a circle of
     ``radius``; samples split evenly, shuffled.
 
     Args:
@@ -97,7 +97,7 @@ class GaussianMixtureDataset(_MakerDataset):
 class EightGaussiansDataset(_MakerDataset):
     r"""Eight Gaussians on a circle of radius ``scale`` (the FFJORD toy set).
 
-    See :func:`make_eight_gaussians`.
+    See [`make_eight_gaussians`][torchebm.datasets.make_eight_gaussians].
 
     Args:
         n_samples: Number of points (>= 1).
@@ -132,7 +132,7 @@ class EightGaussiansDataset(_MakerDataset):
 
 
 class TwoMoonsDataset(_MakerDataset):
-    r"""Two interleaving half circles. See :func:`make_two_moons`.
+    r"""Two interleaving half circles. See [`make_two_moons`][torchebm.datasets.make_two_moons].
 
     Shuffled by default (the reference stored the outer moon first, so any prefix or a
     non-shuffling ``DataLoader`` saw one moon only); ``shuffle=False`` keeps that order.
@@ -172,7 +172,7 @@ class TwoMoonsDataset(_MakerDataset):
 
 
 class SwissRollDataset(_MakerDataset):
-    r"""2-D Swiss roll, centred and scaled. See :func:`make_swiss_roll`.
+    r"""2-D Swiss roll, centred and scaled. See [`make_swiss_roll`][torchebm.datasets.make_swiss_roll].
 
     Args:
         n_samples: Number of points (>= 1).
@@ -207,7 +207,7 @@ class SwissRollDataset(_MakerDataset):
 
 
 class CircleDataset(_MakerDataset):
-    r"""Noisy circle of radius ``radius``. See :func:`make_circle`.
+    r"""Noisy circle of radius ``radius``. See [`make_circle`][torchebm.datasets.make_circle].
 
     Args:
         n_samples: Number of points (>= 1).
@@ -242,9 +242,9 @@ class CircleDataset(_MakerDataset):
 
 
 class CheckerboardDataset(_MakerDataset):
-    r"""Uniform points on the black cells of a checkerboard on :math:`[-L, L]^2`.
+    r"""Uniform points on the black cells of a checkerboard on $[-L, L]^2$.
 
-    See :func:`make_checkerboard`.
+    See [`make_checkerboard`][torchebm.datasets.make_checkerboard].
 
     Args:
         n_samples: Number of points (>= 1).
@@ -279,7 +279,7 @@ class CheckerboardDataset(_MakerDataset):
 
 
 class PinwheelDataset(_MakerDataset):
-    r"""Pinwheel with ``n_classes`` curved arms. See :func:`make_pinwheel`.
+    r"""Pinwheel with ``n_classes`` curved arms. See [`make_pinwheel`][torchebm.datasets.make_pinwheel].
 
     Args:
         n_samples: Number of points (>= 1).
@@ -325,7 +325,7 @@ class PinwheelDataset(_MakerDataset):
 
 
 class GridDataset(_MakerDataset):
-    r"""Regular ``n x n`` grid on :math:`[-L, L]^2` with optional jitter. See :func:`make_grid`.
+    r"""Regular ``n x n`` grid on $[-L, L]^2$ with optional jitter. See [`make_grid`][torchebm.datasets.make_grid].
 
     There is no ``n_samples`` argument: the dataset has ``n_samples_per_dim ** 2`` points.
 
@@ -374,7 +374,7 @@ class GridDataset(_MakerDataset):
 
 
 class TwoSpiralsDataset(_MakerDataset):
-    r"""Two interleaved spirals, point-symmetric about the origin. See :func:`make_two_spirals`.
+    r"""Two interleaved spirals, point-symmetric about the origin. See [`make_two_spirals`][torchebm.datasets.make_two_spirals].
 
     Args:
         n_samples: Number of points (>= 1).

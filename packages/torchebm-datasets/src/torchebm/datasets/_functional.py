@@ -101,7 +101,7 @@ def make_gaussian_mixture(
 ) -> torch.Tensor:
     r"""Isotropic Gaussians with centres evenly spaced on a circle.
 
-    Centre ``k`` is :math:`r(\cos 2\pi k/K, \sin 2\pi k/K)`; samples are split as evenly as
+    Centre ``k`` is $r(\cos 2\pi k/K, \sin 2\pi k/K)$; samples are split as evenly as
     possible (the first ``n mod K`` components get one more), ``centre + std * xi``, shuffled.
 
     Args:
@@ -139,7 +139,7 @@ def make_eight_gaussians(
     device: Any = None,
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    r"""Eight Gaussians at :math:`s\cdot\{(\pm1, 0), (0, \pm1), (\pm\tfrac{1}{\sqrt2}, \pm\tfrac{1}{\sqrt2})\}`.
+    r"""Eight Gaussians at $s\cdot\{(\pm1, 0), (0, \pm1), (\pm\tfrac{1}{\sqrt2}, \pm\tfrac{1}{\sqrt2})\}$.
 
     Samples are split evenly over the centres, ``centre + std * xi``, shuffled.
 
@@ -184,9 +184,9 @@ def make_two_moons(
 ) -> torch.Tensor:
     r"""Two interleaving half circles.
 
-    The outer moon has ``n // 2`` points :math:`(\cos\theta, \sin\theta)`, the inner moon the
-    rest :math:`(1 - \cos\theta, \tfrac12 - \sin\theta)`, :math:`\theta` evenly spaced on
-    :math:`[0, \pi]`; then ``+ noise * xi`` and (by default) a random permutation.
+    The outer moon has ``n // 2`` points $(\cos\theta, \sin\theta)$, the inner moon the
+    rest $(1 - \cos\theta, \tfrac12 - \sin\theta)$, $\theta$ evenly spaced on
+    $[0, \pi]$; then ``+ noise * xi`` and (by default) a random permutation.
 
     Args:
         n_samples: Number of points (>= 1).
@@ -229,10 +229,10 @@ def make_swiss_roll(
 ) -> torch.Tensor:
     r"""2-D Swiss roll (an Archimedean spiral), centred and scaled to unit-ish size.
 
-    :math:`u \sim U(0, 1)`, :math:`t = a\pi(1 + 2u)`, point :math:`(t\cos t, t\sin t) + \text{noise}\,\xi`;
+    $u \sim U(0, 1)$, $t = a\pi(1 + 2u)$, point $(t\cos t, t\sin t) + \text{noise}\,\xi$;
     the set is then centred and divided by twice the mean per-axis standard deviation (so
     each axis has a standard deviation of about 1/2). ``noise`` is in the units of the raw
-    spiral (radius between :math:`a\pi` and :math:`3a\pi`).
+    spiral (radius between $a\pi$ and $3a\pi$).
 
     Args:
         n_samples: Number of points (>= 1).
@@ -270,7 +270,7 @@ def make_circle(
     device: Any = None,
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    r"""Points on a circle: :math:`r(\cos\theta, \sin\theta) + \text{noise}\,\xi`, :math:`\theta \sim U(0, 2\pi)`.
+    r"""Points on a circle: $r(\cos\theta, \sin\theta) + \text{noise}\,\xi$, $\theta \sim U(0, 2\pi)$.
 
     Args:
         n_samples: Number of points (>= 1).
@@ -305,10 +305,10 @@ def make_checkerboard(
     device: Any = None,
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    r"""Uniform points on the "black" unit cells of a checkerboard on :math:`[-L, L]^2`.
+    r"""Uniform points on the "black" unit cells of a checkerboard on $[-L, L]^2$.
 
     Rejection sampling: uniform points in the square are kept when
-    :math:`\lfloor x\rfloor + \lfloor y\rfloor` is odd (proposals in batches of
+    $\lfloor x\rfloor + \lfloor y\rfloor$ is odd (proposals in batches of
     ``max(1000, 2.5 n)``), then ``+ noise * xi``.
 
     Args:
@@ -357,17 +357,17 @@ def make_pinwheel(
 ) -> torch.Tensor:
     r"""Pinwheel: ``K`` curved arms.
 
-    For arm ``k``: :math:`t = \sqrt{u}`, :math:`u \sim U(0,1)`, radius :math:`t\,r_s`, angle
-    :math:`2\pi k/K + s_s t + a_s \xi`; arms are split as evenly as possible, shuffled, then
+    For arm ``k``: $t = \sqrt{u}$, $u \sim U(0,1)$, radius $t\,r_s$, angle
+    $2\pi k/K + s_s t + a_s \xi$; arms are split as evenly as possible, shuffled, then
     ``+ noise * xi`` when ``noise > 0``.
 
     Args:
         n_samples: Number of points (>= 1).
         n_classes: Number of arms ``K`` (>= 1).
         noise: Standard deviation of the isotropic Gaussian noise (>= 0).
-        radial_scale: Arm length :math:`r_s` (> 0).
-        angular_scale: Angular spread :math:`a_s` (>= 0).
-        spiral_scale: Twist :math:`s_s` (radians over an arm).
+        radial_scale: Arm length $r_s$ (> 0).
+        angular_scale: Angular spread $a_s$ (>= 0).
+        spiral_scale: Twist $s_s$ (radians over an arm).
         generator: Source of randomness (global RNG when ``None``).
         device: Device of the result.
         dtype: Floating dtype (default ``torch.get_default_dtype()``).
@@ -411,7 +411,7 @@ def make_grid(
     device: Any = None,
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    r"""Regular ``n x n`` grid on :math:`[-L, L]^2` (``ij`` order), plus ``noise * xi`` if ``noise > 0``.
+    r"""Regular ``n x n`` grid on $[-L, L]^2$ (``ij`` order), plus ``noise * xi`` if ``noise > 0``.
 
     Args:
         n_samples_per_dim: Points per axis ``n`` (>= 1); the result has ``n**2`` points.
@@ -453,10 +453,10 @@ def make_two_spirals(
 ) -> torch.Tensor:
     r"""Two interleaved Archimedean spirals, point-symmetric about the origin.
 
-    With :math:`s = \sqrt{u}`, :math:`u \sim U(0,1)` (uniform density along the area the arms
-    sweep), :math:`\theta = 2\pi T s` and radius :math:`R s`, the first ``ceil(n/2)`` points
-    are :math:`R s(\cos\theta, \sin\theta)` and the rest their mirror image
-    :math:`-R s(\cos\theta, \sin\theta)`; shuffled, then ``+ noise * xi``.
+    With $s = \sqrt{u}$, $u \sim U(0,1)$ (uniform density along the area the arms
+    sweep), $\theta = 2\pi T s$ and radius $R s$, the first ``ceil(n/2)`` points
+    are $R s(\cos\theta, \sin\theta)$ and the rest their mirror image
+    $-R s(\cos\theta, \sin\theta)$; shuffled, then ``+ noise * xi``.
 
     Args:
         n_samples: Number of points (>= 1).

@@ -25,7 +25,7 @@ __all__ = [
 
 
 class IndependentCoupling(BaseCoupling):
-    r"""Identity pairing :math:`(x_0^i, x_1^i)`: the independent coupling :math:`p_0 \otimes p_1`.
+    r"""Identity pairing $(x_0^i, x_1^i)$: the independent coupling $p_0 \otimes p_1$.
 
     Requires ``x1`` and equal batch sizes; conditioning and ``generator`` are ignored.
 
@@ -43,16 +43,16 @@ class IndependentCoupling(BaseCoupling):
 def auction_assignment(
     cost: torch.Tensor, tol: float = 1e-4, max_rounds: int | None = None
 ) -> torch.Tensor:
-    r"""Min-cost perfect assignment by Bertsekas' forward auction with :math:`\epsilon`-scaling.
+    r"""Min-cost perfect assignment by Bertsekas' forward auction with $\epsilon$-scaling.
 
-    Pure torch on the tensor's device (float64 benefits :math:`a_{ij} = -C_{ij}`). Every
-    unassigned row bids at once for its best column :math:`j^*` the amount
-    :math:`p_{j^*} + (v_1 - v_2) + \epsilon` (best minus second-best value plus
-    :math:`\epsilon`); each column goes to its highest bidder (ties: lowest row), evicting
-    the previous owner. :math:`\epsilon` starts at a quarter of the benefit range and is
+    Pure torch on the tensor's device (float64 benefits $a_{ij} = -C_{ij}$). Every
+    unassigned row bids at once for its best column $j^*$ the amount
+    $p_{j^*} + (v_1 - v_2) + \epsilon$ (best minus second-best value plus
+    $\epsilon$); each column goes to its highest bidder (ties: lowest row), evicting
+    the previous owner. $\epsilon$ starts at a quarter of the benefit range and is
     divided by 8 per phase down to ``tol / n``; prices persist across phases. On exit the
-    assignment is :math:`\epsilon`-complementary-slack, so its cost exceeds the optimum by
-    at most :math:`n\epsilon = \text{tol}` (exact whenever the optimal assignment beats every
+    assignment is $\epsilon$-complementary-slack, so its cost exceeds the optimum by
+    at most $n\epsilon = \text{tol}$ (exact whenever the optimal assignment beats every
     other by more than ``tol``, in the units of ``cost``).
 
     On CPU only unassigned rows are processed (one host sync per round); on accelerators
@@ -150,9 +150,9 @@ def auction_assignment(
 
 class ExactOTCoupling(BaseCostCoupling):
     r"""Exact minibatch optimal transport: the permutation of ``x1`` minimising
-    :math:`\sum_i \|x_0^i - x_1^{\pi(i)}\|^2`.
+    $\sum_i \|x_0^i - x_1^{\pi(i)}\|^2$.
 
-    Solved on the tensors' device by :func:`auction_assignment` on the normalised squared
+    Solved on the tensors' device by [`auction_assignment`][torchebm.couplings.auction_assignment] on the normalised squared
     Euclidean cost (deterministic; total suboptimality at most ``tol`` relative to the
     largest pairwise cost). Measured on 2 CPU threads: about 0.1 s at B = 256 and 0.5-1 s at
     B = 1024 for 2-D data.
@@ -206,8 +206,8 @@ def _sinkhorn_potentials(cost, reg, n_iters, damping):
 class SinkhornCoupling(BaseCostCoupling):
     r"""Entropic OT coupling: log-domain Sinkhorn plan, then one target per source row.
 
-    Plan :math:`\pi = \exp(M + f \oplus g)` with :math:`M = -C/\text{reg}` and uniform
-    marginals; each row ``i`` draws ``x1[j]`` with probability :math:`\propto \pi_{ij}`
+    Plan $\pi = \exp(M + f \oplus g)$ with $M = -C/\text{reg}$ and uniform
+    marginals; each row ``i`` draws ``x1[j]`` with probability $\propto \pi_{ij}$
     (``multinomial`` with ``generator``; targets may repeat). Small ``reg`` approaches exact
     OT, large ``reg`` the independent coupling. Supports ``process_group``.
 
@@ -244,15 +244,15 @@ class SinkhornCoupling(BaseCostCoupling):
 class UnbalancedSinkhornCoupling(BaseCostCoupling):
     r"""Unbalanced (KL-relaxed marginals) Sinkhorn coupling with per-pair weights.
 
-    Potential updates are damped by :math:`\varphi = \rho/(\rho + \text{reg})` with
-    :math:`\rho` = ``reg_marginal``. The row masses of the plan, normalised to mean 1, are
+    Potential updates are damped by $\varphi = \rho/(\rho + \text{reg})$ with
+    $\rho$ = ``reg_marginal``. The row masses of the plan, normalised to mean 1, are
     returned as ``CouplingResult.weights`` (outlier sources get small weight); one target
     per row is drawn from the plan row. Large ``reg_marginal`` recovers balanced Sinkhorn
     with uniform weights.
 
     Args:
         reg: Entropic regularisation (> 0).
-        reg_marginal: Marginal relaxation strength :math:`\rho` (> 0).
+        reg_marginal: Marginal relaxation strength $\rho$ (> 0).
         n_iters: Iterations (> 0).
         process_group: Not supported (``ValueError``).
 
@@ -308,8 +308,8 @@ class GreedyCoupling(BaseCostCoupling):
 
     Computed on device by rounds of *locally dominant* pairs (row ``i`` and column ``j``
     each other's cheapest free partner, ties broken by index), which yields exactly the
-    sequential greedy matching in :math:`O(B^2)` work per round and typically
-    :math:`O(\log B)` rounds. Deterministic; at most twice the optimal cost in the worst
+    sequential greedy matching in $O(B^2)$ work per round and typically
+    $O(\log B)$ rounds. Deterministic; at most twice the optimal cost in the worst
     case, usually much closer.
 
     Example:
@@ -344,7 +344,7 @@ class GreedyCoupling(BaseCostCoupling):
 
 
 class ReflowCoupling(BaseModelCoupling):
-    r"""Reflow (rectified flow) coupling: :math:`x_1 = \Phi(x_0)` from a trained flow.
+    r"""Reflow (rectified flow) coupling: $x_1 = \Phi(x_0)$ from a trained flow.
 
     ``flow`` is any object with a ``sample(...)`` method (e.g. a ``FlowSampler``), called as
     ``flow.sample(x=x0, n_steps=n_steps, generator=generator, model_kwargs=kwargs)``

@@ -37,30 +37,32 @@ __all__ = ["EnergyMatchingLoss"]
 
 
 class EnergyMatchingLoss(BaseLoss):
-    r"""Energy Matching loss (Balcerak et al., 2025) for a scalar potential :math:`V_\theta(x)`.
+    r"""Energy Matching loss (Balcerak et al., 2025) for a scalar potential $V_\theta(x)$.
 
     **Flow term** (optimal-transport phase): pair noise and data with ``coupling``
-    (exact minibatch OT by default), draw :math:`t\sim U(0,1)`, form
-    :math:`x_t = \alpha x_1 + \sigma x_0 + \sigma_{\text{noise}}\xi` and regress the negative
+    (exact minibatch OT by default), draw $t\sim U(0,1)$, form
+    $x_t = \alpha x_1 + \sigma x_0 + \sigma_{\text{noise}}\xi$ and regress the negative
     potential gradient onto the conditional velocity, gated near the data:
 
-    .. math::
-        \mathcal L_{\text{flow}} = \mathbb E\big[w(t)\,\|{-\nabla_x V(x_t)} - u_t\|^2\big],
-        \qquad w(t) = \mathrm{clip}\big((1-t)/(1-t_c), 0, 1\big).
+    $$
+    \mathcal L_{\text{flow}} = \mathbb E\big[w(t)\,\|{-\nabla_x V(x_t)} - u_t\|^2\big],
+    \qquad w(t) = \mathrm{clip}\big((1-t)/(1-t_c), 0, 1\big).
+    $$
 
     **Contrastive term** (equilibrium phase, only when ``lambda_cd > 0``): a fraction
     ``noise_fraction`` of negatives start from noise and run ``n_langevin_steps`` of
-    Langevin dynamics :math:`x \leftarrow x - h\nabla V + \sqrt{\epsilon_k}\sqrt{2h}\,\xi`
-    with the temperature ramp :math:`\epsilon_k` of :class:`~torchebm.core.TemperatureScheduler`
-    (deterministic transport until :math:`\tau^*`, then up to :math:`\epsilon_{max}`); the
-    others start from data rows with constant temperature :math:`\epsilon_{max}`. Then
+    Langevin dynamics $x \leftarrow x - h\nabla V + \sqrt{\epsilon_k}\sqrt{2h}\,\xi$
+    with the temperature ramp $\epsilon_k$ of [`TemperatureScheduler`][torchebm.core.TemperatureScheduler]
+    (deterministic transport until $\tau^*$, then up to $\epsilon_{max}$); the
+    others start from data rows with constant temperature $\epsilon_{max}$. Then
 
-    .. math::
-        \mathcal L_{\text{CD}} = \max\Big(\lambda_{CD}\big(\overline{V(x_1)} -
-        \mathrm{trimmed\_mean}(V(x^-))\big),\; -c\Big).
+    $$
+    \mathcal L_{\text{CD}} = \max\Big(\lambda_{CD}\big(\overline{V(x_1)} -
+    \mathrm{trimmed\_mean}(V(x^-))\big),\; -c\Big).
+    $$
 
     Without a ``sampler`` the chains are run by this loss with
-    :class:`~torchebm.integrators.EulerMaruyamaIntegrator` (flows never imports samplers).
+    [`EulerMaruyamaIntegrator`][torchebm.integrators.EulerMaruyamaIntegrator] (flows never imports samplers).
     A user ``sampler`` is duck-typed: ``sampler.sample(x=..., n_steps=..., model_kwargs=...,
     generator=...)``; if it has a ``noise_scale`` scheduler, it is temporarily replaced by the
     temperature schedule for each pass and restored afterwards.
@@ -70,13 +72,13 @@ class EnergyMatchingLoss(BaseLoss):
         sampler: Optional sampler for the negatives (see above).
         coupling: Name or coupling instance (default ``"ot"``).
         interpolant: Name or interpolant instance (default ``"linear"``).
-        sigma: Noise added to :math:`x_t` in the flow term (float or scheduler, >= 0).
-        flow_weight_cutoff: :math:`t_c` of the gate (>= 1 disables gating).
+        sigma: Noise added to $x_t$ in the flow term (float or scheduler, >= 0).
+        flow_weight_cutoff: $t_c$ of the gate (>= 1 disables gating).
         lambda_cd: Weight of the contrastive term (float or scheduler, >= 0; 0 = warm-up).
         epsilon_max: Maximum Langevin temperature.
-        tau_star: Temperature ramp start :math:`\tau^*\in[0,1)`.
+        tau_star: Temperature ramp start $\tau^*\in[0,1)$.
         n_langevin_steps: Langevin steps per negative-phase pass.
-        langevin_dt: Langevin step size :math:`h` (> 0).
+        langevin_dt: Langevin step size $h$ (> 0).
         noise_fraction: Fraction of negatives started from noise, in ``[0, 1]``.
         cd_trim_fraction: Fraction of the highest negative energies dropped, in ``[0, 1)``.
         cd_clamp: Floor ``-cd_clamp`` of the contrastive loss (>= 0, or ``None``).
@@ -88,7 +90,7 @@ class EnergyMatchingLoss(BaseLoss):
         cfg_dropout: Label dropout of ``y`` while training (classifier-free guidance).
         null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
         check_conditioning: Check once that the model reads ``y``.
-        nan_policy: See :class:`~torchebm.core.BaseLoss`.
+        nan_policy: See [`BaseLoss`][torchebm.core.BaseLoss].
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
 
@@ -175,7 +177,7 @@ class EnergyMatchingLoss(BaseLoss):
     # ------------------------------------------------------------------ schedulable
     @property
     def sigma(self) -> float:
-        """Noise level added to :math:`x_t` in the flow term."""
+        """Noise level added to $x_t$ in the flow term."""
         return self.get_scheduled_value("sigma")
 
     @sigma.setter

@@ -44,29 +44,30 @@ def _model_time_089(model_time: str) -> bool:
 class EquilibriumMatchingLoss(BaseLoss):
     r"""Equilibrium Matching loss (Wang & Du, 2025).
 
-    For data :math:`x_1`, noise :math:`x_0` (optionally re-paired by ``coupling``),
-    :math:`t \sim U[\epsilon, 1-\epsilon]` and the interpolant
-    :math:`(x_t, u_t)` (:math:`u_t = \dot\alpha x_1 + \dot\sigma x_0`), the model learns the
+    For data $x_1$, noise $x_0$ (optionally re-paired by ``coupling``),
+    $t \sim U[\epsilon, 1-\epsilon]$ and the interpolant
+    $(x_t, u_t)$ ($u_t = \dot\alpha x_1 + \dot\sigma x_0$), the model learns the
     *time-invariant* field
 
-    .. math::
-        f(x_t) \approx -\,c(t)\,u_t, \qquad c(t) = \lambda\min\big(1, (1-t)/(1-a)\big)
+    $$
+    f(x_t) \approx -\,c(t)\,u_t, \qquad c(t) = \lambda\min\big(1, (1-t)/(1-a)\big)
+    $$
 
     (``compute_eqm_ct``), which points from data to noise and vanishes at the data manifold
-    (so data points are equilibria of the gradient descent :math:`x \leftarrow x - \eta f(x)`).
+    (so data points are equilibria of the gradient descent $x \leftarrow x - \eta f(x)$).
 
     ``prediction="velocity"`` with
 
-    * ``energy_type="none"`` (implicit EqM): :math:`\ell = \|f(x_t) - \text{target}\|^2`
+    * ``energy_type="none"`` (implicit EqM): $\ell = \|f(x_t) - \text{target}\|^2$
       (mean over features);
-    * ``"dot"`` / ``"mean"`` (identical): explicit energy :math:`g(x) = \sum x\cdot f(x)`;
-      ``"l2"``: :math:`g = -\tfrac12\|f(x)\|^2`; the field is :math:`\nabla_x g` (autograd,
-      differentiable in training) and :math:`\ell = \|\nabla g - \text{target}\|^2`; the
+    * ``"dot"`` / ``"mean"`` (identical): explicit energy $g(x) = \sum x\cdot f(x)$;
+      ``"l2"``: $g = -\tfrac12\|f(x)\|^2$; the field is $\nabla_x g$ (autograd,
+      differentiable in training) and $\ell = \|\nabla g - \text{target}\|^2$; the
       energy is returned as ``terms["energy"]``.
 
-    ``prediction="noise"``: :math:`\ell = w\|f - x_0\|^2`; ``"score"``:
-    :math:`\ell = w\|\sigma_t f + x_0\|^2` with :math:`w = (B_v/\sigma)^2`
-    (``loss_weight="velocity"``), :math:`B_v/\sigma^2` (``"likelihood"``) or 1. These
+    ``prediction="noise"``: $\ell = w\|f - x_0\|^2$; ``"score"``:
+    $\ell = w\|\sigma_t f + x_0\|^2$ with $w = (B_v/\sigma)^2$
+    (``loss_weight="velocity"``), $B_v/\sigma^2$ (``"likelihood"``) or 1. These
     diffusion-style objectives need the time, so use ``time_invariant=False`` with them.
 
     ``model(x_t, t, **model_kwargs)`` returns the field (shaped like ``x``) or a tuple
@@ -78,13 +79,13 @@ class EquilibriumMatchingLoss(BaseLoss):
         model: Field network ``model(x, t, **model_kwargs)``.
         prediction: ``"velocity"`` (EqM), ``"score"`` or ``"noise"``.
         energy_type: ``"none"``, ``"dot"``, ``"mean"`` or ``"l2"`` (velocity prediction only).
-        interpolant: Name or :class:`~torchebm.core.BaseInterpolant` (default linear).
-        coupling: Name or :class:`~torchebm.core.BaseCoupling` (default independent); its
+        interpolant: Name or [`BaseInterpolant`][torchebm.core.BaseInterpolant] (default linear).
+        coupling: Name or [`BaseCoupling`][torchebm.core.BaseCoupling] (default independent); its
             ``weights`` (if any) weight the batch mean.
         loss_weight: ``None``, ``"velocity"`` or ``"likelihood"`` (score/noise predictions).
-        train_eps: Time margin :math:`\epsilon` (float or scheduler, ``[0, 0.5)``).
-        ct_threshold: :math:`a` of :math:`c(t)`.
-        ct_multiplier: :math:`\lambda` of :math:`c(t)`.
+        train_eps: Time margin $\epsilon$ (float or scheduler, ``[0, 0.5)``).
+        ct_threshold: $a$ of $c(t)$.
+        ct_multiplier: $\lambda$ of $c(t)$.
         apply_dispersion: Add the dispersive regulariser on the model's activations.
         dispersion_weight: Its weight.
         time_invariant: Feed ``t = 0`` to the model (EqM); ``False`` feeds the true ``t``.
@@ -100,7 +101,7 @@ class EquilibriumMatchingLoss(BaseLoss):
         cfg_dropout: Label dropout of ``y`` while training (classifier-free guidance).
         null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
         check_conditioning: Check once that the model reads ``y``.
-        nan_policy: See :class:`~torchebm.core.BaseLoss`.
+        nan_policy: See [`BaseLoss`][torchebm.core.BaseLoss].
         dtype: Dtype of the loss's own tensors.
         device: Device of the loss's own tensors.
 
@@ -197,7 +198,7 @@ class EquilibriumMatchingLoss(BaseLoss):
     # ------------------------------------------------------------------ schedulable
     @property
     def train_eps(self) -> float:
-        """Time margin: :math:`t \\sim U[\\epsilon, 1 - \\epsilon]`."""
+        """Time margin: $t \\sim U[\\epsilon, 1 - \\epsilon]$."""
         return self.get_scheduled_value("train_eps")
 
     @train_eps.setter
@@ -327,7 +328,7 @@ class EquilibriumMatchingLoss(BaseLoss):
         return (x * f).reshape(x.shape[0], -1).sum(1)
 
     def compute_loss(self, x, x0=None, model_kwargs=None, generator=None) -> torch.Tensor:
-        """Batch loss: coupling-weighted mean :math:`\\sum w\\ell / \\max(\\sum w, 10^{-12})` or mean."""
+        """Batch loss: coupling-weighted mean $\\sum w\\ell / \\max(\\sum w, 10^{-12})$ or mean."""
         terms = self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)
         loss, w = terms["loss"], terms["weights"]
         if w is None:

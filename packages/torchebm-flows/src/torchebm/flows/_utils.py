@@ -70,7 +70,7 @@ def trimmed_mean(values: torch.Tensor, trim_fraction: float) -> torch.Tensor:
 
 
 def compute_flow_weight(t: torch.Tensor, cutoff: float = 0.8) -> torch.Tensor:
-    r"""Energy-Matching flow gate :math:`w(t) = \mathrm{clip}\big((1-t)/(1-\text{cutoff}), 0, 1\big)`.
+    r"""Energy-Matching flow gate $w(t) = \mathrm{clip}\big((1-t)/(1-\text{cutoff}), 0, 1\big)$.
 
     ``cutoff >= 1`` disables gating (ones).
 
@@ -86,10 +86,10 @@ def compute_flow_weight(t: torch.Tensor, cutoff: float = 0.8) -> torch.Tensor:
 def compute_eqm_ct(
     t: torch.Tensor, threshold: float = 0.8, multiplier: float = 4.0
 ) -> torch.Tensor:
-    r"""EqM gradient-magnitude schedule :math:`c(t) = \lambda\,\min\big(1, (1-t)/(1-a)\big)`.
+    r"""EqM gradient-magnitude schedule $c(t) = \lambda\,\min\big(1, (1-t)/(1-a)\big)$.
 
-    Constant :math:`\lambda` (``multiplier``) up to ``threshold`` :math:`a`, then decaying
-    linearly to 0 at the data (t = 1). ``threshold >= 1`` gives the constant :math:`\lambda`.
+    Constant $\lambda$ (``multiplier``) up to ``threshold`` $a$, then decaying
+    linearly to 0 at the data (t = 1). ``threshold >= 1`` gives the constant $\lambda$.
 
     Example:
         >>> [round(v, 4) for v in compute_eqm_ct(torch.tensor([0.0, 0.9, 1.0])).tolist()]
@@ -107,9 +107,9 @@ def compute_eqm_ct(
 def dispersive_loss(z: torch.Tensor) -> torch.Tensor:
     r"""Dispersive (InfoNCE-style repulsion) regulariser on intermediate representations.
 
-    With ``z`` flattened to ``(B, D')`` and :math:`d_{ij} = \|z_i - z_j\|^2 / D'` over all
-    :math:`B^2` ordered pairs (diagonal included):
-    :math:`\log \frac{1}{B^2}\sum_{ij} e^{-d_{ij}}` (computed with ``logsumexp``). Lower when
+    With ``z`` flattened to ``(B, D')`` and $d_{ij} = \|z_i - z_j\|^2 / D'$ over all
+    $B^2$ ordered pairs (diagonal included):
+    $\log \frac{1}{B^2}\sum_{ij} e^{-d_{ij}}$ (computed with ``logsumexp``). Lower when
     the representations spread out.
 
     Example:
@@ -150,7 +150,7 @@ def energy_gradient(
     r"""Return ``(V(x), grad_x V(x))`` for a scalar potential ``model(x, **kw) -> (B,)``.
 
     ``x`` must require grad. With ``create_graph=True`` the gradient is differentiable
-    w.r.t. the model parameters (training through :math:`\nabla_x V`).
+    w.r.t. the model parameters (training through $\nabla_x V$).
     """
     energy = model(x, **model_kwargs) if model_kwargs else model(x)
     if energy.ndim != 1 or energy.shape[0] != x.shape[0]:

@@ -151,24 +151,24 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     r"""Generic Runge-Kutta integrator driven by a Butcher tableau.
 
     A subclass sets class attributes ``tableau_a`` (row ``i`` lists
-    :math:`a_{i0}, \dots, a_{i,i-1}` and optionally a diagonal :math:`a_{ii}`, which makes
+    $a_{i0}, \dots, a_{i,i-1}$ and optionally a diagonal $a_{ii}$, which makes
     that stage implicit), ``tableau_b``, ``tableau_c``, and, for adaptive methods,
-    ``error_weights`` :math:`e = b - \hat b` (one extra entry multiplies the FSAL stage
-    :math:`f(y_{n+1}, t+h)`), ``order`` (the step-size control exponent is
-    :math:`-1/\text{order}`) and ``fsal``.
+    ``error_weights`` $e = b - \hat b$ (one extra entry multiplies the FSAL stage
+    $f(y_{n+1}, t+h)$), ``order`` (the step-size control exponent is
+    $-1/\text{order}$) and ``fsal``.
 
-    Stage :math:`i`: :math:`k_i = f(x + h\sum_{j<i} a_{ij}k_j,\; t + c_i h)`; an implicit
-    stage solves :math:`k_i = f(\text{base} + h a_{ii} k_i, t_i)` by Picard iteration
+    Stage $i$: $k_i = f(x + h\sum_{j<i} a_{ij}k_j,\; t + c_i h)$; an implicit
+    stage solves $k_i = f(\text{base} + h a_{ii} k_i, t_i)$ by Picard iteration
     (``solver_max_iter`` evaluations; early exit every ``solver_check_every`` iterations once
     the RMS change of the stage state is below ``solver_tol``). Update
-    :math:`x_{n+1} = x_n + h\sum_i b_i k_i`.
+    $x_{n+1} = x_n + h\sum_i b_i k_i$.
 
     Adaptive path (when ``error_weights`` is defined): embedded error
-    :math:`\mathrm{err} = h\sum_i e_i k_i`, scale :math:`\mathrm{atol} + \mathrm{rtol}\max(|x|,|y|)`,
+    $\mathrm{err} = h\sum_i e_i k_i$, scale $\mathrm{atol} + \mathrm{rtol}\max(|x|,|y|)$,
     ``ratio = norm(err / scale)`` (default RMS over every element of the batch: one step
     size for the batch, one host sync per attempted step); accept if ``ratio <= 1``;
-    new :math:`|h| = \min(|h|\,\mathrm{clip}(\mathrm{safety}\cdot\mathrm{ratio}^{-1/\mathrm{order}},
-    \mathrm{min\_factor}, \mathrm{max\_factor}), \mathrm{max\_step\_size})`.
+    new $|h| = \min(|h|\,\mathrm{clip}(\mathrm{safety}\cdot\mathrm{ratio}^{-1/\mathrm{order}},
+    \mathrm{min\_factor}, \mathrm{max\_factor}), \mathrm{max\_step\_size})$.
     ``max_steps`` bounds the number of *attempted* steps (accepted plus rejected).
 
     Args:
@@ -584,14 +584,14 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
 
 
 class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
-    r"""Runge-Kutta drift plus Ito noise for :math:`dx = f(x,t)\,dt + \sqrt{2D}\,dW`.
+    r"""Runge-Kutta drift plus Ito noise for $dx = f(x,t)\,dt + \sqrt{2D}\,dW$.
 
-    After the deterministic RK step the noise :math:`\sqrt{2D\,|h|}\,\xi` is added, with
-    :math:`D` evaluated at :math:`(x_n, t_n)` (strong order 1/2 whatever the tableau).
-    :math:`D` is ``diffusion`` if given (a number, a tensor broadcastable against ``x`` or a
+    After the deterministic RK step the noise $\sqrt{2D\,|h|}\,\xi$ is added, with
+    $D$ evaluated at $(x_n, t_n)$ (strong order 1/2 whatever the tableau).
+    $D$ is ``diffusion`` if given (a number, a tensor broadcastable against ``x`` or a
     ``(B,)`` tensor, or a callable ``diffusion(x, t)``), else ``noise_scale**2``, else no noise.
     Langevin dynamics with this integrator and ``drift = -grad U`` is
-    :math:`x' = x - h\nabla U(x) + \text{noise\_scale}\sqrt{2h}\,\xi`.
+    $x' = x - h\nabla U(x) + \text{noise\_scale}\sqrt{2h}\,\xi$.
     """
 
     # ------------------------------------------------------------------ noise
@@ -661,17 +661,17 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         t: Any = None,
         generator: torch.Generator | None = None,
     ) -> dict:
-        r"""One step :math:`x' = \mathrm{RK}(x) + \sqrt{2D|h|}\,\xi`.
+        r"""One step $x' = \mathrm{RK}(x) + \sqrt{2D|h|}\,\xi$.
 
         Args:
             state: ``{"x": Tensor (B, *event_shape)}``.
             step_size: Python float (kept as float), 0-d tensor or ``(B,)`` tensor.
             drift: ``drift(x, t) -> Tensor`` shaped like ``x``.
-            diffusion: :math:`D`: number, tensor, or callable ``diffusion(x, t)``.
-            noise: Pre-drawn :math:`\xi` shaped like ``x`` (then no random draw happens).
-            noise_scale: :math:`\sigma` with :math:`D = \sigma^2` (used when ``diffusion`` is None).
+            diffusion: $D$: number, tensor, or callable ``diffusion(x, t)``.
+            noise: Pre-drawn $\xi$ shaped like ``x`` (then no random draw happens).
+            noise_scale: $\sigma$ with $D = \sigma^2$ (used when ``diffusion`` is None).
             t: Current time: ``None`` (zeros), a number or a ``(B,)`` tensor.
-            generator: Source of :math:`\xi` (the global RNG is untouched when given).
+            generator: Source of $\xi$ (the global RNG is untouched when given).
 
         Returns:
             ``{"x": Tensor}``.
@@ -706,17 +706,17 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     ) -> dict:
         r"""Integrate the SDE on a grid (fixed steps) or the ODE (``diffusion=noise_scale=None``).
 
-        On a decreasing grid the noise uses :math:`|dt|`. Adaptive stepping is ODE-only.
+        On a decreasing grid the noise uses $|dt|$. Adaptive stepping is ODE-only.
 
         Args:
             state: ``{"x": Tensor}``.
             step_size: Step size (without ``t``).
             n_steps: Number of steps (without ``t``).
             drift: ``drift(x, t)``.
-            diffusion: :math:`D` as a number, tensor, or callable ``diffusion(x, t)``.
-            noise_scale: :math:`\sigma`, :math:`D = \sigma^2`.
+            diffusion: $D$ as a number, tensor, or callable ``diffusion(x, t)``.
+            noise_scale: $\sigma$, $D = \sigma^2$.
             t: Time grid.
-            adaptive: See :meth:`BaseRungeKuttaIntegrator.integrate`.
+            adaptive: See [`BaseRungeKuttaIntegrator.integrate`][torchebm.integrators.BaseRungeKuttaIntegrator.integrate].
             inference_mode: Run under ``torch.inference_mode()``.
             generator: Source of the Gaussian increments.
 

@@ -8,11 +8,11 @@ __all__ = ["EulerMaruyamaIntegrator", "BackwardEulerMaruyamaIntegrator"]
 
 
 class EulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
-    r"""Euler-Maruyama: :math:`x' = x + h f(x, t) + \sqrt{2D h}\,\xi`.
+    r"""Euler-Maruyama: $x' = x + h f(x, t) + \sqrt{2D h}\,\xi$.
 
     Tableau ``a = [[]]``, ``b = [1]``, ``c = [0]``. Order 1 for ODEs, strong order 1/2
     for SDEs. With ``drift = -grad U`` and ``noise_scale = sigma`` one step is the
-    (unadjusted) Langevin update :math:`x - h\nabla U + \sigma\sqrt{2h}\,\xi`.
+    (unadjusted) Langevin update $x - h\nabla U + \sigma\sqrt{2h}\,\xi$.
 
     Example:
         >>> import torch
@@ -33,13 +33,13 @@ class EulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
 
 
 class BackwardEulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
-    r"""Drift-implicit Euler-Maruyama: :math:`x' = x + h f(x', t + h) + \sqrt{2D h}\,\xi`.
+    r"""Drift-implicit Euler-Maruyama: $x' = x + h f(x', t + h) + \sqrt{2D h}\,\xi$.
 
     Tableau ``a = [[1]]``, ``b = [1]``, ``c = [1]``. The implicit equation is solved by
     Picard iteration with ``solver_max_iter`` drift evaluations in total (default 8; early
     exit every ``solver_check_every`` iterations once the RMS change is below
-    ``solver_tol``); it converges when :math:`h\,\mathrm{Lip}(f) < 1`. The noise is explicit,
-    with :math:`D` evaluated at :math:`(x_n, t_n)`.
+    ``solver_tol``); it converges when $h\,\mathrm{Lip}(f) < 1$. The noise is explicit,
+    with $D$ evaluated at $(x_n, t_n)$.
 
     Example:
         >>> import torch

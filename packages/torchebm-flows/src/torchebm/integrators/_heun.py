@@ -11,8 +11,8 @@ __all__ = ["HeunIntegrator", "AdaptiveHeunIntegrator"]
 
 
 class HeunIntegrator(BaseSDERungeKuttaIntegrator):
-    r"""Heun's method: :math:`k_1 = f(x,t)`, :math:`k_2 = f(x + hk_1, t+h)`,
-    :math:`x' = x + \tfrac h2(k_1 + k_2)` (plus Euler-Maruyama noise for SDEs).
+    r"""Heun's method: $k_1 = f(x,t)$, $k_2 = f(x + hk_1, t+h)$,
+    $x' = x + \tfrac h2(k_1 + k_2)$ (plus Euler-Maruyama noise for SDEs).
 
     Tableau ``a = [[], [1]]``, ``b = [1/2, 1/2]``, ``c = [0, 1]``; order 2 for ODEs.
 
@@ -34,7 +34,7 @@ class HeunIntegrator(BaseSDERungeKuttaIntegrator):
 class AdaptiveHeunIntegrator(BaseRungeKuttaIntegrator):
     r"""Adaptive Heun-Euler 2(1) pair: Heun's tableau with embedded Euler.
 
-    Error weights :math:`e = (1/2, -1/2)` (no FSAL); step-size exponent :math:`-1/2`.
+    Error weights $e = (1/2, -1/2)$ (no FSAL); step-size exponent $-1/2$.
 
     Example:
         >>> import torch

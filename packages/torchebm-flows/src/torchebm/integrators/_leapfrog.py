@@ -68,7 +68,7 @@ class _Kick:
     """Per-call context of the leapfrog step: the drift, the mass and the carried force.
 
     ``force`` enters as the caller's ``initial_force`` (or ``None``) and leaves as the force
-    at the final position, which :meth:`LeapfrogIntegrator.integrate` returns.
+    at the final position, which [`LeapfrogIntegrator.integrate`][torchebm.integrators.LeapfrogIntegrator.integrate] returns.
     """
 
     __slots__ = ("drift", "mass", "force", "sign")
@@ -81,13 +81,14 @@ class _Kick:
 
 
 class LeapfrogIntegrator(BaseSymplecticIntegrator):
-    r"""Leapfrog (Stoermer-Verlet, kick-drift-kick) for :math:`H = U(x) + \tfrac12 p^\top M^{-1} p`.
+    r"""Leapfrog (Stoermer-Verlet, kick-drift-kick) for $H = U(x) + \tfrac12 p^\top M^{-1} p$.
 
-    With :math:`F = \text{drift}(x, 0) = -\nabla U(x)`:
+    With $F = \text{drift}(x, 0) = -\nabla U(x)$:
 
-    .. math::
-        p_{1/2} = p + \tfrac h2 F(x), \quad x' = x + h M^{-1} p_{1/2}, \quad
-        p' = p_{1/2} + \tfrac h2 F(x').
+    $$
+    p_{1/2} = p + \tfrac h2 F(x), \quad x' = x + h M^{-1} p_{1/2}, \quad
+    p' = p_{1/2} + \tfrac h2 F(x').
+    $$
 
     Second order, symplectic and time-reversible. ``integrate`` reuses the force at the end
     of one step for the next, so ``n_steps`` steps cost ``n_steps + 1`` drift evaluations,
@@ -96,7 +97,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
     that continues from there (HMC after an accepted proposal) passes it back instead of
     evaluating it again.
 
-    ``mass`` (diagonal :math:`M`): ``None`` (identity), a number, or a tensor broadcastable
+    ``mass`` (diagonal $M$): ``None`` (identity), a number, or a tensor broadcastable
     to the shape of ``x`` without enlarging it, e.g. per-dimension ``(D,)`` for ``(B, D)``
     or per-channel ``(C, 1, 1)`` for images ``(B, C, H, W)`` (all floored at 1e-10).
 
@@ -129,7 +130,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         initial_force: torch.Tensor | None = None,
     ) -> dict:
         """One leapfrog step on ``{"x", "p"}``; returns ``{"x", "p", "force"}`` as
-        :meth:`integrate` does (``initial_force``: see there)."""
+        [`integrate`][torchebm.integrators.LeapfrogIntegrator.integrate] does (``initial_force``: see there)."""
         return self.integrate(
             state, step_size, 1, mass, drift=drift, safe=safe, initial_force=initial_force
         )
@@ -152,21 +153,21 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
 
         Args:
             state: ``{"x": x, "p": p}``; other keys (e.g. a previous ``"force"``) are ignored.
-            step_size: Step :math:`h` (a number or a tensor broadcastable against ``x``).
+            step_size: Step $h$ (a number or a tensor broadcastable against ``x``).
             n_steps: Number of steps (>= 1).
             mass: Diagonal mass (see the class docstring).
-            drift: ``drift(x, t)`` :math:`= -\nabla U(x)`, shaped like ``x``.
+            drift: ``drift(x, t)`` $= -\nabla U(x)$, shaped like ``x``.
             safe: Clamp forces and positions and zero NaNs (see
-                :class:`~torchebm.core.BaseSymplecticIntegrator`).
+                [`BaseSymplecticIntegrator`][torchebm.core.BaseSymplecticIntegrator]).
             inference_mode: Run under ``torch.inference_mode()``.
             initial_force: ``drift(x, 0)`` at the starting ``x`` if the caller already has
                 it (shaped like ``x``): used for the first half kick instead of evaluating
                 the drift, which saves one evaluation. It must be the force at
                 ``state["x"]``; the result is then identical to a call without it.
-            gradient: ``gradient(x, t)`` :math:`= \nabla U(x)`, instead of ``drift`` (one
+            gradient: ``gradient(x, t)`` $= \nabla U(x)$, instead of ``drift`` (one
                 of the two): the kicks subtract it, which saves negating every evaluation
                 (HMC passes the energy gradient this way).
-            initial_gradient: With ``gradient``: :math:`\nabla U` at the starting ``x``
+            initial_gradient: With ``gradient``: $\nabla U$ at the starting ``x``
                 (the counterpart of ``initial_force``).
 
         Returns:
@@ -225,7 +226,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
 
         The same kick-drift-kick trajectory (up to rounding) with one momentum update per
         force instead of two, updating fresh copies of ``x`` and ``p`` in place. Used by
-        :meth:`integrate` outside autograd (no grad mode, ``safe=False``), e.g. inside HMC.
+        [`integrate`][torchebm.integrators.LeapfrogIntegrator.integrate] outside autograd (no grad mode, ``safe=False``), e.g. inside HMC.
         """
         x, p, t = self._unpack_state(state)
         if step_size is None:
@@ -293,15 +294,18 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
 
 
 class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
-    r"""Generalised leapfrog (implicit Stoermer-Verlet) for a non-separable :math:`H(x, p)`.
+    r"""Generalised leapfrog (implicit Stoermer-Verlet) for a non-separable $H(x, p)$.
 
-    With ``force(x, p, t)`` :math:`= -\partial H/\partial x` and ``velocity(x, p, t)``
-    :math:`= \partial H/\partial p`:
+    With ``force(x, p, t)`` $= -\partial H/\partial x$ and ``velocity(x, p, t)``
+    $= \partial H/\partial p$:
 
-    .. math::
-        p_{1/2} &= p + \tfrac h2\,\text{force}(x, p_{1/2}) \\
-        x' &= x + \tfrac h2\,[\text{velocity}(x, p_{1/2}) + \text{velocity}(x', p_{1/2})] \\
-        p' &= p_{1/2} + \tfrac h2\,\text{force}(x', p_{1/2})
+    $$
+    \begin{aligned}
+    p_{1/2} &= p + \tfrac h2\,\text{force}(x, p_{1/2}) \\
+    x' &= x + \tfrac h2\,[\text{velocity}(x, p_{1/2}) + \text{velocity}(x', p_{1/2})] \\
+    p' &= p_{1/2} + \tfrac h2\,\text{force}(x', p_{1/2})
+    \end{aligned}
+    $$
 
     Both implicit equations are solved by Picard iteration (from ``p`` resp. ``x``) with
     ``solver_max_iter`` evaluations, stopping early every ``solver_check_every`` iterations

@@ -16,7 +16,7 @@ __all__ = [
 
 
 class MidpointIntegrator(BaseRungeKuttaIntegrator):
-    r"""Explicit midpoint rule: :math:`x' = x + h f(x + \tfrac h2 f(x,t), t + \tfrac h2)`.
+    r"""Explicit midpoint rule: $x' = x + h f(x + \tfrac h2 f(x,t), t + \tfrac h2)$.
 
     Tableau ``a = [[], [1/2]]``, ``b = [0, 1]``, ``c = [0, 1/2]``; order 2.
 
@@ -100,8 +100,8 @@ class Bosh3Integrator(BaseRungeKuttaIntegrator):
 class Dopri5Integrator(BaseRungeKuttaIntegrator):
     r"""Dormand-Prince 5(4) adaptive pair (six stages plus FSAL), the ``ode45`` workhorse.
 
-    Error weights :math:`e = b - \hat b =` ``(71/57600, 0, -71/16695, 71/1920,
-    -17253/339200, 22/525, -1/40)``; step-size exponent :math:`-1/5`.
+    Error weights $e = b - \hat b =$ ``(71/57600, 0, -71/16695, 71/1920,
+    -17253/339200, 22/525, -1/40)``; step-size exponent $-1/5$.
 
     Example:
         >>> import torch
@@ -145,7 +145,7 @@ class Dopri8Integrator(BaseRungeKuttaIntegrator):
 
     The rational coefficients of Prince & Dormand's RK8(7)13M as used by torchdiffeq and
     diffrax (``dopri8``); error weights have 14 entries (the last, FSAL, is 0); step-size
-    exponent :math:`-1/8`.
+    exponent $-1/8$.
 
     Example:
         >>> import torch

@@ -1,6 +1,6 @@
 r"""``torchebm.interpolants``: probability paths between noise and data (part of ``torchebm-flows``).
 
-An interpolant defines :math:`x_t = \alpha(t)\,x_1 + \sigma(t)\,x_0` with **t = 0 noise
+An interpolant defines $x_t = \alpha(t)\,x_1 + \sigma(t)\,x_0$ with **t = 0 noise
 (x0) and t = 1 data (x1)**, the conditional velocity, the probability-flow drift and the
 conversions between velocity, score and noise predictions.
 

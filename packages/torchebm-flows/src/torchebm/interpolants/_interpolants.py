@@ -19,10 +19,10 @@ __all__ = [
 
 
 class LinearInterpolant(BaseInterpolant):
-    r"""Rectified-flow / conditional-OT path :math:`x_t = t\,x_1 + (1-t)\,x_0`.
+    r"""Rectified-flow / conditional-OT path $x_t = t\,x_1 + (1-t)\,x_0$.
 
-    :math:`\alpha = t,\ \dot\alpha = 1,\ \sigma = 1-t,\ \dot\sigma = -1`; the conditional
-    velocity is :math:`u_t = x_1 - x_0`.
+    $\alpha = t,\ \dot\alpha = 1,\ \sigma = 1-t,\ \dot\sigma = -1$; the conditional
+    velocity is $u_t = x_1 - x_0$.
 
     Example:
         >>> xt, ut = LinearInterpolant().interpolate(torch.zeros(2, 2), torch.ones(2, 2),
@@ -46,9 +46,9 @@ class LinearInterpolant(BaseInterpolant):
         return 1 / t.clamp(min=1e-8)
 
     def interpolate(self, x0, x1, t):
-        r"""As :meth:`BaseInterpolant.interpolate`, with :math:`u_t = x_1 - x_0` directly.
+        r"""As [`BaseInterpolant.interpolate`][torchebm.core.BaseInterpolant.interpolate], with $u_t = x_1 - x_0$ directly.
 
-        Bit-for-bit the generic result (:math:`1 \cdot x_1 + (-1) \cdot x_0 = x_1 - x_0`)
+        Bit-for-bit the generic result ($1 \cdot x_1 + (-1) \cdot x_0 = x_1 - x_0$)
         without the two unit-derivative tensors and their products.
         """
         tb = _broadcast_t(t, x1) if isinstance(t, torch.Tensor) else None
@@ -58,9 +58,9 @@ class LinearInterpolant(BaseInterpolant):
 
 
 class CosineInterpolant(BaseInterpolant):
-    r"""Trigonometric (GVP) path :math:`\alpha = \sin(\pi t/2)`, :math:`\sigma = \cos(\pi t/2)`.
+    r"""Trigonometric (GVP) path $\alpha = \sin(\pi t/2)$, $\sigma = \cos(\pi t/2)$.
 
-    Variance preserving: :math:`\alpha^2 + \sigma^2 = 1`.
+    Variance preserving: $\alpha^2 + \sigma^2 = 1$.
 
     Example:
         >>> a, _ = CosineInterpolant().compute_alpha_t(torch.tensor([1.0]))
@@ -86,18 +86,18 @@ class CosineInterpolant(BaseInterpolant):
 
 
 class VariancePreservingInterpolant(BaseInterpolant):
-    r"""DDPM-like variance-preserving path with a linear :math:`\beta` schedule.
+    r"""DDPM-like variance-preserving path with a linear $\beta$ schedule.
 
-    With :math:`L(t) = -\tfrac14(1-t)^2(\sigma_{max}-\sigma_{min}) - \tfrac12(1-t)\sigma_{min}`:
-    :math:`\alpha = e^{L}`, :math:`\sigma = \sqrt{1 - e^{2L}}`,
-    :math:`\dot\alpha = \alpha L'`, :math:`\dot\sigma = -e^{2L}L'/\sigma`, where
-    :math:`L'(t) = \tfrac12\beta_t` and :math:`\beta_t = \sigma_{min} + (1-t)(\sigma_{max}-\sigma_{min})`
-    runs from :math:`\sigma_{max}` (noise) to :math:`\sigma_{min}` (data). :math:`\alpha(1) = 1`;
-    :math:`\alpha(0) = e^{-(\sigma_{max}+\sigma_{min})/4}` (about 0.0066 with the defaults).
+    With $L(t) = -\tfrac14(1-t)^2(\sigma_{max}-\sigma_{min}) - \tfrac12(1-t)\sigma_{min}$:
+    $\alpha = e^{L}$, $\sigma = \sqrt{1 - e^{2L}}$,
+    $\dot\alpha = \alpha L'$, $\dot\sigma = -e^{2L}L'/\sigma$, where
+    $L'(t) = \tfrac12\beta_t$ and $\beta_t = \sigma_{min} + (1-t)(\sigma_{max}-\sigma_{min})$
+    runs from $\sigma_{max}$ (noise) to $\sigma_{min}$ (data). $\alpha(1) = 1$;
+    $\alpha(0) = e^{-(\sigma_{max}+\sigma_{min})/4}$ (about 0.0066 with the defaults).
 
     Args:
-        sigma_min: :math:`\beta` at the data end (t = 1).
-        sigma_max: :math:`\beta` at the noise end (t = 0).
+        sigma_min: $\beta$ at the data end (t = 1).
+        sigma_max: $\beta$ at the noise end (t = 0).
 
     Example:
         >>> vp = VariancePreservingInterpolant()
@@ -150,18 +150,18 @@ class VariancePreservingInterpolant(BaseInterpolant):
 
 
 class VarianceExplodingInterpolant(BaseInterpolant):
-    r"""Variance-exploding path :math:`x_t = x_1 + \sigma(t)\,x_0` (:math:`\alpha \equiv 1`).
+    r"""Variance-exploding path $x_t = x_1 + \sigma(t)\,x_0$ ($\alpha \equiv 1$).
 
-    :math:`\sigma` decreases from :math:`\sigma_{max}` at t = 0 (noise) to :math:`\sigma_{min}`
+    $\sigma$ decreases from $\sigma_{max}$ at t = 0 (noise) to $\sigma_{min}$
     at t = 1 (data). Two schedules:
 
-    * ``"geometric"`` (NCSN / VE-SDE): :math:`\sigma(t) = \sigma_{max}^{1-t}\sigma_{min}^{t}`;
-    * ``"edm"`` (Karras et al.): :math:`\sigma(t) = \big(\sigma_{max}^{1/\rho} +
-      t(\sigma_{min}^{1/\rho} - \sigma_{max}^{1/\rho})\big)^{\rho}`.
+    * ``"geometric"`` (NCSN / VE-SDE): $\sigma(t) = \sigma_{max}^{1-t}\sigma_{min}^{t}$;
+    * ``"edm"`` (Karras et al.): $\sigma(t) = \big(\sigma_{max}^{1/\rho} +
+      t(\sigma_{min}^{1/\rho} - \sigma_{max}^{1/\rho})\big)^{\rho}$.
 
-    Since :math:`\dot\alpha = 0` the velocity/score relations are the closed forms
-    :math:`v = -\sigma\dot\sigma\,s` and :math:`\hat x_0 = v/\dot\sigma` (overridden here).
-    The prior at t = 0 is approximately :math:`\mathcal N(0, \sigma_{max}^2 I)`: start samplers
+    Since $\dot\alpha = 0$ the velocity/score relations are the closed forms
+    $v = -\sigma\dot\sigma\,s$ and $\hat x_0 = v/\dot\sigma$ (overridden here).
+    The prior at t = 0 is approximately $\mathcal N(0, \sigma_{max}^2 I)$: start samplers
     from ``sigma_max * randn``.
 
     Args:

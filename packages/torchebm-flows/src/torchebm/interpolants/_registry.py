@@ -47,7 +47,7 @@ def resolve_interpolant(
 
     Raises:
         ValueError: unknown name.
-        TypeError: not a name nor a :class:`~torchebm.core.BaseInterpolant`.
+        TypeError: not a name nor a [`BaseInterpolant`][torchebm.core.BaseInterpolant].
 
     Example:
         >>> resolve_interpolant(None, default="vp", owner="FlowSampler")

@@ -1,9 +1,9 @@
 r"""``torchebm.losses``: every training objective of TorchEBM.
 
-* Contrastive divergence: :class:`ContrastiveDivergence` (CD-k, or persistent with a
-  replay buffer), :class:`PersistentContrastiveDivergence`, :class:`ParallelTemperingCD`.
-* Score matching: :class:`ScoreMatching` (exact / Hutchinson / finite-difference trace),
-  :class:`SlicedScoreMatching`, :class:`DenoisingScoreMatching`.
+* Contrastive divergence: [`ContrastiveDivergence`][torchebm.losses.ContrastiveDivergence] (CD-k, or persistent with a
+  replay buffer), [`PersistentContrastiveDivergence`][torchebm.losses.PersistentContrastiveDivergence], [`ParallelTemperingCD`][torchebm.losses.ParallelTemperingCD].
+* Score matching: [`ScoreMatching`][torchebm.losses.ScoreMatching] (exact / Hutchinson / finite-difference trace),
+  [`SlicedScoreMatching`][torchebm.losses.SlicedScoreMatching], [`DenoisingScoreMatching`][torchebm.losses.DenoisingScoreMatching].
 * Extension bases and the loop: ``BaseContrastiveDivergence``, ``BaseScoreMatching``,
   ``BaseTrainer`` (with ``TrainerCallback``) and the preset ``ContrastiveDivergenceTrainer``.
 * Flow-based energy objectives, implemented in ``torchebm.flows`` and re-exported here:

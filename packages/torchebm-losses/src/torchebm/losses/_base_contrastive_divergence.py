@@ -25,12 +25,12 @@ class BaseContrastiveDivergence(BaseLoss):
 
     A call ``loss_fn(x)`` runs
 
-    1. :meth:`negative_phase`: start points (the data for CD-k, the replay buffer for
-       persistent CD, see :meth:`get_start_points`), ``k_steps`` of the sampler from them
+    1. [`negative_phase`][torchebm.losses.BaseContrastiveDivergence.negative_phase]: start points (the data for CD-k, the replay buffer for
+       persistent CD, see [`get_start_points`][torchebm.losses.BaseContrastiveDivergence.get_start_points]), ``k_steps`` of the sampler from them
        under ``torch.no_grad()``, and the FIFO replay-buffer update when persistent;
-    2. :meth:`compute_loss` (the one method a subclass implements) on the data and the
+    2. [`compute_loss`][torchebm.losses.BaseContrastiveDivergence.compute_loss] (the one method a subclass implements) on the data and the
        detached negatives;
-    3. the non-finite policy of :class:`BaseLoss`;
+    3. the non-finite policy of [`BaseLoss`][torchebm.core.BaseLoss];
 
     and returns ``(loss, negatives)``.
 
@@ -41,16 +41,16 @@ class BaseContrastiveDivergence(BaseLoss):
     Persistent mode keeps a replay buffer of ``buffer_size`` chains (IGEBM, Du & Mordatch
     2019; JEM, Grathwohl et al. 2020): a batch draws stratified random rows of the
     buffer, each of which is re-initialised from fresh noise
-    :math:`\mathcal N(0, \texttt{init\_noise\_scale}^2 I)` with probability
+    $\mathcal N(0, \texttt{init\_noise\_scale}^2 I)$ with probability
     ``new_sample_ratio`` (5 % in the IGEBM/JEM recipe), runs ``k_steps`` sampler steps, and
     the results are written back FIFO at the buffer pointer. With
     ``buffer_size == batch size`` this is exactly Tieleman's persistent CD. The buffer,
     its pointer and the per-chain age (MCMC steps since the chain was fresh noise) are
     buffers of the module: they are in ``state_dict``, move with ``.to()``, and load into a
-    fresh loss without a prior :meth:`initialize_buffer` call.
+    fresh loss without a prior [`initialize_buffer`][torchebm.losses.BaseContrastiveDivergence.initialize_buffer] call.
 
     Args:
-        model: Energy model :math:`E_\theta` mapping ``(B, *event)`` to ``(B,)``. ``None``
+        model: Energy model $E_\theta$ mapping ``(B, *event)`` to ``(B,)``. ``None``
             takes ``sampler.model``.
         sampler: Sampler producing the negatives (e.g. ``LangevinDynamics``).
         k_steps: Sampler steps per call. ``None`` takes the sampler's ``n_steps``
@@ -62,7 +62,7 @@ class BaseContrastiveDivergence(BaseLoss):
         init_steps: Sampler steps run on the fresh-noise buffer when it is created.
         init_noise_scale: Standard deviation of the noise that initialises and
             re-initialises chains.
-        nan_policy: See :class:`BaseLoss`.
+        nan_policy: See [`BaseLoss`][torchebm.core.BaseLoss].
         cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
             while training (label dropout for classifier-free guidance).
         null_condition: What a dropped ``y`` becomes (label id, tensor or callable).

@@ -27,22 +27,22 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 class BaseScoreMatching(BaseLoss):
     r"""Base of the score-matching family (exact, Hutchinson, sliced, denoising).
 
-    The model is an energy :math:`E_\theta(x)`; its score is
-    :math:`s_\theta(x) = -\nabla_x E_\theta(x)`. ``forward`` validates and casts the batch,
-    resolves the conditioning, calls :meth:`compute_loss` (the one method a subclass
+    The model is an energy $E_\theta(x)$; its score is
+    $s_\theta(x) = -\nabla_x E_\theta(x)$. ``forward`` validates and casts the batch,
+    resolves the conditioning, calls [`compute_loss`][torchebm.losses.BaseScoreMatching.compute_loss] (the one method a subclass
     implements), adds the regulariser and applies the non-finite policy.
 
-    Regularisation: with ``regularization_strength`` :math:`\lambda > 0` the loss gains
-    :math:`\lambda\, R(x)` where :math:`R` is ``custom_regularization(x, model)`` when
+    Regularisation: with ``regularization_strength`` $\lambda > 0$ the loss gains
+    $\lambda\, R(x)$ where $R$ is ``custom_regularization(x, model)`` when
     given, else the mean squared energy-gradient norm
-    :math:`\frac1B\sum_b \lVert\nabla_x E_\theta(x_b)\rVert^2` on the clean batch.
+    $\frac1B\sum_b \lVert\nabla_x E_\theta(x_b)\rVert^2$ on the clean batch.
 
     Args:
         model: Energy model mapping ``(B, *event)`` to ``(B,)``.
-        noise_scale: Noise standard deviation :math:`\sigma` (float or scheduler; used by
-            the denoising variant and by :meth:`perturb_data`).
-        regularization_strength: :math:`\lambda` (float or scheduler), ``>= 0``.
-        use_autograd: ``True``: :math:`\nabla_x E` by ``torch.autograd.grad``. ``False``:
+        noise_scale: Noise standard deviation $\sigma$ (float or scheduler; used by
+            the denoising variant and by [`perturb_data`][torchebm.losses.BaseScoreMatching.perturb_data]).
+        regularization_strength: $\lambda$ (float or scheduler), ``>= 0``.
+        use_autograd: ``True``: $\nabla_x E$ by ``torch.autograd.grad``. ``False``:
             by ``torch.func.grad`` over ``torch.func.functional_call`` of
             ``functional_model`` (or the model) with its current parameters; both give the
             same values and parameter gradients.
@@ -50,7 +50,7 @@ class BaseScoreMatching(BaseLoss):
         custom_regularization: Callable ``(x, model) -> scalar`` replacing the default
             regulariser.
         functional_model: Module used by the functional path instead of ``model``.
-        nan_policy: See :class:`BaseLoss`.
+        nan_policy: See [`BaseLoss`][torchebm.core.BaseLoss].
         cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
             while training (label dropout for classifier-free guidance).
         null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
@@ -128,7 +128,7 @@ class BaseScoreMatching(BaseLoss):
 
     @property
     def noise_scale(self) -> float:
-        """Current noise standard deviation :math:`\\sigma`."""
+        """Current noise standard deviation $\\sigma$."""
         return self.get_scheduled_value("noise_scale")
 
     @noise_scale.setter
@@ -137,7 +137,7 @@ class BaseScoreMatching(BaseLoss):
 
     @property
     def regularization_strength(self) -> float:
-        """Current regularisation weight :math:`\\lambda`."""
+        """Current regularisation weight $\\lambda$."""
         return self.get_scheduled_value("regularization_strength")
 
     @regularization_strength.setter
@@ -165,7 +165,7 @@ class BaseScoreMatching(BaseLoss):
         model_kwargs: dict | None = None,
         create_graph: bool = True,
     ) -> torch.Tensor:
-        r""":math:`\nabla_x E_\theta(x)`, differentiable w.r.t. :math:`\theta` and ``x``.
+        r"""$\nabla_x E_\theta(x)$, differentiable w.r.t. $\theta$ and ``x``.
 
         Args:
             x: Input ``(B, *event)``; it must require grad for second derivatives in
@@ -214,15 +214,15 @@ class BaseScoreMatching(BaseLoss):
         noise: torch.Tensor | None = None,
         model_kwargs: dict | None = None,
     ) -> torch.Tensor:
-        r"""The model score :math:`s_\theta(\tilde x) = -\nabla_x E_\theta(\tilde x)`,
-        :math:`\tilde x = x + \text{noise}` (differentiable, ``create_graph=True``)."""
+        r"""The model score $s_\theta(\tilde x) = -\nabla_x E_\theta(\tilde x)$,
+        $\tilde x = x + \text{noise}$ (differentiable, ``create_graph=True``)."""
         xt = x if noise is None else x + noise
         return -self.energy_gradient(xt.detach().requires_grad_(True), model_kwargs)
 
     def perturb_data(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""``(x + σξ, σξ)`` with :math:`\xi \sim \mathcal N(0, I)` and σ the current ``noise_scale``."""
+        r"""``(x + σξ, σξ)`` with $\xi \sim \mathcal N(0, I)$ and σ the current ``noise_scale``."""
         noise = self.noise_scale * torch.randn(
             x.shape, generator=generator, device=x.device, dtype=x.dtype
         )

@@ -3,7 +3,7 @@ r"""``BaseTrainer``: the training loop shared by every TorchEBM objective.
 The trainer owns the loop (batch splitting, device moves, gradient accumulation, mixed
 precision, gradient synchronisation, optimizer/LR/hyper-parameter scheduler steps,
 callbacks, checkpoints); a subclass customises one step by overriding
-:meth:`BaseTrainer.compute_loss`. It never imports a concrete loss: any callable
+[`BaseTrainer.compute_loss`][torchebm.losses.BaseTrainer.compute_loss]. It never imports a concrete loss: any callable
 ``loss_fn(x, [model_kwargs=...], [generator=...])`` returning a scalar tensor, a
 ``(loss, ...)`` tuple or a dict with a ``"loss"`` entry works.
 
@@ -52,13 +52,13 @@ class TrainerCallback:
     """
 
     def on_train_start(self, trainer: BaseTrainer) -> None:
-        """Before the first epoch of :meth:`BaseTrainer.train`."""
+        """Before the first epoch of [`BaseTrainer.train`][torchebm.losses.BaseTrainer.train]."""
 
     def on_epoch_start(self, trainer: BaseTrainer, epoch: int) -> None:
         """Before the first batch of ``epoch`` (0-based)."""
 
     def on_batch_start(self, trainer: BaseTrainer, batch_idx: int) -> None:
-        """Before :meth:`BaseTrainer.train_step` of batch ``batch_idx`` of the epoch."""
+        """Before [`BaseTrainer.train_step`][torchebm.losses.BaseTrainer.train_step] of batch ``batch_idx`` of the epoch."""
 
     def on_batch_end(self, trainer: BaseTrainer, batch_idx: int, metrics: dict) -> None:
         """After the step; ``metrics`` holds detached tensors (no host sync was made)."""
@@ -134,10 +134,10 @@ def _check_arguments(
 class BaseTrainer:
     r"""Training loop with gradient accumulation, DDP/FSDP2 support and exact resume.
 
-    One :meth:`train_step` = one micro-batch: ``zero_grad`` at the start of an
+    One [`train_step`][torchebm.losses.BaseTrainer.train_step] = one micro-batch: ``zero_grad`` at the start of an
     accumulation window, ``loss / grad_accum_steps`` back-propagated, and at the end of
     the window an optimizer step, an LR-scheduler step and a step of the loss's
-    hyper-parameter schedulers (``loss_fn.step_schedulers()``). :attr:`step` counts
+    hyper-parameter schedulers (``loss_fn.step_schedulers()``). `step` counts
     optimizer steps.
 
     Distributed training (launch with ``torchrun``; see ``docs/distributed.md``):
@@ -155,13 +155,13 @@ class BaseTrainer:
       averages gradients with one all-reduce per optimizer step. This is the simplest
       mode for energy models that the sampler calls in many ways.
 
-    Reproducibility: pass ``seed`` (a :func:`~torchebm.core.distributed.rank_generator`
+    Reproducibility: pass ``seed`` (a [`rank_generator`][torchebm.core.distributed.rank_generator]
     is built, a different stream per rank) or ``generator``; it is forwarded to every
     ``loss_fn`` call that takes ``generator``. The global RNG is never used by the
-    trainer. :meth:`state_dict` holds model, optimizer, grad scaler, LR scheduler, the
+    trainer. [`state_dict`][torchebm.losses.BaseTrainer.state_dict] holds model, optimizer, grad scaler, LR scheduler, the
     loss's own state (replay buffers, scheduler states; per rank), the generator state
     (per rank), the counters and the history, so that a run resumed with
-    :meth:`load_checkpoint` continues bit-identically (on the same hardware).
+    [`load_checkpoint`][torchebm.losses.BaseTrainer.load_checkpoint] continues bit-identically (on the same hardware).
 
     Args:
         model: The trained module (plain, ``DistributedDataParallel`` or FSDP2-sharded).
@@ -173,7 +173,7 @@ class BaseTrainer:
         use_mixed_precision: Autocast + ``GradScaler`` (CUDA only; warns and disables
             elsewhere).
         grad_accum_steps: Micro-batches per optimizer step (int ``>= 1``).
-        callbacks: List of :class:`TrainerCallback`-like objects.
+        callbacks: List of [`TrainerCallback`][torchebm.losses.TrainerCallback]-like objects.
         generator: Generator for the loss's random draws.
         seed: Build ``rank_generator(seed, device)`` instead (exclusive with ``generator``).
         amp_dtype: ``torch.float16`` (default, with loss scaling) or ``torch.bfloat16``.
@@ -186,14 +186,14 @@ class BaseTrainer:
             FSDP), ``True`` (force) or ``False`` (never; e.g. independent per-rank runs).
         nan_policy: What to do when a window's loss or gradients are NaN/inf, checked once
             per optimizer step (one host read of one boolean, agreed across ranks):
-            ``"raise"`` (default) raises :class:`~torchebm.core.errors.NonFiniteError`
+            ``"raise"`` (default) raises [`NonFiniteError`][torchebm.core.errors.NonFiniteError]
             naming the step and the parameters with non-finite gradients; ``"skip"``
-            drops the window's gradients, warns and counts :attr:`skipped_steps` (the
+            drops the window's gradients, warns and counts `skipped_steps` (the
             optimizer and schedulers do not step); ``"ignore"`` checks nothing (no host
             synchronisation at all). With fp16 loss scaling the gradient check is left to
             the ``GradScaler``, which skips overflowing steps itself.
         unshard_during_step: FSDP2 only: run each micro-batch's forward and backward inside
-            :func:`~torchebm.core.distributed.unsharded` (weights gathered once per step
+            [`unsharded`][torchebm.core.distributed.unsharded] (weights gathered once per step
             instead of once per model call; required by losses that back-propagate through
             ``torch.autograd.grad``). ``None`` (default): on for score-matching losses.
 
@@ -602,7 +602,7 @@ class BaseTrainer:
     def train_epoch(self, loader: Iterable[Any]) -> dict[str, float]:
         """One pass over ``loader``; returns the mean of each metric (global when distributed).
 
-        After :meth:`load_checkpoint` of a mid-epoch checkpoint the batches already
+        After [`load_checkpoint`][torchebm.losses.BaseTrainer.load_checkpoint] of a mid-epoch checkpoint the batches already
         trained in this epoch are skipped, so the run continues where it stopped.
         """
         sums: dict[str, torch.Tensor] = {}
@@ -630,7 +630,7 @@ class BaseTrainer:
         num_epochs: int,
         validate_fn: Callable[[BaseTrainer], dict] | None = None,
     ) -> dict[str, list]:
-        """Train until :attr:`epoch` reaches ``num_epochs`` (a total, so resuming continues).
+        """Train until `epoch` reaches ``num_epochs`` (a total, so resuming continues).
 
         Calls ``loader.sampler.set_epoch(epoch)`` when available (``DistributedSampler``),
         so shuffling depends only on the epoch and a resumed run sees the same batches.
@@ -739,7 +739,7 @@ class BaseTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (every rank passes the full dict).
+        """Restore a [`state_dict`][torchebm.losses.BaseTrainer.state_dict] (every rank passes the full dict).
 
         Raises:
             ValueError: not a trainer state, or saved with a different world size.
@@ -792,7 +792,7 @@ class BaseTrainer:
         self._window_ok = None if window_ok is None else window_ok.to(self.device)
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`state_dict` to ``path`` (rank 0 only, atomically); collective.
+        """Write [`state_dict`][torchebm.losses.BaseTrainer.state_dict] to ``path`` (rank 0 only, atomically); collective.
 
         Every rank returns after the file exists (barrier).
         """
@@ -807,7 +807,7 @@ class BaseTrainer:
         return path
 
     def load_checkpoint(self, path: str | os.PathLike, map_location: Any = "cpu") -> None:
-        """Read ``path`` with ``torch.load(weights_only=True)`` and :meth:`load_state_dict` it.
+        """Read ``path`` with ``torch.load(weights_only=True)`` and [`load_state_dict`][torchebm.losses.BaseTrainer.load_state_dict] it.
 
         Every rank reads the same file (use a file system all nodes can read).
         """

@@ -24,17 +24,17 @@ __all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence", "Parallel
 class ContrastiveDivergence(BaseContrastiveDivergence):
     r"""Contrastive divergence (CD-k, or persistent CD with ``persistent=True``).
 
-    With :math:`x^+` the data batch (optionally jittered by ``noise_scale``) and
-    :math:`x^-` the detached negatives of :meth:`negative_phase`,
+    With $x^+$ the data batch (optionally jittered by ``noise_scale``) and
+    $x^-$ the detached negatives of [`negative_phase`][torchebm.losses.BaseContrastiveDivergence.negative_phase],
 
-    .. math::
+    $$
+    \mathcal L = \overline{E_\theta(x^+)} - \overline{E_\theta(x^-)}
+    + \alpha\,\bigl(\overline{E_\theta(x^+)^2} + \overline{E_\theta(x^-)^2}\bigr),
+    $$
 
-        \mathcal L = \overline{E_\theta(x^+)} - \overline{E_\theta(x^-)}
-        + \alpha\,\bigl(\overline{E_\theta(x^+)^2} + \overline{E_\theta(x^-)^2}\bigr),
-
-    bars denoting batch means and :math:`\alpha` = ``energy_reg_weight``. Its gradient is
+    bars denoting batch means and $\alpha$ = ``energy_reg_weight``. Its gradient is
     the CD estimate of the negative log-likelihood gradient: minimising pushes data
-    energies down and negative energies up (:math:`E = -\log p + \text{const}`). The
+    energies down and negative energies up ($E = -\log p + \text{const}$). The
     squared-energy term (Du & Mordatch 2019) keeps energies near zero.
 
     Call forms:
@@ -51,7 +51,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         buffer_size: Chains in the replay buffer.
         init_steps: Burn-in steps run on the fresh buffer.
         new_sample_ratio: Probability that a persistent chain restarts from fresh noise.
-        energy_reg_weight: :math:`\alpha >= 0`.
+        energy_reg_weight: $\alpha >= 0$.
         add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
         noise_scale: Standard deviation of that jitter.
         init_noise_scale: Standard deviation of the (re-)initialisation noise.
@@ -155,7 +155,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
 
 
 class PersistentContrastiveDivergence(ContrastiveDivergence):
-    r"""Persistent contrastive divergence: :class:`ContrastiveDivergence` with ``persistent=True``.
+    r"""Persistent contrastive divergence: [`ContrastiveDivergence`][torchebm.losses.ContrastiveDivergence] with ``persistent=True``.
 
     Chains live in a replay buffer of ``buffer_size`` states that survives across calls
     (and in ``state_dict``); each call continues ``k_steps`` from stratified buffer rows,
@@ -237,7 +237,7 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
 
 
 class _TemperedModel(BaseModel):
-    r"""Energy :math:`\beta_b E(x_b)` with a per-row inverse temperature (internal to PT-CD)."""
+    r"""Energy $\beta_b E(x_b)$ with a per-row inverse temperature (internal to PT-CD)."""
 
     model: Any
 
@@ -271,19 +271,21 @@ class ParallelTemperingCD(ContrastiveDivergence):
     r"""Contrastive divergence with negatives from persistent parallel-tempering chains.
 
     ``len(temperatures)`` replicas of ``n_chains`` persistent chains target
-    :math:`p_r(x) \propto \exp(-E_\theta(x)/(T_r\,T_0))` with :math:`T_0` the
-    ``base_temperature`` the sampler itself targets for an energy :math:`E` (1 for HMC and
-    for Langevin with ``noise_scale=1``; :math:`\sigma^2` for Langevin with
+    $p_r(x) \propto \exp(-E_\theta(x)/(T_r\,T_0))$ with $T_0$ the
+    ``base_temperature`` the sampler itself targets for an energy $E$ (1 for HMC and
+    for Langevin with ``noise_scale=1``; $\sigma^2$ for Langevin with
     ``noise_scale=σ``). All replicas are advanced together by one sampler call on a batch
     of ``R·n_chains`` rows through a tempered copy of the model (energy
-    :math:`E/T_r` per row); after every ``swap_every`` steps, neighbouring replicas
-    :math:`(r, r+1)` (even pairs and odd pairs alternately) exchange states chain-wise with
+    $E/T_r$ per row); after every ``swap_every`` steps, neighbouring replicas
+    $(r, r+1)$ (even pairs and odd pairs alternately) exchange states chain-wise with
     the Metropolis probability
 
-    .. math:: \min\Bigl(1, \exp\bigl[(\beta_r - \beta_{r+1})(E(x_r) - E(x_{r+1}))\bigr]\Bigr),
-              \qquad \beta_r = 1/(T_r T_0),
+    $$
+    \min\Bigl(1, \exp\bigl[(\beta_r - \beta_{r+1})(E(x_r) - E(x_{r+1}))\bigr]\Bigr),
+    \qquad \beta_r = 1/(T_r T_0),
+    $$
 
-    which leaves the product of the replica targets invariant. The :math:`T = 1` replica
+    which leaves the product of the replica targets invariant. The $T = 1$ replica
     gives the negatives; the hot replicas cross energy barriers and feed it states from
     other modes. The chains (shape ``(R, n_chains, *event)``) are a buffer of the module
     (``state_dict``); the swap acceptance rate of the last call per neighbouring pair is
@@ -297,7 +299,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
         k_steps: Sampler steps per call (``None``: the sampler's ``n_steps``, else 10).
         swap_every: Sampler steps between swap attempts.
         n_chains: Chains per replica (``None``: the first batch size).
-        base_temperature: :math:`T_0`, the temperature the sampler targets.
+        base_temperature: $T_0$, the temperature the sampler targets.
         energy_reg_weight: Weight of the squared-energy regulariser.
         add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
         noise_scale: Standard deviation of that jitter.
@@ -401,7 +403,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
 
     @property
     def inverse_temperatures(self) -> torch.Tensor:
-        r""":math:`\beta_r = 1/(T_r T_0)`, shape ``(R,)`` (float64 on CPU)."""
+        r"""$\beta_r = 1/(T_r T_0)$, shape ``(R,)`` (float64 on CPU)."""
         return torch.tensor([1.0 / (t * self.base_temperature) for t in self.temperatures])
 
     def _load_from_state_dict(

@@ -25,10 +25,10 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 def _probes(
     kind: str, shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    r"""Random probe vectors :math:`v` with :math:`\mathbb E[v v^\top] = I` over the flattened event.
+    r"""Random probe vectors $v$ with $\mathbb E[v v^\top] = I$ over the flattened event.
 
-    ``shape`` is ``(n, *event)``; ``"rademacher"``: entries :math:`\pm 1`; ``"gaussian"``:
-    :math:`\mathcal N(0, I)`; ``"sphere"``: uniform on the sphere of radius :math:`\sqrt D`.
+    ``shape`` is ``(n, *event)``; ``"rademacher"``: entries $\pm 1$; ``"gaussian"``:
+    $\mathcal N(0, I)$; ``"sphere"``: uniform on the sphere of radius $\sqrt D$.
     """
     if kind == "rademacher":
         r = torch.randint(0, 2, shape, generator=generator, device=like.device)
@@ -51,38 +51,38 @@ def _grad_or_zeros(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 class ScoreMatching(BaseScoreMatching):
     r"""Hyvärinen score matching with an exact or stochastic Hessian trace.
 
-    With the model score :math:`s_\theta = -\nabla_x E_\theta`, the (implicit) score
+    With the model score $s_\theta = -\nabla_x E_\theta$, the (implicit) score
     matching objective is
 
-    .. math::
+    $$
+    J(\theta) = \mathbb E_{x\sim p}\Bigl[\tfrac12\lVert\nabla_x E_\theta(x)\rVert^2
+    - \operatorname{tr}\nabla_x^2 E_\theta(x)\Bigr],
+    $$
 
-        J(\theta) = \mathbb E_{x\sim p}\Bigl[\tfrac12\lVert\nabla_x E_\theta(x)\rVert^2
-        - \operatorname{tr}\nabla_x^2 E_\theta(x)\Bigr],
-
-    equal (up to a constant) to :math:`\tfrac12\mathbb E\lVert s_\theta - \nabla\log p\rVert^2`.
+    equal (up to a constant) to $\tfrac12\mathbb E\lVert s_\theta - \nabla\log p\rVert^2$.
     The trace is computed by ``hessian_method``:
 
-    * ``"exact"``: :math:`D` second-order backward passes (:math:`D` = flattened event
-      size); exact, for small :math:`D`;
-    * ``"hutchinson"``: :math:`\frac1M\sum_m v_m^\top \nabla_x^2 E\, v_m` with
-      ``hutchinson_samples`` :math:`M` Rademacher probes (Hessian-vector products by
+    * ``"exact"``: $D$ second-order backward passes ($D$ = flattened event
+      size); exact, for small $D$;
+    * ``"hutchinson"``: $\frac1M\sum_m v_m^\top \nabla_x^2 E\, v_m$ with
+      ``hutchinson_samples`` $M$ Rademacher probes (Hessian-vector products by
       double backward); unbiased;
     * ``"approx"``: the same probes with central finite differences of the gradient,
-      :math:`v^\top(\nabla E(x+\epsilon v) - \nabla E(x-\epsilon v))/(2\epsilon)`
-      (``fd_epsilon``); no double backward in :math:`x`, bias :math:`O(\epsilon^2)`.
+      $v^\top(\nabla E(x+\epsilon v) - \nabla E(x-\epsilon v))/(2\epsilon)$
+      (``fd_epsilon``); no double backward in $x$, bias $O(\epsilon^2)$.
 
     Args:
         model: Energy model ``(B, *event) -> (B,)``.
         hessian_method: ``"exact"``, ``"hutchinson"`` or ``"approx"``.
-        hutchinson_samples: Probes :math:`M` per sample for the stochastic methods.
+        hutchinson_samples: Probes $M$ per sample for the stochastic methods.
         fd_epsilon: Finite-difference step of ``"approx"``.
-        regularization_strength: Weight :math:`\lambda` of the regulariser (float or
+        regularization_strength: Weight $\lambda$ of the regulariser (float or
             scheduler).
         custom_regularization: Callable ``(x, model) -> scalar`` replacing the default
             squared-gradient regulariser.
-        use_autograd: ``False`` computes :math:`\nabla_x E` with ``torch.func``.
+        use_autograd: ``False`` computes $\nabla_x E$ with ``torch.func``.
         functional_model: Module used by the ``torch.func`` path instead of ``model``.
-        noise_scale: Noise standard deviation kept for :meth:`perturb_data`.
+        noise_scale: Noise standard deviation kept for [`perturb_data`][torchebm.losses.BaseScoreMatching.perturb_data].
         nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
         cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
             while training (label dropout for classifier-free guidance).
@@ -152,11 +152,11 @@ class ScoreMatching(BaseScoreMatching):
         model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        r""":math:`\operatorname{tr}\nabla_x^2 E(x)` per sample, ``(B,)``, by ``hessian_method``.
+        r"""$\operatorname{tr}\nabla_x^2 E(x)$ per sample, ``(B,)``, by ``hessian_method``.
 
         Args:
             x: Leaf input with ``requires_grad`` ``(B, *event)``.
-            grad: :math:`\nabla_x E(x)` computed from ``x`` with ``create_graph=True``.
+            grad: $\nabla_x E(x)$ computed from ``x`` with ``create_graph=True``.
         """
         b = x.shape[0]
         if self.hessian_method == "exact":
@@ -191,7 +191,7 @@ class ScoreMatching(BaseScoreMatching):
         model_kwargs: dict,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Mean over the batch of :math:`\\tfrac12\\lVert\\nabla E\\rVert^2 - \\operatorname{tr}\\nabla^2 E`."""
+        """Mean over the batch of $\\tfrac12\\lVert\\nabla E\\rVert^2 - \\operatorname{tr}\\nabla^2 E$."""
         xg = x.detach().requires_grad_(True)
         grad = self.energy_gradient(xg, model_kwargs)
         trace = self.hessian_trace(xg, grad, model_kwargs, generator)
@@ -214,32 +214,32 @@ def _repeat_kwargs(model_kwargs: dict | None, batch: int, times: int) -> dict:
 class SlicedScoreMatching(BaseScoreMatching):
     r"""Sliced score matching: score matching with random one-dimensional projections.
 
-    With probes :math:`v` satisfying :math:`\mathbb E[vv^\top] = I` (over the flattened
-    event) and the model score :math:`s_\theta = -\nabla_x E_\theta`,
+    With probes $v$ satisfying $\mathbb E[vv^\top] = I$ (over the flattened
+    event) and the model score $s_\theta = -\nabla_x E_\theta$,
 
-    .. math::
-
-        J(\theta) = \mathbb E_{x,v}\Bigl[\tfrac12 (v^\top\nabla_x E_\theta(x))^2
-        - v^\top \nabla_x^2 E_\theta(x)\, v\Bigr],
+    $$
+    J(\theta) = \mathbb E_{x,v}\Bigl[\tfrac12 (v^\top\nabla_x E_\theta(x))^2
+    - v^\top \nabla_x^2 E_\theta(x)\, v\Bigr],
+    $$
 
     an unbiased estimate of Hyvärinen's objective needing one Hessian-vector product per
     projection (computed for all ``n_projections`` at once on a tiled batch). With
     ``variance_reduction=True`` the first term is replaced by its expectation
-    :math:`\tfrac12\lVert\nabla_x E_\theta\rVert^2` (SSM-VR).
+    $\tfrac12\lVert\nabla_x E_\theta\rVert^2$ (SSM-VR).
 
     Args:
         model: Energy model ``(B, *event) -> (B,)``.
         n_projections: Probes per sample.
         projection_type: ``"rademacher"``, ``"gaussian"`` or ``"sphere"`` (uniform on the
-            sphere of radius :math:`\sqrt D`).
+            sphere of radius $\sqrt D$).
         variance_reduction: Use the SSM-VR form of the first term.
-        regularization_strength: Weight :math:`\lambda` of the regulariser (float or
+        regularization_strength: Weight $\lambda$ of the regulariser (float or
             scheduler).
         custom_regularization: Callable ``(x, model) -> scalar`` replacing the default
             squared-gradient regulariser.
-        use_autograd: ``False`` computes :math:`\nabla_x E` with ``torch.func``.
+        use_autograd: ``False`` computes $\nabla_x E$ with ``torch.func``.
         functional_model: Module used by the ``torch.func`` path instead of ``model``.
-        noise_scale: Noise standard deviation kept for :meth:`perturb_data`.
+        noise_scale: Noise standard deviation kept for [`perturb_data`][torchebm.losses.BaseScoreMatching.perturb_data].
         nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
         cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
             while training (label dropout for classifier-free guidance).
@@ -328,30 +328,30 @@ class SlicedScoreMatching(BaseScoreMatching):
 class DenoisingScoreMatching(BaseScoreMatching):
     r"""Denoising score matching with Gaussian corruption.
 
-    With :math:`\tilde x = x + \sigma\xi`, :math:`\xi\sim\mathcal N(0, I)`, the model score
-    :math:`s_\theta = -\nabla_x E_\theta` is regressed on the score of the corruption
-    kernel, :math:`\nabla_{\tilde x}\log q(\tilde x\mid x) = -(\tilde x - x)/\sigma^2`:
+    With $\tilde x = x + \sigma\xi$, $\xi\sim\mathcal N(0, I)$, the model score
+    $s_\theta = -\nabla_x E_\theta$ is regressed on the score of the corruption
+    kernel, $\nabla_{\tilde x}\log q(\tilde x\mid x) = -(\tilde x - x)/\sigma^2$:
 
-    .. math::
+    $$
+    J(\theta) = \tfrac12\,\mathbb E\,\bigl\lVert \nabla_x E_\theta(\tilde x)
+    - (\tilde x - x)/\sigma^2 \bigr\rVert^2,
+    $$
 
-        J(\theta) = \tfrac12\,\mathbb E\,\bigl\lVert \nabla_x E_\theta(\tilde x)
-        - (\tilde x - x)/\sigma^2 \bigr\rVert^2,
-
-    minimised by :math:`s_\theta = \nabla\log p_\sigma`, the score of the data convolved
-    with :math:`\mathcal N(0,\sigma^2 I)` (for :math:`\mathcal N(0, s^2)` data and a
-    quadratic energy :math:`\tfrac w2 x^2`: :math:`w = 1/(s^2+\sigma^2)`). This is the
-    correct sign: the reference implementation regressed onto :math:`-(\tilde x - x)/\sigma^2`
-    and trained :math:`E \approx +\log p`.
+    minimised by $s_\theta = \nabla\log p_\sigma$, the score of the data convolved
+    with $\mathcal N(0,\sigma^2 I)$ (for $\mathcal N(0, s^2)$ data and a
+    quadratic energy $\tfrac w2 x^2$: $w = 1/(s^2+\sigma^2)$). This is the
+    correct sign: the reference implementation regressed onto $-(\tilde x - x)/\sigma^2$
+    and trained $E \approx +\log p$.
 
     Args:
         model: Energy model ``(B, *event) -> (B,)``.
-        noise_scale: :math:`\sigma` (float or scheduler).
+        noise_scale: $\sigma$ (float or scheduler).
         sigma: Deprecated alias of ``noise_scale`` (the seed documentation's name).
-        regularization_strength: Weight :math:`\lambda` of the regulariser (float or
+        regularization_strength: Weight $\lambda$ of the regulariser (float or
             scheduler).
         custom_regularization: Callable ``(x, model) -> scalar`` replacing the default
             squared-gradient regulariser.
-        use_autograd: ``False`` computes :math:`\nabla_x E` with ``torch.func``.
+        use_autograd: ``False`` computes $\nabla_x E$ with ``torch.func``.
         functional_model: Module used by the ``torch.func`` path instead of ``model``.
         nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
         cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
@@ -417,7 +417,7 @@ class DenoisingScoreMatching(BaseScoreMatching):
 
     @property
     def sigma(self) -> float:
-        """Deprecated alias of :attr:`noise_scale`."""
+        """Deprecated alias of [`noise_scale`][torchebm.losses.BaseScoreMatching.noise_scale]."""
         return self.noise_scale
 
     def compute_loss(
@@ -427,7 +427,7 @@ class DenoisingScoreMatching(BaseScoreMatching):
         model_kwargs: dict,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Mean over the batch of :math:`\\tfrac12\\lVert\\nabla E(\\tilde x) - (\\tilde x - x)/\\sigma^2\\rVert^2`."""
+        """Mean over the batch of $\\tfrac12\\lVert\\nabla E(\\tilde x) - (\\tilde x - x)/\\sigma^2\\rVert^2$."""
         sigma = self.noise_scale
         x_noisy, noise = self.perturb_data(x, generator)
         grad = self.energy_gradient(x_noisy.detach().requires_grad_(True), model_kwargs)

@@ -1,4 +1,4 @@
-r"""``ContrastiveDivergenceTrainer``: :class:`~torchebm.core.BaseTrainer` preset for CD / PCD."""
+r"""``ContrastiveDivergenceTrainer``: [`BaseTrainer`][torchebm.losses.BaseTrainer] preset for CD / PCD."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
 
     Builds ``Adam(model.parameters(), lr=learning_rate)`` (unless an optimizer is given)
     and ``ContrastiveDivergence(model, sampler, k_steps, persistent, buffer_size,
-    **loss_kwargs)``, then runs :class:`~torchebm.core.BaseTrainer`'s loop. Each step
-    reports ``loss``, ``pos_energy`` (mean :math:`E_\theta` of the data batch) and
-    ``neg_energy`` (mean :math:`E_\theta` of the negatives), the two extra energies being
+    **loss_kwargs)``, then runs [`BaseTrainer`][torchebm.losses.BaseTrainer]'s loop. Each step
+    reports ``loss``, ``pos_energy`` (mean $E_\theta$ of the data batch) and
+    ``neg_energy`` (mean $E_\theta$ of the negatives), the two extra energies being
     evaluated without gradient on the bare model.
 
     Under DDP pass the wrapped model as ``model`` and build ``sampler`` on
@@ -37,15 +37,15 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
         k_steps: Sampler steps per training step.
         persistent: Persistent CD (replay buffer).
         buffer_size: Chains in the replay buffer.
-        device: See :class:`~torchebm.core.BaseTrainer`.
-        dtype: See :class:`~torchebm.core.BaseTrainer`.
-        use_mixed_precision: See :class:`~torchebm.core.BaseTrainer` (handled by the
+        device: See [`BaseTrainer`][torchebm.losses.BaseTrainer].
+        dtype: See [`BaseTrainer`][torchebm.losses.BaseTrainer].
+        use_mixed_precision: See [`BaseTrainer`][torchebm.losses.BaseTrainer] (handled by the
             trainer, not passed to the loss).
         grad_accum_steps: Micro-batches per optimizer step.
         callbacks: Trainer callbacks.
         loss_kwargs: Extra ``ContrastiveDivergence`` arguments (``init_steps``,
             ``energy_reg_weight``, ``new_sample_ratio``, ``nan_policy``, ...).
-        **trainer_kwargs: Keyword arguments of :class:`~torchebm.core.BaseTrainer`
+        **trainer_kwargs: Keyword arguments of [`BaseTrainer`][torchebm.losses.BaseTrainer]
             (``seed``, ``generator``, ``max_grad_norm``, ``lr_scheduler``, ``nan_policy``,
             ...).
 

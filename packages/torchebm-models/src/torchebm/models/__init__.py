@@ -2,13 +2,13 @@ r"""``torchebm.models``: neural backbones and wrappers for energies and vector f
 
 * `DiT` (``forward(x, t, y, *, cond)``) with the paper presets ``dit_s_2`` ... ``dit_xl_8``,
   and `TimeConditionedMLP` for low-dimensional flows (the torchebm 0.8.9 backbones).
-* :class:`ConditionalTransformer2D`: DiT/SiT-style patch transformer for image-shaped
+* [`ConditionalTransformer2D`][torchebm.models.ConditionalTransformer2D]: DiT/SiT-style patch transformer for image-shaped
   fields, conditioned on times (raw ``(B,)`` times are embedded), vectors and labels.
-* Wrappers: `ClassifierFreeGuidance` (any conditioning), :class:`LabelClassifierFreeGuidance`, :class:`EqMEnergy` (EqM field as an
-  energy for gradient samplers), :class:`InteractionModel` (batch repulsion).
-* Small MLP backbones for 2-D work: :class:`MLPEnergy` (``(B, d) -> (B,)``) and
-  :class:`MLPVelocity` (``f(x, t)`` shaped like ``x``).
-* Every building block of :mod:`torchebm.models.components`, re-exported.
+* Wrappers: `ClassifierFreeGuidance` (any conditioning), [`LabelClassifierFreeGuidance`][torchebm.models.LabelClassifierFreeGuidance], [`EqMEnergy`][torchebm.models.EqMEnergy] (EqM field as an
+  energy for gradient samplers), [`InteractionModel`][torchebm.models.InteractionModel] (batch repulsion).
+* Small MLP backbones for 2-D work: [`MLPEnergy`][torchebm.models.MLPEnergy] (``(B, d) -> (B,)``) and
+  [`MLPVelocity`][torchebm.models.MLPVelocity] (``f(x, t)`` shaped like ``x``).
+* Every building block of `torchebm.models.components`, re-exported.
 
 Install alone with ``pip install torchebm-models`` (needs only ``torchebm-core``).
 """

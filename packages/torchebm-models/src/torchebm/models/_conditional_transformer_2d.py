@@ -28,16 +28,16 @@ class ConditionalTransformer2D(TorchEBMModule):
 
     ``x (B, C_in, S, S)`` -> conv patch embedding ``(B, N, D)`` (``N = (S/p)^2``) -> plus a
     fixed 2-D sin-cos position embedding (a non-persistent buffer ``(1, N, D)``) -> ``depth``
-    :class:`AdaLNZeroBlock` s -> :class:`AdaLNZeroPatchHead` -> ``(B, C_out, S, S)``.
+    [`AdaLNZeroBlock`][torchebm.models.AdaLNZeroBlock] s -> [`AdaLNZeroPatchHead`][torchebm.models.AdaLNZeroPatchHead] -> ``(B, C_out, S, S)``.
     The head is zero-initialised, so the output is exactly zero at init.
 
     Conditioning ``c (B, cond_dim)`` drives every block through AdaLN. It is built from:
 
     * a conditioning vector ``(B, cond_dim)`` (used as is), or
     * flow/diffusion **times**: a Python number, a 0-d tensor, ``(B,)`` or ``(B, 1)``
-      (what :class:`~torchebm.samplers.FlowSampler` and EqM pass), embedded by a
-      :class:`MLPTimestepEmbedder` (``time_embedding=True``, the default), and/or
-    * integer class labels ``y`` ``(B,)`` embedded by a :class:`LabelEmbedder`
+      (what [`FlowSampler`][torchebm.samplers.FlowSampler] and EqM pass), embedded by a
+      [`MLPTimestepEmbedder`][torchebm.models.MLPTimestepEmbedder] (``time_embedding=True``, the default), and/or
+    * integer class labels ``y`` ``(B,)`` embedded by a [`LabelEmbedder`][torchebm.models.LabelEmbedder]
       (``num_classes`` given); the label embedding is added to the time/vector conditioning.
 
     The conditioning is passed positionally (``model(x, t)``), as ``cond=`` or as ``t=``.
@@ -53,7 +53,7 @@ class ConditionalTransformer2D(TorchEBMModule):
         cond_dim: Conditioning dimension (default ``embed_dim``).
         mlp_ratio: Hidden ratio of the blocks' MLPs.
         use_sincos_pos_embed: Fixed sin-cos position embedding (``True``) or a learned one
-            initialised from :math:`N(0, 0.02^2)` (``False``).
+            initialised from $N(0, 0.02^2)$ (``False``).
         time_embedding: Build the timestep embedder so raw times are accepted.
         frequency_embedding_size: Sinusoidal features of the timestep embedder.
         num_classes: Number of classes for label conditioning (``None``: no labels).
@@ -168,7 +168,7 @@ class ConditionalTransformer2D(TorchEBMModule):
 
     @property
     def null_label_id(self) -> int | None:
-        """Label id that means "unconditional" (for :class:`LabelClassifierFreeGuidance`)."""
+        """Label id that means "unconditional" (for `LabelClassifierFreeGuidance`)."""
         return None if self.y_embedder is None else self.y_embedder.null_label_id
 
     # ------------------------------------------------------------------ conditioning

@@ -140,9 +140,9 @@ def _frequencies(n: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def fourier_time_features(t: torch.Tensor, n_frequencies: int) -> torch.Tensor:
-    r"""Features :math:`[t, \sin(2^k \pi t), \cos(2^k \pi t)]_{k<K}` of times ``t`` ``(B,)``.
+    r"""Features $[t, \sin(2^k \pi t), \cos(2^k \pi t)]_{k<K}$ of times ``t`` ``(B,)``.
 
-    Suited to flow times in :math:`[0, 1]`: the slowest pair has period 2, each next one
+    Suited to flow times in $[0, 1]$: the slowest pair has period 2, each next one
     doubles the frequency. Returns ``(B, 1 + 2K)``.
     """
     t = t.reshape(-1, 1)
@@ -153,11 +153,11 @@ def fourier_time_features(t: torch.Tensor, n_frequencies: int) -> torch.Tensor:
 
 
 class MLPEnergy(BaseModel):
-    r"""Multi-layer perceptron energy :math:`E_\theta: \mathbb{R}^d \to \mathbb{R}`.
+    r"""Multi-layer perceptron energy $E_\theta: \mathbb{R}^d \to \mathbb{R}$.
 
     ``Linear(d, h_1) -> act -> ... -> Linear(h_L, 1)``, squeezed to energies ``(B,)``. The
     default is the 2-64-64-1 SiLU network used throughout the 2-D examples (a smooth
-    activation keeps :math:`\nabla_x E` smooth, which Langevin dynamics and score matching
+    activation keeps $\nabla_x E$ smooth, which Langevin dynamics and score matching
     need).
 
     Args:
@@ -202,15 +202,15 @@ class MLPEnergy(BaseModel):
         return self.net(flat).squeeze(-1)
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        r""":math:`\nabla_x E(x)` by an explicit backward pass through the layers.
+        r"""$\nabla_x E(x)$ by an explicit backward pass through the layers.
 
-        Same result and contract as :meth:`BaseModel.gradient` (shape and dtype of ``x``,
+        Same result and contract as [`BaseModel.gradient`][torchebm.core.BaseModel.gradient] (shape and dtype of ``x``,
         detached; a 1-D input is one sample), without building an autograd graph: a
         forward sweep keeps each hidden pre-activation, then
-        :math:`g \leftarrow (g \odot \sigma'(h_\ell)) W_\ell` runs from the last layer
+        $g \leftarrow (g \odot \sigma'(h_\ell)) W_\ell$ runs from the last layer
         to the input, each activation derivative one fused ATen kernel. For a 2-64-64-1
         SiLU network that is 7 kernels instead of autograd's forward, graph and engine.
-        Anything the explicit pass does not cover takes :meth:`BaseModel.gradient`:
+        Anything the explicit pass does not cover takes [`BaseModel.gradient`][torchebm.core.BaseModel.gradient]:
         conditioning, an activation outside the built-in list or in place, mixed
         precision, half-precision inputs, inputs on another device, or
         ``explicit_gradient = False``. The explicit pass reads the weights and does not
@@ -279,10 +279,10 @@ MLPEnergy.gradient._returns_input_shape = True  # type: ignore[attr-defined]
 
 
 class MLPVelocity(TorchEBMModule):
-    r"""Time-conditioned MLP vector field :math:`f_\theta(x, t)`, shaped like ``x``.
+    r"""Time-conditioned MLP vector field $f_\theta(x, t)$, shaped like ``x``.
 
     The input of the MLP is ``x`` concatenated with Fourier features of ``t``
-    (:func:`fourier_time_features`: ``t``, then :math:`\sin/\cos(2^k\pi t)` for
+    ([`fourier_time_features`][torchebm.models.fourier_time_features]: ``t``, then $\sin/\cos(2^k\pi t)$ for
     ``k < n_time_frequencies``). It is the 2-D backbone for flow matching
     (``FlowSampler``), Equilibrium Matching (``EquilibriumMatchingLoss``, ``EqMEnergy``) and
     score/noise predictions. ``t`` may be a Python number, a 0-d tensor, ``(B,)`` or
@@ -292,7 +292,7 @@ class MLPVelocity(TorchEBMModule):
     Args:
         input_dim: Features per sample ``d``.
         hidden_dims: Hidden widths (default 64-64).
-        activation: As in :class:`MLPEnergy` (default ``"silu"``).
+        activation: As in [`MLPEnergy`][torchebm.models.MLPEnergy] (default ``"silu"``).
         n_time_frequencies: Number of sin/cos frequency pairs of the time features.
         time_conditioned: Feed ``t`` to the network.
         dtype: Parameter dtype (default ``float32``).

@@ -21,7 +21,7 @@ def _tanh_gelu() -> nn.Module:
 class TimeConditionedMLP(nn.Module):
     r"""MLP field $v(x, t, y)$ for vectors `(B, in_dim)`, with the DiT conditioning contract.
 
-    ``conditioning="adaln_zero"`` (default): a linear stem, ``depth`` `AdaLNZeroMLPBlock`\ s
+    ``conditioning="adaln_zero"`` (default): a linear stem, ``depth`` `AdaLNZeroMLPBlock`s
     and an `AdaLNZeroLinearHead`, all modulated by $c = e_t(t) + e_y(y) + \text{cond}$
     (zero field at init). ``"concat"``: a plain MLP on $[x, c]$ with ``depth`` hidden layers.
 

@@ -24,8 +24,9 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
 
     For ``cfg_scale = s > 1`` the wrapped field is
 
-    .. math::
-        f_s(x, t, y) = f(x, t, \varnothing) + s\,\big(f(x, t, y) - f(x, t, \varnothing)\big)
+    $$
+    f_s(x, t, y) = f(x, t, \varnothing) + s\,\big(f(x, t, y) - f(x, t, \varnothing)\big)
+    $$
 
     on the first ``min(guide_channels, C)`` channels; the remaining channels (e.g. learned
     variances) are taken from the unconditional output. The conditional and unconditional
@@ -119,13 +120,13 @@ class EqMEnergy(BaseModel):
     The field ``f(x, t)`` is evaluated at ``t = 0`` (EqM fields are time invariant; tuple
     outputs ``(field, activations)`` are unwrapped) and turned into an energy:
 
-    * ``"dot"`` / ``"mean"`` (identical): :math:`E(x) = \sum x \cdot f(x)`;
-    * ``"l2"``: :math:`E(x) = -\tfrac12 \lVert f(x) \rVert^2`;
-    * ``"implicit"``: the field *is* the gradient, :math:`\nabla E := f(x)` (no energy value;
-      :meth:`forward` reports :math:`\sum x \cdot f(x)` for monitoring only).
+    * ``"dot"`` / ``"mean"`` (identical): $E(x) = \sum x \cdot f(x)$;
+    * ``"l2"``: $E(x) = -\tfrac12 \lVert f(x) \rVert^2$;
+    * ``"implicit"``: the field *is* the gradient, $\nabla E := f(x)$ (no energy value;
+      [`forward`][torchebm.models.EqMEnergy.forward] reports $\sum x \cdot f(x)$ for monitoring only).
 
-    The EqM target :math:`-\dot x_t\, c(t)` points from data to noise, so
-    :class:`~torchebm.samplers.GradientDescentSampler` (``x <- x - eta * grad E``) moves
+    The EqM target $-\dot x_t\, c(t)$ points from data to noise, so
+    [`GradientDescentSampler`][torchebm.samplers.GradientDescentSampler] (``x <- x - eta * grad E``) moves
     towards the data.
 
     Args:
@@ -186,7 +187,7 @@ class EqMEnergy(BaseModel):
         return (x * f).reshape(x.shape[0], -1).sum(dim=1)
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        """:math:`\\nabla_x E`: the field itself for ``"implicit"``, autograd otherwise."""
+        """$\\nabla_x E$: the field itself for ``"implicit"``, autograd otherwise."""
         if self.energy_type != "implicit":
             return super().gradient(x, model_kwargs=model_kwargs)
         in_dtype = x.dtype
@@ -200,25 +201,27 @@ class EqMEnergy(BaseModel):
 class InteractionModel(Schedulable, BaseModel):
     r"""Energy with a batch-coupled repulsion between samples (Energy Matching generation).
 
-    .. math::
-        E_i(x) = V(x_i) - \frac{s}{2\sigma_w^2} \sum_{j=1}^{B} \lVert x_i - x_j \rVert^2,
+    $$
+    E_i(x) = V(x_i) - \frac{s}{2\sigma_w^2} \sum_{j=1}^{B} \lVert x_i - x_j \rVert^2,
+    $$
 
-    computed exactly in :math:`O(BD)` as
-    :math:`B\lVert x_i\rVert^2 + \sum_j \lVert x_j\rVert^2 - 2 x_i \cdot \sum_j x_j`.
+    computed exactly in $O(BD)$ as
+    $B\lVert x_i\rVert^2 + \sum_j \lVert x_j\rVert^2 - 2 x_i \cdot \sum_j x_j$.
     The gradient of the summed batch energy is
 
-    .. math::
-        \nabla_{x_i} \sum_k E_k = \nabla V(x_i) - \frac{2 s B}{\sigma_w^2} (x_i - \bar x),
+    $$
+    \nabla_{x_i} \sum_k E_k = \nabla V(x_i) - \frac{2 s B}{\sigma_w^2} (x_i - \bar x),
+    $$
 
-    which :meth:`gradient` uses in closed form (``V.gradient`` when ``V`` is a
-    :class:`BaseModel`), so Langevin samples repel each other. ``strength`` ``s`` is a
+    which [`gradient`][torchebm.models.InteractionModel.gradient] uses in closed form (``V.gradient`` when ``V`` is a
+    [`BaseModel`][torchebm.core.BaseModel]), so Langevin samples repel each other. ``strength`` ``s`` is a
     schedulable hyper-parameter (a number or a scheduler such as
     ``TemperatureScheduler(..., sqrt=False)``); it is stepped with the sampler's schedulers
     because the model lives in the sampler's module tree.
 
     Args:
         model: Scalar potential ``V`` (``(B, ...) -> (B,)``).
-        sigma_w: Interaction length scale :math:`\sigma_w > 0`.
+        sigma_w: Interaction length scale $\sigma_w > 0$.
         strength: Interaction strength ``s`` (number or scheduler).
 
     Raises:

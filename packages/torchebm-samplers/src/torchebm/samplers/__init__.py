@@ -1,7 +1,7 @@
 r"""``torchebm.samplers``: MCMC, descent and flow samplers (the ``torchebm-samplers`` distribution).
 
-Every sampler is a small :meth:`~torchebm.core.BaseSampler.step` on the shared loop of
-:class:`torchebm.core.BaseSampler`, so they share one ``sample()`` contract::
+Every sampler is a small [`step`][torchebm.core.BaseSampler.step] on the shared loop of
+[`torchebm.core.BaseSampler`][torchebm.core.BaseSampler], so they share one ``sample()`` contract::
 
     sample(x=None, dim=None, n_steps=None, n_samples=1, thin=1, return_trajectory=False,
            return_diagnostics=False, reset_schedulers=True, *, model_kwargs=None,

@@ -1,9 +1,9 @@
 r"""Dispatch to the optional fused kernels of ``torchebm-cuda`` (never a hard dependency).
 
-``torchebm.cuda`` is probed with :func:`importlib.util.find_spec` and imported lazily, only
+``torchebm.cuda`` is probed with `importlib.util.find_spec` and imported lazily, only
 when a sampler actually wants a fused kernel. ``backend="auto"`` uses a kernel only when the
 package is installed, provides it, and the chains live on a CUDA device; ``"eager"`` never
-does; ``"fused"`` always does and raises :class:`~torchebm.core.errors.MissingDependencyError`
+does; ``"fused"`` always does and raises [`MissingDependencyError`][torchebm.core.errors.MissingDependencyError]
 when the package is missing.
 """
 

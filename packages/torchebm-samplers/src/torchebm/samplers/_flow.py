@@ -31,7 +31,7 @@ __all__ = ["FlowSampler", "PredictionType"]
 
 
 class PredictionType(enum.Enum):
-    """What the model predicts: the noise :math:`x_0`, the score, or the velocity."""
+    """What the model predicts: the noise $x_0$, the score, or the velocity."""
 
     NOISE = enum.auto()
     SCORE = enum.auto()
@@ -87,15 +87,15 @@ class FlowSampler(BaseSampler):
 
     The model is any module ``model(x, t, **model_kwargs)`` (``t`` of shape ``(B,)``)
     returning a tensor shaped like ``x``: a velocity, a score or a noise prediction
-    (``prediction``). With :math:`(A, B_v)` = ``interpolant.compute_drift(x, t)`` the
+    (``prediction``). With $(A, B_v)$ = ``interpolant.compute_drift(x, t)`` the
     probability-flow velocity is
 
-    * velocity: :math:`v = f(x, t)` (negated when ``negate_velocity``, e.g. for EqM fields
+    * velocity: $v = f(x, t)$ (negated when ``negate_velocity``, e.g. for EqM fields
       that point from data to noise);
-    * score: :math:`v = -A + B_v\,s(x, t)`;
-    * noise: :math:`s = \hat x_0 / (-\sigma_t + 10^{-8})`, then as for the score.
+    * score: $v = -A + B_v\,s(x, t)$;
+    * noise: $s = \hat x_0 / (-\sigma_t + 10^{-8})$, then as for the score.
 
-    **ODE mode** integrates :math:`dx/dt = v(x, t)` over the grid
+    **ODE mode** integrates $dx/dt = v(x, t)$ over the grid
     ``linspace(t0, t1, n_steps + 1)`` with any Runge-Kutta integrator: fixed-step ones take
     one step per grid interval; adaptive ones (default ``dopri5``) integrate adaptively
     between recorded grid times (between ``t0`` and ``t1`` at once when nothing is
@@ -104,24 +104,24 @@ class FlowSampler(BaseSampler):
     decreasing grid ``t1 -> t0``, evaluating the field at the current (decreasing) time.
 
     **SDE mode** integrates
-    :math:`dx = [v + D(t)\,s]\,dt + \sqrt{2D(t)}\,dW` with
-    :math:`D` = ``interpolant.compute_diffusion(x, t, diffusion_form, diffusion_norm)`` and a
+    $dx = [v + D(t)\,s]\,dt + \sqrt{2D(t)}\,dW$ with
+    $D$ = ``interpolant.compute_diffusion(x, t, diffusion_form, diffusion_norm)`` and a
     fixed-step SDE integrator (default Euler-Maruyama), then applies ``last_step`` at
-    ``t1``: ``"Mean"`` :math:`x + (v + D s)\Delta`, ``"Euler"`` :math:`x + v\Delta`,
-    ``"Tweedie"`` :math:`(x + \sigma^2 s)/\alpha`, ``None`` nothing; with
-    :math:`\Delta` = ``last_step_size``.
+    ``t1``: ``"Mean"`` $x + (v + D s)\Delta$, ``"Euler"`` $x + v\Delta$,
+    ``"Tweedie"`` $(x + \sigma^2 s)/\alpha$, ``None`` nothing; with
+    $\Delta$ = ``last_step_size``.
 
     Time interval ``(t0, t1)``: ``(0, 1)`` except: VP interpolant
-    :math:`t_1 = 1 - \text{sample\_eps}` (ODE, or SDE with ``last_step_size == 0``) else
-    :math:`1 - \text{last\_step\_size}`; linear/cosine with a score/noise prediction or in
-    SDE mode: :math:`t_0` = ``sample_eps`` when (SDE with ``"SBDM"``) or the prediction is
-    not a velocity, and :math:`t_1` as for VP.
+    $t_1 = 1 - \text{sample\_eps}$ (ODE, or SDE with ``last_step_size == 0``) else
+    $1 - \text{last\_step\_size}$; linear/cosine with a score/noise prediction or in
+    SDE mode: $t_0$ = ``sample_eps`` when (SDE with ``"SBDM"``) or the prediction is
+    not a velocity, and $t_1$ as for VP.
 
     Args:
         model: The vector field ``model(x, t, **model_kwargs)``.
         mode: ``"ode"`` or ``"sde"``.
         interpolant: Name (``"linear"``, ``"cosine"``, ``"vp"``, ...) or instance.
-        prediction: ``"velocity"``, ``"score"``, ``"noise"`` or a :class:`PredictionType`.
+        prediction: ``"velocity"``, ``"score"``, ``"noise"`` or a [`PredictionType`][torchebm.samplers.PredictionType].
         train_eps: Stored for symmetry with the training losses (unused by sampling).
         sample_eps: Distance kept from singular time ends (float >= 0 or scheduler).
         negate_velocity: Negate a velocity prediction.
@@ -342,7 +342,7 @@ class FlowSampler(BaseSampler):
 
     def _sde_drift(self, mk: dict, extra: dict | None = None):
         """The SDE drift ``v + D s``; at a grid time of the loop (``extra["t_now"]``, set by
-        :meth:`step`) it reads ``a_i out + b_i x`` from the table of :meth:`_sde_table`."""
+        `step`) it reads ``a_i out + b_i x`` from the table of `_sde_table`."""
 
         def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             if extra is not None and t is extra.get("t_now"):
@@ -356,7 +356,7 @@ class FlowSampler(BaseSampler):
         return drift
 
     def _sde_table(self, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        r"""Per grid time: ``(a, b, D)`` with SDE drift :math:`v + D s = a\,f(x, t) + b\,x`.
+        r"""Per grid time: ``(a, b, D)`` with SDE drift $v + D s = a\,f(x, t) + b\,x$.
 
         The score and the velocity of a Gaussian path are affine in (model output, x) with
         time-only coefficients, so the drift is too. The coefficients come from the
@@ -480,7 +480,7 @@ class FlowSampler(BaseSampler):
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         r"""Integrate from ``x`` (default: standard normal noise ``(n_samples, *dim)``).
 
-        Same contract as :meth:`BaseSampler.sample`. Bare keyword arguments are deprecated
+        Same contract as [`BaseSampler.sample`][torchebm.core.BaseSampler.sample]. Bare keyword arguments are deprecated
         conditioning (merged into ``model_kwargs``, which wins on a clash; one
         ``DeprecationWarning``); keywords of the removed API (``mode``, ``shape``,
         ``method``, ``atol``, ``num_steps``, ``z``, ...) raise ``TypeError`` with the
@@ -514,7 +514,7 @@ class FlowSampler(BaseSampler):
 
     @staticmethod
     def prior_logp(z: torch.Tensor) -> torch.Tensor:
-        r"""Standard-normal log density per sample, :math:`-\tfrac N2\log 2\pi - \tfrac12\|z\|^2`.
+        r"""Standard-normal log density per sample, $-\tfrac N2\log 2\pi - \tfrac12\|z\|^2$.
 
         Args:
             z: ``(B, *event_shape)``.

@@ -62,7 +62,7 @@ class _DescentBase(BaseSampler):
 
     @property
     def step_size(self) -> float:
-        """Current step size :math:`\\eta` (float or scheduler; assigning either works)."""
+        """Current step size $\\eta$ (float or scheduler; assigning either works)."""
         return self.get_scheduled_value("step_size")
 
     @step_size.setter
@@ -102,18 +102,18 @@ class _DescentBase(BaseSampler):
 
 
 class GradientDescentSampler(_DescentBase):
-    r"""Gradient descent on the energy: :math:`x_{k+1} = x_k - \eta_k \nabla E(x_k)`.
+    r"""Gradient descent on the energy: $x_{k+1} = x_k - \eta_k \nabla E(x_k)$.
 
     Deterministic (no noise; ``generator`` only matters for the initial draw). With
     ``grad_tol`` set, a chain stops (is frozen) at the first step where
-    :math:`\|\nabla E(x)\|_2 < \text{grad\_tol}` (EqM's adaptive compute); the number of
+    $\|\nabla E(x)\|_2 < \text{grad\_tol}$ (EqM's adaptive compute); the number of
     updates each chain used is the diagnostic ``"steps_used"`` (``(n_kept, B)``, the last
     row is the final count) and the loop ends early once every chain has stopped (polled
     every ``convergence_check_every`` steps).
 
     Args:
         model: Energy model (``gradient()`` is used: closed form for analytic models).
-        step_size: :math:`\eta > 0`, float or scheduler.
+        step_size: $\eta > 0$, float or scheduler.
         dtype: Chain dtype when the model has no parameters.
         device: Chain device when the model has no parameters.
         grad_tol: Optional gradient-norm threshold of the adaptive stop rule (> 0).
@@ -150,18 +150,19 @@ class GradientDescentSampler(_DescentBase):
 class NesterovSampler(_DescentBase):
     r"""Nesterov accelerated gradient on the energy.
 
-    .. math::
-        v_{k+1} = \mu v_k - \eta_k \nabla E(x_k + \mu v_k), \qquad x_{k+1} = x_k + v_{k+1},
+    $$
+    v_{k+1} = \mu v_k - \eta_k \nabla E(x_k + \mu v_k), \qquad x_{k+1} = x_k + v_{k+1},
+    $$
 
-    with :math:`v_0 = 0`. With ``grad_tol`` the stop rule of
-    :class:`GradientDescentSampler` applies to the look-ahead gradient: a chain whose
+    with $v_0 = 0$. With ``grad_tol`` the stop rule of
+    [`GradientDescentSampler`][torchebm.samplers.GradientDescentSampler] applies to the look-ahead gradient: a chain whose
     look-ahead gradient norm is under ``grad_tol`` moves to that look-ahead point and stays
     there (its velocity is zeroed), so every stopped chain satisfies the stop rule.
 
     Args:
         model: Energy model.
-        step_size: :math:`\eta > 0`, float or scheduler.
-        momentum: :math:`\mu \in [0, 1)`.
+        step_size: $\eta > 0$, float or scheduler.
+        momentum: $\mu \in [0, 1)$.
         dtype: Chain dtype when the model has no parameters.
         device: Chain device when the model has no parameters.
         grad_tol: Optional gradient-norm threshold of the adaptive stop rule (> 0).

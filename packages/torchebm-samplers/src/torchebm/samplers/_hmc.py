@@ -86,7 +86,7 @@ class _HMCBase(BaseSampler):
 
     @property
     def step_size(self) -> float:
-        r"""Current leapfrog step size :math:`\epsilon` (assign a float or a scheduler)."""
+        r"""Current leapfrog step size $\epsilon$ (assign a float or a scheduler)."""
         return self.get_scheduled_value("step_size")
 
     @step_size.setter
@@ -118,7 +118,7 @@ class _HMCBase(BaseSampler):
         u_prop: torch.Tensor,
         ctx: SamplerContext,
     ) -> HMCState:
-        r"""Accept ``x_prop`` per chain with probability :math:`\min(1, e^{H - H'})`.
+        r"""Accept ``x_prop`` per chain with probability $\min(1, e^{H - H'})$.
 
         Proposals that are non-finite (position or Hamiltonian) are rejected.
         """
@@ -151,19 +151,19 @@ def _ignore_time(gradient):
 class HamiltonianMonteCarlo(_HMCBase):
     r"""Hamiltonian Monte Carlo with a leapfrog integrator and a Metropolis correction.
 
-    Each step draws :math:`p \sim \mathcal N(0, M)`, integrates Hamilton's equations of
-    :math:`H(x, p) = E(x) + \tfrac12 p^\top M^{-1} p` for ``n_leapfrog_steps`` leapfrog
-    steps of size :math:`\epsilon`, and accepts the end point with probability
-    :math:`\min(1, \exp(H(x, p) - H(x', p')))` (per chain; ``H`` difference clamped to
-    :math:`\pm 50`, energies to :math:`\pm 10^{10}`). Proposals that turn non-finite are
+    Each step draws $p \sim \mathcal N(0, M)$, integrates Hamilton's equations of
+    $H(x, p) = E(x) + \tfrac12 p^\top M^{-1} p$ for ``n_leapfrog_steps`` leapfrog
+    steps of size $\epsilon$, and accepts the end point with probability
+    $\min(1, \exp(H(x, p) - H(x', p')))$ (per chain; ``H`` difference clamped to
+    $\pm 50$, energies to $\pm 10^{10}$). Proposals that turn non-finite are
     rejected (the integrator runs without its NaN-zeroing "safe" mode, so a divergent
     trajectory can never be accepted as a sanitised point). Works for any event shape.
 
     Args:
         model: Energy model. ``energy_function=`` is a deprecated alias.
-        step_size: Leapfrog step :math:`\epsilon > 0`, float or scheduler.
+        step_size: Leapfrog step $\epsilon > 0$, float or scheduler.
         n_leapfrog_steps: Leapfrog steps per proposal (>= 1).
-        mass: Diagonal mass :math:`M`: ``None`` (identity), a positive number (int or
+        mass: Diagonal mass $M$: ``None`` (identity), a positive number (int or
             float) or a positive tensor broadcastable to the event shape (e.g. ``(d,)``).
             Cast to the chains' device and dtype.
         dtype: Chain dtype when the model has no parameters.
@@ -184,7 +184,7 @@ class HamiltonianMonteCarlo(_HMCBase):
     Gradient evaluations: ``n_leapfrog_steps`` per iteration (plus one when sampling
     starts). The gradient at the end point of each trajectory is kept for the next one (that
     of the current state when the proposal is rejected), both on the fused path and with
-    the default :class:`~torchebm.integrators.LeapfrogIntegrator` (``initial_gradient``);
+    the default [`LeapfrogIntegrator`][torchebm.integrators.LeapfrogIntegrator] (``initial_gradient``);
     another separable integrator costs ``n_leapfrog_steps + 1``.
 
     Example:
@@ -296,12 +296,12 @@ class HamiltonianMonteCarlo(_HMCBase):
         return state
 
     def _drift(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
-        r"""The leapfrog force :math:`-\nabla E(x)` (shaped like ``x``)."""
+        r"""The leapfrog force $-\nabla E(x)$ (shaped like ``x``)."""
         g = self.model_gradient(x, conditioning)
         return g.neg_() if g is not x else -g
 
     def _kinetic(self, p: torch.Tensor, mass: Any, clamp: bool = True) -> torch.Tensor:
-        """:math:`\tfrac12 p^\top M^{-1} p` per chain, clamped to ``[0, 1e10]`` (``clamp``)."""
+        """$\tfrac12 p^\top M^{-1} p$ per chain, clamped to ``[0, 1e10]`` (``clamp``)."""
         if mass is None:
             k = _flat_sum(p.square())
         elif isinstance(mass, float):
@@ -375,12 +375,12 @@ class HamiltonianMonteCarlo(_HMCBase):
 
 
 class RiemannianManifoldHMC(_HMCBase):
-    r"""Riemannian-manifold HMC with a position-dependent metric :math:`G(x)`.
+    r"""Riemannian-manifold HMC with a position-dependent metric $G(x)$.
 
-    Hamiltonian :math:`H(x, p) = E(x) + \tfrac12 p^\top G(x)^{-1} p + \tfrac12\log|G(x)|`
-    (the normalising term makes :math:`e^{-H}` marginalise to :math:`e^{-E}`), momenta
-    :math:`p \sim \mathcal N(0, G(x))`, integrated by the generalised (implicit) leapfrog
-    and corrected by a Metropolis test. :math:`G` is handled through its Cholesky factor;
+    Hamiltonian $H(x, p) = E(x) + \tfrac12 p^\top G(x)^{-1} p + \tfrac12\log|G(x)|$
+    (the normalising term makes $e^{-H}$ marginalise to $e^{-E}$), momenta
+    $p \sim \mathcal N(0, G(x))$, integrated by the generalised (implicit) leapfrog
+    and corrected by a Metropolis test. $G$ is handled through its Cholesky factor;
     chains whose metric is not positive definite or whose proposal is non-finite reject.
     States of any event shape are flattened to ``D = prod(event_shape)`` for the metric.
 
@@ -388,7 +388,7 @@ class RiemannianManifoldHMC(_HMCBase):
         model: Energy model (its ``forward`` must be differentiable in ``x``).
         metric_fn: ``metric_fn(x) -> G`` of shape ``(B, D, D)``, symmetric positive
             definite and differentiable in ``x``.
-        step_size: :math:`\epsilon > 0`, float or scheduler.
+        step_size: $\epsilon > 0$, float or scheduler.
         n_leapfrog_steps: Generalised-leapfrog steps per proposal (>= 1).
         solver_max_iter: Deprecated; configure a ``GeneralisedLeapfrogIntegrator``.
         solver_tol: Deprecated; as above.
@@ -400,7 +400,7 @@ class RiemannianManifoldHMC(_HMCBase):
         n_steps: Default number of steps of ``sample()`` (class default 100).
         nan_policy: ``"warn"`` (default), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
 
-    Diagnostics: as :class:`HamiltonianMonteCarlo`.
+    Diagnostics: as [`HamiltonianMonteCarlo`][torchebm.samplers.HamiltonianMonteCarlo].
 
     Example:
         >>> from torchebm.core import GaussianModel

@@ -123,24 +123,25 @@ def _check_clamp(clamp: Any) -> tuple[float, float] | None:
 
 
 class LangevinDynamics(BaseSampler):
-    r"""Langevin dynamics for :math:`p(x) \propto e^{-E(x)}`.
+    r"""Langevin dynamics for $p(x) \propto e^{-E(x)}$.
 
     With the default Euler-Maruyama integrator each step is
 
-    .. math::
-        x_{k+1} = x_k - \eta_k \nabla E(x_k) + \sigma_k \sqrt{2\eta_k}\,\xi_k,
-        \qquad \xi_k \sim \mathcal N(0, I),
+    $$
+    x_{k+1} = x_k - \eta_k \nabla E(x_k) + \sigma_k \sqrt{2\eta_k}\,\xi_k,
+    \qquad \xi_k \sim \mathcal N(0, I),
+    $$
 
-    so ``noise_scale`` :math:`\sigma = 1` samples :math:`e^{-E}` (up to the
-    :math:`O(\eta)` discretisation bias) and :math:`\sigma \ne 1` samples
-    :math:`e^{-E/\sigma^2}`. ``step_size`` and ``noise_scale`` may be schedulers (e.g. a
-    :class:`~torchebm.core.TemperatureScheduler` for Energy-Matching generation).
+    so ``noise_scale`` $\sigma = 1$ samples $e^{-E}$ (up to the
+    $O(\eta)$ discretisation bias) and $\sigma \ne 1$ samples
+    $e^{-E/\sigma^2}$. ``step_size`` and ``noise_scale`` may be schedulers (e.g. a
+    [`TemperatureScheduler`][torchebm.core.TemperatureScheduler] for Energy-Matching generation).
 
     Args:
         model: Energy model (closed-form gradients for analytic models, one autograd call
             per step otherwise). ``energy_function=`` is a deprecated alias.
-        step_size: :math:`\eta > 0`, float or scheduler.
-        noise_scale: :math:`\sigma > 0`, float or scheduler.
+        step_size: $\eta > 0$, float or scheduler.
+        noise_scale: $\sigma > 0$, float or scheduler.
         decay: Kept for signature compatibility; only ``0.0`` is accepted (never had an
             effect upstream).
         clamp: Optional ``(low, high)``: chains are clamped after every step.
@@ -227,7 +228,7 @@ class LangevinDynamics(BaseSampler):
 
     @property
     def step_size(self) -> float:
-        r"""Current step size :math:`\eta` (assign a float or a scheduler)."""
+        r"""Current step size $\eta$ (assign a float or a scheduler)."""
         return self.get_scheduled_value("step_size")
 
     @step_size.setter
@@ -236,7 +237,7 @@ class LangevinDynamics(BaseSampler):
 
     @property
     def noise_scale(self) -> float:
-        r"""Current noise scale :math:`\sigma` (assign a float or a scheduler)."""
+        r"""Current noise scale $\sigma$ (assign a float or a scheduler)."""
         return self.get_scheduled_value("noise_scale")
 
     @noise_scale.setter

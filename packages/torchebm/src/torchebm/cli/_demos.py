@@ -2,7 +2,7 @@ r"""The ``torchebm demo`` jobs: train or sample a model on a 2-D dataset, report
 
 Each demo is a function ``(DemoContext) -> DemoOutput`` built only from the public API
 of the pieces (``torchebm.models``, ``.losses``, ``.samplers``, ``.interpolants``,
-``.datasets``), in the way a user would write it. :func:`run_demo` does the rest: data,
+``.datasets``), in the way a user would write it. `run_demo` does the rest: data,
 seeding, the quality report (energy distance and MMD to held-out data, against the
 initial noise, from ``torchebm.core.metrics``; for the demos that learn an energy, the
 negative log-likelihood of the held-out data with log Z by quadrature) and the PNG.
@@ -88,7 +88,7 @@ class DemoContext:
 
 @dataclass
 class DemoOutput:
-    """What a demo returns to :func:`run_demo`."""
+    """What a demo returns to `run_demo`."""
 
     samples: torch.Tensor
     init: torch.Tensor
@@ -185,8 +185,8 @@ def _mcmc_in_chunks(
 def demo_eqm(demo: DemoContext) -> DemoOutput:
     """Equilibrium Matching: learn an energy whose gradient points from data to noise.
 
-    A time-invariant MLP field :math:`f(x)` is trained with ``EquilibriumMatchingLoss``
-    (explicit ``"dot"`` energy :math:`E(x) = x \\cdot f(x)`); samples come from gradient
+    A time-invariant MLP field $f(x)$ is trained with ``EquilibriumMatchingLoss``
+    (explicit ``"dot"`` energy $E(x) = x \\cdot f(x)$); samples come from gradient
     descent on that energy (``GradientDescentSampler`` on ``EqMEnergy``).
     """
     from torchebm.losses import EquilibriumMatchingLoss
@@ -223,7 +223,7 @@ def demo_eqm(demo: DemoContext) -> DemoOutput:
     )
 
 
-#: Hyper-parameters of :func:`demo_cd` (module level so that they are easy to inspect).
+#: Hyper-parameters of `demo_cd` (module level so that they are easy to inspect).
 CD_SETTINGS: dict[str, Any] = {
     "step_size": 0.005,
     "k_steps": 15,
@@ -522,7 +522,7 @@ def run_demo(
     """Run one demo end to end and return its figures (also printed on ``stream``).
 
     Args:
-        name: One of :data:`DEMOS`.
+        name: One of `DEMOS`.
         dataset: Dataset name (default: the demo's).
         steps: Training steps (default: the demo's).
         out: PNG path (default ``torchebm-demo-<name>.png``).

@@ -23,7 +23,7 @@ class Progress:
     On a terminal the bar is redrawn in place at most every ``min_interval`` seconds; on
     anything else (logs, CI, pipes) one line is printed per ``log_every`` fraction of the
     work, so logs stay short. ``set(**values)`` attaches numbers (loss, ...) shown after
-    the bar. Use it as a context manager or call :meth:`close`.
+    the bar. Use it as a context manager or call `close`.
 
     Args:
         total: Number of units of work (``>= 1``).
@@ -85,7 +85,7 @@ class Progress:
         self.values.update(values)
 
     def update(self, n: int = 1, **values: Any) -> None:
-        """Advance by ``n`` units (and optionally :meth:`set` values)."""
+        """Advance by ``n`` units (and optionally `set` values)."""
         self.n = min(self.total, self.n + n)
         if values:
             self.values.update(values)

@@ -1,7 +1,7 @@
 r"""``torchebm.visualization``: plots of 2-D energies, samples, trajectories and training.
 
 Part of the ``torchebm`` meta distribution (``pip install torchebm``). Matplotlib only,
-object-oriented API: every function returns a :class:`matplotlib.figure.Figure` built
+object-oriented API: every function returns a `matplotlib.figure.Figure` built
 without ``pyplot`` (safe on headless machines, the ``Agg`` canvas writes PNG/PDF/SVG) and
 accepts ``ax=`` to draw into an existing axes instead.
 

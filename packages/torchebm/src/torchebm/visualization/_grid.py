@@ -82,14 +82,14 @@ def energy_grid(
     model_kwargs: dict[str, Any] | None = None,
     batch_size: int = 16384,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""Energies :math:`E(x, y)` of a 2-D model on a ``grid_size x grid_size`` grid.
+    r"""Energies $E(x, y)$ of a 2-D model on a ``grid_size x grid_size`` grid.
 
     The model is called on ``(batch, 2)`` chunks of grid points under ``torch.no_grad()``
-    on its own device and dtype (see :func:`model_placement`) and must return energies of
+    on its own device and dtype (see `model_placement`) and must return energies of
     shape ``(batch,)``.
 
     Args:
-        model: Energy model ``(B, 2) -> (B,)`` (any callable; TorchEBM ``BaseModel``\ s).
+        model: Energy model ``(B, 2) -> (B,)`` (any callable; TorchEBM ``BaseModel``s).
         xlim: Range ``(lo, hi)`` of the first coordinate.
         ylim: Range of the second coordinate (default: ``xlim``).
         grid_size: Points per axis (``>= 2``).
@@ -141,7 +141,7 @@ def vector_field_grid(
     t: float | None = None,
     model_kwargs: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    r"""A 2-D vector field :math:`f(x, y)` (or :math:`f(x, y, t)`) on a regular grid.
+    r"""A 2-D vector field $f(x, y)$ (or $f(x, y, t)$) on a regular grid.
 
     Args:
         field: ``field(x)`` or, when ``t`` is given, ``field(x, t)`` with ``t`` a ``(B,)``

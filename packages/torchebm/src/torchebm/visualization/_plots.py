@@ -1,7 +1,7 @@
 r"""Matplotlib plots of energies, samples, trajectories, vector fields, curves and interpolants.
 
 Every function draws with the object-oriented matplotlib API only: without ``ax`` it builds
-a :class:`matplotlib.figure.Figure` directly (no ``pyplot``, no GUI backend, nothing kept in
+a `matplotlib.figure.Figure` directly (no ``pyplot``, no GUI backend, nothing kept in
 pyplot's figure registry), so it is safe on headless machines and in loops. With ``ax`` it
 draws into that axes. Either way it returns the figure (``fig.savefig(path)`` writes it).
 """
@@ -43,7 +43,7 @@ __all__ = [
     "plot_interpolant_schedules",
 ]
 
-#: Accepted ``kind`` values of :func:`plot_energy_landscape`.
+#: Accepted ``kind`` values of `plot_energy_landscape`.
 LANDSCAPE_KINDS = ("energy", "density", "log_density")
 
 _DATA_STYLE: dict[str, Any] = {"c": "white", "edgecolors": "black", "linewidths": 0.3}
@@ -86,11 +86,11 @@ def _finish_plane(
 def landscape_values(
     E: np.ndarray, X: np.ndarray, Y: np.ndarray, kind: str, clip: float | None = None
 ) -> np.ndarray:
-    r"""Turn an energy grid into what :func:`plot_energy_landscape` shows.
+    r"""Turn an energy grid into what [`plot_energy_landscape`][torchebm.visualization.plot_energy_landscape] shows.
 
     ``"energy"`` returns ``E``; ``"density"`` the normalised density
-    :math:`p = e^{-E} / Z` with :math:`Z` the Riemann sum of :math:`e^{-E}` over the grid
-    (so ``p`` integrates to 1 over the plotted window); ``"log_density"`` :math:`\log p`.
+    $p = e^{-E} / Z$ with $Z$ the Riemann sum of $e^{-E}$ over the grid
+    (so ``p`` integrates to 1 over the plotted window); ``"log_density"`` $\log p$.
     Computed stably by subtracting ``E.min()`` first.
 
     Learned energies often grow by hundreds of units away from the data, which flattens
@@ -102,7 +102,7 @@ def landscape_values(
         E: Energies ``(ny, nx)``.
         X: Grid x coordinates ``(ny, nx)`` (``"xy"`` meshgrid).
         Y: Grid y coordinates ``(ny, nx)``.
-        kind: One of :data:`LANDSCAPE_KINDS`.
+        kind: One of `LANDSCAPE_KINDS`.
         clip: Range of energy (or log density) shown, ``> 0``; ``None`` shows everything.
 
     Returns:
@@ -150,7 +150,7 @@ def plot_energy_landscape(
     title: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
 ) -> Figure:
-    r"""Filled contour plot of a 2-D energy :math:`E(x)` or of its density :math:`e^{-E}/Z`.
+    r"""Filled contour plot of a 2-D energy $E(x)$ or of its density $e^{-E}/Z$.
 
     Args:
         model: Energy model ``(B, 2) -> (B,)``.
@@ -158,7 +158,7 @@ def plot_energy_landscape(
         ylim: Range of the second coordinate (default: ``xlim``).
         grid_size: Grid points per axis.
         kind: ``"energy"``, ``"density"`` (normalised over the window) or ``"log_density"``.
-        clip: Show only this range of energy / log density (see :func:`landscape_values`).
+        clip: Show only this range of energy / log density (see [`landscape_values`][torchebm.visualization.landscape_values]).
         ax: Axes to draw into (default: a new figure).
         levels: Number of contour levels.
         cmap: Matplotlib colormap name.
@@ -210,7 +210,7 @@ def _points_canvas(
 
     Ranges: ``xlim`` given -> ``ylim`` defaults to it; else both fitted to ``points``
     (``ylim`` still wins when given). ``landscape`` holds the keywords of
-    :func:`plot_energy_landscape` (``grid_size``, ``kind``, ``clip``, ``model_kwargs``).
+    [`plot_energy_landscape`][torchebm.visualization.plot_energy_landscape] (``grid_size``, ``kind``, ``clip``, ``model_kwargs``).
     """
     if xlim is None:
         xlim_, auto_y = _auto_limits(*points)
@@ -255,8 +255,8 @@ def plot_samples(
         xlim: Plot range of the first coordinate (default: fitted to the points).
         ylim: Plot range of the second coordinate (default: fitted to the points, or
             ``xlim`` when only that is given).
-        kind: Landscape kind (see :func:`plot_energy_landscape`).
-        clip: Landscape range shown (see :func:`landscape_values`).
+        kind: Landscape kind (see [`plot_energy_landscape`][torchebm.visualization.plot_energy_landscape]).
+        clip: Landscape range shown (see [`landscape_values`][torchebm.visualization.landscape_values]).
         grid_size: Landscape grid points per axis.
         sample_label: Legend label of the samples.
         data_label: Legend label of the data.
@@ -311,8 +311,8 @@ def plot_trajectories(
         max_chains: Draw at most this many chains (the first ones).
         xlim: Plot range of the first coordinate (default: fitted to the chains).
         ylim: Plot range of the second coordinate.
-        kind: Landscape kind (see :func:`plot_energy_landscape`).
-        clip: Landscape range shown (see :func:`landscape_values`).
+        kind: Landscape kind (see [`plot_energy_landscape`][torchebm.visualization.plot_energy_landscape]).
+        clip: Landscape range shown (see [`landscape_values`][torchebm.visualization.landscape_values]).
         grid_size: Landscape grid points per axis.
         linewidth: Line width of the chains.
         title: Axes title.
@@ -378,7 +378,7 @@ def plot_vector_field(
 
     Args:
         field: ``field(x)`` or ``field(x, t)`` returning ``(B, 2)``; see
-            :func:`~torchebm.visualization.vector_field_grid`.
+            [`vector_field_grid`][torchebm.visualization.vector_field_grid].
         xlim: Range of the first coordinate.
         ylim: Range of the second coordinate (default: ``xlim``).
         grid_size: Grid points per axis.
@@ -501,14 +501,14 @@ def plot_interpolant_paths(
     cmap: str = "coolwarm",
     title: str | None = None,
 ) -> Figure:
-    r"""Paths :math:`t \mapsto x_t = \alpha(t) x_1 + \sigma(t) x_0` from noise to data.
+    r"""Paths $t \mapsto x_t = \alpha(t) x_1 + \sigma(t) x_0$ from noise to data.
 
-    Each pair ``(x0[i], x1[i])`` gives one path, coloured by :math:`t` (0 = noise, 1 =
-    data, the convention of :mod:`torchebm.interpolants`).
+    Each pair ``(x0[i], x1[i])`` gives one path, coloured by $t$ (0 = noise, 1 =
+    data, the convention of `torchebm.interpolants`).
 
     Args:
         interpolant: Any object with ``interpolate(x0, x1, t) -> (x_t, u_t)`` (every
-            :class:`~torchebm.core.BaseInterpolant`).
+            [`BaseInterpolant`][torchebm.core.BaseInterpolant]).
         x0: Noise endpoints ``(B, 2)``.
         x1: Data endpoints ``(B, 2)``.
         n_times: Number of times in ``[0, 1]`` per path.
@@ -564,12 +564,12 @@ def plot_interpolant_schedules(
     ax: Axes | None = None,
     title: str | None = None,
 ) -> Figure:
-    r"""The schedules :math:`\alpha(t)`, :math:`\sigma(t)` of an interpolant and their derivatives.
+    r"""The schedules $\alpha(t)$, $\sigma(t)$ of an interpolant and their derivatives.
 
     Args:
         interpolant: Object with ``compute_alpha_t(t) -> (alpha, d_alpha)`` and
             ``compute_sigma_t(t) -> (sigma, d_sigma)`` (every
-            :class:`~torchebm.core.BaseInterpolant`).
+            [`BaseInterpolant`][torchebm.core.BaseInterpolant]).
         n_times: Number of times in ``[0, 1]``.
         ax: Axes to draw into (default: a new figure).
         title: Axes title (default: the interpolant's class name).

@@ -1,7 +1,7 @@
 r"""``torchebm.models.components``: reusable building blocks of the TorchEBM backbones.
 
 Patch tokenisation, fixed and learned conditioning embeddings, attention and AdaLN-Zero
-transformer blocks. Every name here is also re-exported from :mod:`torchebm.models`.
+transformer blocks. Every name here is also re-exported from `torchebm.models`.
 """
 
 from torchebm.models.components._adaln_mlp import AdaLNZeroLinearHead, AdaLNZeroMLPBlock

@@ -1,4 +1,4 @@
-r"""Load ``state_dict``\ s saved by torchebm 0.8.9's model classes.
+r"""Load ``state_dict``s saved by torchebm 0.8.9's model classes.
 
 0.8.9 named some submodules differently (``modulation`` for ``adaLN_modulation``,
 ``head``/``proj`` for ``final_layer``/``linear``, ``patch_embed`` for ``x_embedder``, ...).

@@ -22,9 +22,10 @@ __all__ = [
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     r"""Sinusoidal features of scalar times, ``[cos(t f_k), sin(t f_k)]``.
 
-    .. math::
-        f_k = \exp\!\left(-\ln(\text{max\_period}) \, \frac{k}{\lfloor d/2 \rfloor}\right),
-        \qquad k = 0, \dots, \lfloor d/2 \rfloor - 1,
+    $$
+    f_k = \exp\!\left(-\ln(\text{max\_period}) \, \frac{k}{\lfloor d/2 \rfloor}\right),
+    \qquad k = 0, \dots, \lfloor d/2 \rfloor - 1,
+    $$
 
     the cosines fill the first half of the channels and the sines the second; an odd ``dim``
     gets one trailing zero channel.
@@ -65,7 +66,7 @@ class MLPTimestepEmbedder(nn.Module):
     r"""Embed scalar times into ``(B, out_dim)`` vectors: sinusoidal features, then an MLP.
 
     ``Linear(frequency_embedding_size, out_dim) -> SiLU -> Linear(out_dim, out_dim)``, weights
-    drawn from :math:`N(0, 0.02^2)` as in DiT.
+    drawn from $N(0, 0.02^2)$ as in DiT.
 
     Args:
         out_dim: Output (conditioning) dimension.
@@ -98,7 +99,7 @@ class MLPTimestepEmbedder(nn.Module):
     def sinusoidal_embedding(
         t: torch.Tensor, dim: int, max_period: float = 10000.0
     ) -> torch.Tensor:
-        """See :func:`sinusoidal_embedding`: ``(B,) -> (B, dim)``."""
+        """See [`sinusoidal_embedding`][torchebm.models.MLPTimestepEmbedder.sinusoidal_embedding]: ``(B,) -> (B, dim)``."""
         return sinusoidal_embedding(t, dim, max_period)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
@@ -115,7 +116,7 @@ class LabelEmbedder(nn.Module):
 
     With ``dropout_prob > 0`` the table has an extra *null* class with id ``num_classes``;
     during training each label is replaced by the null id with probability ``dropout_prob``
-    (classifier-free guidance training). Weights drawn from :math:`N(0, 0.02^2)`.
+    (classifier-free guidance training). Weights drawn from $N(0, 0.02^2)$.
 
     Args:
         num_classes: Number of real classes.
@@ -230,9 +231,9 @@ def build_2d_sincos_pos_embed(
     r"""Fixed 2-D sin-cos position embedding of a ``grid_size x grid_size`` token grid.
 
     Token ``n = i * grid_size + j`` (row ``i``, column ``j``, the order of
-    :func:`patchify2d`). The first ``embed_dim/2`` channels encode the column ``j`` and the
+    `patchify2d`). The first ``embed_dim/2`` channels encode the column ``j`` and the
     last ``embed_dim/2`` the row ``i``, each as ``[sin(p w_k), cos(p w_k)]`` with
-    :math:`w_k = 10000^{-k/(D/4)}`, :math:`k = 0, \dots, D/4 - 1`.
+    $w_k = 10000^{-k/(D/4)}$, $k = 0, \dots, D/4 - 1$.
 
     Args:
         embed_dim: Channels ``D``; must be divisible by 4.

@@ -17,7 +17,7 @@ def patchify2d(x: torch.Tensor, patch_size: int) -> torch.Tensor:
 
     Tokens are ordered row-major over the patch grid (``n = i * (W/p) + j``); each token's
     channels are ordered ``(row within patch, column within patch, channel)``, the layout
-    :func:`unpatchify2d` and :class:`ConvPatchEmbed2d` use.
+    [`unpatchify2d`][torchebm.models.unpatchify2d] and [`ConvPatchEmbed2d`][torchebm.models.ConvPatchEmbed2d] use.
 
     Args:
         x: Images ``(B, C, H, W)`` with ``H`` and ``W`` divisible by ``patch_size``.
@@ -50,7 +50,7 @@ def unpatchify2d(
     out_channels: int,
     grid_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    r"""Inverse of :func:`patchify2d` for a square patch grid.
+    r"""Inverse of [`patchify2d`][torchebm.models.patchify2d] for a square patch grid.
 
     Args:
         tokens: ``(B, N, p*p*C)`` with ``N`` a perfect square.
@@ -97,7 +97,7 @@ def unpatchify2d(
 class ConvPatchEmbed2d(nn.Module):
     r"""Linear patch embedding as a stride-``p`` convolution: ``(B, C, H, W) -> (B, N, D)``.
 
-    Equivalent to a linear map of :func:`patchify2d` tokens; the kernel is initialised
+    Equivalent to a linear map of [`patchify2d`][torchebm.models.patchify2d] tokens; the kernel is initialised
     Xavier-uniform on its flattened view and the bias to zero (as in DiT).
 
     Args:

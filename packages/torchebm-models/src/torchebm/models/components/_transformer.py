@@ -23,7 +23,7 @@ __all__ = [
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    r"""Adaptive affine modulation :math:`x (1 + \text{scale}) + \text{shift}`.
+    r"""Adaptive affine modulation $x (1 + \text{scale}) + \text{shift}$.
 
     Args:
         x: Tokens ``(B, N, D)``.
@@ -89,10 +89,11 @@ class FeedForward(nn.Module):
 class MultiheadSelfAttention(nn.Module):
     r"""Multi-head self-attention with a fused ``qkv`` projection and SDPA.
 
-    .. math::
-        \mathrm{Attn}(X) = \mathrm{concat}_h\big(\mathrm{softmax}(Q_h K_h^\top / \sqrt{d_h}) V_h\big) W_o
+    $$
+    \mathrm{Attn}(X) = \mathrm{concat}_h\big(\mathrm{softmax}(Q_h K_h^\top / \sqrt{d_h}) V_h\big) W_o
+    $$
 
-    computed with :func:`torch.nn.functional.scaled_dot_product_attention` (flash/memory
+    computed with `torch.nn.functional.scaled_dot_product_attention` (flash/memory
     efficient kernels where available); attention dropout only in training mode.
 
     Args:
@@ -142,12 +143,15 @@ class MultiheadSelfAttention(nn.Module):
 class AdaLNZeroBlock(nn.Module):
     r"""Transformer block conditioned by adaptive LayerNorm with zero-initialised gates.
 
-    With :math:`(\beta_1, \gamma_1, \alpha_1, \beta_2, \gamma_2, \alpha_2) =
-    \mathrm{Linear}(\mathrm{SiLU}(c))`:
+    With $(\beta_1, \gamma_1, \alpha_1, \beta_2, \gamma_2, \alpha_2) =
+    \mathrm{Linear}(\mathrm{SiLU}(c))$:
 
-    .. math::
-        x &\leftarrow x + \alpha_1 \odot \mathrm{Attn}(\mathrm{LN}(x)(1 + \gamma_1) + \beta_1) \\
-        x &\leftarrow x + \alpha_2 \odot \mathrm{MLP}(\mathrm{LN}(x)(1 + \gamma_2) + \beta_2)
+    $$
+    \begin{aligned}
+    x &\leftarrow x + \alpha_1 \odot \mathrm{Attn}(\mathrm{LN}(x)(1 + \gamma_1) + \beta_1) \\
+    x &\leftarrow x + \alpha_2 \odot \mathrm{MLP}(\mathrm{LN}(x)(1 + \gamma_2) + \beta_2)
+    \end{aligned}
+    $$
 
     The modulation Linear is zero-initialised, so the block is the identity at init.
     LayerNorms have no affine parameters.
@@ -156,7 +160,7 @@ class AdaLNZeroBlock(nn.Module):
         embed_dim: Token dimension ``D``.
         num_heads: Attention heads (ignored when ``attn`` is given).
         cond_dim: Conditioning dimension (default ``embed_dim``).
-        mlp_ratio: Hidden ratio of the default :class:`FeedForward`.
+        mlp_ratio: Hidden ratio of the default [`FeedForward`][torchebm.models.FeedForward].
         attn: Replacement attention module ``(B, N, D) -> (B, N, D)``.
         mlp: Replacement MLP module ``(B, N, D) -> (B, N, D)``.
         eps: LayerNorm epsilon.
@@ -209,7 +213,7 @@ class AdaLNZeroBlock(nn.Module):
 
 
 class AdaLNZeroPatchHead(nn.Module):
-    r"""Output head: modulated LayerNorm, ``Linear(D, p*p*C)``, then :func:`unpatchify2d`.
+    r"""Output head: modulated LayerNorm, ``Linear(D, p*p*C)``, then [`unpatchify2d`][torchebm.models.unpatchify2d].
 
     Both the modulation and the projection are zero-initialised, so the head outputs exact
     zeros at init (the model starts as the zero field).
