@@ -13,6 +13,7 @@ from torchebm.core import (
     ConstantScheduler,
     TemperatureScheduler,
     expand_t_like_x,
+    renamed_kwargs,
 )
 from torchebm.core.errors import (
     ConfigurationError,
@@ -270,6 +271,7 @@ class EnergyMatchingLoss(BaseLoss):
             if old is not None:
                 sampler.register_scheduler("noise_scale", old)
 
+    @renamed_kwargs(mk="conditioning")
     def negative_samples(self, x1, x0, conditioning, generator):
         """Negatives ``(B, ...)``, their conditioning and the noise-started-row mask."""
         b = x1.shape[0]
