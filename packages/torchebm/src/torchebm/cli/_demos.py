@@ -507,6 +507,21 @@ def _plot(out: DemoOutput, test: torch.Tensor, title: str, path: str) -> None:
     fig.savefig(path, dpi=80)
 
 
+def _check_demo_args(steps: Any, n_samples: Any, device: str) -> None:
+    """Validate `run_demo`'s numeric and device options (named errors, no coercion)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"--steps must be an int >= 1, got {steps!r}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 10:
+        raise ValueError(f"--samples must be an int >= 10, got {n_samples!r}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "--device cuda: CUDA is not available here (no GPU, or a CPU-only torch build); "
+            "use --device cpu"
+        )
+
+
 def run_demo(
     name: str,
     *,
@@ -544,17 +559,7 @@ def run_demo(
     spec = DEMOS[name]
     dataset = resolve_dataset(dataset) if dataset is not None else spec.dataset
     steps = spec.steps if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"--steps must be an int >= 1, got {steps!r}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 10:
-        raise ValueError(f"--samples must be an int >= 10, got {n_samples!r}")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "--device cuda: CUDA is not available here (no GPU, or a CPU-only torch build); "
-            "use --device cpu"
-        )
+    _check_demo_args(steps, n_samples, device)
     out = out or f"torchebm-demo-{name}.png"
     dev = torch.device(device)
 
