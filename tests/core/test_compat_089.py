@@ -1,14 +1,12 @@
-"""Pieces of torchebm 0.8.9 that core now carries: test-function energies, EMA, profiling,
-renamed keyword arguments."""
+"""Pieces of torchebm 0.8.9 that core now carries: test-function energies and renamed
+keyword arguments (EMA, profiling and the distributed aliases: tests/utils)."""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest
 import torch
-from torch import nn
 
 from torchebm.core import (
     BaseModel,
@@ -18,7 +16,6 @@ from torchebm.core import (
     renamed_kwargs,
 )
 from torchebm.core.errors import ShapeError
-from torchebm.utils import EMA, broadcast_tensor, profile_context
 
 MODELS = [
     lambda: BoothModel(dtype=torch.float64),
@@ -62,87 +59,6 @@ def test_two_dimensional_models_reject_other_dims():
         HimmelblauModel().gradient(torch.zeros(4, 1))
 
 
-def _net():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
-
-
-@pytest.mark.parametrize("schedule", ["constant", "warmup", lambda s: 0.5 + 0.1 * (s % 3)])
-def test_ema_equals_closed_form_after_k_updates(schedule):
-    net, d, k = _net(), 0.9, 7
-    ema = EMA(net, decay=d, decay_schedule=schedule)
-    init = [p.detach().clone().double() for p in net.parameters()]
-    snapshots, decays = [], []
-    gen = torch.Generator().manual_seed(3)
-    for s in range(k):
-        with torch.no_grad():
-            for p in net.parameters():
-                p.add_(torch.randn(p.shape, generator=gen))
-        net(torch.randn(5, 3, generator=gen))  # moves the BatchNorm running stats
-        snapshots.append([p.detach().clone().double() for p in net.parameters()])
-        if schedule == "constant":
-            decays.append(d)
-        elif schedule == "warmup":
-            decays.append(min(d, (1 + s) / (10 + s)))
-        else:
-            decays.append(schedule(s))
-        ema.update(net)
-    for i, e in enumerate(ema.module.parameters()):
-        # closed form: prod(d) * theta_0 + sum_j (1 - d_j) prod_{s > j} d_s * theta_j
-        want = math.prod(decays) * init[i]
-        for j in range(k):
-            want = want + (1 - decays[j]) * math.prod(decays[j + 1 :]) * snapshots[j][i]
-        torch.testing.assert_close(e.double(), want, rtol=1e-5, atol=1e-5)
-    for e, b in zip(ema.module.buffers(), net.buffers()):
-        assert torch.equal(e, b)
-    assert ema.step == k and not any(p.requires_grad for p in ema.module.parameters())
-
-
-def test_ema_forward_copy_to_and_state_dict_round_trip():
-    net = _net().eval()
-    ema = EMA(net, decay=0.5)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.mul_(3.0)
-    ema.update(net)
-    x = torch.randn(4, 3)
-    other = _net().eval()
-    ema.copy_to(other)
-    torch.testing.assert_close(ema(x), other(x))
-    with ema.average_parameters(net) as averaged:
-        torch.testing.assert_close(averaged(x), other(x))
-    assert not torch.allclose(net(x), other(x))  # restored on exit
-    restored = EMA(_net(), decay=0.5)
-    restored.load_state_dict(ema.state_dict())
-    assert restored.step == 1
-    torch.testing.assert_close(restored(x), ema(x))
-
-
-@pytest.mark.parametrize("bad", [1.0, -0.1, "0.9"])
-def test_ema_rejects_bad_decay(bad):
-    with pytest.raises((ValueError, TypeError), match="decay"):
-        EMA(_net(), decay=bad)
-    with pytest.raises(ValueError, match="decay_schedule"):
-        EMA(_net(), decay_schedule="cosine")
-
-
-def test_ema_callable_schedule_out_of_range_is_reported():
-    ema = EMA(_net(), decay_schedule=lambda s: 1.5)
-    with pytest.raises(ValueError, match=r"decay_schedule\(step\)"):
-        ema.update(_net())
-
-
-def test_profile_context_prints_and_exports(tmp_path, capsys):
-    trace = tmp_path / "trace.json"
-    with profile_context(profile_memory=False, export_trace=str(trace), row_limit=5) as prof:
-        torch.randn(64, 64) @ torch.randn(64, 64)
-    assert prof is not None and trace.stat().st_size > 0
-    assert "Self CPU" in capsys.readouterr().out
-    with profile_context(profile_memory=False, print_table=False):
-        torch.ones(3).sum()
-    assert capsys.readouterr().out == ""
-
-
 def test_renamed_kwargs_warns_once_and_maps():
     @renamed_kwargs(old="new")
     def f(new, other=0):
@@ -157,9 +73,3 @@ def test_renamed_kwargs_warns_once_and_maps():
     with pytest.raises(TypeError, match="both old="):
         f(old=1, new=2)
     assert f.__renamed_kwargs__ == {"old": "new"}
-
-
-def test_broadcast_tensor_accepts_089_spelling_without_distributed():
-    x = torch.arange(3.0)
-    with pytest.warns(DeprecationWarning, match="t="):
-        assert broadcast_tensor(t=x) is x
