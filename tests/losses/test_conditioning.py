@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from _support.losses import TinyLangevin
 from torch import nn
 
 from torchebm.core import BaseModel
@@ -17,7 +18,6 @@ from torchebm.losses import (
     ScoreMatching,
     SlicedScoreMatching,
 )
-from torchebm.samplers import LangevinDynamics
 
 
 class LabelEnergy(BaseModel):
@@ -45,7 +45,7 @@ class IgnoresLabel(BaseModel):
 
 
 def _losses(model, **options):
-    sampler = LangevinDynamics(model, step_size=0.01)
+    sampler = TinyLangevin(model, n_steps=1)
     return {
         "cd": ContrastiveDivergence(model, sampler, k_steps=1, **options),
         "sm": ScoreMatching(model, **options),
