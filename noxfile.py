@@ -100,7 +100,8 @@ def tests(session: nox.Session, piece: str) -> None:
 @nox.session(python=PYTHON)
 def integration(session: nox.Session) -> None:
     """Everything installed together: namespace integrity, the meta, end-to-end training."""
-    _sync(session, "--all-packages", "--group", "test")
+    # the bench group brings torchdiffeq, the peer the PF-ODE likelihood row is checked against
+    _sync(session, "--all-packages", "--group", "test", "--group", "bench")
     # benchmarks_smoke: each benchmark floor computes what the library computes
     _pytest(session, "tests/integration", "tests/benchmarks_smoke")
 

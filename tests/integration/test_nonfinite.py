@@ -37,14 +37,30 @@ SAMPLERS = {
 def test_raise_names_the_chains_and_the_first_step(name):
     with pytest.raises(NonFiniteError) as info:
         SAMPLERS[name]().sample(
-            x=X0, n_steps=4, nan_check_every=1, generator=torch.Generator().manual_seed(0)
+            x=X0,
+            n_steps=4,
+            nan_check_every=1,
+            nan_policy="raise",
+            generator=torch.Generator().manual_seed(0),
         )
     err = info.value
     assert sorted(err.indices) == BAD and err.step == 1
     assert "1 (step 1)" in str(err) and "3 (step 1)" in str(err)
-    with pytest.raises(NonFiniteError) as info:  # default: checked at step 4 (the last)
-        SAMPLERS[name]().sample(x=X0, n_steps=4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(NonFiniteError) as info:  # checked every 10 steps: at step 4 (the last)
+        SAMPLERS[name]().sample(
+            x=X0, n_steps=4, nan_policy="raise", generator=torch.Generator().manual_seed(0)
+        )
     assert info.value.windows == [(1, 4), (1, 4)] and "1 (steps 1-4)" in str(info.value)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_default_warns_and_records_the_divergent_chains(name):
+    sampler = SAMPLERS[name]()
+    with pytest.warns(RuntimeWarning, match="2 of 5 chains diverged"):
+        out = sampler.sample(x=X0, n_steps=4, generator=torch.Generator().manual_seed(0))
+    assert sampler.divergent_chains.nonzero().flatten().tolist() == BAD
+    finite = [i for i in range(5) if i not in BAD]
+    assert torch.isfinite(out[finite]).all() and not torch.isfinite(out[BAD]).all()
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
@@ -78,7 +94,7 @@ def test_flow_sampler_reports_nonfinite_chains():
             return torch.where(x[:, :1] > 1.5, x * math.inf, -x)
 
     with pytest.raises(NonFiniteError) as info:
-        S.FlowSampler(Field(), integrator="euler").sample(x=X0, n_steps=3)
+        S.FlowSampler(Field(), integrator="euler").sample(x=X0, n_steps=3, nan_policy="raise")
     assert sorted(info.value.indices) == BAD
 
 
