@@ -78,13 +78,20 @@ def _sync(session: nox.Session, *args: str) -> None:
 
 
 def _pytest(
-    session: nox.Session, *paths: str, args: tuple[str, ...] = (), python: str = "python"
+    session: nox.Session,
+    *paths: str,
+    args: tuple[str, ...] = (),
+    python: str = "python",
+    posargs: list[str] | None = None,
 ) -> None:
-    """pytest over ``paths``; every path must exist, and collecting no test fails (exit 5)."""
+    """pytest over ``paths``; every path must exist, and collecting no test fails (exit 5).
+
+    ``posargs``: the session's arguments for pytest (default: all of ``session.posargs``).
+    """
     missing = [p for p in paths if not (ROOT / p).exists()]
     if missing:
         session.error(f"test folders missing: {', '.join(missing)}")
-    extra = [*args, *(session.posargs or [])]
+    extra = [*args, *(session.posargs if posargs is None else posargs)]
     session.run(python, "-m", "pytest", "-q", *paths, *extra, env=THREADS)
 
 
@@ -212,10 +219,10 @@ def _install_floors(session: nox.Session, piece: str, *, torch_floor: bool) -> N
 def lowest(session: nox.Session, piece: str) -> None:
     """``piece`` with its direct dependencies at their declared floors (torch: the lock's)."""
     torch_floor = "--torch-floor" in session.posargs
-    session.posargs = [a for a in session.posargs if a != "--torch-floor"]
+    pytest_args = [a for a in session.posargs if a != "--torch-floor"]
     _install_floors(session, piece, torch_floor=torch_floor)
     # the floors are what is under test: the slow statistical tests ran in tests(piece)
-    _pytest(session, *test_dirs_of(piece), args=("-m", "not slow"))
+    _pytest(session, *test_dirs_of(piece), args=("-m", "not slow"), posargs=pytest_args)
 
 
 #: The declared torch floor (``torch>=2.4`` in every piece) and the newest Python it has

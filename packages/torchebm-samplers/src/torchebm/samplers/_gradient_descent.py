@@ -81,7 +81,7 @@ class _DescentBase(BaseSampler):
         """Freeze chains whose gradient norm is under ``grad_tol``; count the others' steps."""
         active = cast(torch.Tensor, state.active)
         active &= _grad_norm(g) >= cast(float, self.grad_tol)
-        state.steps_used += active
+        state.steps_used = cast(torch.Tensor, state.steps_used) + active
         return active
 
     def converged(self, state: DescentState) -> torch.Tensor | None:

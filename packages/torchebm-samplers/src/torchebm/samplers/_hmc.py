@@ -6,7 +6,7 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -129,13 +129,13 @@ class _HMCBase(BaseSampler):
         u = torch.empty_like(log_ratio).uniform_(generator=ctx.generator)
         accept = (u.log_() < log_ratio) & _finite_rows(x_prop)
         state.x = torch.where(_rows(accept, x), x_prop, x)
-        state.energy = torch.where(accept, u_prop, state.energy)
+        state.energy = torch.where(accept, u_prop, cast(torch.Tensor, state.energy))
         state.accepted = accept
         return state
 
     def compute_diagnostics(self, state: HMCState, ctx: SamplerContext) -> dict[str, torch.Tensor]:
         out = super().compute_diagnostics(state, ctx)
-        out["acceptance_rate"] = state.accepted.to(state.x.dtype).mean()
+        out["acceptance_rate"] = cast(torch.Tensor, state.accepted).to(state.x.dtype).mean()
         return out
 
 
@@ -314,18 +314,19 @@ class HamiltonianMonteCarlo(_HMCBase):
     def step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
         x = state.x
         eps = self.get_scheduled_value("step_size")
-        p = state.p.normal_(generator=ctx.generator)  # buffer reused; integrators copy
+        p = cast(torch.Tensor, state.p).normal_(generator=ctx.generator)  # buffer reused
         if state.sqrt_mass is not None:
             p.mul_(state.sqrt_mass)
         # fresh momenta: K = |z|^2 / 2 with z ~ N(0, I), about half the event size, so the
         # 1e10 clamp (kept for the proposal's K) cannot act here and is skipped
-        h_cur = state.energy + self._kinetic(p, state.mass, clamp=False)
+        h_cur = cast(torch.Tensor, state.energy) + self._kinetic(p, state.mass, clamp=False)
         x_prop, p_prop, g_prop = self._trajectory(state, p, eps, ctx)
         u_prop = self._energy(x_prop, ctx.model_kwargs)
         h_prop = u_prop + self._kinetic(p_prop, state.mass)
         state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
-        if state.grad is not None:
-            state.grad = torch.where(_rows(state.accepted, x), g_prop, state.grad)
+        if state.grad is not None and g_prop is not None:
+            accepted = cast(torch.Tensor, state.accepted)
+            state.grad = torch.where(_rows(accepted, x), g_prop, state.grad)
         return state
 
     def _trajectory(

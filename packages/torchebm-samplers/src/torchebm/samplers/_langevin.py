@@ -79,10 +79,10 @@ def langevin_update(
     else:
         new = torch.add(x, grad, alpha=-float(step_size))
     amp = math.sqrt(2.0 * float(noise_scale) ** 2 * abs(float(step_size)))
-    if amp != 0.0 and noise is None:  # no noise: no draw (the integrator skips it too)
-        buf = torch.empty_like(new) if noise_buffer is None else noise_buffer
-        noise = buf.normal_(generator=generator)
-    if amp != 0.0:
+    if amp != 0.0:  # no noise: no draw (the integrator skips it too)
+        if noise is None:
+            buf = torch.empty_like(new) if noise_buffer is None else noise_buffer
+            noise = buf.normal_(generator=generator)
         new.add_(noise, alpha=amp)
     if clamp is not None:
         new.clamp_(clamp[0], clamp[1])
