@@ -254,6 +254,9 @@ def torch_floor(session: nox.Session) -> None:
         )
     piece = "torchebm-samplers"
     _install_floors(session, piece, torch_floor=True)
+    # torch 2.4's Inductor builds its C++ wrappers through setuptools (later torch releases
+    # do not): sample(compile=True), whose alpha bug this session checks, needs it there
+    session.run_install("uv", "pip", "install", "setuptools", silent=True)
     session.run("python", "-c", "import torch; print('torch', torch.__version__)")
     dirs = [d for p in ("torchebm-core", "torchebm-flows", piece) for d in test_dirs_of(p)]
     _pytest(session, *dirs, args=("-m", "not slow"))
