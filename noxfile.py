@@ -30,6 +30,7 @@ needs one that is not installed is skipped with a one-line reason.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,10 +64,14 @@ ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 import affected as affected_tool  # noqa: E402  (tools/affected.py)
-from workspace import PIECES, portions_of, test_dirs_of  # noqa: E402
+from workspace import PIECES, portions_of, pyproject, sibling_deps, test_dirs_of  # noqa: E402
 
 PYTHON = None  # the interpreter nox runs on: asking uv for another one would download it
 THREADS = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+#: pytest-xdist workers per test session (one torch thread each). The CI machines have two
+#: cores and most tests are small-tensor Python work, so two workers nearly halve the wall
+#: time; ``TORCHEBM_TEST_WORKERS=1`` runs in one process.
+WORKERS = int(os.environ.get("TORCHEBM_TEST_WORKERS") or min(2, os.cpu_count() or 1))
 
 
 def _sync(session: nox.Session, *args: str) -> None:
@@ -92,7 +97,11 @@ def _pytest(
     if missing:
         session.error(f"test folders missing: {', '.join(missing)}")
     extra = [*args, *(session.posargs if posargs is None else posargs)]
-    session.run(python, "-m", "pytest", "-q", *paths, *extra, env=THREADS)
+    env = THREADS
+    if WORKERS > 1:  # a file's tests stay on one worker (module-level fixtures, warnings)
+        extra = ["-n", str(WORKERS), "--dist", "loadfile", *extra]
+        env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    session.run(python, "-m", "pytest", "-q", *paths, *extra, env=env)
 
 
 @nox.session(python=PYTHON)
@@ -155,7 +164,8 @@ def integration_py(session: nox.Session, version: str) -> None:
         "uv", "sync", "--locked", "--no-default-groups", "--python", exe,
         "--all-packages", "--group", "test", env=env, silent=True,
     )  # fmt: skip
-    # the one slow test (samplers on the Triton interpreter) ran in `integration`
+    # the slow tests (samplers on the Triton interpreter, the doc runner's page subprocesses)
+    # ran in `integration`; what differs between Pythons is covered by the rest
     _pytest(
         session, "tests/integration", args=("-m", "not slow"), python=str(venv / "bin" / "python")
     )
@@ -225,12 +235,36 @@ def _install_floors(session: nox.Session, piece: str, *, torch_floor: bool) -> N
     session.run("python", "tools/check_isolation.py", piece, env=THREADS)
 
 
+def _lowerable(piece: str) -> list[str]:
+    """Third-party direct dependencies of ``piece`` and its siblings other than torch."""
+    todo, seen = [piece], []
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.append(p)
+            todo += sibling_deps(p)
+    names = (
+        re.match(r"^[A-Za-z0-9_.-]+", raw).group(0)
+        for p in seen
+        for raw in pyproject(p)["project"].get("dependencies", [])
+    )
+    return sorted({n for n in names if n != "torch" and not n.startswith("torchebm")})
+
+
 @nox.session(python=PYTHON)
 @nox.parametrize("piece", list(PIECES), ids=list(PIECES))
 def lowest(session: nox.Session, piece: str) -> None:
     """``piece`` with its direct dependencies at their declared floors (torch: the lock's)."""
     torch_floor = "--torch-floor" in session.posargs
     pytest_args = [a for a in session.posargs if a != "--torch-floor"]
+    if not torch_floor and not _lowerable(piece):
+        # siblings install from the workspace and torch stays at the lock: this venv would
+        # be the one tests(piece) just ran, so running it again proves nothing new
+        session.skip(
+            f"{piece} needs nothing but torch and its siblings: with torch held at the lock "
+            f"there is no floor to lower (tests({piece}) ran this environment; torch_floor "
+            "and `-- --torch-floor` install torch's floor)"
+        )
     _install_floors(session, piece, torch_floor=torch_floor)
     # the floors are what is under test: the slow statistical tests ran in tests(piece)
     _pytest(session, *test_dirs_of(piece), args=("-m", "not slow"), posargs=pytest_args)

@@ -8,7 +8,7 @@ Prints one line per block and per script and ends with ``N passed, M failed``
 Usage::
 
     python tools/run_doc_examples.py [--seed-docs PATH] [--only TEXT] [--epochs N]
-                                     [--timeout S] [--seed S] [--repeat N] [--list]
+                                     [--timeout S] [--seed S] [--repeat N] [--jobs N] [--list]
                                      [--no-docs] [--no-site] [--no-scripts] [-v]
 
 What runs:
@@ -54,7 +54,9 @@ How the blocks are run (the rules; the block text itself is never edited):
    so that ``--seed S --only PAGE`` replays it; ``--repeat N`` runs the pages N times.
 
 Scripts run in their own subprocess and temporary directory with ``TORCHEBM_SMOKE=1``
-(scripts shorten themselves when it is set).
+(scripts shorten themselves when it is set). ``--jobs N`` (default: two where there are
+two CPUs) runs that many pages/scripts side by side, splitting ``$OMP_NUM_THREADS``
+between them; results are printed in the listed order.
 """
 
 from __future__ import annotations
@@ -72,7 +74,10 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -367,10 +372,25 @@ def site_blocks() -> list[Block]:
     return blocks
 
 
+#: How many pages/scripts run side by side (``--jobs``); their torch threads share the CPUs.
+_JOBS = 1
+
+
+def _child_threads(jobs: int) -> int:
+    """Torch threads per page subprocess when ``jobs`` of them run side by side."""
+    try:
+        total = int(os.environ.get("OMP_NUM_THREADS", "")) or (os.cpu_count() or 1)
+    except ValueError:
+        total = os.cpu_count() or 1
+    return max(1, total // max(1, jobs))
+
+
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("MPLBACKEND", "Agg")
     env.setdefault("PYTHONWARNINGS", "default")
+    if _JOBS > 1:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(_child_threads(_JOBS))
     return env
 
 
@@ -473,6 +493,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--repeat", type=int, default=1, help="run the documentation pages N times (fresh seeds)"
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="pages/scripts run side by side (default: min(2, CPUs)); torch threads are split",
+    )
     p.add_argument("--list", action="store_true", help="list the blocks and scripts, run nothing")
     p.add_argument("--no-scripts", action="store_true", help="skip examples/ scripts")
     p.add_argument("--no-docs", action="store_true", help="skip the documentation blocks")
@@ -482,6 +508,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.run_page:
         return run_page_child(args.run_page)
+    if args.jobs < 1:
+        p.error(f"--jobs must be a positive integer, got {args.jobs}")
+    global _JOBS
+    _JOBS = args.jobs
 
     epochs = args.epochs
     if epochs is None and os.environ.get("TORCHEBM_SMOKE", "") not in ("", "0"):
@@ -538,18 +568,21 @@ def main(argv: list[str] | None = None) -> int:
     for b in blocks:
         pages.setdefault(b.page, []).append(b)
     t_start = time.perf_counter()
-    for rep in range(max(1, args.repeat)):
-        if args.repeat > 1:
-            print(f"--- run {rep + 1} of {args.repeat}")
+    jobs: list[Callable[[], list[Result]]] = []
+    for _ in range(max(1, args.repeat)):
         for page, page_blocks in pages.items():
             seed = args.seed if args.seed is not None else secrets.randbits(31)
-            for r in run_page(page, page_blocks, args.timeout, args.verbose, seed):
+            jobs.append(partial(run_page, page, page_blocks, args.timeout, args.verbose, seed))
+    jobs += [partial(lambda s: [run_script(s, args.timeout)], s) for s in scripts]
+    if args.jobs > 1:
+        print(f"{args.jobs} pages/scripts at a time, {_child_threads(args.jobs)} thread(s) each")
+    # every page and script is its own subprocess: run --jobs of them side by side and
+    # print their results in the order they were listed
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for rs in pool.map(lambda job: job(), jobs):
+            for r in rs:
                 _print_result(r, args.verbose)
                 results.append(r)
-    for s in scripts:
-        r = run_script(s, args.timeout)
-        _print_result(r, args.verbose)
-        results.append(r)
 
     n_pass = sum(r.status == "passed" for r in results)
     n_fail = sum(r.status == "failed" for r in results)

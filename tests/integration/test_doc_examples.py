@@ -176,6 +176,7 @@ def _run(tmp_path, text, *args):
     )
 
 
+@pytest.mark.slow  # page subprocesses: integration runs it, integration_py skips it
 def test_runner_end_to_end_carries_names_along_a_page_and_reports(tmp_path):
     done = _run(
         tmp_path,
@@ -206,6 +207,7 @@ def test_runner_end_to_end_carries_names_along_a_page_and_reports(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == "4 passed, 0 failed"
 
 
+@pytest.mark.slow  # page subprocesses: integration runs it, integration_py skips it
 def test_runner_fails_loudly(tmp_path):
     done = _run(tmp_path, "# A\n```python\nraise ValueError('boom')\n```\n")
     assert done.returncode == 1
@@ -217,6 +219,7 @@ def _draws(stdout):
     return [ln.split("|", 1)[1].strip() for ln in stdout.splitlines() if "| draw" in ln]
 
 
+@pytest.mark.slow  # page subprocesses: integration runs it, integration_py skips it
 def test_pages_draw_fresh_seeds_and_a_failure_names_the_seed_that_replays_it(tmp_path):
     doc = "# A\n```python\nimport torch\nprint('draw', torch.rand(1).item())\n```\n"
     doc = doc + doc.replace("# A", "# B")
