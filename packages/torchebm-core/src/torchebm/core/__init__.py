@@ -11,7 +11,7 @@ from ``torchebm-losses``) are imported lazily on first access (see ``_moved.py``
 
 from importlib.metadata import version as _version
 
-from torchebm.core import distributed, errors, metrics
+from torchebm.core import _deprecated, _schedulers, distributed, errors, metrics
 from torchebm.core._base_coupling import (
     BaseCostCoupling,
     BaseCoupling,
@@ -38,31 +38,13 @@ from torchebm.core._base_sampler import (
     shared_field,
 )
 from torchebm.core._conditioning import Conditioning, substitute_condition
-from torchebm.core._deprecated import (
-    AckleyEnergy,
-    BaseEnergyFunction,
-    DeviceMixin,
-    DoubleWellEnergy,
-    GaussianEnergy,
-    HarmonicEnergy,
-    RastriginEnergy,
-    RosenbrockEnergy,
-)
+from torchebm.core._deprecated import *  # noqa: F403
 from torchebm.core._module import TorchEBMModule, warn_once
 from torchebm.core._moved import MOVED as _MOVED
 from torchebm.core._moved import resolve_moved as _resolve_moved
 from torchebm.core._renamed import renamed_kwargs
 from torchebm.core._schedulable import Schedulable
-from torchebm.core._schedulers import (
-    BaseScheduler,
-    ConstantScheduler,
-    CosineScheduler,
-    ExponentialDecayScheduler,
-    LinearScheduler,
-    MultiStepScheduler,
-    TemperatureScheduler,
-    WarmupScheduler,
-)
+from torchebm.core._schedulers import *  # noqa: F403
 from torchebm.core._test_functions import BoothModel, HimmelblauModel, StyblinskiTangModel
 from torchebm.core._training import load_checkpoint, requires_grad, save_checkpoint, update_ema
 from torchebm.core._versions import versions
@@ -102,14 +84,7 @@ __all__ = [
     "BaseModelCoupling",
     "CouplingResult",
     "expand_t_like_x",
-    "BaseScheduler",
-    "ConstantScheduler",
-    "ExponentialDecayScheduler",
-    "LinearScheduler",
-    "CosineScheduler",
-    "MultiStepScheduler",
-    "WarmupScheduler",
-    "TemperatureScheduler",
+    *_schedulers.__all__,
     "Schedulable",
     "distributed",
     "update_ema",
@@ -117,14 +92,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     # deprecated aliases (one DeprecationWarning each)
-    "BaseEnergyFunction",
-    "DeviceMixin",
-    "GaussianEnergy",
-    "DoubleWellEnergy",
-    "HarmonicEnergy",
-    "RastriginEnergy",
-    "AckleyEnergy",
-    "RosenbrockEnergy",
+    *_deprecated.__all__,
 ]
 
 
