@@ -43,7 +43,7 @@ from torchebm.core._module import TorchEBMModule, warn_once
 from torchebm.core._moved import MOVED as _MOVED
 from torchebm.core._moved import resolve_moved as _resolve_moved
 from torchebm.core._renamed import renamed_kwargs
-from torchebm.core._schedulable import Schedulable
+from torchebm.core._schedulable import Schedulable, ScheduledParameter
 from torchebm.core._schedulers import *  # noqa: F403
 from torchebm.core._test_functions import BoothModel, HimmelblauModel, StyblinskiTangModel
 from torchebm.core._training import load_checkpoint, requires_grad, save_checkpoint, update_ema
@@ -86,6 +86,7 @@ __all__ = [
     "expand_t_like_x",
     *_schedulers.__all__,
     "Schedulable",
+    "ScheduledParameter",
     "distributed",
     "update_ema",
     "requires_grad",

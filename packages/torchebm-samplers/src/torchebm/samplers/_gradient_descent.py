@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import torch
 
-from torchebm.core import BaseSampler, SamplerContext, SamplerState
+from torchebm.core import BaseSampler, SamplerContext, SamplerState, ScheduledParameter
 from torchebm.core.errors import check_positive, check_probability
 
 __all__ = ["GradientDescentSampler", "NesterovSampler", "DescentState"]
@@ -60,14 +60,8 @@ class _DescentBase(BaseSampler):
         self.step_size = step_size
         self.grad_tol = None if grad_tol is None else check_positive("grad_tol", grad_tol)
 
-    @property
-    def step_size(self) -> float:
-        """Current step size $\\eta$ (float or scheduler; assigning either works)."""
-        return self.get_scheduled_value("step_size")
-
-    @step_size.setter
-    def step_size(self, value: Any) -> None:
-        self._register_param("step_size", value, positive=True)
+    step_size = ScheduledParameter(positive=True)
+    """Current step size $\\eta$ (float or scheduler; assigning either works)."""
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> DescentState:
         state = DescentState(x=x)

@@ -16,6 +16,7 @@ from torchebm.core import (
     BaseSymplecticIntegrator,
     SamplerContext,
     SamplerState,
+    ScheduledParameter,
     shared_field,
     warn_once,
 )
@@ -84,14 +85,8 @@ class _HMCBase(BaseSampler):
 
     diagnostic_keys = ("mean", "var", "energy", "acceptance_rate")
 
-    @property
-    def step_size(self) -> float:
-        r"""Current leapfrog step size $\epsilon$ (assign a float or a scheduler)."""
-        return self.get_scheduled_value("step_size")
-
-    @step_size.setter
-    def step_size(self, value: Any) -> None:
-        self._register_param("step_size", value, positive=True)
+    step_size = ScheduledParameter(positive=True)
+    r"""Current leapfrog step size $\epsilon$ (assign a float or a scheduler)."""
 
     def infer_dim(self) -> Any:
         """The event shape of the model's `mean` when it has one (Gaussian models)."""

@@ -17,6 +17,7 @@ from torchebm.core import (
     ConstantScheduler,
     SamplerContext,
     SamplerState,
+    ScheduledParameter,
     shared_field,
 )
 from torchebm.core.errors import ConfigurationError
@@ -226,23 +227,11 @@ class LangevinDynamics(BaseSampler):
                 f"{type(self.integrator).__name__}"
             )
 
-    @property
-    def step_size(self) -> float:
-        r"""Current step size $\eta$ (assign a float or a scheduler)."""
-        return self.get_scheduled_value("step_size")
+    step_size = ScheduledParameter(positive=True)
+    r"""Current step size $\eta$ (assign a float or a scheduler)."""
 
-    @step_size.setter
-    def step_size(self, value: Any) -> None:
-        self._register_param("step_size", value, positive=True)
-
-    @property
-    def noise_scale(self) -> float:
-        r"""Current noise scale $\sigma$ (assign a float or a scheduler)."""
-        return self.get_scheduled_value("noise_scale")
-
-    @noise_scale.setter
-    def noise_scale(self, value: Any) -> None:
-        self._register_param("noise_scale", value, positive=True)
+    noise_scale = ScheduledParameter(positive=True)
+    r"""Current noise scale $\sigma$ (assign a float or a scheduler)."""
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> LangevinState:
         """Choose, once for the call, the update (eager, fused kernel or whole-chain kernel)."""
