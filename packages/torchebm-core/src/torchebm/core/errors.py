@@ -30,6 +30,7 @@ __all__ = [
     "check_positive",
     "check_non_negative",
     "check_int",
+    "check_clamp",
     "check_probability",
     "check_in",
     "check_finite_tensor",
@@ -178,3 +179,37 @@ def require(condition: bool, message: str, error: type[Exception] = Configuratio
     """Raise ``error(message)`` unless ``condition`` holds (never use ``assert`` on user input)."""
     if not condition:
         raise error(message)
+
+
+def _real_or_none(name: str, v: Any) -> float | None:
+    if v is None:
+        return None
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        raise TypeError(f"{name} must be a real number or None, got {v!r} ({type(v).__name__})")
+    f = float(v)
+    if math.isnan(f):
+        raise ConfigurationError(f"{name} must not be NaN, got {v!r}")
+    return f
+
+
+def check_clamp(clamp: Any) -> tuple[float, float] | None:
+    """``None`` or ``(lo, hi)`` with ``lo < hi``; either bound may be ``None`` (one-sided).
+
+    The one clamp rule of the library (`LangevinDynamics` and the fused CUDA kernels).
+    Returns ``None`` for no clamping, else ``(lo, hi)`` with missing bounds as ``-inf``/``inf``.
+
+    Example:
+        >>> check_clamp((None, 1.0))
+        (-inf, 1.0)
+    """
+    if clamp is None:
+        return None
+    if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
+        raise TypeError(f"clamp must be None or a pair (lo, hi), got {clamp!r}")
+    lo = _real_or_none("clamp[0]", clamp[0])
+    hi = _real_or_none("clamp[1]", clamp[1])
+    if lo is None and hi is None:
+        return None
+    if lo is not None and hi is not None and not lo < hi:
+        raise ConfigurationError(f"clamp must satisfy lo < hi, got {tuple(clamp)!r}")
+    return (-math.inf if lo is None else lo, math.inf if hi is None else hi)

@@ -20,6 +20,7 @@ from torchebm.core import (
     shared_field,
     warn_once,
 )
+from torchebm.core._base_sampler import _finite_rows
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int
 from torchebm.integrators import (
     GeneralisedLeapfrogIntegrator,
@@ -33,11 +34,6 @@ __all__ = ["HamiltonianMonteCarlo", "RiemannianManifoldHMC", "HMCState"]
 
 _ENERGY_CLAMP = 1e10
 _DH_CLAMP = 50.0
-
-
-def _finite_rows(x: torch.Tensor) -> torch.Tensor:
-    # max |x| per row is NaN/inf exactly for rows holding a NaN/inf (3 kernels, not 6)
-    return _flat(x).abs().amax(dim=1) < math.inf
 
 
 def _flat(v: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from torchebm.core import (
     ScheduledParameter,
     shared_field,
 )
-from torchebm.core.errors import ConfigurationError
+from torchebm.core.errors import ConfigurationError, check_clamp
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
 from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
 from torchebm.samplers._compat import resolve_model
@@ -109,20 +109,6 @@ class LangevinState(SamplerState):
     owned: bool = shared_field(False)
 
 
-def _check_clamp(clamp: Any) -> tuple[float, float] | None:
-    if clamp is None:
-        return None
-    if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
-        raise TypeError(f"clamp must be None or a (low, high) pair, got {clamp!r}")
-    lo, hi = clamp
-    for v in (lo, hi):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"clamp must hold two numbers, got {clamp!r}")
-    if not float(lo) < float(hi):
-        raise ConfigurationError(f"clamp must satisfy low < high, got {clamp!r}")
-    return float(lo), float(hi)
-
-
 class LangevinDynamics(BaseSampler):
     r"""Langevin dynamics for $p(x) \propto e^{-E(x)}$.
 
@@ -145,7 +131,8 @@ class LangevinDynamics(BaseSampler):
         noise_scale: $\sigma > 0$, float or scheduler.
         decay: Kept for signature compatibility; only ``0.0`` is accepted (never had an
             effect upstream).
-        clamp: Optional ``(low, high)``: chains are clamped after every step.
+        clamp: Optional ``(low, high)``: chains are clamped after every step; either
+            bound may be ``None`` (one-sided, the rule of `torchebm.core.errors.check_clamp`).
         dtype: Chain dtype when the model has no parameters.
         device: Chain device when the model has no parameters.
         integrator: ``None`` (Euler-Maruyama), a registry name or an instance of the SDE
@@ -208,7 +195,7 @@ class LangevinDynamics(BaseSampler):
                 "add a quadratic term to the energy instead"
             )
         self.decay = 0.0
-        self.clamp = _check_clamp(clamp)
+        self.clamp = check_clamp(clamp)
         self.integrator = cast(
             BaseSDERungeKuttaIntegrator,
             resolve_integrator(
