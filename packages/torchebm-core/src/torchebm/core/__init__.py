@@ -11,7 +11,7 @@ from ``torchebm-losses``) are imported lazily on first access (see ``_moved.py``
 
 from importlib.metadata import version as _version
 
-from torchebm.core import _deprecated, _schedulers, distributed, errors, metrics
+from torchebm.core import _base_model, _deprecated, _schedulers, distributed, errors, metrics
 from torchebm.core._base_coupling import (
     BaseCostCoupling,
     BaseCoupling,
@@ -21,15 +21,7 @@ from torchebm.core._base_coupling import (
 from torchebm.core._base_integrator import BaseIntegrator, BaseSymplecticIntegrator
 from torchebm.core._base_interpolant import BaseInterpolant, expand_t_like_x
 from torchebm.core._base_loss import BaseLoss
-from torchebm.core._base_model import (
-    AckleyModel,
-    BaseModel,
-    DoubleWellModel,
-    GaussianModel,
-    HarmonicModel,
-    RastriginModel,
-    RosenbrockModel,
-)
+from torchebm.core._base_model import *  # noqa: F403
 from torchebm.core._base_sampler import (
     NAN_POLICIES,
     BaseSampler,
@@ -57,13 +49,7 @@ __all__ = [
     "errors",
     "metrics",
     "versions",
-    "BaseModel",
-    "DoubleWellModel",
-    "GaussianModel",
-    "HarmonicModel",
-    "RastriginModel",
-    "AckleyModel",
-    "RosenbrockModel",
+    *_base_model.__all__,
     "BoothModel",
     "HimmelblauModel",
     "StyblinskiTangModel",

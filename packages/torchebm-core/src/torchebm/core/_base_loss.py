@@ -8,11 +8,10 @@ mean over the local batch.
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,22 +25,7 @@ from torchebm.core.errors import (
     check_tensor,
 )
 
-__all__ = ["BaseLoss", "forward_kwargs"]
-
-
-def forward_kwargs(scope: Mapping[str, Any], init: Callable, **overrides: Any) -> dict[str, Any]:
-    """The keyword arguments a loss constructor passes on to its base's ``init``.
-
-    Every parameter of ``init`` that the calling constructor also takes is read from its
-    ``scope`` (``locals()``), so the options every loss shares (``nan_policy``, the
-    conditioning options, ``dtype``, ``device``) and the base's own arguments are passed on
-    in one place; ``overrides`` fix the rest (e.g. ``persistent=True``).
-
-    Example:
-        >>> super().__init__(**forward_kwargs(locals(), super().__init__))  # doctest: +SKIP
-    """
-    names = inspect.signature(init).parameters
-    return {**{n: scope[n] for n in names if n in scope and n != "self"}, **overrides}
+__all__ = ["BaseLoss"]
 
 
 _NAN_POLICIES = ("raise", "warn", "deferred", "ignore")

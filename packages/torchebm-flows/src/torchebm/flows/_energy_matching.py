@@ -16,7 +16,7 @@ from torchebm.core import (
     expand_t_like_x,
     renamed_kwargs,
 )
-from torchebm.core._base_loss import forward_kwargs
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import (
     ConfigurationError,
     check_int,

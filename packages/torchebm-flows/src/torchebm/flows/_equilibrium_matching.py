@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter, expand_t_like_x, warn_once
-from torchebm.core._base_loss import forward_kwargs
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, check_in, check_non_negative
 from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import TimeSampler, TSampler, check_loss_weight_fn

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseLoss, expand_t_like_x, warn_once
-from torchebm.core._base_loss import forward_kwargs
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
 
 __all__ = ["BaseContrastiveDivergence"]

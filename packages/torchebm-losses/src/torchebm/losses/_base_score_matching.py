@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseLoss, ScheduledParameter
-from torchebm.core._base_loss import forward_kwargs
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_int
 
 __all__ = ["BaseScoreMatching"]

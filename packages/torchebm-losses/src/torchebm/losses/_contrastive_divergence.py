@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseModel, expand_t_like_x
-from torchebm.core._base_loss import forward_kwargs
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,

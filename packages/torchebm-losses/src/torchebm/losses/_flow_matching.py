@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 
 from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter
-from torchebm.core._base_loss import forward_kwargs
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError
 from torchebm.couplings import resolve_coupling
 from torchebm.flows import TimeSampler, mean_flat

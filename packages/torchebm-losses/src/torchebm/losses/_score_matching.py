@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from torchebm.core import warn_once
-from torchebm.core._base_loss import forward_kwargs
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, check_in, check_positive
 from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction

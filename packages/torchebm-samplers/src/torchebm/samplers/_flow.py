@@ -14,6 +14,7 @@ from torchebm.core import (
     BaseSDERungeKuttaIntegrator,
     ScheduledParameter,
 )
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_non_negative
 from torchebm.integrators import resolve_integrator
 from torchebm.interpolants import (
@@ -182,7 +183,7 @@ class FlowSampler(BaseSampler):
         n_steps: int | None = None,
         nan_policy: str = "warn",
     ):
-        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         if not callable(model):
             raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
         self.mode = check_in("mode", mode, ("ode", "sde"))

@@ -21,6 +21,7 @@ from torchebm.core import (
     warn_once,
 )
 from torchebm.core._base_sampler import _finite_rows
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int
 from torchebm.integrators import (
     GeneralisedLeapfrogIntegrator,
@@ -207,7 +208,7 @@ class HamiltonianMonteCarlo(_HMCBase):
         energy_function: Any = None,
     ):
         model = resolve_model(type(self).__name__, model, energy_function)
-        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         self.step_size = step_size
         self.n_leapfrog_steps = check_int("n_leapfrog_steps", n_leapfrog_steps, minimum=1)
         self._set_mass(mass)
@@ -423,7 +424,7 @@ class RiemannianManifoldHMC(_HMCBase):
         n_steps: int | None = None,
         nan_policy: str = "warn",
     ):
-        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         if not callable(metric_fn):
             raise TypeError(f"metric_fn must be callable, got {type(metric_fn).__name__}")
         self.metric_fn = metric_fn

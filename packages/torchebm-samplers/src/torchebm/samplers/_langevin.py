@@ -20,6 +20,7 @@ from torchebm.core import (
     ScheduledParameter,
     shared_field,
 )
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, check_clamp
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
 from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
@@ -186,7 +187,7 @@ class LangevinDynamics(BaseSampler):
         energy_function: Any = None,
     ):
         model = resolve_model(type(self).__name__, model, energy_function)
-        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         self.step_size = step_size
         self.noise_scale = noise_scale
         if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or float(decay) != 0.0:
