@@ -150,4 +150,4 @@ def test_loss_raises_on_nan_by_default_and_never_masks_it(name):
         out = spec.factory(spec.nan_model(), nan_policy="warn")(
             X0.clone(), generator=torch.Generator().manual_seed(0)
         )
-    assert torch.isnan(out[0] if isinstance(out, tuple) else out)
+    assert torch.isnan(out[0] if isinstance(out, tuple) else out)  # upstream CD returned 0.1
