@@ -31,6 +31,7 @@ __all__ = [
     "check_non_negative",
     "check_int",
     "check_clamp",
+    "check_generator",
     "check_probability",
     "check_in",
     "check_finite_tensor",
@@ -213,3 +214,42 @@ def check_clamp(clamp: Any) -> tuple[float, float] | None:
     if lo is not None and hi is not None and not lo < hi:
         raise ConfigurationError(f"clamp must satisfy lo < hi, got {tuple(clamp)!r}")
     return (-math.inf if lo is None else lo, math.inf if hi is None else hi)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a == b:  # the common case, without resolving a missing CUDA index
+        return True
+    if a.type != b.type:
+        return False
+    ia = (
+        a.index if a.index is not None else (torch.cuda.current_device() if a.type == "cuda" else 0)
+    )
+    ib = (
+        b.index if b.index is not None else (torch.cuda.current_device() if b.type == "cuda" else 0)
+    )
+    return ia == ib
+
+
+def check_generator(
+    generator: Any, device: torch.device | None = None, *, of: str = "x"
+) -> torch.Generator | None:
+    """``None`` or a ``torch.Generator``; on ``device`` (the device of ``of``) when given.
+
+    The one generator check of the library (samplers, datasets, trainers, CUDA kernels).
+
+    Example:
+        >>> check_generator(torch.Generator(), torch.device("cpu")).device
+        device(type='cpu')
+    """
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+    if device is not None and not _same_device(generator.device, torch.device(device)):
+        raise ConfigurationError(
+            f"generator must be on the device of {of} ({device}), got a generator on "
+            f"{generator.device}"
+        )
+    return generator

@@ -15,6 +15,7 @@ from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
     check_clamp,
+    check_generator,
     check_int,
     check_non_negative,
     check_positive,
@@ -105,36 +106,6 @@ def check_scalar(name: str, value: Any, *, positive: bool, compiling: bool = Fal
     if compiling:
         return value
     return check_positive(name, value) if positive else check_non_negative(name, value)
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    if a == b:  # the common case, without resolving a missing CUDA index
-        return True
-    if a.type != b.type:
-        return False
-    ia = (
-        a.index if a.index is not None else (torch.cuda.current_device() if a.type == "cuda" else 0)
-    )
-    ib = (
-        b.index if b.index is not None else (torch.cuda.current_device() if b.type == "cuda" else 0)
-    )
-    return ia == ib
-
-
-def check_generator(generator: Any, device: torch.device) -> torch.Generator | None:
-    """``None`` or a ``torch.Generator`` on ``device`` (the device of the state)."""
-    if generator is None:
-        return None
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
-    if not _same_device(generator.device, device):
-        raise ConfigurationError(
-            f"generator must be on the device of x ({device}), got a generator on "
-            f"{generator.device}"
-        )
-    return generator
 
 
 def check_seed(seed: Any, generator: torch.Generator | None) -> int | None:

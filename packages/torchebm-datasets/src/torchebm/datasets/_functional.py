@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core.errors import check_int, check_non_negative, check_positive
+from torchebm.core.errors import check_generator, check_int, check_non_negative, check_positive
 
 __all__ = [
     "make_gaussian_mixture",
@@ -33,14 +33,6 @@ __all__ = [
 ]
 
 _F64 = torch.float64
-
-
-def _check_generator(generator: Any) -> torch.Generator | None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
-    return generator
 
 
 def _check_dtype(dtype: Any) -> torch.dtype:
@@ -80,7 +72,7 @@ class _Rng:
 def _start(n_samples: Any, noise: Any, generator: Any) -> tuple[int, float, _Rng]:
     """The checked ``n_samples`` and ``noise`` of a generator, and its source of randomness."""
     n = check_int("n_samples", n_samples, minimum=1)
-    return n, check_non_negative("noise", noise), _Rng(_check_generator(generator))
+    return n, check_non_negative("noise", noise), _Rng(check_generator(generator))
 
 
 def _finish(points: torch.Tensor, device: Any, dtype: Any) -> torch.Tensor:
@@ -129,7 +121,7 @@ def make_gaussian_mixture(
     k = check_int("n_components", n_components, minimum=1)
     std = check_non_negative("std", std)
     radius = check_non_negative("radius", radius)
-    rng = _Rng(_check_generator(generator))
+    rng = _Rng(check_generator(generator))
     angles = 2 * math.pi * torch.arange(k, dtype=_F64) / k
     centres = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
     return _finish(_mixture(n, centres, std, rng), device, dtype)
@@ -164,7 +156,7 @@ def make_eight_gaussians(
     n = check_int("n_samples", n_samples, minimum=1)
     std = check_non_negative("std", std)
     scale = check_non_negative("scale", scale)
-    rng = _Rng(_check_generator(generator))
+    rng = _Rng(check_generator(generator))
     h = 1.0 / math.sqrt(2.0)
     centres = scale * torch.tensor(
         [(1, 0), (-1, 0), (0, 1), (0, -1), (h, h), (h, -h), (-h, h), (-h, -h)], dtype=_F64
@@ -388,7 +380,7 @@ def make_grid(
     m = check_int("n_samples_per_dim", n_samples_per_dim, minimum=1)
     limit = check_non_negative("range_limit", range_limit)
     noise = check_non_negative("noise", noise)
-    rng = _Rng(_check_generator(generator))
+    rng = _Rng(check_generator(generator))
     lin = torch.linspace(-limit, limit, m, dtype=_F64)
     xx, yy = torch.meshgrid(lin, lin, indexing="ij")
     points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1).to(rng.device)
