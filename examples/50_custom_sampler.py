@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
-from torchebm.core import BaseSampler, GaussianModel, SamplerContext, SamplerState
+from torchebm.core import (
+    BaseSampler,
+    GaussianModel,
+    SamplerContext,
+    SamplerState,
+    ScheduledParameter,
+)
 
 
 @dataclass
@@ -31,17 +37,12 @@ class RandomWalkMetropolis(BaseSampler):
 
     diagnostic_keys = ("mean", "var", "energy", "acceptance_rate")
 
+    step_size = ScheduledParameter(positive=True)
+    r"""Proposal scale $\sigma$ (assign a float or a scheduler)."""
+
     def __init__(self, model, step_size=0.5, **kwargs):
         super().__init__(model, **kwargs)
-        self.step_size = step_size  # assign a float or a scheduler
-
-    @property
-    def step_size(self) -> float:
-        return self.get_scheduled_value("step_size")
-
-    @step_size.setter
-    def step_size(self, value) -> None:
-        self._register_param("step_size", value, positive=True)
+        self.step_size = step_size
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> RandomWalkState:
         energy = self.model_energy(x, ctx.model_kwargs)

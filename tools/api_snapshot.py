@@ -130,6 +130,10 @@ def current_api(piece: str) -> dict[str, dict[str, Any]]:
     api: dict[str, dict[str, Any]] = {}
     for portion in portions_of(piece):
         loader.load(f"torchebm.{portion}", try_relative_path=False)
+    for portion in portions_of(piece):
+        # griffe expands ``__all__ = [*sub.__all__, ...]`` from the top package down, and
+        # stops at the ``torchebm`` namespace (it has no ``__all__``): expand each portion.
+        loader.expand_exports(loader.modules_collection[f"torchebm.{portion}"])
     loader.resolve_aliases(implicit=False, external=False)
     for portion in portions_of(piece):
         _walk_module(f"torchebm.{portion}", loader.modules_collection[f"torchebm.{portion}"], api)

@@ -1,19 +1,20 @@
 """Worker of tests/integration/test_distributed_losses.py (2 gloo ranks on CPU).
 
-Launched with ``torchrun --standalone --nproc-per-node=2 _dist_losses_worker.py OUT_DIR``
-(the documented launch path). Every rank runs every scenario in one process group and
+Launched by ``_support.launch.launch(..., torchrun=True)``, i.e. with
+``torchrun --standalone --nproc-per-node=2 _dist_losses_worker.py OUT_DIR`` (the documented
+launch path). Every rank runs every scenario in one process group and
 saves ``OUT_DIR/rank<r>.pt``; the parent compares with single-process references built
 from the helpers below (same model init, data and per-rank generator streams).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _support.launch import finish, init_process_group
 from torch import nn
 
 import torchebm.couplings as C
@@ -242,10 +243,8 @@ def fsdp_pcd_trainer_scenario(rank: int, world: int, tmp: Path) -> dict:
 def main() -> None:
     import torch.distributed as dist
 
-    torch.set_num_threads(1)
     out = Path(sys.argv[1])
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank, world = init_process_group()
     res: dict = {"timings": {}, "errors": {}}
 
     def run(name, fn, *args):
@@ -270,13 +269,7 @@ def main() -> None:
     run("couplings", coupling_scenario, rank, world)
     run("eqm_global", eqm_global_coupling_scenario, rank, world)
     run("fsdp_pcd_trainer", fsdp_pcd_trainer_scenario, rank, world, out)
-    torch.save(res, out / f"rank{rank}.pt")
-    dist.barrier()
-    dist.destroy_process_group()
-    # leave without interpreter teardown: gloo's C++ threads can abort (std::terminate) while
-    # static objects are destroyed, after the results are safely written
-    sys.stdout.flush()
-    os._exit(0)
+    finish(res, out, rank)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,12 @@ reference on the concatenated batch, replaying each rank's generator stream with
 from __future__ import annotations
 
 import importlib.util
-import os
-import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from _support.launch import launch
 
 import torchebm.couplings as C
 import torchebm.losses as L
@@ -41,34 +38,10 @@ W = _load_worker()
 pytestmark = pytest.mark.distributed
 
 
-def _killed_by_signal(log: str) -> bool:
-    """torchrun's failure report names a child that died by a signal (not a Python error)."""
-    codes = [int(c) for c in re.findall(r"exitcode\s*:\s*(-?\d+)", log)]
-    return bool(codes) and all(c < 0 for c in codes)
-
-
 @pytest.fixture(scope="module")
 def ranks():
     with tempfile.TemporaryDirectory() as d:
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        for attempt in range(2):  # a crash inside gloo's C++ threads is retried once
-            run_dir = Path(d) / f"attempt{attempt}"
-            run_dir.mkdir()
-            cmd = [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                f"--nproc-per-node={WORLD}",
-                str(HERE / "_dist_losses_worker.py"),
-                str(run_dir),
-            ]
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-            log = proc.stdout + proc.stderr
-            if proc.returncode == 0 or attempt == 1 or not _killed_by_signal(log):
-                break
-        assert proc.returncode == 0, log[-5000:]
-        res = [torch.load(run_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+        res = launch(HERE / "_dist_losses_worker.py", Path(d), WORLD, torchrun=True)
     for r in res:
         assert not r["errors"], "\n".join(f"{k}:\n{v}" for k, v in r["errors"].items())
     return res

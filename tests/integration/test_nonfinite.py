@@ -1,16 +1,15 @@
 """Non-finite values: samplers report which chains went NaN/inf and at which step (policy
-raise / warn / resample); losses never mask a non-finite value as a constant."""
+raise / warn / resample). That every loss raises on NaN by default and never masks a
+non-finite value as a constant is a row of the registry (``test_registry_rows.py``)."""
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
 from torch import nn
 
-import torchebm.losses as L
 import torchebm.samplers as S
 from torchebm.core import BaseModel
 from torchebm.core.errors import NonFiniteError
@@ -96,60 +95,3 @@ def test_flow_sampler_reports_nonfinite_chains():
     with pytest.raises(NonFiniteError) as info:
         S.FlowSampler(Field(), integrator="euler").sample(x=X0, n_steps=3, nan_policy="raise")
     assert sorted(info.value.indices) == BAD
-
-
-class NaNPotential(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.ones(2))
-
-    def forward(self, x, **kw):
-        return (self.w * x).sum(-1) * math.nan
-
-
-class Field(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.ones(2))
-
-    def forward(self, x, t, **kw):
-        return self.w * x * math.nan
-
-
-class Identity(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def sample(self, x=None, n_steps=1, **kw):
-        return x.clone()
-
-
-LOSSES = {
-    "ContrastiveDivergence": lambda **kw: L.ContrastiveDivergence(
-        NaNPotential(), Identity(NaNPotential()), k_steps=1, **kw
-    ),
-    "DenoisingScoreMatching": lambda **kw: L.DenoisingScoreMatching(NaNPotential(), 0.1, **kw),
-    "SlicedScoreMatching": lambda **kw: L.SlicedScoreMatching(NaNPotential(), **kw),
-    "EquilibriumMatchingLoss": lambda **kw: L.EquilibriumMatchingLoss(Field(), **kw),
-}
-
-
-def _value(out):
-    return out[0] if isinstance(out, tuple) else out
-
-
-@pytest.mark.parametrize("name", list(LOSSES))
-def test_losses_raise_on_nan_by_default(name):
-    with pytest.raises(NonFiniteError):
-        LOSSES[name]()(X0, generator=torch.Generator().manual_seed(0))
-
-
-@pytest.mark.parametrize("name", list(LOSSES))
-def test_losses_never_mask_nan_as_a_constant(name):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = _value(
-            LOSSES[name](nan_policy="warn")(X0, generator=torch.Generator().manual_seed(0))
-        )
-    assert torch.isnan(out)  # upstream CD returned the constant 0.1 here

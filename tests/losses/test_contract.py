@@ -7,46 +7,15 @@ import io
 
 import pytest
 import torch
-from _support.examples import load_example
-from _support.losses import TinyLangevin
+from _support.registry import LOSSES, LossEnergy
 from torch import nn
 
 import torchebm.losses as losses
-from torchebm.core import BaseLoss, BaseModel, CosineScheduler
+from torchebm.core import BaseLoss, CosineScheduler
 
-
-class Energy(BaseModel):
-    """MLP energy whose output layer has no bias: score-matching objectives are invariant to
-    an additive constant, so a final bias would (correctly) get no gradient from them."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, 16), nn.SiLU(), nn.Linear(16, 1, bias=False))
-
-    def forward(self, x):
-        return self.net(x).squeeze(-1)
-
-
-def _cd(cls, **kw):
-    def make(model):
-        return cls(model, TinyLangevin(model), k_steps=3, **kw)
-
-    return make
-
-
-FACTORIES = {
-    "cd": _cd(losses.ContrastiveDivergence),
-    "cd-persistent": _cd(losses.ContrastiveDivergence, persistent=True, buffer_size=64),
-    "pcd": _cd(losses.PersistentContrastiveDivergence, buffer_size=64),
-    "ptcd": _cd(losses.ParallelTemperingCD, temperatures=(1.0, 2.0)),
-    # the worked example of docs/contributing.md ("Adding a loss") runs the same contract
-    "logistic-cd": _cd(load_example("41_custom_loss.py").LogisticContrastiveDivergence),
-    "sm-exact": lambda m: losses.ScoreMatching(m),
-    "sm-hutchinson": lambda m: losses.ScoreMatching(m, hessian_method="hutchinson"),
-    "sm-approx": lambda m: losses.ScoreMatching(m, hessian_method="approx"),
-    "ssm": lambda m: losses.SlicedScoreMatching(m, n_projections=2),
-    "dsm": lambda m: losses.DenoisingScoreMatching(m, noise_scale=0.1),
-}
+#: name -> factory(model) -> loss: the energy-loss entries of the one registry
+FACTORIES = {name: spec.factory for name, spec in LOSSES.items() if spec.contract}
+Energy = LossEnergy
 
 
 def _scalar(out):

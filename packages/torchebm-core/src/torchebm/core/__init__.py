@@ -11,7 +11,7 @@ from ``torchebm-losses``) are imported lazily on first access (see ``_moved.py``
 
 from importlib.metadata import version as _version
 
-from torchebm.core import distributed, errors, metrics
+from torchebm.core import _base_model, _deprecated, _schedulers, distributed, errors, metrics
 from torchebm.core._base_coupling import (
     BaseCostCoupling,
     BaseCoupling,
@@ -21,15 +21,7 @@ from torchebm.core._base_coupling import (
 from torchebm.core._base_integrator import BaseIntegrator, BaseSymplecticIntegrator
 from torchebm.core._base_interpolant import BaseInterpolant, expand_t_like_x
 from torchebm.core._base_loss import BaseLoss
-from torchebm.core._base_model import (
-    AckleyModel,
-    BaseModel,
-    DoubleWellModel,
-    GaussianModel,
-    HarmonicModel,
-    RastriginModel,
-    RosenbrockModel,
-)
+from torchebm.core._base_model import *  # noqa: F403
 from torchebm.core._base_sampler import (
     NAN_POLICIES,
     BaseSampler,
@@ -38,31 +30,13 @@ from torchebm.core._base_sampler import (
     shared_field,
 )
 from torchebm.core._conditioning import Conditioning, substitute_condition
-from torchebm.core._deprecated import (
-    AckleyEnergy,
-    BaseEnergyFunction,
-    DeviceMixin,
-    DoubleWellEnergy,
-    GaussianEnergy,
-    HarmonicEnergy,
-    RastriginEnergy,
-    RosenbrockEnergy,
-)
+from torchebm.core._deprecated import *  # noqa: F403
 from torchebm.core._module import TorchEBMModule, warn_once
 from torchebm.core._moved import MOVED as _MOVED
 from torchebm.core._moved import resolve_moved as _resolve_moved
 from torchebm.core._renamed import renamed_kwargs
-from torchebm.core._schedulable import Schedulable
-from torchebm.core._schedulers import (
-    BaseScheduler,
-    ConstantScheduler,
-    CosineScheduler,
-    ExponentialDecayScheduler,
-    LinearScheduler,
-    MultiStepScheduler,
-    TemperatureScheduler,
-    WarmupScheduler,
-)
+from torchebm.core._schedulable import Schedulable, ScheduledParameter
+from torchebm.core._schedulers import *  # noqa: F403
 from torchebm.core._test_functions import BoothModel, HimmelblauModel, StyblinskiTangModel
 from torchebm.core._training import load_checkpoint, requires_grad, save_checkpoint, update_ema
 from torchebm.core._versions import versions
@@ -75,13 +49,7 @@ __all__ = [
     "errors",
     "metrics",
     "versions",
-    "BaseModel",
-    "DoubleWellModel",
-    "GaussianModel",
-    "HarmonicModel",
-    "RastriginModel",
-    "AckleyModel",
-    "RosenbrockModel",
+    *_base_model.__all__,
     "BoothModel",
     "HimmelblauModel",
     "StyblinskiTangModel",
@@ -102,29 +70,16 @@ __all__ = [
     "BaseModelCoupling",
     "CouplingResult",
     "expand_t_like_x",
-    "BaseScheduler",
-    "ConstantScheduler",
-    "ExponentialDecayScheduler",
-    "LinearScheduler",
-    "CosineScheduler",
-    "MultiStepScheduler",
-    "WarmupScheduler",
-    "TemperatureScheduler",
+    *_schedulers.__all__,
     "Schedulable",
+    "ScheduledParameter",
     "distributed",
     "update_ema",
     "requires_grad",
     "save_checkpoint",
     "load_checkpoint",
     # deprecated aliases (one DeprecationWarning each)
-    "BaseEnergyFunction",
-    "DeviceMixin",
-    "GaussianEnergy",
-    "DoubleWellEnergy",
-    "HarmonicEnergy",
-    "RastriginEnergy",
-    "AckleyEnergy",
-    "RosenbrockEnergy",
+    *_deprecated.__all__,
 ]
 
 

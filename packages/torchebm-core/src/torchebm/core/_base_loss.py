@@ -27,6 +27,7 @@ from torchebm.core.errors import (
 
 __all__ = ["BaseLoss"]
 
+
 _NAN_POLICIES = ("raise", "warn", "deferred", "ignore")
 
 

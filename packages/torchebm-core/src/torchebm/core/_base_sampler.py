@@ -32,6 +32,7 @@ from torchebm.core.errors import (
     NonFiniteError,
     ShapeError,
     check_finite_tensor,
+    check_generator,
     check_in,
     check_int,
     check_tensor,
@@ -439,19 +440,6 @@ class BaseSampler(Schedulable, TorchEBMModule):
             n_steps = self.n_steps if self.n_steps is not None else self.default_n_steps
         return check_int("n_steps", n_steps, minimum=1)
 
-    def _check_generator(self, generator: Any) -> None:
-        if generator is None:
-            return
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-            )
-        if generator.device.type != self.device.type:
-            raise ConfigurationError(
-                f"generator must live on the sampler's device ({self.device}), got a "
-                f"{generator.device.type} generator"
-            )
-
     def _initial_x(
         self, x: Any, dim: Any, n_samples: Any, generator: torch.Generator | None
     ) -> torch.Tensor:
@@ -562,7 +550,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             minimum=1,
         )
         conditioning = self._prepare_model_kwargs(model_kwargs)
-        self._check_generator(generator)
+        check_generator(generator, self.device, of="the sampler")
         x = self._initial_x(x, dim, n_samples, generator)
         scheds = [s for m in _schedulable_subtree(self) for s in m.get_schedulers().values()]
         if reset_schedulers:

@@ -3,13 +3,15 @@ r"""``TorchEBMModule``: the ``nn.Module`` base of everything in TorchEBM that ho
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["TorchEBMModule", "warn_once"]
+__all__ = ["TorchEBMModule", "forward_kwargs", "warn_once"]
 
 _WARNED: set[str] = set()
 
@@ -180,3 +182,18 @@ class TorchEBMModule(nn.Module):
             merged.update(model_kwargs or {})
             model_kwargs = merged
         return self._prepare_model_kwargs(model_kwargs)
+
+
+def forward_kwargs(scope: Mapping[str, Any], init: Callable, **overrides: Any) -> dict[str, Any]:
+    """The keyword arguments a constructor passes on to its base's ``init``.
+
+    Every parameter of ``init`` that the calling constructor also takes is read from its
+    ``scope`` (``locals()``), so the options a family shares (``dtype``, ``device``,
+    ``nan_policy``, ``n_steps``, the conditioning options of the losses) and the base's own
+    arguments are passed on in one place; ``overrides`` fix the rest (e.g. ``persistent=True``).
+
+    Example:
+        >>> super().__init__(**forward_kwargs(locals(), super().__init__))  # doctest: +SKIP
+    """
+    names = inspect.signature(init).parameters
+    return {**{n: scope[n] for n in names if n in scope and n != "self"}, **overrides}

@@ -7,17 +7,17 @@ from typing import Any
 from torch import nn
 
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
-from torchebm.core.errors import check_non_negative, check_positive
+from torchebm.core.errors import ConfigurationError, check_non_negative, check_positive
 
-__all__ = ["Schedulable"]
+__all__ = ["Schedulable", "ScheduledParameter"]
 
 
 class Schedulable:
     r"""Mixin holding named [`BaseScheduler`][torchebm.core.BaseScheduler] objects (``self.schedulers``).
 
-    Put it before the ``nn.Module`` base in the MRO. Hyper-parameters are typically
-    exposed as properties whose getter returns ``get_scheduled_value(name)`` and whose
-    setter calls ``_register_param(name, value)``: assigning a float installs a
+    Put it before the ``nn.Module`` base in the MRO. Hyper-parameters are exposed as
+    [`ScheduledParameter`][torchebm.core.ScheduledParameter] class attributes: reading one
+    returns ``get_scheduled_value(name)``, assigning a float installs a
     [`ConstantScheduler`][torchebm.core.ConstantScheduler], assigning a scheduler installs it.
 
     Scheduler state (step counters, current values) is saved in the module's
@@ -102,6 +102,50 @@ class Schedulable:
             current = self._schedulers_dict().get(name)
             if current is not None and type(current).__name__ == entry.get("type"):
                 current.load_state_dict(entry["state"])
+
+
+class ScheduledParameter:
+    r"""A scheduled hyper-parameter of a [`Schedulable`][torchebm.core.Schedulable] class.
+
+    Reading ``obj.name`` returns the current value of the scheduler called ``name``;
+    assigning a number checks it and installs a ``ConstantScheduler``, assigning a
+    [`BaseScheduler`][torchebm.core.BaseScheduler] installs it. Write the attribute's
+    docstring under the assignment.
+
+    Args:
+        positive: Numbers must be $> 0$.
+        non_negative: Numbers must be $\ge 0$.
+        below: Numbers must also be $<$ ``below`` (``ConfigurationError`` otherwise).
+
+    Example:
+        >>> from torchebm.core import BaseSampler, ScheduledParameter
+        >>> class MySampler(BaseSampler):  # doctest: +SKIP
+        ...     step_size = ScheduledParameter(positive=True)
+        ...     "Current step size (assign a float or a scheduler)."
+    """
+
+    def __init__(
+        self, *, positive: bool = False, non_negative: bool = False, below: float | None = None
+    ):
+        self.positive, self.non_negative, self.below = positive, non_negative, below
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self if obj is None else obj.get_scheduled_value(self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if self.below is not None and not isinstance(value, BaseScheduler):
+            if _as_float(self.name, value) >= self.below:
+                low = "[0, " if self.non_negative else "(-inf, "
+                raise ConfigurationError(
+                    f"{self.name} must be in {low}{self.below}), got {value!r}"
+                )
+        obj._register_param(
+            self.name, value, positive=self.positive, non_negative=self.non_negative
+        )
 
 
 def _as_float(name: str, value: Any) -> float:

@@ -1,19 +1,6 @@
-"""Alias of ``torchebm.core`` at the torchebm 0.8.9 module path ``torchebm.core.base_integrator``.
+"""0.8.9 import path `torchebm.core.base_integrator`; new code imports these names from `torchebm.core`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.core``.
-"""
+from torchebm.core import BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator, _base_integrator
+from torchebm.core._base_integrator import *  # noqa: F403
 
-from torchebm.core import (
-    BaseIntegrator,
-    BaseRungeKuttaIntegrator,
-    BaseSDERungeKuttaIntegrator,
-    BaseSymplecticIntegrator,
-)
-
-__all__ = [
-    "BaseIntegrator",
-    "BaseRungeKuttaIntegrator",
-    "BaseSDERungeKuttaIntegrator",
-    "BaseSymplecticIntegrator",
-]
+__all__ = [*_base_integrator.__all__, "BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator"]

@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.core`` at the torchebm 0.8.9 module path ``torchebm.core.base_interpolant``.
+"""0.8.9 import path `torchebm.core.base_interpolant`; new code imports these names from `torchebm.core`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.core``.
-"""
+from torchebm.core import BaseInterpolant, expand_t_like_x
 
-from torchebm.core import (
-    BaseInterpolant,
-    expand_t_like_x,
-)
-
-__all__ = [
-    "BaseInterpolant",
-    "expand_t_like_x",
-]
+__all__ = ["BaseInterpolant", "expand_t_like_x"]

@@ -1,31 +1,7 @@
-"""Alias of ``torchebm.core`` at the torchebm 0.8.9 module path ``torchebm.core.base_model``.
+"""0.8.9 import path `torchebm.core.base_model`; new code imports these names from `torchebm.core`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.core``.
-"""
+from torchebm.core import _base_model, _test_functions
+from torchebm.core._base_model import *  # noqa: F403
+from torchebm.core._test_functions import *  # noqa: F403
 
-from torchebm.core import (
-    AckleyModel,
-    BaseModel,
-    BoothModel,
-    DoubleWellModel,
-    GaussianModel,
-    HarmonicModel,
-    HimmelblauModel,
-    RastriginModel,
-    RosenbrockModel,
-    StyblinskiTangModel,
-)
-
-__all__ = [
-    "AckleyModel",
-    "BaseModel",
-    "BoothModel",
-    "DoubleWellModel",
-    "GaussianModel",
-    "HarmonicModel",
-    "HimmelblauModel",
-    "RastriginModel",
-    "RosenbrockModel",
-    "StyblinskiTangModel",
-]
+__all__ = [*_base_model.__all__, *_test_functions.__all__]

@@ -1,27 +1,6 @@
-"""Alias of ``torchebm.core`` at the torchebm 0.8.9 module path ``torchebm.core.base_scheduler``.
+"""0.8.9 import path `torchebm.core.base_scheduler`; new code imports these names from `torchebm.core`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.core``.
-"""
+from torchebm.core import _schedulers
+from torchebm.core._schedulers import *  # noqa: F403
 
-from torchebm.core import (
-    BaseScheduler,
-    ConstantScheduler,
-    CosineScheduler,
-    ExponentialDecayScheduler,
-    LinearScheduler,
-    MultiStepScheduler,
-    TemperatureScheduler,
-    WarmupScheduler,
-)
-
-__all__ = [
-    "BaseScheduler",
-    "ConstantScheduler",
-    "CosineScheduler",
-    "ExponentialDecayScheduler",
-    "LinearScheduler",
-    "MultiStepScheduler",
-    "TemperatureScheduler",
-    "WarmupScheduler",
-]
+__all__ = [*_schedulers.__all__]

@@ -30,6 +30,8 @@ __all__ = [
     "check_positive",
     "check_non_negative",
     "check_int",
+    "check_clamp",
+    "check_generator",
     "check_probability",
     "check_in",
     "check_finite_tensor",
@@ -178,3 +180,76 @@ def require(condition: bool, message: str, error: type[Exception] = Configuratio
     """Raise ``error(message)`` unless ``condition`` holds (never use ``assert`` on user input)."""
     if not condition:
         raise error(message)
+
+
+def _real_or_none(name: str, v: Any) -> float | None:
+    if v is None:
+        return None
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        raise TypeError(f"{name} must be a real number or None, got {v!r} ({type(v).__name__})")
+    f = float(v)
+    if math.isnan(f):
+        raise ConfigurationError(f"{name} must not be NaN, got {v!r}")
+    return f
+
+
+def check_clamp(clamp: Any) -> tuple[float, float] | None:
+    """``None`` or ``(lo, hi)`` with ``lo < hi``; either bound may be ``None`` (one-sided).
+
+    The one clamp rule of the library (`LangevinDynamics` and the fused CUDA kernels).
+    Returns ``None`` for no clamping, else ``(lo, hi)`` with missing bounds as ``-inf``/``inf``.
+
+    Example:
+        >>> check_clamp((None, 1.0))
+        (-inf, 1.0)
+    """
+    if clamp is None:
+        return None
+    if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
+        raise TypeError(f"clamp must be None or a pair (lo, hi), got {clamp!r}")
+    lo = _real_or_none("clamp[0]", clamp[0])
+    hi = _real_or_none("clamp[1]", clamp[1])
+    if lo is None and hi is None:
+        return None
+    if lo is not None and hi is not None and not lo < hi:
+        raise ConfigurationError(f"clamp must satisfy lo < hi, got {tuple(clamp)!r}")
+    return (-math.inf if lo is None else lo, math.inf if hi is None else hi)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a == b:  # the common case, without resolving a missing CUDA index
+        return True
+    if a.type != b.type:
+        return False
+    ia = (
+        a.index if a.index is not None else (torch.cuda.current_device() if a.type == "cuda" else 0)
+    )
+    ib = (
+        b.index if b.index is not None else (torch.cuda.current_device() if b.type == "cuda" else 0)
+    )
+    return ia == ib
+
+
+def check_generator(
+    generator: Any, device: torch.device | None = None, *, of: str = "x"
+) -> torch.Generator | None:
+    """``None`` or a ``torch.Generator``; on ``device`` (the device of ``of``) when given.
+
+    The one generator check of the library (samplers, datasets, trainers, CUDA kernels).
+
+    Example:
+        >>> check_generator(torch.Generator(), torch.device("cpu")).device
+        device(type='cpu')
+    """
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+    if device is not None and not _same_device(generator.device, torch.device(device)):
+        raise ConfigurationError(
+            f"generator must be on the device of {of} ({device}), got a generator on "
+            f"{generator.device}"
+        )
+    return generator

@@ -1,13 +1,5 @@
-"""Alias of ``torchebm.core`` at the torchebm 0.8.9 module path ``torchebm.core.schedulable``.
+"""0.8.9 import path `torchebm.core.schedulable`; new code imports these names from `torchebm.core`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.core``.
-"""
+from torchebm.core import Schedulable
 
-from torchebm.core import (
-    Schedulable,
-)
-
-__all__ = [
-    "Schedulable",
-]
+__all__ = ["Schedulable"]

@@ -15,15 +15,8 @@ from importlib.metadata import version as _version
 from torchebm.core import load_checkpoint, requires_grad, save_checkpoint, update_ema
 from torchebm.core._ema import EMA
 from torchebm.core._profiling import profile_context
-from torchebm.core.distributed import (
-    all_gather_cat,
-    broadcast_object,
-    broadcast_tensor,
-    get_rank,
-    get_world_size,
-    is_distributed,
-    unsharded,
-)
+from torchebm.utils import distributed
+from torchebm.utils.distributed import *  # noqa: F403
 
 __version__ = _version("torchebm-core")
 
@@ -34,11 +27,5 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "profile_context",
-    "all_gather_cat",
-    "broadcast_object",
-    "broadcast_tensor",
-    "get_rank",
-    "get_world_size",
-    "is_distributed",
-    "unsharded",
+    *distributed.__all__,
 ]

@@ -1,8 +1,4 @@
-"""Alias of ``torchebm.core.distributed`` at the torchebm 0.8.9 module path ``torchebm.utils.distributed``.
-
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.core.distributed``.
-"""
+"""0.8.9 import path `torchebm.utils.distributed`; new code imports these names from `torchebm.core.distributed`."""
 
 from torchebm.core.distributed import (
     all_gather_cat,

@@ -1,13 +1,5 @@
-"""Alias of ``torchebm.utils`` at the torchebm 0.8.9 module path ``torchebm.utils.ema``.
+"""0.8.9 import path `torchebm.utils.ema`; new code imports these names from `torchebm.utils`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.utils``.
-"""
+from torchebm.utils import EMA
 
-from torchebm.utils import (
-    EMA,
-)
-
-__all__ = [
-    "EMA",
-]
+__all__ = ["EMA"]

@@ -1,8 +1,4 @@
-"""Alias of ``torchebm.utils`` at the torchebm 0.8.9 module path ``torchebm.utils.profiling``.
-
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. ``record_function`` is ``torch.profiler.record_function``.
-"""
+"""0.8.9 import path `torchebm.utils.profiling`; new code imports these names from `torchebm.utils`."""
 
 from torch.profiler import record_function
 

@@ -7,7 +7,7 @@ from typing import Union
 
 import torch
 
-from torchebm.core.errors import ConfigurationError, check_int
+from torchebm.core.errors import ConfigurationError, check_generator, check_int
 
 __all__ = ["graphed_loop"]
 
@@ -116,10 +116,7 @@ def graphed_loop(
     warm = check_int("warmup_steps", warmup_steps, minimum=1)
     if steps_per_graph is not None:
         check_int("steps_per_graph", steps_per_graph, minimum=1)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
+    check_generator(generator)
     tensors, is_tuple = _as_tuple(state, "state")
     on_cuda = all(t.device.type == "cuda" for t in tensors)
     if enabled is True and not on_cuda:

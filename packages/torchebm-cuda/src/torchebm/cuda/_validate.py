@@ -7,7 +7,6 @@ does not start failing when it meets a GPU.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import torch
@@ -15,6 +14,8 @@ import torch
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
+    check_clamp,
+    check_generator,
     check_int,
     check_non_negative,
     check_positive,
@@ -105,65 +106,6 @@ def check_scalar(name: str, value: Any, *, positive: bool, compiling: bool = Fal
     if compiling:
         return value
     return check_positive(name, value) if positive else check_non_negative(name, value)
-
-
-def _real_or_none(name: str, v: Any) -> float | None:
-    if v is None:
-        return None
-    if not isinstance(v, numbers.Real) or isinstance(v, bool):
-        raise TypeError(f"{name} must be a real number or None, got {v!r} ({type(v).__name__})")
-    f = float(v)
-    if math.isnan(f):
-        raise ConfigurationError(f"{name} must not be NaN, got {v!r}")
-    return f
-
-
-def check_clamp(clamp: Any) -> tuple[float, float] | None:
-    """``None`` or ``(lo, hi)`` with ``lo < hi``; either bound may be ``None`` (one-sided).
-
-    Returns ``None`` for no clamping, else ``(lo, hi)`` with missing bounds as ``-inf``/``inf``.
-    """
-    if clamp is None:
-        return None
-    if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
-        raise TypeError(f"clamp must be None or a pair (lo, hi), got {clamp!r}")
-    lo = _real_or_none("clamp[0]", clamp[0])
-    hi = _real_or_none("clamp[1]", clamp[1])
-    if lo is None and hi is None:
-        return None
-    if lo is not None and hi is not None and not lo < hi:
-        raise ConfigurationError(f"clamp must satisfy lo < hi, got {tuple(clamp)!r}")
-    return (-math.inf if lo is None else lo, math.inf if hi is None else hi)
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    if a == b:  # the common case, without resolving a missing CUDA index
-        return True
-    if a.type != b.type:
-        return False
-    ia = (
-        a.index if a.index is not None else (torch.cuda.current_device() if a.type == "cuda" else 0)
-    )
-    ib = (
-        b.index if b.index is not None else (torch.cuda.current_device() if b.type == "cuda" else 0)
-    )
-    return ia == ib
-
-
-def check_generator(generator: Any, device: torch.device) -> torch.Generator | None:
-    """``None`` or a ``torch.Generator`` on ``device`` (the device of the state)."""
-    if generator is None:
-        return None
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
-    if not _same_device(generator.device, device):
-        raise ConfigurationError(
-            f"generator must be on the device of x ({device}), got a generator on "
-            f"{generator.device}"
-        )
-    return generator
 
 
 def check_seed(seed: Any, generator: torch.Generator | None) -> int | None:

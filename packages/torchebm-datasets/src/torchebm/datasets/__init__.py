@@ -18,50 +18,15 @@ Example:
 
 from importlib.metadata import version as _version
 
+from torchebm.datasets import _datasets, _functional
 from torchebm.datasets._base import BaseSyntheticDataset
-from torchebm.datasets._datasets import (
-    CheckerboardDataset,
-    CircleDataset,
-    EightGaussiansDataset,
-    GaussianMixtureDataset,
-    GridDataset,
-    PinwheelDataset,
-    SwissRollDataset,
-    TwoMoonsDataset,
-    TwoSpiralsDataset,
-)
-from torchebm.datasets._functional import (
-    make_checkerboard,
-    make_circle,
-    make_eight_gaussians,
-    make_gaussian_mixture,
-    make_grid,
-    make_pinwheel,
-    make_swiss_roll,
-    make_two_moons,
-    make_two_spirals,
-)
+from torchebm.datasets._datasets import *  # noqa: F403
+from torchebm.datasets._functional import *  # noqa: F403
 
 __version__ = _version("torchebm-datasets")
 
 __all__ = [
     "BaseSyntheticDataset",
-    "GaussianMixtureDataset",
-    "EightGaussiansDataset",
-    "TwoMoonsDataset",
-    "SwissRollDataset",
-    "CircleDataset",
-    "CheckerboardDataset",
-    "PinwheelDataset",
-    "GridDataset",
-    "TwoSpiralsDataset",
-    "make_gaussian_mixture",
-    "make_eight_gaussians",
-    "make_two_moons",
-    "make_swiss_roll",
-    "make_circle",
-    "make_checkerboard",
-    "make_pinwheel",
-    "make_grid",
-    "make_two_spirals",
+    *_datasets.__all__,
+    *_functional.__all__,
 ]

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from torchebm.core.errors import check_int
-from torchebm.datasets._functional import _check_device, _check_dtype, _check_generator
+from torchebm.core.errors import check_generator, check_int
+from torchebm.datasets._functional import _check_device, _check_dtype
 
 __all__ = ["BaseSyntheticDataset"]
 
@@ -70,7 +70,7 @@ class BaseSyntheticDataset(Dataset, ABC):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
-        self.generator = _check_generator(generator)
+        self.generator = check_generator(generator)
 
     def _make_generator(self) -> torch.Generator | None:
         if self.seed is not None:

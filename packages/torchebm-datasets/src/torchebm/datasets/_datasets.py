@@ -1,4 +1,9 @@
-r"""The synthetic 2-D datasets: ``torch.utils.data.Dataset`` views of the ``make_*`` generators."""
+r"""The synthetic 2-D datasets: ``torch.utils.data.Dataset`` views of the ``make_*`` generators.
+
+Every dataset also takes ``device`` (of the data; default CPU), ``dtype`` (floating; default
+``float32``), ``seed`` (of a private generator: the global RNG is untouched) and the
+keyword-only ``generator`` (a ``torch.Generator`` to draw from instead of ``seed``).
+"""
 
 from __future__ import annotations
 
@@ -61,10 +66,6 @@ class GaussianMixtureDataset(_MakerDataset):
         n_components: Number of components (>= 1).
         std: Standard deviation of each component (>= 0).
         radius: Radius of the circle of centres (>= 0).
-        device: Device of the data (default CPU).
-        dtype: Floating dtype (default ``float32``).
-        seed: Seed of a private generator (the global RNG is untouched).
-        generator: A ``torch.Generator`` to draw from instead of ``seed``.
 
     Raises:
         ValueError: ``n_samples`` or ``n_components`` < 1, ``std`` or ``radius`` negative.
@@ -103,10 +104,6 @@ class EightGaussiansDataset(_MakerDataset):
         n_samples: Number of points (>= 1).
         std: Standard deviation of each component (>= 0; validated, unlike the reference).
         scale: Distance of the centres from the origin (>= 0).
-        device: Device of the data (default CPU).
-        dtype: Floating dtype (default ``float32``).
-        seed: Seed of a private generator (the global RNG is untouched).
-        generator: A ``torch.Generator`` to draw from instead of ``seed``.
 
     Example:
         >>> EightGaussiansDataset(n_samples=800, seed=0)[0].shape
@@ -140,11 +137,7 @@ class TwoMoonsDataset(_MakerDataset):
     Args:
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise (>= 0).
-        device: Device of the data (default CPU).
-        dtype: Floating dtype (default ``float32``).
-        seed: Seed of a private generator (the global RNG is untouched).
         shuffle: Shuffle the points.
-        generator: A ``torch.Generator`` to draw from instead of ``seed``.
 
     Example:
         >>> from torch.utils.data import DataLoader
@@ -178,10 +171,6 @@ class SwissRollDataset(_MakerDataset):
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise, in raw spiral units (>= 0).
         arclength: Number of turns of the spiral (> 0).
-        device: Device of the data (default CPU).
-        dtype: Floating dtype (default ``float32``).
-        seed: Seed of a private generator (the global RNG is untouched).
-        generator: A ``torch.Generator`` to draw from instead of ``seed``.
 
     Example:
         >>> len(SwissRollDataset(n_samples=100, seed=0))
@@ -213,10 +202,6 @@ class CircleDataset(_MakerDataset):
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise (>= 0).
         radius: Radius (>= 0).
-        device: Device of the data (default CPU).
-        dtype: Floating dtype (default ``float32``).
-        seed: Seed of a private generator (the global RNG is untouched).
-        generator: A ``torch.Generator`` to draw from instead of ``seed``.
 
     Example:
         >>> CircleDataset(n_samples=100, seed=0).get_data().shape
@@ -250,10 +235,6 @@ class CheckerboardDataset(_MakerDataset):
         n_samples: Number of points (>= 1).
         range_limit: Half side ``L`` (> 0).
         noise: Standard deviation of the Gaussian noise (>= 0).
-        device: Device of the data (default CPU).
-        dtype: Floating dtype (default ``float32``).
-        seed: Seed of a private generator (the global RNG is untouched).
-        generator: A ``torch.Generator`` to draw from instead of ``seed``.
 
     Example:
         >>> CheckerboardDataset(n_samples=100, seed=0).get_data().shape
@@ -288,10 +269,6 @@ class PinwheelDataset(_MakerDataset):
         radial_scale: Arm length (> 0).
         angular_scale: Angular spread of an arm (>= 0).
         spiral_scale: Twist of the arms (radians).
-        device: Device of the data (default CPU).
-        dtype: Floating dtype (default ``float32``).
-        seed: Seed of a private generator (the global RNG is untouched).
-        generator: A ``torch.Generator`` to draw from instead of ``seed``.
 
     Example:
         >>> PinwheelDataset(n_samples=100, n_classes=3, seed=0).get_data().shape
@@ -333,10 +310,6 @@ class GridDataset(_MakerDataset):
         n_samples_per_dim: Points per axis (>= 1).
         range_limit: Half side ``L`` (>= 0).
         noise: Standard deviation of the jitter (>= 0).
-        device: Device of the data (default CPU).
-        dtype: Floating dtype (default ``float32``).
-        seed: Seed of a private generator (the global RNG is untouched).
-        generator: A ``torch.Generator`` to draw from instead of ``seed``.
 
     Example:
         >>> len(GridDataset(n_samples_per_dim=5, seed=0))
@@ -381,10 +354,6 @@ class TwoSpiralsDataset(_MakerDataset):
         noise: Standard deviation of the Gaussian noise (>= 0).
         n_turns: Turns of each arm (> 0).
         radius: Outer radius (> 0).
-        device: Device of the data (default CPU).
-        dtype: Floating dtype (default ``float32``).
-        seed: Seed of a private generator (the global RNG is untouched).
-        generator: A ``torch.Generator`` to draw from instead of ``seed``.
 
     Example:
         >>> TwoSpiralsDataset(n_samples=100, seed=0).get_data().shape

@@ -4,6 +4,11 @@ Every function draws from ``generator`` (on the generator's device) when one is 
 never touches the global RNG then; with ``generator=None`` it draws from the global RNG,
 like ``torch.randn``. Maths is done in float64 and cast at the end, so the same generator
 state gives the same points (up to rounding) in every dtype and on every device.
+
+Every ``make_<name>`` returns points ``(n_samples, 2)`` (``make_grid``: ``(n**2, 2)``) and
+takes the keyword-only options ``generator`` (source of randomness; the global RNG when
+``None``), ``device`` (of the result; default CPU, or the generator's device) and ``dtype``
+(floating; default ``torch.get_default_dtype()``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core.errors import check_int, check_non_negative, check_positive
+from torchebm.core.errors import check_generator, check_int, check_non_negative, check_positive
 
 __all__ = [
     "make_gaussian_mixture",
@@ -28,14 +33,6 @@ __all__ = [
 ]
 
 _F64 = torch.float64
-
-
-def _check_generator(generator: Any) -> torch.Generator | None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
-    return generator
 
 
 def _check_dtype(dtype: Any) -> torch.dtype:
@@ -70,6 +67,12 @@ class _Rng:
 
     def randperm(self, n: int) -> torch.Tensor:
         return torch.randperm(n, generator=self.g, device=self.device)
+
+
+def _start(n_samples: Any, noise: Any, generator: Any) -> tuple[int, float, _Rng]:
+    """The checked ``n_samples`` and ``noise`` of a generator, and its source of randomness."""
+    n = check_int("n_samples", n_samples, minimum=1)
+    return n, check_non_negative("noise", noise), _Rng(check_generator(generator))
 
 
 def _finish(points: torch.Tensor, device: Any, dtype: Any) -> torch.Tensor:
@@ -109,12 +112,6 @@ def make_gaussian_mixture(
         n_components: Number of components ``K`` (>= 1).
         std: Standard deviation of each component (>= 0).
         radius: Radius ``r`` of the circle of centres (>= 0).
-        generator: Source of randomness (global RNG when ``None``).
-        device: Device of the result (default CPU, or the generator's device).
-        dtype: Floating dtype (default ``torch.get_default_dtype()``).
-
-    Returns:
-        Points ``(n_samples, 2)``.
 
     Example:
         >>> make_gaussian_mixture(100, n_components=4, generator=torch.Generator().manual_seed(0)).shape
@@ -124,7 +121,7 @@ def make_gaussian_mixture(
     k = check_int("n_components", n_components, minimum=1)
     std = check_non_negative("std", std)
     radius = check_non_negative("radius", radius)
-    rng = _Rng(_check_generator(generator))
+    rng = _Rng(check_generator(generator))
     angles = 2 * math.pi * torch.arange(k, dtype=_F64) / k
     centres = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
     return _finish(_mixture(n, centres, std, rng), device, dtype)
@@ -147,12 +144,6 @@ def make_eight_gaussians(
         n_samples: Number of points (>= 1).
         std: Standard deviation of each component (>= 0).
         scale: Distance ``s`` of the centres from the origin (>= 0).
-        generator: Source of randomness (global RNG when ``None``).
-        device: Device of the result.
-        dtype: Floating dtype (default ``torch.get_default_dtype()``).
-
-    Returns:
-        Points ``(n_samples, 2)``.
 
     Example:
         >>> make_eight_gaussians(64, generator=torch.Generator().manual_seed(0)).shape
@@ -165,7 +156,7 @@ def make_eight_gaussians(
     n = check_int("n_samples", n_samples, minimum=1)
     std = check_non_negative("std", std)
     scale = check_non_negative("scale", scale)
-    rng = _Rng(_check_generator(generator))
+    rng = _Rng(check_generator(generator))
     h = 1.0 / math.sqrt(2.0)
     centres = scale * torch.tensor(
         [(1, 0), (-1, 0), (0, 1), (0, -1), (h, h), (h, -h), (-h, h), (-h, -h)], dtype=_F64
@@ -192,20 +183,12 @@ def make_two_moons(
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise (>= 0).
         shuffle: Shuffle the points (the reference kept the outer moon first).
-        generator: Source of randomness (global RNG when ``None``).
-        device: Device of the result.
-        dtype: Floating dtype (default ``torch.get_default_dtype()``).
-
-    Returns:
-        Points ``(n_samples, 2)``.
 
     Example:
         >>> make_two_moons(100, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([100, 2])
     """
-    n = check_int("n_samples", n_samples, minimum=1)
-    noise = check_non_negative("noise", noise)
-    rng = _Rng(_check_generator(generator))
+    n, noise, rng = _start(n_samples, noise, generator)
     n_out = n // 2
     n_in = n - n_out
     a_out = torch.linspace(0, math.pi, n_out, dtype=_F64)
@@ -238,21 +221,13 @@ def make_swiss_roll(
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise (>= 0).
         arclength: ``a``; the spiral makes ``a`` turns.
-        generator: Source of randomness (global RNG when ``None``).
-        device: Device of the result.
-        dtype: Floating dtype (default ``torch.get_default_dtype()``).
-
-    Returns:
-        Points ``(n_samples, 2)``.
 
     Example:
         >>> make_swiss_roll(100, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([100, 2])
     """
-    n = check_int("n_samples", n_samples, minimum=1)
-    noise = check_non_negative("noise", noise)
+    n, noise, rng = _start(n_samples, noise, generator)
     arclength = check_positive("arclength", arclength)
-    rng = _Rng(_check_generator(generator))
     t = arclength * math.pi * (1 + 2 * rng.rand(n))
     points = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) + noise * rng.randn(n, 2)
     points = points - points.mean(dim=0)
@@ -276,21 +251,13 @@ def make_circle(
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise (>= 0).
         radius: Radius ``r`` (>= 0).
-        generator: Source of randomness (global RNG when ``None``).
-        device: Device of the result.
-        dtype: Floating dtype (default ``torch.get_default_dtype()``).
-
-    Returns:
-        Points ``(n_samples, 2)``.
 
     Example:
         >>> make_circle(100, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([100, 2])
     """
-    n = check_int("n_samples", n_samples, minimum=1)
-    noise = check_non_negative("noise", noise)
+    n, noise, rng = _start(n_samples, noise, generator)
     radius = check_non_negative("radius", radius)
-    rng = _Rng(_check_generator(generator))
     theta = 2 * math.pi * rng.rand(n)
     points = radius * torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)
     return _finish(points + noise * rng.randn(n, 2), device, dtype)
@@ -315,21 +282,13 @@ def make_checkerboard(
         n_samples: Number of points (>= 1).
         range_limit: Half side ``L`` of the square (> 0).
         noise: Standard deviation of the Gaussian noise (>= 0).
-        generator: Source of randomness (global RNG when ``None``).
-        device: Device of the result.
-        dtype: Floating dtype (default ``torch.get_default_dtype()``).
-
-    Returns:
-        Points ``(n_samples, 2)``.
 
     Example:
         >>> make_checkerboard(100, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([100, 2])
     """
-    n = check_int("n_samples", n_samples, minimum=1)
+    n, noise, rng = _start(n_samples, noise, generator)
     limit = check_positive("range_limit", range_limit)
-    noise = check_non_negative("noise", noise)
-    rng = _Rng(_check_generator(generator))
     batch = max(1000, int(2.5 * n))
     kept: list[torch.Tensor] = []
     total = 0
@@ -368,12 +327,6 @@ def make_pinwheel(
         radial_scale: Arm length $r_s$ (> 0).
         angular_scale: Angular spread $a_s$ (>= 0).
         spiral_scale: Twist $s_s$ (radians over an arm).
-        generator: Source of randomness (global RNG when ``None``).
-        device: Device of the result.
-        dtype: Floating dtype (default ``torch.get_default_dtype()``).
-
-    Returns:
-        Points ``(n_samples, 2)``.
 
     Example:
         >>> make_pinwheel(100, generator=torch.Generator().manual_seed(0)).shape
@@ -383,15 +336,13 @@ def make_pinwheel(
         Johnson et al., "Composing graphical models with neural networks for structured
         representations and fast inference", NeurIPS 2016 (pinwheel data).
     """
-    n = check_int("n_samples", n_samples, minimum=1)
+    n, noise, rng = _start(n_samples, noise, generator)
     k = check_int("n_classes", n_classes, minimum=1)
-    noise = check_non_negative("noise", noise)
     radial_scale = check_positive("radial_scale", radial_scale)
     angular_scale = check_non_negative("angular_scale", angular_scale)
     if not math.isfinite(float(spiral_scale)):
         raise ValueError(f"spiral_scale must be finite, got {spiral_scale!r}")
     spiral_scale = float(spiral_scale)
-    rng = _Rng(_check_generator(generator))
     labels = _balanced_labels(n, k, rng.device).to(_F64)
     t = torch.sqrt(rng.rand(n))
     angle = 2 * math.pi * labels / k + spiral_scale * t + angular_scale * rng.randn(n)
@@ -417,9 +368,6 @@ def make_grid(
         n_samples_per_dim: Points per axis ``n`` (>= 1); the result has ``n**2`` points.
         range_limit: Half side ``L`` (>= 0).
         noise: Standard deviation of the Gaussian jitter (>= 0).
-        generator: Source of randomness (global RNG when ``None``).
-        device: Device of the result.
-        dtype: Floating dtype (default ``torch.get_default_dtype()``).
 
     Returns:
         Points ``(n**2, 2)``.
@@ -432,7 +380,7 @@ def make_grid(
     m = check_int("n_samples_per_dim", n_samples_per_dim, minimum=1)
     limit = check_non_negative("range_limit", range_limit)
     noise = check_non_negative("noise", noise)
-    rng = _Rng(_check_generator(generator))
+    rng = _Rng(check_generator(generator))
     lin = torch.linspace(-limit, limit, m, dtype=_F64)
     xx, yy = torch.meshgrid(lin, lin, indexing="ij")
     points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1).to(rng.device)
@@ -463,12 +411,6 @@ def make_two_spirals(
         noise: Standard deviation of the Gaussian noise (>= 0).
         n_turns: Turns ``T`` of each arm (> 0).
         radius: Outer radius ``R`` (> 0).
-        generator: Source of randomness (global RNG when ``None``).
-        device: Device of the result.
-        dtype: Floating dtype (default ``torch.get_default_dtype()``).
-
-    Returns:
-        Points ``(n_samples, 2)``.
 
     Example:
         >>> make_two_spirals(100, generator=torch.Generator().manual_seed(0)).shape
@@ -477,11 +419,9 @@ def make_two_spirals(
     References:
         Lang & Witbrock, "Learning to Tell Two Spirals Apart", 1988.
     """
-    n = check_int("n_samples", n_samples, minimum=1)
-    noise = check_non_negative("noise", noise)
+    n, noise, rng = _start(n_samples, noise, generator)
     n_turns = check_positive("n_turns", n_turns)
     radius = check_positive("radius", radius)
-    rng = _Rng(_check_generator(generator))
     s = torch.sqrt(rng.rand(n))
     theta = 2 * math.pi * n_turns * s
     points = (radius * s)[:, None] * torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)

@@ -1,29 +1,7 @@
-"""Alias of ``torchebm.datasets`` at the torchebm 0.8.9 module path ``torchebm.datasets.generators``.
+"""0.8.9 import path `torchebm.datasets.generators`; new code imports these names from `torchebm.datasets`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.datasets``.
-"""
+from torchebm.datasets import _base, _datasets
+from torchebm.datasets._base import *  # noqa: F403
+from torchebm.datasets._datasets import *  # noqa: F403
 
-from torchebm.datasets import (
-    BaseSyntheticDataset,
-    CheckerboardDataset,
-    CircleDataset,
-    EightGaussiansDataset,
-    GaussianMixtureDataset,
-    GridDataset,
-    PinwheelDataset,
-    SwissRollDataset,
-    TwoMoonsDataset,
-)
-
-__all__ = [
-    "BaseSyntheticDataset",
-    "CheckerboardDataset",
-    "CircleDataset",
-    "EightGaussiansDataset",
-    "GaussianMixtureDataset",
-    "GridDataset",
-    "PinwheelDataset",
-    "SwissRollDataset",
-    "TwoMoonsDataset",
-]
+__all__ = [*_base.__all__, *_datasets.__all__]

@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.couplings`` at the torchebm 0.8.9 module path ``torchebm.couplings.coupling_utils``.
+"""0.8.9 import path `torchebm.couplings.coupling_utils`; new code imports these names from `torchebm.couplings`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.couplings``.
-"""
+from torchebm.couplings import get_coupling, resolve_coupling
 
-from torchebm.couplings import (
-    get_coupling,
-    resolve_coupling,
-)
-
-__all__ = [
-    "get_coupling",
-    "resolve_coupling",
-]
+__all__ = ["get_coupling", "resolve_coupling"]

@@ -1,13 +1,5 @@
-"""Alias of ``torchebm.couplings`` at the torchebm 0.8.9 module path ``torchebm.couplings.model_induced``.
+"""0.8.9 import path `torchebm.couplings.model_induced`; new code imports these names from `torchebm.couplings`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.couplings``.
-"""
+from torchebm.couplings import ReflowCoupling
 
-from torchebm.couplings import (
-    ReflowCoupling,
-)
-
-__all__ = [
-    "ReflowCoupling",
-]
+__all__ = ["ReflowCoupling"]

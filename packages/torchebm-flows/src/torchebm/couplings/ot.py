@@ -1,8 +1,4 @@
-"""Alias of ``torchebm.couplings`` at the torchebm 0.8.9 module path ``torchebm.couplings.ot``.
-
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.couplings``.
-"""
+"""0.8.9 import path `torchebm.couplings.ot`; new code imports these names from `torchebm.couplings`."""
 
 from torchebm.couplings import (
     ExactOTCoupling,

@@ -5,13 +5,10 @@ The public home of the two losses is ``torchebm.losses``, which re-exports them 
 Example:
     >>> import torch, torch.nn as nn
     >>> from torchebm.flows import EquilibriumMatchingLoss
-    >>> class Field(nn.Module):
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.net = nn.Linear(2, 2)
+    >>> class Field(nn.Linear):  # a field f(x, t) that ignores t
     ...     def forward(self, x, t):
-    ...         return self.net(x)
-    >>> loss = EquilibriumMatchingLoss(Field(), coupling="ot")(torch.randn(32, 2))
+    ...         return super().forward(x)
+    >>> loss = EquilibriumMatchingLoss(Field(2, 2), coupling="ot")(torch.randn(32, 2))
 """
 
 from importlib.metadata import version as _version

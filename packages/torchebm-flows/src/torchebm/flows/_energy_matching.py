@@ -11,10 +11,12 @@ from torchebm.core import (
     BaseLoss,
     BaseScheduler,
     ConstantScheduler,
+    ScheduledParameter,
     TemperatureScheduler,
     expand_t_like_x,
     renamed_kwargs,
 )
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import (
     ConfigurationError,
     check_int,
@@ -68,6 +70,10 @@ class EnergyMatchingLoss(BaseLoss):
     generator=...)``; if it has a ``noise_scale`` scheduler, it is temporarily replaced by the
     temperature schedule for each pass and restored afterwards.
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Scalar potential ``model(x, **model_kwargs) -> (B,)``.
         sampler: Optional sampler for the negatives (see above).
@@ -88,12 +94,6 @@ class EnergyMatchingLoss(BaseLoss):
         t_p_mean: Log-normal $\mu$. Default -1.2.
         t_p_std: Log-normal $s$. Default 1.2.
         loss_weight_fn: Optional ``t -> w(t)`` multiplying each sample's flow term.
-        cfg_dropout: Label dropout of ``y`` while training (classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
-        nan_policy: See [`BaseLoss`][torchebm.core.BaseLoss].
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     Example:
         >>> import torch.nn as nn
@@ -139,14 +139,7 @@ class EnergyMatchingLoss(BaseLoss):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
-        super().__init__(
-            dtype=dtype,
-            device=device,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         if not callable(model):
             raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
         if sampler is not None and not callable(getattr(sampler, "sample", None)):
@@ -176,23 +169,11 @@ class EnergyMatchingLoss(BaseLoss):
         self._integrator = EulerMaruyamaIntegrator()
 
     # ------------------------------------------------------------------ schedulable
-    @property
-    def sigma(self) -> float:
-        """Noise level added to $x_t$ in the flow term."""
-        return self.get_scheduled_value("sigma")
+    sigma = ScheduledParameter(non_negative=True)
+    """Noise level added to $x_t$ in the flow term."""
 
-    @sigma.setter
-    def sigma(self, value: Any) -> None:
-        self._register_param("sigma", value, non_negative=True)
-
-    @property
-    def lambda_cd(self) -> float:
-        """Weight of the contrastive-divergence term (0 disables it)."""
-        return self.get_scheduled_value("lambda_cd")
-
-    @lambda_cd.setter
-    def lambda_cd(self, value: Any) -> None:
-        self._register_param("lambda_cd", value, non_negative=True)
+    lambda_cd = ScheduledParameter(non_negative=True)
+    """Weight of the contrastive-divergence term (0 disables it)."""
 
     def __repr__(self) -> str:
         return (

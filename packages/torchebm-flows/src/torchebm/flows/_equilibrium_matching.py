@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from torchebm.core import BaseLoss, BaseScheduler, expand_t_like_x, warn_once
+from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter, expand_t_like_x, warn_once
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, check_in, check_non_negative
 from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import TimeSampler, TSampler, check_loss_weight_fn
@@ -75,6 +76,10 @@ class EquilibriumMatchingLoss(BaseLoss):
     activation is added with weight ``dispersion_weight``. With ``time_invariant`` (default)
     the model receives ``t = 0``.
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Field network ``model(x, t, **model_kwargs)``.
         prediction: ``"velocity"`` (EqM), ``"score"`` or ``"noise"``.
@@ -98,12 +103,6 @@ class EquilibriumMatchingLoss(BaseLoss):
             $\min(1, (1-t)/(1-a))$), ``"linear"`` ($1 - t$), ``"constant"`` ($1$) or a
             callable ``t -> c(t)``.
         model_time: Deprecated 0.8.x spelling of ``time_invariant`` (``"zero"`` / ``"true"``).
-        cfg_dropout: Label dropout of ``y`` while training (classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
-        nan_policy: See [`BaseLoss`][torchebm.core.BaseLoss].
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     Example:
         >>> import torch.nn as nn
@@ -150,14 +149,7 @@ class EquilibriumMatchingLoss(BaseLoss):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
-        super().__init__(
-            dtype=dtype,
-            device=device,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         if not callable(model):
             raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
         self.model = model
@@ -196,18 +188,8 @@ class EquilibriumMatchingLoss(BaseLoss):
             )
 
     # ------------------------------------------------------------------ schedulable
-    @property
-    def train_eps(self) -> float:
-        """Time margin: $t \\sim U[\\epsilon, 1 - \\epsilon]$."""
-        return self.get_scheduled_value("train_eps")
-
-    @train_eps.setter
-    def train_eps(self, value: Any) -> None:
-        if not isinstance(value, BaseScheduler):
-            v = check_non_negative("train_eps", value)
-            if v >= 0.5:
-                raise ConfigurationError(f"train_eps must be in [0, 0.5), got {value!r}")
-        self._register_param("train_eps", value)
+    train_eps = ScheduledParameter(non_negative=True, below=0.5)
+    """Time margin: $t \\sim U[\\epsilon, 1 - \\epsilon]$."""
 
     def __repr__(self) -> str:
         return (

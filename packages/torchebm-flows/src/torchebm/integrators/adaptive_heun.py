@@ -1,13 +1,5 @@
-"""Alias of ``torchebm.integrators`` at the torchebm 0.8.9 module path ``torchebm.integrators.adaptive_heun``.
+"""0.8.9 import path `torchebm.integrators.adaptive_heun`; new code imports these names from `torchebm.integrators`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.integrators``.
-"""
+from torchebm.integrators import AdaptiveHeunIntegrator
 
-from torchebm.integrators import (
-    AdaptiveHeunIntegrator,
-)
-
-__all__ = [
-    "AdaptiveHeunIntegrator",
-]
+__all__ = ["AdaptiveHeunIntegrator"]

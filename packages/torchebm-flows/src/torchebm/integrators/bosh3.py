@@ -1,13 +1,5 @@
-"""Alias of ``torchebm.integrators`` at the torchebm 0.8.9 module path ``torchebm.integrators.bosh3``.
+"""0.8.9 import path `torchebm.integrators.bosh3`; new code imports these names from `torchebm.integrators`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.integrators``.
-"""
+from torchebm.integrators import Bosh3Integrator
 
-from torchebm.integrators import (
-    Bosh3Integrator,
-)
-
-__all__ = [
-    "Bosh3Integrator",
-]
+__all__ = ["Bosh3Integrator"]

@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.integrators`` at the torchebm 0.8.9 module path ``torchebm.integrators.dopri``.
+"""0.8.9 import path `torchebm.integrators.dopri`; new code imports these names from `torchebm.integrators`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.integrators``.
-"""
+from torchebm.integrators import Dopri5Integrator, Dopri8Integrator
 
-from torchebm.integrators import (
-    Dopri5Integrator,
-    Dopri8Integrator,
-)
-
-__all__ = [
-    "Dopri5Integrator",
-    "Dopri8Integrator",
-]
+__all__ = ["Dopri5Integrator", "Dopri8Integrator"]

@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.integrators`` at the torchebm 0.8.9 module path ``torchebm.integrators.euler_maruyama``.
+"""0.8.9 import path `torchebm.integrators.euler_maruyama`; new code imports these names from `torchebm.integrators`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.integrators``.
-"""
+from torchebm.integrators import BackwardEulerMaruyamaIntegrator, EulerMaruyamaIntegrator
 
-from torchebm.integrators import (
-    BackwardEulerMaruyamaIntegrator,
-    EulerMaruyamaIntegrator,
-)
-
-__all__ = [
-    "BackwardEulerMaruyamaIntegrator",
-    "EulerMaruyamaIntegrator",
-]
+__all__ = ["BackwardEulerMaruyamaIntegrator", "EulerMaruyamaIntegrator"]

@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.integrators`` at the torchebm 0.8.9 module path ``torchebm.integrators.integrator_utils``.
+"""0.8.9 import path `torchebm.integrators.integrator_utils`; new code imports these names from `torchebm.integrators`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.integrators``.
-"""
+from torchebm.integrators import get_integrator, resolve_integrator
 
-from torchebm.integrators import (
-    get_integrator,
-    resolve_integrator,
-)
-
-__all__ = [
-    "get_integrator",
-    "resolve_integrator",
-]
+__all__ = ["get_integrator", "resolve_integrator"]

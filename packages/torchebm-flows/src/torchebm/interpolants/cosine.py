@@ -1,13 +1,5 @@
-"""Alias of ``torchebm.interpolants`` at the torchebm 0.8.9 module path ``torchebm.interpolants.cosine``.
+"""0.8.9 import path `torchebm.interpolants.cosine`; new code imports these names from `torchebm.interpolants`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.interpolants``.
-"""
+from torchebm.interpolants import CosineInterpolant
 
-from torchebm.interpolants import (
-    CosineInterpolant,
-)
-
-__all__ = [
-    "CosineInterpolant",
-]
+__all__ = ["CosineInterpolant"]

@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.interpolants`` at the torchebm 0.8.9 module path ``torchebm.interpolants.interpolant_utils``.
+"""0.8.9 import path `torchebm.interpolants.interpolant_utils`; new code imports these names from `torchebm.interpolants`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.interpolants``.
-"""
+from torchebm.interpolants import get_interpolant, resolve_interpolant
 
-from torchebm.interpolants import (
-    get_interpolant,
-    resolve_interpolant,
-)
-
-__all__ = [
-    "get_interpolant",
-    "resolve_interpolant",
-]
+__all__ = ["get_interpolant", "resolve_interpolant"]

@@ -1,13 +1,5 @@
-"""Alias of ``torchebm.interpolants`` at the torchebm 0.8.9 module path ``torchebm.interpolants.linear``.
+"""0.8.9 import path `torchebm.interpolants.linear`; new code imports these names from `torchebm.interpolants`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.interpolants``.
-"""
+from torchebm.interpolants import LinearInterpolant
 
-from torchebm.interpolants import (
-    LinearInterpolant,
-)
-
-__all__ = [
-    "LinearInterpolant",
-]
+__all__ = ["LinearInterpolant"]

@@ -18,16 +18,8 @@ Example:
 
 from importlib.metadata import version as _version
 
-from torchebm.flows import (
-    EnergyMatchingLoss,
-    EquilibriumMatchingLoss,
-    compute_eqm_ct,
-    compute_flow_weight,
-    dispersive_loss,
-    get_interpolant,
-    mean_flat,
-    trimmed_mean,
-)
+from torchebm.flows import EnergyMatchingLoss, EquilibriumMatchingLoss
+from torchebm.losses import loss_utils
 from torchebm.losses._base_contrastive_divergence import BaseContrastiveDivergence
 from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.losses._base_trainer import BaseTrainer, TrainerCallback
@@ -43,6 +35,7 @@ from torchebm.losses._score_matching import (
     SlicedScoreMatching,
 )
 from torchebm.losses._trainers import ContrastiveDivergenceTrainer
+from torchebm.losses.loss_utils import *  # noqa: F403
 
 __version__ = _version("torchebm-losses")
 
@@ -61,10 +54,5 @@ __all__ = [
     "EquilibriumMatchingLoss",
     "EnergyMatchingLoss",
     "FlowMatchingLoss",
-    "mean_flat",
-    "get_interpolant",
-    "trimmed_mean",
-    "compute_flow_weight",
-    "compute_eqm_ct",
-    "dispersive_loss",
+    *loss_utils.__all__,
 ]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseLoss, expand_t_like_x, warn_once
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
 
 __all__ = ["BaseContrastiveDivergence"]
@@ -49,6 +50,10 @@ class BaseContrastiveDivergence(BaseLoss):
     buffers of the module: they are in ``state_dict``, move with ``.to()``, and load into a
     fresh loss without a prior [`initialize_buffer`][torchebm.losses.BaseContrastiveDivergence.initialize_buffer] call.
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Energy model $E_\theta$ mapping ``(B, *event)`` to ``(B,)``. ``None``
             takes ``sampler.model``.
@@ -62,13 +67,6 @@ class BaseContrastiveDivergence(BaseLoss):
         init_steps: Sampler steps run on the fresh-noise buffer when it is created.
         init_noise_scale: Standard deviation of the noise that initialises and
             re-initialises chains.
-        nan_policy: See [`BaseLoss`][torchebm.core.BaseLoss].
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
-            while training (label dropout for classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     Raises:
         TypeError: neither ``model`` nor ``sampler.model`` is given, or ``sampler`` has no
@@ -109,14 +107,7 @@ class BaseContrastiveDivergence(BaseLoss):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
-        super().__init__(
-            dtype=dtype,
-            device=device,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         if sampler is None:
             raise TypeError(
                 f"{type(self).__name__} requires a sampler (e.g. "

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core import BaseLoss
+from torchebm.core import BaseLoss, ScheduledParameter
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_int
 
 __all__ = ["BaseScoreMatching"]
@@ -37,6 +38,10 @@ class BaseScoreMatching(BaseLoss):
     given, else the mean squared energy-gradient norm
     $\frac1B\sum_b \lVert\nabla_x E_\theta(x_b)\rVert^2$ on the clean batch.
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Energy model mapping ``(B, *event)`` to ``(B,)``.
         noise_scale: Noise standard deviation $\sigma$ (float or scheduler; used by
@@ -50,13 +55,6 @@ class BaseScoreMatching(BaseLoss):
         custom_regularization: Callable ``(x, model) -> scalar`` replacing the default
             regulariser.
         functional_model: Module used by the functional path instead of ``model``.
-        nan_policy: See [`BaseLoss`][torchebm.core.BaseLoss].
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
-            while training (label dropout for classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     References:
         - Hyvärinen, "Estimation of non-normalized statistical models by score matching",
@@ -82,14 +80,7 @@ class BaseScoreMatching(BaseLoss):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
-        super().__init__(
-            dtype=dtype,
-            device=device,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         if model is None or not callable(model):
             raise TypeError(
                 f"{type(self).__name__} requires an energy model (an nn.Module mapping (B, ...) "
@@ -126,23 +117,11 @@ class BaseScoreMatching(BaseLoss):
         """The module the `torch.func` path evaluates instead of `model` (not registered)."""
         return self._functional_model[0]
 
-    @property
-    def noise_scale(self) -> float:
-        """Current noise standard deviation $\\sigma$."""
-        return self.get_scheduled_value("noise_scale")
+    noise_scale = ScheduledParameter(positive=True)
+    """Current noise standard deviation $\\sigma$."""
 
-    @noise_scale.setter
-    def noise_scale(self, value: Any) -> None:
-        self._register_param("noise_scale", value, positive=True)
-
-    @property
-    def regularization_strength(self) -> float:
-        """Current regularisation weight $\\lambda$."""
-        return self.get_scheduled_value("regularization_strength")
-
-    @regularization_strength.setter
-    def regularization_strength(self, value: Any) -> None:
-        self._register_param("regularization_strength", value, non_negative=True)
+    regularization_strength = ScheduledParameter(non_negative=True)
+    """Current regularisation weight $\\lambda$."""
 
     # energies and gradients ------------------------------------------------------------------
     def _check_energy(self, e: Any, x: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,13 @@ import torch
 from torch import nn
 
 from torchebm.core import distributed as _d
-from torchebm.core.errors import ConfigurationError, NonFiniteError, check_in, check_int
+from torchebm.core.errors import (
+    ConfigurationError,
+    NonFiniteError,
+    check_generator,
+    check_in,
+    check_int,
+)
 
 __all__ = ["BaseTrainer", "TrainerCallback"]
 
@@ -119,8 +125,7 @@ def _check_arguments(
         raise TypeError(f"callbacks must be a list, got {type(callbacks).__name__}")
     if generator is not None and seed is not None:
         raise ConfigurationError("pass either generator or seed, not both")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    check_generator(generator)
     if lr_scheduler is not None and not hasattr(lr_scheduler, "step"):
         raise TypeError(
             f"lr_scheduler must be a torch.optim.lr_scheduler, got {type(lr_scheduler).__name__}"

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseModel, expand_t_like_x
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -43,6 +44,10 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
     * ``loss = loss_fn(x, model)`` (the seed documentation's form; deprecated, warns
       once, returns the loss only).
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Energy model ``(B, *event) -> (B,)``; ``None`` takes ``sampler.model``.
         sampler: Sampler of the negatives (e.g. ``LangevinDynamics``), duck-typed.
@@ -55,13 +60,6 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
         noise_scale: Standard deviation of that jitter.
         init_noise_scale: Standard deviation of the (re-)initialisation noise.
-        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
-            while training (label dropout for classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     Example:
         >>> loss_fn = ContrastiveDivergence(model, sampler, k_steps=10)  # doctest: +SKIP
@@ -101,22 +99,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         device: Any = None,
     ):
         init_noise_scale, dtype = split_dtype(type(self).__name__, init_noise_scale, dtype)
-        super().__init__(
-            model=model,
-            sampler=sampler,
-            k_steps=k_steps,
-            persistent=persistent,
-            buffer_size=buffer_size,
-            new_sample_ratio=new_sample_ratio,
-            init_steps=init_steps,
-            init_noise_scale=init_noise_scale,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-            dtype=dtype,
-            device=device,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         self.energy_reg_weight = check_non_negative("energy_reg_weight", energy_reg_weight)
         if not isinstance(add_noise_to_real, bool):
             raise TypeError(f"add_noise_to_real must be a bool, got {add_noise_to_real!r}")
@@ -163,6 +146,10 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
     recipe: a 10 000-chain buffer, 5 % fresh noise). With ``buffer_size`` equal to the
     batch size this is Tieleman's PCD exactly.
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Energy model; ``None`` takes ``sampler.model``.
         sampler: Sampler of the negatives, duck-typed.
@@ -175,13 +162,6 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
         add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
         noise_scale: Standard deviation of that jitter.
         init_noise_scale: Standard deviation of the (re-)initialisation noise.
-        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
-            while training (label dropout for classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     Example:
         >>> pcd = PersistentContrastiveDivergence(model, sampler, buffer_size=10000)  # doctest: +SKIP
@@ -215,25 +195,7 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
         device: Any = None,
     ):
         init_noise_scale, dtype = split_dtype(type(self).__name__, init_noise_scale, dtype)
-        super().__init__(
-            model=model,
-            sampler=sampler,
-            k_steps=k_steps,
-            persistent=True,
-            buffer_size=buffer_size,
-            init_steps=init_steps,
-            new_sample_ratio=new_sample_ratio,
-            energy_reg_weight=energy_reg_weight,
-            add_noise_to_real=add_noise_to_real,
-            noise_scale=noise_scale,
-            init_noise_scale=init_noise_scale,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-            dtype=dtype,
-            device=device,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__, persistent=True))
 
 
 class _TemperedModel(BaseModel):
@@ -291,6 +253,10 @@ class ParallelTemperingCD(ContrastiveDivergence):
     (``state_dict``); the swap acceptance rate of the last call per neighbouring pair is
     ``swap_acceptance`` (``(R-1,)``).
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Energy model; ``None`` takes ``sampler.model``.
         sampler: Sampler with a ``model`` attribute (it is temporarily pointed at the
@@ -304,13 +270,6 @@ class ParallelTemperingCD(ContrastiveDivergence):
         add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
         noise_scale: Standard deviation of that jitter.
         init_noise_scale: Standard deviation of the noise the chains start from.
-        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
-            while training (label dropout for classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     Raises:
         ValueError: bad temperature ladder or counts.
@@ -353,23 +312,14 @@ class ParallelTemperingCD(ContrastiveDivergence):
     ):
         init_noise_scale, dtype = split_dtype(type(self).__name__, init_noise_scale, dtype)
         super().__init__(
-            model=model,
-            sampler=sampler,
-            k_steps=k_steps,
-            persistent=False,
-            buffer_size=1,
-            init_steps=0,
-            new_sample_ratio=0.0,
-            energy_reg_weight=energy_reg_weight,
-            add_noise_to_real=add_noise_to_real,
-            noise_scale=noise_scale,
-            init_noise_scale=init_noise_scale,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-            dtype=dtype,
-            device=device,
+            **forward_kwargs(
+                locals(),
+                super().__init__,
+                persistent=False,
+                buffer_size=1,
+                init_steps=0,
+                new_sample_ratio=0.0,
+            )
         )
         if not hasattr(self.sampler, "model"):
             raise TypeError(

@@ -6,8 +6,9 @@ from typing import Any, Callable
 
 import torch
 
-from torchebm.core import BaseLoss, BaseScheduler
-from torchebm.core.errors import ConfigurationError, check_non_negative
+from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter
+from torchebm.core._module import forward_kwargs
+from torchebm.core.errors import ConfigurationError
 from torchebm.couplings import resolve_coupling
 from torchebm.flows import TimeSampler, mean_flat
 from torchebm.flows._time_sampling import TSampler, check_loss_weight_fn
@@ -31,6 +32,10 @@ class FlowMatchingLoss(BaseLoss):
     gives any. Integrating $\dot x = v_\theta(x, t)$ from $t = 0$ (noise) to $1$ samples the
     data (e.g. with `torchebm.samplers.FlowSampler`).
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Velocity network ``model(x, t, **model_kwargs)`` returning the shape of
             ``x`` (or a tuple whose first entry is that).
@@ -45,13 +50,6 @@ class FlowMatchingLoss(BaseLoss):
         t_p_std: Log-normal $s > 0$ (``logit t`` has std $s$). Default 1.2.
         loss_weight_fn: Optional ``t -> w(t)``, shape `(B,) -> (B,)`.
         negate_velocity: Regress $-u_t$ (models that point from data to noise).
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample while
-            training (classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (int label, tensor or callable).
-        check_conditioning: Check once that the model reads ``y`` (see `Conditioning`).
-        nan_policy: See `BaseLoss`.
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     Example:
         >>> class Velocity(torch.nn.Module):
@@ -90,14 +88,7 @@ class FlowMatchingLoss(BaseLoss):
         check_conditioning: bool = True,
         nan_policy: str = "raise",
     ):
-        super().__init__(
-            dtype=dtype,
-            device=device,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         if not callable(model):
             raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
         self.model = model
@@ -110,17 +101,8 @@ class FlowMatchingLoss(BaseLoss):
         self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         self.negate_velocity = bool(negate_velocity)
 
-    @property
-    def train_eps(self) -> float:
-        r"""Time margin $\epsilon$: training times lie in $[\epsilon, 1 - \epsilon]$."""
-        return self.get_scheduled_value("train_eps")
-
-    @train_eps.setter
-    def train_eps(self, value: Any) -> None:
-        if not isinstance(value, BaseScheduler):
-            if check_non_negative("train_eps", value) >= 0.5:
-                raise ConfigurationError(f"train_eps must be in [0, 0.5), got {value!r}")
-        self._register_param("train_eps", value)
+    train_eps = ScheduledParameter(non_negative=True, below=0.5)
+    r"""Time margin $\epsilon$: training times lie in $[\epsilon, 1 - \epsilon]$."""
 
     def __repr__(self) -> str:
         return (

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from torchebm.core import warn_once
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, check_in, check_positive
 from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction
@@ -71,6 +72,10 @@ class ScoreMatching(BaseScoreMatching):
       $v^\top(\nabla E(x+\epsilon v) - \nabla E(x-\epsilon v))/(2\epsilon)$
       (``fd_epsilon``); no double backward in $x$, bias $O(\epsilon^2)$.
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Energy model ``(B, *event) -> (B,)``.
         hessian_method: ``"exact"``, ``"hutchinson"`` or ``"approx"``.
@@ -83,13 +88,6 @@ class ScoreMatching(BaseScoreMatching):
         use_autograd: ``False`` computes $\nabla_x E$ with ``torch.func``.
         functional_model: Module used by the ``torch.func`` path instead of ``model``.
         noise_scale: Noise standard deviation kept for [`perturb_data`][torchebm.losses.BaseScoreMatching.perturb_data].
-        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
-            while training (label dropout for classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     Raises:
         ValueError: unknown ``hessian_method`` or non-positive counts/steps.
@@ -125,21 +123,7 @@ class ScoreMatching(BaseScoreMatching):
         device: Any = None,
     ):
         check_hutchinson_samples(hutchinson_samples)
-        super().__init__(
-            model=model,
-            noise_scale=noise_scale,
-            regularization_strength=regularization_strength,
-            use_autograd=use_autograd,
-            hutchinson_samples=hutchinson_samples,
-            custom_regularization=custom_regularization,
-            functional_model=functional_model,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-            dtype=dtype,
-            device=device,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         self.hessian_method = check_in(
             "hessian_method", hessian_method, ("exact", "hutchinson", "approx")
         )
@@ -227,6 +211,10 @@ class SlicedScoreMatching(BaseScoreMatching):
     ``variance_reduction=True`` the first term is replaced by its expectation
     $\tfrac12\lVert\nabla_x E_\theta\rVert^2$ (SSM-VR).
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Energy model ``(B, *event) -> (B,)``.
         n_projections: Probes per sample.
@@ -240,13 +228,6 @@ class SlicedScoreMatching(BaseScoreMatching):
         use_autograd: ``False`` computes $\nabla_x E$ with ``torch.func``.
         functional_model: Module used by the ``torch.func`` path instead of ``model``.
         noise_scale: Noise standard deviation kept for [`perturb_data`][torchebm.losses.BaseScoreMatching.perturb_data].
-        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
-            while training (label dropout for classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     Raises:
         ValueError: unknown ``projection_type`` or ``n_projections < 1``.
@@ -280,21 +261,7 @@ class SlicedScoreMatching(BaseScoreMatching):
         device: Any = None,
     ):
         check_variance_reduction(variance_reduction)
-        super().__init__(
-            model=model,
-            noise_scale=noise_scale,
-            regularization_strength=regularization_strength,
-            use_autograd=use_autograd,
-            hutchinson_samples=1,
-            custom_regularization=custom_regularization,
-            functional_model=functional_model,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-            dtype=dtype,
-            device=device,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__, hutchinson_samples=1))
         if isinstance(n_projections, bool) or not isinstance(n_projections, int):
             raise TypeError(f"n_projections must be an int, got {n_projections!r}")
         if n_projections < 1:
@@ -343,6 +310,10 @@ class DenoisingScoreMatching(BaseScoreMatching):
     correct sign: the reference implementation regressed onto $-(\tilde x - x)/\sigma^2$
     and trained $E \approx +\log p$.
 
+    The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
+    ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
+    [`BaseLoss`][torchebm.core.BaseLoss].
+
     Args:
         model: Energy model ``(B, *event) -> (B,)``.
         noise_scale: $\sigma$ (float or scheduler).
@@ -353,13 +324,6 @@ class DenoisingScoreMatching(BaseScoreMatching):
             squared-gradient regulariser.
         use_autograd: ``False`` computes $\nabla_x E$ with ``torch.func``.
         functional_model: Module used by the ``torch.func`` path instead of ``model``.
-        nan_policy: ``"raise"`` (default), ``"warn"``, ``"deferred"`` or ``"ignore"``.
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample
-            while training (label dropout for classifier-free guidance).
-        null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
-        dtype: Dtype of the loss's own tensors.
-        device: Device of the loss's own tensors.
 
     Example:
         >>> dsm = DenoisingScoreMatching(model, noise_scale=0.1)  # doctest: +SKIP
@@ -399,21 +363,7 @@ class DenoisingScoreMatching(BaseScoreMatching):
                 stacklevel=3,
             )
             noise_scale = sigma
-        super().__init__(
-            model=model,
-            noise_scale=noise_scale,
-            regularization_strength=regularization_strength,
-            use_autograd=use_autograd,
-            hutchinson_samples=1,
-            custom_regularization=custom_regularization,
-            functional_model=functional_model,
-            nan_policy=nan_policy,
-            cfg_dropout=cfg_dropout,
-            null_condition=null_condition,
-            check_conditioning=check_conditioning,
-            dtype=dtype,
-            device=device,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__, hutchinson_samples=1))
 
     @property
     def sigma(self) -> float:

@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.losses`` at the torchebm 0.8.9 module path ``torchebm.losses.contrastive_divergence``.
+"""0.8.9 import path `torchebm.losses.contrastive_divergence`; new code imports these names from `torchebm.losses`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.losses``.
-"""
+from torchebm.losses import ContrastiveDivergence, PersistentContrastiveDivergence
 
-from torchebm.losses import (
-    ContrastiveDivergence,
-    PersistentContrastiveDivergence,
-)
-
-__all__ = [
-    "ContrastiveDivergence",
-    "PersistentContrastiveDivergence",
-]
+__all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence"]

@@ -1,13 +1,5 @@
-"""Alias of ``torchebm.losses`` at the torchebm 0.8.9 module path ``torchebm.losses.flow_matching``.
+"""0.8.9 import path `torchebm.losses.flow_matching`; new code imports these names from `torchebm.losses`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.losses``.
-"""
+from torchebm.losses import FlowMatchingLoss
 
-from torchebm.losses import (
-    FlowMatchingLoss,
-)
-
-__all__ = [
-    "FlowMatchingLoss",
-]
+__all__ = ["FlowMatchingLoss"]

@@ -1,17 +1,5 @@
-"""Alias of ``torchebm.losses`` at the torchebm 0.8.9 module path ``torchebm.losses.score_matching``.
+"""0.8.9 import path `torchebm.losses.score_matching`; new code imports these names from `torchebm.losses`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.losses``.
-"""
+from torchebm.losses import DenoisingScoreMatching, ScoreMatching, SlicedScoreMatching
 
-from torchebm.losses import (
-    DenoisingScoreMatching,
-    ScoreMatching,
-    SlicedScoreMatching,
-)
-
-__all__ = [
-    "DenoisingScoreMatching",
-    "ScoreMatching",
-    "SlicedScoreMatching",
-]
+__all__ = ["DenoisingScoreMatching", "ScoreMatching", "SlicedScoreMatching"]

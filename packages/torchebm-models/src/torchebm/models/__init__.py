@@ -15,62 +15,21 @@ Install alone with ``pip install torchebm-models`` (needs only ``torchebm-core``
 
 from importlib.metadata import version as _version
 
-from torchebm.models import components
+from torchebm.models import _dit, components
 from torchebm.models._conditional_transformer_2d import ConditionalTransformer2D
-from torchebm.models._dit import (
-    DiT,
-    dit_b_2,
-    dit_b_4,
-    dit_b_8,
-    dit_l_2,
-    dit_l_4,
-    dit_l_8,
-    dit_s_2,
-    dit_s_4,
-    dit_s_8,
-    dit_xl_2,
-    dit_xl_4,
-    dit_xl_8,
-)
+from torchebm.models._dit import *  # noqa: F403
 from torchebm.models._guidance import ClassifierFreeGuidance
 from torchebm.models._mlp import MLPEnergy, MLPVelocity, fourier_time_features
 from torchebm.models._time_mlp import TimeConditionedMLP
 from torchebm.models._wrappers import EqMEnergy, InteractionModel, LabelClassifierFreeGuidance
-from torchebm.models.components import (
-    AdaLNZeroBlock,
-    AdaLNZeroLinearHead,
-    AdaLNZeroMLPBlock,
-    AdaLNZeroPatchHead,
-    ConvPatchEmbed2d,
-    FeedForward,
-    LabelEmbedder,
-    MLPTimestepEmbedder,
-    MultiheadSelfAttention,
-    build_2d_sincos_pos_embed,
-    modulate,
-    patchify2d,
-    sinusoidal_embedding,
-    unpatchify2d,
-)
+from torchebm.models.components import *  # noqa: F403
 
 __version__ = _version("torchebm-models")
 
 __all__ = [
     "components",
     "ConditionalTransformer2D",
-    "DiT",
-    "dit_s_2",
-    "dit_s_4",
-    "dit_s_8",
-    "dit_b_2",
-    "dit_b_4",
-    "dit_b_8",
-    "dit_l_2",
-    "dit_l_4",
-    "dit_l_8",
-    "dit_xl_2",
-    "dit_xl_4",
-    "dit_xl_8",
+    *_dit.__all__,
     "TimeConditionedMLP",
     "ClassifierFreeGuidance",
     "LabelClassifierFreeGuidance",
@@ -80,18 +39,5 @@ __all__ = [
     "MLPVelocity",
     "fourier_time_features",
     # re-exports of torchebm.models.components
-    "MLPTimestepEmbedder",
-    "LabelEmbedder",
-    "sinusoidal_embedding",
-    "build_2d_sincos_pos_embed",
-    "ConvPatchEmbed2d",
-    "patchify2d",
-    "unpatchify2d",
-    "FeedForward",
-    "MultiheadSelfAttention",
-    "AdaLNZeroBlock",
-    "AdaLNZeroPatchHead",
-    "AdaLNZeroMLPBlock",
-    "AdaLNZeroLinearHead",
-    "modulate",
+    *components.__all__,
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core import BaseModel, Schedulable, TorchEBMModule
+from torchebm.core import BaseModel, Schedulable, ScheduledParameter, TorchEBMModule
 from torchebm.core.errors import ShapeError, check_in, check_int, check_positive
 
 __all__ = ["LabelClassifierFreeGuidance", "EqMEnergy", "InteractionModel"]
@@ -253,14 +253,8 @@ class InteractionModel(Schedulable, BaseModel):
         self.sigma_w = check_positive("sigma_w", sigma_w)
         self.strength = strength
 
-    @property
-    def strength(self) -> float:
-        """Current interaction strength ``s``."""
-        return self.get_scheduled_value("strength")
-
-    @strength.setter
-    def strength(self, value: Any) -> None:
-        self._register_param("strength", value)
+    strength = ScheduledParameter()
+    """Current interaction strength ``s``."""
 
     def _coef(self) -> float:
         return self.strength / self.sigma_w**2

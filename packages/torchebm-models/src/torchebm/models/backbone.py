@@ -1,7 +1,3 @@
-"""Alias of ``torchebm.models`` at the torchebm 0.8.9 module path ``torchebm.models.backbone``.
+"""0.8.9 import path `torchebm.models.backbone` (empty in 0.8.9 too); models live in `torchebm.models`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.models``.
-"""
-
-__all__ = []
+__all__: list[str] = []

@@ -1,13 +1,5 @@
-"""Alias of ``torchebm.models`` at the torchebm 0.8.9 module path ``torchebm.models.mlp``.
+"""0.8.9 import path `torchebm.models.mlp`; new code imports these names from `torchebm.models`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.models``.
-"""
+from torchebm.models import TimeConditionedMLP
 
-from torchebm.models import (
-    TimeConditionedMLP,
-)
-
-__all__ = [
-    "TimeConditionedMLP",
-]
+__all__ = ["TimeConditionedMLP"]

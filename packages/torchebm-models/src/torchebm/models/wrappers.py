@@ -1,17 +1,5 @@
-"""Alias of ``torchebm.models`` at the torchebm 0.8.9 module path ``torchebm.models.wrappers``.
+"""0.8.9 import path `torchebm.models.wrappers`; new code imports these names from `torchebm.models`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.models``.
-"""
+from torchebm.models import ClassifierFreeGuidance, EqMEnergy, InteractionModel
 
-from torchebm.models import (
-    ClassifierFreeGuidance,
-    EqMEnergy,
-    InteractionModel,
-)
-
-__all__ = [
-    "ClassifierFreeGuidance",
-    "EqMEnergy",
-    "InteractionModel",
-]
+__all__ = ["ClassifierFreeGuidance", "EqMEnergy", "InteractionModel"]

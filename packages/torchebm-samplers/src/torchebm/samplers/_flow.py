@@ -12,7 +12,9 @@ from torchebm.core import (
     BaseRungeKuttaIntegrator,
     BaseSampler,
     BaseSDERungeKuttaIntegrator,
+    ScheduledParameter,
 )
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_non_negative
 from torchebm.integrators import resolve_integrator
 from torchebm.interpolants import (
@@ -181,7 +183,7 @@ class FlowSampler(BaseSampler):
         n_steps: int | None = None,
         nan_policy: str = "warn",
     ):
-        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         if not callable(model):
             raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
         self.mode = check_in("mode", mode, ("ode", "sde"))
@@ -247,23 +249,11 @@ class FlowSampler(BaseSampler):
         return self.default_sde_n_steps if self.mode == "sde" else 50
 
     # ------------------------------------------------------------------ properties
-    @property
-    def train_eps(self) -> float:
-        """Current ``train_eps`` (unused by sampling)."""
-        return self.get_scheduled_value("train_eps")
+    train_eps = ScheduledParameter(non_negative=True)
+    """Current ``train_eps`` (unused by sampling)."""
 
-    @train_eps.setter
-    def train_eps(self, value: Any) -> None:
-        self._register_param("train_eps", value, non_negative=True)
-
-    @property
-    def sample_eps(self) -> float:
-        """Current ``sample_eps``."""
-        return self.get_scheduled_value("sample_eps")
-
-    @sample_eps.setter
-    def sample_eps(self, value: Any) -> None:
-        self._register_param("sample_eps", value, non_negative=True)
+    sample_eps = ScheduledParameter(non_negative=True)
+    """Current ``sample_eps``."""
 
     @property
     def _adaptive(self) -> bool:

@@ -12,7 +12,8 @@ from typing import Any, cast
 
 import torch
 
-from torchebm.core import BaseSampler, SamplerContext, SamplerState
+from torchebm.core import BaseSampler, SamplerContext, SamplerState, ScheduledParameter
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import check_positive, check_probability
 
 __all__ = ["GradientDescentSampler", "NesterovSampler", "DescentState"]
@@ -56,18 +57,12 @@ class _DescentBase(BaseSampler):
         n_steps: int | None = None,
         nan_policy: str = "warn",
     ):
-        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         self.step_size = step_size
         self.grad_tol = None if grad_tol is None else check_positive("grad_tol", grad_tol)
 
-    @property
-    def step_size(self) -> float:
-        """Current step size $\\eta$ (float or scheduler; assigning either works)."""
-        return self.get_scheduled_value("step_size")
-
-    @step_size.setter
-    def step_size(self, value: Any) -> None:
-        self._register_param("step_size", value, positive=True)
+    step_size = ScheduledParameter(positive=True)
+    """Current step size $\\eta$ (float or scheduler; assigning either works)."""
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> DescentState:
         state = DescentState(x=x)
@@ -196,15 +191,7 @@ class NesterovSampler(_DescentBase):
         n_steps: int | None = None,
         nan_policy: str = "warn",
     ):
-        super().__init__(
-            model,
-            step_size,
-            dtype=dtype,
-            device=device,
-            grad_tol=grad_tol,
-            n_steps=n_steps,
-            nan_policy=nan_policy,
-        )
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         self.momentum = check_probability("momentum", momentum, closed_right=False)
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> DescentState:

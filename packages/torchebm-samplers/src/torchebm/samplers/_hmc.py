@@ -16,9 +16,12 @@ from torchebm.core import (
     BaseSymplecticIntegrator,
     SamplerContext,
     SamplerState,
+    ScheduledParameter,
     shared_field,
     warn_once,
 )
+from torchebm.core._base_sampler import _finite_rows
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int
 from torchebm.integrators import (
     GeneralisedLeapfrogIntegrator,
@@ -32,11 +35,6 @@ __all__ = ["HamiltonianMonteCarlo", "RiemannianManifoldHMC", "HMCState"]
 
 _ENERGY_CLAMP = 1e10
 _DH_CLAMP = 50.0
-
-
-def _finite_rows(x: torch.Tensor) -> torch.Tensor:
-    # max |x| per row is NaN/inf exactly for rows holding a NaN/inf (3 kernels, not 6)
-    return _flat(x).abs().amax(dim=1) < math.inf
 
 
 def _flat(v: torch.Tensor) -> torch.Tensor:
@@ -84,14 +82,8 @@ class _HMCBase(BaseSampler):
 
     diagnostic_keys = ("mean", "var", "energy", "acceptance_rate")
 
-    @property
-    def step_size(self) -> float:
-        r"""Current leapfrog step size $\epsilon$ (assign a float or a scheduler)."""
-        return self.get_scheduled_value("step_size")
-
-    @step_size.setter
-    def step_size(self, value: Any) -> None:
-        self._register_param("step_size", value, positive=True)
+    step_size = ScheduledParameter(positive=True)
+    r"""Current leapfrog step size $\epsilon$ (assign a float or a scheduler)."""
 
     def infer_dim(self) -> Any:
         """The event shape of the model's `mean` when it has one (Gaussian models)."""
@@ -216,7 +208,7 @@ class HamiltonianMonteCarlo(_HMCBase):
         energy_function: Any = None,
     ):
         model = resolve_model(type(self).__name__, model, energy_function)
-        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         self.step_size = step_size
         self.n_leapfrog_steps = check_int("n_leapfrog_steps", n_leapfrog_steps, minimum=1)
         self._set_mass(mass)
@@ -432,7 +424,7 @@ class RiemannianManifoldHMC(_HMCBase):
         n_steps: int | None = None,
         nan_policy: str = "warn",
     ):
-        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         if not callable(metric_fn):
             raise TypeError(f"metric_fn must be callable, got {type(metric_fn).__name__}")
         self.metric_fn = metric_fn

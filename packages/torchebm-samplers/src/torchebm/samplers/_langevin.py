@@ -17,9 +17,11 @@ from torchebm.core import (
     ConstantScheduler,
     SamplerContext,
     SamplerState,
+    ScheduledParameter,
     shared_field,
 )
-from torchebm.core.errors import ConfigurationError
+from torchebm.core._module import forward_kwargs
+from torchebm.core.errors import ConfigurationError, check_clamp
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
 from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
 from torchebm.samplers._compat import resolve_model
@@ -108,20 +110,6 @@ class LangevinState(SamplerState):
     owned: bool = shared_field(False)
 
 
-def _check_clamp(clamp: Any) -> tuple[float, float] | None:
-    if clamp is None:
-        return None
-    if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
-        raise TypeError(f"clamp must be None or a (low, high) pair, got {clamp!r}")
-    lo, hi = clamp
-    for v in (lo, hi):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"clamp must hold two numbers, got {clamp!r}")
-    if not float(lo) < float(hi):
-        raise ConfigurationError(f"clamp must satisfy low < high, got {clamp!r}")
-    return float(lo), float(hi)
-
-
 class LangevinDynamics(BaseSampler):
     r"""Langevin dynamics for $p(x) \propto e^{-E(x)}$.
 
@@ -144,7 +132,8 @@ class LangevinDynamics(BaseSampler):
         noise_scale: $\sigma > 0$, float or scheduler.
         decay: Kept for signature compatibility; only ``0.0`` is accepted (never had an
             effect upstream).
-        clamp: Optional ``(low, high)``: chains are clamped after every step.
+        clamp: Optional ``(low, high)``: chains are clamped after every step; either
+            bound may be ``None`` (one-sided, the rule of `torchebm.core.errors.check_clamp`).
         dtype: Chain dtype when the model has no parameters.
         device: Chain device when the model has no parameters.
         integrator: ``None`` (Euler-Maruyama), a registry name or an instance of the SDE
@@ -198,7 +187,7 @@ class LangevinDynamics(BaseSampler):
         energy_function: Any = None,
     ):
         model = resolve_model(type(self).__name__, model, energy_function)
-        super().__init__(model, dtype=dtype, device=device, n_steps=n_steps, nan_policy=nan_policy)
+        super().__init__(**forward_kwargs(locals(), super().__init__))
         self.step_size = step_size
         self.noise_scale = noise_scale
         if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or float(decay) != 0.0:
@@ -207,7 +196,7 @@ class LangevinDynamics(BaseSampler):
                 "add a quadratic term to the energy instead"
             )
         self.decay = 0.0
-        self.clamp = _check_clamp(clamp)
+        self.clamp = check_clamp(clamp)
         self.integrator = cast(
             BaseSDERungeKuttaIntegrator,
             resolve_integrator(
@@ -226,23 +215,11 @@ class LangevinDynamics(BaseSampler):
                 f"{type(self.integrator).__name__}"
             )
 
-    @property
-    def step_size(self) -> float:
-        r"""Current step size $\eta$ (assign a float or a scheduler)."""
-        return self.get_scheduled_value("step_size")
+    step_size = ScheduledParameter(positive=True)
+    r"""Current step size $\eta$ (assign a float or a scheduler)."""
 
-    @step_size.setter
-    def step_size(self, value: Any) -> None:
-        self._register_param("step_size", value, positive=True)
-
-    @property
-    def noise_scale(self) -> float:
-        r"""Current noise scale $\sigma$ (assign a float or a scheduler)."""
-        return self.get_scheduled_value("noise_scale")
-
-    @noise_scale.setter
-    def noise_scale(self, value: Any) -> None:
-        self._register_param("noise_scale", value, positive=True)
+    noise_scale = ScheduledParameter(positive=True)
+    r"""Current noise scale $\sigma$ (assign a float or a scheduler)."""
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> LangevinState:
         """Choose, once for the call, the update (eager, fused kernel or whole-chain kernel)."""

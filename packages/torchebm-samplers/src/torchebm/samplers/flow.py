@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.samplers`` at the torchebm 0.8.9 module path ``torchebm.samplers.flow``.
+"""0.8.9 import path `torchebm.samplers.flow`; new code imports these names from `torchebm.samplers`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.samplers``.
-"""
+from torchebm.samplers import FlowSampler, PredictionType
 
-from torchebm.samplers import (
-    FlowSampler,
-    PredictionType,
-)
-
-__all__ = [
-    "FlowSampler",
-    "PredictionType",
-]
+__all__ = ["FlowSampler", "PredictionType"]

@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.samplers`` at the torchebm 0.8.9 module path ``torchebm.samplers.hmc``.
+"""0.8.9 import path `torchebm.samplers.hmc`; new code imports these names from `torchebm.samplers`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.samplers``.
-"""
+from torchebm.samplers import HamiltonianMonteCarlo, RiemannianManifoldHMC
 
-from torchebm.samplers import (
-    HamiltonianMonteCarlo,
-    RiemannianManifoldHMC,
-)
-
-__all__ = [
-    "HamiltonianMonteCarlo",
-    "RiemannianManifoldHMC",
-]
+__all__ = ["HamiltonianMonteCarlo", "RiemannianManifoldHMC"]

@@ -16,31 +16,14 @@ Example:
 
 from importlib.metadata import version as _version
 
+from torchebm.visualization import _plots
 from torchebm.visualization._grid import energy_grid, vector_field_grid
-from torchebm.visualization._plots import (
-    LANDSCAPE_KINDS,
-    landscape_values,
-    plot_energy_landscape,
-    plot_interpolant_paths,
-    plot_interpolant_schedules,
-    plot_samples,
-    plot_training_curves,
-    plot_trajectories,
-    plot_vector_field,
-)
+from torchebm.visualization._plots import *  # noqa: F403
 
 __version__ = _version("torchebm")
 
 __all__ = [
-    "LANDSCAPE_KINDS",
+    *_plots.__all__,
     "energy_grid",
     "vector_field_grid",
-    "landscape_values",
-    "plot_energy_landscape",
-    "plot_samples",
-    "plot_trajectories",
-    "plot_vector_field",
-    "plot_training_curves",
-    "plot_interpolant_paths",
-    "plot_interpolant_schedules",
 ]

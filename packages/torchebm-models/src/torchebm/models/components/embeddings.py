@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.models.components`` at the torchebm 0.8.9 module path ``torchebm.models.components.embeddings``.
+"""0.8.9 import path `torchebm.models.components.embeddings`; new code imports these names from `torchebm.models.components`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.models.components``.
-"""
+from torchebm.models.components import LabelEmbedder, MLPTimestepEmbedder
 
-from torchebm.models.components import (
-    LabelEmbedder,
-    MLPTimestepEmbedder,
-)
-
-__all__ = [
-    "LabelEmbedder",
-    "MLPTimestepEmbedder",
-]
+__all__ = ["LabelEmbedder", "MLPTimestepEmbedder"]

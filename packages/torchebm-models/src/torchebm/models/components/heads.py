@@ -1,15 +1,5 @@
-"""Alias of ``torchebm.models.components`` at the torchebm 0.8.9 module path ``torchebm.models.components.heads``.
+"""0.8.9 import path `torchebm.models.components.heads`; new code imports these names from `torchebm.models.components`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.models.components``.
-"""
+from torchebm.models.components import AdaLNZeroLinearHead, AdaLNZeroPatchHead
 
-from torchebm.models.components import (
-    AdaLNZeroLinearHead,
-    AdaLNZeroPatchHead,
-)
-
-__all__ = [
-    "AdaLNZeroLinearHead",
-    "AdaLNZeroPatchHead",
-]
+__all__ = ["AdaLNZeroLinearHead", "AdaLNZeroPatchHead"]

@@ -1,17 +1,5 @@
-"""Alias of ``torchebm.models.components`` at the torchebm 0.8.9 module path ``torchebm.models.components.patch``.
+"""0.8.9 import path `torchebm.models.components.patch`; new code imports these names from `torchebm.models.components`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.models.components``.
-"""
+from torchebm.models.components import ConvPatchEmbed2d, patchify2d, unpatchify2d
 
-from torchebm.models.components import (
-    ConvPatchEmbed2d,
-    patchify2d,
-    unpatchify2d,
-)
-
-__all__ = [
-    "ConvPatchEmbed2d",
-    "patchify2d",
-    "unpatchify2d",
-]
+__all__ = ["ConvPatchEmbed2d", "patchify2d", "unpatchify2d"]

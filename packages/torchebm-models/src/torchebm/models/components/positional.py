@@ -1,13 +1,5 @@
-"""Alias of ``torchebm.models.components`` at the torchebm 0.8.9 module path ``torchebm.models.components.positional``.
+"""0.8.9 import path `torchebm.models.components.positional`; new code imports these names from `torchebm.models.components`."""
 
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.models.components``.
-"""
+from torchebm.models.components import build_2d_sincos_pos_embed
 
-from torchebm.models.components import (
-    build_2d_sincos_pos_embed,
-)
-
-__all__ = [
-    "build_2d_sincos_pos_embed",
-]
+__all__ = ["build_2d_sincos_pos_embed"]

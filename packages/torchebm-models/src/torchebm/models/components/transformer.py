@@ -1,8 +1,4 @@
-"""Alias of ``torchebm.models.components`` at the torchebm 0.8.9 module path ``torchebm.models.components.transformer``.
-
-A supported import path for code written against torchebm 0.8.x; it holds no code of
-its own. New code imports from ``torchebm.models.components``.
-"""
+"""0.8.9 import path `torchebm.models.components.transformer`; new code imports these names from `torchebm.models.components`."""
 
 from torchebm.models.components import (
     AdaLNZeroBlock,
