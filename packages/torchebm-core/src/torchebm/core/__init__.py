@@ -11,7 +11,7 @@ from ``torchebm-losses``) are imported lazily on first access (see ``_moved.py``
 
 from importlib.metadata import version as _version
 
-from torchebm.core import distributed, errors, metrics
+from torchebm.core import distributed, errors
 from torchebm.core._base_coupling import (
     BaseCostCoupling,
     BaseCoupling,
@@ -24,11 +24,14 @@ from torchebm.core._base_loss import BaseLoss
 from torchebm.core._base_model import (
     AckleyModel,
     BaseModel,
+    BoothModel,
     DoubleWellModel,
     GaussianModel,
     HarmonicModel,
+    HimmelblauModel,
     RastriginModel,
     RosenbrockModel,
+    StyblinskiTangModel,
 )
 from torchebm.core._base_sampler import (
     NAN_POLICIES,
@@ -63,7 +66,6 @@ from torchebm.core._schedulers import (
     TemperatureScheduler,
     WarmupScheduler,
 )
-from torchebm.core._test_functions import BoothModel, HimmelblauModel, StyblinskiTangModel
 from torchebm.core._training import load_checkpoint, requires_grad, save_checkpoint, update_ema
 from torchebm.core._versions import versions
 
@@ -73,7 +75,6 @@ __all__ = [
     "TorchEBMModule",
     "warn_once",
     "errors",
-    "metrics",
     "versions",
     "BaseModel",
     "DoubleWellModel",

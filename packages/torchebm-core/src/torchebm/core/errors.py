@@ -27,6 +27,7 @@ __all__ = [
     "ShapeError",
     "NonFiniteError",
     "MissingDependencyError",
+    "check_finite",
     "check_positive",
     "check_non_negative",
     "check_int",
@@ -74,6 +75,21 @@ class MissingDependencyError(TorchEBMError, ImportError):
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_finite(name: str, value: Any) -> float:
+    """Return ``float(value)`` if it is a finite real number (any sign), else raise.
+
+    Raises:
+        TypeError: ``value`` is not a real number.
+        ConfigurationError: ``value`` is NaN or infinite.
+    """
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ConfigurationError(f"{name} must be finite, got {value!r}")
+    return v
 
 
 def check_positive(name: str, value: Any) -> float:
