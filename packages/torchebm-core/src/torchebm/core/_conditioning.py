@@ -1,5 +1,4 @@
-r"""Conditioning options shared by every loss: classifier-free-guidance label dropout and a
-one-time check that the model reads its conditioning."""
+r"""Conditioning options of the losses: classifier-free-guidance dropout, a one-time check."""
 
 from __future__ import annotations
 
@@ -45,15 +44,12 @@ def substitute_condition(y: torch.Tensor, mask: torch.Tensor, null: NullConditio
 
 
 class Conditioning:
-    r"""The conditioning options of a loss: ``cfg_dropout``, ``null_condition``,
-    ``check_conditioning``.
+    r"""The conditioning options of a loss.
 
-    * `drop` replaces ``model_kwargs["y"]`` by ``null_condition`` on a random fraction
-      ``cfg_dropout`` of the batch while training (classifier-free guidance training).
-    * `check` runs once, on the first call that passes ``y``: the model is probed on one
-      input under two distinct labels of the batch; identical non-zero outputs mean the
-      model ignores ``y`` and raise. All-zero outputs (an AdaLN-Zero model before any
-      step) leave the check armed for a few more calls, then warn.
+    `drop` replaces ``model_kwargs["y"]`` by ``null_condition`` on a random fraction
+    ``cfg_dropout`` of a training batch. `check` runs on the first call with ``y``: the
+    model is probed under two distinct labels; identical non-zero outputs raise (it ignores
+    ``y``), all-zero ones (AdaLN-Zero before training) re-arm it a few times, then warn.
 
     Args:
         cfg_dropout: Probability in $[0, 1]$ of dropping a sample's ``y``.
@@ -94,10 +90,7 @@ class Conditioning:
             return model_kwargs
         y = model_kwargs["y"]
         u = torch.rand(y.shape[0], generator=generator, device=y.device)
-        return {
-            **model_kwargs,
-            "y": substitute_condition(y, u < self.cfg_dropout, null),
-        }
+        return {**model_kwargs, "y": substitute_condition(y, u < self.cfg_dropout, null)}
 
     def check(self, probe: Callable[[dict], torch.Tensor], model_kwargs: dict, owner: Any) -> None:
         """One-time probe that the model reads ``y`` (see the class docs).

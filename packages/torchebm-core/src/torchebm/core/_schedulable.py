@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
-from torchebm.core.errors import check_non_negative, check_positive
+from torchebm.core.errors import check_finite, check_non_negative, check_positive
 
 __all__ = ["Schedulable"]
 
@@ -15,14 +15,10 @@ __all__ = ["Schedulable"]
 class Schedulable:
     r"""Mixin holding named [`BaseScheduler`][torchebm.core.BaseScheduler] objects (``self.schedulers``).
 
-    Put it before the ``nn.Module`` base in the MRO. Hyper-parameters are typically
-    exposed as properties whose getter returns ``get_scheduled_value(name)`` and whose
-    setter calls ``_register_param(name, value)``: assigning a float installs a
-    [`ConstantScheduler`][torchebm.core.ConstantScheduler], assigning a scheduler installs it.
-
-    Scheduler state (step counters, current values) is saved in the module's
-    ``state_dict`` through ``nn.Module``'s extra-state hook, as plain Python values, so
-    ``torch.load(..., weights_only=True)`` restores it.
+    Put it before the ``nn.Module`` base. A hyper-parameter is a property reading
+    ``get_scheduled_value(name)`` whose setter calls ``_register_param(name, value)`` (a
+    number installs a `ConstantScheduler`). Scheduler state travels in ``state_dict`` as
+    plain Python values (extra state), so ``weights_only=True`` loads restore it.
     """
 
     def _schedulers_dict(self) -> dict[str, BaseScheduler]:
@@ -52,7 +48,7 @@ class Schedulable:
         elif non_negative:
             v = check_non_negative(name, value)
         else:
-            v = _as_float(name, value)
+            v = check_finite(name, value)
         self.register_scheduler(name, ConstantScheduler(v))
 
     def get_schedulers(self) -> dict[str, BaseScheduler]:
@@ -102,18 +98,6 @@ class Schedulable:
             current = self._schedulers_dict().get(name)
             if current is not None and type(current).__name__ == entry.get("type"):
                 current.load_state_dict(entry["state"])
-
-
-def _as_float(name: str, value: Any) -> float:
-    import math
-    import numbers
-
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number or a BaseScheduler, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
 
 
 def _schedulable_subtree(root: Any):

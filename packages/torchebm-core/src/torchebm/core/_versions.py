@@ -8,9 +8,7 @@ __all__ = ["versions"]
 
 
 def versions() -> dict[str, str]:
-    """Return ``{distribution name: version}`` for every installed ``torchebm*`` distribution.
-
-    Also reports ``torch`` (and ``triton`` when present), which every piece depends on.
+    """``{distribution: version}`` of every installed ``torchebm*`` piece, ``torch`` and ``triton``.
 
     Example:
         >>> "torchebm-core" in versions()

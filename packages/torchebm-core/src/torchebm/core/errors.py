@@ -1,10 +1,8 @@
 r"""Error types and argument validators shared by every TorchEBM piece.
 
-Every public constructor and call validates its input with the helpers below, so that
-messages have one shape: the argument's name, the value received and what is accepted
-(``"step_size must be positive, got -0.01"``). The error classes subclass the builtin
-exceptions users already catch (``ValueError``, ``TypeError``, ...), so
-``except ValueError`` keeps working.
+Messages have one shape: the argument, the value received and what is accepted
+(``"step_size must be positive, got -0.01"``). The classes subclass the builtin exceptions
+(``ValueError``, ``TypeError``, ...), so ``except ValueError`` keeps working.
 
 Example:
     >>> from torchebm.core.errors import check_positive
@@ -78,12 +76,7 @@ def _is_real(value: Any) -> bool:
 
 
 def check_finite(name: str, value: Any) -> float:
-    """Return ``float(value)`` if it is a finite real number (any sign), else raise.
-
-    Raises:
-        TypeError: ``value`` is not a real number.
-        ConfigurationError: ``value`` is NaN or infinite.
-    """
+    """``float(value)`` for a finite real number (else ``TypeError``/``ConfigurationError``)."""
     if not _is_real(value):
         raise TypeError(f"{name} must be a finite number, got {value!r} ({type(value).__name__})")
     v = float(value)
@@ -93,12 +86,7 @@ def check_finite(name: str, value: Any) -> float:
 
 
 def check_positive(name: str, value: Any) -> float:
-    """Return ``float(value)`` if it is a finite real number > 0, else raise.
-
-    Raises:
-        TypeError: ``value`` is not a real number.
-        ConfigurationError: ``value`` is not finite or not > 0.
-    """
+    """``float(value)`` for a finite real number > 0 (else ``TypeError``/``ConfigurationError``)."""
     if not _is_real(value):
         raise TypeError(f"{name} must be a positive number, got {value!r} ({type(value).__name__})")
     v = float(value)
@@ -174,10 +162,7 @@ def check_tensor(
 
 
 def check_finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
-    """Raise [`NonFiniteError`][torchebm.core.errors.NonFiniteError] naming the offending batch rows if ``value`` has NaN/inf.
-
-    This synchronises with the device; call it at entry points, not inside hot loops.
-    """
+    """Raise `NonFiniteError` naming the batch rows holding NaN/inf (syncs: entry points only)."""
     finite = torch.isfinite(value)
     if not bool(finite.all()):
         rows = (~finite).reshape(value.shape[0], -1).any(dim=1) if value.ndim > 0 else ~finite
