@@ -226,18 +226,12 @@ def broadcast_object(obj: Any, src: int = 0, group: Any = None) -> Any:
     if dist is None or dist.get_world_size(group) == 1:
         return obj
     # pickled bytes in a uint8 tensor: torch's *_object_list collectives need numpy
-    probe = torch.empty(0)
-    dev = _comm_device(probe, group)
-    if dist.get_rank() == src:
-        payload = _to_bytes_tensor(obj).to(dev)
-        size = torch.tensor([payload.numel()], dtype=torch.long, device=dev)
-    else:
-        size = torch.zeros(1, dtype=torch.long, device=dev)
-    dist.broadcast(size, src=src, group=group)
-    if dist.get_rank() != src:
-        payload = torch.empty(int(size.item()), dtype=torch.uint8, device=dev)
-    dist.broadcast(payload, src=src, group=group)
-    return _from_bytes_tensor(payload)
+    mine = dist.get_rank() == src
+    payload = _to_bytes_tensor(obj) if mine else torch.empty(0, dtype=torch.uint8)
+    size = broadcast_tensor(torch.tensor([payload.numel()]), src=src, group=group)
+    if not mine:
+        payload = torch.empty(int(size.item()), dtype=torch.uint8)
+    return _from_bytes_tensor(broadcast_tensor(payload, src=src, group=group))
 
 
 def _to_bytes_tensor(obj: Any) -> torch.Tensor:
@@ -495,18 +489,9 @@ def _rank_list(obj: Any, group: Any = None) -> list[Any]:
     dist = _dist()
     if dist is None or dist.get_world_size(group) == 1:
         return [obj]
-    world = dist.get_world_size(group)
-    dev = _comm_device(torch.empty(0), group)
-    payload = _to_bytes_tensor(obj).to(dev)
-    sizes = [torch.zeros(1, dtype=torch.long, device=dev) for _ in range(world)]
-    dist.all_gather(
-        sizes, torch.tensor([payload.numel()], dtype=torch.long, device=dev), group=group
-    )
-    width = max(int(n.item()) for n in sizes)
-    padded = torch.zeros(width, dtype=torch.uint8, device=dev)
-    padded[: payload.numel()] = payload
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded, group=group)  # numpy-free (gather_object needs numpy)
+    payload = _to_bytes_tensor(obj)  # numpy-free (gather_object needs numpy)
+    sizes = gather_sizes(payload.numel(), group)
+    flat = all_gather_cat(payload, group)
     if dist.get_rank(group) != 0:
         return None  # type: ignore[return-value]
-    return [_from_bytes_tensor(part[: int(n.item())]) for part, n in zip(parts, sizes)]
+    return [_from_bytes_tensor(part) for part in flat.split(sizes)]

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator, Literal, Union
 import torch
 from torch import nn
 
-from torchebm.core._training import requires_grad
+from torchebm.core import requires_grad
 from torchebm.core.errors import ConfigurationError, check_probability
 
 __all__ = ["EMA"]
