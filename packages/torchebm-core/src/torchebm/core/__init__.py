@@ -1,12 +1,7 @@
 r"""``torchebm.core``: modules, energy models, schedulers and the base classes of every piece.
 
-Install alone with ``pip install torchebm-core``; ``torchebm`` is a PEP 420 namespace, so
-``import torchebm.samplers`` works only when ``torchebm-samplers`` is installed too.
-
-Machinery that a single piece uses lives in that piece; its old names here
-(``BaseRungeKuttaIntegrator``, ``BaseSDERungeKuttaIntegrator`` from ``torchebm-flows``;
-``BaseContrastiveDivergence``, ``BaseScoreMatching``, ``BaseTrainer``, ``TrainerCallback``
-from ``torchebm-losses``) are imported lazily on first access (see ``_moved.py``).
+Machinery that a single piece uses lives in that piece; its old names here (e.g.
+``BaseRungeKuttaIntegrator``, ``BaseTrainer``) are imported lazily from it (``_moved.py``).
 """
 
 from importlib.metadata import version as _version

@@ -119,7 +119,8 @@ class BaseCostCoupling(BaseCoupling):
                 f"{type(self).__name__} does not support process_group (global-batch coupling); "
                 f"got {process_group!r}"
             )
-        if process_group is not None and not _is_process_group(process_group):
+        pg_type = getattr(torch.distributed, "ProcessGroup", None)
+        if process_group is not None and not (pg_type and isinstance(process_group, pg_type)):
             raise TypeError(
                 "process_group must be a torch.distributed ProcessGroup (e.g. "
                 f"torch.distributed.group.WORLD), got {type(process_group).__name__}"
@@ -163,13 +164,6 @@ class BaseCostCoupling(BaseCoupling):
         broadcast_tensor(idx, src=dist.get_global_rank(group, 0), group=group)
         start = sum(sizes[: get_rank(group)])
         return CouplingResult(x0, all1[idx[start : start + x0.shape[0]]])
-
-
-def _is_process_group(group: Any) -> bool:
-    import torch.distributed as dist
-
-    pg_type = getattr(dist, "ProcessGroup", None) if dist.is_available() else None
-    return pg_type is not None and isinstance(group, pg_type)
 
 
 class BaseModelCoupling(BaseCoupling):

@@ -92,16 +92,12 @@ class BaseInterpolant(ABC):
     def interpolate(
         self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Sample the path and its conditional velocity.
+        r"""``(x_t, u_t)``: $x_t = \alpha x_1 + \sigma x_0$, $u_t = \dot\alpha x_1 + \dot\sigma x_0$.
 
         Args:
             x0: Noise, shape ``(B, *event_shape)``.
             x1: Data, same shape.
             t: Times, shape ``(B,)`` (or a scalar).
-
-        Returns:
-            ``(x_t, u_t)`` with $x_t = \alpha x_1 + \sigma x_0$ and
-            $u_t = \dot\alpha x_1 + \dot\sigma x_0$, both shaped like ``x0``.
         """
         if x0.shape != x1.shape:
             raise ShapeError(
@@ -116,16 +112,10 @@ class BaseInterpolant(ABC):
         return xt, ut
 
     def compute_drift(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Probability-flow drift coefficients ``(A, Bv)`` with velocity $= -A + B_v\,s$.
+        r"""Probability-flow drift ``(A, Bv)``, velocity $= -A + B_v\,s$, for ``x`` ``(B, ...)``.
 
-        $A = -(\dot\alpha/\alpha)\,x$, $B_v = (\dot\alpha/\alpha)\sigma^2 - \sigma\dot\sigma$.
-
-        Args:
-            x: State ``(B, *event_shape)``.
-            t: Times ``(B,)``.
-
-        Returns:
-            ``A`` shaped like ``x`` and ``Bv`` of shape ``(B, 1, ..., 1)``.
+        $A = -(\dot\alpha/\alpha)\,x$ (shaped like ``x``) and
+        $B_v = (\dot\alpha/\alpha)\sigma^2 - \sigma\dot\sigma$ ``(B, 1, ..., 1)``.
         """
         tb = _broadcast_t(t, x)
         ratio = self.compute_d_alpha_alpha_ratio_t(tb)
@@ -140,10 +130,7 @@ class BaseInterpolant(ABC):
         Forms: ``"constant"`` (``norm``), ``"SBDM"`` ($\text{norm}\cdot B_v/(\sigma+10^{-8})$),
         ``"sigma"`` ($\text{norm}\,\sigma$), ``"linear"`` ($\text{norm}(1-t)$),
         ``"decreasing"`` ($\text{norm}(1-t)^2$), ``"increasing-decreasing"``
-        ($\text{norm}\cdot 4t(1-t)$).
-
-        Raises:
-            ValueError: unknown ``form``.
+        ($\text{norm}\cdot 4t(1-t)$); another ``form`` raises ``ValueError``.
         """
         tb = _broadcast_t(t, x)
         out_shape = (x.shape[0], *([1] * (x.ndim - 1)))

@@ -61,11 +61,9 @@ class BaseModel(TorchEBMModule, ABC):
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         r"""$\nabla_x E(x)$ by one autograd call, detached, with the shape and dtype of ``x``.
 
-        The one path every sampler, integrator and loss uses for the energy gradient: the
-        model is called (``self(x)``, so hooks, ``module.compile()`` and FSDP run) under
-        ``torch.enable_grad()`` and differentiated once. A model that knows its gradient in
-        closed form overrides this method with the same contract (the analytic models here,
-        `MLPEnergy` in `torchebm.models`).
+        The one path samplers, integrators and losses use: ``self(x)`` (hooks, compile and
+        FSDP run) differentiated once. A model knowing its gradient in closed form overrides
+        it with the same contract (the analytic models here, `MLPEnergy`).
 
         Args:
             x: Input of shape ``(B, *event_shape)`` (a 1-D ``(d,)`` input is treated as one sample).
@@ -168,7 +166,7 @@ def _show(t: torch.Tensor) -> str:
 
 
 def _finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
-    """``value`` as float64 on the CPU if every entry is finite, else ``ConfigurationError``."""
+    """``value`` as CPU float64 if every entry is finite, else ``ConfigurationError``."""
     if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
         raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
     v64 = value.detach().to("cpu", torch.float64)

@@ -486,9 +486,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 `default_n_steps`). Must be `>= 1`.
             n_samples: Number of chains when `x` is `None`.
             thin: Record every `thin`-th state (`1 <= thin <= n_steps`).
-            return_trajectory: Return the recorded states `(B, n_steps // thin,
-                *event_shape)` (state after steps `i` with `(i + 1) % thin == 0`)
-                instead of the final state.
+            return_trajectory: Return the states after every `thin`-th step,
+                `(B, n_steps // thin, *event_shape)`, instead of the final state.
             return_diagnostics: Also return a dict of per-kept-step batch statistics,
                 each with leading dimension `n_steps // thin` (see `diagnostic_keys`).
             reset_schedulers: Reset every scheduler of the module tree first (default).
@@ -508,12 +507,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
             `return_diagnostics` a tuple `(output, diagnostics)`.
 
         Raises:
-            ConfigurationError: a bad `n_steps`, `thin`, `n_samples`, `dim`,
-                `nan_policy` or `nan_check_every`, or neither `x` nor `dim`.
-            ShapeError: `x` is not `(B, *event_shape)` or disagrees with `dim` /
-                `n_samples`.
-            NonFiniteError: `x` holds NaN/inf, or (`nan_policy="raise"`) chains went
-                non-finite.
+            ConfigurationError: a bad argument, or neither `x` nor `dim`.
+            ShapeError: `x` is not `(B, *event_shape)` or disagrees with `dim`/`n_samples`.
+            NonFiniteError: `x` holds NaN/inf, or chains diverged under `"raise"`.
         """
         n_steps = self._resolve_n_steps(n_steps)
         thin = check_int("thin", thin, minimum=1)

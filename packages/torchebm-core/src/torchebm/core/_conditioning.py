@@ -22,14 +22,10 @@ def substitute_condition(y: torch.Tensor, mask: torch.Tensor, null: NullConditio
     r"""Replace the rows of ``y`` selected by ``mask`` with the null condition.
 
     Args:
-        y: Conditioning, shape `(B, ...)`.
+        y: Conditioning, shape `(B, ...)`; the result has its shape.
         mask: Bool, shape `(B,)`; `True` rows become null.
-        null: A number filled in ``y``'s dtype (e.g. the label ``num_classes``), a tensor
-            broadcast over ``y``'s non-batch dims (a null embedding), or a callable
-            ``(y, mask) -> y``.
-
-    Returns:
-        Tensor shaped like ``y``.
+        null: A number in ``y``'s dtype (e.g. the label ``num_classes``), a tensor
+            broadcast over ``y``'s non-batch dims, or a callable ``(y, mask) -> y``.
 
     Example:
         >>> substitute_condition(torch.tensor([3, 1, 2]), torch.tensor([True, False, True]), 10)
@@ -95,13 +91,8 @@ class Conditioning:
     def check(self, probe: Callable[[dict], torch.Tensor], model_kwargs: dict, owner: Any) -> None:
         """One-time probe that the model reads ``y`` (see the class docs).
 
-        Args:
-            probe: ``mk -> output`` for one fixed input with conditioning ``mk``.
-            model_kwargs: The call's conditioning (with a batch of ``y``).
-            owner: The loss (named in messages; its model is put in eval mode for the probe).
-
-        Raises:
-            ConfigurationError: the model's output does not depend on ``y``.
+        ``probe``: ``mk -> output`` for one fixed input; ``owner``: the loss (its model is
+        probed in eval mode). Raises ``ConfigurationError`` when the output ignores ``y``.
         """
         if not self.pending or "y" not in model_kwargs:
             return

@@ -64,23 +64,17 @@ class Schedulable:
                 f"no scheduler named {name!r}; registered: {sorted(self._schedulers_dict())}"
             ) from None
 
-    def _local_step(self) -> None:
-        for s in self._schedulers_dict().values():
-            s.step()
-
-    def _local_reset(self) -> None:
-        for s in self._schedulers_dict().values():
-            s.reset()
-
     def step_schedulers(self) -> None:
         """Step every scheduler of every ``Schedulable`` in the module subtree once."""
         for m in _schedulable_subtree(self):
-            m._local_step()
+            for s in m._schedulers_dict().values():
+                s.step()
 
     def reset_schedulers(self) -> None:
         """Reset every scheduler of every ``Schedulable`` in the module subtree."""
         for m in _schedulable_subtree(self):
-            m._local_reset()
+            for s in m._schedulers_dict().values():
+                s.reset()
 
     # nn.Module extra-state hooks: scheduler state travels with state_dict().
     def get_extra_state(self) -> dict[str, Any]:

@@ -268,11 +268,9 @@ class WarmupScheduler(BaseScheduler):
 class TemperatureScheduler(BaseScheduler):
     r"""Energy-Matching temperature ramp for Langevin ``noise_scale``.
 
-    Virtual time $t = t_s + (t_e - t_s)\min(k, n)/n$;
-    $\epsilon(t) = 0$ for $t < \tau^*$,
-    $\epsilon_{max}(t - \tau^*)/(1 - \tau^*)$ for $\tau^* \le t < 1$,
-    $\epsilon_{max}$ for $t \ge 1$. Returns $\sqrt{\epsilon}$ when
-    ``sqrt`` (a noise scale), else $\epsilon$.
+    Virtual time $t = t_s + (t_e - t_s)\min(k, n)/n$; $\epsilon(t) = 0$ for $t < \tau^*$,
+    $\epsilon_{max}(t - \tau^*)/(1 - \tau^*)$ for $\tau^* \le t < 1$, $\epsilon_{max}$
+    after. Returns $\sqrt{\epsilon}$ when ``sqrt`` (a noise scale), else $\epsilon$.
 
     References:
         Balcerak et al., "Energy Matching", 2025.

@@ -4,16 +4,6 @@ A supported import path for code written against torchebm 0.8.x; it holds no cod
 its own. New code imports from ``torchebm.core``.
 """
 
-from torchebm.core import (
-    BaseCostCoupling,
-    BaseCoupling,
-    BaseModelCoupling,
-    CouplingResult,
-)
+from torchebm.core import BaseCostCoupling, BaseCoupling, BaseModelCoupling, CouplingResult
 
-__all__ = [
-    "BaseCostCoupling",
-    "BaseCoupling",
-    "BaseModelCoupling",
-    "CouplingResult",
-]
+__all__ = ["BaseCostCoupling", "BaseCoupling", "BaseModelCoupling", "CouplingResult"]

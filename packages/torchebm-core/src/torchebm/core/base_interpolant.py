@@ -4,12 +4,6 @@ A supported import path for code written against torchebm 0.8.x; it holds no cod
 its own. New code imports from ``torchebm.core``.
 """
 
-from torchebm.core import (
-    BaseInterpolant,
-    expand_t_like_x,
-)
+from torchebm.core import BaseInterpolant, expand_t_like_x
 
-__all__ = [
-    "BaseInterpolant",
-    "expand_t_like_x",
-]
+__all__ = ["BaseInterpolant", "expand_t_like_x"]

@@ -4,14 +4,6 @@ A supported import path for code written against torchebm 0.8.x; it holds no cod
 its own. New code imports from ``torchebm.core``.
 """
 
-from torchebm.core import (
-    BaseContrastiveDivergence,
-    BaseLoss,
-    BaseScoreMatching,
-)
+from torchebm.core import BaseContrastiveDivergence, BaseLoss, BaseScoreMatching
 
-__all__ = [
-    "BaseContrastiveDivergence",
-    "BaseLoss",
-    "BaseScoreMatching",
-]
+__all__ = ["BaseContrastiveDivergence", "BaseLoss", "BaseScoreMatching"]

@@ -4,12 +4,6 @@ A supported import path for code written against torchebm 0.8.x; it holds no cod
 its own. New code imports from ``torchebm.core``.
 """
 
-from torchebm.core import (
-    TorchEBMModule,
-    substitute_condition,
-)
+from torchebm.core import TorchEBMModule, substitute_condition
 
-__all__ = [
-    "TorchEBMModule",
-    "substitute_condition",
-]
+__all__ = ["TorchEBMModule", "substitute_condition"]

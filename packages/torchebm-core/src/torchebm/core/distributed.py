@@ -16,10 +16,9 @@ Example:
     torch.Size([4, 2])
 
 References:
-    Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel Training",
-    VLDB 2020 (DDP). Zhao et al., "PyTorch FSDP: Experiences on Scaling Fully Sharded Data
-    Parallel", VLDB 2023 (FSDP). Steele, Lea and Flood, "Fast Splittable Pseudorandom
-    Number Generators", OOPSLA 2014 (SplitMix64, used by [`rank_seed`][torchebm.core.distributed.rank_seed]).
+    Li et al., "PyTorch Distributed", VLDB 2020 (DDP). Zhao et al., "PyTorch FSDP", VLDB
+    2023. Steele, Lea & Flood, "Fast Splittable Pseudorandom Number Generators", OOPSLA
+    2014 (SplitMix64, used by `rank_seed`).
 """
 
 from __future__ import annotations
@@ -67,8 +66,7 @@ _UNSHARDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 # ---------------------------------------------------------------------------- topology
-def _dist():
-    """``torch.distributed`` if it is available and initialised, else ``None``."""
+def _dist():  # torch.distributed if available and initialised, else None
     if not torch.distributed.is_available():
         return None
     import torch.distributed as dist
@@ -106,8 +104,7 @@ def barrier(group: Any = None) -> None:
 
 
 def _comm_device(tensor: torch.Tensor, group: Any) -> torch.device:
-    """Device on which ``tensor`` must live for a collective of ``group``'s backend."""
-    dist = _dist()
+    dist = _dist()  # where tensor must live for a collective of group's backend
     assert dist is not None  # internal: only called on the distributed path
     backend = str(dist.get_backend(group)).lower()
     if "nccl" in backend and tensor.device.type != "cuda":
@@ -122,10 +119,7 @@ def gather_sizes(n: int, group: Any = None) -> list[int]:
     dist = _dist()
     if dist is None or dist.get_world_size(group) == 1:
         return [n]
-    probe = torch.empty(0)
-    if "nccl" in str(dist.get_backend(group)).lower():
-        probe = torch.empty(0, device=torch.device("cuda", torch.cuda.current_device()))
-    local = torch.tensor([n], dtype=torch.long, device=probe.device)
+    local = torch.tensor([n], dtype=torch.long, device=_comm_device(torch.empty(0), group))
     out = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
     dist.all_gather(out, local, group=group)
     return [int(t.item()) for t in out]

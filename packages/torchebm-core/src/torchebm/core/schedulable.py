@@ -4,10 +4,6 @@ A supported import path for code written against torchebm 0.8.x; it holds no cod
 its own. New code imports from ``torchebm.core``.
 """
 
-from torchebm.core import (
-    Schedulable,
-)
+from torchebm.core import Schedulable
 
-__all__ = [
-    "Schedulable",
-]
+__all__ = ["Schedulable"]
