@@ -21,9 +21,7 @@ __all__ = ["BaseCoupling", "BaseCostCoupling", "BaseModelCoupling", "CouplingRes
 
 @dataclass(frozen=True)
 class CouplingResult:
-    r"""Result of a coupling: the paired batches and optional per-pair weights.
-
-    Iterating yields only ``(x0, x1)``, so ``x0, x1 = coupling(x0, x1)`` works.
+    r"""Result of a coupling; iterating yields ``(x0, x1)`` (``x0, x1 = coupling(x0, x1)``).
 
     Attributes:
         x0: Source (noise) samples ``(B, *event_shape)``.

@@ -161,11 +161,8 @@ class BaseInterpolant(ABC):
     def velocity_to_score(
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        r"""Score $\nabla\log p_t(x)$ from a velocity prediction.
-
-        With $r = \alpha/\dot\alpha$:
-        $s = (r v - x) / \max(\sigma^2 - r\dot\sigma\sigma, 10^{-12})$.
-        """
+        r"""Score from a velocity: $s = (r v - x) / \max(\sigma^2 - r\dot\sigma\sigma, 10^{-12})$,
+        $r = \alpha/\dot\alpha$."""
         tb = _broadcast_t(t, x)
         alpha, d_alpha = self.compute_alpha_t(tb)
         sigma, d_sigma = self.compute_sigma_t(tb)

@@ -31,13 +31,9 @@ __all__ = [
 class BaseModel(TorchEBMModule, ABC):
     r"""Base class of energy models $E_\theta(x)$ (unnormalised $-\log p$).
 
-    Subclasses implement [`forward`][torchebm.core.BaseModel.forward] mapping ``x`` of shape ``(B, *event_shape)`` to
-    energies of shape ``(B,)``. [`gradient`][torchebm.core.BaseModel.gradient] returns $\nabla_x E(x)$ with the
-    same shape as ``x``; analytic models override it with a closed form.
-
-    Args:
-        dtype: Dtype of buffers/parameters created by the model (default ``float32``).
-        device: Device of buffers/parameters created by the model (default CPU).
+    Subclasses implement `forward`: ``x`` ``(B, *event_shape)`` -> energies ``(B,)``;
+    `gradient` returns $\nabla_x E(x)$ shaped like ``x``. ``dtype``/``device``: those of
+    the buffers and parameters the model creates (default ``float32``, CPU).
 
     Example:
         >>> class Quadratic(BaseModel):
@@ -111,12 +107,8 @@ class BaseModel(TorchEBMModule, ABC):
 
 
 def _has_tensors(module: torch.nn.Module) -> bool:
-    for _ in module.parameters():
-        return True
-    for name, _b in module.named_buffers():
-        if not name.endswith("_torchebm_probe"):
-            return True
-    return False
+    names = (n for n, _ in module.named_buffers() if not n.endswith("_torchebm_probe"))
+    return next(module.parameters(), None) is not None or next(names, None) is not None
 
 
 def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -344,31 +336,18 @@ class AckleyModel(_AnalyticModel):
 
     def _energy(self, x):
         x = x.reshape(x.shape[0], -1)
-        r = torch.sqrt((x**2).mean(-1))
-        return (
-            -self.a * torch.exp(-self.b * r)
-            - torch.exp(torch.cos(self.c * x).mean(-1))
-            + self.a
-            + math.e
-        )
+        e1 = -self.a * torch.exp(-self.b * torch.sqrt((x**2).mean(-1)))
+        return e1 - torch.exp(torch.cos(self.c * x).mean(-1)) + self.a + math.e
 
     def _grad(self, x):
-        shape = x.shape
-        x = x.reshape(x.shape[0], -1)
-        n = x.shape[1]
-        r = torch.sqrt((x**2).mean(-1, keepdim=True))
+        shape, x = x.shape, x.reshape(x.shape[0], -1)
+        n, r = x.shape[1], torch.sqrt((x**2).mean(-1, keepdim=True))
         # d/dx of -a exp(-b r): a b exp(-b r) * x / (n r); the limit at r = 0 is 0.
         safe_r = torch.where(r > 0, r, torch.ones_like(r))
-        g1 = torch.where(
-            r > 0, self.a * self.b * torch.exp(-self.b * r) * x / (n * safe_r), torch.zeros_like(x)
-        )
-        g2 = (
-            torch.exp(torch.cos(self.c * x).mean(-1, keepdim=True))
-            * self.c
-            * torch.sin(self.c * x)
-            / n
-        )
-        return (g1 + g2).reshape(shape)
+        g1 = self.a * self.b * torch.exp(-self.b * r) * x / (n * safe_r)
+        g1 = torch.where(r > 0, g1, torch.zeros_like(x))
+        e = torch.exp(torch.cos(self.c * x).mean(-1, keepdim=True))
+        return (g1 + e * self.c * torch.sin(self.c * x) / n).reshape(shape)
 
 
 class RosenbrockModel(_AnalyticModel):

@@ -93,7 +93,7 @@ class SamplerState:
         return default if value is None else value
 
 
-State = Any  # SamplerState (or, from user code of earlier versions, a dict of tensors)
+State = Any  # a SamplerState, or a dict of tensors
 
 
 @dataclass
@@ -103,18 +103,16 @@ class SamplerContext:
     Attributes:
         model_kwargs: Normalised conditioning, forwarded to the model (`{}` = none).
         generator: The call's random generator (`None` = global RNG).
-        n_steps: Total number of steps of this call.
+        n_steps: Number of steps of this call.
         thin: Thinning factor of this call.
         event_shape: Shape of one sample (`x.shape[1:]`).
-        i: Number of steps completed before the current `step` call.
-        n: Number of steps the current call advances (1 unless `steps_per_call` groups
-            steps).
-        nan_policy: This call's NaN policy (`"raise"`, `"warn"` or `"resample"`).
-        nan_check_every: Steps between this call's NaN checks (1 under `"resample"`).
+        i: Steps completed before the current `step` call.
+        n: Steps the current `step` call advances (see `steps_per_call`).
+        nan_policy: This call's NaN policy.
+        nan_check_every: Steps between NaN checks (1 under `"resample"`).
         recording: Whether this call records a trajectory or diagnostics.
         schedulers: Every scheduler of the sampler's module tree, collected once.
-        gradient: The call's energy gradient `x -> grad E(x)` (`BaseSampler.gradient_fn`),
-            `None` until first asked for.
+        gradient: `x -> grad E(x)` (`BaseSampler.gradient_fn`), `None` until asked for.
         extra: Free-form per-call values of user samplers.
     """
 
@@ -179,11 +177,6 @@ def _is_per_chain(value: Any, b: int) -> bool:
     return isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == b
 
 
-def _snapshot(state: State, b: int) -> dict[str, torch.Tensor]:
-    """Copies of the per-chain tensors of the initial state (steps may update them in place)."""
-    return {k: v.clone() for k, v in _per_chain_items(state, b)}
-
-
 def restart_chains(state: State, mask: torch.Tensor, start: dict[str, torch.Tensor]) -> State:
     """Put chains `mask` `(B,)` of every per-chain field back to their `start` values."""
     for key, value in list(_per_chain_items(state, mask.shape[0])):
@@ -225,10 +218,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
     A non-finite starting `x` is always rejected (`NonFiniteError`).
 
     Args:
-        model: The energy model (or, for flow samplers, the vector field). Registered as a
-            submodule when it is an `nn.Module`, so `sampler.to()` moves it.
-        dtype: Dtype of the chains when the model has no parameters (otherwise the
-            model's parameter dtype wins, see `TorchEBMModule`).
+        model: The energy model (or a flow sampler's vector field); `sampler.to()` moves it.
+        dtype: Dtype of the chains when the model has no parameters (else the model's).
         device: Device of the chains when the model has no parameters.
         n_steps: Default number of steps for `sample(n_steps=None)` (keyword-only);
             `None` uses `default_n_steps`.
@@ -554,12 +545,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         return (result, diag) if return_diagnostics else result
 
     def _run(
-        self,
-        x0: torch.Tensor,
-        ctx: SamplerContext,
-        want_traj: bool,
-        want_diag: bool,
-        compile: bool,
+        self, x0: torch.Tensor, ctx: SamplerContext, want_traj: bool, want_diag: bool, compile: bool
     ) -> tuple[
         torch.Tensor,
         torch.Tensor | None,
@@ -743,7 +729,7 @@ class _NanChecks:
         self.n_alive = torch.zeros(b, dtype=torch.long, device=device)
         self.ends: list[int] = []
         # restart at once: no non-finite state reaches a trajectory or a step
-        self.start = _snapshot(state, b) if resample else None
+        self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
 
     def __call__(self, state: State, i: int) -> State:
         self.ends.append(i)

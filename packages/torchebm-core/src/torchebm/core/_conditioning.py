@@ -47,11 +47,8 @@ class Conditioning:
     model is probed under two distinct labels; identical non-zero outputs raise (it ignores
     ``y``), all-zero ones (AdaLN-Zero before training) re-arm it a few times, then warn.
 
-    Args:
-        cfg_dropout: Probability in $[0, 1]$ of dropping a sample's ``y``.
-        null_condition: What a dropped ``y`` becomes (see `substitute_condition`);
-            required when ``cfg_dropout > 0``.
-        check_conditioning: Run the one-time check.
+    ``cfg_dropout`` in $[0, 1]$ needs ``null_condition`` (what a dropped ``y`` becomes, see
+    `substitute_condition`) when positive; ``check_conditioning`` runs the check.
 
     Example:
         >>> cond = Conditioning(cfg_dropout=0.1, null_condition=10)

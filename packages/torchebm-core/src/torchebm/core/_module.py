@@ -15,10 +15,7 @@ _WARNED: set[str] = set()
 
 
 def warn_once(
-    key: str,
-    message: str,
-    category: type[Warning] = DeprecationWarning,
-    stacklevel: int = 3,
+    key: str, message: str, category: type[Warning] = DeprecationWarning, stacklevel: int = 3
 ) -> None:
     """``warnings.warn(message, category)`` at most once per process for ``key``."""
     if key in _WARNED:

@@ -162,6 +162,7 @@ class LinearScheduler(_AnnealingScheduler):
 
 
 def _legacy_linear_args(owner, start, end, n, initial, final, total):
+    args = {"start_value": start, "end_value": end, "n_steps": n}
     legacy = {"initial_value": initial, "final_value": final, "total_steps": total}
     if any(v is not None for v in legacy.values()):
         warn_once(
@@ -171,24 +172,15 @@ def _legacy_linear_args(owner, start, end, n, initial, final, total):
             DeprecationWarning,
             stacklevel=4,
         )
-        if initial is not None:
-            if start is not None:
-                raise TypeError(f"{owner}: pass start_value or initial_value, not both")
-            start = initial
-        if final is not None:
-            if end is not None:
-                raise TypeError(f"{owner}: pass end_value or final_value, not both")
-            end = final
-        if total is not None:
-            if n is not None:
-                raise TypeError(f"{owner}: pass n_steps or total_steps, not both")
-            n = total
-    missing = [
-        k for k, v in (("start_value", start), ("end_value", end), ("n_steps", n)) if v is None
-    ]
+        for new, (old, value) in zip(list(args), legacy.items()):
+            if value is not None:
+                if args[new] is not None:
+                    raise TypeError(f"{owner}: pass {new} or {old}, not both")
+                args[new] = value
+    missing = [k for k, v in args.items() if v is None]
     if missing:
         raise TypeError(f"{owner} missing required argument(s): {', '.join(missing)}")
-    return start, end, n
+    return args["start_value"], args["end_value"], args["n_steps"]
 
 
 class CosineScheduler(_AnnealingScheduler):

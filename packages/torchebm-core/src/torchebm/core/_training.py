@@ -37,15 +37,10 @@ def update_ema(ema_model: nn.Module, model: nn.Module, decay: float = 0.9999) ->
     (wrappers stripped; the copy follows ``p``'s device). Buffers are not averaged.
 
     Args:
-        ema_model: The averaged copy (e.g. ``copy.deepcopy(model)`` with
-            ``requires_grad(ema_model, False)``).
-        model: The model being trained.
+        ema_model: The averaged copy (e.g. a frozen ``copy.deepcopy(model)``).
+        model: The model being trained; each parameter needs a counterpart of the same
+            name and shape in ``ema_model`` (else ``ValueError``).
         decay: $d \in [0, 1]$; ``0`` copies the weights, ``1`` freezes the EMA.
-
-    Raises:
-        TypeError: a model is not an ``nn.Module`` or ``decay`` is not a number.
-        ValueError: ``decay`` is outside ``[0, 1]``, or a parameter of ``model`` has no
-            counterpart of the same name and shape in ``ema_model``.
 
     Example:
         >>> ema = copy.deepcopy(model); requires_grad(ema, False)
@@ -149,15 +144,9 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load a [`save_checkpoint`][torchebm.core.save_checkpoint] file (``weights_only=True``) into whichever objects are given.
 
-    Args:
-        checkpoint_path: The ``.pt`` file.
-        model: Receives ``"model"``.
-        ema_model: Receives ``"ema"`` if given and present.
-        optimizer: Receives ``"opt"`` if given and present.
-        device: ``map_location`` for ``torch.load`` (default: CPU).
-
-    Returns:
-        The loaded dict (so ``ckpt["step"]`` and ``ckpt.get("args")`` are available).
+    ``model``, ``ema_model`` and ``optimizer`` receive ``"model"``, ``"ema"`` and ``"opt"``
+    (when given and present); ``device`` is the ``map_location`` (default CPU). Returns the
+    loaded dict (``ckpt["step"]``, ``ckpt.get("args")``).
     """
     _check_module("model", model)
     path = Path(checkpoint_path)

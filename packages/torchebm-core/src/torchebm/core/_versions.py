@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from importlib import metadata
 
 __all__ = ["versions"]
@@ -21,8 +22,6 @@ def versions() -> dict[str, str]:
         if norm == "torchebm" or norm.startswith("torchebm-"):
             found[norm] = dist.version
     for extra in ("torch", "triton"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             found[extra] = metadata.version(extra)
-        except metadata.PackageNotFoundError:
-            pass
     return dict(sorted(found.items()))

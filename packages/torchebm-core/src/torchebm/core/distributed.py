@@ -272,10 +272,7 @@ def rank_seed(seed: int, rank: int | None = None, group: Any = None) -> int:
     Neighbouring ranks and seeds get unrelated streams; the same ``(seed, rank)`` gives the
     same seed on any machine.
 
-    Args:
-        seed: Base seed, an int ``>= 0``.
-        rank: Rank to derive for (default: this process's rank in ``group``).
-        group: Process group used when ``rank`` is ``None``.
+    ``seed``: an int ``>= 0``; ``rank``: default this process's rank in ``group``.
     """
     seed = check_int("seed", seed, minimum=0)
     rank = get_rank(group) if rank is None else check_int("rank", rank, minimum=0)
@@ -291,20 +288,15 @@ def rank_generator(
     ranks while the run stays reproducible from one ``seed``; ``rank=r`` reproduces rank
     ``r``'s stream in a single process.
 
-    Args:
-        seed: Base seed shared by all ranks (int ``>= 0``).
-        device: Device of the generator (default CPU); must match the tensors it fills.
-        rank: Override the rank (default: this process's rank in ``group``).
-        group: Process group used when ``rank`` is ``None``.
+    ``seed``: the base seed of all ranks; ``device``: the generator's (default CPU);
+    ``rank``: default this process's rank in ``group``.
 
     Example:
-        >>> g0 = rank_generator(7, rank=0)
-        >>> g1 = rank_generator(7, rank=1)
+        >>> g0, g1 = rank_generator(7, rank=0), rank_generator(7, rank=1)
         >>> bool((torch.rand(3, generator=g0) != torch.rand(3, generator=g1)).all())
         True
     """
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    g = torch.Generator(device=dev)
+    g = torch.Generator(device=torch.device(device) if device is not None else "cpu")
     g.manual_seed(rank_seed(seed, rank=rank, group=group))
     return g
 
