@@ -4,7 +4,7 @@
   divergence) on a 2-D MLP velocity field, beside torchdiffeq's ``odeint`` (dopri5) on the
   same augmented field with the same tolerances (the peer library; benchmark-only
   dependency group ``bench``). The notes give both NFE.
-* ``metrics_*_1e4``: `torchebm.core.metrics` on 10^4 x 10^4 points in 2-D beside the
+* ``metrics_*_1e4``: `torchebm.metrics` on 10^4 x 10^4 points in 2-D beside the
   direct torch computation (``torch.cdist`` on the full matrices).
 """
 
@@ -89,7 +89,7 @@ def _points(cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _mmd_case(cfg: Config) -> Case:
-    from torchebm.core.metrics import mmd2
+    from torchebm.metrics import mmd2
 
     x, y = _points(cfg)
     n, m = x.shape[0], y.shape[0]
@@ -114,7 +114,7 @@ def _mmd_case(cfg: Config) -> Case:
 
 
 def _energy_case(cfg: Config) -> Case:
-    from torchebm.core.metrics import energy_distance
+    from torchebm.metrics import energy_distance
 
     x, y = _points(cfg)
     n, m = x.shape[0], y.shape[0]
@@ -138,7 +138,7 @@ def _energy_case(cfg: Config) -> Case:
 
 
 def _sliced_case(cfg: Config) -> Case:
-    from torchebm.core.metrics import sliced_wasserstein
+    from torchebm.metrics import sliced_wasserstein
 
     x, y = _points(cfg)
     p = 128
@@ -169,17 +169,17 @@ WORKLOADS = [
         "probability_flow_log_likelihood (dopri5, exact divergence) vs torchdiffeq.odeint",
         _pf_case,
     ),
-    Workload("metrics_mmd_1e4", "evaluation", "core.metrics.mmd2, 10^4 points", _mmd_case),
+    Workload("metrics_mmd_1e4", "evaluation", "metrics.mmd2, 10^4 points", _mmd_case),
     Workload(
         "metrics_energy_distance_1e4",
         "evaluation",
-        "core.metrics.energy_distance, 10^4 points",
+        "metrics.energy_distance, 10^4 points",
         _energy_case,
     ),
     Workload(
         "metrics_sliced_wasserstein_1e4",
         "evaluation",
-        "core.metrics.sliced_wasserstein, 10^4 points, 128 directions",
+        "metrics.sliced_wasserstein, 10^4 points, 128 directions",
         _sliced_case,
     ),
 ]

@@ -1,4 +1,4 @@
-"""`torchebm.utils` (owned by torchebm-core): EMA, profiling, the 0.8.9 distributed names."""
+"""`torchebm.utils` (owned by the torchebm meta-package): EMA, profiling, the 0.8.9 distributed names."""
 
 from __future__ import annotations
 

@@ -1,17 +1,12 @@
 r"""``torchebm.core``: modules, energy models, schedulers and the base classes of every piece.
 
-Install alone with ``pip install torchebm-core``; ``torchebm`` is a PEP 420 namespace, so
-``import torchebm.samplers`` works only when ``torchebm-samplers`` is installed too.
-
-Machinery that a single piece uses lives in that piece; its old names here
-(``BaseRungeKuttaIntegrator``, ``BaseSDERungeKuttaIntegrator`` from ``torchebm-flows``;
-``BaseContrastiveDivergence``, ``BaseScoreMatching``, ``BaseTrainer``, ``TrainerCallback``
-from ``torchebm-losses``) are imported lazily on first access (see ``_moved.py``).
+Machinery that a single piece uses lives in that piece; its old names here (e.g.
+``BaseRungeKuttaIntegrator``, ``BaseTrainer``) are imported lazily from it (``_moved.py``).
 """
 
 from importlib.metadata import version as _version
 
-from torchebm.core import _base_model, _deprecated, _schedulers, distributed, errors, metrics
+from torchebm.core import _base_model, _deprecated, _schedulers, distributed, errors
 from torchebm.core._base_coupling import (
     BaseCostCoupling,
     BaseCoupling,
@@ -37,7 +32,6 @@ from torchebm.core._moved import resolve_moved as _resolve_moved
 from torchebm.core._renamed import renamed_kwargs
 from torchebm.core._schedulable import Schedulable, ScheduledParameter
 from torchebm.core._schedulers import *  # noqa: F403
-from torchebm.core._test_functions import BoothModel, HimmelblauModel, StyblinskiTangModel
 from torchebm.core._training import load_checkpoint, requires_grad, save_checkpoint, update_ema
 from torchebm.core._versions import versions
 
@@ -47,12 +41,8 @@ __all__ = [
     "TorchEBMModule",
     "warn_once",
     "errors",
-    "metrics",
     "versions",
     *_base_model.__all__,
-    "BoothModel",
-    "HimmelblauModel",
-    "StyblinskiTangModel",
     "renamed_kwargs",
     "Conditioning",
     "substitute_condition",

@@ -1,9 +1,7 @@
-r"""Coupling bases: how noise samples $x_0$ are paired with data samples $x_1$.
+r"""Coupling bases: how noise $x_0$ is paired with data $x_1$.
 
-A coupling turns two batches into pairs ``(x0, x1[idx])`` (cost-based solvers: optimal
-transport, Sinkhorn, greedy) or generates ``x1`` from ``x0`` (model-based: reflow). Couplings
-are plain Python objects (not modules); they run under ``torch.no_grad()`` on the tensors'
-device and return tensors without autograd history.
+A coupling reorders ``x1`` (cost-based: optimal transport, Sinkhorn, greedy) or generates it
+from ``x0`` (model-based: reflow). Couplings are plain objects run under ``no_grad``.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from typing import Any
 
 import torch
 
+from torchebm.core.distributed import all_gather_cat, broadcast_tensor, gather_sizes, get_rank
 from torchebm.core.errors import ConfigurationError
 
 __all__ = ["BaseCoupling", "BaseCostCoupling", "BaseModelCoupling", "CouplingResult"]
@@ -22,9 +21,7 @@ __all__ = ["BaseCoupling", "BaseCostCoupling", "BaseModelCoupling", "CouplingRes
 
 @dataclass(frozen=True)
 class CouplingResult:
-    r"""Result of a coupling: the paired batches and optional per-pair weights.
-
-    Iterating yields only ``(x0, x1)``, so ``x0, x1 = coupling(x0, x1)`` works.
+    r"""Result of a coupling; iterating yields ``(x0, x1)`` (``x0, x1 = coupling(x0, x1)``).
 
     Attributes:
         x0: Source (noise) samples ``(B, *event_shape)``.
@@ -101,16 +98,12 @@ def _squared_euclidean_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
 class BaseCostCoupling(BaseCoupling):
     r"""Template for couplings that reorder ``x1`` by solving an assignment on a cost matrix.
 
-    ``couple`` (under ``no_grad``): require ``x1``, check batch sizes, ``B == 1`` passes
-    through, ``cost = compute_cost(x0, x1, **kwargs)``, ``idx = solve(cost, generator)`` and
-    return ``(x0, x1[idx])`` (the order of ``x0`` never changes). The default cost is the
-    squared Euclidean distance of the flattened samples divided by its maximum (floored at
-    1e-12).
-
-    With ``process_group`` (a ``torch.distributed`` group) the coupling is global: both
-    batches are all-gathered (equal per-rank batch sizes), the pooled problem is solved
-    (on every rank, indices broadcast from rank 0) and each rank keeps its own rows.
-    Subclasses that support it set ``_supports_process_group = True``.
+    ``couple`` returns ``(x0, x1[idx])`` with ``idx = solve(compute_cost(x0, x1), generator)``
+    (``B == 1`` passes through). The default cost is the squared Euclidean distance of the
+    flattened samples over its maximum (floored at 1e-12). With ``process_group`` the
+    coupling is global: both batches are all-gathered, the pooled problem solved (indices
+    broadcast from rank 0) and each rank keeps its rows; subclasses that support it set
+    ``_supports_process_group = True``.
 
     Args:
         process_group: Optional process group for global-batch coupling.
@@ -124,7 +117,8 @@ class BaseCostCoupling(BaseCoupling):
                 f"{type(self).__name__} does not support process_group (global-batch coupling); "
                 f"got {process_group!r}"
             )
-        if process_group is not None and not _is_process_group(process_group):
+        pg_type = getattr(torch.distributed, "ProcessGroup", None)
+        if process_group is not None and not (pg_type and isinstance(process_group, pg_type)):
             raise TypeError(
                 "process_group must be a torch.distributed ProcessGroup (e.g. "
                 f"torch.distributed.group.WORLD), got {type(process_group).__name__}"
@@ -160,48 +154,20 @@ class BaseCostCoupling(BaseCoupling):
                 f"process_group (global coupling); got {sorted(kwargs)}"
             )
         group = self.process_group
-        world = dist.get_world_size(group)
-        rank = dist.get_rank(group)
-        if world == 1:
-            cost = self.compute_cost(x0, x1)
-            return CouplingResult(x0, x1[self.solve(cost, generator)])
-        b = x0.shape[0]
-        # Per-rank batch sizes may differ: gather them, pad to the largest, strip after.
-        sizes_t = torch.tensor([b], device=x0.device, dtype=torch.long)
-        all_sizes = [torch.empty_like(sizes_t) for _ in range(world)]
-        dist.all_gather(all_sizes, sizes_t, group=group)
-        sizes = [int(t.item()) for t in all_sizes]
-        width = max(sizes)
-
-        def gather(x: torch.Tensor) -> torch.Tensor:
-            padded = x.new_zeros((width, *x.shape[1:]))
-            padded[:b] = x
-            parts = [torch.empty_like(padded) for _ in range(world)]
-            dist.all_gather(parts, padded.contiguous(), group=group)
-            return torch.cat([part[:n] for part, n in zip(parts, sizes)])
-
-        all0, all1 = gather(x0), gather(x1)
+        if dist.get_world_size(group) == 1:
+            return CouplingResult(x0, x1[self.solve(self.compute_cost(x0, x1), generator)])
+        sizes = gather_sizes(x0.shape[0], group)  # per-rank batch sizes may differ
+        all0, all1 = all_gather_cat(x0, group), all_gather_cat(x1, group)
         idx = self.solve(self.compute_cost(all0, all1), generator).to(torch.long)
-        dist.broadcast(
-            idx, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group
-        )
-        start = sum(sizes[:rank])
-        mine = idx[start : start + b]
-        return CouplingResult(x0, all1[mine])
-
-
-def _is_process_group(group: Any) -> bool:
-    import torch.distributed as dist
-
-    pg_type = getattr(dist, "ProcessGroup", None) if dist.is_available() else None
-    return pg_type is not None and isinstance(group, pg_type)
+        broadcast_tensor(idx, src=dist.get_global_rank(group, 0), group=group)
+        start = sum(sizes[: get_rank(group)])
+        return CouplingResult(x0, all1[idx[start : start + x0.shape[0]]])
 
 
 class BaseModelCoupling(BaseCoupling):
     r"""Template for couplings that *generate* ``x1`` from ``x0`` with a model (e.g. reflow).
 
-    ``couple`` (under ``no_grad``) returns ``(x0, generate(x0, generator, **kwargs))``; an
-    incoming ``x1`` is ignored.
+    ``couple`` returns ``(x0, generate(x0, generator, **kwargs))``; ``x1`` is ignored.
 
     Args:
         model: The generator (a flow sampler, a callable, ...).

@@ -1,8 +1,7 @@
 r"""``BaseInterpolant``: probability paths $x_t = \alpha(t)\,x_1 + \sigma(t)\,x_0$.
 
-Time convention of the whole library: **t = 0 is noise** ($x_0$), **t = 1 is data**
-($x_1$). An interpolant is a stateless plain Python object (not an ``nn.Module``); every
-operation follows the dtype and device of its input tensors.
+Library-wide convention: **t = 0 is noise** ($x_0$), **t = 1 is data** ($x_1$).
+Interpolants are stateless plain objects following their inputs' dtype and device.
 """
 
 from __future__ import annotations
@@ -30,8 +29,7 @@ def expand_t_like_x(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
-    """Times as a tensor broadcastable against ``x``: numbers and 0-d tensors stay scalars,
-    ``(B,)`` becomes ``(B, 1, ..., 1)``; anything already of rank ``x.ndim`` passes through."""
+    """``t`` broadcastable against ``x``: scalars stay scalars, ``(B,)`` -> ``(B, 1, ..., 1)``."""
     if not isinstance(t, torch.Tensor):
         return torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if not t.is_floating_point():
@@ -48,13 +46,11 @@ def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
 class BaseInterpolant(ABC):
     r"""Abstract interpolant $x_t = \alpha(t) x_1 + \sigma(t) x_0$ (x0 noise, x1 data).
 
-    Subclasses implement [`compute_alpha_t`][torchebm.core.BaseInterpolant.compute_alpha_t] and [`compute_sigma_t`][torchebm.core.BaseInterpolant.compute_sigma_t], returning the
-    schedule and its time derivative for ``t`` already broadcast against the data. Everything
-    else (interpolation, probability-flow drift, diffusion forms, conversions between
-    velocity, score and noise predictions) is derived here; subclasses may override
-    [`compute_d_alpha_alpha_ratio_t`][torchebm.core.BaseInterpolant.compute_d_alpha_alpha_ratio_t] with a closed form.
-
-    With $\rho = \dot\alpha/\alpha$, the marginal velocity and score are related by
+    Subclasses implement `compute_alpha_t` and `compute_sigma_t` (the schedule and its time
+    derivative, ``t`` already broadcast against the data) and may override
+    `compute_d_alpha_alpha_ratio_t` with a closed form; interpolation, the probability-flow
+    drift, diffusion forms and the velocity/score/noise conversions follow. With
+    $\rho = \dot\alpha/\alpha$:
 
     $$
     v(x, t) = \rho\,x + \big(\rho\,\sigma^2 - \sigma\dot\sigma\big)\,\nabla\log p_t(x),
@@ -96,16 +92,12 @@ class BaseInterpolant(ABC):
     def interpolate(
         self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Sample the path and its conditional velocity.
+        r"""``(x_t, u_t)``: $x_t = \alpha x_1 + \sigma x_0$, $u_t = \dot\alpha x_1 + \dot\sigma x_0$.
 
         Args:
             x0: Noise, shape ``(B, *event_shape)``.
             x1: Data, same shape.
             t: Times, shape ``(B,)`` (or a scalar).
-
-        Returns:
-            ``(x_t, u_t)`` with $x_t = \alpha x_1 + \sigma x_0$ and
-            $u_t = \dot\alpha x_1 + \dot\sigma x_0$, both shaped like ``x0``.
         """
         if x0.shape != x1.shape:
             raise ShapeError(
@@ -120,16 +112,10 @@ class BaseInterpolant(ABC):
         return xt, ut
 
     def compute_drift(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Probability-flow drift coefficients ``(A, Bv)`` with velocity $= -A + B_v\,s$.
+        r"""Probability-flow drift ``(A, Bv)``, velocity $= -A + B_v\,s$, for ``x`` ``(B, ...)``.
 
-        $A = -(\dot\alpha/\alpha)\,x$, $B_v = (\dot\alpha/\alpha)\sigma^2 - \sigma\dot\sigma$.
-
-        Args:
-            x: State ``(B, *event_shape)``.
-            t: Times ``(B,)``.
-
-        Returns:
-            ``A`` shaped like ``x`` and ``Bv`` of shape ``(B, 1, ..., 1)``.
+        $A = -(\dot\alpha/\alpha)\,x$ (shaped like ``x``) and
+        $B_v = (\dot\alpha/\alpha)\sigma^2 - \sigma\dot\sigma$ ``(B, 1, ..., 1)``.
         """
         tb = _broadcast_t(t, x)
         ratio = self.compute_d_alpha_alpha_ratio_t(tb)
@@ -144,10 +130,7 @@ class BaseInterpolant(ABC):
         Forms: ``"constant"`` (``norm``), ``"SBDM"`` ($\text{norm}\cdot B_v/(\sigma+10^{-8})$),
         ``"sigma"`` ($\text{norm}\,\sigma$), ``"linear"`` ($\text{norm}(1-t)$),
         ``"decreasing"`` ($\text{norm}(1-t)^2$), ``"increasing-decreasing"``
-        ($\text{norm}\cdot 4t(1-t)$).
-
-        Raises:
-            ValueError: unknown ``form``.
+        ($\text{norm}\cdot 4t(1-t)$); another ``form`` raises ``ValueError``.
         """
         tb = _broadcast_t(t, x)
         out_shape = (x.shape[0], *([1] * (x.ndim - 1)))
@@ -168,8 +151,7 @@ class BaseInterpolant(ABC):
             d = norm * 4 * tb * (1 - tb)
         else:
             d = None
-        if d is not None:
-            # a batch-uniform time is computed once, then viewed as (B, 1, ..., 1)
+        if d is not None:  # a batch-uniform time: computed once, viewed as (B, 1, ..., 1)
             return d.reshape(()).expand(out_shape) if tb.ndim == 0 else d
         raise ConfigurationError(
             f"diffusion form must be one of {list(_DIFFUSION_FORMS)}, got {form!r}"
@@ -179,11 +161,8 @@ class BaseInterpolant(ABC):
     def velocity_to_score(
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        r"""Score $\nabla\log p_t(x)$ from a velocity prediction.
-
-        With $r = \alpha/\dot\alpha$:
-        $s = (r v - x) / \max(\sigma^2 - r\dot\sigma\sigma, 10^{-12})$.
-        """
+        r"""Score from a velocity: $s = (r v - x) / \max(\sigma^2 - r\dot\sigma\sigma, 10^{-12})$,
+        $r = \alpha/\dot\alpha$."""
         tb = _broadcast_t(t, x)
         alpha, d_alpha = self.compute_alpha_t(tb)
         sigma, d_sigma = self.compute_sigma_t(tb)

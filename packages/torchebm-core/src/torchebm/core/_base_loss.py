@@ -1,10 +1,4 @@
-r"""The loss contract: `BaseLoss` (the CD and score-matching bases live in `torchebm.losses`).
-
-Every training objective of TorchEBM is an ``nn.Module`` deriving from [`BaseLoss`][torchebm.core.BaseLoss]:
-moving the loss (``.to()``) moves the model and sampler it holds, schedulable
-hyper-parameters travel in ``state_dict``, and ``forward`` returns a scalar that is the
-mean over the local batch.
-"""
+r"""The loss contract `BaseLoss` (the CD and score-matching bases live in `torchebm.losses`)."""
 
 from __future__ import annotations
 
@@ -19,11 +13,7 @@ import torch
 from torchebm.core._conditioning import Conditioning
 from torchebm.core._module import TorchEBMModule
 from torchebm.core._schedulable import Schedulable
-from torchebm.core.errors import (
-    NonFiniteError,
-    check_in,
-    check_tensor,
-)
+from torchebm.core.errors import NonFiniteError, check_in, check_tensor
 
 __all__ = ["BaseLoss"]
 
@@ -34,30 +24,24 @@ _NAN_POLICIES = ("raise", "warn", "deferred", "ignore")
 class BaseLoss(Schedulable, TorchEBMModule, ABC):
     r"""Base class of every TorchEBM training objective.
 
-    A loss is a [`TorchEBMModule`][torchebm.core.TorchEBMModule] (its ``device``/``dtype`` follow the first
-    parameter of the model it holds) and a [`Schedulable`][torchebm.core.Schedulable] (hyper-parameters can be
-    driven by schedulers that the training loop steps with [`step_schedulers`][torchebm.core.Schedulable.step_schedulers]).
-    Subclasses implement [`forward`][torchebm.core.BaseLoss.forward]; reductions are means over the local batch (under
-    DDP/FSDP the averaged gradient equals the global mean only for equal per-rank batches).
+    A loss is a [`TorchEBMModule`][torchebm.core.TorchEBMModule] (``.to()`` moves the model
+    and sampler it holds) and a [`Schedulable`][torchebm.core.Schedulable] (scheduled
+    hyper-parameters travel in ``state_dict``). Subclasses implement
+    [`forward`][torchebm.core.BaseLoss.forward], returning the mean over the local batch.
 
-    Non-finite losses are never replaced by a constant. ``nan_policy`` decides what
-    happens when the scalar loss is NaN or infinite:
-
-    * ``"raise"`` (default): raise [`NonFiniteError`][torchebm.core.errors.NonFiniteError] at once
-      (one host read of a single boolean per call);
-    * ``"warn"``: emit a ``RuntimeWarning`` and return the non-finite loss unchanged;
-    * ``"deferred"``: no host synchronisation in the call; the finiteness flag of a call
-      is read at the start of the next call (or by [`check_finite`][torchebm.core.BaseLoss.check_finite]), which raises
-      [`NonFiniteError`][torchebm.core.errors.NonFiniteError] naming the call that failed;
-    * ``"ignore"``: no check.
+    Non-finite losses are never replaced. ``nan_policy`` decides what a NaN/inf loss does:
+    ``"raise"`` (default) raises [`NonFiniteError`][torchebm.core.errors.NonFiniteError]
+    (one host read per call); ``"warn"`` warns and returns it; ``"deferred"`` makes no
+    host sync and raises at the next call (or at
+    [`check_finite`][torchebm.core.BaseLoss.check_finite]) naming the failed call;
+    ``"ignore"`` does not check.
 
     Args:
-        dtype: Dtype of the loss's own tensors (default ``float32``); a wrapped model with
-            parameters decides the effective dtype.
+        dtype: Dtype of the loss's own tensors (a wrapped model's parameters win).
         device: Device of the loss's own tensors (default CPU).
         nan_policy: One of ``"raise"``, ``"warn"``, ``"deferred"``, ``"ignore"``.
         cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample while
-            training (classifier-free guidance), in losses that apply it.
+            training (classifier-free guidance).
         null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
         check_conditioning: Check once that the model reads ``y``.
 
@@ -113,23 +97,13 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
 
     # ------------------------------------------------------------------ inputs
     def _prepare_input(self, x: Any, name: str = "x", min_ndim: int = 2) -> torch.Tensor:
-        """Validate a data batch and cast it to the loss's device/dtype.
-
-        Raises:
-            TypeError: ``x`` is not a floating-point tensor.
-            ShapeError: ``x`` has fewer than ``min_ndim`` dimensions or an empty batch.
-        """
+        """Validate a floating batch of ``>= min_ndim`` dims and cast it to the loss's placement."""
         check_tensor(name, x, min_ndim=min_ndim, floating=True)
         return x.to(device=self.device, dtype=self.dtype)
 
     # ------------------------------------------------------------------ non-finite policy
     def _check_finite(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
-        """Apply ``nan_policy`` to a loss tensor (usually a scalar) and return it unchanged.
-
-        Raises:
-            NonFiniteError: the loss is NaN/inf and the policy is ``"raise"`` (or
-                ``"deferred"``, for the previous call).
-        """
+        """Apply ``nan_policy`` to a loss tensor and return it unchanged."""
         self._calls = self._calls + 1
         policy = self.nan_policy
         if policy == "ignore":

@@ -1,16 +1,18 @@
-r"""Energy models: the ``BaseModel`` contract and the analytic energies with closed-form gradients."""
+r"""Energy models: the `BaseModel` contract and analytic energies with closed-form gradients.
+
+Booth, Himmelblau and Styblinski-Tang are the benchmark landscapes of torchebm 0.8.x.
+"""
 
 from __future__ import annotations
 
 import math
-import numbers
 from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
 
 from torchebm.core._module import TorchEBMModule
-from torchebm.core.errors import ConfigurationError, ShapeError, check_positive
+from torchebm.core.errors import ConfigurationError, ShapeError, check_finite, check_positive
 
 __all__ = [
     "BaseModel",
@@ -20,19 +22,18 @@ __all__ = [
     "RastriginModel",
     "AckleyModel",
     "RosenbrockModel",
+    "BoothModel",
+    "HimmelblauModel",
+    "StyblinskiTangModel",
 ]
 
 
 class BaseModel(TorchEBMModule, ABC):
     r"""Base class of energy models $E_\theta(x)$ (unnormalised $-\log p$).
 
-    Subclasses implement [`forward`][torchebm.core.BaseModel.forward] mapping ``x`` of shape ``(B, *event_shape)`` to
-    energies of shape ``(B,)``. [`gradient`][torchebm.core.BaseModel.gradient] returns $\nabla_x E(x)$ with the
-    same shape as ``x``; analytic models override it with a closed form.
-
-    Args:
-        dtype: Dtype of buffers/parameters created by the model (default ``float32``).
-        device: Device of buffers/parameters created by the model (default CPU).
+    Subclasses implement `forward`: ``x`` ``(B, *event_shape)`` -> energies ``(B,)``;
+    `gradient` returns $\nabla_x E(x)$ shaped like ``x``. ``dtype``/``device``: those of
+    the buffers and parameters the model creates (default ``float32``, CPU).
 
     Example:
         >>> class Quadratic(BaseModel):
@@ -56,13 +57,9 @@ class BaseModel(TorchEBMModule, ABC):
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         r"""$\nabla_x E(x)$ by one autograd call, detached, with the shape and dtype of ``x``.
 
-        This is the one path every sampler, integrator callback and loss of TorchEBM uses
-        for the energy gradient. The default calls the model (``self(x)``, so hooks,
-        ``module.compile()`` and FSDP run) under ``torch.enable_grad()`` and differentiates
-        once. A model that knows its gradient in closed form overrides this method (the
-        analytic models here, `MLPEnergy` in `torchebm.models`): that is the documented
-        fast path, with the same contract (shape, dtype, detached, a 1-D input is one
-        sample).
+        The one path samplers, integrators and losses use: ``self(x)`` (hooks, compile and
+        FSDP run) differentiated once. A model knowing its gradient in closed form overrides
+        it with the same contract (the analytic models here, `MLPEnergy`).
 
         Args:
             x: Input of shape ``(B, *event_shape)`` (a 1-D ``(d,)`` input is treated as one sample).
@@ -103,21 +100,15 @@ class BaseModel(TorchEBMModule, ABC):
                     f"{type(self).__name__}.forward does not depend differentiably on x "
                     "(the energy has no grad_fn); cannot compute its gradient"
                 )
-            (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=False)
-        if grad.requires_grad:  # never with create_graph=False; kept as a safeguard
-            grad = grad.detach()
+            (grad,) = torch.autograd.grad(energy.sum(), xg)
         if grad.dtype != in_dtype:
             grad = grad.to(in_dtype)
         return grad.squeeze(0) if squeeze else grad
 
 
 def _has_tensors(module: torch.nn.Module) -> bool:
-    for _ in module.parameters():
-        return True
-    for name, _b in module.named_buffers():
-        if not name.endswith("_torchebm_probe"):
-            return True
-    return False
+    names = (n for n, _ in module.named_buffers() if not n.endswith("_torchebm_probe"))
+    return next(module.parameters(), None) is not None or next(names, None) is not None
 
 
 def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -157,30 +148,17 @@ def _sum_event(v: torch.Tensor) -> torch.Tensor:
 
 
 def _finite(name: str, value: Any) -> float:
-    """``float(value)`` for a finite real number (any sign), else raise.
-
-    Raises:
-        TypeError: ``value`` is not a real number.
-        ConfigurationError: ``value`` is NaN or infinite.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        if not (isinstance(value, torch.Tensor) and value.numel() == 1):
-            raise TypeError(
-                f"{name} must be a finite number, got {value!r} ({type(value).__name__})"
-            )
-    v = float(value)
-    if not math.isfinite(v):
-        raise ConfigurationError(f"{name} must be finite, got {value!r}")
-    return v
+    """`check_finite`, also accepting a one-element tensor."""
+    one = isinstance(value, torch.Tensor) and value.numel() == 1
+    return check_finite(name, float(value) if one else value)
 
 
 def _show(t: torch.Tensor) -> str:
-    """The tensor's repr on one line (torch summarises large tensors)."""
-    return " ".join(str(t).split())
+    return " ".join(str(t).split())  # the repr on one line
 
 
 def _finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
-    """``value`` as float64 on the CPU if every entry is finite, else ``ConfigurationError``."""
+    """``value`` as CPU float64 if every entry is finite, else ``ConfigurationError``."""
     if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
         raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
     v64 = value.detach().to("cpu", torch.float64)
@@ -195,13 +173,13 @@ class GaussianModel(_AnalyticModel):
     Args:
         mean: Mean $\mu$, shape ``(d,)``, finite.
         cov: Covariance $\Sigma$, shape ``(d, d)``, finite, symmetric positive definite.
+        dtype: Dtype of the buffers (inputs are cast to it). Default ``float32``.
+        device: Device of the buffers.
 
     Raises:
         ShapeError: ``mean`` is not 1-D, ``cov`` not square, or their sizes differ.
         ConfigurationError: ``mean`` or ``cov`` holds NaN/inf, ``cov`` is not symmetric or
             not positive definite.
-        dtype: Dtype of the buffers (inputs are cast to it). Default ``float32``.
-        device: Device of the buffers.
 
     Example:
         >>> m = GaussianModel(torch.zeros(2), torch.eye(2))
@@ -261,8 +239,7 @@ class GaussianModel(_AnalyticModel):
         return 0.5 * (torch.mm(d, buffers["cov_inv"]) * d).sum(-1)
 
     def _grad(self, x: torch.Tensor) -> torch.Tensor:
-        # one dict read instead of two nn.Module.__getattr__ calls (samplers call this in
-        # their innermost loop); anything but a (B, D) input of the model's dtype: _check
+        # one dict read instead of two nn.Module.__getattr__ (the samplers' innermost loop)
         buffers: dict[str, torch.Tensor] = self._buffers  # type: ignore[assignment]
         mean, prec = buffers["mean"], buffers["cov_inv"]
         if x.ndim == 2 and x.dtype == prec.dtype and x.shape[1] == mean.shape[0]:
@@ -359,31 +336,18 @@ class AckleyModel(_AnalyticModel):
 
     def _energy(self, x):
         x = x.reshape(x.shape[0], -1)
-        r = torch.sqrt((x**2).mean(-1))
-        return (
-            -self.a * torch.exp(-self.b * r)
-            - torch.exp(torch.cos(self.c * x).mean(-1))
-            + self.a
-            + math.e
-        )
+        e1 = -self.a * torch.exp(-self.b * torch.sqrt((x**2).mean(-1)))
+        return e1 - torch.exp(torch.cos(self.c * x).mean(-1)) + self.a + math.e
 
     def _grad(self, x):
-        shape = x.shape
-        x = x.reshape(x.shape[0], -1)
-        n = x.shape[1]
-        r = torch.sqrt((x**2).mean(-1, keepdim=True))
+        shape, x = x.shape, x.reshape(x.shape[0], -1)
+        n, r = x.shape[1], torch.sqrt((x**2).mean(-1, keepdim=True))
         # d/dx of -a exp(-b r): a b exp(-b r) * x / (n r); the limit at r = 0 is 0.
         safe_r = torch.where(r > 0, r, torch.ones_like(r))
-        g1 = torch.where(
-            r > 0, self.a * self.b * torch.exp(-self.b * r) * x / (n * safe_r), torch.zeros_like(x)
-        )
-        g2 = (
-            torch.exp(torch.cos(self.c * x).mean(-1, keepdim=True))
-            * self.c
-            * torch.sin(self.c * x)
-            / n
-        )
-        return (g1 + g2).reshape(shape)
+        g1 = self.a * self.b * torch.exp(-self.b * r) * x / (n * safe_r)
+        g1 = torch.where(r > 0, g1, torch.zeros_like(x))
+        e = torch.exp(torch.cos(self.c * x).mean(-1, keepdim=True))
+        return (g1 + e * self.c * torch.sin(self.c * x) / n).reshape(shape)
 
 
 class RosenbrockModel(_AnalyticModel):
@@ -423,6 +387,90 @@ class RosenbrockModel(_AnalyticModel):
         g[..., :-1] = -2 * (self.a - xi) - 4 * self.b * xi * inner
         g[..., 1:] += 2 * self.b * inner
         return g
+
+
+def _two_d(name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if x.shape[-1] != 2:
+        raise ShapeError(f"{name} is two-dimensional: x must have last dim 2, got {tuple(x.shape)}")
+    return x[..., 0], x[..., 1]
+
+
+class BoothModel(_AnalyticModel):
+    r"""Booth energy $E(x) = (x_1 + 2x_2 - 7)^2 + (2x_1 + x_2 - 5)^2$ on $\mathbb{R}^2$.
+
+    Convex, single minimum $E = 0$ at $(1, 3)$. ``x``: ``(B, 2)`` or ``(2,)``.
+
+    Example:
+        >>> BoothModel()(torch.tensor([[1.0, 3.0]]))
+        tensor([0.])
+
+    References:
+        Jamil & Yang, "A literature survey of benchmark functions for global
+        optimisation problems", 2013.
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
+
+    def _energy(self, x):
+        x1, x2 = _two_d("BoothModel", x)
+        return _sum_event(((x1 + 2 * x2 - 7) ** 2 + (2 * x1 + x2 - 5) ** 2).unsqueeze(-1))
+
+    def _grad(self, x):
+        x1, x2 = _two_d("BoothModel", x)
+        a, b = x1 + 2 * x2 - 7, 2 * x1 + x2 - 5
+        return torch.stack((2 * a + 4 * b, 4 * a + 2 * b), dim=-1)
+
+
+class HimmelblauModel(_AnalyticModel):
+    r"""Himmelblau energy $E(x) = (x_1^2 + x_2 - 11)^2 + (x_1 + x_2^2 - 7)^2$ on $\mathbb{R}^2$.
+
+    Four minima with $E = 0$, among them $(3, 2)$. ``x``: ``(B, 2)`` or ``(2,)``.
+
+    Example:
+        >>> HimmelblauModel()(torch.tensor([[3.0, 2.0]]))
+        tensor([0.])
+
+    References:
+        Himmelblau, "Applied Nonlinear Programming", 1972.
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
+
+    def _energy(self, x):
+        x1, x2 = _two_d("HimmelblauModel", x)
+        return _sum_event(((x1**2 + x2 - 11) ** 2 + (x1 + x2**2 - 7) ** 2).unsqueeze(-1))
+
+    def _grad(self, x):
+        x1, x2 = _two_d("HimmelblauModel", x)
+        a, b = x1**2 + x2 - 11, x1 + x2**2 - 7
+        return torch.stack((4 * x1 * a + 2 * b, 2 * a + 4 * x2 * b), dim=-1)
+
+
+class StyblinskiTangModel(_AnalyticModel):
+    r"""Styblinski-Tang energy $E(x) = \tfrac12 \sum_i (x_i^4 - 16 x_i^2 + 5 x_i)$.
+
+    Separable; each coordinate has its minimum at $x_i \approx -2.903534$
+    ($E \approx -39.16617\,d$). ``x``: ``(B, ..., d)`` or ``(d,)``.
+
+    Example:
+        >>> StyblinskiTangModel()(torch.zeros(1, 3))
+        tensor([0.])
+
+    References:
+        Styblinski & Tang, "Experiments in nonconvex optimization: stochastic
+        approximation with function smoothing and simulated annealing", 1990.
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
+
+    def _energy(self, x):
+        return _sum_event(0.5 * (x**4 - 16 * x**2 + 5 * x))
+
+    def _grad(self, x):
+        return 2 * x**3 - 16 * x + 2.5
 
 
 # ``gradient`` implementations that return the shape of ``x`` by construction: samplers call

@@ -1,13 +1,10 @@
-r"""`BaseSampler`: the shared sampling loop every TorchEBM sampler plugs one step into.
+r"""`BaseSampler`: the sampling loop (the driver) every TorchEBM sampler plugs one step into.
 
-Kernel vs driver (as in pyro's MCMC kernels or torchdiffeq's solvers): the base class
-owns `BaseSampler.sample` (argument validation, the initial state, schedulers, the step
-loop, thinning, the preallocated trajectory, diagnostics, the NaN policy,
-`torch.no_grad()`, autocast and the optional `torch.compile` path) and a subclass
-implements one transition in the public hook `step` (plus, when it carries more than the
-position, `init_state` returning a typed `SamplerState`). Every hook a subclass may
-implement is public and documented on `BaseSampler`: `init_state`, `step`,
-`compute_diagnostics`, `converged`, `steps_per_call`, `infer_dim`.
+Kernel vs driver, as in pyro's MCMC kernels or torchdiffeq's solvers: `BaseSampler.sample`
+owns validation, the initial state, schedulers, thinning, trajectories, diagnostics, the
+NaN policy, `no_grad`/autocast and `torch.compile`; a subclass implements the public hooks
+(`step`, optionally `init_state`, `compute_diagnostics`, `converged`, `steps_per_call`,
+`infer_dim`).
 """
 
 from __future__ import annotations
@@ -43,13 +40,10 @@ __all__ = ["BaseSampler", "SamplerContext", "SamplerState", "NAN_POLICIES", "sha
 #: Accepted values of `nan_policy`.
 NAN_POLICIES = ("raise", "warn", "resample")
 
-#: Options handed to `torch.compile` for `sample(compile=True)`: one graph per batch size
-#: (no symbolic batch dimension), and without Inductor's FX pattern rewrites. Those rewrite
-#: `add(x, mm(a, b), alpha=c)` into `addmm(x, a, b)` and drop `alpha` in torch 2.4
-#: (pytorch/pytorch#167313 and #196577 track the same class of silent rewrites): every
-#: update `x - eta * grad` whose gradient ends in a matrix product (Gaussian, MLP) then
-#: computed `x + grad`. The rewrites only fuse kernels, so results are unchanged by turning
-#: them off.
+#: `torch.compile` options of `sample(compile=True)`: one graph per batch size, and no
+#: Inductor FX pattern rewrites, which in torch 2.4 turn `add(x, mm(a, b), alpha=c)` into
+#: `addmm(x, a, b)` and drop `alpha` (pytorch/pytorch#167313, #196577), so `x - eta * grad`
+#: computed `x + grad` for Gaussian and MLP gradients. The rewrites only fuse kernels.
 COMPILE_OPTIONS: dict[str, Any] = {"dynamic": False, "options": {"pattern_matcher": False}}
 
 
@@ -61,18 +55,15 @@ def shared_field(default: Any = None) -> Any:
 
 @dataclass
 class SamplerState:
-    r"""Typed loop state of a sampler: the chains `x` `(B, *event_shape)` plus, in a
-    subclass, whatever else one step carries (momenta, cached energies, masks).
+    r"""Typed loop state: the chains `x` `(B, *event_shape)` plus, in a subclass, whatever
+    else one step carries (momenta, cached energies, masks).
 
-    Every tensor field whose leading dimension is the batch is *per chain* unless declared
-    with `shared_field()`. Under `nan_policy="resample"` the loop restarts a chain that went
-    non-finite by putting every per-chain field back to its value in the state returned by
-    `init_state`, so cached energies and gradients stay consistent without any code in the
-    sampler.
-
-    Item access (`state["x"]`, `state["x"] = ...`, `"x" in state`, `state.get("energy")`)
-    reads and writes the fields, so steps written for the dict states of earlier versions
-    keep working; a dict returned by `init_state` is still accepted.
+    Every tensor field with the batch as leading dimension is *per chain* unless declared
+    with `shared_field()`: under `nan_policy="resample"` a chain that went non-finite gets
+    every per-chain field back from the state `init_state` returned, so cached energies and
+    gradients stay consistent with no code in the sampler. Item access (`state["x"]`,
+    `"x" in state`, `state.get("energy")`) reads and writes the fields; a plain dict
+    returned by `init_state` is accepted too.
 
     Example:
         >>> from dataclasses import dataclass
@@ -103,7 +94,7 @@ class SamplerState:
         return default if value is None else value
 
 
-State = Any  # SamplerState (or, from user code of earlier versions, a dict of tensors)
+State = Any  # a SamplerState, or a dict of tensors
 
 
 @dataclass
@@ -113,20 +104,17 @@ class SamplerContext:
     Attributes:
         model_kwargs: Normalised conditioning, forwarded to the model (`{}` = none).
         generator: The call's random generator (`None` = global RNG).
-        n_steps: Total number of steps of this call.
+        n_steps: Number of steps of this call.
         thin: Thinning factor of this call.
         event_shape: Shape of one sample (`x.shape[1:]`).
-        i: Number of steps completed before the current `step` call.
-        n: Number of steps the current call advances (1 unless `steps_per_call` groups
-            steps, e.g. adaptive ODE solves between recorded times).
-        nan_policy: This call's NaN policy (`"raise"`, `"warn"` or `"resample"`).
-        nan_check_every: Steps between this call's NaN checks (1 under `"resample"`).
+        i: Steps completed before the current `step` call.
+        n: Steps the current `step` call advances (see `steps_per_call`).
+        nan_policy: This call's NaN policy.
+        nan_check_every: Steps between NaN checks (1 under `"resample"`).
         recording: Whether this call records a trajectory or diagnostics.
         schedulers: Every scheduler of the sampler's module tree, collected once.
-        gradient: The call's resolved energy gradient `x -> grad E(x)` (see
-            `BaseSampler.gradient_fn`), `None` until first asked for.
-        extra: Free-form per-call values of user samplers (the library's samplers keep
-            theirs in typed states).
+        gradient: `x -> grad E(x)` (`BaseSampler.gradient_fn`), `None` until asked for.
+        extra: Free-form per-call values of user samplers.
     """
 
     model_kwargs: dict[str, Any]
@@ -162,17 +150,11 @@ def _event_shape(dim: Any) -> tuple[int, ...]:
 def _finite_rows(x: torch.Tensor) -> torch.Tensor:
     """`(B,)` bool: rows of `x` holding only finite values (no host sync).
 
-    `max |x|` per row is NaN or inf exactly for rows holding a NaN or an infinity
-    (`amax` propagates NaN): three kernels instead of `isfinite(x).all(dim=1)`'s six,
-    2-8x cheaper per step.
+    `max |x|` per row is NaN/inf exactly for rows holding one (`amax` propagates NaN):
+    three kernels instead of `isfinite(x).all(dim=1)`'s six.
     """
     flat = x if x.ndim == 2 else x.reshape(x.shape[0], -1)
     return flat.abs().amax(dim=1) < math.inf
-
-
-def _nonfinite_rows(x: torch.Tensor) -> torch.Tensor:
-    """`(B,)` bool: rows of `x` holding a NaN or an infinity (no host sync)."""
-    return ~_finite_rows(x)
 
 
 def _batch_view(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -196,11 +178,6 @@ def _is_per_chain(value: Any, b: int) -> bool:
     return isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == b
 
 
-def _snapshot(state: State, b: int) -> dict[str, torch.Tensor]:
-    """Copies of the per-chain tensors of the initial state (steps may update them in place)."""
-    return {k: v.clone() for k, v in _per_chain_items(state, b)}
-
-
 def restart_chains(state: State, mask: torch.Tensor, start: dict[str, torch.Tensor]) -> State:
     """Put chains `mask` `(B,)` of every per-chain field back to their `start` values."""
     for key, value in list(_per_chain_items(state, mask.shape[0])):
@@ -213,49 +190,37 @@ def restart_chains(state: State, mask: torch.Tensor, start: dict[str, torch.Tens
 class BaseSampler(Schedulable, TorchEBMModule):
     r"""Base class of samplers: owns the sampling loop, a subclass implements one step.
 
-    A subclass implements the public hook `step` (`state -> state`, where `state` is a
-    `SamplerState` holding at least the chains `x` of shape `(B, *event_shape)`) and, when
-    it carries more than the position (momenta, masks, cached energies), `init_state`
-    returning a `SamplerState` subclass. It declares its diagnostics in `diagnostic_keys`
-    and computes the non-standard ones in `compute_diagnostics`; `converged`,
-    `steps_per_call` and `infer_dim` are optional. Hyper-parameters that may follow a
-    schedule are registered with `register_scheduler` / `_register_param`; the loop steps
-    every scheduler of the module tree once per step and resets them at the start of
-    `sample()`. Nothing else needs overriding: restarts under `nan_policy="resample"`,
-    thinning, trajectories, diagnostics and compilation work for every sampler that
-    follows this contract.
+    A subclass implements `step` (`state -> state`; `state` is a `SamplerState` holding at
+    least the chains `x` `(B, *event_shape)`) and, when it carries more than the position,
+    `init_state` returning a `SamplerState` subclass. It lists its diagnostics in
+    `diagnostic_keys` and computes non-standard ones in `compute_diagnostics`; `converged`,
+    `steps_per_call` and `infer_dim` are optional. Scheduled hyper-parameters are
+    registered with `register_scheduler` / `_register_param`; the loop resets every
+    scheduler of the module tree at the start of `sample()` and steps it once per step.
+    Restarts, thinning, trajectories, diagnostics and compilation then work unchanged. A
+    subclass that overrides `sample` itself (the seed's custom-sampler pattern) works too:
+    only a class implementing neither `step` nor `sample` is abstract.
 
-    Subclasses that override `sample` themselves (the seed documentation's custom
-    sampler pattern) keep working: only a class that implements neither `step` nor
-    `sample` is abstract.
+    **Divergent chains.** Chains are checked for NaN/inf on the device (no host sync)
+    every `nan_check_every` steps (default 10) and after the last step. Every sampler of
+    the library updates `x` additively (HMC rejects non-finite proposals), so a chain that
+    went non-finite stays so and a sparse check only brackets the step: the window
+    `(previous check, check]`, exact with `nan_check_every=1` or narrowed by a recorded
+    trajectory. At the end of `sample()` (one sync) the attribute `divergent_chains`
+    (`(B,)` bool) records them and the policy decides:
 
-    **Divergent chains.** Chains are checked for NaN/inf on the device every
-    `nan_check_every` steps (default 10) and after the last step: a `(B,)` record of the
-    first check that saw each chain non-finite, no host sync. Every sampler of the library
-    updates `x` additively, so a chain that went NaN/inf stays so and a sparse check misses
-    nothing (HMC rejects non-finite proposals); a sparse check only brackets the step:
-    chain `i` went bad in the window `(previous check, check]` (exact with
-    `nan_check_every=1`, or from a recorded trajectory). At the end of `sample()` (one
-    sync) the chains that diverged are recorded in the attribute `divergent_chains` (a
-    `(B,)` bool tensor, also set when none did) and the policy decides:
+    * `"warn"` (default): one `RuntimeWarning` naming the chains and their steps; they are
+      returned as they are (NaN/inf, never masked), as Stan, PyMC and Pyro do.
+    * `"raise"`: `NonFiniteError` with `indices` (the chains), `steps` (each window's last
+      step), `step` (the smallest) and `windows` (the `(first, last)` pairs).
+    * `"resample"`: checks after every step, restarts each non-finite chain from its own
+      starting state (fresh noise for stochastic samplers) and warns which ones it did.
 
-    * `"warn"` (default): one `RuntimeWarning` per call giving how many chains of how many
-      diverged, which ones and in which steps; the divergent chains are returned as they
-      are (NaN/inf, never masked). This is what Stan, PyMC, Pyro and NumPyro do with
-      divergent transitions: report them loudly and keep the run.
-    * `"raise"`: `NonFiniteError` whose `indices` are the bad chains, `steps` each chain's
-      last step of its window, `step` the smallest and `windows` the `(first, last)` pairs.
-    * `"resample"`: checks after every step whatever `nan_check_every` says, restarts every
-      chain that went non-finite from its own starting state (then keeps going, with fresh
-      noise for stochastic samplers) and warns at the end which chains were restarted.
-
-    A non-finite starting `x` is always rejected at entry (`NonFiniteError`).
+    A non-finite starting `x` is always rejected (`NonFiniteError`).
 
     Args:
-        model: The energy model (or, for flow samplers, the vector field). Registered as a
-            submodule when it is an `nn.Module`, so `sampler.to()` moves it.
-        dtype: Dtype of the chains when the model has no parameters (otherwise the
-            model's parameter dtype wins, see `TorchEBMModule`).
+        model: The energy model (or a flow sampler's vector field); `sampler.to()` moves it.
+        dtype: Dtype of the chains when the model has no parameters (else the model's).
         device: Device of the chains when the model has no parameters.
         n_steps: Default number of steps for `sample(n_steps=None)` (keyword-only);
             `None` uses `default_n_steps`.
@@ -325,19 +290,17 @@ class BaseSampler(Schedulable, TorchEBMModule):
     def step(self, state: State, ctx: SamplerContext) -> State:
         """Advance every chain by `ctx.n` steps (one, for MCMC samplers) and return the state.
 
-        Runs under `torch.no_grad()`; read scheduled hyper-parameters here with
-        `get_scheduled_value` (the loop steps the schedulers afterwards). It must not
-        synchronise with the device (no `.item()`, `bool(tensor)`, printing).
+        Runs under `torch.no_grad()`; read scheduled values with `get_scheduled_value`.
+        Must not synchronise with the device (no `.item()`, `bool(tensor)`, printing).
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement step()")
 
     def compute_diagnostics(self, state: State, ctx: SamplerContext) -> dict[str, torch.Tensor]:
         """Per-kept-step diagnostics (batch statistics) of `state`; keys from `diagnostic_keys`.
 
-        The base computes `"mean"`/`"var"` (population variance clamped to `[1e-10, 1e10]`;
-        zeros for a single chain) and `"energy"` (batch mean, reusing a cached
-        `state.energy` when the sampler keeps one). Subclasses add their own keys and call
-        `super()`.
+        The base computes `"mean"`/`"var"` (population variance clamped to `[1e-10, 1e10]`,
+        zeros for one chain) and `"energy"` (batch mean, reusing a cached `state.energy`).
+        Subclasses add their keys and call `super()`.
         """
         keys = self.diagnostic_keys
         x = state["x"]
@@ -359,18 +322,16 @@ class BaseSampler(Schedulable, TorchEBMModule):
     def converged(self, state: State) -> torch.Tensor | None:
         """Optional early stop: a 0-d bool tensor, `True` once no chain needs more steps.
 
-        Polled every `convergence_check_every` steps (one host sync per poll); `None`
-        (the default) never stops early. When it fires, remaining trajectory and diagnostic
-        rows repeat the final (frozen) state.
+        Polled every `convergence_check_every` steps (one host sync each); `None` never
+        stops. Remaining trajectory and diagnostic rows then repeat the final state.
         """
         return None
 
     def steps_per_call(self, state: State, ctx: SamplerContext) -> int:
         """Steps advanced by one `step` call (default 1; samplers with macro steps override).
 
-        Called once per `sample()` with the state `init_state` returned. A value that does not divide
-        `ctx.thin` skips recorded rows, so a sampler that records (`ctx.recording`) returns
-        `ctx.thin` or a divisor of it.
+        Called once per `sample()`. A sampler that records (`ctx.recording`) returns a
+        divisor of `ctx.thin` (another value skips recorded rows).
         """
         return 1
 
@@ -429,10 +390,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
         model = self.model
         return model(x, **model_kwargs) if model_kwargs else model(x)
 
-    # names of earlier versions (user samplers call them)
+    # torchebm 0.8.9 names (user samplers call them)
     _model_gradient = model_gradient
     _model_energy = model_energy
-    _gradient_fn = gradient_fn
 
     # ------------------------------------------------------------------ validation
     def _resolve_n_steps(self, n_steps: Any) -> int:
@@ -505,13 +465,11 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 `default_n_steps`). Must be `>= 1`.
             n_samples: Number of chains when `x` is `None`.
             thin: Record every `thin`-th state (`1 <= thin <= n_steps`).
-            return_trajectory: Return the recorded states `(B, n_steps // thin,
-                *event_shape)` (state after steps `i` with `(i + 1) % thin == 0`)
-                instead of the final state.
+            return_trajectory: Return the states after every `thin`-th step,
+                `(B, n_steps // thin, *event_shape)`, instead of the final state.
             return_diagnostics: Also return a dict of per-kept-step batch statistics,
                 each with leading dimension `n_steps // thin` (see `diagnostic_keys`).
-            reset_schedulers: Reset every scheduler of the module tree first (default), so
-                schedules restart at step 0 on every call.
+            reset_schedulers: Reset every scheduler of the module tree first (default).
             model_kwargs: Conditioning forwarded to the model (tensors moved to the
                 sampler's device, not cast).
             generator: The only source of randomness of this call when given (must live
@@ -520,22 +478,17 @@ class BaseSampler(Schedulable, TorchEBMModule):
             nan_check_every: Check the chains for NaN/inf every this many steps (and after
                 the last); `None` uses the attribute `nan_check_every` (default 10).
                 `1` reports the exact first non-finite step of each chain.
-            compile: Run `step` through `torch.compile` (compiled once per sampler
-                instance and batch size; the first call pays the compilation). The
-                compiled step is a drop-in for the eager one: same maths, same results up
-                to floating-point rounding (random draws differ).
+            compile: Run `step` through `torch.compile` (once per instance and batch
+                size): same maths, same results up to rounding (random draws differ).
 
         Returns:
             The final chains `(B, *event_shape)` or the trajectory; with
             `return_diagnostics` a tuple `(output, diagnostics)`.
 
         Raises:
-            ConfigurationError: a bad `n_steps`, `thin`, `n_samples`, `dim`,
-                `nan_policy` or `nan_check_every`, or neither `x` nor `dim`.
-            ShapeError: `x` is not `(B, *event_shape)` or disagrees with `dim` /
-                `n_samples`.
-            NonFiniteError: `x` holds NaN/inf, or (`nan_policy="raise"`) chains went
-                non-finite.
+            ConfigurationError: a bad argument, or neither `x` nor `dim`.
+            ShapeError: `x` is not `(B, *event_shape)` or disagrees with `dim`/`n_samples`.
+            NonFiniteError: `x` holds NaN/inf, or chains diverged under `"raise"`.
         """
         n_steps = self._resolve_n_steps(n_steps)
         thin = check_int("thin", thin, minimum=1)
@@ -580,12 +533,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         return (result, diag) if return_diagnostics else result
 
     def _run(
-        self,
-        x0: torch.Tensor,
-        ctx: SamplerContext,
-        want_traj: bool,
-        want_diag: bool,
-        compile: bool,
+        self, x0: torch.Tensor, ctx: SamplerContext, want_traj: bool, want_diag: bool, compile: bool
     ) -> tuple[
         torch.Tensor,
         torch.Tensor | None,
@@ -606,7 +554,6 @@ class BaseSampler(Schedulable, TorchEBMModule):
             if want_traj
             else None
         )
-        # diagnostics are computed only when asked for (a trajectory alone needs none)
         diag: dict[str, torch.Tensor] | None = {} if want_diag else None
         checker = _NanChecks(x0.shape[0], x0.device, state, ctx.nan_policy == "resample")
         stride = max(1, int(self.steps_per_call(state, ctx)))
@@ -646,15 +593,11 @@ class BaseSampler(Schedulable, TorchEBMModule):
     def _scheduler_stepper(
         self, ctx: SamplerContext
     ) -> tuple[Callable[[], None] | None, list[ConstantScheduler]]:
-        """Per-step scheduler update of one ``sample()`` call, and the schedulers it skips.
+        """Per-step scheduler update of one call (`None`: nothing to step) and the skipped ones.
 
-        Steps every scheduler of the module tree once, as [`step_schedulers`][torchebm.core.Schedulable.step_schedulers] does, from
-        the list ``sample()`` collected once (``ctx.schedulers``; the set is fixed
-        while a call runs) instead of walking the module tree at every step. Plain
-        [`ConstantScheduler`][torchebm.core.ConstantScheduler] s are not stepped in the loop (their value cannot change):
-        they are returned, and the loop adds the number of steps to their counters at the
-        end. ``None``: nothing to step. A subclass overriding [`step_schedulers`][torchebm.core.Schedulable.step_schedulers] keeps
-        its own method.
+        Steps the schedulers `sample()` collected once (`ctx.schedulers`) instead of walking
+        the module tree each step; plain `ConstantScheduler`s are skipped and their counters
+        advanced at the end. A subclass overriding `step_schedulers` keeps its method.
         """
         if type(self).step_schedulers is not Schedulable.step_schedulers:
             return self.step_schedulers, []
@@ -765,19 +708,16 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
 
 class _NanChecks:
-    """NaN bookkeeping of one `sample()` call, two cheap device updates per check.
-
-    `alive` (finite at every check so far) and `n_alive` (checks passed while alive); a
-    chain's first non-finite check is then `ends[n_alive]` (`ends`: the step count at each
-    check). Under `"resample"` it restarts the non-finite chains from the initial state.
-    """
+    """NaN bookkeeping of one `sample()` call: `alive` (finite at every check so far) and
+    `n_alive` (checks passed while alive); a chain's first non-finite check is
+    `ends[n_alive]`. Under `"resample"` it restarts non-finite chains from the start."""
 
     def __init__(self, b: int, device: torch.device, state: State, resample: bool):
         self.alive = torch.ones(b, dtype=torch.bool, device=device)
         self.n_alive = torch.zeros(b, dtype=torch.long, device=device)
         self.ends: list[int] = []
         # restart at once: no non-finite state reaches a trajectory or a step
-        self.start = _snapshot(state, b) if resample else None
+        self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
 
     def __call__(self, state: State, i: int) -> State:
         self.ends.append(i)

@@ -1,5 +1,4 @@
-r"""Conditioning options shared by every loss: classifier-free-guidance label dropout and a
-one-time check that the model reads its conditioning."""
+r"""Conditioning options of the losses: classifier-free-guidance dropout, a one-time check."""
 
 from __future__ import annotations
 
@@ -23,14 +22,10 @@ def substitute_condition(y: torch.Tensor, mask: torch.Tensor, null: NullConditio
     r"""Replace the rows of ``y`` selected by ``mask`` with the null condition.
 
     Args:
-        y: Conditioning, shape `(B, ...)`.
+        y: Conditioning, shape `(B, ...)`; the result has its shape.
         mask: Bool, shape `(B,)`; `True` rows become null.
-        null: A number filled in ``y``'s dtype (e.g. the label ``num_classes``), a tensor
-            broadcast over ``y``'s non-batch dims (a null embedding), or a callable
-            ``(y, mask) -> y``.
-
-    Returns:
-        Tensor shaped like ``y``.
+        null: A number in ``y``'s dtype (e.g. the label ``num_classes``), a tensor
+            broadcast over ``y``'s non-batch dims, or a callable ``(y, mask) -> y``.
 
     Example:
         >>> substitute_condition(torch.tensor([3, 1, 2]), torch.tensor([True, False, True]), 10)
@@ -45,21 +40,15 @@ def substitute_condition(y: torch.Tensor, mask: torch.Tensor, null: NullConditio
 
 
 class Conditioning:
-    r"""The conditioning options of a loss: ``cfg_dropout``, ``null_condition``,
-    ``check_conditioning``.
+    r"""The conditioning options of a loss.
 
-    * `drop` replaces ``model_kwargs["y"]`` by ``null_condition`` on a random fraction
-      ``cfg_dropout`` of the batch while training (classifier-free guidance training).
-    * `check` runs once, on the first call that passes ``y``: the model is probed on one
-      input under two distinct labels of the batch; identical non-zero outputs mean the
-      model ignores ``y`` and raise. All-zero outputs (an AdaLN-Zero model before any
-      step) leave the check armed for a few more calls, then warn.
+    `drop` replaces ``model_kwargs["y"]`` by ``null_condition`` on a random fraction
+    ``cfg_dropout`` of a training batch. `check` runs on the first call with ``y``: the
+    model is probed under two distinct labels; identical non-zero outputs raise (it ignores
+    ``y``), all-zero ones (AdaLN-Zero before training) re-arm it a few times, then warn.
 
-    Args:
-        cfg_dropout: Probability in $[0, 1]$ of dropping a sample's ``y``.
-        null_condition: What a dropped ``y`` becomes (see `substitute_condition`);
-            required when ``cfg_dropout > 0``.
-        check_conditioning: Run the one-time check.
+    ``cfg_dropout`` in $[0, 1]$ needs ``null_condition`` (what a dropped ``y`` becomes, see
+    `substitute_condition`) when positive; ``check_conditioning`` runs the check.
 
     Example:
         >>> cond = Conditioning(cfg_dropout=0.1, null_condition=10)
@@ -94,21 +83,13 @@ class Conditioning:
             return model_kwargs
         y = model_kwargs["y"]
         u = torch.rand(y.shape[0], generator=generator, device=y.device)
-        return {
-            **model_kwargs,
-            "y": substitute_condition(y, u < self.cfg_dropout, null),
-        }
+        return {**model_kwargs, "y": substitute_condition(y, u < self.cfg_dropout, null)}
 
     def check(self, probe: Callable[[dict], torch.Tensor], model_kwargs: dict, owner: Any) -> None:
         """One-time probe that the model reads ``y`` (see the class docs).
 
-        Args:
-            probe: ``mk -> output`` for one fixed input with conditioning ``mk``.
-            model_kwargs: The call's conditioning (with a batch of ``y``).
-            owner: The loss (named in messages; its model is put in eval mode for the probe).
-
-        Raises:
-            ConfigurationError: the model's output does not depend on ``y``.
+        ``probe``: ``mk -> output`` for one fixed input; ``owner``: the loss (its model is
+        probed in eval mode). Raises ``ConfigurationError`` when the output ignores ``y``.
         """
         if not self.pending or "y" not in model_kwargs:
             return

@@ -17,15 +17,9 @@ _WARNED: set[str] = set()
 
 
 def warn_once(
-    key: str,
-    message: str,
-    category: type[Warning] = DeprecationWarning,
-    stacklevel: int = 3,
+    key: str, message: str, category: type[Warning] = DeprecationWarning, stacklevel: int = 3
 ) -> None:
-    """Emit ``warnings.warn(message, category)`` at most once per process for ``key``.
-
-    Used for every deprecation path, so that hot loops do not flood the log.
-    """
+    """``warnings.warn(message, category)`` at most once per process for ``key``."""
     if key in _WARNED:
         return
     _WARNED.add(key)
@@ -42,10 +36,9 @@ def _normalise_device(device: Any) -> torch.device:
 class TorchEBMModule(nn.Module):
     r"""Base ``nn.Module`` with device/dtype resolution, autocast and conditioning helpers.
 
-    ``device`` and ``dtype`` are read-only properties that follow the first parameter of
-    the module tree (so a sampler holding a neural model reports the model's placement),
-    falling back to a zero-element probe buffer created with the constructor's
-    ``device``/``dtype``. ``.to()``, ``.cuda()``, ``.double()`` update both.
+    ``device`` and ``dtype`` are read-only: those of the first parameter of the module tree
+    (a sampler reports its model's), else of a zero-element probe buffer made with the
+    constructor's ``device``/``dtype``. ``.to()``, ``.cuda()``, ``.double()`` update both.
 
     Args:
         device: Initial device of the probe (default: CPU, torch's default device).
@@ -161,12 +154,8 @@ class TorchEBMModule(nn.Module):
         *,
         warn_key: str | None = None,
     ) -> dict:
-        """Merge deprecated bare keyword conditioning into ``model_kwargs`` and normalise it.
-
-        Bare keywords (``loss(x, y=labels)``, ``sampler.sample(..., y=labels)``) emit one
-        ``DeprecationWarning``; on a key clash the explicit ``model_kwargs`` entry wins.
-        Tensors are moved (not cast) to this module's device.
-        """
+        """Merge deprecated bare keyword conditioning (``loss(x, y=labels)``, one
+        ``DeprecationWarning``) into ``model_kwargs`` (which wins a clash) and normalise it."""
         if model_kwargs is not None and not isinstance(model_kwargs, dict):
             raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
         if legacy_kwargs:

@@ -15,8 +15,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def renamed_kwargs(**renames: str) -> Callable[[F], F]:
     """Decorator: accept each old keyword ``old=`` as the new one, with one `DeprecationWarning`.
 
-    The mapping is kept on the wrapper as ``__renamed_kwargs__`` so tools and tests can
-    list the accepted old spellings. Passing both spellings is a `TypeError`.
+    Passing both spellings is a `TypeError`; the mapping is kept as ``__renamed_kwargs__``.
 
     Args:
         **renames: ``old_name="new_name"`` pairs.

@@ -7,7 +7,12 @@ from typing import Any
 from torch import nn
 
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
-from torchebm.core.errors import ConfigurationError, check_non_negative, check_positive
+from torchebm.core.errors import (
+    ConfigurationError,
+    check_finite,
+    check_non_negative,
+    check_positive,
+)
 
 __all__ = ["Schedulable", "ScheduledParameter"]
 
@@ -52,7 +57,7 @@ class Schedulable:
         elif non_negative:
             v = check_non_negative(name, value)
         else:
-            v = _as_float(name, value)
+            v = check_finite(name, value)
         self.register_scheduler(name, ConstantScheduler(v))
 
     def get_schedulers(self) -> dict[str, BaseScheduler]:
@@ -68,23 +73,17 @@ class Schedulable:
                 f"no scheduler named {name!r}; registered: {sorted(self._schedulers_dict())}"
             ) from None
 
-    def _local_step(self) -> None:
-        for s in self._schedulers_dict().values():
-            s.step()
-
-    def _local_reset(self) -> None:
-        for s in self._schedulers_dict().values():
-            s.reset()
-
     def step_schedulers(self) -> None:
         """Step every scheduler of every ``Schedulable`` in the module subtree once."""
         for m in _schedulable_subtree(self):
-            m._local_step()
+            for s in m._schedulers_dict().values():
+                s.step()
 
     def reset_schedulers(self) -> None:
         """Reset every scheduler of every ``Schedulable`` in the module subtree."""
         for m in _schedulable_subtree(self):
-            m._local_reset()
+            for s in m._schedulers_dict().values():
+                s.reset()
 
     # nn.Module extra-state hooks: scheduler state travels with state_dict().
     def get_extra_state(self) -> dict[str, Any]:
@@ -138,7 +137,7 @@ class ScheduledParameter:
 
     def __set__(self, obj: Any, value: Any) -> None:
         if self.below is not None and not isinstance(value, BaseScheduler):
-            if _as_float(self.name, value) >= self.below:
+            if check_finite(self.name, value) >= self.below:
                 low = "[0, " if self.non_negative else "(-inf, "
                 raise ConfigurationError(
                     f"{self.name} must be in {low}{self.below}), got {value!r}"
@@ -146,18 +145,6 @@ class ScheduledParameter:
         obj._register_param(
             self.name, value, positive=self.positive, non_negative=self.non_negative
         )
-
-
-def _as_float(name: str, value: Any) -> float:
-    import math
-    import numbers
-
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number or a BaseScheduler, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
 
 
 def _schedulable_subtree(root: Any):

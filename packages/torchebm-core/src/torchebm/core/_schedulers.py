@@ -1,19 +1,14 @@
-r"""Parameter schedules: plain Python objects whose value changes with a step counter.
-
-Samplers read the current value at the start of each step and call ``step()`` after it;
-losses expose their schedulable hyper-parameters the same way. The exact value
-sequences are pinned by tests (e.g. ``LinearScheduler(1, 0, 4)``: 1, .75, .5, .25, 0, 0).
-"""
+r"""Parameter schedules: plain objects whose value follows a step counter (samplers and
+losses read the value, then ``step()``)."""
 
 from __future__ import annotations
 
 import math
-import numbers
 from abc import ABC, abstractmethod
 from typing import Any
 
 from torchebm.core._module import warn_once
-from torchebm.core.errors import ConfigurationError, check_int
+from torchebm.core.errors import ConfigurationError, check_finite, check_int
 
 __all__ = [
     "BaseScheduler",
@@ -27,28 +22,18 @@ __all__ = [
 ]
 
 
-def _check_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be an int or float, got {value!r} ({type(value).__name__})")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ConfigurationError(f"{name} must be finite, got {value!r}")
-    return v
-
-
 class BaseScheduler(ABC):
     r"""Base class of parameter schedules.
 
-    State: ``start_value``, ``current_value`` (starts at ``start_value``) and
-    ``step_count`` (starts at 0). ``step()`` increments the counter and returns the new
-    value, ``get_value()`` reads it without side effects, ``reset()`` rewinds.
+    State: ``start_value``, ``current_value`` and ``step_count`` (from 0). ``step()``
+    advances and returns the new value, ``get_value()`` reads it, ``reset()`` rewinds.
 
     Args:
         start_value: Value before the first ``step()``.
     """
 
     def __init__(self, start_value: float):
-        self.start_value = _check_number("start_value", start_value)
+        self.start_value = check_finite("start_value", start_value)
         self.current_value = self.start_value
         self.step_count = 0
 
@@ -111,8 +96,8 @@ class ExponentialDecayScheduler(BaseScheduler):
 
     def __init__(self, start_value: float, decay_rate: float, min_value: float = 0.0):
         super().__init__(start_value)
-        decay_rate = _check_number("decay_rate", decay_rate)
-        min_value = _check_number("min_value", min_value)
+        decay_rate = check_finite("decay_rate", decay_rate)
+        min_value = check_finite("min_value", min_value)
         if not 0.0 < decay_rate <= 1.0:
             raise ConfigurationError(f"decay_rate must be in (0, 1], got {decay_rate}")
         if min_value < 0:
@@ -125,8 +110,7 @@ class ExponentialDecayScheduler(BaseScheduler):
 
 
 class _AnnealingScheduler(BaseScheduler):
-    """From ``start_value`` to ``end_value`` in ``n_steps`` steps along ``_weight(k / n)``
-    (0 at the start, 1 at the end), then ``end_value``; shared by linear and cosine."""
+    """``start_value`` to ``end_value`` in ``n_steps`` steps along ``_weight(k / n)``."""
 
     def __init__(
         self,
@@ -148,7 +132,7 @@ class _AnnealingScheduler(BaseScheduler):
             total_steps,
         )
         super().__init__(start_value)
-        self.end_value = _check_number("end_value", end_value)
+        self.end_value = check_finite("end_value", end_value)
         self.n_steps = check_int("n_steps", n_steps, minimum=1)
 
     def _compute_value(self) -> float:
@@ -164,9 +148,8 @@ class _AnnealingScheduler(BaseScheduler):
 class LinearScheduler(_AnnealingScheduler):
     r"""Linear interpolation from ``start_value`` to ``end_value`` over ``n_steps`` steps.
 
-    ``start + k (end - start) / n_steps`` for ``k < n_steps``, then ``end_value``.
-    The seed's keyword names ``initial_value``, ``final_value``, ``total_steps`` are
-    accepted with a ``DeprecationWarning``.
+    ``start + k (end - start) / n_steps`` for ``k < n_steps``, then ``end_value``. The
+    seed's ``initial_value``, ``final_value``, ``total_steps`` warn (``DeprecationWarning``).
 
     Example:
         >>> s = LinearScheduler(1.0, 0.0, 4)
@@ -179,6 +162,7 @@ class LinearScheduler(_AnnealingScheduler):
 
 
 def _legacy_linear_args(owner, start, end, n, initial, final, total):
+    args = {"start_value": start, "end_value": end, "n_steps": n}
     legacy = {"initial_value": initial, "final_value": final, "total_steps": total}
     if any(v is not None for v in legacy.values()):
         warn_once(
@@ -188,24 +172,15 @@ def _legacy_linear_args(owner, start, end, n, initial, final, total):
             DeprecationWarning,
             stacklevel=4,
         )
-        if initial is not None:
-            if start is not None:
-                raise TypeError(f"{owner}: pass start_value or initial_value, not both")
-            start = initial
-        if final is not None:
-            if end is not None:
-                raise TypeError(f"{owner}: pass end_value or final_value, not both")
-            end = final
-        if total is not None:
-            if n is not None:
-                raise TypeError(f"{owner}: pass n_steps or total_steps, not both")
-            n = total
-    missing = [
-        k for k, v in (("start_value", start), ("end_value", end), ("n_steps", n)) if v is None
-    ]
+        for new, (old, value) in zip(list(args), legacy.items()):
+            if value is not None:
+                if args[new] is not None:
+                    raise TypeError(f"{owner}: pass {new} or {old}, not both")
+                args[new] = value
+    missing = [k for k, v in args.items() if v is None]
     if missing:
         raise TypeError(f"{owner} missing required argument(s): {', '.join(missing)}")
-    return start, end, n
+    return args["start_value"], args["end_value"], args["n_steps"]
 
 
 class CosineScheduler(_AnnealingScheduler):
@@ -238,7 +213,7 @@ class MultiStepScheduler(BaseScheduler):
         if any(b <= a for a, b in zip(milestones, milestones[1:])):
             raise ConfigurationError(f"milestones must be strictly increasing, got {milestones}")
         self.milestones = milestones
-        self.gamma = _check_number("gamma", gamma)
+        self.gamma = check_finite("gamma", gamma)
 
     def _compute_value(self) -> float:
         passed = sum(1 for m in self.milestones if self.step_count >= m)
@@ -266,7 +241,7 @@ class WarmupScheduler(BaseScheduler):
             )
         self.main_scheduler = main_scheduler
         self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
-        self.warmup_init_factor = _check_number("warmup_init_factor", warmup_init_factor)
+        self.warmup_init_factor = check_finite("warmup_init_factor", warmup_init_factor)
         main_scheduler.reset()
         super().__init__(main_scheduler.start_value * self.warmup_init_factor)
 
@@ -285,11 +260,9 @@ class WarmupScheduler(BaseScheduler):
 class TemperatureScheduler(BaseScheduler):
     r"""Energy-Matching temperature ramp for Langevin ``noise_scale``.
 
-    Virtual time $t = t_s + (t_e - t_s)\min(k, n)/n$;
-    $\epsilon(t) = 0$ for $t < \tau^*$,
-    $\epsilon_{max}(t - \tau^*)/(1 - \tau^*)$ for $\tau^* \le t < 1$,
-    $\epsilon_{max}$ for $t \ge 1$. Returns $\sqrt{\epsilon}$ when
-    ``sqrt`` (a noise scale), else $\epsilon$.
+    Virtual time $t = t_s + (t_e - t_s)\min(k, n)/n$; $\epsilon(t) = 0$ for $t < \tau^*$,
+    $\epsilon_{max}(t - \tau^*)/(1 - \tau^*)$ for $\tau^* \le t < 1$, $\epsilon_{max}$
+    after. Returns $\sqrt{\epsilon}$ when ``sqrt`` (a noise scale), else $\epsilon$.
 
     References:
         Balcerak et al., "Energy Matching", 2025.
@@ -304,11 +277,11 @@ class TemperatureScheduler(BaseScheduler):
         t_end: float = 1.0,
         sqrt: bool = True,
     ):
-        self.epsilon_max = _check_number("epsilon_max", epsilon_max)
-        self.tau_star = _check_number("tau_star", tau_star)
+        self.epsilon_max = check_finite("epsilon_max", epsilon_max)
+        self.tau_star = check_finite("tau_star", tau_star)
         self.n_steps = check_int("n_steps", n_steps, minimum=1)
-        self.t_start = _check_number("t_start", t_start)
-        self.t_end = _check_number("t_end", t_end)
+        self.t_start = check_finite("t_start", t_start)
+        self.t_end = check_finite("t_end", t_end)
         self.sqrt = bool(sqrt)
         if self.epsilon_max < 0:
             raise ConfigurationError(f"epsilon_max must be >= 0, got {epsilon_max}")

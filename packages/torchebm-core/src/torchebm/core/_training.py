@@ -1,10 +1,8 @@
-r"""Small training utilities: EMA weights, ``requires_grad`` toggling, functional checkpoints."""
+r"""Small training utilities: ``update_ema``, ``requires_grad`` and functional checkpoints."""
 
 from __future__ import annotations
 
 import argparse
-import math
-import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from torchebm.core.distributed import (
     optimizer_state_dict,
     unwrap_model,
 )
-from torchebm.core.errors import ConfigurationError, check_int
+from torchebm.core.errors import ConfigurationError, check_int, check_probability
 
 __all__ = ["update_ema", "requires_grad", "save_checkpoint", "load_checkpoint"]
 
@@ -35,20 +33,14 @@ def _check_module(name: str, value: Any) -> nn.Module:
 def update_ema(ema_model: nn.Module, model: nn.Module, decay: float = 0.9999) -> None:
     r"""Exponential moving average of parameters, matched by name.
 
-    For every parameter ``p`` of ``model`` (DDP/compile wrappers are stripped on both
-    sides): $\bar p \leftarrow d\,\bar p + (1 - d)\,p$. The EMA copy is moved to the
-    live parameter's device if needed. Buffers are not averaged.
+    $\bar p \leftarrow d\,\bar p + (1 - d)\,p$ for every parameter ``p`` of ``model``
+    (wrappers stripped; the copy follows ``p``'s device). Buffers are not averaged.
 
     Args:
-        ema_model: The averaged copy (e.g. ``copy.deepcopy(model)`` with
-            ``requires_grad(ema_model, False)``).
-        model: The model being trained.
+        ema_model: The averaged copy (e.g. a frozen ``copy.deepcopy(model)``).
+        model: The model being trained; each parameter needs a counterpart of the same
+            name and shape in ``ema_model`` (else ``ValueError``).
         decay: $d \in [0, 1]$; ``0`` copies the weights, ``1`` freezes the EMA.
-
-    Raises:
-        TypeError: a model is not an ``nn.Module`` or ``decay`` is not a number.
-        ValueError: ``decay`` is outside ``[0, 1]``, or a parameter of ``model`` has no
-            counterpart of the same name and shape in ``ema_model``.
 
     Example:
         >>> ema = copy.deepcopy(model); requires_grad(ema, False)
@@ -56,11 +48,7 @@ def update_ema(ema_model: nn.Module, model: nn.Module, decay: float = 0.9999) ->
     """
     ema = unwrap_model(_check_module("ema_model", ema_model))
     live = unwrap_model(_check_module("model", model))
-    if isinstance(decay, bool) or not isinstance(decay, numbers.Real):
-        raise TypeError(f"decay must be a number in [0, 1], got {decay!r}")
-    d = float(decay)
-    if not (math.isfinite(d) and 0.0 <= d <= 1.0):
-        raise ConfigurationError(f"decay must be in [0, 1], got {decay!r}")
+    d = check_probability("decay", decay)
     ema_params = dict(ema.named_parameters())
     for name, p in live.named_parameters():
         e = ema_params.get(name)
@@ -118,10 +106,9 @@ def save_checkpoint(
 ) -> Path:
     r"""Save ``{"model", "opt", "step"[, "ema", "args"]}`` to ``<checkpoint_dir>/<step:07d>.pt``.
 
-    Wrappers (DDP, ``torch.compile``) are stripped so that the keys are those of the bare
-    model; an FSDP2 model is gathered to a full state dict (a collective: call it on every
-    rank). Only rank 0 writes. ``args`` may be an ``argparse.Namespace`` or a dict of plain
-    values. The file loads with ``torch.load(weights_only=True)``.
+    Keys are those of the bare model (wrappers stripped); an FSDP2 model is gathered (a
+    collective: call it on every rank); only rank 0 writes. ``args``: an
+    ``argparse.Namespace`` or a dict of plain values. Loads with ``weights_only=True``.
 
     Returns:
         The checkpoint path (on every rank).
@@ -157,16 +144,9 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load a [`save_checkpoint`][torchebm.core.save_checkpoint] file (``weights_only=True``) into whichever objects are given.
 
-    Args:
-        checkpoint_path: The ``.pt`` file.
-        model: Receives ``"model"``.
-        ema_model: Receives ``"ema"`` if given and present.
-        optimizer: Receives ``"opt"`` if given and present.
-        device: ``map_location`` for ``torch.load`` (default: CPU tensors, then copied into
-            the models' own devices by ``load_state_dict``).
-
-    Returns:
-        The loaded dict (so ``ckpt["step"]`` and ``ckpt.get("args")`` are available).
+    ``model``, ``ema_model`` and ``optimizer`` receive ``"model"``, ``"ema"`` and ``"opt"``
+    (when given and present); ``device`` is the ``map_location`` (default CPU). Returns the
+    loaded dict (``ckpt["step"]``, ``ckpt.get("args")``).
     """
     _check_module("model", model)
     path = Path(checkpoint_path)

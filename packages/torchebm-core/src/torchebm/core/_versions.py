@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from importlib import metadata
 
 __all__ = ["versions"]
 
 
 def versions() -> dict[str, str]:
-    """Return ``{distribution name: version}`` for every installed ``torchebm*`` distribution.
-
-    Also reports ``torch`` (and ``triton`` when present), which every piece depends on.
+    """``{distribution: version}`` of every installed ``torchebm*`` piece, ``torch`` and ``triton``.
 
     Example:
         >>> "torchebm-core" in versions()
@@ -23,8 +22,6 @@ def versions() -> dict[str, str]:
         if norm == "torchebm" or norm.startswith("torchebm-"):
             found[norm] = dist.version
     for extra in ("torch", "triton"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             found[extra] = metadata.version(extra)
-        except metadata.PackageNotFoundError:
-            pass
     return dict(sorted(found.items()))

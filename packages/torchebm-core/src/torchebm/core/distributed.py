@@ -1,15 +1,11 @@
-r"""``torchebm.core.distributed``: a thin shim over ``torch.distributed`` for training utilities.
+r"""``torchebm.core.distributed``: a thin shim over ``torch.distributed``.
 
-Every function works unchanged in a single process: when ``torch.distributed`` is not
-available or no process group is initialised, ranks are ``0``, the world size is ``1``,
-gathers return their input and broadcasts are no-ops. Losses, couplings and trainers use
-these helpers so that the same code runs on a laptop, under ``torchrun`` with DDP, and
-under FSDP2 (``torch.distributed.fsdp.fully_shard``).
-
-Collectives (``all_gather_cat``, ``broadcast_*``, ``all_reduce_mean``,
-[`model_state_dict`][torchebm.core.distributed.model_state_dict] of a sharded model) must be called by **every** rank of the
-group in the same order. With the NCCL backend, CPU tensors are moved to the current
-CUDA device for the collective and the result is moved back.
+In a single process (no process group) ranks are ``0``, the world size is ``1``, gathers
+return their input and broadcasts are no-ops, so losses, couplings and trainers run the
+same code on a laptop, under ``torchrun`` with DDP, and under FSDP2 (``fully_shard``).
+Collectives (gathers, broadcasts, ``all_reduce_mean``, state dicts of a sharded model)
+must be called by every rank in the same order; with NCCL, CPU tensors travel through
+the current CUDA device.
 
 Example:
     >>> import torch
@@ -20,15 +16,15 @@ Example:
     torch.Size([4, 2])
 
 References:
-    Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel Training",
-    VLDB 2020 (DDP). Zhao et al., "PyTorch FSDP: Experiences on Scaling Fully Sharded Data
-    Parallel", VLDB 2023 (FSDP). Steele, Lea and Flood, "Fast Splittable Pseudorandom
-    Number Generators", OOPSLA 2014 (SplitMix64, used by [`rank_seed`][torchebm.core.distributed.rank_seed]).
+    Li et al., "PyTorch Distributed", VLDB 2020 (DDP). Zhao et al., "PyTorch FSDP", VLDB
+    2023. Steele, Lea & Flood, "Fast Splittable Pseudorandom Number Generators", OOPSLA
+    2014 (SplitMix64, used by `rank_seed`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import pickle
 import sys
 import weakref
 from collections.abc import Iterator
@@ -70,8 +66,7 @@ _UNSHARDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 # ---------------------------------------------------------------------------- topology
-def _dist():
-    """``torch.distributed`` if it is available and initialised, else ``None``."""
+def _dist():  # torch.distributed if available and initialised, else None
     if not torch.distributed.is_available():
         return None
     import torch.distributed as dist
@@ -109,8 +104,7 @@ def barrier(group: Any = None) -> None:
 
 
 def _comm_device(tensor: torch.Tensor, group: Any) -> torch.device:
-    """Device on which ``tensor`` must live for a collective of ``group``'s backend."""
-    dist = _dist()
+    dist = _dist()  # where tensor must live for a collective of group's backend
     assert dist is not None  # internal: only called on the distributed path
     backend = str(dist.get_backend(group)).lower()
     if "nccl" in backend and tensor.device.type != "cuda":
@@ -120,18 +114,12 @@ def _comm_device(tensor: torch.Tensor, group: Any) -> torch.device:
 
 # ---------------------------------------------------------------------------- gathers
 def gather_sizes(n: int, group: Any = None) -> list[int]:
-    """All-gather one integer per rank (e.g. local batch sizes) -> list indexed by rank.
-
-    Collective. In a single process returns ``[n]``.
-    """
+    """One integer per rank (e.g. local batch sizes), indexed by rank. Collective."""
     n = check_int("n", n, minimum=0)
     dist = _dist()
     if dist is None or dist.get_world_size(group) == 1:
         return [n]
-    probe = torch.empty(0)
-    if "nccl" in str(dist.get_backend(group)).lower():
-        probe = torch.empty(0, device=torch.device("cuda", torch.cuda.current_device()))
-    local = torch.tensor([n], dtype=torch.long, device=probe.device)
+    local = torch.tensor([n], dtype=torch.long, device=_comm_device(torch.empty(0), group))
     out = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
     dist.all_gather(out, local, group=group)
     return [int(t.item()) for t in out]
@@ -182,24 +170,20 @@ class _AllGatherCat(torch.autograd.Function):
 def all_gather_cat(
     x: torch.Tensor, group: Any = None, dim: int = 0, *, differentiable: bool = False
 ) -> torch.Tensor:
-    r"""Concatenate ``x`` from every rank along ``dim`` (rank order); sizes may differ.
+    r"""Concatenate ``x`` from every rank along ``dim`` in rank order. Collective.
 
-    Collective. Local sizes along ``dim`` are exchanged first, so ranks may hold
-    different batch sizes (e.g. the last, smaller batch of an epoch).
+    Ranks may hold different sizes along ``dim`` (e.g. the last batch of an epoch).
 
     Args:
         x: Local tensor ``(B_r, ...)`` (for ``dim=0``).
         group: Process group (default: the world).
         dim: Dimension to concatenate along.
-        differentiable: If ``False`` (default) the result is detached. If ``True`` the
-            result carries autograd: the backward all-reduces (sums) the gradient of the
-            gathered tensor over ranks and returns this rank's slice, which is the
-            gradient of the sum of every rank's loss with respect to the local ``x``;
-            DDP/FSDP then average parameter gradients as usual.
+        differentiable: If ``True`` the backward sums the gathered gradient over ranks
+            and returns this rank's slice (the gradient of the sum of every rank's loss);
+            otherwise (default) the result is detached.
 
     Returns:
-        ``(sum_r B_r, ...)``. In a single process: ``x`` (detached unless
-        ``differentiable``).
+        ``(sum_r B_r, ...)``; in a single process ``x`` (detached unless differentiable).
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -218,10 +202,7 @@ def all_gather_cat(
 
 
 def all_reduce_mean(x: torch.Tensor, group: Any = None) -> torch.Tensor:
-    """Mean of ``x`` over ranks (a new detached tensor; ``x`` itself is not modified).
-
-    Collective; used to log a global loss. In a single process returns ``x.detach()``.
-    """
+    """Mean of ``x`` over ranks, a new detached tensor (``x.detach()`` alone). Collective."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     dist = _dist()
@@ -234,47 +215,32 @@ def all_reduce_mean(x: torch.Tensor, group: Any = None) -> torch.Tensor:
 
 
 def broadcast_object(obj: Any, src: int = 0, group: Any = None) -> Any:
-    """Return ``src``'s picklable ``obj`` on every rank (``src`` is a global rank).
-
-    Collective. In a single process returns ``obj`` unchanged.
-    """
+    """``src``'s picklable ``obj`` on every rank (``src``: a global rank). Collective."""
     dist = _dist()
     if dist is None or dist.get_world_size(group) == 1:
         return obj
-    # pickled bytes in a uint8 tensor: torch's *_object_list collectives go through numpy,
-    # which torch (and so torchebm-core) does not depend on
-    probe = torch.empty(0)
-    dev = _comm_device(probe, group)
-    if dist.get_rank() == src:
-        payload = _to_bytes_tensor(obj).to(dev)
-        size = torch.tensor([payload.numel()], dtype=torch.long, device=dev)
-    else:
-        size = torch.zeros(1, dtype=torch.long, device=dev)
-    dist.broadcast(size, src=src, group=group)
-    if dist.get_rank() != src:
-        payload = torch.empty(int(size.item()), dtype=torch.uint8, device=dev)
-    dist.broadcast(payload, src=src, group=group)
-    return _from_bytes_tensor(payload)
+    # pickled bytes in a uint8 tensor: torch's *_object_list collectives need numpy
+    mine = dist.get_rank() == src
+    payload = _to_bytes_tensor(obj) if mine else torch.empty(0, dtype=torch.uint8)
+    size = broadcast_tensor(torch.tensor([payload.numel()]), src=src, group=group)
+    if not mine:
+        payload = torch.empty(int(size.item()), dtype=torch.uint8)
+    return _from_bytes_tensor(broadcast_tensor(payload, src=src, group=group))
 
 
 def _to_bytes_tensor(obj: Any) -> torch.Tensor:
-    import pickle
-
     return torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8)
 
 
 def _from_bytes_tensor(t: torch.Tensor) -> Any:
-    import pickle
-
     return pickle.loads(bytes(t.cpu().tolist()))
 
 
 @renamed_kwargs(t="tensor")
 def broadcast_tensor(tensor: torch.Tensor, src: int = 0, group: Any = None) -> torch.Tensor:
-    """Overwrite ``tensor`` in place with rank ``src``'s values and return it.
+    """Overwrite ``tensor`` (same shape and dtype on every rank) with rank ``src``'s values.
 
-    Every rank must pass a tensor of the same shape and dtype. Collective; a no-op in a
-    single process. With NCCL a CPU tensor travels through the current CUDA device.
+    Collective; returns ``tensor``.
     """
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
@@ -301,16 +267,12 @@ def _splitmix64(z: int) -> int:
 
 
 def rank_seed(seed: int, rank: int | None = None, group: Any = None) -> int:
-    r"""A 63-bit seed for ``rank`` derived from ``seed`` by SplitMix64 mixing.
+    r"""A 63-bit seed for ``rank``: two rounds of SplitMix64 over ``seed`` and ``rank``.
 
-    ``seed`` and ``rank`` go through two rounds of SplitMix64, so neighbouring ranks (and
-    neighbouring seeds) get unrelated Philox/Mersenne-Twister streams, and the mapping is
-    a pure function: the same ``(seed, rank)`` gives the same seed on any machine.
+    Neighbouring ranks and seeds get unrelated streams; the same ``(seed, rank)`` gives the
+    same seed on any machine.
 
-    Args:
-        seed: Base seed, an int ``>= 0``.
-        rank: Rank to derive for (default: this process's rank in ``group``).
-        group: Process group used when ``rank`` is ``None``.
+    ``seed``: an int ``>= 0``; ``rank``: default this process's rank in ``group``.
     """
     seed = check_int("seed", seed, minimum=0)
     rank = get_rank(group) if rank is None else check_int("rank", rank, minimum=0)
@@ -322,35 +284,28 @@ def rank_generator(
 ) -> torch.Generator:
     r"""A ``torch.Generator`` on ``device`` seeded with [`rank_seed`][torchebm.core.distributed.rank_seed] ``(seed, rank)``.
 
-    Give every stochastic TorchEBM call (``sample``, loss ``forward``, ``couple``) the
-    generator of its rank: chains, Langevin noise and flow times then differ across
-    ranks (no duplicated work) while the run stays reproducible from one ``seed``. Pass
-    ``rank=r`` to reproduce rank ``r``'s stream in a single process.
+    Given to every stochastic call, it makes chains, noise and flow times differ across
+    ranks while the run stays reproducible from one ``seed``; ``rank=r`` reproduces rank
+    ``r``'s stream in a single process.
 
-    Args:
-        seed: Base seed shared by all ranks (int ``>= 0``).
-        device: Device of the generator (default CPU); must match the tensors it fills.
-        rank: Override the rank (default: this process's rank in ``group``).
-        group: Process group used when ``rank`` is ``None``.
+    ``seed``: the base seed of all ranks; ``device``: the generator's (default CPU);
+    ``rank``: default this process's rank in ``group``.
 
     Example:
-        >>> g0 = rank_generator(7, rank=0)
-        >>> g1 = rank_generator(7, rank=1)
+        >>> g0, g1 = rank_generator(7, rank=0), rank_generator(7, rank=1)
         >>> bool((torch.rand(3, generator=g0) != torch.rand(3, generator=g1)).all())
         True
     """
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    g = torch.Generator(device=dev)
+    g = torch.Generator(device=torch.device(device) if device is not None else "cpu")
     g.manual_seed(rank_seed(seed, rank=rank, group=group))
     return g
 
 
 # ---------------------------------------------------------------------------- wrappers
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """Strip ``DistributedDataParallel``/``DataParallel`` (and ``torch.compile``) wrappers.
+    """Strip ``DistributedDataParallel``/``DataParallel``/``torch.compile`` wrappers.
 
-    FSDP2 modules are not wrappers (``fully_shard`` changes the module's class in place)
-    and are returned as they are.
+    FSDP2 modules are not wrappers (``fully_shard`` changes the class in place).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -367,8 +322,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def _is_dtensor(t: Any) -> bool:
-    # A DTensor needs a device mesh, i.e. torch.distributed.tensor already imported: looking
-    # it up in sys.modules avoids importing the (slow to import) module for plain models.
+    # a DTensor needs torch.distributed.tensor imported already: no slow import otherwise
     mod = sys.modules.get("torch.distributed.tensor")
     cls = getattr(mod, "DTensor", None) if mod is not None else None
     return cls is not None and isinstance(t, cls)
@@ -389,10 +343,9 @@ def _fsdp_modules(module: nn.Module, recurse: bool) -> list[Any]:
 
 
 def needs_unsharded(module: nn.Module) -> bool:
-    """``True`` if ``module`` holds FSDP2 modules that are not inside [`unsharded`][torchebm.core.distributed.unsharded].
+    """``True`` if ``module`` holds FSDP2 modules outside [`unsharded`][torchebm.core.distributed.unsharded].
 
-    Losses that back-propagate through ``torch.autograd.grad`` (score matching) check it
-    to fail with a clear message instead of an opaque storage error in backward.
+    Score matching checks it to fail clearly instead of with a storage error in backward.
     """
     mods = _fsdp_modules(unwrap_model(module), recurse=True)
     return any(_UNSHARDED.get(m, 0) <= 0 for m in mods)
@@ -402,19 +355,13 @@ def needs_unsharded(module: nn.Module) -> bool:
 def unsharded(module: nn.Module, recurse: bool = True) -> Iterator[nn.Module]:
     r"""Keep an FSDP2 model's parameters gathered inside the block.
 
-    An MCMC sampler calls the energy model ``k`` times per training step; under FSDP2
-    each call would all-gather and free the parameters again. Inside this context,
-    every ``FSDPModule`` in ``module`` (all of them if ``recurse``) is unsharded once and
-    its ``reshard_after_forward`` and ``reshard_after_backward`` are disabled, so the
-    ``k`` forward/gradient calls reuse the gathered weights; on exit the previous settings
-    are restored and the parameters are resharded. Plain and DDP-wrapped modules pass
-    through unchanged. Collective on entry for sharded modules (every rank must enter).
-
-    It is also what makes losses that back-propagate through ``torch.autograd.grad``
-    (score matching: the loss is built from $\nabla_x E$) work under FSDP2: run the
-    forward **and** the backward inside the block, so the inner gradient pass does not
-    free the weights the outer backward still needs. Gradients are reduce-scattered as
-    usual.
+    An MCMC sampler calls the model ``k`` times per training step; under FSDP2 each call
+    would all-gather and free the parameters. Inside the block every ``FSDPModule`` of
+    ``module`` (all of them if ``recurse``) is unsharded once with resharding after
+    forward/backward disabled; on exit the settings are restored and the parameters
+    resharded. Plain and DDP modules pass through. Collective on entry when sharded.
+    Losses built from $\nabla_x E$ (score matching) run forward and backward inside it,
+    so the inner gradient pass does not free weights the outer backward needs.
 
     Example:
         >>> with unsharded(model):
@@ -464,13 +411,10 @@ def _dcp_options(**kw: Any):
 
 
 def model_state_dict(model: nn.Module) -> dict[str, Any]:
-    r"""A full (unsharded, unwrapped) state dict of ``model``, portable across launch modes.
+    r"""A full state dict of ``model`` with the keys of the bare (unwrapped) module.
 
-    DDP/``torch.compile`` wrappers are stripped, so keys are those of the bare module. A
-    sharded (FSDP2) model is gathered with ``torch.distributed.checkpoint``'s
-    ``get_model_state_dict(full_state_dict=True, cpu_offload=True)``: this is a
-    **collective**, and only rank 0 receives the tensors (other ranks get ``{}``), which is
-    what rank 0 then writes to disk.
+    A sharded (FSDP2) model is gathered by ``get_model_state_dict(full_state_dict=True,
+    cpu_offload=True)``: a collective after which only rank 0 holds the tensors.
     """
     inner = unwrap_model(model)
     if is_sharded(inner):
@@ -483,10 +427,9 @@ def model_state_dict(model: nn.Module) -> dict[str, Any]:
 
 
 def load_model_state_dict(model: nn.Module, state: dict[str, Any], strict: bool = True) -> None:
-    """Load a full state dict made by [`model_state_dict`][torchebm.core.distributed.model_state_dict] into a plain, DDP or FSDP2 model.
+    """Load a [`model_state_dict`][torchebm.core.distributed.model_state_dict] into a plain, DDP or FSDP2 model.
 
-    For a sharded model every rank passes the full dict (e.g. each rank reads the same
-    checkpoint file) and keeps its own shard.
+    For a sharded model every rank passes the full dict and keeps its own shard.
     """
     inner = unwrap_model(model)
     if is_sharded(inner):
@@ -500,11 +443,8 @@ def load_model_state_dict(model: nn.Module, state: dict[str, Any], strict: bool 
 
 
 def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """``optimizer.state_dict()``, or for a sharded model the full FQN-keyed optimizer state.
-
-    The sharded path is a collective (``get_optimizer_state_dict(full_state_dict=True,
-    cpu_offload=True)``); only rank 0 receives the tensors.
-    """
+    """``optimizer.state_dict()``; for a sharded model the full FQN-keyed state (collective,
+    only rank 0 receives the tensors)."""
     inner = unwrap_model(model)
     if is_sharded(inner):
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
@@ -531,25 +471,13 @@ def load_optimizer_state_dict(
 
 
 def _rank_list(obj: Any, group: Any = None) -> list[Any]:
-    """Gather one picklable object per rank onto rank 0 (``[obj]`` in a single process).
-
-    Non-zero ranks receive ``None``. Collective.
-    """
+    """One picklable object per rank, gathered onto rank 0 (others get ``None``). Collective."""
     dist = _dist()
     if dist is None or dist.get_world_size(group) == 1:
         return [obj]
-    world = dist.get_world_size(group)
-    dev = _comm_device(torch.empty(0), group)
-    payload = _to_bytes_tensor(obj).to(dev)
-    sizes = [torch.zeros(1, dtype=torch.long, device=dev) for _ in range(world)]
-    dist.all_gather(
-        sizes, torch.tensor([payload.numel()], dtype=torch.long, device=dev), group=group
-    )
-    width = max(int(n.item()) for n in sizes)
-    padded = torch.zeros(width, dtype=torch.uint8, device=dev)
-    padded[: payload.numel()] = payload
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded, group=group)  # numpy-free (gather_object needs numpy)
+    payload = _to_bytes_tensor(obj)  # numpy-free (gather_object needs numpy)
+    sizes = gather_sizes(payload.numel(), group)
+    flat = all_gather_cat(payload, group)
     if dist.get_rank(group) != 0:
         return None  # type: ignore[return-value]
-    return [_from_bytes_tensor(part[: int(n.item())]) for part, n in zip(parts, sizes)]
+    return [_from_bytes_tensor(part) for part in flat.split(sizes)]

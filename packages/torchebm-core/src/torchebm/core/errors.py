@@ -1,10 +1,8 @@
 r"""Error types and argument validators shared by every TorchEBM piece.
 
-Every public constructor and call validates its input with the helpers below, so that
-messages have one shape: the argument's name, the value received and what is accepted
-(``"step_size must be positive, got -0.01"``). The error classes subclass the builtin
-exceptions users already catch (``ValueError``, ``TypeError``, ...), so
-``except ValueError`` keeps working.
+Messages have one shape: the argument, the value received and what is accepted
+(``"step_size must be positive, got -0.01"``). The classes subclass the builtin exceptions
+(``ValueError``, ``TypeError``, ...), so ``except ValueError`` keeps working.
 
 Example:
     >>> from torchebm.core.errors import check_positive
@@ -27,6 +25,7 @@ __all__ = [
     "ShapeError",
     "NonFiniteError",
     "MissingDependencyError",
+    "check_finite",
     "check_positive",
     "check_non_negative",
     "check_int",
@@ -74,35 +73,31 @@ class MissingDependencyError(TorchEBMError, ImportError):
         self.install = install
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def _real(name: str, value: Any, kind: str, ok: Any = lambda v: True) -> float:
+    """``float(value)`` for a finite real number with ``ok(value)``: else ``TypeError``
+    (not a real number) or ``ConfigurationError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a {kind} number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not (math.isfinite(v) and ok(v)):
+        rule = kind if kind == "finite" else f"{kind} and finite"
+        raise ConfigurationError(f"{name} must be {rule}, got {value!r}")
+    return v
+
+
+def check_finite(name: str, value: Any) -> float:
+    """``float(value)`` for a finite real number (else ``TypeError``/``ConfigurationError``)."""
+    return _real(name, value, "finite")
 
 
 def check_positive(name: str, value: Any) -> float:
-    """Return ``float(value)`` if it is a finite real number > 0, else raise.
-
-    Raises:
-        TypeError: ``value`` is not a real number.
-        ConfigurationError: ``value`` is not finite or not > 0.
-    """
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a positive number, got {value!r} ({type(value).__name__})")
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise ConfigurationError(f"{name} must be positive and finite, got {value!r}")
-    return v
+    """``float(value)`` for a finite real number > 0 (else ``TypeError``/``ConfigurationError``)."""
+    return _real(name, value, "positive", lambda v: v > 0)
 
 
 def check_non_negative(name: str, value: Any) -> float:
-    """Return ``float(value)`` if it is a finite real number >= 0, else raise."""
-    if not _is_real(value):
-        raise TypeError(
-            f"{name} must be a non-negative number, got {value!r} ({type(value).__name__})"
-        )
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ConfigurationError(f"{name} must be non-negative and finite, got {value!r}")
-    return v
+    """``float(value)`` for a finite real number >= 0 (else ``TypeError``/``ConfigurationError``)."""
+    return _real(name, value, "non-negative", lambda v: v >= 0)
 
 
 def check_int(name: str, value: Any, minimum: int | None = None) -> int:
@@ -117,7 +112,7 @@ def check_int(name: str, value: Any, minimum: int | None = None) -> int:
 
 def check_probability(name: str, value: Any, *, closed_right: bool = True) -> float:
     """Return ``float(value)`` if it lies in ``[0, 1]`` (or ``[0, 1)``), else raise."""
-    if not _is_real(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
     v = float(value)
     ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
@@ -160,10 +155,7 @@ def check_tensor(
 
 
 def check_finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
-    """Raise [`NonFiniteError`][torchebm.core.errors.NonFiniteError] naming the offending batch rows if ``value`` has NaN/inf.
-
-    This synchronises with the device; call it at entry points, not inside hot loops.
-    """
+    """Raise `NonFiniteError` naming the batch rows holding NaN/inf (syncs: entry points only)."""
     finite = torch.isfinite(value)
     if not bool(finite.all()):
         rows = (~finite).reshape(value.shape[0], -1).any(dim=1) if value.ndim > 0 else ~finite

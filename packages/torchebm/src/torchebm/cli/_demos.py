@@ -4,7 +4,7 @@ Each demo is a function ``(DemoContext) -> DemoOutput`` built only from the publ
 of the pieces (``torchebm.models``, ``.losses``, ``.samplers``, ``.interpolants``,
 ``.datasets``), in the way a user would write it. `run_demo` does the rest: data,
 seeding, the quality report (energy distance and MMD to held-out data, against the
-initial noise, from ``torchebm.core.metrics``; for the demos that learn an energy, the
+initial noise, from ``torchebm.metrics``; for the demos that learn an energy, the
 negative log-likelihood of the held-out data with log Z by quadrature) and the PNG.
 """
 
@@ -22,7 +22,7 @@ import torch
 
 from torchebm.cli._progress import Progress
 from torchebm.core.errors import ConfigurationError
-from torchebm.core.metrics import energy_distance, grid_log_partition, grid_nll, mmd2
+from torchebm.metrics import energy_distance, grid_log_partition, grid_nll, mmd2
 
 __all__ = [
     "DEMOS",
@@ -416,7 +416,7 @@ def _held_out_nll(
 
     The density is ``exp(-E) / Z`` on the square ``[-half, half]^2`` (where the demos train
     and sample; a learned energy need not be normalisable on the whole plane), ``log Z`` by
-    the trapezoidal rule on 257^2 points (`torchebm.core.metrics.grid_log_partition`).
+    the trapezoidal rule on 257^2 points (`torchebm.metrics.grid_log_partition`).
     ``ref`` (a second data sample) gives the Gaussian fit printed beside it.
     """
     ref64 = ref.double()

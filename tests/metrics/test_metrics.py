@@ -1,4 +1,4 @@
-"""torchebm.core.metrics against closed forms: MMD, energy distance, sliced Wasserstein,
+"""torchebm.metrics against closed forms: MMD, energy distance, sliced Wasserstein,
 the permutation test and the grid partition function."""
 
 import math
@@ -8,7 +8,7 @@ import torch
 
 from torchebm.core import GaussianModel
 from torchebm.core.errors import ConfigurationError, NonFiniteError, ShapeError
-from torchebm.core.metrics import (
+from torchebm.metrics import (
     energy_distance,
     grid_log_partition,
     grid_nll,

@@ -1,9 +1,9 @@
 r"""``torchebm.utils``: training utilities (EMA, checkpoints, profiling, distributed helpers).
 
-The torchebm 0.8.x home of these names, kept as a supported path. It is a portion of the
-``torchebm-core`` distribution and holds no code of its own: `EMA` and `profile_context`
-are implemented in core, the functional helpers are those of ``torchebm.core`` and
-``torchebm.core.distributed``.
+The torchebm 0.8.x home of these names, kept as a supported path in the ``torchebm``
+meta distribution (the one 0.8.x users install by that name). `EMA` and `profile_context`,
+which no piece uses, are implemented here; the functional helpers are re-exported from
+``torchebm.core`` and ``torchebm.core.distributed``.
 
 Example:
     >>> from torchebm.utils import EMA, requires_grad
@@ -13,12 +13,12 @@ Example:
 from importlib.metadata import version as _version
 
 from torchebm.core import load_checkpoint, requires_grad, save_checkpoint, update_ema
-from torchebm.core._ema import EMA
-from torchebm.core._profiling import profile_context
 from torchebm.utils import distributed
+from torchebm.utils._ema import EMA
+from torchebm.utils._profiling import profile_context
 from torchebm.utils.distributed import *  # noqa: F403
 
-__version__ = _version("torchebm-core")
+__version__ = _version("torchebm")
 
 __all__ = [
     "EMA",

@@ -3,31 +3,19 @@ r"""`EMA`: an exponential moving average of a model's weights, as a module."""
 from __future__ import annotations
 
 import copy
-import numbers
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Literal, Union
 
 import torch
 from torch import nn
 
-from torchebm.core._training import requires_grad
-from torchebm.core.errors import ConfigurationError
+from torchebm.core import requires_grad
+from torchebm.core.errors import ConfigurationError, check_probability
 
 __all__ = ["EMA"]
 
 DecaySchedule = Union[Literal["constant", "warmup"], Callable[[int], float]]
 _SCHEDULES = ("constant", "warmup")
-
-
-def _check_decay(name: str, value: Any, *, closed_right: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
-    v = float(value)
-    ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
-    if not ok:
-        accepted = "[0, 1]" if closed_right else "[0, 1)"
-        raise ConfigurationError(f"{name} must be in {accepted}, got {value!r}")
-    return v
 
 
 class EMA(nn.Module):
@@ -38,10 +26,8 @@ class EMA(nn.Module):
 
     $$ \bar\theta \leftarrow d_s\,\bar\theta + (1 - d_s)\,\theta, $$
 
-    where $s$ is the number of updates so far. Parameters are averaged, buffers (e.g.
-    running statistics) are copied. Calling the `EMA` runs the averaged model. The update
-    count is part of ``state_dict`` (extra state), so a resumed run continues the
-    schedule.
+    where $s$ counts the updates (saved in ``state_dict``). Parameters are averaged,
+    buffers copied; calling the `EMA` runs the averaged model.
 
     Args:
         model: The module to average; deep-copied at construction.
@@ -68,7 +54,7 @@ class EMA(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        self.decay = _check_decay("decay", decay, closed_right=False)
+        self.decay = check_probability("decay", decay, closed_right=False)
         if not (callable(decay_schedule) or decay_schedule in _SCHEDULES):
             raise ConfigurationError(
                 f"decay_schedule must be one of {_SCHEDULES} or a callable step -> decay, "
@@ -86,9 +72,7 @@ class EMA(nn.Module):
             return self.decay
         if self.decay_schedule == "warmup":
             return min(self.decay, (1 + self.step) / (10 + self.step))
-        return _check_decay(
-            "decay_schedule(step)", self.decay_schedule(self.step), closed_right=True
-        )
+        return check_probability("decay_schedule(step)", self.decay_schedule(self.step))
 
     def _pairs(self, model: nn.Module):
         ema_p, live_p = list(self.module.parameters()), list(model.parameters())

@@ -29,8 +29,7 @@ def profile_context(
         record_shapes: Record input shapes of each op.
         profile_memory: Record allocations.
         with_stack: Record Python stacks (slower).
-        sort_by: Column of the summary table; default ``"cuda_time_total"`` when CUDA is
-            profiled, else ``"cpu_time_total"``.
+        sort_by: Column of the summary table (default: CUDA, else CPU total time).
         row_limit: Rows of the summary table.
         export_trace: Path of a Chrome trace (JSON) to write on exit, or ``None``.
         print_table: Print the summary table on exit.
