@@ -85,6 +85,13 @@ class DemoContext:
             n, 2, generator=self.generator, device=self.device, dtype=self.train.dtype
         )
 
+    def start(self, spread: float | None = None) -> tuple[torch.Tensor, str]:
+        """``(n_samples, 2)`` noise and its label; std 1, or ``spread`` x the data's std."""
+        if spread is None:
+            return self.noise(self.n_samples), "N(0, I) noise"
+        scale = spread * float(self.train.std())
+        return self.noise(self.n_samples, scale), f"N(0, {scale:.2f}^2 I) noise"
+
 
 @dataclass
 class DemoOutput:
@@ -205,12 +212,12 @@ def demo_eqm(demo: DemoContext) -> DemoOutput:
     )
     energy = EqMEnergy(field_net, "dot")
     sampler = GradientDescentSampler(energy, step_size=0.01)
-    x0 = demo.noise(demo.n_samples)
+    x0, init_label = demo.start()
     samples, traj, _ = _mcmc_in_chunks(demo, sampler, x0, 300, "sample")
     return DemoOutput(
         samples=samples,
         init=x0,
-        init_label="N(0, I) noise",
+        init_label=init_label,
         energy=energy,
         landscape_kind="energy",
         landscape_title="EqM energy $E(x) = x\\cdot f(x)$",
@@ -267,13 +274,12 @@ def demo_cd(demo: DemoContext) -> DemoOutput:
         cfg["lr"],
         clip=1.0,
     )
-    scale = float(demo.train.std())
-    x0 = demo.noise(demo.n_samples, scale)
+    x0, init_label = demo.start(spread=1.0)
     samples, _, _ = _mcmc_in_chunks(demo, sampler, x0, 1000, "sample")
     return DemoOutput(
         samples=samples,
         init=x0,
-        init_label=f"N(0, {scale:.2f}^2 I) noise",
+        init_label=init_label,
         energy=model,
         landscape_title="CD-trained energy $E_\\theta(x)$",
         history={"CD loss": losses},
@@ -296,14 +302,13 @@ def demo_hmc(demo: DemoContext) -> DemoOutput:
     loss_fn = DenoisingScoreMatching(model, noise_scale=0.1)
     losses = _train(demo, model, lambda: loss_fn(demo.batch(256), generator=demo.generator), 2e-3)
     sampler = HamiltonianMonteCarlo(model, step_size=0.05, n_leapfrog_steps=10)
-    scale = float(demo.train.std())
-    x0 = demo.noise(demo.n_samples, 2 * scale)
+    x0, init_label = demo.start(spread=2.0)
     samples, traj, diags = _mcmc_in_chunks(demo, sampler, x0, 200, "sample")
     acc = float(torch.cat(diags["acceptance_rate"]).mean())
     return DemoOutput(
         samples=samples,
         init=x0,
-        init_label=f"N(0, {2 * scale:.2f}^2 I) noise",
+        init_label=init_label,
         energy=model,
         landscape_title="DSM-trained energy $E_\\theta(x)$",
         history={"DSM loss": losses},
@@ -334,7 +339,7 @@ def demo_flow(demo: DemoContext) -> DemoOutput:
 
     losses = _train(demo, field_net, flow_matching_loss, 5e-3, cosine=True)
     sampler = FlowSampler(field_net, interpolant=interpolant, integrator="heun")
-    x0 = demo.noise(demo.n_samples)
+    x0, init_label = demo.start()
     with demo.progress(2, "sample") as bar:
         traj = cast(
             torch.Tensor,
@@ -349,7 +354,7 @@ def demo_flow(demo: DemoContext) -> DemoOutput:
     return DemoOutput(
         samples=samples,
         init=x0,
-        init_label="N(0, I) noise",
+        init_label=init_label,
         energy=None,
         landscape_title="model density (histogram of 20 000 samples)",
         history={"flow matching loss": losses},
