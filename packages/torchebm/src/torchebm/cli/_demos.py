@@ -188,6 +188,19 @@ def _mcmc_in_chunks(
     return x, traj, diags
 
 
+def _chains_from_noise(
+    demo: DemoContext, sampler: Any, n_steps: int, spread: float | None = None
+) -> tuple[dict[str, Any], list[torch.Tensor], dict[str, list[torch.Tensor]]]:
+    """Run ``sampler`` for ``n_steps`` from `DemoContext.start` noise.
+
+    Returns the `DemoOutput` fields ``samples``, ``init`` and ``init_label``, the
+    trajectory chunks and the diagnostics of `_mcmc_in_chunks`.
+    """
+    x0, init_label = demo.start(spread)
+    samples, traj, diags = _mcmc_in_chunks(demo, sampler, x0, n_steps, "sample")
+    return {"samples": samples, "init": x0, "init_label": init_label}, traj, diags
+
+
 # --------------------------------------------------------------------------- demos
 def demo_eqm(demo: DemoContext) -> DemoOutput:
     """Equilibrium Matching: learn an energy whose gradient points from data to noise.
@@ -212,17 +225,14 @@ def demo_eqm(demo: DemoContext) -> DemoOutput:
     )
     energy = EqMEnergy(field_net, "dot")
     sampler = GradientDescentSampler(energy, step_size=0.01)
-    x0, init_label = demo.start()
-    samples, traj, _ = _mcmc_in_chunks(demo, sampler, x0, 300, "sample")
+    run, traj, _ = _chains_from_noise(demo, sampler, 300)
     return DemoOutput(
-        samples=samples,
-        init=x0,
-        init_label=init_label,
+        **run,
         energy=energy,
         landscape_kind="energy",
         landscape_title="EqM energy $E(x) = x\\cdot f(x)$",
         history={"EqM loss": losses},
-        trajectories=torch.cat([x0[:, None], *traj], dim=1),
+        trajectories=torch.cat([run["init"][:, None], *traj], dim=1),
         trajectory_title="gradient descent on the learned energy",
         notes=[
             "sampler: GradientDescentSampler(EqMEnergy(field, 'dot'), step_size=0.01), 300 steps"
@@ -274,12 +284,9 @@ def demo_cd(demo: DemoContext) -> DemoOutput:
         cfg["lr"],
         clip=1.0,
     )
-    x0, init_label = demo.start(spread=1.0)
-    samples, _, _ = _mcmc_in_chunks(demo, sampler, x0, 1000, "sample")
+    run, _, _ = _chains_from_noise(demo, sampler, 1000, spread=1.0)
     return DemoOutput(
-        samples=samples,
-        init=x0,
-        init_label=init_label,
+        **run,
         energy=model,
         landscape_title="CD-trained energy $E_\\theta(x)$",
         history={"CD loss": losses},
@@ -302,17 +309,14 @@ def demo_hmc(demo: DemoContext) -> DemoOutput:
     loss_fn = DenoisingScoreMatching(model, noise_scale=0.1)
     losses = _train(demo, model, lambda: loss_fn(demo.batch(256), generator=demo.generator), 2e-3)
     sampler = HamiltonianMonteCarlo(model, step_size=0.05, n_leapfrog_steps=10)
-    x0, init_label = demo.start(spread=2.0)
-    samples, traj, diags = _mcmc_in_chunks(demo, sampler, x0, 200, "sample")
+    run, traj, diags = _chains_from_noise(demo, sampler, 200, spread=2.0)
     acc = float(torch.cat(diags["acceptance_rate"]).mean())
     return DemoOutput(
-        samples=samples,
-        init=x0,
-        init_label=init_label,
+        **run,
         energy=model,
         landscape_title="DSM-trained energy $E_\\theta(x)$",
         history={"DSM loss": losses},
-        trajectories=torch.cat([x0[:8, None], *[t[:8] for t in traj]], dim=1)[:, :40],
+        trajectories=torch.cat([run["init"][:8, None], *[t[:8] for t in traj]], dim=1)[:, :40],
         trajectory_title="HMC chains (first steps) on the learned energy",
         notes=[
             "sampler: HamiltonianMonteCarlo(step_size=0.05, n_leapfrog_steps=10), 200 steps",

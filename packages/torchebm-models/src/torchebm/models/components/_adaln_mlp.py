@@ -64,7 +64,7 @@ class AdaLNZeroMLPBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``x`` `(B, D)` and ``cond`` `(B, cond_dim)` -> `(B, D)`."""
-        shift, scale, gate = adaln_chunks(self, cond, 3)
+        shift, scale, gate = adaln_chunks(self.adaLN_modulation, self.cond_dim, cond, 3)
         return x + gate * self.mlp(modulate(self.norm(x), shift, scale))
 
 
@@ -100,5 +100,5 @@ class AdaLNZeroLinearHead(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``x`` `(B, D)` and ``cond`` `(B, cond_dim)` -> `(B, out_dim)`."""
-        shift, scale = adaln_chunks(self, cond, 2)
+        shift, scale = adaln_chunks(self.adaLN_modulation, self.cond_dim, cond, 2)
         return self.linear(modulate(self.norm(x), shift, scale))

@@ -75,12 +75,13 @@ def adaln_modulation(cond_dim: int, embed_dim: int, n_chunks: int) -> nn.Sequent
     return nn.Sequential(nn.SiLU(), linear)
 
 
-def adaln_chunks(module: nn.Module, cond: torch.Tensor, n_chunks: int) -> tuple[torch.Tensor, ...]:
-    """Check ``cond`` `(B, module.cond_dim)` and split ``module.adaLN_modulation(cond)`` in ``n_chunks``."""
-    cond_dim = module.cond_dim
+def adaln_chunks(
+    modulation: nn.Module, cond_dim: int, cond: torch.Tensor, n_chunks: int
+) -> tuple[torch.Tensor, ...]:
+    """Check ``cond`` `(B, cond_dim)` and split ``modulation(cond)`` into ``n_chunks``."""
     if cond.ndim != 2 or cond.shape[-1] != cond_dim:
         raise ShapeError(f"cond must have shape (B, {cond_dim}), got {tuple(cond.shape)}")
-    return module.adaLN_modulation(cond).chunk(n_chunks, dim=-1)
+    return modulation(cond).chunk(n_chunks, dim=-1)
 
 
 class FeedForward(nn.Module):
@@ -229,7 +230,9 @@ class AdaLNZeroBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Tokens ``(B, N, D)`` and conditioning ``(B, cond_dim)`` -> tokens ``(B, N, D)``."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = adaln_chunks(self, cond, 6)
+        shift1, scale1, gate1, shift2, scale2, gate2 = adaln_chunks(
+            self.adaLN_modulation, self.cond_dim, cond, 6
+        )
         x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1))
         x = x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
         return x
@@ -288,7 +291,7 @@ class AdaLNZeroPatchHead(nn.Module):
         The token grid is ``grid_size`` when given, else square (``gh = gw = sqrt(N)``).
         ``tokens=`` is the torchebm 0.8.9 spelling of ``x`` (one ``DeprecationWarning``).
         """
-        shift, scale = adaln_chunks(self, cond, 2)
+        shift, scale = adaln_chunks(self.adaLN_modulation, self.cond_dim, cond, 2)
         tokens = self.linear(modulate(self.norm_final(x), shift, scale))
         return unpatchify2d(
             tokens, self.patch_size, out_channels=self.out_channels, grid_size=self.grid_size
