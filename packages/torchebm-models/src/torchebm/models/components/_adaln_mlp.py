@@ -13,7 +13,7 @@ from torchebm.models.components._transformer import (
     FeedForward,
     adaln_chunks,
     adaln_modulation,
-    adaln_widths,
+    cond_width,
     modulate,
     plain_layer_norm,
     zero_init,
@@ -56,7 +56,8 @@ class AdaLNZeroMLPBlock(nn.Module):
         eps: float = 1e-6,
     ):
         super().__init__()
-        self.embed_dim, self.cond_dim = adaln_widths(embed_dim, cond_dim)
+        self.embed_dim = check_int("embed_dim", embed_dim, minimum=1)
+        self.cond_dim = cond_width(cond_dim, self.embed_dim)
         self.norm = plain_layer_norm(self.embed_dim, eps)
         self.mlp = FeedForward(self.embed_dim, mlp_ratio, act_layer=act_layer)
         self.adaLN_modulation = adaln_modulation(self.cond_dim, self.embed_dim, 3)
@@ -90,7 +91,8 @@ class AdaLNZeroLinearHead(nn.Module):
         self, *, embed_dim: int, cond_dim: int | None = None, out_dim: int, eps: float = 1e-6
     ):
         super().__init__()
-        self.embed_dim, self.cond_dim = adaln_widths(embed_dim, cond_dim)
+        self.embed_dim = check_int("embed_dim", embed_dim, minimum=1)
+        self.cond_dim = cond_width(cond_dim, self.embed_dim)
         self.out_dim = check_int("out_dim", out_dim, minimum=1)
         self.norm = plain_layer_norm(self.embed_dim, eps)
         self.adaLN_modulation = adaln_modulation(self.cond_dim, self.embed_dim, 2)

@@ -57,10 +57,9 @@ def zero_init(*layers: nn.Linear) -> None:
         nn.init.zeros_(layer.bias)
 
 
-def adaln_widths(embed_dim: int, cond_dim: int | None) -> tuple[int, int]:
-    """The checked ``(embed_dim, cond_dim)`` of an AdaLN-Zero module (``cond_dim`` defaults to ``embed_dim``)."""
-    embed_dim = check_int("embed_dim", embed_dim, minimum=1)
-    return embed_dim, embed_dim if cond_dim is None else check_int("cond_dim", cond_dim, minimum=1)
+def cond_width(cond_dim: int | None, default: int) -> int:
+    """The checked conditioning width ``cond_dim`` of an AdaLN-Zero module (``default`` when None)."""
+    return default if cond_dim is None else check_int("cond_dim", cond_dim, minimum=1)
 
 
 def plain_layer_norm(embed_dim: int, eps: float) -> nn.LayerNorm:
@@ -220,7 +219,8 @@ class AdaLNZeroBlock(nn.Module):
         eps: float = 1e-6,
     ):
         super().__init__()
-        self.embed_dim, self.cond_dim = adaln_widths(embed_dim, cond_dim)
+        self.embed_dim = check_int("embed_dim", embed_dim, minimum=1)
+        self.cond_dim = cond_width(cond_dim, self.embed_dim)
         self.norm1 = plain_layer_norm(self.embed_dim, eps)
         self.attn = attn if attn is not None else MultiheadSelfAttention(self.embed_dim, num_heads)
         self.norm2 = plain_layer_norm(self.embed_dim, eps)
@@ -272,7 +272,8 @@ class AdaLNZeroPatchHead(nn.Module):
         eps: float = 1e-6,
     ):
         super().__init__()
-        self.embed_dim, self.cond_dim = adaln_widths(embed_dim, cond_dim)
+        self.embed_dim = check_int("embed_dim", embed_dim, minimum=1)
+        self.cond_dim = cond_width(cond_dim, self.embed_dim)
         self.patch_size = check_int("patch_size", patch_size, minimum=1)
         self.out_channels = check_int("out_channels", out_channels, minimum=1)
         self.grid_size: tuple[int, int] | None = (
