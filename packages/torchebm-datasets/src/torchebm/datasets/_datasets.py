@@ -42,17 +42,20 @@ _F32 = torch.float32
 
 
 class _MakerDataset(BaseSyntheticDataset):
-    """A dataset whose points are ``_maker(n_samples, **{p: self.p for p in _params})``."""
+    """A dataset whose points are ``_maker(self.<_size>, **{p: self.p for p in _params})``."""
 
     _maker: ClassVar[Callable[..., torch.Tensor]]
     _params: ClassVar[tuple[str, ...]] = ()
+    _size: ClassVar[str] = "n_samples"  # the attribute passed as the maker's first argument
 
     def _generate_data(self, generator: torch.Generator | None) -> torch.Tensor:
         kwargs = {p: getattr(self, p) for p in self._params}
-        return type(self)._maker(self.n_samples, **kwargs, generator=generator, dtype=torch.float64)
+        size = getattr(self, self._size)
+        return type(self)._maker(size, **kwargs, generator=generator, dtype=torch.float64)
 
     def _extra_repr(self) -> dict[str, Any]:
-        return {p: getattr(self, p) for p in self._params}
+        names = self._params if self._size == "n_samples" else (self._size, *self._params)
+        return {p: getattr(self, p) for p in names}
 
 
 class GaussianMixtureDataset(_MakerDataset):
@@ -316,7 +319,9 @@ class GridDataset(_MakerDataset):
         25
     """
 
+    _maker = staticmethod(make_grid)
     _params = ("range_limit", "noise")
+    _size = "n_samples_per_dim"
 
     def __init__(
         self,
@@ -332,18 +337,6 @@ class GridDataset(_MakerDataset):
         self.n_samples_per_dim = check_int("n_samples_per_dim", n_samples_per_dim, minimum=1)
         self.range_limit, self.noise = range_limit, noise
         super().__init__(self.n_samples_per_dim**2, device, dtype, seed, generator=generator)
-
-    def _generate_data(self, generator: torch.Generator | None) -> torch.Tensor:
-        return make_grid(
-            self.n_samples_per_dim,
-            self.range_limit,
-            self.noise,
-            generator=generator,
-            dtype=torch.float64,
-        )
-
-    def _extra_repr(self) -> dict[str, Any]:
-        return {"n_samples_per_dim": self.n_samples_per_dim, **super()._extra_repr()}
 
 
 class TwoSpiralsDataset(_MakerDataset):

@@ -69,10 +69,12 @@ class _Rng:
         return torch.randperm(n, generator=self.g, device=self.device)
 
 
-def _start(n_samples: Any, noise: Any, generator: Any) -> tuple[int, float, _Rng]:
-    """The checked ``n_samples`` and ``noise`` of a generator, and its source of randomness."""
-    n = check_int("n_samples", n_samples, minimum=1)
-    return n, check_non_negative("noise", noise), _Rng(check_generator(generator))
+def _start(
+    n_samples: Any, noise: Any, generator: Any, names: tuple[str, str] = ("n_samples", "noise")
+) -> tuple[int, float, _Rng]:
+    """The checked count and noise scale of a generator (named ``names``), and its randomness."""
+    n = check_int(names[0], n_samples, minimum=1)
+    return n, check_non_negative(names[1], noise), _Rng(check_generator(generator))
 
 
 def _finish(points: torch.Tensor, device: Any, dtype: Any) -> torch.Tensor:
@@ -117,11 +119,9 @@ def make_gaussian_mixture(
         >>> make_gaussian_mixture(100, n_components=4, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([100, 2])
     """
-    n = check_int("n_samples", n_samples, minimum=1)
+    n, std, rng = _start(n_samples, std, generator, ("n_samples", "std"))
     k = check_int("n_components", n_components, minimum=1)
-    std = check_non_negative("std", std)
     radius = check_non_negative("radius", radius)
-    rng = _Rng(check_generator(generator))
     angles = 2 * math.pi * torch.arange(k, dtype=_F64) / k
     centres = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
     return _finish(_mixture(n, centres, std, rng), device, dtype)
@@ -153,10 +153,8 @@ def make_eight_gaussians(
         Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable Reversible
         Generative Models", ICLR 2019 (toy data).
     """
-    n = check_int("n_samples", n_samples, minimum=1)
-    std = check_non_negative("std", std)
+    n, std, rng = _start(n_samples, std, generator, ("n_samples", "std"))
     scale = check_non_negative("scale", scale)
-    rng = _Rng(check_generator(generator))
     h = 1.0 / math.sqrt(2.0)
     centres = scale * torch.tensor(
         [(1, 0), (-1, 0), (0, 1), (0, -1), (h, h), (h, -h), (-h, h), (-h, -h)], dtype=_F64
@@ -377,10 +375,8 @@ def make_grid(
         tensor([[-1., -1.],
                 [-1.,  0.]])
     """
-    m = check_int("n_samples_per_dim", n_samples_per_dim, minimum=1)
+    m, noise, rng = _start(n_samples_per_dim, noise, generator, ("n_samples_per_dim", "noise"))
     limit = check_non_negative("range_limit", range_limit)
-    noise = check_non_negative("noise", noise)
-    rng = _Rng(check_generator(generator))
     lin = torch.linspace(-limit, limit, m, dtype=_F64)
     xx, yy = torch.meshgrid(lin, lin, indexing="ij")
     points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1).to(rng.device)

@@ -19,6 +19,7 @@ from torchebm.models.components import (
     build_2d_sincos_pos_embed,
 )
 from torchebm.models.components._compat_089 import accept_089_keys
+from torchebm.models.components._transformer import cond_width
 
 __all__ = ["ConditionalTransformer2D"]
 
@@ -107,9 +108,7 @@ class ConditionalTransformer2D(TorchEBMModule):
         self.embed_dim = check_int("embed_dim", embed_dim, minimum=1)
         self.depth = check_int("depth", depth, minimum=0)
         self.num_heads = check_int("num_heads", num_heads, minimum=1)
-        self.cond_dim = (
-            self.embed_dim if cond_dim is None else check_int("cond_dim", cond_dim, minimum=1)
-        )
+        self.cond_dim = cond_width(cond_dim, self.embed_dim)
         check_positive("mlp_ratio", mlp_ratio)
         check_probability("class_dropout_prob", class_dropout_prob)
         if self.input_size % self.patch_size:

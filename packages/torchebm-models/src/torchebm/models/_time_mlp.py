@@ -10,6 +10,7 @@ from torch import nn
 from torchebm.core.errors import ConfigurationError, check_in, check_int
 from torchebm.models._conditioning import build_embedders, condition_vector
 from torchebm.models.components import AdaLNZeroLinearHead, AdaLNZeroMLPBlock
+from torchebm.models.components._transformer import cond_width
 
 __all__ = ["TimeConditionedMLP"]
 
@@ -67,9 +68,7 @@ class TimeConditionedMLP(nn.Module):
         self.hidden_dim = check_int("hidden_dim", hidden_dim, minimum=1)
         self.depth = check_int("depth", depth, minimum=1)
         self.conditioning = check_in("conditioning", conditioning, ("adaln_zero", "concat"))
-        self.cond_dim = (
-            self.hidden_dim if cond_dim is None else check_int("cond_dim", cond_dim, minimum=1)
-        )
+        self.cond_dim = cond_width(cond_dim, self.hidden_dim)
         if conditioning == "concat" and mlp_ratio is not None:
             raise ConfigurationError("mlp_ratio applies only to conditioning='adaln_zero'")
         self.num_classes = num_classes

@@ -85,6 +85,13 @@ class DemoContext:
             n, 2, generator=self.generator, device=self.device, dtype=self.train.dtype
         )
 
+    def start(self, spread: float | None = None) -> tuple[torch.Tensor, str]:
+        """``(n_samples, 2)`` noise and its label; std 1, or ``spread`` x the data's std."""
+        if spread is None:
+            return self.noise(self.n_samples), "N(0, I) noise"
+        scale = spread * float(self.train.std())
+        return self.noise(self.n_samples, scale), f"N(0, {scale:.2f}^2 I) noise"
+
 
 @dataclass
 class DemoOutput:
@@ -181,6 +188,19 @@ def _mcmc_in_chunks(
     return x, traj, diags
 
 
+def _chains_from_noise(
+    demo: DemoContext, sampler: Any, n_steps: int, spread: float | None = None
+) -> tuple[dict[str, Any], list[torch.Tensor], dict[str, list[torch.Tensor]]]:
+    """Run ``sampler`` for ``n_steps`` from `DemoContext.start` noise.
+
+    Returns the `DemoOutput` fields ``samples``, ``init`` and ``init_label``, the
+    trajectory chunks and the diagnostics of `_mcmc_in_chunks`.
+    """
+    x0, init_label = demo.start(spread)
+    samples, traj, diags = _mcmc_in_chunks(demo, sampler, x0, n_steps, "sample")
+    return {"samples": samples, "init": x0, "init_label": init_label}, traj, diags
+
+
 # --------------------------------------------------------------------------- demos
 def demo_eqm(demo: DemoContext) -> DemoOutput:
     """Equilibrium Matching: learn an energy whose gradient points from data to noise.
@@ -205,17 +225,14 @@ def demo_eqm(demo: DemoContext) -> DemoOutput:
     )
     energy = EqMEnergy(field_net, "dot")
     sampler = GradientDescentSampler(energy, step_size=0.01)
-    x0 = demo.noise(demo.n_samples)
-    samples, traj, _ = _mcmc_in_chunks(demo, sampler, x0, 300, "sample")
+    run, traj, _ = _chains_from_noise(demo, sampler, 300)
     return DemoOutput(
-        samples=samples,
-        init=x0,
-        init_label="N(0, I) noise",
+        **run,
         energy=energy,
         landscape_kind="energy",
         landscape_title="EqM energy $E(x) = x\\cdot f(x)$",
         history={"EqM loss": losses},
-        trajectories=torch.cat([x0[:, None], *traj], dim=1),
+        trajectories=torch.cat([run["init"][:, None], *traj], dim=1),
         trajectory_title="gradient descent on the learned energy",
         notes=[
             "sampler: GradientDescentSampler(EqMEnergy(field, 'dot'), step_size=0.01), 300 steps"
@@ -267,13 +284,9 @@ def demo_cd(demo: DemoContext) -> DemoOutput:
         cfg["lr"],
         clip=1.0,
     )
-    scale = float(demo.train.std())
-    x0 = demo.noise(demo.n_samples, scale)
-    samples, _, _ = _mcmc_in_chunks(demo, sampler, x0, 1000, "sample")
+    run, _, _ = _chains_from_noise(demo, sampler, 1000, spread=1.0)
     return DemoOutput(
-        samples=samples,
-        init=x0,
-        init_label=f"N(0, {scale:.2f}^2 I) noise",
+        **run,
         energy=model,
         landscape_title="CD-trained energy $E_\\theta(x)$",
         history={"CD loss": losses},
@@ -296,18 +309,14 @@ def demo_hmc(demo: DemoContext) -> DemoOutput:
     loss_fn = DenoisingScoreMatching(model, noise_scale=0.1)
     losses = _train(demo, model, lambda: loss_fn(demo.batch(256), generator=demo.generator), 2e-3)
     sampler = HamiltonianMonteCarlo(model, step_size=0.05, n_leapfrog_steps=10)
-    scale = float(demo.train.std())
-    x0 = demo.noise(demo.n_samples, 2 * scale)
-    samples, traj, diags = _mcmc_in_chunks(demo, sampler, x0, 200, "sample")
+    run, traj, diags = _chains_from_noise(demo, sampler, 200, spread=2.0)
     acc = float(torch.cat(diags["acceptance_rate"]).mean())
     return DemoOutput(
-        samples=samples,
-        init=x0,
-        init_label=f"N(0, {2 * scale:.2f}^2 I) noise",
+        **run,
         energy=model,
         landscape_title="DSM-trained energy $E_\\theta(x)$",
         history={"DSM loss": losses},
-        trajectories=torch.cat([x0[:8, None], *[t[:8] for t in traj]], dim=1)[:, :40],
+        trajectories=torch.cat([run["init"][:8, None], *[t[:8] for t in traj]], dim=1)[:, :40],
         trajectory_title="HMC chains (first steps) on the learned energy",
         notes=[
             "sampler: HamiltonianMonteCarlo(step_size=0.05, n_leapfrog_steps=10), 200 steps",
@@ -334,7 +343,7 @@ def demo_flow(demo: DemoContext) -> DemoOutput:
 
     losses = _train(demo, field_net, flow_matching_loss, 5e-3, cosine=True)
     sampler = FlowSampler(field_net, interpolant=interpolant, integrator="heun")
-    x0 = demo.noise(demo.n_samples)
+    x0, init_label = demo.start()
     with demo.progress(2, "sample") as bar:
         traj = cast(
             torch.Tensor,
@@ -349,7 +358,7 @@ def demo_flow(demo: DemoContext) -> DemoOutput:
     return DemoOutput(
         samples=samples,
         init=x0,
-        init_label="N(0, I) noise",
+        init_label=init_label,
         energy=None,
         landscape_title="model density (histogram of 20 000 samples)",
         history={"flow matching loss": losses},

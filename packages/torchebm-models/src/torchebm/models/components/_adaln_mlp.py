@@ -7,20 +7,19 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from torchebm.core.errors import ShapeError, check_int, check_positive
+from torchebm.core.errors import check_int
 from torchebm.models.components._compat_089 import accept_089_keys
-from torchebm.models.components._transformer import FeedForward
+from torchebm.models.components._transformer import (
+    FeedForward,
+    adaln_chunks,
+    adaln_modulation,
+    cond_width,
+    modulate,
+    plain_layer_norm,
+    zero_init,
+)
 
 __all__ = ["AdaLNZeroMLPBlock", "AdaLNZeroLinearHead"]
-
-
-def _cond_dim(cond_dim: int | None, embed_dim: int) -> int:
-    return embed_dim if cond_dim is None else check_int("cond_dim", cond_dim, minimum=1)
-
-
-def _check_cond(cond: torch.Tensor, cond_dim: int) -> None:
-    if cond.ndim != 2 or cond.shape[-1] != cond_dim:
-        raise ShapeError(f"cond must have shape (B, {cond_dim}), got {tuple(cond.shape)}")
 
 
 class AdaLNZeroMLPBlock(nn.Module):
@@ -58,22 +57,16 @@ class AdaLNZeroMLPBlock(nn.Module):
     ):
         super().__init__()
         self.embed_dim = check_int("embed_dim", embed_dim, minimum=1)
-        self.cond_dim = _cond_dim(cond_dim, self.embed_dim)
-        self.norm = nn.LayerNorm(
-            self.embed_dim, elementwise_affine=False, eps=check_positive("eps", eps)
-        )
+        self.cond_dim = cond_width(cond_dim, self.embed_dim)
+        self.norm = plain_layer_norm(self.embed_dim, eps)
         self.mlp = FeedForward(self.embed_dim, mlp_ratio, act_layer=act_layer)
-        modulation = nn.Linear(self.cond_dim, 3 * self.embed_dim)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), modulation)
-        nn.init.zeros_(modulation.weight)
-        nn.init.zeros_(modulation.bias)
+        self.adaLN_modulation = adaln_modulation(self.cond_dim, self.embed_dim, 3)
         accept_089_keys(self, {"modulation.": "adaLN_modulation."})
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``x`` `(B, D)` and ``cond`` `(B, cond_dim)` -> `(B, D)`."""
-        _check_cond(cond, self.cond_dim)
-        shift, scale, gate = self.adaLN_modulation(cond).chunk(3, dim=-1)
-        return x + gate * self.mlp(self.norm(x) * (1 + scale) + shift)
+        shift, scale, gate = adaln_chunks(self.adaLN_modulation, self.cond_dim, cond, 3)
+        return x + gate * self.mlp(modulate(self.norm(x), shift, scale))
 
 
 class AdaLNZeroLinearHead(nn.Module):
@@ -99,21 +92,15 @@ class AdaLNZeroLinearHead(nn.Module):
     ):
         super().__init__()
         self.embed_dim = check_int("embed_dim", embed_dim, minimum=1)
-        self.cond_dim = _cond_dim(cond_dim, self.embed_dim)
+        self.cond_dim = cond_width(cond_dim, self.embed_dim)
         self.out_dim = check_int("out_dim", out_dim, minimum=1)
-        self.norm = nn.LayerNorm(
-            self.embed_dim, elementwise_affine=False, eps=check_positive("eps", eps)
-        )
-        modulation = nn.Linear(self.cond_dim, 2 * self.embed_dim)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), modulation)
+        self.norm = plain_layer_norm(self.embed_dim, eps)
+        self.adaLN_modulation = adaln_modulation(self.cond_dim, self.embed_dim, 2)
         self.linear = nn.Linear(self.embed_dim, self.out_dim)
-        for layer in (self.linear, modulation):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        zero_init(self.linear)
         accept_089_keys(self, {"modulation.": "adaLN_modulation.", "proj.": "linear."})
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``x`` `(B, D)` and ``cond`` `(B, cond_dim)` -> `(B, out_dim)`."""
-        _check_cond(cond, self.cond_dim)
-        shift, scale = self.adaLN_modulation(cond).chunk(2, dim=-1)
-        return self.linear(self.norm(x) * (1 + scale) + shift)
+        shift, scale = adaln_chunks(self.adaLN_modulation, self.cond_dim, cond, 2)
+        return self.linear(modulate(self.norm(x), shift, scale))

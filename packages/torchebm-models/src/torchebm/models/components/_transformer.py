@@ -51,6 +51,38 @@ def _xavier_linear(layer: nn.Linear) -> nn.Linear:
     return layer
 
 
+def zero_init(*layers: nn.Linear) -> None:
+    for layer in layers:
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
+def cond_width(cond_dim: int | None, default: int) -> int:
+    """The checked conditioning width ``cond_dim`` of an AdaLN-Zero module (``default`` when None)."""
+    return default if cond_dim is None else check_int("cond_dim", cond_dim, minimum=1)
+
+
+def plain_layer_norm(embed_dim: int, eps: float) -> nn.LayerNorm:
+    """LayerNorm without affine parameters (AdaLN supplies the shift and scale)."""
+    return nn.LayerNorm(embed_dim, elementwise_affine=False, eps=check_positive("eps", eps))
+
+
+def adaln_modulation(cond_dim: int, embed_dim: int, n_chunks: int) -> nn.Sequential:
+    """``SiLU -> Linear(cond_dim, n_chunks * embed_dim)``, the Linear zero-initialised."""
+    linear = nn.Linear(cond_dim, n_chunks * embed_dim)
+    zero_init(linear)
+    return nn.Sequential(nn.SiLU(), linear)
+
+
+def adaln_chunks(
+    modulation: nn.Module, cond_dim: int, cond: torch.Tensor, n_chunks: int
+) -> tuple[torch.Tensor, ...]:
+    """Check ``cond`` `(B, cond_dim)` and split ``modulation(cond)`` into ``n_chunks``."""
+    if cond.ndim != 2 or cond.shape[-1] != cond_dim:
+        raise ShapeError(f"cond must have shape (B, {cond_dim}), got {tuple(cond.shape)}")
+    return modulation(cond).chunk(n_chunks, dim=-1)
+
+
 class FeedForward(nn.Module):
     r"""Token-wise MLP: ``Linear(D, rD) -> GELU(tanh) -> Dropout -> Linear(rD, D)``.
 
@@ -188,25 +220,19 @@ class AdaLNZeroBlock(nn.Module):
     ):
         super().__init__()
         self.embed_dim = check_int("embed_dim", embed_dim, minimum=1)
-        self.cond_dim = (
-            self.embed_dim if cond_dim is None else check_int("cond_dim", cond_dim, minimum=1)
-        )
-        eps = check_positive("eps", eps)
-        self.norm1 = nn.LayerNorm(self.embed_dim, elementwise_affine=False, eps=eps)
+        self.cond_dim = cond_width(cond_dim, self.embed_dim)
+        self.norm1 = plain_layer_norm(self.embed_dim, eps)
         self.attn = attn if attn is not None else MultiheadSelfAttention(self.embed_dim, num_heads)
-        self.norm2 = nn.LayerNorm(self.embed_dim, elementwise_affine=False, eps=eps)
+        self.norm2 = plain_layer_norm(self.embed_dim, eps)
         self.mlp = mlp if mlp is not None else FeedForward(self.embed_dim, mlp_ratio)
-        modulation = nn.Linear(self.cond_dim, 6 * self.embed_dim)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), modulation)
-        nn.init.zeros_(modulation.weight)
-        nn.init.zeros_(modulation.bias)
+        self.adaLN_modulation = adaln_modulation(self.cond_dim, self.embed_dim, 6)
         accept_089_keys(self, {"modulation.": "adaLN_modulation."})
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Tokens ``(B, N, D)`` and conditioning ``(B, cond_dim)`` -> tokens ``(B, N, D)``."""
-        if cond.ndim != 2 or cond.shape[-1] != self.cond_dim:
-            raise ShapeError(f"cond must have shape (B, {self.cond_dim}), got {tuple(cond.shape)}")
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(cond).chunk(6, dim=-1)
+        shift1, scale1, gate1, shift2, scale2, gate2 = adaln_chunks(
+            self.adaLN_modulation, self.cond_dim, cond, 6
+        )
         x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1))
         x = x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
         return x
@@ -247,23 +273,16 @@ class AdaLNZeroPatchHead(nn.Module):
     ):
         super().__init__()
         self.embed_dim = check_int("embed_dim", embed_dim, minimum=1)
-        self.cond_dim = (
-            self.embed_dim if cond_dim is None else check_int("cond_dim", cond_dim, minimum=1)
-        )
+        self.cond_dim = cond_width(cond_dim, self.embed_dim)
         self.patch_size = check_int("patch_size", patch_size, minimum=1)
         self.out_channels = check_int("out_channels", out_channels, minimum=1)
         self.grid_size: tuple[int, int] | None = (
             None if grid_size is None else (int(grid_size[0]), int(grid_size[1]))
         )
-        self.norm_final = nn.LayerNorm(
-            self.embed_dim, elementwise_affine=False, eps=check_positive("eps", eps)
-        )
+        self.norm_final = plain_layer_norm(self.embed_dim, eps)
         self.linear = nn.Linear(self.embed_dim, self.patch_size**2 * self.out_channels)
-        modulation = nn.Linear(self.cond_dim, 2 * self.embed_dim)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), modulation)
-        for layer in (self.linear, modulation):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        self.adaLN_modulation = adaln_modulation(self.cond_dim, self.embed_dim, 2)
+        zero_init(self.linear)
         accept_089_keys(self, {"modulation.": "adaLN_modulation.", "proj.": "linear."})
 
     @renamed_kwargs(tokens="x")
@@ -273,9 +292,7 @@ class AdaLNZeroPatchHead(nn.Module):
         The token grid is ``grid_size`` when given, else square (``gh = gw = sqrt(N)``).
         ``tokens=`` is the torchebm 0.8.9 spelling of ``x`` (one ``DeprecationWarning``).
         """
-        if cond.ndim != 2 or cond.shape[-1] != self.cond_dim:
-            raise ShapeError(f"cond must have shape (B, {self.cond_dim}), got {tuple(cond.shape)}")
-        shift, scale = self.adaLN_modulation(cond).chunk(2, dim=-1)
+        shift, scale = adaln_chunks(self.adaLN_modulation, self.cond_dim, cond, 2)
         tokens = self.linear(modulate(self.norm_final(x), shift, scale))
         return unpatchify2d(
             tokens, self.patch_size, out_channels=self.out_channels, grid_size=self.grid_size
