@@ -4,7 +4,8 @@ Install alone with ``pip install torchebm-core``; ``torchebm`` is a PEP 420 name
 ``import torchebm.samplers`` works only when ``torchebm-samplers`` is installed too.
 
 Machinery that a single piece uses lives in that piece; its old names here
-(``BaseRungeKuttaIntegrator``, ``BaseSDERungeKuttaIntegrator`` from ``torchebm-flows``;
+(``BaseRungeKuttaIntegrator``, ``BaseSDERungeKuttaIntegrator``, ``BaseSymplecticIntegrator``
+from ``torchebm-flows``;
 ``BaseContrastiveDivergence``, ``BaseScoreMatching``, ``BaseTrainer``, ``TrainerCallback``
 from ``torchebm-losses``) are imported lazily on first access (see ``_moved.py``).
 """
@@ -18,7 +19,7 @@ from torchebm.core._base_coupling import (
     BaseModelCoupling,
     CouplingResult,
 )
-from torchebm.core._base_integrator import BaseIntegrator, BaseSymplecticIntegrator
+from torchebm.core._base_integrator import BaseIntegrator
 from torchebm.core._base_interpolant import BaseInterpolant, expand_t_like_x
 from torchebm.core._base_loss import BaseLoss
 from torchebm.core._base_model import (
@@ -95,7 +96,6 @@ __all__ = [
     "NAN_POLICIES",
     "BaseLoss",
     "BaseIntegrator",
-    "BaseSymplecticIntegrator",
     "BaseInterpolant",
     "BaseCoupling",
     "BaseCostCoupling",

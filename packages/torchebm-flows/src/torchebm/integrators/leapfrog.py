@@ -7,9 +7,11 @@ its own. New code imports from ``torchebm.integrators``.
 from torchebm.integrators import (
     GeneralisedLeapfrogIntegrator,
     LeapfrogIntegrator,
+    LeapfrogResult,
 )
 
 __all__ = [
     "GeneralisedLeapfrogIntegrator",
     "LeapfrogIntegrator",
+    "LeapfrogResult",
 ]
