@@ -24,6 +24,22 @@ _MASS_FLOOR = 1e-10
 _RESULT_KEYS = ("x", "p", "gradient", "energy")
 
 
+def _axpy(y: torch.Tensor, a: Any, v: torch.Tensor, in_place: bool) -> torch.Tensor:
+    """`y + a v` for a float or tensor `a`: in place on `y` (a tensor the loop owns) or fresh."""
+    if isinstance(a, float):
+        return y.add_(v, alpha=a) if in_place else torch.add(y, v, alpha=a)
+    return y.addcmul_(v, a) if in_place else torch.addcmul(y, v, a)
+
+
+def _drift(x: torch.Tensor, h: Any, p: torch.Tensor, m: Any, in_place: bool) -> torch.Tensor:
+    """`x + h M^{-1} p` for a mass `m` that is `None`, a float or a tensor."""
+    if m is None or isinstance(m, float):
+        return _axpy(x, h if m is None else h / m, p, in_place)
+    if isinstance(h, float):
+        return x.addcdiv_(p, m, value=h) if in_place else torch.addcdiv(x, p, m, value=h)
+    return x.add_(h * p / m) if in_place else x + h * p / m
+
+
 @dataclass(eq=False)
 class LeapfrogResult(Mapping):
     r"""End point of a leapfrog trajectory, with what was evaluated there.
@@ -299,24 +315,22 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         """
         in_place = not torch.is_grad_enabled()
         half = 0.5 * kick
-        v = self._guard_force(field(x, t) if v0 is None else v0, safe)
+        v = field(x, t) if v0 is None else v0
+        if safe:
+            v = self._guard_force(v, safe)
         self.nfe = n + (v0 is None)
-        p = self._axpy(p, half, v)
+        p = _axpy(p, half, v, False)
         for i in range(n):
-            x = self._guard_state(self._drift(x, h, p, m, in_place and i > 0), safe)
-            v = self._guard_force(field(x, t), safe)
-            a = kick if i < n - 1 else half
-            p = self._guard_state(self._axpy_(p, a, v) if in_place else self._axpy(p, a, v), safe)
+            x = _drift(x, h, p, m, in_place and i > 0)
+            if safe:
+                x = self._guard_state(x, safe)
+            v = field(x, t)
+            if safe:
+                v = self._guard_force(v, safe)
+            p = _axpy(p, kick if i < n - 1 else half, v, in_place)
+            if safe:
+                p = self._guard_state(p, safe)
         return x, p, v
-
-    def _drift(self, x, h, p, m, in_place: bool):
-        """``x + h M^{-1} p`` (in place on ``x`` when asked)."""
-        if m is None or isinstance(m, float):
-            a = h if m is None else h / m
-            return self._axpy_(x, a, p) if in_place else self._axpy(x, a, p)
-        if isinstance(h, float):
-            return x.addcdiv_(p, m, value=h) if in_place else torch.addcdiv(x, p, m, value=h)
-        return x.add_(h * p / m) if in_place else x + h * p / m
 
 
 class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
