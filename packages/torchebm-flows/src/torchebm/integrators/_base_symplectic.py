@@ -81,7 +81,9 @@ class BaseSymplecticIntegrator(BaseIntegrator):
 
     def _unpack_state(self, state: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(x, p, t)` of a state mapping (a dict or a result), `t` the cached zero time."""
-        if not isinstance(state, Mapping) or "x" not in state or "p" not in state:
+        if not (type(state) is dict or isinstance(state, Mapping)) or not (
+            "x" in state and "p" in state
+        ):
             raise TypeError(
                 "state must be a dict with keys 'x' and 'p', got "
                 + (f"keys {sorted(state)}" if isinstance(state, Mapping) else type(state).__name__)
