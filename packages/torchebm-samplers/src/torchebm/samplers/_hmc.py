@@ -23,6 +23,7 @@ from torchebm.integrators import (
     BaseSymplecticIntegrator,
     GeneralisedLeapfrogIntegrator,
     LeapfrogIntegrator,
+    LeapfrogResult,
     resolve_integrator,
 )
 from torchebm.samplers._backend import check_backend, resolve_fused
@@ -339,16 +340,19 @@ class HamiltonianMonteCarlo(_HMCBase):
             )
             return x_new, p_new, g_new, self._energy(x_new, conditioning)
         if state.grad is not None:  # the leapfrog: L gradients, its end point's energy
-            out = self.integrator.integrate(
-                {"x": x, "p": p},
-                eps,
-                self.n_leapfrog_steps,
-                mass,
-                gradient=_ignore_time(self.gradient_fn(ctx)),
-                initial_gradient=state.grad,
-                energy=lambda z, t: self._energy(z, conditioning),
+            res = cast(
+                LeapfrogResult,
+                self.integrator.integrate(
+                    {"x": x, "p": p},
+                    eps,
+                    self.n_leapfrog_steps,
+                    mass,
+                    gradient=_ignore_time(self.gradient_fn(ctx)),
+                    initial_gradient=state.grad,
+                    energy=lambda z, t: self._energy(z, conditioning),
+                ),
             )
-            return out.x, out.p, out.gradient, cast(torch.Tensor, out.energy)
+            return res.x, res.p, res.gradient, cast(torch.Tensor, res.energy)
         # another separable symplectic integrator: its own result, the force form
         out = self.integrator.integrate(
             {"x": x, "p": p},
