@@ -1333,6 +1333,7 @@ def test_table_covers_every_public_constructor():
         "PredictionType",
         "CouplingResult",
         "AISResult",
+        "LeapfrogResult",
         "CosineInterpolant",
         "VarianceExplodingInterpolant",
         "MidpointIntegrator",
@@ -1345,6 +1346,7 @@ def test_table_covers_every_public_constructor():
         # bases that moved out of torchebm.core (validated through their subclasses' rows)
         "BaseRungeKuttaIntegrator",
         "BaseSDERungeKuttaIntegrator",
+        "BaseSymplecticIntegrator",
         "BaseContrastiveDivergence",
         "BaseScoreMatching",
         "TrainerCallback",

@@ -361,12 +361,53 @@ def test_sde_drift_table_equals_the_general_drift(interpolant, prediction, form)
     )
     x = torch.randn(5, 2, dtype=torch.float64)
     grid = torch.linspace(0.02, 0.9, 7, dtype=torch.float64)
-    extra = {"sde_table": fs._sde_table(grid)}
-    fast, general = fs._sde_drift({}, extra), fs._sde_drift({})
+    a, b, d = fs._sde_table(grid)
+    general = fs._sde_drift({})
     for i in range(grid.shape[0]):
-        t = grid[i].expand(5)
-        extra["t_now"], extra["i_now"] = t, i
+        t = grid[i].expand(5)  # the grid time, handed to the drift explicitly
+        fast = fs._grid_drift({}, a[i], b[i])
         torch.testing.assert_close(fast(x, t), general(x, t), rtol=1e-9, atol=1e-9)
-        assert torch.equal(extra["sde_table"][2][i].expand(5, 1), fs._diffusion(x, t))
-    extra["t_now"] = None  # any other time takes the general path
-    torch.testing.assert_close(fast(x, grid[3].expand(5)), general(x, grid[3].expand(5)))
+        assert torch.equal(d[i].expand(5, 1), fs._diffusion(x, t))
+
+
+class _RecordTimes(nn.Module):
+    """f(x, t) = -x, recording each t it is called with (one value per call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[float] = []
+
+    def forward(self, x, t):
+        assert t.shape == (x.shape[0],) and bool((t == t[0]).all())
+        self.seen.append(float(t[0]))
+        return -x
+
+
+@pytest.mark.parametrize(
+    "mode,integrator,calls_per_step",
+    [("ode", "euler", 1), ("ode", "heun", 2), ("sde", "euler_maruyama", 1), ("sde", "heun", 2)],
+)
+def test_model_gets_the_grid_times_and_state_is_typed(mode, integrator, calls_per_step):
+    """Each step hands the model the grid time explicitly (and the second stage of a
+    two-stage method the next grid time); the grid lives in the typed `FlowState`."""
+    from torchebm.samplers._flow import FlowState
+
+    field = _RecordTimes()
+    kw = {"last_step": None} if mode == "sde" else {}
+    fs = FlowSampler(field, mode=mode, integrator=integrator, dtype=torch.float64, **kw)
+    n = 5
+    out, diag = fs.sample(
+        x=torch.ones(3, 2, dtype=torch.float64), n_steps=n, return_diagnostics=True
+    )
+    t0, t1 = fs._check_interval()
+    grid = [t0 + (t1 - t0) * k / n for k in range(n)] + [t1]
+    expected = [grid[i + s] for i in range(n) for s in range(calls_per_step)]
+    assert field.seen == pytest.approx(expected, abs=1e-12)
+    torch.testing.assert_close(diag["t"], torch.tensor(grid[1:], dtype=torch.float64))
+    from torchebm.core import SamplerContext
+
+    ctx = SamplerContext(model_kwargs={}, generator=None, n_steps=n, thin=1, event_shape=(2,))
+    state = fs.init_state(torch.ones(3, 2, dtype=torch.float64), ctx)
+    assert isinstance(state, FlowState) and state.times == pytest.approx(grid)
+    assert (state.sde_table is not None) == (mode == "sde")
+    assert state.grid_drift == (mode == "sde" and integrator == "euler_maruyama")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchebm.core import BaseSymplecticIntegrator, GaussianModel, HarmonicModel
-from torchebm.integrators import LeapfrogIntegrator
+from torchebm.core import GaussianModel, HarmonicModel
+from torchebm.integrators import BaseSymplecticIntegrator, LeapfrogIntegrator
 from torchebm.samplers import HamiltonianMonteCarlo
 
 
@@ -21,9 +21,6 @@ class PlainLeapfrog(BaseSymplecticIntegrator):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.leapfrog = LeapfrogIntegrator(**kwargs)
-
-    def _step_impl(self, x, p, t, h, ctx, cache, safe):  # pragma: no cover - not used
-        raise NotImplementedError
 
     def step(self, state, step_size=None, mass=None, *, drift=None, safe=False):
         return self.integrate(state, step_size, 1, mass, drift=drift, safe=safe)

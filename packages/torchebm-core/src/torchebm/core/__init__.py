@@ -13,7 +13,7 @@ from torchebm.core._base_coupling import (
     BaseModelCoupling,
     CouplingResult,
 )
-from torchebm.core._base_integrator import BaseIntegrator, BaseSymplecticIntegrator
+from torchebm.core._base_integrator import BaseIntegrator
 from torchebm.core._base_interpolant import BaseInterpolant, expand_t_like_x
 from torchebm.core._base_loss import BaseLoss
 from torchebm.core._base_model import *  # noqa: F403
@@ -53,7 +53,6 @@ __all__ = [
     "NAN_POLICIES",
     "BaseLoss",
     "BaseIntegrator",
-    "BaseSymplecticIntegrator",
     "BaseInterpolant",
     "BaseCoupling",
     "BaseCostCoupling",

@@ -1,13 +1,14 @@
-r"""Integrator contract: `BaseIntegrator` and the symplectic loop, plus the step helpers.
+r"""Integrator contract: `BaseIntegrator`, plus the step helpers its subclasses share.
 
 An integrator is *data plus a small step*. `BaseIntegrator` is the extension point (a
-`step` and an `integrate` on a state dict `{"x"}` or `{"x", "p"}`, returning a new dict;
-input tensors are never mutated). Drift callables have the signature
+`step` and an `integrate` on a state dict `{"x"}` or `{"x", "p"}`, returning a new
+state; input tensors are never mutated). Drift callables have the signature
 `drift(x, t) -> Tensor` with `t` a `(B,)` tensor.
 
 The Butcher-tableau driver (`BaseRungeKuttaIntegrator`, `BaseSDERungeKuttaIntegrator`,
-fixed-grid and adaptive stepping) lives in the flows distribution
-(`torchebm.integrators`); `torchebm.core` still exports both names lazily when
+fixed-grid and adaptive stepping) and the symplectic integrators
+(`BaseSymplecticIntegrator`, the leapfrogs) live in the flows distribution
+(`torchebm.integrators`); `torchebm.core` still exports those names lazily when
 `torchebm-flows` is installed.
 """
 
@@ -24,7 +25,7 @@ from torchebm.core._base_interpolant import expand_t_like_x
 from torchebm.core._module import TorchEBMModule
 from torchebm.core.errors import ConfigurationError
 
-__all__ = ["BaseIntegrator", "BaseSymplecticIntegrator"]
+__all__ = ["BaseIntegrator"]
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepSize = "float | torch.Tensor"
@@ -157,116 +158,3 @@ class BaseIntegrator(TorchEBMModule, ABC):
 
     def extra_repr(self) -> str:
         return ""
-
-
-class BaseSymplecticIntegrator(BaseIntegrator):
-    r"""Base of Hamiltonian (symplectic) integrators on states ``{"x", "p"}``.
-
-    The base owns the loop and the safety guards; a subclass implements
-    ``_step_impl(x, p, h, ctx, cache, safe) -> (x, p, cache)`` where ``cache`` carries a
-    force evaluation from one step to the next (leapfrog needs one force per step).
-
-    Class attribute ``separable``: ``True`` for $H = U(x) + \tfrac12 p^\top M^{-1}p$
-    (callbacks ``drift(x, t) = -\nabla U`` and ``mass``), ``False`` for general
-    $H(x, p)$ (callbacks ``force(x, p, t) = -\partial H/\partial x`` and
-    ``velocity(x, p, t) = \partial H/\partial p``). Hamiltonians are autonomous: callbacks
-    receive ``t = zeros(B)``.
-
-    ``safe=True`` clamps forces and positions to $\pm 10^6$ and replaces NaNs in the
-    new ``(x, p)`` by 0 (no host sync); HMC samplers use it and reject such proposals.
-    """
-
-    separable: bool = True
-    _SAFE_CLAMP = 1e6
-
-    @staticmethod
-    def _validate_n_steps(n_steps: Any) -> int:
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps <= 0:
-            raise ConfigurationError(f"n_steps must be positive, got {n_steps!r}")
-        return n_steps
-
-    def _unpack_state(self, state: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if not isinstance(state, dict) or "x" not in state or "p" not in state:
-            raise TypeError(
-                "state must be a dict with keys 'x' and 'p', got "
-                + (f"keys {sorted(state)}" if isinstance(state, dict) else type(state).__name__)
-            )
-        x, p = state["x"], state["p"]
-        if not isinstance(x, torch.Tensor) or not isinstance(p, torch.Tensor):
-            raise TypeError("state['x'] and state['p'] must be tensors")
-        if x.shape != p.shape:
-            raise ConfigurationError(
-                f"state['p'] must have the shape of state['x'] {tuple(x.shape)}, got {tuple(p.shape)}"
-            )
-        return x, p, self._zeros_t(x)
-
-    @classmethod
-    def _safe_clamp_(cls, z: torch.Tensor) -> torch.Tensor:
-        return z.clamp_(-cls._SAFE_CLAMP, cls._SAFE_CLAMP)
-
-    @classmethod
-    def _sanitize_state_(cls, z: torch.Tensor) -> torch.Tensor:
-        return z.nan_to_num_(nan=0.0, posinf=cls._SAFE_CLAMP, neginf=-cls._SAFE_CLAMP)
-
-    @classmethod
-    def _guard_force(cls, f: torch.Tensor, safe: bool) -> torch.Tensor:
-        if not safe:
-            return f
-        return f.nan_to_num(nan=0.0, posinf=cls._SAFE_CLAMP, neginf=-cls._SAFE_CLAMP).clamp_(
-            -cls._SAFE_CLAMP, cls._SAFE_CLAMP
-        )
-
-    @classmethod
-    def _guard_state(cls, z: torch.Tensor, safe: bool) -> torch.Tensor:
-        if not safe:
-            return z
-        if z.requires_grad:
-            return z.nan_to_num(nan=0.0, posinf=cls._SAFE_CLAMP, neginf=-cls._SAFE_CLAMP).clamp(
-                -cls._SAFE_CLAMP, cls._SAFE_CLAMP
-            )
-        return cls._safe_clamp_(cls._sanitize_state_(z))
-
-    @staticmethod
-    def _axpy(y: torch.Tensor, a, x: torch.Tensor) -> torch.Tensor:
-        """``y + a * x`` for a Python-float or tensor ``a`` (one allocation)."""
-        if isinstance(a, float):
-            return torch.add(y, x, alpha=a)
-        return torch.addcmul(y, x, a)
-
-    @staticmethod
-    def _axpy_(y: torch.Tensor, a, x: torch.Tensor) -> torch.Tensor:
-        """``y + a * x`` in place on ``y`` (a fresh tensor) when autograd allows it."""
-        if y.requires_grad or not _fits(x.shape, y.shape):
-            return BaseSymplecticIntegrator._axpy(y, a, x)
-        if isinstance(a, float):
-            return y.add_(x, alpha=a)
-        return y.addcmul_(x, a)
-
-    def _picard(self, fn, z0, n_iter: int, check_every: int, tol: float):
-        """Fixed-point iteration ``z <- fn(z)`` from ``z0``; returns ``(z, evaluations)``."""
-        z = z0
-        for it in range(1, n_iter + 1):
-            z_new = fn(z)
-            if check_every > 0 and it % check_every == 0 and it < n_iter:
-                change = float(_rms_norm(z_new - z))
-                z = z_new
-                if change <= tol:
-                    return z, it
-            else:
-                z = z_new
-        return z, n_iter
-
-    @abstractmethod
-    def _step_impl(self, x, p, t, h, ctx, cache, safe: bool):
-        """One step on ``(x, p)``; returns ``(x_new, p_new, cache)``."""
-
-    def _run(self, state, step_size, n_steps, ctx, safe: bool) -> dict:
-        x, p, t = self._unpack_state(state)
-        if step_size is None:
-            raise ConfigurationError("step_size must be given, got None")
-        h, _ = _prep_step(step_size, x)
-        self.nfe = 0
-        cache = None
-        for _ in range(n_steps):
-            x, p, cache = self._step_impl(x, p, t, h, ctx, cache, safe)
-        return {"x": x, "p": p}

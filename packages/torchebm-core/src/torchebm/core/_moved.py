@@ -26,6 +26,7 @@ __all__ = ["MOVED", "resolve_moved"]
 MOVED: dict[str, tuple[str, str]] = {
     "BaseRungeKuttaIntegrator": ("torchebm.integrators", "torchebm-flows"),
     "BaseSDERungeKuttaIntegrator": ("torchebm.integrators", "torchebm-flows"),
+    "BaseSymplecticIntegrator": ("torchebm.integrators", "torchebm-flows"),
     "BaseContrastiveDivergence": ("torchebm.losses", "torchebm-losses"),
     "BaseScoreMatching": ("torchebm.losses", "torchebm-losses"),
     "BaseTrainer": ("torchebm.losses", "torchebm-losses"),

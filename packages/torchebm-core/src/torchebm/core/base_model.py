@@ -3,4 +3,4 @@
 from torchebm.core import _base_model
 from torchebm.core._base_model import *  # noqa: F403
 
-__all__ = list(_base_model.__all__)
+__all__ = [*_base_model.__all__]

@@ -5,7 +5,8 @@ field as a callable ``drift(x, t)`` (``force``/``velocity`` for the generalised 
 Runge-Kutta methods are Butcher tableaux run by
 ``BaseRungeKuttaIntegrator`` (exported here and, lazily, from ``torchebm.core``); adaptive ones (``dopri5``, ``dopri8``,
 ``bosh3``, ``adaptive_heun``) control the step with ``atol``/``rtol``. Time grids may
-decrease (backward integration).
+decrease (backward integration). The symplectic integrators (``BaseSymplecticIntegrator``,
+also exported lazily from ``torchebm.core``) return a ``LeapfrogResult``.
 
 Example:
     >>> import torch
@@ -21,12 +22,17 @@ from torchebm.integrators._base_runge_kutta import (
     BaseSDERungeKuttaIntegrator,
     _integrate_time_grid,
 )
+from torchebm.integrators._base_symplectic import BaseSymplecticIntegrator
 from torchebm.integrators._euler_maruyama import (
     BackwardEulerMaruyamaIntegrator,
     EulerMaruyamaIntegrator,
 )
 from torchebm.integrators._heun import AdaptiveHeunIntegrator, HeunIntegrator
-from torchebm.integrators._leapfrog import GeneralisedLeapfrogIntegrator, LeapfrogIntegrator
+from torchebm.integrators._leapfrog import (
+    GeneralisedLeapfrogIntegrator,
+    LeapfrogIntegrator,
+    LeapfrogResult,
+)
 from torchebm.integrators._registry import INTEGRATOR_NAMES, get_integrator, resolve_integrator
 from torchebm.integrators._runge_kutta import (
     Bosh3Integrator,
@@ -42,6 +48,7 @@ __version__ = _version("torchebm-flows")
 __all__ = [
     "BaseRungeKuttaIntegrator",
     "BaseSDERungeKuttaIntegrator",
+    "BaseSymplecticIntegrator",
     "get_integrator",
     "resolve_integrator",
     "INTEGRATOR_NAMES",
@@ -50,6 +57,7 @@ __all__ = [
     "HeunIntegrator",
     "LeapfrogIntegrator",
     "GeneralisedLeapfrogIntegrator",
+    "LeapfrogResult",
     "Dopri5Integrator",
     "Dopri8Integrator",
     "RK4Integrator",

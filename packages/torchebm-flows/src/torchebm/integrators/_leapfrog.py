@@ -1,25 +1,99 @@
-r"""Symplectic integrators: leapfrog (separable H) and generalised leapfrog (non-separable H)."""
+r"""Symplectic integrators: leapfrog (separable H) and generalised leapfrog (non-separable H).
+
+Both return a [`LeapfrogResult`][torchebm.integrators.LeapfrogResult]: the end point
+`(x, p)`, plus, for the leapfrog, the potential's gradient there (and its energy when
+asked), so that a caller continuing from the end point (HMC) never evaluates them again.
+"""
 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from torchebm.core import BaseSymplecticIntegrator
+from torchebm.core._base_integrator import _fits
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_non_negative
+from torchebm.integrators._base_symplectic import BaseSymplecticIntegrator
 
-__all__ = ["LeapfrogIntegrator", "GeneralisedLeapfrogIntegrator"]
+__all__ = ["LeapfrogIntegrator", "GeneralisedLeapfrogIntegrator", "LeapfrogResult"]
 
 _MASS_FLOOR = 1e-10
+_RESULT_KEYS = ("x", "p", "gradient", "energy")
 
 
-def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
-    """Whether ``shape`` broadcasts against ``target`` without enlarging it (plain Python)."""
-    if len(shape) > len(target):
-        return False
-    return all(a == b or a == 1 for a, b in zip(reversed(shape), reversed(target)))
+def _axpy(y: torch.Tensor, a: Any, v: torch.Tensor, in_place: bool) -> torch.Tensor:
+    """`y + a v` for a float or tensor `a`: in place on `y` (a tensor the loop owns) or fresh."""
+    if isinstance(a, float):
+        return y.add_(v, alpha=a) if in_place else torch.add(y, v, alpha=a)
+    return y.addcmul_(v, a) if in_place else torch.addcmul(y, v, a)
+
+
+def _drift(x: torch.Tensor, h: Any, p: torch.Tensor, m: Any, in_place: bool) -> torch.Tensor:
+    """`x + h M^{-1} p` for a mass `m` that is `None`, a float or a tensor."""
+    if m is None or isinstance(m, float):
+        return _axpy(x, h if m is None else h / m, p, in_place)
+    if isinstance(h, float):
+        return x.addcdiv_(p, m, value=h) if in_place else torch.addcdiv(x, p, m, value=h)
+    return x.add_(h * p / m) if in_place else x + h * p / m
+
+
+@dataclass(eq=False)
+class LeapfrogResult(Mapping):
+    r"""End point of a leapfrog trajectory, with what was evaluated there.
+
+    Attributes:
+        x: Position `(B, *event_shape)`.
+        p: Momentum, shaped like `x`.
+        gradient: $\nabla U(x)$ at the returned position, shaped like `x` (`None` for the
+            generalised leapfrog, whose Hamiltonian has no separate potential). Pass it as
+            `initial_gradient` of the next trajectory from this point: that trajectory
+            then evaluates no gradient at its start.
+        energy: $U(x)$ `(B,)` at the returned position when the call got an `energy`
+            callback, else `None`.
+
+    It is also a read-only mapping, so code written for the dict states of torchebm 0.8
+    keeps working: `result["x"]`, `result["p"]`, `result["gradient"]`,
+    `result["energy"]` (the keys whose value is not `None`), and the legacy key
+    `result["force"]` $= -\nabla U(x)$ (computed on access). Assigning `result["x"] = ...`
+    sets the field.
+
+    Example:
+        >>> from torchebm.integrators import LeapfrogIntegrator
+        >>> out = LeapfrogIntegrator().integrate(
+        ...     {"x": torch.ones(4, 2), "p": torch.zeros(4, 2)}, 0.1, 5,
+        ...     gradient=lambda x, t: x, energy=lambda x, t: 0.5 * x.square().sum(1))
+        >>> sorted(out), out.energy.shape
+        (['energy', 'gradient', 'p', 'x'], torch.Size([4]))
+        >>> torch.equal(out["force"], -out.gradient)
+        True
+    """
+
+    x: torch.Tensor
+    p: torch.Tensor
+    gradient: torch.Tensor | None = None
+    energy: torch.Tensor | None = None
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key == "force" and self.gradient is not None:
+            return -self.gradient
+        value = getattr(self, key, None) if key in _RESULT_KEYS else None
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: torch.Tensor) -> None:
+        if key not in _RESULT_KEYS:
+            raise KeyError(f"LeapfrogResult has no field {key!r}; fields: {list(_RESULT_KEYS)}")
+        setattr(self, key, value)
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k in _RESULT_KEYS if getattr(self, k) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _prep_mass(mass: Any, x: torch.Tensor):
@@ -39,7 +113,7 @@ def _prep_mass(mass: Any, x: torch.Tensor):
     if isinstance(mass, torch.Tensor):
         if mass.numel() == 1:
             return mass.reshape(()).to(device=x.device, dtype=x.dtype).clamp(min=_MASS_FLOOR)
-        if not _broadcasts_to(mass.shape, x.shape):
+        if not _fits(mass.shape, x.shape):
             raise ShapeError(
                 f"mass must be a number or a tensor broadcastable to the shape of x "
                 f"{tuple(x.shape)} (e.g. the event shape {tuple(x.shape[1:])}), "
@@ -49,67 +123,52 @@ def _prep_mass(mass: Any, x: torch.Tensor):
     raise TypeError(f"mass must be None, a number or a tensor, got {type(mass).__name__}")
 
 
-def _prep_force(
-    initial_force: Any, x: torch.Tensor, name: str = "initial_force"
-) -> torch.Tensor | None:
-    """Validate ``initial_force`` (or ``initial_gradient``): ``None`` or shaped like ``x``."""
-    if initial_force is None:
+def _prep_vector(value: Any, x: torch.Tensor, name: str) -> torch.Tensor | None:
+    """Validate ``initial_gradient`` (or ``initial_force``): ``None`` or shaped like ``x``."""
+    if value is None:
         return None
-    if not isinstance(initial_force, torch.Tensor):
-        raise TypeError(f"{name} must be None or a tensor, got {type(initial_force).__name__}")
-    if initial_force.shape != x.shape:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be None or a tensor, got {type(value).__name__}")
+    if value.shape != x.shape:
         raise ShapeError(
-            f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(initial_force.shape)}"
+            f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(value.shape)}"
         )
-    return initial_force
-
-
-class _Kick:
-    """Per-call context of the leapfrog step: the drift, the mass and the carried force.
-
-    ``force`` enters as the caller's ``initial_force`` (or ``None``) and leaves as the force
-    at the final position, which [`LeapfrogIntegrator.integrate`][torchebm.integrators.LeapfrogIntegrator.integrate] returns.
-    """
-
-    __slots__ = ("drift", "mass", "force", "sign")
-
-    def __init__(self, drift, mass, force: torch.Tensor | None, sign: float = 1.0):
-        self.drift = drift
-        self.mass = mass
-        self.force = force
-        self.sign = sign  # -1: ``drift`` returns the potential's gradient (minus the force)
+    return value
 
 
 class LeapfrogIntegrator(BaseSymplecticIntegrator):
     r"""Leapfrog (Stoermer-Verlet, kick-drift-kick) for $H = U(x) + \tfrac12 p^\top M^{-1} p$.
 
-    With $F = \text{drift}(x, 0) = -\nabla U(x)$:
+    With $g(x) = \nabla U(x)$:
 
     $$
-    p_{1/2} = p + \tfrac h2 F(x), \quad x' = x + h M^{-1} p_{1/2}, \quad
-    p' = p_{1/2} + \tfrac h2 F(x').
+    p_{1/2} = p - \tfrac h2 g(x), \quad x' = x + h M^{-1} p_{1/2}, \quad
+    p' = p_{1/2} - \tfrac h2 g(x').
     $$
 
-    Second order, symplectic and time-reversible. ``integrate`` reuses the force at the end
-    of one step for the next, so ``n_steps`` steps cost ``n_steps + 1`` drift evaluations,
-    or ``n_steps`` when the force at the starting point is passed as ``initial_force``.
-    The returned state carries the force at the final position as ``"force"``, so a caller
-    that continues from there (HMC after an accepted proposal) passes it back instead of
-    evaluating it again.
+    Second order, symplectic and time-reversible. Consecutive half kicks are merged (one
+    momentum update per gradient), so `n_steps` steps cost `n_steps` gradient evaluations
+    plus one at the start, which `initial_gradient` saves: the
+    [`LeapfrogResult`][torchebm.integrators.LeapfrogResult] carries the gradient at the
+    end point (and, with `energy=`, the potential there), so a caller that continues from
+    it (HMC after an accepted proposal) never evaluates either twice.
 
-    ``mass`` (diagonal $M$): ``None`` (identity), a number, or a tensor broadcastable
-    to the shape of ``x`` without enlarging it, e.g. per-dimension ``(D,)`` for ``(B, D)``
-    or per-channel ``(C, 1, 1)`` for images ``(B, C, H, W)`` (all floored at 1e-10).
+    The vector field is given as `gradient(x, t)` $= \nabla U(x)$. The torchebm 0.8
+    form `drift(x, t)` $= -\nabla U(x)$ (the force, with `initial_force`) is accepted
+    too and gives the same trajectory bit for bit; the result is the same either way
+    (`gradient` $= -$`drift` at the end point, and `result["force"]`).
+
+    `mass` (diagonal $M$): `None` (identity), a number, or a tensor broadcastable
+    to the shape of `x` without enlarging it, e.g. per-dimension `(D,)` for `(B, D)`
+    or per-channel `(C, 1, 1)` for images `(B, C, H, W)` (all floored at 1e-10).
 
     Example:
         >>> lf = LeapfrogIntegrator()
-        >>> drift = lambda x, t: -x
+        >>> grad = lambda x, t: x  # U = |x|^2 / 2
         >>> out = lf.integrate({"x": torch.ones(8, 2), "p": torch.zeros(8, 2)}, 0.1, 20,
-        ...                    drift=drift)
-        >>> sorted(out)
-        ['force', 'p', 'x']
-        >>> nxt = lf.integrate(out, 0.1, 20, drift=drift, initial_force=out["force"])
-        >>> lf.nfe  # the force at the starting point was not evaluated again
+        ...                    gradient=grad)
+        >>> nxt = lf.integrate(out, 0.1, 20, gradient=grad, initial_gradient=out.gradient)
+        >>> lf.nfe  # the gradient at the starting point was not evaluated again
         20
 
     References:
@@ -121,60 +180,80 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
 
     def step(  # type: ignore[override]
         self,
-        state: dict,
+        state: Mapping,
         step_size: Any = None,
         mass: Any = None,
         *,
-        drift=None,
+        drift: Callable | None = None,
         safe: bool = False,
         initial_force: torch.Tensor | None = None,
-    ) -> dict:
-        """One leapfrog step on ``{"x", "p"}``; returns ``{"x", "p", "force"}`` as
-        [`integrate`][torchebm.integrators.LeapfrogIntegrator.integrate] does (``initial_force``: see there)."""
+        gradient: Callable | None = None,
+        initial_gradient: torch.Tensor | None = None,
+        energy: Callable | None = None,
+    ) -> LeapfrogResult:
+        """One leapfrog step; the arguments and the result are those of
+        [`integrate`][torchebm.integrators.LeapfrogIntegrator.integrate]."""
         return self.integrate(
-            state, step_size, 1, mass, drift=drift, safe=safe, initial_force=initial_force
+            state,
+            step_size,
+            1,
+            mass,
+            drift=drift,
+            safe=safe,
+            initial_force=initial_force,
+            gradient=gradient,
+            initial_gradient=initial_gradient,
+            energy=energy,
         )
 
     def integrate(  # type: ignore[override]
         self,
-        state: dict,
+        state: Mapping,
         step_size: Any = None,
         n_steps: int | None = None,
         mass: Any = None,
         *,
-        drift=None,
+        drift: Callable | None = None,
         safe: bool = False,
         inference_mode: bool = False,
         initial_force: torch.Tensor | None = None,
-        gradient=None,
+        gradient: Callable | None = None,
         initial_gradient: torch.Tensor | None = None,
-    ) -> dict:
-        r"""``n_steps`` leapfrog steps on ``{"x", "p"}`` (tensors of the same shape).
+        energy: Callable | None = None,
+    ) -> LeapfrogResult:
+        r"""`n_steps` leapfrog steps from `state` (tensors `"x"` and `"p"` of one shape).
 
         Args:
-            state: ``{"x": x, "p": p}``; other keys (e.g. a previous ``"force"``) are ignored.
-            step_size: Step $h$ (a number or a tensor broadcastable against ``x``).
+            state: `{"x": x, "p": p}` (or a previous `LeapfrogResult`); other keys are
+                ignored. Never modified.
+            step_size: Step $h$ (a number, a 0-d tensor or a `(B,)` tensor).
             n_steps: Number of steps (>= 1).
             mass: Diagonal mass (see the class docstring).
-            drift: ``drift(x, t)`` $= -\nabla U(x)$, shaped like ``x``.
-            safe: Clamp forces and positions and zero NaNs (see
-                [`BaseSymplecticIntegrator`][torchebm.core.BaseSymplecticIntegrator]).
-            inference_mode: Run under ``torch.inference_mode()``.
-            initial_force: ``drift(x, 0)`` at the starting ``x`` if the caller already has
-                it (shaped like ``x``): used for the first half kick instead of evaluating
-                the drift, which saves one evaluation. It must be the force at
-                ``state["x"]``; the result is then identical to a call without it.
-            gradient: ``gradient(x, t)`` $= \nabla U(x)$, instead of ``drift`` (one
-                of the two): the kicks subtract it, which saves negating every evaluation
-                (HMC passes the energy gradient this way).
-            initial_gradient: With ``gradient``: $\nabla U$ at the starting ``x``
-                (the counterpart of ``initial_force``).
+            drift: The torchebm 0.8 form of the field: `drift(x, t)` $= -\nabla U(x)$
+                (instead of `gradient`).
+            safe: Clamp gradients and states to $\pm 10^6$ and zero NaNs (see
+                [`BaseSymplecticIntegrator`][torchebm.integrators.BaseSymplecticIntegrator]).
+            inference_mode: Run under `torch.inference_mode()`.
+            initial_force: $-\nabla U$ at the starting `x` (the counterpart of
+                `initial_gradient` for 0.8 code).
+            gradient: `gradient(x, t)` $= \nabla U(x)$, shaped like `x`.
+            initial_gradient: $\nabla U$ at the starting `x` if the caller has it (e.g.
+                `result.gradient` of the trajectory that ended there): used for the first
+                half kick instead of an evaluation. It must be the gradient at
+                `state["x"]`; the result is then identical to a call without it.
+            energy: `energy(x, t)` $= U(x)$ `(B,)`: evaluated once, at the end point, into
+                `LeapfrogResult.energy`.
 
         Returns:
-            ``{"x", "p", "force"}``: the final position and momentum, and the force
-            ``drift(x, 0)`` at the final position (reusable as the next ``initial_force``);
-            with ``gradient``: ``{"x", "p", "gradient"}`` (the gradient at the final
-            position, reusable as the next ``initial_gradient``).
+            The [`LeapfrogResult`][torchebm.integrators.LeapfrogResult]: end point `x`,
+            `p`, the gradient there and, with `energy`, the potential there. Inputs are
+            never modified; outside autograd the loop updates its own copies in place.
+
+        Raises:
+            ValueError: no field, both forms of the field or of its initial value,
+                `n_steps < 1`, a bad `mass` or `step_size`.
+            TypeError: `state` lacks `"x"`/`"p"`, a callback is not callable.
+            ShapeError: an initial value or a mass does not fit `x`.
         """
         if inference_mode:
             with torch.inference_mode():
@@ -188,109 +267,70 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
                     initial_force=initial_force,
                     gradient=gradient,
                     initial_gradient=initial_gradient,
+                    energy=energy,
                 )
-        if gradient is not None:
-            if drift is not None or initial_force is not None:
-                raise ConfigurationError(
-                    "pass either drift (and initial_force) or gradient (and initial_gradient), "
-                    "not both"
-                )
-            grad_fn = self._require_callable("gradient", gradient, "gradient(x, t) = grad U(x)")
-            n = self._validate_n_steps(n_steps)
-            x = self._unpack_state(state)[0]
-            g0 = _prep_force(initial_gradient, x, "initial_gradient")
-            kick = _Kick(grad_fn, _prep_mass(mass, x), g0, sign=-1.0)
-            if n > 1 and not safe and not torch.is_grad_enabled():
-                out = self._run_merged(state, step_size, n, kick)
-                out["gradient"] = out.pop("force")
-                return out
-            # the general path works on forces: negate once per evaluation
-            kick = _Kick(lambda z, t: -grad_fn(z, t), kick.mass, None if g0 is None else -g0)
-            out = self._run(state, step_size, n, kick, safe)
-            out["gradient"] = -kick.force if kick.force is not None else None
-            return out
-        if initial_gradient is not None:
-            raise ConfigurationError("initial_gradient needs gradient=")
-        drift = self._require_callable("drift", drift, "drift(x, t) = -grad U(x)")
         n = self._validate_n_steps(n_steps)
-        x = self._unpack_state(state)[0]
-        kick = _Kick(drift, _prep_mass(mass, x), _prep_force(initial_force, x))
-        if n > 1 and not safe and not torch.is_grad_enabled():
-            return self._run_merged(state, step_size, n, kick)
-        out = self._run(state, step_size, n, kick, safe)
-        out["force"] = kick.force
-        return out
-
-    def _run_merged(self, state: dict, step_size: Any, n: int, kick: _Kick) -> dict:
-        """``n`` steps with the two half kicks between consecutive steps merged into one.
-
-        The same kick-drift-kick trajectory (up to rounding) with one momentum update per
-        force instead of two, updating fresh copies of ``x`` and ``p`` in place. Used by
-        [`integrate`][torchebm.integrators.LeapfrogIntegrator.integrate] outside autograd (no grad mode, ``safe=False``), e.g. inside HMC.
-        """
         x, p, t = self._unpack_state(state)
         if step_size is None:
             raise ConfigurationError("step_size must be given, got None")
         h, _ = self._prep_step(step_size, x)
-        # ``force`` is the drift's output: the force, or the gradient when sign = -1
-        sign = kick.sign
-        hk = h if sign == 1.0 else -h  # kick step: p += hk * drift(x)
-        half = 0.5 * hk
-        drift, m = kick.drift, kick.mass
-        force = drift(x, t) if kick.force is None else kick.force
-        p = self._axpy(p, half, force)  # a fresh tensor: the input p is never mutated
-        self.nfe = n + (kick.force is None)
-        if isinstance(h, float) and (m is None or isinstance(m, float)):
-            hx = h if m is None else h / m
-            x = torch.add(x, p, alpha=hx)  # a fresh tensor: the input x is never mutated
-            for i in range(n):
-                if i:
-                    x.add_(p, alpha=hx)
-                force = drift(x, t)
-                p.add_(force, alpha=hk if i < n - 1 else half)
-            return {"x": x, "p": p, "force": force}
+        field, kick, v0 = self._field(x, h, gradient, drift, initial_gradient, initial_force)
+        if energy is not None:
+            energy = self._require_callable("energy", energy, "energy(x, t) = U(x) of shape (B,)")
+        x, p, v = self._run(x, p, t, h, kick, n, field, v0, _prep_mass(mass, x), safe)
+        return LeapfrogResult(
+            x, p, v if gradient is not None else -v, None if energy is None else energy(x, t)
+        )
+
+    def _field(self, x, h, gradient, drift, initial_gradient, initial_force):
+        """`(field, kick, v0)`: the callback, the step of a full kick `p += kick * field(x)`
+        and the field at the starting `x` (`None`: evaluate it). The gradient form kicks
+        with `-h`, the force form with `h`: the same trajectory, without negating values."""
+        if gradient is not None and drift is not None:
+            raise ConfigurationError(
+                "pass either gradient= (grad U) or drift= (the force -grad U), not both"
+            )
+        if initial_gradient is not None and initial_force is not None:
+            raise ConfigurationError("pass either initial_gradient or initial_force, not both")
+        g0 = _prep_vector(initial_gradient, x, "initial_gradient")
+        f0 = _prep_vector(initial_force, x, "initial_force")
+        if gradient is not None:
+            field = self._require_callable("gradient", gradient, "gradient(x, t) = grad U(x)")
+            return field, -h, (g0 if f0 is None else -f0)
+        if drift is None:
+            raise ConfigurationError(
+                "gradient or drift must be provided explicitly as a callable: "
+                "gradient(x, t) = grad U(x), or the 0.8 form drift(x, t) = -grad U(x) "
+                "(integrators never take a model)"
+            )
+        field = self._require_callable("drift", drift, "drift(x, t) = -grad U(x)")
+        return field, h, (f0 if g0 is None else -g0)
+
+    def _run(self, x, p, t, h, kick, n, field, v0, m, safe):
+        """`n` kick-drift-kick steps with the half kicks of consecutive steps merged (one
+        momentum update per evaluation); returns `(x, p, field(x))` at the end point.
+
+        The first updates write fresh tensors (the caller's are never touched); outside
+        autograd the later ones update those in place.
+        """
+        in_place = not torch.is_grad_enabled()
+        half = 0.5 * kick
+        v = field(x, t) if v0 is None else v0
+        if safe:
+            v = self._guard_force(v, safe)
+        self.nfe = n + (v0 is None)
+        p = _axpy(p, half, v, False)
         for i in range(n):
-            if i == 0:  # a fresh tensor: the input x is never mutated
-                x = self._drift_position(x, h, p, m, in_place=False)
-            else:
-                self._drift_position(x, h, p, m, in_place=True)
-            force = drift(x, t)
-            self._axpy_(p, hk if i < n - 1 else half, force)
-        return {"x": x, "p": p, "force": force}
-
-    def _drift_position(self, x, h, p, m, *, in_place: bool):
-        """``x + h M^{-1} p`` (in place on ``x`` when asked)."""
-        if m is None or isinstance(m, float):
-            a = h if m is None else h / m
-            return self._axpy_(x, a, p) if in_place else self._axpy(x, a, p)
-        if isinstance(h, float):
-            return x.addcdiv_(p, m, value=h) if in_place else torch.addcdiv(x, p, m, value=h)
-        return x.add_(h * p / m) if in_place else x + h * p / m
-
-    def _step_impl(self, x, p, t, h, ctx, cache, safe):
-        drift, m = ctx.drift, ctx.mass
-        if cache is None:  # first step: the caller's force at x, else one evaluation
-            if ctx.force is None:
-                cache = self._guard_force(drift(x, t), safe)
-                self.nfe += 1
-            else:
-                cache = self._guard_force(ctx.force, safe)
-        half = 0.5 * h
-        p_half = self._axpy(p, half, cache)
-        if m is None:
-            x_new = self._axpy(x, h, p_half)
-        elif isinstance(m, float):
-            x_new = self._axpy(x, h / m, p_half)
-        elif isinstance(h, float):
-            x_new = torch.addcdiv(x, p_half, m, value=h)
-        else:
-            x_new = x + h * p_half / m
-        x_new = self._guard_state(x_new, safe)
-        force = self._guard_force(drift(x_new, t), safe)
-        self.nfe += 1
-        p_new = self._guard_state(self._axpy_(p_half, half, force), safe)
-        ctx.force = force
-        return x_new, p_new, force
+            x = _drift(x, h, p, m, in_place and i > 0)
+            if safe:
+                x = self._guard_state(x, safe)
+            v = field(x, t)
+            if safe:
+                v = self._guard_force(v, safe)
+            p = _axpy(p, kick if i < n - 1 else half, v, in_place)
+            if safe:
+                p = self._guard_state(p, safe)
+        return x, p, v
 
 
 class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
@@ -354,38 +394,49 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
 
     def step(  # type: ignore[override]
         self,
-        state: dict,
+        state: Mapping,
         step_size: Any = None,
         *,
-        force=None,
-        velocity=None,
+        force: Callable | None = None,
+        velocity: Callable | None = None,
         safe: bool = False,
-    ) -> dict:
-        """One generalised-leapfrog step on ``{"x", "p"}``."""
-        return self._run(state, step_size, 1, self._callbacks(force, velocity), safe)
+    ) -> LeapfrogResult:
+        """One generalised-leapfrog step on `{"x", "p"}`; returns the end point
+        `LeapfrogResult(x, p)`."""
+        return self.integrate(state, step_size, 1, force=force, velocity=velocity, safe=safe)
 
     def integrate(  # type: ignore[override]
         self,
-        state: dict,
+        state: Mapping,
         step_size: Any = None,
         n_steps: int | None = None,
         *,
-        force=None,
-        velocity=None,
+        force: Callable | None = None,
+        velocity: Callable | None = None,
         safe: bool = False,
         inference_mode: bool = False,
-    ) -> dict:
-        """``n_steps`` generalised-leapfrog steps; returns the final ``{"x", "p"}``."""
+    ) -> LeapfrogResult:
+        """`n_steps` generalised-leapfrog steps; returns the end point `LeapfrogResult(x, p)`
+        (its `gradient` is `None`: a non-separable H has no separate potential)."""
         if inference_mode:
             with torch.inference_mode():
                 return self.integrate(
                     state, step_size, n_steps, force=force, velocity=velocity, safe=safe
                 )
-        ctx = self._callbacks(force, velocity)
-        return self._run(state, step_size, self._validate_n_steps(n_steps), ctx, safe)
+        fields = self._callbacks(force, velocity)
+        n = self._validate_n_steps(n_steps)
+        x, p, t = self._unpack_state(state)
+        if step_size is None:
+            raise ConfigurationError("step_size must be given, got None")
+        h, _ = self._prep_step(step_size, x)
+        self.nfe = 0
+        for _ in range(n):
+            x, p = self._implicit_step(x, p, t, h, fields, safe)
+        return LeapfrogResult(x, p)
 
-    def _step_impl(self, x, p, t, h, ctx, cache, safe):
-        force, velocity = ctx
+    def _implicit_step(self, x, p, t, h, fields, safe):
+        """One step: both implicit equations by Picard iteration, then the explicit kick."""
+        force, velocity = fields
         half = 0.5 * h
         n, chk, tol = self.solver_max_iter, self.solver_check_every, self.solver_tol
         guard_f = self._guard_force
@@ -401,4 +452,4 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         p_new = self._axpy(p_half, half, guard_f(force(x_new, p_half, t), safe))
         p_new = self._guard_state(p_new, safe)
         self.nfe += used_p + used_x + 2
-        return x_new, p_new, None
+        return x_new, p_new

@@ -1,5 +1,5 @@
 """0.8.9 import path `torchebm.integrators.leapfrog`; new code imports these names from `torchebm.integrators`."""
 
-from torchebm.integrators import GeneralisedLeapfrogIntegrator, LeapfrogIntegrator
+from torchebm.integrators import GeneralisedLeapfrogIntegrator, LeapfrogIntegrator, LeapfrogResult
 
-__all__ = ["GeneralisedLeapfrogIntegrator", "LeapfrogIntegrator"]
+__all__ = ["GeneralisedLeapfrogIntegrator", "LeapfrogIntegrator", "LeapfrogResult"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
@@ -12,7 +14,9 @@ from torchebm.core import (
     BaseRungeKuttaIntegrator,
     BaseSampler,
     BaseSDERungeKuttaIntegrator,
+    SamplerState,
     ScheduledParameter,
+    shared_field,
 )
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_non_negative
@@ -27,9 +31,7 @@ from torchebm.interpolants import (
 if TYPE_CHECKING:
     from torchebm.core import SamplerContext
 
-State = dict[str, torch.Tensor]
-
-__all__ = ["FlowSampler", "PredictionType"]
+__all__ = ["FlowSampler", "PredictionType", "FlowState"]
 
 
 class PredictionType(enum.Enum):
@@ -65,6 +67,36 @@ _REMOVED_SAMPLE_KWARGS = {
     "num_steps": "use n_steps=",
     "z": "pass the starting noise as x=",
 }
+
+
+@dataclass
+class FlowState(SamplerState):
+    """Loop state of `FlowSampler`: the points and the time grid of the call.
+
+    Attributes:
+        x: Points `(B, *event_shape)`.
+        t: Interpolant time of `x` (0-d; after an SDE last step `t1 + last_step_size`).
+        times: The grid `t_0 .. t_n` as Python floats (`n_steps + 1`; decreasing with
+            `reverse=True`).
+        grid: The same grid as a tensor `(n_steps + 1,)` on the points' device and dtype.
+        t_batch: `grid[i]` expanded to `(B,)`, per grid time: the `t` handed to the
+            integrator (and from it to the model) at step `i`.
+        drift: The call's drift `drift(x, t)`: the probability-flow velocity (ODE) or
+            $v + D s$ (SDE) at any time `t`.
+        sde_table: SDE: per grid time `(a, b, D)` (0-d tensors, see
+            `FlowSampler._sde_table`), the drift $a f(x, t_i) + b x$ and the diffusion at
+            `t_i`; `None` in ODE mode.
+        grid_drift: SDE: whether the integrator evaluates the drift only at the start of
+            each step (Euler-Maruyama), so the table drift of grid time `t_i` serves it.
+    """
+
+    t: torch.Tensor | None = shared_field()
+    times: list[float] = field(default_factory=list, metadata={"per_chain": False})
+    grid: torch.Tensor | None = shared_field()
+    t_batch: list[torch.Tensor] = field(default_factory=list, metadata={"per_chain": False})
+    drift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = shared_field()
+    sde_table: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = shared_field()
+    grid_drift: bool = shared_field(False)
 
 
 def _parse_prediction(prediction: Any) -> PredictionType:
@@ -330,18 +362,22 @@ class FlowSampler(BaseSampler):
             x, _uniform_time(t), cast(str, self.diffusion_form), cast(float, self.diffusion_norm)
         )
 
-    def _sde_drift(self, mk: dict, extra: dict | None = None):
-        """The SDE drift ``v + D s``; at a grid time of the loop (``extra["t_now"]``, set by
-        `step`) it reads ``a_i out + b_i x`` from the table of `_sde_table`."""
+    def _sde_drift(self, mk: dict):
+        """The SDE drift ``v + D s`` at any time ``t``."""
 
         def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            if extra is not None and t is extra.get("t_now"):
-                a, b, _ = extra["sde_table"]
-                i = extra["i_now"]
-                out = self._model_out(x, t, mk)
-                return torch.addcmul(out * a[i], x, b[i])
             v, score = self._velocity_and_score(x, t, mk)
             return torch.addcmul(v, self._diffusion(x, t), score)
+
+        return drift
+
+    def _grid_drift(self, mk: dict, a: torch.Tensor, b: torch.Tensor):
+        """The SDE drift at one grid time $t_i$, from its row ``(a, b)`` of `_sde_table`:
+        ``a f(x, t_i) + b x`` (one model call, two tensor operations). Valid only when the
+        integrator calls it at $t_i$, which it receives explicitly as ``t``."""
+
+        def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return torch.addcmul(self._model_out(x, t, mk) * a, x, b)
 
         return drift
 
@@ -379,63 +415,70 @@ class FlowSampler(BaseSampler):
         return a.to(dtype), b.to(dtype), d.to(dtype)
 
     # ------------------------------------------------------------------ loop hooks
-    def steps_per_call(self, state: Any, ctx: SamplerContext) -> int:
+    def steps_per_call(self, state: FlowState, ctx: SamplerContext) -> int:
         """1 for fixed-step integrators; an adaptive one integrates between recorded times."""
         if not self._adaptive:
             return 1
         return ctx.thin if ctx.recording else ctx.n_steps
 
-    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
+    def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> FlowState:
+        """The grid of this call (host floats and a tensor) and its drift, in a `FlowState`."""
         t0, t1 = self._check_interval()
         n = ctx.n_steps
         times = [t0 + (t1 - t0) * k / n for k in range(n)] + [t1]
         if self.reverse:
             times.reverse()
-        ctx.extra["times"] = times
-        ctx.extra["grid"] = torch.tensor(times, device=x.device, dtype=x.dtype)
+        grid = torch.tensor(times, device=x.device, dtype=x.dtype)
         mk = ctx.model_kwargs
+        state = FlowState(x=x, t=grid[0], times=times, grid=grid)
+        if not self._adaptive:  # the integrator's t at each step: views, made once
+            state.t_batch = list(grid.unsqueeze(1).expand(-1, x.shape[0]).unbind(0))
         if self.mode == "sde":
-            ctx.extra["sde_table"] = self._sde_table(ctx.extra["grid"])
-            ctx.extra["drift"] = self._sde_drift(mk, ctx.extra)
+            a, b, d = self._sde_table(grid)
+            state.sde_table = list(zip(a.unbind(0), b.unbind(0), d.unbind(0)))
+            state.drift = self._sde_drift(mk)
+            state.grid_drift = tuple(getattr(self.integrator, "tableau_c", ())) == (0.0,)
         else:
-            ctx.extra["drift"] = self._ode_drift(mk)
-        return {"x": x, "t": ctx.extra["grid"][0]}
+            state.drift = self._ode_drift(mk)
+        return state
 
-    def step(self, state: State, ctx: SamplerContext) -> State:
-        x, i, n = state["x"], ctx.i, ctx.n
-        times, grid, drift = ctx.extra["times"], ctx.extra["grid"], ctx.extra["drift"]
+    def step(self, state: FlowState, ctx: SamplerContext) -> FlowState:
+        x, i, n = state.x, ctx.i, ctx.n
+        times, grid = state.times, cast(torch.Tensor, state.grid)
+        drift = cast(Callable, state.drift)
         if self._adaptive:
             x = self.integrator.integrate(
                 {"x": x}, abs(times[i + 1] - times[i]), n, drift=drift, t=grid[i : i + n + 1]
             )["x"]
-        elif self.mode == "sde":
-            t_now = grid[i].expand(x.shape[0])
-            ctx.extra["t_now"], ctx.extra["i_now"] = t_now, i  # the drift's table lookup
+        elif state.sde_table is not None:
+            a, b, d = state.sde_table[i]
             x = self.integrator.step(
                 {"x": x},
                 times[i + 1] - times[i],
-                drift=drift,
-                diffusion=ctx.extra["sde_table"][2][i],  # D(t_i), as the callable would give
-                t=t_now,
+                drift=self._grid_drift(ctx.model_kwargs, a, b) if state.grid_drift else drift,
+                diffusion=d,  # D(t_i), as the callable would give
+                t=state.t_batch[i],
                 generator=ctx.generator,
             )["x"]
-            ctx.extra["t_now"] = None
         else:
             x = self.integrator.step(
-                {"x": x}, times[i + 1] - times[i], drift=drift, t=grid[i].expand(x.shape[0])
+                {"x": x}, times[i + 1] - times[i], drift=drift, t=state.t_batch[i]
             )["x"]
-        state["t"] = grid[i + n]
+        state.t = grid[i + n]
         if i + n == ctx.n_steps and self.mode == "sde" and self.last_step is not None:
-            x = self._apply_last_step(x, ctx)
-            state["t"] = grid[-1] + self.last_step_size
-        state["x"] = x
+            x = self._apply_last_step(x, state, ctx)
+            state.t = grid[-1] + self.last_step_size
+        state.x = x
         return state
 
-    def _apply_last_step(self, x: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
-        t = ctx.extra["grid"][-1].expand(x.shape[0])
+    def _apply_last_step(
+        self, x: torch.Tensor, state: FlowState, ctx: SamplerContext
+    ) -> torch.Tensor:
+        t = cast(torch.Tensor, state.grid)[-1].expand(x.shape[0])
         mk, delta = ctx.model_kwargs, self.last_step_size
         if self.last_step == "Mean":
-            return torch.add(x, ctx.extra["drift"](x, t), alpha=delta)
+            a, b, _ = cast(list, state.sde_table)[-1]
+            return torch.add(x, self._grid_drift(mk, a, b)(x, t), alpha=delta)
         if self.last_step == "Euler":
             return torch.add(x, self._ode_drift(mk)(x, t), alpha=delta)
         _, score = self._velocity_and_score(x, t, mk)
@@ -444,9 +487,9 @@ class FlowSampler(BaseSampler):
         sigma = self.interpolant.compute_sigma_t(tb)[0]
         return (x + sigma.square() * score) / alpha
 
-    def compute_diagnostics(self, state: State, ctx: SamplerContext) -> dict[str, torch.Tensor]:
+    def compute_diagnostics(self, state: FlowState, ctx: SamplerContext) -> dict[str, torch.Tensor]:
         out = super().compute_diagnostics(state, ctx)
-        out["t"] = state["t"]
+        out["t"] = cast(torch.Tensor, state.t)
         return out
 
     # ------------------------------------------------------------------ public API

@@ -13,28 +13,25 @@ import torch
 from torchebm.core import (
     BaseModel,
     BaseSampler,
-    BaseSymplecticIntegrator,
     SamplerContext,
     SamplerState,
     ScheduledParameter,
     shared_field,
     warn_once,
 )
-from torchebm.core._base_sampler import _finite_rows
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int
 from torchebm.integrators import (
+    BaseSymplecticIntegrator,
     GeneralisedLeapfrogIntegrator,
     LeapfrogIntegrator,
+    LeapfrogResult,
     resolve_integrator,
 )
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import resolve_model
 
 __all__ = ["HamiltonianMonteCarlo", "RiemannianManifoldHMC", "HMCState"]
-
-_ENERGY_CLAMP = 1e10
-_DH_CLAMP = 50.0
 
 
 def _flat(v: torch.Tensor) -> torch.Tensor:
@@ -99,7 +96,7 @@ class _HMCBase(BaseSampler):
                 f"{type(self.model).__name__} must return energies of shape (B,) = "
                 f"({x.shape[0]},), got {tuple(e.shape)}"
             )
-        return e.clamp(-_ENERGY_CLAMP, _ENERGY_CLAMP)
+        return e
 
     def _metropolis(
         self,
@@ -112,14 +109,16 @@ class _HMCBase(BaseSampler):
     ) -> HMCState:
         r"""Accept ``x_prop`` per chain with probability $\min(1, e^{H - H'})$.
 
-        Proposals that are non-finite (position or Hamiltonian) are rejected.
+        The test is ``log u < H - H'``, false for a NaN Hamiltonian and for
+        $H' = +\infty$: a trajectory that diverged (NaN or infinite energy) is rejected
+        without a mask. Non-finite chains are the driver's business (``nan_policy``).
         """
         x = state.x
-        log_ratio = (h_cur - h_prop).clamp_(-_DH_CLAMP, _DH_CLAMP)
+        log_ratio = h_cur - h_prop
         # uniform_ on a buffer shaped like the energies: no Python int size, so a compiled
         # step works for any batch size
         u = torch.empty_like(log_ratio).uniform_(generator=ctx.generator)
-        accept = (u.log_() < log_ratio) & _finite_rows(x_prop)
+        accept = u.log_() < log_ratio
         state.x = torch.where(_rows(accept, x), x_prop, x)
         state.energy = torch.where(accept, u_prop, cast(torch.Tensor, state.energy))
         state.accepted = accept
@@ -146,10 +145,11 @@ class HamiltonianMonteCarlo(_HMCBase):
     Each step draws $p \sim \mathcal N(0, M)$, integrates Hamilton's equations of
     $H(x, p) = E(x) + \tfrac12 p^\top M^{-1} p$ for ``n_leapfrog_steps`` leapfrog
     steps of size $\epsilon$, and accepts the end point with probability
-    $\min(1, \exp(H(x, p) - H(x', p')))$ (per chain; ``H`` difference clamped to
-    $\pm 50$, energies to $\pm 10^{10}$). Proposals that turn non-finite are
-    rejected (the integrator runs without its NaN-zeroing "safe" mode, so a divergent
-    trajectory can never be accepted as a sanitised point). Works for any event shape.
+    $\min(1, \exp(H(x, p) - H(x', p')))$ (per chain). A proposal whose Hamiltonian is
+    NaN or $+\infty$ (a divergent trajectory) is rejected (the integrator runs without
+    its NaN-zeroing "safe" mode, so a divergent trajectory is never accepted as a
+    sanitised point); chains that turn non-finite otherwise are reported by the
+    ``nan_policy``. Works for any event shape.
 
     Args:
         model: Energy model. ``energy_function=`` is a deprecated alias.
@@ -173,11 +173,12 @@ class HamiltonianMonteCarlo(_HMCBase):
     Diagnostics: ``"mean"``, ``"var"``, ``"energy"`` and ``"acceptance_rate"`` (fraction
     of chains whose proposal was accepted at that step), each with leading dim ``n_kept``.
 
-    Gradient evaluations: ``n_leapfrog_steps`` per iteration (plus one when sampling
-    starts). The gradient at the end point of each trajectory is kept for the next one (that
-    of the current state when the proposal is rejected), both on the fused path and with
-    the default [`LeapfrogIntegrator`][torchebm.integrators.LeapfrogIntegrator] (``initial_gradient``);
-    another separable integrator costs ``n_leapfrog_steps + 1``.
+    Model evaluations: ``n_leapfrog_steps`` gradients and one energy per iteration (plus
+    one of each when sampling starts). The gradient and the energy at the end point of each
+    trajectory (the [`LeapfrogResult`][torchebm.integrators.LeapfrogResult] of the default
+    [`LeapfrogIntegrator`][torchebm.integrators.LeapfrogIntegrator], or the fused kernel's)
+    are kept for the next iteration (those of the current state when the proposal is
+    rejected); another separable integrator costs ``n_leapfrog_steps + 1`` gradients.
 
     Example:
         >>> from torchebm.core import GaussianModel
@@ -292,40 +293,35 @@ class HamiltonianMonteCarlo(_HMCBase):
         g = self.model_gradient(x, conditioning)
         return g.neg_() if g is not x else -g
 
-    def _kinetic(self, p: torch.Tensor, mass: Any, clamp: bool = True) -> torch.Tensor:
-        """$\tfrac12 p^\top M^{-1} p$ per chain, clamped to ``[0, 1e10]`` (``clamp``)."""
+    def _kinetic(self, p: torch.Tensor, mass: Any) -> torch.Tensor:
+        r"""$\tfrac12 p^\top M^{-1} p$ per chain `(B,)`."""
         if mass is None:
             k = _flat_sum(p.square())
         elif isinstance(mass, float):
             k = _flat_sum(p.square()) / mass
         else:
             k = _flat_sum(p.square() / mass)
-        k.mul_(0.5)
-        return k.clamp_(0.0, _ENERGY_CLAMP) if clamp else k
+        return k.mul_(0.5)
 
     def step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
-        x = state.x
         eps = self.get_scheduled_value("step_size")
         p = cast(torch.Tensor, state.p).normal_(generator=ctx.generator)  # buffer reused
         if state.sqrt_mass is not None:
             p.mul_(state.sqrt_mass)
-        # fresh momenta: K = |z|^2 / 2 with z ~ N(0, I), about half the event size, so the
-        # 1e10 clamp (kept for the proposal's K) cannot act here and is skipped
-        h_cur = cast(torch.Tensor, state.energy) + self._kinetic(p, state.mass, clamp=False)
-        x_prop, p_prop, g_prop = self._trajectory(state, p, eps, ctx)
-        u_prop = self._energy(x_prop, ctx.model_kwargs)
+        h_cur = cast(torch.Tensor, state.energy) + self._kinetic(p, state.mass)
+        x_prop, p_prop, g_prop, u_prop = self._trajectory(state, p, eps, ctx)
         h_prop = u_prop + self._kinetic(p_prop, state.mass)
         state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
         if state.grad is not None and g_prop is not None:
             accepted = cast(torch.Tensor, state.accepted)
-            state.grad = torch.where(_rows(accepted, x), g_prop, state.grad)
+            state.grad = torch.where(_rows(accepted, x_prop), g_prop, state.grad)
         return state
 
     def _trajectory(
         self, state: HMCState, p: torch.Tensor, eps: float, ctx: SamplerContext
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """`(x', p', grad E(x'))` at the end of one trajectory (gradient `None` when the
-        integrator does not return it)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """`(x', p', grad E(x'), E(x'))` at the end of one trajectory (the gradient is `None`
+        when the integrator does not return it). Each is evaluated once."""
         x, conditioning, mass = state.x, ctx.model_kwargs, state.mass
         if state.fused is not None:
             # a plain analytic model is passed as is: torchebm.cuda then runs the whole
@@ -335,21 +331,25 @@ class HamiltonianMonteCarlo(_HMCBase):
                 if not conditioning and isinstance(self.model, BaseModel)
                 else (lambda z: self.model_gradient(z, conditioning))
             )
-            return state.fused(
+            x_new, p_new, g_new = state.fused(
                 x, p, grad_fn, eps, self.n_leapfrog_steps, mass=mass, grad=state.grad
             )
-        if state.grad is not None:  # leapfrog, kicked with the energy gradient (no negation)
-            out = self.integrator.integrate(
-                {"x": x, "p": p},
-                eps,
-                self.n_leapfrog_steps,
-                mass,
-                gradient=_ignore_time(self.gradient_fn(ctx)),
-                safe=False,
-                initial_gradient=state.grad,
+            return x_new, p_new, g_new, self._energy(x_new, conditioning)
+        if state.grad is not None:  # the leapfrog: L gradients, its end point's energy
+            res = cast(
+                LeapfrogResult,
+                self.integrator.integrate(
+                    {"x": x, "p": p},
+                    eps,
+                    self.n_leapfrog_steps,
+                    mass,
+                    gradient=_ignore_time(self.gradient_fn(ctx)),
+                    initial_gradient=state.grad,
+                    energy=lambda z, t: self._energy(z, conditioning),
+                ),
             )
-            return out["x"], out["p"], out["gradient"]
-        # another separable symplectic integrator: the force form
+            return res.x, res.p, res.gradient, cast(torch.Tensor, res.energy)
+        # another separable symplectic integrator: its own result, the force form
         out = self.integrator.integrate(
             {"x": x, "p": p},
             eps,
@@ -358,7 +358,7 @@ class HamiltonianMonteCarlo(_HMCBase):
             drift=lambda z, t: self._drift(z, conditioning),
             safe=False,
         )
-        return out["x"], out["p"], None
+        return out["x"], out["p"], None, self._energy(out["x"], conditioning)
 
     def extra_repr(self) -> str:
         return (

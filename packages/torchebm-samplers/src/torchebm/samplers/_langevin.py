@@ -103,11 +103,14 @@ class LangevinState(SamplerState):
         chain: `torchebm.cuda.langevin_chain` when whole stretches of the chain run in one
             kernel, else `None`.
         owned: Whether `x` is the loop's own tensor (then updated in place).
+        constants: `(step_size, noise_scale)` when both are constant during the call (read
+            once), else `None` (read from their schedulers at every step).
     """
 
     update: Callable[..., torch.Tensor] | None = shared_field()
     chain: Callable[..., torch.Tensor] | None = shared_field()
     owned: bool = shared_field(False)
+    constants: tuple[float, float] | None = shared_field()
 
 
 class LangevinDynamics(BaseSampler):
@@ -224,6 +227,12 @@ class LangevinDynamics(BaseSampler):
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> LangevinState:
         """Choose, once for the call, the update (eager, fused kernel or whole-chain kernel)."""
         state = LangevinState(x=x)
+        scheds = self.get_schedulers()
+        if all(type(scheds.get(k)) is ConstantScheduler for k in ("step_size", "noise_scale")):
+            state.constants = (
+                self.get_scheduled_value("step_size"),
+                self.get_scheduled_value("noise_scale"),
+            )
         if isinstance(self.integrator, EulerMaruyamaIntegrator):
             fused = resolve_fused(self.backend, "fused_langevin_step", x, owner=type(self).__name__)
             if fused is not None:
@@ -262,8 +271,11 @@ class LangevinDynamics(BaseSampler):
 
     def step(self, state: LangevinState, ctx: SamplerContext) -> LangevinState:
         x = state.x
-        eta = self.get_scheduled_value("step_size")
-        sigma = self.get_scheduled_value("noise_scale")
+        if state.constants is not None:
+            eta, sigma = state.constants
+        else:
+            eta = self.get_scheduled_value("step_size")
+            sigma = self.get_scheduled_value("noise_scale")
         if state.chain is not None:  # ctx.n steps of the same update in one kernel
             state.x = state.chain(
                 x, self.model, ctx.n, eta, sigma, clamp=self.clamp, generator=ctx.generator,

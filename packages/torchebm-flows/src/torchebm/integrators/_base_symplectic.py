@@ -1,0 +1,147 @@
+r"""`BaseSymplecticIntegrator`: the contract of Hamiltonian integrators on states `{"x", "p"}`.
+
+This base moved here from `torchebm.core._base_integrator` (only the flows integrators and
+the HMC samplers built on them use it); `from torchebm.core import BaseSymplecticIntegrator`
+keeps working through core's lazy export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from torchebm.core import BaseIntegrator
+from torchebm.core._base_integrator import _fits, _rms_norm
+from torchebm.core.errors import ConfigurationError
+from torchebm.integrators._base_runge_kutta import _Evaluations
+
+__all__ = ["BaseSymplecticIntegrator"]
+
+
+class BaseSymplecticIntegrator(BaseIntegrator):
+    r"""Base of Hamiltonian (symplectic) integrators on states `{"x", "p"}`.
+
+    A subclass implements the public `step` and `integrate` of
+    [`BaseIntegrator`][torchebm.core.BaseIntegrator] on a state mapping with tensors
+    `"x"` and `"p"` of the same shape `(B, *event_shape)`, and declares whether it
+    integrates a separable Hamiltonian:
+
+    * `separable = True`: $H = U(x) + \tfrac12 p^\top M^{-1} p$; the caller passes the
+      potential's gradient (`gradient(x, t)` $= \nabla U$, or the force
+      `drift(x, t)` $= -\nabla U$) and a diagonal `mass`
+      ([`LeapfrogIntegrator`][torchebm.integrators.LeapfrogIntegrator]).
+    * `separable = False`: a general $H(x, p)$ given by `force(x, p, t)`
+      $= -\partial H/\partial x$ and `velocity(x, p, t)` $= \partial H/\partial p$
+      ([`GeneralisedLeapfrogIntegrator`][torchebm.integrators.GeneralisedLeapfrogIntegrator]).
+
+    Hamiltonians are autonomous: callbacks receive `t = zeros(B)`. The helpers below
+    (state unpacking, the `safe` guards, in-place axpy) are shared by the subclasses.
+
+    `safe=True` clamps forces and positions to $\pm 10^6$ and replaces NaNs by 0 (no
+    host sync). HMC runs with `safe=False`: a divergent trajectory is rejected by its
+    Metropolis test and reported by the sampler's `nan_policy`, never sanitised into an
+    accepted point.
+
+    Example:
+        >>> from torchebm.integrators import LeapfrogIntegrator
+        >>> issubclass(LeapfrogIntegrator, BaseSymplecticIntegrator)
+        True
+        >>> LeapfrogIntegrator.separable
+        True
+
+    References:
+        Leimkuhler, B. & Reich, S. (2004). Simulating Hamiltonian Dynamics. Cambridge
+        University Press.
+    """
+
+    separable: bool = True
+    _SAFE_CLAMP = 1e6
+
+    def __init__(self, device: Any = None, dtype: torch.dtype | None = None):
+        self._evaluations = _Evaluations()
+        super().__init__(device=device, dtype=dtype)
+
+    @property
+    def nfe(self) -> int:  # type: ignore[override]
+        """Vector-field evaluations made by the last `step` or `integrate` call."""
+        return self._evaluations.count
+
+    @nfe.setter
+    def nfe(self, value: int) -> None:
+        # a plain counter object: no nn.Module.__setattr__ on every call of the hot loop
+        self._evaluations.count = int(value)
+
+    @staticmethod
+    def _validate_n_steps(n_steps: Any) -> int:
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps <= 0:
+            raise ConfigurationError(f"n_steps must be positive, got {n_steps!r}")
+        return n_steps
+
+    def _unpack_state(self, state: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`(x, p, t)` of a state mapping (a dict or a result), `t` the cached zero time."""
+        if not (type(state) is dict or isinstance(state, Mapping)) or not (
+            "x" in state and "p" in state
+        ):
+            raise TypeError(
+                "state must be a dict with keys 'x' and 'p', got "
+                + (f"keys {sorted(state)}" if isinstance(state, Mapping) else type(state).__name__)
+            )
+        x, p = state["x"], state["p"]
+        if not isinstance(x, torch.Tensor) or not isinstance(p, torch.Tensor):
+            raise TypeError("state['x'] and state['p'] must be tensors")
+        if x.shape != p.shape:
+            raise ConfigurationError(
+                f"state['p'] must have the shape of state['x'] {tuple(x.shape)}, got {tuple(p.shape)}"
+            )
+        return x, p, self._zeros_t(x)
+
+    @classmethod
+    def _guard_force(cls, f: torch.Tensor, safe: bool) -> torch.Tensor:
+        """`f` with NaN -> 0 and values clamped to the safe range (a new tensor; `f` kept)."""
+        if not safe:
+            return f
+        big = cls._SAFE_CLAMP
+        return f.nan_to_num(nan=0.0, posinf=big, neginf=-big).clamp_(-big, big)
+
+    @classmethod
+    def _guard_state(cls, z: torch.Tensor, safe: bool) -> torch.Tensor:
+        """`z` with NaN -> 0 and values clamped (in place unless `z` requires grad)."""
+        if not safe:
+            return z
+        big = cls._SAFE_CLAMP
+        if z.requires_grad:
+            return z.nan_to_num(nan=0.0, posinf=big, neginf=-big).clamp(-big, big)
+        return z.nan_to_num_(nan=0.0, posinf=big, neginf=-big).clamp_(-big, big)
+
+    @staticmethod
+    def _axpy(y: torch.Tensor, a: Any, x: torch.Tensor) -> torch.Tensor:
+        """`y + a * x` for a Python-float or tensor `a` (one allocation)."""
+        if isinstance(a, float):
+            return torch.add(y, x, alpha=a)
+        return torch.addcmul(y, x, a)
+
+    @staticmethod
+    def _axpy_(y: torch.Tensor, a: Any, x: torch.Tensor) -> torch.Tensor:
+        """`y + a * x` in place on `y` (a tensor the caller owns) when autograd allows it."""
+        if y.requires_grad or not _fits(x.shape, y.shape):
+            return BaseSymplecticIntegrator._axpy(y, a, x)
+        if isinstance(a, float):
+            return y.add_(x, alpha=a)
+        return y.addcmul_(x, a)
+
+    @staticmethod
+    def _picard(fn: Any, z0: torch.Tensor, n_iter: int, check_every: int, tol: float):
+        """Fixed-point iteration `z <- fn(z)` from `z0`; returns `(z, evaluations)`."""
+        z = z0
+        for it in range(1, n_iter + 1):
+            z_new = fn(z)
+            if check_every > 0 and it % check_every == 0 and it < n_iter:
+                change = float(_rms_norm(z_new - z))
+                z = z_new
+                if change <= tol:
+                    return z, it
+            else:
+                z = z_new
+        return z, n_iter
