@@ -81,6 +81,17 @@ def _combine(
     return torch.addcmul(x, acc, h)
 
 
+def _error_estimate(h: float, weights: Sequence[float], ks: Sequence[torch.Tensor]):
+    """``h * sum_j weights[j] * ks[j]`` over the non-zero weights: the first term scaled
+    into a fresh tensor, the others added in place (the embedded error of a step)."""
+    terms = [(h * w, k) for w, k in zip(weights, ks) if w != 0.0]
+    a0, k0 = terms[0]
+    err = torch.mul(k0, a0)
+    for a, k in terms[1:]:
+        err = _iadd(err, k, a)
+    return err
+
+
 def _updatable(x: torch.Tensor, ks: Sequence[torch.Tensor]) -> bool:
     """Whether ``x += c * k`` for every ``k`` of ``ks`` can run in place on ``x``: same
     shape and dtype (no broadcast, no type promotion) and no ``k`` sharing its storage."""
@@ -624,7 +635,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 k_new = drift(y, tvec(t1 if last else t + hs))
                 self._evaluations.count += 1
                 ks = [*ks, k_new]
-            err = _combine(torch.zeros_like(x), hs, e, ks)
+            err = _error_estimate(hs, e, ks)
             scale = torch.maximum(x.abs(), y.abs()).mul_(self.rtol).add_(self.atol)
             ratio = float(norm(err / scale))
             if ratio <= 1.0:
