@@ -95,10 +95,13 @@ def _error_estimate(h: float, weights: Sequence[float], ks: Sequence[torch.Tenso
 def _updatable(x: torch.Tensor, ks: Sequence[torch.Tensor]) -> bool:
     """Whether ``x += c * k`` for every ``k`` of ``ks`` can run in place on ``x``: same
     shape and dtype (no broadcast, no type promotion) and no ``k`` sharing its storage."""
-    ptr, shape, dtype = x.untyped_storage().data_ptr(), x.shape, x.dtype
-    for k in ks:
-        if k.shape != shape or k.dtype != dtype or k.untyped_storage().data_ptr() == ptr:
-            return False
+    try:
+        ptr, shape, dtype = x.untyped_storage().data_ptr(), x.shape, x.dtype
+        for k in ks:
+            if k.shape != shape or k.dtype != dtype or k.untyped_storage().data_ptr() == ptr:
+                return False
+    except (RuntimeError, NotImplementedError):  # no storage (a functorch-wrapped tensor)
+        return False
     return True
 
 
