@@ -247,8 +247,7 @@ class EquilibriumMatchingLoss(BaseLoss):
         terms: dict[str, Any] = {"t": t, "weights": weights}
 
         if self.prediction == "velocity":
-            ct = self._ct(t)
-            target = ut * expand_t_like_x(ct.neg_(), x1)  # -c(t) u_t
+            target = ut * expand_t_like_x(self._ct(t, -1.0), x1)  # -c(t) u_t
             if self.energy_type == "none":
                 pred, act = self._call_model(xt, t_model, conditioning)
             else:
@@ -279,15 +278,17 @@ class EquilibriumMatchingLoss(BaseLoss):
         terms.update(loss=loss, pred=pred, target=target)
         return terms
 
-    def _ct(self, t: torch.Tensor) -> torch.Tensor:
-        """$c(t)$ of the chosen family, times ``ct_multiplier``."""
+    def _ct(self, t: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
+        """$c(t)$ of the chosen family, times ``sign * ct_multiplier`` (a sign folded into
+        the multiplier is exact: $-(c m) = c(-m)$ in floating point)."""
+        m = sign * self.ct_multiplier
         if self.ct == "truncated":
-            return compute_eqm_ct(t, self.ct_threshold, self.ct_multiplier)
+            return compute_eqm_ct(t, self.ct_threshold, m)
         if self.ct == "linear":
-            return (1.0 - t) * self.ct_multiplier
+            return (1.0 - t) * m
         if self.ct == "constant":
-            return torch.full_like(t, self.ct_multiplier)
-        return self.ct(t) * self.ct_multiplier
+            return torch.full_like(t, m)
+        return self.ct(t) * m
 
     def _explicit_field(self, xt, t_model, conditioning):
         if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):

@@ -151,11 +151,14 @@ def _divergence(
         if probe is not None:
             (vjp,) = torch.autograd.grad(v, xg, probe)
             return v.detach(), (vjp * probe).reshape(x.shape[0], -1).sum(1)
-        vf = v.reshape(x.shape[0], -1)
-        div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        vf = v if v.ndim == 2 else v.reshape(x.shape[0], -1)
+        div: torch.Tensor | None = None  # the first column starts the sum (no zeros + ...)
         for i in range(vf.shape[1]):
             (g,) = torch.autograd.grad(vf[:, i].sum(), xg, retain_graph=i + 1 < vf.shape[1])
-            div = div + g.reshape(x.shape[0], -1)[:, i]
+            col = (g if g.ndim == 2 else g.reshape(x.shape[0], -1))[:, i]
+            div = col if div is None else div + col
+    if div is None:  # an empty event
+        div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     return v.detach(), div
 
 

@@ -48,14 +48,28 @@ class _Evaluations:
     count: int = 0
 
 
-def _combine(x: torch.Tensor, h, coeffs: Sequence[float], ks: Sequence[torch.Tensor]):
-    r"""``x + h * sum_j coeffs[j] * ks[j]`` skipping zero coefficients (``x`` itself if none)."""
+def _combine(
+    x: torch.Tensor,
+    h,
+    coeffs: Sequence[float],
+    ks: Sequence[torch.Tensor],
+    inplace: bool = False,
+):
+    r"""``x + h * sum_j coeffs[j] * ks[j]`` skipping zero coefficients (``x`` itself if none).
+
+    ``inplace``: ``x`` is a loop-owned state outside autograd, which may be overwritten
+    (done only when no term aliases it and every term has its shape and dtype; the
+    additions are the same in the same order, so the result is bit-identical).
+    """
     terms = [(c, k) for c, k in zip(coeffs, ks) if c != 0.0]
     if not terms:
         return x
     c0, k0 = terms[0]
     if isinstance(h, float):
-        out = torch.add(x, k0, alpha=h * c0)
+        if inplace and _updatable(x, [k for _, k in terms]):
+            out = x.add_(k0, alpha=h * c0)
+        else:
+            out = torch.add(x, k0, alpha=h * c0)
         for c, k in terms[1:]:
             out = _iadd(out, k, h * c)
         return out
@@ -65,6 +79,30 @@ def _combine(x: torch.Tensor, h, coeffs: Sequence[float], ks: Sequence[torch.Ten
     for c, k in terms[1:]:
         acc.add_(k, alpha=c)
     return torch.addcmul(x, acc, h)
+
+
+def _error_estimate(h: float, weights: Sequence[float], ks: Sequence[torch.Tensor]):
+    """``h * sum_j weights[j] * ks[j]`` over the non-zero weights: the first term scaled
+    into a fresh tensor, the others added in place (the embedded error of a step)."""
+    terms = [(h * w, k) for w, k in zip(weights, ks) if w != 0.0]
+    a0, k0 = terms[0]
+    err = torch.mul(k0, a0)
+    for a, k in terms[1:]:
+        err = _iadd(err, k, a)
+    return err
+
+
+def _updatable(x: torch.Tensor, ks: Sequence[torch.Tensor]) -> bool:
+    """Whether ``x += c * k`` for every ``k`` of ``ks`` can run in place on ``x``: same
+    shape and dtype (no broadcast, no type promotion) and no ``k`` sharing its storage."""
+    try:
+        ptr, shape, dtype = x.untyped_storage().data_ptr(), x.shape, x.dtype
+        for k in ks:
+            if k.shape != shape or k.dtype != dtype or k.untyped_storage().data_ptr() == ptr:
+                return False
+    except (RuntimeError, NotImplementedError):  # no storage (a functorch-wrapped tensor)
+        return False
+    return True
 
 
 def _stage_time(t: torch.Tensor, dt) -> torch.Tensor:
@@ -145,6 +183,37 @@ def _integrate_time_grid(
         raise ConfigurationError(f"t must have length >= 2, got {t.shape[0]}")
     t = t.to(device=x.device, dtype=x.dtype)
     return _run_grid(x, t, t.diff(), step_fn)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """An explicit tableau scaled by one float step ``h``: ``stages[i]`` and ``final`` list
+    ``(j, h * a_ij)`` / ``(j, h * b_j)`` for the non-zero coefficients, in order."""
+
+    stages: tuple[tuple[tuple[int, float], ...], ...]
+    final: tuple[tuple[int, float], ...]
+
+
+def _planned_step(x, t, stage_t, plan: _Plan, drift, inplace, evaluations):
+    """One explicit RK step from a `_Plan`: the operations of the generic path (first
+    term out of place, then in place on that fresh tensor) in the same order."""
+    ks: list[torch.Tensor] = []
+    for terms, ti in zip(plan.stages, stage_t):
+        base = x
+        if terms:
+            j, a = terms[0]
+            base = torch.add(x, ks[j], alpha=a)
+            for j, a in terms[1:]:
+                base = _iadd(base, ks[j], a)
+        ks.append(drift(base, t if ti is None else ti))
+    evaluations.count += len(ks)
+    final = plan.final
+    j, a = final[0]
+    same = _updatable(x, [ks[j] for j, _ in final])
+    out = x.add_(ks[j], alpha=a) if inplace and same else torch.add(x, ks[j], alpha=a)
+    for j, a in final[1:]:
+        out = out.add_(ks[j], alpha=a) if same else _iadd(out, ks[j], a)
+    return out, ks
 
 
 class BaseRungeKuttaIntegrator(BaseIntegrator):
@@ -298,12 +367,20 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         drift: Drift,
         k0: torch.Tensor | None = None,
         stage_t: Sequence[torch.Tensor | None] | None = None,
+        inplace: bool = False,
+        plan: _Plan | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One RK step from ``(x, t)`` with step ``h``; returns ``(y, stages)``.
 
         ``stage_t``: the stage times ``t + c_i h`` when the caller has them (the fixed-step
         loop computes them for the whole grid at once); ``None`` computes them here.
+        ``inplace``: ``x`` is owned by the loop (outside autograd) and ``y`` may reuse it.
+        ``plan``: the scaled coefficients of an explicit tableau for this ``h`` (with
+        ``stage_t``), built once per fixed-grid call: the same operations, no per-step
+        bookkeeping.
         """
+        if plan is not None and stage_t is not None:
+            return _planned_step(x, t, stage_t, plan, drift, inplace, self._evaluations)
         ks: list[torch.Tensor] = []
         nfe = 0
         for i, (row, ci) in enumerate(zip(self.tableau_a, self.tableau_c)):
@@ -327,7 +404,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 nfe += used
             ks.append(k)
         self._evaluations.count += nfe
-        return _combine(x, h, self.tableau_b, ks), ks
+        return _combine(x, h, self.tableau_b, ks, inplace), ks
 
     def _picard(self, base, ti, h, diag, drift):
         """Solve ``k = f(base + h*diag*k, ti)`` by fixed-point iteration; returns ``(k, nfe)``."""
@@ -346,9 +423,21 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 k = k_new
         return k, used
 
-    def _advance(self, x, t, h, h_t, drift, extra, stage_t=None) -> torch.Tensor:
-        """One fixed step (the SDE subclass adds noise here)."""
-        return self._rk(x, t, h, h_t, drift, stage_t=stage_t)[0]
+    def _advance(
+        self, x, t, h, h_t, drift, extra, stage_t=None, inplace=False, plan=None
+    ) -> torch.Tensor:
+        """One fixed step (the SDE subclass adds noise here); ``inplace``, ``plan``: see `_rk`."""
+        return self._rk(x, t, h, h_t, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
+
+    def _plan(self, h: float) -> _Plan | None:
+        """`_Plan` of an explicit tableau for the float step ``h`` (``None``: implicit)."""
+        stages = []
+        for i, row in enumerate(self.tableau_a):
+            if len(row) > i and row[i] != 0.0:
+                return None
+            stages.append(tuple((j, h * a) for j, a in enumerate(row[:i]) if a != 0.0))
+        final = tuple((j, h * b) for j, b in enumerate(self.tableau_b) if b != 0.0)
+        return _Plan(tuple(stages), final) if final else None
 
     # ------------------------------------------------------------------ public API
     def step(
@@ -475,14 +564,22 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         if n == 0:
             return x
         starts = times[:-1]
-        if isinstance(dts, torch.Tensor):
-            grids = [None if c == 0.0 else starts + c * dts for c in self.tableau_c]
-        else:  # a uniform grid: dts is [h] * n
-            grids = [None if c == 0.0 else starts + c * dts[0] for c in self.tableau_c]
+        uniform = not isinstance(dts, torch.Tensor)  # a uniform grid: dts is [h] * n
+        step = dts if not uniform else dts[0]
+        # every time row of the grid, expanded to (B,), unbound once (no per-step indexing)
+        rows = [
+            None if c == 0.0 else (starts + c * step)[:, None].expand(n, batch).unbind(0)
+            for c in self.tableau_c
+        ]
+        stage_ts = list(zip(*(r if r is not None else (None,) * n for r in rows)))
+        t_rows = starts[:, None].expand(n, batch).unbind(0)
+        # outside autograd every state after the first step is the loop's own tensor (never
+        # the caller's x): the steps update it in place, as a hand-written loop would
+        owned = not torch.is_grad_enabled()
+        plan = self._plan(step) if owned and uniform else None
         for i in range(n):
-            stage_t = [None if g is None else g[i].expand(batch) for g in grids]
             dt = dts[i]
-            x = advance(x, times[i].expand(batch), dt, dt, drift, extra, stage_t)
+            x = advance(x, t_rows[i], dt, dt, drift, extra, stage_ts[i], owned and i > 0, plan)
         return x
 
     def _adaptive(self, x: torch.Tensor, times: torch.Tensor, step_size: Any, drift: Drift):
@@ -541,7 +638,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 k_new = drift(y, tvec(t1 if last else t + hs))
                 self._evaluations.count += 1
                 ks = [*ks, k_new]
-            err = _combine(torch.zeros_like(x), hs, e, ks)
+            err = _error_estimate(hs, e, ks)
             scale = torch.maximum(x.abs(), y.abs()).mul_(self.rtol).add_(self.atol)
             ratio = float(norm(err / scale))
             if ratio <= 1.0:
@@ -583,6 +680,22 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         return min(100 * h0, h1)
 
 
+@dataclass
+class _FixedNoise:
+    """The noise of one fixed-grid SDE integration, resolved before the loop.
+
+    ``diffusion``: the callable ``diffusion(x, t)`` evaluated per step (``None`` when the
+    diffusion is constant); ``d``: the constant diffusion (float, tensor or ``None`` for
+    none); ``buffer``: the tensor each step's noise is drawn into (``None`` under
+    autograd, where every step draws a fresh tensor).
+    """
+
+    diffusion: Callable[[torch.Tensor, torch.Tensor], Any] | None
+    d: Any
+    buffer: torch.Tensor | None
+    generator: torch.Generator | None
+
+
 class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     r"""Runge-Kutta drift plus Ito noise for $dx = f(x,t)\,dt + \sqrt{2D}\,dW$.
 
@@ -621,7 +734,9 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         )
 
     @staticmethod
-    def _add_noise(y, x, d, h, noise, generator):
+    def _add_noise(y, x, d, h, noise, generator, owned=False, buffer=None):
+        """``y + sqrt(2 d |h|) xi``; ``xi`` is ``noise``, else drawn (into ``buffer`` when
+        given, which equals a fresh ``randn``); ``owned``: ``y`` may be updated in place."""
         amp: float | torch.Tensor
         if isinstance(d, float) and isinstance(h, float):
             amp = math.sqrt(2.0 * d * abs(h))
@@ -630,23 +745,50 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         else:
             amp = torch.sqrt((2.0 * abs(h)) * torch.as_tensor(d, device=x.device, dtype=x.dtype))
         if noise is None:
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        fresh = y is not x and not y.requires_grad
+            if buffer is not None:
+                noise = buffer.normal_(generator=generator)
+            else:
+                noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        fresh = (owned or y is not x) and not y.requires_grad
         if isinstance(amp, float):
             return y.add_(noise, alpha=amp) if fresh else y.add(noise, alpha=amp)
         if fresh and _fits(amp.shape, y.shape):
             return y.addcmul_(noise, amp)
         return torch.addcmul(y, noise, amp)
 
-    def _advance(self, x, t, h, h_t, drift, extra, stage_t=None) -> torch.Tensor:
+    def _advance(
+        self, x, t, h, h_t, drift, extra, stage_t=None, inplace=False, plan=None
+    ) -> torch.Tensor:
         if extra is None:
-            return self._rk(x, t, h, h_t, drift, stage_t=stage_t)[0]
+            return self._rk(x, t, h, h_t, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
+        if isinstance(extra, _FixedNoise):  # the fixed-grid loop of integrate()
+            d = extra.d
+            if extra.diffusion is not None:  # D(x_n, t_n) may alias x: no in-place update
+                d, inplace = self._diffusion_value(extra.diffusion, None, x, t), False
+            y = self._rk(x, t, h, h_t, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
+            if d is None:
+                return y
+            return self._add_noise(y, x, d, h, None, extra.generator, inplace, extra.buffer)
         diffusion, noise_scale, noise, generator = extra
         d = self._diffusion_value(diffusion, noise_scale, x, t)
         y = self._rk(x, t, h, h_t, drift, stage_t=stage_t)[0]
         if d is None:
             return y
         return self._add_noise(y, x, d, h, noise, generator)
+
+    def _fixed(self, x, times, dts, drift, extra) -> torch.Tensor:
+        """The fixed-grid loop with the noise resolved once: a constant diffusion is
+        validated and shaped before the first step, and outside autograd every step's
+        noise is drawn into one buffer (the same numbers as a fresh ``randn``)."""
+        if extra is not None and extra[2] is None:
+            diffusion, noise_scale, _, generator = extra
+            per_step = diffusion if callable(diffusion) else None
+            d = None if per_step else self._diffusion_value(diffusion, noise_scale, x, None)
+            buffer = None
+            if not torch.is_grad_enabled():
+                buffer = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+            extra = _FixedNoise(per_step, d, buffer, generator)
+        return super()._fixed(x, times, dts, drift, extra)
 
     # ------------------------------------------------------------------ public API
     def step(  # type: ignore[override]

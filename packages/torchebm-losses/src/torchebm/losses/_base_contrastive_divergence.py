@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from abc import abstractmethod
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,6 +20,15 @@ from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
 
 __all__ = ["BaseContrastiveDivergence"]
+
+
+@dataclass
+class _HostState:
+    """Host-side bookkeeping of the replay buffer: ``ptr`` mirrors ``buffer_ptr``;
+    ``starts`` caches the stratum offsets of the batch size in use."""
+
+    ptr: int = 0
+    starts: dict = field(default_factory=dict)
 
 
 class BaseContrastiveDivergence(BaseLoss):
@@ -143,7 +153,10 @@ class BaseContrastiveDivergence(BaseLoss):
         self.register_buffer("replay_buffer", None)
         self.register_buffer("buffer_age", None)
         self.register_buffer("buffer_ptr", torch.zeros((), dtype=torch.long))
-        self._ptr = 0  # host copy of buffer_ptr: no device read in the hot path
+        # host copy of buffer_ptr (no device read in the hot path), in a plain holder so
+        # that updating it skips nn.Module.__setattr__; ``_starts``: per-(n, stride, device)
+        # row offsets arange(n) * stride of the stratified draw
+        self._host = _HostState()
 
     def __repr__(self) -> str:
         return (
@@ -159,7 +172,8 @@ class BaseContrastiveDivergence(BaseLoss):
         return self.replay_buffer is not None
 
     def _noise(self, shape, like: torch.Tensor, generator, scale: float) -> torch.Tensor:
-        return scale * torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+        noise = torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+        return noise if scale == 1.0 else noise.mul_(scale)  # 1.0 * v is v: no multiply
 
     def initialize_buffer(
         self,
@@ -208,9 +222,14 @@ class BaseContrastiveDivergence(BaseLoss):
         self._set_ptr(0)
         return buf
 
+    @property
+    def _ptr(self) -> int:
+        """Host copy of ``buffer_ptr``."""
+        return self._host.ptr
+
     def _set_ptr(self, ptr: int) -> None:
-        self._ptr = int(ptr)
-        self.buffer_ptr.fill_(self._ptr)
+        self._host.ptr = int(ptr)
+        self.buffer_ptr.fill_(self._host.ptr)
 
     def _check_buffer_shape(self, x: torch.Tensor) -> None:
         if tuple(self.replay_buffer.shape[1:]) != tuple(x.shape[1:]):
@@ -239,17 +258,26 @@ class BaseContrastiveDivergence(BaseLoss):
             idx = torch.randint(0, size, (n,), generator=generator, device=buf.device)
         else:
             stride = size // n
-            idx = torch.arange(n, device=buf.device) * stride + torch.randint(
+            idx = self._row_starts(n, stride, buf.device) + torch.randint(
                 0, stride, (n,), generator=generator, device=buf.device
             )
-        start = buf[idx].to(dtype=x.dtype)
-        age = self.buffer_age[idx]
+        start = buf.index_select(0, idx).to(dtype=x.dtype)
+        age = self.buffer_age.index_select(0, idx)
         if self.new_sample_ratio > 0:
             fresh = torch.rand(n, generator=generator, device=buf.device) < self.new_sample_ratio
             noise = self._noise(start.shape, start, generator, self.init_noise_scale)
             start = torch.where(expand_t_like_x(fresh, start), noise, start)
-            age = torch.where(fresh, torch.zeros_like(age), age)
+            age.masked_fill_(fresh, 0)  # a fresh gather: restarted chains have age 0
         return start, age
+
+    def _row_starts(self, n: int, stride: int, device: torch.device) -> torch.Tensor:
+        """``arange(n) * stride`` (the first row of each stratum), computed once per shape."""
+        key = (n, stride, device)
+        starts = self._host.starts.get(key)
+        if starts is None:
+            starts = torch.arange(n, device=device) * stride
+            self._host.starts = {key: starts}  # one entry: the batch size rarely changes
+        return starts
 
     def get_start_points(
         self, x: torch.Tensor, generator: torch.Generator | None = None
@@ -281,15 +309,21 @@ class BaseContrastiveDivergence(BaseLoss):
         if ages is None:
             ages = torch.full((n,), self.k_steps, dtype=torch.long, device=buf.device)
         ages = ages.to(device=buf.device, dtype=torch.long)
+        age = self.buffer_age
         if n >= size:
             buf.copy_(samples[n - size :])
-            self.buffer_age.copy_(ages[n - size :])
+            age.copy_(ages[n - size :])
             self._set_ptr(0)
             return
-        idx = (self._ptr + torch.arange(n, device=buf.device)) % size
-        buf[idx] = samples
-        self.buffer_age[idx] = ages
-        self._set_ptr((self._ptr + n) % size)
+        # FIFO at the pointer as (at most) two contiguous slice copies, no index tensor
+        p = self._ptr
+        first = min(n, size - p)
+        buf.narrow(0, p, first).copy_(samples.narrow(0, 0, first))
+        age.narrow(0, p, first).copy_(ages.narrow(0, 0, first))
+        if first < n:
+            buf.narrow(0, 0, n - first).copy_(samples.narrow(0, first, n - first))
+            age.narrow(0, 0, n - first).copy_(ages.narrow(0, first, n - first))
+        self._set_ptr((p + n) % size)
 
     def mix_buffer_across_ranks(
         self, process_group: Any = None, generator: torch.Generator | None = None
@@ -354,7 +388,7 @@ class BaseContrastiveDivergence(BaseLoss):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
-        self._ptr = int(self.buffer_ptr)
+        self._host.ptr = int(self.buffer_ptr)
 
     # ------------------------------------------------------------------ negative phase
     def _run_sampler(

@@ -22,7 +22,8 @@ __all__ = ["BaseScoreMatching"]
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1)
+    """``(B, ...) -> (B, D)``; a 2-D tensor is returned as is (no view node in autograd)."""
+    return t if t.ndim == 2 else t.reshape(t.shape[0], -1)
 
 
 class BaseScoreMatching(BaseLoss):

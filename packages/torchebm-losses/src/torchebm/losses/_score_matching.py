@@ -20,7 +20,8 @@ _PROJECTIONS = ("rademacher", "gaussian", "sphere")
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1)
+    """``(B, ...) -> (B, D)``; a 2-D tensor is returned as is (no view node in autograd)."""
+    return t if t.ndim == 2 else t.reshape(t.shape[0], -1)
 
 
 def _probes(

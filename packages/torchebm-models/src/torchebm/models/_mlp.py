@@ -104,19 +104,15 @@ def _activation_backward(m: nn.Module) -> Callable[..., torch.Tensor] | None:
     if kind is nn.ReLU:
         return lambda g, h, a: aten.threshold_backward(g, h, 0)
     if kind is nn.LeakyReLU:
-        slope = float(act.negative_slope)
-        return lambda g, h, a: aten.leaky_relu_backward(g, h, slope, False)
+        return lambda g, h, a: aten.leaky_relu_backward(g, h, float(act.negative_slope), False)
     if kind is nn.GELU:
-        approx = act.approximate
-        return lambda g, h, a: aten.gelu_backward(g, h, approximate=approx)
+        return lambda g, h, a: aten.gelu_backward(g, h, approximate=act.approximate)
     if kind is nn.ELU:
-        alpha = float(act.alpha)
-        return lambda g, h, a: aten.elu_backward(g, alpha, 1.0, 1.0, False, h)
+        return lambda g, h, a: aten.elu_backward(g, float(act.alpha), 1.0, 1.0, False, h)
     if kind is nn.SELU:
         return lambda g, h, a: aten.elu_backward(g, _SELU_ALPHA, _SELU_SCALE, 1.0, False, h)
     if kind is nn.Softplus:
-        beta, threshold = float(act.beta), float(act.threshold)
-        return lambda g, h, a: aten.softplus_backward(g, h, beta, threshold)
+        return lambda g, h, a: aten.softplus_backward(g, h, float(act.beta), float(act.threshold))
     if kind is nn.Tanh:
         return lambda g, h, a: aten.tanh_backward(g, a)
     if kind is nn.Sigmoid:
@@ -195,6 +191,8 @@ class MLPEnergy(BaseModel):
         self.hidden_dims = _hidden_dims(hidden_dims)
         self.net = _mlp(self.input_dim, self.hidden_dims, 1, activation)
         self.net.to(device=self._torchebm_probe.device, dtype=dtype)
+        # plain dict (not a module attribute write per call): the explicit pass's layer plan
+        self._plan_cache: dict[str, Any] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Energies ``(B,)`` of ``x`` ``(B, input_dim)``."""
@@ -249,7 +247,7 @@ class MLPEnergy(BaseModel):
             or self.use_mixed_precision
         ):
             return None
-        mods = list(self.net._modules.values())
+        mods = tuple(self.net._modules.values())
         if len(mods) < 3 or len(mods) % 2 == 0:
             return None
         w = mods[0].weight if isinstance(mods[0], nn.Linear) else None
@@ -261,6 +259,24 @@ class MLPEnergy(BaseModel):
             or x.ndim == 0
         ):
             return None
+        # the layer plan depends only on the modules, their parameter tensors and the
+        # activations' in-place flags: built once and reused while those stay the same
+        key = (
+            mods,
+            tuple(p for m in mods[::2] for p in (m.weight, m.bias)),
+            tuple(getattr(m, "inplace", False) for m in mods[1::2]),
+        )
+        cached = self._plan_cache.get("layers")
+        if cached is not None and all(
+            len(a) == len(b) and all(u is v for u, v in zip(a, b)) for a, b in zip(cached[0], key)
+        ):
+            return cached[1]
+        layers = self._build_layers(mods)
+        self._plan_cache["layers"] = (key, layers)
+        return layers
+
+    def _build_layers(self, mods: tuple[nn.Module, ...]) -> list[Any] | None:
+        """The explicit pass's layer list for ``mods`` (``None``: it does not apply)."""
         layers: list[Any] = []
         for i in range(0, len(mods) - 1, 2):
             lin, act = mods[i], mods[i + 1]

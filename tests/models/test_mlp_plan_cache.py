@@ -1,0 +1,53 @@
+"""``MLPEnergy.gradient`` reuses its explicit-pass layer plan only while it is valid."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from torchebm.models import MLPEnergy
+
+
+def _autograd(model: MLPEnergy, x: torch.Tensor) -> torch.Tensor:
+    xg = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(model(xg).sum(), xg)
+    return g
+
+
+def _model(act="silu") -> MLPEnergy:
+    torch.manual_seed(0)
+    return MLPEnergy(2, (16, 16), act, dtype=torch.float64)
+
+
+def _x() -> torch.Tensor:
+    return torch.randn(32, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+def test_plan_is_reused_and_result_unchanged():
+    m, x = _model(), _x()
+    first = m.gradient(x)
+    plan = m._explicit_layers(x, None)
+    assert plan is m._explicit_layers(x, None)  # built once
+    assert torch.equal(m.gradient(x), first)
+    torch.testing.assert_close(first, _autograd(m, x), rtol=1e-12, atol=1e-12)
+
+
+def test_replaced_layer_or_parameter_rebuilds_the_plan():
+    m, x = _model(), _x()
+    m.gradient(x)
+    m.net[2] = nn.Linear(16, 16, dtype=torch.float64)  # a new module
+    torch.testing.assert_close(m.gradient(x), _autograd(m, x), rtol=1e-12, atol=1e-12)
+    m.net[0].weight = nn.Parameter(torch.randn(16, 2, dtype=torch.float64))  # a new tensor
+    torch.testing.assert_close(m.gradient(x), _autograd(m, x), rtol=1e-12, atol=1e-12)
+    m.net[1] = nn.Tanh()  # another activation: its own backward
+    torch.testing.assert_close(m.gradient(x), _autograd(m, x), rtol=1e-12, atol=1e-12)
+
+
+def test_activation_settings_changed_after_the_first_call_are_read():
+    m, x = _model("leaky_relu"), _x()
+    m.gradient(x)
+    for act in (m.net[1], m.net[3]):
+        act.negative_slope = 0.3
+    torch.testing.assert_close(m.gradient(x), _autograd(m, x), rtol=1e-12, atol=1e-12)
+    m.net[1].inplace = True  # in-place activations take the autograd path
+    assert m._explicit_layers(x, None) is None
