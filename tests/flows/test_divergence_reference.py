@@ -5,12 +5,24 @@ from __future__ import annotations
 import torch
 
 from torchebm.flows._likelihood import _divergence
-from torchebm.models import MLPVelocity
+
+
+class _Field(torch.nn.Module):
+    """A small MLP velocity `v(x, t)` (flows' tests cannot import torchebm.models)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(d + 1, 16), torch.nn.SiLU(), torch.nn.Linear(16, d)
+        )
+
+    def forward(self, x, t):
+        return self.net(torch.cat([x, t[:, None]], dim=-1))
 
 
 def test_exact_divergence_equals_hand_written_sum():
     torch.manual_seed(0)
-    field = MLPVelocity(3, (16,), "silu")
+    field = _Field(3)
     x = torch.randn(40, 3, generator=torch.Generator().manual_seed(1))
     t = torch.full((40,), 0.3)
     v, div = _divergence(field, x, t, None)
