@@ -30,7 +30,6 @@ from torchebm.core import BaseModel, HarmonicModel
 from torchebm.core.errors import ConfigurationError
 
 
-
 def _installed(name: str) -> Any:
     """The module, or ``None`` in a piece's own venv where it is not a dependency."""
     try:
