@@ -153,68 +153,76 @@ def _rwm(m, **kw):
     return load_example("50_custom_sampler.py").RandomWalkMetropolis(m, **{"step_size": 0.5, **kw})
 
 
-SAMPLERS: dict[str, SamplerSpec] = {} if S is None else {
-    "langevin": SamplerSpec(
-        S.LangevinDynamics, lambda m, **kw: S.LangevinDynamics(m, **{"step_size": 0.05, **kw})
-    ),
-    "langevin_heun": SamplerSpec(
-        S.LangevinDynamics,
-        lambda m, **kw: S.LangevinDynamics(m, **{"step_size": 0.05, "integrator": "heun", **kw}),
-    ),
-    "hmc": SamplerSpec(
-        S.HamiltonianMonteCarlo,
-        lambda m, **kw: S.HamiltonianMonteCarlo(
-            m, **{"step_size": 0.1, "n_leapfrog_steps": 3, **kw}
+SAMPLERS: dict[str, SamplerSpec] = (
+    {}
+    if S is None
+    else {
+        "langevin": SamplerSpec(
+            S.LangevinDynamics, lambda m, **kw: S.LangevinDynamics(m, **{"step_size": 0.05, **kw})
         ),
-        nan_row="rejects",
-    ),
-    "rmhmc": SamplerSpec(
-        S.RiemannianManifoldHMC,
-        lambda m, **kw: S.RiemannianManifoldHMC(
-            m, identity_metric, **{"step_size": 0.1, "n_leapfrog_steps": 2, **kw}
+        "langevin_heun": SamplerSpec(
+            S.LangevinDynamics,
+            lambda m, **kw: S.LangevinDynamics(
+                m, **{"step_size": 0.05, "integrator": "heun", **kw}
+            ),
         ),
-        nan_row="rejects",
-    ),
-    "gd": SamplerSpec(
-        S.GradientDescentSampler,
-        lambda m, **kw: S.GradientDescentSampler(m, **{"step_size": 0.1, **kw}),
-        stochastic=False,
-    ),
-    "gd_stop": SamplerSpec(
-        S.GradientDescentSampler,
-        lambda m, **kw: S.GradientDescentSampler(m, **{"step_size": 0.1, "grad_tol": 1e-3, **kw}),
-        stochastic=False,
-    ),
-    "nesterov": SamplerSpec(
-        S.NesterovSampler,
-        lambda m, **kw: S.NesterovSampler(m, **{"step_size": 0.1, "momentum": 0.5, **kw}),
-        stochastic=False,
-    ),
-    "flow_ode": SamplerSpec(
-        S.FlowSampler,
-        lambda m, **kw: S.FlowSampler(m, **{"integrator": "heun", **kw}),
-        kind="flow",
-        stochastic=False,
-        bad=("integrator", "nope", ValueError),
-    ),
-    "flow_ode_adaptive": SamplerSpec(
-        S.FlowSampler,
-        lambda m, **kw: S.FlowSampler(m, **kw),
-        kind="flow",
-        stochastic=False,
-        bad=("mode", "nope", ValueError),
-        # the adaptive controller stops first: "step size underflow ... (error ratio nan)"
-        nan_row=RuntimeError,
-    ),
-    "flow_sde": SamplerSpec(
-        S.FlowSampler,
-        lambda m, **kw: S.FlowSampler(m, **{"mode": "sde", **kw}),
-        kind="flow",
-        bad=("diffusion_norm", -1.0, ValueError),
-    ),
-    # the worked example of docs/contributing.md ("Adding a sampler")
-    "rwm": SamplerSpec(object, _rwm, nan_row="rejects"),
-}
+        "hmc": SamplerSpec(
+            S.HamiltonianMonteCarlo,
+            lambda m, **kw: S.HamiltonianMonteCarlo(
+                m, **{"step_size": 0.1, "n_leapfrog_steps": 3, **kw}
+            ),
+            nan_row="rejects",
+        ),
+        "rmhmc": SamplerSpec(
+            S.RiemannianManifoldHMC,
+            lambda m, **kw: S.RiemannianManifoldHMC(
+                m, identity_metric, **{"step_size": 0.1, "n_leapfrog_steps": 2, **kw}
+            ),
+            nan_row="rejects",
+        ),
+        "gd": SamplerSpec(
+            S.GradientDescentSampler,
+            lambda m, **kw: S.GradientDescentSampler(m, **{"step_size": 0.1, **kw}),
+            stochastic=False,
+        ),
+        "gd_stop": SamplerSpec(
+            S.GradientDescentSampler,
+            lambda m, **kw: S.GradientDescentSampler(
+                m, **{"step_size": 0.1, "grad_tol": 1e-3, **kw}
+            ),
+            stochastic=False,
+        ),
+        "nesterov": SamplerSpec(
+            S.NesterovSampler,
+            lambda m, **kw: S.NesterovSampler(m, **{"step_size": 0.1, "momentum": 0.5, **kw}),
+            stochastic=False,
+        ),
+        "flow_ode": SamplerSpec(
+            S.FlowSampler,
+            lambda m, **kw: S.FlowSampler(m, **{"integrator": "heun", **kw}),
+            kind="flow",
+            stochastic=False,
+            bad=("integrator", "nope", ValueError),
+        ),
+        "flow_ode_adaptive": SamplerSpec(
+            S.FlowSampler,
+            lambda m, **kw: S.FlowSampler(m, **kw),
+            kind="flow",
+            stochastic=False,
+            bad=("mode", "nope", ValueError),
+            # the adaptive controller stops first: "step size underflow ... (error ratio nan)"
+            nan_row=RuntimeError,
+        ),
+        "flow_sde": SamplerSpec(
+            S.FlowSampler,
+            lambda m, **kw: S.FlowSampler(m, **{"mode": "sde", **kw}),
+            kind="flow",
+            bad=("diffusion_norm", -1.0, ValueError),
+        ),
+        # the worked example of docs/contributing.md ("Adding a sampler")
+        "rwm": SamplerSpec(object, _rwm, nan_row="rejects"),
+    }
+)
 
 
 # --------------------------------------------------------------------------- losses
@@ -240,63 +248,69 @@ def _cd(cls, **defaults):
     return make
 
 
-LOSSES: dict[str, LossSpec] = {} if L is None else {
-    "cd": LossSpec(L.ContrastiveDivergence, _cd(L.ContrastiveDivergence)),
-    "cd-persistent": LossSpec(
-        L.ContrastiveDivergence,
-        _cd(L.ContrastiveDivergence, persistent=True, buffer_size=64),
-        bad=("buffer_size", 0, ValueError),
-    ),
-    "pcd": LossSpec(
-        L.PersistentContrastiveDivergence,
-        _cd(L.PersistentContrastiveDivergence, buffer_size=64),
-        bad=("new_sample_ratio", 2.0, ValueError),
-    ),
-    "ptcd": LossSpec(L.ParallelTemperingCD, _cd(L.ParallelTemperingCD, temperatures=(1.0, 2.0))),
-    # the worked example of docs/contributing.md ("Adding a loss") runs the same contract
-    "logistic-cd": LossSpec(
-        object, _cd(load_example("41_custom_loss.py").LogisticContrastiveDivergence)
-    ),
-    "sm-exact": LossSpec(
-        L.ScoreMatching,
-        lambda m, **kw: L.ScoreMatching(m, **kw),
-        stochastic=False,
-        bad=("hessian_method", "nope", ValueError),
-    ),
-    "sm-hutchinson": LossSpec(
-        L.ScoreMatching, lambda m, **kw: L.ScoreMatching(m, hessian_method="hutchinson", **kw)
-    ),
-    "sm-approx": LossSpec(
-        L.ScoreMatching, lambda m, **kw: L.ScoreMatching(m, hessian_method="approx", **kw)
-    ),
-    "ssm": LossSpec(
-        L.SlicedScoreMatching, lambda m, **kw: L.SlicedScoreMatching(m, n_projections=2, **kw)
-    ),
-    "dsm": LossSpec(
-        L.DenoisingScoreMatching,
-        lambda m, **kw: L.DenoisingScoreMatching(m, **{"noise_scale": 0.1, **kw}),
-        bad=("noise_scale", -0.1, ValueError),
-    ),
-    "flow-matching": LossSpec(
-        L.FlowMatchingLoss,
-        lambda m, **kw: L.FlowMatchingLoss(m, **kw),
-        model=LinearField,
-        nan_model=NaNField,
-        contract=False,
-    ),
-    "eqm": LossSpec(
-        L.EquilibriumMatchingLoss,
-        lambda m, **kw: L.EquilibriumMatchingLoss(m, **kw),
-        model=LinearField,
-        nan_model=NaNField,
-        contract=False,
-    ),
-    "energy-matching": LossSpec(
-        L.EnergyMatchingLoss,
-        lambda m, **kw: L.EnergyMatchingLoss(m, **{"lambda_cd": 0.0, **kw}),
-        contract=False,
-    ),
-}
+LOSSES: dict[str, LossSpec] = (
+    {}
+    if L is None
+    else {
+        "cd": LossSpec(L.ContrastiveDivergence, _cd(L.ContrastiveDivergence)),
+        "cd-persistent": LossSpec(
+            L.ContrastiveDivergence,
+            _cd(L.ContrastiveDivergence, persistent=True, buffer_size=64),
+            bad=("buffer_size", 0, ValueError),
+        ),
+        "pcd": LossSpec(
+            L.PersistentContrastiveDivergence,
+            _cd(L.PersistentContrastiveDivergence, buffer_size=64),
+            bad=("new_sample_ratio", 2.0, ValueError),
+        ),
+        "ptcd": LossSpec(
+            L.ParallelTemperingCD, _cd(L.ParallelTemperingCD, temperatures=(1.0, 2.0))
+        ),
+        # the worked example of docs/contributing.md ("Adding a loss") runs the same contract
+        "logistic-cd": LossSpec(
+            object, _cd(load_example("41_custom_loss.py").LogisticContrastiveDivergence)
+        ),
+        "sm-exact": LossSpec(
+            L.ScoreMatching,
+            lambda m, **kw: L.ScoreMatching(m, **kw),
+            stochastic=False,
+            bad=("hessian_method", "nope", ValueError),
+        ),
+        "sm-hutchinson": LossSpec(
+            L.ScoreMatching, lambda m, **kw: L.ScoreMatching(m, hessian_method="hutchinson", **kw)
+        ),
+        "sm-approx": LossSpec(
+            L.ScoreMatching, lambda m, **kw: L.ScoreMatching(m, hessian_method="approx", **kw)
+        ),
+        "ssm": LossSpec(
+            L.SlicedScoreMatching, lambda m, **kw: L.SlicedScoreMatching(m, n_projections=2, **kw)
+        ),
+        "dsm": LossSpec(
+            L.DenoisingScoreMatching,
+            lambda m, **kw: L.DenoisingScoreMatching(m, **{"noise_scale": 0.1, **kw}),
+            bad=("noise_scale", -0.1, ValueError),
+        ),
+        "flow-matching": LossSpec(
+            L.FlowMatchingLoss,
+            lambda m, **kw: L.FlowMatchingLoss(m, **kw),
+            model=LinearField,
+            nan_model=NaNField,
+            contract=False,
+        ),
+        "eqm": LossSpec(
+            L.EquilibriumMatchingLoss,
+            lambda m, **kw: L.EquilibriumMatchingLoss(m, **kw),
+            model=LinearField,
+            nan_model=NaNField,
+            contract=False,
+        ),
+        "energy-matching": LossSpec(
+            L.EnergyMatchingLoss,
+            lambda m, **kw: L.EnergyMatchingLoss(m, **{"lambda_cd": 0.0, **kw}),
+            contract=False,
+        ),
+    }
+)
 
 
 # --------------------------------------------------------------------------- integrators
