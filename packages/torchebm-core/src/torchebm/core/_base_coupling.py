@@ -159,7 +159,8 @@ class BaseCostCoupling(BaseCoupling):
         sizes = gather_sizes(x0.shape[0], group)  # per-rank batch sizes may differ
         all0, all1 = all_gather_cat(x0, group), all_gather_cat(x1, group)
         idx = self.solve(self.compute_cost(all0, all1), generator).to(torch.long)
-        broadcast_tensor(idx, src=dist.get_global_rank(group, 0), group=group)
+        root = 0 if group is None else dist.get_global_rank(group, 0)  # the group's rank 0
+        broadcast_tensor(idx, src=root, group=group)
         start = sum(sizes[: get_rank(group)])
         return CouplingResult(x0, all1[idx[start : start + x0.shape[0]]])
 
