@@ -34,30 +34,9 @@ References:
 
 from importlib.metadata import version as _version
 
-from torchebm.metrics._metrics import (
-    GridLogPartition,
-    GridNLL,
-    TwoSampleTestResult,
-    energy_distance,
-    grid_log_partition,
-    grid_nll,
-    kernel_two_sample_test,
-    median_bandwidth,
-    mmd2,
-    sliced_wasserstein,
-)
+from torchebm.metrics import _metrics
+from torchebm.metrics._metrics import *  # noqa: F403
 
 __version__ = _version("torchebm")
 
-__all__ = [
-    "mmd2",
-    "median_bandwidth",
-    "energy_distance",
-    "sliced_wasserstein",
-    "kernel_two_sample_test",
-    "TwoSampleTestResult",
-    "grid_log_partition",
-    "grid_nll",
-    "GridLogPartition",
-    "GridNLL",
-]
+__all__ = [*_metrics.__all__]
