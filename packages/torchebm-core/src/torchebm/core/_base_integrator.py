@@ -105,6 +105,16 @@ def _get_x(state: Any) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- bases
+class _Evaluations:
+    """Vector-field evaluations of the current call: a plain counter object, so that hot
+    loops increment an int instead of going through ``nn.Module.__setattr__``."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class BaseIntegrator(TorchEBMModule, ABC):
     r"""Abstract integrator: ``step`` advances a state dict once, ``integrate`` many times.
 
@@ -119,8 +129,17 @@ class BaseIntegrator(TorchEBMModule, ABC):
 
     def __init__(self, device: Any = None, dtype: torch.dtype | None = None):
         super().__init__(device=device, dtype=dtype)
-        self.nfe = 0
+        self._evaluations = _Evaluations()
         self._zeros_cache: torch.Tensor | None = None
+
+    @property
+    def nfe(self) -> int:
+        """Vector-field evaluations made by the last `step` or `integrate` call."""
+        return self._evaluations.count
+
+    @nfe.setter
+    def nfe(self, value: int) -> None:
+        self._evaluations.count = int(value)
 
     @abstractmethod
     def step(self, state: dict, step_size: Any, *args, **kwargs) -> dict:

@@ -40,14 +40,6 @@ __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrat
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-@dataclass
-class _Evaluations:
-    """Vector-field evaluations of the current call: a plain counter object, so that the
-    hot loop increments an int instead of going through ``nn.Module.__setattr__``."""
-
-    count: int = 0
-
-
 def _combine(
     x: torch.Tensor,
     h,
@@ -290,7 +282,6 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         solver_tol: float = 1e-6,
         solver_check_every: int = 0,
     ):
-        self._evaluations = _Evaluations()
         super().__init__(device=device, dtype=dtype)
         self.atol = _check_non_negative_float("atol", atol)
         self.rtol = _check_non_negative_float("rtol", rtol)
@@ -347,15 +338,6 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     @property
     def n_stages(self) -> int:
         return len(self.tableau_b)
-
-    @property
-    def nfe(self) -> int:  # type: ignore[override]
-        """Drift evaluations made by the last `step` or `integrate` call."""
-        return self._evaluations.count
-
-    @nfe.setter
-    def nfe(self, value: int) -> None:
-        self._evaluations.count = int(value)
 
     # ------------------------------------------------------------------ core step
     def _rk(

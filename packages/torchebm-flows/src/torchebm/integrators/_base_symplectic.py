@@ -15,7 +15,6 @@ import torch
 from torchebm.core import BaseIntegrator
 from torchebm.core._base_integrator import _fits, _rms_norm
 from torchebm.core.errors import ConfigurationError
-from torchebm.integrators._base_runge_kutta import _Evaluations
 
 __all__ = ["BaseSymplecticIntegrator"]
 
@@ -58,20 +57,6 @@ class BaseSymplecticIntegrator(BaseIntegrator):
 
     separable: bool = True
     _SAFE_CLAMP = 1e6
-
-    def __init__(self, device: Any = None, dtype: torch.dtype | None = None):
-        self._evaluations = _Evaluations()
-        super().__init__(device=device, dtype=dtype)
-
-    @property
-    def nfe(self) -> int:  # type: ignore[override]
-        """Vector-field evaluations made by the last `step` or `integrate` call."""
-        return self._evaluations.count
-
-    @nfe.setter
-    def nfe(self, value: int) -> None:
-        # a plain counter object: no nn.Module.__setattr__ on every call of the hot loop
-        self._evaluations.count = int(value)
 
     @staticmethod
     def _validate_n_steps(n_steps: Any) -> int:
