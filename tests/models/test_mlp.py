@@ -160,7 +160,7 @@ def test_explicit_gradient_equals_autograd(act, hidden):
     torch.manual_seed(0)
     m = MLPEnergy(3, hidden, act, dtype=torch.float64)
     x = torch.randn(11, 3, dtype=torch.float64)
-    assert m._explicit_layers(x, None) is not None  # the explicit pass is taken
+    assert m._explicit_plan(x, None) is not None  # the explicit pass is taken
     g = m.gradient(x)
     ref = BaseModel.gradient(m, x)  # one autograd call
     torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
@@ -187,11 +187,11 @@ def test_explicit_gradient_falls_back_where_it_does_not_apply():
     odd = MLPEnergy(2, (8,), nn.Hardswish)
     inplace = MLPEnergy(2, (8,), nn.ReLU(inplace=True))
     for m in (odd, inplace):
-        assert m._explicit_layers(x, None) is None
+        assert m._explicit_plan(x, None) is None
         torch.testing.assert_close(m.gradient(x), BaseModel.gradient(m, x))
     m = MLPEnergy(2)
-    assert m._explicit_layers(x.double(), None) is None  # dtype mismatch: autograd path
-    assert m._explicit_layers(x.half(), None) is None
+    assert m._explicit_plan(x.double(), None) is None  # dtype mismatch: autograd path
+    assert m._explicit_plan(x.half(), None) is None
     # the public opt-out: the explicit pass does not call forward, so a hook runs only
     # when the model differentiates through its forward
     seen = []
@@ -199,12 +199,12 @@ def test_explicit_gradient_falls_back_where_it_does_not_apply():
     explicit = m.gradient(x)
     assert not seen  # the closed form reads the weights
     m.explicit_gradient = False
-    assert m._explicit_layers(x, None) is None
+    assert m._explicit_plan(x, None) is None
     torch.testing.assert_close(m.gradient(x), explicit, rtol=1e-5, atol=1e-6)
     assert seen  # the hook ran
     handle.remove()
     m.explicit_gradient = True
-    assert m._explicit_layers(x, None) is not None
+    assert m._explicit_plan(x, None) is not None
     with pytest.raises(TypeError):  # MLPEnergy takes no conditioning, as before
         m.gradient(x, model_kwargs={"y": torch.zeros(6)})
 
@@ -222,5 +222,5 @@ def test_tensor_subclass_weights_take_the_module_call():
     explicit = m.gradient(x)
     m.net[0].weight = nn.Parameter(m.net[0].weight.detach().as_subclass(Wrapped))
     assert type(m.net[0].weight) is Wrapped
-    assert m._explicit_layers(x, None) is None
+    assert m._explicit_plan(x, None) is None
     torch.testing.assert_close(m.gradient(x), explicit, rtol=1e-12, atol=1e-12)

@@ -26,8 +26,8 @@ def _x() -> torch.Tensor:
 def test_plan_is_reused_and_result_unchanged():
     m, x = _model(), _x()
     first = m.gradient(x)
-    plan = m._explicit_layers(x, None)
-    assert plan is m._explicit_layers(x, None)  # built once
+    plan = m._explicit_plan(x, None)
+    assert plan is m._explicit_plan(x, None)  # built once
     assert torch.equal(m.gradient(x), first)
     torch.testing.assert_close(first, _autograd(m, x), rtol=1e-12, atol=1e-12)
 
@@ -50,4 +50,16 @@ def test_activation_settings_changed_after_the_first_call_are_read():
         act.negative_slope = 0.3
     torch.testing.assert_close(m.gradient(x), _autograd(m, x), rtol=1e-12, atol=1e-12)
     m.net[1].inplace = True  # in-place activations take the autograd path
-    assert m._explicit_layers(x, None) is None
+    assert m._explicit_plan(x, None) is None
+
+
+def test_dtype_conversion_after_the_first_call_is_followed():
+    torch.manual_seed(0)
+    m = MLPEnergy(2, (16, 16))
+    x32 = _x().float()
+    m.gradient(x32)
+    m.double()  # converts the parameters the cached plan holds
+    x = _x()
+    assert m._explicit_plan(x32, None) is None  # float32 input vs float64 weights
+    assert m._explicit_plan(x, None) is not None
+    torch.testing.assert_close(m.gradient(x), _autograd(m, x), rtol=1e-12, atol=1e-12)

@@ -216,79 +216,83 @@ class MLPEnergy(BaseModel):
         not run in it; set ``model.explicit_gradient = False`` to differentiate through
         the (hooked or compiled) forward instead.
         """
-        layers = self._explicit_layers(x, model_kwargs)
-        if layers is None:
+        plan = self._explicit_plan(x, model_kwargs)
+        if plan is None:
             return super().gradient(x, model_kwargs)
+        hidden, w_last = plan
         squeeze = x.ndim == 1
         flat = _flatten_input(x.unsqueeze(0) if squeeze else x, self.input_dim, "MLPEnergy")
+        linear = torch.nn.functional.linear
         with torch.no_grad():
             h = flat
-            saved: list[tuple[torch.Tensor, torch.Tensor, Callable[..., torch.Tensor]]] = []
-            *hidden, (last, _) = layers
-            for k, (lin, (act, back)) in enumerate(hidden):
-                pre = torch.nn.functional.linear(h, lin.weight, lin.bias)
-                # the last activation feeds only the output layer, whose input gradient is
-                # its weight: its value is needed only by backwards that read the output
-                needed = k + 1 < len(hidden) or type(act) in _BACKWARD_READS_OUTPUT
-                h = act.forward(pre) if needed else pre
-                saved.append((pre, h, back))
-            g = last.weight.expand(flat.shape[0], -1)  # dE/d(last hidden) = w_L, per row
-            for (lin, _), (pre, post, back) in zip(reversed(hidden), reversed(saved)):
-                g = back(g, pre, post).mm(lin.weight)
-        return g.reshape(x.shape)
+            saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+            for weight, bias, act, _, needed in hidden:
+                pre = linear(h, weight, bias)
+                # an activation value that no later step reads (the last one feeds only the
+                # output layer, whose input gradient is its weight) is not computed
+                h = act(pre) if needed else pre
+                saved.append((pre, h))
+            g = w_last.expand(flat.shape[0], -1)  # dE/d(last hidden) = w_L, per row
+            for (weight, _, _, back, _), (pre, post) in zip(reversed(hidden), reversed(saved)):
+                g = back(g, pre, post).mm(weight)
+        return g if g.shape == x.shape else g.reshape(x.shape)
 
-    def _explicit_layers(self, x: Any, model_kwargs: dict | None):
-        """``[(Linear, (activation, backward)), ..., (last Linear, None)]`` when the explicit
-        gradient applies to this call, else ``None``."""
+    def _explicit_plan(self, x: Any, model_kwargs: dict | None):
+        """``(hidden, w_last)`` when the explicit gradient applies to this call, else ``None``.
+
+        ``hidden`` holds ``(weight, bias, activation, backward, needed)`` per hidden layer.
+        The plan depends only on the layer modules, their parameter tensors and the
+        activations' in-place flags: it is built once and reused while the identities of
+        those stay the same (an optimiser's in-place update keeps them).
+        """
         if (
             not self.explicit_gradient
             or model_kwargs
             or not isinstance(x, torch.Tensor)
             or self.use_mixed_precision
-        ):
-            return None
-        mods = tuple(self.net._modules.values())
-        if len(mods) < 3 or len(mods) % 2 == 0:
-            return None
-        w = mods[0].weight if isinstance(mods[0], nn.Linear) else None
-        if (
-            w is None
-            or x.dtype != w.dtype
             or x.dtype not in (torch.float32, torch.float64)
-            or x.device != w.device
             or x.ndim == 0
         ):
             return None
-        # the layer plan depends only on the modules, their parameter tensors and the
-        # activations' in-place flags: built once and reused while those stay the same
+        net = self.net
+        if type(net) is not nn.Sequential:
+            return None
+        mods = tuple(net)
+        linears, acts = mods[::2], mods[1::2]
         key = (
-            mods,
-            tuple(p for m in mods[::2] for p in (m.weight, m.bias)),
-            tuple(getattr(m, "inplace", False) for m in mods[1::2]),
+            tuple(map(id, mods)),
+            tuple(id(lin.weight) for lin in linears),
+            tuple(id(lin.bias) for lin in linears),
+            tuple(getattr(act, "inplace", False) for act in acts),
         )
-        cached = self._plan_cache.get("layers")
-        if cached is not None and all(
-            len(a) == len(b) and all(u is v for u, v in zip(a, b)) for a, b in zip(cached[0], key)
-        ):
-            return cached[1]
-        layers = self._build_layers(mods)
-        self._plan_cache["layers"] = (key, layers)
-        return layers
+        cached = self._plan_cache.get("plan")
+        if cached is None or cached[0] != key:
+            cached = (key, mods, self._build_plan(mods))  # mods kept alive: ids stay unique
+            self._plan_cache["plan"] = cached
+        plan = cached[2]
+        if plan is None:
+            return None
+        first = plan[0][0][0]  # the first layer's weight: the input must match it
+        return plan if x.dtype == first.dtype and x.device == first.device else None
 
-    def _build_layers(self, mods: tuple[nn.Module, ...]) -> list[Any] | None:
-        """The explicit pass's layer list for ``mods`` (``None``: it does not apply)."""
-        layers: list[Any] = []
-        for i in range(0, len(mods) - 1, 2):
-            lin, act = mods[i], mods[i + 1]
-            back = _activation_backward(act)  # type: ignore[arg-type]
+    @staticmethod
+    def _build_plan(mods: tuple[nn.Module, ...]) -> Any:
+        """The explicit pass's plan for ``mods`` (``None``: it does not apply)."""
+        if len(mods) < 3 or len(mods) % 2 == 0:
+            return None
+        hidden = []
+        n_hidden = len(mods) // 2
+        for k in range(n_hidden):
+            lin, act = mods[2 * k], mods[2 * k + 1]
+            back = _activation_backward(act)
             if not _plain_linear(lin) or back is None or getattr(act, "inplace", False):
                 return None
-            layers.append((lin, (act, back)))
+            needed = k + 1 < n_hidden or type(act) in _BACKWARD_READS_OUTPUT
+            hidden.append((lin.weight, lin.bias, act.forward, back, needed))
         last = mods[-1]
         if not _plain_linear(last) or last.out_features != 1:  # type: ignore[union-attr]
             return None
-        layers.append((last, None))
-        return layers
+        return tuple(hidden), last.weight
 
 
 MLPEnergy.gradient._returns_input_shape = True  # type: ignore[attr-defined]
