@@ -555,7 +555,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             else None
         )
         diag: dict[str, torch.Tensor] | None = {} if want_diag else None
-        checker = _NanChecks(x0.shape[0], x0.device, state, ctx.nan_policy == "resample")
+        checker = _NanChecks(x0.shape[0], state, ctx.nan_policy == "resample")
         stride = max(1, int(self.steps_per_call(state, ctx)))
         check_every = self.convergence_check_every
         step_schedulers, constants = self._scheduler_stepper(ctx)
@@ -712,18 +712,21 @@ class _NanChecks:
     `n_alive` (checks passed while alive); a chain's first non-finite check is
     `ends[n_alive]`. Under `"resample"` it restarts non-finite chains from the start."""
 
-    def __init__(self, b: int, device: torch.device, state: State, resample: bool):
-        self.alive = torch.ones(b, dtype=torch.bool, device=device)
-        self.n_alive = torch.zeros(b, dtype=torch.long, device=device)
+    def __init__(self, b: int, state: State, resample: bool):
+        # set by the first check (the loop always ends with one): no allocation before it
+        self.alive = self.n_alive = torch.empty(0)
         self.ends: list[int] = []
         # restart at once: no non-finite state reaches a trajectory or a step
         self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
 
     def __call__(self, state: State, i: int) -> State:
-        self.ends.append(i)
         finite = _finite_rows(state["x"])
-        self.alive.logical_and_(finite)
-        self.n_alive.add_(self.alive)
+        if not self.ends:
+            self.alive, self.n_alive = finite, finite.long()
+        else:
+            self.alive.logical_and_(finite)
+            self.n_alive.add_(self.alive)
+        self.ends.append(i)
         if self.start is None:
             return state
         return restart_chains(state, ~finite, self.start)

@@ -219,31 +219,33 @@ class MLPEnergy(BaseModel):
         plan = self._explicit_plan(x, model_kwargs)
         if plan is None:
             return super().gradient(x, model_kwargs)
-        hidden, w_last = plan
-        squeeze = x.ndim == 1
-        flat = _flatten_input(x.unsqueeze(0) if squeeze else x, self.input_dim, "MLPEnergy")
+        hidden, last = plan
+        if x.ndim == 2 and x.shape[1] == self.input_dim:
+            flat = x
+        else:
+            flat = _flatten_input(x.unsqueeze(0) if x.ndim == 1 else x, self.input_dim, "MLPEnergy")
         linear = torch.nn.functional.linear
         with torch.no_grad():
             h = flat
             saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-            for weight, bias, act, _, needed in hidden:
-                pre = linear(h, weight, bias)
+            for lin, act, _, needed in hidden:
+                pre = linear(h, lin.weight, lin.bias)
                 # an activation value that no later step reads (the last one feeds only the
                 # output layer, whose input gradient is its weight) is not computed
                 h = act(pre) if needed else pre
                 saved.append((pre, h))
-            g = w_last.expand(flat.shape[0], -1)  # dE/d(last hidden) = w_L, per row
-            for (weight, _, _, back, _), (pre, post) in zip(reversed(hidden), reversed(saved)):
-                g = back(g, pre, post).mm(weight)
+            g = last.weight.expand(flat.shape[0], -1)  # dE/d(last hidden) = w_L, per row
+            for (lin, _, back, _), (pre, post) in zip(reversed(hidden), reversed(saved)):
+                g = back(g, pre, post).mm(lin.weight)
         return g if g.shape == x.shape else g.reshape(x.shape)
 
     def _explicit_plan(self, x: Any, model_kwargs: dict | None):
-        """``(hidden, w_last)`` when the explicit gradient applies to this call, else ``None``.
+        """``(hidden, last)`` when the explicit gradient applies to this call, else ``None``.
 
-        ``hidden`` holds ``(weight, bias, activation, backward, needed)`` per hidden layer.
-        The plan depends only on the layer modules, their parameter tensors and the
-        activations' in-place flags: it is built once and reused while the identities of
-        those stay the same (an optimiser's in-place update keeps them).
+        ``hidden`` holds ``(linear, activation, backward, needed)`` per hidden layer and
+        ``last`` is the output ``nn.Linear``. The plan depends only on the layer modules and
+        the activations' in-place flags: it is built once and reused while those stay the
+        same (the weights are read from the layers at every call).
         """
         if (
             not self.explicit_gradient
@@ -258,13 +260,7 @@ class MLPEnergy(BaseModel):
         if type(net) is not nn.Sequential:
             return None
         mods = tuple(net)
-        linears, acts = mods[::2], mods[1::2]
-        key = (
-            tuple(map(id, mods)),
-            tuple(id(lin.weight) for lin in linears),
-            tuple(id(lin.bias) for lin in linears),
-            tuple(getattr(act, "inplace", False) for act in acts),
-        )
+        key = (tuple(map(id, mods)), tuple(getattr(a, "inplace", False) for a in mods[1::2]))
         cached = self._plan_cache.get("plan")
         if cached is None or cached[0] != key:
             cached = (key, mods, self._build_plan(mods))  # mods kept alive: ids stay unique
@@ -272,8 +268,14 @@ class MLPEnergy(BaseModel):
         plan = cached[2]
         if plan is None:
             return None
-        first = plan[0][0][0]  # the first layer's weight: the input must match it
-        return plan if x.dtype == first.dtype and x.device == first.device else None
+        first = mods[0].weight
+        if (
+            x.dtype != first.dtype
+            or x.device != first.device
+            or type(first) not in (torch.Tensor, nn.Parameter)  # e.g. a sharded DTensor now
+        ):
+            return None
+        return plan
 
     @staticmethod
     def _build_plan(mods: tuple[nn.Module, ...]) -> Any:
@@ -288,11 +290,11 @@ class MLPEnergy(BaseModel):
             if not _plain_linear(lin) or back is None or getattr(act, "inplace", False):
                 return None
             needed = k + 1 < n_hidden or type(act) in _BACKWARD_READS_OUTPUT
-            hidden.append((lin.weight, lin.bias, act.forward, back, needed))
+            hidden.append((lin, act.forward, back, needed))
         last = mods[-1]
         if not _plain_linear(last) or last.out_features != 1:  # type: ignore[union-attr]
             return None
-        return tuple(hidden), last.weight
+        return tuple(hidden), last
 
 
 MLPEnergy.gradient._returns_input_shape = True  # type: ignore[attr-defined]
