@@ -7,11 +7,12 @@ keyword-only ``generator`` (a ``torch.Generator`` to draw from instead of ``seed
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
 
+from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import check_int
 from torchebm.datasets._base import BaseSyntheticDataset
 from torchebm.datasets._functional import (
@@ -42,11 +43,22 @@ _F32 = torch.float32
 
 
 class _MakerDataset(BaseSyntheticDataset):
-    """A dataset whose points are ``_maker(self.<_size>, **{p: self.p for p in _params})``."""
+    """A dataset whose points are ``_maker(self.<_size>, **{p: self.p for p in _params})``.
+
+    A subclass constructor declares its public signature and passes its ``locals()``: the
+    maker's parameters ``_params`` are stored as attributes, and the arguments of
+    `BaseSyntheticDataset` (``n_samples``, ``device``, ``dtype``, ``seed``, ``generator``)
+    are passed on to it, with ``overrides`` replacing some (``n_samples`` of a grid).
+    """
 
     _maker: ClassVar[Callable[..., torch.Tensor]]
     _params: ClassVar[tuple[str, ...]] = ()
     _size: ClassVar[str] = "n_samples"  # the attribute passed as the maker's first argument
+
+    def __init__(self, arguments: Mapping[str, Any], **overrides: Any):
+        for p in self._params:
+            setattr(self, p, arguments[p])
+        super().__init__(**forward_kwargs(arguments, BaseSyntheticDataset.__init__, **overrides))
 
     def _generate_data(self, generator: torch.Generator | None) -> torch.Tensor:
         kwargs = {p: getattr(self, p) for p in self._params}
@@ -94,8 +106,7 @@ class GaussianMixtureDataset(_MakerDataset):
         *,
         generator: torch.Generator | None = None,
     ):
-        self.n_components, self.std, self.radius = n_components, std, radius
-        super().__init__(n_samples, device, dtype, seed, generator=generator)
+        super().__init__(locals())
 
 
 class EightGaussiansDataset(_MakerDataset):
@@ -127,8 +138,7 @@ class EightGaussiansDataset(_MakerDataset):
         *,
         generator: torch.Generator | None = None,
     ):
-        self.std, self.scale = std, scale
-        super().__init__(n_samples, device, dtype, seed, generator=generator)
+        super().__init__(locals())
 
 
 class TwoMoonsDataset(_MakerDataset):
@@ -163,8 +173,8 @@ class TwoMoonsDataset(_MakerDataset):
         shuffle: bool = True,
         generator: torch.Generator | None = None,
     ):
-        self.noise, self.shuffle = noise, bool(shuffle)
-        super().__init__(n_samples, device, dtype, seed, generator=generator)
+        shuffle = bool(shuffle)
+        super().__init__(locals())
 
 
 class SwissRollDataset(_MakerDataset):
@@ -194,8 +204,7 @@ class SwissRollDataset(_MakerDataset):
         *,
         generator: torch.Generator | None = None,
     ):
-        self.noise, self.arclength = noise, arclength
-        super().__init__(n_samples, device, dtype, seed, generator=generator)
+        super().__init__(locals())
 
 
 class CircleDataset(_MakerDataset):
@@ -225,8 +234,7 @@ class CircleDataset(_MakerDataset):
         *,
         generator: torch.Generator | None = None,
     ):
-        self.noise, self.radius = noise, radius
-        super().__init__(n_samples, device, dtype, seed, generator=generator)
+        super().__init__(locals())
 
 
 class CheckerboardDataset(_MakerDataset):
@@ -258,8 +266,7 @@ class CheckerboardDataset(_MakerDataset):
         *,
         generator: torch.Generator | None = None,
     ):
-        self.range_limit, self.noise = range_limit, noise
-        super().__init__(n_samples, device, dtype, seed, generator=generator)
+        super().__init__(locals())
 
 
 class PinwheelDataset(_MakerDataset):
@@ -295,13 +302,7 @@ class PinwheelDataset(_MakerDataset):
         *,
         generator: torch.Generator | None = None,
     ):
-        self.n_classes, self.noise = n_classes, noise
-        self.radial_scale, self.angular_scale, self.spiral_scale = (
-            radial_scale,
-            angular_scale,
-            spiral_scale,
-        )
-        super().__init__(n_samples, device, dtype, seed, generator=generator)
+        super().__init__(locals())
 
 
 class GridDataset(_MakerDataset):
@@ -335,8 +336,7 @@ class GridDataset(_MakerDataset):
         generator: torch.Generator | None = None,
     ):
         self.n_samples_per_dim = check_int("n_samples_per_dim", n_samples_per_dim, minimum=1)
-        self.range_limit, self.noise = range_limit, noise
-        super().__init__(self.n_samples_per_dim**2, device, dtype, seed, generator=generator)
+        super().__init__(locals(), n_samples=self.n_samples_per_dim**2)
 
 
 class TwoSpiralsDataset(_MakerDataset):
@@ -368,5 +368,4 @@ class TwoSpiralsDataset(_MakerDataset):
         *,
         generator: torch.Generator | None = None,
     ):
-        self.noise, self.n_turns, self.radius = noise, n_turns, radius
-        super().__init__(n_samples, device, dtype, seed, generator=generator)
+        super().__init__(locals())

@@ -2,10 +2,10 @@ r"""Name registry of couplings: ``get_coupling`` and ``resolve_coupling``."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from torchebm.core import BaseCoupling
+from torchebm.interpolants._registry import registered_class, resolve_registered
 
 __all__ = ["get_coupling", "resolve_coupling", "COUPLING_NAMES"]
 
@@ -30,9 +30,7 @@ def get_coupling(name: str) -> BaseCoupling:
         >>> get_coupling("ot")
         ExactOTCoupling(tol=0.0001)
     """
-    if not isinstance(name, str) or name not in COUPLING_NAMES:
-        raise ValueError(f"Unknown coupling {name!r}. Valid names: {sorted(COUPLING_NAMES)}")
-    return getattr(importlib.import_module("torchebm.couplings"), COUPLING_NAMES[name])()
+    return registered_class(COUPLING_NAMES, name, kind="coupling", package="torchebm.couplings")()
 
 
 def resolve_coupling(
@@ -52,15 +50,4 @@ def resolve_coupling(
         >>> resolve_coupling(None, default="sinkhorn", owner="EnergyMatchingLoss")
         SinkhornCoupling(reg=0.05, n_iters=100)
     """
-    if coupling is None:
-        coupling = get_coupling(default)
-    elif isinstance(coupling, str):
-        coupling = get_coupling(coupling)
-    if not isinstance(coupling, family):
-        names = (
-            " or ".join(f.__name__ for f in family)
-            if isinstance(family, tuple)
-            else family.__name__
-        )
-        raise TypeError(f"{owner} requires a {names}; got {type(coupling).__name__}")
-    return coupling
+    return resolve_registered(coupling, get_coupling, default=default, family=family, owner=owner)

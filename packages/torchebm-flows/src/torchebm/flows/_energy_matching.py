@@ -31,7 +31,9 @@ from torchebm.flows._utils import (
     compute_flow_weight,
     energy_gradient,
     mean_flat,
+    source_batch,
     trimmed_mean,
+    weighted_mean,
 )
 from torchebm.integrators import EulerMaruyamaIntegrator
 from torchebm.interpolants import resolve_interpolant
@@ -201,10 +203,7 @@ class EnergyMatchingLoss(BaseLoss):
         per = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((-grad - ut).square())
         if self.loss_weight_fn is not None:
             per = per * self.loss_weight_fn(t)
-        if weights is None:
-            return per.mean()
-        weights = weights.to(per.dtype)
-        return (weights * per).sum() / weights.sum().clamp(min=1e-12)
+        return weighted_mean(per, weights)
 
     # ------------------------------------------------------------------ negatives
     def _langevin(self, x, noise_rows: torch.Tensor, conditioning, generator):
@@ -318,16 +317,9 @@ class EnergyMatchingLoss(BaseLoss):
                 "EnergyMatchingLoss trains through grad_x V (second-order autograd), which is "
                 "unsupported with FSDP/DTensor parameters"
             )
+        noise = source_batch(x1, x0, generator)
         if x0 is not None:
-            if not isinstance(x0, torch.Tensor) or x0.shape != x1.shape:
-                raise ConfigurationError(
-                    f"x0 must have the shape of x {tuple(x1.shape)}, got "
-                    f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}"
-                )
-            x0 = x0.to(device=x1.device, dtype=x1.dtype)
-            noise = x0
-        else:
-            noise = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+            x0 = noise
         flow_loss = self._flow_terms(x1, noise, conditioning, generator)
         terms: dict[str, Any] = {"flow_loss": flow_loss}
         lam = self.lambda_cd

@@ -17,7 +17,9 @@ from torchebm.flows._utils import (
     compute_eqm_ct,
     dispersive_loss,
     mean_flat,
+    source_batch,
     split_model_output,
+    weighted_mean,
 )
 from torchebm.interpolants import resolve_interpolant
 
@@ -227,15 +229,7 @@ class EquilibriumMatchingLoss(BaseLoss):
             (coupling weights or ``None``) and, for explicit energies, ``energy`` ``(B,)``.
         """
         conditioning = model_kwargs or {}
-        if x0 is None:
-            x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
-        else:
-            if not isinstance(x0, torch.Tensor) or x0.shape != x1.shape:
-                raise ConfigurationError(
-                    f"x0 must have the shape of x {tuple(x1.shape)}, got "
-                    f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}"
-                )
-            x0 = x0.to(device=x1.device, dtype=x1.dtype)
+        x0 = source_batch(x1, x0, generator)
         pair = self.coupling(x0, x1, generator=generator, **conditioning)
         x0, x1, weights = pair.x0, pair.x1, pair.weights
         b = x1.shape[0]
@@ -313,11 +307,7 @@ class EquilibriumMatchingLoss(BaseLoss):
     def compute_loss(self, x, x0=None, model_kwargs=None, generator=None) -> torch.Tensor:
         """Batch loss: coupling-weighted mean $\\sum w\\ell / \\max(\\sum w, 10^{-12})$ or mean."""
         terms = self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)
-        loss, w = terms["loss"], terms["weights"]
-        if w is None:
-            return loss.mean()
-        w = w.to(loss.dtype)
-        return (w * loss).sum() / w.sum().clamp(min=1e-12)
+        return weighted_mean(terms["loss"], terms["weights"])
 
     def forward(
         self,

@@ -20,6 +20,8 @@ __all__ = [
     "dispersive_loss",
     "split_model_output",
     "energy_gradient",
+    "source_batch",
+    "weighted_mean",
 ]
 
 
@@ -160,6 +162,45 @@ def energy_gradient(
         )
     (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
     return energy, grad
+
+
+def source_batch(
+    x1: torch.Tensor, x0: torch.Tensor | None, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The source (noise) batch of a flow objective: the caller's ``x0``, checked to have
+    the shape of the data ``x1`` and moved to its device and dtype, or standard normal
+    noise drawn from ``generator`` when ``x0`` is ``None``.
+
+    Raises:
+        ValueError: ``x0`` is not a tensor shaped like ``x1``.
+
+    Example:
+        >>> source_batch(torch.zeros(4, 2), None, torch.Generator().manual_seed(0)).shape
+        torch.Size([4, 2])
+    """
+    if x0 is None:
+        return torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+    if not isinstance(x0, torch.Tensor) or x0.shape != x1.shape:
+        raise ConfigurationError(
+            f"x0 must have the shape of x {tuple(x1.shape)}, got "
+            f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}"
+        )
+    return x0.to(device=x1.device, dtype=x1.dtype)
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    r"""Batch mean of per-sample ``values`` ``(B,)``, weighted by a coupling's ``weights``:
+    $\sum_i w_i v_i / \max(\sum_i w_i, 10^{-12})$, or the plain mean when ``weights`` is
+    ``None``.
+
+    Example:
+        >>> weighted_mean(torch.tensor([1.0, 3.0]), torch.tensor([3.0, 1.0])).item()
+        1.5
+    """
+    if weights is None:
+        return values.mean()
+    weights = weights.to(values.dtype)
+    return (weights * values).sum() / weights.sum().clamp(min=1e-12)
 
 
 def _has_dtensor_params(module: Any) -> bool:

@@ -34,6 +34,7 @@ from torchebm.core._base_integrator import (
     _rms_norm,
 )
 from torchebm.core.errors import ConfigurationError, check_int, check_positive
+from torchebm.integrators._inference import inference_mode_option
 
 __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrate_time_grid"]
 
@@ -448,6 +449,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         self._evaluations.count = 0
         return {"x": self._advance(x, tv, h, h_t, drift, None)}
 
+    @inference_mode_option
     def integrate(
         self,
         state: dict,
@@ -482,11 +484,6 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             RuntimeError: the adaptive step budget ``max_steps`` is exhausted or the step
                 size underflows (e.g. non-finite drift).
         """
-        if inference_mode:
-            with torch.inference_mode():
-                return self.integrate(
-                    state, step_size, n_steps, drift=drift, t=t, adaptive=adaptive
-                )
         x = _get_x(state)
         drift = _require_callable("drift", drift, "drift(x, t)")
         use_adaptive = self._resolve_adaptive(adaptive)
@@ -814,6 +811,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             extra = (diffusion, noise_scale, noise, generator)
         return {"x": self._advance(x, tv, h, h_t, drift, extra)}
 
+    @inference_mode_option
     def integrate(  # type: ignore[override]
         self,
         state: dict,
@@ -854,28 +852,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
                 "together with adaptive=True"
             )
         if not noisy:
-            return super().integrate(
-                state,
-                step_size,
-                n_steps,
-                drift=drift,
-                t=t,
-                adaptive=adaptive,
-                inference_mode=inference_mode,
-            )
-        if inference_mode:
-            with torch.inference_mode():
-                return self.integrate(
-                    state,
-                    step_size,
-                    n_steps,
-                    drift=drift,
-                    diffusion=diffusion,
-                    noise_scale=noise_scale,
-                    t=t,
-                    adaptive=False,
-                    generator=generator,
-                )
+            return super().integrate(state, step_size, n_steps, drift=drift, t=t, adaptive=adaptive)
         x = _get_x(state)
         drift = _require_callable("drift", drift, "drift(x, t)")
         self._evaluations.count = 0

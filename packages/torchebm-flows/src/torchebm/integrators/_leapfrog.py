@@ -17,6 +17,7 @@ import torch
 from torchebm.core._base_integrator import _fits
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_non_negative
 from torchebm.integrators._base_symplectic import BaseSymplecticIntegrator
+from torchebm.integrators._inference import inference_mode_option
 
 __all__ = ["LeapfrogIntegrator", "GeneralisedLeapfrogIntegrator", "LeapfrogResult"]
 
@@ -206,6 +207,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
             energy=energy,
         )
 
+    @inference_mode_option
     def integrate(  # type: ignore[override]
         self,
         state: Mapping,
@@ -255,20 +257,6 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
             TypeError: `state` lacks `"x"`/`"p"`, a callback is not callable.
             ShapeError: an initial value or a mass does not fit `x`.
         """
-        if inference_mode:
-            with torch.inference_mode():
-                return self.integrate(
-                    state,
-                    step_size,
-                    n_steps,
-                    mass,
-                    drift=drift,
-                    safe=safe,
-                    initial_force=initial_force,
-                    gradient=gradient,
-                    initial_gradient=initial_gradient,
-                    energy=energy,
-                )
         n = self._validate_n_steps(n_steps)
         x, p, t = self._unpack_state(state)
         if step_size is None:
@@ -405,6 +393,7 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         `LeapfrogResult(x, p)`."""
         return self.integrate(state, step_size, 1, force=force, velocity=velocity, safe=safe)
 
+    @inference_mode_option
     def integrate(  # type: ignore[override]
         self,
         state: Mapping,
@@ -418,11 +407,6 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
     ) -> LeapfrogResult:
         """`n_steps` generalised-leapfrog steps; returns the end point `LeapfrogResult(x, p)`
         (its `gradient` is `None`: a non-separable H has no separate potential)."""
-        if inference_mode:
-            with torch.inference_mode():
-                return self.integrate(
-                    state, step_size, n_steps, force=force, velocity=velocity, safe=safe
-                )
         fields = self._callbacks(force, velocity)
         n = self._validate_n_steps(n_steps)
         x, p, t = self._unpack_state(state)

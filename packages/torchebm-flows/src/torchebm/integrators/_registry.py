@@ -2,12 +2,12 @@ r"""Name registry of integrators: ``get_integrator`` and ``resolve_integrator``.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import torch
 
 from torchebm.core import BaseIntegrator
+from torchebm.interpolants._registry import registered_class, resolve_registered
 
 __all__ = ["get_integrator", "resolve_integrator", "INTEGRATOR_NAMES"]
 
@@ -47,17 +47,10 @@ def get_integrator(
         >>> type(get_integrator("rk4")).__name__
         'RK4Integrator'
     """
-    if not isinstance(name, str) or name not in INTEGRATOR_NAMES:
-        raise ValueError(f"Unknown integrator {name!r}. Valid names: {sorted(INTEGRATOR_NAMES)}")
-    module = importlib.import_module("torchebm.integrators")
-    cls = getattr(module, INTEGRATOR_NAMES[name])
+    cls = registered_class(
+        INTEGRATOR_NAMES, name, kind="integrator", package="torchebm.integrators"
+    )
     return cls(device=device, dtype=dtype)
-
-
-def _family_name(family: Any) -> str:
-    if isinstance(family, tuple):
-        return " or ".join(f.__name__ for f in family)
-    return family.__name__
 
 
 def _same_device(a: torch.device, b: Any) -> bool:
@@ -100,18 +93,14 @@ def resolve_integrator(
         ...                    owner="LangevinDynamics").__class__.__name__
         'EulerMaruyamaIntegrator'
     """
-    if integrator is None:
-        integrator = get_integrator(default, device=device, dtype=dtype)
-        from_name = True
-    elif isinstance(integrator, str):
-        integrator = get_integrator(integrator, device=device, dtype=dtype)
-        from_name = True
-    else:
-        from_name = False
-    if not isinstance(integrator, family):
-        raise TypeError(
-            f"{owner} requires a {_family_name(family)}; got {type(integrator).__name__}"
-        )
+    from_name = integrator is None or isinstance(integrator, str)
+    integrator = resolve_registered(
+        integrator,
+        lambda name: get_integrator(name, device=device, dtype=dtype),
+        default=default,
+        family=family,
+        owner=owner,
+    )
     if not from_name:
         if device is not None and not _same_device(integrator.device, device):
             raise ValueError(

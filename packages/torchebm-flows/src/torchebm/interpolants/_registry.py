@@ -1,8 +1,16 @@
-r"""Name registry of interpolants: ``get_interpolant`` and ``resolve_interpolant``."""
+r"""Name registry of interpolants: ``get_interpolant`` and ``resolve_interpolant``.
+
+It also holds the registry machinery the name registries of the flows distribution share
+(interpolants, integrators, couplings): `registered_class` looks a class up by its
+registry name, `resolve_registered` turns ``None`` / a name / an instance into a checked
+instance. Interpolants are the bottom of the distribution (they import only core), so the
+other portions can import this module without a cycle.
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torchebm.core import BaseInterpolant, renamed_kwargs
@@ -17,6 +25,73 @@ INTERPOLANT_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
     "ve": ("VarianceExplodingInterpolant", {}),
     "edm": ("VarianceExplodingInterpolant", {"schedule": "edm"}),
 }
+
+
+def registered_class(table: Mapping[str, str], name: Any, *, kind: str, package: str) -> Any:
+    """The class registered as `name`: `table` maps registry names to class names exported
+    by the module `package`.
+
+    Args:
+        table: Registry name -> class name.
+        name: The name asked for.
+        kind: What the registry holds, for the error message (``"coupling"``).
+        package: The module exporting the classes (``"torchebm.couplings"``).
+
+    Returns:
+        The class (not an instance).
+
+    Raises:
+        ValueError: `name` is not a string registered in `table`.
+
+    Example:
+        >>> registered_class({"vp": "VariancePreservingInterpolant"}, "vp",
+        ...                  kind="interpolant", package="torchebm.interpolants").__name__
+        'VariancePreservingInterpolant'
+    """
+    if not isinstance(name, str) or name not in table:
+        raise ValueError(f"Unknown {kind} {name!r}. Valid names: {sorted(table)}")
+    return getattr(importlib.import_module(package), table[name])
+
+
+def resolve_registered(
+    value: Any,
+    build: Callable[[str], Any],
+    *,
+    default: str,
+    family: type | tuple[type, ...],
+    owner: str,
+) -> Any:
+    """``None`` -> ``build(default)``; a name -> ``build(name)``; an instance -> itself;
+    then the result must be an instance of `family`.
+
+    Args:
+        value: ``None``, a registry name or an instance.
+        build: Constructs the object registered under a name.
+        default: The name used when `value` is ``None``.
+        family: Accepted class(es).
+        owner: The caller, named in the error message.
+
+    Returns:
+        The object.
+
+    Raises:
+        TypeError: the object is not an instance of `family`.
+
+    Example:
+        >>> resolve_registered("cosine", get_interpolant, default="linear",
+        ...                    family=BaseInterpolant, owner="demo")
+        CosineInterpolant()
+    """
+    if value is None or isinstance(value, str):
+        value = build(default if value is None else value)
+    if not isinstance(value, family):
+        names = (
+            " or ".join(f.__name__ for f in family)
+            if isinstance(family, tuple)
+            else family.__name__
+        )
+        raise TypeError(f"{owner} requires a {names}; got {type(value).__name__}")
+    return value
 
 
 @renamed_kwargs(interpolant_type="name")
@@ -53,10 +128,6 @@ def resolve_interpolant(
         >>> resolve_interpolant(None, default="vp", owner="FlowSampler")
         VariancePreservingInterpolant(sigma_min=0.1, sigma_max=20.0)
     """
-    if interpolant is None:
-        return get_interpolant(default)
-    if isinstance(interpolant, str):
-        return get_interpolant(interpolant)
-    if isinstance(interpolant, BaseInterpolant):
-        return interpolant
-    raise TypeError(f"{owner} requires a BaseInterpolant; got {type(interpolant).__name__}")
+    return resolve_registered(
+        interpolant, get_interpolant, default=default, family=BaseInterpolant, owner=owner
+    )

@@ -63,13 +63,18 @@ def to_numpy_2d(name: str, x: Any) -> np.ndarray:
     return arr
 
 
-def _axes(
-    xlim: Sequence[float], ylim: Sequence[float] | None, grid_size: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _grid_points(
+    model: Any, xlim: Sequence[float], ylim: Sequence[float] | None, grid_size: int
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """``(X, Y, pts)``: the ``np.meshgrid`` of the validated axes and its points ``(N, 2)``
+    as a tensor on ``model``'s device and dtype (see `model_placement`)."""
     grid_size = check_int("grid_size", grid_size, minimum=2)
     x_lo, x_hi = check_limits("xlim", xlim)
     y_lo, y_hi = check_limits("ylim", ylim if ylim is not None else xlim)
-    return np.linspace(x_lo, x_hi, grid_size), np.linspace(y_lo, y_hi, grid_size)
+    X, Y = np.meshgrid(np.linspace(x_lo, x_hi, grid_size), np.linspace(y_lo, y_hi, grid_size))
+    device, dtype = model_placement(model)
+    pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], axis=1), dtype=dtype, device=device)
+    return X, Y, pts
 
 
 @torch.no_grad()
@@ -110,11 +115,8 @@ def energy_grid(
         >>> float(E[0, 0])  # 0.5 * 2 * ((-1)**2 + (-1)**2)
         2.0
     """
-    xs, ys = _axes(xlim, ylim, grid_size)
+    X, Y, pts = _grid_points(model, xlim, ylim, grid_size)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    X, Y = np.meshgrid(xs, ys)
-    device, dtype = model_placement(model)
-    pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], axis=1), dtype=dtype, device=device)
     conditioning = model_kwargs or {}
     chunks = []
     for start in range(0, pts.shape[0], batch_size):
@@ -162,15 +164,12 @@ def vector_field_grid(
         >>> float(U[0, 0]), float(V[0, 0])
         (1.0, 1.0)
     """
-    xs, ys = _axes(xlim, ylim, grid_size)
-    X, Y = np.meshgrid(xs, ys)
-    device, dtype = model_placement(field)
-    pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], axis=1), dtype=dtype, device=device)
+    X, Y, pts = _grid_points(field, xlim, ylim, grid_size)
     conditioning = model_kwargs or {}
     if t is None:
         out = field(pts, **conditioning)
     else:
-        tt = torch.full((pts.shape[0],), float(t), dtype=dtype, device=device)
+        tt = torch.full((pts.shape[0],), float(t), dtype=pts.dtype, device=pts.device)
         out = field(pts, tt, **conditioning)
     if isinstance(out, (tuple, list)):
         out = out[0]
