@@ -12,6 +12,7 @@ from torchebm.core.errors import ConfigurationError
 from torchebm.couplings import resolve_coupling
 from torchebm.flows import TimeSampler, mean_flat
 from torchebm.flows._time_sampling import TSampler, check_loss_weight_fn
+from torchebm.flows._utils import source_batch, weighted_mean
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = ["FlowMatchingLoss"]
@@ -131,13 +132,7 @@ class FlowMatchingLoss(BaseLoss):
             generator: RNG of the source, the coupling and the times.
         """
         mk = model_kwargs or {}
-        if x0 is None:
-            x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
-        elif not isinstance(x0, torch.Tensor) or x0.shape != x1.shape:
-            got = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
-            raise ConfigurationError(f"x0 must have the shape of x {tuple(x1.shape)}, got {got}")
-        else:
-            x0 = x0.to(device=x1.device, dtype=x1.dtype)
+        x0 = source_batch(x1, x0, generator)
         pair = self.coupling(x0, x1, generator=generator, **mk)
         t = self.time_sampler(
             x1.shape[0], self.train_eps, device=x1.device, dtype=x1.dtype, generator=generator
@@ -178,8 +173,4 @@ class FlowMatchingLoss(BaseLoss):
         t_half = torch.full((1,), 0.5, device=x.device, dtype=x.dtype)
         mk = self.apply_conditioning(mk, lambda m: self._velocity(x[:1], t_half, m), generator)
         terms = self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)
-        loss, w = terms["loss"], terms["weights"]
-        if w is None:
-            return self._check_finite(loss.mean())
-        w = w.to(loss.dtype)
-        return self._check_finite((w * loss).sum() / w.sum().clamp(min=1e-12))
+        return self._check_finite(weighted_mean(terms["loss"], terms["weights"]))
