@@ -33,7 +33,12 @@ from torchebm.core._base_integrator import (
     _require_callable,
     _rms_norm,
 )
-from torchebm.core.errors import ConfigurationError, check_int, check_positive
+from torchebm.core.errors import (
+    ConfigurationError,
+    check_finite_tensor,
+    check_int,
+    check_positive,
+)
 
 __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrate_time_grid"]
 
@@ -480,7 +485,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             ValueError: missing drift, ``n_steps <= 0``, malformed ``t``, ``adaptive=True``
                 for a method without error estimate.
             RuntimeError: the adaptive step budget ``max_steps`` is exhausted or the step
-                size underflows (e.g. non-finite drift).
+                size underflows with a finite drift (a stiff problem).
+            torchebm.core.errors.NonFiniteError: adaptive: the drift returned NaN/inf (at
+                the current point, or at every step size down to underflow); ``indices``
+                names the batch rows.
         """
         if inference_mode:
             with torch.inference_mode():
@@ -637,11 +645,19 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 )
             else:
                 factor = self.min_factor
+                if reuse_first:  # ks[0] = f(x, t): a NaN/inf there no step size can cure
+                    check_finite_tensor(f"{type(self).__name__}: the drift at t={t:.6g}", ks[0])
             h = min(h * factor, self.max_step_size)
             if h < 1e-14 * max(span, abs(t)):
+                for k in ks:  # a stage still NaN/inf at the smallest step: the drift's fault
+                    check_finite_tensor(
+                        f"{type(self).__name__}: the drift near t={t:.6g} (step size underflow)",
+                        k,
+                    )
                 raise RuntimeError(
                     f"{type(self).__name__}: step size underflow at t={t:.6g} (error ratio "
-                    f"{ratio}); the drift is probably non-finite or too stiff"
+                    f"{ratio}, finite drift); the problem is too stiff for this method and "
+                    "atol/rtol: loosen the tolerances or use an implicit integrator"
                 )
         return x
 

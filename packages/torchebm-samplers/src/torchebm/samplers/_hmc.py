@@ -111,7 +111,8 @@ class _HMCBase(BaseSampler):
 
         The test is ``log u < H - H'``, false for a NaN Hamiltonian and for
         $H' = +\infty$: a trajectory that diverged (NaN or infinite energy) is rejected
-        without a mask. Non-finite chains are the driver's business (``nan_policy``).
+        without a mask. A chain whose *current* energy is NaN/inf (``state.energy``, e.g.
+        at its start) can never accept and is reported by the driver's ``nan_policy``.
         """
         x = state.x
         log_ratio = h_cur - h_prop
@@ -148,8 +149,9 @@ class HamiltonianMonteCarlo(_HMCBase):
     $\min(1, \exp(H(x, p) - H(x', p')))$ (per chain). A proposal whose Hamiltonian is
     NaN or $+\infty$ (a divergent trajectory) is rejected (the integrator runs without
     its NaN-zeroing "safe" mode, so a divergent trajectory is never accepted as a
-    sanitised point); chains that turn non-finite otherwise are reported by the
-    ``nan_policy``. Works for any event shape.
+    sanitised point). A chain whose current energy $E(x)$ is NaN or infinite (e.g. a start
+    where the model is NaN) is divergent: it is reported by the ``nan_policy`` like a
+    non-finite ``x``. Works for any event shape.
 
     Args:
         model: Energy model. ``energy_function=`` is a deprecated alias.
@@ -374,7 +376,8 @@ class RiemannianManifoldHMC(_HMCBase):
     (the normalising term makes $e^{-H}$ marginalise to $e^{-E}$), momenta
     $p \sim \mathcal N(0, G(x))$, integrated by the generalised (implicit) leapfrog
     and corrected by a Metropolis test. $G$ is handled through its Cholesky factor;
-    chains whose metric is not positive definite or whose proposal is non-finite reject.
+    chains whose metric is not positive definite or whose proposal is non-finite reject;
+    a chain whose current energy is NaN/inf is reported by the ``nan_policy``.
     States of any event shape are flattened to ``D = prod(event_shape)`` for the metric.
 
     Args:
