@@ -89,6 +89,25 @@ class _HMCBase(BaseSampler):
             return tuple(mean.shape)
         return None
 
+    def _symplectic(self, integrator: Any, default: str, *, separable: bool) -> Any:
+        """The symplectic integrator (``None``, a registry name or an instance), checked to be
+        separable (HMC) or non-separable (RMHMC)."""
+        resolved = resolve_integrator(
+            integrator,
+            default=default,
+            family=BaseSymplecticIntegrator,
+            owner=type(self).__name__,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        if resolved.separable != separable:
+            hint = "; use RiemannianManifoldHMC for non-separable Hamiltonians" if separable else ""
+            raise TypeError(
+                f"{type(self).__name__} requires a {'' if separable else 'non-'}separable "
+                f"symplectic integrator (e.g. {default!r}), got {type(resolved).__name__}{hint}"
+            )
+        return resolved
+
     def _energy(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
         e = self.model_energy(x, conditioning)
         if e.shape != (x.shape[0],):
@@ -215,20 +234,7 @@ class HamiltonianMonteCarlo(_HMCBase):
         self.step_size = step_size
         self.n_leapfrog_steps = check_int("n_leapfrog_steps", n_leapfrog_steps, minimum=1)
         self._set_mass(mass)
-        self.integrator = resolve_integrator(
-            integrator,
-            default="leapfrog",
-            family=BaseSymplecticIntegrator,
-            owner=type(self).__name__,
-            device=self.device,
-            dtype=self.dtype,
-        )
-        if not self.integrator.separable:
-            raise TypeError(
-                f"{type(self).__name__} requires a separable symplectic integrator (e.g. "
-                f"'leapfrog'), got {type(self.integrator).__name__}; use RiemannianManifoldHMC "
-                "for non-separable Hamiltonians"
-            )
+        self.integrator = self._symplectic(integrator, "leapfrog", separable=True)
         self.backend = check_backend(backend)
 
     def _set_mass(self, mass: Any) -> None:
@@ -462,19 +468,7 @@ class RiemannianManifoldHMC(_HMCBase):
                 solver_tol=1e-6 if solver_tol is None else solver_tol,
                 solver_check_every=0 if solver_check_every is None else solver_check_every,
             )
-        self.integrator = resolve_integrator(
-            integrator,
-            default="generalised_leapfrog",
-            family=BaseSymplecticIntegrator,
-            owner=type(self).__name__,
-            device=self.device,
-            dtype=self.dtype,
-        )
-        if self.integrator.separable:
-            raise TypeError(
-                f"{type(self).__name__} requires a non-separable symplectic integrator "
-                f"(e.g. 'generalised_leapfrog'), got {type(self.integrator).__name__}"
-            )
+        self.integrator = self._symplectic(integrator, "generalised_leapfrog", separable=False)
 
     # ------------------------------------------------------------------ metric
     def _cholesky(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
