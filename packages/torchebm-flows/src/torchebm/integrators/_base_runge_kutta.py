@@ -649,16 +649,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                     check_finite_tensor(f"{type(self).__name__}: the drift at t={t:.6g}", ks[0])
             h = min(h * factor, self.max_step_size)
             if h < 1e-14 * max(span, abs(t)):
-                for k in ks:  # a stage still NaN/inf at the smallest step: the drift's fault
-                    check_finite_tensor(
-                        f"{type(self).__name__}: the drift near t={t:.6g} (step size underflow)",
-                        k,
-                    )
-                raise RuntimeError(
-                    f"{type(self).__name__}: step size underflow at t={t:.6g} (error ratio "
-                    f"{ratio}, finite drift); the problem is too stiff for this method and "
-                    "atol/rtol: loosen the tolerances or use an implicit integrator"
-                )
+                raise _underflow(type(self).__name__, t, ratio, ks)
         return x
 
     def _initial_step(self, x, t0, direction, f0, drift, norm, tvec) -> float:
@@ -676,6 +667,19 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         else:
             h1 = (0.01 / max(d1, d2)) ** (1.0 / float(self.order or 1))
         return min(100 * h0, h1)
+
+
+def _underflow(name: str, t: float, ratio: float, ks: list[torch.Tensor]) -> RuntimeError:
+    """The error of an adaptive step size that underflowed: `NonFiniteError` (raised here,
+    naming the rows) when a stage is still NaN/inf at the smallest step, the drift's fault;
+    else the `RuntimeError` of a problem too stiff for the method."""
+    for k in ks:
+        check_finite_tensor(f"{name}: the drift near t={t:.6g} (step size underflow)", k)
+    return RuntimeError(
+        f"{name}: step size underflow at t={t:.6g} (error ratio {ratio}, finite drift); the "
+        "problem is too stiff for this method and atol/rtol: loosen the tolerances or use an "
+        "implicit integrator"
+    )
 
 
 @dataclass
