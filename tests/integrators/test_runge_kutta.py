@@ -241,8 +241,10 @@ def test_max_steps_exhaustion_raises():
 
 
 def test_nonfinite_drift_raises_instead_of_looping():
+    from torchebm.core.errors import NonFiniteError
+
     d5 = Dopri5Integrator(dtype=F64, max_steps=10_000)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(NonFiniteError, match="drift"):
         d5.integrate(
             {"x": torch.ones(1, 1, dtype=F64)},
             0.1,
