@@ -143,10 +143,6 @@ class SamplerSpec:
     kind: str = "energy"
     stochastic: bool = True
     bad: tuple[str, Any, type[Exception]] = ("step_size", -1.0, ValueError)
-    #: what ``nan_policy="raise"`` does on a model that is NaN everywhere: "raise" (a
-    #: NonFiniteError naming every chain), "rejects" (a Metropolis sampler rejects every
-    #: NaN proposal: the chains stay at their start) or the error type raised first
-    nan_row: str | type[Exception] = "raise"
 
 
 def _rwm(m, **kw):
@@ -171,14 +167,12 @@ SAMPLERS: dict[str, SamplerSpec] = (
             lambda m, **kw: S.HamiltonianMonteCarlo(
                 m, **{"step_size": 0.1, "n_leapfrog_steps": 3, **kw}
             ),
-            nan_row="rejects",
         ),
         "rmhmc": SamplerSpec(
             S.RiemannianManifoldHMC,
             lambda m, **kw: S.RiemannianManifoldHMC(
                 m, identity_metric, **{"step_size": 0.1, "n_leapfrog_steps": 2, **kw}
             ),
-            nan_row="rejects",
         ),
         "gd": SamplerSpec(
             S.GradientDescentSampler,
@@ -210,8 +204,6 @@ SAMPLERS: dict[str, SamplerSpec] = (
             kind="flow",
             stochastic=False,
             bad=("mode", "nope", ValueError),
-            # the adaptive controller stops first: "step size underflow ... (error ratio nan)"
-            nan_row=RuntimeError,
         ),
         "flow_sde": SamplerSpec(
             S.FlowSampler,
@@ -220,7 +212,7 @@ SAMPLERS: dict[str, SamplerSpec] = (
             bad=("diffusion_norm", -1.0, ValueError),
         ),
         # the worked example of docs/contributing.md ("Adding a sampler")
-        "rwm": SamplerSpec(object, _rwm, nan_row="rejects"),
+        "rwm": SamplerSpec(object, _rwm),
     }
 )
 

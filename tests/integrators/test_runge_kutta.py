@@ -241,8 +241,10 @@ def test_max_steps_exhaustion_raises():
 
 
 def test_nonfinite_drift_raises_instead_of_looping():
+    from torchebm.core.errors import NonFiniteError
+
     d5 = Dopri5Integrator(dtype=F64, max_steps=10_000)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(NonFiniteError, match="drift"):
         d5.integrate(
             {"x": torch.ones(1, 1, dtype=F64)},
             0.1,
@@ -360,3 +362,28 @@ def test_sde_family_membership():
     assert issubclass(EulerMaruyamaIntegrator, BaseSDERungeKuttaIntegrator)
     assert issubclass(HeunIntegrator, BaseSDERungeKuttaIntegrator)
     assert not issubclass(RK4Integrator, BaseSDERungeKuttaIntegrator)
+
+
+@pytest.mark.parametrize("cls", ADAPTIVE)
+def test_adaptive_names_the_rows_of_a_non_finite_drift(cls):
+    from torchebm.core.errors import NonFiniteError
+
+    bad = torch.tensor([False, True, False, True])
+
+    def f(x, t):  # NaN on rows 1 and 3: no step size helps
+        return torch.where(bad[:, None], torch.full_like(x, math.nan), -x)
+
+    with pytest.raises(NonFiniteError, match="drift .*NaN or inf.* indices \\[1, 3\\]") as info:
+        cls(dtype=F64).integrate({"x": torch.ones(4, 2, dtype=F64)}, 0.1, 5, drift=f)
+    assert info.value.indices == [1, 3]
+
+
+def test_adaptive_underflow_with_a_finite_drift_stays_its_own_error():
+    calls = [0]
+
+    def f(x, t):  # finite, but flips sign at every evaluation: no step is ever accurate
+        calls[0] += 1
+        return torch.full_like(x, 1e20 if calls[0] % 2 else -1e20)
+
+    with pytest.raises(RuntimeError, match="step size underflow .*finite drift.*stiff"):
+        Dopri5Integrator(dtype=F64).integrate({"x": torch.ones(3, 1, dtype=F64)}, 0.1, 5, drift=f)

@@ -71,3 +71,57 @@ def test_the_documented_double_well_example_runs_for_every_seed():
         diverged += bad
     print(f"{diverged} of 100 seeds diverged (warned, returned)")
     assert diverged > 0  # the example does diverge: the test exercises the policy
+
+
+class _NaNOnTheRight(HarmonicModel):
+    """Harmonic energy, NaN where the first coordinate is > 1 (chains started there can
+    never leave: every proposal from a NaN current energy is rejected)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = super().forward(x)
+        return torch.where(x[:, 0] > 1.0, torch.full_like(e, float("nan")), e)
+
+
+def _metropolis_samplers():
+    from _support.examples import load_example
+
+    from torchebm.samplers import HamiltonianMonteCarlo, RiemannianManifoldHMC
+
+    rwm = load_example("50_custom_sampler.py").RandomWalkMetropolis
+    metric = lambda x: torch.eye(2).expand(x.shape[0], 2, 2)  # noqa: E731
+    return {
+        "hmc": lambda m: HamiltonianMonteCarlo(m, step_size=0.1, n_leapfrog_steps=3),
+        "rmhmc": lambda m: RiemannianManifoldHMC(m, metric, step_size=0.1, n_leapfrog_steps=2),
+        "rwm": lambda m: rwm(m, step_size=0.1),
+    }
+
+
+@pytest.mark.parametrize("name", ["hmc", "rmhmc", "rwm"])
+def test_metropolis_chains_with_a_non_finite_energy_are_reported(name):
+    # the chains stay finite (every proposal is rejected), but a chain whose current
+    # energy is NaN is a divergence: reported by nan_policy like a NaN x
+    sampler = _metropolis_samplers()[name](_NaNOnTheRight())
+    x0 = torch.tensor([[0.1, 0.0], [5.0, 0.0], [-0.2, 0.1], [3.0, 1.0]])
+    with pytest.raises(NonFiniteError) as info:
+        sampler.sample(x=x0, n_steps=3, nan_policy="raise", nan_check_every=1)
+    assert sorted(info.value.indices) == [1, 3] and info.value.step == 1
+    with pytest.warns(RuntimeWarning, match="2 of 4 chains diverged"):
+        out = sampler.sample(x=x0, n_steps=3)
+    assert sampler.divergent_chains.tolist() == [False, True, False, True]
+    assert torch.equal(out[[1, 3]], x0[[1, 3]])  # returned as they are, finite
+
+
+def test_a_rejected_non_finite_proposal_is_not_a_divergence():
+    from torchebm.samplers import HamiltonianMonteCarlo
+
+    # started left of the NaN region with steps that overshoot into it: proposals there
+    # are rejected (correct Metropolis behaviour) and nothing is reported
+    sampler = HamiltonianMonteCarlo(_NaNOnTheRight(), step_size=1.5, n_leapfrog_steps=1)
+    g = torch.Generator().manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, diag = sampler.sample(
+            x=torch.full((64, 2), 0.5), n_steps=20, generator=g, return_diagnostics=True
+        )
+    assert not sampler.divergent_chains.any()
+    assert float(diag["acceptance_rate"].mean()) < 0.9  # some proposals were NaN and rejected

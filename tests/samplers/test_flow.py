@@ -306,7 +306,12 @@ def test_constructor_validation():
         FlowSampler(field, mode="sde", reverse=True)
     with pytest.raises(ValueError, match="last_step"):
         FlowSampler(field, mode="sde", last_step="Heun")
-    with pytest.raises(ValueError, match="diffusion form"):
+    # the error names the argument, the value and the accepted forms
+    with pytest.raises(
+        ValueError,
+        match=r"^diffusion_form must be one of \['constant', 'SBDM', 'sigma', 'linear', "
+        r"'decreasing', 'increasing-decreasing'\], got 'cubic'$",
+    ):
         FlowSampler(field, mode="sde", diffusion_form="cubic")
 
     class AdaptiveEM(EulerMaruyamaIntegrator):  # no built-in SDE integrator is adaptive

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core.errors import ConfigurationError, ShapeError
+from torchebm.core.errors import ConfigurationError, ShapeError, check_in
 
 __all__ = ["BaseInterpolant", "expand_t_like_x"]
 
@@ -104,12 +104,15 @@ class BaseInterpolant(ABC):
                 f"x0 and x1 must have the same shape, got x0 {tuple(x0.shape)} and "
                 f"x1 {tuple(x1.shape)}"
             )
-        tb = _broadcast_t(t, x1)
-        alpha, d_alpha = self.compute_alpha_t(tb)
-        sigma, d_sigma = self.compute_sigma_t(tb)
+        alpha, d_alpha, sigma, d_sigma = self._schedules(t, x1)
         xt = alpha * x1 + sigma * x0
         ut = d_alpha * x1 + d_sigma * x0
         return xt, ut
+
+    def _schedules(self, t: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(alpha, d_alpha, sigma, d_sigma)`` at ``t`` broadcast against ``x``."""
+        tb = _broadcast_t(t, x)
+        return (*self.compute_alpha_t(tb), *self.compute_sigma_t(tb))
 
     def compute_drift(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Probability-flow drift ``(A, Bv)``, velocity $= -A + B_v\,s$, for ``x`` ``(B, ...)``.
@@ -130,8 +133,9 @@ class BaseInterpolant(ABC):
         Forms: ``"constant"`` (``norm``), ``"SBDM"`` ($\text{norm}\cdot B_v/(\sigma+10^{-8})$),
         ``"sigma"`` ($\text{norm}\,\sigma$), ``"linear"`` ($\text{norm}(1-t)$),
         ``"decreasing"`` ($\text{norm}(1-t)^2$), ``"increasing-decreasing"``
-        ($\text{norm}\cdot 4t(1-t)$); another ``form`` raises ``ValueError``.
+        ($\text{norm}\cdot 4t(1-t)$); another ``form`` raises ``ValueError`` naming ``form``.
         """
+        check_in("form", form, _DIFFUSION_FORMS)
         tb = _broadcast_t(t, x)
         out_shape = (x.shape[0], *([1] * (x.ndim - 1)))
         if form == "constant":
@@ -147,15 +151,10 @@ class BaseInterpolant(ABC):
             d = norm * (1 - tb)
         elif form == "decreasing":
             d = norm * (1 - tb).square()
-        elif form == "increasing-decreasing":
+        else:  # "increasing-decreasing"
             d = norm * 4 * tb * (1 - tb)
-        else:
-            d = None
-        if d is not None:  # a batch-uniform time: computed once, viewed as (B, 1, ..., 1)
-            return d.reshape(()).expand(out_shape) if tb.ndim == 0 else d
-        raise ConfigurationError(
-            f"diffusion form must be one of {list(_DIFFUSION_FORMS)}, got {form!r}"
-        )
+        # a batch-uniform time: computed once, viewed as (B, 1, ..., 1)
+        return d.reshape(()).expand(out_shape) if tb.ndim == 0 else d
 
     # ------------------------------------------------------------------ conversions
     def velocity_to_score(
@@ -163,9 +162,7 @@ class BaseInterpolant(ABC):
     ) -> torch.Tensor:
         r"""Score from a velocity: $s = (r v - x) / \max(\sigma^2 - r\dot\sigma\sigma, 10^{-12})$,
         $r = \alpha/\dot\alpha$."""
-        tb = _broadcast_t(t, x)
-        alpha, d_alpha = self.compute_alpha_t(tb)
-        sigma, d_sigma = self.compute_sigma_t(tb)
+        alpha, d_alpha, sigma, d_sigma = self._schedules(t, x)
         r = alpha.clamp(min=1e-8) / _nonzero(d_alpha, 1e-8)
         return (r * velocity - x) / (sigma.square() - r * d_sigma * sigma).clamp(min=1e-12)
 
@@ -173,9 +170,7 @@ class BaseInterpolant(ABC):
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
         r"""Noise $\hat x_0$ from a velocity prediction: $(x - r v)/(\sigma - r\dot\sigma)$."""
-        tb = _broadcast_t(t, x)
-        alpha, d_alpha = self.compute_alpha_t(tb)
-        sigma, d_sigma = self.compute_sigma_t(tb)
+        alpha, d_alpha, sigma, d_sigma = self._schedules(t, x)
         r = alpha / _nonzero(d_alpha, 1e-8)
         return (x - r * velocity) / _nonzero(sigma - r * d_sigma, 1e-12)
 
@@ -206,9 +201,7 @@ class BaseInterpolant(ABC):
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
         r"""Data estimate $\hat x_1 = (x - \sigma\hat x_0)/\alpha$ from a velocity."""
-        tb = _broadcast_t(t, x)
-        alpha, _ = self.compute_alpha_t(tb)
-        sigma, _ = self.compute_sigma_t(tb)
+        alpha, _, sigma, _ = self._schedules(t, x)
         return (x - sigma * self.velocity_to_noise(velocity, x, t)) / alpha.clamp(min=1e-8)
 
 

@@ -157,6 +157,15 @@ def _finite_rows(x: torch.Tensor) -> torch.Tensor:
     return flat.abs().amax(dim=1) < math.inf
 
 
+def _finite_chains(state: State) -> torch.Tensor:
+    """`(B,)` bool: chains whose `x`, and `energy` $E(x)$ when the state keeps one, are finite."""
+    finite = _finite_rows(state["x"])
+    energy = state.get("energy")
+    if isinstance(energy, torch.Tensor) and energy.shape == finite.shape:
+        finite &= energy.abs() < math.inf
+    return finite
+
+
 def _batch_view(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return mask.reshape(mask.shape[0], *([1] * (x.ndim - 1)))
 
@@ -201,12 +210,13 @@ class BaseSampler(Schedulable, TorchEBMModule):
     subclass that overrides `sample` itself (the seed's custom-sampler pattern) works too:
     only a class implementing neither `step` nor `sample` is abstract.
 
-    **Divergent chains.** Chains are checked for NaN/inf on the device (no host sync)
-    every `nan_check_every` steps (default 10) and after the last step. Every sampler of
-    the library updates `x` additively (HMC rejects non-finite proposals), so a chain that
-    went non-finite stays so and a sparse check only brackets the step: the window
-    `(previous check, check]`, exact with `nan_check_every=1` or narrowed by a recorded
-    trajectory. At the end of `sample()` (one sync) the attribute `divergent_chains`
+    **Divergent chains.** A chain diverged when its `x`, or its energy if the state keeps
+    one (a `(B,)` field `energy`, as Metropolis samplers do), holds NaN/inf. Chains are
+    checked on the device (no host sync) every `nan_check_every` steps (default 10) and
+    after the last step. Metropolis samplers reject non-finite proposals and the others
+    update `x` additively, so a non-finite chain stays so and a sparse check only brackets
+    the step: the window `(previous check, check]`, exact with `nan_check_every=1` or
+    narrowed by a recorded trajectory. At the end of `sample()` (one sync) the attribute `divergent_chains`
     (`(B,)` bool) records them and the policy decides:
 
     * `"warn"` (default): one `RuntimeWarning` naming the chains and their steps; they are
@@ -720,7 +730,7 @@ class _NanChecks:
         self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
 
     def __call__(self, state: State, i: int) -> State:
-        finite = _finite_rows(state["x"])
+        finite = _finite_chains(state)
         if not self.ends:
             self.alive, self.n_alive = finite, finite.long()
         else:

@@ -2,8 +2,6 @@ r"""Older names from the seed documentation, kept working with one ``Deprecation
 
 from __future__ import annotations
 
-from typing import Any
-
 from torchebm.core._base_model import (
     AckleyModel,
     BaseModel,
@@ -36,38 +34,37 @@ def _warn(old: str, new: str) -> None:
     )
 
 
-class BaseEnergyFunction(BaseModel):
+class _Deprecated:
+    """Mixin of a deprecated class: warns once when it is subclassed or instantiated."""
+
+    _renamed: tuple[str, str]  # (old name, replacement), set by each deprecated class
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "_renamed" not in cls.__dict__:  # a user's subclass, not the alias itself
+            _warn(*cls._renamed)
+
+    def __init__(self, *args, **kwargs):
+        _warn(*self._renamed)
+        super().__init__(*args, **kwargs)
+
+
+class BaseEnergyFunction(_Deprecated, BaseModel):
     """Deprecated alias of [`BaseModel`][torchebm.core.BaseModel] (warns once when subclassed or instantiated)."""
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        _warn("BaseEnergyFunction", "BaseModel")
-
-    def __init__(self, *args, **kwargs):
-        _warn("BaseEnergyFunction", "BaseModel")
-        super().__init__(*args, **kwargs)
+    _renamed = ("BaseEnergyFunction", "BaseModel")
 
 
-class DeviceMixin(TorchEBMModule):
+class DeviceMixin(_Deprecated, TorchEBMModule):
     """Deprecated alias of [`TorchEBMModule`][torchebm.core.TorchEBMModule]."""
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        _warn("DeviceMixin", "TorchEBMModule")
-
-    def __init__(self, *args, **kwargs):
-        _warn("DeviceMixin", "TorchEBMModule")
-        super().__init__(*args, **kwargs)
+    _renamed = ("DeviceMixin", "TorchEBMModule")
 
 
 def _alias(old: str, new_cls: type) -> type:
-    def __init__(self, *args, **kwargs):
-        _warn(old, new_cls.__name__)
-        base: Any = new_cls  # the class itself (mypy reads new_cls.__init__ as an instance's)
-        base.__init__(self, *args, **kwargs)
-
     doc = f"Deprecated alias of `{new_cls.__name__}` (warns once)."
-    return type(old, (new_cls,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
+    namespace = {"_renamed": (old, new_cls.__name__), "__doc__": doc, "__module__": __name__}
+    return type(old, (_Deprecated, new_cls), namespace)
 
 
 GaussianEnergy = _alias("GaussianEnergy", GaussianModel)

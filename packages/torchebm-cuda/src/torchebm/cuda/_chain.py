@@ -6,58 +6,18 @@ import math
 
 import torch
 
-from torchebm.core.errors import (
-    ConfigurationError,
-    check_finite_tensor,
-    check_int,
-)
-from torchebm.cuda._analytic import AnalyticSpec, analytic_spec, eager_grad
+from torchebm.core.errors import check_finite_tensor, check_int
+from torchebm.cuda._analytic import analytic_spec, eager_grad
 from torchebm.cuda._backend import kernels, resolve_backend
-from torchebm.cuda._langevin import device_guard, randn_like_state
+from torchebm.cuda._langevin import device_guard, eager_step, launch_args
 from torchebm.cuda._validate import (
     check_clamp,
-    check_generator,
-    check_like,
-    check_out,
-    check_scalar,
-    check_seed,
-    check_state,
+    check_langevin_args,
     compute_dtype,
-    draw_seed,
     eager_generator,
 )
 
 __all__ = ["langevin_chain"]
-
-
-def _eager_chain(
-    x: torch.Tensor,
-    spec: AnalyticSpec,
-    n_steps: int,
-    h: float,
-    noise_coef: float,
-    bounds: tuple[float, float] | None,
-    noise: torch.Tensor | None,
-    generator: torch.Generator | None,
-    out: torch.Tensor | None,
-) -> torch.Tensor:
-    cd = compute_dtype(x.dtype)
-    # the working state stays in the compute dtype for the whole chain, like the kernel's
-    # registers; it is rounded to x's dtype once at the end
-    xc = x.to(cd, copy=True)
-    for i in range(n_steps):
-        g = eager_grad(spec, xc).mul_(h)
-        if noise is None:
-            e = randn_like_state(x, cd, generator)
-            e.mul_(noise_coef)
-        else:
-            e = torch.mul(noise[i].to(cd), noise_coef)
-        xc.sub_(g).add_(e)
-        if bounds is not None:
-            xc.clamp_(bounds[0], bounds[1])
-    if out is not None:
-        return out.copy_(xc)
-    return xc.to(x.dtype)
 
 
 @torch.no_grad()
@@ -136,32 +96,31 @@ def langevin_chain(
         - Roberts, G. O. and Tweedie, R. L. (1996). Exponential convergence of Langevin
           distributions and their discrete approximations. Bernoulli 2(4).
     """
-    x = check_state("x", x)
     n_steps = check_int("n_steps", n_steps, minimum=1)
     compiling = torch.compiler.is_compiling()
-    h = check_scalar("step_size", step_size, positive=True, compiling=compiling)
-    s = check_scalar("noise_scale", noise_scale, positive=False, compiling=compiling)
+    x, h, s, generator, seed, out = check_langevin_args(
+        x,
+        step_size,
+        noise_scale,
+        noise,
+        generator,
+        seed,
+        out,
+        compiling=compiling,
+        noise_steps=n_steps,
+    )
     bounds = check_clamp(clamp)
-    generator = check_generator(generator, x.device)
-    seed = check_seed(seed, generator)
-    if noise is not None:
-        check_like("noise", noise, x, same_dtype=False, shape=(n_steps, *x.shape))
-        if seed is not None:
-            raise ConfigurationError("pass either noise or seed, not both")
-    out = check_out(out, x)
     cd = compute_dtype(x.dtype)
     spec = analytic_spec(energy, x, cd)
     noise_coef = s * math.sqrt(2.0 * h)
 
     if resolve_backend(force, x, compiling) == "triton":
-        xk = x.contiguous()
-        res = out if out is not None else torch.empty_like(xk)
-        seed_t = draw_seed(generator, x.device) if (noise is None and seed is None) else None
+        xk, res, noise_k, seed_t = launch_args(x, noise, generator, seed, out)
         with device_guard(x):
             kernels().langevin_chain(
                 xk,
                 res,
-                noise.contiguous() if noise is not None else None,
+                noise_k,
                 seed_t,
                 seed,
                 spec.kind,
@@ -175,17 +134,15 @@ def langevin_chain(
                 bounds,
             )
     else:
-        res = _eager_chain(
-            x,
-            spec,
-            n_steps,
-            h,
-            noise_coef,
-            bounds,
-            noise,
-            eager_generator(generator, seed, x.device),
-            out,
-        )
+        # the working state stays in the compute dtype for the whole chain, like the
+        # kernel's registers, and is rounded to x's dtype once at the end; each step is the
+        # one eager Langevin update, in place on the working state
+        g = eager_generator(generator, seed, x.device)
+        xc = x.to(cd, copy=True)
+        for i in range(n_steps):
+            e = None if noise is None else noise[i]
+            eager_step(xc, eager_grad(spec, xc), h, noise_coef, bounds, e, g, xc)
+        res = out.copy_(xc) if out is not None else xc.to(x.dtype)
     if check_finite:
         check_finite_tensor("langevin_chain result", res)
     return res

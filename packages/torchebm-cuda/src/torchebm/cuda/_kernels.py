@@ -128,6 +128,33 @@ def _minv(minv_ptr, minv_s, idx, mask, event, MINV: tl.constexpr, F64: tl.conste
     return m
 
 
+@triton.jit
+def _block(n, BLOCK: tl.constexpr):
+    """This program's int64 element indices and their in-bounds mask."""
+    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    return idx, idx < n
+
+
+@triton.jit
+def _gauss_params(mu_ptr, prec_ptr, x, idx, mask, event, KIND: tl.constexpr, F64: tl.constexpr):
+    """Per element ``(mu, 1/sigma^2)`` of a diagonal Gaussian (KIND 2); zeros otherwise."""
+    if KIND == 2:
+        col = idx % event
+        mu = _load(mu_ptr, col, mask, F64)
+        prec = _load(prec_ptr, col, mask, F64)
+    else:
+        mu = x * 0
+        prec = x * 0
+    return mu, prec
+
+
+def _elementwise(x, block):
+    """``(n, event, grid)`` of a launch over the elements of ``x``: ``event`` is the number
+    of elements per batch row (``n = 0``: nothing to launch)."""
+    n = x.numel()
+    return n, (max(1, n // x.shape[0]) if n else 1), (triton.cdiv(n, block),)
+
+
 # --------------------------------------------------------------------------- one Langevin step
 @triton.jit
 def _step_update(
@@ -222,9 +249,7 @@ def _langevin_chain_kernel(
     KIND: tl.constexpr, HAS_NOISE: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     HAS_CLAMP: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    pid = tl.program_id(0)
-    idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = idx < n
+    idx, mask = _block(n, BLOCK)
     x = _load(x_ptr, idx, mask, F64)
     h = _scalar(step_size, F64)
     c = _scalar(noise_coef, F64)
@@ -232,13 +257,7 @@ def _langevin_chain_kernel(
     b2_c = _scalar(b2, F64)
     lo_c = _scalar(lo, F64)
     hi_c = _scalar(hi, F64)
-    if KIND == 2:
-        col = idx % event
-        mu = _load(mu_ptr, col, mask, F64)
-        prec = _load(prec_ptr, col, mask, F64)
-    else:
-        mu = x * 0
-        prec = x * 0
+    mu, prec = _gauss_params(mu_ptr, prec_ptr, x, idx, mask, event, KIND, F64)
     seed = _seed(seed_ptr, seed_val, SEED_FROM_PTR)
     # four steps per iteration: one Philox call gives the four normals
     for j in range(0, n_steps, 4):
@@ -266,12 +285,10 @@ def langevin_chain(
     x, out, noise, seed_t, seed_val, kind, a, b2, mu, prec, n_steps, step_size, noise_coef, clamp
 ):
     """Launch the whole-chain kernel (``n_steps`` Langevin steps of an elementwise energy)."""
-    n = x.numel()
+    n, event, grid = _elementwise(x, _CHAIN_BLOCK)
     if n == 0:
         return out
-    event = max(1, n // x.shape[0])
     lo, hi = clamp if clamp is not None else (0.0, 0.0)
-    grid = (triton.cdiv(n, _CHAIN_BLOCK),)
     _langevin_chain_kernel[grid](
         x, out, noise if noise is not None else x, seed_t if seed_t is not None else x,
         mu if mu is not None else x, prec if prec is not None else x,
@@ -289,9 +306,7 @@ def _kick_drift_kernel(
     x_ptr, p_ptr, g_ptr, minv_ptr, n, event, kick: tl.float64, h: tl.float64, minv_s: tl.float64,
     DRIFT: tl.constexpr, MINV: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    pid = tl.program_id(0)
-    idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = idx < n
+    idx, mask = _block(n, BLOCK)
     p = _load(p_ptr, idx, mask, F64)
     g = _load(g_ptr, idx, mask, F64)
     p = p - _scalar(kick, F64) * g
@@ -312,16 +327,24 @@ def _kick_drift_kernel(
 
 def kick_drift(x, p, g, minv, minv_s, minv_mode, kick, step_size, drift):
     """In place: ``p -= kick*g``; then, if ``drift``, ``x += step_size * p * minv``."""
-    n = x.numel()
+    n, event, grid = _elementwise(x, _EW_BLOCK)
     if n == 0:
         return
-    event = max(1, n // x.shape[0])
-    grid = (triton.cdiv(n, _EW_BLOCK),)
     _kick_drift_kernel[grid](
         x, p, g, minv if minv is not None else x, n, event,
         float(kick), float(step_size), float(minv_s),
         DRIFT=bool(drift), MINV=minv_mode, F64=x.dtype.itemsize == 8, BLOCK=_EW_BLOCK, **_LAUNCH,
     )  # fmt: skip
+
+
+@triton.jit
+def _drift(x, p, m, h, MINV: tl.constexpr):
+    """The leapfrog drift ``x + h * M^{-1} p`` (``m`` is unused without a mass, MINV 0)."""
+    if MINV == 0:
+        y = x + h * p
+    else:
+        y = x + h * (p * m)
+    return y
 
 
 @triton.jit(do_not_specialize=["n_steps"])
@@ -332,22 +355,14 @@ def _leapfrog_analytic_kernel(
     KIND: tl.constexpr, MINV: tl.constexpr, HAS_GRAD: tl.constexpr, F64: tl.constexpr,
     BLOCK: tl.constexpr,
 ):  # fmt: skip
-    pid = tl.program_id(0)
-    idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = idx < n
+    idx, mask = _block(n, BLOCK)
     x = _load(x_ptr, idx, mask, F64)
     p = _load(p_ptr, idx, mask, F64)
     h_c = _scalar(h, F64)
     hh = _scalar(half_h, F64)
     a_c = _scalar(a, F64)
     b2_c = _scalar(b2, F64)
-    if KIND == 2:
-        col = idx % event
-        mu = _load(mu_ptr, col, mask, F64)
-        prec = _load(prec_ptr, col, mask, F64)
-    else:
-        mu = x * 0
-        prec = x * 0
+    mu, prec = _gauss_params(mu_ptr, prec_ptr, x, idx, mask, event, KIND, F64)
     if MINV == 0:
         m = x * 0 + 1
     else:
@@ -358,16 +373,10 @@ def _leapfrog_analytic_kernel(
         g = _grad(x, a_c, b2_c, mu, prec, KIND)
     p = p - hh * g
     for _ in range(n_steps - 1):
-        if MINV == 0:
-            x = x + h_c * p
-        else:
-            x = x + h_c * (p * m)
+        x = _drift(x, p, m, h_c, MINV)
         g = _grad(x, a_c, b2_c, mu, prec, KIND)
         p = p - h_c * g
-    if MINV == 0:
-        x = x + h_c * p
-    else:
-        x = x + h_c * (p * m)
+    x = _drift(x, p, m, h_c, MINV)
     g = _grad(x, a_c, b2_c, mu, prec, KIND)
     p = p - hh * g
     tl.store(x_out + idx, x.to(x_out.dtype.element_ty), mask=mask)
@@ -379,11 +388,9 @@ def leapfrog_analytic(
     x, p, g, x_out, p_out, g_out, minv, minv_s, minv_mode, kind, a, b2, mu, prec, n_steps, h
 ):
     """Launch the whole leapfrog trajectory for an elementwise analytic energy."""
-    n = x.numel()
+    n, event, grid = _elementwise(x, _CHAIN_BLOCK)
     if n == 0:
         return
-    event = max(1, n // x.shape[0])
-    grid = (triton.cdiv(n, _CHAIN_BLOCK),)
     _leapfrog_analytic_kernel[grid](
         x, p, g if g is not None else x, x_out, p_out, g_out, minv if minv is not None else x,
         mu if mu is not None else x, prec if prec is not None else x,

@@ -7,24 +7,18 @@ import math
 
 import torch
 
-from torchebm.core.errors import ConfigurationError
 from torchebm.cuda._backend import kernels, resolve_backend
 from torchebm.cuda._validate import (
     as_dtype,
     check_clamp,
-    check_generator,
-    check_like,
-    check_out,
-    check_scalar,
-    check_seed,
-    check_state,
+    check_langevin_args,
     compute_dtype,
     draw_seed,
     eager_generator,
     plain_step_args,
 )
 
-__all__ = ["fused_langevin_step", "device_guard", "randn_like_state"]
+__all__ = ["fused_langevin_step", "device_guard", "randn_like_state", "eager_step", "launch_args"]
 
 
 def device_guard(x: torch.Tensor) -> contextlib.AbstractContextManager:
@@ -44,7 +38,7 @@ def randn_like_state(
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=dtype)
 
 
-def _eager_step(
+def eager_step(
     x: torch.Tensor,
     grad: torch.Tensor,
     step_size: float,
@@ -54,6 +48,8 @@ def _eager_step(
     generator: torch.Generator | None,
     out: torch.Tensor | None,
 ) -> torch.Tensor:
+    """The eager Langevin update (the fallback of the step kernel and, step by step, of
+    the chain kernel): ``clamp((x - step_size * grad) + noise_coef * eps)``."""
     # The reference maths, one rounding per operation in this order:
     #   y = (x - step_size * grad) + noise_coef * eps,  then clamp.
     # Every input is read before ``out`` is written, so ``out`` may alias any of them.
@@ -74,33 +70,19 @@ def _eager_step(
     return out if target is out else out.copy_(target)
 
 
-def _triton_step(
+def launch_args(
     x: torch.Tensor,
-    grad: torch.Tensor,
-    step_size: float,
-    noise_coef: float,
-    bounds: tuple[float, float] | None,
     noise: torch.Tensor | None,
     generator: torch.Generator | None,
     seed: int | None,
     out: torch.Tensor | None,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(x, out, noise, seed tensor)`` as the Langevin kernels take them: contiguous, the
+    output allocated when not given, and a Philox key drawn unless noise or a seed is given."""
     xk = x.contiguous()
     res = out if out is not None else torch.empty_like(xk)
     seed_t = draw_seed(generator, x.device) if (noise is None and seed is None) else None
-    with device_guard(x):
-        kernels().langevin_step(
-            xk,
-            grad.contiguous(),
-            noise.contiguous() if noise is not None else None,
-            res,
-            seed_t,
-            seed,
-            step_size,
-            noise_coef,
-            bounds,
-        )
-    return res
+    return xk, res, (noise.contiguous() if noise is not None else None), seed_t
 
 
 def fused_langevin_step(
@@ -184,23 +166,19 @@ def fused_langevin_step(
     ):  # the samplers' call: every check below holds, the clamp is still parsed
         h, s = step_size, noise_scale
     else:
-        x = check_state("x", x)
-        grad = check_like("grad", grad, x)
-        h = check_scalar("step_size", step_size, positive=True, compiling=compiling)
-        s = check_scalar("noise_scale", noise_scale, positive=False, compiling=compiling)
-        generator = check_generator(generator, x.device)
-        seed = check_seed(seed, generator)
-        if noise is not None:
-            check_like("noise", noise, x, same_dtype=False)
-            if seed is not None:
-                raise ConfigurationError("pass either noise or seed, not both")
-        out = check_out(out, x)
+        x, h, s, generator, seed, out = check_langevin_args(
+            x, step_size, noise_scale, noise, generator, seed, out, compiling=compiling, grad=grad
+        )
     bounds = check_clamp(clamp)
     noise_coef = s * math.sqrt(2.0 * h)
     # not differentiable: no graph is recorded (samplers call it with grad mode off already)
     with torch.no_grad() if torch.is_grad_enabled() else contextlib.nullcontext():
-        if resolve_backend(force, x, compiling) == "triton":
-            return _triton_step(x, grad, h, noise_coef, bounds, noise, generator, seed, out)
-        return _eager_step(
-            x, grad, h, noise_coef, bounds, noise, eager_generator(generator, seed, x.device), out
-        )
+        if resolve_backend(force, x, compiling) != "triton":
+            g = eager_generator(generator, seed, x.device)
+            return eager_step(x, grad, h, noise_coef, bounds, noise, g, out)
+        xk, res, noise_k, seed_t = launch_args(x, noise, generator, seed, out)
+        with device_guard(x):
+            kernels().langevin_step(
+                xk, grad.contiguous(), noise_k, res, seed_t, seed, h, noise_coef, bounds
+            )
+        return res

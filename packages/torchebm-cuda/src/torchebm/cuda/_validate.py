@@ -7,7 +7,7 @@ does not start failing when it meets a GPU.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -36,6 +36,8 @@ __all__ = [
     "eager_generator",
     "check_scalar",
     "plain_step_args",
+    "LangevinArgs",
+    "check_langevin_args",
 ]
 
 #: dtypes every kernel and fallback accepts; half types are computed in float32
@@ -172,3 +174,49 @@ def plain_step_args(x: Any, grad: Any, step_size: Any, noise_scale: Any, generat
             or (type(generator) is torch.Generator and generator.device == x.device)
         )
     )
+
+
+_ABSENT: Any = object()
+
+
+class LangevinArgs(NamedTuple):
+    """The checked arguments of a Langevin update (one step or a whole chain)."""
+
+    x: torch.Tensor
+    step_size: Any
+    noise_scale: Any
+    generator: torch.Generator | None
+    seed: int | None
+    out: torch.Tensor | None
+
+
+def check_langevin_args(
+    x: Any,
+    step_size: Any,
+    noise_scale: Any,
+    noise: Any,
+    generator: Any,
+    seed: Any,
+    out: Any,
+    *,
+    compiling: bool,
+    grad: Any = _ABSENT,
+    noise_steps: int | None = None,
+) -> LangevinArgs:
+    """Check what `fused_langevin_step` and `langevin_chain` share: the state (and ``grad``
+    when given), ``step_size > 0``, ``noise_scale >= 0``, ``generator`` or ``seed``,
+    ``noise`` like ``x`` (``(noise_steps, *x.shape)`` for a chain; not with ``seed``) and
+    ``out``."""
+    x = check_state("x", x)
+    if grad is not _ABSENT:  # the step's gradient (the chain computes its own)
+        check_like("grad", grad, x)
+    h = check_scalar("step_size", step_size, positive=True, compiling=compiling)
+    s = check_scalar("noise_scale", noise_scale, positive=False, compiling=compiling)
+    generator = check_generator(generator, x.device)
+    seed = check_seed(seed, generator)
+    if noise is not None:
+        shape = None if noise_steps is None else (noise_steps, *x.shape)
+        check_like("noise", noise, x, same_dtype=False, shape=shape)
+        if seed is not None:
+            raise ConfigurationError("pass either noise or seed, not both")
+    return LangevinArgs(x, h, s, generator, seed, check_out(out, x))

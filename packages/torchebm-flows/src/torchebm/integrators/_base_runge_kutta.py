@@ -33,7 +33,12 @@ from torchebm.core._base_integrator import (
     _require_callable,
     _rms_norm,
 )
-from torchebm.core.errors import ConfigurationError, check_int, check_positive
+from torchebm.core.errors import (
+    ConfigurationError,
+    check_finite_tensor,
+    check_int,
+    check_positive,
+)
 from torchebm.integrators._inference import inference_mode_option
 
 __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrate_time_grid"]
@@ -482,7 +487,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             ValueError: missing drift, ``n_steps <= 0``, malformed ``t``, ``adaptive=True``
                 for a method without error estimate.
             RuntimeError: the adaptive step budget ``max_steps`` is exhausted or the step
-                size underflows (e.g. non-finite drift).
+                size underflows with a finite drift (a stiff problem).
+            torchebm.core.errors.NonFiniteError: adaptive: the drift returned NaN/inf (at
+                the current point, or at every step size down to underflow); ``indices``
+                names the batch rows.
         """
         x = _get_x(state)
         drift = _require_callable("drift", drift, "drift(x, t)")
@@ -634,12 +642,11 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 )
             else:
                 factor = self.min_factor
+                if reuse_first:  # ks[0] = f(x, t): a NaN/inf there no step size can cure
+                    check_finite_tensor(f"{type(self).__name__}: the drift at t={t:.6g}", ks[0])
             h = min(h * factor, self.max_step_size)
             if h < 1e-14 * max(span, abs(t)):
-                raise RuntimeError(
-                    f"{type(self).__name__}: step size underflow at t={t:.6g} (error ratio "
-                    f"{ratio}); the drift is probably non-finite or too stiff"
-                )
+                raise _underflow(type(self).__name__, t, ratio, ks)
         return x
 
     def _initial_step(self, x, t0, direction, f0, drift, norm, tvec) -> float:
@@ -657,6 +664,19 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         else:
             h1 = (0.01 / max(d1, d2)) ** (1.0 / float(self.order or 1))
         return min(100 * h0, h1)
+
+
+def _underflow(name: str, t: float, ratio: float, ks: list[torch.Tensor]) -> RuntimeError:
+    """The error of an adaptive step size that underflowed: `NonFiniteError` (raised here,
+    naming the rows) when a stage is still NaN/inf at the smallest step, the drift's fault;
+    else the `RuntimeError` of a problem too stiff for the method."""
+    for k in ks:
+        check_finite_tensor(f"{name}: the drift near t={t:.6g} (step size underflow)", k)
+    return RuntimeError(
+        f"{name}: step size underflow at t={t:.6g} (error ratio {ratio}, finite drift); the "
+        "problem is too stiff for this method and atol/rtol: loosen the tolerances or use an "
+        "implicit integrator"
+    )
 
 
 @dataclass

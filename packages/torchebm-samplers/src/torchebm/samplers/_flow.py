@@ -18,6 +18,7 @@ from torchebm.core import (
     ScheduledParameter,
     shared_field,
 )
+from torchebm.core._base_interpolant import _DIFFUSION_FORMS as _FORMS
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_non_negative
 from torchebm.integrators import resolve_integrator
@@ -160,7 +161,8 @@ class FlowSampler(BaseSampler):
         sample_eps: Distance kept from singular time ends (float >= 0 or scheduler).
         negate_velocity: Negate a velocity prediction.
         reverse: ODE only: integrate data -> noise.
-        diffusion_form: SDE only (default ``"SBDM"``); one of the interpolant's forms.
+        diffusion_form: SDE only (default ``"SBDM"``); one of the forms of
+            [`compute_diffusion`][torchebm.core.BaseInterpolant.compute_diffusion].
         diffusion_norm: SDE only (default 1.0).
         last_step: SDE only: ``"Mean"`` (default), ``"Euler"``, ``"Tweedie"`` or ``None``.
         last_step_size: SDE only (default 0.04; forced to 0 with ``last_step=None``).
@@ -170,7 +172,10 @@ class FlowSampler(BaseSampler):
             fixed-step SDE integrator (default ``"euler_maruyama"``).
         n_steps: Default number of grid steps (class default 50 for ODE, 250 for SDE).
         nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
-            ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
+            ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`). An
+            adaptive integrator, whose one step size serves the whole batch, cannot step
+            past a NaN/inf drift: it raises ``NonFiniteError`` naming the rows under
+            every policy.
 
     Diagnostics: ``"mean"``, ``"var"`` ``(n_kept, *event_shape)`` and ``"t"``
     ``(n_kept,)`` (the interpolant time of each kept state; ``t1 + last_step_size`` for a
@@ -247,7 +252,9 @@ class FlowSampler(BaseSampler):
         else:
             if reverse:
                 raise ConfigurationError("reverse=True is only supported with mode='ode'")
-            self.diffusion_form = "SBDM" if diffusion_form is None else diffusion_form
+            self.diffusion_form = check_in(
+                "diffusion_form", "SBDM" if diffusion_form is None else diffusion_form, _FORMS
+            )
             self.diffusion_norm = _non_negative("diffusion_norm", diffusion_norm, 1.0)
             self.last_step = "Mean" if last_step is _UNSET else last_step
             check_in("last_step", self.last_step, _LAST_STEPS)
@@ -255,11 +262,6 @@ class FlowSampler(BaseSampler):
                 0.0
                 if self.last_step is None
                 else _non_negative("last_step_size", last_step_size, 0.04)
-            )
-            # unknown forms raise here, at construction, rather than at sample time
-            probe = torch.zeros(1, 1)
-            self.interpolant.compute_diffusion(
-                probe, torch.full((1,), 0.5), self.diffusion_form, self.diffusion_norm
             )
         self.integrator = resolve_integrator(
             integrator,

@@ -89,6 +89,25 @@ class _HMCBase(BaseSampler):
             return tuple(mean.shape)
         return None
 
+    def _symplectic(self, integrator: Any, default: str, *, separable: bool) -> Any:
+        """The symplectic integrator (``None``, a registry name or an instance), checked to be
+        separable (HMC) or non-separable (RMHMC)."""
+        resolved = resolve_integrator(
+            integrator,
+            default=default,
+            family=BaseSymplecticIntegrator,
+            owner=type(self).__name__,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        if resolved.separable != separable:
+            hint = "; use RiemannianManifoldHMC for non-separable Hamiltonians" if separable else ""
+            raise TypeError(
+                f"{type(self).__name__} requires a {'' if separable else 'non-'}separable "
+                f"symplectic integrator (e.g. {default!r}), got {type(resolved).__name__}{hint}"
+            )
+        return resolved
+
     def _energy(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
         e = self.model_energy(x, conditioning)
         if e.shape != (x.shape[0],):
@@ -111,7 +130,8 @@ class _HMCBase(BaseSampler):
 
         The test is ``log u < H - H'``, false for a NaN Hamiltonian and for
         $H' = +\infty$: a trajectory that diverged (NaN or infinite energy) is rejected
-        without a mask. Non-finite chains are the driver's business (``nan_policy``).
+        without a mask. A chain whose *current* energy is NaN/inf (``state.energy``, e.g.
+        at its start) can never accept and is reported by the driver's ``nan_policy``.
         """
         x = state.x
         log_ratio = h_cur - h_prop
@@ -148,8 +168,9 @@ class HamiltonianMonteCarlo(_HMCBase):
     $\min(1, \exp(H(x, p) - H(x', p')))$ (per chain). A proposal whose Hamiltonian is
     NaN or $+\infty$ (a divergent trajectory) is rejected (the integrator runs without
     its NaN-zeroing "safe" mode, so a divergent trajectory is never accepted as a
-    sanitised point); chains that turn non-finite otherwise are reported by the
-    ``nan_policy``. Works for any event shape.
+    sanitised point). A chain whose current energy $E(x)$ is NaN or infinite (e.g. a start
+    where the model is NaN) is divergent: it is reported by the ``nan_policy`` like a
+    non-finite ``x``. Works for any event shape.
 
     Args:
         model: Energy model. ``energy_function=`` is a deprecated alias.
@@ -213,20 +234,7 @@ class HamiltonianMonteCarlo(_HMCBase):
         self.step_size = step_size
         self.n_leapfrog_steps = check_int("n_leapfrog_steps", n_leapfrog_steps, minimum=1)
         self._set_mass(mass)
-        self.integrator = resolve_integrator(
-            integrator,
-            default="leapfrog",
-            family=BaseSymplecticIntegrator,
-            owner=type(self).__name__,
-            device=self.device,
-            dtype=self.dtype,
-        )
-        if not self.integrator.separable:
-            raise TypeError(
-                f"{type(self).__name__} requires a separable symplectic integrator (e.g. "
-                f"'leapfrog'), got {type(self.integrator).__name__}; use RiemannianManifoldHMC "
-                "for non-separable Hamiltonians"
-            )
+        self.integrator = self._symplectic(integrator, "leapfrog", separable=True)
         self.backend = check_backend(backend)
 
     def _set_mass(self, mass: Any) -> None:
@@ -374,7 +382,8 @@ class RiemannianManifoldHMC(_HMCBase):
     (the normalising term makes $e^{-H}$ marginalise to $e^{-E}$), momenta
     $p \sim \mathcal N(0, G(x))$, integrated by the generalised (implicit) leapfrog
     and corrected by a Metropolis test. $G$ is handled through its Cholesky factor;
-    chains whose metric is not positive definite or whose proposal is non-finite reject.
+    chains whose metric is not positive definite or whose proposal is non-finite reject;
+    a chain whose current energy is NaN/inf is reported by the ``nan_policy``.
     States of any event shape are flattened to ``D = prod(event_shape)`` for the metric.
 
     Args:
@@ -459,19 +468,7 @@ class RiemannianManifoldHMC(_HMCBase):
                 solver_tol=1e-6 if solver_tol is None else solver_tol,
                 solver_check_every=0 if solver_check_every is None else solver_check_every,
             )
-        self.integrator = resolve_integrator(
-            integrator,
-            default="generalised_leapfrog",
-            family=BaseSymplecticIntegrator,
-            owner=type(self).__name__,
-            device=self.device,
-            dtype=self.dtype,
-        )
-        if self.integrator.separable:
-            raise TypeError(
-                f"{type(self).__name__} requires a non-separable symplectic integrator "
-                f"(e.g. 'generalised_leapfrog'), got {type(self.integrator).__name__}"
-            )
+        self.integrator = self._symplectic(integrator, "generalised_leapfrog", separable=False)
 
     # ------------------------------------------------------------------ metric
     def _cholesky(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
