@@ -243,3 +243,23 @@ def test_gradient_runs_hooks_and_compiled_calls_when_set():
     m.compile(backend=backend)
     torch.testing.assert_close(m.gradient(x), 2 * x)
     assert calls  # the compiled call ran
+
+
+def test_analytic_subclass_redefining_forward_gets_the_autograd_gradient():
+    """A closed form matches its own energy only: a redefined forward is differentiated."""
+    from torchebm.core import BaseModel, GaussianModel
+
+    class Tilted(GaussianModel):
+        def forward(self, x):
+            return super().forward(x) + 10.0 * x.square().sum(-1)
+
+    m = Tilted(
+        torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64), dtype=torch.float64
+    )
+    x = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ref = 21.0 * x  # (Sigma^-1 + 20 I) x
+    torch.testing.assert_close(m.gradient(x), ref)
+    torch.testing.assert_close(m.gradient_function()(x), ref)
+    torch.testing.assert_close(BaseModel.gradient(m, x), ref)
+    plain = GaussianModel(torch.zeros(2), torch.eye(2))
+    assert plain.gradient_function() == plain._grad  # the closed form, unwrapped

@@ -63,3 +63,27 @@ def test_dtype_conversion_after_the_first_call_is_followed():
     assert m._explicit_plan(x32, None) is None  # float32 input vs float64 weights
     assert m._explicit_plan(x, None) is not None
     torch.testing.assert_close(m.gradient(x), _autograd(m, x), rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_function_equals_gradient_and_falls_back():
+    m, x = _model(), _x()
+    fn = m.gradient_function()
+    assert torch.equal(fn(x), m.gradient(x))
+    torch.testing.assert_close(fn(x), _autograd(m, x), rtol=1e-12, atol=1e-12)
+    x3 = x[:, None, :]  # (B, 1, 2): not (B, input_dim), the general path
+    assert fn(x3).shape == x3.shape
+    torch.testing.assert_close(fn(x3), m.gradient(x3))
+    m.explicit_gradient = False
+    assert m.gradient_function() == m.gradient
+
+
+def test_subclass_redefining_forward_gets_its_own_gradient():
+    class Shifted(MLPEnergy):
+        def forward(self, x):
+            return super().forward(x) + 10.0 * x.square().sum(-1)
+
+    torch.manual_seed(0)
+    m, x = Shifted(2, (16, 16), dtype=torch.float64), _x()
+    ref = _autograd(m, x)
+    torch.testing.assert_close(m.gradient(x), ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.gradient_function()(x), ref, rtol=1e-12, atol=1e-12)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -85,10 +86,7 @@ class BaseModel(TorchEBMModule, ABC):
             if xg.dtype != work_dtype:  # no .to() dispatch on the common same-dtype path
                 xg = xg.to(work_dtype)
             xg.requires_grad_(True)
-            if self.use_mixed_precision:
-                with self.autocast_context():
-                    energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
-            else:
+            with self.autocast_context():
                 energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
             if energy.shape != (xg.shape[0],):
                 raise ShapeError(
@@ -104,6 +102,11 @@ class BaseModel(TorchEBMModule, ABC):
         if grad.dtype != in_dtype:
             grad = grad.to(in_dtype)
         return grad.squeeze(0) if squeeze else grad
+
+    def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``x -> gradient(x)`` (unconditioned, batched ``x``), resolved once per ``sample()`` run
+        (the model must not change during it): per-run set-up such as `MLPEnergy`'s plan."""
+        return self.gradient
 
 
 def _has_tensors(module: torch.nn.Module) -> bool:
@@ -122,7 +125,11 @@ def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 
 class _AnalyticModel(BaseModel):
-    """Elementwise analytic energy: subclasses give ``_energy`` and ``_grad`` on ``(B, ..., d)``."""
+    """Elementwise analytic energy: subclasses give ``_energy`` and ``_grad`` on ``(B, ..., d)``
+    (a pair: redefine both). A subclass redefining ``forward`` gets the autograd gradient."""
+
+    def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xb, _ = _as_batch(x)
@@ -130,11 +137,16 @@ class _AnalyticModel(BaseModel):
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """Closed-form $\\nabla_x E(x)$ (no autograd), same shape and dtype as ``x``."""
+        if type(self).forward is not _AnalyticModel.forward:  # not the energy `_grad` matches
+            return super().gradient(x, model_kwargs)
         if model_kwargs:
             raise TypeError(f"{type(self).__name__} takes no conditioning (model_kwargs)")
         xb, squeeze = _as_batch(x)
         g = self._grad(xb)
         return g.squeeze(0) if squeeze else g
+
+    def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return self._grad if type(self).forward is _AnalyticModel.forward else self.gradient
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -413,9 +425,6 @@ class BoothModel(_AnalyticModel):
         optimisation problems", 2013.
     """
 
-    def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
-        super().__init__(dtype=dtype, device=device)
-
     def _energy(self, x):
         x1, x2 = _two_d("BoothModel", x)
         return _sum_event(((x1 + 2 * x2 - 7) ** 2 + (2 * x1 + x2 - 5) ** 2).unsqueeze(-1))
@@ -438,9 +447,6 @@ class HimmelblauModel(_AnalyticModel):
     References:
         Himmelblau, "Applied Nonlinear Programming", 1972.
     """
-
-    def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
-        super().__init__(dtype=dtype, device=device)
 
     def _energy(self, x):
         x1, x2 = _two_d("HimmelblauModel", x)
@@ -466,9 +472,6 @@ class StyblinskiTangModel(_AnalyticModel):
         Styblinski & Tang, "Experiments in nonconvex optimization: stochastic
         approximation with function smoothing and simulated annealing", 1990.
     """
-
-    def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
-        super().__init__(dtype=dtype, device=device)
 
     def _energy(self, x):
         return _sum_event(0.5 * (x**4 - 16 * x**2 + 5 * x))

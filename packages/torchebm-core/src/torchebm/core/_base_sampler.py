@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from torchebm.core._base_model import BaseModel, _AnalyticModel
+from torchebm.core._base_model import BaseModel
 from torchebm.core._module import TorchEBMModule
 from torchebm.core._schedulable import Schedulable, _schedulable_subtree
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
@@ -385,11 +385,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 and getattr(type(model).gradient, "_returns_input_shape", False)
                 and "gradient" not in vars(model)
             ):
-                # chains are always batched: an analytic model's closed form directly
-                if isinstance(model, _AnalyticModel) and "_grad" not in vars(model):
-                    fn = model._grad
-                else:
-                    fn = model.gradient
+                fn = model.gradient_function()  # per-call set-up once (chains are batched)
             else:
                 fn = partial(self.model_gradient, model_kwargs=conditioning)
             ctx.gradient = fn
