@@ -149,3 +149,50 @@ def compare(old_path: str, new_path: str) -> str:
         f"{ca if ca is None else f'{ca:.3f}'} -> {cb if cb is None else f'{cb:.3f}'}"
     )
     return "\n".join(lines)
+
+
+def pool(paths: list[str], *, target: float = 1.15) -> str:
+    """Pool several runs of the same code: per workload, the best library time over all runs
+    divided by the best floor time over all runs (best-of-N with N summed over the runs).
+
+    One run's ratio carries the machine's run-to-run noise (on a shared 2-core machine about
+    +-15%); pooling the best samples of both sides of several interleaved runs is the same
+    estimator as one longer run, symmetric in library and floor.
+    """
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    gits = sorted({r["meta"].get("git") for r in runs})
+    names: list[str] = []
+    for run in runs:
+        names += [r["name"] for r in run["results"] if r["name"] not in names]
+    lines = [
+        f"pooled runs: {', '.join(paths)} (git {', '.join(map(str, gits))})",
+        "",
+        "| workload | pooled ratio | per-run ratios | best lib ms | best floor ms |",
+        "|---|---:|---|---:|---:|",
+    ]
+    ratios = []
+    for name in names:
+        rows = [r for run in runs for r in run["results"] if r["name"] == name]
+        rows = [r for r in rows if r.get("status") == "ok" and r.get("floor_s")]
+        if not rows:
+            lines.append(f"| {name} | - | - | - | - |")
+            continue
+        lib = min(min(r.get("library_samples") or [r["library_s"]]) for r in rows)
+        flo = min(min(r.get("floor_samples") or [r["floor_s"]]) for r in rows)
+        ratio = lib / flo
+        if rows[0].get("group") != "cuda":
+            ratios.append(ratio)
+        flag = " **!**" if ratio > target else ""
+        each = ", ".join(f"{r['ratio']:.2f}" for r in rows)
+        lines.append(f"| {name} | {ratio:.2f}{flag} | {each} | {_ms(lib)} | {_ms(flo)} |")
+    g = _geomean(ratios)
+    over = [n for n, line in zip(names, lines[4:]) if "**!**" in line]
+    lines += [
+        "",
+        f"Geometric mean of {len(ratios)} pooled ratios: "
+        f"{'-' if g is None else f'{g:.3f}'}; above {target}x: {', '.join(over) or 'none'}.",
+    ]
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ Usage (``nox -s bench -- <flags>`` runs the same with every piece installed)::
     python benchmarks/run.py --only samplers       # a group name selects all its workloads
     python benchmarks/run.py --json out.json --repeats 7
     python benchmarks/run.py --compare old.json new.json
+    python benchmarks/run.py --pool run1.json run2.json run3.json   # best times over runs
     python benchmarks/run.py --list
 
 Each workload is timed as best-of-N wall time per call after warm-up, interleaving the
@@ -54,6 +55,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--markdown", metavar="PATH", help="write the table here (default: results/)")
     p.add_argument(
         "--compare", nargs=2, metavar=("OLD", "NEW"), help="print the ratio change per workload"
+    )
+    p.add_argument(
+        "--pool",
+        nargs="+",
+        metavar="RUN",
+        help="pool several result files of the same code (best times over all runs)",
     )
     p.add_argument("--repeats", type=int, help="timed samples per side (default 5, quick 2)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per side first")
@@ -117,10 +124,13 @@ def _select(workloads, only):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    from _report import compare, markdown_table, print_progress
+    from _report import compare, markdown_table, pool, print_progress
 
     if args.compare:
         print(compare(*args.compare))
+        return 0
+    if args.pool:
+        print(pool(args.pool))
         return 0
 
     import torch

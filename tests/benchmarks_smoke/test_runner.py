@@ -88,6 +88,21 @@ def test_compare_prints_the_ratio_change(tmp_path):
     assert "| c | - | 1.00 |" in text
 
 
+def test_pool_takes_the_best_times_of_both_sides_over_runs(tmp_path):
+    def write(path, lib, floor):
+        row = _result("a", 1.0).to_dict()
+        row.update(library_samples=lib, floor_samples=floor, ratio=min(lib) / min(floor))
+        path.write_text(json.dumps({"meta": {"git": "abc"}, "results": [row]}))
+
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    write(one, [0.30, 0.26], [0.20, 0.25])  # alone: 1.30
+    write(two, [0.24, 0.28], [0.22, 0.21])  # alone: 1.14
+    text = _report.pool([str(one), str(two)])
+    row = next(line for line in text.splitlines() if line.startswith("| a |"))
+    assert "| 1.20 **!** | 1.30, 1.14 |" in row  # 0.24 / 0.20
+    assert "above 1.15x: a." in text
+
+
 _CHECKED = [w.name for w in all_workloads() if w.build is not None]
 
 
