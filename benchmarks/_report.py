@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
 from typing import Any
 
@@ -152,47 +153,53 @@ def compare(old_path: str, new_path: str) -> str:
 
 
 def pool(paths: list[str], *, target: float = 1.15) -> str:
-    """Pool several runs of the same code: per workload, the best library time over all runs
-    divided by the best floor time over all runs (best-of-N with N summed over the runs).
+    """Pool several runs of the same code: per workload, the median of the runs' ratios and
+    the best library time over all runs divided by the best floor time over all runs.
 
     One run's ratio carries the machine's run-to-run noise (on a shared 2-core machine about
-    +-15%); pooling the best samples of both sides of several interleaved runs is the same
-    estimator as one longer run, symmetric in library and floor.
+    +-15%). The median of the per-run ratios keeps each run's interleaving of library and
+    floor (robust to a machine that drifts between runs) and drops an outlier run; the
+    pooled best is best-of-N with N summed over the runs. The flags and the geometric mean
+    use the median.
     """
     runs = []
     for path in paths:
         with open(path) as f:
             runs.append(json.load(f))
-    gits = sorted({r["meta"].get("git") for r in runs})
+    gits = sorted({str(r["meta"].get("git")) for r in runs})
     names: list[str] = []
     for run in runs:
         names += [r["name"] for r in run["results"] if r["name"] not in names]
     lines = [
-        f"pooled runs: {', '.join(paths)} (git {', '.join(map(str, gits))})",
+        f"pooled runs: {', '.join(paths)} (git {', '.join(gits)})",
         "",
-        "| workload | pooled ratio | per-run ratios | best lib ms | best floor ms |",
-        "|---|---:|---|---:|---:|",
+        "| workload | median ratio | per-run ratios | pooled best ratio | best lib ms | best floor ms |",
+        "|---|---:|---|---:|---:|---:|",
     ]
-    ratios = []
+    medians, over = [], []
     for name in names:
         rows = [r for run in runs for r in run["results"] if r["name"] == name]
         rows = [r for r in rows if r.get("status") == "ok" and r.get("floor_s")]
         if not rows:
-            lines.append(f"| {name} | - | - | - | - |")
+            lines.append(f"| {name} | - | - | - | - | - |")
             continue
         lib = min(min(r.get("library_samples") or [r["library_s"]]) for r in rows)
         flo = min(min(r.get("floor_samples") or [r["floor_s"]]) for r in rows)
-        ratio = lib / flo
+        median = statistics.median(r["ratio"] for r in rows)
         if rows[0].get("group") != "cuda":
-            ratios.append(ratio)
-        flag = " **!**" if ratio > target else ""
+            medians.append(median)
+        flag = ""
+        if median > target:
+            flag = " **!**"
+            over.append(name)
         each = ", ".join(f"{r['ratio']:.2f}" for r in rows)
-        lines.append(f"| {name} | {ratio:.2f}{flag} | {each} | {_ms(lib)} | {_ms(flo)} |")
-    g = _geomean(ratios)
-    over = [n for n, line in zip(names, lines[4:]) if "**!**" in line]
+        lines.append(
+            f"| {name} | {median:.2f}{flag} | {each} | {lib / flo:.2f} | {_ms(lib)} | {_ms(flo)} |"
+        )
+    g = _geomean(medians)
     lines += [
         "",
-        f"Geometric mean of {len(ratios)} pooled ratios: "
+        f"Geometric mean of {len(medians)} median ratios: "
         f"{'-' if g is None else f'{g:.3f}'}; above {target}x: {', '.join(over) or 'none'}.",
     ]
     return "\n".join(lines)

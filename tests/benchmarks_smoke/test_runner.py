@@ -94,12 +94,14 @@ def test_pool_takes_the_best_times_of_both_sides_over_runs(tmp_path):
         row.update(library_samples=lib, floor_samples=floor, ratio=min(lib) / min(floor))
         path.write_text(json.dumps({"meta": {"git": "abc"}, "results": [row]}))
 
-    one, two = tmp_path / "one.json", tmp_path / "two.json"
-    write(one, [0.30, 0.26], [0.20, 0.25])  # alone: 1.30
-    write(two, [0.24, 0.28], [0.22, 0.21])  # alone: 1.14
-    text = _report.pool([str(one), str(two)])
+    paths = [tmp_path / f"run{i}.json" for i in range(3)]
+    write(paths[0], [0.30, 0.26], [0.20, 0.25])  # alone: 1.30
+    write(paths[1], [0.24, 0.28], [0.22, 0.21])  # alone: 1.14
+    write(paths[2], [0.25, 0.27], [0.21, 0.23])  # alone: 1.19
+    text = _report.pool([str(p) for p in paths])
     row = next(line for line in text.splitlines() if line.startswith("| a |"))
-    assert "| 1.20 **!** | 1.30, 1.14 |" in row  # 0.24 / 0.20
+    # median of (1.30, 1.14, 1.19); pooled best 0.24 / 0.20
+    assert "| 1.19 **!** | 1.30, 1.14, 1.19 | 1.20 |" in row
     assert "above 1.15x: a." in text
 
 
