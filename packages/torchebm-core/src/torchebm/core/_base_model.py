@@ -146,6 +146,7 @@ class _AnalyticModel(BaseModel):
         return g.squeeze(0) if squeeze else g
 
     def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The closed form ``_grad`` on batched ``x`` (the autograd path for a new energy)."""
         return self._grad if type(self).forward is _AnalyticModel.forward else self.gradient
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract

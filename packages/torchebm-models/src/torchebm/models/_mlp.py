@@ -170,6 +170,14 @@ def _explicit_backward(
     return g
 
 
+def _plan_tensors(plan: Any) -> tuple[tuple[Any, ...], torch.Tensor]:
+    """`_explicit_backward`'s ``(layers, w_last)`` from a layer plan ``(hidden, last)``:
+    the layers' current weight and bias tensors beside their activations."""
+    hidden, last = plan
+    layers = tuple((lin.weight, lin.bias, act, back, needed) for lin, act, back, needed in hidden)
+    return layers, last.weight
+
+
 class MLPEnergy(BaseModel):
     r"""Multi-layer perceptron energy $E_\theta: \mathbb{R}^d \to \mathbb{R}$.
 
@@ -245,11 +253,7 @@ class MLPEnergy(BaseModel):
             flat = x
         else:
             flat = _flatten_input(x.unsqueeze(0) if x.ndim == 1 else x, self.input_dim, "MLPEnergy")
-        hidden, last = plan
-        layers = tuple(
-            (lin.weight, lin.bias, act, back, needed) for lin, act, back, needed in hidden
-        )
-        g = _explicit_backward(flat, layers, last.weight)
+        g = _explicit_backward(flat, *_plan_tensors(plan))
         return g if g.shape == x.shape else g.reshape(x.shape)
 
     def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -261,11 +265,8 @@ class MLPEnergy(BaseModel):
         plan = self._explicit_plan(None, None)
         if plan is None:
             return self.gradient
-        hidden, last = plan
-        layers = tuple(
-            (lin.weight, lin.bias, act, back, needed) for lin, act, back, needed in hidden
-        )
-        w_last, w_first, width = last.weight, layers[0][0], self.input_dim
+        layers, w_last = _plan_tensors(plan)
+        w_first, width = layers[0][0], self.input_dim
         if w_first.dtype not in (torch.float32, torch.float64):
             return self.gradient
 
