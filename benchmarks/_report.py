@@ -152,7 +152,7 @@ def compare(old_path: str, new_path: str) -> str:
     return "\n".join(lines)
 
 
-def pool(paths: list[str], *, target: float = 1.15) -> str:
+def pool(paths: list[str], *, target: float = TARGET_RATIO) -> str:
     """Pool several runs of the same code: per workload, the median of the runs' ratios and
     the best library time over all runs divided by the best floor time over all runs.
 
