@@ -91,7 +91,11 @@ def test_module_entry_point_runs():
 DEMO_STEPS = {"eqm": 300, "hmc": 300, "flow": 600, "cd": 1000}
 
 
-@pytest.mark.parametrize("name", sorted(DEMOS))
+@pytest.mark.parametrize(
+    "name",
+    # cd trains for 1000 steps (about 35 s on one CPU thread): a slow test
+    [pytest.param(n, marks=pytest.mark.slow) if n == "cd" else n for n in sorted(DEMOS)],
+)
 def test_each_demo_beats_its_gaussian_fit(name, tmp_path):
     """What the printed table claims: the model samples are closer to held-out data than a
     Gaussian fitted to the data, on energy distance and on MMD (and far closer than noise)."""
@@ -122,11 +126,3 @@ def test_each_demo_beats_its_gaussian_fit(name, tmp_path):
         assert res["nll"] is None and "held-out NLL" not in text
     else:
         assert math.isfinite(res["nll"]) and "held-out NLL" in text
-
-
-@pytest.mark.slow
-def test_default_eqm_demo_beats_noise_and_the_best_gaussian(tmp_path):
-    res = run_demo("eqm", out=str(tmp_path / "eqm.png"), quiet=True, stream=io.StringIO())
-    assert res["energy_distance"] < 0.25 * res["energy_distance_gaussian"]
-    assert res["energy_distance"] < 0.05 * res["energy_distance_init"]
-    assert res["mmd"] < 0.25 * res["mmd_init"]
