@@ -9,7 +9,8 @@ Usage::
 
     python tools/run_doc_examples.py [--seed-docs PATH] [--only TEXT] [--epochs N]
                                      [--timeout S] [--seed S] [--repeat N] [--jobs N] [--list]
-                                     [--no-docs] [--no-site] [--no-scripts] [-v]
+                                     [--no-docs] [--no-site] [--no-scripts] [--script PATH]
+                                     [--no-preload] [-v]
 
 What runs:
 
@@ -54,7 +55,15 @@ How the blocks are run (the rules; the block text itself is never edited):
    so that ``--seed S --only PAGE`` replays it; ``--repeat N`` runs the pages N times.
 
 Scripts run in their own subprocess and temporary directory with ``TORCHEBM_SMOKE=1``
-(scripts shorten themselves when it is set). ``--jobs N`` (default: two where there are
+(scripts shorten themselves when it is set).
+
+Where the platform has it (Linux, macOS), each page and script process is forked from a
+``multiprocessing`` forkserver that has imported ``torch`` (with ``torch._dynamo``, which a
+first optimizer constructs), ``numpy``, ``matplotlib.pyplot`` and ``torchebm`` once and run
+nothing: a child starts from that untouched interpreter state instead of paying those
+imports (about 4-10 s a process on the CI machines), and is otherwise what a fresh
+``python`` is (its own working directory, globals, RNG seeds, warning registries).
+Elsewhere, or with ``--no-preload``, every page and script is a fresh ``python``. ``--jobs N`` (default: two where there are
 two CPUs) runs that many pages/scripts side by side, splitting ``$OMP_NUM_THREADS``
 between them; results are printed in the listed order.
 """
@@ -66,8 +75,10 @@ import ast
 import contextlib
 import io
 import json
+import multiprocessing
 import os
 import re
+import runpy
 import secrets
 import subprocess
 import sys
@@ -79,6 +90,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Environment variable naming the seed-documentation corpus (see the docstring).
@@ -394,6 +406,73 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+#: What the forkserver imports before forking any page or script (missing ones are skipped).
+PRELOAD = ("torch", "torch._dynamo", "numpy", "matplotlib.pyplot", "torchebm")
+_FORKSERVER: Any = None  # the multiprocessing context, once main() has started it
+
+
+def _start_forkserver() -> Any:
+    """A forkserver context that has imported ``PRELOAD`` (None where there is none).
+
+    The server inherits this process's environment as it is now, so that ``_child_env``
+    (thread counts, the Agg backend, warnings) is applied before it imports torch.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    os.environ.update(_child_env())
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", *PRELOAD])
+    return ctx
+
+
+def _forked_child(kind: str, target: str, cwd: str, log: str, env: dict[str, str]) -> None:
+    """Body of a forked page/script process: its directory, output file and environment,
+    then the page runner or the script as ``__main__`` (its exit status is the process's)."""
+    os.chdir(cwd)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.clear()
+    os.environ.update(env)
+    if kind == "page":
+        sys.argv = [str(Path(__file__).resolve())]
+        raise SystemExit(run_page_child(target))
+    sys.argv = [target]
+    sys.path.insert(0, str(Path(target).parent))
+    runpy.run_path(target, run_name="__main__")
+
+
+def _run_child(
+    kind: str, target: str, cwd: str, env: dict[str, str], timeout: float
+) -> tuple[int | None, str]:
+    """Run a page (``kind="page"``, ``target`` its job file) or a script in ``cwd``.
+
+    Returns ``(exit status, output)``; the status is None when ``timeout`` ran out.
+    """
+    if _FORKSERVER is None:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--_run-page", target]
+        if kind != "page":
+            cmd = [sys.executable, target]
+        try:
+            proc = subprocess.run(
+                cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            return None, str(exc)
+        return proc.returncode, proc.stdout + proc.stderr
+    log = Path(cwd) / ".output.log"
+    child = _FORKSERVER.Process(target=_forked_child, args=(kind, target, cwd, str(log), env))
+    child.start()
+    child.join(timeout)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+        return None, f"timed out after {timeout:.0f}s"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return child.exitcode, text
+
+
 def run_page(
     page: str, blocks: list[Block], timeout: float, verbose: bool, seed: int
 ) -> list[Result]:
@@ -409,17 +488,9 @@ def run_page(
         }
         job_file = Path(tmp) / ".job.json"
         job_file.write_text(json.dumps(job))
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--_run-page", str(job_file)]
-        timed_out = False
-        try:
-            proc = subprocess.run(
-                cmd, cwd=tmp, env=_child_env(), capture_output=True, text=True, timeout=timeout
-            )
-            crash = proc.returncode != 0
-            tail = (proc.stdout + proc.stderr)[-3000:]
-        except subprocess.TimeoutExpired as exc:
-            timed_out, crash = True, True
-            tail = str(exc)
+        status, output = _run_child("page", str(job_file), tmp, _child_env(), timeout)
+        timed_out, crash = status is None, status != 0
+        tail = output[-3000:]
         done = []
         if results_file.exists():
             done = [Result(**json.loads(ln)) for ln in results_file.read_text().splitlines() if ln]
@@ -434,25 +505,17 @@ def run_page(
 
 
 def run_script(path: Path, timeout: float) -> Result:
-    label = f"examples/{path.relative_to(ROOT / 'examples')}"
+    examples = ROOT / "examples"
+    label = f"examples/{path.relative_to(examples)}" if path.is_relative_to(examples) else path.name
     env = _child_env()
     env["TORCHEBM_SMOKE"] = "1"
     with tempfile.TemporaryDirectory(prefix="torchebm-example-") as tmp:
         t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(
-                [sys.executable, str(path)],
-                cwd=tmp,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired:
-            return Result(label, "failed", timeout, detail=f"timed out after {timeout:.0f}s")
+        status, out = _run_child("script", str(path), tmp, env, timeout)
         dt = time.perf_counter() - t0
-        out = proc.stdout + proc.stderr
-        if proc.returncode != 0:
+        if status is None:
+            return Result(label, "failed", timeout, detail=f"timed out after {timeout:.0f}s")
+        if status != 0:
             last = [ln for ln in out.strip().splitlines() if ln.strip()][-1:] or ["(no output)"]
             return Result(label, "failed", dt, detail=last[0], output=out)
         return Result(label, "passed", dt, output=out)
@@ -501,9 +564,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--list", action="store_true", help="list the blocks and scripts, run nothing")
     p.add_argument("--no-scripts", action="store_true", help="skip examples/ scripts")
+    p.add_argument(
+        "--script",
+        action="append",
+        type=Path,
+        help="run this script instead of examples/ (repeatable)",
+    )
     p.add_argument("--no-docs", action="store_true", help="skip the documentation blocks")
     p.add_argument("--no-site", action="store_true", help="skip the docs/ site pages")
     p.add_argument("-v", "--verbose", action="store_true", help="print every block's output")
+    p.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="start every page/script as a fresh python (default: fork them from a "
+        "forkserver that has imported torch and torchebm once)",
+    )
     p.add_argument("--_run-page", dest="run_page", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.run_page:
@@ -540,7 +615,9 @@ def main(argv: list[str] | None = None) -> int:
             keep = {b.page for b in blocks if args.only in b.label}
             blocks = [b for b in blocks if b.page in keep]
     scripts: list[Path] = []
-    if not args.no_scripts and (ROOT / "examples").is_dir():
+    if args.script:
+        scripts = [s.resolve() for s in args.script]
+    elif not args.no_scripts and (ROOT / "examples").is_dir():
         scripts = sorted(p for p in (ROOT / "examples").rglob("*.py") if not p.name.startswith("_"))
         if args.only:
             scripts = [s for s in scripts if args.only in str(s.relative_to(ROOT))]
@@ -578,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.jobs} pages/scripts at a time, {_child_threads(args.jobs)} thread(s) each")
     # every page and script is its own subprocess: run --jobs of them side by side and
     # print their results in the order they were listed
+    global _FORKSERVER
+    _FORKSERVER = None if args.no_preload else _start_forkserver()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for rs in pool.map(lambda job: job(), jobs):
             for r in rs:
@@ -587,11 +666,12 @@ def main(argv: list[str] | None = None) -> int:
     n_pass = sum(r.status == "passed" for r in results)
     n_fail = sum(r.status == "failed" for r in results)
     n_skip = sum(r.status == "skipped" for r in results)
-    doc = [r for r in results if not r.label.startswith("examples/")]
+    doc, ran = results[: len(results) - len(scripts)], results[len(results) - len(scripts) :]
     print(
         f"documentation blocks: {sum(r.status == 'passed' for r in doc)}/{len(doc)} passed; "
-        f"examples/ scripts: {sum(r.status == 'passed' for r in results[len(doc) :])}/"
-        f"{len(results) - len(doc)} passed; {time.perf_counter() - t_start:.0f}s"
+        f"{'scripts' if args.script else 'examples/ scripts'}: "
+        f"{sum(r.status == 'passed' for r in ran)}/{len(ran)} passed; "
+        f"{time.perf_counter() - t_start:.0f}s"
     )
     summary = f"{n_pass} passed, {n_fail} failed"
     if n_skip:
