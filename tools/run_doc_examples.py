@@ -25,9 +25,9 @@ How the blocks are run (the rules; the block text itself is never edited):
 
 1. **Pages.** A page is everything under one level-1 heading (``# Title``, outside code
    fences) of the corpus, or one file of ``docs/``. Each page runs in a process of its
-   own (see the end of this docstring), in a fresh temporary working directory, and its blocks run in document
-   order in ONE namespace: a block may use names defined by the blocks before it on the
-   same page. Nothing is carried from one page to the next.
+   own (see the end of this docstring), in a fresh temporary working directory, and its
+   blocks run in document order in ONE namespace: a block may use names defined by the
+   blocks before it on the same page. Nothing is carried from one page to the next.
 2. **Helpers shown after their first use.** A block made only of imports and
    ``def``/``class`` statements (it defines helpers and does nothing else) is also run
    once at the start of its page, so that a helper the docs show after its first use is
