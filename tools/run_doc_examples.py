@@ -63,9 +63,10 @@ first optimizer constructs), ``numpy``, ``matplotlib.pyplot`` and ``torchebm`` o
 nothing: a child starts from that untouched interpreter state instead of paying those
 imports (about 4-10 s a process on the CI machines), and is otherwise what a fresh
 ``python`` is (its own working directory, globals, RNG seeds, warning registries).
-Elsewhere, or with ``--no-preload``, every page and script is a fresh ``python``. ``--jobs N`` (default: two where there are
-two CPUs) runs that many pages/scripts side by side, splitting ``$OMP_NUM_THREADS``
-between them; results are printed in the listed order.
+Elsewhere, or with ``--no-preload``, every page and script is a fresh ``python``.
+
+``--jobs N`` (default: two where there are two CPUs) runs that many pages/scripts side by
+side, splitting ``$OMP_NUM_THREADS`` between them; results are printed in the listed order.
 """
 
 from __future__ import annotations
