@@ -1,8 +1,9 @@
 """How tools/run_doc_examples.py runs pages and scripts: forked from its forkserver (the
-default) or as fresh pythons (``--no-preload``), the two must report alike.
+default) or as fresh pythons (``--no-preload``); a crashed page, a failing script and the
+pages after them are reported alike in both, and a hung page is killed at its timeout.
 
 In a file of its own so that pytest-xdist's ``--dist loadfile`` runs it beside
-test_doc_examples.py: each call waits for a hung page's timeout.
+test_doc_examples.py: the forked call waits out a hung page's timeout.
 """
 
 import subprocess
