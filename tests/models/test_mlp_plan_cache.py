@@ -87,3 +87,26 @@ def test_subclass_redefining_forward_gets_its_own_gradient():
     ref = _autograd(m, x)
     torch.testing.assert_close(m.gradient(x), ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(m.gradient_function()(x), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_weight_norm_and_spectral_norm_layers_take_the_module_call():
+    """``weight_norm``/``spectral_norm`` (the hook forms) keep ``weight`` as a plain tensor that
+    only a forward call refreshes: after an optimizer step the explicit pass would read last
+    step's weights. Such layers take the module call, before and after a plan was built."""
+    import warnings
+
+    x = _x()
+    for norm in (torch.nn.utils.weight_norm, torch.nn.utils.spectral_norm):
+        m = _model()
+        m.gradient(x)  # the plan is built on plain layers first
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # weight_norm's deprecation
+            norm(m.net[2])
+        m.eval()  # spectral_norm: no power iteration, so forward is deterministic
+        m(x)  # a forward computes the normalised weight
+        with torch.no_grad():  # an optimizer step on the underlying parameters
+            for p in m.parameters():
+                p.add_(0.5 * torch.randn_like(p))
+        assert m._explicit_plan(x, None) is None
+        for grad in (m.gradient, m.gradient_function()):
+            torch.testing.assert_close(grad(x), _autograd(m, x), rtol=1e-12, atol=1e-12)

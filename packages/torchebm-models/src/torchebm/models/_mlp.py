@@ -72,14 +72,17 @@ def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: Any) ->
 
 
 def _plain_linear(m: Any) -> bool:
-    """An ``nn.Linear`` whose weight and bias are plain tensors.
+    """An ``nn.Linear`` whose weight and bias are its own ``nn.Parameter`` objects.
 
-    A tensor subclass (FSDP2's sharded ``DTensor``, a quantised weight, ...) is read through
-    the module call instead: its forward hooks (FSDP's unshard) run on the autograd path.
+    Anything else is read through the module call instead, where its hooks run: a tensor
+    subclass (FSDP2's sharded ``DTensor``, a quantised weight, ...), and a weight that a
+    forward pre-hook recomputes from other parameters (``torch.nn.utils.weight_norm`` and
+    ``spectral_norm`` keep ``weight`` as a plain tensor refreshed only by a forward call, so
+    between optimizer steps and forward calls it is stale).
     """
     if type(m) is not nn.Linear:
         return False
-    return all(type(p) in (torch.Tensor, nn.Parameter) for p in (m.weight, m.bias) if p is not None)
+    return all(type(p) is nn.Parameter for p in (m.weight, m.bias) if p is not None)
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -239,9 +242,10 @@ class MLPEnergy(BaseModel):
         to the input, each activation derivative one fused ATen kernel. For a 2-64-64-1
         SiLU network that is 7 kernels instead of autograd's forward, graph and engine.
         Anything the explicit pass does not cover takes [`BaseModel.gradient`][torchebm.core.BaseModel.gradient]:
-        conditioning, an activation outside the built-in list or in place, mixed
-        precision, half-precision inputs, inputs on another device, or
-        ``explicit_gradient = False``. The explicit pass reads the weights and does not
+        conditioning, an activation outside the built-in list or in place, a layer whose
+        weight is not its own ``nn.Parameter`` (``weight_norm``/``spectral_norm`` hooks,
+        sharded weights), mixed precision, half-precision inputs, inputs on another
+        device, or ``explicit_gradient = False``. The explicit pass reads the weights and does not
         call ``forward``, so forward hooks and ``compile()`` of the model or its layers do
         not run in it; set ``model.explicit_gradient = False`` to differentiate through
         the (hooked or compiled) forward instead.
@@ -316,9 +320,10 @@ class MLPEnergy(BaseModel):
         plan = cached[2]
         if plan is None:
             return None
-        first = mods[0].weight
-        if type(first) not in (torch.Tensor, nn.Parameter):  # e.g. a sharded DTensor now
+        # checked at every call: a layer may have been sharded or weight-normed since
+        if not all(_plain_linear(lin) for lin in mods[::2]):
             return None
+        first = mods[0].weight
         if x is not None and (x.dtype != first.dtype or x.device != first.device):
             return None
         return plan
