@@ -147,12 +147,8 @@ class ScheduledParameter:
         )
 
 
-def _schedulable_subtree(root: Any):
+def _schedulable_subtree(root: Any) -> list[Any]:
+    """The `Schedulable` modules of `root`'s tree, each once (`modules()` skips repeats)."""
     if isinstance(root, nn.Module):
-        seen = set()
-        for m in root.modules():
-            if isinstance(m, Schedulable) and id(m) not in seen:
-                seen.add(id(m))
-                yield m
-    else:
-        yield root
+        return [m for m in root.modules() if isinstance(m, Schedulable)]
+    return [root]
