@@ -142,7 +142,7 @@ class _AnalyticModel(BaseModel):
         if model_kwargs:
             raise TypeError(f"{type(self).__name__} takes no conditioning (model_kwargs)")
         xb, squeeze = _as_batch(x)
-        g = self._grad(xb)
+        g = self._grad(xb.detach())  # detached like BaseModel.gradient's, whatever x requires
         return g.squeeze(0) if squeeze else g
 
     def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:

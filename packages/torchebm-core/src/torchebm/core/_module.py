@@ -70,19 +70,19 @@ class TorchEBMModule(nn.Module):
         self.use_mixed_precision = False
         self.autocast_available = False
         self._amp_dtype = torch.float16
-        self._placement_cache: tuple[torch.device, torch.dtype] | None = None
+        self._placement_cache: tuple[Any, ...] | None = None  # (tensor read, its device, placement)
 
     # ------------------------------------------------------------------ placement
     def _resolve_placement(self) -> tuple[torch.device, torch.dtype]:
-        cache = self.__dict__.get("_placement_cache")
-        if cache is not None:
-            return cache
+        cache = self.__dict__.get("_placement_cache")  # valid while that tensor stays put: a
+        if cache is not None and cache[0].device == cache[1] and cache[0].dtype == cache[2][1]:
+            return cache[2]  # .to() on a child (a model inside a sampler) moves it in place
         ref: torch.Tensor = self._torchebm_probe
         for p in self.parameters():
             ref = p
             break
         placement = (_normalise_device(ref.device), ref.dtype)
-        self._placement_cache = placement
+        self._placement_cache = (ref, ref.device, placement)
         return placement
 
     @property
