@@ -262,15 +262,21 @@ class InteractionModel(Schedulable, BaseModel):
     def forward(self, x: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
         """Per-sample energies ``(B,)`` (each depends on the whole batch)."""
         v = self.model(x, **model_kwargs)
-        flat = x.reshape(x.shape[0], -1)
+        flat = x.reshape(1 if x.ndim == 1 else x.shape[0], -1)  # a 1-D x is one sample
         sq = flat.pow(2).sum(dim=1)
         pair = flat.shape[0] * sq + sq.sum() - 2.0 * flat @ flat.sum(dim=0)
         return v - 0.5 * self._coef() * pair
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        """Gradient of the summed batch energy, closed-form interaction term."""
-        if not isinstance(self.model, BaseModel):
+        """Gradient of the summed batch energy, closed-form interaction term (autograd through
+        ``forward`` for a ``V`` that is not a `BaseModel` or a subclass redefining ``forward``)."""
+        if (
+            not isinstance(self.model, BaseModel)
+            or type(self).forward is not InteractionModel.forward
+        ):
             return super().gradient(x, model_kwargs=model_kwargs)
+        if x.ndim == 1:  # one sample (BaseModel's rule): no partner to repel
+            return self.gradient(x.unsqueeze(0), model_kwargs).squeeze(0)
         grad_v = (
             self.model.gradient(x, model_kwargs=model_kwargs)
             if model_kwargs
