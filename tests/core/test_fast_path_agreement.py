@@ -59,3 +59,15 @@ def test_placement_follows_a_move_of_a_child_after_it_was_read():
     assert outer.dtype == F64  # was float32 (stale cache)
     inner.inner.to(torch.float16)  # a plain nn.Module below: no TorchEBMModule hook runs
     assert inner.dtype == torch.float16 and outer.dtype == torch.float16
+
+
+@pytest.mark.parametrize("make", ANALYTIC)
+def test_forward_replaced_on_the_instance_gets_the_autograd_gradient(make):
+    """``model.forward = f`` makes ``f`` the energy (``model(x)`` calls it): the closed form of
+    the class no longer matches it, neither in ``gradient`` nor in the samplers'
+    ``gradient_function``."""
+    model = make()
+    model.forward = lambda x: 1.5 * x.square().sum(-1)  # grad = 3 x, by hand
+    x = torch.randn(6, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model.gradient(x), 3.0 * x, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(model.gradient_function()(x), 3.0 * x, rtol=1e-12, atol=1e-12)

@@ -126,7 +126,7 @@ def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 class _AnalyticModel(BaseModel):
     """Elementwise analytic energy: subclasses give ``_energy`` and ``_grad`` on ``(B, ..., d)``
-    (a pair: redefine both). A subclass redefining ``forward`` gets the autograd gradient."""
+    (a pair: redefine both). A ``forward`` redefined (subclass or instance) gets autograd."""
 
     def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
         super().__init__(dtype=dtype, device=device)
@@ -137,7 +137,7 @@ class _AnalyticModel(BaseModel):
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """Closed-form $\\nabla_x E(x)$ (no autograd), same shape and dtype as ``x``."""
-        if type(self).forward is not _AnalyticModel.forward:  # not the energy `_grad` matches
+        if type(self).forward is not _AnalyticModel.forward or "forward" in vars(self):
             return super().gradient(x, model_kwargs)
         if model_kwargs:
             raise TypeError(f"{type(self).__name__} takes no conditioning (model_kwargs)")
@@ -147,7 +147,8 @@ class _AnalyticModel(BaseModel):
 
     def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The closed form ``_grad`` on batched ``x`` (the autograd path for a new energy)."""
-        return self._grad if type(self).forward is _AnalyticModel.forward else self.gradient
+        own = type(self).forward is _AnalyticModel.forward and "forward" not in vars(self)
+        return self._grad if own else self.gradient
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -245,8 +246,7 @@ class GaussianModel(_AnalyticModel):
         d = buffers["mean"].shape[0]
         if x.ndim != 2 or x.shape[-1] != d:
             raise ShapeError(f"GaussianModel expects x of shape (B, {d}), got {tuple(x.shape)}")
-        dtype = buffers["cov_inv"].dtype
-        return x if x.dtype == dtype else x.to(dtype)
+        return x if x.dtype == buffers["cov_inv"].dtype else x.to(buffers["cov_inv"].dtype)
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
         buffers: dict[str, torch.Tensor] = self._buffers  # type: ignore[assignment]
