@@ -54,15 +54,17 @@ class AnalyticSpec:
     prec: torch.Tensor | None = None
 
 
+_OWN = ("forward", "gradient", "_energy", "_grad")
+
+
 def _plain(energy: Any, cls: type) -> bool:
-    """``energy`` is a ``cls`` whose energy and gradient are the library's own."""
+    """``energy`` is a ``cls`` whose energy and gradient are the library's own: neither its
+    class nor the instance itself (``model.gradient = ...``, which the samplers' eager path
+    honours) redefines them."""
     if not isinstance(energy, cls):
         return False
-    t = type(energy)
-    return all(
-        getattr(t, name) is getattr(cls, name)
-        for name in ("forward", "gradient", "_energy", "_grad")
-    )
+    t, own = type(energy), vars(energy)
+    return all(getattr(t, name) is getattr(cls, name) and name not in own for name in _OWN)
 
 
 def _diagonal_precision(energy: GaussianModel) -> torch.Tensor | None:
