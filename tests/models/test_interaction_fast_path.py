@@ -33,3 +33,10 @@ def test_subclass_redefining_forward_gets_the_autograd_gradient():
     # 2 * (k x_i - 2 s B / sigma^2 (x_i - mean)), derived by hand
     expected = 2.0 * (k * x - 2 * s * 5 / sigma**2 * (x - x.mean(0)))
     torch.testing.assert_close(m.gradient(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_forward_replaced_on_the_instance_gets_the_autograd_gradient():
+    m = InteractionModel(HarmonicModel(k=1.0, dtype=F64), sigma_w=1.0, strength=0.5)
+    m.forward = lambda x: 1.5 * x.square().sum(-1)  # grad = 3 x, by hand
+    x = torch.randn(5, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(m.gradient(x), 3.0 * x, rtol=1e-12, atol=1e-12)

@@ -273,6 +273,7 @@ class InteractionModel(Schedulable, BaseModel):
         if (
             not isinstance(self.model, BaseModel)
             or type(self).forward is not InteractionModel.forward
+            or "forward" in vars(self)
         ):
             return super().gradient(x, model_kwargs=model_kwargs)
         if x.ndim == 1:  # one sample (BaseModel's rule): no partner to repel
