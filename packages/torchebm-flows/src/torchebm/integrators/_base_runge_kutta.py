@@ -35,6 +35,7 @@ from torchebm.core._base_integrator import (
 )
 from torchebm.core.errors import (
     ConfigurationError,
+    NonFiniteError,
     check_finite_tensor,
     check_int,
     check_positive,
@@ -132,7 +133,25 @@ def _check_grid(t: Any, x: torch.Tensor) -> torch.Tensor:
         raise ConfigurationError(
             f"t must be a 1D tensor with length >= 2, got shape {tuple(t.shape)}"
         )
-    return t.to(device=x.device, dtype=x.dtype)
+    return _monotone_grid(t.to(device=x.device, dtype=x.dtype))
+
+
+def _monotone_grid(t: torch.Tensor, name: str = "t") -> torch.Tensor:
+    """``t`` if it is finite and strictly increasing or decreasing, else a named error.
+
+    One host read per call (before the loop, never in it): a NaN time or a grid that turns
+    back would otherwise integrate silently into NaN or a wrong answer.
+    """
+    d = t.diff()
+    if bool(torch.isfinite(t).all() & ((d > 0).all() | (d < 0).all())):
+        return t
+    shown = t.tolist() if t.numel() <= 8 else f"{t[:8].tolist()}... ({t.numel()} points)"
+    if not bool(torch.isfinite(t).all()):
+        raise NonFiniteError(f"{name} must be finite, got {shown}")
+    raise ConfigurationError(
+        f"{name} must be strictly increasing or strictly decreasing (in the state's dtype "
+        f"{t.dtype}), got {shown}"
+    )
 
 
 def _run_grid(
@@ -167,7 +186,8 @@ def _integrate_time_grid(
         The state after ``N - 1`` steps.
 
     Raises:
-        ValueError: ``t`` is not 1-D or has fewer than two points.
+        ValueError: ``t`` is not 1-D, has fewer than two points or is not strictly monotone.
+        torchebm.core.errors.NonFiniteError: ``t`` holds NaN or inf.
 
     Example:
         >>> x = _integrate_time_grid(torch.ones(2, 1), torch.linspace(0, 1, 11),
@@ -179,7 +199,7 @@ def _integrate_time_grid(
         )
     if t.shape[0] < 2:
         raise ConfigurationError(f"t must have length >= 2, got {t.shape[0]}")
-    t = t.to(device=x.device, dtype=x.dtype)
+    t = _monotone_grid(t.to(device=x.device, dtype=x.dtype))
     return _run_grid(x, t, t.diff(), step_fn)
 
 
@@ -472,10 +492,12 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             state: ``{"x": Tensor (B, *event_shape)}``.
             step_size: Step of the fixed path without a grid; initial step of the adaptive
                 path (``None`` with a grid: a step is chosen automatically).
-            n_steps: Number of fixed steps (without ``t``); with ``t`` it is only validated.
+            n_steps: Number of fixed steps (without ``t``); with ``t`` it must equal
+                ``len(t) - 1``.
             drift: Vector field ``drift(x, t)``.
-            t: 1-D time grid (length >= 2), increasing or decreasing. The fixed path takes one
-                step per interval; the adaptive path integrates from ``t[0]`` to ``t[-1]``.
+            t: 1-D time grid (length >= 2), finite and strictly increasing or decreasing. The
+                fixed path takes one step per interval (``step_size`` must then be ``None``);
+                the adaptive path integrates from ``t[0]`` to ``t[-1]``.
                 Without it the grid is ``arange(n_steps + 1) * step_size``.
             adaptive: ``None`` = adaptive iff the method has ``error_weights``.
             inference_mode: Run under ``torch.inference_mode()``.
@@ -484,13 +506,14 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             ``{"x": Tensor}``: the state at the end of the interval.
 
         Raises:
-            ValueError: missing drift, ``n_steps <= 0``, malformed ``t``, ``adaptive=True``
-                for a method without error estimate.
+            ValueError: missing drift, ``n_steps <= 0``, malformed or non-monotone ``t``,
+                ``n_steps``/``step_size`` contradicting ``t``, ``adaptive=True`` for a method
+                without error estimate.
             RuntimeError: the adaptive step budget ``max_steps`` is exhausted or the step
                 size underflows with a finite drift (a stiff problem).
-            torchebm.core.errors.NonFiniteError: adaptive: the drift returned NaN/inf (at
-                the current point, or at every step size down to underflow); ``indices``
-                names the batch rows.
+            torchebm.core.errors.NonFiniteError: ``t`` holds NaN/inf; adaptive: the drift
+                returned NaN/inf (at the current point, or at every step size down to
+                underflow); ``indices`` names the batch rows.
         """
         x = _get_x(state)
         drift = _require_callable("drift", drift, "drift(x, t)")
@@ -523,6 +546,16 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 raise ConfigurationError(f"n_steps must be positive, got {n_steps!r}")
         if t is not None:
             times = _check_grid(t, x)
+            if n_steps is not None and n_steps != times.shape[0] - 1:
+                raise ConfigurationError(
+                    f"n_steps={n_steps} does not match the time grid t of {times.shape[0]} "
+                    f"points ({times.shape[0] - 1} steps); pass one of them"
+                )
+            if need_step and step_size is not None:
+                raise ConfigurationError(
+                    f"step_size={step_size!r} is not used on a time grid t (the steps are "
+                    "t[i+1] - t[i]); pass one of them"
+                )
             return times, times.diff()
         if step_size is None:
             raise ConfigurationError("step_size must be given when no time grid t is passed")
@@ -533,6 +566,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                     f"{tuple(step_size.shape)}"
                 )
             ht = step_size.reshape(()).to(device=x.device, dtype=x.dtype)
+            if not bool(torch.isfinite(ht) & (ht != 0)):
+                raise ConfigurationError(
+                    f"step_size must be non-zero and finite, got {step_size.item()!r}"
+                )
             times = torch.arange(n_steps + 1, device=x.device, dtype=x.dtype) * ht
             return times, times.diff()
         if isinstance(step_size, bool) or not isinstance(step_size, (int, float)):

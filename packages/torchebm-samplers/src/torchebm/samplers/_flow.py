@@ -158,7 +158,7 @@ class FlowSampler(BaseSampler):
         interpolant: Name (``"linear"``, ``"cosine"``, ``"vp"``, ...) or instance.
         prediction: ``"velocity"``, ``"score"``, ``"noise"`` or a [`PredictionType`][torchebm.samplers.PredictionType].
         train_eps: Stored for symmetry with the training losses (unused by sampling).
-        sample_eps: Distance kept from singular time ends (float >= 0 or scheduler).
+        sample_eps: Distance kept from singular time ends (float in [0, 0.5) or scheduler).
         negate_velocity: Negate a velocity prediction.
         reverse: ODE only: integrate data -> noise.
         diffusion_form: SDE only (default ``"SBDM"``); one of the forms of
@@ -227,7 +227,7 @@ class FlowSampler(BaseSampler):
         self.interpolant = resolve_interpolant(interpolant, default="linear", owner="FlowSampler")
         self.prediction = _parse_prediction(prediction)
         self._register_param("train_eps", train_eps, non_negative=True)
-        self._register_param("sample_eps", sample_eps, non_negative=True)
+        self.sample_eps = sample_eps  # in [0, 0.5): t0 = eps < t1 = 1 - eps
         for name, flag in (("negate_velocity", negate_velocity), ("reverse", reverse)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
@@ -286,7 +286,7 @@ class FlowSampler(BaseSampler):
     train_eps = ScheduledParameter(non_negative=True)
     """Current ``train_eps`` (unused by sampling)."""
 
-    sample_eps = ScheduledParameter(non_negative=True)
+    sample_eps = ScheduledParameter(non_negative=True, below=0.5)
     """Current ``sample_eps``."""
 
     @property
