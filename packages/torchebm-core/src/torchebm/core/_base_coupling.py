@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from torchebm.core.distributed import all_gather_cat, broadcast_tensor, gather_sizes, get_rank
-from torchebm.core.errors import ConfigurationError
+from torchebm.core.errors import ConfigurationError, check_tensor
 
 __all__ = ["BaseCoupling", "BaseCostCoupling", "BaseModelCoupling", "CouplingResult"]
 
@@ -70,13 +70,12 @@ class BaseCoupling(ABC):
 
     @staticmethod
     def _check_batch(x0: torch.Tensor, x1: torch.Tensor) -> None:
-        if not isinstance(x0, torch.Tensor) or not isinstance(x1, torch.Tensor):
-            raise TypeError(
-                f"x0 and x1 must be tensors, got {type(x0).__name__} and {type(x1).__name__}"
-            )
-        if x0.ndim == 0 or x1.ndim == 0 or x0.shape[0] != x1.shape[0]:
+        """Floating, non-empty ``x0`` and ``x1`` of one shape (batch and event)."""
+        for name, v in (("x0", x0), ("x1", x1)):
+            check_tensor(name, v, min_ndim=1, floating=True)
+        if x0.shape != x1.shape:
             raise ConfigurationError(
-                "Coupling requires equal batch sizes, got x0 of shape "
+                "Coupling requires equal batch sizes and event shapes, got x0 of shape "
                 f"{tuple(x0.shape)} and x1 of shape {tuple(x1.shape)}"
             )
 

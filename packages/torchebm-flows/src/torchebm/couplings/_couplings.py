@@ -11,7 +11,7 @@ import torch
 
 from torchebm.core import BaseCostCoupling, BaseCoupling, BaseModelCoupling, CouplingResult
 from torchebm.core._module import warn_once
-from torchebm.core.errors import check_int, check_positive
+from torchebm.core.errors import NonFiniteError, check_int, check_positive, check_tensor
 
 __all__ = [
     "IndependentCoupling",
@@ -37,6 +37,18 @@ class IndependentCoupling(BaseCoupling):
         x1 = self._require_x1(x1, "IndependentCoupling")
         self._check_batch(x0, x1)
         return CouplingResult(x0, x1)
+
+
+def _finite_cost(owner: BaseCoupling, cost: torch.Tensor) -> torch.Tensor:
+    """``cost``, or `NonFiniteError` when it has NaN/inf entries (one host read; the solvers
+    read the device anyway). A NaN cost made the greedy rounds loop forever and the
+    Sinkhorn draw fail inside ``torch.multinomial``."""
+    if not bool(torch.isfinite(cost).all()):
+        raise NonFiniteError(
+            f"{type(owner).__name__}: the cost matrix has NaN or inf entries: x0 or x1 contains "
+            "NaN or inf values (or a custom compute_cost produced them)"
+        )
+    return cost
 
 
 # ----------------------------------------------------------------------------- auction
@@ -78,8 +90,12 @@ def auction_assignment(
         Bertsekas & Castanon, "Parallel synchronous and asynchronous implementations of the
         auction algorithm", Parallel Computing 17, 1991.
     """
-    if cost.ndim != 2 or cost.shape[0] != cost.shape[1]:
+    check_tensor("cost", cost, ndim=2)
+    if cost.shape[0] != cost.shape[1]:
         raise ValueError(f"cost must be a square matrix, got shape {tuple(cost.shape)}")
+    tol = check_positive("tol", tol)
+    if max_rounds is not None:
+        check_int("max_rounds", max_rounds, minimum=1)
     n = cost.shape[0]
     device = cost.device
     if n == 1:
@@ -186,7 +202,7 @@ class ExactOTCoupling(BaseCostCoupling):
         return f"ExactOTCoupling(tol={self.tol})"
 
     def solve(self, cost, generator):
-        return auction_assignment(cost, tol=self.tol)
+        return auction_assignment(_finite_cost(self, cost), tol=self.tol)
 
 
 def _sinkhorn_potentials(cost, reg, n_iters, damping):
@@ -237,7 +253,7 @@ class SinkhornCoupling(BaseCostCoupling):
         return _sinkhorn_potentials(cost, self.reg, self.n_iters, 1.0).exp()
 
     def solve(self, cost, generator):
-        plan = self._plan(cost).clamp_(min=0.0)
+        plan = self._plan(_finite_cost(self, cost)).clamp_(min=0.0)
         return torch.multinomial(plan, 1, generator=generator).squeeze(1)
 
 
@@ -294,7 +310,7 @@ class UnbalancedSinkhornCoupling(BaseCostCoupling):
         self._check_batch(x0, x1)
         if x0.shape[0] == 1:
             return CouplingResult(x0, x1)
-        cost = self.compute_cost(x0, x1, **kwargs)
+        cost = _finite_cost(self, self.compute_cost(x0, x1, **kwargs))
         phi = self.reg_marginal / (self.reg_marginal + self.reg)
         plan = _sinkhorn_potentials(cost, self.reg, self.n_iters, phi).exp()
         mass = plan.sum(dim=1)
@@ -325,7 +341,7 @@ class GreedyCoupling(BaseCostCoupling):
 
     def solve(self, cost, generator):
         n = cost.shape[0]
-        c = cost.clone()
+        c = _finite_cost(self, cost).clone()
         idx = torch.full((n,), -1, dtype=torch.long, device=c.device)
         rows = torch.arange(n, device=c.device)
         inf = math.inf
