@@ -349,16 +349,28 @@ def test_bad_inputs(cls):
 
 @pytest.mark.parametrize("cls", [ScoreMatching, SlicedScoreMatching, DenoisingScoreMatching])
 def test_non_finite_loss_is_reported(cls):
-    x = torch.ones(4, 2)
-    x[1, 0] = float("nan")
+    x = torch.ones(4, 2)  # finite data; the NaN comes from the model (a NaN curvature)
+    nan_model = lambda: DiagQuadratic(w=float("nan"))  # noqa: E731
     with pytest.raises(NonFiniteError, match="non-finite"):
-        cls(DiagQuadratic())(x)
+        cls(nan_model())(x)
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        out = cls(DiagQuadratic(), nan_policy="warn")(x)
+        out = cls(nan_model(), nan_policy="warn")(x)
     assert torch.isnan(out)  # never replaced by a constant
-    deferred = cls(DiagQuadratic(), nan_policy="deferred")
+    deferred = cls(nan_model(), nan_policy="deferred")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert torch.isnan(deferred(x))
     with pytest.raises(NonFiniteError, match="call 1"):
         deferred(torch.ones(4, 2))
+
+
+@pytest.mark.parametrize("cls", [ScoreMatching, SlicedScoreMatching, DenoisingScoreMatching])
+@pytest.mark.parametrize("policy", ["raise", "warn"])
+def test_non_finite_input_is_named(cls, policy):
+    """NaN in the data raises naming ``x`` and its row (was: "produced a non-finite loss")."""
+    x = torch.ones(4, 2)
+    x[1, 0] = float("nan")
+    with pytest.raises(
+        NonFiniteError, match=r"x contains NaN or inf values at batch indices \[1\]"
+    ):
+        cls(DiagQuadratic(), nan_policy=policy)(x)

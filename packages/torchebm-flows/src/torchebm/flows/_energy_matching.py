@@ -19,15 +19,23 @@ from torchebm.core import (
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import (
     ConfigurationError,
+    check_finite,
     check_int,
     check_non_negative,
     check_positive,
     check_probability,
 )
 from torchebm.couplings import resolve_coupling
-from torchebm.flows._time_sampling import TimeSampler, TSampler, check_loss_weight_fn
+from torchebm.flows._time_sampling import (
+    TimeSampler,
+    TSampler,
+    apply_loss_weight,
+    check_loss_weight_fn,
+)
 from torchebm.flows._utils import (
     _has_dtensor_params,
+    check_conditioning_batch,
+    checked_loss,
     compute_flow_weight,
     energy_gradient,
     mean_flat,
@@ -156,7 +164,7 @@ class EnergyMatchingLoss(BaseLoss):
         self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         self.sigma = sigma
         self.lambda_cd = lambda_cd
-        self.flow_weight_cutoff = float(flow_weight_cutoff)
+        self.flow_weight_cutoff = check_finite("flow_weight_cutoff", flow_weight_cutoff)
         self.epsilon_max = check_non_negative("epsilon_max", epsilon_max)
         self.tau_star = float(tau_star)
         if not 0.0 <= self.tau_star < 1.0:
@@ -202,7 +210,7 @@ class EnergyMatchingLoss(BaseLoss):
             )
         per = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((-grad - ut).square())
         if self.loss_weight_fn is not None:
-            per = per * self.loss_weight_fn(t)
+            per = per * apply_loss_weight(self.loss_weight_fn, t)
         return weighted_mean(per, weights)
 
     # ------------------------------------------------------------------ negatives
@@ -357,14 +365,17 @@ class EnergyMatchingLoss(BaseLoss):
     ) -> torch.Tensor:
         """Energy Matching loss of the data batch ``x``; a scalar."""
         x = self._prepare_input(x)
-        if y is not None:  # the 0.8.9 shorthand for model_kwargs={"y": y}
+        if y is not None and isinstance(model_kwargs, (dict, type(None))):  # 0.8.9 shorthand
             model_kwargs = {**(model_kwargs or {}), "y": y}
         conditioning = self._resolve_model_kwargs(
             model_kwargs, legacy_model_kwargs, warn_key="EnergyMatchingLoss.bare_kwargs"
         )
+        check_conditioning_batch(conditioning, x.shape[0])
         conditioning = self.apply_conditioning(
             conditioning, lambda m: self.model(x[:1], **m), generator
         )
-        return self._check_finite(
-            self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator)
+        return checked_loss(
+            self,
+            lambda: self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator),
+            {"x": x, "x0": x0},
         )

@@ -9,11 +9,18 @@ import torch
 
 from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter, expand_t_like_x, warn_once
 from torchebm.core._module import forward_kwargs
-from torchebm.core.errors import ConfigurationError, check_in, check_non_negative
+from torchebm.core.errors import ConfigurationError, check_finite, check_in, check_non_negative
 from torchebm.couplings import resolve_coupling
-from torchebm.flows._time_sampling import TimeSampler, TSampler, check_loss_weight_fn
+from torchebm.flows._time_sampling import (
+    TimeSampler,
+    TSampler,
+    apply_loss_weight,
+    check_loss_weight_fn,
+)
 from torchebm.flows._utils import (
     _has_dtensor_params,
+    check_conditioning_batch,
+    checked_loss,
     compute_eqm_ct,
     dispersive_loss,
     mean_flat,
@@ -165,11 +172,17 @@ class EquilibriumMatchingLoss(BaseLoss):
             coupling, default="independent", owner="EquilibriumMatchingLoss"
         )
         self.train_eps = train_eps
-        self.ct_threshold = float(ct_threshold)
+        self.ct_threshold = check_finite("ct_threshold", ct_threshold)
         self.ct_multiplier = check_non_negative("ct_multiplier", ct_multiplier)
-        self.apply_dispersion = bool(apply_dispersion)
+        for name, flag in (
+            ("apply_dispersion", apply_dispersion),
+            ("time_invariant", time_invariant),
+        ):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        self.apply_dispersion = apply_dispersion
         self.dispersion_weight = check_non_negative("dispersion_weight", dispersion_weight)
-        self.time_invariant = bool(time_invariant)
+        self.time_invariant = time_invariant
         self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
         if not callable(ct):
             check_in("ct", ct, _CT_FAMILIES)
@@ -268,7 +281,7 @@ class EquilibriumMatchingLoss(BaseLoss):
             rep = act[-1] if isinstance(act, (list, tuple)) else act
             loss = loss + self.dispersion_weight * dispersive_loss(rep)
         if self.loss_weight_fn is not None:
-            loss = loss * self.loss_weight_fn(t)
+            loss = loss * apply_loss_weight(self.loss_weight_fn, t)
         terms.update(loss=loss, pred=pred, target=target)
         return terms
 
@@ -325,16 +338,19 @@ class EquilibriumMatchingLoss(BaseLoss):
         ``model_kwargs={...}``.
         """
         x = self._prepare_input(x)
-        if y is not None:  # the 0.8.9 shorthand for model_kwargs={"y": y}
+        if y is not None and isinstance(model_kwargs, (dict, type(None))):  # 0.8.9 shorthand
             model_kwargs = {**(model_kwargs or {}), "y": y}
         conditioning = self._resolve_model_kwargs(
             model_kwargs, legacy_model_kwargs, warn_key="EquilibriumMatchingLoss.bare_kwargs"
         )
+        check_conditioning_batch(conditioning, x.shape[0])
         conditioning = self.apply_conditioning(
             conditioning,
             lambda m: self._call_model(x[:1], torch.zeros(1, device=x.device, dtype=x.dtype), m)[0],
             generator,
         )
-        return self._check_finite(
-            self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator)
+        return checked_loss(
+            self,
+            lambda: self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator),
+            {"x": x, "x0": x0},
         )

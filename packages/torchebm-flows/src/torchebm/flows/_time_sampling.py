@@ -8,9 +8,15 @@ from typing import Any, Callable, Union
 
 import torch
 
-from torchebm.core.errors import ConfigurationError, ShapeError, check_positive
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_finite,
+    check_int,
+    check_positive,
+)
 
-__all__ = ["TimeSampler", "TSampler", "check_loss_weight_fn"]
+__all__ = ["TimeSampler", "TSampler", "check_loss_weight_fn", "apply_loss_weight"]
 
 TSampler = Union[str, Callable[..., torch.Tensor]]
 _KINDS = ("uniform", "lognormal")
@@ -47,7 +53,7 @@ class TimeSampler:
                 f"(batch, *, device, dtype, generator) -> t, got {kind!r}"
             )
         self.kind = kind
-        self.t_p_mean = float(t_p_mean)
+        self.t_p_mean = check_finite("t_p_mean", t_p_mean)
         self.t_p_std = check_positive("t_p_std", t_p_std)
 
     def __call__(
@@ -59,7 +65,10 @@ class TimeSampler:
         dtype: torch.dtype,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """Times of shape `(batch,)`."""
+        """Times of shape `(batch,)`; ``eps`` in ``[0, 0.5)``."""
+        batch = check_int("batch", batch, minimum=1)
+        if not 0.0 <= check_finite("eps", eps) < 0.5:
+            raise ConfigurationError(f"eps must be in [0, 0.5), got {eps!r}")
         if callable(self.kind):
             t = self.kind(batch, device=device, dtype=dtype, generator=generator)
             if not isinstance(t, torch.Tensor) or t.shape != (batch,):
@@ -84,3 +93,14 @@ def check_loss_weight_fn(fn: Any) -> Callable[[torch.Tensor], torch.Tensor] | No
     if fn is not None and not callable(fn):
         raise TypeError(f"loss_weight_fn must be a callable t -> weight or None, got {fn!r}")
     return fn
+
+
+def apply_loss_weight(fn: Callable[[torch.Tensor], torch.Tensor], t: torch.Tensor) -> torch.Tensor:
+    """``fn(t)``, checked to be a tensor of shape ``()`` or ``(B,)`` (one weight per sample)."""
+    w = fn(t)
+    if not isinstance(w, torch.Tensor) or w.shape not in ((), t.shape):
+        got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+        raise ShapeError(
+            f"loss_weight_fn(t) must return a tensor of shape () or {tuple(t.shape)}, got {got}"
+        )
+    return w

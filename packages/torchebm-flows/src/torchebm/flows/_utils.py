@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from torchebm.core import renamed_kwargs
-from torchebm.core.errors import ConfigurationError
+from torchebm.core.errors import (
+    ConfigurationError,
+    NonFiniteError,
+    ShapeError,
+    check_finite,
+    check_finite_tensor,
+    check_tensor,
+)
 
 __all__ = [
     "mean_flat",
@@ -48,8 +55,12 @@ def trimmed_mean(values: torch.Tensor, trim_fraction: float) -> torch.Tensor:
         values: 1-D tensor.
         trim_fraction: Fraction in ``[0, 1)``.
 
+    Returns:
+        A 0-d tensor; NaN when ``values`` holds a NaN (never trimmed away).
+
     Raises:
-        ValueError: ``trim_fraction`` outside ``[0, 1)`` or ``values`` not 1-D.
+        ValueError: ``trim_fraction`` outside ``[0, 1)``, ``values`` not 1-D or empty.
+        TypeError: ``values`` is not a floating-point tensor.
 
     Example:
         >>> trimmed_mean(torch.tensor([1.0, 2.0, 3.0, 100.0]), 0.25).item()
@@ -61,14 +72,15 @@ def trimmed_mean(values: torch.Tensor, trim_fraction: float) -> torch.Tensor:
         or not (0.0 <= float(trim_fraction) < 1.0)
     ):
         raise ConfigurationError(f"trim_fraction must be in [0, 1), got {trim_fraction!r}")
-    if values.ndim != 1:
-        raise ConfigurationError(f"values must be 1-D, got shape {tuple(values.shape)}")
+    check_tensor("values", values, ndim=1, floating=True)
     n = values.shape[0]
     k = int(trim_fraction * n)
     if k == 0:
         return values.mean()
     kept = torch.topk(values, n - k, largest=False, sorted=False).values
-    return kept.mean()
+    # topk ranks NaN above every number, so it would be trimmed away: keep it in the result
+    # (no host read) for the caller's nan_policy to report
+    return torch.where(values.isnan().any(), values.new_tensor(math.nan), kept.mean())
 
 
 def compute_flow_weight(t: torch.Tensor, cutoff: float = 0.8) -> torch.Tensor:
@@ -80,7 +92,7 @@ def compute_flow_weight(t: torch.Tensor, cutoff: float = 0.8) -> torch.Tensor:
         >>> [round(v, 4) for v in compute_flow_weight(torch.tensor([0.0, 0.9, 1.0]), 0.8).tolist()]
         [1.0, 0.5, 0.0]
     """
-    if cutoff >= 1.0:
+    if check_finite("cutoff", cutoff) >= 1.0:
         return torch.ones_like(t)
     return ((1 - t) / (1 - cutoff)).clamp(0.0, 1.0)
 
@@ -101,8 +113,9 @@ def compute_eqm_ct(
         Wang & Du, "Equilibrium Matching: Generative Modeling with Implicit Energy-Based
         Models", 2025.
     """
-    if threshold >= 1.0:
-        return torch.full_like(t, float(multiplier))
+    multiplier = check_finite("multiplier", multiplier)
+    if check_finite("threshold", threshold) >= 1.0:
+        return torch.full_like(t, multiplier)
     return torch.rsub(t, 1.0).div_(1.0 - threshold).clamp_(max=1.0).mul_(multiplier)
 
 
@@ -122,6 +135,7 @@ def dispersive_loss(z: torch.Tensor) -> torch.Tensor:
         Wang & He, "Diffuse and Disperse: Image Generation with Representation
         Regularization", 2025.
     """
+    check_tensor("z", z, min_ndim=1, floating=True)
     flat = z.reshape(z.shape[0], -1)
     b, d = flat.shape
     sq = (
@@ -173,6 +187,7 @@ def source_batch(
 
     Raises:
         ValueError: ``x0`` is not a tensor shaped like ``x1``.
+        TypeError: ``x0`` is not floating-point.
 
     Example:
         >>> source_batch(torch.zeros(4, 2), None, torch.Generator().manual_seed(0)).shape
@@ -180,7 +195,9 @@ def source_batch(
     """
     if x0 is None:
         return torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
-    if not isinstance(x0, torch.Tensor) or x0.shape != x1.shape:
+    if isinstance(x0, torch.Tensor) and x0.shape == x1.shape:
+        check_tensor("x0", x0, floating=True)
+    else:
         raise ConfigurationError(
             f"x0 must have the shape of x {tuple(x1.shape)}, got "
             f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}"
@@ -201,6 +218,44 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
         return values.mean()
     weights = weights.to(values.dtype)
     return (weights * values).sum() / weights.sum().clamp(min=1e-12)
+
+
+def check_conditioning_batch(conditioning: dict, batch: int) -> None:
+    """A tensor ``y`` in the conditioning has one label per sample (``y.shape[0] == batch``)."""
+    y = conditioning.get("y")
+    if isinstance(y, torch.Tensor) and y.ndim > 0 and y.shape[0] != batch:
+        raise ShapeError(
+            f"y must have one entry per sample of x (batch {batch}), got shape {tuple(y.shape)}"
+        )
+
+
+def checked_loss(owner: Any, compute: Callable[[], torch.Tensor], inputs: dict) -> torch.Tensor:
+    """``owner._check_finite(compute())``, a non-finite loss first traced to its inputs.
+
+    When the loss (or a coupling's cost) is NaN/inf, the first of ``inputs`` (name ->
+    tensor or ``None``) that holds NaN/inf is named with its batch rows in a
+    `NonFiniteError`. With ``nan_policy="raise"`` this costs nothing on a finite loss (the
+    inputs are read only on the failure path); ``"warn"`` reads the loss once more;
+    ``"deferred"`` and ``"ignore"`` add no host read, so a NaN input surfaces there as the
+    non-finite loss.
+    """
+    try:
+        loss = compute()
+        if owner.nan_policy == "warn" and not bool(torch.isfinite(loss.detach()).all()):
+            _blame_inputs(inputs, None)
+        return owner._check_finite(loss)
+    except NonFiniteError as err:
+        _blame_inputs(inputs, err)
+        raise
+
+
+def _blame_inputs(inputs: dict, cause: BaseException | None) -> None:
+    for name, value in inputs.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            try:
+                check_finite_tensor(name, value)
+            except NonFiniteError as err:
+                raise err from cause
 
 
 def _has_dtensor_params(module: Any) -> bool:

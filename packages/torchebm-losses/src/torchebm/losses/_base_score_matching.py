@@ -17,6 +17,7 @@ from torch import nn
 from torchebm.core import BaseLoss, ScheduledParameter
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_int
+from torchebm.flows._utils import checked_loss
 
 __all__ = ["BaseScoreMatching"]
 
@@ -273,6 +274,9 @@ class BaseScoreMatching(BaseLoss):
         conditioning = self.apply_conditioning(
             conditioning, lambda c: self.model(x[:1], **c), generator
         )
-        loss = self.compute_loss(x, model_kwargs=conditioning, generator=generator)
-        loss = self.add_regularization(loss, x, model_kwargs=conditioning)
-        return self._check_finite(loss)
+
+        def loss() -> torch.Tensor:
+            loss = self.compute_loss(x, model_kwargs=conditioning, generator=generator)
+            return self.add_regularization(loss, x, model_kwargs=conditioning)
+
+        return checked_loss(self, loss, {"x": x})

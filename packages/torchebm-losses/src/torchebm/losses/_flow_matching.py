@@ -11,8 +11,13 @@ from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError
 from torchebm.couplings import resolve_coupling
 from torchebm.flows import TimeSampler, mean_flat
-from torchebm.flows._time_sampling import TSampler, check_loss_weight_fn
-from torchebm.flows._utils import source_batch, weighted_mean
+from torchebm.flows._time_sampling import TSampler, apply_loss_weight, check_loss_weight_fn
+from torchebm.flows._utils import (
+    check_conditioning_batch,
+    checked_loss,
+    source_batch,
+    weighted_mean,
+)
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = ["FlowMatchingLoss"]
@@ -100,7 +105,9 @@ class FlowMatchingLoss(BaseLoss):
         self.train_eps = train_eps
         self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
         self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
-        self.negate_velocity = bool(negate_velocity)
+        if not isinstance(negate_velocity, bool):
+            raise TypeError(f"negate_velocity must be a bool, got {negate_velocity!r}")
+        self.negate_velocity = negate_velocity
 
     train_eps = ScheduledParameter(non_negative=True, below=0.5)
     r"""Time margin $\epsilon$: training times lie in $[\epsilon, 1 - \epsilon]$."""
@@ -142,7 +149,7 @@ class FlowMatchingLoss(BaseLoss):
         pred = self._velocity(xt, t, mk)
         loss = mean_flat((pred - target).square())
         if self.loss_weight_fn is not None:
-            loss = loss * self.loss_weight_fn(t)
+            loss = loss * apply_loss_weight(self.loss_weight_fn, t)
         return {"loss": loss, "pred": pred, "target": target, "t": t, "weights": pair.weights}
 
     def forward(
@@ -164,13 +171,17 @@ class FlowMatchingLoss(BaseLoss):
             generator: RNG of the label dropout, source, coupling and times.
         """
         x = self._prepare_input(x)
-        mk = dict(model_kwargs or {})
+        mk = self._resolve_model_kwargs(model_kwargs)
         if y is not None:
             if "y" in mk:
                 raise ConfigurationError("pass y either as y= or in model_kwargs, not both")
-            mk["y"] = y
-        mk = self._resolve_model_kwargs(mk)
+            mk = self._resolve_model_kwargs({**mk, "y": y})
+        check_conditioning_batch(mk, x.shape[0])
         t_half = torch.full((1,), 0.5, device=x.device, dtype=x.dtype)
         mk = self.apply_conditioning(mk, lambda m: self._velocity(x[:1], t_half, m), generator)
-        terms = self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)
-        return self._check_finite(weighted_mean(terms["loss"], terms["weights"]))
+
+        def loss() -> torch.Tensor:
+            terms = self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)
+            return weighted_mean(terms["loss"], terms["weights"])
+
+        return checked_loss(self, loss, {"x": x, "x0": x0})

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core import warn_once
+from torchebm.core import BaseScheduler, warn_once
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, check_in, check_positive
 from torchebm.losses._base_score_matching import BaseScoreMatching
@@ -363,6 +363,8 @@ class DenoisingScoreMatching(BaseScoreMatching):
                 DeprecationWarning,
                 stacklevel=3,
             )
+            if not isinstance(sigma, BaseScheduler):
+                check_positive("sigma", sigma)  # named as the caller wrote it
             noise_scale = sigma
         super().__init__(**forward_kwargs(locals(), super().__init__, hutchinson_samples=1))
 
