@@ -173,7 +173,8 @@ class TwoMoonsDataset(_MakerDataset):
         shuffle: bool = True,
         generator: torch.Generator | None = None,
     ):
-        shuffle = bool(shuffle)
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
         super().__init__(locals())
 
 

@@ -187,6 +187,8 @@ def make_two_moons(
         torch.Size([100, 2])
     """
     n, noise, rng = _start(n_samples, noise, generator)
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
     n_out = n // 2
     n_in = n - n_out
     a_out = torch.linspace(0, math.pi, n_out, dtype=_F64)

@@ -23,6 +23,7 @@ from torchebm.core import BaseModel
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
+    check_finite,
     check_finite_tensor,
     check_in,
     check_int,
@@ -134,6 +135,15 @@ def _log_mean_exp_se(log_w: torch.Tensor) -> tuple[float, float, float]:
     return float(top + mean.log()), se, ess
 
 
+def _event_shape(dim: Any) -> tuple[int, ...]:
+    """The event shape from ``dim``: a positive int or a non-empty sequence of them."""
+    if isinstance(dim, Sequence) and not isinstance(dim, str) and len(dim) > 0:
+        return tuple(check_int(f"dim[{i}]", v, minimum=1) for i, v in enumerate(dim))
+    if isinstance(dim, Sequence) and not isinstance(dim, str):
+        raise ConfigurationError(f"dim must be a positive int or shape, got {dim!r}")
+    return (check_int("dim", dim, minimum=1),)
+
+
 class AnnealedImportanceSampling:
     r"""Annealed importance sampling of $\log Z = \log\int e^{-E(x)}\,dx$.
 
@@ -218,8 +228,10 @@ class AnnealedImportanceSampling:
         self.n_transition_steps = check_int("n_transition_steps", n_transition_steps, minimum=1)
         self.betas = _schedule(schedule, self.n_intermediate)
         self.base_std = check_positive("base_std", base_std)
-        if not isinstance(base_mean, (int, float, torch.Tensor)) or isinstance(base_mean, bool):
-            raise TypeError(f"base_mean must be a number or a tensor, got {base_mean!r}")
+        if isinstance(base_mean, torch.Tensor):
+            check_finite_tensor("base_mean", check_tensor("base_mean", base_mean, floating=True))
+        else:
+            check_finite("base_mean", base_mean)  # a real number (not a bool), finite
         self.base_mean = base_mean
 
     # ------------------------------------------------------------------ helpers
@@ -321,9 +333,7 @@ class AnnealedImportanceSampling:
             An `AISResult` with ``direction="forward"``.
         """
         n = check_int("n_chains", n_chains, minimum=1)
-        shape = (int(dim),) if isinstance(dim, int) else tuple(int(v) for v in dim)
-        if not shape or any(v < 1 for v in shape):
-            raise ConfigurationError(f"dim must be a positive int or shape, got {dim!r}")
+        shape = _event_shape(dim)
         z = torch.randn((n, *shape), generator=generator, dtype=dtype, device=device)
         return self._run(self._base_mean(z) + self.base_std * z, reverse=False, gen=generator)
 

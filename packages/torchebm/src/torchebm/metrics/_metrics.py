@@ -12,6 +12,7 @@ import torch
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
+    check_finite,
     check_finite_tensor,
     check_in,
     check_int,
@@ -470,6 +471,13 @@ class GridLogPartition:
     tail: float
 
 
+def _real_pair(name: str, v: Any) -> tuple[float, float]:
+    """``(float, float)`` from a pair of finite real numbers, else a named error."""
+    if not (isinstance(v, (tuple, list)) and len(v) == 2):
+        raise TypeError(f"{name} must be a pair of numbers, got {v!r}")
+    return check_finite(f"{name}[0]", v[0]), check_finite(f"{name}[1]", v[1])
+
+
 def _model_place(model: Any, dtype: torch.dtype | None, device: Any) -> tuple[Any, Any]:
     if isinstance(model, torch.nn.Module):
         for t in (*model.parameters(), *model.buffers()):
@@ -582,12 +590,17 @@ def grid_log_partition(
         raise ConfigurationError(f"log_tol must be a negative number, got {log_tol!r}")
     check_int("max_doublings", max_doublings, minimum=0)
     chunk = check_int("chunk_size", chunk_size, minimum=1)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch.dtype or None, got {dtype!r}")
     dtype, device = _model_place(model, dtype, device)
     if extent is None:
+        center = _real_pair("center", center)
         extent = _find_box(
             model, center, (half, half), dtype, device, chunk, log_tol, max_doublings
         )
-    (x0, x1), (y0, y1) = (tuple(map(float, extent[0])), tuple(map(float, extent[1])))
+    if not (isinstance(extent, (tuple, list)) and len(extent) == 2):
+        raise TypeError(f"extent must be ((x_lo, x_hi), (y_lo, y_hi)), got {extent!r}")
+    (x0, x1), (y0, y1) = _real_pair("extent[0]", extent[0]), _real_pair("extent[1]", extent[1])
     if not (x1 > x0 and y1 > y0):
         raise ConfigurationError(
             f"extent must be ((x_lo, x_hi), (y_lo, y_hi)) with lo < hi, got {extent}"
@@ -666,6 +679,11 @@ def grid_nll(
     if x.shape[1] != 2:
         raise ShapeError(f"x must have shape (N, 2), got {tuple(x.shape)}")
     check_finite_tensor("x", x)
+    if log_partition is not None and not isinstance(log_partition, GridLogPartition):
+        raise TypeError(
+            "log_partition must be a GridLogPartition (from grid_log_partition) or None, got "
+            f"{type(log_partition).__name__}"
+        )
     lz = log_partition if log_partition is not None else grid_log_partition(model, **grid_kwargs)
     dtype, device = _model_place(model, None, None)
     with torch.no_grad():
