@@ -1,0 +1,454 @@
+"""Bad inputs that used to pass silently (garbage, NaN, a hang) or fail with an error that
+did not name the argument: time grids of the integrators, coupling inputs, the flow losses'
+inputs and options, metrics, datasets and AIS. Same contract as ``test_validation_table``:
+the call raises the expected error and the message names the argument and the value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytest
+import torch
+from torch import nn
+
+import torchebm.couplings as C
+import torchebm.datasets as DS
+import torchebm.flows as F
+import torchebm.integrators as I
+import torchebm.losses as L
+import torchebm.metrics as MT
+import torchebm.samplers as S
+from torchebm.core import BaseModel, HarmonicModel
+from torchebm.core.errors import NonFiniteError
+from torchebm.integrators import _integrate_time_grid
+
+NAN, INF = float("nan"), float("inf")
+X = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+XN = X.clone()
+XN[1, 0] = NAN
+
+
+@dataclass
+class Case:
+    id: str
+    call: Callable[[], Any]
+    exc: type[BaseException] | tuple[type[BaseException], ...]
+    words: tuple[str, ...]
+
+
+class Field(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        self.emb = nn.Embedding(10, 2)
+
+    def forward(self, x, t, y=None, **kw):
+        return self.lin(x) + (0 if y is None else self.emb(y))
+
+
+class Potential(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.lin(x).sum(-1) + (x**2).sum(-1)
+
+
+def drift(x, t):
+    return -x
+
+
+def st():
+    return {"x": X.clone()}
+
+
+def _gaussian(x):
+    return 0.5 * (x**2).sum(-1)
+
+
+def _integrator_cases() -> list[Case]:
+    rk4, em, heun = I.RK4Integrator(), I.EulerMaruyamaIntegrator(), I.HeunIntegrator()
+    return [
+        Case(
+            "RK4.integrate(t non-monotone)",
+            lambda: rk4.integrate(st(), drift=drift, t=torch.tensor([0.0, 0.5, 0.2, 1.0])),
+            ValueError,
+            ("t", "strictly", "0.2"),
+        ),
+        Case(
+            "RK4.integrate(t repeated)",
+            lambda: rk4.integrate(st(), drift=drift, t=torch.tensor([0.0, 0.5, 0.5, 1.0])),
+            ValueError,
+            ("t", "strictly"),
+        ),
+        Case(
+            "RK4.integrate(t NaN)",
+            lambda: rk4.integrate(st(), drift=drift, t=torch.tensor([0.0, NAN, 1.0])),
+            NonFiniteError,
+            ("t", "nan"),
+        ),
+        Case(
+            "EulerMaruyama.integrate(t inf, sde)",
+            lambda: em.integrate(st(), drift=drift, noise_scale=1.0, t=torch.tensor([0.0, INF])),
+            NonFiniteError,
+            ("t", "inf"),
+        ),
+        Case(
+            "Dopri5.integrate(adaptive, t [0, nan])",
+            lambda: I.Dopri5Integrator().integrate(st(), drift=drift, t=torch.tensor([0.0, NAN])),
+            NonFiniteError,
+            ("t", "nan"),
+        ),
+        Case(
+            "Heun.integrate(n_steps contradicts t)",
+            lambda: heun.integrate(st(), None, 7, drift=drift, t=torch.linspace(0, 1, 5)),
+            ValueError,
+            ("n_steps=7", "5 points"),
+        ),
+        Case(
+            "RK4.integrate(step_size with t, fixed path)",
+            lambda: rk4.integrate(st(), 0.3, drift=drift, t=torch.linspace(0, 1, 5)),
+            ValueError,
+            ("step_size=0.3", "t"),
+        ),
+        Case(
+            "RK4.integrate(step_size tensor nan)",
+            lambda: rk4.integrate(st(), torch.tensor(NAN), 2, drift=drift),
+            ValueError,
+            ("step_size", "nan"),
+        ),
+        Case(
+            "_integrate_time_grid(t turns back)",
+            lambda: _integrate_time_grid(X, torch.tensor([0.0, 1.0, 0.5]), lambda x, t, h: x),
+            ValueError,
+            ("t", "strictly"),
+        ),
+        Case(
+            "FlowSampler(sample_eps=0.6)",
+            lambda: S.FlowSampler(Field(), sample_eps=0.6),
+            ValueError,
+            ("sample_eps", "0.6"),
+        ),
+    ]
+
+
+def _coupling_cases() -> list[Case]:
+    two = torch.tensor([[NAN, 0.0], [1.0, 1.0]])
+    return [
+        Case(  # looped forever: a NaN cost never yields a mutual cheapest pair
+            "GreedyCoupling(x0 NaN)",
+            lambda: C.GreedyCoupling()(two, X[:2]),
+            NonFiniteError,
+            ("GreedyCoupling", "x0", "nan"),
+        ),
+        Case(
+            "SinkhornCoupling(x1 inf)",
+            lambda: C.SinkhornCoupling()(X[:2], two.nan_to_num(nan=INF)),
+            NonFiniteError,
+            ("SinkhornCoupling", "x1", "inf"),
+        ),
+        Case(
+            "UnbalancedSinkhornCoupling(x0 NaN)",
+            lambda: C.UnbalancedSinkhornCoupling()(two, X[:2]),
+            NonFiniteError,
+            ("x0", "nan"),
+        ),
+        Case(
+            "ExactOTCoupling(x0 int)",
+            lambda: C.ExactOTCoupling()(torch.zeros(2, 2, dtype=torch.long), X[:2]),
+            TypeError,
+            ("x0", "int64"),
+        ),
+        Case(
+            "IndependentCoupling(event mismatch)",
+            lambda: C.IndependentCoupling()(X, torch.zeros(8, 3)),
+            ValueError,
+            ("x0", "(8, 2)", "(8, 3)"),
+        ),
+        Case(
+            "IndependentCoupling(empty)",
+            lambda: C.IndependentCoupling()(torch.zeros(0, 2), torch.zeros(0, 2)),
+            ValueError,
+            ("x0", "(0, 2)"),
+        ),
+        Case(
+            "auction_assignment(tol=nan)",
+            lambda: C.auction_assignment(torch.ones(2, 2), tol=NAN),
+            ValueError,
+            ("tol", "nan"),
+        ),
+        Case(
+            "auction_assignment(max_rounds=0)",
+            lambda: C.auction_assignment(torch.ones(2, 2), max_rounds=0),
+            ValueError,
+            ("max_rounds", "0"),
+        ),
+        Case(
+            "auction_assignment(cost list)",
+            lambda: C.auction_assignment([[1.0]]),
+            TypeError,
+            ("cost", "list"),
+        ),
+    ]
+
+
+def fm(**kw):
+    return L.FlowMatchingLoss(Field(), **kw)
+
+
+def _loss_cases() -> list[Case]:
+    return [
+        Case("FlowMatchingLoss(x NaN)", lambda: fm()(XN), NonFiniteError, ("x", "[1]")),
+        Case("FlowMatchingLoss(x0 NaN)", lambda: fm()(X, x0=XN), NonFiniteError, ("x0", "[1]")),
+        Case(
+            "FlowMatchingLoss(x NaN, nan_policy=warn)",
+            lambda: fm(nan_policy="warn")(XN),
+            NonFiniteError,
+            ("x", "[1]"),
+        ),
+        Case(
+            "EquilibriumMatchingLoss(x NaN)",
+            lambda: L.EquilibriumMatchingLoss(Field())(XN),
+            NonFiniteError,
+            ("x", "[1]"),
+        ),
+        Case(
+            "EnergyMatchingLoss(x NaN, OT coupling)",
+            lambda: L.EnergyMatchingLoss(Potential(), lambda_cd=0.0)(XN),
+            NonFiniteError,
+            ("x", "[1]"),
+        ),
+        Case(
+            "FlowMatchingLoss(x0 int)",
+            lambda: fm()(X, x0=torch.ones(8, 2, dtype=torch.long)),
+            TypeError,
+            ("x0", "int64"),
+        ),
+        Case(
+            "FlowMatchingLoss(y batch 3 for x batch 8)",
+            lambda: fm()(X, y=torch.arange(3)),
+            ValueError,
+            ("y", "(3,)", "8"),
+        ),
+        Case(
+            "EquilibriumMatchingLoss(y batch mismatch)",
+            lambda: L.EquilibriumMatchingLoss(Field())(X, y=torch.arange(3)),
+            ValueError,
+            ("y", "(3,)"),
+        ),
+        Case(
+            "FlowMatchingLoss(model_kwargs=[1])",
+            lambda: fm()(X, model_kwargs=[1]),
+            TypeError,
+            ("model_kwargs", "list"),
+        ),
+        Case(
+            "FlowMatchingLoss(negate_velocity='no')",
+            lambda: fm(negate_velocity="no"),
+            TypeError,
+            ("negate_velocity", "'no'"),
+        ),
+        Case(
+            "FlowMatchingLoss(loss_weight_fn shape)",
+            lambda: fm(loss_weight_fn=lambda t: t[:2])(X),
+            ValueError,
+            ("loss_weight_fn", "(2,)", "(8,)"),
+        ),
+        Case(
+            "FlowMatchingLoss(t_p_mean=nan)",
+            lambda: fm(t_sampler="lognormal", t_p_mean=NAN),
+            ValueError,
+            ("t_p_mean", "nan"),
+        ),
+        Case(
+            "EquilibriumMatchingLoss(ct_threshold=nan)",
+            lambda: L.EquilibriumMatchingLoss(Field(), ct_threshold=NAN),
+            ValueError,
+            ("ct_threshold", "nan"),
+        ),
+        Case(
+            "EquilibriumMatchingLoss(time_invariant='no')",
+            lambda: L.EquilibriumMatchingLoss(Field(), time_invariant="no"),
+            TypeError,
+            ("time_invariant", "'no'"),
+        ),
+        Case(
+            "EquilibriumMatchingLoss(apply_dispersion='no')",
+            lambda: L.EquilibriumMatchingLoss(Field(), apply_dispersion="no"),
+            TypeError,
+            ("apply_dispersion", "'no'"),
+        ),
+        Case(
+            "EnergyMatchingLoss(flow_weight_cutoff=nan)",
+            lambda: L.EnergyMatchingLoss(Potential(), flow_weight_cutoff=NAN),
+            ValueError,
+            ("flow_weight_cutoff", "nan"),
+        ),
+        Case(
+            "DenoisingScoreMatching(sigma=-1)",
+            lambda: L.DenoisingScoreMatching(Potential(), sigma=-1.0),
+            ValueError,
+            ("sigma", "-1"),
+        ),
+        Case(
+            "trimmed_mean(values empty)",
+            lambda: L.trimmed_mean(torch.ones(0), 0.1),
+            ValueError,
+            ("values", "(0,)"),
+        ),
+        Case(
+            "trimmed_mean(values int)",
+            lambda: L.trimmed_mean(torch.arange(4), 0.25),
+            TypeError,
+            ("values", "int64"),
+        ),
+        Case(
+            "compute_flow_weight(cutoff=nan)",
+            lambda: L.compute_flow_weight(torch.rand(4), NAN),
+            ValueError,
+            ("cutoff", "nan"),
+        ),
+        Case(
+            "compute_eqm_ct(threshold=nan)",
+            lambda: L.compute_eqm_ct(torch.rand(4), NAN),
+            ValueError,
+            ("threshold", "nan"),
+        ),
+        Case(
+            "compute_eqm_ct(multiplier=inf)",
+            lambda: L.compute_eqm_ct(torch.rand(4), 0.8, INF),
+            ValueError,
+            ("multiplier", "inf"),
+        ),
+        Case(
+            "dispersive_loss(z list)",
+            lambda: L.dispersive_loss([[1.0]]),
+            TypeError,
+            ("z", "list"),
+        ),
+        Case(
+            "TimeSampler(batch=True)",
+            lambda: F.TimeSampler()(True, 0.0, device="cpu", dtype=torch.float32, generator=None),
+            TypeError,
+            ("batch", "True"),
+        ),
+        Case(
+            "TimeSampler(eps=nan)",
+            lambda: F.TimeSampler()(4, NAN, device="cpu", dtype=torch.float32, generator=None),
+            ValueError,
+            ("eps", "nan"),
+        ),
+    ]
+
+
+def _other_cases() -> list[Case]:
+    ais = lambda **kw: S.AnnealedImportanceSampling(HarmonicModel(), n_intermediate=3, **kw)  # noqa: E731
+    return [
+        Case(  # integer grid points: energies of rounded points, log Z off by 0.67
+            "grid_log_partition(dtype=long)",
+            lambda: MT.grid_log_partition(_gaussian, dtype=torch.long),
+            TypeError,
+            ("dtype", "int64"),
+        ),
+        Case(
+            "grid_log_partition(center=(nan, 0))",
+            lambda: MT.grid_log_partition(_gaussian, center=(NAN, 0.0)),
+            ValueError,
+            ("center[0]", "nan"),
+        ),
+        Case(
+            "grid_log_partition(center 3 numbers)",
+            lambda: MT.grid_log_partition(_gaussian, center=(0.0, 0.0, 0.0)),
+            TypeError,
+            ("center", "(0.0, 0.0, 0.0)"),
+        ),
+        Case(
+            "grid_log_partition(extent flat)",
+            lambda: MT.grid_log_partition(_gaussian, extent=(1.0, 2.0)),
+            TypeError,
+            ("extent", "1.0"),
+        ),
+        Case(
+            "grid_nll(log_partition=3.0)",
+            lambda: MT.grid_nll(_gaussian, X, log_partition=3.0),
+            TypeError,
+            ("log_partition", "float"),
+        ),
+        Case(
+            "make_two_moons(shuffle='no')",
+            lambda: DS.make_two_moons(10, shuffle="no"),
+            TypeError,
+            ("shuffle", "'no'"),
+        ),
+        Case(
+            "TwoMoonsDataset(shuffle=None)",
+            lambda: DS.TwoMoonsDataset(n_samples=10, shuffle=None),
+            TypeError,
+            ("shuffle", "None"),
+        ),
+        Case(  # was dim 1 (bool as int): log Z of the wrong dimension
+            "AnnealedImportanceSampling.estimate(dim=True)",
+            lambda: ais().estimate(4, True),
+            TypeError,
+            ("dim", "True"),
+        ),
+        Case(
+            "AnnealedImportanceSampling.estimate(dim=(2.5,))",
+            lambda: ais().estimate(4, (2.5,)),
+            TypeError,
+            ("dim[0]", "2.5"),
+        ),
+        Case(
+            "AnnealedImportanceSampling(base_mean=nan)",
+            lambda: ais(base_mean=NAN),
+            ValueError,
+            ("base_mean", "nan"),
+        ),
+        Case(
+            "AnnealedImportanceSampling(base_mean tensor nan)",
+            lambda: ais(base_mean=torch.tensor([NAN, 0.0])),
+            NonFiniteError,
+            ("base_mean",),
+        ),
+    ]
+
+
+CASES = _integrator_cases() + _coupling_cases() + _loss_cases() + _other_cases()
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
+def test_bad_input_is_rejected_with_a_named_message(case: Case):
+    with pytest.raises(case.exc) as info:
+        case.call()
+    msg = str(info.value)
+    for w in case.words:
+        assert w.lower() in msg.lower(), f"{case.id}: {w!r} not in message {msg!r}"
+
+
+def test_rows_are_unique():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids))
+
+
+def test_trimmed_mean_does_not_trim_a_nan_away():
+    """topk ranks NaN highest, so the NaN was dropped as an 'unconverged' value (2.0 here)."""
+    out = L.trimmed_mean(torch.tensor([1.0, NAN, 2.0, 3.0]), 0.25)
+    assert math.isnan(out.item())
+    assert L.trimmed_mean(torch.tensor([1.0, 100.0, 2.0, 3.0]), 0.25).item() == 2.0
+
+
+def test_valid_grids_still_integrate():
+    """A decreasing grid and an adaptive [t0, t1] still work (dx/dt = -x: x(1) = x(0) e^-1)."""
+    x0 = torch.ones(2, 1, dtype=torch.float64)
+    f = lambda x, t: -x  # noqa: E731
+    up = I.RK4Integrator().integrate({"x": x0}, drift=f, t=torch.linspace(0, 1, 41))["x"]
+    assert torch.allclose(up, x0 * math.exp(-1.0), atol=1e-7)
+    down = I.RK4Integrator().integrate({"x": up}, None, 40, drift=f, t=torch.linspace(1, 0, 41))
+    assert torch.allclose(down["x"], x0, atol=1e-7)
+    ad = I.Dopri5Integrator(dtype=torch.float64, atol=1e-10, rtol=1e-10)
+    out = ad.integrate({"x": x0}, 0.1, drift=f, t=torch.tensor([0.0, 1.0]))["x"]
+    assert torch.allclose(out, x0 * math.exp(-1.0), atol=1e-8)
