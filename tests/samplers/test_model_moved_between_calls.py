@@ -7,14 +7,14 @@ its input, silently sampled in the old precision).
 """
 
 import torch
+from _support.losses import MLPEnergy  # parameterised; samplers lack torchebm-models
 
-from torchebm.models import MLPEnergy
 from torchebm.samplers import GradientDescentSampler
 
 
 def test_second_sample_follows_a_model_moved_to_float64():
     torch.manual_seed(0)
-    model = MLPEnergy(2, (8,))
+    model = MLPEnergy(2, 8)
     sampler = GradientDescentSampler(model, step_size=0.01)
     x0 = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     assert sampler.sample(x=x0, n_steps=2).dtype == torch.float32  # model in float32
