@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -73,18 +74,11 @@ class BaseModel(TorchEBMModule, ABC):
         in_dtype = x.dtype
         if x.device != self.device and _has_tensors(self):
             x = x.to(self.device)
-        squeeze = x.ndim == 1
-        if squeeze:
-            x = x.unsqueeze(0)
-        work_dtype = (
-            torch.float32
-            if (self.force_fp32_gradient and in_dtype in (torch.float16, torch.bfloat16))
-            else in_dtype
-        )
+        x, squeeze = (x.unsqueeze(0), True) if x.ndim == 1 else (x, False)
+        low = self.force_fp32_gradient and in_dtype in (torch.float16, torch.bfloat16)
+        work_dtype = torch.float32 if low else in_dtype
         with torch.enable_grad():
-            xg = x.detach()
-            if xg.dtype != work_dtype:  # no .to() dispatch on the common same-dtype path
-                xg = xg.to(work_dtype)
+            xg = x.detach() if x.dtype == work_dtype else x.detach().to(work_dtype)
             xg.requires_grad_(True)
             with self.autocast_context():
                 energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
@@ -99,8 +93,7 @@ class BaseModel(TorchEBMModule, ABC):
                     "(the energy has no grad_fn); cannot compute its gradient"
                 )
             (grad,) = torch.autograd.grad(energy.sum(), xg)
-        if grad.dtype != in_dtype:
-            grad = grad.to(in_dtype)
+        grad = grad if grad.dtype == in_dtype else grad.to(in_dtype)
         return grad.squeeze(0) if squeeze else grad
 
     def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -119,9 +112,7 @@ def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim == 0:
         raise ShapeError("x must have at least 1 dimension (d,) or (B, d), got a scalar")
-    if x.ndim == 1:
-        return x.unsqueeze(0), True
-    return x, False
+    return (x.unsqueeze(0), True) if x.ndim == 1 else (x, False)
 
 
 class _AnalyticModel(BaseModel):
@@ -184,6 +175,10 @@ def _finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
 class GaussianModel(_AnalyticModel):
     r"""Multivariate Gaussian energy $E(x) = \tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)$.
 
+    ``mean`` and ``cov`` may be assigned (``model.cov = new_cov``): the value is validated as
+    here and the precision ``cov_inv`` recomputed. Assign them; an in-place change
+    (``model.cov.copy_(...)``) is not seen and leaves ``cov_inv`` stale.
+
     Args:
         mean: Mean $\mu$, shape ``(d,)``, finite.
         cov: Covariance $\Sigma$, shape ``(d, d)``, finite, symmetric positive definite.
@@ -213,8 +208,16 @@ class GaussianModel(_AnalyticModel):
         device: Any = None,
     ):
         super().__init__(dtype=dtype, device=device)
-        mean = torch.as_tensor(mean)
-        cov = torch.as_tensor(cov)
+        self._set_moments(mean, cov)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "mean" or name == "cov":  # validated, and cov_inv recomputed
+            self._set_moments(*((value, self.cov) if name == "mean" else (self.mean, value)))
+        else:
+            super().__setattr__(name, value)
+
+    def _set_moments(self, mean: Any, cov: Any) -> None:
+        mean, cov = torch.as_tensor(mean), torch.as_tensor(cov)
         if mean.ndim != 1:
             raise ShapeError(f"mean must be a 1-D tensor, got shape {tuple(mean.shape)}")
         if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
@@ -230,37 +233,34 @@ class GaussianModel(_AnalyticModel):
         chol, info = torch.linalg.cholesky_ex(cov64)
         if int(info) != 0:
             raise ConfigurationError(
-                f"cov must be positive definite, got {_show(cov)} (Cholesky failed: it is singular or "
-                "indefinite)"
+                f"cov must be positive definite, got {_show(cov)} (it is singular or indefinite)"
             )
-        cov_inv = torch.cholesky_inverse(chol)
-        dev: torch.device = self._torchebm_probe.device
-        self.register_buffer("mean", mean.detach().to(device=dev, dtype=dtype))
-        self.register_buffer("cov", cov.detach().to(device=dev, dtype=dtype))
-        # row-major: cholesky_inverse returns a column-major matrix, and a (B, d) @ (d, d)
-        # product with a transposed right operand is up to ~1.6x slower on CPU
-        self.register_buffer("cov_inv", cov_inv.to(device=dev, dtype=dtype).contiguous())
+        inv = torch.cholesky_inverse(chol)  # column-major; x @ inv is ~1.6x faster row-major
+        for name, value in (("mean", mean), ("cov", cov), ("cov_inv", inv)):
+            self.register_buffer(name, value.detach().to(self._torchebm_probe).contiguous())
 
-    def _check(self, x: torch.Tensor) -> torch.Tensor:
-        buffers: dict[str, torch.Tensor] = self._buffers  # type: ignore[assignment]
-        d = buffers["mean"].shape[0]
-        if x.ndim != 2 or x.shape[-1] != d:
+    def _check(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean, prec = self.mean, self.cov_inv  # x in the buffers' dtype, mean, precision
+        if x.ndim != 2 or x.shape[-1] != (d := mean.shape[0]):
             raise ShapeError(f"GaussianModel expects x of shape (B, {d}), got {tuple(x.shape)}")
-        return x if x.dtype == buffers["cov_inv"].dtype else x.to(buffers["cov_inv"].dtype)
+        return (x if x.dtype == prec.dtype else x.to(prec.dtype)), mean, prec
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
-        buffers: dict[str, torch.Tensor] = self._buffers  # type: ignore[assignment]
-        d = self._check(x) - buffers["mean"]
-        return 0.5 * (torch.mm(d, buffers["cov_inv"]) * d).sum(-1)
+        x, mean, prec = self._check(x)
+        d = x - mean
+        return 0.5 * (torch.mm(d, prec) * d).sum(-1)
 
-    def _grad(self, x: torch.Tensor) -> torch.Tensor:
-        # one dict read instead of two nn.Module.__getattr__ (the samplers' innermost loop)
-        buffers: dict[str, torch.Tensor] = self._buffers  # type: ignore[assignment]
-        mean, prec = buffers["mean"], buffers["cov_inv"]
+    def _grad(self, x: torch.Tensor, mean: Any = None, prec: Any = None) -> torch.Tensor:
+        mean, prec = (self.mean, self.cov_inv) if mean is None else (mean, prec)
         if x.ndim == 2 and x.dtype == prec.dtype and x.shape[1] == mean.shape[0]:
             return torch.mm(x - mean, prec)  # x is (B, D): mm skips matmul's dispatch
-        g = torch.mm(self._check(x) - mean, prec)
+        g = torch.mm(self._check(x)[0] - mean, prec)
         return g if g.dtype == x.dtype else g.to(x.dtype)
+
+    def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The closed form with ``mean`` and ``cov_inv`` read once (for one ``sample()`` run)."""
+        fn = super().gradient_function()  # the autograd path for a redefined forward
+        return partial(fn, mean=self.mean, prec=self.cov_inv) if fn == self._grad else fn
 
 
 class DoubleWellModel(_AnalyticModel):

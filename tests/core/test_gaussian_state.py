@@ -1,0 +1,139 @@
+"""`GaussianModel` state that cannot go stale: assigning ``mean``/``cov`` validates the value
+and recomputes the precision ``cov_inv``; ``.to()``, ``load_state_dict`` and parametrizations
+keep working. References are computed independently in float64 with ``torch.linalg.solve``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn.utils import parametrize
+
+from torchebm.core import GaussianModel
+from torchebm.core.errors import ConfigurationError, ShapeError
+
+F64 = torch.float64
+MEAN0 = torch.tensor([0.5, -1.0], dtype=F64)
+COV0 = torch.tensor([[2.0, 0.6], [0.6, 1.0]], dtype=F64)
+MEAN1 = torch.tensor([-2.0, 3.0], dtype=F64)
+COV1 = torch.tensor([[0.3, -0.2], [-0.2, 0.5]], dtype=F64)
+
+
+def _x() -> torch.Tensor:
+    return torch.randn(64, 2, generator=torch.Generator().manual_seed(3), dtype=F64) * 2.0
+
+
+def _reference(mean: torch.Tensor, cov: torch.Tensor, x: torch.Tensor):
+    """Energy 0.5 d^T cov^-1 d and gradient cov^-1 d of d = x - mean, by a linear solve."""
+    d = (x - mean).to(F64)
+    g = torch.linalg.solve(cov.to(F64), d.T).T
+    return 0.5 * (d * g).sum(-1), g
+
+
+def _assert_model_is(model: GaussianModel, mean, cov, tol: float = 1e-10) -> None:
+    x = _x()
+    e_ref, g_ref = _reference(mean, cov, x)
+    xm = x.to(model.cov_inv.dtype)
+    torch.testing.assert_close(model(xm).to(F64), e_ref, rtol=tol, atol=tol)
+    for grad in (model.gradient, model.gradient_function()):
+        torch.testing.assert_close(grad(xm).to(F64), g_ref, rtol=tol, atol=tol)
+
+
+def test_assigning_cov_recomputes_the_precision():
+    m = GaussianModel(MEAN0, COV0, dtype=F64)
+    _assert_model_is(m, MEAN0, COV0)
+    m.cov = COV1
+    assert torch.equal(m.cov, COV1)
+    _assert_model_is(m, MEAN0, COV1)
+    torch.testing.assert_close(m.cov_inv, torch.linalg.inv(COV1), rtol=1e-12, atol=1e-12)
+
+
+def test_assigning_mean_is_used():
+    m = GaussianModel(MEAN0, COV0, dtype=F64)
+    m.mean = MEAN1
+    _assert_model_is(m, MEAN1, COV0)
+    m.cov = COV1.tolist()  # anything the constructor takes: a nested list (-> float32)
+    _assert_model_is(m, MEAN1, COV1.float())
+
+
+def test_a_resolved_gradient_function_is_per_call():
+    """`gradient_function()` is resolved once per sampling run; a new call sees a new cov."""
+    m = GaussianModel(MEAN0, COV0, dtype=F64)
+    m.gradient_function()
+    m.cov = COV1
+    _assert_model_is(m, MEAN0, COV1)
+
+
+def test_assigned_values_take_the_models_dtype_and_device():
+    m = GaussianModel(MEAN0, COV0)  # float32 buffers
+    m.cov = COV1  # float64 value
+    assert m.cov.dtype == m.cov_inv.dtype == m.mean.dtype == torch.float32
+    _assert_model_is(m, MEAN0, COV1.float(), tol=1e-5)
+    m.double()
+    m.cov = COV0.float()
+    assert m.cov.dtype == m.cov_inv.dtype == F64
+    _assert_model_is(m, MEAN0, COV0.float(), tol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "name, value, error, words",
+    [
+        ("cov", torch.eye(3, dtype=F64), ShapeError, ["mean and cov dimensions differ", "(3, 3)"]),
+        ("cov", torch.ones(2, dtype=F64), ShapeError, ["cov must be a square 2-D", "(2,)"]),
+        ("mean", torch.zeros(3, dtype=F64), ShapeError, ["mean and cov dimensions differ", "3"]),
+        ("mean", torch.zeros(2, 1, dtype=F64), ShapeError, ["mean must be a 1-D", "(2, 1)"]),
+        ("mean", torch.tensor([0.0, float("nan")]), ConfigurationError, ["mean must be finite"]),
+        (
+            "cov",
+            torch.tensor([[1.0, float("inf")], [float("inf"), 1.0]]),
+            ConfigurationError,
+            ["cov must be finite", "inf"],
+        ),
+        (
+            "cov",
+            torch.tensor([[1.0, 0.5], [0.0, 1.0]]),
+            ConfigurationError,
+            ["cov must be symmetric", "0.5"],
+        ),
+        (
+            "cov",
+            torch.tensor([[1.0, 2.0], [2.0, 1.0]]),
+            ConfigurationError,
+            ["cov must be positive definite", "2."],
+        ),
+        ("cov", "not a matrix", (TypeError, ValueError), []),
+    ],
+)
+def test_assignment_is_validated_and_a_rejected_value_changes_nothing(name, value, error, words):
+    m = GaussianModel(MEAN0, COV0, dtype=F64)
+    with pytest.raises(error) as info:
+        setattr(m, name, value)
+    for w in words:
+        assert w in str(info.value), str(info.value)
+    assert torch.equal(m.mean, MEAN0) and torch.equal(m.cov, COV0)
+    _assert_model_is(m, MEAN0, COV0)
+
+
+def test_state_dict_keys_and_loading_are_unchanged():
+    a = GaussianModel(MEAN0, COV0, dtype=F64)
+    a.cov = COV1
+    sd = a.state_dict()
+    assert list(sd) == ["mean", "cov", "cov_inv"]
+    b = GaussianModel(torch.zeros(2), torch.eye(2), dtype=F64)
+    b.load_state_dict(sd, strict=True)
+    _assert_model_is(b, MEAN0, COV1)
+    c = GaussianModel(torch.zeros(2), torch.eye(2), dtype=F64)
+    c.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=True, assign=True)
+    _assert_model_is(c, MEAN0, COV1)
+
+
+def test_a_parametrized_mean_is_read_through_the_module():
+    """Attribute reads, not the private buffer dict: a parametrization of ``mean`` (public
+    ``torch.nn.utils.parametrize``) is what the energy and its gradient use."""
+
+    class Shift(torch.nn.Module):
+        def forward(self, m):
+            return m + 1.0
+
+    m = GaussianModel(MEAN0, COV0, dtype=F64)
+    parametrize.register_parametrization(m, "mean", Shift())
+    _assert_model_is(m, MEAN0 + 1.0, COV0)
