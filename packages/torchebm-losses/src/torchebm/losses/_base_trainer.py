@@ -823,15 +823,24 @@ class BaseTrainer:
 
 
 def _materialise_none_buffers(module: nn.Module, state: dict[str, Any]) -> None:
-    """Give lazily registered ``None`` buffers (e.g. a PCD replay buffer) a tensor to load into."""
-    for name, sub in module.named_modules():
-        prefix = f"{name}." if name else ""
-        for bname, buf in list(sub._buffers.items()):
-            key = prefix + bname
-            if buf is None and key in state and isinstance(state[key], torch.Tensor):
-                if bname in sub._non_persistent_buffers_set:
-                    continue
-                sub._buffers[bname] = torch.empty_like(state[key], device=_module_device(sub))
+    """Give lazily registered ``None`` buffers (e.g. a PCD replay buffer) a tensor to load into.
+
+    Public means only: ``get_buffer`` tells a ``None`` buffer from anything else a key names;
+    assigning a registered buffer keeps its persistence (``register_buffer`` runs); one that
+    is not persistent (absent from its module's ``state_dict``) is set back to ``None``, so
+    its key stays unexpected.
+    """
+    for key, value in state.items():
+        try:
+            if not isinstance(value, torch.Tensor) or module.get_buffer(key) is not None:
+                continue
+        except AttributeError:  # a parameter, extra state or a foreign key: not a buffer
+            continue
+        path, _, name = key.rpartition(".")
+        sub = module.get_submodule(path)
+        setattr(sub, name, torch.empty_like(value, device=_module_device(sub)))
+        if name not in sub.state_dict(keep_vars=True):
+            setattr(sub, name, None)
 
 
 def _module_device(module: nn.Module) -> torch.device:
