@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -110,3 +111,37 @@ def test_weight_norm_and_spectral_norm_layers_take_the_module_call():
         assert m._explicit_plan(x, None) is None
         for grad in (m.gradient, m.gradient_function()):
             torch.testing.assert_close(grad(x), _autograd(m, x), rtol=1e-12, atol=1e-12)
+
+
+def _assert_gradients_follow_autograd(m: MLPEnergy, x: torch.Tensor) -> None:
+    ref = _autograd(m, x)
+    torch.testing.assert_close(m.gradient(x), ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.gradient_function()(x), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_an_activation_whose_class_is_swapped_gets_its_own_backward():
+    """Same module object (same id, same ``inplace``), another class: the plan is rebuilt."""
+    m, x = _model(), _x()
+    m.gradient(x)
+    m.gradient_function()  # a plan with SiLU's backward is cached
+    m.net[1].__class__ = nn.Tanh
+    _assert_gradients_follow_autograd(m, x)
+    assert m._explicit_plan(x, None) is not None  # still the explicit pass, with tanh'
+    m.net[3].__class__ = nn.ReLU  # SiLU has `inplace` too; ReLU reads it
+    _assert_gradients_follow_autograd(m, x)
+
+
+@pytest.mark.parametrize("layer", [1, 3, 0, 4])  # activations, a hidden and the output Linear
+def test_a_layer_given_its_own_forward_takes_autograd(layer):
+    """``model.net[k].forward = f`` (the class's backward no longer applies): autograd, and
+    the explicit pass again once the instance attribute is removed."""
+    m, x = _model(), _x()
+    m.gradient(x)
+    m.gradient_function()
+    mod = m.net[layer]
+    mod.forward = torch.tanh if layer % 2 else (lambda h, lin=mod: 2.0 * nn.Linear.forward(lin, h))
+    _assert_gradients_follow_autograd(m, x)
+    assert m._explicit_plan(x, None) is None
+    del mod.forward
+    _assert_gradients_follow_autograd(m, x)
+    assert m._explicit_plan(x, None) is not None

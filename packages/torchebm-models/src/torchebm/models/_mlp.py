@@ -72,7 +72,8 @@ def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: Any) ->
 
 
 def _plain_linear(m: Any) -> bool:
-    """An ``nn.Linear`` whose weight and bias are its own ``nn.Parameter`` objects.
+    """An ``nn.Linear`` whose weight and bias are its own ``nn.Parameter`` objects, without a
+    ``forward`` of its own (``layer.forward = f``).
 
     Anything else is read through the module call instead, where its hooks run: a tensor
     subclass (FSDP2's sharded ``DTensor``, a quantised weight, ...), and a weight that a
@@ -80,9 +81,10 @@ def _plain_linear(m: Any) -> bool:
     ``spectral_norm`` keep ``weight`` as a plain tensor refreshed only by a forward call, so
     between optimizer steps and forward calls it is stale).
     """
-    if type(m) is not nn.Linear:
+    if type(m) is not nn.Linear or "forward" in vars(m):
         return False
-    return all(type(p) is nn.Parameter for p in (m.weight, m.bias) if p is not None)
+    bias = m.bias  # (no generator: this runs per layer at every `gradient` call)
+    return type(m.weight) is nn.Parameter and (bias is None or type(bias) is nn.Parameter)
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -292,8 +294,9 @@ class MLPEnergy(BaseModel):
 
         ``hidden`` holds ``(linear, activation, backward, needed)`` per hidden layer and
         ``last`` is the output ``nn.Linear``. The plan depends only on the layer modules and
-        the activations' in-place flags: it is built once and reused while those stay the
-        same (the weights are read from the layers at every call).
+        the activations' classes, in-place flags and instance ``forward`` (none, or autograd):
+        it is built once and reused while those stay the same (the weights are read from the
+        layers at every call).
         """
         if (
             not self.explicit_gradient
@@ -313,7 +316,11 @@ class MLPEnergy(BaseModel):
         if type(net) is not nn.Sequential:
             return None
         mods = tuple(net)
-        key = (tuple(map(id, mods)), tuple(getattr(a, "inplace", False) for a in mods[1::2]))
+        # an activation's __class__ or instance forward may change in place (same id)
+        acts = tuple(
+            (type(a), getattr(a, "inplace", False), "forward" in vars(a)) for a in mods[1::2]
+        )
+        key = (tuple(map(id, mods)), acts)
         cached = self._plan_cache.get("plan")
         if cached is None or cached[0] != key:
             cached = (key, mods, self._build_plan(mods))  # mods kept alive: ids stay unique
@@ -322,8 +329,9 @@ class MLPEnergy(BaseModel):
         if plan is None:
             return None
         # checked at every call: a layer may have been sharded or weight-normed since
-        if not all(_plain_linear(lin) for lin in mods[::2]):
-            return None
+        for lin in mods[::2]:
+            if not _plain_linear(lin):
+                return None
         first = mods[0].weight
         if x is not None and (x.dtype != first.dtype or x.device != first.device):
             return None
@@ -340,6 +348,8 @@ class MLPEnergy(BaseModel):
             lin, act = mods[2 * k], mods[2 * k + 1]
             back = _activation_backward(act)
             if not _plain_linear(lin) or back is None or getattr(act, "inplace", False):
+                return None
+            if "forward" in vars(act):  # its own forward: the class's backward may not match
                 return None
             needed = k + 1 < n_hidden or type(act) in _BACKWARD_READS_OUTPUT
             hidden.append((lin, act.forward, back, needed))
