@@ -95,6 +95,8 @@ class SamplerState:
 
 
 State = Any  # a SamplerState, or a dict of tensors
+_Windows = tuple[torch.Tensor, torch.Tensor, list[int]]  # see BaseSampler._run
+_FLAGS = ("return_trajectory", "return_diagnostics", "reset_schedulers", "compile")
 
 
 @dataclass
@@ -393,8 +395,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     def model_energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """Energies `(B,)` of `x` under the model."""
-        model = self.model
-        return model(x, **model_kwargs) if model_kwargs else model(x)
+        return self.model(x, **model_kwargs) if model_kwargs else self.model(x)
 
     # torchebm 0.8.9 names (user samplers call them)
     _model_gradient = model_gradient
@@ -500,14 +501,19 @@ class BaseSampler(Schedulable, TorchEBMModule):
         thin = check_int("thin", thin, minimum=1)
         if thin > n_steps:
             raise ConfigurationError(f"thin must be <= n_steps ({n_steps}), got {thin}")
-        policy = check_in(
-            "nan_policy", self.nan_policy if nan_policy is None else nan_policy, NAN_POLICIES
-        )
-        check_nan = check_int(
-            "nan_check_every",
-            self.nan_check_every if nan_check_every is None else nan_check_every,
-            minimum=1,
-        )
+        policy = self.nan_policy if nan_policy is None else nan_policy
+        policy = check_in("nan_policy", policy, NAN_POLICIES)
+        every = self.nan_check_every if nan_check_every is None else nan_check_every
+        check_nan = check_int("nan_check_every", every, minimum=1)
+        if not (  # a truthy "False" would turn trajectories on; inline checks: ~0.1 us
+            type(return_trajectory) is bool
+            and type(return_diagnostics) is bool
+            and type(reset_schedulers) is bool
+            and type(compile) is bool
+        ):
+            flags = (return_trajectory, return_diagnostics, reset_schedulers, compile)
+            name, flag = next((n, f) for n, f in zip(_FLAGS, flags) if type(f) is not bool)
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
         conditioning = self._prepare_model_kwargs(model_kwargs)
         check_generator(generator, self.device, of="the sampler")
         x = self._initial_x(x, dim, n_samples, generator)
@@ -540,12 +546,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     def _run(
         self, x0: torch.Tensor, ctx: SamplerContext, want_traj: bool, want_diag: bool, compile: bool
-    ) -> tuple[
-        torch.Tensor,
-        torch.Tensor | None,
-        dict[str, torch.Tensor],
-        tuple[torch.Tensor, torch.Tensor, list[int]],
-    ]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor], _Windows]:
         """The loop; returns `(x, trajectory, diagnostics, (alive, n_alive, ends))`.
 
         `alive` `(B,)` bool: finite at every check; `n_alive` `(B,)`: checks passed while
@@ -555,11 +556,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
         n_kept = n_steps // thin
         step_fn = self._step_fn(compile)
         state = self.init_state(x0, ctx)
-        traj = (
-            torch.empty((x0.shape[0], n_kept, *ctx.event_shape), dtype=x0.dtype, device=x0.device)
-            if want_traj
-            else None
-        )
+        shape = (x0.shape[0], n_kept, *ctx.event_shape)
+        traj = torch.empty(shape, dtype=x0.dtype, device=x0.device) if want_traj else None
         diag: dict[str, torch.Tensor] | None = {} if want_diag else None
         checker = _NanChecks(x0.shape[0], state, ctx.nan_policy == "resample")
         stride = max(1, int(self.steps_per_call(state, ctx)))
@@ -644,7 +642,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     def _report_nonfinite(
         self,
-        windows: tuple[torch.Tensor, torch.Tensor, list[int]],
+        windows: _Windows,
         policy: str,
         n_steps: int,
         nan_check_every: int = 1,
@@ -669,24 +667,18 @@ class BaseSampler(Schedulable, TorchEBMModule):
                     firsts[j] = max(firsts[j], ok * thin + 1)
                     lasts[j] = min(lasts[j], (ok + 1) * thin)
         first = min(lasts)
-
-        def where(lo: int, hi: int) -> str:
-            return f"step {hi}" if lo == hi else f"steps {lo}-{hi}"
-
         pairs = list(zip(idx, firsts, lasts))
-        shown = ", ".join(f"{i} ({where(lo, hi)})" for i, lo, hi in pairs[:10])
-        more = "" if len(idx) <= 10 else f" and {len(idx) - 10} more"
-        hint = (
-            ""
-            if all(lo == hi for _, lo, hi in pairs)
-            else f"; checked every {nan_check_every} steps, pass nan_check_every=1 for the "
-            "exact step"
+        shown = ", ".join(
+            f"{i} (step {hi})" if lo == hi else f"{i} (steps {lo}-{hi})" for i, lo, hi in pairs[:10]
         )
+        more = "" if len(idx) <= 10 else f" and {len(idx) - 10} more"
+        hint = f"; checked every {nan_check_every} steps, pass nan_check_every=1 for the exact step"
+        hint = "" if all(lo == hi for _, lo, hi in pairs) else hint
         name = type(self).__name__
-        where_ = f"{len(idx)} of {alive.shape[0]} chains"
+        where = f"{len(idx)} of {alive.shape[0]} chains"
         if policy == "raise":
             err = NonFiniteError(
-                f"{name} produced NaN/inf in {where_} (chain index (first non-finite step of "
+                f"{name} produced NaN/inf in {where} (chain index (first non-finite step of "
                 f"{n_steps})): {shown}{more}{hint}. Reduce step_size, check the model, or pass "
                 "nan_policy='warn' (the default) / 'resample'",
                 indices=idx,
@@ -697,14 +689,14 @@ class BaseSampler(Schedulable, TorchEBMModule):
             raise err
         if policy == "warn":
             msg = (
-                f"{name}: {where_} diverged (produced NaN/inf; chain index (first step)): "
+                f"{name}: {where} diverged (produced NaN/inf; chain index (first step)): "
                 f"{shown}{more}{hint}. They are returned as they are and recorded in "
                 f"{name}.divergent_chains; reduce step_size, or pass nan_policy='raise' to stop "
                 "at a divergence or 'resample' to restart divergent chains"
             )
         else:
             msg = (
-                f"{name} restarted {where_} from their starting points after they went "
+                f"{name} restarted {where} from their starting points after they went "
                 f"NaN/inf (chain index (first step)): {shown}{more}{hint}"
             )
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
