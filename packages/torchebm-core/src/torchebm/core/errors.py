@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -37,6 +38,10 @@ __all__ = [
     "check_tensor",
     "require",
 ]
+
+
+#: Set while the library runs on inputs it made or checked: entry checks that sync are skipped.
+_CHECKED: ContextVar[bool] = ContextVar("torchebm_checked", default=False)
 
 
 class TorchEBMError(Exception):
@@ -115,8 +120,7 @@ def check_probability(name: str, value: Any, *, closed_right: bool = True) -> fl
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
     v = float(value)
-    ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
-    if not ok:
+    if not (0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0):
         interval = "[0, 1]" if closed_right else "[0, 1)"
         raise ConfigurationError(f"{name} must be in {interval}, got {value!r}")
     return v
@@ -209,17 +213,10 @@ def check_clamp(clamp: Any) -> tuple[float, float] | None:
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
-    if a == b:  # the common case, without resolving a missing CUDA index
-        return True
-    if a.type != b.type:
-        return False
-    ia = (
-        a.index if a.index is not None else (torch.cuda.current_device() if a.type == "cuda" else 0)
-    )
-    ib = (
-        b.index if b.index is not None else (torch.cuda.current_device() if b.type == "cuda" else 0)
-    )
-    return ia == ib
+    if a == b or a.type != b.type:  # the common case, without resolving a missing CUDA index
+        return a == b
+    i = torch.cuda.current_device() if a.type == "cuda" and None in (a.index, b.index) else 0
+    return (i if a.index is None else a.index) == (i if b.index is None else b.index)
 
 
 def check_generator(

@@ -40,6 +40,7 @@ from torchebm.core.errors import (
     check_int,
     check_positive,
 )
+from torchebm.integrators._checked import check_start
 from torchebm.integrators._inference import inference_mode_option
 
 __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrate_time_grid"]
@@ -511,15 +512,17 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 without error estimate.
             RuntimeError: the adaptive step budget ``max_steps`` is exhausted or the step
                 size underflows with a finite drift (a stiff problem).
-            torchebm.core.errors.NonFiniteError: ``t`` holds NaN/inf; adaptive: the drift
-                returned NaN/inf (at the current point, or at every step size down to
-                underflow); ``indices`` names the batch rows.
+            torchebm.core.errors.NonFiniteError: ``state["x"]`` or ``t`` holds NaN/inf (one
+                host read per call; `step` never checks); adaptive: the drift returned
+                NaN/inf (at the current point, or at every step size down to underflow);
+                ``indices`` names the batch rows.
         """
         x = _get_x(state)
         drift = _require_callable("drift", drift, "drift(x, t)")
         use_adaptive = self._resolve_adaptive(adaptive)
         self._evaluations.count = 0
         times, dts = self._grid(x, step_size, n_steps, t, need_step=not use_adaptive)
+        check_start(x=x)
         if use_adaptive:
             return {"x": self._adaptive(x, times, step_size, drift)}
         return {"x": self._fixed(x, times, dts, drift, None)}
@@ -914,6 +917,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         drift = _require_callable("drift", drift, "drift(x, t)")
         self._evaluations.count = 0
         times, dts = self._grid(x, step_size, n_steps, t, need_step=True)
+        check_start(x=x)
         return {"x": self._fixed(x, times, dts, drift, (diffusion, noise_scale, None, generator))}
 
 

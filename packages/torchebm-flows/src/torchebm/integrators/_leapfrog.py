@@ -17,6 +17,7 @@ import torch
 from torchebm.core._base_integrator import _fits
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_non_negative
 from torchebm.integrators._base_symplectic import BaseSymplecticIntegrator
+from torchebm.integrators._checked import check_mass, check_start
 from torchebm.integrators._inference import inference_mode_option
 
 __all__ = ["LeapfrogIntegrator", "GeneralisedLeapfrogIntegrator", "LeapfrogResult"]
@@ -100,7 +101,8 @@ class LeapfrogResult(Mapping):
 def _prep_mass(mass: Any, x: torch.Tensor):
     """``None`` -> unit mass; number -> float >= 1e-10; tensor -> masses broadcast against x.
 
-    A tensor mass may have any shape that broadcasts to ``x.shape`` without enlarging it:
+    A tensor mass must hold positive finite values (checked once per call, one host read,
+    nothing under `checked_inputs`); it may have any shape that broadcasts to ``x.shape`` without enlarging it:
     the event shape ``x.shape[1:]`` or a trailing part of it (``(D,)`` for ``(B, D)``,
     ``(C, 1, 1)`` per channel for images ``(B, C, H, W)``), or ``x.shape`` itself.
     """
@@ -112,6 +114,7 @@ def _prep_mass(mass: Any, x: torch.Tensor):
             raise ConfigurationError(f"mass must be positive and finite, got {mass!r}")
         return max(m, _MASS_FLOOR)
     if isinstance(mass, torch.Tensor):
+        check_mass(mass)
         if mass.numel() == 1:
             return mass.reshape(()).to(device=x.device, dtype=x.dtype).clamp(min=_MASS_FLOOR)
         if not _fits(mass.shape, x.shape):
@@ -253,9 +256,12 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
 
         Raises:
             ValueError: no field, both forms of the field or of its initial value,
-                `n_steps < 1`, a bad `mass` or `step_size`.
+                `n_steps < 1`, a bad `mass` (a tensor one too: zero, negative or NaN entries)
+                or `step_size`.
             TypeError: `state` lacks `"x"`/`"p"`, a callback is not callable.
             ShapeError: an initial value or a mass does not fit `x`.
+            torchebm.core.errors.NonFiniteError: `state["x"]` or `state["p"]` holds NaN/inf
+                (one host read per call; not with `safe=True`, which sanitises them).
         """
         n = self._validate_n_steps(n_steps)
         x, p, t = self._unpack_state(state)
@@ -263,6 +269,8 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
             raise ConfigurationError("step_size must be given, got None")
         h, _ = self._prep_step(step_size, x)
         field, kick, v0 = self._field(x, h, gradient, drift, initial_gradient, initial_force)
+        if not safe:  # the safe mode replaces NaN by 0, by request
+            check_start(x=x, p=p)
         if energy is not None:
             energy = self._require_callable("energy", energy, "energy(x, t) = U(x) of shape (B,)")
         x, p, v = self._run(x, p, t, h, kick, n, field, v0, _prep_mass(mass, x), safe)
@@ -413,6 +421,8 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         if step_size is None:
             raise ConfigurationError("step_size must be given, got None")
         h, _ = self._prep_step(step_size, x)
+        if not safe:  # the safe mode replaces NaN by 0, by request
+            check_start(x=x, p=p)
         self.nfe = 0
         for _ in range(n):
             x, p = self._implicit_step(x, p, t, h, fields, safe)
