@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core.errors import ConfigurationError, ShapeError, check_in
+from torchebm.core.errors import ShapeError, _check_flow_time, check_in, check_non_negative
 
 __all__ = ["BaseInterpolant", "expand_t_like_x"]
 
@@ -30,13 +30,14 @@ def expand_t_like_x(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
     """``t`` broadcastable against ``x``: scalars stay scalars, ``(B,)`` -> ``(B, 1, ..., 1)``."""
+    _check_flow_time(t)
     if not isinstance(t, torch.Tensor):
         return torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if not t.is_floating_point():
         t = t.to(x.dtype)
     if t.ndim == 1 and x.ndim > 1:
         if t.shape[0] != x.shape[0]:
-            raise ConfigurationError(
+            raise ShapeError(
                 f"t must have shape (B,) with B={x.shape[0]} (or be a scalar), got {tuple(t.shape)}"
             )
         return expand_t_like_x(t, x)
@@ -49,7 +50,8 @@ class BaseInterpolant(ABC):
     Subclasses implement `compute_alpha_t` and `compute_sigma_t` (the schedule and its time
     derivative, ``t`` already broadcast against the data) and may override
     `compute_d_alpha_alpha_ratio_t` with a closed form; interpolation, the probability-flow
-    drift, diffusion forms and the velocity/score/noise conversions follow. With
+    drift, diffusion forms and the velocity/score/noise conversions follow; these check that
+    ``t`` lies in [0, 1] and is not NaN (one host read; the hooks above take ``t`` as given). With
     $\rho = \dot\alpha/\alpha$:
 
     $$
@@ -100,10 +102,8 @@ class BaseInterpolant(ABC):
             t: Times, shape ``(B,)`` (or a scalar).
         """
         if x0.shape != x1.shape:
-            raise ShapeError(
-                f"x0 and x1 must have the same shape, got x0 {tuple(x0.shape)} and "
-                f"x1 {tuple(x1.shape)}"
-            )
+            got = f"x0 {tuple(x0.shape)} and x1 {tuple(x1.shape)}"
+            raise ShapeError(f"x0 and x1 must have the same shape, got {got}")
         alpha, d_alpha, sigma, d_sigma = self._schedules(t, x1)
         xt = alpha * x1 + sigma * x0
         ut = d_alpha * x1 + d_sigma * x0
@@ -136,8 +136,8 @@ class BaseInterpolant(ABC):
         ($\text{norm}\cdot 4t(1-t)$); another ``form`` raises ``ValueError`` naming ``form``.
         """
         check_in("form", form, _DIFFUSION_FORMS)
+        norm = check_non_negative("norm", norm)
         tb = _broadcast_t(t, x)
-        out_shape = (x.shape[0], *([1] * (x.ndim - 1)))
         if form == "constant":
             d = torch.full_like(tb, float(norm))
         elif form == "SBDM":
@@ -154,7 +154,7 @@ class BaseInterpolant(ABC):
         else:  # "increasing-decreasing"
             d = norm * 4 * tb * (1 - tb)
         # a batch-uniform time: computed once, viewed as (B, 1, ..., 1)
-        return d.reshape(()).expand(out_shape) if tb.ndim == 0 else d
+        return d.reshape(()).expand(x.shape[0], *([1] * (x.ndim - 1))) if tb.ndim == 0 else d
 
     # ------------------------------------------------------------------ conversions
     def velocity_to_score(

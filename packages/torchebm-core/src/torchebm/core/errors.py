@@ -172,6 +172,17 @@ def check_finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _check_flow_time(t: Any, name: str = "t") -> None:
+    """`t` in [0, 1] (flow time: 0 noise, 1 data), never NaN; one host read (none if `_CHECKED`)."""
+    if _CHECKED.get():
+        return
+    v = torch.as_tensor(t).detach().flatten()
+    bad = torch.nonzero(~((v >= 0) & (v <= 1))).flatten().tolist()  # NaN fails both
+    if bad:
+        err = NonFiniteError if bool(v[bad].isnan().any()) else ConfigurationError
+        raise err(f"{name} must lie in [0, 1] (flow time), got {v[bad[:8]].tolist()} at {bad[:8]}")
+
+
 def require(condition: bool, message: str, error: type[Exception] = ConfigurationError) -> None:
     """Raise ``error(message)`` unless ``condition`` holds (never use ``assert`` on user input)."""
     if not condition:

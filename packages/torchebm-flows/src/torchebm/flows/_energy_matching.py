@@ -27,7 +27,7 @@ from torchebm.core.errors import (
 )
 from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import (
-    TimeSampler,
+    LossTimeSampler,
     TSampler,
     apply_loss_weight,
     check_loss_weight_fn,
@@ -44,6 +44,7 @@ from torchebm.flows._utils import (
     weighted_mean,
 )
 from torchebm.integrators import EulerMaruyamaIntegrator
+from torchebm.integrators._checked import checked_inputs
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = ["EnergyMatchingLoss"]
@@ -160,7 +161,7 @@ class EnergyMatchingLoss(BaseLoss):
         self.interpolant = resolve_interpolant(
             interpolant, default="linear", owner="EnergyMatchingLoss"
         )
-        self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
+        self.time_sampler = LossTimeSampler(t_sampler, t_p_mean, t_p_std)
         self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         self.sigma = sigma
         self.lambda_cd = lambda_cd
@@ -197,7 +198,8 @@ class EnergyMatchingLoss(BaseLoss):
         x0, x1c, weights = pair.x0, pair.x1, pair.weights
         b = x1c.shape[0]
         t = self.time_sampler(b, 0.0, device=x1c.device, dtype=x1c.dtype, generator=generator)
-        xt, ut = self.interpolant.interpolate(x0, x1c, t)
+        with checked_inputs():  # t in [0, 1]: drawn here, or checked by the time sampler
+            xt, ut = self.interpolant.interpolate(x0, x1c, t)
         sigma = self.sigma
         if sigma > 0:
             xt = xt + sigma * torch.randn(

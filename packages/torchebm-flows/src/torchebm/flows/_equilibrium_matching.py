@@ -12,7 +12,7 @@ from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, check_finite, check_in, check_non_negative
 from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import (
-    TimeSampler,
+    LossTimeSampler,
     TSampler,
     apply_loss_weight,
     check_loss_weight_fn,
@@ -28,6 +28,7 @@ from torchebm.flows._utils import (
     split_model_output,
     weighted_mean,
 )
+from torchebm.integrators._checked import checked_inputs
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = ["EquilibriumMatchingLoss"]
@@ -183,7 +184,7 @@ class EquilibriumMatchingLoss(BaseLoss):
         self.apply_dispersion = apply_dispersion
         self.dispersion_weight = check_non_negative("dispersion_weight", dispersion_weight)
         self.time_invariant = time_invariant
-        self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
+        self.time_sampler = LossTimeSampler(t_sampler, t_p_mean, t_p_std)
         if not callable(ct):
             check_in("ct", ct, _CT_FAMILIES)
         self.ct = ct
@@ -249,7 +250,8 @@ class EquilibriumMatchingLoss(BaseLoss):
         t = self.time_sampler(
             b, self.train_eps, device=x1.device, dtype=x1.dtype, generator=generator
         )
-        xt, ut = self.interpolant.interpolate(x0, x1, t)
+        with checked_inputs():  # t in [0, 1]: drawn here, or checked by the time sampler
+            xt, ut = self.interpolant.interpolate(x0, x1, t)
         t_model = torch.zeros_like(t) if self.time_invariant else t
         terms: dict[str, Any] = {"t": t, "weights": weights}
 
@@ -269,7 +271,8 @@ class EquilibriumMatchingLoss(BaseLoss):
             if self.loss_weight is None:
                 w = 1.0
             else:
-                _, bv = self.interpolant.compute_drift(xt, t)
+                with checked_inputs():
+                    _, bv = self.interpolant.compute_drift(xt, t)
                 w = (bv / sigma).square() if self.loss_weight == "velocity" else bv / sigma.square()
             if self.prediction == "noise":
                 loss = mean_flat(w * (pred - x0).square())

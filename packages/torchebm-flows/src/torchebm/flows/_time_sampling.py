@@ -11,12 +11,19 @@ import torch
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
+    _check_flow_time,
     check_finite,
     check_int,
     check_positive,
 )
 
-__all__ = ["TimeSampler", "TSampler", "check_loss_weight_fn", "apply_loss_weight"]
+__all__ = [
+    "TimeSampler",
+    "LossTimeSampler",
+    "TSampler",
+    "check_loss_weight_fn",
+    "apply_loss_weight",
+]
 
 TSampler = Union[str, Callable[..., torch.Tensor]]
 _KINDS = ("uniform", "lognormal")
@@ -30,7 +37,8 @@ class TimeSampler:
       $\sigma = e^{\mu + s z}$, $t = 1/(1 + \sigma)$, so
       $\operatorname{logit} t = -(\mu + s z) \sim \mathcal N(-\mu, s^2)$; clamped to
       $[\max(10^{-4}, \epsilon), 1 - \epsilon]$.
-    * a callable ``(batch, *, device, dtype, generator) -> t`` of shape `(batch,)`.
+    * a callable ``(batch, *, device, dtype, generator) -> t`` of shape `(batch,)`, with
+      values in [0, 1] (checked: one host read per call).
 
     Args:
         kind: ``"uniform"``, ``"lognormal"`` or a callable.
@@ -46,10 +54,13 @@ class TimeSampler:
         2022. Esser et al., "Scaling Rectified Flow Transformers", 2024.
     """
 
+    #: The name the caller gave the distribution under, for errors (the losses: ``t_sampler``).
+    _arg = "kind"
+
     def __init__(self, kind: TSampler = "uniform", t_p_mean: float = -1.2, t_p_std: float = 1.2):
         if not callable(kind) and kind not in _KINDS:
             raise ConfigurationError(
-                f"t_sampler must be 'uniform', 'lognormal' or a callable "
+                f"{self._arg} must be 'uniform', 'lognormal' or a callable "
                 f"(batch, *, device, dtype, generator) -> t, got {kind!r}"
             )
         self.kind = kind
@@ -73,7 +84,8 @@ class TimeSampler:
             t = self.kind(batch, device=device, dtype=dtype, generator=generator)
             if not isinstance(t, torch.Tensor) or t.shape != (batch,):
                 got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ShapeError(f"t_sampler must return a tensor of shape ({batch},), got {got}")
+                raise ShapeError(f"{self._arg} must return a tensor of shape ({batch},), got {got}")
+            _check_flow_time(t, f"the times {self._arg}(batch, ...) returned")
             return t.to(device=device, dtype=dtype)
         if self.kind == "lognormal":
             z = torch.randn(batch, generator=generator, device=device, dtype=dtype)
@@ -86,6 +98,13 @@ class TimeSampler:
         if self.kind == "lognormal":
             return f"lognormal(t_p_mean={self.t_p_mean}, t_p_std={self.t_p_std})"
         return repr(self.kind)
+
+
+class LossTimeSampler(TimeSampler):
+    """The `TimeSampler` of a loss's ``t_sampler=``/``t_p_mean``/``t_p_std``: its errors name
+    ``t_sampler``, the argument the user passed."""
+
+    _arg = "t_sampler"
 
 
 def check_loss_weight_fn(fn: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:

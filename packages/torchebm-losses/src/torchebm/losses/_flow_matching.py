@@ -10,14 +10,20 @@ from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError
 from torchebm.couplings import resolve_coupling
-from torchebm.flows import TimeSampler, mean_flat
-from torchebm.flows._time_sampling import TSampler, apply_loss_weight, check_loss_weight_fn
+from torchebm.flows import mean_flat
+from torchebm.flows._time_sampling import (
+    LossTimeSampler,
+    TSampler,
+    apply_loss_weight,
+    check_loss_weight_fn,
+)
 from torchebm.flows._utils import (
     check_conditioning_batch,
     checked_loss,
     source_batch,
     weighted_mean,
 )
+from torchebm.integrators._checked import checked_inputs
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = ["FlowMatchingLoss"]
@@ -103,7 +109,7 @@ class FlowMatchingLoss(BaseLoss):
         )
         self.coupling = resolve_coupling(coupling, default="independent", owner="FlowMatchingLoss")
         self.train_eps = train_eps
-        self.time_sampler = TimeSampler(t_sampler, t_p_mean, t_p_std)
+        self.time_sampler = LossTimeSampler(t_sampler, t_p_mean, t_p_std)
         self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         if not isinstance(negate_velocity, bool):
             raise TypeError(f"negate_velocity must be a bool, got {negate_velocity!r}")
@@ -144,7 +150,8 @@ class FlowMatchingLoss(BaseLoss):
         t = self.time_sampler(
             x1.shape[0], self.train_eps, device=x1.device, dtype=x1.dtype, generator=generator
         )
-        xt, ut = self.interpolant.interpolate(pair.x0, pair.x1, t)
+        with checked_inputs():  # t in [0, 1]: drawn here, or checked by the time sampler
+            xt, ut = self.interpolant.interpolate(pair.x0, pair.x1, t)
         target = -ut if self.negate_velocity else ut
         pred = self._velocity(xt, t, mk)
         loss = mean_flat((pred - target).square())
