@@ -17,6 +17,7 @@ integrated backwards from the data point $x_1$ to $t = 0$ jointly with $x_t$.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +27,16 @@ import torch
 from torchebm.core import BaseInterpolant, BaseRungeKuttaIntegrator
 from torchebm.core.errors import (
     ConfigurationError,
+    NonFiniteError,
+    ShapeError,
     check_finite_tensor,
+    check_generator,
     check_in,
     check_int,
     check_tensor,
 )
 from torchebm.integrators import resolve_integrator
+from torchebm.integrators._checked import checked_inputs
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = [
@@ -95,27 +100,58 @@ def bits_per_dim(
     upper bound on the discrete bpd.
 
     Args:
-        log_likelihood: Log-likelihoods (nats), any shape.
+        log_likelihood: Log-likelihoods (nats), a tensor of any shape (or a number); NaN is
+            rejected, $-\infty$ (zero density) gives $+\infty$ bits.
         n_dims: $D$, the number of dimensions per sample (>= 1).
         n_bins: Number of intensity levels (e.g. 256), or ``None``.
-        data_range: The interval ``(a, b)`` the levels were scaled to.
+        data_range: The interval ``(a, b)`` the levels were scaled to (finite, ``a < b``).
 
     Returns:
         Bits per dimension, shaped like ``log_likelihood``.
+
+    Raises:
+        TypeError: ``log_likelihood`` is not a tensor or a number; ``data_range`` is not a
+            pair of numbers.
+        ConfigurationError: ``n_dims < 1``, ``n_bins < 2``, ``data_range`` not finite with
+            ``a < b``.
+        NonFiniteError: ``log_likelihood`` holds NaN.
 
     Example:
         >>> float(bits_per_dim(torch.tensor(0.0), 10, n_bins=256, data_range=(0.0, 1.0)))
         8.0
     """
     d = check_int("n_dims", n_dims, minimum=1)
-    bpd = -log_likelihood / (d * math.log(2.0))
+    offset = _dequantisation_offset(n_bins, data_range)
+    ll = log_likelihood
+    if isinstance(ll, bool) or not isinstance(ll, (torch.Tensor, numbers.Real)):
+        raise TypeError(
+            f"log_likelihood must be a tensor of log-likelihoods (nats) or a number, got "
+            f"{type(ll).__name__}"
+        )
+    nan = torch.isnan(torch.as_tensor(ll)).flatten()
+    if bool(nan.any()):
+        idx = torch.nonzero(nan).flatten()[:8].tolist()
+        raise NonFiniteError(f"log_likelihood holds NaN at flat indices {idx}", indices=idx)
+    bpd = -ll / (d * math.log(2.0))
+    return bpd if n_bins is None else bpd + offset
+
+
+def _dequantisation_offset(n_bins: Any, data_range: Any) -> float:
+    r"""$\log_2(n / (b - a))$ (0 without ``n_bins``), ``n_bins`` and ``data_range`` checked."""
     if n_bins is None:
-        return bpd
+        return 0.0
     n = check_int("n_bins", n_bins, minimum=2)
-    lo, hi = (float(v) for v in data_range)
-    if not hi > lo:
-        raise ConfigurationError(f"data_range must be (a, b) with a < b, got {data_range!r}")
-    return bpd + math.log2(n / (hi - lo))
+    try:
+        if isinstance(data_range, str):
+            raise TypeError
+        lo, hi = (float(v) for v in data_range)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"data_range must be a pair (a, b) of numbers, got {data_range!r}"
+        ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ConfigurationError(f"data_range must be (a, b) with finite a < b, got {data_range!r}")
+    return math.log2(n / (hi - lo))
 
 
 def _to_velocity(
@@ -251,9 +287,14 @@ def probability_flow_log_likelihood(
         An `ODELikelihood`.
 
     Raises:
-        TypeError: ``x`` not a floating tensor; an integrator of another family.
+        TypeError: ``model`` or ``prior`` not callable, ``x`` not a floating tensor,
+            ``model_kwargs`` not a dict, ``generator`` not a ``torch.Generator``, an
+            integrator of another family.
+        ShapeError: ``x`` not ``(B, *event_shape)`` with ``B >= 1``; ``prior`` not returning
+            ``(B,)``.
         ConfigurationError: unknown names, a bad time window, no ``n_steps`` for a fixed
-            integrator, a model output of the wrong shape.
+            integrator, a model output of the wrong shape, bad ``n_bins``/``data_range``
+            (checked before the solve).
         NonFiniteError: NaN/inf in ``x`` or in the result.
 
     Example:
@@ -273,25 +314,38 @@ def probability_flow_log_likelihood(
         Hutchinson, "A stochastic estimator of the trace of the influence matrix for
         Laplacian smoothing splines", Communications in Statistics 18(3), 1989.
     """
-    if not callable(model):
-        raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
+    _check_callables(model, prior, model_kwargs)
     check_tensor("x", x, min_ndim=2, floating=True)
     check_finite_tensor("x", x)
     check_in("prediction", prediction, PREDICTIONS)
     check_in("divergence", divergence, DIVERGENCES)
     check_in("probe", probe, _PROBES)
+    check_generator(generator, x.device)
     t0, t1 = _check_window(t_noise, t_data)
+    bins = n_bins if n_bins is not None or x.ndim < 4 else 256
+    _dequantisation_offset(bins, data_range)  # checked before the solve, not after
     interp = resolve_interpolant(interpolant, owner="probability_flow_log_likelihood")
     solver = _resolve_solver(integrator, atol, rtol, n_steps)
     field = _to_velocity(model, interp, prediction, dict(model_kwargs or {}))
     eps = _probe(x, probe, generator) if divergence == "hutchinson" else None
     z, ell, nfe = _solve(solver, field, x.detach(), eps, t0, t1, n_steps)
     log_prior = (prior or _standard_prior(interp, t0))(z)
+    if not isinstance(log_prior, torch.Tensor) or log_prior.shape != ell.shape:
+        got = tuple(log_prior.shape) if isinstance(log_prior, torch.Tensor) else log_prior
+        raise ShapeError(f"prior(z) must return a tensor of shape {tuple(ell.shape)}, got {got!r}")
     check_finite_tensor("log_likelihood", log_prior + ell)
     ll = log_prior + ell
-    bins = n_bins if n_bins is not None or x.ndim < 4 else 256
     bpd = bits_per_dim(ll, x[0].numel(), n_bins=bins, data_range=data_range)
     return ODELikelihood(ll, bpd, log_prior, ell, z, nfe)
+
+
+def _check_callables(model: Any, prior: Any, model_kwargs: Any) -> None:
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
+    if prior is not None and not callable(prior):
+        raise TypeError(f"prior must be None or callable as prior(z) -> (B,), got {prior!r}")
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise TypeError(f"model_kwargs must be a dict or None, got {type(model_kwargs).__name__}")
 
 
 def _check_window(t_noise: Any, t_data: Any) -> tuple[float, float]:
@@ -348,10 +402,11 @@ def _solve(solver, field, x, eps, t0: float, t1: float, n_steps) -> tuple:
         return torch.cat([v.reshape(b, d), div[:, None]], dim=1)
 
     state = torch.cat([x.reshape(b, d), x.new_zeros(b, 1)], dim=1)
-    if solver.adaptive:
-        grid = torch.tensor([t1, t0], dtype=x.dtype, device=x.device)
-        out = solver.integrate({"x": state}, drift=drift, t=grid)["x"]
-    else:
-        grid = torch.linspace(t1, t0, n_steps + 1, dtype=x.dtype, device=x.device)
-        out = solver.integrate({"x": state}, n_steps=n_steps, drift=drift, t=grid)["x"]
+    with checked_inputs():  # x was checked on entry; the field sees the grid's times only
+        if solver.adaptive:
+            grid = torch.tensor([t1, t0], dtype=x.dtype, device=x.device)
+            out = solver.integrate({"x": state}, drift=drift, t=grid)["x"]
+        else:
+            grid = torch.linspace(t1, t0, n_steps + 1, dtype=x.dtype, device=x.device)
+            out = solver.integrate({"x": state}, n_steps=n_steps, drift=drift, t=grid)["x"]
     return out[:, :d].reshape(shape), out[:, d], int(getattr(solver, "nfe", 0))
