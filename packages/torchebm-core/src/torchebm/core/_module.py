@@ -42,7 +42,7 @@ class TorchEBMModule(nn.Module):
 
     Args:
         device: Initial device of the probe (default: CPU, torch's default device).
-        dtype: Initial dtype of the probe (default: ``torch.get_default_dtype()``).
+        dtype: Initial floating-point dtype of the probe (default: ``torch.get_default_dtype()``).
 
     Example:
         >>> m = TorchEBMModule(dtype=torch.float64)
@@ -55,8 +55,8 @@ class TorchEBMModule(nn.Module):
 
     def __init__(self, device: Any = None, dtype: torch.dtype | None = None, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if dtype is not None and not isinstance(dtype, torch.dtype):
-            raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         dtype = dtype if dtype is not None else torch.get_default_dtype()
         try:
             dev = torch.device(device) if device is not None else None
