@@ -109,7 +109,12 @@ def median_bandwidth(
         generator: Randomness of the subset (only used above 2048 points; a CPU generator).
 
     Returns:
-        The bandwidth, a 0-d tensor (1 if every pooled point coincides).
+        The bandwidth, a positive 0-d tensor.
+
+    Raises:
+        ConfigurationError: the median is 0 (at least half of the pooled pairs coincide,
+            e.g. every point is the same): the heuristic gives no length scale, so no
+            bandwidth is made up; pass an explicit one to the metric instead.
 
     Example:
         >>> x = torch.tensor([[0.0], [1.0]]); y = torch.tensor([[3.0], [4.0]])
@@ -134,7 +139,14 @@ def _median_bandwidth(z: torch.Tensor, generator: torch.Generator | None) -> tor
     d = d.sort().values
     k = d.shape[0]
     med = 0.5 * (d[(k - 1) // 2] + d[k // 2])
-    return torch.where(med > 0, med, torch.ones_like(med))
+    if not bool(med > 0):  # one host read: a made-up scale would set the metric silently
+        zeros = int((d == 0).sum())
+        raise ConfigurationError(
+            f"the median heuristic has no length scale here: {zeros} of the {k} pairwise "
+            f"distances of the pooled x and y are 0, so their median is 0; pass a positive "
+            f"bandwidth instead of 'median'"
+        )
+    return med
 
 
 def _bandwidths(
@@ -203,7 +215,8 @@ def mmd2(
         x: Samples ``(N, *event_shape)``, ``N >= 2``.
         y: Samples ``(M, *event_shape)``, ``M >= 2``, same event size.
         bandwidth: ``"median"`` (the median pairwise distance of the pooled sample, see
-            `median_bandwidth`), a positive number, or a sequence / 1-D tensor of them.
+            `median_bandwidth`; an error when that median is 0), a positive number, or a
+            sequence / 1-D tensor of them.
         estimator: ``"unbiased"`` (U-statistic) or ``"biased"`` (V-statistic).
         generator: Randomness of the median heuristic's subset (above 2048 points; a CPU
             generator).
@@ -215,7 +228,8 @@ def mmd2(
         TypeError: ``x``/``y`` not floating tensors.
         ShapeError: fewer than 2 samples, or event sizes that differ.
         NonFiniteError: NaN or inf in ``x`` or ``y``.
-        ConfigurationError: a bandwidth that is not positive, an unknown estimator.
+        ConfigurationError: a bandwidth that is not positive (a zero median too), an unknown
+            estimator.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
