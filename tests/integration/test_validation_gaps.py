@@ -1,7 +1,9 @@
 """Bad inputs that used to pass silently (garbage, NaN, a hang) or fail with an error that
 did not name the argument: time grids of the integrators, coupling inputs, the flow losses'
-inputs and options, metrics, datasets and AIS. Same contract as ``test_validation_table``:
-the call raises the expected error and the message names the argument and the value.
+inputs and options, metrics, datasets and AIS; then sampler flags, integrator starting
+states and masses, interpolant times, the likelihood's inputs, loss dtypes and the median
+heuristic. Same contract as ``test_validation_table``: the call raises the expected error
+and the message names the argument and the value.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torchebm.couplings as C
 import torchebm.datasets as DS
 import torchebm.flows as F
 import torchebm.integrators as I
+import torchebm.interpolants as IP
 import torchebm.losses as L
 import torchebm.metrics as MT
 import torchebm.samplers as S
@@ -417,7 +420,294 @@ def _other_cases() -> list[Case]:
     ]
 
 
-CASES = _integrator_cases() + _coupling_cases() + _loss_cases() + _other_cases()
+def _sampler_flag_cases() -> list[Case]:
+    def run(**kw):
+        return S.LangevinDynamics(HarmonicModel(), step_size=0.1).sample(X, n_steps=2, **kw)
+
+    return [
+        Case(  # the string "False" is truthy: a trajectory came back instead of the chains
+            "LangevinDynamics.sample(return_trajectory='False')",
+            lambda: run(return_trajectory="False"),
+            TypeError,
+            ("return_trajectory", "'False'"),
+        ),
+        Case(
+            "LangevinDynamics.sample(return_diagnostics=1)",
+            lambda: run(return_diagnostics=1),
+            TypeError,
+            ("return_diagnostics", "1"),
+        ),
+        Case(
+            "LangevinDynamics.sample(reset_schedulers=None)",
+            lambda: run(reset_schedulers=None),
+            TypeError,
+            ("reset_schedulers", "None"),
+        ),
+        Case(
+            "LangevinDynamics.sample(compile=0)",
+            lambda: run(compile=0),
+            TypeError,
+            ("compile", "0"),
+        ),
+    ]
+
+
+def _start_and_mass_cases() -> list[Case]:
+    lf, gl = I.LeapfrogIntegrator(), I.GeneralisedLeapfrogIntegrator()
+
+    def leap(mass=None, x=X, p=None):
+        p = torch.zeros_like(X) if p is None else p
+        return lf.integrate({"x": x, "p": p}, 0.1, 3, mass, gradient=lambda z, t: z)
+
+    return [
+        Case(  # was clamped to 1e-10 silently: the chains left at ~1e9 per step
+            "LeapfrogIntegrator.integrate(mass tensor negative)",
+            lambda: leap(torch.tensor([-1.0, 1.0])),
+            ValueError,
+            ("mass", "-1.0", "[0]"),
+        ),
+        Case(
+            "LeapfrogIntegrator.integrate(mass tensor zero)",
+            lambda: leap(torch.tensor([1.0, 0.0])),
+            ValueError,
+            ("mass", "0.0", "[1]"),
+        ),
+        Case(
+            "LeapfrogIntegrator.integrate(mass tensor NaN)",
+            lambda: leap(torch.tensor([NAN, 1.0])),
+            ValueError,
+            ("mass", "nan"),
+        ),
+        Case(
+            "LeapfrogIntegrator.integrate(mass one-element tensor -2)",
+            lambda: leap(torch.tensor([-2.0])),
+            ValueError,
+            ("mass", "-2.0"),
+        ),
+        Case(
+            "LeapfrogIntegrator.integrate(x NaN)",
+            lambda: leap(x=XN),
+            NonFiniteError,
+            ("state['x']", "[1]"),
+        ),
+        Case(
+            "LeapfrogIntegrator.integrate(p inf)",
+            lambda: leap(p=XN.nan_to_num(nan=INF)),
+            NonFiniteError,
+            ("state['p']", "[1]"),
+        ),
+        Case(
+            "GeneralisedLeapfrogIntegrator.integrate(x NaN)",
+            lambda: gl.integrate(
+                {"x": XN, "p": X}, 0.1, 2, force=lambda x, p, t: -x, velocity=lambda x, p, t: p
+            ),
+            NonFiniteError,
+            ("state['x']", "[1]"),
+        ),
+        Case(
+            "RK4.integrate(x NaN)",
+            lambda: I.RK4Integrator().integrate({"x": XN}, 0.1, 3, drift=drift),
+            NonFiniteError,
+            ("state['x']", "[1]"),
+        ),
+        Case(  # the adaptive path blamed the drift
+            "Dopri5.integrate(x NaN, adaptive)",
+            lambda: I.Dopri5Integrator().integrate(
+                {"x": XN}, drift=drift, t=torch.tensor([0.0, 1.0])
+            ),
+            NonFiniteError,
+            ("state['x']", "[1]"),
+        ),
+        Case(
+            "EulerMaruyama.integrate(x inf, sde)",
+            lambda: I.EulerMaruyamaIntegrator().integrate(
+                {"x": XN.nan_to_num(nan=INF)}, 0.1, 3, drift=drift, noise_scale=1.0
+            ),
+            NonFiniteError,
+            ("state['x']", "[1]"),
+        ),
+    ]
+
+
+def _interpolant_cases() -> list[Case]:
+    lin, cos = IP.LinearInterpolant(), IP.CosineInterpolant()
+    vp, ve = IP.VariancePreservingInterpolant(), IP.VarianceExplodingInterpolant()
+    t = torch.rand(8, generator=torch.Generator().manual_seed(1))
+    t_out, t_nan = t.clone(), t.clone()
+    t_out[3], t_nan[5] = 1.5, NAN
+
+    def fm_with(times):
+        return fm(t_sampler=lambda b, **kw: times)(X)
+
+    return [
+        Case(  # extrapolated the path: x_t = 1.5 x1 - 0.5 x0
+            "LinearInterpolant.interpolate(t 1.5)",
+            lambda: lin.interpolate(X, X, t_out),
+            ValueError,
+            ("t", "[1.5]", "[3]"),
+        ),
+        Case(
+            "CosineInterpolant.interpolate(t NaN)",
+            lambda: cos.interpolate(X, X, t_nan),
+            NonFiniteError,
+            ("t", "nan", "[5]"),
+        ),
+        Case(
+            "LinearInterpolant.interpolate(t=-0.25 number)",
+            lambda: lin.interpolate(X, X, -0.25),
+            ValueError,
+            ("t", "-0.25"),
+        ),
+        Case(
+            "VariancePreservingInterpolant.compute_drift(t 1.5)",
+            lambda: vp.compute_drift(X, t_out),
+            ValueError,
+            ("t", "1.5"),
+        ),
+        Case(
+            "VarianceExplodingInterpolant.velocity_to_score(t NaN)",
+            lambda: ve.velocity_to_score(X, X, t_nan),
+            NonFiniteError,
+            ("t", "nan"),
+        ),
+        Case(
+            "CosineInterpolant.noise_to_velocity(t=2.0)",
+            lambda: cos.noise_to_velocity(X, X, 2.0),
+            ValueError,
+            ("t", "2.0"),
+        ),
+        Case(
+            "LinearInterpolant.compute_diffusion(norm=nan)",
+            lambda: lin.compute_diffusion(X, t, "sigma", NAN),
+            ValueError,
+            ("norm", "nan"),
+        ),
+        Case(  # a negative D: sqrt(2 D h) is NaN in the SDE step
+            "LinearInterpolant.compute_diffusion(norm=-1)",
+            lambda: lin.compute_diffusion(X, t, "constant", -1.0),
+            ValueError,
+            ("norm", "-1"),
+        ),
+        Case(
+            "FlowMatchingLoss(t_sampler returns 1.5)",
+            lambda: fm_with(t_out),
+            ValueError,
+            ("t_sampler", "1.5", "[3]"),
+        ),
+        Case(
+            "EquilibriumMatchingLoss(t_sampler returns NaN)",
+            lambda: L.EquilibriumMatchingLoss(Field(), t_sampler=lambda b, **kw: t_nan)(X),
+            NonFiniteError,
+            ("t_sampler", "nan"),
+        ),
+        Case(  # the message named t_sampler, a parameter TimeSampler does not have
+            "TimeSampler('bad')",
+            lambda: F.TimeSampler("bad"),
+            ValueError,
+            ("kind", "'bad'"),
+        ),
+        Case(
+            "TimeSampler(kind returns 1.5)",
+            lambda: F.TimeSampler(lambda b, **kw: t_out)(
+                8, 0.0, device="cpu", dtype=torch.float32, generator=None
+            ),
+            ValueError,
+            ("kind", "1.5"),
+        ),
+    ]
+
+
+def _likelihood_dtype_and_metric_cases() -> list[Case]:
+    def pfll(**kw):
+        return F.probability_flow_log_likelihood(drift, X, integrator="euler", n_steps=2, **kw)
+
+    same = torch.ones(4, 2)
+    return [
+        Case(
+            "bits_per_dim(log_likelihood list)",
+            lambda: F.bits_per_dim([1.0], 2),
+            TypeError,
+            ("log_likelihood", "list"),
+        ),
+        Case(  # NaN in, NaN out
+            "bits_per_dim(log_likelihood NaN)",
+            lambda: F.bits_per_dim(torch.tensor([0.0, NAN]), 2),
+            NonFiniteError,
+            ("log_likelihood", "nan", "[1]"),
+        ),
+        Case(
+            "bits_per_dim(data_range 3 numbers)",
+            lambda: F.bits_per_dim(torch.zeros(2), 2, n_bins=256, data_range=(0.0, 1.0, 2.0)),
+            TypeError,
+            ("data_range", "(0.0, 1.0, 2.0)"),
+        ),
+        Case(
+            "probability_flow_log_likelihood(prior=3)",
+            lambda: pfll(prior=3),
+            TypeError,
+            ("prior", "3"),
+        ),
+        Case(
+            "probability_flow_log_likelihood(prior returns (B, D))",
+            lambda: pfll(prior=lambda z: z),
+            ValueError,
+            ("prior", "(8,)", "(8, 2)"),
+        ),
+        Case(
+            "probability_flow_log_likelihood(model_kwargs list)",
+            lambda: pfll(model_kwargs=[1]),
+            TypeError,
+            ("model_kwargs", "list"),
+        ),
+        Case(
+            "probability_flow_log_likelihood(generator=3)",
+            lambda: pfll(divergence="hutchinson", generator=3),
+            TypeError,
+            ("generator must be", "int"),  # torch's randn error named it in a signature dump
+        ),
+        Case(
+            "probability_flow_log_likelihood(data_range 'ab')",
+            lambda: pfll(n_bins=256, data_range="ab"),
+            TypeError,
+            ("data_range", "'ab'"),
+        ),
+        Case(  # was ignored: the model's or the default float32 dtype was used
+            "FlowMatchingLoss(dtype=torch.long)",
+            lambda: fm(dtype=torch.long),
+            TypeError,
+            ("dtype", "torch.int64"),
+        ),
+        Case(
+            "ContrastiveDivergence(dtype=torch.int32)",
+            lambda: L.ContrastiveDivergence(Potential(), None, dtype=torch.int32),
+            TypeError,
+            ("dtype", "torch.int32"),
+        ),
+        Case(  # returned 1.0: a length scale made up for data at any scale
+            "median_bandwidth(identical points)",
+            lambda: MT.median_bandwidth(same, same.clone()),
+            ValueError,
+            ("median", "x and y", "28 of the 28", "bandwidth"),
+        ),
+        Case(
+            "mmd2(bandwidth='median', median 0)",
+            lambda: MT.mmd2(torch.zeros(6, 1), torch.tensor([[1.0], [2.0]])),
+            ValueError,
+            ("median", "bandwidth"),
+        ),
+    ]
+
+
+CASES = (
+    _integrator_cases()
+    + _coupling_cases()
+    + _loss_cases()
+    + _other_cases()
+    + _sampler_flag_cases()
+    + _start_and_mass_cases()
+    + _interpolant_cases()
+    + _likelihood_dtype_and_metric_cases()
+)
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
@@ -452,3 +742,57 @@ def test_valid_grids_still_integrate():
     ad = I.Dopri5Integrator(dtype=torch.float64, atol=1e-10, rtol=1e-10)
     out = ad.integrate({"x": x0}, 0.1, drift=f, t=torch.tensor([0.0, 1.0]))["x"]
     assert torch.allclose(out, x0 * math.exp(-1.0), atol=1e-8)
+
+
+def _count_host_reads(monkeypatch) -> dict[str, int]:
+    calls = {"n": 0}
+    for attr in ("__bool__", "item", "tolist", "__float__", "__int__", "__index__"):
+        original = getattr(torch.Tensor, attr)
+
+        def counting(self, *a, _original=original, **k):
+            calls["n"] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, attr, counting)
+    return calls
+
+
+def test_the_new_checks_read_nothing_back_inside_the_librarys_own_loops(monkeypatch):
+    """Times a loss drew, chains a sampler checked at entry and a mass checked at construction
+    are not checked again: no host read per loss call, none per sampler step."""
+    losses = [fm(nan_policy="ignore"), L.EquilibriumMatchingLoss(Field(), nan_policy="ignore")]
+    hmc = S.HamiltonianMonteCarlo(
+        HarmonicModel(), step_size=0.1, n_leapfrog_steps=3, mass=torch.tensor([1.0, 2.0])
+    )
+    flow = S.FlowSampler(Field(), mode="sde", prediction="score")
+    calls = _count_host_reads(monkeypatch)
+    for loss in losses:
+        calls["n"] = 0
+        loss(X)
+        assert calls["n"] == 0, type(loss).__name__
+
+    def reads(sampler, n):
+        calls["n"] = 0
+        sampler.sample(x=X, n_steps=n)
+        return calls["n"]
+
+    assert reads(hmc, 40) == reads(hmc, 10)
+    assert reads(flow, 40) == reads(flow, 10)
+
+
+def test_valid_times_masses_and_starts_still_pass():
+    """The ends of [0, 1] are flow times; a positive tensor mass M integrates as x' = M^-1 p."""
+    lin = IP.LinearInterpolant()
+    xt, _ = lin.interpolate(torch.zeros(2, 1), torch.ones(2, 1), torch.tensor([0.0, 1.0]))
+    assert xt.flatten().tolist() == [0.0, 1.0]
+    assert lin.compute_diffusion(X, 1.0, "constant", 0.0).abs().max() == 0.0
+    # U = 0: p stays, x moves by n h p / m
+    p, m = torch.ones(4, 2, dtype=torch.float64), torch.tensor([2.0, 0.5], dtype=torch.float64)
+    out = I.LeapfrogIntegrator().integrate(
+        {"x": torch.zeros_like(p), "p": p}, 0.1, 5, m, gradient=lambda z, t: torch.zeros_like(z)
+    )
+    assert torch.allclose(out.x, (0.5 * p / m).expand_as(p), atol=1e-12)
+    t = F.TimeSampler(lambda b, **kw: torch.linspace(0, 1, b))(
+        5, 0.0, device="cpu", dtype=torch.float32, generator=None
+    )
+    assert t.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
