@@ -241,8 +241,9 @@ class GaussianModel(_AnalyticModel):
 
     def _check(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mean, prec = self.mean, self.cov_inv  # x in the buffers' dtype, mean, precision
-        if x.ndim != 2 or x.shape[-1] != (d := mean.shape[0]):
-            raise ShapeError(f"GaussianModel expects x of shape (B, {d}), got {tuple(x.shape)}")
+        if x.ndim != 2 or x.shape[-1] != mean.shape[0]:
+            got = tuple(x.shape)
+            raise ShapeError(f"GaussianModel expects x of shape (B, {mean.shape[0]}), got {got}")
         return (x if x.dtype == prec.dtype else x.to(prec.dtype)), mean, prec
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
