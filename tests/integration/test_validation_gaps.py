@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import pytest
 import torch
+from _support.host_reads import count_host_reads
 from torch import nn
 
 import torchebm.couplings as C
@@ -744,19 +745,6 @@ def test_valid_grids_still_integrate():
     assert torch.allclose(out, x0 * math.exp(-1.0), atol=1e-8)
 
 
-def _count_host_reads(monkeypatch) -> dict[str, int]:
-    calls = {"n": 0}
-    for attr in ("__bool__", "item", "tolist", "__float__", "__int__", "__index__"):
-        original = getattr(torch.Tensor, attr)
-
-        def counting(self, *a, _original=original, **k):
-            calls["n"] += 1
-            return _original(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, attr, counting)
-    return calls
-
-
 def test_the_new_checks_read_nothing_back_inside_the_librarys_own_loops(monkeypatch):
     """Times a loss drew, chains a sampler checked at entry and a mass checked at construction
     are not checked again: no host read per loss call, none per sampler step."""
@@ -765,7 +753,7 @@ def test_the_new_checks_read_nothing_back_inside_the_librarys_own_loops(monkeypa
         HarmonicModel(), step_size=0.1, n_leapfrog_steps=3, mass=torch.tensor([1.0, 2.0])
     )
     flow = S.FlowSampler(Field(), mode="sde", prediction="score")
-    calls = _count_host_reads(monkeypatch)
+    calls = count_host_reads(monkeypatch)
     for loss in losses:
         calls["n"] = 0
         loss(X)

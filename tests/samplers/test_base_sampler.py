@@ -8,6 +8,7 @@ from typing import Optional, Union
 
 import pytest
 import torch
+from _support.host_reads import count_host_reads
 from samplers_helpers import FACTORIES, analytic_model
 
 from torchebm.core import (
@@ -217,15 +218,7 @@ def test_the_loop_has_no_per_step_host_sync(name, monkeypatch):
     """Count tensor -> Python conversions: they must not grow with n_steps."""
     factory, kind = FACTORIES[name]
     sampler = factory(analytic_model(kind))
-    calls = {"n": 0}
-    for attr in ("__bool__", "item", "tolist", "__float__", "__int__", "__index__"):
-        original = getattr(torch.Tensor, attr)
-
-        def counting(self, *a, _original=original, **k):
-            calls["n"] += 1
-            return _original(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, attr, counting)
+    calls = count_host_reads(monkeypatch)
 
     def run(n):
         calls["n"] = 0
