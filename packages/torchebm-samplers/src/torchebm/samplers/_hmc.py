@@ -28,7 +28,7 @@ from torchebm.integrators import (
     LeapfrogResult,
     resolve_integrator,
 )
-from torchebm.integrators._checked import checked_inputs
+from torchebm.integrators._checked import check_mass, checked_inputs
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import resolve_model
 
@@ -253,10 +253,7 @@ class HamiltonianMonteCarlo(_HMCBase):
             raise TypeError(
                 f"mass must be None, a positive number or a tensor, got {type(mass).__name__}"
             )
-        if mass.numel() == 0 or not bool(torch.isfinite(mass).all()) or not bool((mass > 0).all()):
-            raise ConfigurationError(
-                f"mass must hold positive finite values, got {mass.detach().cpu()}"
-            )
+        check_mass(mass)
         self._mass = mass.detach().clone()
 
     @property
