@@ -125,3 +125,34 @@ def test_a_rejected_non_finite_proposal_is_not_a_divergence():
         )
     assert not sampler.divergent_chains.any()
     assert float(diag["acceptance_rate"].mean()) < 0.9  # some proposals were NaN and rejected
+
+
+def test_a_user_sampler_whose_step_calls_integrate_follows_nan_policy():
+    # integrate() rejects a NaN starting state when a user calls it, but inside sample()'s
+    # loop its input is the chains, which nan_policy watches: a chain that diverged must
+    # be warned about (the default), not raised about by the integrator's entry check
+    from torchebm.core import BaseSampler
+    from torchebm.integrators import LeapfrogIntegrator
+
+    class LeapfrogWalk(BaseSampler):
+        def step(self, state, ctx):
+            p = torch.zeros_like(state.x)  # deterministic: a gradient-descent-like walk
+            grad = self.gradient_fn(ctx)
+            out = LeapfrogIntegrator().integrate(
+                {"x": state.x, "p": p}, 0.05, 3, gradient=lambda z, t: grad(z)
+            )
+            state.x = out["x"]
+            return state
+
+    sampler = LeapfrogWalk(DoubleWellModel(barrier_height=5.0))
+    x0 = torch.tensor([[0.9, 1.0], [40.0, 0.0]])  # the second chain overflows at once
+    with pytest.warns(RuntimeWarning, match="1 of 2 chains diverged"):
+        sampler.sample(x=x0, n_steps=6)
+    assert sampler.divergent_chains.tolist() == [False, True]
+    with pytest.raises(NonFiniteError, match="state\\['x'\\]"):  # a user's own call: checked
+        LeapfrogIntegrator().integrate(
+            {"x": torch.full((1, 2), float("nan")), "p": torch.zeros(1, 2)},
+            0.1,
+            1,
+            gradient=lambda z, t: z,
+        )

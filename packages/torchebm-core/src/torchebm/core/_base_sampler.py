@@ -9,6 +9,7 @@ NaN policy, `no_grad`/autocast and `torch.compile`; a subclass implements the pu
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import math
 import numbers
@@ -25,6 +26,7 @@ from torchebm.core._module import TorchEBMModule
 from torchebm.core._schedulable import Schedulable, _schedulable_subtree
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
 from torchebm.core.errors import (
+    _CHECKED,
     ConfigurationError,
     NonFiniteError,
     ShapeError,
@@ -518,12 +520,11 @@ class BaseSampler(Schedulable, TorchEBMModule):
         check_generator(generator, self.device, of="the sampler")
         x = self._initial_x(x, dim, n_samples, generator)
         scheds = [s for m in _schedulable_subtree(self) for s in m.get_schedulers().values()]
-        if reset_schedulers:
-            if type(self).reset_schedulers is Schedulable.reset_schedulers:
-                for sched in scheds:
-                    sched.reset()
-            else:
-                self.reset_schedulers()
+        if reset_schedulers and type(self).reset_schedulers is not Schedulable.reset_schedulers:
+            self.reset_schedulers()  # a subclass's own reset
+        elif reset_schedulers:
+            for sched in scheds:
+                sched.reset()
         ctx = SamplerContext(
             model_kwargs=conditioning,
             generator=generator,
@@ -535,9 +536,12 @@ class BaseSampler(Schedulable, TorchEBMModule):
             recording=return_trajectory or return_diagnostics,
             schedulers=scheds,
         )
+        # entry checks that sync are off in the loop's context: nan_policy watches the chains
+        loop = contextvars.copy_context()
+        loop.run(_CHECKED.set, True)
         with torch.no_grad(), self.autocast_context():
-            out, traj, diag, windows = self._run(
-                x, ctx, return_trajectory, return_diagnostics, compile
+            out, traj, diag, windows = loop.run(
+                self._run, x, ctx, return_trajectory, return_diagnostics, compile
             )
         self.divergent_chains = ~windows[0]
         self._report_nonfinite(windows, policy, n_steps, check_nan, traj, thin)

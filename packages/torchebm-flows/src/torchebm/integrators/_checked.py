@@ -2,10 +2,12 @@
 them because it made or already checked the inputs itself.
 
 A user calling `integrate()` or an interpolant method gets a named error for a NaN starting
-state, a non-positive tensor mass or a time outside [0, 1] (one host sync per call). Library
-code that calls those entry points once per step on its own inputs (a sampler on chains
-validated at `sample()` entry and watched by its NaN policy, a loss on the times it drew, the
-likelihood's ODE on its own grid) runs them inside `checked_inputs()`: no sync per step.
+state, a non-positive tensor mass or a time outside [0, 1] (one host sync per call). Inside a
+sampler's loop they are off (`BaseSampler.sample` runs the loop in a context with the flag
+set: any sampler's steps feed them the chains, which its NaN policy watches, so a diverged
+chain is reported by the policy instead of raising here). Other library code that calls them
+on its own inputs (a loss on the times it drew, the likelihood's ODE on its own grid) runs
+them inside `checked_inputs()`: no sync per call.
 """
 
 from __future__ import annotations

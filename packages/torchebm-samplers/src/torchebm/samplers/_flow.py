@@ -22,7 +22,6 @@ from torchebm.core._base_interpolant import _DIFFUSION_FORMS as _FORMS
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_non_negative
 from torchebm.integrators import resolve_integrator
-from torchebm.integrators._checked import checked_inputs
 from torchebm.interpolants import (
     CosineInterpolant,
     LinearInterpolant,
@@ -532,22 +531,21 @@ class FlowSampler(BaseSampler):
             model_kwargs = self._resolve_model_kwargs(
                 model_kwargs, legacy_model_kwargs, warn_key="FlowSampler.sample.legacy_model_kwargs"
             )
-        with checked_inputs():  # x is checked at entry; the steps' times are the grid's
-            return super().sample(
-                x,
-                dim,
-                n_steps,
-                n_samples,
-                thin,
-                return_trajectory,
-                return_diagnostics,
-                reset_schedulers,
-                model_kwargs=model_kwargs,
-                generator=generator,
-                nan_policy=nan_policy,
-                nan_check_every=nan_check_every,
-                compile=compile,
-            )
+        return super().sample(
+            x,
+            dim,
+            n_steps,
+            n_samples,
+            thin,
+            return_trajectory,
+            return_diagnostics,
+            reset_schedulers,
+            model_kwargs=model_kwargs,
+            generator=generator,
+            nan_policy=nan_policy,
+            nan_check_every=nan_check_every,
+            compile=compile,
+        )
 
     @staticmethod
     def prior_logp(z: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from torchebm.integrators import (
     LeapfrogResult,
     resolve_integrator,
 )
-from torchebm.integrators._checked import check_mass, checked_inputs
+from torchebm.integrators._checked import check_mass
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import resolve_model
 
@@ -315,8 +315,7 @@ class HamiltonianMonteCarlo(_HMCBase):
         if state.sqrt_mass is not None:
             p.mul_(state.sqrt_mass)
         h_cur = cast(torch.Tensor, state.energy) + self._kinetic(p, state.mass)
-        with checked_inputs():  # chains checked at sample(), the mass at construction
-            x_prop, p_prop, g_prop, u_prop = self._trajectory(state, p, eps, ctx)
+        x_prop, p_prop, g_prop, u_prop = self._trajectory(state, p, eps, ctx)
         h_prop = u_prop + self._kinetic(p_prop, state.mass)
         state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
         if state.grad is not None and g_prop is not None:
@@ -530,15 +529,14 @@ class RiemannianManifoldHMC(_HMCBase):
         _, rest, _ = self._hamiltonian_terms(x, p, conditioning)
         h_cur = state.energy + rest
         state.cholesky = None
-        with checked_inputs():  # the chains were checked at sample(): no host read per step
-            out = self.integrator.integrate(
-                {"x": x, "p": p},
-                eps,
-                self.n_leapfrog_steps,
-                force=lambda z, q, t: self._force(z, q, conditioning),
-                velocity=lambda z, q, t: self._velocity(z, q, state),
-                safe=False,
-            )
+        out = self.integrator.integrate(
+            {"x": x, "p": p},
+            eps,
+            self.n_leapfrog_steps,
+            force=lambda z, q, t: self._force(z, q, conditioning),
+            velocity=lambda z, q, t: self._velocity(z, q, state),
+            safe=False,
+        )
         state.cholesky = None
         x_prop = out["x"]
         u_prop = self._energy(x_prop, conditioning)
