@@ -18,6 +18,7 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 import torchebm.cuda as tc
 from torchebm.core import BaseModel, GaussianModel, HarmonicModel, LinearScheduler
 from torchebm.core._base_sampler import SamplerContext
+from torchebm.integrators._checked import checked_inputs
 from torchebm.samplers import HamiltonianMonteCarlo, LangevinDynamics
 from torchebm.samplers._backend import resolve_fused
 
@@ -98,15 +99,17 @@ class Quartic(BaseModel):
 
 
 def _loop(sampler, x, n_steps=30, nan_check_every=10):
-    """The sampler's step calls as ``sample()`` makes them (the NaN checks left out)."""
+    """The sampler's step calls as ``sample()`` makes them (the NaN checks left out), in a
+    context with the entry checks that sync off, as ``sample()`` runs its loop."""
     ctx = _ctx(x, n_steps, nan_check_every)
     state = sampler.init_state(x, ctx)
     stride = sampler.steps_per_call(state, ctx)
     i = 0
-    while i < n_steps:
-        ctx.i, ctx.n = i, min(stride, n_steps - i)
-        state = sampler.step(state, ctx)
-        i += ctx.n
+    with checked_inputs():
+        while i < n_steps:
+            ctx.i, ctx.n = i, min(stride, n_steps - i)
+            state = sampler.step(state, ctx)
+            i += ctx.n
     assert state["x"].device.type == "cuda" and state["x"].shape == x.shape
     return stride
 
