@@ -249,7 +249,7 @@ class GaussianModel(_AnalyticModel):
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
         x, mean, prec = self._check(x)
         d = x - mean
-        return 0.5 * (torch.mm(d, prec) * d).sum(-1)
+        return torch.mm(d, prec).mul_(d).sum(-1).mul_(0.5)  # in place on its own temporaries
 
     def _grad(self, x: torch.Tensor, mean: Any = None, prec: Any = None) -> torch.Tensor:
         mean, prec = (self.mean, self.cov_inv) if mean is None else (mean, prec)

@@ -314,9 +314,10 @@ class HamiltonianMonteCarlo(_HMCBase):
         p = cast(torch.Tensor, state.p).normal_(generator=ctx.generator)  # buffer reused
         if state.sqrt_mass is not None:
             p.mul_(state.sqrt_mass)
-        h_cur = cast(torch.Tensor, state.energy) + self._kinetic(p, state.mass)
+        # H = E + K, added into the fresh kinetic terms (no temporary)
+        h_cur = self._kinetic(p, state.mass).add_(cast(torch.Tensor, state.energy))
         x_prop, p_prop, g_prop, u_prop = self._trajectory(state, p, eps, ctx)
-        h_prop = u_prop + self._kinetic(p_prop, state.mass)
+        h_prop = self._kinetic(p_prop, state.mass).add_(u_prop)
         state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
         if state.grad is not None and g_prop is not None:
             accepted = cast(torch.Tensor, state.accepted)
