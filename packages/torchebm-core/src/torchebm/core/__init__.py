@@ -6,24 +6,15 @@ Machinery that a single piece uses lives in that piece; its old names here (e.g.
 
 from importlib.metadata import version as _version
 
-from torchebm.core import _base_model, _deprecated, _schedulers, distributed, errors
-from torchebm.core._base_coupling import (
-    BaseCostCoupling,
-    BaseCoupling,
-    BaseModelCoupling,
-    CouplingResult,
-)
+from torchebm.core import _base_coupling as _couplings
+from torchebm.core import _base_model, _deprecated, _schedulers, _training, distributed, errors
+from torchebm.core import _base_sampler as _samplers
+from torchebm.core._base_coupling import *  # noqa: F403
 from torchebm.core._base_integrator import BaseIntegrator
 from torchebm.core._base_interpolant import BaseInterpolant, expand_t_like_x
 from torchebm.core._base_loss import BaseLoss
 from torchebm.core._base_model import *  # noqa: F403
-from torchebm.core._base_sampler import (
-    NAN_POLICIES,
-    BaseSampler,
-    SamplerContext,
-    SamplerState,
-    shared_field,
-)
+from torchebm.core._base_sampler import *  # noqa: F403
 from torchebm.core._conditioning import Conditioning, substitute_condition
 from torchebm.core._deprecated import *  # noqa: F403
 from torchebm.core._module import TorchEBMModule, warn_once
@@ -32,7 +23,7 @@ from torchebm.core._moved import resolve_moved as _resolve_moved
 from torchebm.core._renamed import renamed_kwargs
 from torchebm.core._schedulable import Schedulable, ScheduledParameter
 from torchebm.core._schedulers import *  # noqa: F403
-from torchebm.core._training import load_checkpoint, requires_grad, save_checkpoint, update_ema
+from torchebm.core._training import *  # noqa: F403
 from torchebm.core._versions import versions
 
 __version__ = _version("torchebm-core")
@@ -46,27 +37,17 @@ __all__ = [
     "renamed_kwargs",
     "Conditioning",
     "substitute_condition",
-    "BaseSampler",
-    "SamplerContext",
-    "SamplerState",
-    "shared_field",
-    "NAN_POLICIES",
+    *_samplers.__all__,
     "BaseLoss",
     "BaseIntegrator",
     "BaseInterpolant",
-    "BaseCoupling",
-    "BaseCostCoupling",
-    "BaseModelCoupling",
-    "CouplingResult",
+    *_couplings.__all__,
     "expand_t_like_x",
     *_schedulers.__all__,
     "Schedulable",
     "ScheduledParameter",
     "distributed",
-    "update_ema",
-    "requires_grad",
-    "save_checkpoint",
-    "load_checkpoint",
+    *_training.__all__,
     # deprecated aliases (one DeprecationWarning each)
     *_deprecated.__all__,
 ]
