@@ -101,3 +101,64 @@ def test_state_dict_round_trip_through_torch_save(tmp_path):
     fresh = WarmupScheduler(LinearScheduler(1.0, 0.0, 4), 2, 0.1)
     fresh.load_state_dict(torch.load(path, weights_only=True))
     assert [fresh.step() for _ in range(3)] == pytest.approx([s.step() for _ in range(3)])
+
+
+# ------------------------------------------------------------------ the public extension hook
+HALVING = [1.0, 0.5, 0.25, 0.125]  # start_value / 2**k after k steps, from 1.0
+
+
+def test_a_schedule_implements_the_public_compute_value():
+    from torchebm.core import BaseScheduler
+
+    class Halving(BaseScheduler):
+        def compute_value(self):
+            return self.start_value * 0.5**self.step_count
+
+    s = Halving(1.0)
+    assert seq(s, 3) == HALVING
+    assert s._compute_value() == 0.125  # the torchebm 0.8 name still answers
+    s.reset()
+    assert s.get_value() == 1.0 and s.step_count == 0
+
+
+def test_a_torchebm_08_schedule_implementing_underscore_compute_value_keeps_working():
+    from torchebm.core import BaseScheduler
+
+    class Halving08(BaseScheduler):
+        def _compute_value(self):
+            return self.start_value * 0.5**self.step_count
+
+    s = Halving08(1.0)
+    assert seq(s, 3) == HALVING
+    assert s.compute_value() == 0.125
+
+
+def test_a_schedule_implementing_neither_is_rejected_at_construction():
+    from torchebm.core import BaseScheduler
+
+    class Nothing(BaseScheduler):
+        pass
+
+    with pytest.raises(TypeError, match=r"Nothing must implement compute_value\(\)"):
+        Nothing(1.0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LinearScheduler(1.0, 0.0, 4),
+        lambda: CosineScheduler(1.0, 0.0, 4),
+        lambda: ExponentialDecayScheduler(1.0, 0.5),
+        lambda: MultiStepScheduler(1.0, [2], 0.1),
+        lambda: WarmupScheduler(LinearScheduler(1.0, 0.0, 4), 2, 0.1),
+        lambda: TemperatureScheduler(0.2, n_steps=4),
+        lambda: ConstantScheduler(0.3),
+    ],
+)
+def test_library_schedules_answer_both_names_alike(make):
+    a, b = make(), make()
+    for _ in range(5):
+        a.step_count += 1
+        b.step_count += 1
+        if not isinstance(a, WarmupScheduler):  # its value steps its main schedule
+            assert a.compute_value() == b._compute_value()

@@ -594,7 +594,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             self._record(state, ctx, traj, diag, kept, n_kept, fill=True)
         for sched in constants:  # as if stepped i times (the value cannot change)
             sched.step_count += i
-            sched.current_value = float(sched._compute_value())
+            sched.current_value = float(sched.compute_value())
         windows = (checker.alive, checker.n_alive, checker.ends)
         return state["x"], traj, diag if diag is not None else {}, windows
 

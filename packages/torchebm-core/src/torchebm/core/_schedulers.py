@@ -4,7 +4,7 @@ losses read the value, then ``step()``)."""
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from torchebm.core._module import warn_once
@@ -22,29 +22,39 @@ __all__ = [
 ]
 
 
-class BaseScheduler(ABC):
+class BaseScheduler:
     r"""Base class of parameter schedules.
 
     State: ``start_value``, ``current_value`` and ``step_count`` (from 0). ``step()``
     advances and returns the new value, ``get_value()`` reads it, ``reset()`` rewinds.
+
+    A schedule implements ``compute_value()`` (see Concepts, "Schedules"; a torchebm 0.8
+    subclass implementing ``_compute_value()`` instead keeps working).
 
     Args:
         start_value: Value before the first ``step()``.
     """
 
     def __init__(self, start_value: float):
+        cls, base = type(self), BaseScheduler
+        if cls.compute_value is base.compute_value and cls._compute_value is base._compute_value:
+            raise TypeError(f"{type(self).__name__} must implement compute_value()")
         self.start_value = check_finite("start_value", start_value)
         self.current_value = self.start_value
         self.step_count = 0
 
-    @abstractmethod
+    def compute_value(self) -> float:
+        """Value after ``self.step_count`` steps: the method a schedule implements."""
+        return self._compute_value()  # a torchebm 0.8 subclass's implementation
+
     def _compute_value(self) -> float:
-        """Value after ``self.step_count`` steps."""
+        """torchebm 0.8's name of [`compute_value`][torchebm.core.BaseScheduler.compute_value]."""
+        return self.compute_value()
 
     def step(self) -> float:
         """Advance by one step and return the new value."""
         self.step_count += 1
-        self.current_value = float(self._compute_value())
+        self.current_value = float(self.compute_value())
         return self.current_value
 
     def reset(self) -> None:
@@ -81,7 +91,7 @@ class BaseScheduler(ABC):
 class ConstantScheduler(BaseScheduler):
     """Constant value: ``start_value`` forever."""
 
-    def _compute_value(self) -> float:
+    def compute_value(self) -> float:
         return self.start_value
 
 
@@ -105,12 +115,12 @@ class ExponentialDecayScheduler(BaseScheduler):
         self.decay_rate = decay_rate
         self.min_value = min_value
 
-    def _compute_value(self) -> float:
+    def compute_value(self) -> float:
         return max(self.min_value, self.start_value * self.decay_rate**self.step_count)
 
 
 class _AnnealingScheduler(BaseScheduler):
-    """``start_value`` to ``end_value`` in ``n_steps`` steps along ``_weight(k / n)``."""
+    """``start_value`` to ``end_value`` in ``n_steps`` steps along a weight ``w(k / n)``."""
 
     def __init__(
         self,
@@ -135,14 +145,11 @@ class _AnnealingScheduler(BaseScheduler):
         self.end_value = check_finite("end_value", end_value)
         self.n_steps = check_int("n_steps", n_steps, minimum=1)
 
-    def _compute_value(self) -> float:
+    def _annealed(self, weight: Callable[[float], float]) -> float:
         if self.step_count >= self.n_steps:
             return self.end_value
-        w = self._weight(self.step_count / self.n_steps)
+        w = weight(self.step_count / self.n_steps)
         return self.start_value + w * (self.end_value - self.start_value)
-
-    def _weight(self, fraction: float) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 class LinearScheduler(_AnnealingScheduler):
@@ -157,8 +164,8 @@ class LinearScheduler(_AnnealingScheduler):
         [0.75, 0.5, 0.25, 0.0, 0.0]
     """
 
-    def _weight(self, fraction: float) -> float:
-        return fraction
+    def compute_value(self) -> float:
+        return self._annealed(float)  # w(f) = f
 
 
 def _legacy_linear_args(owner, start, end, n, initial, final, total):
@@ -192,8 +199,8 @@ class CosineScheduler(_AnnealingScheduler):
         0.8536
     """
 
-    def _weight(self, fraction: float) -> float:
-        return 0.5 * (1.0 - math.cos(math.pi * fraction))
+    def compute_value(self) -> float:
+        return self._annealed(lambda f: 0.5 * (1.0 - math.cos(math.pi * f)))
 
 
 class MultiStepScheduler(BaseScheduler):
@@ -215,7 +222,7 @@ class MultiStepScheduler(BaseScheduler):
         self.milestones = milestones
         self.gamma = check_finite("gamma", gamma)
 
-    def _compute_value(self) -> float:
+    def compute_value(self) -> float:
         passed = sum(1 for m in self.milestones if self.step_count >= m)
         return self.start_value * self.gamma**passed
 
@@ -245,7 +252,7 @@ class WarmupScheduler(BaseScheduler):
         main_scheduler.reset()
         super().__init__(main_scheduler.start_value * self.warmup_init_factor)
 
-    def _compute_value(self) -> float:
+    def compute_value(self) -> float:
         target = self.main_scheduler.start_value
         if self.step_count <= self.warmup_steps:
             frac = self.step_count / self.warmup_steps
@@ -306,5 +313,5 @@ class TemperatureScheduler(BaseScheduler):
         eps = self.epsilon_at(t)
         return math.sqrt(eps) if self.sqrt else eps
 
-    def _compute_value(self) -> float:
+    def compute_value(self) -> float:
         return self._value_at_step(self.step_count)
