@@ -262,4 +262,25 @@ def test_analytic_subclass_redefining_forward_gets_the_autograd_gradient():
     torch.testing.assert_close(m.gradient_function()(x), ref)
     torch.testing.assert_close(BaseModel.gradient(m, x), ref)
     plain = GaussianModel(torch.zeros(2), torch.eye(2))
-    assert plain.gradient_function().func == plain._grad  # the closed form, resolved once
+    assert plain.gradient_function().func == plain.closed_form_gradient  # resolved once
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GaussianModel(torch.tensor([1.0, -1.0]), torch.tensor([[1.0, 0.5], [0.5, 2.0]])),
+        lambda: DoubleWellModel(),
+        lambda: HarmonicModel(2.0),
+        lambda: RosenbrockModel(),
+    ],
+)
+def test_analytic_models_expose_their_closed_forms_as_public_hooks(make):
+    """`closed_form_energy`/`closed_form_gradient` on a batch are what `forward`/`gradient`
+    return, and the gradient is the autograd gradient of the energy (float64)."""
+    m = make().double()
+    x = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(m.closed_form_energy(x), m(x))
+    assert torch.equal(m.closed_form_gradient(x), m.gradient(x))
+    xg = x.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(m.closed_form_energy(xg).sum(), xg)
+    torch.testing.assert_close(m.closed_form_gradient(x), auto, rtol=1e-12, atol=1e-12)

@@ -131,7 +131,7 @@ def test_supports_energy():
     assert not tc.supports_energy(lambda x: x)
 
     class Shifted(HarmonicModel):
-        def _grad(self, x):
+        def closed_form_gradient(self, x):
             return self.k * (x - 1)
 
     assert not tc.supports_energy(Shifted())

@@ -89,9 +89,9 @@ def test_resample_policy_reuses_the_starting_energies():
     calls = [0]
 
     class Counted(GaussianModel):  # counts energies; the closed-form gradient stays in use
-        def _energy(self, x):
+        def closed_form_energy(self, x):
             calls[0] += 1
-            return super()._energy(x)
+            return super().closed_form_energy(x)
 
     model = Counted(torch.tensor([1.0, -2.0]), torch.tensor([[1.0, 0.8], [0.8, 1.0]]))
     hmc = HamiltonianMonteCarlo(model, step_size=0.2, n_leapfrog_steps=3)

@@ -116,7 +116,7 @@ def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 
 class _AnalyticModel(BaseModel):
-    """Elementwise analytic energy: subclasses give ``_energy`` and ``_grad`` on ``(B, ..., d)``
+    """Analytic energy: a subclass implements `closed_form_energy` and `closed_form_gradient`
     (a pair: redefine both). A ``forward`` redefined (subclass or instance) gets autograd."""
 
     def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
@@ -124,7 +124,7 @@ class _AnalyticModel(BaseModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xb, _ = _as_batch(x)
-        return self._energy(xb)
+        return self.closed_form_energy(xb)
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """Closed-form $\\nabla_x E(x)$ (no autograd), same shape and dtype as ``x``."""
@@ -133,18 +133,20 @@ class _AnalyticModel(BaseModel):
         if model_kwargs:
             raise TypeError(f"{type(self).__name__} takes no conditioning (model_kwargs)")
         xb, squeeze = _as_batch(x)
-        g = self._grad(xb.detach())  # detached like BaseModel.gradient's, whatever x requires
+        g = self.closed_form_gradient(xb.detach())  # detached, as BaseModel.gradient's
         return g.squeeze(0) if squeeze else g
 
     def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The closed form ``_grad`` on batched ``x`` (the autograd path for a new energy)."""
+        """`closed_form_gradient` on batched ``x`` (the autograd path for a new energy)."""
         own = type(self).forward is _AnalyticModel.forward and "forward" not in vars(self)
-        return self._grad if own else self.gradient
+        return self.closed_form_gradient if own else self.gradient
 
-    def _energy(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def closed_form_energy(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Energies `(B,)` of a batch `x` `(B, ..., d)` (`forward` batches and checks `x`)."""
         raise NotImplementedError
 
-    def _grad(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def closed_form_gradient(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """$\nabla_x$ `closed_form_energy(x)`, shaped like the batch `x` (no autograd)."""
         raise NotImplementedError
 
 
@@ -246,12 +248,15 @@ class GaussianModel(_AnalyticModel):
             raise ShapeError(f"GaussianModel expects x of shape (B, {mean.shape[0]}), got {got}")
         return (x if x.dtype == prec.dtype else x.to(prec.dtype)), mean, prec
 
-    def _energy(self, x: torch.Tensor) -> torch.Tensor:
+    def closed_form_energy(self, x: torch.Tensor) -> torch.Tensor:
         x, mean, prec = self._check(x)
         d = x - mean
         return torch.mm(d, prec).mul_(d).sum(-1).mul_(0.5)  # in place on its own temporaries
 
-    def _grad(self, x: torch.Tensor, mean: Any = None, prec: Any = None) -> torch.Tensor:
+    def closed_form_gradient(
+        self, x: torch.Tensor, mean: Any = None, prec: Any = None
+    ) -> torch.Tensor:
+        r"""$(x - \mu)\,\Sigma^{-1}$; ``mean``/``prec``: tensors to use instead of the buffers."""
         mean, prec = (self.mean, self.cov_inv) if mean is None else (mean, prec)
         if x.ndim == 2 and x.dtype == prec.dtype and x.shape[1] == mean.shape[0]:
             return torch.mm(x - mean, prec)  # x is (B, D): mm skips matmul's dispatch
@@ -261,7 +266,8 @@ class GaussianModel(_AnalyticModel):
     def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The closed form with ``mean`` and ``cov_inv`` read once (for one ``sample()`` run)."""
         fn = super().gradient_function()  # the autograd path for a redefined forward
-        return partial(fn, mean=self.mean, prec=self.cov_inv) if fn == self._grad else fn
+        own = fn == self.closed_form_gradient
+        return partial(self.closed_form_gradient, mean=self.mean, prec=self.cov_inv) if own else fn
 
 
 class DoubleWellModel(_AnalyticModel):
@@ -283,10 +289,10 @@ class DoubleWellModel(_AnalyticModel):
         self.barrier_height = check_positive("barrier_height", barrier_height)
         self.b = _finite("b", b)
 
-    def _energy(self, x):
+    def closed_form_energy(self, x):
         return self.barrier_height * _sum_event((x**2 - self.b**2) ** 2)
 
-    def _grad(self, x):
+    def closed_form_gradient(self, x):
         # (4 h x) (x^2 - b^2): two allocations, as torchebm.cuda's analytic fallback computes it
         g = torch.mul(x, 4.0 * self.barrier_height)
         return g.mul_(torch.mul(x, x).sub_(self.b**2))
@@ -303,10 +309,10 @@ class HarmonicModel(_AnalyticModel):
         super().__init__(dtype=dtype, device=device)
         self.k = check_positive("k", k)
 
-    def _energy(self, x):
+    def closed_form_energy(self, x):
         return 0.5 * self.k * _sum_event(x**2)
 
-    def _grad(self, x):
+    def closed_form_gradient(self, x):
         return self.k * x
 
 
@@ -321,11 +327,11 @@ class RastriginModel(_AnalyticModel):
         super().__init__(dtype=dtype, device=device)
         self.a = check_positive("a", a)
 
-    def _energy(self, x):
+    def closed_form_energy(self, x):
         n = x[0].numel()
         return self.a * n + _sum_event(x**2 - self.a * torch.cos(2 * math.pi * x))
 
-    def _grad(self, x):
+    def closed_form_gradient(self, x):
         return 2 * x + 2 * math.pi * self.a * torch.sin(2 * math.pi * x)
 
 
@@ -352,12 +358,12 @@ class AckleyModel(_AnalyticModel):
         self.a, self.b = check_positive("a", a), check_positive("b", b)
         self.c = check_positive("c", c)
 
-    def _energy(self, x):
+    def closed_form_energy(self, x):
         x = x.reshape(x.shape[0], -1)
         e1 = -self.a * torch.exp(-self.b * torch.sqrt((x**2).mean(-1)))
         return e1 - torch.exp(torch.cos(self.c * x).mean(-1)) + self.a + math.e
 
-    def _grad(self, x):
+    def closed_form_gradient(self, x):
         shape, x = x.shape, x.reshape(x.shape[0], -1)
         n, r = x.shape[1], torch.sqrt((x**2).mean(-1, keepdim=True))
         # d/dx of -a exp(-b r): a b exp(-b r) * x / (n r); the limit at r = 0 is 0.
@@ -392,12 +398,12 @@ class RosenbrockModel(_AnalyticModel):
                 f"RosenbrockModel needs at least 2 dimensions in the last axis, got {tuple(x.shape)}"
             )
 
-    def _energy(self, x):
+    def closed_form_energy(self, x):
         self._check(x)
         xi, xn = x[..., :-1], x[..., 1:]
         return _sum_event((self.a - xi) ** 2 + self.b * (xn - xi**2) ** 2)
 
-    def _grad(self, x):
+    def closed_form_gradient(self, x):
         self._check(x)
         xi, xn = x[..., :-1], x[..., 1:]
         inner = xn - xi**2
@@ -427,11 +433,11 @@ class BoothModel(_AnalyticModel):
         optimisation problems", 2013.
     """
 
-    def _energy(self, x):
+    def closed_form_energy(self, x):
         x1, x2 = _two_d("BoothModel", x)
         return _sum_event(((x1 + 2 * x2 - 7) ** 2 + (2 * x1 + x2 - 5) ** 2).unsqueeze(-1))
 
-    def _grad(self, x):
+    def closed_form_gradient(self, x):
         x1, x2 = _two_d("BoothModel", x)
         a, b = x1 + 2 * x2 - 7, 2 * x1 + x2 - 5
         return torch.stack((2 * a + 4 * b, 4 * a + 2 * b), dim=-1)
@@ -450,11 +456,11 @@ class HimmelblauModel(_AnalyticModel):
         Himmelblau, "Applied Nonlinear Programming", 1972.
     """
 
-    def _energy(self, x):
+    def closed_form_energy(self, x):
         x1, x2 = _two_d("HimmelblauModel", x)
         return _sum_event(((x1**2 + x2 - 11) ** 2 + (x1 + x2**2 - 7) ** 2).unsqueeze(-1))
 
-    def _grad(self, x):
+    def closed_form_gradient(self, x):
         x1, x2 = _two_d("HimmelblauModel", x)
         a, b = x1**2 + x2 - 11, x1 + x2**2 - 7
         return torch.stack((4 * x1 * a + 2 * b, 2 * a + 4 * x2 * b), dim=-1)
@@ -475,10 +481,10 @@ class StyblinskiTangModel(_AnalyticModel):
         approximation with function smoothing and simulated annealing", 1990.
     """
 
-    def _energy(self, x):
+    def closed_form_energy(self, x):
         return _sum_event(0.5 * (x**4 - 16 * x**2 + 5 * x))
 
-    def _grad(self, x):
+    def closed_form_gradient(self, x):
         return 2 * x**3 - 16 * x + 2.5
 
 

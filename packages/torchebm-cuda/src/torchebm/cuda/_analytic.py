@@ -54,7 +54,7 @@ class AnalyticSpec:
     prec: torch.Tensor | None = None
 
 
-_OWN = ("forward", "gradient", "_energy", "_grad")
+_OWN = ("forward", "gradient", "closed_form_energy", "closed_form_gradient")
 
 
 def _plain(energy: Any, cls: type) -> bool:
@@ -115,7 +115,7 @@ def analytic_spec(energy: Any, x: torch.Tensor, cd: torch.dtype) -> AnalyticSpec
     if _plain(energy, HarmonicModel):
         return AnalyticSpec(KIND_HARMONIC, a=energy.k)
     if _plain(energy, DoubleWellModel):
-        # same constants as DoubleWellModel._grad: (4.0 * h) * x * (x**2 - b**2)
+        # same constants as DoubleWellModel.closed_form_gradient: (4.0 * h) * x * (x**2 - b**2)
         return AnalyticSpec(KIND_DOUBLE_WELL, a=4.0 * energy.barrier_height, b2=energy.b**2)
     if _plain(energy, GaussianModel):
         prec = _diagonal_precision(energy)
