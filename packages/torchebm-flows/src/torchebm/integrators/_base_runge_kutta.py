@@ -46,6 +46,8 @@ from torchebm.integrators._inference import inference_mode_option
 __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrate_time_grid"]
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# one fixed-grid step ``advance(x, t, h, stage_t, inplace, plan) -> x`` (see `_rk`)
+Advance = Callable[[torch.Tensor, torch.Tensor, Any, Any, bool, Any], torch.Tensor]
 
 
 def _combine(
@@ -432,12 +434,6 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 k = k_new
         return k, used
 
-    def _advance(
-        self, x, t, h, h_t, drift, extra, stage_t=None, inplace=False, plan=None
-    ) -> torch.Tensor:
-        """One fixed step (the SDE subclass adds noise here); ``inplace``, ``plan``: see `_rk`."""
-        return self._rk(x, t, h, h_t, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
-
     def _plan(self, h: float) -> _Plan | None:
         """`_Plan` of an explicit tableau for the float step ``h`` (``None``: implicit)."""
         stages = []
@@ -473,7 +469,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         h, h_t = _prep_step(step_size, x)
         tv = self._time_vector(t, x)
         self._evaluations.count = 0
-        return {"x": self._advance(x, tv, h, h_t, drift, None)}
+        return {"x": self._rk(x, tv, h, h_t, drift)[0]}
 
     @inference_mode_option
     def integrate(
@@ -525,7 +521,12 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         check_start(x=x)
         if use_adaptive:
             return {"x": self._adaptive(x, times, step_size, drift)}
-        return {"x": self._fixed(x, times, dts, drift, None)}
+        rk = self._rk
+
+        def advance(x, t, h, stage_t, inplace, plan):
+            return rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
+
+        return {"x": self._fixed(x, times, dts, advance)}
 
     # ------------------------------------------------------------------ loops
     def _resolve_adaptive(self, adaptive: bool | None) -> bool:
@@ -583,10 +584,12 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         times = torch.arange(n_steps + 1, device=x.device, dtype=x.dtype) * h
         return times, [h] * n_steps
 
-    def _fixed(self, x, times, dts, drift, extra) -> torch.Tensor:
-        """One step per grid interval; the stage times of the whole grid are computed first
-        (one vector operation per distinct ``c_i``, instead of one per stage per step)."""
-        advance = self._advance
+    def _fixed(self, x, times, dts, advance: Advance) -> torch.Tensor:
+        """The fixed-grid loop: ``x = advance(x, t_i, dt_i, stage_t_i, inplace, plan)`` per
+        grid interval (`integrate` of each class passes its step: the RK step here, RK plus
+        noise in `BaseSDERungeKuttaIntegrator`). The stage times of the whole grid are
+        computed first (one vector operation per distinct ``c_i``, not one per stage per
+        step)."""
         n, batch = len(dts), x.shape[0]
         if n == 0:
             return x
@@ -605,8 +608,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         owned = not torch.is_grad_enabled()
         plan = self._plan(step) if owned and uniform else None
         for i in range(n):
-            dt = dts[i]
-            x = advance(x, t_rows[i], dt, dt, drift, extra, stage_ts[i], owned and i > 0, plan)
+            x = advance(x, t_rows[i], dts[i], stage_ts[i], owned and i > 0, plan)
         return x
 
     def _adaptive(self, x: torch.Tensor, times: torch.Tensor, step_size: Any, drift: Drift):
@@ -719,22 +721,6 @@ def _underflow(name: str, t: float, ratio: float, ks: list[torch.Tensor]) -> Run
     )
 
 
-@dataclass
-class _FixedNoise:
-    """The noise of one fixed-grid SDE integration, resolved before the loop.
-
-    ``diffusion``: the callable ``diffusion(x, t)`` evaluated per step (``None`` when the
-    diffusion is constant); ``d``: the constant diffusion (float, tensor or ``None`` for
-    none); ``buffer``: the tensor each step's noise is drawn into (``None`` under
-    autograd, where every step draws a fresh tensor).
-    """
-
-    diffusion: Callable[[torch.Tensor, torch.Tensor], Any] | None
-    d: Any
-    buffer: torch.Tensor | None
-    generator: torch.Generator | None
-
-
 class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     r"""Runge-Kutta drift plus Ito noise for $dx = f(x,t)\,dt + \sqrt{2D}\,dW$.
 
@@ -744,6 +730,18 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     ``(B,)`` tensor, or a callable ``diffusion(x, t)``), else ``noise_scale**2``, else no noise.
     Langevin dynamics with this integrator and ``drift = -grad U`` is
     $x' = x - h\nabla U(x) + \text{noise\_scale}\sqrt{2h}\,\xi$.
+
+    A subclass sets only the tableau, as for
+    [`BaseRungeKuttaIntegrator`][torchebm.integrators.BaseRungeKuttaIntegrator]:
+    `step` and `integrate` add the noise to its deterministic step.
+
+    Example:
+        >>> class StochasticHeun(BaseSDERungeKuttaIntegrator):
+        ...     tableau_a = ((), (1.0,))
+        ...     tableau_b = (0.5, 0.5)
+        ...     tableau_c = (0.0, 1.0)
+        >>> out = StochasticHeun().integrate({"x": torch.zeros(4, 2)}, 0.01, 10,
+        ...                                  drift=lambda x, t: -x, noise_scale=1.0)
     """
 
     # ------------------------------------------------------------------ noise
@@ -795,39 +793,28 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             return y.addcmul_(noise, amp)
         return torch.addcmul(y, noise, amp)
 
-    def _advance(
-        self, x, t, h, h_t, drift, extra, stage_t=None, inplace=False, plan=None
-    ) -> torch.Tensor:
-        if extra is None:
-            return self._rk(x, t, h, h_t, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
-        if isinstance(extra, _FixedNoise):  # the fixed-grid loop of integrate()
-            d = extra.d
-            if extra.diffusion is not None:  # D(x_n, t_n) may alias x: no in-place update
-                d, inplace = self._diffusion_value(extra.diffusion, None, x, t), False
-            y = self._rk(x, t, h, h_t, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
+    def _noisy_advance(self, x, drift, diffusion, noise_scale, generator) -> Advance:
+        """The step of the fixed-grid loop, with the noise resolved once: a constant
+        diffusion is validated and shaped before the first step, and outside autograd
+        every step's noise is drawn into one buffer (the same numbers as a fresh
+        ``randn``); a callable diffusion is evaluated at ``(x_n, t_n)`` per step."""
+        per_step = diffusion if callable(diffusion) else None
+        d0 = None if per_step else self._diffusion_value(diffusion, noise_scale, x, None)
+        buffer = None
+        if not torch.is_grad_enabled():
+            buffer = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+        rk, diffusion_value, add_noise = self._rk, self._diffusion_value, self._add_noise
+
+        def advance(x, t, h, stage_t, inplace, plan):
+            d = d0
+            if per_step is not None:  # D(x_n, t_n) may alias x: no in-place update
+                d, inplace = diffusion_value(per_step, None, x, t), False
+            y = rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
             if d is None:
                 return y
-            return self._add_noise(y, x, d, h, None, extra.generator, inplace, extra.buffer)
-        diffusion, noise_scale, noise, generator = extra
-        d = self._diffusion_value(diffusion, noise_scale, x, t)
-        y = self._rk(x, t, h, h_t, drift, stage_t=stage_t)[0]
-        if d is None:
-            return y
-        return self._add_noise(y, x, d, h, noise, generator)
+            return add_noise(y, x, d, h, None, generator, inplace, buffer)
 
-    def _fixed(self, x, times, dts, drift, extra) -> torch.Tensor:
-        """The fixed-grid loop with the noise resolved once: a constant diffusion is
-        validated and shaped before the first step, and outside autograd every step's
-        noise is drawn into one buffer (the same numbers as a fresh ``randn``)."""
-        if extra is not None and extra[2] is None:
-            diffusion, noise_scale, _, generator = extra
-            per_step = diffusion if callable(diffusion) else None
-            d = None if per_step else self._diffusion_value(diffusion, noise_scale, x, None)
-            buffer = None
-            if not torch.is_grad_enabled():
-                buffer = torch.empty(x.shape, device=x.device, dtype=x.dtype)
-            extra = _FixedNoise(per_step, d, buffer, generator)
-        return super()._fixed(x, times, dts, drift, extra)
+        return advance
 
     # ------------------------------------------------------------------ public API
     def step(  # type: ignore[override]
@@ -866,10 +853,9 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         h, h_t = _prep_step(step_size, x)
         tv = self._time_vector(t, x)
         self._evaluations.count = 0
-        extra = None
-        if diffusion is not None or noise_scale is not None:
-            extra = (diffusion, noise_scale, noise, generator)
-        return {"x": self._advance(x, tv, h, h_t, drift, extra)}
+        d = self._diffusion_value(diffusion, noise_scale, x, tv)
+        y = self._rk(x, tv, h, h_t, drift)[0]
+        return {"x": y if d is None else self._add_noise(y, x, d, h, noise, generator)}
 
     @inference_mode_option
     def integrate(  # type: ignore[override]
@@ -918,7 +904,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         self._evaluations.count = 0
         times, dts = self._grid(x, step_size, n_steps, t, need_step=True)
         check_start(x=x)
-        return {"x": self._fixed(x, times, dts, drift, (diffusion, noise_scale, None, generator))}
+        advance = self._noisy_advance(x, drift, diffusion, noise_scale, generator)
+        return {"x": self._fixed(x, times, dts, advance)}
 
 
 def _check_non_negative_float(name: str, value: Any) -> float:
