@@ -2,10 +2,12 @@ r"""``BaseSyntheticDataset``: eager, seeded, device-resident synthetic datasets.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import operator
+import sys
 import warnings
-from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,10 +19,10 @@ from torchebm.datasets._functional import _check_device, _check_dtype
 __all__ = ["BaseSyntheticDataset"]
 
 
-class BaseSyntheticDataset(Dataset, ABC):
+class BaseSyntheticDataset(Dataset):
     r"""Base class of the synthetic datasets: points generated once, held as one tensor.
 
-    The data are drawn in ``__init__`` by `_generate_data` and kept on ``device`` in
+    The data are drawn in ``__init__`` by `generate_data` and kept on ``device`` in
     ``dtype`` (a ``DataLoader`` then yields tensors already on that device).
 
     Randomness: with ``seed`` the points come from a private ``torch.Generator`` seeded with
@@ -35,12 +37,21 @@ class BaseSyntheticDataset(Dataset, ABC):
         seed: Seed of a private generator (reproducible data).
         generator: A ``torch.Generator`` to draw from (mutually exclusive with ``seed``).
 
-    Subclasses implement ``_generate_data(generator)`` returning ``(n_samples, 2)`` points (a
-    tensor, or anything ``torch.as_tensor`` accepts), drawing only from ``generator``.
+    A subclass implements the public hook ``generate_data(self, generator)``, returning
+    ``(n_samples, 2)`` points (a tensor, or anything ``torch.as_tensor`` accepts) drawn only
+    from ``generator``, and may implement ``extra_repr()`` (its parameters, shown by
+    ``repr``). A torchebm 0.8 subclass implementing ``_generate_data(self)`` instead keeps
+    working (see `generate_data`); a class implementing neither raises ``TypeError`` at
+    construction.
+
+    Raises:
+        TypeError: the class implements neither ``generate_data`` nor ``_generate_data``;
+            ``seed`` is not an int.
+        ValueError: ``n_samples < 1``; both ``seed`` and ``generator`` given.
 
     Example:
         >>> class Uniform(BaseSyntheticDataset):
-        ...     def _generate_data(self, generator):
+        ...     def generate_data(self, generator):
         ...         return torch.rand(self.n_samples, 2, generator=generator)
         >>> len(Uniform(10, seed=0))
         10
@@ -55,6 +66,8 @@ class BaseSyntheticDataset(Dataset, ABC):
         *,
         generator: torch.Generator | None = None,
     ):
+        if _hook_name(type(self)) is None:
+            raise TypeError(f"{type(self).__name__} must implement generate_data(self, generator)")
         self.n_samples = check_int("n_samples", n_samples, minimum=1)
         self.device = _check_device(device) or torch.device("cpu")
         if dtype is None:
@@ -78,20 +91,17 @@ class BaseSyntheticDataset(Dataset, ABC):
         return self.generator
 
     def _build(self) -> torch.Tensor:
-        raw = self._generate_data(self._make_generator())
+        raw = self.generate_data(self._make_generator())
+        hook = f"{type(self).__name__}.{_hook_name(type(self))}"
         if not isinstance(raw, torch.Tensor):
             try:
                 raw = torch.as_tensor(raw)
             except (TypeError, ValueError, RuntimeError) as exc:
                 raise TypeError(
-                    f"{type(self).__name__}._generate_data must return a tensor or array-like, "
-                    f"got {type(raw).__name__}"
+                    f"{hook} must return a tensor or array-like, got {type(raw).__name__}"
                 ) from exc
         if raw.ndim != 2:
-            raise ValueError(
-                f"{type(self).__name__}._generate_data must return points of shape (N, d), "
-                f"got {tuple(raw.shape)}"
-            )
+            raise ValueError(f"{hook} must return points of shape (N, d), got {tuple(raw.shape)}")
         if raw.shape[0] != self.n_samples:
             warnings.warn(
                 f"{type(self).__name__} generated {raw.shape[0]} points, expected {self.n_samples}",
@@ -100,9 +110,29 @@ class BaseSyntheticDataset(Dataset, ABC):
             )
         return raw.to(device=self.device, dtype=self.dtype)
 
-    @abstractmethod
-    def _generate_data(self, generator: torch.Generator | None) -> torch.Tensor:
-        """Draw the points ``(n_samples, d)`` from ``generator`` (global RNG when ``None``)."""
+    def generate_data(self, generator: torch.Generator | None) -> torch.Tensor:
+        """Draw the points ``(n_samples, d)`` from ``generator``: the method a subclass implements.
+
+        ``generator`` is the private generator seeded with ``seed``, the ``generator``
+        passed to the constructor, or ``None`` (then draw from the global RNG, like
+        ``torch.randn``). Called by ``__init__`` and `regenerate`.
+
+        A torchebm 0.8 subclass implements ``_generate_data`` instead, which this calls:
+        with a ``generator`` argument it gets ``generator``; without one (0.8.9's
+        signature) it draws from the global RNG, and with ``seed`` (or a ``generator``,
+        which gives one seed) it runs as in 0.8.9, after ``torch.manual_seed(seed)`` (and
+        ``numpy.random.seed``), on a forked RNG state: the global RNGs are left as they were.
+
+        Args:
+            generator: The source of randomness (``None``: the global RNG).
+
+        Returns:
+            The points, ``(n_samples, d)``: a tensor or anything ``torch.as_tensor`` accepts.
+        """
+        hook = self._generate_data  # type: ignore[attr-defined]  # a torchebm 0.8 subclass
+        if _takes_argument(hook):
+            return hook(generator)
+        return _draw_as_089(self, hook, generator)
 
     def regenerate(
         self, seed: int | None = None, *, generator: torch.Generator | None = None
@@ -140,11 +170,64 @@ class BaseSyntheticDataset(Dataset, ABC):
             raise IndexError(f"index {i} is out of range for {type(self).__name__} of length {n}")
         return self.data[i]
 
-    def _extra_repr(self) -> dict[str, Any]:
+    def extra_repr(self) -> dict[str, Any]:
+        """The parameters ``repr`` shows after ``n_samples`` (name to value); none here."""
         return {}
 
     def __repr__(self) -> str:
-        fields = {"n_samples": len(self), **self._extra_repr()}
+        fields = {"n_samples": len(self), **self.extra_repr()}
         fields.update(device=str(self.device), dtype=str(self.dtype))
         body = ", ".join(f"{k}={v}" for k, v in fields.items())
         return f"{type(self).__name__}({body})"
+
+
+def _hook_name(cls: type[BaseSyntheticDataset]) -> str | None:
+    """The data hook ``cls`` implements: ``generate_data``, torchebm 0.8's ``_generate_data``
+    or none (``None``)."""
+    if cls.generate_data is not BaseSyntheticDataset.generate_data:
+        return "generate_data"
+    return "_generate_data" if callable(getattr(cls, "_generate_data", None)) else None
+
+
+def _takes_argument(hook: Callable[..., Any]) -> bool:
+    """Whether the bound method ``hook`` accepts a positional argument (the generator)."""
+    try:
+        params = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: pass the generator
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in positional or p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+
+
+def _draw_as_089(
+    dataset: BaseSyntheticDataset, hook: Callable[[], Any], generator: torch.Generator | None
+) -> Any:
+    """Run 0.8.9's ``_generate_data(self)``, which draws from the global RNGs.
+
+    Unseeded, it draws from them as in 0.8.9. Otherwise it runs after 0.8.9's seeding
+    (``torch.manual_seed(seed)``, ``numpy.random.seed(seed)`` when numpy is imported) on a
+    forked state, so the global RNGs are as they were afterwards; a ``generator`` without
+    ``seed`` gives the seed (one draw from it).
+    """
+    seed = dataset.seed
+    if seed is None:
+        if generator is None:
+            return hook()
+        seed = int(torch.randint(2**32, (), generator=generator, device=generator.device))
+    device, cuda = dataset.device, []
+    if device.type == "cuda":  # 0.8.9 also seeded CUDA for a CUDA dataset
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+    numpy = sys.modules.get("numpy")
+    numpy_state = numpy.random.get_state() if numpy is not None else None
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        try:
+            if numpy is not None:
+                numpy.random.seed(seed % 2**32)
+            return hook()
+        finally:
+            if numpy is not None:
+                numpy.random.set_state(numpy_state)

@@ -60,12 +60,12 @@ class _MakerDataset(BaseSyntheticDataset):
             setattr(self, p, arguments[p])
         super().__init__(**forward_kwargs(arguments, BaseSyntheticDataset.__init__, **overrides))
 
-    def _generate_data(self, generator: torch.Generator | None) -> torch.Tensor:
+    def generate_data(self, generator: torch.Generator | None) -> torch.Tensor:
         kwargs = {p: getattr(self, p) for p in self._params}
         size = getattr(self, self._size)
         return type(self)._maker(size, **kwargs, generator=generator, dtype=torch.float64)
 
-    def _extra_repr(self) -> dict[str, Any]:
+    def extra_repr(self) -> dict[str, Any]:
         names = self._params if self._size == "n_samples" else (self._size, *self._params)
         return {p: getattr(self, p) for p in names}
 
