@@ -179,7 +179,7 @@ def _workloads(
             x = step(x)
         return x
 
-    sampler = LangevinDynamics(model, step_size=h, noise_scale=noise_scale)
+    sampler = LangevinDynamics(model, step_size=h, noise_scale=noise_scale, device=device)
 
     def sample():
         gen.manual_seed(0)

@@ -71,16 +71,19 @@ def _load(ptr, idx, mask, F64: tl.constexpr):
 
 @triton.jit
 def _scalar(v, F64: tl.constexpr):
-    """A float64 kernel argument in the compute dtype (rounded like torch rounds a Python scalar)."""
+    """A float64 kernel argument in the compute dtype (rounded like torch rounds a Python scalar).
+
+    ``v`` is a Python float under ``TRITON_INTERPRET=1``; multiplying it by a float64 one makes
+    it a tensor in every Triton version (Triton 3.6 has no ``tl.to_tensor``)."""
     if F64:
         return v
     else:
-        return tl.to_tensor(v).to(tl.float32)
+        return (v * tl.full([1], 1.0, tl.float64)).to(tl.float32)
 
 
 @triton.jit
 def _i64(v):
-    return tl.to_tensor(v).to(tl.int64)
+    return v + tl.zeros([1], tl.int64)  # an int64 tensor, from a Python int or an int32 one
 
 
 @triton.jit
