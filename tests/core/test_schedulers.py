@@ -153,3 +153,14 @@ def test_library_schedules_answer_both_names_alike(make):
         b.step_count += 1
         if not isinstance(a, WarmupScheduler):  # its value steps its main schedule
             assert a.compute_value() == b._compute_value()
+
+
+def test_a_torchebm_08_override_of_a_library_schedule_is_still_called_by_step():
+    """0.8.9 code subclassing a built-in schedule overrides ``_compute_value``: ``step()``
+    must call the override, not the built-in ``compute_value`` under it."""
+
+    class Doubled(LinearScheduler):
+        def _compute_value(self):
+            return 2 * super()._compute_value()
+
+    assert seq(Doubled(1.0, 0.0, 4), 2) == [1.0, 1.5, 1.0]

@@ -54,7 +54,8 @@ class BaseScheduler:
     def step(self) -> float:
         """Advance by one step and return the new value."""
         self.step_count += 1
-        self.current_value = float(self.compute_value())
+        legacy = type(self)._compute_value is not BaseScheduler._compute_value  # a 0.8 override
+        self.current_value = float(self._compute_value() if legacy else self.compute_value())
         return self.current_value
 
     def reset(self) -> None:
