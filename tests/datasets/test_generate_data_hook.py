@@ -158,3 +158,15 @@ def test_089_hook_drawing_on_cuda_reproduces_089_seeding():
     g = torch.Generator(device="cuda").manual_seed(0)
     assert ds.get_data().device.type == "cuda"
     assert OnDevice(N, generator=g, device="cuda").get_data().shape == (N, 2)
+
+
+def test_a_torchebm_08_override_of_a_library_dataset_is_called():
+    """0.8.9 code subclassing a built-in dataset overrides ``_generate_data``: it is the one
+    that runs, not the built-in ``generate_data`` under it."""
+    from torchebm.datasets import TwoMoonsDataset
+
+    class Fixed(TwoMoonsDataset):
+        def _generate_data(self):
+            return torch.ones(self.n_samples, 2)
+
+    assert torch.equal(Fixed(n_samples=5, seed=0).get_data(), torch.ones(5, 2))

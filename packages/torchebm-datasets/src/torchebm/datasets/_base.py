@@ -91,8 +91,12 @@ class BaseSyntheticDataset(Dataset):
         return self.generator
 
     def _build(self) -> torch.Tensor:
-        raw = self.generate_data(self._make_generator())
-        hook = f"{type(self).__name__}.{_hook_name(type(self))}"
+        name = _hook_name(type(self))
+        if name == "_generate_data":  # a torchebm 0.8 override wins over a built-in hook
+            raw = BaseSyntheticDataset.generate_data(self, self._make_generator())
+        else:
+            raw = self.generate_data(self._make_generator())
+        hook = f"{type(self).__name__}.{name}"
         if not isinstance(raw, torch.Tensor):
             try:
                 raw = torch.as_tensor(raw)
@@ -182,11 +186,11 @@ class BaseSyntheticDataset(Dataset):
 
 
 def _hook_name(cls: type[BaseSyntheticDataset]) -> str | None:
-    """The data hook ``cls`` implements: ``generate_data``, torchebm 0.8's ``_generate_data``
-    or none (``None``)."""
-    if cls.generate_data is not BaseSyntheticDataset.generate_data:
-        return "generate_data"
-    return "_generate_data" if callable(getattr(cls, "_generate_data", None)) else None
+    """The data hook ``cls`` implements: torchebm 0.8's ``_generate_data`` (also when it
+    overrides a built-in dataset's ``generate_data``), ``generate_data`` or none (``None``)."""
+    if callable(getattr(cls, "_generate_data", None)):
+        return "_generate_data"
+    return "generate_data" if cls.generate_data is not BaseSyntheticDataset.generate_data else None
 
 
 def _takes_argument(hook: Callable[..., Any]) -> bool:
