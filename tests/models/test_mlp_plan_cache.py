@@ -27,8 +27,10 @@ def _x() -> torch.Tensor:
 def test_plan_is_reused_and_result_unchanged():
     m, x = _model(), _x()
     first = m.gradient(x)
-    plan = m._explicit_plan(x, None)
-    assert plan is m._explicit_plan(x, None)  # built once
+    assert m._explicit_plan(x, None) is not None
+    plan = m._plan_cache["plan"]
+    m._explicit_plan(x, None)
+    assert m._plan_cache["plan"] is plan  # built once
     assert torch.equal(m.gradient(x), first)
     torch.testing.assert_close(first, _autograd(m, x), rtol=1e-12, atol=1e-12)
 

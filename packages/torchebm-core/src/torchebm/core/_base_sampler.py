@@ -97,7 +97,6 @@ class SamplerState:
 
 
 State = Any  # a SamplerState, or a dict of tensors
-_Windows = tuple[torch.Tensor, torch.Tensor, list[int]]  # see BaseSampler._run
 _FLAGS = ("return_trajectory", "return_diagnostics", "reset_schedulers", "compile")
 
 
@@ -265,9 +264,13 @@ class BaseSampler(Schedulable, TorchEBMModule):
     #: How often (in steps) chains are checked for NaN/inf (on the device, no sync); the
     #: last step is always checked. Assign on an instance or pass `sample(nan_check_every=)`.
     nan_check_every: int = 10
-    #: `(B,)` bool: the chains that went non-finite during the last `sample()` call
-    #: (restarted ones under `"resample"`); `None` before the first call.
-    divergent_chains: torch.Tensor | None = None
+
+    @property
+    def divergent_chains(self) -> torch.Tensor | None:
+        """`(B,)` bool: the chains that went non-finite during the last `sample()` call
+        (restarted ones under `"resample"`); `None` before the first call."""
+        last = getattr(self, "_last_call", None)
+        return None if last is None or last.alive is None else ~last.alive
 
     def __init__(
         self,
@@ -291,6 +294,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         self.n_steps = None if n_steps is None else check_int("n_steps", n_steps, minimum=1)
         self.nan_policy = check_in("nan_policy", nan_policy, NAN_POLICIES)
         self._compiled_step: Callable[..., Any] | None = None
+        self._last_call = _LastCall()  # written per call (a plain object: no Module setattr)
 
     # ------------------------------------------------------------------ subclass API
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
@@ -540,22 +544,18 @@ class BaseSampler(Schedulable, TorchEBMModule):
         loop = contextvars.copy_context()
         loop.run(_CHECKED.set, True)
         with torch.no_grad(), self.autocast_context():
-            out, traj, diag, windows = loop.run(
+            out, traj, diag, checks = loop.run(
                 self._run, x, ctx, return_trajectory, return_diagnostics, compile
             )
-        self.divergent_chains = ~windows[0]
-        self._report_nonfinite(windows, policy, n_steps, check_nan, traj, thin)
+        self._last_call.alive = checks.alive
+        self._report_nonfinite(checks, policy, n_steps, check_nan, traj, thin)
         result = traj if traj is not None else out
         return (result, diag) if return_diagnostics else result
 
     def _run(
         self, x0: torch.Tensor, ctx: SamplerContext, want_traj: bool, want_diag: bool, compile: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor], _Windows]:
-        """The loop; returns `(x, trajectory, diagnostics, (alive, n_alive, ends))`.
-
-        `alive` `(B,)` bool: finite at every check; `n_alive` `(B,)`: checks passed while
-        alive; `ends`: the step count at each check (see `_report_nonfinite`).
-        """
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor], _NanChecks]:
+        """The loop; returns `(x, trajectory, diagnostics, nan_checks)` (see `_NanChecks`)."""
         n_steps, thin, every = ctx.n_steps, ctx.thin, ctx.nan_check_every
         n_kept = n_steps // thin
         step_fn = self._step_fn(compile)
@@ -595,8 +595,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         for sched in constants:  # as if stepped i times (the value cannot change)
             sched.step_count += i
             sched.current_value = float(sched.compute_value())
-        windows = (checker.alive, checker.n_alive, checker.ends)
-        return state["x"], traj, diag if diag is not None else {}, windows
+        return state["x"], traj, diag if diag is not None else {}, checker
 
     def _scheduler_stepper(
         self, ctx: SamplerContext
@@ -646,20 +645,20 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     def _report_nonfinite(
         self,
-        windows: _Windows,
+        checks: _NanChecks,
         policy: str,
         n_steps: int,
         nan_check_every: int = 1,
         traj: torch.Tensor | None = None,
         thin: int = 1,
     ) -> None:
-        alive, n_alive, ends = windows
+        alive, ends = checks.alive, checks.ends
         if bool(alive.all()):  # the one host sync of sample() when every chain stayed finite
             return
         bad = torch.nonzero(~alive).flatten()
         idx = bad.tolist()
         bounds = [0, *ends]  # a chain's first failed check is ends[n_alive]
-        passed = n_alive[bad].tolist()
+        passed = checks.n_alive[bad].tolist()
         firsts = [bounds[k] + 1 for k in passed]
         lasts = [bounds[k + 1] for k in passed]
         if traj is not None and policy != "resample" and nan_check_every > 1:
@@ -709,14 +708,25 @@ class BaseSampler(Schedulable, TorchEBMModule):
         return f"n_steps={self.n_steps}, nan_policy={self.nan_policy!r}"
 
 
+class _LastCall:
+    """What `sample()` keeps of its last call: `alive` `(B,)` bool, or `None` before one."""
+
+    __slots__ = ("alive",)
+
+    def __init__(self) -> None:
+        self.alive: torch.Tensor | None = None
+
+
 class _NanChecks:
-    """NaN bookkeeping of one `sample()` call: `alive` (finite at every check so far) and
-    `n_alive` (checks passed while alive); a chain's first non-finite check is
-    `ends[n_alive]`. Under `"resample"` it restarts non-finite chains from the start."""
+    """NaN bookkeeping of one `sample()` call: `alive` `(B,)` bool (finite at every check so
+    far), `n_alive` `(B,)` (checks passed while alive) and `ends` (the step count at each
+    check); a chain's first non-finite check is `ends[n_alive]`. Under `"resample"` it
+    restarts non-finite chains from the start."""
 
     def __init__(self, b: int, state: State, resample: bool):
         # set by the first check (the loop always ends with one): no allocation before it
-        self.alive = self.n_alive = torch.empty(0)
+        self.alive = torch.empty(0)
+        self._n_alive: torch.Tensor | None = None  # None: equal to `alive` (one check so far)
         self.ends: list[int] = []
         # restart at once: no non-finite state reaches a trajectory or a step
         self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
@@ -724,11 +734,17 @@ class _NanChecks:
     def __call__(self, state: State, i: int) -> State:
         finite = _finite_chains(state)
         if not self.ends:
-            self.alive, self.n_alive = finite, finite.long()
+            self.alive = finite
         else:
+            self._n_alive = self.n_alive
             self.alive.logical_and_(finite)
-            self.n_alive.add_(self.alive)
+            self._n_alive.add_(self.alive)
         self.ends.append(i)
         if self.start is None:
             return state
         return restart_chains(state, ~finite, self.start)
+
+    @property
+    def n_alive(self) -> torch.Tensor:
+        """`(B,)` long: the checks each chain passed while alive."""
+        return self.alive.long() if self._n_alive is None else self._n_alive

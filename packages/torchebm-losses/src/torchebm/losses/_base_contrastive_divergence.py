@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core import BaseLoss, expand_t_like_x, warn_once
+from torchebm.core import BaseLoss, BaseSampler, expand_t_like_x, warn_once
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
 
@@ -243,7 +243,9 @@ class BaseContrastiveDivergence(BaseLoss):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Start points for a batch and, when persistent, their ages (``(B,)`` long)."""
         if not self.persistent:
-            return x.detach().clone(), None
+            # a BaseSampler never modifies its starting chains; a duck-typed one might
+            start = x.detach()
+            return (start if isinstance(self.sampler, BaseSampler) else start.clone()), None
         if self.replay_buffer is None:
             self.initialize_buffer(x.shape[1:], generator=generator)
         self._check_buffer_shape(x)
@@ -439,7 +441,10 @@ class BaseContrastiveDivergence(BaseLoss):
 
     def _energy(self, x: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
         """``model(x, **model_kwargs)`` with a shape check (``(B,)``)."""
-        with self.autocast_context():
+        if self.use_mixed_precision:
+            with self.autocast_context():
+                e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
+        else:
             e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
         if not isinstance(e, torch.Tensor) or e.shape != (x.shape[0],):
             raise ShapeError(

@@ -81,10 +81,17 @@ def _plain_linear(m: Any) -> bool:
     ``spectral_norm`` keep ``weight`` as a plain tensor refreshed only by a forward call, so
     between optimizer steps and forward calls it is stale).
     """
+    return _plain_weights(m)[0] is not None
+
+
+def _plain_weights(m: Any) -> tuple[Any, Any]:
+    """``(weight, bias)`` of a plain ``nn.Linear`` (see `_plain_linear`), else ``(None, None)``."""
     if type(m) is not nn.Linear or "forward" in vars(m):
-        return False
-    bias = m.bias  # (no generator: this runs per layer at every `gradient` call)
-    return type(m.weight) is nn.Parameter and (bias is None or type(bias) is nn.Parameter)
+        return None, None
+    weight, bias = m.weight, m.bias  # read once: this runs per layer at every `gradient` call
+    if type(weight) is not nn.Parameter or (bias is not None and type(bias) is not nn.Parameter):
+        return None, None
+    return weight, bias
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -175,12 +182,20 @@ def _explicit_backward(
     return g
 
 
-def _plan_tensors(plan: Any) -> tuple[tuple[Any, ...], torch.Tensor]:
-    """`_explicit_backward`'s ``(layers, w_last)`` from a layer plan ``(hidden, last)``:
-    the layers' current weight and bias tensors beside their activations."""
+def _plan_tensors(plan: Any) -> tuple[tuple[Any, ...], torch.Tensor] | None:
+    """`_explicit_backward`'s ``(layers, w_last)`` from a layer plan ``(hidden, last)``: the
+    layers' current weight and bias tensors beside their activations, or ``None`` when a
+    layer is no longer a plain ``nn.Linear`` (see `_plain_linear`; checked at every call: a
+    layer may have been sharded or weight-normed since the plan was built)."""
     hidden, last = plan
-    layers = tuple((lin.weight, lin.bias, act, back, needed) for lin, act, back, needed in hidden)
-    return layers, last.weight
+    layers = []
+    for lin, act, back, needed in hidden:
+        weight, bias = _plain_weights(lin)
+        if weight is None:
+            return None
+        layers.append((weight, bias, act, back, needed))
+    w_last = _plain_weights(last)[0]
+    return None if w_last is None else (tuple(layers), w_last)
 
 
 class MLPEnergy(BaseModel):
@@ -252,14 +267,14 @@ class MLPEnergy(BaseModel):
         not run in it; set ``model.explicit_gradient = False`` to differentiate through
         the (hooked or compiled) forward instead.
         """
-        plan = self._explicit_plan(x, model_kwargs)
-        if plan is None:
+        tensors = self._explicit_plan(x, model_kwargs)
+        if tensors is None:
             return super().gradient(x, model_kwargs)
         if x.ndim == 2 and x.shape[1] == self.input_dim:
             flat = x
         else:
             flat = _flatten_input(x.unsqueeze(0) if x.ndim == 1 else x, self.input_dim, "MLPEnergy")
-        g = _explicit_backward(flat, *_plan_tensors(plan))
+        g = _explicit_backward(flat, *tensors)
         return g if g.shape == x.shape else g.reshape(x.shape)
 
     def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -268,35 +283,31 @@ class MLPEnergy(BaseModel):
         Inputs ``(B, input_dim)`` of the weights' dtype and device take the explicit pass
         directly; anything else (and a model it does not apply to) calls `gradient`.
         """
-        plan = self._explicit_plan(None, None)
-        if plan is None:
+        tensors = self._explicit_plan(None, None)
+        if tensors is None:
             return self.gradient
-        layers, w_last = _plan_tensors(plan)
+        layers, w_last = tensors
         w_first, width = layers[0][0], self.input_dim
-        if w_first.dtype not in (torch.float32, torch.float64):
+        dtype, device = w_first.dtype, w_first.device
+        if dtype not in (torch.float32, torch.float64):
             return self.gradient
 
         def gradient(x: torch.Tensor) -> torch.Tensor:
-            if (
-                x.dtype != w_first.dtype
-                or x.ndim != 2
-                or x.shape[1] != width
-                or x.device != w_first.device
-            ):
+            if x.dtype != dtype or x.ndim != 2 or x.shape[1] != width or x.device != device:
                 return self.gradient(x)
             return _explicit_backward(x, layers, w_last)
 
         return gradient
 
     def _explicit_plan(self, x: Any, model_kwargs: dict | None):
-        """``(hidden, last)`` when the explicit gradient applies to this call (``x=None``: to
-        inputs of the weights' dtype and device), else ``None``.
+        """`_explicit_backward`'s ``(layers, w_last)`` when the explicit gradient applies to
+        this call (``x=None``: to inputs of the weights' dtype and device), else ``None``.
 
-        ``hidden`` holds ``(linear, activation, backward, needed)`` per hidden layer and
-        ``last`` is the output ``nn.Linear``. The plan depends only on the layer modules and
-        the activations' classes, in-place flags and instance ``forward`` (none, or autograd):
-        it is built once and reused while those stay the same (the weights are read from the
-        layers at every call).
+        The layer plan ``(hidden, last)`` (``(linear, activation, backward, needed)`` per
+        hidden layer, and the output ``nn.Linear``) depends only on the layer modules and the
+        activations' classes, in-place flags and instance ``forward`` (none, or autograd): it
+        is built once and reused while those stay the same. The weights are read from the
+        layers at every call (`_plan_tensors`).
         """
         if (
             not self.explicit_gradient
@@ -326,16 +337,13 @@ class MLPEnergy(BaseModel):
             cached = (key, mods, self._build_plan(mods))  # mods kept alive: ids stay unique
             self._plan_cache["plan"] = cached
         plan = cached[2]
-        if plan is None:
+        tensors = None if plan is None else _plan_tensors(plan)
+        if tensors is None:
             return None
-        # checked at every call: a layer may have been sharded or weight-normed since
-        for lin in mods[::2]:
-            if not _plain_linear(lin):
-                return None
-        first = mods[0].weight
+        first = tensors[0][0][0]
         if x is not None and (x.dtype != first.dtype or x.device != first.device):
             return None
-        return plan
+        return tensors
 
     @staticmethod
     def _build_plan(mods: tuple[nn.Module, ...]) -> Any:

@@ -228,16 +228,15 @@ class LangevinDynamics(BaseSampler):
         """Choose, once for the call, the update (eager, fused kernel or whole-chain kernel)."""
         state = LangevinState(x=x)
         scheds = self.get_schedulers()
-        if all(type(scheds.get(k)) is ConstantScheduler for k in ("step_size", "noise_scale")):
-            state.constants = (
-                self.get_scheduled_value("step_size"),
-                self.get_scheduled_value("noise_scale"),
-            )
-        if isinstance(self.integrator, EulerMaruyamaIntegrator):
+        eta, sigma = scheds.get("step_size"), scheds.get("noise_scale")
+        if type(eta) is ConstantScheduler and type(sigma) is ConstantScheduler:
+            state.constants = (eta.get_value(), sigma.get_value())
+        integrator = self.integrator
+        if isinstance(integrator, EulerMaruyamaIntegrator):
             fused = resolve_fused(self.backend, "fused_langevin_step", x, owner=type(self).__name__)
             if fused is not None:
                 state.update, state.chain = fused, self._chain_kernel(ctx)
-            elif type(self.integrator) is EulerMaruyamaIntegrator:
+            elif type(integrator) is EulerMaruyamaIntegrator:
                 state.update = partial(langevin_update, noise_buffer=torch.empty_like(x))
         return state
 
