@@ -66,8 +66,8 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         super().__init__(device=device, dtype=dtype)
         self.nan_policy = check_in("nan_policy", nan_policy, _NAN_POLICIES)
         self.conditioning = Conditioning(cfg_dropout, null_condition, check_conditioning)
-        self._calls = 0
-        self._pending_finite: tuple[int, torch.Tensor] | None = None
+        # nan_policy bookkeeping (calls, pending deferred flag): no nn.Module setattr per call
+        self._finite: dict[str, Any] = {"calls": 0, "pending": None}
 
     def apply_conditioning(
         self,
@@ -104,13 +104,14 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
     # ------------------------------------------------------------------ non-finite policy
     def _check_finite(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
         """Apply ``nan_policy`` to a loss tensor and return it unchanged."""
-        self._calls = self._calls + 1
+        checks = self._finite
+        checks["calls"] += 1
         policy = self.nan_policy
         if policy == "ignore":
             return loss
         if policy == "deferred":
             self.check_finite()
-            self._pending_finite = (self._calls, torch.isfinite(loss.detach()).all())
+            checks["pending"] = (checks["calls"], torch.isfinite(loss.detach()).all())
             return loss
         if loss.numel() == 1:  # the usual scalar loss: one read of its value, one sync
             if math.isfinite(loss.detach().item()):
@@ -128,7 +129,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
                 "regularisation"
             )
             if policy == "raise":
-                raise NonFiniteError(msg, step=self._calls)
+                raise NonFiniteError(msg, step=checks["calls"])
             warnings.warn(msg, RuntimeWarning, stacklevel=5)
         return loss
 
@@ -138,10 +139,10 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         Raises:
             NonFiniteError: the last deferred call produced a non-finite loss.
         """
-        pending = self._pending_finite
+        pending = self._finite["pending"]
         if pending is None:
             return
-        self._pending_finite = None
+        self._finite["pending"] = None
         call, flag = pending
         if not bool(flag):
             raise NonFiniteError(

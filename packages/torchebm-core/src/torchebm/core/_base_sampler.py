@@ -151,11 +151,8 @@ def _event_shape(dim: Any) -> tuple[int, ...]:
 
 
 def _finite_rows(x: torch.Tensor) -> torch.Tensor:
-    """`(B,)` bool: rows of `x` holding only finite values (no host sync).
-
-    `max |x|` per row is NaN/inf exactly for rows holding one (`amax` propagates NaN):
-    three kernels instead of `isfinite(x).all(dim=1)`'s six.
-    """
+    """`(B,)` bool: rows of `x` holding only finite values (no host sync): `max |x|` per row
+    is NaN/inf exactly for rows holding one (three kernels, `isfinite(x).all(1)` takes six)."""
     flat = x if x.ndim == 2 else x.reshape(x.shape[0], -1)
     return flat.abs().amax(dim=1) < math.inf
 
@@ -269,8 +266,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
     def divergent_chains(self) -> torch.Tensor | None:
         """`(B,)` bool: the chains that went non-finite during the last `sample()` call
         (restarted ones under `"resample"`); `None` before the first call."""
-        last = getattr(self, "_last_call", None)
-        return None if last is None or last.alive is None else ~last.alive
+        alive = self._last_call["alive"]
+        return None if alive is None else ~alive
 
     def __init__(
         self,
@@ -294,7 +291,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         self.n_steps = None if n_steps is None else check_int("n_steps", n_steps, minimum=1)
         self.nan_policy = check_in("nan_policy", nan_policy, NAN_POLICIES)
         self._compiled_step: Callable[..., Any] | None = None
-        self._last_call = _LastCall()  # written per call (a plain object: no Module setattr)
+        self._last_call: dict[str, Any] = {"alive": None}  # per call: no nn.Module setattr
 
     # ------------------------------------------------------------------ subclass API
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> State:
@@ -547,7 +544,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             out, traj, diag, checks = loop.run(
                 self._run, x, ctx, return_trajectory, return_diagnostics, compile
             )
-        self._last_call.alive = checks.alive
+        self._last_call["alive"] = checks.alive
         self._report_nonfinite(checks, policy, n_steps, check_nan, traj, thin)
         result = traj if traj is not None else out
         return (result, diag) if return_diagnostics else result
@@ -658,7 +655,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         bad = torch.nonzero(~alive).flatten()
         idx = bad.tolist()
         bounds = [0, *ends]  # a chain's first failed check is ends[n_alive]
-        passed = checks.n_alive[bad].tolist()
+        passed = [0] * len(idx) if checks.n_alive is None else checks.n_alive[bad].tolist()
         firsts = [bounds[k] + 1 for k in passed]
         lasts = [bounds[k + 1] for k in passed]
         if traj is not None and policy != "resample" and nan_check_every > 1:
@@ -708,25 +705,15 @@ class BaseSampler(Schedulable, TorchEBMModule):
         return f"n_steps={self.n_steps}, nan_policy={self.nan_policy!r}"
 
 
-class _LastCall:
-    """What `sample()` keeps of its last call: `alive` `(B,)` bool, or `None` before one."""
-
-    __slots__ = ("alive",)
-
-    def __init__(self) -> None:
-        self.alive: torch.Tensor | None = None
-
-
 class _NanChecks:
-    """NaN bookkeeping of one `sample()` call: `alive` `(B,)` bool (finite at every check so
-    far), `n_alive` `(B,)` (checks passed while alive) and `ends` (the step count at each
-    check); a chain's first non-finite check is `ends[n_alive]`. Under `"resample"` it
-    restarts non-finite chains from the start."""
+    """NaN bookkeeping of one `sample()` call: `alive` (finite at every check so far),
+    `n_alive` (checks passed while alive; `None` after one check) and `ends` (the step of each
+    check). Under `"resample"` it restarts non-finite chains from the start."""
 
     def __init__(self, b: int, state: State, resample: bool):
         # set by the first check (the loop always ends with one): no allocation before it
         self.alive = torch.empty(0)
-        self._n_alive: torch.Tensor | None = None  # None: equal to `alive` (one check so far)
+        self.n_alive: torch.Tensor | None = None
         self.ends: list[int] = []
         # restart at once: no non-finite state reaches a trajectory or a step
         self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
@@ -736,15 +723,11 @@ class _NanChecks:
         if not self.ends:
             self.alive = finite
         else:
-            self._n_alive = self.n_alive
+            if self.n_alive is None:  # one check so far: the chains alive passed it
+                self.n_alive = self.alive.long()
             self.alive.logical_and_(finite)
-            self._n_alive.add_(self.alive)
+            self.n_alive.add_(self.alive)
         self.ends.append(i)
         if self.start is None:
             return state
         return restart_chains(state, ~finite, self.start)
-
-    @property
-    def n_alive(self) -> torch.Tensor:
-        """`(B,)` long: the checks each chain passed while alive."""
-        return self.alive.long() if self._n_alive is None else self._n_alive

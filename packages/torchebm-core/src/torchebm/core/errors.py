@@ -81,12 +81,7 @@ class MissingDependencyError(TorchEBMError, ImportError):
 def _real(name: str, value: Any, kind: str, ok: Any = lambda v: True) -> float:
     """``float(value)`` for a finite real number with ``ok(value)``: else ``TypeError``
     (not a real number) or ``ConfigurationError``."""
-    # exact float/int first: the ABC check below costs a few microseconds per call
-    if (
-        type(value) is not float
-        and type(value) is not int
-        and (isinstance(value, bool) or not isinstance(value, numbers.Real))
-    ):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a {kind} number, got {value!r} ({type(value).__name__})")
     v = float(value)
     if not (math.isfinite(v) and ok(v)):
@@ -167,8 +162,7 @@ def check_tensor(
 
 def check_finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
     """Raise `NonFiniteError` naming the batch rows holding NaN/inf (syncs: entry points only)."""
-    # one reduction: the sum is finite when every entry is; a non-finite sum (an entry, or
-    # an overflow of large finite entries) takes the exact test below
+    # one reduction: a finite sum means finite entries; a NaN/inf one (or an overflow) is tested
     if value.numel() == 0 or math.isfinite(value.detach().sum().item()):
         return value
     finite = torch.isfinite(value)

@@ -314,7 +314,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         v = field(x, t) if v0 is None else v0
         if safe:
             v = self._guard_force(v, safe)
-        self.nfe = n + (v0 is None)
+        self._evaluations.count = n + (v0 is None)  # (`nfe`; no nn.Module setattr per call)
         p = _axpy(p, half, v, False)
         for i in range(n):
             x = _drift(x, h, p, m, in_place and i > 0)
@@ -423,7 +423,7 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         h, _ = self._prep_step(step_size, x)
         if not safe:  # the safe mode replaces NaN by 0, by request
             check_start(x=x, p=p)
-        self.nfe = 0
+        self._evaluations.count = 0  # `nfe`
         for _ in range(n):
             x, p = self._implicit_step(x, p, t, h, fields, safe)
         return LeapfrogResult(x, p)
@@ -445,5 +445,5 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         x_new = self._guard_state(x_new, safe)
         p_new = self._axpy(p_half, half, guard_f(force(x_new, p_half, t), safe))
         p_new = self._guard_state(p_new, safe)
-        self.nfe += used_p + used_x + 2
+        self._evaluations.count += used_p + used_x + 2
         return x_new, p_new
