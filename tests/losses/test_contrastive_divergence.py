@@ -10,7 +10,7 @@ import torch
 from _support.losses import MLPEnergy, Quadratic, TinyLangevin, mixture_2d, mmd_rbf
 from torch import nn
 
-from torchebm.core import BaseModel, GaussianModel
+from torchebm.core import BaseModel, BaseSampler, GaussianModel
 from torchebm.core.errors import NonFiniteError
 from torchebm.losses import (
     ContrastiveDivergence,
@@ -65,6 +65,25 @@ def test_cd_k_starts_at_the_data():
     loss, neg = cd(x)
     torch.testing.assert_close(neg, x)
     assert loss.item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_cd_k_never_writes_to_the_data_and_never_returns_it():
+    """CD-k hands the data to a BaseSampler uncopied (its contract: starting chains are
+    never modified); the negatives are never the data tensor itself, even from a sampler
+    that returns its starting chains unchanged."""
+    from torchebm.samplers import LangevinDynamics
+
+    class Stay(BaseSampler):
+        def step(self, state, ctx):
+            return state
+
+    x = torch.randn(16, 2, generator=gen(0))
+    kept = x.clone()
+    model = MLPEnergy()
+    for sampler in (LangevinDynamics(model, step_size=0.1), Stay(model)):
+        _, neg = ContrastiveDivergence(model, sampler, k_steps=3)(x, generator=gen(1))
+        neg.add_(1.0)  # a caller editing the negatives in place
+        assert torch.equal(x, kept)
 
 
 def test_k_steps_default_and_model_from_sampler():

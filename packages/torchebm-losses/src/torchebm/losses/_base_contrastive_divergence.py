@@ -415,7 +415,8 @@ class BaseContrastiveDivergence(BaseLoss):
                 f"sampler.sample returned {getattr(out, 'shape', type(out).__name__)}, expected "
                 f"a tensor of the start points' shape {tuple(start.shape)}"
             )
-        return out.detach()
+        out = out.detach()  # never the start points themselves (CD-k's are the data, uncopied)
+        return out.clone() if out.data_ptr() == start.data_ptr() else out
 
     def negative_phase(
         self,
