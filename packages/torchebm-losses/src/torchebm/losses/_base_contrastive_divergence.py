@@ -442,10 +442,7 @@ class BaseContrastiveDivergence(BaseLoss):
 
     def _energy(self, x: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
         """``model(x, **model_kwargs)`` with a shape check (``(B,)``)."""
-        if self.use_mixed_precision:
-            with self.autocast_context():
-                e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
-        else:
+        with self.autocast_context():
             e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
         if not isinstance(e, torch.Tensor) or e.shape != (x.shape[0],):
             raise ShapeError(
