@@ -81,7 +81,7 @@ class MissingDependencyError(TorchEBMError, ImportError):
 def _real(name: str, value: Any, kind: str, ok: Any = lambda v: True) -> float:
     """``float(value)`` for a finite real number with ``ok(value)``: else ``TypeError``
     (not a real number) or ``ConfigurationError``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, bool) or not (type(value) is float or isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a {kind} number, got {value!r} ({type(value).__name__})")
     v = float(value)
     if not (math.isfinite(v) and ok(v)):

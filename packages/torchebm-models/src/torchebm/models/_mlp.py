@@ -427,9 +427,9 @@ class MLPVelocity(TorchEBMModule):
 
     def _times(self, t: Any, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
-        if isinstance(t, numbers.Real) and not isinstance(t, bool):
-            return torch.full((b,), float(t), device=x.device, dtype=x.dtype)
-        if not isinstance(t, torch.Tensor):
+        if not isinstance(t, torch.Tensor):  # (a tensor first: no numbers ABC check per call)
+            if isinstance(t, numbers.Real) and not isinstance(t, bool):
+                return torch.full((b,), float(t), device=x.device, dtype=x.dtype)
             raise TypeError(f"t must be a number or a tensor, got {type(t).__name__}")
         if t.device != x.device or t.dtype != x.dtype:
             t = t.to(device=x.device, dtype=x.dtype)
