@@ -26,12 +26,8 @@ __all__ = [
 
 
 def _warn(old: str, new: str) -> None:
-    warn_once(
-        f"torchebm.core.{old}",
-        f"torchebm.core.{old} is deprecated; use torchebm.core.{new} instead",
-        DeprecationWarning,
-        stacklevel=4,
-    )
+    message = f"torchebm.core.{old} is deprecated; use torchebm.core.{new} instead"
+    warn_once(f"torchebm.core.{old}", message, DeprecationWarning, stacklevel=4)
 
 
 class _Deprecated:

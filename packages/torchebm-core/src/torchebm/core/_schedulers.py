@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from torchebm.core._module import warn_once
-from torchebm.core.errors import ConfigurationError, check_finite, check_int
+from torchebm.core.errors import ConfigurationError, check_finite, check_int, check_non_negative
 
 __all__ = [
     "BaseScheduler",
@@ -84,9 +84,8 @@ class BaseScheduler:
                 setattr(self, k, v)
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(start_value={self.start_value}, step_count={self.step_count})"
-        )
+        name = type(self).__name__
+        return f"{name}(start_value={self.start_value}, step_count={self.step_count})"
 
 
 class ConstantScheduler(BaseScheduler):
@@ -108,13 +107,10 @@ class ExponentialDecayScheduler(BaseScheduler):
     def __init__(self, start_value: float, decay_rate: float, min_value: float = 0.0):
         super().__init__(start_value)
         decay_rate = check_finite("decay_rate", decay_rate)
-        min_value = check_finite("min_value", min_value)
         if not 0.0 < decay_rate <= 1.0:
             raise ConfigurationError(f"decay_rate must be in (0, 1], got {decay_rate}")
-        if min_value < 0:
-            raise ConfigurationError(f"min_value must be >= 0, got {min_value}")
         self.decay_rate = decay_rate
-        self.min_value = min_value
+        self.min_value = check_non_negative("min_value", min_value)
 
     def compute_value(self) -> float:
         return max(self.min_value, self.start_value * self.decay_rate**self.step_count)
@@ -285,14 +281,12 @@ class TemperatureScheduler(BaseScheduler):
         t_end: float = 1.0,
         sqrt: bool = True,
     ):
-        self.epsilon_max = check_finite("epsilon_max", epsilon_max)
+        self.epsilon_max = check_non_negative("epsilon_max", epsilon_max)
         self.tau_star = check_finite("tau_star", tau_star)
         self.n_steps = check_int("n_steps", n_steps, minimum=1)
         self.t_start = check_finite("t_start", t_start)
         self.t_end = check_finite("t_end", t_end)
         self.sqrt = bool(sqrt)
-        if self.epsilon_max < 0:
-            raise ConfigurationError(f"epsilon_max must be >= 0, got {epsilon_max}")
         if not 0.0 <= self.tau_star < 1.0:
             raise ConfigurationError(f"tau_star must be in [0, 1), got {tau_star}")
         if self.t_end < self.t_start:
