@@ -6,9 +6,13 @@ chains in the old dtype and the model's forward failed on them (or, with a model
 its input, silently sampled in the old precision).
 """
 
+import warnings
+
+import pytest
 import torch
 from _support.losses import MLPEnergy  # parameterised; samplers lack torchebm-models
 
+from torchebm.core import GaussianModel, HarmonicModel
 from torchebm.samplers import GradientDescentSampler
 
 
@@ -28,3 +32,36 @@ def test_second_sample_follows_a_model_moved_to_float64():
         (g,) = torch.autograd.grad(model(xg).sum(), xg)
         x = x - 0.01 * g
     torch.testing.assert_close(out, x, rtol=1e-12, atol=1e-12)
+
+
+def test_a_sampler_follows_a_model_whose_tensors_are_buffers():
+    """A GaussianModel has no parameters, only buffers (mean, cov, cov_inv): a sampler built
+    without ``device``/``dtype`` reports their placement, also after the model moves (found on
+    a GPU: ``GaussianModel(...).to("cuda")`` under a sampler left the chains on the CPU)."""
+    model = GaussianModel(torch.tensor([1.0, -1.0]), torch.tensor([[1.0, 0.5], [0.5, 2.0]]))
+    sampler = GradientDescentSampler(model, step_size=0.1)
+    assert (sampler.device, sampler.dtype) == (torch.device("cpu"), torch.float32)
+    model.to(torch.float64)  # replaces the buffers: the sampler's cached placement follows
+    assert sampler.dtype == torch.float64
+    x0 = torch.zeros(3, 2, dtype=torch.float64)
+    out = sampler.sample(x=x0, n_steps=2)
+    # two gradient-descent steps on (x - mu)^T P (x - mu) / 2, by hand in float64
+    mu = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    prec = torch.linalg.inv(torch.tensor([[1.0, 0.5], [0.5, 2.0]], dtype=torch.float64))
+    x = x0.clone()
+    for _ in range(2):
+        x = x - 0.1 * (x - mu) @ prec
+    assert out.dtype == torch.float64  # the precision was stored in float32 before .to()
+    torch.testing.assert_close(out, x, rtol=1e-6, atol=1e-7)
+    model.to("meta")  # another device, without a GPU
+    assert sampler.device == torch.device("meta")
+
+
+def test_a_device_the_model_is_not_on_warns_and_the_chains_follow_the_model():
+    with pytest.warns(UserWarning, match=r"device='meta' differs from .*model's tensors \(cpu\)"):
+        sampler = GradientDescentSampler(MLPEnergy(2, 8), step_size=0.1, device="meta")
+    assert sampler.device == torch.device("cpu")
+    with warnings.catch_warnings():  # a model without tensors: the chains go to `device`
+        warnings.simplefilter("error")
+        sampler = GradientDescentSampler(HarmonicModel(), step_size=0.1, device="meta")
+    assert sampler.device == torch.device("meta")

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 
 from torchebm.core._base_model import BaseModel
-from torchebm.core._module import TorchEBMModule
+from torchebm.core._module import TorchEBMModule, _normalise_device
 from torchebm.core._schedulable import Schedulable, _schedulable_subtree
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
 from torchebm.core.errors import (
@@ -230,8 +230,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     Args:
         model: The energy model (or a flow sampler's vector field); `sampler.to()` moves it.
-        dtype: Dtype of the chains when the model has no parameters (else the model's).
-        device: Device of the chains when the model has no parameters.
+        dtype: Dtype of the chains when the model has no parameters or buffers (else the model's).
+        device: Device of the chains when the model has no parameters or buffers (else the
+            model's; a different `device` warns).
         n_steps: Default number of steps for `sample(n_steps=None)` (keyword-only);
             `None` uses `default_n_steps`.
         nan_policy: `"warn"` (default), `"raise"` or `"resample"` (keyword-only;
@@ -288,6 +289,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
         if model is None:
             raise TypeError(f"{cls.__name__} requires a model, got None")
         self.model = model
+        if device is not None and self.device != _normalise_device(self._torchebm_probe.device):
+            msg = f"device={device!r} differs from the device of the model's tensors"
+            warnings.warn(f"{msg} ({self.device}); the chains follow the model", stacklevel=2)
         self.n_steps = None if n_steps is None else check_int("n_steps", n_steps, minimum=1)
         self.nan_policy = check_in("nan_policy", nan_policy, NAN_POLICIES)
         self._compiled_step: Callable[..., Any] | None = None

@@ -37,7 +37,8 @@ class TorchEBMModule(nn.Module):
     r"""Base ``nn.Module`` with device/dtype resolution, autocast and conditioning helpers.
 
     ``device`` and ``dtype`` are read-only: those of the first parameter of the module tree
-    (a sampler reports its model's), else of a zero-element probe buffer made with the
+    (a sampler reports its model's), else of a submodule's first floating-point buffer (a
+    sampler over a ``GaussianModel``), else of a zero-element probe buffer made with the
     constructor's ``device``/``dtype``. ``.to()``, ``.cuda()``, ``.double()`` update both.
 
     Args:
@@ -74,25 +75,30 @@ class TorchEBMModule(nn.Module):
 
     # ------------------------------------------------------------------ placement
     def _resolve_placement(self) -> tuple[torch.device, torch.dtype]:
-        cache = self.__dict__.get("_placement_cache")  # valid while that tensor stays put: a
+        cache = self.__dict__.get("_placement_cache")  # (tensor read, device, placement, owner)
         if cache is not None and cache[0].device == cache[1] and cache[0].dtype == cache[2][1]:
-            return cache[2]  # .to() on a child (a model inside a sampler) moves it in place
-        ref: torch.Tensor = self._torchebm_probe
-        for p in self.parameters():
-            ref = p
-            break
+            if cache[3] is None or getattr(*cache[3]) is cache[0]:  # .to() moves a parameter
+                return cache[2]  # in place but replaces a buffer: look it up again
+        ref, owner = next(self.parameters(), None), None
+        if ref is None:  # no parameter: a submodule's floating buffer (a GaussianModel's mean)
+            ref = self._torchebm_probe
+            for name, buf in self.named_buffers():  # a submodule's buffer has a dotted name
+                if "." in name and buf.is_floating_point() and not name.endswith("_torchebm_probe"):
+                    path, _, leaf = name.rpartition(".")
+                    ref, owner = buf, (self.get_submodule(path), leaf)
+                    break
         placement = (_normalise_device(ref.device), ref.dtype)
-        self._placement_cache = (ref, ref.device, placement)
+        self._placement_cache = (ref, ref.device, placement, owner)
         return placement
 
     @property
     def device(self) -> torch.device:
-        """Device of the first parameter in the tree, else of the probe buffer."""
+        """Device of the first parameter in the tree, else of a submodule's buffer or the probe."""
         return self._resolve_placement()[0]
 
     @property
     def dtype(self) -> torch.dtype:
-        """Dtype of the first parameter in the tree, else of the probe buffer."""
+        """Dtype of the first parameter in the tree, else of a submodule's buffer or the probe."""
         return self._resolve_placement()[1]
 
     def _apply(self, fn, *args, **kwargs):  # type: ignore[override]
