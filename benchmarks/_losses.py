@@ -102,7 +102,9 @@ def _cd_case(cfg: Config, persistent: bool) -> Case:
 
     batch, k, reg = 256, 10, 0.001
     model, hand = _energy_pair(cfg)
-    sampler = LangevinDynamics(model, step_size=ETA, noise_scale=1.0)
+    # eager: on CUDA backend="auto" runs the fused kernel with its own random numbers (timed
+    # in the cuda group); the eager update draws the floor's noise (on CPU "auto" is eager)
+    sampler = LangevinDynamics(model, step_size=ETA, noise_scale=1.0, backend="eager")
     amp = math.sqrt(2 * ETA)
     if not persistent:
         loss_fn = ContrastiveDivergence(model, sampler, k_steps=k, energy_reg_weight=reg)

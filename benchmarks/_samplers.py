@@ -51,7 +51,9 @@ def _langevin_case(cfg: Config, kind: str, trajectory: bool = False) -> Case:
         model, hand = _mlp_energy(cfg)
     else:
         model, mu, prec = _gaussian(cfg)
-    sampler = LangevinDynamics(model, step_size=ETA, noise_scale=sigma)
+    # eager: on CUDA backend="auto" runs the fused kernels with their own random numbers
+    # (timed in the cuda group); the eager update draws the floor's noise ("auto" on CPU)
+    sampler = LangevinDynamics(model, step_size=ETA, noise_scale=sigma, backend="eager")
     x0 = torch.randn(n, 2, device=dev)
     gen = make_generator(dev)
 
@@ -99,7 +101,7 @@ def _hmc_case(cfg: Config) -> Case:
     dev = cfg.device
     n, steps, n_lf, h = 2_000, cfg.size(100, 10), 10, 0.1
     model, mu, prec = _gaussian(cfg)
-    sampler = HamiltonianMonteCarlo(model, step_size=h, n_leapfrog_steps=n_lf)
+    sampler = HamiltonianMonteCarlo(model, step_size=h, n_leapfrog_steps=n_lf, backend="eager")
     x0 = torch.randn(n, 2, device=dev)
     gen = make_generator(dev)
 
