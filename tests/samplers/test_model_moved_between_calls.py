@@ -65,3 +65,26 @@ def test_a_device_the_model_is_not_on_warns_and_the_chains_follow_the_model():
         warnings.simplefilter("error")
         sampler = GradientDescentSampler(HarmonicModel(), step_size=0.1, device="meta")
     assert sampler.device == torch.device("meta")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_samplers_over_a_gaussian_model_moved_to_cuda_run_there():
+    """``GaussianModel(...).to("cuda")`` under samplers built without ``device``: the chains
+    run on the GPU with a CUDA generator (they ran on the CPU and rejected it). Moments
+    against the closed forms: ULA's stationary variance sigma^2 / (1 - h / (2 sigma^2)) per
+    axis of a diagonal Gaussian, and the exact target under HMC's Metropolis correction."""
+    from torchebm.samplers import HamiltonianMonteCarlo, LangevinDynamics
+
+    mean, var = torch.tensor([1.0, -1.0]), torch.tensor([1.0, 2.0])
+    model = GaussianModel(mean, torch.diag(var)).to("cuda")
+    n, h = 20_000, 0.05  # sd of a sample variance ~ sqrt(2 / n) = 1%: 5% tolerance
+    for sampler, target_var in (
+        (LangevinDynamics(model, step_size=h), var / (1 - h / (2 * var))),
+        (HamiltonianMonteCarlo(model, step_size=0.2, n_leapfrog_steps=10), var),
+    ):
+        g = torch.Generator(device="cuda").manual_seed(0)
+        x = sampler.sample(dim=2, n_samples=n, n_steps=300, generator=g)
+        assert x.is_cuda and sampler.device.type == "cuda"
+        torch.testing.assert_close(x.mean(0).cpu(), mean, atol=5 * (var.max() / n) ** 0.5, rtol=0)
+        torch.testing.assert_close(x.var(0).cpu(), target_var, rtol=0.05, atol=0)
