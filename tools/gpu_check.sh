@@ -7,8 +7,13 @@
 # There (carry .whl), from the repository root:
 #     bash tools/gpu_check.sh            # writes logs to $OUT (or ./gpu-check) as well
 #
-# Runs: the self-check, every GPU-marked test (fused vs eager, graphs, samplers on CUDA)
-# and the Langevin benchmark (ms/step, eager / compiled / CUDA graph / fused / sampler).
+# Runs: the self-check, every GPU-marked test (fused vs eager, graphs, samplers on CUDA),
+# the Langevin benchmark (ms/step, eager / compiled / CUDA graph / fused / sampler) and every
+# documentation example, which picks the GPU when there is one (docs/, examples/, and the
+# seed-documentation corpus too when $TORCHEBM_SEED_DOCS names it: copy it into a folder that
+# .git/info/exclude ignores and carry that folder). About 3 minutes on an H200.
+# The suite's other rows on the GPU (not part of this check):
+#     python3 benchmarks/run.py --device cuda --quick
 set -uo pipefail
 out="${OUT:-gpu-check}"
 mkdir -p "$out"
@@ -21,4 +26,6 @@ status=0
 python3 -m pytest -q -p no:cacheprovider -m cuda tests \
     2>&1 | tee "$out/pytest-cuda.txt" || status=1
 python3 benchmarks/cuda_langevin.py --device cuda 2>&1 | tee "$out/bench-cuda.md" || status=1
+MPLBACKEND=Agg TORCHEBM_SMOKE=1 python3 tools/run_doc_examples.py --jobs 8 \
+    2>&1 | tee "$out/examples.txt" || status=1
 exit $status
