@@ -34,15 +34,16 @@ def test_second_sample_follows_a_model_moved_to_float64():
     torch.testing.assert_close(out, x, rtol=1e-12, atol=1e-12)
 
 
-def test_a_sampler_follows_a_model_whose_tensors_are_buffers():
+def test_a_sampler_runs_where_a_models_buffers_are():
     """A GaussianModel has no parameters, only buffers (mean, cov, cov_inv): a sampler built
-    without ``device``/``dtype`` reports their placement, also after the model moves (found on
-    a GPU: ``GaussianModel(...).to("cuda")`` under a sampler left the chains on the CPU)."""
+    without ``device`` runs where they are, also after the model moves (found on a GPU:
+    ``GaussianModel(...).to("cuda")`` under a sampler left the chains on the CPU). The dtype
+    stays the sampler's (the closed form computes in the buffers' dtype), as in 0.8.9."""
     model = GaussianModel(torch.tensor([1.0, -1.0]), torch.tensor([[1.0, 0.5], [0.5, 2.0]]))
     sampler = GradientDescentSampler(model, step_size=0.1)
     assert (sampler.device, sampler.dtype) == (torch.device("cpu"), torch.float32)
-    model.to(torch.float64)  # replaces the buffers: the sampler's cached placement follows
-    assert sampler.dtype == torch.float64
+    model.to(torch.float64)  # replaces the buffers: the sampler looks them up again
+    assert (sampler.device, sampler.dtype) == (torch.device("cpu"), torch.float32)
     x0 = torch.zeros(3, 2, dtype=torch.float64)
     out = sampler.sample(x=x0, n_steps=2)
     # two gradient-descent steps on (x - mu)^T P (x - mu) / 2, by hand in float64
@@ -51,10 +52,10 @@ def test_a_sampler_follows_a_model_whose_tensors_are_buffers():
     x = x0.clone()
     for _ in range(2):
         x = x - 0.1 * (x - mu) @ prec
-    assert out.dtype == torch.float64  # the precision was stored in float32 before .to()
-    torch.testing.assert_close(out, x, rtol=1e-6, atol=1e-7)
+    assert out.dtype == torch.float32  # the chains in the sampler's dtype
+    torch.testing.assert_close(out, x.float(), rtol=1e-6, atol=1e-6)
     model.to("meta")  # another device, without a GPU
-    assert sampler.device == torch.device("meta")
+    assert (sampler.device, sampler.dtype) == (torch.device("meta"), torch.float32)
 
 
 def test_a_device_the_model_is_not_on_warns_and_the_chains_follow_the_model():

@@ -230,7 +230,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     Args:
         model: The energy model (or a flow sampler's vector field); `sampler.to()` moves it.
-        dtype: Dtype of the chains when the model has no parameters or buffers (else the model's).
+        dtype: Dtype of the chains when the model has no parameters (else the model's).
         device: Device of the chains when the model has no parameters or buffers (else the
             model's; a different `device` warns).
         n_steps: Default number of steps for `sample(n_steps=None)` (keyword-only);

@@ -28,18 +28,17 @@ def warn_once(
 
 def _normalise_device(device: Any) -> torch.device:
     device = torch.device(device)
-    if device.type == "cuda" and device.index == 0:
-        return torch.device("cuda")
-    return device
+    return torch.device("cuda") if device.type == "cuda" and device.index == 0 else device
 
 
 class TorchEBMModule(nn.Module):
     r"""Base ``nn.Module`` with device/dtype resolution, autocast and conditioning helpers.
 
     ``device`` and ``dtype`` are read-only: those of the first parameter of the module tree
-    (a sampler reports its model's), else of a submodule's first floating-point buffer (a
-    sampler over a ``GaussianModel``), else of a zero-element probe buffer made with the
-    constructor's ``device``/``dtype``. ``.to()``, ``.cuda()``, ``.double()`` update both.
+    (a sampler reports its model's), else those of a zero-element probe buffer made with the
+    constructor's ``device``/``dtype``, except that a submodule's floating-point buffer, if
+    any, gives the device (a sampler over a ``GaussianModel`` runs where its buffers are).
+    ``.to()``, ``.cuda()``, ``.double()`` update both.
 
     Args:
         device: Initial device of the probe (default: CPU, torch's default device).
@@ -75,20 +74,20 @@ class TorchEBMModule(nn.Module):
 
     # ------------------------------------------------------------------ placement
     def _resolve_placement(self) -> tuple[torch.device, torch.dtype]:
-        cache = self.__dict__.get("_placement_cache")  # (tensor read, device, placement, owner)
-        if cache is not None and cache[0].device == cache[1] and cache[0].dtype == cache[2][1]:
+        cache = self.__dict__.get("_placement_cache")  # (tensor, device, dtype, owner, placement)
+        if cache is not None and cache[0].device == cache[1] and cache[0].dtype == cache[2]:
             if cache[3] is None or getattr(*cache[3]) is cache[0]:  # .to() moves a parameter
-                return cache[2]  # in place but replaces a buffer: look it up again
-        ref, owner = next(self.parameters(), None), None
-        if ref is None:  # no parameter: a submodule's floating buffer (a GaussianModel's mean)
-            ref = self._torchebm_probe
+                return cache[4]  # in place but replaces a buffer: look it up again
+        ref, owner, probe = next(self.parameters(), None), None, self._torchebm_probe
+        if ref is None:  # no parameter: the probe's dtype, a submodule buffer's device (Gaussian)
+            ref = probe
             for name, buf in self.named_buffers():  # a submodule's buffer has a dotted name
                 if "." in name and buf.is_floating_point() and not name.endswith("_torchebm_probe"):
                     path, _, leaf = name.rpartition(".")
                     ref, owner = buf, (self.get_submodule(path), leaf)
                     break
-        placement = (_normalise_device(ref.device), ref.dtype)
-        self._placement_cache = (ref, ref.device, placement, owner)
+        placement = (_normalise_device(ref.device), probe.dtype if owner else ref.dtype)
+        self._placement_cache = (ref, ref.device, ref.dtype, owner, placement)
         return placement
 
     @property
@@ -98,7 +97,7 @@ class TorchEBMModule(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """Dtype of the first parameter in the tree, else of a submodule's buffer or the probe."""
+        """Dtype of the first parameter in the tree, else of the probe buffer."""
         return self._resolve_placement()[1]
 
     def _apply(self, fn, *args, **kwargs):  # type: ignore[override]
