@@ -1,6 +1,6 @@
 """`GaussianModel` state that cannot go stale: assigning ``mean``/``cov`` validates the value
-and recomputes the precision ``cov_inv``; ``.to()``, ``load_state_dict`` and parametrizations
-keep working. References are computed independently in float64 with ``torch.linalg.solve``."""
+and recomputes the precision ``cov_inv``; ``.to()``, ``load_state_dict`` (also of torchebm
+0.8.9's checkpoints) and parametrizations keep working. References are computed independently in float64 with ``torch.linalg.solve``."""
 
 from __future__ import annotations
 
@@ -113,17 +113,34 @@ def test_assignment_is_validated_and_a_rejected_value_changes_nothing(name, valu
     _assert_model_is(m, MEAN0, COV0)
 
 
-def test_state_dict_keys_and_loading_are_unchanged():
+def test_state_dict_keys_are_torchebm_089s_and_loading_derives_cov():
+    """torchebm 0.8.9 saved ``mean`` and ``cov_inv`` (its ``cov`` was no buffer): the state
+    dict keeps exactly those keys, and loading one (strict, plain or ``assign=True``) gives
+    the model of the saved moments, ``cov`` derived from the loaded precision."""
     a = GaussianModel(MEAN0, COV0, dtype=F64)
     a.cov = COV1
     sd = a.state_dict()
-    assert list(sd) == ["mean", "cov", "cov_inv"]
-    b = GaussianModel(torch.zeros(2), torch.eye(2), dtype=F64)
-    b.load_state_dict(sd, strict=True)
-    _assert_model_is(b, MEAN0, COV1)
-    c = GaussianModel(torch.zeros(2), torch.eye(2), dtype=F64)
-    c.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=True, assign=True)
-    _assert_model_is(c, MEAN0, COV1)
+    assert list(sd) == ["mean", "cov_inv"]
+    for assign in (False, True):
+        b = GaussianModel(torch.zeros(2), torch.eye(2), dtype=F64)
+        b.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=True, assign=assign)
+        _assert_model_is(b, MEAN0, COV1)
+        torch.testing.assert_close(b.cov, COV1, rtol=1e-12, atol=1e-12)
+    # a checkpoint as torchebm 0.8.9 wrote it (mean and torch.inverse(cov), float32), nested
+    # in a module tree: the hook runs for a submodule too
+    saved = {"model.mean": MEAN1.float(), "model.cov_inv": torch.inverse(COV0.float())}
+    tree = torch.nn.ModuleDict({"model": GaussianModel(torch.zeros(2), torch.eye(2))})
+    result = tree.load_state_dict(saved, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    _assert_model_is(tree["model"], MEAN1, COV0, tol=1e-5)  # float32 rounding
+    torch.testing.assert_close(tree["model"].cov, COV0.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_whose_precision_is_not_positive_definite_is_rejected():
+    m = GaussianModel(MEAN0, COV0, dtype=F64)
+    bad = {"mean": MEAN0, "cov_inv": torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=F64)}
+    with pytest.raises(ConfigurationError, match="positive definite"):
+        m.load_state_dict(bad)
 
 
 def test_a_parametrized_mean_is_read_through_the_module():

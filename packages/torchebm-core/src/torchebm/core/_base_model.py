@@ -179,7 +179,9 @@ class GaussianModel(_AnalyticModel):
 
     ``mean`` and ``cov`` may be assigned (``model.cov = new_cov``): the value is validated as
     here and the precision ``cov_inv`` recomputed. Assign them; an in-place change
-    (``model.cov.copy_(...)``) is not seen and leaves ``cov_inv`` stale.
+    (``model.cov.copy_(...)``) is not seen and leaves ``cov_inv`` stale. The state dict holds
+    ``mean`` and ``cov_inv``, as torchebm 0.8.9's: ``load_state_dict`` derives ``cov`` from
+    the loaded precision (validated as here), so checkpoints load across both versions.
 
     Args:
         mean: Mean $\mu$, shape ``(d,)``, finite.
@@ -211,6 +213,7 @@ class GaussianModel(_AnalyticModel):
     ):
         super().__init__(dtype=dtype, device=device)
         self._set_moments(mean, cov)
+        self.register_load_state_dict_post_hook(_cov_from_loaded_precision)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "mean" or name == "cov":  # validated, and cov_inv recomputed
@@ -225,21 +228,20 @@ class GaussianModel(_AnalyticModel):
         if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
             raise ShapeError(f"cov must be a square 2-D tensor, got shape {tuple(cov.shape)}")
         if cov.shape[0] != mean.shape[0]:
-            raise ShapeError(
-                f"mean and cov dimensions differ: mean has {mean.shape[0]}, cov is {tuple(cov.shape)}"
-            )
+            got = f"mean has {mean.shape[0]}, cov is {tuple(cov.shape)}"
+            raise ShapeError(f"mean and cov dimensions differ: {got}")
         _finite_tensor("mean", mean)
         cov64 = _finite_tensor("cov", cov)
         if not torch.allclose(cov64, cov64.T, atol=1e-6, rtol=1e-5):
             raise ConfigurationError(f"cov must be symmetric, got {_show(cov)}")
         chol, info = torch.linalg.cholesky_ex(cov64)
         if int(info) != 0:
-            raise ConfigurationError(
-                f"cov must be positive definite, got {_show(cov)} (it is singular or indefinite)"
-            )
+            bad = f"{_show(cov)} (it is singular or indefinite)"
+            raise ConfigurationError(f"cov must be positive definite, got {bad}")
         inv = torch.cholesky_inverse(chol)  # column-major; x @ inv is ~1.6x faster row-major
-        for name, value in (("mean", mean), ("cov", cov), ("cov_inv", inv)):
-            self.register_buffer(name, value.detach().to(self._torchebm_probe).contiguous())
+        for name, value in (("mean", mean), ("cov", cov), ("cov_inv", inv)):  # cov: derived
+            buf = value.detach().to(self._torchebm_probe).contiguous()
+            self.register_buffer(name, buf, persistent=name != "cov")
 
     def _check(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mean, prec = self.mean, self.cov_inv  # x in the buffers' dtype, mean, precision
@@ -268,6 +270,11 @@ class GaussianModel(_AnalyticModel):
         fn = super().gradient_function()  # the autograd path for a redefined forward
         own = fn == self.closed_form_gradient
         return partial(self.closed_form_gradient, mean=self.mean, prec=self.cov_inv) if own else fn
+
+
+def _cov_from_loaded_precision(model: GaussianModel, incompatible_keys: Any) -> None:
+    """After ``load_state_dict``: ``cov`` (not saved, as in 0.8.9) from the loaded ``cov_inv``."""
+    model._set_moments(model.mean, torch.linalg.inv(model.cov_inv.detach().double()))
 
 
 class DoubleWellModel(_AnalyticModel):

@@ -27,7 +27,7 @@ __all__ = [
 
 def _warn(old: str, new: str) -> None:
     message = f"torchebm.core.{old} is deprecated; use torchebm.core.{new} instead"
-    warn_once(f"torchebm.core.{old}", message, DeprecationWarning, stacklevel=4)
+    warn_once(f"torchebm.core.{old}", message, stacklevel=4)
 
 
 class _Deprecated:

@@ -34,16 +34,10 @@ def renamed_kwargs(**renames: str) -> Callable[[F], F]:
             for old, new in renames.items():
                 if old in kwargs:
                     if new in kwargs:
-                        raise TypeError(
-                            f"{name}() got both {old}= (its torchebm 0.8 name) and {new}=; "
-                            f"pass only {new}="
-                        )
-                    warn_once(
-                        f"renamed:{fn.__module__}.{name}.{old}",
-                        f"{name}({old}=...) is deprecated; the parameter is now {new}=",
-                        DeprecationWarning,
-                        stacklevel=3,
-                    )
+                        both = f"{name}() got both {old}= (its torchebm 0.8 name) and {new}="
+                        raise TypeError(f"{both}; pass only {new}=")
+                    message = f"{name}({old}=...) is deprecated; the parameter is now {new}="
+                    warn_once(f"renamed:{fn.__module__}.{name}.{old}", message, stacklevel=3)
                     kwargs[new] = kwargs.pop(old)
             return fn(*args, **kwargs)
 
