@@ -78,9 +78,9 @@ class TorchEBMModule(nn.Module):
         if cache is not None and cache[0].device == cache[1] and cache[0].dtype == cache[2]:
             if cache[3] is None or getattr(*cache[3]) is cache[0]:  # .to() moves a parameter
                 return cache[4]  # in place but replaces a buffer: look it up again
-        ref, owner, probe = next(self.parameters(), None), None, self._torchebm_probe
-        if ref is None:  # no parameter: the probe's dtype, a submodule buffer's device (Gaussian)
-            ref = probe
+        probe, owner = self._torchebm_probe, None
+        ref: torch.Tensor = next(self.parameters(), probe)
+        if ref is probe:  # no parameter: the probe's dtype, a submodule buffer's device (Gaussian)
             for name, buf in self.named_buffers():  # a submodule's buffer has a dotted name
                 if "." in name and buf.is_floating_point() and not name.endswith("_torchebm_probe"):
                     path, _, leaf = name.rpartition(".")
