@@ -1,6 +1,7 @@
 """`GaussianModel` state that cannot go stale: assigning ``mean``/``cov`` validates the value
 and recomputes the precision ``cov_inv``; ``.to()``, ``load_state_dict`` (also of torchebm
-0.8.9's checkpoints) and parametrizations keep working. References are computed independently in float64 with ``torch.linalg.solve``."""
+0.8.9's checkpoints) and parametrizations keep working. References are computed
+independently in float64 with ``torch.linalg.solve``."""
 
 from __future__ import annotations
 
