@@ -28,6 +28,7 @@ from torchebm.core.errors import (
     check_int,
     check_positive,
     check_probability,
+    check_tensor,
 )
 
 F64 = torch.float64
@@ -185,6 +186,14 @@ def test_validators_name_the_argument_and_value():
     with pytest.raises(ConfigurationError, match="mode.*'c'"):
         check_in("mode", "c", ("a", "b"))
     assert issubclass(ConfigurationError, ValueError) and issubclass(ShapeError, ValueError)
+    # a complex tensor would lose its imaginary part in the cast to the working dtype
+    with pytest.raises(TypeError, match=r"x must have a real \(not complex\) dtype"):
+        check_tensor("x", torch.zeros(2, 2, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="x must have a floating-point dtype, got torch.complex64"):
+        check_tensor("x", torch.zeros(2, 2, dtype=torch.complex64), floating=True)
+    assert check_tensor("x", torch.zeros(2, 2, dtype=torch.int64)).dtype == torch.int64
+    with pytest.raises(TypeError, match="n_steps must be an int, got True"):
+        check_int("n_steps", True)
 
 
 def test_versions_reports_core_and_torch():

@@ -174,6 +174,8 @@ def test_bad_input_raises_clear_errors(name):
         sampler.sample(x=x0, n_samples=4, n_steps=2)
     with pytest.raises(ValueError, match="x must have at least 2"):
         sampler.sample(x=torch.zeros(3), n_steps=2)
+    with pytest.raises(TypeError, match=r"x must have a real \(not complex\) dtype.*complex64"):
+        sampler.sample(x=torch.zeros(3, 2, dtype=torch.complex64), n_steps=2)
     with pytest.raises(ValueError, match="dim"):
         sampler.sample(dim=0, n_samples=2, n_steps=2)
     with pytest.raises(ValueError, match="nan_policy"):

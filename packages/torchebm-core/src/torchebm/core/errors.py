@@ -107,9 +107,7 @@ def check_non_negative(name: str, value: Any) -> float:
 
 def check_int(name: str, value: Any, minimum: int | None = None) -> int:
     """Return ``value`` if it is an ``int`` (not bool) and ``>= minimum``, else raise."""
-    if type(value) is not int and (
-        isinstance(value, bool) or not isinstance(value, numbers.Integral)
-    ):
+    if type(value) is not int and (type(value) is bool or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     v = int(value)
     if minimum is not None and v < minimum:
@@ -144,7 +142,7 @@ def check_tensor(
     floating: bool = False,
     non_empty: bool = True,
 ) -> torch.Tensor:
-    """Check that ``value`` is a tensor with the given rank / dtype kind and a non-empty batch."""
+    """Check that ``value`` is a real tensor of the given rank / dtype kind, non-empty batch."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if ndim is not None and value.ndim != ndim:
@@ -153,8 +151,9 @@ def check_tensor(
         raise ShapeError(
             f"{name} must have at least {min_ndim} dimensions, got shape {tuple(value.shape)}"
         )
-    if floating and not value.is_floating_point():
-        raise TypeError(f"{name} must have a floating-point dtype, got {value.dtype}")
+    if value.is_complex() or (floating and not value.is_floating_point()):
+        kind = "floating-point" if floating else "real (not complex)"
+        raise TypeError(f"{name} must have a {kind} dtype, got {value.dtype}")
     if non_empty and value.ndim > 0 and value.shape[0] == 0:
         raise ShapeError(f"{name} must have a non-empty batch, got shape {tuple(value.shape)}")
     return value
