@@ -64,9 +64,9 @@ def _check_dtype(name: str, t: torch.Tensor) -> None:
 
 def check_state(name: str, x: Any) -> torch.Tensor:
     """A batch-first floating tensor ``(B, *event_shape)`` of a supported dtype."""
-    check_tensor(name, x, min_ndim=1)
-    _check_dtype(name, x)
-    return x
+    if isinstance(x, torch.Tensor):  # the supported dtypes named before check_tensor's "real"
+        _check_dtype(name, x)
+    return check_tensor(name, x, min_ndim=1)
 
 
 def check_like(
