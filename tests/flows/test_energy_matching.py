@@ -158,6 +158,8 @@ def test_duck_typed_sampler_gets_temperature_and_is_restored():
     y = torch.arange(8, dtype=F64)
     em(x1, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(0))
     assert [c[0] for c in s.calls] == ["TemperatureScheduler", "ConstantScheduler"]
+    with pytest.raises(ValueError, match="either as y= or in model_kwargs, not both"):
+        em(x1, y=y, model_kwargs={"y": y + 1})
     assert [c[1] for c in s.calls] == [2, 6] and all(c[2] == 7 for c in s.calls)
     assert all(c[3]["y"].shape[0] == n for c, n in zip(s.calls, (2, 6)))
     assert s.scheds["noise_scale"] is original

@@ -208,6 +208,11 @@ def test_conditioning_and_validation():
     a = eqm(x, y=torch.ones(8), generator=torch.Generator().manual_seed(0))
     b = eqm(x, model_kwargs={"y": torch.ones(8)}, generator=torch.Generator().manual_seed(0))
     assert a.item() == b.item()
+    # y in both places is ambiguous: an error, as in 0.8.9 (neither value silently wins)
+    with pytest.raises(ValueError, match="either as y= or in model_kwargs, not both"):
+        eqm(x, y=torch.ones(8), model_kwargs={"y": torch.zeros(8)})
+    with pytest.raises(ValueError, match=r"y must have one entry per sample of x \(batch 8\)"):
+        eqm(x, y=torch.ones(5))
     with pytest.raises(ValueError, match="x0"):
         eqm(x, x0=torch.randn(4, 2), model_kwargs={"y": torch.ones(8)})
     with pytest.raises(ValueError, match="prediction"):

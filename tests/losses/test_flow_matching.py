@@ -164,6 +164,8 @@ def test_check_conditioning_catches_a_model_that_ignores_y():
         FlowMatchingLoss(Ignores())(torch.randn(4, 2), y=y)
     FlowMatchingLoss(Ignores(), check_conditioning=False)(torch.randn(4, 2), y=y)
     FlowMatchingLoss(Velocity(num_classes=3))(torch.randn(4, 2), y=y)
+    with pytest.raises(ConfigurationError, match="either as y= or in model_kwargs, not both"):
+        FlowMatchingLoss(Velocity(num_classes=3))(torch.randn(4, 2), y=y, model_kwargs={"y": y})
 
 
 def _energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -34,10 +34,10 @@ from torchebm.flows._time_sampling import (
 )
 from torchebm.flows._utils import (
     _has_dtensor_params,
-    check_conditioning_batch,
     checked_loss,
     compute_flow_weight,
     energy_gradient,
+    flow_conditioning,
     mean_flat,
     source_batch,
     trimmed_mean,
@@ -367,14 +367,14 @@ class EnergyMatchingLoss(BaseLoss):
     ) -> torch.Tensor:
         """Energy Matching loss of the data batch ``x``; a scalar."""
         x = self._prepare_input(x)
-        if y is not None and isinstance(model_kwargs, (dict, type(None))):  # 0.8.9 shorthand
-            model_kwargs = {**(model_kwargs or {}), "y": y}
-        conditioning = self._resolve_model_kwargs(
-            model_kwargs, legacy_model_kwargs, warn_key="EnergyMatchingLoss.bare_kwargs"
-        )
-        check_conditioning_batch(conditioning, x.shape[0])
-        conditioning = self.apply_conditioning(
-            conditioning, lambda m: self.model(x[:1], **m), generator
+        conditioning = flow_conditioning(
+            self,
+            x,
+            y,
+            model_kwargs,
+            lambda m: self.model(x[:1], **m),
+            generator,
+            legacy_model_kwargs,
         )
         return checked_loss(
             self,

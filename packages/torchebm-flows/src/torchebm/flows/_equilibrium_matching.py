@@ -19,10 +19,10 @@ from torchebm.flows._time_sampling import (
 )
 from torchebm.flows._utils import (
     _has_dtensor_params,
-    check_conditioning_batch,
     checked_loss,
     compute_eqm_ct,
     dispersive_loss,
+    flow_conditioning,
     mean_flat,
     source_batch,
     split_model_output,
@@ -341,16 +341,14 @@ class EquilibriumMatchingLoss(BaseLoss):
         ``model_kwargs={...}``.
         """
         x = self._prepare_input(x)
-        if y is not None and isinstance(model_kwargs, (dict, type(None))):  # 0.8.9 shorthand
-            model_kwargs = {**(model_kwargs or {}), "y": y}
-        conditioning = self._resolve_model_kwargs(
-            model_kwargs, legacy_model_kwargs, warn_key="EquilibriumMatchingLoss.bare_kwargs"
-        )
-        check_conditioning_batch(conditioning, x.shape[0])
-        conditioning = self.apply_conditioning(
-            conditioning,
+        conditioning = flow_conditioning(
+            self,
+            x,
+            y,
+            model_kwargs,
             lambda m: self._call_model(x[:1], torch.zeros(1, device=x.device, dtype=x.dtype), m)[0],
             generator,
+            legacy_model_kwargs,
         )
         return checked_loss(
             self,

@@ -220,13 +220,35 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
     return (weights * values).sum() / weights.sum().clamp(min=1e-12)
 
 
-def check_conditioning_batch(conditioning: dict, batch: int) -> None:
-    """A tensor ``y`` in the conditioning has one label per sample (``y.shape[0] == batch``)."""
-    y = conditioning.get("y")
-    if isinstance(y, torch.Tensor) and y.ndim > 0 and y.shape[0] != batch:
+def flow_conditioning(
+    loss: Any,
+    x: torch.Tensor,
+    y: Any,
+    model_kwargs: Any,
+    probe: Callable[[dict], torch.Tensor],
+    generator: torch.Generator | None,
+    legacy_model_kwargs: dict | None = None,
+) -> dict:
+    """The conditioning of a flow objective's call on the data batch ``x``.
+
+    ``model_kwargs`` with the ``y=`` shorthand folded in (``y`` given both as ``y=`` and in
+    ``model_kwargs`` is a `ConfigurationError`, as in torchebm 0.8.9) and deprecated bare
+    keywords merged (one ``DeprecationWarning``); a tensor ``y`` must hold one label per
+    sample; then the loss's label dropout (``probe``: ``mk -> model output`` on one input,
+    for the one-time check that the model reads ``y``).
+    """
+    mk = loss._resolve_model_kwargs(model_kwargs, legacy_model_kwargs)
+    if y is not None:
+        if "y" in mk:
+            raise ConfigurationError("pass y either as y= or in model_kwargs, not both")
+        mk = loss._resolve_model_kwargs({**mk, "y": y})
+    labels = mk.get("y")
+    if isinstance(labels, torch.Tensor) and labels.ndim > 0 and labels.shape[0] != x.shape[0]:
         raise ShapeError(
-            f"y must have one entry per sample of x (batch {batch}), got shape {tuple(y.shape)}"
+            f"y must have one entry per sample of x (batch {x.shape[0]}), got shape "
+            f"{tuple(labels.shape)}"
         )
+    return loss.apply_conditioning(mk, probe, generator)
 
 
 def checked_loss(owner: Any, compute: Callable[[], torch.Tensor], inputs: dict) -> torch.Tensor:

@@ -464,12 +464,9 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         Returns:
             ``{"x": Tensor}`` after the step.
         """
-        x = _get_x(state)
-        drift = _require_callable("drift", drift, "drift(x, t)")
+        x, drift = self._begin_call(state, drift)
         h, h_t = _prep_step(step_size, x)
-        tv = self._time_vector(t, x)
-        self._evaluations.count = 0
-        return {"x": self._rk(x, tv, h, h_t, drift)[0]}
+        return {"x": self._rk(x, self._time_vector(t, x), h, h_t, drift)[0]}
 
     @inference_mode_option
     def integrate(
@@ -513,10 +510,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 NaN/inf (at the current point, or at every step size down to underflow);
                 ``indices`` names the batch rows.
         """
-        x = _get_x(state)
-        drift = _require_callable("drift", drift, "drift(x, t)")
+        x, drift = self._begin_call(state, drift)
         use_adaptive = self._resolve_adaptive(adaptive)
-        self._evaluations.count = 0
         times, dts = self._grid(x, step_size, n_steps, t, need_step=not use_adaptive)
         check_start(x=x)
         if use_adaptive:
@@ -529,6 +524,12 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         return {"x": self._fixed(x, times, dts, advance)}
 
     # ------------------------------------------------------------------ loops
+    def _begin_call(self, state: dict, drift: Any) -> tuple[torch.Tensor, Drift]:
+        """``state["x"]`` and ``drift``, checked, for a `step`/`integrate` call (whose function
+        evaluations `nfe` counts from here)."""
+        self._evaluations.count = 0
+        return _get_x(state), _require_callable("drift", drift, "drift(x, t)")
+
     def _resolve_adaptive(self, adaptive: bool | None) -> bool:
         if adaptive is None:
             return self.error_weights is not None
@@ -848,11 +849,9 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             >>> em = EulerMaruyamaIntegrator()  # doctest: +SKIP
             >>> em.step({"x": x}, 0.01, drift=lambda x, t: -x, noise_scale=1.0)  # doctest: +SKIP
         """
-        x = _get_x(state)
-        drift = _require_callable("drift", drift, "drift(x, t)")
+        x, drift = self._begin_call(state, drift)
         h, h_t = _prep_step(step_size, x)
         tv = self._time_vector(t, x)
-        self._evaluations.count = 0
         d = self._diffusion_value(diffusion, noise_scale, x, tv)
         y = self._rk(x, tv, h, h_t, drift)[0]
         return {"x": y if d is None else self._add_noise(y, x, d, h, noise, generator)}
@@ -899,9 +898,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             )
         if not noisy:
             return super().integrate(state, step_size, n_steps, drift=drift, t=t, adaptive=adaptive)
-        x = _get_x(state)
-        drift = _require_callable("drift", drift, "drift(x, t)")
-        self._evaluations.count = 0
+        x, drift = self._begin_call(state, drift)
         times, dts = self._grid(x, step_size, n_steps, t, need_step=True)
         check_start(x=x)
         advance = self._noisy_advance(x, drift, diffusion, noise_scale, generator)

@@ -8,7 +8,6 @@ import torch
 
 from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter
 from torchebm.core._module import forward_kwargs
-from torchebm.core.errors import ConfigurationError
 from torchebm.couplings import resolve_coupling
 from torchebm.flows import mean_flat
 from torchebm.flows._time_sampling import (
@@ -18,8 +17,8 @@ from torchebm.flows._time_sampling import (
     check_loss_weight_fn,
 )
 from torchebm.flows._utils import (
-    check_conditioning_batch,
     checked_loss,
+    flow_conditioning,
     source_batch,
     weighted_mean,
 )
@@ -178,14 +177,16 @@ class FlowMatchingLoss(BaseLoss):
             generator: RNG of the label dropout, source, coupling and times.
         """
         x = self._prepare_input(x)
-        mk = self._resolve_model_kwargs(model_kwargs)
-        if y is not None:
-            if "y" in mk:
-                raise ConfigurationError("pass y either as y= or in model_kwargs, not both")
-            mk = self._resolve_model_kwargs({**mk, "y": y})
-        check_conditioning_batch(mk, x.shape[0])
-        t_half = torch.full((1,), 0.5, device=x.device, dtype=x.dtype)
-        mk = self.apply_conditioning(mk, lambda m: self._velocity(x[:1], t_half, m), generator)
+        mk = flow_conditioning(
+            self,
+            x,
+            y,
+            model_kwargs,
+            lambda m: self._velocity(
+                x[:1], torch.full((1,), 0.5, device=x.device, dtype=x.dtype), m
+            ),
+            generator,
+        )
 
         def loss() -> torch.Tensor:
             terms = self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)
