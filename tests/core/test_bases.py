@@ -24,6 +24,7 @@ from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
     ShapeError,
+    check_energies,
     check_in,
     check_int,
     check_positive,
@@ -194,6 +195,12 @@ def test_validators_name_the_argument_and_value():
     assert check_tensor("x", torch.zeros(2, 2, dtype=torch.int64)).dtype == torch.int64
     with pytest.raises(TypeError, match="n_steps must be an int, got True"):
         check_int("n_steps", True)
+    e = torch.zeros(3)
+    assert check_energies("model", e, 3) is e
+    with pytest.raises(
+        ShapeError, match=r"model must return energies of shape \(B,\) = \(3,\), got list"
+    ):
+        check_energies("model", [0.0, 0.0, 0.0], 3)
 
 
 def test_versions_reports_core_and_torch():

@@ -43,7 +43,7 @@ from torchebm.core import (
     update_ema,
 )
 from torchebm.core import distributed as D
-from torchebm.core.errors import NonFiniteError
+from torchebm.core.errors import NonFiniteError, ShapeError
 
 NAN, INF = float("nan"), float("inf")
 X = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
@@ -1299,7 +1299,49 @@ def _ctor_cases() -> list[Case]:
             ("n_chains", "0"),
         ),
     ]
+    c += _energy_shape_cases()
     return c
+
+
+class _ColumnEnergy(BaseModel):
+    """Energies shaped ``(B, 1)`` instead of ``(B,)``; a correct closed-form gradient, so each
+    caller's own energy check (not `BaseModel.gradient`'s) is what fails."""
+
+    def forward(self, x):
+        return x.square().sum(1, keepdim=True)
+
+    def gradient(self, x, model_kwargs=None):
+        return 2 * x
+
+
+def _energy_shape_cases() -> list[Case]:
+    """Every entry point that evaluates a model's energies rejects a ``(B, 1)`` result."""
+    from torchebm.visualization import energy_grid
+
+    col = _ColumnEnergy
+    langevin = lambda: S.LangevinDynamics(col(), step_size=0.01)  # noqa: E731
+    calls = {
+        "BaseModel.gradient": lambda: BaseModel.gradient(col(), X),
+        "HamiltonianMonteCarlo.sample": lambda: S.HamiltonianMonteCarlo(
+            col(), step_size=0.1, n_leapfrog_steps=2
+        ).sample(x=X, n_steps=1),
+        "AnnealedImportanceSampling.estimate": lambda: S.AnnealedImportanceSampling(col()).estimate(
+            4, 2
+        ),
+        "ContrastiveDivergence": lambda: L.ContrastiveDivergence(col(), langevin(), k_steps=1)(X),
+        "ParallelTemperingCD": lambda: L.ParallelTemperingCD(
+            col(), langevin(), k_steps=1, temperatures=(1.0, 2.0)
+        )(X),
+        "ScoreMatching": lambda: L.ScoreMatching(col())(X),
+        "EnergyMatchingLoss": lambda: L.EnergyMatchingLoss(col(), n_langevin_steps=1)(X),
+        "energy_grid": lambda: energy_grid(col(), grid_size=3),
+    }
+    # the message names what was expected and the (n, 1) shape that came back
+    words = ("must return energies of shape (B,)", ", 1)")
+    return [
+        Case(f"{name} with (B, 1) energies", call, ShapeError, words)
+        for name, call in calls.items()
+    ]
 
 
 CASES = _ctor_cases()

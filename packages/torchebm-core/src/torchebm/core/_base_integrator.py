@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,13 +32,6 @@ StepSize = "float | torch.Tensor"
 
 
 # ----------------------------------------------------------------------------- helpers
-def _expand_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` -> ``(B, 1, ..., 1)`` with ``x.ndim`` dims (0-d tensors pass through)."""
-    if v.ndim == 1 and x.ndim > 1:
-        return expand_t_like_x(v, x)
-    return v
-
-
 def _prep_step(step_size: Any, x: torch.Tensor, name: str = "step_size") -> tuple[Any, Any]:
     """Return ``(h_x, h_t)``: the step broadcastable against ``x`` and against a ``(B,)`` time.
 
@@ -58,27 +51,12 @@ def _prep_step(step_size: Any, x: torch.Tensor, name: str = "step_size") -> tupl
             return h0, h0
         if step_size.ndim == 1 and x.ndim >= 1 and step_size.shape[0] == x.shape[0]:
             hb = step_size.to(device=x.device, dtype=x.dtype)
-            return _expand_like(hb, x), hb
+            return expand_t_like_x(hb, x), hb
         raise ConfigurationError(
             f"{name} must be a scalar or a (B,) tensor with B={x.shape[0]}, "
             f"got shape {tuple(step_size.shape)}"
         )
     raise TypeError(f"{name} must be a number or a tensor, got {type(step_size).__name__}")
-
-
-def _fits(shape: Sequence[int], target: Sequence[int]) -> bool:
-    """Whether ``shape`` broadcasts against ``target`` without enlarging it.
-
-    Plain Python on the sizes: ``torch.broadcast_shapes`` costs tens of microseconds per
-    call (it runs through the symbolic-shape machinery), far more than the update it guards.
-    """
-    if len(shape) > len(target):
-        return False
-    return all(a == b or a == 1 for a, b in zip(reversed(shape), reversed(target)))
-
-
-def _rms_norm(z: torch.Tensor) -> torch.Tensor:
-    return z.square().mean().sqrt()
 
 
 def _require_callable(name: str, fn: Any, hint: str = "") -> Callable:
@@ -90,18 +68,6 @@ def _require_callable(name: str, fn: Any, hint: str = "") -> Callable:
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
     return fn
-
-
-def _get_x(state: Any) -> torch.Tensor:
-    if not isinstance(state, dict) or "x" not in state:
-        raise TypeError(
-            f"state must be a dict with key 'x', got {type(state).__name__}"
-            + (f" with keys {sorted(state)}" if isinstance(state, dict) else "")
-        )
-    x = state["x"]
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"state['x'] must be a torch.Tensor, got {type(x).__name__}")
-    return x
 
 
 # ----------------------------------------------------------------------------- bases

@@ -14,7 +14,13 @@ from typing import Any
 import torch
 
 from torchebm.core._module import TorchEBMModule
-from torchebm.core.errors import ConfigurationError, ShapeError, check_finite, check_positive
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_energies,
+    check_finite,
+    check_positive,
+)
 
 __all__ = [
     "BaseModel",
@@ -82,11 +88,7 @@ class BaseModel(TorchEBMModule, ABC):
             xg.requires_grad_(True)
             with self.autocast_context():
                 energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
-            if energy.shape != (xg.shape[0],):
-                raise ShapeError(
-                    f"{type(self).__name__}.forward must return energies of shape (B,) = "
-                    f"({xg.shape[0]},), but got {tuple(energy.shape)}"
-                )
+            check_energies(f"{type(self).__name__}.forward", energy, xg.shape[0])
             if energy.grad_fn is None:
                 raise RuntimeError(
                     f"{type(self).__name__}.forward does not depend differentiably on x "

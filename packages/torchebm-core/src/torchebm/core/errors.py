@@ -36,6 +36,7 @@ __all__ = [
     "check_in",
     "check_finite_tensor",
     "check_tensor",
+    "check_energies",
     "require",
 ]
 
@@ -157,6 +158,14 @@ def check_tensor(
     if non_empty and value.ndim > 0 and value.shape[0] == 0:
         raise ShapeError(f"{name} must have a non-empty batch, got shape {tuple(value.shape)}")
     return value
+
+
+def check_energies(owner: str, energies: Any, batch: int) -> torch.Tensor:
+    """``energies`` if shaped ``(batch,)``, else a `ShapeError` naming ``owner`` and the result."""
+    if isinstance(energies, torch.Tensor) and energies.shape == (batch,):
+        return energies
+    got = tuple(energies.shape) if isinstance(energies, torch.Tensor) else type(energies).__name__
+    raise ShapeError(f"{owner} must return energies of shape (B,) = ({batch},), got {got}")
 
 
 def check_finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
     ShapeError,
+    check_energies,
     check_finite,
     check_finite_tensor,
     check_tensor,
@@ -169,11 +170,7 @@ def energy_gradient(
     w.r.t. the model parameters (training through $\nabla_x V$).
     """
     energy = model(x, **model_kwargs) if model_kwargs else model(x)
-    if energy.ndim != 1 or energy.shape[0] != x.shape[0]:
-        raise ConfigurationError(
-            f"the potential must return energies of shape (B,) = ({x.shape[0]},), got "
-            f"{tuple(energy.shape)}"
-        )
+    check_energies("the potential", energy, x.shape[0])
     (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
     return energy, grad
 

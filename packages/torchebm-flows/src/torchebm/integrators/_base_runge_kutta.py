@@ -24,15 +24,8 @@ from typing import Any
 
 import torch
 
-from torchebm.core import BaseIntegrator
-from torchebm.core._base_integrator import (
-    _expand_like,
-    _fits,
-    _get_x,
-    _prep_step,
-    _require_callable,
-    _rms_norm,
-)
+from torchebm.core import BaseIntegrator, expand_t_like_x
+from torchebm.core._base_integrator import _prep_step, _require_callable
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -42,6 +35,7 @@ from torchebm.core.errors import (
 )
 from torchebm.integrators._checked import check_start
 from torchebm.integrators._inference import inference_mode_option
+from torchebm.integrators._state import fits, rms_norm, state_x
 
 __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrate_time_grid"]
 
@@ -121,7 +115,7 @@ def _stage_time(t: torch.Tensor, dt) -> torch.Tensor:
 
 def _iadd(dst: torch.Tensor, src: torch.Tensor, alpha: float) -> torch.Tensor:
     """``dst + alpha * src``, in place when ``dst`` is a fresh tensor outside autograd."""
-    if dst.requires_grad or not _fits(src.shape, dst.shape):
+    if dst.requires_grad or not fits(src.shape, dst.shape):
         return torch.add(dst, src, alpha=alpha)
     return dst.add_(src, alpha=alpha)
 
@@ -426,7 +420,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             k_new = drift(_combine(base, h, (diag,), (k,)), ti)
             used += 1
             if check > 0 and it % check == 0:
-                change = float(_rms_norm((k_new - k) * (h * diag)))
+                change = float(rms_norm((k_new - k) * (h * diag)))
                 k = k_new
                 if change <= self.solver_tol:
                     break
@@ -528,7 +522,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         """``state["x"]`` and ``drift``, checked, for a `step`/`integrate` call (whose function
         evaluations `nfe` counts from here)."""
         self._evaluations.count = 0
-        return _get_x(state), _require_callable("drift", drift, "drift(x, t)")
+        return state_x(state), _require_callable("drift", drift, "drift(x, t)")
 
     def _resolve_adaptive(self, adaptive: bool | None) -> bool:
         if adaptive is None:
@@ -618,7 +612,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         if span == 0.0:
             return x
         direction = 1.0 if t1 > t0 else -1.0
-        norm = self.norm or _rms_norm
+        norm = self.norm or rms_norm
         e = self.error_weights
         if e is None or self.order is None:
             raise ConfigurationError(f"{type(self).__name__} has no error estimate: adaptive=False")
@@ -764,7 +758,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         else:
             return None
         if isinstance(d, torch.Tensor):
-            return _expand_like(d.to(device=x.device, dtype=x.dtype), x)
+            d = d.to(device=x.device, dtype=x.dtype)  # (B,) per sample: (B, 1, ..., 1)
+            return expand_t_like_x(d, x) if d.ndim == 1 and x.ndim > 1 else d
         if isinstance(d, (int, float)) and not isinstance(d, bool):
             return float(d)
         raise TypeError(
@@ -790,7 +785,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         fresh = (owned or y is not x) and not y.requires_grad
         if isinstance(amp, float):
             return y.add_(noise, alpha=amp) if fresh else y.add(noise, alpha=amp)
-        if fresh and _fits(amp.shape, y.shape):
+        if fresh and fits(amp.shape, y.shape):
             return y.addcmul_(noise, amp)
         return torch.addcmul(y, noise, amp)
 

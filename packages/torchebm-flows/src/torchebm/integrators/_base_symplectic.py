@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseIntegrator
-from torchebm.core._base_integrator import _fits, _rms_norm
 from torchebm.core.errors import ConfigurationError
+from torchebm.integrators._state import fits, rms_norm
 
 __all__ = ["BaseSymplecticIntegrator"]
 
@@ -110,7 +110,7 @@ class BaseSymplecticIntegrator(BaseIntegrator):
     @staticmethod
     def _axpy_(y: torch.Tensor, a: Any, x: torch.Tensor) -> torch.Tensor:
         """`y + a * x` in place on `y` (a tensor the caller owns) when autograd allows it."""
-        if y.requires_grad or not _fits(x.shape, y.shape):
+        if y.requires_grad or not fits(x.shape, y.shape):
             return BaseSymplecticIntegrator._axpy(y, a, x)
         if isinstance(a, float):
             return y.add_(x, alpha=a)
@@ -123,7 +123,7 @@ class BaseSymplecticIntegrator(BaseIntegrator):
         for it in range(1, n_iter + 1):
             z_new = fn(z)
             if check_every > 0 and it % check_every == 0 and it < n_iter:
-                change = float(_rms_norm(z_new - z))
+                change = float(rms_norm(z_new - z))
                 z = z_new
                 if change <= tol:
                     return z, it

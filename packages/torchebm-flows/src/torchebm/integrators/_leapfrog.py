@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from torchebm.core._base_integrator import _fits
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_non_negative
 from torchebm.integrators._base_symplectic import BaseSymplecticIntegrator
 from torchebm.integrators._checked import check_mass, check_start
 from torchebm.integrators._inference import inference_mode_option
+from torchebm.integrators._state import fits
 
 __all__ = ["LeapfrogIntegrator", "GeneralisedLeapfrogIntegrator", "LeapfrogResult"]
 
@@ -117,7 +117,7 @@ def _prep_mass(mass: Any, x: torch.Tensor):
         check_mass(mass)
         if mass.numel() == 1:
             return mass.reshape(()).to(device=x.device, dtype=x.dtype).clamp(min=_MASS_FLOOR)
-        if not _fits(mass.shape, x.shape):
+        if not fits(mass.shape, x.shape):
             raise ShapeError(
                 f"mass must be a number or a tensor broadcastable to the shape of x "
                 f"{tuple(x.shape)} (e.g. the event shape {tuple(x.shape[1:])}), "

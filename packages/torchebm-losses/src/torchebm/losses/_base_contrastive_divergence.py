@@ -17,7 +17,13 @@ from torch import nn
 
 from torchebm.core import BaseLoss, BaseSampler, expand_t_like_x, warn_once
 from torchebm.core._module import forward_kwargs
-from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
+from torchebm.core.errors import (
+    ShapeError,
+    check_energies,
+    check_int,
+    check_positive,
+    check_probability,
+)
 
 __all__ = ["BaseContrastiveDivergence"]
 
@@ -444,12 +450,7 @@ class BaseContrastiveDivergence(BaseLoss):
         """``model(x, **model_kwargs)`` with a shape check (``(B,)``)."""
         with self.autocast_context():
             e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
-        if not isinstance(e, torch.Tensor) or e.shape != (x.shape[0],):
-            raise ShapeError(
-                f"the model must return energies of shape (B,) = ({x.shape[0]},), got "
-                f"{tuple(getattr(e, 'shape', ()))}"
-            )
-        return e
+        return check_energies("the model", e, x.shape[0])
 
     @abstractmethod
     def compute_loss(

@@ -16,7 +16,7 @@ from torch import nn
 
 from torchebm.core import BaseLoss, ScheduledParameter
 from torchebm.core._module import forward_kwargs
-from torchebm.core.errors import ShapeError, check_int
+from torchebm.core.errors import ShapeError, check_energies, check_int
 from torchebm.flows._utils import checked_loss
 
 __all__ = ["BaseScoreMatching"]
@@ -126,19 +126,11 @@ class BaseScoreMatching(BaseLoss):
     """Current regularisation weight $\\lambda$."""
 
     # energies and gradients ------------------------------------------------------------------
-    def _check_energy(self, e: Any, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(e, torch.Tensor) or e.shape != (x.shape[0],):
-            raise ShapeError(
-                f"the model must return energies of shape (B,) = ({x.shape[0]},), got "
-                f"{tuple(getattr(e, 'shape', ()))}"
-            )
-        return e
-
     def energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """``model(x, **model_kwargs)`` under autocast, checked to be ``(B,)``."""
         with self.autocast_context():
             e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
-        return self._check_energy(e, x)
+        return check_energies("the model", e, x.shape[0])
 
     def energy_gradient(
         self,
@@ -183,7 +175,7 @@ class BaseScoreMatching(BaseLoss):
         def total_energy(xx: torch.Tensor) -> torch.Tensor:
             with self.autocast_context():
                 e = functional_call(fm, state, (xx,), conditioning)
-            return self._check_energy(e, xx).sum()
+            return check_energies("the model", e, xx.shape[0]).sum()
 
         with torch.enable_grad():
             g = grad(total_energy)(x)

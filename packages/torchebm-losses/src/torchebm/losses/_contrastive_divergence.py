@@ -12,6 +12,7 @@ from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
+    check_energies,
     check_int,
     check_non_negative,
     check_positive,
@@ -388,12 +389,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
     def _energies(self, flat: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), self.autocast_context():
             e = self.model(flat)
-        if e.shape != (flat.shape[0],):
-            raise ShapeError(
-                f"the model must return energies of shape (B,) = ({flat.shape[0]},), got "
-                f"{tuple(e.shape)}"
-            )
-        return e
+        return check_energies("the model", e, flat.shape[0])
 
     def _swap(self, chains: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """One round of Metropolis swaps between neighbouring replicas (even or odd pairs)."""

@@ -23,6 +23,7 @@ from torchebm.core import BaseModel
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
+    check_energies,
     check_finite,
     check_finite_tensor,
     check_in,
@@ -80,11 +81,7 @@ class _AnnealedEnergy(BaseModel):
         return 0.5 * (x - self.mean).reshape(x.shape[0], -1).square().sum(1) / self.std**2
 
     def target_energy(self, x: torch.Tensor) -> torch.Tensor:
-        e = self.target(x)
-        if not isinstance(e, torch.Tensor) or e.shape != (x.shape[0],):
-            got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
-            raise ShapeError(f"model must return energies of shape ({x.shape[0]},), got {got}")
-        return e
+        return check_energies("model", self.target(x), x.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = self.beta

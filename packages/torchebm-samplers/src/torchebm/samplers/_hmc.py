@@ -20,7 +20,7 @@ from torchebm.core import (
     warn_once,
 )
 from torchebm.core._module import forward_kwargs
-from torchebm.core.errors import ConfigurationError, ShapeError, check_int
+from torchebm.core.errors import ConfigurationError, ShapeError, check_energies, check_int
 from torchebm.integrators import (
     BaseSymplecticIntegrator,
     GeneralisedLeapfrogIntegrator,
@@ -110,13 +110,8 @@ class _HMCBase(BaseSampler):
         return resolved
 
     def _energy(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
-        e = self.model_energy(x, conditioning)
-        if e.shape != (x.shape[0],):
-            raise ShapeError(
-                f"{type(self.model).__name__} must return energies of shape (B,) = "
-                f"({x.shape[0]},), got {tuple(e.shape)}"
-            )
-        return e
+        energies = self.model_energy(x, conditioning)
+        return check_energies(type(self.model).__name__, energies, x.shape[0])
 
     def _metropolis(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchebm.core.errors import ConfigurationError, ShapeError, check_int
+from torchebm.core.errors import ConfigurationError, ShapeError, check_energies, check_int
 
 __all__ = [
     "energy_grid",
@@ -121,13 +121,7 @@ def energy_grid(
     chunks = []
     for start in range(0, pts.shape[0], batch_size):
         chunk = pts[start : start + batch_size]
-        e = model(chunk, **conditioning)
-        if not isinstance(e, torch.Tensor) or e.shape != (chunk.shape[0],):
-            shape = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
-            raise ShapeError(
-                f"model must return energies of shape (B,) = ({chunk.shape[0]},) for a "
-                f"(B, 2) batch, got {shape}"
-            )
+        e = check_energies("model", model(chunk, **conditioning), chunk.shape[0])
         chunks.append(e.detach().to("cpu", torch.float64))
     E = torch.cat(chunks).numpy().reshape(X.shape)
     return X, Y, E
