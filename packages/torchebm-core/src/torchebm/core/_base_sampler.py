@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from torchebm.core._base_interpolant import expand_t_like_x
 from torchebm.core._base_model import BaseModel
 from torchebm.core._module import TorchEBMModule, _normalise_device
 from torchebm.core._schedulable import Schedulable, _schedulable_subtree
@@ -166,10 +167,6 @@ def _finite_chains(state: State) -> torch.Tensor:
     return finite
 
 
-def _batch_view(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return mask.reshape(mask.shape[0], *([1] * (x.ndim - 1)))
-
-
 def _per_chain_items(state: State, b: int) -> Iterator[tuple[str, torch.Tensor]]:
     """`(name, tensor)` of every per-chain tensor of `state` (leading dimension `b`)."""
     if isinstance(state, SamplerState):
@@ -192,7 +189,7 @@ def restart_chains(state: State, mask: torch.Tensor, start: dict[str, torch.Tens
     for key, value in list(_per_chain_items(state, mask.shape[0])):
         first = start.get(key)
         if first is not None and first.shape == value.shape:
-            state[key] = torch.where(_batch_view(mask, value), first, value)
+            state[key] = torch.where(expand_t_like_x(mask, value), first, value)
     return state
 
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Union
 
 import torch
 
+from torchebm.core._base_interpolant import expand_t_like_x
 from torchebm.core.errors import ConfigurationError, check_probability
 
 __all__ = ["substitute_condition", "Conditioning", "NullCondition"]
@@ -33,7 +34,7 @@ def substitute_condition(y: torch.Tensor, mask: torch.Tensor, null: NullConditio
     """
     if callable(null):
         return null(y, mask)
-    m = mask.reshape(-1, *([1] * (y.ndim - 1)))
+    m = expand_t_like_x(mask, y)
     if isinstance(null, torch.Tensor):
         return torch.where(m, null.to(device=y.device, dtype=y.dtype), y)
     return torch.where(m, torch.full_like(y, null), y)

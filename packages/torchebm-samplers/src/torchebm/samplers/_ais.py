@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core import BaseModel
+from torchebm.core import BaseModel, expand_t_like_x
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -367,8 +367,7 @@ def _mala_step(
     log_a = (e_x - e_y) + log_q(x, y, g_y) - log_q(y, x, g_x)
     u = torch.rand(x.shape[0], generator=gen, dtype=x.dtype, device=x.device)
     accept = (u.log() < log_a) & torch.isfinite(log_a)
-    mask = accept.reshape(-1, *([1] * (x.ndim - 1)))
-    return torch.where(mask, y, x), accept
+    return torch.where(expand_t_like_x(accept, x), y, x), accept
 
 
 def annealed_importance_sampling(

@@ -16,6 +16,7 @@ from torchebm.core import (
     BaseSDERungeKuttaIntegrator,
     SamplerState,
     ScheduledParameter,
+    expand_t_like_x,
     shared_field,
 )
 from torchebm.core._base_interpolant import _DIFFUSION_FORMS as _FORMS
@@ -321,7 +322,7 @@ class FlowSampler(BaseSampler):
         t = _uniform_time(t)
         if t.ndim == 0:
             return self.interpolant.compute_sigma_t(t)[0]
-        return self.interpolant.compute_sigma_t(t.reshape(t.shape[0], *([1] * (x.ndim - 1))))[0]
+        return self.interpolant.compute_sigma_t(expand_t_like_x(t, x))[0]
 
     def _velocity_or_score(
         self, x: torch.Tensor, t: torch.Tensor, mk: dict
@@ -484,7 +485,7 @@ class FlowSampler(BaseSampler):
         if self.last_step == "Euler":
             return torch.add(x, self._ode_drift(mk)(x, t), alpha=delta)
         _, score = self._velocity_and_score(x, t, mk)
-        tb = t.reshape(t.shape[0], *([1] * (x.ndim - 1)))
+        tb = expand_t_like_x(t, x)
         alpha = self.interpolant.compute_alpha_t(tb)[0]
         sigma = self.interpolant.compute_sigma_t(tb)[0]
         return (x + sigma.square() * score) / alpha

@@ -12,7 +12,13 @@ from typing import Any, cast
 
 import torch
 
-from torchebm.core import BaseSampler, SamplerContext, SamplerState, ScheduledParameter
+from torchebm.core import (
+    BaseSampler,
+    SamplerContext,
+    SamplerState,
+    ScheduledParameter,
+    expand_t_like_x,
+)
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import check_positive, check_probability
 
@@ -37,10 +43,6 @@ class DescentState(SamplerState):
 
 def _grad_norm(g: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
-
-
-def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.reshape(mask.shape[0], *([1] * (like.ndim - 1)))
 
 
 class _DescentBase(BaseSampler):
@@ -138,7 +140,7 @@ class GradientDescentSampler(_DescentBase):
             state.x = torch.add(x, g, alpha=-eta)
         else:
             active = self._update_active(state, g)
-            state.x = torch.addcmul(x, g, _rows(active, g).to(g.dtype), value=-eta)
+            state.x = torch.addcmul(x, g, expand_t_like_x(active, g).to(g.dtype), value=-eta)
         return state
 
 
@@ -208,7 +210,7 @@ class NesterovSampler(_DescentBase):
         if self.grad_tol is None:
             state.x = x + v
             return state
-        active = _rows(self._update_active(state, g), v)
+        active = expand_t_like_x(self._update_active(state, g), v)
         v.mul_(active)
         # a chain that stops stays at the look-ahead point, where its gradient was measured
         state.x = torch.where(active, x + v, look)

@@ -16,6 +16,7 @@ from torchebm.core import (
     SamplerContext,
     SamplerState,
     ScheduledParameter,
+    expand_t_like_x,
     shared_field,
     warn_once,
 )
@@ -41,10 +42,6 @@ def _flat(v: torch.Tensor) -> torch.Tensor:
 
 def _flat_sum(v: torch.Tensor) -> torch.Tensor:
     return _flat(v).sum(dim=1)
-
-
-def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.reshape(mask.shape[0], *([1] * (like.ndim - 1)))
 
 
 @dataclass
@@ -135,7 +132,7 @@ class _HMCBase(BaseSampler):
         # step works for any batch size
         u = torch.empty_like(log_ratio).uniform_(generator=ctx.generator)
         accept = u.log_() < log_ratio
-        state.x = torch.where(_rows(accept, x), x_prop, x)
+        state.x = torch.where(expand_t_like_x(accept, x), x_prop, x)
         state.energy = torch.where(accept, u_prop, cast(torch.Tensor, state.energy))
         state.accepted = accept
         return state
@@ -316,7 +313,7 @@ class HamiltonianMonteCarlo(_HMCBase):
         state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
         if state.grad is not None and g_prop is not None:
             accepted = cast(torch.Tensor, state.accepted)
-            state.grad = torch.where(_rows(accepted, x_prop), g_prop, state.grad)
+            state.grad = torch.where(expand_t_like_x(accepted, x_prop), g_prop, state.grad)
         return state
 
     def _trajectory(
