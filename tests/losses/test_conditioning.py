@@ -11,7 +11,7 @@ from _support.losses import TinyLangevin
 from torch import nn
 
 from torchebm.core import BaseModel
-from torchebm.core.errors import ConfigurationError
+from torchebm.core.errors import ConfigurationError, ShapeError
 from torchebm.losses import (
     ContrastiveDivergence,
     DenoisingScoreMatching,
@@ -93,3 +93,12 @@ def test_check_conditioning_rejects_a_model_that_ignores_y(name):
     out = loss_fn(torch.randn(8, 2), model_kwargs={"y": torch.arange(8) % 3})
     loss = out[0] if isinstance(out, tuple) else out
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("name", ["cd", "sm", "ssm", "dsm"])
+def test_labels_need_one_entry_per_sample(name):
+    # the conditioning of every loss call is built in one place (flows' loss_conditioning):
+    # a label tensor of another batch size is named before the model sees it
+    loss_fn = _losses(LabelEnergy())[name]
+    with pytest.raises(ShapeError, match=r"y must have one entry per sample of x \(batch 8\)"):
+        loss_fn(torch.randn(8, 2), model_kwargs={"y": torch.arange(5) % 3})

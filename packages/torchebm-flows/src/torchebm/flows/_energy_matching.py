@@ -37,7 +37,7 @@ from torchebm.flows._utils import (
     checked_loss,
     compute_flow_weight,
     energy_gradient,
-    flow_conditioning,
+    loss_conditioning,
     mean_flat,
     source_batch,
     trimmed_mean,
@@ -367,14 +367,14 @@ class EnergyMatchingLoss(BaseLoss):
     ) -> torch.Tensor:
         """Energy Matching loss of the data batch ``x``; a scalar."""
         x = self._prepare_input(x)
-        conditioning = flow_conditioning(
+        conditioning = loss_conditioning(
             self,
             x,
-            y,
             model_kwargs,
             lambda m: self.model(x[:1], **m),
             generator,
-            legacy_model_kwargs,
+            legacy_model_kwargs=legacy_model_kwargs,
+            y=y,
         )
         return checked_loss(
             self,

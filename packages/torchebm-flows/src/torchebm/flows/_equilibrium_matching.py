@@ -22,7 +22,7 @@ from torchebm.flows._utils import (
     checked_loss,
     compute_eqm_ct,
     dispersive_loss,
-    flow_conditioning,
+    loss_conditioning,
     mean_flat,
     source_batch,
     split_model_output,
@@ -341,14 +341,14 @@ class EquilibriumMatchingLoss(BaseLoss):
         ``model_kwargs={...}``.
         """
         x = self._prepare_input(x)
-        conditioning = flow_conditioning(
+        conditioning = loss_conditioning(
             self,
             x,
-            y,
             model_kwargs,
             lambda m: self._call_model(x[:1], torch.zeros(1, device=x.device, dtype=x.dtype), m)[0],
             generator,
-            legacy_model_kwargs,
+            legacy_model_kwargs=legacy_model_kwargs,
+            y=y,
         )
         return checked_loss(
             self,

@@ -217,20 +217,21 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
     return (weights * values).sum() / weights.sum().clamp(min=1e-12)
 
 
-def flow_conditioning(
+def loss_conditioning(
     loss: Any,
     x: torch.Tensor,
-    y: Any,
     model_kwargs: Any,
-    probe: Callable[[dict], torch.Tensor],
+    probe: Callable[[dict], Any],
     generator: torch.Generator | None,
+    *,
     legacy_model_kwargs: dict | None = None,
+    y: Any = None,
 ) -> dict:
-    """The conditioning of a flow objective's call on the data batch ``x``.
+    """The conditioning of a loss's call on the data batch ``x`` (every loss's ``forward``).
 
-    ``model_kwargs`` with the ``y=`` shorthand folded in (``y`` given both as ``y=`` and in
-    ``model_kwargs`` is a `ConfigurationError`, as in torchebm 0.8.9) and deprecated bare
-    keywords merged (one ``DeprecationWarning``); a tensor ``y`` must hold one label per
+    ``model_kwargs`` with deprecated bare keywords merged (one ``DeprecationWarning``) and the
+    ``y=`` shorthand folded in (``y`` given both as ``y=`` and in ``model_kwargs`` is a
+    `ConfigurationError`, as in torchebm 0.8.9); a tensor ``y`` must hold one label per
     sample; then the loss's label dropout (``probe``: ``mk -> model output`` on one input,
     for the one-time check that the model reads ``y``).
     """

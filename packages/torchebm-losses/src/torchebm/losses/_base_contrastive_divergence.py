@@ -24,6 +24,7 @@ from torchebm.core.errors import (
     check_positive,
     check_probability,
 )
+from torchebm.flows._utils import loss_conditioning
 
 __all__ = ["BaseContrastiveDivergence"]
 
@@ -525,9 +526,13 @@ class BaseContrastiveDivergence(BaseLoss):
                 stacklevel=5,
             )
         x = self._prepare_input(x)
-        conditioning = self._resolve_model_kwargs(model_kwargs, kwargs)
-        conditioning = self.apply_conditioning(
-            conditioning, lambda c: self.model(x[:1], **c), generator
+        conditioning = loss_conditioning(
+            self,
+            x,
+            model_kwargs,
+            lambda c: self.model(x[:1], **c),
+            generator,
+            legacy_model_kwargs=kwargs,
         )
         negatives = self.negative_phase(x, conditioning, generator)
         loss = self.compute_loss(

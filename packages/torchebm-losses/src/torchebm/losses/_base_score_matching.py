@@ -17,7 +17,7 @@ from torch import nn
 from torchebm.core import BaseLoss, ScheduledParameter
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_energies, check_int
-from torchebm.flows._utils import checked_loss
+from torchebm.flows._utils import checked_loss, loss_conditioning
 
 __all__ = ["BaseScoreMatching"]
 
@@ -262,9 +262,13 @@ class BaseScoreMatching(BaseLoss):
             NonFiniteError: the loss is NaN/inf (``nan_policy="raise"``).
         """
         x = self._prepare_input(x)
-        conditioning = self._resolve_model_kwargs(model_kwargs, kwargs)
-        conditioning = self.apply_conditioning(
-            conditioning, lambda c: self.model(x[:1], **c), generator
+        conditioning = loss_conditioning(
+            self,
+            x,
+            model_kwargs,
+            lambda c: self.model(x[:1], **c),
+            generator,
+            legacy_model_kwargs=kwargs,
         )
 
         def loss() -> torch.Tensor:

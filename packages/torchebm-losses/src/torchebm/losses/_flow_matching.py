@@ -18,7 +18,7 @@ from torchebm.flows._time_sampling import (
 )
 from torchebm.flows._utils import (
     checked_loss,
-    flow_conditioning,
+    loss_conditioning,
     source_batch,
     weighted_mean,
 )
@@ -177,15 +177,15 @@ class FlowMatchingLoss(BaseLoss):
             generator: RNG of the label dropout, source, coupling and times.
         """
         x = self._prepare_input(x)
-        mk = flow_conditioning(
+        mk = loss_conditioning(
             self,
             x,
-            y,
             model_kwargs,
             lambda m: self._velocity(
                 x[:1], torch.full((1,), 0.5, device=x.device, dtype=x.dtype), m
             ),
             generator,
+            y=y,
         )
 
         def loss() -> torch.Tensor:
