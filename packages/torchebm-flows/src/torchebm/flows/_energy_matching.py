@@ -25,18 +25,16 @@ from torchebm.core.errors import (
     check_positive,
     check_probability,
 )
-from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import (
-    LossTimeSampler,
     TSampler,
     apply_loss_weight,
-    check_loss_weight_fn,
 )
 from torchebm.flows._utils import (
     _has_dtensor_params,
     checked_loss,
     compute_flow_weight,
     energy_gradient,
+    flow_objective_parts,
     loss_conditioning,
     mean_flat,
     source_batch,
@@ -45,7 +43,6 @@ from torchebm.flows._utils import (
 )
 from torchebm.integrators import EulerMaruyamaIntegrator
 from torchebm.integrators._checked import checked_inputs
-from torchebm.interpolants import resolve_interpolant
 
 __all__ = ["EnergyMatchingLoss"]
 
@@ -151,18 +148,15 @@ class EnergyMatchingLoss(BaseLoss):
         device: Any = None,
     ):
         super().__init__(**forward_kwargs(locals(), super().__init__))
-        if not callable(model):
-            raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+        self.model, self.interpolant, self.coupling, self.time_sampler, self.loss_weight_fn = (
+            flow_objective_parts(
+                **forward_kwargs(locals(), flow_objective_parts, owner=type(self).__name__),
+                default_coupling="ot",
+            )
+        )
         if sampler is not None and not callable(getattr(sampler, "sample", None)):
             raise TypeError(f"sampler must have a sample(...) method, got {type(sampler).__name__}")
-        self.model = model
         self.sampler = sampler
-        self.coupling = resolve_coupling(coupling, default="ot", owner="EnergyMatchingLoss")
-        self.interpolant = resolve_interpolant(
-            interpolant, default="linear", owner="EnergyMatchingLoss"
-        )
-        self.time_sampler = LossTimeSampler(t_sampler, t_p_mean, t_p_std)
-        self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         self.sigma = sigma
         self.lambda_cd = lambda_cd
         self.flow_weight_cutoff = check_finite("flow_weight_cutoff", flow_weight_cutoff)

@@ -10,18 +10,16 @@ import torch
 from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter, expand_t_like_x, warn_once
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, check_finite, check_in, check_non_negative
-from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import (
-    LossTimeSampler,
     TSampler,
     apply_loss_weight,
-    check_loss_weight_fn,
 )
 from torchebm.flows._utils import (
     _has_dtensor_params,
     checked_loss,
     compute_eqm_ct,
     dispersive_loss,
+    flow_objective_parts,
     loss_conditioning,
     mean_flat,
     source_batch,
@@ -29,7 +27,6 @@ from torchebm.flows._utils import (
     weighted_mean,
 )
 from torchebm.integrators._checked import checked_inputs
-from torchebm.interpolants import resolve_interpolant
 
 __all__ = ["EquilibriumMatchingLoss"]
 
@@ -160,18 +157,15 @@ class EquilibriumMatchingLoss(BaseLoss):
         device: Any = None,
     ):
         super().__init__(**forward_kwargs(locals(), super().__init__))
-        if not callable(model):
-            raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
-        self.model = model
+        self.model, self.interpolant, self.coupling, self.time_sampler, self.loss_weight_fn = (
+            flow_objective_parts(
+                **forward_kwargs(locals(), flow_objective_parts, owner=type(self).__name__),
+                default_coupling="independent",
+            )
+        )
         self.prediction = check_in("prediction", prediction, _PREDICTIONS)
         self.energy_type = check_in("energy_type", energy_type, _ENERGY_TYPES)
         self.loss_weight = check_in("loss_weight", loss_weight, _LOSS_WEIGHTS)
-        self.interpolant = resolve_interpolant(
-            interpolant, default="linear", owner="EquilibriumMatchingLoss"
-        )
-        self.coupling = resolve_coupling(
-            coupling, default="independent", owner="EquilibriumMatchingLoss"
-        )
         self.train_eps = train_eps
         self.ct_threshold = check_finite("ct_threshold", ct_threshold)
         self.ct_multiplier = check_non_negative("ct_multiplier", ct_multiplier)
@@ -184,13 +178,11 @@ class EquilibriumMatchingLoss(BaseLoss):
         self.apply_dispersion = apply_dispersion
         self.dispersion_weight = check_non_negative("dispersion_weight", dispersion_weight)
         self.time_invariant = time_invariant
-        self.time_sampler = LossTimeSampler(t_sampler, t_p_mean, t_p_std)
         if not callable(ct):
             check_in("ct", ct, _CT_FAMILIES)
         self.ct = ct
         if model_time is not None:
             self.time_invariant = _model_time_089(model_time)
-        self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         if prediction != "velocity" and self.time_invariant:
             warnings.warn(
                 f"prediction={prediction!r} regresses a time-dependent target but "

@@ -19,6 +19,9 @@ from torchebm.core.errors import (
     check_finite_tensor,
     check_tensor,
 )
+from torchebm.couplings import resolve_coupling
+from torchebm.flows._time_sampling import LossTimeSampler, check_loss_weight_fn
+from torchebm.interpolants import resolve_interpolant
 
 __all__ = [
     "mean_flat",
@@ -215,6 +218,38 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
         return values.mean()
     weights = weights.to(values.dtype)
     return (weights * values).sum() / weights.sum().clamp(min=1e-12)
+
+
+def flow_objective_parts(
+    *,
+    owner: str,
+    model: Any,
+    interpolant: Any,
+    coupling: Any,
+    default_coupling: str,
+    t_sampler: Any,
+    t_p_mean: float,
+    t_p_std: float,
+    loss_weight_fn: Any,
+) -> tuple[Any, Any, Any, LossTimeSampler, Callable[[torch.Tensor], torch.Tensor] | None]:
+    """The checked parts of a flow objective (``owner`` names it in errors): ``(model,
+    interpolant, coupling, time_sampler, loss_weight_fn)``; the model must be callable, the
+    interpolant defaults to ``"linear"``, the coupling to ``default_coupling``.
+
+    Example:
+        >>> parts = flow_objective_parts(  # doctest: +SKIP
+        ...     **forward_kwargs(locals(), flow_objective_parts, owner="MyLoss",
+        ...                      default_coupling="independent"))
+    """
+    if not callable(model):
+        raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+    return (
+        model,
+        resolve_interpolant(interpolant, default="linear", owner=owner),
+        resolve_coupling(coupling, default=default_coupling, owner=owner),
+        LossTimeSampler(t_sampler, t_p_mean, t_p_std),
+        check_loss_weight_fn(loss_weight_fn),
+    )
 
 
 def loss_conditioning(

@@ -64,6 +64,15 @@ class BaseSymplecticIntegrator(BaseIntegrator):
             raise ConfigurationError(f"n_steps must be positive, got {n_steps!r}")
         return n_steps
 
+    def _integrate_inputs(self, state: Any, step_size: Any, n_steps: Any) -> tuple:
+        """``(n_steps, x, p, t, h)`` of an `integrate` call, checked; ``h`` broadcasts against
+        ``x`` (a Python float stays a float)."""
+        n = self._validate_n_steps(n_steps)
+        x, p, t = self._unpack_state(state)
+        if step_size is None:
+            raise ConfigurationError("step_size must be given, got None")
+        return n, x, p, t, self._prep_step(step_size, x)[0]
+
     def _unpack_state(self, state: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(x, p, t)` of a state mapping (a dict or a result), `t` the cached zero time."""
         if not (type(state) is dict or isinstance(state, Mapping)) or not (

@@ -263,11 +263,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
             torchebm.core.errors.NonFiniteError: `state["x"]` or `state["p"]` holds NaN/inf
                 (one host read per call; not with `safe=True`, which sanitises them).
         """
-        n = self._validate_n_steps(n_steps)
-        x, p, t = self._unpack_state(state)
-        if step_size is None:
-            raise ConfigurationError("step_size must be given, got None")
-        h, _ = self._prep_step(step_size, x)
+        n, x, p, t, h = self._integrate_inputs(state, step_size, n_steps)
         field, kick, v0 = self._field(x, h, gradient, drift, initial_gradient, initial_force)
         if not safe:  # the safe mode replaces NaN by 0, by request
             check_start(x=x, p=p)
@@ -416,11 +412,7 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         """`n_steps` generalised-leapfrog steps; returns the end point `LeapfrogResult(x, p)`
         (its `gradient` is `None`: a non-separable H has no separate potential)."""
         fields = self._callbacks(force, velocity)
-        n = self._validate_n_steps(n_steps)
-        x, p, t = self._unpack_state(state)
-        if step_size is None:
-            raise ConfigurationError("step_size must be given, got None")
-        h, _ = self._prep_step(step_size, x)
+        n, x, p, t, h = self._integrate_inputs(state, step_size, n_steps)
         if not safe:  # the safe mode replaces NaN by 0, by request
             check_start(x=x, p=p)
         self._evaluations.count = 0  # `nfe`

@@ -8,22 +8,19 @@ import torch
 
 from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter
 from torchebm.core._module import forward_kwargs
-from torchebm.couplings import resolve_coupling
 from torchebm.flows import mean_flat
 from torchebm.flows._time_sampling import (
-    LossTimeSampler,
     TSampler,
     apply_loss_weight,
-    check_loss_weight_fn,
 )
 from torchebm.flows._utils import (
     checked_loss,
+    flow_objective_parts,
     loss_conditioning,
     source_batch,
     weighted_mean,
 )
 from torchebm.integrators._checked import checked_inputs
-from torchebm.interpolants import resolve_interpolant
 
 __all__ = ["FlowMatchingLoss"]
 
@@ -100,16 +97,13 @@ class FlowMatchingLoss(BaseLoss):
         nan_policy: str = "raise",
     ):
         super().__init__(**forward_kwargs(locals(), super().__init__))
-        if not callable(model):
-            raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
-        self.model = model
-        self.interpolant = resolve_interpolant(
-            interpolant, default="linear", owner="FlowMatchingLoss"
+        self.model, self.interpolant, self.coupling, self.time_sampler, self.loss_weight_fn = (
+            flow_objective_parts(
+                **forward_kwargs(locals(), flow_objective_parts, owner=type(self).__name__),
+                default_coupling="independent",
+            )
         )
-        self.coupling = resolve_coupling(coupling, default="independent", owner="FlowMatchingLoss")
         self.train_eps = train_eps
-        self.time_sampler = LossTimeSampler(t_sampler, t_p_mean, t_p_std)
-        self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
         if not isinstance(negate_velocity, bool):
             raise TypeError(f"negate_velocity must be a bool, got {negate_velocity!r}")
         self.negate_velocity = negate_velocity
