@@ -361,15 +361,7 @@ class EnergyMatchingLoss(BaseLoss):
     ) -> torch.Tensor:
         """Energy Matching loss of the data batch ``x``; a scalar."""
         x = self._prepare_input(x)
-        conditioning = loss_conditioning(
-            self,
-            x,
-            model_kwargs,
-            lambda m: self.model(x[:1], **m),
-            generator,
-            legacy_model_kwargs=legacy_model_kwargs,
-            y=y,
-        )
+        conditioning = loss_conditioning(self, x, model_kwargs, generator, legacy_model_kwargs, y=y)
         return checked_loss(
             self,
             lambda: self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator),

@@ -333,14 +333,12 @@ class EquilibriumMatchingLoss(BaseLoss):
         ``model_kwargs={...}``.
         """
         x = self._prepare_input(x)
+
+        def probe(m: dict) -> torch.Tensor:  # the field at t = 0 on one sample
+            return self._call_model(x[:1], torch.zeros(1, device=x.device, dtype=x.dtype), m)[0]
+
         conditioning = loss_conditioning(
-            self,
-            x,
-            model_kwargs,
-            lambda m: self._call_model(x[:1], torch.zeros(1, device=x.device, dtype=x.dtype), m)[0],
-            generator,
-            legacy_model_kwargs=legacy_model_kwargs,
-            y=y,
+            self, x, model_kwargs, generator, legacy_model_kwargs, y=y, probe=probe
         )
         return checked_loss(
             self,

@@ -256,21 +256,24 @@ def loss_conditioning(
     loss: Any,
     x: torch.Tensor,
     model_kwargs: Any,
-    probe: Callable[[dict], Any],
     generator: torch.Generator | None,
+    legacy: dict | None = None,
     *,
-    legacy_model_kwargs: dict | None = None,
     y: Any = None,
+    probe: Callable[[dict], Any] | None = None,
 ) -> dict:
     """The conditioning of a loss's call on the data batch ``x`` (every loss's ``forward``).
 
-    ``model_kwargs`` with deprecated bare keywords merged (one ``DeprecationWarning``) and the
-    ``y=`` shorthand folded in (``y`` given both as ``y=`` and in ``model_kwargs`` is a
-    `ConfigurationError`, as in torchebm 0.8.9); a tensor ``y`` must hold one label per
-    sample; then the loss's label dropout (``probe``: ``mk -> model output`` on one input,
-    for the one-time check that the model reads ``y``).
+    ``model_kwargs`` with ``legacy`` (deprecated bare keywords; one ``DeprecationWarning``)
+    merged and the ``y=`` shorthand folded in (``y`` given both as ``y=`` and in
+    ``model_kwargs`` is a `ConfigurationError`, as in torchebm 0.8.9); a tensor ``y`` must
+    hold one label per sample; then the loss's label dropout. ``probe`` (``mk -> output`` of
+    the model on one input, default ``loss.model(x[:1], **mk)``: an energy model) serves the
+    one-time check that the model reads ``y``.
     """
-    mk = loss._resolve_model_kwargs(model_kwargs, legacy_model_kwargs)
+    if probe is None:
+        probe = lambda mk: loss.model(x[:1], **mk)  # noqa: E731
+    mk = loss._resolve_model_kwargs(model_kwargs, legacy)
     if y is not None:
         if "y" in mk:
             raise ConfigurationError("pass y either as y= or in model_kwargs, not both")

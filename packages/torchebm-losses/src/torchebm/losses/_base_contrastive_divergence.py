@@ -526,14 +526,7 @@ class BaseContrastiveDivergence(BaseLoss):
                 stacklevel=5,
             )
         x = self._prepare_input(x)
-        conditioning = loss_conditioning(
-            self,
-            x,
-            model_kwargs,
-            lambda c: self.model(x[:1], **c),
-            generator,
-            legacy_model_kwargs=kwargs,
-        )
+        conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
         negatives = self.negative_phase(x, conditioning, generator)
         loss = self.compute_loss(
             x, negatives, model_kwargs=conditioning, generator=generator, **options

@@ -262,14 +262,7 @@ class BaseScoreMatching(BaseLoss):
             NonFiniteError: the loss is NaN/inf (``nan_policy="raise"``).
         """
         x = self._prepare_input(x)
-        conditioning = loss_conditioning(
-            self,
-            x,
-            model_kwargs,
-            lambda c: self.model(x[:1], **c),
-            generator,
-            legacy_model_kwargs=kwargs,
-        )
+        conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
 
         def loss() -> torch.Tensor:
             loss = self.compute_loss(x, model_kwargs=conditioning, generator=generator)

@@ -171,16 +171,11 @@ class FlowMatchingLoss(BaseLoss):
             generator: RNG of the label dropout, source, coupling and times.
         """
         x = self._prepare_input(x)
-        mk = loss_conditioning(
-            self,
-            x,
-            model_kwargs,
-            lambda m: self._velocity(
-                x[:1], torch.full((1,), 0.5, device=x.device, dtype=x.dtype), m
-            ),
-            generator,
-            y=y,
-        )
+
+        def probe(m: dict) -> torch.Tensor:  # the velocity at t = 1/2 on one sample
+            return self._velocity(x[:1], torch.full((1,), 0.5, device=x.device, dtype=x.dtype), m)
+
+        mk = loss_conditioning(self, x, model_kwargs, generator, y=y, probe=probe)
 
         def loss() -> torch.Tensor:
             terms = self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)
