@@ -115,6 +115,26 @@ def test_scheduler_state_travels_in_state_dict(tmp_path):
     assert fresh.get_schedulers()["step_size"].step_count == 3
 
 
+@pytest.mark.skipif(
+    not hasattr(nn.Module, "register_load_state_dict_pre_hook"), reason="needs torch >= 2.5"
+)
+def test_a_state_dict_without_extra_state_loads_strictly_and_keeps_it():
+    # torchebm 0.8.9 saved no extra state: its checkpoints load under strict=True, keeping the
+    # schedule where it is; every other key stays strict
+    inner = Holder()
+    inner.register_scheduler("noise", LinearScheduler(1.0, 0.0, 10))
+    h = Holder(inner=inner)
+    h.register_scheduler("step_size", LinearScheduler(1.0, 0.0, 10))
+    h.step_schedulers()
+    old = {k: v for k, v in h.state_dict().items() if not k.endswith("_extra_state")}
+    result = h.load_state_dict(old)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert h.get_scheduled_value("step_size") == pytest.approx(0.9)
+    assert inner.get_scheduled_value("noise") == pytest.approx(0.9)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        h.load_state_dict({**old, "bogus": torch.zeros(1)})
+
+
 def test_validators():
     assert check_positive("step_size", 2) == 2.0
     for bad in (0, -1.0, float("inf"), float("nan")):

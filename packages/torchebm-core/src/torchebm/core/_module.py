@@ -26,6 +26,14 @@ def warn_once(
     warnings.warn(message, category, stacklevel=stacklevel)
 
 
+def _keep_absent_extra_state(module: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
+    """Load pre-hook: a state dict without the module's extra state (torchebm 0.8.9 wrote
+    none) keeps the current one, under ``strict=True`` too."""
+    key = prefix + "_extra_state"
+    if key not in state_dict and type(module).get_extra_state is not nn.Module.get_extra_state:
+        state_dict[key] = module.get_extra_state()
+
+
 def _normalise_device(device: Any) -> torch.device:
     device = torch.device(device)
     return torch.device("cuda") if device.type == "cuda" and device.index == 0 else device
@@ -71,6 +79,8 @@ class TorchEBMModule(nn.Module):
         self.autocast_available = False
         self._amp_dtype = torch.float16
         self._placement_cache: tuple[Any, ...] | None = None  # (tensor read, its device, placement)
+        if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
+            self.register_load_state_dict_pre_hook(_keep_absent_extra_state)
 
     # ------------------------------------------------------------------ placement
     def _resolve_placement(self) -> tuple[torch.device, torch.dtype]:

@@ -306,6 +306,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         solver_check_every: int = 0,
     ):
         super().__init__(device=device, dtype=dtype)
+        if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
+            self.register_load_state_dict_pre_hook(_drop_089_tableau)
         self.atol = _check_non_negative_float("atol", atol)
         self.rtol = _check_non_negative_float("rtol", rtol)
         if self.atol == 0.0 and self.rtol == 0.0:
@@ -898,6 +900,14 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         check_start(x=x)
         advance = self._noisy_advance(x, drift, diffusion, noise_scale, generator)
         return {"x": self._fixed(x, times, dts, advance)}
+
+
+def _drop_089_tableau(module: Any, state_dict: dict, prefix: str, *_: Any) -> None:
+    """Load pre-hook: torchebm 0.8.9 saved the Butcher tableau as buffers (``_buf_a``,
+    ``_buf_b``, ``_buf_c``, ``_buf_e``); the tableau is the class's, so they are dropped and a
+    strict load of a 0.8.9 sampler checkpoint succeeds."""
+    for name in ("_buf_a", "_buf_b", "_buf_c", "_buf_e"):
+        state_dict.pop(prefix + name, None)
 
 
 def _check_non_negative_float(name: str, value: Any) -> float:

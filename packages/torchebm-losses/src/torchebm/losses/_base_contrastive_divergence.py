@@ -65,7 +65,8 @@ class BaseContrastiveDivergence(BaseLoss):
     ``buffer_size == batch size`` this is exactly Tieleman's persistent CD. The buffer,
     its pointer and the per-chain age (MCMC steps since the chain was fresh noise) are
     buffers of the module: they are in ``state_dict``, move with ``.to()``, and load into a
-    fresh loss without a prior [`initialize_buffer`][torchebm.losses.BaseContrastiveDivergence.initialize_buffer] call.
+    fresh loss without a prior [`initialize_buffer`][torchebm.losses.BaseContrastiveDivergence.initialize_buffer] call (a torchebm 0.8.9 buffer, saved
+    without ages, loads with ages 0).
 
     The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
     ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
@@ -381,6 +382,9 @@ class BaseContrastiveDivergence(BaseLoss):
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ):
+        buffer, age = prefix + "replay_buffer", prefix + "buffer_age"
+        if buffer in state_dict and age not in state_dict:  # torchebm 0.8.9 kept no ages: 0
+            state_dict[age] = torch.zeros(state_dict[buffer].shape[0], dtype=torch.long)
         for name in ("replay_buffer", "buffer_age"):
             key = prefix + name
             if key in state_dict and getattr(self, name) is None:
