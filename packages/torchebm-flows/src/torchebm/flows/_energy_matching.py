@@ -30,6 +30,7 @@ from torchebm.flows._time_sampling import (
     apply_loss_weight,
 )
 from torchebm.flows._utils import (
+    FlowObjective,
     _has_dtensor_params,
     checked_loss,
     compute_flow_weight,
@@ -47,7 +48,7 @@ from torchebm.integrators._checked import checked_inputs
 __all__ = ["EnergyMatchingLoss"]
 
 
-class EnergyMatchingLoss(BaseLoss):
+class EnergyMatchingLoss(FlowObjective, BaseLoss):
     r"""Energy Matching loss (Balcerak et al., 2025) for a scalar potential $V_\theta(x)$.
 
     **Flow term** (optimal-transport phase): pair noise and data with ``coupling``

@@ -15,6 +15,7 @@ from torchebm.flows._time_sampling import (
     apply_loss_weight,
 )
 from torchebm.flows._utils import (
+    FlowObjective,
     _has_dtensor_params,
     checked_loss,
     compute_eqm_ct,
@@ -49,7 +50,7 @@ def _model_time_089(model_time: str) -> bool:
     return model_time == "zero"
 
 
-class EquilibriumMatchingLoss(BaseLoss):
+class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
     r"""Equilibrium Matching loss (Wang & Du, 2025).
 
     For data $x_1$, noise $x_0$ (optionally re-paired by ``coupling``),

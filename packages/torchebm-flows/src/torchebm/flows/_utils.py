@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from torchebm.core import renamed_kwargs
+from torchebm.core import BaseCoupling, BaseInterpolant, renamed_kwargs
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -218,6 +218,22 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
         return values.mean()
     weights = weights.to(values.dtype)
     return (weights * values).sum() / weights.sum().clamp(min=1e-12)
+
+
+class FlowObjective:
+    """Mixin of the flow objectives (Flow Matching, EqM, Energy Matching): the attributes that
+    `flow_objective_parts` builds in their constructors."""
+
+    #: The trained network (callable).
+    model: Any
+    #: The path $x_t = \alpha(t) x_1 + \sigma(t) x_0$ between noise and data.
+    interpolant: BaseInterpolant
+    #: How noise and data samples are paired.
+    coupling: BaseCoupling
+    #: How the training times are drawn.
+    time_sampler: LossTimeSampler
+    #: Optional per-sample weight ``w(t)`` of the loss.
+    loss_weight_fn: Callable[[torch.Tensor], torch.Tensor] | None
 
 
 def flow_objective_parts(

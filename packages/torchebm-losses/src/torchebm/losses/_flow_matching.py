@@ -14,6 +14,7 @@ from torchebm.flows._time_sampling import (
     apply_loss_weight,
 )
 from torchebm.flows._utils import (
+    FlowObjective,
     checked_loss,
     flow_objective_parts,
     loss_conditioning,
@@ -25,7 +26,7 @@ from torchebm.integrators._checked import checked_inputs
 __all__ = ["FlowMatchingLoss"]
 
 
-class FlowMatchingLoss(BaseLoss):
+class FlowMatchingLoss(FlowObjective, BaseLoss):
     r"""Conditional Flow Matching loss (Lipman et al. 2023; Liu et al. 2023; Tong et al. 2024).
 
     For data $x_1$ (shape `(B, *event)`), a source $x_0$ (standard normal unless ``x0=``
