@@ -1,4 +1,5 @@
-r"""Helper functions of the flow-based energy objectives (EqM and Energy Matching)."""
+r"""Helpers of the flow objectives (Flow Matching, EqM, Energy Matching), and the call
+plumbing every loss shares (`loss_conditioning`, `checked_loss`)."""
 
 from __future__ import annotations
 
@@ -287,8 +288,7 @@ def loss_conditioning(
     the model on one input, default ``loss.model(x[:1], **mk)``: an energy model) serves the
     one-time check that the model reads ``y``.
     """
-    if probe is None:
-        probe = lambda mk: loss.model(x[:1], **mk)  # noqa: E731
+    probe = probe or (lambda mk: loss.model(x[:1], **mk))
     mk = loss._resolve_model_kwargs(model_kwargs, legacy)
     if y is not None:
         if "y" in mk:
