@@ -1,4 +1,5 @@
-"""Load a script of `examples/` as a module (the worked examples of docs/contributing.md)."""
+"""Load a file of the repository as a module: a script of `examples/` (the worked examples of
+docs/contributing.md) or a CI tool of `tools/`."""
 
 from __future__ import annotations
 
@@ -7,19 +8,28 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["load_example"]
+__all__ = ["load_example", "load_tool"]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_example(filename: str) -> ModuleType:
-    """Import ``examples/<filename>`` once (its ``__main__`` block does not run)."""
-    name = f"torchebm_example_{Path(filename).stem}"
+def _load(name: str, path: Path) -> ModuleType:
+    """Import ``path`` as module ``name`` once (kept in ``sys.modules``: dataclasses need it)."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / filename)
-    assert spec is not None and spec.loader is not None, filename
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_example(filename: str) -> ModuleType:
+    """Import ``examples/<filename>`` once (its ``__main__`` block does not run)."""
+    return _load(f"torchebm_example_{Path(filename).stem}", ROOT / "examples" / filename)
+
+
+def load_tool(name: str) -> ModuleType:
+    """Import ``tools/<name>.py`` once, as module ``name``."""
+    return _load(name, ROOT / "tools" / f"{name}.py")

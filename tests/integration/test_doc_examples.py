@@ -1,6 +1,5 @@
 """The documentation runner (tools/run_doc_examples.py): parsing, the epoch cut, end to end."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,14 +7,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _support.examples import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "run_doc_examples", ROOT / "tools" / "run_doc_examples.py"
-)
-rde = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = rde  # dataclasses resolve annotations through sys.modules
-_spec.loader.exec_module(rde)
+rde = load_tool("run_doc_examples")
 
 DOC = textwrap.dedent(
     """\

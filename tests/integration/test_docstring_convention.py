@@ -7,16 +7,14 @@ mkdocstrings renders docstrings as Markdown, so a Sphinx role (``:math:`x```,
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from _support.examples import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ROOT / "packages"
-TOOL = ROOT / "tools" / "convert_docstrings.py"
 
 ROLE = re.compile(r"(?<![\w`]):(?:py:)?[a-z]+:`[^`\s][^`]*`")
 DIRECTIVE = re.compile(r"^\s*\.\. math::")
@@ -24,12 +22,7 @@ ESCAPED_SPACE = re.compile(r"(?<=`)\\ ")  # RST's ``Foo``\ s
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("convert_docstrings", TOOL)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look the module up by name
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("convert_docstrings")
 
 
 def test_no_sphinx_markup_in_packages():

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import textwrap
 from pathlib import Path
+
+from _support.examples import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "check_function_length", ROOT / "tools" / "check_function_length.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-T = _tool()
+T = load_tool("check_function_length")
 
 
 def _function(n_code: int) -> str:

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from _support.examples import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "check_logic_clones", ROOT / "tools" / "check_logic_clones.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-T = _tool()
+T = load_tool("check_logic_clones")
 
 _CHECK = '''
 def {name}(state, drift, t):
