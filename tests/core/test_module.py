@@ -81,11 +81,17 @@ def test_warn_once():
     assert len(rec) == 1
 
 
-def test_schedulable_params_and_subtree_stepping():
+def _nested_holders() -> tuple[Holder, Holder]:
+    """``(outer, inner)``: linear schedules step_size 1 -> 3 (outer), noise 1 -> 0 (inner)."""
     inner = Holder()
     inner.register_scheduler("noise", LinearScheduler(1.0, 0.0, 2))
     outer = Holder(inner=inner)
     outer.register_scheduler("step_size", LinearScheduler(1.0, 3.0, 2))
+    return outer, inner
+
+
+def test_schedulable_params_and_subtree_stepping():
+    outer, inner = _nested_holders()
     outer.step_schedulers()
     assert outer.get_scheduled_value("step_size") == pytest.approx(2.0)
     assert inner.get_scheduled_value("noise") == pytest.approx(0.5)
@@ -121,16 +127,13 @@ def test_scheduler_state_travels_in_state_dict(tmp_path):
 def test_a_state_dict_without_extra_state_loads_strictly_and_keeps_it():
     # torchebm 0.8.9 saved no extra state: its checkpoints load under strict=True, keeping the
     # schedule where it is; every other key stays strict
-    inner = Holder()
-    inner.register_scheduler("noise", LinearScheduler(1.0, 0.0, 10))
-    h = Holder(inner=inner)
-    h.register_scheduler("step_size", LinearScheduler(1.0, 0.0, 10))
+    h, inner = _nested_holders()
     h.step_schedulers()
     old = {k: v for k, v in h.state_dict().items() if not k.endswith("_extra_state")}
     result = h.load_state_dict(old)
     assert not result.missing_keys and not result.unexpected_keys
-    assert h.get_scheduled_value("step_size") == pytest.approx(0.9)
-    assert inner.get_scheduled_value("noise") == pytest.approx(0.9)
+    assert h.get_scheduled_value("step_size") == pytest.approx(2.0)
+    assert inner.get_scheduled_value("noise") == pytest.approx(0.5)
     with pytest.raises(RuntimeError, match="Unexpected key"):
         h.load_state_dict({**old, "bogus": torch.zeros(1)})
 

@@ -35,7 +35,6 @@ from torchebm.flows._utils import (
     checked_loss,
     compute_flow_weight,
     energy_gradient,
-    flow_objective_parts,
     loss_conditioning,
     mean_flat,
     source_batch,
@@ -149,11 +148,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         device: Any = None,
     ):
         super().__init__(**forward_kwargs(locals(), super().__init__))
-        self.model, self.interpolant, self.coupling, self.time_sampler, self.loss_weight_fn = (
-            flow_objective_parts(
-                **forward_kwargs(locals(), flow_objective_parts, owner=type(self).__name__),
-                default_coupling="ot",
-            )
+        self._set_flow_parts(
+            **forward_kwargs(locals(), self._set_flow_parts), default_coupling="ot"
         )
         if sampler is not None and not callable(getattr(sampler, "sample", None)):
             raise TypeError(f"sampler must have a sample(...) method, got {type(sampler).__name__}")

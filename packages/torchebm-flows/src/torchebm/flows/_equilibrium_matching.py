@@ -20,7 +20,6 @@ from torchebm.flows._utils import (
     checked_loss,
     compute_eqm_ct,
     dispersive_loss,
-    flow_objective_parts,
     loss_conditioning,
     mean_flat,
     source_batch,
@@ -158,11 +157,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         device: Any = None,
     ):
         super().__init__(**forward_kwargs(locals(), super().__init__))
-        self.model, self.interpolant, self.coupling, self.time_sampler, self.loss_weight_fn = (
-            flow_objective_parts(
-                **forward_kwargs(locals(), flow_objective_parts, owner=type(self).__name__),
-                default_coupling="independent",
-            )
+        self._set_flow_parts(
+            **forward_kwargs(locals(), self._set_flow_parts), default_coupling="independent"
         )
         self.prediction = check_in("prediction", prediction, _PREDICTIONS)
         self.energy_type = check_in("energy_type", energy_type, _ENERGY_TYPES)

@@ -222,8 +222,8 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
 
 
 class FlowObjective:
-    """Mixin of the flow objectives (Flow Matching, EqM, Energy Matching): the attributes that
-    `flow_objective_parts` builds in their constructors."""
+    """Mixin of the flow objectives (Flow Matching, EqM, Energy Matching): the parts they are
+    built from, set in their constructors by `_set_flow_parts`."""
 
     #: The trained network (callable).
     model: Any
@@ -236,37 +236,33 @@ class FlowObjective:
     #: Optional per-sample weight ``w(t)`` of the loss.
     loss_weight_fn: Callable[[torch.Tensor], torch.Tensor] | None
 
+    def _set_flow_parts(
+        self,
+        *,
+        model: Any,
+        interpolant: Any,
+        coupling: Any,
+        default_coupling: str,
+        t_sampler: Any,
+        t_p_mean: float,
+        t_p_std: float,
+        loss_weight_fn: Any,
+    ) -> None:
+        """Check and set the parts: a callable model, the interpolant (default ``"linear"``),
+        the coupling (default ``default_coupling``), the time sampler and the loss weight.
 
-def flow_objective_parts(
-    *,
-    owner: str,
-    model: Any,
-    interpolant: Any,
-    coupling: Any,
-    default_coupling: str,
-    t_sampler: Any,
-    t_p_mean: float,
-    t_p_std: float,
-    loss_weight_fn: Any,
-) -> tuple[Any, Any, Any, LossTimeSampler, Callable[[torch.Tensor], torch.Tensor] | None]:
-    """The checked parts of a flow objective (``owner`` names it in errors): ``(model,
-    interpolant, coupling, time_sampler, loss_weight_fn)``; the model must be callable, the
-    interpolant defaults to ``"linear"``, the coupling to ``default_coupling``.
-
-    Example:
-        >>> parts = flow_objective_parts(  # doctest: +SKIP
-        ...     **forward_kwargs(locals(), flow_objective_parts, owner="MyLoss",
-        ...                      default_coupling="independent"))
-    """
-    if not callable(model):
-        raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
-    return (
-        model,
-        resolve_interpolant(interpolant, default="linear", owner=owner),
-        resolve_coupling(coupling, default=default_coupling, owner=owner),
-        LossTimeSampler(t_sampler, t_p_mean, t_p_std),
-        check_loss_weight_fn(loss_weight_fn),
-    )
+        Example:
+            >>> self._set_flow_parts(  # doctest: +SKIP
+            ...     **forward_kwargs(locals(), self._set_flow_parts), default_coupling="ot")
+        """
+        if not callable(model):
+            raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+        owner = type(self).__name__
+        self.model = model
+        self.interpolant = resolve_interpolant(interpolant, default="linear", owner=owner)
+        self.coupling = resolve_coupling(coupling, default=default_coupling, owner=owner)
+        self.time_sampler = LossTimeSampler(t_sampler, t_p_mean, t_p_std)
+        self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
 
 
 def loss_conditioning(

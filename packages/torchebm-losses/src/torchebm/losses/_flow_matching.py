@@ -16,7 +16,6 @@ from torchebm.flows._time_sampling import (
 from torchebm.flows._utils import (
     FlowObjective,
     checked_loss,
-    flow_objective_parts,
     loss_conditioning,
     source_batch,
     weighted_mean,
@@ -98,11 +97,8 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
         nan_policy: str = "raise",
     ):
         super().__init__(**forward_kwargs(locals(), super().__init__))
-        self.model, self.interpolant, self.coupling, self.time_sampler, self.loss_weight_fn = (
-            flow_objective_parts(
-                **forward_kwargs(locals(), flow_objective_parts, owner=type(self).__name__),
-                default_coupling="independent",
-            )
+        self._set_flow_parts(
+            **forward_kwargs(locals(), self._set_flow_parts), default_coupling="independent"
         )
         self.train_eps = train_eps
         if not isinstance(negate_velocity, bool):
