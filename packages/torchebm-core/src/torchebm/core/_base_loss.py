@@ -79,8 +79,8 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
 
         Args:
             model_kwargs: The call's conditioning.
-            probe: ``mk -> output`` of the model on one fixed input, for the one-time check
-                that the model reads ``y`` (see `torchebm.core.Conditioning`).
+            probe: ``conditioning -> output`` of the model on one fixed input, for the
+                one-time check that the model reads ``y`` (see `torchebm.core.Conditioning`).
             generator: RNG of the label dropout.
         """
         cond = self.conditioning

@@ -53,7 +53,7 @@ class Conditioning:
 
     Example:
         >>> cond = Conditioning(cfg_dropout=0.1, null_condition=10)
-        >>> mk = cond.drop({"y": labels}, training=True, generator=g)
+        >>> conditioning = cond.drop({"y": labels}, training=True, generator=g)
 
     References:
         Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
@@ -89,8 +89,8 @@ class Conditioning:
     def check(self, probe: Callable[[dict], torch.Tensor], model_kwargs: dict, owner: Any) -> None:
         """One-time probe that the model reads ``y`` (see the class docs).
 
-        ``probe``: ``mk -> output`` for one fixed input; ``owner``: the loss (its model is
-        probed in eval mode). Raises ``ConfigurationError`` when the output ignores ``y``.
+        ``probe``: ``conditioning -> output`` for one fixed input; ``owner``: the loss (its
+        model is probed in eval mode). Raises ``ConfigurationError`` when the output ignores ``y``.
         """
         if not self.pending or "y" not in model_kwargs:
             return

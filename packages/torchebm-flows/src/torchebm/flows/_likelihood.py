@@ -155,12 +155,12 @@ def _dequantisation_offset(n_bins: Any, data_range: Any) -> float:
 
 
 def _to_velocity(
-    model: Callable, interp: BaseInterpolant, prediction: str, mk: dict
+    model: Callable, interp: BaseInterpolant, prediction: str, conditioning: dict
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``(x, t) -> v(x, t)`` from the model's prediction, by the interpolant's conversions."""
 
     def field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = model(x, t, **mk) if mk else model(x, t)
+        out = model(x, t, **conditioning) if conditioning else model(x, t)
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ConfigurationError(

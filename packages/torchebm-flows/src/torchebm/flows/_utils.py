@@ -280,23 +280,23 @@ def loss_conditioning(
     ``model_kwargs`` with ``legacy`` (deprecated bare keywords; one ``DeprecationWarning``)
     merged and the ``y=`` shorthand folded in (``y`` given both as ``y=`` and in
     ``model_kwargs`` is a `ConfigurationError`, as in torchebm 0.8.9); a tensor ``y`` must
-    hold one label per sample; then the loss's label dropout. ``probe`` (``mk -> output`` of
-    the model on one input, default ``loss.model(x[:1], **mk)``: an energy model) serves the
-    one-time check that the model reads ``y``.
+    hold one label per sample; then the loss's label dropout. ``probe`` (``conditioning ->
+    output`` of the model on one input, default ``loss.model(x[:1], **conditioning)``: an
+    energy model) serves the one-time check that the model reads ``y``.
     """
-    probe = probe or (lambda mk: loss.model(x[:1], **mk))
-    mk = loss._resolve_model_kwargs(model_kwargs, legacy)
+    probe = probe or (lambda conditioning: loss.model(x[:1], **conditioning))
+    conditioning = loss._resolve_model_kwargs(model_kwargs, legacy)
     if y is not None:
-        if "y" in mk:
+        if "y" in conditioning:
             raise ConfigurationError("pass y either as y= or in model_kwargs, not both")
-        mk = loss._resolve_model_kwargs({**mk, "y": y})
-    labels = mk.get("y")
+        conditioning = loss._resolve_model_kwargs({**conditioning, "y": y})
+    labels = conditioning.get("y")
     if isinstance(labels, torch.Tensor) and labels.ndim > 0 and labels.shape[0] != x.shape[0]:
         raise ShapeError(
             f"y must have one entry per sample of x (batch {x.shape[0]}), got shape "
             f"{tuple(labels.shape)}"
         )
-    return loss.apply_conditioning(mk, probe, generator)
+    return loss.apply_conditioning(conditioning, probe, generator)
 
 
 def checked_loss(owner: Any, compute: Callable[[], torch.Tensor], inputs: dict) -> torch.Tensor:

@@ -114,9 +114,9 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
             f"t_sampler={self.time_sampler!r}, negate_velocity={self.negate_velocity})"
         )
 
-    def _velocity(self, x: torch.Tensor, t: torch.Tensor, mk: dict) -> torch.Tensor:
+    def _velocity(self, x: torch.Tensor, t: torch.Tensor, conditioning: dict) -> torch.Tensor:
         with self.autocast_context():
-            out = self.model(x, t, **mk)
+            out = self.model(x, t, **conditioning)
         return out[0] if isinstance(out, tuple) else out
 
     def training_losses(
@@ -134,16 +134,16 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
             x0: Source samples shaped like ``x1``; standard normal when ``None``.
             generator: RNG of the source, the coupling and the times.
         """
-        mk = model_kwargs or {}
+        conditioning = model_kwargs or {}
         x0 = source_batch(x1, x0, generator)
-        pair = self.coupling(x0, x1, generator=generator, **mk)
+        pair = self.coupling(x0, x1, generator=generator, **conditioning)
         t = self.time_sampler(
             x1.shape[0], self.train_eps, device=x1.device, dtype=x1.dtype, generator=generator
         )
         with checked_inputs():  # t in [0, 1]: drawn here, or checked by the time sampler
             xt, ut = self.interpolant.interpolate(pair.x0, pair.x1, t)
         target = -ut if self.negate_velocity else ut
-        pred = self._velocity(xt, t, mk)
+        pred = self._velocity(xt, t, conditioning)
         loss = mean_flat((pred - target).square())
         if self.loss_weight_fn is not None:
             loss = loss * apply_loss_weight(self.loss_weight_fn, t)
@@ -172,10 +172,10 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
         def probe(m: dict) -> torch.Tensor:  # the velocity at t = 1/2 on one sample
             return self._velocity(x[:1], torch.full((1,), 0.5, device=x.device, dtype=x.dtype), m)
 
-        mk = loss_conditioning(self, x, model_kwargs, generator, y=y, probe=probe)
+        conditioning = loss_conditioning(self, x, model_kwargs, generator, y=y, probe=probe)
 
         def loss() -> torch.Tensor:
-            terms = self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)
+            terms = self.training_losses(x, model_kwargs=conditioning, x0=x0, generator=generator)
             return weighted_mean(terms["loss"], terms["weights"])
 
         return checked_loss(self, loss, {"x": x, "x0": x0})

@@ -309,8 +309,8 @@ class FlowSampler(BaseSampler):
             return t0, 1.0 - t1_eps
         return 0.0, 1.0
 
-    def _model_out(self, x: torch.Tensor, t: torch.Tensor, mk: dict) -> torch.Tensor:
-        out = self.model(x, t, **mk) if mk else self.model(x, t)
+    def _model_out(self, x: torch.Tensor, t: torch.Tensor, conditioning: dict) -> torch.Tensor:
+        out = self.model(x, t, **conditioning) if conditioning else self.model(x, t)
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ShapeError(
@@ -325,38 +325,38 @@ class FlowSampler(BaseSampler):
         return self.interpolant.compute_sigma_t(expand_t_like_x(t, x))[0]
 
     def _velocity_or_score(
-        self, x: torch.Tensor, t: torch.Tensor, mk: dict
+        self, x: torch.Tensor, t: torch.Tensor, conditioning: dict
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(velocity, score)`` from one model call: the velocity of a velocity prediction
         (score ``None``) or the score of a score/noise prediction (velocity ``None``)."""
-        out = self._model_out(x, t, mk)
+        out = self._model_out(x, t, conditioning)
         if self.prediction is PredictionType.VELOCITY:
             return (-out if self.negate_velocity else out), None
         if self.prediction is PredictionType.SCORE:
             return None, out
         return None, out / (1e-8 - self._sigma(x, t))
 
-    def _velocity(self, x: torch.Tensor, t: torch.Tensor, mk: dict) -> torch.Tensor:
+    def _velocity(self, x: torch.Tensor, t: torch.Tensor, conditioning: dict) -> torch.Tensor:
         """Probability-flow velocity (one model call)."""
-        v, score = self._velocity_or_score(x, t, mk)
+        v, score = self._velocity_or_score(x, t, conditioning)
         if v is not None:
             return v
         return self.interpolant.score_to_velocity(cast(torch.Tensor, score), x, _uniform_time(t))
 
     def _velocity_and_score(
-        self, x: torch.Tensor, t: torch.Tensor, mk: dict
+        self, x: torch.Tensor, t: torch.Tensor, conditioning: dict
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Probability-flow velocity and score (one model call)."""
-        v, score = self._velocity_or_score(x, t, mk)
+        v, score = self._velocity_or_score(x, t, conditioning)
         tc = _uniform_time(t)
         if v is not None:
             return v, self.interpolant.velocity_to_score(v, x, tc)
         score = cast(torch.Tensor, score)
         return self.interpolant.score_to_velocity(score, x, tc), score
 
-    def _ode_drift(self, mk: dict):
+    def _ode_drift(self, conditioning: dict):
         def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self._velocity(x, t, mk)
+            return self._velocity(x, t, conditioning)
 
         return drift
 
@@ -365,22 +365,22 @@ class FlowSampler(BaseSampler):
             x, _uniform_time(t), cast(str, self.diffusion_form), cast(float, self.diffusion_norm)
         )
 
-    def _sde_drift(self, mk: dict):
+    def _sde_drift(self, conditioning: dict):
         """The SDE drift ``v + D s`` at any time ``t``."""
 
         def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            v, score = self._velocity_and_score(x, t, mk)
+            v, score = self._velocity_and_score(x, t, conditioning)
             return torch.addcmul(v, self._diffusion(x, t), score)
 
         return drift
 
-    def _grid_drift(self, mk: dict, a: torch.Tensor, b: torch.Tensor):
+    def _grid_drift(self, conditioning: dict, a: torch.Tensor, b: torch.Tensor):
         """The SDE drift at one grid time $t_i$, from its row ``(a, b)`` of `_sde_table`:
         ``a f(x, t_i) + b x`` (one model call, two tensor operations). Valid only when the
         integrator calls it at $t_i$, which it receives explicitly as ``t``."""
 
         def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return torch.addcmul(self._model_out(x, t, mk) * a, x, b)
+            return torch.addcmul(self._model_out(x, t, conditioning) * a, x, b)
 
         return drift
 
@@ -432,17 +432,17 @@ class FlowSampler(BaseSampler):
         if self.reverse:
             times.reverse()
         grid = torch.tensor(times, device=x.device, dtype=x.dtype)
-        mk = ctx.model_kwargs
+        conditioning = ctx.model_kwargs
         state = FlowState(x=x, t=grid[0], times=times, grid=grid)
         if not self._adaptive:  # the integrator's t at each step: views, made once
             state.t_batch = list(grid.unsqueeze(1).expand(-1, x.shape[0]).unbind(0))
         if self.mode == "sde":
             a, b, d = self._sde_table(grid)
             state.sde_table = list(zip(a.unbind(0), b.unbind(0), d.unbind(0)))
-            state.drift = self._sde_drift(mk)
+            state.drift = self._sde_drift(conditioning)
             state.grid_drift = tuple(getattr(self.integrator, "tableau_c", ())) == (0.0,)
         else:
-            state.drift = self._ode_drift(mk)
+            state.drift = self._ode_drift(conditioning)
         return state
 
     def step(self, state: FlowState, ctx: SamplerContext) -> FlowState:
@@ -478,13 +478,13 @@ class FlowSampler(BaseSampler):
         self, x: torch.Tensor, state: FlowState, ctx: SamplerContext
     ) -> torch.Tensor:
         t = cast(torch.Tensor, state.grid)[-1].expand(x.shape[0])
-        mk, delta = ctx.model_kwargs, self.last_step_size
+        conditioning, delta = ctx.model_kwargs, self.last_step_size
         if self.last_step == "Mean":
             a, b, _ = cast(list, state.sde_table)[-1]
-            return torch.add(x, self._grid_drift(mk, a, b)(x, t), alpha=delta)
+            return torch.add(x, self._grid_drift(conditioning, a, b)(x, t), alpha=delta)
         if self.last_step == "Euler":
-            return torch.add(x, self._ode_drift(mk)(x, t), alpha=delta)
-        _, score = self._velocity_and_score(x, t, mk)
+            return torch.add(x, self._ode_drift(conditioning)(x, t), alpha=delta)
+        _, score = self._velocity_and_score(x, t, conditioning)
         tb = expand_t_like_x(t, x)
         alpha = self.interpolant.compute_alpha_t(tb)[0]
         sigma = self.interpolant.compute_sigma_t(tb)[0]

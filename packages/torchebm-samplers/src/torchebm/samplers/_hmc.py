@@ -484,7 +484,7 @@ class RiemannianManifoldHMC(_HMCBase):
         state.cholesky = (x, chol)
         return chol
 
-    def _hamiltonian_terms(self, x, p, mk):
+    def _hamiltonian_terms(self, x, p, conditioning):
         """``(U, K + ½ log|G|, ok)`` per chain; differentiable in ``x``."""
         b = x.shape[0]
         chol, ok = self._cholesky(x)
@@ -492,12 +492,12 @@ class RiemannianManifoldHMC(_HMCBase):
         sol = torch.cholesky_solve(pf, chol)
         kin = 0.5 * (pf * sol).sum(dim=(1, 2))
         half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-        return self.model_energy(x, mk), kin + half_logdet, ok
+        return self.model_energy(x, conditioning), kin + half_logdet, ok
 
-    def _force(self, x: torch.Tensor, p: torch.Tensor, mk: dict) -> torch.Tensor:
+    def _force(self, x: torch.Tensor, p: torch.Tensor, conditioning: dict) -> torch.Tensor:
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            u, rest, _ = self._hamiltonian_terms(xg, p.detach(), mk)
+            u, rest, _ = self._hamiltonian_terms(xg, p.detach(), conditioning)
             (g,) = torch.autograd.grad((u + rest).sum(), xg)
         return g.neg_()
 
