@@ -96,16 +96,18 @@ def supports_energy(energy: Any) -> bool:
     return False
 
 
-def maybe_analytic_spec(energy: Any, x: torch.Tensor, cd: torch.dtype) -> AnalyticSpec | None:
+def maybe_analytic_spec(
+    energy: Any, x: torch.Tensor, work_dtype: torch.dtype
+) -> AnalyticSpec | None:
     """Like `analytic_spec`, but ``None`` instead of an error for unsupported energies."""
     try:
-        return analytic_spec(energy, x, cd)
+        return analytic_spec(energy, x, work_dtype)
     except _Unsupported:
         return None
 
 
-def analytic_spec(energy: Any, x: torch.Tensor, cd: torch.dtype) -> AnalyticSpec:
-    """The `AnalyticSpec` of ``energy`` for states like ``x`` computed in dtype ``cd``.
+def analytic_spec(energy: Any, x: torch.Tensor, work_dtype: torch.dtype) -> AnalyticSpec:
+    """The `AnalyticSpec` of ``energy`` for states like ``x`` computed in dtype ``work_dtype``.
 
     Raises:
         ConfigurationError: ``energy`` is not one of the supported energies (including a
@@ -131,8 +133,8 @@ def analytic_spec(energy: Any, x: torch.Tensor, cd: torch.dtype) -> AnalyticSpec
             )
         return AnalyticSpec(
             KIND_DIAG_GAUSSIAN,
-            mu=energy.mean.detach().to(device=x.device, dtype=cd).contiguous(),
-            prec=prec.detach().to(device=x.device, dtype=cd).contiguous(),
+            mu=energy.mean.detach().to(device=x.device, dtype=work_dtype).contiguous(),
+            prec=prec.detach().to(device=x.device, dtype=work_dtype).contiguous(),
         )
     raise _Unsupported(
         f"energy must be {SUPPORTED_TEXT}, got {type(energy).__name__}; for other energies "

@@ -110,8 +110,8 @@ def langevin_chain(
         noise_steps=n_steps,
     )
     bounds = check_clamp(clamp)
-    cd = compute_dtype(x.dtype)
-    spec = analytic_spec(energy, x, cd)
+    work_dtype = compute_dtype(x.dtype)
+    spec = analytic_spec(energy, x, work_dtype)
     noise_coef = s * math.sqrt(2.0 * h)
 
     if resolve_backend(force, x, compiling) == "triton":
@@ -138,7 +138,7 @@ def langevin_chain(
         # kernel's registers, and is rounded to x's dtype once at the end; each step is the
         # one eager Langevin update, in place on the working state
         g = eager_generator(generator, seed, x.device)
-        xc = x.to(cd, copy=True)
+        xc = x.to(work_dtype, copy=True)
         for i in range(n_steps):
             e = None if noise is None else noise[i]
             eager_step(xc, eager_grad(spec, xc), h, noise_coef, bounds, e, g, xc)

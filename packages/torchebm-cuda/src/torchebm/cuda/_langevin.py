@@ -53,15 +53,15 @@ def eager_step(
     # The reference maths, one rounding per operation in this order:
     #   y = (x - step_size * grad) + noise_coef * eps,  then clamp.
     # Every input is read before ``out`` is written, so ``out`` may alias any of them.
-    cd = compute_dtype(x.dtype)
-    t = torch.mul(as_dtype(grad, cd), step_size)
+    work_dtype = compute_dtype(x.dtype)
+    t = torch.mul(as_dtype(grad, work_dtype), step_size)
     if noise is None:
-        e = randn_like_state(x, cd, generator)
+        e = randn_like_state(x, work_dtype, generator)
         e.mul_(noise_coef)
     else:
-        e = torch.mul(as_dtype(noise, cd), noise_coef)
-    target = out if (out is not None and out.dtype == cd) else t
-    torch.sub(as_dtype(x, cd), t, out=target)
+        e = torch.mul(as_dtype(noise, work_dtype), noise_coef)
+    target = out if (out is not None and out.dtype == work_dtype) else t
+    torch.sub(as_dtype(x, work_dtype), t, out=target)
     target.add_(e)
     if bounds is not None:
         target.clamp_(bounds[0], bounds[1])

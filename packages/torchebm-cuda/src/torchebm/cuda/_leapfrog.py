@@ -21,7 +21,7 @@ MINV_NONE, MINV_SCALAR, MINV_EVENT, MINV_FULL = 0, 1, 2, 3
 
 
 def _inverse_mass(
-    mass: Any, x: torch.Tensor, cd: torch.dtype
+    mass: Any, x: torch.Tensor, work_dtype: torch.dtype
 ) -> tuple[torch.Tensor | None, float, int]:
     """``(minv tensor or None, minv scalar, layout code)`` for the kernels and fallbacks."""
     if mass is None:
@@ -40,7 +40,7 @@ def _inverse_mass(
     m = mass
     while m.ndim > len(event) and m.shape[0] == 1:
         m = m.reshape(m.shape[1:])
-    minv = torch.reciprocal(m.to(cd))
+    minv = torch.reciprocal(m.to(work_dtype))
     try:
         if m.ndim <= len(event) and torch.broadcast_shapes(m.shape, event) == event:
             return minv.expand(event).contiguous(), 1.0, MINV_EVENT
@@ -55,28 +55,28 @@ def _inverse_mass(
 
 
 # --------------------------------------------------------------------------- eager
-def _kick(p: torch.Tensor, g: torch.Tensor, kick: float, cd: torch.dtype) -> None:
-    """In place ``p <- p - kick * g`` (computed in ``cd``, stored in p's dtype)."""
-    if p.dtype == cd:
+def _kick(p: torch.Tensor, g: torch.Tensor, kick: float, work_dtype: torch.dtype) -> None:
+    """In place ``p <- p - kick * g`` (computed in ``work_dtype``, stored in p's dtype)."""
+    if p.dtype == work_dtype:
         p.sub_(torch.mul(g, kick))
     else:
-        p.copy_(p.to(cd).sub_(torch.mul(g.to(cd), kick)))
+        p.copy_(p.to(work_dtype).sub_(torch.mul(g.to(work_dtype), kick)))
 
 
 def _drift(
     x: torch.Tensor, p: torch.Tensor, h: float, minv: torch.Tensor | None, minv_s: float,
-    mode: int, cd: torch.dtype,
+    mode: int, work_dtype: torch.dtype,
 ) -> None:  # fmt: skip
-    """In place ``x <- x + h * (p * minv)`` (computed in ``cd``, stored in x's dtype)."""
-    pc = p.to(cd)
+    """In place ``x <- x + h * (p * minv)`` (computed in ``work_dtype``, stored in x's dtype)."""
+    pc = p.to(work_dtype)
     if mode == MINV_NONE:
         t = torch.mul(pc, h)
     else:
         t = torch.mul(pc, minv if minv is not None else minv_s).mul_(h)
-    if x.dtype == cd:
+    if x.dtype == work_dtype:
         x.add_(t)
     else:
-        x.copy_(x.to(cd).add_(t))
+        x.copy_(x.to(work_dtype).add_(t))
 
 
 def _grad_of(grad_fn: Callable, x: torch.Tensor) -> torch.Tensor:
@@ -86,21 +86,21 @@ def _grad_of(grad_fn: Callable, x: torch.Tensor) -> torch.Tensor:
 
 
 def _eager_general(x, p, grad_fn, h, n_steps, minv, minv_s, mode, grad):
-    cd = compute_dtype(x.dtype)
+    work_dtype = compute_dtype(x.dtype)
     xw = x.detach().clone(memory_format=torch.contiguous_format)
     pw = p.detach().clone(memory_format=torch.contiguous_format)
     g = grad if grad is not None else _grad_of(grad_fn, xw)
     with torch.no_grad():
-        _kick(pw, g, 0.5 * h, cd)
-        _drift(xw, pw, h, minv, minv_s, mode, cd)
+        _kick(pw, g, 0.5 * h, work_dtype)
+        _drift(xw, pw, h, minv, minv_s, mode, work_dtype)
     for _ in range(n_steps - 1):
         g = _grad_of(grad_fn, xw)
         with torch.no_grad():
-            _kick(pw, g, h, cd)
-            _drift(xw, pw, h, minv, minv_s, mode, cd)
+            _kick(pw, g, h, work_dtype)
+            _drift(xw, pw, h, minv, minv_s, mode, work_dtype)
     g = _grad_of(grad_fn, xw)
     with torch.no_grad():
-        _kick(pw, g, 0.5 * h, cd)
+        _kick(pw, g, 0.5 * h, work_dtype)
     return xw, pw, g
 
 
@@ -122,11 +122,11 @@ def _triton_general(x, p, grad_fn, h, n_steps, minv, minv_s, mode, grad):
 
 @torch.no_grad()
 def _eager_analytic(x, p, spec: AnalyticSpec, h, n_steps, minv, minv_s, mode, grad):
-    cd = compute_dtype(x.dtype)
+    work_dtype = compute_dtype(x.dtype)
     m = minv if minv is not None else minv_s
-    xc = x.to(cd, copy=True)
-    pc = p.to(cd, copy=True)
-    g = grad.to(cd) if grad is not None else eager_grad(spec, xc)
+    xc = x.to(work_dtype, copy=True)
+    pc = p.to(work_dtype, copy=True)
+    g = grad.to(work_dtype) if grad is not None else eager_grad(spec, xc)
     hh = 0.5 * h
     pc.sub_(torch.mul(g, hh))
     for i in range(n_steps):
@@ -219,11 +219,11 @@ def fused_leapfrog_step(
     n_steps = check_int("n_steps", n_steps, minimum=1)
     if grad is not None:
         check_like("grad", grad, x)
-    cd = compute_dtype(x.dtype)
-    minv, minv_s, mode = _inverse_mass(mass, x, cd)
+    work_dtype = compute_dtype(x.dtype)
+    minv, minv_s, mode = _inverse_mass(mass, x, work_dtype)
     backend = resolve_backend(force, x)
 
-    spec = maybe_analytic_spec(grad_fn, x, cd)
+    spec = maybe_analytic_spec(grad_fn, x, work_dtype)
     if spec is not None:
         if backend == "triton":
             with torch.no_grad(), device_guard(x):
