@@ -286,8 +286,8 @@ def lowest(session: nox.Session, piece: str) -> None:
     _pytest(session, *test_dirs_of(piece), args=("-m", "not slow"), posargs=pytest_args)
 
 
-#: The declared torch floor (``torch>=2.4`` in every piece) and the newest Python it has
-#: wheels for.
+#: The declared torch floor (``torch>=2.4``; models and losses need 2.5) and the newest
+#: Python it has wheels for.
 TORCH_FLOOR_PYTHON_MAX = (3, 12)
 
 

@@ -4,7 +4,7 @@ goes through ``register_buffer``, attribute access, ``get_buffer`` and ``state_d
 
 Still present and not covered here (no public equivalent yet): the FSDP2 reshard settings
 that ``torchebm.core.distributed.unsharded`` saves and restores, ``torch.compile``'s
-``_orig_mod`` in ``unwrap_model``, and the ``_apply``/``_load_from_state_dict`` overrides.
+``_orig_mod`` in ``unwrap_model``, and the ``_apply`` override (placement cache).
 """
 
 from __future__ import annotations

@@ -29,6 +29,45 @@ from torchebm.flows._utils import loss_conditioning
 __all__ = ["BaseContrastiveDivergence"]
 
 
+def _allocate_loaded_chains(
+    loss: Any,
+    state_dict: dict,
+    prefix: str,
+    _meta: Any,
+    _strict: bool,
+    _missing: list,
+    _unexpected: list,
+    error_msgs: list,
+) -> None:
+    """Load pre-hook: a checkpoint's replay buffer loads into a loss that has none yet.
+
+    The chains and their ages are allocated at the checkpoint's shape (a torchebm 0.8.9
+    checkpoint has no ages: they start at 0); a buffer of another ``buffer_size`` is an
+    error that names both sizes.
+    """
+    buffer, age = prefix + "replay_buffer", prefix + "buffer_age"
+    if buffer not in state_dict:
+        return
+    chains = state_dict[buffer].shape[0]
+    if chains != loss.buffer_size:
+        error_msgs.append(
+            f"replay_buffer in the checkpoint has {chains} chains but this loss has "
+            f"buffer_size={loss.buffer_size}"
+        )
+        return
+    if age not in state_dict:
+        state_dict[age] = torch.zeros(chains, dtype=torch.long)
+    for name, dtype in (("replay_buffer", loss.dtype), ("buffer_age", torch.long)):
+        if getattr(loss, name) is None:
+            shape = state_dict[prefix + name].shape
+            setattr(loss, name, torch.empty(shape, dtype=dtype, device=loss.device))
+
+
+def _sync_host_pointer(loss: Any, _incompatible_keys: Any) -> None:
+    """Load post-hook: the host copy of ``buffer_ptr`` follows the loaded pointer."""
+    loss._host.ptr = int(loss.buffer_ptr)
+
+
 @dataclass
 class _HostState:
     """Host-side bookkeeping of the replay buffer: ``ptr`` mirrors ``buffer_ptr``;
@@ -165,6 +204,8 @@ class BaseContrastiveDivergence(BaseLoss):
         # that updating it skips nn.Module.__setattr__; ``_starts``: per-(n, stride, device)
         # row offsets arange(n) * stride of the stratified draw
         self._host = _HostState()
+        self.register_load_state_dict_pre_hook(_allocate_loaded_chains)
+        self.register_load_state_dict_post_hook(_sync_host_pointer)
 
     def __repr__(self) -> str:
         return (
@@ -378,30 +419,6 @@ class BaseContrastiveDivergence(BaseLoss):
         mine = perm[rank * self.buffer_size : (rank + 1) * self.buffer_size]
         buf.copy_(torch.cat(bufs)[mine])
         age.copy_(torch.cat(ages)[mine])
-
-    def _load_from_state_dict(
-        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-    ):
-        buffer, age = prefix + "replay_buffer", prefix + "buffer_age"
-        if buffer in state_dict and age not in state_dict:  # torchebm 0.8.9 kept no ages: 0
-            state_dict[age] = torch.zeros(state_dict[buffer].shape[0], dtype=torch.long)
-        for name in ("replay_buffer", "buffer_age"):
-            key = prefix + name
-            if key in state_dict and getattr(self, name) is None:
-                src = state_dict[key]
-                dtype = self.dtype if name == "replay_buffer" else torch.long
-                setattr(self, name, torch.empty(src.shape, dtype=dtype, device=self.device))
-        key = prefix + "replay_buffer"
-        if key in state_dict and state_dict[key].shape[0] != self.buffer_size:
-            error_msgs.append(
-                f"replay_buffer in the checkpoint has {state_dict[key].shape[0]} chains but this "
-                f"loss has buffer_size={self.buffer_size}"
-            )
-            return
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
-        self._host.ptr = int(self.buffer_ptr)
 
     # ------------------------------------------------------------------ negative phase
     def _run_sampler(

@@ -230,6 +230,14 @@ class _TemperedModel(BaseModel):
         return super().gradient(x, model_kwargs)
 
 
+def _allocate_tempered_chains(loss: Any, state_dict: dict, prefix: str, *_: Any) -> None:
+    """Load pre-hook: a checkpoint's tempered chains load into a loss that has none yet."""
+    key = prefix + "tempered_chains"
+    if key in state_dict and loss.tempered_chains is None:
+        shape = state_dict[key].shape
+        loss.tempered_chains = torch.empty(shape, dtype=loss.dtype, device=loss.device)
+
+
 class ParallelTemperingCD(ContrastiveDivergence):
     r"""Contrastive divergence with negatives from persistent parallel-tempering chains.
 
@@ -347,6 +355,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
         self.n_chains = None if n_chains is None else check_int("n_chains", n_chains, minimum=1)
         self.base_temperature = check_positive("base_temperature", base_temperature)
         self.register_buffer("tempered_chains", None)
+        self.register_load_state_dict_pre_hook(_allocate_tempered_chains)
         self.register_buffer("swap_acceptance", torch.zeros(len(temps) - 1), persistent=False)
         # held, not registered: it wraps self.model, which is registered already
         self._tempered_holder = (_TemperedModel(self.model),)
@@ -356,17 +365,6 @@ class ParallelTemperingCD(ContrastiveDivergence):
     def inverse_temperatures(self) -> torch.Tensor:
         r"""$\beta_r = 1/(T_r T_0)$, shape ``(R,)`` (float64 on CPU)."""
         return torch.tensor([1.0 / (t * self.base_temperature) for t in self.temperatures])
-
-    def _load_from_state_dict(
-        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-    ):
-        key = prefix + "tempered_chains"
-        if key in state_dict and self.tempered_chains is None:
-            shape = state_dict[key].shape
-            self.tempered_chains = torch.empty(shape, dtype=self.dtype, device=self.device)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
 
     def get_extra_state(self) -> dict:
         # which neighbour pairs swap next is chain state too: a resumed run must match
