@@ -14,15 +14,20 @@ from torchebm.core.errors import NonFiniteError
 from torchebm.samplers import GradientDescentSampler, LangevinDynamics
 
 
+def _sample_recording_warnings(sampler, x0, n_steps):
+    """``sampler.sample(x=x0, n_steps=n_steps)`` and the messages of its RuntimeWarnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = sampler.sample(x=x0, n_steps=n_steps)
+    return out, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
 def test_default_warns_once_with_counts_and_records_the_chains():
     x0 = torch.tensor([[0.1], [5.0], [0.2], [7.0]])
     sampler = GradientDescentSampler(HarmonicModel(k=1.0), step_size=3.0)  # |1 - 3| = 2
     x0[[0, 2]] = 0.0  # those stay at the minimum, the others grow 2x per step
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = sampler.sample(x=x0, n_steps=200)
-    msgs = [w for w in caught if issubclass(w.category, RuntimeWarning)]
-    assert len(msgs) == 1 and "2 of 4 chains diverged" in str(msgs[0].message)
+    out, msgs = _sample_recording_warnings(sampler, x0, n_steps=200)
+    assert len(msgs) == 1 and "2 of 4 chains diverged" in msgs[0]
     assert sampler.divergent_chains.tolist() == [False, True, False, True]
     assert torch.isfinite(out).all(1).tolist() == [True, False, True, False]  # never masked
     with pytest.raises(NonFiniteError):
@@ -156,3 +161,27 @@ def test_a_user_sampler_whose_step_calls_integrate_follows_nan_policy():
             1,
             gradient=lambda z, t: z,
         )
+
+
+def test_a_call_checked_once_reports_the_chains_that_diverged():
+    # n_steps <= nan_check_every: the final check is the only one (one sum, then the mask)
+    x0 = torch.tensor([[0.0], [1e38], [0.0], [3e37]])
+    sampler = GradientDescentSampler(HarmonicModel(k=1.0), step_size=3.0)  # x -> -2x
+    out, msgs = _sample_recording_warnings(sampler, x0, n_steps=5)
+    assert len(msgs) == 1 and "2 of 4 chains diverged" in msgs[0]
+    assert sampler.divergent_chains.tolist() == [False, True, False, True]
+    assert torch.isfinite(out).all(1).tolist() == [True, False, True, False]
+    with pytest.raises(NonFiniteError) as err:
+        sampler.sample(x=x0, n_steps=5, nan_policy="raise")
+    assert err.value.indices == [1, 3]
+
+
+def test_finite_chains_whose_sum_overflows_are_not_divergent():
+    # every entry finite (about 3e38) but their float32 sum is inf: the per-chain mask decides
+    x0 = torch.full((3, 2), 3e38)
+    sampler = GradientDescentSampler(HarmonicModel(k=1.0), step_size=1e-3)  # x -> 0.999 x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = sampler.sample(x=x0, n_steps=3, nan_policy="raise")
+    assert torch.isinf(out.sum()) and torch.isfinite(out).all()
+    assert sampler.divergent_chains.tolist() == [False, False, False]

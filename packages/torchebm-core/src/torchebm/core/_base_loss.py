@@ -99,7 +99,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
     def _prepare_input(self, x: Any, name: str = "x", min_ndim: int = 2) -> torch.Tensor:
         """Validate a floating batch of ``>= min_ndim`` dims and cast it to the loss's placement."""
         check_tensor(name, x, min_ndim=min_ndim, floating=True)
-        return x.to(device=self.device, dtype=self.dtype)
+        return x.to(*self._resolve_placement())  # (device, dtype), read once
 
     # ------------------------------------------------------------------ non-finite policy
     def _check_finite(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:

@@ -167,6 +167,15 @@ def _finite_chains(state: State) -> torch.Tensor:
     return finite
 
 
+def _all_finite(state: State) -> bool:
+    """`x` and a `(B,)` `energy` (if kept) are finite: one sum (finite terms), one host read."""
+    x, energy = state["x"], state.get("energy")
+    total = x.sum()
+    if isinstance(energy, torch.Tensor) and energy.shape == x.shape[:1]:
+        total = total + energy.sum()
+    return math.isfinite(total.item())
+
+
 def _per_chain_items(state: State, b: int) -> Iterator[tuple[str, torch.Tensor]]:
     """`(name, tensor)` of every per-chain tensor of `state` (leading dimension `b`)."""
     if isinstance(state, SamplerState):
@@ -436,7 +445,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         n = check_int("n_samples", n_samples, minimum=1)
         if n not in (1, x.shape[0]):
             raise ShapeError(f"n_samples={n} does not match x with batch size {x.shape[0]}")
-        x = x.detach().to(device=self.device, dtype=self.dtype)
+        x = x.detach().to(*self._resolve_placement())  # (device, dtype), read once
         return check_finite_tensor("x", x)
 
     # ------------------------------------------------------------------ the loop
@@ -576,7 +585,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             i += ctx.n
             calls += 1
             if i >= next_check or i >= n_steps:
-                state = checker(state, i)
+                state = checker(state, i, final=i >= n_steps)
                 next_check = (i // every + 1) * every
             if ctx.recording and i % thin == 0 and kept < n_kept:
                 self._record(state, ctx, traj, diag, kept, n_kept)
@@ -586,7 +595,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 if done is not None and bool(done):
                     break
         if not checker.ends or checker.ends[-1] != i:  # early stop between checks
-            state = checker(state, i)
+            state = checker(state, i, final=True)
         if ctx.recording and kept < n_kept:
             # early stop: every chain is frozen, so the remaining rows repeat the final state
             self._record(state, ctx, traj, diag, kept, n_kept, fill=True)
@@ -651,7 +660,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         thin: int = 1,
     ) -> None:
         alive, ends = checks.alive, checks.ends
-        if bool(alive.all()):  # the one host sync of sample() when every chain stayed finite
+        if checks.all_finite or bool(alive.all()):  # one host sync when all chains stayed finite
             return
         bad = torch.nonzero(~alive).flatten()
         idx = bad.tolist()
@@ -708,19 +717,25 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
 class _NanChecks:
     """NaN bookkeeping of one `sample()` call: `alive` (finite at every check so far),
-    `n_alive` (checks passed while alive; `None` after one check) and `ends` (the step of each
-    check). Under `"resample"` it restarts non-finite chains from the start."""
+    `n_alive` (checks passed while alive; `None` after one check), `ends` (the step of each
+    check) and `all_finite` (`True` once the host knows that every chain stayed finite).
+    Under `"resample"` it restarts non-finite chains from the start."""
 
     def __init__(self, b: int, state: State, resample: bool):
         # set by the first check (the loop always ends with one): no allocation before it
         self.alive = torch.empty(0)
         self.n_alive: torch.Tensor | None = None
         self.ends: list[int] = []
+        self.all_finite = False
         # restart at once: no non-finite state reaches a trajectory or a step
         self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
 
-    def __call__(self, state: State, i: int) -> State:
-        finite = _finite_chains(state)
+    def __call__(self, state: State, i: int, final: bool = False) -> State:
+        # the only check of the call: one sum and the host read the report makes anyway (a
+        # non-finite sum, or one that overflowed, takes the per-chain mask)
+        self.all_finite = final and not self.ends and self.start is None and _all_finite(state)
+        x = state["x"]
+        finite = x.new_ones(len(x), dtype=torch.bool) if self.all_finite else _finite_chains(state)
         if not self.ends:
             self.alive = finite
         else:
