@@ -4,8 +4,10 @@ import math
 
 import pytest
 import torch
+from _support.flow_objectives import LinearField, check_batch_loss
 
 from torchebm.flows import (
+    EquilibriumMatchingLoss,
     compute_eqm_ct,
     compute_flow_weight,
     dispersive_loss,
@@ -53,3 +55,17 @@ def test_dispersive_loss_closed_form():
 
 def test_get_interpolant_reexport():
     assert isinstance(get_interpolant("linear"), LinearInterpolant)
+
+
+@pytest.mark.parametrize("prediction", ["velocity", "noise"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_eqm_batch_loss_is_the_mean_of_the_per_sample_losses(prediction, weighted):
+    torch.manual_seed(0)
+    loss_fn = EquilibriumMatchingLoss(
+        LinearField(3),
+        prediction=prediction,
+        time_invariant=prediction == "velocity",
+        loss_weight_fn=(lambda t: 1.0 + t) if weighted else None,
+        dtype=torch.float64,
+    )
+    check_batch_loss(loss_fn, weighted)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from _support.flow_objectives import LinearField, check_batch_loss
 from torch import nn
 
 from torchebm.core.errors import ConfigurationError, NonFiniteError, ShapeError
@@ -206,3 +207,11 @@ def test_trained_flow_beats_the_gaussian_fit_on_energy_distance():
     gauss = torch.distributions.MultivariateNormal(mean, cov).sample((n,))
     ed_flow, ed_gauss = _energy_distance(x, test), _energy_distance(gauss, test)
     assert ed_flow < 0.5 * ed_gauss, (ed_flow, ed_gauss)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_batch_loss_is_the_mean_of_the_per_sample_losses(weighted):
+    torch.manual_seed(0)
+    weight = (lambda t: 1.0 + t) if weighted else None
+    loss_fn = FlowMatchingLoss(LinearField(3), loss_weight_fn=weight, dtype=torch.float64)
+    check_batch_loss(loss_fn, weighted)

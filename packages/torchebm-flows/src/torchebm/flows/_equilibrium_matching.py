@@ -17,6 +17,7 @@ from torchebm.flows._time_sampling import (
 from torchebm.flows._utils import (
     FlowObjective,
     _has_dtensor_params,
+    batch_loss,
     checked_loss,
     compute_eqm_ct,
     dispersive_loss,
@@ -24,7 +25,6 @@ from torchebm.flows._utils import (
     mean_flat,
     source_batch,
     split_model_output,
-    weighted_mean,
 )
 from torchebm.integrators._checked import checked_inputs
 
@@ -229,7 +229,9 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
 
         Returns:
             Dict with ``loss`` ``(B,)``, ``pred``, ``target``, ``t``, ``weights``
-            (coupling weights or ``None``) and, for explicit energies, ``energy`` ``(B,)``.
+            (coupling weights or ``None``), ``elementwise`` (the per-element loss whose
+            per-sample mean is ``loss``; ``None`` when ``loss`` adds a dispersion term or a
+            ``loss_weight_fn``) and, for explicit energies, ``energy`` ``(B,)``.
         """
         conditioning = model_kwargs or {}
         x0 = source_batch(x1, x0, generator)
@@ -251,7 +253,7 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
             else:
                 pred, act, energy = self._explicit_field(xt, t_model, conditioning)
                 terms["energy"] = energy
-            loss = mean_flat((pred - target).square())
+            elementwise = (pred - target).square()
         else:
             pred, act = self._call_model(xt, t_model, conditioning)
             tb = expand_t_like_x(t, x1)
@@ -264,17 +266,20 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
                     _, bv = self.interpolant.compute_drift(xt, t)
                 w = (bv / sigma).square() if self.loss_weight == "velocity" else bv / sigma.square()
             if self.prediction == "noise":
-                loss = mean_flat(w * (pred - x0).square())
+                elementwise = w * (pred - x0).square()
                 target = x0
             else:
-                loss = mean_flat(w * (pred * sigma + x0).square())
+                elementwise = w * (pred * sigma + x0).square()
                 target = -x0 / sigma
+        loss = mean_flat(elementwise)
         if self.apply_dispersion and act is not None:
             rep = act[-1] if isinstance(act, (list, tuple)) else act
             loss = loss + self.dispersion_weight * dispersive_loss(rep)
+            elementwise = None
         if self.loss_weight_fn is not None:
             loss = loss * apply_loss_weight(self.loss_weight_fn, t)
-        terms.update(loss=loss, pred=pred, target=target)
+            elementwise = None
+        terms.update(loss=loss, pred=pred, target=target, elementwise=elementwise)
         return terms
 
     def _ct(self, t: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
@@ -311,8 +316,9 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
 
     def compute_loss(self, x, x0=None, model_kwargs=None, generator=None) -> torch.Tensor:
         """Batch loss: coupling-weighted mean $\\sum w\\ell / \\max(\\sum w, 10^{-12})$ or mean."""
-        terms = self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)
-        return weighted_mean(terms["loss"], terms["weights"])
+        return batch_loss(
+            self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)
+        )
 
     def forward(
         self,

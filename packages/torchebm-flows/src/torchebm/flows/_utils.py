@@ -34,6 +34,7 @@ __all__ = [
     "energy_gradient",
     "source_batch",
     "weighted_mean",
+    "batch_loss",
 ]
 
 
@@ -219,6 +220,26 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
         return values.mean()
     weights = weights.to(values.dtype)
     return (weights * values).sum() / weights.sum().clamp(min=1e-12)
+
+
+def batch_loss(terms: dict[str, Any]) -> torch.Tensor:
+    r"""The scalar loss of a flow objective's ``training_losses`` terms:
+    ``weighted_mean(terms["loss"], terms["weights"])``.
+
+    When the terms carry ``elementwise`` (the per-element loss ``(B, *event_shape)`` whose
+    per-sample mean is ``loss``) and no coupling weights, its plain mean: the same value up
+    to rounding (every sample has as many elements), with one reduction instead of two in
+    the forward and the backward pass.
+
+    Example:
+        >>> err = torch.tensor([[1.0, 3.0], [5.0, 7.0]])
+        >>> batch_loss({"loss": err.mean(1), "weights": None, "elementwise": err}).item()
+        4.0
+    """
+    elementwise, weights = terms.get("elementwise"), terms["weights"]
+    if weights is None and elementwise is not None:
+        return elementwise.mean()
+    return weighted_mean(terms["loss"], weights)
 
 
 class FlowObjective:

@@ -15,10 +15,10 @@ from torchebm.flows._time_sampling import (
 )
 from torchebm.flows._utils import (
     FlowObjective,
+    batch_loss,
     checked_loss,
     loss_conditioning,
     source_batch,
-    weighted_mean,
 )
 from torchebm.integrators._checked import checked_inputs
 
@@ -126,7 +126,9 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
         x0: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, Any]:
-        """Per-sample terms: ``loss`` `(B,)`, ``pred``, ``target``, ``t`` `(B,)`, ``weights``.
+        """Per-sample terms: ``loss`` `(B,)`, ``pred``, ``target``, ``t`` `(B,)`, ``weights``
+        and ``elementwise`` (the per-element loss whose per-sample mean is ``loss``; ``None``
+        with a ``loss_weight_fn``).
 
         Args:
             x1: Data `(B, *event)` on the loss's device and dtype.
@@ -144,10 +146,19 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
             xt, ut = self.interpolant.interpolate(pair.x0, pair.x1, t)
         target = -ut if self.negate_velocity else ut
         pred = self._velocity(xt, t, conditioning)
-        loss = mean_flat((pred - target).square())
-        if self.loss_weight_fn is not None:
-            loss = loss * apply_loss_weight(self.loss_weight_fn, t)
-        return {"loss": loss, "pred": pred, "target": target, "t": t, "weights": pair.weights}
+        elementwise = (pred - target).square()
+        loss = mean_flat(elementwise)
+        weight_fn = self.loss_weight_fn
+        if weight_fn is not None:
+            loss = loss * apply_loss_weight(weight_fn, t)
+        return {
+            "loss": loss,
+            "pred": pred,
+            "target": target,
+            "t": t,
+            "weights": pair.weights,
+            "elementwise": elementwise if weight_fn is None else None,
+        }
 
     def forward(
         self,
@@ -175,7 +186,8 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
         conditioning = loss_conditioning(self, x, model_kwargs, generator, y=y, probe=probe)
 
         def loss() -> torch.Tensor:
-            terms = self.training_losses(x, model_kwargs=conditioning, x0=x0, generator=generator)
-            return weighted_mean(terms["loss"], terms["weights"])
+            return batch_loss(
+                self.training_losses(x, model_kwargs=conditioning, x0=x0, generator=generator)
+            )
 
         return checked_loss(self, loss, {"x": x, "x0": x0})
