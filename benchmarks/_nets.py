@@ -63,16 +63,18 @@ class HandMLP:
         layer, the best a hand-written loop can do for this network. The last hidden SiLU
         is never evaluated: the gradient needs only its pre-activation.
         """
+        if torch.is_grad_enabled():  # the floors' loops already run without autograd
+            with torch.no_grad():
+                return self.grad(x)
         *hidden, (w_out, _) = self.layers
-        with torch.no_grad():
-            pres, h = [], x
-            for i, (w, b) in enumerate(hidden):
-                pres.append(F.linear(h, w, b))
-                if i < len(hidden) - 1:
-                    h = F.silu(pres[-1])
-            g = w_out.expand(x.shape[0], -1)
-            for (w, _), pre in zip(reversed(hidden), reversed(pres)):
-                g = torch.ops.aten.silu_backward(g, pre).mm(w)
+        pres, h = [], x
+        for i, (w, b) in enumerate(hidden):
+            pres.append(F.linear(h, w, b))
+            if i < len(hidden) - 1:
+                h = F.silu(pres[-1])
+        g = w_out.expand(x.shape[0], -1)
+        for (w, _), pre in zip(reversed(hidden), reversed(pres)):
+            g = torch.ops.aten.silu_backward(g, pre).mm(w)
         return g
 
     def autograd_grad(self, x: torch.Tensor) -> torch.Tensor:

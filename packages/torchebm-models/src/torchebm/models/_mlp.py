@@ -102,6 +102,15 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 #: the pre-activation ``h`` only)
 _BACKWARD_READS_OUTPUT = (nn.Tanh, nn.Sigmoid)
 
+#: the functional forms of the activation modules that hold no attributes (not in place:
+#: the explicit pass never runs an in-place activation)
+_STATELESS_ACTIVATIONS: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
+    nn.SiLU: torch.nn.functional.silu,
+    nn.ReLU: torch.relu,
+    nn.Tanh: torch.tanh,
+    nn.Sigmoid: torch.sigmoid,
+}
+
 
 def _activation_backward(m: nn.Module) -> Callable[..., torch.Tensor] | None:
     """``(grad, h, a) -> grad * act'(h)`` for the known activation modules (``None``: unknown).
@@ -166,19 +175,21 @@ def _explicit_backward(
     r"""$\nabla_x E$ of ``x`` ``(B, d)`` through ``layers`` ``((W, b, act, act', needed), ...)``
     and the output weight ``w_last`` ``(1, h_L)``: a forward sweep keeping each
     pre-activation, then $g \leftarrow (g \odot \sigma'(h_\ell)) W_\ell$ from the top."""
+    if torch.is_grad_enabled():  # a sampler's loop already runs without autograd
+        with torch.no_grad():
+            return _explicit_backward(x, layers, w_last)
     linear = torch.nn.functional.linear
-    with torch.no_grad():
-        h = x
-        saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for weight, bias, act, _, needed in layers:
-            pre = linear(h, weight, bias)
-            # an activation value that no later step reads (the last one feeds only the
-            # output layer, whose input gradient is its weight) is not computed
-            h = act(pre) if needed else pre
-            saved.append((pre, h))
-        g = w_last.expand(x.shape[0], -1)  # dE/d(last hidden) = w_L, per row
-        for (weight, _, _, back, _), (pre, post) in zip(reversed(layers), reversed(saved)):
-            g = back(g, pre, post).mm(weight)
+    h = x
+    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for weight, bias, act, _, needed in layers:
+        pre = linear(h, weight, bias)
+        # an activation value that no later step reads (the last one feeds only the
+        # output layer, whose input gradient is its weight) is not computed
+        h = act(pre) if needed else pre
+        saved.append((pre, h))
+    g = w_last.expand(x.shape[0], -1)  # dE/d(last hidden) = w_L, per row
+    for (weight, _, _, back, _), (pre, post) in zip(reversed(layers), reversed(saved)):
+        g = back(g, pre, post).mm(weight)
     return g
 
 
@@ -360,7 +371,10 @@ class MLPEnergy(BaseModel):
             if "forward" in vars(act):  # its own forward: the class's backward may not match
                 return None
             needed = k + 1 < n_hidden or type(act) in _BACKWARD_READS_OUTPUT
-            hidden.append((lin, act.forward, back, needed))
+            # the functional form of an activation without attributes (one call less per
+            # layer and step), else the module's own forward (its attributes read per call)
+            forward = _STATELESS_ACTIVATIONS.get(type(act), act.forward)
+            hidden.append((lin, forward, back, needed))
         last = mods[-1]
         if not _plain_linear(last) or last.out_features != 1:  # type: ignore[union-attr]
             return None
