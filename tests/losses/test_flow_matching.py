@@ -215,3 +215,49 @@ def test_batch_loss_is_the_mean_of_the_per_sample_losses(weighted):
     weight = (lambda t: 1.0 + t) if weighted else None
     loss_fn = FlowMatchingLoss(LinearField(3), loss_weight_fn=weight, dtype=torch.float64)
     check_batch_loss(loss_fn, weighted)
+
+
+class ScaledField(nn.Module):
+    """``f(x, t, scale) = scale * x + t`` (float64): conditioning read through a keyword."""
+
+    def forward(self, x, t, scale=None):
+        s = 1.0 if scale is None else scale.reshape(-1, 1)
+        return s * x + t.reshape(-1, 1).to(x.dtype)
+
+
+def _flow_objectives():
+    from torchebm.flows import EquilibriumMatchingLoss
+
+    return {
+        "fm": FlowMatchingLoss(ScaledField(), dtype=torch.float64),
+        "eqm": EquilibriumMatchingLoss(ScaledField(), dtype=torch.float64),
+    }
+
+
+@pytest.mark.parametrize("name", ["fm", "eqm"])
+def test_bare_keyword_conditioning_is_deprecated_and_equals_model_kwargs(name):
+    # torchebm 0.8.9's forward took bare keyword conditioning (**kwargs); the flow
+    # objectives share one forward that still accepts it, with one DeprecationWarning
+    loss_fn = _flow_objectives()[name]
+    x = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    scale = torch.linspace(0.5, 2.0, 32, dtype=torch.float64)
+    want = loss_fn(x, model_kwargs={"scale": scale}, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(DeprecationWarning, match="model_kwargs"):
+        got = loss_fn(x, scale=scale, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    # and the conditioning changes the loss (it is not dropped on the way)
+    plain = loss_fn(x, generator=torch.Generator().manual_seed(1))
+    assert abs(float(plain) - float(want)) > 1e-3
+
+
+def test_flow_matching_probes_the_conditioning_at_half_time():
+    seen = []
+
+    class Recording(nn.Module):
+        def forward(self, x, t, y=None):
+            seen.append((x.shape[0], float(t[0])))
+            return x * (1.0 if y is None else (1 + y.reshape(-1, 1).to(x.dtype)))
+
+    loss_fn = FlowMatchingLoss(Recording())
+    loss_fn(torch.randn(8, 2), model_kwargs={"y": torch.arange(8) % 3})
+    assert (1, 0.5) in seen  # one sample at t = 1/2, with and without y

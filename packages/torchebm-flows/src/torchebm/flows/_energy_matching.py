@@ -32,10 +32,8 @@ from torchebm.flows._time_sampling import (
 from torchebm.flows._utils import (
     FlowObjective,
     _has_dtensor_params,
-    checked_loss,
     compute_flow_weight,
     energy_gradient,
-    loss_conditioning,
     mean_flat,
     source_batch,
     trimmed_mean,
@@ -345,22 +343,3 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         return self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)[
             "loss"
         ]
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        *,
-        y: torch.Tensor | None = None,
-        x0: torch.Tensor | None = None,
-        model_kwargs: dict | None = None,
-        generator: torch.Generator | None = None,
-        **legacy_model_kwargs: Any,
-    ) -> torch.Tensor:
-        """Energy Matching loss of the data batch ``x``; a scalar."""
-        x = self._prepare_input(x)
-        conditioning = loss_conditioning(self, x, model_kwargs, generator, legacy_model_kwargs, y=y)
-        return checked_loss(
-            self,
-            lambda: self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator),
-            {"x": x, "x0": x0},
-        )

@@ -17,11 +17,8 @@ from torchebm.flows._time_sampling import (
 from torchebm.flows._utils import (
     FlowObjective,
     _has_dtensor_params,
-    batch_loss,
-    checked_loss,
     compute_eqm_ct,
     dispersive_loss,
-    loss_conditioning,
     mean_flat,
     source_batch,
     split_model_output,
@@ -314,37 +311,6 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
             return -0.5 * f.reshape(f.shape[0], -1).square().sum(1)
         return (x * f).reshape(x.shape[0], -1).sum(1)
 
-    def compute_loss(self, x, x0=None, model_kwargs=None, generator=None) -> torch.Tensor:
-        """Batch loss: coupling-weighted mean $\\sum w\\ell / \\max(\\sum w, 10^{-12})$ or mean."""
-        return batch_loss(
-            self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)
-        )
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        *,
-        y: torch.Tensor | None = None,
-        x0: torch.Tensor | None = None,
-        model_kwargs: dict | None = None,
-        generator: torch.Generator | None = None,
-        **legacy_model_kwargs: Any,
-    ) -> torch.Tensor:
-        """EqM loss of the batch ``x`` (data, ``(B, *event_shape)``); a scalar.
-
-        Bare keyword conditioning is deprecated (one ``DeprecationWarning``); use
-        ``model_kwargs={...}``.
-        """
-        x = self._prepare_input(x)
-
-        def probe(m: dict) -> torch.Tensor:  # the field at t = 0 on one sample
-            return self._call_model(x[:1], torch.zeros(1, device=x.device, dtype=x.dtype), m)[0]
-
-        conditioning = loss_conditioning(
-            self, x, model_kwargs, generator, legacy_model_kwargs, y=y, probe=probe
-        )
-        return checked_loss(
-            self,
-            lambda: self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator),
-            {"x": x, "x0": x0},
-        )
+    def probe_model(self, x: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
+        """The field at $t = 0$ on ``x`` under ``model_kwargs`` (the conditioning check)."""
+        return self._call_model(x, x.new_zeros(x.shape[0]), model_kwargs)[0]

@@ -244,7 +244,9 @@ def batch_loss(terms: dict[str, Any]) -> torch.Tensor:
 
 class FlowObjective:
     """Mixin of the flow objectives (Flow Matching, EqM, Energy Matching): the parts they are
-    built from, set in their constructors by `_set_flow_parts`."""
+    built from (set in their constructors by `_set_flow_parts`) and the one ``forward`` they
+    share. An objective implements ``training_losses`` (its terms) and, when its model is not
+    called as ``model(x, **model_kwargs)``, `probe_model`."""
 
     #: The trained network (callable).
     model: Any
@@ -284,6 +286,60 @@ class FlowObjective:
         self.coupling = resolve_coupling(coupling, default=default_coupling, owner=owner)
         self.time_sampler = LossTimeSampler(t_sampler, t_p_mean, t_p_std)
         self.loss_weight_fn = check_loss_weight_fn(loss_weight_fn)
+
+    def probe_model(self, x: torch.Tensor, model_kwargs: dict) -> Any:
+        """The model's output on the samples ``x`` under ``model_kwargs``, called as the loss
+        calls it (the one-time check that the model reads ``y`` probes one sample).
+
+        Default ``model(x, **model_kwargs)`` (an energy); a time-conditioned objective
+        calls its network at a fixed time.
+        """
+        return self.model(x, **model_kwargs)
+
+    def compute_loss(
+        self: Any, x: torch.Tensor, x0: Any = None, model_kwargs: Any = None, generator: Any = None
+    ) -> torch.Tensor:
+        """The scalar loss of ``training_losses`` (its coupling-weighted mean, else its mean)."""
+        return batch_loss(
+            self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)
+        )
+
+    def forward(
+        self: Any,
+        x: torch.Tensor,
+        *,
+        y: torch.Tensor | None = None,
+        x0: torch.Tensor | None = None,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+        **legacy_model_kwargs: Any,
+    ) -> torch.Tensor:
+        """The loss of the data batch ``x`` ``(B, *event)``; a scalar.
+
+        Args:
+            x: Data batch (cast to the loss's device and dtype).
+            y: Conditioning, shorthand for ``model_kwargs={"y": y}``.
+            x0: Source samples shaped like ``x`` (default: standard normal).
+            model_kwargs: Conditioning forwarded to the model.
+            generator: Source of every random draw of the call (label dropout, source,
+                coupling, times, negatives).
+            **legacy_model_kwargs: Bare keyword conditioning, as torchebm 0.8.9 accepted it
+                (deprecated: one ``DeprecationWarning``; use ``model_kwargs={...}``).
+
+        Raises:
+            NonFiniteError: the loss is NaN/inf under ``nan_policy="raise"`` (naming the
+                first input, ``x`` or ``x0``, that holds NaN/inf and its rows).
+        """
+        x = self._prepare_input(x)
+        conditioning = loss_conditioning(
+            self, x, model_kwargs, generator, legacy_model_kwargs, y=y,
+            probe=lambda m: self.probe_model(x[:1], m),
+        )  # fmt: skip
+        return checked_loss(
+            self,
+            lambda: self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator),
+            {"x": x, "x0": x0},
+        )
 
 
 def loss_conditioning(
