@@ -58,6 +58,23 @@ def test_one_dimensional_input_is_one_sample(make):
     torch.testing.assert_close(g, model.gradient(x.unsqueeze(0))[0])
 
 
+@pytest.mark.parametrize("make", MODELS)
+def test_an_empty_batch_has_no_energies(make):
+    model = make()
+    x = torch.zeros(0, 2, dtype=torch.float64)
+    assert model(x).shape == (0,)
+    assert model.gradient(x).shape == (0, 2)
+
+
+def test_gaussian_moves_x_to_its_device():
+    # torchebm 0.8.9 moved x to the model's device, as BaseModel.gradient does; the meta
+    # device stands in for a GPU (any other device than x's)
+    model = GaussianModel(torch.zeros(2), torch.eye(2), device="meta")
+    x = torch.ones(3, 2)
+    assert model(x).device.type == "meta" and model(x).shape == (3,)
+    assert model.gradient(x).device.type == "meta" and model.gradient(x).shape == (3, 2)
+
+
 def test_energy_values_closed_form():
     x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
     g = GaussianModel(torch.zeros(2), COV, dtype=torch.float64)

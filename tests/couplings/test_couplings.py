@@ -247,6 +247,22 @@ def test_registry():
     assert isinstance(resolve_coupling(None, default="greedy", owner="X"), GreedyCoupling)
 
 
+@pytest.mark.parametrize("name", ["ot", "sinkhorn", "greedy", "unbalanced_sinkhorn"])
+def test_a_reordering_coupling_says_which_rows_of_x1_it_returns(name):
+    # per-sample conditioning (labels) of x1 must follow its rows: index names them
+    x0, x1 = torch.randn(16, 2), torch.randn(16, 2) + 3.0
+    res = get_coupling(name)(x0, x1, generator=torch.Generator().manual_seed(0))
+    assert res.index is not None and res.index.shape == (16,)
+    assert torch.equal(res.x1, x1[res.index])
+
+
+def test_couplings_that_keep_x1_in_order_give_no_index():
+    x0, x1 = torch.randn(5, 2), torch.randn(5, 2)
+    assert IndependentCoupling()(x0, x1).index is None
+    assert ExactOTCoupling()(x0[:1], x1[:1]).index is None  # one pair: x1 as given
+    assert ReflowCoupling(lambda z: 2 * z)(x0).index is None  # generated from x0
+
+
 def test_images_and_conditioning_kwargs_are_accepted():
     x0, x1 = torch.randn(6, 3, 4, 4), torch.randn(6, 3, 4, 4)
     for name in COUPLING_NAMES:

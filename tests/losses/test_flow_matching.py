@@ -261,3 +261,39 @@ def test_flow_matching_probes_the_conditioning_at_half_time():
     loss_fn = FlowMatchingLoss(Recording())
     loss_fn(torch.randn(8, 2), model_kwargs={"y": torch.arange(8) % 3})
     assert (1, 0.5) in seen  # one sample at t = 1/2, with and without y
+
+
+@pytest.mark.parametrize("objective", ["fm", "eqm", "em"])
+@pytest.mark.parametrize("coupling", ["ot", "sinkhorn", "greedy", "unbalanced_sinkhorn"])
+def test_labels_stay_with_their_data_rows_when_the_coupling_reorders_x1(objective, coupling):
+    # at t = 1 the model sees x1 itself: row i of the data (first coordinate 10 i) has label
+    # i, and every call the model gets must pair a row with its own label
+    from torchebm.flows import EnergyMatchingLoss, EquilibriumMatchingLoss
+
+    calls = []
+
+    class Recording(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(8, 2)
+
+        def forward(self, x, *args, y):
+            calls.append(((x[:, 0].detach() / 10).round().long(), y))
+            out = x + self.emb(y)
+            return out if objective != "em" else out.square().sum(1)
+
+    def at_one(n, *, device, dtype, generator):
+        return torch.ones(n, device=device, dtype=dtype)
+
+    y = torch.arange(8)
+    x1 = torch.stack([10.0 * y, torch.zeros(8)], 1)
+    options = dict(coupling=coupling, t_sampler=at_one, check_conditioning=False)
+    loss_fn = {
+        "fm": lambda: FlowMatchingLoss(Recording(), **options),
+        "eqm": lambda: EquilibriumMatchingLoss(Recording(), **options),
+        "em": lambda: EnergyMatchingLoss(Recording(), sigma=0.0, lambda_cd=0.0, **options),
+    }[objective]()
+    loss_fn(x1, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(0))
+    assert calls
+    for rows, labels in calls:
+        assert torch.equal(rows, labels), (rows, labels)

@@ -27,6 +27,9 @@ class CouplingResult:
         x0: Source (noise) samples ``(B, *event_shape)``.
         x1: Paired target (data) samples ``(B, *event_shape)``.
         weights: Optional ``(B,)`` importance weights of the pairs (``None`` = uniform).
+        index: ``(B,)`` rows of the caller's ``x1`` that ``x1`` holds, when the coupling
+            reordered or resampled it (per-sample conditioning of ``x1`` must follow them);
+            ``None``: ``x1`` is the caller's in its order, or generated from ``x0``.
 
     Example:
         >>> r = CouplingResult(torch.zeros(2, 1), torch.ones(2, 1))
@@ -38,6 +41,7 @@ class CouplingResult:
     x0: torch.Tensor
     x1: torch.Tensor
     weights: torch.Tensor | None = None
+    index: torch.Tensor | None = None
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         yield self.x0
@@ -68,9 +72,10 @@ class BaseCoupling(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    @staticmethod
-    def _check_batch(x0: torch.Tensor, x1: torch.Tensor) -> None:
-        """Floating, non-empty ``x0`` and ``x1`` of one shape (batch and event)."""
+    def _check_batch(self, x0: torch.Tensor, x1: torch.Tensor | None) -> torch.Tensor:
+        """``x1``, checked: given, and floating, non-empty ``x0``/``x1`` of one shape."""
+        if x1 is None:
+            raise ConfigurationError(f"{type(self).__name__}: x1 must not be None")
         for name, v in (("x0", x0), ("x1", x1)):
             check_tensor(name, v, min_ndim=1, floating=True)
         if x0.shape != x1.shape:
@@ -78,11 +83,6 @@ class BaseCoupling(ABC):
                 "Coupling requires equal batch sizes and event shapes, got x0 of shape "
                 f"{tuple(x0.shape)} and x1 of shape {tuple(x1.shape)}"
             )
-
-    @staticmethod
-    def _require_x1(x1: torch.Tensor | None, owner: str = "this coupling") -> torch.Tensor:
-        if x1 is None:
-            raise ConfigurationError(f"{owner}: x1 must not be None")
         return x1
 
 
@@ -134,15 +134,13 @@ class BaseCostCoupling(BaseCoupling):
 
     @torch.no_grad()
     def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
-        x1 = self._require_x1(x1, type(self).__name__)
-        self._check_batch(x0, x1)
+        x1 = self._check_batch(x0, x1)
         if self.process_group is not None:
             return self._couple_global(x0, x1, generator, **kwargs)
         if x0.shape[0] == 1:
             return CouplingResult(x0, x1)
-        cost = self.compute_cost(x0, x1, **kwargs)
-        idx = self.solve(cost, generator)
-        return CouplingResult(x0, x1[idx])
+        idx = self.solve(self.compute_cost(x0, x1, **kwargs), generator)
+        return CouplingResult(x0, x1[idx], index=idx)
 
     def _couple_global(self, x0, x1, generator, **kwargs) -> CouplingResult:
         import torch.distributed as dist
@@ -154,7 +152,8 @@ class BaseCostCoupling(BaseCoupling):
             )
         group = self.process_group
         if dist.get_world_size(group) == 1:
-            return CouplingResult(x0, x1[self.solve(self.compute_cost(x0, x1), generator)])
+            idx = self.solve(self.compute_cost(x0, x1), generator)
+            return CouplingResult(x0, x1[idx], index=idx)
         sizes = gather_sizes(x0.shape[0], group)  # per-rank batch sizes may differ
         all0, all1 = all_gather_cat(x0, group), all_gather_cat(x1, group)
         idx = self.solve(self.compute_cost(all0, all1), generator).to(torch.long)

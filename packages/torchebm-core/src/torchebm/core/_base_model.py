@@ -153,7 +153,7 @@ class _AnalyticModel(BaseModel):
 
 
 def _sum_event(v: torch.Tensor) -> torch.Tensor:
-    return v.reshape(v.shape[0], -1).sum(dim=1)
+    return v.flatten(1).sum(dim=1)  # (0, ...) -> (0,): an empty batch has no energies
 
 
 def _finite(name: str, value: Any) -> float:
@@ -246,11 +246,12 @@ class GaussianModel(_AnalyticModel):
             self.register_buffer(name, buf, persistent=name != "cov")
 
     def _check(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mean, prec = self.mean, self.cov_inv  # x in the buffers' dtype, mean, precision
+        mean, prec = self.mean, self.cov_inv  # x on the buffers' device/dtype, mean, precision
         if x.ndim != 2 or x.shape[-1] != mean.shape[0]:
             got = tuple(x.shape)
             raise ShapeError(f"GaussianModel expects x of shape (B, {mean.shape[0]}), got {got}")
-        return (x if x.dtype == prec.dtype else x.to(prec.dtype)), mean, prec
+        same = x.dtype == prec.dtype and x.device == prec.device
+        return (x if same else x.to(prec.device, prec.dtype)), mean, prec
 
     def closed_form_energy(self, x: torch.Tensor) -> torch.Tensor:
         x, mean, prec = self._check(x)
@@ -263,7 +264,8 @@ class GaussianModel(_AnalyticModel):
         r"""$(x - \mu)\,\Sigma^{-1}$; ``mean``/``prec``: tensors to use instead of the buffers."""
         mean, prec = (self.mean, self.cov_inv) if mean is None else (mean, prec)
         if x.ndim == 2 and x.dtype == prec.dtype and x.shape[1] == mean.shape[0]:
-            return torch.mm(x - mean, prec)  # x is (B, D): mm skips matmul's dispatch
+            if x.device == prec.device:  # x is (B, D): mm skips matmul's dispatch
+                return torch.mm(x - mean, prec)
         g = torch.mm(self._check(x)[0] - mean, prec)
         return g if g.dtype == x.dtype else g.to(x.dtype)
 
@@ -337,7 +339,7 @@ class RastriginModel(_AnalyticModel):
         self.a = check_positive("a", a)
 
     def closed_form_energy(self, x):
-        n = x[0].numel()
+        n = math.prod(x.shape[1:])
         return self.a * n + _sum_event(x**2 - self.a * torch.cos(2 * math.pi * x))
 
     def closed_form_gradient(self, x):
@@ -347,7 +349,7 @@ class RastriginModel(_AnalyticModel):
 class AckleyModel(_AnalyticModel):
     r"""Ackley energy $-a e^{-b\sqrt{\overline{x^2}}} - e^{\overline{\cos c x}} + a + e$.
 
-    Means run over the last dimension.
+    Means run over all event dimensions.
 
     Args:
         a: Depth of the exponential well (> 0).
@@ -368,12 +370,12 @@ class AckleyModel(_AnalyticModel):
         self.c = check_positive("c", c)
 
     def closed_form_energy(self, x):
-        x = x.reshape(x.shape[0], -1)
+        x = x.flatten(1)
         e1 = -self.a * torch.exp(-self.b * torch.sqrt((x**2).mean(-1)))
         return e1 - torch.exp(torch.cos(self.c * x).mean(-1)) + self.a + math.e
 
     def closed_form_gradient(self, x):
-        shape, x = x.shape, x.reshape(x.shape[0], -1)
+        shape, x = x.shape, x.flatten(1)
         n, r = x.shape[1], torch.sqrt((x**2).mean(-1, keepdim=True))
         # d/dx of -a exp(-b r): a b exp(-b r) * x / (n r); the limit at r = 0 is 0.
         safe_r = torch.where(r > 0, r, torch.ones_like(r))

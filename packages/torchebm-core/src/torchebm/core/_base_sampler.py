@@ -410,8 +410,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         """Energies `(B,)` of `x` under the model."""
         return self.model(x, **model_kwargs) if model_kwargs else self.model(x)
 
-    # torchebm 0.8.9 names (user samplers call them)
-    _model_gradient = model_gradient
+    _model_gradient = model_gradient  # torchebm 0.8.9 names (user samplers call them)
     _model_energy = model_energy
 
     # ------------------------------------------------------------------ validation

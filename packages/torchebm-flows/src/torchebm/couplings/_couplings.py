@@ -34,9 +34,7 @@ class IndependentCoupling(BaseCoupling):
     """
 
     def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
-        x1 = self._require_x1(x1, "IndependentCoupling")
-        self._check_batch(x0, x1)
-        return CouplingResult(x0, x1)
+        return CouplingResult(x0, self._check_batch(x0, x1))
 
 
 def _finite_cost(owner: BaseCoupling, cost: torch.Tensor) -> torch.Tensor:
@@ -306,8 +304,7 @@ class UnbalancedSinkhornCoupling(BaseCostCoupling):
 
     @torch.no_grad()
     def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
-        x1 = self._require_x1(x1, "UnbalancedSinkhornCoupling")
-        self._check_batch(x0, x1)
+        x1 = self._check_batch(x0, x1)
         if x0.shape[0] == 1:
             return CouplingResult(x0, x1)
         cost = _finite_cost(self, self.compute_cost(x0, x1, **kwargs))
@@ -316,7 +313,7 @@ class UnbalancedSinkhornCoupling(BaseCostCoupling):
         mass = plan.sum(dim=1)
         weights = (mass / mass.mean().clamp(min=1e-30)).to(x0.dtype)
         idx = torch.multinomial(plan.clamp(min=1e-30), 1, generator=generator).squeeze(1)
-        return CouplingResult(x0, x1[idx], weights)
+        return CouplingResult(x0, x1[idx], weights, index=idx)
 
 
 class GreedyCoupling(BaseCostCoupling):

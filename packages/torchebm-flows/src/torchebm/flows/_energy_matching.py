@@ -35,6 +35,7 @@ from torchebm.flows._utils import (
     compute_flow_weight,
     energy_gradient,
     mean_flat,
+    paired_conditioning,
     source_batch,
     trimmed_mean,
     weighted_mean,
@@ -184,6 +185,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
     # ------------------------------------------------------------------ flow term
     def _flow_terms(self, x1, x0, conditioning, generator):
         pair = self.coupling(x0, x1, generator=generator, **conditioning)
+        conditioning = paired_conditioning(conditioning, pair.index, x1.shape[0])
         x0, x1c, weights = pair.x0, pair.x1, pair.weights
         b = x1c.shape[0]
         t = self.time_sampler(b, 0.0, device=x1c.device, dtype=x1c.dtype, generator=generator)

@@ -20,6 +20,7 @@ from torchebm.flows._utils import (
     compute_eqm_ct,
     dispersive_loss,
     mean_flat,
+    paired_conditioning,
     source_batch,
     split_model_output,
 )
@@ -233,6 +234,7 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         conditioning = model_kwargs or {}
         x0 = source_batch(x1, x0, generator)
         pair = self.coupling(x0, x1, generator=generator, **conditioning)
+        conditioning = paired_conditioning(conditioning, pair.index, x1.shape[0])
         x0, x1, weights = pair.x0, pair.x1, pair.weights
         b = x1.shape[0]
         t = self.time_sampler(

@@ -207,6 +207,23 @@ def source_batch(
     return x0.to(device=x1.device, dtype=x1.dtype)
 
 
+def paired_conditioning(conditioning: dict, index: torch.Tensor | None, batch: int) -> dict:
+    """``conditioning`` of the data rows a coupling paired (``CouplingResult.index``): each
+    per-sample tensor (leading dimension ``batch``) indexed like ``x1``, so a label stays with
+    its sample; unchanged when the coupling kept ``x1`` in order (``index`` is ``None``).
+
+    Example:
+        >>> paired_conditioning({"y": torch.tensor([5, 6, 7])}, torch.tensor([2, 0, 0]), 3)
+        {'y': tensor([7, 5, 5])}
+    """
+    if index is None or not conditioning:
+        return conditioning
+    return {
+        k: v[index] if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == batch else v
+        for k, v in conditioning.items()
+    }
+
+
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     r"""Batch mean of per-sample ``values`` ``(B,)``, weighted by a coupling's ``weights``:
     $\sum_i w_i v_i / \max(\sum_i w_i, 10^{-12})$, or the plain mean when ``weights`` is

@@ -15,6 +15,7 @@ from torchebm.flows._time_sampling import (
 )
 from torchebm.flows._utils import (
     FlowObjective,
+    paired_conditioning,
     source_batch,
 )
 from torchebm.integrators._checked import checked_inputs
@@ -136,6 +137,7 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
         conditioning = model_kwargs or {}
         x0 = source_batch(x1, x0, generator)
         pair = self.coupling(x0, x1, generator=generator, **conditioning)
+        conditioning = paired_conditioning(conditioning, pair.index, x1.shape[0])
         t = self.time_sampler(
             x1.shape[0], self.train_eps, device=x1.device, dtype=x1.dtype, generator=generator
         )
