@@ -206,6 +206,9 @@ def test_validation():
     ):
         with pytest.raises(ValueError, match=match):
             EnergyMatchingLoss(MLP(), **kw)
+    for bad in ("x", False):  # named, not coerced by float()
+        with pytest.raises(TypeError, match="tau_star must be a finite number"):
+            EnergyMatchingLoss(MLP(), tau_star=bad)
     with pytest.raises(TypeError, match="sample"):
         EnergyMatchingLoss(MLP(), sampler=object())
     with pytest.raises(ValueError, match="x0"):

@@ -99,6 +99,12 @@ def test_explicit_energy_gradient_field(energy_type):
     # training through grad_x g reaches the parameters
     eqm(x1).backward()
     assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
+    # with autograd off (a validation pass) the field is still grad_x g, not f itself
+    with torch.no_grad():
+        frozen = eqm.training_losses(x1, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(frozen["pred"], expected, atol=1e-10, rtol=0)
+    torch.testing.assert_close(frozen["loss"], terms["loss"].detach(), atol=1e-12, rtol=0)
+    assert not frozen["loss"].requires_grad and not frozen["energy"].requires_grad
 
 
 def test_noise_and_score_predictions_with_weights():

@@ -325,6 +325,21 @@ def test_non_finite_loss_raises_or_warns_never_constant():
         cd.check_finite()
 
 
+@pytest.mark.parametrize("persistent", [False, True])
+def test_non_finite_data_is_named_with_its_rows(persistent):
+    # PCD's chains start in its buffer, so no sampler sees the data: the loss names it
+    model = Quadratic()
+    loss_fn = ContrastiveDivergence(
+        model, Identity(model), k_steps=1, persistent=persistent, buffer_size=32
+    )
+    x = torch.randn(8, 2, generator=gen(0))
+    x[5, 0] = float("nan")
+    with pytest.raises(
+        NonFiniteError, match=r"x contains NaN or inf values at batch indices \[5\]"
+    ):
+        loss_fn(x)
+
+
 def test_constructor_validation():
     model = Quadratic()
     s = TinyLangevin(model)

@@ -68,6 +68,15 @@ def test_dit_conditioning_is_the_sum_of_t_y_and_cond():
         _tiny()(x, t, y)
     with pytest.raises(ShapeError, match="spatial size"):
         net(torch.randn(2, 2, 4, 4), t)
+    # one row per sample, or one for all; another count is named (not a broadcast error)
+    torch.testing.assert_close(net(x, t[:1]), net(x, t[:1].expand(2)))
+    for args, name in (((torch.rand(3),), "t"), ((t, torch.tensor([0, 1, 2])), "y")):
+        with pytest.raises(
+            ShapeError, match=rf"{name} must have one row per sample of x \(batch 2\)"
+        ):
+            net(x, *args)
+    with pytest.raises(ShapeError, match="cond must have one row per sample"):
+        net(x, cond=torch.randn(3, net.cond_dim))
 
 
 def test_dit_rectangular_inputs_and_zero_init():

@@ -157,7 +157,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         self.lambda_cd = lambda_cd
         self.flow_weight_cutoff = check_finite("flow_weight_cutoff", flow_weight_cutoff)
         self.epsilon_max = check_non_negative("epsilon_max", epsilon_max)
-        self.tau_star = float(tau_star)
+        self.tau_star = check_finite("tau_star", tau_star)
         if not 0.0 <= self.tau_star < 1.0:
             raise ConfigurationError(f"tau_star must be in [0, 1), got {tau_star!r}")
         self.n_langevin_steps = check_int("n_langevin_steps", n_langevin_steps, minimum=1)

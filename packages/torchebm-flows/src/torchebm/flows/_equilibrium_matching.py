@@ -299,13 +299,16 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
                 "EquilibriumMatchingLoss: explicit energies need second-order autograd, which "
                 "is unsupported with FSDP/DTensor parameters; use energy_type='none'"
             )
+        # the objective is the same with autograd off (a validation pass): grad_x g is
+        # computed either way, differentiable in the parameters only when training
+        train = self.training and torch.is_grad_enabled()
+        with torch.enable_grad():
+            xg = xt.detach().requires_grad_(True)
+            f, act = self._call_model(xg, t_model, conditioning)
+            energy = self._energy(xg, f)
+            (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=train)
         if not torch.is_grad_enabled():
-            pred, act = self._call_model(xt, t_model, conditioning)
-            return pred, act, self._energy(xt, pred)
-        xg = xt.detach().requires_grad_(True)
-        f, act = self._call_model(xg, t_model, conditioning)
-        energy = self._energy(xg, f)
-        (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=self.training)
+            return grad, act, energy.detach()
         return grad, act, energy
 
     def _energy(self, x, f):

@@ -24,7 +24,7 @@ from torchebm.core.errors import (
     check_positive,
     check_probability,
 )
-from torchebm.flows._utils import loss_conditioning
+from torchebm.flows._utils import checked_loss, loss_conditioning
 
 __all__ = ["BaseContrastiveDivergence"]
 
@@ -512,7 +512,8 @@ class BaseContrastiveDivergence(BaseLoss):
         Raises:
             TypeError: unexpected positional arguments or a non-tensor ``x``.
             ShapeError: ``x`` is not batched, or the model's energies are not ``(B,)``.
-            NonFiniteError: the loss is NaN/inf (``nan_policy="raise"``).
+            NonFiniteError: the loss is NaN/inf (``nan_policy="raise"``), or ``x`` holds
+                NaN/inf (named with its rows).
         """
         seed_form = False
         if args:
@@ -549,10 +550,14 @@ class BaseContrastiveDivergence(BaseLoss):
         x = self._prepare_input(x)
         conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
         negatives = self.negative_phase(x, conditioning, generator)
-        loss = self.compute_loss(
-            x, negatives, model_kwargs=conditioning, generator=generator, **options
+        # a non-finite loss is first traced to the data, which no sampler sees under PCD
+        loss = checked_loss(
+            self,
+            lambda: self.compute_loss(
+                x, negatives, model_kwargs=conditioning, generator=generator, **options
+            ),
+            {"x": x},
         )
-        loss = self._check_finite(loss)
         if seed_form:
             return loss
         return loss, negatives

@@ -51,13 +51,25 @@ def condition_vector(
     t: torch.Tensor | None,
     y: torch.Tensor | None,
     cond: torch.Tensor | None,
+    batch: int | None = None,
 ) -> torch.Tensor:
     """Sum of the given conditionings, shape `(B, cond_dim)`.
 
+    ``batch``: the batch size of the input; each conditioning has one row per sample or one
+    row for all (a 0-d time too).
+
     Raises:
-        ValueError: none given, ``y`` without a label embedder, or ``cond`` of the wrong width.
+        ValueError: none given, ``y`` without a label embedder, ``cond`` of the wrong width,
+            or a conditioning with another number of rows than ``batch`` (`ShapeError`).
     """
     name = type(module).__name__
+    for arg, value in (("t", t), ("y", y), ("cond", cond)):
+        rows = value.shape[0] if isinstance(value, torch.Tensor) and value.ndim > 0 else 1
+        if batch is not None and rows not in (1, batch):
+            raise ShapeError(
+                f"{arg} must have one row per sample of x (batch {batch}) or a single row, "
+                f"got shape {tuple(value.shape)}"  # type: ignore[union-attr]
+            )
     c = None
     if t is not None:
         c = cast(nn.Module, module.t_embedder)(t)

@@ -208,7 +208,7 @@ class DiT(nn.Module):
                 ``class_dropout_prob`` in training mode.
             cond: Precomputed conditioning `(B, cond_dim)`, added to the others.
         """
-        c = condition_vector(self, t, y, cond)
+        c = condition_vector(self, t, y, cond, batch=x.shape[0])
         if tuple(x.shape[-2:]) != self.input_size:
             raise ShapeError(
                 f"x has spatial size {tuple(x.shape[-2:])}, expected input_size={self.input_size}"

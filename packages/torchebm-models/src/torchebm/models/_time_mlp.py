@@ -109,7 +109,7 @@ class TimeConditionedMLP(nn.Module):
         cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Field at ``x`` `(B, in_dim)` given times ``t`` `(B,)`, labels ``y`` and/or ``cond``."""
-        c = condition_vector(self, t, y, cond)
+        c = condition_vector(self, t, y, cond, batch=x.shape[0])
         if self.conditioning == "concat":
             return self.net(torch.cat([x, c.to(x.dtype)], dim=-1))
         h = self.stem(x)
