@@ -164,3 +164,27 @@ def test_a_torchebm_08_override_of_a_library_schedule_is_still_called_by_step():
             return 2 * super()._compute_value()
 
     assert seq(Doubled(1.0, 0.0, 4), 2) == [1.0, 1.5, 1.0]
+
+
+def test_a_scheduled_hyper_parameter_is_checked_like_a_number():
+    # a scheduler installed where a number must be positive / non-negative / below a bound
+    # is checked on its current and end values, not installed blindly
+    from torchebm.core import Schedulable, ScheduledParameter, TorchEBMModule
+    from torchebm.core.errors import ConfigurationError
+
+    class Holder(Schedulable, TorchEBMModule):
+        eps = ScheduledParameter(non_negative=True, below=0.5)
+
+        def __init__(self, step_size, eps=0.0):
+            super().__init__()
+            self._register_param("step_size", step_size, positive=True)
+            self.eps = eps
+
+    for bad in (LinearScheduler(0.1, -0.2, n_steps=4), ConstantScheduler(-1.0)):
+        with pytest.raises(ConfigurationError, match=r"step_size must not be negative"):
+            Holder(bad)
+    with pytest.raises(ConfigurationError, match=r"eps must be in \[0, 0.5\)"):
+        Holder(0.1, eps=ConstantScheduler(0.9))
+    # annealing to 0 stays allowed (a step of 0 is no step), and the values are the schedule's
+    h = Holder(LinearScheduler(0.1, 0.0, n_steps=2), eps=ConstantScheduler(0.2))
+    assert h.get_scheduled_value("step_size") == pytest.approx(0.1) and h.eps == 0.2

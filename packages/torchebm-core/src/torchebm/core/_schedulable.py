@@ -33,8 +33,7 @@ class Schedulable:
     def _schedulers_dict(self) -> dict[str, BaseScheduler]:
         d = self.__dict__.get("schedulers")
         if d is None:
-            d = {}
-            self.schedulers = d
+            d = self.schedulers = {}
         return d
 
     def register_scheduler(self, name: str, scheduler: BaseScheduler) -> None:
@@ -48,17 +47,19 @@ class Schedulable:
     def _register_param(
         self, name: str, value: Any, *, positive: bool = False, non_negative: bool = False
     ) -> None:
-        """Install ``value`` (a scheduler, or a number wrapped in a ``ConstantScheduler``)."""
+        """Install ``value``: a number, checked and wrapped in a ``ConstantScheduler``, or a
+        scheduler, whose current and end values must not be negative where a number must not."""
         if isinstance(value, BaseScheduler):
+            start, end = value.get_value(), getattr(value, "end_value", None)
+            if (positive or non_negative) and min(start, start if end is None else end) < 0:
+                kind = type(value).__name__
+                raise ConfigurationError(
+                    f"{name} must not be negative, got a {kind} from {start} to {end}"
+                )
             self.register_scheduler(name, value)
             return
-        if positive:
-            v = check_positive(name, value)
-        elif non_negative:
-            v = check_non_negative(name, value)
-        else:
-            v = check_finite(name, value)
-        self.register_scheduler(name, ConstantScheduler(v))
+        check = check_positive if positive else check_non_negative if non_negative else check_finite
+        self.register_scheduler(name, ConstantScheduler(check(name, value)))
 
     def get_schedulers(self) -> dict[str, BaseScheduler]:
         """The ``name -> scheduler`` dict."""
@@ -136,8 +137,9 @@ class ScheduledParameter:
         return self if obj is None else obj.get_scheduled_value(self.name)
 
     def __set__(self, obj: Any, value: Any) -> None:
-        if self.below is not None and not isinstance(value, BaseScheduler):
-            if check_finite(self.name, value) >= self.below:
+        if self.below is not None:  # a scheduler: its current value
+            now = value.get_value() if isinstance(value, BaseScheduler) else value
+            if check_finite(self.name, now) >= self.below:
                 low = "[0, " if self.non_negative else "(-inf, "
                 raise ConfigurationError(
                     f"{self.name} must be in {low}{self.below}), got {value!r}"
