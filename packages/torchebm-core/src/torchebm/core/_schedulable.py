@@ -33,7 +33,8 @@ class Schedulable:
     def _schedulers_dict(self) -> dict[str, BaseScheduler]:
         d = self.__dict__.get("schedulers")
         if d is None:
-            d = self.schedulers = {}
+            d = {}
+            self.schedulers = d
         return d
 
     def register_scheduler(self, name: str, scheduler: BaseScheduler) -> None:
