@@ -74,6 +74,12 @@ def test_cfg_scale_at_most_one_is_the_base():
     for s in (1.0, 0.5):
         cfg = LabelClassifierFreeGuidance(base, null_label_id=9, cfg_scale=s)
         torch.testing.assert_close(cfg(x, t, y=y), base(x, t, y=y))
+    # a base returning (field, extras) gives its field, guided or not
+    pair = lambda x, t, *, y: (base(x, t, y=y), None)  # noqa: E731
+    for s in (1.0, 3.0):
+        out = LabelClassifierFreeGuidance(pair, null_label_id=9, cfg_scale=s)(x, t, y=y)
+        want = LabelClassifierFreeGuidance(base, null_label_id=9, cfg_scale=s)(x, t, y=y)
+        torch.testing.assert_close(out, want)
     with pytest.raises(TypeError):
         LabelClassifierFreeGuidance(base, null_label_id=9, cfg_scale="3")
     with pytest.raises(ValueError):

@@ -32,7 +32,8 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
     variances) are taken from the unconditional output. The conditional and unconditional
     evaluations run as **one** base call on a doubled batch (``[y, null]``); tensors in
     ``t`` and in ``**kwargs`` whose leading dimension is the batch are doubled too. For
-    ``s <= 1`` it returns ``base(x, t, y=y)`` exactly (one call, no guidance).
+    ``s <= 1`` it returns ``base(x, t, y=y)`` exactly (one call, no guidance). A base that
+    returns a tuple contributes its first element, with or without guidance.
 
     Args:
         base: Field called as ``base(x, t, y=labels, **kwargs)``; its output is batch first
@@ -84,7 +85,7 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be an integer tensor of labels, got {type(y).__name__}")
         if self.cfg_scale <= 1.0:
-            return self.base(x, t, y=y, **kwargs)
+            return _first(self.base(x, t, y=y, **kwargs))
         b = x.shape[0]
         if y.shape[0] != b:
             raise ShapeError(f"y must have shape ({b},), got {tuple(y.shape)}")

@@ -10,7 +10,8 @@ their device in the promoted floating dtype, works on the pairwise quantities in
 * `mmd2`: squared maximum mean discrepancy with one or several Gaussian (RBF) kernels,
   bandwidth by the median heuristic or given, biased (V) or unbiased (U) estimator.
 * `energy_distance`: the energy distance $2\mathbb E\|X-Y\| - \mathbb E\|X-X'\| -
-  \mathbb E\|Y-Y'\|$ (its square-root-free form, like `scipy.stats.energy_distance` squared).
+  \mathbb E\|Y-Y'\|$ (its square-root-free form; the biased estimator equals
+  `scipy.stats.energy_distance` squared), unbiased by default.
 * `sliced_wasserstein`: the sliced $p$-Wasserstein distance over random directions.
 * `kernel_two_sample_test`: the MMD permutation test of $P = Q$ with its p-value.
 * `grid_log_partition` / `grid_nll`: $\log Z$ and the negative log-likelihood of a 2-D
