@@ -121,6 +121,9 @@ class _AnalyticModel(BaseModel):
     """Analytic energy: a subclass implements `closed_form_energy` and `closed_form_gradient`
     (a pair: redefine both). A ``forward`` redefined (subclass or instance) gets autograd."""
 
+    def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
+        super().__init__(dtype=dtype, device=device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xb, _ = _as_batch(x)
         return self.closed_form_energy(xb)

@@ -182,9 +182,7 @@ class TorchEBMModule(nn.Module):
                 DeprecationWarning,
                 stacklevel=6,
             )
-            merged = dict(legacy_kwargs)
-            merged.update(model_kwargs or {})
-            model_kwargs = merged
+            model_kwargs = {**legacy_kwargs, **(model_kwargs or {})}  # model_kwargs wins
         return self._prepare_model_kwargs(model_kwargs)
 
 

@@ -27,6 +27,7 @@ import torch
 from torchebm.core import BaseIntegrator, expand_t_like_x
 from torchebm.core._base_integrator import _prep_step, _require_callable
 from torchebm.core.errors import (
+    _CHECKED,
     ConfigurationError,
     NonFiniteError,
     check_finite_tensor,
@@ -725,6 +726,11 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     $D$ evaluated at $(x_n, t_n)$ (strong order 1/2 whatever the tableau).
     $D$ is ``diffusion`` if given (a number, a tensor broadcastable against ``x`` or a
     ``(B,)`` tensor, or a callable ``diffusion(x, t)``), else ``noise_scale**2``, else no noise.
+    $D \ge 0$: a number or a constant tensor with a negative, NaN or infinite value raises
+    ``ConfigurationError`` (a tensor at entry, with one host read: not under
+    `checked_inputs` or in a sampler's loop); a callable's tensor output is not read back
+    (no sync per step), so a negative or NaN value there gives NaN states, which a
+    sampler's ``nan_policy`` reports.
     Langevin dynamics with this integrator and ``drift = -grad U`` is
     $x' = x - h\nabla U(x) + \text{noise\_scale}\sqrt{2h}\,\xi$.
 
@@ -745,7 +751,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     @staticmethod
     def _diffusion_value(diffusion, noise_scale, x, t):
         if diffusion is not None:
-            d = diffusion(x, t) if callable(diffusion) else diffusion
+            d = diffusion(x, t) if callable(diffusion) else _check_diffusion(diffusion)
         elif noise_scale is not None:
             if isinstance(noise_scale, torch.Tensor):
                 d = noise_scale.square()
@@ -763,6 +769,10 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             d = d.to(device=x.device, dtype=x.dtype)  # (B,) per sample: (B, 1, ..., 1)
             return expand_t_like_x(d, x) if d.ndim == 1 and x.ndim > 1 else d
         if isinstance(d, (int, float)) and not isinstance(d, bool):
+            if not (math.isfinite(d) and d >= 0):  # a number a callable returned
+                raise ConfigurationError(
+                    f"diffusion(x, t) must return non-negative finite values, got {d!r}"
+                )
             return float(d)
         raise TypeError(
             f"diffusion must be a number, a tensor or a callable, got {type(d).__name__}"
@@ -833,7 +843,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             state: ``{"x": Tensor (B, *event_shape)}``.
             step_size: Python float (kept as float), 0-d tensor or ``(B,)`` tensor.
             drift: ``drift(x, t) -> Tensor`` shaped like ``x``.
-            diffusion: $D$: number, tensor, or callable ``diffusion(x, t)``.
+            diffusion: $D \ge 0$: number, tensor, or callable ``diffusion(x, t)`` (see the
+                class docstring for what is checked).
             noise: Pre-drawn $\xi$ shaped like ``x`` (then no random draw happens).
             noise_scale: $\sigma$ with $D = \sigma^2$ (used when ``diffusion`` is None).
             t: Current time: ``None`` (zeros), a number or a ``(B,)`` tensor.
@@ -877,7 +888,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             step_size: Step size (without ``t``).
             n_steps: Number of steps (without ``t``).
             drift: ``drift(x, t)``.
-            diffusion: $D$ as a number, tensor, or callable ``diffusion(x, t)``.
+            diffusion: $D \ge 0$ as a number, tensor, or callable ``diffusion(x, t)`` (see the
+                class docstring for what is checked).
             noise_scale: $\sigma$, $D = \sigma^2$.
             t: Time grid.
             adaptive: See [`BaseRungeKuttaIntegrator.integrate`][torchebm.integrators.BaseRungeKuttaIntegrator.integrate].
@@ -886,6 +898,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
 
         Raises:
             ValueError: adaptive stepping requested together with noise.
+            ConfigurationError: a constant ``diffusion`` that is negative, NaN or infinite.
         """
         noisy = diffusion is not None or noise_scale is not None
         if noisy and adaptive:
@@ -908,6 +921,28 @@ def _drop_089_tableau(module: Any, state_dict: dict, prefix: str, *_: Any) -> No
     strict load of a 0.8.9 sampler checkpoint succeeds."""
     for name in ("_buf_a", "_buf_b", "_buf_c", "_buf_e"):
         state_dict.pop(prefix + name, None)
+
+
+def _check_diffusion(d: Any) -> Any:
+    """A constant ``diffusion`` (not a callable's output): a number must be finite and >= 0
+    (a Python comparison); a tensor must hold finite values >= 0 (one host read, skipped
+    under `checked_inputs` and in a sampler's loop, whose NaN policy watches the chains).
+    Anything else is returned for `_diffusion_value`'s ``TypeError``."""
+    if isinstance(d, (int, float)) and not isinstance(d, bool):
+        if not (math.isfinite(d) and d >= 0):
+            raise ConfigurationError(f"diffusion must be non-negative and finite, got {d!r}")
+        return d
+    if not isinstance(d, torch.Tensor) or _CHECKED.get():
+        return d
+    ok = ((d >= 0) & (d < float("inf"))).flatten()  # NaN fails both
+    if bool(ok.all()):
+        return d
+    bad = torch.nonzero(~ok).flatten()[:8]
+    raise ConfigurationError(
+        f"diffusion must hold non-negative finite values, got "
+        f"{d.detach().flatten()[bad].tolist()} at flat indices {bad.tolist()} of a diffusion "
+        f"of shape {tuple(d.shape)}"
+    )
 
 
 def _check_non_negative_float(name: str, value: Any) -> float:

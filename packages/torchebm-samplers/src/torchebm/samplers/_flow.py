@@ -21,7 +21,13 @@ from torchebm.core import (
 )
 from torchebm.core._base_interpolant import _DIFFUSION_FORMS as _FORMS
 from torchebm.core._module import forward_kwargs
-from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_non_negative
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_finite,
+    check_in,
+    check_non_negative,
+)
 from torchebm.integrators import resolve_integrator
 from torchebm.interpolants import (
     CosineInterpolant,
@@ -166,7 +172,8 @@ class FlowSampler(BaseSampler):
             [`compute_diffusion`][torchebm.core.BaseInterpolant.compute_diffusion].
         diffusion_norm: SDE only (default 1.0).
         last_step: SDE only: ``"Mean"`` (default), ``"Euler"``, ``"Tweedie"`` or ``None``.
-        last_step_size: SDE only (default 0.04; forced to 0 with ``last_step=None``).
+        last_step_size: SDE only: in [0, 1) with ``sample_eps + last_step_size < 1``
+            (default 0.04; forced to 0 with ``last_step=None``).
         dtype: Chain dtype when the model has no parameters.
         device: Chain device when the model has no parameters.
         integrator: ODE: any Runge-Kutta integrator (default ``"dopri5"``); SDE: a
@@ -259,11 +266,8 @@ class FlowSampler(BaseSampler):
             self.diffusion_norm = _non_negative("diffusion_norm", diffusion_norm, 1.0)
             self.last_step = "Mean" if last_step is _UNSET else last_step
             check_in("last_step", self.last_step, _LAST_STEPS)
-            self.last_step_size = (
-                0.0
-                if self.last_step is None
-                else _non_negative("last_step_size", last_step_size, 0.04)
-            )
+            size = 0.04 if last_step_size is None else _check_last_step_size(last_step_size)
+            self.last_step_size = 0.0 if self.last_step is None else size
         self.integrator = resolve_integrator(
             integrator,
             default="euler_maruyama" if sde else "dopri5",
@@ -277,6 +281,7 @@ class FlowSampler(BaseSampler):
                 f"mode='sde' needs a fixed-step integrator, got the adaptive "
                 f"{type(self.integrator).__name__}"
             )
+        self._check_interval()  # sample_eps + last_step_size < 1 (checked again per call)
 
     @property
     def default_n_steps(self) -> int:  # type: ignore[override]
@@ -291,14 +296,47 @@ class FlowSampler(BaseSampler):
     """Current ``sample_eps``."""
 
     @property
+    def last_step_size(self) -> float:
+        r"""SDE last-step size $\Delta$ in [0, 1) (0 in ODE mode and with ``last_step=None``).
+
+        Assigning checks the range; the grid ends at $t_1 = 1 - \Delta$ when $\Delta > 0$, so
+        ``sample()`` also needs $t_0 < t_1$ (see `_check_interval`).
+        """
+        return self._last_step_size
+
+    @last_step_size.setter
+    def last_step_size(self, value: float) -> None:
+        self._last_step_size = _check_last_step_size(value)
+
+    @property
     def _adaptive(self) -> bool:
         return getattr(self.integrator, "error_weights", None) is not None
 
     # ------------------------------------------------------------------ fields
     def _check_interval(self) -> tuple[float, float]:
-        """The integration interval ``(t0, t1)`` (see the class docstring)."""
-        interp, sde, eps = self.interpolant, self.mode == "sde", self.sample_eps
-        t1_eps = eps if (not sde or self.last_step_size == 0) else self.last_step_size
+        """The integration interval ``(t0, t1)`` (see the class docstring), from the current
+        ``sample_eps`` (a scheduler's value when ``sample()`` builds its grid) and
+        ``last_step_size``.
+
+        Raises:
+            ConfigurationError: unless ``0 <= t0 < t1 <= 1`` (e.g. ``sample_eps +
+                last_step_size >= 1`` in SDE mode would run the grid backwards).
+        """
+        eps, delta = self.sample_eps, self.last_step_size
+        t0, t1 = self._interval(eps, delta)
+        if not 0.0 <= t0 < t1 <= 1.0:  # NaN fails too
+            raise ConfigurationError(
+                f"sample_eps={eps!r} and last_step_size={delta!r} give the time interval "
+                f"(t0, t1) = ({t0:.6g}, {t1:.6g}) of {self.interpolant!r} (mode={self.mode!r}), "
+                "which must satisfy 0 <= t0 < t1 <= 1: sample_eps must be in [0, 0.5) and "
+                "last_step_size in [0, 1) with sample_eps + last_step_size < 1"
+            )
+        return t0, t1
+
+    def _interval(self, eps: float, delta: float) -> tuple[float, float]:
+        """``(t0, t1)`` for ``sample_eps=eps`` and ``last_step_size=delta``, unchecked."""
+        interp, sde = self.interpolant, self.mode == "sde"
+        t1_eps = eps if (not sde or delta == 0) else delta
         if isinstance(interp, VariancePreservingInterpolant):
             return 0.0, 1.0 - t1_eps
         if isinstance(interp, (LinearInterpolant, CosineInterpolant)) and (
@@ -571,3 +609,11 @@ class FlowSampler(BaseSampler):
 
 def _non_negative(name: str, value: Any, default: float) -> float:
     return default if value is None else check_non_negative(name, value)
+
+
+def _check_last_step_size(value: Any) -> float:
+    """``float(value)`` for a number in [0, 1) (``TypeError``/``ConfigurationError`` else)."""
+    v = check_finite("last_step_size", value)
+    if not 0.0 <= v < 1.0:
+        raise ConfigurationError(f"last_step_size must be in [0, 1), got {value!r}")
+    return v

@@ -1,0 +1,120 @@
+"""SDE integrators check ``diffusion`` as they check ``noise_scale``: $D \\ge 0$ and finite.
+
+Before the fix a float -1.0 raised ``ValueError: math domain error`` (naming nothing) and a
+negative or NaN tensor, NaN float or negative callable silently gave NaN states.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from torchebm.core.errors import ConfigurationError
+from torchebm.integrators import EulerMaruyamaIntegrator, HeunIntegrator
+from torchebm.integrators._checked import checked_inputs
+
+F64 = torch.float64
+
+
+def drift(x, t):
+    return -x
+
+
+def _call(how, integ, x, **kw):
+    if how == "step":
+        return integ.step({"x": x}, 0.1, drift=drift, **kw)["x"]
+    return integ.integrate({"x": x}, 0.1, 5, drift=drift, **kw)["x"]
+
+
+@pytest.mark.parametrize("how", ["step", "integrate"])
+@pytest.mark.parametrize("value", [-1.0, -1, math.nan, math.inf, -math.inf])
+def test_a_bad_number_is_rejected_like_noise_scale(how, value):
+    x = torch.zeros(3, 2)
+    with pytest.raises(ConfigurationError) as err:
+        _call(how, EulerMaruyamaIntegrator(), x, diffusion=value)
+    assert str(err.value) == f"diffusion must be non-negative and finite, got {value!r}"
+    with pytest.raises(ConfigurationError) as ns_err:  # the same message shape
+        _call(how, EulerMaruyamaIntegrator(), x, noise_scale=-1.0)
+    assert str(ns_err.value) == "noise_scale must be non-negative and finite, got -1.0"
+
+
+@pytest.mark.parametrize("how", ["step", "integrate"])
+@pytest.mark.parametrize(
+    "value,shown,at",
+    [
+        (torch.tensor(-1.0), "[-1.0]", "[0]"),
+        (torch.tensor(math.nan), "[nan]", "[0]"),
+        (torch.tensor([0.5, -2.0, 1.0]), "[-2.0]", "[1]"),
+        (torch.tensor([[0.5], [math.inf], [math.nan]]), "[inf, nan]", "[1, 2]"),
+    ],
+)
+def test_a_bad_constant_tensor_is_rejected_at_entry(how, value, shown, at):
+    with pytest.raises(ConfigurationError) as err:
+        _call(how, HeunIntegrator(), torch.zeros(3, 2), diffusion=value)
+    msg = str(err.value)
+    assert msg.startswith("diffusion must hold non-negative finite values")
+    assert f"got {shown} at flat indices {at}" in msg and str(tuple(value.shape)) in msg
+
+
+@pytest.mark.parametrize("how", ["step", "integrate"])
+def test_a_callable_returning_a_negative_number_is_rejected(how):
+    with pytest.raises(ConfigurationError, match=r"diffusion\(x, t\) must return .*-0\.5"):
+        _call(how, EulerMaruyamaIntegrator(), torch.zeros(3, 2), diffusion=lambda x, t: -0.5)
+
+
+def test_tensor_values_are_not_read_back_per_step():
+    """A callable's tensor output and a tensor under `checked_inputs` (a sampler's loop) are
+    not synced to the host: invalid values give NaN states, which the NaN policy reports."""
+    em, x = EulerMaruyamaIntegrator(), torch.zeros(3, 2)
+    y = _call("integrate", em, x, diffusion=lambda x, t: -torch.ones(x.shape[0]))
+    assert bool(y.isnan().all())
+    with checked_inputs():
+        y = _call("step", em, x, diffusion=torch.tensor(-1.0))
+    assert bool(y.isnan().all())
+
+
+# ---------------------------------------------------------------- valid values: unchanged
+VALID = {
+    "float": (0.3, 0.3),
+    "int zero": (0, 0.0),
+    "0-d tensor": (torch.tensor(0.3, dtype=F64), 0.3),
+    "(B,) tensor": (torch.tensor([0.0, 0.3, 1.2], dtype=F64), [[0.0], [0.3], [1.2]]),
+    "callable": (lambda x, t: torch.full((x.shape[0],), 0.3, dtype=F64), 0.3),
+    "callable float": (lambda x, t: 0.3, 0.3),
+}
+
+
+@pytest.mark.parametrize("name", list(VALID))
+def test_valid_diffusion_step_equals_the_hand_written_update(name):
+    diffusion, d = VALID[name]
+    d = torch.as_tensor(d, dtype=F64)
+    x = torch.randn(3, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
+    xi = torch.randn(3, 2, dtype=F64, generator=torch.Generator().manual_seed(2))
+    h = 0.05
+    y = EulerMaruyamaIntegrator(dtype=F64).step(
+        {"x": x}, h, drift=drift, diffusion=diffusion, noise=xi
+    )["x"]
+    torch.testing.assert_close(y, x - h * x + torch.sqrt(2 * d * h) * xi, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(VALID))
+def test_valid_diffusion_integrate_equals_the_hand_written_loop(name):
+    diffusion, d = VALID[name]
+    d = torch.as_tensor(d, dtype=F64)
+    x0 = torch.randn(3, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
+    h, n = 0.05, 6
+    y = EulerMaruyamaIntegrator(dtype=F64).integrate(
+        {"x": x0},
+        h,
+        n,
+        drift=drift,
+        diffusion=diffusion,
+        generator=torch.Generator().manual_seed(3),
+    )["x"]
+    g, x = torch.Generator().manual_seed(3), x0
+    for _ in range(n):
+        xi = torch.randn(x.shape, generator=g, dtype=F64)
+        x = x - h * x + torch.sqrt(2 * d * h) * xi
+    torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,155 @@
+"""FlowSampler SDE time interval: ``last_step_size`` in [0, 1) and ``t0 < t1`` at every call.
+
+Before the fix ``last_step_size=1.0`` gave the interval (0.01, 0.0) and ``2.0`` gave
+(0.01, -1.0): the grid ran backwards and the chains blew up (|x| ~ 2e9 and ~ 1.8e38) without
+an error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from torchebm.core import LinearScheduler
+from torchebm.core.errors import ConfigurationError
+from torchebm.interpolants import LinearInterpolant
+from torchebm.samplers import FlowSampler
+
+F64 = torch.float64
+
+
+def field(x, t):
+    return -x
+
+
+@pytest.mark.parametrize("value", [1.0, 2.0, 1, -0.1, math.inf, math.nan])
+@pytest.mark.parametrize("last_step", ["Mean", None])
+def test_constructor_rejects_last_step_size_outside_0_1(value, last_step):
+    with pytest.raises(ConfigurationError) as err:
+        FlowSampler(field, mode="sde", sample_eps=0.01, last_step=last_step, last_step_size=value)
+    msg = str(err.value)
+    assert "last_step_size" in msg and repr(value) in msg
+    if math.isfinite(value):
+        assert "[0, 1)" in msg
+
+
+def test_constructor_rejects_a_non_number_last_step_size():
+    with pytest.raises(TypeError, match="last_step_size"):
+        FlowSampler(field, mode="sde", last_step_size="0.1")
+
+
+@pytest.mark.parametrize("eps,delta", [(0.4, 0.6), (0.4, 0.7), (0.3, 0.99)])
+def test_constructor_rejects_sample_eps_plus_last_step_size_at_least_1(eps, delta):
+    with pytest.raises(ConfigurationError) as err:
+        FlowSampler(field, mode="sde", sample_eps=eps, last_step_size=delta)
+    msg = str(err.value)
+    assert f"sample_eps={eps!r}" in msg and f"last_step_size={delta!r}" in msg
+    assert "t0 < t1" in msg
+
+
+def test_assignment_is_checked_and_a_failed_one_changes_nothing():
+    fs = FlowSampler(field, mode="sde", sample_eps=0.4, last_step_size=0.5)
+    for bad in (1.0, 2.0, -0.5, math.nan):
+        with pytest.raises(ConfigurationError, match="last_step_size"):
+            fs.last_step_size = bad
+        assert fs.last_step_size == 0.5
+    fs.last_step_size = 0.2
+    assert fs.last_step_size == 0.2 and fs._check_interval() == (0.4, 0.8)
+
+
+def test_sample_checks_the_combination_assigned_after_construction():
+    fs = FlowSampler(field, mode="sde", sample_eps=0.4, last_step_size=0.5)
+    fs.last_step_size = 0.7  # in [0, 1) alone, but t1 = 0.3 < t0 = 0.4
+    with pytest.raises(ConfigurationError) as err:
+        fs.sample(dim=2, n_samples=3, n_steps=5)
+    msg = str(err.value)
+    assert "sample_eps=0.4" in msg and "last_step_size=0.7" in msg and "(0.4, 0.3)" in msg
+
+
+def test_sample_checks_the_scheduled_sample_eps_it_uses():
+    # sample_eps 0.1 -> 0.9 over two steps: the first call builds its grid at 0.1; a second
+    # call that keeps the schedule's position would integrate over (0.9, 0.7)
+    fs = FlowSampler(field, mode="sde", sample_eps=LinearScheduler(0.1, 0.9, 2), last_step_size=0.3)
+    x, diag = fs.sample(
+        dim=2, n_samples=3, n_steps=5, reset_schedulers=False, return_diagnostics=True
+    )
+    assert bool(x.isfinite().all()) and diag["t"][0].item() == pytest.approx(0.22)
+    assert fs.sample_eps == pytest.approx(0.9)
+    with pytest.raises(ConfigurationError) as err:
+        fs.sample(dim=2, n_samples=3, n_steps=5, reset_schedulers=False)
+    msg = str(err.value)
+    assert "sample_eps=0.9" in msg and "last_step_size=0.3" in msg
+    # reset (the default) rewinds the schedule to 0.1: valid again
+    assert fs.sample(dim=2, n_samples=3, n_steps=5).shape == (3, 2)
+
+
+def _hand_sde(x, eps, delta, n_steps, generator):
+    """Euler-Maruyama for dx = (v + D s) dt + sqrt(2 D) dW with v = -x on the linear path,
+    SBDM diffusion, then the "Mean" last step: written from the interpolant's public API."""
+    interp = LinearInterpolant()
+    t0, t1 = eps, 1.0 - delta
+    times = [t0 + (t1 - t0) * k / n_steps for k in range(n_steps)] + [t1]
+
+    def drift_and_d(x, t):
+        tb = torch.full((x.shape[0],), t, dtype=x.dtype)
+        v = -x
+        s = interp.velocity_to_score(v, x, tb)
+        d = interp.compute_diffusion(x, tb, "SBDM", 1.0)
+        return v + d * s, d
+
+    for k in range(n_steps):
+        h = times[k + 1] - times[k]
+        f, d = drift_and_d(x, times[k])
+        xi = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = x + h * f + torch.sqrt(2 * d * h) * xi
+    f, _ = drift_and_d(x, t1)
+    return x + delta * f
+
+
+@pytest.mark.parametrize("delta", [0.04, 0.5, 0.98])
+def test_valid_last_step_sizes_give_the_hand_written_chain(delta):
+    eps, n_steps = 0.01, 20
+    fs = FlowSampler(field, mode="sde", sample_eps=eps, last_step_size=delta).to(F64)
+    x0 = torch.randn(64, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
+    out, diag = fs.sample(
+        x=x0,
+        n_steps=n_steps,
+        return_diagnostics=True,
+        generator=torch.Generator().manual_seed(2),
+    )
+    ref = _hand_sde(x0, eps, delta, n_steps, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    t = diag["t"]
+    assert bool((t[1:] > t[:-1]).all())  # the grid runs forwards
+    assert t[-1].item() == pytest.approx(1.0)  # t1 + last_step_size
+
+
+def test_the_sde_loop_does_not_read_its_diffusion_tensors_back(monkeypatch):
+    """Each step hands the integrator D(t_i) as a 0-d tensor; the integrator's entry check
+    of a tensor diffusion is off in the sampler's loop: it adds no host read (``bool`` of a
+    tensor) to the loop, which does as many as with the check removed."""
+    from torchebm.integrators import _base_runge_kutta as rk
+
+    fs = FlowSampler(field, mode="sde", sample_eps=0.01)
+    reads: list[int] = []
+    original = torch.Tensor.__bool__
+
+    def counting(self):
+        reads.append(1)
+        return original(self)
+
+    def host_reads() -> int:
+        reads.clear()
+        out = fs.sample(dim=2, n_samples=4, n_steps=10, generator=torch.Generator().manual_seed(0))
+        assert bool(out.isfinite().all())
+        return len(reads) - 1  # the assert's own read
+
+    monkeypatch.setattr(torch.Tensor, "__bool__", counting)
+    with_check = host_reads()
+    monkeypatch.setattr(rk, "_check_diffusion", lambda d: d)
+    assert with_check == host_reads()
+    monkeypatch.undo()
+    with pytest.raises(ConfigurationError):  # outside a loop the same tensor check is on
+        rk._check_diffusion(torch.tensor(-1.0))
