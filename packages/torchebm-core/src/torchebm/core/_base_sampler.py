@@ -332,16 +332,12 @@ class BaseSampler(Schedulable, TorchEBMModule):
         out: dict[str, torch.Tensor] = {}
         if "mean" in keys:
             out["mean"] = x.mean(dim=0)
-        if "var" in keys:
-            if x.shape[0] > 1:
-                out["var"] = x.var(dim=0, unbiased=False).clamp_(1e-10, 1e10)
-            else:
-                out["var"] = torch.zeros_like(x[0])
+        if "var" in keys:  # zeros for one chain
+            var = x.var(0, unbiased=False).clamp_(1e-10, 1e10) if x.shape[0] > 1 else None
+            out["var"] = torch.zeros_like(x[0]) if var is None else var
         if "energy" in keys:
-            e = state.get("energy")
-            if e is None:
-                e = self.model_energy(x, ctx.model_kwargs)
-            out["energy"] = e.mean()
+            e = state.get("energy")  # cached by the sampler, else evaluated
+            out["energy"] = (self.model_energy(x, ctx.model_kwargs) if e is None else e).mean()
         return out
 
     def converged(self, state: State) -> torch.Tensor | None:
@@ -351,6 +347,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
         stops. Remaining trajectory and diagnostic rows then repeat the final state.
         """
         return None
+
+    def finish(self, state: State, ctx: SamplerContext) -> None:
+        """Once per `sample()` call, after its last step: report what the call counted (may sync)."""
 
     def steps_per_call(self, state: State, ctx: SamplerContext) -> int:
         """Steps advanced by one `step` call (default 1; samplers with macro steps override).
@@ -598,6 +597,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         if ctx.recording and kept < n_kept:
             # early stop: every chain is frozen, so the remaining rows repeat the final state
             self._record(state, ctx, traj, diag, kept, n_kept, fill=True)
+        self.finish(state, ctx)
         for sched in constants:  # as if stepped i times (the value cannot change)
             sched.step_count += i
             sched.current_value = float(sched.compute_value())
@@ -721,8 +721,7 @@ class _NanChecks:
     Under `"resample"` it restarts non-finite chains from the start."""
 
     def __init__(self, b: int, state: State, resample: bool):
-        # set by the first check (the loop always ends with one): no allocation before it
-        self.alive = torch.empty(0)
+        self.alive = torch.empty(0)  # set by the first check (the loop ends with one)
         self.n_alive: torch.Tensor | None = None
         self.ends: list[int] = []
         self.all_finite = False

@@ -14,9 +14,12 @@ import torch
 
 from torchebm.core import BaseIntegrator
 from torchebm.core.errors import ConfigurationError
-from torchebm.integrators._state import fits, rms_norm
+from torchebm.integrators._state import fits
 
 __all__ = ["BaseSymplecticIntegrator"]
+
+#: Floor of the fixed-point tolerance, in units of the dtype's machine epsilon.
+_TOL_FLOOR_ULPS = 64
 
 
 class BaseSymplecticIntegrator(BaseIntegrator):
@@ -58,6 +61,10 @@ class BaseSymplecticIntegrator(BaseIntegrator):
     separable: bool = True
     _SAFE_CLAMP = 1e6
 
+    def __init__(self, device: Any = None, dtype: torch.dtype | None = None):
+        super().__init__(device=device, dtype=dtype)
+        self._solver = _SolverRecord()
+
     @staticmethod
     def _validate_n_steps(n_steps: Any) -> int:
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps <= 0:
@@ -69,6 +76,7 @@ class BaseSymplecticIntegrator(BaseIntegrator):
         ``x`` (a Python float stays a float)."""
         n = self._validate_n_steps(n_steps)
         x, p, t = self._unpack_state(state)
+        self._solver.converged = None  # a new call: `solver_converged` restarts
         if step_size is None:
             raise ConfigurationError("step_size must be given, got None")
         return n, x, p, t, self._prep_step(step_size, x)[0]
@@ -125,17 +133,74 @@ class BaseSymplecticIntegrator(BaseIntegrator):
             return y.add_(x, alpha=a)
         return y.addcmul_(x, a)
 
-    @staticmethod
-    def _picard(fn: Any, z0: torch.Tensor, n_iter: int, check_every: int, tol: float):
-        """Fixed-point iteration `z <- fn(z)` from `z0`; returns `(z, evaluations)`."""
-        z = z0
+    def _picard(
+        self, fn: Any, z0: torch.Tensor, n_iter: int, check_every: int, tol: float
+    ) -> tuple[torch.Tensor, int]:
+        r"""Fixed-point iteration $z \leftarrow \text{fn}(z)$ from `z0` `(B, *event_shape)`.
+
+        Returns `(z, evaluations)`. The rows (chains) whose last iteration changed them by
+        more than the tolerance (`_converged_rows`) are recorded in `solver_converged`
+        (combined over every solve of the current call); measuring this costs no evaluation
+        of `fn` and no host sync. Every `check_every` iterations (`0` = never) the loop
+        stops early once every row converged (one host sync per check).
+        """
+        z, z_prev, used = z0, z0, n_iter
         for it in range(1, n_iter + 1):
-            z_new = fn(z)
+            z_prev, z = z, fn(z)
             if check_every > 0 and it % check_every == 0 and it < n_iter:
-                change = float(rms_norm(z_new - z))
-                z = z_new
-                if change <= tol:
-                    return z, it
-            else:
-                z = z_new
-        return z, n_iter
+                if bool(self._converged_rows(z, z_prev, tol).all()):
+                    used = it
+                    break
+        rec = self._solver
+        ok = self._converged_rows(z, z_prev, tol)
+        rec.converged = ok if rec.converged is None else rec.converged & ok
+        return z, used
+
+    @staticmethod
+    def _converged_rows(z: torch.Tensor, z_prev: torch.Tensor, tol: float) -> torch.Tensor:
+        r"""`(B,)` bool: the rows of `z` `(B, *event_shape)` with
+        $\operatorname{rms}(z - z_{\text{prev}}) \le \tau \max(1, \operatorname{rms}(z))$,
+        $\tau = \max(\text{tol}, 64\,\varepsilon_{\text{dtype}})$ (a relative test for
+        large states, absolute below 1; the floor keeps a tolerance under the dtype's
+        resolution from failing converged rows). NaN/inf rows fail."""
+        with torch.no_grad():
+            zf = z.detach().reshape(z.shape[0], -1)
+            change = (zf - z_prev.detach().reshape(zf.shape)).square().mean(1).sqrt()
+            scale = zf.square().mean(1).sqrt().clamp(min=1.0)
+            tau = max(float(tol), _TOL_FLOOR_ULPS * torch.finfo(z.dtype).eps)
+            return change <= tau * scale
+
+    @property
+    def solver_converged(self) -> torch.Tensor | None:
+        r"""`(B,)` bool: per chain, whether every implicit (fixed-point) solve of the last
+        `step`/`integrate` call converged; `None` when that call solved no implicit
+        equation (the explicit leapfrog) or before the first call.
+
+        A solve converged for a chain when its last iteration changed the chain's RMS by at
+        most $\tau \max(1, \operatorname{rms}(z))$, $\tau = \max(\texttt{solver\_tol},
+        64\,\varepsilon_{\text{dtype}})$ (float32: at least 7.6e-6). A solve of one
+        iteration cannot be verified and counts as unconverged. An unconverged chain's end
+        point is not the implicit step: it is neither time-reversible nor
+        volume-preserving, and a Metropolis test cannot remove the bias that causes, so
+        [`RiemannianManifoldHMC`][torchebm.samplers.RiemannianManifoldHMC] rejects it.
+        Reading it does not synchronise with the device.
+
+        Example:
+            >>> from torchebm.integrators import GeneralisedLeapfrogIntegrator
+            >>> gl = GeneralisedLeapfrogIntegrator(solver_max_iter=4)
+            >>> _ = gl.integrate({"x": torch.ones(3, 2), "p": torch.zeros(3, 2)}, 0.1, 5,
+            ...                  force=lambda x, p, t: -x, velocity=lambda x, p, t: p)
+            >>> gl.solver_converged
+            tensor([True, True, True])
+        """
+        return self._solver.converged
+
+
+class _SolverRecord:
+    """Convergence of the implicit solves of the current call: a plain object, so that the
+    solver updates it without going through `nn.Module.__setattr__`."""
+
+    __slots__ = ("converged",)
+
+    def __init__(self) -> None:
+        self.converged: torch.Tensor | None = None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -44,6 +45,13 @@ def _flat_sum(v: torch.Tensor) -> torch.Tensor:
     return _flat(v).sum(dim=1)
 
 
+def _close_rows(a: torch.Tensor, b: torch.Tensor, tol: float) -> torch.Tensor:
+    r"""`(B,)` bool: $\operatorname{rms}(a - b) \le \text{tol} \max(1, \operatorname{rms}(b))$
+    per row of `(B, *event_shape)` tensors (NaN fails)."""
+    scale = _flat(b).square().mean(1).sqrt().clamp(min=1.0)
+    return _flat(a - b).square().mean(1).sqrt() <= tol * scale
+
+
 @dataclass
 class HMCState(SamplerState):
     """Loop state of the HMC samplers (per chain unless noted).
@@ -60,6 +68,11 @@ class HMCState(SamplerState):
         fused: `torchebm.cuda.fused_leapfrog_step` when the call runs the fused trajectory.
         cholesky: RMHMC: `(x, L)`, the Cholesky factor of the metric at the tensor `x`
             (shared: a cache of the current trajectory).
+        unconverged: RMHMC: `(B,)` bool, whether each chain's last proposal was rejected
+            because an implicit solve of its trajectory did not converge (shared).
+        n_unconverged: RMHMC: `(B,)` int64, how many of each chain's proposals of the
+            current `sample()` call were rejected so (shared: a restart under
+            `nan_policy="resample"` keeps the count).
     """
 
     energy: torch.Tensor | None = None
@@ -70,12 +83,14 @@ class HMCState(SamplerState):
     sqrt_mass: Any = shared_field()
     fused: Callable[..., Any] | None = shared_field()
     cholesky: tuple[torch.Tensor, torch.Tensor] | None = shared_field()
+    unconverged: torch.Tensor | None = shared_field()
+    n_unconverged: torch.Tensor | None = shared_field()
 
 
 class _HMCBase(BaseSampler):
     """Shared parts of the HMC family: ``step_size``, the energy and the Metropolis test."""
 
-    diagnostic_keys = ("mean", "var", "energy", "acceptance_rate")
+    diagnostic_keys: ClassVar[tuple[str, ...]] = ("mean", "var", "energy", "acceptance_rate")
 
     step_size = ScheduledParameter(positive=True)
     r"""Current leapfrog step size $\epsilon$ (assign a float or a scheduler)."""
@@ -377,6 +392,24 @@ class RiemannianManifoldHMC(_HMCBase):
     a chain whose current energy is NaN/inf is reported by the ``nan_policy``.
     States of any event shape are flattened to ``D = prod(event_shape)`` for the metric.
 
+    **Unconverged implicit solves.** The generalised leapfrog solves two implicit
+    equations per step by fixed-point iteration. A trajectory whose solves did not all
+    converge within ``solver_max_iter`` iterations (see
+    [`solver_converged`][torchebm.integrators.BaseSymplecticIntegrator.solver_converged])
+    is not the reversible, volume-preserving implicit map, and the Metropolis test cannot
+    correct the bias that causes (at a moderate step size it piled chains up at the mode
+    of a Gaussian target). Each step therefore also integrates back from $(x', -p')$ and
+    accepts only proposals whose forward and reverse solves converged and whose reverse
+    trajectory returned to $(x, -p)$ (rejecting only unconverged forward trajectories
+    would make chains stick where the solver fails, a bias of the opposite sign). Other
+    proposals are rejected (the chain stays, as for a non-finite proposal), counted per
+    step in the ``"unconverged_rate"`` diagnostic and per chain in
+    ``unconverged_proposals``, and ``sample()`` ends with one ``RuntimeWarning`` giving
+    the counts (one host sync). Many of them mean the step size is too large for the
+    solver: reduce ``step_size`` or raise ``solver_max_iter`` of the
+    ``GeneralisedLeapfrogIntegrator``. Cost: two trajectories per step with an implicit
+    integrator (one with an explicit one, whose ``solver_converged`` is ``None``).
+
     Args:
         model: Energy model (its ``forward`` must be differentiable in ``x``).
         metric_fn: ``metric_fn(x) -> G`` of shape ``(B, D, D)``, symmetric positive
@@ -393,7 +426,10 @@ class RiemannianManifoldHMC(_HMCBase):
         n_steps: Default number of steps of ``sample()`` (class default 100).
         nan_policy: ``"warn"`` (default), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
 
-    Diagnostics: as [`HamiltonianMonteCarlo`][torchebm.samplers.HamiltonianMonteCarlo].
+    Diagnostics: those of [`HamiltonianMonteCarlo`][torchebm.samplers.HamiltonianMonteCarlo]
+    and ``"unconverged_rate"``: the fraction of chains whose proposal at that step was
+    rejected because an implicit solve did not converge or the trajectory did not reverse
+    (leading dim ``n_kept``).
 
     Example:
         >>> from torchebm.core import GaussianModel
@@ -406,7 +442,13 @@ class RiemannianManifoldHMC(_HMCBase):
     References:
         Girolami, M. & Calderhead, B. (2011). Riemann manifold Langevin and Hamiltonian
         Monte Carlo methods. JRSS B 73(2).
+        Zappa, E., Holmes-Cerfon, M. & Goodman, J. (2018). Monte Carlo on manifolds:
+        sampling densities and integrating functions. CPAM 71(12) (the reversibility check).
+        Brofos, J. A. & Lederman, R. R. (2021). Evaluating the implicit midpoint integrator
+        for Riemannian Hamiltonian Monte Carlo. ICML.
     """
+
+    diagnostic_keys: ClassVar[tuple[str, ...]] = (*_HMCBase.diagnostic_keys, "unconverged_rate")
 
     def __init__(
         self,
@@ -460,6 +502,14 @@ class RiemannianManifoldHMC(_HMCBase):
                 solver_check_every=0 if solver_check_every is None else solver_check_every,
             )
         self.integrator = self._symplectic(integrator, "generalised_leapfrog", separable=False)
+        self._solver_report: dict[str, torch.Tensor | None] = {"counts": None}  # per call
+
+    @property
+    def unconverged_proposals(self) -> torch.Tensor | None:
+        """`(B,)` int64: per chain, the proposals of the last `sample()` call rejected
+        because an implicit solve did not converge or their trajectory did not reverse (see
+        the class docstring); `None` before the first call."""
+        return self._solver_report["counts"]
 
     # ------------------------------------------------------------------ metric
     def _cholesky(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -506,10 +556,15 @@ class RiemannianManifoldHMC(_HMCBase):
         return torch.cholesky_solve(p.reshape(x.shape[0], -1, 1), chol).reshape(x.shape)
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
+        no = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        counts = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+        self._solver_report["counts"] = counts  # updated in place by `step`
         return HMCState(
             x=x,
             energy=self._energy(x, ctx.model_kwargs),
-            accepted=torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
+            accepted=no,
+            unconverged=no,
+            n_unconverged=counts,
         )
 
     def step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
@@ -521,6 +576,26 @@ class RiemannianManifoldHMC(_HMCBase):
         p = torch.bmm(chol, xi.reshape(b, -1, 1)).reshape(x.shape)
         _, rest, _ = self._hamiltonian_terms(x, p, conditioning)
         h_cur = state.energy + rest
+        x_prop, p_prop, converged = self._trajectory(x, p, eps, state, conditioning)
+        unconverged = (
+            torch.zeros_like(ok)
+            if converged is None  # an explicit integrator: nothing to check
+            else ~self._reversible(x, p, x_prop, p_prop, converged, eps, state, conditioning)
+        )
+        u_prop = self._energy(x_prop, conditioning)
+        _, rest_prop, ok_prop = self._hamiltonian_terms(x_prop, p_prop, conditioning)
+        valid = ok & ok_prop & ~unconverged
+        h_prop = torch.where(valid, u_prop + rest_prop, torch.full_like(u_prop, math.inf))
+        state.unconverged = unconverged
+        if state.n_unconverged is not None:
+            state.n_unconverged.add_(unconverged)
+        return self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
+
+    def _trajectory(
+        self, x: torch.Tensor, p: torch.Tensor, eps: Any, state: HMCState, conditioning: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`(x', p', converged)`: the end point of one trajectory from `(x, p)` and the
+        integrator's `(B,)` `solver_converged` (`None` for an explicit integrator)."""
         state.cholesky = None
         out = self.integrator.integrate(
             {"x": x, "p": p},
@@ -531,11 +606,64 @@ class RiemannianManifoldHMC(_HMCBase):
             safe=False,
         )
         state.cholesky = None
-        x_prop = out["x"]
-        u_prop = self._energy(x_prop, conditioning)
-        _, rest_prop, ok_prop = self._hamiltonian_terms(x_prop, out["p"], conditioning)
-        h_prop = torch.where(ok & ok_prop, u_prop + rest_prop, torch.full_like(u_prop, math.inf))
-        return self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
+        return out["x"], out["p"], getattr(self.integrator, "solver_converged", None)
+
+    def _reversible(
+        self,
+        x: torch.Tensor,
+        p: torch.Tensor,
+        x_prop: torch.Tensor,
+        p_prop: torch.Tensor,
+        converged: torch.Tensor,
+        eps: Any,
+        state: HMCState,
+        conditioning: dict,
+    ) -> torch.Tensor:
+        r"""`(B,)` bool: the trajectory `(x, p) -> (x', p')` is reversible: its implicit
+        solves converged, and so did those of the trajectory from `(x', -p')`, which came
+        back to `(x, -p)` within $\sqrt{\tau}$ (RMS, relative above 1; $\tau$ the solver's
+        tolerance, see `solver_converged`). Rejecting only the unconverged forward
+        trajectories would not be enough: a chain then sticks where solves fail, which
+        biases it the other way (Zappa et al. 2018; Brofos & Lederman 2021). Costs one
+        more trajectory per step."""
+        finite = torch.isfinite(_flat(x_prop)).all(1) & torch.isfinite(_flat(p_prop)).all(1)
+        keep = expand_t_like_x(finite, x)  # a non-finite proposal rejects anyway
+        x_back, p_back, back_converged = self._trajectory(
+            torch.where(keep, x_prop, x), torch.where(keep, -p_prop, -p), eps, state, conditioning
+        )
+        tol = float(getattr(self.integrator, "solver_tol", 0.0))
+        tau = math.sqrt(max(tol, 64 * torch.finfo(x.dtype).eps))
+        ok = converged & finite & _close_rows(x_back, x, tau) & _close_rows(p_back, -p, tau)
+        return ok if back_converged is None else ok & back_converged
+
+    def compute_diagnostics(self, state: HMCState, ctx: SamplerContext) -> dict[str, torch.Tensor]:
+        out = super().compute_diagnostics(state, ctx)
+        if "unconverged_rate" in self.diagnostic_keys and state.unconverged is not None:
+            out["unconverged_rate"] = state.unconverged.to(state.x.dtype).mean()
+        return out
+
+    def finish(self, state: HMCState, ctx: SamplerContext) -> None:
+        """One `RuntimeWarning` if the call rejected unconverged proposals (one sync)."""
+        counts = state.n_unconverged
+        if counts is None:
+            return
+        total, chains = (int(v) for v in torch.stack([counts.sum(), counts.count_nonzero()]))
+        if total == 0:
+            return
+        integrator = type(self.integrator).__name__
+        max_iter = getattr(self.integrator, "solver_max_iter", None)
+        iters = "" if max_iter is None else f" (now {max_iter})"
+        warnings.warn(
+            f"{type(self).__name__}: {total} proposals in {chains} of {counts.shape[0]} chains "
+            f"were rejected because the implicit solves of {integrator} did not converge or "
+            "the trajectory did not reverse (an unconverged step is not reversible; counted "
+            "per chain in "
+            f"{type(self).__name__}.unconverged_proposals and per step in the "
+            "'unconverged_rate' diagnostic). Reduce step_size or raise solver_max_iter"
+            f"{iters} of the integrator",
+            RuntimeWarning,
+            stacklevel=4,  # finish <- _run <- sample <- the caller
+        )
 
     def extra_repr(self) -> str:
         return (
