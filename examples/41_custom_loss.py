@@ -55,8 +55,8 @@ class LogisticContrastiveDivergence(BaseContrastiveDivergence):
         **options: Any,
     ) -> torch.Tensor:
         conditioning = model_kwargs or {}
-        e_pos = self._energy(x, conditioning)
-        e_neg = self._energy(negatives.to(dtype=x.dtype), conditioning)
+        e_pos = self.energy(x, conditioning)
+        e_neg = self.energy(negatives.to(dtype=x.dtype), conditioning)
         n = min(e_pos.shape[0], e_neg.shape[0])
         return F.softplus(e_pos[:n] - e_neg[:n]).mean()
 

@@ -89,7 +89,7 @@ class MeanEnergy(BaseLoss):
 
     def forward(self, x, model_kwargs=None, generator=None):
         x = self._prepare_input(x)
-        return self._check_finite(0.5 * self.scale * x.square().sum(-1).mean())
+        return self.apply_nan_policy(0.5 * self.scale * x.square().sum(-1).mean())
 
 
 def test_loss_contract_value_gradient_and_nan_policies():

@@ -48,7 +48,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
     Example:
         >>> class L2(BaseLoss):
         ...     def forward(self, x):
-        ...         return self._check_finite((x**2).sum(-1).mean())
+        ...         return self.apply_nan_policy((x**2).sum(-1).mean())
         >>> L2()(torch.ones(4, 2))
         tensor(2.)
     """
@@ -102,8 +102,9 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         return x.to(*self._resolve_placement())  # (device, dtype), read once
 
     # ------------------------------------------------------------------ non-finite policy
-    def _check_finite(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
-        """Apply ``nan_policy`` to a loss tensor and return it unchanged."""
+    def apply_nan_policy(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
+        """Apply ``nan_policy`` to ``loss`` and return it unchanged (a custom ``forward`` ends
+        with it; ``what`` names the quantity in the message)."""
         checks = self._finite
         checks["calls"] += 1
         policy = self.nan_policy

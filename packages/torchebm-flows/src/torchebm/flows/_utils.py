@@ -394,7 +394,7 @@ def loss_conditioning(
 
 
 def checked_loss(owner: Any, compute: Callable[[], torch.Tensor], inputs: dict) -> torch.Tensor:
-    """``owner._check_finite(compute())``, a non-finite loss first traced to its inputs.
+    """``owner.apply_nan_policy(compute())``, a non-finite loss first traced to its inputs.
 
     When the loss (or a coupling's cost) is NaN/inf, the first of ``inputs`` (name ->
     tensor or ``None``) that holds NaN/inf is named with its batch rows in a
@@ -407,7 +407,7 @@ def checked_loss(owner: Any, compute: Callable[[], torch.Tensor], inputs: dict) 
         loss = compute()
         if owner.nan_policy == "warn" and not bool(torch.isfinite(loss.detach()).all()):
             _blame_inputs(inputs, None)
-        return owner._check_finite(loss)
+        return owner.apply_nan_policy(loss)
     except NonFiniteError as err:
         _blame_inputs(inputs, err)
         raise

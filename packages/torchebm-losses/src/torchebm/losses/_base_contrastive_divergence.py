@@ -468,8 +468,9 @@ class BaseContrastiveDivergence(BaseLoss):
             self.update_buffer(negatives, None if age is None else age + self.k_steps)
         return negatives
 
-    def _energy(self, x: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
-        """``model(x, **model_kwargs)`` with a shape check (``(B,)``)."""
+    def energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        """Energies ``model(x, **model_kwargs)`` ``(B,)`` of ``x`` ``(B, *event)``, under the
+        loss's autocast, checked to be ``(B,)`` (what ``compute_loss`` evaluates)."""
         with self.autocast_context():
             e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
         return check_energies("the model", e, x.shape[0])

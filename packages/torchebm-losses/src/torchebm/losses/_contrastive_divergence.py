@@ -130,8 +130,8 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
             x_pos = x + scale * torch.randn(
                 x.shape, generator=generator, device=x.device, dtype=x.dtype
             )
-        e_pos = self._energy(x_pos, conditioning)
-        e_neg = self._energy(negatives.to(dtype=x.dtype), conditioning)
+        e_pos = self.energy(x_pos, conditioning)
+        e_neg = self.energy(negatives.to(dtype=x.dtype), conditioning)
         loss = e_pos.mean() - e_neg.mean()
         if reg > 0:
             loss = loss + reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())

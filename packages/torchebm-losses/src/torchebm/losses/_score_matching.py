@@ -308,8 +308,8 @@ class DenoisingScoreMatching(BaseScoreMatching):
     minimised by $s_\theta = \nabla\log p_\sigma$, the score of the data convolved
     with $\mathcal N(0,\sigma^2 I)$ (for $\mathcal N(0, s^2)$ data and a
     quadratic energy $\tfrac w2 x^2$: $w = 1/(s^2+\sigma^2)$). This is the
-    correct sign: the reference implementation regressed onto $-(\tilde x - x)/\sigma^2$
-    and trained $E \approx +\log p$.
+    sign torchebm 0.8.9 used (the reference documentation's version regressed onto
+    $-(\tilde x - x)/\sigma^2$ and trained $E \approx +\log p$).
 
     The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
     ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
