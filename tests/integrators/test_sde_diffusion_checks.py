@@ -118,3 +118,40 @@ def test_valid_diffusion_integrate_equals_the_hand_written_loop(name):
         xi = torch.randn(x.shape, generator=g, dtype=F64)
         x = x - h * x + torch.sqrt(2 * d * h) * xi
     torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-12)
+
+
+def test_a_per_dimension_diffusion_broadcasts_and_a_per_sample_one_scales_rows():
+    # (D,) with B != D broadcasts over the event; (B,) is one value per sample; a shape that
+    # is neither is named instead of a broadcasting error
+    em, h = EulerMaruyamaIntegrator(), 0.1
+    drift = lambda x, t: 0 * x  # noqa: E731
+    per_dim = torch.tensor([1.0, 4.0])
+    y = em.step({"x": torch.zeros(3, 2)}, h, drift=drift, diffusion=per_dim, noise=torch.ones(3, 2))
+    torch.testing.assert_close(y["x"], (2 * h * per_dim).sqrt().expand(3, 2))
+    per_sample = torch.tensor([1.0, 4.0, 9.0])
+    y = em.step(
+        {"x": torch.zeros(3, 2)}, h, drift=drift, diffusion=per_sample, noise=torch.ones(3, 2)
+    )
+    torch.testing.assert_close(y["x"], (2 * h * per_sample).sqrt()[:, None].expand(3, 2))
+    from torchebm.core.errors import ShapeError
+
+    with pytest.raises(ShapeError, match=r"diffusion/noise_scale of shape \(5,\)"):
+        em.step({"x": torch.zeros(3, 2)}, h, drift=drift, diffusion=torch.ones(5))
+
+
+def test_adaptive_error_control_reads_no_graph():
+    # the step-size controller's host reads detach: no "requires_grad to a scalar" warning,
+    # and the solution still differentiates in the drift's parameter (d/dth e^{-th} at th=1)
+    import warnings
+
+    from torchebm.integrators import Dopri5Integrator
+
+    th = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    x0 = {"x": torch.ones(2, 1, dtype=torch.float64)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = Dopri5Integrator(rtol=1e-8, atol=1e-10).integrate(
+            x0, 0.1, 10, drift=lambda x, t: -th * x
+        )
+    (g,) = torch.autograd.grad(out["x"].sum(), th)
+    torch.testing.assert_close(g, torch.tensor(-2 * math.exp(-1.0), dtype=torch.float64))

@@ -173,3 +173,16 @@ def test_expand_and_scalar_time():
     assert expand_t_like_x(torch.zeros(4), x).shape == (4, 1, 1, 1)
     xt, _ = LinearInterpolant().interpolate(torch.zeros(4, 2), torch.ones(4, 2), 0.25)
     assert torch.allclose(xt, torch.full((4, 2), 0.25))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("interp", ALL, ids=IDS)
+def test_conversions_keep_the_input_dtype(interp, dtype):
+    # the floor that keeps a divisor away from 0 is made in the input's dtype, so a
+    # bfloat16 (or float32, whatever the default dtype) call stays in that dtype
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 2, generator=g).to(dtype)
+    t = torch.rand(4, generator=g).mul(0.8).add(0.1).to(dtype)
+    for convert in (interp.velocity_to_score, interp.velocity_to_noise, interp.velocity_to_data):
+        out = convert(x, x, t)
+        assert out.dtype == dtype and bool(torch.isfinite(out).all())

@@ -207,4 +207,4 @@ class BaseInterpolant(ABC):
 
 def _nonzero(z: torch.Tensor, floor: float) -> torch.Tensor:
     """Push entries with ``|z| < floor`` to ``±floor`` (sign kept, 0 -> +floor)."""
-    return torch.where(z.abs() < floor, torch.where(z < 0, -floor, floor), z)
+    return torch.where(z.abs() < floor, z.new_tensor(floor).copysign(z), z)  # dtype of z

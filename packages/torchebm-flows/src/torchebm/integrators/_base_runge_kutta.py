@@ -30,6 +30,7 @@ from torchebm.core.errors import (
     _CHECKED,
     ConfigurationError,
     NonFiniteError,
+    ShapeError,
     check_finite_tensor,
     check_int,
     check_positive,
@@ -255,6 +256,9 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     new $|h| = \min(|h|\,\mathrm{clip}(\mathrm{safety}\cdot\mathrm{ratio}^{-1/\mathrm{order}},
     \mathrm{min\_factor}, \mathrm{max\_factor}), \mathrm{max\_step\_size})$.
     ``max_steps`` bounds the number of *attempted* steps (accepted plus rejected).
+
+    Without autograd the fixed-step loop updates its state in place: a ``drift`` must not
+    keep the tensors it is called with beyond the call (clone what it stores).
 
     Args:
         device: Probe device.
@@ -666,8 +670,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 self._evaluations.count += 1
                 ks = [*ks, k_new]
             err = _error_estimate(hs, e, ks)
-            scale = torch.maximum(x.abs(), y.abs()).mul_(self.rtol).add_(self.atol)
-            ratio = float(norm(err / scale))
+            scale = (
+                torch.maximum(x.detach().abs(), y.detach().abs()).mul_(self.rtol).add_(self.atol)
+            )
+            ratio = float(norm(err.detach() / scale))  # a host read: no graph
             if ratio <= 1.0:
                 x = y
                 t = t1 if last else t + hs
@@ -691,14 +697,14 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
 
     def _initial_step(self, x, t0, direction, f0, drift, norm, tvec) -> float:
         """Hairer-Norsett-Wanner starting step (II.4), two drift evaluations in total."""
-        scale = x.abs().mul(self.rtol).add_(self.atol)
-        d0 = float(norm(x / scale))
-        d1 = float(norm(f0 / scale))
+        scale = x.detach().abs().mul(self.rtol).add_(self.atol)
+        d0 = float(norm(x.detach() / scale))  # host reads: no graph
+        d1 = float(norm(f0.detach() / scale))
         h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
         x1 = x + direction * h0 * f0
         f1 = drift(x1, tvec(t0 + direction * h0))
         self._evaluations.count += 1
-        d2 = float(norm((f1 - f0) / scale)) / h0
+        d2 = float(norm((f1 - f0).detach() / scale)) / h0
         if max(d1, d2) <= 1e-15:
             h1 = max(1e-6, h0 * 1e-3)
         else:
@@ -767,7 +773,13 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             return None
         if isinstance(d, torch.Tensor):
             d = d.to(device=x.device, dtype=x.dtype)  # (B,) per sample: (B, 1, ..., 1)
-            return expand_t_like_x(d, x) if d.ndim == 1 and x.ndim > 1 else d
+            per_sample = d.ndim == 1 and x.ndim > 1 and d.shape[0] == x.shape[0]
+            if not (per_sample or fits(d.shape, x.shape)):
+                raise ShapeError(
+                    f"diffusion/noise_scale of shape {tuple(d.shape)} is neither per sample "
+                    f"(({x.shape[0]},)) nor broadcastable against x of shape {tuple(x.shape)}"
+                )
+            return expand_t_like_x(d, x) if per_sample else d
         if isinstance(d, (int, float)) and not isinstance(d, bool):
             if not (math.isfinite(d) and d >= 0):  # a number a callable returned
                 raise ConfigurationError(

@@ -161,6 +161,8 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
     form `drift(x, t)` $= -\nabla U(x)$ (the force, with `initial_force`) is accepted
     too and gives the same trajectory bit for bit; the result is the same either way
     (`gradient` $= -$`drift` at the end point, and `result["force"]`).
+    Without autograd the positions are updated in place: a `gradient`/`drift` must not keep
+    the tensors it is called with beyond the call (clone what it stores).
 
     `mass` (diagonal $M$): `None` (identity), a number, or a tensor broadcastable
     to the shape of `x` without enlarging it, e.g. per-dimension `(D,)` for `(B, D)`
