@@ -14,12 +14,9 @@ import torch
 
 from torchebm.core import BaseIntegrator
 from torchebm.core.errors import ConfigurationError
-from torchebm.integrators._state import fits
+from torchebm.integrators._state import fits, rows_close
 
 __all__ = ["BaseSymplecticIntegrator"]
-
-#: Floor of the fixed-point tolerance, in units of the dtype's machine epsilon.
-_TOL_FLOOR_ULPS = 64
 
 
 class BaseSymplecticIntegrator(BaseIntegrator):
@@ -139,7 +136,7 @@ class BaseSymplecticIntegrator(BaseIntegrator):
         r"""Fixed-point iteration $z \leftarrow \text{fn}(z)$ from `z0` `(B, *event_shape)`.
 
         Returns `(z, evaluations)`. The rows (chains) whose last iteration changed them by
-        more than the tolerance (`_converged_rows`) are recorded in `solver_converged`
+        more than the tolerance (`rows_close`) are recorded in `solver_converged`
         (combined over every solve of the current call); measuring this costs no evaluation
         of `fn` and no host sync. Every `check_every` iterations (`0` = never) the loop
         stops early once every row converged (one host sync per check).
@@ -148,27 +145,13 @@ class BaseSymplecticIntegrator(BaseIntegrator):
         for it in range(1, n_iter + 1):
             z_prev, z = z, fn(z)
             if check_every > 0 and it % check_every == 0 and it < n_iter:
-                if bool(self._converged_rows(z, z_prev, tol).all()):
+                if bool(rows_close(z_prev, z, tol).all()):
                     used = it
                     break
         rec = self._solver
-        ok = self._converged_rows(z, z_prev, tol)
+        ok = rows_close(z_prev, z, tol)
         rec.converged = ok if rec.converged is None else rec.converged & ok
         return z, used
-
-    @staticmethod
-    def _converged_rows(z: torch.Tensor, z_prev: torch.Tensor, tol: float) -> torch.Tensor:
-        r"""`(B,)` bool: the rows of `z` `(B, *event_shape)` with
-        $\operatorname{rms}(z - z_{\text{prev}}) \le \tau \max(1, \operatorname{rms}(z))$,
-        $\tau = \max(\text{tol}, 64\,\varepsilon_{\text{dtype}})$ (a relative test for
-        large states, absolute below 1; the floor keeps a tolerance under the dtype's
-        resolution from failing converged rows). NaN/inf rows fail."""
-        with torch.no_grad():
-            zf = z.detach().reshape(z.shape[0], -1)
-            change = (zf - z_prev.detach().reshape(zf.shape)).square().mean(1).sqrt()
-            scale = zf.square().mean(1).sqrt().clamp(min=1.0)
-            tau = max(float(tol), _TOL_FLOOR_ULPS * torch.finfo(z.dtype).eps)
-            return change <= tau * scale
 
     @property
     def solver_converged(self) -> torch.Tensor | None:

@@ -7,7 +7,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["fits", "rms_norm", "state_x"]
+__all__ = ["fits", "rms_norm", "rows_close", "state_x", "tolerance"]
+
+#: Floor of a per-row tolerance, in units of the dtype's machine epsilon.
+_TOL_FLOOR_ULPS = 64
 
 
 def fits(shape: Sequence[int], target: Sequence[int]) -> bool:
@@ -37,3 +40,19 @@ def state_x(state: Any) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"state['x'] must be a torch.Tensor, got {type(x).__name__}")
     return x
+
+
+def tolerance(tol: float, dtype: torch.dtype) -> float:
+    """``tol`` floored at 64 machine epsilons of ``dtype`` (a tolerance under the dtype's
+    resolution would fail rows that are as close as the dtype can say)."""
+    return max(float(tol), _TOL_FLOOR_ULPS * torch.finfo(dtype).eps)
+
+
+def rows_close(a: torch.Tensor, b: torch.Tensor, tol: float) -> torch.Tensor:
+    r"""``(B,)`` bool per row of ``(B, *event_shape)`` tensors: $\operatorname{rms}(a - b) \le
+    \tau \max(1, \operatorname{rms}(b))$, $\tau$ = `tolerance` ``(tol, a.dtype)`` (relative
+    above 1, absolute below; a NaN/inf row fails). No autograd graph, no host sync."""
+    with torch.no_grad():
+        af, bf = a.detach().reshape(a.shape[0], -1), b.detach().reshape(b.shape[0], -1)
+        scale = bf.square().mean(1).sqrt().clamp(min=1.0)
+        return (af - bf).square().mean(1).sqrt() <= tolerance(tol, a.dtype) * scale

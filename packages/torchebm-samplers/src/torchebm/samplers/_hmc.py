@@ -31,6 +31,7 @@ from torchebm.integrators import (
     resolve_integrator,
 )
 from torchebm.integrators._checked import check_mass
+from torchebm.integrators._state import rows_close, tolerance
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import resolve_model
 
@@ -43,13 +44,6 @@ def _flat(v: torch.Tensor) -> torch.Tensor:
 
 def _flat_sum(v: torch.Tensor) -> torch.Tensor:
     return _flat(v).sum(dim=1)
-
-
-def _close_rows(a: torch.Tensor, b: torch.Tensor, tol: float) -> torch.Tensor:
-    r"""`(B,)` bool: $\operatorname{rms}(a - b) \le \text{tol} \max(1, \operatorname{rms}(b))$
-    per row of `(B, *event_shape)` tensors (NaN fails)."""
-    scale = _flat(b).square().mean(1).sqrt().clamp(min=1.0)
-    return _flat(a - b).square().mean(1).sqrt() <= tol * scale
 
 
 @dataclass
@@ -632,8 +626,8 @@ class RiemannianManifoldHMC(_HMCBase):
             torch.where(keep, x_prop, x), torch.where(keep, -p_prop, -p), eps, state, conditioning
         )
         tol = float(getattr(self.integrator, "solver_tol", 0.0))
-        tau = math.sqrt(max(tol, 64 * torch.finfo(x.dtype).eps))
-        ok = converged & finite & _close_rows(x_back, x, tau) & _close_rows(p_back, -p, tau)
+        tau = math.sqrt(tolerance(tol, x.dtype))
+        ok = converged & finite & rows_close(x_back, x, tau) & rows_close(p_back, -p, tau)
         return ok if back_converged is None else ok & back_converged
 
     def compute_diagnostics(self, state: HMCState, ctx: SamplerContext) -> dict[str, torch.Tensor]:
