@@ -186,3 +186,32 @@ def test_conversions_keep_the_input_dtype(interp, dtype):
     for convert in (interp.velocity_to_score, interp.velocity_to_noise, interp.velocity_to_data):
         out = convert(x, x, t)
         assert out.dtype == dtype and bool(torch.isfinite(out).all())
+
+
+def test_cosine_ratio_at_the_data_end_in_float32():
+    # d_alpha/alpha = (pi/2) cot(pi t/2) -> 0 at t = 1; tan(pi/2) is -2.3e7 in float32, and
+    # a floor on tan (instead of on alpha) turned that into (pi/2)/1e-8 = 1.6e8
+    t = torch.tensor([0.5, 0.99, 1.0])
+    ratio = CosineInterpolant().compute_d_alpha_alpha_ratio_t(t)
+    exact = 0.5 * math.pi / torch.tan(0.5 * math.pi * t.double())
+    assert torch.allclose(ratio.double(), exact, rtol=1e-5, atol=1e-6)
+    a, _ = CosineInterpolant().compute_drift(torch.ones(3, 2), t)
+    assert a.abs().max().item() < 2.0
+
+
+@pytest.mark.parametrize("interp", ALL[:3], ids=IDS[:3])
+def test_float16_floors_do_not_round_to_zero(interp):
+    # a 1e-8 divisor floor is 0 in float16: each floor is at least the dtype's smallest
+    # normal number (6.1e-5), so t = 0 and t = 1 give finite ratios, scores and diffusions
+    # (the VE paths are left out: sigma_max = 80 puts B_v = 6.8e4 beyond float16's range)
+    x = torch.full((4, 2), 0.5, dtype=torch.float16)
+    t = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float16)
+    outs = [
+        interp.compute_d_alpha_alpha_ratio_t(t),
+        interp.noise_to_score(x, x, t),
+        interp.velocity_to_score(x, x, t),
+        interp.velocity_to_noise(x, x, t),
+        interp.compute_diffusion(x, t, form="SBDM"),
+    ]
+    for out in outs:
+        assert out.dtype == torch.float16 and bool(torch.isfinite(out).all()), out

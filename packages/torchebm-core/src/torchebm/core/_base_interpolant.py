@@ -85,7 +85,7 @@ class BaseInterpolant(ABC):
     def compute_d_alpha_alpha_ratio_t(self, t: torch.Tensor) -> torch.Tensor:
         r"""$\dot\alpha/\alpha$ (default: $\dot\alpha / \max(\alpha, 10^{-8})$)."""
         alpha, d_alpha = self.compute_alpha_t(t)
-        return d_alpha / alpha.clamp(min=1e-8)
+        return d_alpha / alpha.clamp(min=_floor_for(alpha, 1e-8))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -144,7 +144,7 @@ class BaseInterpolant(ABC):
             # B_v does not depend on x: one row of x keeps compute_drift's A part small
             _, bv = self.compute_drift(x[:1] if tb.ndim == 0 else x, t)
             sigma, _ = self.compute_sigma_t(tb)
-            d = norm * bv / (sigma + 1e-8)
+            d = norm * bv / (sigma + _floor_for(sigma, 1e-8))
         elif form == "sigma":
             d = norm * self.compute_sigma_t(tb)[0]
         elif form == "linear":
@@ -163,8 +163,9 @@ class BaseInterpolant(ABC):
         r"""Score from a velocity: $s = (r v - x) / \max(\sigma^2 - r\dot\sigma\sigma, 10^{-12})$,
         $r = \alpha/\dot\alpha$."""
         alpha, d_alpha, sigma, d_sigma = self._schedules(t, x)
-        r = alpha.clamp(min=1e-8) / _nonzero(d_alpha, 1e-8)
-        return (r * velocity - x) / (sigma.square() - r * d_sigma * sigma).clamp(min=1e-12)
+        r = alpha.clamp(min=_floor_for(alpha, 1e-8)) / _nonzero(d_alpha, 1e-8)
+        den = sigma.square() - r * d_sigma * sigma
+        return (r * velocity - x) / den.clamp(min=_floor_for(den, 1e-12))
 
     def velocity_to_noise(
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
@@ -189,7 +190,7 @@ class BaseInterpolant(ABC):
     def noise_to_score(self, noise: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         r"""Score $s = -\hat x_0 / \sigma$ ($\sigma$ floored at $10^{-8}$)."""
         sigma, _ = self.compute_sigma_t(_broadcast_t(t, x))
-        return -noise / sigma.clamp(min=1e-8)
+        return -noise / sigma.clamp(min=_floor_for(sigma, 1e-8))
 
     def noise_to_velocity(
         self, noise: torch.Tensor, x: torch.Tensor, t: torch.Tensor
@@ -202,9 +203,16 @@ class BaseInterpolant(ABC):
     ) -> torch.Tensor:
         r"""Data estimate $\hat x_1 = (x - \sigma\hat x_0)/\alpha$ from a velocity."""
         alpha, _, sigma, _ = self._schedules(t, x)
-        return (x - sigma * self.velocity_to_noise(velocity, x, t)) / alpha.clamp(min=1e-8)
+        noise = self.velocity_to_noise(velocity, x, t)
+        return (x - sigma * noise) / alpha.clamp(min=_floor_for(alpha, 1e-8))
+
+
+def _floor_for(z: torch.Tensor, floor: float) -> float:
+    """``floor``, raised to the smallest normal number of ``z``'s dtype (6.1e-5 in float16)."""
+    return max(floor, torch.finfo(z.dtype).tiny)
 
 
 def _nonzero(z: torch.Tensor, floor: float) -> torch.Tensor:
-    """Push entries with ``|z| < floor`` to ``±floor`` (sign kept, 0 -> +floor)."""
+    """Push entries with ``|z| < floor`` to ``±floor`` (sign kept, 0 -> +floor; see `_floor_for`)."""
+    floor = _floor_for(z, floor)
     return torch.where(z.abs() < floor, z.new_tensor(floor).copysign(z), z)  # dtype of z

@@ -213,7 +213,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
     registered with `register_scheduler` / `_register_param`; the loop resets every
     scheduler of the module tree at the start of `sample()` and steps it once per step.
     Restarts, thinning, trajectories, diagnostics and compilation then work unchanged. A
-    subclass that overrides `sample` itself (the seed's custom-sampler pattern) works too:
+    subclass that overrides `sample` itself (the older custom-sampler pattern) works too:
     only a class implementing neither `step` nor `sample` is abstract.
 
     **Divergent chains.** A chain diverged when its `x`, or its energy if the state keeps
@@ -516,15 +516,10 @@ class BaseSampler(Schedulable, TorchEBMModule):
         policy = check_in("nan_policy", policy, NAN_POLICIES)
         every = self.nan_check_every if nan_check_every is None else nan_check_every
         check_nan = check_int("nan_check_every", every, minimum=1)
-        if not (  # a truthy "False" would turn trajectories on; inline checks: ~0.1 us
-            type(return_trajectory) is bool
-            and type(return_diagnostics) is bool
-            and type(reset_schedulers) is bool
-            and type(compile) is bool
-        ):
-            flags = (return_trajectory, return_diagnostics, reset_schedulers, compile)
-            name, flag = next((n, f) for n, f in zip(_FLAGS, flags) if type(f) is not bool)
-            raise TypeError(f"{name} must be a bool, got {flag!r}")
+        flags = (return_trajectory, return_diagnostics, reset_schedulers, compile)
+        for name, flag in zip(_FLAGS, flags):  # a truthy "False" would turn trajectories on
+            if type(flag) is not bool:
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
         conditioning = self._prepare_model_kwargs(model_kwargs)
         check_generator(generator, self.device, of="the sampler")
         x = self._initial_x(x, dim, n_samples, generator)

@@ -1,16 +1,8 @@
-r"""Older names from the seed documentation, kept working with one ``DeprecationWarning`` each."""
+r"""Older names of the core classes, kept working with one ``DeprecationWarning`` each."""
 
 from __future__ import annotations
 
-from torchebm.core._base_model import (
-    AckleyModel,
-    BaseModel,
-    DoubleWellModel,
-    GaussianModel,
-    HarmonicModel,
-    RastriginModel,
-    RosenbrockModel,
-)
+from torchebm.core import _base_model as models
 from torchebm.core._module import TorchEBMModule, warn_once
 
 __all__ = [
@@ -45,7 +37,7 @@ class _Deprecated:
         super().__init__(*args, **kwargs)
 
 
-class BaseEnergyFunction(_Deprecated, BaseModel):
+class BaseEnergyFunction(_Deprecated, models.BaseModel):
     """Deprecated alias of [`BaseModel`][torchebm.core.BaseModel] (warns once when subclassed or instantiated)."""
 
     _renamed = ("BaseEnergyFunction", "BaseModel")
@@ -63,9 +55,9 @@ def _alias(old: str, new_cls: type) -> type:
     return type(old, (_Deprecated, new_cls), namespace)
 
 
-GaussianEnergy = _alias("GaussianEnergy", GaussianModel)
-DoubleWellEnergy = _alias("DoubleWellEnergy", DoubleWellModel)
-HarmonicEnergy = _alias("HarmonicEnergy", HarmonicModel)
-RastriginEnergy = _alias("RastriginEnergy", RastriginModel)
-AckleyEnergy = _alias("AckleyEnergy", AckleyModel)
-RosenbrockEnergy = _alias("RosenbrockEnergy", RosenbrockModel)
+GaussianEnergy = _alias("GaussianEnergy", models.GaussianModel)
+DoubleWellEnergy = _alias("DoubleWellEnergy", models.DoubleWellModel)
+HarmonicEnergy = _alias("HarmonicEnergy", models.HarmonicModel)
+RastriginEnergy = _alias("RastriginEnergy", models.RastriginModel)
+AckleyEnergy = _alias("AckleyEnergy", models.AckleyModel)
+RosenbrockEnergy = _alias("RosenbrockEnergy", models.RosenbrockModel)

@@ -152,8 +152,8 @@ class _AnnealingScheduler(BaseScheduler):
 class LinearScheduler(_AnnealingScheduler):
     r"""Linear interpolation from ``start_value`` to ``end_value`` over ``n_steps`` steps.
 
-    ``start + k (end - start) / n_steps`` for ``k < n_steps``, then ``end_value``. The
-    seed's ``initial_value``, ``final_value``, ``total_steps`` warn (``DeprecationWarning``).
+    ``start + k (end - start) / n_steps`` for ``k < n_steps``, then ``end_value``. The older
+    names ``initial_value``, ``final_value``, ``total_steps`` warn (``DeprecationWarning``).
 
     Example:
         >>> s = LinearScheduler(1.0, 0.0, 4)

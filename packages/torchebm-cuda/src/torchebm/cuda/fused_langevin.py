@@ -1,4 +1,4 @@
-r"""Compatibility module for the upstream proof of concept ``torchebm.cuda.fused_langevin``.
+r"""Compatibility module for torchebm 0.8.9's ``torchebm.cuda.fused_langevin``.
 
 New code imports from `torchebm.cuda`: ``fused_langevin_step`` is the same function, and
 ``doublewell_langevin_chain`` is [`torchebm.cuda.langevin_chain`][torchebm.cuda.langevin_chain] with a
@@ -31,7 +31,7 @@ def doublewell_langevin_chain(
     r"""Deprecated: ``langevin_chain(x, DoubleWellModel(barrier_height, b), ..., out=x)``.
 
     Runs ``n_steps`` Langevin steps of $E(x) = h\sum_i (x_i^2 - b^2)^2$ in place on ``x``
-    (which must be contiguous) and returns it, as upstream did.
+    (which must be contiguous) and returns it, as 0.8.9 did.
 
     Example:
         >>> x = torch.zeros(4, 2)

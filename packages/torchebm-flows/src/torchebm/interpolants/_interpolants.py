@@ -7,7 +7,7 @@ import math
 import torch
 
 from torchebm.core import BaseInterpolant
-from torchebm.core._base_interpolant import _broadcast_t
+from torchebm.core._base_interpolant import _broadcast_t, _floor_for
 from torchebm.core.errors import ConfigurationError, check_positive
 
 __all__ = [
@@ -43,7 +43,7 @@ class LinearInterpolant(BaseInterpolant):
         return 1 - t, -torch.ones_like(t)
 
     def compute_d_alpha_alpha_ratio_t(self, t):
-        return 1 / t.clamp(min=1e-8)
+        return 1 / t.clamp(min=_floor_for(t, 1e-8))
 
     def interpolate(self, x0, x1, t):
         r"""As [`BaseInterpolant.interpolate`][torchebm.core.BaseInterpolant.interpolate], with $u_t = x_1 - x_0$ directly.
@@ -80,9 +80,6 @@ class CosineInterpolant(BaseInterpolant):
     def compute_sigma_t(self, t):
         a = 0.5 * math.pi * t
         return torch.cos(a), -0.5 * math.pi * torch.sin(a)
-
-    def compute_d_alpha_alpha_ratio_t(self, t):
-        return math.pi / (2 * torch.tan(0.5 * math.pi * t).clamp(min=1e-8))
 
 
 class VariancePreservingInterpolant(BaseInterpolant):
@@ -137,7 +134,7 @@ class VariancePreservingInterpolant(BaseInterpolant):
 
     def compute_sigma_t(self, t):
         e2 = torch.exp(2 * self._log_mean_coeff(t))
-        sigma = torch.sqrt((1 - e2).clamp(min=1e-12))
+        sigma = torch.sqrt((1 - e2).clamp(min=_floor_for(e2, 1e-12)))
         return sigma, -e2 * self._d_log_mean_coeff(t) / sigma
 
     def compute_d_alpha_alpha_ratio_t(self, t):

@@ -42,7 +42,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
     Call forms:
 
     * ``loss, negatives = loss_fn(x)``;
-    * ``loss = loss_fn(x, model)`` (the seed documentation's form; deprecated, warns
+    * ``loss = loss_fn(x, model)`` (the earlier form; deprecated, warns
       once, returns the loss only).
 
     The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,

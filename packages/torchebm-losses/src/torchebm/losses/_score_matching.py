@@ -318,7 +318,7 @@ class DenoisingScoreMatching(BaseScoreMatching):
     Args:
         model: Energy model ``(B, *event) -> (B,)``.
         noise_scale: $\sigma$ (float or scheduler).
-        sigma: Deprecated alias of ``noise_scale`` (the seed documentation's name).
+        sigma: Deprecated alias of ``noise_scale`` (its earlier name).
         regularization_strength: Weight $\lambda$ of the regulariser (float or
             scheduler).
         custom_regularization: Callable ``(x, model) -> scalar`` replacing the default

@@ -134,7 +134,7 @@ class LangevinDynamics(BaseSampler):
         step_size: $\eta > 0$, float or scheduler.
         noise_scale: $\sigma > 0$, float or scheduler.
         decay: Kept for signature compatibility; only ``0.0`` is accepted (never had an
-            effect upstream).
+            effect in 0.8.9).
         clamp: Optional ``(low, high)``: chains are clamped after every step; either
             bound may be ``None`` (one-sided, the rule of `torchebm.core.errors.check_clamp`).
         dtype: Chain dtype when the model has no parameters.
