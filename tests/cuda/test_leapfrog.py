@@ -7,7 +7,7 @@ import torch
 
 import torchebm.cuda as tc
 from torchebm.core import DoubleWellModel, GaussianModel, HarmonicModel
-from torchebm.core.errors import ShapeError
+from torchebm.core.errors import ConfigurationError, ShapeError
 
 MU = torch.tensor([0.5, -1.0, 2.0])
 VAR = torch.tensor([0.5, 1.0, 2.0])
@@ -142,5 +142,9 @@ def test_errors():
         tc.fused_leapfrog_step(x, p, model, 0.1, mass=torch.ones(5))
     with pytest.raises(TypeError, match="mass must have a floating-point dtype"):
         tc.fused_leapfrog_step(x, p, model, 0.1, mass=torch.ones(3, dtype=torch.long))
+    for bad in (-1.0, 0.0, math.nan, math.inf):  # a tensor mass is checked like a float one
+        mass = torch.tensor([1.0, bad, 2.0])
+        with pytest.raises(ConfigurationError, match=r"mass must hold positive finite values"):
+            tc.fused_leapfrog_step(x, p, model, 0.1, mass=mass)
     with pytest.raises(ShapeError, match="grad must have shape"):
         tc.fused_leapfrog_step(x, p, model, 0.1, grad=torch.zeros(4, 2))

@@ -2,6 +2,7 @@ r"""Fused leapfrog (Stormer-Verlet) trajectories for Hamiltonian Monte Carlo."""
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -9,7 +10,13 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseModel
-from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_positive
+from torchebm.core.errors import (
+    _CHECKED,
+    ConfigurationError,
+    ShapeError,
+    check_int,
+    check_positive,
+)
 from torchebm.cuda._analytic import AnalyticSpec, eager_grad, maybe_analytic_spec
 from torchebm.cuda._backend import kernels, resolve_backend
 from torchebm.cuda._langevin import device_guard
@@ -36,6 +43,10 @@ def _inverse_mass(
         raise TypeError(f"mass must have a floating-point dtype, got {mass.dtype}")
     if mass.device != x.device:
         raise ConfigurationError(f"mass must be on the device of x ({x.device}), got {mass.device}")
+    # one host read at a direct call; none inside a sampler's loop, which checked its mass
+    if not _CHECKED.get() and not bool(((mass > 0) & (mass < math.inf)).all()):
+        bad = mass[~((mass > 0) & (mass < math.inf))].flatten()[:8].tolist()
+        raise ConfigurationError(f"mass must hold positive finite values, got {bad}")
     event = tuple(x.shape[1:])
     m = mass
     while m.ndim > len(event) and m.shape[0] == 1:
@@ -185,8 +196,8 @@ def fused_leapfrog_step(
         step_size: $\eta > 0$.
         n_steps: Number of leapfrog steps $L \ge 1$.
         mass: Diagonal mass: ``None`` (identity), a positive float, or a tensor broadcastable
-            to the event shape (one mass per coordinate) or to ``x``'s shape. Tensor values
-            must be positive (not checked, to avoid a host sync per call).
+            to the event shape (one mass per coordinate) or to ``x``'s shape, with positive
+            finite values (checked with one host read, skipped inside a sampler's loop).
         grad: Optional $\nabla E(x)$ at the initial ``x`` (e.g. the ``grad`` returned by
             the previous call), saving one gradient evaluation.
         force: ``None``/``"auto"``, ``"eager"`` or ``"triton"`` (see
