@@ -235,6 +235,18 @@ def test_grid_log_partition_of_a_gaussian_is_exact():
     assert grid_log_partition(narrow).log_z == pytest.approx(math.log(2 * math.pi * 1e-4), abs=1e-4)
 
 
+@pytest.mark.parametrize("std", [3e-4, 1e-4, 1e-6])
+def test_grid_log_partition_resolves_peaks_narrower_than_the_coarse_cells(std):
+    # off the grid's nodes: the first crop keeps four coarse cells (0.25 wide), far wider
+    # than the peak; the box is cropped again until it fits the mass
+    model = GaussianModel(torch.tensor([0.03, 0.01]), std**2 * torch.eye(2), dtype=F64)
+    res = grid_log_partition(model)
+    exact = math.log(2 * math.pi * std**2)
+    assert res.log_z == pytest.approx(exact, abs=1e-8)
+    assert res.error < 1e-8
+    assert res.extent[0][1] - res.extent[0][0] < 100 * std
+
+
 def test_grid_nll_is_the_exact_gaussian_nll():
     cov = torch.tensor([[1.0, 0.6], [0.6, 2.0]], dtype=F64)
     model = GaussianModel(torch.tensor([0.5, -1.0]), cov, dtype=F64)

@@ -515,31 +515,58 @@ def _energy_grid(model, xs, ys, dtype, device, chunk: int) -> torch.Tensor:
     return torch.cat(out).reshape(len(xs), len(ys))
 
 
+def _log_density_grid(model, box, n, dtype, device, chunk):
+    """``(xs, ys, -E)`` on an ``n x n`` grid over ``box`` (``FloatingPointError`` on NaN)."""
+    (x0, x1), (y0, y1) = box
+    xs = torch.linspace(x0, x1, n, dtype=torch.float64)
+    ys = torch.linspace(y0, y1, n, dtype=torch.float64)
+    logp = -_energy_grid(model, xs, ys, dtype, device, chunk)
+    if bool(torch.isnan(logp).any()):
+        raise FloatingPointError("model returned NaN energies on the integration grid")
+    if not math.isfinite(float(logp.max())):
+        raise FloatingPointError("model has no finite energy on the integration grid")
+    return xs, ys, logp
+
+
+def _crop(xs, ys, logp, log_tol):
+    """The part of the grid where ``logp`` is within ``log_tol`` of its maximum, two cells
+    wider on each side (clipped to the grid)."""
+    keep = logp - logp.max() >= log_tol
+    ix, iy = keep.any(1).nonzero().flatten(), keep.any(0).nonzero().flatten()
+    n = len(xs)
+    lo_x, hi_x = max(int(ix[0]) - 2, 0), min(int(ix[-1]) + 2, n - 1)
+    lo_y, hi_y = max(int(iy[0]) - 2, 0), min(int(iy[-1]) + 2, n - 1)
+    return (float(xs[lo_x]), float(xs[hi_x])), (float(ys[lo_y]), float(ys[hi_y]))
+
+
 def _find_box(model, center, half, dtype, device, chunk, log_tol, max_doublings):
-    """Grow the box until its boundary is negligible, then crop it to the mass (coarse grid)."""
+    """Grow the box until its boundary is negligible, then crop it to the mass: again on the
+    cropped box while that halves a side (a peak narrower than the coarse cells)."""
     n = 129
     for _ in range(max_doublings + 1):
-        xs = torch.linspace(center[0] - half[0], center[0] + half[0], n, dtype=torch.float64)
-        ys = torch.linspace(center[1] - half[1], center[1] + half[1], n, dtype=torch.float64)
-        logp = -_energy_grid(model, xs, ys, dtype, device, chunk)
-        if bool(torch.isnan(logp).any()):
-            raise FloatingPointError("model returned NaN energies on the integration grid")
-        top = float(logp.max())
-        if not math.isfinite(top):
-            raise FloatingPointError("model has no finite energy on the integration grid")
+        box = (
+            (center[0] - half[0], center[0] + half[0]),
+            (center[1] - half[1], center[1] + half[1]),
+        )
+        xs, ys, logp = _log_density_grid(model, box, n, dtype, device, chunk)
         edge = torch.cat([logp[0], logp[-1], logp[:, 0], logp[:, -1]])
-        if float(edge.max()) - top < log_tol:
-            keep = logp - top >= log_tol
-            ix, iy = keep.any(1).nonzero().flatten(), keep.any(0).nonzero().flatten()
-            lo_x, hi_x = max(int(ix[0]) - 2, 0), min(int(ix[-1]) + 2, n - 1)
-            lo_y, hi_y = max(int(iy[0]) - 2, 0), min(int(iy[-1]) + 2, n - 1)
-            return (float(xs[lo_x]), float(xs[hi_x])), (float(ys[lo_y]), float(ys[hi_y]))
+        if float(edge.max() - logp.max()) < log_tol:
+            break
         half = (2 * half[0], 2 * half[1])
-    raise ConfigurationError(
-        f"the density exp(-E) is not negligible at the boundary of a box of half-widths "
-        f"{half} after {max_doublings} doublings: the energy may not be normalisable; pass "
-        "extent= explicitly"
-    )
+    else:
+        raise ConfigurationError(
+            f"the density exp(-E) is not negligible at the boundary of a box of half-widths "
+            f"{half} after {max_doublings} doublings: the energy may not be normalisable; "
+            "pass extent= explicitly"
+        )
+    box = _crop(xs, ys, logp, log_tol)
+    for _ in range(60):  # each pass halves a side at least: 60 reach float64's resolution
+        xs, ys, logp = _log_density_grid(model, box, n, dtype, device, chunk)
+        new = _crop(xs, ys, logp, log_tol)
+        if all(b[1] - b[0] > 0.5 * (a[1] - a[0]) for a, b in zip(box, new)):
+            return new
+        box = new
+    return box
 
 
 def grid_log_partition(
@@ -560,7 +587,10 @@ def grid_log_partition(
     The box is found from the energy unless ``extent`` is given: starting from the square of
     half-width ``half_width`` around ``center``, it doubles until $-E$ on its boundary is
     ``log_tol`` below its maximum (on a $129^2$ grid), then shrinks to the region where
-    $-E$ is within ``log_tol`` of the maximum (plus two coarse cells). On that box the
+    $-E$ is within ``log_tol`` of the maximum (plus two coarse cells), again on each
+    shrunk box while a side halves, so that a peak narrower than the coarse cells is
+    resolved. Mass that the first negligible boundary leaves outside (a mode far from the
+    others, beyond that box) is not seen: pass ``extent`` for such densities. On that box the
     trapezoidal rule with ``n_points`` per axis (odd, so that every second point is the
     grid of twice the spacing) gives $\log Z_h$ in float64 (``logsumexp``); the returned
     error is $|\log Z_h - \log Z_{2h}|$. For smooth densities that vanish at the boundary
