@@ -143,3 +143,22 @@ def test_hutchinson_is_reproducible_and_input_is_validated():
         probability_flow_log_likelihood(field, torch.full((2, 3), float("nan")))
     with pytest.raises(TypeError, match="Runge-Kutta|BaseRungeKutta"):
         probability_flow_log_likelihood(field, x, integrator="leapfrog")
+
+
+@pytest.mark.parametrize("divergence", ["exact", "hutchinson"])
+def test_a_field_with_parameters_that_ignores_x_has_zero_divergence(divergence):
+    # v(x, t) = b (a parameter, not a function of x): x_0 = x - b, log p = log N(x - b; 0, I)
+    class Drift(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = torch.nn.Parameter(torch.tensor([0.5, -0.3], dtype=torch.float64))
+
+        def forward(self, x, t):
+            return self.b.expand_as(x)
+
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    res = probability_flow_log_likelihood(Drift(), x, divergence=divergence, generator=gen)
+    exact = torch.distributions.Normal(0.0, 1.0).log_prob(x - Drift().b.detach()).sum(1)
+    assert torch.equal(res.delta_log_det, torch.zeros(3, dtype=torch.float64))
+    assert torch.allclose(res.log_likelihood, exact, atol=1e-6)

@@ -184,13 +184,17 @@ def _divergence(
         v = field(xg, t)
         if not v.requires_grad:  # the field does not depend on x (e.g. a constant)
             return v.detach(), torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        # a field with parameters need not depend on x: its Jacobian is then 0, not an error
+        unused = {"allow_unused": True, "materialize_grads": True}
         if probe is not None:
-            (vjp,) = torch.autograd.grad(v, xg, probe)
+            (vjp,) = torch.autograd.grad(v, xg, probe, **unused)
             return v.detach(), (vjp * probe).reshape(x.shape[0], -1).sum(1)
         vf = v if v.ndim == 2 else v.reshape(x.shape[0], -1)
         div: torch.Tensor | None = None  # the first column starts the sum (no zeros + ...)
         for i in range(vf.shape[1]):
-            (g,) = torch.autograd.grad(vf[:, i].sum(), xg, retain_graph=i + 1 < vf.shape[1])
+            (g,) = torch.autograd.grad(
+                vf[:, i].sum(), xg, retain_graph=i + 1 < vf.shape[1], **unused
+            )
             col = (g if g.ndim == 2 else g.reshape(x.shape[0], -1))[:, i]
             div = col if div is None else div + col
     if div is None:  # an empty event
@@ -278,7 +282,7 @@ def probability_flow_log_likelihood(
         t_data: $t_1$, the data end, in ``(t_noise, 1]``.
         prior: ``log p_{t_0}(z) -> (B,)`` (default: the Gaussian above).
         n_bins: Intensity levels for the dequantisation offset of ``bits_per_dim`` (default:
-            256 when ``x`` is image-shaped, ``(B, C, H, W)``; else none).
+            256 when ``x`` has 4 or more dimensions, as images ``(B, C, H, W)`` do; else none).
         data_range: The interval the levels were scaled to (default ``(-1, 1)``).
         model_kwargs: Conditioning passed to the model.
         generator: Randomness of the Hutchinson probes.
