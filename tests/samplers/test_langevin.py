@@ -341,3 +341,26 @@ def test_in_place_updates_never_touch_the_callers_chains(clamp):
     assert torch.equal(x0, keep)
     final = fast.sample(x=x0, n_steps=7, generator=torch.Generator().manual_seed(3))
     assert torch.equal(final, a[:, -1]) and torch.equal(x0, keep)
+
+
+@pytest.mark.parametrize("integrator", ["heun", "backward_euler_maruyama"])
+def test_a_gradient_that_is_a_view_of_x_is_not_negated_in_place(integrator):
+    # E = |x|^2 / 2 with gradient returned as x.view(...): negating it in place wrote -x into
+    # the caller's x and gave Heun 1 - h - ... = -0.995 instead of 1 - h + h^2/2
+    class ViewGradient(BaseModel):
+        def forward(self, x):
+            return 0.5 * x.square().sum(1)
+
+        def gradient(self, x, model_kwargs=None):
+            return x.view(x.shape)
+
+    x = torch.ones(3, 2, dtype=torch.float64)
+    sampler = LangevinDynamics(
+        ViewGradient(), 0.1, 1e-12, integrator=integrator, dtype=torch.float64
+    )
+    out = sampler.sample(x=x, n_steps=1)
+    assert torch.equal(x, torch.ones(3, 2, dtype=torch.float64))
+    if integrator == "heun":  # x - h x + h^2 x / 2 (the noise-free Heun step)
+        assert torch.allclose(out, torch.full((3, 2), 0.905, dtype=torch.float64))
+    else:  # the implicit step x' = x - h x', solved by fixed-point iteration: ~ x / (1 + h)
+        assert torch.allclose(out, torch.full((3, 2), 1 / 1.1, dtype=torch.float64), atol=1e-6)

@@ -297,8 +297,7 @@ class HamiltonianMonteCarlo(_HMCBase):
 
     def _drift(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
         r"""The leapfrog force $-\nabla E(x)$ (shaped like ``x``)."""
-        g = self.model_gradient(x, conditioning)
-        return g.neg_() if g is not x else -g
+        return -self.model_gradient(x, conditioning)  # new memory: g may be a view of x
 
     def _kinetic(self, p: torch.Tensor, mass: Any) -> torch.Tensor:
         r"""$\tfrac12 p^\top M^{-1} p$ per chain `(B,)`."""

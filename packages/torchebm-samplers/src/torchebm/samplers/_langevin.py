@@ -296,8 +296,7 @@ class LangevinDynamics(BaseSampler):
         conditioning = ctx.model_kwargs
 
         def drift(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            g = self.model_gradient(z, conditioning)
-            return g.neg_() if g is not z else -g
+            return -self.model_gradient(z, conditioning)  # new memory: g may be a view of z
 
         new = self.integrator.step(
             {"x": x}, eta, drift=drift, noise_scale=sigma, generator=ctx.generator
