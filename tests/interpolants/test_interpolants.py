@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from torchebm.core import BaseInterpolant, expand_t_like_x
+from torchebm.core.errors import ShapeError
 from torchebm.interpolants import (
     INTERPOLANT_NAMES,
     CosineInterpolant,
@@ -215,3 +216,17 @@ def test_float16_floors_do_not_round_to_zero(interp):
     ]
     for out in outs:
         assert out.dtype == torch.float16 and bool(torch.isfinite(out).all()), out
+
+
+def test_a_column_of_times_is_one_time_per_sample_for_image_events():
+    # t[:, None] against (B, C, H, W) broadcast over H and W before (B = 8: no error and
+    # x_t off by 4.3); it is now read as (B,), and a t with more than B entries is refused
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(2, 8, 3, 4, 4, generator=g)
+    t = torch.rand(8, generator=g)
+    for interp in ALL:
+        ref = interp.interpolate(x0, x1, t)
+        col = interp.interpolate(x0, x1, t[:, None])
+        assert torch.equal(ref[0], col[0]) and torch.equal(ref[1], col[1])
+    with pytest.raises(ShapeError, match=r"t must have shape \(B,\) with B=8"):
+        LinearInterpolant().interpolate(x0, x1, t[:4, None].expand(4, 2))

@@ -35,8 +35,8 @@ def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if not t.is_floating_point():
         t = t.to(x.dtype)
-    if t.ndim == 1 and x.ndim > 1:
-        if t.shape[0] != x.shape[0]:
+    if t.ndim >= 1 and x.ndim > 1:  # (B,) or (B, 1, ...): one time per sample
+        if t.shape[0] != x.shape[0] or t.numel() != x.shape[0]:
             raise ShapeError(
                 f"t must have shape (B,) with B={x.shape[0]} (or be a scalar), got {tuple(t.shape)}"
             )
