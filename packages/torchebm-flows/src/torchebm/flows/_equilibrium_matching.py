@@ -208,7 +208,7 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
                 out = model(x, t, **conditioning) if conditioning else model(x, t)
         else:
             out = model(x, t, **conditioning) if conditioning else model(x, t)
-        return split_model_output(out)
+        return split_model_output(out, like=x)
 
     def training_losses(
         self,

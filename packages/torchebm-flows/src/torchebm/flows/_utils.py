@@ -153,13 +153,23 @@ def dispersive_loss(z: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(-dist.reshape(-1), dim=0) - math.log(b * b)
 
 
-def split_model_output(out: Any) -> tuple[torch.Tensor, Any]:
-    """``model(...)`` may return ``field`` or ``(field, activations)``; return both parts."""
+def split_model_output(out: Any, like: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+    """``model(...)`` may return ``field`` or ``(field, activations)``; return both parts.
+
+    With ``like`` (the model's input), ``field`` must have its shape: a regression target
+    would broadcast against a ``(B, 1)`` output without error.
+    """
+    field, extra = out, None
     if isinstance(out, (tuple, list)):
         if len(out) == 0:
             raise ConfigurationError("model returned an empty tuple")
-        return out[0], (out[1] if len(out) > 1 else None)
-    return out, None
+        field, extra = out[0], (out[1] if len(out) > 1 else None)
+    if like is not None and (not isinstance(field, torch.Tensor) or field.shape != like.shape):
+        got = tuple(field.shape) if isinstance(field, torch.Tensor) else type(field).__name__
+        raise ShapeError(
+            f"the model must return a field shaped like x {tuple(like.shape)}, got {got}"
+        )
+    return field, extra
 
 
 def energy_gradient(

@@ -17,6 +17,7 @@ from torchebm.flows._utils import (
     FlowObjective,
     paired_conditioning,
     source_batch,
+    split_model_output,
 )
 from torchebm.integrators._checked import checked_inputs
 
@@ -115,7 +116,7 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
     def _velocity(self, x: torch.Tensor, t: torch.Tensor, conditioning: dict) -> torch.Tensor:
         with self.autocast_context():
             out = self.model(x, t, **conditioning)
-        return out[0] if isinstance(out, tuple) else out
+        return split_model_output(out, like=x)[0]
 
     def training_losses(
         self,
