@@ -16,6 +16,7 @@ from torchebm.core import (
     BaseSampler,
     ConstantScheduler,
     DoubleWellModel,
+    GaussianModel,
     HarmonicModel,
     LinearScheduler,
 )
@@ -259,3 +260,20 @@ def test_compiled_and_eager_runs_agree():
     )
     torch.testing.assert_close(again, compiled)
     print(f"first compiled sample(): {elapsed:.1f} s")
+
+
+def test_the_memory_layout_of_x_does_not_change_the_draws():
+    # a transposed x made noise buffers with transposed strides, so normal_ filled them in
+    # another order: the same values and seed gave samples 0.68 apart
+    from torchebm.samplers import HamiltonianMonteCarlo, LangevinDynamics
+
+    base = torch.randn(2, 64, generator=torch.Generator().manual_seed(0))
+    for sampler in (
+        LangevinDynamics(GaussianModel(torch.zeros(2), torch.eye(2)), step_size=0.1),
+        HamiltonianMonteCarlo(GaussianModel(torch.zeros(2), torch.eye(2)), step_size=0.1),
+    ):
+        outs = [
+            sampler.sample(x=x, n_steps=5, generator=torch.Generator().manual_seed(1))
+            for x in (base.t(), base.t().contiguous())
+        ]
+        assert torch.equal(outs[0], outs[1])

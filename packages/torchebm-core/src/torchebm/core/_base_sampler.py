@@ -443,7 +443,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
         n = check_int("n_samples", n_samples, minimum=1)
         if n not in (1, x.shape[0]):
             raise ShapeError(f"n_samples={n} does not match x with batch size {x.shape[0]}")
-        x = x.detach().to(*self._resolve_placement())  # (device, dtype), read once
+        # contiguous: buffers made like x draw their noise in the same order for any layout
+        x = x.detach().to(*self._resolve_placement()).contiguous()
         return check_finite_tensor("x", x)
 
     # ------------------------------------------------------------------ the loop
