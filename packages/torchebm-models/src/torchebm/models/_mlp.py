@@ -255,6 +255,10 @@ class MLPEnergy(BaseModel):
         # plain dict (not a module attribute write per call): the explicit pass's layer plan
         self._plan_cache: dict[str, Any] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the explicit pass's layer plan (it holds lambdas; rebuilt on use)."""
+        return {**super().__getstate__(), "_plan_cache": {}}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Energies ``(B,)`` of ``x`` ``(B, input_dim)``."""
         flat = _flatten_input(x, self.input_dim, type(self).__name__)

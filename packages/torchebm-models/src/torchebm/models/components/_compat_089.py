@@ -9,6 +9,7 @@ works at every nesting level without a conversion script.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from torch import nn
@@ -25,16 +26,20 @@ def accept_089_keys(module: nn.Module, renames: dict[str, str]) -> None:
             with ``old_head`` is renamed, unless the new key is already present.
     """
 
-    def hook(mod: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
-        for key in list(state_dict):
-            if not key.startswith(prefix):
-                continue
-            rest = key[len(prefix) :]
-            for old, new in renames.items():
-                if rest.startswith(old):
-                    new_key = prefix + new + rest[len(old) :]
-                    if new_key not in state_dict:
-                        state_dict[new_key] = state_dict.pop(key)
-                    break
+    # a partial of a module-level function, not a closure: the module stays picklable
+    module.register_load_state_dict_pre_hook(partial(_rename_keys, dict(renames)))
 
-    module.register_load_state_dict_pre_hook(hook)
+
+def _rename_keys(
+    renames: dict[str, str], mod: nn.Module, state_dict: dict, prefix: str, *args: Any
+) -> None:
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix) :]
+        for old, new in renames.items():
+            if rest.startswith(old):
+                new_key = prefix + new + rest[len(old) :]
+                if new_key not in state_dict:
+                    state_dict[new_key] = state_dict.pop(key)
+                break
