@@ -394,13 +394,38 @@ def test_mid_epoch_resume_is_bit_identical(tmp_path, at_batch):
     assert same(params(unbroken), params(resumed))
     assert torch.equal(unbroken.loss_fn.replay, resumed.loss_fn.replay)
     assert unbroken.step == resumed.step == 9
-    # epoch 1's mean covers only the batches after the checkpoint in the resumed run
-    h0, h1 = unbroken.history["train"], resumed.history["train"]
-    assert len(h1) == 3 and h0[0] == h1[0] and h0[2] == h1[2]
+    # epoch 1's means include the batches trained before the checkpoint (saved with it)
+    assert unbroken.history == resumed.history and len(resumed.history["train"]) == 3
     assert unbroken.generator.get_state().equal(resumed.generator.get_state())
     assert unbroken.loss_fn.get_scheduled_value("noise") == resumed.loss_fn.get_scheduled_value(
         "noise"
     )
+
+
+class SaveAtEpochEnd(TrainerCallback):
+    def __init__(self, epoch, path):
+        self.epoch, self.path = epoch, path
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        assert trainer.epoch == epoch + 1  # the finished epoch is already counted
+        if epoch == self.epoch:
+            trainer.save_checkpoint(self.path)
+
+
+def test_a_checkpoint_saved_in_on_epoch_end_resumes_with_the_next_epoch(tmp_path):
+    # it resumed *in* the saved epoch (counter not yet advanced): 5 extra steps, different
+    # weights and one history entry too many
+    loader = Loader([data(4, seed=k) for k in range(5)])
+    ckpt = tmp_path / "ckpt.pt"
+    unbroken = make(seed=3, callbacks=[SaveAtEpochEnd(1, ckpt)])
+    unbroken.train(loader, 4)
+    resumed = make(seed=3)
+    resumed.load_checkpoint(ckpt)
+    assert resumed.epoch == 2 and resumed.step == 10
+    resumed.train(loader, 4)
+    assert resumed.step == unbroken.step == 20
+    assert same(params(unbroken), params(resumed))
+    assert resumed.history == unbroken.history
 
 
 def test_checkpoint_is_weights_only_and_excludes_duplicate_model_weights(tmp_path):

@@ -70,7 +70,9 @@ class TrainerCallback:
         """After the step; ``metrics`` holds detached tensors (no host sync was made)."""
 
     def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict) -> None:
-        """After the epoch; ``metrics`` holds float means (global means when distributed)."""
+        """After epoch ``epoch``; ``metrics`` holds float means (global means when
+        distributed). ``trainer.epoch`` already counts it (``epoch + 1``), so a checkpoint
+        saved here resumes with the next epoch."""
 
     def on_train_end(self, trainer: BaseTrainer, history: dict) -> None:
         """After the last epoch."""
@@ -299,6 +301,9 @@ class BaseTrainer:
         self._micro = 0
         self._window_ok: torch.Tensor | None = None
         self._batch_in_epoch = 0
+        # this rank's metric sums and batch count of the epoch so far (kept in checkpoints)
+        self._epoch_sums: dict[str, torch.Tensor] = {}
+        self._epoch_count = 0
         self.history: dict[str, list] = {"train": [], "val": []}
 
     # ------------------------------------------------------------------ setup helpers
@@ -608,25 +613,27 @@ class BaseTrainer:
         """One pass over ``loader``; returns the mean of each metric (global when distributed).
 
         After [`load_checkpoint`][torchebm.losses.BaseTrainer.load_checkpoint] of a mid-epoch checkpoint the batches already
-        trained in this epoch are skipped, so the run continues where it stopped.
+        trained in this epoch are skipped, so the run continues where it stopped (and their
+        metrics, saved with it, still count in the epoch's means).
         """
-        sums: dict[str, torch.Tensor] = {}
-        count = 0
         skip = self._batch_in_epoch
+        if skip == 0:
+            self._epoch_sums, self._epoch_count = {}, 0
+        sums = self._epoch_sums
         for i, batch in enumerate(loader):
             if i < skip:
                 continue
             self._callback("on_batch_start", i)
             metrics = self.train_step(batch)
-            self._batch_in_epoch = i + 1
-            self._callback("on_batch_end", i, metrics)
             for k, v in metrics.items():
                 sums[k] = sums[k] + v.float() if k in sums else v.float().clone()
-            count += 1
+            self._epoch_count += 1
+            self._batch_in_epoch = i + 1  # all of the batch counted before on_batch_end
+            self._callback("on_batch_end", i, metrics)
         self._batch_in_epoch = 0
         out = {}
         for k in sorted(sums):
-            out[k] = float(_d.all_reduce_mean(sums[k] / max(count, 1)).item())
+            out[k] = float(_d.all_reduce_mean(sums[k] / max(self._epoch_count, 1)).item())
         return out
 
     def train(
@@ -661,8 +668,8 @@ class BaseTrainer:
             self.history["train"].append(metrics)
             if validate_fn is not None:
                 self.history["val"].append(dict(validate_fn(self)))
-            self._callback("on_epoch_end", self.epoch, metrics)
-            self.epoch += 1
+            self.epoch += 1  # first: a checkpoint saved in on_epoch_end resumes at the next
+            self._callback("on_epoch_end", self.epoch - 1, metrics)
         self._callback("on_train_end", self.history)
         return self.history
 
@@ -704,6 +711,8 @@ class BaseTrainer:
     def _rank_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"loss": self._loss_state()}
         state["generator"] = self.generator.get_state() if self.generator is not None else None
+        state["epoch_sums"] = {k: v.detach().cpu() for k, v in self._epoch_sums.items()}
+        state["epoch_count"] = self._epoch_count
         if self._micro != 0:
             if _d.is_sharded(self.model):
                 raise NotImplementedError(
@@ -775,6 +784,8 @@ class BaseTrainer:
         self.history = {k: [dict(m) for m in v] for k, v in state["history"].items()}
         mine = ranks[rank]
         self._load_loss_state(mine["loss"])
+        self._epoch_sums = dict(mine.get("epoch_sums", {}))
+        self._epoch_count = int(mine.get("epoch_count", 0))
         gen_state = mine.get("generator")
         if gen_state is not None:
             if self.generator is None:
