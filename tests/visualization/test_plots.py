@@ -172,3 +172,18 @@ def test_plots_work_headless_even_with_an_interactive_backend_configured(tmp_pat
     env["MPLBACKEND"] = "TkAgg"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
     assert (tmp_path / "headless.png").stat().st_size > 1000
+
+
+def test_automatic_ranges_skip_diverged_chains_and_widen_a_single_point():
+    # sample() keeps NaN chains under nan_policy="warn": they made matplotlib raise "Axis
+    # limits cannot be NaN or Inf"; one point gave a window 2e-7 wide
+    from torchebm.visualization import plot_samples, plot_trajectories
+
+    pts = torch.tensor([[0.0, 0.0], [1.0, 1.0], [float("nan"), 0.5], [float("inf"), 2.0]])
+    fig = plot_samples(pts)
+    lo, hi = fig.axes[0].get_xlim()
+    assert -1.0 < lo < 0.0 and 1.0 < hi < 2.0
+    traj = torch.stack([pts[:2], pts[2:]], dim=1)  # (2 chains, 2 steps, 2)
+    assert np.isfinite(plot_trajectories(traj).axes[0].get_xlim()).all()
+    lo, hi = plot_samples(torch.tensor([[0.5, 0.5]])).axes[0].get_xlim()
+    assert lo < 0.45 and hi > 0.55

@@ -190,8 +190,11 @@ def _auto_limits(
     *arrays: np.ndarray | None, margin: float = 0.1
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     pts = np.concatenate([a for a in arrays if a is not None and len(a)], axis=0)
+    pts = pts[np.isfinite(pts).all(axis=1)]  # diverged chains (NaN/inf) are not drawn
+    if not len(pts):
+        pts = np.array([[0.0, 0.0]])
     lo, hi = pts.min(axis=0), pts.max(axis=0)
-    span = np.maximum(hi - lo, 1e-6)
+    span = np.where(hi > lo, hi - lo, 1.0)  # a single point: a unit window around it
     lo, hi = lo - margin * span, hi + margin * span
     # one common range keeps the aspect ratio honest
     c, half = (lo + hi) / 2, (hi - lo).max() / 2
