@@ -42,6 +42,21 @@ def test_bad_dataset_and_steps_exit_2_with_the_accepted_values(capsys):
     assert "--steps must be an int >= 1, got 0" in capsys.readouterr().err
 
 
+def test_out_in_a_missing_folder_is_refused_before_training(capsys, tmp_path):
+    # it trained and sampled, then died in savefig with a traceback (exit 1)
+    missing = tmp_path / "no" / "demo.png"
+    assert main(["demo", "--out", str(missing), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "out must be a file in an existing folder" in err and str(missing) in err
+
+
+def test_out_without_an_extension_gets_png(tmp_path):
+    from torchebm.cli._demos import _png_path
+
+    assert _png_path(str(tmp_path / "result")) == str(tmp_path / "result.png")
+    assert _png_path(str(tmp_path / "result.png")) == str(tmp_path / "result.png")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error(capsys):
     assert main(["demo", "--device", "cuda", "--quiet"]) == 2

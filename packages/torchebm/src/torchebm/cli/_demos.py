@@ -516,6 +516,19 @@ def _plot(out: DemoOutput, test: torch.Tensor, title: str, path: str) -> None:
     fig.savefig(path, dpi=80)
 
 
+def _png_path(out: str) -> str:
+    """``out`` with ``.png`` added when it has no extension (what matplotlib writes), checked
+    before training: its folder must exist."""
+    if not os.path.splitext(out)[1]:
+        out += ".png"
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"out must be a file in an existing folder, got {out!r} ({folder} is not one)"
+        )
+    return out
+
+
 def _check_demo_args(steps: Any, n_samples: Any, device: str) -> None:
     """Validate `run_demo`'s numeric and device options (named errors, no coercion)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -549,7 +562,8 @@ def run_demo(
         name: One of `DEMOS`.
         dataset: Dataset name (default: the demo's).
         steps: Training steps (default: the demo's).
-        out: PNG path (default ``torchebm-demo-<name>.png``).
+        out: PNG path (default ``torchebm-demo-<name>.png``; ``.png`` is added to a name
+            without an extension; its folder must exist).
         device: ``"cpu"`` or ``"cuda"``.
         seed: Seed of the model initialisation and of every random draw.
         n_samples: Number of model samples (and of held-out data points).
@@ -569,7 +583,7 @@ def run_demo(
     dataset = resolve_dataset(dataset) if dataset is not None else spec.dataset
     steps = spec.steps if steps is None else steps
     _check_demo_args(steps, n_samples, device)
-    out = out or f"torchebm-demo-{name}.png"
+    out = _png_path(out or f"torchebm-demo-{name}.png")
     dev = torch.device(device)
 
     def log(msg: str) -> None:
