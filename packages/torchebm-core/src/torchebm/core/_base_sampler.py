@@ -449,7 +449,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     # ------------------------------------------------------------------ the loop
     def _step_fn(self, compile: bool) -> Callable[[State, SamplerContext], State]:
-        """`step`, or its `torch.compile`d drop-in (compiled once per instance)."""
+        """`step`, or its `torch.compile`d drop-in (one compiled function per instance)."""
         if not compile:
             return self.step
         if self._compiled_step is None:
@@ -497,8 +497,10 @@ class BaseSampler(Schedulable, TorchEBMModule):
             nan_check_every: Check the chains for NaN/inf every this many steps (and after
                 the last); `None` uses the attribute `nan_check_every` (default 10).
                 `1` reports the exact first non-finite step of each chain.
-            compile: Run `step` through `torch.compile` (once per instance and batch
-                size): same maths, same results up to rounding (random draws differ).
+            compile: Run `step` through `torch.compile`: same maths, same results up to
+                rounding (random draws may differ). It compiles per batch size and per value
+                of a float hyper-parameter (a scheduled step size, FlowSampler's step widths
+                recompile); past torch's recompile limit (8) the step runs eager.
 
         Returns:
             The final chains `(B, *event_shape)` or the trajectory; with
