@@ -185,15 +185,18 @@ def _divergence(
         if not v.requires_grad:  # the field does not depend on x (e.g. a constant)
             return v.detach(), torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         # a field with parameters need not depend on x: its Jacobian is then 0, not an error
-        unused = {"allow_unused": True, "materialize_grads": True}
         if probe is not None:
-            (vjp,) = torch.autograd.grad(v, xg, probe, **unused)
+            (vjp,) = torch.autograd.grad(v, xg, probe, allow_unused=True, materialize_grads=True)
             return v.detach(), (vjp * probe).reshape(x.shape[0], -1).sum(1)
         vf = v if v.ndim == 2 else v.reshape(x.shape[0], -1)
         div: torch.Tensor | None = None  # the first column starts the sum (no zeros + ...)
         for i in range(vf.shape[1]):
             (g,) = torch.autograd.grad(
-                vf[:, i].sum(), xg, retain_graph=i + 1 < vf.shape[1], **unused
+                vf[:, i].sum(),
+                xg,
+                retain_graph=i + 1 < vf.shape[1],
+                allow_unused=True,
+                materialize_grads=True,
             )
             col = (g if g.ndim == 2 else g.reshape(x.shape[0], -1))[:, i]
             div = col if div is None else div + col
