@@ -215,3 +215,38 @@ def test_model_kwargs_reach_the_model(name):
     assert (out.mean(0) - 3.0).abs().max() < 1.5  # pulled towards the shift, not to 0
     with pytest.raises(TypeError):
         sampler.sample(x=torch.zeros(2, 2), n_steps=1, model_kwargs={"nope": 1})
+
+
+@pytest.mark.parametrize("name", ["langevin", "hmc", "gd", "nesterov", "flow_ode"])
+def test_y_is_the_model_kwargs_shorthand(name):
+    """torchebm 0.8.9's ``sample(..., y=y)`` means ``model_kwargs={"y": y}``, no warning."""
+    import warnings
+
+    from torch import nn
+
+    from torchebm.core import BaseModel
+    from torchebm.core.errors import ConfigurationError
+
+    class Shifted(BaseModel):
+        def forward(self, x, y=None):
+            return 0.5 * (x - y[:, None].float()).square().sum(-1)
+
+    class ShiftField(nn.Module):
+        def forward(self, x, t, y=None):
+            return y[:, None].float() - x
+
+    sampler = make(name, Shifted() if kind_of(name) == "energy" else ShiftField())
+    y = torch.arange(8) % 3
+    x0 = torch.zeros(8, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        short = sampler.sample(x=x0, n_steps=5, y=y, generator=torch.Generator().manual_seed(0))
+    full = sampler.sample(
+        x=x0, n_steps=5, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(short, full, rtol=0, atol=0)
+    assert not torch.equal(
+        short, sampler.sample(x=x0, n_steps=5, y=y + 1, generator=torch.Generator().manual_seed(0))
+    )
+    with pytest.raises(ConfigurationError, match="y= or in model_kwargs"):
+        sampler.sample(x=x0, n_steps=1, y=y, model_kwargs={"y": y})

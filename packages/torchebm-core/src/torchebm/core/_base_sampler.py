@@ -423,17 +423,11 @@ class BaseSampler(Schedulable, TorchEBMModule):
     ) -> torch.Tensor:
         """The validated starting chains `(B, *event_shape)` on the sampler's device/dtype."""
         if x is None:
+            dim = self.infer_dim() if dim is None else dim
             if dim is None:
-                dim = self.infer_dim()
-                if dim is None:
-                    raise ConfigurationError(
-                        "dim must be provided when x is None and cannot be inferred from model"
-                    )
-            shape = _event_shape(dim)
-            n = check_int("n_samples", n_samples, minimum=1)
-            return torch.randn(
-                (n, *shape), generator=generator, device=self.device, dtype=self.dtype
-            )
+                raise ConfigurationError("dim must be given when x is None (cannot be inferred)")
+            shape = (check_int("n_samples", n_samples, minimum=1), *_event_shape(dim))
+            return torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
         check_tensor("x", x, min_ndim=2)
         if dim is not None and _event_shape(dim) != tuple(x.shape[1:]):
             raise ShapeError(
@@ -472,6 +466,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         nan_policy: str | None = None,
         nan_check_every: int | None = None,
         compile: bool = False,
+        y: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         r"""Run the chains for `n_steps` steps.
 
@@ -491,6 +486,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             reset_schedulers: Reset every scheduler of the module tree first (default).
             model_kwargs: Conditioning forwarded to the model (tensors moved to the
                 sampler's device, not cast).
+            y: Shorthand for `model_kwargs={"y": y}` (torchebm 0.8.9's keyword).
             generator: The only source of randomness of this call when given (must live
                 on the sampler's device); `None` uses the global RNG.
             nan_policy: Overrides the constructor's policy for this call.
@@ -523,6 +519,10 @@ class BaseSampler(Schedulable, TorchEBMModule):
         for name, flag in zip(_FLAGS, flags):  # a truthy "False" would turn trajectories on
             if type(flag) is not bool:
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
+        if y is not None:
+            if model_kwargs is not None and "y" in model_kwargs:
+                raise ConfigurationError("pass y either as y= or in model_kwargs, not both")
+            model_kwargs = {**(model_kwargs or {}), "y": y}
         conditioning = self._prepare_model_kwargs(model_kwargs)
         check_generator(generator, self.device, of="the sampler")
         x = self._initial_x(x, dim, n_samples, generator)

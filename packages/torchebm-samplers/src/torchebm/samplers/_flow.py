@@ -550,11 +550,12 @@ class FlowSampler(BaseSampler):
         nan_policy: str | None = None,
         nan_check_every: int | None = None,
         compile: bool = False,
+        y: torch.Tensor | None = None,
         **legacy_model_kwargs: Any,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         r"""Integrate from ``x`` (default: standard normal noise ``(n_samples, *dim)``).
 
-        Same contract as [`BaseSampler.sample`][torchebm.core.BaseSampler.sample]. Bare keyword arguments are deprecated
+        Same contract as [`BaseSampler.sample`][torchebm.core.BaseSampler.sample] (``y=`` included). Other bare keyword arguments are deprecated
         conditioning (merged into ``model_kwargs``, which wins on a clash; one
         ``DeprecationWarning``); keywords of the removed API (``mode``, ``shape``,
         ``method``, ``atol``, ``num_steps``, ``z``, ...) raise ``TypeError`` with the
@@ -584,6 +585,7 @@ class FlowSampler(BaseSampler):
             nan_policy=nan_policy,
             nan_check_every=nan_check_every,
             compile=compile,
+            y=y,
         )
 
     @staticmethod
