@@ -241,3 +241,28 @@ def test_energy_matching_losses_decrease_on_2d_data():
         e_data = model(centers).mean()
         e_off = model(torch.tensor([[0.0, 0.0], [0.0, 2.5], [0.0, -2.5]])).mean()
     assert e_data < e_off
+
+
+def test_state_dict_of_0_8_9_loads_strictly():
+    """torchebm 0.8.9 registered a LangevinDynamics for ``sampler=None``: its checkpoints hold
+    ``sampler.model.*`` (a copy of ``model.*``) and the tableau ``sampler.integrator._buf_*``."""
+    saved = EnergyMatchingLoss(MLP(), lambda_cd=0.0)
+    old = dict(saved.state_dict())
+    for key, value in saved.model.state_dict().items():
+        old[f"sampler.model.{key}"] = value.clone()
+    old["sampler.integrator._buf_a"] = torch.zeros(1, 1)
+    old["sampler.integrator._buf_b"] = torch.ones(1)
+    old["sampler.integrator._buf_c"] = torch.zeros(1)
+    fresh = EnergyMatchingLoss(MLP(), lambda_cd=0.0)
+    fresh.load_state_dict(old)  # strict
+    for key, value in saved.model.state_dict().items():
+        torch.testing.assert_close(fresh.model.state_dict()[key], value, rtol=0, atol=0)
+
+    # a loss that has a sampler of its own keeps a strict check of those keys
+    class Sampler:
+        def sample(self, **kw):
+            return kw["x"]
+
+    own = EnergyMatchingLoss(MLP(), sampler=Sampler(), lambda_cd=0.0)
+    with pytest.raises(RuntimeError, match="sampler.model"):
+        own.load_state_dict(old)

@@ -168,6 +168,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         )
         self.cd_clamp = None if cd_clamp is None else check_non_negative("cd_clamp", cd_clamp)
         self._integrator = EulerMaruyamaIntegrator()
+        if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
+            self.register_load_state_dict_pre_hook(_drop_089_default_sampler)
 
     # ------------------------------------------------------------------ schedulable
     sigma = ScheduledParameter(non_negative=True)
@@ -345,3 +347,13 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         return self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)[
             "loss"
         ]
+
+
+def _drop_089_default_sampler(module: Any, state_dict: dict, prefix: str, *_: Any) -> None:
+    """Load pre-hook: for ``sampler=None`` torchebm 0.8.9 built and registered a
+    ``LangevinDynamics`` (keys ``sampler.model.*``, a second copy of ``model.*``, and its
+    tableau ``sampler.integrator._buf_*``); this loss runs those chains itself, so without a
+    sampler the keys are dropped and a strict load of a 0.8.9 checkpoint succeeds."""
+    if module.sampler is None:
+        for key in [k for k in state_dict if k.startswith(prefix + "sampler.")]:
+            del state_dict[key]
