@@ -25,6 +25,7 @@ from torchebm.core.errors import (
     check_probability,
 )
 from torchebm.flows._utils import checked_loss, loss_conditioning
+from torchebm.losses._positional_089 import split_dtype
 
 __all__ = ["BaseContrastiveDivergence"]
 
@@ -115,15 +116,17 @@ class BaseContrastiveDivergence(BaseLoss):
         model: Energy model $E_\theta$ mapping ``(B, *event)`` to ``(B,)``. ``None``
             takes ``sampler.model``.
         sampler: Sampler producing the negatives (e.g. ``LangevinDynamics``).
-        k_steps: Sampler steps per call. ``None`` takes the sampler's ``n_steps``
-            attribute when it has an int one, else 10.
+        k_steps: Sampler steps per call (default 1, as in torchebm 0.8.9). ``None`` takes
+            the sampler's ``n_steps`` attribute when it has an int one, else 10.
         persistent: Keep a replay buffer of chains across calls (PCD).
         buffer_size: Number of chains in the replay buffer.
         new_sample_ratio: Probability that a persistent start point is replaced by fresh
             noise before sampling.
         init_steps: Sampler steps run on the fresh-noise buffer when it is created.
         init_noise_scale: Standard deviation of the noise that initialises and
-            re-initialises chains.
+            re-initialises chains (torchebm 0.8.9 initialised with 0.01 and never
+            re-initialised). A ``torch.dtype`` here (0.8.9's eighth position) is taken as
+            ``dtype`` with one ``DeprecationWarning``.
 
     Raises:
         TypeError: neither ``model`` nor ``sampler.model`` is given, or ``sampler`` has no
@@ -150,7 +153,7 @@ class BaseContrastiveDivergence(BaseLoss):
         self,
         model: Any = None,
         sampler: Any = None,
-        k_steps: int | None = None,
+        k_steps: int | None = 1,
         persistent: bool = False,
         buffer_size: int = 100,
         new_sample_ratio: float = 0.0,
@@ -164,6 +167,7 @@ class BaseContrastiveDivergence(BaseLoss):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
+        init_noise_scale, dtype = split_dtype(type(self).__name__, init_noise_scale, dtype)
         super().__init__(**forward_kwargs(locals(), super().__init__))
         if sampler is None:
             raise TypeError(
@@ -340,6 +344,44 @@ class BaseContrastiveDivergence(BaseLoss):
         probability ``new_sample_ratio``.
         """
         return self._draw_start(x, generator)[0]
+
+    def get_negative_samples(
+        self,
+        x: torch.Tensor | None,
+        batch_size: int,
+        data_shape: tuple[int, ...] | torch.Size,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        r"""torchebm 0.8.9's draw of fresh chains (``forward`` does not use it).
+
+        Without a replay buffer (not persistent, or not created yet): ``batch_size`` draws
+        of $\mathcal N(0, \texttt{init\_noise\_scale}^2 I)$. With one: the first
+        ``max(1, int(batch_size * new_sample_ratio))`` rows are such noise and the others
+        are buffer rows drawn uniformly with replacement. The buffer is not changed.
+
+        Args:
+            x: Unused (kept for 0.8.9's signature).
+            batch_size: Number of chains ``B`` (>= 1).
+            data_shape: Event shape of one chain.
+            generator: Source of randomness.
+
+        Returns:
+            ``(B, *data_shape)`` on the loss's device and dtype.
+        """
+        n = check_int("batch_size", batch_size, minimum=1)
+        probe = torch.empty(0, device=self.device, dtype=self.dtype)
+        out = self._noise(
+            (n, *(int(s) for s in data_shape)), probe, generator, self.init_noise_scale
+        )
+        buf = self.replay_buffer
+        if self.persistent and buf is not None:
+            self._check_buffer_shape(out)
+            n_new = max(1, int(n * self.new_sample_ratio))
+            idx = torch.randint(
+                0, self.buffer_size, (n - n_new,), generator=generator, device=buf.device
+            )
+            out[n_new:] = buf.index_select(0, idx).to(out.dtype)
+        return out
 
     def update_buffer(self, samples: torch.Tensor, ages: torch.Tensor | None = None) -> None:
         """Write ``samples`` into the replay buffer FIFO at the pointer (wrapping around).

@@ -233,7 +233,7 @@ class BaseScoreMatching(BaseLoss):
         self,
         x: torch.Tensor,
         *,
-        model_kwargs: dict,
+        model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Scalar objective (mean over the batch) before regularisation."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core import BaseModel, expand_t_like_x
+from torchebm.core import BaseModel, expand_t_like_x, renamed_kwargs
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import (
     ConfigurationError,
@@ -107,6 +107,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         self.add_noise_to_real = add_noise_to_real
         self.noise_scale = check_non_negative("noise_scale", noise_scale)
 
+    @renamed_kwargs(pred_x="negatives")
     def compute_loss(
         self,
         x: torch.Tensor,
@@ -119,7 +120,8 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         r"""CD objective from data ``x`` ``(B, *event)`` and negatives ``(N, *event)``.
 
         ``options`` may override ``energy_reg_weight``, ``add_noise_to_real`` and
-        ``noise_scale`` for this call (the deprecated per-call form).
+        ``noise_scale`` for this call (the deprecated per-call form). ``pred_x=`` (the
+        torchebm 0.8.9 name of ``negatives``) is accepted with one ``DeprecationWarning``.
         """
         conditioning = model_kwargs or {}
         reg = options.get("energy_reg_weight", self.energy_reg_weight)

@@ -1,10 +1,11 @@
 r"""Positional calls written for torchebm 0.8.9 whose arguments now land on another parameter.
 
 0.8.9 placed ``regularization_strength`` third in `ScoreMatching` and fourth in
-`SlicedScoreMatching`, and ``dtype`` eleventh in `ContrastiveDivergence`; this version put
-``hutchinson_samples``, ``variance_reduction`` and ``init_noise_scale`` there. A value that
-can only be the 0.8.9 meaning is either reported with what changed or, for ``dtype``,
-accepted with one `DeprecationWarning`.
+`SlicedScoreMatching`, and ``dtype`` eleventh in `ContrastiveDivergence` (eighth in
+`BaseContrastiveDivergence`); this version put ``hutchinson_samples``,
+``variance_reduction`` and ``init_noise_scale`` there. A value that can only be the 0.8.9
+meaning is either reported with what changed or, for ``dtype``, accepted with one
+`DeprecationWarning`.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def split_dtype(owner: str, init_noise_scale: Any, dtype: torch.dtype) -> tuple[
         return init_noise_scale, dtype
     warn_once(
         f"{owner}.positional_dtype",
-        f"{owner}: passing dtype as the eleventh positional argument (torchebm 0.8.9) is "
-        "deprecated; that position is now init_noise_scale, pass dtype= by keyword",
+        f"{owner}: passing dtype positionally where torchebm 0.8.9 took it is deprecated; "
+        "that position is now init_noise_scale, pass dtype= by keyword",
         DeprecationWarning,
         stacklevel=4,
     )

@@ -173,7 +173,7 @@ class ScoreMatching(BaseScoreMatching):
         self,
         x: torch.Tensor,
         *,
-        model_kwargs: dict,
+        model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Mean over the batch of $\\tfrac12\\lVert\\nabla E\\rVert^2 - \\operatorname{tr}\\nabla^2 E$."""
@@ -277,7 +277,7 @@ class SlicedScoreMatching(BaseScoreMatching):
         self,
         x: torch.Tensor,
         *,
-        model_kwargs: dict,
+        model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Sliced objective averaged over the batch and the projections."""
@@ -377,7 +377,7 @@ class DenoisingScoreMatching(BaseScoreMatching):
         self,
         x: torch.Tensor,
         *,
-        model_kwargs: dict,
+        model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Mean over the batch of $\\tfrac12\\lVert\\nabla E(\\tilde x) - (\\tilde x - x)/\\sigma^2\\rVert^2$."""
