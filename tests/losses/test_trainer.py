@@ -455,3 +455,38 @@ def test_load_state_dict_errors(tmp_path):
         no_gen.load_state_dict(state)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         make().load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_torchebm_0_8_9_checkpoint_and_dataloader_keyword(tmp_path):
+    """0.8.9's trainer saved ``{model_state_dict, optimizer_state_dict, metrics}`` and took
+    ``train(dataloader=...)``: the weights and the optimizer (Adam's moments) resume."""
+    from torchebm.core._module import _WARNED
+
+    old = make(seed=1)
+    for i in range(3):
+        old.train_step(data(8, seed=i))
+    path = tmp_path / "trainer089.pt"
+    torch.save(
+        {
+            "model_state_dict": old.model.state_dict(),
+            "optimizer_state_dict": old.optimizer.state_dict(),
+            "metrics": {"loss": []},
+        },
+        path,
+    )
+    new = make(seed=1)
+    with pytest.warns(UserWarning, match="0.8.9 trainer checkpoint"):
+        new.load_checkpoint(path)
+    assert same(params(new), params(old)) and new.step == 0
+    moments = new.optimizer.state_dict()["state"]
+    for k, v in old.optimizer.state_dict()["state"].items():
+        assert all(
+            torch.equal(moments[k][name], v[name]) for name in ("step", "exp_avg", "exp_avg_sq")
+        )
+    for key in [k for k in _WARNED if k.endswith(".dataloader")]:
+        _WARNED.discard(key)
+    with pytest.warns(DeprecationWarning, match="dataloader"):
+        history = make(seed=2).train(dataloader=[data(4)], num_epochs=1)
+    assert len(history["train"]) == 1
+    with pytest.warns(DeprecationWarning, match="dataloader"):
+        assert "loss" in make(seed=2).train_epoch(dataloader=[data(4)])

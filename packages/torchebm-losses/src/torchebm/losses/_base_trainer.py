@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from torchebm.core import distributed as _d
+from torchebm.core import renamed_kwargs, warn_once
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -39,6 +40,7 @@ from torchebm.core.errors import (
 __all__ = ["BaseTrainer", "TrainerCallback"]
 
 _FORMAT = "torchebm.trainer/1"
+_OLD_KEYS = {"model_state_dict", "optimizer_state_dict"}  # a torchebm 0.8.9 trainer checkpoint
 _NAN_POLICIES = ("raise", "skip", "ignore")
 _HOOKS = (
     "on_train_start",
@@ -609,6 +611,7 @@ class BaseTrainer:
             if fn is not None:
                 fn(self, *args)
 
+    @renamed_kwargs(dataloader="loader")
     def train_epoch(self, loader: Iterable[Any]) -> dict[str, float]:
         """One pass over ``loader``; returns the mean of each metric (global when distributed).
 
@@ -636,6 +639,7 @@ class BaseTrainer:
             out[k] = float(_d.all_reduce_mean(sums[k] / max(self._epoch_count, 1)).item())
         return out
 
+    @renamed_kwargs(dataloader="loader")
     def train(
         self,
         loader: Iterable[Any],
@@ -755,9 +759,15 @@ class BaseTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a [`state_dict`][torchebm.losses.BaseTrainer.state_dict] (every rank passes the full dict).
 
+        A torchebm 0.8.9 trainer checkpoint (``model_state_dict``, ``optimizer_state_dict``,
+        optionally ``grad_scaler_state_dict``) restores the model, the optimizer and the grad
+        scaler only (it holds no counters, history or generator state), with one warning.
+
         Raises:
             ValueError: not a trainer state, or saved with a different world size.
         """
+        if isinstance(state, dict) and "format" not in state and _OLD_KEYS <= state.keys():
+            return self._load_089_checkpoint(state)
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise ValueError(
                 f"state must be a BaseTrainer state_dict (format {_FORMAT!r}), got "
@@ -806,6 +816,20 @@ class BaseTrainer:
                 p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
         window_ok = mine.get("window_ok")
         self._window_ok = None if window_ok is None else window_ok.to(self.device)
+
+    def _load_089_checkpoint(self, state: dict[str, Any]) -> None:
+        warn_once(
+            "BaseTrainer.load_089_checkpoint",
+            "loading a torchebm 0.8.9 trainer checkpoint: model, optimizer and grad scaler are "
+            "restored; step, epoch, history and random state start from this trainer's",
+            UserWarning,
+            stacklevel=4,
+        )
+        _d.load_model_state_dict(self.model, state["model_state_dict"])
+        _d.load_optimizer_state_dict(self.model, self.optimizer, state["optimizer_state_dict"])
+        scaler_state = state.get("grad_scaler_state_dict")
+        if self.scaler is not None and scaler_state is not None:
+            self.scaler.load_state_dict(scaler_state)
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
         """Write [`state_dict`][torchebm.losses.BaseTrainer.state_dict] to ``path`` (rank 0 only, atomically); collective.
