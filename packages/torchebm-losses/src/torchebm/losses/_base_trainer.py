@@ -147,7 +147,11 @@ class BaseTrainer:
     accumulation window, ``loss / grad_accum_steps`` back-propagated, and at the end of
     the window an optimizer step, an LR-scheduler step and a step of the loss's
     hyper-parameter schedulers (``loss_fn.step_schedulers()``). `step` counts
-    optimizer steps.
+    optimizer steps. Windows count micro-batches, not epochs: a window may span an epoch
+    boundary, and when [`train`][torchebm.losses.BaseTrainer.train] returns in the middle of
+    one, its gradients stay pending (in ``.grad`` and in checkpoints) until the next
+    ``train_step`` completes it; choose a number of batches per epoch divisible by
+    ``grad_accum_steps`` to step at every epoch end.
 
     Distributed training (launch with ``torchrun``; see ``docs/distributed.md``):
 
