@@ -289,7 +289,7 @@ def test_validation_errors():
     x = {"x": torch.ones(2, 2)}
     with pytest.raises(ValueError, match="drift must be provided"):
         rk4.integrate(x, 0.1, 3, drift=None)
-    with pytest.raises(ValueError, match="n_steps must be positive"):
+    with pytest.raises(ValueError, match="n_steps must be >= 1, got 0"):
         rk4.integrate(x, 0.1, 0, drift=lambda x, t: x)
     with pytest.raises(ValueError, match="t must be a 1D tensor with length >= 2"):
         rk4.integrate(x, 0.1, 3, drift=lambda x, t: x, t=torch.zeros(1))

@@ -64,15 +64,54 @@ def test_a_callable_returning_a_negative_number_is_rejected(how):
         _call(how, EulerMaruyamaIntegrator(), torch.zeros(3, 2), diffusion=lambda x, t: -0.5)
 
 
-def test_tensor_values_are_not_read_back_per_step():
-    """A callable's tensor output and a tensor under `checked_inputs` (a sampler's loop) are
-    not synced to the host: invalid values give NaN states, which the NaN policy reports."""
+def test_under_checked_inputs_tensor_values_are_not_read_back():
+    """Under `checked_inputs` (a sampler's loop) neither a constant tensor nor a callable's
+    output is synced to the host: invalid values give NaN states, which the NaN policy
+    reports."""
     em, x = EulerMaruyamaIntegrator(), torch.zeros(3, 2)
-    y = _call("integrate", em, x, diffusion=lambda x, t: -torch.ones(x.shape[0]))
-    assert bool(y.isnan().all())
     with checked_inputs():
         y = _call("step", em, x, diffusion=torch.tensor(-1.0))
-    assert bool(y.isnan().all())
+        assert bool(y.isnan().all())
+        for how in ("step", "integrate"):
+            y = _call(how, em, x, diffusion=lambda x, t: -torch.ones(x.shape[0]))
+            assert bool(y.isnan().all())
+
+
+@pytest.mark.parametrize("how", ["step", "integrate"])
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_a_callable_returning_a_bad_tensor_is_rejected(how, bad):
+    # before the fix: NaN states and no error
+    def diffusion(x, t):  # valid at t = 0, bad from t = 0.2 on (the third step of 5)
+        return torch.where(t > 0.15, bad, 0.5)
+
+    em = EulerMaruyamaIntegrator(dtype=F64)
+    x = torch.zeros(3, 2, dtype=F64)
+    if how == "integrate":
+        with pytest.raises(ConfigurationError) as err:
+            _call(how, em, x, diffusion=diffusion)
+        msg = str(err.value)
+        assert msg.startswith("diffusion(x, t) must return non-negative finite values")
+        assert f"[{bad!r}, {bad!r}] at step 2 (t=0.2) of the 5 steps" in msg
+    else:
+        with pytest.raises(ConfigurationError, match=r"diffusion\(x, t\) must hold non-neg"):
+            em.step({"x": x}, 0.1, drift=drift, diffusion=diffusion, t=0.2)
+        em.step({"x": x}, 0.1, drift=drift, diffusion=diffusion, t=0.0)  # valid there
+
+
+def test_a_callable_diffusion_is_read_back_once_per_integrate_call(monkeypatch):
+    """The per-step values stay on the device: the host reads of `integrate` do not grow
+    with the number of steps (one batch of reads after the loop)."""
+    from _support.host_reads import count_host_reads
+
+    em, x = EulerMaruyamaIntegrator(), torch.zeros(3, 2)
+    diffusion = lambda x, t: torch.full((x.shape[0],), 0.5)  # noqa: E731
+    calls = count_host_reads(monkeypatch)
+    reads = []
+    for n in (2, 20):
+        calls["n"] = 0
+        em.integrate({"x": x}, 0.1, n, drift=drift, diffusion=diffusion)
+        reads.append(calls["n"])
+    assert reads[0] == reads[1], reads
 
 
 # ---------------------------------------------------------------- valid values: unchanged

@@ -144,7 +144,7 @@ def test_validation():
     st = {"x": torch.ones(2, 2), "p": torch.zeros(2, 2)}
     with pytest.raises(ValueError, match="drift must be provided"):
         lf.integrate(st, 0.1, 3)
-    with pytest.raises(ValueError, match="n_steps must be positive"):
+    with pytest.raises(ValueError, match="n_steps must be >= 1, got 0"):
         lf.integrate(st, 0.1, 0, drift=harmonic_drift)
     with pytest.raises(TypeError, match="'p'"):
         lf.step({"x": torch.ones(2, 2)}, 0.1, drift=harmonic_drift)

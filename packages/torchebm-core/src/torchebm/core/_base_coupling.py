@@ -88,9 +88,10 @@ class BaseCoupling(ABC):
 
 def _squared_euclidean_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     """Pairwise squared Euclidean distances of the flattened samples, divided by their max."""
-    a = x0.reshape(x0.shape[0], -1)
-    b = x1.reshape(x1.shape[0], -1).to(a.dtype)
-    cost = torch.cdist(a, b).square_().clamp_(min=0.0)
+    a, b = x0.reshape(x0.shape[0], -1), x1.reshape(x1.shape[0], -1).to(x0.dtype)
+    tiny = torch.finfo(a.dtype).tiny  # a / s: squares neither overflow (1e20) nor underflow
+    s = torch.maximum(a.abs().max(), b.abs().max()).clamp(min=tiny) if a.numel() else 1.0
+    cost = torch.cdist(a / s, b / s).square_().clamp_(min=0.0)
     return cost / cost.max().clamp(min=1e-12)
 
 
@@ -183,8 +184,7 @@ class BaseModelCoupling(BaseCoupling):
 
     @torch.no_grad()
     def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
-        if not isinstance(x0, torch.Tensor):
-            raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
+        check_tensor("x0", x0, non_empty=False)
         out = self.generate(x0, generator, **kwargs)
         if not isinstance(out, torch.Tensor) or out.shape[0] != x0.shape[0]:
             raise ConfigurationError(

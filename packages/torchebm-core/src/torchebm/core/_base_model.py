@@ -74,13 +74,13 @@ class BaseModel(TorchEBMModule, ABC):
             model_kwargs: Conditioning forwarded as ``forward(x, **model_kwargs)``.
 
         Raises:
-            ShapeError: ``forward`` does not return shape ``(B,)``.
+            TypeError, ShapeError: ``x`` not a tensor, or 0-d; ``forward`` not of shape ``(B,)``.
             RuntimeError: the energy does not depend differentiably on ``x``.
         """
+        x, squeeze = _as_batch(x)  # a named error for a list, a scalar
         in_dtype = x.dtype
         if x.device != self.device and _has_tensors(self):
             x = x.to(self.device)
-        x, squeeze = (x.unsqueeze(0), True) if x.ndim == 1 else (x, False)
         low = self.force_fp32_gradient and in_dtype in (torch.float16, torch.bfloat16)
         work_dtype = torch.float32 if low else in_dtype
         with torch.enable_grad():

@@ -292,8 +292,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 "(or override sample())"
             )
         super().__init__(device=device, dtype=dtype)
-        if model is None:
-            raise TypeError(f"{cls.__name__} requires a model, got None")
+        if not callable(model):  # checked here, not at the first sample(): None, "abc", ...
+            raise TypeError(f"{cls.__name__} requires a model (a callable), got {model!r:.60}")
         self.model = model
         if device is not None and self.device != _normalise_device(self._torchebm_probe.device):
             msg = f"device={device!r} differs from the device of the model's tensors"

@@ -35,7 +35,8 @@ from torchebm.core.errors import (
     check_int,
     check_positive,
 )
-from torchebm.integrators._checked import check_start
+from torchebm.integrators._checked import check_start, checked_field
+from torchebm.integrators._compat_089 import accept_089_pickle, tableau_from_properties
 from torchebm.integrators._inference import inference_mode_option
 from torchebm.integrators._state import fits, rms_norm, state_x
 
@@ -293,6 +294,12 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     order: int | None = None
     fsal: bool = False
 
+    __setstate__ = accept_089_pickle("_evaluations")  # objects pickled whole by torchebm 0.8.9
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        tableau_from_properties(cls)  # a 0.8.9 subclass's tableau properties
+
     def __init__(
         self,
         device: Any = None,
@@ -504,6 +511,9 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             ValueError: missing drift, ``n_steps <= 0``, malformed or non-monotone ``t``,
                 ``n_steps``/``step_size`` contradicting ``t``, ``adaptive=True`` for a method
                 without error estimate.
+            TypeError: ``n_steps`` is not an int (``3.0`` included).
+            ShapeError: ``drift`` returned a tensor not shaped like ``x`` (checked at each
+                evaluation, not under `checked_inputs`).
             RuntimeError: the adaptive step budget ``max_steps`` is exhausted or the step
                 size underflows with a finite drift (a stiff problem).
             torchebm.core.errors.NonFiniteError: ``state["x"]`` or ``t`` holds NaN/inf (one
@@ -527,9 +537,11 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     # ------------------------------------------------------------------ loops
     def _begin_call(self, state: dict, drift: Any) -> tuple[torch.Tensor, Drift]:
         """``state["x"]`` and ``drift``, checked, for a `step`/`integrate` call (whose function
-        evaluations `nfe` counts from here)."""
+        evaluations `nfe` counts from here); outside `checked_inputs` the drift's output shape
+        is checked at every evaluation (`checked_field`: no host read)."""
         self._evaluations.count = 0
-        return state_x(state), _require_callable("drift", drift, "drift(x, t)")
+        x = state_x(state)
+        return x, checked_field("drift", _require_callable("drift", drift, "drift(x, t)"), x)
 
     def _resolve_adaptive(self, adaptive: bool | None) -> bool:
         if adaptive is None:
@@ -546,10 +558,9 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         if n_steps is not None or t is None:
             if n_steps is None:
                 raise ConfigurationError(
-                    "n_steps must be positive, got None (or pass a time grid t)"
+                    "n_steps must be an int >= 1, got None (or pass a time grid t)"
                 )
-            if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps <= 0:
-                raise ConfigurationError(f"n_steps must be positive, got {n_steps!r}")
+            n_steps = check_int("n_steps", n_steps, minimum=1)
         if t is not None:
             times = _check_grid(t, x)
             if n_steps is not None and n_steps != times.shape[0] - 1:
@@ -734,9 +745,11 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     ``(B,)`` tensor, or a callable ``diffusion(x, t)``), else ``noise_scale**2``, else no noise.
     $D \ge 0$: a number or a constant tensor with a negative, NaN or infinite value raises
     ``ConfigurationError`` (a tensor at entry, with one host read: not under
-    `checked_inputs` or in a sampler's loop); a callable's tensor output is not read back
-    (no sync per step), so a negative or NaN value there gives NaN states, which a
-    sampler's ``nan_policy`` reports.
+    `checked_inputs` or in a sampler's loop). So does a callable returning one: `step`
+    checks its output at once; `integrate` keeps the minimum and maximum of each step's
+    output on the device and reads them once after the loop (no sync per step), naming the
+    first bad step. Under `checked_inputs` and in a sampler's loop a callable is not
+    checked: a bad value gives NaN states, which a sampler's ``nan_policy`` reports.
     Langevin dynamics with this integrator and ``drift = -grad U`` is
     $x' = x - h\nabla U(x) + \text{noise\_scale}\sqrt{2h}\,\xi$.
 
@@ -813,11 +826,13 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             return y.addcmul_(noise, amp)
         return torch.addcmul(y, noise, amp)
 
-    def _noisy_advance(self, x, drift, diffusion, noise_scale, generator) -> Advance:
+    def _noisy_advance(self, x, drift, diffusion, noise_scale, generator, record) -> Advance:
         """The step of the fixed-grid loop, with the noise resolved once: a constant
         diffusion is validated and shaped before the first step, and outside autograd
         every step's noise is drawn into one buffer (the same numbers as a fresh
-        ``randn``); a callable diffusion is evaluated at ``(x_n, t_n)`` per step."""
+        ``randn``); a callable diffusion is evaluated at ``(x_n, t_n)`` per step, and the
+        ``(min, max)`` of each tensor it returns appended to ``record`` when that is a list
+        (on the device: `_check_record` reads them once, after the loop)."""
         per_step = diffusion if callable(diffusion) else None
         d0 = None if per_step else self._diffusion_value(diffusion, noise_scale, x, None)
         buffer = None
@@ -829,6 +844,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             d = d0
             if per_step is not None:  # D(x_n, t_n) may alias x: no in-place update
                 d, inplace = diffusion_value(per_step, None, x, t), False
+                if record is not None and isinstance(d, torch.Tensor):
+                    record.append(torch.aminmax(d.detach()))
             y = rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
             if d is None:
                 return y
@@ -873,6 +890,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         h, h_t = _prep_step(step_size, x)
         tv = self._time_vector(t, x)
         d = self._diffusion_value(diffusion, noise_scale, x, tv)
+        if callable(diffusion) and isinstance(d, torch.Tensor):  # one host read (not in a loop)
+            _check_diffusion(d, "diffusion(x, t)")
         y = self._rk(x, tv, h, h_t, drift)[0]
         return {"x": y if d is None else self._add_noise(y, x, d, h, noise, generator)}
 
@@ -910,7 +929,9 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
 
         Raises:
             ValueError: adaptive stepping requested together with noise.
-            ConfigurationError: a constant ``diffusion`` that is negative, NaN or infinite.
+            ConfigurationError: a ``diffusion`` that is negative, NaN or infinite (a
+                callable's output: checked after the loop, not under `checked_inputs`).
+            ShapeError: ``drift`` returned a tensor not shaped like ``x``.
         """
         noisy = diffusion is not None or noise_scale is not None
         if noisy and adaptive:
@@ -923,8 +944,12 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         x, drift = self._begin_call(state, drift)
         times, dts = self._grid(x, step_size, n_steps, t, need_step=True)
         check_start(x=x)
-        advance = self._noisy_advance(x, drift, diffusion, noise_scale, generator)
-        return {"x": self._fixed(x, times, dts, advance)}
+        record: list | None = [] if callable(diffusion) and not _CHECKED.get() else None
+        advance = self._noisy_advance(x, drift, diffusion, noise_scale, generator, record)
+        out = self._fixed(x, times, dts, advance)
+        if record:
+            _check_record(record, times)
+        return {"x": out}
 
 
 def _drop_089_tableau(module: Any, state_dict: dict, prefix: str, *_: Any) -> None:
@@ -935,14 +960,14 @@ def _drop_089_tableau(module: Any, state_dict: dict, prefix: str, *_: Any) -> No
         state_dict.pop(prefix + name, None)
 
 
-def _check_diffusion(d: Any) -> Any:
-    """A constant ``diffusion`` (not a callable's output): a number must be finite and >= 0
-    (a Python comparison); a tensor must hold finite values >= 0 (one host read, skipped
-    under `checked_inputs` and in a sampler's loop, whose NaN policy watches the chains).
-    Anything else is returned for `_diffusion_value`'s ``TypeError``."""
+def _check_diffusion(d: Any, name: str = "diffusion") -> Any:
+    """A constant ``diffusion`` (or the tensor a callable returned to `step`): a number must
+    be finite and >= 0 (a Python comparison); a tensor must hold finite values >= 0 (one host
+    read, skipped under `checked_inputs` and in a sampler's loop, whose NaN policy watches
+    the chains). Anything else is returned for `_diffusion_value`'s ``TypeError``."""
     if isinstance(d, (int, float)) and not isinstance(d, bool):
         if not (math.isfinite(d) and d >= 0):
-            raise ConfigurationError(f"diffusion must be non-negative and finite, got {d!r}")
+            raise ConfigurationError(f"{name} must be non-negative and finite, got {d!r}")
         return d
     if not isinstance(d, torch.Tensor) or _CHECKED.get():
         return d
@@ -951,9 +976,26 @@ def _check_diffusion(d: Any) -> Any:
         return d
     bad = torch.nonzero(~ok).flatten()[:8]
     raise ConfigurationError(
-        f"diffusion must hold non-negative finite values, got "
+        f"{name} must hold non-negative finite values, got "
         f"{d.detach().flatten()[bad].tolist()} at flat indices {bad.tolist()} of a diffusion "
         f"of shape {tuple(d.shape)}"
+    )
+
+
+def _check_record(record: list, times: torch.Tensor) -> None:
+    """The ``(min, max)`` of a callable diffusion's output at each step of an `integrate`
+    call (`_noisy_advance`), read once after the loop: a negative, NaN or infinite value is
+    a `ConfigurationError` naming the first step that returned one (the states are NaN)."""
+    lo = torch.stack([r[0] for r in record])
+    hi = torch.stack([r[1] for r in record])
+    bad = ~(lo >= 0) | ~(hi < math.inf)  # NaN fails both
+    if not bool(bad.any()):
+        return
+    i = int(bad.nonzero()[0])
+    raise ConfigurationError(
+        f"diffusion(x, t) must return non-negative finite values, got values in "
+        f"[{float(lo[i])!r}, {float(hi[i])!r}] at step {i} (t={float(times[i]):.6g}) of the "
+        f"{len(record)} steps of this integrate call"
     )
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseIntegrator
-from torchebm.core.errors import ConfigurationError
+from torchebm.core.errors import ConfigurationError, check_int
+from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import fits, rows_close
 
 __all__ = ["BaseSymplecticIntegrator"]
@@ -57,6 +58,7 @@ class BaseSymplecticIntegrator(BaseIntegrator):
 
     separable: bool = True
     _SAFE_CLAMP = 1e6
+    __setstate__ = accept_089_pickle("_evaluations")  # objects pickled whole by torchebm 0.8.9
 
     def __init__(self, device: Any = None, dtype: torch.dtype | None = None):
         super().__init__(device=device, dtype=dtype)
@@ -64,9 +66,7 @@ class BaseSymplecticIntegrator(BaseIntegrator):
 
     @staticmethod
     def _validate_n_steps(n_steps: Any) -> int:
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps <= 0:
-            raise ConfigurationError(f"n_steps must be positive, got {n_steps!r}")
-        return n_steps
+        return check_int("n_steps", n_steps, minimum=1)
 
     def _integrate_inputs(self, state: Any, step_size: Any, n_steps: Any) -> tuple:
         """``(n_steps, x, p, t, h)`` of an `integrate` call, checked; ``h`` broadcasts against

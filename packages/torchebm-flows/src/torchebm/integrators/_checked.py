@@ -2,7 +2,9 @@
 them because it made or already checked the inputs itself.
 
 A user calling `integrate()` or an interpolant method gets a named error for a NaN starting
-state, a non-positive tensor mass or a time outside [0, 1] (one host sync per call). Inside a
+state, a non-positive tensor mass or a time outside [0, 1] (one host sync per call), and for
+a field that returns another shape than the state's (a shape comparison per evaluation, no
+sync: a `(B, 1)` drift for a `(B, D)` state would broadcast into a wrong update). Inside a
 sampler's loop they are off (`BaseSampler.sample` runs the loop in a context with the flag
 set: any sampler's steps feed them the chains, which its NaN policy watches, so a diverged
 chain is reported by the policy instead of raising here). Other library code that calls them
@@ -12,11 +14,14 @@ them inside `checked_inputs()`: no sync per call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
-from torchebm.core.errors import _CHECKED, ConfigurationError, check_finite_tensor
+from torchebm.core.errors import _CHECKED, ConfigurationError, ShapeError, check_finite_tensor
 
-__all__ = ["checked_inputs", "check_start", "check_mass"]
+__all__ = ["checked_inputs", "check_start", "check_mass", "checked_field"]
 
 
 class checked_inputs:
@@ -63,3 +68,23 @@ def check_mass(mass: torch.Tensor) -> None:
         f"mass must hold positive finite values, got {mass.detach().flatten()[bad].tolist()} "
         f"at flat indices {bad.tolist()} of a mass of shape {tuple(mass.shape)}"
     )
+
+
+def checked_field(name: str, fn: Callable[..., Any], x: torch.Tensor) -> Callable[..., Any]:
+    """``fn`` wrapped to raise `ShapeError` when a call returns anything but a tensor shaped
+    like the state ``x`` (a comparison of sizes per call, no host read); ``fn`` itself under
+    `checked_inputs` (a sampler's loop, whose fields the library built)."""
+    if _CHECKED.get():
+        return fn
+    shape = x.shape
+
+    def checked(*args: Any) -> Any:
+        out = fn(*args)
+        if getattr(out, "shape", None) != shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ShapeError(
+                f"{name} must return a tensor shaped like the state x {tuple(shape)}, got {got}"
+            )
+        return out
+
+    return checked

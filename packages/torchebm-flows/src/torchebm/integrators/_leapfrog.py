@@ -16,7 +16,7 @@ import torch
 
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_non_negative
 from torchebm.integrators._base_symplectic import BaseSymplecticIntegrator
-from torchebm.integrators._checked import check_mass, check_start
+from torchebm.integrators._checked import check_mass, check_start, checked_field
 from torchebm.integrators._inference import inference_mode_option
 from torchebm.integrators._state import fits
 
@@ -260,8 +260,11 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
             ValueError: no field, both forms of the field or of its initial value,
                 `n_steps < 1`, a bad `mass` (a tensor one too: zero, negative or NaN entries)
                 or `step_size`.
-            TypeError: `state` lacks `"x"`/`"p"`, a callback is not callable.
-            ShapeError: an initial value or a mass does not fit `x`.
+            TypeError: `state` lacks `"x"`/`"p"`, a callback is not callable, `n_steps` is
+                not an int.
+            ShapeError: an initial value or a mass does not fit `x`, or `gradient`/`drift`
+                returned a tensor not shaped like `x` (checked per evaluation, no host read;
+                not under `checked_inputs`).
             torchebm.core.errors.NonFiniteError: `state["x"]` or `state["p"]` holds NaN/inf
                 (one host read per call; not with `safe=True`, which sanitises them).
         """
@@ -290,7 +293,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         f0 = _prep_vector(initial_force, x, "initial_force")
         if gradient is not None:
             field = self._require_callable("gradient", gradient, "gradient(x, t) = grad U(x)")
-            return field, -h, (g0 if f0 is None else -f0)
+            return checked_field("gradient", field, x), -h, (g0 if f0 is None else -f0)
         if drift is None:
             raise ConfigurationError(
                 "gradient or drift must be provided explicitly as a callable: "
@@ -298,7 +301,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
                 "(integrators never take a model)"
             )
         field = self._require_callable("drift", drift, "drift(x, t) = -grad U(x)")
-        return field, h, (f0 if g0 is None else -g0)
+        return checked_field("drift", field, x), h, (f0 if g0 is None else -g0)
 
     def _run(self, x, p, t, h, kick, n, field, v0, m, safe):
         """`n` kick-drift-kick steps with the half kicks of consecutive steps merged (one
@@ -413,8 +416,9 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
     ) -> LeapfrogResult:
         """`n_steps` generalised-leapfrog steps; returns the end point `LeapfrogResult(x, p)`
         (its `gradient` is `None`: a non-separable H has no separate potential)."""
-        fields = self._callbacks(force, velocity)
+        force, velocity = self._callbacks(force, velocity)
         n, x, p, t, h = self._integrate_inputs(state, step_size, n_steps)
+        fields = (checked_field("force", force, x), checked_field("velocity", velocity, x))
         if not safe:  # the safe mode replaces NaN by 0, by request
             check_start(x=x, p=p)
         self._evaluations.count = 0  # `nfe`

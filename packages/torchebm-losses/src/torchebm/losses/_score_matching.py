@@ -10,7 +10,7 @@ from torch import nn
 
 from torchebm.core import BaseScheduler, warn_once
 from torchebm.core._module import forward_kwargs
-from torchebm.core.errors import ConfigurationError, check_in, check_positive
+from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_positive
 from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction
 
@@ -285,7 +285,14 @@ class SlicedScoreMatching(BaseScoreMatching):
         xr = x.detach().repeat(m, *([1] * (x.ndim - 1))).requires_grad_(True)
         conditioning = _repeat_kwargs(model_kwargs, b, m)
         v = _probes(self.projection_type, tuple(xr.shape), xr, generator)
-        g = self.energy_gradient(xr, conditioning)
+        try:
+            g = self.energy_gradient(xr, conditioning)
+        except ShapeError as err:  # the model saw the tiled batch: name the caller's x too
+            raise ShapeError(
+                f"{type(self).__name__}: the model rejected x of shape {tuple(x.shape)} "
+                f"(evaluated as its {m} projection copies stacked, shape {tuple(xr.shape)}): "
+                f"{err}"
+            ) from err
         vg = _flat(v * g).sum(1)
         hv = _grad_or_zeros(vg, xr)
         vhv = _flat(v * hv).sum(1)

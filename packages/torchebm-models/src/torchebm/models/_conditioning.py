@@ -7,7 +7,7 @@ cond=None)``: the conditioning vector is the sum of whichever of ``t_embedder(t)
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -15,7 +15,33 @@ from torch import nn
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_probability
 from torchebm.models.components import LabelEmbedder, MLPTimestepEmbedder
 
-__all__ = ["build_embedders", "condition_vector"]
+__all__ = ["build_embedders", "condition_vector", "check_input", "check_input_dtype"]
+
+
+def check_input(owner: str, x: Any, event: tuple[int | None, ...], dtype: torch.dtype) -> None:
+    """``x`` must be a tensor of shape ``(B, *event)`` (``None``: any size there) and of the
+    parameters' ``dtype`` (`check_input_dtype`), else a named error; torch's own ("mat1 and
+    mat2 shapes cannot be multiplied") names neither the argument nor what is accepted."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{owner} expects x to be a torch.Tensor, got {type(x).__name__}")
+    sizes = x.shape[1:]
+    if len(sizes) != len(event) or any(e is not None and s != e for s, e in zip(sizes, event)):
+        want = ", ".join("*" if e is None else str(e) for e in event)
+        raise ShapeError(f"{owner} expects x of shape (B, {want}), got {tuple(x.shape)}")
+    check_input_dtype(owner, x, dtype)
+
+
+def check_input_dtype(owner: str, x: torch.Tensor, dtype: torch.dtype) -> None:
+    """``x`` must have the parameters' ``dtype`` (any floating dtype under autocast, which
+    casts it), else a `TypeError` naming both: torch's is "Input type (double) and bias type
+    (float) should be the same", or "mat1 and mat2 must have the same dtype"."""
+    if x.dtype == dtype or (x.is_floating_point() and torch.is_autocast_enabled(x.device.type)):
+        return
+    model = f" or the model (model.to({x.dtype}))" if x.is_floating_point() else ""
+    raise TypeError(
+        f"{owner} expects x of its parameters' dtype {dtype}, got {x.dtype}: cast the input "
+        f"(x.to({dtype})){model}"
+    )
 
 
 def build_embedders(

@@ -9,14 +9,18 @@ import torch
 from torch import nn
 
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_positive
-from torchebm.models._conditioning import build_embedders, condition_vector
+from torchebm.models._conditioning import build_embedders, check_input, condition_vector
 from torchebm.models.components import (
     AdaLNZeroBlock,
     AdaLNZeroPatchHead,
     ConvPatchEmbed2d,
     build_2d_sincos_pos_embed,
 )
-from torchebm.models.components._compat_089 import accept_089_keys
+from torchebm.models.components._compat_089 import (
+    accept_089_keys,
+    accept_089_pickle,
+    dit_kwargs,
+)
 from torchebm.models.components._transformer import cond_width
 
 __all__ = [
@@ -93,6 +97,9 @@ class DiT(nn.Module):
     References:
         Peebles & Xie, "Scalable Diffusion Models with Transformers", ICCV 2023.
     """
+
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("x_embedder", dit_kwargs)
 
     pos_embed: torch.Tensor | None
 
@@ -207,7 +214,13 @@ class DiT(nn.Module):
             y: Labels `(B,)` (models with a label embedder); dropped to the null class with
                 ``class_dropout_prob`` in training mode.
             cond: Precomputed conditioning `(B, cond_dim)`, added to the others.
+
+        Raises:
+            TypeError: ``x`` not a tensor, or not of the parameters' dtype.
+            ShapeError: ``x`` not of shape ``(B, in_channels, *input_size)``.
         """
+        dtype = self.x_embedder.proj.weight.dtype
+        check_input(type(self).__name__, x, (self.in_channels, None, None), dtype)
         c = condition_vector(self, t, y, cond, batch=x.shape[0])
         if tuple(x.shape[-2:]) != self.input_size:
             raise ShapeError(

@@ -13,6 +13,7 @@ from torch import nn
 
 from torchebm.core import BaseModel, TorchEBMModule
 from torchebm.core.errors import ShapeError, check_int
+from torchebm.models._conditioning import check_input_dtype
 
 __all__ = ["MLPEnergy", "MLPVelocity", "fourier_time_features"]
 
@@ -260,8 +261,10 @@ class MLPEnergy(BaseModel):
         return {**super().__getstate__(), "_plan_cache": {}}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Energies ``(B,)`` of ``x`` ``(B, input_dim)``."""
+        """Energies ``(B,)`` of ``x`` ``(B, input_dim)`` of the parameters' dtype (else a
+        `TypeError` naming both dtypes; any floating dtype under autocast)."""
         flat = _flatten_input(x, self.input_dim, type(self).__name__)
+        check_input_dtype(type(self).__name__, flat, self.dtype)
         return self.net(flat).squeeze(-1)
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:

@@ -3,13 +3,15 @@ r"""`TimeConditionedMLP`: an AdaLN-Zero (or concatenation) conditioned MLP for l
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
 
 from torchebm.core.errors import ConfigurationError, check_in, check_int
-from torchebm.models._conditioning import build_embedders, condition_vector
+from torchebm.models._conditioning import build_embedders, check_input, condition_vector
 from torchebm.models.components import AdaLNZeroLinearHead, AdaLNZeroMLPBlock
+from torchebm.models.components._compat_089 import accept_089_pickle, time_mlp_kwargs
 from torchebm.models.components._transformer import cond_width
 
 __all__ = ["TimeConditionedMLP"]
@@ -45,6 +47,9 @@ class TimeConditionedMLP(nn.Module):
     References:
         Peebles & Xie, "Scalable Diffusion Models with Transformers" (DiT), ICCV 2023.
     """
+
+    # objects pickled whole by torchebm 0.8.9 (it stored which embedders were its defaults)
+    __setstate__ = accept_089_pickle(lambda s: "_default_t_embedder" in s, time_mlp_kwargs)
 
     def __init__(
         self,
@@ -108,7 +113,14 @@ class TimeConditionedMLP(nn.Module):
         *,
         cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Field at ``x`` `(B, in_dim)` given times ``t`` `(B,)`, labels ``y`` and/or ``cond``."""
+        """Field at ``x`` `(B, in_dim)` given times ``t`` `(B,)`, labels ``y`` and/or ``cond``.
+
+        Raises:
+            TypeError: ``x`` not a tensor, or not of the parameters' dtype.
+            ShapeError: ``x`` not of shape ``(B, in_dim)``.
+        """
+        first = self.net[0] if self.conditioning == "concat" else self.stem
+        check_input(type(self).__name__, x, (self.in_dim,), cast(torch.Tensor, first.weight).dtype)
         c = condition_vector(self, t, y, cond, batch=x.shape[0])
         if self.conditioning == "concat":
             return self.net(torch.cat([x, c.to(x.dtype)], dim=-1))

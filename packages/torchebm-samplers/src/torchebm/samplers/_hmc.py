@@ -31,6 +31,7 @@ from torchebm.integrators import (
     resolve_integrator,
 )
 from torchebm.integrators._checked import check_mass
+from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import rows_close, tolerance
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import resolve_model
@@ -85,6 +86,7 @@ class _HMCBase(BaseSampler):
     """Shared parts of the HMC family: ``step_size``, the energy and the Metropolis test."""
 
     diagnostic_keys: ClassVar[tuple[str, ...]] = ("mean", "var", "energy", "acceptance_rate")
+    __setstate__ = accept_089_pickle("nan_policy")  # samplers pickled whole by torchebm 0.8.9
 
     step_size = ScheduledParameter(positive=True)
     r"""Current leapfrog step size $\epsilon$ (assign a float or a scheduler)."""
@@ -161,6 +163,15 @@ def _ignore_time(gradient):
     return callback
 
 
+def _keep_absent_mass(module: Any, state_dict: dict, prefix: str, *_: Any) -> None:
+    """Load pre-hook: a state dict without ``_mass`` (torchebm 0.8.9 and earlier versions of
+    this sampler kept the tensor mass out of it) keeps the current mass, under
+    ``strict=True`` too."""
+    key, mass = prefix + "_mass", getattr(module, "_mass", None)
+    if key not in state_dict and mass is not None:
+        state_dict[key] = mass
+
+
 class HamiltonianMonteCarlo(_HMCBase):
     r"""Hamiltonian Monte Carlo with a leapfrog integrator and a Metropolis correction.
 
@@ -180,7 +191,9 @@ class HamiltonianMonteCarlo(_HMCBase):
         n_leapfrog_steps: Leapfrog steps per proposal (>= 1).
         mass: Diagonal mass $M$: ``None`` (identity), a positive number (int or
             float) or a positive tensor broadcastable to the event shape (e.g. ``(d,)``).
-            Cast to the chains' device and dtype.
+            Cast to the chains' device and dtype. A tensor mass is a buffer in the
+            sampler's ``state_dict`` (key ``_mass``); loading a state dict without it (one
+            saved by torchebm 0.8.9) keeps the current mass, with ``strict=True`` too.
         dtype: Chain dtype when the model has no parameters.
         device: Chain device when the model has no parameters.
         integrator: ``None`` (leapfrog), a registry name or an instance of a *separable*
@@ -236,12 +249,14 @@ class HamiltonianMonteCarlo(_HMCBase):
         self.step_size = step_size
         self.n_leapfrog_steps = check_int("n_leapfrog_steps", n_leapfrog_steps, minimum=1)
         self._set_mass(mass)
+        if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
+            self.register_load_state_dict_pre_hook(_keep_absent_mass)
         self.integrator = self._symplectic(integrator, "leapfrog", separable=True)
         self.backend = check_backend(backend)
 
     def _set_mass(self, mass: Any) -> None:
         self._mass_scalar: float | None = None
-        self.register_buffer("_mass", None, persistent=False)
+        self.register_buffer("_mass", None)  # a tensor mass is saved in the state dict
         if mass is None:
             return
         if isinstance(mass, numbers.Real) and not isinstance(mass, bool):

@@ -11,6 +11,7 @@ import torch
 
 from torchebm.core.errors import (
     ConfigurationError,
+    NonFiniteError,
     ShapeError,
     check_finite,
     check_finite_tensor,
@@ -46,8 +47,9 @@ def _flat(name: str, v: Any) -> torch.Tensor:
     return v
 
 
-def _pair(x: Any, y: Any, min_samples: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate and flatten two sample batches to ``(N, D)`` / ``(M, D)`` of one dtype."""
+def _pair(x: Any, y: Any, min_samples: int = 2) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Validate and flatten two sample batches to ``(N, D)`` / ``(M, D)`` of one dtype, then
+    `_normalise` them: ``(x', y', e)`` with ``x = x' 2^e + shift``."""
     xf, yf = _flat("x", x), _flat("y", y)
     if xf.shape[1] != yf.shape[1]:
         raise ShapeError(
@@ -62,10 +64,49 @@ def _pair(x: Any, y: Any, min_samples: int = 2) -> tuple[torch.Tensor, torch.Ten
             f"x and y need at least {min_samples} samples each, got {xf.shape[0]} and {yf.shape[0]}"
         )
     dtype = torch.promote_types(xf.dtype, yf.dtype)
-    xf, yf = xf.to(dtype), yf.to(dtype)
-    # every metric here is translation invariant: centring keeps |a|^2 + |b|^2 - 2ab accurate
-    shift = 0.5 * (xf.mean(0) + yf.mean(0))
-    return xf - shift, yf - shift
+    return _normalise(xf.to(dtype), yf.to(dtype))
+
+
+def _pow2(v: torch.Tensor, e: int) -> torch.Tensor:
+    """``v * 2**e``, exact (two factors, each inside the range of every float dtype)."""
+    return v * 2.0 ** (e // 2) * 2.0 ** (e - e // 2)
+
+
+def _normalise(xf: torch.Tensor, yf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    r"""``(x', y', e)``: both samples centred and multiplied by $2^{-e}$, their largest
+    magnitude in $[1/2, 1)$.
+
+    Every metric here is translation invariant, and centring keeps
+    $|a|^2 + |b|^2 - 2ab$ accurate. The power-of-two scale is exact and keeps squared
+    distances inside the dtype's range at any scale of the data (float32 samples of scale
+    1e20 overflow when squared, of scale 1e-30 underflow to 0): a metric of degree $k$ in
+    the data's units is $2^{ke}$ times its value on ``x'``, ``y'``. It is applied before
+    the centring too, so that the mean of samples near the dtype's maximum cannot overflow.
+    """
+    e = 0
+    for centre in (False, True):
+        if centre:
+            shift = 0.5 * (xf.mean(0) + yf.mean(0))
+            xf, yf = xf - shift, yf - shift
+        if xf.numel() == 0:  # no features: every distance is 0
+            return xf, yf, 0
+        top = max(float(xf.abs().max()), float(yf.abs().max()))  # host reads: no hot path
+        k = math.frexp(top)[1] if top > 0 else 0
+        xf, yf, e = _pow2(xf, -k), _pow2(yf, -k), e + k
+    return xf, yf, e
+
+
+def _unscaled(name: str, value: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """``value * 2**k`` (a metric of the scaled samples, back in the data's units) in ``dtype``,
+    or `NonFiniteError` when the dtype cannot represent it (instead of an inf)."""
+    out = _pow2(value, k)
+    res = out.to(dtype)
+    if not bool(torch.isfinite(res)):
+        raise NonFiniteError(
+            f"{name} of these samples is {float(out):.6g}, beyond the range of {dtype}: "
+            "pass float64 samples (or rescale them)"
+        )
+    return res
 
 
 def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -77,20 +118,24 @@ def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _block_sum(
     a: torch.Tensor, b: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]
 ) -> torch.Tensor:
-    """``sum_ij fn(|a_i - b_j|^2)`` over row blocks; ``fn`` maps ``(r, m)`` to ``(..., r, m)``.
+    """``sum_ij fn(|a_i - b_j|^2)`` over row blocks, in float64; ``fn`` maps ``(r, m)`` to
+    ``(..., r, m)``.
 
     When ``a is b`` the diagonal squared distances are set to exactly 0 (the expanded
     formula leaves rounding noise there).
     """
     rows = max(1, _BLOCK // max(1, b.shape[0]))
     same = a is b
-    total = torch.zeros((), dtype=a.dtype, device=a.device)
+    # float64 sums: the metrics are small differences of these (a float32 sum of 10^7 terms
+    # of order 1 would carry a relative error far above the difference; MPS has no float64)
+    acc = a.dtype if a.device.type == "mps" else torch.float64
+    total = torch.zeros((), dtype=acc, device=a.device)
     for i in range(0, a.shape[0], rows):
         d2 = _sq_dists(a[i : i + rows], b)
         if same:
             r = torch.arange(d2.shape[0], device=d2.device)
             d2[r, r + i] = 0.0
-        total = total + fn(d2).sum(dim=(-2, -1))
+        total = total + fn(d2).sum(dim=(-2, -1), dtype=acc)
     return total
 
 
@@ -124,8 +169,8 @@ def median_bandwidth(
     References:
         Gretton et al., "A Kernel Two-Sample Test", JMLR 2012 (Section 8).
     """
-    xf, yf = _pair(x, y, min_samples=1)
-    return _median_bandwidth(torch.cat([xf, yf]), generator)
+    xf, yf, e = _pair(x, y, min_samples=1)
+    return _pow2(_median_bandwidth(torch.cat([xf, yf]), generator), e)
 
 
 def _median_bandwidth(z: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -150,12 +195,13 @@ def _median_bandwidth(z: torch.Tensor, generator: torch.Generator | None) -> tor
 
 
 def _bandwidths(
-    bandwidth: Any, xf: torch.Tensor, yf: torch.Tensor, generator: torch.Generator | None
+    bandwidth: Any, xf: torch.Tensor, yf: torch.Tensor, e: int, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """The kernel bandwidths as a 1-D tensor (``"median"``, a number, a sequence, a tensor)."""
+    """The kernel bandwidths in the data's units as a 1-D tensor (``"median"``, a number, a
+    sequence, a tensor); ``xf``, ``yf`` are the data times ``2**-e`` (`_normalise`)."""
     if isinstance(bandwidth, str):
         check_in("bandwidth", bandwidth, ["median"])
-        return _median_bandwidth(torch.cat([xf, yf]), generator).reshape(1)
+        return _pow2(_median_bandwidth(torch.cat([xf, yf]), generator), e).reshape(1)
     if isinstance(bandwidth, torch.Tensor):
         h = bandwidth.detach().to(device=xf.device, dtype=xf.dtype).reshape(-1)
     elif isinstance(bandwidth, Sequence):
@@ -172,12 +218,29 @@ def _bandwidths(
     return h
 
 
-def _rbf(h: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The kernel average ``mean_k exp(-d2 / (2 h_k^2))`` as a map of squared distances.
+def _coefficient(h: float, e: int, big: float) -> float:
+    """``-1 / (2 (h 2^-e)^2)``: the Gaussian kernel's factor on the squared distances of data
+    scaled by ``2**-e``, in Python floats and capped at ``-big`` (the dtype's largest value).
+
+    The cap is reached only by a bandwidth below about ``1e-19`` (float32) of the data's
+    scale, where every kernel value between points the dtype tells apart is 0 either way;
+    a bandwidth beyond the data's scale gives a factor that rounds to 0 (kernel values 1)."""
+    try:
+        hs = math.ldexp(h, -e)
+    except OverflowError:
+        return 0.0
+    sq = hs * hs
+    return -big if sq == 0.0 else max(-0.5 / sq, -big)
+
+
+def _rbf(h: torch.Tensor, e: int, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The kernel average ``mean_k exp(-d2 / (2 h_k^2))`` as a map of squared distances of
+    the data scaled by ``2**-e`` (``h`` in the data's units).
 
     The map may overwrite its argument (a fresh block of squared distances).
     """
-    coeffs = [float(c) for c in (-0.5 / h.square()).tolist()]
+    big = torch.finfo(dtype).max
+    coeffs = [_coefficient(hk, e, big) for hk in h.tolist()]
     if len(coeffs) == 1:
         return lambda d2: d2.mul_(coeffs[0]).exp_()
 
@@ -210,6 +273,9 @@ def mmd2(
     within-sample means, so it is 0 in expectation when $P = Q$ (and can be negative); the
     biased (V-statistic) estimator keeps them and is $\ge 0$. Mixing several bandwidths
     (`bandwidth=[0.1, 0.5, 1.0]`) keeps the test sensitive at several length scales.
+    A given bandwidth is in the data's units: the kernel is evaluated on the samples
+    rescaled by a power of two and on the bandwidth rescaled with them (exact: it depends
+    on $\|a-b\|/\ell$ only); the median heuristic is scale-equivariant anyway.
 
     Args:
         x: Samples ``(N, *event_shape)``, ``N >= 2``.
@@ -243,13 +309,15 @@ def mmd2(
         2012 (Lemma 6 and eq. 3-5).
     """
     check_in("estimator", estimator, _ESTIMATORS)
-    xf, yf = _pair(x, y)
-    k = _rbf(_bandwidths(bandwidth, xf, yf, generator))
+    xf, yf, e = _pair(x, y)
+    k = _rbf(_bandwidths(bandwidth, xf, yf, e, generator), e, xf.dtype)
     n, m = xf.shape[0], yf.shape[0]
     sxx, syy, sxy = _block_sum(xf, xf, k), _block_sum(yf, yf, k), _block_sum(xf, yf, k)
     if estimator == "unbiased":  # k(a, a) = 1 for every Gaussian kernel
-        return (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2 * sxy / (n * m)
-    return sxx / n**2 + syy / m**2 - 2 * sxy / (n * m)
+        out = (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2 * sxy / (n * m)
+    else:
+        out = sxx / n**2 + syy / m**2 - 2 * sxy / (n * m)
+    return out.to(xf.dtype)
 
 
 # --------------------------------------------------------------------------- energy distance
@@ -276,7 +344,8 @@ def energy_distance(
         $\widehat{\mathcal E}$, a 0-d tensor.
 
     Raises:
-        TypeError, ShapeError, NonFiniteError, ConfigurationError: as `mmd2`.
+        TypeError, ShapeError, NonFiniteError, ConfigurationError: as `mmd2`;
+            `NonFiniteError` also when the distance exceeds the dtype's range.
 
     Example:
         >>> x = torch.tensor([[0.0], [0.0]]); y = torch.tensor([[1.0], [1.0]])
@@ -288,13 +357,15 @@ def energy_distance(
         Journal of Statistical Planning and Inference 143(8), 2013.
     """
     check_in("estimator", estimator, _ESTIMATORS)
-    xf, yf = _pair(x, y)
+    xf, yf, e = _pair(x, y)
     n, m = xf.shape[0], yf.shape[0]
     dist: Callable[[torch.Tensor], torch.Tensor] = torch.Tensor.sqrt_
     sxx, syy, sxy = _block_sum(xf, xf, dist), _block_sum(yf, yf, dist), _block_sum(xf, yf, dist)
     if estimator == "unbiased":  # the diagonal distances are 0: only the divisor changes
-        return 2 * sxy / (n * m) - sxx / (n * (n - 1)) - syy / (m * (m - 1))
-    return 2 * sxy / (n * m) - sxx / n**2 - syy / m**2
+        out = 2 * sxy / (n * m) - sxx / (n * (n - 1)) - syy / (m * (m - 1))
+    else:
+        out = 2 * sxy / (n * m) - sxx / n**2 - syy / m**2
+    return _unscaled("energy_distance", out, e, xf.dtype)  # degree 1 in the data
 
 
 # --------------------------------------------------------------------------- sliced W
@@ -354,6 +425,9 @@ def sliced_wasserstein(
     Returns:
         $\widehat{\mathrm{SW}}_p$, a 0-d tensor.
 
+    Raises:
+        TypeError, ShapeError, NonFiniteError, ConfigurationError: as `energy_distance`.
+
     Example:
         >>> x = torch.zeros(4, 3); y = torch.ones(4, 3)
         >>> g = torch.Generator().manual_seed(0)
@@ -368,7 +442,7 @@ def sliced_wasserstein(
     p = check_positive("p", p)
     if p < 1:
         raise ConfigurationError(f"p must be >= 1, got {p}")
-    xf, yf = _pair(x, y)
+    xf, yf, e = _pair(x, y)
     theta = torch.randn(
         xf.shape[1], n_projections, generator=generator, device=xf.device, dtype=xf.dtype
     )
@@ -377,7 +451,7 @@ def sliced_wasserstein(
     total = torch.zeros((), dtype=xf.dtype, device=xf.device)
     for th in theta.split(cols, dim=1):
         total = total + _wasserstein_1d_pp(xf @ th, yf @ th, p).sum()
-    return (total / n_projections).pow(1.0 / p)
+    return _unscaled("sliced_wasserstein", (total / n_projections).pow(1.0 / p), e, xf.dtype)
 
 
 # --------------------------------------------------------------------------- test
@@ -436,13 +510,13 @@ def kernel_two_sample_test(
         2012 (Section 5).
     """
     b = check_int("n_permutations", n_permutations, minimum=1)
-    xf, yf = _pair(x, y)
-    h = _bandwidths(bandwidth, xf, yf, generator)
+    xf, yf, e = _pair(x, y)
+    h = _bandwidths(bandwidth, xf, yf, e, generator)
     z = torch.cat([xf, yf])
     n, m = xf.shape[0], yf.shape[0]
     d2 = _sq_dists(z, z)
     d2.fill_diagonal_(0.0)
-    kz = _rbf(h)(d2)
+    kz = _rbf(h, e, z.dtype)(d2)
     labels = torch.zeros(b + 1, n + m, dtype=z.dtype, device=z.device)
     labels[0, :n] = 1.0
     for i in range(b):

@@ -8,8 +8,19 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
-from torchebm.models.components._compat_089 import accept_089_keys
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_int,
+    check_positive,
+    check_probability,
+)
+from torchebm.models.components._compat_089 import (
+    accept_089_keys,
+    accept_089_pickle,
+    label_embedder_kwargs,
+    timestep_embedder_kwargs,
+)
 
 __all__ = [
     "MLPTimestepEmbedder",
@@ -81,6 +92,9 @@ class MLPTimestepEmbedder(nn.Module):
         Peebles & Xie, "Scalable Diffusion Models with Transformers" (DiT), ICCV 2023.
     """
 
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("out_dim", timestep_embedder_kwargs)
+
     def __init__(self, out_dim: int, frequency_embedding_size: int = 256):
         super().__init__()
         self.out_dim = check_int("out_dim", out_dim, minimum=1)
@@ -133,6 +147,9 @@ class LabelEmbedder(nn.Module):
     References:
         Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
     """
+
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("embedding_table", label_embedder_kwargs)
 
     def __init__(
         self,
@@ -200,6 +217,18 @@ class LabelEmbedder(nn.Module):
             drop = force_drop_mask.to(device=labels.device, dtype=torch.bool)
         return torch.where(drop, torch.full_like(labels, self.null_label_id), labels)
 
+    def _check_range(self, labels: torch.Tensor) -> None:
+        """`ConfigurationError` naming the first label outside the table's ids (CPU labels)."""
+        n = self.embedding_table.num_embeddings
+        bad = (labels < 0) | (labels >= n)
+        if labels.numel() == 0 or not bool(bad.any()):
+            return
+        i = int(bad.nonzero()[0])
+        null = f" ({self.num_classes} is the null class)" if self.null_token else ""
+        raise ConfigurationError(
+            f"labels must be class ids in [0, {n}){null}, got {int(labels[i])} at index {i}"
+        )
+
     def forward(
         self,
         labels: torch.Tensor,
@@ -208,12 +237,26 @@ class LabelEmbedder(nn.Module):
         force_drop_mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Embed ``labels`` ``(B,)`` -> ``(B, out_dim)``, dropping some when training or forced."""
+        """Embed ``labels`` ``(B,)`` -> ``(B, out_dim)``, dropping some when training or forced.
+
+        Labels on the CPU (the usual case: from a data loader or written by hand) are checked
+        to be ids of the table, ``0 <= y < num_classes`` (``<= num_classes`` with the null
+        class), at no device sync. Labels already on an accelerator are not: a range check
+        there costs a host sync per call, so an id out of range fails in the embedding
+        lookup (a device-side assert on CUDA).
+
+        Raises:
+            TypeError: ``labels`` not an integer tensor.
+            ConfigurationError: a CPU label outside the table's ids.
+        """
         if not isinstance(labels, torch.Tensor):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
             raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-        labels = labels.reshape(-1).to(self.embedding_table.weight.device)
+        labels = labels.reshape(-1)
+        if labels.device.type == "cpu":  # a host read of host memory: no device sync
+            self._check_range(labels)
+        labels = labels.to(self.embedding_table.weight.device)
         if (training and self.dropout_prob > 0) or force_drop_mask is not None:
             labels = self.maybe_drop_labels(
                 labels, force_drop_mask=force_drop_mask, generator=generator

@@ -1,0 +1,120 @@
+"""The sample metrics at extreme scales of float32 data, against float64 at the same inputs.
+
+Before the fix, float32 samples of scale 1e20 gave NaN (their squared distances overflow),
+of scale 1e-30 gave 0 or a ConfigurationError (they underflow), and a float32 sum of
+10^7 kernel values lost the difference `mmd2` and `energy_distance` are made of.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from torchebm.core.errors import NonFiniteError
+from torchebm.metrics import (
+    energy_distance,
+    kernel_two_sample_test,
+    median_bandwidth,
+    mmd2,
+    sliced_wasserstein,
+)
+
+F32, F64 = torch.float32, torch.float64
+EPS32 = torch.finfo(F32).eps
+SCALES = [1e-30, 1e-20, 1.0, 1e20, 1e37]
+
+
+def _samples(n=100, m=80, d=3):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g, dtype=F64)
+    return x, torch.randn(m, d, generator=g, dtype=F64) + 0.3
+
+
+# float32 rounds each coordinate to EPS32 relative; a kernel value or a distance between the
+# normalised samples (|coordinates| <= 1, d = 3) carries a few such errors, each term of the
+# metrics as well: 64 EPS32 (7.6e-6) bounds them with room, absolute for mmd2 (its terms are
+# kernel values <= 1) and relative for the metrics in the data's units.
+TOL = 64 * EPS32
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("bandwidth", ["median", 1.5, "relative"])
+def test_float32_mmd2_is_float64_mmd2_at_every_scale(scale, bandwidth):
+    x, y = _samples()
+    x, y = x * scale, y * scale
+    bw = 1.5 * scale if bandwidth == "relative" else bandwidth
+    for estimator in ("unbiased", "biased"):
+        got = mmd2(x.float(), y.float(), bandwidth=bw, estimator=estimator)
+        ref = mmd2(x, y, bandwidth=bw, estimator=estimator)
+        assert got.dtype == F32 and math.isfinite(float(got))
+        assert abs(float(got) - float(ref)) <= TOL, (scale, bandwidth, estimator)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_float32_energy_distance_and_median_scale_with_the_data(scale):
+    x, y = _samples()
+    ref_ed, ref_h = float(energy_distance(x, y)), float(median_bandwidth(x, y))
+    xs, ys = (x * scale).float(), (y * scale).float()
+    ed = energy_distance(xs, ys)
+    assert ed.dtype == F32
+    assert float(ed) == pytest.approx(ref_ed * scale, rel=TOL)
+    assert float(median_bandwidth(xs, ys)) == pytest.approx(ref_h * scale, rel=TOL)
+    assert float(energy_distance(x * scale, y * scale)) == pytest.approx(ref_ed * scale, rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_float32_sliced_wasserstein_scales_with_the_data(scale):
+    # the directions are drawn in the data's dtype: compare float32 with float32 at scale 1
+    x, y = _samples()
+    ref = float(
+        sliced_wasserstein(x.float(), y.float(), generator=torch.Generator().manual_seed(0))
+    )
+    got = sliced_wasserstein(
+        (x * scale).float(), (y * scale).float(), generator=torch.Generator().manual_seed(0)
+    )
+    assert float(got) == pytest.approx(ref * scale, rel=TOL)
+
+
+def test_the_permutation_test_is_scale_free():
+    x, y = _samples()
+    ref = kernel_two_sample_test(
+        x, y, n_permutations=50, generator=torch.Generator().manual_seed(0)
+    )
+    for scale in (1e-30, 1e20):
+        r = kernel_two_sample_test(
+            (x * scale).float(),
+            (y * scale).float(),
+            n_permutations=50,
+            generator=torch.Generator().manual_seed(0),
+        )
+        assert abs(float(r.statistic) - float(ref.statistic)) <= TOL
+        assert float(r.bandwidth) == pytest.approx(float(ref.bandwidth) * scale, rel=TOL)
+
+
+def test_float32_sums_keep_a_small_mmd_and_energy_distance():
+    # 4000 x 8: the metrics are ~1e-4 of their O(1) terms, so a float32 sum of the 1.6e7
+    # terms (relative error ~ EPS32 of the total) was off by ~5e-4 of the result
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 8, generator=g, dtype=F64)
+    y = torch.randn(4000, 8, generator=g, dtype=F64) * 1.01
+    for f, kw in ((mmd2, {"bandwidth": 3.0}), (energy_distance, {})):
+        got, ref = float(f(x.float(), y.float(), **kw)), float(f(x, y, **kw))
+        assert abs(got - ref) <= 16 * EPS32 * abs(ref), f.__name__
+
+
+def test_a_result_beyond_the_dtype_is_an_error_not_inf():
+    x = torch.full((2, 1), 3e38)
+    with pytest.raises(
+        NonFiniteError, match=r"energy_distance .* beyond the range of torch.float32"
+    ):
+        energy_distance(x, -x)
+    assert float(energy_distance(x.double(), -x.double())) == pytest.approx(2 * 6e38, rel=1e-6)
+
+
+def test_samples_without_features_are_still_at_distance_zero():
+    x, y = torch.zeros(3, 0), torch.zeros(4, 0)
+    assert float(mmd2(x, y, bandwidth=1.0)) == 0.0
+    assert float(energy_distance(x, y)) == 0.0
+    assert float(sliced_wasserstein(x, y)) == 0.0

@@ -1,0 +1,112 @@
+"""Model entry points name a bad input instead of torch's traceback from deep inside.
+
+Before the fix: `TimeConditionedMLP` with an input of the wrong width failed in `addmm`
+("mat1 and mat2 shapes cannot be multiplied"), `DiT` with float64 images in the
+convolution ("Input type (double) and bias type (float)"), `MLPEnergy` with float64 input
+in `addmm`, a label out of range in `nn.Embedding` ("index out of range in self") and
+`BaseModel.gradient([...])` with an `AttributeError`.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchebm.core import BaseModel
+from torchebm.core.errors import ConfigurationError, ShapeError
+from torchebm.models import DiT, MLPEnergy, TimeConditionedMLP
+from torchebm.models.components import LabelEmbedder
+
+
+def _dit(**kw):
+    torch.manual_seed(0)
+    return DiT(input_size=8, in_channels=3, patch_size=2, embed_dim=16, depth=1, num_heads=2, **kw)
+
+
+@pytest.mark.parametrize("conditioning", ["adaln_zero", "concat"])
+def test_time_conditioned_mlp_names_a_bad_input(conditioning):
+    net = TimeConditionedMLP(in_dim=2, hidden_dim=16, depth=1, conditioning=conditioning)
+    t = torch.rand(4)
+    for bad in (torch.randn(4, 3), torch.randn(4, 2, 2), torch.randn(4)):
+        shape = str(tuple(bad.shape)).replace("(", r"\(").replace(")", r"\)")
+        with pytest.raises(
+            ShapeError, match=rf"TimeConditionedMLP expects x of shape \(B, 2\), got {shape}"
+        ):
+            net(bad, t)
+    with pytest.raises(TypeError, match=r"dtype torch.float32, got torch.float64.*model.to"):
+        net(torch.randn(4, 2, dtype=torch.float64), t)
+    with pytest.raises(TypeError, match="expects x to be a torch.Tensor, got list"):
+        net([[0.0, 1.0]], t)
+    assert net.double()(torch.randn(4, 2, dtype=torch.float64), t.double()).dtype == torch.float64
+
+
+def test_dit_names_a_bad_input():
+    net, t = _dit(), torch.rand(2)
+    with pytest.raises(
+        ShapeError, match=r"DiT expects x of shape \(B, 3, \*, \*\), got \(3, 8, 8\)"
+    ):
+        net(torch.randn(3, 8, 8), t)
+    with pytest.raises(ShapeError, match=r"got \(2, 8, 8, 3\)"):  # channels last
+        net(torch.randn(2, 8, 8, 3), t)
+    with pytest.raises(TypeError, match="parameters' dtype torch.float32, got torch.float64"):
+        net(torch.randn(2, 3, 8, 8, dtype=torch.float64), t)
+    with pytest.raises(
+        TypeError, match=r"got torch.int64: cast the input \(x.to\(torch.float32\)\)$"
+    ):
+        net(torch.zeros(2, 3, 8, 8, dtype=torch.long), t)
+
+
+def test_autocast_still_takes_float32_input_into_low_precision_weights():
+    net, x = _dit(num_classes=4).to(torch.bfloat16), torch.randn(2, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net(x, torch.rand(2), torch.tensor([1, 2])).shape == x.shape
+        assert MLPEnergy(2, (8,)).to(torch.bfloat16)(torch.randn(4, 2)).shape == (4,)
+
+
+def test_mlp_energy_names_a_float64_input_and_its_gradient_too():
+    energy = MLPEnergy(2, (8,))
+    x = torch.randn(4, 2, dtype=torch.float64)
+    for call in (energy, energy.gradient):
+        with pytest.raises(
+            TypeError,
+            match="MLPEnergy expects x of its parameters' dtype torch.float32, got torch.float64",
+        ):
+            call(x)
+    assert energy.double().gradient(x).dtype == torch.float64
+
+
+@pytest.mark.parametrize("null_token", [False, True])
+def test_labels_out_of_range_are_named(null_token):
+    emb = LabelEmbedder(4, 8, null_token=null_token)
+    top = 4 + null_token  # ids 0..3, and 4 when the table has the null class
+    assert emb(torch.arange(top), training=False).shape == (top, 8)
+    for bad, at in ((torch.tensor([1, top]), 1), (torch.tensor([-1, 2]), 0)):
+        with pytest.raises(
+            ConfigurationError,
+            match=rf"labels must be class ids in \[0, {top}\).* got {int(bad[at])} at index {at}",
+        ):
+            emb(bad, training=False)
+
+
+def test_dit_labels_out_of_range_are_named():
+    net = _dit(num_classes=4)
+    x, t = torch.randn(2, 3, 8, 8), torch.rand(2)
+    assert net(x, t, torch.tensor([4, 0])).shape == x.shape  # 4: the null class
+    with pytest.raises(
+        ConfigurationError, match=r"\[0, 5\) \(4 is the null class\), got 7 at index 0"
+    ):
+        net(x, t, torch.tensor([7, 1]))
+
+
+def test_base_model_gradient_names_a_non_tensor():
+    class Quadratic(BaseModel):
+        def forward(self, x):
+            return 0.5 * x.square().sum(-1)
+
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        Quadratic().gradient([[0.0, 1.0]])
+    with pytest.raises(ShapeError, match="got a scalar"):
+        Quadratic().gradient(torch.tensor(1.0))
+    x = torch.tensor([[0.5, -1.0]])
+    torch.testing.assert_close(Quadratic().gradient(x), x)
+    torch.testing.assert_close(Quadratic().gradient(x[0]), x[0])  # one sample, 1-D

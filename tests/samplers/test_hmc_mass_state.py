@@ -1,0 +1,73 @@
+"""HamiltonianMonteCarlo's tensor mass is part of its state dict.
+
+Before the fix it was a non-persistent buffer: a saved and reloaded sampler silently kept
+the mass it was constructed with. State dicts without it (torchebm 0.8.9, earlier versions
+of this sampler, or a scalar mass) still load with ``strict=True`` and keep the current mass.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from torchebm.core import GaussianModel
+from torchebm.samplers import HamiltonianMonteCarlo
+
+STRICT_HOOK = hasattr(nn.Module, "register_load_state_dict_pre_hook")  # torch >= 2.5
+
+
+def _hmc(mass):
+    model = GaussianModel(torch.zeros(2), torch.diag(torch.tensor([1.0, 4.0])))
+    return HamiltonianMonteCarlo(model, step_size=0.2, n_leapfrog_steps=3, mass=mass)
+
+
+def _roundtrip(state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def _draw(sampler):
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    return sampler.sample(x=x, n_steps=4, generator=torch.Generator().manual_seed(1))
+
+
+def test_a_tensor_mass_is_saved_and_restored():
+    saved = _hmc(torch.tensor([1.0, 4.0]))
+    state = _roundtrip(saved.state_dict())
+    assert torch.equal(state["_mass"], torch.tensor([1.0, 4.0]))
+    other = _hmc(torch.tensor([1.0, 1.0]))
+    other.load_state_dict(state)  # strict
+    assert torch.equal(other.mass, torch.tensor([1.0, 4.0]))
+    assert torch.equal(_draw(other), _draw(saved))
+
+
+def test_the_mass_follows_a_nested_sampler():
+    outer = nn.ModuleDict({"hmc": _hmc(torch.tensor([2.0, 3.0]))})
+    fresh = nn.ModuleDict({"hmc": _hmc(torch.tensor([1.0, 1.0]))})
+    fresh.load_state_dict(_roundtrip(outer.state_dict()))
+    assert torch.equal(fresh["hmc"].mass, torch.tensor([2.0, 3.0]))
+
+
+@pytest.mark.parametrize("strict", [False] + ([True] if STRICT_HOOK else []))
+def test_a_state_dict_without_the_mass_keeps_the_current_one(strict):
+    # what torchebm 0.8.9 and earlier versions of this sampler wrote: no "_mass" entry
+    old = _hmc(torch.tensor([1.0, 4.0])).state_dict()
+    old.pop("_mass", None)
+    current = torch.tensor([3.0, 0.5])
+    sampler = _hmc(current)
+    result = sampler.load_state_dict(old, strict=strict)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert torch.equal(sampler.mass, current)
+    assert torch.equal(_draw(sampler), _draw(_hmc(current)))
+
+
+def test_a_scalar_mass_state_dict_loads_into_a_tensor_mass_sampler():
+    sampler = _hmc(torch.tensor([3.0, 0.5]))
+    sampler.load_state_dict(_hmc(2.0).state_dict(), strict=STRICT_HOOK)
+    assert torch.equal(sampler.mass, torch.tensor([3.0, 0.5]))
+    assert "_mass" not in _hmc(2.0).state_dict() and _hmc(2.0).mass == 2.0
