@@ -42,8 +42,29 @@ from torchebm.flows._utils import (
 )
 from torchebm.integrators import EulerMaruyamaIntegrator
 from torchebm.integrators._checked import checked_inputs
+from torchebm.integrators._compat_089 import Old089, accept_089_pickle
 
 __all__ = ["EnergyMatchingLoss"]
+
+
+def _sampler_089(old: Old089) -> dict[str, Any]:
+    """Override for a loss pickled whole by torchebm 0.8.9: for ``sampler=None`` it built a
+    ``LangevinDynamics(model, step_size=langevin_dt)`` (Euler-Maruyama, its ``noise_scale``
+    the loss's own schedules), whose chains this loss now runs itself: ``sampler=None``."""
+    s = old.get("sampler")
+    if type(s).__name__ != "LangevinDynamics":
+        return {}
+    noise = s.get_schedulers().get("noise_scale")
+    default = (
+        s.model is old.get("model")
+        and s.clamp is None
+        and type(s.integrator) is EulerMaruyamaIntegrator
+        and s.step_size == old.get("langevin_dt")
+        and (
+            any(noise is old.get(k) for k in ("_noise_sweep", "_noise_const")) or s.noise_scale == 1
+        )
+    )
+    return {"sampler": None} if default else {}
 
 
 class EnergyMatchingLoss(FlowObjective, BaseLoss):
@@ -117,6 +138,9 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         Balcerak et al., "Energy Matching: Unifying Flow Matching and Energy-Based Models
         for Generative Modeling", 2025.
     """
+
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("conditioning", _sampler_089)
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ from torchebm.core.errors import (
 )
 from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import LossTimeSampler, check_loss_weight_fn
+from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = [
@@ -285,6 +286,7 @@ class FlowObjective:
     time_sampler: LossTimeSampler
     #: Optional per-sample weight ``w(t)`` of the loss.
     loss_weight_fn: Callable[[torch.Tensor], torch.Tensor] | None
+    __setstate__ = accept_089_pickle("conditioning")  # losses pickled whole by torchebm 0.8.9
 
     def _set_flow_parts(
         self,

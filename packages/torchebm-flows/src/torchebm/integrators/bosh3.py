@@ -1,5 +1,5 @@
 """0.8.9 import path `torchebm.integrators.bosh3`; new code imports these names from `torchebm.integrators`."""
 
-from torchebm.integrators import Bosh3Integrator
+from torchebm.integrators import BaseRungeKuttaIntegrator, Bosh3Integrator
 
-__all__ = ["Bosh3Integrator"]
+__all__ = ["Bosh3Integrator", "BaseRungeKuttaIntegrator"]

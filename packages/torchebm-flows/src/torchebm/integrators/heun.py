@@ -1,5 +1,5 @@
 """0.8.9 import path `torchebm.integrators.heun`; new code imports these names from `torchebm.integrators`."""
 
-from torchebm.integrators import HeunIntegrator
+from torchebm.integrators import BaseSDERungeKuttaIntegrator, HeunIntegrator
 
-__all__ = ["HeunIntegrator"]
+__all__ = ["HeunIntegrator", "BaseSDERungeKuttaIntegrator"]

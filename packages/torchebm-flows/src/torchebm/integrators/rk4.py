@@ -1,5 +1,5 @@
 """0.8.9 import path `torchebm.integrators.rk4`; new code imports these names from `torchebm.integrators`."""
 
-from torchebm.integrators import RK4Integrator, RK438Integrator
+from torchebm.integrators import BaseRungeKuttaIntegrator, RK4Integrator, RK438Integrator
 
-__all__ = ["RK438Integrator", "RK4Integrator"]
+__all__ = ["RK438Integrator", "RK4Integrator", "BaseRungeKuttaIntegrator"]

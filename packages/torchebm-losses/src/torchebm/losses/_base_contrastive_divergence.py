@@ -25,6 +25,7 @@ from torchebm.core.errors import (
     check_probability,
 )
 from torchebm.flows._utils import checked_loss, loss_conditioning
+from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.losses._positional_089 import split_dtype
 
 __all__ = ["BaseContrastiveDivergence"]
@@ -144,6 +145,7 @@ class BaseContrastiveDivergence(BaseLoss):
 
     model: Any
     sampler: Any
+    __setstate__ = accept_089_pickle("conditioning")  # losses pickled whole by torchebm 0.8.9
     # None until the first persistent call, initialize_buffer() or a state_dict load
     replay_buffer: torch.Tensor
     buffer_age: torch.Tensor

@@ -18,6 +18,7 @@ from torchebm.core import BaseLoss, ScheduledParameter
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_energies, check_int
 from torchebm.flows._utils import checked_loss, loss_conditioning
+from torchebm.integrators._compat_089 import accept_089_pickle
 
 __all__ = ["BaseScoreMatching"]
 
@@ -64,6 +65,7 @@ class BaseScoreMatching(BaseLoss):
     """
 
     model: Any
+    __setstate__ = accept_089_pickle("conditioning")  # losses pickled whole by torchebm 0.8.9
 
     def __init__(
         self,

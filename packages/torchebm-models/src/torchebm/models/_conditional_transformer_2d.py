@@ -18,7 +18,12 @@ from torchebm.models.components import (
     MLPTimestepEmbedder,
     build_2d_sincos_pos_embed,
 )
-from torchebm.models.components._compat_089 import accept_089_keys
+from torchebm.models.components._compat_089 import (
+    accept_089_keys,
+    accept_089_pickle,
+    transformer_2d_kwargs,
+    zero_089_pos_embed,
+)
 from torchebm.models.components._transformer import cond_width
 
 __all__ = ["ConditionalTransformer2D"]
@@ -80,6 +85,9 @@ class ConditionalTransformer2D(TorchEBMModule):
         Interpolant Transformers", ECCV 2024.
     """
 
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("x_embedder", transformer_2d_kwargs)
+
     def __init__(
         self,
         *,
@@ -134,6 +142,7 @@ class ConditionalTransformer2D(TorchEBMModule):
         else:
             self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, self.embed_dim))
             nn.init.normal_(self.pos_embed, std=0.02)
+            self.register_load_state_dict_pre_hook(zero_089_pos_embed)  # before the renames
         self.t_embedder = (
             MLPTimestepEmbedder(self.cond_dim, frequency_embedding_size) if time_embedding else None
         )

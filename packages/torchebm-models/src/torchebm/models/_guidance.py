@@ -8,13 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core import TorchEBMModule, substitute_condition
+from torchebm.core import BaseModel, substitute_condition
 from torchebm.core.errors import ConfigurationError, check_int
 
 __all__ = ["ClassifierFreeGuidance"]
 
 
-class ClassifierFreeGuidance(TorchEBMModule):
+class ClassifierFreeGuidance(BaseModel):
     r"""Classifier-free guidance around a conditional field ``model(x, t, y=y)``.
 
     $$ f_w(x, t, y) = f(x, t, \varnothing) + w\,\big(f(x, t, y) - f(x, t, \varnothing)\big), $$
@@ -26,6 +26,10 @@ class ClassifierFreeGuidance(TorchEBMModule):
     field and ``w = 1`` the conditional one (one call each); without ``y`` the model is
     called unguided. With ``guide_channels`` only the leading channels are guided and the
     rest are taken from the unconditional output (e.g. DiT's learned variances).
+
+    It is a [`BaseModel`][torchebm.core.BaseModel], as in torchebm 0.8.9: around a
+    conditional *energy* (output ``(B,)``), ``gradient(x, model_kwargs={"y": y})`` is the
+    guided energy's gradient, so the MCMC samplers sample the guided energy.
 
     This is the general wrapper; `LabelClassifierFreeGuidance` is the label-id special case.
 

@@ -1,3 +1,5 @@
-"""0.8.9 import path `torchebm.models.backbone` (empty in 0.8.9 too); models live in `torchebm.models`."""
+"""0.8.9 import path `torchebm.models.backbone` (its base class `_ConditionalBackbone` was private); the embedders it imported are importable from it as in 0.8.9; new code imports them from `torchebm.models`."""
 
-__all__: list[str] = []
+from torchebm.models.components import LabelEmbedder, MLPTimestepEmbedder
+
+__all__ = ["LabelEmbedder", "MLPTimestepEmbedder"]

@@ -29,12 +29,14 @@ from torchebm.core.errors import (
     check_non_negative,
 )
 from torchebm.integrators import resolve_integrator
+from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.interpolants import (
     CosineInterpolant,
     LinearInterpolant,
     VariancePreservingInterpolant,
     resolve_interpolant,
 )
+from torchebm.samplers._compat_089 import flow_overrides
 
 if TYPE_CHECKING:
     from torchebm.core import SamplerContext
@@ -206,6 +208,7 @@ class FlowSampler(BaseSampler):
     #: Default number of grid steps in ``mode="sde"``.
     default_sde_n_steps: ClassVar[int] = 250
     diagnostic_keys = ("mean", "var", "t")
+    __setstate__ = accept_089_pickle("nan_policy", flow_overrides)  # 0.8.9 whole pickles
 
     def __init__(
         self,
@@ -555,11 +558,11 @@ class FlowSampler(BaseSampler):
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         r"""Integrate from ``x`` (default: standard normal noise ``(n_samples, *dim)``).
 
-        Same contract as [`BaseSampler.sample`][torchebm.core.BaseSampler.sample] (``y=`` included). Other bare keyword arguments are deprecated
-        conditioning (merged into ``model_kwargs``, which wins on a clash; one
-        ``DeprecationWarning``); keywords of the removed API (``mode``, ``shape``,
-        ``method``, ``atol``, ``num_steps``, ``z``, ...) raise ``TypeError`` with the
-        replacement.
+        Same contract as [`BaseSampler.sample`][torchebm.core.BaseSampler.sample]
+        (``y=`` included). Other bare keyword arguments are deprecated conditioning (merged
+        into ``model_kwargs``, which wins on a clash; one ``DeprecationWarning``); keywords
+        of the removed API (``mode``, ``shape``, ``method``, ``atol``, ``num_steps``,
+        ``z``, ...) raise ``TypeError`` with the replacement.
         """
         if legacy_model_kwargs:
             removed = sorted(k for k in legacy_model_kwargs if k in _REMOVED_SAMPLE_KWARGS)

@@ -21,6 +21,7 @@ from torchebm.core import (
 )
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import check_positive, check_probability
+from torchebm.integrators._compat_089 import accept_089_pickle
 
 __all__ = ["GradientDescentSampler", "NesterovSampler", "DescentState"]
 
@@ -47,6 +48,8 @@ def _grad_norm(g: torch.Tensor) -> torch.Tensor:
 
 class _DescentBase(BaseSampler):
     """Shared parts of the descent samplers: ``step_size`` and the adaptive-compute stop rule."""
+
+    __setstate__ = accept_089_pickle("nan_policy")  # samplers pickled whole by torchebm 0.8.9
 
     def __init__(
         self,

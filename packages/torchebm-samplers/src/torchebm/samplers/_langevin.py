@@ -23,8 +23,10 @@ from torchebm.core import (
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, check_clamp
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
+from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
 from torchebm.samplers._compat import resolve_model
+from torchebm.samplers._compat_089 import langevin_overrides
 
 __all__ = ["LangevinDynamics", "LangevinState", "langevin_update"]
 
@@ -172,6 +174,7 @@ class LangevinDynamics(BaseSampler):
     integrator: BaseSDERungeKuttaIntegrator
     clamp: tuple[float, float] | None
     backend: str
+    __setstate__ = accept_089_pickle("nan_policy", langevin_overrides)  # 0.8.9 pickles
 
     def __init__(
         self,

@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from torchebm.core.errors import check_int
-from torchebm.models.components._compat_089 import accept_089_keys
+from torchebm.models.components._compat_089 import (
+    accept_089_keys,
+    accept_089_pickle,
+    head_kwargs,
+    mlp_block_kwargs,
+)
 from torchebm.models.components._transformer import (
     FeedForward,
     adaln_chunks,
@@ -45,6 +50,9 @@ class AdaLNZeroMLPBlock(nn.Module):
     References:
         Peebles & Xie, "Scalable Diffusion Models with Transformers" (DiT), ICCV 2023.
     """
+
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("adaLN_modulation", mlp_block_kwargs)
 
     def __init__(
         self,
@@ -86,6 +94,9 @@ class AdaLNZeroLinearHead(nn.Module):
     References:
         Peebles & Xie, "Scalable Diffusion Models with Transformers" (DiT), ICCV 2023.
     """
+
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("adaLN_modulation", head_kwargs)
 
     def __init__(
         self, *, embed_dim: int, cond_dim: int | None = None, out_dim: int, eps: float = 1e-6

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from torchebm.core.errors import ShapeError, check_int, check_tensor
+from torchebm.models.components._compat_089 import accept_089_pickle, patch_embed_kwargs
 
 __all__ = ["patchify2d", "unpatchify2d", "ConvPatchEmbed2d"]
 
@@ -112,6 +113,9 @@ class ConvPatchEmbed2d(nn.Module):
     References:
         Dosovitskiy et al., "An Image is Worth 16x16 Words" (ViT), ICLR 2021.
     """
+
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("embed_dim", patch_embed_kwargs)
 
     def __init__(self, *, in_channels: int, embed_dim: int, patch_size: int):
         super().__init__()

@@ -10,7 +10,14 @@ from torch import nn
 
 from torchebm.core import renamed_kwargs
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
-from torchebm.models.components._compat_089 import accept_089_keys
+from torchebm.models.components._compat_089 import (
+    accept_089_keys,
+    accept_089_pickle,
+    attention_kwargs,
+    block_kwargs,
+    feed_forward_kwargs,
+    head_kwargs,
+)
 from torchebm.models.components._patch import unpatchify2d
 
 __all__ = [
@@ -97,6 +104,9 @@ class FeedForward(nn.Module):
         torch.Size([2, 5, 16])
     """
 
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("fc1", feed_forward_kwargs)
+
     def __init__(
         self,
         embed_dim: int,
@@ -143,6 +153,9 @@ class MultiheadSelfAttention(nn.Module):
     References:
         Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
     """
+
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("proj", attention_kwargs)
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0):
         super().__init__()
@@ -207,6 +220,9 @@ class AdaLNZeroBlock(nn.Module):
         Peebles & Xie, "Scalable Diffusion Models with Transformers" (DiT), ICCV 2023.
     """
 
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("adaLN_modulation", block_kwargs)
+
     def __init__(
         self,
         *,
@@ -260,6 +276,9 @@ class AdaLNZeroPatchHead(nn.Module):
     References:
         Peebles & Xie, "Scalable Diffusion Models with Transformers" (DiT), ICCV 2023.
     """
+
+    # objects pickled whole by torchebm 0.8.9
+    __setstate__ = accept_089_pickle("adaLN_modulation", head_kwargs)
 
     def __init__(
         self,

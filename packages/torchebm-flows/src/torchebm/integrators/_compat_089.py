@@ -1,0 +1,218 @@
+r"""Samplers, losses and integrators that torchebm 0.8.9 pickled whole keep working here.
+
+``torch.save(sampler)`` pickles the object's ``__dict__``; unpickling restores it without
+calling ``__init__``, so an object saved by 0.8.9 would carry 0.8.9's attributes and fail
+on first use. The classes set ``__setstate__ = accept_089_pickle(marker, overrides)``. A
+state without ``marker`` (an attribute this version always sets) is 0.8.9's; the object
+is then rebuilt:
+
+1. the constructor of its first TorchEBM class runs with the arguments read back from
+   the old attributes of the same names (or of the names 0.8.9 used: ``_norm``,
+   ``prediction_type``, ...), schedulers by their names, the model, sampler and
+   integrator as the unpickled objects themselves, dtype and device from the probe
+   buffer, corrected by ``overrides`` where 0.8.9 stored an argument in another form;
+2. each old submodule replaces the new one of the same name and class, so objects shared
+   in the pickle (a model held by a loss and by its sampler) stay shared;
+3. the other parameters and buffers load with ``load_state_dict(assign=True)`` (whose
+   pre-hooks rename 0.8.9 keys; tensors this version has no place for are dropped);
+4. the train/eval flags, frozen parameters, mixed-precision settings and, for a user's
+   subclass, the attributes and submodules it added are carried over.
+
+So the object equals a freshly constructed one holding the same weights. Hooks a user
+registered on the 0.8.9 object are not carried over.
+
+Example:
+    >>> class MySampler(BaseSampler):  # doctest: +SKIP
+    ...     __setstate__ = accept_089_pickle("nan_policy")
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from torchebm.core import warn_once
+from torchebm.core.errors import ConfigurationError
+
+__all__ = ["OMIT", "Old089", "accept_089_pickle", "tableau_from_properties"]
+
+#: An ``overrides`` value meaning "do not pass this argument" (its default applies).
+OMIT: Any = object()
+
+#: constructor argument -> the 0.8.9 attribute that held it under another name
+_OLD_NAMES = {
+    "norm": "_norm",
+    "prediction": "prediction_type",
+    "functional_model": "_functional_model",
+    "check_conditioning": "_condition_check_pending",  # False once checked, or never
+}
+_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_PRECISION = ("use_mixed_precision", "autocast_available", "_amp_dtype")
+
+
+class Old089:
+    """Read access to the ``__dict__`` of an object pickled by torchebm 0.8.9.
+
+    Args:
+        state: The unpickled ``__dict__``.
+    """
+
+    def __init__(self, state: dict[str, Any]):
+        self.state = state
+
+    def _tables(self) -> tuple[dict[str, Any], ...]:
+        s = self.state
+        return (s, s.get("_modules") or {}, s.get("schedulers") or {})
+
+    def has(self, name: str) -> bool:
+        """Whether the object had an attribute, submodule or scheduler called ``name``."""
+        return any(name in table for table in self._tables())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Its attribute, else submodule, else scheduler called ``name``."""
+        return next((t[name] for t in self._tables() if name in t), default)
+
+    def tensors(self) -> dict[str, Any]:
+        """Its own parameters and persistent buffers (the non-``None`` ones)."""
+        skip = self.state.get("_non_persistent_buffers_set") or set()
+        found = dict(self.state.get("_parameters") or {})
+        found.update((k, b) for k, b in (self.state.get("_buffers") or {}).items() if k not in skip)
+        return {k: v for k, v in found.items() if v is not None}
+
+    def placement(self) -> dict[str, Any]:
+        """``device`` and ``dtype`` of its probe buffer (the constructor's), if it had one."""
+        probe = (self.state.get("_buffers") or {}).get("_torchebm_probe")
+        return {} if probe is None else {"device": probe.device, "dtype": probe.dtype}
+
+
+def accept_089_pickle(
+    marker: str, overrides: Callable[[Old089], dict[str, Any]] | None = None
+) -> Callable[[Any, dict[str, Any]], None]:
+    """A ``__setstate__`` that rebuilds an object pickled by torchebm 0.8.9 (module docstring).
+
+    Args:
+        marker: An attribute that this version's constructor always sets and 0.8.9's did not.
+        overrides: Constructor arguments that 0.8.9 stored under another name or form,
+            read from the old state (they win over the arguments found by name; ``OMIT``
+            leaves one out).
+    """
+
+    def __setstate__(self: Any, state: dict[str, Any]) -> None:
+        owner: type[Any] = next(
+            c for c in type(self).__mro__ if vars(c).get("__setstate__") is __setstate__
+        )
+        old = Old089(state)
+        if marker in state:
+            super(owner, self).__setstate__(state)
+        else:
+            _rebuild(self, old, overrides(old) if overrides is not None else {})
+
+    return __setstate__
+
+
+def _constructor_kwargs(init: Callable[..., Any], old: Old089, overrides: dict) -> dict:
+    params = inspect.signature(init).parameters
+    names = [n for n, p in params.items() if p.kind in _KINDS and n != "self"]
+    found = {n: n if old.has(n) else _OLD_NAMES.get(n, "") for n in names}
+    kwargs = {n: old.get(name) for n, name in found.items() if old.has(name)}
+    kwargs.update({k: v for k, v in old.placement().items() if k in names})
+    kwargs.update(overrides)
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return {k: v for k, v in kwargs.items() if v is not OMIT and (open_ended or k in names)}
+
+
+def _rebuild(obj: Any, old: Old089, overrides: dict[str, Any]) -> None:
+    cls: type[Any] = next(c for c in type(obj).__mro__ if c.__module__.startswith("torchebm."))
+    cls.__init__(obj, **_constructor_kwargs(cls.__init__, old, overrides))
+    children = {k: m for k, m in (old.state.get("_modules") or {}).items() if m is not None}
+    current = dict(obj.named_children())
+    kept = {k for k, m in children.items() if type(current.get(k)) is type(m)}
+    for name in kept:
+        setattr(obj, name, children[name])
+    if type(obj) is not cls:  # a user's subclass: what it added to the 0.8.9 class
+        kept |= _adopt_additions(obj, old, {k: m for k, m in children.items() if k not in current})
+    tensors = old.tensors()
+    for name, child in children.items():
+        if name not in kept:
+            tensors.update((f"{name}.{k}", v) for k, v in child.state_dict(keep_vars=True).items())
+    frozen = {
+        id(t) for t in tensors.values() if isinstance(t, nn.Parameter) and not t.requires_grad
+    }
+    missing = obj.load_state_dict(tensors, strict=False, assign=True).missing_keys
+    _check_loaded(obj, missing, kept)
+    for p in obj.parameters():
+        if id(p) in frozen:
+            p.requires_grad_(False)
+    reused = {id(m) for name in kept for m in children[name].modules()}
+    for m in obj.modules():
+        if id(m) not in reused:
+            m.training = bool(old.state.get("training", True))
+    for name in _PRECISION:
+        if name in old.state and hasattr(obj, name):
+            setattr(obj, name, old.state[name])
+
+
+def _check_loaded(obj: nn.Module, missing: list[str], kept: set[str]) -> None:
+    """Every parameter of the rebuilt object holds a value from the pickle (a 0.8.9 state
+    that this upgrade does not map raises instead of keeping a fresh initialisation)."""
+    params = {name for name, _ in obj.named_parameters()}
+    fresh = [k for k in missing if k in params and k.split(".", 1)[0] not in kept]
+    if fresh:
+        raise ConfigurationError(
+            f"cannot upgrade the torchebm 0.8.9 pickle of {type(obj).__name__}: it holds no "
+            f"value for the parameters {fresh}"
+        )
+
+
+def _adopt_additions(obj: nn.Module, old: Old089, children: dict[str, nn.Module]) -> set[str]:
+    """Add the plain attributes, submodules, parameters and buffers a user's subclass set on
+    the 0.8.9 object; returns the names of the submodules added."""
+    for name, value in old.state.items():
+        if not name.startswith("_") and name not in vars(obj) and not hasattr(type(obj), name):
+            setattr(obj, name, value)
+    for name, child in children.items():
+        obj.add_module(name, child)
+    for name, tensor in old.tensors().items():
+        if hasattr(obj, name):
+            continue
+        if isinstance(tensor, nn.Parameter):
+            obj.register_parameter(name, tensor)
+        else:
+            obj.register_buffer(name, tensor)
+    return set(children)
+
+
+_TABLEAU = ("tableau_a", "tableau_b", "tableau_c", "error_weights", "order", "fsal")
+
+
+def tableau_from_properties(cls: type) -> None:
+    """A Runge-Kutta subclass written for torchebm 0.8.9 gave its tableau as properties;
+    this version reads class attributes: each such property becomes the class attribute it
+    returns, with one ``DeprecationWarning``.
+
+    Raises:
+        TypeError: a property that cannot be read without an instance's state.
+    """
+    found = [n for n in _TABLEAU if isinstance(vars(cls).get(n), property)]
+    if not found:
+        return
+    bare: Any = object.__new__(cls)  # the properties of 0.8.9's tableaux return constants
+    for name in found:
+        try:
+            value = vars(cls)[name].fget(bare)
+        except Exception as exc:
+            raise TypeError(
+                f"{cls.__name__}.{name} is a property that needs an instance; define it as a "
+                f"class attribute ({name} = ...)"
+            ) from exc
+        setattr(cls, name, value)
+    warn_once(
+        f"tableau-properties:{cls.__module__}.{cls.__qualname__}",
+        f"{cls.__name__} defines {', '.join(found)} as properties (torchebm 0.8.9); define "
+        "them as class attributes instead (e.g. tableau_b = (0.5, 0.5))",
+        DeprecationWarning,
+        stacklevel=4,
+    )
