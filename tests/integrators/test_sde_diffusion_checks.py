@@ -194,3 +194,16 @@ def test_adaptive_error_control_reads_no_graph():
         )
     (g,) = torch.autograd.grad(out["x"].sum(), th)
     torch.testing.assert_close(g, torch.tensor(-2 * math.exp(-1.0), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("how", ["step", "integrate"])
+def test_a_negative_tensor_noise_scale_is_rejected_like_a_number(how):
+    x = torch.zeros(3, 2)
+    bad = torch.tensor([0.5, -2.0, 1.0])
+    with pytest.raises(ConfigurationError, match=r"noise_scale must hold non-negative.*\[-2.0\]"):
+        _call(how, EulerMaruyamaIntegrator(), x, noise_scale=bad)
+    with checked_inputs():  # a sampler's loop: no host read, sigma enters squared
+        out = _call(how, EulerMaruyamaIntegrator(), x, noise_scale=bad)
+    assert torch.isfinite(out).all()
+    good = _call(how, EulerMaruyamaIntegrator(), x, noise_scale=bad.abs())
+    assert good.shape == x.shape

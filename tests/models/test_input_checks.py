@@ -110,3 +110,17 @@ def test_base_model_gradient_names_a_non_tensor():
     x = torch.tensor([[0.5, -1.0]])
     torch.testing.assert_close(Quadratic().gradient(x), x)
     torch.testing.assert_close(Quadratic().gradient(x[0]), x[0])  # one sample, 1-D
+
+
+def test_times_with_several_values_per_row_are_named():
+    """``t`` of shape (B, 2) used to be flattened into 2B embeddings (torch's broadcasting
+    error further on); (B,), (B, 1) and a 0-d time are the accepted forms."""
+    net = TimeConditionedMLP(in_dim=2, hidden_dim=16, depth=1)
+    x = torch.randn(4, 2)
+    with pytest.raises(ShapeError, match=r"t must hold one time per row.*\(4, 2\)"):
+        net(x, torch.rand(4, 2))
+    with pytest.raises(ShapeError, match=r"t must hold one time per row.*\(4, 2\)"):
+        _dit()(torch.randn(4, 3, 8, 8), torch.rand(4, 2))
+    t = torch.rand(4)
+    torch.testing.assert_close(net(x, t[:, None]), net(x, t))
+    torch.testing.assert_close(net(x, torch.tensor(0.3)), net(x, torch.full((4,), 0.3)))

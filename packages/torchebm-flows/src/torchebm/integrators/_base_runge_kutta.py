@@ -772,16 +772,10 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         if diffusion is not None:
             d = diffusion(x, t) if callable(diffusion) else _check_diffusion(diffusion)
         elif noise_scale is not None:
-            if isinstance(noise_scale, torch.Tensor):
-                d = noise_scale.square()
-            elif isinstance(noise_scale, (int, float)) and not isinstance(noise_scale, bool):
-                if not (math.isfinite(noise_scale) and noise_scale >= 0):
-                    raise ConfigurationError(
-                        f"noise_scale must be non-negative and finite, got {noise_scale!r}"
-                    )
-                d = float(noise_scale) ** 2
-            else:
+            if isinstance(noise_scale, bool) or not isinstance(noise_scale, _SCALE_TYPES):
                 raise TypeError(f"noise_scale must be a number or a tensor, got {noise_scale!r}")
+            s = _check_diffusion(noise_scale, "noise_scale")  # a negative sigma is a mistake
+            d = s.square() if isinstance(s, torch.Tensor) else float(s) ** 2
         else:
             return None
         if isinstance(d, torch.Tensor):
@@ -960,6 +954,9 @@ def _drop_089_tableau(module: Any, state_dict: dict, prefix: str, *_: Any) -> No
         state_dict.pop(prefix + name, None)
 
 
+_SCALE_TYPES = (torch.Tensor, int, float)
+
+
 def _check_diffusion(d: Any, name: str = "diffusion") -> Any:
     """A constant ``diffusion`` (or the tensor a callable returned to `step`): a number must
     be finite and >= 0 (a Python comparison); a tensor must hold finite values >= 0 (one host
@@ -977,7 +974,7 @@ def _check_diffusion(d: Any, name: str = "diffusion") -> Any:
     bad = torch.nonzero(~ok).flatten()[:8]
     raise ConfigurationError(
         f"{name} must hold non-negative finite values, got "
-        f"{d.detach().flatten()[bad].tolist()} at flat indices {bad.tolist()} of a diffusion "
+        f"{d.detach().flatten()[bad].tolist()} at flat indices {bad.tolist()} of a {name} "
         f"of shape {tuple(d.shape)}"
     )
 

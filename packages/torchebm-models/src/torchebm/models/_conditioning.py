@@ -86,7 +86,8 @@ def condition_vector(
 
     Raises:
         ValueError: none given, ``y`` without a label embedder, ``cond`` of the wrong width,
-            or a conditioning with another number of rows than ``batch`` (`ShapeError`).
+            a conditioning with another number of rows than ``batch``, or a ``t`` with more
+            than one value per row (`ShapeError`).
     """
     name = type(module).__name__
     for arg, value in (("t", t), ("y", y), ("cond", cond)):
@@ -96,6 +97,8 @@ def condition_vector(
                 f"{arg} must have one row per sample of x (batch {batch}) or a single row, "
                 f"got shape {tuple(value.shape)}"  # type: ignore[union-attr]
             )
+    if isinstance(t, torch.Tensor) and t.numel() != (t.shape[0] if t.ndim else 1):
+        raise ShapeError(f"t must hold one time per row, (B,) or (B, 1), got {tuple(t.shape)}")
     c = None
     if t is not None:
         c = cast(nn.Module, module.t_embedder)(t)
