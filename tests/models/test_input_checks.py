@@ -124,3 +124,34 @@ def test_times_with_several_values_per_row_are_named():
     t = torch.rand(4)
     torch.testing.assert_close(net(x, t[:, None]), net(x, t))
     torch.testing.assert_close(net(x, torch.tensor(0.3)), net(x, torch.full((4,), 0.3)))
+
+
+def test_velocity_and_transformer_name_a_float64_input():
+    from torchebm.models import ConditionalTransformer2D, MLPVelocity
+    from torchebm.models._mlp import fourier_time_features
+
+    v = MLPVelocity(input_dim=2, hidden_dims=(8,))
+    with pytest.raises(TypeError, match=r"MLPVelocity expects x of its parameters' dtype"):
+        v(torch.randn(4, 2, dtype=torch.float64), torch.rand(4))
+    ct = ConditionalTransformer2D(
+        in_channels=1,
+        out_channels=1,
+        input_size=4,
+        patch_size=2,
+        embed_dim=8,
+        depth=1,
+        num_heads=2,
+    )
+    with pytest.raises(TypeError, match=r"ConditionalTransformer2D expects x of its parameters"):
+        ct(torch.randn(2, 1, 4, 4, dtype=torch.float64), torch.rand(2))
+    with pytest.raises(ValueError, match="n_frequencies must be >= 0"):
+        fourier_time_features(torch.rand(3), -1)
+
+
+def test_label_guidance_checks_the_null_class_of_its_base():
+    from torchebm.models import LabelClassifierFreeGuidance
+
+    base = _dit(num_classes=5)  # null class id 5
+    with pytest.raises(ConfigurationError, match=r"null_label_id=4 differs .*DiT \(5\)"):
+        LabelClassifierFreeGuidance(base, null_label_id=4)
+    assert LabelClassifierFreeGuidance(base, null_label_id=5).null_label_id == 5

@@ -10,6 +10,7 @@ from torch import nn
 
 from torchebm.core import TorchEBMModule
 from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
+from torchebm.models._conditioning import check_input_dtype
 from torchebm.models.components import (
     AdaLNZeroBlock,
     AdaLNZeroPatchHead,
@@ -242,6 +243,7 @@ class ConditionalTransformer2D(TorchEBMModule):
             raise ShapeError(
                 f"x must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
             )
+        check_input_dtype(type(self).__name__, x, self.x_embedder.proj.weight.dtype)
         if cond is not None and t is not None:
             raise ValueError("give the conditioning once: positionally / as cond=, or as t=")
         c_in = cond if cond is not None else t

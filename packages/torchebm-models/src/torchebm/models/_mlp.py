@@ -163,6 +163,7 @@ def fourier_time_features(t: torch.Tensor, n_frequencies: int) -> torch.Tensor:
     Suited to flow times in $[0, 1]$: the slowest pair has period 2, each next one
     doubles the frequency. Returns ``(B, 1 + 2K)``.
     """
+    n_frequencies = check_int("n_frequencies", n_frequencies, minimum=0)
     t = t.reshape(-1, 1)
     if n_frequencies == 0:
         return t
@@ -463,6 +464,7 @@ class MLPVelocity(TorchEBMModule):
     def forward(self, x: torch.Tensor, t: Any = None) -> torch.Tensor:
         """Field at ``(x, t)``: ``x`` ``(B, input_dim)`` (or ``(B, ...)``) -> shaped like ``x``."""
         flat = _flatten_input(x, self.input_dim, type(self).__name__)
+        check_input_dtype(type(self).__name__, flat, self.dtype)
         if self.time_conditioned:
             if t is None:
                 raise ValueError(

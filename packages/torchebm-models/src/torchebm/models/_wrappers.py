@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseModel, Schedulable, ScheduledParameter, TorchEBMModule
-from torchebm.core.errors import ShapeError, check_in, check_int, check_positive
+from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_int, check_positive
 
 __all__ = ["LabelClassifierFreeGuidance", "EqMEnergy", "InteractionModel"]
 
@@ -68,6 +68,12 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
             raise TypeError(f"base must be a callable field, got {type(base).__name__}")
         self.base = base
         self.null_label_id = check_int("null_label_id", null_label_id, minimum=0)
+        own = getattr(base, "null_label_id", None)  # DiT and friends know their null class
+        if isinstance(own, int) and own != self.null_label_id:
+            raise ConfigurationError(
+                f"null_label_id={null_label_id} differs from the null class of the base "
+                f"{type(base).__name__} ({own})"
+            )
         # typed as object: typeshed's float is not a numbers.Real, which would make the
         # assignment below unreachable for mypy
         scale: object = cfg_scale
