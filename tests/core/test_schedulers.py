@@ -36,6 +36,13 @@ def seq(s, n):
             [0, 0, 0, math.sqrt(0.08), 0.4, 0.4],
         ),
         (lambda: ConstantScheduler(0.3), [0.3, 0.3, 0.3]),
+        # the floor holds at k = 0 too: max(min_value, start * r^k) for every k
+        (lambda: ExponentialDecayScheduler(0.5, 0.9, min_value=1.0), [1.0, 1.0, 1.0]),
+        # no warm-up steps: exactly the main schedule (it began at 0.1 * 1.0)
+        (
+            lambda: WarmupScheduler(LinearScheduler(1.0, 0.0, 4), 0, 0.1),
+            [1.0, 0.75, 0.5, 0.25, 0.0, 0.0],
+        ),
     ],
 )
 def test_sequences_match_reference(make, expected):
@@ -188,3 +195,13 @@ def test_a_scheduled_hyper_parameter_is_checked_like_a_number():
     # annealing to 0 stays allowed (a step of 0 is no step), and the values are the schedule's
     h = Holder(LinearScheduler(0.1, 0.0, n_steps=2), eps=ConstantScheduler(0.2))
     assert h.get_scheduled_value("step_size") == pytest.approx(0.1) and h.eps == 0.2
+
+
+def test_floor_and_no_warmup_survive_reset():
+    for s in (
+        ExponentialDecayScheduler(0.5, 0.9, min_value=1.0),
+        WarmupScheduler(LinearScheduler(1.0, 0.0, 4), 0, 0.1),
+    ):
+        first = seq(s, 4)
+        s.reset()
+        assert seq(s, 4) == first and first[0] == 1.0

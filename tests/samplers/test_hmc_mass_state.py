@@ -61,7 +61,9 @@ def test_a_state_dict_without_the_mass_keeps_the_current_one(strict):
     current = torch.tensor([3.0, 0.5])
     sampler = _hmc(current)
     result = sampler.load_state_dict(old, strict=strict)
-    assert not result.missing_keys and not result.unexpected_keys
+    # torch 2.4 has no public load pre-hook: a non-strict load reports the absent mass
+    assert result.missing_keys == ([] if STRICT_HOOK else ["_mass"])
+    assert not result.unexpected_keys
     assert torch.equal(sampler.mass, current)
     assert torch.equal(_draw(sampler), _draw(_hmc(current)))
 

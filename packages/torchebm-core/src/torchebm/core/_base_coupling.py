@@ -87,8 +87,10 @@ class BaseCoupling(ABC):
 
 
 def _squared_euclidean_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-    """Pairwise squared Euclidean distances of the flattened samples, divided by their max."""
-    a, b = x0.reshape(x0.shape[0], -1), x1.reshape(x1.shape[0], -1).to(x0.dtype)
+    """Pairwise squared Euclidean distances of the flattened samples, divided by their max
+    (in float32 at least: ``cdist`` has no float16/bfloat16 kernel on the CPU)."""
+    a = x0.reshape(x0.shape[0], -1).to(torch.promote_types(x0.dtype, torch.float32))
+    b = x1.reshape(x1.shape[0], -1).to(a.dtype)
     tiny = torch.finfo(a.dtype).tiny  # a / s: squares neither overflow (1e20) nor underflow
     s = torch.maximum(a.abs().max(), b.abs().max()).clamp(min=tiny) if a.numel() else 1.0
     cost = torch.cdist(a / s, b / s).square_().clamp_(min=0.0)

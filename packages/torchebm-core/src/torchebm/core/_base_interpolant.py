@@ -35,7 +35,7 @@ def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if not t.is_floating_point():
         t = t.to(x.dtype)
-    if t.ndim >= 1 and x.ndim > 1:  # (B,) or (B, 1, ...): one time per sample
+    if t.ndim >= 1 and x.ndim >= 1:  # (B,) or (B, 1, ...): one time per sample
         if t.shape[0] != x.shape[0] or t.numel() != x.shape[0]:
             raise ShapeError(
                 f"t must have shape (B,) with B={x.shape[0]} (or be a scalar), got {tuple(t.shape)}"
@@ -201,10 +201,10 @@ class BaseInterpolant(ABC):
     def velocity_to_data(
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        r"""Data estimate $\hat x_1 = (x - \sigma\hat x_0)/\alpha$ from a velocity."""
-        alpha, _, sigma, _ = self._schedules(t, x)
-        noise = self.velocity_to_noise(velocity, x, t)
-        return (x - sigma * noise) / alpha.clamp(min=_floor_for(alpha, 1e-8))
+        r"""Data estimate $\hat x_1 = (\dot\sigma x - \sigma v)/(\alpha\dot\sigma - \sigma\dot\alpha)$
+        from a velocity (exact at $\alpha = 0$ too, where $(x - \sigma\hat x_0)/\alpha$ is 0/0)."""
+        alpha, d_alpha, sigma, d_sigma = self._schedules(t, x)
+        return (d_sigma * x - sigma * velocity) / _nonzero(alpha * d_sigma - sigma * d_alpha, 1e-12)
 
 
 def _floor_for(z: torch.Tensor, floor: float) -> float:

@@ -111,6 +111,7 @@ class ExponentialDecayScheduler(BaseScheduler):
             raise ConfigurationError(f"decay_rate must be in (0, 1], got {decay_rate}")
         self.decay_rate = decay_rate
         self.min_value = check_non_negative("min_value", min_value)
+        self.start_value = self.current_value = max(self.min_value, self.start_value)  # k = 0
 
     def compute_value(self) -> float:
         return max(self.min_value, self.start_value * self.decay_rate**self.step_count)
@@ -129,15 +130,8 @@ class _AnnealingScheduler(BaseScheduler):
         final_value: float | None = None,
         total_steps: int | None = None,
     ):
-        start_value, end_value, n_steps = _legacy_linear_args(
-            type(self).__name__,
-            start_value,
-            end_value,
-            n_steps,
-            initial_value,
-            final_value,
-            total_steps,
-        )
+        given = (start_value, end_value, n_steps, initial_value, final_value, total_steps)
+        start_value, end_value, n_steps = _legacy_linear_args(type(self).__name__, *given)
         super().__init__(start_value)
         self.end_value = check_finite("end_value", end_value)
         self.n_steps = check_int("n_steps", n_steps, minimum=1)
@@ -247,7 +241,8 @@ class WarmupScheduler(BaseScheduler):
         self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
         self.warmup_init_factor = check_finite("warmup_init_factor", warmup_init_factor)
         main_scheduler.reset()
-        super().__init__(main_scheduler.start_value * self.warmup_init_factor)
+        factor = self.warmup_init_factor if self.warmup_steps else 1.0  # 0: main's start first
+        super().__init__(main_scheduler.start_value * factor)
 
     def compute_value(self) -> float:
         target = self.main_scheduler.start_value
