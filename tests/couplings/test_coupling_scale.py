@@ -83,3 +83,14 @@ def test_half_precision_batches_are_coupled(cls, dtype):
     if cls in (ExactOTCoupling, GreedyCoupling):
         want = cls()(x0.float(), x1.float()).index
         assert torch.equal(result.index, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_normalised_cost_is_the_unscaled_one_bit_for_bit(dtype):
+    """Dividing by a power of two is exact: where nothing overflows the cost equals the
+    plain ``cdist(x0, x1)**2 / max`` to the last bit (a cost that differed in rounding made
+    the exact-OT auction take 1.6x as long on the 1024-point benchmark)."""
+    x0, x1 = (v.to(dtype) * 3.7 for v in _samples())
+    plain = torch.cdist(x0, x1).square()
+    plain = plain / plain.max()
+    assert torch.equal(ExactOTCoupling().compute_cost(x0, x1), plain)

@@ -91,8 +91,10 @@ def _squared_euclidean_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     (in float32 at least: ``cdist`` has no float16/bfloat16 kernel on the CPU)."""
     a = x0.reshape(x0.shape[0], -1).to(torch.promote_types(x0.dtype, torch.float32))
     b = x1.reshape(x1.shape[0], -1).to(a.dtype)
-    tiny = torch.finfo(a.dtype).tiny  # a / s: squares neither overflow (1e20) nor underflow
-    s = torch.maximum(a.abs().max(), b.abs().max()).clamp(min=tiny) if a.numel() else 1.0
+    top = torch.maximum(a.abs().max(), b.abs().max()) if a.numel() else a.new_ones(())
+    # / a power of two near the largest |value|: squares neither overflow (1e20) nor
+    # underflow (1e-30), and the normalised cost is bit for bit the unscaled one
+    s = torch.ldexp(torch.ones_like(top), torch.frexp(top).exponent)
     cost = torch.cdist(a / s, b / s).square_().clamp_(min=0.0)
     return cost / cost.max().clamp(min=1e-12)
 

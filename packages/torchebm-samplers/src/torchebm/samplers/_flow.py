@@ -574,22 +574,7 @@ class FlowSampler(BaseSampler):
             model_kwargs = self._resolve_model_kwargs(
                 model_kwargs, legacy_model_kwargs, warn_key="FlowSampler.sample.legacy_model_kwargs"
             )
-        return super().sample(
-            x,
-            dim,
-            n_steps,
-            n_samples,
-            thin,
-            return_trajectory,
-            return_diagnostics,
-            reset_schedulers,
-            model_kwargs=model_kwargs,
-            generator=generator,
-            nan_policy=nan_policy,
-            nan_check_every=nan_check_every,
-            compile=compile,
-            y=y,
-        )
+        return super().sample(**forward_kwargs(locals(), super().sample))
 
     @staticmethod
     def prior_logp(z: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,10 @@ Every distance takes two batches of samples ``x`` of shape ``(N, *event_shape)``
 of shape ``(M, *event_shape)`` (event dimensions are flattened to ``D`` features), runs on
 their device in the promoted floating dtype, works on the pairwise quantities in blocks
 (so $10^4 \times 10^4$ pairs fit in memory) and returns a 0-d tensor. The samples are
-centred and rescaled by a power of two (exact) and the pairwise sums accumulate in float64,
-so float32 samples of any scale (1e-30 or 1e20, where squared distances would underflow
-or overflow) give float64's result to float32 precision.
+centred and rescaled by a power of two (exact), each row of pairwise terms is summed in the
+data's dtype and the row totals in float64, so float32 samples of any scale (1e-30 or 1e20,
+where squared distances would underflow or overflow) give float64's result to a few
+millionths (relative) even when the metric is 1e-4 of its terms.
 
 * `mmd2`: squared maximum mean discrepancy with one or several Gaussian (RBF) kernels,
   bandwidth by the median heuristic or given, biased (V) or unbiased (U) estimator.
