@@ -94,7 +94,8 @@ def _squared_euclidean_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     top = torch.maximum(a.abs().max(), b.abs().max()) if a.numel() else a.new_ones(())
     # / a power of two near the largest |value|: squares neither overflow (1e20) nor
     # underflow (1e-30), and the normalised cost is bit for bit the unscaled one
-    s = torch.ldexp(torch.ones_like(top), torch.frexp(top).exponent)
+    mantissa = torch.frexp(top).mantissa  # top = mantissa * 2^e: top / mantissa is 2^e exactly
+    s = torch.where(mantissa > 0, top / mantissa, torch.ones_like(top))
     cost = torch.cdist(a / s, b / s).square_().clamp_(min=0.0)
     return cost / cost.max().clamp(min=1e-12)
 
