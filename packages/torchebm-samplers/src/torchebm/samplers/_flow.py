@@ -58,6 +58,13 @@ _PREDICTIONS = {
     "noise": PredictionType.NOISE,
 }
 _LAST_STEPS = ("Mean", "Euler", "Tweedie", None)
+
+#: Distance from the singular time ends that ``sample_eps=0`` means wherever the grid needs
+#: one (SiT's ``sample_eps`` for these paths): at $\alpha = 0$ the SBDM diffusion
+#: $D \propto \dot\alpha/\alpha$ and the score -> velocity conversion are infinite, at
+#: $\sigma = 0$ the velocity/noise -> score conversions are.
+_SINGULAR_END_EPS = 1e-3
+_SINGULAR_END_PATHS = (LinearInterpolant, CosineInterpolant, VariancePreservingInterpolant)
 _UNSET: Any = object()
 
 _INTEGRATOR_HINT = "choose the integrator in the constructor: FlowSampler(..., integrator='dopri5')"
@@ -159,7 +166,12 @@ class FlowSampler(BaseSampler):
     $t_1 = 1 - \text{sample\_eps}$ (ODE, or SDE with ``last_step_size == 0``) else
     $1 - \text{last\_step\_size}$; linear/cosine with a score/noise prediction or in
     SDE mode: $t_0$ = ``sample_eps`` when (SDE with ``"SBDM"``) or the prediction is
-    not a velocity, and $t_1$ as for VP.
+    not a velocity, and $t_1$ as for VP. Where the interval keeps a distance from a time
+    end (SDE mode, or a score/noise prediction, on these three paths), ``sample_eps=0``
+    (the default) means $10^{-3}$: the SBDM diffusion and the score -> velocity conversion
+    are infinite at $t = 0$ of the linear and cosine paths, and the velocity/noise -> score
+    conversions at $t = 1$ (from $t_0 = 0$ the default SDE returned finite samples with 8x
+    the target's standard deviation; torchebm 0.8.9 too).
 
     Args:
         model: The vector field ``model(x, t, **model_kwargs)``.
@@ -167,7 +179,8 @@ class FlowSampler(BaseSampler):
         interpolant: Name (``"linear"``, ``"cosine"``, ``"vp"``, ...) or instance.
         prediction: ``"velocity"``, ``"score"``, ``"noise"`` or a [`PredictionType`][torchebm.samplers.PredictionType].
         train_eps: Stored for symmetry with the training losses (unused by sampling).
-        sample_eps: Distance kept from singular time ends (float in [0, 0.5) or scheduler).
+        sample_eps: Distance kept from singular time ends (float in [0, 0.5) or scheduler;
+            0 means $10^{-3}$ at an end that is singular, see above).
         negate_velocity: Negate a velocity prediction.
         reverse: ODE only: integrate data -> noise.
         diffusion_form: SDE only (default ``"SBDM"``); one of the forms of
@@ -339,6 +352,9 @@ class FlowSampler(BaseSampler):
     def _interval(self, eps: float, delta: float) -> tuple[float, float]:
         """``(t0, t1)`` for ``sample_eps=eps`` and ``last_step_size=delta``, unchecked."""
         interp, sde = self.interpolant, self.mode == "sde"
+        score_needed = sde or self.prediction is not PredictionType.VELOCITY
+        if eps == 0 and score_needed and isinstance(interp, _SINGULAR_END_PATHS):
+            eps = _SINGULAR_END_EPS  # the default 0 would start or end on a singular time
         t1_eps = eps if (not sde or delta == 0) else delta
         if isinstance(interp, VariancePreservingInterpolant):
             return 0.0, 1.0 - t1_eps
