@@ -101,3 +101,45 @@ def test_n_steps_must_be_an_int(n_steps):
         get_integrator("rk4").integrate({"x": X}, 0.1, n_steps, drift=lambda x, t: -x)
     with pytest.raises(TypeError, match=msg):
         LeapfrogIntegrator().integrate({"x": X, "p": P}, 0.1, n_steps, drift=lambda x, t: -x)
+
+
+# ----------------------------------------------------------------------------- dtypes
+# A field of another dtype than the state promoted a float32 state to float64 (or ran a
+# float64 state at float32 accuracy, 6e-10 off) without a word; it is a named TypeError now.
+def _expect_dtype(field_name, got, state):
+    return rf"{field_name} returned dtype {got} for a state x of dtype {state}"
+
+
+@pytest.mark.parametrize("name", RK)
+@pytest.mark.parametrize(
+    "state,other", [(torch.float32, torch.float64), (torch.float64, torch.float32)]
+)
+def test_runge_kutta_drift_of_another_dtype_is_named(name, state, other):
+    x = X.to(state)
+    integ = get_integrator(name)
+    with pytest.raises(TypeError, match=_expect_dtype("drift", other, state)):
+        integ.integrate({"x": x}, 0.1, 3, drift=lambda x, t: -x.to(other))
+    with pytest.raises(TypeError, match=_expect_dtype("drift", other, state)):
+        integ.step({"x": x}, 0.1, drift=lambda x, t: -x.to(other))
+
+
+def test_leapfrog_fields_of_another_dtype_are_named():
+    f64 = torch.float64
+    with pytest.raises(TypeError, match=_expect_dtype("gradient", f64, torch.float32)):
+        LeapfrogIntegrator().integrate({"x": X, "p": P}, 0.1, 2, gradient=lambda x, t: x.to(f64))
+    with pytest.raises(TypeError, match=_expect_dtype("force", f64, torch.float32)):
+        GeneralisedLeapfrogIntegrator().integrate(
+            {"x": X, "p": P}, 0.1, 2, force=lambda x, p, t: -x.to(f64), velocity=lambda x, p, t: p
+        )
+
+
+def test_a_half_precision_field_under_autocast_is_accepted():
+    # autocast computes in bfloat16 by request: the float32 state stays float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = get_integrator("rk4").integrate(
+            {"x": X}, 0.1, 3, drift=lambda x, t: -x.to(torch.bfloat16)
+        )["x"]
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(
+        out, X * (1 - 0.1 + 0.1**2 / 2 - 0.1**3 / 6 + 0.1**4 / 24) ** 3, atol=2e-2, rtol=0
+    )

@@ -20,6 +20,7 @@ from torchebm.integrators import (
     MidpointIntegrator,
     RK4Integrator,
 )
+from torchebm.integrators._checked import checked_inputs
 
 A = torch.tensor([[-0.1, -1.0], [1.0, -0.1]]).T.contiguous()
 
@@ -118,14 +119,19 @@ def test_aliasing_drift_gives_the_exact_result(cls):
 
 
 def test_float64_drift_on_float32_state_keeps_type_promotion():
-    """A drift returning another dtype promotes the state as before (no in-place cast)."""
+    """A drift returning another dtype is a named `TypeError` in a user's call; under
+    `checked_inputs` (a sampler's loop, no field checks) it promotes the state on both
+    paths alike (no in-place cast into the float32 state)."""
     x0 = _x0()
 
     def drift64(x, t):
         return (x.to(A.dtype) @ A).double()
 
-    with torch.no_grad():
-        fast = RK4Integrator().integrate({"x": x0}, 0.01, 5, drift=drift64)["x"]
-    slow = RK4Integrator().integrate({"x": x0}, 0.01, 5, drift=drift64)["x"]
+    with pytest.raises(TypeError, match="drift returned dtype torch.float64"):
+        RK4Integrator().integrate({"x": x0}, 0.01, 5, drift=drift64)
+    with checked_inputs():
+        with torch.no_grad():
+            fast = RK4Integrator().integrate({"x": x0}, 0.01, 5, drift=drift64)["x"]
+        slow = RK4Integrator().integrate({"x": x0}, 0.01, 5, drift=drift64)["x"]
     assert fast.dtype == slow.dtype == torch.float64
     assert torch.equal(fast, slow)

@@ -387,3 +387,23 @@ def test_adaptive_underflow_with_a_finite_drift_stays_its_own_error():
 
     with pytest.raises(RuntimeError, match="step size underflow .*finite drift.*stiff"):
         Dopri5Integrator(dtype=F64).integrate({"x": torch.ones(3, 1, dtype=F64)}, 0.1, 5, drift=f)
+
+
+# The adaptive loop stopped within 1e-12 * max(|t_end|, 1) of the end: a short interval far
+# from 0 ([1e6, 1e6 + 5e-7]) or a tiny one ([0, 5e-13]) was skipped (increment 0, nfe 2).
+@pytest.mark.parametrize("cls", ADAPTIVE)
+@pytest.mark.parametrize(
+    "t0,t1", [(0.0, 5e-13), (1e3, 1e3 + 5e-10), (1e6, 1e6 + 5e-7), (1e6 + 5e-7, 1e6), (0.0, 1.0)]
+)
+def test_adaptive_integrates_short_intervals_far_from_zero(cls, t0, t1):
+    grid = torch.tensor([t0, t1], dtype=F64)
+    span = float(grid[1] - grid[0])  # the span in float64, as the integrator sees it
+
+    def velocity(x, t):  # dx/dt = 1 / |span|: the increment is +-1 whatever the interval
+        return torch.full_like(x, 1.0 / abs(span))
+
+    integ = cls(dtype=F64)
+    out = integ.integrate({"x": torch.zeros(2, 1, dtype=F64)}, t=grid, drift=velocity)["x"]
+    expected = torch.full((2, 1), math.copysign(1.0, span), dtype=F64)
+    torch.testing.assert_close(out, expected, atol=1e-9, rtol=0)
+    assert integ.nfe > 2

@@ -1,10 +1,12 @@
 """SDE Runge-Kutta integrators: noise amplitude, generator discipline, stationary laws."""
 
 import math
+import re
 
 import pytest
 import torch
 
+from torchebm.core.errors import ShapeError
 from torchebm.integrators import (
     BackwardEulerMaruyamaIntegrator,
     EulerMaruyamaIntegrator,
@@ -135,3 +137,73 @@ def test_decreasing_grid_noise_uses_abs_dt():
         generator=g,
     )["x"]
     assert abs(y.var().item() - 1.0) < 0.03
+
+
+# ----------------------------------------------------------------------------- drift-implicit
+# BackwardEulerMaruyama documents Kloeden & Platen's drift-implicit scheme
+# x' = x + h f(x', t + h) + sqrt(2 D h) xi; it used to solve y = x + h f(y) and add the noise
+# after (x' = y + sqrt(2 D h) xi), whose OU stationary variance is 0.900 instead of 0.400
+# at theta h = 0.5.
+def _bem_one_step(x, xi, theta, d, h):
+    """The documented scheme on dx = -theta x dt + sqrt(2 D) dW, solved in closed form."""
+    return (x + math.sqrt(2 * d * h) * xi) / (1 + theta * h)
+
+
+@pytest.mark.parametrize("h", [0.1, 0.5])
+def test_backward_euler_maruyama_step_is_the_drift_implicit_scheme(h):
+    theta, d = 1.0, 0.5
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 3, generator=g, dtype=F64)
+    xi = torch.randn(64, 3, generator=g, dtype=F64)
+    # Picard contracts by theta h per iteration: 80 iterations reach rounding for h <= 0.5
+    bem = BackwardEulerMaruyamaIntegrator(solver_max_iter=80, dtype=F64)
+
+    def drift(x, t):
+        return -theta * x
+
+    expected = _bem_one_step(x, xi, theta, d, h)
+    y = bem.step({"x": x}, h, drift=drift, noise=xi, diffusion=d)["x"]
+    torch.testing.assert_close(y, expected, atol=1e-13, rtol=0)
+    # integrate draws xi from the generator exactly as randn does
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7), dtype=F64)
+    for grad in (False, True):  # the in-place (no autograd) and the out-of-place paths
+        with torch.set_grad_enabled(grad):
+            out = bem.integrate(
+                {"x": x}, h, 1, drift=drift, diffusion=d,
+                generator=torch.Generator().manual_seed(7),
+            )["x"]  # fmt: skip
+        torch.testing.assert_close(out, _bem_one_step(x, noise, theta, d, h), atol=1e-13, rtol=0)
+
+
+def test_backward_euler_maruyama_ou_variance_is_that_of_the_drift_implicit_recursion():
+    # x' = (x + sqrt(2 D h) xi) / (1 + theta h): v' = (v + 2 D h) / (1 + theta h)^2, stationary
+    # 2 D h / ((1 + theta h)^2 - 1) = 0.400 here (the old scheme: 0.900; continuous OU 0.5)
+    theta, d, h, n_steps = 1.0, 0.5, 0.5, 40
+    n = 50_000 * 2  # independent coordinates
+    v = 0.0
+    for _ in range(n_steps):
+        v = (v + 2 * d * h) / (1 + theta * h) ** 2
+    assert abs(v - 2 * d * h / ((1 + theta * h) ** 2 - 1)) < 1e-12
+    bem = BackwardEulerMaruyamaIntegrator(solver_max_iter=60, dtype=F64)
+    x = bem.integrate(
+        {"x": torch.zeros(n // 2, 2, dtype=F64)}, h, n_steps, drift=lambda x, t: -theta * x,
+        diffusion=d, generator=torch.Generator().manual_seed(0),
+    )["x"]  # fmt: skip
+    # mean 0: the second moment has standard error v sqrt(2 / n) (Gaussian samples)
+    tol = 4 * v * math.sqrt(2 / n)
+    assert tol < 0.05 * v / 2  # a 5% error in D (5% in the variance) fails by 2x the band
+    m2 = float(x.square().mean())
+    assert abs(m2 - v) < tol, (m2, v, tol)
+    assert abs(float(x.mean())) < 4 * math.sqrt(v / n)
+
+
+@pytest.mark.parametrize(
+    "cls", [EulerMaruyamaIntegrator, HeunIntegrator, BackwardEulerMaruyamaIntegrator]
+)
+@pytest.mark.parametrize("shape", [(4, 1), (3,), (1, 1), (4, 3, 1)])
+def test_step_rejects_noise_of_another_shape(cls, shape):
+    # a (4, 1) noise gave every coordinate the same noise, (3,) every chain the same
+    x = torch.zeros(4, 3)
+    msg = rf"noise must be a tensor of the shape of x \(4, 3\), got {re.escape(str(shape))}"
+    with pytest.raises(ShapeError, match=msg):
+        cls().step({"x": x}, 0.5, drift=zero, noise=torch.randn(shape), noise_scale=1.0)

@@ -154,3 +154,44 @@ def test_validation():
         GeneralisedLeapfrogIntegrator(solver_max_iter=0)
     assert LeapfrogIntegrator.separable and not GeneralisedLeapfrogIntegrator.separable
     assert issubclass(LeapfrogIntegrator, BaseSymplecticIntegrator)
+
+
+# A tensor step size holding NaN/inf ran the whole trajectory into NaN (a float one was
+# rejected): both leapfrogs reject it with the float path's error, one host read per call.
+_BAD_STEPS = {
+    "0-d nan": torch.tensor(float("nan")),
+    "0-d inf": torch.tensor(float("inf")),
+    "(B,) with a nan": torch.tensor([0.1, float("nan"), 0.1, 0.1]),
+}
+
+
+@pytest.mark.parametrize("bad", list(_BAD_STEPS))
+def test_a_non_finite_tensor_step_size_is_rejected(bad):
+    from torchebm.core.errors import ConfigurationError
+
+    h = _BAD_STEPS[bad]
+    st = {"x": torch.ones(4, 2), "p": torch.zeros(4, 2)}
+    with pytest.raises(ConfigurationError, match="step_size must be finite, got"):
+        LeapfrogIntegrator().integrate(st, h, 5, gradient=lambda x, t: x)
+    with pytest.raises(ConfigurationError, match="step_size must be finite, got"):
+        LeapfrogIntegrator().step(st, h, gradient=lambda x, t: x)
+    with pytest.raises(ConfigurationError, match="step_size must be finite, got"):
+        GeneralisedLeapfrogIntegrator().integrate(
+            st, h, 5, force=lambda x, p, t: -x, velocity=lambda x, p, t: p
+        )
+
+
+def test_a_finite_tensor_step_size_is_read_once_per_call(monkeypatch):
+    from _support.host_reads import count_host_reads
+
+    st = {"x": torch.ones(4, 2), "p": torch.zeros(4, 2)}
+    h = torch.tensor([0.1, 0.2, 0.1, 0.05])
+    ref = LeapfrogIntegrator().integrate(st, h, 3, gradient=lambda x, t: x).x
+    assert torch.isfinite(ref).all()
+    calls = count_host_reads(monkeypatch)
+    reads = []
+    for n in (2, 20):
+        calls["n"] = 0
+        LeapfrogIntegrator().integrate(st, h, n, gradient=lambda x, t: x)
+        reads.append(calls["n"])
+    assert reads[0] == reads[1], reads

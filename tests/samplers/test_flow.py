@@ -443,3 +443,18 @@ def test_model_gets_the_grid_times_and_state_is_typed(mode, integrator, calls_pe
     assert isinstance(state, FlowState) and state.times == pytest.approx(grid)
     assert (state.sde_table is not None) == (mode == "sde")
     assert state.grid_drift == (mode == "sde" and integrator == "euler_maruyama")
+
+
+def test_model_output_of_another_dtype_is_a_named_error():
+    # a float64 output promoted the float32 chains silently (and a float32 one truncated
+    # float64 chains); under autocast a half-precision output is what was asked for
+    fs = FlowSampler(lambda x, t: -x.double(), integrator="euler")
+    with pytest.raises(TypeError, match=r"model\(x, t\) returned dtype torch.float64"):
+        fs.sample(dim=2, n_samples=2, n_steps=3)
+    fs64 = FlowSampler(lambda x, t: -x.float(), integrator="euler", dtype=torch.float64)
+    with pytest.raises(TypeError, match="for a state x of dtype torch.float64"):
+        fs64.sample(dim=2, n_samples=2, n_steps=3)
+    half = FlowSampler(lambda x, t: (-x).to(torch.bfloat16), integrator="euler")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = half.sample(dim=2, n_samples=2, n_steps=3)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()

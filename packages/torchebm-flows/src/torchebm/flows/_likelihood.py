@@ -182,7 +182,8 @@ def _divergence(
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         v = field(xg, t)
-        if not v.requires_grad:  # the field does not depend on x (e.g. a constant)
+        if not v.requires_grad:  # no graph: a field constant in x, or autograd switched off
+            _check_constant(field, x, t, v)
             return v.detach(), torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         # a field with parameters need not depend on x: its Jacobian is then 0, not an error
         if probe is not None:
@@ -203,6 +204,21 @@ def _divergence(
     if div is None:  # an empty event
         div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     return v.detach(), div
+
+
+def _check_constant(field: Callable, x: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> None:
+    """A field output without an autograd graph has divergence 0 only if the field is constant
+    in x: it is evaluated again at ``x + 1`` (one more evaluation and a host read, in this
+    branch only), and a different value means that the model ran without autograd (under
+    `torch.no_grad()`, or detaching its output), which would give a silent divergence of 0."""
+    if torch.equal(field(x + 1.0, t), v):
+        return
+    raise ConfigurationError(
+        "model(x, t) returned a tensor that depends on x but has no autograd graph "
+        "(requires_grad=False): the divergence needs its derivative in x. Do not run the "
+        "model under torch.no_grad() or detach its output (probability_flow_log_likelihood "
+        "enables gradients itself, also under torch.inference_mode())"
+    )
 
 
 def _standard_prior(interp: BaseInterpolant, t0: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -263,6 +279,10 @@ def probability_flow_log_likelihood(
     \alpha$ at $t = 0$, $\sigma = 0$ at $t = 1$): use e.g. ``t_noise=1e-3``,
     ``t_data=1 - 1e-3`` there (the result is then the density of the data at $t_1$).
 
+    The divergence needs autograd: it is enabled inside, also when the call runs under
+    ``torch.no_grad()`` or ``torch.inference_mode()`` (the solve then runs outside inference
+    mode, on a copy of ``x``).
+
     Args:
         model: ``model(x, t, **model_kwargs)`` with ``t`` of shape ``(B,)``, returning a
             tensor shaped like ``x``.
@@ -277,7 +297,8 @@ def probability_flow_log_likelihood(
         n_steps: Steps of a fixed-step integrator (required for those; ignored by adaptive
             ones).
         atol: Absolute tolerance of an adaptive integrator (default ``1e-5`` for a name, as
-            Song et al. 2021; an instance keeps its own unless given).
+            Song et al. 2021; an instance keeps its own unless given, and is then copied with
+            all its other settings: the caller's instance is not changed).
         rtol: Relative tolerance of an adaptive integrator (same default).
         divergence: ``"exact"`` or ``"hutchinson"``.
         probe: Hutchinson probe: ``"rademacher"`` or ``"gaussian"``.
@@ -301,7 +322,9 @@ def probability_flow_log_likelihood(
             ``(B,)``.
         ConfigurationError: unknown names, a bad time window, no ``n_steps`` for a fixed
             integrator, a model output of the wrong shape, bad ``n_bins``/``data_range``
-            (checked before the solve).
+            (checked before the solve); a model output that depends on ``x`` without an
+            autograd graph (a model running under ``torch.no_grad()`` or detaching it: its
+            divergence cannot be computed; an output constant in ``x`` has divergence 0).
         NonFiniteError: NaN/inf in ``x`` or in the result.
 
     Example:
@@ -334,8 +357,12 @@ def probability_flow_log_likelihood(
     interp = resolve_interpolant(interpolant, owner="probability_flow_log_likelihood")
     solver = _resolve_solver(integrator, atol, rtol, n_steps)
     field = _to_velocity(model, interp, prediction, dict(model_kwargs or {}))
-    eps = _probe(x, probe, generator) if divergence == "hutchinson" else None
-    z, ell, nfe = _solve(solver, field, x.detach(), eps, t0, t1, n_steps)
+    # `enable_grad` does not lift inference mode: the divergence's autograd runs outside it,
+    # on a normal copy of an inference tensor (which autograd cannot record)
+    with torch.inference_mode(False):
+        xs = x.clone() if x.is_inference() else x.detach()
+        eps = _probe(xs, probe, generator) if divergence == "hutchinson" else None
+        z, ell, nfe = _solve(solver, field, xs, eps, t0, t1, n_steps)
     log_prior = (prior or _standard_prior(interp, t0))(z)
     if not isinstance(log_prior, torch.Tensor) or log_prior.shape != ell.shape:
         got = tuple(log_prior.shape) if isinstance(log_prior, torch.Tensor) else log_prior
@@ -378,12 +405,8 @@ def _resolve_solver(integrator: Any, atol, rtol, n_steps) -> Any:
             atol = _DEFAULT_TOL if atol is None else atol
             rtol = _DEFAULT_TOL if rtol is None else rtol
         if atol is not None or rtol is not None:
-            # a private copy: the caller's integrator keeps its tolerances
-            solver = type(solver)(
-                atol=solver.atol if atol is None else atol,
-                rtol=solver.rtol if rtol is None else rtol,
-                max_steps=solver.max_steps,
-            )
+            # a private copy with every other setting: the caller's integrator is unchanged
+            solver = solver._with_tolerances(atol, rtol)
     elif n_steps is None:
         raise ConfigurationError(
             f"n_steps is required with the fixed-step integrator {type(solver).__name__}"

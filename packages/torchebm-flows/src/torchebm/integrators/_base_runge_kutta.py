@@ -4,7 +4,8 @@ r"""The Runge-Kutta driver: any Butcher tableau, fixed-grid or adaptive, ODE or 
   method given by a Butcher tableau (class-level tuples `tableau_a`, `tableau_b`,
   `tableau_c`; optional embedded `error_weights` for adaptive step control).
 * `BaseSDERungeKuttaIntegrator` adds Ito noise $\sqrt{2D\,|h|}\,\xi$ after the
-  deterministic step (strong order 1/2 whatever the tableau).
+  deterministic step of an explicit tableau, before the solve of an implicit one
+  (drift-implicit schemes); strong order 1/2 whatever the tableau.
 
 Time runs in either direction: a decreasing time grid (`t[0] > t[-1]`) integrates
 backwards with negative steps, evaluating the field at the correct (decreasing) times, for
@@ -17,6 +18,7 @@ BaseRungeKuttaIntegrator` keeps working through core's lazy export.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseIntegrator, expand_t_like_x
-from torchebm.core._base_integrator import _prep_step, _require_callable
+from torchebm.core._base_integrator import _Evaluations, _prep_step, _require_callable
 from torchebm.core.errors import (
     _CHECKED,
     ConfigurationError,
@@ -320,10 +322,9 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         super().__init__(device=device, dtype=dtype)
         if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
             self.register_load_state_dict_pre_hook(_drop_089_tableau)
-        self.atol = _check_non_negative_float("atol", atol)
-        self.rtol = _check_non_negative_float("rtol", rtol)
-        if self.atol == 0.0 and self.rtol == 0.0:
-            raise ConfigurationError("atol and rtol must not both be 0")
+        tolerances = _check_tolerances(atol, rtol)
+        self.atol = tolerances[0]
+        self.rtol = tolerances[1]
         self.max_steps = check_int("max_steps", max_steps, minimum=1)
         self.safety = check_positive("safety", safety)
         self.min_factor = check_positive("min_factor", min_factor)
@@ -366,6 +367,17 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             raise TypeError(f"{cls.__name__}.error_weights must have {s} or {s + 1} entries")
         if e is not None and cls.order is None:
             raise TypeError(f"{cls.__name__} defines error_weights but no order")
+
+    def _with_tolerances(self, atol: Any = None, rtol: Any = None) -> BaseRungeKuttaIntegrator:
+        """A shallow copy with ``atol``/``rtol`` set (``None``: this one's), every other setting
+        kept (``max_step_size``, ``safety``, the factors, ``norm``, ...) and its own `nfe`
+        counter: ``self`` is left unchanged."""
+        new = copy.copy(self)
+        new._evaluations = _Evaluations()
+        new.atol, new.rtol = _check_tolerances(
+            self.atol if atol is None else atol, self.rtol if rtol is None else rtol
+        )
+        return new
 
     @property
     def adaptive(self) -> bool:
@@ -658,7 +670,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         if not reuse_first:
             k0 = None
         t = t0
-        stop_tol = 1e-12 * max(abs(t1), 1.0)
+        # a remainder below 1e-12 of the span is not worth a step; the span, not |t1|: a
+        # short interval far from 0 (or a tiny one) is integrated. The last step lands on t1
+        # exactly (`last`), so the loop ends whatever the rounding of t + h.
+        stop_tol = 1e-12 * span
         attempts = 0
         while direction * (t1 - t) > stop_tol:
             if attempts >= self.max_steps:
@@ -672,7 +687,9 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             last = h >= remaining
             if last:
                 h = remaining
-            hs = direction * h
+            # the step t + h really takes (t rounds to its float grid): the increments then
+            # add up to the span, also on a short interval far from 0
+            hs = direction * h if last else (t + direction * h) - t
             tv = tvec(t)
             y, ks = self._rk(x, tv, hs, hs, drift, k0)
             k_new = None
@@ -702,7 +719,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 if reuse_first:  # ks[0] = f(x, t): a NaN/inf there no step size can cure
                     check_finite_tensor(f"{type(self).__name__}: the drift at t={t:.6g}", ks[0])
             h = min(h * factor, self.max_step_size)
-            if h < 1e-14 * max(span, abs(t)):
+            # underflow: a step below 1e-14 of the span or 10 ulps of t (t + h barely moves)
+            if h < max(1e-14 * span, 10 * math.ulp(t)) and direction * (t1 - t) > stop_tol:
                 raise _underflow(type(self).__name__, t, ratio, ks)
         return x
 
@@ -740,7 +758,10 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     r"""Runge-Kutta drift plus Ito noise for $dx = f(x,t)\,dt + \sqrt{2D}\,dW$.
 
     After the deterministic RK step the noise $\sqrt{2D\,|h|}\,\xi$ is added, with
-    $D$ evaluated at $(x_n, t_n)$ (strong order 1/2 whatever the tableau).
+    $D$ evaluated at $(x_n, t_n)$ (strong order 1/2 whatever the tableau). A tableau with an
+    implicit (diagonal) stage is drift-implicit instead: the noise is added to $x_n$ first and
+    the stages are solved from $\tilde x = x_n + \sqrt{2D\,|h|}\,\xi$, so backward Euler
+    gives $x' = x + h f(x', t + h) + \sqrt{2D h}\,\xi$ (Kloeden & Platen 1992, Sec. 12.2).
     $D$ is ``diffusion`` if given (a number, a tensor broadcastable against ``x`` or a
     ``(B,)`` tensor, or a callable ``diffusion(x, t)``), else ``noise_scale**2``, else no noise.
     $D \ge 0$: a number or a constant tensor with a negative, NaN or infinite value raises
@@ -765,6 +786,12 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         >>> out = StochasticHeun().integrate({"x": torch.zeros(4, 2)}, 0.01, 10,
         ...                                  drift=lambda x, t: -x, noise_scale=1.0)
     """
+
+    _noise_first = False  # an implicit tableau: noise before the solve (`__init_subclass__`)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._noise_first = any(len(r) > i and r[i] != 0.0 for i, r in enumerate(cls.tableau_a))
 
     # ------------------------------------------------------------------ noise
     @staticmethod
@@ -833,6 +860,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         if not torch.is_grad_enabled():
             buffer = torch.empty(x.shape, device=x.device, dtype=x.dtype)
         rk, diffusion_value, add_noise = self._rk, self._diffusion_value, self._add_noise
+        noise_first = self._noise_first
 
         def advance(x, t, h, stage_t, inplace, plan):
             d = d0
@@ -840,6 +868,9 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
                 d, inplace = diffusion_value(per_step, None, x, t), False
                 if record is not None and isinstance(d, torch.Tensor):
                     record.append(torch.aminmax(d.detach()))
+            if noise_first and d is not None:  # drift-implicit: solve from x + noise
+                x = add_noise(x, x, d, h, None, generator, inplace, buffer)
+                return rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
             y = rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
             if d is None:
                 return y
@@ -860,7 +891,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         t: Any = None,
         generator: torch.Generator | None = None,
     ) -> dict:
-        r"""One step $x' = \mathrm{RK}(x) + \sqrt{2D|h|}\,\xi$.
+        r"""One step $x' = \mathrm{RK}(x) + \sqrt{2D|h|}\,\xi$ (an implicit tableau:
+        $x' = \mathrm{RK}(x + \sqrt{2D|h|}\,\xi)$, see the class docstring).
 
         Args:
             state: ``{"x": Tensor (B, *event_shape)}``.
@@ -868,7 +900,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             drift: ``drift(x, t) -> Tensor`` shaped like ``x``.
             diffusion: $D \ge 0$: number, tensor, or callable ``diffusion(x, t)`` (see the
                 class docstring for what is checked).
-            noise: Pre-drawn $\xi$ shaped like ``x`` (then no random draw happens).
+            noise: Pre-drawn $\xi$ of the shape of ``x`` (then no random draw happens).
             noise_scale: $\sigma$ with $D = \sigma^2$ (used when ``diffusion`` is None).
             t: Current time: ``None`` (zeros), a number or a ``(B,)`` tensor.
             generator: Source of $\xi$ (the global RNG is untouched when given).
@@ -876,16 +908,28 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         Returns:
             ``{"x": Tensor}``.
 
+        Raises:
+            ShapeError: ``noise`` is not a tensor of the shape of ``x`` (a smaller one would
+                broadcast: the same noise in every chain or every coordinate).
+
         Example:
             >>> em = EulerMaruyamaIntegrator()  # doctest: +SKIP
             >>> em.step({"x": x}, 0.01, drift=lambda x, t: -x, noise_scale=1.0)  # doctest: +SKIP
         """
         x, drift = self._begin_call(state, drift)
+        if noise is not None and getattr(noise, "shape", None) != x.shape:
+            got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+            raise ShapeError(
+                f"noise must be a tensor of the shape of x {tuple(x.shape)}, got {got}"
+            )
         h, h_t = _prep_step(step_size, x)
         tv = self._time_vector(t, x)
         d = self._diffusion_value(diffusion, noise_scale, x, tv)
         if callable(diffusion) and isinstance(d, torch.Tensor):  # one host read (not in a loop)
             _check_diffusion(d, "diffusion(x, t)")
+        if d is not None and self._noise_first:  # drift-implicit: solve from x + noise
+            x_noisy = self._add_noise(x, x, d, h, noise, generator)
+            return {"x": self._rk(x_noisy, tv, h, h_t, drift)[0]}
         y = self._rk(x, tv, h, h_t, drift)[0]
         return {"x": y if d is None else self._add_noise(y, x, d, h, noise, generator)}
 
@@ -994,6 +1038,15 @@ def _check_record(record: list, times: torch.Tensor) -> None:
         f"[{float(lo[i])!r}, {float(hi[i])!r}] at step {i} (t={float(times[i]):.6g}) of the "
         f"{len(record)} steps of this integrate call"
     )
+
+
+def _check_tolerances(atol: Any, rtol: Any) -> tuple[float, float]:
+    """``(atol, rtol)`` as floats: non-negative, finite, not both 0."""
+    a = _check_non_negative_float("atol", atol)
+    r = _check_non_negative_float("rtol", rtol)
+    if a == 0.0 and r == 0.0:
+        raise ConfigurationError("atol and rtol must not both be 0")
+    return a, r
 
 
 def _check_non_negative_float(name: str, value: Any) -> float:

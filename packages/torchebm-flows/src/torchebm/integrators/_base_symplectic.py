@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseIntegrator
-from torchebm.core.errors import ConfigurationError, check_int
+from torchebm.core.errors import _CHECKED, ConfigurationError, check_int
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import fits, rows_close
 
@@ -70,13 +70,21 @@ class BaseSymplecticIntegrator(BaseIntegrator):
 
     def _integrate_inputs(self, state: Any, step_size: Any, n_steps: Any) -> tuple:
         """``(n_steps, x, p, t, h)`` of an `integrate` call, checked; ``h`` broadcasts against
-        ``x`` (a Python float stays a float)."""
+        ``x`` (a Python float stays a float). A tensor step holding NaN/inf is rejected like a
+        float one (one host read per call; none under `checked_inputs`)."""
         n = self._validate_n_steps(n_steps)
         x, p, t = self._unpack_state(state)
         self._solver.converged = None  # a new call: `solver_converged` restarts
         if step_size is None:
             raise ConfigurationError("step_size must be given, got None")
-        return n, x, p, t, self._prep_step(step_size, x)[0]
+        h = self._prep_step(step_size, x)[0]
+        if isinstance(h, torch.Tensor) and not _CHECKED.get() and not bool(h.isfinite().all()):
+            shown = step_size.detach().flatten()[:8].tolist()
+            raise ConfigurationError(
+                f"step_size must be finite, got {shown} (a tensor of shape "
+                f"{tuple(step_size.shape)}, in the state's dtype {x.dtype})"
+            )
+        return n, x, p, t, h
 
     def _unpack_state(self, state: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(x, p, t)` of a state mapping (a dict or a result), `t` the cached zero time."""

@@ -3,11 +3,12 @@ them because it made or already checked the inputs itself.
 
 A user calling `integrate()` or an interpolant method gets a named error for a NaN starting
 state, a non-positive tensor mass or a time outside [0, 1] (one host sync per call), and for
-a field that returns another shape than the state's (a shape comparison per evaluation, no
-sync: a `(B, 1)` drift for a `(B, D)` state would broadcast into a wrong update). Inside a
-sampler's loop they are off (`BaseSampler.sample` runs the loop in a context with the flag
-set: any sampler's steps feed them the chains, which its NaN policy watches, so a diverged
-chain is reported by the policy instead of raising here). Other library code that calls them
+a field that returns another shape or dtype than the state's (a comparison per evaluation,
+no sync: a `(B, 1)` drift for a `(B, D)` state would broadcast into a wrong update, a float64
+one promote a float32 state). Inside a sampler's loop they are off (`BaseSampler.sample`
+runs the loop in a context with the flag set: any sampler's steps feed them the chains,
+which its NaN policy watches, so a diverged chain is reported by the policy instead of
+raising here). Other library code that calls them
 on its own inputs (a loss on the times it drew, the likelihood's ODE on its own grid) runs
 them inside `checked_inputs()`: no sync per call.
 """
@@ -21,7 +22,7 @@ import torch
 
 from torchebm.core.errors import _CHECKED, ConfigurationError, ShapeError, check_finite_tensor
 
-__all__ = ["checked_inputs", "check_start", "check_mass", "checked_field"]
+__all__ = ["checked_inputs", "check_start", "check_mass", "checked_field", "check_field_dtype"]
 
 
 class checked_inputs:
@@ -72,11 +73,14 @@ def check_mass(mass: torch.Tensor) -> None:
 
 def checked_field(name: str, fn: Callable[..., Any], x: torch.Tensor) -> Callable[..., Any]:
     """``fn`` wrapped to raise `ShapeError` when a call returns anything but a tensor shaped
-    like the state ``x`` (a comparison of sizes per call, no host read); ``fn`` itself under
-    `checked_inputs` (a sampler's loop, whose fields the library built)."""
+    like the state ``x``, and `TypeError` when it has another dtype (the update would promote
+    the state, float32 to float64, or lose precision silently; any floating dtype is accepted
+    under autocast, which computes in half precision by request). A comparison of sizes and
+    dtypes per call, no host read; ``fn`` itself under `checked_inputs` (a sampler's loop,
+    whose fields the library built)."""
     if _CHECKED.get():
         return fn
-    shape = x.shape
+    shape, dtype = x.shape, x.dtype
 
     def checked(*args: Any) -> Any:
         out = fn(*args)
@@ -85,6 +89,19 @@ def checked_field(name: str, fn: Callable[..., Any], x: torch.Tensor) -> Callabl
             raise ShapeError(
                 f"{name} must return a tensor shaped like the state x {tuple(shape)}, got {got}"
             )
+        if out.dtype != dtype:
+            check_field_dtype(name, out, dtype)
         return out
 
     return checked
+
+
+def check_field_dtype(name: str, out: torch.Tensor, dtype: torch.dtype) -> None:
+    """A field's output of another dtype than the state's: accepted (floating) under autocast,
+    else a `TypeError` naming both."""
+    if out.is_floating_point() and torch.is_autocast_enabled(out.device.type):
+        return
+    raise TypeError(
+        f"{name} returned dtype {out.dtype} for a state x of dtype {dtype}: it must return the "
+        f"state's dtype (cast its output, or the model: model.to({dtype}), or the state)"
+    )

@@ -35,11 +35,14 @@ class EulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
 class BackwardEulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
     r"""Drift-implicit Euler-Maruyama: $x' = x + h f(x', t + h) + \sqrt{2D h}\,\xi$.
 
-    Tableau ``a = [[1]]``, ``b = [1]``, ``c = [1]``. The implicit equation is solved by
-    Picard iteration with ``solver_max_iter`` drift evaluations in total (default 8; early
-    exit every ``solver_check_every`` iterations once the RMS change is below
-    ``solver_tol``); it converges when $h\,\mathrm{Lip}(f) < 1$. The noise is explicit,
-    with $D$ evaluated at $(x_n, t_n)$.
+    Tableau ``a = [[1]]``, ``b = [1]``, ``c = [1]``. The noise increment, with $D$
+    evaluated at $(x_n, t_n)$, enters the implicit equation
+    $x' = (x + \sqrt{2D h}\,\xi) + h f(x', t + h)$, which is solved by Picard iteration
+    with ``solver_max_iter`` drift evaluations in total (default 8; early exit every
+    ``solver_check_every`` iterations once the RMS change is below ``solver_tol``); it
+    converges when $h\,\mathrm{Lip}(f) < 1$. On $dx = -\theta x\,dt + \sqrt{2D}\,dW$ one
+    step is $x' = (x + \sqrt{2Dh}\,\xi)/(1 + \theta h)$, with the stationary variance
+    $2Dh/((1 + \theta h)^2 - 1)$ (below the exact $D/\theta$, never above it).
 
     Example:
         >>> import torch

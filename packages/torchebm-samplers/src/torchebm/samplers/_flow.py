@@ -29,6 +29,7 @@ from torchebm.core.errors import (
     check_non_negative,
 )
 from torchebm.integrators import resolve_integrator
+from torchebm.integrators._checked import check_field_dtype
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.interpolants import (
     CosineInterpolant,
@@ -373,6 +374,8 @@ class FlowSampler(BaseSampler):
             raise ShapeError(
                 f"model(x, t) must return a tensor of shape {tuple(x.shape)}, got {got}"
             )
+        if out.dtype != x.dtype:  # it would promote (or truncate) the chains silently
+            check_field_dtype("model(x, t)", out, x.dtype)
         return out
 
     def _sigma(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
