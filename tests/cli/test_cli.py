@@ -141,3 +141,32 @@ def test_each_demo_beats_its_gaussian_fit(name, tmp_path):
         assert res["nll"] is None and "held-out NLL" not in text
     else:
         assert math.isfinite(res["nll"]) and "held-out NLL" in text
+
+
+def test_out_with_an_unknown_extension_is_refused_before_training(capsys, tmp_path):
+    # it passed the up-front check, trained and sampled, then failed in savefig
+    bad = tmp_path / "demo.unknownext"
+    assert main(["demo", "--out", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "out must end in an image format matplotlib writes" in err and "png" in err
+    assert str(bad) in err and "wrote" not in capsys.readouterr().out
+
+
+def test_out_naming_a_folder_writes_the_default_name_inside_it(tmp_path):
+    from torchebm.cli._demos import _png_path
+
+    # it wrote <folder>.png beside the folder
+    assert _png_path(str(tmp_path), "torchebm-demo-flow.png") == str(
+        tmp_path / "torchebm-demo-flow.png"
+    )
+    assert _png_path(None, "torchebm-demo-cd.png") == "torchebm-demo-cd.png"
+    assert _png_path(str(tmp_path / "figure.PDF")) == str(tmp_path / "figure.PDF")
+
+
+@pytest.mark.parametrize("seed", [str(2**63), "99999999999999999999999", str(-(2**63) - 1)])
+def test_seed_outside_64_bits_is_a_clear_error(capsys, tmp_path, seed):
+    # "Overflow when unpacking long long"
+    assert main(["demo", "--seed", seed, "--out", str(tmp_path / "d.png"), "--quiet"]) == 2
+    assert f"--seed must be an int in [-2**63, 2**63 - 1] (a 64-bit seed), got {seed}" in (
+        capsys.readouterr().err
+    )

@@ -205,3 +205,13 @@ def test_floor_and_no_warmup_survive_reset():
         first = seq(s, 4)
         s.reset()
         assert seq(s, 4) == first and first[0] == 1.0
+
+
+def test_multistep_milestones_are_plain_ints_in_the_state(tmp_path):
+    # numpy milestones were kept as given and made the state fail weights-only loading
+    np = pytest.importorskip("numpy")
+    s = MultiStepScheduler(1.0, np.arange(2, 6, 2), gamma=np.float32(0.5))
+    assert s.milestones == [2, 4] and all(type(m) is int for m in s.milestones)
+    torch.save(s.state_dict(), tmp_path / "s.pt")
+    state = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert state["milestones"] == [2, 4] and seq(s, 4)[-1] == 0.25

@@ -76,3 +76,17 @@ def test_functional_checkpoint_round_trip(tmp_path):
         save_checkpoint(model, opt, -1, tmp_path)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "nope.pt", model)
+
+
+def test_checkpoint_args_store_numpy_scalars_as_plain_numbers(tmp_path):
+    # np.float64 (a float subclass) was pickled as numpy and broke load_checkpoint's
+    # weights-only read; np.int64 was refused at save
+    np = pytest.importorskip("numpy")
+    model = Quadratic()
+    args = argparse.Namespace(lr=np.float64(1e-3), n=np.int64(3), flag=True, name=np.str_("r"))
+    path = save_checkpoint(model, None, 5, tmp_path, args=args)
+    ck = load_checkpoint(path, Quadratic())
+    assert ck["args"] == {"lr": 1e-3, "n": 3, "flag": True, "name": "r"}
+    assert [type(ck["args"][k]) for k in ("lr", "n", "flag", "name")] == [float, int, bool, str]
+    with pytest.raises(TypeError, match="args .*complex"):
+        save_checkpoint(model, None, 6, tmp_path, args={"z": 1j})

@@ -490,3 +490,112 @@ def test_torchebm_0_8_9_checkpoint_and_dataloader_keyword(tmp_path):
     assert len(history["train"]) == 1
     with pytest.warns(DeprecationWarning, match="dataloader"):
         assert "loss" in make(seed=2).train_epoch(dataloader=[data(4)])
+
+
+# ---------------------------------------------------------------------------- resume order
+class SeenLoss(ToyLoss):
+    """`ToyLoss` that records the first coordinate of every batch it trains on."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.batches: list[list[float]] = []
+
+    def forward(self, x, model_kwargs=None, generator=None):
+        self.batches.append(x[:, 0].tolist())
+        return super().forward(x, model_kwargs, generator)
+
+
+def shuffled(source: str, seed: int):
+    """A shuffled ``DataLoader`` over 40 points: by the global RNG or by its own generator
+    (``"workers"``: the global RNG, with a persistent worker process)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    gen = torch.Generator().manual_seed(seed) if source == "generator" else None
+    workers = {"num_workers": 1, "persistent_workers": True} if source == "workers" else {}
+    return DataLoader(TensorDataset(data(40)), batch_size=8, shuffle=True, generator=gen, **workers)
+
+
+def seen_run(source, callbacks=(), ckpt=None):
+    """Train 3 epochs from the global seed 0, or (``ckpt``) resume in a "new process" that
+    seeds the global RNG and the loader's generator differently."""
+    torch.manual_seed(0 if ckpt is None else 123)
+    model = Quadratic()
+    loss = SeenLoss(model)
+    t = BaseTrainer(model, torch.optim.Adam(model.parameters(), lr=0.05), loss, seed=2)
+    t.callbacks = list(callbacks)
+    if ckpt is not None:
+        t.load_checkpoint(ckpt)
+    t.train(shuffled(source, 7 if ckpt is None else 99), 3)
+    return t, loss.batches
+
+
+@pytest.mark.parametrize("source", ["global", "generator", "workers"])
+@pytest.mark.parametrize("where", ["mid_epoch", "epoch_end"])
+def test_resume_with_a_shuffled_dataloader_sees_the_same_batches(tmp_path, source, where):
+    # the resumed epoch used to draw a new permutation and skip the wrong batches (28 of the
+    # 40 points in the epoch, 12 twice); an epoch-end resume reshuffled the next epoch.
+    # Persistent workers draw a base seed on their first pass only (a resumed process's
+    # first pass is a later epoch of the interrupted run)
+    ckpt = tmp_path / "ckpt.pt"
+    save = SaveAt(1, 2, ckpt) if where == "mid_epoch" else SaveAtEpochEnd(0, ckpt)
+    unbroken, seen = seen_run(source, [save])
+    done = 5 + 3 if where == "mid_epoch" else 5  # batches trained before the checkpoint
+    resumed, rest = seen_run(source, ckpt=ckpt)
+    assert rest == seen[done:]
+    assert same(params(unbroken), params(resumed)) and unbroken.history == resumed.history
+
+
+class OwnOrderSampler(torch.utils.data.Sampler):
+    """A shuffling sampler with neither ``set_epoch`` nor ``generator``."""
+
+    def __init__(self, n):
+        self.n, self.rng = n, torch.Generator().manual_seed(0)
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=self.rng).tolist())
+
+    def __len__(self):
+        return self.n
+
+
+def test_mid_epoch_resume_warns_when_the_loader_order_cannot_be_restored(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from torchebm.core._module import _WARNED
+
+    ckpt = tmp_path / "ckpt.pt"
+    ds = TensorDataset(data(16))
+    make(callbacks=[SaveAt(0, 1, ckpt)]).train(DataLoader(ds, 4, sampler=OwnOrderSampler(16)), 1)
+    _WARNED.discard("BaseTrainer.mid_epoch_order")
+    with pytest.warns(UserWarning, match="OwnOrderSampler, which has neither set_epoch"):
+        t = make()
+        t.load_checkpoint(ckpt)
+        t.train(DataLoader(ds, 4, sampler=OwnOrderSampler(16)), 1)
+    assert t.step == 4
+    # a checkpoint of the previous format (no loader RNG state) resumes as before, warning once
+    make(callbacks=[SaveAt(0, 1, ckpt)]).train(shuffled("global", 0), 1)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["ranks"][0].pop("loader_rng")["source"] == "global"
+    _WARNED.discard("BaseTrainer.mid_epoch_order")
+    t = make()
+    t.load_state_dict(state)
+    with pytest.warns(UserWarning, match="holds no state of the RNG"):
+        t.train(shuffled("global", 0), 1)
+    assert t.step == 5 and t._batch_in_epoch == 0
+
+
+# ---------------------------------------------------------------------------- validation
+def test_validation_metrics_are_stored_as_plain_numbers(tmp_path):
+    # a numpy scalar (np.mean) in history["val"] saved fine but failed weights-only loading
+    np = pytest.importorskip("numpy")
+    t = make()
+    metrics = {"np": np.mean([1.0, 2.0]), "n": np.int64(3), "t": torch.tensor([2.5]), "s": "ok"}
+    t.train([data(4)], 1, validate_fn=lambda tr: metrics)
+    val = t.history["val"][0]
+    assert val == {"np": 1.5, "n": 3, "t": 2.5, "s": "ok"}
+    assert [type(val[k]) for k in ("np", "n", "t")] == [float, int, float]
+    resumed = make()
+    resumed.load_checkpoint(t.save_checkpoint(tmp_path / "c.pt"))
+    assert resumed.history == t.history
+    with pytest.raises(TypeError, match="key 'bad'.*object"):
+        make().train([data(4)], 1, validate_fn=lambda tr: {"bad": object()})

@@ -187,3 +187,42 @@ def test_automatic_ranges_skip_diverged_chains_and_widen_a_single_point():
     assert np.isfinite(plot_trajectories(traj).axes[0].get_xlim()).all()
     lo, hi = plot_samples(torch.tensor([[0.5, 0.5]])).axes[0].get_xlim()
     assert lo < 0.45 and hi > 0.55
+
+
+@pytest.mark.parametrize(
+    "plot, arg, name",
+    [
+        (plot_samples, torch.empty(0, 2), "samples"),
+        (plot_trajectories, torch.empty(0, 5, 2), "trajectory"),
+        (lambda x0: plot_interpolant_paths(LinearInterpolant(), x0, x0), np.empty((0, 2)), "x0"),
+    ],
+)
+def test_empty_point_sets_are_rejected_by_name(plot, arg, name):
+    # numpy's "need at least one array to concatenate" leaked out of the automatic ranges
+    with pytest.raises(ValueError, match=rf"{name} must .*\(0, "):
+        plot(arg)
+
+
+def test_moving_average_skips_non_finite_values():
+    # one NaN (a step skipped under nan_policy="skip") blanked the rest of the smoothed curve
+    nan = float("nan")
+    raw, smooth = plot_training_curves([1.0, nan, 0.5, 0.25], smoothing=0.5).axes[0].get_lines()
+    np.testing.assert_allclose(smooth.get_ydata(), [1.0, 1.0, 0.75, 0.5])
+    assert np.isnan(raw.get_ydata()[1])  # a gap in the raw curve
+    _, smooth = (
+        plot_training_curves([nan, float("inf"), 2.0, 0.0], smoothing=0.5).axes[0].get_lines()
+    )
+    np.testing.assert_allclose(smooth.get_ydata(), [nan, nan, 2.0, 1.0])
+
+
+def test_schedule_plot_clips_a_singular_end_and_says_so():
+    # VP's sigma_dot(1) = -5e4 stretched the y axis to [-5e4, 0] and flattened every curve
+    from torchebm.interpolants import VariancePreservingInterpolant
+
+    ax = plot_interpolant_schedules(VariancePreservingInterpolant()).axes[0]
+    lo, hi = ax.get_ylim()
+    assert -10.0 < lo < -3.3 and 1.9 < hi < 5.0  # sigma_dot(0.995) = -3.64, max alpha_dot 1.91
+    assert ax.get_lines()[3].get_ydata()[-1] == pytest.approx(-5e4)  # drawn, off the axes
+    assert any("clipped" in text.get_text() for text in ax.texts)
+    regular = plot_interpolant_schedules(LinearInterpolant()).axes[0]
+    assert regular.get_ylim()[0] < -1.0 < 1.0 < regular.get_ylim()[1] and not regular.texts

@@ -205,9 +205,7 @@ class MultiStepScheduler(BaseScheduler):
 
     def __init__(self, start_value: float, milestones: list[int], gamma: float = 0.1):
         super().__init__(start_value)
-        milestones = list(milestones)
-        for m in milestones:
-            check_int("milestones[i]", m, minimum=1)
+        milestones = [check_int("milestones[i]", m, minimum=1) for m in milestones]  # plain ints
         if any(b <= a for a, b in zip(milestones, milestones[1:])):
             raise ConfigurationError(f"milestones must be strictly increasing, got {milestones}")
         self.milestones = milestones

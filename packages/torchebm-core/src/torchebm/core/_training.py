@@ -3,6 +3,7 @@ r"""Small training utilities: ``update_ema``, ``requires_grad`` and functional c
 from __future__ import annotations
 
 import argparse
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -75,15 +76,16 @@ def requires_grad(model: nn.Module, flag: bool = True) -> None:
         p.requires_grad_(flag)
 
 
-_PLAIN = (type(None), bool, int, float, str)
+_PLAIN: Any = {bool: bool, numbers.Integral: int, numbers.Real: float, str: str, type(None): None}
 
 
 def _plain(name: str, value: Any) -> Any:
-    """Check that ``value`` is made of types ``torch.load(weights_only=True)`` accepts."""
+    """``value`` in types ``torch.load(weights_only=True)`` accepts (numpy scalars made plain)."""
     if isinstance(value, argparse.Namespace):
         value = vars(value)
-    if isinstance(value, _PLAIN) or isinstance(value, torch.Tensor):
-        return value
+    for kind, plain in {**_PLAIN, torch.Tensor: None}.items():
+        if isinstance(value, kind):
+            return value if plain is None else plain(value)
     if isinstance(value, (list, tuple)):
         return type(value)(_plain(name, v) for v in value)
     if isinstance(value, dict):

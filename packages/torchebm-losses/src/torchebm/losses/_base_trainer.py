@@ -20,15 +20,18 @@ import math
 import numbers
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.utils.data import BatchSampler, SequentialSampler
 
 from torchebm.core import distributed as _d
 from torchebm.core import renamed_kwargs, warn_once
+from torchebm.core._training import _plain
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -78,6 +81,51 @@ class TrainerCallback:
 
     def on_train_end(self, trainer: BaseTrainer, history: dict) -> None:
         """After the last epoch."""
+
+
+def _order_source(loader: Any) -> Any:
+    """What decides the batch order of ``loader``.
+
+    ``None``: nothing to restore (a sequence, a sampler with ``set_epoch`` such as
+    ``DistributedSampler``, or a ``SequentialSampler``); a ``torch.Generator``: the
+    sampler's generator (``DataLoader(shuffle=True, generator=g)``); ``"global"``: the
+    global CPU RNG (a sampler whose ``generator`` is ``None``, e.g. ``DataLoader(shuffle=True)``);
+    ``"unknown"``: anything else (an iterable without a sampler, a custom sampler).
+    """
+    if isinstance(loader, Sequence):
+        return None
+    src = getattr(loader, "batch_sampler", None)
+    if src is None or isinstance(src, BatchSampler):  # torch's own: the order is its sampler's
+        src = getattr(loader, "sampler", None)
+    if hasattr(src, "set_epoch") or isinstance(src, SequentialSampler):
+        return None
+    gen = getattr(src, "generator", "unknown")
+    return "global" if gen is None else gen if isinstance(gen, torch.Generator) else "unknown"
+
+
+def _order_kind(src: Any) -> Any:
+    return "generator" if isinstance(src, torch.Generator) else src
+
+
+def _order_state(src: Any) -> dict[str, Any] | None:
+    """The current state of the RNG that orders a loader (see `_order_source`), or ``None``."""
+    if isinstance(src, torch.Generator):
+        return {"source": "generator", "state": src.get_state()}
+    return {"source": "global", "state": torch.get_rng_state()} if src == "global" else None
+
+
+def _plain_metrics(metrics: Any) -> dict[str, Any]:
+    """``validate_fn``'s dict made storable with ``torch.load(weights_only=True)``.
+
+    One-element tensors and numpy scalars become Python numbers, other tensors are detached
+    to the CPU; anything else that cannot be stored raises ``TypeError`` naming the key.
+    """
+    out = {}
+    for key, value in dict(metrics).items():
+        if isinstance(value, torch.Tensor):
+            value = value.item() if value.numel() == 1 else value.detach().cpu()
+        out[key] = _plain(f"validate_fn's value for key {key!r}", value)
+    return out
 
 
 def _accepts(fn: Callable, name: str) -> bool:
@@ -175,6 +223,19 @@ class BaseTrainer:
     loss's own state (replay buffers, scheduler states; per rank), the generator state
     (per rank), the counters and the history, so that a run resumed with
     [`load_checkpoint`][torchebm.losses.BaseTrainer.load_checkpoint] continues bit-identically (on the same hardware).
+
+    The batch order is part of that contract: a resumed epoch skips the batches already
+    trained, so the loader must yield them in the same order again. A sequence, a
+    ``SequentialSampler`` and a sampler with ``set_epoch`` (``DistributedSampler``) do so by
+    themselves; for a shuffling sampler driven by a ``torch.Generator``
+    (``DataLoader(shuffle=True, generator=g)``) or by the global CPU RNG
+    (``DataLoader(shuffle=True)``; worker processes, persistent or not, included) the
+    checkpoint holds that generator's state at the start of the interrupted epoch (at an
+    epoch end: the state the next epoch starts from), and the first
+    [`train_epoch`][torchebm.losses.BaseTrainer.train_epoch] after loading restores it
+    before iterating (the global RNG included: draws the model makes from it are not
+    replayed). Any other order (a custom sampler, an ``IterableDataset``, an iterable without
+    a sampler) is not restored: a mid-epoch resume then warns once.
 
     Args:
         model: The trained module (plain, ``DistributedDataParallel`` or FSDP2-sharded).
@@ -311,6 +372,12 @@ class BaseTrainer:
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._epoch_count = 0
         self.history: dict[str, list] = {"train": [], "val": []}
+        # the loader's order RNG (see _order_source): the last loader's source, the state at
+        # the start of the current epoch, and whether a loaded one waits for train_epoch
+        self._order_src: Any = None
+        self._order_rng: dict[str, Any] | None = None
+        self._order_pending = False
+        self._started_loaders: weakref.WeakSet = weakref.WeakSet()  # persistent workers running
 
     # ------------------------------------------------------------------ setup helpers
     def _setup_distribution(
@@ -615,17 +682,57 @@ class BaseTrainer:
             if fn is not None:
                 fn(self, *args)
 
+    def _restore_order(self, loader: Iterable[Any], skip: int) -> None:
+        """Before iterating ``loader``: rewind its order RNG when resuming, record it otherwise."""
+        src = _order_source(loader)
+        persistent = getattr(loader, "persistent_workers", False)
+        if src not in (None, "unknown") and persistent and loader not in self._started_loaders:
+            # start the workers now: their first pass draws a base seed that the later passes
+            # do not, so every epoch draws the same from the state recorded here
+            iter(loader)
+            self._started_loaders.add(loader)
+        saved: Any = self._order_rng if skip > 0 or self._order_pending else None
+        self._order_pending = False
+        restored = saved is not None and saved["source"] == _order_kind(src)
+        if restored and saved["source"] == "global":
+            torch.set_rng_state(saved["state"])
+        elif restored:
+            src.set_state(saved["state"])
+        elif skip > 0 and src is not None:
+            sampler = getattr(loader, "sampler", None)
+            why = (
+                f"its order comes from {type(loader if sampler is None else sampler).__name__}, "
+                "which has neither set_epoch nor a torch.Generator"
+                if src == "unknown"
+                else "the checkpoint holds no state of the RNG that shuffles it (it was saved "
+                "by an older torchebm or with another kind of loader)"
+            )
+            warn_once(
+                "BaseTrainer.mid_epoch_order",
+                f"resuming in the middle of an epoch ({skip} batches done), but the trainer "
+                f"cannot restore the batch order of this loader: {why}. The first {skip} "
+                "batches of a new pass are skipped, so the rest of the epoch matches the "
+                "interrupted run only if the loader yields the same batches in the same order",
+                UserWarning,
+                stacklevel=5,
+            )
+        self._order_src = src
+        self._order_rng = _order_state(src) if skip == 0 or restored else None
+
     @renamed_kwargs(dataloader="loader")
     def train_epoch(self, loader: Iterable[Any]) -> dict[str, float]:
         """One pass over ``loader``; returns the mean of each metric (global when distributed).
 
         After [`load_checkpoint`][torchebm.losses.BaseTrainer.load_checkpoint] of a mid-epoch checkpoint the batches already
         trained in this epoch are skipped, so the run continues where it stopped (and their
-        metrics, saved with it, still count in the epoch's means).
+        metrics, saved with it, still count in the epoch's means). The RNG that shuffles
+        ``loader`` is first rewound to its state at the start of the interrupted epoch (see
+        the class docstring for the loaders this covers; others warn once).
         """
         skip = self._batch_in_epoch
         if skip == 0:
             self._epoch_sums, self._epoch_count = {}, 0
+        self._restore_order(loader, skip)
         sums = self._epoch_sums
         for i, batch in enumerate(loader):
             if i < skip:
@@ -653,15 +760,23 @@ class BaseTrainer:
         """Train until `epoch` reaches ``num_epochs`` (a total, so resuming continues).
 
         Calls ``loader.sampler.set_epoch(epoch)`` when available (``DistributedSampler``),
-        so shuffling depends only on the epoch and a resumed run sees the same batches.
+        so shuffling depends only on the epoch and a resumed run sees the same batches; a
+        shuffling ``DataLoader`` without it has its generator restored on resume (see
+        [`train_epoch`][torchebm.losses.BaseTrainer.train_epoch]).
 
         Args:
             loader: Iterable of batches (usually a ``DataLoader``).
             num_epochs: Total number of epochs (int ``>= 0``).
-            validate_fn: Optional ``fn(trainer) -> dict`` run after each epoch.
+            validate_fn: Optional ``fn(trainer) -> dict`` run after each epoch. Its values are
+                stored in ``history["val"]`` as plain Python values (one-element tensors and
+                numpy scalars become numbers), so checkpoints load with ``weights_only=True``.
 
         Returns:
             ``{"train": [per-epoch metric dicts], "val": [...]}``.
+
+        Raises:
+            TypeError: ``validate_fn`` returned a value a checkpoint cannot hold (the error
+                names its key).
         """
         num_epochs = check_int("num_epochs", num_epochs, minimum=0)
         if validate_fn is not None and not callable(validate_fn):
@@ -675,7 +790,7 @@ class BaseTrainer:
             metrics = self.train_epoch(loader)
             self.history["train"].append(metrics)
             if validate_fn is not None:
-                self.history["val"].append(dict(validate_fn(self)))
+                self.history["val"].append(_plain_metrics(validate_fn(self)))
             self.epoch += 1  # first: a checkpoint saved in on_epoch_end resumes at the next
             self._callback("on_epoch_end", self.epoch - 1, metrics)
         self._callback("on_train_end", self.history)
@@ -721,6 +836,8 @@ class BaseTrainer:
         state["generator"] = self.generator.get_state() if self.generator is not None else None
         state["epoch_sums"] = {k: v.detach().cpu() for k, v in self._epoch_sums.items()}
         state["epoch_count"] = self._epoch_count
+        mid = self._batch_in_epoch > 0 or self._order_pending  # else: the next epoch's start
+        state["loader_rng"] = self._order_rng if mid else _order_state(self._order_src)
         if self._micro != 0:
             if _d.is_sharded(self.model):
                 raise NotImplementedError(
@@ -800,6 +917,8 @@ class BaseTrainer:
         self._load_loss_state(mine["loss"])
         self._epoch_sums = dict(mine.get("epoch_sums", {}))
         self._epoch_count = int(mine.get("epoch_count", 0))
+        self._order_rng = mine.get("loader_rng")  # absent from older checkpoints
+        self._order_pending = self._order_rng is not None
         gen_state = mine.get("generator")
         if gen_state is not None:
             if self.generator is None:

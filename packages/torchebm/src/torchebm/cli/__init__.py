@@ -61,10 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--steps", type=int, metavar="N", help="training steps (default: per demo)")
     demo.add_argument(
-        "--out", metavar="FILE", help="PNG to write (default: torchebm-demo-<name>.png)"
+        "--out",
+        metavar="FILE",
+        help="image to write (default: torchebm-demo-<name>.png; a folder gets that name "
+        "inside it; .png is added to a name without an extension, another extension must "
+        "be a format matplotlib writes: pdf, svg, jpg, ...)",
     )
     demo.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default: cpu")
-    demo.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    demo.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="random seed, a 64-bit int (default 0)"
+    )
     demo.add_argument(
         "--samples", type=int, default=2000, metavar="N", help="model samples (default 2000)"
     )

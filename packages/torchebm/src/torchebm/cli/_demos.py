@@ -516,11 +516,27 @@ def _plot(out: DemoOutput, test: torch.Tensor, title: str, path: str) -> None:
     fig.savefig(path, dpi=80)
 
 
-def _png_path(out: str) -> str:
-    """``out`` with ``.png`` added when it has no extension (what matplotlib writes), checked
-    before training: its folder must exist."""
-    if not os.path.splitext(out)[1]:
+def _png_path(out: str | None, default: str = "torchebm-demo.png") -> str:
+    """The file the demo writes, checked before training.
+
+    ``default`` when ``out`` is empty, ``<out>/<default>`` when ``out`` is an existing folder,
+    ``out`` with ``.png`` added when it has no extension; any other extension must be a
+    format matplotlib writes, and the folder must exist.
+    """
+    if not out or os.path.isdir(out):
+        out = os.path.join(out or "", default)
+    ext = os.path.splitext(out)[1]
+    if not ext:
         out += ".png"
+    else:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = sorted(FigureCanvasBase.get_supported_filetypes())
+        if ext[1:].lower() not in formats:
+            raise ValueError(
+                f"out must end in an image format matplotlib writes ({', '.join(formats)}) or "
+                f"have no extension (.png is added), got {out!r}"
+            )
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise ValueError(
@@ -529,8 +545,12 @@ def _png_path(out: str) -> str:
     return out
 
 
-def _check_demo_args(steps: Any, n_samples: Any, device: str) -> None:
+def _check_demo_args(steps: Any, n_samples: Any, device: str, seed: Any = 0) -> None:
     """Validate `run_demo`'s numeric and device options (named errors, no coercion)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
+        raise ValueError(
+            f"--seed must be an int in [-2**63, 2**63 - 1] (a 64-bit seed), got {seed!r}"
+        )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"--steps must be an int >= 1, got {steps!r}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 10:
@@ -562,10 +582,12 @@ def run_demo(
         name: One of `DEMOS`.
         dataset: Dataset name (default: the demo's).
         steps: Training steps (default: the demo's).
-        out: PNG path (default ``torchebm-demo-<name>.png``; ``.png`` is added to a name
-            without an extension; its folder must exist).
+        out: Image path (default ``torchebm-demo-<name>.png``; an existing folder gets
+            that file name inside it; ``.png`` is added to a name without an extension,
+            any other extension must be a format matplotlib writes; the folder must exist).
         device: ``"cpu"`` or ``"cuda"``.
-        seed: Seed of the model initialisation and of every random draw.
+        seed: Seed of the model initialisation and of every random draw (an int in
+            $[-2^{63}, 2^{63} - 1]$).
         n_samples: Number of model samples (and of held-out data points).
         quiet: Hide the progress bars.
         stream: Where the report goes (default ``sys.stdout``).
@@ -582,8 +604,8 @@ def run_demo(
     spec = DEMOS[name]
     dataset = resolve_dataset(dataset) if dataset is not None else spec.dataset
     steps = spec.steps if steps is None else steps
-    _check_demo_args(steps, n_samples, device)
-    out = _png_path(out or f"torchebm-demo-{name}.png")
+    _check_demo_args(steps, n_samples, device, seed)
+    out = _png_path(out, f"torchebm-demo-{name}.png")
     dev = torch.device(device)
 
     def log(msg: str) -> None:

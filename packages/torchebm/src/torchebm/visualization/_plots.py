@@ -186,6 +186,14 @@ def plot_energy_landscape(
     return fig
 
 
+def _points(name: str, x: Any) -> np.ndarray:
+    """`to_numpy_2d` for points that are plotted and fitted: at least one is required."""
+    arr = to_numpy_2d(name, x)
+    if not len(arr):
+        raise ShapeError(f"{name} must hold at least one point (N >= 1), got shape {arr.shape}")
+    return arr
+
+
 def _auto_limits(
     *arrays: np.ndarray | None, margin: float = 0.1
 ) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -275,7 +283,7 @@ def plot_samples(
         >>> import torch
         >>> fig = plot_samples(torch.randn(100, 2), data=torch.randn(100, 2) + 1)
     """
-    pts = to_numpy_2d("samples", samples)
+    pts = _points("samples", samples)
     ref = to_numpy_2d("data", data) if data is not None else None
     landscape = dict(grid_size=grid_size, kind=kind, clip=clip, model_kwargs=model_kwargs)
     fig, ax, xlim_, ylim_ = _points_canvas((pts, ref), xlim, ylim, ax, model, landscape)
@@ -333,8 +341,10 @@ def plot_trajectories(
         traj = np.asarray(trajectory, dtype=np.float64)
     if traj.ndim == 2:
         traj = traj[None]
-    if traj.ndim != 3 or traj.shape[-1] != 2 or traj.shape[1] < 1:
-        raise ShapeError(f"trajectory must have shape (B, T, 2) or (T, 2), got {traj.shape}")
+    if traj.ndim != 3 or traj.shape[-1] != 2 or min(traj.shape[:2]) < 1:
+        raise ShapeError(
+            f"trajectory must have shape (B, T, 2) or (T, 2) with B, T >= 1, got {traj.shape}"
+        )
     max_chains = check_int("max_chains", max_chains, minimum=1)
     traj = traj[:max_chains]
     flat = traj.reshape(-1, 2)
@@ -412,10 +422,13 @@ def plot_vector_field(
 
 
 def _ema(values: np.ndarray, weight: float) -> np.ndarray:
-    out = np.empty_like(values)
-    acc = values[0]
+    """Exponential moving average of the finite values: a NaN/inf leaves it unchanged (one
+    skipped step no longer blanks the rest of the curve); NaN before the first finite one."""
+    out = np.full_like(values, np.nan)
+    acc = np.nan
     for i, v in enumerate(values):
-        acc = weight * acc + (1.0 - weight) * v
+        if np.isfinite(v):
+            acc = v if np.isnan(acc) else weight * acc + (1.0 - weight) * v
         out[i] = acc
     return out
 
@@ -437,7 +450,9 @@ def plot_training_curves(
             ``name -> sequence`` (one curve per entry; sequences may differ in length).
         ax: Axes to draw into (default: a new figure).
         smoothing: Exponential moving-average weight in ``[0, 1)``; when ``> 0`` the raw
-            curve is drawn faintly and the smoothed one on top.
+            curve is drawn faintly and the smoothed one on top. Non-finite values (a step
+            skipped with ``nan_policy="skip"`` records a NaN loss) are gaps in the raw curve
+            and are left out of the average, which carries its last value across them.
         logy: Logarithmic y axis (all values must then be positive).
         xlabel: Label of the x axis.
         ylabel: Label of the y axis.
@@ -529,8 +544,8 @@ def plot_interpolant_paths(
         ...         return t * x1 + (1 - t) * x0, x1 - x0
         >>> fig = plot_interpolant_paths(Linear(), torch.randn(8, 2), torch.ones(8, 2))
     """
-    a = torch.as_tensor(to_numpy_2d("x0", x0), dtype=torch.float64)
-    b = torch.as_tensor(to_numpy_2d("x1", x1), dtype=torch.float64)
+    a = torch.as_tensor(_points("x0", x0), dtype=torch.float64)
+    b = torch.as_tensor(_points("x1", x1), dtype=torch.float64)
     if a.shape != b.shape:
         raise ShapeError(
             f"x0 and x1 must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
@@ -557,6 +572,29 @@ def plot_interpolant_paths(
     return fig
 
 
+def _clip_outliers(ax: Axes, values: np.ndarray) -> None:
+    """Clip the y axis to the bulk of ``values`` when some lie far outside it (and say so)."""
+    vals = values[np.isfinite(values)]
+    if not vals.size:
+        return
+    lo, hi = np.percentile(vals, [1.0, 99.0])
+    lo, hi = lo - 0.5 * (hi - lo), hi + 0.5 * (hi - lo)
+    v_min, v_max = float(vals.min()), float(vals.max())
+    if not (hi > lo and (v_min < lo or v_max > hi)):
+        return
+    lo, hi = max(lo, v_min), min(hi, v_max)
+    pad = 0.05 * (hi - lo)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.text(
+        0.01,
+        0.01,
+        f"y axis clipped; values range over [{v_min:.3g}, {v_max:.3g}]",
+        transform=ax.transAxes,
+        fontsize="x-small",
+        color="gray",
+    )
+
+
 @torch.no_grad()
 def plot_interpolant_schedules(
     interpolant: Any,
@@ -566,6 +604,12 @@ def plot_interpolant_schedules(
     title: str | None = None,
 ) -> Figure:
     r"""The schedules $\alpha(t)$, $\sigma(t)$ of an interpolant and their derivatives.
+
+    A schedule may be singular at an end (the variance-preserving path has
+    $\dot\sigma(1) = -5 \cdot 10^4$, from $\sigma(1) = 10^{-6}$): when some values lie far
+    outside the bulk (beyond the 1st-99th percentile range widened by half its width) the
+    y axis is clipped to that range, so the four curves stay readable, and a note in the
+    corner gives the full range of the values.
 
     Args:
         interpolant: Object with ``compute_alpha_t(t) -> (alpha, d_alpha)`` and
@@ -589,10 +633,12 @@ def plot_interpolant_schedules(
         v = torch.as_tensor(v, dtype=torch.float64)
         return np.broadcast_to(v.reshape(-1).numpy(), tn.shape)
 
-    ax.plot(tn, arr(alpha), color="tab:red", label=r"$\alpha(t)$ (data weight)")
-    ax.plot(tn, arr(sigma), color="tab:blue", label=r"$\sigma(t)$ (noise weight)")
-    ax.plot(tn, arr(d_alpha), color="tab:red", linestyle="--", label=r"$\dot\alpha(t)$")
-    ax.plot(tn, arr(d_sigma), color="tab:blue", linestyle="--", label=r"$\dot\sigma(t)$")
+    curves = [arr(v) for v in (alpha, sigma, d_alpha, d_sigma)]
+    ax.plot(tn, curves[0], color="tab:red", label=r"$\alpha(t)$ (data weight)")
+    ax.plot(tn, curves[1], color="tab:blue", label=r"$\sigma(t)$ (noise weight)")
+    ax.plot(tn, curves[2], color="tab:red", linestyle="--", label=r"$\dot\alpha(t)$")
+    ax.plot(tn, curves[3], color="tab:blue", linestyle="--", label=r"$\dot\sigma(t)$")
+    _clip_outliers(ax, np.concatenate(curves))
     ax.axhline(0.0, color="gray", linewidth=0.5)
     ax.set_xlabel("$t$ (0 = noise, 1 = data)")
     ax.grid(True, alpha=0.3)
