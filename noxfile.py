@@ -157,7 +157,8 @@ def _sync_venv(session: nox.Session, name: str, exe: str, *args: str) -> str:
 @nox.session(venv_backend="none")
 def integration(session: nox.Session) -> None:
     """Everything installed together, on the oldest supported Python: namespace integrity,
-    the meta, end-to-end training, the benchmark floors (``tests/benchmarks_smoke``).
+    the meta, end-to-end training, the benchmark floors (``tests/benchmarks_smoke``) and
+    every docstring example (``tools/run_doctests.py``).
 
     Where that Python is not installed, nox's own interpreter runs it (one line says so).
     """
@@ -170,6 +171,8 @@ def integration(session: nox.Session) -> None:
         session, "integration-oldest", exe, "--all-packages", "--group", "test", "--group", "bench"
     )
     _pytest(session, "tests/integration", "tests/benchmarks_smoke", python=python)
+    # every docstring example (>>>) of every piece, as the API reference shows it
+    session.run(python, "tools/run_doctests.py", env=THREADS)
 
 
 @nox.session(venv_backend="none")

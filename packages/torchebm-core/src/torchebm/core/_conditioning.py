@@ -53,7 +53,8 @@ class Conditioning:
 
     Example:
         >>> cond = Conditioning(cfg_dropout=0.1, null_condition=10)
-        >>> conditioning = cond.drop({"y": labels}, training=True, generator=g)
+        >>> cond.drop({"y": torch.tensor([3, 1, 2])}, training=False)  # evaluation: kept
+        {'y': tensor([3, 1, 2])}
 
     References:
         Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.

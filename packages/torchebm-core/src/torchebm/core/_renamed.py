@@ -23,7 +23,7 @@ def renamed_kwargs(**renames: str) -> Callable[[F], F]:
     Example:
         >>> @renamed_kwargs(t="tensor")
         ... def broadcast(tensor, src=0): ...
-        >>> broadcast(t=x)  # DeprecationWarning: t= is now tensor=
+        >>> broadcast(t=1)  # DeprecationWarning: t= is now tensor=
     """
 
     def decorate(fn: F) -> F:

@@ -44,8 +44,8 @@ def update_ema(ema_model: nn.Module, model: nn.Module, decay: float = 0.9999) ->
         decay: $d \in [0, 1]$; ``0`` copies the weights, ``1`` freezes the EMA.
 
     Example:
-        >>> ema = copy.deepcopy(model); requires_grad(ema, False)
-        >>> update_ema(ema, model, decay=0.999)  # after each optimizer step
+        >>> import copy; model = torch.nn.Linear(2, 1); ema = copy.deepcopy(model)
+        >>> requires_grad(ema, False); update_ema(ema, model, decay=0.999)  # after each step
     """
     ema = unwrap_model(_check_module("ema_model", ema_model))
     live = unwrap_model(_check_module("model", model))

@@ -364,9 +364,9 @@ def unsharded(module: nn.Module, recurse: bool = True) -> Iterator[nn.Module]:
     so the inner gradient pass does not free weights the outer backward needs.
 
     Example:
-        >>> with unsharded(model):
+        >>> with unsharded(model):  # doctest: +SKIP
         ...     negatives = sampler.sample(x=start, n_steps=k)
-        >>> with unsharded(model):
+        >>> with unsharded(model):  # doctest: +SKIP
         ...     dsm(x).backward()
     """
     mods = _fsdp_modules(unwrap_model(module), recurse)

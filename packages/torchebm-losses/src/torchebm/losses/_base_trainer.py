@@ -277,9 +277,14 @@ class BaseTrainer:
             ``generator``, or a DDP model whose loss holds the unwrapped module.
 
     Example:
+        >>> model = torch.nn.Linear(2, 1)
+        >>> loss_fn = lambda x: model(x).square().mean()  # any batch -> scalar loss
         >>> trainer = BaseTrainer(model, torch.optim.Adam(model.parameters()), loss_fn, seed=0)
-        >>> history = trainer.train(loader, num_epochs=10)
-        >>> trainer.save_checkpoint("ckpt.pt")
+        >>> loader = torch.utils.data.DataLoader(torch.randn(64, 2), batch_size=16)
+        >>> history = trainer.train(loader, num_epochs=2)
+        >>> len(history["train"]), trainer.epoch
+        (2, 2)
+        >>> path = trainer.save_checkpoint("ckpt.pt")  # resume: trainer.load_checkpoint(path)
     """
 
     def __init__(

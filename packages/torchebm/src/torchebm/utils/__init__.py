@@ -6,7 +6,9 @@ which no piece uses, are implemented here; the functional helpers are re-exporte
 ``torchebm.core`` and ``torchebm.core.distributed``.
 
 Example:
+    >>> import torch
     >>> from torchebm.utils import EMA, requires_grad
+    >>> model = torch.nn.Linear(2, 1)
     >>> ema = EMA(model, decay=0.999, decay_schedule="warmup")
 """
 

@@ -37,11 +37,14 @@ class EMA(nn.Module):
             value must lie in $[0, 1]$.
 
     Example:
+        >>> model = torch.nn.Linear(2, 1)
         >>> ema = EMA(model, decay=0.999)
-        >>> for batch in loader:
-        ...     train_step(model, batch)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> for _ in range(3):
+        ...     opt.zero_grad(); model(torch.randn(8, 2)).square().mean().backward(); opt.step()
         ...     ema.update(model)
-        >>> samples = ema(x)  # forward through the averaged weights
+        >>> ema(torch.zeros(1, 2)).shape  # forward through the averaged weights
+        torch.Size([1, 1])
 
     References:
         Polyak & Juditsky, "Acceleration of stochastic approximation by averaging", 1992.

@@ -38,8 +38,11 @@ def profile_context(
         The `torch.profiler.profile` object.
 
     Example:
+        >>> from torchebm.core import GaussianModel
+        >>> from torchebm.samplers import LangevinDynamics
+        >>> sampler = LangevinDynamics(GaussianModel(torch.zeros(2), torch.eye(2)), step_size=0.1)
         >>> with profile_context(print_table=False, export_trace="trace.json") as prof:
-        ...     sampler.sample(dim=2, n_samples=256, n_steps=100)
+        ...     x = sampler.sample(dim=2, n_samples=256, n_steps=100)
     """
     if activities is None:
         activities = [ProfilerActivity.CPU]
