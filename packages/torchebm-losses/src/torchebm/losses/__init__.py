@@ -12,8 +12,10 @@ r"""``torchebm.losses``: every training objective of TorchEBM.
 Every loss is an ``nn.Module`` called as ``loss_fn(x, model_kwargs=..., generator=...)``.
 
 Example:
-    >>> from torchebm.losses import DenoisingScoreMatching  # doctest: +SKIP
-    >>> loss = DenoisingScoreMatching(model, noise_scale=0.1)(batch)  # doctest: +SKIP
+    >>> import torch
+    >>> from torchebm.losses import DenoisingScoreMatching
+    >>> from torchebm.models import MLPEnergy  # torchebm-models
+    >>> loss = DenoisingScoreMatching(MLPEnergy(2), noise_scale=0.1)(torch.randn(64, 2))
 """
 
 from importlib.metadata import version as _version

@@ -63,9 +63,14 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         init_noise_scale: Standard deviation of the (re-)initialisation noise.
 
     Example:
-        >>> loss_fn = ContrastiveDivergence(model, sampler, k_steps=10)  # doctest: +SKIP
-        >>> loss, negatives = loss_fn(batch)  # doctest: +SKIP
-        >>> loss.backward()  # doctest: +SKIP
+        >>> from torchebm.models import MLPEnergy  # torchebm-models and -samplers
+        >>> from torchebm.samplers import LangevinDynamics
+        >>> model = MLPEnergy(2)
+        >>> sampler = LangevinDynamics(model, step_size=0.01)
+        >>> loss_fn = ContrastiveDivergence(model, sampler, k_steps=10)
+        >>> loss, negatives = loss_fn(torch.randn(64, 2))
+        >>> loss.backward(); negatives.shape
+        torch.Size([64, 2])
 
     References:
         - Hinton, "Training products of experts by minimizing contrastive divergence",
@@ -167,8 +172,14 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
         init_noise_scale: Standard deviation of the (re-)initialisation noise.
 
     Example:
-        >>> pcd = PersistentContrastiveDivergence(model, sampler, buffer_size=10000)  # doctest: +SKIP
-        >>> loss, negatives = pcd(batch)  # doctest: +SKIP
+        >>> from torchebm.models import MLPEnergy  # torchebm-models and -samplers
+        >>> from torchebm.samplers import LangevinDynamics
+        >>> model = MLPEnergy(2)
+        >>> sampler = LangevinDynamics(model, step_size=0.01)
+        >>> pcd = PersistentContrastiveDivergence(model, sampler, k_steps=5, buffer_size=10000)
+        >>> loss, negatives = pcd(torch.randn(64, 2))
+        >>> pcd.replay_buffer.shape
+        torch.Size([10000, 2])
 
     References:
         - Tieleman, "Training restricted Boltzmann machines using approximations to the
@@ -288,8 +299,14 @@ class ParallelTemperingCD(ContrastiveDivergence):
         NotImplementedError: conditioning (``model_kwargs``) is passed.
 
     Example:
-        >>> ptcd = ParallelTemperingCD(model, sampler, temperatures=(1.0, 3.0, 9.0))  # doctest: +SKIP
-        >>> loss, negatives = ptcd(batch)  # doctest: +SKIP
+        >>> from torchebm.models import MLPEnergy  # torchebm-models and -samplers
+        >>> from torchebm.samplers import LangevinDynamics
+        >>> model = MLPEnergy(2)
+        >>> sampler = LangevinDynamics(model, step_size=0.01)
+        >>> ptcd = ParallelTemperingCD(model, sampler, k_steps=5, temperatures=(1.0, 3.0, 9.0))
+        >>> loss, negatives = ptcd(torch.randn(64, 2))
+        >>> negatives.shape
+        torch.Size([64, 2])
 
     References:
         - Swendsen & Wang, "Replica Monte Carlo simulation of spin glasses", PRL 1986.

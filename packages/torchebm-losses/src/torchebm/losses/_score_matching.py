@@ -94,8 +94,10 @@ class ScoreMatching(BaseScoreMatching):
         ValueError: unknown ``hessian_method`` or non-positive counts/steps.
 
     Example:
-        >>> sm = ScoreMatching(model, hessian_method="hutchinson", hutchinson_samples=5)  # doctest: +SKIP
-        >>> loss = sm(batch); loss.backward()  # doctest: +SKIP
+        >>> from torchebm.models import MLPEnergy  # torchebm-models
+        >>> model = MLPEnergy(2)
+        >>> sm = ScoreMatching(model, hessian_method="hutchinson", hutchinson_samples=5)
+        >>> loss = sm(torch.randn(64, 2)); loss.backward()
 
     References:
         - Hyvärinen, "Estimation of non-normalized statistical models by score matching",
@@ -234,8 +236,10 @@ class SlicedScoreMatching(BaseScoreMatching):
         ValueError: unknown ``projection_type`` or ``n_projections < 1``.
 
     Example:
-        >>> ssm = SlicedScoreMatching(model, n_projections=5)  # doctest: +SKIP
-        >>> loss = ssm(batch); loss.backward()  # doctest: +SKIP
+        >>> from torchebm.models import MLPEnergy  # torchebm-models
+        >>> model = MLPEnergy(2)
+        >>> ssm = SlicedScoreMatching(model, n_projections=5)
+        >>> loss = ssm(torch.randn(64, 2)); loss.backward()
 
     References:
         - Song, Garg, Shi & Ermon, "Sliced score matching: a scalable approach to density
@@ -334,8 +338,10 @@ class DenoisingScoreMatching(BaseScoreMatching):
         functional_model: Module used by the ``torch.func`` path instead of ``model``.
 
     Example:
-        >>> dsm = DenoisingScoreMatching(model, noise_scale=0.1)  # doctest: +SKIP
-        >>> loss = dsm(batch); loss.backward()  # doctest: +SKIP
+        >>> from torchebm.models import MLPEnergy  # torchebm-models
+        >>> model = MLPEnergy(2)
+        >>> dsm = DenoisingScoreMatching(model, noise_scale=0.1)
+        >>> loss = dsm(torch.randn(64, 2)); loss.backward()
 
     References:
         - Vincent, "A connection between score matching and denoising autoencoders",

@@ -50,8 +50,14 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
             ...).
 
     Example:
-        >>> trainer = ContrastiveDivergenceTrainer(model, LangevinDynamics(model, 0.01), seed=0)  # doctest: +SKIP
-        >>> history = trainer.train(loader, num_epochs=20)  # doctest: +SKIP
+        >>> from torchebm.models import MLPEnergy  # torchebm-models and -samplers
+        >>> from torchebm.samplers import LangevinDynamics
+        >>> model = MLPEnergy(2)
+        >>> trainer = ContrastiveDivergenceTrainer(model, LangevinDynamics(model, 0.01), seed=0)
+        >>> loader = torch.utils.data.DataLoader(torch.randn(64, 2), batch_size=32)
+        >>> history = trainer.train(loader, num_epochs=2)
+        >>> len(history["train"])
+        2
 
     References:
         - Hinton, "Training products of experts by minimizing contrastive divergence",
