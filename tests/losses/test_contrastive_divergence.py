@@ -487,6 +487,48 @@ def test_pt_state_round_trip_and_sampler_restored_on_error():
     assert sampler.model is model
 
 
+def test_pt_checkpoint_chains_must_fit_the_ladder_and_n_chains():
+    # chains (R, n, *event) of another ladder or n_chains loaded silently: the next call
+    # failed with an unclear row count, or ran n_chains the constructor did not ask for
+    model = MLPEnergy()
+    pt = ParallelTemperingCD(model, TinyLangevin(model), temperatures=(1.0, 2.0, 4.0), k_steps=1)
+    pt(torch.randn(6, 2, generator=gen(0)), generator=gen(1))
+    state = pt.state_dict()
+    assert tuple(state["tempered_chains"].shape) == (3, 6, 2)
+    two = ParallelTemperingCD(model, TinyLangevin(model), temperatures=(1.0, 2.0), k_steps=1)
+    with pytest.raises(
+        RuntimeError, match=r"tempered_chains in the checkpoint have shape \(3, 6, 2\)"
+    ):
+        two.load_state_dict(state)
+    four = ParallelTemperingCD(
+        model, TinyLangevin(model), temperatures=(1.0, 2.0, 4.0), n_chains=4, k_steps=1
+    )
+    with pytest.raises(RuntimeError, match="n_chains=4"):
+        four.load_state_dict(state)
+    six = ParallelTemperingCD(
+        model, TinyLangevin(model), temperatures=(1.0, 2.0, 4.0), n_chains=6, k_steps=1
+    )
+    six.load_state_dict(state)
+    assert torch.equal(six.tempered_chains, pt.tempered_chains)
+
+
+def test_pt_inverse_temperatures_are_float64():
+    pt = ParallelTemperingCD(Quadratic(), TinyLangevin(Quadratic()), temperatures=(1.0, 3.0))
+    beta = pt.inverse_temperatures
+    assert beta.dtype == torch.float64
+    assert abs(beta[1].item() - 1.0 / 3.0) < 1e-16  # float32 rounding was 9.9e-9 off
+
+
+def test_a_replay_buffer_does_not_load_into_a_non_persistent_loss():
+    # it loaded and was never used: the resumed run silently lost its persistent chains
+    model = MLPEnergy()
+    pcd = PersistentContrastiveDivergence(model, TinyLangevin(model), k_steps=1, buffer_size=16)
+    pcd(torch.randn(8, 2, generator=gen(0)), generator=gen(1))
+    cd = ContrastiveDivergence(model, TinyLangevin(model), k_steps=1)
+    with pytest.raises(RuntimeError, match="replay buffer .* persistent=False"):
+        cd.load_state_dict(pcd.state_dict())
+
+
 # --------------------------------------------------------------------------- training
 @pytest.mark.parametrize("persistent", [False, True], ids=["cd", "pcd"])
 def test_quadratic_energy_learns_data_precision(persistent):

@@ -225,6 +225,23 @@ def test_rmhmc_validation_and_deprecated_solver_kwargs():
         RiemannianManifoldHMC(HarmonicModel(), metric).sample(dim=3, n_samples=2, n_steps=1)
 
 
+def test_rmhmc_metric_of_another_dtype_is_named():
+    # a float32 metric with float64 chains failed inside torch.bmm ("expected scalar type
+    # Float but found Double"), naming neither metric_fn nor the dtypes
+    model = GaussianModel(torch.zeros(2), torch.eye(2), dtype=torch.float64)
+    metric = lambda x: torch.eye(2).expand(x.shape[0], 2, 2).clone()  # noqa: E731 float32
+    rm = RiemannianManifoldHMC(
+        model, metric, step_size=0.2, n_leapfrog_steps=3, dtype=torch.float64
+    )
+    with pytest.raises(
+        TypeError, match=r"metric_fn\(x\) returned dtype torch.float32 .* torch.float64"
+    ):
+        rm.sample(dim=2, n_samples=4, n_steps=2)
+    ok = lambda x: torch.eye(2, dtype=x.dtype).expand(x.shape[0], 2, 2).clone()  # noqa: E731
+    rm = RiemannianManifoldHMC(model, ok, step_size=0.2, n_leapfrog_steps=3, dtype=torch.float64)
+    assert rm.sample(dim=2, n_samples=4, n_steps=2).dtype == torch.float64
+
+
 def test_rmhmc_conditioning_reaches_the_force():
     class Shifted(BaseModel):
         def forward(self, x, shift=None):

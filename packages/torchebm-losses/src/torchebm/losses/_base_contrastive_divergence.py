@@ -44,11 +44,17 @@ def _allocate_loaded_chains(
     """Load pre-hook: a checkpoint's replay buffer loads into a loss that has none yet.
 
     The chains and their ages are allocated at the checkpoint's shape (a torchebm 0.8.9
-    checkpoint has no ages: they start at 0); a buffer of another ``buffer_size`` is an
-    error that names both sizes.
+    checkpoint has no ages: they start at 0); a buffer of another ``buffer_size``, or one
+    loaded into a loss that is not persistent, is an error that names the mismatch.
     """
     buffer, age = prefix + "replay_buffer", prefix + "buffer_age"
     if buffer not in state_dict:
+        return
+    if not loss.persistent:  # the chains would be loaded and never used
+        error_msgs.append(
+            f"the checkpoint holds a replay buffer (persistent contrastive divergence) but "
+            f"this {type(loss).__name__} has persistent=False"
+        )
         return
     chains = state_dict[buffer].shape[0]
     if chains != loss.buffer_size:

@@ -243,11 +243,26 @@ class _TemperedModel(BaseModel):
         return super().gradient(x, model_kwargs)
 
 
-def _allocate_tempered_chains(loss: Any, state_dict: dict, prefix: str, *_: Any) -> None:
-    """Load pre-hook: a checkpoint's tempered chains load into a loss that has none yet."""
+def _allocate_tempered_chains(
+    loss: Any, state_dict: dict, prefix: str, *args: Any
+) -> None:  # args: local metadata, strict, missing, unexpected, error messages
+    """Load pre-hook: a checkpoint's tempered chains load into a loss that has none yet.
+
+    Chains that do not fit the loss, ``(R, n_chains, *event)`` with ``R`` replicas (one per
+    temperature) and its ``n_chains`` when set, are an error naming both shapes."""
     key = prefix + "tempered_chains"
-    if key in state_dict and loss.tempered_chains is None:
-        shape = state_dict[key].shape
+    if key not in state_dict:
+        return
+    shape = tuple(state_dict[key].shape)
+    replicas, n = len(loss.temperatures), loss.n_chains
+    if len(shape) < 2 or shape[0] != replicas or (n is not None and shape[1] != n):
+        args[-1].append(
+            f"tempered_chains in the checkpoint have shape {shape}, but this loss holds "
+            f"({replicas}, {'n_chains' if n is None else n}, *event) chains "
+            f"(temperatures={loss.temperatures}, n_chains={n})"
+        )
+        return
+    if loss.tempered_chains is None:
         loss.tempered_chains = torch.empty(shape, dtype=loss.dtype, device=loss.device)
 
 
@@ -383,7 +398,8 @@ class ParallelTemperingCD(ContrastiveDivergence):
     @property
     def inverse_temperatures(self) -> torch.Tensor:
         r"""$\beta_r = 1/(T_r T_0)$, shape ``(R,)`` (float64 on CPU)."""
-        return torch.tensor([1.0 / (t * self.base_temperature) for t in self.temperatures])
+        betas = [1.0 / (t * self.base_temperature) for t in self.temperatures]
+        return torch.tensor(betas, dtype=torch.float64)  # cast to the chains' dtype where used
 
     def get_extra_state(self) -> dict:
         # which neighbour pairs swap next is chain state too: a resumed run must match

@@ -30,7 +30,7 @@ from torchebm.integrators import (
     LeapfrogResult,
     resolve_integrator,
 )
-from torchebm.integrators._checked import check_mass
+from torchebm.integrators._checked import check_field_dtype, check_mass
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import rows_close, tolerance
 from torchebm.samplers._backend import check_backend, resolve_fused
@@ -528,6 +528,8 @@ class RiemannianManifoldHMC(_HMCBase):
             raise ShapeError(
                 f"metric_fn must return shape (B, D, D) = ({b}, {d}, {d}), got {tuple(g.shape)}"
             )
+        if g.dtype != x.dtype:  # torch.bmm with the momenta would fail without naming it
+            check_field_dtype("metric_fn(x)", g, x.dtype)
         chol, info = torch.linalg.cholesky_ex(g)
         return chol, info == 0
 
