@@ -44,6 +44,26 @@ def test_base_sampler_is_abstract_but_a_step_subclass_is_not():
     torch.testing.assert_close(out, torch.full((2, 3), 0.125))
 
 
+def test_a_089_sampler_that_starts_with_init_state_works():
+    # torchebm 0.8.9's own samplers began sample() with self._init_state(x, dim, n_samples,
+    # generator); a user sampler written the same way raised AttributeError
+    class Descent(BaseSampler):
+        def sample(self, x=None, dim=None, n_steps=10, n_samples=1, *, generator=None):
+            x = self._init_state(x, dim, n_samples, generator)
+            for _ in range(n_steps):
+                x = x - 0.5 * self._model_gradient(x, {})
+            return x
+
+    sampler = Descent(HarmonicModel())
+    torch.testing.assert_close(
+        sampler.sample(x=torch.ones(2, 3), n_steps=3), torch.full((2, 3), 0.125)
+    )
+    g = torch.Generator().manual_seed(0)
+    drawn = sampler.sample(dim=2, n_samples=5, n_steps=0, generator=g)
+    assert torch.equal(drawn, torch.randn(5, 2, generator=torch.Generator().manual_seed(0)))
+    assert sampler._init_state(None, 3, 4).shape == (4, 3)  # generator optional, as in 0.8.9
+
+
 def test_seed_custom_sampler_that_overrides_sample_still_works():
     # verbatim pattern of the seed documentation ("Example: Simplified Langevin Dynamics")
     class SimpleLangevin(BaseSampler):

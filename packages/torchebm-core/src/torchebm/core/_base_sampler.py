@@ -409,9 +409,6 @@ class BaseSampler(Schedulable, TorchEBMModule):
         """Energies `(B,)` of `x` under the model."""
         return self.model(x, **model_kwargs) if model_kwargs else self.model(x)
 
-    _model_gradient = model_gradient  # torchebm 0.8.9 names (user samplers call them)
-    _model_energy = model_energy
-
     # ------------------------------------------------------------------ validation
     def _resolve_n_steps(self, n_steps: Any) -> int:
         if n_steps is None:
@@ -419,7 +416,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         return check_int("n_steps", n_steps, minimum=1)
 
     def _initial_x(
-        self, x: Any, dim: Any, n_samples: Any, generator: torch.Generator | None
+        self, x: Any, dim: Any, n_samples: Any, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """The validated starting chains `(B, *event_shape)` on the sampler's device/dtype."""
         if x is None:
@@ -440,6 +437,10 @@ class BaseSampler(Schedulable, TorchEBMModule):
         # contiguous: buffers made like x draw their noise in the same order for any layout
         x = x.detach().to(*self._resolve_placement()).contiguous()
         return check_finite_tensor("x", x)
+
+    _model_gradient = model_gradient  # torchebm 0.8.9 names (user samplers call them)
+    _model_energy = model_energy
+    _init_state = _initial_x  # (0.8.9's samplers began their sample() with it)
 
     # ------------------------------------------------------------------ the loop
     def _step_fn(self, compile: bool) -> Callable[[State, SamplerContext], State]:
