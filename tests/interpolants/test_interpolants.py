@@ -144,8 +144,14 @@ def test_diffusion_forms():
     assert torch.allclose(lin.compute_diffusion(x, t, "linear", 0.5), 0.5 * (1 - tb))
     assert torch.allclose(lin.compute_diffusion(x, t, "decreasing"), (1 - tb) ** 2)
     assert torch.allclose(lin.compute_diffusion(x, t, "increasing-decreasing"), 4 * tb * (1 - tb))
-    _, bv = lin.compute_drift(x, t)
-    assert torch.allclose(lin.compute_diffusion(x, t, "SBDM"), bv / (1 - tb + 1e-8))
+    # SBDM: the diffusion g^2/2 of the forward SDE dx = f x dt + g dW whose marginals are
+    # alpha x1 + sigma eps; for alpha = t, sigma = 1 - t it is (1 - t)/t (SiT's form; torchebm
+    # 0.8.9 divided it by sigma, 1/t, which does not vanish at the data end)
+    assert torch.allclose(lin.compute_diffusion(x, t, "SBDM"), (1 - tb) / tb)
+    # ... and for the VP path beta_t / 2, DDPM's reverse-SDE diffusion (g^2 = beta_t)
+    vp = VariancePreservingInterpolant(sigma_min=0.1, sigma_max=20.0)
+    beta = 0.1 + (1 - tb) * (20.0 - 0.1)
+    assert torch.allclose(vp.compute_diffusion(x, t, "SBDM"), beta / 2)
     with pytest.raises(ValueError, match=r"form must be one of \[.*\], got .bogus."):
         lin.compute_diffusion(x, t, "bogus")
 
@@ -263,3 +269,21 @@ def test_a_column_of_times_against_a_batch_of_scalars():
     assert xt.shape == (5,) and torch.allclose(xt, t) and torch.allclose(ut, torch.ones(5))
     with pytest.raises(ShapeError, match="t must have shape"):
         LinearInterpolant().interpolate(x0, x1, torch.rand(4, 1))
+
+
+@pytest.mark.parametrize("schedule", ["geometric", "edm"])
+def test_ve_velocity_conversions_on_images_and_a_velocity_of_another_shape(schedule):
+    ve = VarianceExplodingInterpolant(schedule=schedule)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    v = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    t = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    score, noise = ve.velocity_to_score(v, x, t), ve.velocity_to_noise(v, x, t)
+    for i in range(3):  # per sample: s = -v / (sigma sigma'), x0_hat = v / sigma'
+        sigma, d_sigma = ve.compute_sigma_t(t[i])
+        torch.testing.assert_close(score[i], -v[i] / (sigma * d_sigma))
+        torch.testing.assert_close(noise[i], v[i] / d_sigma)
+    # a (B, 1) velocity gave a (B, 1) "score" of a (B, D) state without an error
+    for convert in (ve.velocity_to_score, ve.velocity_to_noise):
+        with pytest.raises(ShapeError, match=r"velocity must have the shape of x \(3, 4\)"):
+            convert(torch.ones(3, 1), torch.ones(3, 4), torch.full((3,), 0.5))

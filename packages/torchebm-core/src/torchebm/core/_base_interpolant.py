@@ -130,7 +130,8 @@ class BaseInterpolant(ABC):
     ) -> torch.Tensor:
         r"""Diffusion coefficient $D(t)$ of the SDE sampler, shape ``(B, 1, ..., 1)``.
 
-        Forms: ``"constant"`` (``norm``), ``"SBDM"`` ($\text{norm}\cdot B_v/(\sigma+10^{-8})$),
+        Forms: ``"constant"`` (``norm``), ``"SBDM"`` ($\text{norm}\cdot B_v$: the diffusion of
+        the score-based diffusion model whose marginals are the path's, SiT's form),
         ``"sigma"`` ($\text{norm}\,\sigma$), ``"linear"`` ($\text{norm}(1-t)$),
         ``"decreasing"`` ($\text{norm}(1-t)^2$), ``"increasing-decreasing"``
         ($\text{norm}\cdot 4t(1-t)$); another ``form`` raises ``ValueError`` naming ``form``.
@@ -140,11 +141,8 @@ class BaseInterpolant(ABC):
         tb = _broadcast_t(t, x)
         if form == "constant":
             d = torch.full_like(tb, float(norm))
-        elif form == "SBDM":
-            # B_v does not depend on x: one row of x keeps compute_drift's A part small
-            _, bv = self.compute_drift(x[:1] if tb.ndim == 0 else x, t)
-            sigma, _ = self.compute_sigma_t(tb)
-            d = norm * bv / (sigma + _floor_for(sigma, 1e-8))
+        elif form == "SBDM":  # B_v does not depend on x: one row of x keeps A's part small
+            d = norm * self.compute_drift(x[:1] if tb.ndim == 0 else x, t)[1]
         elif form == "sigma":
             d = norm * self.compute_sigma_t(tb)[0]
         elif form == "linear":
