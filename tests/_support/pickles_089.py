@@ -159,6 +159,9 @@ def _old_dict(obj: Any, memo: dict[int, Any]) -> dict[str, Any]:
         _loss(obj, s)
     elif type(obj).__module__.startswith("torchebm.models"):
         _model(obj, s)
+    elif "GaussianModel" in names:  # 0.8.9 kept the buffers mean and cov_inv only
+        s["_buffers"].pop("cov")
+        s["_non_persistent_buffers_set"].discard("cov")
     return s
 
 

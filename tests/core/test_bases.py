@@ -172,6 +172,11 @@ def test_coupling_contracts():
     torch.testing.assert_close(Shift(lambda z: z + 1)(x0).x1, x0 + 1)
     with pytest.raises(ConfigurationError, match="equal batch sizes"):
         Reverse()(x0, x1[:2])
+    # a generated x1 of another event shape would broadcast against x0 in the interpolation
+    # (only the batch size was checked): the pair must have one shape
+    for bad in (lambda z: z.expand(3, 2), lambda z: z[:, 0]):
+        with pytest.raises(ShapeError, match=r"Shift: the model must map x0 of shape \(3, 1\)"):
+            Shift(bad)(x0)
 
 
 # ---------------------------------------------------------------------------- errors, versions

@@ -73,3 +73,36 @@ def test_renamed_kwargs_warns_once_and_maps():
     with pytest.raises(TypeError, match="both old="):
         f(old=1, new=2)
     assert f.__renamed_kwargs__ == {"old": "new"}
+
+
+def test_couplings_written_for_089_implement_solve_and_generate_under_the_old_names():
+    # 0.8.9's bases asked subclasses for `_solve(cost, generator=None)` and
+    # `_generate(x0, generator=None, **kwargs)`; such a class could not be instantiated
+    # (abstract `solve`/`generate`)
+    from torchebm.core import BaseCostCoupling, BaseModelCoupling
+
+    class Reverse(BaseCostCoupling):
+        def _solve(self, cost, generator=None):
+            self.seen = (cost.shape, generator)
+            return torch.arange(cost.shape[0] - 1, -1, -1)
+
+    class Scale(BaseModelCoupling):
+        def _generate(self, x0, generator=None, **kwargs):
+            return self.model * x0 + kwargs.get("shift", 0.0)
+
+    x0, x1 = torch.zeros(3, 2), torch.arange(6.0).reshape(3, 2)
+    gen = torch.Generator().manual_seed(0)
+    result = Reverse()(x0, x1, generator=gen)
+    torch.testing.assert_close(result.x1, x1.flip(0))
+    assert result.x0 is x0 and Reverse().solve(torch.zeros(2, 2), None).tolist() == [1, 0]
+    coupling = Reverse()
+    coupling(x0, x1, generator=gen)
+    assert coupling.seen == ((3, 3), gen)
+    out = Scale(2.0)(x1, shift=1.0)
+    torch.testing.assert_close(out.x1, 2.0 * x1 + 1.0)
+
+    class Neither(BaseCostCoupling):  # still abstract: implementing no step is an error
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Neither()

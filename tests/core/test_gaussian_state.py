@@ -155,3 +155,18 @@ def test_a_parametrized_mean_is_read_through_the_module():
     m = GaussianModel(MEAN0, COV0, dtype=F64)
     parametrize.register_parametrization(m, "mean", Shift())
     _assert_model_is(m, MEAN0 + 1.0, COV0)
+
+
+def test_a_model_pickled_whole_by_089_gets_its_cov_back():
+    # 0.8.9 pickled mean and cov_inv only: the unpickled model had no .cov (AttributeError)
+    # and no hook deriving it when a state dict was loaded into it later
+    from _support.pickles_089 import unpickle_089
+
+    model = GaussianModel(MEAN0, COV0, dtype=F64)
+    old = unpickle_089(model)
+    torch.testing.assert_close(old.cov, COV0, rtol=1e-12, atol=1e-12)
+    energy, grad = _reference(MEAN0, COV0, _x())
+    torch.testing.assert_close(old(_x()), energy)
+    torch.testing.assert_close(old.gradient(_x()), grad)
+    old.load_state_dict({"mean": MEAN1, "cov_inv": torch.linalg.inv(COV1)})
+    torch.testing.assert_close(old.cov, COV1, rtol=1e-12, atol=1e-12)

@@ -215,3 +215,30 @@ def test_multistep_milestones_are_plain_ints_in_the_state(tmp_path):
     torch.save(s.state_dict(), tmp_path / "s.pt")
     state = torch.load(tmp_path / "s.pt", weights_only=True)
     assert state["milestones"] == [2, 4] and seq(s, 4)[-1] == 0.25
+
+
+def test_a_saved_schedule_of_another_type_is_not_loaded_and_warns(recwarn):
+    # a LinearScheduler's state loaded into a sampler with a constant step size was dropped
+    # without a word: the checkpoint's schedule silently did not come back
+    from torchebm.core import BaseSampler, HarmonicModel, ScheduledParameter
+
+    class Walk(BaseSampler):
+        step_size = ScheduledParameter(positive=True)
+
+        def __init__(self, step_size):
+            super().__init__(HarmonicModel())
+            self.step_size = step_size
+
+        def step(self, state, ctx):
+            return state
+
+    saved = Walk(LinearScheduler(0.1, 0.0, 10))
+    saved.step_schedulers()
+    state = saved.state_dict()
+    same = Walk(LinearScheduler(0.1, 0.0, 10))
+    same.load_state_dict(state)
+    assert same.step_size == pytest.approx(0.09) and not recwarn.list  # same type: loaded
+    other = Walk(0.5)
+    with pytest.warns(UserWarning, match="holds a LinearScheduler for 'step_size'.*Constant"):
+        other.load_state_dict(state, strict=True)
+    assert other.step_size == 0.5  # its own schedule stays

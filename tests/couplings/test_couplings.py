@@ -1,6 +1,7 @@
 """Couplings: exact OT vs brute force, greedy vs sequential greedy, Sinkhorn plans, reflow."""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -213,6 +214,35 @@ def test_reflow_with_callable_and_duck_typed_sampler():
         ReflowCoupling(s, n_steps=0)
     with pytest.raises(TypeError):
         ReflowCoupling(3)
+
+
+@pytest.mark.parametrize(
+    ("flow", "got"),
+    [
+        (lambda x0: x0.flatten(1), (3, 8)),  # flattened image
+        (lambda x0: x0.flatten(1).sum(1, keepdim=True), (3, 1)),  # (B, 1): would broadcast
+    ],
+)
+def test_reflow_rejects_a_flow_output_not_shaped_like_x0(flow, got):
+    from torchebm.core.errors import ShapeError
+    from torchebm.losses import FlowMatchingLoss
+
+    x0 = torch.randn(3, 2, 2, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(
+        ShapeError,
+        match=re.escape("ReflowCoupling: the model must map x0 of shape (3, 2, 2, 2) to a tensor")
+        + re.escape(f" of the same shape, got {got}"),
+    ):
+        ReflowCoupling(flow)(x0)
+
+    # inside a loss the error names the coupling, not the interpolant's x0/x1 mismatch
+    loss = FlowMatchingLoss(lambda x, t: x, coupling=ReflowCoupling(flow))
+    with pytest.raises(ShapeError, match="ReflowCoupling"):
+        loss(torch.randn(3, 2, 2, 2))
+    # a per-sample map of images is kept row by row: x1[i] = 2 x0[i] + i
+    x0, x1 = ReflowCoupling(lambda z: 2 * z + torch.arange(3.0).reshape(3, 1, 1, 1))(x0)
+    for i in range(3):
+        assert torch.equal(x1[i], 2 * x0[i] + i)
 
 
 def test_result_and_validation():

@@ -9,12 +9,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partialmethod
 from typing import Any
 
 import torch
 
 from torchebm.core.distributed import all_gather_cat, broadcast_tensor, gather_sizes, get_rank
-from torchebm.core.errors import ConfigurationError, check_tensor
+from torchebm.core.errors import ConfigurationError, ShapeError, check_tensor
 
 __all__ = ["BaseCoupling", "BaseCostCoupling", "BaseModelCoupling", "CouplingResult"]
 
@@ -69,6 +70,14 @@ class BaseCoupling(ABC):
     def __call__(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
         return self.couple(x0, x1, generator=generator, **kwargs)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass written for torchebm 0.8.9 implements ``_solve``/``_generate`` (0.8.9's
+        names, same arguments): they then serve as ``solve``/``generate``."""
+        super().__init_subclass__(**kwargs)
+        for old, new in (("_solve", "solve"), ("_generate", "generate")):
+            if old in vars(cls) and new not in vars(cls):
+                setattr(cls, new, partialmethod(_call_089, old))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -79,11 +88,15 @@ class BaseCoupling(ABC):
         for name, v in (("x0", x0), ("x1", x1)):
             check_tensor(name, v, min_ndim=1, floating=True)
         if x0.shape != x1.shape:
+            got = f"x0 of shape {tuple(x0.shape)} and x1 of shape {tuple(x1.shape)}"
             raise ConfigurationError(
-                "Coupling requires equal batch sizes and event shapes, got x0 of shape "
-                f"{tuple(x0.shape)} and x1 of shape {tuple(x1.shape)}"
+                f"Coupling requires equal batch sizes and event shapes, got {got}"
             )
         return x1
+
+
+def _call_089(self: Any, old: str, value: torch.Tensor, generator: Any, **kwargs: Any) -> Any:
+    return getattr(self, old)(value, generator=generator, **kwargs)
 
 
 def _squared_euclidean_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
@@ -118,16 +131,12 @@ class BaseCostCoupling(BaseCoupling):
 
     def __init__(self, process_group: Any = None):
         if process_group is not None and not self._supports_process_group:
-            raise ConfigurationError(
-                f"{type(self).__name__} does not support process_group (global-batch coupling); "
-                f"got {process_group!r}"
-            )
+            what = f"{type(self).__name__} does not support process_group (global-batch coupling)"
+            raise ConfigurationError(f"{what}; got {process_group!r}")
         pg_type = getattr(torch.distributed, "ProcessGroup", None)
         if process_group is not None and not (pg_type and isinstance(process_group, pg_type)):
-            raise TypeError(
-                "process_group must be a torch.distributed ProcessGroup (e.g. "
-                f"torch.distributed.group.WORLD), got {type(process_group).__name__}"
-            )
+            what = "a torch.distributed ProcessGroup (e.g. torch.distributed.group.WORLD)"
+            raise TypeError(f"process_group must be {what}, got {type(process_group).__name__}")
         self.process_group = process_group
 
     def compute_cost(self, x0: torch.Tensor, x1: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -172,7 +181,8 @@ class BaseCostCoupling(BaseCoupling):
 class BaseModelCoupling(BaseCoupling):
     r"""Template for couplings that *generate* ``x1`` from ``x0`` with a model (e.g. reflow).
 
-    ``couple`` returns ``(x0, generate(x0, generator, **kwargs))``; ``x1`` is ignored.
+    ``couple`` returns ``(x0, generate(x0, generator, **kwargs))`` (shaped like ``x0``, else
+    `ShapeError`); ``x1`` is ignored.
 
     Args:
         model: The generator (a flow sampler, a callable, ...).
@@ -191,9 +201,8 @@ class BaseModelCoupling(BaseCoupling):
     def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
         check_tensor("x0", x0, non_empty=False)
         out = self.generate(x0, generator, **kwargs)
-        if not isinstance(out, torch.Tensor) or out.shape[0] != x0.shape[0]:
-            raise ConfigurationError(
-                f"{type(self).__name__}: the model must return a tensor with batch size "
-                f"{x0.shape[0]}, got {getattr(out, 'shape', type(out).__name__)}"
-            )
+        if not isinstance(out, torch.Tensor) or out.shape != x0.shape:  # (x0, x1) is a pair
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            what = f"{type(self).__name__}: the model must map x0 of shape {tuple(x0.shape)}"
+            raise ShapeError(f"{what} to a tensor of the same shape, got {got}")
         return CouplingResult(x0, out.detach())

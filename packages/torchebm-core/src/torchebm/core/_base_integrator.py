@@ -52,10 +52,8 @@ def _prep_step(step_size: Any, x: torch.Tensor, name: str = "step_size") -> tupl
         if step_size.ndim == 1 and x.ndim >= 1 and step_size.shape[0] == x.shape[0]:
             hb = step_size.to(device=x.device, dtype=x.dtype)
             return expand_t_like_x(hb, x), hb
-        raise ConfigurationError(
-            f"{name} must be a scalar or a (B,) tensor with B={x.shape[0]}, "
-            f"got shape {tuple(step_size.shape)}"
-        )
+        what = f"{name} must be a scalar or a (B,) tensor with B={x.shape[0]}"
+        raise ConfigurationError(f"{what}, got shape {tuple(step_size.shape)}")
     raise TypeError(f"{name} must be a number or a tensor, got {type(step_size).__name__}")
 
 

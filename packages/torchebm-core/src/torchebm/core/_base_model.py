@@ -217,6 +217,13 @@ class GaussianModel(_AnalyticModel):
         self._set_moments(mean, cov)
         self.register_load_state_dict_post_hook(_cov_from_loaded_precision)
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling; a model pickled whole by torchebm 0.8.9 has no ``cov``: derived here."""
+        super().__setstate__(state)
+        if getattr(self, "cov", None) is None:  # ... and no hook deriving it on later loads
+            self.register_load_state_dict_post_hook(_cov_from_loaded_precision)
+            _cov_from_loaded_precision(self, None)
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "mean" or name == "cov":  # validated, and cov_inv recomputed
             self._set_moments(*((value, self.cov) if name == "mean" else (self.mean, value)))

@@ -377,10 +377,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 e = model(xg, **model_kwargs) if model_kwargs else model(xg)
                 (g,) = torch.autograd.grad(e.sum(), xg)
         if g.shape != x.shape:
-            raise ShapeError(
-                f"the gradient of {type(model).__name__} has shape {tuple(g.shape)}, "
-                f"but the chains have shape {tuple(x.shape)}"
-            )
+            got = f"the gradient of {type(model).__name__} has shape {tuple(g.shape)}"
+            raise ShapeError(f"{got}, but the chains have shape {tuple(x.shape)}")
         return g
 
     def gradient_fn(self, ctx: SamplerContext) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -427,10 +425,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
             return torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
         check_tensor("x", x, min_ndim=2)
         if dim is not None and _event_shape(dim) != tuple(x.shape[1:]):
-            raise ShapeError(
-                f"dim={dim!r} does not match x of shape {tuple(x.shape)} "
-                f"(event shape {tuple(x.shape[1:])})"
-            )
+            got = f"x of shape {tuple(x.shape)} (event shape {tuple(x.shape[1:])})"
+            raise ShapeError(f"dim={dim!r} does not match {got}")
         n = check_int("n_samples", n_samples, minimum=1)
         if n not in (1, x.shape[0]):
             raise ShapeError(f"n_samples={n} does not match x with batch size {x.shape[0]}")

@@ -69,12 +69,10 @@ class TorchEBMModule(nn.Module):
         try:
             dev = torch.device(device) if device is not None else None
         except (RuntimeError, TypeError) as exc:
-            raise ValueError(
-                f"device must be a torch.device or device string, got {device!r}"
-            ) from exc
-        self.register_buffer(
-            "_torchebm_probe", torch.empty(0, device=dev, dtype=dtype), persistent=False
-        )
+            msg = f"device must be a torch.device or device string, got {device!r}"
+            raise ValueError(msg) from exc
+        probe = torch.empty(0, device=dev, dtype=dtype)
+        self.register_buffer("_torchebm_probe", probe, persistent=False)
         self.use_mixed_precision = False
         self.autocast_available = False
         self._amp_dtype = torch.float16
@@ -132,12 +130,9 @@ class TorchEBMModule(nn.Module):
     ) -> None:
         """Enable autocast for this module's hot loops (CUDA only; warns and disables on CPU)."""
         if use_mixed_precision and self.device.type != "cuda":
-            warnings.warn(
-                "Mixed precision requires CUDA, falling back to full precision on "
-                f"{self.device.type}",
-                UserWarning,
-                stacklevel=2,
-            )
+            where = self.device.type
+            msg = f"Mixed precision requires CUDA, falling back to full precision on {where}"
+            warnings.warn(msg, UserWarning, stacklevel=2)
             use_mixed_precision = False
         self.use_mixed_precision = bool(use_mixed_precision)
         self.autocast_available = self.use_mixed_precision
@@ -174,14 +169,10 @@ class TorchEBMModule(nn.Module):
         if model_kwargs is not None and not isinstance(model_kwargs, dict):
             raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
         if legacy_kwargs:
-            key = warn_key or f"{type(self).__name__}.bare_model_kwargs"
-            warn_once(
-                key,
-                f"passing conditioning as bare keyword arguments ({sorted(legacy_kwargs)}) to "
-                f"{type(self).__name__} is deprecated; pass model_kwargs={{...}} instead",
-                DeprecationWarning,
-                stacklevel=6,
-            )
+            key, owner = warn_key or f"{type(self).__name__}.bare_model_kwargs", type(self).__name__
+            msg = f"passing conditioning as bare keyword arguments ({sorted(legacy_kwargs)}) to "
+            msg += f"{owner} is deprecated; pass model_kwargs={{...}} instead"
+            warn_once(key, msg, DeprecationWarning, stacklevel=6)
             model_kwargs = {**legacy_kwargs, **(model_kwargs or {})}  # model_kwargs wins
         return self._prepare_model_kwargs(model_kwargs)
 

@@ -2,6 +2,7 @@ r"""``Schedulable``: the mixin that gives samplers, losses and models scheduled 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch import nn
@@ -27,22 +28,21 @@ class Schedulable:
 
     Scheduler state (step counters, current values) is saved in the module's
     ``state_dict`` through ``nn.Module``'s extra-state hook, as plain Python values, so
-    ``torch.load(..., weights_only=True)`` restores it.
+    ``torch.load(..., weights_only=True)`` restores it; a saved schedule of another type
+    than the module's (or of a name it lacks) is not loaded and warns (`UserWarning`).
     """
 
     def _schedulers_dict(self) -> dict[str, BaseScheduler]:
         d = self.__dict__.get("schedulers")
-        if d is None:
-            d = {}
-            self.schedulers = d
+        if d is None:  # made on first use: the mixin has no __init__
+            self.schedulers = d = {}
         return d
 
     def register_scheduler(self, name: str, scheduler: BaseScheduler) -> None:
         """Store (or replace) the scheduler called ``name``."""
         if not isinstance(scheduler, BaseScheduler):
-            raise TypeError(
-                f"scheduler for {name!r} must be a BaseScheduler, got {type(scheduler).__name__}"
-            )
+            got = type(scheduler).__name__
+            raise TypeError(f"scheduler for {name!r} must be a BaseScheduler, got {got}")
         self._schedulers_dict()[name] = scheduler
 
     def _register_param(
@@ -89,20 +89,20 @@ class Schedulable:
 
     # nn.Module extra-state hooks: scheduler state travels with state_dict().
     def get_extra_state(self) -> dict[str, Any]:
-        return {
-            "schedulers": {
-                name: {"type": type(s).__name__, "state": s.state_dict()}
-                for name, s in self._schedulers_dict().items()
-            }
-        }
+        items = self._schedulers_dict().items()
+        saved = {n: {"type": type(s).__name__, "state": s.state_dict()} for n, s in items}
+        return {"schedulers": saved}
 
     def set_extra_state(self, state: Any) -> None:
-        if not isinstance(state, dict):
-            return
-        for name, entry in state.get("schedulers", {}).items():
+        saved = state.get("schedulers", {}) if isinstance(state, dict) else {}
+        for name, entry in saved.items():
             current = self._schedulers_dict().get(name)
             if current is not None and type(current).__name__ == entry.get("type"):
                 current.load_state_dict(entry["state"])
+            else:  # another schedule (or none) under this name: this one stays, unloaded
+                have = f"a {type(current).__name__}" if current is not None else "none"
+                msg = f"{type(self).__name__}: the state_dict holds a {entry.get('type')} for "
+                warnings.warn(f"{msg}{name!r}, this module has {have}: its state is not loaded")
 
 
 class ScheduledParameter:

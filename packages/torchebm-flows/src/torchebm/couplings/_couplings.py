@@ -363,8 +363,9 @@ class ReflowCoupling(BaseModelCoupling):
 
     ``flow`` is any object with a ``sample(...)`` method (e.g. a ``FlowSampler``), called as
     ``flow.sample(x=x0, n_steps=n_steps, generator=generator, model_kwargs=kwargs)``
-    (``model_kwargs`` omitted when empty), or any callable, called as ``flow(x0, **kwargs)``.
-    The incoming ``x1`` is ignored.
+    (``model_kwargs`` omitted when empty), or any callable, called as ``flow(x0, **kwargs)``;
+    either must return a tensor shaped like ``x0`` ``(B, *event_shape)`` (``couple`` raises
+    a `ShapeError` naming both shapes otherwise). The incoming ``x1`` is ignored.
 
     Args:
         flow: Sampler-like object or callable mapping noise to data.
