@@ -11,6 +11,9 @@ def test_089_positional_calls_work_or_say_what_changed():
     model = DoubleWellModel()
     with pytest.raises(TypeError, match="0.8.9 the third positional argument was regularization"):
         ScoreMatching(model, "exact", 0.1)
+    with pytest.raises(ValueError, match="no effect with hessian_method='exact'.*0.8.9"):
+        ScoreMatching(model, "exact", 1)  # 0.8.9: a regulariser of weight 1
+    assert ScoreMatching(model, "exact").hutchinson_samples == 1
     with pytest.raises(TypeError, match="0.8.9 the fourth positional argument was regularization"):
         SlicedScoreMatching(model, 5, "rademacher", 0.1)
     assert ScoreMatching(model, "hutchinson", 3).hutchinson_samples == 3

@@ -21,13 +21,17 @@ from torchebm.core.errors import ConfigurationError
 __all__ = ["check_hutchinson_samples", "check_variance_reduction", "split_dtype"]
 
 
-def check_hutchinson_samples(value: Any) -> None:
-    """Report a ``hutchinson_samples`` that looks like a 0.8.9 ``regularization_strength``.
+def check_hutchinson_samples(value: Any, hessian_method: str) -> int:
+    """``hutchinson_samples`` (``None``: 1), reported where it looks like 0.8.9's
+    ``regularization_strength``: not an int, below 1, or given with ``"exact"``, which
+    draws no probes (``ScoreMatching(model, "exact", 1)`` meant a regulariser of 1).
 
     Raises:
         TypeError: not an int.
-        ValueError: an int below 1.
+        ValueError: an int below 1, or any value with ``hessian_method="exact"``.
     """
+    if value is None:
+        return 1
     hint = (
         "In torchebm 0.8.9 the third positional argument was regularization_strength; pass "
         f"regularization_strength={value!r} by keyword"
@@ -38,6 +42,12 @@ def check_hutchinson_samples(value: Any) -> None:
         raise ConfigurationError(
             f"ScoreMatching: hutchinson_samples must be >= 1, got {value!r}. {hint}"
         )
+    if hessian_method == "exact":
+        raise ConfigurationError(
+            f"ScoreMatching: hutchinson_samples={value!r} has no effect with "
+            f"hessian_method='exact' (it draws no probes). {hint}"
+        )
+    return int(value)
 
 
 def check_variance_reduction(value: Any) -> None:

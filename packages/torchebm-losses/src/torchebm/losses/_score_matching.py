@@ -11,6 +11,7 @@ from torch import nn
 from torchebm.core import BaseScheduler, warn_once
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_positive
+from torchebm.integrators._compat_089 import OMIT, accept_089_pickle
 from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction
 
@@ -80,7 +81,8 @@ class ScoreMatching(BaseScoreMatching):
     Args:
         model: Energy model ``(B, *event) -> (B,)``.
         hessian_method: ``"exact"``, ``"hutchinson"`` or ``"approx"``.
-        hutchinson_samples: Probes $M$ per sample for the stochastic methods.
+        hutchinson_samples: Probes $M$ per sample for the stochastic methods (default 1;
+            an error with ``"exact"``, which draws none).
         fd_epsilon: Finite-difference step of ``"approx"``.
         regularization_strength: Weight $\lambda$ of the regulariser (float or
             scheduler).
@@ -106,11 +108,14 @@ class ScoreMatching(BaseScoreMatching):
           Laplacian smoothing splines", 1989.
     """
 
+    # 0.8.9 kept its base's hutchinson_samples = 1, which it never used: not passed back
+    __setstate__ = accept_089_pickle("conditioning", lambda old: {"hutchinson_samples": OMIT})
+
     def __init__(
         self,
         model: Any,
         hessian_method: str = "exact",
-        hutchinson_samples: int = 1,
+        hutchinson_samples: int | None = None,
         fd_epsilon: float = 1e-3,
         regularization_strength: Any = 0.0,
         custom_regularization: Callable | None = None,
@@ -125,7 +130,7 @@ class ScoreMatching(BaseScoreMatching):
         dtype: torch.dtype = torch.float32,
         device: Any = None,
     ):
-        check_hutchinson_samples(hutchinson_samples)
+        hutchinson_samples = check_hutchinson_samples(hutchinson_samples, hessian_method)
         super().__init__(**forward_kwargs(locals(), super().__init__))
         self.hessian_method = check_in(
             "hessian_method", hessian_method, ("exact", "hutchinson", "approx")
