@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from torchebm.core.errors import ShapeError
 from torchebm.flows import EnergyMatchingLoss, EquilibriumMatchingLoss
 
 
@@ -84,6 +85,40 @@ def test_eqm_ct_families_scale_the_target(ct, want):
     ut = x1 - x0  # linear interpolant velocity
     expected = -2.0 * want(terms["t"])[:, None] * ut
     torch.testing.assert_close(terms["target"], expected)
+
+
+def test_eqm_callable_ct_may_return_one_value_for_the_batch_on_images():
+    # a 0-d c(t) scales every sample: target = -2 * 0.5 * u_t, per sample, on (B, C, H, W)
+    eqm = EquilibriumMatchingLoss(
+        lambda x, t: 0.5 * x, ct=lambda t: torch.tensor(0.5), ct_multiplier=2.0
+    )
+    x1 = torch.randn(4, 2, 3, 3, generator=torch.Generator().manual_seed(3))
+    terms = eqm.training_losses(x1, generator=torch.Generator().manual_seed(4))
+    x0 = torch.randn(x1.shape, generator=torch.Generator().manual_seed(4))
+    for i in range(4):
+        torch.testing.assert_close(terms["target"][i], -(x1[i] - x0[i]))
+
+
+@pytest.mark.parametrize(
+    ("ct", "got"),
+    [(lambda t: 1.0, "float"), (lambda t: t[:, None, None][:2], r"\(2, 1, 1\)")],
+)
+def test_eqm_callable_ct_of_another_shape_is_a_named_shape_error(ct, got):
+    eqm = EquilibriumMatchingLoss(Field(), ct=ct)
+    with pytest.raises(ShapeError, match=rf"ct\(t\) must return a tensor of shape.*got {got}"):
+        eqm(torch.randn(4, 2))
+
+
+def test_eqm_callable_ct_per_sample_as_a_column_is_the_same_as_a_vector():
+    # (B, 1) is one value per sample too (0.8.9 code may return it): same target as (B,)
+    x1 = torch.randn(4, 2)
+    targets = []
+    for ct in (lambda t: 1.0 - t, lambda t: (1.0 - t)[:, None]):
+        eqm = EquilibriumMatchingLoss(Field(), ct=ct)
+        targets.append(
+            eqm.training_losses(x1, generator=torch.Generator().manual_seed(4))["target"]
+        )
+    torch.testing.assert_close(targets[1], targets[0], rtol=0, atol=0)
 
 
 def test_eqm_model_time_is_the_deprecated_time_invariant():

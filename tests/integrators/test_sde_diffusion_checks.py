@@ -207,3 +207,21 @@ def test_a_negative_tensor_noise_scale_is_rejected_like_a_number(how):
     assert torch.isfinite(out).all()
     good = _call(how, EulerMaruyamaIntegrator(), x, noise_scale=bad.abs())
     assert good.shape == x.shape
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 2, 3, 4)])
+def test_a_1d_diffusion_as_long_as_the_batch_is_per_sample_also_when_the_last_dim_is(shape):
+    # the documented precedence, against hand-written updates: a (B,) tensor is one value per
+    # sample even when B equals the last dimension; (1, ..., 1, D) is one per feature
+    em, h, b = EulerMaruyamaIntegrator(), 0.1, shape[0]
+    x, xi = torch.zeros(shape), torch.ones(shape)
+    drift = lambda x, t: 0 * x  # noqa: E731
+    d = torch.arange(1.0, b + 1)
+    for kw in ({"diffusion": d}, {"noise_scale": d.sqrt()}):
+        y = em.step({"x": x}, h, drift=drift, noise=xi, **kw)["x"]
+        for i in range(b):
+            torch.testing.assert_close(y[i], torch.full(shape[1:], (2 * h * d[i]).sqrt().item()))
+    ones = [1] * (len(shape) - 1)
+    y = em.step({"x": x}, h, drift=drift, noise=xi, diffusion=d.reshape(*ones, b))["x"]
+    for j in range(b):
+        torch.testing.assert_close(y[..., j], torch.full(shape[:-1], (2 * h * d[j]).sqrt().item()))

@@ -9,7 +9,13 @@ import torch
 
 from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter, expand_t_like_x, warn_once
 from torchebm.core._module import forward_kwargs
-from torchebm.core.errors import ConfigurationError, check_finite, check_in, check_non_negative
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_finite,
+    check_in,
+    check_non_negative,
+)
 from torchebm.flows._time_sampling import (
     TSampler,
     apply_loss_weight,
@@ -106,7 +112,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         loss_weight_fn: Optional ``t -> w(t)`` multiplying each sample's loss.
         ct: Family of $c(t)$ (times ``ct_multiplier``): ``"truncated"`` (default,
             $\min(1, (1-t)/(1-a))$), ``"linear"`` ($1 - t$), ``"constant"`` ($1$) or a
-            callable ``t -> c(t)``.
+            callable ``t -> c(t)`` from the times ``(B,)`` to a tensor of shape ``(B,)``,
+            ``(B, 1, ...)`` or ``()`` (one value for the batch; else `ShapeError`).
         model_time: Deprecated 0.8.x spelling of ``time_invariant`` (``"zero"`` / ``"true"``).
 
     Example:
@@ -291,7 +298,15 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
             return (1.0 - t) * m
         if self.ct == "constant":
             return torch.full_like(t, m)
-        return self.ct(t) * m
+        c = self.ct(t)
+        per_sample = isinstance(c, torch.Tensor) and c.numel() == t.numel() and c.ndim >= 1
+        if not (per_sample and c.shape[0] == t.shape[0]) and getattr(c, "shape", None) != ():
+            got = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+            raise ShapeError(
+                f"ct(t) must return a tensor of shape () or {tuple(t.shape)} (or (B, 1, ...)), "
+                f"got {got}"
+            )
+        return (c.expand(t.shape) if c.ndim == 0 else c.reshape(t.shape)) * m
 
     def _explicit_field(self, xt, t_model, conditioning):
         if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):

@@ -764,6 +764,9 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     gives $x' = x + h f(x', t + h) + \sqrt{2D h}\,\xi$ (Kloeden & Platen 1992, Sec. 12.2).
     $D$ is ``diffusion`` if given (a number, a tensor broadcastable against ``x`` or a
     ``(B,)`` tensor, or a callable ``diffusion(x, t)``), else ``noise_scale**2``, else no noise.
+    A 1-D tensor of length ``B`` is per sample, also when ``B`` equals the last dimension of
+    ``x`` (``(3,)`` for ``x`` of shape ``(3, 3)``): give one value per feature of the last
+    dimension as ``(1, ..., 1, D)``, which means the same for every batch size.
     $D \ge 0$: a number or a constant tensor with a negative, NaN or infinite value raises
     ``ConfigurationError`` (a tensor at entry, with one host read: not under
     `checked_inputs` or in a sampler's loop). So does a callable returning one: `step`

@@ -88,9 +88,18 @@ class _AnnealedEnergy(BaseModel):
         return (1.0 - b) * self.base_energy(x) + b * self.target_energy(x)
 
     def target_gradient(self, x: torch.Tensor) -> torch.Tensor:
+        r"""$\nabla E(x)$, shaped like ``x`` (the model's own ``gradient`` when it has one:
+        a ``(B, 1)`` or flattened one would broadcast into the annealed gradient)."""
         grad = getattr(self.target, "gradient", None)
         if grad is not None:
-            return grad(x)
+            g = grad(x)
+            if not isinstance(g, torch.Tensor) or g.shape != x.shape:
+                got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+                raise ShapeError(
+                    f"model.gradient(x) of {type(self.target).__name__} must return a tensor "
+                    f"shaped like x {tuple(x.shape)}, got {got}"
+                )
+            return g
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self.target_energy(xg).sum(), xg)
