@@ -275,7 +275,8 @@ class ParallelTemperingCD(ContrastiveDivergence):
     for Langevin with ``noise_scale=1``; $\sigma^2$ for Langevin with
     ``noise_scale=σ``). All replicas are advanced together by one sampler call on a batch
     of ``R·n_chains`` rows through a tempered copy of the model (energy
-    $E/T_r$ per row); after every ``swap_every`` steps, neighbouring replicas
+    $E/T_r$ per row); after every ``swap_every`` sampler steps, counted across calls (calls
+    of fewer steps than ``swap_every`` do not each swap), neighbouring replicas
     $(r, r+1)$ (even pairs and odd pairs alternately) exchange states chain-wise with
     the Metropolis probability
 
@@ -287,7 +288,8 @@ class ParallelTemperingCD(ContrastiveDivergence):
     which leaves the product of the replica targets invariant. The $T = 1$ replica
     gives the negatives; the hot replicas cross energy barriers and feed it states from
     other modes. The chains (shape ``(R, n_chains, *event)``) are a buffer of the module
-    (``state_dict``); the swap acceptance rate of the last call per neighbouring pair is
+    (``state_dict``, with the swap phase: the parity and the steps since the last swap);
+    the acceptance rate of the last swap round that tried each neighbouring pair is
     ``swap_acceptance`` (``(R-1,)``).
 
     The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
@@ -300,7 +302,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
             tempered model during the negative phase).
         temperatures: Increasing ladder starting at 1.0, e.g. ``(1.0, 2.0, 4.0, 8.0)``.
         k_steps: Sampler steps per call (``None``: the sampler's ``n_steps``, else 10).
-        swap_every: Sampler steps between swap attempts.
+        swap_every: Sampler steps between swap rounds (counted across calls).
         n_chains: Chains per replica (``None``: the first batch size).
         base_temperature: $T_0$, the temperature the sampler targets.
         energy_reg_weight: Weight of the squared-energy regulariser.
@@ -394,6 +396,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
         # held, not registered: it wraps self.model, which is registered already
         self._tempered_holder = (_TemperedModel(self.model),)
         self._swap_parity = 0
+        self._steps_since_swap = 0  # sampler steps since the last swap round (across calls)
 
     @property
     def inverse_temperatures(self) -> torch.Tensor:
@@ -405,12 +408,15 @@ class ParallelTemperingCD(ContrastiveDivergence):
         # which neighbour pairs swap next is chain state too: a resumed run must match
         state = super().get_extra_state()
         state["swap_parity"] = int(self._swap_parity)
+        state["steps_since_swap"] = int(self._steps_since_swap)
         return state
 
     def set_extra_state(self, state: Any) -> None:
         super().set_extra_state(state)
         if isinstance(state, dict) and "swap_parity" in state:
             self._swap_parity = int(state["swap_parity"])
+        if isinstance(state, dict) and "steps_since_swap" in state:
+            self._steps_since_swap = int(state["steps_since_swap"])
 
     def _init_chains(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n = self.n_chains if self.n_chains is not None else x.shape[0]
@@ -451,7 +457,8 @@ class ParallelTemperingCD(ContrastiveDivergence):
         model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Advance all replicas ``k_steps`` with swaps; return the ``T = 1`` replica's chains.
+        """Advance all replicas ``k_steps``, with a swap round after every ``swap_every``
+        sampler steps (counted across calls); return the ``T = 1`` replica's chains.
 
         Returns:
             Detached negatives, shape ``(n_chains, *event)``.
@@ -474,16 +481,19 @@ class ParallelTemperingCD(ContrastiveDivergence):
         tempered.beta = beta.to(device=chains.device, dtype=chains.dtype).repeat_interleave(n)
         flat = chains.reshape(n_rep * n, *chains.shape[2:])
         original = self.sampler.model
-        done = 0
+        done, since = 0, min(self._steps_since_swap, self.swap_every - 1)  # swap_every reset
         try:
             self.sampler.model = tempered
             while done < self.k_steps:
-                steps = min(self.swap_every, self.k_steps - done)
+                steps = min(self.swap_every - since, self.k_steps - done)
                 flat = self._run_sampler(flat, steps, {}, generator)
-                done += steps
-                chains = self._swap(flat.reshape(chains.shape), generator)
-                flat = chains.reshape(flat.shape)
+                done, since = done + steps, since + steps
+                if since >= self.swap_every:
+                    flat = self._swap(flat.reshape(chains.shape), generator).reshape(flat.shape)
+                    since = 0
         finally:
             self.sampler.model = original
+        self._steps_since_swap = since
+        chains = flat.reshape(chains.shape)
         self.tempered_chains = chains.detach()
         return chains[0].clone()
