@@ -125,7 +125,7 @@ def exact_em_moments(fs, field, interp, form, last_step, n_steps):
 
     For the Gaussian path the drift $v + D s$ is affine in $x$: with the marginal
     $\mathcal N(\mu_t, V_t)$, $v = \mu' + \tfrac{V'}{2V}(x - \mu)$ and $s = -(x - \mu)/V$, so
-    $v + D s = \mu' + b_t (x - \mu)$ with $b_t = V'/(2V) - D/V$. From $x \sim \mathcal N(0, 1)$
+    $v + D s = \mu' + b_t (x - \mu)$ with $b_t = V'/(2V) - D/V$. From $x \sim \mathcal N(0, \sigma(t_0)^2)$
     the chain $x' = x + h(\mu' + b(x - \mu)) + \sqrt{2Dh}\,\xi$ on the sampler's grid stays
     Gaussian with $m' = m + h(\mu' + b(m - \mu))$ and $P' = (1 + hb)^2 P + 2Dh$; the last step
     is the affine map $x + \Delta(\mu' + c(x - \mu))$ at $t_1$, with $c = b$ ("Mean", the SDE
@@ -140,7 +140,8 @@ def exact_em_moments(fs, field, interp, form, last_step, n_steps):
         d = interp.compute_diffusion(probe, torch.full((1,), t, dtype=torch.float64), form)
         return mu.item(), dmu.item(), (dv / (2 * v)).item(), (d / v).item(), d.item()
 
-    m, p = 0.0, 1.0
+    # sample(x=None) starts from the path's noise at t0, N(0, sigma(t0)^2)
+    m, p = 0.0, float(interp.compute_sigma_t(torch.tensor(t0, dtype=torch.float64))[0]) ** 2
     for k in range(n_steps):
         h = times[k + 1] - times[k]
         mu, dmu, half, d_over_v, d = coeffs(times[k])

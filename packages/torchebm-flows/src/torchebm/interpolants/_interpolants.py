@@ -159,7 +159,7 @@ class VarianceExplodingInterpolant(BaseInterpolant):
     Since $\dot\alpha = 0$ the velocity/score relations are the closed forms
     $v = -\sigma\dot\sigma\,s$ and $\hat x_0 = v/\dot\sigma$ (overridden here).
     The prior at t = 0 is approximately $\mathcal N(0, \sigma_{max}^2 I)$: start samplers
-    from ``sigma_max * randn``.
+    from ``sigma_max * randn`` (`FlowSampler` does so when no ``x`` is given).
 
     Args:
         sigma_min: Noise level at t = 1.

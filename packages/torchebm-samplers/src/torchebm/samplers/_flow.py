@@ -147,6 +147,11 @@ class FlowSampler(BaseSampler):
     * score: $v = -A + B_v\,s(x, t)$;
     * noise: $s = \hat x_0 / (-\sigma_t + 10^{-8})$, then as for the score.
 
+    Without ``x``, ``sample()`` starts from $\sigma(t_0)\,\xi$ with $\xi$ standard normal:
+    the path's noise at $t_0$ ($\mathcal N(0, I)$ on the linear and cosine paths,
+    $\mathcal N(0, \sigma_{max}^2 I)$ on the VE paths, where standard normal noise gave
+    samples 80x too narrow).
+
     **ODE mode** integrates $dx/dt = v(x, t)$ over the grid
     ``linspace(t0, t1, n_steps + 1)`` with any Runge-Kutta integrator: fixed-step ones take
     one step per grid interval; adaptive ones (default ``dopri5``) integrate adaptively
@@ -227,6 +232,8 @@ class FlowSampler(BaseSampler):
 
     #: Default number of grid steps in ``mode="sde"``.
     default_sde_n_steps: ClassVar[int] = 250
+    #: Whether the running ``sample()`` call drew its starting noise (scaled in `init_state`).
+    _noise_start: bool = False
     diagnostic_keys = ("mean", "var", "t")
     __setstate__ = accept_089_pickle("nan_policy", flow_overrides)  # 0.8.9 whole pickles
 
@@ -491,8 +498,13 @@ class FlowSampler(BaseSampler):
         return ctx.thin if ctx.recording else ctx.n_steps
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> FlowState:
-        """The grid of this call (host floats and a tensor) and its drift, in a `FlowState`."""
+        r"""The grid of this call (host floats and a tensor) and its drift, in a `FlowState`.
+
+        Default noise (``sample(x=None)``, forward time) is scaled to the path's noise
+        level: ``x`` `(B, *event)` standard normal becomes $\sigma(t_0)\,x$."""
         t0, t1 = self._check_interval()
+        if self._noise_start:
+            x = self._scale_to_prior(x, t0)
         n = ctx.n_steps
         times = [t0 + (t1 - t0) * k / n for k in range(n)] + [t1]
         if self.reverse:
@@ -510,6 +522,14 @@ class FlowSampler(BaseSampler):
         else:
             state.drift = self._ode_drift(conditioning)
         return state
+
+    def _scale_to_prior(self, x: torch.Tensor, t0: float) -> torch.Tensor:
+        r"""Standard normal ``x`` `(B, *event)` times $\sigma(t_0)$: a sample of
+        $\mathcal N(0, \sigma(t_0)^2 I)$, the path's law at $t_0$ less its $\alpha(t_0)\,x_1$
+        part (unchanged where $\sigma(t_0) = 1$: linear and cosine paths from $t_0 = 0$)."""
+        t = torch.tensor(t0, dtype=torch.float64)
+        sigma = float(self.interpolant.compute_sigma_t(t)[0])
+        return x if sigma == 1.0 else x * sigma
 
     def step(self, state: FlowState, ctx: SamplerContext) -> FlowState:
         x, i, n = state.x, ctx.i, ctx.n
@@ -581,7 +601,10 @@ class FlowSampler(BaseSampler):
         y: torch.Tensor | None = None,
         **legacy_model_kwargs: Any,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        r"""Integrate from ``x`` (default: standard normal noise ``(n_samples, *dim)``).
+        r"""Integrate from ``x`` (default: noise $\sigma(t_0)\,\xi$, $\xi$ standard normal
+        ``(n_samples, *dim)``, the path's noise level at the start $t_0$: standard normal on
+        the linear and cosine paths from $t_0 = 0$, $\mathcal N(0, \sigma_{max}^2 I)$ on the
+        VE paths; with ``reverse=True`` the default is standard normal).
 
         Same contract as [`BaseSampler.sample`][torchebm.core.BaseSampler.sample]
         (``y=`` included). Other bare keyword arguments are deprecated conditioning (merged
@@ -599,7 +622,11 @@ class FlowSampler(BaseSampler):
             model_kwargs = self._resolve_model_kwargs(
                 model_kwargs, legacy_model_kwargs, warn_key="FlowSampler.sample.legacy_model_kwargs"
             )
-        return super().sample(**forward_kwargs(locals(), super().sample))
+        self._noise_start = x is None and not self.reverse
+        try:
+            return super().sample(**forward_kwargs(locals(), super().sample))
+        finally:
+            self._noise_start = False
 
     @staticmethod
     def prior_logp(z: torch.Tensor) -> torch.Tensor:
