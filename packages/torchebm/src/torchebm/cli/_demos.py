@@ -161,7 +161,9 @@ def _mcmc_in_chunks(
     """Run a Markov chain sampler in ~20 chunks to show progress.
 
     Schedules are reset only before the first chunk, so the chunks continue one chain: the
-    result is the chain of a single ``sample(n_steps=...)`` call.
+    result is the chain of a single ``sample(n_steps=...)`` call. The trajectory keeps about
+    5 evenly spaced states of each chunk, counted back from its last one, so that the
+    chain's final state (the sample) is its last entry.
     """
     chunk = max(1, math.ceil(n_steps / 20))
     traj: list[torch.Tensor] = []
@@ -179,7 +181,8 @@ def _mcmc_in_chunks(
                 generator=demo.generator,
                 **kw,
             )
-            traj.append(out[:, :: max(1, n // 5)])
+            keep = torch.arange(n - 1, -1, -max(1, n // 5), device=out.device).flip(0)
+            traj.append(out[:, keep])
             for k, v in diag.items():
                 diags.setdefault(k, []).append(v)
             x = out[:, -1]

@@ -89,9 +89,10 @@ def landscape_values(
     r"""Turn an energy grid into what [`plot_energy_landscape`][torchebm.visualization.plot_energy_landscape] shows.
 
     ``"energy"`` returns ``E``; ``"density"`` the normalised density
-    $p = e^{-E} / Z$ with $Z$ the Riemann sum of $e^{-E}$ over the grid
-    (so ``p`` integrates to 1 over the plotted window); ``"log_density"`` $\log p$.
-    Computed stably by subtracting ``E.min()`` first.
+    $p = e^{-E} / Z$ with $Z$ the trapezoidal-rule integral of $e^{-E}$ over the
+    grid's rectangle (so ``p`` integrates to 1 over the plotted window, up to the
+    rule's $O(h^2)$ error, none when $e^{-E}$ is bilinear there, a constant energy
+    included); ``"log_density"`` $\log p$. Computed stably by subtracting ``E.min()`` first.
 
     Learned energies often grow by hundreds of units away from the data, which flattens
     every colour scale; ``clip`` keeps only the interesting range: energies above
@@ -118,14 +119,19 @@ def landscape_values(
         clip = check_positive("clip", clip)
     if kind == "energy":
         return E if clip is None else np.minimum(E, E.min() + clip)
-    dx = (X[0, -1] - X[0, 0]) / (X.shape[1] - 1)
-    dy = (Y[-1, 0] - Y[0, 0]) / (Y.shape[0] - 1)
     shifted = -(E - E.min())
-    log_z = np.log(np.exp(shifted).sum() * dx * dy)
+    log_z = np.log(_trapezoid_weights(X[0, :]) @ np.exp(shifted).T @ _trapezoid_weights(Y[:, 0]))
     log_p = shifted - log_z
     if kind == "log_density":
         return log_p if clip is None else np.maximum(log_p, log_p.max() - clip)
     return np.exp(log_p)
+
+
+def _trapezoid_weights(nodes: np.ndarray) -> np.ndarray:
+    """Trapezoidal-rule weights of evenly spaced ``nodes``: the spacing, halved at both ends."""
+    w = np.full(nodes.shape, (nodes[-1] - nodes[0]) / (nodes.size - 1))
+    w[[0, -1]] *= 0.5
+    return w
 
 
 _KIND_LABEL = {
