@@ -170,17 +170,20 @@ class FlowSampler(BaseSampler):
     (the reverse diffusion of the path's forward SDE; $(1-t)/t$ on the linear path), which
     vanishes at the data end. A last step stops the chain at $t_1 = 1 - \Delta$, where the
     path still carries noise $\sigma(t_1)$ (0.04 on the linear path): data concentrated
-    at that scale come out biased (a $\mathcal N(0, 0.1^2)$ law gives std 0.078 with
-    ``"Mean"``, 0.094 with ``"Euler"``); ``last_step=None`` integrates to $1 -$
-    ``sample_eps`` (0.101). ``"Mean"`` drops the last interval's noise, $2D(t_1)\Delta$ of
-    variance: 0.0033 on the linear path, 0.036 on the VP path ($D = \beta_t/2$; std 0.459
+    at that scale come out biased (a $\mathcal N(0, 0.1^2)$ law gives std 0.077 with
+    ``"Mean"``, 0.093 with ``"Euler"``, 250 steps); ``last_step=None`` integrates to $1 -$
+    ``sample_eps`` (0.100). ``"Mean"`` drops the last interval's noise, $2D(t_1)\Delta$ of
+    variance: 0.0033 on the linear path, 0.036 on the VP path ($D = \beta_t/2$; std 0.456
     for a $\mathcal N(0, 0.5^2)$ law), as DDPM's noise-free last step does.
 
     Time interval ``(t0, t1)``: ``(0, 1)`` except: VP interpolant
     $t_1 = 1 - \text{sample\_eps}$ (ODE, or SDE with ``last_step_size == 0``) else
     $1 - \text{last\_step\_size}$; linear/cosine with a score/noise prediction or in
     SDE mode: $t_0$ = ``sample_eps`` when (SDE with ``"SBDM"``) or the prediction is
-    not a velocity, and $t_1$ as for VP. Where the interval keeps a distance from a time
+    not a velocity, and $t_1$ as for VP; any other path (VE, EDM, a custom interpolant):
+    $t_1 = 1 - \text{last\_step\_size}$ in SDE mode (so the last step ends at $t = 1$;
+    before, the chain ran to $t = 1$ and the last step went on to $1 + \Delta$, outside
+    the path). Where the interval keeps a distance from a time
     end (SDE mode, or a score/noise prediction, on these three paths), ``sample_eps=0``
     (the default) means $10^{-3}$: the SBDM diffusion and the score -> velocity conversion
     are infinite at $t = 0$ of the linear and cosine paths, and the velocity/noise -> score
@@ -380,7 +383,8 @@ class FlowSampler(BaseSampler):
             sbdm = sde and self.diffusion_form == "SBDM"
             t0 = eps if (sbdm or self.prediction is not PredictionType.VELOCITY) else 0.0
             return t0, 1.0 - t1_eps
-        return 0.0, 1.0
+        # any other path (VE, custom): no singular end, but a last step still needs its room
+        return 0.0, 1.0 - (delta if sde else 0.0)
 
     def _model_out(self, x: torch.Tensor, t: torch.Tensor, conditioning: dict) -> torch.Tensor:
         out = self.model(x, t, **conditioning) if conditioning else self.model(x, t)
