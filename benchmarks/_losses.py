@@ -122,15 +122,18 @@ def _cd_case(cfg: Config, persistent: bool) -> Case:
         loss_fn.initialize_buffer((2,), generator=make_generator(cfg.device, cfg.seed + 1))
         buf = loss_fn.replay_buffer.clone()
         ptr = [0]
+        bounds = torch.arange(batch + 1, device=cfg.device) * size // batch
+        strata = (bounds[:-1], bounds[1:] - bounds[:-1])
 
     def floor_loss(x, gen):
         if buf is None:
             neg = x.clone()  # CD-k starts the chains at the data
-        else:  # stratified buffer rows, a fraction restarted from fresh noise
-            n, stride = x.shape[0], size // x.shape[0]
-            idx = torch.arange(n, device=x.device) * stride + torch.randint(
-                0, stride, (n,), generator=gen, device=x.device
-            )
+        else:  # one uniform row of each of n strata covering the buffer (widths size // n
+            # or one more), a fraction restarted from fresh noise
+            n = x.shape[0]
+            lo, width = strata
+            u = torch.rand(n, generator=gen, device=x.device)
+            idx = lo + torch.minimum((u * width).long(), width - 1)
             fresh = torch.rand(n, generator=gen, device=x.device) < ratio
             noise = torch.randn((n, 2), generator=gen, device=x.device)
             neg = torch.where(fresh[:, None], noise, buf[idx])

@@ -179,6 +179,26 @@ def test_stratified_reads():
         assert strata.tolist() == [0, 1, 2, 3]
 
 
+def test_stratified_reads_reach_every_row_when_the_batch_does_not_divide_the_buffer():
+    # 10 rows, batches of 4: strata [0, 2), [2, 5), [5, 7), [7, 10) (bounds floor(10 i / 4));
+    # one uniform row per stratum, so row r is drawn with probability 1 / width. Strata of
+    # width 10 // 4 = 2 left rows 8 and 9 unread: the chains written there were never continued
+    pcd = make_pcd(10)
+    pcd.initialize_buffer((1,))
+    pcd.replay_buffer.copy_(torch.arange(10.0).unsqueeze(1))
+    bounds, draws = [0, 2, 5, 7, 10], 2000
+    counts = torch.zeros(10)
+    g = gen(0)
+    for _ in range(draws):
+        rows = pcd.get_start_points(torch.zeros(4, 1), generator=g).squeeze(1).long()
+        assert all(lo <= r < hi for r, lo, hi in zip(rows.tolist(), bounds, bounds[1:]))
+        counts[rows] += 1
+    for lo, hi in zip(bounds, bounds[1:]):
+        p = 1.0 / (hi - lo)
+        sd = (p * (1 - p) / draws) ** 0.5
+        assert ((counts[lo:hi] / draws - p).abs() < 5 * sd).all(), counts
+
+
 def test_fifo_update_pointer_and_age():
     pcd = make_pcd(5)
     pcd.initialize_buffer((1,))

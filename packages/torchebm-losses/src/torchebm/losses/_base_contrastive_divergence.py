@@ -79,7 +79,7 @@ def _sync_host_pointer(loss: Any, _incompatible_keys: Any) -> None:
 @dataclass
 class _HostState:
     """Host-side bookkeeping of the replay buffer: ``ptr`` mirrors ``buffer_ptr``;
-    ``starts`` caches the stratum offsets of the batch size in use."""
+    ``starts`` caches the strata (first rows, widths) of the batch size in use."""
 
     ptr: int = 0
     starts: dict = field(default_factory=dict)
@@ -104,11 +104,12 @@ class BaseContrastiveDivergence(BaseLoss):
     shaped like ``start`` (``model_kwargs``/``generator`` are passed only when given).
 
     Persistent mode keeps a replay buffer of ``buffer_size`` chains (IGEBM, Du & Mordatch
-    2019; JEM, Grathwohl et al. 2020): a batch draws stratified random rows of the
-    buffer, each of which is re-initialised from fresh noise
-    $\mathcal N(0, \texttt{init\_noise\_scale}^2 I)$ with probability
-    ``new_sample_ratio`` (5 % in the IGEBM/JEM recipe), runs ``k_steps`` sampler steps, and
-    the results are written back FIFO at the buffer pointer. With
+    2019; JEM, Grathwohl et al. 2020): a batch of ``B`` draws one uniform random row from
+    each of ``B`` strata of consecutive rows (widths ``buffer_size // B`` or one more) that
+    cover the whole buffer, so every chain can be continued; each drawn row is
+    re-initialised from fresh noise $\mathcal N(0, \texttt{init\_noise\_scale}^2 I)$ with
+    probability ``new_sample_ratio`` (5 % in the IGEBM/JEM recipe), runs ``k_steps``
+    sampler steps, and the results are written back FIFO at the buffer pointer. With
     ``buffer_size == batch size`` this is exactly Tieleman's persistent CD. The buffer,
     its pointer and the per-chain age (MCMC steps since the chain was fresh noise) are
     buffers of the module: they are in ``state_dict``, move with ``.to()``, and load into a
@@ -129,7 +130,9 @@ class BaseContrastiveDivergence(BaseLoss):
         buffer_size: Number of chains in the replay buffer.
         new_sample_ratio: Probability that a persistent start point is replaced by fresh
             noise before sampling.
-        init_steps: Sampler steps run on the fresh-noise buffer when it is created.
+        init_steps: Sampler steps run on the fresh-noise buffer when it is created, without
+            conditioning (the buffer's chains belong to no batch): with a model that
+            requires ``model_kwargs``, pass ``init_steps=0``.
         init_noise_scale: Standard deviation of the noise that initialises and
             re-initialises chains (torchebm 0.8.9 initialised with 0.01 and never
             re-initialised). A ``torch.dtype`` here (0.8.9's eighth position) is taken as
@@ -213,8 +216,8 @@ class BaseContrastiveDivergence(BaseLoss):
         self.register_buffer("buffer_age", None)
         self.register_buffer("buffer_ptr", torch.zeros((), dtype=torch.long))
         # host copy of buffer_ptr (no device read in the hot path), in a plain holder so
-        # that updating it skips nn.Module.__setattr__; ``_starts``: per-(n, stride, device)
-        # row offsets arange(n) * stride of the stratified draw
+        # that updating it skips nn.Module.__setattr__; ``starts``: per-(n, size, device)
+        # strata of the stratified draw
         self._host = _HostState()
         self.register_load_state_dict_pre_hook(_allocate_loaded_chains)
         self.register_load_state_dict_post_hook(_sync_host_pointer)
@@ -319,11 +322,14 @@ class BaseContrastiveDivergence(BaseLoss):
                 stacklevel=6,
             )
             idx = torch.randint(0, size, (n,), generator=generator, device=buf.device)
-        else:
-            stride = size // n
-            idx = self._row_starts(n, stride, buf.device) + torch.randint(
-                0, stride, (n,), generator=generator, device=buf.device
+        elif size % n == 0:  # n strata of equal width
+            idx = self._strata(n, buf.device)[0] + torch.randint(
+                0, size // n, (n,), generator=generator, device=buf.device
             )
+        else:  # widths size // n or size // n + 1: every row of the buffer can be drawn
+            lo, width = self._strata(n, buf.device)
+            u = torch.rand(n, generator=generator, device=buf.device)
+            idx = lo + torch.minimum((u * width).long(), width - 1)
         start = buf.index_select(0, idx).to(dtype=x.dtype)
         age = self.buffer_age.index_select(0, idx)
         if self.new_sample_ratio > 0:
@@ -333,23 +339,25 @@ class BaseContrastiveDivergence(BaseLoss):
             age.masked_fill_(fresh, 0)  # a fresh gather: restarted chains have age 0
         return start, age
 
-    def _row_starts(self, n: int, stride: int, device: torch.device) -> torch.Tensor:
-        """``arange(n) * stride`` (the first row of each stratum), computed once per shape."""
-        key = (n, stride, device)
-        starts = self._host.starts.get(key)
-        if starts is None:
-            starts = torch.arange(n, device=device) * stride
-            self._host.starts = {key: starts}  # one entry: the batch size rarely changes
-        return starts
+    def _strata(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""First rows $\lfloor i\,S/n\rfloor$ and widths of the ``n`` strata that
+        partition the ``S = buffer_size`` rows, computed once per batch size."""
+        key = (n, self.buffer_size, device)
+        strata = self._host.starts.get(key)
+        if strata is None:
+            bounds = torch.arange(n + 1, device=device) * self.buffer_size // n
+            strata = (bounds[:-1], bounds[1:] - bounds[:-1])
+            self._host.starts = {key: strata}  # one entry: the batch size rarely changes
+        return strata
 
     def get_start_points(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Chain start points for the batch ``x`` (``(B, *event)``).
 
-        Non-persistent (CD-k): a detached copy of the data. Persistent: stratified random
-        rows of the replay buffer (created on first use), each replaced by fresh noise with
-        probability ``new_sample_ratio``.
+        Non-persistent (CD-k): a detached copy of the data. Persistent: one uniform row of
+        each of ``B`` strata covering the replay buffer (created on first use), each replaced
+        by fresh noise with probability ``new_sample_ratio``.
         """
         return self._draw_start(x, generator)[0]
 

@@ -55,7 +55,8 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         k_steps: Sampler steps per call (``None``: the sampler's ``n_steps``, else 10).
         persistent: Use a replay buffer of persistent chains (PCD).
         buffer_size: Chains in the replay buffer.
-        init_steps: Burn-in steps run on the fresh buffer.
+        init_steps: Burn-in steps run on the fresh buffer, without conditioning (with a
+            model that requires ``model_kwargs``, pass ``init_steps=0``).
         new_sample_ratio: Probability that a persistent chain restarts from fresh noise.
         energy_reg_weight: $\alpha >= 0$.
         add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
@@ -164,7 +165,7 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
         k_steps: Sampler steps per call (``None``: the sampler's ``n_steps``, else 10).
         buffer_size: Chains in the replay buffer.
         init_steps: Burn-in steps on the fresh buffer (default 0: fresh noise, as in
-            IGEBM/JEM).
+            IGEBM/JEM), run without conditioning.
         new_sample_ratio: Probability that a chain restarts from fresh noise.
         energy_reg_weight: Weight of the squared-energy regulariser.
         add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
