@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseLoss, LinearScheduler
+from torchebm.core.errors import ConfigurationError
 from torchebm.couplings import UnbalancedSinkhornCoupling
 from torchebm.flows import EquilibriumMatchingLoss, compute_eqm_ct, dispersive_loss
 from torchebm.interpolants import LinearInterpolant
@@ -176,6 +177,20 @@ def test_dispersion_term_and_time_invariance():
     )[0]
     assert torch.allclose(t_b["loss"] - t_a["loss"], 0.5 * dispersive_loss(2 * xt).expand(16))
     assert all(torch.equal(t, torch.zeros_like(t)) for t in seen)  # time-invariant model input
+
+
+@pytest.mark.parametrize("acts", [None, []])
+def test_dispersion_without_activations_is_an_error_not_ignored(acts):
+    # apply_dispersion=True on a model returning a bare field (or no activation) gave the
+    # plain EqM loss, equal to apply_dispersion=False whatever dispersion_weight
+    class Field(nn.Module):
+        def forward(self, x, t):
+            return 0.1 * x if acts is None else (0.1 * x, acts)
+
+    eqm = EquilibriumMatchingLoss(Field(), apply_dispersion=True, dispersion_weight=10.0)
+    with pytest.raises(ConfigurationError, match="apply_dispersion=True needs a model"):
+        eqm(torch.randn(8, 2))
+    assert torch.isfinite(EquilibriumMatchingLoss(Field())(torch.randn(8, 2)))
 
 
 def test_generator_determinism_global_rng_and_schedules():

@@ -76,9 +76,11 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
     potential gradient onto the conditional velocity, gated near the data:
 
     $$
-    \mathcal L_{\text{flow}} = \mathbb E\big[w(t)\,\|{-\nabla_x V(x_t)} - u_t\|^2\big],
-    \qquad w(t) = \mathrm{clip}\big((1-t)/(1-t_c), 0, 1\big).
+    \mathcal L_{\text{flow}} = \mathbb E\big[w(t)\,\tfrac1D\|{-\nabla_x V(x_t)} - u_t\|^2\big],
+    \qquad w(t) = \mathrm{clip}\big((1-t)/(1-t_c), 0, 1\big),
     $$
+
+    $D$ the number of features of a sample (``mean_flat``: a mean, not a sum, over them).
 
     **Contrastive term** (equilibrium phase, only when ``lambda_cd > 0``): a fraction
     ``noise_fraction`` of negatives start from noise and run ``n_langevin_steps`` of

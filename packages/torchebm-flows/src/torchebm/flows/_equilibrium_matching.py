@@ -84,7 +84,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
 
     ``model(x_t, t, **model_kwargs)`` returns the field (shaped like ``x``) or a tuple
     ``(field, activations)``; with ``apply_dispersion`` the dispersive loss of the last
-    activation is added with weight ``dispersion_weight``. With ``time_invariant`` (default)
+    activation is added with weight ``dispersion_weight`` (a model that returns no
+    activations is then a `ConfigurationError`). With ``time_invariant`` (default)
     the model receives ``t = 0``.
 
     The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
@@ -278,15 +279,31 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
                 elementwise = w * (pred * sigma + x0).square()
                 target = -x0 / sigma
         loss = mean_flat(elementwise)
-        if self.apply_dispersion and act is not None:
-            rep = act[-1] if isinstance(act, (list, tuple)) else act
-            loss = loss + self.dispersion_weight * dispersive_loss(rep)
+        if self.apply_dispersion:
+            loss = loss + self.dispersion_weight * self._dispersion(act)
             elementwise = None
         if self.loss_weight_fn is not None:
             loss = loss * apply_loss_weight(self.loss_weight_fn, t)
             elementwise = None
         terms.update(loss=loss, pred=pred, target=target, elementwise=elementwise)
         return terms
+
+    def _dispersion(self, act: Any) -> torch.Tensor:
+        """`dispersive_loss` of the last activation the model returned.
+
+        Raises:
+            ConfigurationError: the model returned no activations (a bare field), so the
+                ``apply_dispersion`` the loss was built with has nothing to act on.
+        """
+        if isinstance(act, (list, tuple)):
+            act = act[-1] if len(act) > 0 else None
+        if act is None:
+            raise ConfigurationError(
+                "apply_dispersion=True needs a model that returns (field, activations); "
+                "this model returned no activations: return them, or pass "
+                "apply_dispersion=False"
+            )
+        return dispersive_loss(act)
 
     def _ct(self, t: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
         """$c(t)$ of the chosen family, times ``sign * ct_multiplier`` (a sign folded into
