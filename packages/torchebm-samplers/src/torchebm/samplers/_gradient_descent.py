@@ -18,6 +18,7 @@ from torchebm.core import (
     SamplerState,
     ScheduledParameter,
     expand_t_like_x,
+    shared_field,
 )
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import check_positive, check_probability
@@ -28,18 +29,20 @@ __all__ = ["GradientDescentSampler", "NesterovSampler", "DescentState"]
 
 @dataclass
 class DescentState(SamplerState):
-    """Loop state of the descent samplers (every field per chain).
+    """Loop state of the descent samplers (per chain unless noted).
 
     Attributes:
         x: Chains `(B, *event_shape)`.
         v: Nesterov's velocity like `x` (`None` for plain gradient descent).
         active: With `grad_tol`: `(B,)` bool, chains still moving.
-        steps_used: With `grad_tol`: `(B,)` long, updates each chain used.
+        steps_used: With `grad_tol`: `(B,)` long, updates each chain used during the call
+            (shared: a restart under `nan_policy="resample"` keeps the count, as
+            `HMCState.n_unconverged` does).
     """
 
     v: torch.Tensor | None = None
     active: torch.Tensor | None = None
-    steps_used: torch.Tensor | None = None
+    steps_used: torch.Tensor | None = shared_field()
 
 
 def _grad_norm(g: torch.Tensor) -> torch.Tensor:
@@ -78,9 +81,13 @@ class _DescentBase(BaseSampler):
         return state
 
     def _update_active(self, state: DescentState, g: torch.Tensor) -> torch.Tensor:
-        """Freeze chains whose gradient norm is under ``grad_tol``; count the others' steps."""
+        """Freeze chains whose gradient norm is under ``grad_tol``; count the others' steps.
+
+        A NaN norm is not under ``grad_tol``: that chain keeps moving, so it turns non-finite
+        at this step and ``nan_policy`` reports it (it never passes for a converged chain).
+        """
         active = cast(torch.Tensor, state.active)
-        active &= _grad_norm(g) >= cast(float, self.grad_tol)
+        active &= ~(_grad_norm(g) < cast(float, self.grad_tol))
         state.steps_used = cast(torch.Tensor, state.steps_used) + active
         return active
 
@@ -106,10 +113,11 @@ class GradientDescentSampler(_DescentBase):
 
     Deterministic (no noise; ``generator`` only matters for the initial draw). With
     ``grad_tol`` set, a chain stops (is frozen) at the first step where
-    $\|\nabla E(x)\|_2 < \text{grad\_tol}$ (EqM's adaptive compute); the number of
-    updates each chain used is the diagnostic ``"steps_used"`` (``(n_kept, B)``, the last
-    row is the final count) and the loop ends early once every chain has stopped (polled
-    every ``convergence_check_every`` steps).
+    $\|\nabla E(x)\|_2 < \text{grad\_tol}$ (EqM's adaptive compute; a NaN gradient does
+    not stop a chain: it diverges and ``nan_policy`` reports it); the number of updates each
+    chain used is the diagnostic ``"steps_used"`` (``(n_kept, B)``, the last row is the final
+    count, restarts under ``nan_policy="resample"`` included) and the loop ends early once
+    every chain has stopped (polled every ``convergence_check_every`` steps).
 
     Args:
         model: Energy model (``gradient()`` is used: closed form for analytic models).
