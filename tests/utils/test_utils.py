@@ -96,3 +96,28 @@ def test_broadcast_tensor_accepts_089_spelling_without_distributed():
     x = torch.arange(3.0)
     with pytest.warns(DeprecationWarning, match="t="):
         assert broadcast_tensor(t=x) is x
+
+
+def test_ema_strips_wrappers_and_keeps_its_copy_in_eval_mode():
+    # EMA(DataParallel(net)) held the wrapper: keys "module.module.*" that an EMA of the
+    # bare net could not load; a parent's .train() switched the averaged copy to train mode
+    net = _net()
+    wrapped = EMA(nn.DataParallel(net), decay=0.5)
+    bare = EMA(net, decay=0.5)
+    assert type(wrapped.module) is nn.Sequential
+    assert list(wrapped.state_dict()) == list(bare.state_dict())
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3.0)
+    wrapped.update(nn.DataParallel(net))
+    bare.update(net)
+    restored = EMA(_net(), decay=0.5)
+    restored.load_state_dict(wrapped.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(restored.parameters(), bare.parameters()))
+    holder = nn.Sequential(bare)
+    holder.train()
+    assert bare.training and not bare.module.training
+    x = torch.randn(4, 3)
+    before = bare.module[1].running_mean.clone()
+    bare(x)  # eval-mode BatchNorm: the running statistics do not move
+    assert torch.equal(before, bare.module[1].running_mean)

@@ -136,6 +136,16 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params
 
 
+def _callable_without_arguments(fn: Callable) -> bool:
+    try:
+        inspect.signature(fn).bind()
+    except TypeError:
+        return False
+    except ValueError:  # pragma: no cover - no signature (builtins): assume it can
+        return True
+    return True
+
+
 def _check_arguments(
     model: Any,
     optimizer: Any,
@@ -181,6 +191,12 @@ def _check_arguments(
     if lr_scheduler is not None and not hasattr(lr_scheduler, "step"):
         raise TypeError(
             f"lr_scheduler must be a torch.optim.lr_scheduler, got {type(lr_scheduler).__name__}"
+        )
+    if lr_scheduler is not None and not _callable_without_arguments(lr_scheduler.step):
+        raise ConfigurationError(
+            f"lr_scheduler {type(lr_scheduler).__name__}.step() needs arguments (e.g. "
+            "ReduceLROnPlateau's metrics), but the trainer calls step() after every optimizer "
+            "step; step it yourself from a callback (on_epoch_end) instead"
         )
     if unshard_during_step is not None and not isinstance(unshard_during_step, bool):
         raise TypeError(f"unshard_during_step must be a bool or None, got {unshard_during_step!r}")
@@ -252,7 +268,8 @@ class BaseTrainer:
         seed: Build ``rank_generator(seed, device)`` instead (exclusive with ``generator``).
         amp_dtype: ``torch.float16`` (default, with loss scaling) or ``torch.bfloat16``.
         max_grad_norm: Clip the global gradient norm to this value before each step.
-        lr_scheduler: A ``torch.optim.lr_scheduler`` stepped after every optimizer step.
+        lr_scheduler: A ``torch.optim.lr_scheduler`` stepped after every optimizer step
+            (its ``step()`` must take no argument: ``ReduceLROnPlateau`` is refused).
         step_loss_schedulers: Call ``loss_fn.step_schedulers()`` after every optimizer
             step (default ``True``).
         sync_gradients: ``None`` (auto: average gradients by all-reduce when a process
@@ -745,7 +762,8 @@ class BaseTrainer:
             self._callback("on_batch_start", i)
             metrics = self.train_step(batch)
             for k, v in metrics.items():
-                sums[k] = sums[k] + v.float() if k in sums else v.float().clone()
+                v = v.to(torch.promote_types(v.dtype, torch.float32))  # float64 stays
+                sums[k] = sums[k] + v if k in sums else v.clone()
             self._epoch_count += 1
             self._batch_in_epoch = i + 1  # all of the batch counted before on_batch_end
             self._callback("on_batch_end", i, metrics)
@@ -890,7 +908,8 @@ class BaseTrainer:
         scaler only (it holds no counters, history or generator state), with one warning.
 
         Raises:
-            ValueError: not a trainer state, or saved with a different world size.
+            ValueError: not a trainer state, saved with a different world size, or holding
+                an LR-scheduler or generator state this trainer has nothing to load into.
         """
         if isinstance(state, dict) and "format" not in state and _OLD_KEYS <= state.keys():
             return self._load_089_checkpoint(state)
@@ -907,12 +926,18 @@ class BaseTrainer:
                 f"checkpoint holds per-rank state for world_size={n}, this run has "
                 f"world_size={world}; resume with the same number of processes"
             )
+        if state.get("lr_scheduler") is not None and self.lr_scheduler is None:
+            raise ValueError(
+                "checkpoint holds an LR scheduler state but this trainer has no lr_scheduler, "
+                "so the resumed learning rates would not follow the saved schedule; construct "
+                "it with the same lr_scheduler="
+            )
         _d.load_model_state_dict(self.model, state["model"])
         _d.load_optimizer_state_dict(self.model, self.optimizer, state["optimizer"])
-        if self.scaler is not None and state.get("scaler") is not None:
-            self.scaler.load_state_dict(state["scaler"])
         if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
         c = state["counters"]
         self.step, self.epoch = int(c["step"]), int(c["epoch"])
         self.skipped_steps = int(c.get("skipped_steps", 0))

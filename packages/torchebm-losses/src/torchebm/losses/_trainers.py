@@ -2,7 +2,8 @@ r"""``ContrastiveDivergenceTrainer``: [`BaseTrainer`][torchebm.losses.BaseTraine
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -16,6 +17,28 @@ from torchebm.losses._contrastive_divergence import ContrastiveDivergence
 __all__ = ["ContrastiveDivergenceTrainer"]
 
 
+@contextlib.contextmanager
+def _scratch_buffers(module: nn.Module) -> Iterator[None]:
+    """Give ``module``'s buffers clones inside the block and put the originals back after.
+
+    Forwards in the block (e.g. BatchNorm in train mode) update the clones only; the
+    original tensors are neither changed nor version-bumped, so a backward pending through
+    them still runs.
+    """
+    saved = [
+        (mod, name, buf)
+        for mod in module.modules()
+        for name, buf in mod.named_buffers(recurse=False)
+    ]
+    for mod, name, buf in saved:
+        setattr(mod, name, buf.clone())
+    try:
+        yield
+    finally:
+        for mod, name, buf in saved:
+            setattr(mod, name, buf)
+
+
 class ContrastiveDivergenceTrainer(BaseTrainer):
     r"""Train an energy model by contrastive divergence with a ready-made loop.
 
@@ -24,7 +47,8 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
     **loss_kwargs)``, then runs [`BaseTrainer`][torchebm.losses.BaseTrainer]'s loop. Each step
     reports ``loss``, ``pos_energy`` (mean $E_\theta$ of the data batch) and
     ``neg_energy`` (mean $E_\theta$ of the negatives), the two extra energies being
-    evaluated without gradient on the bare model.
+    evaluated without gradient on the bare model, whose buffers (e.g. BatchNorm running
+    statistics) are restored afterwards: reporting them does not change the model.
 
     Under DDP pass the wrapped model as ``model`` and build ``sampler`` on
     ``model.module`` (see ``docs/distributed.md``).
@@ -113,7 +137,7 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
         """The CD loss plus the mean energies of the data and of the negatives."""
         loss, negatives = super().compute_loss(x, model_kwargs)
         bare = unwrap_model(self.model)
-        with torch.no_grad():
+        with torch.no_grad(), _scratch_buffers(bare):
             pos = bare(x, **model_kwargs) if model_kwargs else bare(x)
             neg = bare(negatives, **model_kwargs) if model_kwargs else bare(negatives)
         return {"loss": loss, "pos_energy": pos.mean(), "neg_energy": neg.mean()}

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from torchebm.core import requires_grad
+from torchebm.core.distributed import unwrap_model
 from torchebm.core.errors import ConfigurationError, check_probability
 
 __all__ = ["EMA"]
@@ -21,16 +22,22 @@ _SCHEDULES = ("constant", "warmup")
 class EMA(nn.Module):
     r"""Exponential moving average of a model's weights.
 
-    Holds a frozen, eval-mode deep copy of ``model`` (`ema.module`) and moves it toward
-    the live weights on every `update`:
+    Holds a frozen, eval-mode deep copy of ``model`` (`ema.module`; it stays in eval mode
+    when a parent module calls ``train()``) and moves it toward the live weights on every
+    `update`:
 
     $$ \bar\theta \leftarrow d_s\,\bar\theta + (1 - d_s)\,\theta, $$
 
     where $s$ counts the updates (saved in ``state_dict``). Parameters are averaged,
     buffers copied; calling the `EMA` runs the averaged model.
 
+    ``DistributedDataParallel``/``DataParallel``/``torch.compile`` wrappers are stripped
+    ([`unwrap_model`][torchebm.core.distributed.unwrap_model]) at construction and in
+    `update`, `copy_to` and `average_parameters`: the copy is the bare module, so its
+    ``state_dict`` keys do not depend on how the trained model was wrapped.
+
     Args:
-        model: The module to average; deep-copied at construction.
+        model: The module to average; deep-copied (unwrapped) at construction.
         decay: $d \in [0, 1)$, the decay (the cap under ``"warmup"``). Default 0.9999.
         decay_schedule: ``"constant"`` ($d_s = d$), ``"warmup"``
             ($d_s = \min(d, (1 + s)/(10 + s))$) or a callable ``step -> decay`` whose
@@ -65,7 +72,7 @@ class EMA(nn.Module):
             )
         self.decay_schedule = decay_schedule
         self.step = 0
-        self.module = copy.deepcopy(model)
+        self.module = copy.deepcopy(unwrap_model(model))
         self.module.eval()
         requires_grad(self.module, False)
 
@@ -78,6 +85,7 @@ class EMA(nn.Module):
         return check_probability("decay_schedule(step)", self.decay_schedule(self.step))
 
     def _pairs(self, model: nn.Module):
+        model = unwrap_model(model)
         ema_p, live_p = list(self.module.parameters()), list(model.parameters())
         ema_b, live_b = list(self.module.buffers()), list(model.buffers())
         if len(ema_p) != len(live_p) or len(ema_b) != len(live_b):
@@ -108,14 +116,22 @@ class EMA(nn.Module):
     @contextmanager
     def average_parameters(self, model: nn.Module) -> Iterator[nn.Module]:
         """Run ``model`` under the averaged weights inside the block; restore them on exit."""
-        saved = [t.detach().clone() for t in list(model.parameters()) + list(model.buffers())]
+        bare = unwrap_model(model)
+        tensors = list(bare.parameters()) + list(bare.buffers())
+        saved = [t.detach().clone() for t in tensors]
         self.copy_to(model)
         try:
             yield model
         finally:
             with torch.no_grad():
-                for t, s in zip(list(model.parameters()) + list(model.buffers()), saved):
+                for t, s in zip(tensors, saved):
                     t.copy_(s)
+
+    def train(self, mode: bool = True) -> EMA:
+        """Set ``self.training``; the averaged copy stays in eval mode (it is not trained)."""
+        super().train(mode)
+        self.module.eval()
+        return self
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Call the averaged module."""
