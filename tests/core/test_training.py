@@ -90,3 +90,29 @@ def test_checkpoint_args_store_numpy_scalars_as_plain_numbers(tmp_path):
     assert [type(ck["args"][k]) for k in ("lr", "n", "flag", "name")] == [float, int, bool, str]
     with pytest.raises(TypeError, match="args .*complex"):
         save_checkpoint(model, None, 6, tmp_path, args={"z": 1j})
+
+
+def test_update_ema_with_decay_zero_copies_over_a_non_finite_average():
+    # 0 * inf is NaN: an average holding inf stayed NaN although decay=0 "copies the weights"
+    model, ema = Quadratic(), Quadratic()
+    with torch.no_grad():
+        ema.w.fill_(float("inf"))
+        ema.b.fill_(float("nan"))
+        model.w.copy_(torch.tensor([2.0, -3.0]))
+    update_ema(ema, model, decay=0.0)
+    assert torch.equal(ema.w, model.w) and torch.equal(ema.b, model.b)
+
+
+def test_load_checkpoint_checks_the_optimizer_and_ema_model_before_loading(tmp_path):
+    # optimizer="x" failed with AttributeError after the model was overwritten; a wrong
+    # ema_model was accepted silently when the file held no "ema"
+    model = Quadratic()
+    path = save_checkpoint(model, None, 3, tmp_path)
+    target = Quadratic()
+    with torch.no_grad():
+        target.w.fill_(5.0)
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer, got str"):
+        load_checkpoint(path, target, optimizer="x")
+    with pytest.raises(TypeError, match="ema_model must be an nn.Module, got int"):
+        load_checkpoint(path, target, ema_model=3)
+    assert torch.equal(target.w, torch.full((2,), 5.0))  # nothing was loaded

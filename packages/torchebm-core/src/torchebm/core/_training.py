@@ -30,6 +30,12 @@ def _check_module(name: str, value: Any) -> nn.Module:
     return value
 
 
+def _check_optimizer(optimizer: Any) -> None:
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        got = type(optimizer).__name__
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {got}")
+
+
 @torch.no_grad()
 def update_ema(ema_model: nn.Module, model: nn.Module, decay: float = 0.9999) -> None:
     r"""Exponential moving average of parameters, matched by name.
@@ -54,17 +60,15 @@ def update_ema(ema_model: nn.Module, model: nn.Module, decay: float = 0.9999) ->
     for name, p in live.named_parameters():
         e = ema_params.get(name)
         if e is None:
-            raise ConfigurationError(
-                f"ema_model has no parameter named {name!r} (model and ema_model must match)"
-            )
+            msg = f"ema_model has no parameter named {name!r} (model and ema_model must match)"
+            raise ConfigurationError(msg)
         if e.shape != p.shape:
-            raise ConfigurationError(
-                f"ema_model parameter {name!r} has shape {tuple(e.shape)}, model has "
-                f"{tuple(p.shape)}"
-            )
+            got = f"shape {tuple(e.shape)}, model has {tuple(p.shape)}"
+            raise ConfigurationError(f"ema_model parameter {name!r} has {got}")
         if e.device != p.device:
             e.data = e.data.to(p.device)
-        e.mul_(d).add_(p.detach().to(e.dtype), alpha=1.0 - d)
+        src = p.detach().to(e.dtype)  # d = 0 copies (0 * inf would leave an inf EMA at NaN)
+        e.copy_(src) if d == 0.0 else e.mul_(d).add_(src, alpha=1.0 - d)
 
 
 def requires_grad(model: nn.Module, flag: bool = True) -> None:
@@ -92,10 +96,8 @@ def _plain(name: str, value: Any) -> Any:
         return {k: _plain(name, v) for k, v in value.items()}
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    raise TypeError(
-        f"{name} must hold only None/bool/int/float/str/tensors/lists/dicts (so that "
-        f"torch.load(weights_only=True) can read it), got {type(value).__name__}"
-    )
+    kinds = "None/bool/int/float/str/tensors/lists/dicts (so that torch.load(weights_only=True)"
+    raise TypeError(f"{name} must hold only {kinds} can read it), got {type(value).__name__}")
 
 
 def save_checkpoint(
@@ -117,10 +119,7 @@ def save_checkpoint(
     """
     _check_module("model", model)
     step = check_int("step", step, minimum=0)
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
+    _check_optimizer(optimizer)
     state: dict[str, Any] = {"model": model_state_dict(model), "step": step}
     if optimizer is not None:
         state["opt"] = optimizer_state_dict(model, optimizer)
@@ -151,17 +150,18 @@ def load_checkpoint(
     loaded dict (``ckpt["step"]``, ``ckpt.get("args")``).
     """
     _check_module("model", model)
+    _check_optimizer(optimizer)
+    ema_model = None if ema_model is None else _check_module("ema_model", ema_model)
     path = Path(checkpoint_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint_path {str(path)!r} does not exist")
-    state = torch.load(
-        path, map_location=device if device is not None else "cpu", weights_only=True
-    )
+    where = device if device is not None else "cpu"
+    state = torch.load(path, map_location=where, weights_only=True)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"checkpoint_path {str(path)!r} is not a torchebm checkpoint (no 'model')")
     load_model_state_dict(model, state["model"])
     if ema_model is not None and "ema" in state:
-        load_model_state_dict(_check_module("ema_model", ema_model), state["ema"])
+        load_model_state_dict(ema_model, state["ema"])
     if optimizer is not None and "opt" in state:
         load_optimizer_state_dict(model, optimizer, state["opt"])
     return state
