@@ -147,3 +147,13 @@ def test_cuda_forward():
     out = net(x, torch.rand(4, device="cuda"), y=torch.tensor([0, 1, 2, 0], device="cuda"))
     assert out.device.type == "cuda" and out.shape == (4, 3, 8, 8)
     assert net(x, 0.5).device.type == "cuda"
+
+
+def test_class_dropout_without_labels_is_refused():
+    """A label dropout with no label embedder would be silently unused (DiT refuses it too)."""
+    from torchebm.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="class_dropout_prob=0.3 needs num_classes"):
+        make(class_dropout_prob=0.3)
+    assert make(num_classes=3, class_dropout_prob=0.3).null_label_id == 3
+    assert make(class_dropout_prob=0.0).y_embedder is None

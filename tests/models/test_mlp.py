@@ -224,3 +224,23 @@ def test_tensor_subclass_weights_take_the_module_call():
     assert type(m.net[0].weight) is Wrapped
     assert m._explicit_plan(x, None) is None
     torch.testing.assert_close(m.gradient(x), explicit, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["silu", "tanh"])
+def test_gradient_under_an_enclosing_autocast_keeps_the_dtype_of_x(act):
+    """Inside ``torch.autocast`` the gradient is that of the autocast forward, in x's dtype
+    (the explicit pass would run its linear maps in bfloat16 and return bfloat16)."""
+    torch.manual_seed(0)
+    m = MLPEnergy(2, (32, 32), act)
+    x = torch.randn(16, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fn = m.gradient_function()
+        xg = x.clone().requires_grad_(True)
+        (ref,) = torch.autograd.grad(m(xg).sum(), xg)  # autograd of the autocast forward
+        for g in (m.gradient(x), fn(x)):
+            assert g.dtype == torch.float32
+            torch.testing.assert_close(g, ref, rtol=0, atol=0)
+    fn = m.gradient_function()  # resolved outside, called inside an autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fn(x).dtype == torch.float32
+    torch.testing.assert_close(fn(x), BaseModel.gradient(m, x), rtol=1e-5, atol=1e-6)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseModel, HarmonicModel, LinearScheduler
+from torchebm.core.errors import ShapeError
 from torchebm.models import (
     ConditionalTransformer2D,
     EqMEnergy,
@@ -149,6 +150,26 @@ def test_eqm_energy_closed_forms(as_tuple):
     assert not imp.gradient(x).requires_grad
     # conditioning reaches the field
     torch.testing.assert_close(imp.gradient(x, model_kwargs={"shift": 1.0}), x @ a.T + 1.0)
+
+
+@pytest.mark.parametrize("energy_type", ["implicit", "dot", "l2"])
+def test_eqm_energy_gradient_of_one_sample(energy_type):
+    """A 1-D x is one sample for every energy type (BaseModel.gradient's contract)."""
+    torch.manual_seed(0)
+    a = torch.randn(3, 3, dtype=F64)
+    x = torch.randn(3, dtype=F64)
+    expected = {  # closed forms of the linear field f(x) = A x
+        "implicit": a @ x,
+        "dot": (a + a.T) @ x,
+        "l2": -a.T @ (a @ x),
+    }[energy_type]
+    field = LinearField(a)
+    field.forward = lambda x, t: torch.mm(x, field.a.T)  # a batched field: (B, d) only
+    g = EqMEnergy(field, energy_type).gradient(x)
+    assert g.shape == (3,) and g.dtype == F64
+    torch.testing.assert_close(g, expected)
+    with pytest.raises(ShapeError, match="scalar"):
+        EqMEnergy(LinearField(a), energy_type).gradient(torch.tensor(1.0, dtype=F64))
 
 
 def test_eqm_energy_from_loss_and_errors():

@@ -292,7 +292,7 @@ class DoubleWellModel(_AnalyticModel):
     r"""Double-well energy $E(x) = h \sum_i (x_i^2 - b^2)^2$ (minima at $\pm b$).
 
     Args:
-        barrier_height: $h$, the height of the barrier between the wells (at x = 0).
+        barrier_height: $h$; the barrier between the wells (at $x_i = 0$) is $h b^4$ per coordinate.
         b: Position of the minima (finite).
     """
 

@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from torchebm.core import TorchEBMModule
-from torchebm.core.errors import ShapeError, check_int, check_positive, check_probability
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_int,
+    check_positive,
+    check_probability,
+)
 from torchebm.models._conditioning import check_input_dtype
 from torchebm.models.components import (
     AdaLNZeroBlock,
@@ -28,6 +34,25 @@ from torchebm.models.components._compat_089 import (
 from torchebm.models.components._transformer import cond_width
 
 __all__ = ["ConditionalTransformer2D"]
+
+
+def _check_config(net: Any, num_classes: Any, class_dropout_prob: float) -> None:
+    """The constructor's checks across arguments (sizes already checked one by one)."""
+    check_probability("class_dropout_prob", class_dropout_prob)
+    if class_dropout_prob > 0 and num_classes is None:  # as DiT: not silently unused
+        raise ConfigurationError(
+            f"class_dropout_prob={class_dropout_prob} needs num_classes (got None)"
+        )
+    if net.input_size % net.patch_size:
+        raise ValueError(
+            f"input_size must be divisible by patch_size, got input_size={net.input_size}, "
+            f"patch_size={net.patch_size}"
+        )
+    if net.embed_dim % net.num_heads:
+        raise ValueError(
+            f"embed_dim must be divisible by num_heads, got embed_dim={net.embed_dim}, "
+            f"num_heads={net.num_heads}"
+        )
 
 
 class ConditionalTransformer2D(TorchEBMModule):
@@ -65,13 +90,14 @@ class ConditionalTransformer2D(TorchEBMModule):
         frequency_embedding_size: Sinusoidal features of the timestep embedder.
         num_classes: Number of classes for label conditioning (``None``: no labels).
         class_dropout_prob: Label dropout for classifier-free guidance training; when > 0 the
-            null label id is ``num_classes``.
+            null label id is ``num_classes`` (needs ``num_classes``).
         device: Device of the parameters.
         dtype: Dtype of the parameters (default ``float32``).
 
     Raises:
         ValueError: ``input_size`` not divisible by ``patch_size``, ``embed_dim`` not divisible
             by ``num_heads`` (or by 4 with the sin-cos embedding), other invalid sizes.
+        ConfigurationError: ``class_dropout_prob > 0`` without ``num_classes``.
 
     Example:
         >>> net = ConditionalTransformer2D(in_channels=1, out_channels=1, input_size=8,
@@ -119,17 +145,7 @@ class ConditionalTransformer2D(TorchEBMModule):
         self.num_heads = check_int("num_heads", num_heads, minimum=1)
         self.cond_dim = cond_width(cond_dim, self.embed_dim)
         check_positive("mlp_ratio", mlp_ratio)
-        check_probability("class_dropout_prob", class_dropout_prob)
-        if self.input_size % self.patch_size:
-            raise ValueError(
-                f"input_size must be divisible by patch_size, got input_size={input_size}, "
-                f"patch_size={patch_size}"
-            )
-        if self.embed_dim % self.num_heads:
-            raise ValueError(
-                f"embed_dim must be divisible by num_heads, got embed_dim={embed_dim}, "
-                f"num_heads={num_heads}"
-            )
+        _check_config(self, num_classes, class_dropout_prob)
         self.grid_size = self.input_size // self.patch_size
         self.num_patches = self.grid_size**2
         self.use_sincos_pos_embed = bool(use_sincos_pos_embed)

@@ -280,8 +280,9 @@ class MLPEnergy(BaseModel):
         Anything the explicit pass does not cover takes [`BaseModel.gradient`][torchebm.core.BaseModel.gradient]:
         conditioning, an activation outside the built-in list or in place, a layer whose
         weight is not its own ``nn.Parameter`` (``weight_norm``/``spectral_norm`` hooks,
-        sharded weights), mixed precision, half-precision inputs, inputs on another
-        device, or ``explicit_gradient = False``. The explicit pass reads the weights and does not
+        sharded weights), mixed precision (``setup_mixed_precision`` or an enclosing
+        ``torch.autocast``), half-precision inputs, inputs on another device, or
+        ``explicit_gradient = False``. The explicit pass reads the weights and does not
         call ``forward``, so forward hooks and ``compile()`` of the model or its layers do
         not run in it; set ``model.explicit_gradient = False`` to differentiate through
         the (hooked or compiled) forward instead.
@@ -310,9 +311,12 @@ class MLPEnergy(BaseModel):
         dtype, device = w_first.dtype, w_first.device
         if dtype not in (torch.float32, torch.float64):
             return self.gradient
+        autocast_on, kind = torch.is_autocast_enabled, device.type
 
         def gradient(x: torch.Tensor) -> torch.Tensor:
             if x.dtype != dtype or x.ndim != 2 or x.shape[1] != width or x.device != device:
+                return self.gradient(x)
+            if autocast_on(kind):  # entered after this function was resolved
                 return self.gradient(x)
             return _explicit_backward(x, layers, w_last)
 
@@ -362,7 +366,9 @@ class MLPEnergy(BaseModel):
         first = tensors[0][0][0]
         if x is not None and (x.dtype != first.dtype or x.device != first.device):
             return None
-        return tensors
+        # an ambient autocast would run the explicit pass's linear maps in low precision and
+        # return a gradient of that dtype: the autograd path keeps the dtype of x
+        return None if torch.is_autocast_enabled(first.device.type) else tensors
 
     @staticmethod
     def _build_plan(mods: tuple[nn.Module, ...]) -> Any:

@@ -194,9 +194,22 @@ class EqMEnergy(BaseModel):
         return (x * f).reshape(x.shape[0], -1).sum(dim=1)
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        """$\\nabla_x E$: the field itself for ``"implicit"``, autograd otherwise."""
+        """$\\nabla_x E$: the field itself for ``"implicit"``, autograd otherwise.
+
+        As [`BaseModel.gradient`][torchebm.core.BaseModel.gradient]: shaped like ``x``, of its
+        dtype, detached; a 1-D ``x`` ``(d,)`` is one sample.
+
+        Raises:
+            TypeError, ShapeError: ``x`` not a tensor, or 0-d.
+        """
         if self.energy_type != "implicit":
             return super().gradient(x, model_kwargs=model_kwargs)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim == 0:
+            raise ShapeError("x must have at least 1 dimension (d,) or (B, d), got a scalar")
+        if x.ndim == 1:  # one sample, as BaseModel.gradient treats it
+            return self.gradient(x.unsqueeze(0), model_kwargs).squeeze(0)
         in_dtype = x.dtype
         if x.device != self.device and any(True for _ in self.parameters()):
             x = x.to(self.device)
