@@ -121,3 +121,33 @@ def test_ema_strips_wrappers_and_keeps_its_copy_in_eval_mode():
     before = bare.module[1].running_mean.clone()
     bare(x)  # eval-mode BatchNorm: the running statistics do not move
     assert torch.equal(before, bare.module[1].running_mean)
+
+
+@pytest.mark.skipif(
+    not hasattr(nn.Module, "register_load_state_dict_pre_hook"), reason="torch >= 2.5 hook"
+)
+@pytest.mark.parametrize("wrapper", ["module.", "_orig_mod."])
+def test_ema_loads_a_089_state_dict_of_a_wrapped_model(wrapper):
+    # torchebm 0.8.9's EMA deep-copied the wrapper: keys module.module.* (DataParallel/DDP)
+    # or module._orig_mod.* (torch.compile), which the bare copy here could not load
+    class Nested(nn.Module):  # a submodule really called "module" keeps its name
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.module = nn.Linear(2, 1)
+
+    source = Nested()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(1.5)
+    old = {"module." + wrapper + k: v.clone() for k, v in source.state_dict().items()}
+    old["_extra_state"] = {"step": 7}
+    ema = EMA(Nested(), decay=0.9)
+    ema.load_state_dict(old, strict=True)
+    assert ema.step == 7
+    for k, v in source.state_dict().items():
+        assert torch.equal(ema.module.state_dict()[k], v), k
+    # this version's own keys (module.module.weight is the nested submodule's) load as they are
+    fresh = EMA(Nested(), decay=0.9)
+    fresh.load_state_dict(ema.state_dict(), strict=True)
+    assert torch.equal(fresh.module.module.weight, source.module.weight)

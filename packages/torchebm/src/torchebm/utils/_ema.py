@@ -19,6 +19,19 @@ DecaySchedule = Union[Literal["constant", "warmup"], Callable[[int], float]]
 _SCHEDULES = ("constant", "warmup")
 
 
+def _unwrap_089_keys(ema: EMA, state_dict: dict, prefix: str, *_: Any) -> None:
+    """Load pre-hook: torchebm 0.8.9 copied a wrapped model whole, so its keys read
+    ``module.module.*`` (``DataParallel``/DDP) or ``module._orig_mod.*`` (``torch.compile``);
+    such a key names the bare module's entry when only the unwrapped name exists here."""
+    own = {prefix + "module." + k for k in ema.module.state_dict()}
+    for key in [k for k in state_dict if k.startswith(prefix + "module.") and k not in own]:
+        for wrapper in ("module.", "_orig_mod."):
+            bare = key.replace(prefix + "module." + wrapper, prefix + "module.", 1)
+            if key.startswith(prefix + "module." + wrapper) and bare in own:
+                state_dict[bare] = state_dict.pop(key)
+                break
+
+
 class EMA(nn.Module):
     r"""Exponential moving average of a model's weights.
 
@@ -34,7 +47,9 @@ class EMA(nn.Module):
     ``DistributedDataParallel``/``DataParallel``/``torch.compile`` wrappers are stripped
     ([`unwrap_model`][torchebm.core.distributed.unwrap_model]) at construction and in
     `update`, `copy_to` and `average_parameters`: the copy is the bare module, so its
-    ``state_dict`` keys do not depend on how the trained model was wrapped.
+    ``state_dict`` keys do not depend on how the trained model was wrapped. A state dict of
+    torchebm 0.8.9's `EMA` of a wrapped model (keys ``module.module.*`` or
+    ``module._orig_mod.*``) loads too (torch >= 2.5).
 
     Args:
         model: The module to average; deep-copied (unwrapped) at construction.
@@ -75,6 +90,8 @@ class EMA(nn.Module):
         self.module = copy.deepcopy(unwrap_model(model))
         self.module.eval()
         requires_grad(self.module, False)
+        if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
+            self.register_load_state_dict_pre_hook(_unwrap_089_keys)
 
     def current_decay(self) -> float:
         """The decay $d_s$ the next `update` uses."""
