@@ -225,7 +225,7 @@ def test_reflow_with_callable_and_duck_typed_sampler():
 )
 def test_reflow_rejects_a_flow_output_not_shaped_like_x0(flow, got):
     from torchebm.core.errors import ShapeError
-    from torchebm.losses import FlowMatchingLoss
+    from torchebm.flows import EquilibriumMatchingLoss
 
     x0 = torch.randn(3, 2, 2, 2, generator=torch.Generator().manual_seed(0))
     with pytest.raises(
@@ -236,7 +236,7 @@ def test_reflow_rejects_a_flow_output_not_shaped_like_x0(flow, got):
         ReflowCoupling(flow)(x0)
 
     # inside a loss the error names the coupling, not the interpolant's x0/x1 mismatch
-    loss = FlowMatchingLoss(lambda x, t: x, coupling=ReflowCoupling(flow))
+    loss = EquilibriumMatchingLoss(lambda x, t: x, coupling=ReflowCoupling(flow))
     with pytest.raises(ShapeError, match="ReflowCoupling"):
         loss(torch.randn(3, 2, 2, 2))
     # a per-sample map of images is kept row by row: x1[i] = 2 x0[i] + i

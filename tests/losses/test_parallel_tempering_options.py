@@ -11,7 +11,6 @@ import torch
 
 from torchebm.core import GaussianModel
 from torchebm.losses import ParallelTemperingCD
-from torchebm.samplers import HamiltonianMonteCarlo
 
 
 def gen(seed):
@@ -98,24 +97,3 @@ def test_swap_probability_is_the_closed_form_with_a_base_temperature():
     pt.tempered_chains = torch.stack([torch.full((n, 1), 2.0), torch.full((n, 1), 1.0)])
     pt.negative_phase(torch.zeros(n, 1), generator=gen(1))
     assert (pt.tempered_chains[0] == 1.0).all()
-
-
-def test_hmc_replicas_keep_the_tempered_targets():
-    # E = x^2 / 2: replica r targets exp(-E / T_r) = N(0, T_r). Started there exactly, an
-    # exact (Metropolis) sampler with swaps keeps every replica's variance at T_r; a wrong
-    # tempering (E T_r, or E for every replica) moves them by a factor of T_r^2 or T_r
-    n, temps = 16_000, (1.0, 2.0, 4.0)
-    model = GaussianModel(torch.zeros(1, dtype=torch.float64), torch.eye(1, dtype=torch.float64))
-    hmc = HamiltonianMonteCarlo(model, step_size=0.5, n_leapfrog_steps=3, dtype=torch.float64)
-    pt = ParallelTemperingCD(
-        model, hmc, temperatures=temps, k_steps=30, swap_every=3, dtype=torch.float64
-    )
-    g = gen(2)
-    scale = torch.tensor(temps, dtype=torch.float64).sqrt().view(3, 1, 1)
-    pt.tempered_chains = torch.randn(3, n, 1, generator=g, dtype=torch.float64) * scale
-    pt.negative_phase(torch.zeros(n, 1, dtype=torch.float64), generator=g)
-    variances = pt.tempered_chains.var(dim=(1, 2))
-    tol = 4 * math.sqrt(2 / n)  # relative standard error of a variance of n draws, 4 times
-    assert tol < 0.05
-    rel = variances / torch.tensor(temps, dtype=torch.float64) - 1
-    assert (rel.abs() < tol).all(), variances
