@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import warnings
 
+import pytest
 import torch
 
-from torchebm.core import BaseModel
+from torchebm.core import BaseModel, HarmonicModel
 from torchebm.samplers import GradientDescentSampler, NesterovSampler
 
 A = 1.0
@@ -85,3 +86,30 @@ def test_steps_used_counts_every_update_across_restarts():
         want = torch.tensor(rows, dtype=torch.float64)[:, None, None, None].expand(n, 1, 2, 2)
         assert float((traj[c] - want).abs().max()) < 1e-12
     assert sampler.divergent_chains.tolist() == [True, True, False]
+
+
+def _moves(x0: torch.Tensor, traj: torch.Tensor) -> list[int]:
+    """Per chain, the steps that changed its position (counted on the trajectory)."""
+    path = torch.cat([x0.unsqueeze(1), traj], dim=1).flatten(2)
+    return (path[:, 1:] != path[:, :-1]).any(2).sum(1).tolist()
+
+
+@pytest.mark.parametrize("momentum", [None, 0.0, 0.3, 0.7])
+def test_steps_used_counts_the_steps_that_moved_each_chain(momentum):
+    """`steps_used` is the number of updates: steps that moved the chain, hand counted on the
+    trajectory. Nesterov's stopping step moves the chain to its look-ahead point, which it
+    used to leave out (7 and 8 for 8 and 9 moves at momentum 0.3; gradient descent's
+    stopping step does not move a chain). Momentum 0 is gradient descent: same counts."""
+    model = HarmonicModel()  # gradient x: chain 2 stops at its first step, never moving
+    x0 = torch.tensor([[1.0], [4.0], [5e-4]], dtype=torch.float64)
+    if momentum is None:
+        sampler = GradientDescentSampler(model, 0.5, dtype=torch.float64, grad_tol=1e-3)
+    else:
+        sampler = NesterovSampler(model, 0.5, momentum, dtype=torch.float64, grad_tol=1e-3)
+    traj, diag = sampler.sample(x=x0, n_steps=60, return_trajectory=True, return_diagnostics=True)
+    used = diag["steps_used"][-1].tolist()
+    assert used == _moves(x0, traj)
+    if momentum in (None, 0.0):  # 0.5^k |x0| < 1e-3 first at k = 10 and 12 updates
+        assert used == [10, 12, 0]
+    else:
+        assert used[2] == 0 and min(used[:2]) > 0

@@ -35,9 +35,11 @@ class DescentState(SamplerState):
         x: Chains `(B, *event_shape)`.
         v: Nesterov's velocity like `x` (`None` for plain gradient descent).
         active: With `grad_tol`: `(B,)` bool, chains still moving.
-        steps_used: With `grad_tol`: `(B,)` long, updates each chain used during the call
-            (shared: a restart under `nan_policy="resample"` keeps the count, as
-            `HMCState.n_unconverged` does).
+        steps_used: With `grad_tol`: `(B,)` long, updates each chain used during the call,
+            an update being a step that moved the chain: every step before its stop, and
+            for `NesterovSampler` the stopping step too when it moves the chain to its
+            look-ahead point (shared: a restart under `nan_policy="resample"` keeps the
+            count, as `HMCState.n_unconverged` does).
     """
 
     v: torch.Tensor | None = None
@@ -80,15 +82,20 @@ class _DescentBase(BaseSampler):
             state.steps_used = torch.zeros(b, dtype=torch.long, device=x.device)
         return state
 
-    def _update_active(self, state: DescentState, g: torch.Tensor) -> torch.Tensor:
-        """Freeze chains whose gradient norm is under ``grad_tol``; count the others' steps.
+    def _update_active(
+        self, state: DescentState, g: torch.Tensor, moved: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Freeze chains whose gradient norm is under ``grad_tol``; count this step as an
+        update of the chains still active and of those in ``moved`` (`(B,)` bool: chains the
+        step moves although it stops them; `None`: none).
 
         A NaN norm is not under ``grad_tol``: that chain keeps moving, so it turns non-finite
         at this step and ``nan_policy`` reports it (it never passes for a converged chain).
         """
         active = cast(torch.Tensor, state.active)
         active &= ~(_grad_norm(g) < cast(float, self.grad_tol))
-        state.steps_used = cast(torch.Tensor, state.steps_used) + active
+        updated = active if moved is None else active | moved
+        state.steps_used = cast(torch.Tensor, state.steps_used) + updated
         return active
 
     def converged(self, state: DescentState) -> torch.Tensor | None:
@@ -165,7 +172,11 @@ class NesterovSampler(_DescentBase):
     with $v_0 = 0$. With ``grad_tol`` the stop rule of
     [`GradientDescentSampler`][torchebm.samplers.GradientDescentSampler] applies to the look-ahead gradient: a chain whose
     look-ahead gradient norm is under ``grad_tol`` moves to that look-ahead point and stays
-    there (its velocity is zeroed), so every stopped chain satisfies the stop rule.
+    there (its velocity is zeroed), so every stopped chain satisfies the stop rule. That
+    move is an update, counted in ``"steps_used"`` like the steps before it (not when the
+    look-ahead point is the chain itself: zero velocity, e.g. ``momentum=0`` or a stop at
+    the first step), so without restarts a chain is at its final point after
+    ``steps_used`` steps, as with ``GradientDescentSampler``.
 
     Args:
         model: Energy model.
@@ -221,7 +232,10 @@ class NesterovSampler(_DescentBase):
         if self.grad_tol is None:
             state.x = x + v
             return state
-        active = expand_t_like_x(self._update_active(state, g), v)
+        # the stopping step moves a chain to its look-ahead point unless it is there already
+        # (a stopped chain's velocity is 0, so look == x and it is never counted again)
+        moved = (look != x).reshape(x.shape[0], -1).any(dim=1)
+        active = expand_t_like_x(self._update_active(state, g, moved), v)
         v.mul_(active)
         # a chain that stops stays at the look-ahead point, where its gradient was measured
         state.x = torch.where(active, x + v, look)
