@@ -94,3 +94,33 @@ def test_rmhmc_converging_solves_reject_nothing_and_do_not_warn():
     assert torch.equal(diag["unconverged_rate"], torch.zeros(5, dtype=F64))
     assert int(rm.unconverged_proposals.sum()) == 0
     assert float(diag["acceptance_rate"].mean()) > 0.5
+
+
+def test_rmhmc_on_a_linear_energy_is_the_exact_hamiltonian_flow():
+    """The linear energy $E(x) = x_1 + x_2$ has a constant gradient, which autograd returns as
+    a broadcast view (RMHMC's force once negated it in place and failed). With a constant
+    metric $I$ the leapfrog is exact: every proposal is accepted and one iteration of
+    $L$ steps of size $\\varepsilon$ gives $x_0 + L\\varepsilon z - (L\\varepsilon)^2 / 2$,
+    $z \\sim \\mathcal N(0, I)$."""
+
+    class Linear(torch.nn.Module):
+        def forward(self, x):
+            return x.sum(1)
+
+    n, eps, n_leap = 20_000, 0.1, 3
+    sampler = RiemannianManifoldHMC(
+        Linear(),
+        step_size=eps,
+        n_leapfrog_steps=n_leap,
+        metric_fn=lambda x: torch.eye(2, dtype=x.dtype).expand(x.shape[0], 2, 2),
+        dtype=torch.float64,
+    )
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.zeros(n, 2, dtype=torch.float64)
+    x, diag = sampler.sample(x0, n_steps=1, generator=gen, return_diagnostics=True)
+    assert float(diag["acceptance_rate"][0]) == 1.0
+    span = n_leap * eps
+    expected_mean = torch.full((2,), -0.5 * span**2, dtype=torch.float64)
+    tol = 5 * span / math.sqrt(n)  # five standard errors of the mean
+    assert torch.allclose(x.mean(0), expected_mean, atol=tol)
+    assert torch.allclose(x.var(0), torch.full((2,), span**2, dtype=torch.float64), rtol=0.05)

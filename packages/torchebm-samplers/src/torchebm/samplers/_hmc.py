@@ -57,6 +57,10 @@ class HMCState(SamplerState):
         grad: $\nabla E(x)$ like `x` when the trajectory returns its end-point gradient
             (default leapfrog, fused kernel), else `None`.
         accepted: `(B,)` bool, whether each chain's last proposal was accepted.
+        decided: `(B,)` bool, whether each chain's last step ended in a Metropolis decision
+            (`accepted` or rejected): `False` in the state `init_state` returns, so a chain
+            that `nan_policy="resample"` restarted after a step gets `False` back with its
+            other fields, and that step is left out of the `"acceptance_rate"` diagnostic.
         p: Momentum buffer like `x`, redrawn every step (shared: not restarted).
         mass: The call's diagonal mass (`None`, a float or a tensor; shared).
         sqrt_mass: Its square root (shared).
@@ -73,6 +77,7 @@ class HMCState(SamplerState):
     energy: torch.Tensor | None = None
     grad: torch.Tensor | None = None
     accepted: torch.Tensor | None = None
+    decided: torch.Tensor | None = None
     p: torch.Tensor | None = shared_field()
     mass: Any = shared_field()
     sqrt_mass: Any = shared_field()
@@ -146,11 +151,26 @@ class _HMCBase(BaseSampler):
         state.x = torch.where(expand_t_like_x(accept, x), x_prop, x)
         state.energy = torch.where(accept, u_prop, cast(torch.Tensor, state.energy))
         state.accepted = accept
+        state.decided = torch.ones_like(accept)  # a restart puts the start's False back
         return state
 
     def compute_diagnostics(self, state: HMCState, ctx: SamplerContext) -> dict[str, torch.Tensor]:
+        r"""The base diagnostics and ``"acceptance_rate"``: accepted proposals over Metropolis
+        decisions of this step, $\sum_b a_b / \sum_b d_b$ (``accepted``, ``decided``).
+
+        A chain restarted after this step by ``nan_policy="resample"`` (it accepted a
+        non-finite proposal, or its energy was NaN/inf already) made no decision that stands,
+        so it counts in neither sum; the rate is NaN at a step where every chain was
+        restarted. Without restarts (the other policies) every chain decided and the rate is
+        the mean of ``accepted`` over the chains.
+        """
         out = super().compute_diagnostics(state, ctx)
-        out["acceptance_rate"] = cast(torch.Tensor, state.accepted).to(state.x.dtype).mean()
+        accepted = cast(torch.Tensor, state.accepted).to(state.x.dtype)
+        decided = state.decided
+        if decided is None:  # a subclass's state without the field: every chain decided
+            out["acceptance_rate"] = accepted.mean()
+        else:
+            out["acceptance_rate"] = accepted.sum() / decided.to(accepted.dtype).sum()
         return out
 
 
@@ -207,7 +227,11 @@ class HamiltonianMonteCarlo(_HMCBase):
         energy_function: Deprecated alias of ``model``.
 
     Diagnostics: ``"mean"``, ``"var"``, ``"energy"`` and ``"acceptance_rate"`` (fraction
-    of chains whose proposal was accepted at that step), each with leading dim ``n_kept``.
+    of the Metropolis decisions at that step that accepted), each with leading dim
+    ``n_kept``. Under ``nan_policy="resample"`` a chain restarted after a step (its state
+    went non-finite) is neither an accepted nor a rejected proposal: it is left out of that
+    step's numerator and denominator (NaN when every chain was restarted); with the other
+    policies every chain counts.
 
     Model evaluations: ``n_leapfrog_steps`` gradients and one energy per iteration (plus
     one of each when sampling starts). The gradient and the energy at the end point of each
@@ -295,6 +319,7 @@ class HamiltonianMonteCarlo(_HMCBase):
             x=x,
             energy=self._energy(x, ctx.model_kwargs),
             accepted=torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
+            decided=torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
             p=torch.empty_like(x),
             mass=mass,
             sqrt_mass=(
@@ -435,7 +460,8 @@ class RiemannianManifoldHMC(_HMCBase):
         nan_policy: ``"warn"`` (default), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
 
     Diagnostics: those of [`HamiltonianMonteCarlo`][torchebm.samplers.HamiltonianMonteCarlo]
-    and ``"unconverged_rate"``: the fraction of chains whose proposal at that step was
+    (``"acceptance_rate"`` leaves out chains restarted by ``nan_policy="resample"`` the same
+    way) and ``"unconverged_rate"``: the fraction of chains whose proposal at that step was
     rejected because an implicit solve did not converge or the trajectory did not reverse
     (leading dim ``n_kept``).
 
@@ -559,7 +585,7 @@ class RiemannianManifoldHMC(_HMCBase):
             xg = x.detach().requires_grad_(True)
             u, rest, _ = self._hamiltonian_terms(xg, p.detach(), conditioning)
             (g,) = torch.autograd.grad((u + rest).sum(), xg)
-        return g.neg_()
+        return -g  # not in place: the gradient of a linear energy is a broadcast view
 
     def _velocity(self, x: torch.Tensor, p: torch.Tensor, state: HMCState) -> torch.Tensor:
         chol = self._cached_cholesky(x, state)
@@ -573,6 +599,7 @@ class RiemannianManifoldHMC(_HMCBase):
             x=x,
             energy=self._energy(x, ctx.model_kwargs),
             accepted=no,
+            decided=no,
             unconverged=no,
             n_unconverged=counts,
         )
