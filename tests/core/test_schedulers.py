@@ -242,3 +242,33 @@ def test_a_saved_schedule_of_another_type_is_not_loaded_and_warns(recwarn):
     with pytest.warns(UserWarning, match="holds a LinearScheduler for 'step_size'.*Constant"):
         other.load_state_dict(state, strict=True)
     assert other.step_size == 0.5  # its own schedule stays
+
+
+def test_a_scheduler_shared_by_two_parameters_or_modules_steps_once_per_step():
+    """One scheduler object behind two parameters (here of two modules of one tree) is
+    stepped once per `step_schedulers()` and once per sampling step: it was stepped once per
+    holder, so a 10-step `sample()` ran the schedule 20 steps ahead."""
+    from torchebm.core import BaseSampler, Schedulable, ScheduledParameter, TorchEBMModule
+
+    class Holder(Schedulable, TorchEBMModule):
+        scale = ScheduledParameter(positive=True)
+
+    class Walk(BaseSampler):  # x <- x - step_size (deterministic: the schedule shows in x)
+        step_size = ScheduledParameter(positive=True)
+
+        def step(self, state, ctx):
+            state.x = state.x - self.step_size
+            return state
+
+    shared = LinearScheduler(1.0, 0.0, n_steps=100)
+    walk = Walk(torch.nn.Identity(), dtype=torch.float64)
+    walk.step_size = shared
+    walk.helper = Holder()
+    walk.helper.scale = shared
+    walk.step_schedulers()
+    assert shared.step_count == 1
+    walk.reset_schedulers()
+    x = walk.sample(torch.zeros(1, 1, dtype=torch.float64), n_steps=10)
+    assert shared.step_count == 10
+    # steps of 1, 0.99, ..., 0.91 (the value read before each step's scheduler step)
+    assert float(x) == pytest.approx(-sum(1.0 - k / 100 for k in range(10)), rel=1e-12)

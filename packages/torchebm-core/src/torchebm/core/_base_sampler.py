@@ -24,7 +24,7 @@ import torch
 from torchebm.core._base_interpolant import expand_t_like_x
 from torchebm.core._base_model import BaseModel
 from torchebm.core._module import TorchEBMModule, _normalise_device
-from torchebm.core._schedulable import Schedulable, _schedulable_subtree
+from torchebm.core._schedulable import Schedulable, _subtree_schedulers
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
 from torchebm.core.errors import (
     _CHECKED,
@@ -523,7 +523,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         conditioning = self._prepare_model_kwargs(model_kwargs)
         check_generator(generator, self.device, of="the sampler")
         x = self._initial_x(x, dim, n_samples, generator)
-        scheds = [s for m in _schedulable_subtree(self) for s in m.get_schedulers().values()]
+        scheds = _subtree_schedulers(self)  # each once: one may serve two parameters
         if reset_schedulers and type(self).reset_schedulers is not Schedulable.reset_schedulers:
             self.reset_schedulers()  # a subclass's own reset
         elif reset_schedulers:

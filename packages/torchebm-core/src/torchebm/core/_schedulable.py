@@ -76,16 +76,14 @@ class Schedulable:
             ) from None
 
     def step_schedulers(self) -> None:
-        """Step every scheduler of every ``Schedulable`` in the module subtree once."""
-        for m in _schedulable_subtree(self):
-            for s in m._schedulers_dict().values():
-                s.step()
+        """Step every scheduler of the module subtree once (one held twice too)."""
+        for s in _subtree_schedulers(self):
+            s.step()
 
     def reset_schedulers(self) -> None:
         """Reset every scheduler of every ``Schedulable`` in the module subtree."""
-        for m in _schedulable_subtree(self):
-            for s in m._schedulers_dict().values():
-                s.reset()
+        for s in _subtree_schedulers(self):
+            s.reset()
 
     # nn.Module extra-state hooks: scheduler state travels with state_dict().
     def get_extra_state(self) -> dict[str, Any]:
@@ -150,8 +148,11 @@ class ScheduledParameter:
         )
 
 
-def _schedulable_subtree(root: Any) -> list[Any]:
-    """The `Schedulable` modules of `root`'s tree, each once (`modules()` skips repeats)."""
-    if isinstance(root, nn.Module):
-        return [m for m in root.modules() if isinstance(m, Schedulable)]
-    return [root]
+def _subtree_schedulers(root: Any) -> list[BaseScheduler]:
+    """The schedulers of the `Schedulable` modules of `root`'s tree, each once: a module may
+    sit twice in the tree, a scheduler may serve two parameters or modules."""
+    found: dict[int, BaseScheduler] = {}
+    for m in root.modules() if isinstance(root, nn.Module) else [root]:
+        if isinstance(m, Schedulable):
+            found.update((id(s), s) for s in m._schedulers_dict().values())
+    return list(found.values())
