@@ -33,7 +33,7 @@ def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
     _check_flow_time(t)
     if not isinstance(t, torch.Tensor):
         return torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    if not t.is_floating_point():
+    if torch.promote_types(t.dtype, x.dtype) == x.dtype:  # an int t, or float32 t for float64 x
         t = t.to(x.dtype)
     if t.ndim >= 1 and x.ndim >= 1:  # (B,) or (B, 1, ...): one time per sample
         if t.shape[0] != x.shape[0] or t.numel() != x.shape[0]:
