@@ -107,6 +107,29 @@ def test_noise_started_chains_follow_the_temperature_ramp():
     )
 
 
+def test_internal_langevin_keeps_float64_noise_amplitudes():
+    """The per-row noise scales are made in the chains' dtype: float64 chains match a
+    hand-written float64 Euler-Maruyama chain with the same draws to rounding (a float32
+    noise scale gave 1e-8)."""
+    a, b, n, h, eps, tau = 1.5, 8, 30, 0.01, 0.15, 0.8
+    em = EnergyMatchingLoss(
+        Quadratic(a=a), epsilon_max=eps, tau_star=tau, n_langevin_steps=n, langevin_dt=h
+    )
+    x1, x0 = torch.randn(b, 2, dtype=F64), torch.randn(b, 2, dtype=F64)
+    neg, _ = em.negative_samples(x1, x0, {}, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    perm = torch.randperm(b, generator=g)
+    x = torch.cat([x0[perm[: b // 2]], x1[torch.randint(0, b, (b // 2,), generator=g)]])
+    noise_rows = (torch.arange(b) < b // 2).unsqueeze(1)
+    for k in range(n):
+        s = k / n  # the ramp of TemperatureScheduler: 0 before tau, then linear to eps
+        ramp = math.sqrt(eps * max(0.0, s - tau) / (1 - tau))
+        scale = torch.where(noise_rows, torch.tensor(ramp, dtype=F64), math.sqrt(eps))
+        x = x - h * a * x + math.sqrt(2 * h) * scale * torch.randn(x.shape, generator=g, dtype=F64)
+    assert neg.dtype == F64
+    torch.testing.assert_close(neg, x, rtol=1e-13, atol=1e-13)
+
+
 def test_contrastive_term_and_clamp():
     model = Quadratic(a=1.0)
     em = EnergyMatchingLoss(model, lambda_cd=2.0, n_langevin_steps=10, cd_clamp=None, dtype=F64)

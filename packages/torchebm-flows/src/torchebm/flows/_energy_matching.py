@@ -260,7 +260,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         is_noise = expand_t_like_x(noise_rows, x)
         with torch.no_grad():
             for _ in range(self.n_langevin_steps):
-                ns = torch.where(is_noise, sched.get_value(), const)
+                # in the chains' dtype: two Python numbers alone would give a float32 tensor
+                ns = torch.where(is_noise, x.new_tensor(sched.get_value()), const)
                 x = step({"x": x}, dt, drift=drift, noise_scale=ns, generator=generator)["x"]
                 sched.step()
         return x
