@@ -407,3 +407,14 @@ def test_adaptive_integrates_short_intervals_far_from_zero(cls, t0, t1):
     expected = torch.full((2, 1), math.copysign(1.0, span), dtype=F64)
     torch.testing.assert_close(out, expected, atol=1e-9, rtol=0)
     assert integ.nfe > 2
+
+
+@pytest.mark.parametrize("cls", ADAPTIVE)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_adaptive_half_precision_default_tolerances(cls, dtype):
+    """The error norms are taken in float32: in float16 the squares of x / (atol + rtol |x|)
+    (about 1e3) overflowed, the starting step came out NaN and the loop ran to max_steps."""
+    x0 = torch.linspace(-2.0, 2.0, 16).reshape(8, 2).to(dtype)
+    out = cls().integrate({"x": x0}, drift=lambda x, t: -x, t=torch.tensor([0.0, 1.0]))["x"]
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), x0.float() * math.exp(-1.0), rtol=0, atol=0.05)

@@ -25,8 +25,10 @@ def fits(shape: Sequence[int], target: Sequence[int]) -> bool:
 
 
 def rms_norm(z: torch.Tensor) -> torch.Tensor:
-    """Root mean square of every entry of ``z`` (a 0-d tensor)."""
-    return z.square().mean().sqrt()
+    """Root mean square of every entry of ``z`` (a 0-d tensor), in float32 at least: the
+    squares of a float16 ratio above 256 overflow (an infinite norm made the adaptive step
+    NaN)."""
+    return z.to(torch.promote_types(z.dtype, torch.float32)).square().mean().sqrt()
 
 
 def state_x(state: Any) -> torch.Tensor:
