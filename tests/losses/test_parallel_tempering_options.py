@@ -97,3 +97,44 @@ def test_swap_probability_is_the_closed_form_with_a_base_temperature():
     pt.tempered_chains = torch.stack([torch.full((n, 1), 2.0), torch.full((n, 1), 1.0)])
     pt.negative_phase(torch.zeros(n, 1), generator=gen(1))
     assert (pt.tempered_chains[0] == 1.0).all()
+
+
+class Shrink:
+    """A deterministic 'sampler' (x <- 0.9 x): only the swaps draw random numbers."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def sample(self, x=None, n_steps=1, **kwargs):
+        return x * 0.9
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_swap_draws_do_not_depend_on_the_global_default_dtype(dtype):
+    """The swap uniforms are drawn in the chains' precision: the same seed gives the same
+    swaps whatever `torch.set_default_dtype` says (they followed the global default, so a
+    float32 run changed its swaps when a script set float64, and float64 chains got float32
+    uniforms)."""
+
+    def run():
+        model = GaussianModel(torch.zeros(1), torch.eye(1), dtype=dtype)
+        pt = ParallelTemperingCD(
+            model, Shrink(model), temperatures=(1.0, 1.5, 2.5), k_steps=1, swap_every=1,
+            n_chains=64,
+            dtype=dtype,
+        )  # fmt: skip
+        g = gen(3)
+        x = torch.randn(64, 1, generator=g, dtype=dtype)
+        outs = [pt.negative_phase(x, generator=g) for _ in range(4)]
+        return torch.stack(outs), pt.swap_acceptance.clone()
+
+    before = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float32)
+        a, acc_a = run()
+        torch.set_default_dtype(torch.float64)
+        b, acc_b = run()
+    finally:
+        torch.set_default_dtype(before)
+    assert 0 < float(acc_a.max()) < 1  # some swaps accepted, some not: the draws matter
+    assert torch.equal(a, b) and torch.equal(acc_a, acc_b)

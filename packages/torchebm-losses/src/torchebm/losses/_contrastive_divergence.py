@@ -442,8 +442,10 @@ class ParallelTemperingCD(ContrastiveDivergence):
             return chains
         hi = lo + 1
         log_acc = (beta[lo] - beta[hi]).unsqueeze(1) * (energies[lo] - energies[hi])
-        u = torch.rand(log_acc.shape, generator=generator, device=chains.device)
-        accept = torch.log(u.to(log_acc.dtype)) < log_acc  # (pairs, n); NaN energies never swap
+        # drawn in the chains' precision (at least float32), not the global default dtype
+        wide = torch.promote_types(log_acc.dtype, torch.float32)
+        u = torch.rand(log_acc.shape, generator=generator, device=chains.device, dtype=wide)
+        accept = torch.log(u) < log_acc  # (pairs, n); NaN energies never swap
         view = accept.reshape(*accept.shape, *([1] * (chains.ndim - 2)))
         a, b = chains[lo], chains[hi]
         new = chains.clone()
