@@ -49,7 +49,11 @@ class AISResult:
             $\mathbb E[\widehat{\log Z}] \le \log Z$); for the reverse direction
             $\log Z_0 - \log \frac1n \sum_i w_i$ (a stochastic upper bound). A float.
         standard_error: Delta-method standard error of ``log_z``:
-            $\operatorname{sd}(w) / (\sqrt n\, \bar w)$.
+            $\operatorname{sd}(w) / (\sqrt n\, \bar w)$. It is itself estimated from the
+            weights: when they are heavy-tailed (``effective_sample_size`` a small fraction
+            of ``n_chains``, e.g. a base narrower than the target) the chains that would
+            carry the largest weights are often missing, and then ``log_z`` and this error
+            are both too small; add chains until it stabilises.
         log_weights: Per-chain log importance weights ``(n_chains,)`` (float64).
         samples: Final states of the chains ``(n_chains, *event_shape)``.
         effective_sample_size: $(\sum w)^2 / \sum w^2$.
