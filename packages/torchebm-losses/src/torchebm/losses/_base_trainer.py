@@ -231,6 +231,11 @@ class BaseTrainer:
       ``True``): parameters are broadcast from rank 0 at construction and the trainer
       averages gradients with one all-reduce per optimizer step. This is the simplest
       mode for energy models that the sampler calls in many ways.
+    * **tensors the optimizer steps outside the model** (a learnable parameter of the loss,
+      e.g. a temperature or a log-partition estimate): no DDP or FSDP reducer sees them, so
+      in every mode (unless ``sync_gradients=False``) the trainer broadcasts them from rank
+      0 at construction and averages their gradients with the all-reduce above (one per
+      optimizer step); the gradients DDP or FSDP already averaged are not averaged again.
 
     Reproducibility: pass ``seed`` (a [`rank_generator`][torchebm.core.distributed.rank_generator]
     is built, a different stream per rank) or ``generator``; it is forwarded to every
@@ -255,7 +260,8 @@ class BaseTrainer:
 
     Args:
         model: The trained module (plain, ``DistributedDataParallel`` or FSDP2-sharded).
-        optimizer: Optimizer over ``model``'s parameters.
+        optimizer: Optimizer over ``model``'s parameters and any other tensor trained with
+            them (e.g. a learnable parameter of the loss).
         loss_fn: Callable returning the loss (usually an ``nn.Module`` holding ``model``).
         device: Move ``model`` and ``loss_fn`` there (default: leave them where they are;
             batches go to the model's device).
@@ -267,18 +273,23 @@ class BaseTrainer:
         generator: Generator for the loss's random draws.
         seed: Build ``rank_generator(seed, device)`` instead (exclusive with ``generator``).
         amp_dtype: ``torch.float16`` (default, with loss scaling) or ``torch.bfloat16``.
-        max_grad_norm: Clip the global gradient norm to this value before each step.
+        max_grad_norm: Clip the global gradient norm to this value before each step: the
+            norm of the gradients of every tensor the optimizer steps (its
+            ``param_groups``, a loss's parameter included), as ``clip_grad_norm_`` over them.
         lr_scheduler: A ``torch.optim.lr_scheduler`` stepped after every optimizer step
             (its ``step()`` must take no argument: ``ReduceLROnPlateau`` is refused).
         step_loss_schedulers: Call ``loss_fn.step_schedulers()`` after every optimizer
             step (default ``True``).
         sync_gradients: ``None`` (auto: average gradients by all-reduce when a process
             group with several ranks is initialised and the model is neither DDP nor
-            FSDP), ``True`` (force) or ``False`` (never; e.g. independent per-rank runs).
+            FSDP; tensors the optimizer steps outside the model are averaged in every mode),
+            ``True`` (force) or ``False`` (never; e.g. independent per-rank runs).
         nan_policy: What to do when a window's loss or gradients are NaN/inf, checked once
             per optimizer step (one host read of one boolean, agreed across ranks):
             ``"raise"`` (default) raises [`NonFiniteError`][torchebm.core.errors.NonFiniteError]
-            naming the step and the parameters with non-finite gradients; ``"skip"``
+            naming the step and the tensors with non-finite gradients (the model's
+            parameter names, ``loss_fn.<name>`` for the loss's own, else
+            ``param_groups[g][i]``; every tensor the optimizer steps is checked); ``"skip"``
             drops the window's gradients, warns and counts `skipped_steps` (the
             optimizer and schedulers do not step); ``"ignore"`` checks nothing (no host
             synchronisation at all). With fp16 loss scaling the gradient check is left to
@@ -410,6 +421,9 @@ class BaseTrainer:
         self._is_fsdp = bool(_d._fsdp_modules(_d.unwrap_model(model), recurse=False))
         self._check_wrapping()
         world = _d.get_world_size()
+        # stepped tensors outside the model (a learnable loss parameter) are averaged by the
+        # trainer in every mode (no DDP/FSDP reducer sees them) unless sync_gradients=False
+        self._sync_outside = world > 1 and sync_gradients is not False
         if sync_gradients is None:
             sync_gradients = world > 1 and not (self._is_ddp or self._is_fsdp)
         if sync_gradients and (self._is_ddp or self._is_fsdp):
@@ -418,15 +432,43 @@ class BaseTrainer:
                 "synchronise gradients"
             )
         self.sync_gradients = bool(sync_gradients) and world > 1
+        self._covered_ids = self._covered_parameter_ids(model, loss_fn)
         if unshard_during_step is None:
             from torchebm.losses._base_score_matching import BaseScoreMatching
 
             unshard_during_step = isinstance(loss_fn, BaseScoreMatching)
         self.unshard_during_step = bool(unshard_during_step) and self._is_fsdp
-        if self.sync_gradients:
+        if self.sync_gradients or self._sync_outside:
+            own = list(model.parameters()) + list(model.buffers()) if self.sync_gradients else []
             with torch.no_grad():
-                for t in list(model.parameters()) + list(model.buffers()):
+                for t in own + self._outside_parameters():
                     _d.broadcast_tensor(t, src=0)
+
+    @staticmethod
+    def _covered_parameter_ids(model: nn.Module, loss_fn: Any) -> frozenset[int]:
+        """Ids of the parameters whose gradients ``model`` itself handles (every one of the model)
+        or a ``DistributedDataParallel`` module inside ``loss_fn`` reduces."""
+        ids = {id(p) for p in model.parameters()}
+        if isinstance(loss_fn, nn.Module):
+            for m in loss_fn.modules():
+                if isinstance(m, nn.parallel.DistributedDataParallel):
+                    ids.update(id(p) for p in m.parameters())
+        return frozenset(ids)
+
+    def _stepped_parameters(self) -> list[torch.Tensor]:
+        """Every tensor the optimizer steps, once each: the model's (in ``model.parameters()``
+        order) first, then the others in ``param_groups`` order."""
+        stepped = {id(p): p for group in self.optimizer.param_groups for p in group["params"]}
+        own = [p for p in self.model.parameters() if id(p) in stepped]
+        mine = {id(p) for p in own}
+        return own + [p for k, p in stepped.items() if k not in mine]
+
+    def _outside_parameters(self) -> list[torch.Tensor]:
+        """Stepped tensors that no DDP/FSDP reducer averages (sharded ones are FSDP's)."""
+        stepped = {id(p): p for group in self.optimizer.param_groups for p in group["params"]}
+        return [
+            p for k, p in stepped.items() if k not in self._covered_ids and not _d._is_dtensor(p)
+        ]
 
     def _resolve_device(self, device: Any) -> torch.device:
         if device is not None:
@@ -606,65 +648,69 @@ class BaseTrainer:
                 self.step += 1
         return metrics
 
+    def _parameter_names(self) -> dict[int, str]:
+        """Names of the checked tensors: the model's own, ``loss_fn.<name>`` for a parameter of
+        the loss, else ``param_groups[g][i]``."""
+        names = {id(p): n for n, p in _d.unwrap_model(self.model).named_parameters()}
+        if isinstance(self.loss_fn, nn.Module):
+            for n, p in self.loss_fn.named_parameters():
+                names.setdefault(id(p), f"loss_fn.{n}")
+        for g, group in enumerate(self.optimizer.param_groups):
+            for i, p in enumerate(group["params"]):
+                names.setdefault(id(p), f"param_groups[{g}][{i}]")
+        return names
+
+    def _checked_parameters(self) -> list[torch.Tensor]:
+        """What the non-finite check reads: the model's parameters and every other tensor the
+        optimizer steps."""
+        own = list(self.model.parameters())
+        mine = {id(p) for p in own}
+        return own + [p for p in self._stepped_parameters() if id(p) not in mine]
+
     def _nonfinite_parameters(self) -> list[str]:
-        names = []
-        for name, p in _d.unwrap_model(self.model).named_parameters():
+        names, bad = self._parameter_names(), []
+        for p in self._checked_parameters():
             g = p.grad
             if g is None:
                 continue
             g = cast(Any, g).to_local() if _d._is_dtensor(g) else g
             if not bool(torch.isfinite(g).all()):
-                names.append(name)
-        return names
+                bad.append(names[id(p)])
+        return bad
 
     def _window_is_finite(self) -> bool:
         """One host read: the window's losses and (without loss scaling) gradients are finite."""
         ok = self._window_ok if self._window_ok is not None else torch.tensor(True)
         if self.scaler is None:
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            grads = [p.grad for p in self._checked_parameters() if p.grad is not None]
             if grads:
                 local = [cast(Any, g).to_local() if _d._is_dtensor(g) else g for g in grads]
+                dev = local[0].device
                 ok = (
-                    ok.to(local[0].device)
-                    & torch.stack([torch.isfinite(g).all() for g in local]).all()
+                    ok.to(dev) & torch.stack([torch.isfinite(g).all().to(dev) for g in local]).all()
                 )
         if _d.get_world_size() > 1:
             ok = _d.all_reduce_mean(ok.float()) == 1.0
         return bool(ok)
 
-    def _all_reduce_gradients(self) -> None:
-        """Average gradients over ranks with one flat all-reduce (DDP semantics).
-
-        A parameter without a gradient on some rank counts as a zero gradient there; one
-        without a gradient on every rank keeps ``grad = None`` (as in a single process, so
-        optimizers skip it). Ranks therefore never disagree on the buffer layout.
-        """
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
-            return
-        ref = params[0]
-        parts = [
-            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
-        ]
-        present = torch.tensor(
-            [p.grad is not None for p in params], dtype=ref.dtype, device=ref.device
-        )
-        flat = _d.all_reduce_mean(torch.cat([*(t.to(ref.dtype) for t in parts), present]))
-        offset = 0
-        for p, seen in zip(params, flat[-len(params) :].tolist()):
-            n = p.numel()
-            if seen > 0:
-                avg = flat[offset : offset + n].view_as(p).to(p.dtype)
-                if p.grad is None:
-                    p.grad = avg.clone()
-                else:
-                    p.grad.copy_(avg)
-            offset += n
+    def _synchronise(self) -> None:
+        """Average the gradients no reducer averages: the model's in plain mode, and in every
+        mode (DDP and FSDP included) those of stepped tensors outside the model."""
+        params: list[torch.Tensor] = []
+        if self.sync_gradients:
+            params += [p for p in self.model.parameters() if p.requires_grad]
+        if self._sync_outside:
+            params += self._outside_parameters()
+        groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        for p in params:  # the same order on every rank: one flat buffer per device and dtype
+            groups.setdefault((p.device, p.dtype), []).append(p)
+        for group in groups.values():
+            _all_reduce_gradients(group)
 
     def _optimizer_step(self) -> bool:
         """Synchronise, check, clip and step; ``False`` if ``nan_policy="skip"`` dropped it."""
-        if self.sync_gradients:
-            self._all_reduce_gradients()
+        if self.sync_gradients or self._sync_outside:
+            self._synchronise()
         if self.nan_policy != "ignore" and not self._window_is_finite():
             bad = self._nonfinite_parameters()
             loss_ok = self._window_ok is None or bool(self._window_ok)
@@ -684,12 +730,12 @@ class BaseTrainer:
         if self.scaler is not None:
             if self.max_grad_norm is not None:
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+                _clip_grad_norm(self._stepped_parameters(), self.max_grad_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             if self.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+                _clip_grad_norm(self._stepped_parameters(), self.max_grad_norm)
             self.optimizer.step()
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
@@ -1008,6 +1054,58 @@ class BaseTrainer:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint path {str(path)!r} does not exist")
         self.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+
+
+def _all_reduce_gradients(params: list[torch.Tensor]) -> None:
+    """Average the gradients of ``params`` (one device and dtype) over ranks with one flat
+    all-reduce (DDP semantics).
+
+    A parameter without a gradient on some rank counts as a zero gradient there; one
+    without a gradient on every rank keeps ``grad = None`` (as in a single process, so
+    optimizers skip it). Ranks therefore never disagree on the buffer layout.
+    """
+    if not params:
+        return
+    ref = params[0]
+    parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+    present = torch.tensor([p.grad is not None for p in params], dtype=ref.dtype, device=ref.device)
+    flat = _d.all_reduce_mean(torch.cat([*(t.to(ref.dtype) for t in parts), present]))
+    offset = 0
+    for p, seen in zip(params, flat[-len(params) :].tolist()):
+        n = p.numel()
+        if seen > 0:
+            avg = flat[offset : offset + n].view_as(p).to(p.dtype)
+            if p.grad is None:
+                p.grad = avg.clone()
+            else:
+                p.grad.copy_(avg)
+        offset += n
+
+
+def _clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_`` over every tensor the optimizer steps.
+
+    When FSDP2's sharded gradients (``DTensor``) meet plain ones (a parameter outside the
+    sharded model), the norms are combined here instead, so that no DTensor op receives a
+    plain tensor (that needs DTensor's implicit replication of scalars): the sharded norm is
+    gathered with ``full_tensor`` and every gradient is scaled by the same
+    ``min(1, max_norm / (norm + 1e-6))`` as ``clip_grad_norm_`` would.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    sharded = [g for g in grads if _d._is_dtensor(g)]
+    if not sharded or len(sharded) == len(grads):
+        nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    plain = [g for g in grads if not _d._is_dtensor(g)]
+    dev = plain[0].device
+    norms = [cast(Any, torch.linalg.vector_norm(torch.stack([g.norm() for g in sharded])))]
+    norms = [norms[0].full_tensor().to(dev)] + [g.norm().to(dev) for g in plain]
+    coef = torch.clamp(max_norm / (torch.linalg.vector_norm(torch.stack(norms)) + 1e-6), max=1.0)
+    with torch.no_grad():
+        for g in plain:
+            g.mul_(coef.to(g.device))
+        for g in sharded:
+            cast(Any, g).to_local().mul_(coef.to(cast(Any, g).to_local().device))
 
 
 def _materialise_none_buffers(module: nn.Module, state: dict[str, Any]) -> None:
