@@ -120,3 +120,44 @@ def test_samples_without_features_are_still_at_distance_zero():
     assert float(mmd2(x, y, bandwidth=1.0)) == 0.0
     assert float(energy_distance(x, y)) == 0.0
     assert float(sliced_wasserstein(x, y)) == 0.0
+
+
+def _mmd2_u_reference(k: torch.Tensor, first: torch.Tensor) -> float:
+    """Unbiased MMD^2 from the definition: ``k`` the pooled kernel matrix (float64), ``first``
+    the 0/1 indicator of the first sample; the within-sample sums leave the diagonal out."""
+    a, c = first, 1 - first
+    n, m = float(a.sum()), float(c.sum())
+    sxx = float(a @ k @ a - a @ k.diagonal())
+    syy = float(c @ k @ c - c @ k.diagonal())
+    return sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2 * float(a @ k @ c) / (n * m)
+
+
+def test_float32_permutation_test_sums_its_kernel_matrix_in_float64():
+    # 2000 + 2000 points from one law: each statistic (~1e-4) is a difference of sums of
+    # 1.6e7 kernel values of size O(1). Each float32 kernel value carries a relative error of
+    # a few EPS32; independent, weighted +-1/n^2, they move a statistic by about
+    # EPS32 (N + M) / n^2 (1.2e-10 here; measured <= 1.5e-10), and 16 of those bound it with
+    # room. Sums of these values in float32 were off by ~EPS32 times the sums themselves
+    # (measured 4e-10 to 1e-7: 1e-7 on the observed statistic), up to 50x above the bound.
+    n, h, b = 2000, 1.0, 7
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g)
+    res = kernel_two_sample_test(
+        x, y, n_permutations=b, bandwidth=h, generator=torch.Generator().manual_seed(1)
+    )
+    assert res.statistic.dtype == F32 and res.null_statistics.dtype == F32
+    # the same relabellings: the first n of a random permutation of the pooled sample each
+    z = torch.cat([x, y]).double()
+    draws = torch.Generator().manual_seed(1)
+    splits = [(torch.arange(2 * n) < n).double()]
+    for _ in range(b):
+        splits.append(torch.zeros(2 * n, dtype=F64))
+        splits[-1][torch.randperm(2 * n, generator=draws)[:n]] = 1.0
+    d2 = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+    k = torch.exp(-d2 / (2 * h**2))
+    ref = [_mmd2_u_reference(k, s) for s in splits]
+    got = [float(res.statistic), *res.null_statistics.tolist()]
+    bound = 16 * EPS32 * (2 * n) / n**2
+    for i, (a, r) in enumerate(zip(got, ref)):
+        assert abs(a - r) <= EPS32 * abs(r) + bound, (i, a, r)
+    assert res.p_value == (1 + sum(v >= got[0] for v in got[1:])) / (1 + b)
