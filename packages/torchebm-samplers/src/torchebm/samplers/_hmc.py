@@ -57,10 +57,11 @@ class HMCState(SamplerState):
         grad: $\nabla E(x)$ like `x` when the trajectory returns its end-point gradient
             (default leapfrog, fused kernel), else `None`.
         accepted: `(B,)` bool, whether each chain's last proposal was accepted.
-        decided: `(B,)` bool, whether each chain's last step ended in a Metropolis decision
-            (`accepted` or rejected): `False` in the state `init_state` returns, so a chain
-            that `nan_policy="resample"` restarted after a step gets `False` back with its
-            other fields, and that step is left out of the `"acceptance_rate"` diagnostic.
+        decided: Under `nan_policy="resample"`, `(B,)` bool, whether each chain's last step
+            ended in a Metropolis decision (`accepted` or rejected): `False` in the state
+            `init_state` returns, so a chain restarted after a step gets `False` back with
+            its other fields, and that step is left out of the `"acceptance_rate"`
+            diagnostic. `None` under the other policies (no restarts: every chain decides).
         p: Momentum buffer like `x`, redrawn every step (shared: not restarted).
         mass: The call's diagonal mass (`None`, a float or a tensor; shared).
         sqrt_mass: Its square root (shared).
@@ -151,8 +152,16 @@ class _HMCBase(BaseSampler):
         state.x = torch.where(expand_t_like_x(accept, x), x_prop, x)
         state.energy = torch.where(accept, u_prop, cast(torch.Tensor, state.energy))
         state.accepted = accept
-        state.decided = torch.ones_like(accept)  # a restart puts the start's False back
+        if state.decided is not None:  # "resample": a restart puts the start's False back
+            state.decided = torch.ones_like(accept)
         return state
+
+    @staticmethod
+    def _undecided(x: torch.Tensor, ctx: SamplerContext) -> torch.Tensor | None:
+        """`HMCState.decided` at the start: all `False` under `"resample"`, else `None`."""
+        if ctx.nan_policy != "resample":
+            return None
+        return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
 
     def compute_diagnostics(self, state: HMCState, ctx: SamplerContext) -> dict[str, torch.Tensor]:
         r"""The base diagnostics and ``"acceptance_rate"``: accepted proposals over Metropolis
@@ -167,7 +176,7 @@ class _HMCBase(BaseSampler):
         out = super().compute_diagnostics(state, ctx)
         accepted = cast(torch.Tensor, state.accepted).to(state.x.dtype)
         decided = state.decided
-        if decided is None:  # a subclass's state without the field: every chain decided
+        if decided is None:  # no restarts (or a subclass's state without the field)
             out["acceptance_rate"] = accepted.mean()
         else:
             out["acceptance_rate"] = accepted.sum() / decided.to(accepted.dtype).sum()
@@ -319,7 +328,7 @@ class HamiltonianMonteCarlo(_HMCBase):
             x=x,
             energy=self._energy(x, ctx.model_kwargs),
             accepted=torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
-            decided=torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
+            decided=self._undecided(x, ctx),
             p=torch.empty_like(x),
             mass=mass,
             sqrt_mass=(
@@ -599,7 +608,7 @@ class RiemannianManifoldHMC(_HMCBase):
             x=x,
             energy=self._energy(x, ctx.model_kwargs),
             accepted=no,
-            decided=no,
+            decided=self._undecided(x, ctx),
             unconverged=no,
             n_unconverged=counts,
         )
