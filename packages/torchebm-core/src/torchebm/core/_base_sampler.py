@@ -308,7 +308,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         """Build the loop state from the validated starting chains `x` `(B, *event_shape)`.
 
         The default state is `SamplerState(x=x)`; a sampler carrying more returns its own
-        `SamplerState` subclass. `x` may be the caller's tensor: never modify it in place.
+        `SamplerState` subclass. `x` is the call's own copy: a step may update it in place.
         """
         return SamplerState(x=x)
 
@@ -430,8 +430,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
         n = check_int("n_samples", n_samples, minimum=1)
         if n not in (1, x.shape[0]):
             raise ShapeError(f"n_samples={n} does not match x with batch size {x.shape[0]}")
-        # contiguous: buffers made like x draw their noise in the same order for any layout
-        x = x.detach().to(*self._resolve_placement()).contiguous()
+        # a contiguous copy of its own: steps may update it in place, noise follows one layout
+        x = x.detach().to(*self._resolve_placement(), copy=True).contiguous()
         return check_finite_tensor("x", x)
 
     _model_gradient = model_gradient  # torchebm 0.8.9 names (user samplers call them)
