@@ -229,7 +229,7 @@ class LangevinDynamics(BaseSampler):
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> LangevinState:
         """Choose, once for the call, the update (eager, fused kernel or whole-chain kernel)."""
-        state = LangevinState(x=x)
+        state = LangevinState(x=x, owned=True)  # `sample()` passes a copy of its own
         scheds = self.get_schedulers()
         eta, sigma = scheds.get("step_size"), scheds.get("noise_scale")
         if type(eta) is ConstantScheduler and type(sigma) is ConstantScheduler:
