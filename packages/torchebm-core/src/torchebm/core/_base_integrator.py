@@ -84,7 +84,7 @@ class BaseIntegrator(TorchEBMModule, ABC):
 
     Attributes:
         nfe: Number of vector-field (drift/force/velocity) evaluations made by the last
-            ``step`` or ``integrate`` call.
+            ``step`` or ``integrate`` call (a subclass counts them: ``self.nfe += 1``).
 
     Args:
         device: Device of the (empty) probe buffer; integrators hold no tensors.

@@ -40,10 +40,10 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         dtype: Dtype of the loss's own tensors (a wrapped model's parameters win).
         device: Device of the loss's own tensors (default CPU).
         nan_policy: One of ``"raise"``, ``"warn"``, ``"deferred"``, ``"ignore"``.
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per sample while
-            training (classifier-free guidance).
+        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per training sample
+            (classifier-free guidance), in `apply_conditioning`, which ``forward`` calls.
         null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
-        check_conditioning: Check once that the model reads ``y``.
+        check_conditioning: Check once, in `apply_conditioning`, that the model reads ``y``.
 
     Example:
         >>> class L2(BaseLoss):
@@ -90,7 +90,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
 
     @abstractmethod
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        """Compute the loss on a batch ``x`` of shape ``(B, *event_shape)``."""
+        """Loss of a batch ``x`` ``(B, *event)``; cast it: ``x.to(self.device, self.dtype)``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
