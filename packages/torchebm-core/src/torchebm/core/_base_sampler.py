@@ -354,8 +354,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
     def steps_per_call(self, state: State, ctx: SamplerContext) -> int:
         """Steps advanced by one `step` call (default 1; samplers with macro steps override).
 
-        Called once per `sample()`. A sampler that records (`ctx.recording`) returns a
-        divisor of `ctx.thin` (another value skips recorded rows).
+        Called once per `sample()`. `step` advances `ctx.n` steps, fewer at the end and,
+        when the call records (`ctx.recording`), up to the next recorded row.
         """
         return 1
 
@@ -570,7 +570,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         kept = calls = i = 0
         next_check = every  # checks after every nan_check_every steps
         while i < n_steps:
-            ctx.i, ctx.n = i, min(stride, n_steps - i)
+            ctx.i, ctx.n = i, min(stride, n_steps - i, thin - i % thin if ctx.recording else stride)
             state = step_fn(state, ctx)
             if step_schedulers is not None:
                 for _ in range(ctx.n):
