@@ -457,6 +457,26 @@ def test_load_state_dict_errors(tmp_path):
         make().load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_a_mid_window_checkpoint_refuses_another_grad_accum_steps():
+    # it loaded: with grad_accum_steps=2 the window counter (2) never reached its last
+    # micro-batch (1) again, so the trainer accumulated gradients forever and never stepped
+    t = make(seed=1, accum=3)
+    t.train_step(data(4))
+    t.train_step(data(4, seed=1))
+    state = t.state_dict()
+    for accum in (2, 4):
+        with pytest.raises(ValueError, match="grad_accum_steps=3.*grad_accum_steps=" + str(accum)):
+            make(seed=1, accum=accum).load_state_dict(state)
+    # a checkpoint without grad_accum_steps (older): micro (2) is still checked
+    counters = {k: v for k, v in state["counters"].items() if k != "grad_accum_steps"}
+    older = dict(state, counters=counters)
+    with pytest.raises(ValueError, match="window"):
+        make(seed=1, accum=2).load_state_dict(older)
+    make(seed=1, accum=4).load_state_dict(older)  # cannot tell: loads as before
+    t.train_step(data(4, seed=2))  # at a window boundary any grad_accum_steps resumes
+    make(seed=1, accum=2).load_state_dict(t.state_dict())
+
+
 def test_torchebm_0_8_9_checkpoint_and_dataloader_keyword(tmp_path):
     """0.8.9's trainer saved ``{model_state_dict, optimizer_state_dict, metrics}`` and took
     ``train(dataloader=...)``: the weights and the optimizer (Adam's moments) resume."""

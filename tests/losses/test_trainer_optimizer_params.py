@@ -144,3 +144,35 @@ def test_a_nan_gradient_of_a_plain_tensor_is_skipped_and_named_by_its_group():
         t.train_step(_x())
     assert t.skipped_steps == 1 and t.step == 0
     assert extra.item() == 0.0 and torch.equal(m.w.detach(), torch.ones(2))
+
+
+def _logz_trainer() -> tuple[BaseTrainer, WithLogZ]:
+    m = Quadratic()
+    loss = WithLogZ(m, k=3.0)
+    return BaseTrainer(
+        m, torch.optim.SGD([*m.parameters(), loss.log_z], lr=0.1), loss, grad_accum_steps=2
+    ), loss
+
+
+def test_a_checkpoint_inside_an_accumulation_window_keeps_the_loss_parameter_gradient():
+    # the checkpoint held the pending gradients of the model's parameters only: the resumed
+    # window stepped log_z with half its gradient
+    unbroken, loss_a = _logz_trainer()
+    for k in range(3):
+        unbroken.train_step(_x() + k)
+    resumed, loss_b = _logz_trainer()
+    half, _ = _logz_trainer()
+    half.train_step(_x())
+    resumed.load_state_dict(half.state_dict())  # one micro-batch into the window
+    for k in range(1, 3):
+        resumed.train_step(_x() + k)
+    assert torch.equal(loss_a.log_z.detach(), loss_b.log_z.detach())
+    assert all(
+        torch.equal(p, q) for p, q in zip(unbroken.model.parameters(), resumed.model.parameters())
+    )
+    # a checkpoint of the earlier layout (the model's gradients only) still loads
+    old = half.state_dict()
+    old["ranks"][0]["grads"] = old["ranks"][0]["grads"][:2]
+    again, loss_c = _logz_trainer()
+    again.load_state_dict(old)
+    assert torch.equal(again.model.w.grad, half.model.w.grad) and loss_c.log_z.grad is None

@@ -913,8 +913,10 @@ class BaseTrainer:
                     "checkpointing an FSDP model in the middle of a gradient-accumulation "
                     "window is not supported; save after an optimizer step"
                 )
+            # the model's parameters first, then the other tensors the optimizer steps
             state["grads"] = [
-                None if p.grad is None else p.grad.detach().cpu() for p in self.model.parameters()
+                None if p.grad is None else p.grad.detach().cpu()
+                for p in self._checked_parameters()
             ]
             state["window_ok"] = None if self._window_ok is None else self._window_ok.cpu()
         return state
@@ -939,6 +941,7 @@ class BaseTrainer:
                 "epoch": self.epoch,
                 "skipped_steps": self.skipped_steps,
                 "micro": self._micro,
+                "grad_accum_steps": self.grad_accum_steps,
                 "batch_in_epoch": self._batch_in_epoch,
             },
             "history": {k: [dict(m) for m in v] for k, v in self.history.items()},
@@ -954,7 +957,8 @@ class BaseTrainer:
         scaler only (it holds no counters, history or generator state), with one warning.
 
         Raises:
-            ValueError: not a trainer state, saved with a different world size, or holding
+            ValueError: not a trainer state, saved with a different world size, inside a
+                gradient-accumulation window of another ``grad_accum_steps``, or holding
                 an LR-scheduler or generator state this trainer has nothing to load into.
         """
         if isinstance(state, dict) and "format" not in state and _OLD_KEYS <= state.keys():
@@ -978,16 +982,24 @@ class BaseTrainer:
                 "so the resumed learning rates would not follow the saved schedule; construct "
                 "it with the same lr_scheduler="
             )
+        c = state["counters"]
+        micro, accum = int(c["micro"]), c.get("grad_accum_steps")  # absent from older ones
+        if micro and (micro >= self.grad_accum_steps or accum not in (None, self.grad_accum_steps)):
+            raise ValueError(
+                f"checkpoint was saved {micro} micro-batches into a gradient-accumulation window "
+                f"of grad_accum_steps={accum if accum is not None else '?'}, this trainer has "
+                f"grad_accum_steps={self.grad_accum_steps}; resume with the same value (or "
+                "from a checkpoint saved after an optimizer step)"
+            )
         _d.load_model_state_dict(self.model, state["model"])
         _d.load_optimizer_state_dict(self.model, self.optimizer, state["optimizer"])
         if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
-        c = state["counters"]
         self.step, self.epoch = int(c["step"]), int(c["epoch"])
         self.skipped_steps = int(c.get("skipped_steps", 0))
-        self._micro, self._batch_in_epoch = int(c["micro"]), int(c["batch_in_epoch"])
+        self._micro, self._batch_in_epoch = micro, int(c["batch_in_epoch"])
         self.history = {k: [dict(m) for m in v] for k, v in state["history"].items()}
         mine = ranks[rank]
         self._load_loss_state(mine["loss"])
@@ -1005,11 +1017,13 @@ class BaseTrainer:
             self.generator.set_state(gen_state)
         grads = mine.get("grads")
         if grads is not None:
-            params = list(self.model.parameters())
+            params = self._checked_parameters()
+            if len(grads) != len(params):  # older checkpoints: the model's parameters only
+                params = list(self.model.parameters())
             if len(grads) != len(params):
                 raise ValueError(
                     f"checkpoint holds {len(grads)} pending gradients, model has {len(params)} "
-                    "parameters"
+                    f"parameters and the optimizer steps {len(self._checked_parameters())} tensors"
                 )
             for p, g in zip(params, grads):
                 p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
