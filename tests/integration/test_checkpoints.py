@@ -119,6 +119,9 @@ def _cd(kind: str):
         return L.ParallelTemperingCD(m, sampler, temperatures=(1.0, 2.0, 4.0), k_steps=2)
     if kind == "ptcd-odd":  # 3 swap rounds per call: the even/odd pair parity alternates
         return L.ParallelTemperingCD(m, sampler, temperatures=(1.0, 2.0, 4.0), k_steps=3)
+    if kind == "ptcd-interval":  # a swap round every 5 steps: calls end inside the interval
+        temps = (1.0, 2.0, 4.0, 8.0)
+        return L.ParallelTemperingCD(m, sampler, temperatures=temps, k_steps=2, swap_every=5)
     raise ValueError(kind)
 
 
@@ -128,12 +131,18 @@ def _chain_cases():
     for kind in ["pcd", "cd-persistent", "ptcd", "ptcd-odd"]:
         for calls in (1, 2):
             yield pytest.param(kind, calls, id=f"{kind}-{calls}")
+    # pcd: 3 calls of 8 rows wrap the 12-row buffer; ptcd-interval: 6 steps, one swap round
+    # (even pairs) done, 1 step into the next interval, whose round tries the odd pair only
+    yield pytest.param("pcd", 3, id="pcd-wrapped-3")
+    yield pytest.param("ptcd-interval", 3, id="ptcd-interval-3")
 
 
 @pytest.mark.parametrize("kind, calls_before", list(_chain_cases()))
 def test_persistent_chains_round_trip_into_a_fresh_loss(kind, calls_before):
     """Persistent state loads into a fresh loss (no initialize_buffer first) and the next
-    calls are identical to the unbroken loss's (odd/even call counts: PT-CD swap parity)."""
+    calls are identical to the unbroken loss's (odd/even call counts: PT-CD swap parity),
+    PT-CD's ``swap_acceptance`` included (it was not saved: the pairs no round had tried
+    since the resume read 0)."""
     a = _cd(kind)
     g = gen(1)
     for k in range(calls_before):
@@ -149,6 +158,8 @@ def test_persistent_chains_round_trip_into_a_fresh_loss(kind, calls_before):
         lb, nb = b(X(k), generator=g2)
         assert torch.equal(na, nb), f"negatives differ at call {k}"
         assert torch.equal(la.detach(), lb.detach())
+        if kind.startswith("ptcd"):
+            assert torch.equal(a.swap_acceptance, b.swap_acceptance), f"call {k}"
 
 
 def test_pcd_buffer_size_mismatch_is_reported():

@@ -291,7 +291,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
     other modes. The chains (shape ``(R, n_chains, *event)``) are a buffer of the module
     (``state_dict``, with the swap phase: the parity and the steps since the last swap);
     the acceptance rate of the last swap round that tried each neighbouring pair is
-    ``swap_acceptance`` (``(R-1,)``).
+    ``swap_acceptance`` (``(R-1,)``, saved with the swap phase).
 
     The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
     ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
@@ -410,6 +410,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
         state = super().get_extra_state()
         state["swap_parity"] = int(self._swap_parity)
         state["steps_since_swap"] = int(self._steps_since_swap)
+        state["swap_acceptance"] = self.swap_acceptance.detach().cpu().clone()
         return state
 
     def set_extra_state(self, state: Any) -> None:
@@ -418,6 +419,9 @@ class ParallelTemperingCD(ContrastiveDivergence):
             self._swap_parity = int(state["swap_parity"])
         if isinstance(state, dict) and "steps_since_swap" in state:
             self._steps_since_swap = int(state["steps_since_swap"])
+        saved = state.get("swap_acceptance") if isinstance(state, dict) else None
+        if saved is not None and saved.shape == self.swap_acceptance.shape:  # older: none
+            self.swap_acceptance.copy_(saved)
 
     def _init_chains(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n = self.n_chains if self.n_chains is not None else x.shape[0]
