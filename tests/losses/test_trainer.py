@@ -477,6 +477,42 @@ def test_a_mid_window_checkpoint_refuses_another_grad_accum_steps():
     make(seed=1, accum=2).load_state_dict(t.state_dict())
 
 
+class CountSteps(TrainerCallback):
+    """A callback with state: it counts the batches it saw."""
+
+    def __init__(self):
+        self.seen = 0
+
+    def on_batch_end(self, trainer, batch_idx, metrics):
+        self.seen += 1
+
+    def state_dict(self):
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state):
+        self.seen = state["seen"]
+
+
+def test_a_callback_with_state_dict_resumes_with_the_trainer(tmp_path):
+    # its state was not saved: resumed after 3 of 5 batches the callback counted 2, not 5
+    batches = [data(4, seed=k) for k in range(5)]
+    whole = make(seed=1, callbacks=[CountSteps(), Recorder()])
+    whole.train_epoch(batches)
+    first = make(seed=1, callbacks=[CountSteps(), Recorder()])
+    first.train_epoch(batches[:3])
+    path = first.save_checkpoint(tmp_path / "ckpt.pt")
+    again = make(seed=1, callbacks=[CountSteps(), Recorder()])
+    again.load_checkpoint(path)
+    assert again.callbacks[0].seen == 3
+    again.train_epoch(batches[3:])
+    assert again.callbacks[0].seen == whole.callbacks[0].seen == 5
+    # another set of checkpointed callbacks is refused before anything loads
+    with pytest.raises(ValueError, match=r"callbacks \['CountSteps'\].* are \[\]"):
+        make(seed=1, callbacks=[Recorder()]).load_checkpoint(path)
+    # callbacks without state may differ (a checkpointing callback, say)
+    make(seed=1, callbacks=[CountSteps()]).load_checkpoint(path)
+
+
 def test_torchebm_0_8_9_checkpoint_and_dataloader_keyword(tmp_path):
     """0.8.9's trainer saved ``{model_state_dict, optimizer_state_dict, metrics}`` and took
     ``train(dataloader=...)``: the weights and the optimizer (Adam's moments) resume."""

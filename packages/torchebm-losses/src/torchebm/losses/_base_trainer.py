@@ -242,7 +242,9 @@ class BaseTrainer:
     ``loss_fn`` call that takes ``generator``. The global RNG is never used by the
     trainer. [`state_dict`][torchebm.losses.BaseTrainer.state_dict] holds model, optimizer, grad scaler, LR scheduler, the
     loss's own state (replay buffers, scheduler states; per rank), the generator state
-    (per rank), the counters and the history, so that a run resumed with
+    (per rank), the state of every callback that has ``state_dict`` and ``load_state_dict``
+    (per rank; plain values and tensors, for ``weights_only`` loads), the counters and the
+    history, so that a run resumed with
     [`load_checkpoint`][torchebm.losses.BaseTrainer.load_checkpoint] continues bit-identically (on the same hardware).
 
     The batch order is part of that contract: a resumed epoch skips the batches already
@@ -269,7 +271,8 @@ class BaseTrainer:
         use_mixed_precision: Autocast + ``GradScaler`` (CUDA only; warns and disables
             elsewhere).
         grad_accum_steps: Micro-batches per optimizer step (int ``>= 1``).
-        callbacks: List of [`TrainerCallback`][torchebm.losses.TrainerCallback]-like objects.
+        callbacks: List of [`TrainerCallback`][torchebm.losses.TrainerCallback]-like objects
+            (one with ``state_dict``/``load_state_dict`` is checkpointed with the trainer).
         generator: Generator for the loss's random draws.
         seed: Build ``rank_generator(seed, device)`` instead (exclusive with ``generator``).
         amp_dtype: ``torch.float16`` (default, with loss scaling) or ``torch.bfloat16``.
@@ -900,9 +903,23 @@ class BaseTrainer:
                 f"{missing}, unexpected keys {list(result.unexpected_keys)}"
             )
 
+    def _stateful_callbacks(self) -> list[Any]:
+        """The callbacks checkpointed with the trainer: those with ``state_dict`` and
+        ``load_state_dict``, in list order."""
+        return [
+            cb
+            for cb in self.callbacks
+            if callable(getattr(cb, "state_dict", None))
+            and callable(getattr(cb, "load_state_dict", None))
+        ]
+
     def _rank_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"loss": self._loss_state()}
         state["generator"] = self.generator.get_state() if self.generator is not None else None
+        state["callbacks"] = [
+            {"type": type(cb).__name__, "state": cb.state_dict()}
+            for cb in self._stateful_callbacks()
+        ]
         state["epoch_sums"] = {k: v.detach().cpu() for k, v in self._epoch_sums.items()}
         state["epoch_count"] = self._epoch_count
         mid = self._batch_in_epoch > 0 or self._order_pending  # else: the next epoch's start
@@ -957,8 +974,9 @@ class BaseTrainer:
         scaler only (it holds no counters, history or generator state), with one warning.
 
         Raises:
-            ValueError: not a trainer state, saved with a different world size, inside a
-                gradient-accumulation window of another ``grad_accum_steps``, or holding
+            ValueError: not a trainer state, saved with a different world size or other
+                callbacks with state, inside a gradient-accumulation window of another
+                ``grad_accum_steps``, or holding
                 an LR-scheduler or generator state this trainer has nothing to load into.
         """
         if isinstance(state, dict) and "format" not in state and _OLD_KEYS <= state.keys():
@@ -982,6 +1000,15 @@ class BaseTrainer:
                 "so the resumed learning rates would not follow the saved schedule; construct "
                 "it with the same lr_scheduler="
             )
+        saved_callbacks = ranks[rank].get("callbacks") or []  # absent from older checkpoints
+        saved_types = [entry["type"] for entry in saved_callbacks]
+        my_types = [type(cb).__name__ for cb in self._stateful_callbacks()]
+        if saved_callbacks and saved_types != my_types:
+            raise ValueError(
+                f"checkpoint holds the state of the callbacks {saved_types}, this trainer's "
+                f"callbacks with state_dict/load_state_dict are {my_types}; construct it with "
+                "the same callbacks"
+            )
         c = state["counters"]
         micro, accum = int(c["micro"]), c.get("grad_accum_steps")  # absent from older ones
         if micro and (micro >= self.grad_accum_steps or accum not in (None, self.grad_accum_steps)):
@@ -1003,6 +1030,8 @@ class BaseTrainer:
         self.history = {k: [dict(m) for m in v] for k, v in state["history"].items()}
         mine = ranks[rank]
         self._load_loss_state(mine["loss"])
+        for cb, entry in zip(self._stateful_callbacks(), saved_callbacks):
+            cb.load_state_dict(entry["state"])
         self._epoch_sums = dict(mine.get("epoch_sums", {}))
         self._epoch_count = int(mine.get("epoch_count", 0))
         self._order_rng = mine.get("loader_rng")  # absent from older checkpoints
