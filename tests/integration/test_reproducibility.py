@@ -14,11 +14,14 @@ from typing import Any, Callable
 import pytest
 import torch
 from integration_helpers import D2, DATASETS, Field, Potential, gauss, gen
+from torch import nn
 
 import torchebm.couplings as C
 import torchebm.datasets as DS
+import torchebm.flows as F
 import torchebm.integrators as I
 import torchebm.losses as L
+import torchebm.metrics as MET
 import torchebm.models as M
 import torchebm.samplers as S
 from torchebm.core import BaseTrainer, HarmonicModel
@@ -226,7 +229,97 @@ def _data_and_models() -> dict[str, Callable[[], Callable[[torch.Generator], Any
     return out
 
 
-STOCHASTIC = {**_samplers(), **_losses(), **_couplings(), **_integrators(), **_data_and_models()}
+class CondField(Field):
+    """`Field` plus a per-label offset: a model that reads ``y`` (labels 0..3, 3 = null)."""
+
+    def __init__(self):
+        super().__init__()
+        self.e = nn.Parameter(torch.tensor([0.0, 1.0, 2.0, 3.0]))
+
+    def forward(self, x, t, y=None, **kw):
+        return super().forward(x, t) + self.e[y].reshape(-1, 1)
+
+
+Y = torch.arange(8) % 3
+CFG = {"cfg_dropout": 0.5, "null_condition": 3, "check_conditioning": False}
+BIG = torch.randn(2 * 1500, D2, generator=torch.Generator().manual_seed(2))
+
+
+def _estimators() -> dict[str, Callable[[], Callable[[torch.Generator], Any]]]:
+    """Losses with CFG label dropout, time samplers, likelihood probes, AIS, metrics."""
+
+    def cfg_loss(loss):
+        return lambda g: loss(X, y=Y, generator=g).detach()
+
+    def ais(**kw):
+        return S.AnnealedImportanceSampling(gauss(), n_intermediate=5, base_std=2.0, **kw)
+
+    def loglik(probe):
+        field = Field()
+        return lambda g: (
+            F.probability_flow_log_likelihood(
+                field,
+                X,
+                divergence="hutchinson",
+                probe=probe,
+                integrator="euler",
+                n_steps=4,
+                generator=g,
+            ).log_likelihood
+        )
+
+    def pcd_restarts():  # 13 rows, batches of 8: strata of unequal width, restarted chains
+        m = Potential()
+        return L.PersistentContrastiveDivergence(
+            m, langevin(m), k_steps=2, buffer_size=13, new_sample_ratio=0.3
+        )
+
+    return {
+        "EquilibriumMatchingLoss.forward(cfg_dropout)": lambda: cfg_loss(
+            L.EquilibriumMatchingLoss(CondField(), **CFG)
+        ),
+        "FlowMatchingLoss.forward(cfg_dropout)": lambda: cfg_loss(
+            L.FlowMatchingLoss(CondField(), **CFG)
+        ),
+        "PersistentContrastiveDivergence.forward(restarts, unequal strata)": lambda: (
+            lambda loss: lambda g: (loss(X, generator=g)[1], loss(X, generator=g)[1])
+        )(pcd_restarts()),
+        "TimeSampler(lognormal)": lambda: (
+            lambda g: F.TimeSampler("lognormal")(
+                64, 0.0, device="cpu", dtype=torch.float32, generator=g
+            )
+        ),
+        "probability_flow_log_likelihood(hutchinson)": lambda: loglik("rademacher"),
+        "probability_flow_log_likelihood(hutchinson, gaussian)": lambda: loglik("gaussian"),
+        "AnnealedImportanceSampling.estimate(hmc)": lambda: (
+            lambda g: ais().estimate(8, D2, generator=g).log_weights
+        ),
+        "AnnealedImportanceSampling.estimate(langevin)": lambda: (
+            lambda g: ais(transition="langevin").estimate(8, D2, generator=g).log_weights
+        ),
+        "AnnealedImportanceSampling.reverse": lambda: (
+            lambda g: ais().reverse(X, generator=g).log_weights
+        ),
+        "mmd2(median bandwidth, > 2048 points)": lambda: (
+            lambda g: MET.mmd2(BIG[:1500], BIG[1500:] + 0.5, generator=g)
+        ),
+        "sliced_wasserstein": lambda: lambda g: MET.sliced_wasserstein(X, X1, generator=g),
+        "kernel_two_sample_test": lambda: (
+            lambda g: (
+                MET.kernel_two_sample_test(X, X1, n_permutations=20, generator=g).null_statistics
+            )
+        ),
+    }
+
+
+STOCHASTIC = {
+    **_samplers(),
+    **_losses(),
+    **_couplings(),
+    **_integrators(),
+    **_data_and_models(),
+    **_estimators(),
+}
 DETERMINISTIC = _deterministic_given_inputs()
 
 
@@ -335,3 +428,39 @@ def test_harmonic_sampling_is_reproducible_across_dtypes():
     a = s.sample(dim=3, n_samples=4, n_steps=5, generator=gen(9))
     b = s.sample(dim=3, n_samples=4, n_steps=5, generator=gen(9))
     assert a.dtype == torch.float64 and torch.equal(a, b)
+
+
+#: entries whose models are built in the factory or in float32 whatever the default dtype
+#: (a model's initialisation may follow the default dtype, as in PyTorch's)
+DEFAULT_DTYPE = [
+    "LangevinDynamics.sample(dim)",
+    "HamiltonianMonteCarlo.sample",
+    "EquilibriumMatchingLoss.forward(cfg_dropout)",
+    "FlowMatchingLoss.forward(cfg_dropout)",
+    "PersistentContrastiveDivergence.forward(restarts, unequal strata)",
+    "LabelEmbedder.maybe_drop_labels",
+    "TimeSampler(lognormal)",
+    "probability_flow_log_likelihood(hutchinson)",
+    "AnnealedImportanceSampling.estimate(hmc)",
+    "sliced_wasserstein",
+    "make_two_moons(generator)",
+]
+
+
+@pytest.mark.parametrize("name", DEFAULT_DTYPE)
+def test_a_float32_run_does_not_change_under_float64_defaults(name):
+    """``torch.set_default_dtype(torch.float64)`` and ``torch.manual_seed`` leave a float32
+    run with a generator bit-identical (outputs that follow the default dtype, like the
+    datasets', are compared in float32)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # the models' initial weights
+        fn, again = STOCHASTIC[name](), STOCHASTIC[name]()
+    a = _flat(fn(gen(0)))
+    old = torch.get_default_dtype()
+    torch.manual_seed(12345)
+    torch.set_default_dtype(torch.float64)
+    try:
+        b = _flat(again(gen(0)))
+    finally:
+        torch.set_default_dtype(old)
+    assert _same(a, [y.to(x.dtype) for x, y in zip(a, b)]), name

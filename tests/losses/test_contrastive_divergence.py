@@ -405,6 +405,29 @@ def test_bad_inputs():
         ContrastiveDivergence(model, BadSampler(model), k_steps=1)(torch.ones(3, 2))
 
 
+def test_buffer_reads_and_restarts_do_not_follow_the_default_dtype():
+    """The rows a generator seed reads (strata of unequal width: 10 rows, batches of 4) and
+    the chains it restarts (``new_sample_ratio``) are the same after
+    ``torch.set_default_dtype(torch.float64)``: the uniforms are float32 as in a float32 run."""
+    pcd = make_pcd(10, ratio=0.5)
+    pcd.initialize_buffer((1,))
+    pcd.replay_buffer.copy_(torch.arange(10.0).unsqueeze(1))
+    x = torch.zeros(4, 1)
+
+    def start():
+        return pcd.get_start_points(x, generator=gen(0))
+
+    narrow = [start() for _ in range(2)]
+    old, state = torch.get_default_dtype(), torch.get_rng_state()
+    torch.set_default_dtype(torch.float64)
+    try:
+        wide = start()
+    finally:
+        torch.set_default_dtype(old)
+    assert torch.equal(narrow[0], narrow[1]) and torch.equal(wide, narrow[0])
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_generator_determinism_and_global_rng_untouched():
     model = MLPEnergy()
     pcd = PersistentContrastiveDivergence(model, TinyLangevin(model), k_steps=3, buffer_size=32)

@@ -96,6 +96,24 @@ def test_label_embedder_dropout_and_null_class():
         emb(torch.rand(3), training=False)
 
 
+def test_label_dropout_mask_does_not_follow_the_default_dtype():
+    """``maybe_drop_labels`` with a generator drops the same labels after
+    ``torch.set_default_dtype(torch.float64)`` (float32 uniforms, as in a float32 run)."""
+    emb, labels = LabelEmbedder(10, 8, dropout_prob=0.5), torch.arange(1000) % 10
+    u = torch.rand(1000, generator=torch.Generator().manual_seed(0))
+    expected = torch.where(u < 0.5, 10, labels)
+    old, state = torch.get_default_dtype(), torch.get_rng_state()
+    torch.set_default_dtype(torch.float64)
+    try:
+        wide = emb.maybe_drop_labels(labels, generator=torch.Generator().manual_seed(0))
+        trained = emb(labels, training=True, generator=torch.Generator().manual_seed(0))
+    finally:
+        torch.set_default_dtype(old)
+    assert torch.equal(wide, expected)
+    assert torch.equal(trained, emb.embedding_table(expected))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_2d_sincos_pos_embed_values():
     d, g = 8, 3
     pe = build_2d_sincos_pos_embed(d, g)

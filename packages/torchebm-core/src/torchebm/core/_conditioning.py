@@ -84,7 +84,7 @@ class Conditioning:
         if self.cfg_dropout == 0.0 or not training or "y" not in model_kwargs or null is None:
             return model_kwargs
         y = model_kwargs["y"]
-        u = torch.rand(y.shape[0], generator=generator, device=y.device)
+        u = torch.rand(y.shape[0], generator=generator, device=y.device, dtype=torch.float32)
         return {**model_kwargs, "y": substitute_condition(y, u < self.cfg_dropout, null)}
 
     def check(self, probe: Callable[[dict], torch.Tensor], model_kwargs: dict, owner: Any) -> None:

@@ -328,12 +328,13 @@ class BaseContrastiveDivergence(BaseLoss):
             )
         else:  # widths size // n or size // n + 1: every row of the buffer can be drawn
             lo, width = self._strata(n, buf.device)
-            u = torch.rand(n, generator=generator, device=buf.device)
+            u = torch.rand(n, generator=generator, device=buf.device, dtype=torch.float32)
             idx = lo + torch.minimum((u * width).long(), width - 1)
         start = buf.index_select(0, idx).to(dtype=x.dtype)
         age = self.buffer_age.index_select(0, idx)
         if self.new_sample_ratio > 0:
-            fresh = torch.rand(n, generator=generator, device=buf.device) < self.new_sample_ratio
+            u = torch.rand(n, generator=generator, device=buf.device, dtype=torch.float32)
+            fresh = u < self.new_sample_ratio
             noise = self._noise(start.shape, start, generator, self.init_noise_scale)
             start = torch.where(expand_t_like_x(fresh, start), noise, start)
             age.masked_fill_(fresh, 0)  # a fresh gather: restarted chains have age 0

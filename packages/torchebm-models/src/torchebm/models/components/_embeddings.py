@@ -206,6 +206,7 @@ class LabelEmbedder(nn.Module):
                 labels.shape,
                 generator=generator,
                 device=generator.device if generator is not None else labels.device,
+                dtype=torch.float32,
             )
             drop = u.to(labels.device) < self.dropout_prob
         else:

@@ -1,0 +1,29 @@
+"""`torchebm.core.Conditioning`: the classifier-free-guidance label dropout."""
+
+from __future__ import annotations
+
+import torch
+
+from torchebm.core import Conditioning
+
+
+def test_cfg_dropout_mask_does_not_follow_the_default_dtype():
+    """A generator seed drops the same labels after ``torch.set_default_dtype(torch.float64)``
+    (the uniforms were drawn in the default dtype: float64 draws, another mask), the labels
+    ``torch.rand(n, generator=g) < p`` gives in float32, and the global RNG is not used."""
+    cond, y = Conditioning(0.5, null_condition=-1), torch.arange(256)
+
+    def drop():
+        out = cond.drop({"y": y}, training=True, generator=torch.Generator().manual_seed(0))
+        return out["y"]
+
+    expected = torch.where(torch.rand(256, generator=torch.Generator().manual_seed(0)) < 0.5, -1, y)
+    old, state = torch.get_default_dtype(), torch.get_rng_state()
+    torch.set_default_dtype(torch.float64)
+    try:
+        wide = drop()
+    finally:
+        torch.set_default_dtype(old)
+    assert torch.equal(drop(), expected) and torch.equal(wide, expected)
+    assert 0 < int((expected == -1).sum()) < 256
+    assert torch.equal(torch.get_rng_state(), state)
