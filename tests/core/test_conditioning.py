@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from _support.dtypes import default_dtype
 
 from torchebm.core import Conditioning
 
@@ -18,12 +19,9 @@ def test_cfg_dropout_mask_does_not_follow_the_default_dtype():
         return out["y"]
 
     expected = torch.where(torch.rand(256, generator=torch.Generator().manual_seed(0)) < 0.5, -1, y)
-    old, state = torch.get_default_dtype(), torch.get_rng_state()
-    torch.set_default_dtype(torch.float64)
-    try:
+    state = torch.get_rng_state()
+    with default_dtype(torch.float64):
         wide = drop()
-    finally:
-        torch.set_default_dtype(old)
     assert torch.equal(drop(), expected) and torch.equal(wide, expected)
     assert 0 < int((expected == -1).sum()) < 256
     assert torch.equal(torch.get_rng_state(), state)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import pytest
 import torch
+from _support.dtypes import default_dtype
 from integration_helpers import D2, DATASETS, Field, Potential, gauss, gen
 from torch import nn
 
@@ -456,11 +457,7 @@ def test_a_float32_run_does_not_change_under_float64_defaults(name):
         torch.manual_seed(0)  # the models' initial weights
         fn, again = STOCHASTIC[name](), STOCHASTIC[name]()
     a = _flat(fn(gen(0)))
-    old = torch.get_default_dtype()
     torch.manual_seed(12345)
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         b = _flat(again(gen(0)))
-    finally:
-        torch.set_default_dtype(old)
     assert _same(a, [y.to(x.dtype) for x, y in zip(a, b)]), name

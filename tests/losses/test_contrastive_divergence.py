@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from _support.dtypes import default_dtype
 from _support.losses import MLPEnergy, Quadratic, TinyLangevin, mixture_2d, mmd_rbf
 from torch import nn
 
@@ -418,12 +419,9 @@ def test_buffer_reads_and_restarts_do_not_follow_the_default_dtype():
         return pcd.get_start_points(x, generator=gen(0))
 
     narrow = [start() for _ in range(2)]
-    old, state = torch.get_default_dtype(), torch.get_rng_state()
-    torch.set_default_dtype(torch.float64)
-    try:
+    state = torch.get_rng_state()
+    with default_dtype(torch.float64):
         wide = start()
-    finally:
-        torch.set_default_dtype(old)
     assert torch.equal(narrow[0], narrow[1]) and torch.equal(wide, narrow[0])
     assert torch.equal(torch.get_rng_state(), state)
 

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from _support.dtypes import default_dtype
 
 from torchebm.core import GaussianModel
 from torchebm.losses import ParallelTemperingCD
@@ -128,13 +129,9 @@ def test_swap_draws_do_not_depend_on_the_global_default_dtype(dtype):
         outs = [pt.negative_phase(x, generator=g) for _ in range(4)]
         return torch.stack(outs), pt.swap_acceptance.clone()
 
-    before = torch.get_default_dtype()
-    try:
-        torch.set_default_dtype(torch.float32)
+    with default_dtype(torch.float32):
         a, acc_a = run()
-        torch.set_default_dtype(torch.float64)
+    with default_dtype(torch.float64):
         b, acc_b = run()
-    finally:
-        torch.set_default_dtype(before)
     assert 0 < float(acc_a.max()) < 1  # some swaps accepted, some not: the draws matter
     assert torch.equal(a, b) and torch.equal(acc_a, acc_b)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from _support.dtypes import default_dtype
 
 import torchebm.models as M
 from torchebm.models.components import (
@@ -102,13 +103,10 @@ def test_label_dropout_mask_does_not_follow_the_default_dtype():
     emb, labels = LabelEmbedder(10, 8, dropout_prob=0.5), torch.arange(1000) % 10
     u = torch.rand(1000, generator=torch.Generator().manual_seed(0))
     expected = torch.where(u < 0.5, 10, labels)
-    old, state = torch.get_default_dtype(), torch.get_rng_state()
-    torch.set_default_dtype(torch.float64)
-    try:
+    state = torch.get_rng_state()
+    with default_dtype(torch.float64):
         wide = emb.maybe_drop_labels(labels, generator=torch.Generator().manual_seed(0))
         trained = emb(labels, training=True, generator=torch.Generator().manual_seed(0))
-    finally:
-        torch.set_default_dtype(old)
     assert torch.equal(wide, expected)
     assert torch.equal(trained, emb.embedding_table(expected))
     assert torch.equal(torch.get_rng_state(), state)
