@@ -505,7 +505,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         Args:
             state: ``{"x": Tensor (B, *event_shape)}``.
             step_size: Step of the fixed path without a grid; initial step of the adaptive
-                path (``None`` with a grid: a step is chosen automatically).
+                path, one number or one-element tensor (``None`` with a grid: a step is
+                chosen automatically).
             n_steps: Number of fixed steps (without ``t``); with ``t`` it must equal
                 ``len(t) - 1``.
             drift: Vector field ``drift(x, t)``.
@@ -523,7 +524,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             ValueError: missing drift, ``n_steps <= 0``, malformed or non-monotone ``t``,
                 ``n_steps``/``step_size`` contradicting ``t``, ``adaptive=True`` for a method
                 without error estimate.
-            TypeError: ``n_steps`` is not an int (``3.0`` included).
+            TypeError: ``n_steps`` is not an int (``3.0`` included), or ``step_size`` is
+                not a number or a tensor (the adaptive path's first step too).
             ShapeError: ``drift`` returned a tensor not shaped like ``x`` (checked at each
                 evaluation, not under `checked_inputs`).
             RuntimeError: the adaptive step budget ``max_steps`` is exhausted or the step
@@ -658,11 +660,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             self._evaluations.count += 1
             h = self._initial_step(x, t0, direction, k0, drift, norm, tvec)
         else:
-            h = abs(float(step_size))
-            if h == 0.0 or not math.isfinite(h):
-                raise ConfigurationError(
-                    f"step_size must be non-zero and finite, got {step_size!r}"
-                )
+            h = _first_step(step_size)
         h = min(h, span, self.max_step_size)
         # f(x_n, t_n) is the first stage of every explicit tableau: reuse it after a
         # rejection (x unchanged) and, for FSAL methods, after an acceptance.
@@ -739,6 +737,25 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         else:
             h1 = (0.01 / max(d1, d2)) ** (1.0 / float(self.order or 1))
         return min(100 * h0, h1)
+
+
+def _first_step(step_size: Any) -> float:
+    """``|step_size|`` given as the adaptive path's first step: a non-zero finite number or a
+    one-element tensor, else a named error (a string, a bool or a ``(B,)`` tensor of
+    per-sample steps is no single step size)."""
+    if isinstance(step_size, torch.Tensor):
+        if step_size.numel() != 1:
+            raise ConfigurationError(
+                "the adaptive path takes one scalar step_size (its first step), got a tensor "
+                f"of shape {tuple(step_size.shape)}"
+            )
+        step_size = step_size.item()
+    elif isinstance(step_size, bool) or not isinstance(step_size, (int, float)):
+        raise TypeError(f"step_size must be a number or a tensor, got {step_size!r}")
+    h = abs(float(step_size))
+    if h == 0.0 or not math.isfinite(h):
+        raise ConfigurationError(f"step_size must be non-zero and finite, got {step_size!r}")
+    return h
 
 
 def _underflow(name: str, t: float, ratio: float, ks: list[torch.Tensor]) -> RuntimeError:
