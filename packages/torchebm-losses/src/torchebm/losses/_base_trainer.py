@@ -458,19 +458,25 @@ class BaseTrainer:
                     ids.update(id(p) for p in m.parameters())
         return frozenset(ids)
 
+    def _optimizer_tensors(self) -> dict[int, torch.Tensor]:
+        """``id -> tensor`` of every tensor the optimizer steps, once each, in ``param_groups``
+        order."""
+        return {id(p): p for group in self.optimizer.param_groups for p in group["params"]}
+
     def _stepped_parameters(self) -> list[torch.Tensor]:
         """Every tensor the optimizer steps, once each: the model's (in ``model.parameters()``
         order) first, then the others in ``param_groups`` order."""
-        stepped = {id(p): p for group in self.optimizer.param_groups for p in group["params"]}
+        stepped = self._optimizer_tensors()
         own = [p for p in self.model.parameters() if id(p) in stepped]
         mine = {id(p) for p in own}
         return own + [p for k, p in stepped.items() if k not in mine]
 
     def _outside_parameters(self) -> list[torch.Tensor]:
         """Stepped tensors that no DDP/FSDP reducer averages (sharded ones are FSDP's)."""
-        stepped = {id(p): p for group in self.optimizer.param_groups for p in group["params"]}
         return [
-            p for k, p in stepped.items() if k not in self._covered_ids and not _d._is_dtensor(p)
+            p
+            for k, p in self._optimizer_tensors().items()
+            if k not in self._covered_ids and not _d._is_dtensor(p)
         ]
 
     def _resolve_device(self, device: Any) -> torch.device:
@@ -668,7 +674,7 @@ class BaseTrainer:
         optimizer steps."""
         own = list(self.model.parameters())
         mine = {id(p) for p in own}
-        return own + [p for p in self._stepped_parameters() if id(p) not in mine]
+        return own + [p for k, p in self._optimizer_tensors().items() if k not in mine]
 
     def _nonfinite_parameters(self) -> list[str]:
         names, bad = self._parameter_names(), []
