@@ -10,8 +10,11 @@ __all__ = ["auction", "normalised_cost", "sinkhorn_indices"]
 
 
 def normalised_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances of the flattened samples divided by their maximum."""
-    c = torch.cdist(x0.reshape(x0.shape[0], -1), x1.reshape(x1.shape[0], -1)).square_()
+    """Squared Euclidean distances of the flattened samples divided by their maximum (the
+    samples centred first: cdist's matmul path cancels far from the origin)."""
+    a, b = x0.reshape(x0.shape[0], -1), x1.reshape(x1.shape[0], -1)
+    m = 0.5 * (a.mean(0) + b.mean(0))
+    c = torch.cdist(a - m, b - m).square_()
     return c / c.max().clamp(min=1e-12)
 
 

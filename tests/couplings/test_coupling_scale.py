@@ -88,9 +88,47 @@ def test_half_precision_batches_are_coupled(cls, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_normalised_cost_is_the_unscaled_one_bit_for_bit(dtype):
     """Dividing by a power of two is exact: where nothing overflows the cost equals the
-    plain ``cdist(x0, x1)**2 / max`` to the last bit (a cost that differed in rounding made
+    plain ``cdist(x0 - c, x1 - c)**2 / max`` of the scaled, centred samples to the last bit (a cost that differed in rounding made
     the exact-OT auction take 1.6x as long on the 1024-point benchmark)."""
     x0, x1 = (v.to(dtype) * 3.7 for v in _samples())
-    plain = torch.cdist(x0, x1).square()
+    x0, x1 = x0 / 8, x1 / 8  # the power of two that the cost divides by (max |value| in [4, 8))
+    c = 0.5 * (x0.mean(0) + x1.mean(0))  # ... and the centring (benchmarks/_ot.py does both)
+    plain = torch.cdist(x0 - c, x1 - c).square()
     plain = plain / plain.max()
     assert torch.equal(ExactOTCoupling().compute_cost(x0, x1), plain)
+
+
+def _greedy_float64(cost: torch.Tensor) -> torch.Tensor:
+    """Sequential greedy matching: commit the cheapest pair of a free row and a free column."""
+    c, idx = cost.clone(), torch.full((cost.shape[0],), -1, dtype=torch.long)
+    for _ in range(cost.shape[0]):
+        i, j = divmod(int(c.argmin()), c.shape[1])
+        idx[i] = j
+        c[i, :], c[:, j] = float("inf"), float("inf")
+    return idx
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3, 1e4])
+@pytest.mark.parametrize("cls", [ExactOTCoupling, GreedyCoupling])
+def test_float32_batches_far_from_the_origin(cls, offset):
+    """Both batches at an offset of 1e4 (float32, B = 64 > 25: cdist's matmul path): its
+    |a|^2 + |b|^2 - 2ab cancelled (error ~1e8 eps = 6 against distances ~1) and the exact-OT
+    cost was 12x the optimum (4% at 1e3). References in float64 on the same float32 samples:
+    in 1-D the optimal assignment is the sorted matching; greedy by a sequential loop."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(64, 1, generator=g, dtype=torch.float64)
+    x1 = 0.5 * torch.randn(64, 1, generator=g, dtype=torch.float64) + 0.3
+    a, b = (x0 + offset).float(), (x1 + offset).float()  # the float32 samples coupled
+    a64, b64 = a.double(), b.double()
+    cost64 = (a64 - b64.T).square()
+    pairs = cls()(a, b)
+    if cls is GreedyCoupling:
+        assert torch.equal(pairs.index, _greedy_float64(cost64))
+        return
+    got = (pairs.x0.double() - pairs.x1.double()).square().sum()
+    opt = (a64.sort(0).values - b64.sort(0).values).square().sum()
+    # the auction's bound (tol = 1e-4 of the largest cost) plus twice B float32 roundings of
+    # the centred entries a^2 + b^2 - 2ab, each below 8 eps M^2 (M: largest centred |value|)
+    centred = torch.cat([a64, b64]) - 0.5 * (a64.mean() + b64.mean())
+    m2, eps = float(centred.abs().max()) ** 2, torch.finfo(torch.float32).eps
+    assert float(got - opt) <= 1e-4 * float(cost64.max()) + 2 * 64 * 8 * eps * m2

@@ -87,6 +87,24 @@ def test_dispersive_loss_huge_scales_give_the_limit_not_nan(b):
     assert torch.isfinite(z.grad).all()
 
 
+def test_dispersive_loss_of_float16_representations_matches_float64():
+    """B <= 64 (direct differences) ran in the input dtype: in float16 the sum of D = 65536
+    squares overflowed (d = inf for pairs at d = 2: loss -log B = -2.08 instead of -1.41),
+    and a difference beyond 65504 (scale 1e4) gave NaN gradients where float64's are 0."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(8, 4, 128, 128, generator=g).half()
+    ref = _dispersive_reference(z.double()).item()
+    # each d_ij (<= 3 where e^-d matters) rounded to float16, then a float16 logsumexp
+    eps = torch.finfo(torch.float16).eps
+    assert abs(dispersive_loss(z).item() - ref) <= 4 * eps * (3 + abs(ref))
+    far = (torch.randn(8, 16, generator=g) * 1e4).half().requires_grad_()
+    dispersive_loss(far).backward()
+    exact = far.detach().double().requires_grad_()
+    _dispersive_reference(exact).backward()
+    assert torch.isfinite(far.grad).all()
+    assert (far.grad.double() - exact.grad).abs().max() <= 1e-6
+
+
 def test_get_interpolant_reexport():
     assert isinstance(get_interpolant("linear"), LinearInterpolant)
 

@@ -100,16 +100,16 @@ def _call_089(self: Any, old: str, value: torch.Tensor, generator: Any, **kwargs
 
 
 def _squared_euclidean_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-    """Pairwise squared Euclidean distances of the flattened samples, divided by their max
-    (in float32 at least: ``cdist`` has no float16/bfloat16 kernel on the CPU)."""
+    """Pairwise squared Euclidean distances of the flattened samples, divided by their max."""
     a = x0.reshape(x0.shape[0], -1).to(torch.promote_types(x0.dtype, torch.float32))
     b = x1.reshape(x1.shape[0], -1).to(a.dtype)
     top = torch.maximum(a.abs().max(), b.abs().max()) if a.numel() else a.new_ones(())
-    # / a power of two near the largest |value|: squares neither overflow (1e20) nor
-    # underflow (1e-30), and the normalised cost is bit for bit the unscaled one
-    mantissa = torch.frexp(top).mantissa  # top = mantissa * 2^e: top / mantissa is 2^e exactly
-    s = torch.where(mantissa > 0, top / mantissa, torch.ones_like(top))
-    cost = torch.cdist(a / s, b / s).square_().clamp_(min=0.0)
+    # float32 at least (no float16 CPU cdist), / 2^e near the largest |value| (1e20 squares in
+    # range), then centred: cdist's matmul path (B > 25) cancelled at offsets of 1e4
+    s = torch.where(top > 0, top / torch.frexp(top).mantissa, 1.0)  # top = m 2^e: s = 2^e
+    a, b = a / s, b / s
+    c = 0.5 * (a.mean(0) + b.mean(0))
+    cost = torch.cdist(a - c, b - c).square_().clamp_(min=0.0)
     return cost / cost.max().clamp(min=1e-12)
 
 

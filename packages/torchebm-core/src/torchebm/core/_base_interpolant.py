@@ -158,12 +158,11 @@ class BaseInterpolant(ABC):
     def velocity_to_score(
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        r"""Score from a velocity: $s = (r v - x) / \max(\sigma^2 - r\dot\sigma\sigma, 10^{-12})$,
-        $r = \alpha/\dot\alpha$."""
+        r"""Score from a velocity: $s = (\alpha v - \dot\alpha x) / \max((\dot\alpha\sigma -
+        \alpha\dot\sigma)\sigma, 10^{-12})$ (no division by $\dot\alpha$, 0 at the data end)."""
         alpha, d_alpha, sigma, d_sigma = self._schedules(t, x)
-        r = alpha.clamp(min=_floor_for(alpha, 1e-8)) / _nonzero(d_alpha, 1e-8)
-        den = sigma.square() - r * d_sigma * sigma
-        return (r * velocity - x) / den.clamp(min=_floor_for(den, 1e-12))
+        den = (d_alpha * sigma - alpha * d_sigma) * sigma
+        return (alpha * velocity - d_alpha * x) / den.clamp(min=_floor_for(den, 1e-12))
 
     def velocity_to_noise(
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor

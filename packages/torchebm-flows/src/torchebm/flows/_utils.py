@@ -144,31 +144,34 @@ def dispersive_loss(z: torch.Tensor) -> torch.Tensor:
     """
     check_tensor("z", z, min_ndim=1, floating=True)
     flat = z.reshape(z.shape[0], -1)
-    b, d = flat.shape
-    if b <= 64:  # direct differences: exact, and an overflow only gives d = inf (e^-d = 0)
-        dist = (flat.unsqueeze(1) - flat.unsqueeze(0)).square().sum(-1) / d
-    else:
-        dist = _gram_distances(flat).to(z.dtype)
+    b = flat.shape[0]
+    dist = _scaled_distances(flat, direct=b <= 64).to(z.dtype)
     return torch.logsumexp(-dist.reshape(-1), dim=0) - math.log(b * b)
 
 
-def _gram_distances(flat: torch.Tensor) -> torch.Tensor:
-    r"""$d_{ij} = \|x_i - x_j\|^2 / D$ from the Gram matrix (no $(B, B, D)$ tensor).
+def _scaled_distances(flat: torch.Tensor, direct: bool) -> torch.Tensor:
+    r"""$d_{ij} = \|x_i - x_j\|^2 / D$, by direct differences (``direct``: exact, a
+    $(B, B, D)$ tensor) or from the Gram matrix.
 
-    $\|a\|^2 + \|b\|^2 - 2ab$ cancels when the rows share a large offset, so the rows
-    are centred first (distances are translation invariant) and divided by a power of two
-    $s$ near the largest $|value|$ (exact: no square overflows); $s^2/D$ is applied in two
-    finite factors, so a far pair gets $d = \infty$ ($e^{-d} = 0$) and never NaN; the
-    diagonal is exactly 0. Computed in float32 at least.
+    $\|a\|^2 + \|b\|^2 - 2ab$ cancels when the rows share a large offset, so for the Gram
+    matrix the rows are centred first (distances are translation invariant). Both divide by
+    a power of two $s$ near the largest $|value|$ (exact: no difference or square
+    overflows) and apply $s^2/D$ in two finite factors, so a far pair gets $d = \infty$
+    ($e^{-d} = 0$) and never a NaN value or gradient; the diagonal is exactly 0. Computed
+    in float32 at least: in float16 the sum of the $D$ squares overflowed at $D = 65536$
+    ($d = \infty$ for pairs at $d = 2$) and a difference beyond 65504 gave NaN gradients.
     """
     x = flat.to(torch.promote_types(flat.dtype, torch.float32))
-    x = x - x.mean(0)
+    x = x if direct else x - x.mean(0)
     top = x.detach().abs().max()
     mantissa = torch.frexp(top).mantissa  # top = mantissa * 2^e: top / mantissa is 2^e exactly
     s = torch.where(mantissa > 0, top / mantissa, torch.ones_like(top))
     x = x / s
-    norms = x.square().sum(1)
-    sq = (norms.unsqueeze(1) + norms.unsqueeze(0) - 2.0 * (x @ x.T)).clamp(min=0.0)
+    if direct:
+        sq = (x.unsqueeze(1) - x.unsqueeze(0)).square().sum(-1)
+    else:
+        norms = x.square().sum(1)
+        sq = (norms.unsqueeze(1) + norms.unsqueeze(0) - 2.0 * (x @ x.T)).clamp(min=0.0)
     factor = s / math.sqrt(x.shape[1])
     eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
     return torch.where(eye, 0.0, sq * factor * factor)
