@@ -66,8 +66,9 @@ class BaseModel(TorchEBMModule, ABC):
         r"""$\nabla_x E(x)$ by one autograd call, detached, with the shape and dtype of ``x``.
 
         The one path samplers, integrators and losses use: ``self(x)`` (hooks, compile and
-        FSDP run) differentiated once. A model knowing its gradient in closed form overrides
-        it with the same contract (the analytic models here, `MLPEnergy`).
+        FSDP run) differentiated once, also under ``torch.no_grad()``/``torch.inference_mode()``.
+        A model knowing its gradient in closed form overrides it with the same contract (the
+        analytic models here, `MLPEnergy`).
 
         Args:
             x: Input of shape ``(B, *event_shape)`` (a 1-D ``(d,)`` input is treated as one sample).
@@ -83,9 +84,8 @@ class BaseModel(TorchEBMModule, ABC):
             x = x.to(self.device)
         low = self.force_fp32_gradient and in_dtype in (torch.float16, torch.bfloat16)
         work_dtype = torch.float32 if low else in_dtype
-        with torch.enable_grad():
-            xg = x.detach() if x.dtype == work_dtype else x.detach().to(work_dtype)
-            xg.requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad():  # a copy of an inference x
+            xg = x.to(work_dtype, copy=x.is_inference()).detach().requires_grad_(True)
             with self.autocast_context():
                 energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
             check_energies(f"{type(self).__name__}.forward", energy, xg.shape[0])

@@ -372,8 +372,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
         if grad_fn is not None:
             g = grad_fn(x, model_kwargs=model_kwargs) if model_kwargs else grad_fn(x)
         else:
-            with torch.enable_grad():
-                xg = x.detach().requires_grad_(True)
+            with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
+                xg = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
                 e = model(xg, **model_kwargs) if model_kwargs else model(xg)
                 (g,) = torch.autograd.grad(e.sum(), xg)
         if g.shape != x.shape:

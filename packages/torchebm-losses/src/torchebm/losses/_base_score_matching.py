@@ -267,7 +267,11 @@ class BaseScoreMatching(BaseLoss):
         conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
 
         def loss() -> torch.Tensor:
-            loss = self.compute_loss(x, model_kwargs=conditioning, generator=generator)
-            return self.add_regularization(loss, x, model_kwargs=conditioning)
+            # the objective differentiates E in x: autograd on under no_grad/inference_mode too
+            with torch.inference_mode(False), torch.enable_grad():
+                xs = x.clone() if x.is_inference() else x
+                value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)
+                value = self.add_regularization(value, xs, model_kwargs=conditioning)
+            return value if torch.is_grad_enabled() else value.detach()
 
         return checked_loss(self, loss, {"x": x})

@@ -104,8 +104,8 @@ class _AnnealedEnergy(BaseModel):
                     f"shaped like x {tuple(x.shape)}, got {got}"
                 )
             return g
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
+            xg = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
             (g,) = torch.autograd.grad(self.target_energy(xg).sum(), xg)
         return g
 

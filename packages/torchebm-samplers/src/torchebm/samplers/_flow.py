@@ -2,6 +2,7 @@ r"""``FlowSampler``: ODE/SDE sampling of flow-matching, diffusion and EqM vector
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import math
 from collections.abc import Callable
@@ -237,8 +238,6 @@ class FlowSampler(BaseSampler):
 
     #: Default number of grid steps in ``mode="sde"``.
     default_sde_n_steps: ClassVar[int] = 250
-    #: Whether the running ``sample()`` call drew its starting noise (scaled in `init_state`).
-    _noise_start: bool = False
     diagnostic_keys = ("mean", "var", "t")
     __setstate__ = accept_089_pickle("nan_policy", flow_overrides)  # 0.8.9 whole pickles
 
@@ -509,7 +508,7 @@ class FlowSampler(BaseSampler):
         Default noise (``sample(x=None)``, forward time) is scaled to the path's noise
         level: ``x`` `(B, *event)` standard normal becomes $\sigma(t_0)\,x$."""
         t0, t1 = self._check_interval()
-        if self._noise_start:
+        if _NOISE_START.get():
             x = self._scale_to_prior(x, t0)
         n = ctx.n_steps
         times = [t0 + (t1 - t0) * k / n for k in range(n)] + [t1]
@@ -628,11 +627,12 @@ class FlowSampler(BaseSampler):
             model_kwargs = self._resolve_model_kwargs(
                 model_kwargs, legacy_model_kwargs, warn_key="FlowSampler.sample.legacy_model_kwargs"
             )
-        self._noise_start = x is None and not self.reverse
+        # per call, not on self: another thread's or a nested sample() must not change it
+        token = _NOISE_START.set(x is None and not self.reverse)
         try:
             return super().sample(**forward_kwargs(locals(), super().sample))
         finally:
-            self._noise_start = False
+            _NOISE_START.reset(token)
 
     @staticmethod
     def prior_logp(z: torch.Tensor) -> torch.Tensor:
@@ -653,6 +653,11 @@ class FlowSampler(BaseSampler):
             f"prediction={self.prediction.name.lower()!r}, reverse={self.reverse}, "
             f"{super().extra_repr()}"
         )
+
+
+#: Whether the running ``sample()`` call (of this thread) drew its starting noise, which
+#: `init_state` then scales to the path's noise level.
+_NOISE_START: contextvars.ContextVar[bool] = contextvars.ContextVar("noise_start", default=False)
 
 
 def _non_negative(name: str, value: Any, default: float) -> float:

@@ -590,9 +590,10 @@ class RiemannianManifoldHMC(_HMCBase):
         return self.model_energy(x, conditioning), kin + half_logdet, ok
 
     def _force(self, x: torch.Tensor, p: torch.Tensor, conditioning: dict) -> torch.Tensor:
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            u, rest, _ = self._hamiltonian_terms(xg, p.detach(), conditioning)
+        with torch.inference_mode(False), torch.enable_grad():  # inference tensors are copied
+            xg = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
+            pg = p.clone() if p.is_inference() else p.detach()
+            u, rest, _ = self._hamiltonian_terms(xg, pg, conditioning)
             (g,) = torch.autograd.grad((u + rest).sum(), xg)
         return -g  # not in place: the gradient of a linear energy is a broadcast view
 
