@@ -24,6 +24,7 @@ import torchebm.integrators as I
 import torchebm.interpolants as IP
 import torchebm.losses as L
 import torchebm.metrics as MT
+import torchebm.models as M
 import torchebm.samplers as S
 from torchebm.core import BaseModel, HarmonicModel
 from torchebm.core.errors import NonFiniteError
@@ -699,6 +700,126 @@ def _likelihood_dtype_and_metric_cases() -> list[Case]:
     ]
 
 
+def _fuzz_cases() -> list[Case]:
+    """Rows from a fuzz of the public entry points (bad type / dtype / value per argument)."""
+    big = torch.randn(2100, 2, generator=torch.Generator().manual_seed(1))  # > 2048 points
+    tok = M.patchify2d(torch.zeros(2, 3, 8, 8), 2)  # 16 tokens of 2 * 2 * 3
+    vel = M.MLPVelocity(2, (8,))
+    drop = M.LabelEmbedder(3, 4, dropout_prob=0.5)
+    return [
+        Case(  # failed inside the step: "argument alpha must not be a floating point number"
+            "RK4.integrate(state x int64)",
+            lambda: I.RK4Integrator().integrate({"x": X.long()}, 0.1, 2, drift=drift),
+            TypeError,
+            ("state['x']", "floating", "int64"),
+        ),
+        Case(  # NotImplementedError: negation of a bool tensor
+            "Heun.step(state x bool)",
+            lambda: I.HeunIntegrator().step({"x": X > 0}, 0.1, drift=drift),
+            TypeError,
+            ("state['x']", "bool"),
+        ),
+        Case(  # NotImplementedError: "arange_cpu" not implemented for 'ComplexFloat'
+            "Dopri5.integrate(state x complex)",
+            lambda: I.Dopri5Integrator().integrate(
+                {"x": X.to(torch.complex64)}, 0.1, 2, drift=drift
+            ),
+            TypeError,
+            ("state['x']", "complex64"),
+        ),
+        Case(  # TypeError: must be real number, not NoneType
+            "AnnealedImportanceSampling(schedule=None)",
+            lambda: S.AnnealedImportanceSampling(HarmonicModel(), schedule=None),
+            ValueError,
+            ("schedule", "None"),
+        ),
+        Case(  # ValueError: could not convert string to float: 'a'
+            "make_pinwheel(spiral_scale='a')",
+            lambda: DS.make_pinwheel(10, spiral_scale="a"),
+            TypeError,
+            ("spiral_scale", "'a'"),
+        ),
+        Case(  # a bool was taken as 1.0 radian
+            "PinwheelDataset(spiral_scale=True)",
+            lambda: DS.PinwheelDataset(10, spiral_scale=True, seed=0),
+            TypeError,
+            ("spiral_scale", "True"),
+        ),
+        Case(  # accepted: every guided output was NaN
+            "ClassifierFreeGuidance(guidance_scale=nan)",
+            lambda: M.ClassifierFreeGuidance(vel, guidance_scale=NAN, null_condition=0),
+            ValueError,
+            ("guidance_scale", "nan"),
+        ),
+        Case(  # accepted: every guided output was inf/NaN
+            "LabelClassifierFreeGuidance(cfg_scale=inf)",
+            lambda: M.LabelClassifierFreeGuidance(vel, null_label_id=3, cfg_scale=INF),
+            ValueError,
+            ("cfg_scale", "inf"),
+        ),
+        Case(  # TypeError: 'NoneType' object is not iterable
+            "DiT(input_size=None)",
+            lambda: M.DiT(input_size=None, in_channels=3, embed_dim=8, depth=1, num_heads=2),
+            ValueError,
+            ("input_size", "None"),
+        ),
+        Case(  # RuntimeError: invalid shape dimension -4 (the product matched 16 tokens)
+            "unpatchify2d(grid_size=(-4, -4))",
+            lambda: M.unpatchify2d(tok, 2, out_channels=3, grid_size=(-4, -4)),
+            ValueError,
+            ("grid_size", "-4"),
+        ),
+        Case(  # ValueError: invalid literal for int() with base 10: 'a'
+            "unpatchify2d(grid_size='ab')",
+            lambda: M.unpatchify2d(tok, 2, out_channels=3, grid_size="ab"),
+            TypeError,
+            ("grid_size", "'ab'"),
+        ),
+        Case(  # AttributeError: 'int' object has no attribute 'device'
+            "LabelEmbedder.forward(generator=1)",
+            lambda: drop(torch.tensor([0, 1]), training=True, generator=1),
+            TypeError,
+            ("generator", "int"),
+        ),
+        Case(  # TypeError from torch.randperm, naming no argument of the metric
+            "median_bandwidth(generator=1, > 2048 points)",
+            lambda: MT.median_bandwidth(big, big + 1, generator=1),
+            TypeError,
+            ("generator must be a torch.Generator", "int"),
+        ),
+        Case(  # accepted and ignored (the generator is only drawn from above 2048 points)
+            "mmd2(generator='a')",
+            lambda: MT.mmd2(X, X + 1, generator="a"),
+            TypeError,
+            ("generator", "str"),
+        ),
+        Case(  # TypeError from torch.randperm
+            "kernel_two_sample_test(generator=1)",
+            lambda: MT.kernel_two_sample_test(X, X + 1, n_permutations=5, generator=1),
+            TypeError,
+            ("generator must be a torch.Generator", "int"),
+        ),
+        Case(  # TypeError from torch.randn
+            "sliced_wasserstein(generator=1)",
+            lambda: MT.sliced_wasserstein(X, X + 1, generator=1),
+            TypeError,
+            ("generator must be a torch.Generator", "int"),
+        ),
+        Case(  # NotImplementedError: negation of a bool tensor
+            "bits_per_dim(log_likelihood bool)",
+            lambda: F.bits_per_dim(torch.ones(3, dtype=torch.bool), 2),
+            TypeError,
+            ("log_likelihood", "bool"),
+        ),
+        Case(  # returned complex bits per dimension
+            "bits_per_dim(log_likelihood complex)",
+            lambda: F.bits_per_dim(torch.ones(3, dtype=torch.complex64), 2),
+            TypeError,
+            ("log_likelihood", "complex64"),
+        ),
+    ]
+
+
 CASES = (
     _integrator_cases()
     + _coupling_cases()
@@ -708,6 +829,7 @@ CASES = (
     + _start_and_mass_cases()
     + _interpolant_cases()
     + _likelihood_dtype_and_metric_cases()
+    + _fuzz_cases()
 )
 
 

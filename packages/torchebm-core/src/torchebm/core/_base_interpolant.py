@@ -31,8 +31,8 @@ def expand_t_like_x(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
     """``t`` broadcastable against ``x``: scalars stay scalars, ``(B,)`` -> ``(B, 1, ..., 1)``."""
     _check_flow_time(t)
-    if not isinstance(t, torch.Tensor):
-        return torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if not isinstance(t, torch.Tensor):  # a list of B times is (B,) too (it broadcast per feature)
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if torch.promote_types(t.dtype, x.dtype) == x.dtype:  # an int t, or float32 t for float64 x
         t = t.to(x.dtype)
     if t.ndim >= 1 and x.ndim >= 1:  # (B,) or (B, 1, ...): one time per sample

@@ -18,7 +18,13 @@ from typing import Any
 
 import torch
 
-from torchebm.core.errors import check_generator, check_int, check_non_negative, check_positive
+from torchebm.core.errors import (
+    check_finite,
+    check_generator,
+    check_int,
+    check_non_negative,
+    check_positive,
+)
 
 __all__ = [
     "make_gaussian_mixture",
@@ -340,9 +346,7 @@ def make_pinwheel(
     k = check_int("n_classes", n_classes, minimum=1)
     radial_scale = check_positive("radial_scale", radial_scale)
     angular_scale = check_non_negative("angular_scale", angular_scale)
-    if not math.isfinite(float(spiral_scale)):
-        raise ValueError(f"spiral_scale must be finite, got {spiral_scale!r}")
-    spiral_scale = float(spiral_scale)
+    spiral_scale = check_finite("spiral_scale", spiral_scale)  # was float(): "a", True passed
     labels = _balanced_labels(n, k, rng.device).to(_F64)
     t = torch.sqrt(rng.rand(n))
     angle = 2 * math.pi * labels / k + spiral_scale * t + angular_scale * rng.randn(n)

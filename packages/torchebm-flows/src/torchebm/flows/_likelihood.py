@@ -110,8 +110,8 @@ def bits_per_dim(
         Bits per dimension, shaped like ``log_likelihood``.
 
     Raises:
-        TypeError: ``log_likelihood`` is not a tensor or a number; ``data_range`` is not a
-            pair of numbers.
+        TypeError: ``log_likelihood`` is not a real (not bool, not complex) tensor or a
+            number; ``data_range`` is not a pair of numbers.
         ConfigurationError: ``n_dims < 1``, ``n_bins < 2``, ``data_range`` not finite with
             ``a < b``.
         NonFiniteError: ``log_likelihood`` holds NaN.
@@ -123,10 +123,13 @@ def bits_per_dim(
     d = check_int("n_dims", n_dims, minimum=1)
     offset = _dequantisation_offset(n_bins, data_range)
     ll = log_likelihood
-    if isinstance(ll, bool) or not isinstance(ll, (torch.Tensor, numbers.Real)):
+    # a bool tensor failed in `-ll`, a complex one gave complex bits
+    real = isinstance(ll, torch.Tensor) and not (ll.dtype == torch.bool or ll.is_complex())
+    if not real and (isinstance(ll, (bool, torch.Tensor)) or not isinstance(ll, numbers.Real)):
+        kind = f" of dtype {ll.dtype}" if isinstance(ll, torch.Tensor) else ""
         raise TypeError(
-            f"log_likelihood must be a tensor of log-likelihoods (nats) or a number, got "
-            f"{type(ll).__name__}"
+            f"log_likelihood must be a real tensor of log-likelihoods (nats) or a number, got "
+            f"{type(ll).__name__}{kind}"
         )
     nan = torch.isnan(torch.as_tensor(ll)).flatten()
     if bool(nan.any()):

@@ -539,8 +539,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         use_adaptive = self._resolve_adaptive(adaptive)
         times, dts = self._grid(x, step_size, n_steps, t, need_step=not use_adaptive)
         check_start(x=x)
-        if use_adaptive:
-            return {"x": self._adaptive(x, times, step_size, drift)}
+        if use_adaptive:  # an empty state (B = 0) has nothing to control: returned as on a grid
+            return {"x": self._adaptive(x, times, step_size, drift) if x.numel() else x.clone()}
         rk = self._rk
 
         def advance(x, t, h, stage_t, inplace, plan):

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from torchebm.core.errors import check_tensor
+
 __all__ = ["fits", "rms_norm", "rows_close", "state_x", "tolerance"]
 
 #: Floor of a per-row tolerance, in units of the dtype's machine epsilon.
@@ -32,16 +34,14 @@ def rms_norm(z: torch.Tensor) -> torch.Tensor:
 
 
 def state_x(state: Any) -> torch.Tensor:
-    """``state["x"]``, checked to be a tensor in a dict."""
+    """``state["x"]``, checked to be a floating-point tensor in a dict."""
     if not isinstance(state, dict) or "x" not in state:
         raise TypeError(
             f"state must be a dict with key 'x', got {type(state).__name__}"
             + (f" with keys {sorted(state)}" if isinstance(state, dict) else "")
         )
-    x = state["x"]
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"state['x'] must be a torch.Tensor, got {type(x).__name__}")
-    return x
+    # a real floating dtype: an integer, bool or complex state failed deep in the step maths
+    return check_tensor("state['x']", state["x"], floating=True, non_empty=False)
 
 
 def tolerance(tol: float, dtype: torch.dtype) -> float:

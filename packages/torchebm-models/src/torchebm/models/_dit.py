@@ -50,8 +50,8 @@ _POS_EMBED = ("sincos", "learnable", None)
 
 
 def _size(input_size: Any, p: int) -> tuple[int, int]:
-    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    if len(size) != 2:
+    size = (input_size, input_size) if isinstance(input_size, int) else input_size
+    if not isinstance(size, (tuple, list)) or len(size) != 2:  # None or 2.5 failed in tuple()
         raise ConfigurationError(f"input_size must be an int or (H, W), got {input_size!r}")
     h, w = (check_int("input_size", s, minimum=1) for s in size)
     if h % p or w % p:

@@ -2,14 +2,13 @@ r"""`ClassifierFreeGuidance`: guidance for any conditioning (labels, embeddings,
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
 from torch import nn
 
 from torchebm.core import BaseModel, substitute_condition
-from torchebm.core.errors import ConfigurationError, check_int
+from torchebm.core.errors import ConfigurationError, check_finite, check_int
 
 __all__ = ["ClassifierFreeGuidance"]
 
@@ -68,15 +67,14 @@ class ClassifierFreeGuidance(BaseModel):
         super().__init__()
         if not callable(model):
             raise TypeError(f"model must be a callable field, got {type(model).__name__}")
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
-            raise TypeError(f"guidance_scale must be a number, got {guidance_scale!r}")
+        w = check_finite("guidance_scale", guidance_scale)  # NaN/inf made the field NaN
         if null_condition is None:
             raise ConfigurationError(
                 "null_condition is required: the label id, null embedding or callable that "
                 "stands for 'no condition'"
             )
         self.model = model
-        self.guidance_scale = float(guidance_scale)
+        self.guidance_scale = w
         self.null_condition = null_condition
         self.guide_channels = (
             None

@@ -2,14 +2,20 @@ r"""Model wrappers: classifier-free guidance, EqM fields as energies, batch-inte
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
 from torch import nn
 
 from torchebm.core import BaseModel, Schedulable, ScheduledParameter, TorchEBMModule
-from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_int, check_positive
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_finite,
+    check_in,
+    check_int,
+    check_positive,
+)
 
 __all__ = ["LabelClassifierFreeGuidance", "EqMEnergy", "InteractionModel"]
 
@@ -74,12 +80,7 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
                 f"null_label_id={null_label_id} differs from the null class of the base "
                 f"{type(base).__name__} ({own})"
             )
-        # typed as object: typeshed's float is not a numbers.Real, which would make the
-        # assignment below unreachable for mypy
-        scale: object = cfg_scale
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-            raise TypeError(f"cfg_scale must be a number, got {cfg_scale!r}")
-        self.cfg_scale = float(scale)
+        self.cfg_scale = check_finite("cfg_scale", cfg_scale)  # NaN/inf made the field NaN
         self.guide_channels = (
             None
             if guide_channels is None

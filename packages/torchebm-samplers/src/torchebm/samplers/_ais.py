@@ -124,7 +124,10 @@ def _schedule(schedule: Any, n: int) -> torch.Tensor:
             return u
         s = torch.sigmoid(8.0 * (u - 0.5))  # Grosse et al. (2015): sigmoid, delta = 4
         return (s - s[0]) / (s[-1] - s[0])
-    betas = torch.as_tensor(schedule, dtype=torch.float64).flatten().cpu()
+    try:  # None or a string list failed inside as_tensor without naming schedule
+        betas = torch.as_tensor(schedule, dtype=torch.float64).flatten().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        betas = torch.zeros(0, dtype=torch.float64)
     ok = betas.numel() >= 2 and bool((betas.diff() > 0).all())
     if not ok or float(betas[0]) != 0.0 or float(betas[-1]) != 1.0:
         raise ConfigurationError(

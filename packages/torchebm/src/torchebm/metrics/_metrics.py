@@ -15,6 +15,7 @@ from torchebm.core.errors import (
     ShapeError,
     check_finite,
     check_finite_tensor,
+    check_generator,
     check_in,
     check_int,
     check_positive,
@@ -171,6 +172,7 @@ def median_bandwidth(
         Gretton et al., "A Kernel Two-Sample Test", JMLR 2012 (Section 8).
     """
     xf, yf, e = _pair(x, y, min_samples=1)
+    check_generator(generator)  # was unchecked: ignored up to 2048 points, a torch error above
     return _pow2(_median_bandwidth(torch.cat([xf, yf]), generator), e)
 
 
@@ -311,6 +313,7 @@ def mmd2(
     """
     check_in("estimator", estimator, _ESTIMATORS)
     xf, yf, e = _pair(x, y)
+    check_generator(generator)
     k = _rbf(_bandwidths(bandwidth, xf, yf, e, generator), e, xf.dtype)
     n, m = xf.shape[0], yf.shape[0]
     sxx, syy, sxy = _block_sum(xf, xf, k), _block_sum(yf, yf, k), _block_sum(xf, yf, k)
@@ -444,6 +447,7 @@ def sliced_wasserstein(
     if p < 1:
         raise ConfigurationError(f"p must be >= 1, got {p}")
     xf, yf, e = _pair(x, y)
+    check_generator(generator, xf.device)
     theta = torch.randn(
         xf.shape[1], n_projections, generator=generator, device=xf.device, dtype=xf.dtype
     )
@@ -516,6 +520,7 @@ def kernel_two_sample_test(
     """
     b = check_int("n_permutations", n_permutations, minimum=1)
     xf, yf, e = _pair(x, y)
+    check_generator(generator)
     h = _bandwidths(bandwidth, xf, yf, e, generator)
     z = torch.cat([xf, yf])
     d2 = _sq_dists(z, z)

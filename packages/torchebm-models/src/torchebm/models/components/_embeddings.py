@@ -11,6 +11,7 @@ from torch import nn
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
+    check_generator,
     check_int,
     check_positive,
     check_probability,
@@ -202,6 +203,7 @@ class LabelEmbedder(nn.Module):
                 f"dropout_prob > 0 (got {self.dropout_prob})"
             )
         if force_drop_mask is None:
+            check_generator(generator)  # an int failed on generator.device
             u = torch.rand(
                 labels.shape,
                 generator=generator,

@@ -87,7 +87,9 @@ def unpatchify2d(
                 "rectangular grids"
             )
     else:
-        gh, gw = (int(g) for g in grid_size)
+        if not isinstance(grid_size, (tuple, list)) or len(grid_size) != 2:
+            raise TypeError(f"grid_size must be None or a pair (h, w), got {grid_size!r}")
+        gh, gw = (check_int("grid_size", g, minimum=1) for g in grid_size)  # (-4, -4) passed
         if gh * gw != n:
             raise ShapeError(f"grid_size {(gh, gw)} does not match {n} tokens")
     x = tokens.reshape(b, gh, gw, p, p, c)
