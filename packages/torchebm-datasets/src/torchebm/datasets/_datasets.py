@@ -81,6 +81,10 @@ class GaussianMixtureDataset(_MakerDataset):
         n_components: Number of components (>= 1).
         std: Standard deviation of each component (>= 0).
         radius: Radius of the circle of centres (>= 0).
+        device: Device of the data (default CPU).
+        dtype: Floating dtype of the data (default ``float32``).
+        seed: Seed of a private generator (reproducible data; the global RNG is untouched).
+        generator: A ``torch.Generator`` to draw from instead (not together with ``seed``).
 
     Raises:
         ValueError: ``n_samples`` or ``n_components`` < 1, ``std`` or ``radius`` negative.
@@ -118,6 +122,10 @@ class EightGaussiansDataset(_MakerDataset):
         n_samples: Number of points (>= 1).
         std: Standard deviation of each component (>= 0; validated, unlike the reference).
         scale: Distance of the centres from the origin (>= 0).
+        device: Device of the data (default CPU).
+        dtype: Floating dtype of the data (default ``float32``).
+        seed: Seed of a private generator (reproducible data; the global RNG is untouched).
+        generator: A ``torch.Generator`` to draw from instead (not together with ``seed``).
 
     Example:
         >>> EightGaussiansDataset(n_samples=800, seed=0)[0].shape
@@ -151,6 +159,10 @@ class TwoMoonsDataset(_MakerDataset):
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise (>= 0).
         shuffle: Shuffle the points.
+        device: Device of the data (default CPU).
+        dtype: Floating dtype of the data (default ``float32``).
+        seed: Seed of a private generator (reproducible data; the global RNG is untouched).
+        generator: A ``torch.Generator`` to draw from instead (not together with ``seed``).
 
     Example:
         >>> from torch.utils.data import DataLoader
@@ -185,6 +197,10 @@ class SwissRollDataset(_MakerDataset):
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise, in raw spiral units (>= 0).
         arclength: Number of turns of the spiral (> 0).
+        device: Device of the data (default CPU).
+        dtype: Floating dtype of the data (default ``float32``).
+        seed: Seed of a private generator (reproducible data; the global RNG is untouched).
+        generator: A ``torch.Generator`` to draw from instead (not together with ``seed``).
 
     Example:
         >>> len(SwissRollDataset(n_samples=100, seed=0))
@@ -215,6 +231,10 @@ class CircleDataset(_MakerDataset):
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise (>= 0).
         radius: Radius (>= 0).
+        device: Device of the data (default CPU).
+        dtype: Floating dtype of the data (default ``float32``).
+        seed: Seed of a private generator (reproducible data; the global RNG is untouched).
+        generator: A ``torch.Generator`` to draw from instead (not together with ``seed``).
 
     Example:
         >>> CircleDataset(n_samples=100, seed=0).get_data().shape
@@ -247,6 +267,10 @@ class CheckerboardDataset(_MakerDataset):
         n_samples: Number of points (>= 1).
         range_limit: Half side ``L`` (> 0).
         noise: Standard deviation of the Gaussian noise (>= 0).
+        device: Device of the data (default CPU).
+        dtype: Floating dtype of the data (default ``float32``).
+        seed: Seed of a private generator (reproducible data; the global RNG is untouched).
+        generator: A ``torch.Generator`` to draw from instead (not together with ``seed``).
 
     Example:
         >>> CheckerboardDataset(n_samples=100, seed=0).get_data().shape
@@ -280,6 +304,10 @@ class PinwheelDataset(_MakerDataset):
         radial_scale: Arm length (> 0).
         angular_scale: Angular spread of an arm (>= 0).
         spiral_scale: Twist of the arms (radians).
+        device: Device of the data (default CPU).
+        dtype: Floating dtype of the data (default ``float32``).
+        seed: Seed of a private generator (reproducible data; the global RNG is untouched).
+        generator: A ``torch.Generator`` to draw from instead (not together with ``seed``).
 
     Example:
         >>> PinwheelDataset(n_samples=100, n_classes=3, seed=0).get_data().shape
@@ -315,6 +343,10 @@ class GridDataset(_MakerDataset):
         n_samples_per_dim: Points per axis (>= 1).
         range_limit: Half side ``L`` (>= 0).
         noise: Standard deviation of the jitter (>= 0).
+        device: Device of the data (default CPU).
+        dtype: Floating dtype of the data (default ``float32``).
+        seed: Seed of a private generator (reproducible data; the global RNG is untouched).
+        generator: A ``torch.Generator`` to draw from instead (not together with ``seed``).
 
     Example:
         >>> len(GridDataset(n_samples_per_dim=5, seed=0))
@@ -348,6 +380,10 @@ class TwoSpiralsDataset(_MakerDataset):
         noise: Standard deviation of the Gaussian noise (>= 0).
         n_turns: Turns of each arm (> 0).
         radius: Outer radius (> 0).
+        device: Device of the data (default CPU).
+        dtype: Floating dtype of the data (default ``float32``).
+        seed: Seed of a private generator (reproducible data; the global RNG is untouched).
+        generator: A ``torch.Generator`` to draw from instead (not together with ``seed``).
 
     Example:
         >>> TwoSpiralsDataset(n_samples=100, seed=0).get_data().shape

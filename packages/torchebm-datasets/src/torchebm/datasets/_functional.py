@@ -120,6 +120,9 @@ def make_gaussian_mixture(
         n_components: Number of components ``K`` (>= 1).
         std: Standard deviation of each component (>= 0).
         radius: Radius ``r`` of the circle of centres (>= 0).
+        generator: Source of randomness (default: the global RNG).
+        device: Device of the result (default: the generator's device, else CPU).
+        dtype: Floating dtype of the result (default: ``torch.get_default_dtype()``).
 
     Example:
         >>> make_gaussian_mixture(100, n_components=4, generator=torch.Generator().manual_seed(0)).shape
@@ -150,6 +153,9 @@ def make_eight_gaussians(
         n_samples: Number of points (>= 1).
         std: Standard deviation of each component (>= 0).
         scale: Distance ``s`` of the centres from the origin (>= 0).
+        generator: Source of randomness (default: the global RNG).
+        device: Device of the result (default: the generator's device, else CPU).
+        dtype: Floating dtype of the result (default: ``torch.get_default_dtype()``).
 
     Example:
         >>> make_eight_gaussians(64, generator=torch.Generator().manual_seed(0)).shape
@@ -187,6 +193,9 @@ def make_two_moons(
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise (>= 0).
         shuffle: Shuffle the points (the reference kept the outer moon first).
+        generator: Source of randomness (default: the global RNG).
+        device: Device of the result (default: the generator's device, else CPU).
+        dtype: Floating dtype of the result (default: ``torch.get_default_dtype()``).
 
     Example:
         >>> make_two_moons(100, generator=torch.Generator().manual_seed(0)).shape
@@ -227,6 +236,9 @@ def make_swiss_roll(
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise (>= 0).
         arclength: ``a``; the spiral makes ``a`` turns.
+        generator: Source of randomness (default: the global RNG).
+        device: Device of the result (default: the generator's device, else CPU).
+        dtype: Floating dtype of the result (default: ``torch.get_default_dtype()``).
 
     Example:
         >>> make_swiss_roll(100, generator=torch.Generator().manual_seed(0)).shape
@@ -257,6 +269,9 @@ def make_circle(
         n_samples: Number of points (>= 1).
         noise: Standard deviation of the Gaussian noise (>= 0).
         radius: Radius ``r`` (>= 0).
+        generator: Source of randomness (default: the global RNG).
+        device: Device of the result (default: the generator's device, else CPU).
+        dtype: Floating dtype of the result (default: ``torch.get_default_dtype()``).
 
     Example:
         >>> make_circle(100, generator=torch.Generator().manual_seed(0)).shape
@@ -288,6 +303,9 @@ def make_checkerboard(
         n_samples: Number of points (>= 1).
         range_limit: Half side ``L`` of the square (> 0).
         noise: Standard deviation of the Gaussian noise (>= 0).
+        generator: Source of randomness (default: the global RNG).
+        device: Device of the result (default: the generator's device, else CPU).
+        dtype: Floating dtype of the result (default: ``torch.get_default_dtype()``).
 
     Example:
         >>> make_checkerboard(100, generator=torch.Generator().manual_seed(0)).shape
@@ -333,6 +351,9 @@ def make_pinwheel(
         radial_scale: Arm length $r_s$ (> 0).
         angular_scale: Angular spread $a_s$ (>= 0).
         spiral_scale: Twist $s_s$ (radians over an arm).
+        generator: Source of randomness (default: the global RNG).
+        device: Device of the result (default: the generator's device, else CPU).
+        dtype: Floating dtype of the result (default: ``torch.get_default_dtype()``).
 
     Example:
         >>> make_pinwheel(100, generator=torch.Generator().manual_seed(0)).shape
@@ -372,6 +393,9 @@ def make_grid(
         n_samples_per_dim: Points per axis ``n`` (>= 1); the result has ``n**2`` points.
         range_limit: Half side ``L`` (>= 0).
         noise: Standard deviation of the Gaussian jitter (>= 0).
+        generator: Source of randomness (default: the global RNG).
+        device: Device of the result (default: the generator's device, else CPU).
+        dtype: Floating dtype of the result (default: ``torch.get_default_dtype()``).
 
     Returns:
         Points ``(n**2, 2)``.
@@ -413,6 +437,9 @@ def make_two_spirals(
         noise: Standard deviation of the Gaussian noise (>= 0).
         n_turns: Turns ``T`` of each arm (> 0).
         radius: Outer radius ``R`` (> 0).
+        generator: Source of randomness (default: the global RNG).
+        device: Device of the result (default: the generator's device, else CPU).
+        dtype: Floating dtype of the result (default: ``torch.get_default_dtype()``).
 
     Example:
         >>> make_two_spirals(100, generator=torch.Generator().manual_seed(0)).shape

@@ -561,8 +561,13 @@ class BaseContrastiveDivergence(BaseLoss):
 
         Args:
             x: Data batch, shape ``(B, *event)``; cast to the loss's device/dtype.
+            *args: Only the deprecated seed form ``loss_fn(x, model)``: the model this loss
+                was built with (one ``DeprecationWarning``).
             model_kwargs: Conditioning forwarded to the model and the sampler.
             generator: Source of every random draw of the call.
+            **kwargs: Deprecated (one ``DeprecationWarning`` each): per-call
+                ``energy_reg_weight``, ``add_noise_to_real`` or ``noise_scale`` (set them in the
+                constructor), else bare keyword conditioning (use ``model_kwargs={...}``).
 
         Returns:
             ``(loss, negatives)``: the scalar loss and the detached negatives
@@ -571,6 +576,7 @@ class BaseContrastiveDivergence(BaseLoss):
 
         Raises:
             TypeError: unexpected positional arguments or a non-tensor ``x``.
+            ValueError: the seed form's ``model`` is not the model this loss was built with.
             ShapeError: ``x`` is not batched, or the model's energies are not ``(B,)``.
             NonFiniteError: the loss is NaN/inf (``nan_policy="raise"``), or ``x`` holds
                 NaN/inf (named with its rows).

@@ -254,6 +254,8 @@ class BaseScoreMatching(BaseLoss):
             x: Data batch ``(B, *event)`` (cast to the loss's device/dtype).
             model_kwargs: Conditioning forwarded as ``model(x, **model_kwargs)``.
             generator: Source of every random draw of the call.
+            **kwargs: Bare keyword conditioning, as torchebm 0.8.9 accepted it (deprecated:
+                one ``DeprecationWarning``; use ``model_kwargs={...}``).
 
         Returns:
             Scalar loss.

@@ -149,6 +149,9 @@ class ScoreMatching(BaseScoreMatching):
         Args:
             x: Leaf input with ``requires_grad`` ``(B, *event)``.
             grad: $\nabla_x E(x)$ computed from ``x`` with ``create_graph=True``.
+            model_kwargs: Conditioning of the model (used by ``"approx"``, which evaluates
+                the gradient again at perturbed points).
+            generator: Source of the Rademacher probes (``"hutchinson"``, ``"approx"``).
         """
         b = x.shape[0]
         if self.hessian_method == "exact":

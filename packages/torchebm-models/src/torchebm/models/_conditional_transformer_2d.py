@@ -92,7 +92,7 @@ class ConditionalTransformer2D(TorchEBMModule):
         class_dropout_prob: Label dropout for classifier-free guidance training; when > 0 the
             null label id is ``num_classes`` (needs ``num_classes``).
         device: Device of the parameters.
-        dtype: Dtype of the parameters (default ``float32``).
+        dtype: Dtype of the parameters (default: ``torch.get_default_dtype()``).
 
     Raises:
         ValueError: ``input_size`` not divisible by ``patch_size``, ``embed_dim`` not divisible

@@ -76,7 +76,9 @@ class DiT(nn.Module):
         in_channels: Image channels.
         patch_size: Patch side $p$ (divides $H$ and $W$).
         out_channels: Output channels (default ``in_channels``).
-        embed_dim: Token width. depth: Number of blocks. num_heads: Attention heads.
+        embed_dim: Token width.
+        depth: Number of transformer blocks.
+        num_heads: Attention heads (divides ``embed_dim``).
         mlp_ratio: MLP width as a multiple of ``embed_dim``.
         cond_dim: Conditioning width (default ``embed_dim``).
         num_classes: Build a label embedder with a null class (id ``num_classes``).

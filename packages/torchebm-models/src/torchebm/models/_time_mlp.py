@@ -29,15 +29,18 @@ class TimeConditionedMLP(nn.Module):
     (zero field at init). ``"concat"``: a plain MLP on $[x, c]$ with ``depth`` hidden layers.
 
     Args:
-        in_dim: Input width. out_dim: Output width (default ``in_dim``).
-        hidden_dim: Hidden width. depth: Number of blocks / hidden layers ($\ge 1$).
+        in_dim: Input width.
+        out_dim: Output width (default ``in_dim``).
+        hidden_dim: Hidden width.
+        depth: Number of blocks / hidden layers ($\ge 1$).
         conditioning: ``"adaln_zero"`` or ``"concat"``.
         mlp_ratio: MLP width multiple inside each AdaLN block (default 4; adaln_zero only).
         activation: Activation factory (default tanh-GELU for adaln_zero, SiLU for concat).
         cond_dim: Conditioning width (default ``hidden_dim``).
         num_classes: Build a label embedder (with a null class).
         class_dropout_prob: Label dropout while training.
-        t_embedder: Custom time embedder. y_embedder: Custom label embedder.
+        t_embedder: Custom time embedder.
+        y_embedder: Custom label embedder (instead of ``num_classes``).
 
     Example:
         >>> net = TimeConditionedMLP(in_dim=2, hidden_dim=64, depth=2)

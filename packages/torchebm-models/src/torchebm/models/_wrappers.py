@@ -244,6 +244,8 @@ class InteractionModel(Schedulable, BaseModel):
         model: Scalar potential ``V`` (``(B, ...) -> (B,)``).
         sigma_w: Interaction length scale $\sigma_w > 0$.
         strength: Interaction strength ``s`` (number or scheduler).
+        dtype: Dtype of the module's own tensors (``model``'s parameters, if any, win).
+        device: Device of the module's own tensors (default CPU; likewise).
 
     Raises:
         ValueError: ``sigma_w <= 0``.

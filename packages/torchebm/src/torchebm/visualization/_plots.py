@@ -328,10 +328,12 @@ def plot_trajectories(
         max_chains: Draw at most this many chains (the first ones).
         xlim: Plot range of the first coordinate (default: fitted to the chains).
         ylim: Plot range of the second coordinate.
+        kind: Landscape kind (see [`plot_energy_landscape`][torchebm.visualization.plot_energy_landscape]).
+        clip: Landscape range shown (see [`landscape_values`][torchebm.visualization.landscape_values]).
+        grid_size: Landscape grid points per axis.
         linewidth: Line width of the chains.
         title: Axes title.
-        kind, clip, grid_size, model_kwargs: The landscape options, as in
-            [`plot_samples`][torchebm.visualization.plot_samples].
+        model_kwargs: Conditioning forwarded to the model.
 
     Returns:
         The figure holding the plot.
