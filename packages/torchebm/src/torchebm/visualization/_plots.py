@@ -333,7 +333,7 @@ def plot_trajectories(
         grid_size: Landscape grid points per axis.
         linewidth: Line width of the chains.
         title: Axes title.
-        model_kwargs: Conditioning forwarded to the model.
+        model_kwargs: Conditioning forwarded to the model of the landscape.
 
     Returns:
         The figure holding the plot.
