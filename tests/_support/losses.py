@@ -1,4 +1,4 @@
-"""Shared helpers of tests/losses: a minimal Langevin sampler (torchebm.samplers is not a dependency
+"""Shared helpers of tests/losses (and of tests that need only core's models): a minimal Langevin sampler (torchebm.samplers is not a dependency
 of torchebm-losses), small energy models, and sample-quality metrics."""
 
 from __future__ import annotations
@@ -56,6 +56,18 @@ class Quadratic(BaseModel):
 
     def forward(self, x):
         return 0.5 * self.w * x.reshape(x.shape[0], -1).pow(2).sum(1)
+
+
+class DiagonalQuadratic(BaseModel):
+    r"""$E(x) = \tfrac12 \sum_i w_i x_i^2$ in float64 through autograd (no closed-form
+    gradient), with learnable weights ``w``."""
+
+    def __init__(self, w=(1.0, 2.0)):
+        super().__init__(dtype=torch.float64)
+        self.w = nn.Parameter(torch.tensor(w, dtype=torch.float64))
+
+    def forward(self, x):
+        return 0.5 * (self.w * x.square()).sum(-1)
 
 
 class MLPEnergy(BaseModel):

@@ -6,21 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from _support.losses import DiagonalQuadratic
 
-from torchebm.core import BaseModel
 from torchebm.losses import ScoreMatching
 
 W = (1.0, 2.0)
-
-
-class Quadratic(BaseModel):
-    def __init__(self) -> None:
-        super().__init__(dtype=torch.float64)
-        self.w = nn.Parameter(torch.tensor(W, dtype=torch.float64))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (self.w * x.square()).sum(-1)
 
 
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
@@ -31,7 +21,7 @@ def test_score_matching_value_under_no_grad_contexts(context, method):
     # E = 1/2 sum w x^2: grad = w x, Hessian diag(w); Rademacher probes give v'Hv = sum w
     # exactly, so every method equals mean(1/2 |w x|^2) - sum w
     ref = (0.5 * (w * x).square().sum(1)).mean() - w.sum()
-    loss_fn = ScoreMatching(Quadratic(), hessian_method=method, dtype=torch.float64)
+    loss_fn = ScoreMatching(DiagonalQuadratic(W), hessian_method=method, dtype=torch.float64)
     with context():
         value = loss_fn(x, generator=torch.Generator().manual_seed(1))
     assert value.grad_fn is None and not value.requires_grad

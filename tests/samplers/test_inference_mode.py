@@ -5,9 +5,11 @@ gradient) leave inference mode for the gradient, so they give what ``no_grad`` g
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
+from _support.losses import DiagonalQuadratic
 from torch import nn
 
 from torchebm.core import BaseModel
@@ -18,17 +20,7 @@ from torchebm.samplers import (
 )
 
 W = (1.0, 2.0)
-
-
-class Quadratic(BaseModel):
-    """$E(x) = \\tfrac12 \\sum_i w_i x_i^2$ through autograd (no closed-form gradient)."""
-
-    def __init__(self) -> None:
-        super().__init__(dtype=torch.float64)
-        self.w = nn.Parameter(torch.tensor(W, dtype=torch.float64))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (self.w * x.square()).sum(-1)
+Quadratic = partial(DiagonalQuadratic, W)  # E = 1/2 sum w x^2 through autograd
 
 
 class PlainQuadratic(nn.Module):
