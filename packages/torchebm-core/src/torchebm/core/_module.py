@@ -146,16 +146,16 @@ class TorchEBMModule(nn.Module):
 
     # ------------------------------------------------------------------ conditioning
     def _prepare_model_kwargs(self, model_kwargs: dict | None) -> dict:
-        """Normalise conditioning: ``None`` -> ``{}``; tensors moved (not cast) to ``self.device``."""
-        if model_kwargs is None:
-            return {}
-        if not isinstance(model_kwargs, dict):
+        """Normalise conditioning: ``None`` -> ``{}``; tensors moved (not cast) to ``self.device``,
+        an inference tensor copied (the energy gradient's autograd cannot save it, e.g. ``y``)."""
+        if model_kwargs is not None and not isinstance(model_kwargs, dict):
             raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
-        device = self.device
-        return {
-            k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
-            for k, v in model_kwargs.items()
-        }
+        kwargs = dict(model_kwargs or {})
+        for k, v in kwargs.items():
+            if isinstance(v, torch.Tensor):  # the copy of an inference tensor is a normal one
+                with torch.inference_mode(False):
+                    kwargs[k] = v.to(self.device, non_blocking=True, copy=v.is_inference())
+        return kwargs
 
     def _resolve_model_kwargs(
         self,

@@ -32,6 +32,7 @@ from torchebm.flows._time_sampling import (
 from torchebm.flows._utils import (
     FlowObjective,
     _has_dtensor_params,
+    autograd_ready,
     compute_flow_weight,
     energy_gradient,
     mean_flat,
@@ -99,6 +100,10 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
     A user ``sampler`` is duck-typed: ``sampler.sample(x=..., n_steps=..., model_kwargs=...,
     generator=...)``; if it has a ``noise_scale`` scheduler, it is temporarily replaced by the
     temperature schedule for each pass and restored afterwards.
+
+    Both terms differentiate $V$ in $x$, also under ``torch.no_grad()`` or
+    ``torch.inference_mode()`` (a validation pass): the value is the one of grad mode, without
+    autograd history.
 
     The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
     ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
@@ -224,10 +229,12 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
             xt = xt + sigma * torch.randn(
                 xt.shape, generator=generator, device=xt.device, dtype=xt.dtype
             )
-        xg = xt.detach().requires_grad_(True)
-        with torch.enable_grad(), self.autocast_context():
+        train = self.training and torch.is_grad_enabled()  # else a validation pass: no graph
+        # grad_x V under no_grad/inference_mode too (inference tensors copied for autograd)
+        with torch.inference_mode(False), torch.enable_grad(), self.autocast_context():
+            xg = autograd_ready(xt).detach().requires_grad_(True)
             _, grad = energy_gradient(
-                self.model, xg, conditioning, create_graph=self.training and torch.is_grad_enabled()
+                self.model, xg, autograd_ready(conditioning), create_graph=train
             )
         per = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((-grad - ut).square())
         if self.loss_weight_fn is not None:
@@ -241,6 +248,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         const = math.sqrt(self.epsilon_max)
         model = self.model
         has_gradient = callable(getattr(model, "gradient", None))
+        conditioning = autograd_ready(conditioning)  # rows indexed under inference_mode
 
         def drift(z, t):
             if has_gradient:
@@ -250,8 +258,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
                     else model.gradient(z)
                 )
             else:
-                with torch.enable_grad():
-                    zg = z.detach().requires_grad_(True)
+                with torch.inference_mode(False), torch.enable_grad():
+                    zg = autograd_ready(z).detach().requires_grad_(True)
                     g = energy_gradient(model, zg, conditioning, create_graph=False)[1]
             return -g.detach()
 
@@ -283,7 +291,17 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
 
     @renamed_kwargs(mk="conditioning")
     def negative_samples(self, x1, x0, conditioning, generator):
-        """Negatives ``(B, ...)``, their conditioning and the noise-started-row mask."""
+        """Negatives ``(B, ...)``, their conditioning and the noise-started-row mask.
+
+        A ``noise_fraction`` of the chains start from noise, the rest from random data rows.
+
+        Args:
+            x1: Data batch `(B, *event)`.
+            x0: Source samples shaped like ``x1`` for the noise-started chains, or ``None``
+                (standard normal noise).
+            conditioning: Model keywords; tensors with ``B`` leading rows follow their rows.
+            generator: Source of the start points and of the sampler's noise.
+        """
         b = x1.shape[0]
         n_noise = int(round(b * self.noise_fraction))
         dev = x1.device
@@ -337,6 +355,12 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
     ) -> dict[str, Any]:
         """Flow, contrastive and total loss terms (scalars) for the data batch ``x1``.
 
+        Args:
+            x1: Data batch `(B, *event)`.
+            model_kwargs: Conditioning of the model, or ``None``.
+            x0: Source samples shaped like ``x1`` (default: standard normal noise).
+            generator: Source of the noise, times and negatives' randomness.
+
         Returns:
             Dict with ``flow_loss``, ``cd_loss``, ``loss`` and, when the contrastive term is
             active, ``cd_value`` (before weighting/clamping) and ``negatives``.
@@ -370,7 +394,14 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         return terms
 
     def compute_loss(self, x, x0=None, model_kwargs=None, generator=None) -> torch.Tensor:
-        """Total scalar loss ``flow_loss + cd_loss``."""
+        """Total scalar loss ``flow_loss + cd_loss``.
+
+        Args:
+            x: Data batch $x_1$ `(B, *event)`.
+            x0: Source samples shaped like ``x`` (default: standard normal noise).
+            model_kwargs: Conditioning of the model, or ``None``.
+            generator: Source of the noise, times and negatives' randomness.
+        """
         return self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)[
             "loss"
         ]

@@ -23,6 +23,7 @@ from torchebm.flows._time_sampling import (
 from torchebm.flows._utils import (
     FlowObjective,
     _has_dtensor_params,
+    autograd_ready,
     compute_eqm_ct,
     dispersive_loss,
     mean_flat,
@@ -74,8 +75,9 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
       (mean over features);
     * ``"dot"`` / ``"mean"`` (identical): explicit energy $g(x) = \sum x\cdot f(x)$;
       ``"l2"``: $g = -\tfrac12\|f(x)\|^2$; the field is $\nabla_x g$ (autograd,
-      differentiable in training) and $\ell = \|\nabla g - \text{target}\|^2$; the
-      energy is returned as ``terms["energy"]``.
+      differentiable in training; also computed under ``torch.no_grad()`` or
+      ``torch.inference_mode()``, a validation pass) and
+      $\ell = \|\nabla g - \text{target}\|^2$; the energy is returned as ``terms["energy"]``.
 
     ``prediction="noise"``: $\ell = w\|f - x_0\|^2$; ``"score"``:
     $\ell = w\|\sigma_t f + x_0\|^2$ with $w = (B_v/\sigma)^2$
@@ -331,12 +333,13 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
                 "EquilibriumMatchingLoss: explicit energies need second-order autograd, which "
                 "is unsupported with FSDP/DTensor parameters; use energy_type='none'"
             )
-        # the objective is the same with autograd off (a validation pass): grad_x g is
-        # computed either way, differentiable in the parameters only when training
+        # the objective is the same with autograd off (a validation pass, no_grad or
+        # inference_mode, whose tensors are copied for autograd): grad_x g is computed
+        # either way, differentiable in the parameters only when training
         train = self.training and torch.is_grad_enabled()
-        with torch.enable_grad():
-            xg = xt.detach().requires_grad_(True)
-            f, act = self._call_model(xg, t_model, conditioning)
+        with torch.inference_mode(False), torch.enable_grad():
+            xg = autograd_ready(xt).detach().requires_grad_(True)
+            f, act = self._call_model(xg, autograd_ready(t_model), autograd_ready(conditioning))
             energy = self._energy(xg, f)
             (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=train)
         if not torch.is_grad_enabled():
@@ -349,5 +352,10 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         return (x * f).reshape(x.shape[0], -1).sum(1)
 
     def probe_model(self, x: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
-        """The field at $t = 0$ on ``x`` under ``model_kwargs`` (the conditioning check)."""
+        """The field at $t = 0$ on ``x`` under ``model_kwargs`` (the conditioning check).
+
+        Args:
+            x: Probe inputs `(B, *event)`.
+            model_kwargs: Conditioning keywords of the model.
+        """
         return self._call_model(x, x.new_zeros(x.shape[0]), model_kwargs)[0]

@@ -43,6 +43,9 @@ __all__ = [
 def mean_flat(t: torch.Tensor) -> torch.Tensor:
     """Mean over every non-batch dimension: ``(B, ...) -> (B,)``.
 
+    Args:
+        t: A tensor `(B, ...)`; a 0-d or 1-D one is returned as it is.
+
     Example:
         >>> mean_flat(torch.ones(3, 2, 4)).tolist()
         [1.0, 1.0, 1.0]
@@ -95,6 +98,13 @@ def compute_flow_weight(t: torch.Tensor, cutoff: float = 0.8) -> torch.Tensor:
 
     ``cutoff >= 1`` disables gating (ones).
 
+    Args:
+        t: Times `(B,)` in $[0, 1]$.
+        cutoff: Time after which the weight decays linearly to 0 at $t = 1$.
+
+    Returns:
+        $w(t)$, shaped like ``t``.
+
     Example:
         >>> [round(v, 4) for v in compute_flow_weight(torch.tensor([0.0, 0.9, 1.0]), 0.8).tolist()]
         [1.0, 0.5, 0.0]
@@ -111,6 +121,14 @@ def compute_eqm_ct(
 
     Constant $\lambda$ (``multiplier``) up to ``threshold`` $a$, then decaying
     linearly to 0 at the data (t = 1). ``threshold >= 1`` gives the constant $\lambda$.
+
+    Args:
+        t: Times `(B,)` in $[0, 1]$.
+        threshold: $a$, where the decay starts.
+        multiplier: $\lambda$, the magnitude before the decay.
+
+    Returns:
+        $c(t)$, shaped like ``t``.
 
     Example:
         >>> [round(v, 4) for v in compute_eqm_ct(torch.tensor([0.0, 0.9, 1.0])).tolist()]
@@ -133,6 +151,12 @@ def dispersive_loss(z: torch.Tensor) -> torch.Tensor:
     $B^2$ ordered pairs (diagonal included):
     $\log \frac{1}{B^2}\sum_{ij} e^{-d_{ij}}$ (computed with ``logsumexp``). Lower when
     the representations spread out.
+
+    Args:
+        z: Representations `(B, ...)`, floating point.
+
+    Returns:
+        A scalar tensor ($\le 0$).
 
     Example:
         >>> float(dispersive_loss(torch.zeros(4, 3)))
@@ -212,6 +236,24 @@ def energy_gradient(
     check_energies("the potential", energy, x.shape[0])
     (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
     return energy, grad
+
+
+def autograd_ready(value: Any) -> Any:
+    """``value`` (a tensor, or a dict of conditioning) usable by autograd under
+    ``torch.inference_mode()``: an inference tensor is replaced by a normal copy (autograd
+    cannot save one, e.g. the labels an ``nn.Embedding`` reads); anything else is unchanged.
+
+    Example:
+        >>> with torch.inference_mode():
+        ...     autograd_ready({"y": torch.arange(3)})["y"].is_inference()
+        False
+    """
+    if isinstance(value, dict):
+        return {k: autograd_ready(v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor) and value.is_inference():
+        with torch.inference_mode(False):
+            return value.clone()
+    return value
 
 
 def source_batch(

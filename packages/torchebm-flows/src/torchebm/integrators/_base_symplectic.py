@@ -23,6 +23,8 @@ __all__ = ["BaseSymplecticIntegrator"]
 class BaseSymplecticIntegrator(BaseIntegrator):
     r"""Base of Hamiltonian (symplectic) integrators on states `{"x", "p"}`.
 
+    Arguments ``device`` and ``dtype`` as in [`BaseIntegrator`][torchebm.core.BaseIntegrator].
+
     A subclass implements the public `step` and `integrate` of
     [`BaseIntegrator`][torchebm.core.BaseIntegrator] on a state mapping with tensors
     `"x"` and `"p"` of the same shape `(B, *event_shape)`, and declares whether it
@@ -74,7 +76,6 @@ class BaseSymplecticIntegrator(BaseIntegrator):
         float one (one host read per call; none under `checked_inputs`)."""
         n = self._validate_n_steps(n_steps)
         x, p, t = self._unpack_state(state)
-        self._solver.converged = None  # a new call: `solver_converged` restarts
         if step_size is None:
             raise ConfigurationError("step_size must be given, got None")
         h = self._prep_step(step_size, x)[0]
@@ -140,14 +141,16 @@ class BaseSymplecticIntegrator(BaseIntegrator):
 
     def _picard(
         self, fn: Any, z0: torch.Tensor, n_iter: int, check_every: int, tol: float
-    ) -> tuple[torch.Tensor, int]:
+    ) -> tuple[torch.Tensor, int, torch.Tensor]:
         r"""Fixed-point iteration $z \leftarrow \text{fn}(z)$ from `z0` `(B, *event_shape)`.
 
-        Returns `(z, evaluations)`. The rows (chains) whose last iteration changed them by
-        more than the tolerance (`rows_close`) are recorded in `solver_converged`
-        (combined over every solve of the current call); measuring this costs no evaluation
-        of `fn` and no host sync. Every `check_every` iterations (`0` = never) the loop
-        stops early once every row converged (one host sync per check).
+        Returns `(z, evaluations, converged)`: `converged` `(B,)` bool is False for the rows
+        (chains) whose last iteration changed them by more than the tolerance
+        (`rows_close`); measuring this costs no evaluation of `fn` and no host sync. The
+        caller combines the solves of its call and stores the result in `solver_converged`
+        at the end of the call (not here: a nested or concurrent call has its own). Every
+        `check_every` iterations (`0` = never) the loop stops early once every row
+        converged (one host sync per check).
         """
         z, z_prev, used = z0, z0, n_iter
         for it in range(1, n_iter + 1):
@@ -156,16 +159,15 @@ class BaseSymplecticIntegrator(BaseIntegrator):
                 if bool(rows_close(z_prev, z, tol).all()):
                     used = it
                     break
-        rec = self._solver
-        ok = rows_close(z_prev, z, tol)
-        rec.converged = ok if rec.converged is None else rec.converged & ok
-        return z, used
+        return z, used, rows_close(z_prev, z, tol)
 
     @property
     def solver_converged(self) -> torch.Tensor | None:
         r"""`(B,)` bool: per chain, whether every implicit (fixed-point) solve of the last
-        `step`/`integrate` call converged; `None` when that call solved no implicit
-        equation (the explicit leapfrog) or before the first call.
+        `step`/`integrate` call converged (assigned when that call returns; the call's own
+        mask is its result's `converged`, which concurrent or nested calls cannot change);
+        `None` when that call solved no implicit equation (the explicit leapfrog) or before
+        the first call.
 
         A solve converged for a chain when its last iteration changed the chain's RMS by at
         most $\tau \max(1, \operatorname{rms}(z))$, $\tau = \max(\texttt{solver\_tol},
@@ -188,8 +190,8 @@ class BaseSymplecticIntegrator(BaseIntegrator):
 
 
 class _SolverRecord:
-    """Convergence of the implicit solves of the current call: a plain object, so that the
-    solver updates it without going through `nn.Module.__setattr__`."""
+    """Convergence of the implicit solves of the last call: a plain object, so that a call
+    stores it without going through `nn.Module.__setattr__`."""
 
     __slots__ = ("converged",)
 

@@ -55,6 +55,9 @@ class LeapfrogResult(Mapping):
             then evaluates no gradient at its start.
         energy: $U(x)$ `(B,)` at the returned position when the call got an `energy`
             callback, else `None`.
+        converged: `(B,)` bool for the generalised leapfrog: per chain, whether every
+            implicit solve of this call converged (see `solver_converged`); `None` for the
+            leapfrog. An attribute only, not a key of the mapping.
 
     It is also a read-only mapping, so code written for the dict states of torchebm 0.8
     keeps working: `result["x"]`, `result["p"]`, `result["gradient"]`,
@@ -77,6 +80,7 @@ class LeapfrogResult(Mapping):
     p: torch.Tensor
     gradient: torch.Tensor | None = None
     energy: torch.Tensor | None = None
+    converged: torch.Tensor | None = None
 
     def __getitem__(self, key: str) -> torch.Tensor:
         if key == "force" and self.gradient is not None:
@@ -143,6 +147,8 @@ def _prep_vector(value: Any, x: torch.Tensor, name: str) -> torch.Tensor | None:
 class LeapfrogIntegrator(BaseSymplecticIntegrator):
     r"""Leapfrog (Stoermer-Verlet, kick-drift-kick) for $H = U(x) + \tfrac12 p^\top M^{-1} p$.
 
+    Arguments ``device`` and ``dtype`` as in [`BaseIntegrator`][torchebm.core.BaseIntegrator].
+
     With $g(x) = \nabla U(x)$:
 
     $$
@@ -197,8 +203,20 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         initial_gradient: torch.Tensor | None = None,
         energy: Callable | None = None,
     ) -> LeapfrogResult:
-        """One leapfrog step; the arguments and the result are those of
-        [`integrate`][torchebm.integrators.LeapfrogIntegrator.integrate]."""
+        r"""One leapfrog step; the arguments and the result are those of
+        [`integrate`][torchebm.integrators.LeapfrogIntegrator.integrate].
+
+        Args:
+            state: Start point `{"x", "p"}` (see `integrate`).
+            step_size: The step $h$.
+            mass: The diagonal mass matrix.
+            drift: The force field $-\nabla U$ (0.8 spelling of `gradient`).
+            safe: Whether to clamp and zero NaNs.
+            initial_force: Force at the start point, if known.
+            gradient: The potential's gradient field $\nabla U$.
+            initial_gradient: Gradient at the start point, if known.
+            energy: The potential $U$, to return its value at the end point.
+        """
         return self.integrate(
             state,
             step_size,
@@ -398,8 +416,16 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         velocity: Callable | None = None,
         safe: bool = False,
     ) -> LeapfrogResult:
-        """One generalised-leapfrog step on `{"x", "p"}`; returns the end point
-        `LeapfrogResult(x, p)`."""
+        r"""One generalised-leapfrog step on `{"x", "p"}`; returns the end point
+        `LeapfrogResult(x, p)`.
+
+        Args:
+            state: `{"x": x, "p": p}`, each `(B, *event_shape)`.
+            step_size: Step $h$.
+            force: `force(x, p, t)`, the negative position derivative of $H$.
+            velocity: `velocity(x, p, t)`, the momentum derivative of $H$.
+            safe: Guard against overflow and NaNs, as in `integrate`.
+        """
         return self.integrate(state, step_size, 1, force=force, velocity=velocity, safe=safe)
 
     @inference_mode_option
@@ -414,34 +440,50 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         safe: bool = False,
         inference_mode: bool = False,
     ) -> LeapfrogResult:
-        """`n_steps` generalised-leapfrog steps; returns the end point `LeapfrogResult(x, p)`
-        (its `gradient` is `None`: a non-separable H has no separate potential)."""
+        r"""`n_steps` generalised-leapfrog steps; returns the end point `LeapfrogResult(x, p)`
+        (its `gradient` is `None`: a non-separable H has no separate potential) with this
+        call's `converged` mask.
+
+        Args:
+            state: `{"x": x, "p": p}` with `x`, `p` of shape `(B, *event_shape)`.
+            step_size: Step $h$ (a number, a 0-d tensor or a `(B,)` tensor).
+            n_steps: Number of steps (>= 1).
+            force: `force(x, p, t)` $= -\partial H/\partial x$ (required).
+            velocity: `velocity(x, p, t)` $= \partial H/\partial p$ (required).
+            safe: Clamp to $\pm 10^6$ and zero NaNs (see the class docstring).
+            inference_mode: Run under `torch.inference_mode()`.
+        """
         force, velocity = self._callbacks(force, velocity)
         n, x, p, t, h = self._integrate_inputs(state, step_size, n_steps)
         fields = (checked_field("force", force, x), checked_field("velocity", velocity, x))
         if not safe:  # the safe mode replaces NaN by 0, by request
             check_start(x=x, p=p)
-        self._evaluations.count = 0  # `nfe`
+        # kept local to the call (a callback may call this integrator again, or another
+        # thread may), then stored as the last call's `nfe` and `solver_converged`
+        evaluations, converged = 0, None
         for _ in range(n):
-            x, p = self._implicit_step(x, p, t, h, fields, safe)
-        return LeapfrogResult(x, p)
+            x, p, used, ok = self._implicit_step(x, p, t, h, fields, safe)
+            evaluations += used
+            converged = ok if converged is None else converged & ok
+        self._evaluations.count, self._solver.converged = evaluations, converged
+        return LeapfrogResult(x, p, converged=converged)
 
     def _implicit_step(self, x, p, t, h, fields, safe):
-        """One step: both implicit equations by Picard iteration, then the explicit kick."""
+        """One step: both implicit equations by Picard iteration, then the explicit kick.
+        Returns `(x', p', evaluations, converged)`, `converged` `(B,)` of both solves."""
         force, velocity = fields
         half = 0.5 * h
         n, chk, tol = self.solver_max_iter, self.solver_check_every, self.solver_tol
         guard_f = self._guard_force
 
-        p_half, used_p = self._picard(
+        p_half, used_p, ok_p = self._picard(
             lambda ph: self._axpy(p, half, guard_f(force(x, ph, t), safe)), p, n, chk, tol
         )
         v0 = velocity(x, p_half, t)
-        x_new, used_x = self._picard(
+        x_new, used_x, ok_x = self._picard(
             lambda xn: self._axpy(x, half, v0 + velocity(xn, p_half, t)), x, n, chk, tol
         )
         x_new = self._guard_state(x_new, safe)
         p_new = self._axpy(p_half, half, guard_f(force(x_new, p_half, t), safe))
         p_new = self._guard_state(p_new, safe)
-        self._evaluations.count += used_p + used_x + 2
-        return x_new, p_new
+        return x_new, p_new, used_p + used_x + 2, ok_p & ok_x

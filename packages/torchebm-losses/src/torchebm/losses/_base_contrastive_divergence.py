@@ -112,7 +112,9 @@ class BaseContrastiveDivergence(BaseLoss):
     sampler steps, and the results are written back FIFO at the buffer pointer. With
     ``buffer_size == batch size`` this is exactly Tieleman's persistent CD. The buffer,
     its pointer and the per-chain age (MCMC steps since the chain was fresh noise) are
-    buffers of the module: they are in ``state_dict``, move with ``.to()``, and load into a
+    buffers of the module: they are in ``state_dict``, move with ``.to()`` (and, when only
+    the model was moved, e.g. ``loss.model.double()``, follow the loss's dtype and device at
+    the next call, so chains are not rounded), and load into a
     fresh loss without a prior [`initialize_buffer`][torchebm.losses.BaseContrastiveDivergence.initialize_buffer] call (a torchebm 0.8.9 buffer, saved
     without ages, loads with ages 0).
 
@@ -313,7 +315,11 @@ class BaseContrastiveDivergence(BaseLoss):
         if self.replay_buffer is None:
             self.initialize_buffer(x.shape[1:], generator=generator)
         self._check_buffer_shape(x)
-        buf, n, size = self.replay_buffer, x.shape[0], self.buffer_size
+        buf = self.replay_buffer
+        if buf.dtype != x.dtype or buf.device != x.device:  # only the model moved: follow it
+            self.replay_buffer = buf = buf.to(device=x.device, dtype=x.dtype)
+            self.buffer_age = self.buffer_age.to(x.device)
+        n, size = x.shape[0], self.buffer_size
         if size < n:
             warnings.warn(
                 f"{type(self).__name__}: buffer_size ({size}) is smaller than the batch ({n}); "
@@ -359,6 +365,10 @@ class BaseContrastiveDivergence(BaseLoss):
         Non-persistent (CD-k): a detached copy of the data. Persistent: one uniform row of
         each of ``B`` strata covering the replay buffer (created on first use), each replaced
         by fresh noise with probability ``new_sample_ratio``.
+
+        Args:
+            x: Data batch `(B, *event)`.
+            generator: Source of the strata rows and the fresh noise.
         """
         return self._draw_start(x, generator)[0]
 
@@ -445,6 +455,10 @@ class BaseContrastiveDivergence(BaseLoss):
         pointer is untouched. A no-op without an initialised process group or with one
         rank.
 
+        Args:
+            process_group: Group whose ranks mix their buffers (``None``: the default group).
+            generator: Source of rank 0's permutation.
+
         Raises:
             RuntimeError: the loss is not persistent, or its buffer does not exist yet.
         """
@@ -529,7 +543,12 @@ class BaseContrastiveDivergence(BaseLoss):
 
     def energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """Energies ``model(x, **model_kwargs)`` ``(B,)`` of ``x`` ``(B, *event)``, under the
-        loss's autocast, checked to be ``(B,)`` (what ``compute_loss`` evaluates)."""
+        loss's autocast, checked to be ``(B,)`` (what ``compute_loss`` evaluates).
+
+        Args:
+            x: Samples `(B, *event)`.
+            model_kwargs: Conditioning keywords of the model, or ``None``.
+        """
         with self.autocast_context():
             e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
         return check_energies("the model", e, x.shape[0])
@@ -544,7 +563,15 @@ class BaseContrastiveDivergence(BaseLoss):
         generator: torch.Generator | None = None,
         **options: Any,
     ) -> torch.Tensor:
-        """Scalar loss from the data batch and the detached negatives."""
+        """Scalar loss from the data batch and the detached negatives.
+
+        Args:
+            x: Data batch `(B, *event)`.
+            negatives: Detached sampler output `(N, *event)`.
+            model_kwargs: Conditioning of the energy model.
+            generator: Source of any randomness of the loss.
+            **options: Per-call overrides a subclass accepts.
+        """
 
     #: per-call option names still accepted by ``forward`` (deprecated; one warning)
     _call_options: tuple[str, ...] = ()

@@ -230,7 +230,9 @@ class _TemperedModel(BaseModel):
                 "ParallelTemperingCD: the sampler called the tempered model on a batch of "
                 f"{t.shape[0]} rows, expected {None if beta is None else beta.shape[0]}"
             )
-        return expand_t_like_x(beta.to(device=t.device, dtype=t.dtype), t)
+        # a copy of a beta set under inference_mode: the energy gradient's autograd saves it
+        beta = beta.to(device=t.device, dtype=t.dtype, copy=beta.is_inference())
+        return expand_t_like_x(beta, t)
 
     def forward(self, x: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
         e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)

@@ -551,7 +551,7 @@ class RiemannianManifoldHMC(_HMCBase):
     def unconverged_proposals(self) -> torch.Tensor | None:
         """`(B,)` int64: per chain, the proposals of the last `sample()` call rejected
         because an implicit solve did not converge or their trajectory did not reverse (see
-        the class docstring); `None` before the first call."""
+        the class docstring); assigned when that call ends; `None` before the first call."""
         return self._solver_report["counts"]
 
     # ------------------------------------------------------------------ metric
@@ -642,7 +642,9 @@ class RiemannianManifoldHMC(_HMCBase):
         self, x: torch.Tensor, p: torch.Tensor, eps: Any, state: HMCState, conditioning: dict
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """`(x', p', converged)`: the end point of one trajectory from `(x, p)` and the
-        integrator's `(B,)` `solver_converged` (`None` for an explicit integrator)."""
+        `(B,)` convergence of its implicit solves (`None` for an explicit integrator): the
+        result's own `converged`, which a concurrent or nested call cannot change (an
+        integrator whose result has none: its `solver_converged`)."""
         state.cholesky = None
         out = self.integrator.integrate(
             {"x": x, "p": p},
@@ -653,6 +655,8 @@ class RiemannianManifoldHMC(_HMCBase):
             safe=False,
         )
         state.cholesky = None
+        if isinstance(out, LeapfrogResult):
+            return out.x, out.p, out.converged
         return out["x"], out["p"], getattr(self.integrator, "solver_converged", None)
 
     def _reversible(
@@ -690,8 +694,14 @@ class RiemannianManifoldHMC(_HMCBase):
         return out
 
     def finish(self, state: HMCState, ctx: SamplerContext) -> None:
-        """One `RuntimeWarning` if the call rejected unconverged proposals (one sync)."""
-        counts = state.n_unconverged
+        """Store the call's counts as `unconverged_proposals` (at its end: a nested call
+        does not replace them); one `RuntimeWarning` if it rejected any (one sync).
+
+        Args:
+            state: The final `HMCState` (its per-chain ``n_unconverged`` counts).
+            ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext].
+        """
+        counts = self._solver_report["counts"] = state.n_unconverged
         if counts is None:
             return
         total, chains = (int(v) for v in torch.stack([counts.sum(), counts.count_nonzero()]))
