@@ -50,6 +50,14 @@ class LinearInterpolant(BaseInterpolant):
 
         Bit-for-bit the generic result ($1 \cdot x_1 + (-1) \cdot x_0 = x_1 - x_0$)
         without the two unit-derivative tensors and their products.
+
+        Args:
+            x0: Source samples `(B, *event)`.
+            x1: Data samples `(B, *event)`.
+            t: Times `(B,)`.
+
+        Returns:
+            `(x_t, u_t)`, each `(B, *event)`.
         """
         tb = _broadcast_t(t, x1) if isinstance(t, torch.Tensor) else None
         if tb is None or x0.shape != x1.shape or not (tb.dtype == x1.dtype == x0.dtype):
@@ -98,6 +106,13 @@ class VariancePreservingInterpolant(BaseInterpolant):
     $L'(t) = \tfrac12\beta_t$ and $\beta_t = \sigma_{min} + (1-t)(\sigma_{max}-\sigma_{min})$
     runs from $\sigma_{max}$ (noise) to $\sigma_{min}$ (data). $\alpha(1) = 1$;
     $\alpha(0) = e^{-(\sigma_{max}+\sigma_{min})/4}$ (about 0.0066 with the defaults).
+
+    At the data end the variance $1 - e^{2L}$ is floored at $10^{-12}$ (at the smallest
+    normal number, $6.1\cdot10^{-5}$, in float16): at exactly $t = 1$, $\sigma = 10^{-6}$
+    instead of 0 and $\dot\sigma = -\sigma_{min}/(2\cdot10^{-6}) = -5\cdot10^{4}$ with the
+    defaults (float16: $\sigma = 2^{-7}$, $\dot\sigma \approx -6.4$), where the true
+    $\dot\sigma$ is $-\infty$ ($\sigma \approx \sqrt{\sigma_{min}(1-t)}$ near 1). In
+    bfloat16, a $t$ within $2^{-9}$ of 1 rounds to 1 and gets the floored values.
 
     Args:
         sigma_min: $\beta$ at the data end (t = 1).

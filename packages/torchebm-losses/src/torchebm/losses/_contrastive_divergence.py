@@ -141,8 +141,10 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         e_pos = self.energy(x_pos, conditioning)
         e_neg = self.energy(negatives.to(dtype=x.dtype), conditioning)
         loss = e_pos.mean() - e_neg.mean()
-        if reg > 0:
-            loss = loss + reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+        if reg > 0:  # squared in float32 at least: E = 300 overflowed float16 (loss inf)
+            wide = torch.promote_types(e_pos.dtype, torch.float32)
+            sq = e_pos.to(wide).pow(2).mean() + e_neg.to(wide).pow(2).mean()
+            loss = loss + (reg * sq).to(loss.dtype)
         return loss
 
 

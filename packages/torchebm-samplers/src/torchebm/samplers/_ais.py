@@ -22,6 +22,7 @@ import torch
 from torchebm.core import BaseModel, expand_t_like_x
 from torchebm.core.errors import (
     ConfigurationError,
+    NonFiniteError,
     ShapeError,
     check_energies,
     check_finite,
@@ -54,7 +55,9 @@ class AISResult:
             of ``n_chains``, e.g. a base narrower than the target) the chains that would
             carry the largest weights are often missing, and then ``log_z`` and this error
             are both too small; add chains until it stabilises.
-        log_weights: Per-chain log importance weights ``(n_chains,)`` (float64).
+        log_weights: Per-chain log importance weights ``(n_chains,)`` (float64); $-\infty$
+            (weight 0, counted in ``log_z`` and ``effective_sample_size``) for a chain that
+            met $E = +\infty$ (outside a bounded support).
         samples: Final states of the chains ``(n_chains, *event_shape)``.
         effective_sample_size: $(\sum w)^2 / \sum w^2$.
         acceptance_rate: Mean Metropolis acceptance over all transitions (``None`` for the
@@ -137,6 +140,18 @@ def _schedule(schedule: Any, n: int) -> torch.Tensor:
     return betas
 
 
+def _check_log_weights(log_w: torch.Tensor) -> None:
+    r"""NaN/+inf log-weights raise; $-\infty$ is weight 0 (a chain that left the support of
+    a target with $E = +\infty$ outside it), unless every chain has it."""
+    check_finite_tensor("log_weights", log_w.clamp(min=torch.finfo(log_w.dtype).min))
+    if bool((log_w == -math.inf).all()):
+        raise NonFiniteError(
+            f"log_weights are -inf (weight 0) in all {log_w.shape[0]} chains: every chain "
+            "reached E = +inf (outside the target's support); use more chains, or a base "
+            "(base_mean, base_std) that covers the support"
+        )
+
+
 def _log_mean_exp_se(log_w: torch.Tensor) -> tuple[float, float, float]:
     """``(log mean w, delta-method SE of it, ESS)`` from log weights (float64)."""
     n = log_w.shape[0]
@@ -185,7 +200,12 @@ class AnnealedImportanceSampling:
       \sqrt{2\epsilon}\,\xi$ accepted with the Metropolis-Hastings ratio (exact);
     * ``"langevin"``: `LangevinDynamics` (unadjusted): it leaves $f_\beta$ invariant only
       up to $O(\epsilon)$, so the estimate carries a bias that does not vanish with more
-      chains. Use it to compare, not for exact numbers.
+      chains. Use it to compare, not for exact numbers; it rejects nothing, so with a
+      target of bounded support ($E = +\infty$ outside) its chains leave the support.
+
+    A chain at $E = +\infty$ has weight 0 (log-weight $-\infty$) and is no longer moved; the
+    transitions of the others reject proposals of infinite energy. NaN or $+\infty$
+    log-weights, or $-\infty$ in every chain, raise `NonFiniteError`.
 
     Args:
         model: Energy $E: (B, *\text{event}) \to (B,)$ (a `BaseModel` or any module /
@@ -293,6 +313,21 @@ class AnnealedImportanceSampling:
             return out, diag["acceptance_rate"].to(torch.float64).mean()
         return kernel.sample(x=x, n_steps=n, generator=gen), None
 
+    def _move_alive(
+        self, kernel: Any, energy: _AnnealedEnergy, x: torch.Tensor, log_w: torch.Tensor, gen
+    ) -> tuple:
+        r"""`_move` of the chains of positive weight only: a chain outside the target's
+        support ($E = +\infty$, log-weight $-\infty$) keeps weight 0 wherever it moves, and
+        its infinite energy stopped the kernel (``nan_policy="raise"``)."""
+        alive = log_w > -math.inf
+        if bool(alive.all()):
+            return self._move(kernel, energy, x, gen)
+        if not bool(alive.any()):
+            return x, None
+        x = x.clone()
+        x[alive], acc = self._move(kernel, energy, x[alive], gen)
+        return x, acc
+
     def _run(self, x: torch.Tensor, reverse: bool, gen) -> AISResult:
         energy = self._annealed(x)
         kernel = self._kernel(energy, x)
@@ -307,10 +342,10 @@ class AnnealedImportanceSampling:
                 log_w += (betas[k] - betas[k - 1]) * gap
                 if k < len(betas) - 1:
                     energy.beta = betas[k]
-                    x, acc = self._move(kernel, energy, x, gen)
+                    x, acc = self._move_alive(kernel, energy, x, log_w, gen)
                     if acc is not None:
                         acc_sum, n_moves = acc_sum + float(acc), n_moves + 1
-        check_finite_tensor("log_weights", log_w)
+        _check_log_weights(log_w)
         log_z0 = 0.5 * x[0].numel() * math.log(2 * math.pi * self.base_std**2)
         lme, se, ess = _log_mean_exp_se(log_w)
         return AISResult(

@@ -455,7 +455,8 @@ class RiemannianManifoldHMC(_HMCBase):
     Args:
         model: Energy model (its ``forward`` must be differentiable in ``x``).
         metric_fn: ``metric_fn(x) -> G`` of shape ``(B, D, D)``, symmetric positive
-            definite and differentiable in ``x``.
+            definite and differentiable in ``x`` (not so at a starting point:
+            `ConfigurationError`; at a proposal: rejected).
         step_size: $\epsilon > 0$, float or scheduler.
         n_leapfrog_steps: Generalised-leapfrog steps per proposal (>= 1).
         solver_max_iter: Deprecated; configure a ``GeneralisedLeapfrogIntegrator``.
@@ -602,9 +603,17 @@ class RiemannianManifoldHMC(_HMCBase):
         return torch.cholesky_solve(p.reshape(x.shape[0], -1, 1), chol).reshape(x.shape)
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
+        # a chain started where G is not positive definite rejected every proposal, silently
+        with torch.no_grad():
+            bad = torch.nonzero(~self._cholesky(x)[1]).flatten().tolist()
+        if bad:
+            raise ConfigurationError(
+                "metric_fn(x) must be symmetric positive definite, but its Cholesky "
+                f"factorisation failed at the starting points of chains {bad[:10]}"
+                f"{'' if len(bad) <= 10 else f' (and {len(bad) - 10} more)'}"
+            )
         no = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        counts = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
-        self._solver_report["counts"] = counts  # updated in place by `step`
+        counts = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)  # this call's
         return HMCState(
             x=x,
             energy=self._energy(x, ctx.model_kwargs),
