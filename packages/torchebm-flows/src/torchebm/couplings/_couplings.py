@@ -171,6 +171,11 @@ class ExactOTCoupling(BaseCostCoupling):
     largest pairwise cost). Measured on 2 CPU threads: about 0.1 s at B = 256 and 0.5-1 s at
     B = 1024 for 2-D data.
 
+    Every row of ``x0`` is kept once and ``x1`` permuted: the pairs of the permutation
+    matrix ``ot.emd`` (POT) returns. torchcfm's ``OTPlanSampler`` instead draws ``B`` pairs
+    from that plan with replacement, so some rows of ``x0`` and ``x1`` repeat and others
+    drop out of the batch.
+
     Args:
         tol: Suboptimality bound of the auction (relative to the maximum cost).
         process_group: Optional ``torch.distributed`` group: the batches of every rank are
@@ -225,6 +230,10 @@ class SinkhornCoupling(BaseCostCoupling):
     (``multinomial`` with ``generator``; targets may repeat). Small ``reg`` approaches exact
     OT, large ``reg`` the independent coupling. Supports ``process_group``.
 
+    ``reg`` is in units of the normalised cost: the plan is POT's
+    ``ot.sinkhorn(a, b, C / C.max(), reg)`` with $a = b = 1/B$ and $C$ the squared
+    Euclidean cost (POT's ``reg`` on the raw cost is ``reg * C.max()``).
+
     Args:
         reg: Entropic regularisation (relative to the normalised cost; > 0).
         n_iters: Sinkhorn iterations (> 0).
@@ -263,6 +272,13 @@ class UnbalancedSinkhornCoupling(BaseCostCoupling):
     returned as ``CouplingResult.weights`` (outlier sources get small weight); one target
     per row is drawn from the plan row. Large ``reg_marginal`` recovers balanced Sinkhorn
     with uniform weights.
+
+    The plan minimises $\langle C, \pi\rangle + \text{reg}\sum_{ij}\pi_{ij}(\log\pi_{ij} - 1)
+    + \rho\,\mathrm{KL}(\pi\mathbf 1 \,|\, a) + \rho\,\mathrm{KL}(\pi^\top\mathbf 1 \,|\, b)$
+    on the normalised cost $C$ (as `SinkhornCoupling`), $a = b = 1/B$: POT's
+    ``ot.unbalanced.sinkhorn_unbalanced(a, b, C, reg, reg_marginal, reg_type="entropy")``.
+    POT's default ``reg_type="kl"`` regularises with $\mathrm{KL}(\pi \,|\, a \otimes b)$
+    instead, a different plan (another total mass).
 
     Args:
         reg: Entropic regularisation (> 0).
@@ -333,6 +349,11 @@ class GreedyCoupling(BaseCostCoupling):
     References:
         Preis, "Linear time 1/2-approximation algorithm for maximum weighted matching in
         general graphs", STACS 1999 (the bound that does not carry over).
+
+    Args:
+        process_group: Distributed group whose ranks hold shards of the batch (``None``:
+            the default group when distributed is initialised), as in
+            [`BaseCostCoupling`][torchebm.core.BaseCostCoupling].
     """
 
     def __init__(self, process_group: Any = None):

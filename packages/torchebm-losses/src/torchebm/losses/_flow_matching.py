@@ -39,6 +39,13 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
     gives any. Integrating $\dot x = v_\theta(x, t)$ from $t = 0$ (noise) to $1$ samples the
     data (e.g. with `torchebm.samplers.FlowSampler`).
 
+    The path has no extra Gaussian width: with the linear interpolant $(x_t, u_t)$ are
+    torchcfm's ``ConditionalFlowMatcher(sigma=0)`` ($x_t = t x_1 + (1-t) x_0$,
+    $u_t = x_1 - x_0$; with ``coupling="ot"`` its exact-OT variant, pairing as
+    `ExactOTCoupling` says), with ``"cosine"`` its
+    ``VariancePreservingConditionalFlowMatcher(sigma=0)``; its ``sigma > 0`` adds
+    $\sigma\epsilon$ to $x_t$, which this loss does not.
+
     The keyword-only options ``nan_policy``, ``cfg_dropout``, ``null_condition``,
     ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
     [`BaseLoss`][torchebm.core.BaseLoss].
@@ -161,7 +168,12 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
         }
 
     def probe_model(self, x: torch.Tensor, model_kwargs: dict) -> torch.Tensor:
-        """The velocity at $t = 1/2$ on ``x`` under ``model_kwargs`` (the conditioning check)."""
+        """The velocity at $t = 1/2$ on ``x`` under ``model_kwargs`` (the conditioning check).
+
+        Args:
+            x: Probe inputs `(B, *event)`.
+            model_kwargs: Conditioning of the velocity model.
+        """
         return self._velocity(
             x, torch.full((x.shape[0],), 0.5, device=x.device, dtype=x.dtype), model_kwargs
         )
