@@ -82,6 +82,10 @@ def supports_energy(energy: Any) -> bool:
     and [`GaussianModel`][torchebm.core.GaussianModel] with a diagonal covariance (checked on the
     model's precision matrix; this synchronises once with the model's device).
 
+    Args:
+        energy: A model (any object; an instance of the classes above qualifies when its
+            energy and gradient are the library's own, not redefined).
+
     Example:
         >>> from torchebm.core import GaussianModel, HarmonicModel
         >>> supports_energy(HarmonicModel())

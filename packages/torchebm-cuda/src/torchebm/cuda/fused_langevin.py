@@ -33,6 +33,15 @@ def doublewell_langevin_chain(
     Runs ``n_steps`` Langevin steps of $E(x) = h\sum_i (x_i^2 - b^2)^2$ in place on ``x``
     (which must be contiguous) and returns it, as 0.8.9 did.
 
+    Args:
+        x: Chains (a contiguous tensor), updated in place.
+        n_steps: Number of Langevin steps.
+        step_size: Step size $\eta$.
+        noise_scale: Noise multiplier.
+        barrier_height: $h$.
+        b: Well position $b$.
+        seed: Seed of the kernel's random stream (``None``: drawn from the global RNG).
+
     Example:
         >>> x = torch.zeros(4, 2)
         >>> doublewell_langevin_chain(x, 10, 0.01, seed=0) is x  # doctest: +SKIP

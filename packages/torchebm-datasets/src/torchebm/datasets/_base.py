@@ -146,6 +146,10 @@ class BaseSyntheticDataset(Dataset):
         With ``seed`` (or ``generator``) the new source replaces the old one. Otherwise a
         seeded dataset reproduces the same points, a generator-backed one continues its
         stream, and an unseeded one draws new points from the global RNG.
+
+        Args:
+            seed: New integer seed, or ``None``.
+            generator: New `torch.Generator` source, or ``None``.
         """
         if seed is not None or generator is not None:
             self._set_source(seed, generator)

@@ -23,6 +23,9 @@ COUPLING_NAMES: dict[str, str] = {
 def get_coupling(name: str) -> BaseCoupling:
     """Construct the coupling registered as ``name`` with its defaults.
 
+    Args:
+        name: A registered name (``"independent"``, ``"ot"``, ``"sinkhorn"``, ...).
+
     Raises:
         ValueError: unknown name.
 
@@ -41,6 +44,12 @@ def resolve_coupling(
     family: type[BaseCoupling] | tuple[type[BaseCoupling], ...] = BaseCoupling,
 ) -> BaseCoupling:
     """``None`` -> ``get_coupling(default)``; name -> registry; instance -> itself.
+
+    Args:
+        coupling: ``None``, a registered name or a coupling instance.
+        default: Name used when ``coupling`` is ``None``.
+        owner: Who asks, named in the error messages.
+        family: Accepted coupling class(es); an instance of another raises ``TypeError``.
 
     Raises:
         ValueError: unknown name.

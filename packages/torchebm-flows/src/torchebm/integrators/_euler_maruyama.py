@@ -10,6 +10,9 @@ __all__ = ["EulerMaruyamaIntegrator", "BackwardEulerMaruyamaIntegrator"]
 class EulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
     r"""Euler-Maruyama: $x' = x + h f(x, t) + \sqrt{2D h}\,\xi$.
 
+    Arguments as in [`BaseRungeKuttaIntegrator`][torchebm.integrators.BaseRungeKuttaIntegrator]
+    (``device``, ``dtype``; the adaptive and implicit-stage options are unused).
+
     Tableau ``a = [[]]``, ``b = [1]``, ``c = [0]``. Order 1 for ODEs, strong order 1/2
     for SDEs. With ``drift = -grad U`` and ``noise_scale = sigma`` one step is the
     (unadjusted) Langevin update $x - h\nabla U + \sigma\sqrt{2h}\,\xi$.
@@ -34,6 +37,9 @@ class EulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
 
 class BackwardEulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
     r"""Drift-implicit Euler-Maruyama: $x' = x + h f(x', t + h) + \sqrt{2D h}\,\xi$.
+
+    Arguments as in [`BaseRungeKuttaIntegrator`][torchebm.integrators.BaseRungeKuttaIntegrator]
+    (``device``, ``dtype``; ``solver_*`` drive the implicit stage).
 
     Tableau ``a = [[1]]``, ``b = [1]``, ``c = [1]``. The noise increment, with $D$
     evaluated at $(x_n, t_n)$, enters the implicit equation

@@ -18,6 +18,9 @@ __all__ = [
 class MidpointIntegrator(BaseRungeKuttaIntegrator):
     r"""Explicit midpoint rule: $x' = x + h f(x + \tfrac h2 f(x,t), t + \tfrac h2)$.
 
+    Arguments as in [`BaseRungeKuttaIntegrator`][torchebm.integrators.BaseRungeKuttaIntegrator]
+    (``device``, ``dtype``; a fixed-step method: the other options are unused).
+
     Tableau ``a = [[], [1/2]]``, ``b = [0, 1]``, ``c = [0, 1/2]``; order 2.
 
     Example:
@@ -36,6 +39,9 @@ class MidpointIntegrator(BaseRungeKuttaIntegrator):
 
 class RK4Integrator(BaseRungeKuttaIntegrator):
     r"""Classic fourth-order Runge-Kutta.
+
+    Arguments as in [`BaseRungeKuttaIntegrator`][torchebm.integrators.BaseRungeKuttaIntegrator]
+    (``device``, ``dtype``; fixed steps, classical RK4: the other options are unused).
 
     Tableau ``c = (0, 1/2, 1/2, 1)``, ``b = (1/6, 1/3, 1/3, 1/6)``, ``a`` rows ``(1/2)``,
     ``(0, 1/2)``, ``(0, 0, 1)``; order 4.
@@ -57,6 +63,9 @@ class RK4Integrator(BaseRungeKuttaIntegrator):
 class RK438Integrator(BaseRungeKuttaIntegrator):
     r"""Kutta's 3/8 rule, a fourth-order method with smaller error constants than RK4.
 
+    Arguments as in [`BaseRungeKuttaIntegrator`][torchebm.integrators.BaseRungeKuttaIntegrator]
+    (``device``, ``dtype``; fixed steps, the 3/8 rule: the other options are unused).
+
     Tableau ``a`` rows ``(1/3)``, ``(-1/3, 1)``, ``(1, -1, 1)``; ``b = (1/8, 3/8, 3/8, 1/8)``;
     ``c = (0, 1/3, 2/3, 1)``; order 4.
 
@@ -76,6 +85,9 @@ class RK438Integrator(BaseRungeKuttaIntegrator):
 
 class Bosh3Integrator(BaseRungeKuttaIntegrator):
     r"""Bogacki-Shampine 3(2) adaptive pair with FSAL.
+
+    Arguments as in [`BaseRungeKuttaIntegrator`][torchebm.integrators.BaseRungeKuttaIntegrator]
+    (``device``, ``dtype`` and the step-size controller: ``atol``, ``rtol``, ...).
 
     ``a`` rows ``(1/2)``, ``(0, 3/4)``; ``b = (2/9, 1/3, 4/9)``; ``c = (0, 1/2, 3/4)``;
     error weights ``(2/9 - 7/24, 1/3 - 1/4, 4/9 - 1/3, -1/8)`` including the FSAL stage.
@@ -99,6 +111,9 @@ class Bosh3Integrator(BaseRungeKuttaIntegrator):
 
 class Dopri5Integrator(BaseRungeKuttaIntegrator):
     r"""Dormand-Prince 5(4) adaptive pair (six stages plus FSAL), the ``ode45`` workhorse.
+
+    Arguments as in [`BaseRungeKuttaIntegrator`][torchebm.integrators.BaseRungeKuttaIntegrator]
+    (``device``, ``dtype`` and the controller of its adaptive path: ``atol``, ``rtol``, ...).
 
     Error weights $e = b - \hat b =$ ``(71/57600, 0, -71/16695, 71/1920,
     -17253/339200, 22/525, -1/40)``; step-size exponent $-1/5$.
@@ -142,6 +157,9 @@ class Dopri5Integrator(BaseRungeKuttaIntegrator):
 
 class Dopri8Integrator(BaseRungeKuttaIntegrator):
     r"""Dormand-Prince 8(7) adaptive pair (13 stages, FSAL), for very tight tolerances.
+
+    Arguments as in [`BaseRungeKuttaIntegrator`][torchebm.integrators.BaseRungeKuttaIntegrator]
+    (``device``, ``dtype`` and the step-size controller: ``atol``, ``rtol``, ...).
 
     The rational coefficients of Prince & Dormand's RK8(7)13M as used by torchdiffeq and
     diffrax (``dopri8``); error weights have 14 entries (the last, FSAL, is 0); step-size

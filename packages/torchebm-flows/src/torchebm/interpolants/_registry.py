@@ -120,6 +120,12 @@ def resolve_interpolant(
 ) -> BaseInterpolant:
     """``None`` -> ``get_interpolant(default)``; name -> registry; instance -> itself.
 
+    Args:
+        interpolant: ``None``, a registered name (``"linear"``, ``"cosine"``, ``"vp"``, ...)
+            or an interpolant instance.
+        default: Name used when ``interpolant`` is ``None``.
+        owner: Who asks, named in the error messages.
+
     Raises:
         ValueError: unknown name.
         TypeError: not a name nor a [`BaseInterpolant`][torchebm.core.BaseInterpolant].

@@ -129,7 +129,12 @@ class BaseScoreMatching(BaseLoss):
 
     # energies and gradients ------------------------------------------------------------------
     def energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        """``model(x, **model_kwargs)`` under autocast, checked to be ``(B,)``."""
+        """``model(x, **model_kwargs)`` under autocast, checked to be ``(B,)``.
+
+        Args:
+            x: Samples `(B, *event)`.
+            model_kwargs: Conditioning keywords, or ``None``.
+        """
         with self.autocast_context():
             e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
         return check_energies("the model", e, x.shape[0])
@@ -190,14 +195,25 @@ class BaseScoreMatching(BaseLoss):
         model_kwargs: dict | None = None,
     ) -> torch.Tensor:
         r"""The model score $s_\theta(\tilde x) = -\nabla_x E_\theta(\tilde x)$,
-        $\tilde x = x + \text{noise}$ (differentiable, ``create_graph=True``)."""
+        $\tilde x = x + \text{noise}$ (differentiable, ``create_graph=True``).
+
+        Args:
+            x: Samples `(B, *event)`.
+            noise: Perturbation shaped like ``x``, or ``None``.
+            model_kwargs: Conditioning of the model, or ``None``.
+        """
         xt = x if noise is None else x + noise
         return -self.energy_gradient(xt.detach().requires_grad_(True), model_kwargs)
 
     def perturb_data(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""``(x + σξ, σξ)`` with $\xi \sim \mathcal N(0, I)$ and σ the current ``noise_scale``."""
+        r"""``(x + σξ, σξ)`` with $\xi \sim \mathcal N(0, I)$ and σ the current ``noise_scale``.
+
+        Args:
+            x: Data batch `(B, *event)`.
+            generator: Source of $\xi$.
+        """
         noise = self.noise_scale * torch.randn(
             x.shape, generator=generator, device=x.device, dtype=x.dtype
         )
@@ -211,7 +227,16 @@ class BaseScoreMatching(BaseLoss):
         reg_strength: float | None = None,
         model_kwargs: dict | None = None,
     ) -> torch.Tensor:
-        r"""``loss + λ R(x)``; unchanged when λ (``reg_strength`` or the scheduled value) is 0."""
+        r"""``loss + λ R(x)``; unchanged when λ (``reg_strength`` or the scheduled value) is 0.
+
+        Args:
+            loss: The scalar objective.
+            x: Data batch `(B, *event)`.
+            custom_reg_fn: $R$ as ``fn(x, model)`` returning a scalar (default: the
+                constructor's ``custom_regularization``, else the built-in one).
+            reg_strength: λ (default: the scheduled ``regularization_strength``).
+            model_kwargs: Conditioning of the model, or ``None``.
+        """
         strength = self.regularization_strength if reg_strength is None else reg_strength
         if strength <= 0:
             return loss
@@ -238,7 +263,13 @@ class BaseScoreMatching(BaseLoss):
         model_kwargs: dict | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Scalar objective (mean over the batch) before regularisation."""
+        """Scalar objective (mean over the batch) before regularisation.
+
+        Args:
+            x: Data batch `(B, *event)`.
+            model_kwargs: Conditioning of the model, or ``None``.
+            generator: Source of the noise and projections.
+        """
 
     def forward(
         self,

@@ -63,24 +63,55 @@ class TrainerCallback:
     """
 
     def on_train_start(self, trainer: BaseTrainer) -> None:
-        """Before the first epoch of [`BaseTrainer.train`][torchebm.losses.BaseTrainer.train]."""
+        """Before the first epoch of [`BaseTrainer.train`][torchebm.losses.BaseTrainer.train].
+
+        Args:
+            trainer: The calling [`BaseTrainer`][torchebm.losses.BaseTrainer].
+        """
 
     def on_epoch_start(self, trainer: BaseTrainer, epoch: int) -> None:
-        """Before the first batch of ``epoch`` (0-based)."""
+        """Before the first batch of ``epoch`` (0-based).
+
+        Args:
+            trainer: The calling [`BaseTrainer`][torchebm.losses.BaseTrainer].
+            epoch: The starting epoch (0-based).
+        """
 
     def on_batch_start(self, trainer: BaseTrainer, batch_idx: int) -> None:
-        """Before [`BaseTrainer.train_step`][torchebm.losses.BaseTrainer.train_step] of batch ``batch_idx`` of the epoch."""
+        """Before [`BaseTrainer.train_step`][torchebm.losses.BaseTrainer.train_step] of batch ``batch_idx`` of the epoch.
+
+        Args:
+            trainer: The calling [`BaseTrainer`][torchebm.losses.BaseTrainer].
+            batch_idx: Index of the coming batch in the epoch.
+        """
 
     def on_batch_end(self, trainer: BaseTrainer, batch_idx: int, metrics: dict) -> None:
-        """After the step; ``metrics`` holds detached tensors (no host sync was made)."""
+        """After the step; ``metrics`` holds detached tensors (no host sync was made).
+
+        Args:
+            trainer: The calling [`BaseTrainer`][torchebm.losses.BaseTrainer].
+            batch_idx: Index of the batch in the epoch.
+            metrics: The step's metrics.
+        """
 
     def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict) -> None:
         """After epoch ``epoch``; ``metrics`` holds float means (global means when
         distributed). ``trainer.epoch`` already counts it (``epoch + 1``), so a checkpoint
-        saved here resumes with the next epoch."""
+        saved here resumes with the next epoch.
+
+        Args:
+            trainer: The calling [`BaseTrainer`][torchebm.losses.BaseTrainer].
+            epoch: The finished epoch (0-based).
+            metrics: The epoch's mean metrics.
+        """
 
     def on_train_end(self, trainer: BaseTrainer, history: dict) -> None:
-        """After the last epoch."""
+        """After the last epoch.
+
+        Args:
+            trainer: The calling [`BaseTrainer`][torchebm.losses.BaseTrainer].
+            history: What `train` returns: each metric's per-epoch values.
+        """
 
 
 def _order_source(loader: Any) -> Any:
@@ -555,6 +586,10 @@ class BaseTrainer:
     def compute_loss(self, x: torch.Tensor, model_kwargs: dict) -> Any:
         """Call ``loss_fn`` on one micro-batch; override to customise a step.
 
+        Args:
+            x: The micro-batch `(B, *event)`.
+            model_kwargs: Its conditioning (empty when the batch has none).
+
         Returns:
             A scalar tensor, a tuple whose first entry is the scalar loss (e.g. contrastive
             divergence's ``(loss, negatives)``), or a dict with a scalar ``"loss"`` (other
@@ -805,6 +840,9 @@ class BaseTrainer:
         metrics, saved with it, still count in the epoch's means). The RNG that shuffles
         ``loader`` is first rewound to its state at the start of the interrupted epoch (see
         the class docstring for the loaders this covers; others warn once).
+
+        Args:
+            loader: Iterable of batches (a tensor, ``(x, ...)`` or a dict).
         """
         skip = self._batch_in_epoch
         if skip == 0:
@@ -979,6 +1017,9 @@ class BaseTrainer:
         optionally ``grad_scaler_state_dict``) restores the model, the optimizer and the grad
         scaler only (it holds no counters, history or generator state), with one warning.
 
+        Args:
+            state: The dict of `state_dict` (or a torchebm 0.8.9 checkpoint).
+
         Raises:
             ValueError: not a trainer state, saved with a different world size or other
                 callbacks with state, inside a gradient-accumulation window of another
@@ -1083,6 +1124,9 @@ class BaseTrainer:
         """Write [`state_dict`][torchebm.losses.BaseTrainer.state_dict] to ``path`` (rank 0 only, atomically); collective.
 
         Every rank returns after the file exists (barrier).
+
+        Args:
+            path: Destination file (parent folders are created).
         """
         path = Path(path)
         state = self.state_dict()
@@ -1098,6 +1142,10 @@ class BaseTrainer:
         """Read ``path`` with ``torch.load(weights_only=True)`` and [`load_state_dict`][torchebm.losses.BaseTrainer.load_state_dict] it.
 
         Every rank reads the same file (use a file system all nodes can read).
+
+        Args:
+            path: The checkpoint file.
+            map_location: ``torch.load``'s ``map_location``.
         """
         path = Path(path)
         if not path.is_file():

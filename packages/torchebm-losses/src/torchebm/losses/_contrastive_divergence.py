@@ -128,6 +128,13 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         ``options`` may override ``energy_reg_weight``, ``add_noise_to_real`` and
         ``noise_scale`` for this call (the deprecated per-call form). ``pred_x=`` (the
         torchebm 0.8.9 name of ``negatives``) is accepted with one ``DeprecationWarning``.
+
+        Args:
+            x: Data batch `(B, *event)`.
+            negatives: Sampler chains `(N, *event)`.
+            model_kwargs: Conditioning of the energy model, or ``None``.
+            generator: Source of the data jitter (``add_noise_to_real``).
+            **options: Deprecated per-call overrides (see above).
         """
         conditioning = model_kwargs or {}
         reg = options.get("energy_reg_weight", self.energy_reg_weight)
@@ -470,6 +477,11 @@ class ParallelTemperingCD(ContrastiveDivergence):
     ) -> torch.Tensor:
         """Advance all replicas ``k_steps``, with a swap round after every ``swap_every``
         sampler steps (counted across calls); return the ``T = 1`` replica's chains.
+
+        Args:
+            x: Data batch `(B, *event)` (seeds the replicas on first use).
+            model_kwargs: Must be empty: conditioning is not supported.
+            generator: Source of the sampler noise and of the swap decisions.
 
         Returns:
             Detached negatives, shape ``(n_chains, *event)``.

@@ -134,7 +134,12 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
         )
 
     def compute_loss(self, x: torch.Tensor, model_kwargs: dict) -> dict[str, torch.Tensor]:
-        """The CD loss plus the mean energies of the data and of the negatives."""
+        """The CD loss plus the mean energies of the data and of the negatives.
+
+        Args:
+            x: The micro-batch `(B, *event)`.
+            model_kwargs: Its conditioning (empty when the batch has none).
+        """
         loss, negatives = super().compute_loss(x, model_kwargs)
         bare = unwrap_model(self.model)
         with torch.no_grad(), _scratch_buffers(bare):

@@ -245,60 +245,132 @@ def _preset(size: str, patch: int, kwargs: dict[str, Any]) -> DiT:
 
 
 def dit_s_2(**kwargs: Any) -> DiT:
-    """DiT-S/2: width 384, depth 12, 6 heads, patch 2 (keywords override, e.g. ``input_size``)."""
+    """DiT-S/2: width 384, depth 12, 6 heads, patch 2.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=384``, ``depth=12``, ``num_heads=6`` or ``patch_size=2``
+            given here replaces the S/2 value.
+    """
     return _preset("S", 2, kwargs)
 
 
 def dit_s_4(**kwargs: Any) -> DiT:
-    """DiT-S/4: width 384, depth 12, 6 heads, patch 4."""
+    """DiT-S/4: width 384, depth 12, 6 heads, patch 4.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=384``, ``depth=12``, ``num_heads=6`` or ``patch_size=4``
+            given here replaces the S/4 value.
+    """
     return _preset("S", 4, kwargs)
 
 
 def dit_s_8(**kwargs: Any) -> DiT:
-    """DiT-S/8: width 384, depth 12, 6 heads, patch 8."""
+    """DiT-S/8: width 384, depth 12, 6 heads, patch 8.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=384``, ``depth=12``, ``num_heads=6`` or ``patch_size=8``
+            given here replaces the S/8 value.
+    """
     return _preset("S", 8, kwargs)
 
 
 def dit_b_2(**kwargs: Any) -> DiT:
-    """DiT-B/2: width 768, depth 12, 12 heads, patch 2."""
+    """DiT-B/2: width 768, depth 12, 12 heads, patch 2.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=768``, ``depth=12``, ``num_heads=12`` or ``patch_size=2``
+            given here replaces the B/2 value.
+    """
     return _preset("B", 2, kwargs)
 
 
 def dit_b_4(**kwargs: Any) -> DiT:
-    """DiT-B/4: width 768, depth 12, 12 heads, patch 4."""
+    """DiT-B/4: width 768, depth 12, 12 heads, patch 4.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=768``, ``depth=12``, ``num_heads=12`` or ``patch_size=4``
+            given here replaces the B/4 value.
+    """
     return _preset("B", 4, kwargs)
 
 
 def dit_b_8(**kwargs: Any) -> DiT:
-    """DiT-B/8: width 768, depth 12, 12 heads, patch 8."""
+    """DiT-B/8: width 768, depth 12, 12 heads, patch 8.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=768``, ``depth=12``, ``num_heads=12`` or ``patch_size=8``
+            given here replaces the B/8 value.
+    """
     return _preset("B", 8, kwargs)
 
 
 def dit_l_2(**kwargs: Any) -> DiT:
-    """DiT-L/2: width 1024, depth 24, 16 heads, patch 2."""
+    """DiT-L/2: width 1024, depth 24, 16 heads, patch 2.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=1024``, ``depth=24``, ``num_heads=16`` or ``patch_size=2``
+            given here replaces the L/2 value.
+    """
     return _preset("L", 2, kwargs)
 
 
 def dit_l_4(**kwargs: Any) -> DiT:
-    """DiT-L/4: width 1024, depth 24, 16 heads, patch 4."""
+    """DiT-L/4: width 1024, depth 24, 16 heads, patch 4.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=1024``, ``depth=24``, ``num_heads=16`` or ``patch_size=4``
+            given here replaces the L/4 value.
+    """
     return _preset("L", 4, kwargs)
 
 
 def dit_l_8(**kwargs: Any) -> DiT:
-    """DiT-L/8: width 1024, depth 24, 16 heads, patch 8."""
+    """DiT-L/8: width 1024, depth 24, 16 heads, patch 8.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=1024``, ``depth=24``, ``num_heads=16`` or ``patch_size=8``
+            given here replaces the L/8 value.
+    """
     return _preset("L", 8, kwargs)
 
 
 def dit_xl_2(**kwargs: Any) -> DiT:
-    """DiT-XL/2: width 1152, depth 28, 16 heads, patch 2."""
+    """DiT-XL/2: width 1152, depth 28, 16 heads, patch 2.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=1152``, ``depth=28``, ``num_heads=16`` or ``patch_size=2``
+            given here replaces the XL/2 value.
+    """
     return _preset("XL", 2, kwargs)
 
 
 def dit_xl_4(**kwargs: Any) -> DiT:
-    """DiT-XL/4: width 1152, depth 28, 16 heads, patch 4."""
+    """DiT-XL/4: width 1152, depth 28, 16 heads, patch 4.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=1152``, ``depth=28``, ``num_heads=16`` or ``patch_size=4``
+            given here replaces the XL/4 value.
+    """
     return _preset("XL", 4, kwargs)
 
 
 def dit_xl_8(**kwargs: Any) -> DiT:
-    """DiT-XL/8: width 1152, depth 28, 16 heads, patch 8."""
+    """DiT-XL/8: width 1152, depth 28, 16 heads, patch 8.
+
+    Args:
+        **kwargs: Other [`DiT`][torchebm.models.DiT] arguments (``input_size``, ``in_channels``,
+            ...); one of ``embed_dim=1152``, ``depth=28``, ``num_heads=16`` or ``patch_size=8``
+            given here replaces the XL/8 value.
+    """
     return _preset("XL", 8, kwargs)

@@ -96,7 +96,15 @@ class ClassifierFreeGuidance(BaseModel):
     def forward(
         self, x: torch.Tensor, t: Any = None, y: torch.Tensor | None = None, **kwargs: Any
     ) -> torch.Tensor:
-        """Guided field at ``(x, t)`` for conditioning ``y`` `(B, ...)`; shaped like the model's output."""
+        """Guided field at ``(x, t)`` for conditioning ``y`` `(B, ...)`; shaped like the model's output.
+
+        Args:
+            x: Inputs `(B, *event)`.
+            t: Times passed on to ``model`` (``None``: the model is called without ``t``).
+            y: Conditioning `(B, ...)`; ``None`` calls the model once, unguided.
+            **kwargs: Further keywords of ``model``; tensors with ``B`` leading rows are
+                doubled along with ``x``.
+        """
         w = self.guidance_scale
         if y is None or w == 1.0:
             return self._call(x, t, y, kwargs)

@@ -161,7 +161,14 @@ def fourier_time_features(t: torch.Tensor, n_frequencies: int) -> torch.Tensor:
     r"""Features $[t, \sin(2^k \pi t), \cos(2^k \pi t)]_{k<K}$ of times ``t`` ``(B,)``.
 
     Suited to flow times in $[0, 1]$: the slowest pair has period 2, each next one
-    doubles the frequency. Returns ``(B, 1 + 2K)``.
+    doubles the frequency.
+
+    Args:
+        t: Times `(B,)` (any shape, flattened).
+        n_frequencies: $K \ge 0$; ``0`` gives ``t`` alone.
+
+    Returns:
+        Features `(B, 1 + 2K)`.
     """
     n_frequencies = check_int("n_frequencies", n_frequencies, minimum=0)
     t = t.reshape(-1, 1)
@@ -263,7 +270,11 @@ class MLPEnergy(BaseModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Energies ``(B,)`` of ``x`` ``(B, input_dim)`` of the parameters' dtype (else a
-        `TypeError` naming both dtypes; any floating dtype under autocast)."""
+        `TypeError` naming both dtypes; any floating dtype under autocast).
+
+        Args:
+            x: Samples `(B, input_dim)` (or `(B, ...)` with ``input_dim`` elements per row).
+        """
         flat = _flatten_input(x, self.input_dim, type(self).__name__)
         check_input_dtype(type(self).__name__, flat, self.dtype)
         return self.net(flat).squeeze(-1)
@@ -286,6 +297,13 @@ class MLPEnergy(BaseModel):
         call ``forward``, so forward hooks and ``compile()`` of the model or its layers do
         not run in it; set ``model.explicit_gradient = False`` to differentiate through
         the (hooked or compiled) forward instead.
+
+        Args:
+            x: Samples `(B, input_dim)`, `(B, ...)` or one sample `(input_dim,)`.
+            model_kwargs: Conditioning keywords, or ``None`` (given: the autograd path).
+
+        Returns:
+            $\nabla_x E$, shaped like ``x``, of its dtype, detached.
         """
         tensors = self._explicit_plan(x, model_kwargs)
         if tensors is None:
@@ -468,7 +486,12 @@ class MLPVelocity(TorchEBMModule):
         raise ShapeError(f"t must be a number, 0-d, ({b},) or ({b}, 1), got shape {tuple(t.shape)}")
 
     def forward(self, x: torch.Tensor, t: Any = None) -> torch.Tensor:
-        """Field at ``(x, t)``: ``x`` ``(B, input_dim)`` (or ``(B, ...)``) -> shaped like ``x``."""
+        """Field at ``(x, t)``: ``x`` ``(B, input_dim)`` (or ``(B, ...)``) -> shaped like ``x``.
+
+        Args:
+            x: Inputs `(B, input_dim)` (or `(B, ...)`), of the parameters' dtype.
+            t: Times `(B,)` or one time; required when ``time_conditioned``, ignored otherwise.
+        """
         flat = _flatten_input(x, self.input_dim, type(self).__name__)
         check_input_dtype(type(self).__name__, flat, self.dtype)
         if self.time_conditioned:

@@ -118,6 +118,19 @@ class TimeConditionedMLP(nn.Module):
     ) -> torch.Tensor:
         """Field at ``x`` `(B, in_dim)` given times ``t`` `(B,)`, labels ``y`` and/or ``cond``.
 
+        At least one of ``t``, ``y``, ``cond`` is given; their embeddings are summed into
+        $c$. Each has one row per sample or a single row for the whole batch.
+
+        Args:
+            x: Inputs `(B, in_dim)`, of the parameters' dtype.
+            t: Times `(B,)` or `(B, 1)` (or one time), embedded by ``t_embedder``.
+            y: Integer labels `(B,)`, embedded by the label embedder (``num_classes`` or
+                ``y_embedder`` at construction).
+            cond: A conditioning vector `(B, cond_dim)` added as it is.
+
+        Returns:
+            The field `(B, out_dim)`.
+
         Raises:
             TypeError: ``x`` not a tensor, or not of the parameters' dtype.
             ShapeError: ``x`` not of shape ``(B, in_dim)``.

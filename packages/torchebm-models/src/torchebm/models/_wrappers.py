@@ -88,7 +88,15 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
         )
 
     def forward(self, x: torch.Tensor, t: Any, *, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Guided field at ``(x, t)`` for labels ``y`` ``(B,)``; shaped like ``base``'s output."""
+        """Guided field at ``(x, t)`` for labels ``y`` ``(B,)``; shaped like ``base``'s output.
+
+        Args:
+            x: Inputs `(B, *event)`.
+            t: Times passed on to ``base``.
+            y: Integer class labels `(B,)`; their unconditional twin uses ``null_label_id``.
+            **kwargs: Further keywords of ``base``; tensors with ``B`` leading rows are
+                doubled along with ``x``.
+        """
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be an integer tensor of labels, got {type(y).__name__}")
         if self.cfg_scale <= 1.0:
@@ -169,6 +177,10 @@ class EqMEnergy(BaseModel):
 
         Duck-typed: reads ``loss.model`` and ``loss.energy_type`` (``"none"``, implicit EqM,
         maps to ``"implicit"``).
+
+        Args:
+            loss: An [`EquilibriumMatchingLoss`][torchebm.losses.EquilibriumMatchingLoss]
+                (or any object with ``model`` and ``energy_type``).
         """
         if not hasattr(loss, "model") or not hasattr(loss, "energy_type"):
             raise TypeError(
@@ -188,7 +200,12 @@ class EqMEnergy(BaseModel):
         return f
 
     def forward(self, x: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
-        """Energy ``(B,)`` of ``x`` ``(B, *event_shape)``."""
+        """Energy ``(B,)`` of ``x`` ``(B, *event_shape)``.
+
+        Args:
+            x: Samples `(B, *event_shape)`.
+            **model_kwargs: Keywords of the wrapped field (``t``, ``y``, ...).
+        """
         f = self._field(x, **model_kwargs)
         if self.energy_type == "l2":
             return -0.5 * f.pow(2).reshape(x.shape[0], -1).sum(dim=1)
@@ -199,6 +216,10 @@ class EqMEnergy(BaseModel):
 
         As [`BaseModel.gradient`][torchebm.core.BaseModel.gradient]: shaped like ``x``, of its
         dtype, detached; a 1-D ``x`` ``(d,)`` is one sample.
+
+        Args:
+            x: Samples `(B, *event_shape)` or one sample `(d,)`.
+            model_kwargs: Keywords of the wrapped field, or ``None``.
 
         Raises:
             TypeError, ShapeError: ``x`` not a tensor, or 0-d.
@@ -283,7 +304,12 @@ class InteractionModel(Schedulable, BaseModel):
         return self.strength / self.sigma_w**2
 
     def forward(self, x: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
-        """Per-sample energies ``(B,)`` (each depends on the whole batch)."""
+        """Per-sample energies ``(B,)`` (each depends on the whole batch).
+
+        Args:
+            x: Samples `(B, *event)` (a 1-D ``x`` is one sample).
+            **model_kwargs: Keywords of the one-body model ``V``.
+        """
         v = self.model(x, **model_kwargs)
         flat = x.reshape(1 if x.ndim == 1 else x.shape[0], -1)  # a 1-D x is one sample
         sq = flat.pow(2).sum(dim=1)
@@ -292,7 +318,15 @@ class InteractionModel(Schedulable, BaseModel):
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """Gradient of the summed batch energy, closed-form interaction term (autograd through
-        ``forward`` for a ``V`` that is not a `BaseModel` or a subclass redefining ``forward``)."""
+        ``forward`` for a ``V`` that is not a `BaseModel` or a subclass redefining ``forward``).
+
+        Args:
+            x: Samples `(B, *event)` (a 1-D ``x`` is one sample).
+            model_kwargs: Keywords of ``V``, or ``None``.
+
+        Returns:
+            $\\nabla_x \\sum_i E_i$, shaped like ``x``.
+        """
         if (
             not isinstance(self.model, BaseModel)
             or type(self).forward is not InteractionModel.forward

@@ -497,7 +497,12 @@ class FlowSampler(BaseSampler):
 
     # ------------------------------------------------------------------ loop hooks
     def steps_per_call(self, state: FlowState, ctx: SamplerContext) -> int:
-        """1 for fixed-step integrators; an adaptive one integrates between recorded times."""
+        """1 for fixed-step integrators; an adaptive one integrates between recorded times.
+
+        Args:
+            state: The call's `FlowState`.
+            ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext] (``thin``, ``recording``, ``n_steps``).
+        """
         if not self._adaptive:
             return 1
         return ctx.thin if ctx.recording else ctx.n_steps
@@ -506,7 +511,12 @@ class FlowSampler(BaseSampler):
         r"""The grid of this call (host floats and a tensor) and its drift, in a `FlowState`.
 
         Default noise (``sample(x=None)``, forward time) is scaled to the path's noise
-        level: ``x`` `(B, *event)` standard normal becomes $\sigma(t_0)\,x$."""
+        level: ``x`` `(B, *event)` standard normal becomes $\sigma(t_0)\,x$.
+
+        Args:
+            x: Start points `(B, *event)`.
+            ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext] (``n_steps``, ``model_kwargs``).
+        """
         t0, t1 = self._check_interval()
         if _NOISE_START.get():
             x = self._scale_to_prior(x, t0)
@@ -616,6 +626,23 @@ class FlowSampler(BaseSampler):
         into ``model_kwargs``, which wins on a clash; one ``DeprecationWarning``); keywords
         of the removed API (``mode``, ``shape``, ``method``, ``atol``, ``num_steps``,
         ``z``, ...) raise ``TypeError`` with the replacement.
+
+        Args:
+            x: Start points `(B, *event)` at $t_0$; ``None`` draws the noise above.
+            dim: Event shape of the drawn noise (with ``x``: must match ``x.shape[1:]``).
+            n_steps: Integration steps over $[t_0, t_1]$ (default: the constructor's).
+            n_samples: Batch size of the drawn noise.
+            thin: Keep every ``thin``-th point of the path in a trajectory.
+            return_trajectory: Return the kept points `(B, n_steps // thin, *event)`.
+            return_diagnostics: Also return the per-kept-step diagnostics dict.
+            reset_schedulers: Reset the schedulers of the module tree first.
+            model_kwargs: Conditioning of the velocity/score model.
+            generator: Source of the start noise and of the SDE noise.
+            nan_policy: This call's policy for non-finite states.
+            nan_check_every: Steps between checks for non-finite states.
+            compile: Run the step under `torch.compile`.
+            y: Labels, merged into ``model_kwargs`` as ``{"y": y}``.
+            **legacy_model_kwargs: Deprecated bare conditioning keywords (see above).
         """
         if legacy_model_kwargs:
             removed = sorted(k for k in legacy_model_kwargs if k in _REMOVED_SAMPLE_KWARGS)

@@ -172,6 +172,10 @@ class _HMCBase(BaseSampler):
         so it counts in neither sum; the rate is NaN at a step where every chain was
         restarted. Without restarts (the other policies) every chain decided and the rate is
         the mean of ``accepted`` over the chains.
+
+        Args:
+            state: The `HMCState` after the step (``accepted``, ``decided``).
+            ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext].
         """
         out = super().compute_diagnostics(state, ctx)
         accepted = cast(torch.Tensor, state.accepted).to(state.x.dtype)

@@ -228,7 +228,12 @@ class LangevinDynamics(BaseSampler):
     r"""Current noise scale $\sigma$ (assign a float or a scheduler)."""
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> LangevinState:
-        """Choose, once for the call, the update (eager, fused kernel or whole-chain kernel)."""
+        """Choose, once for the call, the update (eager, fused kernel or whole-chain kernel).
+
+        Args:
+            x: Starting chains `(B, *event_shape)`, a copy owned by the call.
+            ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext].
+        """
         state = LangevinState(x=x, owned=True)  # `sample()` passes a copy of its own
         scheds = self.get_schedulers()
         eta, sigma = scheds.get("step_size"), scheds.get("noise_scale")
@@ -265,7 +270,12 @@ class LangevinDynamics(BaseSampler):
 
     def steps_per_call(self, state: LangevinState, ctx: SamplerContext) -> int:
         """1, or with the whole-chain kernel every step up to the next NaN check (and the
-        next recorded row): the checks then happen after the same steps as step by step."""
+        next recorded row): the checks then happen after the same steps as step by step.
+
+        Args:
+            state: The call's `LangevinState` (whether a whole-chain kernel runs).
+            ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext] (``thin``, ``nan_check_every``).
+        """
         if state.chain is None:
             return 1
         k = ctx.nan_check_every

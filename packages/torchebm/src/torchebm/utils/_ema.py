@@ -114,7 +114,11 @@ class EMA(nn.Module):
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Move the average toward ``model``'s parameters and copy its buffers."""
+        """Move the average toward ``model``'s parameters and copy its buffers.
+
+        Args:
+            model: The module being trained (same structure as the averaged copy).
+        """
         d = self.current_decay()
         params, buffers = self._pairs(model)
         for e, p in params:
@@ -125,14 +129,22 @@ class EMA(nn.Module):
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
-        """Write the averaged parameters and buffers into ``model`` (same structure)."""
+        """Write the averaged parameters and buffers into ``model`` (same structure).
+
+        Args:
+            model: The module to overwrite (a DDP/FSDP wrapper is unwrapped).
+        """
         params, buffers = self._pairs(model)
         for e, p in list(params) + list(buffers):
             p.copy_(e)
 
     @contextmanager
     def average_parameters(self, model: nn.Module) -> Iterator[nn.Module]:
-        """Run ``model`` under the averaged weights inside the block; restore them on exit."""
+        """Run ``model`` under the averaged weights inside the block; restore them on exit.
+
+        Args:
+            model: The trained module (same structure as the averaged copy).
+        """
         bare = unwrap_model(model)
         tensors = list(bare.parameters()) + list(bare.buffers())
         saved = [t.detach().clone() for t in tensors]
@@ -145,19 +157,33 @@ class EMA(nn.Module):
                     t.copy_(s)
 
     def train(self, mode: bool = True) -> EMA:
-        """Set ``self.training``; the averaged copy stays in eval mode (it is not trained)."""
+        """Set ``self.training``; the averaged copy stays in eval mode (it is not trained).
+
+        Args:
+            mode: Training mode of this wrapper.
+        """
         super().train(mode)
         self.module.eval()
         return self
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the averaged module."""
+        """Call the averaged module.
+
+        Args:
+            *args: Positional arguments of the wrapped module.
+            **kwargs: Keyword arguments of the wrapped module.
+        """
         return self.module(*args, **kwargs)
 
     def get_extra_state(self) -> dict:
         return {"step": self.step}
 
     def set_extra_state(self, state: dict) -> None:
+        """Restore the update count from a state dict (``load_state_dict`` calls it).
+
+        Args:
+            state: The dict of `get_extra_state`, ``{"step": int}``.
+        """
         self.step = int(state["step"])
 
     def extra_repr(self) -> str:

@@ -72,7 +72,12 @@ class AdaLNZeroMLPBlock(nn.Module):
         accept_089_keys(self, {"modulation.": "adaLN_modulation."})
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``x`` `(B, D)` and ``cond`` `(B, cond_dim)` -> `(B, D)`."""
+        """``x`` `(B, D)` and ``cond`` `(B, cond_dim)` -> `(B, D)`.
+
+        Args:
+            x: Hidden features `(B, D)`.
+            cond: Conditioning vectors `(B, cond_dim)`, giving shift, scale and gate.
+        """
         shift, scale, gate = adaln_chunks(self.adaLN_modulation, self.cond_dim, cond, 3)
         return x + gate * self.mlp(modulate(self.norm(x), shift, scale))
 
@@ -112,6 +117,11 @@ class AdaLNZeroLinearHead(nn.Module):
         accept_089_keys(self, {"modulation.": "adaLN_modulation.", "proj.": "linear."})
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``x`` `(B, D)` and ``cond`` `(B, cond_dim)` -> `(B, out_dim)`."""
+        """``x`` `(B, D)` and ``cond`` `(B, cond_dim)` -> `(B, out_dim)`.
+
+        Args:
+            x: Hidden features `(B, D)`.
+            cond: Conditioning vectors `(B, cond_dim)`, giving shift and scale.
+        """
         shift, scale = adaln_chunks(self.adaLN_modulation, self.cond_dim, cond, 2)
         return self.linear(modulate(self.norm(x), shift, scale))

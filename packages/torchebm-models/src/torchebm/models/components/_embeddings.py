@@ -114,11 +114,21 @@ class MLPTimestepEmbedder(nn.Module):
     def sinusoidal_embedding(
         t: torch.Tensor, dim: int, max_period: float = 10000.0
     ) -> torch.Tensor:
-        """See [`sinusoidal_embedding`][torchebm.models.MLPTimestepEmbedder.sinusoidal_embedding]: ``(B,) -> (B, dim)``."""
+        """Sinusoidal features of times: ``(B,) -> (B, dim)`` (the module-level function).
+
+        Args:
+            t: Times of any shape with ``B`` elements.
+            dim: Number of output channels (>= 1).
+            max_period: Longest period of the features.
+        """
         return sinusoidal_embedding(t, dim, max_period)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        """Embed times ``t`` (any shape, flattened to ``(B,)``) into ``(B, out_dim)``."""
+        """Embed times ``t`` (any shape, flattened to ``(B,)``) into ``(B, out_dim)``.
+
+        Args:
+            t: Times, a tensor with ``B`` elements.
+        """
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"t must be a torch.Tensor, got {type(t).__name__}")
         w = cast(nn.Linear, self.mlp[0]).weight
@@ -247,6 +257,12 @@ class LabelEmbedder(nn.Module):
         class), at no device sync. Labels already on an accelerator are not: a range check
         there costs a host sync per call, so an id out of range fails in the embedding
         lookup (a device-side assert on CUDA).
+
+        Args:
+            labels: Integer labels `(B,)`.
+            training: Whether to drop labels at random with ``dropout_prob``.
+            force_drop_mask: Boolean `(B,)`; when given, exactly these labels are dropped.
+            generator: Source of the random drops (global RNG when ``None``).
 
         Raises:
             TypeError: ``labels`` not an integer tensor.

@@ -133,7 +133,11 @@ class ConvPatchEmbed2d(nn.Module):
             nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Embed images ``(B, C, H, W)`` (``H``, ``W`` divisible by ``p``) into ``(B, N, D)``."""
+        """Embed images ``(B, C, H, W)`` (``H``, ``W`` divisible by ``p``) into ``(B, N, D)``.
+
+        Args:
+            x: Images `(B, in_channels, H, W)`.
+        """
         check_tensor("x", x, ndim=4)
         _, c, h, w = x.shape
         if c != self.in_channels:

@@ -124,7 +124,11 @@ class FeedForward(nn.Module):
         accept_089_keys(self, {"net.0.": "fc1.", "net.3.": "fc2."})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., D) -> (..., D)``."""
+        """``(..., D) -> (..., D)``.
+
+        Args:
+            x: Features `(..., D)`.
+        """
         return self.fc2(self.drop(self.act(self.fc1(x))))
 
 
@@ -173,7 +177,11 @@ class MultiheadSelfAttention(nn.Module):
         accept_089_keys(self, {"out_proj.": "proj."})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, N, D) -> (B, N, D)``."""
+        """``(B, N, D) -> (B, N, D)``.
+
+        Args:
+            x: Tokens `(B, N, embed_dim)`.
+        """
         if x.ndim != 3 or x.shape[-1] != self.embed_dim:
             raise ShapeError(f"x must have shape (B, N, {self.embed_dim}), got {tuple(x.shape)}")
         b, n, d = x.shape
@@ -245,7 +253,12 @@ class AdaLNZeroBlock(nn.Module):
         accept_089_keys(self, {"modulation.": "adaLN_modulation."})
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Tokens ``(B, N, D)`` and conditioning ``(B, cond_dim)`` -> tokens ``(B, N, D)``."""
+        """Tokens ``(B, N, D)`` and conditioning ``(B, cond_dim)`` -> tokens ``(B, N, D)``.
+
+        Args:
+            x: Tokens `(B, N, D)`.
+            cond: Conditioning vectors `(B, cond_dim)`.
+        """
         shift1, scale1, gate1, shift2, scale2, gate2 = adaln_chunks(
             self.adaLN_modulation, self.cond_dim, cond, 6
         )
@@ -310,6 +323,10 @@ class AdaLNZeroPatchHead(nn.Module):
 
         The token grid is ``grid_size`` when given, else square (``gh = gw = sqrt(N)``).
         ``tokens=`` is the torchebm 0.8.9 spelling of ``x`` (one ``DeprecationWarning``).
+
+        Args:
+            x: Tokens `(B, N, D)`.
+            cond: Conditioning vectors `(B, cond_dim)`.
         """
         shift, scale = adaln_chunks(self.adaLN_modulation, self.cond_dim, cond, 2)
         tokens = self.linear(modulate(self.norm_final(x), shift, scale))
