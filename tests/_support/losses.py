@@ -70,6 +70,18 @@ class DiagonalQuadratic(BaseModel):
         return 0.5 * (self.w * x.square()).sum(-1)
 
 
+class LabelledQuadratic(BaseModel):
+    r"""$E(x \mid y) = \tfrac12 \lVert x - \mu_y \rVert^2$ in float64, $\mu_y$ read from an
+    ``nn.Embedding`` of 3 labels in 2-D (no closed-form gradient: autograd saves ``y``)."""
+
+    def __init__(self):
+        super().__init__(dtype=torch.float64)
+        self.mu = nn.Embedding(3, 2, dtype=torch.float64)
+
+    def forward(self, x, y):
+        return 0.5 * (x - self.mu(y)).square().sum(-1)
+
+
 class MLPEnergy(BaseModel):
     def __init__(self, dim=2, hidden=32):
         super().__init__()

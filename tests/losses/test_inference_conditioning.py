@@ -6,23 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from _support.losses import LabelledQuadratic
 
-from torchebm.core import BaseModel
 from torchebm.losses import ScoreMatching
 
 F64 = torch.float64
-
-
-class LabelledQuadratic(BaseModel):
-    """E(x | y) = 1/2 |x - mu_y|^2, mu_y read from an embedding table."""
-
-    def __init__(self) -> None:
-        super().__init__(dtype=F64)
-        self.mu = nn.Embedding(3, 2, dtype=F64)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (x - self.mu(y)).square().sum(-1)
 
 
 @pytest.mark.parametrize("inside", [False, True], ids=["labels-only", "whole-call"])

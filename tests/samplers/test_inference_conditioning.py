@@ -6,23 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _support.losses import LabelledQuadratic
 from torch import nn
 
-from torchebm.core import BaseModel
 from torchebm.samplers import GradientDescentSampler
 
 F64 = torch.float64
-
-
-class LabelledQuadratic(BaseModel):
-    """E(x | y) = 1/2 |x - mu_y|^2 (BaseModel.gradient's autograd path)."""
-
-    def __init__(self) -> None:
-        super().__init__(dtype=F64)
-        self.mu = nn.Embedding(3, 2, dtype=F64)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (x - self.mu(y)).square().sum(-1)
 
 
 class PlainLabelledQuadratic(nn.Module):
