@@ -47,6 +47,8 @@ __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrat
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # one fixed-grid step ``advance(x, t, h, stage_t, inplace, plan) -> x`` (see `_rk`)
 Advance = Callable[[torch.Tensor, torch.Tensor, Any, Any, bool, Any], torch.Tensor]
+#: grid intervals whose per-step time rows `_fixed` builds at once (memory O(chunk), not O(n))
+_GRID_CHUNK = 1024
 
 
 def _combine(
@@ -614,28 +616,31 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     def _fixed(self, x, times, dts, advance: Advance) -> torch.Tensor:
         """The fixed-grid loop: ``x = advance(x, t_i, dt_i, stage_t_i, inplace, plan)`` per
         grid interval (`integrate` of each class passes its step: the RK step here, RK plus
-        noise in `BaseSDERungeKuttaIntegrator`). The stage times of the whole grid are
-        computed first (one vector operation per distinct ``c_i``, not one per stage per
-        step)."""
+        noise in `BaseSDERungeKuttaIntegrator`). The stage times are computed for
+        `_GRID_CHUNK` intervals at a time (one vector operation per distinct ``c_i`` and
+        chunk, not one per stage per step): the call holds the per-step time rows of one
+        chunk, not of the whole grid (they took ~0.7-2.4 kB per step)."""
         n, batch = len(dts), x.shape[0]
         if n == 0:
             return x
-        starts = times[:-1]
         uniform = not isinstance(dts, torch.Tensor)  # a uniform grid: dts is [h] * n
-        step = dts if not uniform else dts[0]
-        # every time row of the grid, expanded to (B,), unbound once (no per-step indexing)
-        rows = [
-            None if c == 0.0 else (starts + c * step)[:, None].expand(n, batch).unbind(0)
-            for c in self.tableau_c
-        ]
-        stage_ts = list(zip(*(r if r is not None else (None,) * n for r in rows)))
-        t_rows = starts[:, None].expand(n, batch).unbind(0)
         # outside autograd every state after the first step is the loop's own tensor (never
         # the caller's x): the steps update it in place, as a hand-written loop would
         owned = not torch.is_grad_enabled()
-        plan = self._plan(step) if owned and uniform else None
-        for i in range(n):
-            x = advance(x, t_rows[i], dts[i], stage_ts[i], owned and i > 0, plan)
+        plan = self._plan(dts[0]) if owned and uniform else None
+        for lo in range(0, n, _GRID_CHUNK):
+            k = min(n - lo, _GRID_CHUNK)
+            starts, step = times[lo : lo + k], dts[0] if uniform else dts[lo : lo + k]
+            # the chunk's time rows, expanded to (B,), unbound once (no per-step indexing)
+            rows = [
+                None if c == 0.0 else (starts + c * step)[:, None].expand(k, batch).unbind(0)
+                for c in self.tableau_c
+            ]
+            stage_ts = list(zip(*(r if r is not None else (None,) * k for r in rows)))
+            t_rows = starts[:, None].expand(k, batch).unbind(0)
+            for j in range(k):
+                i = lo + j
+                x = advance(x, t_rows[j], dts[i], stage_ts[j], owned and i > 0, plan)
         return x
 
     def _adaptive(self, x: torch.Tensor, times: torch.Tensor, step_size: Any, drift: Drift):
@@ -774,6 +779,9 @@ def _underflow(name: str, t: float, ratio: float, ks: list[torch.Tensor]) -> Run
 class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     r"""Runge-Kutta drift plus Ito noise for $dx = f(x,t)\,dt + \sqrt{2D}\,dW$.
 
+    Arguments as in [`BaseRungeKuttaIntegrator`][torchebm.integrators.BaseRungeKuttaIntegrator]
+    (probe ``device``/``dtype``, adaptive tolerances and implicit-stage solver).
+
     After the deterministic RK step the noise $\sqrt{2D\,|h|}\,\xi$ is added, with
     $D$ evaluated at $(x_n, t_n)$ (strong order 1/2 whatever the tableau). A tableau with an
     implicit (diagonal) stage is drift-implicit instead: the noise is added to $x_n$ first and
@@ -872,8 +880,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         diffusion is validated and shaped before the first step, and outside autograd
         every step's noise is drawn into one buffer (the same numbers as a fresh
         ``randn``); a callable diffusion is evaluated at ``(x_n, t_n)`` per step, and the
-        ``(min, max)`` of each tensor it returns appended to ``record`` when that is a list
-        (on the device: `_check_record` reads them once, after the loop)."""
+        ``(min, max)`` of each tensor it returns written to ``record`` when that is a
+        `_DiffusionRange` (on the device: `_check_record` reads them once, after the loop)."""
         per_step = diffusion if callable(diffusion) else None
         d0 = None if per_step else self._diffusion_value(diffusion, noise_scale, x, None)
         buffer = None
@@ -886,8 +894,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             d = d0
             if per_step is not None:  # D(x_n, t_n) may alias x: no in-place update
                 d, inplace = diffusion_value(per_step, None, x, t), False
-                if record is not None and isinstance(d, torch.Tensor):
-                    record.append(torch.aminmax(d.detach()))
+                if record is not None:
+                    record.add(d)
             if noise_first and d is not None:  # drift-implicit: solve from x + noise
                 x = add_noise(x, x, d, h, None, generator, inplace, buffer)
                 return rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
@@ -1002,10 +1010,12 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         x, drift = self._begin_call(state, drift)
         times, dts = self._grid(x, step_size, n_steps, t, need_step=True)
         check_start(x=x)
-        record: list | None = [] if callable(diffusion) and not _CHECKED.get() else None
+        record = None
+        if callable(diffusion) and not _CHECKED.get():
+            record = _DiffusionRange(len(dts), x)
         advance = self._noisy_advance(x, drift, diffusion, noise_scale, generator, record)
         out = self._fixed(x, times, dts, advance)
-        if record:
+        if record is not None:
             _check_record(record, times)
         return {"x": out}
 
@@ -1043,12 +1053,43 @@ def _check_diffusion(d: Any, name: str = "diffusion") -> Any:
     )
 
 
-def _check_record(record: list, times: torch.Tensor) -> None:
+class _DiffusionRange:
+    """The ``(min, max)`` of a callable diffusion's output at each step of one `integrate`
+    call, kept on the device: per step two 0-d results appended to lists that are stacked
+    every `_GRID_CHUNK` steps (per-step tensors held ~1.7 kB a step over a long grid; an
+    indexed write per step cost twice the append). A step that returned a number keeps 0s."""
+
+    def __init__(self, n_steps: int, x: torch.Tensor):
+        self.zero = x.new_zeros(())
+        self.lows: list[torch.Tensor] = []
+        self.highs: list[torch.Tensor] = []
+        self.chunks: list[torch.Tensor] = []
+
+    def add(self, d: Any) -> None:
+        """Record the next step's diffusion ``d`` (a number was checked already)."""
+        lo, hi = torch.aminmax(d.detach()) if isinstance(d, torch.Tensor) else (self.zero,) * 2
+        self.lows.append(lo)
+        self.highs.append(hi)
+        if len(self.lows) == _GRID_CHUNK:
+            self._stack()
+
+    def _stack(self) -> None:
+        if self.lows:
+            self.chunks.append(torch.stack([torch.stack(self.lows), torch.stack(self.highs)], 1))
+            self.lows, self.highs = [], []
+
+    @property
+    def values(self) -> torch.Tensor:
+        """``(n_steps, 2)``: each step's ``(min, max)``."""
+        self._stack()
+        return torch.cat(self.chunks) if self.chunks else self.zero.new_zeros(0, 2)
+
+
+def _check_record(record: _DiffusionRange, times: torch.Tensor) -> None:
     """The ``(min, max)`` of a callable diffusion's output at each step of an `integrate`
     call (`_noisy_advance`), read once after the loop: a negative, NaN or infinite value is
     a `ConfigurationError` naming the first step that returned one (the states are NaN)."""
-    lo = torch.stack([r[0] for r in record])
-    hi = torch.stack([r[1] for r in record])
+    lo, hi = record.values.unbind(1)
     bad = ~(lo >= 0) | ~(hi < math.inf)  # NaN fails both
     if not bool(bad.any()):
         return
@@ -1056,7 +1097,7 @@ def _check_record(record: list, times: torch.Tensor) -> None:
     raise ConfigurationError(
         f"diffusion(x, t) must return non-negative finite values, got values in "
         f"[{float(lo[i])!r}, {float(hi[i])!r}] at step {i} (t={float(times[i]):.6g}) of the "
-        f"{len(record)} steps of this integrate call"
+        f"{lo.shape[0]} steps of this integrate call"
     )
 
 
