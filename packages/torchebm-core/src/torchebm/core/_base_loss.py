@@ -3,7 +3,6 @@ r"""The loss contract `BaseLoss` (the CD and score-matching bases live in `torch
 from __future__ import annotations
 
 import math
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import torch
 
 from torchebm.core._conditioning import Conditioning
-from torchebm.core._module import TorchEBMModule
+from torchebm.core._module import TorchEBMModule, warn_user
 from torchebm.core._schedulable import Schedulable
 from torchebm.core.errors import NonFiniteError, check_in, check_tensor
 
@@ -131,7 +130,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
             )
             if policy == "raise":
                 raise NonFiniteError(msg, step=checks["calls"])
-            warnings.warn(msg, RuntimeWarning, stacklevel=5)
+            warn_user(msg, RuntimeWarning)
         return loss
 
     def check_finite(self) -> None:

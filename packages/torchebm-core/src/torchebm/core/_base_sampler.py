@@ -13,7 +13,6 @@ import contextvars
 import dataclasses
 import math
 import numbers
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,7 +22,7 @@ import torch
 
 from torchebm.core._base_interpolant import expand_t_like_x
 from torchebm.core._base_model import BaseModel
-from torchebm.core._module import TorchEBMModule, _normalise_device
+from torchebm.core._module import TorchEBMModule, _normalise_device, warn_user
 from torchebm.core._schedulable import Schedulable, _subtree_schedulers
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
 from torchebm.core.errors import (
@@ -297,7 +296,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         self.model = model
         if device is not None and self.device != _normalise_device(self._torchebm_probe.device):
             msg = f"device={device!r} differs from the device of the model's tensors"
-            warnings.warn(f"{msg} ({self.device}); the chains follow the model", stacklevel=2)
+            warn_user(f"{msg} ({self.device}); the chains follow the model")
         self.n_steps = None if n_steps is None else check_int("n_steps", n_steps, minimum=1)
         self.nan_policy = check_in("nan_policy", nan_policy, NAN_POLICIES)
         self._compiled_step: Callable[..., Any] | None = None
@@ -703,7 +702,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 f"{name} restarted {where} from their starting points after they went "
                 f"NaN/inf (chain index (first step)): {shown}{more}{hint}"
             )
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        warn_user(msg, RuntimeWarning)
 
     def extra_repr(self) -> str:
         return f"n_steps={self.n_steps}, nan_policy={self.nan_policy!r}"

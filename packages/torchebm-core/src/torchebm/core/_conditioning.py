@@ -2,12 +2,12 @@ r"""Conditioning options of the losses: classifier-free-guidance dropout, a one-
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Union
 
 import torch
 
 from torchebm.core._base_interpolant import expand_t_like_x
+from torchebm.core._module import warn_user
 from torchebm.core.errors import ConfigurationError, check_probability
 
 __all__ = ["substitute_condition", "Conditioning", "NullCondition"]
@@ -99,11 +99,9 @@ class Conditioning:
         other = (y != y[:1]).reshape(y.shape[0], -1).any(dim=1).nonzero()
         if other.numel() == 0:
             self.pending = False
-            warnings.warn(
+            warn_user(
                 f"{type(owner).__name__}: the first conditional batch has a single y value, "
-                "so the check that the model reads y was skipped",
-                UserWarning,
-                stacklevel=4,
+                "so the check that the model reads y was skipped"
             )
             return
         j = int(other[0])
@@ -126,11 +124,9 @@ class Conditioning:
             self._undecided += 1
             if self._undecided >= _MAX_UNDECIDED:
                 self.pending = False
-                warnings.warn(
+                warn_user(
                     f"{type(owner).__name__}: the model's output stayed zero for distinct y in "
-                    f"{_MAX_UNDECIDED} probes; could not verify that it reads y",
-                    UserWarning,
-                    stacklevel=4,
+                    f"{_MAX_UNDECIDED} probes; could not verify that it reads y"
                 )
             return
         raise ConfigurationError(

@@ -18,8 +18,7 @@ __all__ = [
 
 
 def _warn(old: str, new: str) -> None:
-    message = f"torchebm.core.{old} is deprecated; use torchebm.core.{new} instead"
-    warn_once(f"torchebm.core.{old}", message, stacklevel=4)
+    warn_once(k := f"torchebm.core.{old}", f"{k} is deprecated; use torchebm.core.{new} instead")
 
 
 class _Deprecated:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -11,19 +12,28 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["TorchEBMModule", "forward_kwargs", "warn_once"]
+__all__ = ["TorchEBMModule", "forward_kwargs", "warn_once", "warn_user"]
 
 _WARNED: set[str] = set()
+_SKIP = ("torchebm", "torch", "abc")  # packages whose frames a warning skips (abc: ABCMeta)
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning, stacklevel: int = 2) -> None:
+    """``warnings.warn`` at the user's line: the first frame from ``stacklevel`` on outside
+    torchebm, torch and ``abc``, however many library frames (subclasses, decorators) lie between."""
+    f, n = sys._getframe(), 1  # warnings.warn(stacklevel=n) here names the frame f
+    while f and (n <= stacklevel or f.f_globals.get("__name__", "").split(".")[0] in _SKIP):
+        f, n = f.f_back, n + 1
+    warnings.warn(message, category, stacklevel=n)
 
 
 def warn_once(
     key: str, message: str, category: type[Warning] = DeprecationWarning, stacklevel: int = 3
 ) -> None:
-    """``warnings.warn(message, category)`` at most once per process for ``key``."""
-    if key in _WARNED:
-        return
-    _WARNED.add(key)
-    warnings.warn(message, category, stacklevel=stacklevel)
+    """`warn_user` (the first frame from ``stacklevel`` on outside torchebm) once per ``key``."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warn_user(message, category, stacklevel)
 
 
 def _keep_absent_extra_state(module: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
@@ -131,8 +141,7 @@ class TorchEBMModule(nn.Module):
         """Enable autocast for this module's hot loops (CUDA only; warns and disables on CPU)."""
         if use_mixed_precision and self.device.type != "cuda":
             where = self.device.type
-            msg = f"Mixed precision requires CUDA, falling back to full precision on {where}"
-            warnings.warn(msg, UserWarning, stacklevel=2)
+            warn_user(f"Mixed precision requires CUDA, falling back to full precision on {where}")
             use_mixed_precision = False
         self.use_mixed_precision = bool(use_mixed_precision)
         self.autocast_available = self.use_mixed_precision
@@ -172,7 +181,7 @@ class TorchEBMModule(nn.Module):
             key, owner = warn_key or f"{type(self).__name__}.bare_model_kwargs", type(self).__name__
             msg = f"passing conditioning as bare keyword arguments ({sorted(legacy_kwargs)}) to "
             msg += f"{owner} is deprecated; pass model_kwargs={{...}} instead"
-            warn_once(key, msg, DeprecationWarning, stacklevel=6)
+            warn_once(key, msg)
             model_kwargs = {**legacy_kwargs, **(model_kwargs or {})}  # model_kwargs wins
         return self._prepare_model_kwargs(model_kwargs)
 

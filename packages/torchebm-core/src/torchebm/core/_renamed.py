@@ -37,7 +37,7 @@ def renamed_kwargs(**renames: str) -> Callable[[F], F]:
                         both = f"{name}() got both {old}= (its torchebm 0.8 name) and {new}="
                         raise TypeError(f"{both}; pass only {new}=")
                     message = f"{name}({old}=...) is deprecated; the parameter is now {new}="
-                    warn_once(f"renamed:{fn.__module__}.{name}.{old}", message, stacklevel=3)
+                    warn_once(f"renamed:{fn.__module__}.{name}.{old}", message)
                     kwargs[new] = kwargs.pop(old)
             return fn(*args, **kwargs)
 

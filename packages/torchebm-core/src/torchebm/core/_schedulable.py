@@ -2,11 +2,11 @@ r"""``Schedulable``: the mixin that gives samplers, losses and models scheduled 
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from torch import nn
 
+from torchebm.core._module import warn_user
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
 from torchebm.core.errors import (
     ConfigurationError,
@@ -100,7 +100,7 @@ class Schedulable:
             else:  # another schedule (or none) under this name: this one stays, unloaded
                 have = f"a {type(current).__name__}" if current is not None else "none"
                 msg = f"{type(self).__name__}: the state_dict holds a {entry.get('type')} for "
-                warnings.warn(f"{msg}{name!r}, this module has {have}: its state is not loaded")
+                warn_user(f"{msg}{name!r}, this module has {have}: its state is not loaded")
 
 
 class ScheduledParameter:

@@ -167,8 +167,6 @@ def _legacy_linear_args(owner, start, end, n, initial, final, total):
             f"{owner}.legacy_kwargs",
             f"{owner}(initial_value=, final_value=, total_steps=) is deprecated; use "
             f"{owner}(start_value=, end_value=, n_steps=)",
-            DeprecationWarning,
-            stacklevel=4,
         )
         for new, (old, value) in zip(list(args), legacy.items()):
             if value is not None:

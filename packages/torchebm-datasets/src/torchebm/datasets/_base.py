@@ -6,13 +6,13 @@ import inspect
 import numbers
 import operator
 import sys
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
+from torchebm.core._module import warn_user
 from torchebm.core.errors import check_generator, check_int
 from torchebm.datasets._functional import _check_device, _check_dtype
 
@@ -107,10 +107,9 @@ class BaseSyntheticDataset(Dataset):
         if raw.ndim != 2:
             raise ValueError(f"{hook} must return points of shape (N, d), got {tuple(raw.shape)}")
         if raw.shape[0] != self.n_samples:
-            warnings.warn(
+            warn_user(
                 f"{type(self).__name__} generated {raw.shape[0]} points, expected {self.n_samples}",
                 RuntimeWarning,
-                stacklevel=3,
             )
         return raw.to(device=self.device, dtype=self.dtype)
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseCostCoupling, BaseCoupling, BaseModelCoupling, CouplingResult
-from torchebm.core._module import warn_once
+from torchebm.core._module import warn_user
 from torchebm.core.errors import NonFiniteError, check_int, check_positive, check_tensor
 
 __all__ = [
@@ -151,8 +151,7 @@ def auction_assignment(
     idx = r2c[:n]
     free_rows = torch.nonzero(idx < 0).squeeze(1)
     if free_rows.numel():
-        warn_once(
-            "torchebm.couplings.auction_cap",
+        warn_user(
             f"auction_assignment reached max_rounds={cap}; {free_rows.numel()} rows were paired "
             "arbitrarily (the coupling is not optimal); raise max_rounds or tol",
             RuntimeWarning,

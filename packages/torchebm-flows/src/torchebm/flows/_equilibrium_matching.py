@@ -2,13 +2,12 @@ r"""Equilibrium Matching (EqM): learn a time-invariant equilibrium gradient fiel
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 
 from torchebm.core import BaseLoss, BaseScheduler, ScheduledParameter, expand_t_like_x, warn_once
-from torchebm.core._module import forward_kwargs
+from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -49,7 +48,6 @@ def _model_time_089(model_time: str) -> bool:
         "EquilibriumMatchingLoss(model_time=...) is deprecated; pass time_invariant=True "
         "('zero') or time_invariant=False ('true')",
         DeprecationWarning,
-        stacklevel=4,
     )
     return model_time == "zero"
 
@@ -189,11 +187,9 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         if model_time is not None:
             self.time_invariant = _model_time_089(model_time)
         if prediction != "velocity" and self.time_invariant:
-            warnings.warn(
+            warn_user(
                 f"prediction={prediction!r} regresses a time-dependent target but "
-                "time_invariant=True feeds t=0 to the model; pass time_invariant=False",
-                UserWarning,
-                stacklevel=2,
+                "time_invariant=True feeds t=0 to the model; pass time_invariant=False"
             )
         if prediction != "velocity" and energy_type != "none":
             raise ConfigurationError(

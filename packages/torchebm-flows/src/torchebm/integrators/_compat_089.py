@@ -214,5 +214,4 @@ def tableau_from_properties(cls: type) -> None:
         f"{cls.__name__} defines {', '.join(found)} as properties (torchebm 0.8.9); define "
         "them as class attributes instead (e.g. tableau_b = (0.5, 0.5))",
         DeprecationWarning,
-        stacklevel=4,
     )

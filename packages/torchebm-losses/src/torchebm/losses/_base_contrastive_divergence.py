@@ -7,7 +7,6 @@ lazy export when `torchebm-losses` is installed.
 
 from __future__ import annotations
 
-import warnings
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseLoss, BaseSampler, expand_t_like_x, warn_once
-from torchebm.core._module import forward_kwargs
+from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import (
     ShapeError,
     check_energies,
@@ -321,11 +320,9 @@ class BaseContrastiveDivergence(BaseLoss):
             self.buffer_age = self.buffer_age.to(x.device)
         n, size = x.shape[0], self.buffer_size
         if size < n:
-            warnings.warn(
+            warn_user(
                 f"{type(self).__name__}: buffer_size ({size}) is smaller than the batch ({n}); "
-                "drawing buffer rows with replacement",
-                UserWarning,
-                stacklevel=6,
+                "drawing buffer rows with replacement"
             )
             idx = torch.randint(0, size, (n,), generator=generator, device=buf.device)
         elif size % n == 0:  # n strata of equal width
@@ -623,7 +620,6 @@ class BaseContrastiveDivergence(BaseLoss):
                     f"{type(self).__name__}(x, model) is deprecated: the model is taken from "
                     "the loss; call loss, negatives = loss_fn(x)",
                     DeprecationWarning,
-                    stacklevel=5,
                 )
                 seed_form = True
             else:
@@ -638,7 +634,6 @@ class BaseContrastiveDivergence(BaseLoss):
                 f"passing {sorted(options)} to {type(self).__name__}.forward is deprecated; "
                 "set them in the constructor",
                 DeprecationWarning,
-                stacklevel=5,
             )
         x = self._prepare_input(x)
         conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)

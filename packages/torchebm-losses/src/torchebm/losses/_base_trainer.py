@@ -19,7 +19,6 @@ import inspect
 import math
 import numbers
 import os
-import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from torch.utils.data import BatchSampler, SequentialSampler
 
 from torchebm.core import distributed as _d
 from torchebm.core import renamed_kwargs, warn_once
+from torchebm.core._module import warn_user
 from torchebm.core._training import _plain
 from torchebm.core.errors import (
     ConfigurationError,
@@ -412,11 +412,9 @@ class BaseTrainer:
         self.use_mixed_precision = bool(use_mixed_precision)
         self.amp_dtype = amp_dtype
         if self.use_mixed_precision and self.device.type != "cuda":
-            warnings.warn(
+            warn_user(
                 "use_mixed_precision requires CUDA; falling back to full precision on "
-                f"{self.device.type}",
-                UserWarning,
-                stacklevel=2,
+                f"{self.device.type}"
             )
             self.use_mixed_precision = False
         self.scaler = (
@@ -767,7 +765,7 @@ class BaseTrainer:
             )
             if self.nan_policy == "raise":
                 raise NonFiniteError(msg, indices=bad, step=self.step)
-            warnings.warn(msg + "; skipping this step (nan_policy='skip')", RuntimeWarning)
+            warn_user(msg + "; skipping this step (nan_policy='skip')", RuntimeWarning)
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             return False
@@ -826,7 +824,6 @@ class BaseTrainer:
                 "batches of a new pass are skipped, so the rest of the epoch matches the "
                 "interrupted run only if the loader yields the same batches in the same order",
                 UserWarning,
-                stacklevel=5,
             )
         self._order_src = src
         self._order_rng = _order_state(src) if skip == 0 or restored else None
@@ -1112,7 +1109,6 @@ class BaseTrainer:
             "loading a torchebm 0.8.9 trainer checkpoint: model, optimizer and grad scaler are "
             "restored; step, epoch, history and random state start from this trainer's",
             UserWarning,
-            stacklevel=4,
         )
         _d.load_model_state_dict(self.model, state["model_state_dict"])
         _d.load_optimizer_state_dict(self.model, self.optimizer, state["optimizer_state_dict"])

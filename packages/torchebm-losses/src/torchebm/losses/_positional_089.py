@@ -69,6 +69,5 @@ def split_dtype(owner: str, init_noise_scale: Any, dtype: torch.dtype) -> tuple[
         f"{owner}: passing dtype positionally where torchebm 0.8.9 took it is deprecated; "
         "that position is now init_noise_scale, pass dtype= by keyword",
         DeprecationWarning,
-        stacklevel=4,
     )
     return 1.0, init_noise_scale

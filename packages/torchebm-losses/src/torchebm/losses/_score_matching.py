@@ -411,7 +411,6 @@ class DenoisingScoreMatching(BaseScoreMatching):
                 "DenoisingScoreMatching.sigma",
                 "DenoisingScoreMatching(sigma=...) is deprecated; use noise_scale=...",
                 DeprecationWarning,
-                stacklevel=3,
             )
             if not isinstance(sigma, BaseScheduler):
                 check_positive("sigma", sigma)  # named as the caller wrote it

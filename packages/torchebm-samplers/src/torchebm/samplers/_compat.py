@@ -24,7 +24,6 @@ def resolve_model(owner: str, model: Any, energy_function: Any) -> Any:
             f"{owner}.energy_function",
             f"{owner}(energy_function=...) is deprecated; use {owner}(model=...) instead",
             DeprecationWarning,
-            stacklevel=4,
         )
         return energy_function
     if model is None:
