@@ -187,7 +187,9 @@ def test_a_scheduled_hyper_parameter_is_checked_like_a_number():
             self._register_param("step_size", step_size, positive=True)
             self.eps = eps
 
-    for bad in (LinearScheduler(0.1, -0.2, n_steps=4), ConstantScheduler(-1.0)):
+    negative_end = LinearScheduler(0.1, -0.2, n_steps=4)
+    warmed = WarmupScheduler(LinearScheduler(0.1, -0.2, n_steps=4), warmup_steps=5)
+    for bad in (negative_end, ConstantScheduler(-1.0), warmed):  # a warmup's end: its schedule's
         with pytest.raises(ConfigurationError, match=r"step_size must not be negative"):
             Holder(bad)
     with pytest.raises(ConfigurationError, match=r"eps must be in \[0, 0.5\)"):

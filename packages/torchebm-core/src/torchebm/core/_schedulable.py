@@ -51,7 +51,8 @@ class Schedulable:
         """Install ``value``: a number, checked and wrapped in a ``ConstantScheduler``, or a
         scheduler, whose current and end values must not be negative where a number must not."""
         if isinstance(value, BaseScheduler):
-            start, end = value.get_value(), getattr(value, "end_value", None)
+            inner = getattr(value, "main_scheduler", value)  # a WarmupScheduler: its schedule's
+            start, end = value.get_value(), getattr(inner, "end_value", None)  # end is the end
             if (positive or non_negative) and min(start, start if end is None else end) < 0:
                 kind = type(value).__name__
                 raise ConfigurationError(
