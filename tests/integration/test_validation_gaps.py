@@ -27,7 +27,7 @@ import torchebm.metrics as MT
 import torchebm.models as M
 import torchebm.samplers as S
 from torchebm.core import BaseModel, HarmonicModel
-from torchebm.core.errors import NonFiniteError
+from torchebm.core.errors import NonFiniteError, ShapeError
 from torchebm.integrators import _integrate_time_grid
 
 NAN, INF = float("nan"), float("inf")
@@ -820,6 +820,76 @@ def _fuzz_cases() -> list[Case]:
     ]
 
 
+def _helper_cases() -> list[Case]:
+    """Low-level public helpers (they run inside training steps: attribute checks only)."""
+    lf = I.LeapfrogIntegrator()
+    state = {"x": X.clone(), "p": X.clone()}
+    tb, tc = torch.tensor([True, False]), torch.tensor([0.5, 0.2], dtype=torch.complex64)
+    tokens = torch.zeros(2, 5, 8)
+    return [
+        Case(  # AttributeError: 'NoneType' object has no attribute 'ndim'
+            "mean_flat(None)", lambda: F.mean_flat(None), TypeError, ("t", "NoneType")
+        ),
+        Case(  # NotImplementedError: subtraction with a bool tensor
+            "compute_flow_weight(t bool)",
+            lambda: F.compute_flow_weight(tb),
+            TypeError,
+            ("t", "bool"),
+        ),
+        Case(  # NotImplementedError: clamp is not supported for complex types
+            "compute_flow_weight(t complex)",
+            lambda: F.compute_flow_weight(tc),
+            TypeError,
+            ("t", "complex64"),
+        ),
+        Case(  # NotImplementedError: subtraction with a bool tensor
+            "compute_eqm_ct(t bool)", lambda: F.compute_eqm_ct(tb), TypeError, ("t", "bool")
+        ),
+        Case(  # NotImplementedError: clamp is not supported for complex types
+            "compute_eqm_ct(t complex)",
+            lambda: F.compute_eqm_ct(tc),
+            TypeError,
+            ("t", "complex64"),
+        ),
+        Case(  # AttributeError: 'NoneType' object has no attribute 'reshape'
+            "fourier_time_features(None)",
+            lambda: M.fourier_time_features(None, 4),
+            TypeError,
+            ("t", "NoneType"),
+        ),
+        Case(  # NotImplementedError: "arange_cpu" not implemented for 'Bool'
+            "fourier_time_features(t bool)",
+            lambda: M.fourier_time_features(tb, 4),
+            TypeError,
+            ("t", "bool"),
+        ),
+        Case(  # RuntimeError: Could not infer dtype of NoneType
+            "sinusoidal_embedding(None)",
+            lambda: M.sinusoidal_embedding(None, 8),
+            TypeError,
+            ("t", "NoneType"),
+        ),
+        Case(  # RuntimeError: The size of tensor a (8) must match the size of tensor b (7)
+            "modulate(shift (B, 7) for D = 8)",
+            lambda: M.modulate(tokens, torch.zeros(2, 7), torch.zeros(2, 8)),
+            ShapeError,
+            ("shift", "(2, 7)", "(2, 5, 8)"),
+        ),
+        Case(  # RuntimeError: The size of tensor a (2) must match the size of tensor b (3)
+            "modulate(scale of batch 3 for B = 2)",
+            lambda: M.modulate(tokens, torch.zeros(2, 8), torch.zeros(3, 8)),
+            ShapeError,
+            ("scale", "(3, 8)", "(2, 5, 8)"),
+        ),
+        Case(  # NotImplementedError: "gt_cpu" not implemented for 'ComplexFloat'
+            "LeapfrogIntegrator.integrate(mass complex)",
+            lambda: lf.integrate(state, 0.1, 2, tc, gradient=lambda z, t: z),
+            TypeError,
+            ("mass", "complex64"),
+        ),
+    ]
+
+
 CASES = (
     _integrator_cases()
     + _coupling_cases()
@@ -830,6 +900,7 @@ CASES = (
     + _interpolant_cases()
     + _likelihood_dtype_and_metric_cases()
     + _fuzz_cases()
+    + _helper_cases()
 )
 
 

@@ -50,6 +50,8 @@ def mean_flat(t: torch.Tensor) -> torch.Tensor:
         >>> mean_flat(torch.ones(3, 2, 4)).tolist()
         [1.0, 1.0, 1.0]
     """
+    if not isinstance(t, torch.Tensor):
+        check_tensor("t", t)  # names the argument and the type received
     if t.ndim <= 1:
         return t
     # a reduction over the trailing dims directly: no reshape (and no view node in autograd)
@@ -93,6 +95,14 @@ def trimmed_mean(values: torch.Tensor, trim_fraction: float) -> torch.Tensor:
     return torch.where(values.isnan().any(), values.new_tensor(math.nan), kept.mean())
 
 
+def _check_times(t: Any) -> None:
+    """`t` must be a real, non-bool tensor (attribute checks only: no host read)."""
+    if isinstance(t, torch.Tensor) and not t.is_complex() and t.dtype != torch.bool:
+        return
+    check_tensor("t", t, non_empty=False)  # not a tensor, or complex
+    raise TypeError(f"t must be a real tensor of times, got dtype {t.dtype}")
+
+
 def compute_flow_weight(t: torch.Tensor, cutoff: float = 0.8) -> torch.Tensor:
     r"""Energy-Matching flow gate $w(t) = \mathrm{clip}\big((1-t)/(1-\text{cutoff}), 0, 1\big)$.
 
@@ -109,6 +119,7 @@ def compute_flow_weight(t: torch.Tensor, cutoff: float = 0.8) -> torch.Tensor:
         >>> [round(v, 4) for v in compute_flow_weight(torch.tensor([0.0, 0.9, 1.0]), 0.8).tolist()]
         [1.0, 0.5, 0.0]
     """
+    _check_times(t)
     if check_finite("cutoff", cutoff) >= 1.0:
         return torch.ones_like(t)
     return ((1 - t) / (1 - cutoff)).clamp(0.0, 1.0)
@@ -138,6 +149,7 @@ def compute_eqm_ct(
         Wang & Du, "Equilibrium Matching: Generative Modeling with Implicit Energy-Based
         Models", 2025.
     """
+    _check_times(t)
     multiplier = check_finite("multiplier", multiplier)
     if check_finite("threshold", threshold) >= 1.0:
         return torch.full_like(t, multiplier)

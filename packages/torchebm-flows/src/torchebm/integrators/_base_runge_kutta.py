@@ -402,6 +402,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         stage_t: Sequence[torch.Tensor | None] | None = None,
         inplace: bool = False,
         plan: _Plan | None = None,
+        *,
+        ev: _Evaluations,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One RK step from ``(x, t)`` with step ``h``; returns ``(y, stages)``.
 
@@ -410,10 +412,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         ``inplace``: ``x`` is owned by the loop (outside autograd) and ``y`` may reuse it.
         ``plan``: the scaled coefficients of an explicit tableau for this ``h`` (with
         ``stage_t``), built once per fixed-grid call: the same operations, no per-step
-        bookkeeping.
+        bookkeeping. ``ev``: the call's evaluation counter (`_begin_call`).
         """
         if plan is not None and stage_t is not None:
-            return _planned_step(x, t, stage_t, plan, drift, inplace, self._evaluations)
+            return _planned_step(x, t, stage_t, plan, drift, inplace, ev)
         ks: list[torch.Tensor] = []
         nfe = 0
         for i, (row, ci) in enumerate(zip(self.tableau_a, self.tableau_c)):
@@ -436,7 +438,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 k, used = self._picard(base, ti, h, diag, drift)
                 nfe += used
             ks.append(k)
-        self._evaluations.count += nfe
+        ev.count += nfe
         return _combine(x, h, self.tableau_b, ks, inplace), ks
 
     def _picard(self, base, ti, h, diag, drift):
@@ -486,9 +488,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         Returns:
             ``{"x": Tensor}`` after the step.
         """
-        x, drift = self._begin_call(state, drift)
+        x, drift, ev = self._begin_call(state, drift)
         h, h_t = _prep_step(step_size, x)
-        return {"x": self._rk(x, self._time_vector(t, x), h, h_t, drift)[0]}
+        y = self._rk(x, self._time_vector(t, x), h, h_t, drift, ev=ev)[0]
+        return self._end_call(ev, {"x": y})
 
     @inference_mode_option
     def integrate(
@@ -537,27 +540,34 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 NaN/inf (at the current point, or at every step size down to underflow);
                 ``indices`` names the batch rows.
         """
-        x, drift = self._begin_call(state, drift)
+        x, drift, ev = self._begin_call(state, drift)
         use_adaptive = self._resolve_adaptive(adaptive)
         times, dts = self._grid(x, step_size, n_steps, t, need_step=not use_adaptive)
         check_start(x=x)
         if use_adaptive:  # an empty state (B = 0) has nothing to control: returned as on a grid
-            return {"x": self._adaptive(x, times, step_size, drift) if x.numel() else x.clone()}
+            y = self._adaptive(x, times, step_size, drift, ev) if x.numel() else x.clone()
+            return self._end_call(ev, {"x": y})
         rk = self._rk
 
         def advance(x, t, h, stage_t, inplace, plan):
-            return rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
+            return rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan, ev=ev)[0]
 
-        return {"x": self._fixed(x, times, dts, advance)}
+        return self._end_call(ev, {"x": self._fixed(x, times, dts, advance)})
 
     # ------------------------------------------------------------------ loops
-    def _begin_call(self, state: dict, drift: Any) -> tuple[torch.Tensor, Drift]:
-        """``state["x"]`` and ``drift``, checked, for a `step`/`integrate` call (whose function
-        evaluations `nfe` counts from here); outside `checked_inputs` the drift's output shape
-        is checked at every evaluation (`checked_field`: no host read)."""
-        self._evaluations.count = 0
+    def _begin_call(self, state: dict, drift: Any) -> tuple[torch.Tensor, Drift, _Evaluations]:
+        """``state["x"]``, ``drift`` (checked) and the evaluation counter of a `step`/`integrate`
+        call: its own, stored as `nfe` by `_end_call` (a drift that calls this integrator
+        again does not change it); outside `checked_inputs` the drift's output shape is
+        checked at every evaluation (`checked_field`: no host read)."""
         x = state_x(state)
-        return x, checked_field("drift", _require_callable("drift", drift, "drift(x, t)"), x)
+        drift = checked_field("drift", _require_callable("drift", drift, "drift(x, t)"), x)
+        return x, drift, _Evaluations()
+
+    def _end_call(self, ev: _Evaluations, out: dict) -> dict:
+        """``out``, with the call's count ``ev`` stored as `nfe` (the last call's)."""
+        self._evaluations.count = ev.count
+        return out
 
     def _resolve_adaptive(self, adaptive: bool | None) -> bool:
         if adaptive is None:
@@ -643,7 +653,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 x = advance(x, t_rows[j], dts[i], stage_ts[j], owned and i > 0, plan)
         return x
 
-    def _adaptive(self, x: torch.Tensor, times: torch.Tensor, step_size: Any, drift: Drift):
+    def _adaptive(self, x, times: torch.Tensor, step_size: Any, drift: Drift, ev: _Evaluations):
         t0, t1 = (float(v) for v in times[[0, -1]].tolist())
         span = abs(t1 - t0)
         if span == 0.0:
@@ -662,8 +672,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         k0 = None
         if step_size is None:
             k0 = drift(x, tvec(t0))
-            self._evaluations.count += 1
-            h = self._initial_step(x, t0, direction, k0, drift, norm, tvec)
+            ev.count += 1
+            h = self._initial_step(x, t0, direction, k0, drift, norm, tvec, ev)
         else:
             h = _first_step(step_size)
         h = min(h, span, self.max_step_size)
@@ -694,11 +704,11 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             # add up to the span, also on a short interval far from 0
             hs = direction * h if last else (t + direction * h) - t
             tv = tvec(t)
-            y, ks = self._rk(x, tv, hs, hs, drift, k0)
+            y, ks = self._rk(x, tv, hs, hs, drift, k0, ev=ev)
             k_new = None
             if self.fsal or len(e) > len(ks):
                 k_new = drift(y, tvec(t1 if last else t + hs))
-                self._evaluations.count += 1
+                ev.count += 1
                 ks = [*ks, k_new]
             err = _error_estimate(hs, e, ks)
             scale = (
@@ -727,7 +737,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 raise _underflow(type(self).__name__, t, ratio, ks)
         return x
 
-    def _initial_step(self, x, t0, direction, f0, drift, norm, tvec) -> float:
+    def _initial_step(self, x, t0, direction, f0, drift, norm, tvec, ev) -> float:
         """Hairer-Norsett-Wanner starting step (II.4), two drift evaluations in total."""
         scale = x.detach().abs().mul(self.rtol).add_(self.atol)
         d0 = float(norm(x.detach() / scale))  # host reads: no graph
@@ -735,7 +745,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
         x1 = x + direction * h0 * f0
         f1 = drift(x1, tvec(t0 + direction * h0))
-        self._evaluations.count += 1
+        ev.count += 1
         d2 = float(norm((f1 - f0).detach() / scale)) / h0
         if max(d1, d2) <= 1e-15:
             h1 = max(1e-6, h0 * 1e-3)
@@ -875,7 +885,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             return y.addcmul_(noise, amp)
         return torch.addcmul(y, noise, amp)
 
-    def _noisy_advance(self, x, drift, diffusion, noise_scale, generator, record) -> Advance:
+    def _noisy_advance(self, x, drift, diffusion, noise_scale, generator, record, ev) -> Advance:
         """The step of the fixed-grid loop, with the noise resolved once: a constant
         diffusion is validated and shaped before the first step, and outside autograd
         every step's noise is drawn into one buffer (the same numbers as a fresh
@@ -898,8 +908,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
                     record.add(d)
             if noise_first and d is not None:  # drift-implicit: solve from x + noise
                 x = add_noise(x, x, d, h, None, generator, inplace, buffer)
-                return rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
-            y = rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan)[0]
+                return rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan, ev=ev)[0]
+            y = rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan, ev=ev)[0]
             if d is None:
                 return y
             return add_noise(y, x, d, h, None, generator, inplace, buffer)
@@ -944,7 +954,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             >>> em = EulerMaruyamaIntegrator()  # doctest: +SKIP
             >>> em.step({"x": x}, 0.01, drift=lambda x, t: -x, noise_scale=1.0)  # doctest: +SKIP
         """
-        x, drift = self._begin_call(state, drift)
+        x, drift, ev = self._begin_call(state, drift)
         if noise is not None and getattr(noise, "shape", None) != x.shape:
             got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
             raise ShapeError(
@@ -957,9 +967,10 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             _check_diffusion(d, "diffusion(x, t)")
         if d is not None and self._noise_first:  # drift-implicit: solve from x + noise
             x_noisy = self._add_noise(x, x, d, h, noise, generator)
-            return {"x": self._rk(x_noisy, tv, h, h_t, drift)[0]}
-        y = self._rk(x, tv, h, h_t, drift)[0]
-        return {"x": y if d is None else self._add_noise(y, x, d, h, noise, generator)}
+            return self._end_call(ev, {"x": self._rk(x_noisy, tv, h, h_t, drift, ev=ev)[0]})
+        y = self._rk(x, tv, h, h_t, drift, ev=ev)[0]
+        y = y if d is None else self._add_noise(y, x, d, h, noise, generator)
+        return self._end_call(ev, {"x": y})
 
     @inference_mode_option
     def integrate(  # type: ignore[override]
@@ -1007,17 +1018,17 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             )
         if not noisy:
             return super().integrate(state, step_size, n_steps, drift=drift, t=t, adaptive=adaptive)
-        x, drift = self._begin_call(state, drift)
+        x, drift, ev = self._begin_call(state, drift)
         times, dts = self._grid(x, step_size, n_steps, t, need_step=True)
         check_start(x=x)
         record = None
         if callable(diffusion) and not _CHECKED.get():
             record = _DiffusionRange(len(dts), x)
-        advance = self._noisy_advance(x, drift, diffusion, noise_scale, generator, record)
+        advance = self._noisy_advance(x, drift, diffusion, noise_scale, generator, record, ev)
         out = self._fixed(x, times, dts, advance)
         if record is not None:
             _check_record(record, times)
-        return {"x": out}
+        return self._end_call(ev, {"x": out})
 
 
 def _drop_089_tableau(module: Any, state_dict: dict, prefix: str, *_: Any) -> None:

@@ -20,7 +20,13 @@ from typing import Any
 
 import torch
 
-from torchebm.core.errors import _CHECKED, ConfigurationError, ShapeError, check_finite_tensor
+from torchebm.core.errors import (
+    _CHECKED,
+    ConfigurationError,
+    ShapeError,
+    check_finite_tensor,
+    check_tensor,
+)
 
 __all__ = ["checked_inputs", "check_start", "check_mass", "checked_field", "check_field_dtype"]
 
@@ -59,6 +65,7 @@ def check_start(**tensors: torch.Tensor) -> None:
 def check_mass(mass: torch.Tensor) -> None:
     """A tensor mass must be non-empty with positive finite entries (one host read; nothing
     under `checked_inputs`, where the caller checked it when it was set)."""
+    check_tensor("mass", mass, non_empty=False)  # a complex one failed in the comparison
     if _CHECKED.get():
         return
     ok = ((mass > 0) & (mass < float("inf"))).flatten()  # NaN fails both

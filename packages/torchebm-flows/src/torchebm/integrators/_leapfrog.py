@@ -333,7 +333,6 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         v = field(x, t) if v0 is None else v0
         if safe:
             v = self._guard_force(v, safe)
-        self._evaluations.count = n + (v0 is None)  # (`nfe`; no nn.Module setattr per call)
         p = _axpy(p, half, v, False)
         for i in range(n):
             x = _drift(x, h, p, m, in_place and i > 0)
@@ -345,6 +344,9 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
             p = _axpy(p, kick if i < n - 1 else half, v, in_place)
             if safe:
                 p = self._guard_state(p, safe)
+        # `nfe`, assigned at the end (a field that calls this integrator again would change
+        # a count written earlier); no nn.Module setattr per call
+        self._evaluations.count = n + (v0 is None)
         return x, p, v
 
 

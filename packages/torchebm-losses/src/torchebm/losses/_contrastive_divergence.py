@@ -2,7 +2,10 @@ r"""Contrastive divergence: CD-k, persistent CD (replay buffer) and parallel-tem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -222,15 +225,49 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
         super().__init__(**forward_kwargs(locals(), super().__init__, persistent=True))
 
 
+#: `(tempered model, (rows,) inverse temperatures)` of each PT-CD call running in this
+#: context (thread), innermost last: a nested or concurrent call keeps its own temperatures
+_BETAS: ContextVar[tuple[tuple[Any, torch.Tensor], ...]] = ContextVar("ptcd_betas", default=())
+_POINTING = threading.Lock()  # guards `_TemperedModel.users`/`untempered`
+
+
 class _TemperedModel(BaseModel):
     r"""Energy $\beta_b E(x_b)$ with a per-row inverse temperature (internal to PT-CD)."""
 
     model: Any
+    # class defaults (a pickle of an older version has neither): running calls that point
+    # the sampler here (the first one does), and the sampler's own model while they run
+    users: int = 0
+    untempered: tuple[Any, ...] = ()
 
     def __init__(self, model: Any):
         super().__init__()
         self.model = model
-        self.beta: torch.Tensor | None = None
+
+    @property
+    def beta(self) -> torch.Tensor | None:
+        """The inverse temperatures of the innermost call of this context using this model."""
+        for owner, beta in reversed(_BETAS.get()):
+            if owner is self:
+                return beta
+        return None
+
+    @contextmanager
+    def pointed(self, sampler: Any, beta: torch.Tensor) -> Iterator[None]:
+        """Within: ``sampler.model`` is this model and `beta` is ``beta`` (this call's)."""
+        token = _BETAS.set((*_BETAS.get(), (self, beta)))
+        with _POINTING:
+            if self.users == 0:
+                self.untempered, sampler.model = (sampler.model,), self
+            self.users += 1
+        try:
+            yield
+        finally:
+            with _POINTING:
+                self.users -= 1
+                if self.users == 0:
+                    (sampler.model,), self.untempered = self.untempered, ()
+            _BETAS.reset(token)
 
     def _beta_like(self, t: torch.Tensor) -> torch.Tensor:
         beta = self.beta
@@ -499,14 +536,12 @@ class ParallelTemperingCD(ContrastiveDivergence):
                 f"{tuple(chains.shape[2:])}"
             )
         n_rep, n = chains.shape[0], chains.shape[1]
-        tempered = self._tempered_holder[0]
         beta = self.inverse_temperatures * self.base_temperature  # 1 / T_r
-        tempered.beta = beta.to(device=chains.device, dtype=chains.dtype).repeat_interleave(n)
+        beta = beta.to(device=chains.device, dtype=chains.dtype).repeat_interleave(n)
         flat = chains.reshape(n_rep * n, *chains.shape[2:])
-        original = self.sampler.model
         done, since = 0, min(self._steps_since_swap, self.swap_every - 1)  # swap_every reset
-        try:
-            self.sampler.model = tempered
+        # this call's temperatures (a nested or concurrent call has its own)
+        with self._tempered_holder[0].pointed(self.sampler, beta):
             while done < self.k_steps:
                 steps = min(self.swap_every - since, self.k_steps - done)
                 flat = self._run_sampler(flat, steps, {}, generator)
@@ -514,8 +549,6 @@ class ParallelTemperingCD(ContrastiveDivergence):
                 if since >= self.swap_every:
                     flat = self._swap(flat.reshape(chains.shape), generator).reshape(flat.shape)
                     since = 0
-        finally:
-            self.sampler.model = original
         self._steps_since_swap = since
         chains = flat.reshape(chains.shape)
         self.tempered_chains = chains.detach()

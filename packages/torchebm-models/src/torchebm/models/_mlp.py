@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseModel, TorchEBMModule
-from torchebm.core.errors import ShapeError, check_int
+from torchebm.core.errors import ShapeError, check_int, check_tensor
 from torchebm.models._conditioning import check_input_dtype
 
 __all__ = ["MLPEnergy", "MLPVelocity", "fourier_time_features"]
@@ -171,6 +171,9 @@ def fourier_time_features(t: torch.Tensor, n_frequencies: int) -> torch.Tensor:
         Features `(B, 1 + 2K)`.
     """
     n_frequencies = check_int("n_frequencies", n_frequencies, minimum=0)
+    if not isinstance(t, torch.Tensor) or t.is_complex() or t.dtype == torch.bool:
+        check_tensor("t", t, non_empty=False)  # not a tensor, or complex
+        raise TypeError(f"t must be a real tensor of times, got dtype {t.dtype}")
     t = t.reshape(-1, 1)
     if n_frequencies == 0:
         return t

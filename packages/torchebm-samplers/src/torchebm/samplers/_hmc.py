@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -21,7 +20,7 @@ from torchebm.core import (
     shared_field,
     warn_once,
 )
-from torchebm.core._module import forward_kwargs
+from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import ConfigurationError, ShapeError, check_energies, check_int
 from torchebm.integrators import (
     BaseSymplecticIntegrator,
@@ -73,6 +72,10 @@ class HMCState(SamplerState):
         n_unconverged: RMHMC: `(B,)` int64, how many of each chain's proposals of the
             current `sample()` call were rejected so (shared: a restart under
             `nan_policy="resample"` keeps the count).
+        metric_ok: RMHMC: `(B,)` bool, whether the metric's Cholesky factorisation
+            succeeded at every point of the current step where it was finite (shared).
+        n_not_pd: RMHMC: `(B,)` int64, how many of each chain's proposals of the current
+            `sample()` call were rejected because it did not (shared, like `n_unconverged`).
     """
 
     energy: torch.Tensor | None = None
@@ -86,6 +89,8 @@ class HMCState(SamplerState):
     cholesky: tuple[torch.Tensor, torch.Tensor] | None = shared_field()
     unconverged: torch.Tensor | None = shared_field()
     n_unconverged: torch.Tensor | None = shared_field()
+    metric_ok: torch.Tensor | None = shared_field()
+    n_not_pd: torch.Tensor | None = shared_field()
 
 
 class _HMCBase(BaseSampler):
@@ -556,12 +561,17 @@ class RiemannianManifoldHMC(_HMCBase):
     def unconverged_proposals(self) -> torch.Tensor | None:
         """`(B,)` int64: per chain, the proposals of the last `sample()` call rejected
         because an implicit solve did not converge or their trajectory did not reverse (see
-        the class docstring); assigned when that call ends; `None` before the first call."""
+        the class docstring; not those rejected because the metric was not positive definite
+        on their trajectory); assigned when that call ends; `None` before the first call."""
         return self._solver_report["counts"]
 
     # ------------------------------------------------------------------ metric
-    def _cholesky(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(L, ok)``: Cholesky factors ``(B, D, D)`` of ``G(x)`` and a ``(B,)`` success mask."""
+    def _cholesky(
+        self, x: torch.Tensor, state: HMCState | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L, ok)``: Cholesky factors ``(B, D, D)`` of ``G(x)`` and a ``(B,)`` success mask.
+        With a ``state``, chains whose finite ``G(x)`` fails are cleared in its `metric_ok`
+        (on the device; a non-finite ``G`` is a diverged trajectory's, not the metric's)."""
         b, d = x.shape[0], x[0].numel()
         g = self.metric_fn(x)
         if g.shape != (b, d, d):
@@ -571,6 +581,8 @@ class RiemannianManifoldHMC(_HMCBase):
         if g.dtype != x.dtype:  # torch.bmm with the momenta would fail without naming it
             check_field_dtype("metric_fn(x)", g, x.dtype)
         chol, info = torch.linalg.cholesky_ex(g)
+        if state is not None and state.metric_ok is not None:
+            state.metric_ok &= (info == 0) | ~torch.isfinite(g).flatten(1).all(1)
         return chol, info == 0
 
     def _cached_cholesky(self, x: torch.Tensor, state: HMCState) -> torch.Tensor:
@@ -580,14 +592,15 @@ class RiemannianManifoldHMC(_HMCBase):
         if cache is not None and cache[0] is x:
             return cache[1]
         with torch.no_grad():
-            chol, _ = self._cholesky(x)
+            chol, _ = self._cholesky(x, state)
         state.cholesky = (x, chol)
         return chol
 
-    def _hamiltonian_terms(self, x, p, conditioning):
-        """``(U, K + ½ log|G|, ok)`` per chain; differentiable in ``x``."""
+    def _hamiltonian_terms(self, x, p, conditioning, state=None):
+        """``(U, K + ½ log|G|, ok)`` per chain; differentiable in ``x`` (``state``: see
+        `_cholesky`)."""
         b = x.shape[0]
-        chol, ok = self._cholesky(x)
+        chol, ok = self._cholesky(x, state)
         pf = p.reshape(b, -1, 1)
         sol = torch.cholesky_solve(pf, chol)
         kin = 0.5 * (pf * sol).sum(dim=(1, 2))
@@ -625,13 +638,15 @@ class RiemannianManifoldHMC(_HMCBase):
             decided=self._undecided(x, ctx),
             unconverged=no,
             n_unconverged=counts,
+            n_not_pd=torch.zeros_like(counts),
         )
 
     def step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
         x, conditioning = state.x, ctx.model_kwargs
         eps = self.get_scheduled_value("step_size")
         b = x.shape[0]
-        chol, ok = self._cholesky(x)
+        state.metric_ok = torch.ones(b, dtype=torch.bool, device=x.device)
+        chol, ok = self._cholesky(x, state)
         xi = torch.randn(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype)
         p = torch.bmm(chol, xi.reshape(b, -1, 1)).reshape(x.shape)
         _, rest, _ = self._hamiltonian_terms(x, p, conditioning)
@@ -643,12 +658,15 @@ class RiemannianManifoldHMC(_HMCBase):
             else ~self._reversible(x, p, x_prop, p_prop, converged, eps, state, conditioning)
         )
         u_prop = self._energy(x_prop, conditioning)
-        _, rest_prop, ok_prop = self._hamiltonian_terms(x_prop, p_prop, conditioning)
-        valid = ok & ok_prop & ~unconverged
+        _, rest_prop, ok_prop = self._hamiltonian_terms(x_prop, p_prop, conditioning, state)
+        # a finite G not positive definite on a trajectory: not a solver failure, counted apart
+        not_pd = ~state.metric_ok
+        valid = ok & ok_prop & ~unconverged & ~not_pd
         h_prop = torch.where(valid, u_prop + rest_prop, torch.full_like(u_prop, math.inf))
-        state.unconverged = unconverged
-        if state.n_unconverged is not None:
-            state.n_unconverged.add_(unconverged)
+        state.unconverged, state.metric_ok = unconverged & ~not_pd, None
+        if state.n_unconverged is not None and state.n_not_pd is not None:
+            state.n_unconverged.add_(state.unconverged)
+            state.n_not_pd.add_(not_pd)
         return self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
 
     def _trajectory(
@@ -708,31 +726,44 @@ class RiemannianManifoldHMC(_HMCBase):
 
     def finish(self, state: HMCState, ctx: SamplerContext) -> None:
         """Store the call's counts as `unconverged_proposals` (at its end: a nested call
-        does not replace them); one `RuntimeWarning` if it rejected any (one sync).
+        does not replace them); one `RuntimeWarning` per cause if it rejected proposals
+        because implicit solves failed or because the metric was not positive definite on
+        their trajectory (one sync for both).
 
         Args:
-            state: The final `HMCState` (its per-chain ``n_unconverged`` counts).
+            state: The final `HMCState` (its per-chain ``n_unconverged``/``n_not_pd`` counts).
             ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext].
         """
         counts = self._solver_report["counts"] = state.n_unconverged
-        if counts is None:
+        if counts is None or state.n_not_pd is None:
             return
-        total, chains = (int(v) for v in torch.stack([counts.sum(), counts.count_nonzero()]))
+        both = torch.stack([counts, state.n_not_pd])
+        (total, pd_total), (chains, pd_chains) = torch.stack(
+            [both.sum(1), both.count_nonzero(1)]
+        ).tolist()
+        name, n = type(self).__name__, counts.shape[0]
+        if pd_total:
+            warn_user(
+                f"{name}: {pd_total} proposals in {pd_chains} of {n} chains were rejected "
+                "because metric_fn(x) was not symmetric positive definite (its Cholesky "
+                "factorisation failed) on their trajectory; make the metric positive "
+                "definite (and well conditioned in this dtype) wherever the chains can go",
+                RuntimeWarning,
+            )
         if total == 0:
             return
         integrator = type(self.integrator).__name__
         max_iter = getattr(self.integrator, "solver_max_iter", None)
         iters = "" if max_iter is None else f" (now {max_iter})"
-        warnings.warn(
-            f"{type(self).__name__}: {total} proposals in {chains} of {counts.shape[0]} chains "
+        warn_user(
+            f"{name}: {total} proposals in {chains} of {n} chains "
             f"were rejected because the implicit solves of {integrator} did not converge or "
             "the trajectory did not reverse (an unconverged step is not reversible; counted "
             "per chain in "
-            f"{type(self).__name__}.unconverged_proposals and per step in the "
+            f"{name}.unconverged_proposals and per step in the "
             "'unconverged_rate' diagnostic). Reduce step_size or raise solver_max_iter"
             f"{iters} of the integrator",
             RuntimeWarning,
-            stacklevel=4,  # finish <- _run <- sample <- the caller
         )
 
     def extra_repr(self) -> str:

@@ -61,7 +61,16 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     """
     dim = check_int("dim", dim, minimum=1)
     max_period = check_positive("max_period", max_period)
-    t = torch.as_tensor(t)
+    if not isinstance(t, torch.Tensor):
+        try:
+            t = torch.as_tensor(t)
+        except (TypeError, RuntimeError, ValueError):
+            raise TypeError(
+                f"t must be a tensor or a number (or a sequence of numbers) of times, got "
+                f"{type(t).__name__}"
+            ) from None
+    if t.is_complex():
+        raise TypeError(f"t must be a real tensor of times, got dtype {t.dtype}")
     work = torch.float64 if t.dtype == torch.float64 else torch.float32
     t = t.reshape(-1).to(work)
     half = dim // 2

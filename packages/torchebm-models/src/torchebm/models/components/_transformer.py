@@ -44,11 +44,25 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
         >>> modulate(torch.ones(2, 3, 4), torch.zeros(2, 4), torch.ones(2, 4)).unique()
         tensor([2.])
     """
+    given = (shift, scale)
     if shift.ndim == x.ndim - 1:
         shift = shift.unsqueeze(1)
     if scale.ndim == x.ndim - 1:
         scale = scale.unsqueeze(1)
+    for name, v, g in (("shift", shift, given[0]), ("scale", scale, given[1])):
+        if not _broadcasts_to(v.shape, x.shape):
+            raise ShapeError(
+                f"modulate: {name} must have shape (B, D) or (B, N, D) for x of shape "
+                f"{tuple(x.shape)}, got {tuple(g.shape)}"
+            )
     return x * (1 + scale) + shift
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether ``shape`` broadcasts to ``target`` without enlarging it (shape arithmetic
+    only: ``torch.broadcast_shapes`` costs ~20 us a call)."""
+    n = len(target) - len(shape)
+    return n >= 0 and all(a == 1 or a == target[i + n] for i, a in enumerate(shape))
 
 
 def _xavier_linear(layer: nn.Linear) -> nn.Linear:

@@ -1,0 +1,104 @@
+"""ParallelTemperingCD keeps each call's temperatures to itself: a call nested inside
+another's sampler run (from the model's forward), or one running in another thread at
+the same time, neither replaces the other call's inverse temperatures nor un-tempers its
+sampler. Reference: the tempered Langevin recursion written out by hand in float64."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import torch
+from _support.losses import Quadratic, TinyLangevin
+
+from torchebm.losses import ParallelTemperingCD
+
+TEMPS, N, D, K, H, W = (1.0, 2.0, 4.0), 8, 2, 4, 0.05, 0.7
+
+
+class Hooked(Quadratic):
+    """The quadratic energy; ``hooks[rows]()`` runs (once) at its first evaluation on a
+    batch of ``rows`` rows in the thread that armed it."""
+
+    def __init__(self) -> None:
+        super().__init__(w=W)
+        self.hooks: dict[tuple[int, int], object] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hook = self.hooks.pop((threading.get_ident(), x.shape[0]), None)
+        if hook is not None:
+            hook()
+        return super().forward(x)
+
+
+def _loss(model: Hooked, chains: torch.Tensor) -> ParallelTemperingCD:
+    # swap_every > K: no swap round, so a call's result is its Langevin recursion alone
+    loss = ParallelTemperingCD(model, TinyLangevin(model, step_size=H), TEMPS, K, swap_every=99)
+    loss.tempered_chains = chains.clone()
+    return loss
+
+
+def _by_hand(chains: torch.Tensor, seed: int) -> torch.Tensor:
+    """``x <- x - h w x / T_r + sqrt(2h) xi`` per replica, K steps, in float64 (the noise
+    drawn as TinyLangevin draws it): every replica, ``(R, n, D)``."""
+    g = torch.Generator().manual_seed(seed)
+    x = chains.double()
+    beta = torch.tensor([1.0 / t for t in TEMPS], dtype=torch.float64)[:, None, None]
+    for _ in range(K):
+        xi = torch.randn((len(TEMPS) * x.shape[1], D), generator=g).double()
+        x = x - H * W * beta * x + math.sqrt(2 * H) * xi.reshape(x.shape)
+    return x
+
+
+def _chains(n: int, seed: int) -> torch.Tensor:
+    return torch.randn(len(TEMPS), n, D, generator=torch.Generator().manual_seed(seed))
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.allclose(a.double(), b, rtol=0, atol=1e-5)  # float32 rounding of K steps
+
+
+def test_a_nested_call_keeps_the_outer_calls_temperatures():
+    model, outer_chains, inner_chains = Hooked(), _chains(N, 0), _chains(N // 2, 1)
+    loss = _loss(model, outer_chains)
+    inner = []
+
+    def nested() -> None:  # a call on another batch size, from inside the outer sampler run
+        loss.tempered_chains = inner_chains.clone()
+        loss(torch.zeros(N // 2, D), generator=torch.Generator().manual_seed(2))
+        inner.append(loss.tempered_chains)
+
+    model.hooks[(threading.get_ident(), len(TEMPS) * N)] = nested
+    _, negatives = loss(torch.zeros(N, D), generator=torch.Generator().manual_seed(3))
+    assert len(inner) == 1
+    assert _close(inner[0], _by_hand(inner_chains, 2))
+    assert _close(loss.tempered_chains, _by_hand(outer_chains, 3))
+    assert torch.equal(negatives, loss.tempered_chains[0])
+    assert loss.sampler.model is model
+
+
+def test_a_call_in_another_thread_keeps_its_temperatures_when_the_first_one_ends():
+    # thread a enters first; b enters and pauses; a ends (it must not un-temper b's
+    # sampler, which is shared); then b runs its remaining steps
+    model, chains = Hooked(), _chains(N, 0)
+    loss = _loss(model, chains)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    out: dict[str, torch.Tensor] = {}
+
+    def run(name: str, seed: int, pause) -> None:
+        model.hooks[(threading.get_ident(), len(TEMPS) * N)] = pause
+        loss(torch.zeros(N, D), generator=torch.Generator().manual_seed(seed))
+        out[name] = loss.tempered_chains  # every replica (the hot ones show the tempering)
+
+    a = threading.Thread(target=run, args=("a", 3, lambda: (a_in.set(), b_in.wait(10))))
+    b = threading.Thread(target=run, args=("b", 4, lambda: (b_in.set(), a_out.wait(10))))
+    a.start()
+    assert a_in.wait(10)
+    b.start()
+    a.join(10)
+    a_out.set()
+    b.join(10)
+    assert not a.is_alive() and not b.is_alive()
+    assert _close(out["a"], _by_hand(chains, 3))
+    assert _close(out["b"], _by_hand(chains, 4))
+    assert loss.sampler.model is model
