@@ -315,16 +315,18 @@ def paired_conditioning(conditioning: dict, index: torch.Tensor | None, batch: i
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     r"""Batch mean of per-sample ``values`` ``(B,)``, weighted by a coupling's ``weights``:
     $\sum_i w_i v_i / \max(\sum_i w_i, 10^{-12})$, or the plain mean when ``weights`` is
-    ``None``.
+    ``None``. In the dtype of ``values``, summed in float32 at least (in float16 the sums
+    overflowed to inf when $\sum_i w_i v_i > 65504$, a loss of 32 over 2,048 samples).
 
     Example:
         >>> weighted_mean(torch.tensor([1.0, 3.0]), torch.tensor([3.0, 1.0])).item()
         1.5
     """
     if weights is None:
-        return values.mean()
-    weights = weights.to(values.dtype)
-    return (weights * values).sum() / weights.sum().clamp(min=1e-12)
+        return values.mean()  # torch sums a half-precision tensor in float32
+    acc = torch.promote_types(values.dtype, torch.float32)
+    weights = weights.to(acc)
+    return ((weights * values.to(acc)).sum() / weights.sum().clamp(min=1e-12)).to(values.dtype)
 
 
 def batch_loss(terms: dict[str, Any]) -> torch.Tensor:
