@@ -193,3 +193,18 @@ def test_check_conditioning_on_eqm_and_energy_matching():
     EnergyMatchingLoss(LabelPotential(), lambda_cd=0.0, coupling="independent")(
         torch.randn(4, 2), y=y
     )
+
+
+def test_callable_sampler_times_respect_train_eps():
+    # train_eps is the documented margin: times lie in [eps, 1 - eps] for every t_sampler.
+    # A callable's times touching 0 and 1 were used as they came (t = 0, 1 with eps = 0.1).
+    def ends(b, *, device, dtype, generator):
+        return torch.tensor([0.0, 1.0, 0.05, 0.5] * (b // 4), dtype=dtype, device=device)
+
+    eqm = EquilibriumMatchingLoss(Field(), t_sampler=ends, train_eps=0.1)
+    t = eqm.training_losses(torch.randn(8, 2), generator=torch.Generator().manual_seed(0))["t"]
+    torch.testing.assert_close(t, torch.tensor([0.1, 0.9, 0.1, 0.5] * 2), rtol=0, atol=0)
+    # eps = 0: the callable's times exactly as returned
+    eqm0 = EquilibriumMatchingLoss(Field(), t_sampler=ends)
+    t0 = eqm0.training_losses(torch.randn(8, 2), generator=torch.Generator().manual_seed(0))["t"]
+    torch.testing.assert_close(t0, torch.tensor([0.0, 1.0, 0.05, 0.5] * 2), rtol=0, atol=0)

@@ -38,7 +38,8 @@ class TimeSampler:
       $\operatorname{logit} t = -(\mu + s z) \sim \mathcal N(-\mu, s^2)$; clamped to
       $[\max(10^{-4}, \epsilon), 1 - \epsilon]$.
     * a callable ``(batch, *, device, dtype, generator) -> t`` of shape `(batch,)`, with
-      values in [0, 1] (checked: one host read per call).
+      values in [0, 1] (checked: one host read per call); clamped to
+      $[\epsilon, 1 - \epsilon]$.
 
     Args:
         kind: ``"uniform"``, ``"lognormal"`` or a callable.
@@ -86,7 +87,8 @@ class TimeSampler:
                 got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise ShapeError(f"{self._arg} must return a tensor of shape ({batch},), got {got}")
             _check_flow_time(t, f"the times {self._arg}(batch, ...) returned")
-            return t.to(device=device, dtype=dtype)
+            t = t.to(device=device, dtype=dtype)
+            return t.clamp(min=eps, max=1.0 - eps) if eps else t
         if self.kind == "lognormal":
             z = torch.randn(batch, generator=generator, device=device, dtype=dtype)
             t = torch.sigmoid(-(z * self.t_p_std + self.t_p_mean))  # = 1 / (1 + sigma)

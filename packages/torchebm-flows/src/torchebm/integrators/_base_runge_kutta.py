@@ -714,7 +714,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             scale = (
                 torch.maximum(x.detach().abs(), y.detach().abs()).mul_(self.rtol).add_(self.atol)
             )
-            ratio = float(norm(err.detach() / scale))  # a host read: no graph
+            ratio = float(norm(_scaled(err.detach(), scale, self.atol)))  # a host read: no graph
             if ratio <= 1.0:
                 x = y
                 t = t1 if last else t + hs
@@ -740,18 +740,27 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     def _initial_step(self, x, t0, direction, f0, drift, norm, tvec, ev) -> float:
         """Hairer-Norsett-Wanner starting step (II.4), two drift evaluations in total."""
         scale = x.detach().abs().mul(self.rtol).add_(self.atol)
-        d0 = float(norm(x.detach() / scale))  # host reads: no graph
-        d1 = float(norm(f0.detach() / scale))
-        h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+        d0 = float(norm(_scaled(x.detach(), scale, self.atol)))  # host reads: no graph
+        d1 = float(norm(_scaled(f0.detach(), scale, self.atol)))
+        # d1 = inf: a component at 0 moves while atol = 0 (no relative scale there yet)
+        h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5 or math.isinf(d1)) else 0.01 * d0 / d1
         x1 = x + direction * h0 * f0
         f1 = drift(x1, tvec(t0 + direction * h0))
         ev.count += 1
-        d2 = float(norm((f1 - f0).detach() / scale)) / h0
-        if max(d1, d2) <= 1e-15:
+        d2 = float(norm(_scaled((f1 - f0).detach(), scale, self.atol))) / h0
+        if max(d1, d2) <= 1e-15 or math.isinf(max(d1, d2)):
             h1 = max(1e-6, h0 * 1e-3)
         else:
             h1 = (0.01 / max(d1, d2)) ** (1.0 / float(self.order or 1))
         return min(100 * h0, h1)
+
+
+def _scaled(v: torch.Tensor, scale: torch.Tensor, atol: float) -> torch.Tensor:
+    """``v / scale`` elementwise, with ``0 / 0 = 0`` when ``atol=0``: a component that is
+    exactly 0 and stays 0 then has scale 0 and no error (it made the ratio NaN, so every
+    step was rejected). A NaN ``v`` stays NaN; with ``atol > 0`` the scale is positive."""
+    q = v / scale
+    return q if atol > 0 else q.masked_fill_(v == 0, 0.0)
 
 
 def _first_step(step_size: Any) -> float:
