@@ -10,6 +10,7 @@ import textwrap
 import warnings
 
 import torch
+from _support.losses import TinyLangevin
 from torch import nn
 
 from torchebm.core import BaseModel
@@ -21,7 +22,6 @@ from torchebm.losses import (
     DenoisingScoreMatching,
     FlowMatchingLoss,
 )
-from torchebm.samplers import LangevinDynamics
 
 
 class _Velocity(nn.Module):
@@ -105,7 +105,7 @@ def test_single_label_batch_warning_names_the_loss_call():
 
 def test_non_finite_loss_warning_names_the_loss_call_every_time():
     model = _Energy()
-    loss = ContrastiveDivergence(model, LangevinDynamics(model, step_size=0.01), nan_policy="warn")
+    loss = ContrastiveDivergence(model, TinyLangevin(model, step_size=0.01), nan_policy="warn")
     x = torch.full((4, 2), 1e30)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -118,7 +118,7 @@ def test_non_finite_loss_warning_names_the_loss_call_every_time():
 
 def test_trainer_warnings_name_the_users_call():
     model = _Energy()
-    sampler = LangevinDynamics(model, step_size=0.01)
+    sampler = TinyLangevin(model, step_size=0.01)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         line = sys._getframe().f_lineno + 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import sys
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,7 +20,7 @@ _SKIP = ("torchebm", "torch", "abc")  # packages whose frames a warning skips (a
 def warn_user(message: str, category: type[Warning] = UserWarning, stacklevel: int = 2) -> None:
     """``warnings.warn`` at the user's line: the first frame from ``stacklevel`` on outside
     torchebm, torch and ``abc``, however many library frames (subclasses, decorators) lie between."""
-    f, n = sys._getframe(), 1  # warnings.warn(stacklevel=n) here names the frame f
+    f, n = inspect.currentframe(), 1  # warnings.warn(stacklevel=n) here names the frame f
     while f and (n <= stacklevel or f.f_globals.get("__name__", "").split(".")[0] in _SKIP):
         f, n = f.f_back, n + 1
     warnings.warn(message, category, stacklevel=n)
