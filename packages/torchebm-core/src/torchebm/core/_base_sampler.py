@@ -63,7 +63,8 @@ class SamplerState:
     Every tensor field with the batch as leading dimension is *per chain* unless declared
     with `shared_field()`: under `nan_policy="resample"` a chain that went non-finite gets
     every per-chain field back from the state `init_state` returned, so cached energies and
-    gradients stay consistent with no code in the sampler. Item access (`state["x"]`,
+    gradients stay consistent with no code in the sampler (a field still `None` in that
+    state has nothing to restore: set it there). Item access (`state["x"]`,
     `"x" in state`, `state.get("energy")`) reads and writes the fields; a plain dict
     returned by `init_state` is accepted too.
 
