@@ -4,7 +4,8 @@ goes through ``register_buffer``, attribute access, ``get_buffer`` and ``state_d
 
 Still present and not covered here (no public equivalent yet): the FSDP2 reshard settings
 that ``torchebm.core.distributed.unsharded`` saves and restores, ``torch.compile``'s
-``_orig_mod`` in ``unwrap_model``, and the ``_apply`` override (placement cache).
+``_orig_mod`` in ``unwrap_model`` and in score matching's refusal of a compiled model
+(whose second derivatives torch drops), and the ``_apply`` override (placement cache).
 """
 
 from __future__ import annotations

@@ -365,10 +365,10 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     # ------------------------------------------------------------------ model helpers
     def model_gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        r"""$\nabla_x E(x)$, same shape as `x`: the model's `gradient` (closed form for
-        analytic models), else one autograd call."""
-        model = self.model
-        grad_fn = getattr(model, "gradient", None)
+        r"""$\nabla_x E(x)$, same shape as `x`: the model's `gradient` (closed form for analytic
+        models; a DDP model's module's: DDP's forward is for training), else one autograd call."""
+        ddp = isinstance(model := self.model, torch.nn.parallel.DistributedDataParallel)
+        grad_fn = getattr(model.module if ddp else model, "gradient", None)
         if grad_fn is not None:
             g = grad_fn(x, model_kwargs=model_kwargs) if model_kwargs else grad_fn(x)
         else:

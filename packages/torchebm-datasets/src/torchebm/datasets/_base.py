@@ -30,6 +30,12 @@ class BaseSyntheticDataset(Dataset):
     neither read nor reseeded (the reference implementation reseeded the global torch and
     numpy RNGs). With neither, the global RNG is used, like ``torch.randn``.
 
+    ``DataLoader`` workers (``num_workers > 0``, any start method) and pickles get a copy
+    of the points drawn in the parent: every worker holds the same data, the loader's
+    sampler decides which rows each yields, and nothing is drawn in a worker. A pickled
+    ``generator`` keeps its state (`regenerate` in a copy continues the same stream,
+    independently of the original).
+
     Args:
         n_samples: Number of points (>= 1).
         device: Device of the data (default CPU).
@@ -153,6 +159,24 @@ class BaseSyntheticDataset(Dataset):
         if seed is not None or generator is not None:
             self._set_source(seed, generator)
         self.data = self._build()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with ``generator`` as ``(device, state bytes)``: torch pickles a
+        ``torch.Generator`` through a temporary shared-memory tensor, freed before a
+        ``spawn``/``forkserver`` ``DataLoader`` worker reads it (the worker died)."""
+        state = self.__dict__.copy()
+        g = state.get("generator")
+        if isinstance(g, torch.Generator):
+            state["generator"] = (str(g.device), g.get_state().numpy().tobytes())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        g = state.get("generator")
+        if isinstance(g, tuple):
+            gen = torch.Generator(device=g[0])
+            gen.set_state(torch.frombuffer(bytearray(g[1]), dtype=torch.uint8))
+            state = {**state, "generator": gen}
+        self.__dict__.update(state)
 
     # ------------------------------------------------------------------ access
     def get_data(self) -> torch.Tensor:

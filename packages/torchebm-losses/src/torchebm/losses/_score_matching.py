@@ -43,12 +43,29 @@ def _probes(
     return v
 
 
-def _grad_or_zeros(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``d out.sum() / dx`` with the graph kept; zeros when ``out`` does not depend on ``x``."""
-    if not out.requires_grad:
-        return torch.zeros_like(x)
-    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True, allow_unused=True)
-    return torch.zeros_like(x) if g is None else g
+def _grad_or_zeros(out: torch.Tensor, x: torch.Tensor, owner: str, model: Any) -> torch.Tensor:
+    """``d out.sum() / dx`` with the graph kept; zeros when ``out`` does not depend on ``x``.
+
+    Not for a ``torch.compile``'d model (``owner``'s ``model`` or a submodule of it): its
+    backward (AOTAutograd: the default Inductor and ``"aot_eager"`` backends) cannot be
+    differentiated again, and where no parameter requires grad (an EMA copy, a frozen or
+    parameter-free model) torch returns no second derivative instead of raising: the
+    Hessian term would silently be 0.
+    """
+    if out.requires_grad:
+        (g,) = torch.autograd.grad(out.sum(), x, create_graph=True, allow_unused=True)
+        if g is not None:
+            return g
+    if isinstance(model, nn.Module) and any(
+        isinstance(getattr(m, "_orig_mod", None), nn.Module) for m in model.modules()
+    ):
+        raise ConfigurationError(
+            f"{owner} needs second derivatives of the model in x, but model "
+            f"({type(model).__name__}) holds a torch.compile'd module, whose backward torch "
+            "cannot differentiate (the Hessian term would be 0): pass the uncompiled module "
+            "or torch.compile(model, backend='eager')"
+        )
+    return torch.zeros_like(x)
 
 
 class ScoreMatching(BaseScoreMatching):
@@ -160,18 +177,19 @@ class ScoreMatching(BaseScoreMatching):
             generator: Source of the Rademacher probes (``"hutchinson"``, ``"approx"``).
         """
         b = x.shape[0]
+        owner = f"ScoreMatching(hessian_method={self.hessian_method!r})"
         if self.hessian_method == "exact":
             g = _flat(grad)
             trace = x.new_zeros(b)
             for d in range(g.shape[1]):
-                trace = trace + _flat(_grad_or_zeros(g[:, d], x))[:, d]
+                trace = trace + _flat(_grad_or_zeros(g[:, d], x, owner, self.model))[:, d]
             return trace
         m = self.hutchinson_samples
         if self.hessian_method == "hutchinson":
             trace = x.new_zeros(b)
             for _ in range(m):
                 v = _probes("rademacher", tuple(x.shape), x, generator)
-                hv = _grad_or_zeros((grad * v), x)
+                hv = _grad_or_zeros((grad * v), x, owner, self.model)
                 trace = trace + _flat(v * hv).sum(1)
             return trace / m
         # "approx": central differences of the gradient along Rademacher probes
@@ -335,7 +353,7 @@ class SlicedScoreMatching(BaseScoreMatching):
                 f"{err}"
             ) from err
         vg = _flat(v * g).sum(1)
-        hv = _grad_or_zeros(vg, xr)
+        hv = _grad_or_zeros(vg, xr, type(self).__name__, self.model)
         vhv = _flat(v * hv).sum(1)
         first = 0.5 * _flat(g).pow(2).sum(1) if self.variance_reduction else 0.5 * vg.pow(2)
         return (first - vhv).mean()

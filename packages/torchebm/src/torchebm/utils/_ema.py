@@ -42,7 +42,9 @@ class EMA(nn.Module):
     $$ \bar\theta \leftarrow d_s\,\bar\theta + (1 - d_s)\,\theta, $$
 
     where $s$ counts the updates (saved in ``state_dict``). Parameters are averaged,
-    buffers copied; calling the `EMA` runs the averaged model.
+    buffers copied; calling the `EMA` runs the averaged model. Give samplers and losses
+    ``ema.module``: the `EMA` itself has no ``gradient``, so a sampler would differentiate
+    through its forward with autograd instead of the model's own (closed-form) gradient.
 
     ``DistributedDataParallel``/``DataParallel``/``torch.compile`` wrappers are stripped
     ([`unwrap_model`][torchebm.core.distributed.unwrap_model]) at construction and in
