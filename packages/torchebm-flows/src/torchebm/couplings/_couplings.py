@@ -227,7 +227,9 @@ class SinkhornCoupling(BaseCostCoupling):
     Plan $\pi = \exp(M + f \oplus g)$ with $M = -C/\text{reg}$ and uniform
     marginals; each row ``i`` draws ``x1[j]`` with probability $\propto \pi_{ij}$
     (``multinomial`` with ``generator``; targets may repeat). Small ``reg`` approaches exact
-    OT, large ``reg`` the independent coupling. Supports ``process_group``.
+    OT if ``n_iters`` grows with it (the iterations needed grow like $1/\text{reg}$: at the
+    default 100, ``reg`` much below 0.01 leaves the marginals unconverged), large ``reg``
+    the independent coupling. Supports ``process_group``.
 
     ``reg`` is in units of the normalised cost: the plan is POT's
     ``ot.sinkhorn(a, b, C / C.max(), reg)`` with $a = b = 1/B$ and $C$ the squared
