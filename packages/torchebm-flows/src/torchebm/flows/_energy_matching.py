@@ -32,7 +32,6 @@ from torchebm.flows._time_sampling import (
 from torchebm.flows._utils import (
     FlowObjective,
     _has_dtensor_params,
-    autograd_ready,
     compute_flow_weight,
     energy_gradient,
     mean_flat,
@@ -44,6 +43,7 @@ from torchebm.flows._utils import (
 from torchebm.integrators import EulerMaruyamaIntegrator
 from torchebm.integrators._checked import checked_inputs
 from torchebm.integrators._compat_089 import Old089, accept_089_pickle
+from torchebm.integrators._state import autograd_ready
 
 __all__ = ["EnergyMatchingLoss"]
 

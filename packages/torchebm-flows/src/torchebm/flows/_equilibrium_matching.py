@@ -22,7 +22,6 @@ from torchebm.flows._time_sampling import (
 from torchebm.flows._utils import (
     FlowObjective,
     _has_dtensor_params,
-    autograd_ready,
     compute_eqm_ct,
     dispersive_loss,
     mean_flat,
@@ -31,6 +30,7 @@ from torchebm.flows._utils import (
     split_model_output,
 )
 from torchebm.integrators._checked import checked_inputs
+from torchebm.integrators._state import autograd_ready
 
 __all__ = ["EquilibriumMatchingLoss"]
 

@@ -37,6 +37,7 @@ from torchebm.core.errors import (
 )
 from torchebm.integrators import resolve_integrator
 from torchebm.integrators._checked import checked_inputs
+from torchebm.integrators._state import autograd_ready
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = [
@@ -367,7 +368,7 @@ def probability_flow_log_likelihood(
     # `enable_grad` does not lift inference mode: the divergence's autograd runs outside it,
     # on a normal copy of an inference tensor (which autograd cannot record)
     with torch.inference_mode(False):
-        xs = x.clone() if x.is_inference() else x.detach()
+        xs = autograd_ready(x).detach()
         eps = _probe(xs, probe, generator) if divergence == "hutchinson" else None
         z, ell, nfe = _solve(solver, field, xs, eps, t0, t1, n_steps)
     log_prior = (prior or _standard_prior(interp, t0))(z)

@@ -250,24 +250,6 @@ def energy_gradient(
     return energy, grad
 
 
-def autograd_ready(value: Any) -> Any:
-    """``value`` (a tensor, or a dict of conditioning) usable by autograd under
-    ``torch.inference_mode()``: an inference tensor is replaced by a normal copy (autograd
-    cannot save one, e.g. the labels an ``nn.Embedding`` reads); anything else is unchanged.
-
-    Example:
-        >>> with torch.inference_mode():
-        ...     autograd_ready({"y": torch.arange(3)})["y"].is_inference()
-        False
-    """
-    if isinstance(value, dict):
-        return {k: autograd_ready(v) for k, v in value.items()}
-    if isinstance(value, torch.Tensor) and value.is_inference():
-        with torch.inference_mode(False):
-            return value.clone()
-    return value
-
-
 def source_batch(
     x1: torch.Tensor, x0: torch.Tensor | None, generator: torch.Generator | None
 ) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Shape and state helpers shared by the Runge-Kutta, symplectic and leapfrog integrators."""
+"""Shape and state helpers shared by the Runge-Kutta, symplectic and leapfrog integrators
+(and `autograd_ready`, shared with the samplers, losses and flow objectives)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from torchebm.core.errors import check_tensor
 
-__all__ = ["fits", "rms_norm", "rows_close", "state_x", "tolerance"]
+__all__ = ["autograd_ready", "fits", "rms_norm", "rows_close", "state_x", "tolerance"]
 
 #: Floor of a per-row tolerance, in units of the dtype's machine epsilon.
 _TOL_FLOOR_ULPS = 64
@@ -58,3 +59,21 @@ def rows_close(a: torch.Tensor, b: torch.Tensor, tol: float) -> torch.Tensor:
         af, bf = a.detach().reshape(a.shape[0], -1), b.detach().reshape(b.shape[0], -1)
         scale = bf.square().mean(1).sqrt().clamp(min=1.0)
         return (af - bf).square().mean(1).sqrt() <= tolerance(tol, a.dtype) * scale
+
+
+def autograd_ready(value: Any) -> Any:
+    """``value`` (a tensor, or a dict of conditioning) usable by autograd under
+    ``torch.inference_mode()``: an inference tensor is replaced by a normal copy (autograd
+    cannot save one, e.g. the labels an ``nn.Embedding`` reads); anything else is unchanged.
+
+    Example:
+        >>> with torch.inference_mode():
+        ...     autograd_ready({"y": torch.arange(3)})["y"].is_inference()
+        False
+    """
+    if isinstance(value, dict):
+        return {k: autograd_ready(v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor) and value.is_inference():
+        with torch.inference_mode(False):
+            return value.clone()
+    return value

@@ -19,6 +19,7 @@ from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_energies, check_int
 from torchebm.flows._utils import checked_loss, loss_conditioning
 from torchebm.integrators._compat_089 import accept_089_pickle
+from torchebm.integrators._state import autograd_ready
 
 __all__ = ["BaseScoreMatching"]
 
@@ -302,7 +303,7 @@ class BaseScoreMatching(BaseLoss):
         def loss() -> torch.Tensor:
             # the objective differentiates E in x: autograd on under no_grad/inference_mode too
             with torch.inference_mode(False), torch.enable_grad():
-                xs = x.clone() if x.is_inference() else x
+                xs = autograd_ready(x)
                 value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)
                 value = self.add_regularization(value, xs, model_kwargs=conditioning)
             return value if torch.is_grad_enabled() else value.detach()

@@ -32,6 +32,7 @@ from torchebm.core.errors import (
     check_positive,
     check_tensor,
 )
+from torchebm.integrators._state import autograd_ready
 from torchebm.samplers._hmc import HamiltonianMonteCarlo
 from torchebm.samplers._langevin import LangevinDynamics
 
@@ -108,7 +109,7 @@ class _AnnealedEnergy(BaseModel):
                 )
             return g
         with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
-            xg = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
+            xg = autograd_ready(x).detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self.target_energy(xg).sum(), xg)
         return g
 

@@ -31,7 +31,7 @@ from torchebm.integrators import (
 )
 from torchebm.integrators._checked import check_field_dtype, check_mass
 from torchebm.integrators._compat_089 import accept_089_pickle
-from torchebm.integrators._state import rows_close, tolerance
+from torchebm.integrators._state import autograd_ready, rows_close, tolerance
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import resolve_model
 
@@ -609,8 +609,8 @@ class RiemannianManifoldHMC(_HMCBase):
 
     def _force(self, x: torch.Tensor, p: torch.Tensor, conditioning: dict) -> torch.Tensor:
         with torch.inference_mode(False), torch.enable_grad():  # inference tensors are copied
-            xg = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
-            pg = p.clone() if p.is_inference() else p.detach()
+            xg = autograd_ready(x).detach().requires_grad_(True)
+            pg = autograd_ready(p).detach()
             u, rest, _ = self._hamiltonian_terms(xg, pg, conditioning)
             (g,) = torch.autograd.grad((u + rest).sum(), xg)
         return -g  # not in place: the gradient of a linear energy is a broadcast view
