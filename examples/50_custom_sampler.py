@@ -25,6 +25,10 @@ from torchebm.core import (
 class RandomWalkState(SamplerState):
     energy: torch.Tensor | None = None  # E(x) per chain, `(B,)`: never evaluated twice
     accepted: torch.Tensor | None = None  # `(B,)` bool, last proposal accepted
+    # `(B,)` bool, last step ended in a Metropolis decision: `False` in the start state, so
+    # a chain restarted by nan_policy="resample" gets `False` back and is left out of the
+    # acceptance rate (it was neither accepted nor rejected)
+    decided: torch.Tensor | None = None
 
 
 class RandomWalkMetropolis(BaseSampler):
@@ -47,7 +51,7 @@ class RandomWalkMetropolis(BaseSampler):
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> RandomWalkState:
         energy = self.model_energy(x, ctx.model_kwargs)
         accepted = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        return RandomWalkState(x=x, energy=energy, accepted=accepted)
+        return RandomWalkState(x=x, energy=energy, accepted=accepted, decided=accepted)
 
     def step(self, state: RandomWalkState, ctx: SamplerContext) -> RandomWalkState:
         x, sigma = state.x, self.get_scheduled_value("step_size")
@@ -59,12 +63,14 @@ class RandomWalkMetropolis(BaseSampler):
         rows = accept.reshape(-1, *([1] * (x.ndim - 1)))
         state.x = torch.where(rows, proposal, x)
         state.energy = torch.where(accept, energy, state.energy)
-        state.accepted = accept
+        state.accepted, state.decided = accept, torch.ones_like(accept)
         return state
 
     def compute_diagnostics(self, state: RandomWalkState, ctx: SamplerContext) -> dict:
         out = super().compute_diagnostics(state, ctx)
-        out["acceptance_rate"] = state.accepted.to(state.x.dtype).mean()
+        # accepted over decided (NaN at a step where every chain was restarted)
+        accepted, decided = state.accepted.to(state.x.dtype), state.decided.to(state.x.dtype)
+        out["acceptance_rate"] = accepted.sum() / decided.sum()
         return out
 
 
@@ -76,4 +82,4 @@ if __name__ == "__main__":
         dim=2, n_samples=2000, n_steps=300, generator=g, return_diagnostics=True
     )
     print("mean", samples.mean(0).tolist(), "cov", torch.cov(samples.T).tolist())
-    print("acceptance", float(diag["acceptance_rate"][-50:].mean()))
+    print("acceptance", float(diag["acceptance_rate"][-50:].nanmean()))

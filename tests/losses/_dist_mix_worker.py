@@ -1,8 +1,10 @@
 """Worker of test_distributed.py: one rank of a 2-process gloo group mixing PCD buffers.
 
-Launched by ``_support.launch.launch``; writes ``<out>/rank<r>.pt``.
+Launched by ``_support.launch.launch``; writes ``<out>/rank<r>.pt``. The buffers and the
+generator are on ``$TORCHEBM_TEST_MIX_DEVICE`` (default ``cpu``).
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -25,16 +27,18 @@ class Sampler(nn.Module):
 def main() -> None:
     out = Path(sys.argv[1])
     rank, _ = init_process_group()
+    device = torch.device(os.environ.get("TORCHEBM_TEST_MIX_DEVICE", "cpu"))
     model = nn.Linear(2, 1)
-    pcd = PersistentContrastiveDivergence(model, Sampler(model), buffer_size=6)
+    pcd = PersistentContrastiveDivergence(model, Sampler(model), buffer_size=6, device=device)
     pcd.initialize_buffer((2,))
     # rank r holds rows 10 r + (0..5), with ages 100 r + (0..5)
     pcd.replay_buffer.copy_((10 * rank + torch.arange(6.0)).unsqueeze(1).repeat(1, 2))
     pcd.buffer_age.copy_(100 * rank + torch.arange(6))
     pcd._set_ptr(4)
-    g = torch.Generator().manual_seed(1234 + rank)  # only rank 0's draw matters
+    g = torch.Generator(device).manual_seed(1234 + rank)  # only rank 0's draw matters
     pcd.mix_buffer_across_ranks(generator=g)
-    res = {"buffer": pcd.replay_buffer.clone(), "age": pcd.buffer_age.clone(), "ptr": pcd._ptr}
+    res = {"buffer": pcd.replay_buffer.cpu(), "age": pcd.buffer_age.cpu(), "ptr": pcd._ptr}
+    res["device"] = pcd.replay_buffer.device.type
     finish(res, out, rank)
 
 

@@ -7,6 +7,8 @@ form, a generic restart under `nan_policy="resample"` with no sampler code for i
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from _support.examples import load_example
@@ -48,3 +50,39 @@ def test_restart_needs_no_sampler_code():
         )
     assert torch.isfinite(out).all()
     assert sampler.divergent_chains.any()
+
+
+def test_acceptance_rate_leaves_restarted_chains_out():
+    # a chain that accepts a move into the sink (E = -inf for x_0 > 1) is restarted by
+    # nan_policy="resample": it made no decision that stands, so the rate is accepted over
+    # the chains not restarted (it was accepted over all chains: about 0.44 for 0.51)
+    class Sink(GaussianModel):
+        def forward(self, x):
+            e = super().forward(x)
+            return torch.where(x[:, 0] > 1.0, torch.full_like(e, -math.inf), e)
+
+    f64, b, n = torch.float64, 400, 6
+    model = Sink(torch.zeros(2, dtype=f64), torch.eye(2, dtype=f64), dtype=f64)
+    x0 = torch.zeros(b, 2, dtype=f64)
+    with pytest.warns(RuntimeWarning, match="restarted"):
+        _, diag = RandomWalkMetropolis(model, step_size=1.0, dtype=f64).sample(
+            x=x0,
+            n_steps=n,
+            nan_policy="resample",
+            generator=torch.Generator().manual_seed(0),
+            return_diagnostics=True,
+        )
+    g, x = torch.Generator().manual_seed(0), x0.clone()  # hand-written float64 loop, same draws
+    energy = lambda z: torch.where(z[:, 0] > 1.0, -math.inf, 0.5 * z.square().sum(1))  # noqa: E731
+    e, rates, n_restarted = energy(x), [], 0
+    for _ in range(n):
+        prop = x + torch.empty_like(x).normal_(generator=g)
+        e_prop = energy(prop)
+        accept = torch.empty_like(e).uniform_(generator=g).log() < e - e_prop
+        x, e = torch.where(accept[:, None], prop, x), torch.where(accept, e_prop, e)
+        restart = e == -math.inf
+        rates.append((accept & ~restart).sum().item() / (~restart).sum().item())
+        n_restarted += int(restart.sum())
+        x, e = torch.where(restart[:, None], x0, x), torch.where(restart, energy(x0), e)
+    assert n_restarted > 0.05 * b * n  # the case under test happens
+    torch.testing.assert_close(diag["acceptance_rate"], torch.tensor(rates, dtype=f64))

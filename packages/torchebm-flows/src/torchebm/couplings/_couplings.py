@@ -73,7 +73,8 @@ def auction_assignment(
         cost: Square cost matrix ``(n, n)``.
         tol: Bound on the total suboptimality.
         max_rounds: Cap on bidding rounds (default ``max(200, 100 n)``); rows still
-            unassigned then are paired arbitrarily with a warning.
+            unassigned then are paired arbitrarily with a ``RuntimeWarning`` (each call
+            that reaches the cap; `ExactOTCoupling` warns once and counts them).
 
     Returns:
         ``idx`` of shape ``(n,)`` (long): row ``i`` is assigned column ``idx[i]``.
@@ -88,6 +89,21 @@ def auction_assignment(
         Bertsekas & Castanon, "Parallel synchronous and asynchronous implementations of the
         auction algorithm", Parallel Computing 17, 1991.
     """
+    idx, n_free, cap = _auction(cost, tol, max_rounds)
+    if n_free:
+        warn_user(
+            f"auction_assignment reached max_rounds={cap}; {n_free} rows were paired "
+            "arbitrarily (the coupling is not optimal); raise max_rounds or tol",
+            RuntimeWarning,
+        )
+    return idx
+
+
+def _auction(
+    cost: torch.Tensor, tol: float, max_rounds: int | None
+) -> tuple[torch.Tensor, int, int]:
+    """`auction_assignment` without its warning: ``(idx, n_free, cap)``, ``n_free`` the rows
+    still unassigned after ``cap`` rounds (paired arbitrarily in ``idx``)."""
     check_tensor("cost", cost, ndim=2)
     if cost.shape[0] != cost.shape[1]:
         raise ValueError(f"cost must be a square matrix, got shape {tuple(cost.shape)}")
@@ -96,8 +112,9 @@ def auction_assignment(
         check_int("max_rounds", max_rounds, minimum=1)
     n = cost.shape[0]
     device = cost.device
+    cap = max_rounds if max_rounds is not None else max(200, 100 * n)
     if n == 1:
-        return torch.zeros(1, dtype=torch.long, device=device)
+        return torch.zeros(1, dtype=torch.long, device=device), 0, cap
     dense = device.type != "cpu"
     benefit = -cost.to(torch.float64)
     lo, hi = (float(v) for v in torch.aminmax(benefit))
@@ -105,7 +122,6 @@ def auction_assignment(
         raise ValueError("cost must be finite (got NaN or inf entries)")
     final_eps = tol / n
     eps = max((hi - lo) / 4.0, final_eps)
-    cap = max_rounds if max_rounds is not None else max(200, 100 * n)
     prices = torch.zeros(n, dtype=torch.float64, device=device)
     cols = torch.arange(n, device=device)
     sentinel = torch.full((n,), n, dtype=torch.long, device=device)
@@ -151,14 +167,9 @@ def auction_assignment(
     idx = r2c[:n]
     free_rows = torch.nonzero(idx < 0).squeeze(1)
     if free_rows.numel():
-        warn_user(
-            f"auction_assignment reached max_rounds={cap}; {free_rows.numel()} rows were paired "
-            "arbitrarily (the coupling is not optimal); raise max_rounds or tol",
-            RuntimeWarning,
-        )
         idx = idx.clone()
         idx[free_rows] = torch.nonzero(c2r < 0).squeeze(1)
-    return idx
+    return idx, free_rows.numel(), cap
 
 
 class ExactOTCoupling(BaseCostCoupling):
@@ -183,6 +194,12 @@ class ExactOTCoupling(BaseCostCoupling):
             its own rows, so the coupling equals the single-process coupling of the
             concatenated batch.
 
+    Attributes:
+        capped_calls: Number of calls whose auction reached its round cap (some rows then
+            paired arbitrarily: that batch's coupling is not optimal). The first such call
+            of this coupling warns (``RuntimeWarning``); later ones only count, so a
+            training loop that hits the cap every batch warns once.
+
     Example:
         >>> ot = ExactOTCoupling()
         >>> x0, x1 = ot(torch.randn(64, 2), torch.randn(64, 2))
@@ -195,16 +212,29 @@ class ExactOTCoupling(BaseCostCoupling):
     """
 
     _supports_process_group = True
+    capped_calls: int = 0  # class default: a coupling pickled by an older version has none
 
     def __init__(self, tol: float = 1e-4, process_group: Any = None):
         super().__init__(process_group)
         self.tol = check_positive("tol", tol)
+        self.capped_calls = 0
 
     def __repr__(self) -> str:
         return f"ExactOTCoupling(tol={self.tol})"
 
     def solve(self, cost, generator):
-        return auction_assignment(_finite_cost(self, cost), tol=self.tol)
+        idx, n_free, cap = _auction(_finite_cost(self, cost), self.tol, None)
+        if n_free:
+            self.capped_calls += 1
+            if self.capped_calls == 1:
+                warn_user(
+                    f"ExactOTCoupling: the auction reached its cap of {cap} rounds; {n_free} "
+                    f"of {cost.shape[0]} rows were paired arbitrarily (the coupling of this "
+                    "batch is not optimal). Warned once per coupling; later capped batches are "
+                    "counted in capped_calls. Raise tol",
+                    RuntimeWarning,
+                )
+        return idx
 
 
 def _sinkhorn_potentials(cost, reg, n_iters, damping):

@@ -43,7 +43,7 @@ from torchebm.flows._utils import (
 from torchebm.integrators import EulerMaruyamaIntegrator
 from torchebm.integrators._checked import checked_inputs
 from torchebm.integrators._compat_089 import Old089, accept_089_pickle
-from torchebm.integrators._state import autograd_ready
+from torchebm.integrators._state import autograd_ready, own_gradient
 
 __all__ = ["EnergyMatchingLoss"]
 
@@ -247,16 +247,12 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         sched = TemperatureScheduler(self.epsilon_max, self.tau_star, self.n_langevin_steps)
         const = math.sqrt(self.epsilon_max)
         model = self.model
-        has_gradient = callable(getattr(model, "gradient", None))
+        own = own_gradient(model)  # a DDP model's module's (DDP's forward is for training)
         conditioning = autograd_ready(conditioning)  # rows indexed under inference_mode
 
         def drift(z, t):
-            if has_gradient:
-                g = (
-                    model.gradient(z, model_kwargs=conditioning)
-                    if conditioning
-                    else model.gradient(z)
-                )
+            if own is not None:
+                g = own(z, model_kwargs=conditioning) if conditioning else own(z)
             else:
                 with torch.inference_mode(False), torch.enable_grad():
                     zg = autograd_ready(z).detach().requires_grad_(True)

@@ -1,16 +1,24 @@
 """Shape and state helpers shared by the Runge-Kutta, symplectic and leapfrog integrators
-(and `autograd_ready`, shared with the samplers, losses and flow objectives)."""
+(and `autograd_ready`/`own_gradient`, shared with the samplers, losses and flow objectives)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from torchebm.core.errors import check_tensor
 
-__all__ = ["autograd_ready", "fits", "rms_norm", "rows_close", "state_x", "tolerance"]
+__all__ = [
+    "autograd_ready",
+    "fits",
+    "own_gradient",
+    "rms_norm",
+    "rows_close",
+    "state_x",
+    "tolerance",
+]
 
 #: Floor of a per-row tolerance, in units of the dtype's machine epsilon.
 _TOL_FLOOR_ULPS = 64
@@ -77,3 +85,22 @@ def autograd_ready(value: Any) -> Any:
         with torch.inference_mode(False):
             return value.clone()
     return value
+
+
+def own_gradient(model: Any) -> Callable[..., torch.Tensor] | None:
+    r"""The $\nabla_x E$ that ``model`` provides itself (its callable ``gradient``), else
+    ``None`` (the caller differentiates the energy with autograd).
+
+    A ``DistributedDataParallel`` wrapper has no ``gradient``: its module's is returned (as
+    `BaseSampler.model_gradient` does; DDP's forward is for training, and an autograd
+    gradient through it lost a closed-form or explicit one). ``DataParallel`` is not
+    unwrapped: its forward splits the batch over the devices on purpose.
+
+    Example:
+        >>> own_gradient(torch.nn.Linear(2, 1)) is None
+        True
+    """
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    grad = getattr(model, "gradient", None)
+    return grad if callable(grad) else None

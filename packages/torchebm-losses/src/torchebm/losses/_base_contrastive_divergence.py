@@ -454,7 +454,8 @@ class BaseContrastiveDivergence(BaseLoss):
 
         Args:
             process_group: Group whose ranks mix their buffers (``None``: the default group).
-            generator: Source of rank 0's permutation.
+            generator: Source of rank 0's permutation, drawn on its device (``None``: the
+                global CPU generator).
 
         Raises:
             RuntimeError: the loss is not persistent, or its buffer does not exist yet.
@@ -480,8 +481,9 @@ class BaseContrastiveDivergence(BaseLoss):
         dist.all_gather(bufs, buf.contiguous(), group=process_group)
         dist.all_gather(ages, age.contiguous(), group=process_group)
         total = world * self.buffer_size
-        if rank == 0:
-            perm = torch.randperm(total, generator=generator, device="cpu").to(buf.device)
+        if rank == 0:  # on the generator's device: a CUDA generator cannot draw on the CPU
+            dev = "cpu" if generator is None else generator.device
+            perm = torch.randperm(total, generator=generator, device=dev).to(buf.device)
         else:
             perm = torch.empty(total, dtype=torch.long, device=buf.device)
         src = dist.get_global_rank(process_group, 0) if process_group is not None else 0

@@ -20,6 +20,7 @@ from torchebm.core.errors import (
     check_non_negative,
     check_positive,
 )
+from torchebm.integrators._state import own_gradient
 from torchebm.losses._base_contrastive_divergence import BaseContrastiveDivergence
 from torchebm.losses._positional_089 import split_dtype
 
@@ -285,8 +286,8 @@ class _TemperedModel(BaseModel):
         return e * self._beta_like(e)
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
-        inner = getattr(self.model, "gradient", None)
-        if callable(inner):
+        inner = own_gradient(self.model)  # a DDP model's module's
+        if inner is not None:
             g = inner(x, model_kwargs=model_kwargs) if model_kwargs else inner(x)
             return g * self._beta_like(g)
         return super().gradient(x, model_kwargs)

@@ -32,7 +32,7 @@ from torchebm.core.errors import (
     check_positive,
     check_tensor,
 )
-from torchebm.integrators._state import autograd_ready
+from torchebm.integrators._state import autograd_ready, own_gradient
 from torchebm.samplers._hmc import HamiltonianMonteCarlo
 from torchebm.samplers._langevin import LangevinDynamics
 
@@ -96,9 +96,10 @@ class _AnnealedEnergy(BaseModel):
         return (1.0 - b) * self.base_energy(x) + b * self.target_energy(x)
 
     def target_gradient(self, x: torch.Tensor) -> torch.Tensor:
-        r"""$\nabla E(x)$, shaped like ``x`` (the model's own ``gradient`` when it has one:
-        a ``(B, 1)`` or flattened one would broadcast into the annealed gradient)."""
-        grad = getattr(self.target, "gradient", None)
+        r"""$\nabla E(x)$, shaped like ``x`` (the model's own ``gradient`` when it has one, a
+        DDP model's module's: a ``(B, 1)`` or flattened one would broadcast into the annealed
+        gradient)."""
+        grad = own_gradient(self.target)
         if grad is not None:
             g = grad(x)
             if not isinstance(g, torch.Tensor) or g.shape != x.shape:
