@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import math
+import pickle
 
 import pytest
 import torch
@@ -231,6 +234,39 @@ def test_same_seed_is_bit_identical_and_global_rng_is_untouched():
     assert same(params(a), params(b))
     assert not same(params(a), params(c))
     assert torch.equal(before, torch.get_rng_state())
+
+
+def _torch_save_load(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+@pytest.mark.parametrize(
+    "copy_fn",
+    [copy.deepcopy, lambda t: pickle.loads(pickle.dumps(t)), _torch_save_load],
+    ids=["deepcopy", "pickle", "torch.save"],
+)
+def test_a_copied_trainer_continues_like_the_original_and_independently(copy_fn):
+    """A trainer copied mid-run (its weak set of started loaders made pickle and
+    ``torch.save`` fail) continues bit-identically (model, optimizer, loss buffer, schedule,
+    generator) and owns its state: its optimizer steps its own model."""
+    a = make(seed=3)
+    for k in range(2):
+        a.train_step(data(8, seed=k))
+    b = copy_fn(a)
+    assert {id(p) for g in b.optimizer.param_groups for p in g["params"]} == {
+        id(p) for p in b.model.parameters()
+    }
+    assert b.loss_fn.model is b.model
+    for k in range(2, 4):
+        a.train_step(data(8, seed=k))
+        b.train_step(data(8, seed=k))
+    assert same(params(a), params(b)) and b.step == a.step == 4
+    before = params(a)
+    b.train_step(data(8, seed=9))
+    assert same(params(a), before) and not same(params(b), before)
 
 
 # ---------------------------------------------------------------------------- non-finite

@@ -3,8 +3,11 @@ vector blocks, ClassifierFreeGuidance and the 0.8.9 component options."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from _support.dtypes import default_dtype
 from torch import nn
 
 import torchebm.models as M
@@ -164,3 +167,34 @@ def test_classifier_free_guidance_with_a_null_embedding_tensor():
     x, y = torch.randn(2, 3), torch.randn(2, 3)
     g = M.ClassifierFreeGuidance(Emb(), guidance_scale=2.0, null_condition=torch.zeros(3))
     torch.testing.assert_close(g(x, torch.zeros(2), y), x + 2 * y)
+
+
+def _sincos_by_hand(d: int, gh: int, gw: int) -> torch.Tensor:
+    """MAE's 2-D sin-cos table in Python floats: columns in the first half, rows in the last."""
+    q = d // 4
+    w = [10000.0 ** (-k / q) for k in range(q)]
+    rows = []
+    for i in range(gh):
+        for j in range(gw):
+            col = [math.sin(j * v) for v in w] + [math.cos(j * v) for v in w]
+            row = [math.sin(i * v) for v in w] + [math.cos(i * v) for v in w]
+            rows.append(col + row)
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("where", ["DiT, float64 default", "CT, float64 default", "CT, dtype"])
+def test_a_float64_transformer_has_a_float64_position_table(where):
+    """The fixed sin-cos table of a float64 DiT / ConditionalTransformer2D (under
+    ``torch.set_default_dtype(torch.float64)``, or ``dtype=torch.float64``) was built in
+    float32, its parameters in float64: a mixed model, the table rounded (~3e-8)."""
+    kw = dict(input_size=8, in_channels=2, patch_size=2, embed_dim=16, depth=1, num_heads=2)
+    with default_dtype(torch.float32 if where == "CT, dtype" else torch.float64):
+        if where.startswith("DiT"):
+            net = M.DiT(**kw)
+        else:
+            ct_kw = dict(kw, out_channels=2, dtype=torch.float64 if where == "CT, dtype" else None)
+            net = M.ConditionalTransformer2D(**ct_kw)
+    dtypes = {t.dtype for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()}
+    assert dtypes == {torch.float64}
+    ref = _sincos_by_hand(16, 4, 4)
+    torch.testing.assert_close(net.pos_embed[0], ref, rtol=0.0, atol=1e-15)

@@ -12,14 +12,17 @@ compilation per sampler and model (about 1-20 s each on a 2-core CPU): most case
 
 from __future__ import annotations
 
+import copy
+import io
 import math
+import pickle
 import warnings
 
 import pytest
 import torch
 from samplers_helpers import MLPEnergy as UserEnergy
 
-from torchebm.core import GaussianModel
+from torchebm.core import GaussianModel, HarmonicModel
 from torchebm.samplers import (
     FlowSampler,
     GradientDescentSampler,
@@ -149,3 +152,27 @@ def test_hmc_compiled_on_neural_energies_accepts_like_eager(family):
     acc_e, acc_c = d_eager["acceptance_rate"].mean(), d_comp["acceptance_rate"].mean()
     se = math.sqrt(float(acc_e * (1 - acc_e)) / (n * 10)) + 1e-3
     assert abs(float(acc_c - acc_e)) < 5 * se, (acc_e, acc_c)
+
+
+def _torch_save_load(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+@slow
+def test_a_copy_of_a_compiled_sampler_runs_its_own_step():
+    """After `sample(compile=True)` the sampler held a compiled bound `self.step`: a
+    `deepcopy` shared it (the copy ran the original's step: its step size and model), pickle
+    and `torch.save` failed. Gradient descent on $E = |x|^2/2$: $x_n = (1 - h)^n x_0$."""
+    x0 = torch.ones(3, 2, dtype=torch.float64)
+    model = HarmonicModel(dtype=torch.float64)
+    sampler = GradientDescentSampler(model, step_size=0.1, dtype=torch.float64)
+    run = lambda s: _quiet(s.sample, x=x0, n_steps=3, compile=True)  # noqa: E731
+    torch.testing.assert_close(run(sampler), 0.9**3 * x0, rtol=1e-12, atol=0.0)
+    for copy_fn in (copy.deepcopy, lambda s: pickle.loads(pickle.dumps(s)), _torch_save_load):
+        c = copy_fn(sampler)
+        c.step_size = 0.5
+        torch.testing.assert_close(run(c), 0.5**3 * x0, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(run(sampler), 0.9**3 * x0, rtol=1e-12, atol=0.0)

@@ -9,7 +9,7 @@ import torch
 from samplers_helpers import FACTORIES, STOCHASTIC, analytic_model, neural_model
 
 from torchebm.core import BaseSampler
-from torchebm.core.errors import NonFiniteError
+from torchebm.core.errors import ConfigurationError, NonFiniteError
 from torchebm.samplers import FlowSampler
 
 NAMES = sorted(FACTORIES)
@@ -89,6 +89,29 @@ def test_dtype_and_device_follow_sampler(name):
     # a parametric model's dtype wins, and .to() moves the whole sampler
     neural = make(name, neural_model(kind)).to(torch.float64)
     assert neural.sample(x=torch.randn(3, 2), n_steps=2).dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float16_chains_and_diagnostics(name):
+    """A sampler moved to float16 returns float16 chains and diagnostics, the variance that
+    of its trajectory (float64 reference) capped at float16's largest value: the 1e10 cap
+    raised a RuntimeError in float16 (AIS's HMC transition with it). RMHMC needs a Cholesky
+    factorisation, which torch lacks in float16: it says so."""
+    sampler = make(name).to(torch.float16)
+    x0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(0)).half()
+    kw = {"return_trajectory": True, "return_diagnostics": True}
+    if name == "rmhmc":
+        with pytest.raises(ConfigurationError, match="float32 or float64 chains.*float16"):
+            sampler.sample(x=x0, n_steps=4, **kw)
+        return
+    traj, diag = sampler.sample(x=x0, n_steps=4, generator=torch.Generator().manual_seed(1), **kw)
+    assert traj.dtype == diag["var"].dtype == diag["mean"].dtype == torch.float16
+    big = torch.finfo(torch.float16).max
+    ref = traj.double().var(0, unbiased=False).clamp(1e-10, big)
+    # float16 rounding of the result: 2^-11 relative; 4 of them
+    torch.testing.assert_close(diag["var"].double(), ref, rtol=2**-9, atol=0.0)
+    if name == "flow_sde":  # its first kept state spreads past float16's range: the cap
+        assert ref.max() == big and bool((traj.double().var(0, unbiased=False) > big).any())
 
 
 @pytest.mark.parametrize("name", NAMES)

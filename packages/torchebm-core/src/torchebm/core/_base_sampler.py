@@ -324,17 +324,17 @@ class BaseSampler(Schedulable, TorchEBMModule):
         """Per-kept-step diagnostics (batch statistics) of `state`; keys from `diagnostic_keys`.
 
         The base computes `"mean"`/`"var"` (population variance clamped to `[1e-10, 1e10]`,
-        zeros for one chain) and `"energy"` (batch mean, reusing a cached `state.energy`).
-        Subclasses add their keys and call `super()`.
+        float16's range at most; zeros for one chain) and `"energy"` (batch mean, reusing a
+        cached `state.energy`). Subclasses add their keys and call `super()`.
         """
         keys = self.diagnostic_keys
         x = state["x"]
         out: dict[str, torch.Tensor] = {}
         if "mean" in keys:
             out["mean"] = x.mean(dim=0)
-        if "var" in keys:  # zeros for one chain
-            var = x.var(0, unbiased=False).clamp_(1e-10, 1e10) if x.shape[0] > 1 else None
-            out["var"] = torch.zeros_like(x[0]) if var is None else var
+        if "var" in keys:  # zeros for one chain; 1e10 is above float16's largest value
+            var = x.var(0, unbiased=False).clamp_(1e-10, min(1e10, torch.finfo(x.dtype).max))
+            out["var"] = var if x.shape[0] > 1 else torch.zeros_like(x[0])
         if "energy" in keys:
             e = state.get("energy")  # cached by the sampler, else evaluated
             out["energy"] = (self.model_energy(x, ctx.model_kwargs) if e is None else e).mean()
@@ -439,13 +439,15 @@ class BaseSampler(Schedulable, TorchEBMModule):
     _init_state = _initial_x  # (0.8.9's samplers began their sample() with it)
 
     # ------------------------------------------------------------------ the loop
+    def __getstate__(self) -> dict[str, Any]:  # pickle, deepcopy: not the compiled step, which
+        return {**super().__getstate__(), "_compiled_step": None}  # calls this self's step
+
     def _step_fn(self, compile: bool) -> Callable[[State, SamplerContext], State]:
         """`step`, or its `torch.compile`d drop-in (one compiled function per instance)."""
-        if not compile:
-            return self.step
-        if self._compiled_step is None:
-            self._compiled_step = torch.compile(self.step, **COMPILE_OPTIONS)
-        return self._compiled_step
+        step = self._compiled_step if compile else self.step
+        if step is None:
+            step = self._compiled_step = torch.compile(self.step, **COMPILE_OPTIONS)
+        return step
 
     def sample(
         self,
@@ -737,6 +739,4 @@ class _NanChecks:
             self.alive.logical_and_(finite)
             self.n_alive.add_(self.alive)
         self.ends.append(i)
-        if self.start is None:
-            return state
-        return restart_chains(state, ~finite, self.start)
+        return state if self.start is None else restart_chains(state, ~finite, self.start)

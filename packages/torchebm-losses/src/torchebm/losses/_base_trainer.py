@@ -444,6 +444,15 @@ class BaseTrainer:
         self._order_pending = False
         self._started_loaders: weakref.WeakSet = weakref.WeakSet()  # persistent workers running
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (``pickle``, ``torch.save``, ``copy.deepcopy``) without the weak set of
+        started loaders, which cannot be pickled: a copy starts its loaders' workers anew."""
+        return {**self.__dict__, "_started_loaders": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._started_loaders = weakref.WeakSet()
+
     # ------------------------------------------------------------------ setup helpers
     def _setup_distribution(
         self, model: nn.Module, loss_fn: Any, sync_gradients: Any, unshard_during_step: Any

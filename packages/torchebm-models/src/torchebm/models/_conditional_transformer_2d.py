@@ -154,8 +154,9 @@ class ConditionalTransformer2D(TorchEBMModule):
             in_channels=self.in_channels, embed_dim=self.embed_dim, patch_size=self.patch_size
         )
         if self.use_sincos_pos_embed:
-            pe = build_2d_sincos_pos_embed(self.embed_dim, self.grid_size).unsqueeze(0)
-            self.register_buffer("pos_embed", pe, persistent=False)
+            pe_dtype = self._torchebm_probe.dtype  # the parameters' (not rounded to float32)
+            pe = build_2d_sincos_pos_embed(self.embed_dim, self.grid_size, dtype=pe_dtype)
+            self.register_buffer("pos_embed", pe.unsqueeze(0), persistent=False)
         else:
             self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, self.embed_dim))
             nn.init.normal_(self.pos_embed, std=0.02)

@@ -187,8 +187,10 @@ class DiT(nn.Module):
     def _build_pos_embed(self, kind: str | None) -> None:
         n = self.grid_size[0] * self.grid_size[1]
         if kind == "sincos":
-            pe = build_2d_sincos_pos_embed(self.embed_dim, self.grid_size).unsqueeze(0)
-            self.register_buffer("pos_embed", pe, persistent=False)
+            # in the dtype of the parameters nn.Linear makes (float64 under a float64 default)
+            pe_dtype = torch.get_default_dtype()
+            pe = build_2d_sincos_pos_embed(self.embed_dim, self.grid_size, dtype=pe_dtype)
+            self.register_buffer("pos_embed", pe.unsqueeze(0), persistent=False)
         elif kind == "learnable":
             self.pos_embed = nn.Parameter(torch.zeros(1, n, self.embed_dim))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)

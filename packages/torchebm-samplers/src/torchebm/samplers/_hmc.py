@@ -471,7 +471,8 @@ class RiemannianManifoldHMC(_HMCBase):
         solver_max_iter: Deprecated; configure a ``GeneralisedLeapfrogIntegrator``.
         solver_tol: Deprecated; as above.
         solver_check_every: Deprecated; as above.
-        dtype: Chain dtype when the model has no parameters.
+        dtype: Chain dtype when the model has no parameters: float32 or float64 (torch has
+            no float16/bfloat16 Cholesky; `sample()` raises `ConfigurationError` for them).
         device: Chain device when the model has no parameters.
         integrator: ``None`` (generalised leapfrog), a name or an instance of a
             non-separable symplectic integrator.
@@ -620,6 +621,11 @@ class RiemannianManifoldHMC(_HMCBase):
         return torch.cholesky_solve(p.reshape(x.shape[0], -1, 1), chol).reshape(x.shape)
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
+        if x.dtype in (torch.float16, torch.bfloat16):  # torch has no Cholesky in them
+            raise ConfigurationError(
+                f"RiemannianManifoldHMC needs float32 or float64 chains (the metric's Cholesky "
+                f"factorisation), got dtype {x.dtype}: use dtype=torch.float32 or .float()"
+            )
         # a chain started where G is not positive definite rejected every proposal, silently
         with torch.no_grad():
             bad = torch.nonzero(~self._cholesky(x)[1]).flatten().tolist()
