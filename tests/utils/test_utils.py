@@ -47,6 +47,35 @@ def test_ema_equals_closed_form_after_k_updates(schedule):
     assert ema.step == k and not any(p.requires_grad for p in ema.module.parameters())
 
 
+@pytest.mark.parametrize(
+    "where",
+    [
+        "meta",
+        pytest.param(
+            "cpu",
+            marks=[
+                pytest.mark.cuda,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+            ],
+        ),
+    ],
+)
+def test_ema_kept_on_another_device_than_the_model(where):
+    # an EMA moved off the model's device (a CPU copy of a GPU model saves GPU memory): the
+    # live parameters are moved to the average's device (lerp_ across devices raised)
+    net = _net().to("cuda" if where == "cpu" else "cpu")
+    ema = EMA(net, decay=0.5).to(where)
+    before = [p.detach().clone() for p in net.parameters()]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    ema.update(net)
+    assert all(e.device.type == where for e in ema.module.parameters())
+    if where == "cpu":  # values: half way between the copy and the moved weights
+        for e, b in zip(ema.module.parameters(), before):
+            torch.testing.assert_close(e, b.cpu() + 0.5)
+
+
 def test_ema_forward_copy_to_and_state_dict_round_trip():
     net = _net().eval()
     ema = EMA(net, decay=0.5)

@@ -124,7 +124,7 @@ class EMA(nn.Module):
         d = self.current_decay()
         params, buffers = self._pairs(model)
         for e, p in params:
-            e.lerp_(p.detach().to(e.dtype), 1.0 - d)
+            e.lerp_(p.detach().to(e.device, e.dtype), 1.0 - d)  # an EMA kept on the CPU
         for e, b in buffers:
             e.copy_(b)
         self.step += 1
