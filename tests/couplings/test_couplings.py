@@ -348,3 +348,12 @@ def test_sinkhorn_plans_match_scaling_form_reference():
     mass = ref_u.sum(1)
     assert abs(ref_u.sum().item() - 1.0) > 0.05  # the relaxed plan does not keep mass 1
     assert torch.allclose(res.weights, mass / mass.mean(), rtol=1e-8)
+
+
+def test_unbalanced_sinkhorn_gives_weights_for_a_batch_of_one():
+    # weights are the row masses normalised to mean 1: one row has weight 1 (it returned
+    # None at B = 1, so code reading res.weights failed only for a batch of one)
+    x0, x1 = torch.randn(1, 2, dtype=torch.float64), torch.randn(1, 2, dtype=torch.float64)
+    res = UnbalancedSinkhornCoupling()(x0, x1)
+    assert torch.equal(res.weights, torch.ones(1, dtype=torch.float64))
+    assert torch.equal(res.x0, x0) and torch.equal(res.x1, x1)

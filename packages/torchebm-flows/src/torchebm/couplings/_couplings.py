@@ -352,8 +352,8 @@ class UnbalancedSinkhornCoupling(BaseCostCoupling):
     @torch.no_grad()
     def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
         x1 = self._check_batch(x0, x1)
-        if x0.shape[0] == 1:
-            return CouplingResult(x0, x1)
+        if x0.shape[0] == 1:  # one pair: its row mass is the mean, weight 1
+            return CouplingResult(x0, x1, x0.new_ones(1))
         cost = _finite_cost(self, self.compute_cost(x0, x1, **kwargs))
         phi = self.reg_marginal / (self.reg_marginal + self.reg)
         plan = _sinkhorn_potentials(cost, self.reg, self.n_iters, phi).exp()
