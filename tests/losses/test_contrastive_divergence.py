@@ -306,7 +306,8 @@ def test_buffer_follows_dtype_and_device_moves():
 
 
 def test_mix_buffer_across_ranks_errors_and_single_process_noop():
-    cd = ContrastiveDivergence(Quadratic(), Identity(Quadratic()))
+    q = Quadratic()
+    cd = ContrastiveDivergence(q, Identity(q))
     with pytest.raises(RuntimeError, match="persistent"):
         cd.mix_buffer_across_ranks()
     pcd = make_pcd(8)
@@ -554,7 +555,8 @@ def test_pt_checkpoint_chains_must_fit_the_ladder_and_n_chains():
 
 
 def test_pt_inverse_temperatures_are_float64():
-    pt = ParallelTemperingCD(Quadratic(), TinyLangevin(Quadratic()), temperatures=(1.0, 3.0))
+    q = Quadratic()
+    pt = ParallelTemperingCD(q, TinyLangevin(q), temperatures=(1.0, 3.0))
     beta = pt.inverse_temperatures
     assert beta.dtype == torch.float64
     assert abs(beta[1].item() - 1.0 / 3.0) < 1e-16  # float32 rounding was 9.9e-9 off

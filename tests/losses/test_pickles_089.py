@@ -59,7 +59,7 @@ CASES = {
         Field(), energy_type="dot", interpolant="vp", ct_threshold=0.7
     ),
     "energy_matching_user_sampler": lambda: EnergyMatchingLoss(
-        Quadratic(), sampler=TinyLangevin(Quadratic()), n_langevin_steps=3, coupling="greedy"
+        q := Quadratic(), sampler=TinyLangevin(q), n_langevin_steps=3, coupling="greedy"
     ),
 }
 

@@ -30,6 +30,7 @@ from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
     ShapeError,
+    check_energies,
     check_finite_tensor,
     check_generator,
     check_in,
@@ -374,7 +375,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         else:
             with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
                 xg = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
-                e = model(xg, **model_kwargs) if model_kwargs else model(xg)
+                e = check_energies(type(model).__name__, model(xg, **(model_kwargs or {})), len(x))
                 (g,) = torch.autograd.grad(e.sum(), xg)
         if g.shape != x.shape:
             got = f"the gradient of {type(model).__name__} has shape {tuple(g.shape)}"
@@ -385,8 +386,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         r"""`x -> grad E(x)` for this call, resolved once (kept in `ctx.gradient`).
 
         The model's own `gradient` when it is one of the library's (shaped like `x` by
-        construction) and there is no conditioning; otherwise `model_gradient`, which also
-        checks the shape of what a custom `gradient` returns.
+        construction) and there is no conditioning; else `model_gradient` (checks shapes).
         """
         fn = ctx.gradient
         if fn is None:

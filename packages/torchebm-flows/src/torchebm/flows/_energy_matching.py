@@ -32,6 +32,7 @@ from torchebm.flows._time_sampling import (
 from torchebm.flows._utils import (
     FlowObjective,
     _has_dtensor_params,
+    check_sampler_model,
     compute_flow_weight,
     energy_gradient,
     mean_flat,
@@ -111,7 +112,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
 
     Args:
         model: Scalar potential ``model(x, **model_kwargs) -> (B,)``.
-        sampler: Optional sampler for the negatives (see above).
+        sampler: Optional sampler for the negatives (see above), built on ``model`` (or on a
+            wrapper holding it): one sharing no parameter with it warns (``UserWarning``).
         coupling: Name or coupling instance (default ``"ot"``).
         interpolant: Name or interpolant instance (default ``"linear"``).
         sigma: Noise added to $x_t$ in the flow term (float or scheduler, >= 0).
@@ -183,6 +185,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         )
         if sampler is not None and not callable(getattr(sampler, "sample", None)):
             raise TypeError(f"sampler must have a sample(...) method, got {type(sampler).__name__}")
+        check_sampler_model(self.model, sampler)
         self.sampler = sampler
         self.sigma = sigma
         self.lambda_cd = lambda_cd

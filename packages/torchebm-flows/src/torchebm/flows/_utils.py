@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseCoupling, BaseInterpolant, renamed_kwargs
+from torchebm.core._module import warn_user
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -37,6 +38,23 @@ __all__ = [
     "weighted_mean",
     "batch_loss",
 ]
+
+
+def check_sampler_model(model: Any, sampler: Any) -> None:
+    """Warn when ``sampler.model`` and ``model`` both have parameters and share none: the
+    negatives come from another model (a mistake, unless on purpose: an EMA copy, a teacher;
+    a wrapper such as DDP or a guidance model shares the parameters and is not warned)."""
+    other = getattr(sampler, "model", None)
+    if not (isinstance(model, nn.Module) and isinstance(other, nn.Module)):
+        return
+    ours, theirs = set(map(id, model.parameters())), set(map(id, other.parameters()))
+    if ours and theirs and not ours & theirs:
+        warn_user(
+            f"sampler.model ({type(other).__name__}) shares no parameter with model "
+            f"({type(model).__name__}): the negatives are drawn from another model; build "
+            "the sampler on this model (on model.module when model is DDP-wrapped), or "
+            "ignore this warning if that model is meant (an EMA copy, a teacher)"
+        )
 
 
 @renamed_kwargs(tensor="t")

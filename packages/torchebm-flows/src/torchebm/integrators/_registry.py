@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseIntegrator
+from torchebm.core.errors import ConfigurationError
 from torchebm.interpolants._registry import registered_class, resolve_registered
 
 __all__ = ["get_integrator", "resolve_integrator", "INTEGRATOR_NAMES"]
@@ -103,12 +104,12 @@ def resolve_integrator(
     )
     if not from_name:
         if device is not None and not _same_device(integrator.device, device):
-            raise ValueError(
+            raise ConfigurationError(
                 f"{owner}: integrator device {integrator.device} does not match {torch.device(device)}; "
                 "move it with integrator.to(...) first"
             )
         if dtype is not None and integrator.dtype != dtype:
-            raise ValueError(
+            raise ConfigurationError(
                 f"{owner}: integrator dtype {integrator.dtype} does not match {dtype}; "
                 "convert it with integrator.to(dtype) first"
             )

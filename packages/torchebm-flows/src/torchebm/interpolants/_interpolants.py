@@ -59,8 +59,10 @@ class LinearInterpolant(BaseInterpolant):
         Returns:
             `(x_t, u_t)`, each `(B, *event)`.
         """
-        tb = _broadcast_t(t, x1) if isinstance(t, torch.Tensor) else None
-        if tb is None or x0.shape != x1.shape or not (tb.dtype == x1.dtype == x0.dtype):
+        if not isinstance(t, torch.Tensor) or x0.shape != x1.shape:  # the base names x0, x1
+            return super().interpolate(x0, x1, t)
+        tb = _broadcast_t(t, x1)
+        if not (tb.dtype == x1.dtype == x0.dtype):
             return super().interpolate(x0, x1, t)
         return tb * x1 + (1 - tb) * x0, x1 - x0
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from torchebm.core import BaseInterpolant, renamed_kwargs
+from torchebm.core.errors import ConfigurationError
 
 __all__ = ["get_interpolant", "resolve_interpolant", "INTERPOLANT_NAMES"]
 
@@ -49,7 +50,7 @@ def registered_class(table: Mapping[str, str], name: Any, *, kind: str, package:
         'VariancePreservingInterpolant'
     """
     if not isinstance(name, str) or name not in table:
-        raise ValueError(f"Unknown {kind} {name!r}. Valid names: {sorted(table)}")
+        raise ConfigurationError(f"Unknown {kind} {name!r}. Valid names: {sorted(table)}")
     return getattr(importlib.import_module(package), table[name])
 
 
@@ -109,7 +110,9 @@ def get_interpolant(name: str) -> BaseInterpolant:
         CosineInterpolant()
     """
     if not isinstance(name, str) or name not in INTERPOLANT_NAMES:
-        raise ValueError(f"Unknown interpolant: {name}. Choose from {list(INTERPOLANT_NAMES)}")
+        raise ConfigurationError(
+            f"Unknown interpolant: {name}. Choose from {list(INTERPOLANT_NAMES)}"
+        )
     cls_name, kwargs = INTERPOLANT_NAMES[name]
     cls = getattr(importlib.import_module("torchebm.interpolants"), cls_name)
     return cls(**kwargs)

@@ -23,7 +23,7 @@ from torchebm.core.errors import (
     check_positive,
     check_probability,
 )
-from torchebm.flows._utils import checked_loss, loss_conditioning
+from torchebm.flows._utils import check_sampler_model, checked_loss, loss_conditioning
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.losses._positional_089 import split_dtype
 
@@ -144,6 +144,10 @@ class BaseContrastiveDivergence(BaseLoss):
             ``sample`` method.
         ValueError: a hyper-parameter is out of range.
 
+    Warns:
+        UserWarning: ``sampler.model`` shares no parameter with ``model`` (the negatives
+            come from another model: a mistake unless meant, e.g. an EMA copy).
+
     References:
         - Hinton, "Training products of experts by minimizing contrastive divergence",
           Neural Computation 2002.
@@ -199,6 +203,7 @@ class BaseContrastiveDivergence(BaseLoss):
                 )
         if not callable(model):
             raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
+        check_sampler_model(model, sampler)
         self.model = model
         self.sampler = sampler
         if k_steps is None:

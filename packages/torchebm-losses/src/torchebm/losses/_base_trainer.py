@@ -235,6 +235,27 @@ def _check_arguments(
         raise TypeError(f"sync_gradients must be a bool or None, got {sync_gradients!r}")
 
 
+def _check_trains_model(model: nn.Module, optimizer: Any, loss_fn: Any) -> None:
+    """`ConfigurationError` when nothing would train ``model``'s trainable parameters: the
+    optimizer steps none of them, or ``loss_fn`` (a module with parameters) holds none."""
+    own = {id(p) for p in model.parameters() if p.requires_grad}
+    if not own:
+        return
+    if not own & {id(p) for group in optimizer.param_groups for p in group["params"]}:
+        raise ConfigurationError(
+            f"optimizer steps none of the parameters of model ({type(model).__name__}); "
+            "build it over model.parameters()"
+        )
+    theirs = {id(p) for p in loss_fn.parameters()} if isinstance(loss_fn, nn.Module) else set()
+    if theirs and not own & theirs:
+        inner = type(getattr(loss_fn, "model", loss_fn)).__name__
+        raise ConfigurationError(
+            f"loss_fn ({type(loss_fn).__name__}, on a {inner}) shares no parameter with model "
+            f"({type(model).__name__}): its gradients would not reach the model; build the "
+            "loss on this model"
+        )
+
+
 class BaseTrainer:
     r"""Training loop with gradient accumulation, DDP/FSDP2 support and exact resume.
 
@@ -384,6 +405,7 @@ class BaseTrainer:
             unshard_during_step=unshard_during_step,
             sync_gradients=sync_gradients,
         )
+        _check_trains_model(model, optimizer, loss_fn)
         self.grad_accum_steps = check_int("grad_accum_steps", grad_accum_steps, minimum=1)
         callbacks = [] if callbacks is None else callbacks
 

@@ -1,0 +1,92 @@
+"""Losses and trainers wired to the wrong model say so at construction, naming both objects.
+
+A contrastive-divergence or Energy Matching loss whose sampler was built on another model
+draws its negatives from that model (a warning: an EMA copy or a teacher may be meant); a
+trainer whose optimizer or loss holds none of the model's parameters stepped nothing (an
+error). Both ran silently and returned a plausible loss. Wrappers that hold the model (as
+DDP does) and a loss given as a plain function keep working (closed forms checked).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _support.losses import Quadratic, TinyLangevin
+from torch import nn
+
+from torchebm.core.errors import ConfigurationError
+from torchebm.losses import (
+    BaseTrainer,
+    ContrastiveDivergence,
+    EnergyMatchingLoss,
+    ParallelTemperingCD,
+    PersistentContrastiveDivergence,
+)
+
+
+class Wrap(nn.Module):
+    """Holds the model as a submodule, as DDP or a guidance wrapper does."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return self.module(x)
+
+
+class MeanEnergy(nn.Module):
+    """``loss = mean E(x)``: a loss module built on ``model``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).mean()
+
+
+SAMPLING_LOSSES = {
+    "cd": ContrastiveDivergence,
+    "pcd": PersistentContrastiveDivergence,
+    "ptcd": ParallelTemperingCD,
+    "energy_matching": lambda model, sampler: EnergyMatchingLoss(model, sampler=sampler),
+}
+
+
+@pytest.mark.parametrize("loss", SAMPLING_LOSSES)
+def test_a_sampler_built_on_another_model_warns(loss):
+    with pytest.warns(UserWarning, match=r"sampler\.model \(Quadratic\) shares no") as seen:
+        SAMPLING_LOSSES[loss](Quadratic(), TinyLangevin(Quadratic()))
+    assert seen[0].filename == __file__  # at the user's line
+
+
+def test_a_sampler_on_a_wrapper_of_the_model_draws_from_it():
+    # noise-free Langevin on E = w|x|^2/2: k steps give x (1 - h w)^k (float64 reference)
+    q = Quadratic(w=0.3)
+    cd = ContrastiveDivergence(q, TinyLangevin(Wrap(q), step_size=0.05, noise_scale=0.0), 3)
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    _, negatives = cd(x)
+    torch.testing.assert_close(negatives.double(), x.double() * (1 - 0.05 * 0.3) ** 3)
+
+
+@pytest.mark.parametrize("wrong", ["optimizer", "loss"])
+def test_a_trainer_that_would_not_train_its_model_is_refused(wrong):
+    q, other = Quadratic(), Quadratic()
+    opt = torch.optim.SGD((other if wrong == "optimizer" else q).parameters(), lr=0.1)
+    loss_fn = MeanEnergy(other if wrong == "loss" else q)
+    match = "optimizer steps none" if wrong == "optimizer" else r"loss_fn \(MeanEnergy, on a"
+    with pytest.raises(ConfigurationError, match=match):
+        BaseTrainer(q, opt, loss_fn)
+
+
+@pytest.mark.parametrize("form", ["module", "wrapper", "function"])
+def test_a_trainer_wired_to_its_model_takes_the_sgd_step(form):
+    # loss = mean w|x|^2/2, d loss/dw = mean |x|^2/2: one SGD step moves w by -lr times it
+    q = Quadratic(w=0.3)
+    model = Wrap(q) if form == "wrapper" else q
+    loss_fn = (lambda x: q(x).mean()) if form == "function" else MeanEnergy(q)
+    x = torch.randn(32, 2, generator=torch.Generator().manual_seed(1))
+    BaseTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_fn).train_step(x)
+    expected = 0.3 - 0.1 * 0.5 * x.double().pow(2).sum(1).mean()
+    assert abs(q.w.item() - expected.item()) < 1e-6
