@@ -1,5 +1,5 @@
 """Small models and lists shared by the integration tests (checkpoints, reproducibility,
-validation)."""
+validation, DDP-wrapped models)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,18 @@ import torch
 from torch import nn
 
 import torchebm.datasets as DS
-from torchebm.core import GaussianModel
+from torchebm.core import BaseModel, GaussianModel
 
-__all__ = ["D2", "DATASETS", "Field", "Potential", "gauss", "gen"]
+__all__ = [
+    "D2",
+    "DATASETS",
+    "CountingQuadratic",
+    "Field",
+    "P_QUADRATIC",
+    "Potential",
+    "gauss",
+    "gen",
+]
 
 D2 = 2
 
@@ -57,3 +66,23 @@ class Field(nn.Module):
 def gauss() -> GaussianModel:
     """Standard normal in 2-D."""
     return GaussianModel(torch.zeros(D2), torch.eye(D2))
+
+
+#: precision of `CountingQuadratic`
+P_QUADRATIC = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+
+
+class CountingQuadratic(BaseModel):
+    """E = x^T P x / 2 + 0 * w (a parameter, so DDP accepts it); counts `gradient` calls."""
+
+    def __init__(self):
+        super().__init__(dtype=torch.float64)
+        self.w = nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.calls = 0
+
+    def forward(self, x):
+        return 0.5 * ((x @ P_QUADRATIC) * x).sum(-1) + 0.0 * self.w
+
+    def gradient(self, x, model_kwargs=None):
+        self.calls += 1
+        return x @ P_QUADRATIC

@@ -13,9 +13,9 @@ import math
 import pytest
 import torch
 import torch.distributed as dist
+from integration_helpers import P_QUADRATIC, CountingQuadratic
 from torch import nn
 
-from torchebm.core import BaseModel
 from torchebm.flows import EnergyMatchingLoss
 from torchebm.integrators._state import own_gradient
 from torchebm.losses import ParallelTemperingCD
@@ -26,36 +26,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 F64 = torch.float64
-P = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=F64)
-
-
-class CountingQuadratic(BaseModel):
-    """E = x^T P x / 2 + 0 * w (a parameter, so DDP accepts it); counts `gradient` calls."""
-
-    def __init__(self):
-        super().__init__(dtype=F64)
-        self.w = nn.Parameter(torch.zeros((), dtype=F64))
-        self.calls = 0
-
-    def forward(self, x):
-        return 0.5 * ((x @ P) * x).sum(-1) + 0.0 * self.w
-
-    def gradient(self, x, model_kwargs=None):
-        self.calls += 1
-        return x @ P
-
-
-@pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    if dist.is_initialized():
-        yield
-        return
-    store = tmp_path_factory.mktemp("ddp") / "store"  # the file store removes it at the end
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
+P = P_QUADRATIC
 
 
 def runs(build):
@@ -67,7 +38,7 @@ def runs(build):
     return [r for r, _ in out], [m.calls for _, m in out]
 
 
-def test_own_gradient_unwraps_ddp_only(group):
+def test_own_gradient_unwraps_ddp_only(ddp_group):
     model = CountingQuadratic()
     ddp = nn.parallel.DistributedDataParallel(model)
     assert own_gradient(ddp) == model.gradient
@@ -75,7 +46,7 @@ def test_own_gradient_unwraps_ddp_only(group):
     assert own_gradient(nn.Linear(2, 1)) is None
 
 
-def test_ais_over_ddp_uses_the_modules_gradient(group):
+def test_ais_over_ddp_uses_the_modules_gradient(ddp_group):
     def build(m):
         ais = AnnealedImportanceSampling(m, n_intermediate=50, transition="mala", step_size=0.2)
         g = torch.Generator().manual_seed(0)
@@ -88,7 +59,7 @@ def test_ais_over_ddp_uses_the_modules_gradient(group):
     assert abs(wrapped.log_z - log_z) < 4 * wrapped.standard_error + 1e-3
 
 
-def test_parallel_tempering_over_ddp_uses_the_modules_gradient(group):
+def test_parallel_tempering_over_ddp_uses_the_modules_gradient(ddp_group):
     x0 = torch.randn(2, 64, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
 
     def build(m):
@@ -102,7 +73,7 @@ def test_parallel_tempering_over_ddp_uses_the_modules_gradient(group):
     torch.testing.assert_close(wrapped, bare, rtol=1e-12, atol=1e-12)
 
 
-def test_energy_matching_langevin_over_ddp_uses_the_modules_gradient(group):
+def test_energy_matching_langevin_over_ddp_uses_the_modules_gradient(ddp_group):
     n, h, eps = 20, 0.01, 0.0  # eps_max = 0: gradient descent x <- x - h P x
     x1 = torch.randn(16, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
 

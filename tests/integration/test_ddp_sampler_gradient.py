@@ -10,48 +10,19 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
+from integration_helpers import P_QUADRATIC, CountingQuadratic
 from torch import nn
 
-from torchebm.core import BaseModel
 from torchebm.samplers import GradientDescentSampler, LangevinDynamics
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed gloo"
 )
 
-P = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+P = P_QUADRATIC
 
 
-class CountingQuadratic(BaseModel):
-    """E = x^T P x / 2 + 0 * w (a parameter, so DDP accepts it); counts `gradient` calls."""
-
-    def __init__(self):
-        super().__init__(dtype=torch.float64)
-        self.w = nn.Parameter(torch.zeros((), dtype=torch.float64))
-        self.calls = 0
-
-    def forward(self, x):
-        return 0.5 * ((x @ P) * x).sum(-1) + 0.0 * self.w
-
-    def gradient(self, x, model_kwargs=None):
-        self.calls += 1
-        return x @ P
-
-
-@pytest.fixture(scope="module")
-def group(tmp_path_factory):
-    if dist.is_initialized():
-        yield
-        return
-    store = tmp_path_factory.mktemp("ddp") / "store"  # the file store removes it at the end
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
-def test_descent_over_ddp_uses_the_modules_closed_form_gradient(group):
+def test_descent_over_ddp_uses_the_modules_closed_form_gradient(ddp_group):
     model = CountingQuadratic()
     sampler = GradientDescentSampler(nn.parallel.DistributedDataParallel(model), step_size=0.1)
     x0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -63,7 +34,7 @@ def test_descent_over_ddp_uses_the_modules_closed_form_gradient(group):
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
 
-def test_langevin_over_ddp_equals_the_bare_module(group):
+def test_langevin_over_ddp_equals_the_bare_module(ddp_group):
     x0 = torch.randn(16, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     runs = []
     for wrap in (False, True):
