@@ -51,7 +51,7 @@ class RandomWalkMetropolis(BaseSampler):
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> RandomWalkState:
         energy = self.model_energy(x, ctx.model_kwargs)
         accepted = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        return RandomWalkState(x=x, energy=energy, accepted=accepted, decided=accepted)
+        return RandomWalkState(x=x, energy=energy, accepted=accepted, decided=accepted.clone())
 
     def step(self, state: RandomWalkState, ctx: SamplerContext) -> RandomWalkState:
         x, sigma = state.x, self.get_scheduled_value("step_size")

@@ -61,6 +61,25 @@ def test_a_sampler_built_on_another_model_warns(loss):
     assert seen[0].filename == __file__  # at the user's line
 
 
+class Headed(nn.Module):
+    """``E = shared(x) + v/2 |x|^2``: a trainable ``v`` on a (frozen) shared energy."""
+
+    def __init__(self, shared):
+        super().__init__()
+        self.shared, self.v = shared, nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x):
+        return self.shared(x) + 0.5 * self.v * x.reshape(x.shape[0], -1).pow(2).sum(1)
+
+
+@pytest.mark.parametrize("loss", SAMPLING_LOSSES)
+def test_a_sampler_on_another_model_with_a_shared_frozen_part_warns(loss):
+    # two models on one frozen backbone are two models: the negatives come from the other
+    backbone = Quadratic().requires_grad_(False)
+    with pytest.warns(UserWarning, match=r"sampler\.model \(Headed\) shares no trainable"):
+        SAMPLING_LOSSES[loss](Headed(backbone), TinyLangevin(Headed(backbone)))
+
+
 def test_a_sampler_on_a_wrapper_of_the_model_draws_from_it():
     # noise-free Langevin on E = w|x|^2/2: k steps give x (1 - h w)^k (float64 reference)
     q = Quadratic(w=0.3)

@@ -113,7 +113,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
     Args:
         model: Scalar potential ``model(x, **model_kwargs) -> (B,)``.
         sampler: Optional sampler for the negatives (see above), built on ``model`` (or on a
-            wrapper holding it): one sharing no parameter with it warns (``UserWarning``).
+            wrapper holding it): one holding none of its trainable parameters warns.
         coupling: Name or coupling instance (default ``"ot"``).
         interpolant: Name or interpolant instance (default ``"linear"``).
         sigma: Noise added to $x_t$ in the flow term (float or scheduler, >= 0).

@@ -41,16 +41,20 @@ __all__ = [
 
 
 def check_sampler_model(model: Any, sampler: Any) -> None:
-    """Warn when ``sampler.model`` and ``model`` both have parameters and share none: the
-    negatives come from another model (a mistake, unless on purpose: an EMA copy, a teacher;
-    a wrapper such as DDP or a guidance model shares the parameters and is not warned)."""
+    """Warn when ``sampler.model`` has parameters but none of ``model``'s trainable ones (of
+    all its ones when none is trainable yet): the negatives come from another model (a
+    mistake, unless on purpose: an EMA copy, a teacher; a wrapper such as DDP or a guidance
+    model shares the parameters and is not warned; two models on one frozen backbone do
+    not share what trains)."""
     other = getattr(sampler, "model", None)
     if not (isinstance(model, nn.Module) and isinstance(other, nn.Module)):
         return
-    ours, theirs = set(map(id, model.parameters())), set(map(id, other.parameters()))
+    params = list(model.parameters())
+    ours = {id(p) for p in params if p.requires_grad} or set(map(id, params))
+    theirs = set(map(id, other.parameters()))
     if ours and theirs and not ours & theirs:
         warn_user(
-            f"sampler.model ({type(other).__name__}) shares no parameter with model "
+            f"sampler.model ({type(other).__name__}) shares no trainable parameter with model "
             f"({type(model).__name__}): the negatives are drawn from another model; build "
             "the sampler on this model (on model.module when model is DDP-wrapped), or "
             "ignore this warning if that model is meant (an EMA copy, a teacher)"

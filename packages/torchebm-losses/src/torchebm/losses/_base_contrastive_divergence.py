@@ -145,8 +145,8 @@ class BaseContrastiveDivergence(BaseLoss):
         ValueError: a hyper-parameter is out of range.
 
     Warns:
-        UserWarning: ``sampler.model`` shares no parameter with ``model`` (the negatives
-            come from another model: a mistake unless meant, e.g. an EMA copy).
+        UserWarning: ``sampler.model`` holds none of ``model``'s trainable parameters (the
+            negatives come from another model: a mistake unless meant, e.g. an EMA copy).
 
     References:
         - Hinton, "Training products of experts by minimizing contrastive divergence",
