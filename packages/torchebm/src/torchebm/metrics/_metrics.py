@@ -564,8 +564,15 @@ def _permutation_statistics(
     total, m = kz.shape[0], kz.shape[0] - n
     acc = kz.dtype if kz.device.type == "mps" else torch.float64
     rows = max(1, _BLOCK // total)
-    # one block at a time: kz.sum(1, dtype=float64) converted the whole matrix (2x its size)
-    r = torch.cat([kz[j : j + rows].sum(1, dtype=acc) for j in range(0, total, rows)])
+    # kz's rows in ``acc`` one block at a time, always in the same buffer: kz.sum(1,
+    # dtype=float64) converted the whole matrix (2x its size), and a fresh block per step
+    # left glibc's heap at 2x the matrix at random (freed blocks not reused)
+    buf = torch.empty((min(rows, total), total), dtype=acc, device=kz.device)
+
+    def block(j: int) -> torch.Tensor:
+        return buf[: min(rows, total - j)].copy_(kz[j : j + rows])
+
+    r = torch.cat([block(j).sum(1) for j in range(0, total, rows)])
     s = r.sum()
     out = []
     for start in range(0, b + 1, rows):  # the splits in the generator's order, chunk by chunk
@@ -578,7 +585,7 @@ def _permutation_statistics(
                 labels[i, perm.to(kz.device)] = 1.0
         ka = labels.new_zeros(labels.shape)  # labels @ kz, one block of kz's rows at a time
         for j in range(0, total, rows):
-            ka.addmm_(labels[:, j : j + rows], kz[j : j + rows].to(acc))
+            ka.addmm_(labels[:, j : j + rows], block(j))
         q, ar = (ka * labels).sum(1), labels @ r
         out.append(
             (q - n) / (n * (n - 1)) + (s - 2 * ar + q - m) / (m * (m - 1)) - 2 * (ar - q) / (n * m)
