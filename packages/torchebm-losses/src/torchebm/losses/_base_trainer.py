@@ -236,8 +236,10 @@ def _check_arguments(
 
 
 def _check_trains_model(model: nn.Module, optimizer: Any, loss_fn: Any) -> None:
-    """`ConfigurationError` when nothing would train ``model``'s trainable parameters: the
-    optimizer steps none of them, or ``loss_fn`` (a module with parameters) holds none."""
+    """`ConfigurationError` when the optimizer steps none of ``model``'s trainable
+    parameters (nothing would train it); a warning when ``loss_fn``, a module with
+    parameters, registers none of them (a loss on another model, unless it reaches this one
+    through an unregistered reference)."""
     own = {id(p) for p in model.parameters() if p.requires_grad}
     if not own:
         return
@@ -249,10 +251,10 @@ def _check_trains_model(model: nn.Module, optimizer: Any, loss_fn: Any) -> None:
     theirs = {id(p) for p in loss_fn.parameters()} if isinstance(loss_fn, nn.Module) else set()
     if theirs and not own & theirs:
         inner = type(getattr(loss_fn, "model", loss_fn)).__name__
-        raise ConfigurationError(
-            f"loss_fn ({type(loss_fn).__name__}, on a {inner}) shares no parameter with model "
-            f"({type(model).__name__}): its gradients would not reach the model; build the "
-            "loss on this model"
+        warn_user(
+            f"loss_fn ({type(loss_fn).__name__}, on a {inner}) registers no parameter of model "
+            f"({type(model).__name__}): if it is built on another model its gradients do not "
+            "reach this one; build the loss on this model"
         )
 
 
@@ -357,7 +359,12 @@ class BaseTrainer:
     Raises:
         TypeError: wrong argument types.
         ValueError: ``grad_accum_steps < 1``, ``max_grad_norm <= 0``, both ``seed`` and
-            ``generator``, or a DDP model whose loss holds the unwrapped module.
+            ``generator``, a DDP model whose loss holds the unwrapped module, or an
+            optimizer stepping none of the model's trainable parameters
+            (`ConfigurationError`).
+
+    Warns:
+        UserWarning: ``loss_fn`` is a module with parameters, none of them the model's.
 
     Example:
         >>> model = torch.nn.Linear(2, 1)
