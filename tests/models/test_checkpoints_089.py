@@ -25,6 +25,19 @@ def _call(model, inputs):
     return model(*inputs.values())
 
 
+def _assert_reproduces(out: torch.Tensor, ref: torch.Tensor) -> None:
+    """``out`` equals 0.8.9's ``ref`` up to float32 rounding.
+
+    The fixture's outputs were computed by 0.8.9 on another CPU and torch: float32 kernels
+    (vector width, summation order) may round each layer differently, so the bound is 64
+    float32 ulps of the output's scale (1e-5 to 4e-5 here). Scaling any one weight tensor by
+    1.01 moves the outputs by 3x to 500x this bound (the conditional transformer's time
+    embedder aside: its outputs move by 5e-7, under the old 1e-6 bound too).
+    """
+    scale = max(1.0, float(ref.abs().max()))
+    torch.testing.assert_close(out, ref, rtol=0, atol=64 * torch.finfo(ref.dtype).eps * scale)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_089_state_dict_loads_strictly_and_reproduces_outputs(case):
     spec = CASES[case]
@@ -39,7 +52,7 @@ def test_089_state_dict_loads_strictly_and_reproduces_outputs(case):
     assert len(changed) == len([k for k, v in before.items() if v.numel()])
     with torch.no_grad():
         out = _call(model, spec["inputs"])
-    torch.testing.assert_close(out, spec["output"], rtol=0, atol=1e-6)
+    _assert_reproduces(out, spec["output"])
 
 
 def test_fixture_covers_dit_and_the_conditional_transformer():
@@ -77,7 +90,7 @@ def test_pickled_models_keep_loading_089_checkpoints(case):
     assert not result.missing_keys and not result.unexpected_keys
     with torch.no_grad():
         out = _call(model, spec["inputs"])
-    torch.testing.assert_close(out, spec["output"], rtol=0, atol=1e-6)
+    _assert_reproduces(out, spec["output"])
 
 
 def test_mlp_energy_pickles_after_its_explicit_gradient_ran():
