@@ -19,9 +19,14 @@ from torchebm.core.errors import ConfigurationError
 from torchebm.losses import (
     BaseTrainer,
     ContrastiveDivergence,
+    DenoisingScoreMatching,
     EnergyMatchingLoss,
+    EquilibriumMatchingLoss,
+    FlowMatchingLoss,
     ParallelTemperingCD,
     PersistentContrastiveDivergence,
+    ScoreMatching,
+    SlicedScoreMatching,
 )
 
 
@@ -114,3 +119,77 @@ def test_a_trainer_wired_to_its_model_takes_the_sgd_step(form):
     BaseTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_fn).train_step(x)
     expected = 0.3 - 0.1 * 0.5 * x.double().pow(2).sum(1).mean()
     assert abs(q.w.item() - expected.item()) < 1e-6
+
+
+# A model whose signature refuses the loss's call (conditioning to an unconditional model,
+# a field ``forward(x, t)`` to an energy loss, an energy to a flow loss) raised Python's
+# TypeError from inside the loss; now a ConfigurationError (a TypeError too) naming the loss,
+# the call and what it accepts, raised from the original.
+
+
+class Energy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.lin(x).squeeze(-1)
+
+
+class Velocity(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+
+    def forward(self, x, t):
+        return self.lin(x) * t[:, None]
+
+
+ENERGY_LOSSES = {
+    "cd": lambda m: ContrastiveDivergence(m, TinyLangevin(m), k_steps=1),
+    "score-matching": ScoreMatching,
+    "sliced": SlicedScoreMatching,
+    "denoising": DenoisingScoreMatching,
+    "energy-matching": EnergyMatchingLoss,
+}
+FIELD_LOSSES = {"flow-matching": FlowMatchingLoss, "eqm": EquilibriumMatchingLoss}
+X8 = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
+
+
+def _refused(loss, **kw):
+    with pytest.raises(ConfigurationError) as info:
+        loss(X8, **kw)
+    err = info.value
+    assert isinstance(err, TypeError) and type(err.__cause__) is TypeError
+    return str(err)
+
+
+@pytest.mark.parametrize("loss", [*ENERGY_LOSSES, *FIELD_LOSSES])
+def test_conditioning_for_an_unconditional_model_names_the_loss_and_call(loss):
+    field = loss in FIELD_LOSSES
+    fn = FIELD_LOSSES[loss](Velocity()) if field else ENERGY_LOSSES[loss](Energy())
+    msg = _refused(fn, model_kwargs={"y": torch.arange(8) % 3})
+    call = "model(x, t, y=...)" if field else "model(x, y=...)"
+    assert f"{type(fn).__name__} calls {call} but {type(fn.model).__name__}.forward" in msg
+    assert "takes no conditioning ['y']" in msg
+
+
+@pytest.mark.parametrize("loss", [*ENERGY_LOSSES, *FIELD_LOSSES])
+def test_a_model_of_the_other_kind_names_the_loss_and_call(loss):
+    if loss in FIELD_LOSSES:
+        fn = FIELD_LOSSES[loss](Energy())
+        msg = _refused(fn)
+        assert f"{type(fn).__name__} calls model(x, t) but Energy.forward(x) refuses it" in msg
+        assert "accepts a velocity or score field" in msg
+    else:
+        fn = ENERGY_LOSSES[loss](Velocity())  # CD: its sampler calls the model first
+        msg = _refused(fn)
+        assert f"{type(fn).__name__} calls model(x) but Velocity.forward(x, t) refuses it" in msg
+        assert "accepts an energy" in msg
+
+
+@pytest.mark.parametrize("loss", [*ENERGY_LOSSES, *FIELD_LOSSES])
+def test_a_loss_given_as_the_model_is_refused_at_construction(loss):
+    build = {**ENERGY_LOSSES, **FIELD_LOSSES}[loss]
+    with pytest.raises(TypeError, match=r"requires a model .* got the loss ScoreMatching"):
+        build(ScoreMatching(Energy()))

@@ -198,3 +198,41 @@ def test_a_float64_transformer_has_a_float64_position_table(where):
     assert dtypes == {torch.float64}
     ref = _sincos_by_hand(16, 4, 4)
     torch.testing.assert_close(net.pos_embed[0], ref, rtol=0.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("net_kind", ["DiT", "CT"])
+@pytest.mark.parametrize("convert", ["double", "to"])
+def test_a_float32_transformer_converted_to_float64_uses_the_exact_position_table(
+    net_kind, convert
+):
+    """Built in float32 then converted (``.double()`` / ``.to(torch.float64)``), the fixed
+    table kept its float32 rounding (3e-8 against the float64 table); since, the first
+    forward recomputes it in float64: the output equals a model built in float64."""
+    kw = dict(input_size=8, in_channels=2, patch_size=2, embed_dim=16, depth=1, num_heads=2)
+    build = (
+        M.DiT if net_kind == "DiT" else lambda **k: M.ConditionalTransformer2D(**k, out_channels=2)
+    )
+    torch.manual_seed(0)
+    net = build(**kw)
+    net = net.double() if convert == "double" else net.to(torch.float64)
+    with default_dtype(torch.float64):
+        ref_net = build(**kw)  # exact table (checked above against the hand-written one)
+    ref_net.load_state_dict(net.state_dict())
+    assert "pos_embed" not in net.state_dict()  # not in checkpoints, as in torchebm 0.8.9
+    x = torch.randn(3, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    t = torch.rand(3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    out = net(x, t)
+    torch.testing.assert_close(net.pos_embed[0], _sincos_by_hand(16, 4, 4), rtol=0.0, atol=1e-15)
+    torch.testing.assert_close(out, ref_net(x, t), rtol=0.0, atol=0.0)
+    # back to float32: the float64 table rounded once (not a float32 table re-rounded)
+    net.float()(x.float(), t.float())
+    assert torch.equal(net.pos_embed[0], _sincos_by_hand(16, 4, 4).float())
+
+
+def test_a_position_table_the_user_replaced_survives_a_dtype_conversion():
+    kw = dict(input_size=8, in_channels=2, patch_size=2, embed_dim=16, depth=1, num_heads=2)
+    net = M.DiT(**kw)
+    mine = torch.randn(1, 16, 16, generator=torch.Generator().manual_seed(3))
+    net.pos_embed = mine.clone()
+    net.double()(torch.zeros(1, 2, 8, 8, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
+    assert torch.equal(net.pos_embed, mine.double())

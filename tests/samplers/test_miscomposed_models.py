@@ -11,8 +11,16 @@ import pytest
 import torch
 from torch import nn
 
-from torchebm.core.errors import ShapeError
-from torchebm.samplers import GradientDescentSampler, LangevinDynamics, NesterovSampler
+from torchebm.core.errors import ConfigurationError, ShapeError
+from torchebm.samplers import (
+    AnnealedImportanceSampling,
+    FlowSampler,
+    GradientDescentSampler,
+    HamiltonianMonteCarlo,
+    LangevinDynamics,
+    NesterovSampler,
+    RiemannianManifoldHMC,
+)
 
 
 class Field(nn.Module):
@@ -68,3 +76,89 @@ def test_a_plain_module_energy_still_descends_in_closed_form():
     out = GradientDescentSampler(Energy(), step_size=0.1).sample(x=x.clone(), n_steps=5)
     ref = x.double() * (1.0 - 0.1) ** 5
     torch.testing.assert_close(out.double(), ref, rtol=1e-6, atol=1e-6)
+
+
+# A model whose signature refuses the sampler's call (conditioning to an unconditional model,
+# a field ``forward(x, t)`` to an energy sampler, an energy to FlowSampler) raised Python's
+# TypeError from deep in the loop; now a ConfigurationError (a TypeError too) naming the
+# sampler, the call and what it accepts, raised from the original.
+
+
+class Velocity(nn.Module):
+    def forward(self, x, t):
+        return -x * t[:, None]
+
+
+ENERGY_SAMPLERS = {
+    **SAMPLERS,
+    "hmc": lambda m: HamiltonianMonteCarlo(m, step_size=0.1, n_leapfrog_steps=2),
+}
+SAMPLER_CLASSES = {
+    "langevin": LangevinDynamics,
+    "hmc": HamiltonianMonteCarlo,
+    "rmhmc": lambda m: RiemannianManifoldHMC(m, metric_fn=lambda x: torch.ones_like(x)),
+    "descent": GradientDescentSampler,
+    "nesterov": NesterovSampler,
+    "flow": FlowSampler,
+    "ais": AnnealedImportanceSampling,
+}
+X8 = torch.randn(8, 2, generator=torch.Generator().manual_seed(2))
+
+
+def _refused(sampler, **kw):
+    with pytest.raises(ConfigurationError) as info:
+        sampler.sample(x=X8, n_steps=2, **kw)
+    err = info.value
+    assert isinstance(err, TypeError) and type(err.__cause__) is TypeError
+    return str(err)
+
+
+@pytest.mark.parametrize("sampler", [*ENERGY_SAMPLERS, "flow"])
+def test_conditioning_for_an_unconditional_model_names_the_sampler_and_call(sampler):
+    s = FlowSampler(Velocity()) if sampler == "flow" else ENERGY_SAMPLERS[sampler](Energy())
+    msg = _refused(s, y=torch.arange(8))
+    call = "model(x, t, y=...)" if sampler == "flow" else "model(x, y=...)"
+    assert f"{type(s).__name__} calls {call} but {type(s.model).__name__}.forward" in msg
+    assert "unexpected keyword argument 'y'" in msg and "takes no conditioning ['y']" in msg
+
+
+@pytest.mark.parametrize("sampler", [*ENERGY_SAMPLERS, "flow"])
+def test_a_model_of_the_other_kind_names_the_sampler_and_call(sampler):
+    if sampler == "flow":
+        msg = _refused(FlowSampler(Energy()))
+        assert "FlowSampler calls model(x, t) but Energy.forward(x) refuses it" in msg
+        assert "accepts a velocity or score field" in msg
+    else:
+        s = ENERGY_SAMPLERS[sampler](Velocity())
+        msg = _refused(s)
+        assert f"{type(s).__name__} calls model(x) but Velocity.forward(x, t) refuses it" in msg
+        assert "accepts an energy" in msg and "use FlowSampler" in msg
+
+
+def test_ais_names_a_field_given_as_its_energy():
+    with pytest.raises(ConfigurationError, match=r"AnnealedImportanceSampling calls model\(x\)"):
+        AnnealedImportanceSampling(Velocity(), n_intermediate=2).estimate(4, 2)
+
+
+@pytest.mark.parametrize("cls", SAMPLER_CLASSES)
+def test_a_sampler_given_as_the_model_is_refused_at_construction(cls):
+    other = LangevinDynamics(Energy(), step_size=0.01)
+    with pytest.raises(TypeError, match=r"requires a model .* got the sampler LangevinDynamics"):
+        SAMPLER_CLASSES[cls](other)
+
+
+class InnerTypeError(nn.Module):
+    def forward(self, x, t=None, **kwargs):
+        raise TypeError("inside")
+
+
+@pytest.mark.parametrize("sampler", [*ENERGY_SAMPLERS, "flow"])
+def test_a_type_error_from_inside_the_model_is_not_rewritten(sampler):
+    s = (
+        FlowSampler(InnerTypeError())
+        if sampler == "flow"
+        else ENERGY_SAMPLERS[sampler](InnerTypeError())
+    )
+    with pytest.raises(TypeError) as info:
+        s.sample(x=X8, n_steps=2, y=torch.arange(8))
+    assert type(info.value) is TypeError and str(info.value) == "inside"

@@ -94,8 +94,7 @@ class SamplerState:
         return isinstance(key, str) and getattr(self, key, None) is not None
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = getattr(self, key, None)
-        return default if value is None else value
+        return default if (value := getattr(self, key, None)) is None else value
 
 
 State = Any  # a SamplerState, or a dict of tensors
@@ -185,9 +184,7 @@ def _per_chain_items(state: State, b: int) -> Iterator[tuple[str, torch.Tensor]]
             if f.metadata.get("per_chain", True) and _is_per_chain(value, b):
                 yield f.name, value
     else:
-        for key, value in state.items():
-            if _is_per_chain(value, b):
-                yield key, value
+        yield from ((k, v) for k, v in state.items() if _is_per_chain(v, b))
 
 
 def _is_per_chain(value: Any, b: int) -> bool:
@@ -363,6 +360,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
     def infer_dim(self) -> Any:
         """Event shape to use when `sample()` gets neither `x` nor `dim` (`None`: none)."""
         return None
+
+    def explain_type_error(self, err: TypeError, x: torch.Tensor, ctx: SamplerContext) -> None:
+        """On a `TypeError` of the loop, raise a clearer error `from err` (default: none)."""
 
     # ------------------------------------------------------------------ model helpers
     def model_gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
@@ -546,9 +546,11 @@ class BaseSampler(Schedulable, TorchEBMModule):
         loop = contextvars.copy_context()
         loop.run(_CHECKED.set, True)
         with torch.no_grad(), self.autocast_context():
-            out, traj, diag, checks = loop.run(
-                self._run, x, ctx, return_trajectory, return_diagnostics, compile
-            )
+            try:
+                out, traj, diag, checks = loop.run(self._run, x, ctx, *flags[:2], compile)
+            except TypeError as err:  # e.g. a model refusing the call: `explain_type_error`
+                self.explain_type_error(err, x, ctx)
+                raise
         self._last_call["alive"] = checks.alive
         self._report_nonfinite(checks, policy, n_steps, check_nan, traj, thin)
         result = traj if traj is not None else out
@@ -640,10 +642,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
         if diag is None:
             return
         for key, value in self.compute_diagnostics(state, ctx).items():
-            buf = diag.get(key)
-            if buf is None:
-                buf = torch.empty((n_kept, *value.shape), dtype=value.dtype, device=value.device)
-                diag[key] = buf
+            if (buf := diag.get(key)) is None:
+                buf = diag[key] = value.new_empty((n_kept, *value.shape))
             buf[rows] = value
 
     def _report_nonfinite(

@@ -20,6 +20,7 @@ from torchebm.flows._time_sampling import (
     apply_loss_weight,
 )
 from torchebm.flows._utils import (
+    FIELD_CALL,
     FlowObjective,
     _has_dtensor_params,
     compute_eqm_ct,
@@ -133,6 +134,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         Wang & Du, "Equilibrium Matching: Generative Modeling with Implicit Energy-Based
         Models", 2025.
     """
+
+    _model_call = FIELD_CALL  # model(x, t, **model_kwargs)
 
     def __init__(
         self,

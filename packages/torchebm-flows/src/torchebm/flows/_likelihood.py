@@ -35,6 +35,7 @@ from torchebm.core.errors import (
     check_int,
     check_tensor,
 )
+from torchebm.flows._utils import FIELD_CALL, explain_model_error
 from torchebm.integrators import resolve_integrator
 from torchebm.integrators._checked import checked_inputs
 from torchebm.integrators._state import autograd_ready
@@ -364,13 +365,20 @@ def probability_flow_log_likelihood(
     _dequantisation_offset(bins, data_range)  # checked before the solve, not after
     interp = resolve_interpolant(interpolant, owner="probability_flow_log_likelihood")
     solver = _resolve_solver(integrator, atol, rtol, n_steps)
-    field = _to_velocity(model, interp, prediction, dict(model_kwargs or {}))
+    conditioning = dict(model_kwargs or {})
+    field = _to_velocity(model, interp, prediction, conditioning)
     # `enable_grad` does not lift inference mode: the divergence's autograd runs outside it,
     # on a normal copy of an inference tensor (which autograd cannot record)
     with torch.inference_mode(False):
         xs = autograd_ready(x).detach()
         eps = _probe(xs, probe, generator) if divergence == "hutchinson" else None
-        z, ell, nfe = _solve(solver, field, xs, eps, t0, t1, n_steps)
+        try:
+            z, ell, nfe = _solve(solver, field, xs, eps, t0, t1, n_steps)
+        except TypeError as err:  # names a model refusing model(x, t, **model_kwargs)
+            explain_model_error(
+                "probability_flow_log_likelihood", model, err, FIELD_CALL, conditioning
+            )
+            raise
     log_prior = (prior or _standard_prior(interp, t0))(z)
     if not isinstance(log_prior, torch.Tensor) or log_prior.shape != ell.shape:
         got = tuple(log_prior.shape) if isinstance(log_prior, torch.Tensor) else log_prior

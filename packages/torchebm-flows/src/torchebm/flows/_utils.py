@@ -3,6 +3,7 @@ plumbing every loss shares (`loss_conditioning`, `checked_loss`)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 from typing import Any, Callable
@@ -10,8 +11,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from torchebm.core import BaseCoupling, BaseInterpolant, renamed_kwargs
+from torchebm.core import BaseCoupling, BaseInterpolant, BaseLoss, BaseSampler, renamed_kwargs
 from torchebm.core._module import warn_user
+from torchebm.core.distributed import unwrap_model
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -59,6 +61,92 @@ def check_sampler_model(model: Any, sampler: Any) -> None:
             "the sampler on this model (on model.module when model is DDP-wrapped), or "
             "ignore this warning if that model is meant (an EMA copy, a teacher)"
         )
+
+
+#: What the library calls a model with: an energy ``model(x, **model_kwargs)``, a velocity or
+#: score field ``model(x, t, **model_kwargs)``.
+ENERGY_CALL, FIELD_CALL = ("x",), ("x", "t")
+_ACCEPTS = {
+    ENERGY_CALL: "an energy forward(x, **model_kwargs) -> (B,); for a velocity or score field "
+    "forward(x, t) use FlowSampler, FlowMatchingLoss or EquilibriumMatchingLoss",
+    FIELD_CALL: "a velocity or score field forward(x, t, **model_kwargs) returning the shape of x; "
+    "for an energy forward(x) -> (B,) use LangevinDynamics, HamiltonianMonteCarlo or an energy "
+    "loss (ContrastiveDivergence, score matching, EnergyMatchingLoss)",
+}
+
+
+class ModelCallError(ConfigurationError, TypeError):
+    """A model whose signature refuses the call a sampler or loss makes (a ``TypeError`` too,
+    as the error Python raised before)."""
+
+
+def check_model_object(owner: str, model: Any) -> Any:
+    """``model``, unless it is a sampler or a loss (passed where the model belongs): a
+    ``TypeError`` naming ``owner`` and what it accepts."""
+    if isinstance(model, (BaseSampler, BaseLoss)):
+        raise TypeError(
+            f"{owner} requires a model (an energy or a field, e.g. an nn.Module), got the "
+            f"{'sampler' if isinstance(model, BaseSampler) else 'loss'} {type(model).__name__}; "
+            "pass the model it was built on (its .model)"
+        )
+    return model
+
+
+def _refusal(model: Any, args: tuple, kwargs: dict) -> tuple[str, str] | None:
+    """``(signature, reason)`` when ``model``'s signature refuses ``model(*args, **kwargs)``;
+    ``None`` when it accepts the call or has no signature to read (a DDP or
+    ``torch.compile`` wrapper is read through to its module's ``forward``)."""
+    fn = unwrap_model(model).forward if isinstance(model, nn.Module) else model
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to decide with
+        return None
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as err:
+        return str(sig), str(err)
+    return None
+
+
+def explain_model_error(
+    owner: str, model: Any, err: BaseException, call: tuple[str, ...], model_kwargs: dict
+) -> None:
+    """Raise a `ModelCallError` from ``err`` (a ``TypeError`` of ``owner``'s model call)
+    when ``model``'s signature refuses ``model(*call, **model_kwargs)``, the call ``owner``
+    makes; return when it accepts it (``err`` came from inside the model: the caller
+    re-raises it unchanged).
+
+    Only called on the failure path: the signature is read once, after the error.
+
+    Args:
+        owner: The sampler or loss class name.
+        model: Its model (a DDP or ``torch.compile`` wrapper is read through).
+        err: The error of the call.
+        call: The positional inputs it passes, `ENERGY_CALL` or `FIELD_CALL`.
+        model_kwargs: The conditioning it passes.
+
+    Raises:
+        ModelCallError: the signature refuses the call.
+    """
+    if isinstance(err, ModelCallError) or not isinstance(err, TypeError):
+        return
+    refused = _refusal(model, call, model_kwargs)
+    if refused is None:
+        return
+    sig, reason = refused
+    inner = unwrap_model(model) if isinstance(model, nn.Module) else model
+    name = type(inner).__name__
+    name = f"{name}.forward" if isinstance(inner, nn.Module) else getattr(inner, "__name__", name)
+    made = f"model({', '.join([*call, *(f'{k}=...' for k in model_kwargs)])})"
+    if model_kwargs and _refusal(model, call, {}) is None:
+        hint = (
+            f"the model takes no conditioning {sorted(model_kwargs)}: pass y / model_kwargs only "
+            "to a conditional model (one whose forward takes them), or leave them out"
+        )
+    else:
+        hint = f"{owner} accepts {_ACCEPTS[call]}"
+    msg = f"{owner} calls {made} but {name}{sig} refuses it ({reason}); {hint}"
+    raise ModelCallError(msg) from err
 
 
 @renamed_kwargs(tensor="t")
@@ -369,6 +457,8 @@ class FlowObjective:
     time_sampler: LossTimeSampler
     #: Optional per-sample weight ``w(t)`` of the loss.
     loss_weight_fn: Callable[[torch.Tensor], torch.Tensor] | None
+    #: How the model is called (named in the error of a model that refuses the call).
+    _model_call: tuple[str, ...] = ENERGY_CALL
     __setstate__ = accept_089_pickle("conditioning")  # losses pickled whole by torchebm 0.8.9
 
     def _set_flow_parts(
@@ -393,6 +483,7 @@ class FlowObjective:
         if not callable(model):
             raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
         owner = type(self).__name__
+        check_model_object(owner, model)
         self.model = model
         self.interpolant = resolve_interpolant(interpolant, default="linear", owner=owner)
         self.coupling = resolve_coupling(coupling, default=default_coupling, owner=owner)
@@ -451,6 +542,7 @@ class FlowObjective:
             self,
             lambda: self.compute_loss(x, x0=x0, model_kwargs=conditioning, generator=generator),
             {"x": x, "x0": x0},
+            conditioning,
         )
 
 
@@ -485,11 +577,27 @@ def loss_conditioning(
             f"y must have one entry per sample of x (batch {x.shape[0]}), got shape "
             f"{tuple(labels.shape)}"
         )
-    return loss.apply_conditioning(conditioning, probe, generator)
+    try:
+        return loss.apply_conditioning(conditioning, probe, generator)
+    except TypeError as err:  # the probe was the model's first call
+        explain_loss_error(loss, err, conditioning)
+        raise
 
 
-def checked_loss(owner: Any, compute: Callable[[], torch.Tensor], inputs: dict) -> torch.Tensor:
-    """``owner.apply_nan_policy(compute())``, a non-finite loss first traced to its inputs.
+def explain_loss_error(loss: Any, err: BaseException, conditioning: dict) -> None:
+    """`explain_model_error` for a loss's model, called as the loss calls it: a field
+    ``model(x, t, ...)`` for an objective whose ``_model_call`` is `FIELD_CALL`, else an
+    energy ``model(x, ...)``."""
+    model, call = getattr(loss, "model", None), getattr(loss, "_model_call", ENERGY_CALL)
+    if model is not None:
+        explain_model_error(type(loss).__name__, model, err, call, conditioning)
+
+
+def checked_loss(
+    owner: Any, compute: Callable[[], torch.Tensor], inputs: dict, conditioning: dict | None = None
+) -> torch.Tensor:
+    """``owner.apply_nan_policy(compute())``, a non-finite loss first traced to its inputs, a
+    model that refuses the loss's call (under ``conditioning``) named (`explain_loss_error`).
 
     When the loss (or a coupling's cost) is NaN/inf, the first of ``inputs`` (name ->
     tensor or ``None``) that holds NaN/inf is named with its batch rows in a
@@ -505,6 +613,9 @@ def checked_loss(owner: Any, compute: Callable[[], torch.Tensor], inputs: dict) 
         return owner.apply_nan_policy(loss)
     except NonFiniteError as err:
         _blame_inputs(inputs, err)
+        raise
+    except TypeError as err:
+        explain_loss_error(owner, err, conditioning or {})
         raise
 
 

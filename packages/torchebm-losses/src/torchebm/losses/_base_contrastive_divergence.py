@@ -23,7 +23,13 @@ from torchebm.core.errors import (
     check_positive,
     check_probability,
 )
-from torchebm.flows._utils import check_sampler_model, checked_loss, loss_conditioning
+from torchebm.flows._utils import (
+    check_model_object,
+    check_sampler_model,
+    checked_loss,
+    explain_loss_error,
+    loss_conditioning,
+)
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.losses._positional_089 import split_dtype
 
@@ -203,7 +209,7 @@ class BaseContrastiveDivergence(BaseLoss):
                 )
         if not callable(model):
             raise TypeError(f"model must be callable (an nn.Module), got {type(model).__name__}")
-        check_sampler_model(model, sampler)
+        check_sampler_model(check_model_object(type(self).__name__, model), sampler)
         self.model = model
         self.sampler = sampler
         if k_steps is None:
@@ -644,7 +650,11 @@ class BaseContrastiveDivergence(BaseLoss):
             )
         x = self._prepare_input(x)
         conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
-        negatives = self.negative_phase(x, conditioning, generator)
+        try:
+            negatives = self.negative_phase(x, conditioning, generator)
+        except TypeError as err:  # a sampler of its own kind calls the model first
+            explain_loss_error(self, err, conditioning)
+            raise
         # a non-finite loss is first traced to the data, which no sampler sees under PCD
         loss = checked_loss(
             self,
@@ -652,6 +662,7 @@ class BaseContrastiveDivergence(BaseLoss):
                 x, negatives, model_kwargs=conditioning, generator=generator, **options
             ),
             {"x": x},
+            conditioning,
         )
         if seed_form:
             return loss

@@ -17,7 +17,7 @@ from torch import nn
 from torchebm.core import BaseLoss, ScheduledParameter
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ShapeError, check_energies, check_int
-from torchebm.flows._utils import checked_loss, loss_conditioning
+from torchebm.flows._utils import check_model_object, checked_loss, loss_conditioning
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import autograd_ready
 
@@ -91,7 +91,7 @@ class BaseScoreMatching(BaseLoss):
                 f"{type(self).__name__} requires an energy model (an nn.Module mapping (B, ...) "
                 f"to (B,)), got {type(model).__name__}"
             )
-        self.model = model
+        self.model = check_model_object(type(self).__name__, model)
         self._register_param("noise_scale", noise_scale, positive=True)
         self._register_param("regularization_strength", regularization_strength, non_negative=True)
         if not isinstance(use_autograd, bool):
@@ -308,4 +308,4 @@ class BaseScoreMatching(BaseLoss):
                 value = self.add_regularization(value, xs, model_kwargs=conditioning)
             return value if torch.is_grad_enabled() else value.detach()
 
-        return checked_loss(self, loss, {"x": x})
+        return checked_loss(self, loss, {"x": x}, conditioning)

@@ -14,6 +14,7 @@ from torchebm.flows._time_sampling import (
     apply_loss_weight,
 )
 from torchebm.flows._utils import (
+    FIELD_CALL,
     FlowObjective,
     paired_conditioning,
     source_batch,
@@ -82,6 +83,8 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
         Tong et al., "Improving and generalizing flow-based generative models with
         minibatch optimal transport", TMLR 2024.
     """
+
+    _model_call = FIELD_CALL  # model(x, t, **model_kwargs)
 
     def __init__(
         self,

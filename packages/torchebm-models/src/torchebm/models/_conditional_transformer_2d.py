@@ -31,6 +31,7 @@ from torchebm.models.components._compat_089 import (
     transformer_2d_kwargs,
     zero_089_pos_embed,
 )
+from torchebm.models.components._embeddings import converted_sincos_table
 from torchebm.models.components._transformer import cond_width
 
 __all__ = ["ConditionalTransformer2D"]
@@ -114,6 +115,8 @@ class ConditionalTransformer2D(TorchEBMModule):
 
     # objects pickled whole by torchebm 0.8.9
     __setstate__ = accept_089_pickle("x_embedder", transformer_2d_kwargs)
+    #: Dtype the sin-cos table was built in (``None``: a learned table, or a 0.8.9 pickle).
+    _pos_table_dtype: torch.dtype | None = None
 
     def __init__(
         self,
@@ -157,6 +160,7 @@ class ConditionalTransformer2D(TorchEBMModule):
             pe_dtype = self._torchebm_probe.dtype  # the parameters' (not rounded to float32)
             pe = build_2d_sincos_pos_embed(self.embed_dim, self.grid_size, dtype=pe_dtype)
             self.register_buffer("pos_embed", pe.unsqueeze(0), persistent=False)
+            self._pos_table_dtype = pe_dtype
         else:
             self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, self.embed_dim))
             nn.init.normal_(self.pos_embed, std=0.02)
@@ -282,7 +286,10 @@ class ConditionalTransformer2D(TorchEBMModule):
                 raise ShapeError(f"y must be an integer tensor of shape ({batch},), got {shape}")
             y_emb = self.y_embedder(y, training=self.training)
             c = y_emb if c is None else c + y_emb
-        h = self.x_embedder(x) + self.pos_embed.to(x.dtype)
+        pe: torch.Tensor = self.pos_embed
+        if self._pos_table_dtype is not None and pe.dtype != self._pos_table_dtype:
+            pe = converted_sincos_table(self, self.grid_size)  # after .double() etc.
+        h = self.x_embedder(x) + pe.to(x.dtype)
         for block in self.blocks:
             h = block(h, c)
         return self.final_layer(h, c)

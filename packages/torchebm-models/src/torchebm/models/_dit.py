@@ -21,6 +21,7 @@ from torchebm.models.components._compat_089 import (
     accept_089_pickle,
     dit_kwargs,
 )
+from torchebm.models.components._embeddings import converted_sincos_table
 from torchebm.models.components._transformer import cond_width
 
 __all__ = [
@@ -102,6 +103,8 @@ class DiT(nn.Module):
 
     # objects pickled whole by torchebm 0.8.9
     __setstate__ = accept_089_pickle("x_embedder", dit_kwargs)
+    #: Dtype the sin-cos table was built in (``None``: no fixed table, or a 0.8.9 pickle).
+    _pos_table_dtype: torch.dtype | None = None
 
     pos_embed: torch.Tensor | None
 
@@ -191,6 +194,7 @@ class DiT(nn.Module):
             pe_dtype = torch.get_default_dtype()
             pe = build_2d_sincos_pos_embed(self.embed_dim, self.grid_size, dtype=pe_dtype)
             self.register_buffer("pos_embed", pe.unsqueeze(0), persistent=False)
+            self._pos_table_dtype = pe_dtype
         elif kind == "learnable":
             self.pos_embed = nn.Parameter(torch.zeros(1, n, self.embed_dim))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -231,8 +235,11 @@ class DiT(nn.Module):
                 f"x has spatial size {tuple(x.shape[-2:])}, expected input_size={self.input_size}"
             )
         h = self.x_embedder(x)
-        if self.pos_embed is not None:
-            h = h + self.pos_embed.to(device=h.device, dtype=h.dtype)
+        pe = self.pos_embed
+        if pe is not None:
+            if self._pos_table_dtype is not None and pe.dtype != self._pos_table_dtype:
+                pe = converted_sincos_table(self, self.grid_size)  # after .double() etc.
+            h = h + pe.to(device=h.device, dtype=h.dtype)
         for block in self.blocks:
             h = block(h, c)
         if self.head_proj is not None:

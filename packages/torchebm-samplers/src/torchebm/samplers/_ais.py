@@ -32,6 +32,7 @@ from torchebm.core.errors import (
     check_positive,
     check_tensor,
 )
+from torchebm.flows._utils import ENERGY_CALL, check_model_object, explain_model_error
 from torchebm.integrators._state import autograd_ready, own_gradient
 from torchebm.samplers._hmc import HamiltonianMonteCarlo
 from torchebm.samplers._langevin import LangevinDynamics
@@ -89,7 +90,12 @@ class _AnnealedEnergy(BaseModel):
         return 0.5 * (x - self.mean).reshape(x.shape[0], -1).square().sum(1) / self.std**2
 
     def target_energy(self, x: torch.Tensor) -> torch.Tensor:
-        return check_energies("model", self.target(x), x.shape[0])
+        try:
+            energies = self.target(x)
+        except TypeError as err:  # names a model refusing model(x)
+            explain_model_error("AnnealedImportanceSampling", self.target, err, ENERGY_CALL, {})
+            raise
+        return check_energies("model", energies, x.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = self.beta
@@ -255,7 +261,7 @@ class AnnealedImportanceSampling:
     ):
         if not callable(model):
             raise TypeError(f"model must be a callable energy, got {type(model).__name__}")
-        self.model = model
+        self.model = check_model_object("AnnealedImportanceSampling", model)
         self.n_intermediate = check_int("n_intermediate", n_intermediate, minimum=1)
         self.transition = check_in("transition", transition, TRANSITIONS)
         self.step_size = check_positive("step_size", step_size)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchebm.core import warn_once
+from torchebm.core import SamplerContext, warn_once
+from torchebm.flows._utils import ENERGY_CALL, check_model_object, explain_model_error
 
-__all__ = ["resolve_model"]
+__all__ = ["resolve_model", "explain_energy_call"]
 
 
 def resolve_model(owner: str, model: Any, energy_function: Any) -> Any:
@@ -28,4 +29,18 @@ def resolve_model(owner: str, model: Any, energy_function: Any) -> Any:
         return energy_function
     if model is None:
         raise TypeError(f"{owner} requires a model (the energy to sample from), got None")
-    return model
+    return check_model_object(owner, model)
+
+
+def explain_energy_call(self: Any, err: TypeError, x: Any, ctx: SamplerContext) -> None:
+    """`BaseSampler.explain_type_error` of the energy samplers: a model whose signature
+    refuses ``model(x, **model_kwargs)`` is named in a ``ConfigurationError`` (a
+    ``TypeError`` too); any other ``TypeError`` is left as it is.
+
+    Args:
+        self: The sampler.
+        err: The ``TypeError`` raised by the sampling loop.
+        x: The starting chains `(B, *event)`.
+        ctx: The call's context (its ``model_kwargs``).
+    """
+    explain_model_error(type(self).__name__, self.model, err, ENERGY_CALL, ctx.model_kwargs)

@@ -29,6 +29,7 @@ from torchebm.core.errors import (
     check_in,
     check_non_negative,
 )
+from torchebm.flows._utils import FIELD_CALL, check_model_object, explain_model_error
 from torchebm.integrators import resolve_integrator
 from torchebm.integrators._checked import check_field_dtype
 from torchebm.integrators._compat_089 import accept_089_pickle
@@ -262,6 +263,7 @@ class FlowSampler(BaseSampler):
         n_steps: int | None = None,
         nan_policy: str = "warn",
     ):
+        check_model_object("FlowSampler", model)
         super().__init__(**forward_kwargs(locals(), super().__init__))
         if not callable(model):
             raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
@@ -595,6 +597,17 @@ class FlowSampler(BaseSampler):
         out = super().compute_diagnostics(state, ctx)
         out["t"] = cast(torch.Tensor, state.t)
         return out
+
+    def explain_type_error(self, err: TypeError, x: torch.Tensor, ctx: SamplerContext) -> None:
+        """A model whose signature refuses ``model(x, t, **model_kwargs)`` is named in a
+        ``ConfigurationError`` (a ``TypeError`` too); any other ``TypeError`` is left as it is.
+
+        Args:
+            err: The ``TypeError`` raised by the sampling loop.
+            x: The starting points `(B, *event)`.
+            ctx: The call's context (its ``model_kwargs``).
+        """
+        explain_model_error("FlowSampler", self.model, err, FIELD_CALL, ctx.model_kwargs)
 
     # ------------------------------------------------------------------ public API
     def sample(

@@ -22,7 +22,9 @@ from torchebm.core import (
 )
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import check_positive, check_probability
+from torchebm.flows._utils import check_model_object
 from torchebm.integrators._compat_089 import accept_089_pickle
+from torchebm.samplers._compat import explain_energy_call
 
 __all__ = ["GradientDescentSampler", "NesterovSampler", "DescentState"]
 
@@ -55,6 +57,7 @@ class _DescentBase(BaseSampler):
     """Shared parts of the descent samplers: ``step_size`` and the adaptive-compute stop rule."""
 
     __setstate__ = accept_089_pickle("nan_policy")  # samplers pickled whole by torchebm 0.8.9
+    explain_type_error = explain_energy_call  # names a model refusing model(x, **model_kwargs)
 
     def __init__(
         self,
@@ -67,6 +70,7 @@ class _DescentBase(BaseSampler):
         n_steps: int | None = None,
         nan_policy: str = "warn",
     ):
+        check_model_object(type(self).__name__, model)
         super().__init__(**forward_kwargs(locals(), super().__init__))
         self.step_size = step_size
         self.grad_tol = None if grad_tol is None else check_positive("grad_tol", grad_tol)

@@ -22,6 +22,7 @@ from torchebm.core import (
 )
 from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import ConfigurationError, ShapeError, check_energies, check_int
+from torchebm.flows._utils import check_model_object
 from torchebm.integrators import (
     BaseSymplecticIntegrator,
     GeneralisedLeapfrogIntegrator,
@@ -33,7 +34,7 @@ from torchebm.integrators._checked import check_field_dtype, check_mass
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import autograd_ready, rows_close, tolerance
 from torchebm.samplers._backend import check_backend, resolve_fused
-from torchebm.samplers._compat import resolve_model
+from torchebm.samplers._compat import explain_energy_call, resolve_model
 
 __all__ = ["HamiltonianMonteCarlo", "RiemannianManifoldHMC", "HMCState"]
 
@@ -97,6 +98,7 @@ class _HMCBase(BaseSampler):
     """Shared parts of the HMC family: ``step_size``, the energy and the Metropolis test."""
 
     diagnostic_keys: ClassVar[tuple[str, ...]] = ("mean", "var", "energy", "acceptance_rate")
+    explain_type_error = explain_energy_call  # names a model refusing model(x, **model_kwargs)
     __setstate__ = accept_089_pickle("nan_policy")  # samplers pickled whole by torchebm 0.8.9
 
     step_size = ScheduledParameter(positive=True)
@@ -520,6 +522,7 @@ class RiemannianManifoldHMC(_HMCBase):
         n_steps: int | None = None,
         nan_policy: str = "warn",
     ):
+        check_model_object(type(self).__name__, model)
         super().__init__(**forward_kwargs(locals(), super().__init__))
         if not callable(metric_fn):
             raise TypeError(f"metric_fn must be callable, got {type(metric_fn).__name__}")

@@ -25,7 +25,7 @@ from torchebm.core.errors import ConfigurationError, check_clamp
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
-from torchebm.samplers._compat import resolve_model
+from torchebm.samplers._compat import explain_energy_call, resolve_model
 from torchebm.samplers._compat_089 import langevin_overrides
 
 __all__ = ["LangevinDynamics", "LangevinState", "langevin_update"]
@@ -175,6 +175,7 @@ class LangevinDynamics(BaseSampler):
     clamp: tuple[float, float] | None
     backend: str
     __setstate__ = accept_089_pickle("nan_policy", langevin_overrides)  # 0.8.9 pickles
+    explain_type_error = explain_energy_call  # names a model refusing model(x, **model_kwargs)
 
     def __init__(
         self,

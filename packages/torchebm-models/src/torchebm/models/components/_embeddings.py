@@ -346,3 +346,34 @@ def build_2d_sincos_pos_embed(
 
     emb = torch.cat([axis(cols), axis(rows)], dim=1)
     return emb.to(device=device, dtype=dtype)
+
+
+def converted_sincos_table(module: Any, grid_size: int | tuple[int, int]) -> torch.Tensor:
+    r"""``module.pos_embed``, a fixed sin-cos table `(1, N, D)` built in the dtype
+    ``module._pos_table_dtype``, once the module's dtype was converted since (the caller
+    compares the two dtypes on each forward: the only cost when nothing changed).
+
+    A dtype conversion (``.double()``, ``.to(torch.float64)``) casts the buffer, keeping
+    the rounding of the dtype it was built in (3e-8 from float32 in a float64 model). While
+    the buffer still holds that cast of the table, it is recomputed once in float64 and cast
+    to the new dtype (exact to its rounding); a table the user replaced is kept. Not in the
+    ``state_dict`` (a non-persistent buffer, as in torchebm 0.8.9): checkpoints are unchanged.
+
+    Args:
+        module: A `DiT` or `ConditionalTransformer2D` with a fixed table.
+        grid_size: Its token grid (``grid_size`` of `build_2d_sincos_pos_embed`).
+
+    Returns:
+        The table `(1, N, D)` in the buffer's current dtype and device.
+    """
+    pe: torch.Tensor = module.pos_embed
+    built: torch.dtype = module._pos_table_dtype
+    with torch.inference_mode(False), torch.no_grad():
+        exact = build_2d_sincos_pos_embed(
+            pe.shape[-1], grid_size, device=pe.device, dtype=torch.float64
+        ).unsqueeze(0)
+        if pe.is_floating_point() and torch.equal(pe, exact.to(built).to(pe.dtype)):
+            pe = exact.to(pe.dtype)
+            module.pos_embed = pe  # the registered (non-persistent) buffer, replaced
+    module._pos_table_dtype = pe.dtype
+    return pe
