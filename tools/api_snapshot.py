@@ -10,7 +10,8 @@ The public API of a piece is read statically with griffe (no import): for each p
 non-underscore names the module defines), recursively through its public submodules
 (``torchebm.core.distributed``...). Each entry records its kind (module, class, function,
 attribute) and, for callables, the parameters: name, kind (positional-only, positional or
-keyword, keyword-only, ``*args``, ``**kwargs``) and whether it is required. A class
+keyword, keyword-only, ``*args``, ``**kwargs``), whether it is required and its default's
+source text (snapshots written before defaults were recorded compare without them). A class
 records its constructor's parameters and its public methods and attributes (inherited
 ones from TorchEBM bases included).
 
@@ -18,8 +19,8 @@ ones from TorchEBM bases included).
 piece's version when it was written:
 
 * a **breaking change** (a name removed, a kind changed, a parameter removed or renamed,
-  moved, made keyword-only or required, a new required parameter, ``*args``/``**kwargs``
-  removed) fails unless the piece's version made the bump DESIGN's release rules ask for
+  moved, made keyword-only or required, a new required parameter, a default that names
+  another value, ``*args``/``**kwargs`` removed) fails unless the piece's version made the bump DESIGN's release rules ask for
   (0.x: a new minor, e.g. 0.1.3 -> 0.2.0; from 1.0: a new major); the report names every
   break;
 * **additions** (new names, new optional parameters) pass; the report lists them and
@@ -33,6 +34,7 @@ after adding public names: ``python tools/api_snapshot.py --write`` (needs griff
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,13 +58,19 @@ _POSITIONAL = ("posonly", "pos")
 
 
 def _params(func: Any, *, drop_first: bool) -> list[list[Any]]:
+    """``[name, kind, required]`` per parameter, plus the default's source text when it has
+    one (a changed default changes what every call that leaves the parameter out does)."""
     out = []
     for i, p in enumerate(func.parameters):
         if drop_first and i == 0 and p.name in ("self", "cls"):
             continue
         kind = _KIND[p.kind.value]
-        required = p.default is None and kind not in ("*args", "**kwargs")
-        out.append([p.name, kind, required])
+        variadic = kind in ("*args", "**kwargs")
+        required = p.default is None and not variadic
+        entry = [p.name, kind, required]
+        if p.default is not None and not variadic:
+            entry.append(str(p.default))
+        out.append(entry)
     return out
 
 
@@ -163,13 +171,23 @@ def breaking_bump(old: str, new: str) -> bool:
     return n[0] > o[0]
 
 
+def _same_default(old: str, new: str) -> bool:
+    """Two defaults' source texts name the same value (``1e-3`` and ``0.001`` do)."""
+    if old == new:
+        return True
+    try:
+        return ast.literal_eval(old) == ast.literal_eval(new)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+
+
 def _compare_params(path: str, old: list, new: list) -> tuple[list[str], list[str]]:
     breaks, adds = [], []
     new_by_name = {p[0]: (i, p) for i, p in enumerate(new)}
     old_names = {p[0] for p in old}
     old_pos = [p[0] for p in old if p[1] in _POSITIONAL]
     new_pos = [p[0] for p in new if p[1] in _POSITIONAL]
-    for name, kind, required in old:
+    for name, kind, required, *default in old:
         if kind in ("*args", "**kwargs"):
             if not any(p[1] == kind for p in new):
                 breaks.append(f"{path}: {kind} parameter '{name}' removed")
@@ -177,7 +195,11 @@ def _compare_params(path: str, old: list, new: list) -> tuple[list[str], list[st
         if name not in new_by_name:
             breaks.append(f"{path}: parameter '{name}' removed or renamed")
             continue
-        _, (_, nkind, nreq) = new_by_name[name]
+        _, (_, nkind, nreq, *ndefault) = new_by_name[name]
+        if default and ndefault and not _same_default(default[0], ndefault[0]):
+            breaks.append(
+                f"{path}: parameter '{name}' default changed from {default[0]} to {ndefault[0]}"
+            )
         if nkind != kind:
             breaks.append(f"{path}: parameter '{name}' changed from {kind} to {nkind}")
         elif kind in _POSITIONAL and old_pos.index(name) != new_pos.index(name):
@@ -187,7 +209,7 @@ def _compare_params(path: str, old: list, new: list) -> tuple[list[str], list[st
             )
         if nreq and not required:
             breaks.append(f"{path}: parameter '{name}' made required (its default was removed)")
-    for name, kind, required in new:
+    for name, kind, required, *_ in new:
         if name in old_names or kind in ("*args", "**kwargs"):
             continue
         if required:

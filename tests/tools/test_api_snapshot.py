@@ -157,7 +157,11 @@ def hidden(): ...
         "torchebm_demo.LIMIT": {"kind": "attribute"},
         "torchebm_demo.Sampler": {
             "kind": "class",
-            "params": [["model", "pos", True], ["step", "pos", False], ["seed", "kwonly", False]],
+            "params": [
+                ["model", "pos", True],
+                ["step", "pos", False, "0.1"],
+                ["seed", "kwonly", False, "None"],
+            ],
         },
         "torchebm_demo.Sampler.sample": {
             "kind": "function",
@@ -170,9 +174,30 @@ def hidden(): ...
         },
         "torchebm_demo.Sampler.size": {"kind": "attribute"},
         "torchebm_demo.Sampler.make": {"kind": "function", "params": [["cfg", "pos", True]]},
-        "torchebm_demo.Sampler.reset": {"kind": "function", "params": [["hard", "pos", False]]},
+        "torchebm_demo.Sampler.reset": {
+            "kind": "function",
+            "params": [["hard", "pos", False, "False"]],
+        },
         "torchebm_demo.run": {
             "kind": "function",
-            "params": [["a", "pos", True], ["b", "pos", False]],
+            "params": [["a", "pos", True], ["b", "pos", False, "1"]],
         },
     }
+
+
+@pytest.mark.parametrize(
+    "old_default, new_default, broken",
+    [("1e-3", "0.001", False), ("0.01", "0.01", False), ("0.01", "0.02", True)],
+)
+def test_a_default_that_names_another_value_is_breaking(old_default, new_default, broken):
+    old = fn(("step", "pos", False, old_default))
+    breaks, _ = diff({F: old}, {F: fn(("step", "pos", False, new_default))})
+    expected = [f"pkg.f: parameter 'step' default changed from {old_default} to {new_default}"]
+    assert breaks == (expected if broken else [])
+
+
+def test_snapshots_without_defaults_still_compare():
+    old = fn(("step", "pos", False))  # written before defaults were recorded
+    assert diff({F: old}, {F: fn(("step", "pos", False, "0.01"))}) == ([], [])
+    breaks, _ = diff({F: old}, {F: fn(("step", "pos", True))})
+    assert breaks == ["pkg.f: parameter 'step' made required (its default was removed)"]
