@@ -9,6 +9,8 @@ signature, read only after the error, and leaves every other ``TypeError`` alone
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -90,3 +92,77 @@ def test_a_type_error_inside_a_field_reaches_the_likelihood_caller_unchanged():
     with pytest.raises(TypeError) as info:
         probability_flow_log_likelihood(field, X8, n_steps=2)
     assert type(info.value) is TypeError and str(info.value) == "inside"
+
+
+def _inside(x, scale):
+    raise TypeError("inside")
+
+
+class _CallableEnergy:
+    def __call__(self, x, scale):
+        raise TypeError("inside")
+
+
+def _passthrough(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+class _WrappedForward(nn.Module):
+    @_passthrough  # a decorated forward: its signature is read through functools.wraps
+    def forward(self, x, scale):
+        raise TypeError("inside")
+
+
+def _raised_by(fn, *args):
+    try:
+        fn(*args)
+    except TypeError as err:
+        return err
+    raise AssertionError("no TypeError")
+
+
+@pytest.mark.parametrize(
+    "model, run",
+    [
+        (_inside, lambda: _inside(X8, 1.0)),
+        (functools.partial(_inside), lambda: functools.partial(_inside)(X8, 1.0)),
+        (_CallableEnergy(), lambda: _CallableEnergy()(X8, 1.0)),
+        (_WrappedForward(), lambda: _WrappedForward()(X8, 1.0)),
+    ],
+    ids=["function", "partial", "callable-object", "wraps-forward"],
+)
+def test_an_error_raised_inside_the_model_is_left_alone(model, run):
+    # each signature refuses model(x); the error came from inside the function read
+    err = _raised_by(run)
+    explain_model_error("S", model, err, ENERGY_CALL, {})  # nothing raised
+    # the same signature with the error of a refused call (raised before entering it)
+    refused = _raised_by(lambda: model(X8))
+    with pytest.raises(ConfigurationError, match=r"S calls model\(x\) but .*\(x, scale\)"):
+        explain_model_error("S", model, refused, ENERGY_CALL, {})
+
+
+class GuidedVelocity(nn.Module):
+    """A field that requires its labels (as a label-guided wrapper does)."""
+
+    def forward(self, x, t, *, y):
+        return x * t[:, None]
+
+
+def test_a_field_left_without_its_required_labels_is_told_to_get_them():
+    with pytest.raises(ConfigurationError) as info:
+        EquilibriumMatchingLoss(GuidedVelocity())(X8)
+    msg = str(info.value)
+    assert "calls model(x, t) but GuidedVelocity.forward(x, t, *, y)" in msg
+    assert msg.endswith("the model requires the conditioning ['y']: pass it as y / model_kwargs")
+
+    # a keyword-only t is a field's, not conditioning: the energy call's hint stays
+    class KeywordT(nn.Module):
+        def forward(self, x, *, t):
+            return x
+
+    with pytest.raises(ConfigurationError, match="EnergyMatchingLoss accepts an energy"):
+        explain_model_error("EnergyMatchingLoss", KeywordT(), TypeError(), ENERGY_CALL, {})

@@ -24,6 +24,7 @@ from torchebm.losses import (
     ScoreMatching,
     SlicedScoreMatching,
 )
+from torchebm.models import LabelClassifierFreeGuidance
 from torchebm.samplers import (
     AnnealedImportanceSampling,
     FlowSampler,
@@ -312,3 +313,19 @@ def test_a_classifier_free_guidance_wrapper_still_runs():
     assert out.shape == XS.shape and bool(torch.isfinite(out).all())
     loss = FlowMatchingLoss(Conditional())(XS, y=LABELS)
     assert bool(torch.isfinite(loss))
+
+
+class _LabelledField(nn.Module):
+    def forward(self, x, t, y=None):
+        return -x
+
+
+def test_a_label_guided_field_sampled_without_labels_is_told_to_get_them():
+    guided = LabelClassifierFreeGuidance(_LabelledField(), null_label_id=3, guide_channels=None)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigurationError) as info:
+        FlowSampler(guided).sample(x=x, n_steps=2)
+    msg = str(info.value)
+    assert msg.startswith("FlowSampler calls model(x, t) but LabelClassifierFreeGuidance.forward")
+    assert msg.endswith("the model requires the conditioning ['y']: pass it as y / model_kwargs")
+    FlowSampler(guided).sample(x=x, n_steps=2, y=torch.arange(4) % 3)  # with labels: accepted

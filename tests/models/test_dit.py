@@ -236,3 +236,23 @@ def test_a_position_table_the_user_replaced_survives_a_dtype_conversion():
     net.pos_embed = mine.clone()
     net.double()(torch.zeros(1, 2, 8, 8, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
     assert torch.equal(net.pos_embed, mine.double())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("net_kind", ["DiT", "CT"])
+def test_a_converted_transformer_compiles_with_fullgraph(net_kind):
+    """The table's data-dependent check is not traced: ``torch.compile(..., fullgraph=True)``
+    of a transformer converted to float64 runs (as before the recomputed table), using the
+    cast table; the eager forward then recomputes it in float64."""
+    kw = dict(input_size=8, in_channels=2, patch_size=2, embed_dim=16, depth=1, num_heads=2)
+    build = (
+        M.DiT if net_kind == "DiT" else lambda **k: M.ConditionalTransformer2D(**k, out_channels=2)
+    )
+    torch.manual_seed(0)
+    net = build(**kw).double()
+    x = torch.randn(3, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    t = torch.rand(3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    torch._dynamo.reset()
+    out = torch.compile(net, backend="eager", fullgraph=True)(x, t)
+    torch.testing.assert_close(out, net(x, t), rtol=0.0, atol=1e-12)
+    torch.testing.assert_close(net.pos_embed[0], _sincos_by_hand(16, 4, 4), rtol=0.0, atol=1e-15)

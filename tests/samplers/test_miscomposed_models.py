@@ -147,6 +147,14 @@ def test_a_sampler_given_as_the_model_is_refused_at_construction(cls):
         SAMPLER_CLASSES[cls](other)
 
 
+@pytest.mark.filterwarnings("ignore:.*energy_function:DeprecationWarning")
+@pytest.mark.parametrize("cls", [LangevinDynamics, HamiltonianMonteCarlo])
+def test_a_sampler_given_as_the_089_energy_function_is_refused_at_construction(cls):
+    other = LangevinDynamics(Energy(), step_size=0.01)
+    with pytest.raises(TypeError, match=rf"{cls.__name__} requires a model .* the sampler Lan"):
+        cls(energy_function=other, step_size=0.01)
+
+
 class InnerTypeError(nn.Module):
     def forward(self, x, t=None, **kwargs):
         raise TypeError("inside")
@@ -161,4 +169,34 @@ def test_a_type_error_from_inside_the_model_is_not_rewritten(sampler):
     )
     with pytest.raises(TypeError) as info:
         s.sample(x=X8, n_steps=2, y=torch.arange(8))
+    assert type(info.value) is TypeError and str(info.value) == "inside"
+
+
+class HookFedEnergy(nn.Module):
+    """``forward(x, scale)``, its ``scale`` fed by a forward pre-hook: accepts ``model(x)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_forward_pre_hook(lambda mod, args: (args[0], 1.0))
+
+    def forward(self, x, scale):
+        raise TypeError("inside")
+
+
+class CallOverrideEnergy(nn.Module):
+    """A ``__call__`` override passing ``forward`` an argument the sampler does not."""
+
+    def __call__(self, x):
+        return self.forward(x, 1.0)
+
+    def forward(self, x, scale):
+        raise TypeError("inside")
+
+
+@pytest.mark.parametrize("model", [HookFedEnergy, CallOverrideEnergy])
+@pytest.mark.parametrize("sampler", ENERGY_SAMPLERS)
+def test_a_model_error_is_not_blamed_on_a_call_its_hook_or_call_completes(sampler, model):
+    # forward's signature alone refuses model(x), but forward ran: the error is the model's
+    with pytest.raises(TypeError) as info:
+        ENERGY_SAMPLERS[sampler](model()).sample(x=X8, n_steps=2)
     assert type(info.value) is TypeError and str(info.value) == "inside"

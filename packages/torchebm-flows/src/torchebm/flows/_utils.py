@@ -3,6 +3,7 @@ plumbing every loss shares (`loss_conditioning`, `checked_loss`)."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import sys
@@ -108,6 +109,39 @@ def _refusal(model: Any, args: tuple, kwargs: dict) -> tuple[str, str] | None:
     return None
 
 
+def _raised_inside(model: Any, err: BaseException) -> bool:
+    """Whether ``err`` was raised after the function whose signature `_refusal` reads was
+    entered (its code is in the traceback): the model's own error, not a refused call. A
+    forward pre-hook or a ``__call__`` override may feed ``forward`` more than the call."""
+    fn = unwrap_model(model).forward if isinstance(model, nn.Module) else model
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    fn = inspect.unwrap(fn)  # what inspect.signature reads (functools.wraps)
+    fn = getattr(fn, "__func__", fn)  # a bound method
+    if not hasattr(fn, "__code__"):  # a callable object: its __call__
+        fn = type(fn).__call__ if callable(fn) else None
+    code, tb = getattr(fn, "__code__", None), err.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not code:
+        tb = tb.tb_next
+    return code is not None and tb is not None
+
+
+def _missing_conditioning(model: Any, call: tuple, model_kwargs: dict) -> list[str]:
+    """The required keyword-only inputs of the model's ``forward`` (e.g. the ``y`` of a
+    label-guided wrapper) the call leaves out, when passing them would make it accepted."""
+    fn = unwrap_model(model).forward if isinstance(model, nn.Module) else model
+    params = inspect.signature(fn).parameters.values()  # readable: `_refusal` read it
+    needs = [
+        p.name
+        for p in params
+        if p.kind is p.KEYWORD_ONLY
+        and p.default is p.empty
+        and p.name not in (*FIELD_CALL, *model_kwargs)  # a keyword-only t: a field, not y
+    ]
+    accepted = _refusal(model, call, {**model_kwargs, **dict.fromkeys(needs)}) is None
+    return needs if needs and accepted else []
+
+
 def explain_model_error(
     owner: str, model: Any, err: BaseException, call: tuple[str, ...], model_kwargs: dict
 ) -> None:
@@ -116,7 +150,9 @@ def explain_model_error(
     makes; return when it accepts it (``err`` came from inside the model: the caller
     re-raises it unchanged).
 
-    Only called on the failure path: the signature is read once, after the error.
+    Only called on the failure path: the signature is read only after the error. An error
+    raised once the function read was entered (its code in the traceback: a forward fed by
+    a pre-hook or a ``__call__`` override) is the model's own, left alone.
 
     Args:
         owner: The sampler or loss class name.
@@ -129,6 +165,8 @@ def explain_model_error(
         ModelCallError: the signature refuses the call.
     """
     if isinstance(err, ModelCallError) or not isinstance(err, TypeError):
+        return
+    if _raised_inside(model, err):  # the model's own TypeError: re-raised unchanged
         return
     refused = _refusal(model, call, model_kwargs)
     if refused is None:
@@ -143,6 +181,8 @@ def explain_model_error(
             f"the model takes no conditioning {sorted(model_kwargs)}: pass y / model_kwargs only "
             "to a conditional model (one whose forward takes them), or leave them out"
         )
+    elif needs := _missing_conditioning(model, call, model_kwargs):
+        hint = f"the model requires the conditioning {needs}: pass it as y / model_kwargs"
     else:
         hint = f"{owner} accepts {_ACCEPTS[call]}"
     msg = f"{owner} calls {made} but {name}{sig} refuses it ({reason}); {hint}"

@@ -26,8 +26,8 @@ def resolve_model(owner: str, model: Any, energy_function: Any) -> Any:
             f"{owner}(energy_function=...) is deprecated; use {owner}(model=...) instead",
             DeprecationWarning,
         )
-        return energy_function
-    if model is None:
+        model = energy_function
+    elif model is None:
         raise TypeError(f"{owner} requires a model (the energy to sample from), got None")
     return check_model_object(owner, model)
 

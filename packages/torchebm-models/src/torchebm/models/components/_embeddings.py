@@ -358,6 +358,8 @@ def converted_sincos_table(module: Any, grid_size: int | tuple[int, int]) -> tor
     the buffer still holds that cast of the table, it is recomputed once in float64 and cast
     to the new dtype (exact to its rounding); a table the user replaced is kept. Not in the
     ``state_dict`` (a non-persistent buffer, as in torchebm 0.8.9): checkpoints are unchanged.
+    While ``torch.compile`` traces (``fullgraph=True`` refuses the data-dependent test), the
+    cast table is used as it is, as before; an eager forward recomputes it.
 
     Args:
         module: A `DiT` or `ConditionalTransformer2D` with a fixed table.
@@ -368,6 +370,8 @@ def converted_sincos_table(module: Any, grid_size: int | tuple[int, int]) -> tor
     """
     pe: torch.Tensor = module.pos_embed
     built: torch.dtype = module._pos_table_dtype
+    if torch.compiler.is_compiling():  # no data-dependent test (or buffer swap) in a graph
+        return pe
     with torch.inference_mode(False), torch.no_grad():
         exact = build_2d_sincos_pos_embed(
             pe.shape[-1], grid_size, device=pe.device, dtype=torch.float64
