@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from _support.ot_reference import scaling_sinkhorn
 
 from torchebm.core import BaseCostCoupling, BaseCoupling, CouplingResult
 from torchebm.couplings import (
@@ -312,23 +313,6 @@ def test_exact_ot_on_cuda_matches_cpu():
     assert gpu.device.type == "cuda" and torch.allclose(gpu.cpu(), cpu)
 
 
-def _scaling_sinkhorn(x0, x1, reg, phi, n_iters):
-    """Float64 Sinkhorn in the scaling form on the max-normalised squared Euclidean cost:
-    ``u = (a / K v)^phi``, ``v = (b / K^T u)^phi`` with ``K = exp(-C / reg)``, uniform
-    ``a = b = 1/B`` (``phi = 1``: balanced; ``phi = rho / (rho + reg)``: the generalised-KL
-    unbalanced problem with entropy ``sum pi (log pi - 1)``, POT's ``reg_type="entropy"``)."""
-    c = ((x0[:, None, :] - x1[None, :, :]) ** 2).sum(-1).double()
-    c = c / c.max()
-    k = torch.exp(-c / reg)
-    a = torch.full((c.shape[0],), 1.0 / c.shape[0], dtype=torch.float64)
-    b = torch.full((c.shape[1],), 1.0 / c.shape[1], dtype=torch.float64)
-    u, v = torch.ones_like(a), torch.ones_like(b)
-    for _ in range(n_iters):
-        u = (a / (k @ v)) ** phi
-        v = (b / (k.T @ u)) ** phi
-    return u[:, None] * k * v[None, :]
-
-
 def test_sinkhorn_plans_match_scaling_form_reference():
     # the conventions the docstrings state: reg on the cost over its maximum, uniform
     # marginals; the unbalanced plan's row masses (over their mean) are the weights
@@ -338,13 +322,13 @@ def test_sinkhorn_plans_match_scaling_form_reference():
     reg = 0.1
     sk = SinkhornCoupling(reg=reg, n_iters=1000)
     plan = sk._plan(sk.compute_cost(x0, x1))
-    ref = _scaling_sinkhorn(x0, x1, reg, 1.0, 1000)
+    ref = scaling_sinkhorn(x0, x1, reg, 1.0, 1000)
     assert torch.allclose(plan, ref, rtol=1e-8, atol=1e-12 * ref.max().item())
     rho = 0.5
     res = UnbalancedSinkhornCoupling(reg=reg, reg_marginal=rho, n_iters=1000)(
         x0, x1, generator=torch.Generator().manual_seed(0)
     )
-    ref_u = _scaling_sinkhorn(x0, x1, reg, rho / (rho + reg), 1000)
+    ref_u = scaling_sinkhorn(x0, x1, reg, rho / (rho + reg), 1000)
     mass = ref_u.sum(1)
     assert abs(ref_u.sum().item() - 1.0) > 0.05  # the relaxed plan does not keep mass 1
     assert torch.allclose(res.weights, mass / mass.mean(), rtol=1e-8)

@@ -1,23 +1,12 @@
 """Default-constructed entropic couplings are the plans of the documented (and torchebm
 0.8.9) defaults, ``reg=0.05``, ``reg_marginal=1.0``, ``n_iters=100``, checked against a
-float64 scaling-form Sinkhorn written here (the API snapshot records no default values)."""
+float64 scaling-form Sinkhorn (`_support.ot_reference`): the API snapshot pins the defaults
+as written, this test the plans they give."""
 
 import torch
+from _support.ot_reference import scaling_sinkhorn
 
 from torchebm.couplings import SinkhornCoupling, UnbalancedSinkhornCoupling
-
-
-def _reference_plan(x0, x1, reg, phi, n_iters):
-    """``u = (a / K v)^phi``, ``v = (b / K^T u)^phi``, ``K = exp(-C / reg)`` on the
-    max-normalised squared cost, ``a = b = 1/B``."""
-    c = ((x0[:, None, :] - x1[None, :, :]) ** 2).sum(-1)
-    k = torch.exp(-(c / c.max()) / reg)
-    a = torch.full((c.shape[0],), 1.0 / c.shape[0], dtype=torch.float64)
-    u, v = torch.ones_like(a), torch.ones_like(a)
-    for _ in range(n_iters):
-        u = (a / (k @ v)) ** phi
-        v = (a / (k.T @ u)) ** phi
-    return u[:, None] * k * v[None, :]
 
 
 def _batch():
@@ -30,13 +19,13 @@ def test_default_sinkhorn_plan():
     x0, x1 = _batch()
     sk = SinkhornCoupling()
     plan = sk._plan(sk.compute_cost(x0, x1))
-    ref = _reference_plan(x0, x1, 0.05, 1.0, 100)
+    ref = scaling_sinkhorn(x0, x1, 0.05, 1.0, 100)
     assert torch.allclose(plan, ref, rtol=1e-6, atol=1e-9 * ref.max().item())
 
 
 def test_default_unbalanced_sinkhorn_weights():
     x0, x1 = _batch()
     res = UnbalancedSinkhornCoupling()(x0, x1, generator=torch.Generator().manual_seed(0))
-    mass = _reference_plan(x0, x1, 0.05, 1.0 / (1.0 + 0.05), 100).sum(1)
+    mass = scaling_sinkhorn(x0, x1, 0.05, 1.0 / (1.0 + 0.05), 100).sum(1)
     assert (mass / mass.mean()).std() > 0.05  # the weights are not all 1 on this batch
     assert torch.allclose(res.weights, mass / mass.mean(), rtol=1e-6)

@@ -4,25 +4,13 @@ scaling-form Sinkhorn written here."""
 
 import pytest
 import torch
+from _support.ot_reference import scaling_sinkhorn
 
 from torchebm.couplings import SinkhornCoupling, UnbalancedSinkhornCoupling
 
 K = 100  # copies of each of the three source and target points: B = 300 rows
 SOURCES = ((0.0, 0.0), (1.0, 0.0), (2.0, 0.0))
 TARGETS = ((0.5, 0.0), (1.5, 0.0), (-0.5, 0.0))
-
-
-def _reference_plan(x0, x1, reg, phi, n_iters):
-    """``u = (a / K v)^phi``, ``v = (b / K^T u)^phi`` on the max-normalised squared cost,
-    ``a = b = 1/B`` (``phi = 1``: balanced)."""
-    c = ((x0[:, None, :] - x1[None, :, :]) ** 2).sum(-1)
-    k = torch.exp(-(c / c.max()) / reg)
-    a = torch.full((c.shape[0],), 1.0 / c.shape[0], dtype=torch.float64)
-    u, v = torch.ones_like(a), torch.ones_like(a)
-    for _ in range(n_iters):
-        u = (a / (k @ v)) ** phi
-        v = (a / (k.T @ u)) ** phi
-    return u[:, None] * k * v[None, :]
 
 
 def _grouped_batch():
@@ -44,7 +32,7 @@ def _grouped_batch():
 )
 def test_each_row_draws_from_its_row_of_the_plan(make, phi):
     x0, x1 = _grouped_batch()
-    plan = _reference_plan(x0, x1, 0.3, phi, 100)
+    plan = scaling_sinkhorn(x0, x1, 0.3, phi, 100)
     # P(target group h | source group s): every row of a group has the same plan row
     row = plan.reshape(3, K, 3, K).sum(-1)[:, 0]  # (source group, target group)
     expected = row / row.sum(1, keepdim=True)

@@ -13,6 +13,7 @@ import functools
 
 import pytest
 import torch
+from _support.call_kinds import Energy, Velocity
 from torch import nn
 
 from torchebm.core.errors import ConfigurationError
@@ -22,25 +23,6 @@ from torchebm.flows import (
     probability_flow_log_likelihood,
 )
 from torchebm.flows._utils import ENERGY_CALL, FIELD_CALL, explain_model_error
-
-
-class Energy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(2, 1)
-
-    def forward(self, x):
-        return self.lin(x).squeeze(-1)
-
-
-class Velocity(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(2, 2)
-
-    def forward(self, x, t):
-        return self.lin(x) * t[:, None]
-
 
 X8 = torch.randn(8, 2, generator=torch.Generator().manual_seed(4))
 Y8 = torch.arange(8) % 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _support.call_kinds import Energy, Velocity
 from torch import nn
 
 from torchebm.core import GaussianModel
@@ -86,28 +87,6 @@ def test_an_integrator_of_another_dtype_is_a_configuration_error(case):
 # ("forward() got an unexpected keyword argument 'y'", "takes 2 positional arguments but 3
 # were given", "missing 1 required positional argument: 't'") became a library error naming
 # the sampler/loss, the call it made and what it accepts; raised from the original.
-
-
-class Energy(nn.Module):
-    """An unconditional energy ``forward(x) -> (B,)``."""
-
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(2, 1)
-
-    def forward(self, x):
-        return self.lin(x).squeeze(-1)
-
-
-class Velocity(nn.Module):
-    """An unconditional field ``forward(x, t)``."""
-
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(2, 2)
-
-    def forward(self, x, t):
-        return self.lin(x) * (1.0 + t[:, None])
 
 
 XS = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))

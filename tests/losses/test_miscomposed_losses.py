@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _support.call_kinds import Energy, Velocity
 from _support.losses import Quadratic, TinyLangevin
 from torch import nn
 
@@ -125,24 +126,6 @@ def test_a_trainer_wired_to_its_model_takes_the_sgd_step(form):
 # a field ``forward(x, t)`` to an energy loss, an energy to a flow loss) raised Python's
 # TypeError from inside the loss; now a ConfigurationError (a TypeError too) naming the loss,
 # the call and what it accepts, raised from the original.
-
-
-class Energy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(2, 1)
-
-    def forward(self, x):
-        return self.lin(x).squeeze(-1)
-
-
-class Velocity(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(2, 2)
-
-    def forward(self, x, t):
-        return self.lin(x) * t[:, None]
 
 
 ENERGY_LOSSES = {
