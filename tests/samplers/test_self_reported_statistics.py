@@ -26,6 +26,7 @@ from statistics import NormalDist
 
 import pytest
 import torch
+from _support.leapfrog_reference import leapfrog_acceptance
 
 from torchebm.core import BaseModel, GaussianModel
 from torchebm.core.errors import NonFiniteError
@@ -55,27 +56,6 @@ def _gaussian(sd: list[float]) -> GaussianModel:
 
 def _stationary(n: int, sd: list[float], seed: int) -> torch.Tensor:
     return torch.randn(n, len(sd), generator=_gen(seed), dtype=F64) * torch.tensor(sd, dtype=F64)
-
-
-def _leapfrog_acceptance(sd, mass, h, n_leapfrog, n=1_000_000):
-    r"""$\mathbb E[\min(1, e^{H(x,p) - H(x',p')})]$, $x \sim \mathcal N(0, \mathrm{diag}(sd^2))$,
-    $p \sim \mathcal N(0, \mathrm{diag}(m))$, ``n_leapfrog`` leapfrog steps with mass $m$:
-    float64 Monte Carlo ``(mean, standard error)``."""
-    g = _gen(12345)
-    s2, m = torch.tensor(sd, dtype=F64) ** 2, torch.tensor(mass, dtype=F64)
-    x = torch.randn(n, len(sd), generator=g, dtype=F64) * s2.sqrt()
-    p = torch.randn(n, len(sd), generator=g, dtype=F64) * m.sqrt()
-
-    def ham(x, p):
-        return (0.5 * x**2 / s2 + 0.5 * p**2 / m).sum(1)
-
-    h0 = ham(x, p)
-    for _ in range(n_leapfrog):
-        p = p - 0.5 * h * x / s2
-        x = x + h * p / m
-        p = p - 0.5 * h * x / s2
-    a = torch.exp(h0 - ham(x, p)).clamp(max=1.0)
-    return float(a.mean()), float(a.std() / math.sqrt(n))
 
 
 def _mala_acceptance(sd, eps, n=1_000_000):
@@ -114,7 +94,7 @@ MASS = [1.5, 4.0, 0.5]  # with SD: angular frequencies 0.82, 1, 0.71
 
 @pytest.mark.parametrize(("mass", "h", "n_leapfrog"), [(None, 0.7, 5), (MASS, 1.5, 3)])
 def test_hmc_acceptance_rate_is_the_leapfrog_expectation_at_stationarity(mass, h, n_leapfrog):
-    ref = _leapfrog_acceptance(SD, mass or [1.0] * 3, h, n_leapfrog)
+    ref = leapfrog_acceptance(SD, mass or [1.0] * 3, h, n_leapfrog, seed=12345)
     assert 0.4 < ref[0] < 0.9  # a rate that a 5% error moves by more than the tolerance
     hmc = HamiltonianMonteCarlo(
         _gaussian(SD),
@@ -132,7 +112,7 @@ def test_hmc_acceptance_rate_is_the_leapfrog_expectation_at_stationarity(mass, h
 def test_rmhmc_acceptance_rate_with_a_constant_metric_is_the_leapfrog_expectation():
     # a constant metric G: the generalised leapfrog is the leapfrog with mass G
     h, n_leapfrog, g_diag = 1.5, 3, MASS
-    ref = _leapfrog_acceptance(SD, g_diag, h, n_leapfrog)
+    ref = leapfrog_acceptance(SD, g_diag, h, n_leapfrog, seed=12345)
     assert 0.4 < ref[0] < 0.9
     metric = torch.diag(torch.tensor(g_diag, dtype=F64))
     rm = RiemannianManifoldHMC(
@@ -160,7 +140,7 @@ def test_ais_acceptance_rate_and_log_z_when_every_temperature_is_the_base(transi
     )  # fmt: skip
     r = ais.estimate(B, d, dtype=F64, generator=_gen(5))
     if transition == "hmc":
-        ref = _leapfrog_acceptance([s] * d, [1.0] * d, 0.9, 3)
+        ref = leapfrog_acceptance([s] * d, [1.0] * d, 0.9, 3, seed=12345)
     else:
         ref = _mala_acceptance([s] * d, 0.4)
     assert 0.4 < ref[0] < 0.9
