@@ -38,6 +38,16 @@ HAND = {
 }
 
 
+def _terms(eqm, seed):
+    """``(x1, x0, training_losses)`` on a float64 batch ``(B, 3)`` drawn from ``seed``,
+    the loss's own draws from ``seed + 1``."""
+    gen = torch.Generator().manual_seed(seed)
+    x1 = torch.randn(B, 3, generator=gen, dtype=F64)
+    x0 = torch.randn(B, 3, generator=gen, dtype=F64)
+    terms = eqm.training_losses(x1, x0=x0, generator=torch.Generator().manual_seed(seed + 1))
+    return x1, x0, terms
+
+
 @pytest.mark.parametrize("family", sorted(HAND))
 def test_target_and_loss_follow_the_hand_written_ct(family):
     ct = (lambda t: 0.5 + t.square()) if family == "callable" else family
@@ -51,10 +61,7 @@ def test_target_and_loss_follow_the_hand_written_ct(family):
         time_invariant=False,
         dtype=F64,
     )
-    gen = torch.Generator().manual_seed(0)
-    x1 = torch.randn(B, 3, generator=gen, dtype=F64)
-    x0 = torch.randn(B, 3, generator=gen, dtype=F64)
-    terms = eqm.training_losses(x1, x0=x0, generator=torch.Generator().manual_seed(1))
+    x1, x0, terms = _terms(eqm, seed=0)
     t = _times(B, dtype=F64)
     c = HAND[family](t).reshape(-1, 1)
     u = x1 - x0  # linear path: x_t = t x1 + (1 - t) x0
@@ -82,10 +89,7 @@ def test_noise_and_score_targets_of_the_linear_path(prediction):
         time_invariant=False,
         dtype=F64,
     )
-    gen = torch.Generator().manual_seed(2)
-    x1 = torch.randn(B, 3, generator=gen, dtype=F64)
-    x0 = torch.randn(B, 3, generator=gen, dtype=F64)
-    terms = eqm.training_losses(x1, x0=x0, generator=torch.Generator().manual_seed(3))
+    x1, x0, terms = _terms(eqm, seed=2)
     t = _times(B, dtype=F64).reshape(-1, 1)
     sigma = 1 - t
     pred = 0.3 * (t * x1 + sigma * x0) - 0.2
