@@ -126,7 +126,7 @@ def _hmc_case(cfg: Config) -> Case:
             u_cur, g_cur = energy(x), grad(x).clone()
             for _ in range(steps):
                 p.normal_(generator=gen)
-                h_cur = u_cur + 0.5 * p.square().sum(1)
+                h_cur = torch.add(u_cur, torch.linalg.vecdot(p, p), alpha=0.5)
                 # leapfrog with the half kicks of consecutive steps merged; the gradient at
                 # the start is the one kept from the last accepted end point, so each
                 # trajectory evaluates L gradients, not L + 1
@@ -136,7 +136,7 @@ def _hmc_case(cfg: Config) -> Case:
                     xn.add_(pn, alpha=h)
                     pn.add_(grad(xn), alpha=-h if i < n_lf - 1 else -0.5 * h)
                 u_new = energy(xn)
-                h_new = u_new + 0.5 * pn.square().sum(1)
+                h_new = torch.add(u_new, torch.linalg.vecdot(pn, pn), alpha=0.5)
                 u = torch.rand(n, generator=gen, device=dev)
                 accept = (u.log_() < h_cur - h_new)[:, None]
                 x = torch.where(accept, xn, x)

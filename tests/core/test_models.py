@@ -278,8 +278,16 @@ def test_analytic_subclass_redefining_forward_gets_the_autograd_gradient():
     torch.testing.assert_close(m.gradient(x), ref)
     torch.testing.assert_close(m.gradient_function()(x), ref)
     torch.testing.assert_close(BaseModel.gradient(m, x), ref)
-    plain = GaussianModel(torch.zeros(2), torch.eye(2))
-    assert plain.gradient_function().func == plain.closed_form_gradient  # resolved once
+    # the plain model's function is the closed form, with no autograd pass through forward
+    plain = GaussianModel(torch.tensor([1.0, -2.0]), torch.tensor([[2.0, 0.5], [0.5, 1.0]]))
+    fn = plain.gradient_function()
+    plain.forward = None  # an autograd pass would call it
+    want = (x - plain.mean.double()) @ torch.linalg.inv(plain.cov.double())
+    torch.testing.assert_close(fn(x.float()), want.float(), rtol=1e-5, atol=1e-6)
+    # a float64 input (off the fast path) takes the checked closed form, cast back
+    got = fn(x)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,6 @@ Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepSize = "float | torch.Tensor"
 
 
-# ----------------------------------------------------------------------------- helpers
 def _prep_step(step_size: Any, x: torch.Tensor, name: str = "step_size") -> tuple[Any, Any]:
     """Return ``(h_x, h_t)``: the step broadcastable against ``x`` and against a ``(B,)`` time.
 
@@ -68,7 +67,6 @@ def _require_callable(name: str, fn: Any, hint: str = "") -> Callable:
     return fn
 
 
-# ----------------------------------------------------------------------------- bases
 class _Evaluations:
     """Vector-field evaluations of the current call: a plain counter object, so that hot
     loops increment an int instead of going through ``nn.Module.__setattr__``."""

@@ -94,13 +94,11 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    # ------------------------------------------------------------------ inputs
     def _prepare_input(self, x: Any, name: str = "x", min_ndim: int = 2) -> torch.Tensor:
         """Validate a floating batch of ``>= min_ndim`` dims and cast it to the loss's placement."""
         check_tensor(name, x, min_ndim=min_ndim, floating=True)
         return x.to(*self._resolve_placement())  # (device, dtype), read once
 
-    # ------------------------------------------------------------------ non-finite policy
     def apply_nan_policy(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
         """Apply ``nan_policy`` to ``loss`` and return it unchanged (a custom ``forward`` ends
         with it; ``what`` names the quantity in the message)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import torch
@@ -270,17 +269,22 @@ class GaussianModel(_AnalyticModel):
     ) -> torch.Tensor:
         r"""$(x - \mu)\,\Sigma^{-1}$; ``mean``/``prec``: tensors to use instead of the buffers."""
         mean, prec = (self.mean, self.cov_inv) if mean is None else (mean, prec)
-        if x.ndim == 2 and x.dtype == prec.dtype and x.shape[1] == mean.shape[0]:
-            if x.device == prec.device:  # x is (B, D): mm skips matmul's dispatch
-                return torch.mm(x - mean, prec)
         g = torch.mm(self._check(x)[0] - mean, prec)
         return g if g.dtype == x.dtype else g.to(x.dtype)
 
     def gradient_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The closed form with ``mean`` and ``cov_inv`` read once (for one ``sample()`` run)."""
-        fn = super().gradient_function()  # the autograd path for a redefined forward
-        own = fn == self.closed_form_gradient
-        return partial(self.closed_form_gradient, mean=self.mean, prec=self.cov_inv) if own else fn
+        """The closed form with the buffers, their dtype and device read once (one ``sample()``)."""
+        if (fn := super().gradient_function()) != self.closed_form_gradient:
+            return fn  # the autograd path for a redefined forward
+        mean, prec, d = self.mean, self.cov_inv, self.mean.shape[0]
+        dtype, device = prec.dtype, prec.device
+
+        def gradient(x: torch.Tensor) -> torch.Tensor:  # `_check`'s tests, then (x - mu) P
+            if x.ndim == 2 and x.shape[1] == d and x.dtype == dtype and x.device == device:
+                return torch.mm(x - mean, prec)
+            return self.closed_form_gradient(x, mean, prec)
+
+        return gradient
 
 
 def _cov_from_loaded_precision(model: GaussianModel, incompatible_keys: Any) -> None:

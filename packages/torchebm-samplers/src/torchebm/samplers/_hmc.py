@@ -43,10 +43,6 @@ def _flat(v: torch.Tensor) -> torch.Tensor:
     return v if v.ndim == 2 else v.reshape(v.shape[0], -1)
 
 
-def _flat_sum(v: torch.Tensor) -> torch.Tensor:
-    return _flat(v).sum(dim=1)
-
-
 @dataclass
 class HMCState(SamplerState):
     """Loop state of the HMC samplers (per chain unless noted).
@@ -359,25 +355,20 @@ class HamiltonianMonteCarlo(_HMCBase):
         r"""The leapfrog force $-\nabla E(x)$ (shaped like ``x``)."""
         return -self.model_gradient(x, conditioning)  # new memory: g may be a view of x
 
-    def _kinetic(self, p: torch.Tensor, mass: Any) -> torch.Tensor:
-        r"""$\tfrac12 p^\top M^{-1} p$ per chain `(B,)`."""
-        if mass is None:
-            k = _flat_sum(p.square())
-        elif isinstance(mass, float):
-            k = _flat_sum(p.square()) / mass
-        else:
-            k = _flat_sum(p.square() / mass)
-        return k.mul_(0.5)
+    def _hamiltonian(self, energy: torch.Tensor, p: torch.Tensor, mass: Any) -> torch.Tensor:
+        r"""$H = E + \tfrac12 p^\top M^{-1} p$ per chain `(B,)` (one dot product, one add)."""
+        flat, half = _flat(p), 0.5 if not isinstance(mass, float) else 0.5 / mass
+        weighted = flat if mass is None or isinstance(mass, float) else _flat(p / mass)
+        return torch.add(energy, torch.linalg.vecdot(flat, weighted), alpha=half)
 
     def step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
         eps = self.get_scheduled_value("step_size")
         p = cast(torch.Tensor, state.p).normal_(generator=ctx.generator)  # buffer reused
         if state.sqrt_mass is not None:
             p.mul_(state.sqrt_mass)
-        # H = E + K, added into the fresh kinetic terms (no temporary)
-        h_cur = self._kinetic(p, state.mass).add_(cast(torch.Tensor, state.energy))
+        h_cur = self._hamiltonian(cast(torch.Tensor, state.energy), p, state.mass)
         x_prop, p_prop, g_prop, u_prop = self._trajectory(state, p, eps, ctx)
-        h_prop = self._kinetic(p_prop, state.mass).add_(u_prop)
+        h_prop = self._hamiltonian(u_prop, p_prop, state.mass)
         state = self._metropolis(state, h_cur, h_prop, x_prop, u_prop, ctx)
         if state.grad is not None and g_prop is not None:
             accepted = cast(torch.Tensor, state.accepted)
