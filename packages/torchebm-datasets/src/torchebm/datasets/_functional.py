@@ -390,7 +390,9 @@ def make_grid(
     r"""Regular ``n x n`` grid on $[-L, L]^2$ (``ij`` order), plus ``noise * xi`` if ``noise > 0``.
 
     Args:
-        n_samples_per_dim: Points per axis ``n`` (>= 1); the result has ``n**2`` points.
+        n_samples_per_dim: Points per axis ``n`` (>= 1); the result has ``n**2`` points. The
+            coordinates are ``linspace(-L, L, n)``: ``n = 1`` gives the corner ``(-L, -L)``, as
+            in torchebm 0.8.9.
         range_limit: Half side ``L`` (>= 0).
         noise: Standard deviation of the Gaussian jitter (>= 0).
         generator: Source of randomness (default: the global RNG).

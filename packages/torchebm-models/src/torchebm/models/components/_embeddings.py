@@ -299,9 +299,10 @@ def build_2d_sincos_pos_embed(
     device: Any = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    r"""Fixed 2-D sin-cos position embedding of a ``grid_size x grid_size`` token grid.
+    r"""Fixed 2-D sin-cos position embedding of a ``gh x gw`` token grid (``grid_size`` per side,
+    or ``(gh, gw)``).
 
-    Token ``n = i * grid_size + j`` (row ``i``, column ``j``, the order of
+    Token ``n = i * gw + j`` (row ``i``, column ``j``, the order of
     `patchify2d`). The first ``embed_dim/2`` channels encode the column ``j`` and the
     last ``embed_dim/2`` the row ``i``, each as ``[sin(p w_k), cos(p w_k)]`` with
     $w_k = 10000^{-k/(D/4)}$, $k = 0, \dots, D/4 - 1$.
@@ -313,7 +314,7 @@ def build_2d_sincos_pos_embed(
         dtype: Dtype of the result.
 
     Returns:
-        Tensor of shape ``(grid_size**2, embed_dim)``.
+        Tensor of shape ``(gh * gw, embed_dim)`` (``(grid_size**2, embed_dim)`` for a square grid).
 
     Raises:
         ValueError: ``embed_dim`` is not a positive multiple of 4, or ``grid_size < 1``.
