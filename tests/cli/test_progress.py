@@ -47,3 +47,12 @@ def test_disabled_bar_writes_nothing_but_counts():
 def test_total_is_validated(total):
     with pytest.raises(ValueError, match="total"):
         Progress(total)
+
+
+def test_render_shows_the_rounded_fill_elapsed_time_and_remaining_time():
+    bar = Progress(3, "run", stream=io.StringIO(), width=10)
+    bar.update(2)
+    bar.start -= 10.0  # 10 s for 2 of 3 units: 5 s per unit, 1 unit (5 s) left
+    line = bar.render()
+    assert line.startswith("run    [" + "#" * 7 + "-" * 3 + "] 2/3  67%")  # 6.67 -> 7 of 10
+    assert "(eta  5.0s)" in line and " 10.0s " in line

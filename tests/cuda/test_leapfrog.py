@@ -23,13 +23,22 @@ def _reference(x, p, grad_fn, h, n, minv=None):
     return x, p, g
 
 
-MASSES = [None, 2.0, torch.tensor([1.0, 2.0, 4.0]), torch.tensor([[1.0, 2.0, 4.0]])]
+# one mass per coordinate ("event", "row" = (1, d)) or per element of x ("element" (B, d),
+# "chain" (B, 1) broadcast over the coordinates: the kernels' per-element layout)
+MASSES = [
+    None,
+    2.0,
+    torch.tensor([1.0, 2.0, 4.0]),
+    torch.tensor([[1.0, 2.0, 4.0]]),
+    torch.linspace(0.5, 3.0, 18).reshape(6, 3),
+    torch.tensor([[0.5], [1.0], [2.0], [3.0], [4.0], [0.25]]),
+]
 
 
 @pytest.mark.parametrize("model", [HarmonicModel(k=2.5), DoubleWellModel(1.5, 0.8),
                                    GaussianModel(MU, torch.diag(VAR))],
                          ids=lambda m: type(m).__name__)  # fmt: skip
-@pytest.mark.parametrize("mass", MASSES, ids=["none", "float", "event", "row"])
+@pytest.mark.parametrize("mass", MASSES, ids=["none", "float", "event", "row", "element", "chain"])
 def test_fallbacks_equal_the_reference_bit_for_bit(model, mass):
     gen = torch.Generator().manual_seed(0)
     x, p = torch.randn(6, 3, generator=gen), torch.randn(6, 3, generator=gen)

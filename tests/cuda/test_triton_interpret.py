@@ -161,3 +161,24 @@ def test_leapfrog_kernels_equal_fallbacks(mass, dtype):
     ref = tc.fused_leapfrog_step(x, p, HarmonicModel(), 0.05, 2, grad=g0, force="eager")
     for a, b in zip(k, ref):
         _close(a, b)
+
+
+def test_selfcheck_passes_and_reports_a_broken_kernel(capsys, monkeypatch):
+    # ``python -m torchebm.cuda`` checks each kernel against its fallback: it must pass on
+    # the real kernels and fail (exit code 1, a FAIL row) when one is off by 1e-3
+    from torchebm.cuda import _backend, _selfcheck
+
+    assert _selfcheck.main() == 0
+    out = capsys.readouterr().out
+    assert out.count("  ok  ") == 6 and "FAIL" not in out
+    k = _backend.kernels()
+    real = k.langevin_step
+
+    def off(*args):
+        real(*args)
+        args[3].add_(1e-3)  # the output tensor
+
+    monkeypatch.setattr(k, "langevin_step", off)
+    assert _selfcheck.main() == 1
+    fails = [line for line in capsys.readouterr().out.splitlines() if "FAIL" in line]
+    assert len(fails) == 1 and "step: max |kernel - eager|" in fails[0]

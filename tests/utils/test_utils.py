@@ -180,3 +180,25 @@ def test_ema_loads_a_089_state_dict_of_a_wrapped_model(wrapper):
     fresh = EMA(Nested(), decay=0.9)
     fresh.load_state_dict(ema.state_dict(), strict=True)
     assert torch.equal(fresh.module.module.weight, source.module.weight)
+
+
+def test_copy_to_and_average_parameters_carry_the_buffers():
+    # the averaged copy's BatchNorm statistics go with its weights (they were left behind)
+    net = _net()
+    ema = EMA(net, decay=0.5)
+    net(torch.randn(16, 3, generator=torch.Generator().manual_seed(1)))  # moves running stats
+    ema.update(net)
+    target = _net()
+    with torch.no_grad():
+        for b in target.buffers():
+            b.fill_(7)
+    ema.copy_to(target)
+    for e, b in zip(ema.module.buffers(), target.buffers()):
+        assert torch.equal(e, b)
+    assert torch.equal(target[1].running_mean, net[1].running_mean)  # copied, not averaged
+    with torch.no_grad():
+        for b in net.buffers():
+            b.fill_(3)
+    with ema.average_parameters(net):
+        assert torch.equal(net[1].running_var, ema.module[1].running_var)
+    assert torch.all(net[1].running_var == 3)  # restored on exit

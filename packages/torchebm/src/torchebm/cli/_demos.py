@@ -418,6 +418,13 @@ def _scores(x: torch.Tensor, test: torch.Tensor) -> tuple[float, float]:
     return float(energy_distance(x, test)), float(mmd2(x, test, bandwidth=hs))
 
 
+def _gaussian_fit(ref: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    r"""``len(ref)`` draws from $\mathcal N(\bar x, S)$, the mean and covariance of ``ref``
+    ``(N, 2)``: the table's "Gaussian fit" row."""
+    chol = torch.linalg.cholesky(torch.cov(ref.T.double())).float()
+    return ref.mean(0) + torch.randn(ref.shape, generator=generator) @ chol.T
+
+
 def _held_out_nll(
     energy: Callable[[torch.Tensor], torch.Tensor],
     test: torch.Tensor,
@@ -633,9 +640,7 @@ def run_demo(
     if n_bad:
         raise FloatingPointError(f"{n_bad} of {samples.shape[0]} model samples are NaN/inf")
     init = result.init.detach().to("cpu", torch.float32)
-    mean = ref.mean(0)
-    chol = torch.linalg.cholesky(torch.cov(ref.T.double())).float()
-    gauss = mean + torch.randn(ref.shape, generator=data_gen) @ chol.T
+    gauss = _gaussian_fit(ref, data_gen)
     rows = [
         ("model samples", samples, ""),
         ("initial noise", init, f"{result.init_label}: where sampling starts"),

@@ -616,8 +616,8 @@ def plot_interpolant_schedules(
     A schedule may be singular at an end (the variance-preserving path has
     $\dot\sigma(1) = -5 \cdot 10^4$, from $\sigma(1) = 10^{-6}$): when some values lie far
     outside the bulk (beyond the 1st-99th percentile range widened by half its width) the
-    y axis is clipped to that range, so the four curves stay readable, and a note in the
-    corner gives the full range of the values.
+    y axis is clipped to that range (plus a 5% margin), so the four curves stay readable,
+    and a note in the corner gives the full range of the values.
 
     Args:
         interpolant: Object with ``compute_alpha_t(t) -> (alpha, d_alpha)`` and
