@@ -357,9 +357,11 @@ class HamiltonianMonteCarlo(_HMCBase):
 
     def _hamiltonian(self, energy: torch.Tensor, p: torch.Tensor, mass: Any) -> torch.Tensor:
         r"""$H = E + \tfrac12 p^\top M^{-1} p$ per chain `(B,)` (one dot product, one add)."""
-        flat, half = _flat(p), 0.5 if not isinstance(mass, float) else 0.5 / mass
-        weighted = flat if mass is None or isinstance(mass, float) else _flat(p / mass)
-        return torch.add(energy, torch.linalg.vecdot(flat, weighted), alpha=half)
+        flat = _flat(p)
+        if isinstance(mass, float):  # a scalar mass scales the dot product
+            return torch.add(energy, torch.linalg.vecdot(flat, flat), alpha=0.5 / mass)
+        weighted = flat if mass is None else _flat(p / mass)
+        return torch.add(energy, torch.linalg.vecdot(flat, weighted), alpha=0.5)
 
     def step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
         eps = self.get_scheduled_value("step_size")
