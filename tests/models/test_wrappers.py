@@ -87,6 +87,41 @@ def test_cfg_scale_at_most_one_is_the_base():
         LabelClassifierFreeGuidance(base, null_label_id=-1)
 
 
+class _InnerTypeError(nn.Module):
+    """Takes ``y`` through ``**kwargs`` and raises its own ``TypeError``."""
+
+    def forward(self, x, t, **kwargs):
+        raise TypeError("inner failure")
+
+
+@pytest.mark.parametrize("kind", ["general", "label"])
+def test_guidance_around_a_model_without_y_names_its_signature(kind):
+    """A guided call passes ``y=``: a model whose forward takes no ``y`` gets a TypeError that
+    names the wrapper and the model's signature, not Python's bare "unexpected keyword"."""
+    from torchebm.models import ClassifierFreeGuidance
+
+    def wrap(model):
+        if kind == "general":
+            return ClassifierFreeGuidance(model, guidance_scale=3.0, null_condition=9)
+        return LabelClassifierFreeGuidance(model, null_label_id=9, cfg_scale=3.0)
+
+    x, t, y = torch.randn(4, 2), torch.rand(4), torch.tensor([0, 1, 2, 3])
+    owner = "ClassifierFreeGuidance" if kind == "general" else "LabelClassifierFreeGuidance"
+    with pytest.raises(
+        TypeError,
+        match=rf"^{owner} calls model\(x, t, y=\.\.\.\) but "
+        r"MLPVelocity\.forward\(x.*takes no y",
+    ) as info:
+        wrap(MLPVelocity(2))(x, t, y=y)
+    assert "unexpected keyword argument 'y'" in str(info.value.__cause__)
+    # a model that takes y (or **kwargs) keeps its own TypeError, unchanged
+    with pytest.raises(TypeError, match="^inner failure$"):
+        wrap(_InnerTypeError())(x, t, y=y)
+    if kind == "general":  # without y the model is called unguided: no y, no error
+        field = MLPVelocity(2)
+        torch.testing.assert_close(wrap(field)(x, t), field(x, t))
+
+
 def test_cfg_with_transformer():
     torch.manual_seed(0)
     net = ConditionalTransformer2D(

@@ -7,15 +7,23 @@ cond=None)``: the conditioning vector is the sum of whichever of ``t_embedder(t)
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, cast
 
 import torch
 from torch import nn
 
+from torchebm.core.distributed import unwrap_model
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_probability
 from torchebm.models.components import LabelEmbedder, MLPTimestepEmbedder
 
-__all__ = ["build_embedders", "condition_vector", "check_input", "check_input_dtype"]
+__all__ = [
+    "build_embedders",
+    "condition_vector",
+    "check_input",
+    "check_input_dtype",
+    "explain_missing_y",
+]
 
 
 def check_input(owner: str, x: Any, event: tuple[int | None, ...], dtype: torch.dtype) -> None:
@@ -120,3 +128,25 @@ def condition_vector(
     if c is None:
         raise ConfigurationError(f"{name}.forward needs at least one of t, y or cond")
     return c
+
+
+def explain_missing_y(owner: str, model: Any, err: TypeError, *, with_t: bool) -> None:
+    """Raise a `TypeError` from ``err`` naming ``model``'s signature when it takes neither
+    ``y`` nor ``**kwargs`` (a DDP or compiled wrapper is read through): the guidance wrapper
+    ``owner`` called it with ``y`` and Python's error names neither. Return otherwise (the
+    caller re-raises ``err``: the model's own error, or no signature to read). Called only
+    after a call failed."""
+    inner = unwrap_model(model) if isinstance(model, nn.Module) else model
+    fn = inner.forward if isinstance(inner, nn.Module) else inner
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to decide with
+        return
+    params = sig.parameters.values()
+    if any(p.name == "y" or p.kind is p.VAR_KEYWORD for p in params):
+        return
+    name = f"{type(inner).__name__}.forward" if isinstance(inner, nn.Module) else "the model"
+    raise TypeError(
+        f"{owner} calls model(x, {'t, ' if with_t else ''}y=...) but {name}{sig} takes no y: "
+        "guide a conditional model (one whose forward takes y), or call the model without y"
+    ) from err

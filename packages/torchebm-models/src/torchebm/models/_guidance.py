@@ -9,6 +9,7 @@ from torch import nn
 
 from torchebm.core import BaseModel, substitute_condition
 from torchebm.core.errors import ConfigurationError, check_finite, check_int
+from torchebm.models._conditioning import explain_missing_y
 
 __all__ = ["ClassifierFreeGuidance"]
 
@@ -85,7 +86,12 @@ class ClassifierFreeGuidance(BaseModel):
     def _call(self, x: torch.Tensor, t: Any, y: Any, kwargs: dict) -> torch.Tensor:
         if y is not None:
             kwargs = {**kwargs, "y": y}
-        out = self.model(x, **kwargs) if t is None else self.model(x, t, **kwargs)
+        try:
+            out = self.model(x, **kwargs) if t is None else self.model(x, t, **kwargs)
+        except TypeError as err:
+            if y is not None:
+                explain_missing_y(type(self).__name__, self.model, err, with_t=t is not None)
+            raise
         return out[0] if isinstance(out, (tuple, list)) else out
 
     def _null(self, y: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from torchebm.core.errors import (
     check_int,
     check_positive,
 )
+from torchebm.models._conditioning import explain_missing_y
 
 __all__ = ["LabelClassifierFreeGuidance", "EqMEnergy", "InteractionModel"]
 
@@ -87,6 +88,13 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
             else check_int("guide_channels", guide_channels, minimum=1)
         )
 
+    def _call_base(self, x: torch.Tensor, t: Any, y: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        try:
+            return _first(self.base(x, t, y=y, **kwargs))
+        except TypeError as err:
+            explain_missing_y(type(self).__name__, self.base, err, with_t=True)
+            raise
+
     def forward(self, x: torch.Tensor, t: Any, *, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Guided field at ``(x, t)`` for labels ``y`` ``(B,)``; shaped like ``base``'s output.
 
@@ -100,7 +108,7 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be an integer tensor of labels, got {type(y).__name__}")
         if self.cfg_scale <= 1.0:
-            return _first(self.base(x, t, y=y, **kwargs))
+            return self._call_base(x, t, y, kwargs)
         b = x.shape[0]
         if y.shape[0] != b:
             raise ShapeError(f"y must have shape ({b},), got {tuple(y.shape)}")
@@ -111,13 +119,8 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
             return v
 
         y2 = torch.cat([y, torch.full_like(y, self.null_label_id)], dim=0)
-        out = _first(
-            self.base(
-                torch.cat([x, x], dim=0),
-                double(t),
-                y=y2,
-                **{k: double(v) for k, v in kwargs.items()},
-            )
+        out = self._call_base(
+            torch.cat([x, x], dim=0), double(t), y2, {k: double(v) for k, v in kwargs.items()}
         )
         cond, uncond = out[:b], out[b:]
         if out.ndim < 2:
