@@ -201,20 +201,24 @@ def test_a_float64_transformer_has_a_float64_position_table(where):
 
 
 @pytest.mark.parametrize("net_kind", ["DiT", "CT"])
-@pytest.mark.parametrize("convert", ["double", "to"])
+@pytest.mark.parametrize("convert", ["double", "to", "half", "bfloat16"])
 def test_a_float32_transformer_converted_to_float64_uses_the_exact_position_table(
     net_kind, convert
 ):
-    """Built in float32 then converted (``.double()`` / ``.to(torch.float64)``), the fixed
-    table kept its float32 rounding (3e-8 against the float64 table); since, the first
-    forward recomputes it in float64: the output equals a model built in float64."""
+    """Built in float32 then converted (``.double()`` / ``.to(torch.float64)``, or through
+    float16 / bfloat16 with no forward in between), the fixed table kept the rounding of the
+    dtypes it passed (3e-8 from float32, 2e-4 from float16); since, the first forward
+    recomputes it in float64: the output equals a model built in float64 (with the same,
+    rounded, weights)."""
     kw = dict(input_size=8, in_channels=2, patch_size=2, embed_dim=16, depth=1, num_heads=2)
     build = (
         M.DiT if net_kind == "DiT" else lambda **k: M.ConditionalTransformer2D(**k, out_channels=2)
     )
     torch.manual_seed(0)
     net = build(**kw)
-    net = net.double() if convert == "double" else net.to(torch.float64)
+    if convert in ("half", "bfloat16"):
+        net = net.to(getattr(torch, convert))
+    net = net.to(torch.float64) if convert == "to" else net.double()
     with default_dtype(torch.float64):
         ref_net = build(**kw)  # exact table (checked above against the hand-written one)
     ref_net.load_state_dict(net.state_dict())

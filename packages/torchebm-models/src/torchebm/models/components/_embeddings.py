@@ -355,9 +355,10 @@ def converted_sincos_table(module: Any, grid_size: int | tuple[int, int]) -> tor
     compares the two dtypes on each forward: the only cost when nothing changed).
 
     A dtype conversion (``.double()``, ``.to(torch.float64)``) casts the buffer, keeping
-    the rounding of the dtype it was built in (3e-8 from float32 in a float64 model). While
-    the buffer still holds that cast of the table, it is recomputed once in float64 and cast
-    to the new dtype (exact to its rounding); a table the user replaced is kept. Not in the
+    the rounding of the dtype it was built in (3e-8 from float32 in a float64 model; 2e-4
+    after ``.half().double()``). While the buffer still holds that cast of the table (directly
+    or through one other floating dtype), it is recomputed once in float64 and cast to the new
+    dtype (exact to its rounding); a table the user replaced is kept. Not in the
     ``state_dict`` (a non-persistent buffer, as in torchebm 0.8.9): checkpoints are unchanged.
     While ``torch.compile`` traces (``fullgraph=True`` refuses the data-dependent test), the
     cast table is used as it is, as before; an eager forward recomputes it.
@@ -377,7 +378,12 @@ def converted_sincos_table(module: Any, grid_size: int | tuple[int, int]) -> tor
         exact = build_2d_sincos_pos_embed(
             pe.shape[-1], grid_size, device=pe.device, dtype=torch.float64
         ).unsqueeze(0)
-        if pe.is_floating_point() and torch.equal(pe, exact.to(built).to(pe.dtype)):
+        # the table cast from `built` to the current dtype, possibly through one other
+        # floating dtype with no forward in between (`.half().double()`)
+        via = (built, torch.float16, torch.bfloat16, torch.float32)
+        if pe.is_floating_point() and any(
+            torch.equal(pe, exact.to(built).to(d).to(pe.dtype)) for d in via
+        ):
             pe = exact.to(pe.dtype)
             module.pos_embed = pe  # the registered (non-persistent) buffer, replaced
     module._pos_table_dtype = pe.dtype
