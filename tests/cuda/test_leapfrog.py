@@ -23,6 +23,21 @@ def _reference(x, p, grad_fn, h, n, minv=None):
     return x, p, g
 
 
+def _reference_stored(x, p, grad_fn, h, n):
+    """`_reference` for a half-precision state: every update in float32, stored back in the
+    state's dtype, the gradient taken at the stored position."""
+
+    def kick(p, g, k):
+        return (p.float() - g.float() * k).to(p.dtype)
+
+    p = kick(p, grad_fn(x), 0.5 * h)
+    for i in range(n):
+        x = (x.float() + p.float() * h).to(x.dtype)
+        g = grad_fn(x)
+        p = kick(p, g, h if i < n - 1 else 0.5 * h)
+    return x, p, g
+
+
 # one mass per coordinate ("event", "row" = (1, d)) or per element of x ("element" (B, d),
 # "chain" (B, 1) broadcast over the coordinates: the kernels' per-element layout)
 MASSES = [
@@ -112,9 +127,13 @@ def test_half_precision_is_computed_in_float32(dtype):
     xr, pr, gr = _reference(x.float(), p.float(), model.gradient, 0.1, 3)
     assert xa.dtype == dtype
     assert torch.equal(xa, xr.to(dtype)) and torch.equal(pa, pr.to(dtype))
-    # callable form: stored in the state dtype between gradient calls
-    xb, pb, _ = tc.fused_leapfrog_step(x, p, model.gradient, 0.1, 3)
-    torch.testing.assert_close(xb.float(), xr, rtol=2e-2, atol=2e-2)
+    # callable form: each kick and drift computed in float32 from the stored values, the
+    # state stored in its own dtype between them (the gradient sees the stored x)
+    xb, pb, gb = tc.fused_leapfrog_step(x, p, model.gradient, 0.1, 3)
+    xs, ps, gs = _reference_stored(x, p, model.gradient, 0.1, 3)
+    assert xb.dtype == pb.dtype == dtype
+    assert torch.equal(xb, xs) and torch.equal(pb, ps) and torch.equal(gb, gs)
+    torch.testing.assert_close(xb.float(), xr, rtol=2e-2, atol=2e-2)  # near the float32 path
 
 
 def test_inputs_are_not_modified_and_outputs_do_not_require_grad():
