@@ -215,3 +215,23 @@ def test_batches_draw_uniformly_from_the_whole_training_set():
     upper = (idx >= n / 2).float().mean().item()
     assert abs(upper - 0.5) < 4 * math.sqrt(0.25 / n)
     assert idx.max().item() > n - 50 and idx.min().item() < 50
+
+
+@pytest.mark.parametrize("name", ["eqm", "cd", "hmc"])
+def test_each_demo_note_names_the_sampler_settings_it_ran(name):
+    """The printed notes are made from the run's own values: the steps given to the chains
+    and the sampler's step size (one training step, 16 chains)."""
+    train = torch.randn(512, 2, generator=torch.Generator().manual_seed(0))
+    ran: dict = {}
+    real = _demos._chains_from_noise
+
+    def spy(demo, sampler, n_steps, spread=None):
+        ran.update(sampler=sampler, n_steps=n_steps)
+        return real(demo, sampler, n_steps, spread)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_demos, "_chains_from_noise", spy)
+        out = DEMOS[name].run(_context(train, 16, seed=3))
+    text = " ".join(out.notes)
+    assert f"{ran['n_steps']} steps" in text
+    assert f"step_size={ran['sampler'].step_size}" in text

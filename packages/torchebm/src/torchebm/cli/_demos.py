@@ -227,8 +227,8 @@ def demo_eqm(demo: DemoContext) -> DemoOutput:
         cosine=True,
     )
     energy = EqMEnergy(field_net, "dot")
-    sampler = GradientDescentSampler(energy, step_size=0.01)
-    run, traj, _ = _chains_from_noise(demo, sampler, 300)
+    sampler, n_steps = GradientDescentSampler(energy, step_size=0.01), 300
+    run, traj, _ = _chains_from_noise(demo, sampler, n_steps)
     return DemoOutput(
         **run,
         energy=energy,
@@ -238,7 +238,8 @@ def demo_eqm(demo: DemoContext) -> DemoOutput:
         trajectories=torch.cat([run["init"][:, None], *traj], dim=1),
         trajectory_title="gradient descent on the learned energy",
         notes=[
-            "sampler: GradientDescentSampler(EqMEnergy(field, 'dot'), step_size=0.01), 300 steps"
+            "sampler: GradientDescentSampler(EqMEnergy(field, 'dot'), "
+            f"step_size={sampler.step_size}), {n_steps} steps"
         ],
     )
 
@@ -287,17 +288,18 @@ def demo_cd(demo: DemoContext) -> DemoOutput:
         cfg["lr"],
         clip=1.0,
     )
-    run, _, _ = _chains_from_noise(demo, sampler, 1000, spread=1.0)
+    n_steps = 1000
+    run, _, _ = _chains_from_noise(demo, sampler, n_steps, spread=1.0)
     return DemoOutput(
         **run,
         energy=model,
         landscape_title="CD-trained energy $E_\\theta(x)$",
         history={"CD loss": losses},
         notes=[
-            f"training: PCD, 4096 persistent chains, {cfg['k_steps']} Langevin steps per "
-            f"update, chains clamped to [-{box:.1f}, {box:.1f}]",
-            f"sampling: LangevinDynamics(step_size={cfg['step_size']}, noise_scale=1.0), "
-            "1000 steps from noise",
+            f"training: PCD, {loss_fn.buffer_size} persistent chains, {loss_fn.k_steps} "
+            f"Langevin steps per update, chains clamped to [-{box:.1f}, {box:.1f}]",
+            f"sampling: LangevinDynamics(step_size={sampler.step_size}, "
+            f"noise_scale={sampler.noise_scale}), {n_steps} steps from noise",
         ],
     )
 
@@ -312,7 +314,8 @@ def demo_hmc(demo: DemoContext) -> DemoOutput:
     loss_fn = DenoisingScoreMatching(model, noise_scale=0.1)
     losses = _train(demo, model, lambda: loss_fn(demo.batch(256), generator=demo.generator), 2e-3)
     sampler = HamiltonianMonteCarlo(model, step_size=0.05, n_leapfrog_steps=10)
-    run, traj, diags = _chains_from_noise(demo, sampler, 200, spread=2.0)
+    n_steps = 200
+    run, traj, diags = _chains_from_noise(demo, sampler, n_steps, spread=2.0)
     acc = float(torch.cat(diags["acceptance_rate"]).mean())
     return DemoOutput(
         **run,
@@ -322,7 +325,8 @@ def demo_hmc(demo: DemoContext) -> DemoOutput:
         trajectories=torch.cat([run["init"][:8, None], *[t[:8] for t in traj]], dim=1)[:, :40],
         trajectory_title="HMC chains (first steps) on the learned energy",
         notes=[
-            "sampler: HamiltonianMonteCarlo(step_size=0.05, n_leapfrog_steps=10), 200 steps",
+            f"sampler: HamiltonianMonteCarlo(step_size={sampler.step_size}, "
+            f"n_leapfrog_steps={sampler.n_leapfrog_steps}), {n_steps} steps",
             f"HMC mean acceptance rate: {acc:.3f}",
         ],
     )
@@ -345,16 +349,17 @@ def demo_flow(demo: DemoContext) -> DemoOutput:
         return (field_net(xt, t) - ut).pow(2).sum(-1).mean()
 
     losses = _train(demo, field_net, flow_matching_loss, 5e-3, cosine=True)
-    sampler = FlowSampler(field_net, interpolant=interpolant, integrator="heun")
+    sampler, n_steps = FlowSampler(field_net, interpolant=interpolant, integrator="heun"), 50
     x0, init_label = demo.start()
     with demo.progress(2, "sample") as bar:
         traj = cast(
             torch.Tensor,
-            sampler.sample(x=x0, n_steps=50, return_trajectory=True, generator=demo.generator),
+            sampler.sample(x=x0, n_steps=n_steps, return_trajectory=True, generator=demo.generator),
         )
         bar.update()
         many = cast(
-            torch.Tensor, sampler.sample(x=demo.noise(20000), n_steps=50, generator=demo.generator)
+            torch.Tensor,
+            sampler.sample(x=demo.noise(20000), n_steps=n_steps, generator=demo.generator),
         )
         bar.update()
     samples = traj[:, -1]
@@ -367,7 +372,9 @@ def demo_flow(demo: DemoContext) -> DemoOutput:
         history={"flow matching loss": losses},
         trajectories=torch.cat([x0[:, None], traj[:, 4::5]], dim=1),
         trajectory_title="probability-flow ODE paths (noise to data)",
-        notes=["sampler: FlowSampler(field, interpolant='linear', integrator='heun'), 50 steps"],
+        notes=[
+            f"sampler: FlowSampler(field, interpolant='linear', integrator='heun'), {n_steps} steps"
+        ],
         density_samples=many,
     )
 
