@@ -199,6 +199,50 @@ def test_a_scheduled_hyper_parameter_is_checked_like_a_number():
     assert h.get_scheduled_value("step_size") == pytest.approx(0.1) and h.eps == 0.2
 
 
+def test_a_bounded_scheduled_value_is_checked_when_it_is_read():
+    # the registration check sees the start and end values only: a schedule that crosses
+    # zero in between (MultiStepScheduler with gamma < 0, a user schedule) or turns NaN made
+    # Langevin/GD samplers climb the energy silently
+    from torchebm.core import BaseScheduler, Schedulable, ScheduledParameter, TorchEBMModule
+    from torchebm.core.errors import ConfigurationError
+
+    class Flip(BaseScheduler):
+        def compute_value(self):
+            return -self.start_value if self.step_count >= 2 else self.start_value
+
+    class Holder(Schedulable, TorchEBMModule):
+        step_size = ScheduledParameter(positive=True)
+        noise = ScheduledParameter(non_negative=True)
+        shift = ScheduledParameter()  # unbounded: any finite or signed value passes
+
+        def __init__(self, step_size, noise=0.0, shift=0.0):
+            super().__init__()
+            self.step_size, self.noise, self.shift = step_size, noise, shift
+
+    h = Holder(Flip(0.1), shift=Flip(1.0))
+    assert h.step_size == 0.1
+    h.step_schedulers()
+    assert h.step_size == 0.1
+    h.step_schedulers()
+    with pytest.raises(ConfigurationError, match=r"step_size must be finite and not negative, "
+                       r"got -0.1 from its Flip at step 2"):  # fmt: skip
+        h.get_scheduled_value("step_size")
+    assert h.shift == -1.0
+
+    class TurnsNaN(BaseScheduler):
+        def compute_value(self):
+            return float("nan") if self.step_count else self.start_value
+
+    h = Holder(0.1, noise=TurnsNaN(0.5))
+    assert h.noise == 0.5
+    h.step_schedulers()
+    with pytest.raises(ConfigurationError, match="noise must be finite and not negative, got nan"):
+        _ = h.noise
+    h = Holder(LinearScheduler(0.1, 0.0, n_steps=1))  # annealing to 0 stays allowed
+    h.step_schedulers()
+    assert h.step_size == 0.0
+
+
 def test_floor_and_no_warmup_survive_reset():
     for s in (
         ExponentialDecayScheduler(0.5, 0.9, min_value=1.0),

@@ -82,8 +82,7 @@ class TorchEBMModule(nn.Module):
             raise ValueError(msg) from exc
         probe = torch.empty(0, device=dev, dtype=dtype)
         self.register_buffer("_torchebm_probe", probe, persistent=False)
-        self.use_mixed_precision = False
-        self.autocast_available = False
+        self.use_mixed_precision = self.autocast_available = False
         self._amp_dtype = torch.float16
         self._placement_cache: tuple[Any, ...] | None = None  # (tensor read, its device, placement)
         if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
@@ -142,8 +141,7 @@ class TorchEBMModule(nn.Module):
             where = self.device.type
             warn_user(f"Mixed precision requires CUDA, falling back to full precision on {where}")
             use_mixed_precision = False
-        self.use_mixed_precision = bool(use_mixed_precision)
-        self.autocast_available = self.use_mixed_precision
+        self.use_mixed_precision = self.autocast_available = bool(use_mixed_precision)
         self._amp_dtype = amp_dtype
 
     def autocast_context(self) -> contextlib.AbstractContextManager:

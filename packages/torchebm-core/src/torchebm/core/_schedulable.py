@@ -2,6 +2,7 @@ r"""``Schedulable``: the mixin that gives samplers, losses and models scheduled 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import nn
@@ -54,9 +55,9 @@ class Schedulable:
             inner = getattr(value, "main_scheduler", value)  # a WarmupScheduler: its schedule's
             start, end = value.get_value(), getattr(inner, "end_value", None)  # end is the end
             if (positive or non_negative) and min(start, start if end is None else end) < 0:
-                kind = type(value).__name__
+                span = f"from {start} to {end}" if end is not None else f"starting at {start}"
                 raise ConfigurationError(
-                    f"{name} must not be negative, got a {kind} from {start} to {end}"
+                    f"{name} must not be negative, got a {type(value).__name__} {span}"
                 )
             self.register_scheduler(name, value)
             return
@@ -68,13 +69,15 @@ class Schedulable:
         return self._schedulers_dict()
 
     def get_scheduled_value(self, name: str) -> float:
-        """Current value of scheduler ``name`` (``KeyError`` if unknown)."""
-        try:
-            return self._schedulers_dict()[name].get_value()
-        except KeyError:
-            raise KeyError(
-                f"no scheduler named {name!r}; registered: {sorted(self._schedulers_dict())}"
-            ) from None
+        """Value of scheduler ``name`` now (a bounded `ScheduledParameter`'s: finite, >= 0)."""
+        scheduler = self._schedulers_dict().get(name)
+        if scheduler is None:
+            raise KeyError(f"no scheduler named {name!r}; registered: {sorted(self.schedulers)}")
+        value = scheduler.get_value()
+        if not 0 <= value < math.inf and getattr(getattr(type(self), name, None), "bounded", 0):
+            got = f"{value} from its {type(scheduler).__name__} at step {scheduler.step_count}"
+            raise ConfigurationError(f"{name} must be finite and not negative, got {got}")
+        return value
 
     def step_schedulers(self) -> None:
         """Step every scheduler of the module subtree once (one held twice too)."""
@@ -128,6 +131,7 @@ class ScheduledParameter:
         self, *, positive: bool = False, non_negative: bool = False, below: float | None = None
     ):
         self.positive, self.non_negative, self.below = positive, non_negative, below
+        self.bounded = positive or non_negative  # checked at each read: schedules too
         self.name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -140,10 +144,8 @@ class ScheduledParameter:
         if self.below is not None:  # a scheduler: its current value
             now = value.get_value() if isinstance(value, BaseScheduler) else value
             if check_finite(self.name, now) >= self.below:
-                low = "[0, " if self.non_negative else "(-inf, "
-                raise ConfigurationError(
-                    f"{self.name} must be in {low}{self.below}), got {value!r}"
-                )
+                span = f"{'[0' if self.non_negative else '(-inf'}, {self.below})"
+                raise ConfigurationError(f"{self.name} must be in {span}, got {value!r}")
         obj._register_param(
             self.name, value, positive=self.positive, non_negative=self.non_negative
         )

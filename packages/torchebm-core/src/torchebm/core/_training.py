@@ -107,7 +107,7 @@ def save_checkpoint(
     checkpoint_dir: str | os.PathLike,
     ema_model: nn.Module | None = None,
     args: Any = None,
-) -> Path:
+) -> str:
     r"""Save ``{"model", "opt", "step"[, "ema", "args"]}`` to ``<checkpoint_dir>/<step:07d>.pt``.
 
     Keys are those of the bare model (wrappers stripped); an FSDP2 model is gathered (a
@@ -115,7 +115,7 @@ def save_checkpoint(
     ``argparse.Namespace`` or a dict of plain values. Loads with ``weights_only=True``.
 
     Returns:
-        The checkpoint path (on every rank).
+        The checkpoint path, a ``str`` as in torchebm 0.8.9 (on every rank).
     """
     _check_module("model", model)
     step = check_int("step", step, minimum=0)
@@ -133,7 +133,7 @@ def save_checkpoint(
         tmp = path.with_suffix(".pt.tmp")
         torch.save(state, tmp)
         os.replace(tmp, path)
-    return path
+    return str(path)
 
 
 def load_checkpoint(

@@ -72,9 +72,16 @@ def check_mass(mass: torch.Tensor) -> None:
     if mass.numel() > 0 and bool(ok.all()):
         return
     bad = torch.nonzero(~ok).flatten()[:8]
+    square = mass.ndim == 2 and mass.shape[0] == mass.shape[1] > 1
+    hint = (  # torch.eye(d): a mass matrix, where the diagonal is wanted
+        "; a mass matrix is not accepted: pass its diagonal (mass=M.diagonal()), a tensor "
+        "of the event shape"
+        if square
+        else ""
+    )
     raise ConfigurationError(
         f"mass must hold positive finite values, got {mass.detach().flatten()[bad].tolist()} "
-        f"at flat indices {bad.tolist()} of a mass of shape {tuple(mass.shape)}"
+        f"at flat indices {bad.tolist()} of a mass of shape {tuple(mass.shape)}{hint}"
     )
 
 

@@ -91,6 +91,10 @@ def resolve_registered(
             if isinstance(family, tuple)
             else family.__name__
         )
+        if isinstance(value, type):  # the class itself, e.g. integrator=HeunIntegrator
+            fix = f": pass an instance, {value.__name__}()" if issubclass(value, family) else ""
+            got = f"got the class {value.__name__}{fix}"
+            raise TypeError(f"{owner} requires a {names} instance or a registry name; {got}")
         raise TypeError(f"{owner} requires a {names}; got {type(value).__name__}")
     return value
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core import BaseModel, expand_t_like_x
+from torchebm.core import BaseModel, TorchEBMModule, expand_t_like_x
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -372,7 +372,7 @@ class AnnealedImportanceSampling:
         n_chains: int,
         dim: int | Sequence[int],
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device: Any = None,
         generator: torch.Generator | None = None,
     ) -> AISResult:
@@ -381,8 +381,9 @@ class AnnealedImportanceSampling:
         Args:
             n_chains: Number of independent chains (>= 2 for a standard error).
             dim: Event shape (an int $D$ or a tuple).
-            dtype: Chain dtype.
-            device: Chain device.
+            dtype: Chain dtype (default: the model's, as for the samplers: its parameters'
+                or, without parameters, its ``dtype``; float32 for a plain callable).
+            device: Chain device (default: the model's, else the CPU).
             generator: Randomness of the base draws and of every transition.
 
         Returns:
@@ -390,6 +391,7 @@ class AnnealedImportanceSampling:
         """
         n = check_int("n_chains", n_chains, minimum=1)
         shape = _event_shape(dim)
+        dtype, device = _chain_placement(self.model, dtype, device)
         z = torch.randn((n, *shape), generator=generator, dtype=dtype, device=device)
         return self._run(self._base_mean(z) + self.base_std * z, reverse=False, gen=generator)
 
@@ -409,6 +411,17 @@ class AnnealedImportanceSampling:
         check_tensor("samples", samples, min_ndim=2, floating=True)
         check_finite_tensor("samples", samples)
         return self._run(samples.detach().clone(), reverse=True, gen=generator)
+
+
+def _chain_placement(model: Any, dtype: Any, device: Any) -> tuple[torch.dtype, Any]:
+    """The chains' dtype and device: those given, else the model's (a `TorchEBMModule`'s
+    placement; another module's first parameter), else float32 on the default device."""
+    ref: Any = model if isinstance(model, TorchEBMModule) else None
+    if ref is None and isinstance(model, torch.nn.Module):
+        ref = next(model.parameters(), None)
+    if dtype is None:
+        dtype = torch.float32 if ref is None else ref.dtype
+    return dtype, device if device is not None or ref is None else ref.device
 
 
 def _mala_step(
@@ -435,7 +448,7 @@ def annealed_importance_sampling(
     dim: int | Sequence[int],
     *,
     generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: Any = None,
     **kwargs: Any,
 ) -> AISResult:
@@ -446,8 +459,8 @@ def annealed_importance_sampling(
         n_chains: Number of chains.
         dim: Event shape.
         generator: Randomness.
-        dtype: Chain dtype.
-        device: Chain device.
+        dtype: Chain dtype (default: the model's).
+        device: Chain device (default: the model's).
         **kwargs: Constructor arguments of `AnnealedImportanceSampling` (``n_intermediate``,
             ``transition``, ``step_size``, ...).
 
