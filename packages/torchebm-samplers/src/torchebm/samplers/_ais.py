@@ -56,7 +56,8 @@ class AISResult:
             weights: when they are heavy-tailed (``effective_sample_size`` a small fraction
             of ``n_chains``, e.g. a base narrower than the target) the chains that would
             carry the largest weights are often missing, and then ``log_z`` and this error
-            are both too small; add chains until it stabilises.
+            are both too small; add chains until it stabilises. ``inf`` with one chain
+            (nothing to estimate a spread from).
         log_weights: Per-chain log importance weights ``(n_chains,)`` (float64); $-\infty$
             (weight 0, counted in ``log_z`` and ``effective_sample_size``) for a chain that
             met $E = +\infty$ (outside a bounded support).
