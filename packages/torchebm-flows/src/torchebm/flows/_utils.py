@@ -586,6 +586,35 @@ class FlowObjective:
         )
 
 
+def _with_gradients(probe: Callable[[dict], Any], model: Any) -> Callable[[dict], Any]:
+    """``probe`` for the check that the model reads ``y``, extended by its gradients.
+
+    A model whose label path ends in a zero-initialised layer (AdaLN-Zero: `DiT`,
+    `TimeConditionedMLP`) gives one output for every label until that layer has moved,
+    which takes two optimizer steps; after the first one the output is no longer zero but
+    the gradients of the other parameters already depend on ``y``. The returned probe gives
+    the output followed by the sum and squared sum of each trainable parameter's gradient
+    (of the output's sum), so the check sees ``y`` there; an all-zero output (at
+    initialisation) is returned alone, and the check probes again at the next call.
+    """
+    trainable = (
+        [p for p in model.parameters() if p.requires_grad] if isinstance(model, nn.Module) else []
+    )
+
+    def probe_with_gradients(conditioning: dict) -> Any:
+        with torch.enable_grad():
+            out = probe(conditioning)
+            if not isinstance(out, torch.Tensor) or not out.requires_grad or not trainable:
+                return out
+            if bool((out == 0).all()):
+                return out.detach()
+            grads = torch.autograd.grad(out.sum(), trainable, allow_unused=True)
+        stats = [s.float() for g in grads if g is not None for s in (g.sum(), g.square().sum())]
+        return torch.cat([out.detach().flatten().float(), torch.stack(stats)])
+
+    return probe_with_gradients
+
+
 def loss_conditioning(
     loss: Any,
     x: torch.Tensor,
@@ -618,7 +647,7 @@ def loss_conditioning(
             f"{tuple(labels.shape)}"
         )
     try:
-        return loss.apply_conditioning(conditioning, probe, generator)
+        return loss.apply_conditioning(conditioning, _with_gradients(probe, loss.model), generator)
     except TypeError as err:  # the probe was the model's first call
         explain_loss_error(loss, err, conditioning)
         raise
