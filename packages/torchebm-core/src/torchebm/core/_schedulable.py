@@ -74,7 +74,7 @@ class Schedulable:
         if scheduler is None:
             raise KeyError(f"no scheduler named {name!r}; registered: {sorted(self.schedulers)}")
         value = scheduler.get_value()
-        if not 0 <= value < math.inf and getattr(getattr(type(self), name, None), "bounded", 0):
+        if not 0 <= value < math.inf and getattr(getattr(type(self), name, None), "bounded", False):
             got = f"{value} from its {type(scheduler).__name__} at step {scheduler.step_count}"
             raise ConfigurationError(f"{name} must be finite and not negative, got {got}")
         return value
