@@ -22,7 +22,7 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -40,7 +40,15 @@ from torchebm.core.errors import (
 from torchebm.integrators._checked import check_start, checked_field
 from torchebm.integrators._compat_089 import accept_089_pickle, tableau_from_properties
 from torchebm.integrators._inference import inference_mode_option
-from torchebm.integrators._state import fits, rms_norm, state_x
+from torchebm.integrators._state import (
+    _SolverRecord,
+    fits,
+    has_implicit_stage,
+    rms_norm,
+    rows_close,
+    solver_record,
+    state_x,
+)
 
 __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrate_time_grid"]
 
@@ -238,6 +246,18 @@ def _planned_step(x, t, stage_t, plan: _Plan, drift, inplace, evaluations):
     return out, ks
 
 
+class _Call(_Evaluations):
+    """One `step`/`integrate` call's record: ``count`` (its evaluations, stored as `nfe`)
+    and ``converged`` (`(B,)` bool, per chain, whether every implicit stage solve so far
+    converged; ``None`` before the first solve), stored as `solver_converged`."""
+
+    __slots__ = ("converged",)
+
+    def __init__(self) -> None:  # both slots here: no super() call per step
+        self.count = 0
+        self.converged: torch.Tensor | None = None
+
+
 class BaseRungeKuttaIntegrator(BaseIntegrator):
     r"""Generic Runge-Kutta integrator driven by a Butcher tableau.
 
@@ -249,10 +269,16 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     $-1/\text{order}$) and ``fsal``.
 
     Stage $i$: $k_i = f(x + h\sum_{j<i} a_{ij}k_j,\; t + c_i h)$; an implicit
-    stage solves $k_i = f(\text{base} + h a_{ii} k_i, t_i)$ by Picard iteration
-    (``solver_max_iter`` evaluations; early exit every ``solver_check_every`` iterations once
-    the RMS change of the stage state is below ``solver_tol``). Update
-    $x_{n+1} = x_n + h\sum_i b_i k_i$.
+    stage solves $k_i = f(\text{base} + h a_{ii} k_i, t_i)$ by Picard iteration on the
+    stage state $z = \text{base} + h a_{ii} k_i$ (``solver_max_iter`` evaluations). It
+    converges when $|h a_{ii}|\,\mathrm{Lip}(f) < 1$, by that factor per evaluation; a
+    solve that runs out of evaluations returns a truncated iterate, which is not the
+    implicit step. Per chain, a solve converged when its last two stage states agree to
+    ``solver_tol`` (`rows_close`); `solver_converged` reports, after each call, the chains
+    whose every solve converged (no host sync), and the samplers that step such an
+    integrator warn once per ``sample()`` about the rest. Every ``solver_check_every``
+    iterations (0 = never) a solve stops early once every chain converged (one host sync
+    per check). Update $x_{n+1} = x_n + h\sum_i b_i k_i$.
 
     Adaptive path (when ``error_weights`` is defined): embedded error
     $\mathrm{err} = h\sum_i e_i k_i$, scale $\mathrm{atol} + \mathrm{rtol}\max(|x|,|y|)$,
@@ -276,9 +302,13 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         max_factor: Largest step growth factor.
         max_step_size: Upper bound on ``|h|`` in the adaptive path.
         norm: Error norm ``norm(z) -> scalar`` (default: RMS over all elements).
-        solver_max_iter: Picard evaluations per implicit stage (>= 1).
-        solver_tol: Early-exit tolerance of the Picard iteration.
-        solver_check_every: Check convergence every this many iterations (0 = never).
+        solver_max_iter: Picard evaluations per implicit stage (>= 1; one evaluation
+            is never reported converged).
+        solver_tol: Convergence tolerance of the Picard iteration: per chain, the RMS
+            change of the stage state relative to $\max(1, \operatorname{rms}(z))$,
+            floored at 64 machine epsilons of the dtype (`rows_close`).
+        solver_check_every: Stop a solve early, once every chain converged, checking every
+            this many iterations (0 = never: always ``solver_max_iter`` evaluations).
 
     Example:
         >>> class Ralston(BaseRungeKuttaIntegrator):
@@ -298,11 +328,13 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     order: int | None = None
     fsal: bool = False
 
+    _implicit = False  # a stage with a diagonal coefficient (set by `__init_subclass__`)
     __setstate__ = accept_089_pickle("_evaluations")  # objects pickled whole by torchebm 0.8.9
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         tableau_from_properties(cls)  # a 0.8.9 subclass's tableau properties
+        cls._implicit = has_implicit_stage(cls.tableau_a)
 
     def __init__(
         self,
@@ -347,6 +379,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         self.solver_max_iter = check_int("solver_max_iter", solver_max_iter, minimum=1)
         self.solver_tol = _check_non_negative_float("solver_tol", solver_tol)
         self.solver_check_every = check_int("solver_check_every", solver_check_every, minimum=0)
+        self._solver = _SolverRecord()
         self._validate_tableau()
 
     # ------------------------------------------------------------------ tableau
@@ -376,6 +409,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         counter: ``self`` is left unchanged."""
         new = copy.copy(self)
         new._evaluations = _Evaluations()
+        new._solver = _SolverRecord()
         new.atol, new.rtol = _check_tolerances(
             self.atol if atol is None else atol, self.rtol if rtol is None else rtol
         )
@@ -390,6 +424,31 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     def n_stages(self) -> int:
         return len(self.tableau_b)
 
+    @property
+    def solver_converged(self) -> torch.Tensor | None:
+        r"""`(B,)` bool: per chain, whether every implicit stage solve of the last
+        `step`/`integrate` call converged (stored when that call returns); `None` for an
+        explicit tableau and before the first call.
+
+        A solve converged for a chain when the RMS difference of its last two stage states
+        $z = \text{base} + h a_{ii} k$ is at most $\tau \max(1, \operatorname{rms}(z))$,
+        $\tau = \max(\texttt{solver\_tol}, 64\,\varepsilon_{\text{dtype}})$ (`rows_close`,
+        the rule of the symplectic integrators' `solver_converged`); a solve of one
+        evaluation counts as unconverged. An unconverged chain took a truncated Picard
+        iterate, not the implicit step: on $dx = -\lambda x\,dt + \sqrt 2\,dW$ backward
+        Euler-Maruyama with $h\lambda = 0.9$ and 8 evaluations has a stationary variance
+        three times the scheme's. Reading it does not synchronise with the device.
+
+        Example:
+            >>> from torchebm.integrators import BackwardEulerMaruyamaIntegrator
+            >>> bem = BackwardEulerMaruyamaIntegrator()
+            >>> _ = bem.step({"x": torch.ones(3, 1)}, 0.1, drift=lambda x, t: -x)
+            >>> bem.solver_converged
+            tensor([True, True, True])
+        """
+        record = solver_record(self)  # None: unpickled from a version without one
+        return None if record is None else record.converged
+
     # ------------------------------------------------------------------ core step
     def _rk(
         self,
@@ -403,7 +462,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         inplace: bool = False,
         plan: _Plan | None = None,
         *,
-        ev: _Evaluations,
+        ev: _Call,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One RK step from ``(x, t)`` with step ``h``; returns ``(y, stages)``.
 
@@ -412,7 +471,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         ``inplace``: ``x`` is owned by the loop (outside autograd) and ``y`` may reuse it.
         ``plan``: the scaled coefficients of an explicit tableau for this ``h`` (with
         ``stage_t``), built once per fixed-grid call: the same operations, no per-step
-        bookkeeping. ``ev``: the call's evaluation counter (`_begin_call`).
+        bookkeeping. ``ev``: the call's record (`_begin_call`): its evaluations, and the
+        convergence of the implicit solves, combined over the stages and steps of the call.
         """
         if plan is not None and stage_t is not None:
             return _planned_step(x, t, stage_t, plan, drift, inplace, ev)
@@ -435,28 +495,38 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 k = drift(base, ti)
                 nfe += 1
             else:
-                k, used = self._picard(base, ti, h, diag, drift)
+                k, used, ok = self._picard(base, ti, h, diag, drift)
                 nfe += used
+                if ev.converged is None:
+                    ev.converged = ok
+                else:
+                    ev.converged &= ok  # a fresh mask owned by the call
             ks.append(k)
         ev.count += nfe
         return _combine(x, h, self.tableau_b, ks, inplace), ks
 
     def _picard(self, base, ti, h, diag, drift):
-        """Solve ``k = f(base + h*diag*k, ti)`` by fixed-point iteration; returns ``(k, nfe)``."""
+        """Solve ``k = f(base + h*diag*k, ti)`` by fixed-point iteration on the stage state
+        ``z = base + h*diag*k``; returns ``(k, nfe, converged)``.
+
+        ``converged`` `(B,)` bool: per chain, whether the last two stage states are
+        `rows_close` (no host sync); all False after a single evaluation (nothing to
+        compare). Every ``solver_check_every`` iterations the loop stops once every chain
+        converged, by the same test (one host sync per check).
+        """
+        n, check, tol = self.solver_max_iter, self.solver_check_every, self.solver_tol
         k = drift(base, ti)
-        used = 1
-        check = self.solver_check_every
-        for it in range(1, self.solver_max_iter):
-            k_new = drift(_combine(base, h, (diag,), (k,)), ti)
+        z, z_prev, used = _combine(base, h, (diag,), (k,)), None, 1
+        while used < n:
+            k = drift(z, ti)
+            z_prev, z = z, _combine(base, h, (diag,), (k,))
             used += 1
-            if check > 0 and it % check == 0:
-                change = float(rms_norm((k_new - k) * (h * diag)))
-                k = k_new
-                if change <= self.solver_tol:
+            if check > 0 and (used - 1) % check == 0 and used < n:
+                if bool(rows_close(z_prev, z, tol).all()):
                     break
-            else:
-                k = k_new
-        return k, used
+        if z_prev is None:
+            return k, used, torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+        return k, used, rows_close(z_prev, z, tol)
 
     def _plan(self, h: float) -> _Plan | None:
         """`_Plan` of an explicit tableau for the float step ``h`` (``None``: implicit)."""
@@ -555,18 +625,21 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         return self._end_call(ev, {"x": self._fixed(x, times, dts, advance)})
 
     # ------------------------------------------------------------------ loops
-    def _begin_call(self, state: dict, drift: Any) -> tuple[torch.Tensor, Drift, _Evaluations]:
-        """``state["x"]``, ``drift`` (checked) and the evaluation counter of a `step`/`integrate`
-        call: its own, stored as `nfe` by `_end_call` (a drift that calls this integrator
-        again does not change it); outside `checked_inputs` the drift's output shape is
-        checked at every evaluation (`checked_field`: no host read)."""
+    def _begin_call(self, state: dict, drift: Any) -> tuple[torch.Tensor, Drift, _Call]:
+        """``state["x"]``, ``drift`` (checked) and the record of a `step`/`integrate` call:
+        its own, stored as `nfe` and `solver_converged` by `_end_call` (a drift that calls
+        this integrator again does not change it); outside `checked_inputs` the drift's
+        output shape is checked at every evaluation (`checked_field`: no host read)."""
         x = state_x(state)
         drift = checked_field("drift", _require_callable("drift", drift, "drift(x, t)"), x)
-        return x, drift, _Evaluations()
+        return x, drift, _Call()
 
-    def _end_call(self, ev: _Evaluations, out: dict) -> dict:
-        """``out``, with the call's count ``ev`` stored as `nfe` (the last call's)."""
+    def _end_call(self, ev: _Call, out: dict) -> dict:
+        """``out``, with the call's record ``ev`` stored as `nfe` and, for a tableau with
+        an implicit stage, `solver_converged` (the last call's)."""
         self._evaluations.count = ev.count
+        if self._implicit:
+            cast(_SolverRecord, solver_record(self, create=True)).converged = ev.converged
         return out
 
     def _resolve_adaptive(self, adaptive: bool | None) -> bool:
@@ -653,7 +726,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 x = advance(x, t_rows[j], dts[i], stage_ts[j], owned and i > 0, plan)
         return x
 
-    def _adaptive(self, x, times: torch.Tensor, step_size: Any, drift: Drift, ev: _Evaluations):
+    def _adaptive(self, x, times: torch.Tensor, step_size: Any, drift: Drift, ev: _Call):
         t0, t1 = (float(v) for v in times[[0, -1]].tolist())
         span = abs(t1 - t0)
         if span == 0.0:
@@ -838,7 +911,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._noise_first = any(len(r) > i and r[i] != 0.0 for i, r in enumerate(cls.tableau_a))
+        cls._noise_first = cls._implicit
 
     # ------------------------------------------------------------------ noise
     @staticmethod

@@ -15,7 +15,7 @@ import torch
 from torchebm.core import BaseIntegrator
 from torchebm.core.errors import _CHECKED, ConfigurationError, check_int
 from torchebm.integrators._compat_089 import accept_089_pickle
-from torchebm.integrators._state import fits, rows_close
+from torchebm.integrators._state import _SolverRecord, fits, rows_close, solver_record
 
 __all__ = ["BaseSymplecticIntegrator"]
 
@@ -186,14 +186,5 @@ class BaseSymplecticIntegrator(BaseIntegrator):
             >>> gl.solver_converged
             tensor([True, True, True])
         """
-        return self._solver.converged
-
-
-class _SolverRecord:
-    """Convergence of the implicit solves of the last call: a plain object, so that a call
-    stores it without going through `nn.Module.__setattr__`."""
-
-    __slots__ = ("converged",)
-
-    def __init__(self) -> None:
-        self.converged: torch.Tensor | None = None
+        record = solver_record(self)  # None: unpickled from a version without one
+        return None if record is None else record.converged

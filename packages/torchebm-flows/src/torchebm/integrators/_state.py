@@ -13,9 +13,11 @@ from torchebm.core.errors import check_tensor
 __all__ = [
     "autograd_ready",
     "fits",
+    "has_implicit_stage",
     "own_gradient",
     "rms_norm",
     "rows_close",
+    "solver_record",
     "state_x",
     "tolerance",
 ]
@@ -33,6 +35,12 @@ def fits(shape: Sequence[int], target: Sequence[int]) -> bool:
     if len(shape) > len(target):
         return False
     return all(a == b or a == 1 for a, b in zip(reversed(shape), reversed(target)))
+
+
+def has_implicit_stage(tableau_a: Sequence[Sequence[float]]) -> bool:
+    r"""Whether a Butcher matrix (row ``i``: $a_{i0}, \dots$, optionally the diagonal
+    $a_{ii}$) has a stage with a non-zero diagonal coefficient, solved implicitly."""
+    return any(len(row) > i and row[i] != 0.0 for i, row in enumerate(tableau_a))
 
 
 def rms_norm(z: torch.Tensor) -> torch.Tensor:
@@ -67,6 +75,26 @@ def rows_close(a: torch.Tensor, b: torch.Tensor, tol: float) -> torch.Tensor:
         af, bf = a.detach().reshape(a.shape[0], -1), b.detach().reshape(b.shape[0], -1)
         scale = bf.square().mean(1).sqrt().clamp(min=1.0)
         return (af - bf).square().mean(1).sqrt() <= tolerance(tol, a.dtype) * scale
+
+
+class _SolverRecord:
+    """Convergence of the implicit solves of an integrator's last call (``converged``:
+    `(B,)` bool or ``None``): a plain object, so that a call stores it without going
+    through `nn.Module.__setattr__`."""
+
+    __slots__ = ("converged",)
+
+    def __init__(self) -> None:
+        self.converged: torch.Tensor | None = None
+
+
+def solver_record(integrator: Any, create: bool = False) -> _SolverRecord | None:
+    """``integrator``'s `_SolverRecord`; one unpickled from a version that had none has
+    ``None`` (``create``: a new record, stored)."""
+    record = vars(integrator).get("_solver")
+    if record is None and create:
+        record = integrator._solver = _SolverRecord()
+    return record
 
 
 def autograd_ready(value: Any) -> Any:

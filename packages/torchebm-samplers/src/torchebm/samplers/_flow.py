@@ -40,6 +40,11 @@ from torchebm.interpolants import (
     resolve_interpolant,
 )
 from torchebm.samplers._compat_089 import flow_overrides
+from torchebm.samplers._implicit_solves import (
+    add_unconverged,
+    unconverged_counter,
+    warn_unconverged,
+)
 
 if TYPE_CHECKING:
     from torchebm.core import SamplerContext
@@ -108,6 +113,9 @@ class FlowState(SamplerState):
             `t_i`; `None` in ODE mode.
         grid_drift: SDE: whether the integrator evaluates the drift only at the start of
             each step (Euler-Maruyama), so the table drift of grid time `t_i` serves it.
+        n_unconverged: A fixed-step integrator with an implicit stage: `(B,)` int64, per
+            chain, the steps of the call whose implicit solve did not converge (shared);
+            `None` otherwise.
     """
 
     t: torch.Tensor | None = shared_field()
@@ -117,6 +125,7 @@ class FlowState(SamplerState):
     drift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = shared_field()
     sde_table: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = shared_field()
     grid_drift: bool = shared_field(False)
+    n_unconverged: torch.Tensor | None = shared_field()
 
 
 def _parse_prediction(prediction: Any) -> PredictionType:
@@ -211,7 +220,10 @@ class FlowSampler(BaseSampler):
         dtype: Chain dtype when the model has no parameters.
         device: Chain device when the model has no parameters.
         integrator: ODE: any Runge-Kutta integrator (default ``"dopri5"``); SDE: a
-            fixed-step SDE integrator (default ``"euler_maruyama"``).
+            fixed-step SDE integrator (default ``"euler_maruyama"``). A fixed-step one with
+            an implicit stage (``"backward_euler_maruyama"``) has its `solver_converged`
+            counted per chain at each step; ``sample()`` ends with one ``RuntimeWarning`` if
+            a solve did not converge (a truncated iterate: biased samples).
         n_steps: Default number of grid steps (class default 50 for ODE, 250 for SDE).
         nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
             ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`). An
@@ -531,6 +543,7 @@ class FlowSampler(BaseSampler):
         state = FlowState(x=x, t=grid[0], times=times, grid=grid)
         if not self._adaptive:  # the integrator's t at each step: views, made once
             state.t_batch = list(grid.unsqueeze(1).expand(-1, x.shape[0]).unbind(0))
+            state.n_unconverged = unconverged_counter(self.integrator, x)
         if self.mode == "sde":
             a, b, d = self._sde_table(grid)
             state.sde_table = list(zip(a.unbind(0), b.unbind(0), d.unbind(0)))
@@ -570,6 +583,8 @@ class FlowSampler(BaseSampler):
             x = self.integrator.step(
                 {"x": x}, times[i + 1] - times[i], drift=drift, t=state.t_batch[i]
             )["x"]
+        if state.n_unconverged is not None:  # a fixed step with an implicit stage
+            add_unconverged(state.n_unconverged, self.integrator)
         state.t = grid[i + n]
         if i + n == ctx.n_steps and self.mode == "sde" and self.last_step is not None:
             x = self._apply_last_step(x, state, ctx)
@@ -592,6 +607,17 @@ class FlowSampler(BaseSampler):
         alpha = self.interpolant.compute_alpha_t(tb)[0]
         sigma = self.interpolant.compute_sigma_t(tb)[0]
         return (x + sigma.square() * score) / alpha
+
+    def finish(self, state: FlowState, ctx: SamplerContext) -> None:
+        """One `RuntimeWarning` if a fixed-step integrator's implicit solves did not
+        converge at some steps of the call (how many, in how many chains, and the remedy);
+        one host sync, none for an explicit or adaptive integrator.
+
+        Args:
+            state: The final `FlowState` (its ``n_unconverged`` counts).
+            ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext].
+        """
+        warn_unconverged(self, state.n_unconverged)
 
     def compute_diagnostics(self, state: FlowState, ctx: SamplerContext) -> dict[str, torch.Tensor]:
         out = super().compute_diagnostics(state, ctx)

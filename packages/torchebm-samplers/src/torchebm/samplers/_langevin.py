@@ -27,6 +27,11 @@ from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
 from torchebm.samplers._compat import explain_energy_call, resolve_model
 from torchebm.samplers._compat_089 import langevin_overrides
+from torchebm.samplers._implicit_solves import (
+    add_unconverged,
+    unconverged_counter,
+    warn_unconverged,
+)
 
 __all__ = ["LangevinDynamics", "LangevinState", "langevin_update"]
 
@@ -107,12 +112,16 @@ class LangevinState(SamplerState):
         owned: Whether `x` is the loop's own tensor (then updated in place).
         constants: `(step_size, noise_scale)` when both are constant during the call (read
             once), else `None` (read from their schedulers at every step).
+        n_unconverged: `(B,)` int64 for an integrator with an implicit stage: per chain,
+            the steps of the call whose implicit solve did not converge (shared: a restart
+            under `nan_policy="resample"` keeps the count); `None` otherwise.
     """
 
     update: Callable[..., torch.Tensor] | None = shared_field()
     chain: Callable[..., torch.Tensor] | None = shared_field()
     owned: bool = shared_field(False)
     constants: tuple[float, float] | None = shared_field()
+    n_unconverged: torch.Tensor | None = shared_field()
 
 
 class LangevinDynamics(BaseSampler):
@@ -142,7 +151,10 @@ class LangevinDynamics(BaseSampler):
         dtype: Chain dtype when the model has no parameters.
         device: Chain device when the model has no parameters.
         integrator: ``None`` (Euler-Maruyama), a registry name or an instance of the SDE
-            Runge-Kutta family (``"heun"``, ``"backward_euler_maruyama"``, ...).
+            Runge-Kutta family (``"heun"``, ``"backward_euler_maruyama"``, ...). With an
+            implicit stage, ``sample()`` counts per chain the steps whose solve did not
+            converge (its `solver_converged`) and ends with one ``RuntimeWarning`` if any
+            did: the step is then not the implicit scheme, and the samples are biased.
         n_steps: Default number of steps of ``sample()`` (class default 100).
         backend: ``"auto"`` (fused kernels of ``torchebm-cuda`` when installed and the
             chains are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"`` (requires
@@ -247,6 +259,7 @@ class LangevinDynamics(BaseSampler):
                 state.update, state.chain = fused, self._chain_kernel(ctx)
             elif type(integrator) is EulerMaruyamaIntegrator:
                 state.update = partial(langevin_update, noise_buffer=torch.empty_like(x))
+        state.n_unconverged = unconverged_counter(integrator, x)
         return state
 
     def _chain_kernel(self, ctx: SamplerContext) -> Any:
@@ -302,7 +315,21 @@ class LangevinDynamics(BaseSampler):
             state.owned = True  # from now on the loop's own tensor: updated in place
         else:  # another SDE integrator (Heun, ...): a different scheme, its own step
             state.x = self._integrator_step(x, eta, sigma, ctx)
+            if state.n_unconverged is not None:  # an implicit stage: count its failures
+                add_unconverged(state.n_unconverged, self.integrator)
         return state
+
+    def finish(self, state: LangevinState, ctx: SamplerContext) -> None:
+        """One `RuntimeWarning` if the integrator's implicit solves did not converge at some
+        steps of the call (how many, in how many chains, and the remedy: raise its
+        ``solver_max_iter`` or lower ``step_size``); one host sync, none for an explicit
+        integrator.
+
+        Args:
+            state: The final `LangevinState` (its ``n_unconverged`` counts).
+            ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext].
+        """
+        warn_unconverged(self, state.n_unconverged)
 
     def _integrator_step(
         self, x: torch.Tensor, eta: float, sigma: float, ctx: SamplerContext
