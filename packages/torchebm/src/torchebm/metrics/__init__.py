@@ -4,8 +4,11 @@ Part of the ``torchebm`` meta distribution (``pip install torchebm``); torch onl
 
 Every distance takes two batches of samples ``x`` of shape ``(N, *event_shape)`` and ``y``
 of shape ``(M, *event_shape)`` (event dimensions are flattened to ``D`` features), runs on
-their device in the promoted floating dtype, works on the pairwise quantities in blocks
-(so $10^4 \times 10^4$ pairs fit in memory) and returns a 0-d tensor. The samples are
+their device in the promoted floating dtype (float32 for float16/bfloat16 samples, the
+value rounded to their dtype at the end), works on the pairwise quantities in blocks
+(so $10^4 \times 10^4$ pairs fit in memory) and returns a 0-d tensor. The metrics are
+evaluation tools, not losses: not differentiable, the value carries no gradient (they run
+without autograd; a warning says so once when an input requires grad). The samples are
 centred and rescaled by a power of two (exact), each row of pairwise terms is summed in the
 data's dtype and the row totals in float64, so float32 samples of any scale (1e-30 or 1e20,
 where squared distances would underflow or overflow) give float64's result to a few
@@ -19,7 +22,8 @@ millionths (relative) even when the metric is 1e-4 of its terms.
 * `sliced_wasserstein`: the sliced $p$-Wasserstein distance over random directions.
 * `kernel_two_sample_test`: the MMD permutation test of $P = Q$ with its p-value.
 * `grid_log_partition` / `grid_nll`: $\log Z$ and the negative log-likelihood of a 2-D
-  energy by quadrature on an adaptive grid, with an error estimate.
+  energy by quadrature on an adaptive grid, with an error estimate (a `RuntimeWarning`
+  when it exceeds $10^{-2}$ nats).
 
 Example:
     >>> import torch

@@ -8,6 +8,7 @@ draws into that axes. Either way it returns the figure (``fig.savefig(path)`` wr
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -99,32 +100,77 @@ def landscape_values(
     ``E.min() + clip`` (for ``"energy"``) or log densities below ``max - clip`` (for
     ``"log_density"``) are set to that bound. It does not apply to ``"density"``.
 
+    Energies of ``+inf`` (hard walls: outside the support) have density 0; they are left
+    out of ``E.min()`` and of the colour range, and in the ``"energy"`` and
+    ``"log_density"`` views (where they have no finite value) they are masked: the result
+    is then a `numpy.ma.MaskedArray` whose masked cells a contour plot leaves blank. NaN and
+    ``-inf`` energies are refused.
+
     Args:
-        E: Energies ``(ny, nx)``.
+        E: Energies ``(ny, nx)``, ``nx, ny >= 2``, finite or ``+inf``.
         X: Grid x coordinates ``(ny, nx)`` (``"xy"`` meshgrid).
         Y: Grid y coordinates ``(ny, nx)``.
         kind: One of `LANDSCAPE_KINDS`.
         clip: Range of energy (or log density) shown, ``> 0``; ``None`` shows everything.
 
     Returns:
-        Array of the same shape as ``E``.
+        Array of the same shape as ``E`` (masked at ``+inf`` energies, except for
+        ``"density"``, which is 0 there).
+
+    Raises:
+        ShapeError: ``E``, ``X``, ``Y`` are not 2-D grids of one shape (``energy_grid``'s).
+        ConfigurationError: NaN or ``-inf`` energies, every energy ``+inf``, a bad ``kind``
+            or ``clip``.
+
+    Example:
+        >>> X, Y = np.meshgrid(np.linspace(0, 1, 3), np.linspace(0, 1, 3))
+        >>> E = np.where(X > 0.6, np.inf, 0.0)  # a wall at x = 1
+        >>> landscape_values(E, X, Y, "density")[0].round(3).tolist()
+        [1.333, 1.333, 0.0]
     """
     check_in("kind", kind, LANDSCAPE_KINDS)
-    if not np.isfinite(E).all():
-        bad = int((~np.isfinite(E)).sum())
+    _check_grids(E, X, Y)
+    wall = np.isposinf(E)
+    bad = int(np.isnan(E).sum() + np.isneginf(E).sum())
+    if bad:
         raise ConfigurationError(
-            f"the model returned {bad} non-finite energies on the grid; cannot plot them"
+            f"the model returned {bad} non-finite energies on the grid ({int(np.isnan(E).sum())} "
+            f"NaN, {int(np.isneginf(E).sum())} -inf); cannot plot them (+inf energies, "
+            "density 0, are accepted)"
+        )
+    if wall.all():
+        raise ConfigurationError(
+            "every energy on the grid is +inf (density 0 everywhere); nothing to plot"
         )
     if clip is not None:
         clip = check_positive("clip", clip)
+    e_min = E[~wall].min()
     if kind == "energy":
-        return E if clip is None else np.minimum(E, E.min() + clip)
-    shifted = -(E - E.min())
+        out = E if clip is None else np.minimum(E, e_min + clip)
+        return np.ma.masked_array(out, mask=wall) if wall.any() else out
+    shifted = -(E - e_min)  # -inf on the walls: exp gives their density 0
     log_z = np.log(_trapezoid_weights(X[0, :]) @ np.exp(shifted).T @ _trapezoid_weights(Y[:, 0]))
     log_p = shifted - log_z
     if kind == "log_density":
-        return log_p if clip is None else np.maximum(log_p, log_p.max() - clip)
+        out = log_p if clip is None else np.maximum(log_p, log_p.max() - clip)
+        return np.ma.masked_array(out, mask=wall) if wall.any() else out
     return np.exp(log_p)
+
+
+def _check_grids(E: Any, X: Any, Y: Any) -> None:
+    """`ShapeError` unless ``E``, ``X``, ``Y`` are 2-D arrays of one shape, >= 2 per axis."""
+    shapes = {name: np.shape(a) for name, a in (("E", E), ("X", X), ("Y", Y))}
+    for name, shape in shapes.items():
+        if len(shape) != 2 or min(shape) < 2:
+            raise ShapeError(
+                f"{name} must be a 2-D grid (ny, nx) with nx, ny >= 2 (as energy_grid returns), "
+                f"got shape {shape}"
+            )
+    if not shapes["E"] == shapes["X"] == shapes["Y"]:
+        raise ShapeError(
+            "E, X and Y must have one shape (ny, nx) (as energy_grid returns), got "
+            + ", ".join(f"{k} {v}" for k, v in shapes.items())
+        )
 
 
 def _trapezoid_weights(nodes: np.ndarray) -> np.ndarray:
@@ -157,6 +203,10 @@ def plot_energy_landscape(
     model_kwargs: dict[str, Any] | None = None,
 ) -> Figure:
     r"""Filled contour plot of a 2-D energy $E(x)$ or of its density $e^{-E}/Z$.
+
+    An energy of ``+inf`` (a hard wall) is density 0; the ``"energy"`` and
+    ``"log_density"`` views leave its cells blank (see
+    [`landscape_values`][torchebm.visualization.landscape_values]).
 
     Args:
         model: Energy model ``(B, 2) -> (B,)``.
@@ -441,8 +491,67 @@ def _ema(values: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
+_HISTORY_FORMS = (
+    "a sequence of numbers; a mapping name -> sequence of numbers; a sequence of per-epoch "
+    "metric dicts; or BaseTrainer.train's {'train': [{'loss': ...}, ...], 'val': [...]}"
+)
+
+
+def _is_records(v: Any) -> bool:
+    """A list/tuple of metric dicts (one per epoch; empty counts: a split never validated)."""
+    return isinstance(v, (list, tuple)) and all(isinstance(r, Mapping) for r in v)
+
+
+def _record_curves(records: Sequence[Mapping], prefix: str) -> dict[str, list]:
+    """One curve per metric of per-epoch dicts, in order of first appearance; an epoch
+    without the metric is NaN (a gap)."""
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    return {f"{prefix}{k}": [r.get(k, float("nan")) for r in records] for k in keys}
+
+
+def _history_curves(history: Any, ylabel: str) -> dict[str, Any]:
+    """``name -> values`` from any accepted form of ``history``."""
+    if isinstance(history, Mapping):
+        values = list(history.values())
+        if all(_is_records(v) for v in values) and any(len(v) for v in values):
+            curves: dict[str, Any] = {}
+            for split, records in history.items():  # BaseTrainer.train's history
+                curves.update(_record_curves(records, f"{split}/"))
+            if not curves:
+                raise ConfigurationError(f"history holds no epochs: {dict(history)!r}")
+            return curves
+        return {str(k): v for k, v in history.items()}
+    if _is_records(history) and len(history) > 0:
+        return _record_curves(history, "")
+    return {ylabel: history}
+
+
+def _curve_values(name: str, values: Any) -> np.ndarray:
+    """A curve as a 1-D float64 array, or a `TypeError` naming the entry and the forms."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(
+        values, (Sequence, np.ndarray, torch.Tensor)
+    ):
+        raise TypeError(
+            f"history[{name!r}] must be a sequence of numbers, got {type(values).__name__}; "
+            f"history may be {_HISTORY_FORMS}"
+        )
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        if not isinstance(v, numbers.Real):
+            raise TypeError(
+                f"history[{name!r}][{i}] must be a number (or a one-element tensor), got "
+                f"{type(v).__name__}; history may be {_HISTORY_FORMS}"
+            )
+        out.append(float(v))
+    if not out:
+        raise ShapeError(f"history[{name!r}] must be a non-empty 1-D sequence of numbers")
+    return np.asarray(out, dtype=np.float64)
+
+
 def plot_training_curves(
-    history: Sequence[float] | Mapping[str, Sequence[float]],
+    history: Sequence[Any] | Mapping[str, Any],
     *,
     ax: Axes | None = None,
     smoothing: float = 0.0,
@@ -454,40 +563,51 @@ def plot_training_curves(
     r"""Line plot of one or several training curves (loss, metrics) against the step.
 
     Args:
-        history: A sequence of numbers (one curve labelled ``ylabel``) or a mapping
-            ``name -> sequence`` (one curve per entry; sequences may differ in length).
+        history: One of
+            a sequence of numbers (one curve labelled ``ylabel``);
+            a mapping ``name -> sequence`` (one curve per entry; sequences may differ in
+            length);
+            a sequence of per-epoch metric dicts (one curve per metric); or the history
+            [`BaseTrainer.train`][torchebm.losses.BaseTrainer.train] returns,
+            ``{"train": [{"loss": ...}, ...], "val": [...]}`` (one curve per metric of
+            each split, named ``"train/loss"``, ``"val/<metric>"``; an empty split is
+            skipped). A metric missing from some epochs' dicts leaves a gap there.
+            Numbers may be Python/numpy numbers or one-element tensors.
         ax: Axes to draw into (default: a new figure).
         smoothing: Exponential moving-average weight in ``[0, 1)``; when ``> 0`` the raw
             curve is drawn faintly and the smoothed one on top. Non-finite values (a step
             skipped with ``nan_policy="skip"`` records a NaN loss) are gaps in the raw curve
             and are left out of the average, which carries its last value across them.
         logy: Logarithmic y axis (all values must then be positive).
-        xlabel: Label of the x axis.
+        xlabel: Label of the x axis (the x values count the entries from 1: pass
+            ``xlabel="epoch"`` for per-epoch metric dicts).
         ylabel: Label of the y axis.
         title: Axes title.
 
     Returns:
         The figure holding the plot.
 
+    Raises:
+        TypeError: ``history`` (or one of its entries) is none of the accepted forms; the
+            message lists them.
+        ShapeError: an empty curve.
+        ConfigurationError: no curve at all, ``smoothing`` outside ``[0, 1)``, or
+            ``logy=True`` with a value ``<= 0``.
+
     Example:
         >>> fig = plot_training_curves({"loss": [3.0, 2.0, 1.5, 1.2]}, smoothing=0.5)
+        >>> history = {"train": [{"loss": 2.0}, {"loss": 1.0}], "val": [{"nll": 3.0}, {"nll": 2.5}]}
+        >>> [line.get_label() for line in plot_training_curves(history).axes[0].get_lines()]
+        ['train/loss', 'val/nll']
     """
-    if isinstance(history, Mapping):
-        curves = {str(k): v for k, v in history.items()}
-    else:
-        curves = {ylabel: history}
+    curves = _history_curves(history, ylabel)
     if not curves:
         raise ConfigurationError("history must hold at least one curve, got an empty mapping")
     if not (0.0 <= float(smoothing) < 1.0):
         raise ConfigurationError(f"smoothing must be in [0, 1), got {smoothing!r}")
+    ys = {name: _curve_values(name, values) for name, values in curves.items()}
     fig, ax = _figure_and_axes(ax, (6.0, 4.0))
-    for i, (name, values) in enumerate(curves.items()):
-        y = np.asarray(
-            [float(v.item()) if isinstance(v, torch.Tensor) else float(v) for v in values],
-            dtype=np.float64,
-        )
-        if y.ndim != 1 or y.size == 0:
-            raise ShapeError(f"history[{name!r}] must be a non-empty 1-D sequence of numbers")
+    for i, (name, y) in enumerate(ys.items()):
         if logy and (y <= 0).any():
             raise ConfigurationError(f"logy=True needs positive values, history[{name!r}] has <= 0")
         steps = np.arange(1, y.size + 1)
@@ -506,6 +626,22 @@ def plot_training_curves(
     if title is not None:
         ax.set_title(title)
     return fig
+
+
+def _interpolant(value: Any, method: str, owner: str) -> Any:
+    """A registered name through `torchebm.interpolants.resolve_interpolant`; a
+    `BaseInterpolant` or any object with ``method`` as it is; anything else a `TypeError`."""
+    from torchebm.core import BaseInterpolant
+    from torchebm.interpolants import INTERPOLANT_NAMES, resolve_interpolant
+
+    if isinstance(value, str):
+        return resolve_interpolant(value, owner=owner)
+    if isinstance(value, BaseInterpolant) or callable(getattr(value, method, None)):
+        return value
+    raise TypeError(
+        f"{owner}: interpolant must be a registered name ({', '.join(map(repr, INTERPOLANT_NAMES))}), "
+        f"a BaseInterpolant or an object with a {method}() method, got {type(value).__name__}"
+    )
 
 
 def _interpolate(interpolant: Any, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor):
@@ -531,8 +667,10 @@ def plot_interpolant_paths(
     data, the convention of `torchebm.interpolants`).
 
     Args:
-        interpolant: Any object with ``interpolate(x0, x1, t) -> (x_t, u_t)`` (every
-            [`BaseInterpolant`][torchebm.core.BaseInterpolant]).
+        interpolant: A registered name (``"linear"``, ``"cosine"``, ``"vp"``, ``"ve"``,
+            ``"edm"``: see [`resolve_interpolant`][torchebm.interpolants.resolve_interpolant]),
+            a [`BaseInterpolant`][torchebm.core.BaseInterpolant], or any object with
+            ``interpolate(x0, x1, t) -> (x_t, u_t)``.
         x0: Noise endpoints ``(B, 2)``.
         x1: Data endpoints ``(B, 2)``.
         n_times: Number of times in ``[0, 1]`` per path.
@@ -544,14 +682,20 @@ def plot_interpolant_paths(
     Returns:
         The figure holding the plot.
 
+    Raises:
+        TypeError: ``interpolant`` is none of the accepted kinds.
+        ConfigurationError: an unknown interpolant name.
+
     Example:
         >>> import torch
+        >>> fig = plot_interpolant_paths("cosine", torch.randn(8, 2), torch.ones(8, 2))
         >>> class Linear:
         ...     def interpolate(self, x0, x1, t):
         ...         t = t[:, None]
         ...         return t * x1 + (1 - t) * x0, x1 - x0
         >>> fig = plot_interpolant_paths(Linear(), torch.randn(8, 2), torch.ones(8, 2))
     """
+    interpolant = _interpolant(interpolant, "interpolate", "plot_interpolant_paths")
     a = torch.as_tensor(_points("x0", x0), dtype=torch.float64)
     b = torch.as_tensor(_points("x1", x1), dtype=torch.float64)
     if a.shape != b.shape:
@@ -620,16 +764,28 @@ def plot_interpolant_schedules(
     and a note in the corner gives the full range of the values.
 
     Args:
-        interpolant: Object with ``compute_alpha_t(t) -> (alpha, d_alpha)`` and
-            ``compute_sigma_t(t) -> (sigma, d_sigma)`` (every
-            [`BaseInterpolant`][torchebm.core.BaseInterpolant]).
+        interpolant: A registered name (``"linear"``, ``"cosine"``, ``"vp"``, ``"ve"``,
+            ``"edm"``: see [`resolve_interpolant`][torchebm.interpolants.resolve_interpolant]),
+            a [`BaseInterpolant`][torchebm.core.BaseInterpolant], or any object with
+            ``compute_alpha_t(t) -> (alpha, d_alpha)`` and
+            ``compute_sigma_t(t) -> (sigma, d_sigma)``.
         n_times: Number of times in ``[0, 1]``.
         ax: Axes to draw into (default: a new figure).
         title: Axes title (default: the interpolant's class name).
 
     Returns:
         The figure holding the plot.
+
+    Raises:
+        TypeError: ``interpolant`` is none of the accepted kinds.
+        ConfigurationError: an unknown interpolant name.
+
+    Example:
+        >>> fig = plot_interpolant_schedules("vp")
+        >>> fig.axes[0].get_title()
+        'VariancePreservingInterpolant'
     """
+    interpolant = _interpolant(interpolant, "compute_alpha_t", "plot_interpolant_schedules")
     n_times = check_int("n_times", n_times, minimum=2)
     t = torch.linspace(0.0, 1.0, n_times, dtype=torch.float64)
     alpha, d_alpha = interpolant.compute_alpha_t(t)
