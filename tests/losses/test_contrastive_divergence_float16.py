@@ -40,3 +40,41 @@ def test_cd_loss_and_gradient_in_float16_with_energies_near_300():
     loss, ref = float(loss.detach()), float(ref.detach())
     assert abs(loss - ref) < 2e-3 * float(e_neg.detach().mean()), (loss, ref)
     assert abs(float(model.w.grad) - float(grad)) < 2e-3 * abs(float(grad)), float(model.w.grad)
+
+
+class _Quadratic(nn.Module):
+    """``E = w . [x, x^2] + b``: one linear layer, so under autocast the energy is bfloat16."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 1)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([[0.3, -0.2, 0.5, 0.5]]))
+
+    def forward(self, x):
+        return self.lin(torch.cat([x, x.square()], dim=1)).squeeze(-1)
+
+
+def test_cd_loss_under_bfloat16_autocast_is_float32_and_close_to_the_float32_loss():
+    # the energies are bfloat16 under autocast; the difference of their means was taken in
+    # bfloat16 (loss 0.859375 for 0.86039) while every other loss returns float32
+    torch.manual_seed(0)
+    model = _Quadratic()
+    gen = torch.Generator().manual_seed(1)
+    x = 1.0 + torch.randn(256, 2, generator=gen)
+    neg = torch.randn(256, 2, generator=gen)
+    loss_fn = ContrastiveDivergence(model, TinyLangevin(model), k_steps=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = loss_fn.compute_loss(x, neg)
+        e_pos, e_neg = model(x).detach(), model(neg).detach()
+    assert e_pos.dtype == torch.bfloat16  # what the loss gets
+    e_pos, e_neg = e_pos.float(), e_neg.float()
+    ref = e_pos.mean() - e_neg.mean() + 1e-3 * (e_pos.square().mean() + e_neg.square().mean())
+    assert loss.dtype == torch.float32
+    loss = loss.detach()
+    # the float32 sums of the same energies agree to float32 rounding (bfloat16 sums
+    # were off by about 2^-8 of the means)
+    assert abs(float(loss) - float(ref)) < 1e-5 * max(1.0, float(e_pos.abs().mean())), (
+        float(loss),
+        float(ref),
+    )

@@ -151,12 +151,15 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
             )
         e_pos = self.energy(x_pos, conditioning)
         e_neg = self.energy(negatives.to(dtype=x.dtype), conditioning)
+        # in float32 at least, returned in the data's dtype (as the other losses do): under
+        # autocast the difference of two close means lost its digits in bfloat16, and
+        # E = 300 squared overflowed float16
+        wide = torch.promote_types(e_pos.dtype, torch.float32)
+        e_pos, e_neg = e_pos.to(wide), e_neg.to(wide)
         loss = e_pos.mean() - e_neg.mean()
-        if reg > 0:  # squared in float32 at least: E = 300 overflowed float16 (loss inf)
-            wide = torch.promote_types(e_pos.dtype, torch.float32)
-            sq = e_pos.to(wide).pow(2).mean() + e_neg.to(wide).pow(2).mean()
-            loss = loss + (reg * sq).to(loss.dtype)
-        return loss
+        if reg > 0:
+            loss = loss + reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+        return loss.to(x.dtype)
 
 
 class PersistentContrastiveDivergence(ContrastiveDivergence):
