@@ -37,6 +37,11 @@ class BaseScoreMatching(BaseLoss):
     resolves the conditioning, calls [`compute_loss`][torchebm.losses.BaseScoreMatching.compute_loss] (the one method a subclass
     implements), adds the regulariser and applies the non-finite policy.
 
+    The batch ``x`` is detached: the loss trains the energy's parameters and passes no
+    gradient back to ``x`` (the score is a derivative with respect to a fresh leaf copy of
+    it), so an encoder that produces ``x`` is not trained through this loss; contrastive
+    divergence and the flow-matching objectives do pass gradients to their data.
+
     Regularisation: with ``regularization_strength`` $\lambda > 0$ the loss gains
     $\lambda\, R(x)$ where $R$ is ``custom_regularization(x, model)`` when
     given, else the mean squared energy-gradient norm
