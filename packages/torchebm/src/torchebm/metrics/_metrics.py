@@ -188,9 +188,7 @@ def median_bandwidth(
     2048 pooled points a random subset of 2048 (drawn with ``generator``) is used.
     Float16/bfloat16 samples are computed in float32.
 
-    Not differentiable: the value carries no gradient (the samples are detached and the
-    pairwise terms summed in blocks without autograd, for memory); it is an evaluation
-    tool, not a training loss.
+    Not differentiable (an evaluation tool, computed without autograd): no gradient.
 
     Args:
         x: Samples ``(N, *event_shape)``.
@@ -335,9 +333,7 @@ def mmd2(
     Float16/bfloat16 samples are computed in float32 (summed in their own dtype, a value
     near 0 was off by up to 20 %) and the value is rounded to their dtype at the end.
 
-    Not differentiable: the value carries no gradient (the samples are detached and the
-    pairwise terms summed in blocks without autograd, for memory); it is an evaluation
-    tool, not a training loss.
+    Not differentiable (an evaluation tool, computed without autograd): no gradient.
 
     Args:
         x: Samples ``(N, *event_shape)``, ``N >= 2``.
@@ -406,9 +402,7 @@ def energy_distance(
     pairs (the V-statistic, $\ge 0$). Float16/bfloat16 samples are computed in float32
     and the value is rounded to their dtype at the end.
 
-    Not differentiable: the value carries no gradient (the samples are detached and the
-    pairwise terms summed in blocks without autograd, for memory); it is an evaluation
-    tool, not a training loss.
+    Not differentiable (an evaluation tool, computed without autograd): no gradient.
 
     Args:
         x: Samples ``(N, *event_shape)``, ``N >= 2``.
@@ -497,9 +491,7 @@ def sliced_wasserstein(
     Float16/bfloat16 samples are computed in float32 (directions drawn in float32 too) and
     the value is rounded to their dtype at the end.
 
-    Not differentiable: the value carries no gradient (the samples are detached and the
-    pairwise terms summed in blocks without autograd, for memory); it is an evaluation
-    tool, not a training loss.
+    Not differentiable (an evaluation tool, computed without autograd): no gradient.
 
     Args:
         x: Samples ``(N, *event_shape)``, ``N >= 2``.
@@ -589,9 +581,7 @@ def kernel_two_sample_test(
     samples are computed in float32 (kernel matrix included); the statistics and
     bandwidths are returned in their dtype.
 
-    Not differentiable: the value carries no gradient (the samples are detached and the
-    pairwise terms summed in blocks without autograd, for memory); it is an evaluation
-    tool, not a training loss.
+    Not differentiable (an evaluation tool, computed without autograd): no gradient.
 
     Args:
         x: Samples ``(N, *event_shape)``, ``N >= 2``.

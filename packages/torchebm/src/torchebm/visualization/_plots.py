@@ -774,11 +774,11 @@ def plot_interpolant_schedules(
         title: Axes title (default: the interpolant's class name).
 
     Returns:
-        The figure holding the plot.
+        The figure with the four curves (alpha, sigma and their derivatives in t).
 
     Raises:
-        TypeError: ``interpolant`` is none of the accepted kinds.
-        ConfigurationError: an unknown interpolant name.
+        TypeError: A value that is not a registry name, an interpolant or an object with
+            the two methods; a name the registry lacks is a `ConfigurationError`.
 
     Example:
         >>> fig = plot_interpolant_schedules("vp")
