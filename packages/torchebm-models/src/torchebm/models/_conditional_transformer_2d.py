@@ -153,6 +153,19 @@ class ConditionalTransformer2D(TorchEBMModule):
         self.num_patches = self.grid_size**2
         self.use_sincos_pos_embed = bool(use_sincos_pos_embed)
 
+        # the embedders in torchebm 0.8.9's parameter order (time, labels, patches): its
+        # optimizer checkpoints index the parameters by position
+        self.t_embedder = (
+            MLPTimestepEmbedder(self.cond_dim, frequency_embedding_size) if time_embedding else None
+        )
+        self.num_classes = (
+            None if num_classes is None else check_int("num_classes", num_classes, minimum=1)
+        )
+        self.y_embedder = (
+            LabelEmbedder(self.num_classes, self.cond_dim, class_dropout_prob)
+            if self.num_classes is not None
+            else None
+        )
         self.x_embedder = ConvPatchEmbed2d(
             in_channels=self.in_channels, embed_dim=self.embed_dim, patch_size=self.patch_size
         )
@@ -165,17 +178,6 @@ class ConditionalTransformer2D(TorchEBMModule):
             self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, self.embed_dim))
             nn.init.normal_(self.pos_embed, std=0.02)
             self.register_load_state_dict_pre_hook(zero_089_pos_embed)  # before the renames
-        self.t_embedder = (
-            MLPTimestepEmbedder(self.cond_dim, frequency_embedding_size) if time_embedding else None
-        )
-        self.num_classes = (
-            None if num_classes is None else check_int("num_classes", num_classes, minimum=1)
-        )
-        self.y_embedder = (
-            LabelEmbedder(self.num_classes, self.cond_dim, class_dropout_prob)
-            if self.num_classes is not None
-            else None
-        )
         self.blocks = nn.ModuleList(
             AdaLNZeroBlock(
                 embed_dim=self.embed_dim,

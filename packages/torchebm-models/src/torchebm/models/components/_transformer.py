@@ -326,8 +326,10 @@ class AdaLNZeroPatchHead(nn.Module):
             None if grid_size is None else (int(grid_size[0]), int(grid_size[1]))
         )
         self.norm_final = plain_layer_norm(self.embed_dim, eps)
-        self.linear = nn.Linear(self.embed_dim, self.patch_size**2 * self.out_channels)
+        # the modulation first: torchebm 0.8.9's parameter order, which its optimizer
+        # checkpoints index by position (the DiT reference registers linear first)
         self.adaLN_modulation = adaln_modulation(self.cond_dim, self.embed_dim, 2)
+        self.linear = nn.Linear(self.embed_dim, self.patch_size**2 * self.out_channels)
         zero_init(self.linear)
         accept_089_keys(self, {"modulation.": "adaLN_modulation.", "proj.": "linear."})
 
