@@ -213,6 +213,14 @@ def test_eqm_with_global_coupling_under_ddp(ranks):
         assert diff < GRAD_TOL, diff
 
 
+def test_fsdp2_score_matching_trainer_resumes_without_state_for_a_gradient_free_parameter(ranks):
+    # the output bias has no gradient under DSM, so Adam keeps no state for it; loading
+    # the FSDP2 optimizer checkpoint raised "Missing optimizer state for parameter 'bias'"
+    t0 = ranks[0]["fsdp_dsm_trainer"]
+    assert t0["unbroken"] and set(t0["unbroken"]) == set(t0["resumed"])
+    assert all(torch.equal(t0["unbroken"][k], t0["resumed"][k]) for k in t0["unbroken"])
+
+
 def test_fsdp2_pcd_trainer_resume_is_bit_identical(ranks):
     t0 = ranks[0]["fsdp_pcd_trainer"]
     assert t0["unbroken"] and set(t0["unbroken"]) == set(t0["resumed"])

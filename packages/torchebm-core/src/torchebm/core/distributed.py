@@ -464,7 +464,7 @@ def load_optimizer_state_dict(
         from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
         set_optimizer_state_dict(
-            inner, optimizer, state, options=_dcp_options(full_state_dict=True)
+            inner, optimizer, state, options=_dcp_options(full_state_dict=True, strict=False)
         )
         return
     optimizer.load_state_dict(state)
