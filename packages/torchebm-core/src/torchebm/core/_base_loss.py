@@ -30,8 +30,8 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
 
     Non-finite losses are never replaced. ``nan_policy`` decides what a NaN/inf loss does:
     ``"raise"`` (default) raises [`NonFiniteError`][torchebm.core.errors.NonFiniteError]
-    (one host read per call); ``"warn"`` warns and returns it; ``"deferred"`` makes no
-    host sync and raises at the next call (or at
+    (one host read per call); ``"warn"`` warns and returns it (NaN/inf *data* raises under
+    both); ``"deferred"`` makes no host sync and raises at the next call (or at
     [`check_finite`][torchebm.core.BaseLoss.check_finite]) naming the failed call;
     ``"ignore"`` does not check.
 

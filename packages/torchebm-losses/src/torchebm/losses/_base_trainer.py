@@ -350,7 +350,11 @@ class BaseTrainer:
             drops the window's gradients, warns and counts `skipped_steps` (the
             optimizer and schedulers do not step); ``"ignore"`` checks nothing (no host
             synchronisation at all). With fp16 loss scaling the gradient check is left to
-            the ``GradScaler``, which skips overflowing steps itself.
+            the ``GradScaler``, which skips overflowing steps itself. NaN/inf in a *batch*
+            is refused by the loss before any backward pass under its ``"raise"`` or
+            ``"warn"`` policy (a ``NonFiniteError`` on that rank alone, which ends a
+            multi-rank run); build the loss with ``nan_policy="ignore"`` for ``"skip"`` to
+            drop such a window on every rank instead.
         unshard_during_step: FSDP2 only: run each micro-batch's forward and backward inside
             [`unsharded`][torchebm.core.distributed.unsharded] (weights gathered once per step
             instead of once per model call; required by losses that back-propagate through
