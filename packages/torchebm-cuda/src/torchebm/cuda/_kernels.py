@@ -8,7 +8,8 @@ float64 and rounded to the compute dtype like torch rounds a Python scalar) with
 floating-point contraction (FMA) disabled, in the operation order of the eager fallback. With
 supplied noise the update uses only ``+ - *``, so each operation is rounded as the fallback
 rounds it and the results are meant to agree bit for bit (checked exactly in Triton's CPU
-interpreter; the GPU tests allow float32 tolerance).
+interpreter for float32, float64 and float16, where the interpreter truncates float32 to
+bfloat16 instead of rounding; the GPU tests allow float32 tolerance).
 
 Random numbers: counter-based Philox (Salmon et al., 2011) keyed by a 64-bit seed that is
 read from device memory (so drawing it from a ``torch.Generator`` needs no host sync and is
@@ -74,11 +75,14 @@ def _scalar(v, F64: tl.constexpr):
     """A float64 kernel argument in the compute dtype (rounded like torch rounds a Python scalar).
 
     ``v`` is a Python float under ``TRITON_INTERPRET=1``; multiplying it by a float64 one makes
-    it a tensor in every Triton version (Triton 3.6 has no ``tl.to_tensor``)."""
+    it a float64 tensor in every Triton version (Triton 3.6 has no ``tl.to_tensor``). Returned
+    bare, the interpreter made a float32 tensor of it: float64 kernels rounded ``step_size``
+    to float32 there (0.05 -> 0.05000000074505806)."""
+    v64 = v * tl.full([1], 1.0, tl.float64)
     if F64:
-        return v
+        return v64
     else:
-        return (v * tl.full([1], 1.0, tl.float64)).to(tl.float32)
+        return v64.to(tl.float32)
 
 
 @triton.jit
