@@ -97,7 +97,9 @@ def graphed_loop(
 
     Args:
         step_fn: ``state -> state`` where ``state`` is a tensor or a tuple of tensors.
-        state: Initial state; not modified.
+        state: Initial state. The loop itself does not modify it, but the first steps get
+            it as it is: a ``step_fn`` that updates its input in place (``s.mul_(2)``)
+            changes the caller's tensors; pass a clone to keep them.
         n_steps: Number of steps (>= 0).
         steps_per_graph: Steps captured per graph (default ``min(16, steps left after warmup)``).
         warmup_steps: Eager steps before capture (default 2, >= 1 on CUDA).
