@@ -272,7 +272,7 @@ def rank_seed(seed: int, rank: int | None = None, group: Any = None) -> int:
     Neighbouring ranks and seeds get unrelated streams; the same ``(seed, rank)`` gives the
     same seed on any machine.
 
-    ``seed``: an int ``>= 0``; ``rank``: default this process's rank in ``group``.
+    ``seed``: an int ``>= 0`` (mod 2^64); ``rank``: default this process's rank in ``group``.
     """
     seed = check_int("seed", seed, minimum=0)
     rank = get_rank(group) if rank is None else check_int("rank", rank, minimum=0)
