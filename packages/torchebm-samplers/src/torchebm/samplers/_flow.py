@@ -153,8 +153,8 @@ class FlowSampler(BaseSampler):
     (``prediction``). With $(A, B_v)$ = ``interpolant.compute_drift(x, t)`` the
     probability-flow velocity is
 
-    * velocity: $v = f(x, t)$ (negated when ``negate_velocity``, e.g. for EqM fields
-      that point from data to noise);
+    * velocity: $v = f(x, t)$ (with ``negate_velocity``: $v = -f(x, 0)$, for EqM fields,
+      time-invariant and pointing from data to noise);
     * score: $v = -A + B_v\,s(x, t)$;
     * noise: $s = \hat x_0 / (-\sigma_t + 10^{-8})$, then as for the score.
 
@@ -209,7 +209,11 @@ class FlowSampler(BaseSampler):
         train_eps: Stored for symmetry with the training losses (unused by sampling).
         sample_eps: Distance kept from singular time ends (float in [0, 0.5) or scheduler;
             0 means $10^{-3}$ at an end that is singular, see above).
-        negate_velocity: Negate a velocity prediction.
+        negate_velocity: Negate a velocity prediction and call the model at $t = 0$: an
+            Equilibrium Matching field is time-invariant, and `EquilibriumMatchingLoss`
+            (``time_invariant=True``, its default) trains it at $t = 0$, as `EqMEnergy`
+            evaluates it (torchebm 0.8.9 did the same). The integration still runs over the
+            time grid; only the model's time input is 0.
         reverse: ODE only: integrate data -> noise.
         diffusion_form: SDE only (default ``"SBDM"``); one of the forms of
             [`compute_diffusion`][torchebm.core.BaseInterpolant.compute_diffusion].
@@ -400,6 +404,8 @@ class FlowSampler(BaseSampler):
         return 0.0, 1.0 - (delta if sde else 0.0)
 
     def _model_out(self, x: torch.Tensor, t: torch.Tensor, conditioning: dict) -> torch.Tensor:
+        if self.negate_velocity:  # an EqM field: time-invariant, trained at t = 0
+            t = torch.zeros_like(t)
         out = self.model(x, t, **conditioning) if conditioning else self.model(x, t)
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
