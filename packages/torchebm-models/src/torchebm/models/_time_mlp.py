@@ -3,7 +3,7 @@ r"""`TimeConditionedMLP`: an AdaLN-Zero (or concatenation) conditioned MLP for l
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -21,12 +21,26 @@ def _tanh_gelu() -> nn.Module:
     return nn.GELU(approximate="tanh")
 
 
+def _check_unconditional(num_classes: Any, t_embedder: Any, y_embedder: Any) -> None:
+    """``cond_dim=0`` builds no embedder: refuse the options that need one."""
+    given = [n for n, v in (("num_classes", num_classes), ("t_embedder", t_embedder),
+                            ("y_embedder", y_embedder)) if v is not None]  # fmt: skip
+    if given:
+        raise ConfigurationError(
+            f"cond_dim=0 builds an unconditional field, which takes no {', '.join(given)}; "
+            "give cond_dim >= 1 to condition it"
+        )
+
+
 class TimeConditionedMLP(nn.Module):
     r"""MLP field $v(x, t, y)$ for vectors `(B, in_dim)`, with the DiT conditioning contract.
 
     ``conditioning="adaln_zero"`` (default): a linear stem, ``depth`` `AdaLNZeroMLPBlock`s
     and an `AdaLNZeroLinearHead`, all modulated by $c = e_t(t) + e_y(y) + \text{cond}$
-    (zero field at init). ``"concat"``: a plain MLP on $[x, c]$ with ``depth`` hidden layers.
+    (zero field at init). ``"concat"``: a plain MLP on $[x, c]$ with ``depth`` hidden layers;
+    with ``cond_dim=0`` an unconditional, time-invariant field on $x$ alone (``t`` is
+    accepted and ignored, so the losses that always pass it drive it unchanged; as in
+    torchebm 0.8.9, whose checkpoints of it load).
 
     Args:
         in_dim: Input width.
@@ -36,7 +50,8 @@ class TimeConditionedMLP(nn.Module):
         conditioning: ``"adaln_zero"`` or ``"concat"``.
         mlp_ratio: MLP width multiple inside each AdaLN block (default 4; adaln_zero only).
         activation: Activation factory (default tanh-GELU for adaln_zero, SiLU for concat).
-        cond_dim: Conditioning width (default ``hidden_dim``).
+        cond_dim: Conditioning width (default ``hidden_dim``; ``0``: no conditioning,
+            ``"concat"`` only).
         num_classes: Build a label embedder (with a null class).
         class_dropout_prob: Label dropout while training.
         t_embedder: Custom time embedder.
@@ -76,13 +91,18 @@ class TimeConditionedMLP(nn.Module):
         self.hidden_dim = check_int("hidden_dim", hidden_dim, minimum=1)
         self.depth = check_int("depth", depth, minimum=1)
         self.conditioning = check_in("conditioning", conditioning, ("adaln_zero", "concat"))
-        self.cond_dim = cond_width(cond_dim, self.hidden_dim)
         if conditioning == "concat" and mlp_ratio is not None:
             raise ConfigurationError("mlp_ratio applies only to conditioning='adaln_zero'")
         self.num_classes = num_classes
-        self.t_embedder, self.y_embedder = build_embedders(
-            self.cond_dim, num_classes, class_dropout_prob, t_embedder, y_embedder
-        )
+        if cond_dim == 0 and conditioning == "concat" and not isinstance(cond_dim, bool):
+            _check_unconditional(num_classes, t_embedder, y_embedder)
+            self.cond_dim = 0
+            self.t_embedder, self.y_embedder = None, None
+        else:
+            self.cond_dim = cond_width(cond_dim, self.hidden_dim)
+            self.t_embedder, self.y_embedder = build_embedders(
+                self.cond_dim, num_classes, class_dropout_prob, t_embedder, y_embedder
+            )
         if conditioning == "adaln_zero":
             act = activation if activation is not None else _tanh_gelu
             self.stem = nn.Linear(self.in_dim, self.hidden_dim)
@@ -137,6 +157,13 @@ class TimeConditionedMLP(nn.Module):
         """
         first = self.net[0] if self.conditioning == "concat" else self.stem
         check_input(type(self).__name__, x, (self.in_dim,), cast(torch.Tensor, first.weight).dtype)
+        if self.cond_dim == 0:  # unconditional: t is ignored, labels have nowhere to go
+            if y is not None or cond is not None:
+                raise ConfigurationError(
+                    f"{type(self).__name__} was built unconditional (cond_dim=0): it takes no "
+                    "y or cond (t is accepted and ignored)"
+                )
+            return self.net(x)
         c = condition_vector(self, t, y, cond, batch=x.shape[0])
         if self.conditioning == "concat":
             return self.net(torch.cat([x, c.to(x.dtype)], dim=-1))
