@@ -48,3 +48,15 @@ def test_time_is_ignored_labels_are_refused_and_a_loss_trains_it():
         TimeConditionedMLP(in_dim=2, conditioning="concat", cond_dim=0, num_classes=3)
     with pytest.raises(ConfigurationError, match="cond_dim must be >= 1"):
         TimeConditionedMLP(in_dim=2, cond_dim=0)  # adaln_zero needs a conditioning vector
+
+
+def test_the_adaln_stem_starts_xavier_uniform_with_a_zero_bias_as_in_0_8_9():
+    # it was left at PyTorch's default (weights up to 0.5 for in_dim=4, bias std 0.29);
+    # 0.8.9 and DiT's vector stream use Xavier-uniform linears with zero biases
+    torch.manual_seed(0)
+    stem = TimeConditionedMLP(in_dim=4, hidden_dim=64, depth=2).stem
+    bound = (6 / (4 + 64)) ** 0.5
+    w = stem.weight.detach()
+    assert w.abs().max() <= bound and torch.equal(stem.bias, torch.zeros(64))
+    # uniform on [-bound, bound]: variance bound^2 / 3, within 5 standard errors of 256 draws
+    assert abs(float(w.var()) - bound**2 / 3) < 5 * (bound**2 / 3) * (0.8 / 256) ** 0.5

@@ -12,7 +12,7 @@ from torchebm.core.errors import ConfigurationError, check_in, check_int
 from torchebm.models._conditioning import build_embedders, check_input, condition_vector
 from torchebm.models.components import AdaLNZeroLinearHead, AdaLNZeroMLPBlock
 from torchebm.models.components._compat_089 import accept_089_pickle, time_mlp_kwargs
-from torchebm.models.components._transformer import cond_width
+from torchebm.models.components._transformer import _xavier_linear, cond_width
 
 __all__ = ["TimeConditionedMLP"]
 
@@ -105,7 +105,8 @@ class TimeConditionedMLP(nn.Module):
             )
         if conditioning == "adaln_zero":
             act = activation if activation is not None else _tanh_gelu
-            self.stem = nn.Linear(self.in_dim, self.hidden_dim)
+            # Xavier-uniform with a zero bias, as DiT initialises its linears (and 0.8.9 this)
+            self.stem = _xavier_linear(nn.Linear(self.in_dim, self.hidden_dim))
             self.blocks = nn.ModuleList(
                 AdaLNZeroMLPBlock(
                     embed_dim=self.hidden_dim,
