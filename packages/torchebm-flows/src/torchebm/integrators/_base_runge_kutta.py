@@ -43,9 +43,9 @@ from torchebm.integrators._inference import inference_mode_option
 from torchebm.integrators._state import (
     _SolverRecord,
     fits,
+    fixed_point,
     has_implicit_stage,
     rms_norm,
-    rows_close,
     solver_record,
     state_x,
 )
@@ -509,24 +509,20 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         """Solve ``k = f(base + h*diag*k, ti)`` by fixed-point iteration on the stage state
         ``z = base + h*diag*k``; returns ``(k, nfe, converged)``.
 
-        ``converged`` `(B,)` bool: per chain, whether the last two stage states are
-        `rows_close` (no host sync); all False after a single evaluation (nothing to
-        compare). Every ``solver_check_every`` iterations the loop stops once every chain
-        converged, by the same test (one host sync per check).
+        The first evaluation is at ``base``, the other ``solver_max_iter - 1`` iterate the
+        stage state in `fixed_point` (the integrators' one Picard loop: its per-chain
+        ``converged``, all False after a single evaluation, and its early exit).
         """
-        n, check, tol = self.solver_max_iter, self.solver_check_every, self.solver_tol
-        k = drift(base, ti)
-        z, z_prev, used = _combine(base, h, (diag,), (k,)), None, 1
-        while used < n:
-            k = drift(z, ti)
-            z_prev, z = z, _combine(base, h, (diag,), (k,))
-            used += 1
-            if check > 0 and (used - 1) % check == 0 and used < n:
-                if bool(rows_close(z_prev, z, tol).all()):
-                    break
-        if z_prev is None:
-            return k, used, torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
-        return k, used, rows_close(z_prev, z, tol)
+        stage = [drift(base, ti)]  # the k of the latest evaluation
+
+        def update(z: torch.Tensor) -> torch.Tensor:
+            stage[0] = drift(z, ti)
+            return _combine(base, h, (diag,), (stage[0],))
+
+        z0 = _combine(base, h, (diag,), (stage[0],))
+        args = (self.solver_max_iter - 1, self.solver_check_every, self.solver_tol)
+        _, used, converged = fixed_point(update, z0, *args)
+        return stage[0], used + 1, converged
 
     def _plan(self, h: float) -> _Plan | None:
         """`_Plan` of an explicit tableau for the float step ``h`` (``None``: implicit)."""

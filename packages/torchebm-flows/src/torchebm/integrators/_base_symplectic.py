@@ -15,7 +15,7 @@ import torch
 from torchebm.core import BaseIntegrator
 from torchebm.core.errors import _CHECKED, ConfigurationError, check_int
 from torchebm.integrators._compat_089 import accept_089_pickle
-from torchebm.integrators._state import _SolverRecord, fits, rows_close, solver_record
+from torchebm.integrators._state import _SolverRecord, fits, solver_record
 
 __all__ = ["BaseSymplecticIntegrator"]
 
@@ -138,28 +138,6 @@ class BaseSymplecticIntegrator(BaseIntegrator):
         if isinstance(a, float):
             return y.add_(x, alpha=a)
         return y.addcmul_(x, a)
-
-    def _picard(
-        self, fn: Any, z0: torch.Tensor, n_iter: int, check_every: int, tol: float
-    ) -> tuple[torch.Tensor, int, torch.Tensor]:
-        r"""Fixed-point iteration $z \leftarrow \text{fn}(z)$ from `z0` `(B, *event_shape)`.
-
-        Returns `(z, evaluations, converged)`: `converged` `(B,)` bool is False for the rows
-        (chains) whose last iteration changed them by more than the tolerance
-        (`rows_close`); measuring this costs no evaluation of `fn` and no host sync. The
-        caller combines the solves of its call and stores the result in `solver_converged`
-        at the end of the call (not here: a nested or concurrent call has its own). Every
-        `check_every` iterations (`0` = never) the loop stops early once every row
-        converged (one host sync per check).
-        """
-        z, z_prev, used = z0, z0, n_iter
-        for it in range(1, n_iter + 1):
-            z_prev, z = z, fn(z)
-            if check_every > 0 and it % check_every == 0 and it < n_iter:
-                if bool(rows_close(z_prev, z, tol).all()):
-                    used = it
-                    break
-        return z, used, rows_close(z_prev, z, tol)
 
     @property
     def solver_converged(self) -> torch.Tensor | None:

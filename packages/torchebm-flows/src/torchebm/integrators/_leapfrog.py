@@ -18,7 +18,7 @@ from torchebm.core.errors import ConfigurationError, ShapeError, check_int, chec
 from torchebm.integrators._base_symplectic import BaseSymplecticIntegrator
 from torchebm.integrators._checked import check_mass, check_start, checked_field
 from torchebm.integrators._inference import inference_mode_option
-from torchebm.integrators._state import fits
+from torchebm.integrators._state import fits, fixed_point
 
 __all__ = ["LeapfrogIntegrator", "GeneralisedLeapfrogIntegrator", "LeapfrogResult"]
 
@@ -478,11 +478,11 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         n, chk, tol = self.solver_max_iter, self.solver_check_every, self.solver_tol
         guard_f = self._guard_force
 
-        p_half, used_p, ok_p = self._picard(
+        p_half, used_p, ok_p = fixed_point(
             lambda ph: self._axpy(p, half, guard_f(force(x, ph, t), safe)), p, n, chk, tol
         )
         v0 = velocity(x, p_half, t)
-        x_new, used_x, ok_x = self._picard(
+        x_new, used_x, ok_x = fixed_point(
             lambda xn: self._axpy(x, half, v0 + velocity(xn, p_half, t)), x, n, chk, tol
         )
         x_new = self._guard_state(x_new, safe)

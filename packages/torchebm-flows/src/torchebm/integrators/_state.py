@@ -13,6 +13,7 @@ from torchebm.core.errors import check_tensor
 __all__ = [
     "autograd_ready",
     "fits",
+    "fixed_point",
     "has_implicit_stage",
     "own_gradient",
     "rms_norm",
@@ -75,6 +76,36 @@ def rows_close(a: torch.Tensor, b: torch.Tensor, tol: float) -> torch.Tensor:
         af, bf = a.detach().reshape(a.shape[0], -1), b.detach().reshape(b.shape[0], -1)
         scale = bf.square().mean(1).sqrt().clamp(min=1.0)
         return (af - bf).square().mean(1).sqrt() <= tolerance(tol, a.dtype) * scale
+
+
+def fixed_point(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    z0: torch.Tensor,
+    n_iter: int,
+    check_every: int,
+    tol: float,
+) -> tuple[torch.Tensor, int, torch.Tensor]:
+    r"""Picard iteration $z \leftarrow \text{fn}(z)$ from `z0` `(B, *event_shape)`, the
+    implicit solve of every integrator (generalised leapfrog, implicit Runge-Kutta stages).
+
+    Returns `(z, evaluations, converged)`: `converged` `(B,)` bool is False for the rows
+    (chains) whose last iteration changed them by more than the tolerance (`rows_close`;
+    all False after no iteration: nothing to compare); measuring this costs no evaluation
+    of `fn` and no host sync. The caller combines the solves of its call and stores the
+    result in its `solver_converged` at the end of the call (a nested or concurrent call
+    has its own). Every `check_every` iterations (`0` = never) the loop stops early once
+    every row converged (one host sync per check).
+    """
+    if n_iter == 0:
+        return z0, 0, torch.zeros(z0.shape[0], dtype=torch.bool, device=z0.device)
+    z, z_prev, used = z0, z0, n_iter
+    for it in range(1, n_iter + 1):
+        z_prev, z = z, fn(z)
+        if check_every > 0 and it % check_every == 0 and it < n_iter:
+            if bool(rows_close(z_prev, z, tol).all()):
+                used = it
+                break
+    return z, used, rows_close(z_prev, z, tol)
 
 
 class _SolverRecord:
