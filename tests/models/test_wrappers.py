@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -147,6 +148,28 @@ def test_cfg_with_transformer():
         out[:, :1], uncond[:, :1] + 2.5 * (cond[:, :1] - uncond[:, :1]), atol=1e-5, rtol=1e-5
     )
     torch.testing.assert_close(out[:, 1:], uncond[:, 1:], atol=1e-6, rtol=1e-5)
+
+
+def test_cfg_warns_when_the_base_drops_labels_in_training_mode():
+    def net(dropout):
+        return ConditionalTransformer2D(
+            in_channels=1, out_channels=1, input_size=4, patch_size=2, embed_dim=16,
+            depth=1, num_heads=2, num_classes=3, class_dropout_prob=dropout,
+        )  # fmt: skip
+
+    x, t, y = torch.randn(3, 1, 4, 4), torch.rand(3), torch.tensor([0, 2, 1])
+    for scale in (1.0, 2.5):
+        dropping = LabelClassifierFreeGuidance(net(0.5), null_label_id=3, cfg_scale=scale)
+        with pytest.warns(RuntimeWarning, match="training mode and drops labels.*eval"):
+            dropping(x, t, y=y)
+        dropping.eval()  # the wrapper's eval() reaches the base
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            dropping(x, t, y=y)
+    no_dropout = LabelClassifierFreeGuidance(net(0.0), null_label_id=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # training mode without label dropout is deterministic
+        no_dropout(x, t, y=y)
 
 
 # ---------------------------------------------------------------------------- EqMEnergy

@@ -2,6 +2,7 @@ r"""Model wrappers: classifier-free guidance, EqM fields as energies, batch-inte
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ from torchebm.core.errors import (
     check_positive,
 )
 from torchebm.models._conditioning import explain_missing_y
+from torchebm.models.components._embeddings import LabelEmbedder
 
 __all__ = ["LabelClassifierFreeGuidance", "EqMEnergy", "InteractionModel"]
 
@@ -41,6 +43,10 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
     ``t`` and in ``**kwargs`` whose leading dimension is the batch are doubled too. For
     ``s <= 1`` it returns ``base(x, t, y=y)`` exactly (one call, no guidance). A base that
     returns a tuple contributes its first element, with or without guidance.
+
+    Guidance is for sampling: put the base in ``eval()`` mode. A base in training mode with
+    label dropout (``class_dropout_prob > 0``) drops some of the conditional labels to the
+    null class at random, and the wrapper warns (``RuntimeWarning``).
 
     Args:
         base: Field called as ``base(x, t, y=labels, **kwargs)``; its output is batch first
@@ -107,6 +113,14 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
         """
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be an integer tensor of labels, got {type(y).__name__}")
+        if getattr(self.base, "training", False) and _drops_labels(self.base):
+            warnings.warn(
+                f"{type(self.base).__name__} is in training mode and drops labels at random "
+                "(label dropout for classifier-free guidance training): the guided field "
+                "uses the null class for some conditional rows; call .eval() before sampling",
+                RuntimeWarning,
+                stacklevel=1,  # the caller is torch's Module.__call__
+            )
         if self.cfg_scale <= 1.0:
             return self._call_base(x, t, y, kwargs)
         b = x.shape[0]
@@ -128,6 +142,12 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
         c = out.shape[1] if self.guide_channels is None else min(self.guide_channels, out.shape[1])
         guided = uncond[:, :c] + self.cfg_scale * (cond[:, :c] - uncond[:, :c])
         return torch.cat([guided, uncond[:, c:]], dim=1)
+
+
+def _drops_labels(base: Any) -> bool:
+    """Whether ``base`` holds a label embedder with training-time label dropout."""
+    modules = base.modules() if isinstance(base, nn.Module) else ()
+    return any(isinstance(m, LabelEmbedder) and m.dropout_prob > 0 for m in modules)
 
 
 _EQM_TYPES = ("dot", "mean", "l2", "implicit")
