@@ -36,6 +36,7 @@ from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.interpolants import (
     CosineInterpolant,
     LinearInterpolant,
+    VarianceExplodingInterpolant,
     VariancePreservingInterpolant,
     resolve_interpolant,
 )
@@ -73,6 +74,18 @@ _LAST_STEPS = ("Mean", "Euler", "Tweedie", None)
 #: $\sigma = 0$ the velocity/noise -> score conversions are.
 _SINGULAR_END_EPS = 1e-3
 _SINGULAR_END_PATHS = (LinearInterpolant, CosineInterpolant, VariancePreservingInterpolant)
+_BUILT_IN_PATHS = (*_SINGULAR_END_PATHS, VarianceExplodingInterpolant)
+
+
+def _singular_ends(interpolant: Any) -> bool:
+    r"""Whether a path has the linear path's singular ends, $\alpha(0) = 0$ (where the SBDM
+    diffusion and the score -> velocity conversion divide by $\alpha$) or $\sigma(1) = 0$
+    (the velocity/noise -> score conversions divide by $\sigma$), read off the path's own
+    coefficients at the two ends (float64, CPU)."""
+    ends = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    alpha = interpolant.compute_alpha_t(ends)[0]
+    sigma = interpolant.compute_sigma_t(ends)[0]
+    return bool(alpha[0] == 0) or bool(sigma[1] == 0)
 _UNSET: Any = object()
 
 _INTEGRATOR_HINT = "choose the integrator in the constructor: FlowSampler(..., integrator='dopri5')"
@@ -191,11 +204,13 @@ class FlowSampler(BaseSampler):
     $t_1 = 1 - \text{sample\_eps}$ (ODE, or SDE with ``last_step_size == 0``) else
     $1 - \text{last\_step\_size}$; linear/cosine with a score/noise prediction or in
     SDE mode: $t_0$ = ``sample_eps`` when (SDE with ``"SBDM"``) or the prediction is
-    not a velocity, and $t_1$ as for VP; any other path (VE, EDM, a custom interpolant):
-    $t_1 = 1 - \text{last\_step\_size}$ in SDE mode (so the last step ends at $t = 1$;
+    not a velocity, and $t_1$ as for VP; a custom interpolant with $\alpha(0) = 0$ or
+    $\sigma(1) = 0$ (read off its coefficients) is treated as the linear path; any other
+    path (VE, EDM, a custom one finite at both ends): $t_1 = 1 - \text{last\_step\_size}$
+    in SDE mode (so the last step ends at $t = 1$;
     before, the chain ran to $t = 1$ and the last step went on to $1 + \Delta$, outside
     the path). Where the interval keeps a distance from a time
-    end (SDE mode, or a score/noise prediction, on these three paths), ``sample_eps=0``
+    end (SDE mode, or a score/noise prediction, on these paths), ``sample_eps=0``
     (the default) means $10^{-3}$: the SBDM diffusion and the score -> velocity conversion
     are infinite at $t = 0$ of the linear and cosine paths, and the velocity/noise -> score
     conversions at $t = 1$ (from $t_0 = 0$ the default SDE returned finite samples with 8x
@@ -389,18 +404,21 @@ class FlowSampler(BaseSampler):
         """``(t0, t1)`` for ``sample_eps=eps`` and ``last_step_size=delta``, unchecked."""
         interp, sde = self.interpolant, self.mode == "sde"
         score_needed = sde or self.prediction is not PredictionType.VELOCITY
-        if eps == 0 and score_needed and isinstance(interp, _SINGULAR_END_PATHS):
+        # a path of another class counts as linear-like when it has the same singular ends
+        linear_like = isinstance(interp, (LinearInterpolant, CosineInterpolant)) or (
+            not isinstance(interp, _BUILT_IN_PATHS) and _singular_ends(interp)
+        )
+        if eps == 0 and score_needed and (linear_like or isinstance(interp, _SINGULAR_END_PATHS)):
             eps = _SINGULAR_END_EPS  # the default 0 would start or end on a singular time
         t1_eps = eps if (not sde or delta == 0) else delta
         if isinstance(interp, VariancePreservingInterpolant):
             return 0.0, 1.0 - t1_eps
-        if isinstance(interp, (LinearInterpolant, CosineInterpolant)) and (
-            self.prediction is not PredictionType.VELOCITY or sde
-        ):
+        if linear_like and (self.prediction is not PredictionType.VELOCITY or sde):
             sbdm = sde and self.diffusion_form == "SBDM"
             t0 = eps if (sbdm or self.prediction is not PredictionType.VELOCITY) else 0.0
             return t0, 1.0 - t1_eps
-        # any other path (VE, custom): no singular end, but a last step still needs its room
+        # any other path (VE, EDM, a custom one that is finite at both ends): no singular
+        # end, but a last step still needs its room
         return 0.0, 1.0 - (delta if sde else 0.0)
 
     def _model_out(self, x: torch.Tensor, t: torch.Tensor, conditioning: dict) -> torch.Tensor:
