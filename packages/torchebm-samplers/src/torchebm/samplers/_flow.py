@@ -86,6 +86,8 @@ def _singular_ends(interpolant: Any) -> bool:
     alpha = interpolant.compute_alpha_t(ends)[0]
     sigma = interpolant.compute_sigma_t(ends)[0]
     return bool(alpha[0] == 0) or bool(sigma[1] == 0)
+
+
 _UNSET: Any = object()
 
 _INTEGRATOR_HINT = "choose the integrator in the constructor: FlowSampler(..., integrator='dopri5')"
