@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import pytest
 import torch
 
-from torchebm.core import BaseSampler, HarmonicModel
+from torchebm.core import BaseSampler, HarmonicModel, SamplerState
+from torchebm.core.errors import NonFiniteError
 
 
 class InPlaceGradientFlow(BaseSampler):
@@ -43,3 +47,45 @@ def test_a_macro_step_stops_at_every_recorded_row():
     assert traj.flatten().tolist() == [2.0, 4.0, 6.0, 8.0, 10.0]
     # without recording the strides stay whole (the last one shortened)
     assert float(Counter(HarmonicModel()).sample(torch.zeros(1, 1), n_steps=10)) == 10.0
+
+
+@dataclass
+class WalkState(SamplerState):
+    energy: torch.Tensor | None = None
+
+
+class CachedEnergyWalk(BaseSampler):
+    """x <- x + 0.1 with the energy E(x) kept in the state (as a Metropolis sampler keeps it)."""
+
+    def init_state(self, x, ctx):
+        return WalkState(x=x, energy=self.model_energy(x, ctx.model_kwargs))
+
+    def step(self, state, ctx):
+        state.x = state.x + 0.1
+        state.energy = self.model_energy(state.x, ctx.model_kwargs)
+        return state
+
+
+class NanRightOfTwo(HarmonicModel):
+    """Harmonic energy, NaN where x_0 > 2."""
+
+    def forward(self, x):
+        return torch.where(x[:, 0] > 2, torch.nan, super().forward(x))
+
+
+def test_resample_refuses_a_start_where_the_kept_energy_is_nan():
+    # before: chain 1 was "restarted" at every check, back to its NaN start, and returned
+    # there (energy still NaN) under a warning that said it had been restarted
+    x0 = torch.zeros(4, 2)
+    x0[1, 0] = 3.0
+    walk = CachedEnergyWalk(NanRightOfTwo())
+    with pytest.raises(NonFiniteError, match=r"start of chains \[1\] is NaN/inf") as err:
+        walk.sample(x0, n_steps=5, nan_policy="resample")
+    assert err.value.indices == [1]
+    with pytest.warns(RuntimeWarning, match="1 of 4 chains diverged"):
+        out = walk.sample(x0, n_steps=5, nan_policy="warn")  # warn reports it and goes on
+    torch.testing.assert_close(out[1], x0[1] + 0.5)
+    x0[1, 0] = 1.8  # a finite start that diverges later is restarted, as documented
+    with pytest.warns(RuntimeWarning, match="restarted 1 of 4 chains"):
+        out = walk.sample(x0, n_steps=5, nan_policy="resample")
+    assert torch.isfinite(out).all()

@@ -118,8 +118,7 @@ class SamplerContext:
         recording: Whether this call records a trajectory or diagnostics.
         schedulers: Every scheduler of the sampler's module tree, collected once.
         gradient: `x -> grad E(x)` (`BaseSampler.gradient_fn`), `None` until asked for.
-        extra: Free-form per-call values of user samplers.
-    """
+        extra: Free-form per-call values of user samplers."""
 
     model_kwargs: dict[str, Any]
     generator: torch.Generator | None
@@ -230,7 +229,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
     * `"resample"`: checks after every step, restarts each non-finite chain from its own
       starting state (fresh noise for stochastic samplers) and warns which ones it did.
 
-    A non-finite starting `x` is always rejected (`NonFiniteError`).
+    A non-finite starting `x` is always rejected (`NonFiniteError`), and under `"resample"` a
+    start where the energy the sampler keeps is NaN/inf.
 
     Args:
         model: The energy model (or a flow sampler's vector field); `sampler.to()` moves it.
@@ -253,8 +253,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     References:
         Betancourt, M. (2017). A Conceptual Introduction to Hamiltonian Monte Carlo
-        (divergences). arXiv:1701.02434.
-    """
+        (divergences). arXiv:1701.02434."""
 
     #: Number of steps of `sample(n_steps=None)` when the constructor got none.
     default_n_steps: ClassVar[int] = 100
@@ -323,8 +322,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
         The base computes `"mean"`/`"var"` (population variance clamped to `[1e-10, 1e10]`,
         float16's range at most; zeros for one chain) and `"energy"` (batch mean, reusing a
-        cached `state.energy`). Subclasses add their keys and call `super()`.
-        """
+        cached `state.energy`). Subclasses add their keys and call `super()`."""
         keys = self.diagnostic_keys
         x = state["x"]
         out: dict[str, torch.Tensor] = {}
@@ -353,8 +351,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         """Steps advanced by one `step` call (default 1; samplers with macro steps override).
 
         Called once per `sample()`. `step` advances `ctx.n` steps, fewer at the end and,
-        when the call records (`ctx.recording`), up to the next recorded row.
-        """
+        when the call records (`ctx.recording`), up to the next recorded row."""
         return 1
 
     def infer_dim(self) -> Any:
@@ -724,6 +721,13 @@ class _NanChecks:
         self.all_finite = False
         # restart at once: no non-finite state reaches a trajectory or a step
         self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
+        bad = [] if self.start is None else (~_finite_chains(state)).nonzero().flatten().tolist()
+        if bad:  # a restart would bring such a chain back to where it diverged
+            raise NonFiniteError(
+                f"nan_policy='resample' restarts chains from their start, and the energy at the "
+                f"start of chains {bad[:10]} is NaN/inf: move those starting points",
+                indices=bad,
+            )
 
     def __call__(self, state: State, i: int, final: bool = False) -> State:
         # the only check of the call: one sum and the host read the report makes anyway (a

@@ -32,8 +32,7 @@ class BaseScheduler:
     subclass implementing ``_compute_value()`` instead keeps working).
 
     Args:
-        start_value: Value before the first ``step()``.
-    """
+        start_value: Value before the first ``step()``."""
 
     def __init__(self, start_value: float):
         cls, base = type(self), BaseScheduler
@@ -101,8 +100,7 @@ class ExponentialDecayScheduler(BaseScheduler):
     Args:
         start_value: Initial value.
         decay_rate: Multiplicative decay per step, in ``(0, 1]``.
-        min_value: Floor, ``>= 0``.
-    """
+        min_value: Floor, ``>= 0``."""
 
     def __init__(self, start_value: float, decay_rate: float, min_value: float = 0.0):
         super().__init__(start_value)
@@ -198,8 +196,7 @@ class MultiStepScheduler(BaseScheduler):
     Args:
         start_value: Initial value.
         milestones: Strictly increasing positive step indices.
-        gamma: Factor applied at each milestone.
-    """
+        gamma: Factor applied at each milestone."""
 
     def __init__(self, start_value: float, milestones: list[int], gamma: float = 0.1):
         super().__init__(start_value)
@@ -223,8 +220,7 @@ class WarmupScheduler(BaseScheduler):
     Args:
         main_scheduler: Schedule that takes over after warm-up.
         warmup_steps: Number of warm-up steps (0 goes straight to ``main_scheduler``).
-        warmup_init_factor: Fraction of the main start value to begin at.
-    """
+        warmup_init_factor: Fraction of the main start value to begin at."""
 
     def __init__(
         self, main_scheduler: BaseScheduler, warmup_steps: int, warmup_init_factor: float = 0.01
