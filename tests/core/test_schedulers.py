@@ -243,6 +243,32 @@ def test_a_bounded_scheduled_value_is_checked_when_it_is_read():
     assert h.step_size == 0.0
 
 
+def test_a_scheduled_value_with_an_upper_bound_is_checked_when_it_is_read():
+    # before: train_eps = LinearScheduler(0.1, 0.9, 4) was accepted and failed two steps later
+    # with "eps must be in [0, 0.5)" from deep inside the time sampler
+    from torchebm.core import Schedulable, ScheduledParameter, TorchEBMModule
+    from torchebm.core.errors import ConfigurationError
+
+    class Holder(Schedulable, TorchEBMModule):
+        eps = ScheduledParameter(non_negative=True, below=0.5)
+        rate = ScheduledParameter(positive=True, below=1.0)
+
+        def __init__(self, eps, rate=0.5):
+            super().__init__()
+            self.eps, self.rate = eps, rate
+
+    h = Holder(LinearScheduler(0.1, 0.9, n_steps=4))
+    values = []
+    with pytest.raises(ConfigurationError, match=r"eps must be in \[0, 0.5\), got 0.5 from its "
+                       r"LinearScheduler at step 2"):  # fmt: skip
+        for _ in range(4):
+            values.append(h.eps)
+            h.step_schedulers()
+    assert values == pytest.approx([0.1, 0.3])
+    with pytest.raises(ConfigurationError, match=r"rate must be in \(0, 1.0\), got 1.5"):
+        Holder(0.1, rate=1.5)  # a number names the bound its parameter has
+
+
 def test_floor_and_no_warmup_survive_reset():
     for s in (
         ExponentialDecayScheduler(0.5, 0.9, min_value=1.0),

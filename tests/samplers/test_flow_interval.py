@@ -76,11 +76,13 @@ def test_sample_checks_the_scheduled_sample_eps_it_uses():
         dim=2, n_samples=3, n_steps=5, reset_schedulers=False, return_diagnostics=True
     )
     assert bool(x.isfinite().all()) and diag["t"][0].item() == pytest.approx(0.22)
-    assert fs.sample_eps == pytest.approx(0.9)
-    with pytest.raises(ConfigurationError) as err:
+    # the schedule now reads 0.9, outside [0, 0.5): reading it, or a call that would use it,
+    # names the parameter, its value and its schedule
+    rule = r"sample_eps must be in \[0, 0.5\), got 0.9 from its LinearScheduler"
+    with pytest.raises(ConfigurationError, match=rule):
+        _ = fs.sample_eps
+    with pytest.raises(ConfigurationError, match=rule):
         fs.sample(dim=2, n_samples=3, n_steps=5, reset_schedulers=False)
-    msg = str(err.value)
-    assert "sample_eps=0.9" in msg and "last_step_size=0.3" in msg
     # reset (the default) rewinds the schedule to 0.1: valid again
     assert fs.sample(dim=2, n_samples=3, n_steps=5).shape == (3, 2)
 

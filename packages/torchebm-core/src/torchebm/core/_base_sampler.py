@@ -313,8 +313,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         """Advance every chain by `ctx.n` steps (one, for MCMC samplers) and return the state.
 
         Runs under `torch.no_grad()`; read scheduled values with `get_scheduled_value`.
-        Must not synchronise with the device (no `.item()`, `bool(tensor)`, printing).
-        """
+        Must not synchronise with the device (no `.item()`, `bool(tensor)`, printing)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement step()")
 
     def compute_diagnostics(self, state: State, ctx: SamplerContext) -> dict[str, torch.Tensor]:
@@ -340,8 +339,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         """Optional early stop: a 0-d bool tensor, `True` once no chain needs more steps.
 
         Polled every `convergence_check_every` steps (one host sync each); `None` never
-        stops. Remaining trajectory and diagnostic rows then repeat the final state.
-        """
+        stops. Remaining trajectory and diagnostic rows then repeat the final state."""
         return None
 
     def finish(self, state: State, ctx: SamplerContext) -> None:
@@ -383,8 +381,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         r"""`x -> grad E(x)` for this call, resolved once (kept in `ctx.gradient`).
 
         The model's own `gradient` when it is one of the library's (shaped like `x` by
-        construction) and there is no conditioning; else `model_gradient` (checks shapes).
-        """
+        construction) and there is no conditioning; else `model_gradient` (checks shapes)."""
         fn = ctx.gradient
         if fn is None:
             model, conditioning = self.model, ctx.model_kwargs
@@ -606,8 +603,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
         Steps the schedulers `sample()` collected once (`ctx.schedulers`) instead of walking
         the module tree each step; plain `ConstantScheduler`s are skipped and their counters
-        advanced at the end. A subclass overriding `step_schedulers` keeps its method.
-        """
+        advanced at the end. A subclass overriding `step_schedulers` keeps its method."""
         if type(self).step_schedulers is not Schedulable.step_schedulers:
             return self.step_schedulers, []
         scheds = ctx.schedulers

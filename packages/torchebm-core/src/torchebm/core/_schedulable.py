@@ -69,14 +69,17 @@ class Schedulable:
         return self._schedulers_dict()
 
     def get_scheduled_value(self, name: str) -> float:
-        """Value of scheduler ``name`` now (a bounded `ScheduledParameter`'s: finite, >= 0)."""
+        """Value of scheduler ``name`` now (a bounded `ScheduledParameter`'s: finite, >= 0 and
+        under its ``below``)."""
         scheduler = self._schedulers_dict().get(name)
         if scheduler is None:
             raise KeyError(f"no scheduler named {name!r}; registered: {sorted(self.schedulers)}")
-        value = scheduler.get_value()
-        if not 0 <= value < math.inf and getattr(getattr(type(self), name, None), "bounded", False):
+        value, param = scheduler.get_value(), getattr(type(self), name, None)
+        top = getattr(param, "below", None) or math.inf
+        if not 0 <= value < top and getattr(param, "bounded", False):
             got = f"{value} from its {type(scheduler).__name__} at step {scheduler.step_count}"
-            raise ConfigurationError(f"{name} must be finite and not negative, got {got}")
+            rule = "finite and not negative" if top == math.inf else f"in [0, {top})"
+            raise ConfigurationError(f"{name} must be {rule}, got {got}")
         return value
 
     def step_schedulers(self) -> None:
@@ -144,8 +147,9 @@ class ScheduledParameter:
         if self.below is not None:  # a scheduler: its current value
             now = value.get_value() if isinstance(value, BaseScheduler) else value
             if check_finite(self.name, now) >= self.below:
-                span = f"{'[0' if self.non_negative else '(-inf'}, {self.below})"
-                raise ConfigurationError(f"{self.name} must be in {span}, got {value!r}")
+                low = "(0" if self.positive else "[0" if self.non_negative else "(-inf"
+                rule = f"in {low}, {self.below}), got {value!r}"
+                raise ConfigurationError(f"{self.name} must be {rule}")
         obj._register_param(
             self.name, value, positive=self.positive, non_negative=self.non_negative
         )
