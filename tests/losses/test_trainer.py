@@ -704,6 +704,26 @@ def test_lr_scheduler_whose_step_needs_arguments_is_refused_at_construction():
         BaseTrainer(model, opt, ToyLoss(model), seed=0, lr_scheduler=plateau)
 
 
+def test_lr_scheduler_that_cannot_change_the_learning_rate_is_refused():
+    # both were accepted and the learning rate stayed at 0.1 through training, silently: a
+    # torchebm schedule (stepped to 0.0, read by nobody) and a scheduler of another optimizer
+    from torchebm.core import LinearScheduler
+
+    model = Quadratic()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="torch.optim.lr_scheduler, got the torchebm Linear"):
+        BaseTrainer(model, opt, ToyLoss(model), seed=0, lr_scheduler=LinearScheduler(0.1, 0, 4))
+    other = torch.optim.SGD(model.parameters(), lr=0.1)
+    decay = torch.optim.lr_scheduler.ExponentialLR(other, gamma=0.5)
+    with pytest.raises(ValueError, match="ExponentialLR steps another optimizer"):
+        BaseTrainer(model, opt, ToyLoss(model), seed=0, lr_scheduler=decay)
+    own = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    t = BaseTrainer(model, opt, ToyLoss(model), seed=0, lr_scheduler=own)
+    t.train_step(data(4))
+    t.train_step(data(4))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
+
+
 def test_checkpoint_with_an_lr_scheduler_is_not_silently_dropped_on_load():
     # a trainer without lr_scheduler loaded the checkpoint and went on at a constant LR
     model = Quadratic()

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, SequentialSampler
 
 from torchebm.core import distributed as _d
-from torchebm.core import renamed_kwargs, warn_once
+from torchebm.core import BaseScheduler, renamed_kwargs, warn_once
 from torchebm.core._module import warn_user
 from torchebm.core._training import _plain
 from torchebm.core.errors import (
@@ -223,6 +223,19 @@ def _check_arguments(
         raise TypeError(
             f"lr_scheduler must be a torch.optim.lr_scheduler, got {type(lr_scheduler).__name__}"
         )
+    if isinstance(lr_scheduler, BaseScheduler):
+        raise TypeError(
+            f"lr_scheduler must be a torch.optim.lr_scheduler, got the torchebm "
+            f"{type(lr_scheduler).__name__}: it schedules a sampler's or a loss's parameter "
+            "and would leave the learning rate unchanged; for its values as learning rates "
+            "use torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: value(k) / lr)"
+        )
+    if getattr(lr_scheduler, "optimizer", optimizer) is not optimizer:
+        raise ConfigurationError(
+            f"lr_scheduler {type(lr_scheduler).__name__} steps another optimizer than the "
+            "trainer's (its .optimizer is not optimizer=): the learning rate would never "
+            "change; build it on the optimizer passed to the trainer"
+        )
     if lr_scheduler is not None and not _callable_without_arguments(lr_scheduler.step):
         raise ConfigurationError(
             f"lr_scheduler {type(lr_scheduler).__name__}.step() needs arguments (e.g. "
@@ -333,8 +346,9 @@ class BaseTrainer:
         max_grad_norm: Clip the global gradient norm to this value before each step: the
             norm of the gradients of every tensor the optimizer steps (its
             ``param_groups``, a loss's parameter included), as ``clip_grad_norm_`` over them.
-        lr_scheduler: A ``torch.optim.lr_scheduler`` stepped after every optimizer step
-            (its ``step()`` must take no argument: ``ReduceLROnPlateau`` is refused).
+        lr_scheduler: A ``torch.optim.lr_scheduler`` of ``optimizer``, stepped after every
+            optimizer step (its ``step()`` must take no argument: ``ReduceLROnPlateau`` is
+            refused; a torchebm scheduler, which sets no learning rate, too).
         step_loss_schedulers: Call ``loss_fn.step_schedulers()`` after every optimizer
             step (default ``True``).
         sync_gradients: ``None`` (auto: average gradients by all-reduce when a process
