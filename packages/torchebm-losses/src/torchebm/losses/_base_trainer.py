@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, SequentialSampler
 
-from torchebm.core import distributed as _d
 from torchebm.core import BaseScheduler, renamed_kwargs, warn_once
+from torchebm.core import distributed as _d
 from torchebm.core._module import warn_user
 from torchebm.core._training import _plain
 from torchebm.core.errors import (
