@@ -15,6 +15,7 @@ fixed-grid and adaptive stepping) and the symplectic integrators
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -35,11 +36,10 @@ def _prep_step(step_size: Any, x: torch.Tensor, name: str = "step_size") -> tupl
     """Return ``(h_x, h_t)``: the step broadcastable against ``x`` and against a ``(B,)`` time.
 
     Python numbers stay Python floats (no tensor allocation on the hot path); a one-element
-    tensor becomes a 0-d tensor; a ``(B,)`` tensor gives per-sample steps.
-    """
+    tensor becomes a 0-d tensor; a ``(B,)`` tensor gives per-sample steps."""
     if isinstance(step_size, bool):
         raise TypeError(f"{name} must be a number or a tensor, got {step_size!r}")
-    if isinstance(step_size, (int, float)):
+    if isinstance(step_size, numbers.Real):  # numpy scalars too
         hf = float(step_size)
         if not math.isfinite(hf):
             raise ConfigurationError(f"{name} must be finite, got {step_size!r}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -361,6 +362,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         self.rtol = tolerances[1]
         self.max_steps = check_int("max_steps", max_steps, minimum=1)
         self.safety = check_positive("safety", safety)
+        if self.safety > 1.0:  # a step grown past the error estimate's own choice
+            raise ConfigurationError(f"safety must be in (0, 1], got {safety!r}")
         self.min_factor = check_positive("min_factor", min_factor)
         self.max_factor = check_positive("max_factor", max_factor)
         if self.min_factor > 1.0 or self.max_factor < 1.0:
@@ -368,7 +371,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 f"min_factor must be <= 1 <= max_factor, got min_factor={min_factor}, "
                 f"max_factor={max_factor}"
             )
-        if isinstance(max_step_size, bool) or not isinstance(max_step_size, (int, float)):
+        if isinstance(max_step_size, bool) or not isinstance(max_step_size, numbers.Real):
             raise TypeError(f"max_step_size must be a number, got {max_step_size!r}")
         if not max_step_size > 0:
             raise ConfigurationError(f"max_step_size must be positive, got {max_step_size}")
@@ -402,6 +405,13 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             raise TypeError(f"{cls.__name__}.error_weights must have {s} or {s + 1} entries")
         if e is not None and cls.order is None:
             raise TypeError(f"{cls.__name__} defines error_weights but no order")
+        # consistency (order >= 1), the row-sum condition, an error estimate that is one
+        sums = [("sum(tableau_b)", sum(b), 1.0)]
+        sums += [(f"sum(tableau_a[{i}]) = tableau_c[{i}]", sum(r), c[i]) for i, r in enumerate(a)]
+        sums += [] if e is None else [("sum(error_weights)", sum(e), 0.0)]
+        for rule, got, want in sums:
+            if not abs(got - want) <= 1e-10:
+                raise ConfigurationError(f"{cls.__name__}: {rule} = {want} is required, got {got}")
 
     def _with_tolerances(self, atol: Any = None, rtol: Any = None) -> BaseRungeKuttaIntegrator:
         """A shallow copy with ``atol``/``rtol`` set (``None``: this one's), every other setting
@@ -684,7 +694,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 )
             times = torch.arange(n_steps + 1, device=x.device, dtype=x.dtype) * ht
             return times, times.diff()
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)):
+        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Real):
             raise TypeError(f"step_size must be a number or a tensor, got {step_size!r}")
         h = float(step_size)
         if h == 0.0 or not math.isfinite(h):
@@ -801,8 +811,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 if reuse_first:  # ks[0] = f(x, t): a NaN/inf there no step size can cure
                     check_finite_tensor(f"{type(self).__name__}: the drift at t={t:.6g}", ks[0])
             h = min(h * factor, self.max_step_size)
-            # underflow: a step below 1e-14 of the span or 10 ulps of t (t + h barely moves)
-            if h < max(1e-14 * span, 10 * math.ulp(t)) and direction * (t1 - t) > stop_tol:
+            # underflow: a rejected step shrunk below 1e-14 of the span or 10 ulps of t (t + h
+            # barely moves); an accepted one only grows the next (a tiny first step is no fault)
+            tiny = h < max(1e-14 * span, 10 * math.ulp(t))
+            if tiny and not ratio <= 1.0 and direction * (t1 - t) > stop_tol:
                 raise _underflow(type(self).__name__, t, ratio, ks)
         return x
 
@@ -843,7 +855,7 @@ def _first_step(step_size: Any) -> float:
                 f"of shape {tuple(step_size.shape)}"
             )
         step_size = step_size.item()
-    elif isinstance(step_size, bool) or not isinstance(step_size, (int, float)):
+    elif isinstance(step_size, bool) or not isinstance(step_size, numbers.Real):
         raise TypeError(f"step_size must be a number or a tensor, got {step_size!r}")
     h = abs(float(step_size))
     if h == 0.0 or not math.isfinite(h):
@@ -859,8 +871,10 @@ def _underflow(name: str, t: float, ratio: float, ks: list[torch.Tensor]) -> Run
         check_finite_tensor(f"{name}: the drift near t={t:.6g} (step size underflow)", k)
     return RuntimeError(
         f"{name}: step size underflow at t={t:.6g} (error ratio {ratio}, finite drift); the "
-        "problem is too stiff for this method and atol/rtol: loosen the tolerances or use an "
-        "implicit integrator"
+        "problem is too stiff for this method and atol/rtol, or its solution blows up near "
+        "t: loosen the tolerances or end the interval earlier (the implicit integrators here "
+        "solve their stages by fixed-point iteration, which needs h * Lip(f) < 1: they do "
+        "not lift a stiff problem's step limit)"
     )
 
 
@@ -875,6 +889,12 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     implicit (diagonal) stage is drift-implicit instead: the noise is added to $x_n$ first and
     the stages are solved from $\tilde x = x_n + \sqrt{2D\,|h|}\,\xi$, so backward Euler
     gives $x' = x + h f(x', t + h) + \sqrt{2D h}\,\xi$ (Kloeden & Platen 1992, Sec. 12.2).
+    For other implicit tableaux this is *not* the stochastic theta method: their explicit
+    part sees $\tilde x$ too (the trapezoid tableau gives a stationary variance 19 % under
+    the target on an Ornstein-Uhlenbeck process at $h\lambda = 0.2$, where
+    $x' = x + \tfrac h2(f(x) + f(x')) + \sqrt{2Dh}\,\xi$ is exact); write such a scheme's
+    `step` yourself. Only $D = g^2/2$ is given, so the noise is $|g|\,\xi$: with a shared
+    Brownian increment and $g(x) < 0$ the path is the mirror of torchsde's (same law).
     $D$ is ``diffusion`` if given (a number, a tensor broadcastable against ``x`` or a
     ``(B,)`` tensor, or a callable ``diffusion(x, t)``), else ``noise_scale**2``, else no noise.
     A 1-D tensor of length ``B`` is per sample, also when ``B`` equals the last dimension of
@@ -895,12 +915,12 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
     `step` and `integrate` add the noise to its deterministic step.
 
     Example:
-        >>> class StochasticHeun(BaseSDERungeKuttaIntegrator):
+        >>> class HeunThenNoise(BaseSDERungeKuttaIntegrator):  # Heun's step, then the noise
         ...     tableau_a = ((), (1.0,))
         ...     tableau_b = (0.5, 0.5)
         ...     tableau_c = (0.0, 1.0)
-        >>> out = StochasticHeun().integrate({"x": torch.zeros(4, 2)}, 0.01, 10,
-        ...                                  drift=lambda x, t: -x, noise_scale=1.0)
+        >>> out = HeunThenNoise().integrate({"x": torch.zeros(4, 2)}, 0.01, 10,
+        ...                                 drift=lambda x, t: -x, noise_scale=1.0)
     """
 
     _noise_first = False  # an implicit tableau: noise before the solve (`__init_subclass__`)
@@ -930,7 +950,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
                     f"(({x.shape[0]},)) nor broadcastable against x of shape {tuple(x.shape)}"
                 )
             return expand_t_like_x(d, x) if per_sample else d
-        if isinstance(d, (int, float)) and not isinstance(d, bool):
+        if isinstance(d, numbers.Real) and not isinstance(d, bool):
             if not (math.isfinite(d) and d >= 0):  # a number a callable returned
                 raise ConfigurationError(
                     f"diffusion(x, t) must return non-negative finite values, got {d!r}"
@@ -1041,6 +1061,11 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         h, h_t = _prep_step(step_size, x)
         tv = self._time_vector(t, x)
         d = self._diffusion_value(diffusion, noise_scale, x, tv)
+        if d is None and noise is not None:
+            raise ConfigurationError(
+                "noise= was given without diffusion= or noise_scale=, so the step would be "
+                "deterministic: pass noise_scale=1.0 for sqrt(2|h|) noise, or diffusion=D"
+            )
         if callable(diffusion) and isinstance(d, torch.Tensor):  # one host read (not in a loop)
             _check_diffusion(d, "diffusion(x, t)")
         if d is not None and self._noise_first:  # drift-implicit: solve from x + noise
@@ -1117,7 +1142,7 @@ def _drop_089_tableau(module: Any, state_dict: dict, prefix: str, *_: Any) -> No
         state_dict.pop(prefix + name, None)
 
 
-_SCALE_TYPES = (torch.Tensor, int, float)
+_SCALE_TYPES = (torch.Tensor, numbers.Real)
 
 
 def _check_diffusion(d: Any, name: str = "diffusion") -> Any:
@@ -1125,10 +1150,10 @@ def _check_diffusion(d: Any, name: str = "diffusion") -> Any:
     be finite and >= 0 (a Python comparison); a tensor must hold finite values >= 0 (one host
     read, skipped under `checked_inputs` and in a sampler's loop, whose NaN policy watches
     the chains). Anything else is returned for `_diffusion_value`'s ``TypeError``."""
-    if isinstance(d, (int, float)) and not isinstance(d, bool):
+    if isinstance(d, numbers.Real) and not isinstance(d, bool):
         if not (math.isfinite(d) and d >= 0):
             raise ConfigurationError(f"{name} must be non-negative and finite, got {d!r}")
-        return d
+        return float(d)  # numpy scalars too
     if not isinstance(d, torch.Tensor) or _CHECKED.get():
         return d
     ok = ((d >= 0) & (d < float("inf"))).flatten()  # NaN fails both
@@ -1200,7 +1225,7 @@ def _check_tolerances(atol: Any, rtol: Any) -> tuple[float, float]:
 
 
 def _check_non_negative_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a non-negative number, got {value!r}")
     v = float(value)
     if not v >= 0 or not math.isfinite(v):

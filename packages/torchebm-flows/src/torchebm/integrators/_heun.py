@@ -23,7 +23,9 @@ class HeunIntegrator(BaseSDERungeKuttaIntegrator):
     [`BaseSDERungeKuttaIntegrator`][torchebm.integrators.BaseSDERungeKuttaIntegrator]); the
     predictor carries no noise. This is not torchsde's (Stratonovich) ``"heun"``, whose
     predictor and corrector both carry it ($g = \sqrt{2D}$): on an Ornstein-Uhlenbeck process
-    both have strong order 1 (additive noise), this one weak order 1, torchsde's 2.
+    both have strong order 1 (additive noise), this one weak order 1, torchsde's 2. In
+    Langevin dynamics it does not lower the stationary bias of Euler-Maruyama: on that
+    process at $h\lambda = 0.2$ its stationary variance is 22 % high, Euler-Maruyama's 11 %.
 
     Example:
         >>> import torch

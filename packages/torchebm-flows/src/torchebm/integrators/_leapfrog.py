@@ -14,7 +14,13 @@ from typing import Any
 
 import torch
 
-from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_non_negative
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_energies,
+    check_int,
+    check_non_negative,
+)
 from torchebm.integrators._base_symplectic import BaseSymplecticIntegrator
 from torchebm.integrators._checked import check_mass, check_start, checked_field
 from torchebm.integrators._inference import inference_mode_option
@@ -293,9 +299,8 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         if energy is not None:
             energy = self._require_callable("energy", energy, "energy(x, t) = U(x) of shape (B,)")
         x, p, v = self._run(x, p, t, h, kick, n, field, v0, _prep_mass(mass, x), safe)
-        return LeapfrogResult(
-            x, p, v if gradient is not None else -v, None if energy is None else energy(x, t)
-        )
+        end_energy = None if energy is None else check_energies("energy", energy(x, t), len(x))
+        return LeapfrogResult(x, p, v if gradient is not None else -v, end_energy)
 
     def _field(self, x, h, gradient, drift, initial_gradient, initial_force):
         """`(field, kick, v0)`: the callback, the step of a full kick `p += kick * field(x)`
