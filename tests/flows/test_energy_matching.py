@@ -119,7 +119,7 @@ def test_internal_langevin_keeps_float64_noise_amplitudes():
     neg, _ = em.negative_samples(x1, x0, {}, torch.Generator().manual_seed(7))
     g = torch.Generator().manual_seed(7)
     perm = torch.randperm(b, generator=g)
-    x = torch.cat([x0[perm[: b // 2]], x1[torch.randint(0, b, (b // 2,), generator=g)]])
+    x = torch.cat([x0[perm[: b // 2]], x1[torch.randperm(b, generator=g)[: b // 2]]])
     noise_rows = (torch.arange(b) < b // 2).unsqueeze(1)
     for k in range(n):
         s = k / n  # the ramp of TemperatureScheduler: 0 before tau, then linear to eps
@@ -128,6 +128,19 @@ def test_internal_langevin_keeps_float64_noise_amplitudes():
         x = x - h * a * x + math.sqrt(2 * h) * scale * torch.randn(x.shape, generator=g, dtype=F64)
     assert neg.dtype == F64
     torch.testing.assert_close(neg, x, rtol=1e-13, atol=1e-13)
+
+
+def test_data_started_negatives_start_from_distinct_rows():
+    # before: the rows were drawn with replacement (randint): 0.8.9 drew them without
+    # (randperm), and a batch held duplicate negatives (P = 1 - 64!/(32! 64^32) ~ 1 here)
+    em = EnergyMatchingLoss(Quadratic(a=1.0), n_langevin_steps=1, langevin_dt=1e-12,
+                            epsilon_max=0.0, noise_fraction=0.5, dtype=F64)  # fmt: skip
+    x1 = torch.arange(64, dtype=F64).unsqueeze(1).repeat(1, 2)  # row i holds (i, i)
+    for seed in range(3):
+        neg, _ = em.negative_samples(x1, None, {}, torch.Generator().manual_seed(seed))
+        rows = neg[32:, 0].round()
+        assert torch.allclose(neg[32:], x1[rows.long()], atol=1e-9)  # data rows, not moved
+        assert rows.unique().numel() == 32
 
 
 def test_contrastive_term_and_clamp():

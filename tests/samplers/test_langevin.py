@@ -138,10 +138,19 @@ def test_integrator_choice():
         LangevinDynamics(HarmonicModel(), integrator=EulerMaruyamaIntegrator(dtype=torch.float64))
 
 
-def test_decay_other_than_zero_is_rejected():
-    LangevinDynamics(HarmonicModel(), decay=0.0)
-    with pytest.raises(ValueError, match="decay"):
-        LangevinDynamics(HarmonicModel(), decay=0.1)
+def test_decay_is_stored_and_ignored_as_in_089_and_says_so():
+    # 0.8.9 stored decay and never used it; a ConfigurationError broke its users' scripts
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    plain = LangevinDynamics(HarmonicModel(), decay=0.0)
+    with pytest.warns(UserWarning, match=r"decay=0.1\) has no effect, as in torchebm 0.8.9"):
+        decayed = LangevinDynamics(HarmonicModel(), decay=0.1)
+    assert decayed.decay == 0.1
+    runs = [
+        s.sample(x, n_steps=5, generator=torch.Generator().manual_seed(1)) for s in (plain, decayed)
+    ]
+    assert torch.equal(*runs)
+    with pytest.raises(TypeError, match="decay must be a number"):
+        LangevinDynamics(HarmonicModel(), decay="0.1")
 
 
 def test_seed_forms_keep_working():

@@ -292,7 +292,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
     def negative_samples(self, x1, x0, conditioning, generator):
         """Negatives ``(B, ...)``, their conditioning and the noise-started-row mask.
 
-        A ``noise_fraction`` of the chains start from noise, the rest from random data rows.
+        A ``noise_fraction`` of the chains start from noise, the rest from distinct random
+        data rows (drawn without replacement, as in torchebm 0.8.9).
 
         Args:
             x1: Data batch `(B, *event)`.
@@ -306,7 +307,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         dev = x1.device
         perm = torch.randperm(b, generator=generator, device=dev)
         noise_idx = perm[:n_noise]
-        data_idx = torch.randint(0, b, (b - n_noise,), generator=generator, device=dev)
+        # distinct data rows, as in 0.8.9 (drawn with replacement, a batch held duplicates)
+        data_idx = torch.randperm(b, generator=generator, device=dev)[: b - n_noise]
         if x0 is not None:
             start_noise = x0[noise_idx]
         else:

@@ -20,7 +20,7 @@ from torchebm.core import (
     ScheduledParameter,
     shared_field,
 )
-from torchebm.core._module import forward_kwargs
+from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import ConfigurationError, check_clamp
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
 from torchebm.integrators._compat_089 import accept_089_pickle
@@ -144,8 +144,8 @@ class LangevinDynamics(BaseSampler):
             per step otherwise). ``energy_function=`` is a deprecated alias.
         step_size: $\eta > 0$, float or scheduler.
         noise_scale: $\sigma > 0$, float or scheduler.
-        decay: Kept for signature compatibility; only ``0.0`` is accepted (never had an
-            effect in 0.8.9).
+        decay: Kept for signature compatibility: stored and unused, as in 0.8.9; a value
+            other than ``0.0`` warns that it has no effect.
         clamp: Optional ``(low, high)``: chains are clamped after every step; either
             bound may be ``None`` (one-sided, the rule of `torchebm.core.errors.check_clamp`).
         dtype: Chain dtype when the model has no parameters.
@@ -209,12 +209,15 @@ class LangevinDynamics(BaseSampler):
         super().__init__(**forward_kwargs(locals(), super().__init__))
         self.step_size = step_size
         self.noise_scale = noise_scale
-        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or float(decay) != 0.0:
-            raise ConfigurationError(
-                f"decay is not supported (only 0.0 is accepted), got {decay!r}; "
-                "add a quadratic term to the energy instead"
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real):
+            raise TypeError(f"decay must be a number, got {decay!r}")
+        if float(decay) != 0.0:  # 0.8.9 stored it and ignored it: its scripts keep running
+            warn_user(
+                f"LangevinDynamics(decay={decay!r}) has no effect, as in torchebm 0.8.9; for "
+                "weight decay add a quadratic term to the energy",
+                UserWarning,
             )
-        self.decay = 0.0
+        self.decay = float(decay)
         self.clamp = check_clamp(clamp)
         self.integrator = cast(
             BaseSDERungeKuttaIntegrator,
