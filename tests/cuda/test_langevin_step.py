@@ -173,7 +173,7 @@ def test_errors_name_the_argument():
         (dict(seed=-1), ValueError, "seed must be >= 0"),
         (dict(seed=2**63), ValueError, "seed must be <"),
         (dict(seed=1.5), TypeError, "seed must be an int"),
-        (dict(generator=1), TypeError, "generator must be a torch.Generator"),
+        (dict(generator="1"), TypeError, "generator must be a torch.Generator"),
         (dict(out=torch.empty(7, 33).t()), ValueError, "out must be contiguous"),
         (dict(out=torch.empty(33, 7, dtype=torch.float64)), TypeError, "out must have the dtype"),
         (dict(force="cuda"), ValueError, "force must be one of"),
@@ -193,3 +193,15 @@ def test_errors_name_the_argument():
         kwargs = dict(x=x, grad=g, step_size=H, noise_scale=S) | over
         with pytest.raises(err, match=msg):
             tc.fused_langevin_step(**kwargs)
+
+
+def test_089_positional_seed_and_out_keep_their_meaning():
+    # 0.8.9: fused_langevin_step(x, grad, step_size, noise_scale, clamp, noise, seed, out);
+    # generator was inserted before seed, so 0.8.9's positional seed landed in generator
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    grad = x.clone()
+    want = tc.fused_langevin_step(x, grad, 0.1, 1.0, None, None, seed=42)
+    out = torch.empty_like(x)
+    with pytest.warns(DeprecationWarning, match="0.8.9's order"):
+        got = tc.fused_langevin_step(x, grad, 0.1, 1.0, None, None, 42, out)
+    assert got is out and torch.equal(got, want)

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from torchebm.core import warn_once
 from torchebm.cuda._backend import kernels, resolve_backend
 from torchebm.cuda._validate import (
     as_dtype,
@@ -157,6 +158,15 @@ def fused_langevin_step(
         - Salmon, J. K. et al. (2011). Parallel random numbers: as easy as 1, 2, 3. SC'11
           (the Philox generator).
     """
+    if isinstance(generator, int) and not isinstance(generator, bool) and out is None:
+        # torchebm 0.8.9's positions (..., noise, seed, out): its seed lands in generator
+        warn_once(
+            "fused_langevin_step.seed",
+            "fused_langevin_step(x, grad, step_size, noise_scale, clamp, noise, seed, out) is "
+            "torchebm 0.8.9's order; generator now comes before seed: pass seed= and out= by "
+            "keyword",
+        )
+        generator, seed, out = None, generator, seed
     compiling = torch.compiler.is_compiling()
     if (
         noise is None
