@@ -30,7 +30,8 @@ class CouplingResult:
         weights: Optional ``(B,)`` importance weights of the pairs (``None`` = uniform).
         index: ``(B,)`` rows of the caller's ``x1`` that ``x1`` holds, when the coupling
             reordered or resampled it (per-sample conditioning of ``x1`` must follow them);
-            ``None``: ``x1`` is the caller's in its order, or generated from ``x0``.
+            ``None``: ``x1`` is the caller's in its order, generated from ``x0``, or drawn
+            from every rank's batch (a ``process_group`` coupling: no local rows to follow).
 
     Example:
         >>> r = CouplingResult(torch.zeros(2, 1), torch.ones(2, 1))
@@ -120,12 +121,12 @@ class BaseCostCoupling(BaseCoupling):
     (``B == 1`` passes through). The default cost is the squared Euclidean distance of the
     flattened samples over its maximum (floored at 1e-12). With ``process_group`` the
     coupling is global: both batches are all-gathered, the pooled problem solved (indices
-    broadcast from rank 0) and each rank keeps its rows; subclasses that support it set
+    broadcast from rank 0) and each rank keeps its rows (``index`` is then ``None``, they come
+    from every rank's ``x1``; conditioning is refused). Subclasses supporting it set
     ``_supports_process_group = True``.
 
     Args:
-        process_group: Optional process group for global-batch coupling.
-    """
+        process_group: Optional process group for global-batch coupling."""
 
     _supports_process_group: bool = False
 

@@ -452,8 +452,7 @@ class BoothModel(_AnalyticModel):
 
     References:
         Jamil & Yang, "A literature survey of benchmark functions for global
-        optimisation problems", 2013.
-    """
+        optimisation problems", 2013."""
 
     def closed_form_energy(self, x):
         x1, x2 = _two_d("BoothModel", x)
