@@ -270,3 +270,21 @@ def test_cuda_device_same_points(cls):
     assert torch.equal(gpu.cpu(), cpu)
     g = torch.Generator(device="cuda").manual_seed(0)
     assert build(cls, generator=g, device="cuda").get_data().device.type == "cuda"
+
+
+def test_a_seed_outside_the_generators_range_is_refused_and_changes_nothing():
+    # before: torch's "Overflow when unpacking long long", and a failed regenerate left the
+    # bad seed behind with the old data
+    from torchebm.core.errors import ConfigurationError
+    from torchebm.datasets import CircleDataset
+
+    for bad in (2**64, -(2**63) - 1):
+        with pytest.raises(ConfigurationError, match=r"seed must be in \[-2\*\*63, 2\*\*64\)"):
+            CircleDataset(5, seed=bad)
+    d = CircleDataset(5, seed=0)
+    before = d.data.clone()
+    with pytest.raises(ConfigurationError, match="seed must be in"):
+        d.regenerate(seed=2**70)
+    assert d.seed == 0 and torch.equal(d.data, before)
+    for edge in (2**64 - 1, -(2**63)):  # the ends of the range work
+        assert CircleDataset(5, seed=edge).data.shape == (5, 2)

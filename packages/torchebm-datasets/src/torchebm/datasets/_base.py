@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from torchebm.core._module import warn_user
-from torchebm.core.errors import check_generator, check_int
+from torchebm.core.errors import ConfigurationError, check_generator, check_int
 from torchebm.datasets._functional import _check_device, _check_dtype
 
 __all__ = ["BaseSyntheticDataset"]
@@ -88,6 +88,8 @@ class BaseSyntheticDataset(Dataset):
             raise ValueError("give either seed or generator, not both")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
+        if seed is not None and not -(2**63) <= seed < 2**64:  # torch.Generator's range
+            raise ConfigurationError(f"seed must be in [-2**63, 2**64), got {seed!r}")
         self.seed = None if seed is None else int(seed)
         self.generator = check_generator(generator)
 
