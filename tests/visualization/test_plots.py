@@ -180,11 +180,15 @@ def test_automatic_ranges_skip_diverged_chains_and_widen_a_single_point():
     from torchebm.visualization import plot_samples, plot_trajectories
 
     pts = torch.tensor([[0.0, 0.0], [1.0, 1.0], [float("nan"), 0.5], [float("inf"), 2.0]])
-    fig = plot_samples(pts)
+    with pytest.warns(RuntimeWarning, match="samples: 2 of 4 points hold NaN/inf"):
+        fig = plot_samples(pts)  # they are not drawn, and the picture says nothing of them
     lo, hi = fig.axes[0].get_xlim()
     assert -1.0 < lo < 0.0 and 1.0 < hi < 2.0
     traj = torch.stack([pts[:2], pts[2:]], dim=1)  # (2 chains, 2 steps, 2)
-    assert np.isfinite(plot_trajectories(traj).axes[0].get_xlim()).all()
+    with pytest.warns(RuntimeWarning, match="trajectory: 2 of 4 points"):
+        assert np.isfinite(plot_trajectories(traj).axes[0].get_xlim()).all()
+    with pytest.warns(RuntimeWarning, match="data: 2 of 4 points"):
+        plot_samples(pts[:2], data=pts)
     lo, hi = plot_samples(torch.tensor([[0.5, 0.5]])).axes[0].get_xlim()
     assert lo < 0.45 and hi > 0.55
 

@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
+from torchebm.core._module import warn_user
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -247,6 +248,19 @@ def _points(name: str, x: Any) -> np.ndarray:
     arr = to_numpy_2d(name, x)
     if not len(arr):
         raise ShapeError(f"{name} must hold at least one point (N >= 1), got shape {arr.shape}")
+    return _warn_non_finite(name, arr)
+
+
+def _warn_non_finite(name: str, arr: np.ndarray) -> np.ndarray:
+    """``arr`` `(N, 2)`; one `RuntimeWarning` naming how many points are NaN/inf (matplotlib
+    leaves them out: diverged chains would vanish from the picture without a word)."""
+    bad = int((~np.isfinite(arr).all(axis=1)).sum())
+    if bad:
+        warn_user(
+            f"{name}: {bad} of {len(arr)} points hold NaN/inf and are not drawn (diverged "
+            "chains?); the axis limits fit the finite points",
+            RuntimeWarning,
+        )
     return arr
 
 
@@ -315,7 +329,8 @@ def plot_samples(
     landscape when ``model`` is given.
 
     Args:
-        samples: Points ``(N, 2)`` (tensor or array).
+        samples: Points ``(N, 2)`` (tensor or array); NaN/inf rows (diverged chains) are not
+            drawn and warn (``RuntimeWarning``), as they do in ``data`` and trajectories.
         data: Reference points ``(M, 2)`` drawn underneath (optional).
         model: Energy model whose landscape is drawn first (optional).
         ax: Axes to draw into (default: a new figure).
@@ -340,7 +355,7 @@ def plot_samples(
         >>> fig = plot_samples(torch.randn(100, 2), data=torch.randn(100, 2) + 1)
     """
     pts = _points("samples", samples)
-    ref = to_numpy_2d("data", data) if data is not None else None
+    ref = _warn_non_finite("data", to_numpy_2d("data", data)) if data is not None else None
     landscape = dict(grid_size=grid_size, kind=kind, clip=clip, model_kwargs=model_kwargs)
     fig, ax, xlim_, ylim_ = _points_canvas((pts, ref), xlim, ylim, ax, model, landscape)
     if ref is not None:
@@ -405,7 +420,7 @@ def plot_trajectories(
         )
     max_chains = check_int("max_chains", max_chains, minimum=1)
     traj = traj[:max_chains]
-    flat = traj.reshape(-1, 2)
+    flat = _warn_non_finite("trajectory", traj.reshape(-1, 2))
     landscape = dict(grid_size=grid_size, kind=kind, clip=clip, model_kwargs=model_kwargs)
     fig, ax, xlim_, ylim_ = _points_canvas((flat,), xlim, ylim, ax, model, landscape)
     colors = [f"C{i % 10}" for i in range(traj.shape[0])]
