@@ -170,3 +170,18 @@ def test_seed_outside_64_bits_is_a_clear_error(capsys, tmp_path, seed):
     assert f"--seed must be an int in [-2**63, 2**63 - 1] (a 64-bit seed), got {seed}" in (
         capsys.readouterr().err
     )
+
+
+def test_a_failure_while_the_demo_runs_is_not_reported_as_a_usage_error(monkeypatch):
+    # main() caught every ValueError (ConfigurationError is one) raised anywhere in the
+    # demo and printed it as a bad option with exit status 2 and no traceback
+    import torchebm.cli._demos as demos
+    from torchebm.core.errors import ConfigurationError
+
+    def broken(*args, **kwargs):
+        raise ConfigurationError("step_size must be positive, got -1 (inside the demo)")
+
+    monkeypatch.setattr(demos, "_make_data", broken)
+    with pytest.raises(ConfigurationError, match="inside the demo"):
+        main(["demo", "cd", "--steps", "1", "--samples", "10", "--quiet"])
+    assert main(["demo", "--samples", "9", "--quiet"]) == 2  # an option's value still is

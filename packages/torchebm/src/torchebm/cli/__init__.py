@@ -72,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, metavar="S", help="random seed, a 64-bit int (default 0)"
     )
     demo.add_argument(
-        "--samples", type=int, default=2000, metavar="N", help="model samples (default 2000)"
+        "--samples",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="model samples, and as many held-out data points (>= 10; default 2000)",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("info", help="print the installed TorchEBM pieces and torch devices")
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "info":
         return _info()
-    from torchebm.cli._demos import run_demo
+    from torchebm.cli._demos import DemoUsageError, run_demo
 
     try:
         run_demo(
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             n_samples=args.samples,
             quiet=args.quiet,
         )
-    except ValueError as exc:
+    except DemoUsageError as exc:  # an option's value; a failure while training raises
         print(f"torchebm demo: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

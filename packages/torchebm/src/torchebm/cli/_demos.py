@@ -30,9 +30,15 @@ __all__ = [
     "DemoSpec",
     "DemoContext",
     "DemoOutput",
+    "DemoUsageError",
     "run_demo",
     "resolve_dataset",
 ]
+
+
+class DemoUsageError(ValueError):
+    """A demo option with a value the demo does not accept (the CLI's exit status 2); an
+    error raised while the demo runs is not one and keeps its traceback."""
 
 #: Datasets accepted by ``--dataset`` (the ``torchebm.datasets.make_<name>`` generators).
 DATASETS = (
@@ -56,7 +62,7 @@ def resolve_dataset(name: str) -> str:
     for d in DATASETS:
         if d.replace("_", "") == key:
             return d
-    raise ValueError(f"--dataset must be one of {list(DATASETS)}, got {name!r}")
+    raise DemoUsageError(f"--dataset must be one of {list(DATASETS)}, got {name!r}")
 
 
 @dataclass
@@ -550,14 +556,14 @@ def _png_path(out: str | None, default: str = "torchebm-demo.png") -> str:
 
         formats = sorted(FigureCanvasBase.get_supported_filetypes())
         if ext[1:].lower() not in formats:
-            raise ValueError(
-                f"out must end in an image format matplotlib writes ({', '.join(formats)}) or "
+            raise DemoUsageError(
+                f"--out must end in an image format matplotlib writes ({', '.join(formats)}) or "
                 f"have no extension (.png is added), got {out!r}"
             )
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
-        raise ValueError(
-            f"out must be a file in an existing folder, got {out!r} ({folder} is not one)"
+        raise DemoUsageError(
+            f"--out must be a file in an existing folder, got {out!r} ({folder} is not one)"
         )
     return out
 
@@ -565,17 +571,17 @@ def _png_path(out: str | None, default: str = "torchebm-demo.png") -> str:
 def _check_demo_args(steps: Any, n_samples: Any, device: str, seed: Any = 0) -> None:
     """Validate `run_demo`'s numeric and device options (named errors, no coercion)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**63:
-        raise ValueError(
+        raise DemoUsageError(
             f"--seed must be an int in [-2**63, 2**63 - 1] (a 64-bit seed), got {seed!r}"
         )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"--steps must be an int >= 1, got {steps!r}")
+        raise DemoUsageError(f"--steps must be an int >= 1, got {steps!r}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 10:
-        raise ValueError(f"--samples must be an int >= 10, got {n_samples!r}")
+        raise DemoUsageError(f"--samples must be an int >= 10, got {n_samples!r}")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be 'cpu' or 'cuda', got {device!r}")
+        raise DemoUsageError(f"--device must be 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise DemoUsageError(
             "--device cuda: CUDA is not available here (no GPU, or a CPU-only torch build); "
             "use --device cpu"
         )
@@ -617,7 +623,7 @@ def run_demo(
     """
     stream = stream if stream is not None else sys.stdout
     if name not in DEMOS:
-        raise ValueError(f"demo must be one of {list(DEMOS)}, got {name!r}")
+        raise DemoUsageError(f"demo must be one of {list(DEMOS)}, got {name!r}")
     spec = DEMOS[name]
     dataset = resolve_dataset(dataset) if dataset is not None else spec.dataset
     steps = spec.steps if steps is None else steps
