@@ -40,6 +40,7 @@ class DemoUsageError(ValueError):
     """A demo option with a value the demo does not accept (the CLI's exit status 2); an
     error raised while the demo runs is not one and keeps its traceback."""
 
+
 #: Datasets accepted by ``--dataset`` (the ``torchebm.datasets.make_<name>`` generators).
 DATASETS = (
     "eight_gaussians",
