@@ -88,7 +88,7 @@ class MeanEnergy(BaseLoss):
         self.scale = torch.nn.Parameter(torch.ones(()))
 
     def forward(self, x, model_kwargs=None, generator=None):
-        x = self._prepare_input(x)
+        x = self.prepare_input(x)
         return self.apply_nan_policy(0.5 * self.scale * x.square().sum(-1).mean())
 
 

@@ -30,8 +30,8 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
 
     Non-finite losses are never replaced. ``nan_policy`` decides what a NaN/inf loss does:
     ``"raise"`` (default) raises [`NonFiniteError`][torchebm.core.errors.NonFiniteError]
-    (one host read per call); ``"warn"`` warns and returns it (NaN/inf *data* raises under
-    both); ``"deferred"`` makes no host sync and raises at the next call (or at
+    (one host read per call); ``"warn"`` warns and returns it (the library's losses raise on
+    NaN/inf *data* under both); ``"deferred"`` makes no host sync and raises at the next call (or at
     [`check_finite`][torchebm.core.BaseLoss.check_finite]) naming the failed call;
     ``"ignore"`` does not check.
 
@@ -89,13 +89,14 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
 
     @abstractmethod
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        """Loss of a batch ``x`` ``(B, *event)``; cast it: ``x.to(self.device, self.dtype)``."""
+        """Loss of a batch ``x`` ``(B, *event)``; start with ``x = self.prepare_input(x)``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    def _prepare_input(self, x: Any, name: str = "x", min_ndim: int = 2) -> torch.Tensor:
-        """Validate a floating batch of ``>= min_ndim`` dims and cast it to the loss's placement."""
+    def prepare_input(self, x: Any, name: str = "x", min_ndim: int = 2) -> torch.Tensor:
+        """``x`` checked (a floating tensor of ``>= min_ndim`` dims, else a named error) and cast
+        to the loss's device and dtype: a ``forward`` starts with it (values are not checked)."""
         check_tensor(name, x, min_ndim=min_ndim, floating=True)
         return x.to(*self._resolve_placement())  # (device, dtype), read once
 

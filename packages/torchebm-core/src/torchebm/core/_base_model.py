@@ -499,8 +499,7 @@ class StyblinskiTangModel(_AnalyticModel):
 
     References:
         Styblinski & Tang, "Experiments in nonconvex optimization: stochastic
-        approximation with function smoothing and simulated annealing", 1990.
-    """
+        approximation with function smoothing and simulated annealing", 1990."""
 
     def closed_form_energy(self, x):
         return _sum_event(0.5 * (x**4 - 16 * x**2 + 5 * x))

@@ -573,7 +573,7 @@ class FlowObjective:
             NonFiniteError: the loss is NaN/inf under ``nan_policy="raise"`` (naming the
                 first input, ``x`` or ``x0``, that holds NaN/inf and its rows).
         """
-        x = self._prepare_input(x)
+        x = self.prepare_input(x)
         conditioning = loss_conditioning(
             self, x, model_kwargs, generator, legacy_model_kwargs, y=y,
             probe=lambda m: self.probe_model(x[:1], m),

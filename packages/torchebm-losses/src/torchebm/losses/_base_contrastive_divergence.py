@@ -648,7 +648,7 @@ class BaseContrastiveDivergence(BaseLoss):
                 "set them in the constructor",
                 DeprecationWarning,
             )
-        x = self._prepare_input(x)
+        x = self.prepare_input(x)
         conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
         try:
             negatives = self.negative_phase(x, conditioning, generator)

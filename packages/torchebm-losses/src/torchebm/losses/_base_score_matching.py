@@ -302,7 +302,7 @@ class BaseScoreMatching(BaseLoss):
             ShapeError: ``x`` is not batched, or the energies are not ``(B,)``.
             NonFiniteError: the loss is NaN/inf (``nan_policy="raise"``).
         """
-        x = self._prepare_input(x)
+        x = self.prepare_input(x)
         conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
 
         def loss() -> torch.Tensor:
