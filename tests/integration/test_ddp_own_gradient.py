@@ -87,7 +87,7 @@ def test_energy_matching_langevin_over_ddp_uses_the_modules_gradient(ddp_group):
     assert calls == [n, n]  # was [n, 0]: autograd through DDP's forward
     g = torch.Generator().manual_seed(3)  # hand-written float64 loop, same start rows
     torch.randperm(16, generator=g)
-    ref = x1[torch.randint(0, 16, (16,), generator=g)]
+    ref = x1[torch.randperm(16, generator=g)]  # distinct data rows
     for _ in range(n):
         ref = ref - h * ref @ P
     torch.testing.assert_close(wrapped, ref, rtol=1e-12, atol=1e-12)

@@ -345,15 +345,15 @@ def test_gradients_flow_through_fixed_steps():
 
 def test_backward_euler_is_stable_on_stiff_problem():
     bem = BackwardEulerMaruyamaIntegrator(
-        dtype=F64, solver_max_iter=200, solver_tol=1e-14, solver_check_every=5
-    )
+        dtype=F64, solver_max_iter=400, solver_tol=1e-14, solver_check_every=5
+    )  # contraction 0.9 per iteration: about 300 to reach 1e-14 (200 warned: unconverged)
     em = EulerMaruyamaIntegrator(dtype=F64)
     # dx/dt = -k x with k h = 0.9: Picard converges (h Lip < 1); explicit Euler oscillates
     k, h = 90.0, 0.01
     x = torch.ones(1, 1, dtype=F64)
     out = bem.integrate({"x": x}, h, 50, drift=lambda x, t: -k * x)["x"]
     assert abs(out.item() - (1 / (1 + k * h)) ** 50) < 1e-10
-    assert bem.nfe < 200 * 50  # early exit happened
+    assert bem.nfe < 400 * 50 and bool(bem.solver_converged.all())  # early exit happened
     out_em = em.integrate({"x": x}, h, 50, drift=lambda x, t: -k * x)["x"]
     assert abs(out_em.item() - (1 - k * h) ** 50) < 1e-12
 

@@ -114,3 +114,25 @@ def test_an_inconsistent_tableau_is_refused():
     x = torch.ones(1, 1, dtype=F64)
     out = ralston.integrate({"x": x}, 0.01, 100, drift=decay)["x"]
     torch.testing.assert_close(out, x * math.exp(-1.0), atol=1e-5, rtol=0)
+
+
+def test_standalone_integrate_warns_when_implicit_solves_do_not_converge():
+    # before: h * lambda = 10 gave NaN (or -4.6e-13 for 0.540 at h * lambda = 1) with no
+    # word; only the samplers reported unconverged solves
+    import warnings
+
+    from torchebm.integrators import BackwardEulerMaruyamaIntegrator
+
+    lam = 1e4
+
+    def stiff(x, t):
+        return -lam * (x - torch.cos(t)[:, None])
+
+    x0 = torch.zeros(2, 1, dtype=F64)
+    with pytest.warns(RuntimeWarning, match=r"did not converge in 2 of 2 chains.*now 8"):
+        BackwardEulerMaruyamaIntegrator().integrate({"x": x0}, 1e-3, 10, drift=stiff)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # h * lambda = 0.1: converged, silent
+        BackwardEulerMaruyamaIntegrator(solver_max_iter=40).integrate(
+            {"x": x0}, 1e-5, 10, drift=stiff
+        )

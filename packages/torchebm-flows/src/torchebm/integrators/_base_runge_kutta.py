@@ -29,6 +29,7 @@ import torch
 
 from torchebm.core import BaseIntegrator, expand_t_like_x
 from torchebm.core._base_integrator import _Evaluations, _prep_step, _require_callable
+from torchebm.core._module import warn_user
 from torchebm.core.errors import (
     _CHECKED,
     ConfigurationError,
@@ -447,7 +448,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         evaluation counts as unconverged. An unconverged chain took a truncated Picard
         iterate, not the implicit step: on $dx = -\lambda x\,dt + \sqrt 2\,dW$ backward
         Euler-Maruyama with $h\lambda = 0.9$ and 8 evaluations has a stationary variance
-        three times the scheme's. Reading it does not synchronise with the device.
+        three times the scheme's. Reading it does not synchronise with the device. An
+        `integrate` call whose solves did not all converge warns (``RuntimeWarning``, one
+        host read; not under `checked_inputs`); `step`, which samplers call in their loops,
+        does not.
 
         Example:
             >>> from torchebm.integrators import BackwardEulerMaruyamaIntegrator
@@ -628,7 +632,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         def advance(x, t, h, stage_t, inplace, plan):
             return rk(x, t, h, h, drift, stage_t=stage_t, inplace=inplace, plan=plan, ev=ev)[0]
 
-        return self._end_call(ev, {"x": self._fixed(x, times, dts, advance)})
+        return self._end_call(ev, {"x": self._fixed(x, times, dts, advance)}, report=True)
 
     # ------------------------------------------------------------------ loops
     def _begin_call(self, state: dict, drift: Any) -> tuple[torch.Tensor, Drift, _Call]:
@@ -640,12 +644,24 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         drift = checked_field("drift", _require_callable("drift", drift, "drift(x, t)"), x)
         return x, drift, _Call()
 
-    def _end_call(self, ev: _Call, out: dict) -> dict:
+    def _end_call(self, ev: _Call, out: dict, report: bool = False) -> dict:
         """``out``, with the call's record ``ev`` stored as `nfe` and, for a tableau with
-        an implicit stage, `solver_converged` (the last call's)."""
+        an implicit stage, `solver_converged` (the last call's). ``report`` (`integrate`,
+        outside `checked_inputs`): one ``RuntimeWarning`` naming the chains whose solves did
+        not converge (one host read; a sampler's loop calls `step` and reports itself)."""
         self._evaluations.count = ev.count
         if self._implicit:
             cast(_SolverRecord, solver_record(self, create=True)).converged = ev.converged
+            failed = None if ev.converged is None else ~ev.converged
+            if report and failed is not None and not _CHECKED.get() and bool(failed.any()):
+                warn_user(
+                    f"{type(self).__name__}.integrate: the implicit stage solves did not "
+                    f"converge in {int(failed.sum())} of {failed.numel()} chains (they took a "
+                    f"truncated fixed-point iterate, not the implicit step; the iteration "
+                    f"needs h * Lip(f) < 1): raise solver_max_iter (now "
+                    f"{self.solver_max_iter}) or lower the step size",
+                    RuntimeWarning,
+                )
         return out
 
     def _resolve_adaptive(self, adaptive: bool | None) -> bool:
@@ -1131,7 +1147,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         out = self._fixed(x, times, dts, advance)
         if record is not None:
             _check_record(record, times)
-        return self._end_call(ev, {"x": out})
+        return self._end_call(ev, {"x": out}, report=True)
 
 
 def _drop_089_tableau(module: Any, state_dict: dict, prefix: str, *_: Any) -> None:
