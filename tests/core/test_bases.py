@@ -191,6 +191,7 @@ def test_coupling_contracts():
     torch.testing.assert_close(res.x1, torch.tensor([[3.0], [3.0], [0.0]]))
     a, b = res
     assert a is x0 and torch.equal(b, res.x1)
+    assert res[0] is res.x0 and res[1] is res.x1 and res[-1] is res.x1  # was a TypeError
     torch.testing.assert_close(Shift(lambda z: z + 1)(x0).x1, x0 + 1)
     with pytest.raises(ConfigurationError, match="equal batch sizes"):
         Reverse()(x0, x1[:2])

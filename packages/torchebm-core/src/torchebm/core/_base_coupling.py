@@ -22,7 +22,7 @@ __all__ = ["BaseCoupling", "BaseCostCoupling", "BaseModelCoupling", "CouplingRes
 
 @dataclass(frozen=True)
 class CouplingResult:
-    r"""Result of a coupling; iterating yields ``(x0, x1)`` (``x0, x1 = coupling(x0, x1)``).
+    r"""Result of a coupling; iterating or indexing yields ``(x0, x1)`` (``x0, x1 = r``, ``r[1]``).
 
     Attributes:
         x0: Source (noise) samples ``(B, *event_shape)``.
@@ -48,6 +48,9 @@ class CouplingResult:
     def __iter__(self) -> Iterator[torch.Tensor]:
         yield self.x0
         yield self.x1
+
+    def __getitem__(self, i: int) -> torch.Tensor:  # r[0], r[1]: the pair as a tuple holds it
+        return (self.x0, self.x1)[i]
 
 
 class BaseCoupling(ABC):

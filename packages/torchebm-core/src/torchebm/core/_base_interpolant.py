@@ -38,7 +38,7 @@ def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
     if t.ndim >= 1 and x.ndim >= 1:  # (B,) or (B, 1, ...): one time per sample
         if t.shape[0] != x.shape[0] or t.numel() != x.shape[0]:
             raise ShapeError(
-                f"t must have shape (B,) with B={x.shape[0]} (or be a scalar), got {tuple(t.shape)}"
+                f"t must have shape (B,) with B={x.shape[0]} (or be 0-d), got {tuple(t.shape)}"
             )
         return expand_t_like_x(t, x)
     return t

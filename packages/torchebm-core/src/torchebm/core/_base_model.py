@@ -342,8 +342,7 @@ class RastriginModel(_AnalyticModel):
     r"""Rastrigin energy $E(x) = a n + \sum_i (x_i^2 - a \cos 2\pi x_i)$.
 
     Args:
-        a: Amplitude of the cosine term (> 0).
-    """
+        a: Amplitude of the cosine term (> 0)."""
 
     def __init__(self, a: float = 10.0, dtype: torch.dtype = torch.float32, device: Any = None):
         super().__init__(dtype=dtype, device=device)
@@ -401,8 +400,7 @@ class RosenbrockModel(_AnalyticModel):
 
     Args:
         a: Position of the minimum, $(a, a^2, \dots)$ (finite).
-        b: Curvature of the valley (> 0).
-    """
+        b: Curvature of the valley (> 0)."""
 
     def __init__(
         self,
@@ -474,8 +472,7 @@ class HimmelblauModel(_AnalyticModel):
         tensor([0.])
 
     References:
-        Himmelblau, "Applied Nonlinear Programming", 1972.
-    """
+        Himmelblau, "Applied Nonlinear Programming", 1972."""
 
     def closed_form_energy(self, x):
         x1, x2 = _two_d("HimmelblauModel", x)
