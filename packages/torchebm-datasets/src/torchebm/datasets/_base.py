@@ -88,7 +88,7 @@ class BaseSyntheticDataset(Dataset):
             raise ValueError("give either seed or generator, not both")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
-        if seed is not None and not -(2**63) <= seed < 2**64:  # torch.Generator's range
+        if seed is not None and not -(2**63) <= int(seed) < 2**64:  # torch.Generator's range
             raise ConfigurationError(f"seed must be in [-2**63, 2**64), got {seed!r}")
         self.seed = None if seed is None else int(seed)
         self.generator = check_generator(generator)

@@ -372,9 +372,11 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 f"min_factor must be <= 1 <= max_factor, got min_factor={min_factor}, "
                 f"max_factor={max_factor}"
             )
-        if isinstance(max_step_size, bool) or not isinstance(max_step_size, numbers.Real):
+        if isinstance(max_step_size, bool) or not isinstance(
+            max_step_size, (int, float, numbers.Real)
+        ):
             raise TypeError(f"max_step_size must be a number, got {max_step_size!r}")
-        if not max_step_size > 0:
+        if not float(max_step_size) > 0:
             raise ConfigurationError(f"max_step_size must be positive, got {max_step_size}")
         self.max_step_size = float(max_step_size)
         if norm is not None and not callable(norm):
@@ -407,9 +409,11 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         if e is not None and cls.order is None:
             raise TypeError(f"{cls.__name__} defines error_weights but no order")
         # consistency (order >= 1), the row-sum condition, an error estimate that is one
-        sums = [("sum(tableau_b)", sum(b), 1.0)]
-        sums += [(f"sum(tableau_a[{i}]) = tableau_c[{i}]", sum(r), c[i]) for i, r in enumerate(a)]
-        sums += [] if e is None else [("sum(error_weights)", sum(e), 0.0)]
+        sums: list[tuple[str, float, float]] = [("sum(tableau_b)", float(sum(b)), 1.0)]
+        for i, row in enumerate(a):
+            sums.append((f"sum(tableau_a[{i}]) = tableau_c[{i}]", float(sum(row)), float(c[i])))
+        if e is not None:
+            sums.append(("sum(error_weights)", float(sum(e)), 0.0))
         for rule, got, want in sums:
             if not abs(got - want) <= 1e-10:
                 raise ConfigurationError(f"{cls.__name__}: {rule} = {want} is required, got {got}")
@@ -967,7 +971,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
                 )
             return expand_t_like_x(d, x) if per_sample else d
         if isinstance(d, numbers.Real) and not isinstance(d, bool):
-            if not (math.isfinite(d) and d >= 0):  # a number a callable returned
+            if not (math.isfinite(d) and float(d) >= 0):  # a number a callable returned
                 raise ConfigurationError(
                     f"diffusion(x, t) must return non-negative finite values, got {d!r}"
                 )
@@ -1158,7 +1162,7 @@ def _drop_089_tableau(module: Any, state_dict: dict, prefix: str, *_: Any) -> No
         state_dict.pop(prefix + name, None)
 
 
-_SCALE_TYPES = (torch.Tensor, numbers.Real)
+_SCALE_TYPES: tuple[type, ...] = (torch.Tensor, numbers.Real)
 
 
 def _check_diffusion(d: Any, name: str = "diffusion") -> Any:
@@ -1167,7 +1171,7 @@ def _check_diffusion(d: Any, name: str = "diffusion") -> Any:
     read, skipped under `checked_inputs` and in a sampler's loop, whose NaN policy watches
     the chains). Anything else is returned for `_diffusion_value`'s ``TypeError``."""
     if isinstance(d, numbers.Real) and not isinstance(d, bool):
-        if not (math.isfinite(d) and d >= 0):
+        if not (math.isfinite(d) and float(d) >= 0):
             raise ConfigurationError(f"{name} must be non-negative and finite, got {d!r}")
         return float(d)  # numpy scalars too
     if not isinstance(d, torch.Tensor) or _CHECKED.get():
