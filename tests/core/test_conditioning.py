@@ -25,3 +25,21 @@ def test_cfg_dropout_mask_does_not_follow_the_default_dtype():
     assert torch.equal(drop(), expected) and torch.equal(wide, expected)
     assert 0 < int((expected == -1).sum()) < 256
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_cfg_dropout_nulls_a_cond_vector_when_no_y_is_given():
+    # before: DiT's vector conditioning (cond=) was never dropped: cfg_dropout=0.5 with a
+    # tensor null_condition trained no unconditional branch, without a word
+    from torchebm.core import Conditioning
+
+    n, rate = 4000, 0.5
+    drop = Conditioning(cfg_dropout=rate, null_condition=torch.zeros(3))
+    cond = torch.randn(n, 3) + 3.0  # never all-zero by chance
+    out = drop.drop({"cond": cond}, training=True, generator=torch.Generator().manual_seed(0))
+    nulled = (out["cond"] == 0).all(dim=1)
+    kept = (out["cond"] == cond).all(dim=1)
+    assert bool((nulled | kept).all())
+    assert abs(nulled.float().mean().item() - rate) < 4 * (rate * (1 - rate) / n) ** 0.5
+    both = drop.drop({"y": torch.zeros(n, 3) + 1, "cond": cond}, training=True)
+    assert both["cond"] is cond  # with y given, y is the one dropped
+    assert drop.drop({"cond": cond}, training=False)["cond"] is cond

@@ -313,3 +313,20 @@ def test_interaction_strength_schedulable_and_validation():
             InteractionModel(HarmonicModel(), sigma_w=bad)
     with pytest.raises(TypeError):
         InteractionModel(HarmonicModel(), sigma_w=1.0, strength="big")
+
+
+def test_dit_and_time_mlp_take_one_time_as_a_python_number():
+    # before: TypeError "t must be a torch.Tensor, got float" (ConditionalTransformer2D and
+    # MLPVelocity took numbers; FlowSampler-style callers pass one)
+    from torchebm.models import DiT, TimeConditionedMLP
+
+    y = torch.tensor([0, 2])
+    dit = DiT(input_size=4, in_channels=1, patch_size=2, embed_dim=16, depth=1, num_heads=2,
+              num_classes=3)  # fmt: skip
+    mlp = TimeConditionedMLP(in_dim=2, hidden_dim=16, num_classes=3)
+    for net, x in ((dit, torch.randn(2, 1, 4, 4)), (mlp, torch.randn(2, 2))):
+        with torch.no_grad():
+            for p in net.parameters():  # AdaLN-Zero starts at zero: make the time matter
+                p.add_(0.1 * torch.randn_like(p))
+        torch.testing.assert_close(net(x, 0.3, y=y), net(x, torch.full((2,), 0.3), y=y))
+        assert not torch.allclose(net(x, 0.3, y=y), net(x, 0.7, y=y))

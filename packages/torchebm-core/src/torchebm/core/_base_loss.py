@@ -39,7 +39,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         dtype: Dtype of the loss's own tensors (a wrapped model's parameters win).
         device: Device of the loss's own tensors (default CPU).
         nan_policy: One of ``"raise"``, ``"warn"``, ``"deferred"``, ``"ignore"``.
-        cfg_dropout: Probability of replacing ``y`` by ``null_condition`` per training sample
+        cfg_dropout: Probability of replacing ``y`` (else ``cond``) by ``null_condition`` per sample
             (classifier-free guidance), in `apply_conditioning`, which ``forward`` calls.
         null_condition: What a dropped ``y`` becomes (label id, tensor or callable).
         check_conditioning: Check once, in `apply_conditioning`, that the model reads ``y``.

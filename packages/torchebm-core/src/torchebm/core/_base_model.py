@@ -364,8 +364,7 @@ class AckleyModel(_AnalyticModel):
     Args:
         a: Depth of the exponential well (> 0).
         b: Radial decay rate (> 0).
-        c: Angular frequency of the cosine term (> 0).
-    """
+        c: Angular frequency of the cosine term (> 0)."""
 
     def __init__(
         self,

@@ -43,7 +43,7 @@ def substitute_condition(y: torch.Tensor, mask: torch.Tensor, null: NullConditio
 class Conditioning:
     r"""The conditioning options of a loss.
 
-    `drop` replaces ``model_kwargs["y"]`` by ``null_condition`` on a random fraction
+    `drop` replaces ``model_kwargs["y"]`` (else ``["cond"]``) by ``null_condition`` on a fraction
     ``cfg_dropout`` of a training batch. `check` runs on the first call with ``y``: the
     model is probed under two distinct labels; identical non-zero outputs raise (it ignores
     ``y``), all-zero ones (AdaLN-Zero before training) re-arm it a few times, then warn.
@@ -79,13 +79,14 @@ class Conditioning:
     def drop(
         self, model_kwargs: dict, *, training: bool, generator: torch.Generator | None = None
     ) -> dict:
-        """``model_kwargs`` with ``y`` nulled on a ``cfg_dropout`` fraction (training only)."""
-        null = self.null_condition
-        if self.cfg_dropout == 0.0 or not training or "y" not in model_kwargs or null is None:
+        """``model_kwargs`` with ``y`` (else ``cond``, DiT's vector) nulled on a ``cfg_dropout``
+        fraction (training only)."""
+        null, key = self.null_condition, "y" if "y" in model_kwargs else "cond"
+        if self.cfg_dropout == 0.0 or not training or key not in model_kwargs or null is None:
             return model_kwargs
-        y = model_kwargs["y"]
+        y = model_kwargs[key]
         u = torch.rand(y.shape[0], generator=generator, device=y.device, dtype=torch.float32)
-        return {**model_kwargs, "y": substitute_condition(y, u < self.cfg_dropout, null)}
+        return {**model_kwargs, key: substitute_condition(y, u < self.cfg_dropout, null)}
 
     def check(self, probe: Callable[[dict], torch.Tensor], model_kwargs: dict, owner: Any) -> None:
         """One-time probe that the model reads ``y`` (see the class docs).

@@ -7,6 +7,8 @@ cond=None)``: the conditioning vector is the sum of whichever of ``t_embedder(t)
 
 from __future__ import annotations
 
+import numbers
+
 import inspect
 from typing import Any, cast
 
@@ -82,7 +84,7 @@ def build_embedders(
 
 def condition_vector(
     module: nn.Module,
-    t: torch.Tensor | None,
+    t: torch.Tensor | float | None,
     y: torch.Tensor | None,
     cond: torch.Tensor | None,
     batch: int | None = None,
@@ -98,6 +100,9 @@ def condition_vector(
             than one value per row (`ShapeError`).
     """
     name = type(module).__name__
+    if isinstance(t, numbers.Real) and not isinstance(t, bool):  # one time for every row
+        ref = next(cast(nn.Module, module.t_embedder).parameters())
+        t = torch.full((batch or 1,), float(t), device=ref.device)
     for arg, value in (("t", t), ("y", y), ("cond", cond)):
         rows = value.shape[0] if isinstance(value, torch.Tensor) and value.ndim > 0 else 1
         if batch is not None and rows not in (1, batch):

@@ -218,7 +218,7 @@ class DiT(nn.Module):
 
         Args:
             x: Images.
-            t: Times `(B,)`, embedded by ``t_embedder``.
+            t: Times `(B,)` (or one time, a number or 0-d), embedded by ``t_embedder``.
             y: Labels `(B,)` (models with a label embedder); dropped to the null class with
                 ``class_dropout_prob`` in training mode.
             cond: Precomputed conditioning `(B, cond_dim)`, added to the others.

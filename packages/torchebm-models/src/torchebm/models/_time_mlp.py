@@ -144,7 +144,8 @@ class TimeConditionedMLP(nn.Module):
 
         Args:
             x: Inputs `(B, in_dim)`, of the parameters' dtype.
-            t: Times `(B,)` or `(B, 1)` (or one time), embedded by ``t_embedder``.
+            t: Times `(B,)` or `(B, 1)` (or one time, a number or 0-d), embedded by
+                ``t_embedder``.
             y: Integer labels `(B,)`, embedded by the label embedder (``num_classes`` or
                 ``y_embedder`` at construction).
             cond: A conditioning vector `(B, cond_dim)` added as it is.
