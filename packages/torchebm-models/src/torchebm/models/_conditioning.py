@@ -7,9 +7,8 @@ cond=None)``: the conditioning vector is the sum of whichever of ``t_embedder(t)
 
 from __future__ import annotations
 
-import numbers
-
 import inspect
+import numbers
 from typing import Any, cast
 
 import torch
