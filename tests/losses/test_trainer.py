@@ -397,6 +397,27 @@ def test_mixed_precision_on_cpu_warns_and_disables():
     assert not t.use_mixed_precision and t.scaler is None
 
 
+def test_bfloat16_autocast_runs_on_the_cpu_and_trains_every_layer():
+    # before: refused on the CPU ("requires CUDA"); wrapping train() in a user autocast
+    # instead left the first layers without gradient (autocast's weight-cast cache)
+    net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+    seen = []
+    net[0].register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+
+    def loss_fn(x):
+        return (net(x).squeeze(-1) - x.sum(-1)).square().mean()
+
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    t = BaseTrainer(net, opt, loss_fn, use_mixed_precision=True, amp_dtype=torch.bfloat16)
+    assert t.use_mixed_precision and t.scaler is None
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    for _ in range(2):
+        t.train_step(data(32))
+    assert seen and all(d == torch.bfloat16 for d in seen)
+    assert all(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
 def test_device_and_dtype_moves():
     t = make(dtype=torch.float64)
     assert t.model.w.dtype == torch.float64 and t.device == torch.device("cpu")

@@ -1,8 +1,8 @@
 r"""Error types and argument validators shared by every TorchEBM piece.
 
 Messages have one shape: the argument, the value received and what is accepted
-(``"step_size must be positive, got -0.01"``). The classes subclass the builtin exceptions
-(``ValueError``, ``TypeError``, ...), so ``except ValueError`` keeps working.
+(``"step_size must be positive and finite, got -0.01"``). The classes subclass the builtin
+exceptions (``ValueError``, ``TypeError``, ...), so ``except ValueError`` keeps working.
 
 Example:
     >>> from torchebm.core.errors import check_positive

@@ -335,8 +335,11 @@ class BaseTrainer:
         device: Move ``model`` and ``loss_fn`` there (default: leave them where they are;
             batches go to the model's device).
         dtype: Cast ``model`` and ``loss_fn`` to this floating dtype (default: leave).
-        use_mixed_precision: Autocast + ``GradScaler`` (CUDA only; warns and disables
-            elsewhere).
+        use_mixed_precision: Autocast around each step (CUDA; on the CPU with
+            ``amp_dtype=torch.bfloat16``; elsewhere it warns and is off), with a
+            ``GradScaler`` for float16. Do not wrap ``train()`` in an autocast context of
+            your own: its weight-cast cache outlives the optimizer steps inside it, and
+            the first layers then see stale weights (no gradient).
         grad_accum_steps: Micro-batches per optimizer step (int ``>= 1``).
         callbacks: List of [`TrainerCallback`][torchebm.losses.TrainerCallback]-like objects
             (one with ``state_dict``/``load_state_dict`` is checkpointed with the trainer).
@@ -458,10 +461,11 @@ class BaseTrainer:
 
         self.use_mixed_precision = bool(use_mixed_precision)
         self.amp_dtype = amp_dtype
-        if self.use_mixed_precision and self.device.type != "cuda":
+        cpu_bf16 = self.device.type == "cpu" and amp_dtype == torch.bfloat16
+        if self.use_mixed_precision and self.device.type != "cuda" and not cpu_bf16:
             warn_user(
-                "use_mixed_precision requires CUDA; falling back to full precision on "
-                f"{self.device.type}"
+                "use_mixed_precision requires CUDA (or amp_dtype=torch.bfloat16 on the CPU); "
+                f"falling back to full precision on {self.device.type}"
             )
             self.use_mixed_precision = False
         self.scaler = (
