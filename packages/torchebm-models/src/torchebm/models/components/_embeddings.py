@@ -247,8 +247,14 @@ class LabelEmbedder(nn.Module):
             return
         i = int(bad.nonzero()[0])
         null = f" ({self.num_classes} is the null class)" if self.null_token else ""
+        if not self.null_token and int(labels[i]) == self.num_classes:  # a CFG null label
+            null = (
+                "; this table has no null class: build the model with class_dropout_prob > 0 "
+                "(or a LabelEmbedder with null_token=True) to use the label "
+                f"{self.num_classes} for classifier-free guidance"
+            )
         raise ConfigurationError(
-            f"labels must be class ids in [0, {n}){null}, got {int(labels[i])} at index {i}"
+            f"labels must be class ids in [0, {n}), got {int(labels[i])} at index {i}{null}"
         )
 
     def forward(
