@@ -96,7 +96,7 @@ def test_dit_labels_out_of_range_are_named():
     x, t = torch.randn(2, 3, 8, 8), torch.rand(2)
     assert net(x, t, torch.tensor([4, 0])).shape == x.shape  # 4: the null class
     with pytest.raises(
-        ConfigurationError, match=r"\[0, 5\) \(4 is the null class\), got 7 at index 0"
+        ConfigurationError, match=r"\[0, 5\), got 7 at index 0 \(4 is the null class\)"
     ):
         net(x, t, torch.tensor([7, 1]))
 
