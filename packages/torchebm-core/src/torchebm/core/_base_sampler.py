@@ -229,8 +229,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
     * `"resample"`: checks after every step, restarts each non-finite chain from its own
       starting state (fresh noise for stochastic samplers) and warns which ones it did.
 
-    A non-finite starting `x` is always rejected (`NonFiniteError`), and under `"resample"` a
-    start where the energy the sampler keeps is NaN/inf.
+    A non-finite starting `x` is always rejected (`NonFiniteError`); under `"resample"` a chain
+    whose start has a NaN/inf energy and that ends non-finite is named as still divergent.
 
     Args:
         model: The energy model (or a flow sampler's vector field); `sampler.to()` moves it.
@@ -694,10 +694,14 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 "at a divergence or 'resample' to restart divergent chains"
             )
         else:
+            stuck = [] if checks.stuck is None else checks.stuck.nonzero().flatten().tolist()
             msg = (
                 f"{name} restarted {where} from their starting points after they went "
                 f"NaN/inf (chain index (first step)): {shown}{more}{hint}"
             )
+            if stuck:  # each restart brought them back to their start
+                msg += f"; chains {stuck[:10]} start where the energy is NaN/inf: they are "
+                msg += "returned there, still divergent (move those starting points)"
         warn_user(msg, RuntimeWarning)
 
     def extra_repr(self) -> str:
@@ -717,13 +721,7 @@ class _NanChecks:
         self.all_finite = False
         # restart at once: no non-finite state reaches a trajectory or a step
         self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
-        bad = [] if self.start is None else (~_finite_chains(state)).nonzero().flatten().tolist()
-        if bad:  # a restart would bring such a chain back to where it diverged
-            raise NonFiniteError(
-                f"nan_policy='resample' restarts chains from their start, and the energy at the "
-                f"start of chains {bad[:10]} is NaN/inf: move those starting points",
-                indices=bad,
-            )
+        self.stuck: torch.Tensor | None = None  # resample: non-finite at the end and at the start
 
     def __call__(self, state: State, i: int, final: bool = False) -> State:
         # the only check of the call: one sum and the host read the report makes anyway (a
@@ -739,4 +737,6 @@ class _NanChecks:
             self.alive.logical_and_(finite)
             self.n_alive.add_(self.alive)
         self.ends.append(i)
+        if final and self.start is not None:  # a start with a NaN/inf energy: no restart helps
+            self.stuck = ~finite & ~_finite_chains(self.start)
         return state if self.start is None else restart_chains(state, ~finite, self.start)
