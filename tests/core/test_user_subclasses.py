@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from torchebm.core import BaseSampler, HarmonicModel, SamplerState
-from torchebm.core.errors import NonFiniteError
 
 
 class InPlaceGradientFlow(BaseSampler):
