@@ -205,3 +205,8 @@ def test_089_positional_seed_and_out_keep_their_meaning():
     with pytest.warns(DeprecationWarning, match="0.8.9's order"):
         got = tc.fused_langevin_step(x, grad, 0.1, 1.0, None, None, 42, out)
     assert got is out and torch.equal(got, want)
+    import numpy as np
+
+    out2 = torch.empty_like(x)  # positional seed (a numpy int too), out by keyword
+    got = tc.fused_langevin_step(x, grad, 0.1, 1.0, None, None, np.int64(42), out=out2)
+    assert got is out2 and torch.equal(got, want)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 
 import torch
 
@@ -158,15 +159,22 @@ def fused_langevin_step(
         - Salmon, J. K. et al. (2011). Parallel random numbers: as easy as 1, 2, 3. SC'11
           (the Philox generator).
     """
-    if isinstance(generator, int) and not isinstance(generator, bool) and out is None:
-        # torchebm 0.8.9's positions (..., noise, seed, out): its seed lands in generator
+    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+        # torchebm 0.8.9's positions (..., noise, seed, out): its seed lands in generator and
+        # a positional out in seed
         warn_once(
             "fused_langevin_step.seed",
             "fused_langevin_step(x, grad, step_size, noise_scale, clamp, noise, seed, out) is "
             "torchebm 0.8.9's order; generator now comes before seed: pass seed= and out= by "
             "keyword",
         )
-        generator, seed, out = None, generator, seed
+        if isinstance(seed, torch.Tensor):
+            if out is not None:
+                raise TypeError("fused_langevin_step got out twice (by position and keyword)")
+            out, seed = seed, None
+        if seed is not None:
+            raise TypeError(f"fused_langevin_step got seed twice, {generator!r} and {seed!r}")
+        generator, seed = None, int(generator)
     compiling = torch.compiler.is_compiling()
     if (
         noise is None
