@@ -266,7 +266,7 @@ def _em_case(cfg: Config) -> Case:
         # negatives: half from noise on the temperature ramp, half from data at eps_max
         n_noise = round(b * 0.5)
         perm = torch.randperm(b, generator=gen, device=dev)
-        data_idx = torch.randint(0, b, (b - n_noise,), generator=gen, device=dev)
+        data_idx = torch.randperm(b, generator=gen, device=dev)[: b - n_noise]
         start_noise = torch.randn((n_noise, 2), generator=gen, device=dev)
         neg = torch.cat([start_noise, x1[data_idx]])
         del perm  # drawn only to keep the random stream aligned with the library
