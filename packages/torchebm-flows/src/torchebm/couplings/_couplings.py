@@ -180,11 +180,11 @@ class ExactOTCoupling(BaseCostCoupling):
     Euclidean cost (deterministic; total suboptimality at most ``tol`` relative to the
     largest pairwise cost, so one far outlier loosens the rest of the batch: with a point
     at distance 1000 in a unit-scale batch of 128 the other pairs cost 30-55 % above their
-    optimum in 2-D, 1-2 % in 8-D; pass a smaller ``tol``, e.g. ``1e-8``, for such data). Measured on 2 CPU
-    threads, 2-D data: 0.1-0.3 s at B = 256 and 1.5-3 s at B = 1024, 20-100 times
-    scipy's ``linear_sum_assignment`` (a C implementation; high-dimensional data: 0.03 s at
-    B = 128). On CPU a `BaseCostCoupling` whose ``solve`` calls it is the faster choice
-    for low-dimensional batches.
+    optimum in 2-D, 1-2 % in 8-D; pass a smaller ``tol``, e.g. ``1e-8``, for such data).
+    Measured on 2 CPU threads, 2-D data: 0.1-0.3 s at B = 256 and 1.5-3 s at B = 1024,
+    20-100 times scipy's ``linear_sum_assignment`` (a C implementation; high-dimensional
+    data: 0.03 s at B = 128). On CPU a `BaseCostCoupling` whose ``solve`` calls it is the
+    faster choice for low-dimensional batches.
 
     Every row of ``x0`` is kept once and ``x1`` permuted: the pairs of the permutation
     matrix ``ot.emd`` (POT) returns. torchcfm's ``OTPlanSampler`` instead draws ``B`` pairs

@@ -37,6 +37,7 @@ from torchebm.core.errors import (
     ShapeError,
     check_finite_tensor,
     check_int,
+    check_non_negative,
     check_positive,
 )
 from torchebm.integrators._checked import check_start, checked_field
@@ -372,6 +373,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 f"min_factor must be <= 1 <= max_factor, got min_factor={min_factor}, "
                 f"max_factor={max_factor}"
             )
+        # (int, float) too: mypy takes a float parameter for never being a numbers.Real
         if isinstance(max_step_size, bool) or not isinstance(
             max_step_size, (int, float, numbers.Real)
         ):
@@ -383,7 +385,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             raise TypeError(f"norm must be callable, got {type(norm).__name__}")
         self.norm = norm
         self.solver_max_iter = check_int("solver_max_iter", solver_max_iter, minimum=1)
-        self.solver_tol = _check_non_negative_float("solver_tol", solver_tol)
+        self.solver_tol = check_non_negative("solver_tol", solver_tol)
         self.solver_check_every = check_int("solver_check_every", solver_check_every, minimum=0)
         self._solver = _SolverRecord()
         self._validate_tableau()
@@ -1172,9 +1174,7 @@ def _check_diffusion(d: Any, name: str = "diffusion") -> Any:
     read, skipped under `checked_inputs` and in a sampler's loop, whose NaN policy watches
     the chains). Anything else is returned for `_diffusion_value`'s ``TypeError``."""
     if isinstance(d, numbers.Real) and not isinstance(d, bool):
-        if not (math.isfinite(d) and float(d) >= 0):
-            raise ConfigurationError(f"{name} must be non-negative and finite, got {d!r}")
-        return float(d)  # numpy scalars too
+        return check_non_negative(name, d)  # a float (numpy scalars too)
     if not isinstance(d, torch.Tensor) or _CHECKED.get():
         return d
     ok = ((d >= 0) & (d < float("inf"))).flatten()  # NaN fails both
@@ -1238,17 +1238,8 @@ def _check_record(record: _DiffusionRange, times: torch.Tensor) -> None:
 
 def _check_tolerances(atol: Any, rtol: Any) -> tuple[float, float]:
     """``(atol, rtol)`` as floats: non-negative, finite, not both 0."""
-    a = _check_non_negative_float("atol", atol)
-    r = _check_non_negative_float("rtol", rtol)
+    a = check_non_negative("atol", atol)
+    r = check_non_negative("rtol", rtol)
     if a == 0.0 and r == 0.0:
         raise ConfigurationError("atol and rtol must not both be 0")
     return a, r
-
-
-def _check_non_negative_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a non-negative number, got {value!r}")
-    v = float(value)
-    if not v >= 0 or not math.isfinite(v):
-        raise ConfigurationError(f"{name} must be non-negative and finite, got {value!r}")
-    return v
