@@ -86,15 +86,17 @@ class _AnnealedEnergy(BaseModel):
         self.mean = mean
         self.std = std
         self.beta = 0.0
+        self.model_kwargs: dict[str, Any] = {}  # the conditioning of every call of the model
 
     def base_energy(self, x: torch.Tensor) -> torch.Tensor:
         return 0.5 * (x - self.mean).reshape(x.shape[0], -1).square().sum(1) / self.std**2
 
     def target_energy(self, x: torch.Tensor) -> torch.Tensor:
+        kwargs = self.model_kwargs
         try:
-            energies = self.target(x)
-        except TypeError as err:  # names a model refusing model(x)
-            explain_model_error("AnnealedImportanceSampling", self.target, err, ENERGY_CALL, {})
+            energies = self.target(x, **kwargs)
+        except TypeError as err:  # names a model refusing model(x, **model_kwargs)
+            explain_model_error("AnnealedImportanceSampling", self.target, err, ENERGY_CALL, kwargs)
             raise
         return check_energies("model", energies, x.shape[0])
 
@@ -108,7 +110,7 @@ class _AnnealedEnergy(BaseModel):
         gradient)."""
         grad = own_gradient(self.target)
         if grad is not None:
-            g = grad(x)
+            g = grad(x, self.model_kwargs) if self.model_kwargs else grad(x)
             if not isinstance(g, torch.Tensor) or g.shape != x.shape:
                 got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
                 raise ShapeError(
@@ -327,18 +329,24 @@ class AnnealedImportanceSampling:
     ) -> tuple:
         r"""`_move` of the chains of positive weight only: a chain outside the target's
         support ($E = +\infty$, log-weight $-\infty$) keeps weight 0 wherever it moves, and
-        its infinite energy stopped the kernel (``nan_policy="raise"``)."""
+        its infinite energy stopped the kernel (``nan_policy="raise"``). The per-chain tensors
+        of the conditioning (leading dimension ``B``) follow their chains."""
         alive = log_w > -math.inf
         if bool(alive.all()):
             return self._move(kernel, energy, x, gen)
         if not bool(alive.any()):
             return x, None
-        x = x.clone()
-        x[alive], acc = self._move(kernel, energy, x[alive], gen)
+        x, kwargs, b = x.clone(), energy.model_kwargs, x.shape[0]
+        energy.model_kwargs = {k: v[alive] if _per_chain(v, b) else v for k, v in kwargs.items()}
+        try:
+            x[alive], acc = self._move(kernel, energy, x[alive], gen)
+        finally:
+            energy.model_kwargs = kwargs
         return x, acc
 
-    def _run(self, x: torch.Tensor, reverse: bool, gen) -> AISResult:
+    def _run(self, x: torch.Tensor, reverse: bool, gen, model_kwargs: dict | None) -> AISResult:
         energy = self._annealed(x)
+        energy.model_kwargs = dict(model_kwargs or {})
         kernel = self._kernel(energy, x)
         betas = self.betas.tolist()
         if reverse:  # log w += (b_k - b_{k-1}) (E - E0): E[w] = Z0 / Z
@@ -376,6 +384,7 @@ class AnnealedImportanceSampling:
         dtype: torch.dtype | None = None,
         device: Any = None,
         generator: torch.Generator | None = None,
+        model_kwargs: dict[str, Any] | None = None,
     ) -> AISResult:
         r"""Forward AIS from the base: the estimate of $\log Z$ (a stochastic lower bound).
 
@@ -386,6 +395,10 @@ class AnnealedImportanceSampling:
                 or, without parameters, its ``dtype``; float32 for a plain callable).
             device: Chain device (default: the model's, else the CPU).
             generator: Randomness of the base draws and of every transition.
+            model_kwargs: Conditioning of every model call, ``model(x, **model_kwargs)``
+                (e.g. ``{"y": labels}`` of a conditional energy $E(x \mid y)$). A tensor with
+                ``n_chains`` rows is per chain; for $\log Z(y)$ give every chain the same
+                $y$ (chains with different conditions estimate the log of their mean $Z$).
 
         Returns:
             An `AISResult` with ``direction="forward"``.
@@ -394,16 +407,23 @@ class AnnealedImportanceSampling:
         shape = _event_shape(dim)
         dtype, device = _chain_placement(self.model, dtype, device)
         z = torch.randn((n, *shape), generator=generator, dtype=dtype, device=device)
-        return self._run(self._base_mean(z) + self.base_std * z, reverse=False, gen=generator)
+        x = self._base_mean(z) + self.base_std * z
+        return self._run(x, reverse=False, gen=generator, model_kwargs=model_kwargs)
 
     def reverse(
-        self, samples: torch.Tensor, *, generator: torch.Generator | None = None
+        self,
+        samples: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        model_kwargs: dict[str, Any] | None = None,
     ) -> AISResult:
         r"""Reverse AIS from exact samples of $e^{-E}/Z$: a stochastic upper bound.
 
         Args:
             samples: Exact draws from the target ``(n_chains, *event_shape)``.
             generator: Randomness of the transitions.
+            model_kwargs: Conditioning of every model call (as in `estimate`; the
+                ``samples`` are exact draws of that condition's $e^{-E(x \mid y)}/Z(y)$).
 
         Returns:
             An `AISResult` with ``direction="reverse"``; its ``log_z`` is
@@ -411,7 +431,12 @@ class AnnealedImportanceSampling:
         """
         check_tensor("samples", samples, min_ndim=2, floating=True)
         check_finite_tensor("samples", samples)
-        return self._run(samples.detach().clone(), reverse=True, gen=generator)
+        x = samples.detach().clone()
+        return self._run(x, reverse=True, gen=generator, model_kwargs=model_kwargs)
+
+
+def _per_chain(value: Any, n_chains: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == n_chains
 
 
 def _chain_placement(model: Any, dtype: Any, device: Any) -> tuple[torch.dtype, Any]:
@@ -451,6 +476,7 @@ def annealed_importance_sampling(
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
     device: Any = None,
+    model_kwargs: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> AISResult:
     r"""Forward AIS estimate of $\log Z$ in one call (see `AnnealedImportanceSampling`).
@@ -462,6 +488,7 @@ def annealed_importance_sampling(
         generator: Randomness.
         dtype: Chain dtype (default: the model's).
         device: Chain device (default: the model's).
+        model_kwargs: Conditioning of every model call (see `AnnealedImportanceSampling.estimate`).
         **kwargs: Constructor arguments of `AnnealedImportanceSampling` (``n_intermediate``,
             ``transition``, ``step_size``, ...).
 
@@ -480,4 +507,6 @@ def annealed_importance_sampling(
         Neal, R. M. (2001). Annealed importance sampling. Statistics and Computing 11(2).
     """
     ais = AnnealedImportanceSampling(model, **kwargs)
-    return ais.estimate(n_chains, dim, dtype=dtype, device=device, generator=generator)
+    return ais.estimate(
+        n_chains, dim, dtype=dtype, device=device, generator=generator, model_kwargs=model_kwargs
+    )
