@@ -42,6 +42,7 @@ _BLOCK = 1 << 22  # pairwise entries per block (32 MiB in float64)
 _MEDIAN_POINTS = 2048
 # `grid_log_partition` warns (RuntimeWarning) when its error estimate exceeds this (nats)
 _GRID_ERROR_WARNING = 1e-2
+_GRID_TAIL_WARNING = -20.0  # exp(-20) = 2e-9 of the peak density on the box's boundary
 
 
 # --------------------------------------------------------------------------- input
@@ -696,6 +697,8 @@ class GridLogPartition:
         n_points: Points per axis of the final grid.
         tail: $\max_{\partial B} (-E) - \max_B (-E)$, the log-density of the box boundary
             relative to the mode (the mass left outside is of order $e^{\text{tail}}$).
+        peak: $\max_B (-E)$ on the final grid (`grid_nll` compares the data's $-E$ with it:
+            a data point far above it sits in a mode that the grid missed).
     """
 
     log_z: float
@@ -703,6 +706,7 @@ class GridLogPartition:
     extent: tuple[tuple[float, float], tuple[float, float]]
     n_points: int
     tail: float
+    peak: float = math.nan
 
 
 def _real_pair(name: str, v: Any) -> tuple[float, float]:
@@ -735,15 +739,16 @@ def _energy_grid(model, xs, ys, dtype, device, chunk: int) -> torch.Tensor:
     return torch.cat(out).reshape(len(xs), len(ys))
 
 
-def _log_density_grid(model, box, n, dtype, device, chunk):
-    """``(xs, ys, -E)`` on an ``n x n`` grid over ``box`` (``FloatingPointError`` on NaN)."""
+def _log_density_grid(model, box, n, dtype, device, chunk, finite: bool = True):
+    """``(xs, ys, -E)`` on an ``n x n`` grid over ``box`` (``FloatingPointError`` on NaN;
+    with ``finite``, also when no energy is finite)."""
     (x0, x1), (y0, y1) = box
     xs = torch.linspace(x0, x1, n, dtype=torch.float64)
     ys = torch.linspace(y0, y1, n, dtype=torch.float64)
     logp = -_energy_grid(model, xs, ys, dtype, device, chunk)
     if bool(torch.isnan(logp).any()):
         raise FloatingPointError("model returned NaN energies on the integration grid")
-    if not math.isfinite(float(logp.max())):
+    if finite and not math.isfinite(float(logp.max())):
         raise FloatingPointError("model has no finite energy on the integration grid")
     return xs, ys, logp
 
@@ -810,7 +815,10 @@ def grid_log_partition(
     ``log_tol`` below its maximum (on a $129^2$ grid), then shrinks to the region where
     $-E$ is within ``log_tol`` of the maximum (plus two coarse cells), again on each
     shrunk box while a side halves, so that a peak narrower than the coarse cells is
-    resolved. Mass that the first negligible boundary leaves outside (a mode far from the
+    resolved. Where $-E$ on the boundary of the final grid is still above
+    $\max(\text{log\_tol}, -20)$ relative to its maximum (a ridge narrower than the coarse
+    cells crossing the boundary), the sides where it is move out by the box's width, up to
+    ``max_doublings`` times. Mass that the first negligible boundary leaves outside (a mode far from the
     others, beyond that box) is not seen: pass ``extent`` for such densities. On that box the
     trapezoidal rule with ``n_points`` per axis (odd, so that every second point is the
     grid of twice the spacing) gives $\log Z_h$ in float64 (``logsumexp``); the returned
@@ -847,7 +855,9 @@ def grid_log_partition(
 
     Warns:
         RuntimeWarning: the error estimate exceeds $10^{-2}$ nats (the message gives the
-            estimate, the box, the spacing and what to change).
+            estimate, the box, the spacing and what to change); $-E$ on the box's boundary
+            is above $\max(\text{log\_tol}, -20)$ relative to its maximum (mass outside
+            the box, also for a given ``extent``).
 
     Raises:
         ConfigurationError: bad arguments, or no box holds the mass (not normalisable).
@@ -872,6 +882,7 @@ def grid_log_partition(
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating-point torch.dtype or None, got {dtype!r}")
     dtype, device = _model_place(model, dtype, device)
+    found = extent is None
     if extent is None:
         center = _real_pair("center", center)
         extent = _find_box(
@@ -884,33 +895,55 @@ def grid_log_partition(
         raise ConfigurationError(
             f"extent must be ((x_lo, x_hi), (y_lo, y_hi)) with lo < hi, got {extent}"
         )
-    xs = torch.linspace(x0, x1, n_points, dtype=torch.float64)
-    ys = torch.linspace(y0, y1, n_points, dtype=torch.float64)
-    logp = -_energy_grid(model, xs, ys, dtype, device, chunk)
-    if bool(torch.isnan(logp).any()):
-        raise FloatingPointError("model returned NaN energies on the integration grid")
-    fine = _trapezoid_log(logp, (x1 - x0) / (n_points - 1), (y1 - y0) / (n_points - 1))
-    coarse = _trapezoid_log(
-        logp[::2, ::2], 2 * (x1 - x0) / (n_points - 1), 2 * (y1 - y0) / (n_points - 1)
-    )
-    edge = torch.cat([logp[0], logp[-1], logp[:, 0], logp[:, -1]])
-    res = GridLogPartition(
-        log_z=fine,
-        error=abs(fine - coarse),
-        extent=((x0, x1), (y0, y1)),
-        n_points=n_points,
-        tail=float(edge.max() - logp.max()),
-    )
-    _warn_if_inaccurate(res)
+    box = ((x0, x1), (y0, y1))
+    res, edges = _grid_estimate(model, box, n_points, dtype, device, chunk)
+    edge_tol = max(log_tol, _GRID_TAIL_WARNING)
+    for _ in range(max_doublings if found else 0):  # a ridge the coarse search stepped over
+        if res.tail < edge_tol:
+            break
+        box = _grow(box, edges, edge_tol)
+        res, edges = _grid_estimate(model, box, n_points, dtype, device, chunk)
+    _warn_if_inaccurate(res, edge_tol)
     return res
 
 
-def _warn_if_inaccurate(res: GridLogPartition) -> None:
+def _grid_estimate(model, box, n, dtype, device, chunk) -> tuple[GridLogPartition, list[float]]:
+    r"""The trapezoidal $\log Z$ on an ``n x n`` grid over ``box`` and the maximum of $-E$
+    on each side (x_lo, x_hi, y_lo, y_hi) relative to the grid's maximum."""
+    xs, ys, logp = _log_density_grid(model, box, n, dtype, device, chunk, finite=False)
+    (x0, x1), (y0, y1) = box
+    fine = _trapezoid_log(logp, (x1 - x0) / (n - 1), (y1 - y0) / (n - 1))
+    coarse = _trapezoid_log(logp[::2, ::2], 2 * (x1 - x0) / (n - 1), 2 * (y1 - y0) / (n - 1))
+    peak = float(logp.max())
+    edges = [float(side.max()) - peak for side in (logp[0], logp[-1], logp[:, 0], logp[:, -1])]
+    res = GridLogPartition(fine, abs(fine - coarse), box, n, max(edges), peak)
+    return res, edges
+
+
+def _grow(box, edges: list[float], log_tol: float):
+    """``box`` with each side where $-E$ is not negligible moved out by the box's width."""
+    (x0, x1), (y0, y1) = box
+    wx, wy = x1 - x0, y1 - y0
+    x0, x1 = x0 - wx * (edges[0] >= log_tol), x1 + wx * (edges[1] >= log_tol)
+    y0, y1 = y0 - wy * (edges[2] >= log_tol), y1 + wy * (edges[3] >= log_tol)
+    return (x0, x1), (y0, y1)
+
+
+def _warn_if_inaccurate(res: GridLogPartition, edge_tol: float) -> None:
     """A `RuntimeWarning` at the caller's line when ``res.error`` exceeds
-    `_GRID_ERROR_WARNING` (the grid does not resolve the density; the value is unreliable)."""
+    `_GRID_ERROR_WARNING` (the grid does not resolve the density; the value is unreliable)
+    or when $-E$ on the box's boundary is not ``edge_tol`` below its maximum (mass outside)."""
+    (x0, x1), (y0, y1) = res.extent
+    if res.tail >= edge_tol:
+        warn_user(
+            f"grid_log_partition: exp(-E) on the boundary of the box (({x0:.4g}, {x1:.4g}), "
+            f"({y0:.4g}, {y1:.4g})) is exp({res.tail:.3g}) of its maximum, above exp("
+            f"{edge_tol:g}): the mass outside the box is not counted, so log Z = {res.log_z:.6g} "
+            "is too small. Pass an extent= that holds the mass (or raise max_doublings)",
+            RuntimeWarning,
+        )
     if not res.error > _GRID_ERROR_WARNING:  # NaN warns too
         return
-    (x0, x1), (y0, y1) = res.extent
     h = max(x1 - x0, y1 - y0) / (res.n_points - 1)
     warn_user(
         f"grid_log_partition: the error estimate |log Z_h - log Z_2h| = {res.error:.3g} nats "
@@ -972,7 +1005,9 @@ def grid_nll(
     Warns:
         RuntimeWarning: when it computes $\log Z$ and the estimate of its error exceeds
             $10^{-2}$ nats (see `grid_log_partition`; a precomputed ``log_partition`` warned
-            when it was computed).
+            when it was computed), and when data points have $-E$ more than 1 nat above the
+            grid's highest value (a mode narrower than the grid's spacing, whose mass
+            $\log Z$ misses; the error estimate cannot see it).
 
     Example:
         >>> from torchebm.core import GaussianModel
@@ -997,5 +1032,14 @@ def grid_nll(
     if e.shape != (x.shape[0],):
         raise ShapeError(f"model must map (N, 2) data to energies (N,), got {tuple(e.shape)}")
     check_finite_tensor("model(x)", e)
+    above = int((-e > lz.peak + 1.0).sum())  # a NaN peak (built without it): 0
+    if above:
+        warn_user(
+            f"grid_nll: {above} of {x.shape[0]} data points have -E more than 1 nat above the "
+            f"highest -E on the integration grid ({lz.peak:.4g}): they sit in a mode that the "
+            "grid stepped over (narrower than its spacing), whose mass log Z does not count, "
+            "so the NLL is too small. Raise n_points or pass an extent= around that mode",
+            RuntimeWarning,
+        )
     se = float(e.std() / math.sqrt(x.shape[0])) if x.shape[0] > 1 else float("nan")
     return GridNLL(nll=float(e.mean()) + lz.log_z, standard_error=se, log_z=lz)

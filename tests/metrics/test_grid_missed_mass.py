@@ -1,0 +1,79 @@
+"""Mass that the grid's coarse search steps over is found (a ridge crossing the box) or
+reported (a mode narrower than the spacing, a box cutting the mass), never silently lost."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from torchebm.core import GaussianModel, RosenbrockModel
+from torchebm.metrics import grid_log_partition, grid_nll
+
+F64 = torch.float64
+
+
+def _rosenbrock_log_z(b: float) -> float:
+    # int e^{-(a-x)^2} dx * int e^{-b (y - x^2)^2} dy = sqrt(pi) * sqrt(pi / b)
+    return math.log(math.pi) - 0.5 * math.log(b)
+
+
+def test_a_narrow_ridge_crossing_the_searched_box_is_followed_out_of_it():
+    # the ridge y = x^2 (width 0.02 in y) crosses y = 8 between the coarse grid's points: the
+    # box stopped there with the boundary at exp(-0.73) of the peak and log Z 0.129 too small
+    # (an error estimate of 5e-8 at n_points=2049, no warning)
+    model = RosenbrockModel(a=2.0, b=1000.0, dtype=F64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = grid_log_partition(model, n_points=2049)
+    assert r.tail < -20 and r.extent[1][1] > 40  # the ridge reaches y = (2 + 4.5)^2 at -20
+    assert abs(r.log_z - _rosenbrock_log_z(1000.0)) < 1e-4 < r.error + 1e-4
+
+
+def test_an_unresolved_ridge_warns_instead_of_reporting_a_small_error():
+    model = RosenbrockModel(a=2.0, b=1000.0, dtype=F64)
+    with pytest.warns(RuntimeWarning, match="does not\nresolve|does not resolve"):
+        r = grid_log_partition(model)  # 513 points over a box of height 33: spacing 0.06 > 0.02
+    assert abs(r.log_z - _rosenbrock_log_z(1000.0)) < r.error
+
+
+def test_a_given_extent_that_cuts_the_mass_warns_with_the_boundary_density():
+    model = GaussianModel(torch.zeros(2), torch.eye(2), dtype=F64)
+    with pytest.warns(RuntimeWarning, match=r"mass outside the box is not counted"):
+        r = grid_log_partition(model, extent=((-2.0, 2.0), (-4.0, 4.0)))
+    assert r.tail == pytest.approx(-2.0, abs=1e-9)  # -E at x = 2 relative to the peak
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a box holding the mass (boundary at exp(-32)): silent
+        r = grid_log_partition(model, extent=((-8.0, 8.0), (-8.0, 8.0)))
+    assert abs(r.log_z - math.log(2 * math.pi)) < 1e-9
+
+
+class _NarrowMixture(torch.nn.Module):
+    """0.5 N(0, 3^2 I) + 0.5 N(c, 0.01^2 I), normalised: log Z = 0."""
+
+    C = (1.1, 0.37)
+
+    def forward(self, x):
+        wide = -0.5 * x.square().sum(1) / 9 - math.log(2 * math.pi * 9)
+        c = torch.tensor(self.C, dtype=x.dtype)
+        narrow = -0.5 * (x - c).square().sum(1) / 1e-4 - math.log(2 * math.pi * 1e-4)
+        return -torch.logsumexp(torch.stack([wide, narrow], 1) + math.log(0.5), 1)
+
+
+def test_data_in_a_mode_the_grid_stepped_over_is_reported_by_grid_nll():
+    gen = torch.Generator().manual_seed(0)
+    n = 2000
+    narrow = torch.rand(n, generator=gen) < 0.5
+    wide = 3 * torch.randn(n, 2, generator=gen, dtype=F64)
+    peak = torch.tensor(_NarrowMixture.C, dtype=F64) + 0.01 * torch.randn(
+        n, 2, generator=gen, dtype=F64
+    )
+    x = torch.where(narrow[:, None], peak, wide)
+    with pytest.warns(RuntimeWarning, match=rf"{int(narrow.sum())} of {n} data points"):
+        grid_nll(_NarrowMixture(), x)
+    # a resolved density with data in its bulk and tails: no warning
+    model = GaussianModel(torch.zeros(2), torch.eye(2), dtype=F64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = grid_nll(model, torch.randn(5000, 2, generator=gen, dtype=F64))
+    assert r.log_z.peak == pytest.approx(-0.0, abs=1e-12)
