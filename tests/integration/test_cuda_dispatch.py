@@ -18,6 +18,8 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 import torchebm.cuda as tc
 from torchebm.core import BaseModel, GaussianModel, HarmonicModel, LinearScheduler
 from torchebm.core._base_sampler import SamplerContext
+from torchebm.core.errors import ConfigurationError
+from torchebm.integrators import EulerMaruyamaIntegrator, LeapfrogIntegrator
 from torchebm.integrators._checked import checked_inputs
 from torchebm.samplers import HamiltonianMonteCarlo, LangevinDynamics
 from torchebm.samplers._backend import resolve_fused
@@ -141,7 +143,49 @@ CASES = {
         lambda: HamiltonianMonteCarlo(HarmonicModel(device="cuda"), 0.1, 3, backend="eager"),
         [],
     ),
+    # a user's subclass of the built-in integrator runs its own steps: the kernels took over
+    # (its step/integrate was never called, on the default backend)
+    "langevin-user-integrator": (
+        lambda: _langevin(HarmonicModel(device="cuda"), integrator=_OwnEulerMaruyama()),
+        [],
+    ),
+    "hmc-user-integrator": (
+        lambda: HamiltonianMonteCarlo(
+            HarmonicModel(device="cuda"), 0.1, 3, integrator=_OwnLeapfrog()
+        ),
+        [],
+    ),
 }
+
+
+class _OwnEulerMaruyama(EulerMaruyamaIntegrator):
+    pass
+
+
+class _OwnLeapfrog(LeapfrogIntegrator):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (
+            lambda: LangevinDynamics(
+                HarmonicModel(), 0.1, integrator=_OwnEulerMaruyama(), backend="fused"
+            ),
+            "_OwnEulerMaruyama",
+        ),
+        (
+            lambda: HamiltonianMonteCarlo(
+                HarmonicModel(), 0.1, 3, integrator=_OwnLeapfrog(), backend="fused"
+            ),
+            "_OwnLeapfrog",
+        ),
+    ],
+)
+def test_a_forced_fused_backend_refuses_an_integrator_it_would_replace(make, name):
+    with pytest.raises(ConfigurationError, match=f"built-in .*got integrator {name}"):
+        make()
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -237,7 +237,9 @@ class HamiltonianMonteCarlo(_HMCBase):
         n_steps: Default number of steps of ``sample()`` (class default 100).
         backend: ``"auto"`` (the fused leapfrog of ``torchebm-cuda`` when installed and the
             chains are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"``
-            (``torchebm.cuda.fused_leapfrog_step``; requires ``torchebm-cuda``).
+            (``torchebm.cuda.fused_leapfrog_step``; requires ``torchebm-cuda``). The kernel
+            runs the built-in leapfrog only: a user's integrator, a subclass too, runs its
+            own steps eagerly.
         nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
             ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
         energy_function: Deprecated alias of ``model``.
@@ -293,6 +295,11 @@ class HamiltonianMonteCarlo(_HMCBase):
             self.register_load_state_dict_pre_hook(_keep_absent_mass)
         self.integrator = self._symplectic(integrator, "leapfrog", separable=True)
         self.backend = check_backend(backend)
+        if self.backend == "fused" and type(self.integrator) is not LeapfrogIntegrator:
+            raise ConfigurationError(
+                "backend='fused' runs the built-in leapfrog only (the kernel would replace "
+                f"the integrator's own steps), got integrator {type(self.integrator).__name__}"
+            )
 
     def _set_mass(self, mass: Any) -> None:
         self._mass_scalar: float | None = None
@@ -330,7 +337,9 @@ class HamiltonianMonteCarlo(_HMCBase):
                     f"mass of shape {tuple(mass.shape)} does not broadcast to the event shape "
                     f"{tuple(x.shape[1:])}"
                 )
-        fused = resolve_fused(self.backend, "fused_leapfrog_step", x, owner=type(self).__name__)
+        fused = None  # a user's integrator (a subclass too) runs its own steps
+        if type(self.integrator) is LeapfrogIntegrator:
+            fused = resolve_fused(self.backend, "fused_leapfrog_step", x, owner=type(self).__name__)
         state = HMCState(
             x=x,
             energy=self._energy(x, ctx.model_kwargs),

@@ -158,11 +158,13 @@ class LangevinDynamics(BaseSampler):
         n_steps: Default number of steps of ``sample()`` (class default 100).
         backend: ``"auto"`` (fused kernels of ``torchebm-cuda`` when installed and the
             chains are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"`` (requires
-            ``torchebm-cuda``; Euler-Maruyama only). On the fused path a double-well,
+            ``torchebm-cuda``; the built-in Euler-Maruyama only: a user's integrator, a
+            subclass too, runs its own steps eagerly). On the fused path a double-well,
             harmonic or diagonal-Gaussian model with constant ``step_size`` and
-            ``noise_scale``, no conditioning and no ``"resample"`` policy runs whole stretches
-            of the chain in one kernel (``torchebm.cuda.langevin_chain``, up to each NaN check
-            and recorded row); other models take one fused update per step.
+            ``noise_scale``, no conditioning and no ``"resample"`` policy runs stretches of
+            the chain in one kernel (``torchebm.cuda.langevin_chain``: ``nan_check_every``
+            steps, or while recording ``gcd(thin, nan_check_every)``); other models take one
+            fused update per step.
         nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
             ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
         energy_function: Deprecated alias of ``model``.
@@ -231,9 +233,10 @@ class LangevinDynamics(BaseSampler):
             ),
         )
         self.backend = check_backend(backend)
-        if self.backend == "fused" and not isinstance(self.integrator, EulerMaruyamaIntegrator):
+        if self.backend == "fused" and type(self.integrator) is not EulerMaruyamaIntegrator:
             raise ConfigurationError(
-                "backend='fused' implements the Euler-Maruyama update only, got integrator "
+                "backend='fused' implements the built-in Euler-Maruyama update only (the kernel "
+                f"would replace the integrator's own steps), got integrator "
                 f"{type(self.integrator).__name__}"
             )
 
@@ -256,11 +259,11 @@ class LangevinDynamics(BaseSampler):
         if type(eta) is ConstantScheduler and type(sigma) is ConstantScheduler:
             state.constants = (eta.get_value(), sigma.get_value())
         integrator = self.integrator
-        if isinstance(integrator, EulerMaruyamaIntegrator):
+        if type(integrator) is EulerMaruyamaIntegrator:  # a subclass runs its own steps
             fused = resolve_fused(self.backend, "fused_langevin_step", x, owner=type(self).__name__)
             if fused is not None:
                 state.update, state.chain = fused, self._chain_kernel(ctx)
-            elif type(integrator) is EulerMaruyamaIntegrator:
+            else:
                 state.update = partial(langevin_update, noise_buffer=torch.empty_like(x))
         state.n_unconverged = unconverged_counter(integrator, x)
         return state
