@@ -338,6 +338,11 @@ def test_constructor_validation():
         FlowSampler(field, mode="sde", reverse=True)
     with pytest.raises(ValueError, match="last_step"):
         FlowSampler(field, mode="sde", last_step="Heun")
+    # a score or noise model evaluated at t = 0 throughout gave a wrong law (variance 7.4
+    # for a target of 0.3-1.1): negate_velocity is for an EqM velocity field only
+    for prediction in ("score", "noise", PredictionType.SCORE):
+        with pytest.raises(ValueError, match="negate_velocity=True is for .* velocity"):
+            FlowSampler(field, prediction=prediction, negate_velocity=True)
     # the error names the argument, the value and the accepted forms
     with pytest.raises(
         ValueError,

@@ -16,6 +16,7 @@ integrated backwards from the data point $x_1$ to $t = 0$ jointly with $x_t$.
 
 from __future__ import annotations
 
+import enum
 import math
 import numbers
 from collections.abc import Callable
@@ -244,7 +245,7 @@ def probability_flow_log_likelihood(
     x: torch.Tensor,
     *,
     interpolant: Any = "linear",
-    prediction: str = "velocity",
+    prediction: str | enum.Enum = "velocity",
     integrator: Any = "dopri5",
     n_steps: int | None = None,
     atol: float | None = None,
@@ -299,7 +300,8 @@ def probability_flow_log_likelihood(
             (see `bits_per_dim`).
         interpolant: A `BaseInterpolant` or a registry name (``"linear"``, ``"cosine"``,
             ``"vp"``, ``"ve"``, ``"edm"``).
-        prediction: ``"velocity"``, ``"score"`` or ``"noise"`` (the model's target).
+        prediction: ``"velocity"``, ``"score"`` or ``"noise"`` (the model's target), or a
+            `torchebm.samplers.PredictionType`.
         integrator: A Runge-Kutta integrator of `torchebm.integrators` or its name
             (adaptive ones: ``"dopri5"``, ``"dopri8"``, ``"bosh3"``, ``"adaptive_heun"``;
             fixed: ``"euler"``, ``"heun"``, ``"midpoint"``, ``"rk4"``, ...).
@@ -356,6 +358,8 @@ def probability_flow_log_likelihood(
     _check_callables(model, prior, model_kwargs)
     check_tensor("x", x, min_ndim=2, floating=True)
     check_finite_tensor("x", x)
+    if isinstance(prediction, enum.Enum):  # torchebm.samplers.PredictionType, as FlowSampler
+        prediction = prediction.name.lower()
     check_in("prediction", prediction, PREDICTIONS)
     check_in("divergence", divergence, DIVERGENCES)
     check_in("probe", probe, _PROBES)

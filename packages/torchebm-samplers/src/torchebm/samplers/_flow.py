@@ -226,7 +226,8 @@ class FlowSampler(BaseSampler):
         train_eps: Stored for symmetry with the training losses (unused by sampling).
         sample_eps: Distance kept from singular time ends (float in [0, 0.5) or scheduler;
             0 means $10^{-3}$ at an end that is singular, see above).
-        negate_velocity: Negate a velocity prediction and call the model at $t = 0$: an
+        negate_velocity: Negate a velocity prediction and call the model at $t = 0$
+            (``prediction="velocity"`` only; with another a ``ConfigurationError``): an
             Equilibrium Matching field is time-invariant, and `EquilibriumMatchingLoss`
             (``time_invariant=True``, its default) trains it at $t = 0$, as `EqMEnergy`
             evaluates it (torchebm 0.8.9 did the same). The integration still runs over the
@@ -313,6 +314,12 @@ class FlowSampler(BaseSampler):
         for name, flag in (("negate_velocity", negate_velocity), ("reverse", reverse)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
+        if negate_velocity and self.prediction is not PredictionType.VELOCITY:
+            raise ConfigurationError(
+                "negate_velocity=True is for an Equilibrium Matching velocity field (negated, "
+                f"called at t = 0), got prediction={self.prediction.name.lower()!r}: a score or noise "
+                "prediction is time-dependent and not negated"
+            )
         self.negate_velocity = negate_velocity
         self.reverse = reverse
         given = [
