@@ -65,8 +65,13 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
     f(x_t) \approx -\,c(t)\,u_t, \qquad c(t) = \lambda\min\big(1, (1-t)/(1-a)\big)
     $$
 
-    (``compute_eqm_ct``), which points from data to noise and vanishes at the data manifold
-    (so data points are equilibria of the gradient descent $x \leftarrow x - \eta f(x)$).
+    (``compute_eqm_ct``): the target points from data to noise and vanishes at $t = 1$
+    ($c(1) = 0$), so for data on a low-dimensional set or in well-separated clusters the
+    optimal field vanishes there and data points are equilibria of the gradient descent
+    $x \leftarrow x - \eta f(x)$. For data of full dimension the optimum averages the
+    targets of every $t$ whose $x_t$ reaches $x$: it need not vanish at the data, and its
+    equilibria need not follow the data law (for a 3-D Gaussian, the exact minimiser gives
+    $|f| = 2.7$ on average at data points and equilibria with other moments).
 
     ``prediction="velocity"`` with
 
