@@ -118,3 +118,65 @@ def test_energy_matching_with_negatives_equals_grad_mode(context):
     with context():
         value = loss(x, model_kwargs={"y": y.clone()}, generator=torch.Generator().manual_seed(2))
     _check(value, ref.detach(), context)
+
+
+def _param_grads(loss, x, **kw):
+    loss.model.zero_grad()
+    loss(x, generator=torch.Generator().manual_seed(3), **kw).backward()
+    return [p.grad.clone() for p in loss.model.parameters()]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: EnergyMatchingLoss(
+            Quadratic(),
+            coupling="independent",
+            lambda_cd=0.5,
+            n_langevin_steps=2,
+            cd_clamp=None,
+            dtype=F64,
+        ),
+        lambda: EquilibriumMatchingLoss(LinearField(), energy_type="dot", dtype=F64),
+        lambda: EquilibriumMatchingLoss(LinearField(), energy_type="l2", dtype=F64),
+    ],
+)
+def test_a_back_propagated_eval_mode_loss_has_the_training_gradient(make):
+    # an eval-mode loss (loss.eval(), e.g. in a validation hook, then training resumed
+    # without .train()) dropped grad_x V's dependence on the parameters: Energy Matching
+    # trained on its contrastive term alone (parameter gradient 2.12 for 4.51), EqM's
+    # explicit energies raised "the loss does not require grad"
+    x = _data()[0]
+    loss = make()
+    train = _param_grads(loss, x)
+    loss.eval()
+    evaluated = _param_grads(loss, x)
+    for a, b in zip(train, evaluated, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    assert max(float(a.abs().max()) for a in train) > 1e-3  # (EqM's b: 0, the field at t = 0)
+
+
+def test_energy_matching_trains_on_data_made_under_inference_mode():
+    # the contrastive term (lambda_cd > 0, after the warm-up) called the model on the
+    # inference tensor: "Inference tensors cannot be saved for backward", mid-run
+    class LinearPotential(LabelledPotential):  # nn.Linear saves its input x for backward
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3, dtype=F64)
+
+        def forward(self, x, y):
+            return super().forward(self.lin(x), y)
+
+    torch.manual_seed(0)
+    model = LinearPotential()
+    loss = EnergyMatchingLoss(model, lambda_cd=1.0, n_langevin_steps=2, cd_clamp=None, dtype=F64)
+    with torch.inference_mode():
+        x = torch.randn(8, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+        y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    grads = []
+    for xs, ys in ((x, y), (x.clone(), y.clone())):
+        model.zero_grad()
+        loss(xs, model_kwargs={"y": ys}, generator=torch.Generator().manual_seed(2)).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)

@@ -65,3 +65,61 @@ def test_cd_trainer_reported_energies_leave_batchnorm_statistics_alone():
     assert a[0][1].num_batches_tracked.item() == b[0][1].num_batches_tracked.item() == 8
     sa, sb = a.state_dict(), b.state_dict()
     assert set(sa) == set(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_cd_trainer_takes_batches_of_another_dtype_as_its_loss_does():
+    # the loss casts its input; the trainer's reported energies called the model on the
+    # uncast batch: a float64 (numpy) batch failed with "expects x of ... float32" after the
+    # negative phase had already updated the replay buffer
+    def energy(dtype):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
+        return net.to(dtype)
+
+    x64 = torch.randn(16, 2, dtype=torch.float64, generator=gen(0))
+    a, b = energy(torch.float32), energy(torch.float32)
+    ta = ContrastiveDivergenceTrainer(
+        a, LangevinDynamics(a, 0.01), torch.optim.SGD(a.parameters(), lr=0.01), k_steps=2, seed=0
+    )
+    tb = BaseTrainer(
+        b,
+        torch.optim.SGD(b.parameters(), lr=0.01),
+        ContrastiveDivergence(b, LangevinDynamics(b, 0.01), k_steps=2),
+        seed=0,
+    )
+    out, ref = ta.train_step(x64), tb.train_step(x64)
+    assert torch.equal(out["loss"], ref["loss"]) and out["pos_energy"].dtype == torch.float32
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    # a float64 trainer (its model moved to float64) on float32 batches
+    c = energy(torch.float32)
+    tc = ContrastiveDivergenceTrainer(
+        c, LangevinDynamics(c, 0.01), k_steps=2, seed=0, dtype=torch.float64
+    )
+    out = tc.train_step(x64.float())
+    assert out["neg_energy"].dtype == torch.float64 and math.isfinite(float(out["loss"]))
+
+
+def test_cd_losses_train_on_data_made_under_inference_mode():
+    # "Inference tensors cannot be saved for backward": data drawn by a sampler under
+    # torch.inference_mode() (or negatives handed to compute_loss) failed in backward
+    def energy():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
+
+    with torch.inference_mode():
+        data = torch.randn(16, 2, generator=gen(0))
+    makers = {
+        "cd": lambda m: ContrastiveDivergence(m, LangevinDynamics(m, 0.01), k_steps=2),
+        "pcd": lambda m: ContrastiveDivergence(
+            m, LangevinDynamics(m, 0.01), k_steps=2, persistent=True, buffer_size=32
+        ),
+        "ptcd": lambda m: ParallelTemperingCD(m, LangevinDynamics(m, 0.01), k_steps=2),
+    }
+    for name, make in makers.items():
+        grads = []
+        for x in (data, data.clone()):  # the inference tensor, then a normal copy
+            model = energy()
+            make(model)(x, generator=gen(1))[0].backward()
+            grads.append([p.grad for p in model.parameters()])
+        for a, b in zip(*grads, strict=True):
+            assert torch.equal(a, b), name

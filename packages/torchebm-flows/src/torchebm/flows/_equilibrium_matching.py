@@ -332,15 +332,16 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         return (c.expand(t.shape) if c.ndim == 0 else c.reshape(t.shape)) * m
 
     def _explicit_field(self, xt, t_model, conditioning):
-        if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):
+        if torch.is_grad_enabled() and _has_dtensor_params(self.model):
             raise RuntimeError(
                 "EquilibriumMatchingLoss: explicit energies need second-order autograd, which "
                 "is unsupported with FSDP/DTensor parameters; use energy_type='none'"
             )
         # the objective is the same with autograd off (a validation pass, no_grad or
         # inference_mode, whose tensors are copied for autograd): grad_x g is computed
-        # either way, differentiable in the parameters only when training
-        train = self.training and torch.is_grad_enabled()
+        # either way, differentiable in the parameters whenever autograd is on (in eval
+        # mode too: a back-propagated eval-mode loss lost that gradient)
+        train = torch.is_grad_enabled()
         with torch.inference_mode(False), torch.enable_grad():
             xg = autograd_ready(xt).detach().requires_grad_(True)
             f, act = self._call_model(xg, autograd_ready(t_model), autograd_ready(conditioning))

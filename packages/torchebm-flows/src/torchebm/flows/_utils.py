@@ -27,6 +27,7 @@ from torchebm.core.errors import (
 from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import LossTimeSampler, check_loss_weight_fn
 from torchebm.integrators._compat_089 import accept_089_pickle
+from torchebm.integrators._state import autograd_ready
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = [
@@ -573,7 +574,7 @@ class FlowObjective:
             NonFiniteError: the loss is NaN/inf under ``nan_policy="raise"`` (naming the
                 first input, ``x`` or ``x0``, that holds NaN/inf and its rows).
         """
-        x = self.prepare_input(x)
+        x = autograd_ready(self.prepare_input(x))  # data made under inference_mode
         conditioning = loss_conditioning(
             self, x, model_kwargs, generator, legacy_model_kwargs, y=y,
             probe=lambda m: self.probe_model(x[:1], m),

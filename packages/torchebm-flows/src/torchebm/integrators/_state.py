@@ -129,8 +129,8 @@ def solver_record(integrator: Any, create: bool = False) -> _SolverRecord | None
 
 
 def autograd_ready(value: Any) -> Any:
-    """``value`` (a tensor, or a dict of conditioning) usable by autograd under
-    ``torch.inference_mode()``: an inference tensor is replaced by a normal copy (autograd
+    """``value`` (a tensor, a dict of conditioning or a tuple of those) usable by autograd
+    under ``torch.inference_mode()``: an inference tensor is replaced by a normal copy (autograd
     cannot save one, e.g. the labels an ``nn.Embedding`` reads); anything else is unchanged.
 
     Example:
@@ -140,6 +140,8 @@ def autograd_ready(value: Any) -> Any:
     """
     if isinstance(value, dict):
         return {k: autograd_ready(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(autograd_ready(v) for v in value)
     if isinstance(value, torch.Tensor) and value.is_inference():
         with torch.inference_mode(False):
             return value.clone()

@@ -31,6 +31,7 @@ from torchebm.flows._utils import (
     loss_conditioning,
 )
 from torchebm.integrators._compat_089 import accept_089_pickle
+from torchebm.integrators._state import autograd_ready
 from torchebm.losses._positional_089 import split_dtype
 
 __all__ = ["BaseContrastiveDivergence"]
@@ -559,6 +560,7 @@ class BaseContrastiveDivergence(BaseLoss):
             x: Samples `(B, *event)`.
             model_kwargs: Conditioning keywords of the model, or ``None``.
         """
+        x, model_kwargs = autograd_ready((x, model_kwargs))  # made under inference_mode
         with self.autocast_context():
             e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
         return check_energies("the model", e, x.shape[0])

@@ -142,6 +142,8 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
         """
         loss, negatives = super().compute_loss(x, model_kwargs)
         bare = unwrap_model(self.model)
+        x = self.loss_fn.prepare_input(x)  # as the loss casts it (a float64 numpy batch)
+        negatives = self.loss_fn.prepare_input(negatives)
         with torch.no_grad(), _scratch_buffers(bare):
             pos = bare(x, **model_kwargs) if model_kwargs else bare(x)
             neg = bare(negatives, **model_kwargs) if model_kwargs else bare(negatives)
