@@ -210,3 +210,20 @@ def test_089_positional_seed_and_out_keep_their_meaning():
     out2 = torch.empty_like(x)  # positional seed (a numpy int too), out by keyword
     got = tc.fused_langevin_step(x, grad, 0.1, 1.0, None, None, np.int64(42), out=out2)
     assert got is out2 and torch.equal(got, want)
+
+
+def test_089_positional_none_seed_with_out_and_noise_with_seed():
+    # 0.8.9's (..., noise, None, out): out landed in seed ("seed must be an int, got
+    # tensor(...)"); 0.8.9's (..., noise, 3, out) ignored the seed for the given noise
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    grad, noise = x.clone(), torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(5)
+    want = tc.fused_langevin_step(x, grad, 0.1, 1.0, None, None)
+    out = torch.empty_like(x)
+    torch.manual_seed(5)
+    got = tc.fused_langevin_step(x, grad, 0.1, 1.0, None, None, None, out)
+    assert got is out and torch.equal(got, want)
+    want = tc.fused_langevin_step(x, grad, 0.1, 1.0, None, noise)
+    out = torch.empty_like(x)
+    got = tc.fused_langevin_step(x, grad, 0.1, 1.0, None, noise, 3, out)
+    assert got is out and torch.equal(got, want)

@@ -159,9 +159,10 @@ def fused_langevin_step(
         - Salmon, J. K. et al. (2011). Parallel random numbers: as easy as 1, 2, 3. SC'11
           (the Philox generator).
     """
-    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
-        # torchebm 0.8.9's positions (..., noise, seed, out): its seed lands in generator and
-        # a positional out in seed
+    int_seed = isinstance(generator, numbers.Integral) and not isinstance(generator, bool)
+    if int_seed or (generator is None and isinstance(seed, torch.Tensor)):
+        # torchebm 0.8.9's positions (..., noise, seed, out): its seed (an int or None) lands
+        # in generator and a positional out in seed
         warn_once(
             "fused_langevin_step.seed",
             "fused_langevin_step(x, grad, step_size, noise_scale, clamp, noise, seed, out) is "
@@ -174,7 +175,8 @@ def fused_langevin_step(
             out, seed = seed, None
         if seed is not None:
             raise TypeError(f"fused_langevin_step got seed twice, {generator!r} and {seed!r}")
-        generator, seed = None, int(generator)
+        # 0.8.9 ignored its seed when noise was given
+        generator, seed = None, None if noise is not None or not int_seed else int(generator)
     compiling = torch.compiler.is_compiling()
     if (
         noise is None
