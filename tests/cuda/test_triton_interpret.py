@@ -180,3 +180,21 @@ def test_selfcheck_passes_and_reports_a_broken_kernel(capsys, monkeypatch):
     assert _selfcheck.main() == 1
     fails = [line for line in capsys.readouterr().out.splitlines() if "FAIL" in line]
     assert len(fails) == 1 and "step: max |kernel - eager|" in fails[0]
+
+
+def test_selfcheck_sees_a_noise_amplitude_15_percent_off(capsys, monkeypatch):
+    # the in-kernel noise rows drew 512 normals in the interpreter: 5 SE of the variance was
+    # 0.31, so noise 1.15 times too large (variance +32%) passed
+    from torchebm.cuda import _backend, _selfcheck
+
+    k = _backend.kernels()
+    real = k.langevin_step
+
+    def loud(x, grad, noise, out, seed_t, seed_val, step_size, noise_coef, clamp):
+        coef = noise_coef if noise is not None else 1.15 * noise_coef
+        return real(x, grad, noise, out, seed_t, seed_val, step_size, coef, clamp)
+
+    monkeypatch.setattr(k, "langevin_step", loud)
+    assert _selfcheck.main() == 1
+    fails = [line for line in capsys.readouterr().out.splitlines() if "FAIL" in line]
+    assert len(fails) == 1 and "step noise: |var - 1|" in fails[0]

@@ -31,7 +31,8 @@ def doublewell_langevin_chain(
     r"""Deprecated: ``langevin_chain(x, DoubleWellModel(barrier_height, b), ..., out=x)``.
 
     Runs ``n_steps`` Langevin steps of $E(x) = h\sum_i (x_i^2 - b^2)^2$ in place on ``x``
-    (which must be contiguous) and returns it, as 0.8.9 did.
+    (which must be contiguous) and returns it, as 0.8.9 did; a chain that diverges raises
+    `NonFiniteError` (0.8.9 returned the NaN values without a word; ``x`` holds them).
 
     Args:
         x: Chains (a contiguous tensor), updated in place.
