@@ -6,6 +6,7 @@ import copy
 import io
 import math
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -658,6 +659,43 @@ def test_resume_with_a_shuffled_dataloader_sees_the_same_batches(tmp_path, sourc
     assert same(params(unbroken), params(resumed)) and unbroken.history == resumed.history
 
 
+class Augmented(torch.utils.data.Dataset):
+    """40 points, each read with Gaussian jitter from the global RNG (in the main process)."""
+
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        return data(40)[i] + 0.1 * torch.randn(2)
+
+
+@pytest.mark.parametrize("shuffle", ["generator", "sequential"])
+def test_resume_replays_a_datasets_random_augmentation(tmp_path, shuffle):
+    # the global RNG was saved only when it shuffled the loader: with a generator-shuffled or
+    # a sequential loader, the skipped batches' jitter drew from a fresh global state, and
+    # the resumed run differed (parameters 0.004-0.03 apart)
+    from torch.utils.data import DataLoader
+
+    def run(callbacks=(), ckpt=None):
+        torch.manual_seed(0 if ckpt is None else 123)
+        gen = torch.Generator().manual_seed(7 if ckpt is None else 99)
+        order = {"shuffle": True, "generator": gen} if shuffle == "generator" else {}
+        model = Quadratic()
+        loss = SeenLoss(model)
+        t = BaseTrainer(model, torch.optim.Adam(model.parameters(), lr=0.05), loss, seed=2)
+        t.callbacks = list(callbacks)
+        if ckpt is not None:
+            t.load_checkpoint(ckpt)
+        t.train(DataLoader(Augmented(), batch_size=8, **order), 3)
+        return t, loss.batches
+
+    ckpt = tmp_path / "ckpt.pt"
+    unbroken, seen = run([SaveAt(1, 2, ckpt)])
+    resumed, rest = run(ckpt=ckpt)
+    assert rest == seen[8:]
+    assert same(params(unbroken), params(resumed)) and unbroken.history == resumed.history
+
+
 class OwnOrderSampler(torch.utils.data.Sampler):
     """A shuffling sampler with neither ``set_epoch`` nor ``generator``."""
 
@@ -774,3 +812,20 @@ def test_epoch_means_of_a_float64_run_equal_the_float64_mean_of_the_batch_losses
     for v in seen[1:]:
         want += v
     assert hist["train"][0]["loss"] == want / len(seen)
+
+
+def test_a_loss_forward_with_only_kwargs_is_told_it_gets_no_generator():
+    # forward(self, x, *args, **kwargs) around a loss: the trainer (seed=) passed it no
+    # generator, its draws came from the global RNG, and a resumed run differed, silently
+    class Wrapped(ToyLoss):
+        def forward(self, x, *args, **kwargs):
+            return super().forward(x, *args, **kwargs)
+
+    model = Quadratic()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match=r"Wrapped.forward takes \*\*kwargs but no generator"):
+        BaseTrainer(model, opt, Wrapped(model), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # without a generator to pass, nothing to say
+        BaseTrainer(model, opt, Wrapped(model))
+        BaseTrainer(model, opt, ToyLoss(model), seed=0)  # an explicit generator keyword

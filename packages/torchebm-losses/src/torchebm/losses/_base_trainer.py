@@ -135,14 +135,21 @@ def _order_source(loader: Any) -> Any:
 
 
 def _order_kind(src: Any) -> Any:
-    return "generator" if isinstance(src, torch.Generator) else src
+    if isinstance(src, torch.Generator):
+        return "generator"
+    return "sequential" if src is None else src
 
 
 def _order_state(src: Any) -> dict[str, Any] | None:
-    """The current state of the RNG that orders a loader (see `_order_source`), or ``None``."""
+    """The current state of the RNG that orders a loader (see `_order_source`) and of the
+    global CPU RNG (a dataset's random augmentation in the main process draws from it), or
+    ``None`` (an order that cannot be restored)."""
+    if src == "unknown":
+        return None
+    state = {"source": _order_kind(src), "global": torch.get_rng_state()}
     if isinstance(src, torch.Generator):
-        return {"source": "generator", "state": src.get_state()}
-    return {"source": "global", "state": torch.get_rng_state()} if src == "global" else None
+        state["state"] = src.get_state()
+    return state
 
 
 def _plain_metrics(metrics: Any) -> dict[str, Any]:
@@ -164,6 +171,8 @@ def _accepts(fn: Callable, name: str) -> bool:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # pragma: no cover - builtins
         return False
+    if name == "**":  # a VAR_KEYWORD parameter
+        return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     return name in params
 
 
@@ -321,10 +330,12 @@ class BaseTrainer:
     (``DataLoader(shuffle=True, generator=g)``) or by the global CPU RNG
     (``DataLoader(shuffle=True)``; worker processes, persistent or not, included) the
     checkpoint holds that generator's state at the start of the interrupted epoch (at an
-    epoch end: the state the next epoch starts from), and the first
-    [`train_epoch`][torchebm.losses.BaseTrainer.train_epoch] after loading restores it
-    before iterating (the global RNG included: draws the model makes from it are not
-    replayed). Any other order (a custom sampler, an ``IterableDataset``, an iterable without
+    epoch end: the state the next epoch starts from), with the global CPU RNG's for every
+    one of these loaders, and the first
+    [`train_epoch`][torchebm.losses.BaseTrainer.train_epoch] after loading restores them
+    before iterating: the skipped batches are loaded again, so a dataset's random
+    augmentation in the main process (``num_workers=0``) draws the same again; draws the
+    model makes from the global RNG are not replayed. Any other order (a custom sampler, an ``IterableDataset``, an iterable without
     a sampler) is not restored: a mid-epoch resume then warns once.
 
     Args:
@@ -477,6 +488,13 @@ class BaseTrainer:
         fwd = loss_fn.forward if isinstance(loss_fn, nn.Module) else loss_fn
         self._loss_takes_generator = _accepts(fwd, "generator")
         self._loss_takes_model_kwargs = _accepts(fwd, "model_kwargs")
+        if generator is not None and not self._loss_takes_generator and _accepts(fwd, "**"):
+            warn_user(  # a forward(x, **kwargs) around a built-in loss: its draws are global
+                f"{type(loss_fn).__name__}.forward takes **kwargs but no generator parameter: "
+                "the trainer does not pass it its generator, so the loss's random draws come "
+                "from the global RNG (seed= does not make them reproducible, a resumed run "
+                "differs); add a generator=None keyword and pass it on"
+            )
 
         self.step = 0
         self.epoch = 0
@@ -864,10 +882,11 @@ class BaseTrainer:
         saved: Any = self._order_rng if skip > 0 or self._order_pending else None
         self._order_pending = False
         restored = saved is not None and saved["source"] == _order_kind(src)
-        if restored and saved["source"] == "global":
-            torch.set_rng_state(saved["state"])
-        elif restored:
-            src.set_state(saved["state"])
+        if restored:  # (a checkpoint of torchebm <= 0.9.0 holds "state" only)
+            if "global" in saved or saved["source"] == "global":
+                torch.set_rng_state(saved.get("global", saved.get("state")))
+            if saved["source"] == "generator":
+                src.set_state(saved["state"])
         elif skip > 0 and src is not None:
             sampler = getattr(loader, "sampler", None)
             why = (
