@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 from pathlib import Path
 
@@ -91,6 +92,11 @@ def test_checkpoint_args_store_numpy_scalars_as_plain_numbers(tmp_path):
     assert [type(ck["args"][k]) for k in ("lr", "n", "flag", "name")] == [float, int, bool, str]
     with pytest.raises(TypeError, match="args .*complex"):
         save_checkpoint(model, None, 6, tmp_path, args={"z": 1j})
+    # a NamedTuple was rebuilt from one generator argument (TypeError: missing 'b'); it is
+    # stored as a plain tuple, which weights_only reads
+    pair = collections.namedtuple("Pair", "a b")
+    path = save_checkpoint(model, None, 7, tmp_path, args={"nt": pair(np.float64(1.5), 2)})
+    assert load_checkpoint(path, Quadratic())["args"] == {"nt": (1.5, 2)}
 
 
 def test_update_ema_with_decay_zero_copies_over_a_non_finite_average():

@@ -268,6 +268,39 @@ def test_a_copied_trainer_continues_like_the_original_and_independently(copy_fn)
     before = params(a)
     b.train_step(data(8, seed=9))
     assert same(params(a), before) and not same(params(b), before)
+    # inside a gradient-accumulation window: the pending gradients go with the copy (torch
+    # drops a parameter's .grad when copying it: the copy then stepped on half a window)
+    a = make(seed=3, accum=2)
+    a.train_step(data(8, seed=0))
+    b = copy_fn(a)
+    assert b._micro == 1 and all(p.grad is not None for p in b.model.parameters())
+    a.train_step(data(8, seed=1))
+    b.train_step(data(8, seed=1))
+    assert same(params(a), params(b)) and b.step == a.step == 1
+
+
+def test_a_callback_state_that_weights_only_cannot_read_is_refused_at_save(tmp_path):
+    # a numpy array or a deque in a callback's state was saved, and load_checkpoint then
+    # failed with torch's "Weights only load failed"
+    import collections
+
+    class Keeps(TrainerCallback):
+        def __init__(self, value):
+            self.value = value
+
+        def state_dict(self):
+            return {"best": self.value}
+
+        def load_state_dict(self, state):
+            self.value = state["best"]
+
+    with pytest.raises(TypeError, match="state_dict of callback Keeps .*deque"):
+        make(callbacks=[Keeps(collections.deque([1.0]))]).state_dict()
+    t = make(callbacks=[Keeps(3.5)])
+    t.save_checkpoint(tmp_path / "ok.pt")
+    u = make(callbacks=[Keeps(0.0)])
+    u.load_checkpoint(tmp_path / "ok.pt")
+    assert u.callbacks[0].value == 3.5
 
 
 # ---------------------------------------------------------------------------- non-finite
@@ -829,3 +862,32 @@ def test_a_loss_forward_with_only_kwargs_is_told_it_gets_no_generator():
         warnings.simplefilter("error")  # without a generator to pass, nothing to say
         BaseTrainer(model, opt, Wrapped(model))
         BaseTrainer(model, opt, ToyLoss(model), seed=0)  # an explicit generator keyword
+
+
+def test_a_checkpoint_of_other_optimizer_or_scheduler_classes_is_refused_before_loading():
+    # a StepLR state loaded into an ExponentialLR (its gamma 0.5 replaced the 0.9: the lr
+    # halved every step) and an Adam state into SGD (KeyError 'momentum' at the next step);
+    # a generator state without a generator failed after the model and optimizer had loaded
+    def trainer(opt_cls, sched, seed=2):
+        model = Quadratic()
+        opt = opt_cls(model.parameters(), lr=0.1)
+        return BaseTrainer(model, opt, ToyLoss(model), lr_scheduler=sched and sched(opt), seed=seed)
+
+    step_lr = lambda o: torch.optim.lr_scheduler.StepLR(o, 2, 0.5)  # noqa: E731
+    exp_lr = lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.9)  # noqa: E731
+    src = trainer(torch.optim.Adam, step_lr)
+    src.train([data(8)] * 3, 1)
+    state = src.state_dict()
+    for target, what in [
+        (
+            trainer(torch.optim.Adam, exp_lr),
+            "StepLR lr_scheduler, this trainer has a ExponentialLR",
+        ),
+        (trainer(torch.optim.SGD, step_lr), "Adam optimizer, this trainer has a SGD"),
+        (trainer(torch.optim.Adam, step_lr, seed=None), "no generator"),
+    ]:
+        before = params(target)
+        with pytest.raises(ValueError, match=what):
+            target.load_state_dict(state)
+        assert same(params(target), before) and target.step == 0
+    trainer(torch.optim.Adam, step_lr).load_state_dict(state)  # the same classes load

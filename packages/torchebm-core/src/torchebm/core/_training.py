@@ -91,7 +91,7 @@ def _plain(name: str, value: Any) -> Any:
         if isinstance(value, kind):
             return value if plain is None else plain(value)
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(name, v) for v in value)
+        return (tuple if isinstance(value, tuple) else list)(_plain(name, v) for v in value)
     if isinstance(value, dict):
         return {k: _plain(name, v) for k, v in value.items()}
     if isinstance(value, os.PathLike):

@@ -515,12 +515,20 @@ class BaseTrainer:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (``pickle``, ``torch.save``, ``copy.deepcopy``) without the weak set of
-        started loaders, which cannot be pickled: a copy starts its loaders' workers anew."""
-        return {**self.__dict__, "_started_loaders": None}
+        started loaders, which cannot be pickled: a copy starts its loaders' workers anew.
+        Inside a gradient-accumulation window the pending gradients go with it (torch drops a
+        parameter's ``.grad`` when it copies or pickles it)."""
+        state = {**self.__dict__, "_started_loaders": None}
+        if self._micro:
+            state["_pending_grads"] = [p.grad for p in self._checked_parameters()]
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        grads = state.pop("_pending_grads", None)
         self.__dict__.update(state)
         self._started_loaders = weakref.WeakSet()
+        for p, g in zip(self._checked_parameters() if grads else (), grads or (), strict=True):
+            p.grad = g
 
     # ------------------------------------------------------------------ setup helpers
     def _setup_distribution(
@@ -1036,9 +1044,9 @@ class BaseTrainer:
     def _rank_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"loss": self._loss_state()}
         state["generator"] = self.generator.get_state() if self.generator is not None else None
-        state["callbacks"] = [
-            {"type": type(cb).__name__, "state": cb.state_dict()}
-            for cb in self._stateful_callbacks()
+        state["callbacks"] = [  # checked here: a checkpoint that cannot be loaded is refused
+            {"type": name, "state": _plain(f"the state_dict of callback {name}", cb.state_dict())}
+            for cb, name in ((cb, type(cb).__name__) for cb in self._stateful_callbacks())
         ]
         state["epoch_sums"] = {k: v.detach().cpu() for k, v in self._epoch_sums.items()}
         state["epoch_count"] = self._epoch_count
@@ -1082,12 +1090,26 @@ class BaseTrainer:
                 "batch_in_epoch": self._batch_in_epoch,
             },
             "history": {k: [dict(m) for m in v] for k, v in self.history.items()},
+            "types": self._component_types(),
             "world_size": _d.get_world_size(),
             "ranks": _d._rank_list(self._rank_state()),
         }
 
+    def _component_types(self) -> dict[str, str | None]:
+        """Class names of the optimizer and LR scheduler (a checkpoint of other classes would
+        load its hyper-parameters into these: ``gamma`` of a ``StepLR`` into an ``ExponentialLR``)."""
+        sched = self.lr_scheduler
+        return {
+            "optimizer": type(self.optimizer).__name__,
+            "lr_scheduler": None if sched is None else type(sched).__name__,
+        }
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a [`state_dict`][torchebm.losses.BaseTrainer.state_dict] (every rank passes the full dict).
+
+        Every check below runs before anything is loaded; a model or loss state that does not
+        fit (another architecture, another replay-buffer size) fails inside the load, and the
+        trainer may then be partly loaded: build a new one.
 
         A torchebm 0.8.9 trainer checkpoint (``model_state_dict``, ``optimizer_state_dict``,
         optionally ``grad_scaler_state_dict``) restores the model, the optimizer and the grad
@@ -1097,9 +1119,9 @@ class BaseTrainer:
             state: The dict of `state_dict` (or a torchebm 0.8.9 checkpoint).
 
         Raises:
-            ValueError: not a trainer state, saved with a different world size or other
-                callbacks with state, inside a gradient-accumulation window of another
-                ``grad_accum_steps``, or holding
+            ValueError: not a trainer state, saved with a different world size, another
+                optimizer or LR-scheduler class or other callbacks with state, inside a
+                gradient-accumulation window of another ``grad_accum_steps``, or holding
                 an LR-scheduler or generator state this trainer has nothing to load into.
         """
         if isinstance(state, dict) and "format" not in state and _OLD_KEYS <= state.keys():
@@ -1123,12 +1145,24 @@ class BaseTrainer:
                 "so the resumed learning rates would not follow the saved schedule; construct "
                 "it with the same lr_scheduler="
             )
-        saved_callbacks = ranks[rank].get("callbacks") or []  # absent from older checkpoints
-        saved_types = [entry["type"] for entry in saved_callbacks]
-        my_types = [type(cb).__name__ for cb in self._stateful_callbacks()]
-        if saved_callbacks and saved_types != my_types:
+        saved_types = state.get("types") or {}  # absent from older checkpoints
+        for name, mine_type in self._component_types().items():
+            if saved_types.get(name, mine_type) != mine_type:
+                raise ValueError(
+                    f"checkpoint holds the state of a {saved_types[name]} {name}, this trainer "
+                    f"has a {mine_type}; construct it with the same {name} class"
+                )
+        if ranks[rank].get("generator") is not None and self.generator is None:
             raise ValueError(
-                f"checkpoint holds the state of the callbacks {saved_types}, this trainer's "
+                "checkpoint holds a generator state but this trainer has no generator; "
+                "construct it with seed= or generator="
+            )
+        saved_callbacks = ranks[rank].get("callbacks") or []  # absent from older checkpoints
+        saved_cb_types = [entry["type"] for entry in saved_callbacks]
+        my_types = [type(cb).__name__ for cb in self._stateful_callbacks()]
+        if saved_callbacks and saved_cb_types != my_types:
+            raise ValueError(
+                f"checkpoint holds the state of the callbacks {saved_cb_types}, this trainer's "
                 f"callbacks with state_dict/load_state_dict are {my_types}; construct it with "
                 "the same callbacks"
             )
@@ -1141,6 +1175,8 @@ class BaseTrainer:
                 f"grad_accum_steps={self.grad_accum_steps}; resume with the same value (or "
                 "from a checkpoint saved after an optimizer step)"
             )
+        mine = ranks[rank]
+        self._load_loss_state(mine["loss"])  # first: a replay buffer of another size fails here
         _d.load_model_state_dict(self.model, state["model"])
         _d.load_optimizer_state_dict(self.model, self.optimizer, state["optimizer"])
         if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
@@ -1151,8 +1187,6 @@ class BaseTrainer:
         self.skipped_steps = int(c.get("skipped_steps", 0))
         self._micro, self._batch_in_epoch = micro, int(c["batch_in_epoch"])
         self.history = {k: [dict(m) for m in v] for k, v in state["history"].items()}
-        mine = ranks[rank]
-        self._load_loss_state(mine["loss"])
         for cb, entry in zip(self._stateful_callbacks(), saved_callbacks):
             cb.load_state_dict(entry["state"])
         self._epoch_sums = dict(mine.get("epoch_sums", {}))
@@ -1161,12 +1195,7 @@ class BaseTrainer:
         self._order_pending = self._order_rng is not None
         gen_state = mine.get("generator")
         if gen_state is not None:
-            if self.generator is None:
-                raise ValueError(
-                    "checkpoint holds a generator state but this trainer has no generator; "
-                    "construct it with seed= or generator="
-                )
-            self.generator.set_state(gen_state)
+            cast(torch.Generator, self.generator).set_state(gen_state)
         grads = mine.get("grads")
         if grads is not None:
             params = self._checked_parameters()
