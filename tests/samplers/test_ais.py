@@ -179,3 +179,20 @@ def test_ais_chains_follow_the_model_dtype_like_the_samplers():
     # a plain callable has no placement: float32
     plain = AnnealedImportanceSampling(lambda x: 0.5 * x.square().sum(1), n_intermediate=5)
     assert plain.estimate(8, 2).samples.dtype == torch.float32
+
+
+def test_a_degenerate_weight_distribution_warns_instead_of_a_tight_error_bar():
+    # one base step (n_intermediate=1) to a target N(50, 0.1^2 I): one chain carries every
+    # weight; the estimate was 2e5 nats off with standard_error 1.0 (its maximum), silently
+    class Far(torch.nn.Module):
+        def forward(self, x):
+            return 50.0 * (x - 50.0).square().sum(1)
+
+    ais = AnnealedImportanceSampling(Far(), n_intermediate=1)
+    with pytest.warns(RuntimeWarning, match="effective sample size of the weights is 1 of 2000"):
+        r = ais.estimate(2000, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    assert r.standard_error <= 1.0 + 1e-9 and r.effective_sample_size < 1.5
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        ais.estimate(10, 2, generator=3)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        ais.reverse(torch.zeros(10, 2), generator="abc")

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseModel, TorchEBMModule, expand_t_like_x
+from torchebm.core._module import warn_user
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -27,6 +28,7 @@ from torchebm.core.errors import (
     check_energies,
     check_finite,
     check_finite_tensor,
+    check_generator,
     check_in,
     check_int,
     check_positive,
@@ -56,8 +58,12 @@ class AISResult:
             weights: when they are heavy-tailed (``effective_sample_size`` a small fraction
             of ``n_chains``, e.g. a base narrower than the target) the chains that would
             carry the largest weights are often missing, and then ``log_z`` and this error
-            are both too small; add chains until it stabilises. ``inf`` with one chain
-            (nothing to estimate a spread from).
+            are both too small; add chains until it stabilises. It cannot exceed 1 (nat)
+            whatever the weights (1 when one chain carries them all), so it says little
+            once ``effective_sample_size`` is small: a ``RuntimeWarning`` says so when that
+            is under 10 (half the chains, with fewer than 20; a larger one does not prove the
+            error small). ``inf`` with one chain (nothing to
+            estimate a spread from).
         log_weights: Per-chain log importance weights ``(n_chains,)`` (float64); $-\infty$
             (weight 0, counted in ``log_z`` and ``effective_sample_size``) for a chain that
             met $E = +\infty$ (outside a bounded support).
@@ -365,6 +371,16 @@ class AnnealedImportanceSampling:
         _check_log_weights(log_w)
         log_z0 = 0.5 * x[0].numel() * math.log(2 * math.pi * self.base_std**2)
         lme, se, ess = _log_mean_exp_se(log_w)
+        n = x.shape[0]
+        if n > 1 and ess < min(10.0, n / 2):
+            warn_user(
+                f"AnnealedImportanceSampling: the effective sample size of the weights is "
+                f"{ess:.3g} of {n} chains: the estimate rests on a few chains, and its "
+                f"standard_error ({se:.3g}; at most 1 by construction) does not bound its error "
+                "(log Z is likely too small). Use more temperatures (n_intermediate), a base "
+                "(base_mean, base_std) closer to the target, or more chains",
+                RuntimeWarning,
+            )
         return AISResult(
             log_z=log_z0 - lme if reverse else log_z0 + lme,
             standard_error=se,
@@ -405,6 +421,7 @@ class AnnealedImportanceSampling:
         """
         n = check_int("n_chains", n_chains, minimum=1)
         shape = _event_shape(dim)
+        check_generator(generator)
         dtype, device = _chain_placement(self.model, dtype, device)
         z = torch.randn((n, *shape), generator=generator, dtype=dtype, device=device)
         x = self._base_mean(z) + self.base_std * z
@@ -431,6 +448,7 @@ class AnnealedImportanceSampling:
         """
         check_tensor("samples", samples, min_ndim=2, floating=True)
         check_finite_tensor("samples", samples)
+        check_generator(generator, samples.device, of="samples")
         x = samples.detach().clone()
         return self._run(x, reverse=True, gen=generator, model_kwargs=model_kwargs)
 
