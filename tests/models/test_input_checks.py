@@ -158,3 +158,20 @@ def test_label_guidance_checks_the_null_class_of_its_base():
     with pytest.raises(ConfigurationError, match=r"null_label_id=4 differs .*DiT \(5\)"):
         LabelClassifierFreeGuidance(base, null_label_id=4)
     assert LabelClassifierFreeGuidance(base, null_label_id=5).null_label_id == 5
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_vector_conditioning_of_another_float_dtype_is_cast_to_the_model(dtype):
+    # cond= of float64 (or float16) features into a float32 model failed deep inside with
+    # torch's "mat1 and mat2 must have the same dtype" (x of another dtype is named; t cast)
+    torch.manual_seed(0)
+    mlp = TimeConditionedMLP(in_dim=3, hidden_dim=16, depth=1, cond_dim=4)
+    dit = DiT(
+        input_size=4, patch_size=2, in_channels=1, embed_dim=32, depth=1, num_heads=2, cond_dim=4
+    )
+    cond = torch.randn(2, 4, generator=torch.Generator().manual_seed(1)).to(dtype)
+    for model, x in ((mlp, torch.randn(2, 3)), (dit, torch.randn(2, 1, 4, 4))):
+        t = torch.rand(2)
+        out = model(x, t, cond=cond)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, model(x, t, cond=cond.float()), rtol=0, atol=0)

@@ -128,6 +128,8 @@ def condition_vector(
             raise ShapeError(
                 f"cond has width {cond.shape[-1]}, expected cond_dim={module.cond_dim}"
             )
+        if cond.is_floating_point():  # float64 features into a float32 model: its dtype
+            cond = cond.to(next(cast(nn.Module, module.t_embedder).parameters()).dtype)
         c = cond if c is None else c + cond
     if c is None:
         raise ConfigurationError(f"{name}.forward needs at least one of t, y or cond")
