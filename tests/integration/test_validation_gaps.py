@@ -977,3 +977,29 @@ def test_valid_times_masses_and_starts_still_pass():
         5, 0.0, device="cpu", dtype=torch.float32, generator=None
     )
     assert t.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, g: L.DenoisingScoreMatching(_energy_net())(x, generator=g),
+        lambda x, g: L.ScoreMatching(_energy_net())(x, generator=g),
+        lambda x, g: F.EquilibriumMatchingLoss(nn.Linear(2, 2))(x, generator=g),
+        lambda x, g: C.SinkhornCoupling()(x, x, generator=g),
+        lambda x, g: C.ExactOTCoupling()(x, x, generator=g),
+        lambda x, g: C.IndependentCoupling()(x, x, generator=g),
+    ],
+)
+def test_losses_and_couplings_name_a_generator_that_is_not_a_torch_generator(call):
+    # DSM/EqM failed inside torch.randn ("invalid combination of arguments"), Sinkhorn in
+    # torch.multinomial; exact score matching and ExactOT/Independent took it and ignored it
+    import numpy as np
+
+    x = torch.randn(8, 2)
+    for bad in (3, np.random.default_rng(0)):
+        with pytest.raises(TypeError, match="generator must be a torch.Generator or None"):
+            call(x, bad)
+
+
+def _energy_net():
+    return nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1), nn.Flatten(0))

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from torchebm.core.distributed import all_gather_cat, broadcast_tensor, gather_sizes, get_rank
-from torchebm.core.errors import ConfigurationError, ShapeError, check_tensor
+from torchebm.core.errors import ConfigurationError, ShapeError, check_generator, check_tensor
 
 __all__ = ["BaseCoupling", "BaseCostCoupling", "BaseModelCoupling", "CouplingResult"]
 
@@ -72,7 +72,7 @@ class BaseCoupling(ABC):
         """Pair ``x0`` with (a reordering of, or samples generated in place of) ``x1``."""
 
     def __call__(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
-        return self.couple(x0, x1, generator=generator, **kwargs)
+        return self.couple(x0, x1, generator=check_generator(generator), **kwargs)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass written for torchebm 0.8.9 implements ``_solve``/``_generate`` (0.8.9's

@@ -22,6 +22,7 @@ from torchebm.core.errors import (
     check_energies,
     check_finite,
     check_finite_tensor,
+    check_generator,
     check_tensor,
 )
 from torchebm.couplings import resolve_coupling
@@ -635,6 +636,7 @@ def loss_conditioning(
     output`` of the model on one input, default ``loss.model(x[:1], **conditioning)``: an
     energy model) serves the one-time check that the model reads ``y``.
     """
+    check_generator(generator)  # a seed or numpy Generator failed inside torch, or did nothing
     probe = probe or (lambda conditioning: loss.model(x[:1], **conditioning))
     conditioning = loss._resolve_model_kwargs(model_kwargs, legacy)
     if y is not None:
