@@ -323,7 +323,8 @@ def probability_flow_log_likelihood(
         generator: Randomness of the Hutchinson probes.
 
     Returns:
-        An `ODELikelihood`.
+        An `ODELikelihood` (its tensors carry no gradient: an evaluation, not a training
+        objective; maximum-likelihood training through the ODE needs an adjoint solver).
 
     Raises:
         TypeError: ``model`` or ``prior`` not callable, ``x`` not a floating tensor,

@@ -225,7 +225,9 @@ class FlowSampler(BaseSampler):
         prediction: ``"velocity"``, ``"score"``, ``"noise"`` or a [`PredictionType`][torchebm.samplers.PredictionType].
         train_eps: Stored for symmetry with the training losses (unused by sampling).
         sample_eps: Distance kept from singular time ends (float in [0, 0.5) or scheduler;
-            0 means $10^{-3}$ at an end that is singular, see above).
+            0 means $10^{-3}$ at an end that is singular, see above). It has no effect where
+            no end is singular: the linear and cosine paths under the ODE with a velocity
+            prediction, the VE/EDM paths always (the interval is then the whole path).
         negate_velocity: Negate a velocity prediction and call the model at $t = 0$
             (``prediction="velocity"`` only; with another a ``ConfigurationError``): an
             Equilibrium Matching field is time-invariant, and `EquilibriumMatchingLoss`
