@@ -55,7 +55,8 @@ def langevin_update(
 
     Bit-for-bit what `EulerMaruyamaIntegrator.step` computes with drift $-\nabla E$ and
     `noise_scale` $\sigma$ (same operations, same random draws). `torchebm.cuda.
-    fused_langevin_step` has the same signature and is its drop-in on CUDA; under
+    fused_langevin_step` takes the same first seven arguments and ``out=`` by keyword (its
+    eighth position is ``seed``), the sampler's call, and is its drop-in on CUDA; under
     `sample(compile=True)` this function is what gets compiled.
 
     Args:
@@ -105,8 +106,8 @@ class LangevinState(SamplerState):
     Attributes:
         x: Chains `(B, *event_shape)`.
         update: The update of this call: `langevin_update`, or its fused drop-in
-            `torchebm.cuda.fused_langevin_step` (same signature), `None` for another
-            integrator.
+            `torchebm.cuda.fused_langevin_step` (called alike, ``out=`` by keyword), `None`
+            for another integrator.
         chain: `torchebm.cuda.langevin_chain` when whole stretches of the chain run in one
             kernel, else `None`.
         owned: Whether `x` is the loop's own tensor (then updated in place).
