@@ -664,7 +664,8 @@ def shuffled(source: str, seed: int):
 
 def seen_run(source, callbacks=(), ckpt=None):
     """Train 3 epochs from the global seed 0, or (``ckpt``) resume in a "new process" that
-    seeds the global RNG and the loader's generator differently."""
+    seeds the global RNG and the loader's generator differently; ``source`` names a
+    `shuffled` loader, or is a function of that seed making the loader."""
     torch.manual_seed(0 if ckpt is None else 123)
     model = Quadratic()
     loss = SeenLoss(model)
@@ -672,7 +673,8 @@ def seen_run(source, callbacks=(), ckpt=None):
     t.callbacks = list(callbacks)
     if ckpt is not None:
         t.load_checkpoint(ckpt)
-    t.train(shuffled(source, 7 if ckpt is None else 99), 3)
+    make_loader = source if callable(source) else (lambda seed: shuffled(source, seed))
+    t.train(make_loader(7 if ckpt is None else 99), 3)
     return t, loss.batches
 
 
@@ -709,22 +711,14 @@ def test_resume_replays_a_datasets_random_augmentation(tmp_path, shuffle):
     # the resumed run differed (parameters 0.004-0.03 apart)
     from torch.utils.data import DataLoader
 
-    def run(callbacks=(), ckpt=None):
-        torch.manual_seed(0 if ckpt is None else 123)
-        gen = torch.Generator().manual_seed(7 if ckpt is None else 99)
+    def loader(seed):
+        gen = torch.Generator().manual_seed(seed)
         order = {"shuffle": True, "generator": gen} if shuffle == "generator" else {}
-        model = Quadratic()
-        loss = SeenLoss(model)
-        t = BaseTrainer(model, torch.optim.Adam(model.parameters(), lr=0.05), loss, seed=2)
-        t.callbacks = list(callbacks)
-        if ckpt is not None:
-            t.load_checkpoint(ckpt)
-        t.train(DataLoader(Augmented(), batch_size=8, **order), 3)
-        return t, loss.batches
+        return DataLoader(Augmented(), batch_size=8, **order)
 
     ckpt = tmp_path / "ckpt.pt"
-    unbroken, seen = run([SaveAt(1, 2, ckpt)])
-    resumed, rest = run(ckpt=ckpt)
+    unbroken, seen = seen_run(loader, [SaveAt(1, 2, ckpt)])
+    resumed, rest = seen_run(loader, ckpt=ckpt)
     assert rest == seen[8:]
     assert same(params(unbroken), params(resumed)) and unbroken.history == resumed.history
 
