@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+from typing import cast
 
 import torch
 
@@ -176,7 +177,8 @@ def fused_langevin_step(
         if seed is not None:
             raise TypeError(f"fused_langevin_step got seed twice, {generator!r} and {seed!r}")
         # 0.8.9 ignored its seed when noise was given
-        generator, seed = None, None if noise is not None or not int_seed else int(generator)
+        legacy_seed, generator = generator, None
+        seed = None if noise is not None or not int_seed else int(cast(int, legacy_seed))
     compiling = torch.compiler.is_compiling()
     if (
         noise is None

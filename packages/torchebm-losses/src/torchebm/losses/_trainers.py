@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -142,8 +142,9 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
         """
         loss, negatives = super().compute_loss(x, model_kwargs)
         bare = unwrap_model(self.model)
-        x = self.loss_fn.prepare_input(x)  # as the loss casts it (a float64 numpy batch)
-        negatives = self.loss_fn.prepare_input(negatives)
+        loss_fn = cast(ContrastiveDivergence, self.loss_fn)
+        x = loss_fn.prepare_input(x)  # as the loss casts it (a float64 numpy batch)
+        negatives = loss_fn.prepare_input(negatives)
         with torch.no_grad(), _scratch_buffers(bare):
             pos = bare(x, **model_kwargs) if model_kwargs else bare(x)
             neg = bare(negatives, **model_kwargs) if model_kwargs else bare(negatives)
