@@ -1104,6 +1104,37 @@ class BaseTrainer:
             "lr_scheduler": None if sched is None else type(sched).__name__,
         }
 
+    def _check_components(self, state: dict[str, Any], mine: dict[str, Any]) -> None:
+        """Refuse a checkpoint whose LR scheduler, optimizer, generator or stateful callbacks
+        this trainer cannot take (``mine``: this rank's entry), before anything is loaded."""
+        if state.get("lr_scheduler") is not None and self.lr_scheduler is None:
+            raise ValueError(
+                "checkpoint holds an LR scheduler state but this trainer has no lr_scheduler, "
+                "so the resumed learning rates would not follow the saved schedule; construct "
+                "it with the same lr_scheduler="
+            )
+        saved_types = state.get("types") or {}  # absent from older checkpoints
+        for name, mine_type in self._component_types().items():
+            if saved_types.get(name, mine_type) != mine_type:
+                raise ValueError(
+                    f"checkpoint holds the state of a {saved_types[name]} {name}, this trainer "
+                    f"has a {mine_type}; construct it with the same {name} class"
+                )
+        if mine.get("generator") is not None and self.generator is None:
+            raise ValueError(
+                "checkpoint holds a generator state but this trainer has no generator; "
+                "construct it with seed= or generator="
+            )
+        saved_callbacks = mine.get("callbacks") or []  # absent from older checkpoints
+        saved_cb_types = [entry["type"] for entry in saved_callbacks]
+        my_types = [type(cb).__name__ for cb in self._stateful_callbacks()]
+        if saved_callbacks and saved_cb_types != my_types:
+            raise ValueError(
+                f"checkpoint holds the state of the callbacks {saved_cb_types}, this trainer's "
+                f"callbacks with state_dict/load_state_dict are {my_types}; construct it with "
+                "the same callbacks"
+            )
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a [`state_dict`][torchebm.losses.BaseTrainer.state_dict] (every rank passes the full dict).
 
@@ -1139,33 +1170,9 @@ class BaseTrainer:
                 f"checkpoint holds per-rank state for world_size={n}, this run has "
                 f"world_size={world}; resume with the same number of processes"
             )
-        if state.get("lr_scheduler") is not None and self.lr_scheduler is None:
-            raise ValueError(
-                "checkpoint holds an LR scheduler state but this trainer has no lr_scheduler, "
-                "so the resumed learning rates would not follow the saved schedule; construct "
-                "it with the same lr_scheduler="
-            )
-        saved_types = state.get("types") or {}  # absent from older checkpoints
-        for name, mine_type in self._component_types().items():
-            if saved_types.get(name, mine_type) != mine_type:
-                raise ValueError(
-                    f"checkpoint holds the state of a {saved_types[name]} {name}, this trainer "
-                    f"has a {mine_type}; construct it with the same {name} class"
-                )
-        if ranks[rank].get("generator") is not None and self.generator is None:
-            raise ValueError(
-                "checkpoint holds a generator state but this trainer has no generator; "
-                "construct it with seed= or generator="
-            )
-        saved_callbacks = ranks[rank].get("callbacks") or []  # absent from older checkpoints
-        saved_cb_types = [entry["type"] for entry in saved_callbacks]
-        my_types = [type(cb).__name__ for cb in self._stateful_callbacks()]
-        if saved_callbacks and saved_cb_types != my_types:
-            raise ValueError(
-                f"checkpoint holds the state of the callbacks {saved_cb_types}, this trainer's "
-                f"callbacks with state_dict/load_state_dict are {my_types}; construct it with "
-                "the same callbacks"
-            )
+        mine = ranks[rank]
+        self._check_components(state, mine)
+        saved_callbacks = mine.get("callbacks") or []  # absent from older checkpoints
         c = state["counters"]
         micro, accum = int(c["micro"]), c.get("grad_accum_steps")  # absent from older ones
         if micro and (micro >= self.grad_accum_steps or accum not in (None, self.grad_accum_steps)):
@@ -1175,7 +1182,6 @@ class BaseTrainer:
                 f"grad_accum_steps={self.grad_accum_steps}; resume with the same value (or "
                 "from a checkpoint saved after an optimizer step)"
             )
-        mine = ranks[rank]
         self._load_loss_state(mine["loss"])  # first: a replay buffer of another size fails here
         _d.load_model_state_dict(self.model, state["model"])
         _d.load_optimizer_state_dict(self.model, self.optimizer, state["optimizer"])
