@@ -180,3 +180,23 @@ def test_energy_matching_trains_on_data_made_under_inference_mode():
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads, strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_namedtuple_in_the_conditioning_reaches_the_model_as_itself():
+    # the inference-mode copy rebuilt every tuple as a plain one: a NamedTuple lost its fields
+    import collections
+
+    pair = collections.namedtuple("Pair", "scale shift")
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.tensor(0.7, dtype=F64))
+
+        def forward(self, x, cond):
+            return 0.5 * self.a * (cond.scale * x + cond.shift).square().sum(-1)
+
+    x = _data()[0]
+    cond = {"cond": pair(torch.ones(6, 1, dtype=F64), torch.zeros(6, 1, dtype=F64))}
+    loss = EnergyMatchingLoss(Scaled(), lambda_cd=1.0, n_langevin_steps=2, cd_clamp=None, dtype=F64)
+    loss(x, model_kwargs=cond, generator=torch.Generator().manual_seed(0)).backward()

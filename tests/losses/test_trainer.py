@@ -294,13 +294,18 @@ def test_a_callback_state_that_weights_only_cannot_read_is_refused_at_save(tmp_p
         def load_state_dict(self, state):
             self.value = state["best"]
 
-    with pytest.raises(TypeError, match="state_dict of callback Keeps .*deque"):
-        make(callbacks=[Keeps(collections.deque([1.0]))]).state_dict()
-    t = make(callbacks=[Keeps(3.5)])
-    t.save_checkpoint(tmp_path / "ok.pt")
-    u = make(callbacks=[Keeps(0.0)])
+    np = pytest.importorskip("numpy")
+    for bad in (collections.deque([1.0]), np.arange(3), np.float64(0.3)):
+        t = make(callbacks=[Keeps(bad)])
+        t.state_dict()  # in memory (a "keep the best state" snapshot): anything goes
+        with pytest.raises(TypeError, match="state_dict of callback Keeps holds a"):
+            t.save_checkpoint(tmp_path / "bad.pt")
+        assert not (tmp_path / "bad.pt").exists()
+    good = {"best": 3.5, "dev": torch.device("cpu"), "dt": torch.float32, "size": torch.Size([2])}
+    make(callbacks=[Keeps(good)]).save_checkpoint(tmp_path / "ok.pt")
+    u = make(callbacks=[Keeps(None)])
     u.load_checkpoint(tmp_path / "ok.pt")
-    assert u.callbacks[0].value == 3.5
+    assert u.callbacks[0].value == good
 
 
 # ---------------------------------------------------------------------------- non-finite
@@ -844,18 +849,22 @@ def test_epoch_means_of_a_float64_run_equal_the_float64_mean_of_the_batch_losses
 def test_a_loss_forward_with_only_kwargs_is_told_it_gets_no_generator():
     # forward(self, x, *args, **kwargs) around a loss: the trainer (seed=) passed it no
     # generator, its draws came from the global RNG, and a resumed run differed, silently
-    class Wrapped(ToyLoss):
+    from torchebm.losses import DenoisingScoreMatching
+
+    class Wrapped(DenoisingScoreMatching):
         def forward(self, x, *args, **kwargs):
             return super().forward(x, *args, **kwargs)
 
     model = Quadratic()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.warns(UserWarning, match=r"Wrapped.forward takes \*\*kwargs but no generator"):
-        BaseTrainer(model, opt, Wrapped(model), seed=0)
+        BaseTrainer(model, opt, Wrapped(model, noise_scale=0.1), seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # without a generator to pass, nothing to say
-        BaseTrainer(model, opt, Wrapped(model))
+        BaseTrainer(model, opt, Wrapped(model, noise_scale=0.1))
         BaseTrainer(model, opt, ToyLoss(model), seed=0)  # an explicit generator keyword
+        # a plain function loss is the user's own: not a wrapper around a torchebm loss
+        BaseTrainer(model, opt, lambda x, **kw: model(x).mean(), seed=0)
 
 
 def test_a_checkpoint_of_other_optimizer_or_scheduler_classes_is_refused_before_loading():
@@ -885,3 +894,7 @@ def test_a_checkpoint_of_other_optimizer_or_scheduler_classes_is_refused_before_
             target.load_state_dict(state)
         assert same(params(target), before) and target.step == 0
     trainer(torch.optim.Adam, step_lr).load_state_dict(state)  # the same classes load
+    # a checkpoint saved without a scheduler loads into a trainer with one (fine-tuning)
+    plain = trainer(torch.optim.Adam, None)
+    plain.train([data(8)], 1)
+    trainer(torch.optim.Adam, exp_lr).load_state_dict(plain.state_dict())

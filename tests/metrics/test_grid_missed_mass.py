@@ -37,15 +37,19 @@ def test_an_unresolved_ridge_warns_instead_of_reporting_a_small_error():
     assert abs(r.log_z - _rosenbrock_log_z(1000.0)) < r.error
 
 
-def test_a_given_extent_that_cuts_the_mass_warns_with_the_boundary_density():
-    model = GaussianModel(torch.zeros(2), torch.eye(2), dtype=F64)
+def test_mass_beyond_the_searched_box_warns_and_a_given_box_is_the_domain():
+    # without room to grow (max_doublings=1) the ridge's box keeps its boundary mass: warned
+    model = RosenbrockModel(a=2.0, b=1000.0, dtype=F64)
     with pytest.warns(RuntimeWarning, match=r"mass outside the box is not counted"):
-        r = grid_log_partition(model, extent=((-2.0, 2.0), (-4.0, 4.0)))
-    assert r.tail == pytest.approx(-2.0, abs=1e-9)  # -E at x = 2 relative to the peak
+        grid_log_partition(model, n_points=2049, max_doublings=1)
+    # a given extent is the density's domain (exp(-E)/Z on the box): its tail is reported
+    gauss = GaussianModel(torch.zeros(2), torch.eye(2), dtype=F64)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a box holding the mass (boundary at exp(-32)): silent
-        r = grid_log_partition(model, extent=((-8.0, 8.0), (-8.0, 8.0)))
-    assert abs(r.log_z - math.log(2 * math.pi)) < 1e-9
+        warnings.simplefilter("error")
+        r = grid_log_partition(gauss, extent=((-2.0, 2.0), (-4.0, 4.0)))
+    assert r.tail == pytest.approx(-2.0, abs=1e-9)  # -E at x = 2 relative to the peak
+    inside = math.log(2 * math.pi * (math.erf(2 / math.sqrt(2)) * math.erf(4 / math.sqrt(2))))
+    assert abs(r.log_z - inside) < r.error < 1e-5  # h^2 error: the density is cut at the edges
 
 
 class _NarrowMixture(torch.nn.Module):

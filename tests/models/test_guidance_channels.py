@@ -44,6 +44,13 @@ def test_label_guidance_of_vector_data_warns_that_it_guides_three_features():
     with pytest.warns(RuntimeWarning, match="guides the first 3 of the 5 features"):
         out = LabelClassifierFreeGuidance(Field(), null_label_id=7, cfg_scale=2.5)(x, t, y=y)
     torch.testing.assert_close(out[:, 3:], uncond[:, 3:])
+    import warnings
+
+    with warnings.catch_warnings():  # a guide_channels of the user's choice: no warning
+        warnings.simplefilter("error")
+        LabelClassifierFreeGuidance(Field(), null_label_id=7, cfg_scale=2.5, guide_channels=2)(
+            x, t, y=y
+        )
     everything = LabelClassifierFreeGuidance(
         Field(), null_label_id=7, cfg_scale=2.5, guide_channels=None
     )

@@ -103,3 +103,16 @@ def test_the_per_chain_conditioning_follows_the_chains_that_stay_alive():
 def test_a_conditional_energy_called_without_its_conditioning_is_named():
     with pytest.raises(ConfigurationError, match="refuses it"):
         annealed_importance_sampling(_ConditionalGaussian(), 10, 2, n_intermediate=5)
+
+
+def test_model_kwargs_must_be_a_dict_and_the_reverse_warning_says_too_large():
+    ais = AnnealedImportanceSampling(_ConditionalGaussian(), n_intermediate=2)
+    with pytest.raises(TypeError, match="model_kwargs must be a dict .* got Tensor"):
+        ais.estimate(10, 2, model_kwargs=torch.ones(10))
+    # a degenerate reverse run (an upper bound) comes out too large, not too small
+    far = AnnealedImportanceSampling(_ConditionalGaussian(), n_intermediate=2, base_mean=-30.0)
+    exact = MU[0] + SCALE[0] * torch.randn(
+        200, 2, generator=torch.Generator().manual_seed(0), dtype=F64
+    )
+    with pytest.warns(RuntimeWarning, match="log Z is likely too large"):
+        far.reverse(exact, model_kwargs={"y": torch.zeros(200, dtype=torch.long)})

@@ -233,8 +233,9 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
                 xt.shape, generator=generator, device=xt.device, dtype=xt.dtype
             )
         # a graph through grad_x V whenever autograd is on (an eval-mode loss that is back-
-        # propagated lost its flow term's parameter gradient); under no_grad, a validation pass
-        train = torch.is_grad_enabled()
+        # propagated lost its flow term's parameter gradient), but for an eval pass of FSDP
+        # parameters (no second order there); under no_grad, a validation pass
+        train = torch.is_grad_enabled() and (self.training or not _has_dtensor_params(self.model))
         # grad_x V under no_grad/inference_mode too (inference tensors copied for autograd)
         with torch.inference_mode(False), torch.enable_grad(), self.autocast_context():
             xg = autograd_ready(xt).detach().requires_grad_(True)
@@ -369,7 +370,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
             active, ``cd_value`` (before weighting/clamping) and ``negatives``.
         """
         conditioning = model_kwargs or {}
-        if torch.is_grad_enabled() and _has_dtensor_params(self.model):
+        if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):
             raise RuntimeError(
                 "EnergyMatchingLoss trains through grad_x V (second-order autograd), which is "
                 "unsupported with FSDP/DTensor parameters"

@@ -2,6 +2,7 @@ r"""Equilibrium Matching (EqM): learn a time-invariant equilibrium gradient fiel
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import torch
@@ -100,7 +101,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
 
     Args:
         model: Field network ``model(x, t, **model_kwargs)``.
-        prediction: ``"velocity"`` (EqM), ``"score"`` or ``"noise"``.
+        prediction: ``"velocity"`` (EqM), ``"score"`` or ``"noise"`` (or a
+            `torchebm.samplers.PredictionType`).
         energy_type: ``"none"``, ``"dot"``, ``"mean"`` or ``"l2"`` (velocity prediction only).
         interpolant: Name or [`BaseInterpolant`][torchebm.core.BaseInterpolant] (default linear).
         coupling: Name or [`BaseCoupling`][torchebm.core.BaseCoupling] (default independent); its
@@ -145,7 +147,7 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
     def __init__(
         self,
         model: Any,
-        prediction: str = "velocity",
+        prediction: str | enum.Enum = "velocity",
         energy_type: str = "none",
         interpolant: Any = "linear",
         coupling: Any = None,
@@ -174,6 +176,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         self._set_flow_parts(
             **forward_kwargs(locals(), self._set_flow_parts), default_coupling="independent"
         )
+        if isinstance(prediction, enum.Enum):  # torchebm.samplers.PredictionType
+            prediction = prediction.name.lower()
         self.prediction = check_in("prediction", prediction, _PREDICTIONS)
         self.energy_type = check_in("energy_type", energy_type, _ENERGY_TYPES)
         self.loss_weight = check_in("loss_weight", loss_weight, _LOSS_WEIGHTS)
@@ -332,7 +336,7 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         return (c.expand(t.shape) if c.ndim == 0 else c.reshape(t.shape)) * m
 
     def _explicit_field(self, xt, t_model, conditioning):
-        if torch.is_grad_enabled() and _has_dtensor_params(self.model):
+        if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):
             raise RuntimeError(
                 "EquilibriumMatchingLoss: explicit energies need second-order autograd, which "
                 "is unsupported with FSDP/DTensor parameters; use energy_type='none'"
@@ -340,8 +344,9 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         # the objective is the same with autograd off (a validation pass, no_grad or
         # inference_mode, whose tensors are copied for autograd): grad_x g is computed
         # either way, differentiable in the parameters whenever autograd is on (in eval
-        # mode too: a back-propagated eval-mode loss lost that gradient)
-        train = torch.is_grad_enabled()
+        # mode too: a back-propagated eval-mode loss lost that gradient; not for an eval
+        # pass of FSDP parameters, which have no second order)
+        train = torch.is_grad_enabled() and (self.training or not _has_dtensor_params(self.model))
         with torch.inference_mode(False), torch.enable_grad():
             xg = autograd_ready(xt).detach().requires_grad_(True)
             f, act = self._call_model(xg, autograd_ready(t_model), autograd_ready(conditioning))

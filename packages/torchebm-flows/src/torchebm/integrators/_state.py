@@ -140,7 +140,7 @@ def autograd_ready(value: Any) -> Any:
     """
     if isinstance(value, dict):
         return {k: autograd_ready(v) for k, v in value.items()}
-    if isinstance(value, tuple):
+    if type(value) is tuple:  # a plain tuple (a NamedTuple in the conditioning is passed as is)
         return tuple(autograd_ready(v) for v in value)
     if isinstance(value, torch.Tensor) and value.is_inference():
         with torch.inference_mode(False):

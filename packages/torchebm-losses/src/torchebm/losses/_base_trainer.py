@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, SequentialSampler
 
-from torchebm.core import BaseScheduler, renamed_kwargs, warn_once
+from torchebm.core import BaseLoss, BaseScheduler, renamed_kwargs, warn_once
 from torchebm.core import distributed as _d
 from torchebm.core._module import warn_user
 from torchebm.core._training import _plain
@@ -174,6 +174,31 @@ def _accepts(fn: Callable, name: str) -> bool:
     if name == "**":  # a VAR_KEYWORD parameter
         return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     return name in params
+
+
+_LOADABLE = (bool, int, float, str, type(None), torch.Tensor, torch.device, torch.dtype)
+
+
+def _check_loadable(name: str, value: Any) -> None:
+    """A `TypeError` naming ``name`` unless ``torch.load(weights_only=True)`` can read
+    ``value`` (plain values, tensors, devices, dtypes, in lists, tuples and dicts)."""
+    if type(value) in (list, tuple, torch.Size):
+        for v in value:
+            _check_loadable(name, v)
+    elif type(value) is dict:
+        for k, v in value.items():
+            _check_loadable(name, k)
+            _check_loadable(name, v)
+    elif (
+        not isinstance(value, _LOADABLE)
+        or isinstance(value, numbers.Number)
+        and (type(value) not in (bool, int, float))
+    ):
+        raise TypeError(
+            f"{name} holds a {type(value).__name__}, which torch.load(weights_only=True) "
+            "cannot read back: keep to None/bool/int/float/str, tensors, devices, dtypes and "
+            "lists/tuples/dicts of them (e.g. float(x) for a numpy scalar)"
+        )
 
 
 def _callable_without_arguments(fn: Callable) -> bool:
@@ -488,12 +513,17 @@ class BaseTrainer:
         fwd = loss_fn.forward if isinstance(loss_fn, nn.Module) else loss_fn
         self._loss_takes_generator = _accepts(fwd, "generator")
         self._loss_takes_model_kwargs = _accepts(fwd, "model_kwargs")
-        if generator is not None and not self._loss_takes_generator and _accepts(fwd, "**"):
-            warn_user(  # a forward(x, **kwargs) around a built-in loss: its draws are global
+        if (
+            generator is not None
+            and isinstance(loss_fn, BaseLoss)
+            and not self._loss_takes_generator
+            and _accepts(fwd, "**")
+        ):  # a forward(x, **kwargs) around a built-in loss: its draws are the global RNG's
+            warn_user(
                 f"{type(loss_fn).__name__}.forward takes **kwargs but no generator parameter: "
-                "the trainer does not pass it its generator, so the loss's random draws come "
-                "from the global RNG (seed= does not make them reproducible, a resumed run "
-                "differs); add a generator=None keyword and pass it on"
+                "the trainer does not pass it its generator, so any random draws of the loss "
+                "come from the global RNG (seed= does not make them reproducible, a resumed "
+                "run differs); add a generator=None keyword and pass it on"
             )
 
         self.step = 0
@@ -1044,9 +1074,9 @@ class BaseTrainer:
     def _rank_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"loss": self._loss_state()}
         state["generator"] = self.generator.get_state() if self.generator is not None else None
-        state["callbacks"] = [  # checked here: a checkpoint that cannot be loaded is refused
-            {"type": name, "state": _plain(f"the state_dict of callback {name}", cb.state_dict())}
-            for cb, name in ((cb, type(cb).__name__) for cb in self._stateful_callbacks())
+        state["callbacks"] = [
+            {"type": type(cb).__name__, "state": cb.state_dict()}
+            for cb in self._stateful_callbacks()
         ]
         state["epoch_sums"] = {k: v.detach().cpu() for k, v in self._epoch_sums.items()}
         state["epoch_count"] = self._epoch_count
@@ -1115,7 +1145,7 @@ class BaseTrainer:
             )
         saved_types = state.get("types") or {}  # absent from older checkpoints
         for name, mine_type in self._component_types().items():
-            if saved_types.get(name, mine_type) != mine_type:
+            if saved_types.get(name) not in (None, mine_type):  # None: saved without one
                 raise ValueError(
                     f"checkpoint holds the state of a {saved_types[name]} {name}, this trainer "
                     f"has a {mine_type}; construct it with the same {name} class"
@@ -1241,6 +1271,9 @@ class BaseTrainer:
         path = Path(path)
         state = self.state_dict()
         if _d.is_main_process():
+            for rank_state in state["ranks"]:  # refused now, not when the checkpoint is read
+                for entry in rank_state.get("callbacks") or []:
+                    _check_loadable(f"the state_dict of callback {entry['type']}", entry["state"])
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
             torch.save(state, tmp)

@@ -31,7 +31,9 @@ class ClassifierFreeGuidance(BaseModel):
     conditional *energy* (output ``(B,)``), ``gradient(x, model_kwargs={"y": y})`` is the
     guided energy's gradient, so the MCMC samplers sample the guided energy.
 
-    This is the general wrapper; `LabelClassifierFreeGuidance` is the label-id special case.
+    This is the general wrapper; `LabelClassifierFreeGuidance` is the label-id case with
+    0.8.9's rules: it returns the conditional field for every scale $\le 1$ (here $w < 1$
+    interpolates towards the unconditional field) and guides 3 channels by default.
 
     Args:
         model: Conditional field, called as ``model(x, t, y=y, **kwargs)`` (or

@@ -39,8 +39,8 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
 
     on the first ``min(guide_channels, C)`` channels; the remaining channels (e.g. learned
     variances) are taken from the unconditional output. A flat ``(B, D)`` output has its
-    features on dimension 1: the default ``guide_channels=3`` then guides three of them and
-    warns (``RuntimeWarning``); pass ``guide_channels=None`` for vector data. The
+    features on dimension 1: ``guide_channels=3`` (the default) then guides three of them
+    and warns (``RuntimeWarning``); pass ``guide_channels=None`` for vector data. The
     conditional and unconditional evaluations run as **one** base call on a doubled batch
     (``[y, null]``); tensors in ``t`` and in ``**kwargs`` whose leading dimension is the
     batch are doubled too. For
@@ -143,7 +143,7 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
         if out.ndim < 2:
             return uncond + self.cfg_scale * (cond - uncond)
         c = out.shape[1] if self.guide_channels is None else min(self.guide_channels, out.shape[1])
-        if out.ndim == 2 and c < out.shape[1]:
+        if out.ndim == 2 and c < out.shape[1] and self.guide_channels == 3:  # the default
             warnings.warn(
                 f"LabelClassifierFreeGuidance guides the first {c} of the {out.shape[1]} "
                 f"features of a (B, D) output (guide_channels={self.guide_channels} counts "

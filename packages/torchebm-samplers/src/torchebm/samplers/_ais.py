@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -76,8 +76,8 @@ class AISResult:
 
     log_z: float
     standard_error: float
-    log_weights: torch.Tensor
-    samples: torch.Tensor
+    log_weights: torch.Tensor = field(repr=False)  # per chain: not in the repr
+    samples: torch.Tensor = field(repr=False)
     effective_sample_size: float
     acceptance_rate: float | None
     direction: str
@@ -351,6 +351,11 @@ class AnnealedImportanceSampling:
         return x, acc
 
     def _run(self, x: torch.Tensor, reverse: bool, gen, model_kwargs: dict | None) -> AISResult:
+        if model_kwargs is not None and not isinstance(model_kwargs, dict):
+            raise TypeError(
+                f"model_kwargs must be a dict of keyword arguments of the model or None, got "
+                f"{type(model_kwargs).__name__}"
+            )
         energy = self._annealed(x)
         energy.model_kwargs = dict(model_kwargs or {})
         kernel = self._kernel(energy, x)
@@ -377,7 +382,7 @@ class AnnealedImportanceSampling:
                 f"AnnealedImportanceSampling: the effective sample size of the weights is "
                 f"{ess:.3g} of {n} chains: the estimate rests on a few chains, and its "
                 f"standard_error ({se:.3g}; at most 1 by construction) does not bound its error "
-                "(log Z is likely too small). Use more temperatures (n_intermediate), a base "
+                f"(log Z is likely too {'large' if reverse else 'small'}). Use more temperatures (n_intermediate), a base "
                 "(base_mean, base_std) closer to the target, or more chains",
                 RuntimeWarning,
             )

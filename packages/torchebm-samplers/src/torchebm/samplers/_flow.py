@@ -227,7 +227,8 @@ class FlowSampler(BaseSampler):
         sample_eps: Distance kept from singular time ends (float in [0, 0.5) or scheduler;
             0 means $10^{-3}$ at an end that is singular, see above). It has no effect where
             no end is singular: the linear and cosine paths under the ODE with a velocity
-            prediction, the VE/EDM paths always (the interval is then the whole path).
+            prediction, the VE/EDM paths always (the interval is then the whole path), and
+            the VP path in SDE mode with the default ``last_step``.
         negate_velocity: Negate a velocity prediction and call the model at $t = 0$
             (``prediction="velocity"`` only; with another a ``ConfigurationError``): an
             Equilibrium Matching field is time-invariant, and `EquilibriumMatchingLoss`
@@ -757,7 +758,7 @@ class FlowSampler(BaseSampler):
         return (
             f"mode={self.mode!r}, interpolant={self.interpolant!r}, "
             f"prediction={self.prediction.name.lower()!r}, reverse={self.reverse}, "
-            f"{super().extra_repr()}"
+            f"negate_velocity={self.negate_velocity}, {super().extra_repr()}"
         )
 
 

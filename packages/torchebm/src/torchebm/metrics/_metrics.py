@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -554,7 +554,7 @@ class TwoSampleTestResult:
 
     statistic: torch.Tensor
     p_value: float
-    null_statistics: torch.Tensor
+    null_statistics: torch.Tensor = field(repr=False)  # n_permutations values
     bandwidth: torch.Tensor
 
 
@@ -855,9 +855,10 @@ def grid_log_partition(
 
     Warns:
         RuntimeWarning: the error estimate exceeds $10^{-2}$ nats (the message gives the
-            estimate, the box, the spacing and what to change); $-E$ on the box's boundary
-            is above $\max(\text{log\_tol}, -20)$ relative to its maximum (mass outside
-            the box, also for a given ``extent``).
+            estimate, the box, the spacing and what to change); $-E$ on the boundary of a
+            box it found is still above $\max(\text{log\_tol}, -20)$ relative to its
+            maximum after ``max_doublings`` moves (mass outside the box). A given ``extent``
+            is the density's domain: its ``tail`` is reported, not warned about.
 
     Raises:
         ConfigurationError: bad arguments, or no box holds the mass (not normalisable).
@@ -865,6 +866,7 @@ def grid_log_partition(
         FloatingPointError: NaN energies on the grid.
 
     Example:
+        >>> import math
         >>> from torchebm.core import GaussianModel
         >>> m = GaussianModel(torch.zeros(2), torch.eye(2), dtype=torch.float64)
         >>> r = grid_log_partition(m)
@@ -903,7 +905,7 @@ def grid_log_partition(
             break
         box = _grow(box, edges, edge_tol)
         res, edges = _grid_estimate(model, box, n_points, dtype, device, chunk)
-    _warn_if_inaccurate(res, edge_tol)
+    _warn_if_inaccurate(res, edge_tol if found else None)  # a given box is the domain
     return res
 
 
@@ -929,17 +931,18 @@ def _grow(box, edges: list[float], log_tol: float):
     return (x0, x1), (y0, y1)
 
 
-def _warn_if_inaccurate(res: GridLogPartition, edge_tol: float) -> None:
+def _warn_if_inaccurate(res: GridLogPartition, edge_tol: float | None) -> None:
     """A `RuntimeWarning` at the caller's line when ``res.error`` exceeds
     `_GRID_ERROR_WARNING` (the grid does not resolve the density; the value is unreliable)
-    or when $-E$ on the box's boundary is not ``edge_tol`` below its maximum (mass outside)."""
+    or when $-E$ on the boundary of a box it searched is not ``edge_tol`` below its maximum
+    (mass outside; ``None``: a box the caller gave, the density's domain)."""
     (x0, x1), (y0, y1) = res.extent
-    if res.tail >= edge_tol:
+    if edge_tol is not None and res.tail >= edge_tol:
         warn_user(
             f"grid_log_partition: exp(-E) on the boundary of the box (({x0:.4g}, {x1:.4g}), "
             f"({y0:.4g}, {y1:.4g})) is exp({res.tail:.3g}) of its maximum, above exp("
             f"{edge_tol:g}): the mass outside the box is not counted, so log Z = {res.log_z:.6g} "
-            "is too small. Pass an extent= that holds the mass (or raise max_doublings)",
+            "is too small. Raise max_doublings, or pass an extent= that holds the mass",
             RuntimeWarning,
         )
     if not res.error > _GRID_ERROR_WARNING:  # NaN warns too
@@ -1010,6 +1013,7 @@ def grid_nll(
             $\log Z$ misses; the error estimate cannot see it).
 
     Example:
+        >>> import math
         >>> from torchebm.core import GaussianModel
         >>> m = GaussianModel(torch.zeros(2), torch.eye(2), dtype=torch.float64)
         >>> r = grid_nll(m, torch.zeros(3, 2, dtype=torch.float64))
