@@ -239,6 +239,8 @@ def test_eqm_energy_from_loss_and_errors():
         EqMEnergy.from_loss(SimpleNamespace(model=field))
     with pytest.raises(ValueError, match="energy_type"):
         EqMEnergy(field, "banana")
+    # the loss's name of the implicit field is taken too (it was refused, without a hint)
+    assert EqMEnergy(field, "none").energy_type == "implicit"
     assert isinstance(e, BaseModel)
     x = torch.randn(4, 2)
     assert e.gradient(x).shape == (4, 2)

@@ -182,7 +182,8 @@ class EqMEnergy(BaseModel):
 
     Args:
         field: Vector field called as ``field(x, t, **model_kwargs)``, output shaped like x.
-        energy_type: ``"dot"``, ``"mean"``, ``"l2"`` or ``"implicit"``.
+        energy_type: ``"dot"``, ``"mean"``, ``"l2"`` or ``"implicit"`` (also ``"none"``,
+            `EquilibriumMatchingLoss`'s name for it).
 
     Raises:
         ValueError: unknown ``energy_type``.
@@ -204,6 +205,8 @@ class EqMEnergy(BaseModel):
         if not callable(field):
             raise TypeError(f"field must be a callable f(x, t), got {type(field).__name__}")
         self.field = field
+        if energy_type == "none":  # EquilibriumMatchingLoss's name of the implicit field
+            energy_type = "implicit"
         self.energy_type = check_in("energy_type", energy_type, _EQM_TYPES)
 
     @classmethod
