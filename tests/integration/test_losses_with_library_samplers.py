@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -123,3 +124,50 @@ def test_cd_losses_train_on_data_made_under_inference_mode():
             grads.append([p.grad for p in model.parameters()])
         for a, b in zip(*grads, strict=True):
             assert torch.equal(a, b), name
+
+
+class _ClassMeans(nn.Module):
+    """E(x | y) = |x - mu_y|^2 / 2 (the class means as parameters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mu = nn.Parameter(torch.tensor([-2.0, 0.0, 3.0]))
+
+    def forward(self, x, y):
+        return 0.5 * (x - self.mu[y][:, None]).square().sum(1)
+
+
+def test_persistent_chains_refuse_per_sample_conditioning():
+    # the replay buffer keeps no labels: with a shuffled loader a chain run under label a was
+    # continued under the next batch's label of its row; trained class means came out
+    # (-2.6, -0.2, 10.6) for (-2, 0, 3), without a word
+    from torchebm.core.errors import ConfigurationError
+    from torchebm.losses import PersistentContrastiveDivergence
+
+    m = _ClassMeans()
+    x, y = torch.randn(30, 2, generator=gen(0)), torch.arange(30) % 3
+    for loss in (
+        PersistentContrastiveDivergence(m, LangevinDynamics(m, 0.01), k_steps=2, buffer_size=60),
+        ContrastiveDivergence(m, LangevinDynamics(m, 0.01), k_steps=2, persistent=True),
+    ):
+        with pytest.raises(ConfigurationError, match=r"persistent chains got per-sample .*\['y'\]"):
+            loss(x, model_kwargs={"y": y})
+        assert loss.replay_buffer is None  # refused before the buffer was made
+
+    # the same for every sample (one context value) is taken, by the burn-in too (it called
+    # the model without its conditioning: "calls model(x) but ... refuses it")
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.tensor(1.0))
+
+        def forward(self, x, scale):
+            return 0.5 * self.a * scale * x.square().sum(1)
+
+    s = Scaled()
+    loss = ContrastiveDivergence(
+        s, LangevinDynamics(s, 0.01), k_steps=2, persistent=True, buffer_size=60
+    )
+    assert loss.init_steps > 0
+    loss(x, model_kwargs={"scale": torch.tensor(2.0)}, generator=gen(1))[0].backward()
+    assert loss.replay_buffer.shape == (60, 2) and s.a.grad is not None

@@ -17,6 +17,7 @@ from torch import nn
 from torchebm.core import BaseLoss, BaseSampler, expand_t_like_x, warn_once
 from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import (
+    ConfigurationError,
     ShapeError,
     check_energies,
     check_int,
@@ -258,6 +259,7 @@ class BaseContrastiveDivergence(BaseLoss):
         buffer_chunk_size: int = 1024,
         init_noise_scale: float | None = None,
         generator: torch.Generator | None = None,
+        model_kwargs: dict | None = None,
     ) -> torch.Tensor | None:
         r"""Create the replay buffer: ``buffer_size`` chains of fresh noise, optionally burnt in.
 
@@ -270,6 +272,8 @@ class BaseContrastiveDivergence(BaseLoss):
             buffer_chunk_size: Chains per sampler call during the burn-in.
             init_noise_scale: Noise standard deviation (default: the constructor's).
             generator: Source of randomness for the noise and the burn-in.
+            model_kwargs: Conditioning of the burn-in's model calls (the same for every
+                chain: the first batch's, when the loss creates the buffer itself).
 
         Returns:
             The buffer, shape ``(buffer_size, *data_shape_no_batch)``, or ``None`` when
@@ -291,7 +295,9 @@ class BaseContrastiveDivergence(BaseLoss):
         if self.init_steps > 0:
             for lo in range(0, self.buffer_size, chunk):
                 part = buf[lo : lo + chunk]
-                buf[lo : lo + chunk] = self._run_sampler(part, self.init_steps, {}, generator)
+                buf[lo : lo + chunk] = self._run_sampler(
+                    part, self.init_steps, model_kwargs or {}, generator
+                )
         self.replay_buffer = buf
         self.buffer_age = torch.full(
             (self.buffer_size,), self.init_steps, dtype=torch.long, device=buf.device
@@ -316,15 +322,29 @@ class BaseContrastiveDivergence(BaseLoss):
             )
 
     def _draw_start(
-        self, x: torch.Tensor, generator: torch.Generator | None
+        self, x: torch.Tensor, generator: torch.Generator | None, model_kwargs: dict | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Start points for a batch and, when persistent, their ages (``(B,)`` long)."""
         if not self.persistent:
             # a BaseSampler never modifies its starting chains; a duck-typed one might
             start = x.detach()
             return (start if isinstance(self.sampler, BaseSampler) else start.clone()), None
+        per_row = [
+            k
+            for k, v in (model_kwargs or {}).items()
+            if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == x.shape[0] > 1
+        ]
+        if per_row:  # the buffer's rows carry no conditioning: a chain would change label
+            raise ConfigurationError(
+                f"{type(self).__name__} with persistent chains got per-sample conditioning "
+                f"{per_row} (one row per sample of x): the replay buffer's chains keep no "
+                "conditioning, so a chain run under one label would be continued under "
+                "another (wrong per-class laws); train a conditional model with "
+                "non-persistent ContrastiveDivergence (conditioning the same for every "
+                "sample, e.g. one context row, is taken)"
+            )
         if self.replay_buffer is None:
-            self.initialize_buffer(x.shape[1:], generator=generator)
+            self.initialize_buffer(x.shape[1:], generator=generator, model_kwargs=model_kwargs)
         self._check_buffer_shape(x)
         buf = self.replay_buffer
         if buf.dtype != x.dtype or buf.device != x.device:  # only the model moved: follow it
@@ -546,7 +566,7 @@ class BaseContrastiveDivergence(BaseLoss):
         Returns:
             Detached negatives, shape ``(B, *event)``.
         """
-        start, age = self._draw_start(x, generator)
+        start, age = self._draw_start(x, generator, model_kwargs)
         negatives = self._run_sampler(start, self.k_steps, model_kwargs or {}, generator)
         if self.persistent:
             self.update_buffer(negatives, None if age is None else age + self.k_steps)
