@@ -95,6 +95,27 @@ def test_check_conditioning_rejects_a_model_that_ignores_y(name):
     assert torch.isfinite(loss)
 
 
+class ZeroShift(BaseModel):
+    """``E(x | y) = |x|^2 / 2 + <b_y, x>`` with a zero-initialised label embedding ``b``."""
+
+    def __init__(self):
+        super().__init__()
+        self.shift = nn.Embedding(3, 2)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x, y):
+        return 0.5 * x.square().sum(-1) + (self.shift(y) * x).sum(-1)
+
+
+@pytest.mark.parametrize("name", ["cd", "sm", "ssm", "dsm"])
+def test_a_zero_initialised_label_branch_passes_the_conditioning_check(name):
+    # same output for every y at initialisation, and the gradients' sums and squared sums
+    # are the same too (row y of the embedding gets x): refused as "ignores its conditioning"
+    out = _losses(ZeroShift())[name](torch.randn(8, 2), model_kwargs={"y": torch.arange(8) % 3})
+    loss = out[0] if isinstance(out, tuple) else out
+    assert torch.isfinite(loss)
+
+
 @pytest.mark.parametrize("name", ["cd", "sm", "ssm", "dsm"])
 def test_labels_need_one_entry_per_sample(name):
     # the conditioning of every loss call is built in one place (flows' loss_conditioning):

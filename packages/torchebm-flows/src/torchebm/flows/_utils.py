@@ -614,8 +614,9 @@ def _with_gradients(probe: Callable[[dict], Any], model: Any) -> Callable[[dict]
     `TimeConditionedMLP`) gives one output for every label until that layer has moved,
     which takes two optimizer steps; after the first one the output is no longer zero but
     the gradients of the other parameters already depend on ``y``. The returned probe gives
-    the output followed by the sum and squared sum of each trainable parameter's gradient
-    (of the output's sum), so the check sees ``y`` there; an all-zero output (at
+    the output followed by the sum, squared sum and a position-weighted sum of each trainable
+    parameter's gradient (of the output's sum), so the check sees ``y`` there (also a
+    zero-initialised label embedding, whose gradient moves to the row of ``y``); an all-zero output (at
     initialisation) is returned alone, and the check probes again at the next call.
     """
     trainable = (
@@ -630,10 +631,18 @@ def _with_gradients(probe: Callable[[dict], Any], model: Any) -> Callable[[dict]
             if bool((out == 0).all()):
                 return out.detach()
             grads = torch.autograd.grad(out.sum(), trainable, allow_unused=True)
-        stats = [s.float() for g in grads if g is not None for s in (g.sum(), g.square().sum())]
+        stats = [s.float() for g in grads if g is not None for s in _gradient_stats(g)]
         return torch.cat([out.detach().flatten().float(), torch.stack(stats)])
 
     return probe_with_gradients
+
+
+def _gradient_stats(g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Sum, squared sum and a position-weighted sum of a gradient: the last tells apart
+    gradients that only sit in other rows (a zero-initialised label embedding's row ``y``)."""
+    flat = g.flatten()
+    ramp = torch.arange(1, flat.numel() + 1, device=g.device, dtype=g.dtype)
+    return flat.sum(), flat.square().sum(), (flat * ramp).sum()
 
 
 def loss_conditioning(
