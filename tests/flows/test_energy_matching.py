@@ -142,6 +142,22 @@ def test_data_started_negatives_start_from_distinct_rows():
         assert torch.allclose(neg[32:], x1[rows.long()], atol=1e-9)  # data rows, not moved
         assert rows.unique().numel() == 32
 
+    # training_losses returns the negatives' own conditioning: grouped by the batch's y, the
+    # reordered negatives were mislabelled (class means 0.2/0.4/0.3 for -2/0/3)
+    class Labelled(Quadratic):
+        def forward(self, x, y=None):
+            return super().forward(x)
+
+    em = EnergyMatchingLoss(Labelled(a=1.0), n_langevin_steps=1, langevin_dt=1e-12,
+                            epsilon_max=0.0, noise_fraction=0.5, lambda_cd=1.0, dtype=F64,
+                            coupling="independent", check_conditioning=False)  # fmt: skip
+    y = torch.arange(64) // 2  # row i: label i // 2
+    terms = em.training_losses(
+        x1, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(0)
+    )
+    neg, neg_y = terms["negatives"], terms["negatives_model_kwargs"]["y"]
+    assert torch.equal(neg[32:, 0].round().long() // 2, neg_y[32:])  # data-started rows
+
 
 def test_contrastive_term_and_clamp():
     model = Quadratic(a=1.0)

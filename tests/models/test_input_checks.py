@@ -175,3 +175,17 @@ def test_vector_conditioning_of_another_float_dtype_is_cast_to_the_model(dtype):
         out = model(x, t, cond=cond)
         assert out.dtype == torch.float32
         torch.testing.assert_close(out, model(x, t, cond=cond.float()), rtol=0, atol=0)
+
+
+def test_labels_of_any_integer_dtype_are_taken_and_one_hot_labels_are_named():
+    # uint8 labels passed the integer check and failed inside nn.Embedding ("Expected ...
+    # Long, Int; but got torch.ByteTensor"); one-hot (B, C) labels were flattened to B * C ids
+    torch.manual_seed(0)
+    net = TimeConditionedMLP(in_dim=3, hidden_dim=16, depth=1, num_classes=3)
+    x, t, y = torch.randn(6, 3), torch.rand(6), torch.tensor([0, 1, 2, 0, 1, 2])
+    ref = net(x, t, y=y)
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        torch.testing.assert_close(net(x, t, y=y.to(dtype)), ref, rtol=0, atol=0)
+    with pytest.raises(ShapeError, match=r"one class id per sample, .* got shape \(6, 3\)"):
+        net(x, t, y=torch.nn.functional.one_hot(y, 3))
+    torch.testing.assert_close(net(x, t, y=y[:, None]), ref, rtol=0, atol=0)  # (B, 1)

@@ -293,7 +293,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
 
     @renamed_kwargs(mk="conditioning")
     def negative_samples(self, x1, x0, conditioning, generator):
-        """Negatives ``(B, ...)``, their conditioning and the noise-started-row mask.
+        """Negatives ``(B, ...)`` and their conditioning (rows in the negatives' order).
 
         A ``noise_fraction`` of the chains start from noise, the rest from distinct random
         data rows (drawn without replacement, as in torchebm 0.8.9).
@@ -367,7 +367,10 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
 
         Returns:
             Dict with ``flow_loss``, ``cd_loss``, ``loss`` and, when the contrastive term is
-            active, ``cd_value`` (before weighting/clamping) and ``negatives``.
+            active, ``cd_value`` (before weighting/clamping), ``negatives`` (noise-started
+            chains first, then data-started ones: not in the batch's row order) and
+            ``negatives_model_kwargs``, the conditioning they were sampled under (its
+            per-sample tensors in the negatives' order).
         """
         conditioning = model_kwargs or {}
         if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):
@@ -390,7 +393,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
             cd_loss = lam * cd_value
             if self.cd_clamp is not None:
                 cd_loss = cd_loss.clamp(min=-self.cd_clamp)
-            terms.update(cd_value=cd_value.detach(), negatives=neg)
+            terms.update(cd_value=cd_value.detach(), negatives=neg, negatives_model_kwargs=neg_mk)
         else:
             cd_loss = torch.zeros((), device=x1.device, dtype=flow_loss.dtype)
         terms["cd_loss"] = cd_loss

@@ -280,13 +280,21 @@ class LabelEmbedder(nn.Module):
             generator: Source of the random drops (global RNG when ``None``).
 
         Raises:
-            TypeError: ``labels`` not an integer tensor.
+            TypeError: ``labels`` not an integer tensor (any integer dtype is taken).
+            ShapeError: more than one id per sample (one-hot labels).
             ConfigurationError: a CPU label outside the table's ids.
         """
         if not isinstance(labels, torch.Tensor):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
             raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+        if labels.ndim > 1 and labels[0].numel() > 1:  # (B, C): one-hot or several ids a row
+            raise ShapeError(
+                f"labels must hold one class id per sample, (B,) or (B, 1), got shape "
+                f"{tuple(labels.shape)} (for one-hot labels pass labels.argmax(1))"
+            )
+        if labels.dtype not in (torch.int64, torch.int32):  # uint8/int16 ids: nn.Embedding
+            labels = labels.long()  # takes int64 and int32 only
         labels = labels.reshape(-1)
         if labels.device.type == "cpu":  # a host read of host memory: no device sync
             self._check_range(labels)
