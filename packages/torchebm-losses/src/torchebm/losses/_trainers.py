@@ -48,7 +48,10 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
     reports ``loss``, ``pos_energy`` (mean $E_\theta$ of the data batch) and
     ``neg_energy`` (mean $E_\theta$ of the negatives), the two extra energies being
     evaluated without gradient on the bare model, whose buffers (e.g. BatchNorm running
-    statistics) are restored afterwards: reporting them does not change the model.
+    statistics) are restored afterwards: reporting them does not change the model. They use
+    the batch's own conditioning: with the loss's label dropout (``cfg_dropout`` in
+    ``loss_kwargs``) the loss saw some rows under the null condition, so ``pos_energy -
+    neg_energy`` is then not the loss's contrastive term.
 
     Under DDP pass the wrapped model as ``model`` and build ``sampler`` on
     ``model.module`` (see ``docs/distributed.md``).
