@@ -197,6 +197,7 @@ def test_a_namedtuple_in_the_conditioning_reaches_the_model_as_itself():
             return 0.5 * self.a * (cond.scale * x + cond.shift).square().sum(-1)
 
     x = _data()[0]
-    cond = {"cond": pair(torch.ones(6, 1, dtype=F64), torch.zeros(6, 1, dtype=F64))}
     loss = EnergyMatchingLoss(Scaled(), lambda_cd=1.0, n_langevin_steps=2, cd_clamp=None, dtype=F64)
+    with torch.inference_mode():  # its fields made under inference mode: copied for autograd
+        cond = {"cond": pair(torch.ones(6, 1, dtype=F64), torch.zeros(6, 1, dtype=F64))}
     loss(x, model_kwargs=cond, generator=torch.Generator().manual_seed(0)).backward()

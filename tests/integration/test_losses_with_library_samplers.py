@@ -171,3 +171,27 @@ def test_persistent_chains_refuse_per_sample_conditioning():
     assert loss.init_steps > 0
     loss(x, model_kwargs={"scale": torch.tensor(2.0)}, generator=gen(1))[0].backward()
     assert loss.replay_buffer.shape == (60, 2) and s.a.grad is not None
+
+
+def test_persistent_chains_refuse_a_conditioning_that_changes_between_calls():
+    # batches of one class each, the class passed as shared conditioning: the chains still
+    # changed label between calls (class means learned (-6.4, -0.5, 7.2) for (-2, 0, 3))
+    from torchebm.core.errors import ConfigurationError
+
+    class Shifted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mu = nn.Parameter(torch.tensor([-2.0, 0.0, 3.0]))
+
+        def forward(self, x, cls):
+            return 0.5 * (x - self.mu[cls]).square().sum(1)
+
+    m = Shifted()
+    loss = ContrastiveDivergence(
+        m, LangevinDynamics(m, 0.01), k_steps=2, persistent=True, init_steps=0
+    )
+    x = torch.randn(16, 2, generator=gen(0))
+    loss(x, model_kwargs={"cls": torch.tensor(0)})
+    loss(x, model_kwargs={"cls": torch.tensor(0)})  # the same condition again: fine
+    with pytest.raises(ConfigurationError, match="a conditioning other than the one its chains"):
+        loss(x, model_kwargs={"cls": torch.tensor(1)})

@@ -123,3 +123,20 @@ def test_labels_need_one_entry_per_sample(name):
     loss_fn = _losses(LabelEnergy())[name]
     with pytest.raises(ShapeError, match=r"y must have one entry per sample of x \(batch 8\)"):
         loss_fn(torch.randn(8, 2), model_kwargs={"y": torch.arange(5) % 3})
+
+
+def test_the_conditioning_check_refuses_a_float16_model_that_ignores_y():
+    # the position ramp in float16 overflowed past 65504 gradient entries (inf, NaN): the
+    # NaN statistics never compared equal, so a model ignoring y passed the check
+    class Big(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.full((70000,), 1e-3))
+
+        def forward(self, x, y=None):
+            return (x.square().sum(-1, keepdim=True) * self.w[:2].sum()).squeeze(-1)
+
+    model = Big().half()
+    loss_fn = DenoisingScoreMatching(model, noise_scale=0.1, dtype=torch.float16)
+    with pytest.raises(ConfigurationError, match="ignores its conditioning"):
+        loss_fn(torch.randn(8, 2).half(), model_kwargs={"y": torch.arange(8) % 3})

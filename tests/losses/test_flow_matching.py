@@ -321,3 +321,27 @@ def test_a_model_output_not_shaped_like_x_is_refused(make, width):
     loss_fn = (FlowMatchingLoss if make == "fm" else EquilibriumMatchingLoss)(Field())
     with pytest.raises(ShapeError, match=rf"shaped like x \(8, 2\), got \(8, {width}\)"):
         loss_fn(torch.randn(8, 2))
+
+
+def test_a_class_aware_coupling_does_not_warn_about_conditioning():
+    # a cost that keeps pairs within a label (the documented conditioning channel of
+    # compute_cost) re-pairs nothing across labels: the warning was a false alarm there
+    import warnings
+
+    from torchebm.core._module import _WARNED
+    from torchebm.couplings import ExactOTCoupling
+
+    class WithinClass(ExactOTCoupling):
+        def compute_cost(self, x0, x1, y=None, **kwargs):
+            cost = super().compute_cost(x0, x1)
+            return cost + 1e3 * (y[:, None] != y[None, :]).to(cost.dtype)
+
+    class Field(nn.Module):
+        def forward(self, x, t, y):
+            return x * (1 + y[:, None].to(x.dtype))
+
+    _WARNED.discard("paired_conditioning")
+    loss_fn = FlowMatchingLoss(Field(), coupling=WithinClass(), check_conditioning=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss_fn(torch.randn(16, 2), model_kwargs={"y": torch.arange(16) % 2})

@@ -189,3 +189,4 @@ def test_labels_of_any_integer_dtype_are_taken_and_one_hot_labels_are_named():
     with pytest.raises(ShapeError, match=r"one class id per sample, .* got shape \(6, 3\)"):
         net(x, t, y=torch.nn.functional.one_hot(y, 3))
     torch.testing.assert_close(net(x, t, y=y[:, None]), ref, rtol=0, atol=0)  # (B, 1)
+    assert net(x[:0], t[:0], y=y[:0, None]).shape == (0, 3)  # an empty batch, as before

@@ -447,7 +447,10 @@ def paired_conditioning(conditioning: dict, index: torch.Tensor | None, batch: i
     """
     if index is None or not conditioning:
         return conditioning
-    rows = [k for k, v in conditioning.items() if _is_rows(v, batch)]
+    # a class-aware coupling (its compute_cost reads y) pairs within a condition: unchanged
+    rows = [
+        k for k, v in conditioning.items() if _is_rows(v, batch) and not torch.equal(v[index], v)
+    ]
     if rows and batch > 1:
         warn_once(
             "paired_conditioning",
@@ -640,8 +643,8 @@ def _with_gradients(probe: Callable[[dict], Any], model: Any) -> Callable[[dict]
 def _gradient_stats(g: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Sum, squared sum and a position-weighted sum of a gradient: the last tells apart
     gradients that only sit in other rows (a zero-initialised label embedding's row ``y``)."""
-    flat = g.flatten()
-    ramp = torch.arange(1, flat.numel() + 1, device=g.device, dtype=g.dtype)
+    flat = g.flatten().double()  # a float16 ramp overflows past 65504 elements
+    ramp = torch.arange(1, flat.numel() + 1, device=g.device, dtype=torch.float64)
     return flat.sum(), flat.square().sum(), (flat * ramp).sum()
 
 

@@ -140,8 +140,9 @@ def autograd_ready(value: Any) -> Any:
     """
     if isinstance(value, dict):
         return {k: autograd_ready(v) for k, v in value.items()}
-    if type(value) is tuple:  # a plain tuple (a NamedTuple in the conditioning is passed as is)
-        return tuple(autograd_ready(v) for v in value)
+    if isinstance(value, tuple):  # a NamedTuple keeps its type and fields
+        items = [autograd_ready(v) for v in value]
+        return type(value)._make(items) if hasattr(value, "_fields") else tuple(items)
     if isinstance(value, torch.Tensor) and value.is_inference():
         with torch.inference_mode(False):
             return value.clone()

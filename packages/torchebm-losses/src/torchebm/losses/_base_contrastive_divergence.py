@@ -92,6 +92,30 @@ class _HostState:
     starts: dict = field(default_factory=dict)
 
 
+def _same_conditioning(first: dict | None, now: dict | None) -> bool:
+    """Whether ``now`` is the conditioning the persistent chains were first run under
+    (``first``; ``None``: no call yet): the same keys and equal values."""
+    if first is None:
+        return True
+    now = now or {}
+    if first.keys() != now.keys():
+        return False
+    for key, value in first.items():
+        other = now[key]
+        if isinstance(value, torch.Tensor) or isinstance(other, torch.Tensor):
+            same = (
+                isinstance(value, torch.Tensor)
+                and isinstance(other, torch.Tensor)
+                and value.shape == other.shape
+                and bool(torch.equal(value, other.to(value.device)))
+            )
+        else:
+            same = value is other or value == other
+        if not same:
+            return False
+    return True
+
+
 class BaseContrastiveDivergence(BaseLoss):
     r"""Base of the contrastive-divergence family: owns the negative phase and the loop.
 
@@ -233,6 +257,8 @@ class BaseContrastiveDivergence(BaseLoss):
         # that updating it skips nn.Module.__setattr__; ``starts``: per-(n, size, device)
         # strata of the stratified draw
         self._host = _HostState()
+        # the conditioning persistent chains run under (set by the first call; not saved)
+        self._chains_conditioning: dict | None = None
         self.register_load_state_dict_pre_hook(_allocate_loaded_chains)
         self.register_load_state_dict_post_hook(_sync_host_pointer)
 
@@ -334,15 +360,23 @@ class BaseContrastiveDivergence(BaseLoss):
             for k, v in (model_kwargs or {}).items()
             if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == x.shape[0] > 1
         ]
-        if per_row:  # the buffer's rows carry no conditioning: a chain would change label
+        first = getattr(self, "_chains_conditioning", None)  # absent from 0.8.9 pickles
+        if per_row or not _same_conditioning(first, model_kwargs):
+            # the buffer's rows carry no conditioning: a chain would change label
             raise ConfigurationError(
-                f"{type(self).__name__} with persistent chains got per-sample conditioning "
-                f"{per_row} (one row per sample of x): the replay buffer's chains keep no "
-                "conditioning, so a chain run under one label would be continued under "
-                "another (wrong per-class laws); train a conditional model with "
-                "non-persistent ContrastiveDivergence (conditioning the same for every "
-                "sample, e.g. one context row, is taken)"
+                f"{type(self).__name__} with persistent chains got "
+                + (
+                    f"per-sample conditioning {per_row} (one row per sample of x)"
+                    if per_row
+                    else "a conditioning other than the one its chains were run under"
+                )
+                + ": the replay buffer's chains keep no conditioning, so a chain run under "
+                "one label would be continued under another (wrong per-class laws); train a "
+                "conditional model with non-persistent ContrastiveDivergence (persistent "
+                "chains take one conditioning, the same at every call)"
             )
+        if first is None:
+            self._chains_conditioning = dict(model_kwargs or {})
         if self.replay_buffer is None:
             self.initialize_buffer(x.shape[1:], generator=generator, model_kwargs=model_kwargs)
         self._check_buffer_shape(x)

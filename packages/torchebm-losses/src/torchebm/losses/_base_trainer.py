@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import math
 import numbers
 import os
@@ -176,29 +177,22 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params
 
 
-_LOADABLE = (bool, int, float, str, type(None), torch.Tensor, torch.device, torch.dtype)
-
-
-def _check_loadable(name: str, value: Any) -> None:
-    """A `TypeError` naming ``name`` unless ``torch.load(weights_only=True)`` can read
-    ``value`` (plain values, tensors, devices, dtypes, in lists, tuples and dicts)."""
-    if type(value) in (list, tuple, torch.Size):
-        for v in value:
-            _check_loadable(name, v)
-    elif type(value) is dict:
-        for k, v in value.items():
-            _check_loadable(name, k)
-            _check_loadable(name, v)
-    elif (
-        not isinstance(value, _LOADABLE)
-        or isinstance(value, numbers.Number)
-        and (type(value) not in (bool, int, float))
-    ):
+def _check_loadable(callbacks: Any) -> None:
+    """A `TypeError` unless ``torch.load(weights_only=True)`` reads the callbacks' states back
+    (written and read in memory: a checkpoint that cannot be resumed is refused when saved)."""
+    buffer = io.BytesIO()
+    torch.save(callbacks, buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, weights_only=True)
+    except Exception as err:  # torch's UnpicklingError names the offending global
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TypeError(
-            f"{name} holds a {type(value).__name__}, which torch.load(weights_only=True) "
-            "cannot read back: keep to None/bool/int/float/str, tensors, devices, dtypes and "
-            "lists/tuples/dicts of them (e.g. float(x) for a numpy scalar)"
-        )
+            "a callback's state_dict holds a value that torch.load(weights_only=True) cannot "
+            f"read back, so this checkpoint could not be resumed ({first}); keep callback "
+            "states to plain values, tensors and containers of them (e.g. float(x) for a "
+            "numpy scalar)"
+        ) from err
 
 
 def _callable_without_arguments(fn: Callable) -> bool:
@@ -515,7 +509,8 @@ class BaseTrainer:
         self._loss_takes_model_kwargs = _accepts(fwd, "model_kwargs")
         if (
             generator is not None
-            and isinstance(loss_fn, BaseLoss)
+            and isinstance(loss_fn, nn.Module)
+            and any(isinstance(m, BaseLoss) for m in loss_fn.modules())  # one, or a wrapper
             and not self._loss_takes_generator
             and _accepts(fwd, "**")
         ):  # a forward(x, **kwargs) around a built-in loss: its draws are the global RNG's
@@ -1271,9 +1266,7 @@ class BaseTrainer:
         path = Path(path)
         state = self.state_dict()
         if _d.is_main_process():
-            for rank_state in state["ranks"]:  # refused now, not when the checkpoint is read
-                for entry in rank_state.get("callbacks") or []:
-                    _check_loadable(f"the state_dict of callback {entry['type']}", entry["state"])
+            _check_loadable([r.get("callbacks") for r in state["ranks"]])  # not at the read
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
             torch.save(state, tmp)

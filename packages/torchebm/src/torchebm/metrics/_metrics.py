@@ -1036,6 +1036,17 @@ def grid_nll(
     if e.shape != (x.shape[0],):
         raise ShapeError(f"model must map (N, 2) data to energies (N,), got {tuple(e.shape)}")
     check_finite_tensor("model(x)", e)
+    (x0, x1), (y0, y1) = lz.extent
+    xd = x.detach().to("cpu", torch.float64)
+    outside = int(((xd[:, 0] < x0) | (xd[:, 0] > x1) | (xd[:, 1] < y0) | (xd[:, 1] > y1)).sum())
+    if outside:
+        warn_user(
+            f"grid_nll: {outside} of {x.shape[0]} data points lie outside the box "
+            f"(({x0:.4g}, {x1:.4g}), ({y0:.4g}, {y1:.4g})) over which log Z was integrated: "
+            "the density there is not normalised by it, and the NLL is too small. Pass an "
+            "extent= that holds the data (or let grid_log_partition find the box)",
+            RuntimeWarning,
+        )
     above = int((-e > lz.peak + 1.0).sum())  # a NaN peak (built without it): 0
     if above:
         warn_user(

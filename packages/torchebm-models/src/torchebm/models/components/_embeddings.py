@@ -288,7 +288,7 @@ class LabelEmbedder(nn.Module):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
             raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-        if labels.ndim > 1 and labels[0].numel() > 1:  # (B, C): one-hot or several ids a row
+        if math.prod(labels.shape[1:]) > 1:  # (B, C): one-hot or several ids a row
             raise ShapeError(
                 f"labels must hold one class id per sample, (B,) or (B, 1), got shape "
                 f"{tuple(labels.shape)} (for one-hot labels pass labels.argmax(1))"
