@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -142,7 +142,7 @@ def autograd_ready(value: Any) -> Any:
         return {k: autograd_ready(v) for k, v in value.items()}
     if isinstance(value, tuple):  # a NamedTuple keeps its type and fields
         items = [autograd_ready(v) for v in value]
-        return type(value)._make(items) if hasattr(value, "_fields") else tuple(items)
+        return cast(Any, type(value))._make(items) if hasattr(value, "_fields") else tuple(items)
     if isinstance(value, torch.Tensor) and value.is_inference():
         with torch.inference_mode(False):
             return value.clone()
