@@ -64,7 +64,11 @@ class FlowMatchingLoss(FlowObjective, BaseLoss):
         t_p_mean: Log-normal $\mu$ (``logit t`` has mean $-\mu$). Default -1.2.
         t_p_std: Log-normal $s > 0$ (``logit t`` has std $s$). Default 1.2.
         loss_weight_fn: Optional ``t -> w(t)``, shape `(B,) -> (B,)`.
-        negate_velocity: Regress $-u_t$ (models that point from data to noise).
+        negate_velocity: Regress $-u_t$ (models that point from data to noise). Sample such
+            a model with ``FlowSampler(lambda x, t: -model(x, t))``: the sampler's own
+            ``negate_velocity`` is for time-invariant EqM fields and calls the model at
+            $t = 0$ (a flow trained here and sampled with it put 1.8 % of its samples on the
+            modes).
 
     Example:
         >>> class Velocity(torch.nn.Module):

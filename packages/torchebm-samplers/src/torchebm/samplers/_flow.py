@@ -239,7 +239,9 @@ class FlowSampler(BaseSampler):
             energy (``"dot"``, ``"l2"``, ...) learns the gradient of that energy, not
             ``f`` (samples of a ``"dot"`` model landed 0.58 off the data, 16 times its
             spread); sample it with `GradientDescentSampler` on
-            ``EqMEnergy(model, energy_type)``.
+            ``EqMEnergy(model, energy_type)``. Nor is it the counterpart of
+            ``FlowMatchingLoss(negate_velocity=True)``, whose time-dependent $-u_t$ model is
+            sampled as ``FlowSampler(lambda x, t: -model(x, t))``.
         reverse: ODE only: integrate data -> noise.
         diffusion_form: SDE only (default ``"SBDM"``); one of the forms of
             [`compute_diffusion`][torchebm.core.BaseInterpolant.compute_diffusion].
