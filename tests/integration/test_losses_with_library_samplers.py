@@ -195,3 +195,5 @@ def test_persistent_chains_refuse_a_conditioning_that_changes_between_calls():
     loss(x, model_kwargs={"cls": torch.tensor(0)})  # the same condition again: fine
     with pytest.raises(ConfigurationError, match="a conditioning other than the one its chains"):
         loss(x, model_kwargs={"cls": torch.tensor(1)})
+    loss.replay_buffer = None  # new chains may take a new conditioning
+    loss(x, model_kwargs={"cls": torch.tensor(1)})

@@ -360,7 +360,10 @@ class BaseContrastiveDivergence(BaseLoss):
             for k, v in (model_kwargs or {}).items()
             if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == x.shape[0] > 1
         ]
-        first = getattr(self, "_chains_conditioning", None)  # absent from 0.8.9 pickles
+        # the conditioning of the chains in the buffer (a new buffer takes a new one)
+        first = (
+            getattr(self, "_chains_conditioning", None) if self.replay_buffer is not None else None
+        )
         if per_row or not _same_conditioning(first, model_kwargs):
             # the buffer's rows carry no conditioning: a chain would change label
             raise ConfigurationError(
