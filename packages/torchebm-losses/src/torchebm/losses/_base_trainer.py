@@ -354,8 +354,9 @@ class BaseTrainer:
     [`train_epoch`][torchebm.losses.BaseTrainer.train_epoch] after loading restores them
     before iterating: the skipped batches are loaded again, so a dataset's random
     augmentation in the main process (``num_workers=0``) draws the same again; draws the
-    model makes from the global RNG are not replayed. Any other order (a custom sampler, an ``IterableDataset``, an iterable without
-    a sampler) is not restored: a mid-epoch resume then warns once.
+    model makes from the global RNG are not replayed. Any other order (a custom sampler, an
+    ``IterableDataset``, an iterable without a sampler) is not restored: a mid-epoch resume
+    then warns once.
 
     Args:
         model: The trained module (plain, ``DistributedDataParallel`` or FSDP2-sharded).
