@@ -617,10 +617,11 @@ def _with_gradients(probe: Callable[[dict], Any], model: Any) -> Callable[[dict]
     `TimeConditionedMLP`) gives one output for every label until that layer has moved,
     which takes two optimizer steps; after the first one the output is no longer zero but
     the gradients of the other parameters already depend on ``y``. The returned probe gives
-    the output followed by the sum, squared sum and a position-weighted sum of each trainable
-    parameter's gradient (of the output's sum), so the check sees ``y`` there (also a
-    zero-initialised label embedding, whose gradient moves to the row of ``y``); an all-zero output (at
-    initialisation) is returned alone, and the check probes again at the next call.
+    the output followed by the sum, squared sum and a position-weighted sum of each
+    trainable parameter's gradient (of the output's sum), so the check sees ``y`` there
+    (also a zero-initialised label embedding, whose gradient moves to the row of ``y``); an
+    all-zero output (at initialisation) is returned alone, and the check probes again at
+    the next call.
     """
     trainable = (
         [p for p in model.parameters() if p.requires_grad] if isinstance(model, nn.Module) else []

@@ -1123,7 +1123,8 @@ class BaseTrainer:
 
     def _component_types(self) -> dict[str, str | None]:
         """Class names of the optimizer and LR scheduler (a checkpoint of other classes would
-        load its hyper-parameters into these: ``gamma`` of a ``StepLR`` into an ``ExponentialLR``)."""
+        load its hyper-parameters into these: a ``StepLR``'s ``gamma`` into an
+        ``ExponentialLR``)."""
         sched = self.lr_scheduler
         return {
             "optimizer": type(self.optimizer).__name__,

@@ -382,8 +382,9 @@ class AnnealedImportanceSampling:
                 f"AnnealedImportanceSampling: the effective sample size of the weights is "
                 f"{ess:.3g} of {n} chains: the estimate rests on a few chains, and its "
                 f"standard_error ({se:.3g}; at most 1 by construction) does not bound its error "
-                f"(log Z is likely too {'large' if reverse else 'small'}). Use more temperatures (n_intermediate), a base "
-                "(base_mean, base_std) closer to the target, or more chains",
+                f"(log Z is likely too {'large' if reverse else 'small'}). Use more "
+                "temperatures (n_intermediate), a base (base_mean, base_std) closer to the "
+                "target, or more chains",
                 RuntimeWarning,
             )
         return AISResult(

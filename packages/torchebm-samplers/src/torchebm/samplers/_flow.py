@@ -322,8 +322,8 @@ class FlowSampler(BaseSampler):
         if negate_velocity and self.prediction is not PredictionType.VELOCITY:
             raise ConfigurationError(
                 "negate_velocity=True is for an Equilibrium Matching velocity field (negated, "
-                f"called at t = 0), got prediction={self.prediction.name.lower()!r}: a score or noise "
-                "prediction is time-dependent and not negated"
+                f"called at t = 0), got prediction={self.prediction.name.lower()!r}: a score "
+                "or noise prediction is time-dependent and not negated"
             )
         self.negate_velocity = negate_velocity
         self.reverse = reverse

@@ -818,8 +818,9 @@ def grid_log_partition(
     resolved. Where $-E$ on the boundary of the final grid is still above
     $\max(\text{log\_tol}, -20)$ relative to its maximum (a ridge narrower than the coarse
     cells crossing the boundary), the sides where it is move out by the box's width, up to
-    ``max_doublings`` times. Mass that the first negligible boundary leaves outside (a mode far from the
-    others, beyond that box) is not seen: pass ``extent`` for such densities. On that box the
+    ``max_doublings`` times. Mass that the first negligible boundary leaves outside (a mode
+    far from the others, beyond that box) is not seen: pass ``extent`` for such densities.
+    On that box the
     trapezoidal rule with ``n_points`` per axis (odd, so that every second point is the
     grid of twice the spacing) gives $\log Z_h$ in float64 (``logsumexp``); the returned
     error is $|\log Z_h - \log Z_{2h}|$. For smooth densities that vanish at the boundary
