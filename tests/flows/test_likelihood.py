@@ -76,18 +76,6 @@ def test_exact_divergence_matches_the_gaussian_density(name, kind):
     assert torch.allclose(r.prior_log_prob + r.delta_log_det, r.log_likelihood)
 
 
-def test_the_prediction_takes_the_samplers_enum_as_flow_sampler_does():
-    from torchebm.samplers import PredictionType
-
-    interp, x = get_interpolant("linear"), _data(8, 1)
-    kw = dict(interpolant=interp, t_noise=1e-3, t_data=1 - 1e-3, integrator="rk4", n_steps=20)
-    by_name = probability_flow_log_likelihood(_field(interp, "score"), x, prediction="score", **kw)
-    by_enum = probability_flow_log_likelihood(
-        _field(interp, "score"), x, prediction=PredictionType.SCORE, **kw
-    )
-    assert torch.equal(by_enum.log_likelihood, by_name.log_likelihood)
-
-
 def test_default_prior_is_exact_for_the_linear_path_and_fixed_steps_converge():
     interp = get_interpolant("linear")
     x = _data(8, 1)
