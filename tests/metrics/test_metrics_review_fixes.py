@@ -160,3 +160,16 @@ def test_box_search_failure_names_the_largest_box_tried():
         tm.grid_log_partition(_student(0.5), max_doublings=0)
     with pytest.raises(ConfigurationError, match=r"half-widths \(16\.0, 16\.0\)"):
         tm.grid_log_partition(_student(0.5), max_doublings=2)
+
+
+def test_a_bandwidth_list_of_0d_tensors_is_a_kernel_mixture():
+    # [h / 2, h, 2 h] from median_bandwidth was refused: "bandwidth must be a positive
+    # number, got tensor(0.84)"
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 3, generator=g), torch.randn(50, 3, generator=g) + 0.3
+    h = tm.median_bandwidth(x, y)
+    floats = tm.mmd2(x, y, bandwidth=[float(h) / 2, float(h), 2 * float(h)])
+    assert torch.equal(tm.mmd2(x, y, bandwidth=[h / 2, h, 2 * h]), floats)
+    assert torch.equal(tm.mmd2(x, y, bandwidth=torch.stack([h / 2, h, 2 * h])), floats)
+    with pytest.raises(ConfigurationError, match="bandwidth"):
+        tm.mmd2(x, y, bandwidth=[h, -h])

@@ -196,3 +196,23 @@ def test_a_degenerate_weight_distribution_warns_instead_of_a_tight_error_bar():
         ais.estimate(10, 2, generator=3)
     with pytest.raises(TypeError, match="generator must be a torch.Generator"):
         ais.reverse(torch.zeros(10, 2), generator="abc")
+
+
+@pytest.mark.parametrize("transition", ["mala", "hmc", "langevin"])
+def test_an_energy_without_a_graph_in_x_is_refused_with_the_way_out(transition):
+    # the uniform density on the unit disc written with constants: autograd's "element 0 of
+    # tensors does not require grad"; the named error's form of it gives log Z = log pi
+    def constant(x):
+        return torch.where(x.norm(dim=1) <= 1, torch.zeros(len(x), dtype=x.dtype), math.inf)
+
+    ais = AnnealedImportanceSampling(constant, n_intermediate=5, transition=transition)
+    with pytest.raises(RuntimeError, match=r"no grad_fn.*0 \* x.sum\(-1\)"):
+        ais.estimate(10, 2, dtype=F64)
+
+    def in_graph(x):
+        return torch.where(x.norm(dim=1) <= 1, 0 * x.sum(-1), math.inf)
+
+    r = AnnealedImportanceSampling(in_graph, n_intermediate=100, step_size=0.3).estimate(
+        2000, 2, dtype=F64, generator=torch.Generator().manual_seed(0)
+    )
+    assert abs(r.log_z - math.log(math.pi)) < 4 * r.standard_error < 0.2

@@ -126,7 +126,15 @@ class _AnnealedEnergy(BaseModel):
             return g
         with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
             xg = autograd_ready(x).detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self.target_energy(xg).sum(), xg)
+            energy = self.target_energy(xg)
+            if energy.grad_fn is None:  # was autograd's "element 0 of tensors does not ..."
+                raise RuntimeError(
+                    "model does not depend differentiably on x (the energy has no grad_fn), so "
+                    "the AIS transitions cannot take its gradient; an energy that is constant "
+                    "where it is finite (a uniform density on its support) must keep x in its "
+                    "graph, e.g. torch.where(inside, 0 * x.sum(-1), inf)"
+                )
+            (g,) = torch.autograd.grad(energy.sum(), xg)
         return g
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:

@@ -259,8 +259,11 @@ def _bandwidths(
                 "each entry as one bandwidth of the kernel mixture"
             )
         h = bandwidth.detach().to(device=xf.device, dtype=xf.dtype).reshape(-1)
-    elif isinstance(bandwidth, Sequence):
-        h = torch.tensor([check_positive("bandwidth", b) for b in bandwidth], dtype=xf.dtype)
+    elif isinstance(bandwidth, Sequence):  # of numbers or one-element tensors
+        items = [
+            b.item() if isinstance(b, torch.Tensor) and b.numel() == 1 else b for b in bandwidth
+        ]
+        h = torch.tensor([check_positive("bandwidth", b) for b in items], dtype=xf.dtype)
         h = h.to(xf.device)
     else:
         h = torch.tensor([check_positive("bandwidth", bandwidth)], dtype=xf.dtype)
@@ -740,14 +743,22 @@ def _energy_grid(model, xs, ys, dtype, device, chunk: int) -> torch.Tensor:
 
 
 def _log_density_grid(model, box, n, dtype, device, chunk, finite: bool = True):
-    """``(xs, ys, -E)`` on an ``n x n`` grid over ``box`` (``FloatingPointError`` on NaN;
-    with ``finite``, also when no energy is finite)."""
+    """``(xs, ys, -E)`` on an ``n x n`` grid over ``box`` (``FloatingPointError`` on NaN or
+    E = -inf; with ``finite``, also when no energy is finite)."""
     (x0, x1), (y0, y1) = box
     xs = torch.linspace(x0, x1, n, dtype=torch.float64)
     ys = torch.linspace(y0, y1, n, dtype=torch.float64)
     logp = -_energy_grid(model, xs, ys, dtype, device, chunk)
     if bool(torch.isnan(logp).any()):
         raise FloatingPointError("model returned NaN energies on the integration grid")
+    if bool((logp == math.inf).any()):
+        where = (logp == math.inf).nonzero()
+        i, j = where[0].tolist()
+        raise FloatingPointError(
+            f"model returned E = -inf (an infinite density) at {len(where)} grid point(s), e.g. "
+            f"({float(xs[i]):.4g}, {float(ys[j]):.4g}): the quadrature cannot integrate a "
+            "singularity; pass a center= or extent= that puts no grid point on it"
+        )
     if finite and not math.isfinite(float(logp.max())):
         raise FloatingPointError("model has no finite energy on the integration grid")
     return xs, ys, logp
@@ -864,7 +875,7 @@ def grid_log_partition(
     Raises:
         ConfigurationError: bad arguments, or no box holds the mass (not normalisable).
         ShapeError: the model does not return ``(B,)`` energies.
-        FloatingPointError: NaN energies on the grid.
+        FloatingPointError: NaN energies on the grid, or $E = -\infty$ at a grid point.
 
     Example:
         >>> import math
@@ -946,7 +957,7 @@ def _warn_if_inaccurate(res: GridLogPartition, edge_tol: float | None) -> None:
             "is too small. Raise max_doublings, or pass an extent= that holds the mass",
             RuntimeWarning,
         )
-    if not res.error > _GRID_ERROR_WARNING:  # NaN warns too
+    if res.error <= _GRID_ERROR_WARNING:  # NaN warns
         return
     h = max(x1 - x0, y1 - y0) / (res.n_points - 1)
     warn_user(
