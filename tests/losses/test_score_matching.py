@@ -374,3 +374,17 @@ def test_non_finite_input_is_named(cls, policy):
         NonFiniteError, match=r"x contains NaN or inf values at batch indices \[1\]"
     ):
         cls(DiagQuadratic(), nan_policy=policy)(x)
+
+
+@pytest.mark.parametrize("loss_cls", [ScoreMatching, SlicedScoreMatching, DenoisingScoreMatching])
+def test_a_functional_model_under_use_autograd_is_said_to_have_no_effect(loss_cls):
+    # it was stored and ignored: ScoreMatching(a, functional_model=b)(x) == ScoreMatching(a)(x)
+    torch.manual_seed(0)
+    a, b = MLPEnergy(2).double(), MLPEnergy(2).double()
+    x = torch.randn(32, 2, dtype=torch.float64)
+    with pytest.warns(UserWarning, match="functional_model is used only with use_autograd=False"):
+        loss_cls(a, functional_model=b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        functional = ScoreMatching(a, functional_model=b, use_autograd=False, dtype=torch.float64)
+    assert torch.allclose(functional(x), ScoreMatching(b, dtype=torch.float64)(x))

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseLoss, ScheduledParameter
-from torchebm.core._module import forward_kwargs
+from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import ShapeError, check_energies, check_int
 from torchebm.flows._utils import check_model_object, checked_loss, loss_conditioning
 from torchebm.integrators._compat_089 import accept_089_pickle
@@ -113,9 +113,14 @@ class BaseScoreMatching(BaseLoss):
             raise TypeError(
                 f"functional_model must be an nn.Module, got {type(functional_model).__name__}"
             )
-        # not registered as a submodule: it usually shares parameters with ``model``
-        # held, not registered: the functional copy must not add its parameters to this
-        # loss's parameters() or state_dict()
+        if functional_model is not None and use_autograd:  # was ignored without a word
+            warn_user(
+                f"{type(self).__name__}: functional_model is used only with use_autograd=False; "
+                "with use_autograd=True the gradient is taken through model",
+                UserWarning,
+            )
+        # held, not registered: the functional copy (it usually shares parameters with
+        # ``model``) must not add its parameters to this loss's parameters() or state_dict()
         self._functional_model = (functional_model,)
 
     def __repr__(self) -> str:
