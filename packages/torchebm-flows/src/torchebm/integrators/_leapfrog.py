@@ -28,7 +28,6 @@ from torchebm.integrators._state import fits, fixed_point
 
 __all__ = ["LeapfrogIntegrator", "GeneralisedLeapfrogIntegrator", "LeapfrogResult"]
 
-_MASS_FLOOR = 1e-10
 _RESULT_KEYS = ("x", "p", "gradient", "energy")
 
 
@@ -109,7 +108,9 @@ class LeapfrogResult(Mapping):
 
 
 def _prep_mass(mass: Any, x: torch.Tensor):
-    """``None`` -> unit mass; number -> float >= 1e-10; tensor -> masses broadcast against x.
+    """``None`` -> unit mass; number -> float; tensor -> masses broadcast against x (floored at
+    the dtype's smallest normal number, so that ``1/M`` stays finite: a larger floor, 1e-10,
+    made HMC's drift and its kinetic energy use different masses).
 
     A tensor mass must hold positive finite values (checked once per call, one host read,
     nothing under `checked_inputs`); it may have any shape that broadcasts to ``x.shape`` without enlarging it:
@@ -122,18 +123,18 @@ def _prep_mass(mass: Any, x: torch.Tensor):
         m = float(mass)
         if not (m > 0 and m < float("inf")):
             raise ConfigurationError(f"mass must be positive and finite, got {mass!r}")
-        return max(m, _MASS_FLOOR)
+        return max(m, torch.finfo(x.dtype).tiny)
     if isinstance(mass, torch.Tensor):
         check_mass(mass)
         if mass.numel() == 1:
-            return mass.reshape(()).to(device=x.device, dtype=x.dtype).clamp(min=_MASS_FLOOR)
+            mass = mass.reshape(())
         if not fits(mass.shape, x.shape):
             raise ShapeError(
                 f"mass must be a number or a tensor broadcastable to the shape of x "
                 f"{tuple(x.shape)} (e.g. the event shape {tuple(x.shape[1:])}), "
                 f"got shape {tuple(mass.shape)}"
             )
-        return mass.to(device=x.device, dtype=x.dtype).clamp(min=_MASS_FLOOR)
+        return mass.to(device=x.device, dtype=x.dtype).clamp(min=torch.finfo(x.dtype).tiny)
     raise TypeError(f"mass must be None, a number or a tensor, got {type(mass).__name__}")
 
 
@@ -178,7 +179,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
 
     `mass` (diagonal $M$): `None` (identity), a number, or a tensor broadcastable
     to the shape of `x` without enlarging it, e.g. per-dimension `(D,)` for `(B, D)`
-    or per-channel `(C, 1, 1)` for images `(B, C, H, W)` (all floored at 1e-10).
+    or per-channel `(C, 1, 1)` for images `(B, C, H, W)`.
 
     Example:
         >>> lf = LeapfrogIntegrator()

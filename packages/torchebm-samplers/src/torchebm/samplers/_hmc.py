@@ -101,9 +101,11 @@ class _HMCBase(BaseSampler):
     r"""Current leapfrog step size $\epsilon$ (assign a float or a scheduler)."""
 
     def infer_dim(self) -> Any:
-        """The event shape of the model's `mean` when it has one (Gaussian models)."""
+        """``(D,)`` from a model's 1-D tensor `mean` (Gaussian models; 0.8.9 read
+        ``mean.shape[0]``): a mean of more dimensions is a normalisation buffer such as an
+        image model's ``(C, 1, 1)``, not the event shape, and ``dim`` must be given."""
         mean = getattr(self.model, "mean", None)
-        if isinstance(mean, torch.Tensor) and mean.ndim >= 1:
+        if isinstance(mean, torch.Tensor) and mean.ndim == 1:
             return tuple(mean.shape)
         return None
 
