@@ -176,3 +176,20 @@ def test_a_copy_of_a_compiled_sampler_runs_its_own_step():
         c.step_size = 0.5
         torch.testing.assert_close(run(c), 0.5**3 * x0, rtol=1e-12, atol=0.0)
     torch.testing.assert_close(run(sampler), 0.9**3 * x0, rtol=1e-12, atol=0.0)
+
+
+@slow
+@pytest.mark.parametrize("make", [LangevinDynamics, GradientDescentSampler], ids=["ula", "gd"])
+def test_each_batch_size_compiles_until_the_recompile_limit(make):
+    # the energy gradient was resolved inside the first compiled step, so dynamo guarded
+    # `ctx.gradient is None` there and `type(partial)` afterwards: two cache entries per batch
+    # size, and from the fifth size on (limit 8) the step ran eager without a word. Counted by
+    # dynamo's own graph counter (test-only use of a private module)
+    counters = pytest.importorskip("torch._dynamo.utils").counters
+    torch.compiler.reset()
+    sampler = make(UserEnergy(), step_size=0.01)
+    graphs = []
+    for batch in (8, 16, 24, 32, 40, 48):
+        _quiet(sampler.sample, x=torch.randn(batch, 2), n_steps=3, compile=True)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert all(b > a for a, b in zip(graphs, graphs[1:])), graphs

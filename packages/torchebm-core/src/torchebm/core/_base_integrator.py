@@ -9,8 +9,7 @@ The Butcher-tableau driver (`BaseRungeKuttaIntegrator`, `BaseSDERungeKuttaIntegr
 fixed-grid and adaptive stepping) and the symplectic integrators
 (`BaseSymplecticIntegrator`, the leapfrogs) live in the flows distribution
 (`torchebm.integrators`); `torchebm.core` still exports those names lazily when
-`torchebm-flows` is installed.
-"""
+`torchebm-flows` is installed."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 r"""``BaseInterpolant``: probability paths $x_t = \alpha(t)\,x_1 + \sigma(t)\,x_0$.
 
 Library-wide convention: **t = 0 is noise** ($x_0$), **t = 1 is data** ($x_1$).
-Interpolants are stateless plain objects following their inputs' dtype and device.
-"""
+Interpolants are stateless plain objects following their inputs' dtype and device."""
 
 from __future__ import annotations
 

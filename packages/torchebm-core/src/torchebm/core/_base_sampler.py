@@ -437,7 +437,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         return {**super().__getstate__(), "_compiled_step": None}  # calls this self's step
 
     def _step_fn(self, compile: bool) -> Callable[[State, SamplerContext], State]:
-        """`step`, or its `torch.compile`d drop-in (one compiled function per instance)."""
+        """`step`, or its `torch.compile`d drop-in (its cache is on the class's `step` code)."""
         step = self._compiled_step if compile else self.step
         if step is None:
             step = self._compiled_step = torch.compile(self.step, **COMPILE_OPTIONS)
@@ -488,8 +488,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 `1` reports the exact first non-finite step of each chain.
             compile: Run `step` through `torch.compile`: same maths, same results up to
                 rounding (random draws may differ). It compiles per batch size and per value
-                of a float hyper-parameter (a scheduled step size, FlowSampler's step widths
-                recompile); past torch's recompile limit (8) the step runs eager.
+                of a float hyper-parameter (a scheduled step size, FlowSampler's step widths);
+                past torch's recompile limit (8, per sampler class and process) it runs eager.
 
         Returns:
             The final chains `(B, *event_shape)` or the trajectory; with
@@ -557,6 +557,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
         n_steps, thin, every = ctx.n_steps, ctx.thin, ctx.nan_check_every
         n_kept = n_steps // thin
         step_fn = self._step_fn(compile)
+        if compile:  # resolved before tracing: resolved inside, two cache entries per shape
+            self.gradient_fn(ctx)
         state = self.init_state(x0, ctx)
         shape = (x0.shape[0], n_kept, *ctx.event_shape)
         traj = torch.empty(shape, dtype=x0.dtype, device=x0.device) if want_traj else None
