@@ -471,7 +471,8 @@ class RiemannianManifoldHMC(_HMCBase):
         model: Energy model (its ``forward`` must be differentiable in ``x``).
         metric_fn: ``metric_fn(x) -> G`` of shape ``(B, D, D)``, symmetric positive
             definite and differentiable in ``x`` (not so at a starting point:
-            `ConfigurationError`; at a proposal: rejected).
+            `ConfigurationError`; not positive definite at a proposal: rejected; used as
+            $(G + G^\top)/2$, so rounding asymmetries are harmless).
         step_size: $\epsilon > 0$, float or scheduler.
         n_leapfrog_steps: Generalised-leapfrog steps per proposal (>= 1).
         solver_max_iter: Deprecated; configure a ``GeneralisedLeapfrogIntegrator``.
@@ -588,7 +589,9 @@ class RiemannianManifoldHMC(_HMCBase):
             )
         if g.dtype != x.dtype:  # torch.bmm with the momenta would fail without naming it
             check_field_dtype("metric_fn(x)", g, x.dtype)
-        chol, info = torch.linalg.cholesky_ex(g)
+        # the factorisation reads one triangle while autograd's force sees both: with a G that
+        # is not symmetric they were two Hamiltonians (a biased chain), so both see the same
+        chol, info = torch.linalg.cholesky_ex(0.5 * (g + g.mT))
         if state is not None and state.metric_ok is not None:
             state.metric_ok &= (info == 0) | ~torch.isfinite(g).flatten(1).all(1)
         return chol, info == 0
@@ -636,6 +639,14 @@ class RiemannianManifoldHMC(_HMCBase):
         # a chain started where G is not positive definite rejected every proposal, silently
         with torch.no_grad():
             bad = torch.nonzero(~self._cholesky(x)[1]).flatten().tolist()
+            g = self.metric_fn(x)
+            asym = (g - g.mT).flatten(1).abs().amax(1) > 1e-4 * g.flatten(1).abs().amax(1)
+        if bool(asym.any()):  # used as (G + G^T) / 2, not as written: a bug in metric_fn
+            raise ConfigurationError(
+                "metric_fn(x) must be symmetric, but G and G^T differ by more than 1e-4 of "
+                f"G's largest entry at the starting points of chains "
+                f"{torch.nonzero(asym).flatten().tolist()[:10]}"
+            )
         if bad:
             raise ConfigurationError(
                 "metric_fn(x) must be symmetric positive definite, but its Cholesky "
