@@ -568,9 +568,14 @@ class BaseContrastiveDivergence(BaseLoss):
         n_steps: int,
         model_kwargs: dict,
         generator: torch.Generator | None,
+        reset_schedulers: bool = True,
     ) -> torch.Tensor:
-        """``sampler.sample(x=start, n_steps=n_steps, ...)`` under no-grad, detached."""
+        """``sampler.sample(x=start, n_steps=n_steps, ...)`` under no-grad, detached (a
+        library sampler's schedules continue from the last call with ``reset_schedulers=False``:
+        one negative phase run in segments)."""
         kw: dict[str, Any] = {}
+        if not reset_schedulers and isinstance(self.sampler, BaseSampler):
+            kw["reset_schedulers"] = False
         if model_kwargs:
             kw["model_kwargs"] = model_kwargs
         if generator is not None:

@@ -333,8 +333,9 @@ class ParallelTemperingCD(ContrastiveDivergence):
     $p_r(x) \propto \exp(-E_\theta(x)/(T_r\,T_0))$ with $T_0$ the
     ``base_temperature`` the sampler itself targets for an energy $E$ (1 for HMC and
     for Langevin with ``noise_scale=1``; $\sigma^2$ for Langevin with
-    ``noise_scale=σ``). All replicas are advanced together by one sampler call on a batch
-    of ``R·n_chains`` rows through a tempered copy of the model (energy
+    ``noise_scale=σ``). All replicas are advanced together by the sampler on a batch of
+    ``R·n_chains`` rows (a sampler's schedule runs across the ``k_steps`` of a negative
+    phase as in plain CD, also when swaps split it) through a tempered copy of the model (energy
     $E/T_r$ per row); after every ``swap_every`` sampler steps, counted across calls (calls
     of fewer steps than ``swap_every`` do not each swap), neighbouring replicas
     $(r, r+1)$ (even pairs and odd pairs alternately) exchange states chain-wise with
@@ -555,7 +556,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
         with self._tempered_holder[0].pointed(self.sampler, beta):
             while done < self.k_steps:
                 steps = min(self.swap_every - since, self.k_steps - done)
-                flat = self._run_sampler(flat, steps, {}, generator)
+                flat = self._run_sampler(flat, steps, {}, generator, reset_schedulers=done == 0)
                 done, since = done + steps, since + steps
                 if since >= self.swap_every:
                     flat = self._swap(flat.reshape(chains.shape), generator).reshape(flat.shape)
