@@ -553,7 +553,7 @@ class RiemannianManifoldHMC(_HMCBase):
                 "RiemannianManifoldHMC.solver_kwargs",
                 "RiemannianManifoldHMC(solver_max_iter=, solver_tol=, solver_check_every=) is "
                 "deprecated; pass integrator=GeneralisedLeapfrogIntegrator(solver_max_iter=..., "
-                "solver_tol=..., solver_check_every=...) instead",
+                "solver_tol=..., solver_check_every=..., dtype=<the sampler's dtype>) instead",
                 DeprecationWarning,
             )
             integrator = GeneralisedLeapfrogIntegrator(
