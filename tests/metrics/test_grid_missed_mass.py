@@ -105,3 +105,12 @@ def test_an_infinite_density_on_a_grid_point_is_refused_by_name():
     with pytest.warns(RuntimeWarning, match="error estimate"):  # off the node: resolved badly
         r = grid_log_partition(model, dtype=F64, center=(0.013, 0.007))
     assert abs(r.log_z - exact) < 3 * r.error
+
+
+def test_a_given_box_without_a_finite_energy_is_refused_by_name():
+    # log Z = -inf with an error estimate of NaN, and a warning to raise n_points
+    def nowhere(x):
+        return torch.full((len(x),), math.inf, dtype=x.dtype)
+
+    with pytest.raises(FloatingPointError, match="no finite energy"):
+        grid_log_partition(nowhere, dtype=F64, extent=((-1.0, 1.0), (-1.0, 1.0)))

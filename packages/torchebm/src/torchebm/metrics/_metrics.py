@@ -742,9 +742,9 @@ def _energy_grid(model, xs, ys, dtype, device, chunk: int) -> torch.Tensor:
     return torch.cat(out).reshape(len(xs), len(ys))
 
 
-def _log_density_grid(model, box, n, dtype, device, chunk, finite: bool = True):
-    """``(xs, ys, -E)`` on an ``n x n`` grid over ``box`` (``FloatingPointError`` on NaN or
-    E = -inf; with ``finite``, also when no energy is finite)."""
+def _log_density_grid(model, box, n, dtype, device, chunk):
+    """``(xs, ys, -E)`` on an ``n x n`` grid over ``box`` (``FloatingPointError`` on NaN, on
+    E = -inf, and when no energy is finite)."""
     (x0, x1), (y0, y1) = box
     xs = torch.linspace(x0, x1, n, dtype=torch.float64)
     ys = torch.linspace(y0, y1, n, dtype=torch.float64)
@@ -759,8 +759,10 @@ def _log_density_grid(model, box, n, dtype, device, chunk, finite: bool = True):
             f"({float(xs[i]):.4g}, {float(ys[j]):.4g}): the quadrature cannot integrate a "
             "singularity; pass a center= or extent= that puts no grid point on it"
         )
-    if finite and not math.isfinite(float(logp.max())):
-        raise FloatingPointError("model has no finite energy on the integration grid")
+    if not math.isfinite(float(logp.max())):  # a given box: log Z = -inf, error NaN
+        raise FloatingPointError(
+            f"model has no finite energy on the integration grid over the box {box}"
+        )
     return xs, ys, logp
 
 
@@ -924,7 +926,7 @@ def grid_log_partition(
 def _grid_estimate(model, box, n, dtype, device, chunk) -> tuple[GridLogPartition, list[float]]:
     r"""The trapezoidal $\log Z$ on an ``n x n`` grid over ``box`` and the maximum of $-E$
     on each side (x_lo, x_hi, y_lo, y_hi) relative to the grid's maximum."""
-    xs, ys, logp = _log_density_grid(model, box, n, dtype, device, chunk, finite=False)
+    xs, ys, logp = _log_density_grid(model, box, n, dtype, device, chunk)
     (x0, x1), (y0, y1) = box
     fine = _trapezoid_log(logp, (x1 - x0) / (n - 1), (y1 - y0) / (n - 1))
     coarse = _trapezoid_log(logp[::2, ::2], 2 * (x1 - x0) / (n - 1), 2 * (y1 - y0) / (n - 1))
