@@ -237,3 +237,9 @@ def test_patch_head_zero_at_init():
     with torch.no_grad():
         head.linear.weight.normal_()
     assert head(torch.randn(2, 16, 8), torch.randn(2, 4)).abs().sum() > 0
+
+
+def test_2d_sincos_pos_embed_refuses_an_integer_dtype():
+    # torch.int32 truncated every sin/cos to an integer ([0, 0, 0, 0, 0, 0, 1, 1]), silently
+    with pytest.raises(TypeError, match="dtype must be a floating-point torch.dtype"):
+        build_2d_sincos_pos_embed(8, 2, dtype=torch.int32)

@@ -205,9 +205,18 @@ def test_an_energy_without_a_graph_in_x_is_refused_with_the_way_out(transition):
     def constant(x):
         return torch.where(x.norm(dim=1) <= 1, torch.zeros(len(x), dtype=x.dtype), math.inf)
 
-    ais = AnnealedImportanceSampling(constant, n_intermediate=5, transition=transition)
-    with pytest.raises(RuntimeError, match=r"no grad_fn.*0 \* x.sum\(-1\)"):
-        ais.estimate(10, 2, dtype=F64)
+    class Parametrised(torch.nn.Module):  # a graph, of its parameter only
+        def __init__(self):
+            super().__init__()
+            self.level = torch.nn.Parameter(torch.zeros((), dtype=F64))
+
+        def forward(self, x):
+            return torch.where(x.norm(dim=1) <= 1, self.level.expand(len(x)), math.inf)
+
+    for energy in (constant, Parametrised()):
+        ais = AnnealedImportanceSampling(energy, n_intermediate=5, transition=transition)
+        with pytest.raises(RuntimeError, match=r"not depend differentiably.*0 \* x.sum\(-1\)"):
+            ais.estimate(10, 2, dtype=F64)
 
     def in_graph(x):
         return torch.where(x.norm(dim=1) <= 1, 0 * x.sum(-1), math.inf)
@@ -216,3 +225,10 @@ def test_an_energy_without_a_graph_in_x_is_refused_with_the_way_out(transition):
         2000, 2, dtype=F64, generator=torch.Generator().manual_seed(0)
     )
     assert abs(r.log_z - math.log(math.pi)) < 4 * r.standard_error < 0.2
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, "float32"])
+def test_ais_names_a_dtype_that_is_not_a_floating_torch_dtype(dtype):
+    # torch.int32 failed inside normal_ ("not implemented for 'Int'"), a string inside randn
+    with pytest.raises(TypeError, match="dtype must be a floating-point torch.dtype"):
+        annealed_importance_sampling(_gaussian(), 8, 3, n_intermediate=3, dtype=dtype)

@@ -179,15 +179,21 @@ def test_a_copy_of_a_compiled_sampler_runs_its_own_step():
 
 
 @slow
-@pytest.mark.parametrize("make", [LangevinDynamics, GradientDescentSampler], ids=["ula", "gd"])
+@pytest.mark.parametrize(
+    "make",
+    [LangevinDynamics, GradientDescentSampler, HamiltonianMonteCarlo],
+    ids=["ula", "gd", "hmc"],
+)
 def test_each_batch_size_compiles_until_the_recompile_limit(make):
-    # the energy gradient was resolved inside the first compiled step, so dynamo guarded
-    # `ctx.gradient is None` there and `type(partial)` afterwards: two cache entries per batch
-    # size, and from the fifth size on (limit 8) the step ran eager without a word. Counted by
-    # dynamo's own graph counter (test-only use of a private module)
+    # the energy gradient (HMC: the integrator's cached zero times) was made inside the first
+    # compiled step, so dynamo guarded on its absence there and on it afterwards: two cache
+    # entries per batch size, and from the fifth size on (limit 8) the step ran eager without
+    # a word. Counted by dynamo's own graph counter (test-only use of a private module)
     counters = pytest.importorskip("torch._dynamo.utils").counters
     torch.compiler.reset()
-    sampler = make(UserEnergy(), step_size=0.01)
+    hmc = make is HamiltonianMonteCarlo
+    kwargs = {"n_leapfrog_steps": 2} if hmc else {}
+    sampler = make(MODELS["gaussian" if hmc else "user"](), step_size=0.01, **kwargs)
     graphs = []
     for batch in (8, 16, 24, 32, 40, 48):
         _quiet(sampler.sample, x=torch.randn(batch, 2), n_steps=3, compile=True)

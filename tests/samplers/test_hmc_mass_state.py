@@ -79,8 +79,8 @@ def test_a_scalar_mass_state_dict_loads_into_a_tensor_mass_sampler():
 class _Scaled(BaseModel):
     """N(0, s^2) in one dimension: the unit Gaussian in units scaled by s."""
 
-    def __init__(self, scale: float):
-        super().__init__(dtype=torch.float64)
+    def __init__(self, scale: float, dtype: torch.dtype = torch.float64):
+        super().__init__(dtype=dtype)
         self.scale = scale
 
     def forward(self, x):
@@ -124,3 +124,32 @@ def test_the_event_shape_is_inferred_only_from_a_vector_mean():
         2,
         3,
     )
+
+
+@pytest.mark.parametrize("sampler", ["langevin", "hmc"])
+def test_a_plain_callable_without_x_in_its_graph_is_named(sampler):
+    # the samplers' autograd path for a callable without .gradient raised autograd's "element
+    # 0 of tensors does not require grad"
+    from torchebm.samplers import LangevinDynamics
+
+    def constant(x):
+        return torch.zeros(len(x), dtype=x.dtype)
+
+    make = LangevinDynamics if sampler == "langevin" else HamiltonianMonteCarlo
+    with pytest.raises(RuntimeError, match="constant does not depend differentiably on x"):
+        make(constant, step_size=0.1).sample(n_samples=2, dim=2, n_steps=2)
+
+
+def test_a_mass_below_the_dtypes_smallest_normal_number_is_refused():
+    # float16 chains with mass 2^-16 (1.5e-5): the drift's 1/M overflowed to inf, the leapfrog
+    # floored it, the kinetic energy did not (acceptance 0.64 where unit scale accepts 0.98)
+    x = torch.randn(64, 1, dtype=torch.float16)
+    half = _Scaled(256.0, torch.float16)
+    hmc = HamiltonianMonteCarlo(half, step_size=0.5, mass=2.0**-16, dtype=torch.float16)
+    with pytest.raises(ConfigurationError, match="mass must be at least 6.1e-05.*float16"):
+        hmc.sample(x=x, n_steps=2)
+    tensor_mass = HamiltonianMonteCarlo(
+        half, step_size=0.5, mass=torch.tensor([1e-5]), dtype=torch.float16
+    )
+    with pytest.raises(ConfigurationError, match="mass must be at least"):
+        tensor_mass.sample(x=x, n_steps=2)

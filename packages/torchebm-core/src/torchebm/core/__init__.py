@@ -1,8 +1,7 @@
 r"""``torchebm.core``: modules, energy models, schedulers and the base classes of every piece.
 
 Machinery that a single piece uses lives in that piece; its old names here (e.g.
-``BaseRungeKuttaIntegrator``, ``BaseTrainer``) are imported lazily from it (``_moved.py``).
-"""
+``BaseRungeKuttaIntegrator``, ``BaseTrainer``) are imported lazily from it (``_moved.py``)."""
 
 from importlib.metadata import version as _version
 

@@ -1,8 +1,7 @@
 r"""Coupling bases: how noise $x_0$ is paired with data $x_1$.
 
 A coupling reorders ``x1`` (cost-based: optimal transport, Sinkhorn, greedy) or generates it
-from ``x0`` (model-based: reflow). Couplings are plain objects run under ``no_grad``.
-"""
+from ``x0`` (model-based: reflow). Couplings are plain objects run under ``no_grad``."""
 
 from __future__ import annotations
 
@@ -57,8 +56,7 @@ class BaseCoupling(ABC):
     r"""Abstract coupling: ``couple(x0, x1=None, *, generator=None, **kwargs) -> CouplingResult``.
 
     ``**kwargs`` is the conditioning channel (``model_kwargs`` of the caller); unconditional
-    couplings ignore it. ``__call__`` forwards to [`couple`][torchebm.core.BaseCoupling.couple].
-    """
+    couplings ignore it. ``__call__`` forwards to [`couple`][torchebm.core.BaseCoupling.couple]."""
 
     @abstractmethod
     def couple(
@@ -189,8 +187,7 @@ class BaseModelCoupling(BaseCoupling):
     `ShapeError`); ``x1`` is ignored.
 
     Args:
-        model: The generator (a flow sampler, a callable, ...).
-    """
+        model: The generator (a flow sampler, a callable, ...)."""
 
     def __init__(self, model: Any):
         self.model = model

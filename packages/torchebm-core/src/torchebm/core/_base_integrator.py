@@ -85,8 +85,7 @@ class BaseIntegrator(TorchEBMModule, ABC):
 
     Args:
         device: Device of the (empty) probe buffer; integrators hold no tensors.
-        dtype: Dtype of the probe buffer (default ``torch.get_default_dtype()``).
-    """
+        dtype: Dtype of the probe buffer (default ``torch.get_default_dtype()``)."""
 
     def __init__(self, device: Any = None, dtype: torch.dtype | None = None):
         super().__init__(device=device, dtype=dtype)
@@ -112,6 +111,8 @@ class BaseIntegrator(TorchEBMModule, ABC):
 
     def _zeros_t(self, x: torch.Tensor) -> torch.Tensor:
         """A cached read-only ``(B,)`` zero time vector matching ``x`` (no per-step allocation)."""
+        if torch.compiler.is_compiling():  # a new one: guards on the cache doubled the entries
+            return torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
         z = self._zeros_cache
         if z is None or z.shape[0] != x.shape[0] or z.device != x.device or z.dtype != x.dtype:
             z = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)

@@ -70,8 +70,7 @@ class BaseInterpolant(ABC):
         Albergo, Boffi & Vanden-Eijnden, "Stochastic Interpolants: A Unifying Framework for
         Flows and Diffusions", 2023.
         Ma et al., "SiT: Exploring Flow and Diffusion-based Generative Models with Scalable
-        Interpolant Transformers", ECCV 2024.
-    """
+        Interpolant Transformers", ECCV 2024."""
 
     @abstractmethod
     def compute_alpha_t(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,8 +97,7 @@ class BaseInterpolant(ABC):
         Args:
             x0: Noise, shape ``(B, *event_shape)``.
             x1: Data, same shape.
-            t: Times, shape ``(B,)`` (or a scalar).
-        """
+            t: Times, shape ``(B,)`` (or a scalar)."""
         if x0.shape != x1.shape:
             got = f"x0 {tuple(x0.shape)} and x1 {tuple(x1.shape)}"
             raise ShapeError(f"x0 and x1 must have the same shape, got {got}")
@@ -117,8 +115,7 @@ class BaseInterpolant(ABC):
         r"""Probability-flow drift ``(A, Bv)``, velocity $= -A + B_v\,s$, for ``x`` ``(B, ...)``.
 
         $A = -(\dot\alpha/\alpha)\,x$ (shaped like ``x``) and
-        $B_v = (\dot\alpha/\alpha)\sigma^2 - \sigma\dot\sigma$ ``(B, 1, ..., 1)``.
-        """
+        $B_v = (\dot\alpha/\alpha)\sigma^2 - \sigma\dot\sigma$ ``(B, 1, ..., 1)``."""
         tb = _broadcast_t(t, x)
         ratio = self.compute_d_alpha_alpha_ratio_t(tb)
         sigma, d_sigma = self.compute_sigma_t(tb)

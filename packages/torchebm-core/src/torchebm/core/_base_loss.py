@@ -80,8 +80,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
             model_kwargs: The call's conditioning.
             probe: ``conditioning -> output`` of the model on one fixed input, for the
                 one-time check that the model reads ``y`` (see `torchebm.core.Conditioning`).
-            generator: RNG of the label dropout.
-        """
+            generator: RNG of the label dropout."""
         cond = self.conditioning
         if probe is not None and cond.pending and "y" in model_kwargs:
             cond.check(probe, model_kwargs, self)
@@ -136,8 +135,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         """Read the pending finiteness flag of a ``nan_policy="deferred"`` call.
 
         Raises:
-            NonFiniteError: the last deferred call produced a non-finite loss.
-        """
+            NonFiniteError: the last deferred call produced a non-finite loss."""
         pending = self._finite["pending"]
         if pending is None:
             return

@@ -1,7 +1,6 @@
 r"""Energy models: the `BaseModel` contract and analytic energies with closed-form gradients.
 
-Booth, Himmelblau and Styblinski-Tang are the benchmark landscapes of torchebm 0.8.x.
-"""
+Booth, Himmelblau and Styblinski-Tang are the benchmark landscapes of torchebm 0.8.x."""
 
 from __future__ import annotations
 
@@ -75,8 +74,7 @@ class BaseModel(TorchEBMModule, ABC):
 
         Raises:
             TypeError, ShapeError: ``x`` not a tensor, or 0-d; ``forward`` not of shape ``(B,)``.
-            RuntimeError: the energy does not depend differentiably on ``x``.
-        """
+            RuntimeError: the energy does not depend differentiably on ``x``."""
         x, squeeze = _as_batch(x)  # a named error for a list, a scalar
         in_dtype = x.dtype
         if x.device != self.device and _has_tensors(self):
@@ -88,12 +86,7 @@ class BaseModel(TorchEBMModule, ABC):
             with self.autocast_context():
                 energy = self(xg, **model_kwargs) if model_kwargs else self(xg)
             check_energies(f"{type(self).__name__}.forward", energy, xg.shape[0])
-            if energy.grad_fn is None:
-                raise RuntimeError(
-                    f"{type(self).__name__}.forward does not depend differentiably on x "
-                    "(the energy has no grad_fn); cannot compute its gradient"
-                )
-            (grad,) = torch.autograd.grad(energy.sum(), xg)
+            grad = energy_gradient(energy, xg, f"{type(self).__name__}.forward")
         grad = grad if grad.dtype == in_dtype else grad.to(in_dtype)
         return grad.squeeze(0) if squeeze else grad
 
@@ -101,6 +94,18 @@ class BaseModel(TorchEBMModule, ABC):
         """``x -> gradient(x)`` (unconditioned, batched ``x``), resolved once per ``sample()`` run
         (the model must not change during it): per-run set-up such as `MLPEnergy`'s plan."""
         return self.gradient
+
+
+def energy_gradient(energy: torch.Tensor, x: torch.Tensor, owner: str) -> torch.Tensor:
+    """``d energy.sum() / d x``, or a ``RuntimeError`` naming ``owner`` if x is not in the graph."""
+    grad = torch.autograd.grad(energy.sum(), x, allow_unused=True)[0] if energy.grad_fn else None
+    if grad is None:  # no graph, or one of parameters only: autograd's message names neither
+        raise RuntimeError(
+            f"{owner} does not depend differentiably on x, so its gradient cannot be taken; an "
+            "energy constant where it is finite (a uniform density on its support) must keep "
+            "x in its graph, e.g. torch.where(inside, 0 * x.sum(-1), inf)"
+        )
+    return grad
 
 
 def _has_tensors(module: torch.nn.Module) -> bool:
@@ -297,8 +302,7 @@ class DoubleWellModel(_AnalyticModel):
 
     Args:
         barrier_height: $h$; the barrier between the wells (at $x_i = 0$) is $h b^4$ per coordinate.
-        b: Position of the minima (finite).
-    """
+        b: Position of the minima (finite)."""
 
     def __init__(
         self,
@@ -324,8 +328,7 @@ class HarmonicModel(_AnalyticModel):
     r"""Harmonic (isotropic quadratic) energy $E(x) = \tfrac{k}{2} \sum_i x_i^2$.
 
     Args:
-        k: Spring constant (> 0); the stationary density is $N(0, I/k)$.
-    """
+        k: Spring constant (> 0); the stationary density is $N(0, I/k)$."""
 
     def __init__(self, k: float = 1.0, dtype: torch.dtype = torch.float32, device: Any = None):
         super().__init__(dtype=dtype, device=device)

@@ -4,8 +4,7 @@ Kernel vs driver, as in pyro's MCMC kernels or torchdiffeq's solvers: `BaseSampl
 owns validation, the initial state, schedulers, thinning, trajectories, diagnostics, the
 NaN policy, `no_grad`/autocast and `torch.compile`; a subclass implements the public hooks
 (`step`, optionally `init_state`, `compute_diagnostics`, `converged`, `steps_per_call`,
-`infer_dim`).
-"""
+`infer_dim`)."""
 
 from __future__ import annotations
 
@@ -21,8 +20,8 @@ from typing import Any, ClassVar
 import torch
 
 from torchebm.core._base_interpolant import expand_t_like_x
-from torchebm.core._base_model import BaseModel
-from torchebm.core._module import TorchEBMModule, _normalise_device, warn_user
+from torchebm.core._base_model import BaseModel, energy_gradient
+from torchebm.core._module import TorchEBMModule, _normalise_device, check_bool, warn_user
 from torchebm.core._schedulable import Schedulable, _subtree_schedulers
 from torchebm.core._schedulers import BaseScheduler, ConstantScheduler
 from torchebm.core.errors import (
@@ -371,7 +370,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
                 xg = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
                 e = check_energies(type(model).__name__, model(xg, **(model_kwargs or {})), len(x))
-                (g,) = torch.autograd.grad(e.sum(), xg)
+                g = energy_gradient(e, xg, getattr(model, "__qualname__", type(model).__name__))
         if g.shape != x.shape:
             got = f"the gradient of {type(model).__name__} has shape {tuple(g.shape)}"
             raise ShapeError(f"{got}, but the chains have shape {tuple(x.shape)}")
@@ -510,8 +509,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         check_nan = check_int("nan_check_every", every, minimum=1)
         flags = (return_trajectory, return_diagnostics, reset_schedulers, compile)
         for name, flag in zip(_FLAGS, flags):  # a truthy "False" would turn trajectories on
-            if type(flag) is not bool:
-                raise TypeError(f"{name} must be a bool, got {flag!r}")
+            check_bool(name, flag)
         if y is not None:
             if model_kwargs is not None and "y" in model_kwargs:
                 raise ConfigurationError("pass y either as y= or in model_kwargs, not both")

@@ -7,7 +7,7 @@ from typing import Any, Callable, Union
 import torch
 
 from torchebm.core._base_interpolant import expand_t_like_x
-from torchebm.core._module import warn_user
+from torchebm.core._module import check_bool, warn_user
 from torchebm.core.errors import ConfigurationError, check_probability
 
 __all__ = ["substitute_condition", "Conditioning", "NullCondition"]
@@ -73,7 +73,7 @@ class Conditioning:
                 "dropped y becomes), got None"
             )
         self.null_condition = null_condition
-        self.pending = bool(check_conditioning)
+        self.pending = check_bool("check_conditioning", check_conditioning)
         self._undecided = 0
 
     def drop(

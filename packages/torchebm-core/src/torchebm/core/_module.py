@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["TorchEBMModule", "forward_kwargs", "warn_once", "warn_user"]
+__all__ = ["TorchEBMModule", "check_bool", "forward_kwargs", "warn_once", "warn_user"]
 
 _WARNED: set[str] = set()
 _SKIP = ("torchebm", "torch", "abc")  # packages whose frames a warning skips (abc: ABCMeta)
@@ -24,6 +24,13 @@ def warn_user(message: str, category: type[Warning] = UserWarning, stacklevel: i
     while f and (n <= stacklevel or f.f_globals.get("__name__", "").split(".")[0] in _SKIP):
         f, n = f.f_back, n + 1
     warnings.warn(message, category, stacklevel=n)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is a ``bool`` (``bool("False")`` would turn a flag on), else ``TypeError``."""
+    if type(value) is not bool:
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
 
 
 def warn_once(
@@ -137,7 +144,7 @@ class TorchEBMModule(nn.Module):
         self, use_mixed_precision: bool, amp_dtype: torch.dtype = torch.float16
     ) -> None:
         """Enable autocast for this module's hot loops (CUDA only; warns and disables on CPU)."""
-        if use_mixed_precision and self.device.type != "cuda":
+        if check_bool("use_mixed_precision", use_mixed_precision) and self.device.type != "cuda":
             where = self.device.type
             warn_user(f"Mixed precision requires CUDA, falling back to full precision on {where}")
             use_mixed_precision = False

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from torchebm.core._module import warn_once
+from torchebm.core._module import check_bool, warn_once
 from torchebm.core.errors import ConfigurationError, check_finite, check_int, check_non_negative
 
 __all__ = [
@@ -273,7 +273,7 @@ class TemperatureScheduler(BaseScheduler):
         self.n_steps = check_int("n_steps", n_steps, minimum=1)
         self.t_start = check_finite("t_start", t_start)
         self.t_end = check_finite("t_end", t_end)
-        self.sqrt = bool(sqrt)
+        self.sqrt = check_bool("sqrt", sqrt)
         if not 0.0 <= self.tau_star < 1.0:
             raise ConfigurationError(f"tau_star must be in [0, 1), got {tau_star}")
         if self.t_end < self.t_start:

@@ -36,6 +36,7 @@ from torchebm.core.errors import (
     NonFiniteError,
     ShapeError,
     check_finite_tensor,
+    check_generator,
     check_int,
     check_non_negative,
     check_positive,
@@ -1145,6 +1146,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         if not noisy:
             return super().integrate(state, step_size, n_steps, drift=drift, t=t, adaptive=adaptive)
         x, drift, ev = self._begin_call(state, drift)
+        check_generator(generator, x.device, of="the state")  # an int failed inside randn
         times, dts = self._grid(x, step_size, n_steps, t, need_step=True)
         check_start(x=x)
         record = None

@@ -85,6 +85,10 @@ class BaseSymplecticIntegrator(BaseIntegrator):
                 f"step_size must be finite, got {shown} (a tensor of shape "
                 f"{tuple(step_size.shape)}, in the state's dtype {x.dtype})"
             )
+        if isinstance(h, float) and h == 0.0:  # returned x unchanged, as no other integrator does
+            raise ConfigurationError(
+                "step_size must be non-zero (a negative one runs the trajectory backwards), got 0"
+            )
         return n, x, p, t, h
 
     def _unpack_state(self, state: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -31,7 +31,7 @@ from torch.utils.data import BatchSampler, SequentialSampler
 
 from torchebm.core import BaseLoss, BaseScheduler, renamed_kwargs, warn_once
 from torchebm.core import distributed as _d
-from torchebm.core._module import warn_user
+from torchebm.core._module import check_bool, warn_user
 from torchebm.core._training import _plain
 from torchebm.core.errors import (
     ConfigurationError,
@@ -474,7 +474,7 @@ class BaseTrainer:
         self.callbacks = list(callbacks)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.lr_scheduler = lr_scheduler
-        self.step_loss_schedulers = bool(step_loss_schedulers)
+        self.step_loss_schedulers = check_bool("step_loss_schedulers", step_loss_schedulers)
         self.nan_policy = check_in("nan_policy", nan_policy, _NAN_POLICIES)
 
         if device is not None or dtype is not None:
@@ -490,7 +490,7 @@ class BaseTrainer:
             generator = _d.rank_generator(seed, self.device)
         self.generator = generator
 
-        self.use_mixed_precision = bool(use_mixed_precision)
+        self.use_mixed_precision = check_bool("use_mixed_precision", use_mixed_precision)
         self.amp_dtype = amp_dtype
         cpu_bf16 = self.device.type == "cpu" and amp_dtype == torch.bfloat16
         if self.use_mixed_precision and self.device.type != "cuda" and not cpu_bf16:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from torchebm.core import TorchEBMModule
+from torchebm.core._module import check_bool
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -151,12 +152,14 @@ class ConditionalTransformer2D(TorchEBMModule):
         _check_config(self, num_classes, class_dropout_prob)
         self.grid_size = self.input_size // self.patch_size
         self.num_patches = self.grid_size**2
-        self.use_sincos_pos_embed = bool(use_sincos_pos_embed)
+        self.use_sincos_pos_embed = check_bool("use_sincos_pos_embed", use_sincos_pos_embed)
 
         # the embedders in torchebm 0.8.9's parameter order (time, labels, patches): its
         # optimizer checkpoints index the parameters by position
         self.t_embedder = (
-            MLPTimestepEmbedder(self.cond_dim, frequency_embedding_size) if time_embedding else None
+            MLPTimestepEmbedder(self.cond_dim, frequency_embedding_size)
+            if check_bool("time_embedding", time_embedding)
+            else None
         )
         self.num_classes = (
             None if num_classes is None else check_int("num_classes", num_classes, minimum=1)

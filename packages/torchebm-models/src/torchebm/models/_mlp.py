@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseModel, TorchEBMModule
+from torchebm.core._module import check_bool
 from torchebm.core.errors import ShapeError, check_int, check_tensor
 from torchebm.models._conditioning import check_input_dtype
 
@@ -468,7 +469,7 @@ class MLPVelocity(TorchEBMModule):
         self.input_dim = check_int("input_dim", input_dim, minimum=1)
         self.hidden_dims = _hidden_dims(hidden_dims)
         self.n_time_frequencies = check_int("n_time_frequencies", n_time_frequencies, minimum=0)
-        self.time_conditioned = bool(time_conditioned)
+        self.time_conditioned = check_bool("time_conditioned", time_conditioned)
         t_dim = 1 + 2 * self.n_time_frequencies if self.time_conditioned else 0
         self.net = _mlp(self.input_dim + t_dim, self.hidden_dims, self.input_dim, activation)
         self.net.to(device=self._torchebm_probe.device, dtype=dtype)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseModel, TorchEBMModule, expand_t_like_x
+from torchebm.core._base_model import energy_gradient
 from torchebm.core._module import warn_user
 from torchebm.core.errors import (
     ConfigurationError,
@@ -126,16 +127,7 @@ class _AnnealedEnergy(BaseModel):
             return g
         with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
             xg = autograd_ready(x).detach().requires_grad_(True)
-            energy = self.target_energy(xg)
-            if energy.grad_fn is None:  # was autograd's "element 0 of tensors does not ..."
-                raise RuntimeError(
-                    "model does not depend differentiably on x (the energy has no grad_fn), so "
-                    "the AIS transitions cannot take its gradient; an energy that is constant "
-                    "where it is finite (a uniform density on its support) must keep x in its "
-                    "graph, e.g. torch.where(inside, 0 * x.sum(-1), inf)"
-                )
-            (g,) = torch.autograd.grad(energy.sum(), xg)
-        return g
+            return energy_gradient(self.target_energy(xg), xg, "model")
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         b = self.beta
@@ -479,6 +471,8 @@ def _chain_placement(model: Any, dtype: Any, device: Any) -> tuple[torch.dtype, 
         ref = next(model.parameters(), None)
     if dtype is None:
         dtype = torch.float32 if ref is None else ref.dtype
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):  # was inside randn
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     return dtype, device if device is not None or ref is None else ref.device
 
 

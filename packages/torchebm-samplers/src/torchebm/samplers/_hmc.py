@@ -339,6 +339,12 @@ class HamiltonianMonteCarlo(_HMCBase):
                     f"mass of shape {tuple(mass.shape)} does not broadcast to the event shape "
                     f"{tuple(x.shape[1:])}"
                 )
+        tiny = torch.finfo(x.dtype).tiny  # below it 1/M overflows (float16: M < 6.1e-5)
+        if mass is not None and (mass if isinstance(mass, float) else float(mass.min())) < tiny:
+            raise ConfigurationError(
+                f"mass must be at least {tiny:.3g}, the smallest normal number of the chains' "
+                f"dtype {x.dtype}, got {self.mass!r}: rescale the problem or use a wider dtype"
+            )
         fused = None  # a user's integrator (a subclass too) runs its own steps
         if type(self.integrator) is LeapfrogIntegrator:
             fused = resolve_fused(self.backend, "fused_leapfrog_step", x, owner=type(self).__name__)

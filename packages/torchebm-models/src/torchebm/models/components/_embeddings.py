@@ -340,6 +340,8 @@ def build_2d_sincos_pos_embed(
     References:
         He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022.
     """
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):  # int: sin/cos truncated
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     embed_dim = check_int("embed_dim", embed_dim, minimum=4)
     if isinstance(grid_size, (tuple, list)):
         gh, gw = (check_int("grid_size", g, minimum=1) for g in grid_size)
