@@ -24,32 +24,18 @@ def _trainer(**kwargs):
     return BaseTrainer(model, optimizer, ScoreMatching(model), **kwargs)
 
 
+def _transformer(**kwargs):
+    sizes = {"input_size": 8, "patch_size": 4, "embed_dim": 8, "depth": 1, "num_heads": 2}
+    return ConditionalTransformer2D(in_channels=1, out_channels=1, **sizes, **kwargs)
+
+
 CASES = {
     "sqrt": lambda v: TemperatureScheduler(0.04, tau_star=0.0, n_steps=4, sqrt=v),
     "use_mixed_precision": lambda v: _Quadratic().setup_mixed_precision(v),
     "check_conditioning": lambda v: ScoreMatching(_Quadratic(), check_conditioning=v),
     "time_conditioned": lambda v: MLPVelocity(2, time_conditioned=v),
-    "use_sincos_pos_embed": lambda v: ConditionalTransformer2D(
-        in_channels=1,
-        out_channels=1,
-        input_size=8,
-        patch_size=4,
-        embed_dim=8,
-        depth=1,
-        num_heads=2,
-        use_sincos_pos_embed=v,
-    ),
-    "time_embedding": lambda v: ConditionalTransformer2D(
-        in_channels=1,
-        out_channels=1,
-        input_size=8,
-        patch_size=4,
-        embed_dim=8,
-        depth=1,
-        num_heads=2,
-        cond_dim=8,
-        time_embedding=v,
-    ),
+    "use_sincos_pos_embed": lambda v: _transformer(use_sincos_pos_embed=v),
+    "time_embedding": lambda v: _transformer(cond_dim=8, time_embedding=v),
     "step_loss_schedulers": lambda v: _trainer(step_loss_schedulers=v),
     "trainer use_mixed_precision": lambda v: _trainer(use_mixed_precision=v),
 }
