@@ -12,7 +12,11 @@ from torchebm.core.errors import ConfigurationError, check_in, check_int
 from torchebm.models._conditioning import build_embedders, check_input, condition_vector
 from torchebm.models.components import AdaLNZeroLinearHead, AdaLNZeroMLPBlock
 from torchebm.models.components._compat_089 import accept_089_pickle, time_mlp_kwargs
-from torchebm.models.components._transformer import _xavier_linear, cond_width
+from torchebm.models.components._transformer import (
+    _xavier_linear,
+    activation_factory,
+    cond_width,
+)
 
 __all__ = ["TimeConditionedMLP"]
 
@@ -104,7 +108,7 @@ class TimeConditionedMLP(nn.Module):
                 self.cond_dim, num_classes, class_dropout_prob, t_embedder, y_embedder
             )
         if conditioning == "adaln_zero":
-            act = activation if activation is not None else _tanh_gelu
+            act = activation_factory("activation", activation, _tanh_gelu)
             # Xavier-uniform with a zero bias, as DiT initialises its linears (and 0.8.9 this)
             self.stem = _xavier_linear(nn.Linear(self.in_dim, self.hidden_dim))
             self.blocks = nn.ModuleList(
@@ -120,7 +124,7 @@ class TimeConditionedMLP(nn.Module):
                 embed_dim=self.hidden_dim, cond_dim=self.cond_dim, out_dim=self.out_dim
             )
         else:
-            act = activation if activation is not None else nn.SiLU
+            act = activation_factory("activation", activation, nn.SiLU)
             layers: list[nn.Module] = []
             width = self.in_dim + self.cond_dim
             for _ in range(self.depth):

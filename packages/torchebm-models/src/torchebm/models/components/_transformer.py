@@ -3,6 +3,8 @@ r"""Transformer blocks with adaptive layer norm (AdaLN-Zero) conditioning, as in
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +65,20 @@ def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
     only: ``torch.broadcast_shapes`` costs ~20 us a call)."""
     n = len(target) - len(shape)
     return n >= 0 and all(a == 1 or a == target[i + n] for i, a in enumerate(shape))
+
+
+def activation_factory(name: str, factory: Any, default: Callable[[], nn.Module]) -> Callable:
+    """``factory`` (``default`` for ``None``) if it is a callable making a module, such as
+    ``nn.SiLU``; an instance (``nn.SiLU()``, called later without input) or a non-callable is
+    a ``TypeError`` naming ``name``."""
+    if factory is None:
+        return default
+    if isinstance(factory, nn.Module) or not callable(factory):
+        raise TypeError(
+            f"{name} must be a callable that returns a new nn.Module (e.g. nn.SiLU, or "
+            f"lambda: nn.GELU(approximate='tanh')), got {factory!r}"
+        )
+    return factory
 
 
 def _xavier_linear(layer: nn.Linear) -> nn.Linear:
@@ -132,7 +148,9 @@ class FeedForward(nn.Module):
         embed_dim = check_int("embed_dim", embed_dim, minimum=1)
         hidden = max(1, int(embed_dim * check_positive("mlp_ratio", mlp_ratio)))
         self.fc1 = _xavier_linear(nn.Linear(embed_dim, hidden))
-        self.act = act_layer() if act_layer is not None else nn.GELU(approximate="tanh")
+        self.act = activation_factory(
+            "act_layer", act_layer, partial(nn.GELU, approximate="tanh")
+        )()
         self.drop = nn.Dropout(check_probability("dropout", dropout))
         self.fc2 = _xavier_linear(nn.Linear(hidden, embed_dim))
         accept_089_keys(self, {"net.0.": "fc1.", "net.3.": "fc2."})
