@@ -29,3 +29,14 @@ def test_the_leapfrog_refuses_a_zero_step_and_takes_a_negative_one():
     out = leapfrog.integrate({"x": x, "p": p}, 0.1, 3, gradient=lambda z, t: z)
     back = leapfrog.integrate({"x": out["x"], "p": out["p"]}, -0.1, 3, gradient=lambda z, t: z)
     assert torch.allclose(back["x"], x, atol=1e-6) and torch.allclose(back["p"], p, atol=1e-6)
+
+
+@pytest.mark.parametrize("flag", ["safe", "inference_mode"])
+def test_the_integrators_flags_are_bools(flag):
+    # read through truthiness: the string "False" turned the safe mode (NaN zeroed) or
+    # inference mode on
+    x, p = torch.randn(4, 2), torch.randn(4, 2)
+    with pytest.raises(TypeError, match=f"{flag} must be a bool, got 'False'"):
+        LeapfrogIntegrator().integrate(
+            {"x": x, "p": p}, 0.1, 2, gradient=lambda z, t: z, **{flag: "False"}
+        )

@@ -34,6 +34,7 @@ from torchebm.core.errors import (
     check_generator,
     check_in,
     check_int,
+    check_positive,
     check_tensor,
 )
 from torchebm.flows._utils import FIELD_CALL, explain_model_error
@@ -421,6 +422,11 @@ def _resolve_solver(integrator: Any, atol, rtol, n_steps) -> Any:
         family=BaseRungeKuttaIntegrator,
         owner="probability_flow_log_likelihood",
     )
+    if n_steps is not None:  # checked also where the integrator ignores it (was: silently)
+        check_int("n_steps", n_steps, minimum=1)
+    for name, tol in (("atol", atol), ("rtol", rtol)):
+        if tol is not None:
+            check_positive(name, tol)
     if solver.adaptive:
         if isinstance(integrator, str) or integrator is None:  # a name: the defaults here
             atol = _DEFAULT_TOL if atol is None else atol
@@ -432,8 +438,6 @@ def _resolve_solver(integrator: Any, atol, rtol, n_steps) -> Any:
         raise ConfigurationError(
             f"n_steps is required with the fixed-step integrator {type(solver).__name__}"
         )
-    else:
-        check_int("n_steps", n_steps, minimum=1)
     return solver
 
 

@@ -8,6 +8,8 @@ from typing import ParamSpec, TypeVar
 
 import torch
 
+from torchebm.core._module import check_bool
+
 __all__ = ["inference_mode_option"]
 
 P = ParamSpec("P")
@@ -39,7 +41,7 @@ def inference_mode_option(method: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if kwargs.pop("inference_mode", False):
+        if check_bool("inference_mode", kwargs.pop("inference_mode", False)):
             with torch.inference_mode():
                 return method(*args, **kwargs)
         return method(*args, **kwargs)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from torchebm.core._module import check_bool
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -295,7 +296,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         """
         n, x, p, t, h = self._integrate_inputs(state, step_size, n_steps)
         field, kick, v0 = self._field(x, h, gradient, drift, initial_gradient, initial_force)
-        if not safe:  # the safe mode replaces NaN by 0, by request
+        if not check_bool("safe", safe):  # the safe mode replaces NaN by 0, by request
             check_start(x=x, p=p)
         if energy is not None:
             energy = self._require_callable("energy", energy, "energy(x, t) = U(x) of shape (B,)")
