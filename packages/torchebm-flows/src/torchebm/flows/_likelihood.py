@@ -34,11 +34,11 @@ from torchebm.core.errors import (
     check_generator,
     check_in,
     check_int,
-    check_positive,
     check_tensor,
 )
 from torchebm.flows._utils import FIELD_CALL, explain_model_error
 from torchebm.integrators import resolve_integrator
+from torchebm.integrators._base_runge_kutta import _check_tolerances
 from torchebm.integrators._checked import checked_inputs
 from torchebm.integrators._state import autograd_ready
 from torchebm.interpolants import resolve_interpolant
@@ -424,9 +424,8 @@ def _resolve_solver(integrator: Any, atol, rtol, n_steps) -> Any:
     )
     if n_steps is not None:  # checked also where the integrator ignores it (was: silently)
         check_int("n_steps", n_steps, minimum=1)
-    for name, tol in (("atol", atol), ("rtol", rtol)):
-        if tol is not None:
-            check_positive(name, tol)
+    if atol is not None or rtol is not None:  # the adaptive integrators' own rule
+        _check_tolerances(1.0 if atol is None else atol, 1.0 if rtol is None else rtol)
     if solver.adaptive:
         if isinstance(integrator, str) or integrator is None:  # a name: the defaults here
             atol = _DEFAULT_TOL if atol is None else atol
