@@ -582,13 +582,14 @@ class RiemannianManifoldHMC(_HMCBase):
 
     # ------------------------------------------------------------------ metric
     def _cholesky(
-        self, x: torch.Tensor, state: HMCState | None = None
+        self, x: torch.Tensor, state: HMCState | None = None, g: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(L, ok)``: Cholesky factors ``(B, D, D)`` of ``G(x)`` and a ``(B,)`` success mask.
-        With a ``state``, chains whose finite ``G(x)`` fails are cleared in its `metric_ok`
-        (on the device; a non-finite ``G`` is a diverged trajectory's, not the metric's)."""
+        """``(L, ok)``: Cholesky factors ``(B, D, D)`` of ``G(x)`` (``g`` when given: one
+        evaluation already made) and a ``(B,)`` success mask. With a ``state``, chains whose
+        finite ``G(x)`` fails are cleared in its `metric_ok` (on the device; a non-finite
+        ``G`` is a diverged trajectory's, not the metric's)."""
         b, d = x.shape[0], x[0].numel()
-        g = self.metric_fn(x)
+        g = self.metric_fn(x) if g is None else g
         if g.shape != (b, d, d):
             raise ShapeError(
                 f"metric_fn must return shape (B, D, D) = ({b}, {d}, {d}), got {tuple(g.shape)}"
@@ -644,8 +645,8 @@ class RiemannianManifoldHMC(_HMCBase):
             )
         # a chain started where G is not positive definite rejected every proposal, silently
         with torch.no_grad():
-            bad = torch.nonzero(~self._cholesky(x)[1]).flatten().tolist()
             g = self.metric_fn(x)
+            bad = torch.nonzero(~self._cholesky(x, g=g)[1]).flatten().tolist()  # checks g too
             asym = (g - g.mT).flatten(1).abs().amax(1) > 1e-4 * g.flatten(1).abs().amax(1)
         if bool(asym.any()):  # used as (G + G^T) / 2, not as written: a bug in metric_fn
             raise ConfigurationError(
