@@ -304,8 +304,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         """Build the loop state from the validated starting chains `x` `(B, *event_shape)`.
 
         The default state is `SamplerState(x=x)`; a sampler carrying more returns its own
-        `SamplerState` subclass. `x` is the call's own copy: a step may update it in place.
-        """
+        `SamplerState` subclass. `x` is the call's own copy: a step may update it in place."""
         return SamplerState(x=x)
 
     def step(self, state: State, ctx: SamplerContext) -> State:
@@ -497,8 +496,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         Raises:
             ConfigurationError: a bad argument, or neither `x` nor `dim`.
             ShapeError: `x` is not `(B, *event_shape)` or disagrees with `dim`/`n_samples`.
-            NonFiniteError: `x` holds NaN/inf, or chains diverged under `"raise"`.
-        """
+            NonFiniteError: `x` holds NaN/inf, or chains diverged under `"raise"`."""
         n_steps = self._resolve_n_steps(n_steps)
         thin = check_int("thin", thin, minimum=1)
         if thin > n_steps:

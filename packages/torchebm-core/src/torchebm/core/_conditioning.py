@@ -57,8 +57,7 @@ class Conditioning:
         {'y': tensor([3, 1, 2])}
 
     References:
-        Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
-    """
+        Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022."""
 
     def __init__(
         self,

@@ -33,6 +33,13 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
+def check_float_dtype(name: str, dtype: Any) -> torch.dtype:
+    """``dtype`` if it is a floating-point ``torch.dtype``, else ``TypeError`` naming ``name``."""
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"{name} must be a floating-point torch.dtype, got {dtype!r}")
+    return dtype
+
+
 def warn_once(
     key: str, message: str, category: type[Warning] = DeprecationWarning, stacklevel: int = 3
 ) -> None:
@@ -79,9 +86,7 @@ class TorchEBMModule(nn.Module):
 
     def __init__(self, device: Any = None, dtype: torch.dtype | None = None, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-        dtype = dtype if dtype is not None else torch.get_default_dtype()
+        dtype = torch.get_default_dtype() if dtype is None else check_float_dtype("dtype", dtype)
         try:
             dev = torch.device(device) if device is not None else None
         except (RuntimeError, TypeError) as exc:

@@ -39,8 +39,7 @@ def resolve_moved(name: str) -> Any:
 
     Raises:
         AttributeError: ``name`` is not a moved name.
-        MissingDependencyError: the distribution that ships it is not installed.
-    """
+        MissingDependencyError: the distribution that ships it is not installed."""
     if name not in MOVED:
         raise AttributeError(f"module 'torchebm.core' has no attribute {name!r}")
     module, dist = MOVED[name]

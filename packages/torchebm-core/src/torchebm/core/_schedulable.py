@@ -30,8 +30,7 @@ class Schedulable:
     Scheduler state (step counters, current values) is saved in the module's
     ``state_dict`` through ``nn.Module``'s extra-state hook, as plain Python values, so
     ``torch.load(..., weights_only=True)`` restores it; a saved schedule of another type
-    than the module's (or of a name it lacks) is not loaded and warns (`UserWarning`).
-    """
+    than the module's (or of a name it lacks) is not loaded and warns (`UserWarning`)."""
 
     def _schedulers_dict(self) -> dict[str, BaseScheduler]:
         d = self.__dict__.get("schedulers")

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from torchebm.core._module import check_float_dtype
 from torchebm.core.errors import (
     check_finite,
     check_generator,
@@ -44,9 +45,7 @@ _F64 = torch.float64
 def _check_dtype(dtype: Any) -> torch.dtype:
     if dtype is None:
         return torch.get_default_dtype()
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-    return dtype
+    return check_float_dtype("dtype", dtype)
 
 
 def _check_device(device: Any) -> torch.device | None:

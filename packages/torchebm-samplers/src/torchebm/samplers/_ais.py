@@ -21,7 +21,7 @@ import torch
 
 from torchebm.core import BaseModel, TorchEBMModule, expand_t_like_x
 from torchebm.core._base_model import energy_gradient
-from torchebm.core._module import warn_user
+from torchebm.core._module import check_float_dtype, warn_user
 from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
@@ -471,9 +471,9 @@ def _chain_placement(model: Any, dtype: Any, device: Any) -> tuple[torch.dtype, 
         ref = next(model.parameters(), None)
     if dtype is None:
         dtype = torch.float32 if ref is None else ref.dtype
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):  # was inside randn
-        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-    return dtype, device if device is not None or ref is None else ref.device
+    return check_float_dtype(
+        "dtype", dtype
+    ), device if device is not None or ref is None else ref.device
 
 
 def _mala_step(

@@ -8,6 +8,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from torchebm.core._module import check_float_dtype
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -340,8 +341,7 @@ def build_2d_sincos_pos_embed(
     References:
         He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022.
     """
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):  # int: sin/cos truncated
-        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    check_float_dtype("dtype", dtype)  # an integer dtype truncated sin/cos silently
     embed_dim = check_int("embed_dim", embed_dim, minimum=4)
     if isinstance(grid_size, (tuple, list)):
         gh, gw = (check_int("grid_size", g, minimum=1) for g in grid_size)
