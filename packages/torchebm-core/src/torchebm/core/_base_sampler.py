@@ -583,7 +583,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 done = self.converged(state)
                 if done is not None and bool(done):
                     break
-        if not checker.ends or checker.ends[-1] != i:  # early stop between checks
+        if checker.last != i:  # early stop between checks
             state = checker(state, i, final=True)
         if ctx.recording and kept < n_kept:
             # early stop: every chain is frozen, so the remaining rows repeat the final state
@@ -646,15 +646,15 @@ class BaseSampler(Schedulable, TorchEBMModule):
         traj: torch.Tensor | None = None,
         thin: int = 1,
     ) -> None:
-        alive, ends = checks.alive, checks.ends
+        alive = checks.alive
         if checks.all_finite or bool(alive.all()):  # one host sync when all chains stayed finite
             return
         bad = torch.nonzero(~alive).flatten()
         idx = bad.tolist()
-        bounds = [0, *ends]  # a chain's first failed check is ends[n_alive]
-        passed = [0] * len(idx) if checks.n_alive is None else checks.n_alive[bad].tolist()
-        firsts = [bounds[k] + 1 for k in passed]
-        lasts = [bounds[k + 1] for k in passed]
+        if checks.window is None:  # one check: every chain failed at it
+            firsts, lasts = [1] * len(idx), [checks.last] * len(idx)
+        else:  # a chain's window: (its last check passed, its first check failed]
+            firsts, lasts = checks.window[0][bad].add(1).tolist(), checks.window[1][bad].tolist()
         if traj is not None and policy != "resample" and nan_check_every > 1:
             # narrow each window with the recorded states (rows after steps thin, 2 thin, ...)
             finite = _finite_rows(traj[bad].flatten(0, 1)).reshape(len(idx), -1)
@@ -707,15 +707,16 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
 
 class _NanChecks:
-    """NaN bookkeeping of one `sample()` call: `alive` (finite at every check so far),
-    `n_alive` (checks passed while alive; `None` after one check), `ends` (the step of each
-    check) and `all_finite` (`True` once the host knows that every chain stayed finite).
+    """NaN bookkeeping of one `sample()` call: `alive` (finite at every check so far), per
+    chain the step of its last check passed and of its first check failed (`window`, `None`
+    after one check; memory per chain, not per check), `last` (the step of the last check, 0
+    before one) and `all_finite` (`True` once the host knows that every chain stayed finite).
     Under `"resample"` it restarts non-finite chains from the start."""
 
     def __init__(self, b: int, state: State, resample: bool):
         self.alive = torch.empty(0)  # set by the first check (the loop ends with one)
-        self.n_alive: torch.Tensor | None = None
-        self.ends: list[int] = []
+        self.window: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last = 0
         self.all_finite = False
         # restart at once: no non-finite state reaches a trajectory or a step
         self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
@@ -724,17 +725,19 @@ class _NanChecks:
     def __call__(self, state: State, i: int, final: bool = False) -> State:
         # the only check of the call: one sum and the host read the report makes anyway (a
         # non-finite sum, or one that overflowed, takes the per-chain mask)
-        self.all_finite = final and not self.ends and self.start is None and _all_finite(state)
+        self.all_finite = final and not self.last and self.start is None and _all_finite(state)
         x = state["x"]
         finite = x.new_ones(len(x), dtype=torch.bool) if self.all_finite else _finite_chains(state)
-        if not self.ends:
+        if not self.last:
             self.alive = finite
         else:
-            if self.n_alive is None:  # one check so far: the chains alive passed it
-                self.n_alive = self.alive.long()
+            if self.window is None:  # one check so far: the chains alive passed it
+                passed = self.alive.long().mul_(self.last)
+                self.window = (passed, torch.full_like(passed, self.last))
+            self.window[1].masked_fill_(self.alive, i)  # alive until now: failed here, if at all
             self.alive.logical_and_(finite)
-            self.n_alive.add_(self.alive)
-        self.ends.append(i)
+            self.window[0].masked_fill_(self.alive, i)
+        self.last = i
         if final and self.start is not None:  # a start with a NaN/inf energy: no restart helps
             self.stuck = ~finite & ~_finite_chains(self.start)
         return state if self.start is None else restart_chains(state, ~finite, self.start)

@@ -147,8 +147,7 @@ def load_checkpoint(
 
     ``model``, ``ema_model`` and ``optimizer`` receive ``"model"``, ``"ema"`` and ``"opt"``
     (when given and present); ``device`` is the ``map_location`` (default CPU). Returns the
-    loaded dict (``ckpt["step"]``, ``ckpt.get("args")``).
-    """
+    loaded dict (``ckpt["step"]``, ``ckpt.get("args")``)."""
     _check_module("model", model)
     _check_optimizer(optimizer)
     ema_model = None if ema_model is None else _check_module("ema_model", ema_model)

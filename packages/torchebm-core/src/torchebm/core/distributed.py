@@ -18,8 +18,7 @@ Example:
 References:
     Li et al., "PyTorch Distributed", VLDB 2020 (DDP). Zhao et al., "PyTorch FSDP", VLDB
     2023. Steele, Lea & Flood, "Fast Splittable Pseudorandom Number Generators", OOPSLA
-    2014 (SplitMix64, used by `rank_seed`).
-"""
+    2014 (SplitMix64, used by `rank_seed`)."""
 
 from __future__ import annotations
 
@@ -240,8 +239,7 @@ def _from_bytes_tensor(t: torch.Tensor) -> Any:
 def broadcast_tensor(tensor: torch.Tensor, src: int = 0, group: Any = None) -> torch.Tensor:
     """Overwrite ``tensor`` (same shape and dtype on every rank) with rank ``src``'s values.
 
-    Collective; returns ``tensor``.
-    """
+    Collective; returns ``tensor``."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
     dist = _dist()
