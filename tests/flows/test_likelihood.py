@@ -249,3 +249,20 @@ def test_tolerances_keep_the_other_settings_of_an_integrator_instance():
     torch.testing.assert_close(r.log_likelihood, exact, atol=1e-4, rtol=0)
     with pytest.raises(ConfigurationError, match="atol"):
         probability_flow_log_likelihood(field, x, integrator=inst, atol=-1.0)
+
+
+@pytest.mark.parametrize("kind", ["score", "noise"])
+def test_score_and_noise_predictions_need_alpha_above_zero_at_t_noise(kind):
+    """At t_noise = 0 of the linear path alpha = 0: the score -> velocity conversion divides
+    by it (floored at 1e-8), so a score off by 1e-2 moved the answer by 0.4 nats between
+    t_noise = 0 and 1e-2, in silence. It is refused there; VP (alpha(0) = 0.0066) is not."""
+    x = _data(4, 5)
+    linear = get_interpolant("linear")
+    with pytest.raises(ConfigurationError, match="t_noise=0.0 with prediction"):
+        probability_flow_log_likelihood(_field(linear, kind), x, prediction=kind)
+    kw = dict(prediction=kind, integrator="rk4", n_steps=8)
+    r = probability_flow_log_likelihood(_field(linear, kind), x, t_noise=1e-3, **kw)
+    assert torch.isfinite(r.log_likelihood).all()
+    vp = get_interpolant("vp")
+    r = probability_flow_log_likelihood(_field(vp, kind), x, interpolant=vp, t_data=1 - 1e-3, **kw)
+    assert torch.isfinite(r.log_likelihood).all()

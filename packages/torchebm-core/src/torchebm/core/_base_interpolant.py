@@ -155,7 +155,7 @@ class BaseInterpolant(ABC):
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
         r"""Score from a velocity: $s = (\alpha v - \dot\alpha x) / \max((\dot\alpha\sigma -
-        \alpha\dot\sigma)\sigma, 10^{-12})$ (no division by $\dot\alpha$, 0 at the data end)."""
+        \alpha\dot\sigma)\sigma, 10^{-12})$ (no $1/\dot\alpha$; undetermined at $\sigma = 0$)."""
         alpha, d_alpha, sigma, d_sigma = self._schedules(t, x)
         den = (d_alpha * sigma - alpha * d_sigma) * sigma
         return (alpha * velocity - d_alpha * x) / den.clamp(min=_floor_for(den, 1e-12))
@@ -171,7 +171,7 @@ class BaseInterpolant(ABC):
     def score_to_velocity(
         self, score: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        r"""Velocity $B_v s - A$ from a score."""
+        r"""Velocity $B_v s - A$ from a score (undetermined at $\alpha = 0$: floored, $10^{-8}$)."""
         a, bv = self.compute_drift(x, t)
         return bv * score - a
 
@@ -188,7 +188,7 @@ class BaseInterpolant(ABC):
     def noise_to_velocity(
         self, noise: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        r"""Velocity from a noise prediction (via the score)."""
+        r"""Velocity from a noise prediction (via the score; undetermined at $\alpha = 0$)."""
         return self.score_to_velocity(self.noise_to_score(noise, x, t), x, t)
 
     def velocity_to_data(

@@ -280,11 +280,15 @@ def probability_flow_log_likelihood(
     unbiased estimate with one vector-Jacobian product per evaluation (FFJORD).
 
     The prior defaults to $\mathcal N(0, \sigma(t_0)^2 I)$, the law at $t_0$ when
-    $\alpha(t_0)$ is 0 or negligible (linear / cosine: exact; VP: $\alpha(0) \approx 0.0066$;
-    VE: $\sigma_{max} \gg$ the data scale); pass ``prior`` for anything else. Score and noise
-    conversions divide by $t$ or $\sigma$ at the ends of some paths (linear: $\dot\alpha /
-    \alpha$ at $t = 0$, $\sigma = 0$ at $t = 1$): use e.g. ``t_noise=1e-3``,
-    ``t_data=1 - 1e-3`` there (the result is then the density of the data at $t_1$).
+    $\alpha(t_0)$ is 0 or negligible (linear / cosine: exact at $t_0 = 0$; at $t_0 > 0$ it
+    leaves out $\alpha(t_0) x_1$, e.g. 0.009 nats at $t_0 = 10^{-3}$ for data of scale 2;
+    VP: $\alpha(0) \approx 0.0066$; VE: $\sigma_{max} \gg$ the data scale); pass ``prior``
+    for anything else. Score and noise conversions divide by $\alpha$ or $\sigma$ at the ends
+    of some paths (linear: $\dot\alpha / \alpha$ at $t = 0$, $\sigma = 0$ at $t = 1$): a
+    score/noise prediction with $\alpha(t_0) = 0$ is refused (the velocity there is not
+    determined by the score: the result would depend on a numerical floor); use e.g.
+    ``t_noise=1e-3``, ``t_data=1 - 1e-3`` (the result is then the density of the data at
+    $t_1$).
 
     Precision: the solver's state and the integral of the divergence are float32 at least;
     a float16/bfloat16 model is evaluated at ``x``'s dtype, and the result (``noise`` and the
@@ -333,7 +337,8 @@ def probability_flow_log_likelihood(
             integrator of another family.
         ShapeError: ``x`` not ``(B, *event_shape)`` with ``B >= 1``; ``prior`` not returning
             ``(B,)``.
-        ConfigurationError: unknown names, a bad time window, no ``n_steps`` for a fixed
+        ConfigurationError: unknown names, a bad time window (also ``t_noise`` where
+            $\alpha = 0$ for a score/noise prediction), no ``n_steps`` for a fixed
             integrator, a model output of the wrong shape, bad ``n_bins``/``data_range``
             (checked before the solve); a model output that depends on ``x`` without an
             autograd graph (a model running under ``torch.no_grad()`` or detaching it: its
@@ -370,6 +375,7 @@ def probability_flow_log_likelihood(
     bins = n_bins if n_bins is not None or x.ndim < 4 else 256
     _dequantisation_offset(bins, data_range)  # checked before the solve, not after
     interp = resolve_interpolant(interpolant, owner="probability_flow_log_likelihood")
+    _check_noise_end(interp, prediction, t0)
     solver = _resolve_solver(integrator, atol, rtol, n_steps)
     conditioning = dict(model_kwargs or {})
     field = _to_velocity(model, interp, prediction, conditioning)
@@ -413,6 +419,21 @@ def _check_window(t_noise: Any, t_data: Any) -> tuple[float, float]:
             f"need 0 <= t_noise < t_data <= 1, got t_noise={t_noise}, t_data={t_data}"
         )
     return float(t_noise), float(t_data)
+
+
+def _check_noise_end(interp: BaseInterpolant, prediction: str, t0: float) -> None:
+    """A score/noise prediction needs $\alpha(t_0) > 0$: its conversion to a velocity divides
+    by $\alpha$ (read off the path's coefficient, float64 on the CPU)."""
+    if prediction == "velocity":
+        return
+    alpha = float(interp.compute_alpha_t(torch.tensor([t0], dtype=torch.float64))[0].reshape(-1)[0])
+    if alpha == 0.0:
+        raise ConfigurationError(
+            f"t_noise={t0} with prediction={prediction!r}: the {prediction} -> velocity "
+            f"conversion divides by alpha(t_noise) = 0 on {type(interp).__name__} (the score "
+            "does not determine the velocity there, so the result would depend on a numerical "
+            "floor); pass t_noise > 0, e.g. t_noise=1e-3"
+        )
 
 
 def _resolve_solver(integrator: Any, atol, rtol, n_steps) -> Any:
