@@ -118,6 +118,7 @@ class ConditionalTransformer2D(TorchEBMModule):
     __setstate__ = accept_089_pickle("x_embedder", transformer_2d_kwargs)
     #: Dtype the sin-cos table was built in (``None``: a learned table, or a 0.8.9 pickle).
     _pos_table_dtype: torch.dtype | None = None
+    _pos_table_meta = False  # built on the meta device: computed after it leaves it
 
     def __init__(
         self,
@@ -176,7 +177,7 @@ class ConditionalTransformer2D(TorchEBMModule):
             pe_dtype = self._torchebm_probe.dtype  # the parameters' (not rounded to float32)
             pe = build_2d_sincos_pos_embed(self.embed_dim, self.grid_size, dtype=pe_dtype)
             self.register_buffer("pos_embed", pe.unsqueeze(0), persistent=False)
-            self._pos_table_dtype = pe_dtype
+            self._pos_table_dtype, self._pos_table_meta = pe_dtype, pe.is_meta
         else:
             self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, self.embed_dim))
             nn.init.normal_(self.pos_embed, std=0.02)
@@ -200,6 +201,7 @@ class ConditionalTransformer2D(TorchEBMModule):
         accept_089_keys(self, {"patch_embed.": "x_embedder.", "head.": "final_layer."})
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
+            self._pos_table_meta = self._pos_table_dtype is not None and self.pos_embed.is_meta
 
     @property
     def null_label_id(self) -> int | None:
@@ -210,7 +212,9 @@ class ConditionalTransformer2D(TorchEBMModule):
     def _embed_condition(self, c: Any, batch: int) -> torch.Tensor:
         ref = self.x_embedder.proj.weight
         if isinstance(c, numbers.Real) and not isinstance(c, bool):
-            return self._embed_time(torch.full((batch,), float(c), device=ref.device))
+            # a float64 model keeps a float64 time (999.7 in float32 is 999.70001)
+            dtype = torch.promote_types(ref.dtype, torch.get_default_dtype())
+            return self._embed_time(torch.full((batch,), float(c), device=ref.device, dtype=dtype))
         if not isinstance(c, torch.Tensor):
             raise TypeError(
                 f"the conditioning (cond/t) must be a number or a tensor, got {type(c).__name__}"
@@ -292,8 +296,10 @@ class ConditionalTransformer2D(TorchEBMModule):
             y_emb = self.y_embedder(y, training=self.training)
             c = y_emb if c is None else c + y_emb
         pe: torch.Tensor = self.pos_embed
-        if self._pos_table_dtype is not None and pe.dtype != self._pos_table_dtype:
-            pe = converted_sincos_table(self, self.grid_size)  # after .double() etc.
+        if self._pos_table_dtype is not None and (
+            pe.dtype != self._pos_table_dtype or self._pos_table_meta
+        ):
+            pe = converted_sincos_table(self, self.grid_size)  # after .double(), to_empty()
         h = self.x_embedder(x) + pe.to(x.dtype)
         for block in self.blocks:
             h = block(h, c)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import warnings
 from typing import Any, cast
 
 import torch
@@ -24,6 +25,7 @@ __all__ = [
     "check_input",
     "check_input_dtype",
     "explain_missing_y",
+    "warn_label_dropout",
 ]
 
 
@@ -101,7 +103,8 @@ def condition_vector(
     name = type(module).__name__
     if isinstance(t, numbers.Real) and not isinstance(t, bool):  # one time for every row
         ref = next(cast(nn.Module, module.t_embedder).parameters())
-        t = torch.full((batch or 1,), float(t), device=ref.device)
+        dtype = torch.promote_types(ref.dtype, torch.get_default_dtype())  # float64 kept
+        t = torch.full((batch or 1,), float(t), device=ref.device, dtype=dtype)
     for arg, value in (("t", t), ("y", y), ("cond", cond)):
         rows = value.shape[0] if isinstance(value, torch.Tensor) and value.ndim > 0 else 1
         if batch is not None and rows not in (1, batch):
@@ -156,3 +159,18 @@ def explain_missing_y(owner: str, model: Any, err: TypeError, *, with_t: bool) -
         f"{owner} calls model(x, {'t, ' if with_t else ''}y=...) but {name}{sig} takes no y: "
         "guide a conditional model (one whose forward takes y), or call the model without y"
     ) from err
+
+
+def warn_label_dropout(base: Any) -> None:
+    """``RuntimeWarning`` when a guidance wrapper's ``base`` is in training mode with a label
+    embedder that drops labels at random: some conditional rows become unconditional."""
+    if not getattr(base, "training", False) or not isinstance(base, nn.Module):
+        return
+    if any(isinstance(m, LabelEmbedder) and m.dropout_prob > 0 for m in base.modules()):
+        warnings.warn(
+            f"{type(base).__name__} is in training mode and drops labels at random "
+            "(label dropout for classifier-free guidance training): the guided field "
+            "uses the null class for some conditional rows; call .eval() before sampling",
+            RuntimeWarning,
+            stacklevel=1,  # the caller is torch's Module.__call__
+        )

@@ -105,6 +105,7 @@ class DiT(nn.Module):
     __setstate__ = accept_089_pickle("x_embedder", dit_kwargs)
     #: Dtype the sin-cos table was built in (``None``: no fixed table, or a 0.8.9 pickle).
     _pos_table_dtype: torch.dtype | None = None
+    _pos_table_meta = False  # built on the meta device: computed after it leaves it
 
     pos_embed: torch.Tensor | None
 
@@ -194,7 +195,7 @@ class DiT(nn.Module):
             pe_dtype = torch.get_default_dtype()
             pe = build_2d_sincos_pos_embed(self.embed_dim, self.grid_size, dtype=pe_dtype)
             self.register_buffer("pos_embed", pe.unsqueeze(0), persistent=False)
-            self._pos_table_dtype = pe_dtype
+            self._pos_table_dtype, self._pos_table_meta = pe_dtype, pe.is_meta
         elif kind == "learnable":
             self.pos_embed = nn.Parameter(torch.zeros(1, n, self.embed_dim))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -237,8 +238,10 @@ class DiT(nn.Module):
         h = self.x_embedder(x)
         pe = self.pos_embed
         if pe is not None:
-            if self._pos_table_dtype is not None and pe.dtype != self._pos_table_dtype:
-                pe = converted_sincos_table(self, self.grid_size)  # after .double() etc.
+            if self._pos_table_dtype is not None and (
+                pe.dtype != self._pos_table_dtype or self._pos_table_meta
+            ):
+                pe = converted_sincos_table(self, self.grid_size)  # after .double(), to_empty()
             h = h + pe.to(device=h.device, dtype=h.dtype)
         for block in self.blocks:
             h = block(h, c)

@@ -9,7 +9,7 @@ from torch import nn
 
 from torchebm.core import BaseModel, substitute_condition
 from torchebm.core.errors import ConfigurationError, check_finite, check_int
-from torchebm.models._conditioning import explain_missing_y
+from torchebm.models._conditioning import explain_missing_y, warn_label_dropout
 
 __all__ = ["ClassifierFreeGuidance"]
 
@@ -25,7 +25,10 @@ class ClassifierFreeGuidance(BaseModel):
     whose leading dimension is the batch are doubled too. ``w = 0`` is the unconditional
     field and ``w = 1`` the conditional one (one call each); without ``y`` the model is
     called unguided. With ``guide_channels`` only the leading channels are guided and the
-    rest are taken from the unconditional output (e.g. DiT's learned variances).
+    rest are taken from the unconditional output (e.g. DiT's learned variances), as in
+    torchebm 0.8.9; DiT's reference sampler (``forward_with_cfg``) keeps the conditional
+    output's rest instead. A model in training mode that drops labels at random (label
+    dropout) gets a ``RuntimeWarning``: call ``.eval()`` before sampling.
 
     It is a [`BaseModel`][torchebm.core.BaseModel], as in torchebm 0.8.9: around a
     conditional *energy* (output ``(B,)``), ``gradient(x, model_kwargs={"y": y})`` is the
@@ -114,6 +117,8 @@ class ClassifierFreeGuidance(BaseModel):
                 doubled along with ``x``.
         """
         w = self.guidance_scale
+        if y is not None:
+            warn_label_dropout(self.model)
         if y is None or w == 1.0:
             return self._call(x, t, y, kwargs)
         if w == 0.0:

@@ -17,8 +17,7 @@ from torchebm.core.errors import (
     check_int,
     check_positive,
 )
-from torchebm.models._conditioning import explain_missing_y
-from torchebm.models.components._embeddings import LabelEmbedder
+from torchebm.models._conditioning import explain_missing_y, warn_label_dropout
 
 __all__ = ["LabelClassifierFreeGuidance", "EqMEnergy", "InteractionModel"]
 
@@ -38,7 +37,8 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
     $$
 
     on the first ``min(guide_channels, C)`` channels; the remaining channels (e.g. learned
-    variances) are taken from the unconditional output. A flat ``(B, D)`` output has its
+    variances) are taken from the unconditional output, as in torchebm 0.8.9 (DiT's reference
+    sampler keeps the conditional output's). A flat ``(B, D)`` output has its
     features on dimension 1: ``guide_channels=3`` (the default) then guides three of them
     and warns (``RuntimeWarning``); pass ``guide_channels=None`` for vector data. The
     conditional and unconditional evaluations run as **one** base call on a doubled batch
@@ -62,7 +62,7 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
         >>> from torchebm.models import ConditionalTransformer2D
         >>> net = ConditionalTransformer2D(in_channels=1, out_channels=1, input_size=8,
         ...     patch_size=2, embed_dim=32, depth=1, num_heads=4, num_classes=10,
-        ...     class_dropout_prob=0.1)
+        ...     class_dropout_prob=0.1).eval()  # no label dropout while sampling
         >>> cfg = LabelClassifierFreeGuidance(net, null_label_id=10, cfg_scale=4.0)
         >>> cfg(torch.randn(2, 1, 8, 8), torch.rand(2), y=torch.tensor([3, 7])).shape
         torch.Size([2, 1, 8, 8])
@@ -116,14 +116,7 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
         """
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be an integer tensor of labels, got {type(y).__name__}")
-        if getattr(self.base, "training", False) and _drops_labels(self.base):
-            warnings.warn(
-                f"{type(self.base).__name__} is in training mode and drops labels at random "
-                "(label dropout for classifier-free guidance training): the guided field "
-                "uses the null class for some conditional rows; call .eval() before sampling",
-                RuntimeWarning,
-                stacklevel=1,  # the caller is torch's Module.__call__
-            )
+        warn_label_dropout(self.base)
         if self.cfg_scale <= 1.0:
             return self._call_base(x, t, y, kwargs)
         b = x.shape[0]
@@ -154,12 +147,6 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
             )
         guided = uncond[:, :c] + self.cfg_scale * (cond[:, :c] - uncond[:, :c])
         return torch.cat([guided, uncond[:, c:]], dim=1)
-
-
-def _drops_labels(base: Any) -> bool:
-    """Whether ``base`` holds a label embedder with training-time label dropout."""
-    modules = base.modules() if isinstance(base, nn.Module) else ()
-    return any(isinstance(m, LabelEmbedder) and m.dropout_prob > 0 for m in modules)
 
 
 _EQM_TYPES = ("dot", "mean", "l2", "implicit")
@@ -229,6 +216,11 @@ class EqMEnergy(BaseModel):
         return cls(loss.model, energy_type)
 
     def _field(self, x: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
+        if "t" in model_kwargs:  # the field's t is fixed: it went in twice, a raw TypeError
+            raise ConfigurationError(
+                "EqMEnergy evaluates its field at t = 0 (EqM fields are time invariant): "
+                "model_kwargs must not hold 't'; wrap the field to fix another time"
+            )
         t = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
         f = _first(self.field(x, t, **model_kwargs))
         if f.shape != x.shape:
@@ -242,7 +234,7 @@ class EqMEnergy(BaseModel):
 
         Args:
             x: Samples `(B, *event_shape)`.
-            **model_kwargs: Keywords of the wrapped field (``t``, ``y``, ...).
+            **model_kwargs: Keywords of the wrapped field (``y``, ...; not ``t``, fixed at 0).
         """
         f = self._field(x, **model_kwargs)
         if self.energy_type == "l2":

@@ -376,6 +376,7 @@ def converted_sincos_table(module: Any, grid_size: int | tuple[int, int]) -> tor
     or through one other floating dtype), it is recomputed once in float64 and cast to the new
     dtype (exact to its rounding); a table the user replaced is kept. Not in the
     ``state_dict`` (a non-persistent buffer, as in torchebm 0.8.9): checkpoints are unchanged.
+    A table built on the meta device is computed at the first forward after ``to_empty()``.
     While ``torch.compile`` traces (``fullgraph=True`` refuses the data-dependent test), the
     cast table is used as it is, as before; an eager forward recomputes it.
 
@@ -390,6 +391,8 @@ def converted_sincos_table(module: Any, grid_size: int | tuple[int, int]) -> tor
     built: torch.dtype = module._pos_table_dtype
     if torch.compiler.is_compiling():  # no data-dependent test (or buffer swap) in a graph
         return pe
+    if getattr(module, "_pos_table_meta", False):  # built on the meta device
+        return _rebuilt_after_meta(module, pe, grid_size)
     with torch.inference_mode(False), torch.no_grad():
         exact = build_2d_sincos_pos_embed(
             pe.shape[-1], grid_size, device=pe.device, dtype=torch.float64
@@ -403,4 +406,20 @@ def converted_sincos_table(module: Any, grid_size: int | tuple[int, int]) -> tor
             pe = exact.to(pe.dtype)
             module.pos_embed = pe  # the registered (non-persistent) buffer, replaced
     module._pos_table_dtype = pe.dtype
+    return pe
+
+
+def _rebuilt_after_meta(module: Any, pe: torch.Tensor, grid_size: Any) -> torch.Tensor:
+    """The table of a module built on the meta device, computed once it has left it:
+    ``to_empty()`` gives the non-persistent buffer uninitialised memory, and
+    ``load_state_dict`` does not restore it (it is not in the state dict)."""
+    if pe.is_meta:
+        return pe
+    with torch.inference_mode(False), torch.no_grad():
+        exact = build_2d_sincos_pos_embed(
+            pe.shape[-1], grid_size, device=pe.device, dtype=torch.float64
+        )
+        pe = exact.unsqueeze(0).to(pe.dtype)
+        module.pos_embed = pe
+    module._pos_table_meta, module._pos_table_dtype = False, pe.dtype
     return pe
