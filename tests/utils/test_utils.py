@@ -202,3 +202,24 @@ def test_copy_to_and_average_parameters_carry_the_buffers():
     with ema.average_parameters(net):
         assert torch.equal(net[1].running_var, ema.module[1].running_var)
     assert torch.all(net[1].running_var == 3)  # restored on exit
+
+
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_ema_of_a_half_precision_model_warns_and_a_float32_average_follows_the_closed_form(half):
+    # 5,000 updates at d = 0.999 from 0 towards 1: 1 - 0.999^5000 = 0.99328 exactly; a
+    # bfloat16 average stalled at 0.25 (float16: 0.756), in silence
+    model = nn.Linear(1, 1, bias=False).to(half)
+    with torch.no_grad():
+        model.weight.zero_()
+    stalled, kept = EMA(model, 0.999), EMA(model, 0.999).float()
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    with pytest.warns(RuntimeWarning, match="EMA averages in torch.*float32"):
+        stalled.update(model)
+    for _ in range(4999):
+        stalled.update(model)
+    for _ in range(5000):
+        kept.update(model)
+    exact = 1 - 0.999**5000
+    assert abs(float(kept.module.weight) - exact) < 1e-4
+    assert float(stalled.module.weight) < 0.9  # what the warning is about

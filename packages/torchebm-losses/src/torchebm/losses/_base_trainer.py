@@ -365,7 +365,8 @@ class BaseTrainer:
         loss_fn: Callable returning the loss (usually an ``nn.Module`` holding ``model``).
         device: Move ``model`` and ``loss_fn`` there (default: leave them where they are;
             batches go to the model's device).
-        dtype: Cast ``model`` and ``loss_fn`` to this floating dtype (default: leave).
+        dtype: Cast ``model``, ``loss_fn`` and the floating tensors of each batch to this
+            floating dtype (default: leave).
         use_mixed_precision: Autocast around each step (CUDA; on the CPU with
             ``amp_dtype=torch.bfloat16``; elsewhere it warns and is off), with a
             ``GradScaler`` for float16. Do not wrap ``train()`` in an autocast context of
@@ -398,7 +399,8 @@ class BaseTrainer:
             drops the window's gradients, warns and counts `skipped_steps` (the
             optimizer and schedulers do not step); ``"ignore"`` checks nothing (no host
             synchronisation at all). With fp16 loss scaling the gradient check is left to
-            the ``GradScaler``, which skips overflowing steps itself. NaN/inf in a *batch*
+            the ``GradScaler``, which skips overflowing steps itself (counted in
+            `skipped_steps`, no scheduler steps, `step` unchanged). NaN/inf in a *batch*
             is refused by the loss before any backward pass under its ``"raise"`` or
             ``"warn"`` policy (a ``NonFiniteError`` on that rank alone, which ends a
             multi-rank run); build the loss with ``nan_policy="ignore"`` for ``"skip"`` to
@@ -483,6 +485,7 @@ class BaseTrainer:
             if isinstance(loss_fn, nn.Module):
                 cast(Any, loss_fn).to(**kw)
         self.device = self._resolve_device(device)
+        self._batch_dtype = dtype
 
         self._setup_distribution(model, loss_fn, sync_gradients, unshard_during_step)
 
@@ -499,6 +502,13 @@ class BaseTrainer:
                 f"falling back to full precision on {self.device.type}"
             )
             self.use_mixed_precision = False
+        float64 = any(p.dtype == torch.float64 for p in cast(Any, model).parameters())
+        if self.use_mixed_precision and float64:
+            warn_user(
+                "use_mixed_precision has no effect on the float64 parameters of the model: "
+                "autocast casts float32 operations only (pass dtype=torch.float32 to train in "
+                "mixed precision)"
+            )
         self.scaler = (
             torch.amp.GradScaler("cuda")
             if self.use_mixed_precision and amp_dtype == torch.float16
@@ -685,12 +695,14 @@ class BaseTrainer:
         return x, kw
 
     def _to_device(self, x: torch.Tensor, kw: dict) -> tuple[torch.Tensor, dict]:
-        x = x.to(self.device, non_blocking=True)
-        kw = {
-            k: (v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
-            for k, v in kw.items()
-        }
-        return x, kw
+        """The batch on the trainer's device; floating tensors also in ``dtype`` when given
+        (as torchebm 0.8.9 cast them: a float32 loader beside a float64 model)."""
+
+        def move(v: torch.Tensor) -> torch.Tensor:
+            cast = self._batch_dtype is not None and v.is_floating_point()
+            return v.to(self.device, self._batch_dtype if cast else None, non_blocking=True)
+
+        return move(x), {k: move(v) if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
 
     # ------------------------------------------------------------------ one step
     def compute_loss(self, x: torch.Tensor, model_kwargs: dict) -> Any:
@@ -885,8 +897,12 @@ class BaseTrainer:
             if self.max_grad_norm is not None:
                 self.scaler.unscale_(self.optimizer)
                 _clip_grad_norm(self._stepped_parameters(), self.max_grad_norm)
+            scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.scaler.get_scale() < scale:  # an overflow: the scaler skipped the step
+                self.skipped_steps += 1
+                return False
         else:
             if self.max_grad_norm is not None:
                 _clip_grad_norm(self._stepped_parameters(), self.max_grad_norm)
@@ -945,6 +961,10 @@ class BaseTrainer:
     def train_epoch(self, loader: Iterable[Any]) -> dict[str, float]:
         """One pass over ``loader``; returns the mean of each metric (global when distributed).
 
+        The model is put in training mode first, as in torchebm 0.8.9 (a ``validate_fn`` that
+        calls ``model.eval()``, or a model built in eval mode, trains with BatchNorm and
+        Dropout active).
+
         After [`load_checkpoint`][torchebm.losses.BaseTrainer.load_checkpoint] of a mid-epoch checkpoint the batches already
         trained in this epoch are skipped, so the run continues where it stopped (and their
         metrics, saved with it, still count in the epoch's means). The RNG that shuffles
@@ -954,6 +974,7 @@ class BaseTrainer:
         Args:
             loader: Iterable of batches (a tensor, ``(x, ...)`` or a dict).
         """
+        cast(Any, self.model).train()  # as 0.8.9: a validate_fn's eval() ends here
         skip = self._batch_in_epoch
         if skip == 0:
             self._epoch_sums, self._epoch_count = {}, 0

@@ -9,6 +9,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from torchebm.core._module import warn_user
 from torchebm.core.distributed import unwrap_model
 from torchebm.core.errors import check_positive
 from torchebm.losses._base_trainer import BaseTrainer
@@ -60,7 +61,8 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
         model: Energy model ``(B, *event) -> (B,)`` (plain, DDP or FSDP2).
         sampler: Sampler of the negatives (e.g. ``LangevinDynamics(model, ...)``).
         optimizer: Optimizer (default: Adam with ``learning_rate``).
-        learning_rate: Adam learning rate when ``optimizer`` is ``None`` (``> 0``).
+        learning_rate: Adam learning rate when ``optimizer`` is ``None`` (``> 0``; beside an
+            optimizer a value other than the default warns: it is not used).
         k_steps: Sampler steps per training step.
         persistent: Persistent CD (replay buffer).
         buffer_size: Chains in the replay buffer.
@@ -114,6 +116,11 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
         if optimizer is None:
             lr = check_positive("learning_rate", learning_rate)
             optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        elif learning_rate != 0.01:  # the default: given beside an optimizer, it did nothing
+            warn_user(
+                f"learning_rate={learning_rate!r} is ignored: the given optimizer keeps its own "
+                "learning rate (set it in the optimizer)"
+            )
         if loss_kwargs is not None and not isinstance(loss_kwargs, dict):
             raise TypeError(f"loss_kwargs must be a dict, got {type(loss_kwargs).__name__}")
         loss_fn = ContrastiveDivergence(

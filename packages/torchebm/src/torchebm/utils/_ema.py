@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from torchebm.core import requires_grad
+from torchebm.core._module import warn_user
 from torchebm.core.distributed import unwrap_model
 from torchebm.core.errors import ConfigurationError, check_probability
 
@@ -52,6 +53,12 @@ class EMA(nn.Module):
     ``state_dict`` keys do not depend on how the trained model was wrapped. A state dict of
     torchebm 0.8.9's `EMA` of a wrapped model (keys ``module.module.*`` or
     ``module._orig_mod.*``) loads too (torch >= 2.5).
+
+    The average has the copy's dtype: for a float16/bfloat16 model keep it in float32
+    (``EMA(model, decay).float()``; `update` casts the live weights), else increments
+    $(1 - d)(\theta - \bar\theta)$ below the half-precision rounding are lost (bfloat16,
+    $d = 0.999$: 25 % of a step change after 5,000 updates instead of 99.3 %; the first
+    `update` warns).
 
     Args:
         model: The module to average; deep-copied (unwrapped) at construction.
@@ -123,6 +130,8 @@ class EMA(nn.Module):
         """
         d = self.current_decay()
         params, buffers = self._pairs(model)
+        if self.step == 0:
+            _warn_half_average(self.module)
         for e, p in params:
             e.lerp_(p.detach().to(e.device, e.dtype), 1.0 - d)  # an EMA kept on the CPU
         for e, b in buffers:
@@ -190,3 +199,15 @@ class EMA(nn.Module):
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}, decay_schedule={self.decay_schedule!r}, step={self.step}"
+
+
+def _warn_half_average(module: nn.Module) -> None:
+    """One ``RuntimeWarning`` when the average is kept in float16/bfloat16."""
+    half = {p.dtype for p in module.parameters()} & {torch.float16, torch.bfloat16}
+    if half:
+        warn_user(
+            f"EMA averages in {sorted(map(str, half))[0]}: increments (1 - decay) * (w - avg) "
+            "below its rounding are lost and the average stalls; keep it in float32 with "
+            "EMA(model, decay).float() (update() casts the live weights)",
+            RuntimeWarning,
+        )
