@@ -120,6 +120,45 @@ def test_defined_name_exists(key):
     assert hasattr(importlib.import_module(mod_path), name), key
 
 
+# library names that 0.8.9's modules imported at module level (read off its sources):
+# `from torchebm.couplings.ot import CouplingResult` worked there
+IMPORTED_089 = {
+    "torchebm.couplings.independent": ["BaseCoupling", "CouplingResult"],
+    "torchebm.couplings.model_induced": ["BaseModelCoupling"],
+    "torchebm.couplings.ot": ["BaseCostCoupling", "CouplingResult"],
+    "torchebm.interpolants.cosine": ["BaseInterpolant"],
+    "torchebm.interpolants.linear": ["BaseInterpolant"],
+    "torchebm.interpolants.variance_preserving": ["BaseInterpolant", "expand_t_like_x"],
+    "torchebm.losses.energy_matching": [
+        "BaseCoupling", "BaseInterpolant", "BaseLoss", "BaseModel", "BaseScheduler",
+        "ConstantScheduler", "TemperatureScheduler", "compute_flow_weight", "mean_flat",
+        "trimmed_mean",
+    ],
+    "torchebm.losses.equilibrium_matching": [
+        "BaseCoupling", "BaseInterpolant", "BaseScheduler", "expand_t_like_x",
+        "compute_eqm_ct", "dispersive_loss", "mean_flat",
+    ],
+    "torchebm.losses.flow_matching": ["BaseCoupling", "BaseInterpolant", "BaseScheduler", "mean_flat"],
+    "torchebm.samplers.flow": [
+        "BaseInterpolant", "BaseSampler", "BaseScheduler", "expand_t_like_x",
+        "BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "resolve_integrator",
+        "CosineInterpolant", "LinearInterpolant", "VariancePreservingInterpolant",
+        "resolve_interpolant",
+    ],
+    "torchebm.samplers.gradient_descent": ["BaseModel", "BaseSampler", "BaseScheduler"],
+}  # fmt: skip
+CANONICAL = ("torchebm.core", "torchebm.losses", "torchebm.integrators", "torchebm.interpolants")
+
+
+@pytest.mark.parametrize("module", sorted(IMPORTED_089))
+def test_names_0_8_9_modules_imported_import_from_there_again(module):
+    mod = importlib.import_module(module)
+    for name in IMPORTED_089[module]:
+        homes = [importlib.import_module(c) for c in CANONICAL]
+        same = [getattr(h, name) for h in homes if hasattr(h, name)]
+        assert hasattr(mod, name) and same and getattr(mod, name) is same[0], (module, name)
+
+
 def test_base_model_accepts_device_keyword():
     from torchebm.core import BaseModel
 
