@@ -121,3 +121,36 @@ def test_a_tableau_property_that_needs_its_instance_is_named():
             @property
             def tableau_b(self):
                 return (self.weight,)
+
+
+@pytest.mark.parametrize(
+    "cls,args",
+    [
+        (HeunIntegrator, (0.02, 50)),  # consistent with the grid
+        (RK4Integrator, (0.5, 7)),  # both contradict the grid: 0.8.9 ignored them too
+        (MidpointIntegrator, (0.02, None)),
+        (Dopri5Integrator, (0.1, 100)),  # the adaptive path: n_steps means nothing on a grid
+    ],
+)
+def test_0_8_9_calls_with_step_size_and_n_steps_beside_a_grid_use_the_grid(cls, args):
+    # 0.8.9 required step_size and n_steps positionally and ignored them when t was given;
+    # this version raised a ConfigurationError for such calls (0.8.9 code stopped working)
+    grid = torch.linspace(0.0, 1.0, 51, dtype=torch.float64)
+    state = {"x": torch.ones(4, 2, dtype=torch.float64)}
+    f = lambda x, t: -x  # noqa: E731
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        got = cls().integrate(state, *args, drift=f, t=grid)["x"]
+    first_step = args[0] if cls is Dopri5Integrator else None  # the adaptive path's first step
+    want = cls().integrate(state, first_step, drift=f, t=grid)["x"]
+    assert torch.equal(got, want)
+    torch.testing.assert_close(got, torch.full_like(got, torch.e**-1), rtol=1e-3, atol=0)
+
+
+def test_a_step_size_ignored_beside_a_grid_warns():
+    grid = torch.linspace(0.0, 1.0, 11)
+    with pytest.warns(DeprecationWarning, match="step_size=0.5 ignored: on a time grid t"):
+        BackwardEulerMaruyamaIntegrator().integrate(
+            {"x": torch.ones(2, 1)}, 0.5, None, drift=lambda x, t: -x, t=grid,
+            diffusion=0.0,
+        )  # fmt: skip

@@ -29,7 +29,7 @@ import torch
 
 from torchebm.core import BaseIntegrator, expand_t_like_x
 from torchebm.core._base_integrator import _Evaluations, _prep_step, _require_callable
-from torchebm.core._module import warn_user
+from torchebm.core._module import warn_once, warn_user
 from torchebm.core.errors import (
     _CHECKED,
     ConfigurationError,
@@ -599,11 +599,12 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             step_size: Step of the fixed path without a grid; initial step of the adaptive
                 path, one number or one-element tensor (``None`` with a grid: a step is
                 chosen automatically).
-            n_steps: Number of fixed steps (without ``t``); with ``t`` it must equal
-                ``len(t) - 1``.
+            n_steps: Number of fixed steps (without ``t``); with ``t`` any other value than
+                ``len(t) - 1`` is ignored with a ``DeprecationWarning`` (0.8.9 code passes it).
             drift: Vector field ``drift(x, t)``.
             t: 1-D time grid (length >= 2), finite and strictly increasing or decreasing. The
-                fixed path takes one step per interval (``step_size`` must then be ``None``);
+                fixed path takes one step per interval (a ``step_size`` is then ignored with a
+                ``DeprecationWarning``, as 0.8.9 ignored it);
                 the adaptive path integrates from ``t[0]`` to ``t[-1]``.
                 Without it the grid is ``arange(n_steps + 1) * step_size``.
             adaptive: ``None`` = adaptive iff the method has ``error_weights``.
@@ -614,7 +615,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
 
         Raises:
             ValueError: missing drift, ``n_steps <= 0``, malformed or non-monotone ``t``,
-                ``n_steps``/``step_size`` contradicting ``t``, ``adaptive=True`` for a method
+                ``adaptive=True`` for a method
                 without error estimate.
             TypeError: ``n_steps`` is not an int (``3.0`` included), or ``step_size`` is
                 not a number or a tensor (the adaptive path's first step too).
@@ -692,15 +693,17 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             n_steps = check_int("n_steps", n_steps, minimum=1)
         if t is not None:
             times = _check_grid(t, x)
-            if n_steps is not None and n_steps != times.shape[0] - 1:
-                raise ConfigurationError(
-                    f"n_steps={n_steps} does not match the time grid t of {times.shape[0]} "
-                    f"points ({times.shape[0] - 1} steps); pass one of them"
-                )
-            if need_step and step_size is not None:
-                raise ConfigurationError(
-                    f"step_size={step_size!r} is not used on a time grid t (the steps are "
-                    "t[i+1] - t[i]); pass one of them"
+            # 0.8.9 required both positionally and ignored them beside t: still ignored, warned
+            unused = [
+                *([f"n_steps={n_steps}"] if n_steps not in (None, times.shape[0] - 1) else []),
+                *([f"step_size={step_size!r}"] if need_step and step_size is not None else []),
+            ]
+            if unused:
+                warn_once(
+                    f"{type(self).__name__}.integrate.unused_grid_steps",
+                    f"{' and '.join(unused)} ignored: on a time grid t of {times.shape[0]} "
+                    "points the steps are t[i+1] - t[i] (as in torchebm 0.8.9); pass t alone",
+                    DeprecationWarning,
                 )
             return times, times.diff()
         if step_size is None:
