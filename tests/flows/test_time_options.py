@@ -208,3 +208,22 @@ def test_callable_sampler_times_respect_train_eps():
     eqm0 = EquilibriumMatchingLoss(Field(), t_sampler=ends)
     t0 = eqm0.training_losses(torch.randn(8, 2), generator=torch.Generator().manual_seed(0))["t"]
     torch.testing.assert_close(t0, torch.tensor([0.0, 1.0, 0.05, 0.5] * 2), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("eps", [0.2, 0.0])
+def test_energy_matching_train_eps_bounds_the_flow_times_as_0_8_9_did(eps):
+    # 0.8.9 took train_eps (through **kwargs) and drew t in [eps, 1 - eps]; this version
+    # refused the keyword (and a 0.8.9 pickle with it drew t over [1e-4, 1 - 1e-4])
+    seen = []
+
+    def weight(t):
+        seen.append(t.detach().clone())
+        return torch.ones_like(t)
+
+    em = EnergyMatchingLoss(Potential(), lambda_cd=0.0, loss_weight_fn=weight, train_eps=eps)
+    em(torch.randn(4000, 2), generator=torch.Generator().manual_seed(3))
+    t = torch.cat(seen)
+    # uniform on [eps, 1 - eps]: min and max within 1e-2 of the ends (4,000 draws: P(miss) ~ e^-67)
+    assert eps <= float(t.min()) < eps + 1e-2 and 1 - eps - 1e-2 < float(t.max()) <= 1 - eps
+    with pytest.raises(ValueError, match="train_eps"):
+        EnergyMatchingLoss(Potential(), train_eps=0.5)

@@ -107,3 +107,10 @@ IMPORTED_089 = [
 def test_a_name_a_089_module_imported_resolves_there(module, name, home):
     got = getattr(importlib.import_module(module), name)
     assert got is getattr(importlib.import_module(home), name)
+
+
+def test_a_089_energy_matching_keeps_its_train_eps():
+    loss = EnergyMatchingLoss(MLPEnergy(hidden=8), lambda_cd=0.0, train_eps=0.2)
+    upgraded = unpickle_089(loss)
+    assert upgraded.train_eps == 0.2
+    torch.testing.assert_close(_value(upgraded), _value(loss), rtol=0, atol=0)

@@ -131,6 +131,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         t_p_mean: Log-normal $\mu$. Default -1.2.
         t_p_std: Log-normal $s$. Default 1.2.
         loss_weight_fn: Optional ``t -> w(t)`` multiplying each sample's flow term.
+        train_eps: Margin $\epsilon \in [0, 0.5)$ of the flow term's times: they lie in
+            $[\epsilon, 1-\epsilon]$ (float or scheduler; keyword-only, as 0.8.9 took it).
 
     Example:
         >>> import torch.nn as nn
@@ -172,6 +174,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         t_p_std: float = 1.2,
         loss_weight_fn: Any = None,
         *,
+        train_eps: float | BaseScheduler = 0.0,
         cfg_dropout: float = 0.0,
         null_condition: Any = None,
         check_conditioning: bool = True,
@@ -189,6 +192,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         self.sampler = sampler
         self.sigma = sigma
         self.lambda_cd = lambda_cd
+        self.train_eps = train_eps
         self.flow_weight_cutoff = check_finite("flow_weight_cutoff", flow_weight_cutoff)
         self.epsilon_max = check_non_negative("epsilon_max", epsilon_max)
         self.tau_star = check_finite("tau_star", tau_star)
@@ -212,6 +216,9 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
     lambda_cd = ScheduledParameter(non_negative=True)
     """Weight of the contrastive-divergence term (0 disables it)."""
 
+    train_eps = ScheduledParameter(non_negative=True, below=0.5)
+    r"""Margin of the flow term's times, drawn in $[\epsilon, 1-\epsilon]$."""
+
     def __repr__(self) -> str:
         return (
             f"EnergyMatchingLoss(coupling={self.coupling!r}, interpolant={self.interpolant!r}, "
@@ -224,7 +231,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         conditioning = paired_conditioning(conditioning, pair.index, x1.shape[0])
         x0, x1c, weights = pair.x0, pair.x1, pair.weights
         b = x1c.shape[0]
-        t = self.time_sampler(b, 0.0, device=x1c.device, dtype=x1c.dtype, generator=generator)
+        eps = self.train_eps
+        t = self.time_sampler(b, eps, device=x1c.device, dtype=x1c.dtype, generator=generator)
         with checked_inputs():  # t in [0, 1]: drawn here, or checked by the time sampler
             xt, ut = self.interpolant.interpolate(x0, x1c, t)
         sigma = self.sigma
