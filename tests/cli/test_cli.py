@@ -185,3 +185,24 @@ def test_a_failure_while_the_demo_runs_is_not_reported_as_a_usage_error(monkeypa
     with pytest.raises(ConfigurationError, match="inside the demo"):
         main(["demo", "cd", "--steps", "1", "--samples", "10", "--quiet"])
     assert main(["demo", "--samples", "9", "--quiet"]) == 2  # an option's value still is
+
+
+def test_an_output_format_whose_writer_cannot_run_is_refused_before_training(tmp_path, monkeypatch):
+    # pgf is listed by matplotlib but needs TeX: the demo trained, then failed to save
+    from matplotlib.figure import Figure
+
+    from torchebm.cli._demos import DemoUsageError, _png_path
+
+    real = Figure.savefig
+
+    def no_tex(self, fname, *args, **kwargs):
+        if kwargs.get("format") == "pgf":
+            raise RuntimeError("'xelatex' not found")
+        return real(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", no_tex)
+    with pytest.raises(DemoUsageError, match="cannot write pgf here"):
+        _png_path(str(tmp_path / "x.pgf"))
+    assert _png_path(str(tmp_path / "x.svg")) == str(tmp_path / "x.svg")
+    with pytest.raises(DemoUsageError, match="names a folder that does not exist"):
+        _png_path(str(tmp_path / "missing" / "sub") + "/")

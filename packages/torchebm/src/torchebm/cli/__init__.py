@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default: cpu")
     demo.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="random seed, a 64-bit int (default 0)"
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="random seed, a 64-bit int; the CPU generator uses its low 32 bits (default 0)",
     )
     demo.add_argument(
         "--samples",

@@ -547,6 +547,8 @@ def _png_path(out: str | None, default: str = "torchebm-demo.png") -> str:
     ``out`` with ``.png`` added when it has no extension; any other extension must be a
     format matplotlib writes, and the folder must exist.
     """
+    if out and out.endswith(("/", os.sep)) and not os.path.isdir(out):
+        raise DemoUsageError(f"--out {out!r} names a folder that does not exist")
     if not out or os.path.isdir(out):
         out = os.path.join(out or "", default)
     ext = os.path.splitext(out)[1]
@@ -561,12 +563,31 @@ def _png_path(out: str | None, default: str = "torchebm-demo.png") -> str:
                 f"--out must end in an image format matplotlib writes ({', '.join(formats)}) or "
                 f"have no extension (.png is added), got {out!r}"
             )
+        _check_writer(ext[1:].lower(), out)
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise DemoUsageError(
             f"--out must be a file in an existing folder, got {out!r} ({folder} is not one)"
         )
     return out
+
+
+def _check_writer(fmt: str, out: str) -> None:
+    """Save a small figure with text in ``fmt`` to memory: a listed format whose writer needs
+    a missing program (pgf: a TeX install) failed only after the demo had trained."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    fig.text(0.5, 0.5, "x")  # an empty figure saves as pgf without TeX
+    try:
+        fig.savefig(io.BytesIO(), format=fmt)
+    except Exception as err:  # noqa: BLE001 - any writer failure is the user's format
+        raise DemoUsageError(
+            f"--out {out!r}: matplotlib cannot write {fmt} here ({type(err).__name__}: {err}); "
+            "use .png, .pdf or .svg"
+        ) from err
 
 
 def _check_demo_args(steps: Any, n_samples: Any, device: str, seed: Any = 0) -> None:

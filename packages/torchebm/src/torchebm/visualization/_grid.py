@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchebm.core.errors import ConfigurationError, ShapeError, check_energies, check_int
+from torchebm.core._module import warn_user
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_energies,
+    check_finite,
+    check_int,
+)
 
 __all__ = [
     "energy_grid",
@@ -151,7 +158,9 @@ def vector_field_grid(
 
     Returns:
         ``(X, Y, U, V)`` arrays of shape ``(grid_size, grid_size)``: grid coordinates and
-        the two field components.
+        the two field components. NaN/inf vectors (a plot leaves them blank) are kept, with
+        one ``RuntimeWarning`` giving their number; all of them non-finite is a
+        ``ConfigurationError``.
 
     Example:
         >>> X, Y, U, V = vector_field_grid(lambda x: -x, (-1, 1), grid_size=3)
@@ -163,7 +172,8 @@ def vector_field_grid(
     if t is None:
         out = field(pts, **conditioning)
     else:
-        tt = torch.full((pts.shape[0],), float(t), dtype=pts.dtype, device=pts.device)
+        t = check_finite("t", t)
+        tt = torch.full((pts.shape[0],), t, dtype=pts.dtype, device=pts.device)
         out = field(pts, tt, **conditioning)
     if isinstance(out, (tuple, list)):
         out = out[0]
@@ -173,4 +183,12 @@ def vector_field_grid(
             f"field must return vectors of shape (B, 2) = {tuple(pts.shape)}, got {shape}"
         )
     uv = out.detach().to("cpu", torch.float64).numpy()
+    bad = int((~np.isfinite(uv).all(axis=1)).sum())  # a plot leaves such arrows out, blank
+    if bad == len(uv):
+        raise ConfigurationError(f"field returned NaN/inf at every one of the {bad} grid points")
+    if bad:
+        warn_user(
+            f"field returned NaN/inf at {bad} of {len(uv)} grid points (left blank in a plot)",
+            RuntimeWarning,
+        )
     return X, Y, uv[:, 0].reshape(X.shape), uv[:, 1].reshape(X.shape)

@@ -22,6 +22,7 @@ from torchebm.core._module import warn_user
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
+    check_finite,
     check_in,
     check_int,
     check_positive,
@@ -94,7 +95,8 @@ def landscape_values(
     $p = e^{-E} / Z$ with $Z$ the trapezoidal-rule integral of $e^{-E}$ over the
     grid's rectangle (so ``p`` integrates to 1 over the plotted window, up to the
     rule's $O(h^2)$ error, none when $e^{-E}$ is bilinear there, a constant energy
-    included); ``"log_density"`` $\log p$. Computed stably by subtracting ``E.min()`` first.
+    included; the nodes may be unevenly spaced); ``"log_density"`` $\log p$. Computed
+    stably by subtracting ``E.min()`` first.
 
     Learned energies often grow by hundreds of units away from the data, which flattens
     every colour scale; ``clip`` keeps only the interesting range: energies above
@@ -121,7 +123,8 @@ def landscape_values(
     Raises:
         ShapeError: ``E``, ``X``, ``Y`` are not 2-D grids of one shape (``energy_grid``'s).
         ConfigurationError: NaN or ``-inf`` energies, every energy ``+inf``, a bad ``kind``
-            or ``clip``.
+            or ``clip``; for a density, ``X``, ``Y`` not an ``"xy"`` meshgrid with strictly
+            monotone coordinates.
 
     Example:
         >>> X, Y = np.meshgrid(np.linspace(0, 1, 3), np.linspace(0, 1, 3))
@@ -131,6 +134,8 @@ def landscape_values(
     """
     check_in("kind", kind, LANDSCAPE_KINDS)
     _check_grids(E, X, Y)
+    if kind != "energy":
+        _check_meshgrid(np.asarray(X), np.asarray(Y))
     wall = np.isposinf(E)
     bad = int(np.isnan(E).sum() + np.isneginf(E).sum())
     if bad:
@@ -175,10 +180,28 @@ def _check_grids(E: Any, X: Any, Y: Any) -> None:
 
 
 def _trapezoid_weights(nodes: np.ndarray) -> np.ndarray:
-    """Trapezoidal-rule weights of evenly spaced ``nodes``: the spacing, halved at both ends."""
-    w = np.full(nodes.shape, (nodes[-1] - nodes[0]) / (nodes.size - 1))
-    w[[0, -1]] *= 0.5
+    """Trapezoidal-rule weights of strictly monotone ``nodes`` (any spacing): half of each
+    adjacent interval's length."""
+    gaps = np.abs(np.diff(nodes)) / 2
+    w = np.zeros(nodes.shape)
+    w[:-1] += gaps
+    w[1:] += gaps
     return w
+
+
+def _check_meshgrid(X: np.ndarray, Y: np.ndarray) -> None:
+    """``ConfigurationError`` unless ``X``, ``Y`` are an ``"xy"`` meshgrid (x along rows, y
+    down columns) with strictly monotone coordinates: the density's integral reads the
+    nodes ``X[0]`` and ``Y[:, 0]`` (an ``"ij"`` grid gave inf, a descending axis NaN)."""
+    x, y = X[0], Y[:, 0]
+    xy = bool(np.all(X == x[None, :]) and np.all(Y == y[:, None]))
+    monotone = all(np.all(d > 0) or np.all(d < 0) for d in (np.diff(x), np.diff(y)))
+    if not (xy and monotone):
+        raise ConfigurationError(
+            "X and Y must be an 'xy' meshgrid with strictly increasing or decreasing "
+            "coordinates (np.meshgrid(xs, ys), as energy_grid returns) for a density; got "
+            + ("an 'ij' or irregular grid" if not xy else "coordinates that repeat or turn")
+        )
 
 
 _KIND_LABEL = {
@@ -291,8 +314,13 @@ def _points_canvas(
 
     Ranges: ``xlim`` given -> ``ylim`` defaults to it; else both fitted to ``points``
     (``ylim`` still wins when given). ``landscape`` holds the keywords of
-    [`plot_energy_landscape`][torchebm.visualization.plot_energy_landscape] (``grid_size``, ``kind``, ``clip``, ``model_kwargs``).
+    [`plot_energy_landscape`][torchebm.visualization.plot_energy_landscape] (``grid_size``, ``kind``, ``clip``, ``model_kwargs``),
+    checked without a model too (a bad one was accepted there and ignored).
     """
+    check_in("kind", landscape["kind"], LANDSCAPE_KINDS)
+    check_int("grid_size", landscape["grid_size"], minimum=2)
+    if landscape["clip"] is not None:
+        check_positive("clip", landscape["clip"])
     if xlim is None:
         xlim_, auto_y = _auto_limits(*points)
         ylim_ = check_limits("ylim", ylim) if ylim is not None else auto_y
@@ -543,20 +571,23 @@ def _history_curves(history: Any, ylabel: str) -> dict[str, Any]:
 
 def _curve_values(name: str, values: Any) -> np.ndarray:
     """A curve as a 1-D float64 array, or a `TypeError` naming the entry and the forms."""
-    if isinstance(values, (str, bytes, Mapping)) or not isinstance(
-        values, (Sequence, np.ndarray, torch.Tensor)
-    ):
+    if (
+        isinstance(values, (str, bytes, Mapping))
+        or not isinstance(values, (Sequence, np.ndarray, torch.Tensor))
+        or getattr(values, "ndim", 1) == 0
+    ):  # a 0-d tensor or array: one number, not a curve
         raise TypeError(
             f"history[{name!r}] must be a sequence of numbers, got {type(values).__name__}; "
             f"history may be {_HISTORY_FORMS}"
         )
     out = []
     for i, v in enumerate(values):
-        if isinstance(v, torch.Tensor) and v.numel() == 1:
+        one = v.numel() if isinstance(v, torch.Tensor) else getattr(v, "size", None)
+        if isinstance(v, (torch.Tensor, np.ndarray)) and one == 1:  # one number: (), (1,), (1, 1)
             v = v.item()
         if not isinstance(v, numbers.Real):
             raise TypeError(
-                f"history[{name!r}][{i}] must be a number (or a one-element tensor), got "
+                f"history[{name!r}][{i}] must be a number (or a one-element tensor or array), got "
                 f"{type(v).__name__}; history may be {_HISTORY_FORMS}"
             )
         out.append(float(v))
@@ -587,7 +618,7 @@ def plot_training_curves(
             ``{"train": [{"loss": ...}, ...], "val": [...]}`` (one curve per metric of
             each split, named ``"train/loss"``, ``"val/<metric>"``; an empty split is
             skipped). A metric missing from some epochs' dicts leaves a gap there.
-            Numbers may be Python/numpy numbers or one-element tensors.
+            Numbers may be Python/numpy numbers or one-element tensors or arrays.
         ax: Axes to draw into (default: a new figure).
         smoothing: Exponential moving-average weight in ``[0, 1)``; when ``> 0`` the raw
             curve is drawn faintly and the smoothed one on top. Non-finite values (a step
@@ -618,7 +649,7 @@ def plot_training_curves(
     curves = _history_curves(history, ylabel)
     if not curves:
         raise ConfigurationError("history must hold at least one curve, got an empty mapping")
-    if not (0.0 <= float(smoothing) < 1.0):
+    if not (0.0 <= check_finite("smoothing", smoothing) < 1.0):
         raise ConfigurationError(f"smoothing must be in [0, 1), got {smoothing!r}")
     ys = {name: _curve_values(name, values) for name, values in curves.items()}
     fig, ax = _figure_and_axes(ax, (6.0, 4.0))
