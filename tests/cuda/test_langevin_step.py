@@ -1,12 +1,14 @@
 """fused_langevin_step: the eager fallback is the reference maths bit-for-bit; RNG; errors."""
 
 import math
+import warnings
 
 import pytest
 import torch
 
 import torchebm.cuda as tc
 from torchebm.core.errors import ConfigurationError, ShapeError
+from torchebm.cuda.fused_langevin import doublewell_langevin_chain
 
 H, S = 0.013, 0.7
 
@@ -227,3 +229,18 @@ def test_089_positional_none_seed_with_out_and_noise_with_seed():
     out = torch.empty_like(x)
     got = tc.fused_langevin_step(x, grad, 0.1, 1.0, None, noise, 3, out)
     assert got is out and torch.equal(got, want)
+
+
+def test_a_tensor_seed_by_keyword_is_named_not_taken_for_out():
+    # seed=torch.tensor(5) was taken as 0.8.9's positional out: "out must have dtype float32"
+    x, g = torch.randn(4, 3), torch.zeros(4, 3)
+    with pytest.raises(TypeError, match=r"seed must be an int, got tensor\(5\)"):
+        tc.fused_langevin_step(x, g, 0.1, seed=torch.tensor(5))
+
+
+def test_doublewell_chain_names_a_non_contiguous_x():
+    x = torch.zeros(2, 8).T  # it said "out must be contiguous", an argument never passed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the function's own, once
+        with pytest.raises(ConfigurationError, match="x must be contiguous"):
+            doublewell_langevin_chain(x, 10, 0.01, seed=0)

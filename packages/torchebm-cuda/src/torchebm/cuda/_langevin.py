@@ -161,7 +161,11 @@ def fused_langevin_step(
           (the Philox generator).
     """
     int_seed = isinstance(generator, numbers.Integral) and not isinstance(generator, bool)
-    if int_seed or (generator is None and isinstance(seed, torch.Tensor)):
+    # a tensor that can be an `out` (floating, x's shape); another is a bad seed, named below
+    out_in_seed = (
+        isinstance(seed, torch.Tensor) and seed.is_floating_point() and seed.shape == x.shape
+    )
+    if int_seed or (generator is None and out_in_seed):
         # torchebm 0.8.9's positions (..., noise, seed, out): its seed (an int or None) lands
         # in generator and a positional out in seed
         warn_once(

@@ -13,6 +13,7 @@ import sys
 import torch
 
 from torchebm.core import DoubleWellModel, warn_once
+from torchebm.core.errors import ConfigurationError
 from torchebm.cuda._chain import langevin_chain
 from torchebm.cuda._langevin import fused_langevin_step
 
@@ -53,6 +54,11 @@ def doublewell_langevin_chain(
         "doublewell_langevin_chain is deprecated; use torchebm.cuda.langevin_chain(x, "
         "DoubleWellModel(barrier_height, b), n_steps, step_size, noise_scale, seed=seed, out=x)",
     )
+    if isinstance(x, torch.Tensor) and not x.is_contiguous():  # it is langevin_chain's out
+        raise ConfigurationError(
+            "x must be contiguous (doublewell_langevin_chain updates it in place), got a "
+            f"non-contiguous tensor of shape {tuple(x.shape)}; pass x.contiguous()"
+        )
     model = DoubleWellModel(barrier_height=barrier_height, b=b)
     return langevin_chain(x, model, n_steps, step_size, noise_scale, seed=seed, out=x)
 

@@ -240,8 +240,9 @@ class HamiltonianMonteCarlo(_HMCBase):
         backend: ``"auto"`` (the fused leapfrog of ``torchebm-cuda`` when installed and the
             chains are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"``
             (``torchebm.cuda.fused_leapfrog_step``; requires ``torchebm-cuda``). The kernel
-            runs the built-in leapfrog only: a user's integrator, a subclass too, runs its
-            own steps eagerly.
+            runs the built-in leapfrog only: a user's integrator, a subclass too, is a
+            ``ConfigurationError`` with ``"fused"`` and runs its own steps eagerly under
+            ``"auto"``.
         nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
             ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
         energy_function: Deprecated alias of ``model``.

@@ -159,8 +159,9 @@ class LangevinDynamics(BaseSampler):
         n_steps: Default number of steps of ``sample()`` (class default 100).
         backend: ``"auto"`` (fused kernels of ``torchebm-cuda`` when installed and the
             chains are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"`` (requires
-            ``torchebm-cuda``; the built-in Euler-Maruyama only: a user's integrator, a
-            subclass too, runs its own steps eagerly). On the fused path a double-well,
+            ``torchebm-cuda``; the built-in Euler-Maruyama only: another integrator, a
+            subclass too, is a ``ConfigurationError``, and under ``"auto"`` runs its own steps
+            eagerly). On the fused path a double-well,
             harmonic or diagonal-Gaussian model with constant ``step_size`` and
             ``noise_scale``, no conditioning and no ``"resample"`` policy runs stretches of
             the chain in one kernel (``torchebm.cuda.langevin_chain``: ``nan_check_every``
