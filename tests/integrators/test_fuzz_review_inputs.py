@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from torchebm.core.errors import ConfigurationError
-from torchebm.integrators import EulerMaruyamaIntegrator, LeapfrogIntegrator
+from torchebm.core.errors import ConfigurationError, ShapeError
+from torchebm.integrators import EulerMaruyamaIntegrator, LeapfrogIntegrator, RK4Integrator
 
 
 @pytest.mark.parametrize("generator", [3, np.random.default_rng(0)], ids=["int", "numpy"])
@@ -40,3 +40,17 @@ def test_the_integrators_flags_are_bools(flag):
         LeapfrogIntegrator().integrate(
             {"x": x, "p": p}, 0.1, 2, gradient=lambda z, t: z, **{flag: "False"}
         )
+
+
+def test_a_0_d_state_is_a_shape_error_and_a_numpy_time_is_a_number():
+    # a 0-d state failed with a bare IndexError deep in the step
+    with pytest.raises(ShapeError, match="0-d tensor"):
+        RK4Integrator().integrate({"x": torch.tensor(1.0)}, 0.1, 10, drift=lambda x, t: -x)
+    with pytest.raises(ShapeError, match="0-d tensor"):
+        LeapfrogIntegrator().integrate(
+            {"x": torch.tensor(1.0), "p": torch.tensor(0.0)}, 0.1, 3, gradient=lambda x, t: x
+        )
+    # np.float32(0.5) was "not a number or a tensor"; a Python 0.5 is the reference
+    state, f = {"x": torch.ones(4, 2)}, lambda x, t: -x * t[:, None]
+    by_numpy = RK4Integrator().step(state, 0.1, drift=f, t=np.float32(0.5))["x"]
+    assert torch.equal(by_numpy, RK4Integrator().step(state, 0.1, drift=f, t=0.5)["x"])

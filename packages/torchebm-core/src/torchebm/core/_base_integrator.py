@@ -122,7 +122,7 @@ class BaseIntegrator(TorchEBMModule, ABC):
     def _time_vector(self, t: Any, x: torch.Tensor) -> torch.Tensor:
         if t is None:
             return self._zeros_t(x)
-        if isinstance(t, (int, float)) and not isinstance(t, bool):
+        if isinstance(t, numbers.Real) and not isinstance(t, bool):  # numpy scalars too
             return torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype)
         if isinstance(t, torch.Tensor):
             if t.numel() == 1:

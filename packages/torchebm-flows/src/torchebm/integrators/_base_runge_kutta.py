@@ -152,6 +152,17 @@ def _check_grid(t: Any, x: torch.Tensor) -> torch.Tensor:
     return _monotone_grid(t.to(device=x.device, dtype=x.dtype))
 
 
+def _end_time_shift(
+    z: torch.Tensor, t: torch.Tensor, drift: Drift, ev: Any, sign: float
+) -> torch.Tensor:
+    r"""``z + sign (t - sg t) f(z, t)``: ``z`` in value, with the derivative of the flow in a
+    grid end time ``t`` that the adaptive loop (stepping between Python floats) drops: at the
+    end $\partial y/\partial t_1 = f(y, t_1)$ (``sign`` 1), at the start a shift of $x_0$ by
+    $-f(x_0, t_0)\,dt_0$ (``sign`` -1) that the solve's graph carries to $y$. One evaluation."""
+    ev.count += 1
+    return z + sign * (t - t.detach()) * drift(z, t.detach().expand(z.shape[0]))
+
+
 def _monotone_grid(t: torch.Tensor, name: str = "t") -> torch.Tensor:
     """``t`` if it is finite and strictly increasing or decreasing, else a named error.
 
@@ -633,7 +644,12 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         times, dts = self._grid(x, step_size, n_steps, t, need_step=not use_adaptive)
         check_start(x=x)
         if use_adaptive:  # an empty state (B = 0) has nothing to control: returned as on a grid
+            timed = times.requires_grad and torch.is_grad_enabled() and x.numel() > 0
+            if timed:  # t[0], t[-1] differentiable: the loop steps between floats
+                x = _end_time_shift(x, times[0], drift, ev, -1.0)
             y = self._adaptive(x, times, step_size, drift, ev) if x.numel() else x.clone()
+            if timed:
+                y = _end_time_shift(y, times[-1], drift, ev, 1.0)
             return self._end_call(ev, {"x": y})
         rk = self._rk
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseIntegrator
-from torchebm.core.errors import _CHECKED, ConfigurationError, check_int
+from torchebm.core.errors import _CHECKED, ConfigurationError, ShapeError, check_int
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import _SolverRecord, fits, solver_record
 
@@ -103,6 +103,10 @@ class BaseSymplecticIntegrator(BaseIntegrator):
         x, p = state["x"], state["p"]
         if not isinstance(x, torch.Tensor) or not isinstance(p, torch.Tensor):
             raise TypeError("state['x'] and state['p'] must be tensors")
+        if x.ndim == 0:
+            raise ShapeError(
+                "state['x'] must be (B, *event_shape), got a 0-d tensor; use x.reshape(1, 1)"
+            )
         if x.shape != p.shape:
             raise ConfigurationError(
                 f"state['p'] must have the shape of state['x'] {tuple(x.shape)}, got {tuple(p.shape)}"

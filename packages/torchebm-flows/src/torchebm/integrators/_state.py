@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import torch
 
-from torchebm.core.errors import check_tensor
+from torchebm.core.errors import ShapeError, check_tensor
 
 __all__ = [
     "autograd_ready",
@@ -58,8 +58,14 @@ def state_x(state: Any) -> torch.Tensor:
             f"state must be a dict with key 'x', got {type(state).__name__}"
             + (f" with keys {sorted(state)}" if isinstance(state, dict) else "")
         )
-    # a real floating dtype: an integer, bool or complex state failed deep in the step maths
-    return check_tensor("state['x']", state["x"], floating=True, non_empty=False)
+    # a real floating dtype: an integer, bool or complex state failed deep in the step maths;
+    # a batch dimension: a 0-d state failed with an IndexError
+    x = check_tensor("state['x']", state["x"], floating=True, non_empty=False)
+    if x.ndim == 0:
+        raise ShapeError(
+            "state['x'] must be (B, *event_shape), got a 0-d tensor; use x.reshape(1, 1)"
+        )
+    return x
 
 
 def tolerance(tol: float, dtype: torch.dtype) -> float:
