@@ -679,7 +679,7 @@ def run_demo(
     rows = [
         ("model samples", samples, ""),
         ("initial noise", init, f"{result.init_label}: where sampling starts"),
-        ("Gaussian fit", gauss, "N(data mean, data covariance): the maximum-likelihood Gaussian"),
+        ("Gaussian fit", gauss, "N(data mean, data covariance): the Gaussian fit"),
         ("data vs. data", ref, "a second data sample: the estimates' noise floor"),
     ]
     scores = {label: _scores(x, test) for label, x, _ in rows}
