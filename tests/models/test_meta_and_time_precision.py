@@ -95,3 +95,23 @@ def test_eqm_energy_names_a_time_in_model_kwargs():
         energy(x, t=torch.full((3,), 0.5))
     with pytest.raises(ConfigurationError, match="must not hold 't'"):
         energy.gradient(x, model_kwargs={"t": torch.full((3,), 0.5)})
+
+
+def test_vmap_over_labels_gives_the_per_sample_jacobians():
+    # the label range check read a value (bool(bad.any())): every label-conditioned model
+    # failed under torch.func.vmap ("data-dependent control flow")
+    from torch.func import jacrev, vmap
+
+    net = _randomised(TimeConditionedMLP(in_dim=2, hidden_dim=16, depth=2, num_classes=3))
+    net = net.double()
+    gen = torch.Generator().manual_seed(4)
+    x, t = torch.randn(4, 2, dtype=F64, generator=gen), torch.rand(4, dtype=F64, generator=gen)
+    y = torch.tensor([0, 1, 2, 1])
+    per_sample = vmap(jacrev(lambda a, b, c: net(a[None], b[None], c[None])[0]))(x, t, y)
+    for i in range(4):
+        ref = torch.autograd.functional.jacobian(
+            lambda a, i=i: net(a[None], t[i : i + 1], y[i : i + 1])[0], x[i]
+        )
+        torch.testing.assert_close(per_sample[i], ref, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ConfigurationError, match="class ids"):  # outside vmap: still named
+        net(x, t, torch.tensor([0, 1, 5, 1]))
