@@ -79,7 +79,7 @@ def test_resample_names_chains_whose_start_has_a_nan_energy():
     x0[1, 0] = 3.0
     walk = CachedEnergyWalk(NanRightOfTwo())
     with pytest.warns(RuntimeWarning, match=r"restarted 1 of 4 chains.*chains \[1\] start where "
-                      r"the energy is NaN/inf: they are returned there, still divergent"):  # fmt: skip
+                      r"the energy or its gradient is NaN/inf: they are returned there, still divergent"):  # fmt: skip
         out = walk.sample(x0, n_steps=5, nan_policy="resample")
     assert torch.equal(out[1], x0[1])
     with pytest.warns(RuntimeWarning, match="1 of 4 chains diverged"):

@@ -11,7 +11,7 @@ from samplers_helpers import gaussian_tolerance
 import torchebm.samplers._backend as backend_mod
 from torchebm.core import BaseModel, GaussianModel, HarmonicModel
 from torchebm.core._module import _WARNED
-from torchebm.core.errors import MissingDependencyError, ShapeError
+from torchebm.core.errors import MissingDependencyError, NonFiniteError, ShapeError
 from torchebm.integrators import GeneralisedLeapfrogIntegrator
 from torchebm.samplers import HamiltonianMonteCarlo, RiemannianManifoldHMC
 
@@ -255,3 +255,25 @@ def test_rmhmc_conditioning_reaches_the_force():
         generator=torch.Generator().manual_seed(6),
     )  # fmt: skip
     assert (x.mean(0) - 4.0).abs().max() < 5 * (1 / 500) ** 0.5
+
+
+@pytest.mark.parametrize("policy", ["warn", "raise", "resample"])
+def test_a_chain_whose_cached_gradient_is_nan_is_reported_not_left_stuck(policy):
+    # E = |x|: finite energy at 0, autograd gradient NaN there; the chain rejected every
+    # move from its start and nothing reported it (divergent_chains all False, no warning)
+    def norm(x):
+        return x.square().sum(-1).sqrt()
+
+    x0 = torch.zeros(4, 2)
+    x0[2:] = 1.0
+    sampler = HamiltonianMonteCarlo(norm, step_size=0.1, n_leapfrog_steps=5, nan_policy=policy)
+    run = lambda: sampler.sample(x=x0, n_steps=20, generator=torch.Generator().manual_seed(0))  # noqa: E731
+    if policy == "raise":
+        with pytest.raises(NonFiniteError, match="2 of 4 chains"):
+            run()
+        return
+    with pytest.warns(RuntimeWarning, match="2 of 4 chains") as record:
+        out = run()
+    assert torch.equal(out[:2], x0[:2]) and sampler.divergent_chains.tolist() == [1, 1, 0, 0]
+    if policy == "resample":
+        assert "energy or its gradient is NaN/inf" in str(record[0].message)

@@ -157,20 +157,25 @@ def _finite_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def _finite_chains(state: State) -> torch.Tensor:
-    """`(B,)` bool: chains whose `x`, and `energy` $E(x)$ when the state keeps one, are finite."""
+    """`(B,)` bool: chains whose `x`, and `energy` $E(x)$ and `grad` $\nabla E(x)$ when the
+    state keeps them, are finite (a chain caching a NaN gradient rejects every move)."""
     finite = _finite_rows(state["x"])
-    energy = state.get("energy")
+    energy, grad = state.get("energy"), state.get("grad")
     if isinstance(energy, torch.Tensor) and energy.shape == finite.shape:
         finite &= energy.abs() < math.inf
+    if isinstance(grad, torch.Tensor) and grad.shape == state["x"].shape:
+        finite &= _finite_rows(grad)
     return finite
 
 
 def _all_finite(state: State) -> bool:
-    """`x` and a `(B,)` `energy` (if kept) are finite: one sum (finite terms), one host read."""
-    x, energy = state["x"], state.get("energy")
+    """`x`, a `(B,)` `energy` and a `grad` like `x` (if kept) are finite: one sum, one read."""
+    x, energy, grad = state["x"], state.get("energy"), state.get("grad")
     total = x.sum()
     if isinstance(energy, torch.Tensor) and energy.shape == x.shape[:1]:
         total = total + energy.sum()
+    if isinstance(grad, torch.Tensor) and grad.shape == x.shape:
+        total = total + grad.sum()
     return math.isfinite(total.item())
 
 
@@ -206,7 +211,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
     `init_state` returning a `SamplerState` subclass. It lists its diagnostics in
     `diagnostic_keys` and computes non-standard ones in `compute_diagnostics`; `converged`,
     `steps_per_call` and `infer_dim` are optional. Scheduled hyper-parameters are
-    registered with `register_scheduler` / `_register_param`; the loop resets every
+    declared with `ScheduledParameter` (or `register_scheduler`); the loop resets every
     scheduler of the module tree at the start of `sample()` and steps it once per step.
     Restarts, thinning, trajectories, diagnostics and compilation then work unchanged. A
     subclass that overrides `sample` itself (the older custom-sampler pattern) works too:
@@ -698,8 +703,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 f"NaN/inf (chain index (first step)): {shown}{more}{hint}"
             )
             if stuck:  # each restart brought them back to their start
-                msg += f"; chains {stuck[:10]} start where the energy is NaN/inf: they are "
-                msg += "returned there, still divergent (move those starting points)"
+                msg += f"; chains {stuck[:10]} start where the energy or its gradient is NaN/inf: "
+                msg += "they are returned there, still divergent (move those starting points)"
         warn_user(msg, RuntimeWarning)
 
     def extra_repr(self) -> str:

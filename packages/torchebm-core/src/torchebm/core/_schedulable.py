@@ -118,7 +118,7 @@ class ScheduledParameter:
     docstring under the assignment.
 
     Args:
-        positive: Numbers must be $> 0$.
+        positive: Numbers must be $> 0$ (a scheduler's start and end values $\ge 0$).
         non_negative: Numbers must be $\ge 0$.
         below: Numbers must also be $<$ ``below`` (``ConfigurationError`` otherwise).
 

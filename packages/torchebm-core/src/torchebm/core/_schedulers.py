@@ -256,8 +256,7 @@ class TemperatureScheduler(BaseScheduler):
     after. Returns $\sqrt{\epsilon}$ when ``sqrt`` (a noise scale), else $\epsilon$.
 
     References:
-        Balcerak et al., "Energy Matching", 2025.
-    """
+        Balcerak et al., "Energy Matching", 2025."""
 
     def __init__(
         self,

@@ -115,8 +115,7 @@ def save_checkpoint(
     ``argparse.Namespace`` or a dict of plain values. Loads with ``weights_only=True``.
 
     Returns:
-        The checkpoint path, a ``str`` as in torchebm 0.8.9 (on every rank).
-    """
+        The checkpoint path, a ``str`` as in torchebm 0.8.9 (on every rank)."""
     _check_module("model", model)
     step = check_int("step", step, minimum=0)
     _check_optimizer(optimizer)

@@ -303,8 +303,7 @@ def rank_generator(
 def unwrap_model(model: nn.Module) -> nn.Module:
     """Strip ``DistributedDataParallel``/``DataParallel``/``torch.compile`` wrappers.
 
-    FSDP2 modules are not wrappers (``fully_shard`` changes the class in place).
-    """
+    FSDP2 modules are not wrappers (``fully_shard`` changes the class in place)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     seen = 0
@@ -412,8 +411,7 @@ def model_state_dict(model: nn.Module) -> dict[str, Any]:
     r"""A full state dict of ``model`` with the keys of the bare (unwrapped) module.
 
     A sharded (FSDP2) model is gathered by ``get_model_state_dict(full_state_dict=True,
-    cpu_offload=True)``: a collective after which only rank 0 holds the tensors.
-    """
+    cpu_offload=True)``: a collective after which only rank 0 holds the tensors."""
     inner = unwrap_model(model)
     if is_sharded(inner):
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
@@ -427,8 +425,7 @@ def model_state_dict(model: nn.Module) -> dict[str, Any]:
 def load_model_state_dict(model: nn.Module, state: dict[str, Any], strict: bool = True) -> None:
     """Load a [`model_state_dict`][torchebm.core.distributed.model_state_dict] into a plain, DDP or FSDP2 model.
 
-    For a sharded model every rank passes the full dict and keeps its own shard.
-    """
+    For a sharded model every rank passes the full dict and keeps its own shard."""
     inner = unwrap_model(model)
     if is_sharded(inner):
         from torch.distributed.checkpoint.state_dict import set_model_state_dict
