@@ -76,7 +76,7 @@ def _gaussian(x):
 
 
 def _integrator_cases() -> list[Case]:
-    rk4, em, heun = I.RK4Integrator(), I.EulerMaruyamaIntegrator(), I.HeunIntegrator()
+    rk4, em = I.RK4Integrator(), I.EulerMaruyamaIntegrator()
     return [
         Case(
             "RK4.integrate(t non-monotone)",
@@ -107,18 +107,6 @@ def _integrator_cases() -> list[Case]:
             lambda: I.Dopri5Integrator().integrate(st(), drift=drift, t=torch.tensor([0.0, NAN])),
             NonFiniteError,
             ("t", "nan"),
-        ),
-        Case(
-            "Heun.integrate(n_steps contradicts t)",
-            lambda: heun.integrate(st(), None, 7, drift=drift, t=torch.linspace(0, 1, 5)),
-            ValueError,
-            ("n_steps=7", "5 points"),
-        ),
-        Case(
-            "RK4.integrate(step_size with t, fixed path)",
-            lambda: rk4.integrate(st(), 0.3, drift=drift, t=torch.linspace(0, 1, 5)),
-            ValueError,
-            ("step_size=0.3", "t"),
         ),
         Case(
             "RK4.integrate(step_size tensor nan)",

@@ -147,10 +147,13 @@ def test_0_8_9_calls_with_step_size_and_n_steps_beside_a_grid_use_the_grid(cls, 
     torch.testing.assert_close(got, torch.full_like(got, torch.e**-1), rtol=1e-3, atol=0)
 
 
-def test_a_step_size_ignored_beside_a_grid_warns():
+def test_a_step_size_or_n_steps_ignored_beside_a_grid_warns():
+    # both were a ConfigurationError in earlier builds of this version (0.8.9 ignored them)
     grid = torch.linspace(0.0, 1.0, 11)
     with pytest.warns(DeprecationWarning, match="step_size=0.5 ignored: on a time grid t"):
         BackwardEulerMaruyamaIntegrator().integrate(
             {"x": torch.ones(2, 1)}, 0.5, None, drift=lambda x, t: -x, t=grid,
             diffusion=0.0,
         )  # fmt: skip
+    with pytest.warns(DeprecationWarning, match="n_steps=7 ignored: on a time grid t of 11"):
+        HeunIntegrator().integrate({"x": torch.ones(2, 1)}, None, 7, drift=lambda x, t: -x, t=grid)

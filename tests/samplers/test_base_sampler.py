@@ -325,3 +325,35 @@ def test_the_memory_layout_of_x_does_not_change_the_draws():
             for x in (base.t(), base.t().contiguous())
         ]
         assert torch.equal(outs[0], outs[1])
+
+
+def test_half_precision_chains_warn_that_small_updates_vanish():
+    # bfloat16 chains: a step of 1e-3 rounds away at |x| = 1 (gradient descent never moved;
+    # Langevin kept only its noise: variance 16.5 for 1), in silence
+    model = GaussianModel(torch.zeros(2), torch.eye(2), dtype=torch.bfloat16)
+    sampler = GradientDescentSampler(model, step_size=1e-3, dtype=torch.bfloat16)
+    with pytest.warns(RuntimeWarning, match="bfloat16 lose every update below its rounding"):
+        out = sampler.sample(x=torch.ones(1, 2, dtype=torch.bfloat16), n_steps=100)
+    assert torch.equal(out, torch.ones(1, 2, dtype=torch.bfloat16))  # what the warning means
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GradientDescentSampler(HarmonicModel(), step_size=1e-3).sample(x=torch.ones(1, 2))
+
+
+def test_a_model_gradient_of_another_dtype_is_a_type_error():
+    # a float64 buffer promoted float32 chains to float64 (HMC, gradient descent) or was
+    # truncated into them (Langevin), where the integrators and FlowSampler refuse it
+    class Precision(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("d", torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+        def forward(self, x):
+            return 0.5 * (self.d * x**2).sum(-1)
+
+        def gradient(self, x, model_kwargs=None):
+            return self.d * x
+
+    for sampler in (GradientDescentSampler(Precision()), LangevinDynamics(Precision())):
+        with pytest.raises(TypeError, match="has dtype torch.float64, but the chains have"):
+            sampler.sample(dim=2, n_samples=3, n_steps=3)

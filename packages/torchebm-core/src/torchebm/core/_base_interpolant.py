@@ -130,8 +130,7 @@ class BaseInterpolant(ABC):
         the score-based diffusion model whose marginals are the path's, SiT's form),
         ``"sigma"`` ($\text{norm}\,\sigma$), ``"linear"`` ($\text{norm}(1-t)$),
         ``"decreasing"`` ($\text{norm}(1-t)^2$), ``"increasing-decreasing"``
-        ($\text{norm}\cdot 4t(1-t)$); another ``form`` raises ``ValueError`` naming ``form``.
-        """
+        ($\text{norm}\cdot 4t(1-t)$); another ``form`` raises ``ValueError`` naming ``form``."""
         check_in("form", form, _DIFFUSION_FORMS)
         norm = check_non_negative("norm", norm)
         tb = _broadcast_t(t, x)

@@ -1,6 +1,5 @@
-r"""Energy models: the `BaseModel` contract and analytic energies with closed-form gradients.
-
-Booth, Himmelblau and Styblinski-Tang are the benchmark landscapes of torchebm 0.8.x."""
+r"""Energy models: the `BaseModel` contract and analytic energies with closed-form gradients
+(Booth, Himmelblau and Styblinski-Tang are the benchmark landscapes of torchebm 0.8.x)."""
 
 from __future__ import annotations
 

@@ -182,8 +182,7 @@ def all_gather_cat(
             otherwise (default) the result is detached.
 
     Returns:
-        ``(sum_r B_r, ...)``; in a single process ``x`` (detached unless differentiable).
-    """
+        ``(sum_r B_r, ...)``; in a single process ``x`` (detached unless differentiable)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim == 0:
@@ -237,9 +236,8 @@ def _from_bytes_tensor(t: torch.Tensor) -> Any:
 
 @renamed_kwargs(t="tensor")
 def broadcast_tensor(tensor: torch.Tensor, src: int = 0, group: Any = None) -> torch.Tensor:
-    """Overwrite ``tensor`` (same shape and dtype on every rank) with rank ``src``'s values.
-
-    Collective; returns ``tensor``."""
+    """Overwrite ``tensor`` (same shape and dtype on every rank) with rank ``src``'s values;
+    a collective, returning ``tensor``."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
     dist = _dist()
@@ -270,8 +268,7 @@ def rank_seed(seed: int, rank: int | None = None, group: Any = None) -> int:
     Neighbouring ranks and seeds get unrelated streams; the same ``(seed, rank)`` gives the
     same seed on any machine.
 
-    ``seed``: an int ``>= 0`` (mod 2^64); ``rank``: default this process's rank in ``group``.
-    """
+    ``seed``: an int ``>= 0`` (mod 2^64); ``rank``: default this process's rank in ``group``."""
     seed = check_int("seed", seed, minimum=0)
     rank = get_rank(group) if rank is None else check_int("rank", rank, minimum=0)
     return _splitmix64(_splitmix64(seed & _MASK64) ^ rank) >> 1
@@ -301,9 +298,8 @@ def rank_generator(
 
 # ---------------------------------------------------------------------------- wrappers
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """Strip ``DistributedDataParallel``/``DataParallel``/``torch.compile`` wrappers.
-
-    FSDP2 modules are not wrappers (``fully_shard`` changes the class in place)."""
+    """Strip ``DistributedDataParallel``/``DataParallel``/``torch.compile`` wrappers (FSDP2
+    modules are not wrappers: ``fully_shard`` changes the class in place)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     seen = 0
@@ -342,8 +338,7 @@ def _fsdp_modules(module: nn.Module, recurse: bool) -> list[Any]:
 def needs_unsharded(module: nn.Module) -> bool:
     """``True`` if ``module`` holds FSDP2 modules outside [`unsharded`][torchebm.core.distributed.unsharded].
 
-    Score matching checks it to fail clearly instead of with a storage error in backward.
-    """
+    Score matching checks it to fail clearly instead of with a storage error in backward."""
     mods = _fsdp_modules(unwrap_model(module), recurse=True)
     return any(_UNSHARDED.get(m, 0) <= 0 for m in mods)
 

@@ -62,8 +62,7 @@ class NonFiniteError(TorchEBMError, FloatingPointError):
 
     Attributes:
         indices: Batch indices that were non-finite (``None`` when not applicable).
-        step: The iteration at which it was detected (``None`` when not applicable).
-    """
+        step: The iteration at which it was detected (``None`` when not applicable)."""
 
     def __init__(self, message: str, indices: Any = None, step: int | None = None):
         super().__init__(message)
