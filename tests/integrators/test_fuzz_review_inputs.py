@@ -54,3 +54,19 @@ def test_a_0_d_state_is_a_shape_error_and_a_numpy_time_is_a_number():
     state, f = {"x": torch.ones(4, 2)}, lambda x, t: -x * t[:, None]
     by_numpy = RK4Integrator().step(state, 0.1, drift=f, t=np.float32(0.5))["x"]
     assert torch.equal(by_numpy, RK4Integrator().step(state, 0.1, drift=f, t=0.5)["x"])
+
+
+def test_under_autocast_only_a_narrower_field_is_accepted_and_p_must_match_x():
+    # autocast's exemption let a float64 drift promote a float32 state to float64
+    x = torch.randn(4, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(TypeError, match="returned dtype torch.float64"):
+            RK4Integrator().integrate({"x": x}, 0.1, 3, drift=lambda z, t: (-z).double())
+        out = RK4Integrator().integrate({"x": x}, 0.1, 3, drift=lambda z, t: (-z).bfloat16())
+        assert out["x"].dtype == torch.float32
+    # a float64 p promoted x, and the error blamed the gradient (the identity here)
+    with pytest.raises(TypeError, match=r"state\['p'\] must have the dtype of state\['x'\]"):
+        LeapfrogIntegrator().integrate(
+            {"x": torch.zeros(3, 2), "p": torch.ones(3, 2, dtype=torch.float64)}, 0.1, 3,
+            gradient=lambda z, t: z,
+        )  # fmt: skip

@@ -378,7 +378,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
         if g.shape != x.shape:
             got = f"the gradient of {type(model).__name__} has shape {tuple(g.shape)}"
             raise ShapeError(f"{got}, but the chains have shape {tuple(x.shape)}")
-        if g.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):  # promoted/cut
+        half = torch.is_autocast_enabled(x.device.type) and g.itemsize < x.itemsize  # autocast
+        if g.dtype != x.dtype and not half:  # a float64 gradient promoted float32 chains
             raise TypeError(f"the gradient of {type(model).__name__} has dtype {g.dtype}, but the "
                             f"chains have dtype {x.dtype}: return the dtype of its input")  # fmt: skip
         return g
@@ -526,8 +527,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         if x.dtype in (torch.float16, torch.bfloat16):  # updates below its rounding vanish
             warn_user(f"{type(self).__name__}: chains in {x.dtype} lose every update below its "
                       "rounding (a step under |x| / 256 in bfloat16: chains stall or random-walk); "
-                      "keep the model, and so the chains, in float32 (autocast for half compute)",
-                      RuntimeWarning)  # fmt: skip
+                      "use a float32 model (autocast for half compute)", RuntimeWarning)  # fmt: skip
         scheds = _subtree_schedulers(self)  # each once: one may serve two parameters
         if reset_schedulers and type(self).reset_schedulers is not Schedulable.reset_schedulers:
             self.reset_schedulers()  # a subclass's own reset

@@ -107,6 +107,10 @@ class BaseSymplecticIntegrator(BaseIntegrator):
             raise ShapeError(
                 "state['x'] must be (B, *event_shape), got a 0-d tensor; use x.reshape(1, 1)"
             )
+        if x.dtype != p.dtype:  # p promoted x, and the field was blamed for the new dtype
+            raise TypeError(
+                f"state['p'] must have the dtype of state['x'] ({x.dtype}), got {p.dtype}"
+            )
         if x.shape != p.shape:
             raise ConfigurationError(
                 f"state['p'] must have the shape of state['x'] {tuple(x.shape)}, got {tuple(p.shape)}"

@@ -111,9 +111,13 @@ def checked_field(name: str, fn: Callable[..., Any], x: torch.Tensor) -> Callabl
 
 
 def check_field_dtype(name: str, out: torch.Tensor, dtype: torch.dtype) -> None:
-    """A field's output of another dtype than the state's: accepted (floating) under autocast,
-    else a `TypeError` naming both."""
-    if out.is_floating_point() and torch.is_autocast_enabled(out.device.type):
+    """A field's output of another dtype than the state's: accepted under autocast when it is a
+    narrower floating dtype (half-precision compute), else a `TypeError` naming both (a float64
+    field promoted a float32 state, under autocast too)."""
+    narrower = (
+        out.is_floating_point() and out.element_size() < torch.empty((), dtype=dtype).element_size()
+    )
+    if narrower and torch.is_autocast_enabled(out.device.type):
         return
     raise TypeError(
         f"{name} returned dtype {out.dtype} for a state x of dtype {dtype}: it must return the "
