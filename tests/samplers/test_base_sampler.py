@@ -340,9 +340,10 @@ def test_half_precision_chains_warn_that_small_updates_vanish():
         GradientDescentSampler(HarmonicModel(), step_size=1e-3).sample(x=torch.ones(1, 2))
 
 
-def test_a_model_gradient_of_another_dtype_is_a_type_error():
-    # a float64 buffer promoted float32 chains to float64 (HMC, gradient descent) or was
-    # truncated into them (Langevin), where the integrators and FlowSampler refuse it
+def test_a_model_gradient_of_another_dtype_is_cast_to_the_chains_dtype():
+    # a float64 buffer's gradient made HMC's and gradient descent's float32 chains float64
+    # (the trajectory stayed float32, the diagnostics float64) and was cut into Langevin's;
+    # the chains keep their dtype, as with the analytic models (which compute in their own)
     class Precision(BaseModel):
         def __init__(self):
             super().__init__()
@@ -354,6 +355,10 @@ def test_a_model_gradient_of_another_dtype_is_a_type_error():
         def gradient(self, x, model_kwargs=None):
             return self.d * x
 
-    for sampler in (GradientDescentSampler(Precision()), LangevinDynamics(Precision())):
-        with pytest.raises(TypeError, match="has dtype torch.float64, but the chains have"):
-            sampler.sample(dim=2, n_samples=3, n_steps=3)
+    x0 = torch.ones(3, 2)
+    out = GradientDescentSampler(Precision(), step_size=0.1).sample(x=x0, n_steps=3)
+    assert out.dtype == torch.float32
+    expected = x0.double() * (1 - 0.1 * torch.tensor([1.0, 2.0], dtype=torch.float64)) ** 3
+    torch.testing.assert_close(out, expected.float(), rtol=1e-6, atol=1e-7)
+    traj = LangevinDynamics(Precision()).sample(x=x0, n_steps=3, return_trajectory=True)
+    assert traj.dtype == torch.float32

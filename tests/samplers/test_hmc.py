@@ -277,3 +277,18 @@ def test_a_chain_whose_cached_gradient_is_nan_is_reported_not_left_stuck(policy)
     assert torch.equal(out[:2], x0[:2]) and sampler.divergent_chains.tolist() == [1, 1, 0, 0]
     if policy == "resample":
         assert "energy or its gradient is NaN/inf" in str(record[0].message)
+
+
+def test_rmhmc_reports_a_start_where_the_gradient_is_nan():
+    # the two chains at 0 never moved; only the implicit solves were blamed
+    def norm(x):
+        return x.square().sum(-1).sqrt()
+
+    x0 = torch.zeros(4, 2)
+    x0[2:] = 1.0
+    sampler = RiemannianManifoldHMC(
+        norm, metric_fn=lambda x: torch.eye(2).expand(len(x), 2, 2), step_size=0.1
+    )
+    with pytest.warns(RuntimeWarning, match="2 of 4 chains diverged"):
+        sampler.sample(x=x0, n_steps=20, generator=torch.Generator().manual_seed(0))
+    assert sampler.divergent_chains.tolist() == [1, 1, 0, 0]

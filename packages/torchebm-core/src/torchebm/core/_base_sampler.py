@@ -378,11 +378,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
         if g.shape != x.shape:
             got = f"the gradient of {type(model).__name__} has shape {tuple(g.shape)}"
             raise ShapeError(f"{got}, but the chains have shape {tuple(x.shape)}")
-        half = torch.is_autocast_enabled(x.device.type) and g.itemsize < x.itemsize  # autocast
-        if g.dtype != x.dtype and not half:  # a float64 gradient promoted float32 chains
-            raise TypeError(f"the gradient of {type(model).__name__} has dtype {g.dtype}, but the "
-                            f"chains have dtype {x.dtype}: return the dtype of its input")  # fmt: skip
-        return g
+        # in the chains' dtype, as the analytic models return it (a float64 buffer's gradient
+        # made HMC's float32 chains float64 and was cut in Langevin's in-place update)
+        return g if g.dtype == x.dtype else g.to(x.dtype)
 
     def gradient_fn(self, ctx: SamplerContext) -> Callable[[torch.Tensor], torch.Tensor]:
         r"""`x -> grad E(x)` for this call, resolved once (kept in `ctx.gradient`).

@@ -715,10 +715,13 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 *([f"step_size={step_size!r}"] if need_step and step_size is not None else []),
             ]
             if unused:
+                steps = (
+                    "the steps are t[i+1] - t[i]" if need_step else "the solver adapts its steps"
+                )
                 warn_once(
                     f"{type(self).__name__}.integrate.unused_grid_steps",
                     f"{' and '.join(unused)} ignored: on a time grid t of {times.shape[0]} "
-                    "points the steps are t[i+1] - t[i] (as in torchebm 0.8.9); pass t alone",
+                    f"points {steps} (as in torchebm 0.8.9); pass t alone",
                     DeprecationWarning,
                 )
             return times, times.diff()

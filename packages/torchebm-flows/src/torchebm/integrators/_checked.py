@@ -88,8 +88,8 @@ def check_mass(mass: torch.Tensor) -> None:
 def checked_field(name: str, fn: Callable[..., Any], x: torch.Tensor) -> Callable[..., Any]:
     """``fn`` wrapped to raise `ShapeError` when a call returns anything but a tensor shaped
     like the state ``x``, and `TypeError` when it has another dtype (the update would promote
-    the state, float32 to float64, or lose precision silently; any floating dtype is accepted
-    under autocast, which computes in half precision by request). A comparison of sizes and
+    the state, float32 to float64, or lose precision silently; a narrower floating dtype is
+    accepted under autocast, which computes in half precision by request). A comparison of sizes and
     dtypes per call, no host read; ``fn`` itself under `checked_inputs` (a sampler's loop,
     whose fields the library built)."""
     if _CHECKED.get():

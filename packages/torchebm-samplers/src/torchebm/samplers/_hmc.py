@@ -663,9 +663,13 @@ class RiemannianManifoldHMC(_HMCBase):
             )
         no = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         counts = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)  # this call's
+        # a start where the potential's gradient is NaN/inf (|x| at 0) never moves: its
+        # energy is made NaN so that the loop reports it (the solves were blamed, silently)
+        energy = self._energy(x, ctx.model_kwargs)
+        moves = torch.isfinite(self.model_gradient(x, ctx.model_kwargs)).flatten(1).all(1)
         return HMCState(
             x=x,
-            energy=self._energy(x, ctx.model_kwargs),
+            energy=torch.where(moves, energy, torch.full_like(energy, float("nan"))),
             accepted=no,
             decided=self._undecided(x, ctx),
             unconverged=no,
