@@ -76,7 +76,13 @@ def unsharded_scenario(rank: int, world: int) -> dict:
         g1 = model.gradient(x)
         g2 = model.gradient(x)
     after = [type(p).__name__ for p in model.parameters()]
+    # loading a full state dict into the sharded model leaves the caller's dict as it was
+    # (set_model_state_dict replaced its entries by DTensor shards)
+    full = {k: v.clone() for k, v in plain.state_dict().items()}
+    D.load_model_state_dict(model, full)
     return {
+        "caller_dict_types": sorted({type(v).__name__ for v in full.values()}),
+        "loaded_equal": all(torch.equal(v, full[k]) for k, v in D.model_state_dict(model).items()),
         "inside": inside,
         "after": after,
         "grad_diff": float((g1 - plain.gradient(x)).abs().max()),

@@ -200,6 +200,7 @@ def test_unsharded_gathers_fsdp2_parameters_inside_the_block(ranks):
         assert u["inside"] == ["Parameter"] * 4  # gathered (unsharded) inside
         assert u["after"] == ["DTensor"] * 4  # resharded on exit
         assert u["grad_diff"] == 0.0 and u["grad_repeat"] == 0.0
+        assert u["caller_dict_types"] == ["Tensor"] and u["loaded_equal"]
 
 
 @pytest.mark.distributed

@@ -192,6 +192,11 @@ def coupling_scenario(rank: int, world: int) -> dict:
         _, ref = C.ExactOTCoupling()(g0, g1)
         start = sum(D.gather_sizes(u0.shape[0])[:rank])
         res["exact_uneven_ref"] = (u0, ref[start : start + u0.shape[0]])
+        # greedy is deterministic too: its global coupling (refused before) on the same rows
+        greedy = C.GreedyCoupling(process_group=torch.distributed.group.WORLD)
+        res["greedy_pg_uneven"] = tuple(greedy(u0, u1))
+        _, gref = C.GreedyCoupling()(g0, g1)
+        res["greedy_uneven_ref"] = (u0, gref[start : start + u0.shape[0]])
     except Exception as exc:  # reported by the parent
         res["exact_pg_error"] = f"{type(exc).__name__}: {exc}"
     return res

@@ -187,6 +187,7 @@ def test_exact_ot_coupling_with_a_process_group_equals_pooled_coupling(ranks):
         assert torch.equal(res["exact_pg_uneven"][0], res["exact_uneven_ref"][0])
         assert torch.equal(res["exact_pg_uneven"][1], res["exact_uneven_ref"][1])
         assert res["exact_pg_uneven"][0].shape[0] == 3 + r
+        assert torch.equal(res["greedy_pg_uneven"][1], res["greedy_uneven_ref"][1])
 
 
 def test_eqm_with_global_coupling_under_ddp(ranks):

@@ -813,7 +813,7 @@ def _ctor_cases() -> list[Case]:
         Case(
             "GreedyCoupling(process_group=...)",
             lambda: C.GreedyCoupling(process_group=object()),
-            ValueError,
+            (ValueError, TypeError),
             ("process_group",),
         ),
         Case(

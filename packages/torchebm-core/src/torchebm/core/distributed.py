@@ -425,8 +425,8 @@ def load_model_state_dict(model: nn.Module, state: dict[str, Any], strict: bool 
     if is_sharded(inner):
         from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
-        set_model_state_dict(
-            inner, state, options=_dcp_options(full_state_dict=True, strict=strict)
+        set_model_state_dict(  # a copy: it replaces the entries of the dict it is given
+            inner, dict(state), options=_dcp_options(full_state_dict=True, strict=strict)
         )
         return
     inner.load_state_dict(state, strict=strict)

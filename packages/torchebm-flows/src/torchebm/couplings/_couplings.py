@@ -389,10 +389,13 @@ class GreedyCoupling(BaseCostCoupling):
         general graphs", STACS 1999 (the bound that does not carry over).
 
     Args:
-        process_group: Distributed group whose ranks hold shards of the batch (``None``:
-            the default group when distributed is initialised), as in
-            [`BaseCostCoupling`][torchebm.core.BaseCostCoupling].
+        process_group: Optional ``torch.distributed`` group whose ranks hold shards of the
+            batch: the greedy matching of the global batch (deterministic, so every rank
+            computes the same one), as in [`BaseCostCoupling`][torchebm.core.BaseCostCoupling];
+            ``None`` couples each rank's batch locally.
     """
+
+    _supports_process_group = True
 
     def __init__(self, process_group: Any = None):
         super().__init__(process_group)
