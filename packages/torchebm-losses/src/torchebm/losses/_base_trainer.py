@@ -493,7 +493,13 @@ class BaseTrainer:
             generator = _d.rank_generator(seed, self.device)
         self.generator = generator
 
-        self._setup_precision(model, use_mixed_precision, amp_dtype)
+        self.use_mixed_precision = self._mixed_precision(model, use_mixed_precision, amp_dtype)
+        self.amp_dtype = amp_dtype
+        self.scaler = (
+            torch.amp.GradScaler("cuda")
+            if self.use_mixed_precision and amp_dtype == torch.float16
+            else None
+        )
 
         fwd = loss_fn.forward if isinstance(loss_fn, nn.Module) else loss_fn
         self._loss_takes_generator = _accepts(fwd, "generator")
@@ -674,30 +680,24 @@ class BaseTrainer:
             raise ValueError(f"batch data must have a non-empty batch, got shape {tuple(x.shape)}")
         return x, kw
 
-    def _setup_precision(self, model: Any, use_mixed_precision: Any, amp_dtype: Any) -> None:
-        """``use_mixed_precision``, ``amp_dtype`` and the ``GradScaler`` (float16 on CUDA),
-        with a warning where mixed precision would do nothing."""
-        self.use_mixed_precision = check_bool("use_mixed_precision", use_mixed_precision)
-        self.amp_dtype = amp_dtype
+    def _mixed_precision(self, model: Any, use_mixed_precision: Any, amp_dtype: Any) -> bool:
+        """``use_mixed_precision`` checked, ``False`` where autocast cannot run (with a
+        warning), and a warning where it would do nothing (float64 parameters)."""
+        use = check_bool("use_mixed_precision", use_mixed_precision)
         cpu_bf16 = self.device.type == "cpu" and amp_dtype == torch.bfloat16
-        if self.use_mixed_precision and self.device.type != "cuda" and not cpu_bf16:
+        if use and self.device.type != "cuda" and not cpu_bf16:
             warn_user(
                 "use_mixed_precision requires CUDA (or amp_dtype=torch.bfloat16 on the CPU); "
                 f"falling back to full precision on {self.device.type}"
             )
-            self.use_mixed_precision = False
-        float64 = any(p.dtype == torch.float64 for p in model.parameters())
-        if self.use_mixed_precision and float64:
+            return False
+        if use and any(p.dtype == torch.float64 for p in model.parameters()):
             warn_user(
                 "use_mixed_precision has no effect on the float64 parameters of the model: "
                 "autocast casts float32 operations only (pass dtype=torch.float32 to train in "
                 "mixed precision)"
             )
-        self.scaler = (
-            torch.amp.GradScaler("cuda")
-            if self.use_mixed_precision and amp_dtype == torch.float16
-            else None
-        )
+        return use
 
     def _to_device(self, x: torch.Tensor, kw: dict) -> tuple[torch.Tensor, dict]:
         """The batch on the trainer's device; floating tensors also in ``dtype`` when given

@@ -22,10 +22,10 @@ from torchebm.core._module import warn_user
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
-    check_finite,
     check_in,
     check_int,
     check_positive,
+    check_probability,
 )
 from torchebm.visualization._grid import (
     check_limits,
@@ -649,8 +649,7 @@ def plot_training_curves(
     curves = _history_curves(history, ylabel)
     if not curves:
         raise ConfigurationError("history must hold at least one curve, got an empty mapping")
-    if not (0.0 <= check_finite("smoothing", smoothing) < 1.0):
-        raise ConfigurationError(f"smoothing must be in [0, 1), got {smoothing!r}")
+    check_probability("smoothing", smoothing, closed_right=False)
     ys = {name: _curve_values(name, values) for name, values in curves.items()}
     fig, ax = _figure_and_axes(ax, (6.0, 4.0))
     for i, (name, y) in enumerate(ys.items()):
