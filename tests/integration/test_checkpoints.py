@@ -296,3 +296,12 @@ def test_cd_trainer_reports_energies_and_fixes_upstream_bug_5():
         )
     with pytest.raises(ValueError, match="learning_rate"):
         ContrastiveDivergenceTrainer(Potential(), S.LangevinDynamics(gauss()), learning_rate=0.0)
+
+
+def test_cd_trainer_warns_that_a_learning_rate_beside_an_optimizer_is_not_used():
+    # the optimizer keeps its own learning rate: learning_rate=0.5 did nothing, silently
+    model = Potential()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match="learning_rate=0.5 is ignored"):
+        ContrastiveDivergenceTrainer(model, S.LangevinDynamics(model), opt, learning_rate=0.5)
+    assert opt.param_groups[0]["lr"] == 0.1

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from torchebm.core import LinearScheduler, Schedulable
-from torchebm.losses import BaseTrainer, ContrastiveDivergenceTrainer
-from torchebm.samplers import LangevinDynamics
+from torchebm.losses import BaseTrainer
 
 
 def _bn_model() -> nn.Module:
@@ -104,7 +103,3 @@ def test_options_that_would_do_nothing_warn():
             model, torch.optim.SGD(model.parameters(), lr=0.1), lambda x: model(x).sum(),
             use_mixed_precision=True, amp_dtype=torch.bfloat16,
         )  # fmt: skip
-    energy = nn.Sequential(nn.Linear(2, 1), nn.Flatten(0))
-    opt = torch.optim.SGD(energy.parameters(), lr=0.1)
-    with pytest.warns(UserWarning, match="learning_rate=0.5 is ignored"):
-        ContrastiveDivergenceTrainer(energy, LangevinDynamics(energy), opt, learning_rate=0.5)
