@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from torchebm.core import BaseIntegrator
-from torchebm.core.errors import _CHECKED, ConfigurationError, ShapeError, check_int
+from torchebm.core.errors import _CHECKED, ConfigurationError, check_int
 from torchebm.integrators._compat_089 import accept_089_pickle
-from torchebm.integrators._state import _SolverRecord, fits, solver_record
+from torchebm.integrators._state import _SolverRecord, batched, fits, solver_record
 
 __all__ = ["BaseSymplecticIntegrator"]
 
@@ -103,11 +103,7 @@ class BaseSymplecticIntegrator(BaseIntegrator):
         x, p = state["x"], state["p"]
         if not isinstance(x, torch.Tensor) or not isinstance(p, torch.Tensor):
             raise TypeError("state['x'] and state['p'] must be tensors")
-        if x.ndim == 0:
-            raise ShapeError(
-                "state['x'] must be (B, *event_shape), got a 0-d tensor; use x.reshape(1, 1)"
-            )
-        if x.dtype != p.dtype:  # p promoted x, and the field was blamed for the new dtype
+        if batched(x).dtype != p.dtype:  # p promoted x, and the field was blamed for the new dtype
             raise TypeError(
                 f"state['p'] must have the dtype of state['x'] ({x.dtype}), got {p.dtype}"
             )

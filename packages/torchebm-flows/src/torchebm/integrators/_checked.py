@@ -114,9 +114,7 @@ def check_field_dtype(name: str, out: torch.Tensor, dtype: torch.dtype) -> None:
     """A field's output of another dtype than the state's: accepted under autocast when it is a
     narrower floating dtype (half-precision compute), else a `TypeError` naming both (a float64
     field promoted a float32 state, under autocast too)."""
-    narrower = (
-        out.is_floating_point() and out.element_size() < torch.empty((), dtype=dtype).element_size()
-    )
+    narrower = out.is_floating_point() and out.dtype.itemsize < dtype.itemsize
     if narrower and torch.is_autocast_enabled(out.device.type):
         return
     raise TypeError(

@@ -58,9 +58,13 @@ def state_x(state: Any) -> torch.Tensor:
             f"state must be a dict with key 'x', got {type(state).__name__}"
             + (f" with keys {sorted(state)}" if isinstance(state, dict) else "")
         )
-    # a real floating dtype: an integer, bool or complex state failed deep in the step maths;
-    # a batch dimension: a 0-d state failed with an IndexError
-    x = check_tensor("state['x']", state["x"], floating=True, non_empty=False)
+    # a real floating dtype: an integer, bool or complex state failed deep in the step maths
+    return batched(check_tensor("state['x']", state["x"], floating=True, non_empty=False))
+
+
+def batched(x: torch.Tensor) -> torch.Tensor:
+    """``x`` if it has a batch dimension, else `ShapeError` (a 0-d state failed with an
+    ``IndexError`` deep in a step)."""
     if x.ndim == 0:
         raise ShapeError(
             "state['x'] must be (B, *event_shape), got a 0-d tensor; use x.reshape(1, 1)"

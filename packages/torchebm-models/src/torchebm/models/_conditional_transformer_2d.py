@@ -17,7 +17,7 @@ from torchebm.core.errors import (
     check_positive,
     check_probability,
 )
-from torchebm.models._conditioning import check_input_dtype
+from torchebm.models._conditioning import check_input_dtype, number_time
 from torchebm.models.components import (
     AdaLNZeroBlock,
     AdaLNZeroPatchHead,
@@ -212,9 +212,7 @@ class ConditionalTransformer2D(TorchEBMModule):
     def _embed_condition(self, c: Any, batch: int) -> torch.Tensor:
         ref = self.x_embedder.proj.weight
         if isinstance(c, numbers.Real) and not isinstance(c, bool):
-            # a float64 model keeps a float64 time (999.7 in float32 is 999.70001)
-            dtype = torch.promote_types(ref.dtype, torch.get_default_dtype())
-            return self._embed_time(torch.full((batch,), float(c), device=ref.device, dtype=dtype))
+            return self._embed_time(number_time(c, batch, ref))
         if not isinstance(c, torch.Tensor):
             raise TypeError(
                 f"the conditioning (cond/t) must be a number or a tensor, got {type(c).__name__}"

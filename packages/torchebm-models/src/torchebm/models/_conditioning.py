@@ -25,6 +25,7 @@ __all__ = [
     "check_input",
     "check_input_dtype",
     "explain_missing_y",
+    "number_time",
     "warn_label_dropout",
 ]
 
@@ -102,9 +103,7 @@ def condition_vector(
     """
     name = type(module).__name__
     if isinstance(t, numbers.Real) and not isinstance(t, bool):  # one time for every row
-        ref = next(cast(nn.Module, module.t_embedder).parameters())
-        dtype = torch.promote_types(ref.dtype, torch.get_default_dtype())  # float64 kept
-        t = torch.full((batch or 1,), float(t), device=ref.device, dtype=dtype)
+        t = number_time(t, batch or 1, next(cast(nn.Module, module.t_embedder).parameters()))
     for arg, value in (("t", t), ("y", y), ("cond", cond)):
         rows = value.shape[0] if isinstance(value, torch.Tensor) and value.ndim > 0 else 1
         if batch is not None and rows not in (1, batch):
@@ -159,6 +158,13 @@ def explain_missing_y(owner: str, model: Any, err: TypeError, *, with_t: bool) -
         f"{owner} calls model(x, {'t, ' if with_t else ''}y=...) but {name}{sig} takes no y: "
         "guide a conditional model (one whose forward takes y), or call the model without y"
     ) from err
+
+
+def number_time(t: numbers.Real, batch: int, ref: torch.Tensor) -> torch.Tensor:
+    """A Python-number time as a ``(batch,)`` tensor on ``ref``'s device, float64 for a float64
+    model (a float32 tensor first rounded 999.7 to 999.70001), else the default dtype."""
+    dtype = torch.promote_types(ref.dtype, torch.get_default_dtype())
+    return torch.full((batch,), float(t), device=ref.device, dtype=dtype)
 
 
 def warn_label_dropout(base: Any) -> None:

@@ -471,9 +471,8 @@ def _chain_placement(model: Any, dtype: Any, device: Any) -> tuple[torch.dtype, 
         ref = next(model.parameters(), None)
     if dtype is None:
         dtype = torch.float32 if ref is None else ref.dtype
-    return check_float_dtype(
-        "dtype", dtype
-    ), device if device is not None or ref is None else ref.device
+    dtype = check_float_dtype("dtype", dtype)
+    return dtype, device if device is not None or ref is None else ref.device
 
 
 def _mala_step(
