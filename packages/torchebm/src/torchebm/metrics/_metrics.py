@@ -67,6 +67,11 @@ def _warn_no_autograd(owner: str, **inputs: Any) -> None:
 
 def _flat(name: str, v: Any) -> torch.Tensor:
     """``v`` validated, detached (no autograd: see `_warn_no_autograd`), as ``(N, D)``."""
+    if isinstance(v, torch.Tensor) and v.ndim == 1:
+        raise ShapeError(
+            f"{name} must have shape (N, *event_shape), got shape {tuple(v.shape)}: pass "
+            f"one-dimensional samples as {name}[:, None]"
+        )
     check_tensor(name, v, min_ndim=2, floating=True)
     v = v.detach().reshape(v.shape[0], -1)
     check_finite_tensor(name, v)
@@ -88,6 +93,12 @@ def _pair(
     float32 when it is float16 or bfloat16). Warns when an input (or one of ``others``)
     requires grad (`_warn_no_autograd`)."""
     xf, yf = _flat("x", x), _flat("y", y)
+    if min(x.ndim, y.ndim) > 2 and x.shape[1:] != y.shape[1:]:  # e.g. NCHW beside NHWC
+        raise ShapeError(
+            f"x and y must have one event shape, got x of shape {tuple(x.shape)} and y of shape "
+            f"{tuple(y.shape)} (flat (N, D) samples are compared with any event shape of D "
+            "features; permute one batch to the other's layout)"
+        )
     if xf.shape[1] != yf.shape[1]:
         raise ShapeError(
             f"x and y must have the same number of features, got x of shape "
@@ -341,7 +352,7 @@ def mmd2(
 
     Args:
         x: Samples ``(N, *event_shape)``, ``N >= 2``.
-        y: Samples ``(M, *event_shape)``, ``M >= 2``, same event size.
+        y: Samples ``(M, *event_shape)``, ``M >= 2``, of ``x``'s event shape (or flat, of its size).
         bandwidth: ``"median"`` (the median pairwise distance of the pooled sample, see
             `median_bandwidth`; an error when that median is 0), a positive number, or a
             sequence / 0-d or 1-D tensor of them (a 2-D tensor is a `ShapeError`, not
@@ -360,7 +371,7 @@ def mmd2(
 
     Raises:
         TypeError: ``x``/``y`` not floating tensors.
-        ShapeError: fewer than 2 samples, event sizes that differ, or a ``bandwidth``
+        ShapeError: fewer than 2 samples, event shapes that differ, or a ``bandwidth``
             tensor with more than one dimension.
         NonFiniteError: NaN or inf in ``x`` or ``y``.
         ConfigurationError: a bandwidth that is not positive (a zero median too), an unknown
@@ -410,7 +421,7 @@ def energy_distance(
 
     Args:
         x: Samples ``(N, *event_shape)``, ``N >= 2``.
-        y: Samples ``(M, *event_shape)``, ``M >= 2``, same event size.
+        y: Samples ``(M, *event_shape)``, ``M >= 2``, of ``x``'s event shape (or flat, of its size).
         estimator: ``"unbiased"`` or ``"biased"``.
 
     Returns:
@@ -499,7 +510,7 @@ def sliced_wasserstein(
 
     Args:
         x: Samples ``(N, *event_shape)``, ``N >= 2``.
-        y: Samples ``(M, *event_shape)``, ``M >= 2``, same event size.
+        y: Samples ``(M, *event_shape)``, ``M >= 2``, of ``x``'s event shape (or flat, of its size).
         n_projections: Number of random directions (>= 1).
         p: Order $p \ge 1$.
         generator: Randomness of the directions (on ``x``'s device).
