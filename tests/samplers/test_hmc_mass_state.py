@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseModel, GaussianModel
-from torchebm.core.errors import ConfigurationError
+from torchebm.core.errors import ConfigurationError, ShapeError
 from torchebm.samplers import HamiltonianMonteCarlo
 
 STRICT_HOOK = hasattr(nn.Module, "register_load_state_dict_pre_hook")  # torch >= 2.5
@@ -124,6 +124,23 @@ def test_the_event_shape_is_inferred_only_from_a_vector_mean():
         2,
         3,
     )
+
+
+def test_a_vector_normalisation_buffer_taken_as_the_event_shape_is_named():
+    # a (C,) buffer named `mean` (as torchebm 0.8.9, it gives the event shape): the energy
+    # check blamed the model alone ("must return energies of shape (B,) = (4,), got (1,)")
+    class Images(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]))
+
+        def forward(self, x):
+            return (x - self.mean.view(1, -1, 1, 1)).pow(2).flatten(1).mean(1)
+
+    hmc = HamiltonianMonteCarlo(Images(), step_size=0.01)
+    with pytest.raises(ShapeError, match=r"got \(1,\) \(the chains' event shape \(3,\) is that of"):
+        hmc.sample(n_samples=4, n_steps=2)
+    assert hmc.sample(n_samples=4, dim=(3, 2, 2), n_steps=2).shape == (4, 3, 2, 2)
 
 
 @pytest.mark.parametrize("sampler", ["langevin", "hmc"])

@@ -130,7 +130,15 @@ class _HMCBase(BaseSampler):
 
     def _energy(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
         energies = self.model_energy(x, conditioning)
-        return check_energies(type(self.model).__name__, energies, x.shape[0])
+        try:
+            return check_energies(type(self.model).__name__, energies, x.shape[0])
+        except ShapeError as err:  # chains shaped by `infer_dim` from a normalisation buffer?
+            if x.shape[1:] != getattr(getattr(self.model, "mean", None), "shape", None):
+                raise
+            raise ShapeError(
+                f"{err} (the chains' event shape {tuple(x.shape[1:])} is that of model.mean, "
+                "which sample() reads when neither x nor dim is given: pass dim= or x=)"
+            ) from err
 
     def _metropolis(
         self,
