@@ -966,6 +966,11 @@ class BaseTrainer:
     def train_epoch(self, loader: Iterable[Any]) -> dict[str, float]:
         """One pass over ``loader``; returns the mean of each metric (global when distributed).
 
+        The mean is over batches, each counting once whatever its size (as in torchebm 0.8.9):
+        a short last batch weighs as much as a full one (65 samples in batches of 64: the
+        single sample is half of the epoch's loss); use a loader with ``drop_last=True`` or
+        equal batches for a per-sample mean.
+
         The model is put in training mode first, as in torchebm 0.8.9 (a ``validate_fn`` that
         calls ``model.eval()``, or a model built in eval mode, trains with BatchNorm and
         Dropout active).
