@@ -1,6 +1,9 @@
 """TorchEBMModule placement, autocast, conditioning; Schedulable; errors; versions; aliases."""
 
+import copy
+import pickle
 import warnings
+import weakref
 
 import pytest
 import torch
@@ -45,6 +48,50 @@ def test_placement_follows_first_parameter():
     assert h.dtype == torch.float64
     h.float()
     assert h.dtype == torch.float32
+
+
+class _Energy(BaseModel):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.net = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1))
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+
+def test_placement_of_a_parent_follows_parameters_swapped_below_it():
+    # the cache of a sampler or loss (here a Holder) kept the first parameter it had read:
+    # stale after to_empty() of a model built on the meta device (sampling copied out of meta
+    # tensors), after a new network was set on the model, and it kept the old weight alive
+    with torch.device("meta"):
+        model = _Energy()
+    parent = Holder(inner=model)
+    assert parent.device == torch.device("meta")
+    model.to_empty(device="cpu")
+    assert parent.device == torch.device("cpu") and model.device == torch.device("cpu")
+    old = weakref.ref(model.net[0].weight)
+    model.net = nn.Sequential(nn.Linear(2, 1, dtype=torch.float64))
+    assert parent.dtype == torch.float64 and model.dtype == torch.float64
+    assert old() is None  # read, then replaced: not kept alive by a cache
+    model.net[0] = nn.Linear(2, 1)  # a plain module's item: no TorchEBMModule is told
+    assert parent.dtype == torch.float32 and model.dtype == torch.float32
+
+
+def test_placement_is_unchanged_by_torch_func_and_the_module_still_copies():
+    # functional_call swaps the parameters for the call: the cache kept the swapped-in
+    # float64 tensor (dtype float64 afterwards) or a functorch wrapper (deepcopy and pickle
+    # failed: "Cannot access storage of TensorWrapper")
+    from torch.func import functional_call, grad, vmap
+
+    model, x = _Energy(), torch.randn(4, 2)
+    parent = Holder(inner=model)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    vmap(grad(lambda p, xi: functional_call(model, p, (xi[None],)).sum()), (None, 0))(params, x)
+    doubled = {k: v.double() for k, v in model.named_parameters()}
+    assert functional_call(model, doubled, (x.double(),)).dtype == torch.float64
+    assert model.dtype == parent.dtype == torch.float32
+    copy.deepcopy(parent), pickle.loads(pickle.dumps(model))
+    assert copy.deepcopy(model).net[0].weight.data_ptr() != model.net[0].weight.data_ptr()
 
 
 def test_bad_dtype_and_device():

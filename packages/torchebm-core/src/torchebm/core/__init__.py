@@ -47,8 +47,7 @@ __all__ = [
     "ScheduledParameter",
     "distributed",
     *_training.__all__,
-    # deprecated aliases (one DeprecationWarning each)
-    *_deprecated.__all__,
+    *_deprecated.__all__,  # deprecated aliases (one DeprecationWarning each)
 ]
 
 

@@ -1,15 +1,13 @@
 r"""Integrator contract: `BaseIntegrator`, plus the step helpers its subclasses share.
 
-An integrator is *data plus a small step*. `BaseIntegrator` is the extension point (a
-`step` and an `integrate` on a state dict `{"x"}` or `{"x", "p"}`, returning a new
-state; input tensors are never mutated). Drift callables have the signature
-`drift(x, t) -> Tensor` with `t` a `(B,)` tensor.
+An integrator is *data plus a small step*. `BaseIntegrator` is the extension point (a `step` and an
+`integrate` on a state dict `{"x"}` or `{"x", "p"}`, returning a new state; input tensors are never
+mutated). Drift callables have the signature `drift(x, t) -> Tensor` with `t` a `(B,)` tensor.
 
-The Butcher-tableau driver (`BaseRungeKuttaIntegrator`, `BaseSDERungeKuttaIntegrator`,
-fixed-grid and adaptive stepping) and the symplectic integrators
-(`BaseSymplecticIntegrator`, the leapfrogs) live in the flows distribution
-(`torchebm.integrators`); `torchebm.core` still exports those names lazily when
-`torchebm-flows` is installed."""
+The Butcher-tableau driver (`BaseRungeKuttaIntegrator`, `BaseSDERungeKuttaIntegrator`, fixed-grid
+and adaptive stepping) and the symplectic integrators (`BaseSymplecticIntegrator`, the leapfrogs)
+live in the flows distribution (`torchebm.integrators`); `torchebm.core` still exports those names
+lazily when `torchebm-flows` is installed."""
 
 from __future__ import annotations
 

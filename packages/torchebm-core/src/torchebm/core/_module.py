@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from torch import nn
 __all__ = ["TorchEBMModule", "check_bool", "forward_kwargs", "warn_once", "warn_user"]
 
 _WARNED: set[str] = set()
+_EDITS = [0]  # submodules and parameters set, modules moved: the placement caches' version
 _SKIP = ("torchebm", "torch", "abc")  # packages whose frames a warning skips (abc: ABCMeta)
 
 
@@ -96,27 +98,33 @@ class TorchEBMModule(nn.Module):
         self.register_buffer("_torchebm_probe", probe, persistent=False)
         self.use_mixed_precision = self.autocast_available = False
         self._amp_dtype = torch.float16
-        self._placement_cache: tuple[Any, ...] | None = None  # (tensor read, its device, placement)
+        self._placement_cache: tuple[Any, ...] | None = None  # see _resolve_placement
         if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
             self.register_load_state_dict_pre_hook(_keep_absent_extra_state)
 
     # ------------------------------------------------------------------ placement
     def _resolve_placement(self) -> tuple[torch.device, torch.dtype]:
-        cache = self.__dict__.get("_placement_cache")  # (tensor, device, dtype, owner, placement)
-        if cache is not None and cache[0].device == cache[1] and cache[0].dtype == cache[2]:
-            if cache[3] is None or getattr(*cache[3]) is cache[0]:  # .to() moves a parameter
-                return cache[4]  # in place but replaces a buffer: look it up again
-        probe, owner = self._torchebm_probe, None
-        ref: torch.Tensor = next(self.parameters(), probe)
-        if ref is probe:  # no parameter: the probe's dtype, a submodule buffer's device (Gaussian)
-            for name, buf in self.named_buffers():  # a submodule's buffer has a dotted name
-                if "." in name and buf.is_floating_point() and not name.endswith("_torchebm_probe"):
-                    path, _, leaf = name.rpartition(".")
-                    ref, owner = buf, (self.get_submodule(path), leaf)
+        cache = self.__dict__.get("_placement_cache")  # the tuple built below
+        if cache is not None and (ref := cache[0]()) is not None and cache[3] == _EDITS[0]:
+            if (ref.device, ref.dtype) == cache[1:3] and getattr(cache[4](), cache[5], None) is ref:
+                return cache[6]  # .to() moves parameters in place; to_empty(), functional_call
+        probe = self._torchebm_probe  # and .to() (buffers) swap them: checked by identity
+        name, ref = next(self.named_parameters(), ("_torchebm_probe", probe))
+        dtype = ref.dtype  # the first parameter's; else the probe's, with the device of
+        if ref is probe:  # a submodule's floating buffer if there is one (Gaussian models)
+            for key, buf in self.named_buffers():  # a submodule's buffer has a dotted name
+                if "." in key and buf.is_floating_point() and not key.endswith("_torchebm_probe"):
+                    name, ref = key, buf
                     break
-        placement = (_normalise_device(ref.device), probe.dtype if owner else ref.dtype)
-        self._placement_cache = (ref, ref.device, ref.dtype, owner, placement)
+        path, _, leaf = name.rpartition(".")
+        placement = (_normalise_device(ref.device), dtype)
+        holder = weakref.ref(self.get_submodule(path))  # weak references: a tensor or module
+        cache = (weakref.ref(ref), ref.device, ref.dtype, _EDITS[0], holder, leaf, placement)
+        self._placement_cache = cache  # swapped out dies (and the cache with it), no cycle
         return placement
+
+    def __getstate__(self) -> dict[str, Any]:  # pickle, deepcopy: no weakref, no stale tensor
+        return {**super().__getstate__(), "_placement_cache": None}
 
     @property
     def device(self) -> torch.device:
@@ -130,19 +138,17 @@ class TorchEBMModule(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):  # type: ignore[override]
         out = super()._apply(fn, *args, **kwargs)
-        for m in self.modules():
-            if isinstance(m, TorchEBMModule):
-                m._placement_cache = None
+        _EDITS[0] += 1  # every placement cache is out of date
         return out
 
     def add_module(self, name: str, module: nn.Module | None) -> None:  # type: ignore[override]
         super().add_module(name, module)
-        self._placement_cache = None
+        _EDITS[0] += 1
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
-        if isinstance(value, (nn.Module, nn.Parameter)):
-            self._placement_cache = None  # None is not a module: one more pass, no loop
+        if isinstance(value, (nn.Module, nn.Parameter)):  # here or in a module that holds this
+            _EDITS[0] += 1
 
     # ------------------------------------------------------------------ precision
     def setup_mixed_precision(
@@ -150,8 +156,7 @@ class TorchEBMModule(nn.Module):
     ) -> None:
         """Enable autocast for this module's hot loops (CUDA only; warns and disables on CPU)."""
         if check_bool("use_mixed_precision", use_mixed_precision) and self.device.type != "cuda":
-            where = self.device.type
-            warn_user(f"Mixed precision requires CUDA, falling back to full precision on {where}")
+            warn_user(f"Mixed precision requires CUDA; full precision on {self.device.type}")
             use_mixed_precision = False
         self.use_mixed_precision = self.autocast_available = bool(use_mixed_precision)
         self._amp_dtype = amp_dtype
@@ -189,8 +194,7 @@ class TorchEBMModule(nn.Module):
         if legacy_kwargs:
             key, owner = warn_key or f"{type(self).__name__}.bare_model_kwargs", type(self).__name__
             msg = f"passing conditioning as bare keyword arguments ({sorted(legacy_kwargs)}) to "
-            msg += f"{owner} is deprecated; pass model_kwargs={{...}} instead"
-            warn_once(key, msg)
+            warn_once(key, msg + f"{owner} is deprecated; pass model_kwargs={{...}} instead")
             model_kwargs = {**legacy_kwargs, **(model_kwargs or {})}  # model_kwargs wins
         return self._prepare_model_kwargs(model_kwargs)
 
