@@ -280,8 +280,11 @@ class MLPEnergy(BaseModel):
             x: Samples `(B, input_dim)` (or `(B, ...)` with ``input_dim`` elements per row).
         """
         flat = _flatten_input(x, self.input_dim, type(self).__name__)
-        check_input_dtype(type(self).__name__, flat, self.dtype)
-        return self.net(flat).squeeze(-1)
+        try:
+            return self.net(flat).squeeze(-1)
+        except RuntimeError:  # torch's dtype mismatch names no argument; no dtype read per call
+            check_input_dtype(type(self).__name__, flat, self.dtype)
+            raise
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         r"""$\nabla_x E(x)$ by an explicit backward pass through the layers.
@@ -497,7 +500,8 @@ class MLPVelocity(TorchEBMModule):
             t: Times `(B,)` or one time; required when ``time_conditioned``, ignored otherwise.
         """
         flat = _flatten_input(x, self.input_dim, type(self).__name__)
-        check_input_dtype(type(self).__name__, flat, self.dtype)
+        if not flat.is_floating_point():  # the time features would promote it: no torch error
+            check_input_dtype(type(self).__name__, flat, self.dtype)
         if self.time_conditioned:
             if t is None:
                 raise ValueError(
@@ -512,7 +516,11 @@ class MLPVelocity(TorchEBMModule):
             else:
                 a = tc * self._frequencies(tc)
                 flat = torch.cat([flat, tc, torch.sin(a), torch.cos(a)], dim=1)
-        out = self.net(flat)
+        try:  # the times are cast to x's dtype: the layers see x's dtype
+            out = self.net(flat)
+        except RuntimeError:  # torch's dtype mismatch names no argument; no dtype read per call
+            check_input_dtype(type(self).__name__, x, self.dtype)
+            raise
         return out if out.shape == x.shape else out.reshape(x.shape)
 
     def _frequencies(self, like: torch.Tensor) -> torch.Tensor:
