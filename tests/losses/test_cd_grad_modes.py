@@ -82,3 +82,23 @@ def test_replay_buffer_follows_the_model_dtype():
             expected = expected + delta
         torch.testing.assert_close(loss.replay_buffer, expected, rtol=0, atol=0)
     assert loss.buffer_age.device == loss.replay_buffer.device
+
+
+@pytest.mark.parametrize("init_steps", [0, 3])
+def test_a_replay_buffer_made_under_inference_mode_trains_afterwards(init_steps):
+    # a first call as a validation loss under inference_mode made the buffer and its ages
+    # inference tensors: the next training call failed in the buffer update ("Inplace update
+    # to inference tensor outside InferenceMode is not allowed")
+    model = PlainQuadratic()
+    loss = PersistentContrastiveDivergence(
+        model, Shift(model, 0.25), k_steps=2, buffer_size=16, init_steps=init_steps, dtype=F64
+    )
+    x = torch.randn(8, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        loss(x, generator=torch.Generator().manual_seed(1))
+    assert not loss.replay_buffer.is_inference() and not loss.buffer_age.is_inference()
+    before = loss.replay_buffer.clone()
+    value, _ = loss(x, generator=torch.Generator().manual_seed(2))
+    value.backward()
+    assert model.a.grad is not None and torch.isfinite(model.a.grad)
+    assert not torch.equal(loss.replay_buffer, before)  # the training call updated it

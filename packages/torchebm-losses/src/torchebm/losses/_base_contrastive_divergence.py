@@ -324,10 +324,12 @@ class BaseContrastiveDivergence(BaseLoss):
                 buf[lo : lo + chunk] = self._run_sampler(
                     part, self.init_steps, model_kwargs or {}, generator
                 )
-        self.replay_buffer = buf
-        self.buffer_age = torch.full(
-            (self.buffer_size,), self.init_steps, dtype=torch.long, device=buf.device
-        )
+        with torch.inference_mode(False):  # made in a first call under inference_mode (e.g. a
+            # validation loss), inference tensors would refuse the training steps' in-place updates
+            self.replay_buffer = buf = buf.clone() if buf.is_inference() else buf
+            self.buffer_age = torch.full(
+                (self.buffer_size,), self.init_steps, dtype=torch.long, device=buf.device
+            )
         self._set_ptr(0)
         return buf
 
