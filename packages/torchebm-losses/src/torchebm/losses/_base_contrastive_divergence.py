@@ -153,6 +153,12 @@ class BaseContrastiveDivergence(BaseLoss):
     ``check_conditioning``, ``dtype`` and ``device`` are those of every loss: see
     [`BaseLoss`][torchebm.core.BaseLoss].
 
+    The model is registered twice (``model`` and ``sampler.model``). With
+    ``torch.func.functional_call(loss, params, ...)`` pass ``tie_weights=False``: with the
+    default ``True``, torch (pytorch/pytorch#164759) restores a module reachable by two paths
+    wrongly and leaves the given tensors in the model after the call (the value inside the
+    call is right).
+
     Args:
         model: Energy model $E_\theta$ mapping ``(B, *event)`` to ``(B,)``. ``None``
             takes ``sampler.model``.
