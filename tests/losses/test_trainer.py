@@ -611,6 +611,24 @@ def test_a_callback_with_state_dict_resumes_with_the_trainer(tmp_path):
     make(seed=1, callbacks=[CountSteps()]).load_checkpoint(path)
 
 
+def test_a_generator_state_of_another_device_type_is_refused_before_anything_loads(tmp_path):
+    # a CUDA generator's state is 16 bytes, a CPU one's 5056: set_state raised torch's size
+    # error after the weights, step and epoch had been replaced
+    first = make(seed=1)
+    for i in range(3):
+        first.train_step(data(8, seed=i))
+    state = torch.load(first.save_checkpoint(tmp_path / "c.pt"), weights_only=True)
+    state["ranks"][0]["generator"] = torch.zeros(16, dtype=torch.uint8)  # as a CUDA run saves
+    torch.save(state, tmp_path / "cuda.pt")
+    fresh = make(seed=1)
+    weights = [p.detach().clone() for p in fresh.model.parameters()]
+    with pytest.raises(ValueError, match=r"another kind of generator \(16 bytes\).* cpu gen"):
+        fresh.load_checkpoint(tmp_path / "cuda.pt")
+    assert fresh.step == 0 and all(
+        torch.equal(a, b) for a, b in zip(weights, fresh.model.parameters())
+    )
+
+
 def test_torchebm_0_8_9_checkpoint_and_dataloader_keyword(tmp_path):
     """0.8.9's trainer saved ``{model_state_dict, optimizer_state_dict, metrics}`` and took
     ``train(dataloader=...)``: the weights and the optimizer (Adam's moments) resume."""

@@ -939,9 +939,9 @@ class BaseTrainer:
         restored = saved is not None and saved["source"] == _order_kind(src)
         if restored:  # (a checkpoint of torchebm <= 0.9.0 holds "state" only)
             if "global" in saved or saved["source"] == "global":
-                torch.set_rng_state(saved.get("global", saved.get("state")))
-            if saved["source"] == "generator":
-                src.set_state(saved["state"])
+                torch.set_rng_state(saved.get("global", saved.get("state")).cpu())
+            if saved["source"] == "generator":  # (.cpu(): torch.load(map_location=) moved them)
+                src.set_state(saved["state"].cpu())
         elif skip > 0 and src is not None:
             sampler = getattr(loader, "sampler", None)
             why = (
@@ -1183,6 +1183,15 @@ class BaseTrainer:
                 "checkpoint holds a generator state but this trainer has no generator; "
                 "construct it with seed= or generator="
             )
+        if mine.get("generator") is not None and self.generator is not None:
+            saved_n, my_n = mine["generator"].numel(), self.generator.get_state().numel()
+            if saved_n != my_n:  # a CPU generator's state is 5056 bytes, a CUDA one's 16
+                raise ValueError(
+                    f"checkpoint holds the state of another kind of generator ({saved_n} bytes) "
+                    f"than this trainer's {self.generator.device.type} generator ({my_n} bytes): "
+                    "it was saved on another device type; build the trainer (its model, or "
+                    "generator=) on the device type it was saved from"
+                )
         saved_callbacks = mine.get("callbacks") or []  # absent from older checkpoints
         saved_cb_types = [entry["type"] for entry in saved_callbacks]
         my_types = [type(cb).__name__ for cb in self._stateful_callbacks()]
@@ -1211,7 +1220,8 @@ class BaseTrainer:
             ValueError: not a trainer state, saved with a different world size, another
                 optimizer or LR-scheduler class or other callbacks with state, inside a
                 gradient-accumulation window of another ``grad_accum_steps``, or holding
-                an LR-scheduler or generator state this trainer has nothing to load into.
+                an LR-scheduler or generator state this trainer has nothing to load into,
+                or a generator state of another device type (a CUDA run resumed on a CPU).
         """
         if isinstance(state, dict) and "format" not in state and _OLD_KEYS <= state.keys():
             return self._load_089_checkpoint(state)
@@ -1259,7 +1269,7 @@ class BaseTrainer:
         self._order_pending = self._order_rng is not None
         gen_state = mine.get("generator")
         if gen_state is not None:
-            cast(torch.Generator, self.generator).set_state(gen_state)
+            cast(torch.Generator, self.generator).set_state(gen_state.cpu())
         grads = mine.get("grads")
         if grads is not None:
             params = self._checked_parameters()
