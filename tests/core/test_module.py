@@ -154,6 +154,16 @@ def test_schedulable_params_and_subtree_stepping():
         outer.register_scheduler("x", 0.3)
 
 
+def test_a_shallow_copy_sets_its_own_schedules():
+    # copy.copy shared the name -> scheduler dict: a step size set on the copy was the
+    # original's too (nn.Dropout's copy.copy keeps p apart)
+    original = Holder()
+    shallow = copy.copy(original)
+    shallow.register_scheduler("step_size", ConstantScheduler(0.5))
+    assert original.get_scheduled_value("step_size") == pytest.approx(0.1)
+    assert shallow.get_scheduled_value("step_size") == pytest.approx(0.5)
+
+
 def test_scheduler_state_travels_in_state_dict(tmp_path):
     h = Holder()
     h.register_scheduler("step_size", LinearScheduler(1.0, 0.0, 10))

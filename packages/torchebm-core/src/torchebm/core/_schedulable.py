@@ -43,7 +43,7 @@ class Schedulable:
         if not isinstance(scheduler, BaseScheduler):
             got = type(scheduler).__name__
             raise TypeError(f"scheduler for {name!r} must be a BaseScheduler, got {got}")
-        self._schedulers_dict()[name] = scheduler
+        self.schedulers = {**self._schedulers_dict(), name: scheduler}  # a copy.copy's own dict
 
     def _register_param(
         self, name: str, value: Any, *, positive: bool = False, non_negative: bool = False
