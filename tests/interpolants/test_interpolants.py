@@ -324,3 +324,32 @@ def test_float32_schedules_near_the_data_end_match_float64(interp, closed_form):
         for got, want in zip((a[i], da[i], s[i], ds[i]), ref):
             assert abs(float(got) - want) <= 8 * eps * abs(want), (tv, float(got), want)
     assert float(CosineInterpolant().compute_sigma_t(torch.ones(1))[0]) == 0.0
+
+
+@pytest.mark.parametrize(
+    "interpolant",
+    [
+        LinearInterpolant(),
+        CosineInterpolant(),
+        VariancePreservingInterpolant(),
+        VarianceExplodingInterpolant(),
+    ],
+    ids=lambda i: type(i).__name__,
+)
+def test_interpolate_under_torch_func_transforms(interpolant):
+    # the time check read values on the host: under vmap torch refused ("We do not support
+    # batching operators that can output dynamic shape", aten::nonzero)
+    from torch.func import jacfwd, vmap
+
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(5, 3, generator=g, dtype=F64), torch.randn(5, 3, generator=g, dtype=F64)
+    t = torch.rand(5, generator=g, dtype=F64) * 0.8 + 0.1
+
+    def xt_of(ti, a, b):
+        return interpolant.interpolate(a[None], b[None], ti[None])[0][0]
+
+    dxt_dt = vmap(jacfwd(xt_of))(t, x0, x1)  # the path's time derivative, per sample
+    _, ut = interpolant.interpolate(x0, x1, t)
+    torch.testing.assert_close(dxt_dt, ut, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):  # outside a transform: still checked
+        interpolant.interpolate(x0, x1, t + 1)

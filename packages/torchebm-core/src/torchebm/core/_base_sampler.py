@@ -1,10 +1,9 @@
 r"""`BaseSampler`: the sampling loop (the driver) every TorchEBM sampler plugs one step into.
 
-Kernel vs driver, as in pyro's MCMC kernels or torchdiffeq's solvers: `BaseSampler.sample`
-owns validation, the initial state, schedulers, thinning, trajectories, diagnostics, the
-NaN policy, `no_grad`/autocast and `torch.compile`; a subclass implements the public hooks
-(`step`, optionally `init_state`, `compute_diagnostics`, `converged`, `steps_per_call`,
-`infer_dim`)."""
+Kernel vs driver, as in pyro's MCMC kernels or torchdiffeq's solvers: `BaseSampler.sample` owns
+validation, the initial state, schedulers, thinning, trajectories, diagnostics, the NaN policy,
+`no_grad`/autocast and `torch.compile`; a subclass implements the public hooks (`step`, optionally
+`init_state`, `compute_diagnostics`, `converged`, `steps_per_call`, `infer_dim`)."""
 
 from __future__ import annotations
 

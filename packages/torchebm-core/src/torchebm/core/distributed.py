@@ -1,11 +1,10 @@
 r"""``torchebm.core.distributed``: a thin shim over ``torch.distributed``.
 
-In a single process (no process group) ranks are ``0``, the world size is ``1``, gathers
-return their input and broadcasts are no-ops, so losses, couplings and trainers run the
-same code on a laptop, under ``torchrun`` with DDP, and under FSDP2 (``fully_shard``).
-Collectives (gathers, broadcasts, ``all_reduce_mean``, state dicts of a sharded model)
-must be called by every rank in the same order; with NCCL, CPU tensors travel through
-the current CUDA device.
+In a single process (no process group) ranks are ``0``, the world size is ``1``, gathers return
+their input and broadcasts are no-ops, so losses, couplings and trainers run the same code on a
+laptop, under ``torchrun`` with DDP, and under FSDP2 (``fully_shard``). Collectives (gathers,
+broadcasts, ``all_reduce_mean``, state dicts of a sharded model) must be called by every rank in the
+same order; with NCCL, CPU tensors travel through the current CUDA device.
 
 Example:
     >>> import torch
