@@ -436,17 +436,19 @@ def plot_trajectories(
         >>> walk = torch.randn(4, 50, 2).cumsum(dim=1) * 0.1
         >>> fig = plot_trajectories(walk)
     """
-    if isinstance(trajectory, torch.Tensor):
-        traj = trajectory.detach().to("cpu", torch.float64).numpy()
+    max_chains = check_int("max_chains", max_chains, minimum=1)
+    if isinstance(trajectory, torch.Tensor):  # the shown chains only go to the host in float64
+        shown = trajectory[:max_chains] if trajectory.ndim == 3 else trajectory
+        traj = shown.detach().to("cpu", torch.float64).numpy()
     else:
         traj = np.asarray(trajectory, dtype=np.float64)
     if traj.ndim == 2:
         traj = traj[None]
     if traj.ndim != 3 or traj.shape[-1] != 2 or min(traj.shape[:2]) < 1:
+        got = tuple(trajectory.shape) if isinstance(trajectory, torch.Tensor) else traj.shape
         raise ShapeError(
-            f"trajectory must have shape (B, T, 2) or (T, 2) with B, T >= 1, got {traj.shape}"
+            f"trajectory must have shape (B, T, 2) or (T, 2) with B, T >= 1, got {got}"
         )
-    max_chains = check_int("max_chains", max_chains, minimum=1)
     traj = traj[:max_chains]
     flat = _warn_non_finite("trajectory", traj.reshape(-1, 2))
     landscape = dict(grid_size=grid_size, kind=kind, clip=clip, model_kwargs=model_kwargs)
