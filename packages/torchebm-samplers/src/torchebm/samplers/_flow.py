@@ -205,7 +205,11 @@ class FlowSampler(BaseSampler):
     ``linspace(t0, t1, n_steps + 1)`` with any Runge-Kutta integrator: fixed-step ones take
     one step per grid interval; adaptive ones (default ``dopri5``) integrate adaptively
     between recorded grid times (between ``t0`` and ``t1`` at once when nothing is
-    recorded), so ``return_trajectory``/``thin``/diagnostics work with them too.
+    recorded), so ``return_trajectory``/``thin``/diagnostics work with them too. Each
+    recorded interval is then a solve of its own (at least one accepted step, about seven
+    evaluations for ``dopri5``): recording 500 times took 5,306 evaluations of a small MLP
+    field where the unrecorded solve took 37, and the result is more accurate (shorter
+    steps), not the same.
     ``reverse=True`` maps data to noise by integrating the same ODE backwards, over the
     decreasing grid ``t1 -> t0``, evaluating the field at the current (decreasing) time.
 
