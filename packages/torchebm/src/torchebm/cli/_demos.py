@@ -696,6 +696,12 @@ def run_demo(
         log(line)
     ed, mmd = scores["model samples"]
     ed0, mmd0 = scores["initial noise"]
+    if ed >= ed0:  # e.g. the eqm demo's settings on curves (two_moons, circle): say so
+        log(
+            f"warning: the model samples are further from the data than the noise they start "
+            f"from (energy distance {ed:.4f} >= {ed0:.4f}): the {name} demo's settings (tuned on "
+            f"{spec.dataset}) did not learn {dataset}"
+        )
     title = f"torchebm demo {name} on {dataset}: energy distance {ed:.4f} (noise {ed0:.4f})"
     _plot(result, test, title, out)
     path = os.path.abspath(out)
