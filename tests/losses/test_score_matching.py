@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -384,7 +385,34 @@ def test_a_functional_model_under_use_autograd_is_said_to_have_no_effect(loss_cl
     x = torch.randn(32, 2, dtype=torch.float64)
     with pytest.warns(UserWarning, match="functional_model is used only with use_autograd=False"):
         loss_cls(a, functional_model=b)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(UserWarning, match="shares no trainable parameter with model"):
         functional = ScoreMatching(a, functional_model=b, use_autograd=False, dtype=torch.float64)
     assert torch.allclose(functional(x), ScoreMatching(b, dtype=torch.float64)(x))
+
+
+def test_a_functional_model_without_the_models_parameters_is_warned_about():
+    # the gradients went to functional_model's own parameters: an optimizer over the model's
+    # got none (5 trainer steps, no weight moved), in silence
+    torch.manual_seed(0)
+    model = MLPEnergy(2, 8).double()
+    x = torch.randn(16, 2, dtype=torch.float64)
+
+    class Wrapper(nn.Module):  # holds the model's parameters: the intended use
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, z):
+            return self.inner(z)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shared = ScoreMatching(
+            model, functional_model=Wrapper(model), use_autograd=False, dtype=torch.float64
+        )
+    shared(x).backward()
+    assert all(p.grad is not None for p in model.net[0].parameters())
+    with pytest.warns(UserWarning, match="an optimizer over model.parameters"):
+        ScoreMatching(
+            model, functional_model=copy.deepcopy(model), use_autograd=False, dtype=torch.float64
+        )

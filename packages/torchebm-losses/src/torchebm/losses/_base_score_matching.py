@@ -59,7 +59,8 @@ class BaseScoreMatching(BaseLoss):
         use_autograd: ``True``: $\nabla_x E$ by ``torch.autograd.grad``. ``False``:
             by ``torch.func.grad`` over ``torch.func.functional_call`` of
             ``functional_model`` (or the model) with its current parameters; both give the
-            same values and parameter gradients.
+            same values and parameter gradients (a ``functional_model`` that holds none of
+            ``model``'s trainable parameters takes the gradients itself: warned).
         hutchinson_samples: Number of random probes for stochastic trace estimators.
         custom_regularization: Callable ``(x, model) -> scalar`` replacing the default
             regulariser.
@@ -117,6 +118,14 @@ class BaseScoreMatching(BaseLoss):
             warn_user(
                 f"{type(self).__name__}: functional_model is used only with use_autograd=False; "
                 "with use_autograd=True the gradient is taken through model",
+                UserWarning,
+            )
+        elif functional_model is not None and _shares_no_trainable(model, functional_model):
+            warn_user(
+                f"{type(self).__name__}: functional_model shares no trainable parameter with "
+                "model: the functional path differentiates functional_model's own parameters, "
+                "so an optimizer over model.parameters() gets no gradient from this loss (pass "
+                "a module holding model's parameters, e.g. a wrapper of model)",
                 UserWarning,
             )
         # held, not registered: the functional copy (it usually shares parameters with
@@ -319,3 +328,9 @@ class BaseScoreMatching(BaseLoss):
             return value if torch.is_grad_enabled() else value.detach()
 
         return checked_loss(self, loss, {"x": x}, conditioning)
+
+
+def _shares_no_trainable(model: nn.Module, other: nn.Module) -> bool:
+    """Whether ``model`` has trainable parameters and ``other`` holds none of them."""
+    mine = {id(p) for p in model.parameters() if p.requires_grad}
+    return bool(mine) and mine.isdisjoint(id(p) for p in other.parameters())
