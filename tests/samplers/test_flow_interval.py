@@ -218,3 +218,29 @@ def test_sde_on_a_user_linear_path_reaches_the_target_law(seed):
     # chain's own bias (the built-in path: std 0.497 and 0.491): a 5 % error fails
     assert abs(float(x.mean()) - mean) < 4 * std / math.sqrt(n) + 0.006
     assert abs(float(x.std()) - std) < 4 * std / math.sqrt(2 * n) + 0.006
+
+
+@pytest.mark.parametrize("sample_eps", [1e-3, 1e-8, 5e-9])
+def test_a_noise_prediction_near_the_data_end_is_the_velocity_prediction(sample_eps):
+    # the score of a noise prediction was noise / (1e-8 - sigma): a division by ~0 at
+    # sigma = 1e-8 and the wrong sign below (variance 0.61 of the data's at sample_eps=1e-8)
+    s2 = 0.25  # data N(0, s2 I), linear path x_t = t x1 + (1 - t) x0: exact fields
+
+    def noise(x, t):
+        t = t.reshape(-1, 1).to(x.dtype)
+        return (1 - t) / (t**2 * s2 + (1 - t) ** 2) * x
+
+    def velocity(x, t):
+        t = t.reshape(-1, 1).to(x.dtype)
+        return (t * s2 - (1 - t)) / (t**2 * s2 + (1 - t) ** 2) * x
+
+    x0 = torch.randn(500, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = {}
+    for prediction, field in (("noise", noise), ("velocity", velocity)):
+        sampler = FlowSampler(
+            field, interpolant="linear", prediction=prediction, sample_eps=sample_eps,
+            integrator="heun", dtype=torch.float64,
+        )  # fmt: skip
+        out[prediction] = sampler.sample(x=x0, n_steps=20)
+    # (1e-4: the score -> velocity conversion floors alpha(0) = 0 at the first step)
+    torch.testing.assert_close(out["noise"], out["velocity"], rtol=1e-4, atol=1e-4)

@@ -21,6 +21,7 @@ from torchebm.core import (
     shared_field,
 )
 from torchebm.core._base_interpolant import _DIFFUSION_FORMS as _FORMS
+from torchebm.core._base_interpolant import _floor_for
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import (
     ConfigurationError,
@@ -496,7 +497,8 @@ class FlowSampler(BaseSampler):
             return (-out if self.negate_velocity else out), None
         if self.prediction is PredictionType.SCORE:
             return None, out
-        return None, out / (1e-8 - self._sigma(x, t))
+        sigma = self._sigma(x, t)  # s = -noise / sigma, sigma floored (as noise_to_score)
+        return None, -out / sigma.clamp(min=_floor_for(sigma, 1e-8))
 
     def _velocity(self, x: torch.Tensor, t: torch.Tensor, conditioning: dict) -> torch.Tensor:
         """Probability-flow velocity (one model call)."""
@@ -574,7 +576,8 @@ class FlowSampler(BaseSampler):
             e2 = interp.score_to_velocity(zero, one, t).reshape(-1)
             k: Any = 1.0
             if self.prediction is PredictionType.NOISE:
-                k = 1.0 / (1e-8 - interp.compute_sigma_t(col)[0].reshape(-1))
+                sigma = interp.compute_sigma_t(col)[0].reshape(-1)
+                k = -1.0 / sigma.clamp(min=_floor_for(sigma, 1e-8))
             a, b = (e1 + d) * k, e2
         dtype = grid.dtype
         return a.to(dtype), b.to(dtype), d.to(dtype)
