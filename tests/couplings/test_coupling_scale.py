@@ -132,3 +132,21 @@ def test_float32_batches_far_from_the_origin(cls, offset):
     centred = torch.cat([a64, b64]) - 0.5 * (a64.mean() + b64.mean())
     m2, eps = float(centred.abs().max()) ** 2, torch.finfo(torch.float32).eps
     assert float(got - opt) <= 1e-4 * float(cost64.max()) + 2 * 64 * 8 * eps * m2
+
+
+@pytest.mark.parametrize(("sd", "offset"), [(0.1, 1e6), (1.0, 1e7), (1e-3, 0.0)])
+def test_sinkhorn_pairs_offset_or_scaled_data_as_at_the_origin(sd, offset):
+    # the normalised cost was divided by max(cost.max(), 1e-12): data far from the origin
+    # (scaled by 2^e of the offset, then centred) had cost.max() under the floor, so the
+    # effective entropic regularisation grew (mean pair cost 3.73 sd^2 at offset 1e6 for 2.83
+    # at the origin; independent pairing: 5.45). Sinkhorn depends on cost / max(cost) only.
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    b = torch.randn(64, 2, generator=g, dtype=torch.float64) + 1
+
+    def pairs(x0, x1):
+        return SinkhornCoupling(reg=0.05)(x0, x1, generator=torch.Generator().manual_seed(1))
+
+    ref = pairs(a, b)
+    moved = pairs(sd * a + offset, sd * b + offset)
+    assert torch.equal(moved.index, ref.index)

@@ -112,7 +112,7 @@ def _squared_euclidean_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     a, b = a / s, b / s
     c = 0.5 * (a.mean(0) + b.mean(0))
     cost = torch.cdist(a - c, b - c).square_().clamp_(min=0.0)
-    return cost / cost.max().clamp(min=1e-12)
+    return cost / torch.where((top := cost.max()) > 0, top, 1.0)  # no floor: offset data
 
 
 class BaseCostCoupling(BaseCoupling):
