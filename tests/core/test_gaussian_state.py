@@ -170,3 +170,16 @@ def test_a_model_pickled_whole_by_089_gets_its_cov_back():
     torch.testing.assert_close(old.gradient(_x()), grad)
     old.load_state_dict({"mean": MEAN1, "cov_inv": torch.linalg.inv(COV1)})
     torch.testing.assert_close(old.cov, COV1, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1.0, 1e2, 1e8])
+def test_symmetry_is_checked_relative_to_the_covariances_scale(scale):
+    # an absolute tolerance (atol 1e-6) refused float32 covariances with entries ~100 whose
+    # rounding asymmetry is 3e-8 relative, and accepted a clearly asymmetric one at 1e-8
+    q = torch.linalg.qr(torch.randn(50, 50, generator=torch.Generator().manual_seed(0)))[0]
+    cov = (q @ torch.diag(torch.linspace(1.0, 2.0, 50)) @ q.T).float() * scale
+    assert (cov - cov.T).abs().max() > 0  # float32 rounding of the product: not symmetric
+    GaussianModel(torch.zeros(50), cov)
+    skew = torch.tensor([[1.0, 0.5], [0.0, 1.0]]) * scale
+    with pytest.raises(ConfigurationError, match="cov must be symmetric"):
+        GaussianModel(torch.zeros(2), skew)

@@ -244,7 +244,7 @@ class GaussianModel(_AnalyticModel):
             raise ShapeError(f"mean and cov dimensions differ: {got}")
         _finite_tensor("mean", mean)
         cov64 = _finite_tensor("cov", cov)
-        if not torch.allclose(cov64, cov64.T, atol=1e-6, rtol=1e-5):
+        if (cov64 - cov64.T).abs().max() > 1e-5 * cov64.abs().max():  # relative: any scale
             raise ConfigurationError(f"cov must be symmetric, got {_show(cov)}")
         chol, info = torch.linalg.cholesky_ex(cov64)
         if int(info) != 0:
