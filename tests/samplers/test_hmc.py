@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+import warnings
 
 import pytest
 import torch
@@ -292,3 +293,18 @@ def test_rmhmc_reports_a_start_where_the_gradient_is_nan():
     with pytest.warns(RuntimeWarning, match="2 of 4 chains diverged"):
         sampler.sample(x=x0, n_steps=20, generator=torch.Generator().manual_seed(0))
     assert sampler.divergent_chains.tolist() == [1, 1, 0, 0]
+
+
+def test_a_call_in_which_no_chain_accepts_anything_warns():
+    # step 50 on N(0, I): every trajectory ends at a non-finite or far higher Hamiltonian and
+    # is rejected; 0 of 500 chains moved in 200 steps, with no warning under any nan_policy
+    model = GaussianModel(torch.zeros(2), torch.eye(2))
+    x0 = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+    stuck = HamiltonianMonteCarlo(model, step_size=50.0, n_leapfrog_steps=10)
+    with pytest.warns(RuntimeWarning, match=r"none of the 500 chains accepted any of its 200"):
+        out = stuck.sample(x=x0, n_steps=200, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out, x0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a working step size, and a short call, do not warn
+        HamiltonianMonteCarlo(model, step_size=0.1).sample(x=x0, n_steps=200)
+        stuck.sample(x=x0[:5], n_steps=10)  # 50 proposals: too few to call it stuck

@@ -73,6 +73,7 @@ class HMCState(SamplerState):
             succeeded at every point of the current step where it was finite (shared).
         n_not_pd: RMHMC: `(B,)` int64, how many of each chain's proposals of the current
             `sample()` call were rejected because it did not (shared, like `n_unconverged`).
+        start: HMC: the chains at the start of the call (shared; `finish` compares).
     """
 
     energy: torch.Tensor | None = None
@@ -88,6 +89,7 @@ class HMCState(SamplerState):
     n_unconverged: torch.Tensor | None = shared_field()
     metric_ok: torch.Tensor | None = shared_field()
     n_not_pd: torch.Tensor | None = shared_field()
+    start: torch.Tensor | None = shared_field()
 
 
 class _HMCBase(BaseSampler):
@@ -370,12 +372,33 @@ class HamiltonianMonteCarlo(_HMCBase):
                 else (math.sqrt(mass) if isinstance(mass, float) else mass.sqrt())
             ),
             fused=fused,
+            start=x,  # (each step's Metropolis choice is a new tensor: x is never written)
         )
         # the trajectory returns the energy gradient at its end point: keeping the one of
         # the current state saves one evaluation per iteration
         if fused is not None or isinstance(self.integrator, LeapfrogIntegrator):
             state.grad = self.model_gradient(x, ctx.model_kwargs)
         return state
+
+    def finish(self, state: HMCState, ctx: SamplerContext) -> None:
+        """One `RuntimeWarning` when no chain accepted any proposal of the call (at least 100
+        proposals; one sync): every trajectory ended at a non-finite or far higher Hamiltonian,
+        so the chains did not move (a step size far too large for the target).
+
+        Args:
+            state: The final `HMCState` (its chains and `start`).
+            ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext] (``n_steps``).
+        """
+        start, n = state.start, ctx.n_steps
+        if start is None or start.shape[0] * n < 100 or not torch.equal(state.x, start):
+            return
+        warn_user(
+            f"{type(self).__name__}: none of the {start.shape[0]} chains accepted any of its {n} "
+            "proposals (every trajectory ended at a non-finite or far higher Hamiltonian), so "
+            f"the chains did not move; reduce step_size (now {self.step_size}) or "
+            f"n_leapfrog_steps (now {self.n_leapfrog_steps})",
+            RuntimeWarning,
+        )
 
     def _drift(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
         r"""The leapfrog force $-\nabla E(x)$ (shaped like ``x``)."""
