@@ -56,7 +56,7 @@ class _Energy(BaseModel):
         self.net = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1))
 
     def forward(self, x):
-        return self.net(x).squeeze(-1)
+        return self.net(x.to(self.dtype)).squeeze(-1)  # reads the placement inside transforms
 
 
 def test_placement_of_a_parent_follows_parameters_swapped_below_it():
@@ -73,8 +73,29 @@ def test_placement_of_a_parent_follows_parameters_swapped_below_it():
     model.net = nn.Sequential(nn.Linear(2, 1, dtype=torch.float64))
     assert parent.dtype == torch.float64 and model.dtype == torch.float64
     assert old() is None  # read, then replaced: not kept alive by a cache
-    model.net[0] = nn.Linear(2, 1)  # a plain module's item: no TorchEBMModule is told
-    assert parent.dtype == torch.float32 and model.dtype == torch.float32
+    kept = model.net[0]  # a plain container's item replaced (no TorchEBMModule is told)
+    model.net[0] = nn.Linear(2, 1)
+    assert parent.dtype == torch.float32 and model.dtype == torch.float32 and kept is not None
+    model.register_parameter("first", nn.Parameter(torch.zeros(1, dtype=torch.float64)))
+    assert parent.dtype == torch.float64  # the model's own parameters come first
+
+
+def test_placement_lets_torch_swap_parameters():
+    # the cache held a weak reference to the parameter it read, and torch refuses to swap a
+    # tensor with weak references ("Couldn't swap Linear.weight"): .to() under the swap flag,
+    # load_state_dict under it, wrapper-subclass (DTensor) parameters
+    model = _Energy()
+    parent = Holder(inner=model)
+    assert parent.dtype == torch.float32
+    before = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        parent.to(torch.float64)
+        assert parent.dtype == model.dtype == torch.float64
+        model.load_state_dict(_Energy().state_dict())
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(before)
+    assert model(torch.zeros(3, 2)).dtype == torch.float64
 
 
 def test_placement_is_unchanged_by_torch_func_and_the_module_still_copies():

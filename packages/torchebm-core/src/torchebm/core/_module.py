@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -98,17 +97,20 @@ class TorchEBMModule(nn.Module):
         self.register_buffer("_torchebm_probe", probe, persistent=False)
         self.use_mixed_precision = self.autocast_available = False
         self._amp_dtype = torch.float16
-        self._placement_cache: tuple[Any, ...] | None = None  # see _resolve_placement
+        self._placement: tuple[Any, ...] | None = None  # see _resolve_placement
         if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
             self.register_load_state_dict_pre_hook(_keep_absent_extra_state)
 
     # ------------------------------------------------------------------ placement
     def _resolve_placement(self) -> tuple[torch.device, torch.dtype]:
-        cache = self.__dict__.get("_placement_cache")  # the tuple built below
-        if cache is not None and (ref := cache[0]()) is not None and cache[3] == _EDITS[0]:
-            if (ref.device, ref.dtype) == cache[1:3] and getattr(cache[4](), cache[5], None) is ref:
-                return cache[6]  # .to() moves parameters in place; to_empty(), functional_call
-        probe = self._torchebm_probe  # and .to() (buffers) swap them: checked by identity
+        cache = self.__dict__.get("_placement")  # (_EDITS then, path, device, dtype, placement)
+        if cache is not None and cache[0] == _EDITS[0]:
+            ref: Any = self  # the tensor now at the path read: no reference is kept (torch may
+            for name in cache[1]:  # swap a parameter's tensor, functional_call swaps it, a
+                ref = getattr(ref, name, None)  # container may hold another module by now)
+            if isinstance(ref, torch.Tensor) and ref.device == cache[2] and ref.dtype == cache[3]:
+                return cache[4]  # (.to() moves a parameter in place: device/dtype compared)
+        probe = self._torchebm_probe
         name, ref = next(self.named_parameters(), ("_torchebm_probe", probe))
         dtype = ref.dtype  # the first parameter's; else the probe's, with the device of
         if ref is probe:  # a submodule's floating buffer if there is one (Gaussian models)
@@ -116,15 +118,9 @@ class TorchEBMModule(nn.Module):
                 if "." in key and buf.is_floating_point() and not key.endswith("_torchebm_probe"):
                     name, ref = key, buf
                     break
-        path, _, leaf = name.rpartition(".")
         placement = (_normalise_device(ref.device), dtype)
-        holder = weakref.ref(self.get_submodule(path))  # weak references: a tensor or module
-        cache = (weakref.ref(ref), ref.device, ref.dtype, _EDITS[0], holder, leaf, placement)
-        self._placement_cache = cache  # swapped out dies (and the cache with it), no cycle
+        self._placement = (_EDITS[0], tuple(name.split(".")), ref.device, ref.dtype, placement)
         return placement
-
-    def __getstate__(self) -> dict[str, Any]:  # pickle, deepcopy: no weakref, no stale tensor
-        return {**super().__getstate__(), "_placement_cache": None}
 
     @property
     def device(self) -> torch.device:
@@ -143,6 +139,10 @@ class TorchEBMModule(nn.Module):
 
     def add_module(self, name: str, module: nn.Module | None) -> None:  # type: ignore[override]
         super().add_module(name, module)
+        _EDITS[0] += 1
+
+    def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
+        super().register_parameter(name, param)
         _EDITS[0] += 1
 
     def __setattr__(self, name: str, value: Any) -> None:
