@@ -183,3 +183,8 @@ def test_symmetry_is_checked_relative_to_the_covariances_scale(scale):
     skew = torch.tensor([[1.0, 0.5], [0.0, 1.0]]) * scale
     with pytest.raises(ConfigurationError, match="cov must be symmetric"):
         GaussianModel(torch.zeros(2), skew)
+    # relative to each entry's sqrt(c_ii c_jj), not to the largest entry: a large variance
+    # elsewhere hid a 0.9 correlation given in one triangle only (Cholesky reads the lower)
+    badly_scaled = torch.tensor([[1e5, 0.0, 0.0], [0.0, 1.0, 0.9], [0.0, 0.0, 1.0]]) * scale
+    with pytest.raises(ConfigurationError, match="cov must be symmetric"):
+        GaussianModel(torch.zeros(3), badly_scaled)

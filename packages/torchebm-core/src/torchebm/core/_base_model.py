@@ -243,8 +243,8 @@ class GaussianModel(_AnalyticModel):
             got = f"mean has {mean.shape[0]}, cov is {tuple(cov.shape)}"
             raise ShapeError(f"mean and cov dimensions differ: {got}")
         _finite_tensor("mean", mean)
-        cov64 = _finite_tensor("cov", cov)
-        if (cov64 - cov64.T).abs().max() > 1e-5 * cov64.abs().max():  # relative: any scale
+        d = (cov64 := _finite_tensor("cov", cov)).diagonal().abs().sqrt()  # asymmetry relative
+        if ((cov64 - cov64.T).abs() > 1e-5 * torch.outer(d, d)).any():  # to sqrt(c_ii c_jj)
             raise ConfigurationError(f"cov must be symmetric, got {_show(cov)}")
         chol, info = torch.linalg.cholesky_ex(cov64)
         if int(info) != 0:

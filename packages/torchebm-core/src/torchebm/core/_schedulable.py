@@ -64,7 +64,7 @@ class Schedulable:
         self.register_scheduler(name, ConstantScheduler(check(name, value)))
 
     def get_schedulers(self) -> dict[str, BaseScheduler]:
-        """The ``name -> scheduler`` dict."""
+        """The ``name -> scheduler`` dict as it is now (registering a schedule replaces it)."""
         return self._schedulers_dict()
 
     def get_scheduled_value(self, name: str) -> float:
