@@ -80,6 +80,28 @@ def test_placement_of_a_parent_follows_parameters_swapped_below_it():
     assert parent.dtype == torch.float64  # the model's own parameters come first
 
 
+def test_reading_the_placement_runs_no_parametrization():
+    # a weight parametrized after the first read was then read through its property: every
+    # `.dtype` ran the parametrization (spectral_norm's power iteration moved its vector)
+    from torch.nn.utils import parametrize
+
+    class Counted(nn.Module):
+        calls = 0
+
+        def forward(self, w):
+            Counted.calls += 1
+            return 2 * w
+
+    model = _Energy()
+    parent = Holder(inner=model)
+    assert parent.dtype == torch.float32
+    parametrize.register_parametrization(model.net[0], "weight", Counted())
+    Counted.calls = 0
+    for _ in range(5):
+        assert parent.dtype == model.dtype == torch.float32
+    assert Counted.calls == 0
+
+
 def test_placement_lets_torch_swap_parameters():
     # the cache held a weak reference to the parameter it read, and torch refuses to swap a
     # tensor with weak references ("Couldn't swap Linear.weight"): .to() under the swap flag,

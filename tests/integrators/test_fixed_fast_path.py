@@ -42,8 +42,7 @@ def _hand_rk4(x, h, n):
         k4 = rotation(torch.add(x, k3, alpha=h), None)
         # the stages summed first, then x updated once (one rounding of x per step)
         a = [h * b for b in (1 / 6, 1 / 3, 1 / 3, 1 / 6)]
-        acc = torch.add(k1, k2, alpha=a[1] / a[0]).add_(k3, alpha=a[2] / a[0])
-        x.add_(acc.add_(k4, alpha=a[3] / a[0]), alpha=a[0])
+        x.add_(torch.mul(k1, a[0]).add_(k2, alpha=a[1]).add_(k3, alpha=a[2]).add_(k4, alpha=a[3]))
     return x
 
 
@@ -152,3 +151,22 @@ def test_float32_state_is_rounded_once_per_step(name):
     out = get_integrator(name).integrate({"x": torch.ones(4, 1)}, 1.0 / n, n, drift=lambda x, t: -x)
     # measured: 2.1e-6 rounding x once per step, 1.3e-5 (Heun) and 2.3e-5 (RK4) once per stage
     assert abs(float(out["x"][0, 0]) - math.exp(-1.0)) < 5e-6
+
+
+def test_summed_stages_do_not_overflow_float16_or_a_steep_tableau():
+    # the stages were summed as k_0 + sum (a_j / a_0) k_j before scaling: RK4 overflowed a
+    # float16 state at |k| ~ 1e4 (inf for the exact 20.0), a tableau with b_0 = 1e-30 at once
+    from torchebm.integrators import BaseRungeKuttaIntegrator, RK4Integrator
+
+    x = torch.zeros(2, 1, dtype=torch.float16)
+    out = RK4Integrator().integrate({"x": x}, 1e-3, 1, drift=lambda x, t: torch.full_like(x, 2e4))
+    assert float(out["x"][0, 0]) == 20.0
+
+    class Steep(BaseRungeKuttaIntegrator):
+        tableau_a = ((), (1.0,))
+        tableau_b = (1e-30, 1.0)
+        tableau_c = (0.0, 1.0)
+
+    one = torch.ones(3, 1)
+    out = Steep().integrate({"x": one}, 1e-9, 1, drift=lambda x, t: torch.full_like(x, 1e9))
+    assert torch.allclose(out["x"], torch.full_like(one, 2.0))

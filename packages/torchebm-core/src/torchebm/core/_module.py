@@ -105,9 +105,9 @@ class TorchEBMModule(nn.Module):
     def _resolve_placement(self) -> tuple[torch.device, torch.dtype]:
         cache = self.__dict__.get("_placement")  # (_EDITS then, path, device, dtype, placement)
         if cache is not None and cache[0] == _EDITS[0]:
-            ref: Any = self  # the tensor now at the path read: no reference is kept (torch may
-            for name in cache[1]:  # swap a parameter's tensor, functional_call swaps it, a
-                ref = getattr(ref, name, None)  # container may hold another module by now)
+            ref: Any = self  # the tensor now at the path read (no reference is kept: torch
+            for name in cache[1]:  # may swap it), not a property (a weight parametrized since)
+                ref = None if hasattr(type(ref), name) else getattr(ref, name, None)
             if isinstance(ref, torch.Tensor) and ref.device == cache[2] and ref.dtype == cache[3]:
                 return cache[4]  # (.to() moves a parameter in place: device/dtype compared)
         probe = self._torchebm_probe

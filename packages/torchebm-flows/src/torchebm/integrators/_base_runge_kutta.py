@@ -92,16 +92,18 @@ def _combine(
 
 
 def _add_stages(x: torch.Tensor, terms: Sequence[tuple[float, torch.Tensor]], in_place: bool):
-    """``x + sum_j a_j k_j`` for the ``(a_j, k_j)`` of ``terms`` (``a_j != 0``): the stages
-    summed first (``k_0 + sum_j (a_j / a_0) k_j``, a fresh tensor), then added to ``x`` once,
-    in place when ``in_place``. ``x`` is rounded once per step: adding each stage to it in
-    turn rounded a float32 state four times per RK4 step (0.5 % off after 1e6 steps)."""
-    (a0, acc), rest = terms[0], terms[1:]
-    if rest and a0 != 0.0:  # (a zero step makes every a_j zero: x + 0 k_0)
-        acc = torch.add(acc, rest[0][1], alpha=rest[0][0] / a0)
-        for a, k in rest[1:]:
-            acc = _iadd(acc, k, a / a0)
-    return x.add_(acc, alpha=a0) if in_place else torch.add(x, acc, alpha=a0)
+    """``x + sum_j a_j k_j`` for the ``(a_j, k_j)`` of ``terms``: the scaled stages summed into
+    a fresh tensor (the increment's size: no float16 overflow, any coefficients), then added
+    to ``x`` once, in place when ``in_place``. ``x`` is rounded once per step: adding each
+    stage to it in turn rounded a float32 state four times per RK4 step (0.5 % off after 1e6
+    steps)."""
+    (a0, k0), rest = terms[0], terms[1:]
+    if not rest:
+        return x.add_(k0, alpha=a0) if in_place else torch.add(x, k0, alpha=a0)
+    acc = torch.mul(k0, a0)
+    for a, k in rest:
+        acc = _iadd(acc, k, a)
+    return x.add_(acc) if in_place else torch.add(x, acc)
 
 
 def _error_estimate(h: float, weights: Sequence[float], ks: Sequence[torch.Tensor]):
