@@ -42,7 +42,8 @@ def _hand_rk4(x, h, n):
         k4 = rotation(torch.add(x, k3, alpha=h), None)
         # the stages summed first, then x updated once (one rounding of x per step)
         a = [h * b for b in (1 / 6, 1 / 3, 1 / 3, 1 / 6)]
-        x.add_(torch.mul(k1, a[0]).add_(k2, alpha=a[1]).add_(k3, alpha=a[2]).add_(k4, alpha=a[3]))
+        acc = torch.add(k1, k2, alpha=a[1] / a[0]).add_(k3, alpha=a[2] / a[0])
+        x.add_(acc.add_(k4, alpha=a[3] / a[0]), alpha=a[0])
     return x
 
 
