@@ -81,36 +81,19 @@ def _combine(
         return x
     c0, k0 = terms[0]
     if isinstance(h, float):
-        in_place = inplace and _updatable(x, [k for _, k in terms])
-        return _add_stages(x, [(h * c, k) for c, k in terms], in_place)
+        if inplace and _updatable(x, [k for _, k in terms]):
+            out = x.add_(k0, alpha=h * c0)
+        else:
+            out = torch.add(x, k0, alpha=h * c0)
+        for c, k in terms[1:]:
+            out = _iadd(out, k, h * c)
+        return out
     if len(terms) == 1:
         return torch.addcmul(x, k0, h, value=c0)
     acc = k0 * c0
     for c, k in terms[1:]:
         acc.add_(k, alpha=c)
     return torch.addcmul(x, acc, h)
-
-
-def _add_stages(x: torch.Tensor, terms: Sequence[tuple[float, torch.Tensor]], in_place: bool):
-    """``x + sum_j a_j k_j`` for the ``(a_j, k_j)`` of ``terms``: the stages summed into a fresh
-    tensor, then added to ``x`` once, in place when ``in_place``. ``x`` is rounded once per
-    step: adding each stage to it in turn rounded a float32 state four times per RK4 step
-    (0.5 % off after 1e6 steps). The sum is ``k_0 + sum_j (a_j / a_0) k_j`` (as many kernels
-    as stages) when those ratios are at most 64 and the dtype is wider than 16 bits, else
-    ``sum_j a_j k_j`` (one kernel more: a float16 state, or a steep tableau, would overflow)."""
-    (a0, k0), rest = terms[0], terms[1:]
-    if not rest:
-        return x.add_(k0, alpha=a0) if in_place else torch.add(x, k0, alpha=a0)
-    ratios = [a / a0 for a, _ in rest]
-    if x.dtype.itemsize > 2 and max(map(abs, ratios)) <= 64.0:
-        acc = torch.add(k0, rest[0][1], alpha=ratios[0])
-        for r, (_, k) in zip(ratios[1:], rest[1:]):
-            acc = _iadd(acc, k, r)
-        return x.add_(acc, alpha=a0) if in_place else torch.add(x, acc, alpha=a0)
-    acc = torch.mul(k0, a0)
-    for a, k in rest:
-        acc = _iadd(acc, k, a)
-    return x.add_(acc) if in_place else torch.add(x, acc)
 
 
 def _error_estimate(h: float, weights: Sequence[float], ks: Sequence[torch.Tensor]):
@@ -261,11 +244,21 @@ def _planned_step(x, t, stage_t, plan: _Plan, drift, inplace, evaluations):
     term out of place, then in place on that fresh tensor) in the same order."""
     ks: list[torch.Tensor] = []
     for terms, ti in zip(plan.stages, stage_t):
-        base = _add_stages(x, [(a, ks[j]) for j, a in terms], False) if terms else x
+        base = x
+        if terms:
+            j, a = terms[0]
+            base = torch.add(x, ks[j], alpha=a)
+            for j, a in terms[1:]:
+                base = _iadd(base, ks[j], a)
         ks.append(drift(base, t if ti is None else ti))
     evaluations.count += len(ks)
-    final = [(a, ks[j]) for j, a in plan.final]
-    return _add_stages(x, final, inplace and _updatable(x, [k for _, k in final])), ks
+    final = plan.final
+    j, a = final[0]
+    same = _updatable(x, [ks[j] for j, _ in final])
+    out = x.add_(ks[j], alpha=a) if inplace and same else torch.add(x, ks[j], alpha=a)
+    for j, a in final[1:]:
+        out = out.add_(ks[j], alpha=a) if same else _iadd(out, ks[j], a)
+    return out, ks
 
 
 class _Call(_Evaluations):
