@@ -147,7 +147,7 @@ class TorchEBMModule(nn.Module):
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
-        if isinstance(value, (nn.Module, nn.Parameter)):  # here or in a module that holds this
+        if isinstance(value, nn.Module):  # (a Parameter goes through register_parameter)
             _EDITS[0] += 1
 
     # ------------------------------------------------------------------ precision

@@ -21,7 +21,6 @@ from torchebm.core import (
     shared_field,
 )
 from torchebm.core._base_interpolant import _DIFFUSION_FORMS as _FORMS
-from torchebm.core._base_interpolant import _floor_for
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import (
     ConfigurationError,
@@ -481,12 +480,6 @@ class FlowSampler(BaseSampler):
             check_field_dtype("model(x, t)", out, x.dtype)
         return out
 
-    def _sigma(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        t = _uniform_time(t)
-        if t.ndim == 0:
-            return self.interpolant.compute_sigma_t(t)[0]
-        return self.interpolant.compute_sigma_t(expand_t_like_x(t, x))[0]
-
     def _velocity_or_score(
         self, x: torch.Tensor, t: torch.Tensor, conditioning: dict
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -497,8 +490,7 @@ class FlowSampler(BaseSampler):
             return (-out if self.negate_velocity else out), None
         if self.prediction is PredictionType.SCORE:
             return None, out
-        sigma = self._sigma(x, t)  # s = -noise / sigma, sigma floored (as noise_to_score)
-        return None, -out / sigma.clamp(min=_floor_for(sigma, 1e-8))
+        return None, self.interpolant.noise_to_score(out, x, _uniform_time(t))
 
     def _velocity(self, x: torch.Tensor, t: torch.Tensor, conditioning: dict) -> torch.Tensor:
         """Probability-flow velocity (one model call)."""
@@ -575,9 +567,8 @@ class FlowSampler(BaseSampler):
             e1 = interp.score_to_velocity(one, zero, t).reshape(-1)
             e2 = interp.score_to_velocity(zero, one, t).reshape(-1)
             k: Any = 1.0
-            if self.prediction is PredictionType.NOISE:
-                sigma = interp.compute_sigma_t(col)[0].reshape(-1)
-                k = -1.0 / sigma.clamp(min=_floor_for(sigma, 1e-8))
+            if self.prediction is PredictionType.NOISE:  # s = k f, k = -1 / sigma (floored)
+                k = interp.noise_to_score(one, zero, t).reshape(-1)
             a, b = (e1 + d) * k, e2
         dtype = grid.dtype
         return a.to(dtype), b.to(dtype), d.to(dtype)
