@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -101,7 +102,11 @@ def test_eqm_callable_ct_may_return_one_value_for_the_batch_on_images():
 
 @pytest.mark.parametrize(
     ("ct", "got"),
-    [(lambda t: 1.0, "float"), (lambda t: t[:, None, None][:2], r"\(2, 1, 1\)")],
+    [
+        (lambda t: 1.0, "float"),
+        (lambda t: t[:, None, None][:2], r"\(2, 1, 1\)"),
+        (lambda t: np.ones(()), "ndarray"),  # a () shape, not a tensor: failed in expand
+    ],
 )
 def test_eqm_callable_ct_of_another_shape_is_a_named_shape_error(ct, got):
     eqm = EquilibriumMatchingLoss(Field(), ct=ct)

@@ -240,6 +240,33 @@ def test_max_steps_exhaustion_raises():
         )
 
 
+def test_nfe_counts_a_failed_adaptive_call_and_the_message_names_stiffness():
+    """`nfe` is the evaluations of the last call, a failed one too: after a max_steps error
+    it kept the previous call's count. The message says looser tolerances do not lift a
+    stiff problem's stability bound."""
+    d5 = Dopri5Integrator(dtype=F64, max_steps=50)
+    d5.integrate({"x": torch.ones(1, 2, dtype=F64)}, 0.1, 10, drift=lambda x, t: -x)
+    before = d5.nfe
+
+    def rotation(x, t):
+        return torch.stack([x[:, 1], -x[:, 0]], 1)
+
+    with pytest.raises(RuntimeError, match="the problem is stiff"):
+        d5.integrate({"x": torch.ones(1, 2, dtype=F64)}, t=[0.0, 1e3], drift=rotation)
+    assert d5.nfe > 6 * 50 > before  # 50 attempted steps of 6 evaluations, plus the start
+
+
+def test_a_field_returning_numpy_is_refused_by_type():
+    """A numpy array of the state's shape passed the shape check (its tuple equals a Size)
+    and failed later with an AttributeError; it is refused naming the type."""
+    from torchebm.core.errors import ShapeError
+
+    with pytest.raises(ShapeError, match="got ndarray"):
+        Dopri5Integrator(dtype=F64).integrate(
+            {"x": torch.ones(1, 2, dtype=F64)}, t=[0.0, 1.0], drift=lambda x, t: (-x).numpy()
+        )
+
+
 def test_nonfinite_drift_raises_instead_of_looping():
     from torchebm.core.errors import NonFiniteError
 

@@ -207,3 +207,10 @@ def test_step_rejects_noise_of_another_shape(cls, shape):
     msg = rf"noise must be a tensor of the shape of x \(4, 3\), got {re.escape(str(shape))}"
     with pytest.raises(ShapeError, match=msg):
         cls().step({"x": x}, 0.5, drift=zero, noise=torch.randn(shape), noise_scale=1.0)
+
+
+def test_step_rejects_numpy_noise_of_the_right_shape():
+    # its shape tuple equals x.shape, so it passed the check and failed later, unnamed
+    x = torch.zeros(4, 3)
+    with pytest.raises(ShapeError, match="got ndarray"):
+        EulerMaruyamaIntegrator().step({"x": x}, 0.5, drift=zero, noise=x.numpy(), noise_scale=1.0)

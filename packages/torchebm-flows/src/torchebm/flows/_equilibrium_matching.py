@@ -329,7 +329,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
             return torch.full_like(t, m)
         c = self.ct(t)
         per_sample = isinstance(c, torch.Tensor) and c.numel() == t.numel() and c.ndim >= 1
-        if not (per_sample and c.shape[0] == t.shape[0]) and getattr(c, "shape", None) != ():
+        scalar = isinstance(c, torch.Tensor) and c.shape == ()  # numpy's () shape: refused
+        if not (per_sample and c.shape[0] == t.shape[0]) and not scalar:
             got = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
             raise ShapeError(
                 f"ct(t) must return a tensor of shape () or {tuple(t.shape)} (or (B, 1, ...)), "

@@ -316,7 +316,11 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         min_factor: Smallest step shrink factor.
         max_factor: Largest step growth factor.
         max_step_size: Upper bound on ``|h|`` in the adaptive path.
-        norm: Error norm ``norm(z) -> scalar`` (default: RMS over all elements).
+        norm: Error norm ``norm(z) -> scalar`` (default: RMS over all elements). The RMS
+            over the batch loosens the tolerance of one hard sample among ``B`` easy ones by
+            about $\sqrt{B}$ (as in torchdiffeq), so a sample's result depends on its batch;
+            ``lambda z: z.square().flatten(1).mean(1).sqrt().max()`` holds every sample to
+            the tolerance (the worst sample sets the step).
         solver_max_iter: Picard evaluations per implicit stage (>= 1; one evaluation
             is never reported converged).
         solver_tol: Convergence tolerance of the Picard iteration: per chain, the RMS
@@ -647,7 +651,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             timed = times.requires_grad and torch.is_grad_enabled() and x.numel() > 0
             if timed:  # t[0], t[-1] differentiable: the loop steps between floats
                 x = _end_time_shift(x, times[0], drift, ev, -1.0)
-            y = self._adaptive(x, times, step_size, drift, ev) if x.numel() else x.clone()
+            try:
+                y = self._adaptive(x, times, step_size, drift, ev) if x.numel() else x.clone()
+            finally:  # `nfe` counts a failed call too (max_steps, NaN, underflow)
+                self._evaluations.count = ev.count
             if timed:
                 y = _end_time_shift(y, times[-1], drift, ev, 1.0)
             return self._end_call(ev, {"x": y})
@@ -818,7 +825,9 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 raise RuntimeError(
                     f"{type(self).__name__}: maximum number of steps (max_steps={self.max_steps}, "
                     f"accepted + rejected) exceeded at t={t:.6g} before reaching t={t1:.6g}; "
-                    "raise max_steps or loosen atol/rtol"
+                    "raise max_steps or loosen atol/rtol (if looser tolerances do not help, "
+                    "the problem is stiff: its steps are bounded by stability, which these "
+                    "explicit methods cannot lift)"
                 )
             attempts += 1
             remaining = abs(t1 - t)
@@ -1099,7 +1108,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             >>> em.step({"x": x}, 0.01, drift=lambda x, t: -x, noise_scale=1.0)  # doctest: +SKIP
         """
         x, drift, ev = self._begin_call(state, drift)
-        if noise is not None and getattr(noise, "shape", None) != x.shape:
+        if noise is not None and (not isinstance(noise, torch.Tensor) or noise.shape != x.shape):
             got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
             raise ShapeError(
                 f"noise must be a tensor of the shape of x {tuple(x.shape)}, got {got}"

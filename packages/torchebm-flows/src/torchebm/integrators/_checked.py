@@ -98,7 +98,7 @@ def checked_field(name: str, fn: Callable[..., Any], x: torch.Tensor) -> Callabl
 
     def checked(*args: Any) -> Any:
         out = fn(*args)
-        if getattr(out, "shape", None) != shape:
+        if not isinstance(out, torch.Tensor) or out.shape != shape:  # numpy: shape alike
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ShapeError(
                 f"{name} must return a tensor shaped like the state x {tuple(shape)}, got {got}"
