@@ -38,3 +38,27 @@ def test_energy_gradient_is_autograd_where_x_is_in_the_graph():
     assert torch.allclose(grad, 3 * x.detach() ** 2)
     with pytest.raises(RuntimeError, match="cube does not depend differentiably on x"):
         energy_gradient(x.detach().sum(1), x, "cube")
+
+
+@pytest.mark.parametrize("name", ["GaussianModel", "HarmonicModel", "BoothModel", "autograd"])
+def test_the_gradient_of_an_integer_x_is_refused_by_dtype(name):
+    """`GaussianModel.gradient` cast its float gradient back to an int64 `x`: all zeros in
+    silence ((x - mu) P is [[0.25, 0.84], [-0.64, 0.47]] here); the autograd path raised
+    torch's "only Tensors of floating point dtype can require gradients", naming nothing."""
+    import torchebm.core as core
+
+    x = torch.tensor([[1, 2], [0, 1]])
+    if name == "GaussianModel":
+        model = core.GaussianModel(torch.tensor([0.5, 0.25]), torch.tensor([[1, 0.3], [0.3, 2]]))
+    elif name == "autograd":
+        model = _Quadratic()
+    else:
+        model = getattr(core, name)()
+    with pytest.raises(TypeError, match="x must have a floating-point dtype.*torch.int64"):
+        model.gradient(x)
+    assert model.gradient(x.double()).dtype == torch.float64  # a float x keeps working
+
+
+class _Quadratic(BaseModel):
+    def forward(self, x):
+        return 0.5 * x.square().sum(-1)

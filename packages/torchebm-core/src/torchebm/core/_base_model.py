@@ -72,9 +72,9 @@ class BaseModel(TorchEBMModule, ABC):
             model_kwargs: Conditioning forwarded as ``forward(x, **model_kwargs)``.
 
         Raises:
-            TypeError, ShapeError: ``x`` not a tensor, or 0-d; ``forward`` not of shape ``(B,)``.
+            TypeError, ShapeError: ``x`` not a floating tensor, or 0-d; ``forward`` not ``(B,)``.
             RuntimeError: the energy does not depend differentiably on ``x``."""
-        x, squeeze = _as_batch(x)  # a named error for a list, a scalar
+        x, squeeze = _as_batch(x, floating=True)  # a named error for a list, a scalar, int
         in_dtype = x.dtype
         if x.device != self.device and _has_tensors(self):
             x = x.to(self.device)
@@ -112,9 +112,11 @@ def _has_tensors(module: torch.nn.Module) -> bool:
     return next(module.parameters(), None) is not None or next(names, None) is not None
 
 
-def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def _as_batch(x: torch.Tensor, floating: bool = False) -> tuple[torch.Tensor, bool]:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if floating and not x.is_floating_point():  # a gradient cast back to int64 is garbage
+        raise TypeError(f"x must have a floating-point dtype for a gradient, got {x.dtype}")
     if x.ndim == 0:
         raise ShapeError("x must have at least 1 dimension (d,) or (B, d), got a scalar")
     return (x.unsqueeze(0), True) if x.ndim == 1 else (x, False)
@@ -137,7 +139,7 @@ class _AnalyticModel(BaseModel):
             return super().gradient(x, model_kwargs)
         if model_kwargs:
             raise TypeError(f"{type(self).__name__} takes no conditioning (model_kwargs)")
-        xb, squeeze = _as_batch(x)
+        xb, squeeze = _as_batch(x, floating=True)
         g = self.closed_form_gradient(xb.detach())  # detached, as BaseModel.gradient's
         return g.squeeze(0) if squeeze else g
 

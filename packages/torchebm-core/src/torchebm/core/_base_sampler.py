@@ -581,8 +581,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             if step_schedulers is not None:
                 for _ in range(ctx.n):
                     step_schedulers()
-            i += ctx.n
-            calls += 1
+            i, calls = i + ctx.n, calls + 1
             if i >= next_check or i >= n_steps:
                 state = checker(state, i, final=i >= n_steps)
                 next_check = (i // every + 1) * every
@@ -726,8 +725,7 @@ class _NanChecks:
     def __init__(self, b: int, state: State, resample: bool):
         self.alive = torch.empty(0)  # set by the first check (the loop ends with one)
         self.window: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.last = 0
-        self.all_finite = False
+        self.last, self.all_finite = 0, False
         # restart at once: no non-finite state reaches a trajectory or a step
         self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
         self.stuck: torch.Tensor | None = None  # resample: non-finite at the end and at the start
