@@ -639,3 +639,47 @@ def test_training_on_2d_mixture_lowers_mmd(kind):
     after = mmd_rbf(model_samples(model), data)
     assert after < 0.2 * before, (before, after)
     assert after < 0.15
+
+
+def test_pt_base_temperature_must_be_the_samplers_noise_scale_squared():
+    """A Langevin sampler with noise_scale sigma targets T0 = sigma^2; the default
+    base_temperature 1.0 beside sigma = 0.5 gave every swap the wrong temperatures (ten times
+    the mass in the minor mode of a mixture, in silence)."""
+    model = GaussianModel(torch.zeros(1), torch.eye(1))
+    pt = ParallelTemperingCD(model, TinyLangevin(model, noise_scale=0.5), k_steps=1)
+    with pytest.raises(ValueError, match=r"base_temperature=1.0 .* noise_scale=0.5 .*0.25"):
+        pt(torch.zeros(8, 1), generator=gen(0))
+    right = ParallelTemperingCD(
+        model, TinyLangevin(model, noise_scale=0.5), k_steps=1, base_temperature=0.25
+    )
+    assert torch.isfinite(right(torch.zeros(8, 1), generator=gen(0))[0])
+
+
+class _Offset(BaseModel):
+    """E(x) = 1000 + |x|^2 / 2 through a Linear read-out: bfloat16 autocast rounds it to
+    multiples of 4."""
+
+    def __init__(self):
+        super().__init__()
+        self.read = nn.Linear(1, 1)
+        with torch.no_grad():
+            self.read.weight.fill_(1.0)
+            self.read.bias.fill_(1000.0)
+
+    def forward(self, x):
+        return self.read(0.5 * x.square().sum(-1, keepdim=True))[:, 0]
+
+
+def test_pt_swap_energies_are_computed_outside_autocast():
+    """The swap test under an ambient bfloat16 autocast used the rounded energies; the
+    decisions are those of float32 now (the chains themselves do not move: Identity)."""
+    model = _Offset()
+    start = torch.randn(3, 2000, 1, generator=gen(1)) * torch.tensor([1.0, 2.0, 4.0]).view(3, 1, 1)
+    ends = []
+    for autocast in (False, True):
+        pt = ParallelTemperingCD(model, Identity(model), temperatures=(1.0, 2.0, 4.0), k_steps=4)
+        pt.tempered_chains = start.clone()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            pt.negative_phase(torch.zeros(2000, 1), generator=gen(2))
+        ends.append(pt.tempered_chains)
+    assert torch.equal(ends[0], ends[1])

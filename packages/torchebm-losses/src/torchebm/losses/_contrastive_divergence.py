@@ -2,6 +2,7 @@ r"""Contrastive divergence: CD-k, persistent CD (replay buffer) and parallel-tem
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -365,14 +366,16 @@ class ParallelTemperingCD(ContrastiveDivergence):
         k_steps: Sampler steps per call (``None``: the sampler's ``n_steps``, else 10).
         swap_every: Sampler steps between swap rounds (counted across calls).
         n_chains: Chains per replica (``None``: the first batch size).
-        base_temperature: $T_0$, the temperature the sampler targets.
+        base_temperature: $T_0$, the temperature the sampler targets (checked at each call
+            against a sampler with a constant ``noise_scale`` $\sigma$: it must be $\sigma^2$).
         energy_reg_weight: Weight of the squared-energy regulariser.
         add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
         noise_scale: Standard deviation of that jitter.
         init_noise_scale: Standard deviation of the noise the chains start from.
 
     Raises:
-        ValueError: bad temperature ladder or counts.
+        ValueError: bad temperature ladder or counts; at a call, ``base_temperature`` is not
+            the $\sigma^2$ of the sampler's constant ``noise_scale``.
         TypeError: the sampler has no ``model`` attribute.
         NotImplementedError: conditioning (``model_kwargs``) is passed.
 
@@ -483,6 +486,21 @@ class ParallelTemperingCD(ContrastiveDivergence):
         if saved is not None and saved.shape == self.swap_acceptance.shape:  # older: none
             self.swap_acceptance.copy_(saved)
 
+    def _check_base_temperature(self) -> None:
+        r"""A sampler with a constant ``noise_scale`` $\sigma$ (Langevin) targets $T_0 =
+        \sigma^2$: swaps with another ``base_temperature`` leave the wrong law invariant
+        (at $\sigma = 0.5$ and the default 1.0, ten times the mass in a minor mode)."""
+        sigma = getattr(self.sampler, "noise_scale", None)
+        get_schedulers = getattr(self.sampler, "get_schedulers", dict)
+        if not isinstance(sigma, (int, float)) or "noise_scale" in get_schedulers():
+            return  # no constant temperature to compare with
+        if not math.isclose(self.base_temperature, sigma**2, rel_tol=1e-6):
+            raise ConfigurationError(
+                f"base_temperature={self.base_temperature} but the sampler's noise_scale="
+                f"{sigma} targets T0 = noise_scale**2 = {sigma**2:g}: pass "
+                f"base_temperature={sigma**2:g} (or noise_scale=1.0 to keep T0 = 1)"
+            )
+
     def _init_chains(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n = self.n_chains if self.n_chains is not None else x.shape[0]
         shape = (len(self.temperatures), n, *x.shape[1:])
@@ -491,7 +509,8 @@ class ParallelTemperingCD(ContrastiveDivergence):
         return chains
 
     def _energies(self, flat: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), self.autocast_context():
+        """Energies of the swap test, outside autocast (half precision rounds them)."""
+        with torch.no_grad(), torch.autocast(flat.device.type, enabled=False):
             e = self.model(flat)
         return check_energies("the model", e, flat.shape[0])
 
@@ -539,6 +558,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
             raise NotImplementedError(
                 "ParallelTemperingCD does not support conditioning (model_kwargs)"
             )
+        self._check_base_temperature()
         chains = self.tempered_chains
         if chains is None:
             chains = self._init_chains(x, generator)

@@ -366,7 +366,8 @@ class AnnealedImportanceSampling:
         acc_sum, n_moves = 0.0, 0
         with torch.no_grad():
             for k in range(1, len(betas)):
-                gap = (energy.base_energy(x) - energy.target_energy(x)).to(torch.float64)
+                with torch.autocast(x.device.type, enabled=False):  # weights need every digit
+                    gap = (energy.base_energy(x) - energy.target_energy(x)).to(torch.float64)
                 log_w += (betas[k] - betas[k - 1]) * gap
                 if k < len(betas) - 1:
                     energy.beta = betas[k]

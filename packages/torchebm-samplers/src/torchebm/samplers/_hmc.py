@@ -131,6 +131,11 @@ class _HMCBase(BaseSampler):
         return resolved
 
     def _energy(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
+        """The energies of the Metropolis test, computed outside autocast (bfloat16 rounds an
+        energy near 128 to an integer: the test then samples another law)."""
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self._energy(x, conditioning)
         energies = self.model_energy(x, conditioning)
         try:
             return check_energies(type(self.model).__name__, energies, x.shape[0])
