@@ -173,3 +173,48 @@ def test_a_bandwidth_list_of_0d_tensors_is_a_kernel_mixture():
     assert torch.equal(tm.mmd2(x, y, bandwidth=torch.stack([h / 2, h, 2 * h])), floats)
     with pytest.raises(ConfigurationError, match="bandwidth"):
         tm.mmd2(x, y, bandwidth=[h, -h])
+
+
+@pytest.mark.parametrize("name", ["energy_distance", "mmd2", "sliced_wasserstein"])
+def test_metrics_under_an_ambient_bfloat16_autocast_equal_their_float32_values(name):
+    """Under `torch.autocast("cpu", dtype=torch.bfloat16)` the pairwise products ran in
+    bfloat16: energy distance 68 % off, mmd2 120 % at D = 64 (the statistics are differences
+    of large sums). The metrics turn an ambient autocast off."""
+    import torchebm.metrics as metrics
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 64, generator=g)
+    y = torch.randn(2000, 64, generator=g) + 0.1 / 8
+    kwargs = {"bandwidth": 8.0} if name == "mmd2" else {}
+    if name == "sliced_wasserstein":
+        kwargs = {"generator": torch.Generator().manual_seed(1)}
+    fn = getattr(metrics, name)
+    plain = fn(x, y, **kwargs)
+    if name == "sliced_wasserstein":
+        kwargs = {"generator": torch.Generator().manual_seed(1)}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = fn(x, y, **kwargs)
+    torch.testing.assert_close(under, plain, rtol=1e-5, atol=0.0)
+
+
+def test_grid_log_partition_under_an_ambient_autocast_is_exact():
+    # log Z of N(0, I_2) with an offset of 1000 read out in bfloat16 under autocast
+    from torch import nn
+
+    from torchebm.core import BaseModel
+    from torchebm.metrics import grid_log_partition
+
+    class Offset(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.read = nn.Linear(1, 1)
+            with torch.no_grad():
+                self.read.weight.fill_(1.0)
+                self.read.bias.fill_(1000.0)
+
+        def forward(self, x):
+            return self.read(0.5 * x.square().sum(-1, keepdim=True))[:, 0]
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        res = grid_log_partition(Offset())
+    assert abs(float(res.log_z) - (math.log(2 * math.pi) - 1000.0)) < 1e-3
