@@ -30,6 +30,7 @@ from torchebm.flows._utils import (
     paired_conditioning,
     source_batch,
     split_model_output,
+    twice_differentiable,
 )
 from torchebm.integrators._checked import checked_inputs
 from torchebm.integrators._state import autograd_ready
@@ -85,6 +86,9 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
       differentiable in training; also computed under ``torch.no_grad()`` or
       ``torch.inference_mode()``, a validation pass) and
       $\ell = \|\nabla g - \text{target}\|^2$; the energy is returned as ``terms["energy"]``.
+      With ``"l2"`` a network whose output layer starts at zero (`DiT`'s adaLN-zero) sits
+      on a stationary point: $\nabla g = -J_f^\top f = 0$ and the loss's parameter
+      gradient is exactly 0 there (initialise the output layer off zero, or use ``"dot"``).
 
     ``prediction="noise"``: $\ell = w\|f - x_0\|^2$; ``"score"``:
     $\ell = w\|\sigma_t f + x_0\|^2$ with $w = (B_v/\sigma)^2$
@@ -352,7 +356,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         train = torch.is_grad_enabled() and (self.training or not _has_dtensor_params(self.model))
         with torch.inference_mode(False), torch.enable_grad():
             xg = autograd_ready(xt).detach().requires_grad_(True)
-            f, act = self._call_model(xg, autograd_ready(t_model), autograd_ready(conditioning))
+            with twice_differentiable(train):
+                f, act = self._call_model(xg, autograd_ready(t_model), autograd_ready(conditioning))
             energy = self._energy(xg, f)
             (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=train)
         if not torch.is_grad_enabled():

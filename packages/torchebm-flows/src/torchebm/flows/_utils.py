@@ -3,6 +3,7 @@ plumbing every loss shares (`loss_conditioning`, `checked_loss`)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -11,6 +12,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from torchebm.core import (
     BaseCoupling,
@@ -391,6 +393,15 @@ def split_model_output(out: Any, like: torch.Tensor | None = None) -> tuple[torc
     return field, extra
 
 
+def twice_differentiable(create_graph: bool = True) -> contextlib.AbstractContextManager:
+    """Where a model's output is differentiated twice (``create_graph=True``): attention
+    through the math kernel of ``scaled_dot_product_attention``, whose flash and
+    memory-efficient kernels have no double backward (a DiT energy failed in ``backward()``
+    with "derivative for ..._flash_attention_..._backward is not implemented"). A null
+    context otherwise (about 7 us per use)."""
+    return sdpa_kernel([SDPBackend.MATH]) if create_graph else contextlib.nullcontext()
+
+
 def energy_gradient(
     model: nn.Module | Any,
     x: torch.Tensor,
@@ -403,7 +414,8 @@ def energy_gradient(
     ``x`` must require grad. With ``create_graph=True`` the gradient is differentiable
     w.r.t. the model parameters (training through $\nabla_x V$).
     """
-    energy = model(x, **model_kwargs) if model_kwargs else model(x)
+    with twice_differentiable(create_graph):
+        energy = model(x, **model_kwargs) if model_kwargs else model(x)
     check_energies("the potential", energy, x.shape[0])
     (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
     return energy, grad

@@ -17,7 +17,12 @@ from torch import nn
 from torchebm.core import BaseLoss, ScheduledParameter
 from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import ShapeError, check_energies, check_int
-from torchebm.flows._utils import check_model_object, checked_loss, loss_conditioning
+from torchebm.flows._utils import (
+    check_model_object,
+    checked_loss,
+    loss_conditioning,
+    twice_differentiable,
+)
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import autograd_ready
 
@@ -189,7 +194,7 @@ class BaseScoreMatching(BaseLoss):
                     "this automatically for score-matching losses)"
                 )
         if self.use_autograd:
-            with torch.enable_grad():
+            with torch.enable_grad(), twice_differentiable(create_graph):
                 e = self.energy(x, model_kwargs)
                 (g,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
             return g
@@ -204,7 +209,7 @@ class BaseScoreMatching(BaseLoss):
                 e = functional_call(fm, state, (xx,), conditioning)
             return check_energies("the model", e, xx.shape[0]).sum()
 
-        with torch.enable_grad():
+        with torch.enable_grad(), twice_differentiable(create_graph):
             g = grad(total_energy)(x)
         return g if create_graph else g.detach()
 
