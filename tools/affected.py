@@ -5,8 +5,9 @@ Usage::
     python tools/affected.py <base-ref>     # one piece per line, in workspace order
 
 Used by ``nox -s affected -- <base-ref>``. The changed files are those of
-``git diff --merge-base <base-ref>`` (committed and uncommitted changes since the branch
-left ``<base-ref>``) plus untracked files. A file maps to pieces as follows:
+``git diff --no-renames --merge-base <base-ref>`` (committed and uncommitted changes since
+the branch left ``<base-ref>``; a moved file counts at its old and its new path) plus
+untracked files. A file maps to pieces as follows:
 
 * ``packages/<piece>/...``: that piece;
 * ``tests/<portion>/...``: the piece owning ``torchebm.<portion>``;
@@ -98,7 +99,11 @@ def affected_pieces(
 
 
 def changed_files(base: str) -> list[str]:
-    """Files changed since the merge base with ``base`` (working tree) and untracked ones."""
+    """Files changed since the merge base with ``base`` (working tree) and untracked ones.
+
+    Renames are not detected (``--no-renames``): a file moved from one piece to another
+    lists both its old and its new path, so that both pieces are selected.
+    """
 
     def git(*args: str) -> list[str]:
         out = subprocess.run(
@@ -107,7 +112,7 @@ def changed_files(base: str) -> list[str]:
         return [line for line in out.splitlines() if line]
 
     return sorted(
-        set(git("diff", "--name-only", "--merge-base", base))
+        set(git("diff", "--name-only", "--no-renames", "--merge-base", base))
         | set(git("ls-files", "--others", "--exclude-standard"))
     )
 

@@ -3,6 +3,7 @@
 Usage::
 
     python tools/api_snapshot.py --write [PIECE ...]   # (re)write api/<piece>.json
+    python tools/api_snapshot.py --write --accept-breaking PIECE  # record a break as is
     python tools/api_snapshot.py --check [PIECE ...]   # compare with the snapshots (nox -s api)
 
 The public API of a piece is read statically with griffe (no import): for each portion
@@ -28,7 +29,11 @@ piece's version when it was written:
 
 Refresh the snapshots at each release (after ``uv version --package ... --bump``), or
 after adding public names: ``python tools/api_snapshot.py --write`` (needs griffe: e.g.
-``uv run --group api python tools/api_snapshot.py --write``).
+``uv run --group api python tools/api_snapshot.py --write``). ``--write`` compares with the
+existing snapshot first and refuses (exit 1, naming every break, nothing written) to record
+a breaking change that the piece's version has not made the bump for; additions are
+written as before. ``--write --accept-breaking`` records the break anyway: only for a
+release that records the break on purpose.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -151,15 +157,28 @@ def current_api(piece: str) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- comparing
 
 
+_RELEASE = re.compile(r"^\s*v?(\d+(?:\.\d+)*)")
+
+
 def _release(version: str) -> tuple[int, ...]:
-    parts = []
-    for chunk in version.split("."):
-        digits = "".join(c for c in chunk if c.isdigit()) if chunk else ""
-        if not chunk[:1].isdigit():
-            break
-        parts.append(int(digits.split()[0]) if digits else 0)
-        if not chunk.isdigit():
-            break
+    """The release numbers of ``version``, padded to three (``"0.2.0rc1"`` -> ``(0, 2, 0)``).
+
+    Pre-, post- and dev-release suffixes never add digits (``"0.1post1"`` is 0.1, not 0.11):
+    read by ``packaging`` where it is installed (the api group has it), else by a strict
+    pattern that stops at the first character that is not a digit or a dot between digits.
+    """
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ModuleNotFoundError:
+        m = _RELEASE.match(version)
+        if not m:
+            raise ValueError(f"not a version: {version!r}") from None
+        parts = [int(x) for x in m.group(1).split(".")]
+    else:
+        try:
+            parts = list(Version(version).release)
+        except InvalidVersion:
+            raise ValueError(f"not a version: {version!r}") from None
     return tuple(parts + [0] * (3 - len(parts)))
 
 
@@ -294,12 +313,71 @@ def dump(data: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(piece: str) -> Path:
-    data = {"piece": piece, "version": version_of(piece), "api": current_api(piece)}
+class UnreleasedBreak(Exception):
+    """Writing the snapshot would record breaking changes the piece's version does not allow."""
+
+    def __init__(self, piece: str, lines: list[str]):
+        super().__init__(f"{piece}: breaking change(s) without the version bump they need")
+        self.piece = piece
+        self.lines = lines
+
+
+def unreleased_breaks(piece: str, api: Mapping[str, Any], version: str) -> list[str]:
+    """The report lines of `check_piece` when ``api`` at ``version`` breaks the existing
+    snapshot without the bump DESIGN's release rules ask for; empty when it may be written
+    (no snapshot yet, additions only, or breaks with the bump)."""
+    path = snapshot_path(piece)
+    if not path.is_file():
+        return []
+    ok, lines = check_piece(piece, json.loads(path.read_text()), api, version)
+    return [] if ok else lines
+
+
+def write(piece: str, *, accept_breaking: bool = False) -> Path:
+    """Write ``api/<piece>.json`` from the current source tree.
+
+    Raises `UnreleasedBreak` (nothing written) when the existing snapshot would lose a
+    breaking change that the piece's version has not made the bump for, unless
+    ``accept_breaking`` (a release that records the break on purpose).
+    """
+    version = version_of(piece)
+    api = current_api(piece)
+    if not accept_breaking:
+        refused = unreleased_breaks(piece, api, version)
+        if refused:
+            raise UnreleasedBreak(piece, refused)
+    data = {"piece": piece, "version": version, "api": api}
     API_DIR.mkdir(exist_ok=True)
     path = snapshot_path(piece)
     path.write_text(dump(data))
     return path
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies in it (the tests write elsewhere)."""
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def _write_all(pieces: list[str], *, accept_breaking: bool) -> int:
+    """``--write``: every piece whose snapshot may be written is; 1 when one was refused."""
+    refused = []
+    for piece in pieces:
+        try:
+            path = write(piece, accept_breaking=accept_breaking)
+        except UnreleasedBreak as err:
+            print("\n".join(err.lines))
+            refused.append(piece)
+            continue
+        n = len(json.loads(path.read_text())["api"])
+        print(f"wrote {_shown(path)} ({n} entries, version {version_of(piece)})")
+    if refused:
+        print(
+            f"not written: {', '.join(refused)}: bump the version first "
+            "(uv version --package <piece> --bump minor; from 1.0: major), or pass "
+            "--accept-breaking for a release that records the break"
+        )
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,23 +385,27 @@ def main(argv: list[str] | None = None) -> int:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="write api/<piece>.json")
     mode.add_argument("--check", action="store_true", help="compare with api/<piece>.json")
+    p.add_argument(
+        "--accept-breaking",
+        action="store_true",
+        help="with --write: record breaking changes even without the version bump they "
+        "need; only for a release that records the break on purpose",
+    )
     p.add_argument("pieces", nargs="*", help="pieces (default: all)")
     args = p.parse_args(argv)
     pieces = args.pieces or PIECES
     unknown = sorted(set(pieces) - set(PIECES))
     if unknown:
         p.error(f"unknown piece(s) {unknown}; pieces are {PIECES}")
+    if args.accept_breaking and not args.write:
+        p.error("--accept-breaking goes with --write")
     if args.write:
-        for piece in pieces:
-            path = write(piece)
-            n = len(json.loads(path.read_text())["api"])
-            print(f"wrote {path.relative_to(ROOT)} ({n} entries, version {version_of(piece)})")
-        return 0
+        return _write_all(pieces, accept_breaking=args.accept_breaking)
     failed = []
     for piece in pieces:
         path = snapshot_path(piece)
         if not path.is_file():
-            print(f"{piece}: no API snapshot {path.relative_to(ROOT)}; write it with: {REFRESH}")
+            print(f"{piece}: no API snapshot {_shown(path)}; write it with: {REFRESH}")
             failed.append(piece)
             continue
         ok, lines = check_piece(

@@ -5,7 +5,8 @@ comment, and not part of the docstring; the ``def`` line and decorators are not 
 Nested functions count within their parent and are also checked on their own.
 
 Usage: ``python tools/check_function_length.py [--limit N] [PATH ...]`` (default: packages).
-Prints every offender grouped per file (``path:line name length``) and exits 1 if any.
+Prints every offender grouped per file (``path:line name length``) and exits 1 if any, or
+when the paths hold no Python file (nothing checked); a path that does not exist is an error.
 """
 
 from __future__ import annotations
@@ -84,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", type=Path, default=[ROOT / "packages"])
     parser.add_argument("--limit", type=int, default=LIMIT)
     args = parser.parse_args(argv)
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        parser.error(f"no such path: {', '.join(missing)}")
     files = sorted(f for p in args.paths for f in ([p] if p.is_file() else p.rglob("*.py")))
+    if not files:
+        print(f"no Python file under {', '.join(map(str, args.paths))}: nothing was checked")
+        return 1
     bad = 0
     for f in files:
         found = list(long_functions(f.read_text(encoding="utf-8"), args.limit))

@@ -11,7 +11,8 @@ ASTs with every constant replaced by one placeholder: the same calls on the same
 whatever the strings and numbers (an error message, a default).
 
 Usage: ``python tools/check_logic_clones.py [PATH ...]`` (default: packages). Prints every
-clone (``path:first-last ~ path:first-last``) and exits 1 if any.
+clone (``path:first-last ~ path:first-last``) and exits 1 if any, or when the paths hold
+no Python file (nothing checked); a path that does not exist is an error.
 """
 
 from __future__ import annotations
@@ -85,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", default=[str(ROOT / "packages")])
     args = parser.parse_args(argv)
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        parser.error(f"no such path: {', '.join(missing)}")
     files = [f for p in map(Path, args.paths) for f in (p.rglob("*.py") if p.is_dir() else [p])]
+    if not files:
+        print(f"no Python file under {', '.join(args.paths)}: nothing was checked")
+        return 1
     sources = {
         str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f): f.read_text() for f in files
     }

@@ -7,10 +7,10 @@ Run after ``mkdocs build --strict``::
 
 Fails (exit 1) on, outside code (``<code>``, ``<pre>``) and scripts:
 
-* a raw Sphinx role (``:math:`` ``:class:`` ``:meth:`` ``:func:`` ... followed by code or a
-  backtick) or a ``.. math::`` directive;
-* unrendered maths: ``$...$`` / ``$$`` or ``\( \)`` / ``\[ \]`` delimiters outside the
-  ``arithmatex`` elements that the KaTeX bundle renders;
+* a raw Sphinx role (``:math:`` ``:class:`` ``:meth:`` ``:func:`` ``:ref:`` ``:cite:`` ...
+  followed by code or a backtick) or a ``.. math::`` directive;
+* unrendered maths: ``$...$`` (also across one line break) / ``$$`` or ``\( \)`` /
+  ``\[ \]`` delimiters outside the ``arithmatex`` elements that the KaTeX bundle renders;
 * a page with ``arithmatex`` elements that does not load the bundled KaTeX
   (``assets/katex/katex.min.js``, its CSS and ``katex-init.js``, all present in the site),
   and any script or stylesheet loaded from another host (the site must work offline).
@@ -45,10 +45,13 @@ VOID = {
     "wbr",
 }
 SKIP = {"code", "pre", "script", "style", "kbd", "samp", "textarea"}
-ROLE_TEXT = re.compile(r"(?<![\w`]):(?:py:)?(math|class|meth|func|attr|exc|obj|data|const|mod):$")
-ROLE_INLINE = re.compile(r"(?<![\w`]):(?:py:)?(math|class|meth|func|attr|exc|obj|data|const|mod):`")
+#: Sphinx roles (``py:`` domain prefix optional; ``:cite:p:``-style variants of a role too).
+ROLES = "math|class|meth|func|attr|exc|obj|data|const|mod|ref|cite|numref|doc|term|eq"
+ROLE_TEXT = re.compile(rf"(?<![\w`]):(?:py:)?({ROLES})(?::[a-z]+)?:$")
+ROLE_INLINE = re.compile(rf"(?<![\w`]):(?:py:)?({ROLES})(?::[a-z]+)?:`")
 DIRECTIVE = re.compile(r"\.\. math::")
-DOLLAR = re.compile(r"\$\$|(?<![\\\w])\$(?=\S)[^$\n]*?\S\$(?!\w)")
+#: ``$$``, or inline ``$x$`` on one line or across one line break (a wrapped paragraph).
+DOLLAR = re.compile(r"\$\$|(?<![\\\w])\$(?=\S)[^$\n]*?(?:\n[^$\n]*?)?\S\$(?!\w)")
 TEX_DELIMS = re.compile(r"\\\(|\\\)|\\\[|\\\]")
 BUNDLE = ("assets/katex/katex.min.js", "assets/katex/katex.min.css")
 INIT = "assets/javascripts/katex-init.js"

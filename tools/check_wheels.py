@@ -2,9 +2,10 @@
 
 Checks: a wheel holds only ``torchebm/<its portions>/`` and its dist-info (never
 ``torchebm/__init__.py``), each portion ships ``py.typed``, sibling requirements carry
-ranges; each wheel installs alone (with the wheels of its declared siblings, by file path,
-never by name: the registry holds an unrelated ``torchebm`` 0.8.9) and imports; the meta
-installed from wheels gives ``from torchebm.core import GaussianModel``.
+the range of ``tools/check_pins.py`` (``>=FLOOR,<NEXT-BREAKING``); each wheel installs
+alone (with the wheels of its declared siblings, by file path, never by name: the registry
+holds an unrelated ``torchebm`` 0.8.9) and imports; the meta installed from wheels gives
+``from torchebm.core import GaussianModel``.
 """
 
 from __future__ import annotations
@@ -18,20 +19,40 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from check_pins import range_problems
 from packaging.requirements import Requirement
+from packaging.version import Version
 from workspace import PIECES, portions_of, sibling_deps, version_of
 
-dist = Path(sys.argv[1])
-wheels = {}
-for piece in PIECES:
-    stem = piece.replace("-", "_")
-    found = sorted(dist.glob(f"{stem}-{version_of(piece)}-*.whl"))
-    if not found:
-        sys.exit(f"no wheel for {piece} in {dist}")
-    wheels[piece] = found[0]
 
-problems: list[str] = []
-for piece, whl in wheels.items():
+def find_wheels(dist: Path) -> dict[str, Path]:
+    """piece -> its wheel at the workspace version in ``dist`` (exits when one is missing)."""
+    wheels = {}
+    for piece in PIECES:
+        stem = piece.replace("-", "_")
+        found = sorted(dist.glob(f"{stem}-{version_of(piece)}-*.whl"))
+        if not found:
+            sys.exit(f"no wheel for {piece} in {dist}")
+        wheels[piece] = found[0]
+    return wheels
+
+
+def requires_problems(wheel_name: str, metadata: str) -> list[str]:
+    """Sibling ``Requires-Dist`` lines of a wheel's METADATA that are not
+    ``>=FLOOR,<NEXT-BREAKING`` (the rule of ``tools/check_pins.py``)."""
+    problems = []
+    for line in metadata.splitlines():
+        if line.startswith("Requires-Dist: torchebm"):
+            req = Requirement(line.split(":", 1)[1].strip())
+            current = Version(version_of(req.name))
+            found = range_problems(req.specifier, current)
+            problems += [f"{wheel_name}: '{req}' {p}" for p in found]
+    return problems
+
+
+def inspect_wheel(piece: str, whl: Path) -> list[str]:
+    """Problems of one wheel's contents and sibling requirements."""
+    problems = []
     own = set(portions_of(piece))
     with zipfile.ZipFile(whl) as zf:
         names = zf.namelist()
@@ -44,14 +65,9 @@ for piece, whl in wheels.items():
     for p in own:
         if f"torchebm/{p}/py.typed" not in names:
             problems.append(f"{whl.name} lacks torchebm/{p}/py.typed")
-    for line in meta.splitlines():
-        if line.startswith("Requires-Dist: torchebm"):
-            req = Requirement(line.split(":", 1)[1].strip())
-            if not str(req.specifier) or not any(s.operator.startswith("<") for s in req.specifier):
-                problems.append(f"{whl.name}: sibling requirement without a range: {req}")
+    problems += requires_problems(whl.name, meta)
     print(f"inspected {whl.name}: portions {sorted(portions)}")
-if problems:
-    sys.exit("wheels FAILED:\n" + "\n".join(problems))
+    return problems
 
 
 def closure(piece: str) -> list[str]:
@@ -64,8 +80,24 @@ def closure(piece: str) -> list[str]:
     return out
 
 
-uv = shutil.which("uv") or "uv"
-for piece in PIECES:
+_IMPORT_PROBE = (
+    "import importlib, sys\n"
+    "for m in {portions!r}: importlib.import_module(m)\n"
+    "for m in {others!r}:\n"
+    "    try: importlib.import_module(m)\n"
+    "    except ModuleNotFoundError: pass\n"
+    "    else: sys.exit(m + ' importable without its distribution')\n"
+    "from torchebm.core import GaussianModel, versions\n"
+    "import torchebm\n"
+    "assert not hasattr(torchebm, '__file__') or torchebm.__file__ is None, 'torchebm must be a namespace'\n"
+    "print(sorted(versions()))\n"
+)
+
+
+def install_alone(piece: str, wheels: dict[str, Path]) -> None:
+    """Install ``piece``'s wheel with its siblings' (by file path) into a clean venv and
+    import its portions, none of the others (exits on failure)."""
+    uv = shutil.which("uv") or "uv"
     with tempfile.TemporaryDirectory() as tmp:
         venv = Path(tmp) / "venv"
         subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(venv)], check=True)
@@ -77,21 +109,28 @@ for piece in PIECES:
         others = [
             f"torchebm.{p}" for q in PIECES if q not in closure(piece) for p in portions_of(q)
         ]
-        code = (
-            "import importlib, sys\n"
-            f"for m in {portions!r}: importlib.import_module(m)\n"
-            f"for m in {others!r}:\n"
-            "    try: importlib.import_module(m)\n"
-            "    except ModuleNotFoundError: pass\n"
-            "    else: sys.exit(m + ' importable without its distribution')\n"
-            "from torchebm.core import GaussianModel, versions\n"
-            "import torchebm\n"
-            "assert not hasattr(torchebm, '__file__') or torchebm.__file__ is None, 'torchebm must be a namespace'\n"
-            "print(sorted(versions()))\n"
-        )
+        code = _IMPORT_PROBE.format(portions=portions, others=others)
         out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=env)
         if out.returncode != 0:
             sys.exit(f"{piece} from its wheel failed to import:\n{out.stdout}\n{out.stderr}")
         summary = re.sub(r"\s+", " ", out.stdout.strip())
         print(f"{piece:20s} installs alone from wheels: {summary}")
-print("wheels OK")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python tools/check_wheels.py <dist-dir>", file=sys.stderr)
+        return 2
+    wheels = find_wheels(Path(argv[0]))
+    problems = [p for piece, whl in wheels.items() for p in inspect_wheel(piece, whl)]
+    if problems:
+        print("wheels FAILED:\n" + "\n".join(problems), file=sys.stderr)
+        return 1
+    for piece in PIECES:
+        install_alone(piece, wheels)
+    print("wheels OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -17,7 +17,8 @@ build); then the block's lines run, unchanged, in ``bash -e`` in the repository 
 that environment activated (``VIRTUAL_ENV`` and ``PATH``, so ``pip`` and ``uv pip`` both
 install into it); finally every module named after ``imports:`` must import from that
 environment's site-packages (not from the clone's source tree). Exits 1 when a block
-fails, and when README.md holds no marked block.
+fails, and when README.md holds no marked block; a NAME that no block has is an error
+(exit 2), so that a typo never passes with nothing run.
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         print("README.md has no readme-install block: nothing checks its install commands")
         return 1
     if args.names:
+        known = [b.name for b in blocks]
+        unknown = [n for n in args.names if n not in known]
+        if unknown:
+            p.error(f"no README block named {', '.join(unknown)}; the blocks are {known}")
         blocks = [b for b in blocks if b.name in args.names]
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     torch_pin = f"torch=={locked_versions(lock)['torch']}"

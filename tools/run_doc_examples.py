@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Run every ```python block of the project's documentation, then every examples/ script.
 
+A python block is a fenced block (```, ~~~ or longer fences) whose language is ``python``,
+``py`` or ``python3``, attributes after it allowed (```` ```python title="x.py" ````).
+
 Called by ``nox -s examples`` (which sets ``MPLBACKEND=Agg`` and ``TORCHEBM_SMOKE=1``).
 Prints one line per block and per script and ends with ``N passed, M failed``
 (``, K skipped`` when some were skipped); exits 1 when anything failed or nothing ran.
@@ -166,9 +169,26 @@ class Result:
 
 
 # --------------------------------------------------------------------------- parsing
-_FENCE_OPEN = re.compile(r"^(\s*)```\s*([\w+-]*)\s*$")
-_FENCE_CLOSE = re.compile(r"^\s*```\s*$")
+#: A code fence: three or more backticks (no backtick in the info string) or tildes, then
+#: the info string (a language, maybe followed by attributes: ``python title="x.py"``).
+_FENCE_OPEN = re.compile(r"^(\s*)(`{3,}(?=[^`]*$)|~{3,})\s*(.*?)\s*$")
+_FENCE_CLOSE = re.compile(r"^\s*(`{3,}|~{3,})\s*$")
+#: Info-string languages whose blocks run (``pycon`` blocks hold prompts: not run).
+PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+
+
+def _fence_language(info: str) -> str:
+    """The language of a fence's info string: its first word, lower-cased, without the
+    braces and dot of the attribute form (``python title="x.py"`` and ``{.py}``: python, py)."""
+    words = info.split(maxsplit=1)
+    return words[0].strip("{}").lstrip(".").lower() if words else ""
+
+
+def _closes(line: str, fence: str) -> bool:
+    """``line`` closes a block opened by ``fence``: the same character, at least as many."""
+    m = _FENCE_CLOSE.match(line)
+    return bool(m) and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence)
 
 
 def _clean_heading(text: str) -> str:
@@ -176,7 +196,9 @@ def _clean_heading(text: str) -> str:
 
 
 def parse_blocks(text: str) -> list[Block]:
-    """Every fenced ``python`` block with its page (level-1 heading) and nearest heading."""
+    """Every fenced python block (``python``, ``py`` or ``python3``, with or without
+    attributes after the language, between ``` or ~~~ fences of any length) with its page
+    (level-1 heading) and nearest heading."""
     blocks: list[Block] = []
     page = section = "(top)"
     lines = text.splitlines()
@@ -185,13 +207,13 @@ def parse_blocks(text: str) -> list[Block]:
         line = lines[i]
         m = _FENCE_OPEN.match(line)
         if m:
-            indent, lang = m.group(1), m.group(2).lower()
+            indent, fence, lang = m.group(1), m.group(2), _fence_language(m.group(3))
             start = i + 1
             j = start
-            while j < len(lines) and not _FENCE_CLOSE.match(lines[j]):
+            while j < len(lines) and not _closes(lines[j], fence):
                 j += 1
             body = lines[start:j]
-            if lang == "python":
+            if lang in PYTHON_LANGUAGES:
                 n = len(indent)
                 code = "\n".join(b[n:] if b[:n].strip() == "" else b for b in body)
                 prev = next((ln for ln in reversed(lines[:i]) if ln.strip()), "")

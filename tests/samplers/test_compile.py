@@ -4,8 +4,10 @@ Issue 15: compiled Langevin on `GaussianModel` and `MLPEnergy` returned garbage 
 on the first step) because Inductor's post-grad pattern `add(x, mm(a, b), alpha=c) ->
 addmm(x, a, b)` drops `alpha` (torch 2.4); only `HarmonicModel` (no matrix product in its
 gradient) matched, and it was the only model tested. Every family is tested here: analytic
-(the Gaussian's gradient is a matrix product), the library's `MLPEnergy` (explicit
-backward), a user-defined `BaseModel` (autograd). Noise-free runs must agree to rounding;
+(the Gaussian's gradient is a matrix product), a neural energy with an explicit backward
+pass (matrix products through the layers, as `torchebm.models.MLPEnergy` does; written here,
+since the samplers session installs samplers, flows and core only), a user-defined
+`BaseModel` (autograd). Noise-free runs must agree to rounding;
 stochastic runs must agree in law (acceptance, moments against the closed form). One
 compilation per sampler and model (about 1-20 s each on a 2-core CPU): most cases are slow.
 """
@@ -22,7 +24,7 @@ import pytest
 import torch
 from samplers_helpers import MLPEnergy as UserEnergy
 
-from torchebm.core import GaussianModel, HarmonicModel
+from torchebm.core import BaseModel, GaussianModel, HarmonicModel
 from torchebm.samplers import (
     FlowSampler,
     GradientDescentSampler,
@@ -37,17 +39,48 @@ from torchebm.samplers import (
 slow = pytest.mark.slow
 
 
-def _library_mlp():
-    models = pytest.importorskip("torchebm.models")
-    torch.manual_seed(0)
-    return models.MLPEnergy(2, hidden_dims=(16, 16))
+class ExplicitMLP(BaseModel):
+    """A 2-16-16-1 SiLU energy whose `gradient` is an explicit backward pass through the
+    layers, ``g <- (g * silu'(h)) W`` (no autograd), as the library's `MLPEnergy` computes it."""
+
+    def __init__(self, d: int = 2, width: int = 16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(d, width),
+            torch.nn.SiLU(),
+            torch.nn.Linear(width, width),
+            torch.nn.SiLU(),
+            torch.nn.Linear(width, 1),
+        )
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+    def gradient(self, x, model_kwargs=None):
+        linears = [m for m in self.net if isinstance(m, torch.nn.Linear)]
+        pre, h = [], x
+        for layer in linears[:-1]:  # forward sweep: keep each hidden pre-activation
+            pre.append(torch.addmm(layer.bias, h, layer.weight.t()))
+            h = torch.nn.functional.silu(pre[-1])
+        g = linears[-1].weight.expand(x.shape[0], -1)
+        for layer, z in zip(reversed(linears[:-1]), reversed(pre)):
+            s = torch.sigmoid(z)
+            g = torch.mm(g * (s * (1 + z * (1 - s))), layer.weight)  # silu'(z) = s(1 + z(1 - s))
+        return g.detach()
 
 
 MODELS = {
     "gaussian": lambda: GaussianModel(torch.zeros(2), torch.tensor([[1.0, 0.3], [0.3, 0.5]])),
-    "mlp": _library_mlp,
+    "mlp": ExplicitMLP,
     "user": UserEnergy,
 }
+
+
+def test_the_explicit_mlp_gradient_is_the_autograd_one():
+    model = ExplicitMLP()
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(model.gradient(x), BaseModel.gradient(model, x))
 
 
 def _quiet(fn, *args, **kwargs):

@@ -87,3 +87,33 @@ def test_the_workspace_graph_matches_the_layering():
     assert real == ["torchebm-flows", "torchebm-samplers", "torchebm-losses", "torchebm"]
     cuda = affected.affected_pieces(["tests/cuda/test_x.py"], graph, owners, affected.PIECES)
     assert cuda == ["torchebm-cuda", "torchebm"]
+
+
+def _git(repo, *args):
+    import subprocess
+
+    ident = ["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", *ident, *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_a_module_moved_across_pieces_selects_both(tmp_path, monkeypatch, committed):
+    old = "packages/torchebm-losses/src/torchebm/losses/_shared.py"
+    new = "packages/torchebm-models/src/torchebm/models/_shared.py"
+    (tmp_path / old).parent.mkdir(parents=True)
+    (tmp_path / old).write_text("def helper():\n    return 1\n" * 20)  # a rename git detects
+    _git(tmp_path, "init", "-q", "-b", "main")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "base")
+    _git(tmp_path, "checkout", "-q", "-b", "move")
+    (tmp_path / new).parent.mkdir(parents=True)
+    _git(tmp_path, "mv", old, new)
+    if committed:
+        _git(tmp_path, "commit", "-q", "-m", "move")
+    monkeypatch.setattr(affected, "ROOT", tmp_path)
+    files = affected.changed_files("main")
+    assert files == sorted([old, new])
+    picked = affected.affected_pieces(
+        files, affected.dependency_graph(), affected.portion_owners(), affected.PIECES
+    )
+    assert {"torchebm-losses", "torchebm-models"} <= set(picked)

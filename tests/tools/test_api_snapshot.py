@@ -201,3 +201,93 @@ def test_snapshots_without_defaults_still_compare():
     assert diff({F: old}, {F: fn(("step", "pos", False, "0.01"))}) == ([], [])
     breaks, _ = diff({F: old}, {F: fn(("step", "pos", True))})
     assert breaks == ["pkg.f: parameter 'step' made required (its default was removed)"]
+
+
+@pytest.mark.parametrize(
+    "old, new, ok",
+    [
+        ("0.1.0", "0.1post1", False),  # a post-release of 0.1, not 0.11
+        ("0.1.0", "0.1.0.post2", False),
+        ("0.1.0", "0.1rc2", False),  # a pre-release of 0.1, not 0.12
+        ("0.1.0", "0.1.1.dev3", False),
+        ("0.1.0", "0.2.0.dev1", True),
+        ("0.1.0", "0.2rc1", True),
+        ("1.0.0", "1.0.0.post10", False),
+        ("1.9.0", "2.0.0b1", True),
+    ],
+)
+def test_breaking_bump_ignores_pre_post_and_dev_digits(old, new, ok):
+    assert api.breaking_bump(old, new) is ok
+
+
+@pytest.mark.parametrize(
+    "version, release",
+    [("0.1post1", (0, 1, 0)), ("0.1rc2", (0, 1, 0)), ("0.12.3.dev4", (0, 12, 3)), ("2", (2, 0, 0))],
+)
+def test_release_numbers_stop_at_the_first_suffix(version, release):
+    assert api._release(version) == release
+
+
+def test_release_numbers_without_packaging(monkeypatch):
+    monkeypatch.setitem(sys.modules, "packaging.version", None)  # the import fails
+    assert api._release("0.1post1") == (0, 1, 0)
+    assert api._release("0.1rc2") == (0, 1, 0)
+    assert api._release("1.2.3") == (1, 2, 3)
+    assert not api.breaking_bump("0.1.0", "0.1post1")
+
+
+@pytest.fixture
+def piece(tmp_path, monkeypatch):
+    """A piece whose snapshot (version 0.1.0, ``f(x=...)``) lies in ``tmp_path``; set
+    ``state["api"]`` and ``state["version"]`` to change what its source tree says."""
+    monkeypatch.setattr(api, "API_DIR", tmp_path)
+    name = api.PIECES[0]
+    snap = {"piece": name, "version": "0.1.0", "api": {F: fn(("x", "pos", False))}}
+    api.snapshot_path(name).write_text(api.dump(snap))
+    state = {"api": snap["api"], "version": "0.1.0"}
+    monkeypatch.setattr(api, "current_api", lambda p: state["api"])
+    monkeypatch.setattr(api, "version_of", lambda p: state["version"])
+    return name, state
+
+
+def _written(name):
+    import json
+
+    return json.loads(api.snapshot_path(name).read_text())
+
+
+def test_write_refuses_an_unreleased_break_and_names_it(piece, capsys):
+    name, state = piece
+    state["api"] = {F: fn(("y", "pos", False))}  # x renamed to y
+    before = api.snapshot_path(name).read_text()
+    assert api.main(["--write", name]) == 1
+    out = capsys.readouterr().out
+    assert "BREAKING pkg.f: parameter 'x' removed or renamed" in out
+    assert "--accept-breaking" in out
+    assert api.snapshot_path(name).read_text() == before  # nothing written
+    assert api.main(["--check", name]) == 1  # the gate still fails
+
+
+def test_write_records_a_break_after_the_bump_or_when_accepted(piece):
+    name, state = piece
+    state["api"] = {F: fn(("y", "pos", False))}
+    assert api.main(["--write", "--accept-breaking", name]) == 0
+    assert _written(name)["api"] == state["api"]
+    state["api"] = {F: fn(("z", "pos", False))}
+    state["version"] = "0.1post1"  # not a bump
+    assert api.main(["--write", name]) == 1
+    state["version"] = "0.2.0"
+    assert api.main(["--write", name]) == 0
+    assert _written(name) == {"piece": name, "version": "0.2.0", "api": state["api"]}
+
+
+def test_write_records_additions_as_before(piece):
+    name, state = piece
+    state["api"] = {F: fn(("x", "pos", False), ("y", "kwonly", False)), "pkg.g": fn()}
+    assert api.main(["--write", name]) == 0
+    assert _written(name)["api"] == state["api"]
+
+
+def test_accept_breaking_goes_with_write():
+    with pytest.raises(SystemExit):
+        api.main(["--check", "--accept-breaking"])
