@@ -214,3 +214,27 @@ def test_step_rejects_numpy_noise_of_the_right_shape():
     x = torch.zeros(4, 3)
     with pytest.raises(ShapeError, match="got ndarray"):
         EulerMaruyamaIntegrator().step({"x": x}, 0.5, drift=zero, noise=x.numpy(), noise_scale=1.0)
+
+
+@pytest.mark.parametrize(
+    "cls", [EulerMaruyamaIntegrator, HeunIntegrator, BackwardEulerMaruyamaIntegrator]
+)
+def test_step_refuses_noise_of_another_dtype_and_a_bad_generator(cls):
+    # a float64 noise promoted a float32 state to float64 when x required grad (and not
+    # otherwise); backward EM blamed the drift. step() handed generator=0 to randn.
+    x = torch.ones(4, 3)
+    with pytest.raises(TypeError, match=r"noise must have the dtype and device of x"):
+        cls().step({"x": x}, 0.1, drift=zero, noise_scale=1.0, noise=x.double())
+    with pytest.raises(TypeError, match="generator"):
+        cls().step({"x": x}, 0.1, drift=zero, noise_scale=1.0, generator=0)
+
+
+def test_backward_em_names_non_finite_chains_in_its_convergence_warning():
+    # a drift that turns NaN was reported only as a solver that did not converge
+    def drift(x, t):
+        return torch.where(t[:, None] > 0.25, torch.full_like(x, math.nan), -x)
+
+    with pytest.warns(RuntimeWarning, match=r"in 4 of 4 chains, 4 of them non-finite"):
+        BackwardEulerMaruyamaIntegrator().integrate(
+            {"x": torch.ones(4, 2)}, 0.1, 5, drift=drift, noise_scale=1.0
+        )

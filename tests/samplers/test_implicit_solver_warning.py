@@ -28,8 +28,9 @@ H, LAMS = 0.09, (1.0, 10.0)  # step size, precisions
 N_CHAINS, N_STEPS = 2000, 60  # stiff coordinate mixes by (1/1.9)^2 per step: 60 is plenty
 PATTERN = (
     r"(\w+): the implicit solve of BackwardEulerMaruyamaIntegrator did not converge at "
-    r"(\d+) steps in (\d+) of (\d+) chains.*solver_max_iter of the integrator \(now (\d+)\) "
-    r"or lower step_size.*step_size \* Lip\(drift\) < 1"
+    r"(\d+) chain-steps \(up to (\d+) of the call's steps in one chain\) in (\d+) of (\d+) "
+    r"chains.*solver_max_iter of the integrator \(now (\d+)\) or (lower step_size|raise "
+    r"n_steps).*step \* Lip\(drift\) < 1"
 )
 
 
@@ -55,11 +56,12 @@ def _sample(sampler, **kw):
     return out, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
 
 
-def _counts(message: str) -> tuple[str, int, int, int, int]:
+def _counts(message: str) -> tuple[str, int, int, int, int, int, str]:
+    """(sampler, chain-steps, most steps of one chain, chains, of chains, max_iter, remedy)"""
     m = re.search(PATTERN, message, re.S)
     assert m is not None, message
-    name, *numbers = m.groups()
-    return (name, *map(int, numbers))
+    name, *numbers, remedy = m.groups()
+    return (name, *map(int, numbers), remedy)
 
 
 def _check_variance(out: torch.Tensor, expected: tuple[float, float]) -> None:
@@ -75,8 +77,9 @@ def test_langevin_warns_once_with_the_counts_and_the_samples_are_the_truncated_s
     sampler = LangevinDynamics(_model(), H, integrator="backward_euler_maruyama", dtype=F64)
     out, messages = _sample(sampler, n_samples=N_CHAINS, dim=2, n_steps=N_STEPS)
     assert len(messages) == 1
-    name, total, chains, n, max_iter = _counts(messages[0])
+    name, total, most, chains, n, max_iter, remedy = _counts(messages[0])
     assert (name, chains, n, max_iter) == ("LangevinDynamics", N_CHAINS, N_CHAINS, 8)
+    assert most <= N_STEPS and remedy == "lower step_size"
     # a step converges only when the stiff coordinate's base is within ~3e-6 of 0
     # (0.9^8 |b| / sqrt 2 <= 1e-6): almost never
     assert 0.999 * N_CHAINS * N_STEPS <= total <= N_CHAINS * N_STEPS
@@ -136,7 +139,9 @@ def test_flow_sampler_sde_counts_the_steps_past_the_jump():
     x0 = torch.randn(300, 8, dtype=F64, generator=torch.Generator().manual_seed(1))
     out, messages = _sample(fs, x=x0)
     assert len(messages) == 1 and torch.isfinite(out).all()
-    assert _counts(messages[0]) == ("FlowSampler", 300 * len(slow), 300, 300, 8)
+    # the call has FLOW_STEPS steps: the count is of chain-steps, and a grid takes more steps
+    expected = ("FlowSampler", 300 * len(slow), len(slow), 300, 300, 8, "raise n_steps")
+    assert _counts(messages[0]) == expected
     # with enough evaluations for the slowest rate (and |b| < 1): silent
     fs.integrator = BackwardEulerMaruyamaIntegrator(
         dtype=F64, solver_max_iter=math.ceil(math.log(1e-6) / math.log(max(slow)))

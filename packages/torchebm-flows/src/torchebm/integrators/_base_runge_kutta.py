@@ -685,10 +685,12 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             cast(_SolverRecord, solver_record(self, create=True)).converged = ev.converged
             failed = None if ev.converged is None else ~ev.converged
             if report and failed is not None and not _CHECKED.get() and bool(failed.any()):
+                bad = int((~torch.isfinite(out["x"].flatten(1))).any(1).sum())  # no iteration
+                nan = f", {bad} of them non-finite (a NaN/inf drift or state)" if bad else ""
                 warn_user(
                     f"{type(self).__name__}.integrate: the implicit stage solves did not "
-                    f"converge in {int(failed.sum())} of {failed.numel()} chains (they took a "
-                    f"truncated fixed-point iterate, not the implicit step): raise "
+                    f"converge in {int(failed.sum())} of {failed.numel()} chains{nan} (they "
+                    f"took a truncated fixed-point iterate, not the implicit step): raise "
                     f"solver_max_iter (now {self.solver_max_iter}), loosen solver_tol (now "
                     f"{self.solver_tol}) or lower the step size (the iteration converges only "
                     "for h * Lip(f) < 1)",
@@ -1113,6 +1115,13 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             raise ShapeError(
                 f"noise must be a tensor of the shape of x {tuple(x.shape)}, got {got}"
             )
+        if noise is not None and (noise.dtype != x.dtype or noise.device != x.device):
+            raise TypeError(  # a float64 noise promoted a float32 state, only with autograd on
+                f"noise must have the dtype and device of x ({x.dtype}, {x.device}), got "
+                f"({noise.dtype}, {noise.device})"
+            )
+        if not _CHECKED.get():  # a sampler's loop checked its generator once
+            check_generator(generator, x.device, of="the state")
         h, h_t = _prep_step(step_size, x)
         tv = self._time_vector(t, x)
         d = self._diffusion_value(diffusion, noise_scale, x, tv)

@@ -52,16 +52,18 @@ def warn_unconverged(sampler: Any, counts: torch.Tensor | None) -> None:
     """
     if counts is None or counts.numel() == 0:
         return
-    total, chains = torch.stack([counts.sum(), counts.count_nonzero()]).tolist()
+    total, chains, most = torch.stack([counts.sum(), counts.count_nonzero(), counts.max()]).tolist()
     if total == 0:
         return
     integrator = sampler.integrator
+    # a sampler with a step size lowers it; one on a time grid (FlowSampler) takes more steps
+    smaller = "lower step_size" if hasattr(sampler, "step_size") else "raise n_steps"
     warn_user(
         f"{type(sampler).__name__}: the implicit solve of {type(integrator).__name__} did "
-        f"not converge at {total} steps in {chains} of {counts.shape[0]} chains, so those "
-        "steps are truncated fixed-point iterates, not the implicit scheme (biased samples). "
-        f"Raise solver_max_iter of the integrator (now {integrator.solver_max_iter}) or "
-        "lower step_size: Picard iteration converges only when step_size * Lip(drift) < 1, "
-        "and slowly near 1",
+        f"not converge at {total} chain-steps (up to {most} of the call's steps in one "
+        f"chain) in {chains} of {counts.shape[0]} chains, so those steps are truncated "
+        "fixed-point iterates, not the implicit scheme (biased samples). Raise "
+        f"solver_max_iter of the integrator (now {integrator.solver_max_iter}) or {smaller}: "
+        "Picard iteration converges only when step * Lip(drift) < 1, and slowly near 1",
         RuntimeWarning,
     )
