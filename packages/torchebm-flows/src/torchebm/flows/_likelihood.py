@@ -30,6 +30,7 @@ from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
     ShapeError,
+    check_finite,
     check_finite_tensor,
     check_generator,
     check_in,
@@ -411,9 +412,7 @@ def _check_callables(model: Any, prior: Any, model_kwargs: Any) -> None:
 
 
 def _check_window(t_noise: Any, t_data: Any) -> tuple[float, float]:
-    for name, v in (("t_noise", t_noise), ("t_data", t_data)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise TypeError(f"{name} must be a finite number, got {v!r}")
+    t_noise, t_data = check_finite("t_noise", t_noise), check_finite("t_data", t_data)
     if not 0.0 <= t_noise < t_data <= 1.0:
         raise ConfigurationError(
             f"need 0 <= t_noise < t_data <= 1, got t_noise={t_noise}, t_data={t_data}"

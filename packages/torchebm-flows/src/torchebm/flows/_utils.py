@@ -32,6 +32,7 @@ from torchebm.core.errors import (
     check_finite,
     check_finite_tensor,
     check_generator,
+    check_probability,
     check_tensor,
 )
 from torchebm.couplings import resolve_coupling
@@ -239,12 +240,7 @@ def trimmed_mean(values: torch.Tensor, trim_fraction: float) -> torch.Tensor:
         >>> trimmed_mean(torch.tensor([1.0, 2.0, 3.0, 100.0]), 0.25).item()
         2.0
     """
-    if (
-        isinstance(trim_fraction, bool)
-        or not isinstance(trim_fraction, (int, float))
-        or not (0.0 <= float(trim_fraction) < 1.0)
-    ):
-        raise ConfigurationError(f"trim_fraction must be in [0, 1), got {trim_fraction!r}")
+    trim_fraction = check_probability("trim_fraction", trim_fraction, closed_right=False)
     check_tensor("values", values, ndim=1, floating=True)
     n = values.shape[0]
     k = int(trim_fraction * n)

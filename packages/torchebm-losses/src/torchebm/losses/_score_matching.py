@@ -10,7 +10,7 @@ from torch import nn
 
 from torchebm.core import BaseScheduler, warn_once
 from torchebm.core._module import forward_kwargs
-from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_positive
+from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_int, check_positive
 from torchebm.integrators._compat_089 import OMIT, accept_089_pickle
 from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction
@@ -316,11 +316,7 @@ class SlicedScoreMatching(BaseScoreMatching):
     ):
         check_variance_reduction(variance_reduction)
         super().__init__(**forward_kwargs(locals(), super().__init__, hutchinson_samples=1))
-        if isinstance(n_projections, bool) or not isinstance(n_projections, int):
-            raise TypeError(f"n_projections must be an int, got {n_projections!r}")
-        if n_projections < 1:
-            raise ConfigurationError(f"n_projections must be >= 1, got {n_projections}")
-        self.n_projections = n_projections
+        self.n_projections = check_int("n_projections", n_projections, minimum=1)
         self.projection_type = check_in("projection_type", projection_type, _PROJECTIONS)
         if not isinstance(variance_reduction, bool):
             raise TypeError(f"variance_reduction must be a bool, got {variance_reduction!r}")

@@ -3,6 +3,7 @@ and the twelve paper presets ``dit_s_2`` ... ``dit_xl_8``."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import torch
@@ -51,7 +52,7 @@ _POS_EMBED = ("sincos", "learnable", None)
 
 
 def _size(input_size: Any, p: int) -> tuple[int, int]:
-    size = (input_size, input_size) if isinstance(input_size, int) else input_size
+    size = (input_size, input_size) if isinstance(input_size, numbers.Integral) else input_size
     if not isinstance(size, (tuple, list)) or len(size) != 2:  # None or 2.5 failed in tuple()
         raise ConfigurationError(f"input_size must be an int or (H, W), got {input_size!r}")
     h, w = (check_int("input_size", s, minimum=1) for s in size)

@@ -929,7 +929,7 @@ def grid_log_partition(
     if n_points % 2 == 0:
         raise ConfigurationError(f"n_points must be odd (nested grids), got {n_points}")
     half = check_positive("half_width", half_width)
-    if not (isinstance(log_tol, (int, float)) and log_tol < 0):
+    if check_finite("log_tol", log_tol) >= 0:  # numpy scalars too
         raise ConfigurationError(f"log_tol must be a negative number, got {log_tol!r}")
     check_int("max_doublings", max_doublings, minimum=0)
     chunk = check_int("chunk_size", chunk_size, minimum=1)
