@@ -72,6 +72,7 @@ def test_temperature_unsquared_and_tail():
         (lambda: ExponentialDecayScheduler(1.0, 0.5, min_value=-1), ValueError, "min_value"),
         (lambda: MultiStepScheduler(1.0, [3, 2]), ValueError, "milestones"),
         (lambda: MultiStepScheduler(1.0, [0, 2]), ValueError, "milestones"),
+        (lambda: MultiStepScheduler(1.0, [2, 0]), ValueError, r"milestones\[1\] must be >= 1"),
         (lambda: TemperatureScheduler(-1.0), ValueError, "epsilon_max"),
         (lambda: TemperatureScheduler(1.0, tau_star=1.0), ValueError, "tau_star"),
         (lambda: TemperatureScheduler(1.0, t_start=1.0, t_end=0.5), ValueError, "t_end"),

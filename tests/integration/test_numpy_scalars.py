@@ -29,3 +29,24 @@ def test_numpy_scalars_are_numbers():
     a = probability_flow_log_likelihood(lambda z, t: -z, x, t_noise=np.float32(0.0))
     b = probability_flow_log_likelihood(lambda z, t: -z, x, t_noise=0.0)
     torch.testing.assert_close(a, b)
+
+
+def test_a_numpy_array_of_bandwidths_is_a_sequence_of_bandwidths():
+    # an ndarray is not a Sequence: "bandwidth must be a positive number" named a type the
+    # docstring does not limit it to
+    from torchebm.metrics import mmd2
+
+    x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    y = torch.randn(200, 2, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(
+        mmd2(x, y, bandwidth=np.array([0.5, 1.0])), mmd2(x, y, bandwidth=[0.5, 1.0])
+    )
+
+
+def test_ais_base_mean_of_a_list_names_the_accepted_types():
+    import pytest
+
+    from torchebm.samplers import AnnealedImportanceSampling
+
+    with pytest.raises(TypeError, match="base_mean must be a number or a tensor"):
+        AnnealedImportanceSampling(GaussianModel(torch.zeros(2), torch.eye(2)), base_mean=[0, 0])

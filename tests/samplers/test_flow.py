@@ -330,10 +330,14 @@ def test_constructor_validation():
     with pytest.raises(ValueError, match="prediction"):
         FlowSampler(field, prediction="x0")
     assert FlowSampler(field, prediction=PredictionType.SCORE).prediction is PredictionType.SCORE
-    with pytest.raises(ValueError, match="only apply to mode='sde'"):
+    with pytest.raises(ValueError, match="diffusion_form only applies to mode='sde'"):
         FlowSampler(field, diffusion_form="sigma")
-    with pytest.raises(ValueError, match="last_step"):
-        FlowSampler(field, last_step=None)
+    with pytest.raises(ValueError, match="diffusion_form, diffusion_norm only apply to mode"):
+        FlowSampler(field, diffusion_form="sigma", diffusion_norm=1.0)
+    with pytest.raises(ValueError, match="last_step only applies to mode='sde'"):
+        FlowSampler(field, last_step="Euler")
+    # None, the SDE's "no last step", is what an ODE does: accepted, as diffusion_form=None
+    assert FlowSampler(field, last_step=None).last_step is None
     with pytest.raises(ValueError, match="reverse"):
         FlowSampler(field, mode="sde", reverse=True)
     with pytest.raises(ValueError, match="last_step"):

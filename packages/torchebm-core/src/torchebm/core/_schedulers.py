@@ -200,7 +200,7 @@ class MultiStepScheduler(BaseScheduler):
 
     def __init__(self, start_value: float, milestones: list[int], gamma: float = 0.1):
         super().__init__(start_value)
-        milestones = [check_int("milestones[i]", m, minimum=1) for m in milestones]  # plain ints
+        milestones = [check_int(f"milestones[{i}]", m, minimum=1) for i, m in enumerate(milestones)]
         if any(b <= a for a, b in zip(milestones, milestones[1:])):
             raise ConfigurationError(f"milestones must be strictly increasing, got {milestones}")
         self.milestones = milestones

@@ -13,6 +13,7 @@ $$
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -281,6 +282,8 @@ class AnnealedImportanceSampling:
         if isinstance(base_mean, torch.Tensor):
             check_finite_tensor("base_mean", check_tensor("base_mean", base_mean, floating=True))
         else:
+            if not isinstance(base_mean, numbers.Real):  # a list: say a tensor is accepted
+                raise TypeError(f"base_mean must be a number or a tensor, got {base_mean!r}")
             check_finite("base_mean", base_mean)  # a real number (not a bool), finite
         self.base_mean = base_mean
 

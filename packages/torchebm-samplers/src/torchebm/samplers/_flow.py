@@ -359,7 +359,7 @@ class FlowSampler(BaseSampler):
             for name, value in (
                 ("diffusion_form", diffusion_form),
                 ("diffusion_norm", diffusion_norm),
-                ("last_step", None if last_step is _UNSET else "given"),
+                ("last_step", None if last_step is _UNSET or last_step is None else "given"),
                 ("last_step_size", last_step_size),
             )
             if value is not None
@@ -367,7 +367,8 @@ class FlowSampler(BaseSampler):
         sde = self.mode == "sde"
         if not sde:
             if given:
-                raise ConfigurationError(f"{', '.join(given)} only apply to mode='sde'")
+                verb = "applies" if len(given) == 1 else "apply"  # None: the ODE's no last step
+                raise ConfigurationError(f"{', '.join(given)} only {verb} to mode='sde'")
             self.diffusion_form, self.diffusion_norm = None, None
             self.last_step, self.last_step_size = None, 0.0
         else:

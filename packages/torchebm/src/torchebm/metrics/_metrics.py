@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -284,6 +285,9 @@ def _bandwidths(
     if isinstance(bandwidth, str):
         check_in("bandwidth", bandwidth, ["median"])
         return _pow2(_median_bandwidth(torch.cat([xf, yf]), generator), e).reshape(1)
+    if not isinstance(bandwidth, (torch.Tensor, Sequence, numbers.Real)):
+        if hasattr(bandwidth, "__array__"):  # a numpy array of bandwidths
+            bandwidth = torch.as_tensor(bandwidth)
     if isinstance(bandwidth, torch.Tensor):
         if bandwidth.ndim > 1:
             raise ShapeError(
