@@ -351,9 +351,17 @@ class HamiltonianMonteCarlo(_HMCBase):
             except RuntimeError:
                 ok = False
             if not ok:
+                d = x[0].numel()
+                dense = mass.shape == (d, d) and d > 1  # a (D, D) matrix: say what is accepted
+                hint = (
+                    "; a mass matrix is not accepted: pass its diagonal (or use "
+                    "RiemannianManifoldHMC with a constant metric)"
+                    if dense
+                    else ""
+                )
                 raise ShapeError(
                     f"mass of shape {tuple(mass.shape)} does not broadcast to the event shape "
-                    f"{tuple(x.shape[1:])}"
+                    f"{tuple(x.shape[1:])}{hint}"
                 )
         tiny = torch.finfo(x.dtype).tiny  # below it 1/M overflows (float16: M < 6.1e-5)
         if mass is not None and (mass if isinstance(mass, float) else float(mass.min())) < tiny:
@@ -515,7 +523,8 @@ class RiemannianManifoldHMC(_HMCBase):
         metric_fn: ``metric_fn(x) -> G`` of shape ``(B, D, D)``, symmetric positive
             definite and differentiable in ``x`` (not so at a starting point:
             `ConfigurationError`; not positive definite at a proposal: rejected; used as
-            $(G + G^\top)/2$, so rounding asymmetries are harmless).
+            $(G + G^\top)/2$, so rounding asymmetries are harmless; a ``G`` that varies with
+            ``x`` without a graph in it warns: the force would lack $\partial G/\partial x$).
         step_size: $\epsilon > 0$, float or scheduler.
         n_leapfrog_steps: Generalised-leapfrog steps per proposal (>= 1).
         solver_max_iter: Deprecated; configure a ``GeneralisedLeapfrogIntegrator``.
@@ -680,9 +689,12 @@ class RiemannianManifoldHMC(_HMCBase):
                 f"RiemannianManifoldHMC needs float32 or float64 chains (the metric's Cholesky "
                 f"factorisation), got dtype {x.dtype}: use dtype=torch.float32 or .float()"
             )
+        with torch.inference_mode(False), torch.enable_grad():  # is dG/dx there at all?
+            g = self.metric_fn(autograd_ready(x).detach().requires_grad_(True))
+        graph = isinstance(g, torch.Tensor) and g.requires_grad
         # a chain started where G is not positive definite rejected every proposal, silently
         with torch.no_grad():
-            g = self.metric_fn(x)
+            g = g.detach() if isinstance(g, torch.Tensor) else g
             bad = torch.nonzero(~self._cholesky(x, g=g)[1]).flatten().tolist()  # checks g too
             asym = (g - g.mT).flatten(1).abs().amax(1) > 1e-4 * g.flatten(1).abs().amax(1)
         if bool(asym.any()):  # used as (G + G^T) / 2, not as written: a bug in metric_fn
@@ -696,6 +708,13 @@ class RiemannianManifoldHMC(_HMCBase):
                 "metric_fn(x) must be symmetric positive definite, but its Cholesky "
                 f"factorisation failed at the starting points of chains {bad[:10]}"
                 f"{'' if len(bad) <= 10 else f' (and {len(bad) - 10} more)'}"
+            )
+        if not graph and len(g) > 1 and bool((g.flatten(1) != g[:1].flatten(1)).any()):
+            warn_user(  # a constant G has no dG/dx; a detached one loses it (another law)
+                "metric_fn(x) varies with x but has no graph in x (numpy, .detach() or "
+                "no_grad inside it?): the force of the Riemannian Hamiltonian then lacks "
+                "dG/dx and the chains sample another law (a piecewise-constant metric is fine)",
+                RuntimeWarning,
             )
         no = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         counts = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)  # this call's
