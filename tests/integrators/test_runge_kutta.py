@@ -445,3 +445,17 @@ def test_adaptive_half_precision_default_tolerances(cls, dtype):
     out = cls().integrate({"x": x0}, drift=lambda x, t: -x, t=torch.tensor([0.0, 1.0]))["x"]
     assert out.dtype == dtype
     torch.testing.assert_close(out.float(), x0.float() * math.exp(-1.0), rtol=0, atol=0.05)
+
+
+def test_integer_states_and_tensors_are_refused_by_dtype():
+    """Leapfrog on an int64 state failed in add_ ("alpha must not be a floating point
+    number"), mean_flat on one in mean() ("could not infer output dtype"): neither named
+    the argument; the Runge-Kutta integrators already did."""
+    from torchebm.flows import mean_flat
+    from torchebm.integrators import LeapfrogIntegrator
+
+    ints = torch.ones(2, 2, dtype=torch.long)
+    with pytest.raises(TypeError, match=r"state\['x'\] must have a floating-point dtype"):
+        LeapfrogIntegrator().integrate({"x": ints, "p": ints}, 0.1, 2, gradient=lambda x, t: x)
+    with pytest.raises(TypeError, match="t must have a floating-point dtype"):
+        mean_flat(ints)

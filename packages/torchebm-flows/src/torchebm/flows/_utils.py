@@ -212,8 +212,8 @@ def mean_flat(t: torch.Tensor) -> torch.Tensor:
         >>> mean_flat(torch.ones(3, 2, 4)).tolist()
         [1.0, 1.0, 1.0]
     """
-    if not isinstance(t, torch.Tensor):
-        check_tensor("t", t)  # names the argument and the type received
+    if not isinstance(t, torch.Tensor) or not (t.is_floating_point() or t.is_complex()):
+        check_tensor("t", t, floating=True)  # names the argument and the type received
     if t.ndim <= 1:
         return t
     # a reduction over the trailing dims directly: no reshape (and no view node in autograd)

@@ -103,6 +103,8 @@ class BaseSymplecticIntegrator(BaseIntegrator):
         x, p = state["x"], state["p"]
         if not isinstance(x, torch.Tensor) or not isinstance(p, torch.Tensor):
             raise TypeError("state['x'] and state['p'] must be tensors")
+        if not x.is_floating_point():  # an integer state failed in add_(alpha=h), unnamed
+            raise TypeError(f"state['x'] must have a floating-point dtype, got {x.dtype}")
         if batched(x).dtype != p.dtype:  # p promoted x, and the field was blamed for the new dtype
             raise TypeError(
                 f"state['p'] must have the dtype of state['x'] ({x.dtype}), got {p.dtype}"
