@@ -9,6 +9,7 @@ import pytest
 import torch
 from _support.dtypes import default_dtype
 from _support.losses import MLPEnergy, Quadratic, TinyLangevin, mixture_2d, mmd_rbf
+from _support.offset import OffsetQuadratic
 from torch import nn
 
 from torchebm.core import BaseModel, BaseSampler, GaussianModel
@@ -655,25 +656,10 @@ def test_pt_base_temperature_must_be_the_samplers_noise_scale_squared():
     assert torch.isfinite(right(torch.zeros(8, 1), generator=gen(0))[0])
 
 
-class _Offset(BaseModel):
-    """E(x) = 1000 + |x|^2 / 2 through a Linear read-out: bfloat16 autocast rounds it to
-    multiples of 4."""
-
-    def __init__(self):
-        super().__init__()
-        self.read = nn.Linear(1, 1)
-        with torch.no_grad():
-            self.read.weight.fill_(1.0)
-            self.read.bias.fill_(1000.0)
-
-    def forward(self, x):
-        return self.read(0.5 * x.square().sum(-1, keepdim=True))[:, 0]
-
-
 def test_pt_swap_energies_are_computed_outside_autocast():
     """The swap test under an ambient bfloat16 autocast used the rounded energies; the
     decisions are those of float32 now (the chains themselves do not move: Identity)."""
-    model = _Offset()
+    model = OffsetQuadratic()
     start = torch.randn(3, 2000, 1, generator=gen(1)) * torch.tensor([1.0, 2.0, 4.0]).view(3, 1, 1)
     ends = []
     for autocast in (False, True):

@@ -199,22 +199,10 @@ def test_metrics_under_an_ambient_bfloat16_autocast_equal_their_float32_values(n
 
 def test_grid_log_partition_under_an_ambient_autocast_is_exact():
     # log Z of N(0, I_2) with an offset of 1000 read out in bfloat16 under autocast
-    from torch import nn
+    from _support.offset import OffsetQuadratic
 
-    from torchebm.core import BaseModel
     from torchebm.metrics import grid_log_partition
 
-    class Offset(BaseModel):
-        def __init__(self):
-            super().__init__()
-            self.read = nn.Linear(1, 1)
-            with torch.no_grad():
-                self.read.weight.fill_(1.0)
-                self.read.bias.fill_(1000.0)
-
-        def forward(self, x):
-            return self.read(0.5 * x.square().sum(-1, keepdim=True))[:, 0]
-
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        res = grid_log_partition(Offset())
+        res = grid_log_partition(OffsetQuadratic())
     assert abs(float(res.log_z) - (math.log(2 * math.pi) - 1000.0)) < 1e-3

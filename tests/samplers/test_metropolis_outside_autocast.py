@@ -8,25 +8,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+from _support.offset import OffsetQuadratic
 
-from torchebm.core import BaseModel
 from torchebm.samplers import HamiltonianMonteCarlo, annealed_importance_sampling
-
-
-class _Offset(BaseModel):
-    """E(x) = 1000 + |x|^2 / 2 through a Linear read-out (computed in bfloat16 under autocast):
-    the law is N(0, I) and log Z = (d/2) log(2 pi) - 1000."""
-
-    def __init__(self):
-        super().__init__()
-        self.read = nn.Linear(1, 1)
-        with torch.no_grad():
-            self.read.weight.fill_(1.0)
-            self.read.bias.fill_(1000.0)
-
-    def forward(self, x):
-        return self.read(0.5 * x.square().sum(-1, keepdim=True))[:, 0]
 
 
 def test_hmc_under_bfloat16_autocast_keeps_the_target():
@@ -35,7 +19,7 @@ def test_hmc_under_bfloat16_autocast_keeps_the_target():
     n = 8000
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(n, 2, generator=g)
-    sampler = HamiltonianMonteCarlo(_Offset(), step_size=1.2, n_leapfrog_steps=1)
+    sampler = HamiltonianMonteCarlo(OffsetQuadratic(), step_size=1.2, n_leapfrog_steps=1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = sampler.sample(x=x0, n_steps=20, generator=g)
     assert out.dtype == torch.float32
@@ -48,5 +32,5 @@ def test_ais_weights_under_bfloat16_autocast_are_exact():
     # target = base + 1000: every weight is exactly -1000 (the rounded gaps gave 0.66 off)
     g = torch.Generator().manual_seed(0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        r = annealed_importance_sampling(_Offset(), 256, 2, n_intermediate=20, generator=g)
+        r = annealed_importance_sampling(OffsetQuadratic(), 256, 2, n_intermediate=20, generator=g)
     assert abs(r.log_z - (math.log(2 * math.pi) - 1000.0)) < 1e-3

@@ -30,11 +30,11 @@ from torchebm.core.errors import (
     ConfigurationError,
     NonFiniteError,
     ShapeError,
-    check_finite,
     check_finite_tensor,
     check_generator,
     check_in,
     check_int,
+    check_probability,
     check_tensor,
 )
 from torchebm.flows._utils import FIELD_CALL, explain_model_error
@@ -412,7 +412,7 @@ def _check_callables(model: Any, prior: Any, model_kwargs: Any) -> None:
 
 
 def _check_window(t_noise: Any, t_data: Any) -> tuple[float, float]:
-    t_noise, t_data = check_finite("t_noise", t_noise), check_finite("t_data", t_data)
+    t_noise, t_data = check_probability("t_noise", t_noise), check_probability("t_data", t_data)
     if not 0.0 <= t_noise < t_data <= 1.0:
         raise ConfigurationError(
             f"need 0 <= t_noise < t_data <= 1, got t_noise={t_noise}, t_data={t_data}"
