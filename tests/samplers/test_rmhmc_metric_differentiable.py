@@ -62,3 +62,20 @@ def test_hmc_with_a_dense_mass_matrix_says_a_diagonal_is_needed():
     )
     with pytest.raises(ShapeError, match="a mass matrix is not accepted: pass its diagonal"):
         hmc.sample(n_samples=4, dim=2, n_steps=1)
+
+
+def test_rmhmc_evaluates_the_energy_once_per_step_outside_its_force():
+    """The Hamiltonian's kinetic terms at the start and the end of a trajectory were computed
+    with a model call each whose energy was thrown away (two of three energy evaluations per
+    step outside the force). Counted: calls whose input carries no graph."""
+
+    class Counting(_StudentT):
+        plain = 0
+
+        def forward(self, x):
+            Counting.plain += not x.requires_grad
+            return super().forward(x)
+
+    sampler = RiemannianManifoldHMC(Counting(), _metric, step_size=0.3, dtype=torch.float64)
+    sampler.sample(x=_start(8), n_steps=3, generator=torch.Generator().manual_seed(1))
+    assert Counting.plain == 1 + 3  # the start, then each proposal's energy

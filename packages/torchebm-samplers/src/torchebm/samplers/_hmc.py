@@ -660,22 +660,22 @@ class RiemannianManifoldHMC(_HMCBase):
         state.cholesky = (x, chol)
         return chol
 
-    def _hamiltonian_terms(self, x, p, conditioning, state=None):
-        """``(U, K + ½ log|G|, ok)`` per chain; differentiable in ``x`` (``state``: see
-        `_cholesky`)."""
+    def _kinetic_terms(self, x, p, state=None):
+        """``(K + ½ log|G|, ok)`` per chain, the Hamiltonian without the potential;
+        differentiable in ``x`` (``state``: see `_cholesky`)."""
         b = x.shape[0]
         chol, ok = self._cholesky(x, state)
         pf = p.reshape(b, -1, 1)
         sol = torch.cholesky_solve(pf, chol)
         kin = 0.5 * (pf * sol).sum(dim=(1, 2))
         half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-        return self.model_energy(x, conditioning), kin + half_logdet, ok
+        return kin + half_logdet, ok
 
     def _force(self, x: torch.Tensor, p: torch.Tensor, conditioning: dict) -> torch.Tensor:
         with torch.inference_mode(False), torch.enable_grad():  # inference tensors are copied
             xg = autograd_ready(x).detach().requires_grad_(True)
             pg = autograd_ready(p).detach()
-            u, rest, _ = self._hamiltonian_terms(xg, pg, conditioning)
+            u, rest = self.model_energy(xg, conditioning), self._kinetic_terms(xg, pg)[0]
             (g,) = torch.autograd.grad((u + rest).sum(), xg)
         return -g  # not in place: the gradient of a linear energy is a broadcast view
 
@@ -740,7 +740,7 @@ class RiemannianManifoldHMC(_HMCBase):
         chol, ok = self._cholesky(x, state)
         xi = torch.randn(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype)
         p = torch.bmm(chol, xi.reshape(b, -1, 1)).reshape(x.shape)
-        _, rest, _ = self._hamiltonian_terms(x, p, conditioning)
+        rest = self._kinetic_terms(x, p)[0]  # U is state.energy (no model call)
         h_cur = state.energy + rest
         x_prop, p_prop, converged = self._trajectory(x, p, eps, state, conditioning)
         unconverged = (
@@ -749,7 +749,7 @@ class RiemannianManifoldHMC(_HMCBase):
             else ~self._reversible(x, p, x_prop, p_prop, converged, eps, state, conditioning)
         )
         u_prop = self._energy(x_prop, conditioning)
-        _, rest_prop, ok_prop = self._hamiltonian_terms(x_prop, p_prop, conditioning, state)
+        rest_prop, ok_prop = self._kinetic_terms(x_prop, p_prop, state)
         # a finite G not positive definite on a trajectory: not a solver failure, counted apart
         not_pd = ~state.metric_ok
         valid = ok & ok_prop & ~unconverged & ~not_pd
