@@ -126,8 +126,10 @@ class GradientDescentSampler(_DescentBase):
     ``grad_tol`` set, a chain stops (is frozen) at the first step where
     $\|\nabla E(x)\|_2 < \text{grad\_tol}$ (EqM's adaptive compute; a NaN gradient does
     not stop a chain: it diverges and ``nan_policy`` reports it); the number of updates each
-    chain used is the diagnostic ``"steps_used"`` (``(n_kept, B)``, the last row is the final
-    count, restarts under ``nan_policy="resample"`` included) and the loop ends early once
+    chain used is the diagnostic ``"steps_used"`` (``(n_kept, B)``, a row per kept state: the
+    last row is the count after step ``(n_steps // thin) * thin``, the final count when
+    ``thin`` divides ``n_steps`` or every chain stopped before; restarts under
+    ``nan_policy="resample"`` included) and the loop ends early once
     every chain has stopped (polled every ``convergence_check_every`` steps).
 
     Args:
