@@ -32,8 +32,9 @@ after adding public names: ``python tools/api_snapshot.py --write`` (needs griff
 ``uv run --group api python tools/api_snapshot.py --write``). ``--write`` compares with the
 existing snapshot first and refuses (exit 1, naming every break, nothing written) to record
 a breaking change that the piece's version has not made the bump for; additions are
-written as before. ``--write --accept-breaking`` records the break anyway: only for a
-release that records the break on purpose.
+written as before. ``--write --accept-breaking`` records the break anyway, an override
+after which ``--check`` passes without the bump: only for a break accepted on purpose (a
+release with the bump never needs it).
 """
 
 from __future__ import annotations
@@ -284,9 +285,8 @@ def check_piece(piece: str, snapshot: Mapping[str, Any], api: Mapping[str, Any],
             )
         lines += [f"  BREAKING {b}" for b in breaks]
     if adds:
-        lines.append(
-            f"{piece}: {len(adds)} addition(s) (not breaking); record them with: {REFRESH}"
-        )
+        how = f"record them with: {REFRESH}" if ok else "recorded with the breaks' bump"
+        lines.append(f"{piece}: {len(adds)} addition(s) (not breaking); {how}")
         lines += [f"  added {a}" for a in adds]
     if not breaks and not adds:
         lines.append(f"{piece}: public API unchanged ({len(api)} entries)")
@@ -374,7 +374,7 @@ def _write_all(pieces: list[str], *, accept_breaking: bool) -> int:
         print(
             f"not written: {', '.join(refused)}: bump the version first "
             "(uv version --package <piece> --bump minor; from 1.0: major), or pass "
-            "--accept-breaking for a release that records the break"
+            "--accept-breaking to accept the break without the bump (an override)"
         )
         return 1
     return 0
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "--accept-breaking",
         action="store_true",
         help="with --write: record breaking changes even without the version bump they "
-        "need; only for a release that records the break on purpose",
+        "need (an override: --check then passes without the bump)",
     )
     p.add_argument("pieces", nargs="*", help="pieces (default: all)")
     args = p.parse_args(argv)

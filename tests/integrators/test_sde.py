@@ -238,3 +238,12 @@ def test_backward_em_names_non_finite_chains_in_its_convergence_warning():
         BackwardEulerMaruyamaIntegrator().integrate(
             {"x": torch.ones(4, 2)}, 0.1, 5, drift=drift, noise_scale=1.0
         )
+
+
+def test_backward_em_warning_on_a_one_dimensional_state():
+    # counting the non-finite chains flattened from dim 1: a (B,) state raised IndexError
+    with pytest.warns(RuntimeWarning, match="did not converge in 4 of 4 chains"):
+        out = BackwardEulerMaruyamaIntegrator(solver_max_iter=2).integrate(
+            {"x": torch.ones(4)}, 0.5, 3, drift=lambda x, t: -5 * x, noise_scale=0.0
+        )
+    assert out["x"].shape == (4,)

@@ -642,18 +642,28 @@ def test_training_on_2d_mixture_lowers_mmd(kind):
     assert after < 0.15
 
 
-def test_pt_base_temperature_must_be_the_samplers_noise_scale_squared():
-    """A Langevin sampler with noise_scale sigma targets T0 = sigma^2; the default
-    base_temperature 1.0 beside sigma = 0.5 gave every swap the wrong temperatures (ten times
-    the mass in the minor mode of a mixture, in silence)."""
+def test_pt_base_temperature_must_be_the_samplers_stationary_temperature():
+    """A sampler declaring the temperature it samples (Langevin: noise_scale**2) must have it
+    as base_temperature: the default 1.0 beside sigma = 0.5 gave every swap the wrong
+    temperatures (ten times the mass in the minor mode of a mixture, in silence). A sampler
+    declaring none (a user's random walk whose noise_scale is a proposal width) is not
+    checked."""
     model = GaussianModel(torch.zeros(1), torch.eye(1))
-    pt = ParallelTemperingCD(model, TinyLangevin(model, noise_scale=0.5), k_steps=1)
-    with pytest.raises(ValueError, match=r"base_temperature=1.0 .* noise_scale=0.5 .*0.25"):
+
+    class Declared(TinyLangevin):
+        @property
+        def stationary_temperature(self):
+            return self.noise_scale**2
+
+    pt = ParallelTemperingCD(model, Declared(model, noise_scale=0.5), k_steps=1)
+    with pytest.raises(ValueError, match=r"base_temperature=1.0 .*T0 = 0.25.*=0.25"):
         pt(torch.zeros(8, 1), generator=gen(0))
-    right = ParallelTemperingCD(
-        model, TinyLangevin(model, noise_scale=0.5), k_steps=1, base_temperature=0.25
-    )
-    assert torch.isfinite(right(torch.zeros(8, 1), generator=gen(0))[0])
+    for sampler, base in (
+        (Declared(model, noise_scale=0.5), 0.25),
+        (TinyLangevin(model, 0.05, 0.3), 1.0),
+    ):
+        right = ParallelTemperingCD(model, sampler, k_steps=1, base_temperature=base)
+        assert torch.isfinite(right(torch.zeros(8, 1), generator=gen(0))[0])
 
 
 def test_pt_swap_energies_are_computed_outside_autocast():

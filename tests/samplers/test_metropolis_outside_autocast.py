@@ -34,3 +34,27 @@ def test_ais_weights_under_bfloat16_autocast_are_exact():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         r = annealed_importance_sampling(OffsetQuadratic(), 256, 2, n_intermediate=20, generator=g)
     assert abs(r.log_z - (math.log(2 * math.pi) - 1000.0)) < 1e-3
+
+
+def test_rmhmc_runs_under_bfloat16_autocast_and_keeps_the_target():
+    # the momentum bmm(chol, xi) came out in bfloat16 under autocast and the integrator
+    # refused the state ("state['p'] must have the dtype of state['x']"): RMHMC never ran
+    from torchebm.core import GaussianModel
+    from torchebm.samplers import RiemannianManifoldHMC
+
+    eye = torch.eye(2)
+
+    def metric(x):  # position-dependent, positive definite
+        return eye.expand(len(x), 2, 2) * (1 + 0.1 * x.square().sum(-1))[:, None, None]
+
+    n = 4000
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(n, 2, generator=g)  # exact draws of N(0, I)
+    sampler = RiemannianManifoldHMC(
+        GaussianModel(torch.zeros(2), torch.eye(2)), metric, step_size=0.3, n_leapfrog_steps=3
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sampler.sample(x=x0, n_steps=5, generator=g)
+    assert out.dtype == torch.float32
+    var = out.double().var(0).mean().item()
+    assert abs(var - 1.0) < 4 * math.sqrt(2.0 / (2 * n)), var

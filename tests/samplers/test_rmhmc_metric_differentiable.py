@@ -37,13 +37,25 @@ def test_a_detached_metric_warns():
     sampler = RiemannianManifoldHMC(
         _StudentT(), lambda x: _metric(x.detach()), step_size=0.3, dtype=torch.float64
     )
-    with pytest.warns(RuntimeWarning, match="varies with x but has no graph in x"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"changes with x but has no graph in x at the starting points of chains \[0, 1",
+    ):
         sampler.sample(x=_start(8), n_steps=1)
 
 
 def test_a_constant_or_differentiable_metric_runs_in_silence():
+    # a per-chain constant G and a piecewise-constant one (away from its jump) have no graph
+    # in x either, and are right: comparing G across chains warned for both
     eye = torch.eye(1, dtype=torch.float64)
-    for metric in (lambda x: eye.expand(len(x), 1, 1), _metric):
+    scales = torch.linspace(1.0, 2.0, 8, dtype=torch.float64)
+    metrics = (
+        lambda x: eye.expand(len(x), 1, 1),
+        lambda x: eye * scales[:, None, None],
+        lambda x: eye * torch.where(x[:, :1] > 0, 2.0, 1.0)[:, :, None],
+        _metric,
+    )
+    for metric in metrics:
         sampler = RiemannianManifoldHMC(_StudentT(), metric, step_size=0.3, dtype=torch.float64)
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message="metric_fn")

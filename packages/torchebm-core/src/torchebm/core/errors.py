@@ -117,11 +117,11 @@ def check_int(name: str, value: Any, minimum: int | None = None) -> int:
 
 def check_probability(name: str, value: Any, *, closed_right: bool = True) -> float:
     """Return ``float(value)`` if it lies in ``[0, 1]`` (or ``[0, 1)``), else raise."""
+    interval = "[0, 1]" if closed_right else "[0, 1)"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
+        raise TypeError(f"{name} must be a number in {interval}, got {value!r}")
     v = float(value)
     if not (0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0):
-        interval = "[0, 1]" if closed_right else "[0, 1)"
         raise ConfigurationError(f"{name} must be in {interval}, got {value!r}")
     return v
 

@@ -293,7 +293,9 @@ def probability_flow_log_likelihood(
 
     Precision: the solver's state and the integral of the divergence are float32 at least;
     a float16/bfloat16 model is evaluated at ``x``'s dtype, and the result (``noise`` and the
-    log-densities) comes back in float32 for such an ``x``.
+    log-densities) comes back in float32 for such an ``x``. An ambient autocast is left on
+    (the model runs in half precision, as asked): the divergence inherits its rounding
+    (bfloat16, ``D = 16``, RK4: up to 0.14 nats per sample against 2e-5 in float32).
 
     The divergence needs autograd: it is enabled inside, also when the call runs under
     ``torch.no_grad()`` or ``torch.inference_mode()`` (the solve then runs outside inference

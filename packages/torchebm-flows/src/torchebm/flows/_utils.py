@@ -206,7 +206,8 @@ def mean_flat(t: torch.Tensor) -> torch.Tensor:
     """Mean over every non-batch dimension: ``(B, ...) -> (B,)``.
 
     Args:
-        t: A tensor `(B, ...)`; a 0-d or 1-D one is returned as it is.
+        t: A floating (or complex) tensor `(B, ...)`; a 0-d or 1-D one is returned as it
+            is (an integer one is a `TypeError`).
 
     Example:
         >>> mean_flat(torch.ones(3, 2, 4)).tolist()
@@ -389,12 +390,34 @@ def split_model_output(out: Any, like: torch.Tensor | None = None) -> tuple[torc
     return field, extra
 
 
+def outside_autocast(*device_types: str) -> contextlib.AbstractContextManager:
+    """An ambient autocast of the given device types turned off (a null context where none
+    is on, or for a device type autocast does not know): for energies that a Metropolis
+    test, a replica swap or an importance weight compares, which half precision rounds
+    (bfloat16: an energy near 1000 to a multiple of 4)."""
+    on = []
+    for device_type in dict.fromkeys(device_types):
+        try:
+            if torch.is_autocast_enabled(device_type):
+                on.append(device_type)
+        except RuntimeError:  # "unknown device type for autocast" (meta, ...)
+            pass
+    if not on:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    for device_type in on:
+        stack.enter_context(torch.autocast(device_type, enabled=False))
+    return stack
+
+
 def twice_differentiable(create_graph: bool = True) -> contextlib.AbstractContextManager:
     """Where a model's output is differentiated twice (``create_graph=True``): attention
     through the math kernel of ``scaled_dot_product_attention``, whose flash and
     memory-efficient kernels have no double backward (a DiT energy failed in ``backward()``
     with "derivative for ..._flash_attention_..._backward is not implemented"). A null
-    context otherwise (about 7 us per use)."""
+    context otherwise (about 7 us per use). torch's backend switches are process-wide: a
+    thread that leaves this context while another is inside restores the flash kernel for
+    both (second-order losses in concurrent threads: not supported)."""
     return sdpa_kernel([SDPBackend.MATH]) if create_graph else contextlib.nullcontext()
 
 

@@ -685,7 +685,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             cast(_SolverRecord, solver_record(self, create=True)).converged = ev.converged
             failed = None if ev.converged is None else ~ev.converged
             if report and failed is not None and not _CHECKED.get() and bool(failed.any()):
-                bad = int((~torch.isfinite(out["x"].flatten(1))).any(1).sum())  # no iteration
+                rows = out["x"].reshape(failed.shape[0], -1)  # a (B,) state too
+                bad = int((~torch.isfinite(rows)).any(1).sum())  # no iteration fixes those
                 nan = f", {bad} of them non-finite (a NaN/inf drift or state)" if bad else ""
                 warn_user(
                     f"{type(self).__name__}.integrate: the implicit stage solves did not "

@@ -21,6 +21,7 @@ from torchebm.core.errors import (
     check_non_negative,
     check_positive,
 )
+from torchebm.flows._utils import outside_autocast
 from torchebm.integrators._state import own_gradient
 from torchebm.losses._base_contrastive_divergence import BaseContrastiveDivergence
 from torchebm.losses._positional_089 import split_dtype
@@ -367,7 +368,8 @@ class ParallelTemperingCD(ContrastiveDivergence):
         swap_every: Sampler steps between swap rounds (counted across calls).
         n_chains: Chains per replica (``None``: the first batch size).
         base_temperature: $T_0$, the temperature the sampler targets (checked at each call
-            against a sampler with a constant ``noise_scale`` $\sigma$: it must be $\sigma^2$).
+            against the sampler's ``stationary_temperature`` where it declares one:
+            $\sigma^2$ for Langevin with a constant ``noise_scale`` $\sigma$, 1 for HMC).
         energy_reg_weight: Weight of the squared-energy regulariser.
         add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
         noise_scale: Standard deviation of that jitter.
@@ -375,7 +377,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
 
     Raises:
         ValueError: bad temperature ladder or counts; at a call, ``base_temperature`` is not
-            the $\sigma^2$ of the sampler's constant ``noise_scale``.
+            the sampler's ``stationary_temperature``.
         TypeError: the sampler has no ``model`` attribute.
         NotImplementedError: conditioning (``model_kwargs``) is passed.
 
@@ -487,19 +489,20 @@ class ParallelTemperingCD(ContrastiveDivergence):
             self.swap_acceptance.copy_(saved)
 
     def _check_base_temperature(self) -> None:
-        r"""A sampler with a constant ``noise_scale`` $\sigma$ (Langevin) targets $T_0 =
-        \sigma^2$: swaps with another ``base_temperature`` leave the wrong law invariant
-        (at $\sigma = 0.5$ and the default 1.0, ten times the mass in a minor mode)."""
-        sigma = getattr(self.sampler, "noise_scale", None)
-        get_schedulers = getattr(self.sampler, "get_schedulers", dict)
-        if not isinstance(sigma, (int, float)) or "noise_scale" in get_schedulers():
-            return  # no constant temperature to compare with
-        if not math.isclose(self.base_temperature, sigma**2, rel_tol=1e-6):
-            raise ConfigurationError(
-                f"base_temperature={self.base_temperature} but the sampler's noise_scale="
-                f"{sigma} targets T0 = noise_scale**2 = {sigma**2:g}: pass "
-                f"base_temperature={sigma**2:g} (or noise_scale=1.0 to keep T0 = 1)"
-            )
+        r"""A sampler that declares the temperature it samples (``stationary_temperature``:
+        $\sigma^2$ for `LangevinDynamics` with a constant ``noise_scale`` $\sigma$, 1 for
+        HMC) must have it as ``base_temperature``: swaps with another leave the wrong law
+        invariant (at $\sigma = 0.5$ and the default 1.0, ten times the mass in a minor
+        mode). A sampler declaring none (a user's, a scheduled noise) is not checked."""
+        t0 = getattr(self.sampler, "stationary_temperature", None)
+        if t0 is None or math.isclose(self.base_temperature, t0, rel_tol=1e-6):
+            return
+        raise ConfigurationError(
+            f"base_temperature={self.base_temperature} but the sampler "
+            f"{type(self.sampler).__name__} samples at T0 = {t0:g} (its "
+            f"stationary_temperature; noise_scale**2 for Langevin): pass base_temperature="
+            f"{t0:g}"
+        )
 
     def _init_chains(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n = self.n_chains if self.n_chains is not None else x.shape[0]
@@ -510,7 +513,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
 
     def _energies(self, flat: torch.Tensor) -> torch.Tensor:
         """Energies of the swap test, outside autocast (half precision rounds them)."""
-        with torch.no_grad(), torch.autocast(flat.device.type, enabled=False):
+        with torch.no_grad(), outside_autocast(flat.device.type):
             e = self.model(flat)
         return check_energies("the model", e, flat.shape[0])
 

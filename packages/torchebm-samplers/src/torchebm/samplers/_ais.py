@@ -36,7 +36,12 @@ from torchebm.core.errors import (
     check_positive,
     check_tensor,
 )
-from torchebm.flows._utils import ENERGY_CALL, check_model_object, explain_model_error
+from torchebm.flows._utils import (
+    ENERGY_CALL,
+    check_model_object,
+    explain_model_error,
+    outside_autocast,
+)
 from torchebm.integrators._state import autograd_ready, own_gradient
 from torchebm.samplers._hmc import HamiltonianMonteCarlo
 from torchebm.samplers._langevin import LangevinDynamics
@@ -369,7 +374,7 @@ class AnnealedImportanceSampling:
         acc_sum, n_moves = 0.0, 0
         with torch.no_grad():
             for k in range(1, len(betas)):
-                with torch.autocast(x.device.type, enabled=False):  # weights need every digit
+                with outside_autocast(x.device.type):  # the weights need every digit
                     gap = (energy.base_energy(x) - energy.target_energy(x)).to(torch.float64)
                 log_w += (betas[k] - betas[k - 1]) * gap
                 if k < len(betas) - 1:

@@ -22,7 +22,7 @@ from torchebm.core import (
 )
 from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import ConfigurationError, ShapeError, check_energies, check_int
-from torchebm.flows._utils import check_model_object
+from torchebm.flows._utils import check_model_object, outside_autocast
 from torchebm.integrators import (
     BaseSymplecticIntegrator,
     GeneralisedLeapfrogIntegrator,
@@ -102,6 +102,9 @@ class _HMCBase(BaseSampler):
     step_size = ScheduledParameter(positive=True)
     r"""Current leapfrog step size $\epsilon$ (assign a float or a scheduler)."""
 
+    #: The chains sample $e^{-E}$: temperature 1 (read by `ParallelTemperingCD`).
+    stationary_temperature: float = 1.0
+
     def infer_dim(self) -> Any:
         """``(D,)`` from a model's 1-D tensor `mean` (Gaussian models; 0.8.9 read
         ``mean.shape[0]``): a mean of more dimensions is a normalisation buffer such as an
@@ -133,10 +136,8 @@ class _HMCBase(BaseSampler):
     def _energy(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
         """The energies of the Metropolis test, computed outside autocast (bfloat16 rounds an
         energy near 128 to an integer: the test then samples another law)."""
-        if torch.is_autocast_enabled(x.device.type):
-            with torch.autocast(x.device.type, enabled=False):
-                return self._energy(x, conditioning)
-        energies = self.model_energy(x, conditioning)
+        with outside_autocast(x.device.type):
+            energies = self.model_energy(x, conditioning)
         try:
             return check_energies(type(self.model).__name__, energies, x.shape[0])
         except ShapeError as err:  # chains shaped by `infer_dim` from a normalisation buffer?
@@ -660,6 +661,28 @@ class RiemannianManifoldHMC(_HMCBase):
         state.cholesky = (x, chol)
         return chol
 
+    def _detached_metric(self, x: torch.Tensor) -> list[int]:
+        """The chains whose G changes under a small move of their start (1e-5 (1 + |x|))
+        while it has no autograd path from x: a detached metric (another law). A constant
+        or per-chain constant G, a piecewise-constant one away from its jumps and any G
+        with a graph in x are not listed. Two metric calls and one backward, once per
+        `sample()`."""
+        with torch.inference_mode(False), torch.enable_grad():
+            xg = autograd_ready(x).detach().requires_grad_(True)
+            g = self.metric_fn(xg)
+            if not isinstance(g, torch.Tensor):
+                return []  # `_cholesky` names the type
+            linked = (
+                g.requires_grad
+                and torch.autograd.grad(g.sum(), xg, allow_unused=True)[0] is not None
+            )
+        if linked:
+            return []
+        with torch.no_grad():
+            moved = self.metric_fn(x + 1e-5 * (1 + x.abs()))
+            changed = (moved != g.detach()).reshape(len(x), -1).any(1)
+        return torch.nonzero(changed).flatten().tolist()
+
     def _kinetic_terms(self, x, p, state=None):
         """``(K + ½ log|G|, ok)`` per chain, the Hamiltonian without the potential;
         differentiable in ``x`` (``state``: see `_cholesky`)."""
@@ -684,17 +707,19 @@ class RiemannianManifoldHMC(_HMCBase):
         return torch.cholesky_solve(p.reshape(x.shape[0], -1, 1), chol).reshape(x.shape)
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
+        with outside_autocast(x.device.type):  # as `step`
+            return self._start_state(x, ctx)
+
+    def _start_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
         if x.dtype in (torch.float16, torch.bfloat16):  # torch has no Cholesky in them
             raise ConfigurationError(
                 f"RiemannianManifoldHMC needs float32 or float64 chains (the metric's Cholesky "
                 f"factorisation), got dtype {x.dtype}: use dtype=torch.float32 or .float()"
             )
-        with torch.inference_mode(False), torch.enable_grad():  # is dG/dx there at all?
-            g = self.metric_fn(autograd_ready(x).detach().requires_grad_(True))
-        graph = isinstance(g, torch.Tensor) and g.requires_grad
+        detached = self._detached_metric(x)
         # a chain started where G is not positive definite rejected every proposal, silently
         with torch.no_grad():
-            g = g.detach() if isinstance(g, torch.Tensor) else g
+            g = self.metric_fn(x)
             bad = torch.nonzero(~self._cholesky(x, g=g)[1]).flatten().tolist()  # checks g too
             asym = (g - g.mT).flatten(1).abs().amax(1) > 1e-4 * g.flatten(1).abs().amax(1)
         if bool(asym.any()):  # used as (G + G^T) / 2, not as written: a bug in metric_fn
@@ -709,11 +734,12 @@ class RiemannianManifoldHMC(_HMCBase):
                 f"factorisation failed at the starting points of chains {bad[:10]}"
                 f"{'' if len(bad) <= 10 else f' (and {len(bad) - 10} more)'}"
             )
-        if not graph and len(g) > 1 and bool((g.flatten(1) != g[:1].flatten(1)).any()):
-            warn_user(  # a constant G has no dG/dx; a detached one loses it (another law)
-                "metric_fn(x) varies with x but has no graph in x (numpy, .detach() or "
-                "no_grad inside it?): the force of the Riemannian Hamiltonian then lacks "
-                "dG/dx and the chains sample another law (a piecewise-constant metric is fine)",
+        if detached:
+            warn_user(
+                f"metric_fn(x) changes with x but has no graph in x at the starting points of "
+                f"chains {detached[:10]} (numpy, .detach() or no_grad inside it?): the force "
+                "of the Riemannian Hamiltonian then lacks dG/dx and the chains sample another "
+                "law",
                 RuntimeWarning,
             )
         no = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -733,6 +759,12 @@ class RiemannianManifoldHMC(_HMCBase):
         )
 
     def step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
+        """One proposal and its Metropolis test, outside an ambient autocast (the Cholesky
+        factors and the momentum stay in the chains' dtype; the test needs every digit)."""
+        with outside_autocast(state.x.device.type):
+            return self._step(state, ctx)
+
+    def _step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
         x, conditioning = state.x, ctx.model_kwargs
         eps = self.get_scheduled_value("step_size")
         b = x.shape[0]

@@ -248,6 +248,16 @@ class LangevinDynamics(BaseSampler):
     noise_scale = ScheduledParameter(positive=True)
     r"""Current noise scale $\sigma$ (assign a float or a scheduler)."""
 
+    @property
+    def stationary_temperature(self) -> float | None:
+        r"""$T_0 = \sigma^2$: the chains sample $e^{-E/T_0}$ (up to the step's bias);
+        ``None`` while ``noise_scale`` follows a schedule (no single temperature). Read by
+        `ParallelTemperingCD` to check its ``base_temperature``."""
+        schedule = self.get_schedulers().get("noise_scale")
+        if schedule is not None and type(schedule) is not ConstantScheduler:
+            return None
+        return float(self.get_scheduled_value("noise_scale")) ** 2
+
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> LangevinState:
         """Choose, once for the call, the update (eager, fused kernel or whole-chain kernel).
 

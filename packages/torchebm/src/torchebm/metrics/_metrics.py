@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import numbers
@@ -26,6 +25,7 @@ from torchebm.core.errors import (
     check_positive,
     check_tensor,
 )
+from torchebm.flows._utils import outside_autocast
 
 __all__ = [
     "mmd2",
@@ -48,7 +48,7 @@ _GRID_ERROR_WARNING = 1e-2
 _GRID_TAIL_WARNING = -20.0  # exp(-20) = 2e-9 of the peak density on the box's boundary
 
 
-_AUTOCAST_DEVICES = ("cpu", "cuda")
+_AUTOCAST_DEVICES = ("cpu", "cuda", "mps", "xpu")
 
 
 def _outside_autocast(fn: Callable) -> Callable:
@@ -58,10 +58,7 @@ def _outside_autocast(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def outside(*args: Any, **kwargs: Any) -> Any:
-        with contextlib.ExitStack() as stack:
-            for device in _AUTOCAST_DEVICES:
-                if torch.is_autocast_enabled(device):
-                    stack.enter_context(torch.autocast(device, enabled=False))
+        with outside_autocast(*_AUTOCAST_DEVICES):
             return fn(*args, **kwargs)
 
     return outside
