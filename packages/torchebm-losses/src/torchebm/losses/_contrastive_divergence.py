@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -241,7 +242,20 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
 #: `(tempered model, (rows,) inverse temperatures)` of each PT-CD call running in this
 #: context (thread), innermost last: a nested or concurrent call keeps its own temperatures
 _BETAS: ContextVar[tuple[tuple[Any, torch.Tensor], ...]] = ContextVar("ptcd_betas", default=())
-_POINTING = threading.Lock()  # guards `_TemperedModel.users`/`untempered`
+_POINTING = threading.Lock()  # guards `_TemperedModel.users`/`untempered` and `_SAMPLERS`
+#: one re-entrant lock per sampler, held while a PT-CD call points it at its tempered model:
+#: calls of two PT-CD losses sharing a sampler in two threads take turns (interleaved, each
+#: restored the other's model: one failed, the other ran untempered, the sampler stayed
+#: tempered); nested calls in one thread re-enter
+_SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _sampler_lock(sampler: Any) -> threading.RLock:
+    with _POINTING:
+        lock = _SAMPLERS.get(sampler)
+        if lock is None:
+            lock = _SAMPLERS[sampler] = threading.RLock()
+    return lock
 
 
 class _TemperedModel(BaseModel):
@@ -267,20 +281,22 @@ class _TemperedModel(BaseModel):
 
     @contextmanager
     def pointed(self, sampler: Any, beta: torch.Tensor) -> Iterator[None]:
-        """Within: ``sampler.model`` is this model and `beta` is ``beta`` (this call's)."""
-        token = _BETAS.set((*_BETAS.get(), (self, beta)))
-        with _POINTING:
-            if self.users == 0:
-                self.untempered, sampler.model = (sampler.model,), self
-            self.users += 1
-        try:
-            yield
-        finally:
+        """Within: ``sampler.model`` is this model and `beta` is ``beta`` (this call's);
+        another thread's call on the same sampler waits for the block to end."""
+        with _sampler_lock(sampler):
+            token = _BETAS.set((*_BETAS.get(), (self, beta)))
             with _POINTING:
-                self.users -= 1
                 if self.users == 0:
-                    (sampler.model,), self.untempered = self.untempered, ()
-            _BETAS.reset(token)
+                    self.untempered, sampler.model = (sampler.model,), self
+                self.users += 1
+            try:
+                yield
+            finally:
+                with _POINTING:
+                    self.users -= 1
+                    if self.users == 0:
+                        (sampler.model,), self.untempered = self.untempered, ()
+                _BETAS.reset(token)
 
     def _beta_like(self, t: torch.Tensor) -> torch.Tensor:
         beta = self.beta
