@@ -35,3 +35,17 @@ def test_a_wrong_base_temperature_is_refused_with_the_library_langevin():
     hmc = HamiltonianMonteCarlo(m, step_size=0.1)
     with pytest.raises(ValueError, match="T0 = 1"):
         ParallelTemperingCD(m, hmc, k_steps=1, base_temperature=2.0)(torch.zeros(8, 1))
+
+
+def test_the_suggested_base_temperature_is_accepted():
+    # the message printed 6 digits ("pass base_temperature=0.0152416") and the check
+    # allows 1e-6 relative: passing the suggestion was refused again
+    import re
+
+    m = _model()
+    sampler = LangevinDynamics(m, step_size=0.01, noise_scale=0.123456789)
+    with pytest.raises(ValueError, match="pass base_temperature=") as err:
+        ParallelTemperingCD(m, sampler, k_steps=1)(torch.zeros(8, 1))
+    suggested = float(re.search(r"pass base_temperature=(\S+)", str(err.value)).group(1))
+    right = ParallelTemperingCD(m, sampler, k_steps=1, base_temperature=suggested)
+    assert torch.isfinite(right(torch.zeros(8, 1), generator=torch.Generator().manual_seed(0))[0])

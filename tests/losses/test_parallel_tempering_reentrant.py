@@ -115,3 +115,16 @@ def test_calls_in_two_threads_keep_their_temperatures_and_restore_the_sampler(sh
     assert _close(out["a"], _by_hand(chains, 3))
     assert _close(out["b"], _by_hand(chains, 4))
     assert first.sampler.model is model
+
+
+def test_a_sampler_that_cannot_be_hashed_works():
+    # the per-sampler lock table was a WeakKeyDictionary: a user's sampler that is a
+    # dataclass (eq, so no __hash__) failed with "unhashable type", as it did not before
+    class Unhashable(TinyLangevin):
+        __hash__ = None  # type: ignore[assignment]
+
+    model, chains = Hooked(), _chains(N, 0)
+    loss = ParallelTemperingCD(model, Unhashable(model, step_size=H), TEMPS, K, swap_every=99)
+    loss.tempered_chains = chains.clone()
+    loss(torch.zeros(N, D), generator=torch.Generator().manual_seed(3))
+    assert _close(loss.tempered_chains, _by_hand(chains, 3))

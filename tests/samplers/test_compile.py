@@ -175,6 +175,17 @@ def test_hmc_compiled_accepts_and_samples_like_eager():
         _moments_ok(out.double(), model.cov.double(), n)
 
 
+def test_hmc_compiled_under_autocast_runs():
+    # the guard that computes the Metropolis energies outside autocast was an ExitStack,
+    # which dynamo cannot trace: InternalTorchDynamoError (NotImplementedError:
+    # AutocastModeVariable); one torch.autocast(enabled=False) object it traces
+    hmc = HamiltonianMonteCarlo(MODELS["gaussian"](), step_size=0.2, n_leapfrog_steps=3)
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = hmc.sample(x=x, n_steps=3, compile=True, generator=torch.Generator().manual_seed(1))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
 @slow
 @pytest.mark.parametrize("family", ["mlp", "user"])
 def test_hmc_compiled_on_neural_energies_accepts_like_eager(family):

@@ -91,3 +91,30 @@ def test_rmhmc_evaluates_the_energy_once_per_step_outside_its_force():
     sampler = RiemannianManifoldHMC(Counting(), _metric, step_size=0.3, dtype=torch.float64)
     sampler.sample(x=_start(8), n_steps=3, generator=torch.Generator().manual_seed(1))
     assert Counting.plain == 1 + 3  # the start, then each proposal's energy
+
+
+def test_a_metric_with_a_parameter_graph_but_detached_x_warns():
+    # G carries a graph (its parameters') but none from x: still a force without dG/dx
+    lin = torch.nn.Linear(1, 1).double()
+
+    def metric(x):
+        return (1.5 + torch.tanh(lin(x.detach())).square())[:, :, None]
+
+    sampler = RiemannianManifoldHMC(_StudentT(), metric, step_size=0.3, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="changes with x but has no graph in x"):
+        sampler.sample(x=_start(8), n_steps=1)
+    assert lin.weight.grad is None  # the check leaves no gradient in the metric's parameters
+
+
+@pytest.mark.parametrize("bad", ["square", "numpy"])
+def test_a_metric_of_the_wrong_shape_or_type_is_named_first(bad):
+    from torchebm.core.errors import ShapeError
+
+    def metric(x):
+        g = torch.eye(1, dtype=x.dtype)  # (D, D), not (B, D, D)
+        return g.numpy() if bad == "numpy" else g
+
+    sampler = RiemannianManifoldHMC(_StudentT(), metric, step_size=0.3, dtype=torch.float64)
+    error = TypeError if bad == "numpy" else ShapeError
+    with pytest.raises(error, match="metric_fn must return"):
+        sampler.sample(x=_start(5), n_steps=1)

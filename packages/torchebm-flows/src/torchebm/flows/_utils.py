@@ -8,6 +8,7 @@ import functools
 import inspect
 import math
 import sys
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import torch
@@ -402,12 +403,18 @@ def outside_autocast(*device_types: str) -> contextlib.AbstractContextManager:
                 on.append(device_type)
         except RuntimeError:  # "unknown device type for autocast" (meta, ...)
             pass
-    if not on:
-        return contextlib.nullcontext()
-    stack = contextlib.ExitStack()
-    for device_type in on:
-        stack.enter_context(torch.autocast(device_type, enabled=False))
-    return stack
+    if len(on) <= 1:  # one autocast object: what torch.compile traces
+        return torch.autocast(on[0], enabled=False) if on else contextlib.nullcontext()
+    return _all_off(on)
+
+
+@contextlib.contextmanager
+def _all_off(device_types: list[str]) -> Iterator[None]:
+    """Autocast off for each of ``device_types``, from the ``with`` on (not at the call)."""
+    with contextlib.ExitStack() as stack:
+        for device_type in device_types:
+            stack.enter_context(torch.autocast(device_type, enabled=False))
+        yield
 
 
 def twice_differentiable(create_graph: bool = True) -> contextlib.AbstractContextManager:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -243,19 +242,29 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
 #: context (thread), innermost last: a nested or concurrent call keeps its own temperatures
 _BETAS: ContextVar[tuple[tuple[Any, torch.Tensor], ...]] = ContextVar("ptcd_betas", default=())
 _POINTING = threading.Lock()  # guards `_TemperedModel.users`/`untempered` and `_SAMPLERS`
-#: one re-entrant lock per sampler, held while a PT-CD call points it at its tempered model:
-#: calls of two PT-CD losses sharing a sampler in two threads take turns (interleaved, each
-#: restored the other's model: one failed, the other ran untempered, the sampler stayed
-#: tempered); nested calls in one thread re-enter
-_SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: one re-entrant lock per sampler (by id: a user's sampler need not be hashable or
+#: weak-referenceable) and its number of holders, held while a PT-CD call points the sampler
+#: at its tempered model: calls of two PT-CD losses sharing a sampler in two threads take
+#: turns (interleaved, each restored the other's model: one failed, the other ran
+#: untempered, the sampler stayed tempered); nested calls in one thread re-enter
+_SAMPLERS: dict[int, list[Any]] = {}
 
 
-def _sampler_lock(sampler: Any) -> threading.RLock:
+@contextmanager
+def _sampler_turn(sampler: Any) -> Iterator[None]:
+    """Hold ``sampler``'s lock within (the entry is dropped when its last holder leaves)."""
+    key = id(sampler)
     with _POINTING:
-        lock = _SAMPLERS.get(sampler)
-        if lock is None:
-            lock = _SAMPLERS[sampler] = threading.RLock()
-    return lock
+        entry = _SAMPLERS.setdefault(key, [threading.RLock(), 0])
+        entry[1] += 1
+    try:
+        with entry[0]:
+            yield
+    finally:
+        with _POINTING:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _SAMPLERS[key]
 
 
 class _TemperedModel(BaseModel):
@@ -283,7 +292,7 @@ class _TemperedModel(BaseModel):
     def pointed(self, sampler: Any, beta: torch.Tensor) -> Iterator[None]:
         """Within: ``sampler.model`` is this model and `beta` is ``beta`` (this call's);
         another thread's call on the same sampler waits for the block to end."""
-        with _sampler_lock(sampler):
+        with _sampler_turn(sampler):
             token = _BETAS.set((*_BETAS.get(), (self, beta)))
             with _POINTING:
                 if self.users == 0:
@@ -517,7 +526,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
             f"base_temperature={self.base_temperature} but the sampler "
             f"{type(self.sampler).__name__} samples at T0 = {t0:g} (its "
             f"stationary_temperature; noise_scale**2 for Langevin): pass base_temperature="
-            f"{t0:g}"
+            f"{t0!r}"
         )
 
     def _init_chains(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -637,6 +637,8 @@ class RiemannianManifoldHMC(_HMCBase):
         ``G`` is a diverged trajectory's, not the metric's)."""
         b, d = x.shape[0], x[0].numel()
         g = self.metric_fn(x) if g is None else g
+        if not isinstance(g, torch.Tensor):  # a numpy G failed in the dtype check, unnamed
+            raise TypeError(f"metric_fn must return a tensor, got {type(g).__name__}")
         if g.shape != (b, d, d):
             raise ShapeError(
                 f"metric_fn must return shape (B, D, D) = ({b}, {d}, {d}), got {tuple(g.shape)}"
@@ -664,14 +666,12 @@ class RiemannianManifoldHMC(_HMCBase):
     def _detached_metric(self, x: torch.Tensor) -> list[int]:
         """The chains whose G changes under a small move of their start (1e-5 (1 + |x|))
         while it has no autograd path from x: a detached metric (another law). A constant
-        or per-chain constant G, a piecewise-constant one away from its jumps and any G
-        with a graph in x are not listed. Two metric calls and one backward, once per
-        `sample()`."""
+        or per-chain constant G, a piecewise-constant one more than that step from its
+        jumps and any G with a graph in x are not listed (a start within the step of a jump
+        is, wrongly). Two metric calls and one backward, once per `sample()`."""
         with torch.inference_mode(False), torch.enable_grad():
             xg = autograd_ready(x).detach().requires_grad_(True)
             g = self.metric_fn(xg)
-            if not isinstance(g, torch.Tensor):
-                return []  # `_cholesky` names the type
             linked = (
                 g.requires_grad
                 and torch.autograd.grad(g.sum(), xg, allow_unused=True)[0] is not None
@@ -716,12 +716,12 @@ class RiemannianManifoldHMC(_HMCBase):
                 f"RiemannianManifoldHMC needs float32 or float64 chains (the metric's Cholesky "
                 f"factorisation), got dtype {x.dtype}: use dtype=torch.float32 or .float()"
             )
-        detached = self._detached_metric(x)
         # a chain started where G is not positive definite rejected every proposal, silently
         with torch.no_grad():
             g = self.metric_fn(x)
             bad = torch.nonzero(~self._cholesky(x, g=g)[1]).flatten().tolist()  # checks g too
             asym = (g - g.mT).flatten(1).abs().amax(1) > 1e-4 * g.flatten(1).abs().amax(1)
+        detached = self._detached_metric(x)  # after the type and shape checks of `_cholesky`
         if bool(asym.any()):  # used as (G + G^T) / 2, not as written: a bug in metric_fn
             raise ConfigurationError(
                 "metric_fn(x) must be symmetric, but G and G^T differ by more than 1e-4 of "
@@ -760,7 +760,14 @@ class RiemannianManifoldHMC(_HMCBase):
 
     def step(self, state: HMCState, ctx: SamplerContext) -> HMCState:
         """One proposal and its Metropolis test, outside an ambient autocast (the Cholesky
-        factors and the momentum stay in the chains' dtype; the test needs every digit)."""
+        factors and the momentum stay in the chains' dtype; the test needs every digit).
+
+        Args:
+            state: The chains' `HMCState` (position, energy, caches).
+            ctx: This call's `SamplerContext` (generator, conditioning, step counters).
+
+        Returns:
+            The state after the step."""
         with outside_autocast(state.x.device.type):
             return self._step(state, ctx)
 
