@@ -58,3 +58,17 @@ def test_rmhmc_runs_under_bfloat16_autocast_and_keeps_the_target():
     assert out.dtype == torch.float32
     var = out.double().var(0).mean().item()
     assert abs(var - 1.0) < 4 * math.sqrt(2.0 / (2 * n)), var
+
+
+def test_ais_mala_transitions_under_bfloat16_autocast_are_those_of_float32():
+    # only the weights' energies were guarded: the MALA transitions' accept/reject test
+    # still compared bfloat16 energies (their acceptance rate moved)
+    rates = []
+    for on in (False, True):
+        g = torch.Generator().manual_seed(0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
+            r = annealed_importance_sampling(
+                OffsetQuadratic(), 256, 2, n_intermediate=10, transition="mala", generator=g
+            )
+        rates.append(r.acceptance_rate)
+    assert rates[0] == rates[1], rates

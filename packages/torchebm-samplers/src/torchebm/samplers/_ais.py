@@ -372,10 +372,11 @@ class AnnealedImportanceSampling:
             betas = betas[::-1]
         log_w = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
         acc_sum, n_moves = 0.0, 0
-        with torch.no_grad():
+        # outside an ambient autocast: the weights and the transitions' Metropolis tests
+        # compare energies, which half precision rounds
+        with torch.no_grad(), outside_autocast(x.device.type):
             for k in range(1, len(betas)):
-                with outside_autocast(x.device.type):  # the weights need every digit
-                    gap = (energy.base_energy(x) - energy.target_energy(x)).to(torch.float64)
+                gap = (energy.base_energy(x) - energy.target_energy(x)).to(torch.float64)
                 log_w += (betas[k] - betas[k - 1]) * gap
                 if k < len(betas) - 1:
                     energy.beta = betas[k]
