@@ -663,15 +663,14 @@ class RiemannianManifoldHMC(_HMCBase):
         state.cholesky = (x, chol)
         return chol
 
-    def _detached_metric(self, x: torch.Tensor) -> list[int]:
+    def _detached_metric(self, x: torch.Tensor, xg: torch.Tensor, g: torch.Tensor) -> list[int]:
         """The chains whose G changes under a small move of their start (1e-5 (1 + |x|))
-        while it has no autograd path from x: a detached metric (another law). A constant
-        or per-chain constant G, a piecewise-constant one more than that step from its
-        jumps and any G with a graph in x are not listed (a start within the step of a jump
-        is, wrongly). Two metric calls and one backward, once per `sample()`."""
+        while it has no autograd path from x: a detached metric (another law). ``g`` is
+        ``metric_fn(xg)`` with autograd on, ``xg`` a copy of ``x`` that requires grad. A
+        constant or per-chain constant G, a piecewise-constant one more than that step from
+        its jumps and any G with a graph in x are not listed (a start within the step of a
+        jump is, wrongly). One more metric call and one backward, once per `sample()`."""
         with torch.inference_mode(False), torch.enable_grad():
-            xg = autograd_ready(x).detach().requires_grad_(True)
-            g = self.metric_fn(xg)
             linked = (
                 g.requires_grad
                 and torch.autograd.grad(g.sum(), xg, allow_unused=True)[0] is not None
@@ -716,12 +715,15 @@ class RiemannianManifoldHMC(_HMCBase):
                 f"RiemannianManifoldHMC needs float32 or float64 chains (the metric's Cholesky "
                 f"factorisation), got dtype {x.dtype}: use dtype=torch.float32 or .float()"
             )
+        with torch.inference_mode(False), torch.enable_grad():  # one call, with its graph in x
+            xg = autograd_ready(x).detach().requires_grad_(True)
+            g_graph = self.metric_fn(xg)
         # a chain started where G is not positive definite rejected every proposal, silently
         with torch.no_grad():
-            g = self.metric_fn(x)
+            g = g_graph.detach() if isinstance(g_graph, torch.Tensor) else g_graph
             bad = torch.nonzero(~self._cholesky(x, g=g)[1]).flatten().tolist()  # checks g too
             asym = (g - g.mT).flatten(1).abs().amax(1) > 1e-4 * g.flatten(1).abs().amax(1)
-        detached = self._detached_metric(x)  # after the type and shape checks of `_cholesky`
+        detached = self._detached_metric(x, xg, g_graph)  # after `_cholesky`'s type and shape
         if bool(asym.any()):  # used as (G + G^T) / 2, not as written: a bug in metric_fn
             raise ConfigurationError(
                 "metric_fn(x) must be symmetric, but G and G^T differ by more than 1e-4 of "
