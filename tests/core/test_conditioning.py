@@ -43,3 +43,26 @@ def test_cfg_dropout_nulls_a_cond_vector_when_no_y_is_given():
     both = drop.drop({"y": torch.zeros(n, 3) + 1, "cond": cond}, training=True)
     assert both["cond"] is cond  # with y given, y is the one dropped
     assert drop.drop({"cond": cond}, training=False)["cond"] is cond
+
+
+def test_the_conditioning_probe_restores_each_submodules_mode():
+    # the probe ran model.eval() then model.train(), which flipped a backbone the user had
+    # frozen in eval mode back to training (its BatchNorm statistics then moved)
+    class Owner:
+        def __init__(self, model):
+            self.model = model
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.BatchNorm1d(4))
+    model.train()
+    model[1].eval()
+    before = model[1].running_mean.clone()
+    probed_in_eval = []
+
+    def probe(kwargs):
+        probed_in_eval.append(not model.training and not model[1].training)
+        return model(torch.ones(1, 2)) * kwargs["y"].float()
+
+    Conditioning().check(probe, {"y": torch.tensor([0, 1, 2])}, Owner(model))
+    assert probed_in_eval == [True, True]
+    assert model.training and not model[1].training
+    assert torch.equal(model[1].running_mean, before)

@@ -65,7 +65,7 @@ class BaseModel(TorchEBMModule, ABC):
         The one path samplers, integrators and losses use: ``self(x)`` (hooks, compile and
         FSDP run) differentiated once, also under ``torch.no_grad()``/``torch.inference_mode()``.
         A model knowing its gradient in closed form overrides it with the same contract (the
-        analytic models here, `MLPEnergy`).
+        analytic models here, `MLPEnergy`: their closed forms run no forward hooks).
 
         Args:
             x: Input of shape ``(B, *event_shape)`` (a 1-D ``(d,)`` input is treated as one sample).
@@ -124,7 +124,8 @@ def _as_batch(x: torch.Tensor, floating: bool = False) -> tuple[torch.Tensor, bo
 
 class _AnalyticModel(BaseModel):
     """Analytic energy: a subclass implements `closed_form_energy` and `closed_form_gradient`
-    (a pair: redefine both). A ``forward`` redefined (subclass or instance) gets autograd."""
+    (a pair: redefine both). A ``forward`` redefined (subclass or instance) gets autograd; a
+    forward hook does not (the closed-form gradient never calls ``forward``)."""
 
     def __init__(self, dtype: torch.dtype = torch.float32, device: Any = None):
         super().__init__(dtype=dtype, device=device)

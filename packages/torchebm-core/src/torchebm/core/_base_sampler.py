@@ -62,10 +62,9 @@ class SamplerState:
     Every tensor field with the batch as leading dimension is *per chain* unless declared
     with `shared_field()`: under `nan_policy="resample"` a chain that went non-finite gets
     every per-chain field back from the state `init_state` returned, so cached energies and
-    gradients stay consistent with no code in the sampler (a field still `None` in that
-    state has nothing to restore: set it there). Item access (`state["x"]`,
-    `"x" in state`, `state.get("energy")`) reads and writes the fields; a plain dict
-    returned by `init_state` is accepted too.
+    gradients stay consistent with no code in the sampler (a field still `None` in that state
+    has nothing to restore: set it there). Item access (`state["x"]`, `"x" in state`,
+    `state.get("energy")`) reads and writes the fields; a plain dict from `init_state` works too.
 
     Example:
         >>> from dataclasses import dataclass
@@ -367,8 +366,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
         models; a DDP model's module's: DDP's forward is for training), else one autograd call."""
         ddp = isinstance(model := self.model, torch.nn.parallel.DistributedDataParallel)
         grad_fn = getattr(model.module if ddp else model, "gradient", None)
-        if grad_fn is not None:
-            g = grad_fn(x, model_kwargs=model_kwargs) if model_kwargs else grad_fn(x)
+        if grad_fn is not None:  # in grad mode, as called directly (an override may use autograd)
+            with torch.enable_grad():
+                g = grad_fn(x, model_kwargs=model_kwargs) if model_kwargs else grad_fn(x)
         else:
             with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
                 xg = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)

@@ -90,9 +90,8 @@ class Conditioning:
     def check(self, probe: Callable[[dict], torch.Tensor], model_kwargs: dict, owner: Any) -> None:
         """One-time probe that the model reads ``y`` (see the class docs).
 
-        ``probe``: ``conditioning -> output`` for one fixed input; ``owner``: the loss (its
-        model is probed in eval mode). Raises ``ConfigurationError`` when the output ignores ``y``.
-        """
+        ``probe``: ``conditioning -> output`` for one fixed input; ``owner``: the loss (its model
+        is probed in eval mode). Raises ``ConfigurationError`` when the output ignores ``y``."""
         if not self.pending or "y" not in model_kwargs:
             return
         y = model_kwargs["y"]
@@ -107,16 +106,16 @@ class Conditioning:
         j = int(other[0])
         pick = {k: (v[:1] if isinstance(v, torch.Tensor) else v) for k, v in model_kwargs.items()}
         alt = {**pick, "y": y[j : j + 1]}
-        model = getattr(owner, "model", None)
-        was_training = getattr(model, "training", False)
+        model = getattr(owner, "model", None)  # probed in eval mode, each submodule's restored
+        modes = [(m, m.training) for m in getattr(model, "modules", tuple)()]
         try:
-            if model is not None:
+            if modes:
                 model.eval()
             with torch.no_grad():
                 a, b = probe(pick), probe(alt)
         finally:
-            if model is not None and was_training:
-                model.train()
+            for module, training in modes:  # train() would also flip a submodule kept in eval
+                module.training = training
         if not torch.equal(a, b):
             self.pending = False
             return

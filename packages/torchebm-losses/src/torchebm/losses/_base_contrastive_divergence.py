@@ -269,10 +269,11 @@ class BaseContrastiveDivergence(BaseLoss):
         self.register_load_state_dict_post_hook(_sync_host_pointer)
 
     def __repr__(self) -> str:
+        extra = self.extra_repr()  # a subclass's own hyper-parameters
         return (
             f"{type(self).__name__}(model={type(self.model).__name__}, "
             f"sampler={type(self.sampler).__name__}, k_steps={self.k_steps}, "
-            f"persistent={self.persistent})"
+            f"persistent={self.persistent}{extra and ', ' + extra})"
         )
 
     # ------------------------------------------------------------------ replay buffer

@@ -138,7 +138,8 @@ class BaseScoreMatching(BaseLoss):
         self._functional_model = (functional_model,)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={type(self.model).__name__})"
+        extra = self.extra_repr()  # a subclass's own hyper-parameters
+        return f"{type(self).__name__}(model={type(self.model).__name__}{extra and ', ' + extra})"
 
     # schedulable hyper-parameters ------------------------------------------------------------
     @property

@@ -489,6 +489,9 @@ class ParallelTemperingCD(ContrastiveDivergence):
         self._swap_parity = 0
         self._steps_since_swap = 0  # sampler steps since the last swap round (across calls)
 
+    def extra_repr(self) -> str:
+        return f"temperatures={self.temperatures}, swap_every={self.swap_every}"
+
     @property
     def inverse_temperatures(self) -> torch.Tensor:
         r"""$\beta_r = 1/(T_r T_0)$, shape ``(R,)`` (float64 on CPU)."""

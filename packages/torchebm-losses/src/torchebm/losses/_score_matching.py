@@ -160,6 +160,9 @@ class ScoreMatching(BaseScoreMatching):
         )
         self.fd_epsilon = check_positive("fd_epsilon", fd_epsilon)
 
+    def extra_repr(self) -> str:
+        return f"hessian_method={self.hessian_method!r}"
+
     def hessian_trace(
         self,
         x: torch.Tensor,
@@ -322,6 +325,9 @@ class SlicedScoreMatching(BaseScoreMatching):
             raise TypeError(f"variance_reduction must be a bool, got {variance_reduction!r}")
         self.variance_reduction = variance_reduction
 
+    def extra_repr(self) -> str:
+        return f"n_projections={self.n_projections}, projection_type={self.projection_type!r}"
+
     def compute_loss(
         self,
         x: torch.Tensor,
@@ -430,6 +436,9 @@ class DenoisingScoreMatching(BaseScoreMatching):
                 check_positive("sigma", sigma)  # named as the caller wrote it
             noise_scale = sigma
         super().__init__(**forward_kwargs(locals(), super().__init__, hutchinson_samples=1))
+
+    def extra_repr(self) -> str:
+        return f"noise_scale={self.noise_scale}"
 
     @property
     def sigma(self) -> float:
