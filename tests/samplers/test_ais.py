@@ -232,3 +232,11 @@ def test_ais_names_a_dtype_that_is_not_a_floating_torch_dtype(dtype):
     # torch.int32 failed inside normal_ ("not implemented for 'Int'"), a string inside randn
     with pytest.raises(TypeError, match="dtype must be a floating-point torch.dtype"):
         annealed_importance_sampling(_gaussian(), 8, 3, n_intermediate=3, dtype=dtype)
+
+
+def test_ais_repr_names_its_settings():
+    # it printed as <... object at 0x...>
+    text = repr(AnnealedImportanceSampling(GaussianModel(torch.zeros(2), torch.eye(2)),
+                                           n_intermediate=7, transition="langevin"))  # fmt: skip
+    assert text.startswith("AnnealedImportanceSampling(model=GaussianModel, n_intermediate=7, "
+                           "transition='langevin', step_size=0.1")  # fmt: skip

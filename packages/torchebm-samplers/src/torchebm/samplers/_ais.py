@@ -292,6 +292,14 @@ class AnnealedImportanceSampling:
             check_finite("base_mean", base_mean)  # a real number (not a bool), finite
         self.base_mean = base_mean
 
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={type(self.model).__name__}, "
+            f"n_intermediate={self.n_intermediate}, transition={self.transition!r}, "
+            f"step_size={self.step_size}, n_leapfrog_steps={self.n_leapfrog_steps}, "
+            f"n_transition_steps={self.n_transition_steps}, base_std={self.base_std})"
+        )
+
     # ------------------------------------------------------------------ helpers
     def _base_mean(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.as_tensor(self.base_mean, dtype=x.dtype, device=x.device)
