@@ -309,3 +309,18 @@ def test_analytic_models_expose_their_closed_forms_as_public_hooks(make):
     xg = x.clone().requires_grad_(True)
     (auto,) = torch.autograd.grad(m.closed_form_energy(xg).sum(), xg)
     torch.testing.assert_close(m.closed_form_gradient(x), auto, rtol=1e-12, atol=1e-12)
+
+
+def test_gaussian_model_keeps_its_own_copy_of_mean_and_cov():
+    # the buffers shared the caller's storage: models built in a loop over one mean tensor
+    # all ended with the last mean, and an in-place change of cov moved .cov but not the
+    # precision computed at construction (energy 6.5 at [0, 2] for a reported cov of 4 I)
+    mean, cov = torch.zeros(2), torch.eye(2)
+    models = []
+    for mu in (1.0, 2.0, 3.0):
+        mean[0] = mu
+        models.append(GaussianModel(mean, cov))
+    assert [m.mean[0].item() for m in models] == [1.0, 2.0, 3.0]
+    cov.mul_(4.0)
+    assert torch.equal(models[0].cov, torch.eye(2))
+    assert models[0](torch.tensor([[1.0, 2.0]])).item() == pytest.approx(2.0)

@@ -24,9 +24,6 @@ FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "api_089.json").read_
 MODULE_EXCEPTIONS: dict[str, str] = {}
 # "module.Name" -> reason (names in __all__ or defined by the 0.8.9 module)
 NAME_EXCEPTIONS: dict[str, str] = {
-    "torchebm.core.base_trainer.ContrastiveDivergenceTrainer": (
-        "moved to torchebm.losses (it needs the losses; core imports no sibling)"
-    ),
     "torchebm.core.base_loss.BaseInterpolantLoss": (
         "0.8.9-internal base (never in __all__); its options live on each loss here"
     ),

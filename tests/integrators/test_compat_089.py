@@ -157,3 +157,17 @@ def test_a_step_size_or_n_steps_ignored_beside_a_grid_warns():
         )  # fmt: skip
     with pytest.warns(DeprecationWarning, match="n_steps=7 ignored: on a time grid t of 11"):
         HeunIntegrator().integrate({"x": torch.ones(2, 1)}, None, 7, drift=lambda x, t: -x, t=grid)
+
+
+def test_a_second_different_ignored_argument_warns_too():
+    # one once-per-process key covered n_steps and step_size: after an ignored n_steps, an
+    # ignored step_size (another mistake) passed in silence
+    from torchebm.core._module import _WARNED
+
+    for key in [k for k in _WARNED if "RK4Integrator.integrate.unused_grid_steps" in k]:
+        _WARNED.discard(key)
+    grid, f = torch.linspace(0.0, 1.0, 11), (lambda x, t: -x)
+    with pytest.warns(DeprecationWarning, match="n_steps=100 ignored"):
+        RK4Integrator().integrate({"x": torch.ones(2, 1)}, None, 100, drift=f, t=grid)
+    with pytest.warns(DeprecationWarning, match="step_size=0.5 ignored"):
+        RK4Integrator().integrate({"x": torch.ones(2, 1)}, 0.5, drift=f, t=grid)

@@ -679,3 +679,19 @@ def test_pt_swap_energies_are_computed_outside_autocast():
             pt.negative_phase(torch.zeros(2000, 1), generator=gen(2))
         ends.append(pt.tempered_chains)
     assert torch.equal(ends[0], ends[1])
+
+
+def test_each_deprecated_forward_option_warns():
+    # one once-per-process key covered every option: after energy_reg_weight=, a call passing
+    # noise_scale= (another option) was not told
+    from torchebm.core._module import _WARNED
+
+    for key in [k for k in _WARNED if "ContrastiveDivergence.forward options" in k]:
+        _WARNED.discard(key)
+    model = Quadratic(1.0)
+    cd = ContrastiveDivergence(model, Identity(model), k_steps=1)
+    x = torch.randn(8, 2, generator=gen(0))
+    with pytest.warns(DeprecationWarning, match=r"\['energy_reg_weight'\]"):
+        cd(x, energy_reg_weight=0.0)
+    with pytest.warns(DeprecationWarning, match=r"\['noise_scale'\]"):
+        cd(x, noise_scale=0.1)

@@ -120,3 +120,12 @@ def test_base_cd_defaults_and_positional_dtype_as_in_0_8_9():
     with pytest.warns(DeprecationWarning, match="init_noise_scale"):  # nothing with weights
         cd = _OwnCD(DoubleWellModel(), _Keep(), 1, False, 100, 0.0, 0, torch.float64)
     assert cd.dtype == torch.float64 and cd.init_noise_scale == 1.0
+
+
+def test_contrastive_divergence_trainer_at_its_089_module_path():
+    # 0.8.9 defined it in torchebm.core.base_trainer; that import failed with a bare
+    # "cannot import name"
+    from torchebm.core.base_trainer import ContrastiveDivergenceTrainer
+    from torchebm.losses import ContrastiveDivergenceTrainer as current
+
+    assert ContrastiveDivergenceTrainer is current

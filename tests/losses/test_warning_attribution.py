@@ -49,7 +49,8 @@ def _only(caught, text):
 
 
 def test_bare_conditioning_deprecation_names_the_loss_call():
-    _WARNED.discard("FlowMatchingLoss.bare_model_kwargs")
+    for key in [k for k in _WARNED if k.startswith("FlowMatchingLoss.bare_model_kwargs")]:
+        _WARNED.discard(key)
     loss, x = FlowMatchingLoss(_Velocity()), torch.randn(8, 2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -136,3 +137,18 @@ def test_trainer_warnings_name_the_users_call():
     w = _only(caught, "nan_policy='skip'")
     assert w.category is RuntimeWarning and (w.filename, w.lineno) == (__file__, line)
     assert trainer.skipped_steps == 1
+
+
+def test_bare_conditioning_with_other_names_warns_again():
+    # the once-per-process key was the loss's alone: bare `label=` warned, a later bare
+    # `scale=` (other names) did not
+    for key in [k for k in _WARNED if k.startswith("FlowMatchingLoss.bare_model_kwargs")]:
+        _WARNED.discard(key)
+    loss, x = FlowMatchingLoss(_Velocity()), torch.randn(8, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loss(x, label=1)
+        loss(x, label=2)  # the same names: once
+        loss(x, scale=3)
+    texts = [str(w.message) for w in caught if "bare keyword arguments" in str(w.message)]
+    assert len(texts) == 2 and "['label']" in texts[0] and "['scale']" in texts[1], texts

@@ -55,3 +55,19 @@ def test_label_guidance_of_vector_data_warns_that_it_guides_three_features():
         Field(), null_label_id=7, cfg_scale=2.5, guide_channels=None
     )
     torch.testing.assert_close(everything(x, t, y=y), uncond + 2.5 * (cond - uncond))
+
+
+def test_guidance_warnings_name_the_users_line():
+    # both warned with stacklevel=1, at a library line (_wrappers.py, _conditioning.py)
+    import warnings
+
+    from torchebm.models import LabelClassifierFreeGuidance, TimeConditionedMLP
+
+    x, t, y = torch.randn(4, 5), torch.rand(4), torch.tensor([0, 1, 0, 1])
+    net = TimeConditionedMLP(in_dim=5, hidden_dim=8, num_classes=3, class_dropout_prob=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        LabelClassifierFreeGuidance(net, null_label_id=3, cfg_scale=2.0)(x, t, y=y)
+    messages = {str(w.message).split(" ")[0]: w.filename for w in caught}
+    assert set(messages) == {"TimeConditionedMLP", "LabelClassifierFreeGuidance"}, messages
+    assert set(messages.values()) == {__file__}

@@ -120,11 +120,10 @@ class BaseCostCoupling(BaseCoupling):
 
     ``couple`` returns ``(x0, x1[idx])`` with ``idx = solve(compute_cost(x0, x1), generator)``
     (``B == 1`` passes through). The default cost is the squared Euclidean distance of the
-    flattened samples over its maximum (1 when all are 0). With ``process_group`` the
-    coupling is global: both batches are all-gathered, the pooled problem solved (indices
-    broadcast from rank 0) and each rank keeps its rows (``index`` is then ``None``, they come
-    from every rank's ``x1``; conditioning is refused). Subclasses supporting it set
-    ``_supports_process_group = True``.
+    flattened samples over its maximum (1 when all are 0). With ``process_group`` the coupling
+    is global: both batches are all-gathered, the pooled problem solved (indices broadcast from
+    rank 0) and each rank keeps its rows (``index`` is then ``None``, they come from every rank's
+    ``x1``; conditioning is refused). Subclasses opt in with ``_supports_process_group = True``.
 
     Args:
         process_group: Optional process group for global-batch coupling."""

@@ -255,7 +255,7 @@ class GaussianModel(_AnalyticModel):
             raise ConfigurationError(f"cov must be positive definite, got {bad}")
         inv = torch.cholesky_inverse(chol)  # column-major; x @ inv is ~1.6x faster row-major
         for name, value in (("mean", mean), ("cov", cov), ("cov_inv", inv)):  # cov: derived
-            buf = value.detach().to(self._torchebm_probe).contiguous()
+            buf = value.detach().to(self._torchebm_probe, copy=True).contiguous()  # not shared
             self.register_buffer(name, buf, persistent=name != "cov")
 
     def _check(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

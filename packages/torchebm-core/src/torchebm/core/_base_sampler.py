@@ -296,7 +296,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
         self.model = model
         if device is not None and self.device != _normalise_device(self._torchebm_probe.device):
             msg = f"device={device!r} differs from the device of the model's tensors"
-            warn_user(f"{msg} ({self.device}); the chains follow the model")
+            warn_user(f"{cls.__name__}: {msg} ({self.device}); the chains follow the model")
         self.n_steps = None if n_steps is None else check_int("n_steps", n_steps, minimum=1)
         self.nan_policy = check_in("nan_policy", nan_policy, NAN_POLICIES)
         self._compiled_step: Callable[..., Any] | None = None

@@ -194,7 +194,7 @@ class TorchEBMModule(nn.Module):
         if legacy_kwargs:
             key, owner = warn_key or f"{type(self).__name__}.bare_model_kwargs", type(self).__name__
             msg = f"passing conditioning as bare keyword arguments ({sorted(legacy_kwargs)}) to "
-            warn_once(key, msg + f"{owner} is deprecated; pass model_kwargs={{...}} instead")
+            warn_once(key + msg, msg + f"{owner} is deprecated; pass model_kwargs={{...}} instead")
             model_kwargs = {**legacy_kwargs, **(model_kwargs or {})}  # model_kwargs wins
         return self._prepare_model_kwargs(model_kwargs)
 

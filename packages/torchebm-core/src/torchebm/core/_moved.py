@@ -31,6 +31,7 @@ MOVED: dict[str, tuple[str, str]] = {
     "BaseScoreMatching": ("torchebm.losses", "torchebm-losses"),
     "BaseTrainer": ("torchebm.losses", "torchebm-losses"),
     "TrainerCallback": ("torchebm.losses", "torchebm-losses"),
+    "ContrastiveDivergenceTrainer": ("torchebm.losses", "torchebm-losses"),
 }
 
 

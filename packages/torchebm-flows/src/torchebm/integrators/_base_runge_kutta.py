@@ -729,7 +729,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                     "the steps are t[i+1] - t[i]" if need_step else "the solver adapts its steps"
                 )
                 warn_once(
-                    f"{type(self).__name__}.integrate.unused_grid_steps",
+                    f"{type(self).__name__}.integrate.unused_grid_steps {unused}",
                     f"{' and '.join(unused)} ignored: on a time grid t of {times.shape[0]} "
                     f"points {steps} (as in torchebm 0.8.9); pass t alone",
                     DeprecationWarning,

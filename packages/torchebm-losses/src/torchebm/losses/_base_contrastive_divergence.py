@@ -716,7 +716,7 @@ class BaseContrastiveDivergence(BaseLoss):
         options = {k: kwargs.pop(k) for k in self._call_options if k in kwargs}
         if options:
             warn_once(
-                f"{type(self).__name__}.forward options",
+                f"{type(self).__name__}.forward options {sorted(options)}",
                 f"passing {sorted(options)} to {type(self).__name__}.forward is deprecated; "
                 "set them in the constructor",
                 DeprecationWarning,

@@ -293,7 +293,7 @@ def _check_trains_model(model: nn.Module, optimizer: Any, loss_fn: Any) -> None:
     if theirs and not own & theirs:
         inner = type(getattr(loss_fn, "model", loss_fn)).__name__
         warn_user(
-            f"loss_fn ({type(loss_fn).__name__}, on a {inner}) registers no parameter of model "
+            f"loss_fn ({type(loss_fn).__name__}, built on {inner}) registers no parameter of model "
             f"({type(model).__name__}): if it is built on another model its gradients do not "
             "reach this one; build the loss on this model"
         )

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import inspect
 import numbers
-import warnings
 from typing import Any, cast
 
 import torch
 from torch import nn
 
+from torchebm.core._module import warn_user
 from torchebm.core.distributed import unwrap_model
 from torchebm.core.errors import ConfigurationError, ShapeError, check_int, check_probability
 from torchebm.models.components import LabelEmbedder, MLPTimestepEmbedder
@@ -173,10 +173,9 @@ def warn_label_dropout(base: Any) -> None:
     if not getattr(base, "training", False) or not isinstance(base, nn.Module):
         return
     if any(isinstance(m, LabelEmbedder) and m.dropout_prob > 0 for m in base.modules()):
-        warnings.warn(
+        warn_user(
             f"{type(base).__name__} is in training mode and drops labels at random "
             "(label dropout for classifier-free guidance training): the guided field "
             "uses the null class for some conditional rows; call .eval() before sampling",
             RuntimeWarning,
-            stacklevel=1,  # the caller is torch's Module.__call__
         )

@@ -2,13 +2,13 @@ r"""Model wrappers: classifier-free guidance, EqM fields as energies, batch-inte
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
 from torchebm.core import BaseModel, Schedulable, ScheduledParameter, TorchEBMModule
+from torchebm.core._module import warn_user
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -137,13 +137,12 @@ class LabelClassifierFreeGuidance(TorchEBMModule):
             return uncond + self.cfg_scale * (cond - uncond)
         c = out.shape[1] if self.guide_channels is None else min(self.guide_channels, out.shape[1])
         if out.ndim == 2 and c < out.shape[1] and self.guide_channels == 3:  # the default
-            warnings.warn(
+            warn_user(
                 f"LabelClassifierFreeGuidance guides the first {c} of the {out.shape[1]} "
                 f"features of a (B, D) output (guide_channels={self.guide_channels} counts "
                 "an image's channels): the others take the unconditional field; pass "
                 "guide_channels=None to guide every feature",
                 RuntimeWarning,
-                stacklevel=1,  # the caller is torch's Module.__call__
             )
         guided = uncond[:, :c] + self.cfg_scale * (cond[:, :c] - uncond[:, :c])
         return torch.cat([guided, uncond[:, c:]], dim=1)
