@@ -2,10 +2,14 @@
 
 Checks: a wheel holds only ``torchebm/<its portions>/`` and its dist-info (never
 ``torchebm/__init__.py``), each portion ships ``py.typed``, sibling requirements carry
-the range of ``tools/check_pins.py`` (``>=FLOOR,<NEXT-BREAKING``); each wheel installs
-alone (with the wheels of its declared siblings, by file path, never by name: the registry
-holds an unrelated ``torchebm`` 0.8.9) and imports; the meta installed from wheels gives
-``from torchebm.core import GaussianModel``.
+the range of ``tools/check_pins.py`` (``>=FLOOR,<NEXT-BREAKING``), the license file
+ships (``License-File`` and ``.dist-info/licenses/LICENSE``); each wheel installs alone
+(with the wheels of its declared siblings, by file path, never by name: the registry holds
+the earlier single-package ``torchebm`` 0.8.9) and imports; the meta installed from wheels
+gives ``from torchebm.core import GaussianModel``. Last, README's upgrade from 0.8.9 with
+pip (``pip uninstall -y torchebm``, then the wheels) must leave every file of the new
+wheels in place; the plain ``pip install -U`` route that README warns against is run too
+and its missing files are counted (reported, not failed: it is pip's install order).
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ def inspect_wheel(piece: str, whl: Path) -> list[str]:
         if f"torchebm/{p}/py.typed" not in names:
             problems.append(f"{whl.name} lacks torchebm/{p}/py.typed")
     problems += requires_problems(whl.name, meta)
+    if "License-File: LICENSE" not in meta.splitlines() or not any(
+        n.endswith(".dist-info/licenses/LICENSE") for n in names
+    ):
+        problems.append(f"{whl.name} does not ship its LICENSE (license-files in pyproject)")
     print(f"inspected {whl.name}: portions {sorted(portions)}")
     return problems
 
@@ -117,6 +125,44 @@ def install_alone(piece: str, wheels: dict[str, Path]) -> None:
         print(f"{piece:20s} installs alone from wheels: {summary}")
 
 
+_MISSING_PROBE = (
+    "from importlib import metadata\n"
+    "gone = [str(f) for d in metadata.distributions()\n"
+    "        if (d.metadata['Name'] or '').lower().startswith('torchebm')\n"
+    "        for f in d.files or () if not f.locate().exists()]\n"
+    "print(len(gone), ' '.join(gone[:5]))\n"
+)
+
+
+def missing_after_upgrade(wheels: dict[str, Path], *, uninstall_first: bool) -> list[str]:
+    """Install torchebm 0.8.9 (from the registry, no dependencies) into a clean pip venv,
+    upgrade it to ``wheels`` with pip (``pip uninstall -y torchebm`` first, as README says,
+    or a plain ``pip install -U``) and return ``[count, first paths]`` of the files that the
+    installed distributions list but that are gone."""
+    uv = shutil.which("uv") or "uv"
+    with tempfile.TemporaryDirectory() as tmp:
+        venv = Path(tmp) / "venv"
+        subprocess.run([uv, "venv", "-q", "--seed", "-p", sys.executable, str(venv)], check=True)
+        py = str(venv / "bin" / "python")
+        env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+        old = [uv, "pip", "install", "-q", "-p", py, "--no-deps", "torchebm==0.8.9"]
+        if subprocess.run(old, env=env).returncode != 0:
+            sys.exit(
+                "torchebm 0.8.9 could not be installed from the registry (needed to check the upgrade)"
+            )
+        pip = [py, "-m", "pip", "-q", "--disable-pip-version-check"]
+        if uninstall_first:
+            subprocess.run([*pip, "uninstall", "-y", "torchebm"], check=True, env=env)
+        files = [str(w) for w in wheels.values()]
+        subprocess.run(
+            [*pip, "install", "-U", "--no-deps", "--no-index", *files], check=True, env=env
+        )
+        out = subprocess.run([py, "-c", _MISSING_PROBE], capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            sys.exit(f"the upgrade probe failed:\n{out.stderr}")
+        return out.stdout.split()
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python tools/check_wheels.py <dist-dir>", file=sys.stderr)
@@ -128,6 +174,12 @@ def main(argv: list[str]) -> int:
         return 1
     for piece in PIECES:
         install_alone(piece, wheels)
+    gone = missing_after_upgrade(wheels, uninstall_first=True)
+    if gone[0] != "0":
+        sys.exit(f"README's pip upgrade from 0.8.9 lost {gone[0]} files: {' '.join(gone[1:])}")
+    print("pip upgrade from 0.8.9 as README says (uninstall first): every file in place")
+    gone = missing_after_upgrade(wheels, uninstall_first=False)
+    print(f"plain pip install -U over 0.8.9 (README warns against it): {gone[0]} files gone")
     print("wheels OK")
     return 0
 
