@@ -16,7 +16,7 @@ torch_floor       torchebm-core, -flows and -samplers tests on the declared torc
 api               each piece's public API against its committed snapshot (api/<piece>.json)
 tools             unit tests of the CI tools (tests/tools)
 lint              ruff check + ruff format --check
-typecheck         mypy over every portion
+typecheck         mypy over every portion, and tests/typing (documented calls as a user types them)
 examples          docs/**/*.md python blocks and examples/ scripts (plus the seed-documentation
                   corpus when $TORCHEBM_SEED_DOCS names it)
 docs              mkdocs build --strict
@@ -334,6 +334,8 @@ def typecheck(session: nox.Session) -> None:
         for portion in portions_of(piece):
             args += ["-p", f"torchebm.{portion}"]
     session.run("python", "-m", "mypy", *args)
+    # what a user's checker sees on documented calls (assert_type on the public signatures)
+    session.run("python", "-m", "mypy", "tests/typing")
 
 
 @nox.session(python=PYTHON)

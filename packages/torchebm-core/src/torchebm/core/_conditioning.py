@@ -106,7 +106,7 @@ class Conditioning:
         j = int(other[0])
         pick = {k: (v[:1] if isinstance(v, torch.Tensor) else v) for k, v in model_kwargs.items()}
         alt = {**pick, "y": y[j : j + 1]}
-        model = getattr(owner, "model", None)  # probed in eval mode, each submodule's restored
+        model: Any = getattr(owner, "model", None)  # probed in eval mode, then restored
         modes = [(m, m.training) for m in getattr(model, "modules", tuple)()]
         try:
             if modes:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from torchebm.core._module import warn_once
 from torchebm.core.errors import ConfigurationError, MissingDependencyError, check_in
 
 __all__ = [
@@ -28,23 +29,41 @@ __all__ = [
 BACKENDS = ("auto", "eager", "triton")
 
 _TRITON_OK: bool | None = None
+_TRITON_IMPORT_ERROR: str | None = None  # why an installed triton failed to import
 _KERNELS: ModuleType | None = None
+_INSTALL_TRITON = "pip install triton (Linux with a CUDA GPU)"
 
 
 def triton_available() -> bool:
     """``True`` when the ``triton`` package can be imported (it ships with torch on Linux)."""
-    global _TRITON_OK
+    global _TRITON_OK, _TRITON_IMPORT_ERROR
     if _TRITON_OK is None:
         if importlib.util.find_spec("triton") is None:
             _TRITON_OK = False
         else:
             try:
                 import triton  # noqa: F401
-            except Exception:  # a broken install counts as missing
-                _TRITON_OK = False
+            except Exception as err:  # a broken install: unusable, and said so (not "missing")
+                _TRITON_OK, _TRITON_IMPORT_ERROR = False, f"{type(err).__name__}: {err}"
             else:
                 _TRITON_OK = True
     return _TRITON_OK
+
+
+def triton_import_error() -> str | None:
+    """Why an installed ``triton`` failed to import (``None``: it imports, or is not installed)."""
+    triton_available()
+    return _TRITON_IMPORT_ERROR
+
+
+def _triton_missing(feature: str) -> MissingDependencyError:
+    """The error of ``feature`` without an importable triton: the install command, or, for an
+    installed triton that fails to import, its import error (reinstalling would not help)."""
+    err = MissingDependencyError(feature, _INSTALL_TRITON)
+    if (broken := triton_import_error()) is not None:
+        err.msg = f"{feature}: triton is installed but `import triton` failed ({broken})"
+        err.args = (err.msg,)
+    return err
 
 
 def interpreter_enabled() -> bool:
@@ -75,9 +94,7 @@ def kernels() -> ModuleType:
     global _KERNELS
     if _KERNELS is None:
         if not triton_available():
-            raise MissingDependencyError(
-                "torchebm.cuda's fused kernels", "pip install triton (Linux with a CUDA GPU)"
-            )
+            raise _triton_missing("torchebm.cuda's fused kernels")
         from torchebm.cuda import _kernels
 
         _KERNELS = _kernels
@@ -105,9 +122,16 @@ def resolve_backend(force: Any, x: torch.Tensor, compiling: bool | None = None) 
             return "eager"
         if compiling if compiling is not None else torch.compiler.is_compiling():
             return "eager"
+        if not triton_available() and (broken := triton_import_error()) is not None:
+            warn_once(
+                "torchebm.cuda.broken_triton",
+                f"triton is installed but `import triton` failed ({broken}): the fused kernels "
+                "are off and the eager fallback runs",
+                RuntimeWarning,
+            )
         return "triton" if triton_available() else "eager"
     if not triton_available():
-        raise MissingDependencyError("force='triton'", "pip install triton (Linux with a CUDA GPU)")
+        raise _triton_missing("force='triton'")
     if x.device.type == "cuda":
         return "triton"
     if x.device.type == "cpu" and interpreter_enabled():

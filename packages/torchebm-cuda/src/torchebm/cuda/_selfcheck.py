@@ -8,7 +8,12 @@ import sys
 import torch
 
 from torchebm.core import DoubleWellModel, HarmonicModel
-from torchebm.cuda._backend import interpreter_enabled, is_available, triton_available
+from torchebm.cuda._backend import (
+    interpreter_enabled,
+    is_available,
+    triton_available,
+    triton_import_error,
+)
 from torchebm.cuda._chain import langevin_chain
 from torchebm.cuda._langevin import fused_langevin_step
 from torchebm.cuda._leapfrog import fused_leapfrog_step
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         import triton
 
         print(f"triton {triton.__version__}")
+    elif (broken := triton_import_error()) is not None:
+        print(f"triton: installed but failed to import ({broken}); eager fallback in use")
     else:
         print("triton: not installed (every function uses its eager fallback)")
     cuda = torch.cuda.is_available()
