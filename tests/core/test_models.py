@@ -324,3 +324,18 @@ def test_gaussian_model_keeps_its_own_copy_of_mean_and_cov():
     cov.mul_(4.0)
     assert torch.equal(models[0].cov, torch.eye(2))
     assert models[0](torch.tensor([[1.0, 2.0]])).item() == pytest.approx(2.0)
+
+
+def test_gaussian_model_takes_read_only_numpy_moments_without_torchs_warning():
+    # torch.as_tensor of a read-only array (a pandas copy-on-write view, np.broadcast_to)
+    # warned "The given NumPy array is not writable", pointing at the library's line
+    import warnings
+
+    import numpy as np
+
+    mean, cov = np.zeros(2), np.eye(2)
+    mean.flags.writeable = cov.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = GaussianModel(mean, cov)
+    assert torch.equal(model.mean, torch.zeros(2)) and torch.equal(model.cov, torch.eye(2))

@@ -237,7 +237,7 @@ class GaussianModel(_AnalyticModel):
             super().__setattr__(name, value)
 
     def _set_moments(self, mean: Any, cov: Any) -> None:
-        mean, cov = torch.as_tensor(mean), torch.as_tensor(cov)
+        mean, cov = (v if isinstance(v, torch.Tensor) else torch.tensor(v) for v in (mean, cov))
         if mean.ndim != 1:
             raise ShapeError(f"mean must be a 1-D tensor, got shape {tuple(mean.shape)}")
         if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
