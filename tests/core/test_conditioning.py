@@ -66,3 +66,27 @@ def test_the_conditioning_probe_restores_each_submodules_mode():
     assert probed_in_eval == [True, True]
     assert model.training and not model[1].training
     assert torch.equal(model[1].running_mean, before)
+
+
+def test_the_conditioning_probe_runs_train_overrides_when_it_restores():
+    # restoring by attribute writes skipped a submodule's train() override (a flag it keeps
+    # in step with the mode stayed at its eval value)
+    class Owner:
+        def __init__(self, model):
+            self.model = model
+
+    class Fusing(torch.nn.Linear):
+        fused = False
+
+        def train(self, mode=True):
+            self.fused = not mode
+            return super().train(mode)
+
+    model = torch.nn.Sequential(Fusing(2, 1))
+    model.train()
+
+    def probe(kwargs):
+        return model(torch.ones(1, 2)) * kwargs["y"].float()
+
+    Conditioning().check(probe, {"y": torch.tensor([0, 1])}, Owner(model))
+    assert model[0].training and not model[0].fused

@@ -321,3 +321,21 @@ def test_state_dict_of_0_8_9_loads_strictly():
     own = EnergyMatchingLoss(MLP(), sampler=Sampler(), lambda_cd=0.0)
     with pytest.raises(RuntimeError, match="sampler.model"):
         own.load_state_dict(old)
+
+
+def test_a_models_own_autograd_gradient_runs_in_the_langevin_chains():
+    # the chains called it under torch.no_grad(): autograd's bare "element 0 of tensors does
+    # not require grad" (the samplers' same failure was fixed; this loop kept it)
+    from torchebm.core import BaseModel
+
+    class AutogradQuadratic(BaseModel):
+        def forward(self, x):
+            return 0.5 * x.square().sum(-1)
+
+        def gradient(self, x, model_kwargs=None):
+            x = x.detach().requires_grad_(True)
+            return torch.autograd.grad(self(x).sum(), x)[0]
+
+    em = EnergyMatchingLoss(AutogradQuadratic(), lambda_cd=1.0, n_langevin_steps=3)
+    loss = em(torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
+    assert torch.isfinite(loss)

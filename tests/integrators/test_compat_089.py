@@ -171,3 +171,17 @@ def test_a_second_different_ignored_argument_warns_too():
         RK4Integrator().integrate({"x": torch.ones(2, 1)}, None, 100, drift=f, t=grid)
     with pytest.warns(DeprecationWarning, match="step_size=0.5 ignored"):
         RK4Integrator().integrate({"x": torch.ones(2, 1)}, 0.5, drift=f, t=grid)
+
+
+def test_the_ignored_argument_warning_is_once_per_name_not_per_value():
+    # the key held the values: a loop passing another step size each call warned each time
+    from torchebm.core._module import _WARNED
+
+    for key in [k for k in _WARNED if "HeunIntegrator.integrate.unused_grid_steps" in k]:
+        _WARNED.discard(key)
+    grid, f = torch.linspace(0.0, 1.0, 11), (lambda x, t: -x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for h in (0.1, 0.2, 0.3):
+            HeunIntegrator().integrate({"x": torch.ones(2, 1)}, h, drift=f, t=grid)
+    assert len([w for w in caught if "ignored: on a time grid" in str(w.message)]) == 1

@@ -41,9 +41,9 @@ def _pt_counting_swaps(k_steps, swap_every, **kwargs):
     at: list[int] = []
     swap = pt._swap
 
-    def recorded(chains, generator):
+    def recorded(chains, generator, *rest):
         at.append(sampler.steps)
-        return swap(chains, generator)
+        return swap(chains, generator, *rest)
 
     pt._swap = recorded
     return pt, at

@@ -240,3 +240,8 @@ def test_ais_repr_names_its_settings():
                                            n_intermediate=7, transition="langevin"))  # fmt: skip
     assert text.startswith("AnnealedImportanceSampling(model=GaussianModel, n_intermediate=7, "
                            "transition='langevin', step_size=0.1")  # fmt: skip
+    # two settings with different estimates print differently (schedule, base_mean)
+    model = GaussianModel(torch.zeros(2), torch.eye(2))
+    assert repr(AnnealedImportanceSampling(model)) != repr(
+        AnnealedImportanceSampling(model, schedule="linear", base_mean=3.0)
+    )

@@ -104,7 +104,7 @@ class BaseIntegrator(TorchEBMModule, ABC):
         """Advance ``state`` by one step of size ``step_size``."""
 
     @abstractmethod
-    def integrate(self, state: dict, step_size: Any = None, n_steps: Any = None, *a, **kw) -> dict:
+    def integrate(self, state: dict, step_size: Any, n_steps: Any, *args, **kwargs) -> dict:
         """Advance ``state`` by ``n_steps`` steps (or over a time grid)."""
 
     def _zeros_t(self, x: torch.Tensor) -> torch.Tensor:

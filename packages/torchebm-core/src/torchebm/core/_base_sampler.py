@@ -221,7 +221,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
     after the last step. Metropolis samplers reject non-finite proposals and the others
     update `x` additively, so a non-finite chain stays so and a sparse check only brackets
     the step: the window `(previous check, check]`, exact with `nan_check_every=1` or
-    narrowed by a recorded trajectory. At the end of `sample()` (one sync) the attribute `divergent_chains`
+    narrowed by a recorded trajectory. At the end of `sample()` (one host read; one more checks the start) the attribute `divergent_chains`
     (`(B,)` bool) records them and the policy decides:
 
     * `"warn"` (default): one `RuntimeWarning` naming the chains and their steps; they are
@@ -367,8 +367,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
         ddp = isinstance(model := self.model, torch.nn.parallel.DistributedDataParallel)
         grad_fn = getattr(model.module if ddp else model, "gradient", None)
         if grad_fn is not None:  # in grad mode, as called directly (an override may use autograd)
-            with torch.enable_grad():
-                g = grad_fn(x, model_kwargs=model_kwargs) if model_kwargs else grad_fn(x)
+            with torch.enable_grad():  # detached: a closed form over parameters keeps no graph
+                g = (grad_fn(x, model_kwargs=model_kwargs) if model_kwargs else grad_fn(x)).detach()
         else:
             with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
                 xg = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)

@@ -114,8 +114,8 @@ class Conditioning:
             with torch.no_grad():
                 a, b = probe(pick), probe(alt)
         finally:
-            for module, training in modes:  # train() would also flip a submodule kept in eval
-                module.training = training
+            for module, training in modes:  # parents first: each ends in its own mode, and a
+                module.train(training)  # train() override runs (model.train() alone flips all)
         if not torch.equal(a, b):
             self.pending = False
             return

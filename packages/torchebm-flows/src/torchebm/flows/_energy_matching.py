@@ -265,8 +265,9 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         conditioning = autograd_ready(conditioning)  # rows indexed under inference_mode
 
         def drift(z, t):
-            if own is not None:
-                g = own(z, model_kwargs=conditioning) if conditioning else own(z)
+            if own is not None:  # in grad mode, as called directly (it may use autograd)
+                with torch.enable_grad():
+                    g = own(z, model_kwargs=conditioning) if conditioning else own(z)
             else:
                 with torch.inference_mode(False), torch.enable_grad():
                     zg = autograd_ready(z).detach().requires_grad_(True)

@@ -745,7 +745,7 @@ def checked_loss(
     tensor or ``None``) that holds NaN/inf is named with its batch rows in a
     `NonFiniteError`. With ``nan_policy="raise"`` this costs nothing on a finite loss (the
     inputs are read only on the failure path); ``"warn"`` reads the loss once more;
-    ``"deferred"`` and ``"ignore"`` add no host read, so a NaN input surfaces there as the
+    ``"deferred"`` and ``"ignore"`` never read the inputs, so a NaN input surfaces there as the
     non-finite loss.
     """
     try:

@@ -545,11 +545,14 @@ class ParallelTemperingCD(ContrastiveDivergence):
             e = self.model(flat)
         return check_energies("the model", e, flat.shape[0])
 
-    def _swap(self, chains: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """One round of Metropolis swaps between neighbouring replicas (even or odd pairs)."""
+    def _swap(
+        self, chains: torch.Tensor, generator: torch.Generator | None, betas: torch.Tensor
+    ) -> torch.Tensor:
+        """One round of Metropolis swaps between neighbouring replicas (even or odd pairs);
+        ``betas`` are `inverse_temperatures` on the chains' device (made once per call)."""
         n_rep, n = chains.shape[0], chains.shape[1]
         energies = self._energies(chains.reshape(n_rep * n, *chains.shape[2:])).reshape(n_rep, n)
-        beta = self.inverse_temperatures.to(device=chains.device, dtype=energies.dtype)
+        beta = betas.to(dtype=energies.dtype)
         lo = torch.arange(self._swap_parity, n_rep - 1, 2, device=chains.device)
         self._swap_parity ^= 1
         if lo.numel() == 0:
@@ -599,8 +602,9 @@ class ParallelTemperingCD(ContrastiveDivergence):
                 f"{tuple(chains.shape[2:])}"
             )
         n_rep, n = chains.shape[0], chains.shape[1]
-        beta = self.inverse_temperatures * self.base_temperature  # 1 / T_r
-        beta = beta.to(device=chains.device, dtype=chains.dtype).repeat_interleave(n)
+        # one host-to-device copy per call (not per swap round: each copy waits on a GPU)
+        betas = self.inverse_temperatures.to(device=chains.device)
+        beta = (betas * self.base_temperature).to(chains.dtype).repeat_interleave(n)  # 1 / T_r
         flat = chains.reshape(n_rep * n, *chains.shape[2:])
         done, since = 0, min(self._steps_since_swap, self.swap_every - 1)  # swap_every reset
         # this call's temperatures (a nested or concurrent call has its own)
@@ -610,7 +614,8 @@ class ParallelTemperingCD(ContrastiveDivergence):
                 flat = self._run_sampler(flat, steps, {}, generator, reset_schedulers=done == 0)
                 done, since = done + steps, since + steps
                 if since >= self.swap_every:
-                    flat = self._swap(flat.reshape(chains.shape), generator).reshape(flat.shape)
+                    swapped = self._swap(flat.reshape(chains.shape), generator, betas)
+                    flat = swapped.reshape(flat.shape)
                     since = 0
         self._steps_since_swap = since
         chains = flat.reshape(chains.shape)

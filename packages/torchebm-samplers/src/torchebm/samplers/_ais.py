@@ -283,6 +283,7 @@ class AnnealedImportanceSampling:
         self.n_leapfrog_steps = check_int("n_leapfrog_steps", n_leapfrog_steps, minimum=1)
         self.n_transition_steps = check_int("n_transition_steps", n_transition_steps, minimum=1)
         self.betas = _schedule(schedule, self.n_intermediate)
+        self._schedule_shown = schedule if isinstance(schedule, str) else "custom"  # for repr
         self.base_std = check_positive("base_std", base_std)
         if isinstance(base_mean, torch.Tensor):
             check_finite_tensor("base_mean", check_tensor("base_mean", base_mean, floating=True))
@@ -293,11 +294,13 @@ class AnnealedImportanceSampling:
         self.base_mean = base_mean
 
     def __repr__(self) -> str:
+        schedule = getattr(self, "_schedule_shown", None)  # absent from an older pickle
         return (
             f"{type(self).__name__}(model={type(self.model).__name__}, "
             f"n_intermediate={self.n_intermediate}, transition={self.transition!r}, "
             f"step_size={self.step_size}, n_leapfrog_steps={self.n_leapfrog_steps}, "
-            f"n_transition_steps={self.n_transition_steps}, base_std={self.base_std})"
+            f"n_transition_steps={self.n_transition_steps}, schedule={schedule!r}, "
+            f"base_mean={self.base_mean}, base_std={self.base_std})"
         )
 
     # ------------------------------------------------------------------ helpers
@@ -379,7 +382,7 @@ class AnnealedImportanceSampling:
         if reverse:  # log w += (b_k - b_{k-1}) (E - E0): E[w] = Z0 / Z
             betas = betas[::-1]
         log_w = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-        acc_sum, n_moves = 0.0, 0
+        acc_sum, n_moves = torch.zeros((), dtype=torch.float64, device=x.device), 0  # on device
         # outside an ambient autocast: the weights and the transitions' Metropolis tests
         # compare energies, which half precision rounds
         with torch.no_grad(), outside_autocast(x.device.type):
@@ -390,7 +393,7 @@ class AnnealedImportanceSampling:
                     energy.beta = betas[k]
                     x, acc = self._move_alive(kernel, energy, x, log_w, gen)
                     if acc is not None:
-                        acc_sum, n_moves = acc_sum + float(acc), n_moves + 1
+                        acc_sum, n_moves = acc_sum + acc, n_moves + 1
         _check_log_weights(log_w)
         log_z0 = 0.5 * x[0].numel() * math.log(2 * math.pi * self.base_std**2)
         lme, se, ess = _log_mean_exp_se(log_w)
@@ -411,7 +414,7 @@ class AnnealedImportanceSampling:
             log_weights=log_w,
             samples=x,
             effective_sample_size=ess,
-            acceptance_rate=None if n_moves == 0 else acc_sum / n_moves,
+            acceptance_rate=None if n_moves == 0 else float(acc_sum) / n_moves,
             direction="reverse" if reverse else "forward",
         )
 

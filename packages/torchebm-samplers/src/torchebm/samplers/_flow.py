@@ -31,6 +31,7 @@ from torchebm.core.errors import (
 )
 from torchebm.flows._utils import FIELD_CALL, check_model_object, explain_model_error
 from torchebm.integrators import resolve_integrator
+from torchebm.integrators._base_runge_kutta import _monotone_grid
 from torchebm.integrators._checked import check_field_dtype
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.interpolants import (
@@ -604,6 +605,8 @@ class FlowSampler(BaseSampler):
         if self.reverse:
             times.reverse()
         grid = torch.tensor(times, device=x.device, dtype=x.dtype)
+        if self._adaptive:  # once here: the adaptive solves in the loop skip the check
+            _monotone_grid(grid)  # (a half-precision grid may round two times together)
         conditioning = ctx.model_kwargs
         state = FlowState(x=x, t=grid[0], times=times, grid=grid)
         if not self._adaptive:  # the integrator's t at each step: views, made once
