@@ -106,7 +106,9 @@ def test_a_trainer_whose_optimizer_steps_none_of_the_model_is_refused():
 def test_a_trainer_whose_loss_holds_another_model_warns():
     # a warning: a loss may reach the model through an unregistered reference
     q, other = Quadratic(), Quadratic()
-    with pytest.warns(UserWarning, match=r"loss_fn \(MeanEnergy, built on Quadratic\) registers no"):
+    with pytest.warns(
+        UserWarning, match=r"loss_fn \(MeanEnergy, built on Quadratic\) registers no"
+    ):
         BaseTrainer(q, torch.optim.SGD(q.parameters(), lr=0.1), MeanEnergy(other))
 
 
