@@ -206,3 +206,22 @@ def test_grid_log_partition_under_an_ambient_autocast_is_exact():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         res = grid_log_partition(OffsetQuadratic())
     assert abs(float(res.log_z) - (math.log(2 * math.pi) - 1000.0)) < 1e-3
+
+
+def test_grid_nll_scores_a_plain_callable_in_the_grids_dtype():
+    # a lambda (the way to fix a label: grid_nll has no model_kwargs) over a float32 network
+    # was called on float64 data whatever dtype= said: "expects float32, got float64"
+    from torchebm.metrics import grid_log_partition, grid_nll
+    from torchebm.models import MLPEnergy
+
+    torch.manual_seed(0)
+    net = MLPEnergy(2)
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(1))
+    ext = ((-4.0, 4.0), (-4.0, 4.0))
+    by_module = grid_nll(net, x, extent=ext)
+    by_callable = grid_nll(lambda z: net(z), x, dtype=torch.float32, extent=ext)
+    assert by_callable.nll == pytest.approx(by_module.nll, abs=1e-5)
+    lz = grid_log_partition(lambda z: net(z), dtype=torch.float32, extent=ext)
+    assert grid_nll(lambda z: net(z), x, log_partition=lz).nll == pytest.approx(
+        by_module.nll, abs=1e-5
+    )

@@ -134,3 +134,27 @@ def test_density_integrates_to_one_over_the_window_when_mass_reaches_its_edges()
     np.testing.assert_allclose(landscape_values(X, X, Y, "density"), exact, rtol=3e-4)
     logp = landscape_values(X, X, Y, "log_density")
     np.testing.assert_allclose(logp, np.log(exact), atol=3e-4)
+
+
+class _LabelEnergy(torch.nn.Module):
+    """``E(x, y) = |x - c_y|^2 / 2`` with a centre per label."""
+
+    def forward(self, x, y):
+        centres = torch.tensor([[0.0, 0.0], [1.0, -1.0]], dtype=x.dtype)
+        return 0.5 * (x - centres[y]).square().sum(-1)
+
+
+def test_energy_grid_splits_per_point_conditioning_with_the_points():
+    # the points were chunked (batch_size) but not the conditioning: a per-point y of
+    # grid_size**2 rows failed once the grid needed two chunks, and one label was refused
+    n = 5
+    labels = (torch.arange(n * n) % 2).long()
+    X, Y, E = energy_grid(_LabelEnergy(), (-1, 1), grid_size=n, model_kwargs={"y": labels},
+                          batch_size=7)  # fmt: skip
+    pts = torch.tensor(np.stack([X.ravel(), Y.ravel()], axis=1))
+    want = _LabelEnergy()(pts, labels).numpy().reshape(X.shape)
+    np.testing.assert_allclose(E, want, rtol=1e-6)
+    _, _, E1 = energy_grid(_LabelEnergy(), (-1, 1), grid_size=n, model_kwargs={"y": torch.tensor(1)},
+                           batch_size=7)  # fmt: skip
+    want1 = _LabelEnergy()(pts, torch.ones(n * n, dtype=torch.long)).numpy().reshape(X.shape)
+    np.testing.assert_allclose(E1, want1, rtol=1e-6)

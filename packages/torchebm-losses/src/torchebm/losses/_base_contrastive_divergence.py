@@ -133,6 +133,12 @@ class BaseContrastiveDivergence(BaseLoss):
     The sampler is duck-typed: any object with
     ``sample(x=start, n_steps=k, model_kwargs=..., generator=...)`` returning a tensor
     shaped like ``start`` (``model_kwargs``/``generator`` are passed only when given).
+    A scheduled sampler hyper-parameter (``LangevinDynamics(step_size=LinearScheduler(...))``)
+    runs over the ``k_steps`` of each negative phase and restarts at the next call (each
+    ``sample()`` resets its schedules): it does not anneal across training, and
+    ``loss.step_schedulers()`` does not move it. To anneal over training, schedule the
+    loss's own parameters, or set the sampler's value between calls
+    (``sampler.step_size = ...``).
 
     Persistent mode keeps a replay buffer of ``buffer_size`` chains (IGEBM, Du & Mordatch
     2019; JEM, Grathwohl et al. 2020): a batch of ``B`` draws one uniform random row from

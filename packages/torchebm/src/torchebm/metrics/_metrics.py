@@ -1087,7 +1087,10 @@ def grid_nll(
             f"{type(log_partition).__name__}"
         )
     lz = log_partition if log_partition is not None else grid_log_partition(model, **grid_kwargs)
-    dtype, device = _model_place(model, None, None)
+    if isinstance(model, torch.nn.Module) or grid_kwargs:  # as the grid's own points
+        dtype, device = _model_place(model, grid_kwargs.get("dtype"), grid_kwargs.get("device"))
+    else:  # a plain callable (e.g. a lambda fixing a label) scores x as the caller gave it
+        dtype, device = x.dtype, x.device
     with torch.no_grad():
         e = model(x.detach().to(device=device, dtype=dtype)).to(torch.float64)
     if e.shape != (x.shape[0],):

@@ -85,6 +85,21 @@ def _grid_points(
 
 
 @torch.no_grad()
+def _grid_conditioning(kwargs: dict[str, Any], n: int, start: int, stop: int) -> dict[str, Any]:
+    """The conditioning of grid points ``start:stop`` of ``n``: a tensor of ``n`` rows (one per
+    point, in the grid's order) is sliced with them, a 0-d or one-row tensor (one condition for
+    the whole grid, e.g. a label) repeated for each; anything else passes as it is."""
+    out = {}
+    for key, value in kwargs.items():
+        if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == n:
+            value = value[start:stop]
+        elif isinstance(value, torch.Tensor) and (value.ndim == 0 or value.shape[0] == 1):
+            row = value.reshape(1, *value.shape[1:])
+            value = row.expand(stop - start, *row.shape[1:])
+        out[key] = value
+    return out
+
+
 def energy_grid(
     model: Callable[..., torch.Tensor],
     xlim: Sequence[float] = (-3.0, 3.0),
@@ -105,7 +120,9 @@ def energy_grid(
         xlim: Range ``(lo, hi)`` of the first coordinate.
         ylim: Range of the second coordinate (default: ``xlim``).
         grid_size: Points per axis (``>= 2``).
-        model_kwargs: Conditioning forwarded as ``model(x, **model_kwargs)``.
+        model_kwargs: Conditioning forwarded as ``model(x, **model_kwargs)``: a tensor of
+            ``grid_size**2`` rows (one per point, in the order of ``E.ravel()``) is split with
+            the points; a 0-d or one-row tensor (one label for the landscape) is repeated.
         batch_size: Grid points per model call.
 
     Returns:
@@ -128,7 +145,8 @@ def energy_grid(
     chunks = []
     for start in range(0, pts.shape[0], batch_size):
         chunk = pts[start : start + batch_size]
-        e = check_energies("model", model(chunk, **conditioning), chunk.shape[0])
+        kwargs = _grid_conditioning(conditioning, pts.shape[0], start, start + chunk.shape[0])
+        e = check_energies("model", model(chunk, **kwargs), chunk.shape[0])
         chunks.append(e.detach().to("cpu", torch.float64))
     E = torch.cat(chunks).numpy().reshape(X.shape)
     return X, Y, E
@@ -154,7 +172,8 @@ def vector_field_grid(
         ylim: Range of the second coordinate (default: ``xlim``).
         grid_size: Points per axis.
         t: Time fed to the field (``None``: call ``field(x)``).
-        model_kwargs: Conditioning forwarded as keyword arguments.
+        model_kwargs: Conditioning forwarded as keyword arguments (one row per point, or a
+            0-d or one-row tensor repeated, as in `energy_grid`).
 
     Returns:
         ``(X, Y, U, V)`` arrays of shape ``(grid_size, grid_size)``: grid coordinates and
@@ -168,7 +187,7 @@ def vector_field_grid(
         (1.0, 1.0)
     """
     X, Y, pts = _grid_points(field, xlim, ylim, grid_size)
-    conditioning = model_kwargs or {}
+    conditioning = _grid_conditioning(model_kwargs or {}, pts.shape[0], 0, pts.shape[0])
     if t is None:
         out = field(pts, **conditioning)
     else:
