@@ -339,3 +339,20 @@ def test_a_models_own_autograd_gradient_runs_in_the_langevin_chains():
     em = EnergyMatchingLoss(AutogradQuadratic(), lambda_cd=1.0, n_langevin_steps=3)
     loss = em(torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
     assert torch.isfinite(loss)
+
+
+def test_a_models_own_autograd_gradient_runs_under_inference_mode():
+    from torchebm.core import BaseModel
+
+    class AutogradQuadratic(BaseModel):
+        def forward(self, x):
+            return 0.5 * x.square().sum(-1)
+
+        def gradient(self, x, model_kwargs=None):
+            x = x.detach().requires_grad_(True)
+            return torch.autograd.grad(self(x).sum(), x)[0]
+
+    em = EnergyMatchingLoss(AutogradQuadratic(), lambda_cd=1.0, n_langevin_steps=3)
+    with torch.inference_mode():
+        loss = em(torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
+    assert torch.isfinite(loss)

@@ -49,3 +49,14 @@ def test_half_precision_log_likelihood_matches_the_gaussian_closed_form(
     err = (r.log_likelihood.to(F64) - ref).abs().max()
     assert err < tol, (r.log_likelihood, ref)
     assert r.log_likelihood.dtype == torch.float32
+
+
+def test_a_time_window_narrower_than_the_dtypes_resolution_is_refused():
+    # the solve skipped the grid check inside its checked block: [0.5, 0.5] in float32
+    # integrated nothing and returned a zero log-determinant, in silence
+    from torchebm.core.errors import ConfigurationError
+    from torchebm.flows import probability_flow_log_likelihood
+
+    with pytest.raises(ConfigurationError, match="strictly increasing or strictly decreasing"):
+        probability_flow_log_likelihood(lambda x, t: -x, torch.randn(4, 2), t_noise=0.5,
+                                        t_data=0.5 + 1e-9)  # fmt: skip

@@ -52,3 +52,13 @@ def test_an_own_gradient_over_parameters_keeps_no_graph_in_the_sampler():
     sampler = HamiltonianMonteCarlo(_ClosedFormOverParameters(), step_size=0.1, n_leapfrog_steps=2)
     g = sampler.model_gradient(torch.ones(4, 3))
     assert not g.requires_grad and torch.equal(g, torch.full((4, 3), 2.0))
+
+
+def test_an_autograd_gradient_override_runs_under_inference_mode():
+    # enable_grad() alone does not leave inference mode: the override's requires_grad_ on
+    # an inference tensor failed as before
+    x0 = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    sampler = GradientDescentSampler(_AutogradQuadratic(), step_size=0.1)
+    with torch.inference_mode():
+        out = sampler.sample(x=x0.clone(), n_steps=3)
+    torch.testing.assert_close(out, x0 * 0.9**3)

@@ -154,7 +154,18 @@ def test_energy_grid_splits_per_point_conditioning_with_the_points():
     pts = torch.tensor(np.stack([X.ravel(), Y.ravel()], axis=1))
     want = _LabelEnergy()(pts, labels).numpy().reshape(X.shape)
     np.testing.assert_allclose(E, want, rtol=1e-6)
+    # a 0-d tensor (one label; or a scale the model broadcasts) passes to every call as it is
+    _, _, Es = energy_grid(lambda x, s: (x / s).square().sum(-1), (-1, 1), grid_size=n,
+                           model_kwargs={"s": torch.tensor(2.0)}, batch_size=7)  # fmt: skip
+    np.testing.assert_allclose(Es, (pts / 2.0).square().sum(-1).numpy().reshape(X.shape))
     _, _, E1 = energy_grid(_LabelEnergy(), (-1, 1), grid_size=n, model_kwargs={"y": torch.tensor(1)},
                            batch_size=7)  # fmt: skip
     want1 = _LabelEnergy()(pts, torch.ones(n * n, dtype=torch.long)).numpy().reshape(X.shape)
     np.testing.assert_allclose(E1, want1, rtol=1e-6)
+
+
+def test_energy_grid_runs_the_model_without_autograd():
+    # a helper inserted under the @torch.no_grad() line took the decorator from energy_grid
+    seen = []
+    energy_grid(lambda x: seen.append(torch.is_grad_enabled()) or x.square().sum(-1), grid_size=4)
+    assert seen == [False]

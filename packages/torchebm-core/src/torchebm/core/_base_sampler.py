@@ -366,12 +366,12 @@ class BaseSampler(Schedulable, TorchEBMModule):
         models; a DDP model's module's: DDP's forward is for training), else one autograd call."""
         ddp = isinstance(model := self.model, torch.nn.parallel.DistributedDataParallel)
         grad_fn = getattr(model.module if ddp else model, "gradient", None)
-        if grad_fn is not None:  # in grad mode, as called directly (an override may use autograd)
-            with torch.enable_grad():  # detached: a closed form over parameters keeps no graph
-                g = (grad_fn(x, model_kwargs=model_kwargs) if model_kwargs else grad_fn(x)).detach()
-        else:
-            with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
-                xg = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad():  # an inference x is copied
+            z = x.clone() if x.is_inference() else x.detach()
+            if grad_fn is not None:  # grad mode, as called directly: an override may use autograd
+                g = (grad_fn(z, model_kwargs=model_kwargs) if model_kwargs else grad_fn(z)).detach()
+            else:  # (its result detached: a closed form over parameters keeps no graph)
+                xg = z.requires_grad_(True)
                 e = check_energies(type(model).__name__, model(xg, **(model_kwargs or {})), len(x))
                 g = energy_gradient(e, xg, getattr(model, "__qualname__", type(model).__name__))
         if g.shape != x.shape:

@@ -39,7 +39,7 @@ from torchebm.core.errors import (
 )
 from torchebm.flows._utils import FIELD_CALL, explain_model_error
 from torchebm.integrators import resolve_integrator
-from torchebm.integrators._base_runge_kutta import _check_tolerances
+from torchebm.integrators._base_runge_kutta import _check_tolerances, _monotone_grid
 from torchebm.integrators._checked import checked_inputs
 from torchebm.integrators._state import autograd_ready
 from torchebm.interpolants import resolve_interpolant
@@ -480,11 +480,12 @@ def _solve(solver, field, x, eps, t0: float, t1: float, n_steps) -> tuple:
         return torch.cat([v.reshape(b, d), div[:, None]], dim=1).to(wide)
 
     state = torch.cat([x.reshape(b, d), x.new_zeros(b, 1)], dim=1).to(wide)
+    if solver.adaptive:
+        grid, steps = torch.tensor([t1, t0], dtype=wide, device=x.device), {}
+    else:
+        grid = torch.linspace(t1, t0, n_steps + 1, dtype=wide, device=x.device)
+        steps = {"n_steps": n_steps}
+    _monotone_grid(grid)  # here: integrate skips it under checked_inputs (a window < 1 ulp)
     with checked_inputs():  # x was checked on entry; the field sees the grid's times only
-        if solver.adaptive:
-            grid = torch.tensor([t1, t0], dtype=wide, device=x.device)
-            out = solver.integrate({"x": state}, drift=drift, t=grid)["x"]
-        else:
-            grid = torch.linspace(t1, t0, n_steps + 1, dtype=wide, device=x.device)
-            out = solver.integrate({"x": state}, n_steps=n_steps, drift=drift, t=grid)["x"]
+        out = solver.integrate({"x": state}, drift=drift, t=grid, **steps)["x"]
     return out[:, :d].reshape(shape), out[:, d], int(getattr(solver, "nfe", 0))

@@ -150,7 +150,7 @@ def _check_grid(t: Any, x: torch.Tensor) -> torch.Tensor:
             f"t must be a 1D tensor with length >= 2, got shape {tuple(t.shape)}"
         )
     t = t.to(device=x.device, dtype=x.dtype)
-    return t if _CHECKED.get() else _monotone_grid(t)  # a sampler's loop checked its grid once
+    return t if _CHECKED.get() else _monotone_grid(t)  # a checked block checked its grid once
 
 
 def _end_time_shift(

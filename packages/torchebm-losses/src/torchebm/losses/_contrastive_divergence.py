@@ -603,7 +603,8 @@ class ParallelTemperingCD(ContrastiveDivergence):
             )
         n_rep, n = chains.shape[0], chains.shape[1]
         # one host-to-device copy per call (not per swap round: each copy waits on a GPU)
-        betas = self.inverse_temperatures.to(device=chains.device)
+        wide = torch.float32 if chains.device.type == "mps" else torch.float64  # MPS: no float64
+        betas = self.inverse_temperatures.to(device=chains.device, dtype=wide)
         beta = (betas * self.base_temperature).to(chains.dtype).repeat_interleave(n)  # 1 / T_r
         flat = chains.reshape(n_rep * n, *chains.shape[2:])
         done, since = 0, min(self._steps_since_swap, self.swap_every - 1)  # swap_every reset

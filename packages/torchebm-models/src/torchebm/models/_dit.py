@@ -222,7 +222,9 @@ class DiT(nn.Module):
             x: Images.
             t: Times `(B,)` (or one time, a number or 0-d), embedded by ``t_embedder``.
             y: Labels `(B,)` (models with a label embedder); dropped to the null class with
-                ``class_dropout_prob`` in training mode.
+                ``class_dropout_prob`` in training mode. Leaving it out adds no label
+                embedding: that is not the unconditional field label dropout trains (pass
+                ``y`` full of the null label, ``num_classes``, for that one).
             cond: Precomputed conditioning `(B, cond_dim)`, added to the others.
 
         Raises:

@@ -84,22 +84,19 @@ def _grid_points(
     return X, Y, pts
 
 
-@torch.no_grad()
 def _grid_conditioning(kwargs: dict[str, Any], n: int, start: int, stop: int) -> dict[str, Any]:
     """The conditioning of grid points ``start:stop`` of ``n``: a tensor of ``n`` rows (one per
-    point, in the grid's order) is sliced with them, a 0-d or one-row tensor (one condition for
-    the whole grid, e.g. a label) repeated for each; anything else passes as it is."""
+    point, in the grid's order) is sliced with them; anything else (a 0-d or one-row tensor
+    the model broadcasts, a number) passes as it is."""
     out = {}
     for key, value in kwargs.items():
         if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == n:
             value = value[start:stop]
-        elif isinstance(value, torch.Tensor) and (value.ndim == 0 or value.shape[0] == 1):
-            row = value.reshape(1, *value.shape[1:])
-            value = row.expand(stop - start, *row.shape[1:])
         out[key] = value
     return out
 
 
+@torch.no_grad()
 def energy_grid(
     model: Callable[..., torch.Tensor],
     xlim: Sequence[float] = (-3.0, 3.0),
@@ -122,7 +119,8 @@ def energy_grid(
         grid_size: Points per axis (``>= 2``).
         model_kwargs: Conditioning forwarded as ``model(x, **model_kwargs)``: a tensor of
             ``grid_size**2`` rows (one per point, in the order of ``E.ravel()``) is split with
-            the points; a 0-d or one-row tensor (one label for the landscape) is repeated.
+            the points (any tensor of that length is taken as per point); anything else,
+            e.g. one label as a 0-d tensor, is passed to every call as it is.
         batch_size: Grid points per model call.
 
     Returns:
@@ -172,8 +170,7 @@ def vector_field_grid(
         ylim: Range of the second coordinate (default: ``xlim``).
         grid_size: Points per axis.
         t: Time fed to the field (``None``: call ``field(x)``).
-        model_kwargs: Conditioning forwarded as keyword arguments (one row per point, or a
-            0-d or one-row tensor repeated, as in `energy_grid`).
+        model_kwargs: Conditioning forwarded as keyword arguments.
 
     Returns:
         ``(X, Y, U, V)`` arrays of shape ``(grid_size, grid_size)``: grid coordinates and
@@ -187,7 +184,7 @@ def vector_field_grid(
         (1.0, 1.0)
     """
     X, Y, pts = _grid_points(field, xlim, ylim, grid_size)
-    conditioning = _grid_conditioning(model_kwargs or {}, pts.shape[0], 0, pts.shape[0])
+    conditioning = model_kwargs or {}
     if t is None:
         out = field(pts, **conditioning)
     else:
