@@ -326,15 +326,7 @@ def test_state_dict_of_0_8_9_loads_strictly():
 def test_a_models_own_autograd_gradient_runs_in_the_langevin_chains():
     # the chains called it under torch.no_grad(): autograd's bare "element 0 of tensors does
     # not require grad" (the samplers' same failure was fixed; this loop kept it)
-    from torchebm.core import BaseModel
-
-    class AutogradQuadratic(BaseModel):
-        def forward(self, x):
-            return 0.5 * x.square().sum(-1)
-
-        def gradient(self, x, model_kwargs=None):
-            x = x.detach().requires_grad_(True)
-            return torch.autograd.grad(self(x).sum(), x)[0]
+    from _support.own_gradient import AutogradQuadratic
 
     em = EnergyMatchingLoss(AutogradQuadratic(), lambda_cd=1.0, n_langevin_steps=3)
     loss = em(torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
@@ -342,15 +334,7 @@ def test_a_models_own_autograd_gradient_runs_in_the_langevin_chains():
 
 
 def test_a_models_own_autograd_gradient_runs_under_inference_mode():
-    from torchebm.core import BaseModel
-
-    class AutogradQuadratic(BaseModel):
-        def forward(self, x):
-            return 0.5 * x.square().sum(-1)
-
-        def gradient(self, x, model_kwargs=None):
-            x = x.detach().requires_grad_(True)
-            return torch.autograd.grad(self(x).sum(), x)[0]
+    from _support.own_gradient import AutogradQuadratic
 
     em = EnergyMatchingLoss(AutogradQuadratic(), lambda_cd=1.0, n_langevin_steps=3)
     with torch.inference_mode():

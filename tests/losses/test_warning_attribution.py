@@ -48,10 +48,16 @@ def _only(caught, text):
     return hits[0]
 
 
-def test_bare_conditioning_deprecation_names_the_loss_call():
+def _fresh_bare_kwargs_loss():
+    """A flow-matching loss and a batch, with its once-per-process bare-keyword warnings
+    (keyed by the names passed) forgotten."""
     for key in [k for k in _WARNED if k.startswith("FlowMatchingLoss.bare_model_kwargs")]:
         _WARNED.discard(key)
-    loss, x = FlowMatchingLoss(_Velocity()), torch.randn(8, 2)
+    return FlowMatchingLoss(_Velocity()), torch.randn(8, 2)
+
+
+def test_bare_conditioning_deprecation_names_the_loss_call():
+    loss, x = _fresh_bare_kwargs_loss()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         line = sys._getframe().f_lineno + 1
@@ -142,9 +148,7 @@ def test_trainer_warnings_name_the_users_call():
 def test_bare_conditioning_with_other_names_warns_again():
     # the once-per-process key was the loss's alone: bare `label=` warned, a later bare
     # `scale=` (other names) did not
-    for key in [k for k in _WARNED if k.startswith("FlowMatchingLoss.bare_model_kwargs")]:
-        _WARNED.discard(key)
-    loss, x = FlowMatchingLoss(_Velocity()), torch.randn(8, 2)
+    loss, x = _fresh_bare_kwargs_loss()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loss(x, label=1)

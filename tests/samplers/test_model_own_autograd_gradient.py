@@ -4,25 +4,15 @@ directly (the loop runs under ``torch.no_grad()``; autograd then raised a bare R
 from __future__ import annotations
 
 import torch
+from _support.own_gradient import AutogradQuadratic
 
 from torchebm.core import BaseModel
 from torchebm.samplers import GradientDescentSampler
 
 
-class _AutogradQuadratic(BaseModel):
-    """$E(x) = \\tfrac12 |x|^2$ with a ``gradient`` of its own, by autograd."""
-
-    def forward(self, x):
-        return 0.5 * x.square().sum(-1)
-
-    def gradient(self, x, model_kwargs=None):
-        x = x.detach().requires_grad_(True)
-        return torch.autograd.grad(self(x).sum(), x)[0]
-
-
 def test_an_autograd_gradient_override_runs_in_the_sampler_loop():
     x0 = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
-    sampler = GradientDescentSampler(_AutogradQuadratic(), step_size=0.1)
+    sampler = GradientDescentSampler(AutogradQuadratic(), step_size=0.1)
     with torch.no_grad():  # also when the user samples under no_grad
         out = sampler.sample(x=x0.clone(), n_steps=5)
     # gradient descent on the quadratic: x' = x - h x, five times
@@ -58,7 +48,7 @@ def test_an_autograd_gradient_override_runs_under_inference_mode():
     # enable_grad() alone does not leave inference mode: the override's requires_grad_ on
     # an inference tensor failed as before
     x0 = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
-    sampler = GradientDescentSampler(_AutogradQuadratic(), step_size=0.1)
+    sampler = GradientDescentSampler(AutogradQuadratic(), step_size=0.1)
     with torch.inference_mode():
         out = sampler.sample(x=x0.clone(), n_steps=3)
     torch.testing.assert_close(out, x0 * 0.9**3)
