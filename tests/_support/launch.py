@@ -29,9 +29,10 @@ def launch(
     """Start ``world`` gloo ranks of ``worker`` (file:// rendezvous) and load their results.
 
     A rank killed by a signal (a crash inside gloo's C++ threads, not a Python failure of
-    the worker) is retried once in a fresh directory; any other failure fails at once.
-    ``timeout`` only catches a hang: a loaded CI machine needs minutes to import torch and
-    build the process group on every rank. ``torchrun=True`` starts the ranks with
+    the worker) or a run past ``timeout`` (a hang; CI saw one once in the torch-2.4 session
+    while the same file passed in 17 s alone) is retried once in a fresh directory; any
+    other failure, or a second hang, fails. ``timeout`` only catches a hang: a loaded CI
+    machine needs minutes to import torch and build the process group on every rank. ``torchrun=True`` starts the ranks with
     ``torchrun --standalone --nproc-per-node=world`` instead.
     """
     start = _start_torchrun if torchrun else _start_ranks
@@ -40,13 +41,16 @@ def launch(
         run_dir.mkdir()
         procs, logs = start(worker, run_dir, world), []
         deadline = time.monotonic() + timeout
-        for p in procs:
-            try:
+        try:
+            for p in procs:
                 logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
-            except subprocess.TimeoutExpired:
-                for q in procs:
-                    q.kill()
-                raise
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+                q.communicate()  # reaped, its pipe closed
+            if attempt == 0:
+                continue
+            raise
         codes = [p.returncode for p in procs]
         if torchrun:  # torchrun's failure report names each child's exit code
             codes = [int(c) for c in re.findall(r"exitcode\s*:\s*(-?\d+)", logs[0])] or codes
