@@ -122,14 +122,16 @@ def resolve_backend(force: Any, x: torch.Tensor, compiling: bool | None = None) 
             return "eager"
         if compiling if compiling is not None else torch.compiler.is_compiling():
             return "eager"
-        if not triton_available() and (broken := triton_import_error()) is not None:
+        if triton_available():
+            return "triton"
+        if (broken := triton_import_error()) is not None:
             warn_once(
                 "torchebm.cuda.broken_triton",
                 f"triton is installed but `import triton` failed ({broken}): the fused kernels "
                 "are off and the eager fallback runs",
                 RuntimeWarning,
             )
-        return "triton" if triton_available() else "eager"
+        return "eager"
     if not triton_available():
         raise _triton_missing("force='triton'")
     if x.device.type == "cuda":

@@ -266,9 +266,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
 
         def drift(z, t):
             if own is not None:  # in grad mode, as called directly (it may use autograd)
-                with torch.inference_mode(False), torch.enable_grad():
-                    za = autograd_ready(z)
-                    g = own(za, model_kwargs=conditioning) if conditioning else own(za)
+                g = own(z, model_kwargs=conditioning) if conditioning else own(z)
             else:
                 with torch.inference_mode(False), torch.enable_grad():
                     zg = autograd_ready(z).detach().requires_grad_(True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -163,6 +164,11 @@ def own_gradient(model: Any) -> Callable[..., torch.Tensor] | None:
     r"""The $\nabla_x E$ that ``model`` provides itself (its callable ``gradient``), else
     ``None`` (the caller differentiates the energy with autograd).
 
+    It is called as when called directly: in grad mode and outside inference mode (an
+    inference ``x`` is copied), its result detached, so an override that takes the gradient
+    by autograd works under the ``torch.no_grad()`` of a sampler's or a loss's loop (as
+    `BaseSampler.model_gradient` calls it), and a closed form over parameters keeps no graph.
+
     A ``DistributedDataParallel`` wrapper has no ``gradient``: its module's is returned (as
     `BaseSampler.model_gradient` does; DDP's forward is for training, and an autograd
     gradient through it lost a closed-form or explicit one). ``DataParallel`` is not
@@ -175,4 +181,13 @@ def own_gradient(model: Any) -> Callable[..., torch.Tensor] | None:
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = model.module
     grad = getattr(model, "gradient", None)
-    return grad if callable(grad) else None
+    if not callable(grad):
+        return None
+
+    @functools.wraps(grad)
+    def as_called_directly(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        with torch.inference_mode(False), torch.enable_grad():
+            g = grad(autograd_ready(x), *args, **kwargs)
+        return g.detach() if isinstance(g, torch.Tensor) else g  # a non-tensor: named by callers
+
+    return as_called_directly
