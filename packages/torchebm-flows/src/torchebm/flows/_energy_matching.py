@@ -44,7 +44,7 @@ from torchebm.flows._utils import (
 from torchebm.integrators import EulerMaruyamaIntegrator
 from torchebm.integrators._checked import checked_inputs
 from torchebm.integrators._compat_089 import Old089, accept_089_pickle
-from torchebm.integrators._state import autograd_ready, own_gradient
+from torchebm.integrators._state import autograd_ready, call_own_gradient, own_gradient
 
 __all__ = ["EnergyMatchingLoss"]
 
@@ -266,7 +266,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
 
         def drift(z, t):
             if own is not None:  # in grad mode, as called directly (it may use autograd)
-                g = own(z, model_kwargs=conditioning) if conditioning else own(z)
+                kw = {"model_kwargs": conditioning} if conditioning else {}
+                g = call_own_gradient(own, z, **kw)
             else:
                 with torch.inference_mode(False), torch.enable_grad():
                     zg = autograd_ready(z).detach().requires_grad_(True)

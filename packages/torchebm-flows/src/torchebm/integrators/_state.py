@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -162,12 +161,8 @@ def autograd_ready(value: Any) -> Any:
 
 def own_gradient(model: Any) -> Callable[..., torch.Tensor] | None:
     r"""The $\nabla_x E$ that ``model`` provides itself (its callable ``gradient``), else
-    ``None`` (the caller differentiates the energy with autograd).
-
-    It is called as when called directly: in grad mode and outside inference mode (an
-    inference ``x`` is copied), its result detached, so an override that takes the gradient
-    by autograd works under the ``torch.no_grad()`` of a sampler's or a loss's loop (as
-    `BaseSampler.model_gradient` calls it), and a closed form over parameters keeps no graph.
+    ``None`` (the caller differentiates the energy with autograd). Call it through
+    `call_own_gradient`.
 
     A ``DistributedDataParallel`` wrapper has no ``gradient``: its module's is returned (as
     `BaseSampler.model_gradient` does; DDP's forward is for training, and an autograd
@@ -181,13 +176,16 @@ def own_gradient(model: Any) -> Callable[..., torch.Tensor] | None:
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = model.module
     grad = getattr(model, "gradient", None)
-    if not callable(grad):
-        return None
+    return grad if callable(grad) else None
 
-    @functools.wraps(grad)
-    def as_called_directly(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        with torch.inference_mode(False), torch.enable_grad():
-            g = grad(autograd_ready(x), *args, **kwargs)
-        return g.detach() if isinstance(g, torch.Tensor) else g  # a non-tensor: named by callers
 
-    return as_called_directly
+def call_own_gradient(grad: Callable[..., Any], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """``grad(x, ...)``, a model's own gradient (from `own_gradient`), as when called directly:
+    in grad mode and outside inference mode (an inference ``x`` is copied), its result
+    detached. An override that takes the gradient by autograd then works under the
+    ``torch.no_grad()`` of a sampler's or a loss's loop (as `BaseSampler.model_gradient`
+    calls it), and a closed form over parameters keeps no graph. A non-tensor result is
+    returned as it is, for the caller to name."""
+    with torch.inference_mode(False), torch.enable_grad():
+        g = grad(autograd_ready(x), *args, **kwargs)
+    return g.detach() if isinstance(g, torch.Tensor) else g

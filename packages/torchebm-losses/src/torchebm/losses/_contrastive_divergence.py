@@ -22,7 +22,7 @@ from torchebm.core.errors import (
     check_positive,
 )
 from torchebm.flows._utils import outside_autocast
-from torchebm.integrators._state import own_gradient
+from torchebm.integrators._state import call_own_gradient, own_gradient
 from torchebm.losses._base_contrastive_divergence import BaseContrastiveDivergence
 from torchebm.losses._positional_089 import split_dtype
 
@@ -325,7 +325,8 @@ class _TemperedModel(BaseModel):
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         inner = own_gradient(self.model)  # a DDP model's module's
         if inner is not None:
-            g = inner(x, model_kwargs=model_kwargs) if model_kwargs else inner(x)
+            kw = {"model_kwargs": model_kwargs} if model_kwargs else {}
+            g = call_own_gradient(inner, x, **kw)
             return g * self._beta_like(g)
         return super().gradient(x, model_kwargs)
 

@@ -42,7 +42,7 @@ from torchebm.flows._utils import (
     explain_model_error,
     outside_autocast,
 )
-from torchebm.integrators._state import autograd_ready, own_gradient
+from torchebm.integrators._state import autograd_ready, call_own_gradient, own_gradient
 from torchebm.samplers._hmc import HamiltonianMonteCarlo
 from torchebm.samplers._langevin import LangevinDynamics
 
@@ -123,7 +123,8 @@ class _AnnealedEnergy(BaseModel):
         gradient)."""
         grad = own_gradient(self.target)
         if grad is not None:
-            g = grad(x, self.model_kwargs) if self.model_kwargs else grad(x)
+            kwargs = (self.model_kwargs,) if self.model_kwargs else ()  # positional, as before
+            g = call_own_gradient(grad, x, *kwargs)
             if not isinstance(g, torch.Tensor) or g.shape != x.shape:
                 got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
                 raise ShapeError(
