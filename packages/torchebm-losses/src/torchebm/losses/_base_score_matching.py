@@ -220,8 +220,9 @@ class BaseScoreMatching(BaseLoss):
         noise: torch.Tensor | None = None,
         model_kwargs: dict | None = None,
     ) -> torch.Tensor:
-        r"""The model score $s_\theta(\tilde x) = -\nabla_x E_\theta(\tilde x)$,
-        $\tilde x = x + \text{noise}$ (differentiable, ``create_graph=True``).
+        r"""The energy gradient $\nabla_x E_\theta(\tilde x)$, $\tilde x = x + \text{noise}$
+        (differentiable, ``create_graph=True``): torchebm 0.8.9's meaning, kept for its
+        subclasses, although the model score $s_\theta = -\nabla_x E_\theta$ is its negative.
 
         Args:
             x: Samples `(B, *event)`.
@@ -229,7 +230,7 @@ class BaseScoreMatching(BaseLoss):
             model_kwargs: Conditioning of the model, or ``None``.
         """
         xt = x if noise is None else x + noise
-        return -self.energy_gradient(xt.detach().requires_grad_(True), model_kwargs)
+        return self.energy_gradient(xt.detach().requires_grad_(True), model_kwargs)
 
     def perturb_data(
         self, x: torch.Tensor, generator: torch.Generator | None = None
