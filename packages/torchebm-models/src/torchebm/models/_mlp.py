@@ -159,7 +159,8 @@ def _frequencies(n: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def fourier_time_features(t: torch.Tensor, n_frequencies: int) -> torch.Tensor:
-    r"""Features $[t, \sin(2^k \pi t), \cos(2^k \pi t)]_{k<K}$ of times ``t`` ``(B,)``.
+    r"""Features $[t, (\sin 2^k \pi t)_{k<K}, (\cos 2^k \pi t)_{k<K}]$ of times ``t`` ``(B,)``:
+    the $K$ sines, then the $K$ cosines.
 
     Suited to flow times in $[0, 1]$: the slowest pair has period 2, each next one
     doubles the frequency.
