@@ -181,15 +181,21 @@ def test_stratified_reads():
         assert strata.tolist() == [0, 1, 2, 3]
 
 
-def test_stratified_reads_reach_every_row_when_the_batch_does_not_divide_the_buffer():
-    # 10 rows, batches of 4: strata [0, 2), [2, 5), [5, 7), [7, 10) (bounds floor(10 i / 4));
-    # one uniform row per stratum, so row r is drawn with probability 1 / width. Strata of
-    # width 10 // 4 = 2 left rows 8 and 9 unread: the chains written there were never continued
-    pcd = make_pcd(10)
+@pytest.mark.parametrize(
+    "size, bounds",
+    [(10, [0, 2, 5, 7, 10]), (12, [0, 3, 6, 9, 12])],
+    ids=["batch_does_not_divide", "batch_divides"],
+)
+def test_stratified_reads_reach_every_row_of_their_stratum_uniformly(size, bounds):
+    # batches of 4: strata [floor(size i / 4), floor(size (i + 1) / 4)); one uniform row per
+    # stratum, so row r is drawn with probability 1 / width. With 10 rows, strata of width
+    # 10 // 4 = 2 left rows 8 and 9 unread (the chains written there were never continued);
+    # with 12 rows, a draw below width - 1 would leave every third row unread
+    pcd = make_pcd(size)
     pcd.initialize_buffer((1,))
-    pcd.replay_buffer.copy_(torch.arange(10.0).unsqueeze(1))
-    bounds, draws = [0, 2, 5, 7, 10], 2000
-    counts = torch.zeros(10)
+    pcd.replay_buffer.copy_(torch.arange(float(size)).unsqueeze(1))
+    draws = 2000
+    counts = torch.zeros(size)
     g = gen(0)
     for _ in range(draws):
         rows = pcd.get_start_points(torch.zeros(4, 1), generator=g).squeeze(1).long()
