@@ -38,3 +38,19 @@ def test_restart_fraction_and_noise_scale_are_the_requested_ones():
     n_fresh = int(fresh.sum())
     std = start[fresh].double().std().item()
     assert abs(std - SCALE) < 4 * SCALE / math.sqrt(2 * n_fresh)  # 4 sd = 0.033
+
+
+def test_initial_buffer_is_noise_of_the_requested_scale():
+    # the buffer starts as N(0, s^2 I): the constructor's init_noise_scale, or the one given
+    # to initialize_buffer (4 standard errors of a std over 2 x 40,000 draws: 0.7% of s)
+    for given, expected in ((None, SCALE), (0.5, 0.5)):
+        model = Quadratic(1.0)
+        pcd = PersistentContrastiveDivergence(
+            model, TinyLangevin(model), buffer_size=N, init_noise_scale=SCALE
+        )
+        buf = pcd.initialize_buffer(
+            (2,), init_noise_scale=given, generator=torch.Generator().manual_seed(0)
+        ).double()
+        n = buf.numel()
+        assert abs(buf.mean().item()) < 4 * expected / math.sqrt(n)
+        assert abs(buf.std().item() - expected) < 4 * expected / math.sqrt(2 * n), given
