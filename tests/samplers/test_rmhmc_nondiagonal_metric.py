@@ -2,8 +2,8 @@
 
 Every metric in the suite is diagonal, where L = L^T: drawing the momentum as L^T xi
 (covariance L^T L) instead of L xi (covariance G = L L^T) goes unseen. Here G has a
-large off-diagonal term, so L^T L != G and that error moves the second moments by about 20 standard errors
-(5 steps from exact starts; 5 standard errors is the tolerance).
+large off-diagonal term, so L^T L != G and that error moves the second moments by about
+20 standard errors (5 steps from exact starts; 5 standard errors is the tolerance).
 """
 
 import math
