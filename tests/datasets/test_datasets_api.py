@@ -288,3 +288,18 @@ def test_a_seed_outside_the_generators_range_is_refused_and_changes_nothing():
     assert d.seed == 0 and torch.equal(d.data, before)
     for edge in (2**64 - 1, -(2**63)):  # the ends of the range work
         assert CircleDataset(5, seed=edge).data.shape == (5, 2)
+
+
+def test_eight_gaussians_keeps_the_0_8_9_attributes():
+    # torchebm 0.8.9's EightGaussiansDataset had `n_components` and `centers_torch`, the
+    # centres in this order, scaled, float32 on the CPU
+    d = EightGaussiansDataset(n_samples=800, scale=3.0, seed=0, dtype=torch.float64)
+    h = 3.0 / 2**0.5
+    expected = torch.tensor(
+        [[3, 0], [-3, 0], [0, 3], [0, -3], [h, h], [h, -h], [-h, h], [-h, -h]]
+    ).float()
+    assert d.n_components == 8
+    torch.testing.assert_close(d.centers_torch, expected)
+    # every point is near the centre it was drawn around (std 0.02: within 0.2)
+    nearest = torch.cdist(d.data.float(), expected).amin(1)
+    assert float(nearest.max()) < 0.2

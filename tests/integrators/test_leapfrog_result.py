@@ -92,8 +92,30 @@ def test_result_reads_like_the_dict_of_torchebm_089():
     out["p"] = -out["p"]  # 0.8.9 code reversed the momentum of the returned dict
     back = lf.integrate(out, 0.1, 5, drift=lambda x, t: -x)
     torch.testing.assert_close(back["x"], state["x"], rtol=0, atol=1e-12)
-    with pytest.raises(KeyError, match="no field 'q'"):
-        out["q"] = out.x
+
+
+def test_result_takes_the_dict_methods_that_089_code_calls():
+    # 0.8.9 returned a plain dict: code copied it, added keys, updated and popped them
+    lf = LeapfrogIntegrator(dtype=F64)
+    out = lf.integrate(_state(seed=1), 0.1, 5, drift=lambda x, t: -x)
+    copied = out.copy()
+    assert type(copied) is dict and set(copied) == {"x", "p", "gradient"}
+    assert copied["x"] is out.x
+    out["t"] = 0.5  # a key beside the fields
+    out.update(step=3)
+    assert out["t"] == 0.5 and out.pop("step") == 3 and "step" not in out
+    assert out.setdefault("t", 1.0) == 0.5 and out.setdefault("u", 2.0) == 2.0
+    assert sorted(out) == ["gradient", "p", "t", "u", "x"] and {**out}["u"] == 2.0
+    assert torch.equal(out.pop("gradient"), out.x)  # grad U = x for the drift -x
+    assert out.gradient is None and "gradient" not in out
+    with pytest.raises(KeyError, match="keeps 'x'"):
+        out.pop("x")
+    assert out["x"] is out.x  # still there
+    with pytest.raises(KeyError):
+        out.pop("missing")
+    assert out.pop("missing", None) is None
+    back = lf.integrate(out, 0.1, 5, drift=lambda x, t: -x)  # extra keys are ignored
+    assert set(back) == {"x", "p", "gradient"}
 
 
 @pytest.mark.parametrize("mass", [1.0, 2.5])

@@ -16,6 +16,7 @@ from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import check_int
 from torchebm.datasets._base import BaseSyntheticDataset
 from torchebm.datasets._functional import (
+    eight_centres,
     make_checkerboard,
     make_circle,
     make_eight_gaussians,
@@ -134,6 +135,13 @@ class EightGaussiansDataset(_MakerDataset):
 
     _maker = staticmethod(make_eight_gaussians)
     _params = ("std", "scale")
+    scale: float  # set from the constructor's argument (`_MakerDataset`)
+    n_components = 8  #: the number of components, as torchebm 0.8.9's attribute
+
+    @property
+    def centers_torch(self) -> torch.Tensor:
+        """The centres `(8, 2)`, float32 on the CPU (torchebm 0.8.9's attribute)."""
+        return eight_centres(self.scale).to(torch.float32)
 
     def __init__(
         self,

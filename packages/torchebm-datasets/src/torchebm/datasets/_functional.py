@@ -165,12 +165,16 @@ def make_eight_gaussians(
         Generative Models", ICLR 2019 (toy data).
     """
     n, std, rng = _start(n_samples, std, generator, ("n_samples", "std"))
-    scale = check_non_negative("scale", scale)
+    centres = eight_centres(check_non_negative("scale", scale))
+    return _finish(_mixture(n, centres, std, rng), device, dtype)
+
+
+def eight_centres(scale: float) -> torch.Tensor:
+    """The eight centres of `make_eight_gaussians`, `(8, 2)` float64, in its order."""
     h = 1.0 / math.sqrt(2.0)
-    centres = scale * torch.tensor(
+    return scale * torch.tensor(
         [(1, 0), (-1, 0), (0, 1), (0, -1), (h, h), (h, -h), (-h, h), (-h, -h)], dtype=_F64
     )
-    return _finish(_mixture(n, centres, std, rng), device, dtype)
 
 
 def make_two_moons(

@@ -8,8 +8,8 @@ asked), so that a caller continuing from the end point (HMC) never evaluates the
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -49,7 +49,7 @@ def _drift(x: torch.Tensor, h: Any, p: torch.Tensor, m: Any, in_place: bool) -> 
 
 
 @dataclass(eq=False)
-class LeapfrogResult(Mapping):
+class LeapfrogResult(MutableMapping):
     r"""End point of a leapfrog trajectory, with what was evaluated there.
 
     Attributes:
@@ -65,11 +65,14 @@ class LeapfrogResult(Mapping):
             implicit solve of this call converged (see `solver_converged`); `None` for the
             leapfrog. An attribute only, not a key of the mapping.
 
-    It is also a read-only mapping, so code written for the dict states of torchebm 0.8
+    It is also a mutable mapping, so code written for the dict states of torchebm 0.8
     keeps working: `result["x"]`, `result["p"]`, `result["gradient"]`,
     `result["energy"]` (the keys whose value is not `None`), and the legacy key
     `result["force"]` $= -\nabla U(x)$ (computed on access). Assigning `result["x"] = ...`
-    sets the field.
+    sets the field; another key (`result["t"] = t`) is kept beside the fields (in
+    `extra`), and `update`, `pop`, `setdefault` and `copy` (a plain `dict`) work as on a
+    dict (`x` and `p` cannot be removed). It is not a `dict` subclass: `dict(result)` makes
+    one.
 
     Example:
         >>> from torchebm.integrators import LeapfrogIntegrator
@@ -87,8 +90,11 @@ class LeapfrogResult(Mapping):
     gradient: torch.Tensor | None = None
     energy: torch.Tensor | None = None
     converged: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def __getitem__(self, key: str) -> torch.Tensor:
+    def __getitem__(self, key: str) -> Any:
+        if key in self.extra:
+            return self.extra[key]
         if key == "force" and self.gradient is not None:
             return -self.gradient
         value = getattr(self, key, None) if key in _RESULT_KEYS else None
@@ -96,13 +102,29 @@ class LeapfrogResult(Mapping):
             raise KeyError(key)
         return value
 
-    def __setitem__(self, key: str, value: torch.Tensor) -> None:
-        if key not in _RESULT_KEYS:
-            raise KeyError(f"LeapfrogResult has no field {key!r}; fields: {list(_RESULT_KEYS)}")
-        setattr(self, key, value)
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in _RESULT_KEYS:
+            setattr(self, key, value)
+        else:
+            self.extra[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key in self.extra:
+            del self.extra[key]
+        elif key in ("gradient", "energy") and getattr(self, key) is not None:
+            setattr(self, key, None)
+        elif key in ("x", "p"):
+            raise KeyError(f"LeapfrogResult keeps {key!r}: copy it to a dict to drop it")
+        else:
+            raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return (k for k in _RESULT_KEYS if getattr(self, k) is not None)
+        yield from (k for k in _RESULT_KEYS if getattr(self, k) is not None)
+        yield from self.extra
+
+    def copy(self) -> dict[str, Any]:
+        """A plain `dict` of the keys and values (as `dict.copy` of a 0.8 state)."""
+        return dict(self)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
