@@ -251,10 +251,12 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
             generator: Source of the noise, the times and the coupling's randomness.
 
         Returns:
-            Dict with ``loss`` ``(B,)``, ``pred``, ``target``, ``t``, ``weights``
-            (coupling weights or ``None``), ``elementwise`` (the per-element loss whose
-            per-sample mean is ``loss``; ``None`` when ``loss`` adds a dispersion term or a
-            ``loss_weight_fn``) and, for explicit energies, ``energy`` ``(B,)``.
+            Dict with ``loss`` ``(B,)``, ``pred`` (the field compared with ``target``: for
+            an explicit energy its gradient field, not the raw model output), ``target``,
+            ``t``, ``weights`` (coupling weights or ``None``), ``elementwise`` (the
+            per-element loss whose per-sample mean is ``loss``; ``None`` when ``loss`` adds a
+            dispersion term or a ``loss_weight_fn``) and, for explicit energies, ``energy``
+            ``(B,)``.
         """
         conditioning = model_kwargs or {}
         x0 = source_batch(x1, x0, generator)
