@@ -294,12 +294,14 @@ def test_eight_gaussians_keeps_the_0_8_9_attributes():
     # torchebm 0.8.9's EightGaussiansDataset had `n_components` and `centers_torch`, the
     # centres in this order, scaled, float32 on the CPU
     d = EightGaussiansDataset(n_samples=800, scale=3.0, seed=0, dtype=torch.float64)
-    h = 3.0 / 2**0.5
-    expected = torch.tensor(
-        [[3, 0], [-3, 0], [0, 3], [0, -3], [h, h], [h, -h], [-h, h], [-h, -h]]
-    ).float()
+    h = 1.0 / 2**0.5
+    unit = [[1, 0], [-1, 0], [0, 1], [0, -1], [h, h], [h, -h], [-h, h], [-h, -h]]
+    expected = torch.tensor(unit, dtype=torch.float32) * 3.0  # 0.8.9 scaled in float32
     assert d.n_components == 8
-    torch.testing.assert_close(d.centers_torch, expected)
+    assert d.centers_torch.dtype == torch.float32 and d.centers_torch.device.type == "cpu"
+    assert torch.equal(d.centers_torch, expected)  # bit for bit
+    with pytest.raises(AttributeError):  # read-only, not a silently ignored assignment
+        d.n_components = 4
     # every point is near the centre it was drawn around (std 0.02: within 0.2)
     nearest = torch.cdist(d.data.float(), expected).amin(1)
     assert float(nearest.max()) < 0.2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -116,6 +117,22 @@ def test_result_takes_the_dict_methods_that_089_code_calls():
     assert out.pop("missing", None) is None
     back = lf.integrate(out, 0.1, 5, drift=lambda x, t: -x)  # extra keys are ignored
     assert set(back) == {"x", "p", "gradient"}
+    shallow = copy.copy(back)  # a copy's keys are its own, as a dict copy's
+    shallow["v"] = 1.0
+    assert "v" not in back
+    back.clear()  # x and p stay; the rest goes
+    assert sorted(back) == ["p", "x"] and back.gradient is None
+    with pytest.raises(KeyError, match="attribute"):
+        back["converged"] = torch.ones(2, dtype=torch.bool)
+
+
+def test_result_built_with_a_field_name_in_extra_sets_the_field():
+    x, p, y = torch.zeros(2, 1), torch.ones(2, 1), torch.full((2, 1), 5.0)
+    mine = {"x": y, "t": 0.5}
+    r = LeapfrogResult(x, p, extra=mine)
+    assert r.x is y and r["x"] is y and list(r) == ["x", "p", "t"] and len(r) == 3
+    r["u"] = 1
+    assert "u" not in mine  # the caller's dict is not the result's
 
 
 @pytest.mark.parametrize("mass", [1.0, 2.5])

@@ -136,12 +136,17 @@ class EightGaussiansDataset(_MakerDataset):
     _maker = staticmethod(make_eight_gaussians)
     _params = ("std", "scale")
     scale: float  # set from the constructor's argument (`_MakerDataset`)
-    n_components = 8  #: the number of components, as torchebm 0.8.9's attribute
+
+    @property
+    def n_components(self) -> int:
+        """The number of components, 8 (torchebm 0.8.9's attribute; read-only)."""
+        return 8
 
     @property
     def centers_torch(self) -> torch.Tensor:
-        """The centres `(8, 2)`, float32 on the CPU (torchebm 0.8.9's attribute)."""
-        return eight_centres(self.scale).to(torch.float32)
+        """The centres `(8, 2)`, float32 on the CPU, scaled in float32 as torchebm 0.8.9's
+        attribute (read-only)."""
+        return eight_centres(1.0).to(torch.float32) * self.scale
 
     def __init__(
         self,

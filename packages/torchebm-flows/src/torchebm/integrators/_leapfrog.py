@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -70,9 +70,9 @@ class LeapfrogResult(MutableMapping):
     `result["energy"]` (the keys whose value is not `None`), and the legacy key
     `result["force"]` $= -\nabla U(x)$ (computed on access). Assigning `result["x"] = ...`
     sets the field; another key (`result["t"] = t`) is kept beside the fields (in
-    `extra`), and `update`, `pop`, `setdefault` and `copy` (a plain `dict`) work as on a
-    dict (`x` and `p` cannot be removed). It is not a `dict` subclass: `dict(result)` makes
-    one.
+    `extra`), and `update`, `pop`, `setdefault`, `clear` and `copy` (a plain `dict`) work
+    as on a dict, except that `x` and `p` stay (`clear` leaves them). It is not a `dict`
+    subclass: `dict(result)` makes one.
 
     Example:
         >>> from torchebm.integrators import LeapfrogIntegrator
@@ -92,6 +92,14 @@ class LeapfrogResult(MutableMapping):
     converged: torch.Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        extra, self.extra = self.extra, {}  # its own dict (not the caller's)
+        for key, value in extra.items():
+            self[key] = value  # a field's name sets the field
+
+    def __copy__(self) -> LeapfrogResult:
+        return replace(self)  # a copy's keys are its own, as a dict's copy
+
     def __getitem__(self, key: str) -> Any:
         if key in self.extra:
             return self.extra[key]
@@ -105,6 +113,8 @@ class LeapfrogResult(MutableMapping):
     def __setitem__(self, key: str, value: Any) -> None:
         if key in _RESULT_KEYS:
             setattr(self, key, value)
+        elif key == "converged":
+            raise KeyError("converged is an attribute, not a key: set result.converged")
         else:
             self.extra[key] = value
 
@@ -121,6 +131,11 @@ class LeapfrogResult(MutableMapping):
     def __iter__(self) -> Iterator[str]:
         yield from (k for k in _RESULT_KEYS if getattr(self, k) is not None)
         yield from self.extra
+
+    def clear(self) -> None:
+        """Drop the gradient, the energy and the other keys (`x` and `p` stay)."""
+        self.gradient = self.energy = None
+        self.extra.clear()
 
     def copy(self) -> dict[str, Any]:
         """A plain `dict` of the keys and values (as `dict.copy` of a 0.8 state)."""
