@@ -10,6 +10,7 @@ import torch
 
 from torchebm.core import BaseSymplecticIntegrator as CoreSymplectic
 from torchebm.core.base_integrator import BaseSymplecticIntegrator as OldPathSymplectic
+from torchebm.core.errors import ConfigurationError
 from torchebm.integrators import (
     BaseSymplecticIntegrator,
     GeneralisedLeapfrogIntegrator,
@@ -128,11 +129,32 @@ def test_result_takes_the_dict_methods_that_089_code_calls():
 
 def test_result_built_with_a_field_name_in_extra_sets_the_field():
     x, p, y = torch.zeros(2, 1), torch.ones(2, 1), torch.full((2, 1), 5.0)
-    mine = {"x": y, "t": 0.5}
+    mine = {"gradient": y, "t": 0.5}
     r = LeapfrogResult(x, p, extra=mine)
-    assert r.x is y and r["x"] is y and list(r) == ["x", "p", "t"] and len(r) == 3
+    assert r.gradient is y and r["gradient"] is y and len(r) == 4
+    assert list(r) == ["x", "p", "gradient", "t"] and "gradient" not in r.extra
     r["u"] = 1
     assert "u" not in mine  # the caller's dict is not the result's
+    with pytest.raises(ConfigurationError, match="'p' twice"):  # no silent precedence
+        LeapfrogResult(x, p, extra={"p": y})
+    assert list(LeapfrogResult(x, p, extra=None)) == ["x", "p"]
+
+
+def test_result_popitem_union_and_membership_as_a_dict():
+    x, p = torch.zeros(2, 1), torch.ones(2, 1)
+    r = LeapfrogResult(x, p, gradient=x + 1, extra={"t": 0.5})
+    assert "force" not in r and torch.equal(r["force"], -(x + 1))  # computed, not listed
+    merged = r | {"t": 1.0, "s": 2}
+    assert type(merged) is dict and merged["t"] == 1.0 and merged["x"] is x
+    assert ({"t": 3.0} | r)["t"] == 0.5  # the right operand wins, as for dicts
+    r |= {"s": 2}
+    assert r["s"] == 2
+    assert r.popitem() == ("s", 2) and r.popitem() == ("t", 0.5)
+    key, value = r.popitem()
+    assert key == "gradient" and torch.equal(value, x + 1)
+    with pytest.raises(KeyError, match="keeps 'x' and 'p'"):
+        r.popitem()
+    assert list(r) == ["x", "p"]
 
 
 @pytest.mark.parametrize("mass", [1.0, 2.5])

@@ -70,9 +70,10 @@ class LeapfrogResult(MutableMapping):
     `result["energy"]` (the keys whose value is not `None`), and the legacy key
     `result["force"]` $= -\nabla U(x)$ (computed on access). Assigning `result["x"] = ...`
     sets the field; another key (`result["t"] = t`) is kept beside the fields (in
-    `extra`), and `update`, `pop`, `setdefault`, `clear` and `copy` (a plain `dict`) work
-    as on a dict, except that `x` and `p` stay (`clear` leaves them). It is not a `dict`
-    subclass: `dict(result)` makes one.
+    `extra`), and `update`, `pop`, `popitem`, `setdefault`, `clear`, `copy` (a plain
+    `dict`) and `|` work as on a dict, except that `x` and `p` stay (`clear` leaves them). It
+    is not a `dict` subclass: `dict(result)` makes one (for `torch.save` read back with
+    `weights_only=True`, or a pytree map).
 
     Example:
         >>> from torchebm.integrators import LeapfrogIntegrator
@@ -93,8 +94,10 @@ class LeapfrogResult(MutableMapping):
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        extra, self.extra = self.extra, {}  # its own dict (not the caller's)
+        extra, self.extra = dict(self.extra or {}), {}  # its own dict (not the caller's)
         for key, value in extra.items():
+            if key in _RESULT_KEYS and getattr(self, key) is not None:
+                raise ConfigurationError(f"LeapfrogResult got {key!r} twice (and in extra)")
             self[key] = value  # a field's name sets the field
 
     def __copy__(self) -> LeapfrogResult:
@@ -131,6 +134,26 @@ class LeapfrogResult(MutableMapping):
     def __iter__(self) -> Iterator[str]:
         yield from (k for k in _RESULT_KEYS if getattr(self, k) is not None)
         yield from self.extra
+
+    def __contains__(self, key: object) -> bool:  # the keys listed (not the computed "force")
+        return key in self.extra or (key in _RESULT_KEYS and getattr(self, str(key)) is not None)
+
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return the last key but `x` and `p` with its value."""
+        for key in reversed(list(self)):
+            if key not in ("x", "p"):
+                return key, self.pop(key)
+        raise KeyError("popitem(): LeapfrogResult keeps 'x' and 'p', nothing else is left")
+
+    def __or__(self, other: Mapping) -> dict[str, Any]:
+        return {**self, **other}
+
+    def __ror__(self, other: Mapping) -> dict[str, Any]:
+        return {**other, **self}
+
+    def __ior__(self, other: Mapping) -> LeapfrogResult:
+        self.update(other)
+        return self
 
     def clear(self) -> None:
         """Drop the gradient, the energy and the other keys (`x` and `p` stay)."""

@@ -275,7 +275,8 @@ class HamiltonianMonteCarlo(_HMCBase):
     trajectory (the [`LeapfrogResult`][torchebm.integrators.LeapfrogResult] of the default
     [`LeapfrogIntegrator`][torchebm.integrators.LeapfrogIntegrator], or the fused kernel's)
     are kept for the next iteration (those of the current state when the proposal is
-    rejected); another separable integrator costs ``n_leapfrog_steps + 1`` gradients.
+    rejected); another separable integrator, or a `LeapfrogIntegrator` subclass with its own
+    ``integrate``, costs ``n_leapfrog_steps + 1`` gradients.
 
     Example:
         >>> from torchebm.core import GaussianModel
@@ -389,8 +390,9 @@ class HamiltonianMonteCarlo(_HMCBase):
             start=x,  # (each step's Metropolis choice is a new tensor: x is never written)
         )
         # the trajectory returns the energy gradient at its end point: keeping the one of
-        # the current state saves one evaluation per iteration
-        if fused is not None or isinstance(self.integrator, LeapfrogIntegrator):
+        # the current state saves one evaluation per iteration (a subclass's own
+        # `integrate`, e.g. one written for 0.8.9's dict result, runs as another integrator)
+        if fused is not None or type(self.integrator).integrate is LeapfrogIntegrator.integrate:
             state.grad = self.model_gradient(x, ctx.model_kwargs)
         return state
 
@@ -818,7 +820,7 @@ class RiemannianManifoldHMC(_HMCBase):
             safe=False,
         )
         state.cholesky = None
-        if isinstance(out, LeapfrogResult):
+        if isinstance(out, LeapfrogResult) and out.converged is not None:
             return out.x, out.p, out.converged
         return out["x"], out["p"], getattr(self.integrator, "solver_converged", None)
 
