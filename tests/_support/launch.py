@@ -32,8 +32,9 @@ def launch(
     the worker) or a run past ``timeout`` (a hang; CI saw one once in the torch-2.4 session
     while the same file passed in 17 s alone) is retried once in a fresh directory; any
     other failure, or a second hang, fails. ``timeout`` only catches a hang: a loaded CI
-    machine needs minutes to import torch and build the process group on every rank. ``torchrun=True`` starts the ranks with
-    ``torchrun --standalone --nproc-per-node=world`` instead.
+    machine needs minutes to import torch and build the process group on every rank.
+    ``torchrun=True`` starts the ranks with ``torchrun --standalone --nproc-per-node=world``
+    instead.
     """
     start = _start_torchrun if torchrun else _start_ranks
     for attempt in range(2):

@@ -8,8 +8,11 @@ are in tests/losses/test_trainer_distributed.py (``BaseTrainer`` lives in torche
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -223,14 +226,10 @@ def test_the_launcher_retries_a_hung_run_once(tmp_path):
     )
     saved = tmp_path / "saved.pt"
     torch.save({"ok": 1}, saved)
-    import subprocess
-    import sys as _sys
-    from unittest import mock
-
     real_popen = subprocess.Popen
 
     def popen(cmd, **kw):  # the worker gets the saved file as a second argument
-        return real_popen([*cmd, str(saved)] if cmd[0] == _sys.executable else cmd, **kw)
+        return real_popen([*cmd, str(saved)] if cmd[0] == sys.executable else cmd, **kw)
 
     (tmp_path / "out").mkdir()
     with mock.patch("subprocess.Popen", popen):

@@ -123,8 +123,8 @@ class _AnnealedEnergy(BaseModel):
         gradient)."""
         grad = own_gradient(self.target)
         if grad is not None:
-            kwargs = (self.model_kwargs,) if self.model_kwargs else ()  # positional, as before
-            g = call_own_gradient(grad, x, *kwargs)
+            args = (self.model_kwargs,) if self.model_kwargs else ()  # positional, as before
+            g = call_own_gradient(grad, x, *args)
             if not isinstance(g, torch.Tensor) or g.shape != x.shape:
                 got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
                 raise ShapeError(
