@@ -7,6 +7,7 @@ lazy export when `torchebm-losses` is installed.
 
 from __future__ import annotations
 
+import inspect
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,14 @@ class _HostState:
 
     ptr: int = 0
     starts: dict = field(default_factory=dict)
+
+
+def _takes_keyword(method: Any, name: str) -> bool:
+    """Whether ``method`` accepts the keyword ``name`` (a subclass's override written for
+    torchebm 0.8.9 may not: ``update_buffer(samples)``, ``initialize_buffer`` without
+    ``model_kwargs``)."""
+    params = inspect.signature(method).parameters.values()
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _same_conditioning(first: dict | None, now: dict | None) -> bool:
@@ -396,7 +405,9 @@ class BaseContrastiveDivergence(BaseLoss):
         if first is None:
             self._chains_conditioning = dict(model_kwargs or {})
         if self.replay_buffer is None:
-            self.initialize_buffer(x.shape[1:], generator=generator, model_kwargs=model_kwargs)
+            init = self.initialize_buffer
+            kwargs = {"model_kwargs": model_kwargs} if _takes_keyword(init, "model_kwargs") else {}
+            init(x.shape[1:], generator=generator, **kwargs)
         self._check_buffer_shape(x)
         buf = self.replay_buffer
         if buf.dtype != x.dtype or buf.device != x.device:  # only the model moved: follow it
@@ -615,6 +626,9 @@ class BaseContrastiveDivergence(BaseLoss):
     ) -> torch.Tensor:
         """Draw start points, run ``k_steps`` of the sampler, update the buffer.
 
+        A subclass's own `get_start_points` and `update_buffer` (the hooks of torchebm 0.8.9,
+        whose `update_buffer` took no ``ages``) are called in their place.
+
         Args:
             x: Data batch ``(B, *event)`` (already on the loss's device/dtype).
             model_kwargs: Conditioning for the sampler's model.
@@ -623,10 +637,19 @@ class BaseContrastiveDivergence(BaseLoss):
         Returns:
             Detached negatives, shape ``(B, *event)``.
         """
-        start, age = self._draw_start(x, generator, model_kwargs)
+        cls = type(self)
+        if cls.get_start_points is BaseContrastiveDivergence.get_start_points:
+            start, age = self._draw_start(x, generator, model_kwargs)
+        else:  # a subclass's own start points (0.8.9's hook), of unknown ages
+            start, age = self.get_start_points(x, generator), None
         negatives = self._run_sampler(start, self.k_steps, model_kwargs or {}, generator)
         if self.persistent:
-            self.update_buffer(negatives, None if age is None else age + self.k_steps)
+            if cls.update_buffer is BaseContrastiveDivergence.update_buffer or _takes_keyword(
+                self.update_buffer, "ages"
+            ):
+                self.update_buffer(negatives, ages=None if age is None else age + self.k_steps)
+            else:  # 0.8.9's signature, update_buffer(samples): the ages default to k_steps
+                self.update_buffer(negatives)
         return negatives
 
     def energy(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:

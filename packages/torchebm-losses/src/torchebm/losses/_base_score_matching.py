@@ -221,16 +221,19 @@ class BaseScoreMatching(BaseLoss):
         model_kwargs: dict | None = None,
     ) -> torch.Tensor:
         r"""The energy gradient $\nabla_x E_\theta(\tilde x)$, $\tilde x = x + \text{noise}$
-        (differentiable, ``create_graph=True``): torchebm 0.8.9's meaning, kept for its
-        subclasses, although the model score $s_\theta = -\nabla_x E_\theta$ is its negative.
+        (differentiable, ``create_graph=True``): torchebm 0.8.9's meaning, although the model
+        score $s_\theta = -\nabla_x E_\theta$ is its negative.
+
+        Every variant takes its gradients of the energy through this method, as in 0.8.9: a
+        subclass that overrides it changes them all.
 
         Args:
-            x: Samples `(B, *event)`.
+            x: Samples `(B, *event)`. When it requires grad, the result stays differentiable
+                in ``x`` (second derivatives, e.g. a Hessian trace); else a leaf copy is used.
             noise: Perturbation shaped like ``x``, or ``None``.
             model_kwargs: Conditioning of the model, or ``None``.
         """
-        xt = x if noise is None else x + noise
-        return self.energy_gradient(xt.detach().requires_grad_(True), model_kwargs)
+        return self.energy_gradient(x if noise is None else x + noise, model_kwargs)
 
     def perturb_data(
         self, x: torch.Tensor, generator: torch.Generator | None = None
@@ -277,7 +280,7 @@ class BaseScoreMatching(BaseLoss):
                 )
             reg = reg.reshape(())
         else:
-            g = self.energy_gradient(x.detach().requires_grad_(True), model_kwargs)
+            g = self.compute_score(x.detach(), model_kwargs=model_kwargs)
             reg = _flat(g).pow(2).sum(1).mean()
         return loss + strength * reg
 

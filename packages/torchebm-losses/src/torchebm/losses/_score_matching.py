@@ -211,7 +211,7 @@ class ScoreMatching(BaseScoreMatching):
                 "the data's scale), float64, or hessian_method='hutchinson'"
             )
         conditioning = _repeat_kwargs(model_kwargs, b, 2 * m)
-        g = self.energy_gradient(both.requires_grad_(True), conditioning)
+        g = self.compute_score(both, model_kwargs=conditioning)
         # v_i / (2 eps) = 1 / step_i where exact: the diagonal of H is then exact whatever the
         # rounding, and the off-diagonal terms keep zero mean (|step_i| does not depend on v)
         quad = _flat((g[: m * b] - g[m * b :]) / step).sum(1)
@@ -232,7 +232,7 @@ class ScoreMatching(BaseScoreMatching):
             generator: Source of the random probes of a stochastic trace estimator.
         """
         xg = x.detach().requires_grad_(True)
-        grad = self.energy_gradient(xg, model_kwargs)
+        grad = self.compute_score(xg, model_kwargs=model_kwargs)
         trace = self.hessian_trace(xg, grad, model_kwargs, generator)
         return (0.5 * _flat(grad).pow(2).sum(1) - trace).mean()
 
@@ -347,7 +347,7 @@ class SlicedScoreMatching(BaseScoreMatching):
         conditioning = _repeat_kwargs(model_kwargs, b, m)
         v = _probes(self.projection_type, tuple(xr.shape), xr, generator)
         try:
-            g = self.energy_gradient(xr, conditioning)
+            g = self.compute_score(xr, model_kwargs=conditioning)
         except ShapeError as err:  # the model saw the tiled batch: name the caller's x too
             raise ShapeError(
                 f"{type(self).__name__}: the model rejected x of shape {tuple(x.shape)} "
@@ -461,6 +461,6 @@ class DenoisingScoreMatching(BaseScoreMatching):
         """
         sigma = self.noise_scale
         x_noisy, noise = self.perturb_data(x, generator)
-        grad = self.energy_gradient(x_noisy.detach().requires_grad_(True), model_kwargs)
+        grad = self.compute_score(x_noisy.detach(), model_kwargs=model_kwargs)
         target = noise / (sigma * sigma)
         return 0.5 * _flat(grad - target).pow(2).sum(1).mean()

@@ -1,0 +1,157 @@
+"""Subclasses written for torchebm 0.8.9 that override the losses' public hooks: the override
+is called where 0.8.9 called it (never ignored in silence), with 0.8.9's signatures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _support.losses import Quadratic, TinyLangevin
+
+from torchebm.losses import (
+    BaseScoreMatching,
+    ContrastiveDivergence,
+    DenoisingScoreMatching,
+    ScoreMatching,
+    SlicedScoreMatching,
+)
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_get_start_points_override_starts_the_chains():
+    """Short-run CD from a start of the user's (Nijkamp et al. 2019): with a tiny step the
+    negatives stay at the overridden start, not at the data."""
+
+    class FromFifty(ContrastiveDivergence):
+        calls = 0
+
+        def get_start_points(self, x, generator=None):
+            type(self).calls += 1
+            return torch.full_like(x, 50.0)
+
+    model = Quadratic(w=1.0)
+    loss = FromFifty(model, TinyLangevin(model, step_size=1e-6, noise_scale=0.0), k_steps=2)
+    _, negatives = loss(torch.randn(8, 2, generator=gen(0)))
+    assert FromFifty.calls == 1
+    # two steps of x - h w x from 50: 50 (1 - 1e-6)^2
+    torch.testing.assert_close(negatives, torch.full((8, 2), 50.0 * (1 - 1e-6) ** 2))
+
+
+def test_update_buffer_with_0_8_9_signature_is_called_and_fills_the_buffer():
+    class OneArgument(ContrastiveDivergence):
+        seen = []
+
+        def update_buffer(self, samples):  # 0.8.9: no ages
+            type(self).seen.append(samples.clone())
+            super().update_buffer(samples)
+
+    model = Quadratic(w=1.0)
+    loss = OneArgument(
+        model, TinyLangevin(model), k_steps=3, persistent=True, buffer_size=8, init_steps=0,
+        new_sample_ratio=0.0,
+    )  # fmt: skip
+    _, negatives = loss(torch.randn(8, 2, generator=gen(1)), generator=gen(2))
+    assert len(OneArgument.seen) == 1
+    torch.testing.assert_close(OneArgument.seen[0], negatives)
+    # a batch as large as the buffer replaces it, with the default ages (k_steps)
+    torch.testing.assert_close(loss.replay_buffer, negatives)
+    assert loss.buffer_age.tolist() == [3] * 8
+
+
+def test_initialize_buffer_with_0_8_9_signature_is_called():
+    class OwnInit(ContrastiveDivergence):
+        calls = 0
+
+        def initialize_buffer(
+            self, data_shape_no_batch, buffer_chunk_size=1024, init_noise_scale=0.01,
+            generator=None,
+        ):  # fmt: skip
+            type(self).calls += 1
+            return super().initialize_buffer(
+                data_shape_no_batch, buffer_chunk_size, init_noise_scale, generator
+            )
+
+    model = Quadratic(w=1.0)
+    loss = OwnInit(
+        model, TinyLangevin(model), k_steps=1, persistent=True, buffer_size=4000, init_steps=0
+    )
+    loss(torch.randn(8, 2, generator=gen(3)), generator=gen(4))
+    assert OwnInit.calls == 1
+    # the override's init_noise_scale=0.01 made the buffer (rows not yet overwritten):
+    # std 0.01 within 5 standard errors (0.01 / sqrt(2 n)) of 7,984 draws
+    rest = loss.replay_buffer[8:]
+    assert abs(rest.std().item() - 0.01) < 5 * 0.01 / (2 * rest.numel()) ** 0.5
+
+
+def test_compute_score_stays_differentiable_in_x_for_a_0_8_9_exact_loss():
+    r"""0.8.9's own ScoreMatching pattern: the Hessian trace by autograd through
+    ``compute_score`` of an ``x`` that requires grad. For $E = \tfrac w2 |x|^2$ in D
+    dimensions: $\tfrac12 w^2 |x|^2 - w D$ per sample."""
+
+    class ExactSM(BaseScoreMatching):
+        def compute_loss(self, x, *args, **kwargs):
+            x = x.detach().requires_grad_(True)
+            score = self.compute_score(x)
+            trace = sum(
+                torch.autograd.grad(score[:, i].sum(), x, create_graph=True)[0][:, i]
+                for i in range(x.shape[1])
+            )
+            return (0.5 * score.pow(2).sum(1) - trace).mean()
+
+    x = torch.randn(64, 3, generator=gen(5), dtype=torch.float64)
+    model = Quadratic(w=0.7).double()
+    w = model.w.item()
+    loss = ExactSM(model, dtype=torch.float64).compute_loss(x)
+    expected = (0.5 * w**2 * x.pow(2).sum(1) - 3 * w).mean()
+    torch.testing.assert_close(loss, expected.to(loss.dtype), rtol=1e-12, atol=1e-12)
+
+
+def _calls_compute_score(cls):
+    class Counting(cls):
+        calls = 0
+
+        def compute_score(self, x, noise=None, model_kwargs=None):
+            type(self).calls += 1
+            return super().compute_score(x, noise, model_kwargs)
+
+    return Counting
+
+
+@pytest.mark.parametrize(
+    "cls, options",
+    [
+        (DenoisingScoreMatching, {}),
+        (ScoreMatching, {"hessian_method": "exact"}),
+        (ScoreMatching, {"hessian_method": "hutchinson"}),
+        (ScoreMatching, {"hessian_method": "approx"}),
+        (SlicedScoreMatching, {}),
+    ],
+)
+def test_every_variant_takes_its_gradients_through_compute_score(cls, options):
+    """A ``compute_score`` override is honoured by every variant: the same loss as the
+    library's own when it delegates, and the loss of the override's gradient when not."""
+    model = Quadratic(w=0.5).double()
+    x = torch.randn(32, 2, generator=gen(6), dtype=torch.float64)
+    counting = _calls_compute_score(cls)
+    reference = cls(model, dtype=torch.float64, **options).compute_loss(x, generator=gen(7))
+    got = counting(model, dtype=torch.float64, **options).compute_loss(x, generator=gen(7))
+    assert counting.calls >= 1
+    torch.testing.assert_close(got, reference, rtol=1e-12, atol=1e-12)
+
+
+def test_denoising_loss_uses_the_overridden_score():
+    r"""An override returning zero gradients: the DSM loss is then the target's own norm,
+    $\tfrac12 \mathbb E |\sigma\xi / \sigma^2|^2$ with the loss's noise draws."""
+
+    class Zero(DenoisingScoreMatching):
+        def compute_score(self, x, noise=None, model_kwargs=None):
+            return 0.0 * super().compute_score(x, noise, model_kwargs)
+
+    sigma, x = 0.3, torch.randn(16, 2, generator=gen(8), dtype=torch.float64)
+    model = Quadratic(w=0.5).double()
+    loss = Zero(model, noise_scale=sigma, dtype=torch.float64).compute_loss(x, generator=gen(9))
+    xi = torch.randn(x.shape, generator=gen(9), dtype=torch.float64)
+    expected = 0.5 * (sigma * xi / sigma**2).pow(2).sum(1).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
