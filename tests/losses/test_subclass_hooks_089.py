@@ -7,10 +7,12 @@ import pytest
 import torch
 from _support.losses import Quadratic, TinyLangevin
 
+from torchebm.flows import EnergyMatchingLoss, EquilibriumMatchingLoss
 from torchebm.losses import (
     BaseScoreMatching,
     ContrastiveDivergence,
     DenoisingScoreMatching,
+    FlowMatchingLoss,
     ScoreMatching,
     SlicedScoreMatching,
 )
@@ -155,3 +157,21 @@ def test_denoising_loss_uses_the_overridden_score():
     xi = torch.randn(x.shape, generator=gen(9), dtype=torch.float64)
     expected = 0.5 * (sigma * xi / sigma**2).pow(2).sum(1).mean()
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
+
+
+RETIRED = [
+    (ScoreMatching, "_exact_score_matching"),
+    (ScoreMatching, "_approx_score_matching"),
+    (SlicedScoreMatching, "_get_random_projections"),
+    (FlowMatchingLoss, "_sample_t"),
+    (EquilibriumMatchingLoss, "_sample_t"),
+    (EnergyMatchingLoss, "_sample_t"),
+]
+
+
+@pytest.mark.parametrize("base, name", RETIRED)
+def test_overriding_a_retired_0_8_9_hook_warns_at_the_class_definition(base, name):
+    """0.8.9 hooks that nothing calls now: the override would be ignored in silence."""
+    with pytest.warns(UserWarning, match=rf"\.{name} overrides a torchebm 0\.8\.9 hook") as rec:
+        type("Mine", (base,), {name: lambda self, *a, **k: None})
+    assert all(w.filename == __file__ for w in rec)

@@ -382,10 +382,9 @@ class BaseSampler(Schedulable, TorchEBMModule):
         return g if g.dtype == x.dtype else g.to(x.dtype)
 
     def gradient_fn(self, ctx: SamplerContext) -> Callable[[torch.Tensor], torch.Tensor]:
-        r"""`x -> grad E(x)` for this call, resolved once (kept in `ctx.gradient`).
-
-        The model's own `gradient` when it is one of the library's (shaped like `x` by
-        construction) and there is no conditioning; else `model_gradient` (checks shapes)."""
+        r"""`x -> grad E(x)` for this call, resolved once (kept in `ctx.gradient`): the model's
+        own `gradient` when it is the library's (shaped like `x`), nothing conditions it and
+        `model_gradient` is not overridden; else `model_gradient`."""
         fn = ctx.gradient
         if fn is None:
             model, conditioning = self.model, ctx.model_kwargs
@@ -394,6 +393,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 and isinstance(model, BaseModel)
                 and getattr(type(model).gradient, "_returns_input_shape", False)
                 and "gradient" not in vars(model)
+                and type(self).model_gradient is BaseSampler.model_gradient  # not overridden
             ):
                 fn = model.gradient_function()  # per-call set-up once (chains are batched)
             else:

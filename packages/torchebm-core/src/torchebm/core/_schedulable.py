@@ -68,8 +68,7 @@ class Schedulable:
         return self._schedulers_dict()
 
     def get_scheduled_value(self, name: str) -> float:
-        """Value of scheduler ``name`` now (a bounded `ScheduledParameter`'s: finite, >= 0 and
-        under its ``below``)."""
+        """Value of scheduler ``name`` now (a bounded parameter's: finite, in [0, below))."""
         scheduler = self._schedulers_dict().get(name)
         if scheduler is None:
             raise KeyError(f"no scheduler named {name!r}; registered: {sorted(self.schedulers)}")

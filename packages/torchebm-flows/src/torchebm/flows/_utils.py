@@ -9,7 +9,7 @@ import inspect
 import math
 import sys
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -38,7 +38,7 @@ from torchebm.core.errors import (
 )
 from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import LossTimeSampler, check_loss_weight_fn
-from torchebm.integrators._compat_089 import accept_089_pickle
+from torchebm.integrators._compat_089 import Hooks089, accept_089_pickle
 from torchebm.integrators._state import autograd_ready
 from torchebm.interpolants import resolve_interpolant
 
@@ -543,11 +543,15 @@ def batch_loss(terms: dict[str, Any]) -> torch.Tensor:
     return weighted_mean(terms["loss"], weights)
 
 
-class FlowObjective:
+class FlowObjective(Hooks089):
     """Mixin of the flow objectives (Flow Matching, EqM, Energy Matching): the parts they are
     built from (set in their constructors by `_set_flow_parts`) and the one ``forward`` they
     share. An objective implements ``training_losses`` (its terms) and, when its model is not
     called as ``model(x, **model_kwargs)``, `probe_model`."""
+
+    _retired_hooks: ClassVar[dict[str, str]] = {
+        "_sample_t": "pass `t_sampler=`, a callable `(batch, *, device, dtype, generator) -> t`"
+    }
 
     #: The trained network (callable).
     model: Any

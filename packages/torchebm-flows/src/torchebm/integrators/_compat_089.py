@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
 from torchebm.core import warn_once
+from torchebm.core._module import warn_user
 from torchebm.core.errors import ConfigurationError
 
-__all__ = ["OMIT", "Old089", "accept_089_pickle", "tableau_from_properties"]
+__all__ = ["OMIT", "Hooks089", "Old089", "accept_089_pickle", "tableau_from_properties"]
 
 #: An ``overrides`` value meaning "do not pass this argument" (its default applies).
 OMIT: Any = object()
@@ -51,6 +52,31 @@ _OLD_NAMES = {
 }
 _KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _PRECISION = ("use_mixed_precision", "autocast_available", "_amp_dtype")
+
+
+class Hooks089:
+    """Mixin of the library classes that torchebm 0.8.9 users subclassed, for the hooks whose
+    0.8.9 overrides this version would otherwise ignore in silence.
+
+    A subclass that defines a name of `_renamed_hooks` (0.8.9's name -> the hook called now)
+    and not the new one has its method serve as the new one. A subclass that defines a name
+    of `_retired_hooks` (a 0.8.9 hook that nothing calls now -> what replaces it) gets a
+    `UserWarning` at its definition: its override would have no effect.
+    """
+
+    _renamed_hooks: ClassVar[dict[str, str]] = {}
+    _retired_hooks: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for old, new in cls._renamed_hooks.items():
+            if old in vars(cls) and new not in vars(cls):
+                setattr(cls, new, vars(cls)[old])
+        for name in sorted(cls._retired_hooks.keys() & vars(cls).keys()):
+            warn_user(
+                f"{cls.__qualname__}.{name} overrides a torchebm 0.8.9 hook that this version "
+                f"no longer calls, so it has no effect: {cls._retired_hooks[name]}"
+            )
 
 
 class Old089:

@@ -11,7 +11,7 @@ from torch import nn
 from torchebm.core import BaseScheduler, warn_once
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_int, check_positive
-from torchebm.integrators._compat_089 import OMIT, accept_089_pickle
+from torchebm.integrators._compat_089 import OMIT, Hooks089, accept_089_pickle
 from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction
 
@@ -68,7 +68,7 @@ def _grad_or_zeros(out: torch.Tensor, x: torch.Tensor, owner: str, model: Any) -
     return torch.zeros_like(x)
 
 
-class ScoreMatching(BaseScoreMatching):
+class ScoreMatching(Hooks089, BaseScoreMatching):
     r"""Hyvärinen score matching with an exact or stochastic Hessian trace.
 
     With the model score $s_\theta = -\nabla_x E_\theta$, the (implicit) score
@@ -133,6 +133,11 @@ class ScoreMatching(BaseScoreMatching):
 
     # 0.8.9 kept its base's hutchinson_samples = 1, which it never used: not passed back
     __setstate__ = accept_089_pickle("conditioning", lambda old: {"hutchinson_samples": OMIT})
+
+    _retired_hooks = dict.fromkeys(
+        ("_exact_score_matching", "_approx_score_matching"),
+        "override `hessian_trace` (the trace term) or `compute_loss`",
+    )
 
     def __init__(
         self,
@@ -250,7 +255,7 @@ def _repeat_kwargs(model_kwargs: dict | None, batch: int, times: int) -> dict:
     return out
 
 
-class SlicedScoreMatching(BaseScoreMatching):
+class SlicedScoreMatching(Hooks089, BaseScoreMatching):
     r"""Sliced score matching: score matching with random one-dimensional projections.
 
     With probes $v$ satisfying $\mathbb E[vv^\top] = I$ (over the flattened
@@ -297,6 +302,11 @@ class SlicedScoreMatching(BaseScoreMatching):
         - Song, Garg, Shi & Ermon, "Sliced score matching: a scalable approach to density
           and score estimation", UAI 2019.
     """
+
+    _retired_hooks = dict.fromkeys(
+        ("_get_random_projections", "_functional_sliced_loss"),
+        "choose the projections with `projection_type=`, or override `compute_loss`",
+    )
 
     def __init__(
         self,

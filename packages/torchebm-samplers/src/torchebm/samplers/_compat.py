@@ -6,8 +6,17 @@ from typing import Any
 
 from torchebm.core import SamplerContext, warn_once
 from torchebm.flows._utils import ENERGY_CALL, check_model_object, explain_model_error
+from torchebm.integrators._compat_089 import Hooks089
 
-__all__ = ["resolve_model", "explain_energy_call"]
+__all__ = ["resolve_model", "explain_energy_call", "SamplerHooks089"]
+
+
+class SamplerHooks089(Hooks089):
+    """Mixin of the library's energy samplers: a subclass's 0.8.9 override of
+    ``_model_gradient`` / ``_model_energy`` serves as ``model_gradient`` / ``model_energy``,
+    the methods the steps call (see `Hooks089`)."""
+
+    _renamed_hooks = {"_model_gradient": "model_gradient", "_model_energy": "model_energy"}
 
 
 def resolve_model(owner: str, model: Any, energy_function: Any) -> Any:

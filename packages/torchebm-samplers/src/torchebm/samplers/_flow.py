@@ -33,7 +33,7 @@ from torchebm.flows._utils import FIELD_CALL, check_model_object, explain_model_
 from torchebm.integrators import resolve_integrator
 from torchebm.integrators._base_runge_kutta import _monotone_grid
 from torchebm.integrators._checked import check_field_dtype
-from torchebm.integrators._compat_089 import accept_089_pickle
+from torchebm.integrators._compat_089 import Hooks089, accept_089_pickle
 from torchebm.interpolants import (
     CosineInterpolant,
     LinearInterpolant,
@@ -184,7 +184,7 @@ def _uniform_time(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-class FlowSampler(BaseSampler):
+class FlowSampler(Hooks089, BaseSampler):
     r"""Generate samples by integrating a learned vector field from noise (t = 0) to data (t = 1).
 
     The model is any module ``model(x, t, **model_kwargs)`` (``t`` of shape ``(B,)``)
@@ -313,6 +313,12 @@ class FlowSampler(BaseSampler):
     default_sde_n_steps: ClassVar[int] = 250
     diagnostic_keys = ("mean", "var", "t")
     __setstate__ = accept_089_pickle("nan_policy", flow_overrides)  # 0.8.9 whole pickles
+
+    _retired_hooks = dict.fromkeys(
+        ("_get_drift", "_get_score", "_sde_dynamics"),
+        "the drift and score follow `prediction` and the interpolant; wrap the model to "
+        "change them, or override `step`",
+    )
 
     def __init__(
         self,

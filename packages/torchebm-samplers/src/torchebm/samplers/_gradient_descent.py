@@ -24,7 +24,7 @@ from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import check_positive, check_probability
 from torchebm.flows._utils import check_model_object
 from torchebm.integrators._compat_089 import accept_089_pickle
-from torchebm.samplers._compat import explain_energy_call
+from torchebm.samplers._compat import SamplerHooks089, explain_energy_call
 
 __all__ = ["GradientDescentSampler", "NesterovSampler", "DescentState"]
 
@@ -53,7 +53,7 @@ def _grad_norm(g: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
 
 
-class _DescentBase(BaseSampler):
+class _DescentBase(SamplerHooks089, BaseSampler):
     """Shared parts of the descent samplers: ``step_size`` and the adaptive-compute stop rule."""
 
     __setstate__ = accept_089_pickle("nan_policy")  # samplers pickled whole by torchebm 0.8.9

@@ -34,7 +34,7 @@ from torchebm.integrators._checked import check_field_dtype, check_mass
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import autograd_ready, rows_close, tolerance
 from torchebm.samplers._backend import check_backend, resolve_fused
-from torchebm.samplers._compat import explain_energy_call, resolve_model
+from torchebm.samplers._compat import SamplerHooks089, explain_energy_call, resolve_model
 
 __all__ = ["HamiltonianMonteCarlo", "RiemannianManifoldHMC", "HMCState"]
 
@@ -92,10 +92,15 @@ class HMCState(SamplerState):
     start: torch.Tensor | None = shared_field()
 
 
-class _HMCBase(BaseSampler):
+class _HMCBase(SamplerHooks089, BaseSampler):
     """Shared parts of the HMC family: ``step_size``, the energy and the Metropolis test."""
 
     diagnostic_keys: ClassVar[tuple[str, ...]] = ("mean", "var", "energy", "acceptance_rate")
+    _retired_hooks = dict.fromkeys(
+        ("_initialize_momentum", "_compute_kinetic_energy", "_kinetic_energy", "_metric_chol"),
+        "the momenta and kinetic energy follow `mass` (HamiltonianMonteCarlo) or `metric_fn` "
+        "(RiemannianManifoldHMC); override `step` for another transition",
+    )
     explain_type_error = explain_energy_call  # names a model refusing model(x, **model_kwargs)
     __setstate__ = accept_089_pickle("nan_policy")  # samplers pickled whole by torchebm 0.8.9
 
@@ -453,7 +458,9 @@ class HamiltonianMonteCarlo(_HMCBase):
             # trajectory in one kernel with the closed-form gradient
             grad_fn = (
                 self.model
-                if not conditioning and isinstance(self.model, BaseModel)
+                if not conditioning
+                and isinstance(self.model, BaseModel)
+                and type(self).model_gradient is BaseSampler.model_gradient
                 else (lambda z: self.model_gradient(z, conditioning))
             )
             x_new, p_new, g_new = state.fused(

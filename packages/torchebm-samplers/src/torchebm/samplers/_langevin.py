@@ -25,7 +25,7 @@ from torchebm.core.errors import ConfigurationError, check_clamp
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
-from torchebm.samplers._compat import explain_energy_call, resolve_model
+from torchebm.samplers._compat import SamplerHooks089, explain_energy_call, resolve_model
 from torchebm.samplers._compat_089 import langevin_overrides
 from torchebm.samplers._implicit_solves import (
     add_unconverged,
@@ -125,7 +125,7 @@ class LangevinState(SamplerState):
     n_unconverged: torch.Tensor | None = shared_field()
 
 
-class LangevinDynamics(BaseSampler):
+class LangevinDynamics(SamplerHooks089, BaseSampler):
     r"""Langevin dynamics for $p(x) \propto e^{-E(x)}$.
 
     With the default Euler-Maruyama integrator each step is
@@ -286,11 +286,13 @@ class LangevinDynamics(BaseSampler):
 
         It can when the model has a closed-form elementwise gradient the kernel knows
         (`supports_energy`: double well, harmonic, diagonal Gaussian), nothing conditions
-        it, `step_size` and `noise_scale` are constant during the call (the kernel takes
-        one value of each) and chains are not restarted step by step
-        (`nan_policy="resample"`).
+        it, the sampler keeps `model_gradient`, `step_size` and `noise_scale` are constant
+        during the call (the kernel takes one value of each) and chains are not restarted
+        step by step (`nan_policy="resample"`).
         """
         if ctx.model_kwargs or ctx.nan_policy == "resample":
+            return None
+        if type(self).model_gradient is not BaseSampler.model_gradient:  # a subclass's own
             return None
         if any(type(s) is not ConstantScheduler for s in self.get_schedulers().values()):
             return None

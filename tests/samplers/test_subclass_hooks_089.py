@@ -1,0 +1,132 @@
+"""Sampler subclasses that override the gradient or energy hook (0.8.9's ``_model_gradient``
+/ ``_model_energy`` or this version's ``model_gradient`` / ``model_energy``): every step uses
+the override, on every path (closed-form models, the whole-chain kernel, HMC's fused step);
+a 0.8.9 hook that nothing calls any more is reported when the subclass is defined."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from torchebm.core import BaseModel, GaussianModel, HarmonicModel
+from torchebm.samplers import (
+    FlowSampler,
+    GradientDescentSampler,
+    HamiltonianMonteCarlo,
+    LangevinDynamics,
+    NesterovSampler,
+    RiemannianManifoldHMC,
+)
+
+
+class _Quadratic(BaseModel):
+    def forward(self, x):
+        return 0.5 * x.pow(2).sum(-1)
+
+
+MODELS = {
+    "gaussian": lambda: GaussianModel(torch.zeros(2), torch.eye(2)),  # closed form, fast path
+    "harmonic": lambda: HarmonicModel(),  # a model the whole-chain kernel supports
+    "autograd": _Quadratic,
+}
+SAMPLERS = {  # class, options (negligible noise: the chains move by their gradient only)
+    "langevin": (LangevinDynamics, {"step_size": 0.1, "noise_scale": 1e-12}),
+    "gd": (GradientDescentSampler, {"step_size": 0.1}),
+    "nesterov": (NesterovSampler, {"step_size": 0.1}),
+}
+
+
+def _frozen(cls, name):
+    """A subclass of ``cls`` whose gradient hook ``name`` returns zeros (and counts calls)."""
+
+    def gradient(self, x, model_kwargs=None):
+        type(self).calls += 1
+        return torch.zeros_like(x)
+
+    return type(f"Frozen{cls.__name__}", (cls,), {"calls": 0, name: gradient})
+
+
+@pytest.mark.parametrize("hook", ["_model_gradient", "model_gradient"])
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("sampler", ["langevin", "gd", "nesterov"])
+def test_gradient_override_drives_every_step(sampler, model, hook):
+    """With zero gradients (and negligible noise) the chains stay where they started: the
+    library's own gradient would move them to the minimum at 0 (0.9^20 of the start)."""
+    base, options = SAMPLERS[sampler]
+    cls = _frozen(base, hook)
+    x0 = torch.full((4, 2), 3.0)
+    out = cls(MODELS[model](), **options).sample(x=x0, n_steps=20)
+    assert cls.calls >= 20
+    torch.testing.assert_close(out, x0, rtol=0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("hook", ["_model_gradient", "model_gradient"])
+@pytest.mark.parametrize("model", list(MODELS))
+def test_hmc_gradient_override_drives_the_leapfrog(model, hook):
+    """Zero forces: a trajectory moves x along the straight line x + L h p and keeps p, so H
+    changes by E(x') - E(x) only: from x = 0 under E = |x|^2 / 2 a chain accepts with
+    probability exp(-(L h)^2 |p|^2 / 2), 1 / (1 + (L h)^2) = 0.917 on average in 2-D (the
+    library's gradient would keep p from staying constant)."""
+    cls = _frozen(HamiltonianMonteCarlo, hook)
+    s = cls(MODELS[model](), step_size=0.1, n_leapfrog_steps=3)
+    n, x0 = 4000, torch.zeros(4000, 2)
+    out = s.sample(x=x0, n_steps=1, generator=torch.Generator().manual_seed(0))
+    assert cls.calls >= 1
+    line = x0 + 3 * 0.1 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    moved = (out - x0).abs().amax(1) > 0
+    torch.testing.assert_close(out[moved], line[moved], rtol=0.0, atol=1e-6)
+    rate, expected = moved.double().mean().item(), 1 / (1 + 0.3**2)
+    assert abs(rate - expected) < 5 * (expected * (1 - expected) / n) ** 0.5
+
+
+def test_hmc_energy_override_decides_the_metropolis_test():
+    """0.8.9's ``_model_energy`` override: an energy that is infinite away from the start
+    makes every proposal a rejection (the library's would accept most)."""
+
+    class Walled(HamiltonianMonteCarlo):
+        calls = 0
+
+        def _model_energy(self, x, model_kwargs=None):
+            type(self).calls += 1
+            return torch.where(x.abs().amax(1) < 1e-12, 0.0, torch.inf)
+
+    x0 = torch.zeros(64, 2)
+    s = Walled(GaussianModel(torch.zeros(2), torch.eye(2)), step_size=0.1, n_leapfrog_steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the chains never move: the sampler says so
+        out = s.sample(x=x0, n_steps=5, generator=torch.Generator().manual_seed(1))
+    assert Walled.calls >= 5
+    assert torch.equal(out, x0)
+
+
+RETIRED = [
+    (HamiltonianMonteCarlo, "_initialize_momentum"),
+    (HamiltonianMonteCarlo, "_compute_kinetic_energy"),
+    (RiemannianManifoldHMC, "_kinetic_energy"),
+    (RiemannianManifoldHMC, "_metric_chol"),
+    (FlowSampler, "_get_drift"),
+    (FlowSampler, "_sde_dynamics"),
+]
+
+
+@pytest.mark.parametrize("base, name", RETIRED)
+def test_overriding_a_retired_0_8_9_hook_warns_at_the_class_definition(base, name):
+    with pytest.warns(UserWarning, match=rf"\.{name} overrides a torchebm 0\.8\.9 hook") as rec:
+        type("Mine", (base,), {name: lambda self, *a, **k: None})
+    assert all(w.filename == __file__ for w in rec)
+
+
+def test_a_subclass_with_current_hooks_only_is_not_warned():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+
+        class Mine(HamiltonianMonteCarlo):
+            def step(self, state, ctx):
+                return super().step(state, ctx)
+
+        class MyFlow(FlowSampler):
+            pass
+
+    assert Mine.model_gradient is HamiltonianMonteCarlo.model_gradient
