@@ -137,12 +137,18 @@ def test_exact_ot_is_within_tol_of_an_independent_optimum(seed, n):
     assert torch.equal(ot(x0, x1).x1, ot(x0, x1).x1)
 
 
-def test_greedy_matches_sequential_greedy():
+@pytest.mark.parametrize("ties", [False, True])
+def test_greedy_matches_sequential_greedy(ties):
+    """Against the textbook loop over all pairs by cost (stable: equal costs by row, then
+    column); ``ties``: integer costs in {0, 1, 2}, most pairs tied."""
     g = torch.Generator().manual_seed(4)
-    for _ in range(10):
-        n = 25
-        c = torch.rand(n, n, generator=g)
-        order = c.flatten().argsort().tolist()
+    for n in (1, 2, 25, 25, 25, 200):
+        c = (
+            torch.randint(0, 3, (n, n), generator=g).float()
+            if ties
+            else torch.rand(n, n, generator=g)
+        )
+        order = c.flatten().argsort(stable=True).tolist()
         used_r, used_c, seq = set(), set(), [-1] * n
         for f in order:
             i, j = divmod(f, n)

@@ -3,6 +3,7 @@ the permutation test and the grid partition function."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -198,6 +199,19 @@ def test_median_bandwidth_is_the_median_pairwise_distance():
     y = torch.tensor([[3.0], [7.0]])
     # distances 1, 3, 7, 2, 6, 4 -> median (3 + 4) / 2
     assert float(median_bandwidth(x, y)) == pytest.approx(3.5)
+
+
+@pytest.mark.parametrize("n, ties", [(3, False), (4, False), (61, False), (300, False), (60, True)])
+def test_median_bandwidth_against_numpy_median_of_all_pairwise_distances(n, ties):
+    """Odd and even numbers of pairs (the mean of the two middle ones), tied distances."""
+    g = torch.Generator().manual_seed(n)
+    pts = torch.randint(0, 3, (n, 2), generator=g) if ties else torch.randn(n, 2, generator=g)
+    pts = pts.to(F64)
+    x, y = pts[: n // 2], pts[n // 2 :]
+    a = pts.numpy()
+    i, j = np.triu_indices(n, k=1)
+    expected = np.median(np.sqrt(((a[i] - a[j]) ** 2).sum(1)))
+    assert float(median_bandwidth(x, y)) == pytest.approx(expected, rel=1e-12)
 
 
 def test_metrics_validate_their_input():

@@ -401,23 +401,21 @@ class GreedyCoupling(BaseCostCoupling):
         super().__init__(process_group)
 
     def solve(self, cost, generator):
-        n = cost.shape[0]
-        c = _finite_cost(self, cost).clone()
-        idx = torch.full((n,), -1, dtype=torch.long, device=c.device)
-        rows = torch.arange(n, device=c.device)
-        inf = math.inf
-        while True:
-            row_best = c.argmin(dim=1)  # lowest column on ties
-            col_best = c.argmin(dim=0)  # lowest row on ties
-            free = idx < 0
-            mutual = free & (col_best[row_best] == rows) & torch.isfinite(c[rows, row_best])
-            idx = torch.where(mutual, row_best, idx)
-            taken_cols = torch.zeros(n, dtype=torch.bool, device=c.device)
-            taken_cols[row_best[mutual]] = True
-            c[mutual] = inf
-            c[:, taken_cols] = inf
-            if not bool((idx < 0).any()):
-                return idx
+        c = _finite_cost(self, cost)
+        n, device = c.shape[0], c.device
+        idx = torch.full((n,), -1, dtype=torch.long, device=device)
+        rows = cols = torch.arange(n, device=device)  # the free ones, as indices of `cost`
+        while rows.numel():
+            # each round works on the free rows and columns only (not all B^2 entries);
+            # argmin keeps their order, so ties still go to the lowest index
+            row_best = c.argmin(dim=1)
+            col_best = c.argmin(dim=0)
+            mutual = col_best[row_best] == torch.arange(len(rows), device=device)
+            idx[rows[mutual]] = cols[row_best[mutual]]
+            free_cols = torch.ones(len(cols), dtype=torch.bool, device=device)
+            free_cols[row_best[mutual]] = False
+            rows, cols, c = rows[~mutual], cols[free_cols], c[~mutual][:, free_cols]
+        return idx
 
 
 class ReflowCoupling(BaseModelCoupling):

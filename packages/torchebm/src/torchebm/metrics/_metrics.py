@@ -262,13 +262,14 @@ def _median_bandwidth(z: torch.Tensor, generator: torch.Generator | None) -> tor
         z = z[idx.to(z.device)]
     n = z.shape[0]
     iu = torch.triu_indices(n, n, offset=1, device=z.device)
-    d = _sq_dists(z, z)[iu[0], iu[1]].sqrt()
-    # the mean of the two middle order statistics (numpy's median; torch's takes the lower)
-    d = d.sort().values
-    k = d.shape[0]
-    med = 0.5 * (d[(k - 1) // 2] + d[k // 2])
+    d2 = _sq_dists(z, z)[iu[0], iu[1]]
+    # the mean of the two middle order statistics (numpy's median; torch's takes the lower),
+    # selected among the squared distances (sqrt is monotone: the same values, no sort)
+    k = d2.shape[0]
+    lo, hi = (d2.kthvalue(i + 1).values.sqrt() for i in ((k - 1) // 2, k // 2))
+    med = 0.5 * (lo + hi)
     if not bool(med > 0):  # one host read: a made-up scale would set the metric silently
-        zeros = int((d == 0).sum())
+        zeros = int((d2 == 0).sum())
         raise ConfigurationError(
             f"the median heuristic has no length scale here: {zeros} of the {k} pairwise "
             f"distances of the pooled x and y are 0, so their median is 0; pass a positive "
