@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+from _support.registry import LinearField, MLPEnergy
 from torch import nn
 
 import torchebm.integrators as I
@@ -18,34 +19,12 @@ import torchebm.interpolants as IP
 import torchebm.losses as L
 import torchebm.models as M
 import torchebm.samplers as S
-from torchebm.core import BaseModel, HarmonicModel
+from torchebm.core import HarmonicModel
 from torchebm.core.errors import ConfigurationError, NonFiniteError, ShapeError
 from torchebm.flows import EquilibriumMatchingLoss
 from torchebm.metrics import mmd2
 
 NAN, INF = float("nan"), float("inf")
-
-
-class Energy(BaseModel):
-    """A small neural energy with a confining quadratic term."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
-
-    def forward(self, x):
-        return self.net(x).squeeze(-1) + 0.5 * x.square().sum(-1)
-
-
-class Field(nn.Module):
-    """``v(x, t) = a x`` with a learnable ``a``."""
-
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Parameter(torch.tensor(0.5))
-
-    def forward(self, x, t, **kw):
-        return self.a * x
 
 
 def X():
@@ -67,7 +46,7 @@ def _rmhmc(dtype):
 
 
 def _ptcd(**options):
-    model = Energy()
+    model = MLPEnergy()
     return L.ParallelTemperingCD(model, S.LangevinDynamics(model, step_size=0.01), **options)
 
 
@@ -175,19 +154,19 @@ ROWS = [
     # --- losses
     (
         "L4-sm-regularization_strength-assigned-negative",
-        lambda: _assign(L.ScoreMatching(Energy()), "regularization_strength", -5.0),
+        lambda: _assign(L.ScoreMatching(MLPEnergy()), "regularization_strength", -5.0),
         ConfigurationError,
         "regularization_strength",
     ),
     (
         "L5-dsm-noise_scale-assigned-zero",
-        lambda: _assign(L.DenoisingScoreMatching(Energy()), "noise_scale", 0.0),
+        lambda: _assign(L.DenoisingScoreMatching(MLPEnergy()), "noise_scale", 0.0),
         ConfigurationError,
         "noise_scale",
     ),
     (
         "L7-sm-fd_epsilon-negative",
-        lambda: L.ScoreMatching(Energy(), hessian_method="approx", fd_epsilon=-1e-3),
+        lambda: L.ScoreMatching(MLPEnergy(), hessian_method="approx", fd_epsilon=-1e-3),
         ConfigurationError,
         "fd_epsilon",
     ),
@@ -205,7 +184,7 @@ ROWS = [
     ),
     (
         "L12-eqm-dispersion_weight-negative",
-        lambda: EquilibriumMatchingLoss(Field(), dispersion_weight=-0.5),
+        lambda: EquilibriumMatchingLoss(LinearField(), dispersion_weight=-0.5),
         ConfigurationError,
         "dispersion_weight",
     ),
