@@ -8,6 +8,7 @@ import torch
 from _support.hooks_089 import assert_warns_when_defined
 from _support.losses import Quadratic, TinyLangevin
 
+from torchebm.core.errors import ConfigurationError
 from torchebm.flows import EnergyMatchingLoss, EquilibriumMatchingLoss
 from torchebm.losses import (
     BaseScoreMatching,
@@ -86,6 +87,75 @@ def test_initialize_buffer_with_0_8_9_signature_is_called():
     # std 0.01 within 5 standard errors (0.01 / sqrt(2 n)) of 7,984 draws
     rest = loss.replay_buffer[8:]
     assert abs(rest.std().item() - 0.01) < 5 * 0.01 / (2 * rest.numel()) ** 0.5
+
+
+class _Scaled(Quadratic):
+    """``E = scale w |x|^2 / 2``: a conditioning keyword that the burn-in must see too."""
+
+    def forward(self, x, scale=1.0):
+        return scale * super().forward(x)
+
+
+def _pcd_run(cls, calls=3, **kwargs):
+    """Three persistent CD calls under the conditioning ``scale=0.5``: losses and ages."""
+    model = _Scaled(w=1.0)
+    loss = cls(
+        model, TinyLangevin(model, step_size=0.05), k_steps=3, persistent=True, buffer_size=16,
+        init_steps=5, **kwargs,
+    )  # fmt: skip
+    g, out = gen(10), []
+    for _ in range(calls):
+        value, _ = loss(torch.randn(4, 2, generator=g), model_kwargs={"scale": 0.5}, generator=g)
+        out.append(value.detach())
+    return loss, torch.stack(out)
+
+
+def test_a_pass_through_get_start_points_changes_nothing():
+    """An override that returns ``super().get_start_points(...)`` (to log, say): the same
+    losses, buffer and chain ages as without it (the burn-in under the call's conditioning)."""
+
+    class PassThrough(ContrastiveDivergence):
+        def get_start_points(self, x, generator=None):
+            return super().get_start_points(x, generator)
+
+    base, expected = _pcd_run(ContrastiveDivergence)
+    loss, got = _pcd_run(PassThrough)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    torch.testing.assert_close(loss.replay_buffer, base.replay_buffer, rtol=0, atol=0)
+    assert loss.buffer_age.tolist() == base.buffer_age.tolist()
+    with pytest.raises(ConfigurationError, match="conditioning other than"):
+        loss(torch.randn(4, 2, generator=gen(11)), model_kwargs={"scale": 2.0})
+
+
+def test_initialize_buffer_written_like_0_8_9_without_super():
+    """0.8.9's own body: it sets ``replay_buffer``, zeroes the pointer and sets
+    ``buffer_initialized = True``; the loss then keeps ages (``init_steps`` for its chains)."""
+
+    class Own(ContrastiveDivergence):
+        def initialize_buffer(
+            self, data_shape_no_batch, buffer_chunk_size=1024, init_noise_scale=0.01,
+            generator=None,
+        ):  # fmt: skip
+            shape = (self.buffer_size, *data_shape_no_batch)
+            self.replay_buffer = torch.randn(shape, generator=generator) * init_noise_scale
+            self.buffer_ptr.zero_()
+            self.buffer_initialized = True
+            return self.replay_buffer
+
+    loss, values = _pcd_run(Own, calls=1, new_sample_ratio=0.0)
+    assert torch.isfinite(values).all() and loss.buffer_initialized
+    # rows 0-3 written by the call (drawn at age 5, run 3 steps); the others untouched
+    assert loss.buffer_age.tolist() == [8] * 4 + [5] * 12
+    loss.buffer_initialized = False  # 0.8.9's way to start over
+    assert loss.replay_buffer is None and not loss.buffer_initialized
+
+
+def test_start_points_set_on_the_instance_are_used():
+    model = Quadratic(w=1.0)
+    loss = ContrastiveDivergence(model, TinyLangevin(model, step_size=1e-6, noise_scale=0.0))
+    loss.get_start_points = lambda x, generator=None: torch.full_like(x, -7.0)
+    _, negatives = loss(torch.randn(8, 2, generator=gen(12)))
+    torch.testing.assert_close(negatives, torch.full((8, 2), -7.0 * (1 - 1e-6) ** 10))
 
 
 def test_compute_score_stays_differentiable_in_x_for_a_0_8_9_exact_loss():
@@ -167,6 +237,9 @@ RETIRED = [
     (FlowMatchingLoss, "_sample_t"),
     (EquilibriumMatchingLoss, "_sample_t"),
     (EnergyMatchingLoss, "_sample_t"),
+    (FlowMatchingLoss, "_probe_forward"),
+    (EquilibriumMatchingLoss, "_compute_ct"),
+    (EquilibriumMatchingLoss, "_compute_explicit_energy_gradient"),
 ]
 
 
@@ -174,3 +247,17 @@ RETIRED = [
 def test_overriding_a_retired_0_8_9_hook_warns_at_the_class_definition(base, name):
     """0.8.9 hooks that nothing calls now: the override would be ignored in silence."""
     assert_warns_when_defined(base, name)
+
+
+def test_a_0_dim_label_skips_the_conditioning_check_with_its_warning():
+    """One label for the whole batch as a 0-d tensor: the check that the model reads ``y``
+    cannot compare two labels (it raised a raw IndexError slicing the 0-d tensor)."""
+
+    class PerLabel(Quadratic):
+        def forward(self, x, y=None):
+            return (1.0 + y) * super().forward(x)
+
+    loss = DenoisingScoreMatching(PerLabel(w=1.0))
+    with pytest.warns(UserWarning, match="single y value"):
+        value = loss(torch.randn(8, 2, generator=gen(13)), model_kwargs={"y": torch.tensor(1)})
+    assert torch.isfinite(value)

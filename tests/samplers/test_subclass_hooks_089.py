@@ -102,6 +102,7 @@ RETIRED = [
     (samplers.RiemannianManifoldHMC, "_metric_chol"),
     (samplers.FlowSampler, "_get_drift"),
     (samplers.FlowSampler, "_sde_dynamics"),
+    (samplers.FlowSampler, "_record_stats"),
 ]
 
 
@@ -122,3 +123,11 @@ def test_a_subclass_with_current_hooks_only_is_not_warned():
             pass
 
     assert Mine.model_gradient is samplers.HamiltonianMonteCarlo.model_gradient
+
+
+def test_gradient_set_on_the_instance_drives_the_steps():
+    """``sampler.model_gradient = f`` on a closed-form model (whose fast path skipped it)."""
+    s = samplers.LangevinDynamics(HarmonicModel(), step_size=0.1, noise_scale=1e-12)
+    s.model_gradient = lambda x, model_kwargs=None: torch.zeros_like(x)
+    x0 = torch.full((4, 2), 3.0)
+    torch.testing.assert_close(s.sample(x=x0, n_steps=10), x0, rtol=0.0, atol=1e-9)

@@ -393,7 +393,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 and isinstance(model, BaseModel)
                 and getattr(type(model).gradient, "_returns_input_shape", False)
                 and "gradient" not in vars(model)
-                and type(self).model_gradient is BaseSampler.model_gradient  # not overridden
+                and getattr(self.model_gradient, "__func__", None) is BaseSampler.model_gradient
             ):
                 fn = model.gradient_function()  # per-call set-up once (chains are batched)
             else:

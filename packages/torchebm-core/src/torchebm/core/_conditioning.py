@@ -95,8 +95,9 @@ class Conditioning:
         if not self.pending or "y" not in model_kwargs:
             return
         y = model_kwargs["y"]
-        other = (y != y[:1]).reshape(y.shape[0], -1).any(dim=1).nonzero()
-        if other.numel() == 0:
+        batched = isinstance(y, torch.Tensor) and y.ndim > 0  # a 0-d or plain label: one value
+        other = (y != y[:1]).reshape(y.shape[0], -1).any(dim=1).nonzero() if batched else None
+        if other is None or other.numel() == 0:
             self.pending = False
             warn_user(
                 f"{type(owner).__name__}: the first conditional batch has a single y value, "

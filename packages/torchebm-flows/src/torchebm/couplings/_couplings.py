@@ -411,10 +411,14 @@ class GreedyCoupling(BaseCostCoupling):
             row_best = c.argmin(dim=1)
             col_best = c.argmin(dim=0)
             mutual = col_best[row_best] == torch.arange(len(rows), device=device)
-            idx[rows[mutual]] = cols[row_best[mutual]]
-            free_cols = torch.ones(len(cols), dtype=torch.bool, device=device)
-            free_cols[row_best[mutual]] = False
-            rows, cols, c = rows[~mutual], cols[free_cols], c[~mutual][:, free_cols]
+            # three host reads per round (the sizes of the matched and the free sets)
+            hit, miss = mutual.nonzero().squeeze(1), (~mutual).nonzero().squeeze(1)
+            taken = row_best.index_select(0, hit)
+            idx[rows.index_select(0, hit)] = cols.index_select(0, taken)
+            free = torch.ones(len(cols), dtype=torch.bool, device=device).index_fill_(0, taken, 0)
+            free = free.nonzero().squeeze(1)
+            rows, cols = rows.index_select(0, miss), cols.index_select(0, free)
+            c = c.index_select(0, miss).index_select(1, free)
         return idx
 
 

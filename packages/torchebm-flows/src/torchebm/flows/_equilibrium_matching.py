@@ -150,6 +150,11 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
     """
 
     _model_call = FIELD_CALL  # model(x, t, **model_kwargs)
+    _retired_hooks = {
+        **FlowObjective._retired_hooks,
+        "_compute_ct": "pass `ct=`, a callable `t -> c(t)`",
+        "_compute_explicit_energy_gradient": "choose it with `energy_type=`",
+    }
 
     def __init__(
         self,

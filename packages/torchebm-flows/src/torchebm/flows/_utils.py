@@ -550,7 +550,8 @@ class FlowObjective(Hooks089):
     called as ``model(x, **model_kwargs)``, `probe_model`."""
 
     _retired_hooks: ClassVar[dict[str, str]] = {
-        "_sample_t": "pass `t_sampler=`, a callable `(batch, *, device, dtype, generator) -> t`"
+        "_sample_t": "pass `t_sampler=`, a callable `(batch, *, device, dtype, generator) -> t`",
+        "_probe_forward": "override `probe_model`",
     }
 
     #: The trained network (callable).

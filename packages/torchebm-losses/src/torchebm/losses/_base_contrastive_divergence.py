@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from torchebm.core import BaseLoss, BaseSampler, expand_t_like_x, warn_once
-from torchebm.core._module import forward_kwargs, warn_user
+from torchebm.core._module import check_bool, forward_kwargs, warn_user
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -91,6 +91,17 @@ class _HostState:
 
     ptr: int = 0
     starts: dict = field(default_factory=dict)
+    #: during a `negative_phase` that calls a subclass's `get_start_points`: the call's
+    #: conditioning (for the base method, if the override calls it) and what the base drew
+    phase: dict | None = None
+
+
+def _overridden(loss: Any, name: str) -> bool:
+    """Whether ``loss.<name>`` is not `BaseContrastiveDivergence`'s (a subclass's method, or a
+    function set on the instance)."""
+    return getattr(getattr(loss, name), "__func__", None) is not getattr(
+        BaseContrastiveDivergence, name
+    )
 
 
 def _takes_keyword(method: Any, name: str) -> bool:
@@ -294,8 +305,15 @@ class BaseContrastiveDivergence(BaseLoss):
     # ------------------------------------------------------------------ replay buffer
     @property
     def buffer_initialized(self) -> bool:
-        """Whether the replay buffer exists (created by a persistent call or loaded)."""
+        """Whether the replay buffer exists (created by a persistent call or loaded). 0.8.9
+        code sets it to ``True`` after making ``replay_buffer`` itself (a no-op here); ``False``
+        drops the buffer (the next persistent call creates one)."""
         return self.replay_buffer is not None
+
+    @buffer_initialized.setter
+    def buffer_initialized(self, value: bool) -> None:
+        if not check_bool("buffer_initialized", value):
+            self.replay_buffer = self.buffer_age = None
 
     def _noise(self, shape, like: torch.Tensor, generator, scale: float) -> torch.Tensor:
         noise = torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
@@ -408,6 +426,13 @@ class BaseContrastiveDivergence(BaseLoss):
             init = self.initialize_buffer
             kwargs = {"model_kwargs": model_kwargs} if _takes_keyword(init, "model_kwargs") else {}
             init(x.shape[1:], generator=generator, **kwargs)
+            if self.replay_buffer is not None and self.buffer_age is None:
+                # a 0.8.9 override that set `replay_buffer` only: its chains are init_steps old
+                self.buffer_age = torch.full(
+                    (len(self.replay_buffer),), self.init_steps, dtype=torch.long,
+                    device=self.replay_buffer.device,
+                )  # fmt: skip
+                self._set_ptr(0)
         self._check_buffer_shape(x)
         buf = self.replay_buffer
         if buf.dtype != x.dtype or buf.device != x.device:  # only the model moved: follow it
@@ -462,7 +487,11 @@ class BaseContrastiveDivergence(BaseLoss):
             x: Data batch `(B, *event)`.
             generator: Source of the strata rows and the fresh noise.
         """
-        return self._draw_start(x, generator)[0]
+        phase = self._host.phase  # in `negative_phase`, called by a subclass's override
+        start, age = self._draw_start(x, generator, None if phase is None else phase["kwargs"])
+        if phase is not None:
+            phase["drawn"] = (start, age)
+        return start
 
     def get_negative_samples(
         self,
@@ -637,17 +666,21 @@ class BaseContrastiveDivergence(BaseLoss):
         Returns:
             Detached negatives, shape ``(B, *event)``.
         """
-        cls = type(self)
-        if cls.get_start_points is BaseContrastiveDivergence.get_start_points:
+        if not _overridden(self, "get_start_points"):
             start, age = self._draw_start(x, generator, model_kwargs)
-        else:  # a subclass's own start points (0.8.9's hook), of unknown ages
-            start, age = self.get_start_points(x, generator), None
+        else:  # a subclass's own start points (0.8.9's hook)
+            self._host.phase = {"kwargs": model_kwargs, "drawn": None}
+            try:
+                start, drawn = self.get_start_points(x, generator), self._host.phase["drawn"]
+            finally:
+                self._host.phase = None
+            # the ages of what the base drew when the override returns it, else unknown
+            age = drawn[1] if drawn is not None and drawn[0] is start else None
         negatives = self._run_sampler(start, self.k_steps, model_kwargs or {}, generator)
         if self.persistent:
-            if cls.update_buffer is BaseContrastiveDivergence.update_buffer or _takes_keyword(
-                self.update_buffer, "ages"
-            ):
-                self.update_buffer(negatives, ages=None if age is None else age + self.k_steps)
+            ages = None if age is None else age + self.k_steps
+            if not _overridden(self, "update_buffer") or _takes_keyword(self.update_buffer, "ages"):
+                self.update_buffer(negatives, ages=ages)
             else:  # 0.8.9's signature, update_buffer(samples): the ages default to k_steps
                 self.update_buffer(negatives)
         return negatives

@@ -314,11 +314,14 @@ class FlowSampler(Hooks089, BaseSampler):
     diagnostic_keys = ("mean", "var", "t")
     __setstate__ = accept_089_pickle("nan_policy", flow_overrides)  # 0.8.9 whole pickles
 
-    _retired_hooks = dict.fromkeys(
-        ("_get_drift", "_get_score", "_sde_dynamics"),
-        "the drift and score follow `prediction` and the interpolant; wrap the model to "
-        "change them, or override `step`",
-    )
+    _retired_hooks = {
+        **dict.fromkeys(
+            ("_get_drift", "_get_score", "_sde_dynamics", "_grid_and_drift"),
+            "the drift and score follow `prediction` and the interpolant; wrap the model to "
+            "change them, or override `step`",
+        ),
+        **dict.fromkeys(("_record_stats", "_batch_stats"), "override `compute_diagnostics`"),
+    }
 
     def __init__(
         self,
