@@ -292,8 +292,8 @@ class LangevinDynamics(SamplerHooks089, BaseSampler):
         """
         if ctx.model_kwargs or ctx.nan_policy == "resample":
             return None
-        if type(self).model_gradient is not BaseSampler.model_gradient:  # a subclass's own
-            return None
+        if getattr(self.model_gradient, "__func__", None) is not BaseSampler.model_gradient:
+            return None  # a subclass's own, or one set on the instance
         if any(type(s) is not ConstantScheduler for s in self.get_schedulers().values()):
             return None
         chain = optional_kernel("langevin_chain")
