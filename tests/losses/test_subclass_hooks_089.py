@@ -150,6 +150,62 @@ def test_initialize_buffer_written_like_0_8_9_without_super():
     assert loss.replay_buffer is None and not loss.buffer_initialized
 
 
+def test_update_buffer_written_like_0_8_9_without_super():
+    """0.8.9's own body writes rows at ``self._buffer_ptr_int`` and advances it: the host
+    pointer keeps its 0.8.9 name, and the rows it writes keep their ages (it knows none)."""
+
+    class Own(ContrastiveDivergence):
+        def update_buffer(self, samples):
+            n, ptr = samples.shape[0], self._buffer_ptr_int
+            self.replay_buffer[ptr : ptr + n] = samples.detach()
+            self._buffer_ptr_int = (ptr + n) % self.buffer_size
+            self.buffer_ptr.fill_(self._buffer_ptr_int)
+
+    loss, values = _pcd_run(Own, calls=3, new_sample_ratio=0.0)
+    assert torch.isfinite(values).all()
+    assert loss._buffer_ptr_int == 12 and int(loss.buffer_ptr) == 12
+    assert loss.buffer_age.tolist() == [5] * 16
+
+
+def test_initialize_buffer_of_another_size_is_refused():
+    class Small(ContrastiveDivergence):
+        def initialize_buffer(self, data_shape_no_batch, *args, **kwargs):
+            self.replay_buffer = torch.zeros(8, *data_shape_no_batch)
+
+    with pytest.raises(ConfigurationError, match="made 8 chains, but buffer_size is 16"):
+        _pcd_run(Small, calls=1)
+
+
+def test_a_start_points_override_may_call_the_loss_again():
+    """Re-entrant: the override runs a negative phase of its own on half the batch."""
+
+    class Nested(ContrastiveDivergence):
+        def get_start_points(self, x, generator=None):
+            if len(x) > 2:
+                half = self.negative_phase(x[: len(x) // 2], {"scale": 0.5}, generator)
+                return torch.cat([half, super().get_start_points(x[len(x) // 2 :], generator)])
+            return super().get_start_points(x, generator)
+
+    loss, values = _pcd_run(Nested, calls=2)
+    assert torch.isfinite(values).all() and loss._host.phase is None
+
+
+@pytest.mark.parametrize("as_type", [list, tuple, torch.tensor])
+def test_the_conditioning_check_reads_labels_given_as_a_sequence(as_type):
+    """Labels as a list or tuple (the model indexes with them) are compared as the tensor's
+    would be: a model that ignores them is refused, not waved through as 'a single y'."""
+
+    class Ignores(Quadratic):
+        def forward(self, x, y=None):
+            return super().forward(x)
+
+    y = as_type([0, 1, 2, 0, 1, 2, 0, 1])
+    with pytest.raises(ConfigurationError, match="ignores its conditioning"):
+        DenoisingScoreMatching(Ignores())(
+            torch.randn(8, 2, generator=gen(14)), model_kwargs={"y": y}
+        )
+
+
 def test_start_points_set_on_the_instance_are_used():
     model = Quadratic(w=1.0)
     loss = ContrastiveDivergence(model, TinyLangevin(model, step_size=1e-6, noise_scale=0.0))
@@ -240,6 +296,7 @@ RETIRED = [
     (FlowMatchingLoss, "_probe_forward"),
     (EquilibriumMatchingLoss, "_compute_ct"),
     (EquilibriumMatchingLoss, "_compute_explicit_energy_gradient"),
+    (EquilibriumMatchingLoss, "_reduce_dims"),
 ]
 
 

@@ -131,3 +131,20 @@ def test_gradient_set_on_the_instance_drives_the_steps():
     s.model_gradient = lambda x, model_kwargs=None: torch.zeros_like(x)
     x0 = torch.full((4, 2), 3.0)
     torch.testing.assert_close(s.sample(x=x0, n_steps=10), x0, rtol=0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["eager", "fused"])
+def test_hmc_gradient_set_on_the_instance_drives_every_backend(backend):
+    """``backend="fused"`` hands a plain analytic model to the whole-trajectory kernel (its
+    CPU fallback here): it must take the instance's gradient instead, once per leapfrog step."""
+    model = GaussianModel(torch.zeros(2), torch.eye(2))
+    s = samplers.HamiltonianMonteCarlo(model, step_size=0.1, n_leapfrog_steps=3, backend=backend)
+    calls = []
+
+    def gradient(x, model_kwargs=None):
+        calls.append(1)
+        return torch.zeros_like(x)
+
+    s.model_gradient = gradient
+    s.sample(x=torch.full((4, 2), 3.0), n_steps=5, generator=torch.Generator().manual_seed(0))
+    assert len(calls) >= 5 * 3  # at least L per trajectory (plus the start's)

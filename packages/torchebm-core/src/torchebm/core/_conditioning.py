@@ -95,9 +95,9 @@ class Conditioning:
         if not self.pending or "y" not in model_kwargs:
             return
         y = model_kwargs["y"]
-        batched = isinstance(y, torch.Tensor) and y.ndim > 0  # a 0-d or plain label: one value
-        other = (y != y[:1]).reshape(y.shape[0], -1).any(dim=1).nonzero() if batched else None
-        if other is None or other.numel() == 0:
+        yt = y if isinstance(y, torch.Tensor) else torch.as_tensor(y)  # a list, an array, an int
+        other = (yt != yt[:1]).reshape(yt.shape[0], -1).any(dim=1).nonzero() if yt.ndim else None
+        if other is None or other.numel() == 0:  # (a 0-d label is one value)
             self.pending = False
             warn_user(
                 f"{type(owner).__name__}: the first conditional batch has a single y value, "
@@ -106,7 +106,7 @@ class Conditioning:
             return
         j = int(other[0])
         pick = {k: (v[:1] if isinstance(v, torch.Tensor) else v) for k, v in model_kwargs.items()}
-        alt = {**pick, "y": y[j : j + 1]}
+        pick["y"], alt = y[:1], {**pick, "y": y[j : j + 1]}
         model: Any = getattr(owner, "model", None)  # probed in eval mode, then restored
         modes = [(m, m.training) for m in getattr(model, "modules", tuple)()]
         try:

@@ -154,6 +154,7 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         **FlowObjective._retired_hooks,
         "_compute_ct": "pass `ct=`, a callable `t -> c(t)`",
         "_compute_explicit_energy_gradient": "choose it with `energy_type=`",
+        "_reduce_dims": "the loss reduces over the event dimensions itself",
     }
 
     def __init__(

@@ -315,6 +315,15 @@ class BaseContrastiveDivergence(BaseLoss):
         if not check_bool("buffer_initialized", value):
             self.replay_buffer = self.buffer_age = None
 
+    @property
+    def _buffer_ptr_int(self) -> int:
+        """0.8.9's name of the host copy of ``buffer_ptr`` (its method bodies set it)."""
+        return self._ptr
+
+    @_buffer_ptr_int.setter
+    def _buffer_ptr_int(self, value: int) -> None:
+        self._set_ptr(value)
+
     def _noise(self, shape, like: torch.Tensor, generator, scale: float) -> torch.Tensor:
         noise = torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
         return noise if scale == 1.0 else noise.mul_(scale)  # 1.0 * v is v: no multiply
@@ -428,6 +437,11 @@ class BaseContrastiveDivergence(BaseLoss):
             init(x.shape[1:], generator=generator, **kwargs)
             if self.replay_buffer is not None and self.buffer_age is None:
                 # a 0.8.9 override that set `replay_buffer` only: its chains are init_steps old
+                if len(self.replay_buffer) != self.buffer_size:
+                    raise ConfigurationError(
+                        f"initialize_buffer made {len(self.replay_buffer)} chains, but "
+                        f"buffer_size is {self.buffer_size}"
+                    )
                 self.buffer_age = torch.full(
                     (len(self.replay_buffer),), self.init_steps, dtype=torch.long,
                     device=self.replay_buffer.device,
@@ -669,12 +683,14 @@ class BaseContrastiveDivergence(BaseLoss):
         if not _overridden(self, "get_start_points"):
             start, age = self._draw_start(x, generator, model_kwargs)
         else:  # a subclass's own start points (0.8.9's hook)
-            self._host.phase = {"kwargs": model_kwargs, "drawn": None}
-            try:
-                start, drawn = self.get_start_points(x, generator), self._host.phase["drawn"]
+            outer, phase = self._host.phase, {"kwargs": model_kwargs, "drawn": None}
+            self._host.phase = phase
+            try:  # (the override may call the loss again: each call keeps its own phase)
+                start = self.get_start_points(x, generator)
             finally:
-                self._host.phase = None
+                self._host.phase = outer
             # the ages of what the base drew when the override returns it, else unknown
+            drawn = phase["drawn"]
             age = drawn[1] if drawn is not None and drawn[0] is start else None
         negatives = self._run_sampler(start, self.k_steps, model_kwargs or {}, generator)
         if self.persistent:

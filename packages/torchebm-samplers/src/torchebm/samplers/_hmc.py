@@ -460,7 +460,7 @@ class HamiltonianMonteCarlo(_HMCBase):
                 self.model
                 if not conditioning
                 and isinstance(self.model, BaseModel)
-                and type(self).model_gradient is BaseSampler.model_gradient
+                and getattr(self.model_gradient, "__func__", None) is BaseSampler.model_gradient
                 else (lambda z: self.model_gradient(z, conditioning))
             )
             x_new, p_new, g_new = state.fused(
