@@ -64,6 +64,9 @@ class HMCState(SamplerState):
         fused: `torchebm.cuda.fused_leapfrog_step` when the call runs the fused trajectory.
         cholesky: RMHMC: `(x, L)`, the Cholesky factor of the metric at the tensor `x`
             (shared: a cache of the current trajectory).
+        force_cache: RMHMC: the parts of the force at one tensor `x` that do not depend on
+            the momentum (see `RiemannianManifoldHMC._force_terms`; shared: a cache of the
+            current trajectory, like `cholesky`).
         unconverged: RMHMC: `(B,)` bool, whether each chain's last proposal was rejected
             because an implicit solve of its trajectory did not converge (shared).
         n_unconverged: RMHMC: `(B,)` int64, how many of each chain's proposals of the
@@ -85,6 +88,7 @@ class HMCState(SamplerState):
     sqrt_mass: Any = shared_field()
     fused: Callable[..., Any] | None = shared_field()
     cholesky: tuple[torch.Tensor, torch.Tensor] | None = shared_field()
+    force_cache: tuple[Any, ...] | None = shared_field()
     unconverged: torch.Tensor | None = shared_field()
     n_unconverged: torch.Tensor | None = shared_field()
     metric_ok: torch.Tensor | None = shared_field()
@@ -703,12 +707,90 @@ class RiemannianManifoldHMC(_HMCBase):
         return kin + half_logdet, ok
 
     def _force(self, x: torch.Tensor, p: torch.Tensor, conditioning: dict) -> torch.Tensor:
+        r"""$-\partial H/\partial x$ at ``(x, p)`` from scratch (a model call, a metric call,
+        its factorisation and one backward pass). Trajectories use `_cached_force`, which
+        computes the same, unless a subclass overrides this method or `_kinetic_terms`."""
         with torch.inference_mode(False), torch.enable_grad():  # inference tensors are copied
             xg = autograd_ready(x).detach().requires_grad_(True)
             pg = autograd_ready(p).detach()
             u, rest = self.model_energy(xg, conditioning), self._kinetic_terms(xg, pg)[0]
             (g,) = torch.autograd.grad((u + rest).sum(), xg)
         return -g  # not in place: the gradient of a linear energy is a broadcast view
+
+    def _force_terms(self, x: torch.Tensor, state: HMCState, conditioning: dict) -> tuple[Any, ...]:
+        r"""``(x, xg, L, ½ log|G|, ∇U)`` at the tensor ``x``: what `_force` computes there
+        that does not depend on the momentum, built on the first call at ``x`` and then
+        reused (the momentum solve of the generalised leapfrog asks for the force
+        ``solver_max_iter`` times at the same ``x``, and the end point of a step starts the
+        next one). ``L`` and ``½ log|G|`` keep their graph in ``xg`` (a copy of ``x`` that
+        requires grad) for the momentum-dependent term; ``∇U`` is taken at once and the
+        model's graph freed (``None`` when the energy has no graph in ``x``), or is the
+        sampler's `model_gradient` when a subclass or the instance overrides it. The entry is
+        keyed on the tensor object, as `_cached_cholesky`'s (the integrator never updates its
+        tensors in place), and cleared at each trajectory with ``state.cholesky``."""
+        cache = state.force_cache
+        if cache is not None and cache[0] is x:
+            return cache
+        state.force_cache = None  # the last x's graph goes before this one is built
+        own_gradient = (
+            getattr(self.model_gradient, "__func__", None) is not BaseSampler.model_gradient
+        )
+        with torch.inference_mode(False), torch.enable_grad():  # inference tensors are copied
+            xg = autograd_ready(x).detach().requires_grad_(True)
+            u = None if own_gradient else self.model_energy(xg, conditioning)  # model, metric
+            chol = self._cholesky(xg)[0]
+            half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+            if own_gradient:
+                grad_u = self.model_gradient(x, conditioning)
+            elif u is not None and u.requires_grad:
+                grad_u = torch.autograd.grad(u.sum(), xg, allow_unused=True)[0]
+            else:
+                grad_u = None
+        state.force_cache = (x, xg, chol, half_logdet, grad_u)
+        return state.force_cache
+
+    def _cached_force(
+        self, x: torch.Tensor, p: torch.Tensor, state: HMCState, conditioning: dict
+    ) -> torch.Tensor:
+        r"""`_force` without recomputing what does not depend on ``p``:
+        $-\partial H/\partial x = -\nabla U - \nabla_x(K + \tfrac12\log|G|)$ with
+        $K = \tfrac12 p^\top G^{-1} p$. ``∇U``, ``G``'s Cholesky factor and its graph come
+        from `_force_terms` (one model and one metric call per ``x`` instead of one each per
+        fixed-point iteration); each call solves with ``p`` and back-propagates
+        $K + \tfrac12\log|G|$ through the kept graph (``retain_graph``). The operations are
+        `_force`'s, on the same values; only the sum of the model's and the metric's
+        gradients at ``x`` is formed after their backward passes instead of inside one (equal
+        bit for bit when the model and the metric each reach ``x`` through one node)."""
+        _, xg, chol, half_logdet, grad_u = self._force_terms(x, state, conditioning)
+        with torch.inference_mode(False), torch.enable_grad():
+            pf = autograd_ready(p).detach().reshape(x.shape[0], -1, 1)
+            kin = 0.5 * (pf * torch.cholesky_solve(pf, chol)).sum(dim=(1, 2))
+            rest = kin + half_logdet  # `_kinetic_terms`, on the kept factor
+            grad_rest = (
+                torch.autograd.grad(rest.sum(), xg, retain_graph=True, allow_unused=True)[0]
+                if rest.requires_grad
+                else None
+            )
+        if grad_u is None and grad_rest is None:  # `_force`'s autograd call failed here too
+            raise RuntimeError(
+                "neither the energy nor metric_fn(x) has a graph in x: the force of the "
+                "Riemannian Hamiltonian needs a model whose forward is differentiable in x"
+            )
+        if grad_rest is None:
+            return -cast(torch.Tensor, grad_u)  # new memory, as `_force`'s
+        return -grad_rest if grad_u is None else -(grad_u + grad_rest)
+
+    def _force_fn(self, state: HMCState, conditioning: dict) -> Callable[..., torch.Tensor]:
+        """The integrator's ``force(x, p, t)``: `_cached_force`, unless a subclass (or the
+        instance) overrides `_force` or `_kinetic_terms` (then its `_force`, called at every
+        evaluation as the override expects)."""
+        base = RiemannianManifoldHMC
+        if (
+            getattr(self._force, "__func__", None) is base._force
+            and getattr(self._kinetic_terms, "__func__", None) is base._kinetic_terms
+        ):
+            return lambda z, q, t: self._cached_force(z, q, state, conditioning)
+        return lambda z, q, t: self._force(z, q, conditioning)
 
     def _velocity(self, x: torch.Tensor, p: torch.Tensor, state: HMCState) -> torch.Tensor:
         chol = self._cached_cholesky(x, state)
@@ -817,16 +899,16 @@ class RiemannianManifoldHMC(_HMCBase):
         `(B,)` convergence of its implicit solves (`None` for an explicit integrator): the
         result's own `converged`, which a concurrent or nested call cannot change (an
         integrator whose result has none: its `solver_converged`)."""
-        state.cholesky = None
+        state.cholesky = state.force_cache = None
         out = self.integrator.integrate(
             {"x": x, "p": p},
             eps,
             self.n_leapfrog_steps,
-            force=lambda z, q, t: self._force(z, q, conditioning),
+            force=self._force_fn(state, conditioning),
             velocity=lambda z, q, t: self._velocity(z, q, state),
             safe=False,
         )
-        state.cholesky = None
+        state.cholesky = state.force_cache = None  # the force's holds the metric's graph
         if isinstance(out, LeapfrogResult) and out.converged is not None:
             return out.x, out.p, out.converged
         return out["x"], out["p"], getattr(self.integrator, "solver_converged", None)
