@@ -313,7 +313,7 @@ class BaseContrastiveDivergence(BaseLoss):
     @buffer_initialized.setter
     def buffer_initialized(self, value: bool) -> None:
         if not check_bool("buffer_initialized", value):
-            self.replay_buffer = self.buffer_age = None
+            self.replay_buffer = self.buffer_age = None  # type: ignore[assignment]  # (as before a call)
 
     @property
     def _buffer_ptr_int(self) -> int:
