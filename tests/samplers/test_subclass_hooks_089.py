@@ -137,6 +137,8 @@ def test_gradient_set_on_the_instance_drives_the_steps():
 def test_hmc_gradient_set_on_the_instance_drives_every_backend(backend):
     """``backend="fused"`` hands a plain analytic model to the whole-trajectory kernel (its
     CPU fallback here): it must take the instance's gradient instead, once per leapfrog step."""
+    if backend == "fused":
+        pytest.importorskip("torchebm.cuda", reason="backend='fused' needs torchebm-cuda")
     model = GaussianModel(torch.zeros(2), torch.eye(2))
     s = samplers.HamiltonianMonteCarlo(model, step_size=0.1, n_leapfrog_steps=3, backend=backend)
     calls = []
