@@ -9,11 +9,7 @@ import pytest
 import torch
 
 from torchebm.core import GaussianModel
-from torchebm.integrators import (
-    GeneralisedLeapfrogIntegrator,
-    LeapfrogIntegrator,
-    LeapfrogResult,
-)
+from torchebm.integrators import GeneralisedLeapfrogIntegrator, LeapfrogIntegrator, LeapfrogResult
 from torchebm.samplers import HamiltonianMonteCarlo, RiemannianManifoldHMC
 
 F64 = torch.float64

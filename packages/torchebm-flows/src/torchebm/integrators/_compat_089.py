@@ -38,7 +38,14 @@ from torchebm.core import warn_once
 from torchebm.core._module import warn_user
 from torchebm.core.errors import ConfigurationError
 
-__all__ = ["OMIT", "Hooks089", "Old089", "accept_089_pickle", "tableau_from_properties"]
+__all__ = [
+    "OMIT",
+    "Hooks089",
+    "Old089",
+    "accept_089_pickle",
+    "overridden",
+    "tableau_from_properties",
+]
 
 #: An ``overrides`` value meaning "do not pass this argument" (its default applies).
 OMIT: Any = object()
@@ -52,6 +59,12 @@ _OLD_NAMES = {
 }
 _KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _PRECISION = ("use_mixed_precision", "autocast_available", "_amp_dtype")
+
+
+def overridden(obj: Any, name: str, base: type) -> bool:
+    """Whether ``obj.<name>`` is not ``base``'s method: a subclass's override or a function set
+    on the instance (the fast paths that bypass a public hook yield to one)."""
+    return getattr(getattr(obj, name), "__func__", None) is not getattr(base, name)
 
 
 class Hooks089:

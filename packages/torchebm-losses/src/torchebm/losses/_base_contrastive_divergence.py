@@ -32,7 +32,7 @@ from torchebm.flows._utils import (
     explain_loss_error,
     loss_conditioning,
 )
-from torchebm.integrators._compat_089 import accept_089_pickle
+from torchebm.integrators._compat_089 import accept_089_pickle, overridden
 from torchebm.integrators._state import autograd_ready
 from torchebm.losses._positional_089 import split_dtype
 
@@ -94,14 +94,6 @@ class _HostState:
     #: during a `negative_phase` that calls a subclass's `get_start_points`: the call's
     #: conditioning (for the base method, if the override calls it) and what the base drew
     phase: dict | None = None
-
-
-def _overridden(loss: Any, name: str) -> bool:
-    """Whether ``loss.<name>`` is not `BaseContrastiveDivergence`'s (a subclass's method, or a
-    function set on the instance)."""
-    return getattr(getattr(loss, name), "__func__", None) is not getattr(
-        BaseContrastiveDivergence, name
-    )
 
 
 def _takes_keyword(method: Any, name: str) -> bool:
@@ -680,7 +672,7 @@ class BaseContrastiveDivergence(BaseLoss):
         Returns:
             Detached negatives, shape ``(B, *event)``.
         """
-        if not _overridden(self, "get_start_points"):
+        if not overridden(self, "get_start_points", BaseContrastiveDivergence):
             start, age = self._draw_start(x, generator, model_kwargs)
         else:  # a subclass's own start points (0.8.9's hook)
             outer, phase = self._host.phase, {"kwargs": model_kwargs, "drawn": None}
@@ -695,7 +687,8 @@ class BaseContrastiveDivergence(BaseLoss):
         negatives = self._run_sampler(start, self.k_steps, model_kwargs or {}, generator)
         if self.persistent:
             ages = None if age is None else age + self.k_steps
-            if not _overridden(self, "update_buffer") or _takes_keyword(self.update_buffer, "ages"):
+            own = overridden(self, "update_buffer", BaseContrastiveDivergence)
+            if not own or _takes_keyword(self.update_buffer, "ages"):
                 self.update_buffer(negatives, ages=ages)
             else:  # 0.8.9's signature, update_buffer(samples): the ages default to k_steps
                 self.update_buffer(negatives)

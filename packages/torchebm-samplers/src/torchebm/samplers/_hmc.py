@@ -31,7 +31,7 @@ from torchebm.integrators import (
     resolve_integrator,
 )
 from torchebm.integrators._checked import check_field_dtype, check_mass
-from torchebm.integrators._compat_089 import accept_089_pickle
+from torchebm.integrators._compat_089 import accept_089_pickle, overridden
 from torchebm.integrators._state import autograd_ready, rows_close, tolerance
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import SamplerHooks089, explain_energy_call, resolve_model
@@ -464,7 +464,7 @@ class HamiltonianMonteCarlo(_HMCBase):
                 self.model
                 if not conditioning
                 and isinstance(self.model, BaseModel)
-                and getattr(self.model_gradient, "__func__", None) is BaseSampler.model_gradient
+                and not overridden(self, "model_gradient", BaseSampler)
                 else (lambda z: self.model_gradient(z, conditioning))
             )
             x_new, p_new, g_new = state.fused(
@@ -732,9 +732,7 @@ class RiemannianManifoldHMC(_HMCBase):
         if cache is not None and cache[0] is x:
             return cache
         state.force_cache = None  # the last x's graph goes before this one is built
-        own_gradient = (
-            getattr(self.model_gradient, "__func__", None) is not BaseSampler.model_gradient
-        )
+        own_gradient = overridden(self, "model_gradient", BaseSampler)
         with torch.inference_mode(False), torch.enable_grad():  # inference tensors are copied
             xg = autograd_ready(x).detach().requires_grad_(True)
             u = None if own_gradient else self.model_energy(xg, conditioning)  # model, metric
@@ -785,10 +783,7 @@ class RiemannianManifoldHMC(_HMCBase):
         instance) overrides `_force` or `_kinetic_terms` (then its `_force`, called at every
         evaluation as the override expects)."""
         base = RiemannianManifoldHMC
-        if (
-            getattr(self._force, "__func__", None) is base._force
-            and getattr(self._kinetic_terms, "__func__", None) is base._kinetic_terms
-        ):
+        if not overridden(self, "_force", base) and not overridden(self, "_kinetic_terms", base):
             return lambda z, q, t: self._cached_force(z, q, state, conditioning)
         return lambda z, q, t: self._force(z, q, conditioning)
 

@@ -23,7 +23,7 @@ from torchebm.core import (
 from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import ConfigurationError, check_clamp
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
-from torchebm.integrators._compat_089 import accept_089_pickle
+from torchebm.integrators._compat_089 import accept_089_pickle, overridden
 from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
 from torchebm.samplers._compat import SamplerHooks089, explain_energy_call, resolve_model
 from torchebm.samplers._compat_089 import langevin_overrides
@@ -292,7 +292,7 @@ class LangevinDynamics(SamplerHooks089, BaseSampler):
         """
         if ctx.model_kwargs or ctx.nan_policy == "resample":
             return None
-        if getattr(self.model_gradient, "__func__", None) is not BaseSampler.model_gradient:
+        if overridden(self, "model_gradient", BaseSampler):
             return None  # a subclass's own, or one set on the instance
         if any(type(s) is not ConstantScheduler for s in self.get_schedulers().values()):
             return None
