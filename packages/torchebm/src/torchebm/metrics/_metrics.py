@@ -266,7 +266,8 @@ def _median_bandwidth(z: torch.Tensor, generator: torch.Generator | None) -> tor
     # the mean of the two middle order statistics (numpy's median; torch's takes the lower),
     # selected among the squared distances (sqrt is monotone: the same values, no sort)
     k = d2.shape[0]
-    lo, hi = (d2.kthvalue(i + 1).values.sqrt() for i in ((k - 1) // 2, k // 2))
+    lo = d2.kthvalue((k - 1) // 2 + 1).values.sqrt()
+    hi = lo if k % 2 else d2.kthvalue(k // 2 + 1).values.sqrt()  # one middle one for odd k
     med = 0.5 * (lo + hi)
     if not bool(med > 0):  # one host read: a made-up scale would set the metric silently
         zeros = int((d2 == 0).sum())
