@@ -114,8 +114,12 @@ class _AnnealedEnergy(BaseModel):
         return check_energies("model", energies, x.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix_energy(x, self.target_energy(x))
+
+    def mix_energy(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        r"""$E_\beta(x)$ from the target's energies ``target`` $= E(x)$ `(B,)` (no model call)."""
         b = self.beta
-        return (1.0 - b) * self.base_energy(x) + b * self.target_energy(x)
+        return (1.0 - b) * self.base_energy(x) + b * target
 
     def target_gradient(self, x: torch.Tensor) -> torch.Tensor:
         r"""$\nabla E(x)$, shaped like ``x`` (the model's own ``gradient`` when it has one, a
@@ -137,9 +141,25 @@ class _AnnealedEnergy(BaseModel):
             return energy_gradient(self.target_energy(xg), xg, "model")
 
     def gradient(self, x: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        return self.mix_gradient(x, self.known_gradient(x, None))
+
+    def known_gradient(self, x: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor | None:
+        r"""$\nabla E(x)$: ``known`` when given, else evaluated; ``None`` at $\beta = 0$,
+        where $\nabla E_\beta$ does not depend on it (the target is not evaluated)."""
+        if known is not None or self.beta == 0.0:
+            return known
+        return self.target_gradient(x)
+
+    def mix_gradient(self, x: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        r"""$\nabla E_\beta(x)$ from the target's gradient ``target`` $= \nabla E(x)$
+        (``None`` at $\beta = 0$)."""
         b = self.beta
         g0 = (x - self.mean) / self.std**2
-        return g0 if b == 0.0 else (1.0 - b) * g0 + b * self.target_gradient(x)
+        return g0 if b == 0.0 or target is None else (1.0 - b) * g0 + b * target
+
+
+#: the target's energies `(B,)` at the chains and its gradient there (`None`: not evaluated)
+_Known = tuple[torch.Tensor, torch.Tensor | None]
 
 
 def _schedule(schedule: Any, n: int) -> torch.Tensor:
@@ -221,7 +241,9 @@ class AnnealedImportanceSampling:
 
     * ``"hmc"``: `HamiltonianMonteCarlo` (leapfrog + Metropolis; exact);
     * ``"mala"``: Metropolis-adjusted Langevin, $x' = x - \epsilon\nabla E_\beta(x) +
-      \sqrt{2\epsilon}\,\xi$ accepted with the Metropolis-Hastings ratio (exact);
+      \sqrt{2\epsilon}\,\xi$ accepted with the Metropolis-Hastings ratio (exact; one
+      energy and one gradient of the model per proposal: the values at the chains are kept
+      from the step that moved them there, the log-weights' energies too);
     * ``"langevin"``: `LangevinDynamics` (unadjusted): it leaves $f_\beta$ invariant only
       up to $O(\epsilon)$, so the estimate carries a bias that does not vanish with more
       chains. Use it to compare, not for exact numbers; it rejects nothing, so with a
@@ -336,39 +358,53 @@ class AnnealedImportanceSampling:
             )  # fmt: skip
         return None
 
-    def _move(self, kernel: Any, energy: _AnnealedEnergy, x: torch.Tensor, gen) -> tuple:
-        """``n_transition_steps`` transitions at ``energy.beta``; returns ``(x, accepted)``."""
+    def _move(
+        self, kernel: Any, energy: _AnnealedEnergy, x: torch.Tensor, gen, known: _Known | None
+    ) -> tuple:
+        """``n_transition_steps`` transitions at ``energy.beta``; returns ``(x, accepted,
+        known)``. ``known``: the target's ``(E(x), grad E(x) or None)`` where the caller has
+        them (not evaluated again), else ``None``; the result's are those at the new ``x``
+        (MALA evaluates them at its proposals), ``None`` after an HMC or Langevin move."""
         n = self.n_transition_steps
         if kernel is None:
+            known = known if known is not None else (energy.target_energy(x), None)
             acc = torch.zeros((), dtype=torch.float64, device=x.device)
             for _ in range(n):
-                x, a = _mala_step(energy, x, self.step_size, gen)
+                x, a, known = _mala_step(energy, x, known, self.step_size, gen)
                 acc = acc + a.to(torch.float64).mean()
-            return x, acc / n
+            return x, acc / n, known
         if isinstance(kernel, HamiltonianMonteCarlo):
             out, diag = kernel.sample(x=x, n_steps=n, return_diagnostics=True, generator=gen)
-            return out, diag["acceptance_rate"].to(torch.float64).mean()
-        return kernel.sample(x=x, n_steps=n, generator=gen), None
+            return out, diag["acceptance_rate"].to(torch.float64).mean(), None
+        return kernel.sample(x=x, n_steps=n, generator=gen), None, None
 
     def _move_alive(
-        self, kernel: Any, energy: _AnnealedEnergy, x: torch.Tensor, log_w: torch.Tensor, gen
+        self,
+        kernel: Any,
+        energy: _AnnealedEnergy,
+        x: torch.Tensor,
+        log_w: torch.Tensor,
+        gen,
+        known: _Known,
     ) -> tuple:
         r"""`_move` of the chains of positive weight only: a chain outside the target's
         support ($E = +\infty$, log-weight $-\infty$) keeps weight 0 wherever it moves, and
         its infinite energy stopped the kernel (``nan_policy="raise"``). The per-chain tensors
-        of the conditioning (leading dimension ``B``) follow their chains."""
+        of the conditioning (leading dimension ``B``) follow their chains. ``known`` serves a
+        move of every chain; a subset evaluates its own (the batch it always did) and the
+        result's ``known`` is then ``None``."""
         alive = log_w > -math.inf
         if bool(alive.all()):
-            return self._move(kernel, energy, x, gen)
+            return self._move(kernel, energy, x, gen, known)
         if not bool(alive.any()):
-            return x, None
+            return x, None, None
         x, kwargs, b = x.clone(), energy.model_kwargs, x.shape[0]
         energy.model_kwargs = {k: v[alive] if _per_chain(v, b) else v for k, v in kwargs.items()}
         try:
-            x[alive], acc = self._move(kernel, energy, x[alive], gen)
+            x[alive], acc, _ = self._move(kernel, energy, x[alive], gen, None)
         finally:
             energy.model_kwargs = kwargs
-        return x, acc
+        return x, acc, None
 
     def _run(self, x: torch.Tensor, reverse: bool, gen, model_kwargs: dict | None) -> AISResult:
         if model_kwargs is not None and not isinstance(model_kwargs, dict):
@@ -384,15 +420,17 @@ class AnnealedImportanceSampling:
             betas = betas[::-1]
         log_w = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
         acc_sum, n_moves = torch.zeros((), dtype=torch.float64, device=x.device), 0  # on device
+        known: _Known | None = None  # the target's (E, grad E) at x where the last move had them
         # outside an ambient autocast: the weights and the transitions' Metropolis tests
         # compare energies, which half precision rounds
         with torch.no_grad(), outside_autocast(x.device.type):
             for k in range(1, len(betas)):
-                gap = (energy.base_energy(x) - energy.target_energy(x)).to(torch.float64)
+                known = known if known is not None else (energy.target_energy(x), None)
+                gap = (energy.base_energy(x) - known[0]).to(torch.float64)
                 log_w += (betas[k] - betas[k - 1]) * gap
                 if k < len(betas) - 1:
                     energy.beta = betas[k]
-                    x, acc = self._move_alive(kernel, energy, x, log_w, gen)
+                    x, acc, known = self._move_alive(kernel, energy, x, log_w, gen, known)
                     if acc is not None:
                         acc_sum, n_moves = acc_sum + acc, n_moves + 1
         _check_log_weights(log_w)
@@ -498,13 +536,18 @@ def _chain_placement(model: Any, dtype: Any, device: Any) -> tuple[torch.dtype, 
 
 
 def _mala_step(
-    energy: _AnnealedEnergy, x: torch.Tensor, eps: float, gen: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""One Metropolis-adjusted Langevin step at ``energy.beta``; returns ``(x, accepted)``."""
-    e_x, g_x = energy(x), energy.gradient(x)
+    energy: _AnnealedEnergy, x: torch.Tensor, known: _Known, eps: float, gen: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, _Known]:
+    r"""One Metropolis-adjusted Langevin step at ``energy.beta`` from ``x``, where the target's
+    ``(E, grad E or None)`` are ``known``; returns ``(x, accepted, known at the new x)``. The
+    target is evaluated at the proposal only: one energy and one gradient per step, not
+    three and two."""
+    et_x, gt_x = known[0], energy.known_gradient(x, known[1])
+    e_x, g_x = energy.mix_energy(x, et_x), energy.mix_gradient(x, gt_x)
     noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
     y = x - eps * g_x + math.sqrt(2 * eps) * noise
-    e_y, g_y = energy(y), energy.gradient(y)
+    et_y, gt_y = energy.target_energy(y), energy.known_gradient(y, None)
+    e_y, g_y = energy.mix_energy(y, et_y), energy.mix_gradient(y, gt_y)
 
     def log_q(to: torch.Tensor, frm: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return -(to - frm + eps * g).reshape(x.shape[0], -1).square().sum(1) / (4 * eps)
@@ -512,7 +555,13 @@ def _mala_step(
     log_a = (e_x - e_y) + log_q(x, y, g_y) - log_q(y, x, g_x)
     u = torch.rand(x.shape[0], generator=gen, dtype=x.dtype, device=x.device)
     accept = (u.log() < log_a) & torch.isfinite(log_a)
-    return torch.where(expand_t_like_x(accept, x), y, x), accept
+    x_new = torch.where(expand_t_like_x(accept, x), y, x)
+    if x_new.dtype != x.dtype:  # a wider gradient promoted the chains: evaluate them there
+        return x_new, accept, (energy.target_energy(x_new), None)
+    grad = None  # (not evaluated at beta = 0)
+    if gt_x is not None and gt_y is not None:
+        grad = torch.where(expand_t_like_x(accept, x), gt_y, gt_x)
+    return x_new, accept, (torch.where(accept, et_y, et_x), grad)
 
 
 def annealed_importance_sampling(
