@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -72,7 +73,9 @@ class Hooks089:
     0.8.9 overrides this version would otherwise ignore in silence.
 
     A subclass that defines a name of `_renamed_hooks` (0.8.9's name -> the hook called now)
-    and not the new one has its method serve as the new one. A subclass that defines a name
+    and not the new one has its method serve as the new one, with the arguments passed by
+    position (the library passes some by keyword, e.g. ``model_kwargs=``; a 0.8.9 override
+    may have named its parameters otherwise). A subclass that defines a name
     of `_retired_hooks` (a 0.8.9 hook that nothing calls now -> what replaces it) gets a
     `UserWarning` at its definition: its override would have no effect.
     """
@@ -84,12 +87,25 @@ class Hooks089:
         super().__init_subclass__(**kwargs)
         for old, new in cls._renamed_hooks.items():
             if old in vars(cls) and new not in vars(cls):
-                setattr(cls, new, vars(cls)[old])
+                setattr(cls, new, _by_position(vars(cls)[old]))
         for name in sorted(cls._retired_hooks.keys() & vars(cls).keys()):
             warn_user(
                 f"{cls.__qualname__}.{name} overrides a torchebm 0.8.9 hook that this version "
                 f"no longer calls, so it has no effect: {cls._retired_hooks[name]}"
             )
+
+
+def _by_position(method: Any) -> Any:
+    """``method`` (a plain function) called with every argument by position, in the order of
+    the call; anything else (a ``staticmethod``, ...) as it is."""
+    if not inspect.isfunction(method):
+        return method
+
+    @functools.wraps(method)
+    def hook(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, *kwargs.values())
+
+    return hook
 
 
 class Old089:
