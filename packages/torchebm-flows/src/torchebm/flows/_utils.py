@@ -664,13 +664,16 @@ def _with_gradients(probe: Callable[[dict], Any], model: Any) -> Callable[[dict]
     trainable parameter's gradient (of the output's sum), so the check sees ``y`` there
     (also a zero-initialised label embedding, whose gradient moves to the row of ``y``); an
     all-zero output (at initialisation) is returned alone, and the check probes again at
-    the next call.
+    the next call. The trainable parameters are listed when the probe runs (the one-time
+    check), not at every call that builds it.
     """
-    trainable = (
-        [p for p in model.parameters() if p.requires_grad] if isinstance(model, nn.Module) else []
-    )
 
     def probe_with_gradients(conditioning: dict) -> Any:
+        trainable = (
+            [p for p in model.parameters() if p.requires_grad]
+            if isinstance(model, nn.Module)
+            else []
+        )
         with torch.enable_grad():
             out = probe(conditioning)
             if not isinstance(out, torch.Tensor) or not out.requires_grad or not trainable:

@@ -459,7 +459,7 @@ class BaseContrastiveDivergence(BaseLoss):
             lo, width = self._strata(n, buf.device)
             u = torch.rand(n, generator=generator, device=buf.device, dtype=torch.float32)
             idx = lo + torch.minimum((u * width).long(), width - 1)
-        start = buf.index_select(0, idx).to(dtype=x.dtype)
+        start = buf.index_select(0, idx)  # (buf has x's dtype and device: see above)
         age = self.buffer_age.index_select(0, idx)
         if self.new_sample_ratio > 0:
             u = torch.rand(n, generator=generator, device=buf.device, dtype=torch.float32)
@@ -702,9 +702,9 @@ class BaseContrastiveDivergence(BaseLoss):
             x: Samples `(B, *event)`.
             model_kwargs: Conditioning keywords of the model, or ``None``.
         """
-        x, model_kwargs = autograd_ready((x, model_kwargs))  # made under inference_mode
+        x = autograd_ready(x)  # made under inference_mode (no conditioning: no dict copy)
         with self.autocast_context():
-            e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
+            e = self.model(x, **autograd_ready(model_kwargs)) if model_kwargs else self.model(x)
         return check_energies("the model", e, x.shape[0])
 
     @abstractmethod
