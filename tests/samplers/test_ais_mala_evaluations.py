@@ -105,3 +105,24 @@ def test_mala_chains_promoted_by_a_wider_gradient_are_evaluated_in_their_dtype()
     assert r.samples.dtype == F64
     torch.testing.assert_close(r.log_weights, log_w, rtol=0, atol=1e-12)
     torch.testing.assert_close(r.samples, x, rtol=0, atol=1e-12)
+
+
+def test_mala_with_a_model_that_reuses_its_output_buffers():
+    # a CUDA-graphed callable returns the same output tensors at every call: the values kept
+    # at the chains must be copies, not the model's buffers that the proposal's call rewrites
+    class Static(_Counting):
+        def forward(self, x):
+            e = super().forward(x)
+            self.e_out = getattr(self, "e_out", torch.empty_like(e))
+            return self.e_out.copy_(e)
+
+        def gradient(self, x):
+            g = super().gradient(x)
+            self.g_out = getattr(self, "g_out", torch.empty_like(g))
+            return self.g_out.copy_(g)
+
+    ais = AnnealedImportanceSampling(Static(), n_intermediate=K, transition="mala", step_size=EPS)
+    r = ais.estimate(B, D, dtype=F64, generator=torch.Generator().manual_seed(4))
+    log_w, x = _reference(1, torch.Generator().manual_seed(4), _Counting())
+    torch.testing.assert_close(r.log_weights, log_w, rtol=0, atol=1e-12)
+    torch.testing.assert_close(r.samples, x, rtol=0, atol=1e-12)

@@ -179,3 +179,32 @@ def test_089_gradient_override_with_its_own_parameter_names(sampler, shift):
     assert Shifted.seen and all(k == conditioning for k in Shifted.seen)
     # N(shift, I): the mean of 2000 x 2 draws within 5 standard errors (0.016)
     assert abs(out.mean().item() - (shift or 0.0)) < 5 / (4000**0.5)
+
+
+def test_089_gradient_override_keeps_its_keyword_calls():
+    """Only an override whose parameters are not the hook's gets them by position: one named
+    like the hook takes keywords in any order, one with ``**kw`` takes extra keywords, and a
+    subclass of a subclass binds to the library hook's parameters."""
+    x, c = torch.zeros(1, 2), {"shift": 1.0}
+
+    class Named(samplers.LangevinDynamics):
+        def _model_gradient(self, x, model_kwargs=None):
+            return model_kwargs
+
+    class Extra(samplers.LangevinDynamics):
+        def _model_gradient(self, x, model_kwargs=None, **kw):
+            return model_kwargs, kw
+
+    class Renamed(samplers.LangevinDynamics):
+        def _model_gradient(self, x, kwargs):
+            return kwargs
+
+    class Deeper(Renamed):
+        def _model_gradient(self, x, conditioning):
+            return ("deeper", super()._model_gradient(x, conditioning))
+
+    model = GaussianModel(torch.zeros(2), torch.eye(2))
+    assert Named(model).model_gradient(model_kwargs=c, x=x) is c
+    assert Extra(model).model_gradient(x, c, scale=2) == (c, {"scale": 2})
+    assert Renamed(model).model_gradient(model_kwargs=c, x=x) is c
+    assert Deeper(model).model_gradient(model_kwargs=c, x=x) == ("deeper", c)

@@ -73,9 +73,9 @@ class Hooks089:
     0.8.9 overrides this version would otherwise ignore in silence.
 
     A subclass that defines a name of `_renamed_hooks` (0.8.9's name -> the hook called now)
-    and not the new one has its method serve as the new one, with the arguments passed by
-    position (the library passes some by keyword, e.g. ``model_kwargs=``; a 0.8.9 override
-    may have named its parameters otherwise). A subclass that defines a name
+    and not the new one has its method serve as the new one; one whose parameters have other
+    names than the new hook's gets the arguments by position (0.8.9 passed them so; the
+    library passes some by keyword, e.g. ``model_kwargs=``). A subclass that defines a name
     of `_retired_hooks` (a 0.8.9 hook that nothing calls now -> what replaces it) gets a
     `UserWarning` at its definition: its override would have no effect.
     """
@@ -87,7 +87,7 @@ class Hooks089:
         super().__init_subclass__(**kwargs)
         for old, new in cls._renamed_hooks.items():
             if old in vars(cls) and new not in vars(cls):
-                setattr(cls, new, _by_position(vars(cls)[old]))
+                setattr(cls, new, _by_position(vars(cls)[old], getattr(cls, new, None)))
         for name in sorted(cls._retired_hooks.keys() & vars(cls).keys()):
             warn_user(
                 f"{cls.__qualname__}.{name} overrides a torchebm 0.8.9 hook that this version "
@@ -95,17 +95,27 @@ class Hooks089:
             )
 
 
-def _by_position(method: Any) -> Any:
-    """``method`` (a plain function) called with every argument by position, in the order of
-    the call; anything else (a ``staticmethod``, ...) as it is."""
-    if not inspect.isfunction(method):
+def _by_position(method: Any, hook: Any) -> Any:
+    """``method`` standing in for ``hook`` (the method it overrides under a new name): a call's
+    arguments bound to ``hook``'s parameters and passed to ``method`` by position, where
+    ``method`` (a plain function) lacks a parameter of ``hook`` and takes no ``**kwargs``
+    (0.8.9 passed them by position: its overrides named them as they liked); else
+    ``method`` itself."""
+    hook = getattr(hook, "stands_in_for", hook)  # a subclass of such a subclass: the library's
+    if not inspect.isfunction(method) or not inspect.isfunction(hook):
+        return method
+    own, signature = inspect.signature(method).parameters, inspect.signature(hook)
+    if signature.parameters.keys() <= own.keys() or any(
+        p.kind is p.VAR_KEYWORD for p in own.values()
+    ):
         return method
 
     @functools.wraps(method)
-    def hook(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return method(self, *args, *kwargs.values())
+    def by_position(*args: Any, **kwargs: Any) -> Any:
+        return method(*signature.bind(*args, **kwargs).args)
 
-    return hook
+    by_position.stands_in_for = hook  # type: ignore[attr-defined]
+    return by_position
 
 
 class Old089:

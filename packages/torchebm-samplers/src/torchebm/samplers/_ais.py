@@ -114,7 +114,8 @@ class _AnnealedEnergy(BaseModel):
         return check_energies("model", energies, x.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mix_energy(x, self.target_energy(x))
+        b = self.beta
+        return (1.0 - b) * self.base_energy(x) + b * self.target_energy(x)
 
     def mix_energy(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         r"""$E_\beta(x)$ from the target's energies ``target`` $= E(x)$ `(B,)` (no model call)."""
@@ -242,8 +243,9 @@ class AnnealedImportanceSampling:
     * ``"hmc"``: `HamiltonianMonteCarlo` (leapfrog + Metropolis; exact);
     * ``"mala"``: Metropolis-adjusted Langevin, $x' = x - \epsilon\nabla E_\beta(x) +
       \sqrt{2\epsilon}\,\xi$ accepted with the Metropolis-Hastings ratio (exact; one
-      energy and one gradient of the model per proposal: the values at the chains are kept
-      from the step that moved them there, the log-weights' energies too);
+      energy and one gradient of the model per proposal while every chain has positive
+      weight: the values at the chains are kept from the step that moved them there, the
+      log-weights' energies too);
     * ``"langevin"``: `LangevinDynamics` (unadjusted): it leaves $f_\beta$ invariant only
       up to $O(\epsilon)$, so the estimate carries a bias that does not vanish with more
       chains. Use it to compare, not for exact numbers; it rejects nothing, so with a
@@ -425,8 +427,9 @@ class AnnealedImportanceSampling:
         # compare energies, which half precision rounds
         with torch.no_grad(), outside_autocast(x.device.type):
             for k in range(1, len(betas)):
+                base = energy.base_energy(x)
                 known = known if known is not None else (energy.target_energy(x), None)
-                gap = (energy.base_energy(x) - known[0]).to(torch.float64)
+                gap = (base - known[0]).to(torch.float64)
                 log_w += (betas[k] - betas[k - 1]) * gap
                 if k < len(betas) - 1:
                     energy.beta = betas[k]
@@ -541,8 +544,10 @@ def _mala_step(
     r"""One Metropolis-adjusted Langevin step at ``energy.beta`` from ``x``, where the target's
     ``(E, grad E or None)`` are ``known``; returns ``(x, accepted, known at the new x)``. The
     target is evaluated at the proposal only: one energy and one gradient per step, not
-    three and two."""
+    three and two (for a deterministic model that computes each row on its own)."""
     et_x, gt_x = known[0], energy.known_gradient(x, known[1])
+    if known[1] is None:  # a model's own output (not a copy), which its next call may reuse
+        et_x, gt_x = et_x.clone(), None if gt_x is None else gt_x.clone()
     e_x, g_x = energy.mix_energy(x, et_x), energy.mix_gradient(x, gt_x)
     noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
     y = x - eps * g_x + math.sqrt(2 * eps) * noise
