@@ -33,3 +33,36 @@ def test_score_matching_with_inference_labels_matches_closed_form(inside):
         value.backward()
         assert model.mu.weight.grad is not None
     torch.testing.assert_close(value.detach(), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_conditional_cd_on_data_made_under_inference_mode():
+    """Data from a pipeline run under ``inference_mode`` with labels: the one-time check that
+    the model reads ``y`` runs the model on the first row, which autograd saves when the
+    model's first layer is linear; that row is passed on as a normal tensor, so the loss and
+    its gradients are those of the same data made outside inference mode."""
+    from torchebm.losses import ContrastiveDivergence
+    from torchebm.samplers import LangevinDynamics
+
+    class Linear(torch.nn.Module):  # E = |W x - mu_y|^2 / 2: W saves x for backward
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 2, bias=False, dtype=F64)
+            self.mu = torch.nn.Embedding(3, 2, dtype=F64)
+
+        def forward(self, x, y):
+            return 0.5 * (self.w(x) - self.mu(y)).square().sum(-1)
+
+    x = torch.randn(12, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(12) % 3
+    with torch.inference_mode():
+        x_inf = x.clone()
+    results = []
+    for data in (x, x_inf):
+        torch.manual_seed(0)
+        model = Linear()
+        loss_fn = ContrastiveDivergence(model, LangevinDynamics(model, step_size=0.01), k_steps=3)
+        loss, _ = loss_fn(data, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(2))
+        loss.backward()
+        results.append((loss.detach(), model.w.weight.grad, model.mu.weight.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -715,7 +715,7 @@ def loss_conditioning(
     energy model) serves the one-time check that the model reads ``y``.
     """
     check_generator(generator)  # a seed or numpy Generator failed inside torch, or did nothing
-    probe = probe or (lambda conditioning: loss.model(x[:1], **conditioning))
+    probe = probe or (lambda conditioning: loss.model(autograd_ready(x[:1]), **conditioning))
     conditioning = loss._resolve_model_kwargs(model_kwargs, legacy)
     if y is not None:
         if "y" in conditioning:
