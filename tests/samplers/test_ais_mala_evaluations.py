@@ -126,3 +126,25 @@ def test_mala_with_a_model_that_reuses_its_output_buffers():
     log_w, x = _reference(1, torch.Generator().manual_seed(4), _Counting())
     torch.testing.assert_close(r.log_weights, log_w, rtol=0, atol=1e-12)
     torch.testing.assert_close(r.samples, x, rtol=0, atol=1e-12)
+
+
+def test_mala_promoted_chains_beside_chains_of_weight_zero():
+    # the chains of weight 0 (outside the support x_1 < 1) are not moved; the others are
+    # promoted to float64 by the gradient: the result holds both (it raised in index_put)
+    class WideBounded(_Counting):
+        def forward(self, x):
+            e = super().forward(x)
+            return torch.where(x[:, 0] < 1.0, e, torch.full_like(e, math.inf))
+
+        def gradient(self, x):
+            return super().gradient(x).double()
+
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(B, D, generator=torch.Generator().manual_seed(0))
+    ais = AnnealedImportanceSampling(WideBounded(), n_intermediate=3, transition="mala")
+    r = ais.estimate(B, D, dtype=torch.float32, generator=gen)
+    dead = start[:, 0] >= 1.0
+    assert 0 < int(dead.sum()) < B and r.samples.dtype == F64
+    assert torch.equal(r.log_weights == -math.inf, dead)
+    assert torch.equal(r.samples[dead], start[dead].double())
+    assert (r.samples[~dead, 0] < 1.0).all()

@@ -403,9 +403,11 @@ class AnnealedImportanceSampling:
         x, kwargs, b = x.clone(), energy.model_kwargs, x.shape[0]
         energy.model_kwargs = {k: v[alive] if _per_chain(v, b) else v for k, v in kwargs.items()}
         try:
-            x[alive], acc, _ = self._move(kernel, energy, x[alive], gen, None)
+            moved, acc, _ = self._move(kernel, energy, x[alive], gen, None)
         finally:
             energy.model_kwargs = kwargs
+        x = x.to(moved.dtype)  # a wider gradient promoted the moved chains, as it does all
+        x[alive] = moved
         return x, acc, None
 
     def _run(self, x: torch.Tensor, reverse: bool, gen, model_kwargs: dict | None) -> AISResult:
