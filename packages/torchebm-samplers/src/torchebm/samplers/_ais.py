@@ -547,9 +547,10 @@ def _mala_step(
     ``(E, grad E or None)`` are ``known``; returns ``(x, accepted, known at the new x)``. The
     target is evaluated at the proposal only: one energy and one gradient per step, not
     three and two (for a deterministic model that computes each row on its own)."""
-    et_x, gt_x = known[0], energy.known_gradient(x, known[1])
-    if known[1] is None:  # a model's own output (not a copy), which its next call may reuse
-        et_x, gt_x = et_x.clone(), None if gt_x is None else gt_x.clone()
+    fresh = known[1] is None  # the model's own outputs (not copies): its next calls may reuse
+    et_x = known[0].clone() if fresh else known[0]  # them (a CUDA-graphed callable does)
+    gt_x = energy.known_gradient(x, known[1])
+    gt_x = gt_x.clone() if fresh and gt_x is not None else gt_x
     e_x, g_x = energy.mix_energy(x, et_x), energy.mix_gradient(x, gt_x)
     noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
     y = x - eps * g_x + math.sqrt(2 * eps) * noise
