@@ -77,16 +77,23 @@ def _reference(
     return log_w, x
 
 
+def _matches_reference(model, reference, n_steps=1, k=K, dtype=F64, seed=3):
+    """AIS-MALA on ``model`` against `_reference` on ``reference`` (the same energy), to
+    rounding; returns the `AISResult`."""
+    ais = AnnealedImportanceSampling(
+        model, n_intermediate=k, transition="mala", step_size=EPS, n_transition_steps=n_steps
+    )
+    r = ais.estimate(B, D, dtype=dtype, generator=torch.Generator().manual_seed(seed))
+    log_w, x = _reference(n_steps, torch.Generator().manual_seed(seed), reference, k, dtype)
+    torch.testing.assert_close(r.log_weights, log_w, rtol=0, atol=1e-12)
+    torch.testing.assert_close(r.samples, x, rtol=0, atol=1e-12)
+    return r
+
+
 @pytest.mark.parametrize("n_steps", [1, 3])
 def test_mala_matches_a_hand_written_loop_with_one_evaluation_per_proposal(n_steps):
     model = _Counting()
-    ais = AnnealedImportanceSampling(
-        model, n_intermediate=K, transition="mala", step_size=EPS, n_transition_steps=n_steps
-    )
-    r = ais.estimate(B, D, dtype=F64, generator=torch.Generator().manual_seed(3))
-    log_w, x = _reference(n_steps, torch.Generator().manual_seed(3), _Counting())
-    torch.testing.assert_close(r.log_weights, log_w, rtol=0, atol=1e-12)
-    torch.testing.assert_close(r.samples, x, rtol=0, atol=1e-12)
+    _matches_reference(model, _Counting(), n_steps)
     calls = 1 + (K - 1) * n_steps
     assert (model.n_energy, model.n_gradient) == (calls, calls)
 
@@ -99,12 +106,8 @@ def test_mala_chains_promoted_by_a_wider_gradient_are_evaluated_in_their_dtype()
         def gradient(self, x):
             return super().gradient(x).double()
 
-    ais = AnnealedImportanceSampling(Wide(), n_intermediate=4, transition="mala", step_size=EPS)
-    r = ais.estimate(B, D, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
-    log_w, x = _reference(1, torch.Generator().manual_seed(0), Wide(), 4, torch.float32)
+    r = _matches_reference(Wide(), Wide(), k=4, dtype=torch.float32, seed=0)
     assert r.samples.dtype == F64
-    torch.testing.assert_close(r.log_weights, log_w, rtol=0, atol=1e-12)
-    torch.testing.assert_close(r.samples, x, rtol=0, atol=1e-12)
 
 
 def test_mala_with_a_model_that_reuses_its_output_buffers():
@@ -121,11 +124,7 @@ def test_mala_with_a_model_that_reuses_its_output_buffers():
             self.g_out = getattr(self, "g_out", torch.empty_like(g))
             return self.g_out.copy_(g)
 
-    ais = AnnealedImportanceSampling(Static(), n_intermediate=K, transition="mala", step_size=EPS)
-    r = ais.estimate(B, D, dtype=F64, generator=torch.Generator().manual_seed(4))
-    log_w, x = _reference(1, torch.Generator().manual_seed(4), _Counting())
-    torch.testing.assert_close(r.log_weights, log_w, rtol=0, atol=1e-12)
-    torch.testing.assert_close(r.samples, x, rtol=0, atol=1e-12)
+    _matches_reference(Static(), _Counting(), seed=4)
 
 
 def test_mala_promoted_chains_beside_chains_of_weight_zero():
