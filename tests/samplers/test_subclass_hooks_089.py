@@ -5,6 +5,7 @@ a 0.8.9 hook that nothing calls any more is reported when the subclass is define
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import pytest
@@ -208,3 +209,40 @@ def test_089_gradient_override_keeps_its_keyword_calls():
     assert Extra(model).model_gradient(x, c, scale=2) == (c, {"scale": 2})
     assert Renamed(model).model_gradient(model_kwargs=c, x=x) is c
     assert Deeper(model).model_gradient(model_kwargs=c, x=x) == ("deeper", c)
+
+
+_SIGNATURES = {  # 0.8.9 overrides of `_model_gradient`: (self, x, conditioning) in any form
+    "renamed": "def hook(self, z, cond): seen.append(cond); return torch.zeros_like(z)",
+    "positional-only": (
+        "def hook(self, x, model_kwargs=None, /): seen.append(model_kwargs); "
+        "return torch.zeros_like(x)"
+    ),
+    "keyword-only": (
+        "def hook(self, x, *, model_kwargs=None): seen.append(model_kwargs); "
+        "return torch.zeros_like(x)"
+    ),
+    "var-keyword": "def hook(self, z, **kw): seen.append(kw['model_kwargs']); return torch.zeros_like(z)",
+    "var-positional": "def hook(self, *args): seen.append(args[1]); return torch.zeros_like(args[0])",
+}
+
+
+@pytest.mark.parametrize("form", list(_SIGNATURES))
+@pytest.mark.parametrize("sampler", ["langevin", "hmc"])
+def test_089_gradient_override_of_any_signature_gets_the_conditioning(sampler, form):
+    """The library calls the hook by position (HMC's start) and by keyword (the steps'
+    `gradient_fn`): an override that can take the conditioning gets it both ways, with
+    zero gradients keeping the chains where they started."""
+    seen: list = []
+    namespace = {"torch": torch, "seen": seen}
+    exec(_SIGNATURES[form], namespace)
+    base = samplers.LangevinDynamics if sampler == "langevin" else samplers.HamiltonianMonteCarlo
+    cls = type("Frozen", (base,), {"_model_gradient": namespace["hook"]})
+    x0, c = torch.full((8, 2), 3.0), {"shift": 1.0}
+    options = {"noise_scale": 1e-12} if sampler == "langevin" else {"n_leapfrog_steps": 2}
+    out = cls(_ShiftedQuadratic(), step_size=0.1, **options).sample(
+        x=x0, n_steps=5, model_kwargs=c, generator=torch.Generator().manual_seed(0)
+    )
+    assert seen and all(k == c for k in seen)
+    if sampler == "langevin":
+        torch.testing.assert_close(out, x0, rtol=0.0, atol=1e-9)
+    assert "model_kwargs" in str(inspect.signature(cls(_ShiftedQuadratic()).model_gradient))

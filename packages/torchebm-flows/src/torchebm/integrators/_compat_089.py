@@ -96,25 +96,36 @@ class Hooks089:
 
 
 def _by_position(method: Any, hook: Any) -> Any:
-    """``method`` standing in for ``hook`` (the method it overrides under a new name): a call's
-    arguments bound to ``hook``'s parameters and passed to ``method`` by position, where
-    ``method`` (a plain function) lacks a parameter of ``hook`` and takes no ``**kwargs``
-    (0.8.9 passed them by position: its overrides named them as they liked); else
-    ``method`` itself."""
+    """``method`` standing in for ``hook`` (the method it overrides under a new name), called
+    as the library calls ``hook``: by position or by ``hook``'s parameter names. ``method``
+    itself where its leading parameters are ``hook``'s, same names, in order, each
+    positional-or-keyword; else a wrapper that binds a call to ``hook``'s parameters and
+    passes as many of them by position as ``method`` takes so (0.8.9 passed them by
+    position: its overrides named them as they liked), the others by name."""
     hook = getattr(hook, "stands_in_for", hook)  # a subclass of such a subclass: the library's
     if not inspect.isfunction(method) or not inspect.isfunction(hook):
         return method
-    own, signature = inspect.signature(method).parameters, inspect.signature(hook)
-    if signature.parameters.keys() <= own.keys() or any(
-        p.kind is p.VAR_KEYWORD for p in own.values()
-    ):
+    signature = inspect.signature(hook)
+    names, own = list(signature.parameters), list(inspect.signature(method).parameters.values())
+    either = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    if [p.name for p in own[: len(names)] if p.kind is either] == names:
         return method
+    positional = (inspect.Parameter.POSITIONAL_ONLY, either)
+    n = (
+        len(names)
+        if any(p.kind is p.VAR_POSITIONAL for p in own)
+        else len([p for p in own if p.kind in positional])
+    )
 
     @functools.wraps(method)
     def by_position(*args: Any, **kwargs: Any) -> Any:
-        return method(*signature.bind(*args, **kwargs).args)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = list(bound.arguments.values())
+        return method(*values[:n], **dict(zip(names[n:], values[n:])))
 
     by_position.stands_in_for = hook  # type: ignore[attr-defined]
+    by_position.__signature__ = signature  # type: ignore[attr-defined]
     return by_position
 
 
