@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _support.losses import LabelledQuadratic
+from _support.losses import LabelledQuadratic, TinyLangevin
 
 from torchebm.losses import ScoreMatching
 
@@ -41,7 +41,6 @@ def test_conditional_cd_on_data_made_under_inference_mode():
     model's first layer is linear; that row is passed on as a normal tensor, so the loss and
     its gradients are those of the same data made outside inference mode."""
     from torchebm.losses import ContrastiveDivergence
-    from torchebm.samplers import LangevinDynamics
 
     class Linear(torch.nn.Module):  # E = |W x - mu_y|^2 / 2: W saves x for backward
         def __init__(self):
@@ -60,7 +59,7 @@ def test_conditional_cd_on_data_made_under_inference_mode():
     for data in (x, x_inf):
         torch.manual_seed(0)
         model = Linear()
-        loss_fn = ContrastiveDivergence(model, LangevinDynamics(model, step_size=0.01), k_steps=3)
+        loss_fn = ContrastiveDivergence(model, TinyLangevin(model, step_size=0.01), k_steps=3)
         loss, _ = loss_fn(data, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(2))
         loss.backward()
         results.append((loss.detach(), model.w.weight.grad, model.mu.weight.grad))
