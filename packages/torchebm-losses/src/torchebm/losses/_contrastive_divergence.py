@@ -152,19 +152,16 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
                 x.shape, generator=generator, device=x.device, dtype=x.dtype
             )
         e_pos = self.energy(x_pos, conditioning)
-        if negatives.dtype != x.dtype:  # (no `.to` call when it would return the tensor)
-            negatives = negatives.to(dtype=x.dtype)
-        e_neg = self.energy(negatives, conditioning)
+        e_neg = self.energy(negatives.to(dtype=x.dtype), conditioning)
         # in float32 at least, returned in the data's dtype (as the other losses do): under
         # autocast the difference of two close means lost its digits in bfloat16, and
         # E = 300 squared overflowed float16
         wide = torch.promote_types(e_pos.dtype, torch.float32)
-        if e_pos.dtype != wide or e_neg.dtype != wide:
-            e_pos, e_neg = e_pos.to(wide), e_neg.to(wide)
+        e_pos, e_neg = e_pos.to(wide), e_neg.to(wide)
         loss = e_pos.mean() - e_neg.mean()
         if reg > 0:
             loss = loss + reg * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
-        return loss if loss.dtype == x.dtype else loss.to(x.dtype)
+        return loss.to(x.dtype)
 
 
 class PersistentContrastiveDivergence(ContrastiveDivergence):
