@@ -246,3 +246,55 @@ def test_089_gradient_override_of_any_signature_gets_the_conditioning(sampler, f
     if sampler == "langevin":
         torch.testing.assert_close(out, x0, rtol=0.0, atol=1e-9)
     assert "model_kwargs" in str(inspect.signature(cls(_ShiftedQuadratic()).model_gradient))
+
+
+class _ZeroGradientMixin:
+    """A 0.8.9 user's mixin: its ``_model_gradient`` (own parameter names) overrides the
+    sampler's where the mixin comes first in the bases, as it did in 0.8.9."""
+
+    calls = 0
+
+    def _model_gradient(self, x, kwargs):
+        type(self).calls += 1
+        return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("sampler", ["langevin", "hmc"])
+def test_089_gradient_override_from_a_mixin_drives_the_steps(sampler):
+    base = samplers.LangevinDynamics if sampler == "langevin" else samplers.HamiltonianMonteCarlo
+    options = {"noise_scale": 1e-12} if sampler == "langevin" else {"n_leapfrog_steps": 2}
+    cls = type("Frozen", (_ZeroGradientMixin, base), {"calls": 0})
+    deeper = type("Deeper", (cls,), {"calls": 0})  # inherits the override once installed
+    x0 = torch.full((8, 2), 3.0)
+    for klass in (cls, deeper):
+        out = klass(_Quadratic(), step_size=0.1, **options).sample(
+            x=x0, n_steps=5, generator=torch.Generator().manual_seed(0)
+        )
+        assert klass.calls >= 5
+        if sampler == "langevin":  # zero gradients: the chains stay (the model's would move them)
+            torch.testing.assert_close(out, x0, rtol=0.0, atol=1e-9)
+    assert deeper.model_gradient is cls.model_gradient
+
+
+def test_089_mixin_after_the_sampler_does_not_override_its_gradient():
+    """Behind the sampler in the bases the mixin's hook was never reached in 0.8.9 either."""
+    cls = type("Behind", (samplers.LangevinDynamics, _ZeroGradientMixin), {"calls": 0})
+    assert cls.model_gradient is samplers.LangevinDynamics.model_gradient
+    x0 = torch.full((8, 2), 3.0)
+    out = cls(_Quadratic(), step_size=0.1, noise_scale=1e-12).sample(x=x0, n_steps=5)
+    assert cls.calls == 0
+    torch.testing.assert_close(out, x0 * 0.9**5)
+
+
+def test_retired_0_8_9_hook_from_a_mixin_warns_once_where_it_meets_the_sampler():
+    mixin = type("Momentum", (), {"_initialize_momentum": lambda self, x: x})
+    with pytest.warns(
+        UserWarning, match=r"Mine\._initialize_momentum overrides a torchebm 0\.8\.9"
+    ):
+        mine = type("Mine", (mixin, samplers.HamiltonianMonteCarlo), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        type("Deeper", (mine,), {})
+    with warnings.catch_warnings():  # behind the sampler: never reached in 0.8.9 either
+        warnings.simplefilter("error")
+        type("Behind", (samplers.HamiltonianMonteCarlo, mixin), {})

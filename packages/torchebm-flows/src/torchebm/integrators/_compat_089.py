@@ -73,7 +73,8 @@ class Hooks089:
     0.8.9 overrides this version would otherwise ignore in silence.
 
     A subclass that defines a name of `_renamed_hooks` (0.8.9's name -> the hook called now)
-    and not the new one has its method serve as the new one; one whose parameters have other
+    and not the new one (itself or through a mixin before the library class in its MRO)
+    has its method serve as the new one; one whose parameters have other
     names than the new hook's gets the arguments by position (0.8.9 passed them so; the
     library passes some by keyword, e.g. ``model_kwargs=``). A subclass that defines a name
     of `_retired_hooks` (a 0.8.9 hook that nothing calls now -> what replaces it) gets a
@@ -85,14 +86,25 @@ class Hooks089:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
         for old, new in cls._renamed_hooks.items():
-            if old in vars(cls) and new not in vars(cls):
-                setattr(cls, new, _by_position(vars(cls)[old], getattr(cls, new, None)))
-        for name in sorted(cls._retired_hooks.keys() & vars(cls).keys()):
+            source, target = _definer(cls, old), _definer(cls, new)
+            if source is not None and (target is None or mro.index(source) < mro.index(target)):
+                setattr(cls, new, _by_position(vars(source)[old], getattr(cls, new, None)))
+        bases = [mro.index(base) for base in cls.__bases__ if issubclass(base, Hooks089)]
+        for name in sorted(cls._retired_hooks):
+            source = _definer(cls, name)  # cls itself, or a mixin that meets the library here
+            if source is None or mro.index(source) > min(bases):  # reported, or never reached
+                continue
             warn_user(
                 f"{cls.__qualname__}.{name} overrides a torchebm 0.8.9 hook that this version "
                 f"no longer calls, so it has no effect: {cls._retired_hooks[name]}"
             )
+
+
+def _definer(cls: type, name: str) -> type | None:
+    """The first class of ``cls``'s MRO that defines ``name`` (a mixin's override counts)."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
 
 
 def _by_position(method: Any, hook: Any) -> Any:
