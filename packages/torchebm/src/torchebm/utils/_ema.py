@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator, Literal, Union
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from torchebm.core import requires_grad
 from torchebm.core._module import warn_user
@@ -132,8 +133,12 @@ class EMA(nn.Module):
         params, buffers = self._pairs(model)
         if self.step == 0:
             _warn_half_average(self.module)
-        for e, p in params:
-            e.lerp_(p.detach().to(e.device, e.dtype), 1.0 - d)  # an EMA kept on the CPU
+        averaged, live = [], []
+        for e, p in params:  # the live weights on the average's device and dtype (a CPU EMA)
+            averaged.append(e)
+            live.append(p if p.device == e.device and p.dtype == e.dtype else p.to(e))
+        if averaged:  # one multi-tensor lerp (torch's public EMA function), not one per tensor
+            get_ema_multi_avg_fn(d)(averaged, live, self.step)
         for e, b in buffers:
             e.copy_(b)
         self.step += 1
