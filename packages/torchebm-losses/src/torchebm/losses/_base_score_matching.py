@@ -7,9 +7,10 @@ when `torchebm-losses` is installed.
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -26,7 +27,53 @@ from torchebm.flows._utils import (
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import autograd_ready
 
-__all__ = ["BaseScoreMatching"]
+__all__ = ["BaseScoreMatching", "layer_norms_from_primitives"]
+
+
+def _layer_norm_from_primitives(
+    module: nn.LayerNorm, args: tuple[Any, ...], output: torch.Tensor
+) -> torch.Tensor:
+    """Forward hook: the module's output recomputed from its input by mean, subtraction and
+    ``rsqrt`` (in at least float32, returned in the fused output's dtype), so that its mean
+    and scale stay functions of the input for every order of differentiation."""
+    x = args[0]
+    dims = tuple(range(-len(module.normalized_shape), 0))
+    xf = x.to(torch.promote_types(x.dtype, torch.float32))
+    centred = xf - xf.mean(dims, keepdim=True)
+    y = centred * (centred.square().mean(dims, keepdim=True) + module.eps).rsqrt()
+    if module.weight is not None:
+        y = y * module.weight
+    if module.bias is not None:
+        y = y + module.bias
+    return y.to(output.dtype)
+
+
+@contextlib.contextmanager
+def layer_norms_from_primitives(*models: Any) -> Iterator[None]:
+    r"""Inside the block the `nn.LayerNorm` modules of ``models`` compute their output from
+    primitive ops (a forward hook that runs before any other).
+
+    PyTorch's fused ``layer_norm`` treats its saved mean and $1/\sigma$ as constants when its
+    double backward is differentiated: third derivatives come out silently wrong (17-90 %
+    for a one-LayerNorm energy; pytorch/pytorch#175754), and the parameter gradient of a
+    loss on $\nabla_x^2 E$ is one. Values are unchanged to rounding; the fused forward
+    still runs (its output is discarded). ``F.layer_norm`` called directly is not reached.
+
+    Args:
+        *models: Modules (anything else is skipped) whose LayerNorm modules are rerouted.
+    """
+    handles = [
+        layer.register_forward_hook(_layer_norm_from_primitives, prepend=True)
+        for model in models
+        if isinstance(model, nn.Module)
+        for layer in model.modules()
+        if isinstance(layer, nn.LayerNorm)
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
@@ -46,6 +93,12 @@ class BaseScoreMatching(BaseLoss):
     gradient back to ``x`` (the score is a derivative with respect to a fresh leaf copy of
     it), so an encoder that produces ``x`` is not trained through this loss; contrastive
     divergence and the flow-matching objectives do pass gradients to their data.
+
+    The exact/Hutchinson and sliced variants train through second derivatives in ``x``, so
+    their parameter gradients are third derivatives of the energy: during those losses the
+    model's ``nn.LayerNorm`` modules run from primitive ops, since PyTorch's fused kernel
+    gets third derivatives wrong (pytorch/pytorch#175754); a model that calls
+    ``F.layer_norm`` itself is not reached. ``BatchNorm`` raises in PyTorch at third order.
 
     Regularisation: with ``regularization_strength`` $\lambda > 0$ the loss gains
     $\lambda\, R(x)$ where $R$ is ``custom_regularization(x, model)`` when
@@ -77,6 +130,10 @@ class BaseScoreMatching(BaseLoss):
     """
 
     model: Any
+    #: Whether `compute_loss` differentiates the energy gradient again in ``x`` (a Hessian
+    #: trace, a directional derivative): the model's LayerNorm modules then run from
+    #: primitives during the loss (see `layer_norms_from_primitives`).
+    second_order_in_x: ClassVar[bool] = False
     __setstate__ = accept_089_pickle("conditioning")  # losses pickled whole by torchebm 0.8.9
 
     def __init__(
@@ -331,7 +388,12 @@ class BaseScoreMatching(BaseLoss):
 
         def loss() -> torch.Tensor:
             # the objective differentiates E in x: autograd on under no_grad/inference_mode too
-            with torch.inference_mode(False), torch.enable_grad():
+            exact_norms = (
+                layer_norms_from_primitives(self.model, self.functional_model)
+                if self.second_order_in_x
+                else contextlib.nullcontext()
+            )
+            with torch.inference_mode(False), torch.enable_grad(), exact_norms:
                 xs = autograd_ready(x)
                 value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)
                 value = self.add_regularization(value, xs, model_kwargs=conditioning)

@@ -131,6 +131,8 @@ class ScoreMatching(Hooks089, BaseScoreMatching):
           Laplacian smoothing splines", 1989.
     """
 
+    second_order_in_x = True  # its parameter gradient is a third derivative
+
     # 0.8.9 kept its base's hutchinson_samples = 1, which it never used: not passed back
     __setstate__ = accept_089_pickle("conditioning", lambda old: {"hutchinson_samples": OMIT})
 
@@ -302,6 +304,8 @@ class SlicedScoreMatching(Hooks089, BaseScoreMatching):
         - Song, Garg, Shi & Ermon, "Sliced score matching: a scalable approach to density
           and score estimation", UAI 2019.
     """
+
+    second_order_in_x = True  # its parameter gradient is a third derivative
 
     _retired_hooks = dict.fromkeys(
         ("_get_random_projections", "_functional_sliced_loss"),
