@@ -266,3 +266,28 @@ def test_score_and_noise_predictions_need_alpha_above_zero_at_t_noise(kind):
     vp = get_interpolant("vp")
     r = probability_flow_log_likelihood(_field(vp, kind), x, interpolant=vp, t_data=1 - 1e-3, **kw)
     assert torch.isfinite(r.log_likelihood).all()
+
+
+def test_a_learnable_prior_leaves_the_result_without_gradient():
+    """The result is an evaluation (docstring): a prior with parameters gave a log-likelihood
+    that required grad, and `backward()` then trained the prior alone, in silence."""
+
+    class Prior(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.log_scale = torch.nn.Parameter(torch.zeros((), dtype=F64))
+
+        def forward(self, z):
+            normal = torch.distributions.Normal(0.0, self.log_scale.exp())
+            return normal.log_prob(z).sum(1)
+
+    interp = get_interpolant("linear")
+    x = _data(4, seed=0)
+    prior = Prior()
+    res = probability_flow_log_likelihood(
+        _field(interp, "velocity"), x, n_steps=4, integrator="rk4", prior=prior
+    )
+    for value in (res.log_likelihood, res.bits_per_dim, res.prior_log_prob):
+        assert not value.requires_grad
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(res.noise).sum(1)
+    torch.testing.assert_close(res.prior_log_prob, expected)

@@ -398,6 +398,7 @@ def probability_flow_log_likelihood(
     if not isinstance(log_prior, torch.Tensor) or log_prior.shape != ell.shape:
         got = tuple(log_prior.shape) if isinstance(log_prior, torch.Tensor) else log_prior
         raise ShapeError(f"prior(z) must return a tensor of shape {tuple(ell.shape)}, got {got!r}")
+    log_prior = log_prior.detach()  # a learnable prior: an evaluation still (docstring)
     check_finite_tensor("log_likelihood", log_prior + ell)
     ll = log_prior + ell
     bpd = bits_per_dim(ll, x[0].numel(), n_bins=bins, data_range=data_range)
