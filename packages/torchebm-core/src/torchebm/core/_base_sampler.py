@@ -496,8 +496,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 past torch's recompile limit (8, per sampler class and process) it runs eager.
 
         Returns:
-            The final chains `(B, *event_shape)` or the trajectory; with
-            `return_diagnostics` a tuple `(output, diagnostics)`.
+            The final chains `(B, *event_shape)` or the trajectory, detached (no gradient
+            to `x` or the model); with `return_diagnostics` a tuple `(output, diagnostics)`.
 
         Raises:
             ConfigurationError: a bad argument, or neither `x` nor `dim`.
