@@ -115,3 +115,30 @@ def test_vmap_over_labels_gives_the_per_sample_jacobians():
         torch.testing.assert_close(per_sample[i], ref, rtol=1e-12, atol=1e-12)
     with pytest.raises(ConfigurationError, match="class ids"):  # outside vmap: still named
         net(x, t, torch.tensor([0, 1, 5, 1]))
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop")  # torch: sdpa under vmap
+@pytest.mark.parametrize("kind", ["dit", "conditional"])
+def test_an_ensemble_of_converted_transformers_runs_under_vmap(kind):
+    """Models converted to float64 before any forward, stacked with `stack_module_state`:
+    the first forward's check of the position table (`torch.equal`) raised "Batching rule
+    not implemented for aten::equal" under vmap. Each member must equal its own forward."""
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    torch.manual_seed(0)
+    make = (
+        (lambda: DiT(**SMALL_DIT))
+        if kind == "dit"
+        else (lambda: ConditionalTransformer2D(**SMALL_CT))
+    )
+    members = [make().to(F64).eval() for _ in range(2)]
+    channels = SMALL_DIT["in_channels"] if kind == "dit" else SMALL_CT["in_channels"]
+    x = torch.randn(3, channels, 8, 8, dtype=F64)
+    t = torch.rand(3, dtype=F64)
+    params, buffers = stack_module_state(members)
+    base = copy.deepcopy(members[0])
+    stacked = vmap(lambda p, b: functional_call(base, (p, b), (x, t)))(params, buffers)
+    for i, member in enumerate(members):
+        torch.testing.assert_close(stacked[i], member(x, t), rtol=1e-12, atol=1e-12)

@@ -403,9 +403,13 @@ def converted_sincos_table(module: Any, grid_size: int | tuple[int, int]) -> tor
         # the table cast from `built` to the current dtype, possibly through one other
         # floating dtype with no forward in between (`.half().double()`)
         via = (built, torch.float16, torch.bfloat16, torch.float32)
-        if pe.is_floating_point() and any(
-            torch.equal(pe, exact.to(built).to(d).to(pe.dtype)) for d in via
-        ):
+        try:
+            cast = pe.is_floating_point() and any(
+                torch.equal(pe, exact.to(built).to(d).to(pe.dtype)) for d in via
+            )
+        except RuntimeError:  # stacked buffers under torch.func.vmap: no value test, as is
+            return pe
+        if cast:
             pe = exact.to(pe.dtype)
             module.pos_embed = pe  # the registered (non-persistent) buffer, replaced
     module._pos_table_dtype = pe.dtype
