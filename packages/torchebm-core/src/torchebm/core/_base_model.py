@@ -186,10 +186,10 @@ class GaussianModel(_AnalyticModel):
     r"""Multivariate Gaussian energy $E(x) = \tfrac12 (x-\mu)^\top \Sigma^{-1} (x-\mu)$.
 
     ``mean`` and ``cov`` may be assigned (``model.cov = new_cov``): the value is validated as
-    here and the precision ``cov_inv`` recomputed. Assign them; an in-place change
-    (``model.cov.copy_(...)``) is not seen and leaves ``cov_inv`` stale. The state dict holds
-    ``mean`` and ``cov_inv``, as torchebm 0.8.9's: ``load_state_dict`` derives ``cov`` from
-    the loaded precision (validated as here), so checkpoints load across both versions.
+    here and the precision ``cov_inv`` recomputed. An in-place change (``model.cov.copy_``)
+    or ``torch.func.functional_call`` with ``cov`` is not seen (pass ``cov_inv``, which the
+    energy reads). The state dict holds ``mean`` and ``cov_inv``, as torchebm 0.8.9's:
+    ``load_state_dict`` derives ``cov`` from the loaded precision, so checkpoints load.
 
     Args:
         mean: Mean $\mu$, shape ``(d,)``, finite.
