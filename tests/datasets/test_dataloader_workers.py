@@ -37,3 +37,32 @@ def test_pickled_generator_continues_the_same_stream():
     assert torch.equal(copy.get_data(), expected)
     ds.regenerate()  # the original's stream is its own: it advances independently
     assert torch.equal(ds.get_data(), expected)
+
+
+class _Pickled089:
+    """A dataset's state laid out as torchebm 0.8.9 pickled it: no ``generator``, no
+    ``shuffle`` (its moons were not shuffled), ``device=None`` unless given."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __reduce__(self):
+        state = {k: v for k, v in vars(self.ds).items() if k not in ("generator", "shuffle")}
+        state["device"] = None
+        return (object.__new__, (type(self.ds),), state)
+
+
+def test_a_dataset_pickled_by_089_draws_again_and_prints():
+    """Loading worked, but ``repr`` and ``regenerate`` raised ``AttributeError`` (no
+    ``shuffle``, no ``generator``)."""
+    old = pickle.loads(pickle.dumps(_Pickled089(TwoMoonsDataset(n_samples=40, seed=3))))
+    assert "shuffle=False" in repr(old)
+    assert old.device == torch.device("cpu") and old.generator is None
+    old.regenerate()  # seeded: this version's points for that seed, in 0.8.9's order
+    expected = TwoMoonsDataset(n_samples=40, seed=3, shuffle=False).get_data()
+    assert torch.equal(old.get_data(), expected)
+    unseeded = pickle.loads(pickle.dumps(_Pickled089(EightGaussiansDataset(n_samples=16))))
+    torch.manual_seed(5)
+    unseeded.regenerate()  # from the global RNG, as 0.8.9 drew
+    torch.manual_seed(5)
+    assert torch.equal(unseeded.get_data(), EightGaussiansDataset(n_samples=16).get_data())

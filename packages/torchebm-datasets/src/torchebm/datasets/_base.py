@@ -7,7 +7,7 @@ import numbers
 import operator
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.data import Dataset
@@ -34,7 +34,9 @@ class BaseSyntheticDataset(Dataset):
     of the points drawn in the parent: every worker holds the same data, the loader's
     sampler decides which rows each yields, and nothing is drawn in a worker. A pickled
     ``generator`` keeps its state (`regenerate` in a copy continues the same stream,
-    independently of the original).
+    independently of the original). A loader with ``persistent_workers=True`` keeps its
+    workers' copies across epochs, so it never sees `regenerate`: redraw per epoch with
+    non-persistent workers (the default) or a new loader.
 
     Args:
         n_samples: Number of points (>= 1).
@@ -62,6 +64,9 @@ class BaseSyntheticDataset(Dataset):
         >>> len(Uniform(10, seed=0))
         10
     """
+
+    #: Settings a dataset pickled by torchebm 0.8.9 lacks, with the value that version used.
+    _settings_089: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,
@@ -178,6 +183,11 @@ class BaseSyntheticDataset(Dataset):
             gen = torch.Generator(device=g[0])
             gen.set_state(torch.frombuffer(bytearray(g[1]), dtype=torch.uint8))
             state = {**state, "generator": gen}
+        elif "generator" not in state:  # pickled by torchebm 0.8.9: its settings filled in
+            data = state.get("data")
+            device = data.device if isinstance(data, torch.Tensor) else torch.device("cpu")
+            state = {**self._settings_089, **state, "generator": None}
+            state["device"] = device if state.get("device") is None else state["device"]
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ access

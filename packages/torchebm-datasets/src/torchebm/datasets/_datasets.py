@@ -186,6 +186,7 @@ class TwoMoonsDataset(_MakerDataset):
 
     _maker = staticmethod(make_two_moons)
     _params = ("noise", "shuffle")
+    _settings_089 = {"shuffle": False}  # 0.8.9 stored the outer moon first
 
     def __init__(
         self,

@@ -431,6 +431,10 @@ class ReflowCoupling(BaseModelCoupling):
     either must return a tensor shaped like ``x0`` ``(B, *event_shape)`` (``couple`` raises
     a `ShapeError` naming both shapes otherwise). The incoming ``x1`` is ignored.
 
+    The coupling is not an ``nn.Module``: the teacher ``flow`` is in no state dict of a
+    loss holding it (nor in a `BaseTrainer` checkpoint). Save and load the teacher's model
+    yourself; a resumed run with an untrained teacher pairs noise with noise, in silence.
+
     Args:
         flow: Sampler-like object or callable mapping noise to data.
         n_steps: Integration steps passed to ``flow.sample`` (> 0).
