@@ -28,12 +28,12 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
     hyper-parameters travel in ``state_dict``). Subclasses implement
     [`forward`][torchebm.core.BaseLoss.forward], returning the mean over the local batch.
 
-    Non-finite losses are never replaced. ``nan_policy`` decides what a NaN/inf loss does:
+    Non-finite losses are never replaced; ``nan_policy`` decides what a NaN/inf loss does:
     ``"raise"`` (default) raises [`NonFiniteError`][torchebm.core.errors.NonFiniteError]
     (one host read per call); ``"warn"`` warns and returns it (the library's losses raise on
     NaN/inf *data* under both); ``"deferred"`` raises at the next call (or at
-    [`check_finite`][torchebm.core.BaseLoss.check_finite]) naming the failed call (it reads the
-    last call's flag: one host read per call, as ``"raise"``); ``"ignore"`` does not check.
+    [`check_finite`][torchebm.core.BaseLoss.check_finite]) naming the failed call (one host
+    read per call, as ``"raise"``); ``"ignore"`` does not check (use it under ``vmap``).
 
     Args:
         dtype: Dtype of the loss's own tensors (a wrapped model's parameters win).
