@@ -17,6 +17,7 @@ __all__ = [
     "has_implicit_stage",
     "own_gradient",
     "rms_norm",
+    "rms_rows",
     "rows_close",
     "solver_record",
     "state_x",
@@ -78,14 +79,21 @@ def tolerance(tol: float, dtype: torch.dtype) -> float:
     return max(float(tol), _TOL_FLOOR_ULPS * torch.finfo(dtype).eps)
 
 
-def rows_close(a: torch.Tensor, b: torch.Tensor, tol: float) -> torch.Tensor:
+def rms_rows(v: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` root mean square of each row of a ``(B, *event_shape)`` tensor (no graph)."""
+    return v.detach().reshape(v.shape[0], -1).square().mean(1).sqrt()
+
+
+def rows_close(
+    a: torch.Tensor, b: torch.Tensor, tol: float, scale: torch.Tensor | None = None
+) -> torch.Tensor:
     r"""``(B,)`` bool per row of ``(B, *event_shape)`` tensors: $\operatorname{rms}(a - b) \le
-    \tau \max(1, \operatorname{rms}(b))$, $\tau$ = `tolerance` ``(tol, a.dtype)`` (relative
-    above 1, absolute below; a NaN/inf row fails). No autograd graph, no host sync."""
+    \tau \max(1, s)$, $\tau$ = `tolerance` ``(tol, a.dtype)`` (relative above 1, absolute
+    below; a NaN/inf row fails), $s$ = ``scale`` ``(B,)`` (default $\operatorname{rms}(b)$).
+    No autograd graph, no host sync."""
     with torch.no_grad():
-        af, bf = a.detach().reshape(a.shape[0], -1), b.detach().reshape(b.shape[0], -1)
-        scale = bf.square().mean(1).sqrt().clamp(min=1.0)
-        return (af - bf).square().mean(1).sqrt() <= tolerance(tol, a.dtype) * scale
+        s = rms_rows(b) if scale is None else scale
+        return rms_rows(a - b) <= tolerance(tol, a.dtype) * s.clamp(min=1.0)
 
 
 def fixed_point(

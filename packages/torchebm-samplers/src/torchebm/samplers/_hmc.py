@@ -32,7 +32,7 @@ from torchebm.integrators import (
 )
 from torchebm.integrators._checked import check_field_dtype, check_mass
 from torchebm.integrators._compat_089 import accept_089_pickle, overridden
-from torchebm.integrators._state import autograd_ready, rows_close, tolerance
+from torchebm.integrators._state import autograd_ready, rms_rows, rows_close, tolerance
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import SamplerHooks089, explain_energy_call, resolve_model
 
@@ -933,7 +933,13 @@ class RiemannianManifoldHMC(_HMCBase):
         )
         tol = float(getattr(self.integrator, "solver_tol", 0.0))
         tau = math.sqrt(tolerance(tol, x.dtype))
-        ok = converged & finite & rows_close(x_back, x, tau) & rows_close(p_back, -p, tau)
+        # relative to the larger end of the move, the same for it and for its reverse: scaled
+        # by the start alone, an outward move failed more often than the move back (in float32
+        # with an ill-conditioned metric the chains then contracted)
+        x_scale = torch.maximum(rms_rows(x), rms_rows(torch.where(keep, x_prop, x)))
+        p_scale = torch.maximum(rms_rows(p), rms_rows(torch.where(keep, p_prop, p)))
+        back = rows_close(x_back, x, tau, x_scale) & rows_close(p_back, -p, tau, p_scale)
+        ok = converged & finite & back
         return ok if back_converged is None else ok & back_converged
 
     def compute_diagnostics(self, state: HMCState, ctx: SamplerContext) -> dict[str, torch.Tensor]:
@@ -980,7 +986,10 @@ class RiemannianManifoldHMC(_HMCBase):
             "per chain in "
             f"{name}.unconverged_proposals and per step in the "
             "'unconverged_rate' diagnostic). Reduce step_size or raise solver_max_iter"
-            f"{iters} of the integrator",
+            f"{iters} of the integrator; if its solves converge (solver_converged) and the "
+            "trajectories still do not come back, the metric is too ill-conditioned for "
+            f"{state.x.dtype} and the kept samples are biased: use float64 or a better "
+            "conditioned metric",
             RuntimeWarning,
         )
 
