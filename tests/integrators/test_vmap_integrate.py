@@ -57,6 +57,7 @@ def test_a_nan_start_outside_vmap_is_still_named():
         get_integrator("rk4").integrate({"x": x}, step_size=0.1, n_steps=2, drift=_field)
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop")  # torch: addcmul_ under vmap
 def test_euler_maruyama_under_vmap_matches_the_batch():
     """A callable diffusion's range is checked after the loop (a host read): skipped under
     vmap. With zero diffusion the chain is the deterministic Euler one."""
@@ -71,3 +72,18 @@ def test_euler_maruyama_under_vmap_matches_the_batch():
 
     mapped = vmap(lambda z: run(z[None])[0], randomness="different")(x)
     torch.testing.assert_close(mapped, run(x))
+
+
+def test_under_vmap_an_unbatched_entry_is_still_checked():
+    """vmap over x only: p is a plain tensor, whose NaN is still named."""
+    from torchebm.core.errors import NonFiniteError
+
+    leapfrog = LeapfrogIntegrator()
+    p = torch.tensor([[float("nan"), 0.0]], dtype=F64)
+    x = torch.randn(3, 2, dtype=F64)
+
+    def end(xs):
+        return leapfrog.integrate({"x": xs[None], "p": p}, 0.1, 2, gradient=lambda z, t: z)["x"]
+
+    with pytest.raises(NonFiniteError, match=r"state\['p'\]"):
+        vmap(end)(x)

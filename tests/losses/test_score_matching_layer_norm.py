@@ -89,3 +89,65 @@ def test_rerouted_layer_norm_gives_the_fused_values_and_restores_the_module():
     # outside the block the module is the plain fused LayerNorm again (no hook left)
     fused_again = model(x)
     assert fused_again.grad_fn.name() == fused.grad_fn.name() != inside.grad_fn.name()
+
+
+@pytest.mark.parametrize("loss_name", ["exact", "sliced"])
+def test_compute_loss_called_directly_gets_the_right_gradient(loss_name):
+    torch.manual_seed(0)
+    cls, options = LOSSES[loss_name]
+    loss = cls(_NormedEnergy(nn.LayerNorm(16)), dtype=F64, **options)
+    x = torch.randn(8, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+    params = [p for _, p in loss.named_parameters()]
+    direction = [
+        torch.randn(p.shape, dtype=F64, generator=torch.Generator().manual_seed(i))
+        for i, p in enumerate(params)
+    ]
+
+    def value():
+        return loss.compute_loss(x, generator=torch.Generator().manual_seed(3))
+
+    grads = torch.autograd.grad(value(), params, allow_unused=True)  # (E's offset: unused)
+    exact = sum((g * v).sum() for g, v in zip(grads, direction) if g is not None).item()
+    h, values = 1e-6, []
+    for sign in (1, -2):  # to theta + h v, then theta - h v
+        with torch.no_grad():
+            for p, v in zip(params, direction):
+                p.add_(sign * h * v)
+        values.append(value().item())
+    assert abs(exact - (values[0] - values[1]) / (2 * h)) <= 1e-6 * abs(exact)
+
+
+class _ChannelsFirstLayerNorm(nn.LayerNorm):
+    """A LayerNorm subclass with its own forward (normalises dim 1 of (B, C, L))."""
+
+    def forward(self, x):
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+def test_layer_norm_subclasses_with_their_own_forward_are_left_alone():
+    norm = _ChannelsFirstLayerNorm(4).to(F64)
+    model = nn.Sequential(nn.Unflatten(1, (4, 5)), norm, nn.Flatten()).to(F64)
+    x = torch.randn(3, 20, dtype=F64)
+    with layer_norms_from_primitives(model):
+        inside = model(x)
+    torch.testing.assert_close(inside, model(x), rtol=0.0, atol=0.0)
+
+
+def test_approx_trace_is_second_order_and_keeps_the_fused_kernel():
+    model = _NormedEnergy(nn.LayerNorm(16))
+    assert ScoreMatching(model, hessian_method="exact").second_order_in_x
+    assert not ScoreMatching(model, hessian_method="approx").second_order_in_x
+    assert SlicedScoreMatching(model).second_order_in_x
+    assert not DenoisingScoreMatching(model).second_order_in_x
+
+
+def test_nested_blocks_and_keyword_calls_reroute_each_layer_norm_once():
+    layer = nn.LayerNorm(16).to(F64)
+    calls = []
+    layer.register_forward_hook(lambda m, a, out: calls.append(out.grad_fn.name()))
+    x = torch.randn(5, 16, dtype=F64)
+    with layer_norms_from_primitives(layer, layer), layer_norms_from_primitives(layer):
+        out = layer(input=x)
+    torch.testing.assert_close(out, nn.functional.layer_norm(x, (16,), layer.weight, layer.bias))
+    # the user's hook ran after the one reroute and saw its output (an add, not the kernel's)
+    assert len(calls) == 1 and "LayerNorm" not in calls[0]

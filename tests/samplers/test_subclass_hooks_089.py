@@ -298,3 +298,11 @@ def test_retired_0_8_9_hook_from_a_mixin_warns_once_where_it_meets_the_sampler()
     with warnings.catch_warnings():  # behind the sampler: never reached in 0.8.9 either
         warnings.simplefilter("error")
         type("Behind", (samplers.HamiltonianMonteCarlo, mixin), {})
+
+
+def test_a_subclass_of_a_subclass_with_a_retired_hook_is_not_warned_again():
+    with pytest.warns(UserWarning, match=r"Mine\._initialize_momentum overrides"):
+        mine = type("Mine", (samplers.HamiltonianMonteCarlo,), {"_initialize_momentum": id})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        type("Deeper", (mine,), {})

@@ -223,3 +223,17 @@ def test_ema_of_a_half_precision_model_warns_and_a_float32_average_follows_the_c
     exact = 1 - 0.999**5000
     assert abs(float(kept.module.weight) - exact) < 1e-4
     assert float(stalled.module.weight) < 0.9  # what the warning is about
+
+
+def test_ema_refuses_an_integer_parameter_rather_than_rounding_it():
+    """An integer parameter listed first made the multi-tensor update take torch's
+    elementwise fallback for every tensor (10 and 15 averaged to 12): lerp refuses it."""
+    model = torch.nn.Module()
+    model.count = torch.nn.Parameter(torch.tensor([10]), requires_grad=False)
+    model.w = torch.nn.Parameter(torch.ones(2))
+    ema = EMA(model, decay=0.5)
+    with torch.no_grad():
+        model.count.fill_(15)
+    with pytest.raises(NotImplementedError):
+        ema.update(model)
+    assert int(ema.module.count) == 10

@@ -62,7 +62,7 @@ def check_start(**tensors: torch.Tensor) -> None:
         try:
             check_finite_tensor(f"state[{key!r}]", value)
         except RuntimeError:  # under torch.func.vmap no value is read on the host: unchecked
-            return
+            continue
 
 
 def check_mass(mass: torch.Tensor) -> None:

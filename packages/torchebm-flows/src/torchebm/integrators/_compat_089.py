@@ -91,11 +91,12 @@ class Hooks089:
             source, target = _definer(cls, old), _definer(cls, new)
             if source is not None and (target is None or mro.index(source) < mro.index(target)):
                 setattr(cls, new, _by_position(vars(source)[old], getattr(cls, new, None)))
-        bases = [mro.index(base) for base in cls.__bases__ if issubclass(base, Hooks089)]
+        first = min(mro.index(base) for base in cls.__bases__ if issubclass(base, Hooks089))
         for name in sorted(cls._retired_hooks):
             source = _definer(cls, name)  # cls itself, or a mixin that meets the library here
-            if source is None or mro.index(source) > min(bases):  # reported, or never reached
-                continue
+            mixin = source is not None and not issubclass(source, Hooks089)
+            if source is not cls and not (mixin and mro.index(source) < first):
+                continue  # reported where it was defined or met the library, or never reached
             warn_user(
                 f"{cls.__qualname__}.{name} overrides a torchebm 0.8.9 hook that this version "
                 f"no longer calls, so it has no effect: {cls._retired_hooks[name]}"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from contextvars import ContextVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,12 +32,12 @@ __all__ = ["BaseScoreMatching", "layer_norms_from_primitives"]
 
 
 def _layer_norm_from_primitives(
-    module: nn.LayerNorm, args: tuple[Any, ...], output: torch.Tensor
+    module: nn.LayerNorm, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor
 ) -> torch.Tensor:
     """Forward hook: the module's output recomputed from its input by mean, subtraction and
     ``rsqrt`` (in at least float32, returned in the fused output's dtype), so that its mean
     and scale stay functions of the input for every order of differentiation."""
-    x = args[0]
+    x = args[0] if args else kwargs["input"]
     dims = tuple(range(-len(module.normalized_shape), 0))
     xf = x.to(torch.promote_types(x.dtype, torch.float32))
     centred = xf - xf.mean(dims, keepdim=True)
@@ -48,6 +49,10 @@ def _layer_norm_from_primitives(
     return y.to(output.dtype)
 
 
+#: ids of the LayerNorm modules rerouted by the enclosing `layer_norms_from_primitives` blocks
+_REROUTED: ContextVar[frozenset[int]] = ContextVar("torchebm_rerouted_norms", default=frozenset())
+
+
 @contextlib.contextmanager
 def layer_norms_from_primitives(*models: Any) -> Iterator[None]:
     r"""Inside the block the `nn.LayerNorm` modules of ``models`` compute their output from
@@ -57,21 +62,32 @@ def layer_norms_from_primitives(*models: Any) -> Iterator[None]:
     double backward is differentiated: third derivatives come out silently wrong (17-90 %
     for a one-LayerNorm energy; pytorch/pytorch#175754), and the parameter gradient of a
     loss on $\nabla_x^2 E$ is one. Values are unchanged to rounding; the fused forward
-    still runs (its output is discarded). ``F.layer_norm`` called directly is not reached.
+    still runs (its output is discarded). Only modules that run ``nn.LayerNorm``'s own
+    ``forward`` are rerouted (a subclass with its own, e.g. a channels-first LayerNorm, is
+    not), each once in nested blocks; ``F.layer_norm`` called directly is not reached.
 
     Args:
         *models: Modules (anything else is skipped) whose LayerNorm modules are rerouted.
     """
-    handles = [
-        layer.register_forward_hook(_layer_norm_from_primitives, prepend=True)
+    done = _REROUTED.get()
+    layers = {
+        id(layer): layer
         for model in models
         if isinstance(model, nn.Module)
         for layer in model.modules()
         if isinstance(layer, nn.LayerNorm)
+        and type(layer).forward is nn.LayerNorm.forward
+        and id(layer) not in done
+    }
+    handles = [
+        layer.register_forward_hook(_layer_norm_from_primitives, prepend=True, with_kwargs=True)
+        for layer in layers.values()
     ]
+    token = _REROUTED.set(done | layers.keys())
     try:
         yield
     finally:
+        _REROUTED.reset(token)
         for handle in handles:
             handle.remove()
 
@@ -95,10 +111,13 @@ class BaseScoreMatching(BaseLoss):
     divergence and the flow-matching objectives do pass gradients to their data.
 
     The exact/Hutchinson and sliced variants train through second derivatives in ``x``, so
-    their parameter gradients are third derivatives of the energy: during those losses the
-    model's ``nn.LayerNorm`` modules run from primitive ops, since PyTorch's fused kernel
-    gets third derivatives wrong (pytorch/pytorch#175754); a model that calls
-    ``F.layer_norm`` itself is not reached. ``BatchNorm`` raises in PyTorch at third order.
+    their parameter gradients are third derivatives of the energy
+    ([`second_order_in_x`][torchebm.losses.BaseScoreMatching.second_order_in_x]): in their
+    ``forward`` and ``compute_loss`` the model's ``nn.LayerNorm`` modules run from primitive
+    ops, since PyTorch's fused kernel gets third derivatives wrong (pytorch/pytorch#175754).
+    Not reached: a LayerNorm subclass with its own ``forward``, ``F.layer_norm`` called by
+    the model itself, and a gradient built by hand with `compute_score` outside these
+    methods. ``BatchNorm`` raises in PyTorch at third order.
 
     Regularisation: with ``regularization_strength`` $\lambda > 0$ the loss gains
     $\lambda\, R(x)$ where $R$ is ``custom_regularization(x, model)`` when
@@ -130,10 +149,6 @@ class BaseScoreMatching(BaseLoss):
     """
 
     model: Any
-    #: Whether `compute_loss` differentiates the energy gradient again in ``x`` (a Hessian
-    #: trace, a directional derivative): the model's LayerNorm modules then run from
-    #: primitives during the loss (see `layer_norms_from_primitives`).
-    second_order_in_x: ClassVar[bool] = False
     __setstate__ = accept_089_pickle("conditioning")  # losses pickled whole by torchebm 0.8.9
 
     def __init__(
@@ -197,6 +212,22 @@ class BaseScoreMatching(BaseLoss):
     def __repr__(self) -> str:
         extra = self.extra_repr()  # a subclass's own hyper-parameters
         return f"{type(self).__name__}(model={type(self.model).__name__}{extra and ', ' + extra})"
+
+    @property
+    def second_order_in_x(self) -> bool:
+        """Whether `compute_loss` differentiates the energy gradient again in ``x`` (a Hessian
+        trace, a directional derivative), so that its parameter gradient is a third derivative:
+        the model's LayerNorm modules then run from primitives during the loss (PyTorch's
+        fused kernel is wrong there). ``False`` here; a subclass that does says so."""
+        return False
+
+    def _exact_layer_norms(self) -> contextlib.AbstractContextManager:
+        """`layer_norms_from_primitives` over the model(s) if `second_order_in_x`, else a null
+        context (``forward`` enters it, and the second-order ``compute_loss``, which may be
+        called directly)."""
+        if not self.second_order_in_x:
+            return contextlib.nullcontext()
+        return layer_norms_from_primitives(self.model, self.functional_model)
 
     # schedulable hyper-parameters ------------------------------------------------------------
     @property
@@ -388,12 +419,7 @@ class BaseScoreMatching(BaseLoss):
 
         def loss() -> torch.Tensor:
             # the objective differentiates E in x: autograd on under no_grad/inference_mode too
-            exact_norms = (
-                layer_norms_from_primitives(self.model, self.functional_model)
-                if self.second_order_in_x
-                else contextlib.nullcontext()
-            )
-            with torch.inference_mode(False), torch.enable_grad(), exact_norms:
+            with torch.inference_mode(False), torch.enable_grad(), self._exact_layer_norms():
                 xs = autograd_ready(x)
                 value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)
                 value = self.add_regularization(value, xs, model_kwargs=conditioning)

@@ -131,7 +131,11 @@ class ScoreMatching(Hooks089, BaseScoreMatching):
           Laplacian smoothing splines", 1989.
     """
 
-    second_order_in_x = True  # its parameter gradient is a third derivative
+    @property
+    def second_order_in_x(self) -> bool:
+        """Exact and Hutchinson traces differentiate the gradient again; ``"approx"`` (finite
+        differences of the gradient) does not."""
+        return self.hessian_method != "approx"
 
     # 0.8.9 kept its base's hutchinson_samples = 1, which it never used: not passed back
     __setstate__ = accept_089_pickle("conditioning", lambda old: {"hutchinson_samples": OMIT})
@@ -239,7 +243,8 @@ class ScoreMatching(Hooks089, BaseScoreMatching):
             generator: Source of the random probes of a stochastic trace estimator.
         """
         xg = x.detach().requires_grad_(True)
-        grad = self.compute_score(xg, model_kwargs=model_kwargs)
+        with self._exact_layer_norms():  # the trace's parameter gradient is a third derivative
+            grad = self.compute_score(xg, model_kwargs=model_kwargs)
         trace = self.hessian_trace(xg, grad, model_kwargs, generator)
         return (0.5 * _flat(grad).pow(2).sum(1) - trace).mean()
 
@@ -305,7 +310,10 @@ class SlicedScoreMatching(Hooks089, BaseScoreMatching):
           and score estimation", UAI 2019.
     """
 
-    second_order_in_x = True  # its parameter gradient is a third derivative
+    @property
+    def second_order_in_x(self) -> bool:
+        """Always: the projected gradient is differentiated again in ``x``."""
+        return True
 
     _retired_hooks = dict.fromkeys(
         ("_get_random_projections", "_functional_sliced_loss"),
@@ -361,7 +369,8 @@ class SlicedScoreMatching(Hooks089, BaseScoreMatching):
         conditioning = _repeat_kwargs(model_kwargs, b, m)
         v = _probes(self.projection_type, tuple(xr.shape), xr, generator)
         try:
-            g = self.compute_score(xr, model_kwargs=conditioning)
+            with self._exact_layer_norms():  # v.H.v's parameter gradient: a third derivative
+                g = self.compute_score(xr, model_kwargs=conditioning)
         except ShapeError as err:  # the model saw the tiled batch: name the caller's x too
             raise ShapeError(
                 f"{type(self).__name__}: the model rejected x of shape {tuple(x.shape)} "

@@ -135,6 +135,8 @@ class EMA(nn.Module):
             _warn_half_average(self.module)
         averaged, live = [], []
         for e, p in params:  # the live weights on the average's device and dtype (a CPU EMA)
+            if not (e.is_floating_point() or e.is_complex()):  # lerp refuses it, as before
+                e.lerp_(p.detach().to(e.device, e.dtype), 1.0 - d)
             averaged.append(e)
             live.append(p if p.device == e.device and p.dtype == e.dtype else p.to(e))
         if averaged:  # one multi-tensor lerp (torch's public EMA function), not one per tensor
