@@ -43,12 +43,12 @@ class _Pickled089:
     """A dataset's state laid out as torchebm 0.8.9 pickled it: no ``generator``, no
     ``shuffle`` (its moons were not shuffled), ``device=None`` unless given."""
 
-    def __init__(self, ds):
-        self.ds = ds
+    def __init__(self, ds, device=None):
+        self.ds, self.device = ds, device
 
     def __reduce__(self):
         state = {k: v for k, v in vars(self.ds).items() if k not in ("generator", "shuffle")}
-        state["device"] = None
+        state["device"] = self.device
         return (object.__new__, (type(self.ds),), state)
 
 
@@ -61,6 +61,8 @@ def test_a_dataset_pickled_by_089_draws_again_and_prints():
     old.regenerate()  # seeded: this version's points for that seed, in 0.8.9's order
     expected = TwoMoonsDataset(n_samples=40, seed=3, shuffle=False).get_data()
     assert torch.equal(old.get_data(), expected)
+    named = _Pickled089(TwoMoonsDataset(n_samples=8, seed=1), device="cpu")  # as given
+    assert pickle.loads(pickle.dumps(named)).device == torch.device("cpu")
     unseeded = pickle.loads(pickle.dumps(_Pickled089(EightGaussiansDataset(n_samples=16))))
     torch.manual_seed(5)
     unseeded.regenerate()  # from the global RNG, as 0.8.9 drew

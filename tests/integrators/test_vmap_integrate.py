@@ -87,3 +87,17 @@ def test_under_vmap_an_unbatched_entry_is_still_checked():
 
     with pytest.raises(NonFiniteError, match=r"state\['p'\]"):
         vmap(end)(x)
+
+
+def test_leapfrog_with_a_mass_batched_by_vmap():
+    leapfrog = LeapfrogIntegrator()
+    x = torch.randn(3, 2, dtype=F64, generator=torch.Generator().manual_seed(4))
+    masses = torch.tensor([[1.0, 2.0], [0.5, 1.0], [3.0, 0.25]], dtype=F64)
+
+    def end(xs, mass):
+        state = {"x": xs[None], "p": torch.ones(1, 2, dtype=F64)}
+        return leapfrog.integrate(state, 0.1, 3, mass, gradient=lambda z, t: z)["x"][0]
+
+    mapped = vmap(end)(x, masses)
+    for i in range(3):
+        torch.testing.assert_close(mapped[i], end(x[i], masses[i]))

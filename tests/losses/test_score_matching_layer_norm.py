@@ -141,13 +141,43 @@ def test_approx_trace_is_second_order_and_keeps_the_fused_kernel():
     assert not DenoisingScoreMatching(model).second_order_in_x
 
 
-def test_nested_blocks_and_keyword_calls_reroute_each_layer_norm_once():
+def test_nested_blocks_and_keyword_calls_reroute_each_layer_norm_once(monkeypatch):
+    from torchebm.losses import _base_score_matching as sm_base
+
+    reroutes = []
+    original = sm_base._layer_norm_from_primitives
+
+    def counted(*args):
+        reroutes.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(sm_base, "_layer_norm_from_primitives", counted)
     layer = nn.LayerNorm(16).to(F64)
-    calls = []
-    layer.register_forward_hook(lambda m, a, out: calls.append(out.grad_fn.name()))
+    seen = []
+    layer.register_forward_hook(lambda m, a, out: seen.append(out.grad_fn.name()))
     x = torch.randn(5, 16, dtype=F64)
     with layer_norms_from_primitives(layer, layer), layer_norms_from_primitives(layer):
         out = layer(input=x)
     torch.testing.assert_close(out, nn.functional.layer_norm(x, (16,), layer.weight, layer.bias))
-    # the user's hook ran after the one reroute and saw its output (an add, not the kernel's)
-    assert len(calls) == 1 and "LayerNorm" not in calls[0]
+    # one reroute (the module named twice, the block nested), then the user's hook, which
+    # sees the rerouted output (an add, not the fused kernel's node)
+    assert len(reroutes) == 1
+    assert len(seen) == 1 and "LayerNorm" not in seen[0]
+    layer(x)  # outside the blocks: the fused kernel, no reroute
+    assert len(reroutes) == 1 and "LayerNorm" in seen[-1]
+
+
+def test_a_compiled_training_step_runs_the_rerouted_loss():
+    torch.manual_seed(0)
+    loss = ScoreMatching(_NormedEnergy(nn.LayerNorm(16)), dtype=F64)
+    x = torch.randn(8, 3, dtype=F64)
+    params = [p for p in loss.parameters()]
+
+    def step(batch):
+        return torch.autograd.grad(loss(batch), params, allow_unused=True)
+
+    eager = step(x)
+    compiled = torch.compile(step, backend="eager")(x)
+    for a, b in zip(eager, compiled):
+        if a is not None:
+            torch.testing.assert_close(a, b)

@@ -76,6 +76,7 @@ def test_rmhmc_keeps_the_target_invariant_when_solves_do_not_converge():
     assert int(counts.sum()) == round(float(rate.sum()) * n)  # thin=1: every step recorded
     assert len(messages) == 1 and f"{int(counts.sum())} proposals" in messages[0]
     assert "solver_max_iter" in messages[0] and "step_size" in messages[0]
+    assert "use float64" not in messages[0]  # float64 chains are not told to use float64
 
 
 def test_rmhmc_converging_solves_reject_nothing_and_do_not_warn():

@@ -187,7 +187,9 @@ class BaseSyntheticDataset(Dataset):
             data = state.get("data")
             device = data.device if isinstance(data, torch.Tensor) else torch.device("cpu")
             state = {**self._settings_089, **state, "generator": None}
-            state["device"] = device if state.get("device") is None else state["device"]
+            state["device"] = (
+                device if state.get("device") is None else torch.device(state["device"])
+            )
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ access

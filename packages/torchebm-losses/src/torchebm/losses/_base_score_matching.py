@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -31,13 +31,13 @@ from torchebm.integrators._state import autograd_ready
 __all__ = ["BaseScoreMatching", "layer_norms_from_primitives"]
 
 
-def _layer_norm_from_primitives(
-    module: nn.LayerNorm, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor
-) -> torch.Tensor:
-    """Forward hook: the module's output recomputed from its input by mean, subtraction and
-    ``rsqrt`` (in at least float32, returned in the fused output's dtype), so that its mean
-    and scale stay functions of the input for every order of differentiation."""
-    x = args[0] if args else kwargs["input"]
+def _layer_norm_from_primitives(module: nn.LayerNorm, args: tuple, *rest: Any) -> torch.Tensor:
+    """Forward hook (``rest``: ``(kwargs, output)``, or ``(output,)`` when another thread
+    removes it mid-call): the module's output recomputed from its input by mean,
+    subtraction and ``rsqrt`` (in at least float32, returned in the fused output's dtype),
+    so that its mean and scale stay functions of the input at every order of derivative."""
+    output = rest[-1]
+    x = args[0] if args else rest[0]["input"]
     dims = tuple(range(-len(module.normalized_shape), 0))
     xf = x.to(torch.promote_types(x.dtype, torch.float32))
     centred = xf - xf.mean(dims, keepdim=True)
@@ -53,8 +53,7 @@ def _layer_norm_from_primitives(
 _REROUTED: ContextVar[frozenset[int]] = ContextVar("torchebm_rerouted_norms", default=frozenset())
 
 
-@contextlib.contextmanager
-def layer_norms_from_primitives(*models: Any) -> Iterator[None]:
+class layer_norms_from_primitives:
     r"""Inside the block the `nn.LayerNorm` modules of ``models`` compute their output from
     primitive ops (a forward hook that runs before any other).
 
@@ -64,31 +63,42 @@ def layer_norms_from_primitives(*models: Any) -> Iterator[None]:
     loss on $\nabla_x^2 E$ is one. Values are unchanged to rounding; the fused forward
     still runs (its output is discarded). Only modules that run ``nn.LayerNorm``'s own
     ``forward`` are rerouted (a subclass with its own, e.g. a channels-first LayerNorm, is
-    not), each once in nested blocks; ``F.layer_norm`` called directly is not reached.
+    not), each once in nested blocks. Not reached: ``F.layer_norm`` called directly, and a
+    forward recomputed after the block (activation checkpointing recomputes in
+    ``backward()``: its check then fails with a ``CheckpointError``, where the gradients
+    were silently wrong before). Entering and leaving run eagerly under ``torch.compile``.
 
     Args:
         *models: Modules (anything else is skipped) whose LayerNorm modules are rerouted.
     """
-    done = _REROUTED.get()
-    layers = {
-        id(layer): layer
-        for model in models
-        if isinstance(model, nn.Module)
-        for layer in model.modules()
-        if isinstance(layer, nn.LayerNorm)
-        and type(layer).forward is nn.LayerNorm.forward
-        and id(layer) not in done
-    }
-    handles = [
-        layer.register_forward_hook(_layer_norm_from_primitives, prepend=True, with_kwargs=True)
-        for layer in layers.values()
-    ]
-    token = _REROUTED.set(done | layers.keys())
-    try:
-        yield
-    finally:
-        _REROUTED.reset(token)
-        for handle in handles:
+
+    def __init__(self, *models: Any):
+        self.models = models
+        self._handles: list[Any] = []
+        self._token: Any = None
+
+    @torch.compiler.disable
+    def __enter__(self) -> None:
+        done = _REROUTED.get()
+        layers = {
+            id(layer): layer
+            for model in self.models
+            if isinstance(model, nn.Module)
+            for layer in model.modules()
+            if isinstance(layer, nn.LayerNorm)
+            and type(layer).forward is nn.LayerNorm.forward
+            and id(layer) not in done
+        }
+        self._handles = [
+            layer.register_forward_hook(_layer_norm_from_primitives, prepend=True, with_kwargs=True)
+            for layer in layers.values()
+        ]
+        self._token = _REROUTED.set(done | layers.keys())
+
+    @torch.compiler.disable
+    def __exit__(self, *exc: object) -> None:
+        _REROUTED.reset(self._token)
+        for handle in self._handles:
             handle.remove()
 
 
@@ -116,8 +126,9 @@ class BaseScoreMatching(BaseLoss):
     ``forward`` and ``compute_loss`` the model's ``nn.LayerNorm`` modules run from primitive
     ops, since PyTorch's fused kernel gets third derivatives wrong (pytorch/pytorch#175754).
     Not reached: a LayerNorm subclass with its own ``forward``, ``F.layer_norm`` called by
-    the model itself, and a gradient built by hand with `compute_score` outside these
-    methods. ``BatchNorm`` raises in PyTorch at third order.
+    the model itself, a gradient built by hand with `compute_score` outside these methods,
+    and a forward that activation checkpointing recomputes in ``backward()`` (it then
+    raises ``CheckpointError``). ``BatchNorm`` raises in PyTorch at third order.
 
     Regularisation: with ``regularization_strength`` $\lambda > 0$ the loss gains
     $\lambda\, R(x)$ where $R$ is ``custom_regularization(x, model)`` when

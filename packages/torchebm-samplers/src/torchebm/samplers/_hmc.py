@@ -988,8 +988,9 @@ class RiemannianManifoldHMC(_HMCBase):
             "'unconverged_rate' diagnostic). Reduce step_size or raise solver_max_iter"
             f"{iters} of the integrator; if its solves converge (solver_converged) and the "
             "trajectories still do not come back, the metric is too ill-conditioned for "
-            f"{state.x.dtype} and the kept samples are biased: use float64 or a better "
-            "conditioned metric",
+            f"{state.x.dtype} and the kept samples are biased: use "
+            f"{'a wider dtype or ' if state.x.dtype != torch.float64 else ''}"
+            "a better conditioned metric",
             RuntimeWarning,
         )
 

@@ -134,11 +134,12 @@ class EMA(nn.Module):
         if self.step == 0:
             _warn_half_average(self.module)
         averaged, live = [], []
-        for e, p in params:  # the live weights on the average's device and dtype (a CPU EMA)
-            if not (e.is_floating_point() or e.is_complex()):  # lerp refuses it, as before
+        for e, p in params:
+            if p.device == e.device and p.dtype == e.dtype and e.is_floating_point():
+                averaged.append(e)
+                live.append(p)
+            else:  # converted one at a time (a float32 or CPU average): no whole-model copy
                 e.lerp_(p.detach().to(e.device, e.dtype), 1.0 - d)
-            averaged.append(e)
-            live.append(p if p.device == e.device and p.dtype == e.dtype else p.to(e))
         if averaged:  # one multi-tensor lerp (torch's public EMA function), not one per tensor
             get_ema_multi_avg_fn(d)(averaged, live, self.step)
         for e, b in buffers:
