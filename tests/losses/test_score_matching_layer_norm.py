@@ -181,3 +181,36 @@ def test_a_compiled_training_step_runs_the_rerouted_loss():
     for a, b in zip(eager, compiled):
         if a is not None:
             torch.testing.assert_close(a, b)
+
+
+def _rerouted(layer, x):
+    """Whether ``layer(x)`` ran the primitive ops (its output's node is not the kernel's)."""
+    return "LayerNorm" not in layer(x).grad_fn.name()
+
+
+def test_blocks_closed_in_any_order_or_entered_twice_leave_no_reroute_behind():
+    layer = nn.LayerNorm(8).to(F64)
+    x = torch.randn(3, 8, dtype=F64)
+    first, second = layer_norms_from_primitives(layer), layer_norms_from_primitives(layer)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # closed out of order (two threads, two tasks)
+    assert _rerouted(layer, x)  # the second block still holds it
+    second.__exit__(None, None, None)
+    assert not _rerouted(layer, x)
+    block = layer_norms_from_primitives(layer)
+    with block:
+        with block:  # one object entered twice
+            assert _rerouted(layer, x)
+        assert _rerouted(layer, x)
+    assert not _rerouted(layer, x)
+
+
+def test_the_hook_called_without_its_keywords_keeps_the_fused_output():
+    """torch calls a hook removed by another thread mid-call without its kwargs: with the
+    input passed by keyword it is then out of reach, and the fused output stands."""
+    from torchebm.losses._base_score_matching import _layer_norm_from_primitives
+
+    layer = nn.LayerNorm(8).to(F64)
+    out = layer(torch.randn(3, 8, dtype=F64))
+    assert _layer_norm_from_primitives(layer, (), out) is None

@@ -67,7 +67,8 @@ def check_start(**tensors: torch.Tensor) -> None:
 
 def check_mass(mass: torch.Tensor) -> None:
     """A tensor mass must be non-empty with positive finite entries (one host read; nothing
-    under `checked_inputs`, where the caller checked it when it was set)."""
+    under `checked_inputs`, where the caller checked it when it was set, nor for a mass
+    batched by ``torch.func.vmap``, whose values cannot be read)."""
     check_tensor("mass", mass, non_empty=False)  # a complex one failed in the comparison
     if _CHECKED.get():
         return

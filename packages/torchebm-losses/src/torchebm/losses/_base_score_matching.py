@@ -8,9 +8,10 @@ when `torchebm-losses` is installed.
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from abc import abstractmethod
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -31,13 +32,15 @@ from torchebm.integrators._state import autograd_ready
 __all__ = ["BaseScoreMatching", "layer_norms_from_primitives"]
 
 
-def _layer_norm_from_primitives(module: nn.LayerNorm, args: tuple, *rest: Any) -> torch.Tensor:
+def _layer_norm_from_primitives(module: nn.LayerNorm, args: tuple, *rest: Any) -> Any:
     """Forward hook (``rest``: ``(kwargs, output)``, or ``(output,)`` when another thread
     removes it mid-call): the module's output recomputed from its input by mean,
     subtraction and ``rsqrt`` (in at least float32, returned in the fused output's dtype),
     so that its mean and scale stay functions of the input at every order of derivative."""
-    output = rest[-1]
-    x = args[0] if args else rest[0]["input"]
+    output, kwargs = rest[-1], (rest[0] if len(rest) == 2 else {})
+    if not args and "input" not in kwargs:
+        return None  # (the input is out of reach: the fused output stands)
+    x = args[0] if args else kwargs["input"]
     dims = tuple(range(-len(module.normalized_shape), 0))
     xf = x.to(torch.promote_types(x.dtype, torch.float32))
     centred = xf - xf.mean(dims, keepdim=True)
@@ -49,8 +52,10 @@ def _layer_norm_from_primitives(module: nn.LayerNorm, args: tuple, *rest: Any) -
     return y.to(output.dtype)
 
 
-#: ids of the LayerNorm modules rerouted by the enclosing `layer_norms_from_primitives` blocks
-_REROUTED: ContextVar[frozenset[int]] = ContextVar("torchebm_rerouted_norms", default=frozenset())
+#: LayerNorm module -> (open blocks rerouting it, its hook's handle), for the whole process:
+#: one hook per module however many blocks (nested, in threads or tasks) reroute it
+_REROUTED: weakref.WeakKeyDictionary[nn.Module, tuple[int, Any]] = weakref.WeakKeyDictionary()
+_REROUTED_LOCK = threading.Lock()
 
 
 class layer_norms_from_primitives:
@@ -63,10 +68,12 @@ class layer_norms_from_primitives:
     loss on $\nabla_x^2 E$ is one. Values are unchanged to rounding; the fused forward
     still runs (its output is discarded). Only modules that run ``nn.LayerNorm``'s own
     ``forward`` are rerouted (a subclass with its own, e.g. a channels-first LayerNorm, is
-    not), each once in nested blocks. Not reached: ``F.layer_norm`` called directly, and a
-    forward recomputed after the block (activation checkpointing recomputes in
-    ``backward()``: its check then fails with a ``CheckpointError``, where the gradients
-    were silently wrong before). Entering and leaving run eagerly under ``torch.compile``.
+    not), each by one hook while any block holds it (the hook is the module's, so calls
+    from other threads meanwhile are rerouted too). Not reached: ``F.layer_norm`` called
+    directly, and a forward recomputed after the block (activation checkpointing recomputes
+    in ``backward()``: its check then fails with a ``CheckpointError``, where the gradients
+    were silently wrong before). Entering and leaving run eagerly under ``torch.compile``
+    (whose AOT backends cannot differentiate twice in any case).
 
     Args:
         *models: Modules (anything else is skipped) whose LayerNorm modules are rerouted.
@@ -74,32 +81,37 @@ class layer_norms_from_primitives:
 
     def __init__(self, *models: Any):
         self.models = models
-        self._handles: list[Any] = []
-        self._token: Any = None
+        self._entered: list[list[nn.Module]] = []  # one list per open `with` of this object
 
     @torch.compiler.disable
     def __enter__(self) -> None:
-        done = _REROUTED.get()
         layers = {
             id(layer): layer
             for model in self.models
             if isinstance(model, nn.Module)
             for layer in model.modules()
-            if isinstance(layer, nn.LayerNorm)
-            and type(layer).forward is nn.LayerNorm.forward
-            and id(layer) not in done
+            if isinstance(layer, nn.LayerNorm) and type(layer).forward is nn.LayerNorm.forward
         }
-        self._handles = [
-            layer.register_forward_hook(_layer_norm_from_primitives, prepend=True, with_kwargs=True)
-            for layer in layers.values()
-        ]
-        self._token = _REROUTED.set(done | layers.keys())
+        with _REROUTED_LOCK:
+            for layer in layers.values():
+                count, handle = _REROUTED.get(layer, (0, None))
+                if handle is None:
+                    handle = layer.register_forward_hook(
+                        _layer_norm_from_primitives, prepend=True, with_kwargs=True
+                    )
+                _REROUTED[layer] = (count + 1, handle)
+        self._entered.append(list(layers.values()))
 
     @torch.compiler.disable
     def __exit__(self, *exc: object) -> None:
-        _REROUTED.reset(self._token)
-        for handle in self._handles:
-            handle.remove()
+        with _REROUTED_LOCK:
+            for layer in self._entered.pop():
+                count, handle = _REROUTED[layer]
+                if count > 1:
+                    _REROUTED[layer] = (count - 1, handle)
+                else:
+                    del _REROUTED[layer]
+                    handle.remove()
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
