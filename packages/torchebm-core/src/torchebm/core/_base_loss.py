@@ -99,12 +99,12 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         check_tensor(name, x, min_ndim=min_ndim, floating=True)
         return x.to(*self._resolve_placement())  # (device, dtype), read once
 
+    @torch.compiler.disable  # host reads and a call counter (a compiled caller would recompile)
     def apply_nan_policy(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
         """Apply ``nan_policy`` to ``loss`` and return it unchanged (a custom ``forward`` ends
-        with it; ``what`` names the quantity in the message)."""
-        checks = self._finite
+        with it; ``what`` names the quantity in the message). Eager under ``torch.compile``."""
+        checks, policy = self._finite, self.nan_policy
         checks["calls"] += 1
-        policy = self.nan_policy
         if policy == "ignore":
             return loss
         if policy == "deferred":

@@ -33,7 +33,7 @@ from torchebm.flows._utils import (
     twice_differentiable,
 )
 from torchebm.integrators._checked import checked_inputs
-from torchebm.integrators._state import autograd_ready
+from torchebm.integrators._state import autograd_grad, autograd_ready
 
 __all__ = ["EquilibriumMatchingLoss"]
 
@@ -368,7 +368,7 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
             with twice_differentiable(train):
                 f, act = self._call_model(xg, autograd_ready(t_model), autograd_ready(conditioning))
             energy = self._energy(xg, f)
-            (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=train)
+            (grad,) = autograd_grad(energy.sum(), xg, create_graph=train)
         if not torch.is_grad_enabled():
             return grad, act, energy.detach()
         return grad, act, energy

@@ -41,7 +41,7 @@ from torchebm.flows._utils import FIELD_CALL, explain_model_error
 from torchebm.integrators import resolve_integrator
 from torchebm.integrators._base_runge_kutta import _check_tolerances, _monotone_grid
 from torchebm.integrators._checked import checked_inputs
-from torchebm.integrators._state import autograd_ready
+from torchebm.integrators._state import autograd_grad, autograd_ready
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = [
@@ -195,12 +195,12 @@ def _divergence(
             return v.detach(), torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         # a field with parameters need not depend on x: its Jacobian is then 0, not an error
         if probe is not None:
-            (vjp,) = torch.autograd.grad(v, xg, probe, allow_unused=True, materialize_grads=True)
+            (vjp,) = autograd_grad(v, xg, probe, allow_unused=True, materialize_grads=True)
             return v.detach(), (vjp * probe).reshape(x.shape[0], -1).sum(1)
         vf = v if v.ndim == 2 else v.reshape(x.shape[0], -1)
         div: torch.Tensor | None = None  # the first column starts the sum (no zeros + ...)
         for i in range(vf.shape[1]):
-            (g,) = torch.autograd.grad(
+            (g,) = autograd_grad(
                 vf[:, i].sum(),
                 xg,
                 retain_graph=i + 1 < vf.shape[1],

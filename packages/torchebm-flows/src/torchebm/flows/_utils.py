@@ -39,7 +39,7 @@ from torchebm.core.errors import (
 from torchebm.couplings import resolve_coupling
 from torchebm.flows._time_sampling import LossTimeSampler, check_loss_weight_fn
 from torchebm.integrators._compat_089 import Hooks089, accept_089_pickle
-from torchebm.integrators._state import autograd_ready
+from torchebm.integrators._state import autograd_grad, autograd_ready
 from torchebm.interpolants import resolve_interpolant
 
 __all__ = [
@@ -443,7 +443,7 @@ def energy_gradient(
     with twice_differentiable(create_graph):
         energy = model(x, **model_kwargs) if model_kwargs else model(x)
     check_energies("the potential", energy, x.shape[0])
-    (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
+    (grad,) = autograd_grad(energy.sum(), x, create_graph=create_graph)
     return energy, grad
 
 
@@ -680,7 +680,7 @@ def _with_gradients(probe: Callable[[dict], Any], model: Any) -> Callable[[dict]
                 return out
             if bool((out == 0).all()):
                 return out.detach()
-            grads = torch.autograd.grad(out.sum(), trainable, allow_unused=True)
+            grads = autograd_grad(out.sum(), trainable, allow_unused=True)
         stats = [s.float() for g in grads if g is not None for s in _gradient_stats(g)]
         return torch.cat([out.detach().flatten().float(), torch.stack(stats)])
 

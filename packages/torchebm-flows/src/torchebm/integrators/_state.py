@@ -1,5 +1,6 @@
 """Shape and state helpers shared by the Runge-Kutta, symplectic and leapfrog integrators
-(and `autograd_ready`/`own_gradient`, shared with the samplers, losses and flow objectives)."""
+(and `autograd_ready`/`autograd_grad`/`own_gradient`, shared with the samplers, losses and flow
+objectives)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from torchebm.core.errors import ShapeError, check_tensor
 
 __all__ = [
+    "autograd_grad",
     "autograd_ready",
     "fits",
     "fixed_point",
@@ -165,6 +167,21 @@ def autograd_ready(value: Any) -> Any:
         with torch.inference_mode(False):
             return value.clone()
     return value
+
+
+@torch.compiler.disable
+def autograd_grad(
+    outputs: Any, inputs: Any, grad_outputs: Any = None, **kwargs: Any
+) -> tuple[torch.Tensor | None, ...]:
+    """``torch.autograd.grad(outputs, inputs, grad_outputs, **kwargs)``, run eagerly inside
+    ``torch.compile``.
+
+    Dynamo cannot trace ``torch.autograd.grad``, and a frame that calls it directly is traced
+    again on every call (torch 2.15: a compiled training step around a denoising score-matching
+    loss took about 1,000 times its eager time); a call of this function is one cached graph
+    break. Every ``autograd.grad`` of the samplers, losses and flow objectives goes through it.
+    """
+    return torch.autograd.grad(outputs, inputs, grad_outputs, **kwargs)
 
 
 def own_gradient(model: Any) -> Callable[..., torch.Tensor] | None:

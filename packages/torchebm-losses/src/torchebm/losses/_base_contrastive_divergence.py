@@ -653,6 +653,7 @@ class BaseContrastiveDivergence(BaseLoss):
         out = out.detach()  # never the start points themselves (CD-k's are the data, uncopied)
         return out.clone() if out.data_ptr() == start.data_ptr() else out
 
+    @torch.compiler.disable  # host bookkeeping (buffer pointer, phases): eager in a compiled step
     def negative_phase(
         self,
         x: torch.Tensor,

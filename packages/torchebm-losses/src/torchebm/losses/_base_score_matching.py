@@ -27,7 +27,7 @@ from torchebm.flows._utils import (
     twice_differentiable,
 )
 from torchebm.integrators._compat_089 import accept_089_pickle
-from torchebm.integrators._state import autograd_ready
+from torchebm.integrators._state import autograd_grad, autograd_ready
 
 __all__ = ["BaseScoreMatching", "layer_norms_from_primitives"]
 
@@ -308,7 +308,7 @@ class BaseScoreMatching(BaseLoss):
         if self.use_autograd:
             with torch.enable_grad(), twice_differentiable(create_graph):
                 e = self.energy(x, model_kwargs)
-                (g,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+                (g,) = autograd_grad(e.sum(), x, create_graph=create_graph)
             return g
         from torch.func import functional_call, grad
 

@@ -12,6 +12,7 @@ from torchebm.core import BaseScheduler, warn_once
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_int, check_positive
 from torchebm.integrators._compat_089 import OMIT, Hooks089, accept_089_pickle
+from torchebm.integrators._state import autograd_grad
 from torchebm.losses._base_score_matching import BaseScoreMatching
 from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction
 
@@ -53,7 +54,7 @@ def _grad_or_zeros(out: torch.Tensor, x: torch.Tensor, owner: str, model: Any) -
     Hessian term would silently be 0.
     """
     if out.requires_grad:
-        (g,) = torch.autograd.grad(out.sum(), x, create_graph=True, allow_unused=True)
+        (g,) = autograd_grad(out.sum(), x, create_graph=True, allow_unused=True)
         if g is not None:
             return g
     if isinstance(model, nn.Module) and any(

@@ -32,7 +32,13 @@ from torchebm.integrators import (
 )
 from torchebm.integrators._checked import check_field_dtype, check_mass
 from torchebm.integrators._compat_089 import accept_089_pickle, overridden
-from torchebm.integrators._state import autograd_ready, rms_rows, rows_close, tolerance
+from torchebm.integrators._state import (
+    autograd_grad,
+    autograd_ready,
+    rms_rows,
+    rows_close,
+    tolerance,
+)
 from torchebm.samplers._backend import check_backend, resolve_fused
 from torchebm.samplers._compat import SamplerHooks089, explain_energy_call, resolve_model
 
@@ -685,8 +691,7 @@ class RiemannianManifoldHMC(_HMCBase):
         jump is, wrongly). One more metric call and one backward, once per `sample()`."""
         with torch.inference_mode(False), torch.enable_grad():
             linked = (
-                g.requires_grad
-                and torch.autograd.grad(g.sum(), xg, allow_unused=True)[0] is not None
+                g.requires_grad and autograd_grad(g.sum(), xg, allow_unused=True)[0] is not None
             )
         if linked:
             return []
@@ -714,7 +719,7 @@ class RiemannianManifoldHMC(_HMCBase):
             xg = autograd_ready(x).detach().requires_grad_(True)
             pg = autograd_ready(p).detach()
             u, rest = self.model_energy(xg, conditioning), self._kinetic_terms(xg, pg)[0]
-            (g,) = torch.autograd.grad((u + rest).sum(), xg)
+            (g,) = autograd_grad((u + rest).sum(), xg)
         return -g  # not in place: the gradient of a linear energy is a broadcast view
 
     def _force_terms(self, x: torch.Tensor, state: HMCState, conditioning: dict) -> tuple[Any, ...]:
@@ -741,7 +746,7 @@ class RiemannianManifoldHMC(_HMCBase):
             if own_gradient:
                 grad_u = self.model_gradient(x, conditioning)
             elif u is not None and u.requires_grad:
-                grad_u = torch.autograd.grad(u.sum(), xg, allow_unused=True)[0]
+                grad_u = autograd_grad(u.sum(), xg, allow_unused=True)[0]
             else:
                 grad_u = None
         state.force_cache = (x, xg, chol, half_logdet, grad_u)
@@ -765,7 +770,7 @@ class RiemannianManifoldHMC(_HMCBase):
             kin = 0.5 * (pf * torch.cholesky_solve(pf, chol)).sum(dim=(1, 2))
             rest = kin + half_logdet  # `_kinetic_terms`, on the kept factor
             grad_rest = (
-                torch.autograd.grad(rest.sum(), xg, retain_graph=True, allow_unused=True)[0]
+                autograd_grad(rest.sum(), xg, retain_graph=True, allow_unused=True)[0]
                 if rest.requires_grad
                 else None
             )

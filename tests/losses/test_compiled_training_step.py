@@ -1,0 +1,123 @@
+"""A training step that the user compiles around a library loss: the same loss and parameter
+gradients as eager, and no tracing again on later calls.
+
+With torch 2.15 a compiled step around `DenoisingScoreMatching` took about 1,000 times its
+eager time on every call: dynamo traced again each frame that calls ``torch.autograd.grad``,
+`BaseLoss.apply_nan_policy` recompiled on its call counter (every policy but ``"ignore"``)
+and PCD's negative phase on its replay-buffer pointer. ``fail_on_recompile`` turns any such
+tracing after the warm-up calls into an error.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from _support.losses import MLPEnergy, TinyLangevin
+
+from torchebm.losses import (
+    ContrastiveDivergence,
+    DenoisingScoreMatching,
+    FlowMatchingLoss,
+    PersistentContrastiveDivergence,
+    ScoreMatching,
+    SlicedScoreMatching,
+)
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(torch.compiler, "set_stance"),
+    reason="torch.compiler.set_stance('fail_on_recompile') needs torch >= 2.6",
+)
+
+
+class Field(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(3, 16), torch.nn.SiLU(), torch.nn.Linear(16, 2)
+        )
+
+    def forward(self, x, t):
+        return self.net(torch.cat([x, t.reshape(-1, 1)], dim=1))
+
+
+LOSSES = {
+    "sm_exact": (MLPEnergy, lambda m, p: ScoreMatching(m, hessian_method="exact", nan_policy=p)),
+    "sm_hutchinson": (
+        MLPEnergy,
+        lambda m, p: ScoreMatching(m, hessian_method="hutchinson", nan_policy=p),
+    ),
+    "ssm": (MLPEnergy, lambda m, p: SlicedScoreMatching(m, n_projections=2, nan_policy=p)),
+    "dsm": (MLPEnergy, lambda m, p: DenoisingScoreMatching(m, noise_scale=0.1, nan_policy=p)),
+    "cd": (
+        MLPEnergy,
+        lambda m, p: ContrastiveDivergence(m, TinyLangevin(m), k_steps=3, nan_policy=p),
+    ),
+    # a buffer of 40 rows and batches of 16: the pointer takes five values (0, 16, 32, 8, 24)
+    "pcd": (
+        MLPEnergy,
+        lambda m, p: PersistentContrastiveDivergence(
+            m, TinyLangevin(m), k_steps=3, buffer_size=40, nan_policy=p
+        ),
+    ),
+    "flow_matching": (Field, lambda m, p: FlowMatchingLoss(m, nan_policy=p)),
+}
+
+
+def _step(loss_fn, model, x, seed):
+    model.zero_grad(set_to_none=True)
+    out = loss_fn(x, generator=torch.Generator().manual_seed(seed))
+    value = out[0] if isinstance(out, tuple) else out
+    value.backward()
+    return value.detach()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_compile_cache():
+    torch.compiler.reset()
+    yield
+    torch.compiler.reset()
+
+
+# the policy's own recompiles aside ("ignore" reads nothing): the gradient and the buffer
+CASES = (
+    [(name, "raise") for name in sorted(LOSSES)]
+    + [("dsm", policy) for policy in ("warn", "deferred", "ignore")]
+    + [("pcd", "ignore")]
+)
+
+
+@pytest.mark.parametrize(("name", "policy"), CASES)
+def test_compiled_step_matches_eager_without_tracing_again(name, policy):
+    make_model, make_loss = LOSSES[name]
+    torch.manual_seed(0)
+    eager_model = make_model()
+    compiled_model = copy.deepcopy(eager_model)
+    eager_loss, compiled_loss = make_loss(eager_model, policy), make_loss(compiled_model, policy)
+    compiled_step = torch.compile(_step, backend="eager")
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    for seed in range(7):
+        if seed < 2:  # warm-up: dynamo compiles
+            got = compiled_step(compiled_loss, compiled_model, x, seed)
+        else:
+            with torch.compiler.set_stance("fail_on_recompile"):
+                got = compiled_step(compiled_loss, compiled_model, x, seed)
+        want = _step(eager_loss, eager_model, x, seed)
+        torch.testing.assert_close(got, want)
+        for (pname, p), q in zip(compiled_model.named_parameters(), eager_model.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, msg=f"{name}: gradient of {pname}")
+
+
+def test_non_finite_loss_still_raises_inside_a_compiled_step():
+    from torchebm.core.errors import NonFiniteError
+
+    model = MLPEnergy()
+    loss = DenoisingScoreMatching(model, noise_scale=0.1)
+    compiled_step = torch.compile(_step, backend="eager")
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    compiled_step(loss, model, x, 0)
+    with torch.no_grad():
+        model.net[0].weight.fill_(float("inf"))
+    with pytest.raises(NonFiniteError, match="DenoisingScoreMatching produced a non-finite"):
+        compiled_step(loss, model, x, 1)
