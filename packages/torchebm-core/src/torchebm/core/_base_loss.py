@@ -99,10 +99,11 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         check_tensor(name, x, min_ndim=min_ndim, floating=True)
         return x.to(*self._resolve_placement())  # (device, dtype), read once
 
-    @torch.compiler.disable  # host reads and a call counter (a compiled caller would recompile)
     def apply_nan_policy(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
         """Apply ``nan_policy`` to ``loss`` and return it unchanged (a custom ``forward`` ends
         with it; ``what`` names the quantity in the message). Eager under ``torch.compile``."""
+        if torch.compiler.is_compiling():  # host reads, a call counter: one graph break, cached
+            return torch.compiler.disable(BaseLoss.apply_nan_policy)(self, loss, what)
         checks, policy = self._finite, self.nan_policy
         checks["calls"] += 1
         if policy == "ignore":
@@ -111,9 +112,8 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
             self.check_finite()
             checks["pending"] = (checks["calls"], torch.isfinite(loss.detach()).all())
             return loss
-        if loss.numel() == 1:  # the usual scalar loss: one read of its value, one sync
-            if math.isfinite(loss.detach().item()):
-                return loss
+        if loss.numel() == 1 and math.isfinite(loss.detach().item()):  # a scalar: one sync
+            return loss
         finite = torch.isfinite(loss.detach())
         if not bool(finite.all()):
             value = (

@@ -5,7 +5,7 @@ objectives)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -14,6 +14,7 @@ from torchebm.core.errors import ShapeError, check_tensor
 __all__ = [
     "autograd_grad",
     "autograd_ready",
+    "eager_under_compile",
     "fits",
     "fixed_point",
     "has_implicit_stage",
@@ -25,6 +26,8 @@ __all__ = [
     "state_x",
     "tolerance",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 #: Floor of a per-row tolerance, in units of the dtype's machine epsilon.
 _TOL_FLOOR_ULPS = 64
@@ -169,19 +172,27 @@ def autograd_ready(value: Any) -> Any:
     return value
 
 
-@torch.compiler.disable
+def eager_under_compile(fn: _F) -> _F:
+    """``fn``, or while ``torch.compile`` traces the caller ``torch.compiler.disable(fn)``: one
+    cached graph break instead of code that dynamo would trace again at every call (host reads,
+    ``torch.autograd.grad``). Dynamo is not imported when nothing is compiled (it takes
+    seconds), so the decision is made at each call, not once at import."""
+    return cast(_F, torch.compiler.disable(fn)) if torch.compiler.is_compiling() else fn
+
+
 def autograd_grad(
     outputs: Any, inputs: Any, grad_outputs: Any = None, **kwargs: Any
-) -> tuple[torch.Tensor | None, ...]:
-    """``torch.autograd.grad(outputs, inputs, grad_outputs, **kwargs)``, run eagerly inside
-    ``torch.compile``.
+) -> tuple[torch.Tensor, ...]:
+    """``torch.autograd.grad(outputs, inputs, grad_outputs, **kwargs)``, eager under
+    ``torch.compile`` (`eager_under_compile`).
 
     Dynamo cannot trace ``torch.autograd.grad``, and a frame that calls it directly is traced
     again on every call (torch 2.15: a compiled training step around a denoising score-matching
-    loss took about 1,000 times its eager time); a call of this function is one cached graph
-    break. Every ``autograd.grad`` of the samplers, losses and flow objectives goes through it.
+    loss took about 1,000 times its eager time). Every ``autograd.grad`` of the samplers, losses
+    and flow objectives goes through this function.
     """
-    return torch.autograd.grad(outputs, inputs, grad_outputs, **kwargs)
+    grad = eager_under_compile(torch.autograd.grad)
+    return grad(outputs, inputs, grad_outputs, **kwargs)
 
 
 def own_gradient(model: Any) -> Callable[..., torch.Tensor] | None:

@@ -33,7 +33,7 @@ from torchebm.flows._utils import (
     loss_conditioning,
 )
 from torchebm.integrators._compat_089 import accept_089_pickle, overridden
-from torchebm.integrators._state import autograd_ready
+from torchebm.integrators._state import autograd_ready, eager_under_compile
 from torchebm.losses._positional_089 import split_dtype
 
 __all__ = ["BaseContrastiveDivergence"]
@@ -653,7 +653,6 @@ class BaseContrastiveDivergence(BaseLoss):
         out = out.detach()  # never the start points themselves (CD-k's are the data, uncopied)
         return out.clone() if out.data_ptr() == start.data_ptr() else out
 
-    @torch.compiler.disable  # host bookkeeping (buffer pointer, phases): eager in a compiled step
     def negative_phase(
         self,
         x: torch.Tensor,
@@ -796,7 +795,8 @@ class BaseContrastiveDivergence(BaseLoss):
         x = self.prepare_input(x)
         conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
         try:
-            negatives = self.negative_phase(x, conditioning, generator)
+            # host bookkeeping (buffer pointer, start points) and a sampler: eager if compiled
+            negatives = eager_under_compile(self.negative_phase)(x, conditioning, generator)
         except TypeError as err:  # a sampler of its own kind calls the model first
             explain_loss_error(self, err, conditioning)
             raise

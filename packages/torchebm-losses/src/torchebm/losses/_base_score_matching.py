@@ -27,7 +27,7 @@ from torchebm.flows._utils import (
     twice_differentiable,
 )
 from torchebm.integrators._compat_089 import accept_089_pickle
-from torchebm.integrators._state import autograd_grad, autograd_ready
+from torchebm.integrators._state import autograd_grad, autograd_ready, eager_under_compile
 
 __all__ = ["BaseScoreMatching", "layer_norms_from_primitives"]
 
@@ -83,8 +83,13 @@ class layer_norms_from_primitives:
         self.models = models
         self._entered: list[list[nn.Module]] = []  # one list per open `with` of this object
 
-    @torch.compiler.disable
     def __enter__(self) -> None:
+        eager_under_compile(self._reroute)()
+
+    def __exit__(self, *exc: object) -> None:
+        eager_under_compile(self._restore)()
+
+    def _reroute(self) -> None:
         layers = {
             id(layer): layer
             for model in self.models
@@ -102,8 +107,7 @@ class layer_norms_from_primitives:
                 _REROUTED[layer] = (count + 1, handle)
         self._entered.append(list(layers.values()))
 
-    @torch.compiler.disable
-    def __exit__(self, *exc: object) -> None:
+    def _restore(self) -> None:
         with _REROUTED_LOCK:
             for layer in self._entered.pop():
                 count, handle = _REROUTED[layer]

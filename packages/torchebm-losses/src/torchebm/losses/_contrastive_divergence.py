@@ -572,7 +572,6 @@ class ParallelTemperingCD(ContrastiveDivergence):
         self.swap_acceptance[lo] = accept.to(self.swap_acceptance.dtype).mean(dim=1)
         return new
 
-    @torch.compiler.disable  # host bookkeeping (buffer pointer, phases): eager in a compiled step
     def negative_phase(
         self,
         x: torch.Tensor,
