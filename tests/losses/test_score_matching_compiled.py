@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from torchebm.core import GaussianModel
 from torchebm.core.errors import ConfigurationError
@@ -66,3 +67,42 @@ def test_eager_compiled_model_keeps_the_closed_form():
     # backend="eager" keeps autograd's graph: the exact objective, no error
     loss = ScoreMatching(torch.compile(_gaussian(), backend="eager"), dtype=torch.float64)
     assert loss(X).item() == pytest.approx(_closed_form(X), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: ScoreMatching(m, hessian_method="exact"),
+        lambda m: ScoreMatching(m, hessian_method="hutchinson", hutchinson_samples=2),
+        lambda m: SlicedScoreMatching(m, n_projections=2),
+    ],
+    ids=["exact", "hutchinson", "sliced"],
+)
+def test_model_compiled_in_place_is_refused_not_hessian_zero(make):
+    # Module.compile() leaves no wrapper to recognise: a frozen MLP compiled in place gave
+    # the exact objective's 0.5 |grad E|^2 alone (the trace term, here -0.0052, was dropped);
+    # now the gradient varying with x while autograd finds no second derivative is an error
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+    energy = _Energy(model).requires_grad_(False)
+    energy.compile(backend="aot_eager")
+    with pytest.raises(ConfigurationError, match=r"Module\.compile\(\)"):
+        make(energy)(X.float(), generator=torch.Generator().manual_seed(1))
+
+
+def test_a_linear_energy_keeps_its_zero_hessian():
+    # the same missing second derivative is right when the gradient is constant in x
+    energy = _Energy(nn.Linear(2, 1)).requires_grad_(False)
+    x = X.float()
+    loss = ScoreMatching(energy, hessian_method="exact")(x)
+    w = energy.net.weight.detach()
+    torch.testing.assert_close(loss, 0.5 * w.square().sum())
+
+
+class _Energy(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)

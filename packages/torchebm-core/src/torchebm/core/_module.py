@@ -101,9 +101,8 @@ class TorchEBMModule(nn.Module):
         if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
             self.register_load_state_dict_pre_hook(_keep_absent_extra_state)
 
-    # ------------------------------------------------------------------ placement
     def _resolve_placement(self) -> tuple[torch.device, torch.dtype]:
-        cache = self.__dict__.get("_placement")  # (_EDITS then, path, device, dtype, placement)
+        cache = None if torch.compiler.is_compiling() else self.__dict__.get("_placement")
         if cache is not None and cache[0] == _EDITS[0]:
             ref: Any = self  # the tensor now at the path read (no reference is kept: torch
             for name in cache[1]:  # may swap it), not a property (a weight parametrized since)
@@ -119,7 +118,8 @@ class TorchEBMModule(nn.Module):
                     name, ref = key, buf
                     break
         placement = (_normalise_device(ref.device), dtype)
-        self._placement = (_EDITS[0], tuple(name.split(".")), ref.device, ref.dtype, placement)
+        if not torch.compiler.is_compiling():  # traced, _EDITS would guard: a recompile per edit
+            self._placement = (_EDITS[0], tuple(name.split(".")), ref.device, ref.dtype, placement)
         return placement
 
     @property

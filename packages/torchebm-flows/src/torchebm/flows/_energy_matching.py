@@ -44,7 +44,12 @@ from torchebm.flows._utils import (
 from torchebm.integrators import EulerMaruyamaIntegrator
 from torchebm.integrators._checked import checked_inputs
 from torchebm.integrators._compat_089 import Old089, accept_089_pickle
-from torchebm.integrators._state import autograd_ready, call_own_gradient, own_gradient
+from torchebm.integrators._state import (
+    autograd_ready,
+    call_own_gradient,
+    eager_under_compile,
+    own_gradient,
+)
 
 __all__ = ["EnergyMatchingLoss"]
 
@@ -247,7 +252,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         # grad_x V under no_grad/inference_mode too (inference tensors copied for autograd)
         with torch.inference_mode(False), torch.enable_grad(), self.autocast_context():
             xg = autograd_ready(xt).detach().requires_grad_(True)
-            _, grad = energy_gradient(
+            # eager in a compiled caller: AOTAutograd's backward cannot be differentiated again
+            _, grad = eager_under_compile(energy_gradient)(
                 self.model, xg, autograd_ready(conditioning), create_graph=train
             )
         per = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((-grad - ut).square())

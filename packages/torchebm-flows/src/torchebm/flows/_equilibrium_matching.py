@@ -33,7 +33,7 @@ from torchebm.flows._utils import (
     twice_differentiable,
 )
 from torchebm.integrators._checked import checked_inputs
-from torchebm.integrators._state import autograd_grad, autograd_ready
+from torchebm.integrators._state import autograd_grad, autograd_ready, eager_under_compile
 
 __all__ = ["EquilibriumMatchingLoss"]
 
@@ -283,7 +283,9 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
             if self.energy_type == "none":
                 pred, act = self._call_model(xt, t_model, conditioning)
             else:
-                pred, act, energy = self._explicit_field(xt, t_model, conditioning)
+                pred, act, energy = eager_under_compile(self._explicit_field)(
+                    xt, t_model, conditioning
+                )
                 terms["energy"] = energy
             elementwise = (pred - target).square()
         else:

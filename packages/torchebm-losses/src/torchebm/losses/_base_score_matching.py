@@ -444,15 +444,22 @@ class BaseScoreMatching(BaseLoss):
         x = self.prepare_input(x)
         conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
 
-        def loss() -> torch.Tensor:
-            # the objective differentiates E in x: autograd on under no_grad/inference_mode too
-            with torch.inference_mode(False), torch.enable_grad(), self._exact_layer_norms():
-                xs = autograd_ready(x)
-                value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)
-                value = self.add_regularization(value, xs, model_kwargs=conditioning)
-            return value if torch.is_grad_enabled() else value.detach()
+        # eager in a compiled caller: AOTAutograd's backward cannot be differentiated again
+        objective = eager_under_compile(self._objective)
+        return checked_loss(
+            self, lambda: objective(x, conditioning, generator), {"x": x}, conditioning
+        )
 
-        return checked_loss(self, loss, {"x": x}, conditioning)
+    def _objective(
+        self, x: torch.Tensor, conditioning: dict, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """`compute_loss` plus the regulariser, with autograd on (the objective differentiates
+        E in x, under no_grad/inference_mode too)."""
+        with torch.inference_mode(False), torch.enable_grad(), self._exact_layer_norms():
+            xs = autograd_ready(x)
+            value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)
+            value = self.add_regularization(value, xs, model_kwargs=conditioning)
+        return value if torch.is_grad_enabled() else value.detach()
 
 
 def _shares_no_trainable(model: nn.Module, other: nn.Module) -> bool:
