@@ -756,7 +756,12 @@ class FlowSampler(Hooks089, BaseSampler):
             generator: Source of the start noise and of the SDE noise.
             nan_policy: This call's policy for non-finite states.
             nan_check_every: Steps between checks for non-finite states.
-            compile: Run the step under `torch.compile`.
+            compile: Run the step under `torch.compile`. Only the integrator's update is
+                compiled (the drift, a closure over this sampler, runs as it is), once per
+                distinct step width; a grid of many distinct widths reaches torch's
+                recompile limit within one call and then runs eagerly, slower than
+                `compile=False`. To compile the network, pass a compiled model
+                (`FlowSampler(torch.compile(model), ...)`): one graph, whatever `n_steps`.
             y: Labels, merged into ``model_kwargs`` as ``{"y": y}``.
             **legacy_model_kwargs: Deprecated bare conditioning keywords (see above).
         """

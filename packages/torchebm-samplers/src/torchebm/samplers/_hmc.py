@@ -537,6 +537,8 @@ class RiemannianManifoldHMC(_HMCBase):
     solver: reduce ``step_size`` or raise ``solver_max_iter`` of the
     ``GeneralisedLeapfrogIntegrator``. Cost: two trajectories per step with an implicit
     integrator (one with an explicit one, whose ``solver_converged`` is ``None``).
+    ``sample(compile=True)`` gains nothing here (the implicit solves' loops break the graph:
+    about 15 graphs per batch size and dtype, then eager speed); compile the model instead.
 
     Args:
         model: Energy model (its ``forward`` must be differentiable in ``x``).
