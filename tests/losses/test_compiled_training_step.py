@@ -124,3 +124,25 @@ def test_non_finite_loss_still_raises_inside_a_compiled_step():
         model.net[0].weight.fill_(float("inf"))
     with pytest.raises(NonFiniteError, match="DenoisingScoreMatching produced a non-finite"):
         compiled_step(loss, model, x, 1)
+
+
+def test_a_loss_under_torch_export_does_not_recurse():
+    # torch.compiler.is_compiling() is a process-wide flag: True under torch.export and, while
+    # dynamo compiles, in every thread; apply_nan_policy's eager re-entry then called itself
+    # until RecursionError
+    model = Field()
+    loss = FlowMatchingLoss(model, nan_policy="ignore")
+
+    class Evaluate(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.loss = loss
+
+        def forward(self, x):
+            return self.loss(x, generator=torch.Generator().manual_seed(0))
+
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(1))
+    exported = torch.export.export(Evaluate(), (x,), strict=False)
+    torch.testing.assert_close(
+        exported.module()(x), loss(x, generator=torch.Generator().manual_seed(0))
+    )

@@ -69,25 +69,37 @@ def test_eager_compiled_model_keeps_the_closed_form():
     assert loss(X).item() == pytest.approx(_closed_form(X), rel=1e-9)
 
 
+class _Act(nn.Module):
+    """Piecewise-linear activations whose autograd graph leaves no path back to the input
+    (``clamp``, ``where``, a mask): the Hessian is 0 almost everywhere, not an error."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, h):
+        if self.kind == "clamp":
+            return h.clamp(min=0)
+        if self.kind == "where":
+            return torch.where(h > 0, h, 0.01 * h)
+        return h * (h > 0)
+
+
 @pytest.mark.parametrize(
-    "make",
-    [
-        lambda m: ScoreMatching(m, hessian_method="exact"),
-        lambda m: ScoreMatching(m, hessian_method="hutchinson", hutchinson_samples=2),
-        lambda m: SlicedScoreMatching(m, n_projections=2),
-    ],
-    ids=["exact", "hutchinson", "sliced"],
+    ("kind", "reference"),
+    [("clamp", nn.ReLU()), ("where", nn.LeakyReLU()), ("mask", nn.ReLU())],
 )
-def test_model_compiled_in_place_is_refused_not_hessian_zero(make):
-    # Module.compile() leaves no wrapper to recognise: a frozen MLP compiled in place gave
-    # the exact objective's 0.5 |grad E|^2 alone (the trace term, here -0.0052, was dropped);
-    # now the gradient varying with x while autograd finds no second derivative is an error
+@pytest.mark.parametrize("use_autograd", [True, False])
+def test_piecewise_linear_energies_keep_the_zero_hessian(kind, reference, use_autograd):
+    # a review fix raised a ConfigurationError for these (their gradient varies across the
+    # batch while autograd finds no second derivative); the objective is 0.5 |grad E|^2
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
-    energy = _Energy(model).requires_grad_(False)
-    energy.compile(backend="aot_eager")
-    with pytest.raises(ConfigurationError, match=r"Module\.compile\(\)"):
-        make(energy)(X.float(), generator=torch.Generator().manual_seed(1))
+    net = nn.Sequential(nn.Linear(2, 16), _Act(kind), nn.Linear(16, 1))
+    ref = nn.Sequential(net[0], reference, net[2])
+    x = X.float()
+    got = ScoreMatching(_Energy(net), hessian_method="exact", use_autograd=use_autograd)(x)
+    want = ScoreMatching(_Energy(ref), hessian_method="exact", use_autograd=use_autograd)(x)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
 
 
 def test_a_linear_energy_keeps_its_zero_hessian():

@@ -5,6 +5,8 @@ primitive ops; the gradient must match a central finite difference of the loss i
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -214,3 +216,38 @@ def test_the_hook_called_without_its_keywords_keeps_the_fused_output():
     layer = nn.LayerNorm(8).to(F64)
     out = layer(torch.randn(3, 8, dtype=F64))
     assert _layer_norm_from_primitives(layer, (), out) is None
+
+
+@pytest.mark.skipif(
+    not hasattr(torch.compiler, "set_stance"), reason="fail_on_recompile needs torch >= 2.6"
+)
+def test_a_reroute_block_inside_a_compiled_step_matches_eager():
+    # a user's own second-order objective in the public block, traced by dynamo (the loss's
+    # objective runs eagerly, so only this reaches the block's compiled-caller path)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 8), nn.LayerNorm(8), nn.Tanh(), nn.Linear(8, 1))
+    twin = copy.deepcopy(net)
+
+    def step(model, x):
+        model.zero_grad(set_to_none=True)
+        with layer_norms_from_primitives(model):
+            x = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+            trace = sum(
+                torch.autograd.grad(g[:, d].sum(), x, create_graph=True)[0][:, d] for d in range(2)
+            )
+            value = (0.5 * g.square().sum(1) + trace).mean()
+        value.backward()
+        return value.detach()
+
+    compiled = torch.compile(step, backend="eager")
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    for i in range(4):
+        if i < 2:
+            got = compiled(twin, x)
+        else:
+            with torch.compiler.set_stance("fail_on_recompile"):
+                got = compiled(twin, x)
+        torch.testing.assert_close(got, step(net, x))
+        for p, q in zip(twin.parameters(), net.parameters()):
+            torch.testing.assert_close(p.grad, q.grad)

@@ -102,8 +102,12 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
     def apply_nan_policy(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
         """Apply ``nan_policy`` to ``loss`` and return it unchanged (a custom ``forward`` ends
         with it; ``what`` names the quantity in the message). Eager under ``torch.compile``."""
-        if torch.compiler.is_compiling():  # host reads, a call counter: one graph break, cached
-            return torch.compiler.disable(BaseLoss.apply_nan_policy)(self, loss, what)
+        check = BaseLoss._apply_nan_policy  # host reads, a call counter: eager under compile
+        check = torch.compiler.disable(check) if torch.compiler.is_compiling() else check
+        return check(self, loss, what)  # (one cached graph break in a compiled caller)
+
+    def _apply_nan_policy(self, loss: torch.Tensor, what: str) -> torch.Tensor:
+        """`apply_nan_policy`'s work, always eager (its flag says "compiling" in any thread)."""
         checks, policy = self._finite, self.nan_policy
         checks["calls"] += 1
         if policy == "ignore":
@@ -136,14 +140,10 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
 
         Raises:
             NonFiniteError: the last deferred call produced a non-finite loss."""
-        pending = self._finite["pending"]
-        if pending is None:
-            return
-        self._finite["pending"] = None
-        call, flag = pending
-        if not bool(flag):
+        pending, self._finite["pending"] = self._finite["pending"], None
+        if pending is not None and not bool(pending[1]):  # (call number, finiteness flag)
             raise NonFiniteError(
-                f"{type(self).__name__} produced a non-finite loss at call {call} "
+                f"{type(self).__name__} produced a non-finite loss at call {pending[0]} "
                 "(reported one call late because nan_policy='deferred')",
-                step=call,
+                step=pending[0],
             )

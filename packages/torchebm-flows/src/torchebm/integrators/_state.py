@@ -176,7 +176,9 @@ def eager_under_compile(fn: _F) -> _F:
     """``fn``, or while ``torch.compile`` traces the caller ``torch.compiler.disable(fn)``: one
     cached graph break instead of code that dynamo would trace again at every call (host reads,
     ``torch.autograd.grad``). Dynamo is not imported when nothing is compiled (it takes
-    seconds), so the decision is made at each call, not once at import."""
+    seconds), so the decision is made at each call, not once at import. torch's flag is
+    process-wide (set under ``torch.export`` and, while dynamo compiles, in every thread):
+    eager code then calls ``fn`` through the wrapper, which changes nothing but the cost."""
     return cast(_F, torch.compiler.disable(fn)) if torch.compiler.is_compiling() else fn
 
 
@@ -188,8 +190,8 @@ def autograd_grad(
 
     Dynamo cannot trace ``torch.autograd.grad``, and a frame that calls it directly is traced
     again on every call (torch 2.15: a compiled training step around a denoising score-matching
-    loss took about 1,000 times its eager time). Every ``autograd.grad`` of the samplers, losses
-    and flow objectives goes through this function.
+    loss took about 1,000 times its eager time). The samplers, losses and flow objectives take
+    their gradients in x through it (core's `BaseModel.gradient` calls torch directly).
     """
     grad = eager_under_compile(torch.autograd.grad)
     return grad(outputs, inputs, grad_outputs, **kwargs)

@@ -145,6 +145,11 @@ class BaseScoreMatching(BaseLoss):
     the model itself, a gradient built by hand with `compute_score` outside these methods,
     and a forward that activation checkpointing recomputes in ``backward()`` (it then
     raises ``CheckpointError``). ``BatchNorm`` raises in PyTorch at third order.
+    A model compiled by a backend other than ``"eager"`` has a backward torch cannot
+    differentiate again: a ``torch.compile`` wrapper is refused (``ConfigurationError``),
+    but one compiled in place (``Module.compile()``) with no parameter requiring grad (a
+    frozen copy) gives these losses a Hessian term of 0, silently; compile it with
+    ``backend="eager"``. Inside a compiled training step the objective runs eagerly.
 
     Regularisation: with ``regularization_strength`` $\lambda > 0$ the loss gains
     $\lambda\, R(x)$ where $R$ is ``custom_regularization(x, model)`` when

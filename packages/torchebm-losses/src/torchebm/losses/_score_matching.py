@@ -44,35 +44,29 @@ def _probes(
     return v
 
 
-def _grad_or_zeros(
-    out: torch.Tensor, x: torch.Tensor, owner: str, model: Any, field: torch.Tensor
-) -> torch.Tensor:
-    r"""``d out.sum() / dx`` with the graph kept; zeros when ``out`` does not depend on ``x``.
+def _grad_or_zeros(out: torch.Tensor, x: torch.Tensor, owner: str, model: Any) -> torch.Tensor:
+    """``d out.sum() / dx`` with the graph kept; zeros when ``out`` does not depend on ``x``
+    (a piecewise-linear energy: ``clamp``, ``where``, masks leave no path back to ``x``).
 
-    ``out`` is computed from ``field`` $= \nabla_x E$. Where autograd finds no second
-    derivative although ``field`` varies across the batch, the zero would be wrong: a
-    ``torch.compile``'d model (a wrapper, ``Module.compile()`` in place, or a compiled
-    submodule) has a backward (AOTAutograd: the Inductor and ``"aot_eager"`` backends) that
-    torch cannot differentiate again, and without parameters that require grad (an EMA copy,
-    a frozen or parameter-free model) torch returns nothing instead of raising. That is a
-    `ConfigurationError` (one host read, on this path only).
+    Not for a ``torch.compile``'d model: its backward (AOTAutograd: the default Inductor and
+    ``"aot_eager"`` backends) cannot be differentiated again, and where no parameter requires
+    grad (an EMA copy, a frozen or parameter-free model) torch returns no second derivative
+    instead of raising, so the Hessian term would silently be 0. A ``torch.compile`` wrapper
+    in ``model`` is refused here; a module compiled in place (``Module.compile()``) leaves no
+    public mark to refuse it by (documented in `ScoreMatching`).
     """
     if out.requires_grad:
         (g,) = autograd_grad(out.sum(), x, create_graph=True, allow_unused=True)
         if g is not None:
             return g
-    rows = _flat(field).detach()
-    if (
-        isinstance(model, nn.Module)
-        and any(isinstance(getattr(m, "_orig_mod", None), nn.Module) for m in model.modules())
-    ) or (rows.shape[0] > 1 and not bool((rows == rows[:1]).all())):
+    if isinstance(model, nn.Module) and any(
+        isinstance(getattr(m, "_orig_mod", None), nn.Module) for m in model.modules()
+    ):
         raise ConfigurationError(
-            f"{owner} needs second derivatives of the model in x, but autograd returns none "
-            f"for model ({type(model).__name__}): it is, or holds, a torch.compile'd module "
-            "(a wrapper or Module.compile()), whose backward torch cannot differentiate (the "
-            "Hessian term would silently be 0), or its energy reads x through a "
-            "non-differentiable operation while its gradient varies with x: pass the "
-            "uncompiled module or compile with torch.compile(model, backend='eager')"
+            f"{owner} needs second derivatives of the model in x, but model "
+            f"({type(model).__name__}) holds a torch.compile'd module, whose backward torch "
+            "cannot differentiate (the Hessian term would be 0): pass the uncompiled module "
+            "or torch.compile(model, backend='eager')"
         )
     return torch.zeros_like(x)
 
@@ -205,14 +199,14 @@ class ScoreMatching(Hooks089, BaseScoreMatching):
             g = _flat(grad)
             trace = x.new_zeros(b)
             for d in range(g.shape[1]):
-                trace = trace + _flat(_grad_or_zeros(g[:, d], x, owner, self.model, g))[:, d]
+                trace = trace + _flat(_grad_or_zeros(g[:, d], x, owner, self.model))[:, d]
             return trace
         m = self.hutchinson_samples
         if self.hessian_method == "hutchinson":
             trace = x.new_zeros(b)
             for _ in range(m):
                 v = _probes("rademacher", tuple(x.shape), x, generator)
-                hv = _grad_or_zeros((grad * v), x, owner, self.model, grad)
+                hv = _grad_or_zeros((grad * v), x, owner, self.model)
                 trace = trace + _flat(v * hv).sum(1)
             return trace / m
         # "approx": central differences of the gradient along Rademacher probes
@@ -387,7 +381,7 @@ class SlicedScoreMatching(Hooks089, BaseScoreMatching):
                 f"{err}"
             ) from err
         vg = _flat(v * g).sum(1)
-        hv = _grad_or_zeros(vg, xr, type(self).__name__, self.model, g)
+        hv = _grad_or_zeros(vg, xr, type(self).__name__, self.model)
         vhv = _flat(v * hv).sum(1)
         first = 0.5 * _flat(g).pow(2).sum(1) if self.variance_reduction else 0.5 * vg.pow(2)
         return (first - vhv).mean()
