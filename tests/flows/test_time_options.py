@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _support.compiled_steps import Potential
 from torch import nn
 
 from torchebm.core.errors import ShapeError
@@ -20,15 +21,6 @@ class Field(nn.Module):
 
     def forward(self, x, t):
         return self.net(x)
-
-
-class Potential(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, 16), nn.SiLU(), nn.Linear(16, 1))
-
-    def forward(self, x):
-        return self.net(x).squeeze(-1)
 
 
 def test_eqm_lognormal_times_have_the_requested_logit_moments():

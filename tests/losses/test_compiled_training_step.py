@@ -12,10 +12,9 @@ after the warm-up calls into an error.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
+from _support.compiled_steps import Field, assert_compiled_step_matches_eager, train_step
 from _support.losses import MLPEnergy, TinyLangevin
 
 from torchebm.losses import (
@@ -31,17 +30,6 @@ pytestmark = pytest.mark.skipif(
     not hasattr(torch.compiler, "set_stance"),
     reason="torch.compiler.set_stance('fail_on_recompile') needs torch >= 2.6",
 )
-
-
-class Field(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(3, 16), torch.nn.SiLU(), torch.nn.Linear(16, 2)
-        )
-
-    def forward(self, x, t):
-        return self.net(torch.cat([x, t.reshape(-1, 1)], dim=1))
 
 
 LOSSES = {
@@ -67,14 +55,6 @@ LOSSES = {
 }
 
 
-def _step(loss_fn, model, x, seed):
-    model.zero_grad(set_to_none=True)
-    out = loss_fn(x, generator=torch.Generator().manual_seed(seed))
-    value = out[0] if isinstance(out, tuple) else out
-    value.backward()
-    return value.detach()
-
-
 @pytest.fixture(autouse=True)
 def _fresh_compile_cache():
     torch.compiler.reset()
@@ -93,23 +73,7 @@ CASES = (
 @pytest.mark.parametrize(("name", "policy"), CASES)
 def test_compiled_step_matches_eager_without_tracing_again(name, policy):
     make_model, make_loss = LOSSES[name]
-    torch.manual_seed(0)
-    eager_model = make_model()
-    compiled_model = copy.deepcopy(eager_model)
-    eager_loss, compiled_loss = make_loss(eager_model, policy), make_loss(compiled_model, policy)
-    compiled_step = torch.compile(_step, backend="aot_eager")
-    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
-    for seed in range(7):
-        if seed < 2:  # warm-up: dynamo compiles
-            got = compiled_step(compiled_loss, compiled_model, x, seed)
-        else:  # a library module built meanwhile (it bumps a process-wide counter that a
-            MLPEnergy()  # traced loss read: one recompile per step)
-            with torch.compiler.set_stance("fail_on_recompile"):
-                got = compiled_step(compiled_loss, compiled_model, x, seed)
-        want = _step(eager_loss, eager_model, x, seed)
-        torch.testing.assert_close(got, want)
-        for (pname, p), q in zip(compiled_model.named_parameters(), eager_model.parameters()):
-            torch.testing.assert_close(p.grad, q.grad, msg=f"{name}: gradient of {pname}")
+    assert_compiled_step_matches_eager(make_model, lambda m: make_loss(m, policy), MLPEnergy)
 
 
 def test_non_finite_loss_still_raises_inside_a_compiled_step():
@@ -117,7 +81,7 @@ def test_non_finite_loss_still_raises_inside_a_compiled_step():
 
     model = MLPEnergy()
     loss = DenoisingScoreMatching(model, noise_scale=0.1)
-    compiled_step = torch.compile(_step, backend="aot_eager")
+    compiled_step = torch.compile(train_step, backend="aot_eager")
     x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
     compiled_step(loss, model, x, 0)
     with torch.no_grad():
