@@ -110,3 +110,16 @@ def test_a_loss_under_torch_export_does_not_recurse():
     torch.testing.assert_close(
         exported.module()(x), loss(x, generator=torch.Generator().manual_seed(0))
     )
+
+
+@pytest.mark.parametrize("policy", ["raise", "warn", "deferred", "ignore"])
+def test_eager_losses_with_the_compile_flag_set_elsewhere(monkeypatch, policy):
+    # while another thread compiles, torch.compiler.is_compiling() is True in eager code too
+    # (the flag is process-wide): every policy still gives the eager loss, no recursion
+    model = MLPEnergy()
+    loss = DenoisingScoreMatching(model, noise_scale=0.1, nan_policy=policy)
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    want = loss(x, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    got = loss(x, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(got, want)

@@ -1,4 +1,5 @@
-"""Score matching of a ``torch.compile``'d model: the Hessian term is never silently 0.
+"""Score matching of a ``torch.compile``'d model: a compiled wrapper is refused, not given a
+Hessian term of 0 (a module compiled in place leaves no public mark: documented, not refused).
 
 torch's AOTAutograd backward (``torch.compile``'s default Inductor and ``"aot_eager"``
 backends) cannot be differentiated again. With no parameter requiring grad (an EMA copy,
@@ -85,21 +86,19 @@ class _Act(nn.Module):
         return h * (h > 0)
 
 
-@pytest.mark.parametrize(
-    ("kind", "reference"),
-    [("clamp", nn.ReLU()), ("where", nn.LeakyReLU()), ("mask", nn.ReLU())],
-)
+@pytest.mark.parametrize("kind", ["clamp", "where", "mask"])
 @pytest.mark.parametrize("use_autograd", [True, False])
-def test_piecewise_linear_energies_keep_the_zero_hessian(kind, reference, use_autograd):
+def test_piecewise_linear_energies_keep_the_zero_hessian(kind, use_autograd):
     # a review fix raised a ConfigurationError for these (their gradient varies across the
-    # batch while autograd finds no second derivative); the objective is 0.5 |grad E|^2
+    # batch while autograd finds no second derivative); the trace is 0 almost everywhere, so
+    # the objective is mean 0.5 |grad E|^2, computed here by hand
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(2, 16), _Act(kind), nn.Linear(16, 1))
-    ref = nn.Sequential(net[0], reference, net[2])
+    energy = _Energy(nn.Sequential(nn.Linear(2, 16), _Act(kind), nn.Linear(16, 1)))
     x = X.float()
-    got = ScoreMatching(_Energy(net), hessian_method="exact", use_autograd=use_autograd)(x)
-    want = ScoreMatching(_Energy(ref), hessian_method="exact", use_autograd=use_autograd)(x)
-    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    got = ScoreMatching(energy, hessian_method="exact", use_autograd=use_autograd)(x)
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(energy(xg).sum(), xg)
+    torch.testing.assert_close(got, 0.5 * g.square().sum(1).mean(), rtol=1e-6, atol=1e-7)
 
 
 def test_a_linear_energy_keeps_its_zero_hessian():

@@ -33,7 +33,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
     (one host read per call); ``"warn"`` warns and returns it (the library's losses raise on
     NaN/inf *data* under both); ``"deferred"`` raises at the next call (or at
     [`check_finite`][torchebm.core.BaseLoss.check_finite]) naming the failed call (one host
-    read per call, as ``"raise"``); ``"ignore"`` does not check (use it under ``vmap``).
+    read per call, as ``"raise"``); ``"ignore"`` does not check (for ``vmap``, ``torch.export``).
 
     Args:
         dtype: Dtype of the loss's own tensors (a wrapped model's parameters win).

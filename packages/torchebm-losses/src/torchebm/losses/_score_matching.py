@@ -53,7 +53,7 @@ def _grad_or_zeros(out: torch.Tensor, x: torch.Tensor, owner: str, model: Any) -
     grad (an EMA copy, a frozen or parameter-free model) torch returns no second derivative
     instead of raising, so the Hessian term would silently be 0. A ``torch.compile`` wrapper
     in ``model`` is refused here; a module compiled in place (``Module.compile()``) leaves no
-    public mark to refuse it by (documented in `ScoreMatching`).
+    public mark to refuse it by (documented in `BaseScoreMatching`).
     """
     if out.requires_grad:
         (g,) = autograd_grad(out.sum(), x, create_graph=True, allow_unused=True)
