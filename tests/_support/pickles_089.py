@@ -132,7 +132,7 @@ def _backbone(obj: Any, s: dict[str, Any]) -> None:
         s.update(head_dim=s["embed_dim"], head_proj=None, pos_embed_type="sincos")
         mods["head_blocks"] = nn.ModuleList()
         if not s["use_sincos_pos_embed"]:  # 0.8.9 had no position embedding then
-            s["_parameters"].pop("pos_embed")
+            s["_parameters"].pop("pos_embed", None)
             s.update(pos_embed=None, pos_embed_type=None)
 
 

@@ -128,9 +128,61 @@ def test_gradient_flow_reaches_every_parameter():
     assert losses[-1] < losses[0]
 
 
-def test_learned_pos_embed_and_dtype():
-    net = make(use_sincos_pos_embed=False)
-    assert "pos_embed" in dict(net.named_parameters())
+def _swap_patches(img, a, b, p=2):
+    """``img`` with the ``p x p`` patches at grid cells ``a`` and ``b`` (row, col) swapped."""
+    out = img.clone()
+    (ra, ca), (rb, cb) = a, b
+    pa = (..., slice(ra * p, ra * p + p), slice(ca * p, ca * p + p))
+    pb = (..., slice(rb * p, rb * p + p), slice(cb * p, cb * p + p))
+    out[pa], out[pb] = img[pb], img[pa]
+    return out
+
+
+@pytest.mark.parametrize("sincos", [False, True])
+def test_without_position_embedding_the_patches_are_permutation_equivariant(sincos):
+    """``use_sincos_pos_embed=False`` adds no position embedding (torchebm 0.8.9): the same
+    parameters as with the fixed table (0.8.9 optimizer states index them by position), and
+    with nothing to tell the tokens apart, swapping two input patches swaps the same two
+    output patches. The sin-cos table breaks that symmetry (the check can fail)."""
+    torch.manual_seed(0)
+    net = make(use_sincos_pos_embed=sincos, dtype=torch.float64)
+    assert [n for n, _ in net.named_parameters()] == [
+        n for n, _ in make(use_sincos_pos_embed=True).named_parameters()
+    ]
+    assert (net.pos_embed is None) is not sincos
+    with torch.no_grad():  # leave the zero-initialised (identity) start
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, t = torch.randn(3, 2, 8, 8, dtype=torch.float64), torch.rand(3, dtype=torch.float64)
+    swapped_out = net(_swap_patches(x, (0, 1), (2, 3)), t)
+    out_swapped = _swap_patches(net(x, t), (0, 1), (2, 3))
+    gap = (swapped_out - out_swapped).abs().max().item()
+    scale = out_swapped.abs().max().item()
+    assert scale > 1e-3
+    if sincos:
+        assert gap > 1e-3 * scale
+    else:
+        assert gap < 1e-12 * scale
+
+
+def test_with_cond_dim_1_times_given_as_t_are_embedded():
+    """With ``cond_dim=1`` a ``(B, 1)`` tensor is ambiguous: as ``cond`` it is the vector
+    (0.8.9's meaning), as ``t=`` it is times, embedded as the ``(B,)`` times are."""
+    torch.manual_seed(0)
+    net = make(cond_dim=1)
+    with torch.no_grad():  # leave the zero-initialised output
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, t = torch.randn(2, 2, 8, 8), torch.tensor([0.25, 0.75])
+    times = net(x, t=t)
+    torch.testing.assert_close(net(x, t=t[:, None]), times)
+    vector = net(x, t[:, None])
+    assert not torch.allclose(vector, times)
+    net.t_embedder = None  # the vector form needs no embedder
+    torch.testing.assert_close(net(x, cond=t[:, None]), vector)
+
+
+def test_dtype_of_the_table_and_the_output():
     net64 = make(dtype=torch.float64)
     assert net64.dtype == torch.float64 and net64.pos_embed.dtype == torch.float64
     out = net64(torch.randn(2, 2, 8, 8, dtype=torch.float64), torch.rand(2, dtype=torch.float64))

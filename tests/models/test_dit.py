@@ -260,3 +260,58 @@ def test_a_converted_transformer_compiles_with_fullgraph(net_kind):
     out = torch.compile(net, backend="eager", fullgraph=True)(x, t)
     torch.testing.assert_close(out, net(x, t), rtol=0.0, atol=1e-12)
     torch.testing.assert_close(net.pos_embed[0], _sincos_by_hand(16, 4, 4), rtol=0.0, atol=1e-15)
+
+
+class _ParameterFreeTimeEmbedder(nn.Module):
+    """A custom ``t -> (B, cond_dim)`` embedder with no parameters of its own."""
+
+    def forward(self, t):
+        return M.components.sinusoidal_embedding(t, 16)
+
+
+@pytest.mark.parametrize("kind", ["dit", "mlp"])
+def test_a_parameter_free_time_embedder_takes_number_times_and_float64_cond(kind):
+    """Number times and a float64 ``cond`` take the model's dtype/device when the custom
+    embedder has no parameter to read them from (it raised a bare StopIteration)."""
+    emb = _ParameterFreeTimeEmbedder()
+    if kind == "dit":
+        net = M.DiT(input_size=4, in_channels=1, patch_size=2, embed_dim=16, depth=1,
+                    num_heads=2, t_embedder=emb)  # fmt: skip
+        x = torch.randn(3, 1, 4, 4)
+    else:
+        net = M.TimeConditionedMLP(in_dim=2, hidden_dim=16, depth=1, cond_dim=16, t_embedder=emb)
+        x = torch.randn(3, 2)
+    with torch.no_grad():  # leave the zero-initialised output
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    torch.testing.assert_close(net(x, 0.5), net(x, torch.full((3,), 0.5)))
+    cond = torch.randn(3, 16, dtype=torch.float64)
+    out = net(x, cond=cond)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, net(x, cond=cond.float()))
+
+
+def test_sinusoidal_embedding_of_one_channel_is_one_zero_channel():
+    t = torch.linspace(0, 1, 4)
+    emb = M.components.sinusoidal_embedding(t, 1)
+    assert emb.shape == (4, 1) and torch.equal(emb, torch.zeros(4, 1))
+    out = M.components.MLPTimestepEmbedder(8, frequency_embedding_size=1)(t)
+    assert out.shape == (4, 8)
+
+
+def test_head_projection_is_xavier_with_zero_bias_and_head_heads_are_checked():
+    """``head_proj`` is initialised as every linear of the blocks (and 0.8.9's): Xavier
+    uniform weights, zero bias; a head width the head blocks' heads do not divide names the
+    head arguments."""
+    torch.manual_seed(0)
+    net = M.DiT(input_size=4, in_channels=1, patch_size=2, embed_dim=64, depth=1,
+                num_heads=2, head_dim=48, head_depth=1)  # fmt: skip
+    w, bound = net.head_proj.weight, math.sqrt(6.0 / (64 + 48))
+    assert torch.count_nonzero(net.head_proj.bias) == 0
+    assert w.abs().max() <= bound
+    # uniform(-a, a) has variance a^2 / 3; torch's default (a = 1/sqrt(64)) is far from it
+    n = w.numel()
+    assert abs(w.var().item() / (bound**2 / 3) - 1) < 4 * math.sqrt(2 / n) + 0.05
+    with pytest.raises(ValueError, match="head_dim must be divisible by head_num_heads"):
+        M.DiT(input_size=4, in_channels=1, patch_size=2, embed_dim=16, depth=1, num_heads=2,
+              head_dim=12, head_num_heads=5, head_depth=1)  # fmt: skip

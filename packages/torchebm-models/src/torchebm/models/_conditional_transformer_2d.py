@@ -30,7 +30,6 @@ from torchebm.models.components._compat_089 import (
     accept_089_keys,
     accept_089_pickle,
     transformer_2d_kwargs,
-    zero_089_pos_embed,
 )
 from torchebm.models.components._embeddings import converted_sincos_table
 from torchebm.models.components._transformer import cond_width
@@ -86,8 +85,8 @@ class ConditionalTransformer2D(TorchEBMModule):
         num_heads: Attention heads; must divide ``embed_dim``.
         cond_dim: Conditioning dimension (default ``embed_dim``).
         mlp_ratio: Hidden ratio of the blocks' MLPs.
-        use_sincos_pos_embed: Fixed sin-cos position embedding (``True``) or a learned one
-            initialised from $N(0, 0.02^2)$ (``False``).
+        use_sincos_pos_embed: Fixed sin-cos position embedding (``True``) or none (``False``,
+            as in torchebm 0.8.9; `DiT` with ``pos_embed="learnable"`` has a learned one).
         time_embedding: Build the timestep embedder so raw times are accepted.
         frequency_embedding_size: Sinusoidal features of the timestep embedder.
         num_classes: Number of classes for label conditioning (``None``: no labels).
@@ -116,9 +115,10 @@ class ConditionalTransformer2D(TorchEBMModule):
 
     # objects pickled whole by torchebm 0.8.9
     __setstate__ = accept_089_pickle("x_embedder", transformer_2d_kwargs)
-    #: Dtype the sin-cos table was built in (``None``: a learned table, or a 0.8.9 pickle).
+    #: Dtype the sin-cos table was built in (``None``: no table, or a 0.8.9 pickle).
     _pos_table_dtype: torch.dtype | None = None
     _pos_table_meta = False  # built on the meta device: computed after it leaves it
+    pos_embed: torch.Tensor | None
 
     def __init__(
         self,
@@ -178,10 +178,8 @@ class ConditionalTransformer2D(TorchEBMModule):
             pe = build_2d_sincos_pos_embed(self.embed_dim, self.grid_size, dtype=pe_dtype)
             self.register_buffer("pos_embed", pe.unsqueeze(0), persistent=False)
             self._pos_table_dtype, self._pos_table_meta = pe_dtype, pe.is_meta
-        else:
-            self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, self.embed_dim))
-            nn.init.normal_(self.pos_embed, std=0.02)
-            self.register_load_state_dict_pre_hook(zero_089_pos_embed)  # before the renames
+        else:  # none, as in 0.8.9 (its checkpoints and optimizer states have no entry for one)
+            self.pos_embed = None
         self.blocks = nn.ModuleList(
             AdaLNZeroBlock(
                 embed_dim=self.embed_dim,
@@ -209,7 +207,9 @@ class ConditionalTransformer2D(TorchEBMModule):
         return None if self.y_embedder is None else self.y_embedder.null_label_id
 
     # ------------------------------------------------------------------ conditioning
-    def _embed_condition(self, c: Any, batch: int) -> torch.Tensor:
+    def _embed_condition(self, c: Any, batch: int, times: bool) -> torch.Tensor:
+        """``(B, cond_dim)`` from ``c``; ``times``: given as ``t=`` (a ``(B, 1)`` tensor is
+        then times also when ``cond_dim == 1``, where ``cond`` reads it as the vector)."""
         ref = self.x_embedder.proj.weight
         if isinstance(c, numbers.Real) and not isinstance(c, bool):
             return self._embed_time(number_time(c, batch, ref))
@@ -223,10 +223,10 @@ class ConditionalTransformer2D(TorchEBMModule):
         if c.ndim == 1 and c.shape[0] in (batch, 1):
             return self._embed_time(c.expand(batch))
         if c.ndim == 2 and c.shape[0] in (batch, 1):
+            if c.shape[1] == 1 and (times or self.cond_dim != 1):
+                return self._embed_time(c.reshape(-1).expand(batch))
             if c.shape[1] == self.cond_dim:
                 return c.to(ref.dtype).expand(batch, -1)
-            if c.shape[1] == 1:
-                return self._embed_time(c.reshape(-1).expand(batch))
         raise ShapeError(
             f"conditioning must be times (a number, 0-d, ({batch},) or ({batch}, 1)) or a "
             f"vector ({batch}, {self.cond_dim}), got shape {tuple(c.shape)}"
@@ -252,8 +252,9 @@ class ConditionalTransformer2D(TorchEBMModule):
 
         Args:
             x: Images ``(B, in_channels, input_size, input_size)``.
-            cond: Times (number, 0-d, ``(B,)``, ``(B, 1)``) or a ``(B, cond_dim)`` vector.
-            t: Keyword alias of ``cond`` (give one of them).
+            cond: Times (number, 0-d, ``(B,)``, ``(B, 1)``) or a ``(B, cond_dim)`` vector
+                (with ``cond_dim=1`` a ``(B, 1)`` tensor is the vector: pass times as ``t=``).
+            t: Keyword alias of ``cond`` (give one of them); a ``(B, 1)`` tensor is times.
             y: Integer class labels ``(B,)`` (models built with ``num_classes``); in
                 training mode labels are dropped to the null id with ``class_dropout_prob``.
 
@@ -281,7 +282,7 @@ class ConditionalTransformer2D(TorchEBMModule):
                 "(positionally, cond= or t=) and/or class labels y="
             )
         batch = x.shape[0]
-        c = None if c_in is None else self._embed_condition(c_in, batch)
+        c = None if c_in is None else self._embed_condition(c_in, batch, times=cond is None)
         if y is not None:
             if self.y_embedder is None:
                 raise ValueError(
@@ -293,12 +294,14 @@ class ConditionalTransformer2D(TorchEBMModule):
                 raise ShapeError(f"y must be an integer tensor of shape ({batch},), got {shape}")
             y_emb = self.y_embedder(y, training=self.training)
             c = y_emb if c is None else c + y_emb
-        pe: torch.Tensor = self.pos_embed
-        if self._pos_table_dtype is not None and (
-            pe.dtype != self._pos_table_dtype or self._pos_table_meta
-        ):
-            pe = converted_sincos_table(self, self.grid_size)  # after .double(), to_empty()
-        h = self.x_embedder(x) + pe.to(x.dtype)
+        h = self.x_embedder(x)
+        pe = self.pos_embed
+        if pe is not None:
+            if self._pos_table_dtype is not None and (
+                pe.dtype != self._pos_table_dtype or self._pos_table_meta
+            ):
+                pe = converted_sincos_table(self, self.grid_size)  # after .double(), to_empty()
+            h = h + pe.to(x.dtype)
         for block in self.blocks:
             h = block(h, c)
         return self.final_layer(h, c)

@@ -8,6 +8,7 @@ cond=None)``: the conditioning vector is the sum of whichever of ``t_embedder(t)
 from __future__ import annotations
 
 import inspect
+import itertools
 import numbers
 from typing import Any, cast
 
@@ -103,7 +104,7 @@ def condition_vector(
     """
     name = type(module).__name__
     if isinstance(t, numbers.Real) and not isinstance(t, bool):  # one time for every row
-        t = number_time(t, batch or 1, next(cast(nn.Module, module.t_embedder).parameters()))
+        t = number_time(t, batch or 1, _reference(module))
     for arg, value in (("t", t), ("y", y), ("cond", cond)):
         rows = value.shape[0] if isinstance(value, torch.Tensor) and value.ndim > 0 else 1
         if batch is not None and rows not in (1, batch):
@@ -131,11 +132,18 @@ def condition_vector(
                 f"cond has width {cond.shape[-1]}, expected cond_dim={module.cond_dim}"
             )
         if cond.is_floating_point():  # float64 features into a float32 model: its dtype
-            cond = cond.to(next(cast(nn.Module, module.t_embedder).parameters()).dtype)
+            cond = cond.to(_reference(module).dtype)
         c = cond if c is None else c + cond
     if c is None:
         raise ConfigurationError(f"{name}.forward needs at least one of t, y or cond")
     return c
+
+
+def _reference(module: nn.Module) -> torch.Tensor:
+    """A parameter giving the dtype/device of times and ``cond``: the time embedder's, or the
+    model's where a custom embedder has none."""
+    embedder = cast(nn.Module, module.t_embedder)
+    return next(itertools.chain(embedder.parameters(), module.parameters()))
 
 
 def explain_missing_y(owner: str, model: Any, err: TypeError, *, with_t: bool) -> None:

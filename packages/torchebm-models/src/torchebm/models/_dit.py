@@ -23,7 +23,7 @@ from torchebm.models.components._compat_089 import (
     dit_kwargs,
 )
 from torchebm.models.components._embeddings import converted_sincos_table
-from torchebm.models.components._transformer import cond_width
+from torchebm.models.components._transformer import _xavier_linear, cond_width
 
 __all__ = [
     "DiT",
@@ -164,14 +164,21 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList(
             self._block(self.embed_dim, self.num_heads, mlp_ratio) for _ in range(self.depth)
         )
-        self.head_proj = (
-            nn.Linear(self.embed_dim, self.head_dim) if self.head_dim != self.embed_dim else None
+        self.head_proj = (  # Xavier with a zero bias, as every linear of the blocks (0.8.9)
+            _xavier_linear(nn.Linear(self.embed_dim, self.head_dim))
+            if self.head_dim != self.embed_dim
+            else None
         )
         heads = (
             self.num_heads
             if head_num_heads is None
             else check_int("head_num_heads", head_num_heads, minimum=1)
         )
+        if self.head_depth and self.head_dim % heads:
+            raise ValueError(
+                "head_dim must be divisible by head_num_heads (default num_heads), got "
+                f"head_dim={self.head_dim}, head_num_heads={heads}"
+            )
         self.head_blocks = nn.ModuleList(
             self._block(self.head_dim, heads, mlp_ratio) for _ in range(self.head_depth)
         )

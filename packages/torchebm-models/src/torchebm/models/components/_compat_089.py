@@ -20,12 +20,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import torch
 from torch import nn
 
 from torchebm.core.errors import ConfigurationError
 
-__all__ = ["accept_089_keys", "accept_089_pickle", "zero_089_pos_embed"]
+__all__ = ["accept_089_keys", "accept_089_pickle"]
 
 
 def accept_089_keys(module: nn.Module, renames: dict[str, str]) -> None:
@@ -54,16 +53,6 @@ def _rename_keys(
                 if new_key not in state_dict:
                     state_dict[new_key] = state_dict.pop(key)
                 break
-
-
-def zero_089_pos_embed(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
-    """Load pre-hook of `ConditionalTransformer2D` with a learned position embedding: 0.8.9's
-    ``use_sincos_pos_embed=False`` had none (its checkpoint has no ``pos_embed``, and
-    ``patch_embed.*`` keys), the same function as a zero one."""
-    if prefix + "pos_embed" not in state_dict and any(
-        k.startswith(prefix + "patch_embed.") for k in state_dict
-    ):
-        state_dict[prefix + "pos_embed"] = torch.zeros_like(module.get_parameter("pos_embed"))
 
 
 def accept_089_pickle(
@@ -248,8 +237,7 @@ def dit_kwargs(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def transformer_2d_kwargs(state: dict[str, Any]) -> dict[str, Any]:
-    """`ConditionalTransformer2D` (in 0.8.9 a `DiT` subclass; ``use_sincos_pos_embed=False``
-    meant no position embedding, now a learned one: `zero_089_pos_embed` sets it to zero)."""
+    """`ConditionalTransformer2D` (in 0.8.9 a `DiT` subclass)."""
     mods = state["_modules"]
     side, _ = state["input_size"]
     names = ("in_channels", "out_channels", "patch_size", "embed_dim", "depth", "num_heads")
