@@ -75,6 +75,10 @@ def make_loss(kind: str, model: nn.Module, sampler_model: nn.Module):
         return L.SlicedScoreMatching(model, n_projections=2)
     if kind == "eqm":
         return L.EquilibriumMatchingLoss(model)
+    if kind == "eqm_dot":
+        return L.EquilibriumMatchingLoss(model, energy_type="dot")
+    if kind == "em":  # the warm-up phase: the flow term alone, through grad_x V
+        return L.EnergyMatchingLoss(model, lambda_cd=0.0)
     raise ValueError(kind)
 
 
@@ -90,7 +94,7 @@ def _grads(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def ddp_loss_scenario(kind: str, rank: int, world: int) -> dict:
-    model = Field() if kind == "eqm" else init_model()
+    model = Field() if kind.startswith("eqm") else init_model()
     ddp = nn.parallel.DistributedDataParallel(model)
     loss = make_loss(kind, ddp, model)
     x = local_batch(0, rank, world)
@@ -103,6 +107,24 @@ def ddp_loss_scenario(kind: str, rank: int, world: int) -> dict:
     if kind == "pcd":
         res["buffer"] = loss.replay_buffer.clone()
     return res
+
+
+def ddp_refusal_scenario(rank: int, world: int) -> dict:
+    """Where DDP would silently not average gradients taken through grad_x of the model: score
+    matching in a user's own loop, EqM's explicit energy and Energy Matching with
+    static_graph=True. Each must raise on every rank (before any collective)."""
+    out = {}
+    for kind, static in (("dsm", False), ("ssm", False), ("eqm_dot", True), ("em", True)):
+        model = Field() if kind.startswith("eqm") else init_model()
+        ddp = nn.parallel.DistributedDataParallel(model, static_graph=static)
+        try:
+            make_loss(kind, ddp, model)(
+                local_batch(0, rank, world), generator=D.rank_generator(SEED)
+            )
+            out[kind] = ""
+        except ValueError as exc:  # ConfigurationError
+            out[kind] = str(exc)
+    return out
 
 
 def plain_sync_scenario(kind: str, rank: int, world: int) -> dict:
@@ -268,8 +290,9 @@ def main() -> None:
             dist.barrier()
         res["timings"][name] = round(time.perf_counter() - t0, 2)
 
-    for kind in ("cd", "pcd", "eqm"):
+    for kind in ("cd", "pcd", "eqm", "eqm_dot", "em"):
         run(f"ddp_{kind}", ddp_loss_scenario, kind, rank, world)
+    run("ddp_refusals", ddp_refusal_scenario, rank, world)
     for kind in ("dsm", "ssm"):
         run(f"plain_{kind}", plain_sync_scenario, kind, rank, world)
     for kind in ("dsm", "ssm"):

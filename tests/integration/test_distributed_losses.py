@@ -55,8 +55,9 @@ def _maxdiff(a: dict, b: dict) -> float:
     assert set(a) == set(b)
     worst = 0.0
     for k in a:
-        if a[k] is None or b[k] is None:
-            assert a[k] is None and b[k] is None, k
+        if a[k] is None or b[k] is None:  # no gradient: equal to a zero one (DDP's for an
+            other = b[k] if a[k] is None else a[k]  # Energy Matching output bias)
+            assert other is None or not other.any(), k
             continue
         worst = max(worst, (a[k] - b[k]).abs().max().item())
     return worst
@@ -65,7 +66,7 @@ def _maxdiff(a: dict, b: dict) -> float:
 def reference(kind: str):
     """Single process: one loss object per rank (own PCD buffer), same model; the mean of
     the per-rank losses equals the loss on the concatenated batch (equal batch sizes)."""
-    model = W.Field() if kind == "eqm" else W.init_model()
+    model = W.Field() if kind.startswith("eqm") else W.init_model()
     losses = [W.make_loss(kind, model, model) for _ in range(WORLD)]
     outs = [losses[r](W.local_batch(0, r, WORLD), generator=_gen(r)) for r in range(WORLD)]
     values = [o[0] if isinstance(o, tuple) else o for o in outs]
@@ -73,8 +74,10 @@ def reference(kind: str):
     return model, losses, outs, W._grads(model)
 
 
-@pytest.mark.parametrize("kind", ["cd", "pcd", "eqm"])
+@pytest.mark.parametrize("kind", ["cd", "pcd", "eqm", "eqm_dot", "em"])
 def test_ddp_gradients_equal_single_process_on_the_concatenated_batch(ranks, kind):
+    """``em``: Energy Matching's warm-up (the flow term alone) on an MLP energy whose output
+    bias gets no gradient through grad_x V: DDP left every rank's gradient unaveraged."""
     model, losses, outs, ref = reference(kind)
     for r, res in enumerate(ranks):
         d = res[f"ddp_{kind}"]
@@ -85,6 +88,16 @@ def test_ddp_gradients_equal_single_process_on_the_concatenated_batch(ranks, kin
         if kind in ("cd", "pcd"):
             assert torch.equal(d["negatives"], outs[r][1])  # rank stream replayed exactly
     assert _maxdiff(ranks[0][f"ddp_{kind}"]["grads"], ranks[1][f"ddp_{kind}"]["grads"]) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["dsm", "ssm", "eqm_dot", "em"])
+def test_losses_through_grad_x_refuse_ddp_where_it_would_not_average(ranks, kind):
+    """Score matching under DDP (any options) and EqM's explicit energies / Energy Matching
+    under DDP(static_graph=True) kept each rank's own gradient, silently."""
+    for res in ranks:
+        msg = res["ddp_refusals"][kind]
+        assert "does not average" in msg, (kind, msg)
+        assert ("static_graph" in msg) is (kind in ("eqm_dot", "em"))
 
 
 @pytest.mark.parametrize("kind", ["dsm", "ssm"])

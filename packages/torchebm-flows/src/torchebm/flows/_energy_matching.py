@@ -37,6 +37,7 @@ from torchebm.flows._utils import (
     energy_gradient,
     mean_flat,
     paired_conditioning,
+    refuse_ddp_second_order,
     source_batch,
     trimmed_mean,
     weighted_mean,
@@ -249,17 +250,25 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         # propagated lost its flow term's parameter gradient), but for an eval pass of FSDP
         # parameters (no second order there); under no_grad, a validation pass
         train = torch.is_grad_enabled() and (self.training or not _has_dtensor_params(self.model))
+        if train:
+            refuse_ddp_second_order(type(self).__name__, self.model, static_graph_only=True)
         # grad_x V under no_grad/inference_mode too (inference tensors copied for autograd)
         with torch.inference_mode(False), torch.enable_grad(), self.autocast_context():
             xg = autograd_ready(xt).detach().requires_grad_(True)
             # eager in a compiled caller: AOTAutograd's backward cannot be differentiated again
-            _, grad = eager_under_compile(energy_gradient)(
+            energy, grad = eager_under_compile(energy_gradient)(
                 self.model, xg, autograd_ready(conditioning), create_graph=train
             )
         per = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((-grad - ut).square())
         if self.loss_weight_fn is not None:
             per = per * apply_loss_weight(self.loss_weight_fn, t)
-        return weighted_mean(per, weights)
+        loss = weighted_mean(per, weights)
+        if train and isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
+            # DDP averages a bucket once every parameter its forward used has a gradient: an
+            # energy offset (an output bias) has none through grad_x V, and without the CD
+            # term (lambda_cd = 0) the ranks' gradients were silently left unaveraged
+            loss = loss + torch.where(energy.isfinite(), energy, 0.0).sum() * 0.0
+        return loss
 
     # ------------------------------------------------------------------ negatives
     def _langevin(self, x, noise_rows: torch.Tensor, conditioning, generator):

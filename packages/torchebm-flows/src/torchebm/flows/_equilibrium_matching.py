@@ -28,6 +28,7 @@ from torchebm.flows._utils import (
     dispersive_loss,
     mean_flat,
     paired_conditioning,
+    refuse_ddp_second_order,
     source_batch,
     split_model_output,
     twice_differentiable,
@@ -365,6 +366,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         # mode too: a back-propagated eval-mode loss lost that gradient; not for an eval
         # pass of FSDP parameters, which have no second order)
         train = torch.is_grad_enabled() and (self.training or not _has_dtensor_params(self.model))
+        if train:
+            refuse_ddp_second_order(type(self).__name__, self.model, static_graph_only=True)
         with torch.inference_mode(False), torch.enable_grad():
             xg = autograd_ready(xt).detach().requires_grad_(True)
             with twice_differentiable(train):

@@ -428,6 +428,35 @@ def twice_differentiable(create_graph: bool = True) -> contextlib.AbstractContex
     return sdpa_kernel([SDPBackend.MATH]) if create_graph else contextlib.nullcontext()
 
 
+def refuse_ddp_second_order(owner: str, model: Any, *, static_graph_only: bool) -> None:
+    r"""Raise where ``DistributedDataParallel`` would silently not average the parameter
+    gradients of a loss trained through $\nabla_x$ of the model (``torch.autograd.grad`` with
+    ``create_graph``, which PyTorch documents as unsupported under DDP; each rank would keep
+    its own). Measured on 2 gloo ranks (torch 2.15): score matching is never averaged; EqM's
+    explicit energies and Energy Matching are, but not with ``static_graph=True``
+    (``static_graph_only``). Call it only where the loss is back-propagated.
+
+    Raises:
+        ConfigurationError: ``model`` is such a DDP wrapper.
+    """
+    if not isinstance(model, nn.parallel.DistributedDataParallel):
+        return
+    if static_graph_only and not getattr(model, "static_graph", False):
+        return
+    fix = (
+        "build the DDP wrapper without static_graph"
+        if static_graph_only
+        else "build the loss with the bare module and all-reduce the gradients (BaseTrainer "
+        "does: sync_gradients), or shard the model with FSDP2"
+    )
+    how = " with static_graph=True" if static_graph_only else ""
+    raise ConfigurationError(
+        f"{owner} trains through grad_x of the model (torch.autograd.grad), whose parameter "
+        f"gradients DistributedDataParallel{how} does not average (each rank would silently "
+        f"keep its own): {fix}"
+    )
+
+
 def energy_gradient(
     model: nn.Module | Any,
     x: torch.Tensor,

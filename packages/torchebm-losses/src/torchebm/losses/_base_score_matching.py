@@ -24,6 +24,7 @@ from torchebm.flows._utils import (
     check_model_object,
     checked_loss,
     loss_conditioning,
+    refuse_ddp_second_order,
     twice_differentiable,
 )
 from torchebm.integrators._compat_089 import accept_089_pickle
@@ -460,6 +461,8 @@ class BaseScoreMatching(BaseLoss):
     ) -> torch.Tensor:
         """`compute_loss` plus the regulariser, with autograd on (the objective differentiates
         E in x, under no_grad/inference_mode too)."""
+        if torch.is_grad_enabled():  # to be back-propagated: DDP would not average it
+            refuse_ddp_second_order(type(self).__name__, self.model, static_graph_only=False)
         with torch.inference_mode(False), torch.enable_grad(), self._exact_layer_norms():
             xs = autograd_ready(x)
             value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)
