@@ -302,3 +302,26 @@ def test_grid_log_partition_rejects_unnormalisable_energies_and_bad_arguments():
         grid_log_partition(lambda x: x, extent=((-1, 1), (-1, 1)))
     with pytest.raises(ShapeError, match=r"\(N, 2\)"):
         grid_nll(model, torch.zeros(4, 3))
+
+
+def test_median_bandwidth_above_2048_points_is_reproducible_and_leaves_the_global_rng():
+    """Above 2048 pooled points the heuristic uses a subset: without a generator a fixed
+    draw (the metric is reproducible, a seeded run's later draws are unchanged); with one,
+    that generator's draw. The subset's median estimates the full median (an independent
+    numpy computation over all pairs)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1500, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(1500, 2, generator=g, dtype=torch.float64) + 0.5
+    torch.manual_seed(123)
+    first = median_bandwidth(x, y)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), after)  # the global stream did not move
+    assert torch.equal(median_bandwidth(x, y), first)
+    assert torch.equal(mmd2(x, y), mmd2(x, y))
+    own = median_bandwidth(x, y, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(own, first)
+    z = torch.cat([x, y]).numpy()
+    full = np.median(np.sqrt(((z[:, None] - z[None]) ** 2).sum(-1))[np.triu_indices(3000, 1)])
+    # a 2048-point subset's median: ~2.1M pairs, relative error well under 2 %
+    assert abs(float(first) / full - 1) < 0.02 and abs(float(own) / full - 1) < 0.02

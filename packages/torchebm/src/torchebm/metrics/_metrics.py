@@ -220,7 +220,9 @@ def median_bandwidth(
     r"""Median heuristic: the median pairwise distance of the pooled sample.
 
     $\ell = \operatorname{median}\{\|z_i - z_j\| : i < j\}$ over $z = x \cup y$. Above
-    2048 pooled points a random subset of 2048 (drawn with ``generator``) is used.
+    2048 pooled points a random subset of 2048 (drawn with ``generator``) is used; without
+    a generator the subset is a fixed draw (seed 0), so the bandwidth, and the metrics that
+    use it, are reproducible and the global random state is left alone.
     Float16/bfloat16 samples are computed in float32.
 
     Not differentiable (an evaluation tool, computed without autograd): no gradient.
@@ -228,7 +230,8 @@ def median_bandwidth(
     Args:
         x: Samples ``(N, *event_shape)``.
         y: Samples ``(M, *event_shape)``.
-        generator: Randomness of the subset (only used above 2048 points; a CPU generator).
+        generator: Randomness of the subset (only used above 2048 points; a CPU generator;
+            ``None``: the fixed draw of seed 0).
 
     Returns:
         The bandwidth, a positive 0-d tensor in the samples' (promoted) dtype.
@@ -257,7 +260,8 @@ def median_bandwidth(
 
 
 def _median_bandwidth(z: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    if z.shape[0] > _MEDIAN_POINTS:
+    if z.shape[0] > _MEDIAN_POINTS:  # a fixed subset by default: a metric is reproducible
+        generator = torch.Generator().manual_seed(0) if generator is None else generator
         idx = torch.randperm(z.shape[0], generator=generator, device="cpu")[:_MEDIAN_POINTS]
         z = z[idx.to(z.device)]
     n = z.shape[0]
@@ -388,7 +392,7 @@ def mmd2(
             flattened).
         estimator: ``"unbiased"`` (U-statistic) or ``"biased"`` (V-statistic).
         generator: Randomness of the median heuristic's subset (above 2048 points; a CPU
-            generator).
+            generator; ``None``: a fixed draw, seed 0).
 
     Returns:
         $\widehat{\mathrm{MMD}}^2$, a 0-d tensor on ``x``'s device in the samples'
