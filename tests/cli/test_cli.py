@@ -2,6 +2,7 @@
 
 import io
 import math
+import os
 import subprocess
 import sys
 
@@ -206,3 +207,28 @@ def test_an_output_format_whose_writer_cannot_run_is_refused_before_training(tmp
     assert _png_path(str(tmp_path / "x.svg")) == str(tmp_path / "x.svg")
     with pytest.raises(DemoUsageError, match="names a folder that does not exist"):
         _png_path(str(tmp_path / "missing" / "sub") + "/")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_out_in_a_folder_that_cannot_be_written_is_refused_before_training(capsys):
+    """/proc exists but takes no new files (as a read-only folder for a user): the demo
+    trained and sampled, then savefig failed with a traceback."""
+    from torchebm.cli._demos import DemoUsageError, _png_path
+
+    with pytest.raises(DemoUsageError, match="cannot write in /proc"):
+        _png_path("/proc/x.png")
+    assert main(["demo", "hmc", "--steps", "1", "--samples", "10", "--out", "/proc/x.png"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write in /proc" in err and "Traceback" not in err
+
+
+def test_the_warning_after_too_few_steps_names_steps(tmp_path):
+    """One training step does not learn: the warning says that --steps is below the demo's
+    default rather than that the demo's settings do not suit the dataset."""
+    out = io.StringIO()
+    res = run_demo("cd", steps=1, n_samples=10, out=str(tmp_path / "cd.png"), quiet=True,
+                   stream=out, seed=0)  # fmt: skip
+    text = out.getvalue()
+    assert res["energy_distance"] >= res["energy_distance_init"]  # the case the warning is for
+    assert "--steps 1 is below the cd demo's default 2000" in text
+    assert "did not learn" not in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from torchebm.datasets import (
@@ -189,3 +190,16 @@ def test_two_spirals_arms():
     assert int(on_a.sum()) == (n + 1) // 2 and int(on_b.sum()) == n // 2
     # r = R sqrt(u): mean r^2 = R^2/2
     assert abs((r**2).mean().item() / radius**2 - 0.5) < 5 / math.sqrt(12 * n)
+
+
+def test_checkerboard_refuses_a_range_without_unit_cells():
+    """From 2**53 on every float64 is an even integer: no proposal ever lands in a black
+    cell and the rejection loop ran forever. From 2**52 on (integers only, the cells'
+    interiors are gone) a half side is refused by name (2**52 itself: no hang to wait on)."""
+    from torchebm.datasets import make_checkerboard
+
+    with pytest.raises(ValueError, match="range_limit must be below 2\\*\\*52"):
+        make_checkerboard(10, range_limit=2.0**52)
+    pts = make_checkerboard(10, range_limit=2.0**40, noise=0.0,
+                            generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # fmt: skip
+    assert bool(((torch.floor(pts[:, 0]) + torch.floor(pts[:, 1])) % 2 == 1).all())

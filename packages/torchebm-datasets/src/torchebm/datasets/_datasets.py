@@ -279,7 +279,7 @@ class CheckerboardDataset(_MakerDataset):
 
     Args:
         n_samples: Number of points (>= 1).
-        range_limit: Half side ``L`` (> 0).
+        range_limit: Half side ``L`` (> 0, < 2**52).
         noise: Standard deviation of the Gaussian noise (>= 0).
         device: Device of the data (default CPU).
         dtype: Floating dtype of the data (default ``float32``).

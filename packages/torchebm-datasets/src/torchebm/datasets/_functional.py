@@ -304,7 +304,7 @@ def make_checkerboard(
 
     Args:
         n_samples: Number of points (>= 1).
-        range_limit: Half side ``L`` of the square (> 0).
+        range_limit: Half side ``L`` of the square (> 0, < 2**52).
         noise: Standard deviation of the Gaussian noise (>= 0).
         generator: Source of randomness (default: the global RNG).
         device: Device of the result (default: the generator's device, else CPU).
@@ -316,6 +316,8 @@ def make_checkerboard(
     """
     n, noise, rng = _start(n_samples, noise, generator)
     limit = check_positive("range_limit", range_limit)
+    if limit >= 2.0**52:  # float64 holds only integers there: no point in a black cell at 2**53
+        raise ValueError(f"range_limit must be below 2**52, got {range_limit}")
     batch = max(1000, int(2.5 * n))
     kept: list[torch.Tensor] = []
     total = 0

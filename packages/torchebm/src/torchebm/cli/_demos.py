@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -569,6 +570,11 @@ def _png_path(out: str | None, default: str = "torchebm-demo.png") -> str:
         raise DemoUsageError(
             f"--out must be a file in an existing folder, got {out!r} ({folder} is not one)"
         )
+    try:  # a file can be created there (permissions, a read-only file system): before training
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise DemoUsageError(f"--out {out!r}: cannot write in {folder} ({exc.strerror})") from None
     return out
 
 
@@ -699,8 +705,12 @@ def run_demo(
     if ed >= ed0:  # e.g. the eqm demo's settings on curves (two_moons, circle): say so
         log(
             f"warning: the model samples are further from the data than the noise they start "
-            f"from (energy distance {ed:.4f} >= {ed0:.4f}): the {name} demo's settings (tuned on "
-            f"{spec.dataset}) did not learn {dataset}"
+            f"from (energy distance {ed:.4f} >= {ed0:.4f}): "
+            + (
+                f"--steps {steps} is below the {name} demo's default {spec.steps}"
+                if steps < spec.steps
+                else f"the {name} demo's settings (tuned on {spec.dataset}) did not learn {dataset}"
+            )
         )
     title = f"torchebm demo {name} on {dataset}: energy distance {ed:.4f} (noise {ed0:.4f})"
     _plot(result, test, title, out)
