@@ -93,10 +93,23 @@ def _grads(module: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+class UserWrapper(nn.Module):
+    """A user's module around the DDP model (as torch.compile's wrapper is)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+
 def ddp_loss_scenario(kind: str, rank: int, world: int) -> dict:
+    wrapped = kind.endswith("_wrapped")
+    kind = kind.removesuffix("_wrapped")
     model = Field() if kind.startswith("eqm") else init_model()
     ddp = nn.parallel.DistributedDataParallel(model)
-    loss = make_loss(kind, ddp, model)
+    loss = make_loss(kind, UserWrapper(ddp) if wrapped else ddp, model)
     x = local_batch(0, rank, world)
     out = loss(x, generator=D.rank_generator(SEED))
     value, negatives = out if isinstance(out, tuple) else (out, None)
@@ -110,15 +123,16 @@ def ddp_loss_scenario(kind: str, rank: int, world: int) -> dict:
 
 
 def ddp_refusal_scenario(rank: int, world: int) -> dict:
-    """Where DDP would silently not average gradients taken through grad_x of the model: score
-    matching in a user's own loop, EqM's explicit energy and Energy Matching with
-    static_graph=True. Each must raise on every rank (before any collective)."""
+    """DDP(static_graph=True) does not average gradients taken through grad_x of the model
+    (score matching, EqM's explicit energy, Energy Matching): each loss must raise on every
+    rank (before any collective), also with the DDP model inside a user's wrapper."""
     out = {}
-    for kind, static in (("dsm", False), ("ssm", False), ("eqm_dot", True), ("em", True)):
-        model = Field() if kind.startswith("eqm") else init_model()
-        ddp = nn.parallel.DistributedDataParallel(model, static_graph=static)
+    for kind in ("dsm", "ssm", "eqm_dot", "em", "em_wrapped"):
+        base = kind.removesuffix("_wrapped")
+        model = Field() if base.startswith("eqm") else init_model()
+        ddp = nn.parallel.DistributedDataParallel(model, static_graph=True)
         try:
-            make_loss(kind, ddp, model)(
+            make_loss(base, UserWrapper(ddp) if base != kind else ddp, model)(
                 local_batch(0, rank, world), generator=D.rank_generator(SEED)
             )
             out[kind] = ""
@@ -128,23 +142,22 @@ def ddp_refusal_scenario(rank: int, world: int) -> dict:
 
 
 def plain_sync_scenario(kind: str, rank: int, world: int) -> dict:
-    """Score matching differentiates through torch.autograd.grad, which DDP does not
-    support: a bare model with BaseTrainer's gradient all-reduce (one step, lr = 0)."""
+    """Score matching on a bare model with BaseTrainer's gradient all-reduce (one step,
+    lr = 0), and the same through DDP with the trainer."""
     model = init_model()
     loss = make_loss(kind, model, model)
     t = BaseTrainer(model, torch.optim.SGD(model.parameters(), lr=0.0), loss, seed=SEED)
     out = t.train_step(local_batch(0, rank, world))
-    refused = ""
-    try:
-        ddp = nn.parallel.DistributedDataParallel(init_model())
-        BaseTrainer(ddp, torch.optim.SGD(ddp.parameters(), lr=0.1), make_loss(kind, ddp, ddp))
-    except ValueError as exc:
-        refused = str(exc)
+    inner = init_model()
+    ddp = nn.parallel.DistributedDataParallel(inner)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.0)
+    td = BaseTrainer(ddp, opt, make_loss(kind, ddp, inner), seed=SEED)
+    td.train_step(local_batch(0, rank, world))
     return {
         "loss": out["loss"],
         "grads": _grads(model),
         "sync": t.sync_gradients,
-        "refused": refused,
+        "ddp_trainer_grads": _grads(inner),
     }
 
 
@@ -290,7 +303,7 @@ def main() -> None:
             dist.barrier()
         res["timings"][name] = round(time.perf_counter() - t0, 2)
 
-    for kind in ("cd", "pcd", "eqm", "eqm_dot", "em"):
+    for kind in ("cd", "pcd", "eqm", "eqm_dot", "em", "em_wrapped", "dsm", "ssm", "dsm_wrapped"):
         run(f"ddp_{kind}", ddp_loss_scenario, kind, rank, world)
     run("ddp_refusals", ddp_refusal_scenario, rank, world)
     for kind in ("dsm", "ssm"):

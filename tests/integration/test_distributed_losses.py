@@ -66,6 +66,7 @@ def _maxdiff(a: dict, b: dict) -> float:
 def reference(kind: str):
     """Single process: one loss object per rank (own PCD buffer), same model; the mean of
     the per-rank losses equals the loss on the concatenated batch (equal batch sizes)."""
+    kind = kind.removesuffix("_wrapped")
     model = W.Field() if kind.startswith("eqm") else W.init_model()
     losses = [W.make_loss(kind, model, model) for _ in range(WORLD)]
     outs = [losses[r](W.local_batch(0, r, WORLD), generator=_gen(r)) for r in range(WORLD)]
@@ -74,10 +75,13 @@ def reference(kind: str):
     return model, losses, outs, W._grads(model)
 
 
-@pytest.mark.parametrize("kind", ["cd", "pcd", "eqm", "eqm_dot", "em"])
+@pytest.mark.parametrize(
+    "kind", ["cd", "pcd", "eqm", "eqm_dot", "em", "em_wrapped", "dsm", "ssm", "dsm_wrapped"]
+)
 def test_ddp_gradients_equal_single_process_on_the_concatenated_batch(ranks, kind):
-    """``em``: Energy Matching's warm-up (the flow term alone) on an MLP energy whose output
-    bias gets no gradient through grad_x V: DDP left every rank's gradient unaveraged."""
+    """``em``, ``dsm``, ``ssm``: losses trained through grad_x of an MLP energy whose output
+    bias gets no gradient that way: DDP left every rank's gradient unaveraged (and the next
+    step failed), also with the DDP model inside a user's wrapper (``_wrapped``)."""
     model, losses, outs, ref = reference(kind)
     for r, res in enumerate(ranks):
         d = res[f"ddp_{kind}"]
@@ -90,20 +94,19 @@ def test_ddp_gradients_equal_single_process_on_the_concatenated_batch(ranks, kin
     assert _maxdiff(ranks[0][f"ddp_{kind}"]["grads"], ranks[1][f"ddp_{kind}"]["grads"]) == 0.0
 
 
-@pytest.mark.parametrize("kind", ["dsm", "ssm", "eqm_dot", "em"])
-def test_losses_through_grad_x_refuse_ddp_where_it_would_not_average(ranks, kind):
-    """Score matching under DDP (any options) and EqM's explicit energies / Energy Matching
-    under DDP(static_graph=True) kept each rank's own gradient, silently."""
+@pytest.mark.parametrize("kind", ["dsm", "ssm", "eqm_dot", "em", "em_wrapped"])
+def test_losses_through_grad_x_refuse_ddp_static_graph(ranks, kind):
+    """Under DDP(static_graph=True) the losses trained through grad_x of the model kept each
+    rank's own gradient, silently."""
     for res in ranks:
         msg = res["ddp_refusals"][kind]
-        assert "does not average" in msg, (kind, msg)
-        assert ("static_graph" in msg) is (kind in ("eqm_dot", "em"))
+        assert "static_graph=True) does not average" in msg, (kind, msg)
 
 
 @pytest.mark.parametrize("kind", ["dsm", "ssm"])
 def test_score_matching_with_trainer_all_reduce_equals_single_process(ranks, kind):
-    """DDP cannot average gradients of losses built on torch.autograd.grad; BaseTrainer's
-    plain mode (bare model, one flat all-reduce) does, and the trainer refuses DDP here."""
+    """BaseTrainer's plain mode (bare model, one flat all-reduce) and DDP with the trainer
+    both give the single-process gradient of the concatenated batch."""
     _, _, outs, ref = reference(kind)
     for r, res in enumerate(ranks):
         d = res[f"plain_{kind}"]
@@ -111,7 +114,8 @@ def test_score_matching_with_trainer_all_reduce_equals_single_process(ranks, kin
         diff = _maxdiff(d["grads"], ref)
         assert diff < GRAD_TOL, f"{kind} rank {r}: {diff:.2e}"
         assert torch.allclose(d["loss"], outs[r].detach(), atol=1e-6)
-        assert "autograd.grad" in d["refused"]
+        diff = _maxdiff(d["ddp_trainer_grads"], ref)
+        assert diff < GRAD_TOL, f"{kind} DDP trainer rank {r}: {diff:.2e}"
 
 
 @pytest.mark.parametrize("kind", ["dsm", "ssm"])

@@ -165,21 +165,21 @@ def test_without_position_embedding_the_patches_are_permutation_equivariant(sinc
         assert gap < 1e-12 * scale
 
 
-def test_with_cond_dim_1_times_given_as_t_are_embedded():
-    """With ``cond_dim=1`` a ``(B, 1)`` tensor is ambiguous: as ``cond`` it is the vector
-    (0.8.9's meaning), as ``t=`` it is times, embedded as the ``(B,)`` times are."""
+def test_with_cond_dim_1_a_column_is_the_vector_and_flat_times_are_embedded():
+    """With ``cond_dim=1`` a ``(B, 1)`` tensor is the conditioning vector, by position or as
+    ``t=`` (torchebm 0.8.9's meaning: its ``t`` was ``cond``'s alias); ``(B,)`` times are
+    embedded."""
     torch.manual_seed(0)
     net = make(cond_dim=1)
     with torch.no_grad():  # leave the zero-initialised output
         for p in net.parameters():
             p.add_(0.1 * torch.randn_like(p))
     x, t = torch.randn(2, 2, 8, 8), torch.tensor([0.25, 0.75])
-    times = net(x, t=t)
-    torch.testing.assert_close(net(x, t=t[:, None]), times)
     vector = net(x, t[:, None])
-    assert not torch.allclose(vector, times)
+    torch.testing.assert_close(net(x, t=t[:, None]), vector)
+    assert not torch.allclose(net(x, t), vector)
     net.t_embedder = None  # the vector form needs no embedder
-    torch.testing.assert_close(net(x, cond=t[:, None]), vector)
+    torch.testing.assert_close(net(x, t=t[:, None]), vector)
 
 
 def test_dtype_of_the_table_and_the_output():

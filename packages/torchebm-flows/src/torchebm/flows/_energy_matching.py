@@ -35,12 +35,14 @@ from torchebm.flows._utils import (
     check_sampler_model,
     compute_flow_weight,
     energy_gradient,
+    find_ddp,
     mean_flat,
     paired_conditioning,
-    refuse_ddp_second_order,
+    refuse_ddp_static_graph,
     source_batch,
     trimmed_mean,
     weighted_mean,
+    zero_multiple,
 )
 from torchebm.integrators import EulerMaruyamaIntegrator
 from torchebm.integrators._checked import checked_inputs
@@ -251,7 +253,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         # parameters (no second order there); under no_grad, a validation pass
         train = torch.is_grad_enabled() and (self.training or not _has_dtensor_params(self.model))
         if train:
-            refuse_ddp_second_order(type(self).__name__, self.model, static_graph_only=True)
+            refuse_ddp_static_graph(type(self).__name__, self.model)
         # grad_x V under no_grad/inference_mode too (inference tensors copied for autograd)
         with torch.inference_mode(False), torch.enable_grad(), self.autocast_context():
             xg = autograd_ready(xt).detach().requires_grad_(True)
@@ -263,11 +265,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         if self.loss_weight_fn is not None:
             per = per * apply_loss_weight(self.loss_weight_fn, t)
         loss = weighted_mean(per, weights)
-        if train and isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
-            # DDP averages a bucket once every parameter its forward used has a gradient: an
-            # energy offset (an output bias) has none through grad_x V, and without the CD
-            # term (lambda_cd = 0) the ranks' gradients were silently left unaveraged
-            loss = loss + torch.where(energy.isfinite(), energy, 0.0).sum() * 0.0
+        if train and find_ddp(self.model) is not None:  # the offset's zero gradient for DDP
+            loss = loss + zero_multiple(energy)  # (lambda_cd = 0 left the ranks unaveraged)
         return loss
 
     # ------------------------------------------------------------------ negatives

@@ -428,33 +428,43 @@ def twice_differentiable(create_graph: bool = True) -> contextlib.AbstractContex
     return sdpa_kernel([SDPBackend.MATH]) if create_graph else contextlib.nullcontext()
 
 
-def refuse_ddp_second_order(owner: str, model: Any, *, static_graph_only: bool) -> None:
-    r"""Raise where ``DistributedDataParallel`` would silently not average the parameter
-    gradients of a loss trained through $\nabla_x$ of the model (``torch.autograd.grad`` with
-    ``create_graph``, which PyTorch documents as unsupported under DDP; each rank would keep
-    its own). Measured on 2 gloo ranks (torch 2.15): score matching is never averaged; EqM's
-    explicit energies and Energy Matching are, but not with ``static_graph=True``
-    (``static_graph_only``). Call it only where the loss is back-propagated.
+def find_ddp(model: Any) -> nn.parallel.DistributedDataParallel | None:
+    """The ``DistributedDataParallel`` module of ``model``: itself or one inside a wrapper
+    (``torch.compile``, a user's module), else ``None``."""
+    ddp = nn.parallel.DistributedDataParallel
+    if isinstance(model, ddp) or not isinstance(model, nn.Module):
+        return model if isinstance(model, ddp) else None
+    return next((m for m in model.modules() if isinstance(m, ddp)), None)
+
+
+def refuse_ddp_static_graph(owner: str, model: Any) -> None:
+    r"""Raise for a model under ``DistributedDataParallel(static_graph=True)``, which does not
+    average the parameter gradients of a loss trained through $\nabla_x$ of the model
+    (``torch.autograd.grad`` with ``create_graph``; measured on 2 gloo ranks, torch 2.15: each
+    rank kept its own, silently, for score matching, EqM's explicit energies and Energy
+    Matching). Call it where autograd is on (the loss may be back-propagated).
 
     Raises:
-        ConfigurationError: ``model`` is such a DDP wrapper.
+        ConfigurationError: ``model`` is or holds such a DDP module.
     """
-    if not isinstance(model, nn.parallel.DistributedDataParallel):
-        return
-    if static_graph_only and not getattr(model, "static_graph", False):
-        return
-    fix = (
-        "build the DDP wrapper without static_graph"
-        if static_graph_only
-        else "build the loss with the bare module and all-reduce the gradients (BaseTrainer "
-        "does: sync_gradients), or shard the model with FSDP2"
-    )
-    how = " with static_graph=True" if static_graph_only else ""
-    raise ConfigurationError(
-        f"{owner} trains through grad_x of the model (torch.autograd.grad), whose parameter "
-        f"gradients DistributedDataParallel{how} does not average (each rank would silently "
-        f"keep its own): {fix}"
-    )
+    ddp = find_ddp(model)
+    if ddp is not None and getattr(ddp, "static_graph", False):
+        raise ConfigurationError(
+            f"{owner} trains through grad_x of the model (torch.autograd.grad), whose "
+            "parameter gradients DistributedDataParallel(static_graph=True) does not average "
+            "(each rank would silently keep its own): build the DDP wrapper without "
+            "static_graph"
+        )
+
+
+def zero_multiple(energy: torch.Tensor) -> torch.Tensor:
+    """``0 * sum(energy)`` over its finite entries (0-d): added to a loss trained through
+    $\nabla_x E$ under ``DistributedDataParallel``, it gives a zero gradient to what only
+    shifts the energy (an output bias; none through $\nabla_x E$). DDP averages nothing
+    until every parameter its forward used has a gradient: without it the ranks' gradients
+    were left unaveraged, silently. Zeroed before the sum: a sum of float16 energies can
+    overflow, and ``inf * 0`` is NaN."""
+    return (torch.where(energy.isfinite(), energy, 0.0) * 0.0).sum()
 
 
 def energy_gradient(

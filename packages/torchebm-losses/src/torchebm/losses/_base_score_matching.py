@@ -19,13 +19,15 @@ from torch import nn
 
 from torchebm.core import BaseLoss, ScheduledParameter
 from torchebm.core._module import forward_kwargs, warn_user
-from torchebm.core.errors import ShapeError, check_energies, check_int
+from torchebm.core.errors import ConfigurationError, ShapeError, check_energies, check_int
 from torchebm.flows._utils import (
     check_model_object,
     checked_loss,
+    find_ddp,
     loss_conditioning,
-    refuse_ddp_second_order,
+    refuse_ddp_static_graph,
     twice_differentiable,
+    zero_multiple,
 )
 from torchebm.integrators._compat_089 import accept_089_pickle
 from torchebm.integrators._state import autograd_grad, autograd_ready, eager_under_compile
@@ -315,11 +317,18 @@ class BaseScoreMatching(BaseLoss):
                     "`with torchebm.core.distributed.unsharded(model): ...` (BaseTrainer does "
                     "this automatically for score-matching losses)"
                 )
+        ddp = create_graph and find_ddp(self.model) is not None
         if self.use_autograd:
             with torch.enable_grad(), twice_differentiable(create_graph):
                 e = self.energy(x, model_kwargs)
                 (g,) = autograd_grad(e.sum(), x, create_graph=create_graph)
-            return g
+            return g + zero_multiple(e) if ddp else g  # an offset's zero gradient, for DDP
+        if ddp:
+            raise ConfigurationError(
+                f"{type(self).__name__}(use_autograd=False) does not train a "
+                "DistributedDataParallel model (its energy offset would get no gradient and "
+                "DDP would average nothing): use use_autograd=True"
+            )
         from torch.func import functional_call, grad
 
         fm = self.functional_model if self.functional_model is not None else self.model
@@ -461,8 +470,8 @@ class BaseScoreMatching(BaseLoss):
     ) -> torch.Tensor:
         """`compute_loss` plus the regulariser, with autograd on (the objective differentiates
         E in x, under no_grad/inference_mode too)."""
-        if torch.is_grad_enabled():  # to be back-propagated: DDP would not average it
-            refuse_ddp_second_order(type(self).__name__, self.model, static_graph_only=False)
+        if torch.is_grad_enabled():  # may be back-propagated
+            refuse_ddp_static_graph(type(self).__name__, self.model)
         with torch.inference_mode(False), torch.enable_grad(), self._exact_layer_norms():
             xs = autograd_ready(x)
             value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)

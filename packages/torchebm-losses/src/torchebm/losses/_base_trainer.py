@@ -317,9 +317,9 @@ class BaseTrainer:
     * **DDP**: wrap the model in ``DistributedDataParallel`` and build the loss with the
       *wrapped* model (so that energies go through DDP's forward), the sampler with the
       bare ``model.module``. Gradients are averaged by DDP; accumulation windows use
-      ``no_sync()``. DDP does not support losses that back-propagate through
-      ``torch.autograd.grad`` (score matching, explicit-energy EqM, Energy Matching's flow
-      term): use the plain mode below for those (score-matching losses are refused).
+      ``no_sync()``. The losses that train through ``torch.autograd.grad`` in x (score
+      matching, explicit-energy EqM, Energy Matching) are averaged too, but not under
+      ``DDP(static_graph=True)``, which they refuse.
     * **FSDP2** (``fully_shard``): pass the sharded model; accumulation windows use
       ``set_requires_gradient_sync(False)``; checkpoints hold the full (gathered) state.
     * **plain model under an initialised process group** (``sync_gradients=None`` or
@@ -628,15 +628,6 @@ class BaseTrainer:
     def _check_wrapping(self) -> None:
         if not self._is_ddp or not isinstance(self.loss_fn, nn.Module):
             return
-        from torchebm.losses._base_score_matching import BaseScoreMatching
-
-        if isinstance(self.loss_fn, BaseScoreMatching):
-            raise ConfigurationError(
-                f"{type(self.loss_fn).__name__} differentiates through torch.autograd.grad, "
-                "which DistributedDataParallel does not support (gradients are silently not "
-                "averaged); pass the bare model and let BaseTrainer all-reduce the gradients "
-                "(sync_gradients), or shard it with FSDP2"
-            )
         ids = {id(m) for m in self.loss_fn.modules()}
         if id(self.model.module) in ids and id(self.model) not in ids:
             raise ConfigurationError(

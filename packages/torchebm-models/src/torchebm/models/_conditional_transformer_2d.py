@@ -207,9 +207,7 @@ class ConditionalTransformer2D(TorchEBMModule):
         return None if self.y_embedder is None else self.y_embedder.null_label_id
 
     # ------------------------------------------------------------------ conditioning
-    def _embed_condition(self, c: Any, batch: int, times: bool) -> torch.Tensor:
-        """``(B, cond_dim)`` from ``c``; ``times``: given as ``t=`` (a ``(B, 1)`` tensor is
-        then times also when ``cond_dim == 1``, where ``cond`` reads it as the vector)."""
+    def _embed_condition(self, c: Any, batch: int) -> torch.Tensor:
         ref = self.x_embedder.proj.weight
         if isinstance(c, numbers.Real) and not isinstance(c, bool):
             return self._embed_time(number_time(c, batch, ref))
@@ -223,10 +221,10 @@ class ConditionalTransformer2D(TorchEBMModule):
         if c.ndim == 1 and c.shape[0] in (batch, 1):
             return self._embed_time(c.expand(batch))
         if c.ndim == 2 and c.shape[0] in (batch, 1):
-            if c.shape[1] == 1 and (times or self.cond_dim != 1):
-                return self._embed_time(c.reshape(-1).expand(batch))
-            if c.shape[1] == self.cond_dim:
+            if c.shape[1] == self.cond_dim:  # first: with cond_dim 1, (B, 1) is the vector
                 return c.to(ref.dtype).expand(batch, -1)
+            if c.shape[1] == 1:
+                return self._embed_time(c.reshape(-1).expand(batch))
         raise ShapeError(
             f"conditioning must be times (a number, 0-d, ({batch},) or ({batch}, 1)) or a "
             f"vector ({batch}, {self.cond_dim}), got shape {tuple(c.shape)}"
@@ -253,8 +251,9 @@ class ConditionalTransformer2D(TorchEBMModule):
         Args:
             x: Images ``(B, in_channels, input_size, input_size)``.
             cond: Times (number, 0-d, ``(B,)``, ``(B, 1)``) or a ``(B, cond_dim)`` vector
-                (with ``cond_dim=1`` a ``(B, 1)`` tensor is the vector: pass times as ``t=``).
-            t: Keyword alias of ``cond`` (give one of them); a ``(B, 1)`` tensor is times.
+                (with ``cond_dim=1`` a ``(B, 1)`` tensor is the vector, as in torchebm 0.8.9:
+                pass times as ``(B,)``).
+            t: Keyword alias of ``cond`` (give one of them).
             y: Integer class labels ``(B,)`` (models built with ``num_classes``); in
                 training mode labels are dropped to the null id with ``class_dropout_prob``.
 
@@ -282,7 +281,7 @@ class ConditionalTransformer2D(TorchEBMModule):
                 "(positionally, cond= or t=) and/or class labels y="
             )
         batch = x.shape[0]
-        c = None if c_in is None else self._embed_condition(c_in, batch, times=cond is None)
+        c = None if c_in is None else self._embed_condition(c_in, batch)
         if y is not None:
             if self.y_embedder is None:
                 raise ValueError(
