@@ -9,6 +9,7 @@ error, naming the argument; and a NaN model is reported, never hidden (``nan_pol
 from __future__ import annotations
 
 import inspect
+import math
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from _support.registry import INTEGRATORS, LOSSES, SAMPLERS, NaNEnergy, NaNField
 import torchebm.integrators as I
 import torchebm.losses as L
 import torchebm.samplers as S
-from torchebm.core import BaseIntegrator, BaseLoss, BaseSampler
+from torchebm.core import BaseIntegrator, BaseLoss, BaseModel, BaseSampler
 from torchebm.core.errors import NonFiniteError
 
 X0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
@@ -136,6 +137,36 @@ def test_sampler_nan_policy_raise_on_a_nan_model(name):
     with pytest.raises(NonFiniteError) as info:
         run()
     assert sorted(info.value.indices) == list(range(X0.shape[0]))
+
+
+class SinkAndNaN(BaseModel):
+    """``|x|^2 / 2``, but ``-inf`` for ``x_0 > 1.5`` (a Metropolis sampler accepts a move
+    there: its energy turns non-finite) and NaN, energy and gradient, for ``x_1 > 1.5``
+    (an unadjusted step turns x NaN): both make a chain divergent."""
+
+    def forward(self, x):
+        e = 0.5 * (x * x).sum(-1) + torch.where(x[:, 0] > 1.5, -math.inf, 0.0)
+        return e + 0.0 * torch.sqrt(1.5 - x[:, 1])  # 0 * NaN beyond 1.5 (no NaN elsewhere)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, s in SAMPLERS.items() if s.kind == "energy" and s.stochastic)
+)
+def test_sampler_chains_restarted_under_resample_move_again(name):
+    """A restarted chain is a fresh chain: a sampler whose state keeps a stale cache (an
+    energy filled lazily, a field the base cannot reset) froze every restarted chain at its
+    start (-inf energy: every later proposal rejected), silently. Chains start at the mode,
+    where a working sampler moves away at once."""
+    sampler = SAMPLERS[name].factory(SinkAndNaN())
+    x0 = torch.zeros(64, 2)
+    with pytest.warns(RuntimeWarning, match="restarted"):
+        traj = sampler.sample(
+            x=x0, n_steps=80, nan_policy="resample", nan_check_every=1,
+            return_trajectory=True, generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+    assert bool(torch.isfinite(traj).all())
+    frozen = (traj[:, -20:] == x0[:, None]).all(-1).all(-1)
+    assert int(frozen.sum()) == 0, f"{int(frozen.sum())} of 64 chains sat at their start"
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
