@@ -199,7 +199,10 @@ class ConditionalTransformer2D(TorchEBMModule):
         accept_089_keys(self, {"patch_embed.": "x_embedder.", "head.": "final_layer."})
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
-            self._pos_table_meta = self._pos_table_dtype is not None and self.pos_embed.is_meta
+            table = self.pos_embed
+            self._pos_table_meta = (
+                self._pos_table_dtype is not None and table is not None and table.is_meta
+            )
 
     @property
     def null_label_id(self) -> int | None:
