@@ -76,12 +76,25 @@ def reference(kind: str):
 
 
 @pytest.mark.parametrize(
-    "kind", ["cd", "pcd", "eqm", "eqm_dot", "em", "em_wrapped", "dsm", "ssm", "dsm_wrapped"]
+    "kind",
+    [
+        "cd",
+        "pcd",
+        "eqm",
+        "eqm_dot",
+        "em",
+        "em_wrapped",
+        "dsm",
+        "ssm",
+        "dsm_wrapped",
+        "dsm_override",
+    ],
 )
 def test_ddp_gradients_equal_single_process_on_the_concatenated_batch(ranks, kind):
     """``em``, ``dsm``, ``ssm``: losses trained through grad_x of an MLP energy whose output
     bias gets no gradient that way: DDP left every rank's gradient unaveraged (and the next
-    step failed), also with the DDP model inside a user's wrapper (``_wrapped``)."""
+    step failed), also with the DDP model inside a user's wrapper (``_wrapped``) and with a
+    ``compute_score`` override that takes the gradient itself (``dsm_override``)."""
     model, losses, outs, ref = reference(kind)
     for r, res in enumerate(ranks):
         d = res[f"ddp_{kind}"]
@@ -101,6 +114,17 @@ def test_losses_through_grad_x_refuse_ddp_static_graph(ranks, kind):
     for res in ranks:
         msg = res["ddp_refusals"][kind]
         assert "static_graph=True) does not average" in msg, (kind, msg)
+
+
+def test_score_matching_through_torch_func_validates_under_ddp_and_refuses_training(ranks):
+    model = W.init_model()
+    loss = L.DenoisingScoreMatching(model, noise_scale=0.2, use_autograd=False)
+    for r, res in enumerate(ranks):
+        d = res["ddp_refusals"]
+        assert "use_autograd=False" in d["functional_train"]
+        with torch.no_grad():
+            ref = loss(W.local_batch(0, r, WORLD), generator=_gen(r)).item()
+        assert abs(d["functional_no_grad"] - ref) < 1e-6
 
 
 @pytest.mark.parametrize("kind", ["dsm", "ssm"])

@@ -270,6 +270,10 @@ class BaseScoreMatching(BaseLoss):
         """The module the `torch.func` path evaluates instead of `model` (not registered)."""
         return self._functional_model[0]
 
+    #: During a call under DDP: ``"wanted"``, then ``"kept"`` once `energy_gradient` added the
+    #: zero multiple of the energies (see `_objective`); ``None`` otherwise.
+    _ddp_offsets: str | None = None
+
     noise_scale = ScheduledParameter(positive=True)
     """Current noise standard deviation $\\sigma$."""
 
@@ -317,18 +321,14 @@ class BaseScoreMatching(BaseLoss):
                     "`with torchebm.core.distributed.unsharded(model): ...` (BaseTrainer does "
                     "this automatically for score-matching losses)"
                 )
-        ddp = create_graph and find_ddp(self.model) is not None
         if self.use_autograd:
             with torch.enable_grad(), twice_differentiable(create_graph):
                 e = self.energy(x, model_kwargs)
                 (g,) = autograd_grad(e.sum(), x, create_graph=create_graph)
-            return g + zero_multiple(e) if ddp else g  # an offset's zero gradient, for DDP
-        if ddp:
-            raise ConfigurationError(
-                f"{type(self).__name__}(use_autograd=False) does not train a "
-                "DistributedDataParallel model (its energy offset would get no gradient and "
-                "DDP would average nothing): use use_autograd=True"
-            )
+            if create_graph and self._ddp_offsets is not None:  # a DDP call of the loss
+                self._ddp_offsets = "kept"
+                return g + zero_multiple(e)  # an energy offset's zero gradient
+            return g
         from torch.func import functional_call, grad
 
         fm = self.functional_model if self.functional_model is not None else self.model
@@ -469,13 +469,33 @@ class BaseScoreMatching(BaseLoss):
         self, x: torch.Tensor, conditioning: dict, generator: torch.Generator | None
     ) -> torch.Tensor:
         """`compute_loss` plus the regulariser, with autograd on (the objective differentiates
-        E in x, under no_grad/inference_mode too)."""
-        if torch.is_grad_enabled():  # may be back-propagated
+        E in x, under no_grad/inference_mode too).
+
+        Under ``DistributedDataParallel`` (autograd on: the value may be back-propagated) the
+        value carries a zero multiple of the energies (`zero_multiple`): a parameter that
+        only shifts the energy (an output bias) gets no gradient through grad_x E, and DDP
+        averages nothing until every parameter its forward used has one. `energy_gradient`
+        adds it; where no call went through it (a `compute_score` override) one more energy
+        evaluation does."""
+        ddp = torch.is_grad_enabled() and find_ddp(self.model) is not None
+        if ddp:
             refuse_ddp_static_graph(type(self).__name__, self.model)
-        with torch.inference_mode(False), torch.enable_grad(), self._exact_layer_norms():
-            xs = autograd_ready(x)
-            value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)
-            value = self.add_regularization(value, xs, model_kwargs=conditioning)
+            if not self.use_autograd:
+                raise ConfigurationError(
+                    f"{type(self).__name__}(use_autograd=False) does not train a "
+                    "DistributedDataParallel model (its energy offset would get no gradient "
+                    "and DDP would average nothing): use use_autograd=True"
+                )
+        self._ddp_offsets = "wanted" if ddp else None
+        try:
+            with torch.inference_mode(False), torch.enable_grad(), self._exact_layer_norms():
+                xs = autograd_ready(x)
+                value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)
+                value = self.add_regularization(value, xs, model_kwargs=conditioning)
+                if self._ddp_offsets == "wanted":
+                    value = value + zero_multiple(self.energy(xs, conditioning))
+        finally:
+            self._ddp_offsets = None
         return value if torch.is_grad_enabled() else value.detach()
 
 
