@@ -31,7 +31,7 @@ from torchebm.models.components._compat_089 import (
     accept_089_pickle,
     transformer_2d_kwargs,
 )
-from torchebm.models.components._embeddings import converted_sincos_table
+from torchebm.models.components._embeddings import add_position_table
 from torchebm.models.components._transformer import cond_width
 
 __all__ = ["ConditionalTransformer2D"]
@@ -296,14 +296,7 @@ class ConditionalTransformer2D(TorchEBMModule):
                 raise ShapeError(f"y must be an integer tensor of shape ({batch},), got {shape}")
             y_emb = self.y_embedder(y, training=self.training)
             c = y_emb if c is None else c + y_emb
-        h = self.x_embedder(x)
-        pe = self.pos_embed
-        if pe is not None:
-            if self._pos_table_dtype is not None and (
-                pe.dtype != self._pos_table_dtype or self._pos_table_meta
-            ):
-                pe = converted_sincos_table(self, self.grid_size)  # after .double(), to_empty()
-            h = h + pe.to(x.dtype)
+        h = add_position_table(self, self.x_embedder(x), self.grid_size)
         for block in self.blocks:
             h = block(h, c)
         return self.final_layer(h, c)

@@ -22,7 +22,7 @@ from torchebm.models.components._compat_089 import (
     accept_089_pickle,
     dit_kwargs,
 )
-from torchebm.models.components._embeddings import converted_sincos_table
+from torchebm.models.components._embeddings import add_position_table
 from torchebm.models.components._transformer import _xavier_linear, cond_width
 
 __all__ = [
@@ -245,14 +245,7 @@ class DiT(nn.Module):
             raise ShapeError(
                 f"x has spatial size {tuple(x.shape[-2:])}, expected input_size={self.input_size}"
             )
-        h = self.x_embedder(x)
-        pe = self.pos_embed
-        if pe is not None:
-            if self._pos_table_dtype is not None and (
-                pe.dtype != self._pos_table_dtype or self._pos_table_meta
-            ):
-                pe = converted_sincos_table(self, self.grid_size)  # after .double(), to_empty()
-            h = h + pe.to(device=h.device, dtype=h.dtype)
+        h = add_position_table(self, self.x_embedder(x), self.grid_size)
         for block in self.blocks:
             h = block(h, c)
         if self.head_proj is not None:

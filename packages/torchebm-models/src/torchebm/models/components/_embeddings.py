@@ -368,6 +368,22 @@ def build_2d_sincos_pos_embed(
     return emb.to(device=device, dtype=dtype)
 
 
+def add_position_table(
+    module: Any, h: torch.Tensor, grid_size: int | tuple[int, int]
+) -> torch.Tensor:
+    """``h + module.pos_embed`` (tokens `(B, N, D)`), the table in ``h``'s dtype and device:
+    a fixed sin-cos table recomputed after a dtype change (`converted_sincos_table`), a
+    learned one as it is; ``h`` itself when the module has none."""
+    pe = module.pos_embed
+    if pe is None:
+        return h
+    if module._pos_table_dtype is not None and (
+        pe.dtype != module._pos_table_dtype or module._pos_table_meta
+    ):
+        pe = converted_sincos_table(module, grid_size)  # after .double(), to_empty()
+    return h + pe.to(device=h.device, dtype=h.dtype)
+
+
 def converted_sincos_table(module: Any, grid_size: int | tuple[int, int]) -> torch.Tensor:
     r"""``module.pos_embed``, a fixed sin-cos table `(1, N, D)` built in the dtype
     ``module._pos_table_dtype``, once the module's dtype was converted since (the caller
