@@ -118,7 +118,6 @@ class ConditionalTransformer2D(TorchEBMModule):
     #: Dtype the sin-cos table was built in (``None``: no table, or a 0.8.9 pickle).
     _pos_table_dtype: torch.dtype | None = None
     _pos_table_meta = False  # built on the meta device: computed after it leaves it
-    pos_embed: torch.Tensor | None
 
     def __init__(
         self,
