@@ -123,6 +123,28 @@ def test_bad_argument_raises_the_named_error(key):
         build(name)
 
 
+@pytest.mark.parametrize("name", sorted(INTEGRATORS))
+def test_integrator_leaves_the_callers_state_untouched(name):
+    """``integrate`` never writes into the tensors of the state it is given (the base
+    class's promise; an integrator outside the Runge-Kutta and symplectic families that
+    updated ``x`` in place passed every other row)."""
+    spec = INTEGRATORS[name]
+    integrator, given = spec.cls(), []
+    integrate = integrator.integrate
+
+    def recording(state, *args, **kwargs):
+        copies = {k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
+        given.append((state, copies))
+        return integrate(state, *args, **kwargs)
+
+    integrator.integrate = recording
+    spec.run(integrator, 3, torch.Generator().manual_seed(0))
+    assert given
+    for state, copies in given:
+        for key, before in copies.items():
+            assert torch.equal(state[key], before), f"{name} wrote into the caller's {key!r}"
+
+
 # --------------------------------------------------------------------------- nan_policy
 
 
