@@ -35,10 +35,9 @@ from torchebm.flows._utils import (
     check_sampler_model,
     compute_flow_weight,
     energy_gradient,
-    find_ddp,
     mean_flat,
     paired_conditioning,
-    refuse_ddp_static_graph,
+    second_order_ddp,
     source_batch,
     trimmed_mean,
     weighted_mean,
@@ -252,8 +251,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         # propagated lost its flow term's parameter gradient), but for an eval pass of FSDP
         # parameters (no second order there); under no_grad, a validation pass
         train = torch.is_grad_enabled() and (self.training or not _has_dtensor_params(self.model))
-        if train:
-            refuse_ddp_static_graph(type(self).__name__, self.model)
+        ddp = second_order_ddp(type(self).__name__, self.model) if train else None
         # grad_x V under no_grad/inference_mode too (inference tensors copied for autograd)
         with torch.inference_mode(False), torch.enable_grad(), self.autocast_context():
             xg = autograd_ready(xt).detach().requires_grad_(True)
@@ -265,7 +263,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
         if self.loss_weight_fn is not None:
             per = per * apply_loss_weight(self.loss_weight_fn, t)
         loss = weighted_mean(per, weights)
-        if train and find_ddp(self.model) is not None:  # the offset's zero gradient for DDP
+        if ddp is not None:  # the energy offset's zero gradient for DDP
             loss = loss + zero_multiple(energy)  # (lambda_cd = 0 left the ranks unaveraged)
         return loss
 

@@ -28,7 +28,7 @@ from torchebm.flows._utils import (
     dispersive_loss,
     mean_flat,
     paired_conditioning,
-    refuse_ddp_static_graph,
+    second_order_ddp,
     source_batch,
     split_model_output,
     twice_differentiable,
@@ -366,8 +366,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         # mode too: a back-propagated eval-mode loss lost that gradient; not for an eval
         # pass of FSDP parameters, which have no second order)
         train = torch.is_grad_enabled() and (self.training or not _has_dtensor_params(self.model))
-        if train:
-            refuse_ddp_static_graph(type(self).__name__, self.model)
+        if train:  # (DDP needs no zero multiple here: every parameter shapes the field)
+            second_order_ddp(type(self).__name__, self.model)
         with torch.inference_mode(False), torch.enable_grad():
             xg = autograd_ready(xt).detach().requires_grad_(True)
             with twice_differentiable(train):

@@ -437,12 +437,12 @@ def find_ddp(model: Any) -> nn.parallel.DistributedDataParallel | None:
     return next((m for m in model.modules() if isinstance(m, ddp)), None)
 
 
-def refuse_ddp_static_graph(owner: str, model: Any) -> None:
-    r"""Raise for a model under ``DistributedDataParallel(static_graph=True)``, which does not
-    average the parameter gradients of a loss trained through $\nabla_x$ of the model
-    (``torch.autograd.grad`` with ``create_graph``; measured on 2 gloo ranks, torch 2.15: each
-    rank kept its own, silently, for score matching, EqM's explicit energies and Energy
-    Matching). Call it where autograd is on (the loss may be back-propagated).
+def second_order_ddp(owner: str, model: Any) -> nn.parallel.DistributedDataParallel | None:
+    r"""`find_ddp` for a loss trained through $\nabla_x$ of the model (``torch.autograd.grad``
+    with ``create_graph``), refusing ``DistributedDataParallel(static_graph=True)``, which does
+    not average such gradients (measured on 2 gloo ranks, torch 2.15: each rank kept its own,
+    silently, for score matching, EqM's explicit energies and Energy Matching). Call it where
+    autograd is on (the loss may be back-propagated).
 
     Raises:
         ConfigurationError: ``model`` is or holds such a DDP module.
@@ -455,6 +455,7 @@ def refuse_ddp_static_graph(owner: str, model: Any) -> None:
             "(each rank would silently keep its own): build the DDP wrapper without "
             "static_graph"
         )
+    return ddp
 
 
 def zero_multiple(energy: torch.Tensor) -> torch.Tensor:

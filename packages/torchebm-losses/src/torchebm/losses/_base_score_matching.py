@@ -23,9 +23,8 @@ from torchebm.core.errors import ConfigurationError, ShapeError, check_energies,
 from torchebm.flows._utils import (
     check_model_object,
     checked_loss,
-    find_ddp,
     loss_conditioning,
-    refuse_ddp_static_graph,
+    second_order_ddp,
     twice_differentiable,
     zero_multiple,
 )
@@ -477,15 +476,16 @@ class BaseScoreMatching(BaseLoss):
         averages nothing until every parameter its forward used has one. `energy_gradient`
         adds it; where no call went through it (a `compute_score` override) one more energy
         evaluation does."""
-        ddp = torch.is_grad_enabled() and find_ddp(self.model) is not None
-        if ddp:
-            refuse_ddp_static_graph(type(self).__name__, self.model)
-            if not self.use_autograd:
-                raise ConfigurationError(
-                    f"{type(self).__name__}(use_autograd=False) does not train a "
-                    "DistributedDataParallel model (its energy offset would get no gradient "
-                    "and DDP would average nothing): use use_autograd=True"
-                )
+        ddp = (
+            torch.is_grad_enabled()
+            and second_order_ddp(type(self).__name__, self.model) is not None
+        )
+        if ddp and not self.use_autograd:
+            raise ConfigurationError(
+                f"{type(self).__name__}(use_autograd=False) does not train a "
+                "DistributedDataParallel model (its energy offset would get no gradient and "
+                "DDP would average nothing): use use_autograd=True"
+            )
         self._ddp_offsets = "wanted" if ddp else None
         try:
             with torch.inference_mode(False), torch.enable_grad(), self._exact_layer_norms():
