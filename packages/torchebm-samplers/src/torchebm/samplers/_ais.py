@@ -188,7 +188,14 @@ def _schedule(schedule: Any, n: int) -> torch.Tensor:
 def _check_log_weights(log_w: torch.Tensor) -> None:
     r"""NaN/+inf log-weights raise; $-\infty$ is weight 0 (a chain that left the support of
     a target with $E = +\infty$ outside it), unless every chain has it."""
-    check_finite_tensor("log_weights", log_w.clamp(min=torch.finfo(log_w.dtype).min))
+    try:
+        check_finite_tensor("log_weights", log_w.clamp(min=torch.finfo(log_w.dtype).min))
+    except NonFiniteError as err:  # the base energy is finite: the model's made them
+        raise NonFiniteError(
+            f"{err}: the model's energy was NaN or -inf in those chains (an energy of +inf "
+            "outside the target's support is accepted: weight 0)",
+            indices=err.indices,
+        ) from None
     if bool((log_w == -math.inf).all()):
         raise NonFiniteError(
             f"log_weights are -inf (weight 0) in all {log_w.shape[0]} chains: every chain "
