@@ -23,6 +23,7 @@ from _support.launch import finish, init_process_group
 from torch import nn
 
 from torchebm.core import distributed as D
+from torchebm.core.errors import ShapeError
 
 #: FSDP2's public entry point, ``torch.distributed.fsdp.fully_shard``, exists from torch 2.6;
 #: on an older torch (the declared floor is 2.4) the FSDP2 scenario is not run.
@@ -36,6 +37,18 @@ def shim_scenarios(rank: int, world: int) -> dict:
     res["gather_uneven"] = D.all_gather_cat(x)
     res["gather_dim1"] = D.all_gather_cat(torch.full((2, rank + 1), float(rank)), dim=1)
     res["sizes"] = D.gather_sizes(rank + 2)
+    # the same bytes in another shape or dtype: all_gather alone reinterprets them silently
+    for key, mine in (
+        ("gather_shape_mismatch", [torch.zeros(2, 6), torch.zeros(2, 2, 3)][rank % 2]),
+        (
+            "gather_dtype_mismatch",
+            [torch.zeros(2, 6), torch.zeros(2, 3, dtype=torch.float64)][rank % 2],
+        ),
+    ):
+        try:
+            res[key] = D.all_gather_cat(mine)
+        except ShapeError as err:  # every rank raises; the next collectives still run
+            res[key] = str(err)
 
     xr = torch.randn(3, 2, generator=D.rank_generator(1)).requires_grad_()
     full = D.all_gather_cat(xr, differentiable=True)

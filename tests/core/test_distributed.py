@@ -149,6 +149,12 @@ def test_shim_topology_and_gathers(ranks):
         )
         assert torch.equal(s["gather_uneven"], want)
         assert s["sizes"] == [2, 3]
+        for key, mine in (
+            ("gather_shape_mismatch", ["(2, 6)", "(2, 2, 3)"]),
+            ("gather_dtype_mismatch", ["(2, 6)", "(2, 3), torch.float64"]),
+        ):
+            assert isinstance(s[key], str) and "ranks differ" in s[key], s[key]
+            assert f"this rank: shape {mine[r]}" in s[key], s[key]
         assert torch.equal(s["gather_dim1"], torch.tensor([[0.0, 1.0, 1.0]] * 2))
         assert s["bcast_obj"] == {"from": 1, "items": [1, 2]}
         assert torch.equal(s["bcast_tensor"], torch.ones(3))

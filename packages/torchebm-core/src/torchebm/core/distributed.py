@@ -25,6 +25,7 @@ import contextlib
 import pickle
 import sys
 import weakref
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from torchebm.core._renamed import renamed_kwargs
-from torchebm.core.errors import check_int
+from torchebm.core.errors import ShapeError, check_int
 
 __all__ = [
     "is_distributed",
@@ -65,11 +66,13 @@ _UNSHARDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 # ---------------------------------------------------------------------------- topology
 def _dist():  # torch.distributed if available and initialised, else None
-    if not torch.distributed.is_available():
-        return None
-    import torch.distributed as dist
+    dist = torch.distributed
+    return dist if dist.is_available() and dist.is_initialized() else None
 
-    return dist if dist.is_initialized() else None
+
+def _peers(group: Any):  # torch.distributed when `group` has more than one rank, else None
+    dist = _dist()
+    return dist if dist is not None and dist.get_world_size(group) > 1 else None
 
 
 def is_distributed() -> bool:
@@ -113,22 +116,31 @@ def _comm_device(tensor: torch.Tensor, group: Any) -> torch.device:
 # ---------------------------------------------------------------------------- gathers
 def gather_sizes(n: int, group: Any = None) -> list[int]:
     """One integer per rank (e.g. local batch sizes), indexed by rank. Collective."""
-    n = check_int("n", n, minimum=0)
-    dist = _dist()
-    if dist is None or dist.get_world_size(group) == 1:
-        return [n]
-    local = torch.tensor([n], dtype=torch.long, device=_comm_device(torch.empty(0), group))
+    return [row[0] for row in _gather_ints([check_int("n", n, minimum=0)], group)]
+
+
+def _gather_ints(values: list[int], group: Any) -> list[list[int]]:
+    """``values`` (Python ints, one list per rank, each of this length) of every rank."""
+    if (dist := _peers(group)) is None:
+        return [values]
+    local = torch.tensor(values, dtype=torch.long, device=_comm_device(torch.empty(0), group))
     out = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
     dist.all_gather(out, local, group=group)
-    return [int(t.item()) for t in out]
+    return [t.tolist() for t in out]
 
 
 def _gather_padded(x: torch.Tensor, group: Any, dim: int) -> tuple[torch.Tensor, list[int]]:
     dist = _dist()
     assert dist is not None
-    world = dist.get_world_size(group)
     xt = x.detach().movedim(dim, 0).contiguous()
-    sizes = gather_sizes(xt.shape[0], group)
+    layout = zlib.crc32(repr((tuple(xt.shape[1:]), xt.dtype)).encode())  # same on every rank?
+    rows = _gather_ints([xt.shape[0], layout], group)
+    if any(row[1] != layout for row in rows):  # every rank raises: none waits in a collective
+        raise ShapeError(
+            f"all_gather_cat: every rank must pass x of one dtype and one shape but for dim "
+            f"{dim}; ranks differ (this rank: shape {tuple(x.shape)}, {x.dtype})"
+        )
+    sizes = [row[0] for row in rows]
     m = max(sizes)
     if m == 0:
         return x.detach().clone(), sizes
@@ -136,7 +148,7 @@ def _gather_padded(x: torch.Tensor, group: Any, dim: int) -> tuple[torch.Tensor,
     xt = xt.to(_comm_device(xt, group))
     if xt.shape[0] < m:
         xt = torch.cat([xt, xt.new_zeros((m - xt.shape[0], *xt.shape[1:]))])
-    out = [torch.empty_like(xt) for _ in range(world)]
+    out = [torch.empty_like(xt) for _ in sizes]
     dist.all_gather(out, xt, group=group)
     full = torch.cat([o[:s] for o, s in zip(out, sizes)]).to(home)
     return full.movedim(0, dim), sizes
@@ -157,12 +169,9 @@ class _AllGatherCat(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         dist = _dist()
         assert dist is not None
-        g = grad.contiguous().clone()
-        home = g.device
-        g = g.to(_comm_device(g, ctx.group))
+        g = grad.contiguous().clone().to(_comm_device(grad, ctx.group))
         dist.all_reduce(g, op=dist.ReduceOp.SUM, group=ctx.group)
-        g = g.to(home)
-        return g.narrow(ctx.dim, ctx.start, ctx.length), None, None
+        return g.to(grad.device).narrow(ctx.dim, ctx.start, ctx.length), None, None
 
 
 def all_gather_cat(
@@ -170,7 +179,7 @@ def all_gather_cat(
 ) -> torch.Tensor:
     r"""Concatenate ``x`` from every rank along ``dim`` in rank order. Collective.
 
-    Ranks may hold different sizes along ``dim`` (e.g. the last batch of an epoch).
+    Ranks may differ only in their size along ``dim`` (`ShapeError` on every rank otherwise).
 
     Args:
         x: Local tensor ``(B_r, ...)`` (for ``dim=0``).
@@ -190,8 +199,7 @@ def all_gather_cat(
     if not -x.ndim <= dim < x.ndim:
         raise ValueError(f"dim must be in [{-x.ndim}, {x.ndim - 1}], got {dim}")
     dim = dim % x.ndim
-    dist = _dist()
-    if dist is None or dist.get_world_size(group) == 1:
+    if _peers(group) is None:
         return x if differentiable else x.detach()
     if differentiable:
         return _AllGatherCat.apply(x, group, dim)
@@ -202,8 +210,7 @@ def all_reduce_mean(x: torch.Tensor, group: Any = None) -> torch.Tensor:
     """Mean of ``x`` over ranks, a new detached tensor (``x.detach()`` alone). Collective."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    dist = _dist()
-    if dist is None or dist.get_world_size(group) == 1:
+    if (dist := _peers(group)) is None:
         return x.detach()
     home = x.device
     y = x.detach().clone().to(_comm_device(x, group))
@@ -213,8 +220,7 @@ def all_reduce_mean(x: torch.Tensor, group: Any = None) -> torch.Tensor:
 
 def broadcast_object(obj: Any, src: int = 0, group: Any = None) -> Any:
     """``src``'s picklable ``obj`` on every rank (``src``: a global rank). Collective."""
-    dist = _dist()
-    if dist is None or dist.get_world_size(group) == 1:
+    if (dist := _peers(group)) is None:
         return obj
     # pickled bytes in a uint8 tensor: torch's *_object_list collectives need numpy
     mine = dist.get_rank() == src
@@ -239,8 +245,7 @@ def broadcast_tensor(tensor: torch.Tensor, src: int = 0, group: Any = None) -> t
     a collective, returning ``tensor``."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
-    dist = _dist()
-    if dist is None or dist.get_world_size(group) == 1:
+    if (dist := _peers(group)) is None:
         return tensor
     comm = _comm_device(tensor, group)
     if comm == tensor.device and tensor.is_contiguous():
@@ -301,9 +306,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     modules are not wrappers: ``fully_shard`` changes the class in place)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    seen = 0
-    while seen < 16:
-        seen += 1
+    for _ in range(16):  # nested wrappers, at most 16 deep
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
         elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
@@ -315,8 +318,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 def _is_dtensor(t: Any) -> bool:
     # a DTensor needs torch.distributed.tensor imported already: no slow import otherwise
-    mod = sys.modules.get("torch.distributed.tensor")
-    cls = getattr(mod, "DTensor", None) if mod is not None else None
+    cls = getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
     return cls is not None and isinstance(t, cls)
 
 
@@ -326,8 +328,8 @@ def is_sharded(module: nn.Module) -> bool:
 
 
 def _fsdp_modules(module: nn.Module, recurse: bool) -> list[Any]:
-    mod = sys.modules.get("torch.distributed.fsdp")  # fully_shard imported it if in use
-    FSDPModule = getattr(mod, "FSDPModule", None) if mod is not None else None
+    # fully_shard imported torch.distributed.fsdp if it is in use
+    FSDPModule = getattr(sys.modules.get("torch.distributed.fsdp"), "FSDPModule", None)
     if FSDPModule is None:
         return []
     mods = list(module.modules()) if recurse else [module]
@@ -461,12 +463,10 @@ def load_optimizer_state_dict(
 
 def _rank_list(obj: Any, group: Any = None) -> list[Any]:
     """One picklable object per rank, gathered onto rank 0 (others get ``None``). Collective."""
-    dist = _dist()
-    if dist is None or dist.get_world_size(group) == 1:
+    if (dist := _peers(group)) is None:
         return [obj]
     payload = _to_bytes_tensor(obj)  # numpy-free (gather_object needs numpy)
-    sizes = gather_sizes(payload.numel(), group)
-    flat = all_gather_cat(payload, group)
+    flat, sizes = _gather_padded(payload, group, 0)
     if dist.get_rank(group) != 0:
         return None  # type: ignore[return-value]
     return [_from_bytes_tensor(part) for part in flat.split(sizes)]
