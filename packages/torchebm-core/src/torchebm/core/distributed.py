@@ -330,7 +330,7 @@ def is_sharded(module: nn.Module) -> bool:
 def _fsdp_modules(module: nn.Module, recurse: bool) -> list[Any]:
     # fully_shard imported torch.distributed.fsdp if it is in use
     FSDPModule = getattr(sys.modules.get("torch.distributed.fsdp"), "FSDPModule", None)
-    if FSDPModule is None:
+    if FSDPModule is None or _dist() is None:  # FSDP2 runs in a process group
         return []
     mods = list(module.modules()) if recurse else [module]
     return [m for m in mods if isinstance(m, FSDPModule)]
