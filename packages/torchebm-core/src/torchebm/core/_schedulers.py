@@ -67,7 +67,7 @@ class BaseScheduler:
         return self.current_value
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain-Python state (ints, floats, lists, nested dicts): safe for ``weights_only`` loads."""
+        """The attributes, nested schedulers as dicts: ``weights_only``-safe if a subclass's are."""
         return {
             k: (v.state_dict() if isinstance(v, BaseScheduler) else v)
             for k, v in self.__dict__.items()

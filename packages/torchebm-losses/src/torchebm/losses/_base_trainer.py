@@ -14,6 +14,7 @@ losses subclass it) and is exported as ``torchebm.losses.BaseTrainer``;
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import io
@@ -177,22 +178,40 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params
 
 
-def _check_loadable(callbacks: Any) -> None:
-    """A `TypeError` unless ``torch.load(weights_only=True)`` reads the callbacks' states back
-    (written and read in memory: a checkpoint that cannot be resumed is refused when saved)."""
-    buffer = io.BytesIO()
-    torch.save(callbacks, buffer)
-    buffer.seek(0)
-    try:
-        torch.load(buffer, weights_only=True)
-    except Exception as err:  # torch's UnpicklingError names the offending global
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TypeError(
-            "a callback's state_dict holds a value that torch.load(weights_only=True) cannot "
-            f"read back, so this checkpoint could not be resumed ({first}); keep callback "
-            "states to plain values, tensors and containers of them (e.g. float(x) for a "
-            "numpy scalar)"
-        ) from err
+def _without_tensors(value: Any) -> Any:
+    """``value`` with every tensor replaced by ``None``, through plain dicts, lists and tuples
+    (a subclass of them is kept whole: ``weights_only`` may refuse it)."""
+    if isinstance(value, torch.Tensor):
+        return None
+    if type(value) in (dict, collections.OrderedDict):
+        return {k: _without_tensors(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return [_without_tensors(v) for v in value]
+    return value
+
+
+def _check_loadable(state: dict[str, Any]) -> None:
+    """A `TypeError` unless ``torch.load(weights_only=True)`` reads a checkpoint's ``state``
+    back: every part but its tensors, written and read in memory, so that a checkpoint that
+    cannot be resumed is refused when saved, not found out when resumed."""
+    parts = {k: v for k, v in state.items() if k != "ranks"}
+    ranks = enumerate(state.get("ranks") or [])
+    parts.update((f"ranks[{i}].{k}", v) for i, rank in ranks for k, v in rank.items())
+    for where, value in parts.items():
+        buffer = io.BytesIO()
+        torch.save(_without_tensors(value), buffer)
+        buffer.seek(0)
+        try:
+            torch.load(buffer, weights_only=True)
+        except Exception as err:  # torch's UnpicklingError names the offending global
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TypeError(
+                f"the checkpoint's {where} holds a value that torch.load(weights_only=True) "
+                f"cannot read back, so it could not be resumed ({first}); keep the states of "
+                "callbacks and of the schedulers of the loss and sampler to plain values, "
+                "tensors and containers of them (e.g. float(x) for a numpy scalar, "
+                "torch.as_tensor(a) for an array)"
+            ) from err
 
 
 def _callable_without_arguments(fn: Callable) -> bool:
@@ -1300,7 +1319,7 @@ class BaseTrainer:
         path = Path(path)
         state = self.state_dict()
         if _d.is_main_process():
-            _check_loadable([r.get("callbacks") for r in state["ranks"]])  # not at the read
+            _check_loadable(state)  # refused now, not when the run is resumed
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
             torch.save(state, tmp)
