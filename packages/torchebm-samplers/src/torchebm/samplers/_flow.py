@@ -195,7 +195,7 @@ class FlowSampler(Hooks089, BaseSampler):
     * velocity: $v = f(x, t)$ (with ``negate_velocity``: $v = -f(x, 0)$, for EqM fields,
       time-invariant and pointing from data to noise);
     * score: $v = -A + B_v\,s(x, t)$;
-    * noise: $s = \hat x_0 / (-\sigma_t + 10^{-8})$, then as for the score.
+    * noise: $s = -\hat x_0 / \max(\sigma_t, 10^{-8})$ (`noise_to_score`), then as for the score.
 
     Without ``x``, ``sample()`` starts from $\sigma(t_0)\,\xi$ with $\xi$ standard normal:
     the path's noise at $t_0$ ($\mathcal N(0, I)$ on the linear and cosine paths,
