@@ -133,5 +133,6 @@ def test_swap_draws_do_not_depend_on_the_global_default_dtype(dtype):
         a, acc_a = run()
     with default_dtype(torch.float64):
         b, acc_b = run()
-    assert 0 < float(acc_a.max()) < 1  # some swaps accepted, some not: the draws matter
+    # a pair with some swaps accepted and some not: the draws decide
+    assert bool(((acc_a > 0) & (acc_a < 1)).any()), acc_a
     assert torch.equal(a, b) and torch.equal(acc_a, acc_b)

@@ -1,0 +1,65 @@
+"""A uniform draw ``u = 0`` (one in 2**24 in float32: about once in 10**7 decisions) made
+``log u = -inf`` and accepted any finite proposal in HMC/RMHMC, AIS's MALA moves and
+ParallelTemperingCD's swaps: a float32 HMC run on a double well jumped to |x| = 6.8e4 with
+H' - H = 1e28 and nothing flagged it (found by the samplers review). The tests are
+``log(1 - u)``, finite for every draw. Here every draw is made 0, so the old test accepts
+everything and the right one only what its acceptance probability allows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchebm.core import GaussianModel
+from torchebm.losses import ParallelTemperingCD
+from torchebm.samplers import AnnealedImportanceSampling, HamiltonianMonteCarlo, LangevinDynamics
+
+
+def _zero_uniform_(self, *args, **kwargs):
+    return self.zero_()
+
+
+def _zero_rand(*size, generator=None, **kwargs):
+    shape = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
+    return torch.zeros(shape, **kwargs)
+
+
+def test_hmc_rejects_every_proposal_of_zero_acceptance_probability(monkeypatch):
+    # from the mode of N(0, I) one leapfrog step of size 10 ends at x' = 10 p, p' = -49 p:
+    # H' - H = 1249.5 |p|^2 > 0 for every momentum, an acceptance probability of ~0
+    model = GaussianModel(torch.zeros(2), torch.eye(2))
+    hmc = HamiltonianMonteCarlo(model, step_size=10.0, n_leapfrog_steps=1)
+    monkeypatch.setattr(torch.Tensor, "uniform_", _zero_uniform_)
+    with pytest.warns(RuntimeWarning, match="none of the 500 chains accepted"):
+        out, diag = hmc.sample(
+            x=torch.zeros(500, 2), n_steps=3, return_diagnostics=True,
+            generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+    assert torch.equal(out, torch.zeros(500, 2))  # was: every chain at |x| ~ 10 |p|
+    assert float(diag["acceptance_rate"].max()) == 0.0
+
+
+def test_ais_mala_rejects_moves_of_zero_acceptance_probability(monkeypatch):
+    model = GaussianModel(torch.zeros(2), 0.01 * torch.eye(2))  # a narrow target
+    ais = AnnealedImportanceSampling(model, n_intermediate=4, transition="mala", step_size=25.0)
+    monkeypatch.setattr(torch, "rand", _zero_rand)
+    with pytest.warns(RuntimeWarning, match="effective sample size"):  # chains that stay
+        result = ais.estimate(400, 2, generator=torch.Generator().manual_seed(0))
+    # a step of 25 in a target of std 0.1: each proposal lands ~7 (x sqrt 50) away, log a
+    # far below 0; the old test accepted all of them (acceptance 1.0)
+    assert result.acceptance_rate is not None and result.acceptance_rate < 0.01
+
+
+def test_parallel_tempering_swaps_nothing_at_zero_acceptance(monkeypatch):
+    # a flat energy: neighbouring replicas have equal energies, log a = 0, and a swap is a
+    # coin that never lands below log(1 - u) = 0 when u = 0; the old test swapped every pair
+    class Flat(torch.nn.Module):
+        def forward(self, x):
+            return 0.0 * x.sum(-1)
+
+    model = Flat()
+    sampler = LangevinDynamics(model, step_size=0.01)
+    ptcd = ParallelTemperingCD(model, sampler, k_steps=1, temperatures=(1.0, 2.0, 4.0))
+    monkeypatch.setattr(torch, "rand", _zero_rand)
+    ptcd.negative_phase(torch.randn(64, 2), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ptcd.swap_acceptance[:1], torch.zeros(1))  # the pair tried (even)
