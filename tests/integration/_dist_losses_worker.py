@@ -22,6 +22,7 @@ import torchebm.losses as L
 import torchebm.samplers as S
 from torchebm.core import BaseTrainer
 from torchebm.core import distributed as D
+from torchebm.core.errors import ConfigurationError
 from torchebm.models import MLPEnergy
 
 DIM = 2
@@ -180,6 +181,26 @@ def plain_sync_scenario(kind: str, rank: int, world: int) -> dict:
     }
 
 
+def uneven_epochs_scenario(rank: int, world: int) -> dict:
+    """Loaders of 2 + rank batches: every rank refuses the epoch (they waited in a gradient
+    all-reduce the others never joined: gloo aborted the run); then equal loaders train."""
+    model = init_model()
+    t = BaseTrainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.01),
+        make_loss("dsm", model, model),
+        seed=SEED,
+    )
+    batches = [local_batch(k, rank, world) for k in range(2 + rank)]
+    try:
+        t.train_epoch(batches)
+        refused = None
+    except ConfigurationError as err:
+        refused = str(err)
+    metrics = t.train_epoch(batches[:2])
+    return {"refused": refused, "steps": t.step, "equal_loss": metrics["loss"]}
+
+
 def fsdp_score_matching_scenario(kind: str, rank: int, world: int) -> dict:
     """Score matching under FSDP2: forward and backward inside ``unsharded`` (what
     BaseTrainer does by default for score-matching losses); and without it."""
@@ -328,6 +349,7 @@ def main() -> None:
     run("ddp_refusals", ddp_refusal_scenario, rank, world)
     for kind in ("dsm", "ssm"):
         run(f"plain_{kind}", plain_sync_scenario, kind, rank, world)
+    run("uneven_epochs", uneven_epochs_scenario, rank, world)
     for kind in ("dsm", "ssm"):
         run(f"fsdp_{kind}", fsdp_score_matching_scenario, kind, rank, world)
     run("fsdp_cd", fsdp_cd_scenario, rank, world, False)

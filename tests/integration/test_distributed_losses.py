@@ -127,6 +127,15 @@ def test_score_matching_through_torch_func_validates_under_ddp_and_refuses_train
         assert abs(d["functional_no_grad"] - ref) < 1e-6
 
 
+def test_trainer_refuses_loaders_of_different_lengths_on_every_rank(ranks):
+    for res in ranks:
+        d = res["uneven_epochs"]
+        assert d["refused"] is not None and "[2, 3] (by rank)" in d["refused"], d
+        assert "DistributedSampler" in d["refused"]
+        assert d["steps"] == 2  # nothing trained in the refused epoch, then 2 equal batches
+    assert ranks[0]["uneven_epochs"]["equal_loss"] == ranks[1]["uneven_epochs"]["equal_loss"]
+
+
 @pytest.mark.parametrize("kind", ["dsm", "ssm"])
 def test_score_matching_with_trainer_all_reduce_equals_single_process(ranks, kind):
     """BaseTrainer's plain mode (bare model, one flat all-reduce) and DDP with the trainer

@@ -214,6 +214,24 @@ def _check_loadable(state: dict[str, Any]) -> None:
             ) from err
 
 
+def _check_equal_epochs(loader: Iterable[Any]) -> None:
+    """`ConfigurationError` on every rank when the ranks' loaders have different numbers of
+    batches (a collective): every training step all-reduces gradients (DDP's or the trainer's),
+    so a rank with more batches waited in a collective the others never joined (gloo aborted
+    the run; NCCL would hang). A loader without ``len`` is not checked."""
+    try:
+        n = len(cast(Any, loader))
+    except TypeError:
+        n = -1
+    counts = [c - 1 for c in _d.gather_sizes(n + 1)]
+    if min(counts) >= 0 and len(set(counts)) > 1:
+        raise ConfigurationError(
+            f"the ranks' loaders have different numbers of batches per epoch, {counts} (by "
+            "rank): every rank must run the same number of training steps; shard the data "
+            "with torch.utils.data.DistributedSampler (equal shards) or drop the extra batches"
+        )
+
+
 def _callable_without_arguments(fn: Callable) -> bool:
     try:
         inspect.signature(fn).bind()
@@ -993,8 +1011,13 @@ class BaseTrainer:
 
         Args:
             loader: Iterable of batches (a tensor, ``(x, ...)`` or a dict).
+
+        Raises:
+            ConfigurationError: in a distributed run, ranks whose loaders have different
+                numbers of batches (compared at the start of the epoch: a collective).
         """
         cast(Any, self.model).train()  # as 0.8.9: a validate_fn's eval() ends here
+        _check_equal_epochs(loader)
         skip = self._batch_in_epoch
         if skip == 0:
             self._epoch_sums, self._epoch_count = {}, 0
