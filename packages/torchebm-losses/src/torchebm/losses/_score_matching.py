@@ -411,7 +411,8 @@ class DenoisingScoreMatching(BaseScoreMatching):
 
     Args:
         model: Energy model ``(B, *event) -> (B,)``.
-        noise_scale: $\sigma$ (float or scheduler).
+        noise_scale: $\sigma > 0$ (float or scheduler; a schedule that reaches 0 raises
+            `ConfigurationError` at that step).
         sigma: Deprecated alias of ``noise_scale`` (its earlier name).
         regularization_strength: Weight $\lambda$ of the regulariser (float or
             scheduler).
@@ -486,6 +487,11 @@ class DenoisingScoreMatching(BaseScoreMatching):
             generator: Source of the perturbation noise.
         """
         sigma = self.noise_scale
+        if not sigma > 0:  # a schedule may end at 0 (a Langevin noise may; this target may not)
+            raise ConfigurationError(
+                f"noise_scale must be > 0 in DenoisingScoreMatching (the target noise / sigma^2 "
+                f"is 0/0 at 0), but its schedule is at {sigma}; end the schedule above 0"
+            )
         x_noisy, noise = self.perturb_data(x, generator)
         grad = self.compute_score(x_noisy.detach(), model_kwargs=model_kwargs)
         target = noise / (sigma * sigma)
