@@ -270,8 +270,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
 
     @property
     def divergent_chains(self) -> torch.Tensor | None:
-        """`(B,)` bool: the chains that went non-finite during the last `sample()` call
-        (restarted ones under `"resample"`); `None` before the first call."""
+        """`(B,)` bool: the chains that went non-finite during the last `sample()` call (of
+        any thread; restarted ones under `"resample"`); `None` before the first call."""
         alive = self._last_call["alive"]
         return None if alive is None else ~alive
 

@@ -8,12 +8,12 @@ import functools
 import inspect
 import math
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from torchebm.core import (
     BaseCoupling,
@@ -422,10 +422,48 @@ def twice_differentiable(create_graph: bool = True) -> contextlib.AbstractContex
     through the math kernel of ``scaled_dot_product_attention``, whose flash and
     memory-efficient kernels have no double backward (a DiT energy failed in ``backward()``
     with "derivative for ..._flash_attention_..._backward is not implemented"). A null
-    context otherwise (about 7 us per use). torch's backend switches are process-wide: a
-    thread that leaves this context while another is inside restores the flash kernel for
-    both (second-order losses in concurrent threads: not supported)."""
-    return sdpa_kernel([SDPBackend.MATH]) if create_graph else contextlib.nullcontext()
+    context otherwise (about 7 us per use).
+
+    torch's backend switches are process-wide, so the switch is counted across threads: the
+    first thread in turns the math kernel on, the last one out restores what it found (with
+    ``sdpa_kernel`` in each thread, one thread's exit turned flash attention back on under
+    another's double backward, and overlapping exits left it off for the process)."""
+    return _math_attention() if create_graph else contextlib.nullcontext()
+
+
+_MATH_ATTENTION_LOCK = threading.Lock()
+#: ``[threads inside twice_differentiable, the backend switches the first one found]``
+_MATH_ATTENTION: list[Any] = [0, None]
+#: ``torch.backends.cuda``'s public switches of the attention kernels (CPU and CUDA), math
+#: on and every other off (what ``sdpa_kernel([SDPBackend.MATH])`` sets; its own exit must
+#: run in the thread and context that entered it)
+_MATH_ONLY = {"flash": False, "mem_efficient": False, "cudnn": False, "math": True}
+
+
+def _attention_switches(values: dict[str, bool] | None = None) -> dict[str, bool]:
+    """The switches of `_MATH_ONLY` that this torch has; set to ``values`` when given."""
+    backends = torch.backends.cuda
+    names = [n for n in _MATH_ONLY if hasattr(backends, f"{n}_sdp_enabled")]
+    current = {n: bool(getattr(backends, f"{n}_sdp_enabled")()) for n in names}
+    for name, on in (values or {}).items():
+        if name in current:
+            getattr(backends, f"enable_{name}_sdp")(on)
+    return current
+
+
+@contextlib.contextmanager
+def _math_attention() -> Iterator[None]:
+    with _MATH_ATTENTION_LOCK:
+        if _MATH_ATTENTION[0] == 0:
+            _MATH_ATTENTION[1] = _attention_switches(_MATH_ONLY)
+        _MATH_ATTENTION[0] += 1
+    try:
+        yield
+    finally:
+        with _MATH_ATTENTION_LOCK:
+            _MATH_ATTENTION[0] -= 1
+            if _MATH_ATTENTION[0] == 0:
+                _attention_switches(_MATH_ATTENTION[1])
 
 
 def find_ddp(model: Any) -> nn.parallel.DistributedDataParallel | None:

@@ -8,6 +8,7 @@ when `torchebm-losses` is installed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import weakref
 from abc import abstractmethod
@@ -269,10 +270,6 @@ class BaseScoreMatching(BaseLoss):
         """The module the `torch.func` path evaluates instead of `model` (not registered)."""
         return self._functional_model[0]
 
-    #: During a call under DDP: ``"wanted"``, then ``"kept"`` once `energy_gradient` added the
-    #: zero multiple of the energies (see `_objective`); ``None`` otherwise.
-    _ddp_offsets: str | None = None
-
     noise_scale = ScheduledParameter(positive=True)
     """Current noise standard deviation $\\sigma$."""
 
@@ -324,8 +321,9 @@ class BaseScoreMatching(BaseLoss):
             with torch.enable_grad(), twice_differentiable(create_graph):
                 e = self.energy(x, model_kwargs)
                 (g,) = autograd_grad(e.sum(), x, create_graph=create_graph)
-            if create_graph and self._ddp_offsets is not None:  # a DDP call of the loss
-                self._ddp_offsets = "kept"
+            call = _DDP_CALL.get()
+            if create_graph and call is not None and call[0] is self:  # this loss's DDP call
+                call[1] = "kept"
                 return g + zero_multiple(e)  # an energy offset's zero gradient
             return g
         from torch.func import functional_call, grad
@@ -486,17 +484,26 @@ class BaseScoreMatching(BaseLoss):
                 "DistributedDataParallel model (its energy offset would get no gradient and "
                 "DDP would average nothing): use use_autograd=True"
             )
-        self._ddp_offsets = "wanted" if ddp else None
+        call = [self, "wanted"] if ddp else None
+        token = _DDP_CALL.set(call)
         try:
             with torch.inference_mode(False), torch.enable_grad(), self._exact_layer_norms():
                 xs = autograd_ready(x)
                 value = self.compute_loss(xs, model_kwargs=conditioning, generator=generator)
                 value = self.add_regularization(value, xs, model_kwargs=conditioning)
-                if self._ddp_offsets == "wanted":
+                if call is not None and call[1] == "wanted":
                     value = value + zero_multiple(self.energy(xs, conditioning))
         finally:
-            self._ddp_offsets = None
+            _DDP_CALL.reset(token)
         return value if torch.is_grad_enabled() else value.detach()
+
+
+#: The score-matching call under DDP in progress in this thread (a context variable: calls in
+#: other threads have their own): ``[loss, "wanted"]``, ``"kept"`` once `energy_gradient`
+#: added the zero multiple of the energies (see `_objective`); ``None`` otherwise.
+_DDP_CALL: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "torchebm_score_matching_ddp_call", default=None
+)
 
 
 def _shares_no_trainable(model: nn.Module, other: nn.Module) -> bool:
