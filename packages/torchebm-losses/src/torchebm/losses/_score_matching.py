@@ -494,5 +494,8 @@ class DenoisingScoreMatching(BaseScoreMatching):
             )
         x_noisy, noise = self.perturb_data(x, generator)
         grad = self.compute_score(x_noisy.detach(), model_kwargs=model_kwargs)
-        target = noise / (sigma * sigma)
-        return 0.5 * _flat(grad - target).pow(2).sum(1).mean()
+        # at least float32: noise / sigma^2 is ~1e4 at the default sigma, its square is past
+        # float16's largest value (65504) and every float16 batch was inf
+        wide = torch.promote_types(grad.dtype, torch.float32)
+        target = noise.to(wide) / (sigma * sigma)
+        return 0.5 * _flat(grad.to(wide) - target).pow(2).sum(1).mean()
