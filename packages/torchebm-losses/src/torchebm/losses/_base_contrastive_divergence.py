@@ -19,6 +19,7 @@ from torchebm.core import BaseLoss, BaseSampler, expand_t_like_x, warn_once
 from torchebm.core._module import check_bool, forward_kwargs, warn_user
 from torchebm.core.errors import (
     ConfigurationError,
+    NonFiniteError,
     ShapeError,
     check_energies,
     check_int,
@@ -469,6 +470,17 @@ class BaseContrastiveDivergence(BaseLoss):
             age.masked_fill_(fresh, 0)  # a fresh gather: restarted chains have age 0
         return start, age
 
+    def _restart_rows(self, ptr: int, n: int, generator: torch.Generator | None) -> None:
+        """Fresh noise, of age 0, in the ``n`` buffer rows from ``ptr`` on (FIFO order, all
+        of them for ``n >= buffer_size``): the rows that a call whose loss was not finite
+        wrote back."""
+        buf, size = self.replay_buffer, self.buffer_size
+        assert buf is not None
+        rows = torch.arange(ptr, ptr + min(n, size), device=buf.device) % size
+        noise = self._noise((len(rows), *buf.shape[1:]), buf, generator, self.init_noise_scale)
+        buf.index_copy_(0, rows, noise)
+        self.buffer_age.index_fill_(0, rows, 0)
+
     def _strata(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         r"""First rows $\lfloor i\,S/n\rfloor$ and widths of the ``n`` strata that
         partition the ``S = buffer_size`` rows, computed once per batch size."""
@@ -794,6 +806,12 @@ class BaseContrastiveDivergence(BaseLoss):
             )
         x = self.prepare_input(x)
         conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
+        # the FIFO rows this call writes back start at the pointer (0 for a new buffer)
+        fifo = self.persistent and not any(
+            overridden(self, hook, BaseContrastiveDivergence)
+            for hook in ("negative_phase", "update_buffer")
+        )
+        ptr = self._host.ptr if self.replay_buffer is not None else 0
         try:
             # host bookkeeping (buffer pointer, start points) and a sampler: eager if compiled
             negatives = eager_under_compile(self.negative_phase)(x, conditioning, generator)
@@ -801,14 +819,26 @@ class BaseContrastiveDivergence(BaseLoss):
             explain_loss_error(self, err, conditioning)
             raise
         # a non-finite loss is first traced to the data, which no sampler sees under PCD
-        loss = checked_loss(
-            self,
-            lambda: self.compute_loss(
-                x, negatives, model_kwargs=conditioning, generator=generator, **options
-            ),
-            {"x": x},
-            conditioning,
-        )
+        try:
+            loss = checked_loss(
+                self,
+                lambda: self.compute_loss(
+                    x, negatives, model_kwargs=conditioning, generator=generator, **options
+                ),
+                {"x": x},
+                conditioning,
+            )
+        except NonFiniteError as err:
+            if not fifo or self.replay_buffer is None:
+                raise
+            self._restart_rows(ptr, negatives.shape[0], generator)
+            raise NonFiniteError(
+                f"{err}. The {negatives.shape[0]} chains this call wrote to the replay buffer "
+                "restart from fresh noise (written back, they started later calls and kept "
+                "the loss non-finite after the cause was fixed)",
+                indices=err.indices,
+                step=err.step,
+            ) from err
         if seed_form:
             return loss
         return loss, negatives

@@ -1,0 +1,45 @@
+"""A persistent CD call whose loss is not finite wrote its diverged chains back to the replay
+buffer before the check raised: finite but huge rows (their energies overflow) then started
+later calls, which kept raising after the step size was fixed (47 of the next 50 calls in
+the losses review's run). The rows the failed call wrote now restart from fresh noise (age 0)
+and every other row is left as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchebm.core.errors import NonFiniteError
+from torchebm.losses import PersistentContrastiveDivergence
+from torchebm.samplers import LangevinDynamics
+
+
+class _Quadratic(torch.nn.Module):
+    def forward(self, x):
+        return 1.5 * x.pow(2).sum(1)
+
+
+def test_a_failed_call_restarts_only_the_rows_it_wrote_back():
+    model = _Quadratic()
+    sampler = LangevinDynamics(model, step_size=0.01, dtype=torch.float64)
+    loss = PersistentContrastiveDivergence(
+        model, sampler, k_steps=200, buffer_size=64, dtype=torch.float64
+    )
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 2, generator=g, dtype=torch.float64) / 3**0.5
+    loss(x, generator=g)
+    assert int(loss.buffer_ptr) == 16
+    before = loss.replay_buffer.clone()
+    sampler.step_size = 5.0  # eta * curvature = 15 > 2: the chains diverge to ~1e248
+    with pytest.raises(NonFiniteError, match="16 chains this call wrote to the replay buffer"):
+        loss(x, generator=g)
+    written = torch.arange(16, 32)
+    others = torch.cat([torch.arange(0, 16), torch.arange(32, 64)])
+    assert torch.equal(loss.replay_buffer[others], before[others])
+    assert float(loss.replay_buffer[written].abs().max()) < 10.0  # fresh N(0, 1) noise
+    assert torch.equal(loss.buffer_age[written], torch.zeros(16, dtype=torch.long))
+    assert int(loss.buffer_ptr) == 32
+    sampler.step_size = 0.01
+    for _ in range(10):  # the cause fixed: training goes on
+        value, _ = loss(x, generator=g)
+        assert torch.isfinite(value)
