@@ -807,10 +807,6 @@ class BaseContrastiveDivergence(BaseLoss):
         x = self.prepare_input(x)
         conditioning = loss_conditioning(self, x, model_kwargs, generator, kwargs)
         # the FIFO rows this call writes back start at the pointer (0 for a new buffer)
-        fifo = self.persistent and not any(
-            overridden(self, hook, BaseContrastiveDivergence)
-            for hook in ("negative_phase", "update_buffer")
-        )
         ptr = self._host.ptr if self.replay_buffer is not None else 0
         try:
             # host bookkeeping (buffer pointer, start points) and a sampler: eager if compiled
@@ -829,6 +825,10 @@ class BaseContrastiveDivergence(BaseLoss):
                 conditioning,
             )
         except NonFiniteError as err:
+            fifo = self.persistent and not any(  # else the rows written are the hooks' own
+                overridden(self, hook, BaseContrastiveDivergence)
+                for hook in ("negative_phase", "update_buffer")
+            )
             if not fifo or self.replay_buffer is None:
                 raise
             self._restart_rows(ptr, negatives.shape[0], generator)

@@ -221,7 +221,7 @@ def _check_equal_epochs(loader: Iterable[Any]) -> None:
     the run; NCCL would hang). A loader without ``len`` is not checked."""
     try:
         n = len(cast(Any, loader))
-    except TypeError:
+    except (TypeError, NotImplementedError):  # no len (an iterable dataset's loader)
         n = -1
     counts = [c - 1 for c in _d.gather_sizes(n + 1)]
     if min(counts) >= 0 and len(set(counts)) > 1:
