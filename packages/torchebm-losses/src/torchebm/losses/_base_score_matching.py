@@ -126,6 +126,12 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t if t.ndim == 2 else t.reshape(t.shape[0], -1)
 
 
+def squared_norms(t: torch.Tensor) -> torch.Tensor:
+    """``|t_i|^2`` per row ``(B,)``, in at least float32: a float16 score of a few hundred
+    per coordinate squares past float16's largest value (65504), and the loss was inf."""
+    return _flat(t.to(torch.promote_types(t.dtype, torch.float32))).pow(2).sum(1)
+
+
 class BaseScoreMatching(BaseLoss):
     r"""Base of the score-matching family (exact, Hutchinson, sliced, denoising).
 
@@ -408,7 +414,7 @@ class BaseScoreMatching(BaseLoss):
             reg = reg.reshape(())
         else:
             g = self.compute_score(x.detach(), model_kwargs=model_kwargs)
-            reg = _flat(g).pow(2).sum(1).mean()
+            reg = squared_norms(g).mean()
         return loss + strength * reg
 
     # the loop ----------------------------------------------------------------------------------

@@ -13,17 +13,12 @@ from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_int, check_positive
 from torchebm.integrators._compat_089 import OMIT, Hooks089, accept_089_pickle
 from torchebm.integrators._state import autograd_grad
-from torchebm.losses._base_score_matching import BaseScoreMatching
+from torchebm.losses._base_score_matching import BaseScoreMatching, _flat, squared_norms
 from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction
 
 __all__ = ["ScoreMatching", "SlicedScoreMatching", "DenoisingScoreMatching"]
 
 _PROJECTIONS = ("rademacher", "gaussian", "sphere")
-
-
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    """``(B, ...) -> (B, D)``; a 2-D tensor is returned as is (no view node in autograd)."""
-    return t if t.ndim == 2 else t.reshape(t.shape[0], -1)
 
 
 def _probes(
@@ -249,7 +244,7 @@ class ScoreMatching(Hooks089, BaseScoreMatching):
         with self._exact_layer_norms():  # the trace's parameter gradient is a third derivative
             grad = self.compute_score(xg, model_kwargs=model_kwargs)
         trace = self.hessian_trace(xg, grad, model_kwargs, generator)
-        return (0.5 * _flat(grad).pow(2).sum(1) - trace).mean()
+        return (0.5 * squared_norms(grad) - trace).mean()  # (in at least float32)
 
 
 def _repeat_kwargs(model_kwargs: dict | None, batch: int, times: int) -> dict:
@@ -383,7 +378,7 @@ class SlicedScoreMatching(Hooks089, BaseScoreMatching):
         vg = _flat(v * g).sum(1)
         hv = _grad_or_zeros(vg, xr, type(self).__name__, self.model)
         vhv = _flat(v * hv).sum(1)
-        first = 0.5 * _flat(g).pow(2).sum(1) if self.variance_reduction else 0.5 * vg.pow(2)
+        first = 0.5 * (squared_norms(g) if self.variance_reduction else squared_norms(vg[:, None]))
         return (first - vhv).mean()
 
 
@@ -498,4 +493,4 @@ class DenoisingScoreMatching(BaseScoreMatching):
         # float16's largest value (65504) and every float16 batch was inf
         wide = torch.promote_types(grad.dtype, torch.float32)
         target = noise.to(wide) / (sigma * sigma)
-        return 0.5 * _flat(grad.to(wide) - target).pow(2).sum(1).mean()
+        return 0.5 * squared_norms(grad.to(wide) - target).mean()
