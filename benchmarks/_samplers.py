@@ -138,7 +138,7 @@ def _hmc_case(cfg: Config) -> Case:
                 u_new = energy(xn)
                 h_new = torch.add(u_new, torch.linalg.vecdot(pn, pn), alpha=0.5)
                 u = torch.rand(n, generator=gen, device=dev)
-                accept = (u.neg_().log1p_() < h_cur - h_new)[:, None]  # log(1 - u) > -inf
+                accept = (u.neg_().log1p_() <= h_cur - h_new)[:, None]  # log(1 - u) > -inf
                 x = torch.where(accept, xn, x)
                 g_cur = torch.where(accept, g, g_cur)  # g: the gradient at xn
                 u_cur = torch.where(accept[:, 0], u_new, u_cur)

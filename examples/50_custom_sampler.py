@@ -61,7 +61,7 @@ class RandomWalkMetropolis(BaseSampler):
         u = torch.empty_like(energy).uniform_(generator=ctx.generator)
         # log(1 - u), u in [0, 1): finite (log u of a draw u = 0 accepts any proposal);
         # NaN energies compare False: rejected
-        accept = torch.log1p(-u) < (state.energy - energy)
+        accept = torch.log1p(-u) <= (state.energy - energy)
         rows = accept.reshape(-1, *([1] * (x.ndim - 1)))
         state.x = torch.where(rows, proposal, x)
         state.energy = torch.where(accept, energy, state.energy)

@@ -73,7 +73,7 @@ def _reference(
             bwd = ((x - y + EPS * grad(y, b)) ** 2).sum(1) / (4 * EPS)
             log_a = energy(x, b) - energy(y, b) - bwd + fwd
             u = torch.rand(B, generator=gen, dtype=x.dtype)
-            x = torch.where((torch.log1p(-u) < log_a)[:, None], y, x)
+            x = torch.where((torch.log1p(-u) <= log_a)[:, None], y, x)
     return log_w, x
 
 

@@ -78,7 +78,7 @@ def test_acceptance_rate_leaves_restarted_chains_out():
     for _ in range(n):
         prop = x + torch.empty_like(x).normal_(generator=g)
         e_prop = energy(prop)
-        accept = torch.empty_like(e).uniform_(generator=g).neg_().log1p_() < e - e_prop
+        accept = torch.empty_like(e).uniform_(generator=g).neg_().log1p_() <= e - e_prop
         x, e = torch.where(accept[:, None], prop, x), torch.where(accept, e_prop, e)
         restart = e == -math.inf
         rates.append((accept & ~restart).sum().item() / (~restart).sum().item())

@@ -79,7 +79,7 @@ def _reference_hmc(model, x, n_steps, n_lf, h, generator, mass=None):
         k = q.square() if mass is None else q.square() / mass
         log_ratio = h_cur - (u + k.sum(dim=1).mul_(0.5))
         accept = (
-            torch.empty_like(log_ratio).uniform_(generator=generator).neg_().log1p_() < log_ratio
+            torch.empty_like(log_ratio).uniform_(generator=generator).neg_().log1p_() <= log_ratio
         )
         x = torch.where(accept[:, None], xn, x)
         energy = torch.where(accept, u, energy)

@@ -80,7 +80,7 @@ def test_hmc_defaults_are_step_1e_3_and_10_leapfrog_steps():
             xn = xn + eps * q
             q = q - 0.5 * eps * K * xn
         log_ratio = h_cur - (energy(xn) + 0.5 * q.square().sum(1))
-        accept = torch.empty_like(log_ratio).uniform_(generator=g).neg_().log1p_() < log_ratio
+        accept = torch.empty_like(log_ratio).uniform_(generator=g).neg_().log1p_() <= log_ratio
         x = torch.where(accept[:, None], xn, x)
     torch.testing.assert_close(out, x, rtol=1e-10, atol=1e-10)
 

@@ -563,7 +563,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
         # drawn in the chains' precision (at least float32), not the global default dtype
         wide = torch.promote_types(log_acc.dtype, torch.float32)
         u = torch.rand(log_acc.shape, generator=generator, device=chains.device, dtype=wide)
-        accept = torch.log1p(-u) < log_acc  # (pairs, n); log(1 - u), finite (log 0 = -inf
+        accept = torch.log1p(-u) <= log_acc  # (pairs, n); log(1 - u), finite (log 0 = -inf
         # swapped whatever the energies); NaN energies never swap
         view = accept.reshape(*accept.shape, *([1] * (chains.ndim - 2)))
         a, b = chains[lo], chains[hi]

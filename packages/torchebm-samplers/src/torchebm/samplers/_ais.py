@@ -569,7 +569,7 @@ def _mala_step(
 
     log_a = (e_x - e_y) + log_q(x, y, g_y) - log_q(y, x, g_x)
     u = torch.rand(x.shape[0], generator=gen, dtype=x.dtype, device=x.device)
-    accept = (torch.log1p(-u) < log_a) & torch.isfinite(log_a)  # log(1 - u) > -inf: a draw
+    accept = (torch.log1p(-u) <= log_a) & torch.isfinite(log_a)  # log(1 - u) > -inf: a draw
     # u = 0 made log u = -inf and accepted any proposal
     x_new = torch.where(expand_t_like_x(accept, x), y, x)
     if x_new.dtype != x.dtype:  # a wider gradient promoted the chains: evaluate them there
