@@ -20,7 +20,7 @@ from torch import nn
 import torchebm.couplings as C
 import torchebm.losses as L
 import torchebm.samplers as S
-from torchebm.core import BaseTrainer
+from torchebm.core import BaseScheduler, BaseTrainer
 from torchebm.core import distributed as D
 from torchebm.core.errors import ConfigurationError
 from torchebm.models import MLPEnergy
@@ -201,6 +201,30 @@ def uneven_epochs_scenario(rank: int, world: int) -> dict:
     return {"refused": refused, "steps": t.step, "equal_loss": metrics["loss"]}
 
 
+def unloadable_checkpoint_scenario(rank: int, world: int, tmp: Path) -> dict:
+    """A loss schedule holding a numpy array: ``save_checkpoint`` refuses the state on every
+    rank (rank 0 alone raised, and the other ranks waited in its barrier until the timeout)."""
+    import numpy as np
+
+    class Table(BaseScheduler):
+        def __init__(self, table):
+            self.table = np.asarray(table)
+            super().__init__(float(table[0]))
+
+        def compute_value(self) -> float:
+            return float(self.table[min(self.step_count, len(self.table) - 1)])
+
+    model = init_model()
+    loss = L.DenoisingScoreMatching(model, noise_scale=Table([0.5, 0.2]))
+    t = BaseTrainer(model, torch.optim.SGD(model.parameters(), lr=0.0), loss, seed=SEED)
+    try:
+        t.save_checkpoint(tmp / "unloadable.pt")
+        refused = None
+    except TypeError as err:
+        refused = str(err)
+    return {"refused": refused, "written": (tmp / "unloadable.pt").exists()}
+
+
 def fsdp_score_matching_scenario(kind: str, rank: int, world: int) -> dict:
     """Score matching under FSDP2: forward and backward inside ``unsharded`` (what
     BaseTrainer does by default for score-matching losses); and without it."""
@@ -350,6 +374,7 @@ def main() -> None:
     for kind in ("dsm", "ssm"):
         run(f"plain_{kind}", plain_sync_scenario, kind, rank, world)
     run("uneven_epochs", uneven_epochs_scenario, rank, world)
+    run("unloadable_checkpoint", unloadable_checkpoint_scenario, rank, world, out)
     for kind in ("dsm", "ssm"):
         run(f"fsdp_{kind}", fsdp_score_matching_scenario, kind, rank, world)
     run("fsdp_cd", fsdp_cd_scenario, rank, world, False)

@@ -136,6 +136,13 @@ def test_trainer_refuses_loaders_of_different_lengths_on_every_rank(ranks):
     assert ranks[0]["uneven_epochs"]["equal_loss"] == ranks[1]["uneven_epochs"]["equal_loss"]
 
 
+def test_an_unloadable_checkpoint_is_refused_on_every_rank(ranks):
+    for res in ranks:
+        d = res["unloadable_checkpoint"]
+        assert d["refused"] is not None and "ranks[0].loss holds a value" in d["refused"], d
+        assert not d["written"]
+
+
 @pytest.mark.parametrize("kind", ["dsm", "ssm"])
 def test_score_matching_with_trainer_all_reduce_equals_single_process(ranks, kind):
     """BaseTrainer's plain mode (bare model, one flat all-reduce) and DDP with the trainer

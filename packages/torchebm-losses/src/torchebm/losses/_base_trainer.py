@@ -1341,8 +1341,17 @@ class BaseTrainer:
         """
         path = Path(path)
         state = self.state_dict()
+        problem = None
+        if _d.is_main_process():  # refused now, not when the run is resumed
+            try:
+                _check_loadable(state)
+            except TypeError as err:
+                problem = str(err)
+        # on every rank: a rank that went on to the barrier below waited for rank 0 forever
+        problem = _d.broadcast_object(problem)
+        if problem is not None:
+            raise TypeError(problem)
         if _d.is_main_process():
-            _check_loadable(state)  # refused now, not when the run is resumed
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
             torch.save(state, tmp)
