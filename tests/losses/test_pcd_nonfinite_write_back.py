@@ -43,3 +43,42 @@ def test_a_failed_call_restarts_only_the_rows_it_wrote_back():
     for _ in range(10):  # the cause fixed: training goes on
         value, _ = loss(x, generator=g)
         assert torch.isfinite(value)
+
+
+def _diverge_once(nan_policy: str):
+    model = _Quadratic()
+    sampler = LangevinDynamics(model, step_size=0.01, dtype=torch.float64)
+    loss = PersistentContrastiveDivergence(
+        model, sampler, k_steps=200, buffer_size=64, dtype=torch.float64, nan_policy=nan_policy
+    )
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 2, generator=g, dtype=torch.float64) / 3**0.5
+    loss(x, generator=g)
+    return loss, sampler, x, g
+
+
+def test_under_warn_the_rows_restart_too_and_a_warning_says_so():
+    loss, sampler, x, g = _diverge_once("warn")
+    sampler.step_size = 5.0
+    with pytest.warns(RuntimeWarning) as record:  # the loss's own warning, then this one
+        value, _ = loss(x, generator=g)
+    assert any("16 chains this call wrote to the replay" in str(w.message) for w in record)
+    assert not torch.isfinite(value)  # "warn" returns the loss as it is
+    assert float(loss.replay_buffer.abs().max()) < 10.0
+    sampler.step_size = 0.01
+    assert all(torch.isfinite(loss(x, generator=g)[0]) for _ in range(5))
+
+
+def test_non_finite_data_leaves_the_buffer_alone():
+    loss, _, x, g = _diverge_once("raise")
+    before = loss.replay_buffer.clone()
+    bad = x.clone()
+    bad[3, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"x contains NaN") as info:
+        loss(bad, generator=g)
+    assert "replay buffer" not in str(info.value)  # the data's fault: the chains are kept
+    assert torch.isfinite(loss.replay_buffer).all()
+    rows = torch.arange(16, 32)  # written back by the call (its chains started from the buffer)
+    others = torch.cat([torch.arange(0, 16), torch.arange(32, 64)])
+    assert torch.equal(loss.replay_buffer[others], before[others])
+    assert not torch.equal(loss.replay_buffer[rows], before[rows])

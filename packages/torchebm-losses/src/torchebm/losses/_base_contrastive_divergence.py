@@ -470,16 +470,28 @@ class BaseContrastiveDivergence(BaseLoss):
             age.masked_fill_(fresh, 0)  # a fresh gather: restarted chains have age 0
         return start, age
 
-    def _restart_rows(self, ptr: int, n: int, generator: torch.Generator | None) -> None:
-        """Fresh noise, of age 0, in the ``n`` buffer rows from ``ptr`` on (FIFO order, all
-        of them for ``n >= buffer_size``): the rows that a call whose loss was not finite
-        wrote back."""
+    def _forget_diverged(
+        self, ptr: int, n: int, x: torch.Tensor, generator: torch.Generator | None
+    ) -> str | None:
+        """After a call whose loss was not finite: fresh noise, of age 0, in the buffer rows
+        it wrote back (``n`` rows from ``ptr`` on in FIFO order, all of them for
+        ``n >= buffer_size``), which would start later calls; the sentence that says so.
+        ``None`` (nothing done) when the data itself is not finite, or when a subclass's own
+        ``negative_phase``/``update_buffer`` wrote the rows."""
         buf, size = self.replay_buffer, self.buffer_size
-        assert buf is not None
+        hooks = ("negative_phase", "update_buffer")
+        if not self.persistent or buf is None or not bool(torch.isfinite(x).all()):
+            return None
+        if any(overridden(self, hook, BaseContrastiveDivergence) for hook in hooks):
+            return None
         rows = torch.arange(ptr, ptr + min(n, size), device=buf.device) % size
         noise = self._noise((len(rows), *buf.shape[1:]), buf, generator, self.init_noise_scale)
         buf.index_copy_(0, rows, noise)
         self.buffer_age.index_fill_(0, rows, 0)
+        return (
+            f"The {len(rows)} chains this call wrote to the replay buffer restart from fresh "
+            "noise (written back, diverged chains would start later calls)"
+        )
 
     def _strata(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         r"""First rows $\lfloor i\,S/n\rfloor$ and widths of the ``n`` strata that
@@ -825,20 +837,14 @@ class BaseContrastiveDivergence(BaseLoss):
                 conditioning,
             )
         except NonFiniteError as err:
-            fifo = self.persistent and not any(  # else the rows written are the hooks' own
-                overridden(self, hook, BaseContrastiveDivergence)
-                for hook in ("negative_phase", "update_buffer")
-            )
-            if not fifo or self.replay_buffer is None:
+            note = self._forget_diverged(ptr, negatives.shape[0], x, generator)
+            if note is None:
                 raise
-            self._restart_rows(ptr, negatives.shape[0], generator)
-            raise NonFiniteError(
-                f"{err}. The {negatives.shape[0]} chains this call wrote to the replay buffer "
-                "restart from fresh noise (written back, they started later calls and kept "
-                "the loss non-finite after the cause was fixed)",
-                indices=err.indices,
-                step=err.step,
-            ) from err
+            raise NonFiniteError(f"{err}. {note}", indices=err.indices, step=err.step) from err
+        if self.nan_policy == "warn" and not bool(torch.isfinite(loss.detach())):
+            note = self._forget_diverged(ptr, negatives.shape[0], x, generator)
+            if note is not None:  # (checked_loss has warned of the loss)
+                warn_user(f"{type(self).__name__}: {note}", RuntimeWarning)
         if seed_form:
             return loss
         return loss, negatives
