@@ -435,8 +435,9 @@ _MATH_ATTENTION_LOCK = threading.Lock()
 #: ``[threads inside twice_differentiable, the backend switches the first one found]``
 _MATH_ATTENTION: list[Any] = [0, None]
 #: ``torch.backends.cuda``'s public switches of the attention kernels (CPU and CUDA), math
-#: on and every other off (what ``sdpa_kernel([SDPBackend.MATH])`` sets; its own exit must
-#: run in the thread and context that entered it)
+#: on and every other off (what ``sdpa_kernel([SDPBackend.MATH])`` sets, but for the
+#: "overrideable" kernel of out-of-tree devices, which has no public switch; the exit of
+#: ``sdpa_kernel`` must run in the thread and context that entered it)
 _MATH_ONLY = {"flash": False, "mem_efficient": False, "cudnn": False, "math": True}
 
 
