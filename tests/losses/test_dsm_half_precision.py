@@ -36,9 +36,9 @@ class _Steep(torch.nn.Module):
     """E = w |x|^2 with w = 50: a score of ~100 per coordinate, as a model that DSM fitted at
     sigma = 0.01 has; its squared norm (~1e5 in 8-D) is past float16's 65504."""
 
-    def __init__(self, dtype):
+    def __init__(self, dtype, w=50.0):
         super().__init__()
-        self.w = torch.nn.Parameter(torch.tensor(50.0, dtype=dtype))
+        self.w = torch.nn.Parameter(torch.tensor(w, dtype=dtype))
 
     def forward(self, x):
         return self.w * x.pow(2).sum(-1)
@@ -62,3 +62,28 @@ def test_score_norms_of_float16_models_do_not_overflow(make):
         values.append(loss(x.to(dt), generator=torch.Generator().manual_seed(1)).detach())
     assert torch.isfinite(values[1]), values  # was inf for float16
     assert abs(float(values[1]) / float(values[0]) - 1) < 0.02, values
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m, dt: ScoreMatching(m, dtype=dt),
+        lambda m, dt: ScoreMatching(m, hessian_method="hutchinson", dtype=dt),
+        lambda m, dt: ScoreMatching(m, hessian_method="approx", dtype=dt),
+        lambda m, dt: ScoreMatching(m, hessian_method="hutchinson", use_autograd=False, dtype=dt),
+        lambda m, dt: SlicedScoreMatching(m, dtype=dt),
+        lambda m, dt: SlicedScoreMatching(m, projection_type="gaussian", dtype=dt),
+    ],
+    ids=["exact", "hutchinson", "approx", "hutchinson_func", "sliced", "sliced_gaussian"],
+)
+def test_hessian_traces_of_float16_models_do_not_overflow(make):
+    # w = 5000 at |x| ~ 0.01: scores of ~100 and a Hessian of 1e4 per coordinate (a model
+    # fitted by DSM at sigma = 0.01): the trace, 8e4, is past float16's 65504 (the commit
+    # review: the squared norms alone in float32 left the traces at inf)
+    x = 0.01 * torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    values = []
+    for dt in (torch.float32, torch.float16):
+        loss = make(_Steep(dt, w=5000.0), dt)
+        values.append(loss(x.to(dt), generator=torch.Generator().manual_seed(1)).detach())
+    assert torch.isfinite(values[1]), values
+    assert abs(float(values[1]) / float(values[0]) - 1) < 2e-3, values

@@ -13,7 +13,13 @@ from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_int, check_positive
 from torchebm.integrators._compat_089 import OMIT, Hooks089, accept_089_pickle
 from torchebm.integrators._state import autograd_grad
-from torchebm.losses._base_score_matching import BaseScoreMatching, _flat, squared_norms
+from torchebm.losses._base_score_matching import (
+    BaseScoreMatching,
+    _flat,
+    row_sums,
+    squared_norms,
+    widened,
+)
 from torchebm.losses._positional_089 import check_hutchinson_samples, check_variance_reduction
 
 __all__ = ["ScoreMatching", "SlicedScoreMatching", "DenoisingScoreMatching"]
@@ -190,19 +196,20 @@ class ScoreMatching(Hooks089, BaseScoreMatching):
         """
         b = x.shape[0]
         owner = f"ScoreMatching(hessian_method={self.hessian_method!r})"
+        wide = torch.promote_types(x.dtype, torch.float32)  # sums in at least float32
         if self.hessian_method == "exact":
             g = _flat(grad)
-            trace = x.new_zeros(b)
+            trace = x.new_zeros(b, dtype=wide)
             for d in range(g.shape[1]):
                 trace = trace + _flat(_grad_or_zeros(g[:, d], x, owner, self.model))[:, d]
             return trace
         m = self.hutchinson_samples
         if self.hessian_method == "hutchinson":
-            trace = x.new_zeros(b)
+            trace = x.new_zeros(b, dtype=wide)
             for _ in range(m):
                 v = _probes("rademacher", tuple(x.shape), x, generator)
                 hv = _grad_or_zeros((grad * v), x, owner, self.model)
-                trace = trace + _flat(v * hv).sum(1)
+                trace = trace + row_sums(widened(v) * hv)
             return trace / m
         # "approx": central differences of the gradient along Rademacher probes
         eps = self.fd_epsilon
@@ -223,7 +230,7 @@ class ScoreMatching(Hooks089, BaseScoreMatching):
         g = self.compute_score(both, model_kwargs=conditioning)
         # v_i / (2 eps) = 1 / step_i where exact: the diagonal of H is then exact whatever the
         # rounding, and the off-diagonal terms keep zero mean (|step_i| does not depend on v)
-        quad = _flat((g[: m * b] - g[m * b :]) / step).sum(1)
+        quad = row_sums((g[: m * b] - g[m * b :]) / step)
         return quad.reshape(m, b).mean(0)
 
     def compute_loss(
@@ -375,9 +382,9 @@ class SlicedScoreMatching(Hooks089, BaseScoreMatching):
                 f"(evaluated as its {m} projection copies stacked, shape {tuple(xr.shape)}): "
                 f"{err}"
             ) from err
-        vg = _flat(v * g).sum(1)
+        vg = row_sums(widened(v) * g)
         hv = _grad_or_zeros(vg, xr, type(self).__name__, self.model)
-        vhv = _flat(v * hv).sum(1)
+        vhv = row_sums(widened(v) * hv)
         first = 0.5 * (squared_norms(g) if self.variance_reduction else squared_norms(vg[:, None]))
         return (first - vhv).mean()
 
