@@ -55,3 +55,13 @@ def test_a_plain_schedule_saves_and_resumes(tmp_path):
     assert resumed.loss_fn.noise_scale == trainer.loss_fn.noise_scale == 0.1  # the 4th entry
     for a, b in zip(resumed.model.parameters(), trainer.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_value_that_cannot_be_pickled_is_refused_as_unloadable(tmp_path):
+    # torch.save itself fails on a local function (AttributeError): it is the same refusal,
+    # a TypeError naming the part, before anything is written
+    trainer = _trainer([0.5, 0.3])
+    trainer.loss_fn.get_schedulers()["noise_scale"].table = [0.5, lambda: 0.3]
+    with pytest.raises(TypeError, match=r"ranks\[0\]\.loss holds a value"):
+        trainer.save_checkpoint(tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()

@@ -77,3 +77,45 @@ def test_a_move_of_acceptance_probability_one_is_accepted_at_every_draw(monkeypa
     monkeypatch.setattr(torch, "rand", _zero_rand)
     ptcd.negative_phase(torch.randn(64, 2), generator=torch.Generator().manual_seed(0))
     assert torch.equal(ptcd.swap_acceptance, torch.ones(1))
+
+
+def test_hmc_accepts_a_move_of_probability_one_at_every_draw(monkeypatch):
+    class Flat(torch.nn.Module):  # H' = H for every trajectory: min(1, e^0) = 1
+        def forward(self, x):
+            return 0.0 * x.sum(-1)
+
+    hmc = HamiltonianMonteCarlo(Flat(), step_size=0.1, n_leapfrog_steps=2)
+    monkeypatch.setattr(torch.Tensor, "uniform_", _zero_uniform_)
+    _, diag = hmc.sample(
+        x=torch.zeros(64, 2), n_steps=3, return_diagnostics=True,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert torch.equal(diag["acceptance_rate"], torch.ones(3))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_metropolis_draws_of_half_precision_chains_are_at_least_float32(monkeypatch, dtype):
+    # bfloat16 has 1958 values below 1: log(1 - u) >= -5.5, and no move of probability
+    # under e^-5.5 was ever accepted (the commit review measured 0 against e^-6 = 0.0025)
+    seen = []
+    real_uniform, real_rand = torch.Tensor.uniform_, torch.rand
+
+    def uniform_(self, *args, **kwargs):
+        seen.append(self.dtype)
+        return real_uniform(self, *args, **kwargs)
+
+    def rand(*args, **kwargs):
+        seen.append(kwargs.get("dtype"))
+        return real_rand(*args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "uniform_", uniform_)
+    monkeypatch.setattr(torch, "rand", rand)
+    model = GaussianModel(torch.zeros(2), torch.eye(2), dtype=dtype)
+    hmc = HamiltonianMonteCarlo(model, step_size=0.1, n_leapfrog_steps=2, dtype=dtype)
+    with pytest.warns(RuntimeWarning, match="lose every update"):  # (half chains stall)
+        out = hmc.sample(x=torch.zeros(8, 2, dtype=dtype), n_steps=1)
+    assert out.dtype == dtype and seen == [torch.float32]
+    seen.clear()
+    ais = AnnealedImportanceSampling(model, n_intermediate=2, transition="mala")
+    ais.estimate(8, 2, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    assert seen == [torch.float32], seen  # one MALA move (the other draws are normal)

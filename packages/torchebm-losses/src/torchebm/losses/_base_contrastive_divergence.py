@@ -837,12 +837,15 @@ class BaseContrastiveDivergence(BaseLoss):
                 conditioning,
             )
         except NonFiniteError as err:
-            note = self._forget_diverged(ptr, negatives.shape[0], x, generator)
+            # eager: traced, `overridden` saw the hooks as a subclass's and nothing restarted
+            forget = eager_under_compile(self._forget_diverged)
+            note = forget(ptr, negatives.shape[0], x, generator)
             if note is None:
                 raise
             raise NonFiniteError(f"{err}. {note}", indices=err.indices, step=err.step) from err
         if self.nan_policy == "warn" and not bool(torch.isfinite(loss.detach())):
-            note = self._forget_diverged(ptr, negatives.shape[0], x, generator)
+            forget = eager_under_compile(self._forget_diverged)
+            note = forget(ptr, negatives.shape[0], x, generator)
             if note is not None:  # (checked_loss has warned of the loss)
                 warn_user(f"{type(self).__name__}: {note}", RuntimeWarning)
         if seed_form:

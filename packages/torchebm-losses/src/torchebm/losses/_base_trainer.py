@@ -199,9 +199,9 @@ def _check_loadable(state: dict[str, Any]) -> None:
     parts.update((f"ranks[{i}].{k}", v) for i, rank in ranks for k, v in rank.items())
     for where, value in parts.items():
         buffer = io.BytesIO()
-        torch.save(_without_tensors(value), buffer)
-        buffer.seek(0)
-        try:
+        try:  # an unpicklable value (a local lambda) fails in torch.save already
+            torch.save(_without_tensors(value), buffer)
+            buffer.seek(0)
             torch.load(buffer, weights_only=True)
         except Exception as err:  # torch's UnpicklingError names the offending global
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -568,7 +568,8 @@ def _mala_step(
         return -(to - frm + eps * g).reshape(x.shape[0], -1).square().sum(1) / (4 * eps)
 
     log_a = (e_x - e_y) + log_q(x, y, g_y) - log_q(y, x, g_x)
-    u = torch.rand(x.shape[0], generator=gen, dtype=x.dtype, device=x.device)
+    wide = torch.promote_types(x.dtype, torch.float32)  # bfloat16 draws: too coarse a test
+    u = torch.rand(x.shape[0], generator=gen, dtype=wide, device=x.device)
     accept = (torch.log1p(-u) <= log_a) & torch.isfinite(log_a)  # log(1 - u) > -inf: a draw
     # u = 0 made log u = -inf and accepted any proposal
     x_new = torch.where(expand_t_like_x(accept, x), y, x)

@@ -178,15 +178,17 @@ class _HMCBase(SamplerHooks089, BaseSampler):
         (``log u`` of a draw ``u = 0``, one in $2^{24}$ in float32, accepted any proposal,
         $H' - H = 10^{28}$ too) and ``<=`` accepts every move of ratio 1. It is false for a
         NaN Hamiltonian and for $H' = +\infty$: a trajectory that diverged (NaN or infinite
-        energy) is rejected without a mask. A chain whose *current* energy is NaN/inf
-        (``state.energy``, e.g. at its start) can never accept and is reported by the
-        driver's ``nan_policy``.
+        energy) is rejected without a mask. A chain whose *current* energy is NaN
+        (``state.energy``, e.g. at its start) can never accept, one at $+\infty$ accepts
+        any finite proposal; both are reported by the driver's ``nan_policy``.
         """
         x = state.x
         log_ratio = h_cur - h_prop
         # uniform_ on a buffer shaped like the energies: no Python int size, so a compiled
-        # step works for any batch size
-        u = torch.empty_like(log_ratio).uniform_(generator=ctx.generator)
+        # step works for any batch size; in at least float32 (bfloat16 has 1958 values below
+        # 1: no move of ratio under e^-5.5 was ever accepted)
+        wide = torch.promote_types(log_ratio.dtype, torch.float32)
+        u = torch.empty_like(log_ratio, dtype=wide).uniform_(generator=ctx.generator)
         accept = u.neg_().log1p_() <= log_ratio  # log(1 - u): finite for every draw
         state.x = torch.where(expand_t_like_x(accept, x), x_prop, x)
         state.energy = torch.where(accept, u_prop, cast(torch.Tensor, state.energy))
