@@ -5,21 +5,22 @@ resources review). The squared error is formed in at least float32 now."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+from _support.losses import MLPEnergy
 
 from torchebm.losses import DenoisingScoreMatching, ScoreMatching, SlicedScoreMatching
-from torchebm.models import MLPEnergy
 
 
 @pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
 def test_half_precision_dsm_is_finite_and_agrees_with_float32(half):
     torch.manual_seed(0)
-    model = MLPEnergy(4, (32,))
+    model = MLPEnergy(dim=4, hidden=32)
     x = torch.randn(256, 4)
     full = DenoisingScoreMatching(model)(x, generator=torch.Generator().manual_seed(1))
-    low_model = MLPEnergy(4, (32,), dtype=half)
-    low_model.load_state_dict(model.state_dict())
+    low_model = copy.deepcopy(model).to(half)
     low = DenoisingScoreMatching(low_model, dtype=half)
     value = low(x.to(half), generator=torch.Generator().manual_seed(1))
     assert value.dtype == torch.float32 and torch.isfinite(value)
