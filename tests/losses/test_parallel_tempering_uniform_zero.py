@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import torch
+from _support.zero_draws import zero_rand
 
 from torchebm.core import GaussianModel
 from torchebm.losses import ParallelTemperingCD
@@ -21,11 +22,6 @@ class _Keep:
         return x.clone()
 
 
-def _zero_rand(*size, generator=None, **kwargs):
-    shape = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
-    return torch.zeros(shape, **kwargs)
-
-
 def test_parallel_tempering_keeps_replicas_whose_swap_has_probability_zero(monkeypatch):
     # replica r of N(0, I) sits at (10 r, 10 r): swapping replicas 0 and 1 has log a =
     # (1 - 1/2) (E_0 - E_1) = -50, a probability of e^-50; the old test swapped every pair
@@ -33,7 +29,7 @@ def test_parallel_tempering_keeps_replicas_whose_swap_has_probability_zero(monke
     sampler = _Keep(model)
     ptcd = ParallelTemperingCD(model, sampler, k_steps=1, temperatures=(1.0, 2.0, 4.0), n_chains=8)
     ptcd.tempered_chains = torch.stack([torch.full((8, 2), 10.0 * r) for r in range(3)])
-    monkeypatch.setattr(torch, "rand", _zero_rand)
+    monkeypatch.setattr(torch, "rand", zero_rand)
     ptcd.negative_phase(torch.randn(8, 2), generator=torch.Generator().manual_seed(0))
     assert torch.equal(ptcd.swap_acceptance[:1], torch.zeros(1))  # the pair tried (even)
     assert float(ptcd.tempered_chains[0].abs().max()) == 0.0  # replica 0 stayed at 0
@@ -48,6 +44,6 @@ def test_a_move_of_acceptance_probability_one_is_accepted_at_every_draw(monkeypa
 
     model = Flat()
     ptcd = ParallelTemperingCD(model, _Keep(model), k_steps=1, temperatures=(1.0, 2.0))
-    monkeypatch.setattr(torch, "rand", _zero_rand)
+    monkeypatch.setattr(torch, "rand", zero_rand)
     ptcd.negative_phase(torch.randn(64, 2), generator=torch.Generator().manual_seed(0))
     assert torch.equal(ptcd.swap_acceptance, torch.ones(1))

@@ -10,18 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _support.zero_draws import zero_rand, zero_uniform_
 
 from torchebm.core import GaussianModel
 from torchebm.samplers import AnnealedImportanceSampling, HamiltonianMonteCarlo
-
-
-def _zero_uniform_(self, *args, **kwargs):
-    return self.zero_()
-
-
-def _zero_rand(*size, generator=None, **kwargs):
-    shape = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
-    return torch.zeros(shape, **kwargs)
 
 
 def test_hmc_rejects_every_proposal_of_zero_acceptance_probability(monkeypatch):
@@ -29,7 +21,7 @@ def test_hmc_rejects_every_proposal_of_zero_acceptance_probability(monkeypatch):
     # H' - H = 1249.5 |p|^2 > 0 for every momentum, an acceptance probability of ~0
     model = GaussianModel(torch.zeros(2), torch.eye(2))
     hmc = HamiltonianMonteCarlo(model, step_size=10.0, n_leapfrog_steps=1)
-    monkeypatch.setattr(torch.Tensor, "uniform_", _zero_uniform_)
+    monkeypatch.setattr(torch.Tensor, "uniform_", zero_uniform_)
     with pytest.warns(RuntimeWarning, match="none of the 500 chains accepted"):
         out, diag = hmc.sample(
             x=torch.zeros(500, 2), n_steps=3, return_diagnostics=True,
@@ -42,7 +34,7 @@ def test_hmc_rejects_every_proposal_of_zero_acceptance_probability(monkeypatch):
 def test_ais_mala_rejects_moves_of_zero_acceptance_probability(monkeypatch):
     model = GaussianModel(torch.zeros(2), 0.01 * torch.eye(2))  # a narrow target
     ais = AnnealedImportanceSampling(model, n_intermediate=4, transition="mala", step_size=25.0)
-    monkeypatch.setattr(torch, "rand", _zero_rand)
+    monkeypatch.setattr(torch, "rand", zero_rand)
     with pytest.warns(RuntimeWarning, match="effective sample size"):  # chains that stay
         result = ais.estimate(400, 2, generator=torch.Generator().manual_seed(0))
     # a step of 25 in a target of std 0.1: each proposal lands ~7 (x sqrt 50) away, log a
@@ -56,7 +48,7 @@ def test_hmc_accepts_a_move_of_probability_one_at_every_draw(monkeypatch):
             return 0.0 * x.sum(-1)
 
     hmc = HamiltonianMonteCarlo(Flat(), step_size=0.1, n_leapfrog_steps=2)
-    monkeypatch.setattr(torch.Tensor, "uniform_", _zero_uniform_)
+    monkeypatch.setattr(torch.Tensor, "uniform_", zero_uniform_)
     _, diag = hmc.sample(
         x=torch.zeros(64, 2), n_steps=3, return_diagnostics=True,
         generator=torch.Generator().manual_seed(0),
