@@ -1,4 +1,4 @@
-"""RiemannianManifoldHMC's metric without a graph in x; HMC's dense mass matrix.
+"""RiemannianManifoldHMC's metric without a graph in x; HMC's square mass of 2-D events.
 
 A metric that depends on x but carries no graph (numpy, ``.detach()``, ``no_grad``) drops
 dG/dx from the force: the generalised leapfrog is then not volume-preserving and the
@@ -63,17 +63,22 @@ def test_a_constant_or_differentiable_metric_runs_in_silence():
         assert torch.isfinite(out).all()
 
 
-def test_hmc_with_a_dense_mass_matrix_says_a_diagonal_is_needed():
-    # a (D, D) positive mass got only "does not broadcast to the event shape (2,)"
-    from torchebm.core import GaussianModel
-    from torchebm.core.errors import ShapeError
+def test_hmc_takes_a_square_mass_of_two_dimensional_events_as_their_diagonal():
+    # a (D, D) mass is a dense matrix for chains (B, D); for events (B, D, D) it is their
+    # diagonal, whose entries must be positive (tests/samplers/test_hmc_dense_mass.py)
+    from torchebm.core import BaseModel
+    from torchebm.core.errors import ConfigurationError
     from torchebm.samplers import HamiltonianMonteCarlo
 
-    hmc = HamiltonianMonteCarlo(
-        GaussianModel(torch.zeros(2), torch.eye(2)), mass=torch.tensor([[2.0, 0.5], [0.5, 1.0]])
-    )
-    with pytest.raises(ShapeError, match="a mass matrix is not accepted: pass its diagonal"):
-        hmc.sample(n_samples=4, dim=2, n_steps=1)
+    class Quadratic(BaseModel):
+        def forward(self, x):
+            return 0.5 * x.square().flatten(1).sum(1)
+
+    matrix = torch.tensor([[2.0, -0.5], [-0.5, 1.0]])
+    hmc = HamiltonianMonteCarlo(Quadratic(), mass=matrix)
+    with pytest.raises(ConfigurationError, match=r"mass of shape \(2, 2\) has entries <= 0"):
+        hmc.sample(x=torch.zeros(4, 2, 2), n_steps=1)
+    assert hmc.sample(x=torch.zeros(4, 2), n_steps=1).shape == (4, 2)
 
 
 def test_rmhmc_evaluates_the_energy_once_per_step_outside_its_force():

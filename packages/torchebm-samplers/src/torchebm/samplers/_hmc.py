@@ -6,6 +6,7 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, cast
 
 import torch
@@ -68,6 +69,9 @@ class HMCState(SamplerState):
         mass: The call's diagonal mass (`None`, a float or a tensor; shared).
         sqrt_mass: Its square root (shared).
         fused: `torchebm.cuda.fused_leapfrog_step` when the call runs the fused trajectory.
+        whitening: HMC with a dense mass matrix $M = L L^\top$: `(L, L^{-1})` `(D, D)`; the
+            trajectory runs in the coordinates $y = L^\top x$, $q = L^{-1} p$, where the
+            mass is the identity (`mass` is then `None`; shared).
         cholesky: RMHMC: `(x, L)`, the Cholesky factor of the metric at the tensor `x`
             (shared: a cache of the current trajectory).
         force_cache: RMHMC: the parts of the force at one tensor `x` that do not depend on
@@ -93,6 +97,7 @@ class HMCState(SamplerState):
     mass: Any = shared_field()
     sqrt_mass: Any = shared_field()
     fused: Callable[..., Any] | None = shared_field()
+    whitening: tuple[torch.Tensor, torch.Tensor] | None = shared_field()
     cholesky: tuple[torch.Tensor, torch.Tensor] | None = shared_field()
     force_cache: tuple[Any, ...] | None = shared_field()
     unconverged: torch.Tensor | None = shared_field()
@@ -246,6 +251,74 @@ def _keep_absent_mass(module: Any, state_dict: dict, prefix: str, *_: Any) -> No
         state_dict[key] = mass
 
 
+def _whitened(
+    whitening: tuple[torch.Tensor, torch.Tensor],
+    x: torch.Tensor,
+    gradient: Callable[[torch.Tensor], torch.Tensor],
+    energy: Callable[[torch.Tensor], torch.Tensor],
+    grad0: torch.Tensor | None,
+) -> tuple[torch.Tensor, Callable, Callable, torch.Tensor | None]:
+    r"""A trajectory's start, gradient and energy in the coordinates of a dense mass.
+
+    For $M = L L^\top$ (``whitening = (L, L^{-1})``) the leapfrog of
+    $H = E(x) + \tfrac12 p^\top M^{-1} p$ is that of $V(y) = E(L^{-\top} y)$ with a unit mass
+    in $y = L^\top x$, $q = L^{-1} p$: the map is linear and symplectic, so the trajectory
+    and the Hamiltonian at each point are the same (Neal 2011, sec. 4.1), and the integrator
+    needs no dense mass. In rows: $y = x L$, $x = y L^{-1}$, $\nabla_y V = \nabla_x E\,L^{-\top}$.
+
+    Returns:
+        ``(y, gradient(y), energy(y), grad0 in y)``.
+    """
+    factor, inverse = whitening
+
+    def gradient_y(y: torch.Tensor) -> torch.Tensor:
+        return gradient(y @ inverse) @ inverse.mT
+
+    def energy_y(y: torch.Tensor) -> torch.Tensor:
+        return energy(y @ inverse)
+
+    return x @ factor, gradient_y, energy_y, None if grad0 is None else grad0 @ inverse.mT
+
+
+def _is_dense(mass: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether a tensor `mass` is a dense `(D, D)` matrix for the chains `x` `(B, D)` (a
+    square mass of 2-D events is their diagonal, elementwise)."""
+    d = x.shape[1] if x.ndim == 2 else 0
+    return d > 1 and tuple(mass.shape) == (d, d)
+
+
+def _mass_factors(mass: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""`(L, L^{-1})` in `dtype` of a dense mass matrix $M = L L^\top$ (factorised in float64).
+
+    Raises:
+        ConfigurationError: `mass` is not finite, not symmetric (to a relative 1e-6 of its
+            largest entry) or not positive definite.
+    """
+    m = mass.detach().to(torch.float64)
+    if not bool(torch.isfinite(m).all()):
+        raise ConfigurationError(f"a dense mass matrix must be finite, got {_shown(mass)}")
+    scale = float(m.abs().max())
+    asymmetry = float((m - m.mT).abs().max())
+    if asymmetry > 1e-6 * scale:
+        raise ConfigurationError(
+            f"a dense mass matrix must be symmetric, got max |M - M^T| = {asymmetry:.3g} for "
+            f"{_shown(mass)}"
+        )
+    factor, info = torch.linalg.cholesky_ex(0.5 * (m + m.mT))
+    if int(info) != 0:
+        raise ConfigurationError(
+            f"a dense mass matrix must be positive definite, got {_shown(mass)} (its Cholesky "
+            f"factorisation failed at column {int(info) - 1})"
+        )
+    eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
+    inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
+    return factor.to(dtype), inverse.to(dtype)
+
+
+def _shown(t: torch.Tensor) -> str:
+    return "mass " + " ".join(str(t.detach().cpu()).split())  # one line
+
+
 class HamiltonianMonteCarlo(_HMCBase):
     r"""Hamiltonian Monte Carlo with a leapfrog integrator and a Metropolis correction.
 
@@ -263,11 +336,16 @@ class HamiltonianMonteCarlo(_HMCBase):
         model: Energy model. ``energy_function=`` is a deprecated alias.
         step_size: Leapfrog step $\epsilon > 0$, float or scheduler.
         n_leapfrog_steps: Leapfrog steps per proposal (>= 1).
-        mass: Diagonal mass $M$: ``None`` (identity), a positive number (int or
-            float) or a positive tensor broadcastable to the event shape (e.g. ``(d,)``).
-            Cast to the chains' device and dtype. A tensor mass is a buffer in the
-            sampler's ``state_dict`` (key ``_mass``); loading a state dict without it (one
-            saved by torchebm 0.8.9) keeps the current mass, with ``strict=True`` too.
+        mass: Mass $M$: ``None`` (identity), a positive number (int or float), a
+            positive tensor broadcastable to the event shape (a diagonal, e.g. ``(d,)``), or
+            for chains ``(B, d)`` a symmetric positive-definite ``(d, d)`` matrix (a dense
+            mass, e.g. the inverse of a posterior covariance; the trajectory then runs in the
+            coordinates $y = L^\top x$ of its Cholesky factor $M = L L^\top$, which is the
+            same leapfrog, and the fused kernel does not apply). A square positive mass of
+            2-D events ``(B, d, d)`` is their diagonal. Cast to the chains' device and dtype.
+            A tensor mass is a buffer in the sampler's ``state_dict`` (key ``_mass``);
+            loading a state dict without it (one saved by torchebm 0.8.9) keeps the current
+            mass, with ``strict=True`` too.
         dtype: Chain dtype when the model has no parameters.
         device: Chain device when the model has no parameters.
         integrator: ``None`` (leapfrog), a registry name or an instance of a *separable*
@@ -356,43 +434,55 @@ class HamiltonianMonteCarlo(_HMCBase):
             raise TypeError(
                 f"mass must be None, a positive number or a tensor, got {type(mass).__name__}"
             )
-        check_mass(mass)
+        square = mass.ndim == 2 and mass.shape[0] == mass.shape[1] > 1
+        if square and not bool((mass > 0).all()):  # only a dense matrix has such entries
+            _mass_factors(mass, torch.float64)  # named errors: asymmetric, not positive definite
+        else:  # (a positive square one is a dense matrix or a 2-D diagonal: see init_state)
+            check_mass(mass)
         self._mass = mass.detach().clone()
 
     @property
     def mass(self) -> float | torch.Tensor | None:
-        """The diagonal mass: ``None`` (identity), a float, or a tensor."""
+        """The mass: ``None`` (identity), a float, a diagonal tensor or a dense matrix."""
         return self._mass if self._mass is not None else self._mass_scalar
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
         mass: Any = self._mass_scalar
-        if self._mass is not None:
+        whitening = None
+        if self._mass is not None and _is_dense(self._mass, x):
+            whitening = _mass_factors(self._mass.to(x.device), x.dtype)
+            mass = None  # the trajectory runs in whitened coordinates, with a unit mass
+        elif self._mass is not None:
             mass = self._mass.to(device=x.device, dtype=x.dtype)
             try:
                 ok = torch.broadcast_shapes(mass.shape, x.shape[1:]) == x.shape[1:]
             except RuntimeError:
                 ok = False
             if not ok:
-                d = x[0].numel()
-                dense = mass.shape == (d, d) and d > 1  # a (D, D) matrix: say what is accepted
-                hint = (
-                    "; a mass matrix is not accepted: pass its diagonal (or use "
-                    "RiemannianManifoldHMC with a constant metric)"
-                    if dense
-                    else ""
-                )
                 raise ShapeError(
                     f"mass of shape {tuple(mass.shape)} does not broadcast to the event shape "
-                    f"{tuple(x.shape[1:])}{hint}"
+                    f"{tuple(x.shape[1:])} (a dense (D, D) mass matrix needs chains (B, D))"
                 )
         tiny = torch.finfo(x.dtype).tiny  # below it 1/M overflows (float16: M < 6.1e-5)
-        if mass is not None and (mass if isinstance(mass, float) else float(mass.min())) < tiny:
+        low = None if mass is None else mass if isinstance(mass, float) else float(mass.min())
+        if low is not None and low <= 0:  # a square mass with such entries was a matrix
+            raise ConfigurationError(
+                f"mass of shape {tuple(mass.shape)} has entries <= 0: a diagonal of the event "
+                f"shape {tuple(x.shape[1:])} must be positive (a dense (D, D) mass matrix needs "
+                "chains (B, D))"
+            )
+        if low is not None and low < tiny:
             raise ConfigurationError(
                 f"mass must be at least {tiny:.3g}, the smallest normal number of the chains' "
                 f"dtype {x.dtype}, got {self.mass!r}: rescale the problem or use a wider dtype"
             )
         fused = None  # a user's integrator (a subclass too) runs its own steps
-        if type(self.integrator) is LeapfrogIntegrator:
+        if whitening is not None and self.backend == "fused":
+            raise ConfigurationError(
+                "backend='fused' takes a scalar or diagonal mass (the kernel has no dense mass "
+                "matrix); use backend='eager' or 'auto'"
+            )
+        if type(self.integrator) is LeapfrogIntegrator and whitening is None:
             fused = resolve_fused(self.backend, "fused_leapfrog_step", x, owner=type(self).__name__)
         state = HMCState(
             x=x,
@@ -407,6 +497,7 @@ class HamiltonianMonteCarlo(_HMCBase):
                 else (math.sqrt(mass) if isinstance(mass, float) else mass.sqrt())
             ),
             fused=fused,
+            whitening=whitening,
             start=x,  # (each step's Metropolis choice is a new tensor: x is never written)
         )
         # the trajectory returns the energy gradient at its end point: keeping the one of
@@ -466,7 +557,11 @@ class HamiltonianMonteCarlo(_HMCBase):
         self, state: HMCState, p: torch.Tensor, eps: float, ctx: SamplerContext
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """`(x', p', grad E(x'), E(x'))` at the end of one trajectory (the gradient is `None`
-        when the integrator does not return it). Each is evaluated once."""
+        when the integrator does not return it). Each is evaluated once.
+
+        With a dense mass (`state.whitening`) the leapfrog runs in whitened coordinates (see
+        `_whitened`): `p` is then the whitened momentum $q = L^{-1} p$, and so is the
+        returned one."""
         x, conditioning, mass = state.x, ctx.model_kwargs, state.mass
         if state.fused is not None:
             # a plain analytic model is passed as is: torchebm.cuda then runs the whole
@@ -482,7 +577,15 @@ class HamiltonianMonteCarlo(_HMCBase):
                 x, p, grad_fn, eps, self.n_leapfrog_steps, mass=mass, grad=state.grad
             )
             return x_new, p_new, g_new, self._energy(x_new, conditioning)
-        if state.grad is not None:  # the leapfrog: L gradients, its end point's energy
+        gradient, grad0 = self.gradient_fn(ctx), state.grad
+        energy: Callable[[torch.Tensor], torch.Tensor] = partial(
+            self._energy, conditioning=conditioning
+        )
+        whitening = state.whitening
+        if whitening is not None:  # a dense mass: the same leapfrog in whitened coordinates
+            x, gradient, energy, grad0 = _whitened(whitening, x, gradient, energy, grad0)
+        end_energy = None
+        if grad0 is not None:  # the leapfrog: L gradients, its end point's energy
             res = cast(
                 LeapfrogResult,
                 self.integrator.integrate(
@@ -490,22 +593,31 @@ class HamiltonianMonteCarlo(_HMCBase):
                     eps,
                     self.n_leapfrog_steps,
                     mass,
-                    gradient=_ignore_time(self.gradient_fn(ctx)),
-                    initial_gradient=state.grad,
-                    energy=lambda z, t: self._energy(z, conditioning),
+                    gradient=_ignore_time(gradient),
+                    initial_gradient=grad0,
+                    energy=lambda z, t: energy(z),
                 ),
             )
-            return res.x, res.p, res.gradient, cast(torch.Tensor, res.energy)
-        # another separable symplectic integrator: its own result, the force form
-        out = self.integrator.integrate(
-            {"x": x, "p": p},
-            eps,
-            self.n_leapfrog_steps,
-            mass,
-            drift=lambda z, t: self._drift(z, conditioning),
-            safe=False,
-        )
-        return out["x"], out["p"], None, self._energy(out["x"], conditioning)
+            x, p, grad, end_energy = res.x, res.p, res.gradient, res.energy
+        else:  # another separable symplectic integrator: its own result, the force form
+            out = self.integrator.integrate(
+                {"x": x, "p": p},
+                eps,
+                self.n_leapfrog_steps,
+                mass,
+                drift=(
+                    (lambda z, t: self._drift(z, conditioning))
+                    if whitening is None
+                    else (lambda z, t: -gradient(z))
+                ),
+                safe=False,
+            )
+            x, p, grad = out["x"], out["p"], None
+        if whitening is not None:  # back to x (the gradient too): y = x L, grad_y = grad_x L^-T
+            factor, inverse = whitening
+            x = x @ inverse
+            grad = None if grad is None else grad @ factor.mT
+        return x, p, grad, self._energy(x, conditioning) if end_energy is None else end_energy
 
     def extra_repr(self) -> str:
         return (
