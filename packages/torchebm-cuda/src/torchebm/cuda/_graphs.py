@@ -102,7 +102,8 @@ def graphed_loop(
             changes the caller's tensors; pass a clone to keep them.
         n_steps: Number of steps (>= 0).
         steps_per_graph: Steps captured per graph (default ``min(16, steps left after warmup)``).
-        warmup_steps: Eager steps before capture (default 2, >= 1 on CUDA).
+        warmup_steps: Eager steps before capture (>= 1, default 2; on CPU, where nothing is
+            captured, still checked).
         generator: A non-default CUDA generator ``step_fn`` draws from (registered with the graph).
         enabled: ``None`` (graph on CUDA, loop elsewhere), ``True`` (require CUDA) or ``False``.
 
