@@ -176,3 +176,12 @@ def test_errors():
             tc.fused_leapfrog_step(x, p, model, 0.1, mass=mass)
     with pytest.raises(ShapeError, match="grad must have shape"):
         tc.fused_leapfrog_step(x, p, model, 0.1, grad=torch.zeros(4, 2))
+    # a dense (d, d) mass matrix: zeros off the diagonal, or a shape that does not broadcast,
+    # say that the kernels take a diagonal (the errors named only the zeros, or the shape)
+    dense = "a dense mass matrix is not accepted"
+    with pytest.raises(ConfigurationError, match=rf"got \[0.0, 0.0, 0.0.*{dense}"):
+        tc.fused_leapfrog_step(x, p, model, 0.1, mass=torch.eye(3))
+    with pytest.raises(ShapeError, match=rf"got shape \(3, 3\); {dense}"):
+        tc.fused_leapfrog_step(x, p, model, 0.1, mass=torch.full((3, 3), 0.5) + torch.eye(3))
+    with pytest.raises(ShapeError, match=r"got shape \(5,\)$"):  # no hint for a vector
+        tc.fused_leapfrog_step(x, p, model, 0.1, mass=torch.ones(5))
