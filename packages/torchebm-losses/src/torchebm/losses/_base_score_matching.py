@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core import BaseLoss, ScheduledParameter
+from torchebm.core import BaseLoss, ScheduledParameter, warn_once
 from torchebm.core._module import forward_kwargs, warn_user
 from torchebm.core.errors import ConfigurationError, ShapeError, check_energies, check_int
 from torchebm.flows._utils import (
@@ -143,6 +143,23 @@ def widened(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
+def _checked_energies(energies: Any, batch: int) -> torch.Tensor:
+    """The model's energies ``(B,)``; a ``(B, 1)`` result is squeezed with one
+    ``DeprecationWarning`` (torchebm 0.8.9's score matching differentiated its sum, so it
+    took one; the samplers and contrastive divergence never did), anything else is a
+    `ShapeError`."""
+    if isinstance(energies, torch.Tensor) and energies.shape == (batch, 1):
+        warn_once(
+            "score matching (B, 1) energies",
+            f"the model returns energies of shape ({batch}, 1): score matching squeezes them "
+            "to (B,) as torchebm 0.8.9 did (deprecated; the samplers and contrastive "
+            "divergence need (B,)): return energy.squeeze(-1)",
+            DeprecationWarning,
+        )
+        energies = energies.squeeze(-1)
+    return check_energies("the model", energies, batch)
+
+
 class BaseScoreMatching(BaseLoss):
     r"""Base of the score-matching family (exact, Hutchinson, sliced, denoising).
 
@@ -181,7 +198,8 @@ class BaseScoreMatching(BaseLoss):
     [`BaseLoss`][torchebm.core.BaseLoss].
 
     Args:
-        model: Energy model mapping ``(B, *event)`` to ``(B,)``.
+        model: Energy model mapping ``(B, *event)`` to ``(B,)`` (a ``(B, 1)`` result is
+            squeezed with one ``DeprecationWarning``, as torchebm 0.8.9 took it).
         noise_scale: Noise standard deviation $\sigma$ (float or scheduler; used by
             the denoising variant and by [`perturb_data`][torchebm.losses.BaseScoreMatching.perturb_data]).
         regularization_strength: $\lambda$ (float or scheduler), ``>= 0``.
@@ -303,7 +321,7 @@ class BaseScoreMatching(BaseLoss):
         """
         with self.autocast_context():
             e = self.model(x, **model_kwargs) if model_kwargs else self.model(x)
-        return check_energies("the model", e, x.shape[0])
+        return _checked_energies(e, x.shape[0])
 
     def energy_gradient(
         self,
@@ -352,7 +370,7 @@ class BaseScoreMatching(BaseLoss):
         def total_energy(xx: torch.Tensor) -> torch.Tensor:
             with self.autocast_context():
                 e = functional_call(fm, state, (xx,), conditioning)
-            return check_energies("the model", e, xx.shape[0]).sum()
+            return _checked_energies(e, xx.shape[0]).sum()
 
         with torch.enable_grad(), twice_differentiable(create_graph):
             g = grad(total_energy)(x)
