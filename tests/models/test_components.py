@@ -239,6 +239,22 @@ def test_patch_head_zero_at_init():
     assert head(torch.randn(2, 16, 8), torch.randn(2, 4)).abs().sum() > 0
 
 
+def test_adaln_block_and_head_name_tokens_of_the_wrong_width():
+    # torch's LayerNorm error named neither x nor the width
+    from torchebm.core.errors import ShapeError
+
+    blk = AdaLNZeroBlock(embed_dim=16, num_heads=2, cond_dim=6)
+    head = AdaLNZeroPatchHead(embed_dim=16, cond_dim=6, patch_size=2, out_channels=3)
+    for module in (blk, head):
+        with pytest.raises(
+            ShapeError, match=r"x must be tokens of shape \(B, N, 16\), got \(2, 4, 15\)"
+        ):
+            module(torch.randn(2, 4, 15), torch.randn(2, 6))
+        with pytest.raises(ShapeError, match=r"got \(2, 16\)"):
+            module(torch.randn(2, 16), torch.randn(2, 6))
+    assert blk(torch.randn(2, 4, 16), torch.randn(2, 6)).shape == (2, 4, 16)
+
+
 def test_2d_sincos_pos_embed_refuses_an_integer_dtype():
     # torch.int32 truncated every sin/cos to an integer ([0, 0, 0, 0, 0, 0, 1, 1]), silently
     with pytest.raises(TypeError, match="dtype must be a floating-point torch.dtype"):

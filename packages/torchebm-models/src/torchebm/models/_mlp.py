@@ -327,7 +327,11 @@ class MLPEnergy(BaseModel):
         """`gradient` with the layer plan and weights resolved once, for one sampling run.
 
         Inputs ``(B, input_dim)`` of the weights' dtype and device take the explicit pass
-        directly; anything else (and a model it does not apply to) calls `gradient`.
+        directly; anything else (and a model it does not apply to) calls `gradient`. The
+        function holds the weight tensors of this moment: it sees their values change
+        (optimizer steps, ``load_state_dict``), but after anything else (a parameter or layer
+        replaced, ``load_state_dict(assign=True)``, weight norm added, a dtype or device
+        change) fetch it again (the samplers fetch one per ``sample()`` call).
         """
         tensors = self._explicit_plan(None, None)
         if tensors is None:

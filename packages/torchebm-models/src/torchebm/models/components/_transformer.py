@@ -120,6 +120,13 @@ def adaln_chunks(
     return modulation(cond).chunk(n_chunks, dim=-1)
 
 
+def check_tokens(x: torch.Tensor, embed_dim: int) -> None:
+    """``x`` must be tokens `(B, N, embed_dim)` (else a `ShapeError`; LayerNorm's error named
+    neither ``x`` nor the width)."""
+    if x.ndim != 3 or x.shape[-1] != embed_dim:
+        raise ShapeError(f"x must be tokens of shape (B, N, {embed_dim}), got {tuple(x.shape)}")
+
+
 class FeedForward(nn.Module):
     r"""Token-wise MLP: ``Linear(D, rD) -> GELU(tanh) -> Dropout -> Linear(rD, D)``.
 
@@ -291,6 +298,7 @@ class AdaLNZeroBlock(nn.Module):
             x: Tokens `(B, N, D)`.
             cond: Conditioning vectors `(B, cond_dim)`.
         """
+        check_tokens(x, self.embed_dim)
         shift1, scale1, gate1, shift2, scale2, gate2 = adaln_chunks(
             self.adaLN_modulation, self.cond_dim, cond, 6
         )
@@ -362,6 +370,7 @@ class AdaLNZeroPatchHead(nn.Module):
             x: Tokens `(B, N, D)`.
             cond: Conditioning vectors `(B, cond_dim)`.
         """
+        check_tokens(x, self.embed_dim)
         shift, scale = adaln_chunks(self.adaLN_modulation, self.cond_dim, cond, 2)
         tokens = self.linear(modulate(self.norm_final(x), shift, scale))
         return unpatchify2d(
