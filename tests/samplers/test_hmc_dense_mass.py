@@ -10,6 +10,7 @@ size.
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import torch
@@ -194,3 +195,73 @@ def test_a_dense_mass_travels_in_the_state_dict():
     other = HamiltonianMonteCarlo(model, mass=torch.eye(3, dtype=F64))
     other.load_state_dict(saved)
     assert torch.equal(other.mass, MASS)
+
+
+def test_a_float32_inverse_covariance_is_taken_with_its_rounding_asymmetry():
+    # torch.linalg.inv in float32 leaves an asymmetry of about cond * eps: it was refused
+    # at a relative 1e-6 (5 of 20 random 10-d covariances); a real asymmetry still is not
+    g = torch.Generator().manual_seed(7)
+    a = torch.randn(30, 30, generator=g, dtype=F64)
+    cov = (a @ a.T / 30 + 0.01 * torch.eye(30, dtype=F64)).float()
+    inverse = torch.linalg.inv(cov)
+    asymmetry = (inverse - inverse.T).abs().max() / inverse.abs().max()
+    assert asymmetry > 1e-6  # what the first version refused
+    model = GaussianModel(torch.zeros(30), cov)
+    hmc = HamiltonianMonteCarlo(model, step_size=0.1, n_leapfrog_steps=3, mass=inverse)
+    assert torch.isfinite(hmc.sample(dim=30, n_samples=8, n_steps=2)).all()
+    lower = torch.linalg.cholesky(MASS)  # a factor passed for the matrix
+    with pytest.raises(ConfigurationError, match=r"must be symmetric.*pass \(M \+ M.mT\) / 2"):
+        HamiltonianMonteCarlo(model, mass=lower - 0.5)
+
+
+def test_masses_the_chains_dtype_cannot_hold_are_named():
+    model = GaussianModel(MEAN, _covariance(), dtype=F64)
+    x = torch.zeros(4, 3)
+    # a positive diagonal that underflows float32 is too small, not "<= 0"
+    tiny = HamiltonianMonteCarlo(model, mass=torch.full((3,), 1e-50, dtype=F64))
+    with pytest.raises(ConfigurationError, match="mass must be at least 1.18e-38"):
+        tiny.sample(x=x, n_steps=1)
+    # a dense matrix whose inverse factor overflows float32: every proposal was NaN
+    dense = HamiltonianMonteCarlo(model, mass=1e-80 * MASS)
+    with pytest.raises(ConfigurationError, match="overflows the chains' dtype torch.float32"):
+        dense.sample(x=x, n_steps=1)
+
+
+def test_a_one_by_one_matrix_is_the_mass_of_one_dimensional_chains():
+    model = GaussianModel(torch.zeros(1, dtype=F64), torch.eye(1, dtype=F64) * 2, dtype=F64)
+    x0 = torch.randn(200, 1, generator=torch.Generator().manual_seed(8), dtype=F64)
+    runs = []
+    for mass in (3.0, torch.tensor([[3.0]], dtype=F64)):
+        hmc = HamiltonianMonteCarlo(model, step_size=0.3, n_leapfrog_steps=4, mass=mass, dtype=F64)
+        runs.append(hmc.sample(x=x0, n_steps=5, generator=torch.Generator().manual_seed(9)))
+    assert (runs[0] - runs[1]).abs().max() < 1e-12
+
+
+def test_bad_square_masses_say_both_readings():
+    model = GaussianModel(MEAN, _covariance(), dtype=F64)
+    with pytest.raises(TypeError, match="mass must have a real"):
+        HamiltonianMonteCarlo(model, mass=torch.eye(3, dtype=torch.complex64))
+    # a per-element mass of 2-D events with a zero entry is read as a (bad) dense matrix
+    with pytest.raises(ConfigurationError, match=r"symmetric.*a diagonal of 2-D events must be"):
+        HamiltonianMonteCarlo(model, mass=torch.tensor([[1.0, 0.0], [2.0, 1.0]]))
+
+
+def test_the_factors_follow_a_mass_changed_in_place():
+    # the Cholesky factors are kept between calls while the mass stays the same
+    model = GaussianModel(MEAN, _covariance(), dtype=F64)
+    hmc = HamiltonianMonteCarlo(
+        model, step_size=0.25, n_leapfrog_steps=6, mass=MASS.clone(), dtype=F64
+    )
+    x0 = torch.randn(100, 3, generator=torch.Generator().manual_seed(10), dtype=F64)
+    hmc.sample(x=x0, n_steps=2)
+    with torch.no_grad():
+        hmc.mass.mul_(2.0)
+    out = hmc.sample(x=x0, n_steps=5, generator=torch.Generator().manual_seed(11))
+    ref, _ = _hand_written_dense_hmc(
+        x0, _covariance(), 2.0 * MASS, 0.25, 6, 5, torch.Generator().manual_seed(11)
+    )
+    assert (out - ref).abs().max() < 1e-10
+    copy = pickle.loads(pickle.dumps(hmc))
+    assert torch.equal(
+        copy.sample(x=x0, n_steps=5, generator=torch.Generator().manual_seed(11)), out
+    )

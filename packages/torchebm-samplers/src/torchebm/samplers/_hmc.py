@@ -22,7 +22,13 @@ from torchebm.core import (
     warn_once,
 )
 from torchebm.core._module import forward_kwargs, warn_user
-from torchebm.core.errors import ConfigurationError, ShapeError, check_energies, check_int
+from torchebm.core.errors import (
+    ConfigurationError,
+    ShapeError,
+    check_energies,
+    check_int,
+    check_tensor,
+)
 from torchebm.flows._utils import check_model_object, outside_autocast
 from torchebm.integrators import (
     BaseSymplecticIntegrator,
@@ -283,40 +289,55 @@ def _whitened(
 def _is_dense(mass: torch.Tensor, x: torch.Tensor) -> bool:
     """Whether a tensor `mass` is a dense `(D, D)` matrix for the chains `x` `(B, D)` (a
     square mass of 2-D events is their diagonal, elementwise)."""
-    d = x.shape[1] if x.ndim == 2 else 0
-    return d > 1 and tuple(mass.shape) == (d, d)
+    return x.ndim == 2 and tuple(mass.shape) == (x.shape[1], x.shape[1])
 
 
 def _mass_factors(mass: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""`(L, L^{-1})` in `dtype` of a dense mass matrix $M = L L^\top$ (factorised in float64).
+    r"""`(L, L^{-1})` in `dtype`, on the CPU, of a dense mass matrix $M = L L^\top$
+    (factorised in float64 on the CPU: any device, MPS too).
+
+    The matrix is symmetrised, $(M + M^\top)/2$; an asymmetry above $10\sqrt\epsilon$ of
+    its largest entry ($\epsilon$ of its dtype: 3.5e-3 in float32, the rounding of an
+    inverse of condition number up to about 3e4) is refused as a matrix not meant symmetric.
 
     Raises:
-        ConfigurationError: `mass` is not finite, not symmetric (to a relative 1e-6 of its
-            largest entry) or not positive definite.
+        ConfigurationError: `mass` is not finite, not symmetric, not positive definite, or its
+            factors overflow `dtype`.
     """
-    m = mass.detach().to(torch.float64)
+    m = mass.detach().to("cpu", torch.float64)
     if not bool(torch.isfinite(m).all()):
-        raise ConfigurationError(f"a dense mass matrix must be finite, got {_shown(mass)}")
+        raise ConfigurationError(f"a dense mass matrix must be finite, got {_described(mass)}")
     scale = float(m.abs().max())
     asymmetry = float((m - m.mT).abs().max())
-    if asymmetry > 1e-6 * scale:
+    if asymmetry > 10 * math.sqrt(torch.finfo(mass.dtype).eps) * scale:
         raise ConfigurationError(
-            f"a dense mass matrix must be symmetric, got max |M - M^T| = {asymmetry:.3g} for "
-            f"{_shown(mass)}"
+            f"a dense mass matrix must be symmetric, got max |M - M^T| = {asymmetry:.3g} "
+            f"(largest entry {scale:.3g}) for {_described(mass)}; if the asymmetry is "
+            "rounding, pass (M + M.mT) / 2"
         )
     factor, info = torch.linalg.cholesky_ex(0.5 * (m + m.mT))
     if int(info) != 0:
         raise ConfigurationError(
-            f"a dense mass matrix must be positive definite, got {_shown(mass)} (its Cholesky "
-            f"factorisation failed at column {int(info) - 1})"
+            f"a dense mass matrix must be positive definite, got {_described(mass)} (its "
+            f"Cholesky factorisation failed at column {int(info) - 1})"
         )
-    eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
+    eye = torch.eye(m.shape[0], dtype=m.dtype)
     inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
-    return factor.to(dtype), inverse.to(dtype)
+    factors = factor.to(dtype), inverse.to(dtype)
+    if not all(bool(torch.isfinite(f).all()) for f in factors):
+        raise ConfigurationError(
+            f"a dense mass matrix's Cholesky factor or its inverse overflows the chains' dtype "
+            f"{dtype} (entries up to {float(factor.abs().max()):.3g} and "
+            f"{float(inverse.abs().max()):.3g}): rescale the problem or use a wider dtype"
+        )
+    return factors
 
 
-def _shown(t: torch.Tensor) -> str:
-    return "mass " + " ".join(str(t.detach().cpu()).split())  # one line
+def _described(mass: torch.Tensor) -> str:
+    """The mass for a message: its values on one line when small, else its shape."""
+    if mass.numel() <= 16:
+        return "mass " + " ".join(str(mass.detach().cpu()).split())
+    return f"a mass of shape {tuple(mass.shape)}"
 
 
 class HamiltonianMonteCarlo(_HMCBase):
@@ -341,8 +362,12 @@ class HamiltonianMonteCarlo(_HMCBase):
             for chains ``(B, d)`` a symmetric positive-definite ``(d, d)`` matrix (a dense
             mass, e.g. the inverse of a posterior covariance; the trajectory then runs in the
             coordinates $y = L^\top x$ of its Cholesky factor $M = L L^\top$, which is the
-            same leapfrog, and the fused kernel does not apply). A square positive mass of
-            2-D events ``(B, d, d)`` is their diagonal. Cast to the chains' device and dtype.
+            same leapfrog, and the fused kernel does not apply). The matrix is symmetrised
+            (an asymmetry above $10\sqrt\epsilon$ of its largest entry is refused) and
+            factorised in float64 once while it stays the same. A square positive mass of
+            2-D events ``(B, d, d)`` is their diagonal; so a positive square mass is checked
+            as a matrix when sampling starts, one with entries $\le 0$ at once. Cast to the
+            chains' device and dtype.
             A tensor mass is a buffer in the sampler's ``state_dict`` (key ``_mass``);
             loading a state dict without it (one saved by torchebm 0.8.9) keeps the current
             mass, with ``strict=True`` too.
@@ -434,12 +459,43 @@ class HamiltonianMonteCarlo(_HMCBase):
             raise TypeError(
                 f"mass must be None, a positive number or a tensor, got {type(mass).__name__}"
             )
+        check_tensor("mass", mass, non_empty=False)  # real: complex has no order
         square = mass.ndim == 2 and mass.shape[0] == mass.shape[1] > 1
         if square and not bool((mass > 0).all()):  # only a dense matrix has such entries
-            _mass_factors(mass, torch.float64)  # named errors: asymmetric, not positive definite
+            try:  # named errors: not finite, asymmetric, not positive definite
+                _mass_factors(mass, torch.float64)
+            except ConfigurationError as err:
+                raise ConfigurationError(
+                    f"{err} (a square mass with entries <= 0 is a dense matrix, for chains "
+                    "(B, D); a diagonal of 2-D events must be positive)"
+                ) from err
         else:  # (a positive square one is a dense matrix or a 2-D diagonal: see init_state)
             check_mass(mass)
         self._mass = mass.detach().clone()
+
+    def _dense_factors(
+        self, mass: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_mass_factors` of the dense `mass` for the chains `x`, on their device, computed
+        once while the mass stays the same (compared with a copy: one host read)."""
+        cached = vars(self).get("_dense_cache")
+        key = (x.dtype, x.device)
+        if (
+            cached is not None
+            and cached[0] == key
+            and (cached[1].device, cached[1].dtype) == (mass.device, mass.dtype)
+            and torch.equal(cached[1], mass)
+        ):
+            return cached[2]
+        factor, inverse = _mass_factors(mass, x.dtype)
+        factors = factor.to(x.device), inverse.to(x.device)
+        self._dense_cache = (key, mass.detach().clone(), factors)
+        return factors
+
+    def __getstate__(self) -> dict[str, Any]:  # pickle, deepcopy: without the cache
+        state = super().__getstate__()
+        state.pop("_dense_cache", None)
+        return state
 
     @property
     def mass(self) -> float | torch.Tensor | None:
@@ -450,7 +506,7 @@ class HamiltonianMonteCarlo(_HMCBase):
         mass: Any = self._mass_scalar
         whitening = None
         if self._mass is not None and _is_dense(self._mass, x):
-            whitening = _mass_factors(self._mass.to(x.device), x.dtype)
+            whitening = self._dense_factors(self._mass, x)
             mass = None  # the trajectory runs in whitened coordinates, with a unit mass
         elif self._mass is not None:
             mass = self._mass.to(device=x.device, dtype=x.dtype)
@@ -463,14 +519,14 @@ class HamiltonianMonteCarlo(_HMCBase):
                     f"mass of shape {tuple(mass.shape)} does not broadcast to the event shape "
                     f"{tuple(x.shape[1:])} (a dense (D, D) mass matrix needs chains (B, D))"
                 )
+            if float(self._mass.min()) <= 0:  # (as given) a square one with such entries
+                raise ConfigurationError(  # was read as a matrix at construction
+                    f"mass of shape {tuple(mass.shape)} has entries <= 0: a diagonal of the "
+                    f"event shape {tuple(x.shape[1:])} must be positive (a dense (D, D) mass "
+                    "matrix needs chains (B, D))"
+                )
         tiny = torch.finfo(x.dtype).tiny  # below it 1/M overflows (float16: M < 6.1e-5)
         low = None if mass is None else mass if isinstance(mass, float) else float(mass.min())
-        if low is not None and low <= 0:  # a square mass with such entries was a matrix
-            raise ConfigurationError(
-                f"mass of shape {tuple(mass.shape)} has entries <= 0: a diagonal of the event "
-                f"shape {tuple(x.shape[1:])} must be positive (a dense (D, D) mass matrix needs "
-                "chains (B, D))"
-            )
         if low is not None and low < tiny:
             raise ConfigurationError(
                 f"mass must be at least {tiny:.3g}, the smallest normal number of the chains' "
