@@ -492,15 +492,22 @@ def energy_distance(
 
 
 # --------------------------------------------------------------------------- sliced W
-def _wasserstein_1d_pp(u: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
-    r"""$W_p^p$ between the empirical laws of the columns of ``u (N, P)`` and ``v (M, P)``.
+def _wasserstein_1d_pp(
+    u: torch.Tensor, v: torch.Tensor, p: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""$W_p^p$ between the empirical laws of the columns of ``u (N, P)`` and ``v (M, P)``,
+    as ``(s, w)`` with $W_p^p = s^p w$: ``s`` the largest quantile gap of the block (0-d),
+    ``w`` ``(P,)`` the means of $(|\text{gap}| / s)^p$ (a large $p$ underflowed $|\text{gap}|^p$
+    to 0: float32 at $p = 64$).
 
     Exact: both quantile functions are constant between the merged levels $i/N$, $j/M$.
     """
     n, m = u.shape[0], v.shape[0]
     us, vs = u.sort(dim=0).values, v.sort(dim=0).values
     if n == m:
-        return (us - vs).abs().pow(p).mean(0)
+        gaps = (us - vs).abs()
+        scale = gaps.max().clamp(min=torch.finfo(gaps.dtype).tiny)
+        return scale, (gaps / scale).pow(p).mean(0)
     dt = u.dtype
     levels = (
         torch.cat(
@@ -516,7 +523,9 @@ def _wasserstein_1d_pp(u: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tens
     mid = levels - 0.5 * widths
     iu = (mid * n).floor().long().clamp_(0, n - 1)
     iv = (mid * m).floor().long().clamp_(0, m - 1)
-    return ((us[iu] - vs[iv]).abs().pow(p) * widths[:, None]).sum(0)
+    gaps = (us[iu] - vs[iv]).abs()
+    scale = gaps.max().clamp(min=torch.finfo(gaps.dtype).tiny)
+    return scale, ((gaps / scale).pow(p) * widths[:, None]).sum(0)
 
 
 @_outside_autocast
@@ -538,8 +547,10 @@ def sliced_wasserstein(
     estimated with ``n_projections`` uniform directions; each 1-D $W_p^p$ between the
     projected empirical laws is exact (sorted samples, merged quantile levels when
     $N \ne M$). Its Monte Carlo error over directions shrinks as $1/\sqrt{\text{n\_projections}}$.
-    Float16/bfloat16 samples are computed in float32 (directions drawn in float32 too) and
-    the value is rounded to their dtype at the end.
+    The directions are drawn in float32 for every dtype (float32 and float64 copies of the
+    samples see the same directions); float16/bfloat16 samples are computed in float32 and
+    the value is rounded to their dtype at the end. Any $p$: each block of directions is
+    summed relative to its largest gap.
 
     Not differentiable (an evaluation tool, computed without autograd): no gradient.
 
@@ -578,14 +589,21 @@ def sliced_wasserstein(
     xf, yf, e, dtype = _pair("sliced_wasserstein", x, y)
     check_generator(generator, xf.device)
     theta = torch.randn(
-        xf.shape[1], n_projections, generator=generator, device=xf.device, dtype=xf.dtype
-    )
+        xf.shape[1], n_projections, generator=generator, device=xf.device, dtype=torch.float32
+    ).to(xf.dtype)
     theta = theta / theta.norm(dim=0, keepdim=True).clamp(min=torch.finfo(xf.dtype).tiny)
     cols = max(1, _BLOCK // (xf.shape[0] + yf.shape[0]))
-    total = torch.zeros((), dtype=xf.dtype, device=xf.device)
-    for th in theta.split(cols, dim=1):
-        total = total + _wasserstein_1d_pp(xf @ th, yf @ th, p).sum()
-    return _unscaled("sliced_wasserstein", (total / n_projections).pow(1.0 / p), e, dtype)
+    scale, total = None, torch.zeros((), dtype=xf.dtype, device=xf.device)
+    for th in theta.split(cols, dim=1):  # sum of W_p^p = scale^p total, rescaled per block
+        s, w = _wasserstein_1d_pp(xf @ th, yf @ th, p)
+        if scale is None:
+            scale, total = s, w.sum()
+        else:
+            new = torch.maximum(scale, s)
+            total = total * (scale / new).pow(p) + w.sum() * (s / new).pow(p)
+            scale = new
+    value = cast(torch.Tensor, scale) * (total / n_projections).pow(1.0 / p)
+    return _unscaled("sliced_wasserstein", value, e, dtype)
 
 
 # --------------------------------------------------------------------------- test
