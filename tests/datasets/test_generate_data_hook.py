@@ -12,7 +12,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchebm.datasets import BaseSyntheticDataset, GaussianMixtureDataset, make_gaussian_mixture
+from torchebm.datasets import (
+    BaseSyntheticDataset,
+    GaussianMixtureDataset,
+    TwoMoonsDataset,
+    make_gaussian_mixture,
+    make_two_moons,
+)
 from torchebm.datasets._datasets import _MakerDataset
 
 N = 64
@@ -119,8 +125,9 @@ def test_public_and_old_paths_give_the_same_seeded_data():
 
 
 def test_library_datasets_implement_only_the_public_hooks():
-    for name in ("_generate_data", "_extra_repr"):
-        assert name not in vars(_MakerDataset)
+    # `_generate_data` exists only for a 0.8.9 subclass's super() call (below): the
+    # built-ins draw through `generate_data` and their private generator
+    assert "_extra_repr" not in vars(_MakerDataset)
     g = torch.Generator().manual_seed(3)
     expected = make_gaussian_mixture(N, n_components=4, generator=g, dtype=torch.float64)
     got = GaussianMixtureDataset(N, n_components=4, seed=3, dtype=torch.float64).get_data()
@@ -170,3 +177,25 @@ def test_a_torchebm_08_override_of_a_library_dataset_is_called():
             return torch.ones(self.n_samples, 2)
 
     assert torch.equal(Fixed(n_samples=5, seed=0).get_data(), torch.ones(5, 2))
+
+
+def test_a_089_subclass_extending_a_built_in_draw_calls_it_through_super():
+    # 0.8.9's built-ins drew in `_generate_data(self)`; a subclass calling
+    # super()._generate_data() raised AttributeError here. It gets the built-in draw from
+    # the global RNG seeded with `seed` (on a forked state, as every 0.8.9 hook runs)
+    class Scaled(TwoMoonsDataset):
+        def __init__(self, n_samples=100, scale=2.0, seed=None):
+            self.scale = scale
+            super().__init__(n_samples=n_samples, seed=seed)
+
+        def _generate_data(self):
+            return super()._generate_data() * self.scale
+
+    state = torch.get_rng_state()
+    got = Scaled(100, seed=5).get_data()
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is as it was
+    torch.manual_seed(5)
+    want = make_two_moons(100, dtype=torch.float64).float() * 2.0
+    torch.set_rng_state(state)
+    assert torch.equal(got, want)
+    assert torch.equal(Scaled(100, seed=5).get_data(), got)

@@ -228,8 +228,11 @@ class BaseSyntheticDataset(Dataset):
 
 def _hook_name(cls: type[BaseSyntheticDataset]) -> str | None:
     """The data hook ``cls`` implements: torchebm 0.8's ``_generate_data`` (also when it
-    overrides a built-in dataset's ``generate_data``), ``generate_data`` or none (``None``)."""
-    if callable(getattr(cls, "_generate_data", None)):
+    overrides a built-in dataset's ``generate_data``), ``generate_data`` or none (``None``).
+    The built-in datasets' own ``_generate_data`` (for a 0.8 subclass's ``super()`` call) is
+    not an override."""
+    owner = next((k for k in cls.__mro__ if "_generate_data" in vars(k)), None)
+    if owner is not None and not owner.__module__.startswith("torchebm.datasets."):
         return "_generate_data"
     return "generate_data" if cls.generate_data is not BaseSyntheticDataset.generate_data else None
 

@@ -66,6 +66,12 @@ class _MakerDataset(BaseSyntheticDataset):
         size = getattr(self, self._size)
         return type(self)._maker(size, **kwargs, generator=generator, dtype=torch.float64)
 
+    def _generate_data(self) -> torch.Tensor:
+        """torchebm 0.8.9's hook: the points drawn from the global RNG, as 0.8.9 drew them
+        (a 0.8.9 subclass overriding ``_generate_data`` calls it through ``super()``; it runs
+        seeded from ``seed`` on a forked RNG state, see `generate_data`)."""
+        return self.generate_data(None)
+
     def extra_repr(self) -> dict[str, Any]:
         names = self._params if self._size == "n_samples" else (self._size, *self._params)
         return {p: getattr(self, p) for p in names}
