@@ -340,9 +340,9 @@ def test_bad_inputs(cls):
     with pytest.raises(ValueError, match="non-empty batch"):
         loss_fn(torch.ones(0, 2))
 
-    class BadShape(BaseModel):
-        def forward(self, x):
-            return x.sum(-1, keepdim=True)
+    class BadShape(BaseModel):  # (B, 2); a (B, 1) result is taken, deprecated, as 0.8.9
+        def forward(self, x):  # took it (test_score_matching_column_energies.py)
+            return x.square()
 
     with pytest.raises(ValueError, match=r"shape \(B,\)"):
         cls(BadShape())(torch.ones(4, 2))
