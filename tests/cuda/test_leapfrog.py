@@ -185,3 +185,5 @@ def test_errors():
         tc.fused_leapfrog_step(x, p, model, 0.1, mass=torch.full((3, 3), 0.5) + torch.eye(3))
     with pytest.raises(ShapeError, match=r"got shape \(5,\)$"):  # no hint for a vector
         tc.fused_leapfrog_step(x, p, model, 0.1, mass=torch.ones(5))
+    with pytest.raises(ConfigurationError, match=r"got \[0.0, 0.0, 0.0, 0.0, 0.0, 0.0\]$"):
+        tc.fused_leapfrog_step(x[:, :2], p[:, :2], model, 0.1, mass=torch.eye(3))  # not (2, 2)

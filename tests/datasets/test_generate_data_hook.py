@@ -199,3 +199,32 @@ def test_a_089_subclass_extending_a_built_in_draw_calls_it_through_super():
     torch.set_rng_state(state)
     assert torch.equal(got, want)
     assert torch.equal(Scaled(100, seed=5).get_data(), got)
+
+
+def test_a_hook_with_a_generator_gets_the_built_in_draw_from_it_through_super():
+    # `_generate_data(self, generator=None)` calling super()._generate_data() without the
+    # generator drew from the unseeded global RNG: another draw on each run
+    class Scaled(TwoMoonsDataset):
+        def _generate_data(self, generator=None):
+            return super()._generate_data() * 2.0
+
+    state = torch.get_rng_state()
+    got = Scaled(50, seed=2).get_data()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(Scaled(50, seed=2).get_data(), got)
+    g = torch.Generator().manual_seed(2)
+    assert torch.equal(got, make_two_moons(50, generator=g, dtype=torch.float64).float() * 2.0)
+
+
+def test_only_the_library_module_s_hook_is_not_an_override():
+    # a user's module named torchebm.datasets.<plugin> overrides like any other
+    from torchebm.datasets._base import _hook_name
+
+    class Plugin(TwoMoonsDataset):
+        def _generate_data(self):
+            return torch.zeros(self.n_samples, 2)
+
+    Plugin.__module__ = "torchebm.datasets.my_plugin"
+    assert _hook_name(Plugin) == "_generate_data"
+    assert torch.equal(Plugin(5, seed=0).get_data(), torch.zeros(5, 2))
+    assert _hook_name(TwoMoonsDataset) == "generate_data"

@@ -46,7 +46,9 @@ def _inverse_mass(
     # one host read at a direct call; none inside a sampler's loop, which checked its mass
     if not _CHECKED.get() and not bool(((mass > 0) & (mass < math.inf)).all()):
         bad = mass[~((mass > 0) & (mass < math.inf))].flatten()[:8].tolist()
-        raise ConfigurationError(f"mass must hold positive finite values, got {bad}{_matrix(mass)}")
+        raise ConfigurationError(
+            f"mass must hold positive finite values, got {bad}{_matrix(mass, x)}"
+        )
     event = tuple(x.shape[1:])
     m = mass
     while m.ndim > len(event) and m.shape[0] == 1:
@@ -61,13 +63,13 @@ def _inverse_mass(
         pass
     raise ShapeError(
         f"mass must broadcast to the event shape {event} or to x's shape {tuple(x.shape)}, "
-        f"got shape {tuple(mass.shape)}{_matrix(mass)}"
+        f"got shape {tuple(mass.shape)}{_matrix(mass, x)}"
     )
 
 
-def _matrix(mass: torch.Tensor) -> str:
-    """A hint for a square ``(d, d)`` mass: the kernels take a diagonal only."""
-    if mass.ndim == 2 and mass.shape[0] == mass.shape[1] > 1:
+def _matrix(mass: torch.Tensor, x: torch.Tensor) -> str:
+    """A hint for a square ``(d, d)`` mass of chains ``(B, d)``: the kernels take a diagonal."""
+    if mass.ndim == 2 and mass.shape[0] == mass.shape[1] == x.shape[-1] > 1:
         return (
             "; a dense mass matrix is not accepted (the kernels take a scalar or diagonal mass: "
             "pass mass=M.diagonal(); HamiltonianMonteCarlo takes a dense mass and runs it "

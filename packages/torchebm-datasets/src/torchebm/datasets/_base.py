@@ -7,6 +7,7 @@ import numbers
 import operator
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import torch
@@ -146,8 +147,12 @@ class BaseSyntheticDataset(Dataset):
             The points, ``(n_samples, d)``: a tensor or anything ``torch.as_tensor`` accepts.
         """
         hook = self._generate_data  # type: ignore[attr-defined]  # a torchebm 0.8 subclass
-        if _takes_argument(hook):
-            return hook(generator)
+        if _takes_argument(hook):  # (a built-in draw it calls through super() without the
+            token = HOOK_GENERATOR.set(generator)  # generator draws from it too)
+            try:
+                return hook(generator)
+            finally:
+                HOOK_GENERATOR.reset(token)
         return _draw_as_089(self, hook, generator)
 
     def regenerate(
@@ -226,13 +231,18 @@ class BaseSyntheticDataset(Dataset):
         return f"{type(self).__name__}({body})"
 
 
+#: the generator of the torchebm 0.8 hook ``_generate_data(self, generator)`` running now
+#: (``None`` outside one, and for a hook without it, which draws from the global RNG)
+HOOK_GENERATOR: ContextVar[torch.Generator | None] = ContextVar("HOOK_GENERATOR", default=None)
+
+
 def _hook_name(cls: type[BaseSyntheticDataset]) -> str | None:
     """The data hook ``cls`` implements: torchebm 0.8's ``_generate_data`` (also when it
     overrides a built-in dataset's ``generate_data``), ``generate_data`` or none (``None``).
     The built-in datasets' own ``_generate_data`` (for a 0.8 subclass's ``super()`` call) is
     not an override."""
     owner = next((k for k in cls.__mro__ if "_generate_data" in vars(k)), None)
-    if owner is not None and not owner.__module__.startswith("torchebm.datasets."):
+    if owner is not None and owner.__module__ != "torchebm.datasets._datasets":
         return "_generate_data"
     return "generate_data" if cls.generate_data is not BaseSyntheticDataset.generate_data else None
 

@@ -14,7 +14,7 @@ import torch
 
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import check_int
-from torchebm.datasets._base import BaseSyntheticDataset
+from torchebm.datasets._base import HOOK_GENERATOR, BaseSyntheticDataset
 from torchebm.datasets._functional import (
     eight_centres,
     make_checkerboard,
@@ -66,11 +66,13 @@ class _MakerDataset(BaseSyntheticDataset):
         size = getattr(self, self._size)
         return type(self)._maker(size, **kwargs, generator=generator, dtype=torch.float64)
 
-    def _generate_data(self) -> torch.Tensor:
-        """torchebm 0.8.9's hook: the points drawn from the global RNG, as 0.8.9 drew them
-        (a 0.8.9 subclass overriding ``_generate_data`` calls it through ``super()``; it runs
-        seeded from ``seed`` on a forked RNG state, see `generate_data`)."""
-        return self.generate_data(None)
+    def _generate_data(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """torchebm 0.8.9's hook, for a subclass's ``super()._generate_data()``: this dataset's
+        points (with this version's ``make_*`` defaults) from ``generator``, else from the
+        generator of the overriding hook that is running, else the global RNG (a hook
+        without a generator, 0.8.9's, runs seeded from ``seed`` on a forked RNG state: see
+        `generate_data`)."""
+        return self.generate_data(generator if generator is not None else HOOK_GENERATOR.get())
 
     def extra_repr(self) -> dict[str, Any]:
         names = self._params if self._size == "n_samples" else (self._size, *self._params)
