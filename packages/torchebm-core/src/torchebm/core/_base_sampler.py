@@ -489,7 +489,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
             nan_policy: Overrides the constructor's policy for this call.
             nan_check_every: Check the chains for NaN/inf every this many steps (and after
                 the last); `None` uses the attribute `nan_check_every` (default 10).
-                `1` reports the exact first non-finite step of each chain.
+                `1` reports the exact first non-finite step (the policy acts at the end).
             compile: Run `step` through `torch.compile`: same maths, same results up to
                 rounding (random draws may differ). It compiles per batch size and per value
                 of a float hyper-parameter (a scheduled step size, FlowSampler's step widths);

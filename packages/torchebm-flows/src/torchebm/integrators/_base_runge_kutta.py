@@ -282,7 +282,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     that stage implicit), ``tableau_b``, ``tableau_c``, and, for adaptive methods,
     ``error_weights`` $e = b - \hat b$ (one extra entry multiplies the FSAL stage
     $f(y_{n+1}, t+h)$), ``order`` (the step-size control exponent is
-    $-1/\text{order}$) and ``fsal``.
+    $-1/\text{order}$; the order of the solution the step keeps, ``b``: 5 for
+    Dormand-Prince, 4 for a Fehlberg pair that keeps its fourth-order solution) and ``fsal``.
 
     Stage $i$: $k_i = f(x + h\sum_{j<i} a_{ij}k_j,\; t + c_i h)$; an implicit
     stage solves $k_i = f(\text{base} + h a_{ii} k_i, t_i)$ by Picard iteration on the

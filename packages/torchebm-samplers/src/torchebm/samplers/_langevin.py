@@ -156,6 +156,10 @@ class LangevinDynamics(SamplerHooks089, BaseSampler):
             implicit stage, ``sample()`` counts per chain the steps whose solve did not
             converge (its `solver_converged`) and ends with one ``RuntimeWarning`` if any
             did: the step is then not the implicit scheme, and the samples are biased.
+            A higher-order scheme is not a better sampler: ``"heun"`` adds the noise after
+            its deterministic predictor-corrector step, so its stationary law is about twice
+            as far from $e^{-E}$ as Euler-Maruyama's (a standard Gaussian's variance
+            $1 + 0.22$ against $1 + 0.11$ at ``step_size=0.2``).
         n_steps: Default number of steps of ``sample()`` (class default 100).
         backend: ``"auto"`` (fused kernels of ``torchebm-cuda`` when installed and the
             chains are fp32 on CUDA, else eager), ``"eager"`` or ``"fused"`` (requires
