@@ -367,10 +367,9 @@ class HamiltonianMonteCarlo(_HMCBase):
             factorised in float64 once while it stays the same. A square positive mass of
             2-D events ``(B, d, d)`` is their diagonal; so a positive square mass is checked
             as a matrix when sampling starts, one with entries $\le 0$ at once. Cast to the
-            chains' device and dtype.
-            A tensor mass is a buffer in the sampler's ``state_dict`` (key ``_mass``);
-            loading a state dict without it (one saved by torchebm 0.8.9) keeps the current
-            mass, with ``strict=True`` too.
+            chains' device and dtype. A tensor mass is a buffer in the sampler's
+            ``state_dict`` (key ``_mass``); loading a state dict without it (one saved by
+            torchebm 0.8.9) keeps the current mass, with ``strict=True`` too.
         dtype: Chain dtype when the model has no parameters.
         device: Chain device when the model has no parameters.
         integrator: ``None`` (leapfrog), a registry name or an instance of a *separable*
@@ -519,8 +518,9 @@ class HamiltonianMonteCarlo(_HMCBase):
                     f"mass of shape {tuple(mass.shape)} does not broadcast to the event shape "
                     f"{tuple(x.shape[1:])} (a dense (D, D) mass matrix needs chains (B, D))"
                 )
-            if float(self._mass.min()) <= 0:  # (as given) a square one with such entries
-                raise ConfigurationError(  # was read as a matrix at construction
+            square = mass.ndim == 2 and mass.shape[0] == mass.shape[1]  # as given, one with
+            if square and float(self._mass.min()) <= 0:  # entries <= 0 was read as a matrix
+                raise ConfigurationError(
                     f"mass of shape {tuple(mass.shape)} has entries <= 0: a diagonal of the "
                     f"event shape {tuple(x.shape[1:])} must be positive (a dense (D, D) mass "
                     "matrix needs chains (B, D))"
@@ -582,10 +582,6 @@ class HamiltonianMonteCarlo(_HMCBase):
             f"n_leapfrog_steps (now {self.n_leapfrog_steps})",
             RuntimeWarning,
         )
-
-    def _drift(self, x: torch.Tensor, conditioning: dict) -> torch.Tensor:
-        r"""The leapfrog force $-\nabla E(x)$ (shaped like ``x``)."""
-        return -self.model_gradient(x, conditioning)  # new memory: g may be a view of x
 
     def _hamiltonian(self, energy: torch.Tensor, p: torch.Tensor, mass: Any) -> torch.Tensor:
         r"""$H = E + \tfrac12 p^\top M^{-1} p$ per chain `(B,)` (one dot product, one add)."""
@@ -661,11 +657,7 @@ class HamiltonianMonteCarlo(_HMCBase):
                 eps,
                 self.n_leapfrog_steps,
                 mass,
-                drift=(
-                    (lambda z, t: self._drift(z, conditioning))
-                    if whitening is None
-                    else (lambda z, t: -gradient(z))
-                ),
+                drift=lambda z, t: -gradient(z),  # new memory: g may be a view of z
                 safe=False,
             )
             x, p, grad = out["x"], out["p"], None
