@@ -385,7 +385,7 @@ class SlicedScoreMatching(Hooks089, BaseScoreMatching):
         vg = row_sums(widened(v) * g)
         hv = _grad_or_zeros(vg, xr, type(self).__name__, self.model)
         vhv = row_sums(widened(v) * hv)
-        first = 0.5 * (squared_norms(g) if self.variance_reduction else squared_norms(vg[:, None]))
+        first = 0.5 * (squared_norms(g) if self.variance_reduction else vg.square())  # (wide)
         return (first - vhv).mean()
 
 
