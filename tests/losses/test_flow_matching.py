@@ -305,6 +305,65 @@ def test_labels_stay_with_their_data_rows_when_the_coupling_reorders_x1(objectiv
         assert torch.equal(rows, labels), (rows, labels)
 
 
+@pytest.mark.parametrize("objective", ["fm", "eqm"])
+@pytest.mark.parametrize("form", ["list", "tuple", "numpy", "nested", "group"])
+def test_per_sample_conditioning_that_is_not_a_tensor_follows_its_rows(objective, form):
+    # a list of labels or prompts, a numpy array, a dict or a (y, scale) group reached the
+    # model in the data's original order while the coupling re-paired x1: each row was
+    # trained on another row's label, with no warning
+    import warnings
+
+    from torchebm.couplings import ExactOTCoupling
+
+    labels = list(range(8))
+    if form == "numpy":
+        np = pytest.importorskip("numpy")
+        given, read = np.arange(8), lambda c: [int(v) for v in c]
+    elif form == "nested":
+        given, read = {"label": labels}, lambda c: c["label"]
+    elif form == "group":
+        given, read = (labels, 2.0), lambda c: c[0]
+    else:
+        given, read = (labels if form == "list" else tuple(labels)), list
+    calls = []
+
+    class Recording(nn.Module):
+        def forward(self, x, t, y):
+            calls.append(((x[:, 0].detach() / 10).round().long().tolist(), read(y)))
+            return x.clone()
+
+    def at_one(n, *, device, dtype, generator):
+        return torch.ones(n, device=device, dtype=dtype)
+
+    x1 = torch.stack([10.0 * torch.arange(8.0), torch.zeros(8)], 1)
+    x0 = x1.flip(0) + 0.01  # the exact OT pairing reverses the rows
+    make = FlowMatchingLoss if objective == "fm" else EquilibriumMatchingLoss
+    loss_fn = make(
+        Recording(), coupling=ExactOTCoupling(), t_sampler=at_one, check_conditioning=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the re-pairing warning (tested above)
+        loss_fn(x1, x0=x0, model_kwargs={"y": given})
+    assert calls and all(rows == list(seen) for rows, seen in calls), calls
+    assert calls[0][0] == labels[::-1]  # the coupling did reorder: the check can fail
+
+
+def test_a_list_of_per_sample_tensors_the_length_of_the_batch_is_refused_by_name():
+    # one tensor per sample, or a group of per-sample tensors? with a re-pairing coupling
+    # the two need different orders, so the loss asks for an unambiguous form
+    from torchebm.couplings import ExactOTCoupling
+
+    class Field(nn.Module):
+        def forward(self, x, t, y):
+            return x.clone()
+
+    x1 = torch.randn(2, 2)
+    loss_fn = FlowMatchingLoss(Field(), coupling=ExactOTCoupling(), check_conditioning=False)
+    ambiguous = [torch.zeros(2, 3), torch.ones(2, 3)]
+    with pytest.raises(ConfigurationError, match=r"'y' is a list of 2 tensors .* stacked"):
+        loss_fn(x1, x0=x1.flip(0), model_kwargs={"y": ambiguous})
+
+
 @pytest.mark.parametrize("make", ["fm", "eqm"])
 @pytest.mark.parametrize("width", [1, 4])
 def test_a_model_output_not_shaped_like_x_is_refused(make, width):

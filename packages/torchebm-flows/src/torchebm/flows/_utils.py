@@ -556,19 +556,28 @@ def source_batch(
 
 def paired_conditioning(conditioning: dict, index: torch.Tensor | None, batch: int) -> dict:
     """``conditioning`` of the data rows a coupling paired (``CouplingResult.index``): each
-    per-sample tensor (leading dimension ``batch``) indexed like ``x1``, so a label stays with
-    its sample; unchanged when the coupling kept ``x1`` in order (``index`` is ``None``).
+    per-sample value indexed like ``x1``, so a label stays with its sample; unchanged when the
+    coupling kept ``x1`` in order (``index`` is ``None``).
+
+    Per-sample values: a tensor or array with leading dimension ``batch``, and a list or tuple
+    of ``batch`` items (labels, prompts). Dicts, and lists or tuples of another length (such as
+    ``(y, mask)``), are searched for them; anything else is not per-sample and kept.
+
+    Raises:
+        ConfigurationError: a list or tuple of ``batch`` items that are themselves per-sample
+            tensors: it may be one value per sample or a group of per-sample tensors.
 
     Example:
         >>> paired_conditioning({"y": torch.tensor([5, 6, 7])}, torch.tensor([2, 0, 0]), 3)
         {'y': tensor([7, 5, 5])}
+        >>> paired_conditioning({"y": ["a", "b", "c"]}, torch.tensor([2, 0, 0]), 3)
+        {'y': ['c', 'a', 'a']}
     """
     if index is None or not conditioning:
         return conditioning
+    paired = {k: _paired(k, v, index, batch) for k, v in conditioning.items()}
     # a class-aware coupling (its compute_cost reads y) pairs within a condition: unchanged
-    rows = [
-        k for k, v in conditioning.items() if _is_rows(v, batch) and not torch.equal(v[index], v)
-    ]
+    rows = [k for k, v in conditioning.items() if not _same(v, paired[k])]
     if rows and batch > 1:
         warn_once(
             "paired_conditioning",
@@ -579,11 +588,55 @@ def paired_conditioning(conditioning: dict, index: torch.Tensor | None, batch: i
             "(or batches of one condition)",
             RuntimeWarning,
         )
-    return {k: v[index] if _is_rows(v, batch) else v for k, v in conditioning.items()}
+    return paired
 
 
-def _is_rows(value: Any, batch: int) -> bool:
-    return isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch
+def _paired(name: str, value: Any, index: torch.Tensor, batch: int) -> Any:
+    """``value`` with its per-sample entries in the order ``index`` (see ``paired_conditioning``)."""
+    if isinstance(value, torch.Tensor) or _is_array(value):
+        if value.ndim == 0 or value.shape[0] != batch:
+            return value
+        return value[index] if isinstance(value, torch.Tensor) else value[index.cpu().numpy()]
+    if isinstance(value, dict):
+        return {k: _paired(f"{name}[{k!r}]", v, index, batch) for k, v in value.items()}
+    if not isinstance(value, (list, tuple)):
+        return value
+    if len(value) != batch:  # a group such as (y, mask): its members are searched
+        return _rebuilt(
+            value, [_paired(f"{name}[{i}]", v, index, batch) for i, v in enumerate(value)]
+        )
+    if any(isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch for v in value):
+        raise ConfigurationError(
+            f"conditioning {name!r} is a {type(value).__name__} of {batch} tensors with leading "
+            f"dimension {batch}, the batch size: the coupling cannot tell one value per sample "
+            "from a group of per-sample tensors. Pass a stacked tensor, a dict, or use "
+            "coupling='independent'"
+        )
+    return _rebuilt(value, [value[i] for i in index.tolist()])  # one item per sample
+
+
+def _rebuilt(value: list | tuple, items: list) -> Any:
+    """A list or tuple of ``value``'s type (a named tuple too) holding ``items``."""
+    return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+
+
+def _is_array(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and hasattr(value, "shape")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether pairing left ``a`` as it was (``b``), element by element."""
+    if a is b:
+        return True
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if _is_array(a):
+        return bool((a == b).all())
+    if isinstance(a, dict):
+        return all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, (list, tuple)):
+        return all(_same(u, v) for u, v in zip(a, b))
+    return bool(a == b)
 
 
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
