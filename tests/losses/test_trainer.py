@@ -226,6 +226,62 @@ def test_loss_output_forms_and_errors():
 
 
 # ---------------------------------------------------------------------------- randomness
+class Regularised(nn.Module):
+    """A plain module around a scheduled loss (adds an L2 term): it has no step_schedulers."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.inner = loss
+
+    def forward(self, x, generator=None):
+        loss, _ = self.inner(x, generator=generator)
+        return loss + 1e-3 * self.inner.model.w.square().sum()
+
+
+@pytest.mark.parametrize("form", ["module", "lambda", "partial", "method", "two_losses"])
+def test_the_schedules_of_a_wrapped_or_named_loss_advance_once_per_optimizer_step(form):
+    # a loss inside a wrapper module or called by a function kept its start value for the
+    # whole run (the trainer stepped only a loss_fn with step_schedulers), with no warning
+    import functools
+
+    model = Quadratic()
+    toy = ToyLoss(model)
+    other = ToyLoss(model)
+    other._register_param("noise", toy.get_schedulers()["noise"])  # one schedule, two losses
+    loss_fn = {
+        "module": lambda: Regularised(toy),
+        "lambda": lambda: lambda x, generator=None: toy(x, generator=generator)[0],
+        "partial": lambda: functools.partial(Regularised.forward, Regularised(toy)),
+        "method": lambda: Regularised(toy).forward,
+        "two_losses": lambda: (
+            lambda x, generator=None: (
+                toy(x, generator=generator)[0] + other(x, generator=generator)[0]
+            )
+        ),
+    }[form]()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    t = BaseTrainer(model, opt, loss_fn, grad_accum_steps=2, seed=0)
+    for _ in range(6):
+        t.train_step(data(4))
+    assert t.step == 3
+    assert toy.get_scheduled_value("noise") == pytest.approx(0.5 * 0.9**3)  # not 0.9**6
+
+
+def test_a_compiled_loss_gets_the_trainers_generator():
+    # torch.compile(loss) forwards (*args, **kwargs): the trainer read no generator parameter
+    # there, and the loss drew from the global RNG (seed= did not reproduce a run)
+    def run(global_seed):
+        torch.manual_seed(global_seed)
+        model = Quadratic()
+        loss = torch.compile(ToyLoss(model), backend="eager")
+        t = BaseTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loss, seed=0)
+        for k in range(3):
+            t.train_step(data(8, seed=k))
+        return params(t)
+
+    assert same(run(1), run(2))
+
+
 def test_same_seed_is_bit_identical_and_global_rng_is_untouched():
     before = torch.get_rng_state()
     a, b, c = make(seed=3), make(seed=3), make(seed=4)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import inspect
 import io
 import math
@@ -30,9 +31,10 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, SequentialSampler
 
-from torchebm.core import BaseLoss, BaseScheduler, renamed_kwargs, warn_once
+from torchebm.core import BaseLoss, BaseScheduler, Schedulable, renamed_kwargs, warn_once
 from torchebm.core import distributed as _d
 from torchebm.core._module import check_bool, warn_user
+from torchebm.core._schedulable import _subtree_schedulers
 from torchebm.core._training import _plain
 from torchebm.core.errors import (
     ConfigurationError,
@@ -421,8 +423,10 @@ class BaseTrainer:
         lr_scheduler: A ``torch.optim.lr_scheduler`` of ``optimizer``, stepped after every
             optimizer step (its ``step()`` must take no argument: ``ReduceLROnPlateau`` is
             refused; a torchebm scheduler, which sets no learning rate, too).
-        step_loss_schedulers: Call ``loss_fn.step_schedulers()`` after every optimizer
-            step (default ``True``).
+        step_loss_schedulers: Advance the loss's schedules after every optimizer step
+            (default ``True``): ``loss_fn.step_schedulers()``, or for a wrapper module or a
+            function those of the losses it holds or names (a bound method's object, a
+            ``functools.partial``'s arguments, a function's closure and globals), each once.
         sync_gradients: ``None`` (auto: average gradients by all-reduce when a process
             group with several ranks is initialised and the model is neither DDP nor
             FSDP; tensors the optimizer steps outside the model are averaged in every mode),
@@ -538,7 +542,8 @@ class BaseTrainer:
             else None
         )
 
-        fwd = loss_fn.forward if isinstance(loss_fn, nn.Module) else loss_fn
+        inner_loss = _d.unwrap_model(loss_fn) if isinstance(loss_fn, nn.Module) else loss_fn
+        fwd = inner_loss.forward if isinstance(inner_loss, nn.Module) else loss_fn  # compiled too
         self._loss_takes_generator = _accepts(fwd, "generator")
         self._loss_takes_model_kwargs = _accepts(fwd, "model_kwargs")
         if (
@@ -942,8 +947,8 @@ class BaseTrainer:
             self.optimizer.step()
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
-        if self.step_loss_schedulers and hasattr(self.loss_fn, "step_schedulers"):
-            self.loss_fn.step_schedulers()
+        if self.step_loss_schedulers:
+            _step_loss_schedules(self.loss_fn)
         return True
 
     # ------------------------------------------------------------------ loops
@@ -1372,6 +1377,51 @@ class BaseTrainer:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint path {str(path)!r} does not exist")
         self.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+
+
+def _step_loss_schedules(loss_fn: Any) -> None:
+    """Advance the schedules of ``loss_fn`` by one step, each once: its ``step_schedulers()``,
+    or else those of the outermost ``Schedulable`` modules it holds (a wrapper module) or
+    refers to (a bound method's object, a ``functools.partial``'s function and arguments, the
+    objects a function's closure and globals name: ``lambda x: loss(x)`` steps ``loss``).
+    """
+    if hasattr(loss_fn, "step_schedulers"):
+        loss_fn.step_schedulers()
+        return
+    if isinstance(loss_fn, functools.partial):
+        refs = [loss_fn.func, *loss_fn.args, *loss_fn.keywords.values()]
+    elif inspect.ismethod(loss_fn):
+        refs = [loss_fn.__self__]
+    elif inspect.isfunction(loss_fn):
+        names = inspect.getclosurevars(loss_fn)
+        refs = [*names.nonlocals.values(), *names.globals.values()]
+    else:
+        refs = [loss_fn]
+    roots = [r for r in refs if isinstance(r, nn.Module)]
+    tops = {id(m): m for root in roots for m in _outermost_schedulables(root)}
+    outer = [
+        m for m in tops.values() if not any(o is not m and _holds(o, m) for o in tops.values())
+    ]
+    if all(type(m).step_schedulers is Schedulable.step_schedulers for m in outer):
+        for s in {id(s): s for m in outer for s in _subtree_schedulers(m)}.values():
+            s.step()  # one scheduler two of them share is stepped once
+    else:
+        for m in outer:  # an override decides what its loss steps
+            m.step_schedulers()
+
+
+def _outermost_schedulables(root: nn.Module) -> list[Schedulable]:
+    found: list[Schedulable] = []
+    inside: list[str] = []  # the module-name prefixes of those found
+    for name, module in root.named_modules():
+        if isinstance(module, Schedulable) and not any(name.startswith(p) for p in inside):
+            found.append(module)
+            inside.append(f"{name}." if name else "")
+    return found
+
+
+def _holds(outer: nn.Module, inner: nn.Module) -> bool:
+    return any(m is inner for m in outer.modules())
 
 
 def _all_reduce_gradients(params: list[torch.Tensor]) -> None:
