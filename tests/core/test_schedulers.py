@@ -345,3 +345,20 @@ def test_a_scheduler_shared_by_two_parameters_or_modules_steps_once_per_step():
     assert shared.step_count == 10
     # steps of 1, 0.99, ..., 0.91 (the value read before each step's scheduler step)
     assert float(x) == pytest.approx(-sum(1.0 - k / 100 for k in range(10)), rel=1e-12)
+
+
+@pytest.mark.parametrize("warmup", [0, 2])
+def test_reading_a_warmup_schedule_does_not_advance_its_main_schedule(warmup):
+    # compute_value() ("the value after step_count steps") stepped the main schedule after
+    # warm-up: two reads moved Warmup(Linear(1, 0, 4), 2, .1) from .75 to .5 and .25, and
+    # the next step() returned 0 where the closed form gives .5
+    s = WarmupScheduler(LinearScheduler(1.0, 0.0, 4), warmup, 0.1)
+    closed = [max(0.0, 1.0 - 0.25 * (k - warmup)) for k in range(warmup, warmup + 5)]
+    for _ in range(warmup):
+        s.step()
+    for k, expected in enumerate(closed):
+        assert [s.compute_value(), s.compute_value(), s.get_value()] == pytest.approx(
+            [expected] * 3
+        ), k
+        if k + 1 < len(closed):
+            assert s.step() == pytest.approx(closed[k + 1])

@@ -237,11 +237,15 @@ class WarmupScheduler(BaseScheduler):
         super().__init__(main_scheduler.start_value * factor)
 
     def compute_value(self) -> float:
-        target = self.main_scheduler.start_value
-        if self.step_count <= self.warmup_steps:
-            frac = self.step_count / self.warmup_steps
-            return self.start_value + frac * (target - self.start_value)
-        return self.main_scheduler.step()
+        if self.step_count >= self.warmup_steps:  # the main schedule, which step() advances
+            return self.main_scheduler.get_value()
+        frac, target = self.step_count / self.warmup_steps, self.main_scheduler.start_value
+        return self.start_value + frac * (target - self.start_value)
+
+    def step(self) -> float:
+        if self.step_count >= self.warmup_steps:  # compute_value reads main, never steps it
+            self.main_scheduler.step()
+        return super().step()
 
     def reset(self) -> None:
         super().reset()
@@ -276,9 +280,7 @@ class TemperatureScheduler(BaseScheduler):
         if not 0.0 <= self.tau_star < 1.0:
             raise ConfigurationError(f"tau_star must be in [0, 1), got {tau_star}")
         if self.t_end < self.t_start:
-            raise ConfigurationError(
-                f"t_end must be >= t_start, got t_start={t_start}, t_end={t_end}"
-            )
+            raise ConfigurationError(f"t_end must be >= t_start, got {t_start=}, {t_end=}")
         super().__init__(self._value_at_step(0))
 
     def epsilon_at(self, t: float) -> float:

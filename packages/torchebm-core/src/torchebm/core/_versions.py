@@ -17,8 +17,7 @@ def versions() -> dict[str, str]:
     """
     found: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = (dist.metadata["Name"] or "").strip()
-        norm = name.lower().replace("_", "-")
+        norm = (dist.metadata["Name"] or "").strip().lower().replace("_", "-")
         if norm == "torchebm" or norm.startswith("torchebm-"):
             found[norm] = dist.version
     for extra in ("torch", "triton"):

@@ -263,8 +263,6 @@ def check_generator(
             f"generator must be a torch.Generator or None, got {type(generator).__name__}"
         )
     if device is not None and not _same_device(generator.device, torch.device(device)):
-        raise ConfigurationError(
-            f"generator must be on the device of {of} ({device}), got a generator on "
-            f"{generator.device}"
-        )
+        got = f"got a generator on {generator.device}"
+        raise ConfigurationError(f"generator must be on the device of {of} ({device}), {got}")
     return generator
