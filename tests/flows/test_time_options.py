@@ -224,3 +224,36 @@ def test_energy_matching_train_eps_bounds_the_flow_times_as_0_8_9_did(eps):
     assert eps <= float(t.min()) < eps + 1e-2 and 1 - eps - 1e-2 < float(t.max()) <= 1 - eps
     with pytest.raises(ValueError, match="train_eps"):
         EnergyMatchingLoss(Potential(), train_eps=0.5)
+
+
+NOISE = {"prediction": "noise", "time_invariant": False}
+
+
+@pytest.mark.parametrize(
+    "base, ignored, named, acting",
+    [
+        ({}, {"loss_weight": "velocity"}, "loss_weight='velocity'", NOISE),
+        (NOISE, {"ct": "linear"}, "ct, ct_multiplier", {}),
+        (NOISE, {"ct_multiplier": 9.0}, "ct_multiplier", {}),
+        ({"ct": "constant"}, {"ct_threshold": 0.3}, "ct_threshold=0.3", {"ct": "truncated"}),
+        ({}, {"dispersion_weight": 3.0}, "dispersion_weight", None),
+        ({}, {"t_p_mean": 2.0}, "t_p_mean=2.0", {"t_sampler": "lognormal"}),
+    ],
+)
+def test_an_option_that_the_other_choices_ignore_is_reported(base, ignored, named, acting):
+    # each option was accepted and changed nothing (the loss equal to the last digit), so a
+    # user who set a weight on the default velocity objective trained unweighted unknowingly
+    import re
+    import warnings
+
+    x, g = torch.randn(64, 2), torch.Generator()
+    torch.manual_seed(0)
+    plain = EquilibriumMatchingLoss(Field(), **base)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match=re.escape(named)):
+        loss = EquilibriumMatchingLoss(Field(), **base, **ignored)
+    assert loss(x, generator=g.manual_seed(1)) == plain(x, generator=g.manual_seed(1))
+    if acting is not None:  # where the option acts, it is not reported
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            EquilibriumMatchingLoss(Field(), **acting, **ignored)

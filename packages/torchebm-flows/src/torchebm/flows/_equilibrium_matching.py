@@ -44,6 +44,22 @@ _LOSS_WEIGHTS = (None, "velocity", "likelihood")
 _CT_FAMILIES = ("truncated", "linear", "constant")
 
 
+def _unused_options(
+    loss: EquilibriumMatchingLoss, threshold_set: bool, multiplier_set: bool, ct_set: bool
+) -> list[str]:
+    """The options ``loss`` was given that its other choices leave without effect."""
+    unused, velocity = [], loss.prediction == "velocity"
+    if loss.loss_weight is not None and velocity:
+        unused.append(f"loss_weight={loss.loss_weight!r} weights only prediction='noise'/'score'")
+    if not velocity and (threshold_set or multiplier_set or ct_set):
+        unused.append("ct, ct_multiplier and ct_threshold shape only prediction='velocity'")
+    elif threshold_set and loss.ct != "truncated":
+        unused.append(f"ct_threshold={loss.ct_threshold} is read only by ct='truncated'")
+    if loss.dispersion_weight != 0.5 and not loss.apply_dispersion:
+        unused.append("dispersion_weight is read only with apply_dispersion=True")
+    return unused
+
+
 def _model_time_089(model_time: str) -> bool:
     """torchebm 0.8.x ``model_time`` ("zero"/"true") as ``time_invariant``, with one warning."""
     check_in("model_time", model_time, ("zero", "true"))
@@ -221,6 +237,9 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
             raise ConfigurationError(
                 f"energy_type={energy_type!r} requires prediction='velocity', got {prediction!r}"
             )
+        unused = _unused_options(self, ct_threshold != 0.8, ct_multiplier != 4.0, ct != "truncated")
+        if unused:
+            warn_user(f"EquilibriumMatchingLoss: options without effect here: {'; '.join(unused)}")
 
     # ------------------------------------------------------------------ schedulable
     train_eps = ScheduledParameter(non_negative=True, below=0.5)

@@ -8,6 +8,7 @@ from typing import Any, Callable, Union
 
 import torch
 
+from torchebm.core._module import warn_user
 from torchebm.core.errors import (
     ConfigurationError,
     ShapeError,
@@ -104,9 +105,18 @@ class TimeSampler:
 
 class LossTimeSampler(TimeSampler):
     """The `TimeSampler` of a loss's ``t_sampler=``/``t_p_mean``/``t_p_std``: its errors name
-    ``t_sampler``, the argument the user passed."""
+    ``t_sampler``, the argument the user passed, and it warns when ``t_p_mean``/``t_p_std``
+    are set for another sampler than ``"lognormal"`` (they have no effect there)."""
 
     _arg = "t_sampler"
+
+    def __init__(self, kind: TSampler = "uniform", t_p_mean: float = -1.2, t_p_std: float = 1.2):
+        super().__init__(kind, t_p_mean, t_p_std)
+        if kind != "lognormal" and (t_p_mean, t_p_std) != (-1.2, 1.2):
+            warn_user(
+                f"t_p_mean={t_p_mean} and t_p_std={t_p_std} shape only t_sampler='lognormal'; "
+                f"they have no effect with t_sampler={kind!r}"
+            )
 
 
 def check_loss_weight_fn(fn: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
