@@ -150,3 +150,21 @@ def test_sinkhorn_pairs_offset_or_scaled_data_as_at_the_origin(sd, offset):
     ref = pairs(a, b)
     moved = pairs(sd * a + offset, sd * b + offset)
     assert torch.equal(moved.index, ref.index)
+
+
+@pytest.mark.parametrize("cls", COUPLINGS)
+@pytest.mark.parametrize("largest", [1.6e38, 3.0e38])
+def test_finite_float32_samples_near_the_largest_float_keep_the_assignment(cls, largest):
+    # from max|x| = 2^127 (1.7e38) on, the cost's scale 2^128 overflowed to inf in float32:
+    # the cost was all zeros and the pairing arbitrary (exact OT 4.7x the optimum), silently
+    x0, x1 = _samples()
+    top = torch.maximum(x0.abs().max(), x1.abs().max())
+    a, b = (x0 / top * largest).float(), (x1 / top * largest).float()
+    assert bool(torch.isfinite(a).all() and torch.isfinite(b).all())
+    assert ExactOTCoupling().compute_cost(a, b).max() == 1.0
+
+    def index(a, b):
+        return cls()(a, b, generator=torch.Generator().manual_seed(1)).index
+
+    want = index(x0.float(), x1.float())  # float32 at scale 1 (Sinkhorn's draws: see above)
+    assert torch.equal(index(a, b), want)

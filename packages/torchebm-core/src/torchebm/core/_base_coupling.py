@@ -108,8 +108,8 @@ def _squared_euclidean_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     top = torch.maximum(a.abs().max(), b.abs().max()) if a.numel() else a.new_ones(())
     # float32 at least (no float16 CPU cdist), / 2^e near the largest |value| (1e20 squares in
     # range), then centred: cdist's matmul path (B > 25) cancelled at offsets of 1e4
-    s = torch.where(top > 0, top / torch.frexp(top).mantissa, 1.0)  # top = m 2^e: s = 2^e
-    a, b = a / s, b / s
+    h = torch.frexp(top).exponent.to(a.dtype) / 2  # top = m 2^e: / 2^e in two exact halves
+    a, b = (v / torch.exp2(h.floor()) / torch.exp2(h.ceil()) for v in (a, b))  # 2^128 is inf
     c = 0.5 * (a.mean(0) + b.mean(0))
     cost = torch.cdist(a - c, b - c).square_().clamp_(min=0.0)
     return cost / torch.where((top := cost.max()) > 0, top, 1.0)  # no floor: offset data

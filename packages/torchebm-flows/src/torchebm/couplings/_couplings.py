@@ -181,6 +181,10 @@ class ExactOTCoupling(BaseCostCoupling):
     largest pairwise cost, so one far outlier loosens the rest of the batch: with a point
     at distance 1000 in a unit-scale batch of 128 the other pairs cost 30-55 % above their
     optimum in 2-D, 1-2 % in 8-D; pass a smaller ``tol``, e.g. ``1e-8``, for such data).
+    Data far from the noise does the same: with ``x1`` offset by 127 per coordinate from
+    $\mathcal N(0, I)$ noise (unnormalised 0-255 images), B = 128 loses 0.2 % of the OT
+    gain in 2-D and 3.5 % in 3072-D, by 1000 per coordinate 7-22 %; normalise the data, or
+    pass ``tol=1e-8`` (about as fast there).
     Measured on 2 CPU threads, 2-D data: 0.1-0.3 s at B = 256 and 1.5-3 s at B = 1024,
     20-100 times scipy's ``linear_sum_assignment`` (a C implementation; high-dimensional
     data: 0.03 s at B = 128). On CPU a `BaseCostCoupling` whose ``solve`` calls it is the
