@@ -591,9 +591,14 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
 
         Returns:
             ``{"x": Tensor}`` after the step.
+
+        Raises:
+            ValueError: missing drift, or a Python-number ``step_size`` of 0, NaN or inf (0
+                not in a sampler's loop or under `checked_inputs`; a tensor step is not
+                read here).
         """
         x, drift, ev = self._begin_call(state, drift)
-        h, h_t = _prep_step(step_size, x)
+        h, h_t = _prep_call_step(step_size, x)
         y = self._rk(x, self._time_vector(t, x), h, h_t, drift, ev=ev)[0]
         return self._end_call(ev, {"x": y})
 
@@ -924,6 +929,21 @@ def _first_step(step_size: Any) -> float:
     return h
 
 
+def _prep_call_step(step_size: Any, x: torch.Tensor) -> tuple[Any, Any]:
+    """`_prep_step` of a `step` call (a Python NaN/inf refused there), with a Python-number
+    step of 0 refused too: a step that returns ``x`` unchanged, which `integrate` refuses.
+    A Python comparison, no host read; a tensor step is not read (`step` is the samplers'
+    per-step path). Not in a sampler's loop or under `checked_inputs`: a step-size schedule
+    may reach 0 there, a step that moves nothing, as Langevin's own update then does."""
+    h, h_t = _prep_step(step_size, x)
+    if isinstance(h, float) and h == 0.0 and not _CHECKED.get():
+        raise ConfigurationError(
+            f"step_size must be non-zero (a negative one steps backwards in time), got "
+            f"{step_size!r}"
+        )
+    return h, h_t
+
+
 def _underflow(name: str, t: float, ratio: float, ks: list[torch.Tensor]) -> RuntimeError:
     """The error of an adaptive step size that underflowed: `NonFiniteError` (raised here,
     naming the rows) when a stage is still NaN/inf at the smallest step, the drift's fault;
@@ -1106,6 +1126,9 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             ``{"x": Tensor}``.
 
         Raises:
+            ValueError: missing drift, or a Python-number ``step_size`` of 0, NaN or inf (0
+                not in a sampler's loop or under `checked_inputs`; a tensor step is not
+                read here).
             ShapeError: ``noise`` is not a tensor of the shape of ``x`` (a smaller one would
                 broadcast: the same noise in every chain or every coordinate).
 
@@ -1126,7 +1149,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             )
         if not _CHECKED.get():  # a sampler's loop checked its generator once
             check_generator(generator, x.device, of="the state")
-        h, h_t = _prep_step(step_size, x)
+        h, h_t = _prep_call_step(step_size, x)
         tv = self._time_vector(t, x)
         d = self._diffusion_value(diffusion, noise_scale, x, tv)
         if d is None and noise is not None:

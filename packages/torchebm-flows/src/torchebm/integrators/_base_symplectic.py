@@ -20,6 +20,11 @@ from torchebm.integrators._state import _SolverRecord, batched, fits, solver_rec
 __all__ = ["BaseSymplecticIntegrator"]
 
 
+def _finite_nonzero(h: torch.Tensor) -> torch.Tensor:
+    """0-d bool: every entry of the step ``h`` is finite and non-zero (on the device)."""
+    return (h.isfinite() & (h != 0)).all()
+
+
 class BaseSymplecticIntegrator(BaseIntegrator):
     r"""Base of Hamiltonian (symplectic) integrators on states `{"x", "p"}`.
 
@@ -72,17 +77,23 @@ class BaseSymplecticIntegrator(BaseIntegrator):
 
     def _integrate_inputs(self, state: Any, step_size: Any, n_steps: Any) -> tuple:
         """``(n_steps, x, p, t, h)`` of an `integrate` call, checked; ``h`` broadcasts against
-        ``x`` (a Python float stays a float). A tensor step holding NaN/inf is rejected like a
-        float one (one host read per call; none under `checked_inputs`)."""
+        ``x`` (a Python float stays a float). A tensor step holding NaN/inf or 0 (a chain that
+        would silently not move) is rejected like a float one (one host read per call; none
+        under `checked_inputs`)."""
         n = self._validate_n_steps(n_steps)
         x, p, t = self._unpack_state(state)
         if step_size is None:
             raise ConfigurationError("step_size must be given, got None")
         h = self._prep_step(step_size, x)[0]
-        if isinstance(h, torch.Tensor) and not _CHECKED.get() and not bool(h.isfinite().all()):
+        if isinstance(h, torch.Tensor) and not _CHECKED.get() and not bool(_finite_nonzero(h)):
             shown = step_size.detach().flatten()[:8].tolist()
+            rule = (  # a zero entry: that chain would silently stay where it is
+                "finite"
+                if not bool(h.isfinite().all())
+                else "non-zero in every entry (a negative one runs the trajectory backwards)"
+            )
             raise ConfigurationError(
-                f"step_size must be finite, got {shown} (a tensor of shape "
+                f"step_size must be {rule}, got {shown} (a tensor of shape "
                 f"{tuple(step_size.shape)}, in the state's dtype {x.dtype})"
             )
         if isinstance(h, float) and h == 0.0:  # returned x unchanged, as no other integrator does

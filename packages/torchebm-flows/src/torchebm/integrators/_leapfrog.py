@@ -345,7 +345,8 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         Raises:
             ValueError: no field, both forms of the field or of its initial value,
                 `n_steps < 1`, a bad `mass` (a tensor one too: zero, negative or NaN entries)
-                or `step_size`.
+                or `step_size` (`None`, 0, NaN or inf; a tensor one in any entry, one host
+                read per call, not under `checked_inputs`).
             TypeError: `state` lacks `"x"`/`"p"`, a callback is not callable, `n_steps` is
                 not an int.
             ShapeError: an initial value or a mass does not fit `x`, or `gradient`/`drift`

@@ -1,0 +1,75 @@
+"""A step size of 0 is refused wherever the same value is checked: a tensor one by the
+leapfrogs' `integrate` (in the host read that already refuses NaN), a Python number by the
+Runge-Kutta and SDE integrators' `step` (which refuses a Python NaN). Before, a tensor
+``0.`` returned ``x`` unchanged, a ``(B,)`` step ``[0.1, 0.]`` froze chain 1 silently, and
+``step(..., 0.0)`` returned ``x`` where ``integrate`` refused 0."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchebm.core.errors import ConfigurationError
+from torchebm.integrators import (
+    BackwardEulerMaruyamaIntegrator,
+    EulerMaruyamaIntegrator,
+    GeneralisedLeapfrogIntegrator,
+    HeunIntegrator,
+    LeapfrogIntegrator,
+    RK4Integrator,
+)
+from torchebm.integrators._checked import checked_inputs
+
+_ZERO_STEPS = {
+    "0-d": torch.tensor(0.0),
+    "(B,) with a zero": torch.tensor([0.1, 0.0]),
+    "-0.0": torch.tensor(-0.0),
+}
+
+
+@pytest.mark.parametrize("name", list(_ZERO_STEPS))
+def test_the_leapfrogs_refuse_a_tensor_step_with_a_zero_entry(name):
+    h = _ZERO_STEPS[name]
+    st = {"x": torch.ones(2, 1), "p": torch.ones(2, 1)}
+    match = r"step_size must be non-zero in every entry .* got \["
+    with pytest.raises(ConfigurationError, match=match):
+        LeapfrogIntegrator().integrate(st, h, 3, gradient=lambda x, t: x)
+    with pytest.raises(ConfigurationError, match=match):
+        LeapfrogIntegrator().step(st, h, gradient=lambda x, t: x)
+    with pytest.raises(ConfigurationError, match=match):
+        GeneralisedLeapfrogIntegrator().integrate(
+            st, h, 3, force=lambda x, p, t: -x, velocity=lambda x, p, t: p
+        )
+
+
+def test_a_non_zero_tensor_step_still_moves_every_chain():
+    st = {"x": torch.ones(2, 1), "p": torch.ones(2, 1)}
+    out = LeapfrogIntegrator().integrate(st, torch.tensor([0.1, -0.1]), 3, gradient=lambda x, t: x)
+    assert bool((out.x != 1.0).all())
+
+
+@pytest.mark.parametrize(
+    "make, kwargs",
+    [
+        (RK4Integrator, {}),
+        (HeunIntegrator, {}),
+        (EulerMaruyamaIntegrator, {"noise_scale": 1.0}),
+        (BackwardEulerMaruyamaIntegrator, {"noise_scale": 1.0}),
+    ],
+    ids=["rk4", "heun", "euler_maruyama", "backward_euler_maruyama"],
+)
+@pytest.mark.parametrize("zero", [0.0, 0, -0.0], ids=["0.0", "int 0", "-0.0"])
+def test_step_refuses_a_python_zero_as_integrate_does(make, kwargs, zero):
+    x = {"x": torch.ones(2, 1)}
+    with pytest.raises(ConfigurationError, match=r"step_size must be non-zero .*got -?0"):
+        make().step(x, zero, drift=lambda x, t: -x, **kwargs)
+    with pytest.raises(ConfigurationError, match="step_size must be non-zero"):
+        make().integrate(x, zero, 3, drift=lambda x, t: -x, **kwargs)
+
+
+def test_step_takes_a_python_zero_under_checked_inputs():
+    # a sampler's loop (and checked_inputs) may get 0 from a step-size schedule: a no-op step
+    x = torch.ones(2, 1)
+    with checked_inputs():
+        out = RK4Integrator().step({"x": x}, 0.0, drift=lambda x, t: -x)["x"]
+    assert torch.equal(out, x)
