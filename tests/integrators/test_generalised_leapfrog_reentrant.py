@@ -10,6 +10,11 @@ import torch
 
 from torchebm.integrators import GeneralisedLeapfrogIntegrator
 
+# these solves fail on purpose (the masks are what is tested): integrate's warning about them
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:.*\(fixed-point\) solves did not converge:RuntimeWarning"
+)
+
 F64 = torch.float64
 H, N_STEPS, MAX_ITER = 1.0, 3, 8
 

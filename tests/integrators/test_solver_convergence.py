@@ -3,9 +3,15 @@ whether they converged (an unconverged implicit step is not reversible)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from torchebm.integrators import GeneralisedLeapfrogIntegrator, LeapfrogIntegrator
+
+# these solves fail on purpose (the masks are what is tested): integrate's warning about them
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:.*\(fixed-point\) solves did not converge:RuntimeWarning"
+)
 
 F64 = torch.float64
 

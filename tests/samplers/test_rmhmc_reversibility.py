@@ -125,3 +125,12 @@ def test_rmhmc_on_a_linear_energy_is_the_exact_hamiltonian_flow():
     tol = 5 * span / math.sqrt(n)  # five standard errors of the mean
     assert torch.allclose(x.mean(0), expected_mean, atol=tol)
     assert torch.allclose(x.var(0), torch.full((2,), span**2, dtype=torch.float64), rtol=0.05)
+
+
+def test_rmhmc_reports_unconverged_solves_once_and_the_integrator_stays_silent():
+    # GeneralisedLeapfrogIntegrator.integrate warns about unconverged solves, but not in a
+    # sampler's loop: RMHMC rejects those proposals and reports them once per sample() call
+    # (two integrate calls per step here would otherwise add 2 * n_steps warnings)
+    rm, _, _, messages = _run_from_exact_draws(200, step_size=0.6, seed=3)
+    assert int(rm.unconverged_proposals.sum()) > 0
+    assert len(messages) == 1 and messages[0].startswith("RiemannianManifoldHMC:"), messages

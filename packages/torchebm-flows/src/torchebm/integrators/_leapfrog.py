@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from torchebm.core._module import check_bool
+from torchebm.core._module import check_bool, warn_user
 from torchebm.core.errors import (
+    _CHECKED,
     ConfigurationError,
     ShapeError,
     check_energies,
@@ -434,7 +435,9 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
 
     Both implicit equations are solved by Picard iteration (from ``p`` resp. ``x``) with
     ``solver_max_iter`` evaluations, stopping early every ``solver_check_every`` iterations
-    once the RMS change is below ``solver_tol``. For a separable H it reduces to leapfrog.
+    once the RMS change is below ``solver_tol``. A chain whose solves did not converge
+    (`converged`, `solver_converged`) took truncated iterates, not this step: `integrate`
+    then warns once per call (`step` does not). For a separable H it reduces to leapfrog.
     Symplectic and time-reversible (up to the fixed-point tolerance); this is the integrator
     of Riemannian-manifold HMC.
 
@@ -495,8 +498,11 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
             force: `force(x, p, t)`, the negative position derivative of $H$.
             velocity: `velocity(x, p, t)`, the momentum derivative of $H$.
             safe: Guard against overflow and NaNs, as in `integrate`.
+
+        Unlike `integrate`, `step` never warns about unconverged solves (the loops that
+        step it read the result's `converged` themselves); no host read for them.
         """
-        return self.integrate(state, step_size, 1, force=force, velocity=velocity, safe=safe)
+        return self._trajectory(state, step_size, 1, force, velocity, safe, report=False)
 
     @inference_mode_option
     def integrate(  # type: ignore[override]
@@ -522,7 +528,26 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
             velocity: `velocity(x, p, t)` $= \partial H/\partial p$ (required).
             safe: Clamp to $\pm 10^6$ and zero NaNs (see the class docstring).
             inference_mode: Run under `torch.inference_mode()`.
+
+        Raises:
+            ValueError: a missing `force`/`velocity`, `n_steps < 1` or a bad `step_size`
+                (`None`, 0, NaN or inf; a tensor one in any entry).
+            torchebm.core.errors.NonFiniteError: `state["x"]` or `state["p"]` holds NaN/inf
+                (one host read per call; not with `safe=True`).
+
+        Warns:
+            RuntimeWarning: once per call, when the fixed-point solves did not converge in
+                some chains (`converged` False: their end points are truncated iterates, not
+                the generalised leapfrog step), naming `solver_max_iter` and `solver_tol` and
+                how to raise the one and loosen the other. One host read per call; not under
+                `checked_inputs` or in a sampler's loop
+                ([`RiemannianManifoldHMC`][torchebm.samplers.RiemannianManifoldHMC] rejects
+                those proposals and reports them once per `sample()` itself).
         """
+        return self._trajectory(state, step_size, n_steps, force, velocity, safe, report=True)
+
+    def _trajectory(self, state, step_size, n_steps, force, velocity, safe, *, report):
+        """The `integrate` loop; `report`: warn about unconverged solves (`integrate` only)."""
         force, velocity = self._callbacks(force, velocity)
         n, x, p, t, h = self._integrate_inputs(state, step_size, n_steps)
         fields = (checked_field("force", force, x), checked_field("velocity", velocity, x))
@@ -536,7 +561,31 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
             evaluations += used
             converged = ok if converged is None else converged & ok
         self._evaluations.count, self._solver.converged = evaluations, converged
+        if report and converged is not None and not _CHECKED.get():
+            self._warn_unconverged(converged, x, p)
         return LeapfrogResult(x, p, converged=converged)
+
+    def _warn_unconverged(self, converged: torch.Tensor, x: torch.Tensor, p: torch.Tensor):
+        """One ``RuntimeWarning`` naming the chains whose solves did not converge in this
+        `integrate` call and the settings that fix it (one host read when all converged)."""
+        failed = ~converged
+        if not bool(failed.any()):
+            return
+        rows = torch.cat([x.reshape(x.shape[0], -1), p.reshape(p.shape[0], -1)], 1)
+        bad = int((~torch.isfinite(rows)).any(1).sum())  # no iteration fixes those
+        nan = f", {bad} of them non-finite (a NaN/inf field or state)" if bad else ""
+        name = type(self).__name__
+        warn_user(
+            f"{name}.integrate: the implicit (fixed-point) solves did not converge in "
+            f"{int(failed.sum())} of {failed.numel()} chains{nan}: their end points are "
+            "truncated iterates, not the generalised leapfrog step (neither time-reversible "
+            f"nor volume-preserving). Raise solver_max_iter (now {self.solver_max_iter}) or "
+            f"loosen solver_tol (now {self.solver_tol}) when constructing it, e.g. {name}("
+            f"solver_max_iter={4 * self.solver_max_iter}, solver_check_every=1) (solves stop "
+            "once converged), or lower the step size (the iteration converges only while "
+            "h/2 times the Lipschitz constant of force in p and of velocity in x is below 1)",
+            RuntimeWarning,
+        )
 
     def _implicit_step(self, x, p, t, h, fields, safe):
         """One step: both implicit equations by Picard iteration, then the explicit kick.
