@@ -643,8 +643,10 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 not a number or a tensor (the adaptive path's first step too).
             ShapeError: ``drift`` returned a tensor not shaped like ``x`` (checked at each
                 evaluation, not under `checked_inputs`).
-            RuntimeError: the adaptive step budget ``max_steps`` is exhausted or the step
-                size underflows with a finite drift (a stiff problem).
+            RuntimeError: the adaptive step budget ``max_steps`` is exhausted (the message
+                names an ``rtol`` below the unit roundoff of the state's dtype, e.g. 1e-14 in
+                float32, as the likely cause) or the step size underflows with a finite
+                drift (a stiff problem).
             torchebm.core.errors.NonFiniteError: ``state["x"]`` or ``t`` holds NaN/inf (one
                 host read per call; `step` never checks); adaptive: the drift returned
                 NaN/inf (at the current point, or at every step size down to underflow);
@@ -833,13 +835,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         attempts = 0
         while direction * (t1 - t) > stop_tol:
             if attempts >= self.max_steps:
-                raise RuntimeError(
-                    f"{type(self).__name__}: maximum number of steps (max_steps={self.max_steps}, "
-                    f"accepted + rejected) exceeded at t={t:.6g} before reaching t={t1:.6g}; "
-                    "raise max_steps or loosen atol/rtol (if looser tolerances do not help, "
-                    "the problem is stiff: its steps are bounded by stability, which these "
-                    "explicit methods cannot lift)"
-                )
+                raise self._max_steps_error(t, t1, x.dtype)
             attempts += 1
             remaining = abs(t1 - t)
             last = h >= remaining
@@ -883,6 +879,31 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             if tiny and not ratio <= 1.0 and direction * (t1 - t) > stop_tol:
                 raise _underflow(type(self).__name__, t, ratio, ks)
         return x
+
+    def _max_steps_error(self, t: float, t1: float, dtype: torch.dtype) -> RuntimeError:
+        """The error of an adaptive solve that ran out of ``max_steps`` at ``t``; it names an
+        ``rtol`` below the unit roundoff of the state's ``dtype`` (half its eps) as a cause:
+        such a tolerance asks for more digits than the state holds, and the steps shrink
+        until the budget is spent (float32 at ``rtol=atol=1e-14``: ``x' = -x`` on [0, 1],
+        not stiff, failed this way). Ordinary tolerances (float32 at 1e-6 or 1e-7, as
+        torchdiffeq's defaults are used) are not named."""
+        eps = torch.finfo(dtype).eps
+        cause = ""
+        if self.rtol < eps / 2:
+            wider = "" if dtype == torch.float64 else " or use float64"
+            cause = (
+                f". Here rtol={self.rtol:g} is below the resolution of the state's dtype "
+                f"{dtype} (eps {eps:.3g}): the error estimate cannot stay under rounding at "
+                f"every step, so the steps shrink until max_steps; loosen rtol (to about "
+                f"{eps:.0e} or more){wider}"
+            )
+        return RuntimeError(
+            f"{type(self).__name__}: maximum number of steps (max_steps={self.max_steps}, "
+            f"accepted + rejected) exceeded at t={t:.6g} before reaching t={t1:.6g}; "
+            "raise max_steps or loosen atol/rtol (if looser tolerances do not help, the "
+            "problem is stiff: its steps are bounded by stability, which these explicit "
+            f"methods cannot lift){cause}"
+        )
 
     def _initial_step(self, x, t0, direction, f0, drift, norm, tvec, ev) -> float:
         """Hairer-Norsett-Wanner starting step (II.4), two drift evaluations in total."""
