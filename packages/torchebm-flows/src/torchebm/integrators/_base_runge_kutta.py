@@ -578,7 +578,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         state: dict,
         step_size: Any,
         *,
-        drift: Drift,
+        drift: Drift | None = None,
         t: Any = None,
     ) -> dict:
         r"""One fixed RK step (also for adaptive methods).
@@ -586,7 +586,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         Args:
             state: ``{"x": Tensor (B, *event_shape)}``.
             step_size: Python float (kept as float), 0-d tensor, or ``(B,)`` per-sample steps.
-            drift: ``drift(x, t) -> Tensor`` shaped like ``x``; ``t`` is ``(B,)``.
+            drift: ``drift(x, t) -> Tensor`` shaped like ``x``; ``t`` is ``(B,)``. Required:
+                omitted or ``None`` raises `ConfigurationError`.
             t: Current time: ``None`` (zeros), a number, or a ``(B,)`` tensor.
 
         Returns:
@@ -609,7 +610,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         step_size: Any = None,
         n_steps: int | None = None,
         *,
-        drift: Drift,
+        drift: Drift | None = None,
         t: Any = None,
         adaptive: bool | None = None,
         inference_mode: bool = False,
@@ -623,7 +624,8 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 chosen automatically).
             n_steps: Number of fixed steps (without ``t``); with ``t`` any other value than
                 ``len(t) - 1`` is ignored with a ``DeprecationWarning`` (0.8.9 code passes it).
-            drift: Vector field ``drift(x, t)``.
+            drift: Vector field ``drift(x, t)`` (required: omitted or ``None`` raises
+                `ConfigurationError`).
             t: 1-D time grid (length >= 2), finite and strictly increasing or decreasing. The
                 fixed path takes one step per interval (a ``step_size`` is then ignored with a
                 ``DeprecationWarning``, as 0.8.9 ignored it);
@@ -1122,7 +1124,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         state: dict,
         step_size: Any,
         *,
-        drift: Drift,
+        drift: Drift | None = None,
         diffusion: Any = None,
         noise: torch.Tensor | None = None,
         noise_scale: Any = None,
@@ -1135,7 +1137,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         Args:
             state: ``{"x": Tensor (B, *event_shape)}``.
             step_size: Python float (kept as float), 0-d tensor or ``(B,)`` tensor.
-            drift: ``drift(x, t) -> Tensor`` shaped like ``x``.
+            drift: ``drift(x, t) -> Tensor`` shaped like ``x`` (required: omitted or
+                ``None`` raises `ConfigurationError`).
             diffusion: $D \ge 0$: number, tensor, or callable ``diffusion(x, t)`` (see the
                 class docstring for what is checked).
             noise: Pre-drawn $\xi$ of the shape of ``x`` (then no random draw happens).
@@ -1194,7 +1197,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         step_size: Any = None,
         n_steps: int | None = None,
         *,
-        drift: Drift,
+        drift: Drift | None = None,
         diffusion: Any = None,
         noise_scale: Any = None,
         t: Any = None,
@@ -1210,7 +1213,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             state: ``{"x": Tensor}``.
             step_size: Step size (without ``t``).
             n_steps: Number of steps (without ``t``).
-            drift: ``drift(x, t)``.
+            drift: ``drift(x, t)`` (required: omitted or ``None`` raises
+                `ConfigurationError`).
             diffusion: $D \ge 0$ as a number, tensor, or callable ``diffusion(x, t)`` (see the
                 class docstring for what is checked).
             noise_scale: $\sigma$, $D = \sigma^2$.
@@ -1220,7 +1224,8 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             generator: Source of the Gaussian increments.
 
         Raises:
-            ValueError: adaptive stepping requested together with noise.
+            ValueError: missing drift (omitted or ``None``), adaptive stepping requested
+                together with noise.
             ConfigurationError: a ``diffusion`` that is negative, NaN or infinite (a
                 callable's output: checked after the loop, not under `checked_inputs`).
             ShapeError: ``drift`` returned a tensor not shaped like ``x``.
