@@ -1,7 +1,8 @@
 r"""``BaseInterpolant``: probability paths $x_t = \alpha(t)\,x_1 + \sigma(t)\,x_0$.
 
 Library-wide convention: **t = 0 is noise** ($x_0$), **t = 1 is data** ($x_1$).
-Interpolants are stateless plain objects following their inputs' dtype and device."""
+Interpolants are stateless plain objects; results are on the inputs' device, in the dtype
+PyTorch promotes ``x`` and ``t`` to (a ``t`` of lower precision is widened to ``x``'s)."""
 
 from __future__ import annotations
 
