@@ -29,7 +29,8 @@ def test_max_steps_names_an_rtol_below_the_float32_resolution(make):
         _solve(make(atol=1e-14, rtol=1e-14, max_steps=300))
     msg = str(info.value)
     assert "the problem is stiff" in msg  # the other cause is still named
-    assert "rtol=1e-14 is below the resolution of the state's dtype torch.float32" in msg
+    assert "(rtol=1e-14, atol=1e-14, |x| up to" in msg
+    assert "is below the resolution of the state's dtype torch.float32" in msg
     assert f"eps {torch.finfo(torch.float32).eps:.3g}" in msg
     assert "loosen rtol" in msg and "or use float64" in msg
 
@@ -49,3 +50,13 @@ def test_ordinary_float32_tolerances_are_not_named_nor_warned(rtol):
         warnings.simplefilter("error")
         y = _solve(Dopri5Integrator(atol=1e-9, rtol=rtol))
     assert abs(float(y[0, 0]) - math.exp(-1)) < 1e-5
+
+
+def test_rtol_zero_with_a_workable_atol_is_not_named():
+    # rtol=0, atol=1e-6 solves x' = -x (x(1) within 1e-7): a solve that runs out of steps
+    # there (here a tiny budget) must not blame rtol's resolution
+    y = _solve(Dopri5Integrator(atol=1e-6, rtol=0.0))
+    assert abs(float(y[0, 0]) - math.exp(-1)) < 1e-5
+    with pytest.raises(RuntimeError, match="maximum number of steps") as info:
+        _solve(Dopri5Integrator(atol=1e-6, rtol=0.0, max_steps=2))
+    assert "resolution" not in str(info.value)

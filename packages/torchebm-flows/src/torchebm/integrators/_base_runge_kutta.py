@@ -594,12 +594,12 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             ``{"x": Tensor}`` after the step.
 
         Raises:
-            ValueError: missing drift, or a Python-number ``step_size`` of 0, NaN or inf (0
-                not in a sampler's loop or under `checked_inputs`; a tensor step is not
-                read here).
+            ValueError: missing drift, or a Python-number ``step_size`` that is NaN or inf
+                (a tensor step is not read here). A step of 0 returns ``x`` (a schedule that
+                anneals the step to 0, as torchebm 0.8.9 allowed; `integrate` refuses 0).
         """
         x, drift, ev = self._begin_call(state, drift)
-        h, h_t = _prep_call_step(step_size, x)
+        h, h_t = _prep_step(step_size, x)
         y = self._rk(x, self._time_vector(t, x), h, h_t, drift, ev=ev)[0]
         return self._end_call(ev, {"x": y})
 
@@ -837,7 +837,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         attempts = 0
         while direction * (t1 - t) > stop_tol:
             if attempts >= self.max_steps:
-                raise self._max_steps_error(t, t1, x.dtype)
+                raise self._max_steps_error(t, t1, x)
             attempts += 1
             remaining = abs(t1 - t)
             last = h >= remaining
@@ -882,22 +882,23 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                 raise _underflow(type(self).__name__, t, ratio, ks)
         return x
 
-    def _max_steps_error(self, t: float, t1: float, dtype: torch.dtype) -> RuntimeError:
-        """The error of an adaptive solve that ran out of ``max_steps`` at ``t``; it names an
-        ``rtol`` below the unit roundoff of the state's ``dtype`` (half its eps) as a cause:
-        such a tolerance asks for more digits than the state holds, and the steps shrink
-        until the budget is spent (float32 at ``rtol=atol=1e-14``: ``x' = -x`` on [0, 1],
-        not stiff, failed this way). Ordinary tolerances (float32 at 1e-6 or 1e-7, as
-        torchdiffeq's defaults are used) are not named."""
-        eps = torch.finfo(dtype).eps
-        cause = ""
-        if self.rtol < eps / 2:
-            wider = "" if dtype == torch.float64 else " or use float64"
+    def _max_steps_error(self, t: float, t1: float, x: torch.Tensor) -> RuntimeError:
+        """The error of an adaptive solve that ran out of ``max_steps`` at ``t``; it names a
+        tolerance below the resolution of the state ``x``'s dtype as a cause: ``atol + rtol
+        |x|`` under half an eps of ``|x|`` asks for more digits than the state holds, and the
+        steps shrink until the budget is spent (float32 at ``rtol=atol=1e-14``: ``x' = -x``
+        on [0, 1], not stiff, failed this way). Ordinary tolerances (float32 at 1e-6 or 1e-7,
+        as torchdiffeq's defaults are used; ``rtol=0`` with a workable ``atol``) are not."""
+        eps, scale = torch.finfo(x.dtype).eps, float(x.detach().abs().max()) if x.numel() else 0.0
+        tol, cause = self.atol + self.rtol * scale, ""
+        if tol < 0.5 * eps * scale:
+            wider = "" if x.dtype == torch.float64 else " or use float64"
             cause = (
-                f". Here rtol={self.rtol:g} is below the resolution of the state's dtype "
-                f"{dtype} (eps {eps:.3g}): the error estimate cannot stay under rounding at "
-                f"every step, so the steps shrink until max_steps; loosen rtol (to about "
-                f"{eps:.0e} or more){wider}"
+                f". Here the tolerance atol + rtol |x| = {tol:.3g} (rtol={self.rtol:g}, "
+                f"atol={self.atol:g}, |x| up to {scale:.3g}) is below the resolution of the "
+                f"state's dtype {x.dtype} (eps {eps:.3g}): the error estimate cannot stay under "
+                "rounding at every step, so the steps shrink until max_steps; loosen rtol (to "
+                f"about {eps:.0e} or more){wider}"
             )
         return RuntimeError(
             f"{type(self).__name__}: maximum number of steps (max_steps={self.max_steps}, "
@@ -950,21 +951,6 @@ def _first_step(step_size: Any) -> float:
     if h == 0.0 or not math.isfinite(h):
         raise ConfigurationError(f"step_size must be non-zero and finite, got {step_size!r}")
     return h
-
-
-def _prep_call_step(step_size: Any, x: torch.Tensor) -> tuple[Any, Any]:
-    """`_prep_step` of a `step` call (a Python NaN/inf refused there), with a Python-number
-    step of 0 refused too: a step that returns ``x`` unchanged, which `integrate` refuses.
-    A Python comparison, no host read; a tensor step is not read (`step` is the samplers'
-    per-step path). Not in a sampler's loop or under `checked_inputs`: a step-size schedule
-    may reach 0 there, a step that moves nothing, as Langevin's own update then does."""
-    h, h_t = _prep_step(step_size, x)
-    if isinstance(h, float) and h == 0.0 and not _CHECKED.get():
-        raise ConfigurationError(
-            f"step_size must be non-zero (a negative one steps backwards in time), got "
-            f"{step_size!r}"
-        )
-    return h, h_t
 
 
 def _underflow(name: str, t: float, ratio: float, ks: list[torch.Tensor]) -> RuntimeError:
@@ -1150,9 +1136,9 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             ``{"x": Tensor}``.
 
         Raises:
-            ValueError: missing drift, or a Python-number ``step_size`` of 0, NaN or inf (0
-                not in a sampler's loop or under `checked_inputs`; a tensor step is not
-                read here).
+            ValueError: missing drift, or a Python-number ``step_size`` that is NaN or inf
+                (a tensor step is not read here). A step of 0 returns ``x`` (a schedule that
+                anneals the step to 0, as torchebm 0.8.9 allowed; `integrate` refuses 0).
             ShapeError: ``noise`` is not a tensor of the shape of ``x`` (a smaller one would
                 broadcast: the same noise in every chain or every coordinate).
 
@@ -1173,7 +1159,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             )
         if not _CHECKED.get():  # a sampler's loop checked its generator once
             check_generator(generator, x.device, of="the state")
-        h, h_t = _prep_call_step(step_size, x)
+        h, h_t = _prep_step(step_size, x)
         tv = self._time_vector(t, x)
         d = self._diffusion_value(diffusion, noise_scale, x, tv)
         if d is None and noise is not None:
