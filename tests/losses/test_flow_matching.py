@@ -306,7 +306,7 @@ def test_labels_stay_with_their_data_rows_when_the_coupling_reorders_x1(objectiv
 
 
 @pytest.mark.parametrize("objective", ["fm", "eqm"])
-@pytest.mark.parametrize("form", ["list", "tuple", "numpy", "nested", "group"])
+@pytest.mark.parametrize("form", ["list", "userdict", "numpy", "nested", "group"])
 def test_per_sample_conditioning_that_is_not_a_tensor_follows_its_rows(objective, form):
     # a list of labels or prompts, a numpy array, a dict or a (y, scale) group reached the
     # model in the data's original order while the coupling re-paired x1: each row was
@@ -323,8 +323,12 @@ def test_per_sample_conditioning_that_is_not_a_tensor_follows_its_rows(objective
         given, read = {"label": labels}, lambda c: c["label"]
     elif form == "group":
         given, read = (labels, 2.0), lambda c: c[0]
+    elif form == "userdict":  # a Mapping that is not a dict (a tokenizer's BatchEncoding)
+        from collections import UserDict
+
+        given, read = UserDict(label=labels, scale=2.0), lambda c: c["label"]
     else:
-        given, read = (labels if form == "list" else tuple(labels)), list
+        given, read = labels, list
     calls = []
 
     class Recording(nn.Module):
@@ -348,6 +352,31 @@ def test_per_sample_conditioning_that_is_not_a_tensor_follows_its_rows(objective
     assert calls[0][0] == labels[::-1]  # the coupling did reorder: the check can fail
 
 
+@pytest.mark.parametrize("batch", [2, 3])
+def test_tuples_and_other_values_that_are_not_per_sample_stay_as_given(batch):
+    # a tuple the length of the batch (a hyper-parameter such as an image size, a
+    # torch.Size) is not one value per sample: at B = 2 it was reordered, (64, 32) -> (32, 32)
+    from torchebm.couplings import ExactOTCoupling
+    from torchebm.flows._utils import paired_conditioning
+
+    kwargs = {"size": (64, 32), "shape": torch.Size([3, 7]), "scale": 0.5, "name": "x"}
+    out = paired_conditioning(kwargs, torch.tensor([1, 1] + [0] * (batch - 2)), batch)
+    assert out == kwargs and type(out["shape"]) is torch.Size
+    seen = []
+
+    class Field(nn.Module):
+        def forward(self, x, t, size, group):
+            seen.append((size, group[0].tolist(), group[1].tolist()))
+            return x.clone()
+
+    x1 = torch.arange(2.0 * batch).reshape(batch, 2)
+    group = (torch.arange(batch), torch.arange(batch) * 10)  # a group of per-sample tensors
+    loss_fn = FlowMatchingLoss(Field(), coupling=ExactOTCoupling(), check_conditioning=False)
+    loss_fn(x1, x0=x1.flip(0), model_kwargs={"size": (64, 32), "group": group})
+    order = list(range(batch))[::-1]
+    assert seen and all(s == ((64, 32), order, [10 * i for i in order]) for s in seen), seen
+
+
 def test_a_list_of_per_sample_tensors_the_length_of_the_batch_is_refused_by_name():
     # one tensor per sample, or a group of per-sample tensors? with a re-pairing coupling
     # the two need different orders, so the loss asks for an unambiguous form
@@ -360,8 +389,11 @@ def test_a_list_of_per_sample_tensors_the_length_of_the_batch_is_refused_by_name
     x1 = torch.randn(2, 2)
     loss_fn = FlowMatchingLoss(Field(), coupling=ExactOTCoupling(), check_conditioning=False)
     ambiguous = [torch.zeros(2, 3), torch.ones(2, 3)]
-    with pytest.raises(ConfigurationError, match=r"'y' is a list of 2 tensors .* stacked"):
+    with pytest.raises(ConfigurationError, match=r"'y' is a list of 2 tensors or arrays .* tuple"):
         loss_fn(x1, x0=x1.flip(0), model_kwargs={"y": ambiguous})
+    np = pytest.importorskip("numpy")
+    with pytest.raises(ConfigurationError, match=r"'y' is a list of 2 tensors or arrays"):
+        loss_fn(x1, x0=x1.flip(0), model_kwargs={"y": [np.zeros((2, 3)), np.ones((2, 3))]})
 
 
 @pytest.mark.parametrize("make", ["fm", "eqm"])

@@ -4,12 +4,13 @@ plumbing every loss shares (`loss_conditioning`, `checked_loss`)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import math
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -559,19 +560,21 @@ def paired_conditioning(conditioning: dict, index: torch.Tensor | None, batch: i
     per-sample value indexed like ``x1``, so a label stays with its sample; unchanged when the
     coupling kept ``x1`` in order (``index`` is ``None``).
 
-    Per-sample values: a tensor or array with leading dimension ``batch``, and a list or tuple
-    of ``batch`` items (labels, prompts). Dicts, and lists or tuples of another length (such as
-    ``(y, mask)``), are searched for them; anything else is not per-sample and kept.
+    Per-sample values: a tensor or array with leading dimension ``batch``, and a list of
+    ``batch`` items (labels, prompts). Mappings (a ``dict``, a tokenizer's ``BatchEncoding``),
+    tuples (a group such as ``(y, mask)``, a hyper-parameter such as ``(64, 32)``) and lists of
+    another length are searched for them; anything else is not per-sample and kept.
 
     Raises:
-        ConfigurationError: a list or tuple of ``batch`` items that are themselves per-sample
-            tensors: it may be one value per sample or a group of per-sample tensors.
+        ConfigurationError: a list of ``batch`` items that are themselves per-sample tensors
+            or arrays: one value per sample, or a group of per-sample values (pass a group as
+            a tuple, one value per sample stacked).
 
     Example:
         >>> paired_conditioning({"y": torch.tensor([5, 6, 7])}, torch.tensor([2, 0, 0]), 3)
         {'y': tensor([7, 5, 5])}
-        >>> paired_conditioning({"y": ["a", "b", "c"]}, torch.tensor([2, 0, 0]), 3)
-        {'y': ['c', 'a', 'a']}
+        >>> paired_conditioning({"y": ["a", "b", "c"], "size": (64, 32)}, torch.tensor([2, 0, 0]), 3)
+        {'y': ['c', 'a', 'a'], 'size': (64, 32)}
     """
     if index is None or not conditioning:
         return conditioning
@@ -594,30 +597,36 @@ def paired_conditioning(conditioning: dict, index: torch.Tensor | None, batch: i
 def _paired(name: str, value: Any, index: torch.Tensor, batch: int) -> Any:
     """``value`` with its per-sample entries in the order ``index`` (see ``paired_conditioning``)."""
     if isinstance(value, torch.Tensor) or _is_array(value):
-        if value.ndim == 0 or value.shape[0] != batch:
+        if not _is_rows(value, batch):
             return value
         return value[index] if isinstance(value, torch.Tensor) else value[index.cpu().numpy()]
-    if isinstance(value, dict):
-        return {k: _paired(f"{name}[{k!r}]", v, index, batch) for k, v in value.items()}
-    if not isinstance(value, (list, tuple)):
+    if isinstance(value, Mapping):
+        items = {k: _paired(f"{name}[{k!r}]", v, index, batch) for k, v in value.items()}
+        try:  # its own type (an OrderedDict, a BatchEncoding), else a dict
+            new = copy.copy(value)
+            new.update(items)
+            return new
+        except (TypeError, AttributeError):
+            return items
+    if isinstance(value, tuple) or (isinstance(value, list) and len(value) != batch):
+        members = [_paired(f"{name}[{i}]", v, index, batch) for i, v in enumerate(value)]
+        return type(value)(*members) if hasattr(value, "_fields") else type(value)(members)
+    if not isinstance(value, list):
         return value
-    if len(value) != batch:  # a group such as (y, mask): its members are searched
-        return _rebuilt(
-            value, [_paired(f"{name}[{i}]", v, index, batch) for i, v in enumerate(value)]
-        )
-    if any(isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch for v in value):
+    if any(_is_rows(v, batch) for v in value):
         raise ConfigurationError(
-            f"conditioning {name!r} is a {type(value).__name__} of {batch} tensors with leading "
+            f"conditioning {name!r} is a list of {batch} tensors or arrays with leading "
             f"dimension {batch}, the batch size: the coupling cannot tell one value per sample "
-            "from a group of per-sample tensors. Pass a stacked tensor, a dict, or use "
-            "coupling='independent'"
+            "from a group of per-sample values. Pass a group as a tuple, or stack one value "
+            "per sample (or use coupling='independent')"
         )
-    return _rebuilt(value, [value[i] for i in index.tolist()])  # one item per sample
+    return [value[i] for i in index.tolist()]  # one item per sample
 
 
-def _rebuilt(value: list | tuple, items: list) -> Any:
-    """A list or tuple of ``value``'s type (a named tuple too) holding ``items``."""
-    return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+def _is_rows(value: Any, batch: int) -> bool:
+    """A tensor or array with leading dimension ``batch``."""
+    is_tensor = isinstance(value, torch.Tensor) or _is_array(value)
+    return is_tensor and value.ndim > 0 and value.shape[0] == batch
 
 
 def _is_array(value: Any) -> bool:
@@ -632,7 +641,7 @@ def _same(a: Any, b: Any) -> bool:
         return torch.equal(a, b)
     if _is_array(a):
         return bool((a == b).all())
-    if isinstance(a, dict):
+    if isinstance(a, Mapping):
         return all(_same(v, b[k]) for k, v in a.items())
     if isinstance(a, (list, tuple)):
         return all(_same(u, v) for u, v in zip(a, b))
