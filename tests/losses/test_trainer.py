@@ -238,33 +238,65 @@ class Regularised(nn.Module):
         return loss + 1e-3 * self.inner.model.w.square().sum()
 
 
-@pytest.mark.parametrize("form", ["module", "lambda", "partial", "method", "two_losses"])
-def test_the_schedules_of_a_wrapped_or_named_loss_advance_once_per_optimizer_step(form):
-    # a loss inside a wrapper module or called by a function kept its start value for the
-    # whole run (the trainer stepped only a loss_fn with step_schedulers), with no warning
-    import functools
+@pytest.mark.parametrize("shared", [False, True])
+def test_the_schedules_of_a_loss_inside_a_wrapper_module_advance_and_resume(shared, tmp_path):
+    # a loss inside a plain wrapper module (one that adds a regulariser) kept its scheduled
+    # noise at the start value for the whole run (the trainer stepped only a loss_fn with
+    # step_schedulers), silently; two losses sharing one schedule step it once
+    def build():
+        model = Quadratic()
+        toy = ToyLoss(model)
+        wrapper = Regularised(toy)
+        if shared:
+            wrapper.other = ToyLoss(model)
+            wrapper.other._register_param("noise", toy.get_schedulers()["noise"])
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        return BaseTrainer(model, opt, wrapper, grad_accum_steps=2, seed=0), toy
 
-    model = Quadratic()
-    toy = ToyLoss(model)
-    other = ToyLoss(model)
-    other._register_param("noise", toy.get_schedulers()["noise"])  # one schedule, two losses
-    loss_fn = {
-        "module": lambda: Regularised(toy),
-        "lambda": lambda: lambda x, generator=None: toy(x, generator=generator)[0],
-        "partial": lambda: functools.partial(Regularised.forward, Regularised(toy)),
-        "method": lambda: Regularised(toy).forward,
-        "two_losses": lambda: (
-            lambda x, generator=None: (
-                toy(x, generator=generator)[0] + other(x, generator=generator)[0]
-            )
-        ),
-    }[form]()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    t = BaseTrainer(model, opt, loss_fn, grad_accum_steps=2, seed=0)
+    t, toy = build()
     for _ in range(6):
         t.train_step(data(4))
     assert t.step == 3
     assert toy.get_scheduled_value("noise") == pytest.approx(0.5 * 0.9**3)  # not 0.9**6
+    torch.save(t.state_dict(), tmp_path / "t.pt")
+    resumed, toy2 = build()
+    resumed.load_state_dict(torch.load(tmp_path / "t.pt", weights_only=True))
+    for trainer in (t, resumed):
+        for _ in range(4):
+            trainer.train_step(data(4))
+    assert toy2.get_scheduled_value("noise") == toy.get_scheduled_value("noise")
+    assert toy2.get_scheduled_value("noise") == pytest.approx(0.5 * 0.9**5)
+
+
+@pytest.mark.parametrize("form", ["lambda", "partial", "method", "empty_cell"])
+def test_a_function_that_calls_a_scheduled_loss_is_warned_about(form):
+    # the trainer can neither step nor checkpoint the schedules of a loss it reaches only
+    # through a function: it says so at construction, and leaves them alone
+    import functools
+
+    model = Quadratic()
+    toy = ToyLoss(model)
+
+    def make_closure(use_aux=False):
+        def closure(x, generator=None):
+            return aux(x) if use_aux else toy(x, generator=generator)[0]
+
+        if use_aux:  # never here: the cell of `aux` stays empty (getclosurevars raised on it)
+            aux = torch.sum
+        return closure
+
+    loss_fn = {
+        "lambda": lambda x, generator=None: toy(x, generator=generator)[0],
+        "partial": functools.partial(Regularised.forward, Regularised(toy)),
+        "method": Regularised(toy).forward,
+        "empty_cell": make_closure(),
+    }[form]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.warns(UserWarning, match="neither step nor checkpoint the schedules"):
+        t = BaseTrainer(model, opt, loss_fn, seed=0)
+    for _ in range(2):
+        t.train_step(data(4))
+    assert toy.get_scheduled_value("noise") == 0.5  # left alone, as the warning says
 
 
 def test_a_compiled_loss_gets_the_trainers_generator():

@@ -424,9 +424,11 @@ class BaseTrainer:
             optimizer step (its ``step()`` must take no argument: ``ReduceLROnPlateau`` is
             refused; a torchebm scheduler, which sets no learning rate, too).
         step_loss_schedulers: Advance the loss's schedules after every optimizer step
-            (default ``True``): ``loss_fn.step_schedulers()``, or for a wrapper module or a
-            function those of the losses it holds or names (a bound method's object, a
-            ``functools.partial``'s arguments, a function's closure and globals), each once.
+            (default ``True``): ``loss_fn.step_schedulers()``, or for a wrapper module those
+            of the losses it holds, each once. A function ``loss_fn`` (a lambda, a partial,
+            a bound method) that calls a scheduled loss gets a warning: the trainer can
+            neither step nor checkpoint those schedules; pass the loss module (or an
+            ``nn.Module`` around it) instead.
         sync_gradients: ``None`` (auto: average gradients by all-reduce when a process
             group with several ranks is initialised and the model is neither DDP nor
             FSDP; tensors the optimizer steps outside the model are averaged in every mode),
@@ -542,6 +544,14 @@ class BaseTrainer:
             else None
         )
 
+        if step_loss_schedulers and not isinstance(loss_fn, nn.Module):
+            if named := _scheduled_losses_named_by(loss_fn):
+                warn_user(
+                    f"loss_fn is a {type(loss_fn).__name__}, not a module: the trainer can "
+                    f"neither step nor checkpoint the schedules of the scheduled losses it "
+                    f"calls ({', '.join(named)}); pass the loss module (or an nn.Module around "
+                    "it) as loss_fn"
+                )
         inner_loss = _d.unwrap_model(loss_fn) if isinstance(loss_fn, nn.Module) else loss_fn
         fwd = inner_loss.forward if isinstance(inner_loss, nn.Module) else loss_fn  # compiled too
         self._loss_takes_generator = _accepts(fwd, "generator")
@@ -1381,33 +1391,44 @@ class BaseTrainer:
 
 def _step_loss_schedules(loss_fn: Any) -> None:
     """Advance the schedules of ``loss_fn`` by one step, each once: its ``step_schedulers()``,
-    or else those of the outermost ``Schedulable`` modules it holds (a wrapper module) or
-    refers to (a bound method's object, a ``functools.partial``'s function and arguments, the
-    objects a function's closure and globals name: ``lambda x: loss(x)`` steps ``loss``).
-    """
+    or for a wrapper module those of the outermost ``Schedulable`` modules it holds (they are
+    in its ``state_dict``, so a checkpoint resumes them). A function is not looked into: its
+    schedules could not be checkpointed (the trainer warns about them at construction)."""
     if hasattr(loss_fn, "step_schedulers"):
         loss_fn.step_schedulers()
         return
-    if isinstance(loss_fn, functools.partial):
-        refs = [loss_fn.func, *loss_fn.args, *loss_fn.keywords.values()]
-    elif inspect.ismethod(loss_fn):
-        refs = [loss_fn.__self__]
-    elif inspect.isfunction(loss_fn):
-        names = inspect.getclosurevars(loss_fn)
-        refs = [*names.nonlocals.values(), *names.globals.values()]
-    else:
-        refs = [loss_fn]
-    roots = [r for r in refs if isinstance(r, nn.Module)]
-    tops = {id(m): m for root in roots for m in _outermost_schedulables(root)}
-    outer = [
-        m for m in tops.values() if not any(o is not m and _holds(o, m) for o in tops.values())
-    ]
+    if not isinstance(loss_fn, nn.Module):
+        return
+    outer = _outermost_schedulables(loss_fn)
     if all(type(m).step_schedulers is Schedulable.step_schedulers for m in outer):
         for s in {id(s): s for m in outer for s in _subtree_schedulers(m)}.values():
             s.step()  # one scheduler two of them share is stepped once
     else:
         for m in outer:  # an override decides what its loss steps
             m.step_schedulers()
+
+
+def _scheduled_losses_named_by(fn: Any) -> list[str]:
+    """Names of the scheduled ``Schedulable`` modules a function loss refers to: a bound
+    method's object, a ``functools.partial``'s function and arguments, the cells of a
+    closure and the globals its code names (one level; for the construction warning)."""
+    refs: dict[str, Any] = {}
+    if isinstance(fn, functools.partial):
+        refs = {"partial": fn.func, **dict(enumerate(fn.args)), **fn.keywords}
+    elif inspect.ismethod(fn):
+        refs = {"self": fn.__self__}
+    elif inspect.isfunction(fn):
+        code, cells = fn.__code__, fn.__closure__ or ()
+        for name, cell in zip(code.co_freevars, cells):
+            with contextlib.suppress(ValueError):  # an empty cell
+                refs[name] = cell.cell_contents
+        refs.update((n, fn.__globals__[n]) for n in code.co_names if n in fn.__globals__)
+    return [
+        str(name)
+        for name, obj in refs.items()
+        if isinstance(obj, nn.Module)
+        and any(m._schedulers_dict() for m in _outermost_schedulables(obj))
+    ]
 
 
 def _outermost_schedulables(root: nn.Module) -> list[Schedulable]:
@@ -1418,10 +1439,6 @@ def _outermost_schedulables(root: nn.Module) -> list[Schedulable]:
             found.append(module)
             inside.append(f"{name}." if name else "")
     return found
-
-
-def _holds(outer: nn.Module, inner: nn.Module) -> bool:
-    return any(m is inner for m in outer.modules())
 
 
 def _all_reduce_gradients(params: list[torch.Tensor]) -> None:
