@@ -252,9 +252,10 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         ):
             warn_user(
                 f"EquilibriumMatchingLoss: loss_weight={loss_weight!r} with train_eps=0 weights "
-                "times near the ends of the path without bound (on the linear path (1/t + 1)^2: "
-                "1e8 at t = 1e-4; one batch loss of 100 reached 1,400x their median); SiT "
-                "trains these with train_eps=1e-3 (1e-5 on the VP path)"
+                "times near the ends of the path without bound (on the linear path 'velocity' "
+                "is 1/t^2, 1e8 at t = 1e-4, and 'likelihood' 1e4 at both t = 1e-4 and 1 - 1e-4; "
+                "one batch loss of 100 reached 1,400x their median); SiT trains these with "
+                "train_eps=1e-3 (1e-5 on the VP path)"
             )
 
     # ------------------------------------------------------------------ schedulable
