@@ -603,7 +603,7 @@ def _paired(name: str, value: Any, index: torch.Tensor, batch: int) -> Any:
     if isinstance(value, Mapping):
         items = {k: _paired(f"{name}[{k!r}]", v, index, batch) for k, v in value.items()}
         try:  # its own type (an OrderedDict, a BatchEncoding), else a dict
-            new = copy.copy(value)
+            new: Any = copy.copy(value)
             new.update(items)
             return new
         except (TypeError, AttributeError):

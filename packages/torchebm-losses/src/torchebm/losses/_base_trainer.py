@@ -545,13 +545,7 @@ class BaseTrainer:
         )
 
         if step_loss_schedulers and not isinstance(loss_fn, nn.Module):
-            if named := _scheduled_losses_named_by(loss_fn):
-                warn_user(
-                    f"loss_fn is a {type(loss_fn).__name__}, not a module: the trainer can "
-                    f"neither step nor checkpoint the schedules of the scheduled losses it "
-                    f"calls ({', '.join(named)}); pass the loss module (or an nn.Module around "
-                    "it) as loss_fn"
-                )
+            _warn_about_unstepped_schedules(loss_fn)
         inner_loss = _d.unwrap_model(loss_fn) if isinstance(loss_fn, nn.Module) else loss_fn
         fwd = inner_loss.forward if isinstance(inner_loss, nn.Module) else loss_fn  # compiled too
         self._loss_takes_generator = _accepts(fwd, "generator")
@@ -1408,13 +1402,24 @@ def _step_loss_schedules(loss_fn: Any) -> None:
             m.step_schedulers()
 
 
+def _warn_about_unstepped_schedules(loss_fn: Any) -> None:
+    """The construction warning of a function ``loss_fn`` that calls a scheduled loss."""
+    if named := _scheduled_losses_named_by(loss_fn):
+        warn_user(
+            f"loss_fn is a {type(loss_fn).__name__}, not a module: the trainer can neither "
+            f"step nor checkpoint the schedules of the scheduled losses it calls "
+            f"({', '.join(named)}); pass the loss module (or an nn.Module around it) as loss_fn"
+        )
+
+
 def _scheduled_losses_named_by(fn: Any) -> list[str]:
     """Names of the scheduled ``Schedulable`` modules a function loss refers to: a bound
     method's object, a ``functools.partial``'s function and arguments, the cells of a
     closure and the globals its code names (one level; for the construction warning)."""
     refs: dict[str, Any] = {}
     if isinstance(fn, functools.partial):
-        refs = {"partial": fn.func, **dict(enumerate(fn.args)), **fn.keywords}
+        refs = {"partial": fn.func, **{f"args[{i}]": a for i, a in enumerate(fn.args)}}
+        refs.update(fn.keywords)
     elif inspect.ismethod(fn):
         refs = {"self": fn.__self__}
     elif inspect.isfunction(fn):
