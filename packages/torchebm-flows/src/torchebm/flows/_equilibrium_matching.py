@@ -242,14 +242,8 @@ class EquilibriumMatchingLoss(FlowObjective, BaseLoss):
         unused = _unused_options(self, ct_threshold != 0.8, ct_multiplier != 4.0, ct != "truncated")
         if unused:
             warn_user(f"EquilibriumMatchingLoss: options without effect here: {'; '.join(unused)}")
-        if (
-            loss_weight is not None
-            and prediction != "velocity"
-            and train_eps == 0
-            and (
-                not callable(t_sampler)  # a user's time law is theirs to bound
-            )
-        ):
+        diffusion_weight = loss_weight is not None and prediction != "velocity"
+        if diffusion_weight and train_eps == 0 and not callable(t_sampler):  # a callable: theirs
             warn_user(
                 f"EquilibriumMatchingLoss: loss_weight={loss_weight!r} with train_eps=0 weights "
                 "times near the ends of the path without bound (on the linear path 'velocity' "

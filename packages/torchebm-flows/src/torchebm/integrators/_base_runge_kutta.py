@@ -646,9 +646,9 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             ShapeError: ``drift`` returned a tensor not shaped like ``x`` (checked at each
                 evaluation, not under `checked_inputs`).
             RuntimeError: the adaptive step budget ``max_steps`` is exhausted (the message
-                names an ``rtol`` below the unit roundoff of the state's dtype, e.g. 1e-14 in
-                float32, as the likely cause) or the step size underflows with a finite
-                drift (a stiff problem).
+                names a tolerance ``atol + rtol |x|`` below the resolution of the state's
+                dtype, e.g. 1e-14 in float32, as the likely cause) or the step size
+                underflows with a finite drift (a stiff problem).
             torchebm.core.errors.NonFiniteError: ``state["x"]`` or ``t`` holds NaN/inf (one
                 host read per call; `step` never checks); adaptive: the drift returned
                 NaN/inf (at the current point, or at every step size down to underflow);
