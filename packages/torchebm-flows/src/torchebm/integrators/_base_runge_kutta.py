@@ -29,7 +29,7 @@ import torch
 
 from torchebm.core import BaseIntegrator, expand_t_like_x
 from torchebm.core._base_integrator import _Evaluations, _prep_step, _require_callable
-from torchebm.core._module import warn_once, warn_user
+from torchebm.core._module import warn_once
 from torchebm.core.errors import (
     _CHECKED,
     ConfigurationError,
@@ -52,6 +52,7 @@ from torchebm.integrators._state import (
     rms_norm,
     solver_record,
     state_x,
+    warn_unconverged,
 )
 
 __all__ = ["BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator", "_integrate_time_grid"]
@@ -694,19 +695,17 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
         self._evaluations.count = ev.count
         if self._implicit:
             cast(_SolverRecord, solver_record(self, create=True)).converged = ev.converged
-            failed = None if ev.converged is None else ~ev.converged
-            if report and failed is not None and not _CHECKED.get() and bool(failed.any()):
-                rows = out["x"].reshape(failed.shape[0], -1)  # a (B,) state too
-                bad = int((~torch.isfinite(rows)).any(1).sum())  # no iteration fixes those
-                nan = f", {bad} of them non-finite (a NaN/inf drift or state)" if bad else ""
-                warn_user(
-                    f"{type(self).__name__}.integrate: the implicit stage solves did not "
-                    f"converge in {int(failed.sum())} of {failed.numel()} chains{nan} (they "
-                    f"took a truncated fixed-point iterate, not the implicit step): raise "
+            if report and ev.converged is not None and not _CHECKED.get():
+                warn_unconverged(
+                    self,
+                    ev.converged,
+                    [out["x"]],
+                    "implicit stage solves",
+                    "drift",
+                    " (they took a truncated fixed-point iterate, not the implicit step): raise "
                     f"solver_max_iter (now {self.solver_max_iter}), loosen solver_tol (now "
                     f"{self.solver_tol}) or lower the step size (the iteration converges only "
                     "for h * Lip(f) < 1)",
-                    RuntimeWarning,
                 )
         return out
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from torchebm.core._module import check_bool, warn_user
+from torchebm.core._module import check_bool
 from torchebm.core.errors import (
     _CHECKED,
     ConfigurationError,
@@ -26,7 +26,7 @@ from torchebm.core.errors import (
 from torchebm.integrators._base_symplectic import BaseSymplecticIntegrator
 from torchebm.integrators._checked import check_mass, check_start, checked_field
 from torchebm.integrators._inference import inference_mode_option
-from torchebm.integrators._state import fits, fixed_point
+from torchebm.integrators._state import fits, fixed_point, warn_unconverged
 
 __all__ = ["LeapfrogIntegrator", "GeneralisedLeapfrogIntegrator", "LeapfrogResult"]
 
@@ -566,25 +566,21 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         return LeapfrogResult(x, p, converged=converged)
 
     def _warn_unconverged(self, converged: torch.Tensor, x: torch.Tensor, p: torch.Tensor):
-        """One ``RuntimeWarning`` naming the chains whose solves did not converge in this
-        `integrate` call and the settings that fix it (one host read when all converged)."""
-        failed = ~converged
-        if not bool(failed.any()):
-            return
-        rows = torch.cat([x.reshape(x.shape[0], -1), p.reshape(p.shape[0], -1)], 1)
-        bad = int((~torch.isfinite(rows)).any(1).sum())  # no iteration fixes those
-        nan = f", {bad} of them non-finite (a NaN/inf field or state)" if bad else ""
+        """`warn_unconverged` of this `integrate` call, with the settings that fix it."""
         name = type(self).__name__
-        warn_user(
-            f"{name}.integrate: the implicit (fixed-point) solves did not converge in "
-            f"{int(failed.sum())} of {failed.numel()} chains{nan}: their end points are "
-            "truncated iterates, not the generalised leapfrog step (neither time-reversible "
-            f"nor volume-preserving). Raise solver_max_iter (now {self.solver_max_iter}) or "
-            f"loosen solver_tol (now {self.solver_tol}) when constructing it, e.g. {name}("
-            f"solver_max_iter={4 * self.solver_max_iter}, solver_check_every=1) (solves stop "
-            "once converged), or lower the step size (the iteration converges only while "
-            "h/2 times the Lipschitz constant of force in p and of velocity in x is below 1)",
-            RuntimeWarning,
+        warn_unconverged(
+            self,
+            converged,
+            [x, p],
+            "implicit (fixed-point) solves",
+            "field",
+            ": their end points are truncated iterates, not the generalised leapfrog step "
+            f"(neither time-reversible nor volume-preserving). Raise solver_max_iter (now "
+            f"{self.solver_max_iter}) or loosen solver_tol (now {self.solver_tol}) when "
+            f"constructing it, e.g. {name}(solver_max_iter={4 * self.solver_max_iter}, "
+            "solver_check_every=1) (solves stop once converged), or lower the step size (the "
+            "iteration converges only while h/2 times the Lipschitz constant of force in p "
+            "and of velocity in x is below 1)",
         )
 
     def _implicit_step(self, x, p, t, h, fields, safe):

@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 
 import torch
 
+from torchebm.core._module import warn_user
 from torchebm.core.errors import ShapeError, check_tensor
 
 __all__ = [
@@ -149,6 +150,31 @@ def solver_record(integrator: Any, create: bool = False) -> _SolverRecord | None
     if record is None and create:
         record = integrator._solver = _SolverRecord()
     return record
+
+
+def warn_unconverged(
+    owner: Any,
+    converged: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    solves: str,
+    field: str,
+    advice: str,
+) -> None:
+    """One ``RuntimeWarning`` from ``owner.integrate`` when the implicit ``solves`` of some
+    chains did not converge (``converged`` `(B,)`): how many, how many of them hold NaN/inf
+    in ``states`` (a NaN/inf ``field`` or state: no iteration fixes those), then ``advice``.
+    One host read when all did."""
+    failed = ~converged
+    if not bool(failed.any()):
+        return
+    rows = torch.cat([s.reshape(failed.shape[0], -1) for s in states], 1)  # a (B,) state too
+    bad = int((~torch.isfinite(rows)).any(1).sum())
+    nan = f", {bad} of them non-finite (a NaN/inf {field} or state)" if bad else ""
+    warn_user(
+        f"{type(owner).__name__}.integrate: the {solves} did not converge in "
+        f"{int(failed.sum())} of {failed.numel()} chains{nan}{advice}",
+        RuntimeWarning,
+    )
 
 
 def autograd_ready(value: Any) -> Any:
