@@ -140,3 +140,40 @@ def test_the_conditioning_check_refuses_a_float16_model_that_ignores_y():
     loss_fn = DenoisingScoreMatching(model, noise_scale=0.1, dtype=torch.float16)
     with pytest.raises(ConfigurationError, match="ignores its conditioning"):
         loss_fn(torch.randn(8, 2).half(), model_kwargs={"y": torch.arange(8) % 3})
+
+
+class ReadsPrompts(BaseModel):
+    """``E(x | y) = |x|^2 / 2 + len(y_i) x_1``: per-sample conditioning that is not a tensor
+    (or, as a reference, a tensor of the lengths)."""
+
+    def forward(self, x, y):
+        if isinstance(y, dict):
+            y = y["prompt"]
+        elif isinstance(y, tuple):
+            y = y[0]
+        if isinstance(y, torch.Tensor):
+            return 0.5 * x.square().sum(-1) + y.to(x.dtype) * x[:, 0]
+        shift = torch.tensor([float(len(p)) for p in y], dtype=x.dtype)
+        return 0.5 * x.square().sum(-1) + shift * x[:, 0]
+
+
+@pytest.mark.parametrize("name", ["sm", "ssm", "dsm"])
+@pytest.mark.parametrize("kind", ["list", "dict", "group"])
+def test_conditioning_that_is_not_labels_skips_the_check_with_a_warning(name, kind):
+    # text prompts, a dict or a (prompts, mask) group: the check cannot compare rows of y, so
+    # it warns once (naming the type and the switch) instead of failing in torch.as_tensor;
+    # sliced score matching tiles the prompts with the batch (the loss equals the loss with
+    # the lengths as a tensor, which it tiled before)
+    prompts = ["a", "bb", "ccc", "dddd"]
+    y = {"list": prompts, "dict": {"prompt": prompts}, "group": (prompts, torch.ones(4))}[kind]
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    reference = _losses(ReadsPrompts())[name](
+        x,
+        model_kwargs={"y": torch.tensor([1, 2, 3, 4])},
+        generator=torch.Generator().manual_seed(1),
+    )
+    loss_fn = _losses(ReadsPrompts())[name]
+    with pytest.warns(UserWarning, match=r"has a (list|dict|tuple) y, so the check .* skipped"):
+        loss = loss_fn(x, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(loss, reference, rtol=0, atol=0)
+    assert not loss_fn.conditioning.pending  # checked once: the next call does not warn again

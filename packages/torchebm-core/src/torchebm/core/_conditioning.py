@@ -95,13 +95,18 @@ class Conditioning:
         if not self.pending or "y" not in model_kwargs:
             return
         y = model_kwargs["y"]
-        yt = y if isinstance(y, torch.Tensor) else torch.as_tensor(y)  # a list, an array, an int
-        other = (yt != yt[:1]).reshape(yt.shape[0], -1).any(dim=1).nonzero() if yt.ndim else None
+        try:  # a list, an array, an int (text, a dict, a group: no rows to compare)
+            yt = y if isinstance(y, torch.Tensor) else torch.as_tensor(y)
+        except (TypeError, ValueError, RuntimeError):
+            yt = None
+        rows = yt.reshape(yt.shape[0], -1) if yt is not None and yt.ndim else None
+        other = None if rows is None else (rows != rows[:1]).any(dim=1).nonzero()
         if other is None or other.numel() == 0:  # (a 0-d label is one value)
             self.pending = False
+            what = f"a {type(y).__name__} y" if yt is None else "a single y value"
             warn_user(
-                f"{type(owner).__name__}: the first conditional batch has a single y value, "
-                "so the check that the model reads y was skipped"
+                f"{type(owner).__name__}: the first conditional batch has {what}, so the check "
+                "that the model reads y was skipped (check_conditioning=False silences this)"
             )
             return
         j = int(other[0])

@@ -24,16 +24,11 @@ from torchebm.core.errors import ConfigurationError, check_int, check_probabilit
 __all__ = ["update_ema", "requires_grad", "save_checkpoint", "load_checkpoint"]
 
 
-def _check_module(name: str, value: Any) -> nn.Module:
-    if not isinstance(value, nn.Module):
-        raise TypeError(f"{name} must be an nn.Module, got {type(value).__name__}")
+def _check_module(name: str, value: Any, kind: Any = nn.Module) -> Any:
+    if not isinstance(value, kind):  # a module, or an optimizer (or None)
+        want = "an nn.Module" if kind is nn.Module else "a torch.optim.Optimizer"
+        raise TypeError(f"{name} must be {want}, got {type(value).__name__}")
     return value
-
-
-def _check_optimizer(optimizer: Any) -> None:
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        got = type(optimizer).__name__
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {got}")
 
 
 @torch.no_grad()
@@ -118,7 +113,7 @@ def save_checkpoint(
         The checkpoint path, a ``str`` as in torchebm 0.8.9 (on every rank)."""
     _check_module("model", model)
     step = check_int("step", step, minimum=0)
-    _check_optimizer(optimizer)
+    _check_module("optimizer", optimizer, (torch.optim.Optimizer, type(None)))
     state: dict[str, Any] = {"model": model_state_dict(model), "step": step}
     if optimizer is not None:
         state["opt"] = optimizer_state_dict(model, optimizer)
@@ -148,7 +143,7 @@ def load_checkpoint(
     (when given and present); ``device`` is the ``map_location`` (default CPU). Returns the
     loaded dict (``ckpt["step"]``, ``ckpt.get("args")``)."""
     _check_module("model", model)
-    _check_optimizer(optimizer)
+    _check_module("optimizer", optimizer, (torch.optim.Optimizer, type(None)))
     ema_model = None if ema_model is None else _check_module("ema_model", ema_model)
     path = Path(checkpoint_path)
     if not path.is_file():

@@ -578,7 +578,7 @@ def paired_conditioning(conditioning: dict, index: torch.Tensor | None, batch: i
     """
     if index is None or not conditioning:
         return conditioning
-    paired = {k: _paired(k, v, index, batch) for k, v in conditioning.items()}
+    paired = {k: conditioning_rows(k, v, index, batch) for k, v in conditioning.items()}
     # a class-aware coupling (its compute_cost reads y) pairs within a condition: unchanged
     rows = [k for k, v in conditioning.items() if not _same(v, paired[k])]
     if rows and batch > 1:
@@ -594,14 +594,15 @@ def paired_conditioning(conditioning: dict, index: torch.Tensor | None, batch: i
     return paired
 
 
-def _paired(name: str, value: Any, index: torch.Tensor, batch: int) -> Any:
-    """``value`` with its per-sample entries in the order ``index`` (see ``paired_conditioning``)."""
+def conditioning_rows(name: str, value: Any, index: torch.Tensor, batch: int) -> Any:
+    """``value`` with its per-sample entries taken at rows ``index`` (any length: a coupling's
+    pairing, or tiled copies of the batch); per-sample values as in ``paired_conditioning``."""
     if isinstance(value, torch.Tensor) or _is_array(value):
         if not _is_rows(value, batch):
             return value
         return value[index] if isinstance(value, torch.Tensor) else value[index.cpu().numpy()]
     if isinstance(value, Mapping):
-        items = {k: _paired(f"{name}[{k!r}]", v, index, batch) for k, v in value.items()}
+        items = {k: conditioning_rows(f"{name}[{k!r}]", v, index, batch) for k, v in value.items()}
         try:  # its own type (an OrderedDict, a BatchEncoding), else a dict
             new: Any = copy.copy(value)
             new.update(items)
@@ -609,16 +610,16 @@ def _paired(name: str, value: Any, index: torch.Tensor, batch: int) -> Any:
         except (TypeError, AttributeError):
             return items
     if isinstance(value, tuple) or (isinstance(value, list) and len(value) != batch):
-        members = [_paired(f"{name}[{i}]", v, index, batch) for i, v in enumerate(value)]
+        members = [conditioning_rows(f"{name}[{i}]", v, index, batch) for i, v in enumerate(value)]
         return type(value)(*members) if hasattr(value, "_fields") else type(value)(members)
     if not isinstance(value, list):
         return value
     if any(_is_rows(v, batch) for v in value):
         raise ConfigurationError(
             f"conditioning {name!r} is a list of {batch} tensors or arrays with leading "
-            f"dimension {batch}, the batch size: the coupling cannot tell one value per sample "
-            "from a group of per-sample values. Pass a group as a tuple, or stack one value "
-            "per sample (or use coupling='independent')"
+            f"dimension {batch}, the batch size: one value per sample cannot be told from a "
+            "group of per-sample values. Pass a group as a tuple, or stack one value per "
+            "sample (with a coupling, coupling='independent' also keeps the data's order)"
         )
     return [value[i] for i in index.tolist()]  # one item per sample
 

@@ -11,6 +11,7 @@ from torch import nn
 from torchebm.core import BaseScheduler, warn_once
 from torchebm.core._module import forward_kwargs
 from torchebm.core.errors import ConfigurationError, ShapeError, check_in, check_int, check_positive
+from torchebm.flows._utils import conditioning_rows
 from torchebm.integrators._compat_089 import OMIT, Hooks089, accept_089_pickle
 from torchebm.integrators._state import autograd_grad
 from torchebm.losses._base_score_matching import (
@@ -255,16 +256,13 @@ class ScoreMatching(Hooks089, BaseScoreMatching):
 
 
 def _repeat_kwargs(model_kwargs: dict | None, batch: int, times: int) -> dict:
-    """Tile per-sample conditioning tensors (leading dim ``batch``) ``times`` times."""
+    """Per-sample conditioning tiled ``times`` times, as ``x.repeat``: tensors and arrays with
+    leading dimension ``batch``, lists of ``batch`` items (prompts), and such values inside
+    dicts and tuples (as flows' ``paired_conditioning`` pairs them); the rest is kept."""
     if not model_kwargs:
         return {}
-    out = {}
-    for k, v in model_kwargs.items():
-        if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == batch:
-            out[k] = v.repeat(times, *([1] * (v.ndim - 1)))
-        else:
-            out[k] = v
-    return out
+    rows = torch.arange(batch).repeat(times)
+    return {k: conditioning_rows(k, v, rows, batch) for k, v in model_kwargs.items()}
 
 
 class SlicedScoreMatching(Hooks089, BaseScoreMatching):
