@@ -184,6 +184,16 @@ def _uniform_time(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+
+def _refuse_resample(policy: str) -> None:
+    """``nan_policy="resample"`` restarts a row from its start mid-path: wrong for a flow."""
+    if policy == "resample":
+        raise ConfigurationError(
+            "nan_policy='resample' does not apply to FlowSampler: the batch shares one time "
+            "grid, so a row restarted from its start noise would be integrated over the rest "
+            "of the grid only (a wrong sample); use nan_policy='warn' (the default) or 'raise'"
+        )
+
 class FlowSampler(Hooks089, BaseSampler):
     r"""Generate samples by integrating a learned vector field from noise (t = 0) to data (t = 1).
 
@@ -286,7 +296,9 @@ class FlowSampler(Hooks089, BaseSampler):
             a solve did not converge (a truncated iterate: biased samples).
         n_steps: Default number of grid steps (class default 50 for ODE, 250 for SDE).
         nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
-            ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`). An
+            ``divergent_chains``) or ``"raise"`` (see `BaseSampler`); ``"resample"`` is a
+            ``ConfigurationError`` (the batch shares one time grid: a row restarted from its
+            start noise would integrate over the rest of the grid only). An
             adaptive integrator, whose one step size serves the whole batch, cannot step
             past a NaN/inf drift: it raises ``NonFiniteError`` naming the rows under
             every policy.
@@ -406,6 +418,7 @@ class FlowSampler(Hooks089, BaseSampler):
                 f"{type(self.integrator).__name__}"
             )
         self._check_interval()  # sample_eps + last_step_size < 1 (checked again per call)
+        _refuse_resample(self.nan_policy)
 
     @property
     def default_n_steps(self) -> int:  # type: ignore[override]
@@ -607,6 +620,7 @@ class FlowSampler(Hooks089, BaseSampler):
             ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext] (``n_steps``, ``model_kwargs``).
         """
         t0, t1 = self._check_interval()
+        _refuse_resample(ctx.nan_policy)  # this call's policy (an argument, or assigned)
         if _NOISE_START.get():
             x = self._scale_to_prior(x, t0)
         n = ctx.n_steps

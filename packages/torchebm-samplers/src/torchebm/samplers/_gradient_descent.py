@@ -80,7 +80,8 @@ class _DescentBase(SamplerHooks089, BaseSampler):
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> DescentState:
         state = DescentState(x=x)
-        if self.grad_tol is not None:
+        if self.grad_tol is not None:  # checked again: it may have been assigned since
+            check_positive("grad_tol", self.grad_tol)
             b = x.shape[0]
             state.active = torch.ones(b, dtype=torch.bool, device=x.device)
             state.steps_used = torch.zeros(b, dtype=torch.long, device=x.device)
@@ -140,7 +141,10 @@ class GradientDescentSampler(_DescentBase):
         grad_tol: Optional gradient-norm threshold of the adaptive stop rule (> 0).
         n_steps: Default number of steps of ``sample()`` (class default 100).
         nan_policy: ``"warn"`` (default: divergent chains are reported and recorded in
-            ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
+            ``divergent_chains``), ``"raise"`` or ``"resample"`` (see `BaseSampler`). The
+            path is deterministic: a chain restarted from its start repeats it, and with a
+            constant step diverges again (a restart helps when a schedule has lowered the
+            step); the returned row is wherever that repeat stands at the last step.
 
     Diagnostics: ``"mean"``, ``"var"``, ``"energy"``; with ``grad_tol`` also ``"steps_used"``
     ``(n_kept, B)`` (updates used by each chain so far).
@@ -192,7 +196,8 @@ class NesterovSampler(_DescentBase):
         device: Chain device when the model has no parameters.
         grad_tol: Optional gradient-norm threshold of the adaptive stop rule (> 0).
         n_steps: Default number of steps of ``sample()`` (class default 100).
-        nan_policy: ``"warn"`` (default), ``"raise"`` or ``"resample"`` (see `BaseSampler`).
+        nan_policy: ``"warn"`` (default), ``"raise"`` or ``"resample"`` (see `BaseSampler`;
+            deterministic restarts, as for `GradientDescentSampler`).
 
     Diagnostics: ``"mean"``, ``"var"``, ``"energy"``; with ``grad_tol`` also ``"steps_used"``
     ``(n_kept, B)`` (updates used by each chain so far).
@@ -225,6 +230,7 @@ class NesterovSampler(_DescentBase):
         self.momentum = check_probability("momentum", momentum, closed_right=False)
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> DescentState:
+        check_probability("momentum", self.momentum, closed_right=False)  # assigned since?
         state = super().init_state(x, ctx)
         state.v = torch.zeros_like(x)
         return state

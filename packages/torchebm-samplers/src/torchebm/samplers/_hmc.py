@@ -174,6 +174,18 @@ class _HMCBase(SamplerHooks089, BaseSampler):
                 "which sample() reads when neither x nor dim is given: pass dim= or x=)"
             ) from err
 
+    def _start_energy(
+        self, x: torch.Tensor, conditioning: dict, moves: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r"""The energies `(B,)` of the starting chains, NaN for a chain that cannot move: one
+        at $E = +\infty$ (outside the support), or not in ``moves`` `(B,)` bool. A NaN current
+        energy accepts no proposal, so the chain stays at its start and the loop's first check
+        reports it (at $+\infty$ it accepted the first finite proposal and was never reported).
+        """
+        energy = self._energy(x, conditioning)
+        stuck = energy == math.inf if moves is None else ~moves | (energy == math.inf)
+        return energy.masked_fill(stuck, math.nan)
+
     def _metropolis(
         self,
         state: HMCState,
@@ -190,8 +202,8 @@ class _HMCBase(SamplerHooks089, BaseSampler):
         $H' - H = 10^{28}$ too) and ``<=`` accepts every move of ratio 1. It is false for a
         NaN Hamiltonian and for $H' = +\infty$: a trajectory that diverged (NaN or infinite
         energy) is rejected without a mask. A chain whose *current* energy is NaN
-        (``state.energy``, e.g. at its start) can never accept, one at $+\infty$ accepts
-        any finite proposal; both are reported by the driver's ``nan_policy``.
+        (``state.energy``; a start at $+\infty$ is held at NaN, see `_start_energy`) can
+        never accept: it stays where it started and the driver's ``nan_policy`` reports it.
         """
         x = state.x
         log_ratio = h_cur - h_prop
@@ -350,8 +362,9 @@ class HamiltonianMonteCarlo(_HMCBase):
     NaN or $+\infty$ (a divergent trajectory) is rejected (the integrator runs without
     its NaN-zeroing "safe" mode, so a divergent trajectory is never accepted as a
     sanitised point). A chain whose current energy $E(x)$ is NaN or infinite (e.g. a start
-    where the model is NaN) is divergent: it is reported by the ``nan_policy`` like a
-    non-finite ``x``. Works for any event shape.
+    where the model is NaN, or $+\infty$ outside the support) is divergent: it accepts no
+    proposal, stays at its start and is reported by the ``nan_policy`` like a non-finite
+    ``x``. Works for any event shape.
 
     Args:
         model: Energy model. ``energy_function=`` is a deprecated alias.
@@ -502,6 +515,7 @@ class HamiltonianMonteCarlo(_HMCBase):
         return self._mass if self._mass is not None else self._mass_scalar
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
+        check_int("n_leapfrog_steps", self.n_leapfrog_steps, minimum=1)  # assigned since?
         mass: Any = self._mass_scalar
         whitening = None
         if self._mass is not None and _is_dense(self._mass, x):
@@ -542,7 +556,7 @@ class HamiltonianMonteCarlo(_HMCBase):
             fused = resolve_fused(self.backend, "fused_leapfrog_step", x, owner=type(self).__name__)
         state = HMCState(
             x=x,
-            energy=self._energy(x, ctx.model_kwargs),
+            energy=self._start_energy(x, ctx.model_kwargs),
             accepted=torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
             decided=self._undecided(x, ctx),
             p=torch.empty_like(x),
@@ -964,6 +978,7 @@ class RiemannianManifoldHMC(_HMCBase):
         return torch.cholesky_solve(p.reshape(x.shape[0], -1, 1), chol).reshape(x.shape)
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
+        check_int("n_leapfrog_steps", self.n_leapfrog_steps, minimum=1)  # assigned since?
         with outside_autocast(x.device.type):  # as `step`
             return self._start_state(x, ctx)
 
@@ -1006,11 +1021,10 @@ class RiemannianManifoldHMC(_HMCBase):
         counts = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)  # this call's
         # a start where the potential's gradient is NaN/inf (|x| at 0) never moves: its
         # energy is made NaN so that the loop reports it (the solves were blamed, silently)
-        energy = self._energy(x, ctx.model_kwargs)
         moves = torch.isfinite(self.model_gradient(x, ctx.model_kwargs)).flatten(1).all(1)
         return HMCState(
             x=x,
-            energy=torch.where(moves, energy, torch.full_like(energy, float("nan"))),
+            energy=self._start_energy(x, ctx.model_kwargs, moves),
             accepted=no,
             decided=self._undecided(x, ctx),
             unconverged=no,
