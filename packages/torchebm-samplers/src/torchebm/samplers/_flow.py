@@ -184,7 +184,6 @@ def _uniform_time(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-
 def _refuse_resample(policy: str) -> None:
     """``nan_policy="resample"`` restarts a row from its start mid-path: wrong for a flow."""
     if policy == "resample":
@@ -193,6 +192,7 @@ def _refuse_resample(policy: str) -> None:
             "grid, so a row restarted from its start noise would be integrated over the rest "
             "of the grid only (a wrong sample); use nan_policy='warn' (the default) or 'raise'"
         )
+
 
 class FlowSampler(Hooks089, BaseSampler):
     r"""Generate samples by integrating a learned vector field from noise (t = 0) to data (t = 1).
