@@ -106,11 +106,11 @@ def save_checkpoint(
     r"""Save ``{"model", "opt", "step"[, "ema", "args"]}`` to ``<checkpoint_dir>/<step:07d>.pt``.
 
     Keys are those of the bare model (wrappers stripped); an FSDP2 model is gathered (a
-    collective: call it on every rank); only rank 0 writes. ``args``: an
-    ``argparse.Namespace`` or a dict of plain values. Loads with ``weights_only=True``.
+    collective: call it on every rank). Only rank 0 writes, and the others return at once:
+    `barrier()` before they read it. ``args``: a ``Namespace`` or a dict of plain values.
 
     Returns:
-        The checkpoint path, a ``str`` as in torchebm 0.8.9 (on every rank)."""
+        The path, a ``str`` as in torchebm 0.8.9 (every rank), loaded with ``weights_only=True``."""
     _check_module("model", model)
     step = check_int("step", step, minimum=0)
     _check_module("optimizer", optimizer, (torch.optim.Optimizer, type(None)))
