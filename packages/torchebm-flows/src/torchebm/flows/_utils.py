@@ -38,8 +38,8 @@ from torchebm.core.errors import (
     check_tensor,
 )
 from torchebm.couplings import resolve_coupling
-from torchebm.flows._time_sampling import LossTimeSampler, check_loss_weight_fn
-from torchebm.integrators._compat_089 import Hooks089, accept_089_pickle
+from torchebm.flows._time_sampling import LossTimeSampler, TSampler, check_loss_weight_fn
+from torchebm.integrators._compat_089 import ConditioningAttrs089, Hooks089, accept_089_pickle
 from torchebm.integrators._state import autograd_grad, autograd_ready
 from torchebm.interpolants import resolve_interpolant
 
@@ -686,11 +686,12 @@ def batch_loss(terms: dict[str, Any]) -> torch.Tensor:
     return weighted_mean(terms["loss"], weights)
 
 
-class FlowObjective(Hooks089):
+class FlowObjective(ConditioningAttrs089, Hooks089):
     """Mixin of the flow objectives (Flow Matching, EqM, Energy Matching): the parts they are
     built from (set in their constructors by `_set_flow_parts`) and the one ``forward`` they
     share. An objective implements ``training_losses`` (its terms) and, when its model is not
-    called as ``model(x, **model_kwargs)``, `probe_model`."""
+    called as ``model(x, **model_kwargs)``, `probe_model`. ``t_sampler``, ``t_p_mean`` and
+    ``t_p_std`` read torchebm 0.8.9's attributes off `time_sampler`."""
 
     _retired_hooks: ClassVar[dict[str, str]] = {
         "_sample_t": "pass `t_sampler=`, a callable `(batch, *, device, dtype, generator) -> t`",
@@ -710,6 +711,22 @@ class FlowObjective(Hooks089):
     #: How the model is called (named in the error of a model that refuses the call).
     _model_call: tuple[str, ...] = ENERGY_CALL
     __setstate__ = accept_089_pickle("conditioning")  # losses pickled whole by torchebm 0.8.9
+
+    @property
+    def t_sampler(self) -> TSampler:
+        """The constructor's ``t_sampler``: ``"uniform"``, ``"lognormal"`` or the callable
+        (torchebm 0.8.9's attribute; read-only, see `time_sampler`)."""
+        return self.time_sampler.kind
+
+    @property
+    def t_p_mean(self) -> float:
+        """The constructor's ``t_p_mean`` (0.8.9's attribute; read-only, see `time_sampler`)."""
+        return self.time_sampler.t_p_mean
+
+    @property
+    def t_p_std(self) -> float:
+        """The constructor's ``t_p_std`` (0.8.9's attribute; read-only, see `time_sampler`)."""
+        return self.time_sampler.t_p_std
 
     def _set_flow_parts(
         self,

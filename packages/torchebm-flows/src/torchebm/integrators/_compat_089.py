@@ -37,10 +37,11 @@ from torch import nn
 
 from torchebm.core import warn_once
 from torchebm.core._module import warn_user
-from torchebm.core.errors import ConfigurationError
+from torchebm.core.errors import ConfigurationError, check_probability
 
 __all__ = [
     "OMIT",
+    "ConditioningAttrs089",
     "Hooks089",
     "Old089",
     "accept_089_pickle",
@@ -140,6 +141,57 @@ def _by_position(method: Any, hook: Any) -> Any:
     by_position.stands_in_for = hook  # type: ignore[attr-defined]
     by_position.__signature__ = signature  # type: ignore[attr-defined]
     return by_position
+
+
+class ConditioningAttrs089:
+    """Mixin of the loss families (contrastive divergence, score matching, the flow
+    objectives): torchebm 0.8.9's attributes ``cfg_dropout`` and ``null_condition`` of a loss,
+    read from and written to its `torchebm.core.Conditioning` (``self.conditioning``).
+
+    Writing one is checked as the constructor checks it and changes what the next training
+    call does (0.8.9 code sets ``loss.cfg_dropout = 0.2`` between epochs).
+
+    Example:
+        >>> loss.null_condition = 10  # doctest: +SKIP
+        >>> loss.cfg_dropout = 0.2  # every later training call drops 20% of the labels
+    """
+
+    conditioning: Any  # set by BaseLoss.__init__
+
+    @property
+    def cfg_dropout(self) -> float:
+        """Probability that a training call replaces a sample's ``y`` by ``null_condition``."""
+        return self.conditioning.cfg_dropout
+
+    @cfg_dropout.setter
+    def cfg_dropout(self, value: float) -> None:
+        p = check_probability("cfg_dropout", value)
+        if p > 0 and self.conditioning.null_condition is None:
+            raise ConfigurationError(
+                f"cfg_dropout={value!r} needs null_condition (the label or embedding a dropped "
+                "y becomes), got None: set null_condition first"
+            )
+        self.conditioning.cfg_dropout = p
+
+    @property
+    def null_condition(self) -> Any:
+        """What a dropped ``y`` becomes: a label id, a tensor or a callable ``(y, mask) -> y``."""
+        return self.conditioning.null_condition
+
+    @null_condition.setter
+    def null_condition(self, value: Any) -> None:
+        if value is None and self.conditioning.cfg_dropout > 0:
+            raise ConfigurationError(
+                f"null_condition=None with cfg_dropout={self.conditioning.cfg_dropout}: a "
+                "positive cfg_dropout needs a null_condition; set cfg_dropout = 0.0 first"
+            )
+        self.conditioning.null_condition = value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("cfg_dropout", "null_condition"):  # also a module (nn.Module would
+            object.__setattr__(self, name, value)  # register a callable one as a submodule)
+        else:
+            super().__setattr__(name, value)
 
 
 class Old089:

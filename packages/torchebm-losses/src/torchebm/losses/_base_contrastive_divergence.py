@@ -33,7 +33,7 @@ from torchebm.flows._utils import (
     explain_loss_error,
     loss_conditioning,
 )
-from torchebm.integrators._compat_089 import accept_089_pickle, overridden
+from torchebm.integrators._compat_089 import ConditioningAttrs089, accept_089_pickle, overridden
 from torchebm.integrators._state import autograd_ready, eager_under_compile
 from torchebm.losses._positional_089 import split_dtype
 
@@ -129,7 +129,7 @@ def _same_conditioning(first: dict | None, now: dict | None) -> bool:
     return True
 
 
-class BaseContrastiveDivergence(BaseLoss):
+class BaseContrastiveDivergence(ConditioningAttrs089, BaseLoss):
     r"""Base of the contrastive-divergence family: owns the negative phase and the loop.
 
     A call ``loss_fn(x)`` runs

@@ -29,7 +29,7 @@ from torchebm.flows._utils import (
     twice_differentiable,
     zero_multiple,
 )
-from torchebm.integrators._compat_089 import accept_089_pickle
+from torchebm.integrators._compat_089 import ConditioningAttrs089, accept_089_pickle
 from torchebm.integrators._state import autograd_grad, autograd_ready, eager_under_compile
 
 __all__ = ["BaseScoreMatching", "layer_norms_from_primitives"]
@@ -160,7 +160,7 @@ def _checked_energies(energies: Any, batch: int) -> torch.Tensor:
     return check_energies("the model", energies, batch)
 
 
-class BaseScoreMatching(BaseLoss):
+class BaseScoreMatching(ConditioningAttrs089, BaseLoss):
     r"""Base of the score-matching family (exact, Hutchinson, sliced, denoising).
 
     The model is an energy $E_\theta(x)$; its score is

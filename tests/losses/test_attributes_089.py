@@ -1,0 +1,218 @@
+"""torchebm 0.8.9's public attributes of the losses and of ``FlowSampler``: ``cfg_dropout`` and
+``null_condition`` of every loss (read and written through ``loss.conditioning``: a write
+changes what training does) and ``t_sampler`` / ``t_p_mean`` / ``t_p_std`` of the flow
+objectives (0.8.9 stored the constructor's arguments as they were). ``FlowSampler``'s
+``prediction_type``: tests/samplers/test_attributes_089.py."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from _support.losses import TinyLangevin
+from _support.pickles_089 import unpickle_089
+from torch import nn
+
+from torchebm.core import BaseModel
+from torchebm.core.errors import ConfigurationError
+from torchebm.losses import (
+    ContrastiveDivergence,
+    DenoisingScoreMatching,
+    EnergyMatchingLoss,
+    EquilibriumMatchingLoss,
+    FlowMatchingLoss,
+    PersistentContrastiveDivergence,
+    ScoreMatching,
+    SlicedScoreMatching,
+)
+
+NULL = 7  # the null label: one past the 7 labels 0..6 of the models below
+
+
+class LabelEnergy(BaseModel):
+    """``E(x | y) = |x - mu_y|^2 / 2``, one centre per label (and the null one); records every
+    ``y`` it is called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.centres = nn.Parameter(torch.randn(NULL + 1, 2))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x, y=None):
+        y = torch.zeros(x.shape[0], dtype=torch.long) if y is None else y
+        self.seen.append(y.detach().clone())
+        return 0.5 * (x - self.centres[y]).square().sum(-1)
+
+
+class LabelField(nn.Module):
+    """A velocity / equilibrium field ``f(x, t, y) = W x + b_y``; records every ``y``."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        self.shift = nn.Embedding(NULL + 1, 2)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x, t=None, y=None):
+        y = torch.zeros(x.shape[0], dtype=torch.long) if y is None else y
+        self.seen.append(y.detach().clone())
+        return self.lin(x) + self.shift(y)
+
+
+def _build(name: str, **options):
+    energy = name in ("cd", "pcd", "sm", "ssm", "dsm", "em")
+    model = LabelEnergy() if energy else LabelField()
+    options.setdefault("check_conditioning", False)  # its probe calls the model with raw y
+    if name == "cd":
+        loss = ContrastiveDivergence(model, TinyLangevin(model, n_steps=1), k_steps=1, **options)
+    elif name == "pcd":
+        sampler = TinyLangevin(model, n_steps=1)
+        loss = PersistentContrastiveDivergence(model, sampler, k_steps=1, buffer_size=32, **options)
+    elif name == "sm":
+        loss = ScoreMatching(model, **options)
+    elif name == "ssm":
+        loss = SlicedScoreMatching(model, **options)
+    elif name == "dsm":
+        loss = DenoisingScoreMatching(model, noise_scale=0.1, **options)
+    elif name == "fm":
+        loss = FlowMatchingLoss(model, **options)
+    elif name == "eqm":
+        loss = EquilibriumMatchingLoss(model, **options)
+    else:
+        loss = EnergyMatchingLoss(
+            model, n_langevin_steps=1, lambda_cd=1.0, coupling="independent", **options
+        )
+    return loss, model
+
+
+LOSSES = ["cd", "pcd", "sm", "ssm", "dsm", "fm", "eqm", "em"]
+
+
+def _labels_seen(loss, model, n: int = 64) -> torch.Tensor:
+    """Every label the model sees in one training call on a batch of labels 0..6 (persistent
+    chains refuse per-sample labels: there, the labels its ``forward`` passes on)."""
+    model.seen.clear()
+    y = torch.arange(n) % NULL
+    if isinstance(loss, PersistentContrastiveDivergence):
+        return loss.train().apply_conditioning({"y": y}, generator=torch.Generator())["y"]
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    loss.train()
+    loss(x, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(1))
+    assert model.seen, "the model never saw the labels"
+    return torch.cat([s.reshape(-1) for s in model.seen])
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_cfg_attributes_read_the_constructor_values(name):
+    loss, _ = _build(name)
+    assert loss.cfg_dropout == 0.0 and loss.null_condition is None
+    loss, _ = _build(name, cfg_dropout=0.25, null_condition=NULL)
+    assert loss.cfg_dropout == 0.25 and loss.null_condition == NULL
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_writing_cfg_dropout_changes_training(name):
+    loss, model = _build(name)
+    assert not (_labels_seen(loss, model) == NULL).any()
+    loss.null_condition = NULL
+    loss.cfg_dropout = 1.0  # 0.8.9 code: every label of a training call is dropped
+    assert loss.conditioning.cfg_dropout == 1.0 and loss.conditioning.null_condition == NULL
+    assert "cfg_dropout" not in vars(loss) and "null_condition" not in vars(loss)
+    assert (_labels_seen(loss, model) == NULL).all()
+    loss.cfg_dropout = 0  # and back: none is
+    assert loss.cfg_dropout == 0.0
+    assert not (_labels_seen(loss, model) == NULL).any()
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_written_values_are_checked_as_the_constructor_checks_them(name):
+    loss, _ = _build(name)
+    with pytest.raises(ConfigurationError, match=r"cfg_dropout must be in \[0, 1\], got 1.5"):
+        loss.cfg_dropout = 1.5
+    with pytest.raises(TypeError, match="cfg_dropout"):
+        loss.cfg_dropout = "0.1"
+    with pytest.raises(ConfigurationError, match="cfg_dropout=0.1 needs null_condition"):
+        loss.cfg_dropout = 0.1
+    assert loss.cfg_dropout == 0.0  # a refused value leaves the old one
+    loss.null_condition = NULL
+    loss.cfg_dropout = 0.1
+    with pytest.raises(ConfigurationError, match="null_condition=None with cfg_dropout=0.1"):
+        loss.null_condition = None
+    assert loss.null_condition == NULL
+
+
+def test_a_module_null_condition_is_the_condition_not_a_submodule():
+    class ToNull(nn.Module):  # a callable (y, mask) -> y, as null_condition accepts
+        def forward(self, y, mask):
+            return torch.where(mask, torch.full_like(y, NULL), y)
+
+    loss, model = _build("fm")
+    loss.null_condition = null = ToNull()
+    loss.cfg_dropout = 1.0
+    assert loss.null_condition is null and "null_condition" not in dict(loss.named_children())
+    assert (_labels_seen(loss, model) == NULL).all()
+
+
+@pytest.mark.parametrize("name", ["cd", "sm", "fm", "em"])
+def test_state_dict_and_pickles_keep_the_written_values(name):
+    loss, _ = _build(name)
+    keys = set(loss.state_dict())
+    loss.null_condition = NULL
+    loss.cfg_dropout = 0.5
+    assert set(loss.state_dict()) == keys  # (0.8.9 kept them out of the state dict too)
+    buf = io.BytesIO()
+    torch.save(loss, buf)
+    buf.seek(0)
+    again = torch.load(buf, weights_only=False)
+    assert (again.cfg_dropout, again.null_condition) == (0.5, NULL)
+    # an object pickled whole by 0.8.9 (plain attributes cfg_dropout, null_condition)
+    old = unpickle_089(loss)
+    assert (old.cfg_dropout, old.null_condition) == (0.5, NULL)
+    assert "cfg_dropout" not in vars(old)
+    old.cfg_dropout = 0.0
+    assert old.conditioning.cfg_dropout == 0.0
+
+
+TIME_LOSSES = ["fm", "eqm", "em"]
+
+
+def _uniform_t(batch, *, device, dtype, generator):
+    return torch.rand(batch, device=device, dtype=dtype, generator=generator)
+
+
+@pytest.mark.parametrize("name", TIME_LOSSES)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"t_sampler": "uniform"},
+        {"t_sampler": "lognormal"},
+        {"t_sampler": "lognormal", "t_p_mean": -0.5, "t_p_std": 0.8},
+        {"t_sampler": "lognormal", "t_p_mean": 0, "t_p_std": 2},
+        {"t_sampler": _uniform_t},
+    ],
+)
+def test_time_attributes_are_the_constructor_arguments(name, options):
+    # 0.8.9: self.t_sampler, self.t_p_mean, self.t_p_std = the arguments, defaults
+    # "uniform", -1.2, 1.2 (BaseInterpolantLoss.__init__)
+    loss, _ = _build(name, **options)
+    expected = {"t_sampler": "uniform", "t_p_mean": -1.2, "t_p_std": 1.2, **options}
+    assert loss.t_sampler is expected["t_sampler"] or loss.t_sampler == expected["t_sampler"]
+    assert loss.t_p_mean == expected["t_p_mean"] and loss.t_p_std == expected["t_p_std"]
+    assert (loss.t_sampler, loss.t_p_mean) == (loss.time_sampler.kind, loss.time_sampler.t_p_mean)
+
+
+def test_time_attributes_of_a_uniform_sampler_keep_its_unused_options():
+    with pytest.warns(UserWarning, match="no effect"):  # 0.8.9 stored them without a word
+        loss, _ = _build("fm", t_sampler="uniform", t_p_mean=0.3, t_p_std=0.5)
+    assert (loss.t_sampler, loss.t_p_mean, loss.t_p_std) == ("uniform", 0.3, 0.5)
+
+
+@pytest.mark.parametrize("name", TIME_LOSSES)
+def test_time_attributes_are_read_only(name):
+    loss, _ = _build(name)
+    for attr, value in (("t_sampler", "lognormal"), ("t_p_mean", 0.0), ("t_p_std", 2.0)):
+        with pytest.raises(AttributeError):
+            setattr(loss, attr, value)
+    assert loss.time_sampler.kind == "uniform"
