@@ -335,6 +335,11 @@ class FlowSampler(Hooks089, BaseSampler):
         **dict.fromkeys(("_record_stats", "_batch_stats"), "override `compute_diagnostics`"),
     }
 
+    @property
+    def prediction_type(self) -> PredictionType:
+        """``prediction`` (torchebm 0.8.9's name of the attribute; read-only)."""
+        return self.prediction
+
     def __init__(
         self,
         model: Any,
