@@ -152,8 +152,12 @@ class ConditioningAttrs089:
     call does (0.8.9 code sets ``loss.cfg_dropout = 0.2`` between epochs).
 
     Example:
-        >>> loss.null_condition = 10  # doctest: +SKIP
+        >>> from torchebm.flows import EquilibriumMatchingLoss
+        >>> loss = EquilibriumMatchingLoss(nn.Linear(2, 2))
+        >>> loss.null_condition = 10
         >>> loss.cfg_dropout = 0.2  # every later training call drops 20% of the labels
+        >>> loss.conditioning.cfg_dropout
+        0.2
     """
 
     conditioning: Any  # set by BaseLoss.__init__
