@@ -340,3 +340,42 @@ def test_a_models_own_autograd_gradient_runs_under_inference_mode():
     with torch.inference_mode():
         loss = em(torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
     assert torch.isfinite(loss)
+
+
+def test_every_per_sample_conditioning_follows_the_permuted_chains():
+    # before: only a tensor followed the chains' permutation; a list of prompts (or a numpy
+    # array, a dict of them) kept the data's order, so chain i ran and was scored under
+    # another sample's prompt (silently)
+    import numpy as np
+
+    b = 6
+    x1 = torch.zeros(b, 2, dtype=F64)
+    x1[:, 0] = torch.arange(1, b + 1, dtype=F64)  # data row i sits at its own label i + 1
+    prompts = ["a" * (i + 1) for i in range(b)]  # len(prompt) is the row's label
+    calls = []
+
+    class Sampler:  # keeps its start points: chain i is the data row it started from
+        def sample(self, x=None, n_steps=None, model_kwargs=None, generator=None):
+            calls.append((x.clone(), model_kwargs))
+            return x
+
+    class Conditional(Quadratic):
+        def forward(self, x, y=None, g=None, size=None):
+            return super().forward(x)
+
+    def labels(v):
+        return [float(len(p)) for p in v] if isinstance(v, list) else np.asarray(v).tolist()
+
+    for sampler in (None, Sampler()):
+        em = EnergyMatchingLoss(Conditional(), sampler=sampler, n_langevin_steps=1,
+                                langevin_dt=1e-12, epsilon_max=0.0, noise_fraction=0.0,
+                                dtype=F64, check_conditioning=False)  # fmt: skip
+        conditioning = {"y": prompts, "g": {"n": np.arange(1, b + 1)}, "size": (64, 32)}
+        neg, neg_mk = em.negative_samples(x1, None, conditioning, torch.Generator().manual_seed(0))
+        started = neg[:, 0].round().tolist()
+        assert started != list(range(1, b + 1))  # the chains are permuted
+        assert labels(neg_mk["y"]) == started
+        assert labels(neg_mk["g"]["n"]) == started
+        assert neg_mk["size"] == (64, 32)
+    x, mk = calls[-1]  # the sampler ran under its chains' own conditioning
+    assert labels(mk["y"]) == x[:, 0].round().tolist() == labels(mk["g"]["n"])

@@ -34,6 +34,7 @@ from torchebm.flows._utils import (
     _has_dtensor_params,
     check_sampler_model,
     compute_flow_weight,
+    conditioning_rows,
     energy_gradient,
     mean_flat,
     paired_conditioning,
@@ -323,7 +324,9 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
             x1: Data batch `(B, *event)`.
             x0: Source samples shaped like ``x1`` for the noise-started chains, or ``None``
                 (standard normal noise).
-            conditioning: Model keywords; tensors with ``B`` leading rows follow their rows.
+            conditioning: Model keywords; its per-sample values (tensors or arrays with ``B``
+                leading rows, lists of ``B`` items, also inside dicts and tuples) follow
+                their chains.
             generator: Source of the start points and of the sampler's noise.
         """
         b = x1.shape[0]
@@ -340,14 +343,10 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
                 (n_noise, *x1.shape[1:]), generator=generator, device=dev, dtype=x1.dtype
             )
         start = torch.cat([start_noise, x1[data_idx]]).detach()
-        neg_mk = {
-            k: (
-                torch.cat([v[noise_idx], v[data_idx]])
-                if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == b
-                else v
-            )
-            for k, v in conditioning.items()
-        }
+        # chain i runs under the conditioning of the row it started from: every per-sample
+        # value (tensor, array, list of prompts, inside dicts/tuples) follows the chains
+        chain_rows = torch.cat([noise_idx, data_idx])
+        neg_mk = {k: conditioning_rows(k, v, chain_rows, b) for k, v in conditioning.items()}
         noise_rows = torch.arange(b, device=dev) < n_noise
         if self.sampler is None:
             neg = self._langevin(start, noise_rows, neg_mk, generator)
@@ -358,14 +357,8 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
             for rows, sched in ((noise_rows, ramp), (~noise_rows, const)):
                 if not bool(rows.any()):
                     continue
-                sub_mk = {
-                    k: (
-                        v[rows]
-                        if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == b
-                        else v
-                    )
-                    for k, v in neg_mk.items()
-                }
+                sub = rows.nonzero().flatten()  # the chains of this part, in order
+                sub_mk = {k: conditioning_rows(k, v, sub, b) for k, v in neg_mk.items()}
                 parts.append(self._sample_with(self.sampler, start[rows], sched, sub_mk, generator))
             neg = torch.cat(parts)
         return neg.detach(), neg_mk
@@ -391,7 +384,7 @@ class EnergyMatchingLoss(FlowObjective, BaseLoss):
             active, ``cd_value`` (before weighting/clamping), ``negatives`` (noise-started
             chains first, then data-started ones: not in the batch's row order) and
             ``negatives_model_kwargs``, the conditioning they were sampled under (its
-            per-sample tensors in the negatives' order).
+            per-sample values in the negatives' order).
         """
         conditioning = model_kwargs or {}
         if self.training and torch.is_grad_enabled() and _has_dtensor_params(self.model):
