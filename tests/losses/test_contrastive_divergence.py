@@ -701,3 +701,38 @@ def test_each_deprecated_forward_option_warns():
         cd(x, energy_reg_weight=0.0)
     with pytest.warns(DeprecationWarning, match=r"\['noise_scale'\]"):
         cd(x, noise_scale=0.1)
+
+
+def test_persistent_chains_refuse_every_per_sample_conditioning():
+    # before: only a tensor was refused; a list of prompts or a numpy array ran the buffer's
+    # chains under another row's prompt (or crashed with a bare RuntimeError)
+    import numpy as np
+
+    from torchebm.core.errors import ConfigurationError
+
+    class AnyLabel(BaseModel):  # reads no label: only the refusal is under test
+        def forward(self, x, y=None):
+            return 0.5 * x.square().sum(-1)
+
+    b = 4
+    per_sample = {
+        "tensor": torch.arange(b),
+        "list": ["a" * (i + 1) for i in range(b)],
+        "numpy": np.arange(b),
+        "dict": {"ids": ["a"] * b},
+        "tuple": (torch.arange(b), 7),
+    }
+    for y in per_sample.values():
+        model = AnyLabel()
+        pcd = PersistentContrastiveDivergence(
+            model, Identity(model), k_steps=1, buffer_size=b, check_conditioning=False
+        )
+        with pytest.raises(ConfigurationError, match=r"per-sample conditioning \['y'\]"):
+            pcd(torch.randn(b, 2, generator=gen(0)), model_kwargs={"y": y}, generator=gen(1))
+    # a value shared by the batch (a hyper-parameter, a list of another length) still runs
+    model = AnyLabel()
+    pcd = PersistentContrastiveDivergence(
+        model, Identity(model), k_steps=1, buffer_size=b, check_conditioning=False
+    )
+    for _ in range(2):
+        pcd(torch.randn(b, 2, generator=gen(0)), model_kwargs={"y": (64, 32)}, generator=gen(1))

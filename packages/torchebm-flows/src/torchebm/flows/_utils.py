@@ -624,6 +624,24 @@ def conditioning_rows(name: str, value: Any, index: torch.Tensor, batch: int) ->
     return [value[i] for i in index.tolist()]  # one item per sample
 
 
+def holds_rows(value: Any, batch: int) -> bool:
+    """Whether ``value`` holds a per-sample value of a batch of ``batch`` samples, as
+    `conditioning_rows` finds them: a tensor or array with leading dimension ``batch``, a list
+    of ``batch`` items, also inside mappings, tuples and lists of another length.
+
+    Example:
+        >>> holds_rows({"y": ["a", "b", "c"]}, 3), holds_rows({"size": (64, 32)}, 3)
+        (True, False)
+    """
+    if isinstance(value, torch.Tensor) or _is_array(value):
+        return _is_rows(value, batch)
+    if isinstance(value, Mapping):
+        return any(holds_rows(v, batch) for v in value.values())
+    if isinstance(value, list) and len(value) == batch:
+        return True
+    return isinstance(value, (list, tuple)) and any(holds_rows(v, batch) for v in value)
+
+
 def _is_rows(value: Any, batch: int) -> bool:
     """A tensor or array with leading dimension ``batch``."""
     is_tensor = isinstance(value, torch.Tensor) or _is_array(value)

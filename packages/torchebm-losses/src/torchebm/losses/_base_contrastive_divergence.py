@@ -31,6 +31,7 @@ from torchebm.flows._utils import (
     check_sampler_model,
     checked_loss,
     explain_loss_error,
+    holds_rows,
     loss_conditioning,
 )
 from torchebm.integrators._compat_089 import ConditioningAttrs089, accept_089_pickle, overridden
@@ -399,10 +400,11 @@ class BaseContrastiveDivergence(ConditioningAttrs089, BaseLoss):
             # a BaseSampler never modifies its starting chains; a duck-typed one might
             start = x.detach()
             return (start if isinstance(self.sampler, BaseSampler) else start.clone()), None
+        # every per-sample value (a tensor, array or list of prompts, inside dicts and tuples)
         per_row = [
             k
             for k, v in (model_kwargs or {}).items()
-            if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == x.shape[0] > 1
+            if x.shape[0] > 1 and holds_rows(v, x.shape[0])
         ]
         # the conditioning of the chains in the buffer (a new buffer takes a new one)
         first = (
