@@ -116,3 +116,32 @@ def test_model_kwargs_must_be_a_dict_and_the_reverse_warning_says_too_large():
     )
     with pytest.warns(RuntimeWarning, match="log Z is likely too large"):
         far.reverse(exact, model_kwargs={"y": torch.zeros(200, dtype=torch.long)})
+
+
+def test_per_chain_conditioning_that_is_not_a_tensor_follows_the_alive_chains():
+    # before: only a tensor was cut to the chains of positive weight; a list of prompts kept
+    # n_chains entries for the subset and the model failed (a numpy array too)
+    import numpy as np
+
+    class _ByPrompt(_ConditionalTruncated):  # y as a list of prompts or an array of labels
+        def forward(self, x, y):
+            labels = [len(p) - 1 for p in y] if isinstance(y, list) else np.asarray(y).tolist()
+            if len(labels) != x.shape[0]:
+                raise AssertionError(f"{len(labels)} conditions for {x.shape[0]} chains")
+            return super().forward(x, torch.tensor(labels))
+
+    n = 400
+    y = torch.arange(n) % 2
+    forms = {"tensor": y, "list": ["a" * (int(v) + 1) for v in y], "numpy": y.numpy()}
+    results = {}
+    for name, cond in forms.items():
+        ais = AnnealedImportanceSampling(
+            _ByPrompt(), n_intermediate=10, transition="mala", step_size=0.3, base_std=2.0
+        )
+        gen = torch.Generator().manual_seed(0)
+        results[name] = ais.estimate(n, 1, dtype=F64, generator=gen, model_kwargs={"y": cond})
+    dead = results["tensor"].log_weights == -math.inf
+    assert 0 < int(dead.sum()) < n  # a subset of the chains moved
+    for name in ("list", "numpy"):
+        torch.testing.assert_close(results[name].samples, results["tensor"].samples)
+        assert results[name].log_z == results["tensor"].log_z

@@ -39,6 +39,7 @@ from torchebm.core.errors import (
 from torchebm.flows._utils import (
     ENERGY_CALL,
     check_model_object,
+    conditioning_rows,
     explain_model_error,
     outside_autocast,
 )
@@ -398,8 +399,9 @@ class AnnealedImportanceSampling:
     ) -> tuple:
         r"""`_move` of the chains of positive weight only: a chain outside the target's
         support ($E = +\infty$, log-weight $-\infty$) keeps weight 0 wherever it moves, and
-        its infinite energy stopped the kernel (``nan_policy="raise"``). The per-chain tensors
-        of the conditioning (leading dimension ``B``) follow their chains. ``known`` serves a
+        its infinite energy stopped the kernel (``nan_policy="raise"``). The per-chain values of
+        the conditioning (`conditioning_rows`: tensors or arrays with ``B`` rows, lists of
+        ``B`` items, also inside dicts and tuples) follow their chains. ``known`` serves a
         move of every chain; a subset evaluates its own (the batch it always did) and the
         result's ``known`` is then ``None``."""
         alive = log_w > -math.inf
@@ -408,7 +410,8 @@ class AnnealedImportanceSampling:
         if not bool(alive.any()):
             return x, None, None
         x, kwargs, b = x.clone(), energy.model_kwargs, x.shape[0]
-        energy.model_kwargs = {k: v[alive] if _per_chain(v, b) else v for k, v in kwargs.items()}
+        rows = alive.nonzero().flatten()
+        energy.model_kwargs = {k: conditioning_rows(k, v, rows, b) for k, v in kwargs.items()}
         try:
             moved, acc, _ = self._move(kernel, energy, x[alive], gen, None)
         finally:
@@ -490,8 +493,9 @@ class AnnealedImportanceSampling:
             device: Chain device (default: the model's, else the CPU).
             generator: Randomness of the base draws and of every transition.
             model_kwargs: Conditioning of every model call, ``model(x, **model_kwargs)``
-                (e.g. ``{"y": labels}`` of a conditional energy $E(x \mid y)$). A tensor with
-                ``n_chains`` rows is per chain; for $\log Z(y)$ give every chain the same
+                (e.g. ``{"y": labels}`` of a conditional energy $E(x \mid y)$). A tensor or
+                array with ``n_chains`` rows or a list of ``n_chains`` items (also inside a
+                dict or tuple) is per chain; for $\log Z(y)$ give every chain the same
                 $y$ (chains with different conditions estimate the log of their mean $Z$).
 
         Returns:
@@ -529,10 +533,6 @@ class AnnealedImportanceSampling:
         check_generator(generator, samples.device, of="samples")
         x = samples.detach().clone()
         return self._run(x, reverse=True, gen=generator, model_kwargs=model_kwargs)
-
-
-def _per_chain(value: Any, n_chains: int) -> bool:
-    return isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == n_chains
 
 
 def _chain_placement(model: Any, dtype: Any, device: Any) -> tuple[torch.dtype, Any]:
