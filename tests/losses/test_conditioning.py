@@ -177,3 +177,76 @@ def test_conditioning_that_is_not_labels_skips_the_check_with_a_warning(name, ki
         loss = loss_fn(x, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(loss, reference, rtol=0, atol=0)
     assert not loss_fn.conditioning.pending  # checked once: the next call does not warn again
+
+
+class ReadsPromptsOrLengths(ReadsPrompts):
+    """`ReadsPrompts` that also reads a numpy array of the lengths."""
+
+    def forward(self, x, y):
+        if type(y).__module__ == "numpy":
+            y = torch.as_tensor(y)
+        return super().forward(x, y)
+
+
+@pytest.mark.parametrize("name", ["sm", "sm_approx", "ssm", "ssm_1", "dsm"])
+@pytest.mark.parametrize("kind", ["list", "dict", "group", "numpy"])
+def test_non_tensor_conditioning_on_the_approx_path_and_as_a_numpy_array(name, kind):
+    # `test_conditioning_that_is_not_labels_skips_the_check_with_a_warning` extended: the
+    # "approx" Hessian of ScoreMatching (which tiles the batch twice) and SSM with one
+    # projection (which tiles nothing), and a numpy array of the lengths: the loss equals the
+    # loss with the lengths as a tensor
+    import warnings
+
+    import numpy as np
+
+    prompts = ["a", "bb", "ccc", "dddd"]
+    y = {
+        "list": prompts,
+        "dict": {"prompt": prompts},
+        "group": (prompts, torch.ones(4)),
+        "numpy": np.array([1, 2, 3, 4]),
+    }[kind]
+
+    def make():
+        model = ReadsPromptsOrLengths()
+        if name == "sm_approx":
+            return ScoreMatching(model, hessian_method="approx")
+        if name == "ssm_1":
+            return SlicedScoreMatching(model, n_projections=1)
+        return _losses(model)[name]
+
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    reference = make()(
+        x,
+        model_kwargs={"y": torch.tensor([1, 2, 3, 4])},
+        generator=torch.Generator().manual_seed(1),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the skipped check (tested above)
+        loss = make()(x, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(loss, reference, rtol=0, atol=0)
+
+
+def test_a_list_of_per_sample_tensors_is_refused_only_when_it_is_tiled():
+    # a list of B token tensors of length B is ambiguous (one value per sample, or a group of
+    # per-sample values) only when it must be tiled: SSM with one projection tiles nothing and
+    # runs (before: refused, though the parent commit ran it); two projections still refuse
+    class ReadsTokens(BaseModel):
+        def forward(self, x, y):
+            c = torch.stack([t.to(x.dtype).sum() for t in y]) if isinstance(y, list) else y
+            return 0.5 * x.square().sum(-1) + c.to(x.dtype) * x[:, 0]
+
+    b = 4
+    tokens = [torch.arange(b) + i for i in range(b)]
+    sums = torch.stack([t.sum() for t in tokens])
+    x = torch.randn(b, 2, generator=torch.Generator().manual_seed(0))
+    losses = [
+        SlicedScoreMatching(ReadsTokens(), n_projections=1, check_conditioning=False)(
+            x, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(1)
+        )
+        for y in (tokens, sums)
+    ]
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
+    two = SlicedScoreMatching(ReadsTokens(), n_projections=2, check_conditioning=False)
+    with pytest.raises(ConfigurationError, match="cannot be told from a group"):
+        two(x, model_kwargs={"y": tokens}, generator=torch.Generator().manual_seed(1))

@@ -258,9 +258,13 @@ class ScoreMatching(Hooks089, BaseScoreMatching):
 def _repeat_kwargs(model_kwargs: dict | None, batch: int, times: int) -> dict:
     """Per-sample conditioning tiled ``times`` times, as ``x.repeat``: tensors and arrays with
     leading dimension ``batch``, lists of ``batch`` items (prompts), and such values inside
-    dicts and tuples (as flows' ``paired_conditioning`` pairs them); the rest is kept."""
+    dicts and tuples (as flows' ``paired_conditioning`` pairs them); the rest is kept.
+    ``times == 1`` tiles nothing: the conditioning is returned as it is (a list of ``batch``
+    per-sample tensors of leading dimension ``batch``, ambiguous when tiled, then runs)."""
     if not model_kwargs:
         return {}
+    if times == 1:
+        return model_kwargs
     rows = torch.arange(batch).repeat(times)
     return {k: conditioning_rows(k, v, rows, batch) for k, v in model_kwargs.items()}
 
