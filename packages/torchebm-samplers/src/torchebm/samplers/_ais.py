@@ -315,8 +315,10 @@ class AnnealedImportanceSampling:
         self.step_size = check_positive("step_size", step_size)
         self.n_leapfrog_steps = check_int("n_leapfrog_steps", n_leapfrog_steps, minimum=1)
         self.n_transition_steps = check_int("n_transition_steps", n_transition_steps, minimum=1)
-        self.betas = _schedule(schedule, self.n_intermediate)
-        self._schedule_shown = schedule if isinstance(schedule, str) else "custom"  # for repr
+        betas = _schedule(schedule, self.n_intermediate)
+        #: ``"sigmoid"``, ``"linear"`` or the custom betas (float64): with `n_intermediate`,
+        #: what `betas` is computed from (both may be assigned: read at every estimate)
+        self.schedule: str | torch.Tensor = schedule if isinstance(schedule, str) else betas
         self.base_std = check_positive("base_std", base_std)
         if isinstance(base_mean, torch.Tensor):
             check_finite_tensor("base_mean", check_tensor("base_mean", base_mean, floating=True))
@@ -326,8 +328,33 @@ class AnnealedImportanceSampling:
             check_finite("base_mean", base_mean)  # a real number (not a bool), finite
         self.base_mean = base_mean
 
+    def __setstate__(self, state: dict) -> None:
+        if "schedule" not in state and "betas" in state:  # pickled when betas was stored
+            state["schedule"] = state.pop("betas")
+            shown = state.pop("_schedule_shown", "custom")
+            state["schedule"] = shown if shown in SCHEDULES else state["schedule"]
+        self.__dict__.update(state)
+
+    @property
+    def betas(self) -> torch.Tensor:
+        r"""The ``K + 1`` inverse temperatures $0 = \beta_0 < \dots < \beta_K = 1$ (float64)
+        of `schedule` and `n_intermediate` as they are now (an assigned value is checked as
+        the constructor checks it)."""
+        n = check_int("n_intermediate", self.n_intermediate, minimum=1)
+        return _schedule(self.schedule, n)
+
+    def _check_hyperparameters(self) -> torch.Tensor:
+        """The constructor's checks of the hyper-parameters, at every estimate (a value may
+        have been assigned since); returns `betas`."""
+        check_in("transition", self.transition, TRANSITIONS)
+        check_positive("step_size", self.step_size)
+        check_int("n_leapfrog_steps", self.n_leapfrog_steps, minimum=1)
+        check_int("n_transition_steps", self.n_transition_steps, minimum=1)
+        check_positive("base_std", self.base_std)
+        return self.betas
+
     def __repr__(self) -> str:
-        schedule = getattr(self, "_schedule_shown", None)  # absent from an older pickle
+        schedule = self.schedule if isinstance(self.schedule, str) else "custom"
         return (
             f"{type(self).__name__}(model={type(self.model).__name__}, "
             f"n_intermediate={self.n_intermediate}, transition={self.transition!r}, "
@@ -420,7 +447,9 @@ class AnnealedImportanceSampling:
         x[alive] = moved
         return x, acc, None
 
-    def _run(self, x: torch.Tensor, reverse: bool, gen, model_kwargs: dict | None) -> AISResult:
+    def _run(
+        self, x: torch.Tensor, reverse: bool, gen, model_kwargs: dict | None, betas: list[float]
+    ) -> AISResult:
         if model_kwargs is not None and not isinstance(model_kwargs, dict):
             raise TypeError(
                 f"model_kwargs must be a dict of keyword arguments of the model or None, got "
@@ -429,7 +458,6 @@ class AnnealedImportanceSampling:
         energy = self._annealed(x)
         energy.model_kwargs = dict(model_kwargs or {})
         kernel = self._kernel(energy, x)
-        betas = self.betas.tolist()
         if reverse:  # log w += (b_k - b_{k-1}) (E - E0): E[w] = Z0 / Z
             betas = betas[::-1]
         log_w = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
@@ -501,13 +529,14 @@ class AnnealedImportanceSampling:
         Returns:
             An `AISResult` with ``direction="forward"``.
         """
+        betas = self._check_hyperparameters().tolist()
         n = check_int("n_chains", n_chains, minimum=1)
         shape = _event_shape(dim)
         check_generator(generator)
         dtype, device = _chain_placement(self.model, dtype, device)
         z = torch.randn((n, *shape), generator=generator, dtype=dtype, device=device)
         x = self._base_mean(z) + self.base_std * z
-        return self._run(x, reverse=False, gen=generator, model_kwargs=model_kwargs)
+        return self._run(x, False, generator, model_kwargs, betas)
 
     def reverse(
         self,
@@ -528,11 +557,12 @@ class AnnealedImportanceSampling:
             An `AISResult` with ``direction="reverse"``; its ``log_z`` is
             $\log Z_0 - \log\bar w_{\text{rev}}$.
         """
+        betas = self._check_hyperparameters().tolist()
         check_tensor("samples", samples, min_ndim=2, floating=True)
         check_finite_tensor("samples", samples)
         check_generator(generator, samples.device, of="samples")
         x = samples.detach().clone()
-        return self._run(x, reverse=True, gen=generator, model_kwargs=model_kwargs)
+        return self._run(x, True, generator, model_kwargs, betas)
 
 
 def _chain_placement(model: Any, dtype: Any, device: Any) -> tuple[torch.dtype, Any]:

@@ -425,6 +425,18 @@ class FlowSampler(Hooks089, BaseSampler):
         self._check_interval()  # sample_eps + last_step_size < 1 (checked again per call)
         _refuse_resample(self.nan_policy)
 
+    def _check_mode(self) -> None:
+        """``mode`` as the constructor checks it, and the one the sampler was built for (its
+        integrator and SDE settings are chosen by it at construction)."""
+        mode = check_in("mode", self.mode, ("ode", "sde"))
+        built = "ode" if self.diffusion_form is None else "sde"
+        if mode != built:
+            raise ConfigurationError(
+                f"mode={mode!r} was assigned to a FlowSampler built with mode={built!r}: the "
+                "mode chooses the integrator and the SDE settings at construction; build a "
+                f"new FlowSampler(..., mode={mode!r})"
+            )
+
     @property
     def default_n_steps(self) -> int:  # type: ignore[override]
         """Grid steps of `sample(n_steps=None)`: 50 in ODE mode, `default_sde_n_steps` in SDE."""
@@ -624,6 +636,7 @@ class FlowSampler(Hooks089, BaseSampler):
             x: Start points `(B, *event)`.
             ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext] (``n_steps``, ``model_kwargs``).
         """
+        self._check_mode()  # assigned since construction?
         t0, t1 = self._check_interval()
         _refuse_resample(ctx.nan_policy)  # this call's policy (an argument, or assigned)
         if _NOISE_START.get():

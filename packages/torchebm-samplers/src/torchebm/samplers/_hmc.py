@@ -516,6 +516,7 @@ class HamiltonianMonteCarlo(_HMCBase):
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
         check_int("n_leapfrog_steps", self.n_leapfrog_steps, minimum=1)  # assigned since?
+        check_backend(self.backend)  # an assigned "bogus" ran as "auto"
         mass: Any = self._mass_scalar
         whitening = None
         if self._mass is not None and _is_dense(self._mass, x):

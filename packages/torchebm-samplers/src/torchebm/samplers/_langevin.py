@@ -269,6 +269,10 @@ class LangevinDynamics(SamplerHooks089, BaseSampler):
             x: Starting chains `(B, *event_shape)`, a copy owned by the call.
             ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext].
         """
+        check_backend(self.backend)  # the constructor's checks of what may have been assigned
+        clamp = check_clamp(self.clamp)  # (an assigned -1.0 failed inside as a bare TypeError)
+        if clamp != self.clamp:  # the one form the updates take: (lo, hi), missing bounds inf
+            self.clamp = clamp
         state = LangevinState(x=x, owned=True)  # `sample()` passes a copy of its own
         scheds = self.get_schedulers()
         eta, sigma = scheds.get("step_size"), scheds.get("noise_scale")

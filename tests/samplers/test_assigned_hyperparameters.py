@@ -1,0 +1,104 @@
+"""Hyper-parameters assigned after construction are checked when sampling starts, with the
+constructor's own checks (the error names the argument): before, an assigned value ran
+silently (AIS ``transition="bogus"`` as MALA, ``base_std=-1``, HMC ``backend="bogus"``,
+FlowSampler ``mode="bogus"`` as an ODE), was ignored (AIS ``n_intermediate``: the betas were
+fixed at construction) or failed elsewhere (AIS ``n_transition_steps=0`` named ``n_steps``,
+Langevin ``clamp=-1`` a bare TypeError)."""
+
+import math
+
+import pytest
+import torch
+
+from torchebm.core import BaseModel
+from torchebm.core.errors import ConfigurationError
+from torchebm.samplers import (
+    AnnealedImportanceSampling,
+    FlowSampler,
+    HamiltonianMonteCarlo,
+    LangevinDynamics,
+)
+
+
+class _Gauss(BaseModel):
+    def forward(self, x):
+        return 0.5 * x.square().sum(-1)
+
+
+class _Field(torch.nn.Module):
+    def forward(self, x, t):
+        return -x
+
+
+def _gen():
+    return torch.Generator().manual_seed(0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("transition", "bogus", r"transition must be one of \['hmc', 'mala', 'langevin'\]"),
+        ("n_transition_steps", 0, "n_transition_steps must be >= 1, got 0"),
+        ("base_std", -1.0, "base_std must be positive and finite, got -1.0"),
+        ("step_size", -0.1, "step_size must be positive and finite, got -0.1"),
+        ("n_leapfrog_steps", 0, "n_leapfrog_steps must be >= 1, got 0"),
+        ("n_intermediate", 0, "n_intermediate must be >= 1, got 0"),
+        ("schedule", "cosine", r"schedule must be one of \['sigmoid', 'linear'\]"),
+    ],
+)
+def test_ais_checks_assigned_hyperparameters_at_every_estimate(name, value, error):
+    ais = AnnealedImportanceSampling(_Gauss(), n_intermediate=5)
+    setattr(ais, name, value)
+    with pytest.raises(ConfigurationError, match=error):
+        ais.estimate(n_chains=8, dim=2, generator=_gen())
+    with pytest.raises(ConfigurationError, match=error):
+        ais.reverse(torch.randn(8, 2, generator=_gen()), generator=_gen())
+
+
+def test_ais_uses_an_assigned_n_intermediate_and_schedule():
+    ais = AnnealedImportanceSampling(_Gauss(), n_intermediate=20)
+    ais.n_intermediate = 3
+    assert len(ais.betas) == 4  # before: 21, the constructor's betas
+    ais.schedule = "linear"
+    assert ais.betas.tolist() == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0], abs=1e-15)
+    assert "n_intermediate=3" in repr(ais) and "schedule='linear'" in repr(ais)
+    # the same estimate as a sampler built with those values
+    built = AnnealedImportanceSampling(_Gauss(), n_intermediate=3, schedule="linear")
+    r, expected = ais.estimate(64, 2, generator=_gen()), built.estimate(64, 2, generator=_gen())
+    assert r.log_z == expected.log_z and math.isfinite(r.log_z)
+    custom = AnnealedImportanceSampling(_Gauss(), schedule=[0.0, 0.5, 1.0], n_intermediate=9)
+    assert custom.betas.tolist() == [0.0, 0.5, 1.0]  # n_intermediate ignored, as documented
+
+
+def test_hmc_checks_an_assigned_backend():
+    hmc = HamiltonianMonteCarlo(_Gauss(), step_size=0.1)
+    hmc.backend = "bogus"
+    with pytest.raises(ConfigurationError, match=r"backend must be one of .*got 'bogus'"):
+        hmc.sample(x=torch.zeros(4, 2), n_steps=2)
+
+
+def test_langevin_checks_an_assigned_clamp_and_backend():
+    langevin = LangevinDynamics(_Gauss(), step_size=0.1)
+    langevin.clamp = -1.0
+    with pytest.raises(TypeError, match=r"clamp must be None or a pair \(lo, hi\), got -1.0"):
+        langevin.sample(x=torch.zeros(4, 2), n_steps=2)
+    langevin.clamp = (None, 0.5)  # one-sided, as the constructor takes it
+    out = langevin.sample(x=torch.zeros(64, 2), n_steps=3, generator=_gen())
+    assert float(out.max()) <= 0.5 and langevin.clamp == (-math.inf, 0.5)
+    langevin.backend = "bogus"
+    with pytest.raises(ConfigurationError, match=r"backend must be one of .*got 'bogus'"):
+        langevin.sample(x=torch.zeros(4, 2), n_steps=2)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("bogus", r"mode must be one of \['ode', 'sde'\], got 'bogus'"),
+        ("sde", r"mode='sde' was assigned to a FlowSampler built with mode='ode'"),
+    ],
+)
+def test_flow_sampler_checks_an_assigned_mode(value, error):
+    sampler = FlowSampler(_Field(), integrator="euler")
+    sampler.mode = value
+    with pytest.raises(ConfigurationError, match=error):
+        sampler.sample(x=torch.ones(3, 2), n_steps=4)
