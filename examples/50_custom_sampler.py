@@ -50,6 +50,9 @@ class RandomWalkMetropolis(BaseSampler):
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> RandomWalkState:
         energy = self.model_energy(x, ctx.model_kwargs)
+        # a chain starting at E = +inf (outside the support) is held at NaN: it accepts no
+        # proposal, stays where it started, and the driver reports it (as HMC does)
+        energy = energy.masked_fill(energy == torch.inf, torch.nan)
         accepted = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         return RandomWalkState(x=x, energy=energy, accepted=accepted, decided=accepted.clone())
 

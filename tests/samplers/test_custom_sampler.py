@@ -86,3 +86,23 @@ def test_acceptance_rate_leaves_restarted_chains_out():
         x, e = torch.where(restart[:, None], x0, x), torch.where(restart, energy(x0), e)
     assert n_restarted > 0.05 * b * n  # the case under test happens
     torch.testing.assert_close(diag["acceptance_rate"], torch.tensor(rates, dtype=f64))
+
+
+def test_a_chain_starting_at_infinite_energy_stays_and_is_reported():
+    # the template held a +inf start energy as it was: the chain accepted its first finite
+    # proposal (anything beats +inf), moved away from outside the support and was never
+    # reported. It is held at NaN now (as HMC's `_start_energy`): it accepts nothing, stays
+    # where it started, and the driver reports it as divergent
+    class Walled(GaussianModel):  # E = +inf for x_0 > 20
+        def forward(self, x):
+            e = super().forward(x)
+            return torch.where(x[:, 0] > 20, torch.full_like(e, math.inf), e)
+
+    x0 = torch.zeros(4, 2)
+    x0[1, 0] = 21.0
+    sampler = RandomWalkMetropolis(Walled(torch.zeros(2), torch.eye(2)), step_size=0.5)
+    with pytest.warns(RuntimeWarning, match="1 of 4 chains diverged"):
+        out = sampler.sample(x=x0, n_steps=10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[1], x0[1])
+    assert sampler.divergent_chains.nonzero().flatten().tolist() == [1]
+    assert not torch.equal(out[0], x0[0])  # the finite chains moved
