@@ -72,15 +72,18 @@ def _sampler(obj: Any, s: dict[str, Any]) -> None:
         s["_non_persistent_buffers_set"].discard("_mass")
         s["mass"] = obj._mass_scalar if obj._mass_scalar is not None else mass
     if "FlowSampler" in _names(obj):
-        _rename(s, {"prediction": "prediction_type", "_last_step_size": "last_step_size"})
+        _rename(s, {"_prediction": "prediction_type", "_last_step_size": "last_step_size"})
         if s["mode"] == "ode":
             s["last_step_size"] = None
         s["_default_n_steps"] = 50 if s["mode"] == "ode" else 250
 
 
 def _loss(obj: Any, s: dict[str, Any]) -> None:
-    cond = obj.conditioning
-    s.update(cfg_dropout=cond.cfg_dropout, null_condition=cond.null_condition)
+    cond, null = obj.conditioning, obj.conditioning.null_condition
+    # 0.8.9's nn.Module.__setattr__ registered a Parameter or Module null as the loss's own
+    table = {nn.Parameter: s["_parameters"], nn.Module: s["_modules"]}
+    next((t for kind, t in table.items() if isinstance(null, kind)), s)["null_condition"] = null
+    s.update(cfg_dropout=cond.cfg_dropout)
     s.update(_condition_check_pending=cond.pending, _condition_probe_deferrals=0)
     if "time_sampler" in s:  # the flow objectives kept the time-law options themselves
         ts = s["time_sampler"]

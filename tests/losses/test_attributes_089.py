@@ -7,6 +7,7 @@ objectives (0.8.9 stored the constructor's arguments as they were). ``FlowSample
 from __future__ import annotations
 
 import io
+import warnings
 
 import pytest
 import torch
@@ -210,9 +211,47 @@ def test_time_attributes_of_a_uniform_sampler_keep_its_unused_options():
 
 
 @pytest.mark.parametrize("name", TIME_LOSSES)
-def test_time_attributes_are_read_only(name):
+def test_writing_the_time_attributes_builds_a_new_time_sampler(name):
+    # 0.8.9 code anneals them between epochs: loss.t_p_mean = 3.0 moved the training times
     loss, _ = _build(name)
-    for attr, value in (("t_sampler", "lognormal"), ("t_p_mean", 0.0), ("t_p_std", 2.0)):
-        with pytest.raises(AttributeError):
-            setattr(loss, attr, value)
-    assert loss.time_sampler.kind == "uniform"
+    loss.t_sampler = "lognormal"
+    loss.t_p_mean, loss.t_p_std = 3.0, 0.5
+    assert (loss.t_sampler, loss.t_p_mean, loss.t_p_std) == ("lognormal", 3.0, 0.5)
+    g = torch.Generator().manual_seed(0)
+    t = loss.time_sampler(4096, 0.0, device="cpu", dtype=torch.float32, generator=g)
+    z = torch.randn(4096, generator=torch.Generator().manual_seed(0))
+    expected = torch.sigmoid(-(z * 0.5 + 3.0)).clamp(min=1e-4, max=1.0)  # EDM's law, by hand
+    torch.testing.assert_close(t, expected, rtol=0, atol=0)
+    for attr, bad in (("t_sampler", "gaussian"), ("t_p_std", -1.0), ("t_p_mean", float("nan"))):
+        with pytest.raises(ConfigurationError, match=attr):
+            setattr(loss, attr, bad)
+    assert (loss.t_sampler, loss.t_p_mean, loss.t_p_std) == ("lognormal", 3.0, 0.5)
+
+
+@pytest.mark.parametrize("null", ["parameter", "module"])
+def test_a_trainable_null_condition_is_named_in_a_warning(null):
+    # 0.8.9 registered it as the loss's parameter or submodule (trained through
+    # loss.parameters(), saved in its state dict); here it lives in loss.conditioning: it
+    # would stay untrained, silently
+    value = nn.Parameter(torch.zeros(2)) if null == "parameter" else nn.Linear(2, 2)
+    with pytest.warns(UserWarning, match="null_condition holds trainable parameters"):
+        loss, _ = _build("fm", cfg_dropout=0.3, null_condition=value)
+    with pytest.warns(UserWarning, match="pass them to the optimizer"):
+        loss.null_condition = value
+    frozen = nn.Parameter(torch.zeros(2), requires_grad=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss.null_condition = frozen  # nothing to train: no warning
+        loss.null_condition = NULL
+
+
+def test_a_089_pickle_with_a_learnable_null_embedding_keeps_it():
+    # 0.8.9 kept it in _parameters: the upgrade read only attributes and submodules, so a
+    # loss with cfg_dropout > 0 failed to load ("needs null_condition") and one with 0 lost it
+    null = nn.Parameter(torch.full((2,), 0.25))
+    with pytest.warns(UserWarning, match="trainable"):
+        loss, _ = _build("fm", cfg_dropout=0.3, null_condition=null)
+    with pytest.warns(UserWarning, match="trainable"):
+        old = unpickle_089(loss)
+    assert old.cfg_dropout == 0.3
+    torch.testing.assert_close(old.null_condition, null.detach(), rtol=0, atol=0)

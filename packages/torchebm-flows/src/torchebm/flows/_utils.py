@@ -709,7 +709,7 @@ class FlowObjective(ConditioningAttrs089, Hooks089):
     built from (set in their constructors by `_set_flow_parts`) and the one ``forward`` they
     share. An objective implements ``training_losses`` (its terms) and, when its model is not
     called as ``model(x, **model_kwargs)``, `probe_model`. ``t_sampler``, ``t_p_mean`` and
-    ``t_p_std`` read torchebm 0.8.9's attributes off `time_sampler`."""
+    ``t_p_std`` read and write torchebm 0.8.9's attributes through `time_sampler`."""
 
     _retired_hooks: ClassVar[dict[str, str]] = {
         "_sample_t": "pass `t_sampler=`, a callable `(batch, *, device, dtype, generator) -> t`",
@@ -732,19 +732,37 @@ class FlowObjective(ConditioningAttrs089, Hooks089):
 
     @property
     def t_sampler(self) -> TSampler:
-        """The constructor's ``t_sampler``: ``"uniform"``, ``"lognormal"`` or the callable
-        (torchebm 0.8.9's attribute; read-only, see `time_sampler`)."""
+        """``t_sampler`` of `time_sampler`: ``"uniform"``, ``"lognormal"`` or the callable
+        (torchebm 0.8.9's attribute; assigning it, `t_p_mean` or `t_p_std` builds a new
+        `time_sampler` with the constructor's checks, used from the next training call)."""
         return self.time_sampler.kind
+
+    @t_sampler.setter
+    def t_sampler(self, value: TSampler) -> None:
+        self._time_sampler_with(kind=value)
 
     @property
     def t_p_mean(self) -> float:
-        """The constructor's ``t_p_mean`` (0.8.9's attribute; read-only, see `time_sampler`)."""
+        """``t_p_mean`` of `time_sampler` (0.8.9's attribute; assignable, see `t_sampler`)."""
         return self.time_sampler.t_p_mean
+
+    @t_p_mean.setter
+    def t_p_mean(self, value: float) -> None:
+        self._time_sampler_with(t_p_mean=value)
 
     @property
     def t_p_std(self) -> float:
-        """The constructor's ``t_p_std`` (0.8.9's attribute; read-only, see `time_sampler`)."""
+        """``t_p_std`` of `time_sampler` (0.8.9's attribute; assignable, see `t_sampler`)."""
         return self.time_sampler.t_p_std
+
+    @t_p_std.setter
+    def t_p_std(self, value: float) -> None:
+        self._time_sampler_with(t_p_std=value)
+
+    def _time_sampler_with(self, **change: Any) -> None:
+        now = self.time_sampler
+        parts = {"kind": now.kind, "t_p_mean": now.t_p_mean, "t_p_std": now.t_p_std, **change}
+        self.time_sampler = LossTimeSampler(**parts)
 
     def _set_flow_parts(
         self,

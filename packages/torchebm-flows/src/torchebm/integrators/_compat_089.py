@@ -33,6 +33,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from torchebm.core import warn_once
@@ -196,6 +197,24 @@ class ConditioningAttrs089:
             object.__setattr__(self, name, value)  # register a callable one as a submodule)
         else:
             super().__setattr__(name, value)
+        if name in ("conditioning", "null_condition"):  # (BaseLoss sets `conditioning`)
+            _warn_trainable_null(self)
+
+
+def _warn_trainable_null(loss: Any) -> None:
+    """Warn when ``null_condition`` holds trainable parameters: they are not the loss's (0.8.9
+    registered them), so an optimizer over ``loss.parameters()`` left them untrained, silently.
+    """
+    null = loss.conditioning.null_condition
+    params = list(null.parameters()) if isinstance(null, nn.Module) else [null]
+    if any(isinstance(p, torch.Tensor) and p.requires_grad for p in params):
+        warn_user(
+            f"{type(loss).__name__}: null_condition holds trainable parameters, which are not "
+            "parameters of the loss (loss.parameters() and its state_dict leave them out; "
+            "torchebm 0.8.9 registered them): pass them to the optimizer and save them "
+            "yourself, or keep the learnable null embedding in the model (e.g. the null class "
+            "of its label embedder)"
+        )
 
 
 class Old089:
@@ -210,14 +229,15 @@ class Old089:
 
     def _tables(self) -> tuple[dict[str, Any], ...]:
         s = self.state
-        return (s, s.get("_modules") or {}, s.get("schedulers") or {})
+        # (a parameter last: e.g. a loss's learnable null_condition, which 0.8.9 registered)
+        return (s, s.get("_modules") or {}, s.get("schedulers") or {}, s.get("_parameters") or {})
 
     def has(self, name: str) -> bool:
-        """Whether the object had an attribute, submodule or scheduler called ``name``."""
+        """Whether the object had an attribute, submodule, scheduler or parameter ``name``."""
         return any(name in table for table in self._tables())
 
     def get(self, name: str, default: Any = None) -> Any:
-        """Its attribute, else submodule, else scheduler called ``name``."""
+        """Its attribute, else submodule, scheduler or parameter called ``name``."""
         return next((t[name] for t in self._tables() if name in t), default)
 
     def tensors(self) -> dict[str, Any]:

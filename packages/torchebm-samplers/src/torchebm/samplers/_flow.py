@@ -336,9 +336,24 @@ class FlowSampler(Hooks089, BaseSampler):
     }
 
     @property
+    def prediction(self) -> PredictionType:
+        """What the model predicts, a `PredictionType`; assigning a name (``"velocity"``,
+        ``"score"``, ``"noise"``) or a member is checked as the constructor checks it (a
+        string stored as it was matched no branch and sampled as a noise prediction)."""
+        return self._prediction
+
+    @prediction.setter
+    def prediction(self, value: Any) -> None:
+        self._prediction = _parse_prediction(value)
+
+    @property
     def prediction_type(self) -> PredictionType:
-        """``prediction`` (torchebm 0.8.9's name of the attribute; read-only)."""
+        """``prediction`` under torchebm 0.8.9's name (reads and writes `prediction`)."""
         return self.prediction
+
+    @prediction_type.setter
+    def prediction_type(self, value: Any) -> None:
+        self.prediction = value
 
     def __init__(
         self,
