@@ -44,14 +44,17 @@ def _gen():
         ("n_leapfrog_steps", 0, "n_leapfrog_steps must be >= 1, got 0"),
         ("n_intermediate", 0, "n_intermediate must be >= 1, got 0"),
         ("schedule", "cosine", r"schedule must be one of \['sigmoid', 'linear'\]"),
+        ("base_mean", math.nan, "base_mean must be finite"),  # blamed the model's energy
+        ("base_mean", True, "base_mean"),  # ran as 1.0
     ],
 )
 def test_ais_checks_assigned_hyperparameters_at_every_estimate(name, value, error):
     ais = AnnealedImportanceSampling(_Gauss(), n_intermediate=5)
     setattr(ais, name, value)
-    with pytest.raises(ConfigurationError, match=error):
+    refused = (ConfigurationError, TypeError)  # as the constructor refuses it (a bool: TypeError)
+    with pytest.raises(refused, match=error):
         ais.estimate(n_chains=8, dim=2, generator=_gen())
-    with pytest.raises(ConfigurationError, match=error):
+    with pytest.raises(refused, match=error):
         ais.reverse(torch.randn(8, 2, generator=_gen()), generator=_gen())
 
 
@@ -102,3 +105,12 @@ def test_flow_sampler_checks_an_assigned_mode(value, error):
     sampler.mode = value
     with pytest.raises(ConfigurationError, match=error):
         sampler.sample(x=torch.ones(3, 2), n_steps=4)
+
+
+def test_flow_sampler_checks_an_assigned_prediction_against_negate_velocity():
+    # the constructor refuses negate_velocity with a score prediction; assigned afterwards it
+    # called the model at t = 0 and read the output as a score (2979.7 from a field of 3)
+    sampler = FlowSampler(_Field(), negate_velocity=True, integrator="euler")
+    sampler.prediction = "score"
+    with pytest.raises(ConfigurationError, match="negate_velocity=True is for an Equilibrium"):
+        sampler.sample(x=torch.zeros(3, 2), n_steps=2)

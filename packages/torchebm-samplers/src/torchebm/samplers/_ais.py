@@ -320,13 +320,7 @@ class AnnealedImportanceSampling:
         #: what `betas` is computed from (both may be assigned: read at every estimate)
         self.schedule: str | torch.Tensor = schedule if isinstance(schedule, str) else betas
         self.base_std = check_positive("base_std", base_std)
-        if isinstance(base_mean, torch.Tensor):
-            check_finite_tensor("base_mean", check_tensor("base_mean", base_mean, floating=True))
-        else:
-            if not isinstance(base_mean, numbers.Real):  # a list: say a tensor is accepted
-                raise TypeError(f"base_mean must be a number or a tensor, got {base_mean!r}")
-            check_finite("base_mean", base_mean)  # a real number (not a bool), finite
-        self.base_mean = base_mean
+        self.base_mean = _check_base_mean(base_mean)
 
     def __setstate__(self, state: dict) -> None:
         if "schedule" not in state and "betas" in state:  # pickled when betas was stored
@@ -351,6 +345,7 @@ class AnnealedImportanceSampling:
         check_int("n_leapfrog_steps", self.n_leapfrog_steps, minimum=1)
         check_int("n_transition_steps", self.n_transition_steps, minimum=1)
         check_positive("base_std", self.base_std)
+        _check_base_mean(self.base_mean)
         return self.betas
 
     def __repr__(self) -> str:
@@ -563,6 +558,17 @@ class AnnealedImportanceSampling:
         check_generator(generator, samples.device, of="samples")
         x = samples.detach().clone()
         return self._run(x, True, generator, model_kwargs, betas)
+
+
+def _check_base_mean(base_mean: Any) -> float | torch.Tensor:
+    """``base_mean`` if it is a finite real number (not a bool) or a finite float tensor."""
+    if isinstance(base_mean, torch.Tensor):
+        check_finite_tensor("base_mean", check_tensor("base_mean", base_mean, floating=True))
+    else:
+        if not isinstance(base_mean, numbers.Real):  # a list: say a tensor is accepted
+            raise TypeError(f"base_mean must be a number or a tensor, got {base_mean!r}")
+        check_finite("base_mean", base_mean)  # a real number (not a bool), finite
+    return base_mean
 
 
 def _chain_placement(model: Any, dtype: Any, device: Any) -> tuple[torch.dtype, Any]:

@@ -388,13 +388,8 @@ class FlowSampler(Hooks089, BaseSampler):
         for name, flag in (("negate_velocity", negate_velocity), ("reverse", reverse)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
-        if negate_velocity and self.prediction is not PredictionType.VELOCITY:
-            raise ConfigurationError(
-                "negate_velocity=True is for an Equilibrium Matching velocity field (negated, "
-                f"called at t = 0), got prediction={self.prediction.name.lower()!r}: a score "
-                "or noise prediction is time-dependent and not negated"
-            )
         self.negate_velocity = negate_velocity
+        self._check_negate_velocity()
         self.reverse = reverse
         given = [
             name
@@ -439,6 +434,16 @@ class FlowSampler(Hooks089, BaseSampler):
             )
         self._check_interval()  # sample_eps + last_step_size < 1 (checked again per call)
         _refuse_resample(self.nan_policy)
+
+    def _check_negate_velocity(self) -> None:
+        """``negate_velocity`` with a velocity prediction only (at construction and per call:
+        either may have been assigned since)."""
+        if self.negate_velocity and self.prediction is not PredictionType.VELOCITY:
+            raise ConfigurationError(
+                "negate_velocity=True is for an Equilibrium Matching velocity field (negated, "
+                f"called at t = 0), got prediction={self.prediction.name.lower()!r}: a score "
+                "or noise prediction is time-dependent and not negated"
+            )
 
     def _check_mode(self) -> None:
         """``mode`` as the constructor checks it, and the one the sampler was built for (its
@@ -652,6 +657,7 @@ class FlowSampler(Hooks089, BaseSampler):
             ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext] (``n_steps``, ``model_kwargs``).
         """
         self._check_mode()  # assigned since construction?
+        self._check_negate_velocity()
         t0, t1 = self._check_interval()
         _refuse_resample(ctx.nan_policy)  # this call's policy (an argument, or assigned)
         if _NOISE_START.get():
