@@ -15,18 +15,9 @@ from _support.losses import TinyLangevin
 from _support.pickles_089 import unpickle_089
 from torch import nn
 
+from torchebm import losses
 from torchebm.core import BaseModel
 from torchebm.core.errors import ConfigurationError
-from torchebm.losses import (
-    ContrastiveDivergence,
-    DenoisingScoreMatching,
-    EnergyMatchingLoss,
-    EquilibriumMatchingLoss,
-    FlowMatchingLoss,
-    PersistentContrastiveDivergence,
-    ScoreMatching,
-    SlicedScoreMatching,
-)
 
 NULL = 7  # the null label: one past the 7 labels 0..6 of the models below
 
@@ -66,22 +57,26 @@ def _build(name: str, **options):
     model = LabelEnergy() if energy else LabelField()
     options.setdefault("check_conditioning", False)  # its probe calls the model with raw y
     if name == "cd":
-        loss = ContrastiveDivergence(model, TinyLangevin(model, n_steps=1), k_steps=1, **options)
+        loss = losses.ContrastiveDivergence(
+            model, TinyLangevin(model, n_steps=1), k_steps=1, **options
+        )
     elif name == "pcd":
         sampler = TinyLangevin(model, n_steps=1)
-        loss = PersistentContrastiveDivergence(model, sampler, k_steps=1, buffer_size=32, **options)
+        loss = losses.PersistentContrastiveDivergence(
+            model, sampler, k_steps=1, buffer_size=32, **options
+        )
     elif name == "sm":
-        loss = ScoreMatching(model, **options)
+        loss = losses.ScoreMatching(model, **options)
     elif name == "ssm":
-        loss = SlicedScoreMatching(model, **options)
+        loss = losses.SlicedScoreMatching(model, **options)
     elif name == "dsm":
-        loss = DenoisingScoreMatching(model, noise_scale=0.1, **options)
+        loss = losses.DenoisingScoreMatching(model, noise_scale=0.1, **options)
     elif name == "fm":
-        loss = FlowMatchingLoss(model, **options)
+        loss = losses.FlowMatchingLoss(model, **options)
     elif name == "eqm":
-        loss = EquilibriumMatchingLoss(model, **options)
+        loss = losses.EquilibriumMatchingLoss(model, **options)
     else:
-        loss = EnergyMatchingLoss(
+        loss = losses.EnergyMatchingLoss(
             model, n_langevin_steps=1, lambda_cd=1.0, coupling="independent", **options
         )
     return loss, model
@@ -95,7 +90,7 @@ def _labels_seen(loss, model, n: int = 64) -> torch.Tensor:
     chains refuse per-sample labels: there, the labels its ``forward`` passes on)."""
     model.seen.clear()
     y = torch.arange(n) % NULL
-    if isinstance(loss, PersistentContrastiveDivergence):
+    if isinstance(loss, losses.PersistentContrastiveDivergence):
         return loss.train().apply_conditioning({"y": y}, generator=torch.Generator())["y"]
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
     loss.train()

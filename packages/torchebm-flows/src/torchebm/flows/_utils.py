@@ -38,7 +38,7 @@ from torchebm.core.errors import (
     check_tensor,
 )
 from torchebm.couplings import resolve_coupling
-from torchebm.flows._time_sampling import LossTimeSampler, TSampler, check_loss_weight_fn
+from torchebm.flows._time_sampling import LossTimeSampler, check_loss_weight_fn
 from torchebm.integrators._compat_089 import ConditioningAttrs089, Hooks089, accept_089_pickle
 from torchebm.integrators._state import autograd_grad, autograd_ready
 from torchebm.interpolants import resolve_interpolant
@@ -704,6 +704,18 @@ def batch_loss(terms: dict[str, Any]) -> torch.Tensor:
     return weighted_mean(terms["loss"], weights)
 
 
+def _time_option(field: str) -> Any:
+    """torchebm 0.8.9's attribute ``field`` of a flow objective's `time_sampler` (``kind`` is
+    ``t_sampler``): read from it; a write builds a new `LossTimeSampler` (its checks)."""
+
+    def write(loss: Any, value: Any) -> None:
+        now = loss.time_sampler
+        parts = {"kind": now.kind, "t_p_mean": now.t_p_mean, "t_p_std": now.t_p_std}
+        loss.time_sampler = LossTimeSampler(**{**parts, field: value})
+
+    return property(lambda loss: getattr(loss.time_sampler, field), write)
+
+
 class FlowObjective(ConditioningAttrs089, Hooks089):
     """Mixin of the flow objectives (Flow Matching, EqM, Energy Matching): the parts they are
     built from (set in their constructors by `_set_flow_parts`) and the one ``forward`` they
@@ -730,39 +742,14 @@ class FlowObjective(ConditioningAttrs089, Hooks089):
     _model_call: tuple[str, ...] = ENERGY_CALL
     __setstate__ = accept_089_pickle("conditioning")  # losses pickled whole by torchebm 0.8.9
 
-    @property
-    def t_sampler(self) -> TSampler:
-        """``t_sampler`` of `time_sampler`: ``"uniform"``, ``"lognormal"`` or the callable
-        (torchebm 0.8.9's attribute; assigning it, `t_p_mean` or `t_p_std` builds a new
-        `time_sampler` with the constructor's checks, used from the next training call)."""
-        return self.time_sampler.kind
-
-    @t_sampler.setter
-    def t_sampler(self, value: TSampler) -> None:
-        self._time_sampler_with(kind=value)
-
-    @property
-    def t_p_mean(self) -> float:
-        """``t_p_mean`` of `time_sampler` (0.8.9's attribute; assignable, see `t_sampler`)."""
-        return self.time_sampler.t_p_mean
-
-    @t_p_mean.setter
-    def t_p_mean(self, value: float) -> None:
-        self._time_sampler_with(t_p_mean=value)
-
-    @property
-    def t_p_std(self) -> float:
-        """``t_p_std`` of `time_sampler` (0.8.9's attribute; assignable, see `t_sampler`)."""
-        return self.time_sampler.t_p_std
-
-    @t_p_std.setter
-    def t_p_std(self, value: float) -> None:
-        self._time_sampler_with(t_p_std=value)
-
-    def _time_sampler_with(self, **change: Any) -> None:
-        now = self.time_sampler
-        parts = {"kind": now.kind, "t_p_mean": now.t_p_mean, "t_p_std": now.t_p_std, **change}
-        self.time_sampler = LossTimeSampler(**parts)
+    t_sampler = _time_option("kind")
+    """``t_sampler`` of `time_sampler`: ``"uniform"``, ``"lognormal"`` or the callable
+    (torchebm 0.8.9's attribute; a write of it, `t_p_mean` or `t_p_std` builds a new
+    `time_sampler` with the constructor's checks, used from the next training call)."""
+    t_p_mean = _time_option("t_p_mean")
+    """``t_p_mean`` of `time_sampler` (0.8.9's attribute; assignable, see `t_sampler`)."""
+    t_p_std = _time_option("t_p_std")
+    """``t_p_std`` of `time_sampler` (0.8.9's attribute; assignable, see `t_sampler`)."""
 
     def _set_flow_parts(
         self,

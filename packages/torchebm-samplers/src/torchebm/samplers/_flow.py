@@ -335,25 +335,15 @@ class FlowSampler(Hooks089, BaseSampler):
         **dict.fromkeys(("_record_stats", "_batch_stats"), "override `compute_diagnostics`"),
     }
 
-    @property
-    def prediction(self) -> PredictionType:
-        """What the model predicts, a `PredictionType`; assigning a name (``"velocity"``,
-        ``"score"``, ``"noise"``) or a member is checked as the constructor checks it (a
-        string stored as it was matched no branch and sampled as a noise prediction)."""
-        return self._prediction
-
-    @prediction.setter
-    def prediction(self, value: Any) -> None:
+    def _set_prediction(self, value: Any) -> None:
         self._prediction = _parse_prediction(value)
 
-    @property
-    def prediction_type(self) -> PredictionType:
-        """``prediction`` under torchebm 0.8.9's name (reads and writes `prediction`)."""
-        return self.prediction
-
-    @prediction_type.setter
-    def prediction_type(self, value: Any) -> None:
-        self.prediction = value
+    prediction = property(lambda self: self._prediction, _set_prediction)
+    """What the model predicts, a `PredictionType`; an assigned name (``"velocity"``,
+    ``"score"``, ``"noise"``) or member is parsed and checked as the constructor does (a
+    string stored as it was matched no branch and sampled as a noise prediction)."""
+    prediction_type = property(lambda self: self._prediction, _set_prediction)
+    """``prediction`` under torchebm 0.8.9's name (reads and writes it)."""
 
     def __init__(
         self,
