@@ -95,7 +95,7 @@ class Conditioning:
         if not self.pending or "y" not in model_kwargs:
             return
         y = model_kwargs["y"]
-        try:  # a list, an array, an int (text, a dict, a group: no rows to compare)
+        try:  # a list, an array, an int (text, a dict, a group: not numeric labels)
             yt = y if isinstance(y, torch.Tensor) else torch.as_tensor(y)
         except (TypeError, ValueError, RuntimeError):
             yt = None
