@@ -212,10 +212,9 @@ def all_reduce_mean(x: torch.Tensor, group: Any = None) -> torch.Tensor:
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if (dist := _peers(group)) is None:
         return x.detach()
-    home = x.device
     y = x.detach().clone().to(_comm_device(x, group))
     dist.all_reduce(y, op=dist.ReduceOp.SUM, group=group)
-    return (y / dist.get_world_size(group)).to(home)
+    return (y / dist.get_world_size(group)).to(x.device)
 
 
 def broadcast_object(obj: Any, src: int = 0, group: Any = None) -> Any:
@@ -247,14 +246,12 @@ def broadcast_tensor(tensor: torch.Tensor, src: int = 0, group: Any = None) -> t
         raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
     if (dist := _peers(group)) is None:
         return tensor
-    comm = _comm_device(tensor, group)
-    if comm == tensor.device and tensor.is_contiguous():
-        dist.broadcast(tensor, src=src, group=group)
-        return tensor
-    buf = tensor.detach().contiguous().to(comm)
+    # tensor's own memory when it is contiguous on the backend's device, else a copy
+    buf = tensor.detach().contiguous().to(_comm_device(tensor, group))
     dist.broadcast(buf, src=src, group=group)
-    with torch.no_grad():
-        tensor.copy_(buf.to(tensor.device))
+    if buf.data_ptr() != tensor.data_ptr():
+        with torch.no_grad():
+            tensor.copy_(buf)
     return tensor
 
 
@@ -397,10 +394,11 @@ def unsharded(module: nn.Module, recurse: bool = True) -> Iterator[nn.Module]:
 
 
 # ---------------------------------------------------------------------------- state dicts
-def _dcp_options(**kw: Any):
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
+def _dcp(name: str, *args: Any, **options: Any) -> Any:
+    """``torch.distributed.checkpoint.state_dict.<name>(*args, options=StateDictOptions(**options))``."""
+    from torch.distributed.checkpoint import state_dict as dcp
 
-    return StateDictOptions(**kw)
+    return getattr(dcp, name)(*args, options=dcp.StateDictOptions(**options))
 
 
 def model_state_dict(model: nn.Module) -> dict[str, Any]:
@@ -410,11 +408,7 @@ def model_state_dict(model: nn.Module) -> dict[str, Any]:
     cpu_offload=True)``: a collective after which only rank 0 holds the tensors."""
     inner = unwrap_model(model)
     if is_sharded(inner):
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-        return get_model_state_dict(
-            inner, options=_dcp_options(full_state_dict=True, cpu_offload=True)
-        )
+        return _dcp("get_model_state_dict", inner, full_state_dict=True, cpu_offload=True)
     return inner.state_dict()
 
 
@@ -423,14 +417,10 @@ def load_model_state_dict(model: nn.Module, state: dict[str, Any], strict: bool 
 
     For a sharded model every rank passes the full dict and keeps its own shard."""
     inner = unwrap_model(model)
-    if is_sharded(inner):
-        from torch.distributed.checkpoint.state_dict import set_model_state_dict
-
-        set_model_state_dict(  # a copy: it replaces the entries of the dict it is given
-            inner, dict(state), options=_dcp_options(full_state_dict=True, strict=strict)
-        )
-        return
-    inner.load_state_dict(state, strict=strict)
+    if is_sharded(inner):  # a copy: set_model_state_dict replaces the entries of its dict
+        _dcp("set_model_state_dict", inner, dict(state), full_state_dict=True, strict=strict)
+    else:
+        inner.load_state_dict(state, strict=strict)
 
 
 def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -438,11 +428,8 @@ def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> 
     only rank 0 receives the tensors)."""
     inner = unwrap_model(model)
     if is_sharded(inner):
-        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
-        return get_optimizer_state_dict(
-            inner, optimizer, options=_dcp_options(full_state_dict=True, cpu_offload=True)
-        )
+        opts = {"full_state_dict": True, "cpu_offload": True}
+        return _dcp("get_optimizer_state_dict", inner, optimizer, **opts)
     return optimizer.state_dict()
 
 
@@ -452,13 +439,11 @@ def load_optimizer_state_dict(
     """Inverse of [`optimizer_state_dict`][torchebm.core.distributed.optimizer_state_dict] (every rank passes the full dict when sharded)."""
     inner = unwrap_model(model)
     if is_sharded(inner):
-        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
-
-        set_optimizer_state_dict(
-            inner, optimizer, state, options=_dcp_options(full_state_dict=True, strict=False)
+        _dcp(
+            "set_optimizer_state_dict", inner, optimizer, state, full_state_dict=True, strict=False
         )
-        return
-    optimizer.load_state_dict(state)
+    else:
+        optimizer.load_state_dict(state)
 
 
 def _rank_list(obj: Any, group: Any = None) -> list[Any]:
