@@ -180,16 +180,13 @@ def _all_finite(state: State) -> bool:
 def _per_chain_items(state: State, b: int) -> Iterator[tuple[str, torch.Tensor]]:
     """`(name, tensor)` of every per-chain tensor of `state` (leading dimension `b`)."""
     if isinstance(state, SamplerState):
-        for f in dataclasses.fields(state):
-            value = getattr(state, f.name)
-            if f.metadata.get("per_chain", True) and _is_per_chain(value, b):
-                yield f.name, value
+        chain_fields = [f for f in dataclasses.fields(state) if f.metadata.get("per_chain", True)]
+        items = [(f.name, getattr(state, f.name)) for f in chain_fields]
     else:
-        yield from ((k, v) for k, v in state.items() if _is_per_chain(v, b))
-
-
-def _is_per_chain(value: Any, b: int) -> bool:
-    return isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == b
+        items = list(state.items())
+    for key, value in items:
+        if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == b:
+            yield key, value
 
 
 def restart_chains(state: State, mask: torch.Tensor, start: dict[str, torch.Tensor]) -> State:
@@ -613,9 +610,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
         advanced at the end. A subclass overriding `step_schedulers` keeps its method."""
         if type(self).step_schedulers is not Schedulable.step_schedulers:
             return self.step_schedulers, []
-        scheds = ctx.schedulers
-        constants = [s for s in scheds if type(s) is ConstantScheduler]
-        moving = [s for s in scheds if type(s) is not ConstantScheduler]
+        constants = [s for s in ctx.schedulers if type(s) is ConstantScheduler]
+        moving = [s for s in ctx.schedulers if type(s) is not ConstantScheduler]
         if not moving:
             return None, constants
 
@@ -672,7 +668,6 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 if ok < finite.shape[1]:
                     firsts[j] = max(firsts[j], ok * thin + 1)
                     lasts[j] = min(lasts[j], (ok + 1) * thin)
-        first = min(lasts)
         pairs = list(zip(idx, firsts, lasts))
         shown = ", ".join(
             f"{i} (step {hi})" if lo == hi else f"{i} (steps {lo}-{hi})" for i, lo, hi in pairs[:10]
@@ -688,7 +683,7 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 f"{n_steps})): {shown}{more}{hint}. Reduce step_size, check the model, or pass "
                 "nan_policy='warn' (the default) / 'resample'",
                 indices=idx,
-                step=first,
+                step=min(lasts),
             )
             err.steps = lasts  # type: ignore[attr-defined]
             err.windows = [(lo, hi) for _, lo, hi in pairs]  # type: ignore[attr-defined]

@@ -189,14 +189,13 @@ class TorchEBMModule(nn.Module):
     ) -> dict:
         """Merge deprecated bare keyword conditioning (``loss(x, y=labels)``, one
         ``DeprecationWarning``) into ``model_kwargs`` (which wins a clash) and normalise it."""
-        if model_kwargs is not None and not isinstance(model_kwargs, dict):
-            raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+        kwargs = self._prepare_model_kwargs(model_kwargs)  # checked first: a dict or None
         if legacy_kwargs:
             key, owner = warn_key or f"{type(self).__name__}.bare_model_kwargs", type(self).__name__
             msg = f"passing conditioning as bare keyword arguments ({sorted(legacy_kwargs)}) to "
             warn_once(key + msg, msg + f"{owner} is deprecated; pass model_kwargs={{...}} instead")
-            model_kwargs = {**legacy_kwargs, **(model_kwargs or {})}  # model_kwargs wins
-        return self._prepare_model_kwargs(model_kwargs)
+            kwargs = {**self._prepare_model_kwargs(legacy_kwargs), **kwargs}  # model_kwargs wins
+        return kwargs
 
 
 def forward_kwargs(scope: Mapping[str, Any], init: Callable, **overrides: Any) -> dict[str, Any]:

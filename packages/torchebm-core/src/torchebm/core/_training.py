@@ -148,8 +148,7 @@ def load_checkpoint(
     path = Path(checkpoint_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint_path {str(path)!r} does not exist")
-    where = device if device is not None else "cpu"
-    state = torch.load(path, map_location=where, weights_only=True)
+    state = torch.load(path, map_location="cpu" if device is None else device, weights_only=True)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"checkpoint_path {str(path)!r} is not a torchebm checkpoint (no 'model')")
     load_model_state_dict(model, state["model"])

@@ -105,9 +105,8 @@ def barrier(group: Any = None) -> None:
 
 
 def _comm_device(tensor: torch.Tensor, group: Any) -> torch.device:
-    dist = _dist()  # where tensor must live for a collective of group's backend
-    assert dist is not None  # internal: only called on the distributed path
-    backend = str(dist.get_backend(group)).lower()
+    """Where ``tensor`` must live for a collective of ``group``'s backend."""
+    backend = str(torch.distributed.get_backend(group)).lower()
     if "nccl" in backend and tensor.device.type != "cuda":
         return torch.device("cuda", torch.cuda.current_device())
     return tensor.device
@@ -130,8 +129,6 @@ def _gather_ints(values: list[int], group: Any) -> list[list[int]]:
 
 
 def _gather_padded(x: torch.Tensor, group: Any, dim: int) -> tuple[torch.Tensor, list[int]]:
-    dist = _dist()
-    assert dist is not None
     xt = x.detach().movedim(dim, 0).contiguous()
     layout = zlib.crc32(repr((tuple(xt.shape[1:]), xt.dtype)).encode())  # same on every rank?
     rows = _gather_ints([xt.shape[0], layout], group)
@@ -149,7 +146,7 @@ def _gather_padded(x: torch.Tensor, group: Any, dim: int) -> tuple[torch.Tensor,
     if xt.shape[0] < m:
         xt = torch.cat([xt, xt.new_zeros((m - xt.shape[0], *xt.shape[1:]))])
     out = [torch.empty_like(xt) for _ in sizes]
-    dist.all_gather(out, xt, group=group)
+    torch.distributed.all_gather(out, xt, group=group)
     full = torch.cat([o[:s] for o, s in zip(out, sizes)]).to(home)
     return full.movedim(0, dim), sizes
 
@@ -167,10 +164,8 @@ class _AllGatherCat(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        dist = _dist()
-        assert dist is not None
         g = grad.contiguous().clone().to(_comm_device(grad, ctx.group))
-        dist.all_reduce(g, op=dist.ReduceOp.SUM, group=ctx.group)
+        torch.distributed.all_reduce(g, op=torch.distributed.ReduceOp.SUM, group=ctx.group)
         return g.to(grad.device).narrow(ctx.dim, ctx.start, ctx.length), None, None
 
 
@@ -366,15 +361,9 @@ def unsharded(module: nn.Module, recurse: bool = True) -> Iterator[nn.Module]:
     saved = []
     for m in mods:
         state = m._get_fsdp_state()
-        groups = state._fsdp_param_groups
-        saved.append(
-            (
-                m,
-                getattr(state, "_auto_reshard_after_forward", None),
-                [g.post_forward_mesh_info for g in groups],
-                [g.reshard_after_backward for g in groups],
-            )
-        )
+        groups, auto = state._fsdp_param_groups, getattr(state, "_auto_reshard_after_forward", None)
+        infos = [g.post_forward_mesh_info for g in groups]
+        saved.append((m, auto, infos, [g.reshard_after_backward for g in groups]))
         m.set_reshard_after_forward(False, recurse=False)
         m.set_reshard_after_backward(False, recurse=False)
         m.unshard()

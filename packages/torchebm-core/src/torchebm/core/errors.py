@@ -177,10 +177,9 @@ def check_finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
         return value  # the sum overflowed
     rows = (~finite).reshape(value.shape[0], -1).any(dim=1) if value.ndim > 0 else ~finite
     idx = torch.nonzero(rows).flatten().tolist() if value.ndim > 0 else []
-    shown = idx[:10]
     more = "" if len(idx) <= 10 else f" (and {len(idx) - 10} more)"
     raise NonFiniteError(
-        f"{name} contains NaN or inf values at batch indices {shown}{more}", indices=idx
+        f"{name} contains NaN or inf values at batch indices {idx[:10]}{more}", indices=idx
     )
 
 
