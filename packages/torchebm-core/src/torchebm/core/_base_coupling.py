@@ -45,8 +45,7 @@ class CouplingResult:
     index: torch.Tensor | None = None
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        yield self.x0
-        yield self.x1
+        return iter((self.x0, self.x1))
 
     def __getitem__(self, i: int) -> torch.Tensor:  # r[0], r[1]: the pair as a tuple holds it
         return (self.x0, self.x1)[i]

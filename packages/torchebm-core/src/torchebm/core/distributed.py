@@ -71,8 +71,7 @@ def _dist():  # torch.distributed if available and initialised, else None
 
 
 def _peers(group: Any):  # torch.distributed when `group` has more than one rank, else None
-    dist = _dist()
-    return dist if dist is not None and dist.get_world_size(group) > 1 else None
+    return torch.distributed if get_world_size(group) > 1 else None
 
 
 def is_distributed() -> bool:
@@ -82,14 +81,12 @@ def is_distributed() -> bool:
 
 def get_rank(group: Any = None) -> int:
     """Rank of this process in ``group`` (the default group if ``None``); ``0`` if not distributed."""
-    dist = _dist()
-    return 0 if dist is None else dist.get_rank(group)
+    return torch.distributed.get_rank(group) if is_distributed() else 0
 
 
 def get_world_size(group: Any = None) -> int:
     """Number of processes in ``group``; ``1`` if not distributed."""
-    dist = _dist()
-    return 1 if dist is None else dist.get_world_size(group)
+    return torch.distributed.get_world_size(group) if is_distributed() else 1
 
 
 def is_main_process(group: Any = None) -> bool:
@@ -99,9 +96,8 @@ def is_main_process(group: Any = None) -> bool:
 
 def barrier(group: Any = None) -> None:
     """Synchronise all ranks of ``group`` (no-op when not distributed)."""
-    dist = _dist()
-    if dist is not None:
-        dist.barrier(group=group)
+    if is_distributed():
+        torch.distributed.barrier(group=group)
 
 
 def _comm_device(tensor: torch.Tensor, group: Any) -> torch.device:
