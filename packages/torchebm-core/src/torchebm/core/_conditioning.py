@@ -19,6 +19,14 @@ NullCondition = Union[
 _MAX_UNDECIDED = 8
 
 
+def _first_row(value: Any, batch: int) -> Any:
+    """A per-sample value (a tensor or numpy array with leading dimension ``batch``, a list of
+    ``batch`` items) cut to its first row; a tuple (a group), a dict or a scalar as it is."""
+    array = isinstance(value, torch.Tensor) or type(value).__module__ == "numpy"
+    per_sample = isinstance(value, list) or (array and getattr(value, "ndim", 0) > 0)
+    return value[:1] if per_sample and len(value) == batch else value
+
+
 def substitute_condition(y: torch.Tensor, mask: torch.Tensor, null: NullCondition) -> torch.Tensor:
     r"""Replace the rows of ``y`` selected by ``mask`` with the null condition.
 
@@ -84,7 +92,15 @@ class Conditioning:
         if self.cfg_dropout == 0.0 or not training or key not in model_kwargs or null is None:
             return model_kwargs
         y = model_kwargs[key]
-        u = torch.rand(y.shape[0], generator=generator, device=y.device, dtype=torch.float32)
+        tensor = isinstance(y, torch.Tensor)
+        if not (tensor or (isinstance(y, list) and callable(null))):
+            raise ConfigurationError(
+                f"cfg_dropout={self.cfg_dropout} drops rows of a tensor {key}, or of a list {key} "
+                f"with a callable null_condition (y, mask) -> y; got a {type(y).__name__} {key} "
+                f"and null_condition={null!r}"
+            )  # a list (prompts): a mask of len(y) rows on the generator's device (default CPU)
+        where = y.device if tensor else getattr(generator, "device", None)
+        u = torch.rand(len(y), generator=generator, device=where, dtype=torch.float32)
         return {**model_kwargs, key: substitute_condition(y, u < self.cfg_dropout, null)}
 
     def check(self, probe: Callable[[dict], torch.Tensor], model_kwargs: dict, owner: Any) -> None:
@@ -110,7 +126,7 @@ class Conditioning:
             )
             return
         j = int(other[0])
-        pick = {k: (v[:1] if isinstance(v, torch.Tensor) else v) for k, v in model_kwargs.items()}
+        pick = {k: _first_row(v, len(y)) for k, v in model_kwargs.items()}
         pick["y"], alt = y[:1], {**pick, "y": y[j : j + 1]}
         model: Any = getattr(owner, "model", None)  # probed in eval mode, then restored
         modes = [(m, m.training) for m in getattr(model, "modules", tuple)()]
