@@ -144,6 +144,17 @@ def test_bad_dtype_and_device():
         TorchEBMModule(device="not-a-device")
 
 
+def test_a_device_torch_cannot_use_here_is_named():
+    # a CUDA device without CUDA (or past the devices there are) raised torch's "Found no
+    # NVIDIA driver" from deep inside, naming neither the argument nor its value
+    with pytest.raises(ConfigurationError, match=r"device='cuda:99' cannot be used: "):
+        TorchEBMModule(device="cuda:99")
+    if not torch.cuda.is_available():
+        for make in (TorchEBMModule, core.HarmonicModel):
+            with pytest.raises(ConfigurationError, match=r"device='cuda' .*CUDA is not available"):
+                make(device="cuda")
+
+
 def test_prepare_model_kwargs():
     m = TorchEBMModule()
     labels = torch.tensor([1, 2])
