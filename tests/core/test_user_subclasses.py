@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from torchebm.core import BaseSampler, HarmonicModel, SamplerState
+from torchebm.core.errors import NonFiniteError
 
 
 class InPlaceGradientFlow(BaseSampler):
@@ -101,3 +102,18 @@ def test_resample_names_chains_whose_start_has_a_nan_energy():
     with pytest.warns(RuntimeWarning, match="restarted 1 of 4 chains") as caught:
         out = walk.sample(x0, n_steps=5, nan_policy="resample")
     assert torch.isfinite(out).all() and "still divergent" not in str(caught[0].message)
+
+
+def test_a_chain_whose_start_has_a_nan_energy_is_reported_at_the_start():
+    # it was reported as diverged at "step 1" (or "steps 1-10" with the default check every
+    # 10 steps); a chain that goes non-finite later keeps its step window
+    x0 = torch.zeros(4, 2)
+    x0[1, 0], x0[2, 0] = 3.0, 1.75  # chain 2: x_0 = 2.05 > 2 after step 3
+    walk = CachedEnergyWalk(NanRightOfTwo())
+    for every, later in ((10, r"2 \(steps 1-10\)"), (1, r"2 \(step 3\)")):
+        match = rf"2 of 4 chains diverged .*: 1 \(at the start\), {later}"
+        with pytest.warns(RuntimeWarning, match=match):
+            walk.sample(x0, n_steps=10, nan_check_every=every)
+    with pytest.raises(NonFiniteError) as err:
+        walk.sample(x0, n_steps=10, nan_check_every=1, nan_policy="raise")
+    assert err.value.step == 0 and err.value.windows == [(0, 0), (3, 3)]

@@ -60,7 +60,7 @@ def _starts() -> torch.Tensor:
 def test_a_chain_starting_outside_the_support_is_reported_and_stays(factory):
     sampler = factory()
     x0 = _starts()
-    with pytest.warns(RuntimeWarning, match=r"1 of 4 chains diverged .*: 1 \(steps"):
+    with pytest.warns(RuntimeWarning, match=r"1 of 4 chains diverged .*: 1 \(at the start\)"):
         out = sampler.sample(x=x0, n_steps=10, generator=torch.Generator().manual_seed(0))
     assert sampler.divergent_chains.nonzero().flatten().tolist() == [1]
     assert torch.equal(out[1], x0[1])  # no proposal accepted from a NaN/inf current energy

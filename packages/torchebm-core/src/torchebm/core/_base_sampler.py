@@ -228,8 +228,8 @@ class BaseSampler(Schedulable, TorchEBMModule):
     * `"resample"`: checks after every step, restarts each non-finite chain from its own
       starting state (fresh noise for stochastic samplers) and warns which ones it did.
 
-    A non-finite starting `x` is always rejected (`NonFiniteError`); under `"resample"` a chain
-    whose start has a NaN/inf energy and that ends non-finite is named as still divergent.
+    A non-finite starting `x` is always rejected (`NonFiniteError`); a chain whose starting energy
+    is NaN/inf is reported "at the start" (step 0), and under `"resample"` as still divergent.
 
     Args:
         model: The energy model (or a flow sampler's vector field); `sampler.to()` moves it.
@@ -670,9 +670,13 @@ class BaseSampler(Schedulable, TorchEBMModule):
                 if ok < finite.shape[1]:
                     firsts[j] = max(firsts[j], ok * thin + 1)
                     lasts[j] = min(lasts[j], (ok + 1) * thin)
+        for j in (~checks.start_ok[bad]).nonzero().flatten().tolist():  # E(x0) is NaN/inf
+            if firsts[j] == 1:  # and no check passed since: non-finite from the start (step 0)
+                firsts[j] = lasts[j] = 0
         pairs = list(zip(idx, firsts, lasts))
         shown = ", ".join(
-            f"{i} (step {hi})" if lo == hi else f"{i} (steps {lo}-{hi})" for i, lo, hi in pairs[:10]
+            f"{i} ({'at the start' if hi == 0 else f'step {hi}' if lo == hi else f'steps {lo}-{hi}'})"
+            for i, lo, hi in pairs[:10]
         )
         more = "" if len(idx) <= 10 else f" and {len(idx) - 10} more"
         hint = f"; checked every {nan_check_every} steps, pass nan_check_every=1 for the exact step"
@@ -726,6 +730,7 @@ class _NanChecks:
         # restart at once: no non-finite state reaches a trajectory or a step
         self.start = {k: v.clone() for k, v in _per_chain_items(state, b)} if resample else None
         self.stuck: torch.Tensor | None = None  # resample: non-finite at the end and at the start
+        self.start_ok = _finite_chains(state)  # (B,): the starting energy and gradient are finite
 
     def __call__(self, state: State, i: int, final: bool = False) -> State:
         # the only check of the call: one sum and the host read the report makes anyway (a
@@ -744,5 +749,5 @@ class _NanChecks:
             self.window[0].masked_fill_(self.alive, i)
         self.last = i
         if final and self.start is not None:  # a start with a NaN/inf energy: no restart helps
-            self.stuck = ~finite & ~_finite_chains(self.start)
+            self.stuck = ~finite & ~self.start_ok
         return state if self.start is None else restart_chains(state, ~finite, self.start)
