@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+import torchebm.integrators as ti
 from torchebm.core import BaseModel
 from torchebm.core.errors import ConfigurationError
 from torchebm.samplers import (
@@ -91,6 +92,24 @@ def test_langevin_checks_an_assigned_clamp_and_backend():
     langevin.backend = "bogus"
     with pytest.raises(ConfigurationError, match=r"backend must be one of .*got 'bogus'"):
         langevin.sample(x=torch.zeros(4, 2), n_steps=2)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "builtin"),
+    [
+        (HamiltonianMonteCarlo, ti.LeapfrogIntegrator),
+        (LangevinDynamics, ti.EulerMaruyamaIntegrator),
+    ],
+)
+def test_an_assigned_fused_backend_refuses_a_custom_integrator(sampler, builtin):
+    own = type("Own", (builtin,), {})  # a subclass runs its own steps: the kernel cannot
+    with pytest.raises(ConfigurationError, match="backend='fused' runs the built-in") as built:
+        sampler(_Gauss(), step_size=0.1, integrator=own(), backend="fused")
+    assigned = sampler(_Gauss(), step_size=0.1, integrator=own())
+    assigned.backend = "fused"  # before: ran eagerly, without the constructor's refusal
+    with pytest.raises(ConfigurationError) as at_start:
+        assigned.sample(x=torch.zeros(4, 2), n_steps=2)
+    assert str(at_start.value) == str(built.value)
 
 
 @pytest.mark.parametrize(

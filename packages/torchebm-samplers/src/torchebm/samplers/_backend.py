@@ -16,9 +16,15 @@ from typing import Any
 
 import torch
 
-from torchebm.core.errors import MissingDependencyError, check_in
+from torchebm.core.errors import ConfigurationError, MissingDependencyError, check_in
 
-__all__ = ["BACKENDS", "check_backend", "optional_kernel", "resolve_fused"]
+__all__ = [
+    "BACKENDS",
+    "check_backend",
+    "check_fused_integrator",
+    "optional_kernel",
+    "resolve_fused",
+]
 
 BACKENDS = ("auto", "eager", "fused")
 _INSTALL = "pip install torchebm-cuda"
@@ -27,6 +33,36 @@ _INSTALL = "pip install torchebm-cuda"
 def check_backend(backend: Any) -> str:
     """Validate a ``backend`` constructor argument."""
     return check_in("backend", backend, BACKENDS)
+
+
+def check_fused_integrator(backend: Any, integrator: Any, builtin: type, update: str) -> str:
+    """Validate ``backend`` for a sampler whose fused kernel replaces its built-in integrator.
+
+    Run by the constructor and again when sampling starts (either attribute may have been
+    assigned since): ``"fused"`` with another integrator than ``builtin`` (a subclass too)
+    is refused, as the kernel would replace the integrator's own steps.
+
+    Args:
+        backend: The sampler's ``backend``.
+        integrator: The sampler's integrator instance.
+        builtin: The integrator class the kernel implements.
+        update: What the kernel implements, for the message (e.g. ``"leapfrog"``).
+
+    Returns:
+        The validated ``backend``.
+
+    Raises:
+        ConfigurationError: ``backend`` is not one of `BACKENDS`, or is ``"fused"`` with
+            another integrator.
+    """
+    backend = check_backend(backend)
+    if backend == "fused" and type(integrator) is not builtin:
+        raise ConfigurationError(
+            f"backend='fused' runs the built-in {update} only (the kernel would replace the "
+            f"integrator's own steps), got integrator {type(integrator).__name__}: use "
+            "backend='auto' or 'eager' with it"
+        )
+    return backend
 
 
 def _cuda_module():

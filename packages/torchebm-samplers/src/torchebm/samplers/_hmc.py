@@ -46,7 +46,7 @@ from torchebm.integrators._state import (
     rows_close,
     tolerance,
 )
-from torchebm.samplers._backend import check_backend, resolve_fused
+from torchebm.samplers._backend import check_fused_integrator, resolve_fused
 from torchebm.samplers._compat import SamplerHooks089, explain_energy_call, resolve_model
 
 __all__ = ["HamiltonianMonteCarlo", "RiemannianManifoldHMC", "HMCState"]
@@ -449,12 +449,9 @@ class HamiltonianMonteCarlo(_HMCBase):
         if hasattr(self, "register_load_state_dict_pre_hook"):  # public since torch 2.5
             self.register_load_state_dict_pre_hook(_keep_absent_mass)
         self.integrator = self._symplectic(integrator, "leapfrog", separable=True)
-        self.backend = check_backend(backend)
-        if self.backend == "fused" and type(self.integrator) is not LeapfrogIntegrator:
-            raise ConfigurationError(
-                "backend='fused' runs the built-in leapfrog only (the kernel would replace "
-                f"the integrator's own steps), got integrator {type(self.integrator).__name__}"
-            )
+        self.backend = check_fused_integrator(
+            backend, self.integrator, LeapfrogIntegrator, "leapfrog"
+        )
 
     def _set_mass(self, mass: Any) -> None:
         self._mass_scalar: float | None = None
@@ -516,7 +513,8 @@ class HamiltonianMonteCarlo(_HMCBase):
 
     def init_state(self, x: torch.Tensor, ctx: SamplerContext) -> HMCState:
         check_int("n_leapfrog_steps", self.n_leapfrog_steps, minimum=1)  # assigned since?
-        check_backend(self.backend)  # an assigned "bogus" ran as "auto"
+        # an assigned "bogus" ran as "auto", an assigned "fused" beside a user's integrator
+        check_fused_integrator(self.backend, self.integrator, LeapfrogIntegrator, "leapfrog")
         mass: Any = self._mass_scalar
         whitening = None
         if self._mass is not None and _is_dense(self._mass, x):

@@ -21,10 +21,10 @@ from torchebm.core import (
     shared_field,
 )
 from torchebm.core._module import forward_kwargs, warn_user
-from torchebm.core.errors import ConfigurationError, check_clamp
+from torchebm.core.errors import check_clamp
 from torchebm.integrators import EulerMaruyamaIntegrator, resolve_integrator
 from torchebm.integrators._compat_089 import accept_089_pickle, overridden
-from torchebm.samplers._backend import check_backend, optional_kernel, resolve_fused
+from torchebm.samplers._backend import check_fused_integrator, optional_kernel, resolve_fused
 from torchebm.samplers._compat import SamplerHooks089, explain_energy_call, resolve_model
 from torchebm.samplers._compat_089 import langevin_overrides
 from torchebm.samplers._implicit_solves import (
@@ -238,13 +238,9 @@ class LangevinDynamics(SamplerHooks089, BaseSampler):
                 dtype=self.dtype,
             ),
         )
-        self.backend = check_backend(backend)
-        if self.backend == "fused" and type(self.integrator) is not EulerMaruyamaIntegrator:
-            raise ConfigurationError(
-                "backend='fused' implements the built-in Euler-Maruyama update only (the kernel "
-                f"would replace the integrator's own steps), got integrator "
-                f"{type(self.integrator).__name__}"
-            )
+        self.backend = check_fused_integrator(
+            backend, self.integrator, EulerMaruyamaIntegrator, "Euler-Maruyama update"
+        )
 
     step_size = ScheduledParameter(positive=True)
     r"""Current step size $\eta$ (assign a float or a scheduler)."""
@@ -269,7 +265,9 @@ class LangevinDynamics(SamplerHooks089, BaseSampler):
             x: Starting chains `(B, *event_shape)`, a copy owned by the call.
             ctx: This call's [`SamplerContext`][torchebm.core.SamplerContext].
         """
-        check_backend(self.backend)  # the constructor's checks of what may have been assigned
+        check_fused_integrator(  # the constructor's checks of what may have been assigned
+            self.backend, self.integrator, EulerMaruyamaIntegrator, "Euler-Maruyama update"
+        )
         clamp = check_clamp(self.clamp)  # (an assigned -1.0 failed inside as a bare TypeError)
         if clamp != self.clamp:  # the one form the updates take: (lo, hi), missing bounds inf
             self.clamp = clamp
