@@ -70,8 +70,30 @@ def test_ais_uses_an_assigned_n_intermediate_and_schedule():
     built = AnnealedImportanceSampling(_Gauss(), n_intermediate=3, schedule="linear")
     r, expected = ais.estimate(64, 2, generator=_gen()), built.estimate(64, 2, generator=_gen())
     assert r.log_z == expected.log_z and math.isfinite(r.log_z)
-    custom = AnnealedImportanceSampling(_Gauss(), schedule=[0.0, 0.5, 1.0], n_intermediate=9)
+
+
+def test_ais_says_a_custom_schedule_ignores_n_intermediate():
+    ignored = "n_intermediate=9 is ignored: the custom schedule has 3 betas"
+    with pytest.warns(UserWarning, match=ignored):  # before: silently
+        custom = AnnealedImportanceSampling(_Gauss(), schedule=[0.0, 0.5, 1.0], n_intermediate=9)
     assert custom.betas.tolist() == [0.0, 0.5, 1.0]  # n_intermediate ignored, as documented
+    assert custom.n_intermediate == 2 and "n_intermediate=2" in repr(custom)  # was 9
+    custom.n_intermediate = 9  # assigned since: ignored too, said at the estimate
+    with pytest.warns(UserWarning, match=ignored):
+        custom.estimate(8, 2, generator=_gen())
+
+
+def test_ais_betas_can_be_assigned():
+    ais = AnnealedImportanceSampling(_Gauss(), n_intermediate=20)
+    ais.betas = [0.0, 0.25, 1.0]  # before: a bare AttributeError (a read-only property)
+    assert ais.betas.tolist() == [0.0, 0.25, 1.0] and ais.n_intermediate == 2
+    built = AnnealedImportanceSampling(_Gauss(), schedule=[0.0, 0.25, 1.0])
+    r, expected = ais.estimate(64, 2, generator=_gen()), built.estimate(64, 2, generator=_gen())
+    assert r.log_z == expected.log_z
+    for bad in ([0.0, 0.7, 0.5, 1.0], [0.1, 1.0], "linear"):
+        with pytest.raises(ConfigurationError, match="betas must be an increasing sequence"):
+            ais.betas = bad
+    assert ais.betas.tolist() == [0.0, 0.25, 1.0]  # unchanged by the refused values
 
 
 def test_hmc_checks_an_assigned_backend():

@@ -164,9 +164,10 @@ class _AnnealedEnergy(BaseModel):
 _Known = tuple[torch.Tensor, torch.Tensor | None]
 
 
-def _schedule(schedule: Any, n: int) -> torch.Tensor:
-    """The ``K + 1`` inverse temperatures ``0 = beta_0 < ... < beta_K = 1`` (float64)."""
-    if isinstance(schedule, str):
+def _schedule(schedule: Any, n: int, name: str = "schedule") -> torch.Tensor:
+    """The ``K + 1`` inverse temperatures ``0 = beta_0 < ... < beta_K = 1`` (float64);
+    ``name`` is the argument the error names (``"betas"`` takes no schedule name)."""
+    if isinstance(schedule, str) and name == "schedule":
         check_in("schedule", schedule, SCHEDULES)
         u = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
         if schedule == "linear":
@@ -179,11 +180,23 @@ def _schedule(schedule: Any, n: int) -> torch.Tensor:
         betas = torch.zeros(0, dtype=torch.float64)
     ok = betas.numel() >= 2 and bool((betas.diff() > 0).all())
     if not ok or float(betas[0]) != 0.0 or float(betas[-1]) != 1.0:
+        names = "'sigmoid', 'linear' or " if name == "schedule" else ""
         raise ConfigurationError(
-            "schedule must be 'sigmoid', 'linear' or an increasing sequence from 0.0 to 1.0, "
-            f"got {schedule!r}"
+            f"{name} must be {names}an increasing sequence from 0.0 to 1.0, got {schedule!r}"
+            + ("" if names else " (assign schedule='sigmoid' or 'linear' for a named schedule)")
         )
     return betas
+
+
+def _warn_ignored_n_intermediate(n: Any, betas: torch.Tensor) -> None:
+    """A `UserWarning` when ``n`` differs from the ``K`` of the custom ``betas`` (it is ignored)."""
+    k = betas.numel() - 1
+    if n != k:
+        warn_user(
+            f"AnnealedImportanceSampling: n_intermediate={n!r} is ignored: the custom schedule "
+            f"has {k + 1} betas, so K = {k} steps (assign schedule='sigmoid' or 'linear' for "
+            "n_intermediate to set K, or assign betas for a new custom schedule)"
+        )
 
 
 def _check_log_weights(log_w: torch.Tensor) -> None:
@@ -273,7 +286,8 @@ class AnnealedImportanceSampling:
         n_leapfrog_steps: Leapfrog steps per HMC proposal.
         n_transition_steps: Transitions per temperature.
         schedule: ``"sigmoid"`` (Grosse et al. 2015), ``"linear"`` or an increasing
-            sequence of betas from 0.0 to 1.0 (then ``n_intermediate`` is ignored).
+            sequence of betas from 0.0 to 1.0 (then ``n_intermediate`` is ignored and set to
+            its ``K``: another value than the default and ``K`` warns that it is ignored).
         base_mean: $\mu_0$, a number or a tensor of the event shape.
         base_std: $s_0 > 0$.
 
@@ -319,6 +333,10 @@ class AnnealedImportanceSampling:
         #: ``"sigmoid"``, ``"linear"`` or the custom betas (float64): with `n_intermediate`,
         #: what `betas` is computed from (both may be assigned: read at every estimate)
         self.schedule: str | torch.Tensor = schedule if isinstance(schedule, str) else betas
+        if not isinstance(schedule, str):  # a custom schedule sets K (was kept, and shown)
+            if n_intermediate != 200:  # the default: not given
+                _warn_ignored_n_intermediate(n_intermediate, betas)
+            self.n_intermediate = betas.numel() - 1
         self.base_std = check_positive("base_std", base_std)
         self.base_mean = _check_base_mean(base_mean)
 
@@ -327,15 +345,25 @@ class AnnealedImportanceSampling:
             state["schedule"] = state.pop("betas")
             shown = state.pop("_schedule_shown", "custom")
             state["schedule"] = shown if shown in SCHEDULES else state["schedule"]
+        if isinstance(state.get("schedule"), torch.Tensor):  # the n_intermediate it ignored
+            state["n_intermediate"] = state["schedule"].numel() - 1
         self.__dict__.update(state)
 
     @property
     def betas(self) -> torch.Tensor:
         r"""The ``K + 1`` inverse temperatures $0 = \beta_0 < \dots < \beta_K = 1$ (float64)
         of `schedule` and `n_intermediate` as they are now (an assigned value is checked as
-        the constructor checks it)."""
+        the constructor checks it).
+
+        Assigning an increasing sequence from 0.0 to 1.0 sets a custom `schedule` of those
+        betas and `n_intermediate` to its ``K`` (a schedule name is assigned to `schedule`)."""
         n = check_int("n_intermediate", self.n_intermediate, minimum=1)
         return _schedule(self.schedule, n)
+
+    @betas.setter
+    def betas(self, betas: Any) -> None:
+        custom = _schedule(betas, 1, name="betas")
+        self.schedule, self.n_intermediate = custom, custom.numel() - 1
 
     def _check_hyperparameters(self) -> torch.Tensor:
         """The constructor's checks of the hyper-parameters, at every estimate (a value may
@@ -346,7 +374,10 @@ class AnnealedImportanceSampling:
         check_int("n_transition_steps", self.n_transition_steps, minimum=1)
         check_positive("base_std", self.base_std)
         _check_base_mean(self.base_mean)
-        return self.betas
+        betas = self.betas
+        if not isinstance(self.schedule, str):  # an n_intermediate assigned since is ignored
+            _warn_ignored_n_intermediate(self.n_intermediate, betas)
+        return betas
 
     def __repr__(self) -> str:
         schedule = self.schedule if isinstance(self.schedule, str) else "custom"
