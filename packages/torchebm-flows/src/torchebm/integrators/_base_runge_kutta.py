@@ -140,6 +140,25 @@ def _iadd(dst: torch.Tensor, src: torch.Tensor, alpha: float) -> torch.Tensor:
     return dst.add_(src, alpha=alpha)
 
 
+def _step_of(step_size: Any, x: torch.Tensor) -> tuple[Any, Any]:
+    """`_prep_step` for `step()`: a tensor step holding NaN/inf is refused as a Python one is
+    (one host read per call; none under `checked_inputs`, e.g. a sampler's loop, nor for a
+    step batched by ``torch.func.vmap``). A step of 0 passes: it returns the state."""
+    h, h_t = _prep_step(step_size, x)
+    if not isinstance(h_t, torch.Tensor) or _CHECKED.get():
+        return h, h_t
+    try:
+        ok = bool(h_t.isfinite().all())
+    except RuntimeError:  # batched by torch.func.vmap: no value read on the host
+        return h, h_t
+    if not ok:
+        raise ConfigurationError(
+            f"step_size must be finite, got {step_size.detach().flatten()[:8].tolist()} (a "
+            f"tensor of shape {tuple(step_size.shape)})"
+        )
+    return h, h_t
+
+
 def _check_grid(t: Any, x: torch.Tensor) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         try:
@@ -595,12 +614,13 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
             ``{"x": Tensor}`` after the step.
 
         Raises:
-            ValueError: missing drift, or a Python-number ``step_size`` that is NaN or inf
-                (a tensor step is not read here). A step of 0 returns ``x`` (a schedule that
-                anneals the step to 0, as torchebm 0.8.9 allowed; `integrate` refuses 0).
+            ValueError: missing drift, or a ``step_size`` that holds NaN or inf (a tensor
+                one is read on the host once per call, except in a sampler's loop, under
+                `checked_inputs`). A step of 0 returns ``x`` (a schedule that anneals the
+                step to 0, as torchebm 0.8.9 allowed; `integrate` refuses 0).
         """
         x, drift, ev = self._begin_call(state, drift)
-        h, h_t = _prep_step(step_size, x)
+        h, h_t = _step_of(step_size, x)
         y = self._rk(x, self._time_vector(t, x), h, h_t, drift, ev=ev)[0]
         return self._end_call(ev, {"x": y})
 
@@ -1135,9 +1155,10 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             ``{"x": Tensor}``.
 
         Raises:
-            ValueError: missing drift, or a Python-number ``step_size`` that is NaN or inf
-                (a tensor step is not read here). A step of 0 returns ``x`` (a schedule that
-                anneals the step to 0, as torchebm 0.8.9 allowed; `integrate` refuses 0).
+            ValueError: missing drift, or a ``step_size`` that holds NaN or inf (a tensor
+                one is read on the host once per call, except in a sampler's loop, under
+                `checked_inputs`). A step of 0 returns ``x`` (a schedule that anneals the
+                step to 0, as torchebm 0.8.9 allowed; `integrate` refuses 0).
             ShapeError: ``noise`` is not a tensor of the shape of ``x`` (a smaller one would
                 broadcast: the same noise in every chain or every coordinate).
 
@@ -1158,7 +1179,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
             )
         if not _CHECKED.get():  # a sampler's loop checked its generator once
             check_generator(generator, x.device, of="the state")
-        h, h_t = _prep_step(step_size, x)
+        h, h_t = _step_of(step_size, x)
         tv = self._time_vector(t, x)
         d = self._diffusion_value(diffusion, noise_scale, x, tv)
         if d is None and noise is not None:
