@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+import torchebm.core as core
 import torchebm.cuda as tc
 from torchebm.core.errors import ConfigurationError, ShapeError
 from torchebm.cuda.fused_langevin import doublewell_langevin_chain
@@ -74,6 +75,23 @@ def test_generator_drives_exactly_one_randn_draw_and_leaves_global_rng_alone():
     eps = torch.randn(x.shape, generator=twin)
     assert torch.equal(out, _reference(x, g, eps))
     assert torch.equal(gen.get_state(), twin.get_state())
+
+
+@pytest.mark.parametrize("zero", [0, 0.0], ids=["int", "float"])
+def test_noise_scale_zero_draws_nothing(zero):
+    # before: a normal tensor was drawn and multiplied by 0, advancing the generator
+    x, g, _ = _data()
+    gen = torch.Generator().manual_seed(3)
+    before = gen.get_state()
+    out = tc.fused_langevin_step(x, g, H, zero, generator=gen)
+    assert torch.equal(gen.get_state(), before)
+    assert torch.equal(out, _reference(x, g, torch.zeros_like(x), s=0.0))  # the eager update
+    torch.manual_seed(5)
+    rng = torch.get_rng_state()
+    tc.fused_langevin_step(x, g, H, zero)
+    assert torch.equal(torch.get_rng_state(), rng)  # the global RNG alike
+    chain = tc.langevin_chain(x, core.HarmonicModel(k=1.0), 3, H, zero, generator=gen)
+    assert torch.equal(gen.get_state(), before) and bool(chain.isfinite().all())
 
 
 def test_seed_is_reproducible_and_equals_a_seeded_generator():

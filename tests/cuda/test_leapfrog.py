@@ -187,3 +187,19 @@ def test_errors():
         tc.fused_leapfrog_step(x, p, model, 0.1, mass=torch.ones(5))
     with pytest.raises(ConfigurationError, match=r"got \[0.0, 0.0, 0.0, 0.0, 0.0, 0.0\]$"):
         tc.fused_leapfrog_step(x[:, :2], p[:, :2], model, 0.1, mass=torch.eye(3))  # not (2, 2)
+
+
+def test_a_square_mass_with_as_many_chains_as_coordinates_is_per_element():
+    # the documented rule (the docstring did not say it): with chains (B, D) and B == D a
+    # positive (D, D) tensor is one mass per element of x, never a dense matrix, which
+    # HamiltonianMonteCarlo takes (and runs eagerly) instead
+    assert "``B == D`` a positive ``(D, D)`` tensor is one" in " ".join(
+        tc.fused_leapfrog_step.__doc__.split()
+    )
+    model = HarmonicModel(k=2.0)
+    gen = torch.Generator().manual_seed(1)
+    x, p = torch.randn(3, 3, generator=gen), torch.randn(3, 3, generator=gen)
+    mass = torch.full((3, 3), 0.5) + torch.eye(3)  # positive and positive definite
+    out = tc.fused_leapfrog_step(x, p, model, 0.05, 4, mass=mass)
+    for a, b in zip(out, _reference(x, p, model.gradient, 0.05, 4, 1.0 / mass)):
+        assert torch.equal(a, b)

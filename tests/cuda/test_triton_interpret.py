@@ -112,6 +112,18 @@ def test_generator_advances_by_exactly_one_int64_draw():
     assert not torch.equal(a, tc.fused_langevin_step(z, z, 0.5, generator=gen, force="triton"))
 
 
+def test_noise_scale_zero_draws_no_philox_key():
+    x, g, _ = _data((40, 3), torch.float32)
+    gen = torch.Generator().manual_seed(9)
+    before = gen.get_state()
+    k = tc.fused_langevin_step(x, g, H, 0.0, generator=gen, force="triton")
+    assert torch.equal(gen.get_state(), before)  # before: one int64 drawn for nothing
+    assert torch.equal(k, tc.fused_langevin_step(x, g, H, 0.0, force="eager"))
+    c = tc.langevin_chain(x, HarmonicModel(k=2.5), 5, H, 0, generator=gen, force="triton")
+    assert torch.equal(gen.get_state(), before)
+    _close(c, tc.langevin_chain(x, HarmonicModel(k=2.5), 5, H, 0, force="eager"))
+
+
 def _energies():
     return [HarmonicModel(k=2.5), DoubleWellModel(1.5, 0.8), GaussianModel(MU, torch.diag(VAR))]
 

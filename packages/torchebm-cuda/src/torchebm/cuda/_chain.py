@@ -9,7 +9,7 @@ import torch
 from torchebm.core.errors import check_finite_tensor, check_int
 from torchebm.cuda._analytic import analytic_spec, eager_grad
 from torchebm.cuda._backend import kernels, resolve_backend
-from torchebm.cuda._langevin import device_guard, eager_step, launch_args
+from torchebm.cuda._langevin import device_guard, draws_noise, eager_step, launch_args
 from torchebm.cuda._validate import (
     check_clamp,
     check_langevin_args,
@@ -64,7 +64,8 @@ def langevin_chain(
         energy: A supported analytic model; its parameters are read at call time.
         n_steps: Number of steps (>= 1).
         step_size: $\eta > 0$.
-        noise_scale: $\sigma \ge 0$.
+        noise_scale: $\sigma \ge 0$ (a Python ``0`` draws nothing: the generator is not
+            advanced).
         clamp: ``None`` or ``(lo, hi)``, applied after every step.
         generator: Randomness source on ``x``'s device; the kernel path draws one ``int64``
             Philox key from it per call, the eager path ``n_steps`` normal tensors.
@@ -115,7 +116,8 @@ def langevin_chain(
     noise_coef = s * math.sqrt(2.0 * h)
 
     if resolve_backend(force, x, compiling) == "triton":
-        xk, res, noise_k, seed_t = launch_args(x, noise, generator, seed, out)
+        draw = draws_noise(noise_coef)
+        xk, res, noise_k, seed_t = launch_args(x, noise, generator, seed, out, draw=draw)
         with device_guard(x):
             kernels().langevin_chain(
                 xk,

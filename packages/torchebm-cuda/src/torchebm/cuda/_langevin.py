@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from typing import cast
+from typing import Any, cast
 
 import torch
 
@@ -21,7 +21,14 @@ from torchebm.cuda._validate import (
     plain_step_args,
 )
 
-__all__ = ["fused_langevin_step", "device_guard", "randn_like_state", "eager_step", "launch_args"]
+__all__ = [
+    "fused_langevin_step",
+    "device_guard",
+    "draws_noise",
+    "randn_like_state",
+    "eager_step",
+    "launch_args",
+]
 
 
 def device_guard(x: torch.Tensor) -> contextlib.AbstractContextManager:
@@ -41,6 +48,13 @@ def randn_like_state(
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=dtype)
 
 
+def draws_noise(noise_coef: Any) -> bool:
+    """Whether an update of noise coefficient ``noise_coef`` draws noise: not for a Python
+    zero (``noise_scale=0``: nothing drawn and the generator not advanced, as in the
+    samplers' eager update). A tensor or traced coefficient draws."""
+    return not (isinstance(noise_coef, float) and noise_coef == 0.0)
+
+
 def eager_step(
     x: torch.Tensor,
     grad: torch.Tensor,
@@ -56,16 +70,19 @@ def eager_step(
     # The reference maths, one rounding per operation in this order:
     #   y = (x - step_size * grad) + noise_coef * eps,  then clamp.
     # Every input is read before ``out`` is written, so ``out`` may alias any of them.
+    # With no noise given and a Python zero noise_coef nothing is drawn: y = x - step_size * grad.
     work_dtype = compute_dtype(x.dtype)
     t = torch.mul(as_dtype(grad, work_dtype), step_size)
-    if noise is None:
+    e = None
+    if noise is not None:
+        e = torch.mul(as_dtype(noise, work_dtype), noise_coef)
+    elif draws_noise(noise_coef):
         e = randn_like_state(x, work_dtype, generator)
         e.mul_(noise_coef)
-    else:
-        e = torch.mul(as_dtype(noise, work_dtype), noise_coef)
     target = out if (out is not None and out.dtype == work_dtype) else t
     torch.sub(as_dtype(x, work_dtype), t, out=target)
-    target.add_(e)
+    if e is not None:
+        target.add_(e)
     if bounds is not None:
         target.clamp_(bounds[0], bounds[1])
     if out is None:
@@ -79,12 +96,15 @@ def launch_args(
     generator: torch.Generator | None,
     seed: int | None,
     out: torch.Tensor | None,
+    draw: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """``(x, out, noise, seed tensor)`` as the Langevin kernels take them: contiguous, the
-    output allocated when not given, and a Philox key drawn unless noise or a seed is given."""
+    output allocated when not given, and a Philox key drawn unless noise or a seed is given
+    or ``draw`` is false (no noise: the kernel's normals, of key 0, are multiplied by 0)."""
     xk = x.contiguous()
     res = out if out is not None else torch.empty_like(xk)
-    seed_t = draw_seed(generator, x.device) if (noise is None and seed is None) else None
+    drawn = draw and noise is None and seed is None
+    seed_t = draw_seed(generator, x.device) if drawn else None
     return xk, res, (noise.contiguous() if noise is not None else None), seed_t
 
 
@@ -128,7 +148,8 @@ def fused_langevin_step(
         x: State, shape ``(B, *event_shape)``; float32, float64, float16 or bfloat16.
         grad: $\nabla E(x)$, same shape, dtype and device as ``x``.
         step_size: $\eta > 0$.
-        noise_scale: $\sigma \ge 0$ multiplying the $\sqrt{2\eta}$ noise.
+        noise_scale: $\sigma \ge 0$ multiplying the $\sqrt{2\eta}$ noise. A Python ``0``
+            draws nothing (``generator`` is not advanced): the update is $x - \eta\nabla E$.
         clamp: ``None`` or ``(lo, hi)`` with ``lo < hi``; a bound may be ``None`` (one-sided).
         noise: Optional $\varepsilon$ of the shape of ``x`` (any supported float dtype);
             when given nothing is drawn and ``generator`` is not advanced.
@@ -202,7 +223,9 @@ def fused_langevin_step(
         if resolve_backend(force, x, compiling) != "triton":
             g = eager_generator(generator, seed, x.device)
             return eager_step(x, grad, h, noise_coef, bounds, noise, g, out)
-        xk, res, noise_k, seed_t = launch_args(x, noise, generator, seed, out)
+        xk, res, noise_k, seed_t = launch_args(
+            x, noise, generator, seed, out, draw=draws_noise(noise_coef)
+        )
         with device_guard(x):
             kernels().langevin_step(
                 xk, grad.contiguous(), noise_k, res, seed_t, seed, h, noise_coef, bounds

@@ -209,8 +209,13 @@ def fused_leapfrog_step(
         step_size: $\eta > 0$.
         n_steps: Number of leapfrog steps $L \ge 1$.
         mass: Diagonal mass: ``None`` (identity), a positive float, or a tensor broadcastable
-            to the event shape (one mass per coordinate) or to ``x``'s shape, with positive
-            finite values (checked with one host read, skipped inside a sampler's loop).
+            to the event shape (one mass per coordinate) or to ``x``'s shape (one per
+            element), with positive finite values (checked with one host read, skipped inside
+            a sampler's loop). The shape alone decides, and a dense mass matrix is never
+            taken: with chains ``(B, D)`` and ``B == D`` a positive ``(D, D)`` tensor is one
+            mass per element of ``x``, not a matrix (`HamiltonianMonteCarlo` reads a
+            ``(D, D)`` mass of ``(B, D)`` chains as a dense matrix whatever ``B``, and runs
+            it eagerly: use it for a dense mass, or pass the diagonal ``M.diagonal()`` here).
         grad: Optional $\nabla E(x)$ at the initial ``x`` (e.g. the ``grad`` returned by
             the previous call), saving one gradient evaluation.
         force: ``None``/``"auto"``, ``"eager"`` or ``"triton"`` (see
