@@ -250,3 +250,13 @@ def test_a_089_pickle_with_a_learnable_null_embedding_keeps_it():
         old = unpickle_089(loss)
     assert old.cfg_dropout == 0.3
     torch.testing.assert_close(old.null_condition, null.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_schedulers_is_a_dict_from_construction(name):
+    """0.8.9 set ``loss.schedulers = {}`` at construction: reading it before any schedule
+    exists (the contrastive-divergence losses have none of their own) is a dict, not an
+    AttributeError, and the one ``get_schedulers()`` returns."""
+    loss, _ = _build(name)
+    assert isinstance(loss.schedulers, dict)
+    assert loss.schedulers is loss.get_schedulers()

@@ -243,6 +243,7 @@ class BaseContrastiveDivergence(ConditioningAttrs089, BaseLoss):
     ):
         init_noise_scale, dtype = split_dtype(type(self).__name__, init_noise_scale, dtype)
         super().__init__(**forward_kwargs(locals(), super().__init__))
+        self._schedulers_dict()  # ``loss.schedulers`` reads {} before any schedule, as in 0.8.9
         if sampler is None:
             raise TypeError(
                 f"{type(self).__name__} requires a sampler (e.g. "
