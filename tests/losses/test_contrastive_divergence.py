@@ -736,3 +736,22 @@ def test_persistent_chains_refuse_every_per_sample_conditioning():
     )
     for _ in range(2):
         pcd(torch.randn(b, 2, generator=gen(0)), model_kwargs={"y": (64, 32)}, generator=gen(1))
+
+
+def test_persistent_refusal_of_a_list_of_batch_length_says_a_tuple_is_shared():
+    # a shared setting whose length happens to equal the batch is per-sample by the rule
+    # (a list of B items); the message said nothing of the way to pass it as shared
+    from torchebm.core.errors import ConfigurationError
+
+    class AnySize(BaseModel):
+        def forward(self, x, size=None):
+            return 0.5 * x.square().sum(-1)
+
+    model = AnySize()
+    pcd = PersistentContrastiveDivergence(
+        model, Identity(model), k_steps=1, buffer_size=4, check_conditioning=False
+    )
+    x = torch.randn(2, 2, generator=gen(0))
+    with pytest.raises(ConfigurationError, match=r"list of 2 items.*passes as a tuple"):
+        pcd(x, model_kwargs={"size": [64, 32]}, generator=gen(1))
+    pcd(x, model_kwargs={"size": (64, 32)}, generator=gen(1))  # the tuple: shared, it runs

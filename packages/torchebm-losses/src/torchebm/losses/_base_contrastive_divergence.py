@@ -416,7 +416,10 @@ class BaseContrastiveDivergence(ConditioningAttrs089, BaseLoss):
             raise ConfigurationError(
                 f"{type(self).__name__} with persistent chains got "
                 + (
-                    f"per-sample conditioning {per_row} (one row per sample of x)"
+                    f"per-sample conditioning {per_row} (one row per sample of x: a tensor "
+                    f"or array of leading dimension {x.shape[0]}, or a list of {x.shape[0]} "
+                    "items; a value shared by every sample that has as many items passes "
+                    "as a tuple)"
                     if per_row
                     else "a conditioning other than the one its chains were run under"
                 )
