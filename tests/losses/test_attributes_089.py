@@ -52,31 +52,32 @@ class LabelField(nn.Module):
         return self.lin(x) + self.shift(y)
 
 
-def _build(name: str, **options):
+def _build(name: str, kind=lambda cls: cls, **options):
+    """The loss ``name`` (of the class ``kind(cls)``: a subclass of the library's) and model."""
     energy = name in ("cd", "pcd", "sm", "ssm", "dsm", "em")
     model = LabelEnergy() if energy else LabelField()
     options.setdefault("check_conditioning", False)  # its probe calls the model with raw y
     if name == "cd":
-        loss = losses.ContrastiveDivergence(
+        loss = kind(losses.ContrastiveDivergence)(
             model, TinyLangevin(model, n_steps=1), k_steps=1, **options
         )
     elif name == "pcd":
         sampler = TinyLangevin(model, n_steps=1)
-        loss = losses.PersistentContrastiveDivergence(
+        loss = kind(losses.PersistentContrastiveDivergence)(
             model, sampler, k_steps=1, buffer_size=32, **options
         )
     elif name == "sm":
-        loss = losses.ScoreMatching(model, **options)
+        loss = kind(losses.ScoreMatching)(model, **options)
     elif name == "ssm":
-        loss = losses.SlicedScoreMatching(model, **options)
+        loss = kind(losses.SlicedScoreMatching)(model, **options)
     elif name == "dsm":
-        loss = losses.DenoisingScoreMatching(model, noise_scale=0.1, **options)
+        loss = kind(losses.DenoisingScoreMatching)(model, noise_scale=0.1, **options)
     elif name == "fm":
-        loss = losses.FlowMatchingLoss(model, **options)
+        loss = kind(losses.FlowMatchingLoss)(model, **options)
     elif name == "eqm":
-        loss = losses.EquilibriumMatchingLoss(model, **options)
+        loss = kind(losses.EquilibriumMatchingLoss)(model, **options)
     else:
-        loss = losses.EnergyMatchingLoss(
+        loss = kind(losses.EnergyMatchingLoss)(
             model, n_langevin_steps=1, lambda_cd=1.0, coupling="independent", **options
         )
     return loss, model
@@ -260,3 +261,37 @@ def test_schedulers_is_a_dict_from_construction(name):
     loss, _ = _build(name)
     assert isinstance(loss.schedulers, dict)
     assert loss.schedulers is loss.get_schedulers()
+
+
+def _own_cfg_dropout(base):
+    class OwnDropout(base):
+        """0.8.9 style: ``cfg_dropout`` a property computed at each read (its setter, which
+        0.8.9's constructor called, stores the base rate)."""
+
+        scale = 1.0
+
+        @property
+        def cfg_dropout(self):
+            return self.rate * self.scale
+
+        @cfg_dropout.setter
+        def cfg_dropout(self, value):
+            self.rate = value
+
+    return OwnDropout
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_a_subclass_cfg_dropout_property_sets_the_dropout(name):
+    # 0.8.9 read self.cfg_dropout at each training call; the loss read only
+    # self.conditioning, so the subclass's property changed nothing
+    loss, model = _build(name, _own_cfg_dropout, cfg_dropout=1.0, null_condition=NULL)
+    assert loss.rate == 1.0  # its setter got the constructor's value
+    assert (_labels_seen(loss, model) == NULL).all()
+    loss.scale = 0.0  # the property now says 0: no label is dropped
+    assert not (_labels_seen(loss, model) == NULL).any()
+    loss.scale, loss.cfg_dropout = 1.0, 1.0
+    assert (_labels_seen(loss, model) == NULL).all()
+    loss.scale = 2.0  # read as given and checked
+    with pytest.raises(ConfigurationError, match=r"cfg_dropout must be in \[0, 1\], got 2.0"):
+        _labels_seen(loss, model)

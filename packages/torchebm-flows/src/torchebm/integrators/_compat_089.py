@@ -152,6 +152,12 @@ class ConditioningAttrs089:
     Writing one is checked as the constructor checks it and changes what the next training
     call does (0.8.9 code sets ``loss.cfg_dropout = 0.2`` between epochs).
 
+    A subclass that defines its own ``cfg_dropout`` property (0.8.9 read ``self.cfg_dropout``
+    at every training call, so a property computing it, e.g. annealed over epochs, set the
+    dropout) has it read at each call, checked in [0, 1]; its setter, if any, receives the
+    constructor's value, as 0.8.9's constructor assigned it. Other classes read
+    ``self.conditioning`` alone.
+
     Example:
         >>> from torchebm.flows import EquilibriumMatchingLoss
         >>> loss = EquilibriumMatchingLoss(nn.Linear(2, 2))
@@ -162,6 +168,12 @@ class ConditioningAttrs089:
     """
 
     conditioning: Any  # set by BaseLoss.__init__
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        apply = getattr(cls, "apply_conditioning", None)
+        if _own_cfg_dropout(cls) and not getattr(apply, "reads_cfg_dropout", False):
+            cls.apply_conditioning = _reading_cfg_dropout(apply)  # type: ignore[attr-defined]
 
     @property
     def cfg_dropout(self) -> float:
@@ -199,6 +211,28 @@ class ConditioningAttrs089:
             super().__setattr__(name, value)
         if name in ("conditioning", "null_condition"):  # (BaseLoss sets `conditioning`)
             _warn_trainable_null(self)
+        own = _own_cfg_dropout(type(self)) if name == "conditioning" else None
+        if getattr(own, "fset", None) is not None:  # 0.8.9's constructor set the attribute
+            own.fset(self, value.cfg_dropout)
+
+
+def _own_cfg_dropout(cls: type) -> Any:
+    """The ``cfg_dropout`` property of a subclass that defines its own, else ``None``."""
+    own = getattr(cls, "cfg_dropout", None)
+    mine = vars(ConditioningAttrs089)["cfg_dropout"]
+    return own if own is not mine and hasattr(type(own), "__get__") else None
+
+
+def _reading_cfg_dropout(apply: Callable[..., dict]) -> Callable[..., dict]:
+    """``apply_conditioning`` that drops labels at the subclass's own ``cfg_dropout``."""
+
+    @functools.wraps(apply)
+    def apply_conditioning(self: Any, *args: Any, **kwargs: Any) -> dict:
+        self.conditioning.cfg_dropout = check_probability("cfg_dropout", self.cfg_dropout)
+        return apply(self, *args, **kwargs)
+
+    apply_conditioning.reads_cfg_dropout = True  # type: ignore[attr-defined]
+    return apply_conditioning
 
 
 def _warn_trainable_null(loss: Any) -> None:
