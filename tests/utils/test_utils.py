@@ -237,3 +237,16 @@ def test_ema_refuses_an_integer_parameter_rather_than_rounding_it():
     with pytest.raises(NotImplementedError):
         ema.update(model)
     assert int(ema.module.count) == 10
+
+
+@pytest.mark.parametrize("decay", [0.3, 0.5, 0.0, "warmup"])
+def test_ema_keeps_an_infinite_live_weight_infinite_at_a_low_decay(decay):
+    # torch.lerp with a weight 1 - d >= 0.5 computes live - (live - average) d: NaN for inf
+    model = nn.Linear(2, 1)
+    ema = EMA(model, 0.999, "warmup") if decay == "warmup" else EMA(model, decay)
+    with torch.no_grad():
+        model.weight[0, 0], model.bias[0] = math.inf, -math.inf
+    ema.update(model)
+    assert ema.module.weight[0, 0].item() == math.inf
+    assert ema.module.bias[0].item() == -math.inf
+    assert torch.isfinite(ema.module.weight[0, 1])

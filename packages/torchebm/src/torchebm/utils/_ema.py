@@ -34,6 +34,19 @@ def _unwrap_089_keys(ema: EMA, state_dict: dict, prefix: str, *_: Any) -> None:
                 break
 
 
+def _move_toward(average: torch.Tensor, live: torch.Tensor, d: float) -> None:
+    """``average <- d average + (1 - d) live`` in place. ``torch.lerp`` computes a weight
+    ``1 - d >= 0.5`` as ``live - (live - average) d``, NaN for an infinite ``live``: a decay
+    ``d <= 0.5`` (the first steps of ``"warmup"``) sums the two terms instead (inf stays inf).
+    An integer ``average``: ``lerp_`` refuses it (rather than rounding the average)."""
+    if d > 0.5 or not (average.is_floating_point() or average.is_complex()):
+        average.lerp_(live, 1.0 - d)
+    elif d == 0.0:
+        average.copy_(live)
+    else:
+        average.mul_(d).add_(live, alpha=1.0 - d)
+
+
 class EMA(nn.Module):
     r"""Exponential moving average of a model's weights.
 
@@ -138,11 +151,11 @@ class EMA(nn.Module):
             _warn_half_average(self.module)
         averaged, live = [], []
         for e, p in params:
-            if p.device == e.device and p.dtype == e.dtype and e.is_floating_point():
+            if p.device == e.device and p.dtype == e.dtype and e.is_floating_point() and d > 0.5:
                 averaged.append(e)
                 live.append(p)
             else:  # converted one at a time (a float32 or CPU average): no whole-model copy
-                e.lerp_(p.detach().to(e.device, e.dtype), 1.0 - d)
+                _move_toward(e, p.detach().to(e.device, e.dtype), d)
         if averaged:  # one multi-tensor lerp (torch's public EMA function), not one per tensor
             get_ema_multi_avg_fn(d)(averaged, live, self.step)
         for e, b in buffers:
