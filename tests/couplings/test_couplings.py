@@ -252,6 +252,24 @@ def test_reflow_rejects_a_flow_output_not_shaped_like_x0(flow, got):
         assert torch.equal(x1[i], 2 * x0[i] + i)
 
 
+@pytest.mark.parametrize(
+    ("x0", "error", "match"),
+    [
+        (torch.ones(4, 2, dtype=torch.long), TypeError, "x0 must have a floating-point dtype"),
+        (torch.ones(0, 2), ValueError, r"x0 must have a non-empty batch, got shape \(0, 2\)"),
+        (torch.tensor(1.0), ValueError, "x0 must have at least 1 dimensions"),
+    ],
+)
+def test_reflow_checks_x0_as_the_cost_couplings_do(x0, error, match):
+    # ReflowCoupling ran the flow on an integer, empty or 0-d x0 (an integer pair came back)
+    calls = []
+    flow = lambda z: calls.append(z) or 2 * z  # noqa: E731
+    for coupling in (ExactOTCoupling(), ReflowCoupling(flow)):
+        with pytest.raises(error, match=match):
+            coupling(x0, x0.clone())
+    assert not calls  # refused before the flow ran
+
+
 def test_result_and_validation():
     res = CouplingResult(torch.zeros(2, 1), torch.ones(2, 1))
     x0, x1 = res
