@@ -255,6 +255,29 @@ def test_metrics_refuse_two_event_shapes_and_accept_flat_samples(metric):
         metric(torch.randn(50), y.flatten(1)[:, :1])
 
 
+@pytest.mark.parametrize(
+    "metric",
+    [
+        mmd2,
+        lambda x, y: mmd2(x, y, bandwidth=1.0),
+        energy_distance,
+        sliced_wasserstein,
+        median_bandwidth,
+        kernel_two_sample_test,
+    ],
+)
+def test_metrics_refuse_zero_feature_samples(metric):
+    # energy_distance, sliced_wasserstein and mmd2 with a given bandwidth returned 0 (all
+    # distances of empty vectors are 0); the median heuristic blamed a zero median
+    x = torch.randn(5, 2)
+    with pytest.raises(ShapeError, match=r"y must have at least one feature, got shape \(6, 0\)"):
+        metric(x, torch.zeros(6, 0))
+    with pytest.raises(
+        ShapeError, match=r"x must have at least one feature, got shape \(5, 3, 0\)"
+    ):
+        metric(torch.zeros(5, 3, 0), torch.zeros(6, 3, 0))
+
+
 def test_grid_log_partition_of_a_gaussian_is_exact():
     cov = torch.tensor([[1.0, 0.6], [0.6, 2.0]], dtype=F64)
     model = GaussianModel(torch.tensor([20.0, -30.0]), 9.0 * cov, dtype=F64)  # far and wide

@@ -95,6 +95,8 @@ def _flat(name: str, v: Any) -> torch.Tensor:
             f"one-dimensional samples as {name}[:, None]"
         )
     check_tensor(name, v, min_ndim=2, floating=True)
+    if v.shape[1:].numel() == 0:  # every distance between zero-feature samples is 0: no metric
+        raise ShapeError(f"{name} must have at least one feature, got shape {tuple(v.shape)}")
     v = v.detach().reshape(v.shape[0], -1)
     check_finite_tensor(name, v)
     return v
