@@ -289,6 +289,35 @@ def test_ve_velocity_conversions_on_images_and_a_velocity_of_another_shape(sched
             convert(torch.ones(3, 1), torch.ones(3, 4), torch.full((3,), 0.5))
 
 
+@pytest.mark.parametrize(
+    "interpolant",
+    [LinearInterpolant(), VariancePreservingInterpolant(), VarianceExplodingInterpolant()],
+    ids=lambda i: type(i).__name__,
+)
+def test_score_and_noise_conversions_refuse_a_prediction_of_another_shape(interpolant):
+    # a (B, 1, 1, 1) score/noise broadcast against sigma and came back (B, 1, 1, 1) for a
+    # (B, C, H, W) state, where the velocity conversions refuse it
+    x, t = torch.randn(2, 3, 4, 4), torch.tensor([0.3, 0.7])
+    s = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(
+        interpolant.noise_to_score(interpolant.score_to_noise(s, x, t), x, t), s
+    )
+    for name, convert in (
+        ("score", interpolant.score_to_noise),
+        ("noise", interpolant.noise_to_score),
+    ):
+        with pytest.raises(ShapeError, match=rf"{name} must have the shape of x \(2, 3, 4, 4\)"):
+            convert(torch.ones(2, 1, 1, 1), x, t)
+
+
+@pytest.mark.parametrize("t", [True, torch.tensor([True, False])], ids=["python", "tensor"])
+def test_a_bool_time_is_refused(t):
+    # True ran as t = 1 (the data end) without a word
+    x0, x1 = torch.zeros(2, 3), torch.ones(2, 3)
+    with pytest.raises(TypeError, match="t must be a floating time in \\[0, 1\\], got a bool"):
+        LinearInterpolant().interpolate(x0, x1, t)
+
+
 def _vp_closed_form(t: float) -> tuple[float, float, float, float]:
     """(alpha, d_alpha, sigma, d_sigma) of the default VP path in float64 (expm1, no cancellation)."""
     s, lo, hi = 1.0 - t, 0.1, 20.0

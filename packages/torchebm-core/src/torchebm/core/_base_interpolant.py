@@ -30,6 +30,8 @@ def expand_t_like_x(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
     """``t`` broadcastable against ``x``: scalars stay scalars, ``(B,)`` -> ``(B, 1, ..., 1)``."""
+    if isinstance(t, bool) or getattr(t, "dtype", None) == torch.bool:  # not a time: True is 1.0
+        raise TypeError(f"t must be a floating time in [0, 1], got a bool: {t!r}")
     _check_flow_time(t)
     if not isinstance(t, torch.Tensor):  # a list of B times is (B,) too (it broadcast per feature)
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
@@ -42,6 +44,11 @@ def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
             )
         return expand_t_like_x(t, x)
     return t
+
+
+def _check_like_x(name: str, v: torch.Tensor, x: torch.Tensor) -> None:
+    if v.shape != x.shape:  # a (B, 1, 1, 1) prediction `v` would broadcast against x silently
+        raise ShapeError(f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
 
 
 class BaseInterpolant(ABC):
@@ -177,11 +184,13 @@ class BaseInterpolant(ABC):
 
     def score_to_noise(self, score: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         r"""Noise $\hat x_0 = -\sigma s$."""
+        _check_like_x("score", score, x)
         sigma, _ = self.compute_sigma_t(_broadcast_t(t, x))
         return -sigma * score
 
     def noise_to_score(self, noise: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         r"""Score $s = -\hat x_0 / \sigma$ ($\sigma$ floored at $10^{-8}$)."""
+        _check_like_x("noise", noise, x)
         sigma, _ = self.compute_sigma_t(_broadcast_t(t, x))
         return -noise / sigma.clamp(min=_floor_for(sigma, 1e-8))
 

@@ -7,7 +7,7 @@ import math
 import torch
 
 from torchebm.core import BaseInterpolant
-from torchebm.core._base_interpolant import _broadcast_t, _floor_for
+from torchebm.core._base_interpolant import _broadcast_t, _check_like_x, _floor_for
 from torchebm.core.errors import ConfigurationError, ShapeError, check_positive
 
 __all__ = [
@@ -247,20 +247,12 @@ class VarianceExplodingInterpolant(BaseInterpolant):
         return torch.zeros_like(t)
 
     def velocity_to_score(self, velocity, x, t):
-        _check_like_x(velocity, x)
+        _check_like_x("velocity", velocity, x)
         sigma, d_sigma = self.compute_sigma_t(_broadcast_t(t, x))
         return -velocity / (sigma * d_sigma)
 
     def velocity_to_noise(self, velocity, x, t):
-        _check_like_x(velocity, x)
+        _check_like_x("velocity", velocity, x)
         _, d_sigma = self.compute_sigma_t(_broadcast_t(t, x))
         return velocity / d_sigma
 
-
-def _check_like_x(velocity: torch.Tensor, x: torch.Tensor) -> None:
-    """`ShapeError` unless ``velocity`` has the shape of ``x`` (the closed forms above never
-    read ``x``'s values, so a ``(B, 1)`` velocity would give a ``(B, 1)`` result)."""
-    if velocity.shape != x.shape:
-        raise ShapeError(
-            f"velocity must have the shape of x {tuple(x.shape)}, got {tuple(velocity.shape)}"
-        )
