@@ -48,6 +48,24 @@ def test_tuple_state_and_zero_steps():
     assert math.isclose((a**2 + b**2).sum().item(), 3 * 1.25**4, rel_tol=1e-6)
 
 
+def test_a_list_state_comes_back_a_list():
+    # a list state came back as a tuple (and step_fn got a tuple), unlike the tensor and tuple
+    seen = []
+
+    def step(state):
+        seen.append(type(state))
+        x, v = state
+        return [x + 0.5 * v, v - 0.5 * x]
+
+    out = tc.graphed_loop(step, [torch.ones(3), torch.zeros(3)], 3)
+    assert type(out) is list and seen == [list] * 3
+    ref = (torch.ones(3), torch.zeros(3))
+    for _ in range(3):
+        ref = step(list(ref))
+    assert all(torch.equal(a, b) for a, b in zip(out, ref))
+    assert type(tc.graphed_loop(step, [torch.ones(3), torch.zeros(3)], 0)) is list
+
+
 def test_errors():
     x = torch.zeros(3)
     with pytest.raises(ConfigurationError, match="step_fn must return a state"):

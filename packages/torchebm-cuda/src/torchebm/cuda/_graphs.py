@@ -3,7 +3,7 @@ r"""Run a fixed-shape step loop by replaying a captured CUDA graph (eager loop e
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
+from typing import Any, Union
 
 import torch
 
@@ -11,28 +11,31 @@ from torchebm.core.errors import ConfigurationError, check_generator, check_int
 
 __all__ = ["graphed_loop"]
 
-State = Union[torch.Tensor, tuple[torch.Tensor, ...]]
+State = Union[torch.Tensor, tuple[torch.Tensor, ...], list[torch.Tensor]]
 
 
-def _as_tuple(state: State, what: str) -> tuple[tuple[torch.Tensor, ...], bool]:
+def _as_tuple(state: State, what: str) -> tuple[tuple[torch.Tensor, ...], type | None]:
+    """``(tensors, container)``: ``container`` is ``tuple`` or ``list`` (what ``state`` is), or
+    ``None`` for a single tensor."""
     if isinstance(state, torch.Tensor):
-        return (state,), False
+        return (state,), None
     if (
         isinstance(state, (tuple, list))
         and state
         and all(isinstance(t, torch.Tensor) for t in state)
     ):
-        return tuple(state), True
+        return tuple(state), type(state)
     raise TypeError(
-        f"{what} must be a tensor or a non-empty tuple of tensors, got {type(state).__name__}"
+        f"{what} must be a tensor or a non-empty tuple or list of tensors, got "
+        f"{type(state).__name__}"
     )
 
 
-def _call(step_fn: Callable, cur: tuple[torch.Tensor, ...], is_tuple: bool, ref) -> tuple:
-    res = step_fn(tuple(cur) if is_tuple else cur[0])
-    out, out_tuple = _as_tuple(res, "step_fn(state)")
+def _call(step_fn: Callable, cur: tuple[torch.Tensor, ...], container: Any, ref) -> tuple:
+    res = step_fn(cur[0] if container is None else container(cur))
+    out, out_container = _as_tuple(res, "step_fn(state)")
     if (
-        out_tuple != is_tuple
+        (out_container is None) != (container is None)
         or len(out) != len(ref)
         or any(
             (o.shape, o.dtype, o.device) != (r.shape, r.dtype, r.device) for o, r in zip(out, ref)
@@ -96,7 +99,8 @@ def graphed_loop(
     same output structure as its input. Violations during capture raise torch's error.
 
     Args:
-        step_fn: ``state -> state`` where ``state`` is a tensor or a tuple of tensors.
+        step_fn: ``state -> state`` where ``state`` is a tensor or a tuple or list of tensors
+            (``step_fn`` gets the container type that ``state`` has).
         state: Initial state. The loop itself does not modify it, but the first steps get
             it as it is: a ``step_fn`` that updates its input in place (``s.mul_(2)``)
             changes the caller's tensors; pass a clone to keep them.
@@ -108,7 +112,7 @@ def graphed_loop(
         enabled: ``None`` (graph on CUDA, loop elsewhere), ``True`` (require CUDA) or ``False``.
 
     Returns:
-        The final state, with the structure of ``state``.
+        The final state, with the structure of ``state`` (a list for a list).
 
     Example:
         >>> x = torch.ones(4)
@@ -120,7 +124,7 @@ def graphed_loop(
     if steps_per_graph is not None:
         check_int("steps_per_graph", steps_per_graph, minimum=1)
     check_generator(generator)
-    tensors, is_tuple = _as_tuple(state, "state")
+    tensors, container = _as_tuple(state, "state")
     on_cuda = all(t.device.type == "cuda" for t in tensors)
     if enabled is True and not on_cuda:
         raise ConfigurationError(
@@ -130,12 +134,12 @@ def graphed_loop(
     use_graph = on_cuda if enabled is None else bool(enabled)
 
     def pack(cur):
-        return tuple(cur) if is_tuple else cur[0]
+        return cur[0] if container is None else container(cur)  # state's own type
 
     cur = tensors
     if not use_graph or n <= warm:
         for _ in range(n):
-            cur = _call(step_fn, cur, is_tuple, tensors)
+            cur = _call(step_fn, cur, container, tensors)
         return pack(cur)
 
     device = tensors[0].device
@@ -144,7 +148,7 @@ def graphed_loop(
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
         for _ in range(warm):
-            cur = _call(step_fn, cur, is_tuple, tensors)
+            cur = _call(step_fn, cur, container, tensors)
     torch.cuda.current_stream(device).wait_stream(side)
     left = n - warm
     k = min(16, left) if steps_per_graph is None else min(steps_per_graph, left)
@@ -157,7 +161,7 @@ def graphed_loop(
     with torch.cuda.graph(graph):
         res = static
         for _ in range(k):
-            res = _call(step_fn, res, is_tuple, tensors)
+            res = _call(step_fn, res, container, tensors)
         for s, r in zip(static, res):
             if s is not r:
                 s.copy_(r)
@@ -166,5 +170,5 @@ def graphed_loop(
         graph.replay()
     cur = static
     for _ in range(rest):
-        cur = _call(step_fn, cur, is_tuple, tensors)
+        cur = _call(step_fn, cur, container, tensors)
     return pack(cur)
