@@ -8,7 +8,7 @@ import torch
 
 from torchebm.core import BaseInterpolant
 from torchebm.core._base_interpolant import _broadcast_t, _check_like_x, _floor_for
-from torchebm.core.errors import ConfigurationError, ShapeError, check_positive
+from torchebm.core.errors import ConfigurationError, check_positive
 
 __all__ = [
     "LinearInterpolant",
@@ -255,4 +255,3 @@ class VarianceExplodingInterpolant(BaseInterpolant):
         _check_like_x("velocity", velocity, x)
         _, d_sigma = self.compute_sigma_t(_broadcast_t(t, x))
         return velocity / d_sigma
-
