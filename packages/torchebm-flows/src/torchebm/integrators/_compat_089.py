@@ -171,7 +171,7 @@ class ConditioningAttrs089:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        apply = getattr(cls, "apply_conditioning", None)
+        apply: Any = getattr(cls, "apply_conditioning", None)
         if _own_cfg_dropout(cls) and not getattr(apply, "reads_cfg_dropout", False):
             cls.apply_conditioning = _reading_cfg_dropout(apply)  # type: ignore[attr-defined]
 
@@ -211,7 +211,7 @@ class ConditioningAttrs089:
             super().__setattr__(name, value)
         if name in ("conditioning", "null_condition"):  # (BaseLoss sets `conditioning`)
             _warn_trainable_null(self)
-        own = _own_cfg_dropout(type(self)) if name == "conditioning" else None
+        own: Any = _own_cfg_dropout(type(self)) if name == "conditioning" else None
         if getattr(own, "fset", None) is not None:  # 0.8.9's constructor set the attribute
             own.fset(self, value.cfg_dropout)
 
