@@ -101,3 +101,19 @@ def test_step_reads_no_tensor_step_under_checked_inputs():
     with checked_inputs():
         out = RK4Integrator().step({"x": x}, torch.tensor(float("nan")), drift=lambda x, t: -x)
     assert bool(out["x"].isnan().all())
+
+
+@pytest.mark.slow
+def test_step_with_a_tensor_step_compiles_without_a_graph_break():
+    # the finite check's host read broke the graph of a compiled loop of step() calls
+    # (2 graphs, ~20x slower per call); fullgraph=True raises on any break
+    integrator = RK4Integrator()
+
+    def loop(x, h):
+        for _ in range(3):
+            x = integrator.step({"x": x}, h, drift=lambda z, t: -z)["x"]
+        return x
+
+    x, h = torch.ones(4, 2), torch.tensor(0.1)
+    compiled = torch.compile(loop, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x, h), loop(x, h))

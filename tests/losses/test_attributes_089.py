@@ -295,3 +295,38 @@ def test_a_subclass_cfg_dropout_property_sets_the_dropout(name):
     loss.scale = 2.0  # read as given and checked
     with pytest.raises(ConfigurationError, match=r"cfg_dropout must be in \[0, 1\], got 2.0"):
         _labels_seen(loss, model)
+
+
+def _half_of_base(base):
+    class HalfOfBase(base):
+        """A property computed from the base one (``super().cfg_dropout``)."""
+
+        @property
+        def cfg_dropout(self):
+            return super().cfg_dropout * 0.5
+
+        @cfg_dropout.setter
+        def cfg_dropout(self, value):
+            base.cfg_dropout.fset(self, value)
+
+    return HalfOfBase
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_a_subclass_property_built_on_the_base_one_does_not_compound(name):
+    # the call wrote the property's value where the base property reads it, so each
+    # training call halved the dropout again (0.5, 0.25, 0.125, ...)
+    loss, model = _build(name, _half_of_base, cfg_dropout=1.0, null_condition=NULL)
+    for _ in range(3):
+        _labels_seen(loss, model)
+        assert loss.cfg_dropout == 0.5 and loss.conditioning.cfg_dropout == 1.0
+
+
+@pytest.mark.parametrize("name", ["fm", "dsm"])
+def test_a_subclass_property_is_checked_like_an_assignment(name):
+    # a positive dropout from the property with no null_condition ran and dropped nothing
+    loss, model = _build(name, _own_cfg_dropout)
+    loss.scale = 1.0
+    loss.rate = 0.5
+    with pytest.raises(ConfigurationError, match="cfg_dropout=0.5 needs null_condition"):
+        _labels_seen(loss, model)

@@ -143,10 +143,11 @@ def _iadd(dst: torch.Tensor, src: torch.Tensor, alpha: float) -> torch.Tensor:
 def _step_of(step_size: Any, x: torch.Tensor) -> tuple[Any, Any]:
     """`_prep_step` for `step()`: a tensor step holding NaN/inf is refused as a Python one is
     (one host read per call; none under `checked_inputs`, e.g. a sampler's loop, nor for a
-    step batched by ``torch.func.vmap``). A step of 0 passes: it returns the state."""
+    step batched by ``torch.func.vmap``, nor while torch.compile traces). A step of 0
+    passes: it returns the state."""
     h, h_t = _prep_step(step_size, x)
-    if not isinstance(h_t, torch.Tensor) or _CHECKED.get():
-        return h, h_t
+    if not isinstance(h_t, torch.Tensor) or _CHECKED.get() or torch.compiler.is_compiling():
+        return h, h_t  # (no host read in a compiled region: it would break the graph)
     try:
         ok = bool(h_t.isfinite().all())
     except RuntimeError:  # batched by torch.func.vmap: no value read on the host

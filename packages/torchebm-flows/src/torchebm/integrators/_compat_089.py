@@ -228,8 +228,13 @@ def _reading_cfg_dropout(apply: Callable[..., dict]) -> Callable[..., dict]:
 
     @functools.wraps(apply)
     def apply_conditioning(self: Any, *args: Any, **kwargs: Any) -> dict:
-        self.conditioning.cfg_dropout = check_probability("cfg_dropout", self.cfg_dropout)
-        return apply(self, *args, **kwargs)
+        stored = self.conditioning.cfg_dropout  # what the base property reads: kept, so a
+        # property computed from it (super().cfg_dropout * 0.5) does not compound per call
+        vars(ConditioningAttrs089)["cfg_dropout"].fset(self, self.cfg_dropout)  # checked
+        try:
+            return apply(self, *args, **kwargs)
+        finally:
+            self.conditioning.cfg_dropout = stored
 
     apply_conditioning.reads_cfg_dropout = True  # type: ignore[attr-defined]
     return apply_conditioning

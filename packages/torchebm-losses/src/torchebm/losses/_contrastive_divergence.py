@@ -66,7 +66,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         new_sample_ratio: Probability that a persistent chain restarts from fresh noise.
         energy_reg_weight: $\alpha >= 0$.
         add_noise_to_real: Jitter the data of the positive phase by ``noise_scale`` Gaussian
-            noise. The negative chains of CD-k still start from the clean batch (as in
+            noise. Without ``persistent`` the negative chains start from the clean batch (as in
             torchebm 0.8.9), so a jitter that is not small next to the data's spread makes the
             learned model broader than the jittered data (the chains then need more steps).
         noise_scale: Standard deviation of that jitter.
@@ -196,10 +196,7 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
             IGEBM/JEM), run without conditioning.
         new_sample_ratio: Probability that a chain restarts from fresh noise.
         energy_reg_weight: Weight of the squared-energy regulariser.
-        add_noise_to_real: Jitter the data of the positive phase by ``noise_scale`` Gaussian
-            noise. The negative chains of CD-k still start from the clean batch (as in
-            torchebm 0.8.9), so a jitter that is not small next to the data's spread makes the
-            learned model broader than the jittered data (the chains then need more steps).
+        add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
         noise_scale: Standard deviation of that jitter.
         init_noise_scale: Standard deviation of the (re-)initialisation noise.
 
@@ -403,10 +400,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
             against the sampler's ``stationary_temperature`` where it declares one:
             $\sigma^2$ for Langevin with a constant ``noise_scale`` $\sigma$, 1 for HMC).
         energy_reg_weight: Weight of the squared-energy regulariser.
-        add_noise_to_real: Jitter the data of the positive phase by ``noise_scale`` Gaussian
-            noise. The negative chains of CD-k still start from the clean batch (as in
-            torchebm 0.8.9), so a jitter that is not small next to the data's spread makes the
-            learned model broader than the jittered data (the chains then need more steps).
+        add_noise_to_real: Jitter the data by ``noise_scale`` Gaussian noise.
         noise_scale: Standard deviation of that jitter.
         init_noise_scale: Standard deviation of the noise the chains start from.
 
