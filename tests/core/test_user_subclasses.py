@@ -38,18 +38,6 @@ class Counter(BaseSampler):
         return state
 
 
-def test_a_bool_x_is_refused_and_an_integer_x_cast_as_in_089():
-    # a bool x was silently cast to 0./1. chains; torchebm 0.8.9 cast an integer x to the
-    # sampler's dtype, which stays
-    sampler = InPlaceGradientFlow(HarmonicModel())
-    with pytest.raises(
-        TypeError, match="x must have a floating-point or integer dtype, got torch.bool"
-    ):
-        sampler.sample(torch.ones(4, 2, dtype=torch.bool), n_steps=1)
-    out = sampler.sample(torch.ones(4, 2, dtype=torch.int64), n_steps=1)
-    assert out.dtype == torch.float32 and torch.allclose(out, torch.full((4, 2), 0.9))
-
-
 def test_a_macro_step_stops_at_every_recorded_row():
     # strides of 4 with thin=2: rows after steps 2, 4, ..., 10 (they held the states after
     # steps 4, 8, 10, 10, 10, labelled as 2, 4, 6, 8, 10)

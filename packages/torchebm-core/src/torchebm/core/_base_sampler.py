@@ -419,8 +419,6 @@ class BaseSampler(Schedulable, TorchEBMModule):
             shape = (check_int("n_samples", n_samples, minimum=1), *_event_shape(dim))
             return torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
         check_tensor("x", x, min_ndim=2)
-        if x.dtype == torch.bool:  # (integer chains are cast to the dtype, as in 0.8.9)
-            raise TypeError(f"x must have a floating-point or integer dtype, got {x.dtype}")
         if dim is not None and _event_shape(dim) != tuple(x.shape[1:]):
             got = f"x of shape {tuple(x.shape)} (event shape {tuple(x.shape[1:])})"
             raise ShapeError(f"dim={dim!r} does not match {got}")
