@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -105,3 +106,25 @@ def test_a_chain_whose_start_has_a_nan_energy_is_reported_at_the_start():
     with pytest.raises(NonFiniteError) as err:
         walk.sample(x0, n_steps=10, nan_check_every=1, nan_policy="raise")
     assert err.value.step == 0 and err.value.windows == [(0, 0), (3, 3)]
+
+
+class OverflowsAtStepTwo(CachedEnergyWalk):
+    """The walk, with chain 1's x set to inf by the second step."""
+
+    def step(self, state, ctx):
+        state = super().step(state, ctx)
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 2:
+            state.x[1] = math.inf
+        return state
+
+
+def test_a_nan_start_stays_at_the_start_when_the_trajectory_narrows_the_window():
+    # with return_trajectory=True the recorded x narrowed chain 1's window to its overflow
+    # at step 2, and the report said "1 (step 2)" where it had been non-finite from the start
+    x0 = torch.zeros(4, 2)
+    x0[1, 0] = 3.0
+    walk = OverflowsAtStepTwo(NanRightOfTwo())
+    with pytest.raises(NonFiniteError, match=r"1 \(at the start\)") as err:
+        walk.sample(x0, n_steps=10, return_trajectory=True, nan_policy="raise")
+    assert err.value.step == 0 and err.value.windows == [(0, 0)]

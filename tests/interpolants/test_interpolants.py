@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -294,23 +295,33 @@ def test_ve_velocity_conversions_on_images_and_a_velocity_of_another_shape(sched
     [LinearInterpolant(), VariancePreservingInterpolant(), VarianceExplodingInterpolant()],
     ids=lambda i: type(i).__name__,
 )
-def test_score_and_noise_conversions_refuse_a_prediction_of_another_shape(interpolant):
-    # a (B, 1, 1, 1) score/noise broadcast against sigma and came back (B, 1, 1, 1) for a
-    # (B, C, H, W) state, where the velocity conversions refuse it
+def test_every_conversion_refuses_a_prediction_of_another_shape(interpolant):
+    # a (B, 1, 1, 1) prediction broadcast against the schedules (and x) and came back as a
+    # result built from the wrong-shaped prediction, for a (B, C, H, W) state; only VE's
+    # velocity conversions refused it
     x, t = torch.randn(2, 3, 4, 4), torch.tensor([0.3, 0.7])
     s = torch.randn(2, 3, 4, 4)
     torch.testing.assert_close(
         interpolant.noise_to_score(interpolant.score_to_noise(s, x, t), x, t), s
     )
-    for name, convert in (
-        ("score", interpolant.score_to_noise),
-        ("noise", interpolant.noise_to_score),
-    ):
-        with pytest.raises(ShapeError, match=rf"{name} must have the shape of x \(2, 3, 4, 4\)"):
-            convert(torch.ones(2, 1, 1, 1), x, t)
+    conversions = {
+        "score": ("score_to_noise", "score_to_velocity"),
+        "noise": ("noise_to_score", "noise_to_velocity"),
+        "velocity": ("velocity_to_score", "velocity_to_noise", "velocity_to_data"),
+    }
+    for name, methods in conversions.items():
+        for method in methods:
+            with pytest.raises(
+                ShapeError, match=rf"{name} must have the shape of x \(2, 3, 4, 4\)"
+            ):
+                getattr(interpolant, method)(torch.ones(2, 1, 1, 1), x, t)
 
 
-@pytest.mark.parametrize("t", [True, torch.tensor([True, False])], ids=["python", "tensor"])
+@pytest.mark.parametrize(
+    "t",
+    [True, torch.tensor([True, False]), np.True_, np.array([True, False])],
+    ids=["python", "tensor", "numpy", "numpy-array"],
+)
 def test_a_bool_time_is_refused(t):
     # True ran as t = 1 (the data end) without a word
     x0, x1 = torch.zeros(2, 3), torch.ones(2, 3)

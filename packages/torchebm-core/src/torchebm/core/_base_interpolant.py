@@ -30,8 +30,8 @@ def expand_t_like_x(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
     """``t`` broadcastable against ``x``: scalars stay scalars, ``(B,)`` -> ``(B, 1, ..., 1)``."""
-    if isinstance(t, bool) or getattr(t, "dtype", None) == torch.bool:  # not a time: True is 1.0
-        raise TypeError(f"t must be a floating time in [0, 1], got a bool: {t!r}")
+    if isinstance(t, bool) or str(getattr(t, "dtype", "")) in ("torch.bool", "bool"):  # (numpy)
+        raise TypeError(f"t must be a floating time in [0, 1], got a bool {type(t).__name__}")
     _check_flow_time(t)
     if not isinstance(t, torch.Tensor):  # a list of B times is (B,) too (it broadcast per feature)
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
@@ -39,9 +39,8 @@ def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
         t = t.to(x.dtype)
     if t.ndim >= 1 and x.ndim >= 1:  # (B,) or (B, 1, ...): one time per sample
         if t.shape[0] != x.shape[0] or t.numel() != x.shape[0]:
-            raise ShapeError(
-                f"t must have shape (B,) with B={x.shape[0]} (or be 0-d), got {tuple(t.shape)}"
-            )
+            got = f"B={x.shape[0]} (or be 0-d), got {tuple(t.shape)}"
+            raise ShapeError(f"t must have shape (B,) with {got}")
         return expand_t_like_x(t, x)
     return t
 
@@ -114,8 +113,10 @@ class BaseInterpolant(ABC):
         ut = d_alpha * x1 + d_sigma * x0
         return xt, ut
 
-    def _schedules(self, t: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``(alpha, d_alpha, sigma, d_sigma)`` at ``t`` broadcast against ``x``."""
+    def _schedules(self, t: Any, x: torch.Tensor, velocity: Any = None) -> tuple[torch.Tensor, ...]:
+        """``(alpha, d_alpha, sigma, d_sigma)`` at ``t`` broadcast against ``x`` (and ``velocity``)."""
+        if velocity is not None:  # a prediction converted by the caller: shaped like x
+            _check_like_x("velocity", velocity, x)
         tb = _broadcast_t(t, x)
         return (*self.compute_alpha_t(tb), *self.compute_sigma_t(tb))
 
@@ -163,7 +164,7 @@ class BaseInterpolant(ABC):
     ) -> torch.Tensor:
         r"""Score from a velocity: $s = (\alpha v - \dot\alpha x) / \max((\dot\alpha\sigma -
         \alpha\dot\sigma)\sigma, 10^{-12})$ (no $1/\dot\alpha$; undetermined at $\sigma = 0$)."""
-        alpha, d_alpha, sigma, d_sigma = self._schedules(t, x)
+        alpha, d_alpha, sigma, d_sigma = self._schedules(t, x, velocity)
         den = (d_alpha * sigma - alpha * d_sigma) * sigma
         return (alpha * velocity - d_alpha * x) / den.clamp(min=_floor_for(den, 1e-12))
 
@@ -171,7 +172,7 @@ class BaseInterpolant(ABC):
         self, velocity: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
         r"""Noise $\hat x_0$ from a velocity prediction: $(x - r v)/(\sigma - r\dot\sigma)$."""
-        alpha, d_alpha, sigma, d_sigma = self._schedules(t, x)
+        alpha, d_alpha, sigma, d_sigma = self._schedules(t, x, velocity)
         r = alpha / _nonzero(d_alpha, 1e-8)
         return (x - r * velocity) / _nonzero(sigma - r * d_sigma, 1e-12)
 
@@ -179,6 +180,7 @@ class BaseInterpolant(ABC):
         self, score: torch.Tensor, x: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
         r"""Velocity $B_v s - A$ from a score (undetermined at $\alpha = 0$: floored, $10^{-8}$)."""
+        _check_like_x("score", score, x)
         a, bv = self.compute_drift(x, t)
         return bv * score - a
 
@@ -205,7 +207,7 @@ class BaseInterpolant(ABC):
     ) -> torch.Tensor:
         r"""Data estimate $\hat x_1 = (\dot\sigma x - \sigma v)/(\alpha\dot\sigma - \sigma\dot\alpha)$
         from a velocity (exact at $\alpha = 0$ too, where $(x - \sigma\hat x_0)/\alpha$ is 0/0)."""
-        alpha, d_alpha, sigma, d_sigma = self._schedules(t, x)
+        alpha, d_alpha, sigma, d_sigma = self._schedules(t, x, velocity)
         return (d_sigma * x - sigma * velocity) / _nonzero(alpha * d_sigma - sigma * d_alpha, 1e-12)
 
 

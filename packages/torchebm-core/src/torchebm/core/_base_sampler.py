@@ -660,17 +660,17 @@ class BaseSampler(Schedulable, TorchEBMModule):
             firsts, lasts = [1] * len(idx), [checks.last] * len(idx)
         else:  # a chain's window: (its last check passed, its first check failed]
             firsts, lasts = checks.window[0][bad].add(1).tolist(), checks.window[1][bad].tolist()
+        for j in (~checks.start_ok[bad]).nonzero().flatten().tolist():  # E(x0) is NaN/inf
+            if firsts[j] == 1:  # and no check passed since: non-finite from the start (step 0)
+                firsts[j] = lasts[j] = 0
         if traj is not None and policy != "resample" and nan_check_every > 1:
             # narrow each window with the recorded states (rows after steps thin, 2 thin, ...)
             finite = _finite_rows(traj[bad].flatten(0, 1)).reshape(len(idx), -1)
             n_ok = finite.long().cumprod(1).sum(1).tolist()  # kept rows finite from the start
             for j, ok in enumerate(n_ok):
-                if ok < finite.shape[1]:
+                if ok < finite.shape[1] and lasts[j]:  # (the rows hold x: a start at step 0 stays)
                     firsts[j] = max(firsts[j], ok * thin + 1)
                     lasts[j] = min(lasts[j], (ok + 1) * thin)
-        for j in (~checks.start_ok[bad]).nonzero().flatten().tolist():  # E(x0) is NaN/inf
-            if firsts[j] == 1:  # and no check passed since: non-finite from the start (step 0)
-                firsts[j] = lasts[j] = 0
         pairs = list(zip(idx, firsts, lasts))
         shown = ", ".join(
             f"{i} ({'at the start' if hi == 0 else f'step {hi}' if lo == hi else f'steps {lo}-{hi}'})"

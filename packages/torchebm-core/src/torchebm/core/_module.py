@@ -11,8 +11,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchebm.core.errors import ConfigurationError
-
 __all__ = ["TorchEBMModule", "check_bool", "forward_kwargs", "warn_once", "warn_user"]
 
 _WARNED: set[str] = set()
@@ -97,10 +95,11 @@ class TorchEBMModule(nn.Module):
             raise ValueError(msg) from exc
         try:
             probe = torch.empty(0, device=dev, dtype=dtype)
-        except (RuntimeError, AssertionError) as exc:  # a device torch cannot use here
+        except (RuntimeError, AssertionError, ImportError) as exc:  # a device torch cannot use
             no_cuda = dev is not None and dev.type == "cuda" and not torch.cuda.is_available()
             why = "CUDA is not available" if no_cuda else str(exc).split("\n")[0]
-            raise ConfigurationError(f"device={device!r} cannot be used: {why}") from exc
+            kind = RuntimeError if isinstance(exc, RuntimeError) else type(exc)  # torch's kind
+            raise kind(f"device={device!r} cannot be used: {why}") from exc
         self.register_buffer("_torchebm_probe", probe, persistent=False)
         self.use_mixed_precision = self.autocast_available = False
         self._amp_dtype = torch.float16
