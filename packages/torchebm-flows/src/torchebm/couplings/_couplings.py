@@ -465,13 +465,9 @@ class ReflowCoupling(BaseModelCoupling):
     def __repr__(self) -> str:
         return f"ReflowCoupling(flow={type(self.model).__name__}, n_steps={self.n_steps})"
 
-    def couple(self, x0, x1=None, *, generator=None, **kwargs) -> CouplingResult:
-        """``(x0, flow(x0))``; ``x0`` is checked as the cost couplings check it (a floating
-        tensor of at least one dimension and a non-empty batch) before the flow runs."""
-        check_tensor("x0", x0, min_ndim=1, floating=True)
-        return super().couple(x0, x1, generator=generator, **kwargs)
-
     def generate(self, x0, generator, **kwargs):
+        # x0 checked as the cost couplings check it (floating, >= 1 dim, a non-empty batch)
+        check_tensor("x0", x0, min_ndim=1, floating=True)
         flow = self.model
         sample: Callable | None = getattr(flow, "sample", None)
         if sample is not None:
