@@ -310,7 +310,9 @@ def test_every_conversion_refuses_a_prediction_of_another_shape(interpolant):
         "velocity": ("velocity_to_score", "velocity_to_noise", "velocity_to_data"),
     }
     for name, methods in conversions.items():
-        for method in methods:
+        for method in methods:  # a number broadcast to (B, 1, 1, 1) results too
+            with pytest.raises(ShapeError, match=rf"{name} must have .* got a float"):
+                getattr(interpolant, method)(0.5, x, t)
             with pytest.raises(
                 ShapeError, match=rf"{name} must have the shape of x \(2, 3, 4, 4\)"
             ):

@@ -330,3 +330,25 @@ def test_a_subclass_property_is_checked_like_an_assignment(name):
     loss.rate = 0.5
     with pytest.raises(ConfigurationError, match="cfg_dropout=0.5 needs null_condition"):
         _labels_seen(loss, model)
+
+
+def _half_then_logged(base):
+    class Logged(_half_of_base(base)):
+        """A subclass of the property's class that only overrides apply_conditioning."""
+
+        def apply_conditioning(self, *args, **kwargs):
+            self.applied = getattr(self, "applied", 0) + 1
+            return super().apply_conditioning(*args, **kwargs)
+
+    return Logged
+
+
+@pytest.mark.parametrize("name", ["fm", "dsm"])
+def test_a_wrapped_subclass_of_a_wrapped_class_reads_the_property_once(name):
+    # both classes' apply_conditioning were wrapped: the outer one stored 0.5, the inner
+    # one read the property as 0.25 and dropped at that rate within the same call
+    loss, model = _build(name, _half_then_logged, cfg_dropout=1.0, null_condition=NULL)
+    seen = torch.cat([_labels_seen(loss, model, n=400) for _ in range(5)])
+    dropped = float((seen == NULL).double().mean())
+    assert loss.applied == 5 and loss.cfg_dropout == 0.5
+    assert abs(dropped - 0.5) < 5 * (0.25 / seen.numel()) ** 0.5, dropped  # 5 standard errors

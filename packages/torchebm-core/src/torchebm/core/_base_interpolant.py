@@ -45,9 +45,10 @@ def _broadcast_t(t: Any, x: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _check_like_x(name: str, v: torch.Tensor, x: torch.Tensor) -> None:
-    if v.shape != x.shape:  # a (B, 1, 1, 1) prediction `v` would broadcast against x silently
-        raise ShapeError(f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
+def _check_like_x(name: str, v: Any, x: torch.Tensor) -> None:
+    if getattr(v, "shape", None) != x.shape:  # a (B, 1, 1, 1) `v`, or a number: it broadcasts
+        got = tuple(v.shape) if isinstance(v, torch.Tensor) else f"a {type(v).__name__}"
+        raise ShapeError(f"{name} must have the shape of x {tuple(x.shape)}, got {got}")
 
 
 class BaseInterpolant(ABC):

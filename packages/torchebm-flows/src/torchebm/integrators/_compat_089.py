@@ -228,13 +228,17 @@ def _reading_cfg_dropout(apply: Callable[..., dict]) -> Callable[..., dict]:
 
     @functools.wraps(apply)
     def apply_conditioning(self: Any, *args: Any, **kwargs: Any) -> dict:
-        stored = self.conditioning.cfg_dropout  # what the base property reads: kept, so a
-        # property computed from it (super().cfg_dropout * 0.5) does not compound per call
+        cond = self.conditioning
+        if getattr(cond, "serving_property", False):  # a subclass's wrapper set it already
+            return apply(self, *args, **kwargs)
+        stored = cond.cfg_dropout  # what the base property reads: kept, so a property
+        # computed from it (super().cfg_dropout * 0.5) does not compound per call
         vars(ConditioningAttrs089)["cfg_dropout"].fset(self, self.cfg_dropout)  # checked
+        cond.serving_property = True
         try:
             return apply(self, *args, **kwargs)
         finally:
-            self.conditioning.cfg_dropout = stored
+            cond.cfg_dropout, cond.serving_property = stored, False
 
     apply_conditioning.reads_cfg_dropout = True  # type: ignore[attr-defined]
     return apply_conditioning
