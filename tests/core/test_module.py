@@ -155,8 +155,8 @@ def test_a_device_torch_cannot_use_here_is_named():
         for make in (TorchEBMModule, core.HarmonicModel):
             with pytest.raises(torch_kinds, match=r"device='cuda' .*CUDA is not available"):
                 make(device="cuda")
-    with pytest.raises(ImportError, match=r"device='hpu' cannot be used: "):
-        TorchEBMModule(device="hpu")  # a backend whose module is missing
+    with pytest.raises((ImportError, RuntimeError), match=r"device='hpu' cannot be used: "):
+        TorchEBMModule(device="hpu")  # its module is missing (torch 2.4: no kernel for it)
 
 
 def test_prepare_model_kwargs():
